@@ -1,0 +1,174 @@
+"""Reading images and writing label images: the edges of the library.
+
+Every image comes back as a (T, C, Y, X) array so the rest of the code never
+guesses axes. Errors name the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jpeg")
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message names the file."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    name = str(path).lower()
+    return name.endswith(IMAGE_SUFFIXES)
+
+
+def _axes_to_tcyx(data: np.ndarray, axes: str, path) -> np.ndarray:
+    """Reorder an array with tifffile axis letters into (T, C, Y, X)."""
+    axes = axes.upper().replace("Q", "C").replace("I", "T").replace("Z", "T")
+    if "S" in axes and "C" not in axes:
+        axes = axes.replace("S", "C")
+    for letter in axes:
+        if letter not in "TCYX":
+            raise ImageError(f"{path}: unsupported axis {letter!r} in {axes!r}")
+    if len(set(axes)) != len(axes):
+        raise ImageError(f"{path}: ambiguous axes {axes!r}")
+    if "Y" not in axes or "X" not in axes:
+        raise ImageError(f"{path}: image has no Y/X axes ({axes!r}, shape {data.shape})")
+    for letter in "TC":
+        if letter not in axes:
+            data = data[np.newaxis]
+            axes = letter + axes
+    return np.transpose(data, [axes.index(a) for a in "TCYX"])
+
+
+def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF/OME-TIFF as a (T, C, Y, X) array in its own dtype.
+
+    A 2-D image is one channel. A 3-D TIFF without axis metadata is taken as
+    (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X). An RGB(A) image
+    has its colour samples as channels (alpha dropped).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                data = series.asarray()
+                axes = series.axes
+        else:
+            import imageio.v3 as iio
+
+            data = iio.imread(path)
+            axes = {2: "YX", 3: "YXS"}.get(data.ndim, "")
+    except ImageError:
+        raise
+    except Exception as err:  # tifffile/imageio raise many types on corrupt files
+        raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+    if data.ndim == 3 and axes in ("QYX", "IYX", "ZYX"):
+        axes = "TYX" if timelapse else "CYX"
+    if "S" in axes and data.shape[axes.index("S")] == 4:  # drop alpha
+        data = np.take(data, [0, 1, 2], axis=axes.index("S"))
+    if not axes:
+        raise ImageError(f"{path}: cannot interpret an image of shape {data.shape}")
+    return _axes_to_tcyx(data, axes, path)
+
+
+def image_shape(path: str | os.PathLike, timelapse: bool = False) -> tuple[int, int, int, int]:
+    """(T, C, Y, X) of an image without reading its pixels where possible."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff") and path.exists():
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, axes = series.shape, series.axes
+        except Exception as err:
+            raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+        if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
+            axes = "TYX" if timelapse else "CYX"
+        view = np.broadcast_to(np.uint8(0), shape)  # zero-stride stand-in: no pixels read
+        return tuple(_axes_to_tcyx(view, axes, path).shape)
+    return tuple(read_image(path, timelapse).shape)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; rename onto it only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
+    """Write a 32-bit label image as OME-TIFF ((Y, X) or (T, Y, X)), atomically."""
+    labels = np.asarray(labels)
+    if labels.max(initial=0) > np.iinfo(np.uint32).max:
+        raise ValueError(f"{path}: more labels than a 32-bit image holds")
+    labels = labels.astype(np.uint32, copy=False)
+    axes = "YX" if labels.ndim == 2 else "TYX"
+    metadata = {"axes": axes}
+    if pixel_size_um:
+        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib")
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label image as written by :func:`write_labels` ((Y, X) or (T, Y, X))."""
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.series[0].asarray()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except Exception as err:
+        raise ImageError(f"{path}: cannot read labels ({type(err).__name__}: {err})") from err
+    if not np.issubdtype(data.dtype, np.integer):
+        raise ImageError(f"{path}: labels must be integers, got {data.dtype}")
+    return data
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, channel_names: list[str] | None = None,
+                axes: str = "CYX", pixel_size_um: float | None = None) -> None:
+    """Write an intensity image as OME-TIFF with channel names, atomically."""
+    metadata: dict = {"axes": axes}
+    if channel_names:
+        metadata["Channel"] = {"Name": list(channel_names)}
+    if pixel_size_um:
+        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, image, ome=True, metadata=metadata, compression="zlib")
+
+
+def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:
+    """Channel names stored in an OME-TIFF's metadata, or None."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.is_ome:
+                return None
+            meta = tifffile.xml2dict(tif.ome_metadata)
+    except Exception:
+        return None
+    image = meta.get("OME", {}).get("Image", {})
+    if isinstance(image, list):
+        image = image[0]
+    channels = image.get("Pixels", {}).get("Channel", [])
+    if isinstance(channels, dict):
+        channels = [channels]
+    names = [c.get("Name") for c in channels]
+    return names if names and all(names) else None

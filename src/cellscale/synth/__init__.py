@@ -1,0 +1,1 @@
+"""Seeded synthetic microscopy with known ground truth."""

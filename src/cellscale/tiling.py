@@ -1,0 +1,115 @@
+"""Tile plans: where the model's windows fall and which shard (job) runs each.
+
+A tile is one model input window; neighbouring tiles overlap by ``overlap``
+pixels so their predictions can be blended without seams. A shard is a list of
+consecutive tiles, sized in megapixels, that one ``segment`` job processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class TilePlan:
+    """Tiling of a (T, Y, X) image (T = 1 for still images).
+
+    Attributes
+    ----------
+    shape : (T, Y, X) of the image.
+    tile : (th, tw) window size, a multiple of the model's ``tile_multiple``.
+    overlap : pixels shared by neighbouring windows.
+    tiles : list of [t, y0, x0]; windows may stick out past the image edge
+        (those pixels are zero-padded).
+    shards : list of lists of tile indices.
+    ranges : per-channel [low, high] normalisation, computed on the whole image.
+    """
+
+    shape: list[int]
+    tile: list[int]
+    overlap: int
+    tiles: list[list[int]]
+    shards: list[list[int]]
+    ranges: list[list[float]] = field(default_factory=list)
+
+    def write(self, path: str | os.PathLike) -> None:
+        from .io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(asdict(self)) + "\n")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "TilePlan":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _starts(length: int, window: int, overlap: int) -> list[int]:
+    if length <= window:
+        return [0]
+    stride = window - overlap
+    n = math.ceil((length - window) / stride) + 1
+    starts = [i * stride for i in range(n - 1)] + [length - window]
+    return sorted(set(starts))
+
+
+def window_size(length: int, tile: int, multiple: int) -> int:
+    """The window edge for one axis: ``tile``, or less for a small image (rounded up to ``multiple``)."""
+    return min(tile, int(math.ceil(length / multiple) * multiple))
+
+
+def n_shards(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) -> int:
+    """How many shards :func:`plan_tiles` makes, from the shape alone (used to build the DAG)."""
+    return len(plan_tiles(shape, tile, overlap, multiple, shard_mpx).shards)
+
+
+def plan_tiles(shape, tile: int = 256, overlap: int = 32, multiple: int = 16,
+               shard_mpx: float = 16.0) -> TilePlan:
+    """Plan windows and shards for an image of shape (T, Y, X).
+
+    Parameters
+    ----------
+    shape : (T, Y, X).
+    tile : window edge in pixels (rounded down to ``multiple``).
+    overlap : overlap between neighbouring windows (< tile / 2).
+    multiple : the model's required divisor of window sizes.
+    shard_mpx : target megapixels of window area per shard.
+    """
+    t, h, w = (int(s) for s in shape)
+    tile = max(multiple, tile // multiple * multiple)
+    th, tw = window_size(h, tile, multiple), window_size(w, tile, multiple)
+    if overlap * 2 >= min(th, tw) and (h > th or w > tw):
+        raise ValueError(f"overlap {overlap} is too large for {th}x{tw} tiles")
+    tiles = [[f, y, x] for f in range(t) for y in _starts(h, th, overlap) for x in _starts(w, tw, overlap)]
+    per_shard = max(1, int(shard_mpx * 1e6 // (th * tw)))
+    shards = [list(range(i, min(i + per_shard, len(tiles)))) for i in range(0, len(tiles), per_shard)]
+    return TilePlan([t, h, w], [th, tw], overlap, tiles, shards)
+
+
+def read_window(image: np.ndarray, t: int, y0: int, x0: int, th: int, tw: int) -> np.ndarray:
+    """A (C, th, tw) window of a (T, C, Y, X) array, zero-padded past the edges."""
+    _, c, h, w = image.shape
+    out = np.zeros((c, th, tw), dtype=np.float32)
+    y1, x1 = min(y0 + th, h), min(x0 + tw, w)
+    out[:, : y1 - y0, : x1 - x0] = image[t, :, y0:y1, x0:x1]
+    return out
+
+
+def blend_weights(th: int, tw: int, overlap: int) -> np.ndarray:
+    """A smooth (th, tw) window that fades to near zero over ``overlap`` at each edge."""
+
+    def ramp(n):
+        r = np.ones(n, np.float32)
+        if overlap > 0:
+            edge = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
+            m = min(overlap, n // 2)
+            r[:m] = edge[:m]
+            r[n - m:] = edge[:m][::-1]
+        return np.maximum(r, 1e-3)
+
+    return np.outer(ramp(th), ramp(tw))

@@ -1,0 +1,1 @@
+"""Cell tracking: detections, linking, lineage export."""

@@ -1,0 +1,226 @@
+"""Training: data sets, augmentation, the loss, resumable fitting and the model card.
+
+Training is reproducible from data: the data set's content hash, the exact
+command and the held-out metrics are written into the model card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .model import ModelSpec, build_unet
+from .postprocess import PostprocessParams
+from .targets import make_targets
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Example:
+    """One training image: normalised channels (C, Y, X) and labels per compartment."""
+
+    name: str
+    kind: str
+    image: np.ndarray
+    labels: dict[str, np.ndarray]
+
+
+def split_of(name: str) -> str:
+    """Deterministic 80/10/10 split by a hash of the image name."""
+    bucket = int(hashlib.sha1(name.encode()).hexdigest(), 16) % 10
+    return "test" if bucket == 0 else "val" if bucket == 1 else "train"
+
+
+def load_dsb(root: str | os.PathLike, split: str, kinds: tuple[str, ...] | None = None) -> list[Example]:
+    """DSB2018 images of one split as single-channel nuclear examples."""
+    import pandas as pd
+
+    from .io import read_image
+    from .preprocess import normalize, percentile_range, select_channels
+
+    root = Path(root)
+    index = pd.read_csv(root / "index.csv")
+    out = []
+    for row in index.itertuples():
+        if split_of(row.id) != split or (kinds and row.kind not in kinds):
+            continue
+        raw = read_image(root / "images" / f"{row.id}.png")
+        chans = select_channels(raw, {}, ["nuclear"])[0]
+        image = normalize(chans, percentile_range(chans))
+        labels = read_image(root / "masks" / f"{row.id}.tif")[0, 0].astype(np.int32)
+        out.append(Example(row.id, row.kind, image, {"nuclear": labels}))
+    return out
+
+
+def dataset_hash(paths: list[Path]) -> str:
+    """SHA-256 over the sorted files' names and bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def random_crop(example: Example, size: int, rng: np.random.Generator, scale_range=(0.6, 1.7)):
+    """A randomly scaled, flipped and rotated crop: (C, S, S) image, {comp: (S, S)} labels."""
+    scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+    c, h, w = example.image.shape
+    src = int(np.ceil(size / scale))
+    y0 = rng.integers(0, max(1, h - src + 1))
+    x0 = rng.integers(0, max(1, w - src + 1))
+    img = example.image[:, y0:y0 + src, x0:x0 + src]
+    labs = {k: v[y0:y0 + src, x0:x0 + src] for k, v in example.labels.items()}
+    zoom = size / src
+    img = np.stack([ndi.zoom(ch, zoom, order=1) for ch in img])
+    labs = {k: ndi.zoom(v, zoom, order=0) for k, v in labs.items()}
+    pad_y, pad_x = size - img.shape[1], size - img.shape[2]
+    if pad_y > 0 or pad_x > 0:
+        img = np.pad(img, ((0, 0), (0, max(pad_y, 0)), (0, max(pad_x, 0))))
+        labs = {k: np.pad(v, ((0, max(pad_y, 0)), (0, max(pad_x, 0)))) for k, v in labs.items()}
+    img, labs = img[:, :size, :size], {k: v[:size, :size] for k, v in labs.items()}
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+
+    def geo(a):
+        a = np.rot90(a, k, axes=(-2, -1))
+        return a[..., ::-1] if flip else a
+
+    img = geo(img)
+    labs = {kk: geo(v) for kk, v in labs.items()}
+    gamma = float(np.exp(rng.normal(0, 0.25)))
+    img = np.sign(img) * np.abs(img) ** gamma * float(rng.uniform(0.8, 1.25))
+    img = img + rng.normal(0, rng.uniform(0, 0.03), img.shape)
+    return np.ascontiguousarray(img, np.float32), {kk: np.ascontiguousarray(v) for kk, v in labs.items()}
+
+
+def batches(examples: list[Example], compartments: list[str], size: int, batch: int, seed: int):
+    """Endless generator of (x (B,S,S,C), y (B,S,S,2*n_comp)) training batches."""
+    rng = np.random.default_rng(seed)
+    while True:
+        xs, ys = [], []
+        for _ in range(batch):
+            ex = examples[int(rng.integers(len(examples)))]
+            img, labs = random_crop(ex, size, rng)
+            xs.append(np.moveaxis(img, 0, -1))
+            ys.append(np.concatenate([make_targets(labs[c]) for c in compartments], axis=-1))
+        yield np.stack(xs), np.stack(ys).astype(np.float32)
+
+
+def make_loss(n_compartments: int):
+    """Inner-distance MSE (foreground-weighted) + class-weighted 3-class cross-entropy."""
+    import keras
+    from keras import ops
+
+    class_weights = ops.convert_to_tensor([1.0, 3.0, 1.0])
+
+    def loss(y_true, y_pred):
+        total = 0.0
+        for i in range(n_compartments):
+            dist_t = y_true[..., 2 * i]
+            cls_t = ops.cast(y_true[..., 2 * i + 1], "int32")
+            dist_p = y_pred[..., 4 * i]
+            probs = ops.clip(y_pred[..., 4 * i + 1: 4 * i + 4], 1e-6, 1.0)
+            onehot = ops.one_hot(cls_t, 3)
+            ce = -ops.sum(onehot * ops.log(probs) * class_weights, axis=-1)
+            weight = 1.0 + 4.0 * ops.cast(cls_t > 0, "float32")
+            mse = weight * ops.square(dist_t - dist_p)
+            total = total + ops.mean(ce) + 10.0 * ops.mean(mse)
+        return total
+
+    keras.saving.register_keras_serializable("cellscale")(loss)
+    return loss
+
+
+def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps: int, batch: int = 8,
+        tile: int = 256, lr: float = 2e-3, seed: int = 0, log=print, steps_per_epoch: int = 100) -> Path:
+    """Train (resuming from ``out_dir/checkpoint.keras`` if present) and return the checkpoint path.
+
+    The learning rate follows a cosine decay over ``steps``; a checkpoint and a
+    state file are written after every epoch so a killed run loses at most one epoch.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, state_file = out_dir / "checkpoint.keras", out_dir / "state.json"
+    steps_per_epoch = min(steps_per_epoch, steps)
+    epochs = max(1, steps // steps_per_epoch)
+    initial_epoch = 0
+    keras.utils.set_random_seed(seed)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.05)
+    model = build_unet(spec)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(len(spec.compartments)))
+    if ckpt.exists() and state_file.exists():
+        initial_epoch = json.loads(state_file.read_text())["epoch"]
+        model = keras.models.load_model(ckpt, custom_objects={"loss": make_loss(len(spec.compartments))})
+        log(f"resuming from epoch {initial_epoch} of {epochs}")
+    if initial_epoch >= epochs:
+        return ckpt
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            tmp = out_dir / "checkpoint.tmp.keras"
+            self.model.save(tmp)
+            os.replace(tmp, ckpt)
+            state_file.write_text(json.dumps({"epoch": epoch + 1, "loss": float(logs.get("loss", 0))}))
+            log(f"epoch {epoch + 1}/{epochs} loss {logs.get('loss', float('nan')):.4f} "
+                f"({time.strftime('%H:%M:%S')})")
+
+    data = batches(train, spec.compartments, tile, batch, seed + initial_epoch)
+    model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+              callbacks=[Checkpoint()], verbose=0)
+    return ckpt
+
+
+def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
+    """Save the trained network without optimizer state next to its model.json."""
+    import keras
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model = keras.models.load_model(ckpt, compile=False)
+    tmp = model_dir / "model.tmp.keras"
+    model.save(tmp, include_optimizer=False)
+    os.replace(tmp, model_dir / "model.keras")
+    spec.write(model_dir)
+
+
+def tune_postprocess(predict, examples: list[Example], compartment: str, log=print) -> PostprocessParams:
+    """Grid-search the watershed thresholds for the best mean AP on validation examples."""
+    from .metrics import summarize
+    from .postprocess import labels_from_maps
+
+    maps = [predict(ex.image) for ex in examples]
+    comp_index = 0
+    best, best_score = PostprocessParams(), -1.0
+    grid = [(s, f, p, d) for s in (1.0, 2.0) for f in (0.4, 0.5, 0.6) for p in (0.2, 0.35, 0.5) for d in (3, 6)]
+    for sigma, fg, peak, md in grid:
+        params = PostprocessParams(sigma=sigma, foreground=fg, peak_threshold=peak, min_distance=md)
+        pairs = [(ex.labels[compartment], labels_from_maps(m[4 * comp_index], m[4 * comp_index + 1], params))
+                 for ex, m in zip(examples, maps)]
+        result = summarize(pairs)
+        score = result["ap"] + result["f1"]
+        if score > best_score:
+            best, best_score = params, score
+    log(f"tuned post-processing: {best.to_dict()} (val F1+AP {best_score:.3f})")
+    return best
+
+
+def command_line() -> str:
+    return " ".join(["cellscale", *sys.argv[1:]]) if sys.argv else "cellscale train"
+
+
+def copy_card(src: Path, dst: Path) -> None:
+    if src.resolve() != dst.resolve():
+        shutil.copy(src, dst)
