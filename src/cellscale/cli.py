@@ -1,9 +1,105 @@
-"""The ``cellscale`` command line: single steps for users, the same code the workflow runs."""
+"""The ``cellscale`` command line: single steps, the same code the workflow runs.
+
+Commands: segment, measure, track, evaluate-tracks, synth, train. Run
+``cellscale COMMAND --help`` for each.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def _segment(args) -> int:
+    import numpy as np
+
+    from .io import is_image_file, read_image, write_labels
+    from .logs import step_log
+    from .model import Predictor
+    from .segmentation import segment_image
+
+    src = Path(args.input)
+    if src.is_dir():
+        inputs = sorted(p for p in src.iterdir() if p.is_file() and is_image_file(p))
+        if not inputs:
+            raise SystemExit(f"{src}: no PNG/TIFF images in this folder")
+    elif src.exists():
+        inputs = [src]
+    else:
+        raise SystemExit(f"{src}: no such file or folder")
+    whole_cell = args.compartment == "whole-cell"
+    if whole_cell and args.membrane_channel is None:
+        raise SystemExit("--compartment whole-cell needs --membrane-channel")
+    model_dir = Path(args.model) if args.model else DEFAULT_MODELS / ("tissue" if whole_cell else "nuclear")
+    predictor = Predictor(model_dir, batch_size=args.batch_size)  # loaded once for all inputs
+    roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
+    compartment = "whole_cell" if whole_cell else "nuclear"
+    single_file = len(inputs) == 1 and not src.is_dir() and not args.output.endswith("/")
+    out_dir = Path(args.output) if not single_file else None
+    with step_log(None, "segment"):
+        for path in inputs:
+            image = read_image(path, timelapse=args.timelapse)
+            labels = segment_image(predictor, image, roles, tile=args.tile, overlap=args.overlap)[compartment]
+            labels = labels[0] if labels.shape[0] == 1 else labels
+            stem = path.name.split(".")[0]
+            target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
+            write_labels(target, labels.astype(np.uint32))
+            print(f"{path} -> {target}: {int(labels.max())} {compartment.replace('_', '-')} labels")
+    return 0
+
+
+def _measure(args) -> int:
+    from .io import read_image, read_labels
+    from .measure import measure_cells, write_table
+    from .steps import sample_channel_names
+
+    labels = read_labels(args.labels)
+    image = read_image(args.image)[0]
+    if labels.ndim != 2:
+        raise SystemExit(f"{args.labels}: expected a 2-D label image, got shape {labels.shape}")
+    names = sample_channel_names(args.image, image.shape[0], args.channel_names.split(",")
+                                 if args.channel_names else None)
+    table = measure_cells(labels, image, names, extra_stats=args.extra_stats)
+    out = Path(args.output)
+    write_table(table, out, out.with_suffix(".parquet") if args.parquet else None)
+    print(f"{len(table)} cells -> {out}")
+    return 0
+
+
+def _track(args) -> int:
+    from .track.detections import detections_from_labels
+    from .track.export_ctc import read_label_dir, write_ctc, write_tracks_table
+    from .track.linking import link
+
+    labels = read_label_dir(args.labels_dir)
+    detections = detections_from_labels(labels)
+    tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
+                  divisions=not args.no_divisions)
+    write_ctc(labels, tracks, args.output)
+    if args.table:
+        write_tracks_table(tracks, args.table)
+    n_div = int((tracks.groupby("track_id").parent_track_id.first() > 0).sum() // 2)
+    print(f"{len(tracks)} detections in {labels.shape[0]} frames -> {tracks.track_id.nunique()} tracks, "
+          f"{n_div} divisions -> {args.output}")
+    return 0
+
+
+def _evaluate_tracks(args) -> int:
+    from .track.evaluate import evaluate_ctc
+
+    scores = evaluate_ctc(args.result_dir, args.gt_dir)
+    for key, value in scores.items():
+        print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
+    return 0
+
+
+def _synth(args) -> int:
+    from .synth.cli import run_synth
+
+    return run_synth(args)
 
 
 def _train(args) -> int:
@@ -13,15 +109,82 @@ def _train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cellscale", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser(
+        "segment", help="segment nuclei or whole cells in an image or a folder of images",
+        description="Segment INPUT (a PNG/TIFF/OME-TIFF, or a folder of them, all in one process with the model "
+                    "loaded once). For a folder, OUTPUT is a folder receiving one 32-bit label TIFF per input "
+                    "with the same stem; for one file, OUTPUT is the label file (or a folder if it ends with /). "
+                    "A 2-D single-channel image is nuclear. A 3-channel image with no --nuclear-channel is "
+                    "treated as colour (H&E / brightfield): its luminance, inverted when the background is "
+                    "bright, is the nuclear channel. Multichannel images: give --nuclear-channel (and "
+                    "--membrane-channel for whole cells).")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--compartment", choices=["nuclear", "whole-cell"], default="nuclear")
+    p.add_argument("--nuclear-channel", type=int, default=None, help="0-based channel index of the nuclear stain")
+    p.add_argument("--membrane-channel", type=int, default=None, help="0-based channel index of the membrane stain")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped nuclear or tissue model)")
+    p.add_argument("--tile", type=int, default=256, help="model window edge in pixels")
+    p.add_argument("--overlap", type=int, default=32, help="window overlap in pixels")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--timelapse", action="store_true", help="a 3-D TIFF without axis metadata is (T, Y, X)")
+    p.set_defaults(func=_segment)
+
+    p = sub.add_parser("measure", help="per-cell table (MCMICRO columns) from a label image and its image",
+                       description="Measure every cell of LABELS (a 2-D label TIFF) in IMAGE (C, Y, X): CellID, "
+                                   "mean intensity per channel, X/Y centroid, Area, axis lengths, Eccentricity, "
+                                   "Solidity, Extent, Orientation, identical to scikit-image's regionprops.")
+    p.add_argument("labels")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    p.add_argument("--channel-names", default=None, help="comma-separated names (default: OME metadata, else ch0..)")
+    p.add_argument("--extra-stats", action="store_true", help="add sum, median, std, 25th/75th percentiles")
+    p.add_argument("--parquet", action="store_true", help="also write a Parquet file next to the CSV")
+    p.set_defaults(func=_measure)
+
+    p = sub.add_parser("track", help="link per-frame labels into tracks and lineages (CTC result folder)",
+                       description="Track the cells of LABELS_DIR (a folder of per-frame label TIFFs, e.g. "
+                                   "mask000.tif..., or a CTC TRA/SEG folder) and write a Cell Tracking Challenge "
+                                   "result folder (maskNNN.tif relabelled by track, res_track.txt 'L B E P').")
+    p.add_argument("labels_dir")
+    p.add_argument("-o", "--output", required=True, help="CTC result folder to write")
+    p.add_argument("--max-distance", type=float, default=None, help="largest link in pixels (default: estimated)")
+    p.add_argument("--max-gap", type=int, default=2, help="frames a cell may be missing")
+    p.add_argument("--no-divisions", action="store_true", help="do not detect divisions")
+    p.add_argument("--table", default=None, help="also write the tracks table (Parquet) here")
+    p.set_defaults(func=_track)
+
+    p = sub.add_parser("evaluate-tracks", help="score a CTC result folder against ground truth (py-ctcmetrics)",
+                       description="Print TRA, DET, LNK and division precision/recall/F1 of RESULT_DIR against "
+                                   "GT_DIR (the folder holding TRA/).")
+    p.add_argument("result_dir")
+    p.add_argument("gt_dir")
+    p.set_defaults(func=_evaluate_tracks)
+
+    p = sub.add_parser("synth", help="generate seeded test images with known ground truth",
+                       description="Generate a multichannel tissue image (DNA, membrane, two markers) or a "
+                                   "time-lapse of moving, dividing nuclei, with ground truth, deterministic for "
+                                   "a seed.")
+    p.add_argument("kind", choices=["tissue", "timelapse"])
+    p.add_argument("-o", "--output", required=True, help="image file to write (.ome.tif)")
+    p.add_argument("--truth-dir", default=None, help="folder for the ground truth (default: next to the image)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=512, help="image edge in pixels")
+    p.add_argument("--cells", type=int, default=None, help="number of cells")
+    p.add_argument("--frames", type=int, default=30, help="time-lapse frames")
+    p.set_defaults(func=_synth)
+
     p = sub.add_parser("train", help="train a segmentation model and write it with its model card",
-                       description="Train the U-Net (inner distance + 3-class heads) on DSB2018 nuclei or on "
-                                   "generated tissue, resumable from --run-dir, then tune post-processing on the "
-                                   "validation split, score the test split against the Otsu baseline and write "
-                                   "model.keras, model.json and MODEL_CARD.md into --out.")
-    p.add_argument("--data", required=True, help="DSB2018 folder (images/, masks/, index.csv) or 'synthetic-tissue'")
+                       description="Train the U-Net (inner distance + 3-class heads) on DSB2018 nuclei (a folder "
+                                   "with images/, masks/, index.csv) or on generated tissue ('synthetic-tissue'), "
+                                   "resumable from --run-dir; then tune post-processing on the validation split, "
+                                   "score the held-out split against the Otsu baseline and write model.keras, "
+                                   "model.json, metrics.json and MODEL_CARD.md into --out.")
+    p.add_argument("--data", required=True, help="DSB2018 folder or 'synthetic-tissue'")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--run-dir", required=True, help="folder for checkpoints (rerun to resume)")
     p.add_argument("--steps", type=int, default=3000, help="training steps (batches)")
@@ -31,13 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images", type=int, default=24, help="generated images (synthetic-tissue only)")
     p.set_defaults(func=_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"cellscale {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

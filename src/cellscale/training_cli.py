@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from . import train as T
 from .model import ModelSpec
+
+SYNTHETIC = "synthetic-tissue"
 
 
 def _log(msg: str) -> None:
@@ -15,16 +16,28 @@ def _log(msg: str) -> None:
 
 
 def run_training(args) -> int:
-    data = Path(args.data)
-    spec = ModelSpec(name=Path(args.out).name, inputs=["nuclear"], compartments=["nuclear"],
-                     base_filters=args.base_filters, depth=args.depth, tile_multiple=2**args.depth)
-    train = T.load_dsb(data, "train")
-    _log(f"{len(train)} training images from {data}")
+    synthetic = args.data == SYNTHETIC
+    if synthetic:
+        spec = ModelSpec(name=Path(args.out).name, inputs=["nuclear", "membrane"],
+                         compartments=["nuclear", "whole_cell"], base_filters=args.base_filters,
+                         depth=args.depth, tile_multiple=2**args.depth)
+        train = T.load_synthetic_tissue(args.images, "train", args.seed)
+    else:
+        data = Path(args.data)
+        if not (data / "index.csv").exists():
+            raise FileNotFoundError(f"{data}: not a DSB2018 folder (no index.csv) and not {SYNTHETIC!r}")
+        spec = ModelSpec(name=Path(args.out).name, inputs=["nuclear"], compartments=["nuclear"],
+                         base_filters=args.base_filters, depth=args.depth, tile_multiple=2**args.depth)
+        train = T.load_dsb(data, "train")
+    _log(f"{len(train)} training images from {args.data}")
     ckpt = T.fit(spec, train, args.run_dir, steps=args.steps, batch=args.batch, tile=args.tile,
                  lr=args.lr, seed=args.seed, log=_log)
     T.export(ckpt, spec, args.out)
     _log(f"exported to {args.out}")
-    from .evaluation import finish_model
+    from . import evaluation
 
-    finish_model(args, spec, data, log=_log)
+    if synthetic:
+        evaluation.finish_tissue_model(args, spec, log=_log)
+    else:
+        evaluation.finish_model(args, spec, Path(args.data), log=_log)
     return 0

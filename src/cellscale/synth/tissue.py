@@ -60,6 +60,9 @@ def make_tissue(shape: tuple[int, int] = (512, 512), n_cells: int = 150, seed: i
     cols = np.clip(centres[:, 1].astype(int), 0, shape[1] - 1)
     markers[rows, cols] = np.arange(1, n + 1)
     dist = ndi.distance_transform_edt(markers == 0)
+    # a smooth random field makes cell outlines irregular, as in real tissue
+    wobble = ndi.gaussian_filter(rng.normal(0, 1, shape), cell_radius / 2)
+    dist = dist * (1 + 0.35 * wobble / (wobble.std() + 1e-9))
     cells = watershed(dist, markers, mask=dist < cell_radius * rng.uniform(0.9, 1.3))
     # cells are bounded by a thin gap so neighbours are separable, as in real membranes
     cells[find_boundaries(cells, mode="inner")] = 0

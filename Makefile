@@ -1,0 +1,43 @@
+# cellscale: `make demo` runs the workflow on the bundled demo data; `make test` runs the tests.
+# Both set themselves up (a .venv with everything from pip) on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONWARNINGS := ignore::UserWarning
+
+.PHONY: demo test venv report demo-data models clean lint
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[model,workflow,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --profile profiles/local
+	$(BIN)/snakemake --profile profiles/local --report results/report.html
+	@echo "Results in results/; open results/report.html"
+
+test: $(STAMP)
+	$(BIN)/pytest -q -ra
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+# Regenerate the generated demo samples (seeded: identical every time).
+demo-data: $(STAMP)
+	$(BIN)/cellscale synth tissue -o data/demo/synthetic/tissue.ome.tif --size 512 --seed 1
+	$(BIN)/cellscale synth timelapse -o data/demo/synthetic/timelapse.ome.tif --size 256 --frames 24 --seed 2
+
+# Retrain the shipped models (needs ../shared/data/dsb2018; about an hour each on 2 CPU cores).
+models: $(STAMP)
+	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear --steps 4000
+	$(BIN)/cellscale train --data synthetic-tissue --out models/tissue --run-dir train_runs/tissue --steps 1200 --images 24
+
+clean:
+	rm -rf results logs benchmarks/out .snakemake

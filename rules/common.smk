@@ -1,0 +1,105 @@
+# Sample sheet, validated config and the input functions every rule uses.
+
+import os
+
+import pandas as pd
+from snakemake.utils import validate
+
+
+validate(config, schema="../workflow/schemas/config.schema.yaml")
+
+samples = pd.read_csv(
+    config["samples"],
+    sep="\t",
+    comment="#",
+    dtype={"sample": str, "image": str, "kind": str, "channel_names": str},
+).set_index("sample", drop=False)
+for _column in ("nuclear_channel", "membrane_channel"):
+    if _column not in samples:
+        samples[_column] = pd.NA
+    samples[_column] = samples[_column].astype("Int64")
+validate(samples, schema="../workflow/schemas/samples.schema.yaml")
+if samples.index.duplicated().any():
+    raise ValueError(f"{config['samples']}: duplicate sample names: "
+                     f"{sorted(set(samples.index[samples.index.duplicated()]))}")
+
+wildcard_constraints:
+    sample="|".join(samples.index.map(lambda s: s.replace(".", r"\."))),
+    compartment="nuclear|whole_cell",
+    shard=r"\d{4}",
+
+
+def sample_row(wildcards):
+    return samples.loc[wildcards.sample]
+
+
+def _int_or_none(value):
+    return None if pd.isna(value) else int(value)
+
+
+def roles(sample):
+    row = samples.loc[sample]
+    return {"nuclear": _int_or_none(row.nuclear_channel), "membrane": _int_or_none(row.membrane_channel)}
+
+
+def has_membrane(sample):
+    return roles(sample)["membrane"] is not None
+
+
+def is_timelapse(sample):
+    return samples.loc[sample, "kind"] == "timelapse"
+
+
+def model_dir(sample):
+    return config["models"]["tissue" if has_membrane(sample) else "nuclear"]
+
+
+def model_files(wildcards):
+    folder = model_dir(wildcards.sample)
+    return {"spec": f"{folder}/model.json", "weights": f"{folder}/model.keras"}
+
+
+def compartments(sample):
+    return ["nuclear", "whole_cell"] if has_membrane(sample) else ["nuclear"]
+
+
+def image_input(wildcards):
+    """The sample's image; a missing file fails the sample's tile job, not the whole run."""
+    path = samples.loc[wildcards.sample, "image"]
+    if not os.path.exists(path):
+        logger.warning(f"sample {wildcards.sample!r}: image file {path} not found; its jobs will fail")
+        return []
+    return path
+
+
+def channel_names(sample):
+    value = samples.loc[sample, "channel_names"]
+    return None if pd.isna(value) else [n.strip() for n in value.split(",")]
+
+
+def pixel_size(sample):
+    value = samples.loc[sample].get("pixel_size_um")
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def shard_predictions(wildcards):
+    """All shard predictions of a sample, known once its tile checkpoint ran."""
+    tiles = checkpoints.tile.get(sample=wildcards.sample).output.tiles
+    ids = glob_wildcards(os.path.join(tiles, "shard_{shard}.npy")).shard
+    return expand("results/predictions/{sample}/shard_{shard}.npy", sample=wildcards.sample, shard=sorted(ids))
+
+
+def segmentation_files(sample):
+    return {c: f"results/segmentation/{sample}/{c}.ome.tif" for c in compartments(sample)}
+
+
+def all_targets():
+    out = []
+    for s in samples.index:
+        out += list(segmentation_files(s).values())
+        out += [f"results/measurements/{s}.csv", f"results/measurements/{s}.parquet",
+                f"results/report/{s}/overlay.png", f"results/report/{s}/summary.json"]
+        if is_timelapse(s):
+            out += [f"results/tracks/{s}", f"results/tracks/{s}.parquet", f"results/report/{s}/lineage.png"]
+    out.append("results/summary.tsv")
+    return out

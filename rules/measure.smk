@@ -1,0 +1,23 @@
+rule measure:
+    input:
+        unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
+        tracks=lambda w: f"results/tracks/{w.sample}.parquet" if is_timelapse(w.sample) else [],
+    output:
+        csv="results/measurements/{sample}.csv",
+        parquet="results/measurements/{sample}.parquet",
+    params:
+        image=lambda w: samples.loc[w.sample, "image"],
+        compartments=lambda w: compartments(w.sample),
+        timelapse=lambda w: is_timelapse(w.sample),
+        channel_names=lambda w: channel_names(w.sample),
+        extra_stats=config.get("measure", {}).get("extra_stats", False),
+    resources:
+        mem_mb=4000,
+    log:
+        "logs/measure/{sample}.log",
+    benchmark:
+        "benchmarks/out/measure/{sample}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/measure.py"

@@ -1,0 +1,60 @@
+rule report_sample:
+    input:
+        unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
+        table="results/measurements/{sample}.parquet",
+        tracks=lambda w: f"results/tracks/{w.sample}.parquet" if is_timelapse(w.sample) else [],
+    output:
+        overlay=report(
+            "results/report/{sample}/overlay.png",
+            caption="../workflow/report/overlay.rst",
+            category="Segmentation QC",
+            labels={"sample": "{sample}", "figure": "outlines"},
+        ),
+        summary="results/report/{sample}/summary.json",
+    params:
+        image=lambda w: samples.loc[w.sample, "image"],
+        compartments=lambda w: compartments(w.sample),
+        timelapse=lambda w: is_timelapse(w.sample),
+    log:
+        "logs/report/{sample}.log",
+    benchmark:
+        "benchmarks/out/report/{sample}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/report.py"
+
+
+rule lineage:
+    input:
+        tracks="results/tracks/{sample}.parquet",
+    output:
+        plot=report(
+            "results/report/{sample}/lineage.png",
+            caption="../workflow/report/lineage.rst",
+            category="Lineages",
+            labels={"sample": "{sample}", "figure": "lineage"},
+        ),
+    log:
+        "logs/lineage/{sample}.log",
+    benchmark:
+        "benchmarks/out/lineage/{sample}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/lineage.py"
+
+
+rule summary:
+    input:
+        expand("results/report/{sample}/summary.json", sample=samples.index),
+    output:
+        report("results/summary.tsv", caption="../workflow/report/summary.rst", category="Summary"),
+    log:
+        "logs/summary.log",
+    benchmark:
+        "benchmarks/out/summary.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/summary.py"

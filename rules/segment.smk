@@ -1,0 +1,22 @@
+rule segment:
+    input:
+        tiles="results/tiles/{sample}/shard_{shard}.npy",
+        spec=lambda w: model_files(w)["spec"],
+        weights=lambda w: model_files(w)["weights"],
+    output:
+        maps="results/predictions/{sample}/shard_{shard}.npy",
+    params:
+        model=lambda w: model_dir(w.sample),
+        batch_size=config.get("segment", {}).get("batch_size", 8),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    log:
+        "logs/segment/{sample}/shard_{shard}.log",
+    benchmark:
+        "benchmarks/out/segment/{sample}/shard_{shard}.tsv"
+    conda:
+        "../envs/segment.yaml"
+    script:
+        "../scripts/segment.py"

@@ -1,0 +1,21 @@
+rule stitch:
+    input:
+        tiles="results/tiles/{sample}",
+        maps=shard_predictions,
+        spec=lambda w: model_files(w)["spec"],
+    output:
+        labels="results/segmentation/{sample}/{compartment}.ome.tif",
+    params:
+        model=lambda w: model_dir(w.sample),
+        postprocess=config.get("postprocess", {}),
+        pixel_size=lambda w: pixel_size(w.sample),
+    resources:
+        mem_mb=4000,
+    log:
+        "logs/stitch/{sample}/{compartment}.log",
+    benchmark:
+        "benchmarks/out/stitch/{sample}/{compartment}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/stitch.py"

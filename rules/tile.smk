@@ -1,0 +1,21 @@
+checkpoint tile:
+    input:
+        image=image_input,
+        spec=lambda w: model_files(w)["spec"],
+    output:
+        tiles=directory("results/tiles/{sample}"),
+    params:
+        sample=lambda w: w.sample,
+        image=lambda w: samples.loc[w.sample, "image"],
+        roles=lambda w: roles(w.sample),
+        model=lambda w: model_dir(w.sample),
+        timelapse=lambda w: is_timelapse(w.sample),
+        tiling=config.get("tiling", {}),
+    log:
+        "logs/tile/{sample}.log",
+    benchmark:
+        "benchmarks/out/tile/{sample}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/tile.py"

@@ -1,0 +1,19 @@
+rule track:
+    input:
+        labels="results/segmentation/{sample}/nuclear.ome.tif",
+        image=image_input,
+    output:
+        ctc=directory("results/tracks/{sample}"),
+        table="results/tracks/{sample}.parquet",
+    params:
+        image=lambda w: samples.loc[w.sample, "image"],
+        nuclear_channel=lambda w: roles(w.sample)["nuclear"],
+        track=config.get("track", {}),
+    log:
+        "logs/track/{sample}.log",
+    benchmark:
+        "benchmarks/out/track/{sample}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/track.py"

@@ -1,0 +1,21 @@
+"""Snakemake script of rule `stitch`: blend, post-process per block, write 32-bit labels."""
+
+import os
+
+from cellscale.logs import step_log
+from cellscale.pipeline import stitch_sample
+
+s = snakemake  # noqa: F821 (provided by Snakemake)
+post = s.params.postprocess
+with step_log(s.log[0], f"stitch {s.wildcards.sample} {s.wildcards.compartment}"):
+    stitch_sample(
+        os.path.join(s.input.tiles, "plan.json"),
+        list(s.input.maps),
+        s.params.model,
+        s.wildcards.compartment,
+        s.output.labels,
+        block=post.get("block", 512),
+        margin=post.get("margin", 64),
+        overrides=post.get("overrides", {}),
+        pixel_size_um=s.params.pixel_size,
+    )

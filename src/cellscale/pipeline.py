@@ -1,0 +1,112 @@
+"""File-in, file-out steps: what each workflow rule (and the command line) runs.
+
+Each function reads its inputs, calls the array functions of the library and
+writes its outputs atomically. Errors are :class:`StepError` naming the sample
+and the file, so a user sees at once which input to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .io import ImageError, atomic_path, read_image, read_labels, write_labels
+from .model import ModelSpec
+from .segmentation import (blend_maps, labels_from_blended, make_plan, model_channels, postprocess_params,
+                           predict_tiles, shard_tiles)
+from .tiling import TilePlan
+
+log = logging.getLogger("cellscale")
+
+
+class StepError(RuntimeError):
+    """A step failed because of its input; the message names sample and file."""
+
+
+def _fail(sample: str, path, message: str):
+    raise StepError(f"sample {sample!r}: {path}: {message}")
+
+
+def load_sample_image(sample: str, path, timelapse: bool) -> np.ndarray:
+    """(T, C, Y, X) image of a sample, with errors that name the sample."""
+    try:
+        image = read_image(path, timelapse=timelapse)
+    except ImageError as err:
+        raise StepError(f"sample {sample!r}: {err}") from None
+    if image.shape[2] < 8 or image.shape[3] < 8:
+        _fail(sample, path, f"image of shape {image.shape[2:]} is too small to segment")
+    return image
+
+
+def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timelapse: bool = False,
+                tile: int = 256, overlap: int = 32, shard_mpx: float = 16.0) -> TilePlan:
+    """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``."""
+    spec = ModelSpec.read(model_dir)
+    image = load_sample_image(sample, image_path, timelapse)
+    try:
+        channels = model_channels(image, roles, spec.inputs)
+    except ValueError as err:
+        _fail(sample, image_path, str(err))
+    plan = make_plan(channels, tile, overlap, spec.tile_multiple, shard_mpx)
+    out_dir = Path(out_dir)
+    tmp_dir = out_dir.with_name(out_dir.name + ".part")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir(parents=True)
+    for shard in range(len(plan.shards)):
+        np.save(tmp_dir / f"shard_{shard:04d}.npy", shard_tiles(channels, plan, shard))
+        log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
+    plan.write(tmp_dir / "plan.json")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp_dir, out_dir)
+    return plan
+
+
+def segment_shard(shard_path, model_dir, out_path, batch_size: int = 8) -> None:
+    """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``."""
+    from .model import Predictor
+
+    tiles = np.load(shard_path)
+    predictor = Predictor(model_dir, batch_size=batch_size)
+    maps = predict_tiles(predictor, tiles)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, maps)
+
+
+def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_path,
+                  block: int = 512, margin: int = 64, overrides: dict | None = None,
+                  pixel_size_um: float | None = None) -> np.ndarray:
+    """Blend predicted windows, post-process block by block, write one 32-bit label image."""
+    plan = TilePlan.read(plan_path)
+    spec = ModelSpec.read(model_dir)
+    if compartment not in spec.compartments:
+        raise ValueError(f"model {spec.name} has no {compartment!r} output (has {spec.compartments})")
+    index = spec.compartments.index(compartment)
+    params = postprocess_params(spec, overrides)
+    by_name = {Path(p).name: p for p in shard_maps}
+    shards = []
+    for shard, indices in enumerate(plan.shards):
+        path = by_name.get(f"shard_{shard:04d}.npy")
+        if path is None:
+            raise FileNotFoundError(f"{plan_path}: prediction for shard {shard} is missing")
+        maps = np.load(path, mmap_mode="r")[:, 4 * index: 4 * index + 4]
+        shards.append((indices, maps))
+    frames = []
+    for frame in range(plan.shape[0]):
+        blended = blend_maps(plan, shards, frame, 4)
+        frames.append(labels_from_blended(blended, [compartment], params, block, margin)[compartment])
+        log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], frames[-1].max())
+    labels = frames[0] if plan.shape[0] == 1 else np.stack(frames)
+    write_labels(out_path, labels, pixel_size_um)
+    return labels
+
+
+def read_sample_labels(sample: str, path) -> np.ndarray:
+    try:
+        return read_labels(path)
+    except ImageError as err:
+        raise StepError(f"sample {sample!r}: {err}") from None

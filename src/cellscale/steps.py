@@ -1,0 +1,100 @@
+"""File-in, file-out steps after segmentation: measure, track, report, summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, channel_names_from_ome
+from .pipeline import StepError, load_sample_image, read_sample_labels
+
+log = logging.getLogger("cellscale")
+
+
+def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -> list[str]:
+    """Names from the sample sheet, else the OME metadata, else ch0, ch1, ..."""
+    names = names or channel_names_from_ome(image_path)
+    if names and len(names) != n_channels:
+        raise StepError(f"{image_path}: {len(names)} channel names given for {n_channels} channels")
+    return names or [f"ch{i}" for i in range(n_channels)]
+
+
+def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parquet, timelapse: bool = False,
+                   channel_names: list[str] | None = None, tracks_path=None, extra_stats: bool = False):
+    """Per-cell table of one sample, every compartment, MCMICRO columns first."""
+    from .measure import measure_compartments, write_table
+
+    image = load_sample_image(sample, image_path, timelapse)
+    names = sample_channel_names(image_path, image.shape[1], channel_names)
+    labels = {c: read_sample_labels(sample, p) for c, p in label_paths.items()}
+    for comp, lab in labels.items():
+        if lab.shape[-2:] != image.shape[-2:]:
+            raise StepError(f"sample {sample!r}: {label_paths[comp]}: labels {lab.shape} do not match the image "
+                            f"{image.shape}")
+    if timelapse:
+        table = measure_compartments(labels, image, names, extra_stats)
+    else:
+        table = measure_compartments({c: l.reshape(l.shape[-2:]) for c, l in labels.items()}, image[0], names,
+                                     extra_stats)
+    if tracks_path:
+        tracks = pd.read_parquet(tracks_path)[["frame", "label", "track_id"]]
+        table = table.merge(tracks.rename(columns={"label": "CellID"}), on=["frame", "CellID"], how="left")
+        table.loc[table.compartment != "nuclear", "track_id"] = pd.NA
+        table["track_id"] = table["track_id"].astype("Int64")
+    write_table(table, out_csv, out_parquet)
+    log.info("measured %d rows for %s", len(table), sample)
+    return table
+
+
+def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuclear_channel: int | None = None,
+                 max_distance=None, max_gap: int = 2, divisions: bool = True):
+    """Link a time-lapse's nuclei; write a CTC result folder and a tracks table."""
+    from .track.detections import detections_from_labels
+    from .track.export_ctc import write_ctc, write_tracks_table
+    from .track.linking import link
+
+    labels = read_sample_labels(sample, labels_path)
+    if labels.ndim != 3:
+        raise StepError(f"sample {sample!r}: {labels_path}: time-lapse labels must be (T, Y, X), got {labels.shape}")
+    image = load_sample_image(sample, image_path, timelapse=True)
+    channel = nuclear_channel or 0
+    detections = detections_from_labels(labels, image[:, channel])
+    tracks = link(detections, labels=labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions)
+    write_ctc(labels, tracks, out_dir)
+    write_tracks_table(tracks, out_parquet)
+    log.info("%s: %d detections, %d tracks", sample, len(tracks), tracks.track_id.nunique())
+    return tracks
+
+
+def report_sample(sample: str, image_path, label_paths: dict, table_path, out_dir, timelapse: bool = False,
+                  tracks_path=None):
+    """QC overlay and summary.json of one sample."""
+    from .report import overlay, save_png, summarize_sample
+
+    out_dir = Path(out_dir)
+    image = load_sample_image(sample, image_path, timelapse)
+    labels = {c: read_sample_labels(sample, p) for c, p in label_paths.items()}
+    first = {c: (l[0] if l.ndim == 3 else l) for c, l in labels.items()}
+    save_png(out_dir / "overlay.png", overlay(image[0], first))
+    table = pd.read_parquet(table_path)
+    summary = summarize_sample(sample, labels, table)
+    if tracks_path:
+        tracks = pd.read_parquet(tracks_path)
+        summary["tracks"] = int(tracks.track_id.nunique())
+        summary["divisions"] = int((tracks.groupby("track_id").parent_track_id.first() > 0).sum() // 2)
+    with atomic_path(out_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def run_summary(summary_paths: list, out_tsv) -> pd.DataFrame:
+    """One row per sample from the per-sample summary.json files."""
+    rows = [json.loads(Path(p).read_text()) for p in summary_paths]
+    table = pd.DataFrame(rows)
+    with atomic_path(out_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table

@@ -1,0 +1,296 @@
+"""Cell Tracking Challenge (CTC) result layout, label folders and track tables.
+
+* :func:`write_ctc` writes ``maskNNN.tif`` + ``res_track.txt`` (the CTC
+  ``*_RES`` layout), atomically.
+* :func:`read_label_dir` reads a folder of per-frame label TIFFs
+  (``mask000.tif``, ``man_track000.tif``, ``t000.tif`` ...) into (T, Y, X).
+* :func:`write_tracks_table` writes a tracks table to Parquet.
+* :func:`ctc_lineage` turns a tracks table into the ``L B E P`` table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from .detections import as_label_stack
+
+__all__ = ["write_ctc", "read_label_dir", "write_tracks_table", "ctc_lineage",
+           "check_lineage"]
+
+_TRACK_TABLE_COLUMNS = ["frame", "label", "track_id", "parent_track_id", "y", "x", "area"]
+_FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+def _digits(n_frames: int) -> int:
+    return 4 if n_frames >= 1000 else 3
+
+
+def _split_holes(tracks: pd.DataFrame) -> pd.DataFrame:
+    """Give the part of a track after a hole (missing frames) a new id whose
+    parent is the part before it (CTC tracks cannot have holes). Children of
+    a split track hang from its last piece."""
+    tracks = tracks.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
+    tid = tracks["track_id"].to_numpy()
+    fr = tracks["frame"].to_numpy()
+    par = tracks["parent_track_id"].to_numpy()
+    same = np.r_[False, tid[1:] == tid[:-1]]
+    hole = same & np.r_[False, np.diff(fr) > 1]
+    if not hole.any():
+        return tracks
+    new_tid = tid.copy()
+    new_par = par.copy()
+    next_id = int(tid.max()) + 1
+    last_piece: dict[int, int] = {}
+    cur = piece_parent = 0
+    for i in range(tid.size):
+        if not same[i]:
+            cur, piece_parent = int(tid[i]), 0
+        elif hole[i]:
+            cur, piece_parent = next_id, cur
+            next_id += 1
+        new_tid[i] = cur
+        if piece_parent:
+            new_par[i] = piece_parent
+        last_piece[int(tid[i])] = cur
+    first_piece = new_tid == tid
+    for i in np.flatnonzero(first_piece & (par != 0)):
+        new_par[i] = last_piece.get(int(par[i]), int(par[i]))
+    out = tracks.copy()
+    out["track_id"] = new_tid
+    out["parent_track_id"] = new_par
+    return out
+
+
+def ctc_lineage(tracks: pd.DataFrame) -> pd.DataFrame:
+    """The ``L B E P`` table (CTC man_track/res_track) of a tracks table."""
+    if len(tracks) == 0:
+        return pd.DataFrame({c: pd.Series([], dtype="int64") for c in "LBEP"})
+    g = tracks.groupby("track_id", sort=True)
+    lin = pd.DataFrame({
+        "L": g["frame"].min().index.to_numpy(dtype=np.int64),
+        "B": g["frame"].min().to_numpy(dtype=np.int64),
+        "E": g["frame"].max().to_numpy(dtype=np.int64),
+        "P": g["parent_track_id"].first().to_numpy(dtype=np.int64),
+    })
+    return lin
+
+
+def check_lineage(lineage: pd.DataFrame) -> None:
+    """Raise ValueError unless ``L B E P`` follows the CTC rules: unique ids
+    > 0, B <= E, parents exist and end before their children begin."""
+    L = lineage["L"].to_numpy()
+    if (L <= 0).any():
+        raise ValueError("track ids must be > 0")
+    if len(np.unique(L)) != len(L):
+        raise ValueError("track ids are not unique")
+    if (lineage["B"] > lineage["E"]).any():
+        bad = lineage[lineage["B"] > lineage["E"]].iloc[0]
+        raise ValueError(f"track {bad['L']} ends before it begins")
+    ends = dict(zip(L.tolist(), lineage["E"].tolist()))
+    for r in lineage.itertuples(index=False):
+        if r.P == 0:
+            continue
+        if r.P not in ends:
+            raise ValueError(f"track {r.L}: parent {r.P} does not exist")
+        if ends[r.P] >= r.B:
+            raise ValueError(f"track {r.L} begins at {r.B} but its parent {r.P} "
+                             f"ends at {ends[r.P]}")
+
+
+def _prepare_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
+    need = ["frame", "label", "track_id", "parent_track_id"]
+    missing = [c for c in need if c not in tracks.columns]
+    if missing:
+        raise ValueError(f"tracks lack column(s) {missing}")
+    tr = tracks[need].copy()
+    for c in need:
+        tr[c] = tr[c].to_numpy().astype(np.int64)
+    if (tr["track_id"] <= 0).any():
+        raise ValueError("track_id must be > 0")
+    if tr.duplicated(["frame", "label"]).any():
+        raise ValueError("tracks have duplicate (frame, label) rows")
+    if tr.duplicated(["frame", "track_id"]).any():
+        r = tr[tr.duplicated(["frame", "track_id"], keep=False)].iloc[0]
+        raise ValueError(f"track {r['track_id']} has two objects in frame {r['frame']}")
+    if (tr.groupby("track_id")["parent_track_id"].nunique() > 1).any():
+        raise ValueError("a track has more than one parent_track_id")
+    return _split_holes(tr)
+
+
+def _relabel(frame: np.ndarray, keys: np.ndarray, values: np.ndarray, dtype) -> np.ndarray:
+    out = np.zeros(frame.shape, dtype=dtype)
+    if keys.size == 0:
+        return out
+    flat = frame.ravel()
+    nz = np.flatnonzero(flat)
+    pos = np.searchsorted(keys, flat[nz])
+    pos = np.clip(pos, 0, keys.size - 1)
+    hit = keys[pos] == flat[nz]
+    out.ravel()[nz[hit]] = values[pos[hit]]
+    return out
+
+
+def write_ctc(labels, tracks: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
+    """Write a CTC result folder: ``maskNNN.tif`` per frame and ``res_track.txt``.
+
+    Each pixel of object ``(frame, label)`` gets that row's ``track_id``;
+    objects absent from ``tracks`` become background. Masks are uint16 when
+    the largest id is < 65536, else uint32; frame numbers have 3 digits (4
+    when T >= 1000). A track with holes (missing frames) is split, the later
+    piece getting a new id whose parent is the earlier piece, as the CTC
+    format requires. The lineage is checked (:func:`check_lineage`).
+
+    The folder is written next to ``out_dir`` under a temporary name and then
+    renamed into place; an existing ``out_dir`` is replaced. Returns the path.
+    """
+    lab = as_label_stack(labels)
+    tr = _prepare_tracks(tracks)
+    if len(tr) and tr["frame"].max() >= lab.shape[0]:
+        raise ValueError(f"tracks reach frame {int(tr['frame'].max())} but labels have "
+                         f"{lab.shape[0]} frames")
+    if len(tr) and tr["frame"].min() < 0:
+        raise ValueError("tracks have negative frame numbers")
+    lineage = ctc_lineage(tr)
+    check_lineage(lineage)
+    max_id = int(lineage["L"].max()) if len(lineage) else 0
+    dtype = np.uint16 if max_id < 65536 else np.uint32
+    digits = _digits(lab.shape[0])
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        by_frame = {int(f): g for f, g in tr.groupby("frame")}
+        for t in range(lab.shape[0]):
+            g = by_frame.get(t)
+            if g is None:
+                keys = values = np.zeros(0, dtype=np.int64)
+            else:
+                g = g.sort_values("label")
+                keys = g["label"].to_numpy()
+                values = g["track_id"].to_numpy()
+            mask = _relabel(lab[t], keys, values, dtype)
+            tifffile.imwrite(tmp / f"mask{t:0{digits}d}.tif", mask)
+        lines = [f"{r.L} {r.B} {r.E} {r.P}" for r in lineage.itertuples(index=False)]
+        (tmp / "res_track.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``, replacing an existing ``dst`` directory."""
+    if dst.exists() or dst.is_symlink():
+        if not dst.is_dir() or dst.is_symlink():
+            raise ValueError(f"{dst} exists and is not a directory")
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+        old.rmdir()
+        os.rename(dst, old)
+        try:
+            os.rename(src, dst)
+        except BaseException:
+            os.rename(old, dst)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(src, dst)
+
+
+def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
+    """Read per-frame 2-D label TIFFs (``*.tif``/``*.tiff``) into (T, Y, X).
+
+    Files are ordered by the last number in their name (``mask000.tif``,
+    ``man_track000.tif``, ``t000.tif`` ...). Numbers must be consecutive
+    (starting at the smallest one). Raises ValueError naming the file when a
+    name has no frame number, two files share a number, a frame number is
+    missing, a file cannot be read, is not 2-D, is not integer, or its shape
+    differs from the first frame's.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in (".tif", ".tiff"))
+    if not files:
+        raise ValueError(f"{folder}: no .tif files")
+    numbered: dict[int, Path] = {}
+    for p in files:
+        m = _FRAME_NUMBER.search(p.stem)
+        if m is None:
+            raise ValueError(f"{p}: no frame number in the file name")
+        k = int(m.group(1))
+        if k in numbered:
+            raise ValueError(f"{p}: frame number {k} also used by {numbered[k].name}")
+        numbered[k] = p
+    nums = sorted(numbered)
+    first = nums[0]
+    expected = set(range(first, nums[-1] + 1))
+    gap = sorted(expected - set(nums))
+    if gap:
+        width = len(_FRAME_NUMBER.search(numbered[first].stem).group(1))
+        before = numbered[max(k for k in nums if k < gap[0])]
+        missing = [f"{g:0{width}d}" for g in gap[:5]]
+        raise ValueError(
+            f"{folder}: frame number(s) {', '.join(missing)}"
+            f"{' ...' if len(gap) > 5 else ''} missing (gap after {before.name})")
+    frames = []
+    shape = None
+    for k in nums:
+        p = numbered[k]
+        try:
+            a = tifffile.imread(p)
+        except Exception as exc:  # noqa: BLE001 - any read failure names the file
+            raise ValueError(f"{p}: cannot read ({type(exc).__name__}: {exc})") from exc
+        a = np.asarray(a)
+        if a.ndim != 2:
+            a2 = np.squeeze(a)
+            if a2.ndim != 2:
+                raise ValueError(f"{p}: expected a 2-D label image, got shape {a.shape}")
+            a = a2
+        if a.dtype == bool or a.dtype.kind not in "iu":
+            raise ValueError(f"{p}: labels must be integers, got dtype {a.dtype}")
+        if shape is None:
+            shape = a.shape
+        elif a.shape != shape:
+            raise ValueError(f"{p}: shape {a.shape} differs from {shape} of "
+                             f"{numbered[first].name}")
+        frames.append(a)
+    dtype = np.result_type(*{f.dtype for f in frames})
+    return np.stack([f.astype(dtype, copy=False) for f in frames])
+
+
+def write_tracks_table(tracks: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the tracks table to Parquet (columns frame, label, track_id,
+    parent_track_id, y, x, area), atomically (temp file + rename)."""
+    missing = [c for c in _TRACK_TABLE_COLUMNS if c not in tracks.columns]
+    if missing:
+        raise ValueError(f"tracks lack column(s) {missing}")
+    df = tracks[_TRACK_TABLE_COLUMNS].copy()
+    for c in ("frame", "label", "track_id", "parent_track_id"):
+        df[c] = df[c].to_numpy().astype(np.int64)
+    df["y"] = df["y"].astype(np.float64)
+    df["x"] = df["x"].astype(np.float64)
+    df["area"] = df["area"].to_numpy().astype(np.int64)
+    df = df.reset_index(drop=True)
+    df.attrs = {}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

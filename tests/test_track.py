@@ -1,0 +1,402 @@
+"""Tracking on a synthetic time-lapse with known lineage, CTC export and scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from skimage.measure import regionprops
+
+from cellscale.synth.timelapse import make_timelapse, write_ctc_ground_truth
+from cellscale.track import (
+    detections_from_labels,
+    evaluate_ctc,
+    link,
+    read_label_dir,
+    write_ctc,
+    write_tracks_table,
+)
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tl():
+    return make_timelapse(n_frames=30, shape=(256, 256), n_cells=12, seed=0)
+
+
+def read_res_track(path):
+    rows = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        assert len(parts) == 4, f"bad res_track line {line!r}"
+        rows.append([int(p) for p in parts])
+    return pd.DataFrame(rows, columns=list("LBEP"), dtype="int64")
+
+
+def lineage_of(tracks: pd.DataFrame) -> pd.DataFrame:
+    g = tracks.groupby("track_id")
+    return pd.DataFrame({"L": g["frame"].min().index, "B": g["frame"].min().values,
+                         "E": g["frame"].max().values,
+                         "P": g["parent_track_id"].first().values})
+
+
+def overlap_map(pred: np.ndarray, true: np.ndarray) -> dict[int, int]:
+    """pred track id -> true track id with which it shares the most pixels."""
+    m = (pred > 0) & (true > 0)
+    key = pred[m].astype(np.int64) * (int(true.max()) + 1) + true[m]
+    uk, cnt = np.unique(key, return_counts=True)
+    best: dict[int, tuple[int, int]] = {}
+    for k, c in zip(uk, cnt):
+        p, t = divmod(int(k), int(true.max()) + 1)
+        if c > best.get(p, (0, 0))[0]:
+            best[p] = (int(c), t)
+    return {p: t for p, (_, t) in best.items()}
+
+
+def assert_same_lineage(res_masks, res_lin, tl):
+    """Predicted CTC lineage equals the truth once tracks are identified by overlap."""
+    true = tl.lineage.set_index("L")
+    mapping = overlap_map(res_masks, tl.labels)
+    assert len(res_lin) == len(true), (len(res_lin), len(true))
+    assert sorted(mapping) == sorted(res_lin["L"])
+    assert len(set(mapping.values())) == len(mapping), "two tracks map to one true cell"
+    for r in res_lin.itertuples(index=False):
+        t = true.loc[mapping[r.L]]
+        assert (r.B, r.E) == (t.B, t.E), f"track {r.L} spans {r.B}-{r.E}, truth {t.B}-{t.E}"
+        expected_parent = int(t.P)
+        got_parent = mapping[r.P] if r.P else 0
+        assert got_parent == expected_parent, f"track {r.L}: parent {got_parent} != {expected_parent}"
+    # the pixels of every predicted track are exactly those of its true cell
+    for p, t in mapping.items():
+        assert np.array_equal(res_masks == p, tl.labels == t)
+
+
+def check_res_track_format(res_dir, n_frames):
+    lin = read_res_track(res_dir / "res_track.txt")
+    assert lin["L"].is_unique and (lin["L"] > 0).all()
+    assert (lin["B"] <= lin["E"]).all()
+    assert (lin["B"] >= 0).all() and (lin["E"] < n_frames).all()
+    ends = dict(zip(lin["L"], lin["E"]))
+    for r in lin.itertuples(index=False):
+        if r.P:
+            assert r.P in ends, f"parent {r.P} of {r.L} missing"
+            assert r.B > ends[r.P], f"daughter {r.L} starts at {r.B}, parent ends {ends[r.P]}"
+    masks = read_label_dir(res_dir)
+    assert masks.shape[0] == n_frames
+    # each track id is in the masks on exactly frames B..E
+    present = {int(v): set() for v in lin["L"]}
+    for t in range(n_frames):
+        for v in np.unique(masks[t]):
+            if v:
+                assert int(v) in present, f"label {v} in frame {t} not in res_track"
+                present[int(v)].add(t)
+    for r in lin.itertuples(index=False):
+        assert present[r.L] == set(range(r.B, r.E + 1)), f"track {r.L} frames"
+    return lin, masks
+
+
+# ---------------------------------------------------------------------------
+# synthetic data
+# ---------------------------------------------------------------------------
+def test_synthetic_timelapse_ground_truth(tl):
+    assert tl.image.shape == tl.labels.shape == (30, 256, 256)
+    assert tl.image.dtype == np.float32 and tl.labels.dtype == np.uint32
+    assert 0.0 <= tl.image.min() and tl.image.max() <= 1.0
+    # cells are brighter than background
+    assert tl.image[tl.labels > 0].mean() > tl.image[tl.labels == 0].mean() + 0.2
+    lin = tl.lineage
+    assert list(lin.columns) == ["L", "B", "E", "P"]
+    # every label is present on exactly frames B..E of its track
+    for r in lin.itertuples(index=False):
+        on = [(tl.labels[t] == r.L).any() for t in range(30)]
+        assert on == [r.B <= t <= r.E for t in range(30)], r
+    # divisions: mother ends at t, two daughters start at t + 1 with half its area
+    divs = lin[lin["P"] > 0].groupby("P")
+    assert len(divs) >= 2
+    for p, kids in divs:
+        assert len(kids) == 2
+        mother = lin[lin["L"] == p].iloc[0]
+        assert (kids["B"] == mother.E + 1).all()
+        a_m = (tl.labels[mother.E] == p).sum()
+        for k in kids["L"]:
+            ratio = (tl.labels[mother.E + 1] == k).sum() / a_m
+            assert 0.3 < ratio < 0.75, ratio
+    # deterministic for a seed, different for another
+    again = make_timelapse(n_frames=30, shape=(256, 256), n_cells=12, seed=0)
+    assert np.array_equal(again.labels, tl.labels) and np.array_equal(again.image, tl.image)
+    other = make_timelapse(n_frames=30, shape=(256, 256), n_cells=12, seed=1)
+    assert not np.array_equal(other.labels, tl.labels)
+    # sizes at frame 0: semi-axes ~6-11 px
+    one = tl.labels[0]
+    obj_area = np.bincount(one.ravel())[1:]
+    obj_area = obj_area[obj_area > 0]
+    assert (obj_area > np.pi * 6**2).all() and (obj_area < np.pi * 11.5**2).all()
+
+
+def test_write_ctc_ground_truth(tl, tmp_path):
+    tra = write_ctc_ground_truth(tl, tmp_path / "01_GT")
+    assert (tra / "man_track000.tif").is_file() and (tra / "man_track029.tif").is_file()
+    back = read_label_dir(tra)
+    assert back.dtype == np.uint16 and np.array_equal(back, tl.labels)
+    lin = read_res_track(tra / "man_track.txt")
+    pd.testing.assert_frame_equal(lin, tl.lineage.reset_index(drop=True))
+
+
+# ---------------------------------------------------------------------------
+# detections
+# ---------------------------------------------------------------------------
+def test_detections_match_regionprops(tl):
+    labels = tl.labels[:3].copy()
+    labels[1] = 0  # an empty frame
+    det = detections_from_labels(labels, tl.image[:3])
+    assert set(det["frame"]) == {0, 2}
+    for t in (0, 2):
+        props = {p.label: p for p in regionprops(labels[t].astype(np.int32), tl.image[t])}
+        rows = det[det["frame"] == t].set_index("label")
+        assert sorted(rows.index) == sorted(props)
+        for lab, p in props.items():
+            r = rows.loc[lab]
+            assert r["area"] == p.area
+            assert np.allclose([r["y"], r["x"]], p.centroid)
+            assert tuple(r[["min_row", "min_col", "max_row", "max_col"]]) == p.bbox
+            assert np.isclose(r["mean_intensity"], p.intensity_mean)
+
+
+# ---------------------------------------------------------------------------
+# linking: exact lineage and CTC metrics
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("use_labels", [True, False])
+def test_link_reproduces_true_lineage(tl, tmp_path, use_labels):
+    det = detections_from_labels(tl.labels)
+    tracks = link(det, tl.labels if use_labels else None)
+    assert list(tracks.columns) == ["frame", "label", "track_id", "parent_track_id",
+                                    "y", "x", "area"]
+    assert tracks.attrs["max_distance_estimated"] is True
+    assert tracks.attrs["max_distance"] > 0
+    assert tracks.attrs["n_divisions"] == (tl.lineage["P"] > 0).sum() // 2
+    res = write_ctc(tl.labels, tracks, tmp_path / "01_RES")
+    lin, masks = check_res_track_format(res, 30)
+    assert masks.dtype == np.uint16
+    assert_same_lineage(masks, lin, tl)
+
+
+def test_ctc_metrics_on_synthetic(tl, tmp_path):
+    gt = tmp_path / "01_GT"
+    write_ctc_ground_truth(tl, gt)
+    tracks = link(detections_from_labels(tl.labels), tl.labels)
+    res = write_ctc(tl.labels, tracks, tmp_path / "01_RES")
+    scores = evaluate_ctc(res, gt)
+    assert scores["Valid"] == 1
+    assert scores["TRA"] >= 0.99
+    assert scores["DET"] >= 0.99
+    assert scores["n_divisions_true"] == (tl.lineage["P"] > 0).sum() // 2
+    assert scores["division_f1"] == 1.0
+    assert scores["division_precision"] == 1.0 and scores["division_recall"] == 1.0
+
+    # the scores can fail: a result that forgets its lineage loses every division
+    broken = tmp_path / "broken"
+    write_ctc(tl.labels, tracks.assign(parent_track_id=0), broken)
+    bad = evaluate_ctc(broken, gt)
+    assert bad["division_tp"] == 0 and bad["division_f1"] == 0.0
+    assert bad["TRA"] < scores["TRA"]
+
+
+def test_division_split_when_lap_links_mother_to_daughter():
+    # frame 0: one round cell; frame 1: two half-size cells next to it
+    yy, xx = np.mgrid[0:80, 0:80]
+    lab = np.zeros((3, 80, 80), np.uint16)
+    lab[0][(yy - 40) ** 2 + (xx - 40) ** 2 <= 100] = 5
+    for t in (1, 2):
+        lab[t][(yy - 40) ** 2 + (xx - 32 + t - 1) ** 2 <= 49] = 7
+        lab[t][(yy - 40) ** 2 + (xx - 49 - t + 1) ** 2 <= 49] = 9
+    tracks = link(lab)  # a label stack is accepted directly
+    lin = lineage_of(tracks).set_index("L")
+    assert len(lin) == 3
+    mother = tracks.loc[tracks["frame"] == 0, "track_id"].item()
+    assert lin.loc[mother, "E"] == 0
+    kids = lin[lin["P"] == mother]
+    assert len(kids) == 2 and (kids["B"] == 1).all()
+    assert tracks.attrs["n_divisions_split_from_link"] == 1
+    no_div = lineage_of(link(lab, divisions=False))
+    assert (no_div["P"] == 0).all()
+
+
+def test_division_with_daughters_out_of_link_reach():
+    # daughters 16 px away, beyond max_distance: no frame link, both are track starts
+    yy, xx = np.mgrid[0:80, 0:80]
+    lab = np.zeros((3, 80, 80), np.uint16)
+    lab[0][(yy - 40) ** 2 + (xx - 40) ** 2 <= 100] = 1
+    for t in (1, 2):
+        lab[t][(yy - 40) ** 2 + (xx - 24) ** 2 <= 49] = 2
+        lab[t][(yy - 40) ** 2 + (xx - 56) ** 2 <= 49] = 3
+    tracks = link(lab, max_distance=5)
+    assert tracks.attrs["n_divisions"] == 1
+    assert tracks.attrs["n_divisions_split_from_link"] == 0
+    lin = lineage_of(tracks)
+    assert sorted(lin["P"]) == [0, 1, 1] and len(lin) == 3
+    # a daughter that is too large relative to the mother is not a division
+    lab[1:][lab[1:] == 3] = 0
+    lab[1:, 30:50, 56:76] = 3
+    assert link(lab, max_distance=5).attrs["n_divisions"] == 0
+
+
+# ---------------------------------------------------------------------------
+# gaps and empty frames
+# ---------------------------------------------------------------------------
+def _mid_life_cell(tl, margin=4):
+    lin = tl.lineage
+    ok = lin[(lin["E"] - lin["B"] >= 2 * margin + 2) & (lin["P"] == 0)
+             & ~lin["L"].isin(lin["P"])]
+    r = ok.iloc[0]
+    return int(r.L), int((r.B + r.E) // 2)
+
+
+@pytest.mark.parametrize("n_missing", [1, 2])
+def test_gap_is_closed(tl, tmp_path, n_missing):
+    cell, t = _mid_life_cell(tl)
+    labels = tl.labels.copy()
+    for k in range(n_missing):
+        labels[t + k][labels[t + k] == cell] = 0
+    det = detections_from_labels(labels)
+
+    def pieces(tracks):
+        before = tracks.loc[(tracks["frame"] == t - 1) & (tracks["label"] == cell), "track_id"].item()
+        after = tracks.loc[(tracks["frame"] == t + n_missing) & (tracks["label"] == cell)]
+        return before, after["track_id"].item(), after["parent_track_id"].item()
+
+    closed = link(det, labels, max_gap=2)
+    before, after, parent = pieces(closed)
+    assert after != before and parent == before  # CTC: continuation after a gap
+    assert (closed["parent_track_id"] == before).sum() == len(closed[closed["track_id"] == after])
+    assert closed.attrs["n_gaps_closed"] == 1
+    # everything else is still the true lineage
+    assert closed.attrs["n_divisions"] == (tl.lineage["P"] > 0).sum() // 2
+
+    for too_small in (0, n_missing - 1):
+        opened = link(det, labels, max_gap=too_small)
+        assert pieces(opened)[2] == 0
+        assert opened.attrs["n_gaps_closed"] == 0
+
+    res = write_ctc(labels, closed, tmp_path / "res")
+    check_res_track_format(res, 30)
+
+
+def test_empty_frames(tl, tmp_path):
+    labels = tl.labels[:8].copy()
+    labels[0] = 0
+    labels[4] = 0
+    det = detections_from_labels(labels)
+    assert set(det["frame"]) == {1, 2, 3, 5, 6, 7}
+    tracks = link(det, labels, max_gap=1)
+    # every cell alive on both sides of the empty frame is carried across it
+    n_cells_3 = len(np.unique(labels[3])) - 1
+    assert tracks.attrs["n_gaps_closed"] == n_cells_3
+    res = write_ctc(labels, tracks, tmp_path / "res")
+    lin, masks = check_res_track_format(res, 8)
+    assert not masks[0].any() and not masks[4].any()
+
+    # nothing at all
+    empty = np.zeros((3, 20, 20), np.uint16)
+    tr = link(detections_from_labels(empty), empty)
+    assert len(tr) == 0 and list(tr.columns)[:4] == ["frame", "label", "track_id",
+                                                     "parent_track_id"]
+    out = write_ctc(empty, tr, tmp_path / "none")
+    assert (out / "res_track.txt").read_text() == ""
+    assert len(list(out.glob("mask*.tif"))) == 3
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+def test_frames_of_different_shapes_raise():
+    frames = [np.zeros((10, 10), np.uint16), np.zeros((10, 12), np.uint16)]
+    with pytest.raises(ValueError, match="frame 1 has shape"):
+        link(frames)
+    with pytest.raises(ValueError, match="shape"):
+        detections_from_labels(frames)
+    det = detections_from_labels(np.ones((2, 10, 10), np.uint16))
+    with pytest.raises(ValueError, match="shape"):
+        link(det, frames)
+    with pytest.raises(ValueError, match="integer"):
+        link(det, np.ones((2, 10, 10), np.float32))
+    with pytest.raises(ValueError, match="integer"):
+        detections_from_labels(np.ones((2, 10, 10), bool))
+
+
+def test_read_label_dir(tmp_path):
+    frame = np.zeros((6, 5), np.uint16)
+    for k in (0, 1, 2, 10):  # unpadded numbers sort numerically
+        tifffile.imwrite(tmp_path / f"t{k}.tif", frame + k)
+    (tmp_path / "t3.tif").write_bytes(b"not a tiff")
+    for k in range(4, 10):
+        tifffile.imwrite(tmp_path / f"t{k}.tif", frame + k)
+    with pytest.raises(ValueError, match=r"t3\.tif"):
+        read_label_dir(tmp_path)
+    tifffile.imwrite(tmp_path / "t3.tif", frame + 3)
+    stack = read_label_dir(tmp_path)
+    assert stack.shape == (11, 6, 5)
+    assert [int(f[0, 0]) for f in stack] == list(range(11))
+
+    (tmp_path / "t7.tif").unlink()
+    with pytest.raises(ValueError, match="frame number.*7.*missing"):
+        read_label_dir(tmp_path)
+
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for k in (0, 1, 3):
+        tifffile.imwrite(gt / f"man_track{k:03d}.tif", frame)
+    with pytest.raises(ValueError, match="002"):
+        read_label_dir(gt)
+    tifffile.imwrite(gt / "man_track002.tif", np.zeros((6, 6), np.uint16))
+    with pytest.raises(ValueError, match=r"man_track002\.tif.*shape"):
+        read_label_dir(gt)
+
+
+def test_write_ctc_atomic_replace_and_holes(tmp_path):
+    lab = np.zeros((4, 10, 10), np.uint16)
+    lab[:, 2:5, 2:5] = 3
+    lab[2] = 0  # object missing in frame 2
+    tracks = pd.DataFrame({"frame": [0, 1, 3], "label": [3, 3, 3], "track_id": [1, 1, 1],
+                           "parent_track_id": [0, 0, 0], "y": 3.0, "x": 3.0, "area": 9})
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    write_ctc(lab, tracks, out)
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # no temp folders left
+    lin = read_res_track(out / "res_track.txt")
+    # a track with a hole becomes two CTC tracks, the second the child of the first
+    assert lin.values.tolist() == [[1, 0, 1, 0], [2, 3, 3, 1]]
+    masks = read_label_dir(out)
+    assert masks[3, 3, 3] == 2 and masks[0, 3, 3] == 1
+
+    bad = tracks.assign(parent_track_id=[0, 0, 0], track_id=[1, 1, 2])
+    bad.loc[2, "parent_track_id"] = 5  # parent does not exist
+    with pytest.raises(ValueError, match="parent 5"):
+        write_ctc(lab, bad, out)
+    assert read_res_track(out / "res_track.txt").values.tolist() == lin.values.tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+def test_write_tracks_table(tl, tmp_path):
+    tracks = link(detections_from_labels(tl.labels[:5]), tl.labels[:5])
+    path = write_tracks_table(tracks, tmp_path / "sub" / "tracks.parquet")
+    back = pd.read_parquet(path)
+    assert list(back.columns) == ["frame", "label", "track_id", "parent_track_id",
+                                  "y", "x", "area"]
+    assert len(back) == len(tracks)
+    assert np.array_equal(back["track_id"].to_numpy(), tracks["track_id"].to_numpy())
+
+
+def test_max_distance_given_is_used(tl):
+    det = detections_from_labels(tl.labels[:6])
+    tr = link(det, max_distance=0.5)  # almost nothing can link
+    assert tr.attrs["max_distance"] == 0.5 and tr.attrs["max_distance_estimated"] is False
+    default = link(det)
+    assert default["track_id"].nunique() == 12 + 2 * default.attrs["n_divisions"]
+    assert tr["track_id"].nunique() > 3 * default["track_id"].nunique()
+    with pytest.raises(ValueError, match="max_distance"):
+        link(det, max_distance=-1)
