@@ -17,8 +17,7 @@ from .segmentation import blend_maps, labels_by_block, make_plan, predict_tiles,
 TUNING_GRID = {
     "sigma": (1.0, 2.0),
     "foreground": (0.4, 0.5, 0.6),
-    "peak_threshold": (0.2, 0.35, 0.5),
-    "min_distance": (3, 6),
+    "marker_threshold": (0.3, 0.4, 0.5, 0.6),
 }
 
 

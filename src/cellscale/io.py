@@ -72,7 +72,8 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
         raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
     if data.ndim == 3 and axes in ("QYX", "IYX", "ZYX"):
         axes = "TYX" if timelapse else "CYX"
-    if "S" in axes and data.shape[axes.index("S")] == 4:  # drop alpha
+    if "S" in axes and data.shape[axes.index("S")] == 4 and path.suffix.lower() not in (".tif", ".tiff"):
+        # an RGBA picture: drop alpha (a 4-sample TIFF is four real channels)
         data = np.take(data, [0, 1, 2], axis=axes.index("S"))
     if not axes:
         raise ImageError(f"{path}: cannot interpret an image of shape {data.shape}")
@@ -125,7 +126,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: flo
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib")
+        tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
@@ -152,7 +153,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, channel_names: list[
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, image, ome=True, metadata=metadata, compression="zlib")
+        tifffile.imwrite(tmp, image, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
 
 
 def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:

@@ -19,7 +19,6 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .model import ModelSpec, build_unet
-from .postprocess import PostprocessParams
 from .targets import make_targets
 
 SPLITS = ("train", "val", "test")
@@ -194,27 +193,6 @@ def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
     model.save(tmp, include_optimizer=False)
     os.replace(tmp, model_dir / "model.keras")
     spec.write(model_dir)
-
-
-def tune_postprocess(predict, examples: list[Example], compartment: str, log=print) -> PostprocessParams:
-    """Grid-search the watershed thresholds for the best mean AP on validation examples."""
-    from .metrics import summarize
-    from .postprocess import labels_from_maps
-
-    maps = [predict(ex.image) for ex in examples]
-    comp_index = 0
-    best, best_score = PostprocessParams(), -1.0
-    grid = [(s, f, p, d) for s in (1.0, 2.0) for f in (0.4, 0.5, 0.6) for p in (0.2, 0.35, 0.5) for d in (3, 6)]
-    for sigma, fg, peak, md in grid:
-        params = PostprocessParams(sigma=sigma, foreground=fg, peak_threshold=peak, min_distance=md)
-        pairs = [(ex.labels[compartment], labels_from_maps(m[4 * comp_index], m[4 * comp_index + 1], params))
-                 for ex, m in zip(examples, maps)]
-        result = summarize(pairs)
-        score = result["ap"] + result["f1"]
-        if score > best_score:
-            best, best_score = params, score
-    log(f"tuned post-processing: {best.to_dict()} (val F1+AP {best_score:.3f})")
-    return best
 
 
 def command_line() -> str:

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import tifffile
+
+from cellscale.io import ImageError, channel_names_from_ome, image_shape, read_image, read_labels, write_image, write_labels
+from cellscale.preprocess import nuclear_from_rgb, select_channels
+
+
+def test_png_grey_and_rgb(tmp_path):
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "g.png", np.zeros((20, 30), np.uint8))
+    iio.imwrite(tmp_path / "c.png", np.zeros((20, 30, 4), np.uint8))
+    assert read_image(tmp_path / "g.png").shape == (1, 1, 20, 30)
+    assert read_image(tmp_path / "c.png").shape == (1, 3, 20, 30)  # alpha dropped
+
+
+def test_ome_tiff_channels_and_shape(tmp_path):
+    data = np.arange(4 * 16 * 24, dtype=np.uint16).reshape(4, 16, 24)
+    write_image(tmp_path / "a.ome.tif", data, ["DNA", "Mem", "A", "B"])
+    assert read_image(tmp_path / "a.ome.tif").shape == (1, 4, 16, 24)
+    assert image_shape(tmp_path / "a.ome.tif") == (1, 4, 16, 24)
+    assert channel_names_from_ome(tmp_path / "a.ome.tif") == ["DNA", "Mem", "A", "B"]
+    tifffile.imwrite(tmp_path / "t.tif", data, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "rgb.tif", data, photometric="rgb", planarconfig="separate", extrasamples=[0])
+    assert read_image(tmp_path / "rgb.tif").shape == (1, 4, 16, 24)  # 4 samples = 4 channels
+    assert read_image(tmp_path / "t.tif", timelapse=True).shape == (4, 1, 16, 24)
+
+
+def test_corrupt_and_missing_files_name_the_file(tmp_path):
+    bad = tmp_path / "corrupt.tif"
+    bad.write_bytes(b"II*\x00garbage" * 10)
+    with pytest.raises(ImageError, match="corrupt.tif"):
+        read_image(bad)
+    with pytest.raises(ImageError, match="nothere.tif: file not found"):
+        read_image(tmp_path / "nothere.tif")
+
+
+def test_labels_are_32_bit(tmp_path):
+    labels = np.zeros((300, 300), np.int64)
+    labels.ravel()[:70000] = np.arange(1, 70001)  # more than 16 bits hold
+    write_labels(tmp_path / "l.ome.tif", labels)
+    back = read_labels(tmp_path / "l.ome.tif")
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)
+    assert not list(tmp_path.glob(".*part"))  # no temporary left behind
+
+
+def test_channel_selection_and_errors():
+    image = np.random.default_rng(0).random((1, 4, 8, 8))
+    out = select_channels(image, {"nuclear": 2, "membrane": 0}, ["nuclear", "membrane"])
+    np.testing.assert_array_equal(out[0, 0], image[0, 2])
+    with pytest.raises(ValueError, match="nuclear channel index 7 is out of range"):
+        select_channels(image, {"nuclear": 7}, ["nuclear"])
+
+
+def test_brightfield_is_inverted():
+    rgb = np.full((3, 20, 20), 220.0)
+    rgb[:, 5:10, 5:10] = 60  # a dark nucleus on a bright background
+    nuc = nuclear_from_rgb(rgb)[0]
+    assert nuc[7, 7] > nuc[15, 15]

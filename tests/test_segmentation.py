@@ -1,0 +1,82 @@
+"""Post-processing, block/tile/shard invariance and the segmentation pipeline steps."""
+
+import numpy as np
+import pytest
+
+from cellscale.metrics import f1_score, match_counts
+from cellscale.postprocess import PostprocessParams, labels_from_maps
+from cellscale.segmentation import labels_by_block, segment_image
+from cellscale.targets import inner_distance, three_class
+
+
+def ideal_maps(labels):
+    """The maps a perfect model would predict for these labels."""
+    classes = three_class(labels)
+    return inner_distance(labels), (classes == 0).astype(np.float32)
+
+
+def matched_fraction(a, b, iou=0.9):
+    tp, fp, fn = match_counts(a, b, (iou,))[0]
+    return tp / max(tp + fn, tp + fp, 1)
+
+
+def test_targets_peak_inside_every_cell(small_tissue):
+    dist = inner_distance(small_tissue.whole_cell)
+    assert dist.max() == pytest.approx(1.0)
+    peaks = np.zeros(int(small_tissue.whole_cell.max()) + 1)
+    np.maximum.at(peaks, small_tissue.whole_cell.ravel(), dist.ravel())
+    present = np.unique(small_tissue.whole_cell)[1:]
+    assert np.allclose(peaks[present], 1.0)
+    assert set(np.unique(three_class(small_tissue.whole_cell))) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("compartment", ["nuclear", "whole_cell"])
+def test_postprocess_recovers_cells_from_ideal_maps(small_tissue, compartment):
+    truth = getattr(small_tissue, compartment)
+    dist, p_bg = ideal_maps(truth)
+    labels = labels_from_maps(dist, p_bg, PostprocessParams(sigma=1.0, marker_threshold=0.4))
+    assert f1_score(truth, labels) >= 0.95
+
+
+def test_blocks_do_not_change_cells(small_tissue):
+    dist, p_bg = ideal_maps(small_tissue.whole_cell)
+    params = PostprocessParams()
+    one_block = labels_by_block(dist, p_bg, params, block=1024, margin=64)
+    many_blocks = labels_by_block(dist, p_bg, params, block=96, margin=48)
+    assert one_block.dtype == np.uint32
+    assert matched_fraction(one_block, many_blocks) >= 0.99
+
+
+def test_tile_size_does_not_change_cells(tissue_predictor, small_tissue):
+    image = small_tissue.image[np.newaxis]
+    roles = {"nuclear": 0, "membrane": 1}
+    big = segment_image(tissue_predictor, image, roles, tile=256, overlap=32)
+    small = segment_image(tissue_predictor, image, roles, tile=128, overlap=32)
+    for comp in ("nuclear", "whole_cell"):
+        assert big[comp].max() > 20
+        assert matched_fraction(big[comp][0], small[comp][0]) >= 0.99, comp
+
+
+def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
+    """The workflow's tile -> segment -> stitch steps give the same labels for 1 or many shards."""
+    from cellscale.io import read_labels, write_image
+    from cellscale.pipeline import segment_shard, stitch_sample, tile_sample
+    from conftest import MODELS
+
+    image_path = tmp_path / "tissue.ome.tif"
+    write_image(image_path, small_tissue.image, ["DNA", "Membrane", "CD3", "CD20"])
+    results = {}
+    for name, shard_mpx in (("one", 100.0), ("many", 0.07)):
+        tiles = tmp_path / name / "tiles"
+        plan = tile_sample("s", image_path, tiles, {"nuclear": 0, "membrane": 1}, MODELS / "tissue",
+                           tile=128, overlap=32, shard_mpx=shard_mpx)
+        maps = []
+        for shard in range(len(plan.shards)):
+            out = tmp_path / name / "maps" / f"shard_{shard:04d}.npy"
+            segment_shard(tiles / f"shard_{shard:04d}.npy", MODELS / "tissue", out)
+            maps.append(out)
+        stitch_sample(tiles / "plan.json", maps, MODELS / "tissue", "whole_cell", tmp_path / name / "wc.ome.tif")
+        results[name] = (len(plan.shards), read_labels(tmp_path / name / "wc.ome.tif"))
+    assert results["one"][0] == 1 and results["many"][0] > 3
+    assert results["one"][1].dtype == np.uint32
+    np.testing.assert_array_equal(results["one"][1], results["many"][1])
