@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-MODELS = ROOT / "models"
+# CELLSCALE_MODELS points the tests at other model folders (e.g. while the shipped ones retrain)
+MODELS = Path(os.environ.get("CELLSCALE_MODELS", ROOT / "models"))
 DEMO = ROOT / "data" / "demo"
 
 

@@ -56,12 +56,15 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timela
     tmp_dir = out_dir.with_name(out_dir.name + ".part")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
-    for shard in range(len(plan.shards)):
-        np.save(tmp_dir / f"shard_{shard:04d}.npy", shard_tiles(channels, plan, shard))
-        log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
-    plan.write(tmp_dir / "plan.json")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp_dir, out_dir)
+    try:
+        for shard in range(len(plan.shards)):
+            np.save(tmp_dir / f"shard_{shard:04d}.npy", shard_tiles(channels, plan, shard))
+            log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
+        plan.write(tmp_dir / "plan.json")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return plan
 
 
