@@ -3,7 +3,7 @@ import pytest
 import tifffile
 
 from cellscale.io import ImageError, channel_names_from_ome, image_shape, read_image, read_labels, write_image, write_labels
-from cellscale.preprocess import nuclear_from_rgb, select_channels
+from cellscale.preprocess import select_channels
 
 
 def test_png_grey_and_rgb(tmp_path):
@@ -49,7 +49,7 @@ def test_labels_are_32_bit(tmp_path):
 def test_channel_selection_and_errors():
     image = np.random.default_rng(0).random((1, 4, 8, 8))
     out = select_channels(image, {"nuclear": 2, "membrane": 0}, ["nuclear", "membrane"])
-    np.testing.assert_array_equal(out[0, 0], image[0, 2])
+    np.testing.assert_array_equal(out[0, 0], image[0, 2].astype(np.float32))
     with pytest.raises(ValueError, match="nuclear channel index 7 is out of range"):
         select_channels(image, {"nuclear": 7}, ["nuclear"])
 
@@ -57,5 +57,8 @@ def test_channel_selection_and_errors():
 def test_brightfield_is_inverted():
     rgb = np.full((3, 20, 20), 220.0)
     rgb[:, 5:10, 5:10] = 60  # a dark nucleus on a bright background
-    nuc = nuclear_from_rgb(rgb)[0]
+    nuc = select_channels(rgb[np.newaxis], {}, ["nuclear"])[0, 0]
+    assert nuc[7, 7] > nuc[15, 15]
+    dark = 255 - rgb  # fluorescence saved as colour: not inverted
+    nuc = select_channels(dark[np.newaxis], {}, ["nuclear"])[0, 0]
     assert nuc[7, 7] > nuc[15, 15]

@@ -5,7 +5,7 @@ import pytest
 
 from cellscale.metrics import f1_score, match_counts
 from cellscale.postprocess import PostprocessParams, labels_from_maps
-from cellscale.segmentation import labels_by_block, segment_image
+from cellscale.segmentation import labels_from_arrays, segment_image
 from cellscale.targets import inner_distance, three_class
 
 
@@ -41,8 +41,8 @@ def test_postprocess_recovers_cells_from_ideal_maps(small_tissue, compartment):
 def test_blocks_do_not_change_cells(small_tissue):
     dist, p_bg = ideal_maps(small_tissue.whole_cell)
     params = PostprocessParams()
-    one_block = labels_by_block(dist, p_bg, params, block=1024, margin=64)
-    many_blocks = labels_by_block(dist, p_bg, params, block=96, margin=48)
+    one_block = labels_from_arrays(dist, p_bg, params, block=1024, margin=64)
+    many_blocks = labels_from_arrays(dist, p_bg, params, block=96, margin=48)
     assert one_block.dtype == np.uint32
     assert matched_fraction(one_block, many_blocks) >= 0.99
 

@@ -182,3 +182,43 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
         assert not (tmp_path / "results/tiles" / bad).exists()
         assert not list((tmp_path / "results/tiles").glob(f"{bad}*"))
         assert not (tmp_path / "results/segmentation" / bad).exists()
+
+
+def test_lint_is_clean():
+    result = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "good condition" in result.stdout + result.stderr
+
+
+def test_killed_run_resumes_to_identical_results(demo_run, tmp_path):
+    """SIGKILL the whole run mid-way; unlock and rerun; results equal those of the uninterrupted run."""
+    import os
+    import signal
+    import time
+
+    from cellscale.io import read_labels
+
+    reference = demo_run[0]
+    (tmp_path / "config").mkdir()
+    config = yaml.safe_load((reference / "config" / "config.yaml").read_text())
+    samples = (reference / "config" / "samples.tsv").read_text()
+    (tmp_path / "config" / "samples.tsv").write_text(samples)
+    config["samples"] = str(tmp_path / "config" / "samples.tsv")
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list((tmp_path / "results" / "predictions").rglob("shard_*.npy")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "results" / "summary.tsv").exists(), "the run was killed before it finished"
+    assert run(tmp_path, "--unlock").returncode == 0
+    result = run(tmp_path, "--rerun-incomplete")
+    assert result.returncode == 0, result.stderr[-4000:]
+    for rel in ["results/segmentation/tissue/whole_cell.ome.tif", "results/segmentation/movie/nuclear.ome.tif"]:
+        np.testing.assert_array_equal(read_labels(tmp_path / rel), read_labels(reference / rel))
+    for rel in ["results/measurements/tissue.parquet", "results/tracks/movie.parquet"]:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / rel), pd.read_parquet(reference / rel))
+    assert (tmp_path / "results/tracks/movie/res_track.txt").read_text() == \
+        (reference / "results/tracks/movie/res_track.txt").read_text()

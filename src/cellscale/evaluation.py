@@ -12,7 +12,8 @@ import numpy as np
 from .baseline import otsu_watershed
 from .metrics import summarize
 from .postprocess import PostprocessParams
-from .segmentation import blend_maps, labels_by_block, make_plan, predict_tiles, shard_tiles
+from .segmentation import blend_maps, labels_from_arrays, make_plan, predict_tiles, shard_tiles
+from .source import ImageSource
 
 TUNING_GRID = {
     "sigma": (1.0, 2.0),
@@ -23,10 +24,12 @@ TUNING_GRID = {
 
 def predict_maps(predictor, channels: np.ndarray, tile: int = 256, overlap: int = 32) -> np.ndarray:
     """Blended maps (4 * n_comp, Y, X) for one (C, Y, X) image."""
-    stack = channels[np.newaxis]
-    plan = make_plan(stack, tile, overlap, predictor.spec.tile_multiple, shard_mpx=1e9)
-    maps = predict_tiles(predictor, shard_tiles(stack, plan, 0))
-    return blend_maps(plan, [(plan.shards[0], maps)], 0, predictor.n_outputs)
+    source = ImageSource.from_array(channels[np.newaxis])
+    roles = dict(zip(predictor.spec.inputs, range(len(predictor.spec.inputs))))
+    plan, recipe = make_plan(source, roles, predictor.spec.inputs, tile, overlap, predictor.spec.tile_multiple,
+                             shard_mpx=1e9)
+    maps = predict_tiles(predictor, shard_tiles(source, recipe, plan, 0))
+    return blend_maps(plan, maps.__getitem__, 0, predictor.n_outputs)
 
 
 def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[PostprocessParams, dict]:
@@ -35,7 +38,7 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[P
     keys = list(TUNING_GRID)
     for values in itertools.product(*TUNING_GRID.values()):
         params = PostprocessParams(**dict(zip(keys, values)))
-        result = summarize((t, labels_by_block(m[0], m[1], params)) for t, m in zip(truths, maps))
+        result = summarize((t, labels_from_arrays(m[0], m[1], params)) for t, m in zip(truths, maps))
         if result["f1"] + result["ap"] > best_score:
             best, best_result, best_score = params, result, result["f1"] + result["ap"]
     log(f"tuned post-processing on validation: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
@@ -48,7 +51,7 @@ def score_split(predictor, examples, params: PostprocessParams) -> dict:
     rows = []
     for ex in examples:
         maps = predict_maps(predictor, ex.image)
-        rows.append((ex.kind, ex.labels["nuclear"], labels_by_block(maps[0], maps[1], params),
+        rows.append((ex.kind, ex.labels["nuclear"], labels_from_arrays(maps[0], maps[1], params),
                      otsu_watershed(ex.image[0])))
     out = {}
     kinds = sorted({r[0] for r in rows})
@@ -153,7 +156,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     for i, comp in enumerate(spec.compartments):
         params, _ = tune([m[4 * i: 4 * i + 2] for m in val_maps], [ex.labels[comp] for ex in val], log)
         tuned[comp] = params.to_dict()
-        pairs = [(ex.labels[comp], labels_by_block(m[4 * i], m[4 * i + 1], params)) for ex, m in zip(test, test_maps)]
+        pairs = [(ex.labels[comp], labels_from_arrays(m[4 * i], m[4 * i + 1], params)) for ex, m in zip(test, test_maps)]
         scores[comp] = {"model": summarize(pairs)}
         if comp == "nuclear":
             scores[comp]["baseline"] = summarize((ex.labels[comp], otsu_watershed(ex.image[0])) for ex in test)

@@ -26,9 +26,16 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return name.endswith(IMAGE_SUFFIXES)
 
 
-def _axes_to_tcyx(data: np.ndarray, axes: str, path) -> np.ndarray:
-    """Reorder an array with tifffile axis letters into (T, C, Y, X)."""
-    axes = axes.upper().replace("Q", "C").replace("I", "T").replace("Z", "T")
+def normalize_axes(axes: str, shape, path, timelapse: bool = False) -> str:
+    """tifffile axis letters mapped onto "TCYX" letters (each at most once).
+
+    A 3-D stack without axis metadata is channels, or time when ``timelapse``;
+    colour samples (S) are channels; Z and unknown sequences (Q, I) are time.
+    """
+    axes = axes.upper()
+    if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
+        axes = "TYX" if timelapse else "CYX"
+    axes = axes.replace("Q", "C").replace("I", "T").replace("Z", "T")
     if "S" in axes and "C" not in axes:
         axes = axes.replace("S", "C")
     for letter in axes:
@@ -37,7 +44,11 @@ def _axes_to_tcyx(data: np.ndarray, axes: str, path) -> np.ndarray:
     if len(set(axes)) != len(axes):
         raise ImageError(f"{path}: ambiguous axes {axes!r}")
     if "Y" not in axes or "X" not in axes:
-        raise ImageError(f"{path}: image has no Y/X axes ({axes!r}, shape {data.shape})")
+        raise ImageError(f"{path}: image has no Y/X axes ({axes!r}, shape {tuple(shape)})")
+    return axes
+
+
+def _to_tcyx(data: np.ndarray, axes: str) -> np.ndarray:
     for letter in "TC":
         if letter not in axes:
             data = data[np.newaxis]
@@ -49,8 +60,9 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
     """Read a PNG/JPEG/TIFF/OME-TIFF as a (T, C, Y, X) array in its own dtype.
 
     A 2-D image is one channel. A 3-D TIFF without axis metadata is taken as
-    (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X). An RGB(A) image
-    has its colour samples as channels (alpha dropped).
+    (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X). An RGB(A)
+    picture has its colour samples as channels (alpha dropped); every sample
+    of a TIFF is a channel.
     """
     path = Path(path)
     if not path.exists():
@@ -66,35 +78,21 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
 
             data = iio.imread(path)
             axes = {2: "YX", 3: "YXS"}.get(data.ndim, "")
-    except ImageError:
-        raise
+            if axes == "YXS" and data.shape[-1] == 4:  # RGBA picture: drop alpha
+                data = data[..., :3]
     except Exception as err:  # tifffile/imageio raise many types on corrupt files
         raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
-    if data.ndim == 3 and axes in ("QYX", "IYX", "ZYX"):
-        axes = "TYX" if timelapse else "CYX"
-    if "S" in axes and data.shape[axes.index("S")] == 4 and path.suffix.lower() not in (".tif", ".tiff"):
-        # an RGBA picture: drop alpha (a 4-sample TIFF is four real channels)
-        data = np.take(data, [0, 1, 2], axis=axes.index("S"))
     if not axes:
         raise ImageError(f"{path}: cannot interpret an image of shape {data.shape}")
-    return _axes_to_tcyx(data, axes, path)
+    return _to_tcyx(data, normalize_axes(axes, data.shape, path, timelapse))
 
 
 def image_shape(path: str | os.PathLike, timelapse: bool = False) -> tuple[int, int, int, int]:
     """(T, C, Y, X) of an image without reading its pixels where possible."""
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff") and path.exists():
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                shape, axes = series.shape, series.axes
-        except Exception as err:
-            raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
-        if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
-            axes = "TYX" if timelapse else "CYX"
-        view = np.broadcast_to(np.uint8(0), shape)  # zero-stride stand-in: no pixels read
-        return tuple(_axes_to_tcyx(view, axes, path).shape)
-    return tuple(read_image(path, timelapse).shape)
+    from .source import ImageSource
+
+    with ImageSource.open(path, timelapse) as source:
+        return source.shape
 
 
 @contextmanager

@@ -16,8 +16,8 @@ import numpy as np
 
 from .io import ImageError, atomic_path, read_image, read_labels, write_labels
 from .model import ModelSpec
-from .segmentation import (blend_maps, labels_from_blended, make_plan, model_channels, postprocess_params,
-                           predict_tiles, shard_tiles)
+from .segmentation import frame_labels, make_plan, postprocess_params, predict_tiles, shard_tiles
+from .source import ImageSource
 from .tiling import TilePlan
 
 log = logging.getLogger("cellscale")
@@ -42,29 +42,46 @@ def load_sample_image(sample: str, path, timelapse: bool) -> np.ndarray:
     return image
 
 
+def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
+    """Lazy (T, C, Y, X) image of a sample, with errors that name the sample."""
+    try:
+        source = ImageSource.open(path, timelapse=timelapse)
+    except ImageError as err:
+        raise StepError(f"sample {sample!r}: {err}") from None
+    if source.shape[2] < 8 or source.shape[3] < 8:
+        _fail(sample, path, f"image of shape {source.shape[2:]} is too small to segment")
+    return source
+
+
 def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timelapse: bool = False,
                 tile: int = 256, overlap: int = 32, shard_mpx: float = 16.0) -> TilePlan:
-    """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``."""
+    """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``.
+
+    The image is read region by region, one shard at a time.
+    """
     spec = ModelSpec.read(model_dir)
-    image = load_sample_image(sample, image_path, timelapse)
-    try:
-        channels = model_channels(image, roles, spec.inputs)
-    except ValueError as err:
-        _fail(sample, image_path, str(err))
-    plan = make_plan(channels, tile, overlap, spec.tile_multiple, shard_mpx)
-    out_dir = Path(out_dir)
-    tmp_dir = out_dir.with_name(out_dir.name + ".part")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    try:
-        for shard in range(len(plan.shards)):
-            np.save(tmp_dir / f"shard_{shard:04d}.npy", shard_tiles(channels, plan, shard))
-            log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
-        plan.write(tmp_dir / "plan.json")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(tmp_dir, out_dir)
-    finally:
+    with open_sample_image(sample, image_path, timelapse) as source:
+        try:
+            plan, recipe = make_plan(source, roles, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx)
+        except ValueError as err:
+            _fail(sample, image_path, str(err))
+        out_dir = Path(out_dir)
+        tmp_dir = out_dir.with_name(out_dir.name + ".part")
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir(parents=True)
+        try:
+            for shard in range(len(plan.shards)):
+                try:
+                    tiles = shard_tiles(source, recipe, plan, shard)
+                except ImageError as err:
+                    raise StepError(f"sample {sample!r}: {err}") from None
+                np.save(tmp_dir / f"shard_{shard:04d}.npy", tiles)
+                log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
+            plan.write(tmp_dir / "plan.json")
+            shutil.rmtree(out_dir, ignore_errors=True)
+            os.replace(tmp_dir, out_dir)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
     return plan
 
 
@@ -83,25 +100,34 @@ def segment_shard(shard_path, model_dir, out_path, batch_size: int = 8) -> None:
 def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_path,
                   block: int = 512, margin: int = 64, overrides: dict | None = None,
                   pixel_size_um: float | None = None) -> np.ndarray:
-    """Blend predicted windows, post-process block by block, write one 32-bit label image."""
+    """Blend predicted windows and post-process block by block into one 32-bit label image.
+
+    Shard predictions are memory-mapped: only the windows around the current
+    block are read.
+    """
     plan = TilePlan.read(plan_path)
     spec = ModelSpec.read(model_dir)
     if compartment not in spec.compartments:
         raise ValueError(f"model {spec.name} has no {compartment!r} output (has {spec.compartments})")
-    index = spec.compartments.index(compartment)
-    params = postprocess_params(spec, overrides)
+    params = postprocess_params(spec, overrides)[compartment]
     by_name = {Path(p).name: p for p in shard_maps}
-    shards = []
+    where = {}
+    arrays = []
     for shard, indices in enumerate(plan.shards):
         path = by_name.get(f"shard_{shard:04d}.npy")
         if path is None:
             raise FileNotFoundError(f"{plan_path}: prediction for shard {shard} is missing")
-        maps = np.load(path, mmap_mode="r")[:, 4 * index: 4 * index + 4]
-        shards.append((indices, maps))
+        arrays.append(np.load(path, mmap_mode="r"))
+        where.update((i, (shard, k)) for k, i in enumerate(indices))
+
+    def read_tile(i):
+        shard, k = where[i]
+        return arrays[shard][k]
+
+    channel = 4 * spec.compartments.index(compartment)
     frames = []
     for frame in range(plan.shape[0]):
-        blended = blend_maps(plan, shards, frame, 4)
-        frames.append(labels_from_blended(blended, [compartment], params, block, margin)[compartment])
+        frames.append(frame_labels(plan, read_tile, frame, channel, params, block, margin))
         log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], frames[-1].max())
     labels = frames[0] if plan.shape[0] == 1 else np.stack(frames)
     write_labels(out_path, labels, pixel_size_um)

@@ -7,6 +7,8 @@ the result must not depend on how the image is tiled.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.8
@@ -42,41 +44,61 @@ def normalize(channels: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     return ((channels.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
-def nuclear_from_rgb(rgb: np.ndarray) -> np.ndarray:
-    """One nuclear channel from a colour image (C=3, Y, X).
+@dataclass
+class ChannelRecipe:
+    """How to turn an image's channels into a model's input channels.
 
-    Colour images in our data are stained tissue or brightfield, where nuclei
-    are darker than the background; fluorescence saved as RGB has a dark
-    background. We take the luminance and invert it when the background (the
-    median) is brighter than the middle of the intensity range, so nuclei are
-    bright as in fluorescence. Returns (1, Y, X) float32.
+    Either pick channels by index (``indices``), or, for a colour picture,
+    take the luminance (``colour``) and negate it when ``invert`` (nuclei
+    darker than the background, as in H&E or brightfield). The decision to
+    invert is made once per image, on a sample of the whole image.
     """
-    rgb = rgb.astype(np.float32)
-    gray = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-    lo, hi = np.percentile(gray, [1, 99])
-    if np.median(gray) > (lo + hi) / 2:
-        gray = gray.max() - gray
-    return gray[np.newaxis]
+
+    indices: list[int] | None = None
+    colour: bool = False
+    invert: bool = False
+
+    def apply(self, channels: np.ndarray) -> np.ndarray:
+        """(C, h, w) raw channels -> (n_inputs, h, w) float32."""
+        if self.colour:
+            c = channels.astype(np.float32)
+            gray = 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+            return (-gray if self.invert else gray)[np.newaxis]
+        return channels[self.indices].astype(np.float32)
 
 
-def select_channels(image: np.ndarray, roles: dict[str, int | None], wanted: list[str]) -> np.ndarray:
-    """Pick the model's input channels from a (T, C, Y, X) image.
+def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str]) -> ChannelRecipe:
+    """Choose input channels for a model from roles, checking indices.
 
-    ``roles`` maps a role ("nuclear", "membrane") to a channel index. A 3-channel
-    image without declared roles is treated as colour (see :func:`nuclear_from_rgb`).
-    Returns (T, len(wanted), Y, X).
+    Parameters
+    ----------
+    sample : (T, C, Y, X) array of the image or a strided sample of it.
+    roles : {"nuclear": index or None, "membrane": index or None}.
+    wanted : the model's input roles, e.g. ["nuclear"] or ["nuclear", "membrane"].
     """
-    n_channels = image.shape[1]
+    n_channels = sample.shape[1]
     if roles.get("nuclear") is None and n_channels == 3 and wanted == ["nuclear"]:
-        return np.stack([nuclear_from_rgb(frame)[0] for frame in image])[:, np.newaxis]
-    picked = []
+        lum = ChannelRecipe(colour=True).apply(np.moveaxis(sample, 1, 0).reshape(3, -1, sample.shape[-1]))[0]
+        lo, hi = np.percentile(lum, [1, 99])
+        return ChannelRecipe(colour=True, invert=bool(np.median(lum) > (lo + hi) / 2))
+    indices = []
     for role in wanted:
         index = roles.get(role)
-        if index is None:
-            index = 0 if role == "nuclear" else None
+        if index is None and role == "nuclear":
+            index = 0
         if index is None:
             raise ValueError(f"no channel given for role {role!r}")
         if not 0 <= index < n_channels:
             raise ValueError(f"{role} channel index {index} is out of range: the image has {n_channels} channel(s)")
-        picked.append(image[:, index])
-    return np.stack(picked, axis=1)
+        indices.append(int(index))
+    return ChannelRecipe(indices=indices)
+
+
+def select_channels(image: np.ndarray, roles: dict[str, int | None], wanted: list[str]) -> np.ndarray:
+    """The model's input channels (T, len(wanted), Y, X) float32 from a whole (T, C, Y, X) image.
+
+    A 3-channel image without a nuclear role is treated as colour: see
+    :class:`ChannelRecipe`.
+    """
+    recipe = channel_recipe(image, roles, wanted)
+    return np.stack([recipe.apply(frame) for frame in image])

@@ -1,50 +1,52 @@
 """Segmentation as three steps the workflow runs as separate jobs.
 
-1. :func:`shard_tiles` cuts normalised windows for one shard of a tile plan;
-2. :func:`predict_tiles` runs the model on them (the GPU step);
-3. :func:`blend_maps` puts the windows' maps back together with a smooth
-   window, and :func:`labels_by_block` post-processes block by block with an
-   overlap margin and reconciles the blocks into one 32-bit label image.
+1. :func:`make_plan` and :func:`shard_tiles` cut normalised windows, shard by
+   shard, reading only the image regions they need;
+2. :func:`predict_tiles` runs the model on one shard's windows (the GPU step);
+3. :func:`labels_by_block` post-processes block by block: each block (with an
+   overlap margin) blends just the windows that cover it (:func:`blend_region`),
+   runs the watershed, and the blocks are reconciled into one 32-bit label image.
 
-:func:`segment_image` chains them in one process, for the command line.
+Nothing here holds more than one block's maps at a time, so memory does not
+grow with the slide. :func:`segment_image` chains the steps in one process.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable
 
 import numpy as np
 
 from .postprocess import PostprocessParams, labels_from_maps
-from .preprocess import normalize, percentile_range, select_channels
-from .tiling import TilePlan, blend_weights, plan_tiles, read_window
+from .preprocess import ChannelRecipe, channel_recipe, normalize, percentile_range
+from .source import ImageSource
+from .tiling import TilePlan, blend_weights, plan_tiles
+
+TileReader = Callable[[int], np.ndarray]  # tile index -> (n_maps, th, tw) maps
 
 
-def model_channels(image: np.ndarray, roles: dict, inputs: list[str]) -> np.ndarray:
-    """The model's input channels (T, len(inputs), Y, X) from a (T, C, Y, X) image."""
-    return select_channels(image, roles, inputs)
+def make_plan(source: ImageSource, roles: dict, inputs: list[str], tile: int, overlap: int, multiple: int,
+              shard_mpx: float) -> tuple[TilePlan, ChannelRecipe]:
+    """Tile plan (with image-wide normalisation ranges) and channel recipe for an image."""
+    sample = source.subsample()
+    recipe = channel_recipe(sample, roles, inputs)
+    t, _, h, w = source.shape
+    plan = plan_tiles((t, h, w), tile, overlap, multiple, shard_mpx)
+    plan.ranges = percentile_range(np.stack([recipe.apply(frame) for frame in sample])).tolist()
+    return plan, recipe
 
 
-def make_plan(channels: np.ndarray, tile: int, overlap: int, multiple: int, shard_mpx: float) -> TilePlan:
-    """Tile plan for (T, C, Y, X) model channels, with whole-image normalisation ranges."""
-    plan = plan_tiles((channels.shape[0], channels.shape[2], channels.shape[3]), tile, overlap, multiple, shard_mpx)
-    plan.ranges = percentile_range(channels).tolist()
-    return plan
-
-
-def shard_tiles(channels: np.ndarray, plan: TilePlan, shard: int) -> np.ndarray:
-    """Normalised windows of one shard: (n, C, th, tw) float32."""
+def shard_tiles(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, shard: int) -> np.ndarray:
+    """Normalised windows of one shard: (n, C, th, tw) float32, zero (background) past the image edge."""
     th, tw = plan.tile
+    _, h, w = plan.shape
     ranges = np.asarray(plan.ranges)
-    out = [normalize(read_window(channels, t, y, x, th, tw), ranges)
-           for t, y, x in (plan.tiles[i] for i in plan.shards[shard])]
-    # padding outside the image must look like background after normalisation
-    for window, i in zip(out, plan.shards[shard]):
+    out = np.zeros((len(plan.shards[shard]), len(ranges), th, tw), np.float32)
+    for k, i in enumerate(plan.shards[shard]):
         t, y, x = plan.tiles[i]
-        h, w = plan.shape[1] - y, plan.shape[2] - x
-        window[:, h:, :] = np.minimum(window[:, h:, :], 0)
-        window[:, :, w:] = np.minimum(window[:, :, w:], 0)
-    return np.stack(out).astype(np.float32)
+        y1, x1 = min(y + th, h), min(x + tw, w)
+        out[k, :, : y1 - y, : x1 - x] = normalize(recipe.apply(source.region(t, y, y1, x, x1)), ranges)
+    return out
 
 
 def predict_tiles(predictor, tiles: np.ndarray) -> np.ndarray:
@@ -52,44 +54,56 @@ def predict_tiles(predictor, tiles: np.ndarray) -> np.ndarray:
     return predictor.predict(tiles).astype(np.float16)
 
 
-def blend_maps(plan: TilePlan, shards: Iterable[tuple[list[int], np.ndarray]], frame: int,
-               n_maps: int) -> np.ndarray:
-    """Blend window maps of one frame into (n_maps, Y, X) float32.
-
-    ``shards`` yields (tile indices, (n, n_maps, th, tw) maps) pairs.
-    """
-    _, h, w = plan.shape
+def blend_region(plan: TilePlan, read_tile: TileReader, frame: int, y0: int, y1: int, x0: int, x1: int,
+                 n_maps: int) -> np.ndarray:
+    """Blend the windows covering rows y0:y1, columns x0:x1 of one frame: (n_maps, h, w) float32."""
     th, tw = plan.tile
+    tiles = np.asarray(plan.tiles).reshape(-1, 3)
+    hit = np.flatnonzero((tiles[:, 0] == frame) & (tiles[:, 1] < y1) & (tiles[:, 1] + th > y0)
+                         & (tiles[:, 2] < x1) & (tiles[:, 2] + tw > x0))
     weights = blend_weights(th, tw, plan.overlap)
-    acc = np.zeros((n_maps, h + th, w + tw), np.float32)
-    norm = np.zeros((h + th, w + tw), np.float32)
-    for indices, maps in shards:
-        for i, m in zip(indices, maps):
-            t, y, x = plan.tiles[i]
-            if t != frame:
-                continue
-            acc[:, y:y + th, x:x + tw] += m.astype(np.float32) * weights
-            norm[y:y + th, x:x + tw] += weights
-    return acc[:, :h, :w] / np.maximum(norm[:h, :w], 1e-6)
+    acc = np.zeros((n_maps, y1 - y0, x1 - x0), np.float32)
+    norm = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for i in hit:
+        _, ty, tx = tiles[i]
+        sy0, sy1 = max(y0, ty), min(y1, ty + th)
+        sx0, sx1 = max(x0, tx), min(x1, tx + tw)
+        win = (slice(sy0 - ty, sy1 - ty), slice(sx0 - tx, sx1 - tx))
+        dst = (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
+        maps = np.asarray(read_tile(int(i)), np.float32)
+        acc[(slice(None), *dst)] += maps[(slice(None), *win)] * weights[win]
+        norm[dst] += weights[win]
+    return acc / np.maximum(norm, 1e-6)
 
 
-def labels_by_block(distance: np.ndarray, p_background: np.ndarray, params: PostprocessParams,
-                    block: int = 512, margin: int = 64) -> np.ndarray:
+def blend_maps(plan: TilePlan, read_tile: TileReader, frame: int, n_maps: int) -> np.ndarray:
+    """Blend a whole frame (for images that fit in memory): (n_maps, Y, X) float32."""
+    _, h, w = plan.shape
+    return blend_region(plan, read_tile, frame, 0, h, 0, w, n_maps)
+
+
+def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]], shape,
+                    params: PostprocessParams, block: int = 512, margin: int = 64) -> np.ndarray:
     """Marker-controlled watershed block by block, reconciled into one label image.
 
-    Each block is post-processed together with a ``margin`` of context; a cell
-    belongs to the block that holds its centroid, and a pixel already claimed
-    by a cell of an earlier block is not taken again. IDs are 1..N in block
-    order. Returns (Y, X) uint32.
+    Parameters
+    ----------
+    read_maps : (y0, y1, x0, x1) -> (inner distance, p(background)) of that region.
+    shape : (Y, X) of the image.
+
+    Each block is post-processed with a ``margin`` of context; a cell belongs
+    to the block that holds its centroid, and a pixel already claimed by a cell
+    of an earlier block is not taken again. IDs are 1..N in block order.
+    Returns (Y, X) uint32.
     """
-    h, w = distance.shape
+    h, w = shape
     out = np.zeros((h, w), np.uint32)
     next_id = 1
     for by in range(0, h, block):
         for bx in range(0, w, block):
             y0, x0 = max(0, by - margin), max(0, bx - margin)
             y1, x1 = min(h, by + block + margin), min(w, bx + block + margin)
-            local = labels_from_maps(distance[y0:y1, x0:x1], p_background[y0:y1, x0:x1], params)
+            local = labels_from_maps(*read_maps(y0, y1, x0, x1), params)
             n = int(local.max())
             if n == 0:
                 continue
@@ -109,28 +123,42 @@ def labels_by_block(distance: np.ndarray, p_background: np.ndarray, params: Post
     return out
 
 
-def labels_from_blended(maps: np.ndarray, compartments: list[str], params: dict[str, PostprocessParams],
-                        block: int = 512, margin: int = 64) -> dict[str, np.ndarray]:
-    """Labels per compartment from blended (4 * n, Y, X) maps."""
-    return {comp: labels_by_block(maps[4 * i], maps[4 * i + 1], params[comp], block, margin)
-            for i, comp in enumerate(compartments)}
+def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: PostprocessParams,
+                       block: int = 512, margin: int = 64) -> np.ndarray:
+    """:func:`labels_by_block` on in-memory maps."""
+    return labels_by_block(lambda y0, y1, x0, x1: (distance[y0:y1, x0:x1], p_background[y0:y1, x0:x1]),
+                           distance.shape, params, block, margin)
+
+
+def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int, params: PostprocessParams,
+                 block: int = 512, margin: int = 64) -> np.ndarray:
+    """Labels of one compartment in one frame; ``channel`` is the first of its 4 maps in a window."""
+
+    def read_maps(y0, y1, x0, x1):
+        maps = blend_region(plan, lambda i: read_tile(i)[channel:channel + 2], frame, y0, y1, x0, x1, 2)
+        return maps[0], maps[1]
+
+    return labels_by_block(read_maps, plan.shape[1:], params, block, margin)
 
 
 def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = 256, overlap: int = 32,
-                  block: int = 512, margin: int = 64, params: dict | None = None) -> dict[str, np.ndarray]:
-    """Segment a (T, C, Y, X) image in one process.
+                  block: int = 512, margin: int = 64, params: dict | None = None,
+                  shard_mpx: float = 16.0) -> dict[str, np.ndarray]:
+    """Segment an in-memory (T, C, Y, X) image (or an :class:`ImageSource`) in one process.
 
     Returns {compartment: (T, Y, X) uint32 labels}.
     """
     spec = predictor.spec
-    channels = model_channels(image, roles or {}, spec.inputs)
-    plan = make_plan(channels, tile, overlap, spec.tile_multiple, shard_mpx=1e9)
-    maps = [(plan.shards[0], predict_tiles(predictor, shard_tiles(channels, plan, 0)))]
+    source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
+    plan, recipe = make_plan(source, roles or {}, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx)
+    maps: dict[int, np.ndarray] = {}
+    for shard, indices in enumerate(plan.shards):
+        for i, m in zip(indices, predict_tiles(predictor, shard_tiles(source, recipe, plan, shard))):
+            maps[i] = m
     post = postprocess_params(spec, params)
-    n_maps = 4 * len(spec.compartments)
-    frames = [labels_from_blended(blend_maps(plan, maps, f, n_maps), spec.compartments, post, block, margin)
-              for f in range(plan.shape[0])]
-    return {comp: np.stack([fr[comp] for fr in frames]) for comp in spec.compartments}
+    return {comp: np.stack([frame_labels(plan, maps.__getitem__, f, 4 * k, post[comp], block, margin)
+                            for f in range(plan.shape[0])])
+            for k, comp in enumerate(spec.compartments)}
 
 
 def postprocess_params(spec, overrides: dict | None = None) -> dict[str, PostprocessParams]:

@@ -1,0 +1,102 @@
+"""Images read region by region, so a slide never has to fit in memory.
+
+:class:`ImageSource` presents any image as (T, C, Y, X). TIFF/OME-TIFF files are
+opened through tifffile's zarr store and only the chunks (tiles or strips) a
+region touches are decoded; other formats and in-memory arrays are held whole.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .io import ImageError, normalize_axes, read_image
+
+
+class ImageSource:
+    """A (T, C, Y, X) view over an array in any axis order.
+
+    Parameters
+    ----------
+    array : anything sliceable like a NumPy array (NumPy, zarr).
+    axes : its axes, letters from "TCYX" (each once, Y and X required).
+    path : the file, for error messages.
+    """
+
+    def __init__(self, array, axes: str, path=None, closer=None):
+        self._array = array
+        self._axes = axes
+        self.path = path
+        self._closer = closer
+        sizes = dict(zip(axes, array.shape))
+        self.shape = tuple(int(sizes.get(a, 1)) for a in "TCYX")
+        self.dtype = np.dtype(array.dtype)
+
+    @classmethod
+    def from_array(cls, image: np.ndarray) -> "ImageSource":
+        """Wrap an in-memory (T, C, Y, X) array."""
+        if image.ndim != 4:
+            raise ValueError(f"expected a (T, C, Y, X) array, got shape {image.shape}")
+        return cls(image, "TCYX")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, timelapse: bool = False) -> "ImageSource":
+        """Open an image file; TIFFs lazily, other formats in memory."""
+        path = Path(path)
+        if not path.exists():
+            raise ImageError(f"{path}: file not found")
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            return cls(read_image(path, timelapse), "TCYX", path)
+        try:
+            tif = tifffile.TiffFile(path)
+            series = tif.series[0]
+            axes = normalize_axes(series.axes, series.shape, path, timelapse)
+            import zarr
+
+            array = zarr.open(series.aszarr(), mode="r")
+        except ImageError:
+            raise
+        except Exception as err:
+            raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+        return cls(array, axes, path, closer=tif.close)
+
+    def close(self) -> None:
+        if self._closer:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _read(self, index: dict) -> np.ndarray:
+        key = tuple(index.get(a, slice(None)) for a in self._axes)
+        try:
+            data = np.asarray(self._array[key])
+        except Exception as err:
+            raise ImageError(f"{self.path}: cannot read image data ({type(err).__name__}: {err})") from err
+        kept = [a for a in self._axes if not isinstance(index.get(a), (int, np.integer))]
+        if "C" not in kept:
+            data, kept = data[np.newaxis], ["C", *kept]
+        return np.transpose(data, [kept.index(a) for a in "CYX"])
+
+    def region(self, t: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """All channels of frame ``t`` in rows y0:y1, columns x0:x1: (C, h, w)."""
+        return self._read({"T": int(t), "Y": slice(y0, y1), "X": slice(x0, x1)})
+
+    def subsample(self, max_pixels: int = 4_000_000, max_frames: int = 8) -> np.ndarray:
+        """A strided (T', C, Y', X') sample of at most about ``max_pixels`` pixels per channel.
+
+        Used for image-wide statistics (normalisation ranges), so every tile of
+        an image is scaled alike whatever the tiling.
+        """
+        t, _, h, w = self.shape
+        frames = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+        step = max(1, int(np.ceil(np.sqrt(len(frames) * h * w / max_pixels))))
+        return np.stack([self._read({"T": int(f), "Y": slice(None, None, step), "X": slice(None, None, step)})
+                         for f in frames])
