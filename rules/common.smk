@@ -51,12 +51,15 @@ def is_timelapse(sample):
 
 
 def model_dir(sample):
+    """The sample's model: a folder with model.json, or a mapping declared in the config."""
     return config["models"]["tissue" if has_membrane(sample) else "nuclear"]
 
 
 def model_files(wildcards):
-    folder = model_dir(wildcards.sample)
-    return {"spec": f"{folder}/model.json", "weights": f"{folder}/model.keras"}
+    model = model_dir(wildcards.sample)
+    if isinstance(model, dict):  # a user's own Keras/SavedModel declared in the config
+        return {"weights": model["path"]}
+    return {"spec": f"{model}/model.json", "weights": f"{model}/model.keras"}
 
 
 def compartments(sample):

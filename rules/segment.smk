@@ -1,8 +1,7 @@
 rule segment:
     input:
+        unpack(model_files),
         tiles="results/tiles/{sample}/shard_{shard}.npy",
-        spec=lambda w: model_files(w)["spec"],
-        weights=lambda w: model_files(w)["weights"],
     output:
         maps="results/predictions/{sample}/shard_{shard}.npy",
     params:

@@ -1,8 +1,8 @@
 rule stitch:
     input:
+        unpack(model_files),
         tiles="results/tiles/{sample}",
         maps=shard_predictions,
-        spec=lambda w: model_files(w)["spec"],
     output:
         labels="results/segmentation/{sample}/{compartment}.ome.tif",
     params:

@@ -1,7 +1,7 @@
 checkpoint tile:
     input:
+        unpack(model_files),
         image=image_input,
-        spec=lambda w: model_files(w)["spec"],
     output:
         tiles=directory("results/tiles/{sample}"),
     params:

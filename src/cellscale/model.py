@@ -32,16 +32,39 @@ class ModelSpec:
     pixel_size_um: float | None = None
     postprocess: dict = field(default_factory=dict)
     format: str = "keras"  # "keras" (.keras file) or "savedmodel" (TF SavedModel dir)
-    artifact: str = "model.keras"
+    artifact: str = "model.keras"  # file/folder of the network, relative to the model folder or absolute
+    # For models not trained here: what the output channels are, in order (outputs of a
+    # multi-output model are concatenated, a dict's in sorted key order). Items:
+    # "COMP:distance" (1 channel), "COMP:classes" (3: background, boundary, interior),
+    # "COMP:foreground" (1: probability of a cell pixel), "ignore:N" (N channels skipped).
+    # None means the native layout: 4 channels per compartment.
+    outputs: list[str] | None = None
 
     @classmethod
-    def read(cls, model_dir: str | os.PathLike) -> "ModelSpec":
-        path = Path(model_dir) / "model.json"
-        if not path.exists():
-            raise FileNotFoundError(f"model folder {model_dir} has no model.json")
-        data = json.loads(path.read_text())
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def read(cls, model: "str | os.PathLike | dict") -> "ModelSpec":
+        """A model folder's ``model.json``, or a mapping declared in the config.
+
+        A mapping names the network with ``path`` (a ``.keras`` file or a
+        SavedModel folder) and declares the other fields (``inputs``,
+        ``compartments``, ``outputs``, ``format``, ``pixel_size_um``...).
+        """
+        if isinstance(model, dict):
+            data = dict(model)
+            path = data.pop("path", None)
+            if not path:
+                raise ValueError(f"model declared in config needs a 'path': {model}")
+            data.setdefault("name", Path(path).stem)
+            data["artifact"] = str(Path(path).resolve())
+            data.setdefault("format", "savedmodel" if Path(path).is_dir() else "keras")
+        else:
+            path = Path(model) / "model.json"
+            if not path.exists():
+                raise FileNotFoundError(f"model folder {model} has no model.json")
+            data = json.loads(path.read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"model {model}: unknown fields {sorted(unknown)}")
+        return cls(**data)
 
     def write(self, model_dir: str | os.PathLike) -> None:
         Path(model_dir).mkdir(parents=True, exist_ok=True)
@@ -97,23 +120,28 @@ class Predictor:
     batch_size : tiles per forward pass.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, batch_size: int = 8):
+    def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8, precision: str = "float32"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 
-        self.model_dir = Path(model_dir)
-        self.spec = ModelSpec.read(model_dir)
-        artifact = self.model_dir / self.spec.artifact
+        self.spec = ModelSpec.read(model)
+        artifact = Path(self.spec.artifact)
+        if not artifact.is_absolute():
+            artifact = Path(model) / artifact
         if not artifact.exists():
             raise FileNotFoundError(f"model artifact {artifact} is missing")
         if self.spec.format == "keras":
             self.model = keras.models.load_model(artifact, compile=False)
-            self._call = lambda x: self.model(x, training=False)
+            if precision == "bfloat16" and self.spec.outputs is None:
+                self.model = _as_bfloat16(self.model, self.spec)
+            self._call = lambda x: _concat_outputs(self.model(x, training=False))
         elif self.spec.format == "savedmodel":
             layer = keras.layers.TFSMLayer(str(artifact), call_endpoint="serving_default")
-            self._call = lambda x: _first_output(layer(x))
+            self.model = layer
+            self._call = lambda x: _concat_outputs(layer(x))
         else:
-            raise ValueError(f"model {model_dir}: unknown format {self.spec.format!r}")
+            raise ValueError(f"model {model}: unknown format {self.spec.format!r}")
+        self._layout = _output_layout(self.spec)
         self.batch_size = batch_size
 
     @property
@@ -142,11 +170,68 @@ class Predictor:
         x = np.ascontiguousarray(np.moveaxis(tiles, 1, -1), dtype=np.float32)
         out = np.empty((len(x), x.shape[1], x.shape[2], self.n_outputs), np.float32)
         for i in range(0, len(x), self.batch_size):
-            out[i : i + self.batch_size] = np.asarray(self._call(x[i : i + self.batch_size]))
+            raw = np.asarray(self._call(x[i : i + self.batch_size]), np.float32)
+            out[i : i + self.batch_size] = self._layout(raw) if self._layout else raw
         return np.moveaxis(out, -1, 1)
 
 
-def _first_output(result):
+def _concat_outputs(result):
+    """One (B, H, W, C) array from a model's output(s); a dict's outputs in sorted key order."""
+    import keras
+
     if isinstance(result, dict):
-        return next(iter(result.values()))
-    return result
+        result = [result[k] for k in sorted(result)]
+    if isinstance(result, (list, tuple)):
+        return keras.ops.concatenate([keras.ops.cast(r, "float32") for r in result], axis=-1)
+    return keras.ops.cast(result, "float32")
+
+
+def _output_layout(spec: ModelSpec):
+    """A function mapping a declared output layout onto the native one, or None."""
+    if spec.outputs is None:
+        return None
+    sources: dict[str, dict[str, int]] = {c: {} for c in spec.compartments}
+    position = 0
+    for item in spec.outputs:
+        comp, _, kind = item.partition(":")
+        if comp == "ignore":
+            position += int(kind)
+            continue
+        if comp not in sources or kind not in ("distance", "classes", "foreground"):
+            raise ValueError(f"model {spec.name}: cannot read output {item!r} (compartments {spec.compartments})")
+        sources[comp][kind] = position
+        position += 3 if kind == "classes" else 1
+    for comp, got in sources.items():
+        if "distance" not in got or not ({"classes", "foreground"} & set(got)):
+            raise ValueError(f"model {spec.name}: {comp} needs a distance and a classes or foreground output")
+
+    def convert(raw: np.ndarray) -> np.ndarray:
+        if raw.shape[-1] < position:
+            raise ValueError(f"model {spec.name} returned {raw.shape[-1]} channels, its layout declares {position}")
+        parts = []
+        for comp in spec.compartments:
+            got = sources[comp]
+            dist = raw[..., got["distance"]]
+            if "classes" in got:
+                probs = raw[..., got["classes"]: got["classes"] + 3]
+            else:
+                fg = raw[..., got["foreground"]]
+                probs = np.stack([1 - fg, np.zeros_like(fg), fg], axis=-1)
+            parts += [dist[..., None], probs]
+        return np.concatenate(parts, axis=-1)
+
+    return convert
+
+
+def _as_bfloat16(model, spec: ModelSpec):
+    """The same network computing in bfloat16 (weights copied), for faster CPU inference."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        fast = build_unet(spec)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    fast.set_weights(model.get_weights())
+    return fast

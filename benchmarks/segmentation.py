@@ -1,0 +1,184 @@
+"""Segmentation benchmark: accuracy next to the anchors, and speed/memory through the workflow.
+
+Usage:
+    python benchmarks/segmentation.py            # everything (about 15 min on 2 cores)
+    python benchmarks/segmentation.py --quick    # CI: small images, a subset of DSB, < 3 min
+
+Prints, in one run:
+- nuclear: object F1 at IoU 0.5 and DSB mean AP on the held-out DSB2018 split (per image kind), ours vs
+  Otsu + distance-transform watershed;
+- whole-cell: F1 against each CODEX expert on the held-out columns of R001_X003_Y004, ours vs the peers' masks;
+- speed: Mpx/s and peak memory of tile -> segment -> stitch jobs (Snakemake benchmark files) at several sizes.
+Needs ../shared/data for the accuracy parts (skipped with a note when absent). Results also go to
+benchmarks/out/segmentation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+CODEX = SHARED / "codex" / "R001_X003_Y004"
+CODEX_TEST_X0 = 1008  # columns >= this are never trained on (see docs/benchmarks.md)
+PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "CellProfiler", "Voronoi"]
+
+
+def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
+    from cellscale.baseline import otsu_watershed
+    from cellscale.io import read_image
+    from cellscale.metrics import summarize
+    from cellscale.model import Predictor
+    from cellscale.preprocess import normalize, percentile_range, select_channels
+    from cellscale.segmentation import segment_image
+    from cellscale.train import split_of
+
+    root = SHARED / "dsb2018"
+    index = pd.read_csv(root / "index.csv")
+    index = index[[split_of(i) == "test" for i in index.id]]
+    if quick:
+        index = index.groupby("kind").head(6)
+    predictor = Predictor(model_dir)
+    rows, pairs = [], {}
+    for r in index.itertuples():
+        raw = read_image(root / "images" / f"{r.id}.png")
+        truth = read_image(root / "masks" / f"{r.id}.tif")[0, 0]
+        ours = segment_image(predictor, raw)["nuclear"][0]
+        chans = select_channels(raw, {}, ["nuclear"])[0]
+        base = otsu_watershed(normalize(chans, percentile_range(chans))[0])
+        kind = "fluorescence" if r.kind == "fluorescence" else "colour/brightfield"
+        pairs.setdefault((kind, "cellscale"), []).append((truth, ours))
+        pairs.setdefault((kind, "Otsu + watershed"), []).append((truth, base))
+    for (kind, method), p in pairs.items():
+        s = summarize(p)
+        rows.append({"kind": kind, "method": method, "images": s["images"], "F1@0.5": s["f1"], "mean AP": s["ap"]})
+    return pd.DataFrame(rows)
+
+
+def whole_cell_accuracy(model_dir: Path) -> pd.DataFrame:
+    import tifffile
+
+    from cellscale.metrics import summarize
+    from cellscale.model import Predictor
+    from cellscale.segmentation import segment_image
+
+    image = tifffile.imread(CODEX / "image.ome.tif")
+    experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
+    predictor = Predictor(model_dir)
+    ours = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2})["whole_cell"][0]
+    methods = {"cellscale": ours}
+    methods.update({p: tifffile.imread(CODEX / "peers" / f"{p}.tif") for p in PEERS})
+    methods["expert 2 (vs expert 1)"] = experts[1]
+    crop = np.s_[:, CODEX_TEST_X0:]
+    rows = []
+    for name, labels in methods.items():
+        row = {"method": name}
+        for i, expert in enumerate(experts, 1):
+            row[f"F1 vs expert {i}"] = summarize([(expert[crop], labels[crop])])["f1"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def make_large_image(path: Path, megapixels: float, seed: int = 0) -> tuple[int, int]:
+    """A 2-channel (DNA, membrane) OME-TIFF of about ``megapixels``, tiled from generated tissue."""
+    import tifffile
+
+    from cellscale.synth.tissue import make_tissue
+
+    tissue = make_tissue((1024, 1024), n_cells=600, seed=seed, cell_radius=16)
+    edge = int(round(np.sqrt(megapixels * 1e6) / 256) * 256)
+    reps = int(np.ceil(edge / 1024))
+    block = tissue.image[:2]
+    rows = [np.concatenate([np.flip(block, axis=2) if (i + j) % 2 else block for j in range(reps)], axis=2)
+            for i in range(reps)]
+    image = np.concatenate(rows, axis=1)[:, :edge, :edge]
+    tifffile.imwrite(path, image, ome=True, tile=(512, 512), compression="zlib", photometric="minisblack",
+                     metadata={"axes": "CYX", "Channel": {"Name": ["DNA", "Membrane"]}})
+    return edge, edge
+
+
+def speed(sizes: list[float], model: str, tile: int, workdir: Path) -> pd.DataFrame:
+    """Run tile -> segment -> stitch through Snakemake per size; read its benchmark files."""
+    import yaml
+
+    rows = []
+    for mpx in sizes:
+        work = workdir / f"{model}_{mpx:g}"
+        (work / "config").mkdir(parents=True, exist_ok=True)
+        h, w = make_large_image(work / "image.ome.tif", mpx)
+        membrane = 1 if model == "tissue" else ""
+        (work / "config" / "samples.tsv").write_text(
+            "sample\timage\tkind\tnuclear_channel\tmembrane_channel\n"
+            f"big\t{work / 'image.ome.tif'}\ttissue\t0\t{membrane}\n")
+        config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+        config.update(samples=str(work / "config" / "samples.tsv"),
+                      models={"nuclear": str(ROOT / "models" / "nuclear"), "tissue": str(ROOT / "models" / "tissue")})
+        config["tiling"].update(tile=tile, overlap=32, shard_mpx=16)
+        (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        targets = ["results/segmentation/big/nuclear.ome.tif"]
+        if model == "tissue":
+            targets.append("results/segmentation/big/whole_cell.ome.tif")
+        start = time.time()
+        subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
+                        "--directory", str(work), "--cores", "2", "--quiet", "rules", *targets], check=True)
+        wall = time.time() - start
+        bench = pd.concat([pd.read_csv(p, sep="\t").assign(rule=p.relative_to(work / "benchmarks/out").parts[0])
+                           for p in (work / "benchmarks/out").rglob("*.tsv")])
+        per_rule = bench.groupby("rule").agg(seconds=("s", "sum"), jobs=("s", "size"), peak_mb=("max_rss", "max"))
+        jobs_s = float(per_rule.seconds.sum())
+        rows.append({"model": model, "Mpx": round(h * w / 1e6, 1), "jobs": int(per_rule.jobs.sum()),
+                     "tile s": per_rule.seconds.get("tile", 0.0), "segment s": per_rule.seconds.get("segment", 0.0),
+                     "stitch s": per_rule.seconds.get("stitch", 0.0), "Mpx/s (jobs)": h * w / 1e6 / jobs_s,
+                     "Mpx/s (wall)": h * w / 1e6 / wall, "peak job MB": float(per_rule.peak_mb.max())})
+    return pd.DataFrame(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes and a DSB subset (CI)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["nuclear", "whole-cell", "speed"])
+    parser.add_argument("--tile", type=int, default=512, help="model window for the speed runs")
+    args = parser.parse_args()
+    pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
+    results = {}
+    if "nuclear" not in args.skip:
+        if (SHARED / "dsb2018").exists():
+            table = nuclear_accuracy(ROOT / "models" / "nuclear", args.quick)
+            print("\n## Nuclear segmentation, DSB2018 held-out split\n" + table.to_string(index=False))
+            results["nuclear"] = table.to_dict("records")
+        else:
+            print("(no ../shared/data/dsb2018: nuclear accuracy skipped)")
+    if "whole-cell" not in args.skip:
+        if CODEX.exists():
+            table = whole_cell_accuracy(ROOT / "models" / "tissue")
+            print(f"\n## Whole-cell segmentation, CODEX R001_X003_Y004 columns >= {CODEX_TEST_X0} (held out)\n"
+                  + table.to_string(index=False))
+            results["whole_cell"] = table.to_dict("records")
+        else:
+            print("(no ../shared/data/codex: whole-cell accuracy skipped)")
+    if "speed" not in args.skip:
+        sizes = [1.0, 4.2] if args.quick else [4.2, 26.2, 104.9]
+        with tempfile.TemporaryDirectory(prefix="cellscale-bench-") as tmp:
+            table = pd.concat([speed(sizes[:2] if args.quick else sizes, "nuclear", args.tile, Path(tmp)),
+                               speed(sizes, "tissue", args.tile, Path(tmp))])
+        print("\n## Speed and memory, tile -> segment -> stitch on 2 CPU cores\n" + table.to_string(index=False))
+        results["speed"] = table.to_dict("records")
+    out = ROOT / "benchmarks" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "segmentation.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
