@@ -7,6 +7,7 @@ rule segment:
     params:
         model=lambda w: model_dir(w.sample),
         batch_size=config.get("segment", {}).get("batch_size", 8),
+        precision=config.get("segment", {}).get("precision", "float32"),
     threads: 2
     resources:
         gpu=1,

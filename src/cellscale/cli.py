@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images", type=int, default=24, help="generated images (synthetic-tissue only)")
+    p.add_argument("--codex", default=None,
+                   help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
+                        "whole-cell labels = union of both experts), and report its held-out columns")
     p.set_defaults(func=_train)
     return parser
 

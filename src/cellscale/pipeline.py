@@ -85,12 +85,12 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timela
     return plan
 
 
-def segment_shard(shard_path, model_dir, out_path, batch_size: int = 8) -> None:
+def segment_shard(shard_path, model_dir, out_path, batch_size: int = 8, precision: str = "float32") -> None:
     """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``."""
     from .model import Predictor
 
-    tiles = np.load(shard_path)
-    predictor = Predictor(model_dir, batch_size=batch_size)
+    tiles = np.load(shard_path, mmap_mode="r")
+    predictor = Predictor(model_dir, batch_size=batch_size, precision=precision)
     maps = predict_tiles(predictor, tiles)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:

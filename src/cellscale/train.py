@@ -111,12 +111,22 @@ def batches(examples: list[Example], compartments: list[str], size: int, batch: 
             ex = examples[int(rng.integers(len(examples)))]
             img, labs = random_crop(ex, size, rng)
             xs.append(np.moveaxis(img, 0, -1))
-            ys.append(np.concatenate([make_targets(labs[c]) for c in compartments], axis=-1))
+            ys.append(np.concatenate([make_targets(labs[c]) if c in labs else missing_targets(size)
+                                      for c in compartments], axis=-1))
         yield np.stack(xs), np.stack(ys).astype(np.float32)
 
 
+def missing_targets(size: int) -> np.ndarray:
+    """Targets of a compartment an example has no labels for: -1 everywhere (masked out of the loss)."""
+    return np.full((size, size, 2), -1.0, np.float32)
+
+
 def make_loss(n_compartments: int):
-    """Inner-distance MSE (foreground-weighted) + class-weighted 3-class cross-entropy."""
+    """Inner-distance MSE (foreground-weighted) + class-weighted 3-class cross-entropy.
+
+    Pixels whose target distance is negative (a compartment the example has no
+    labels for) do not count, so data sets with only some compartments mix.
+    """
     import keras
     from keras import ops
 
@@ -126,14 +136,16 @@ def make_loss(n_compartments: int):
         total = 0.0
         for i in range(n_compartments):
             dist_t = y_true[..., 2 * i]
-            cls_t = ops.cast(y_true[..., 2 * i + 1], "int32")
+            valid = ops.cast(dist_t >= 0, "float32")
+            cls_t = ops.cast(ops.maximum(y_true[..., 2 * i + 1], 0.0), "int32")
             dist_p = y_pred[..., 4 * i]
             probs = ops.clip(y_pred[..., 4 * i + 1: 4 * i + 4], 1e-6, 1.0)
             onehot = ops.one_hot(cls_t, 3)
             ce = -ops.sum(onehot * ops.log(probs) * class_weights, axis=-1)
             weight = 1.0 + 4.0 * ops.cast(cls_t > 0, "float32")
             mse = weight * ops.square(dist_t - dist_p)
-            total = total + ops.mean(ce) + 10.0 * ops.mean(mse)
+            n_valid = ops.maximum(ops.sum(valid), 1.0)
+            total = total + ops.sum(ce * valid) / n_valid + 10.0 * ops.sum(mse * valid) / n_valid
         return total
 
     keras.saving.register_keras_serializable("cellscale")(loss)
@@ -225,3 +237,41 @@ def load_synthetic_tissue(n_images: int, split: str, seed: int = 0) -> list[Exam
         out.append(Example(f"synthetic-{split}-{i}", "synthetic_tissue", normalize(chans, percentile_range(chans)),
                            {"nuclear": t.nuclear.astype(np.int32), "whole_cell": t.whole_cell.astype(np.int32)}))
     return out
+
+
+CODEX_TRAIN_X1 = 960  # columns < this of the shared CODEX tile may be trained on; >= 1008 are held out
+
+
+def union_of_experts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The first expert's cells plus the second's cells that the first did not draw (IoU < 0.1 with all)."""
+    from .metrics import iou_matrix
+
+    out = first.astype(np.int32).copy()
+    iou = iou_matrix(first, second)
+    second_ids = np.unique(second)[1:]
+    extra = second_ids[(iou.max(axis=0) if iou.size else np.zeros(len(second_ids))) < 0.1]
+    next_id = int(out.max()) + 1
+    for k, cell in enumerate(extra):
+        pixels = (second == cell) & (out == 0)
+        out[pixels] = next_id + k
+    return out
+
+
+def load_codex(tile_dir: str | os.PathLike, region: str = "train") -> list[Example]:
+    """The CODEX tile's training columns (or held-out columns) with the union of both experts' cells.
+
+    Inputs are the nuclear (channel 0) and membrane (channel 2) stains; only
+    whole-cell labels exist.
+    """
+    import tifffile
+
+    from .preprocess import normalize, percentile_range
+
+    tile_dir = Path(tile_dir)
+    image = tifffile.imread(tile_dir / "image.ome.tif")[[0, 2]].astype(np.float32)
+    experts = [tifffile.imread(tile_dir / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
+    cols = np.s_[:, :CODEX_TRAIN_X1] if region == "train" else np.s_[:, 1008:]
+    chans = image[(slice(None), *cols)]
+    labels = union_of_experts(experts[0][cols], experts[1][cols])
+    return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
+                    {"whole_cell": labels})]

@@ -22,6 +22,9 @@ def run_training(args) -> int:
                          compartments=["nuclear", "whole_cell"], base_filters=args.base_filters,
                          depth=args.depth, tile_multiple=2**args.depth)
         train = T.load_synthetic_tissue(args.images, "train", args.seed)
+        if getattr(args, "codex", None):
+            # one real tile: repeat it so real and generated crops are drawn about equally often
+            train += T.load_codex(args.codex, "train") * len(train)
     else:
         data = Path(args.data)
         if not (data / "index.csv").exists():
