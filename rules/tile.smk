@@ -11,6 +11,7 @@ checkpoint tile:
         model=lambda w: model_dir(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
         tiling=config.get("tiling", {}),
+        pixel_size=lambda w: pixel_size(w.sample),
     log:
         "logs/tile/{sample}.log",
     benchmark:

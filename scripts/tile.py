@@ -16,4 +16,5 @@ with step_log(snakemake.log[0], f"tile {p.sample}"):  # noqa: F821
         tile=tiling.get("tile", 256),
         overlap=tiling.get("overlap", 32),
         shard_mpx=tiling.get("shard_mpx", 16),
+        pixel_size_um=p.pixel_size,
     )

@@ -54,15 +54,21 @@ def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
 
 
 def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timelapse: bool = False,
-                tile: int = 256, overlap: int = 32, shard_mpx: float = 16.0) -> TilePlan:
+                tile: int = 256, overlap: int = 32, shard_mpx: float = 16.0,
+                pixel_size_um: float | None = None) -> TilePlan:
     """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``.
 
-    The image is read region by region, one shard at a time.
+    The image is read region by region, one shard at a time, and resampled to
+    the model's pixel size when both sizes are known.
     """
+    from .tiling import resampling_scale
+
     spec = ModelSpec.read(model_dir)
+    scale = resampling_scale(pixel_size_um, spec.pixel_size_um)
     with open_sample_image(sample, image_path, timelapse) as source:
         try:
-            plan, recipe = make_plan(source, roles, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx)
+            plan, recipe = make_plan(source, roles, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx,
+                                     scale)
         except ValueError as err:
             _fail(sample, image_path, str(err))
         out_dir = Path(out_dir)
@@ -129,7 +135,9 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     for frame in range(plan.shape[0]):
         frames.append(frame_labels(plan, read_tile, frame, channel, params, block, margin))
         log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], frames[-1].max())
-    labels = frames[0] if plan.shape[0] == 1 else np.stack(frames)
+    from .tiling import to_source_grid
+
+    labels = to_source_grid(frames[0] if plan.shape[0] == 1 else np.stack(frames), plan.source_shape, plan.scale)
     write_labels(out_path, labels, pixel_size_um)
     return labels
 

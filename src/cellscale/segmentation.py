@@ -26,14 +26,38 @@ TileReader = Callable[[int], np.ndarray]  # tile index -> (n_maps, th, tw) maps
 
 
 def make_plan(source: ImageSource, roles: dict, inputs: list[str], tile: int, overlap: int, multiple: int,
-              shard_mpx: float) -> tuple[TilePlan, ChannelRecipe]:
-    """Tile plan (with image-wide normalisation ranges) and channel recipe for an image."""
+              shard_mpx: float, scale: float = 1.0) -> tuple[TilePlan, ChannelRecipe]:
+    """Tile plan (with image-wide normalisation ranges) and channel recipe for an image.
+
+    ``scale`` (model pixels per image pixel) resamples the image to the model's
+    resolution: the plan's windows are in model pixels.
+    """
     sample = source.subsample()
     recipe = channel_recipe(sample, roles, inputs)
     t, _, h, w = source.shape
-    plan = plan_tiles((t, h, w), tile, overlap, multiple, shard_mpx)
+    shape = (t, max(1, round(h * scale)), max(1, round(w * scale)))
+    plan = plan_tiles(shape, tile, overlap, multiple, shard_mpx)
     plan.ranges = percentile_range(np.stack([recipe.apply(frame) for frame in sample])).tolist()
+    plan.scale, plan.source_shape = float(scale), [h, w]
     return plan, recipe
+
+
+def _read_model_region(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, t: int,
+                       y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Model-resolution pixels y0:y1, x0:x1 of frame t: (n_inputs, h, w) float32 (bilinear)."""
+    if plan.scale == 1.0:
+        return recipe.apply(source.region(t, y0, y1, x0, x1))
+    from scipy import ndimage as ndi
+
+    from .tiling import source_coordinates
+
+    ys, xs = source_coordinates(y0, y1, plan.scale), source_coordinates(x0, x1, plan.scale)
+    h, w = plan.source_shape
+    sy0, sx0 = max(0, int(np.floor(ys[0]))), max(0, int(np.floor(xs[0])))
+    sy1, sx1 = min(h, int(np.ceil(ys[-1])) + 2), min(w, int(np.ceil(xs[-1])) + 2)
+    region = recipe.apply(source.region(t, sy0, sy1, sx0, sx1))
+    grid = np.meshgrid(np.clip(ys - sy0, 0, sy1 - sy0 - 1), np.clip(xs - sx0, 0, sx1 - sx0 - 1), indexing="ij")
+    return np.stack([ndi.map_coordinates(ch, grid, order=1, mode="nearest") for ch in region]).astype(np.float32)
 
 
 def shard_tiles(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, shard: int) -> np.ndarray:
@@ -45,7 +69,7 @@ def shard_tiles(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, shar
     for k, i in enumerate(plan.shards[shard]):
         t, y, x = plan.tiles[i]
         y1, x1 = min(y + th, h), min(x + tw, w)
-        out[k, :, : y1 - y, : x1 - x] = normalize(recipe.apply(source.region(t, y, y1, x, x1)), ranges)
+        out[k, :, : y1 - y, : x1 - x] = normalize(_read_model_region(source, recipe, plan, t, y, y1, x, x1), ranges)
     return out
 
 
@@ -143,21 +167,26 @@ def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int
 
 def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = 256, overlap: int = 32,
                   block: int = 512, margin: int = 64, params: dict | None = None,
-                  shard_mpx: float = 16.0) -> dict[str, np.ndarray]:
+                  shard_mpx: float = 16.0, pixel_size_um: float | None = None) -> dict[str, np.ndarray]:
     """Segment an in-memory (T, C, Y, X) image (or an :class:`ImageSource`) in one process.
 
+    With ``pixel_size_um`` and a model that declares its own, the image is
+    resampled to the model's resolution and the labels back to the image's.
     Returns {compartment: (T, Y, X) uint32 labels}.
     """
+    from .tiling import resampling_scale, to_source_grid
+
     spec = predictor.spec
     source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
-    plan, recipe = make_plan(source, roles or {}, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx)
+    scale = resampling_scale(pixel_size_um, spec.pixel_size_um)
+    plan, recipe = make_plan(source, roles or {}, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx, scale)
     maps: dict[int, np.ndarray] = {}
     for shard, indices in enumerate(plan.shards):
         for i, m in zip(indices, predict_tiles(predictor, shard_tiles(source, recipe, plan, shard))):
             maps[i] = m
     post = postprocess_params(spec, params)
-    return {comp: np.stack([frame_labels(plan, maps.__getitem__, f, 4 * k, post[comp], block, margin)
-                            for f in range(plan.shape[0])])
+    return {comp: to_source_grid(np.stack([frame_labels(plan, maps.__getitem__, f, 4 * k, post[comp], block, margin)
+                                           for f in range(plan.shape[0])]), plan.source_shape, plan.scale)
             for k, comp in enumerate(spec.compartments)}
 
 

@@ -29,6 +29,9 @@ class TilePlan:
         (those pixels are zero-padded).
     shards : list of lists of tile indices.
     ranges : per-channel [low, high] normalisation, computed on the whole image.
+    scale : model pixels per image pixel (image pixel size / model pixel size);
+        ``shape`` and the windows are in model pixels, ``source_shape`` is the
+        image's own (Y, X).
     """
 
     shape: list[int]
@@ -37,6 +40,8 @@ class TilePlan:
     tiles: list[list[int]]
     shards: list[list[int]]
     ranges: list[list[float]] = field(default_factory=list)
+    scale: float = 1.0
+    source_shape: list[int] | None = None
 
     def write(self, path: str | os.PathLike) -> None:
         from .io import atomic_path
@@ -113,3 +118,26 @@ def blend_weights(th: int, tw: int, overlap: int) -> np.ndarray:
         return np.maximum(r, 1e-3)
 
     return np.outer(ramp(th), ramp(tw))
+
+
+def resampling_scale(image_pixel_um: float | None, model_pixel_um: float | None) -> float:
+    """Model pixels per image pixel; 1 when either size is unknown or they differ by under 5%."""
+    if not image_pixel_um or not model_pixel_um:
+        return 1.0
+    scale = float(image_pixel_um) / float(model_pixel_um)
+    return 1.0 if abs(scale - 1.0) < 0.05 else scale
+
+
+def source_coordinates(start: int, stop: int, scale: float) -> np.ndarray:
+    """Image coordinates (float) of model pixels start..stop-1 (pixel centres aligned)."""
+    return (np.arange(start, stop) + 0.5) / scale - 0.5
+
+
+def to_source_grid(labels: np.ndarray, source_shape, scale: float) -> np.ndarray:
+    """Nearest-neighbour resampling of (..., Y', X') model-resolution labels back onto the image grid."""
+    if scale == 1.0:
+        return labels
+    h, w = labels.shape[-2:]
+    rows = np.clip(np.floor((np.arange(source_shape[0]) + 0.5) * scale).astype(int), 0, h - 1)
+    cols = np.clip(np.floor((np.arange(source_shape[1]) + 0.5) * scale).astype(int), 0, w - 1)
+    return labels[..., rows[:, None], cols[None, :]]
