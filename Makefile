@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[model,workflow,test]"
+	$(BIN)/pip install --quiet -e ".[model,workflow,test,slurm,gke]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,6 +1,7 @@
 # Sample sheet, validated config and the input functions every rule uses.
 
 import os
+import re
 
 import pandas as pd
 from snakemake.utils import validate
@@ -69,7 +70,8 @@ def compartments(sample):
 def image_input(wildcards):
     """The sample's image; a missing file fails the sample's tile job, not the whole run."""
     path = samples.loc[wildcards.sample, "image"]
-    if not os.path.exists(path):
+    # with a default storage provider (no shared filesystem) the image is in storage, not on this disk
+    if workflow.storage_settings.default_storage_provider is None and not os.path.exists(path):
         logger.warning(f"sample {wildcards.sample!r}: image file {path} not found; its jobs will fail")
         return []
     return path
@@ -88,7 +90,13 @@ def pixel_size(sample):
 def shard_predictions(wildcards):
     """All shard predictions of a sample, known once its tile checkpoint ran."""
     tiles = checkpoints.tile.get(sample=wildcards.sample).output.tiles
-    ids = glob_wildcards(os.path.join(tiles, "shard_{shard}.npy")).shard
+    pattern = os.path.join(tiles, "{name}")
+    if workflow.storage_settings.default_storage_provider is not None:
+        # no shared filesystem: the checkpoint's output is in storage, so list it there (a folder as the
+        # constant prefix: snakemake-storage-plugin-fs 1.1.3 fails on a file-name prefix like "shard_")
+        pattern = workflow.modifier.path_modifier.apply_default_storage(f"results/tiles/{wildcards.sample}/{{name}}")
+    names = glob_wildcards(pattern).name
+    ids = [m.group(1) for m in map(re.compile(r"shard_(\d{4})\.npy$").match, names) if m]
     return expand("results/predictions/{sample}/shard_{shard}.npy", sample=wildcards.sample, shard=sorted(ids))
 
 
@@ -101,8 +109,9 @@ def all_targets():
     for s in samples.index:
         out += list(segmentation_files(s).values())
         out += [f"results/measurements/{s}.csv", f"results/measurements/{s}.parquet",
+                f"results/measurements/{s}.h5ad",
                 f"results/report/{s}/overlay.png", f"results/report/{s}/summary.json"]
         if is_timelapse(s):
             out += [f"results/tracks/{s}", f"results/tracks/{s}.parquet", f"results/report/{s}/lineage.png"]
-    out.append("results/summary.tsv")
+    out += ["results/summary.tsv", "results/cells.csv", "results/cells.parquet", "results/cells.h5ad"]
     return out

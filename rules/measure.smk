@@ -5,6 +5,7 @@ rule measure:
     output:
         csv="results/measurements/{sample}.csv",
         parquet="results/measurements/{sample}.parquet",
+        h5ad="results/measurements/{sample}.h5ad",
     params:
         image=lambda w: samples.loc[w.sample, "image"],
         compartments=lambda w: compartments(w.sample),

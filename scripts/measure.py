@@ -1,4 +1,4 @@
-"""Snakemake script of rule `measure`: per-cell table (CSV + Parquet) of one sample."""
+"""Snakemake script of rule `measure`: per-cell table (CSV, Parquet, AnnData .h5ad) of one sample."""
 
 from cellscale.logs import step_log
 from cellscale.steps import measure_sample
@@ -7,7 +7,7 @@ s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], f"measure {s.wildcards.sample}"):
     measure_sample(
         s.wildcards.sample,
-        s.params.image,
+        s.input.image or s.params.image,
         {c: s.input[c] for c in s.params.compartments},
         s.output.csv,
         s.output.parquet,
@@ -15,4 +15,5 @@ with step_log(s.log[0], f"measure {s.wildcards.sample}"):
         channel_names=s.params.channel_names,
         tracks_path=s.input.tracks or None,
         extra_stats=s.params.extra_stats,
+        out_h5ad=s.output.h5ad,
     )

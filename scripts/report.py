@@ -9,7 +9,7 @@ s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], f"report {s.wildcards.sample}"):
     report_sample(
         s.wildcards.sample,
-        s.params.image,
+        s.input.image or s.params.image,
         {c: s.input[c] for c in s.params.compartments},
         s.input.table,
         os.path.dirname(s.output.overlay),

@@ -1,12 +1,12 @@
 """Snakemake script of rule `segment`: run the model on one shard of windows."""
 
 from cellscale.logs import step_log
-from cellscale.pipeline import segment_shard
+from cellscale.pipeline import segment_shard, staged_model
 
 with step_log(snakemake.log[0], f"segment {snakemake.input.tiles}"):  # noqa: F821
     segment_shard(
         snakemake.input.tiles,  # noqa: F821
-        snakemake.params.model,  # noqa: F821
+        staged_model(snakemake.input, snakemake.params.model),  # noqa: F821
         snakemake.output.maps,  # noqa: F821
         batch_size=snakemake.params.batch_size,  # noqa: F821
         precision=snakemake.params.precision,  # noqa: F821

@@ -3,7 +3,7 @@
 import os
 
 from cellscale.logs import step_log
-from cellscale.pipeline import stitch_sample
+from cellscale.pipeline import staged_model, stitch_sample
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 post = s.params.postprocess
@@ -11,7 +11,7 @@ with step_log(s.log[0], f"stitch {s.wildcards.sample} {s.wildcards.compartment}"
     stitch_sample(
         os.path.join(s.input.tiles, "plan.json"),
         list(s.input.maps),
-        s.params.model,
+        staged_model(s.input, s.params.model),
         s.wildcards.compartment,
         s.output.labels,
         block=post.get("block", 512),

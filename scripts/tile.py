@@ -1,17 +1,17 @@
 """Snakemake script of rule `tile`: cut a sample into normalised windows and shards."""
 
 from cellscale.logs import step_log
-from cellscale.pipeline import tile_sample
+from cellscale.pipeline import staged_model, tile_sample
 
 p = snakemake.params  # noqa: F821 (provided by Snakemake)
 tiling = p.tiling
 with step_log(snakemake.log[0], f"tile {p.sample}"):  # noqa: F821
     tile_sample(
         p.sample,
-        p.image,
+        snakemake.input.image or p.image,  # noqa: F821 (the sheet's path names a missing image)
         snakemake.output.tiles,  # noqa: F821
         roles=p.roles,
-        model_dir=p.model,
+        model_dir=staged_model(snakemake.input, p.model),  # noqa: F821
         timelapse=p.timelapse,
         tile=tiling.get("tile", 256),
         overlap=tiling.get("overlap", 32),

@@ -9,7 +9,7 @@ with step_log(s.log[0], f"track {s.wildcards.sample}"):
     track_sample(
         s.wildcards.sample,
         s.input.labels,
-        s.params.image,
+        s.input.image or s.params.image,
         s.output.ctc,
         s.output.table,
         nuclear_channel=s.params.nuclear_channel,

@@ -14,6 +14,7 @@ from skimage.segmentation import watershed
 
 from cellscale.measure import (EXTRA_STATS, SHAPE_COLUMNS, measure_cells,
                                measure_compartments, write_table)
+from conftest import need_shared
 
 ATOL = 1e-7  # pixels / radians: absorbs eigvalsh round-off in degenerate cells
 
@@ -116,6 +117,26 @@ def test_random_scattered_labels_match_regionprops(seed):
     lab = (rng.random((h, w)) < 0.7) * rng.integers(1, 5, size=(h, w))
     lab[0, 0] = 9
     _assert_matches_regionprops(lab.astype(np.int32))
+
+
+def test_real_dsb2018_masks_match_regionprops():
+    import tifffile
+
+    masks = sorted(need_shared("dsb2018/masks").glob("*.tif"))[::16]  # 34 of 532 images, all kinds
+    assert len(masks) > 30
+    for path in masks:
+        _assert_matches_regionprops(tifffile.imread(path))
+
+
+def test_real_codex_whole_cells_and_8_channels_match_regionprops():
+    import tifffile
+
+    folder = need_shared("codex/R001_X003_Y004")
+    labels = tifffile.imread(folder / "mask_expert1_wholecell.tif")
+    image = tifffile.imread(folder / "image.ome.tif")
+    assert image.shape == (8,) + labels.shape
+    df = _assert_matches_regionprops(labels, image)
+    assert len(df) > 3000
 
 
 def test_huge_label_values_and_means():

@@ -77,13 +77,17 @@ def _track(args) -> int:
     labels = read_label_dir(args.labels_dir)
     detections = detections_from_labels(labels)
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
-                  divisions=not args.no_divisions)
+                  divisions=not args.no_divisions, solver=args.solver)
     write_ctc(labels, tracks, args.output)
     if args.table:
         write_tracks_table(tracks, args.table)
-    n_div = int((tracks.groupby("track_id").parent_track_id.first() > 0).sum() // 2)
+    n_div = int(tracks.attrs.get("n_divisions", 0))
+    empty = tracks.attrs.get("empty_frames") or []
+    if empty:
+        print(f"warning: {len(empty)} frame(s) have no objects: {', '.join(map(str, empty[:10]))}"
+              f"{' ...' if len(empty) > 10 else ''}", file=sys.stderr)
     print(f"{len(tracks)} detections in {labels.shape[0]} frames -> {tracks.track_id.nunique()} tracks, "
-          f"{n_div} divisions -> {args.output}")
+          f"{n_div} divisions ({args.solver}) -> {args.output}")
     return 0
 
 
@@ -100,6 +104,12 @@ def _synth(args) -> int:
     from .synth.cli import run_synth
 
     return run_synth(args)
+
+
+def _gke(args) -> int:
+    from .cloud.gke import run
+
+    return run(args)
 
 
 def _train(args) -> int:
@@ -155,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-distance", type=float, default=None, help="largest link in pixels (default: estimated)")
     p.add_argument("--max-gap", type=int, default=2, help="frames a cell may be missing")
     p.add_argument("--no-divisions", action="store_true", help="do not detect divisions")
+    p.add_argument("--solver", choices=["lap", "ilp"], default="lap",
+                   help="lap: fast frame-to-frame linear assignment; ilp: integer program over a window of "
+                        "frames choosing links, gaps and divisions jointly (default: lap)")
     p.add_argument("--table", default=None, help="also write the tracks table (Parquet) here")
     p.set_defaults(func=_track)
 
@@ -199,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
                         "whole-cell labels = union of both experts), and report its held-out columns")
     p.set_defaults(func=_train)
+    from .cloud.gke import build_parser as gke_parser
+
+    p = sub.add_parser("gke", help="create, print or delete the GKE cluster of profiles/gke (docs/gke.md)",
+                       description="Create (up), show (print, or up --dry-run) or delete (down) the Google "
+                                   "Kubernetes Engine cluster, node pools, bucket and manifests that "
+                                   "profiles/gke expects. See docs/gke.md.")
+    gke_parser(p)
+    p.set_defaults(func=_gke)
     return parser
 
 

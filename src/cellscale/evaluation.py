@@ -207,7 +207,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
               "- trained only on generated tissue: a starting point for the demo and tests, not for real tissue")
     lines += ["", "## Limits", limits, ""]
     (out / "MODEL_CARD.md").write_text("\n".join(lines))
-    log(f"test: " + ", ".join(f"{c} F1 {s['model']['f1']:.3f}" for c, s in scores.items()))
+    log("test: " + ", ".join(f"{c} F1 {s['model']['f1']:.3f}" for c, s in scores.items() if "model" in s))
     return record
 
 

@@ -91,6 +91,18 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timela
     return plan
 
 
+def staged_model(inputs, declared):
+    """The model a Snakemake job loads: the folder its declared model inputs are in on this machine.
+
+    With a storage provider (no shared filesystem) the inputs are staged copies and the configured path
+    names nothing on the job's machine. ``declared`` is the config's value (a folder, or a mapping that
+    declares a user's own network, whose ``path`` is the ``weights`` input).
+    """
+    if isinstance(declared, dict):
+        return {**declared, "path": inputs.weights}
+    return os.path.dirname(inputs.spec)
+
+
 def segment_shard(shard_path, model_dir, out_path, batch_size: int = 8, precision: str = "float32") -> None:
     """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``."""
     from .model import Predictor

@@ -23,30 +23,60 @@ def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -
     return names or [f"ch{i}" for i in range(n_channels)]
 
 
-def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parquet, timelapse: bool = False,
-                   channel_names: list[str] | None = None, tracks_path=None, extra_stats: bool = False):
-    """Per-cell table of one sample, every compartment, MCMICRO columns first."""
-    from .measure import measure_compartments, write_table
+def _open_source(sample: str, path, timelapse: bool):
+    from .io import ImageError
+    from .source import ImageSource
 
-    image = load_sample_image(sample, image_path, timelapse)
-    names = sample_channel_names(image_path, image.shape[1], channel_names)
-    labels = {c: read_sample_labels(sample, p) for c, p in label_paths.items()}
-    for comp, lab in labels.items():
-        if lab.shape[-2:] != image.shape[-2:]:
-            raise StepError(f"sample {sample!r}: {label_paths[comp]}: labels {lab.shape} do not match the image "
-                            f"{image.shape}")
-    if timelapse:
-        table = measure_compartments(labels, image, names, extra_stats)
-    else:
-        table = measure_compartments({c: l.reshape(l.shape[-2:]) for c, l in labels.items()}, image[0], names,
-                                     extra_stats)
+    try:
+        return ImageSource.open(path, timelapse=timelapse)
+    except ImageError as err:
+        raise StepError(f"sample {sample!r}: {err}") from None
+
+
+def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parquet, timelapse: bool = False,
+                   channel_names: list[str] | None = None, tracks_path=None, extra_stats: bool = False,
+                   out_h5ad=None):
+    """Per-cell table of one sample, every compartment, MCMICRO columns first.
+
+    Labels and image are read block by block (TIFF tiles or strips), so a
+    slide of any size is measured in bounded memory. Writes CSV and Parquet,
+    and AnnData .h5ad when ``out_h5ad`` is given.
+    """
+    from contextlib import ExitStack
+
+    from .measure import RegionArray, measure_compartments, write_table
+
+    with ExitStack() as stack:
+        image = stack.enter_context(_open_source(sample, image_path, timelapse))
+        names = sample_channel_names(image_path, image.shape[1], channel_names)
+        labels = {c: stack.enter_context(_open_source(sample, p, timelapse)) for c, p in label_paths.items()}
+        for comp, lab in labels.items():
+            if lab.shape[2:] != image.shape[2:] or lab.shape[1] != 1 or (timelapse and lab.shape[0] != image.shape[0]):
+                raise StepError(f"sample {sample!r}: {label_paths[comp]}: labels (T, C, Y, X) {lab.shape} do not "
+                                f"match the image {image.shape}")
+        try:
+            views = {c: RegionArray(lab, "TYX" if timelapse else "YX") for c, lab in labels.items()}
+            pixels = RegionArray(image, "TCYX" if timelapse else "CYX")
+        except ValueError as err:
+            raise StepError(f"sample {sample!r}: {err} (a time-lapse needs kind 'timelapse')") from None
+        table = measure_compartments(views, pixels, names, extra_stats)
     if tracks_path:
         tracks = pd.read_parquet(tracks_path)[["frame", "label", "track_id"]]
         table = table.merge(tracks.rename(columns={"label": "CellID"}), on=["frame", "CellID"], how="left")
         table.loc[table.compartment != "nuclear", "track_id"] = pd.NA
         table["track_id"] = table["track_id"].astype("Int64")
-    write_table(table, out_csv, out_parquet)
+    write_table(table, out_csv, out_parquet, out_h5ad)
     log.info("measured %d rows for %s", len(table), sample)
+    return table
+
+
+def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=None) -> pd.DataFrame:
+    """Run-level table: every sample's measurements stacked with a ``sample`` column."""
+    from .measure import concat_tables, write_table
+
+    table = concat_tables({s: pd.read_parquet(p) for s, p in table_paths.items()})
+    write_table(table, out_csv, out_parquet, out_h5ad)
+    log.info("aggregated %d rows of %d samples", len(table), len(table_paths))
     return table
 
 

@@ -1,11 +1,23 @@
-"""Cell tracking: detections, linking, lineage export."""
+"""Cell tracking: detections, candidate costs, two solvers, lineage export.
 
+* :func:`detections_from_labels` measures every object of a label stack.
+* :func:`link` chooses links, gaps and divisions (``solver="lap"`` or
+  ``"ilp"``) and returns a tracks table; :class:`TrackConfig` holds its
+  parameters.
+* :func:`write_ctc`, :func:`write_tracks_table`, :func:`read_label_dir`:
+  Cell Tracking Challenge folders and Parquet tables.
+* :func:`evaluate_ctc` scores a result folder with py-ctcmetrics plus
+  division precision / recall / F1.
+"""
+
+from .config import TrackConfig
 from .detections import detections_from_labels
 from .evaluate import division_scores, evaluate_ctc
 from .export_ctc import ctc_lineage, read_label_dir, write_ctc, write_tracks_table
 from .linking import estimate_max_distance, link
 
 __all__ = [
+    "TrackConfig",
     "ctc_lineage",
     "detections_from_labels",
     "division_scores",

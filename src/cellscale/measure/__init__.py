@@ -1,0 +1,23 @@
+"""Per-cell measurements compatible with MCMICRO / MCQuant feature tables.
+
+:func:`measure_cells` gives the MCQuant columns of one label image with the
+values of :func:`skimage.measure.regionprops`; :func:`measure_compartments`
+adds nuclear / whole-cell / cytoplasm compartments, frames and nucleus <->
+cell links, and measures large images block by block (zarr / OME-TIFF tiles)
+with the same results; :func:`write_table` writes CSV, Parquet and AnnData
+.h5ad; :func:`concat_tables` stacks samples into a run-level table.
+
+Modules: :mod:`.sums` (per-block partial sums), :mod:`.hull` (exact convex
+hull pixel counts), :mod:`.table` (finishing sums into columns), :mod:`.stats`
+(optional order statistics), :mod:`.blocks` (block reads),
+:mod:`.compartments`, :mod:`.export`.
+"""
+
+from .blocks import RegionArray
+from .compartments import COMPARTMENTS, measure_compartments
+from .export import concat_tables, marker_columns, write_h5ad, write_table
+from .stats import EXTRA_STATS
+from .table import SHAPE_COLUMNS, measure_cells
+
+__all__ = ["SHAPE_COLUMNS", "EXTRA_STATS", "COMPARTMENTS", "measure_cells", "measure_compartments",
+           "write_table", "write_h5ad", "concat_tables", "marker_columns", "RegionArray"]
