@@ -88,7 +88,8 @@ def ctc_gt(name: str, n_frames: int | None):
     return labels, match, gt
 
 
-def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: int | None = None):
+def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: int | None = None,
+            scale: float = 1.0):
     """Our segmentation of the raw frames of a CTC sequence."""
     import tifffile
 
@@ -99,8 +100,18 @@ def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: i
     files = sorted((seq / "01").glob("t*.tif"))[:n_frames]
     image = np.stack([tifffile.imread(f) for f in files])[:, None]
     t0 = time.perf_counter()
-    labels = segment_image(Predictor(model_dir), image, {"nuclear": 0},
+    small = image
+    if scale != 1.0:  # bring the nuclei to the size the model was trained on
+        from scipy import ndimage as ndi
+
+        small = np.stack([ndi.zoom(f[0].astype(np.float32), scale, order=1) for f in image])[:, None]
+    labels = segment_image(Predictor(model_dir), small, {"nuclear": 0},
                            pixel_size_um=pixel_size_um)["nuclear"]
+    if scale != 1.0:
+        from scipy import ndimage as ndi
+
+        zoom = (image.shape[2] / labels.shape[1], image.shape[3] / labels.shape[2])
+        labels = np.stack([ndi.zoom(f, zoom, order=0) for f in labels])
     print(f"  segmented {len(files)} frames in {time.perf_counter() - t0:.0f} s", flush=True)
     labels = labels.astype(np.uint32)
     if n_frames:
@@ -243,6 +254,8 @@ def main(argv=None) -> int:
                    help="pixel size of GOWT1 for the model's resampling (default: none)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     p.add_argument("--e2e-frames", type=int, default=None, help="end to end on the first N frames only")
+    p.add_argument("--e2e-scale", type=float, default=1.0,
+                   help="resize the raw frames by this factor before segmenting (labels are resized back)")
     p.add_argument("--only-e2e", action="store_true", help="run the end-to-end sequence only")
     p.add_argument("--check-official", action="store_true",
                    help="also score the ILP result with py-ctcmetrics on the written folder (slow)")
@@ -272,8 +285,9 @@ def main(argv=None) -> int:
             print(f"end to end: skipped, no model at {model}")
         else:
             print("GOWT1-01 e2e ...", flush=True)
-            labels, match, image = ctc_e2e("GOWT1-01", model, args.pixel_size_um, args.e2e_frames)
-            run_sequence("GOWT1-01 e2e" + (f" ({args.e2e_frames} frames)" if args.e2e_frames else ""),
+            labels, match, image = ctc_e2e("GOWT1-01", model, args.pixel_size_um, args.e2e_frames, args.e2e_scale)
+            run_sequence("GOWT1-01 e2e" + (f" ({args.e2e_frames} frames)" if args.e2e_frames else "")
+                         + (f" (x{args.e2e_scale:g})" if args.e2e_scale != 1 else ""),
                          labels, match, image, args)
     else:
         print(f"{SHARED} is absent: CTC sequences skipped")

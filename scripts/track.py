@@ -16,4 +16,5 @@ with step_log(s.log[0], f"track {s.wildcards.sample}"):
         max_distance=cfg.get("max_distance"),
         max_gap=cfg.get("max_gap", 2),
         divisions=cfg.get("divisions", True),
+        solver=cfg.get("solver", "lap"),
     )

@@ -81,8 +81,11 @@ def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=Non
 
 
 def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuclear_channel: int | None = None,
-                 max_distance=None, max_gap: int = 2, divisions: bool = True):
-    """Link a time-lapse's nuclei; write a CTC result folder and a tracks table."""
+                 max_distance=None, max_gap: int = 2, divisions: bool = True, solver: str = "lap"):
+    """Link a time-lapse's nuclei; write a CTC result folder and a tracks table.
+
+    ``solver``: "lap" (frame-to-frame linear assignment) or "ilp" (integer program over windows of frames).
+    """
     from .track.detections import detections_from_labels
     from .track.export_ctc import write_ctc, write_tracks_table
     from .track.linking import link
@@ -93,7 +96,8 @@ def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuc
     image = load_sample_image(sample, image_path, timelapse=True)
     channel = nuclear_channel or 0
     detections = detections_from_labels(labels, image[:, channel])
-    tracks = link(detections, labels=labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions)
+    tracks = link(detections, labels=labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions,
+                  solver=solver)
     write_ctc(labels, tracks, out_dir)
     write_tracks_table(tracks, out_parquet)
     log.info("%s: %d detections, %d tracks", sample, len(tracks), tracks.track_id.nunique())

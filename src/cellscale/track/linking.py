@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
