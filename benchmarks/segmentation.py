@@ -131,7 +131,7 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path) -> pd.DataFr
             targets.append("results/segmentation/big/whole_cell.ome.tif")
         start = time.time()
         subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
-                        "--directory", str(work), "--cores", "2", "--quiet", "rules", *targets], check=True)
+                        *targets, "--directory", str(work), "--cores", "2", "--quiet", "rules"], check=True)
         wall = time.time() - start
         bench = pd.concat([pd.read_csv(p, sep="\t").assign(rule=p.relative_to(work / "benchmarks/out").parts[0])
                            for p in (work / "benchmarks/out").rglob("*.tsv")])
@@ -140,7 +140,8 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path) -> pd.DataFr
         rows.append({"model": model, "Mpx": round(h * w / 1e6, 1), "jobs": int(per_rule.jobs.sum()),
                      "tile s": per_rule.seconds.get("tile", 0.0), "segment s": per_rule.seconds.get("segment", 0.0),
                      "stitch s": per_rule.seconds.get("stitch", 0.0), "Mpx/s (jobs)": h * w / 1e6 / jobs_s,
-                     "Mpx/s (wall)": h * w / 1e6 / wall, "peak job MB": float(per_rule.peak_mb.max())})
+                     "Mpx/s (wall)": h * w / 1e6 / wall,
+                     **{f"{r} peak MB": float(per_rule.peak_mb.get(r, 0.0)) for r in ("tile", "segment", "stitch")}})
     return pd.DataFrame(rows)
 
 

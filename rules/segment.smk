@@ -6,7 +6,7 @@ rule segment:
         maps="results/predictions/{sample}/shard_{shard}.npy",
     params:
         model=lambda w: model_dir(w.sample),
-        batch_size=config.get("segment", {}).get("batch_size", 8),
+        batch_mpx=config.get("segment", {}).get("batch_mpx", 0.5),
         precision=config.get("segment", {}).get("precision", "float32"),
     threads: 2
     resources:

@@ -8,6 +8,6 @@ with step_log(snakemake.log[0], f"segment {snakemake.input.tiles}"):  # noqa: F8
         snakemake.input.tiles,  # noqa: F821
         staged_model(snakemake.input, snakemake.params.model),  # noqa: F821
         snakemake.output.maps,  # noqa: F821
-        batch_size=snakemake.params.batch_size,  # noqa: F821
+        batch_mpx=snakemake.params.batch_mpx,  # noqa: F821
         precision=snakemake.params.precision,  # noqa: F821
     )

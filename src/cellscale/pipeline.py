@@ -103,11 +103,16 @@ def staged_model(inputs, declared):
     return os.path.dirname(inputs.spec)
 
 
-def segment_shard(shard_path, model_dir, out_path, batch_size: int = 8, precision: str = "float32") -> None:
-    """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``."""
+def segment_shard(shard_path, model_dir, out_path, batch_mpx: float = 0.5, precision: str = "float32") -> None:
+    """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``.
+
+    ``batch_mpx``: megapixels per forward pass (memory grows with it: about 2 GB at 0.5 Mpx for the
+    shipped U-Net), so the batch holds fewer windows when windows are larger.
+    """
     from .model import Predictor
 
     tiles = np.load(shard_path, mmap_mode="r")
+    batch_size = max(1, int(batch_mpx * 1e6 // (tiles.shape[2] * tiles.shape[3])))
     predictor = Predictor(model_dir, batch_size=batch_size, precision=precision)
     maps = predict_tiles(predictor, tiles)
     with atomic_path(out_path) as tmp:
