@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import ImageError, atomic_path, read_image, read_labels, write_labels
+from .io import ImageError, atomic_path, read_labels, write_labels
 from .model import ModelSpec
 from .segmentation import frame_labels, make_plan, postprocess_params, predict_tiles, shard_tiles
 from .source import ImageSource
@@ -29,17 +29,6 @@ class StepError(RuntimeError):
 
 def _fail(sample: str, path, message: str):
     raise StepError(f"sample {sample!r}: {path}: {message}")
-
-
-def load_sample_image(sample: str, path, timelapse: bool) -> np.ndarray:
-    """(T, C, Y, X) image of a sample, with errors that name the sample."""
-    try:
-        image = read_image(path, timelapse=timelapse)
-    except ImageError as err:
-        raise StepError(f"sample {sample!r}: {err}") from None
-    if image.shape[2] < 8 or image.shape[3] < 8:
-        _fail(sample, path, f"image of shape {image.shape[2:]} is too small to segment")
-    return image
 
 
 def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:

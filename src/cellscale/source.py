@@ -89,6 +89,10 @@ class ImageSource:
         """All channels of frame ``t`` in rows y0:y1, columns x0:x1: (C, h, w)."""
         return self._read({"T": int(t), "Y": slice(y0, y1), "X": slice(x0, x1)})
 
+    def strided(self, t: int, step: int) -> np.ndarray:
+        """Every ``step``-th row and column of frame ``t``: (C, ceil(Y/step), ceil(X/step))."""
+        return self._read({"T": int(t), "Y": slice(None, None, step), "X": slice(None, None, step)})
+
     def subsample(self, max_pixels: int = 4_000_000, max_frames: int = 8) -> np.ndarray:
         """A strided (T', C, Y', X') sample of at most about ``max_pixels`` pixels per channel.
 
@@ -98,5 +102,4 @@ class ImageSource:
         t, _, h, w = self.shape
         frames = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
         step = max(1, int(np.ceil(np.sqrt(len(frames) * h * w / max_pixels))))
-        return np.stack([self._read({"T": int(f), "Y": slice(None, None, step), "X": slice(None, None, step)})
-                         for f in frames])
+        return np.stack([self.strided(f, step) for f in frames])

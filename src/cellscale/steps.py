@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, channel_names_from_ome
-from .pipeline import StepError, load_sample_image, read_sample_labels
+from .pipeline import StepError, open_sample_image, read_sample_labels
 
 log = logging.getLogger("cellscale")
+OVERLAY_PX = 1024  # longest edge of QC overlays
 
 
 def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -> list[str]:
@@ -21,16 +22,6 @@ def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -
     if names and len(names) != n_channels:
         raise StepError(f"{image_path}: {len(names)} channel names given for {n_channels} channels")
     return names or [f"ch{i}" for i in range(n_channels)]
-
-
-def _open_source(sample: str, path, timelapse: bool):
-    from .io import ImageError
-    from .source import ImageSource
-
-    try:
-        return ImageSource.open(path, timelapse=timelapse)
-    except ImageError as err:
-        raise StepError(f"sample {sample!r}: {err}") from None
 
 
 def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parquet, timelapse: bool = False,
@@ -47,9 +38,9 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
     from .measure import RegionArray, measure_compartments, write_table
 
     with ExitStack() as stack:
-        image = stack.enter_context(_open_source(sample, image_path, timelapse))
+        image = stack.enter_context(open_sample_image(sample, image_path, timelapse))
         names = sample_channel_names(image_path, image.shape[1], channel_names)
-        labels = {c: stack.enter_context(_open_source(sample, p, timelapse)) for c, p in label_paths.items()}
+        labels = {c: stack.enter_context(open_sample_image(sample, p, timelapse)) for c, p in label_paths.items()}
         for comp, lab in labels.items():
             if lab.shape[2:] != image.shape[2:] or lab.shape[1] != 1 or (timelapse and lab.shape[0] != image.shape[0]):
                 raise StepError(f"sample {sample!r}: {label_paths[comp]}: labels (T, C, Y, X) {lab.shape} do not "
@@ -93,9 +84,11 @@ def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuc
     labels = read_sample_labels(sample, labels_path)
     if labels.ndim != 3:
         raise StepError(f"sample {sample!r}: {labels_path}: time-lapse labels must be (T, Y, X), got {labels.shape}")
-    image = load_sample_image(sample, image_path, timelapse=True)
     channel = nuclear_channel or 0
-    detections = detections_from_labels(labels, image[:, channel])
+    with open_sample_image(sample, image_path, timelapse=True) as source:
+        _, _, h, w = source.shape
+        nuclei = np.stack([source.region(t, 0, h, 0, w)[channel] for t in range(source.shape[0])])
+    detections = detections_from_labels(labels, nuclei)
     tracks = link(detections, labels=labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions,
                   solver=solver)
     write_ctc(labels, tracks, out_dir)
@@ -110,10 +103,13 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
     from .report import overlay, save_png, summarize_sample
 
     out_dir = Path(out_dir)
-    image = load_sample_image(sample, image_path, timelapse)
     labels = {c: read_sample_labels(sample, p) for c, p in label_paths.items()}
-    first = {c: (l[0] if l.ndim == 3 else l) for c, l in labels.items()}
-    save_png(out_dir / "overlay.png", overlay(image[0], first))
+    with open_sample_image(sample, image_path, timelapse) as source:
+        # the overlay is a preview: read every step-th pixel of the first frame, not the whole slide
+        step = max(1, int(np.ceil(max(source.shape[2:]) / OVERLAY_PX)))
+        preview = source.strided(0, step)
+    first = {c: (l[0] if l.ndim == 3 else l)[::step, ::step] for c, l in labels.items()}
+    save_png(out_dir / "overlay.png", overlay(preview, first, max_px=OVERLAY_PX))
     table = pd.read_parquet(table_path)
     summary = summarize_sample(sample, labels, table)
     if tracks_path:

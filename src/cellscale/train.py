@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -209,11 +208,6 @@ def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
 
 def command_line() -> str:
     return " ".join(["cellscale", *sys.argv[1:]]) if sys.argv else "cellscale train"
-
-
-def copy_card(src: Path, dst: Path) -> None:
-    if src.resolve() != dst.resolve():
-        shutil.copy(src, dst)
 
 
 def load_synthetic_tissue(n_images: int, split: str, seed: int = 0) -> list[Example]:
