@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CODEX = SHARED / "codex" / "R001_X003_Y004"
 CODEX_TEST_X0 = 1008  # columns >= this are never trained on (see docs/benchmarks.md)
+PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is reported for each
+WINDOW = 512  # model window, as in config/config.yaml (the shipped int8 copies are built for it)
 PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "CellProfiler", "Voronoi"]
 
 
@@ -49,16 +51,17 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
     index = index[[split_of(i) == "test" for i in index.id]]
     if quick:
         index = index.groupby("kind").head(6)
-    predictor = Predictor(model_dir)
+    predictors = {f"cellscale {p}": Predictor(model_dir, precision=p) for p in PRECISIONS}
     rows, pairs = [], {}
     for r in index.itertuples():
         raw = read_image(root / "images" / f"{r.id}.png")
         truth = read_image(root / "masks" / f"{r.id}.tif")[0, 0]
-        ours = segment_image(predictor, raw)["nuclear"][0]
+        kind = "fluorescence" if r.kind == "fluorescence" else "colour/brightfield"
+        for name, predictor in predictors.items():
+            ours = segment_image(predictor, raw, tile=WINDOW)["nuclear"][0]
+            pairs.setdefault((kind, name), []).append((truth, ours))
         chans = select_channels(raw, {}, ["nuclear"])[0]
         base = otsu_watershed(normalize(chans, percentile_range(chans))[0])
-        kind = "fluorescence" if r.kind == "fluorescence" else "colour/brightfield"
-        pairs.setdefault((kind, "cellscale"), []).append((truth, ours))
         pairs.setdefault((kind, "Otsu + watershed"), []).append((truth, base))
     for (kind, method), p in pairs.items():
         s = summarize(p)
@@ -75,9 +78,11 @@ def whole_cell_accuracy(model_dir: Path) -> pd.DataFrame:
 
     image = tifffile.imread(CODEX / "image.ome.tif")
     experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
-    predictor = Predictor(model_dir)
-    ours = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2})["whole_cell"][0]
-    methods = {"cellscale": ours}
+    methods = {}
+    for precision in PRECISIONS:
+        predictor = Predictor(model_dir, precision=precision)
+        methods[f"cellscale {precision}"] = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2},
+                                                          tile=WINDOW)["whole_cell"][0]
     methods.update({p: tifffile.imread(CODEX / "peers" / f"{p}.tif") for p in PEERS})
     methods["expert 2 (vs expert 1)"] = experts[1]
     crop = np.s_[:, CODEX_TEST_X0:]
@@ -108,13 +113,13 @@ def make_large_image(path: Path, megapixels: float, seed: int = 0) -> tuple[int,
     return edge, edge
 
 
-def speed(sizes: list[float], model: str, tile: int, workdir: Path) -> pd.DataFrame:
+def speed(sizes: list[float], model: str, tile: int, workdir: Path, precision: str = "auto") -> pd.DataFrame:
     """Run tile -> segment -> stitch through Snakemake per size; read its benchmark files."""
     import yaml
 
     rows = []
     for mpx in sizes:
-        work = workdir / f"{model}_{mpx:g}"
+        work = workdir / f"{model}_{precision}_{mpx:g}"
         (work / "config").mkdir(parents=True, exist_ok=True)
         h, w = make_large_image(work / "image.ome.tif", mpx)
         membrane = 1 if model == "tissue" else ""
@@ -125,6 +130,7 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path) -> pd.DataFr
         config.update(samples=str(work / "config" / "samples.tsv"),
                       models={"nuclear": str(ROOT / "models" / "nuclear"), "tissue": str(ROOT / "models" / "tissue")})
         config["tiling"].update(tile=tile, overlap=32, shard_mpx=16)
+        config["segment"]["precision"] = precision
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
         targets = ["results/segmentation/big/nuclear.ome.tif"]
         if model == "tissue":
@@ -137,7 +143,7 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path) -> pd.DataFr
                            for p in (work / "benchmarks/out").rglob("*.tsv")])
         per_rule = bench.groupby("rule").agg(seconds=("s", "sum"), jobs=("s", "size"), peak_mb=("max_rss", "max"))
         jobs_s = float(per_rule.seconds.sum())
-        rows.append({"model": model, "Mpx": round(h * w / 1e6, 1), "jobs": int(per_rule.jobs.sum()),
+        rows.append({"model": model, "precision": precision, "Mpx": round(h * w / 1e6, 1), "jobs": int(per_rule.jobs.sum()),
                      "tile s": per_rule.seconds.get("tile", 0.0), "segment s": per_rule.seconds.get("segment", 0.0),
                      "stitch s": per_rule.seconds.get("stitch", 0.0), "Mpx/s (jobs)": h * w / 1e6 / jobs_s,
                      "Mpx/s (wall)": h * w / 1e6 / wall,
@@ -150,6 +156,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and a DSB subset (CI)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["nuclear", "whole-cell", "speed"])
     parser.add_argument("--tile", type=int, default=512, help="model window for the speed runs")
+    parser.add_argument("--precision", nargs="+", default=["int8"], choices=["float32", "bfloat16", "int8"],
+                        help="network arithmetic for the speed runs (config segment.precision)")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
     results = {}
@@ -171,8 +179,9 @@ def main() -> int:
     if "speed" not in args.skip:
         sizes = [1.0, 4.2] if args.quick else [4.2, 26.2, 104.9]
         with tempfile.TemporaryDirectory(prefix="cellscale-bench-") as tmp:
-            table = pd.concat([speed(sizes[:2] if args.quick else sizes, "nuclear", args.tile, Path(tmp)),
-                               speed(sizes, "tissue", args.tile, Path(tmp))])
+            table = pd.concat([speed(sizes[:2] if args.quick else sizes, "nuclear", args.tile, Path(tmp), p)
+                               for p in args.precision]
+                              + [speed(sizes, "tissue", args.tile, Path(tmp), p) for p in args.precision])
         print("\n## Speed and memory, tile -> segment -> stitch on 2 CPU cores\n" + table.to_string(index=False))
         results["speed"] = table.to_dict("records")
     out = ROOT / "benchmarks" / "out"

@@ -7,7 +7,7 @@ rule segment:
     params:
         model=lambda w: model_dir(w.sample),
         batch_mpx=config.get("segment", {}).get("batch_mpx", 0.5),
-        precision=config.get("segment", {}).get("precision", "float32"),
+        precision=config.get("segment", {}).get("precision", "auto"),
     threads: 2
     resources:
         gpu=1,

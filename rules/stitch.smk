@@ -9,6 +9,7 @@ rule stitch:
         model=lambda w: model_dir(w.sample),
         postprocess=config.get("postprocess", {}),
         pixel_size=lambda w: pixel_size(w.sample),
+    threads: 2
     resources:
         mem_mb=4000,
     log:

@@ -18,4 +18,5 @@ with step_log(s.log[0], f"stitch {s.wildcards.sample} {s.wildcards.compartment}"
         margin=post.get("margin", 64),
         overrides=post.get("overrides", {}),
         pixel_size_um=s.params.pixel_size,
+        workers=s.threads,
     )

@@ -1,6 +1,6 @@
 """The ``cellscale`` command line: single steps, the same code the workflow runs.
 
-Commands: segment, measure, track, evaluate-tracks, synth, train. Run
+Commands: segment, measure, track, evaluate-tracks, synth, train, quantize, gke. Run
 ``cellscale COMMAND --help`` for each.
 """
 
@@ -118,6 +118,12 @@ def _train(args) -> int:
     return run_training(args)
 
 
+def _quantize(args) -> int:
+    from .training_cli import run_quantize
+
+    return run_quantize(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
                         "whole-cell labels = union of both experts), and report its held-out columns")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("quantize", help="add an 8-bit copy of a model for fast CPU inference",
+                       description="Write MODEL/model.int8.tflite (8-bit weights and activations, calibrated on "
+                                   "the validation images of --data) and record it in MODEL/model.json; "
+                                   "segment.precision 'auto' or 'int8' then uses it.")
+    p.add_argument("model", help="model folder (model.json + model.keras)")
+    p.add_argument("--data", required=True, help="DSB2018 folder or 'synthetic-tissue'")
+    p.add_argument("--codex", default=None, help="synthetic-tissue only: also calibrate on this CODEX tile")
+    p.add_argument("--window", type=int, default=512, help="window edge the copy is built for (px)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_quantize)
     from .cloud.gke import build_parser as gke_parser
 
     p = sub.add_parser("gke", help="create, print or delete the GKE cluster of profiles/gke (docs/gke.md)",

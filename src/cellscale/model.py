@@ -39,6 +39,10 @@ class ModelSpec:
     # "COMP:foreground" (1: probability of a cell pixel), "ignore:N" (N channels skipped).
     # None means the native layout: 4 channels per compartment.
     outputs: list[str] | None = None
+    # An 8-bit quantised copy for fast CPU inference (written by :func:`export_int8`):
+    # {"artifact": "model.int8.tflite", "window": 512, "calibration": "..."}; windows up to
+    # ``window`` px are padded to it.
+    int8: dict | None = None
 
     @classmethod
     def read(cls, model: "str | os.PathLike | dict") -> "ModelSpec":
@@ -122,43 +126,54 @@ class Predictor:
 
     def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8, precision: str = "float32"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.spec = ModelSpec.read(model)
+        if precision == "auto":
+            precision = "int8" if self.spec.int8 and self.spec.outputs is None else "float32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"model {self.spec.name}: unknown precision {precision!r} (one of auto, "
+                             f"{', '.join(PRECISIONS)})")
+        self.precision = precision
+        self._layout = _output_layout(self.spec)
+        self.batch_size = batch_size
+        if precision == "int8":
+            if not self.spec.int8:
+                raise ValueError(f"model {self.spec.name} has no int8 copy: run `cellscale quantize` on its folder, "
+                                 "or set segment.precision to float32")
+            self.model = None
+            self._call = _Int8Runner(_artifact_path(model, self.spec.int8["artifact"]), int(self.spec.int8["window"]))
+            return
         import keras
 
-        self.spec = ModelSpec.read(model)
-        artifact = Path(self.spec.artifact)
-        if not artifact.is_absolute():
-            artifact = Path(model) / artifact
-        if not artifact.exists():
-            raise FileNotFoundError(f"model artifact {artifact} is missing")
+        artifact = _artifact_path(model, self.spec.artifact)
         if self.spec.format == "keras":
             self.model = keras.models.load_model(artifact, compile=False)
             if precision == "bfloat16" and self.spec.outputs is None:
                 self.model = _as_bfloat16(self.model, self.spec)
-            self._call = lambda x: _concat_outputs(self.model(x, training=False))
+            self._call = _compiled(self.model)
         elif self.spec.format == "savedmodel":
             layer = keras.layers.TFSMLayer(str(artifact), call_endpoint="serving_default")
             self.model = layer
             self._call = lambda x: _concat_outputs(layer(x))
         else:
             raise ValueError(f"model {model}: unknown format {self.spec.format!r}")
-        self._layout = _output_layout(self.spec)
-        self.batch_size = batch_size
 
     @property
     def n_outputs(self) -> int:
         return CHANNELS_PER_COMPARTMENT * len(self.spec.compartments)
 
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
+    def predict(self, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Run the network on tiles.
 
         Parameters
         ----------
         tiles : (N, C, H, W) float32, normalised, H and W multiples of
-            ``spec.tile_multiple``.
+            ``spec.tile_multiple``; may be memory-mapped (read one batch at a time).
+        out : optional (N, 4 * n_compartments, H, W) array (e.g. a float16 memory map) filled
+            batch by batch, so memory does not grow with N.
 
         Returns
         -------
-        (N, 4 * n_compartments, H, W) float32 maps.
+        (N, 4 * n_compartments, H, W) maps: ``out`` if given, else a new float32 array.
         """
         if tiles.ndim != 4 or tiles.shape[1] != len(self.spec.inputs):
             raise ValueError(
@@ -167,12 +182,147 @@ class Predictor:
         m = self.spec.tile_multiple
         if tiles.shape[2] % m or tiles.shape[3] % m:
             raise ValueError(f"tile size {tiles.shape[2:]} is not a multiple of {m}")
-        x = np.ascontiguousarray(np.moveaxis(tiles, 1, -1), dtype=np.float32)
-        out = np.empty((len(x), x.shape[1], x.shape[2], self.n_outputs), np.float32)
-        for i in range(0, len(x), self.batch_size):
-            raw = np.asarray(self._call(x[i : i + self.batch_size]), np.float32)
-            out[i : i + self.batch_size] = self._layout(raw) if self._layout else raw
-        return np.moveaxis(out, -1, 1)
+        n, _, h, w = tiles.shape
+        if out is None:
+            out = np.empty((n, self.n_outputs, h, w), np.float32)
+        elif out.shape != (n, self.n_outputs, h, w):
+            raise ValueError(f"output array has shape {out.shape}, expected {(n, self.n_outputs, h, w)}")
+        for i in range(0, n, self.batch_size):
+            x = np.ascontiguousarray(np.moveaxis(np.asarray(tiles[i : i + self.batch_size]), 1, -1),
+                                     dtype=np.float32)
+            raw = np.asarray(self._call(x), np.float32)
+            out[i : i + self.batch_size] = np.moveaxis(self._layout(raw) if self._layout else raw, -1, 1)
+        return out
+
+
+PRECISIONS = ("float32", "bfloat16", "int8")
+
+
+def _artifact_path(model, name: str) -> Path:
+    path = Path(name)
+    if not path.is_absolute() and not isinstance(model, dict):
+        path = Path(model) / path
+    if not path.exists():
+        raise FileNotFoundError(f"model artifact {path} is missing")
+    return path
+
+
+def _threads() -> int:
+    """CPU cores this process may use (the job's allocation under SLURM or Kubernetes)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class _Int8Runner:
+    """Runs an 8-bit TFLite copy of the network with XNNPACK, one window at a time.
+
+    The copy is built for ``window`` x ``window`` inputs; smaller windows are zero-padded
+    to it and the maps cropped back. Uses the LiteRT runtime (``ai-edge-litert``), which
+    starts in a fraction of a second, or TensorFlow's bundled interpreter without it.
+    """
+
+    def __init__(self, path: Path, window: int):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # pragma: no cover - TensorFlow's copy of the same runtime
+            from tensorflow.lite import Interpreter
+        self.window = window
+        self.interpreter = Interpreter(model_path=str(path), num_threads=_threads())
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        shape = self.input["shape"]
+        if int(shape[1]) != window or int(shape[2]) != window:
+            raise ValueError(f"{path}: built for {shape[1]} x {shape[2]} windows, model.json says {window}")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        b, h, w, c = x.shape
+        if h > self.window or w > self.window:
+            raise ValueError(f"window {h} x {w} is larger than the {self.window}-px windows the int8 model was "
+                             f"built for: set tiling.tile <= {self.window} or use precision float32")
+        out = None
+        padded = np.zeros((1, self.window, self.window, c), np.float32)
+        for i in range(b):
+            padded[0, :h, :w] = x[i]
+            self.interpreter.set_tensor(self.input["index"], padded)
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self.output["index"])[0, :h, :w]
+            if out is None:
+                out = np.empty((b, h, w, y.shape[-1]), np.float32)
+            out[i] = y
+        return out
+
+
+def export_int8(model_dir: str | os.PathLike, calibration: list[np.ndarray], source: str, window: int = 512,
+                crops_per_image: int = 2, seed: int = 0) -> Path:
+    """Write ``model.int8.tflite`` (8-bit weights and activations) next to ``model.keras``.
+
+    calibration : normalised (C, Y, X) images like those the model will see; the ranges of
+        the activations are measured on up to ``crops_per_image`` random ``window`` crops of each.
+    source : what the calibration images are (recorded in ``model.json``).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    model_dir = Path(model_dir)
+    spec = ModelSpec.read(model_dir)
+    if window % spec.tile_multiple:
+        raise ValueError(f"window {window} is not a multiple of {spec.tile_multiple}")
+    net = keras.models.load_model(_artifact_path(model_dir, spec.artifact), compile=False)
+    inp = keras.Input((window, window, len(spec.inputs)))
+    fixed = keras.Model(inp, net(inp))
+    rng = np.random.default_rng(seed)
+
+    def crops():
+        for image in calibration:
+            for _ in range(crops_per_image):
+                y0 = int(rng.integers(0, max(1, image.shape[1] - window + 1)))
+                x0 = int(rng.integers(0, max(1, image.shape[2] - window + 1)))
+                crop = np.zeros((1, window, window, image.shape[0]), np.float32)
+                part = np.moveaxis(image[:, y0:y0 + window, x0:x0 + window], 0, -1)
+                crop[0, :part.shape[0], :part.shape[1]] = part
+                yield [crop]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = crops
+    data = converter.convert()
+    target = model_dir / "model.int8.tflite"
+    tmp = model_dir / "model.int8.tflite.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    spec.int8 = {"artifact": target.name, "window": window,
+                 "calibration": f"{len(calibration)} images x {crops_per_image} crops: {source}"}
+    spec.write(model_dir)
+    return target
+
+
+def _compiled(model):
+    """Call ``model`` through a graph traced once per batch shape.
+
+    A traced graph runs about 25% faster on CPU than eager calls (shipped U-Net, 512 x 512
+    windows). Each shape gets its own concrete function: a shape-relaxed trace would leave
+    the bilinear up-sampling with unknown sizes. Other Keras backends call the model eagerly.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return lambda x: _concat_outputs(model(x, training=False))
+    import tensorflow as tf
+
+    traced = tf.function(lambda x: _concat_outputs(model(x, training=False)))
+    by_shape = {}
+
+    def call(x):
+        fn = by_shape.get(x.shape)
+        if fn is None:
+            fn = by_shape[x.shape] = traced.get_concrete_function(tf.TensorSpec(x.shape, tf.float32))
+        return fn(tf.constant(x))
+
+    return call
 
 
 def _concat_outputs(result):

@@ -92,7 +92,7 @@ def staged_model(inputs, declared):
     return os.path.dirname(inputs.spec)
 
 
-def segment_shard(shard_path, model_dir, out_path, batch_mpx: float = 0.5, precision: str = "float32") -> None:
+def segment_shard(shard_path, model_dir, out_path, batch_mpx: float = 0.5, precision: str = "auto") -> None:
     """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``.
 
     ``batch_mpx``: megapixels per forward pass (memory grows with it: about 2 GB at 0.5 Mpx for the
@@ -103,19 +103,21 @@ def segment_shard(shard_path, model_dir, out_path, batch_mpx: float = 0.5, preci
     tiles = np.load(shard_path, mmap_mode="r")
     batch_size = max(1, int(batch_mpx * 1e6 // (tiles.shape[2] * tiles.shape[3])))
     predictor = Predictor(model_dir, batch_size=batch_size, precision=precision)
-    maps = predict_tiles(predictor, tiles)
+    n, _, th, tw = tiles.shape
     with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, maps)
+        maps = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, predictor.n_outputs, th, tw))
+        predict_tiles(predictor, tiles, maps)
+        maps.flush()
+        del maps
 
 
 def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_path,
                   block: int = 512, margin: int = 64, overrides: dict | None = None,
-                  pixel_size_um: float | None = None) -> np.ndarray:
+                  pixel_size_um: float | None = None, workers: int = 1) -> np.ndarray:
     """Blend predicted windows and post-process block by block into one 32-bit label image.
 
     Shard predictions are memory-mapped: only the windows around the current
-    block are read.
+    block are read. ``workers`` threads post-process blocks at once (same result).
     """
     plan = TilePlan.read(plan_path)
     spec = ModelSpec.read(model_dir)
@@ -139,7 +141,7 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     channel = 4 * spec.compartments.index(compartment)
     frames = []
     for frame in range(plan.shape[0]):
-        frames.append(frame_labels(plan, read_tile, frame, channel, params, block, margin))
+        frames.append(frame_labels(plan, read_tile, frame, channel, params, block, margin, workers))
         log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], frames[-1].max())
     from .tiling import to_source_grid
 

@@ -73,9 +73,16 @@ def shard_tiles(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, shar
     return out
 
 
-def predict_tiles(predictor, tiles: np.ndarray) -> np.ndarray:
-    """Model maps for windows: (n, 4 * compartments, th, tw) float16 (compact on disk)."""
-    return predictor.predict(tiles).astype(np.float16)
+def predict_tiles(predictor, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Model maps for windows: (n, 4 * compartments, th, tw) float16 (compact on disk).
+
+    ``out``: an optional float16 array of that shape (e.g. a memory-mapped ``.npy``) to fill
+    batch by batch, so a job's memory does not grow with its number of windows.
+    """
+    if out is None:
+        n, _, th, tw = tiles.shape
+        out = np.empty((n, predictor.n_outputs, th, tw), np.float16)
+    return predictor.predict(tiles, out)
 
 
 def blend_region(plan: TilePlan, read_tile: TileReader, frame: int, y0: int, y1: int, x0: int, x1: int,
@@ -107,13 +114,15 @@ def blend_maps(plan: TilePlan, read_tile: TileReader, frame: int, n_maps: int) -
 
 
 def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]], shape,
-                    params: PostprocessParams, block: int = 512, margin: int = 64) -> np.ndarray:
+                    params: PostprocessParams, block: int = 512, margin: int = 64, workers: int = 1) -> np.ndarray:
     """Marker-controlled watershed block by block, reconciled into one label image.
 
     Parameters
     ----------
     read_maps : (y0, y1, x0, x1) -> (inner distance, p(background)) of that region.
     shape : (Y, X) of the image.
+    workers : threads post-processing blocks at once (the merge stays in block order, so
+        the result does not depend on it).
 
     Each block is post-processed with a ``margin`` of context; a cell belongs
     to the block that holds its centroid, and a pixel already claimed by a cell
@@ -123,28 +132,53 @@ def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, 
     h, w = shape
     out = np.zeros((h, w), np.uint32)
     next_id = 1
-    for by in range(0, h, block):
-        for bx in range(0, w, block):
-            y0, x0 = max(0, by - margin), max(0, bx - margin)
-            y1, x1 = min(h, by + block + margin), min(w, bx + block + margin)
-            local = labels_from_maps(*read_maps(y0, y1, x0, x1), params)
-            n = int(local.max())
-            if n == 0:
-                continue
-            rows, cols = np.indices(local.shape)
-            area = np.bincount(local.ravel(), minlength=n + 1)
-            cy = np.bincount(local.ravel(), rows.ravel(), n + 1) / np.maximum(area, 1) + y0
-            cx = np.bincount(local.ravel(), cols.ravel(), n + 1) / np.maximum(area, 1) + x0
-            own = (cy >= by) & (cy < by + block) & (cx >= bx) & (cx < bx + block)
-            own[0] = False
-            ids = np.zeros(n + 1, np.uint32)
-            ids[own] = np.arange(next_id, next_id + own.sum(), dtype=np.uint32)
-            next_id += int(own.sum())
-            region = out[y0:y1, x0:x1]
-            new = ids[local]
-            take = (new > 0) & (region == 0)
-            region[take] = new[take]
+    blocks = [(by, bx) for by in range(0, h, block) for bx in range(0, w, block)]
+
+    def window(b):
+        by, bx = b
+        return max(0, by - margin), min(h, by + block + margin), max(0, bx - margin), min(w, bx + block + margin)
+
+    def process(b):
+        y0, y1, x0, x1 = window(b)
+        return labels_from_maps(*read_maps(y0, y1, x0, x1), params)
+
+    for (by, bx), local in zip(blocks, _ordered_map(process, blocks, workers)):
+        y0, y1, x0, x1 = window((by, bx))
+        n = int(local.max())
+        if n == 0:
+            continue
+        rows, cols = np.indices(local.shape)
+        area = np.bincount(local.ravel(), minlength=n + 1)
+        cy = np.bincount(local.ravel(), rows.ravel(), n + 1) / np.maximum(area, 1) + y0
+        cx = np.bincount(local.ravel(), cols.ravel(), n + 1) / np.maximum(area, 1) + x0
+        own = (cy >= by) & (cy < by + block) & (cx >= bx) & (cx < bx + block)
+        own[0] = False
+        ids = np.zeros(n + 1, np.uint32)
+        ids[own] = np.arange(next_id, next_id + own.sum(), dtype=np.uint32)
+        next_id += int(own.sum())
+        region = out[y0:y1, x0:x1]
+        new = ids[local]
+        take = (new > 0) & (region == 0)
+        region[take] = new[take]
     return out
+
+
+def _ordered_map(fn, items: list, workers: int):
+    """``map(fn, items)`` on ``workers`` threads, results in order, at most 2 x workers pending."""
+    if workers <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: PostprocessParams,
@@ -155,14 +189,14 @@ def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: P
 
 
 def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int, params: PostprocessParams,
-                 block: int = 512, margin: int = 64) -> np.ndarray:
+                 block: int = 512, margin: int = 64, workers: int = 1) -> np.ndarray:
     """Labels of one compartment in one frame; ``channel`` is the first of its 4 maps in a window."""
 
     def read_maps(y0, y1, x0, x1):
         maps = blend_region(plan, lambda i: read_tile(i)[channel:channel + 2], frame, y0, y1, x0, x1, 2)
         return maps[0], maps[1]
 
-    return labels_by_block(read_maps, plan.shape[1:], params, block, margin)
+    return labels_by_block(read_maps, plan.shape[1:], params, block, margin, workers)
 
 
 def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = 256, overlap: int = 32,

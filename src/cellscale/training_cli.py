@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import train as T
 from .model import ModelSpec
 
@@ -43,4 +45,27 @@ def run_training(args) -> int:
         evaluation.finish_tissue_model(args, spec, log=_log)
     else:
         evaluation.finish_model(args, spec, Path(args.data), log=_log)
+    return 0
+
+
+def calibration_images(data: str, codex: str | None = None, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """Normalised images to calibrate an int8 copy on: the validation split, never the test split."""
+    if data == SYNTHETIC:
+        examples = T.load_synthetic_tissue(8, "val", seed)
+        source = "generated tissue (validation seeds)"
+        if codex:
+            examples += T.load_codex(codex, "train") * 4
+            source += " + CODEX tile columns < 960"
+        return [ex.image for ex in examples], source
+    examples = T.load_dsb(Path(data), "val")
+    return [ex.image for ex in examples], f"DSB2018 validation split ({Path(data).name})"
+
+
+def run_quantize(args) -> int:
+    from .model import export_int8
+
+    images, source = calibration_images(args.data, args.codex, args.seed)
+    _log(f"calibrating on {len(images)} images: {source}")
+    path = export_int8(args.model, images, source, window=args.window)
+    _log(f"wrote {path}")
     return 0
