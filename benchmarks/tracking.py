@@ -88,32 +88,81 @@ def ctc_gt(name: str, n_frames: int | None):
     return labels, match, gt
 
 
-def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: int | None = None,
-            scale: float = 1.0):
-    """Our segmentation of the raw frames of a CTC sequence."""
-    import tifffile
+def segment_frames(image: np.ndarray, model_dir: Path, scale: float, gamma: float,
+                   pixel_size_um: float | None = None) -> np.ndarray:
+    """Our nuclear labels of (T, Y, X) frames, segmented after resizing by ``scale`` (labels resized back)."""
+    from scipy import ndimage as ndi
 
     from cellscale.model import Predictor
     from cellscale.segmentation import segment_image
+
+    small = image[:, None]
+    if scale != 1.0:  # bring the nuclei to the size the model was trained on
+        small = np.stack([ndi.zoom(f.astype(np.float32), scale, order=1) for f in image])[:, None]
+    labels = segment_image(Predictor(model_dir), small, {"nuclear": 0}, tile=512,
+                           pixel_size_um=pixel_size_um, gamma=gamma)["nuclear"]
+    if scale != 1.0:
+        zoom = (image.shape[1] / labels.shape[1], image.shape[2] / labels.shape[2])
+        labels = np.stack([ndi.zoom(f, zoom, order=0) for f in labels])
+    return labels.astype(np.uint32)
+
+
+def detection_cost(labels: np.ndarray, markers: np.ndarray) -> dict:
+    """Counts behind the CTC DET measure, from label images and TRA markers (same frames).
+
+    A marker is found when one segment covers more than half of it; a segment covering no
+    marker pixel is a false positive; a segment found by k > 1 markers needs k - 1 splits.
+    ``det`` = 1 - (10 FN + FP + 5 splits) / (10 markers), the DET formula with the CTC weights
+    (edges are ignored: for choosing pre-processing only; reported figures come from py-ctcmetrics).
+    """
+    n = fn = fp = splits = 0
+    for seg, ref in zip(labels, markers):
+        ids = np.unique(ref)[1:]
+        n += len(ids)
+        hits: dict[int, int] = {}
+        for i in ids:
+            inside = seg[ref == i]
+            values, counts = np.unique(inside[inside > 0], return_counts=True)
+            if len(counts) and counts.max() * 2 > len(inside):
+                v = int(values[counts.argmax()])
+                hits[v] = hits.get(v, 0) + 1
+            else:
+                fn += 1
+        splits += sum(k - 1 for k in hits.values())
+        fp += len(set(np.unique(seg[seg > 0]).tolist()) - set(np.unique(seg[ref > 0]).tolist()))
+    return {"markers": n, "FN": fn, "FP": fp, "splits": splits,
+            "det": 1 - min(1.0, (10 * fn + fp + 5 * splits) / max(1, 10 * n))}
+
+
+def choose_preprocessing(name: str, model_dir: Path, frames: range, scales, gammas) -> tuple[float, float]:
+    """Grid of (scale, gamma) scored by :func:`detection_cost` on some frames; prints it, returns the best."""
+    import tifffile
+
+    seq = SHARED / "ctc" / CTC[name]
+    image = np.stack([tifffile.imread(seq / "01" / f"t{t:03d}.tif") for t in frames])
+    markers = np.stack([tifffile.imread(seq / "01_GT" / "TRA" / f"man_track{t:03d}.tif") for t in frames])
+    best, best_det = (1.0, 1.0), -1.0
+    print(f"  pre-processing chosen on frames {frames.start}-{frames.stop - 1} (every {frames.step}):")
+    for scale in scales:
+        for gamma in gammas:
+            cost = detection_cost(segment_frames(image, model_dir, scale, gamma), markers)
+            print(f"    scale {scale:g} gamma {gamma:g}: {cost}", flush=True)
+            if cost["det"] > best_det:
+                best, best_det = (scale, gamma), cost["det"]
+    return best
+
+
+def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: int | None = None,
+            scale: float = 1.0, gamma: float = 1.0):
+    """Our segmentation of the raw frames of a CTC sequence."""
+    import tifffile
 
     seq = SHARED / "ctc" / CTC[name]
     files = sorted((seq / "01").glob("t*.tif"))[:n_frames]
     image = np.stack([tifffile.imread(f) for f in files])[:, None]
     t0 = time.perf_counter()
-    small = image
-    if scale != 1.0:  # bring the nuclei to the size the model was trained on
-        from scipy import ndimage as ndi
-
-        small = np.stack([ndi.zoom(f[0].astype(np.float32), scale, order=1) for f in image])[:, None]
-    labels = segment_image(Predictor(model_dir), small, {"nuclear": 0},
-                           pixel_size_um=pixel_size_um)["nuclear"]
-    if scale != 1.0:
-        from scipy import ndimage as ndi
-
-        zoom = (image.shape[2] / labels.shape[1], image.shape[3] / labels.shape[2])
-        labels = np.stack([ndi.zoom(f, zoom, order=0) for f in labels])
+    labels = segment_frames(image[:, 0], model_dir, scale, gamma, pixel_size_um)
     print(f"  segmented {len(files)} frames in {time.perf_counter() - t0:.0f} s", flush=True)
-    labels = labels.astype(np.uint32)
     if n_frames:
         full = np.zeros((len(list((seq / "01").glob("t*.tif"))),) + labels.shape[1:], labels.dtype)
         full[:n_frames] = labels
@@ -256,6 +305,10 @@ def main(argv=None) -> int:
     p.add_argument("--e2e-frames", type=int, default=None, help="end to end on the first N frames only")
     p.add_argument("--e2e-scale", type=float, default=1.0,
                    help="resize the raw frames by this factor before segmenting (labels are resized back)")
+    p.add_argument("--e2e-gamma", type=float, default=1.0, help="intensity exponent before normalisation")
+    p.add_argument("--e2e-choose", action="store_true",
+                   help="choose --e2e-scale and --e2e-gamma on frames 0-29 of GOWT1 01 (every 3rd) by the "
+                        "DET formula, then run all frames with them")
     p.add_argument("--only-e2e", action="store_true", help="run the end-to-end sequence only")
     p.add_argument("--check-official", action="store_true",
                    help="also score the ILP result with py-ctcmetrics on the written folder (slow)")
@@ -285,9 +338,14 @@ def main(argv=None) -> int:
             print(f"end to end: skipped, no model at {model}")
         else:
             print("GOWT1-01 e2e ...", flush=True)
-            labels, match, image = ctc_e2e("GOWT1-01", model, args.pixel_size_um, args.e2e_frames, args.e2e_scale)
+            if args.e2e_choose:
+                args.e2e_scale, args.e2e_gamma = choose_preprocessing(
+                    "GOWT1-01", model, range(0, 30, 3), (0.35, 0.5, 0.7, 1.0), (1.0, 0.5, 0.35))
+            labels, match, image = ctc_e2e("GOWT1-01", model, args.pixel_size_um, args.e2e_frames, args.e2e_scale,
+                                           args.e2e_gamma)
             run_sequence("GOWT1-01 e2e" + (f" ({args.e2e_frames} frames)" if args.e2e_frames else "")
-                         + (f" (x{args.e2e_scale:g})" if args.e2e_scale != 1 else ""),
+                         + (f" (x{args.e2e_scale:g})" if args.e2e_scale != 1 else "")
+                         + (f" (gamma {args.e2e_gamma:g})" if args.e2e_gamma != 1 else ""),
                          labels, match, image, args)
     else:
         print(f"{SHARED} is absent: CTC sequences skipped")

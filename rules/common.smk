@@ -87,6 +87,11 @@ def pixel_size(sample):
     return None if value is None or pd.isna(value) else float(value)
 
 
+def gamma(sample):
+    value = samples.loc[sample].get("gamma")
+    return 1.0 if value is None or pd.isna(value) else float(value)
+
+
 def shard_predictions(wildcards):
     """All shard predictions of a sample, known once its tile checkpoint ran."""
     tiles = checkpoints.tile.get(sample=wildcards.sample).output.tiles

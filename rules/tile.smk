@@ -12,6 +12,7 @@ checkpoint tile:
         timelapse=lambda w: is_timelapse(w.sample),
         tiling=config.get("tiling", {}),
         pixel_size=lambda w: pixel_size(w.sample),
+        gamma=lambda w: gamma(w.sample),
     log:
         "logs/tile/{sample}.log",
     benchmark:

@@ -13,8 +13,9 @@ with step_log(snakemake.log[0], f"tile {p.sample}"):  # noqa: F821
         roles=p.roles,
         model_dir=staged_model(snakemake.input, p.model),  # noqa: F821
         timelapse=p.timelapse,
-        tile=tiling.get("tile", 256),
+        tile=tiling.get("tile", 512),
         overlap=tiling.get("overlap", 32),
         shard_mpx=tiling.get("shard_mpx", 16),
         pixel_size_um=p.pixel_size,
+        gamma=p.gamma,
     )

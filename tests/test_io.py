@@ -62,3 +62,18 @@ def test_brightfield_is_inverted():
     dark = 255 - rgb  # fluorescence saved as colour: not inverted
     nuc = select_channels(dark[np.newaxis], {}, ["nuclear"])[0, 0]
     assert nuc[7, 7] > nuc[15, 15]
+
+
+def test_gamma_lifts_dim_nuclei_and_is_checked():
+    from cellscale.preprocess import channel_recipe, normalize, percentile_range
+
+    image = np.zeros((1, 1, 40, 40), np.uint8)
+    image[0, 0, 5:15, 5:15] = 5  # a dim nucleus, as in GOWT1
+    image[0, 0, 25:35, 25:35] = 200  # a bright one
+    for gamma, low, high in ((1.0, 0.0, 0.05), (0.5, 0.1, 0.2)):
+        recipe = channel_recipe(image, {"nuclear": 0}, ["nuclear"], gamma)
+        chans = recipe.apply(image[0])
+        scaled = normalize(chans, percentile_range(chans[np.newaxis]))[0]
+        assert low < scaled[10, 10] < high  # 5 / 200 linear; sqrt(5 / 200) with gamma 0.5
+    with pytest.raises(ValueError, match="gamma must be positive"):
+        channel_recipe(image, {"nuclear": 0}, ["nuclear"], 0.0)

@@ -223,3 +223,23 @@ def test_killed_run_resumes_to_identical_results(demo_run, tmp_path):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / rel), pd.read_parquet(reference / rel))
     assert (tmp_path / "results/tracks/movie/res_track.txt").read_text() == \
         (reference / "results/tracks/movie/res_track.txt").read_text()
+
+
+def test_sample_gamma_column_is_validated_and_used(tmp_path):
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"])
+    sheet = tmp_path / "config" / "samples.tsv"
+    sheet.write_text(HEADER.rstrip("\n") + "\tgamma\n" + f"dim\t{good}\ttissue\t\t\t\t\t-1\n")
+    result = run(tmp_path, "-n")
+    assert result.returncode != 0 and "gamma" in result.stdout + result.stderr
+    sheet.write_text(HEADER.rstrip("\n") + "\tgamma\n" + f"dim\t{good}\ttissue\t\t\t\t\t0.5\n")
+    result = run(tmp_path, "results/tiles/dim")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from cellscale.tiling import TilePlan
+
+    plan = TilePlan.read(tmp_path / "results/tiles/dim/plan.json")
+    write_config(tmp_path / "linear", [f"dim\t{good}\ttissue\t\t\t\t"])
+    assert run(tmp_path / "linear", "results/tiles/dim").returncode == 0
+    linear = TilePlan.read(tmp_path / "linear/results/tiles/dim/plan.json")
+    # the normalisation range is taken after the exponent: sqrt shrinks the 99.8th percentile
+    assert plan.ranges[0][1] < linear.ranges[0][1]

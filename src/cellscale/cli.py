@@ -34,7 +34,7 @@ def _segment(args) -> int:
     if whole_cell and args.membrane_channel is None:
         raise SystemExit("--compartment whole-cell needs --membrane-channel")
     model_dir = Path(args.model) if args.model else DEFAULT_MODELS / ("tissue" if whole_cell else "nuclear")
-    predictor = Predictor(model_dir, batch_size=args.batch_size)  # loaded once for all inputs
+    predictor = Predictor(model_dir, batch_size=args.batch_size, precision=args.precision)  # once for all inputs
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
     compartment = "whole_cell" if whole_cell else "nuclear"
     single_file = len(inputs) == 1 and not src.is_dir() and not args.output.endswith("/")
@@ -42,7 +42,8 @@ def _segment(args) -> int:
     with step_log(None, "segment"):
         for path in inputs:
             image = read_image(path, timelapse=args.timelapse)
-            labels = segment_image(predictor, image, roles, tile=args.tile, overlap=args.overlap)[compartment]
+            labels = segment_image(predictor, image, roles, tile=args.tile, overlap=args.overlap,
+                                   pixel_size_um=args.pixel_size, gamma=args.gamma)[compartment]
             labels = labels[0] if labels.shape[0] == 1 else labels
             stem = path.name.split(".")[0]
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
@@ -144,9 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nuclear-channel", type=int, default=None, help="0-based channel index of the nuclear stain")
     p.add_argument("--membrane-channel", type=int, default=None, help="0-based channel index of the membrane stain")
     p.add_argument("--model", default=None, help="model folder (default: the shipped nuclear or tissue model)")
-    p.add_argument("--tile", type=int, default=256, help="model window edge in pixels")
+    p.add_argument("--tile", type=int, default=512, help="model window edge in pixels")
     p.add_argument("--overlap", type=int, default=32, help="window overlap in pixels")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
+                   help="network arithmetic (auto: the model's int8 copy when it has one)")
+    p.add_argument("--gamma", type=float, default=1.0,
+                   help="intensity exponent before normalisation; 0.5 lifts dim nuclei")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="um per pixel of the input; resampled to the model's pixel size when it declares one")
     p.add_argument("--timelapse", action="store_true", help="a 3-D TIFF without axis metadata is (T, Y, X)")
     p.set_defaults(func=_segment)
 

@@ -43,8 +43,8 @@ def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
 
 
 def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timelapse: bool = False,
-                tile: int = 256, overlap: int = 32, shard_mpx: float = 16.0,
-                pixel_size_um: float | None = None) -> TilePlan:
+                tile: int = 512, overlap: int = 32, shard_mpx: float = 16.0,
+                pixel_size_um: float | None = None, gamma: float = 1.0) -> TilePlan:
     """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``.
 
     The image is read region by region, one shard at a time, and resampled to
@@ -57,7 +57,7 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timela
     with open_sample_image(sample, image_path, timelapse) as source:
         try:
             plan, recipe = make_plan(source, roles, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx,
-                                     scale)
+                                     scale, gamma)
         except ValueError as err:
             _fail(sample, image_path, str(err))
         out_dir = Path(out_dir)

@@ -57,17 +57,22 @@ class ChannelRecipe:
     indices: list[int] | None = None
     colour: bool = False
     invert: bool = False
+    gamma: float = 1.0  # < 1 lifts dim objects: raw intensities (clipped at 0) are raised to this power
 
     def apply(self, channels: np.ndarray) -> np.ndarray:
         """(C, h, w) raw channels -> (n_inputs, h, w) float32."""
         if self.colour:
             c = channels.astype(np.float32)
             gray = 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-            return (-gray if self.invert else gray)[np.newaxis]
-        return channels[self.indices].astype(np.float32)
+            out = (255.0 - gray if self.invert else gray)[np.newaxis]
+        else:
+            out = channels[self.indices].astype(np.float32)
+        if self.gamma != 1.0:
+            out = np.power(np.maximum(out, 0.0), np.float32(self.gamma))
+        return out
 
 
-def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str]) -> ChannelRecipe:
+def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str], gamma: float = 1.0) -> ChannelRecipe:
     """Choose input channels for a model from roles, checking indices.
 
     Parameters
@@ -75,12 +80,15 @@ def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str]) -> Channe
     sample : (T, C, Y, X) array of the image or a strided sample of it.
     roles : {"nuclear": index or None, "membrane": index or None}.
     wanted : the model's input roles, e.g. ["nuclear"] or ["nuclear", "membrane"].
+    gamma : intensity exponent applied before normalisation (see :class:`ChannelRecipe`).
     """
+    if not gamma > 0:
+        raise ValueError(f"gamma must be positive, got {gamma}")
     n_channels = sample.shape[1]
     if roles.get("nuclear") is None and n_channels == 3 and wanted == ["nuclear"]:
         lum = ChannelRecipe(colour=True).apply(np.moveaxis(sample, 1, 0).reshape(3, -1, sample.shape[-1]))[0]
         lo, hi = np.percentile(lum, [1, 99])
-        return ChannelRecipe(colour=True, invert=bool(np.median(lum) > (lo + hi) / 2))
+        return ChannelRecipe(colour=True, invert=bool(np.median(lum) > (lo + hi) / 2), gamma=gamma)
     indices = []
     for role in wanted:
         index = roles.get(role)
@@ -91,7 +99,7 @@ def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str]) -> Channe
         if not 0 <= index < n_channels:
             raise ValueError(f"{role} channel index {index} is out of range: the image has {n_channels} channel(s)")
         indices.append(int(index))
-    return ChannelRecipe(indices=indices)
+    return ChannelRecipe(indices=indices, gamma=gamma)
 
 
 def select_channels(image: np.ndarray, roles: dict[str, int | None], wanted: list[str]) -> np.ndarray:

@@ -26,14 +26,15 @@ TileReader = Callable[[int], np.ndarray]  # tile index -> (n_maps, th, tw) maps
 
 
 def make_plan(source: ImageSource, roles: dict, inputs: list[str], tile: int, overlap: int, multiple: int,
-              shard_mpx: float, scale: float = 1.0) -> tuple[TilePlan, ChannelRecipe]:
+              shard_mpx: float, scale: float = 1.0, gamma: float = 1.0) -> tuple[TilePlan, ChannelRecipe]:
     """Tile plan (with image-wide normalisation ranges) and channel recipe for an image.
 
     ``scale`` (model pixels per image pixel) resamples the image to the model's
-    resolution: the plan's windows are in model pixels.
+    resolution: the plan's windows are in model pixels. ``gamma`` < 1 lifts dim
+    nuclei before normalisation (see :class:`ChannelRecipe`).
     """
     sample = source.subsample()
-    recipe = channel_recipe(sample, roles, inputs)
+    recipe = channel_recipe(sample, roles, inputs, gamma)
     t, _, h, w = source.shape
     shape = (t, max(1, round(h * scale)), max(1, round(w * scale)))
     plan = plan_tiles(shape, tile, overlap, multiple, shard_mpx)
@@ -201,7 +202,8 @@ def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int
 
 def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = 256, overlap: int = 32,
                   block: int = 512, margin: int = 64, params: dict | None = None,
-                  shard_mpx: float = 16.0, pixel_size_um: float | None = None) -> dict[str, np.ndarray]:
+                  shard_mpx: float = 16.0, pixel_size_um: float | None = None,
+                  gamma: float = 1.0) -> dict[str, np.ndarray]:
     """Segment an in-memory (T, C, Y, X) image (or an :class:`ImageSource`) in one process.
 
     With ``pixel_size_um`` and a model that declares its own, the image is
@@ -213,7 +215,8 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
     spec = predictor.spec
     source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
     scale = resampling_scale(pixel_size_um, spec.pixel_size_um)
-    plan, recipe = make_plan(source, roles or {}, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx, scale)
+    plan, recipe = make_plan(source, roles or {}, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx, scale,
+                             gamma)
     maps: dict[int, np.ndarray] = {}
     for shard, indices in enumerate(plan.shards):
         for i, m in zip(indices, predict_tiles(predictor, shard_tiles(source, recipe, plan, shard))):
