@@ -89,3 +89,13 @@ def test_quantize_a_model_and_run_it(tmp_path):
     b = fast.predict(tiles)
     assert b.shape == a.shape
     assert np.abs(a - b).mean() < 0.05
+
+
+def test_auto_keeps_float32_where_a_gpu_is_visible(monkeypatch):
+    import cellscale.model as model
+
+    monkeypatch.setattr(model, "gpu_present", lambda: True)
+    assert Predictor(MODELS / "nuclear", precision="auto").precision == "float32"
+    monkeypatch.undo()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert model.gpu_present() is False

@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codex", default=None,
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
                         "whole-cell labels = union of both experts), and report its held-out columns")
+    p.add_argument("--note", default=None, help="a line for the model card (e.g. how the run was scheduled)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("quantize", help="add an 8-bit copy of a model for fast CPU inference",

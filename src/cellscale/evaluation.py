@@ -17,7 +17,7 @@ from .source import ImageSource
 
 TUNING_GRID = {
     "sigma": (1.0, 2.0),
-    "foreground": (0.4, 0.5, 0.6),
+    "foreground": (0.4, 0.5, 0.6, 0.7, 0.8),
     "marker_threshold": (0.3, 0.4, 0.5, 0.6),
 }
 
@@ -46,11 +46,11 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[P
     return best, best_result
 
 
-def score_split(predictor, examples, params: PostprocessParams) -> dict:
+def score_split(predictor, examples, params: PostprocessParams, tile: int = 256) -> dict:
     """Model and Otsu-baseline scores per image kind (and 'all')."""
     rows = []
     for ex in examples:
-        maps = predict_maps(predictor, ex.image)
+        maps = predict_maps(predictor, ex.image, tile=tile)
         rows.append((ex.kind, ex.labels["nuclear"], labels_from_arrays(maps[0], maps[1], params),
                      otsu_watershed(ex.image[0])))
     out = {}
@@ -76,6 +76,13 @@ def finish_model(args, spec, data: Path, log=print) -> dict:
     spec.write(out)
     test = T.load_dsb(data, "test")
     scores = score_split(Predictor(out), test, params)
+    from .model import export_int8
+
+    export_int8(out, [ex.image for ex in val], f"DSB2018 validation split ({data.name})")
+    spec.int8 = _int8_entry(out)
+    int8 = score_split(Predictor(out, precision="int8"), test, params, tile=spec.int8["window"])
+    for kind, res in int8.items():
+        scores[kind]["int8"] = res["model"]
     files = [p for sub in ("images", "masks") for p in (data / sub).iterdir()
              if T.split_of(p.name.split(".")[0]) == "train"]
     record = {
@@ -87,6 +94,7 @@ def finish_model(args, spec, data: Path, log=print) -> dict:
         "training_files": len(files),
         "parameters": int(predictor.model.count_params()),
         "validation": val_result,
+        "note": getattr(args, "note", None),
         "test": scores,
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -96,6 +104,13 @@ def finish_model(args, spec, data: Path, log=print) -> dict:
     return record
 
 
+def _int8_entry(model_dir) -> dict:
+    """The ``int8`` entry :func:`cellscale.model.export_int8` wrote into a model folder."""
+    from .model import ModelSpec
+
+    return ModelSpec.read(model_dir).int8
+
+
 def model_card(spec, record: dict) -> str:
     lines = [
         f"# Model card: {spec.name}",
@@ -103,8 +118,8 @@ def model_card(spec, record: dict) -> str:
         "Nuclear segmentation U-Net (separable convolutions, base "
         f"{spec.base_filters} filters, depth {spec.depth}, {record['parameters']:,} parameters) with two heads "
         "per compartment: inner distance (sigmoid) and background/boundary/interior (softmax), as in DeepCell's "
-        "Mesmer. Post-processing: maxima of the smoothed inner distance as markers, watershed inside the "
-        "foreground, block by block with overlap.",
+        "Mesmer. Post-processing: regions of the smoothed inner distance above a threshold as markers, "
+        "watershed inside the foreground, block by block with overlap.",
         "",
         "## Inputs and outputs",
         f"- inputs: {', '.join(spec.inputs)} channel(s), each scaled so its 1st-99.8th percentile maps to 0-1 "
@@ -118,6 +133,7 @@ def model_card(spec, record: dict) -> str:
         f"- {record['training_files']} training files, SHA-256 of their names and bytes: "
         f"`{record['training_data_sha256']}`",
         f"- command: `{record['command']}`",
+        *([f"- note: {record['note']}"] if record.get("note") else []),
         f"- trained on {record['trained']}",
         "",
         "## Post-processing (tuned on the validation split)",
@@ -134,6 +150,13 @@ def model_card(spec, record: dict) -> str:
     for kind, res in record["test"].items():
         m, b = res["model"], res["baseline"]
         lines.append(f"| {kind} | {m['images']} | {m['f1']:.3f} | {m['ap']:.3f} | {b['f1']:.3f} | {b['ap']:.3f} |")
+    if all("int8" in res for res in record["test"].values()):
+        window = spec.int8["window"] if spec.int8 else 512
+        lines += ["", f"The 8-bit copy (`{spec.int8['artifact'] if spec.int8 else 'model.int8.tflite'}`, "
+                  f"{window}-px windows, calibrated on the validation split), same test images:", "",
+                  "| kind | int8 F1 | int8 AP |", "|---|---|---|"]
+        lines += [f"| {kind} | {res['int8']['f1']:.3f} | {res['int8']['ap']:.3f} |"
+                  for kind, res in record["test"].items()]
     lines += ["", "## Limits",
               "- trained on CPU for a limited number of steps; tissue whole-cell segmentation needs a "
               "nuclear + membrane model",
@@ -166,9 +189,11 @@ def finish_tissue_model(args, spec, log=print) -> dict:
         held_out = T.load_codex(codex, "test")[0]
         maps = predict_maps(predictor, held_out.image)
         wc = spec.compartments.index("whole_cell")
-        params, _ = tune([m[4 * wc: 4 * wc + 2] for m in [predict_maps(predictor, e.image)
-                                                          for e in T.load_codex(codex, "train")]],
-                         [e.labels["whole_cell"] for e in T.load_codex(codex, "train")], log)
+        # tuned on the training columns against each expert's own cells (what the held-out score
+        # measures), not against their union: the experts draw cells of different sizes
+        train_maps = predict_maps(predictor, T.load_codex(codex, "train")[0].image)[4 * wc: 4 * wc + 2]
+        experts = T.codex_experts(codex, "train")
+        params, _ = tune([train_maps] * len(experts), experts, log)
         tuned["whole_cell"] = params.to_dict()
         ours = labels_from_arrays(maps[4 * wc], maps[4 * wc + 1], params)
         scores["codex_held_out"] = codex_scores(codex, ours)
@@ -176,6 +201,16 @@ def finish_tissue_model(args, spec, log=print) -> dict:
                  f"SHA-256 `{T.dataset_hash([p for p in codex.iterdir() if p.is_file()])}`")
     spec.postprocess = tuned
     spec.write(out)
+    from .model import export_int8
+    from .training_cli import calibration_images
+
+    export_int8(out, *calibration_images("synthetic-tissue", getattr(args, "codex", None), args.seed))
+    spec.int8 = _int8_entry(out)
+    if "codex_held_out" in scores:
+        int8 = predict_maps(Predictor(out, precision="int8"), held_out.image, tile=spec.int8["window"])
+        labels = labels_from_arrays(int8[4 * wc], int8[4 * wc + 1], params)
+        scores["codex_held_out"] = {"cellscale int8": codex_scores(codex, labels)["cellscale"],
+                                    **scores["codex_held_out"]}
     record = {"model": spec.name, "trained": time.strftime("%Y-%m-%d"), "command": T.command_line(),
               "training_data": data, "parameters": int(predictor.model.count_params()), "test": scores}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -186,8 +221,12 @@ def finish_tissue_model(args, spec, log=print) -> dict:
              "background/boundary/interior.", "",
              "## Training data",
              f"- {record['training_data']}; validation and test images use disjoint seed ranges",
-             f"- command: `{record['command']}`", f"- trained on {record['trained']}", "",
-             "## Post-processing (tuned on generated validation tissue)", "```json",
+             f"- command: `{record['command']}`",
+             *([f"- note: {args.note}"] if getattr(args, "note", None) else []),
+             f"- trained on {record['trained']}", "",
+             "## Post-processing (nuclear: tuned on generated validation tissue; whole cell: on generated "
+             "validation tissue, or with --codex on the CODEX training columns against each expert's cells)",
+             "```json",
              json.dumps(tuned, indent=2), "```", "",
              "## Held-out generated tissue", "",
              "| compartment | images | model F1 | model AP | Otsu+watershed F1 |", "|---|---|---|---|---|"]

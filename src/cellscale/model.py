@@ -127,8 +127,8 @@ class Predictor:
     def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8, precision: str = "float32"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.spec = ModelSpec.read(model)
-        if precision == "auto":
-            precision = "int8" if self.spec.int8 and self.spec.outputs is None else "float32"
+        if precision == "auto":  # int8 runs on CPU cores only: a GPU job keeps float32 on the GPU
+            precision = "int8" if self.spec.int8 and self.spec.outputs is None and not gpu_present() else "float32"
         if precision not in PRECISIONS:
             raise ValueError(f"model {self.spec.name}: unknown precision {precision!r} (one of auto, "
                              f"{', '.join(PRECISIONS)})")
@@ -205,6 +205,13 @@ def _artifact_path(model, name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"model artifact {path} is missing")
     return path
+
+
+def gpu_present() -> bool:
+    """Whether this process can see an NVIDIA GPU (device files, unless CUDA_VISIBLE_DEVICES hides them)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def _threads() -> int:

@@ -251,6 +251,14 @@ def union_of_experts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return out
 
 
+def codex_experts(tile_dir: str | os.PathLike, region: str = "train") -> list[np.ndarray]:
+    """Both experts' whole-cell masks of the CODEX tile's training (or held-out) columns."""
+    import tifffile
+
+    cols = np.s_[:, :CODEX_TRAIN_X1] if region == "train" else np.s_[:, 1008:]
+    return [tifffile.imread(Path(tile_dir) / f"mask_expert{i}_wholecell.tif")[cols] for i in (1, 2)]
+
+
 def load_codex(tile_dir: str | os.PathLike, region: str = "train") -> list[Example]:
     """The CODEX tile's training columns (or held-out columns) with the union of both experts' cells.
 
@@ -263,9 +271,8 @@ def load_codex(tile_dir: str | os.PathLike, region: str = "train") -> list[Examp
 
     tile_dir = Path(tile_dir)
     image = tifffile.imread(tile_dir / "image.ome.tif")[[0, 2]].astype(np.float32)
-    experts = [tifffile.imread(tile_dir / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
     cols = np.s_[:, :CODEX_TRAIN_X1] if region == "train" else np.s_[:, 1008:]
     chans = image[(slice(None), *cols)]
-    labels = union_of_experts(experts[0][cols], experts[1][cols])
+    labels = union_of_experts(*codex_experts(tile_dir, region))
     return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
                     {"whole_cell": labels})]
