@@ -32,14 +32,14 @@ COPY src ./src
 # The versions the GKE profile was tested with (tests/test_gke_*.py); the project's other dependencies
 # follow pyproject.toml. Not the `model` extra: it would add tensorflow-cpu beside the base image's TensorFlow.
 RUN python -m pip install ${TF_PACKAGE} . \
-      "keras==3.15.1" "numpy==2.4.6" "scipy==1.17.1" "scikit-image==0.26.0" "pandas==3.1.1" \
+      "keras==3.15.1" "ai-edge-litert==2.3.0" "numpy==2.4.6" "scipy==1.17.1" "scikit-image==0.26.0" "pandas==2.3.3" \
       "pyarrow==26.0.1" "tifffile==2026.3.3" "zarr==3.1.6" \
       "snakemake==9.27.1" "snakemake-storage-plugin-gcs==1.1.4" "snakemake-storage-plugin-fs==1.1.3" \
  && mkdir /opt/wheels \
  && python -m pip download --no-deps --dest /opt/wheels \
       "snakemake-storage-plugin-gcs==1.1.4" "snakemake-storage-plugin-fs==1.1.3" \
  && python -m snakemake --version \
- && python -c "import cellscale, keras, tensorflow as tf; print('cellscale', cellscale.__file__, 'tf', tf.__version__)"
+ && python -c "import cellscale, keras, ai_edge_litert, tensorflow as tf; print('cellscale', cellscale.__file__, 'tf', tf.__version__)"
 
 # The plugin makes every pod first run `pip install --target .snakemake/pip-deployments <the storage plugins
 # installed where snakemake was started>`. Answer it offline from the wheels above, without dependencies (the

@@ -1,7 +1,9 @@
 # Sample sheet, validated config and the input functions every rule uses.
 
+import json
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import validate
@@ -60,7 +62,16 @@ def model_files(wildcards):
     model = model_dir(wildcards.sample)
     if isinstance(model, dict):  # a user's own Keras/SavedModel declared in the config
         return {"weights": model["path"]}
-    return {"spec": f"{model}/model.json", "weights": f"{model}/model.keras"}
+    files = {"spec": f"{model}/model.json", "weights": f"{model}/model.keras"}
+    if config.get("segment", {}).get("precision", "auto") in ("auto", "int8"):  # the 8-bit copy travels too
+        local = Path(model, "model.json")
+        if local.exists():
+            int8 = json.loads(local.read_text()).get("int8")
+            if int8:
+                files["int8"] = f"{model}/{int8['artifact']}"
+        else:  # the model is only in remote storage: its 8-bit copy has the name `cellscale quantize` gives it
+            files["int8"] = f"{model}/model.int8.tflite"
+    return files
 
 
 def compartments(sample):
