@@ -121,10 +121,14 @@ class Predictor:
     Parameters
     ----------
     model_dir : folder with ``model.json`` and the model artifact.
-    batch_size : tiles per forward pass.
+    batch_size : tiles per forward pass (float32/bfloat16; the int8 copy runs one window at a time).
+    precision : "float32", "bfloat16", "int8" (the model's 8-bit copy, see :func:`export_int8`) or
+        "auto" (int8 when the model has one and no GPU is visible, else float32).
+    threads : CPU threads of the int8 runtime (default: the cores this process may use).
     """
 
-    def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8, precision: str = "float32"):
+    def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8, precision: str = "float32",
+                 threads: int | None = None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.spec = ModelSpec.read(model)
         if precision == "auto":  # int8 runs on CPU cores only: a GPU job keeps float32 on the GPU
@@ -140,7 +144,8 @@ class Predictor:
                 raise ValueError(f"model {self.spec.name} has no int8 copy: run `cellscale quantize` on its folder, "
                                  "or set segment.precision to float32")
             self.model = None
-            self._call = _Int8Runner(_artifact_path(model, self.spec.int8["artifact"]), int(self.spec.int8["window"]))
+            self._call = _Int8Runner(_artifact_path(model, self.spec.int8["artifact"]), int(self.spec.int8["window"]),
+                                     threads or _threads())
             return
         import keras
 
@@ -230,13 +235,13 @@ class _Int8Runner:
     starts in a fraction of a second, or TensorFlow's bundled interpreter without it.
     """
 
-    def __init__(self, path: Path, window: int):
+    def __init__(self, path: Path, window: int, threads: int):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # pragma: no cover - TensorFlow's copy of the same runtime
             from tensorflow.lite import Interpreter
         self.window = window
-        self.interpreter = Interpreter(model_path=str(path), num_threads=_threads())
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

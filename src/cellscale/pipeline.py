@@ -92,7 +92,8 @@ def staged_model(inputs, declared):
     return os.path.dirname(inputs.spec)
 
 
-def segment_shard(shard_path, model_dir, out_path, batch_mpx: float = 0.5, precision: str = "auto") -> None:
+def segment_shard(shard_path, model_dir, out_path, batch_mpx: float = 0.5, precision: str = "auto",
+                  threads: int | None = None) -> None:
     """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``.
 
     ``batch_mpx``: megapixels per forward pass (memory grows with it: about 2 GB at 0.5 Mpx for the
@@ -102,7 +103,7 @@ def segment_shard(shard_path, model_dir, out_path, batch_mpx: float = 0.5, preci
 
     tiles = np.load(shard_path, mmap_mode="r")
     batch_size = max(1, int(batch_mpx * 1e6 // (tiles.shape[2] * tiles.shape[3])))
-    predictor = Predictor(model_dir, batch_size=batch_size, precision=precision)
+    predictor = Predictor(model_dir, batch_size=batch_size, precision=precision, threads=threads)
     n, _, th, tw = tiles.shape
     with atomic_path(out_path) as tmp:
         maps = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, predictor.n_outputs, th, tw))
