@@ -1,12 +1,12 @@
 """Segmentation benchmark: accuracy next to the anchors, and speed/memory through the workflow.
 
 Usage:
-    python benchmarks/segmentation.py            # everything (about 15 min on 2 cores)
+    python benchmarks/segmentation.py --precision int8 float32   # everything (about 11 min on 2 cores)
     python benchmarks/segmentation.py --quick    # CI: small images, a subset of DSB, < 3 min
 
 Prints, in one run:
-- nuclear: object F1 at IoU 0.5 and DSB mean AP on the held-out DSB2018 split (per image kind), ours vs
-  Otsu + distance-transform watershed;
+- nuclear: object F1 at IoU 0.5 and DSB mean AP on the held-out DSB2018 split (per image kind), ours (float32
+  and the int8 copy) vs Otsu + distance-transform watershed;
 - whole-cell: F1 against each CODEX expert on the held-out columns of R001_X003_Y004, ours vs the peers' masks;
 - speed: Mpx/s and peak memory of tile -> segment -> stitch jobs (Snakemake benchmark files) at several sizes.
 Needs ../shared/data for the accuracy parts (skipped with a note when absent). Results also go to
@@ -90,7 +90,8 @@ def whole_cell_accuracy(model_dir: Path) -> pd.DataFrame:
     for name, labels in methods.items():
         row = {"method": name}
         for i, expert in enumerate(experts, 1):
-            row[f"F1 vs expert {i}"] = summarize([(expert[crop], labels[crop])])["f1"]
+            same = labels is expert  # an expert against themself says nothing
+            row[f"F1 vs expert {i}"] = float("nan") if same else summarize([(expert[crop], labels[crop])])["f1"]
         rows.append(row)
     return pd.DataFrame(rows)
 
