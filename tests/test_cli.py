@@ -81,7 +81,7 @@ def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
 def test_train_a_few_steps_writes_model_and_card(tmp_path):
     cellscale("train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
               "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
-    for name in ("model.keras", "model.json", "metrics.json", "MODEL_CARD.md"):
+    for name in ("model.keras", "model.int8.tflite", "model.json", "metrics.json", "MODEL_CARD.md"):
         assert (tmp_path / "m" / name).exists(), name
     card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
     assert "cellscale train --data synthetic-tissue" in card and "whole_cell" in card

@@ -11,6 +11,7 @@ import numpy as np
 
 from .baseline import otsu_watershed
 from .metrics import summarize
+from .model import ModelSpec
 from .postprocess import PostprocessParams
 from .segmentation import blend_maps, labels_from_arrays, make_plan, predict_tiles, shard_tiles
 from .source import ImageSource
@@ -79,7 +80,7 @@ def finish_model(args, spec, data: Path, log=print) -> dict:
     from .model import export_int8
 
     export_int8(out, [ex.image for ex in val], f"DSB2018 validation split ({data.name})")
-    spec.int8 = _int8_entry(out)
+    spec.int8 = ModelSpec.read(out).int8  # what export_int8 recorded
     int8 = score_split(Predictor(out, precision="int8"), test, params, tile=spec.int8["window"])
     for kind, res in int8.items():
         scores[kind]["int8"] = res["model"]
@@ -102,13 +103,6 @@ def finish_model(args, spec, data: Path, log=print) -> dict:
     log(f"test (all kinds): model F1 {scores['all']['model']['f1']:.3f} AP {scores['all']['model']['ap']:.3f}; "
         f"baseline F1 {scores['all']['baseline']['f1']:.3f} AP {scores['all']['baseline']['ap']:.3f}")
     return record
-
-
-def _int8_entry(model_dir) -> dict:
-    """The ``int8`` entry :func:`cellscale.model.export_int8` wrote into a model folder."""
-    from .model import ModelSpec
-
-    return ModelSpec.read(model_dir).int8
 
 
 def model_card(spec, record: dict) -> str:
@@ -205,7 +199,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     from .training_cli import calibration_images
 
     export_int8(out, *calibration_images("synthetic-tissue", getattr(args, "codex", None), args.seed))
-    spec.int8 = _int8_entry(out)
+    spec.int8 = ModelSpec.read(out).int8  # what export_int8 recorded
     if "codex_held_out" in scores:
         int8 = predict_maps(Predictor(out, precision="int8"), held_out.image, tile=spec.int8["window"])
         labels = labels_from_arrays(int8[4 * wc], int8[4 * wc + 1], params)
