@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellscale.train import CODEX_TEST_X0  # columns >= this are never trained on (docs/benchmarks.md)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CODEX = SHARED / "codex" / "R001_X003_Y004"
-CODEX_TEST_X0 = 1008  # columns >= this are never trained on (see docs/benchmarks.md)
 PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is reported for each
 WINDOW = 512  # model window, as in config/config.yaml (the shipped int8 copies are built for it)
 PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "CellProfiler", "Voronoi"]

@@ -144,10 +144,9 @@ def model_card(spec, record: dict) -> str:
     for kind, res in record["test"].items():
         m, b = res["model"], res["baseline"]
         lines.append(f"| {kind} | {m['images']} | {m['f1']:.3f} | {m['ap']:.3f} | {b['f1']:.3f} | {b['ap']:.3f} |")
-    if all("int8" in res for res in record["test"].values()):
-        window = spec.int8["window"] if spec.int8 else 512
-        lines += ["", f"The 8-bit copy (`{spec.int8['artifact'] if spec.int8 else 'model.int8.tflite'}`, "
-                  f"{window}-px windows, calibrated on the validation split), same test images:", "",
+    if spec.int8 and all("int8" in res for res in record["test"].values()):
+        lines += ["", f"The 8-bit copy (`{spec.int8['artifact']}`, {spec.int8['window']}-px windows, calibrated "
+                  "on the validation split), same test images:", "",
                   "| kind | int8 F1 | int8 AP |", "|---|---|---|"]
         lines += [f"| {kind} | {res['int8']['f1']:.3f} | {res['int8']['ap']:.3f} |"
                   for kind, res in record["test"].items()]
@@ -206,7 +205,8 @@ def finish_tissue_model(args, spec, log=print) -> dict:
         scores["codex_held_out"] = {"cellscale int8": codex_scores(codex, labels)["cellscale"],
                                     **scores["codex_held_out"]}
     record = {"model": spec.name, "trained": time.strftime("%Y-%m-%d"), "command": T.command_line(),
-              "training_data": data, "parameters": int(predictor.model.count_params()), "test": scores}
+              "training_data": data, "parameters": int(predictor.model.count_params()),
+              "note": getattr(args, "note", None), "test": scores}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# Model card: {spec.name}", "",
              f"Nuclear + whole-cell U-Net (base {spec.base_filters}, depth {spec.depth}, "
@@ -216,7 +216,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
              "## Training data",
              f"- {record['training_data']}; validation and test images use disjoint seed ranges",
              f"- command: `{record['command']}`",
-             *([f"- note: {args.note}"] if getattr(args, "note", None) else []),
+             *([f"- note: {record['note']}"] if record["note"] else []),
              f"- trained on {record['trained']}", "",
              "## Post-processing (nuclear: tuned on generated validation tissue; whole cell: on generated "
              "validation tissue, or with --codex on the CODEX training columns against each expert's cells)",
@@ -248,8 +248,10 @@ def codex_scores(tile_dir: Path, ours: np.ndarray) -> dict:
     """F1 against both experts on the held-out columns, for us and the peers' masks in ``peers/``."""
     import tifffile
 
-    experts = [tifffile.imread(tile_dir / f"mask_expert{i}_wholecell.tif")[:, 1008:] for i in (1, 2)]
+    from .train import codex_columns, codex_experts
+
+    experts = codex_experts(tile_dir, "test")
     methods = {"cellscale": ours}
     for path in sorted((tile_dir / "peers").glob("*.tif")):
-        methods[path.stem] = tifffile.imread(path)[:, 1008:]
+        methods[path.stem] = tifffile.imread(path)[codex_columns("test")]
     return {name: [summarize([(e, labels)])["f1"] for e in experts] for name, labels in methods.items()}

@@ -254,16 +254,13 @@ class _Int8Runner:
         if h > self.window or w > self.window:
             raise ValueError(f"window {h} x {w} is larger than the {self.window}-px windows the int8 model was "
                              f"built for: set tiling.tile <= {self.window} or use precision float32")
-        out = None
+        out = np.empty((b, h, w, int(self.output["shape"][-1])), np.float32)
         padded = np.zeros((1, self.window, self.window, c), np.float32)
         for i in range(b):
             padded[0, :h, :w] = x[i]
             self.interpreter.set_tensor(self.input["index"], padded)
             self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self.output["index"])[0, :h, :w]
-            if out is None:
-                out = np.empty((b, h, w, y.shape[-1]), np.float32)
-            out[i] = y
+            out[i] = self.interpreter.get_tensor(self.output["index"])[0, :h, :w]
         return out
 
 
@@ -302,10 +299,11 @@ def export_int8(model_dir: str | os.PathLike, calibration: list[np.ndarray], sou
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = crops
     data = converter.convert()
+    from .io import atomic_path
+
     target = model_dir / "model.int8.tflite"
-    tmp = model_dir / "model.int8.tflite.tmp"
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
     spec.int8 = {"artifact": target.name, "window": window,
                  "calibration": f"{len(calibration)} images x {crops_per_image} crops: {source}"}
     spec.write(model_dir)

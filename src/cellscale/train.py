@@ -234,6 +234,7 @@ def load_synthetic_tissue(n_images: int, split: str, seed: int = 0) -> list[Exam
 
 
 CODEX_TRAIN_X1 = 960  # columns < this of the shared CODEX tile may be trained on; >= 1008 are held out
+CODEX_TEST_X0 = 1008  # columns >= this are held out (a 48-px gap keeps training crops off them)
 
 
 def union_of_experts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -251,12 +252,17 @@ def union_of_experts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return out
 
 
+def codex_columns(region: str) -> tuple[slice, slice]:
+    """The (rows, columns) slice of the CODEX tile's training or held-out ("test") region."""
+    return np.s_[:, :CODEX_TRAIN_X1] if region == "train" else np.s_[:, CODEX_TEST_X0:]
+
+
 def codex_experts(tile_dir: str | os.PathLike, region: str = "train") -> list[np.ndarray]:
     """Both experts' whole-cell masks of the CODEX tile's training (or held-out) columns."""
     import tifffile
 
-    cols = np.s_[:, :CODEX_TRAIN_X1] if region == "train" else np.s_[:, 1008:]
-    return [tifffile.imread(Path(tile_dir) / f"mask_expert{i}_wholecell.tif")[cols] for i in (1, 2)]
+    return [tifffile.imread(Path(tile_dir) / f"mask_expert{i}_wholecell.tif")[codex_columns(region)]
+            for i in (1, 2)]
 
 
 def load_codex(tile_dir: str | os.PathLike, region: str = "train") -> list[Example]:
@@ -271,8 +277,7 @@ def load_codex(tile_dir: str | os.PathLike, region: str = "train") -> list[Examp
 
     tile_dir = Path(tile_dir)
     image = tifffile.imread(tile_dir / "image.ome.tif")[[0, 2]].astype(np.float32)
-    cols = np.s_[:, :CODEX_TRAIN_X1] if region == "train" else np.s_[:, 1008:]
-    chans = image[(slice(None), *cols)]
+    chans = image[(slice(None), *codex_columns(region))]
     labels = union_of_experts(*codex_experts(tile_dir, region))
     return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
                     {"whole_cell": labels})]
