@@ -38,6 +38,30 @@ def test_postprocess_recovers_cells_from_ideal_maps(small_tissue, compartment):
     assert f1_score(truth, labels) >= 0.95
 
 
+def test_weak_borders_merge_and_true_borders_stay(small_tissue):
+    """A nucleus cut in two by a dip of its distance map is merged back when the network sees no
+    boundary between the halves; touching cells with a predicted boundary between them stay apart."""
+    truth = small_tissue.whole_cell
+    dist, p_bg = ideal_maps(truth)
+    p_boundary = (three_class(truth) == 1).astype(np.float32)
+    cell = int(np.bincount(truth.ravel())[1:].argmax()) + 1  # the largest cell
+    ys, xs = np.nonzero(truth == cell)
+    cut = (truth == cell) & (np.abs(np.arange(truth.shape[1])[None, :] - int(np.median(xs))) <= 1)
+    dipped = np.where(cut, 0.0, dist).astype(np.float32)  # a valley across it: two markers
+    plain = PostprocessParams(sigma=0.0, marker_threshold=0.4)
+    merged = PostprocessParams(sigma=0.0, marker_threshold=0.4, merge_boundary=0.2)
+    split = labels_from_maps(dipped, p_bg, plain)
+    assert len(np.unique(split[truth == cell])) >= 2  # the dip did cut it
+    fixed = labels_from_maps(dipped, p_bg, merged, p_boundary)
+    assert f1_score(truth, fixed) > f1_score(truth, split)
+    assert len(np.unique(fixed[ys, xs])) == 1
+    # true borders: the ideal maps' boundary pixels keep every pair of touching cells apart
+    tp, _, fn = match_counts(truth, labels_from_maps(dist, p_bg, merged, p_boundary))[0]
+    assert fn == 0 and tp == len(np.unique(truth)) - 1
+    with pytest.raises(ValueError, match="boundary"):
+        labels_from_maps(dist, p_bg, merged)
+
+
 def test_blocks_do_not_change_cells(small_tissue):
     dist, p_bg = ideal_maps(small_tissue.whole_cell)
     params = PostprocessParams()

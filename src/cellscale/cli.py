@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=256, help="training crop size")
     p.add_argument("--base-filters", type=int, default=16)
     p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay over --steps)")
+    p.add_argument("--init-from", default=None,
+                   help="start from this model's weights (same architecture) with a fresh optimizer: fine-tuning")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images", type=int, default=24, help="generated images (synthetic-tissue only)")
     p.add_argument("--codex", default=None,

@@ -20,6 +20,7 @@ TUNING_GRID = {
     "sigma": (1.0, 2.0),
     "foreground": (0.4, 0.5, 0.6, 0.7, 0.8),
     "marker_threshold": (0.3, 0.4, 0.5, 0.6),
+    "merge_boundary": (0.0, 0.2),
 }
 
 
@@ -34,12 +35,14 @@ def predict_maps(predictor, channels: np.ndarray, tile: int = 256, overlap: int 
 
 
 def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[PostprocessParams, dict]:
-    """Grid search of post-processing for the best F1 + mean AP."""
+    """Grid search of post-processing for the best F1 + mean AP; ``maps`` are (>= 3, Y, X):
+    inner distance, p(background), p(boundary)."""
     best, best_result, best_score = None, None, -1.0
     keys = list(TUNING_GRID)
     for values in itertools.product(*TUNING_GRID.values()):
         params = PostprocessParams(**dict(zip(keys, values)))
-        result = summarize((t, labels_from_arrays(m[0], m[1], params)) for t, m in zip(truths, maps))
+        result = summarize((t, labels_from_arrays(m[0], m[1], params, p_boundary=m[2]))
+                           for t, m in zip(truths, maps))
         if result["f1"] + result["ap"] > best_score:
             best, best_result, best_score = params, result, result["f1"] + result["ap"]
     log(f"tuned post-processing on validation: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
@@ -52,8 +55,8 @@ def score_split(predictor, examples, params: PostprocessParams, tile: int = 256)
     rows = []
     for ex in examples:
         maps = predict_maps(predictor, ex.image, tile=tile)
-        rows.append((ex.kind, ex.labels["nuclear"], labels_from_arrays(maps[0], maps[1], params),
-                     otsu_watershed(ex.image[0])))
+        ours = labels_from_arrays(maps[0], maps[1], params, p_boundary=maps[2])
+        rows.append((ex.kind, ex.labels["nuclear"], ours, otsu_watershed(ex.image[0])))
     out = {}
     kinds = sorted({r[0] for r in rows})
     for kind in ["all", *kinds]:
@@ -170,9 +173,10 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     test_maps = [predict_maps(predictor, ex.image) for ex in test]
     tuned, scores = {}, {}
     for i, comp in enumerate(spec.compartments):
-        params, _ = tune([m[4 * i: 4 * i + 2] for m in val_maps], [ex.labels[comp] for ex in val], log)
+        params, _ = tune([m[4 * i: 4 * i + 3] for m in val_maps], [ex.labels[comp] for ex in val], log)
         tuned[comp] = params.to_dict()
-        pairs = [(ex.labels[comp], labels_from_arrays(m[4 * i], m[4 * i + 1], params)) for ex, m in zip(test, test_maps)]
+        pairs = [(ex.labels[comp], labels_from_arrays(m[4 * i], m[4 * i + 1], params, p_boundary=m[4 * i + 2]))
+                 for ex, m in zip(test, test_maps)]
         scores[comp] = {"model": summarize(pairs)}
         if comp == "nuclear":
             scores[comp]["baseline"] = summarize((ex.labels[comp], otsu_watershed(ex.image[0])) for ex in test)
@@ -184,11 +188,11 @@ def finish_tissue_model(args, spec, log=print) -> dict:
         wc = spec.compartments.index("whole_cell")
         # tuned on the training columns against each expert's own cells (what the held-out score
         # measures), not against their union: the experts draw cells of different sizes
-        train_maps = predict_maps(predictor, T.load_codex(codex, "train")[0].image)[4 * wc: 4 * wc + 2]
+        train_maps = predict_maps(predictor, T.load_codex(codex, "train")[0].image)[4 * wc: 4 * wc + 3]
         experts = T.codex_experts(codex, "train")
         params, _ = tune([train_maps] * len(experts), experts, log)
         tuned["whole_cell"] = params.to_dict()
-        ours = labels_from_arrays(maps[4 * wc], maps[4 * wc + 1], params)
+        ours = labels_from_arrays(maps[4 * wc], maps[4 * wc + 1], params, p_boundary=maps[4 * wc + 2])
         scores["codex_held_out"] = codex_scores(codex, ours)
         data += (f"; CODEX {codex.name} columns < {T.CODEX_TRAIN_X1} (union of both experts' whole cells), "
                  f"SHA-256 `{T.dataset_hash([p for p in codex.iterdir() if p.is_file()])}`")
@@ -201,7 +205,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     spec.int8 = ModelSpec.read(out).int8  # what export_int8 recorded
     if "codex_held_out" in scores:
         int8 = predict_maps(Predictor(out, precision="int8"), held_out.image, tile=spec.int8["window"])
-        labels = labels_from_arrays(int8[4 * wc], int8[4 * wc + 1], params)
+        labels = labels_from_arrays(int8[4 * wc], int8[4 * wc + 1], params, p_boundary=int8[4 * wc + 2])
         scores["codex_held_out"] = {"cellscale int8": codex_scores(codex, labels)["cellscale"],
                                     **scores["codex_held_out"]}
     record = {"model": spec.name, "trained": time.strftime("%Y-%m-%d"), "command": T.command_line(),

@@ -120,7 +120,8 @@ def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, 
 
     Parameters
     ----------
-    read_maps : (y0, y1, x0, x1) -> (inner distance, p(background)) of that region.
+    read_maps : (y0, y1, x0, x1) -> (inner distance, p(background)[, p(boundary)]) of that
+        region (the boundary map only when ``params.merge_boundary`` is set).
     shape : (Y, X) of the image.
     workers : threads post-processing blocks at once (the merge stays in block order, so
         the result does not depend on it).
@@ -141,7 +142,8 @@ def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, 
 
     def process(b):
         y0, y1, x0, x1 = window(b)
-        return labels_from_maps(*read_maps(y0, y1, x0, x1), params)
+        maps = read_maps(y0, y1, x0, x1)
+        return labels_from_maps(maps[0], maps[1], params, maps[2] if len(maps) > 2 else None)
 
     for (by, bx), local in zip(blocks, _ordered_map(process, blocks, workers)):
         y0, y1, x0, x1 = window((by, bx))
@@ -183,19 +185,20 @@ def _ordered_map(fn, items: list, workers: int):
 
 
 def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: PostprocessParams,
-                       block: int = 512, margin: int = 64) -> np.ndarray:
+                       block: int = 512, margin: int = 64, p_boundary: np.ndarray | None = None) -> np.ndarray:
     """:func:`labels_by_block` on in-memory maps."""
-    return labels_by_block(lambda y0, y1, x0, x1: (distance[y0:y1, x0:x1], p_background[y0:y1, x0:x1]),
+    maps = (distance, p_background) if p_boundary is None else (distance, p_background, p_boundary)
+    return labels_by_block(lambda y0, y1, x0, x1: tuple(m[y0:y1, x0:x1] for m in maps),
                            distance.shape, params, block, margin)
 
 
 def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int, params: PostprocessParams,
                  block: int = 512, margin: int = 64, workers: int = 1) -> np.ndarray:
     """Labels of one compartment in one frame; ``channel`` is the first of its 4 maps in a window."""
+    n = 3 if params.merge_boundary > 0 else 2  # distance, p(background)[, p(boundary)]
 
     def read_maps(y0, y1, x0, x1):
-        maps = blend_region(plan, lambda i: read_tile(i)[channel:channel + 2], frame, y0, y1, x0, x1, 2)
-        return maps[0], maps[1]
+        return tuple(blend_region(plan, lambda i: read_tile(i)[channel:channel + n], frame, y0, y1, x0, x1, n))
 
     return labels_by_block(read_maps, plan.shape[1:], params, block, margin, workers)
 

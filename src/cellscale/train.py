@@ -152,11 +152,15 @@ def make_loss(n_compartments: int):
 
 
 def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps: int, batch: int = 8,
-        tile: int = 256, lr: float = 2e-3, seed: int = 0, log=print, steps_per_epoch: int = 100) -> Path:
+        tile: int = 256, lr: float = 2e-3, seed: int = 0, log=print, steps_per_epoch: int = 100,
+        init_from: str | os.PathLike | None = None) -> Path:
     """Train (resuming from ``out_dir/checkpoint.keras`` if present) and return the checkpoint path.
 
     The learning rate follows a cosine decay over ``steps``; a checkpoint and a
     state file are written after every epoch so a killed run loses at most one epoch.
+    ``init_from`` (a model folder or ``.keras`` file of the same architecture) starts
+    a fresh run from those weights instead of random ones: a fine-tuning run with
+    its own learning-rate schedule.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -175,6 +179,11 @@ def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps
         initial_epoch = json.loads(state_file.read_text())["epoch"]
         model = keras.models.load_model(ckpt, custom_objects={"loss": make_loss(len(spec.compartments))})
         log(f"resuming from epoch {initial_epoch} of {epochs}")
+    elif init_from is not None:
+        init = Path(init_from)
+        init = init / "model.keras" if init.is_dir() else init
+        model.set_weights(keras.models.load_model(init, compile=False).get_weights())
+        log(f"starting from the weights of {init}")
     if initial_epoch >= epochs:
         return ckpt
 
