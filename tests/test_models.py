@@ -58,3 +58,28 @@ def test_nuclear_model_beats_baseline_on_held_out_dsb(nuclear_predictor):
     ours, base = _pairs(nuclear_predictor, [root / "images" / f"{i}.png" for i in test_ids], root / "masks")
     assert ours["f1"] > base["f1"] + 0.02
     assert ours["ap"] > base["ap"] + 0.02
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    import keras
+
+    from cellscale.model import ModelSpec
+    from cellscale.train import export, fit, load_synthetic_tissue
+
+    spec = ModelSpec(name="t", inputs=["nuclear", "membrane"], compartments=["nuclear", "whole_cell"],
+                     base_filters=4, depth=2, tile_multiple=4)
+    data = load_synthetic_tissue(1, "train")
+    first = fit(spec, data, tmp_path / "a", steps=1, tile=64, batch=2, lr=1e-2, seed=0, log=lambda m: None)
+    export(first, spec, tmp_path / "model_a")
+    # a near-zero learning rate: the fine-tuned weights stay where they started
+    tuned = fit(spec, data, tmp_path / "b", steps=1, tile=64, batch=2, lr=1e-12, seed=3, log=lambda m: None,
+                init_from=tmp_path / "model_a")
+    fresh = fit(spec, data, tmp_path / "c", steps=1, tile=64, batch=2, lr=1e-12, seed=3, log=lambda m: None)
+
+    def weights(path):  # trainable ones: batch-norm statistics move in training whatever the learning rate
+        model = keras.models.load_model(path, compile=False)
+        return np.concatenate([np.ravel(w.numpy()) for w in model.trainable_weights])
+
+    start = weights(tmp_path / "model_a" / "model.keras")
+    assert np.allclose(weights(tuned), start, atol=1e-6)
+    assert not np.allclose(weights(fresh), start, atol=1e-3)
