@@ -34,7 +34,7 @@ demo-data: $(STAMP)
 	$(BIN)/cellscale synth tissue -o data/demo/synthetic/tissue.ome.tif --size 512 --seed 1
 	$(BIN)/cellscale synth timelapse -o data/demo/synthetic/timelapse.ome.tif --size 256 --frames 24 --seed 2
 
-# Retrain the shipped models (needs ../shared/data; nuclear about 3 h in two runs, tissue about 40 min on 2 CPU cores;
+# Retrain the shipped models (needs ../shared/data; nuclear about 3 h in two runs, tissue about 1 h;
 # resumable: rerun to continue from train_runs/). Each writes model.keras, model.int8.tflite and its card.
 models: $(STAMP)
 	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear --steps 9000
@@ -42,6 +42,8 @@ models: $(STAMP)
 		--lr 3e-4 --seed 1 --init-from models/nuclear
 	$(BIN)/cellscale train --data synthetic-tissue --codex ../shared/data/codex/R001_X003_Y004 --out models/tissue \
 		--run-dir train_runs/tissue-codex --steps 1200 --images 24
+	$(BIN)/cellscale train --data synthetic-tissue --codex ../shared/data/codex/R001_X003_Y004 --out models/tissue \
+		--run-dir train_runs/tissue-ft --steps 1500 --images 24 --lr 5e-4 --seed 1 --init-from models/tissue
 
 clean:
 	rm -rf results logs benchmarks/out .snakemake

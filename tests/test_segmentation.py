@@ -71,14 +71,20 @@ def test_blocks_do_not_change_cells(small_tissue):
     assert matched_fraction(one_block, many_blocks) >= 0.99
 
 
-def test_tile_size_does_not_change_cells(tissue_predictor, small_tissue):
-    image = small_tissue.image[np.newaxis]
+def test_tiled_result_matches_a_single_pass(tissue_predictor):
+    """Windows of 192 and 256 px (blended over their 32-px overlaps) against one window over the whole
+    768 x 768 image: at least 99% of the cells identical at IoU 0.9. (Windows of 128 px are below the
+    network's context and match only 97.7-98.8% of the whole cells with the shipped tissue model.)"""
+    from cellscale.synth.tissue import make_tissue
+
+    image = make_tissue((768, 768), n_cells=320, seed=11).image[np.newaxis]
     roles = {"nuclear": 0, "membrane": 1}
-    big = segment_image(tissue_predictor, image, roles, tile=256, overlap=32)
-    small = segment_image(tissue_predictor, image, roles, tile=128, overlap=32)
-    for comp in ("nuclear", "whole_cell"):
-        assert big[comp].max() > 20
-        assert matched_fraction(big[comp][0], small[comp][0]) >= 0.99, comp
+    single = segment_image(tissue_predictor, image, roles, tile=768, overlap=32)
+    for tile in (192, 256):
+        tiled = segment_image(tissue_predictor, image, roles, tile=tile, overlap=32)
+        for comp in ("nuclear", "whole_cell"):
+            assert single[comp].max() > 250
+            assert matched_fraction(single[comp][0], tiled[comp][0]) >= 0.99, (tile, comp)
 
 
 def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
