@@ -60,6 +60,8 @@ def test_weak_borders_merge_and_true_borders_stay(small_tissue):
     assert fn == 0 and tp == len(np.unique(truth)) - 1
     with pytest.raises(ValueError, match="boundary"):
         labels_from_maps(dist, p_bg, merged)
+    with pytest.raises(ValueError, match="merge_boundry"):  # a misspelt override is not silently ignored
+        PostprocessParams.from_dict({"merge_boundry": 0.2})
 
 
 def test_blocks_do_not_change_cells(small_tissue):

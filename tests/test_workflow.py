@@ -243,3 +243,19 @@ def test_sample_gamma_column_is_validated_and_used(tmp_path):
     linear = TilePlan.read(tmp_path / "linear/results/tiles/dim/plan.json")
     # the normalisation range is taken after the exponent: sqrt shrinks the 99.8th percentile
     assert plan.ranges[0][1] < linear.ranges[0][1]
+
+
+def test_postprocess_overrides_are_validated(tmp_path):
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 postprocess={"overrides": {"nuclear": {"merge_boundry": 0.2}}})
+    result = run(tmp_path, "-n")
+    assert result.returncode != 0 and "merge_boundry" in result.stdout + result.stderr
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 postprocess={"overrides": {"nucleus": {"sigma": 1.0}}})
+    result = run(tmp_path, "-n")
+    assert result.returncode != 0 and "nucleus" in result.stdout + result.stderr
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 postprocess={"overrides": {"nuclear": {"merge_boundary": 0.0, "marker_threshold": 0.5}}})
+    result = run(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -26,8 +26,14 @@ class PostprocessParams:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "PostprocessParams":
-        values = values or {}
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        """Build from a mapping (a model's tuned values, then config overrides); an unknown key
+        (e.g. a misspelt override) is an error that names it and the known ones."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown post-processing parameter(s) {unknown}; known: "
+                             f"{sorted(cls.__dataclass_fields__)}")
+        return cls(**values)
 
     def to_dict(self) -> dict:
         return asdict(self)
