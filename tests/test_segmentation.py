@@ -71,6 +71,12 @@ def test_blocks_do_not_change_cells(small_tissue):
     many_blocks = labels_from_arrays(dist, p_bg, params, block=96, margin=48)
     assert one_block.dtype == np.uint32
     assert matched_fraction(one_block, many_blocks) >= 0.99
+    # with the boundary merge on, too
+    p_boundary = (three_class(small_tissue.whole_cell) == 1).astype(np.float32)
+    merged = PostprocessParams(merge_boundary=0.2)
+    one_block = labels_from_arrays(dist, p_bg, merged, block=1024, margin=64, p_boundary=p_boundary)
+    many_blocks = labels_from_arrays(dist, p_bg, merged, block=96, margin=48, p_boundary=p_boundary)
+    assert one_block.max() > 50 and matched_fraction(one_block, many_blocks) >= 0.99
 
 
 def test_tiled_result_matches_a_single_pass(tissue_predictor):
