@@ -34,15 +34,19 @@ def predict_maps(predictor, channels: np.ndarray, tile: int = 256, overlap: int 
     return blend_maps(plan, maps.__getitem__, 0, predictor.n_outputs)
 
 
+def compartment_labels(maps: np.ndarray, params: PostprocessParams, k: int = 0) -> np.ndarray:
+    """Labels of compartment ``k`` from blended (4 * n_comp, Y, X) maps."""
+    return labels_from_arrays(maps[4 * k], maps[4 * k + 1], params, p_boundary=maps[4 * k + 2])
+
+
 def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[PostprocessParams, dict]:
-    """Grid search of post-processing for the best F1 + mean AP; ``maps`` are (>= 3, Y, X):
-    inner distance, p(background), p(boundary)."""
+    """Grid search of post-processing for the best F1 + mean AP; ``maps`` are one compartment's
+    (4, Y, X) maps per image."""
     best, best_result, best_score = None, None, -1.0
     keys = list(TUNING_GRID)
     for values in itertools.product(*TUNING_GRID.values()):
         params = PostprocessParams(**dict(zip(keys, values)))
-        result = summarize((t, labels_from_arrays(m[0], m[1], params, p_boundary=m[2]))
-                           for t, m in zip(truths, maps))
+        result = summarize((t, compartment_labels(m, params)) for t, m in zip(truths, maps))
         if result["f1"] + result["ap"] > best_score:
             best, best_result, best_score = params, result, result["f1"] + result["ap"]
     log(f"tuned post-processing on validation: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
@@ -55,8 +59,7 @@ def score_split(predictor, examples, params: PostprocessParams, tile: int = 256)
     rows = []
     for ex in examples:
         maps = predict_maps(predictor, ex.image, tile=tile)
-        ours = labels_from_arrays(maps[0], maps[1], params, p_boundary=maps[2])
-        rows.append((ex.kind, ex.labels["nuclear"], ours, otsu_watershed(ex.image[0])))
+        rows.append((ex.kind, ex.labels["nuclear"], compartment_labels(maps, params), otsu_watershed(ex.image[0])))
     out = {}
     kinds = sorted({r[0] for r in rows})
     for kind in ["all", *kinds]:
@@ -173,10 +176,9 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     test_maps = [predict_maps(predictor, ex.image) for ex in test]
     tuned, scores = {}, {}
     for i, comp in enumerate(spec.compartments):
-        params, _ = tune([m[4 * i: 4 * i + 3] for m in val_maps], [ex.labels[comp] for ex in val], log)
+        params, _ = tune([m[4 * i: 4 * i + 4] for m in val_maps], [ex.labels[comp] for ex in val], log)
         tuned[comp] = params.to_dict()
-        pairs = [(ex.labels[comp], labels_from_arrays(m[4 * i], m[4 * i + 1], params, p_boundary=m[4 * i + 2]))
-                 for ex, m in zip(test, test_maps)]
+        pairs = [(ex.labels[comp], compartment_labels(m, params, i)) for ex, m in zip(test, test_maps)]
         scores[comp] = {"model": summarize(pairs)}
         if comp == "nuclear":
             scores[comp]["baseline"] = summarize((ex.labels[comp], otsu_watershed(ex.image[0])) for ex in test)
@@ -188,11 +190,11 @@ def finish_tissue_model(args, spec, log=print) -> dict:
         wc = spec.compartments.index("whole_cell")
         # tuned on the training columns against each expert's own cells (what the held-out score
         # measures), not against their union: the experts draw cells of different sizes
-        train_maps = predict_maps(predictor, T.load_codex(codex, "train")[0].image)[4 * wc: 4 * wc + 3]
+        train_maps = predict_maps(predictor, T.load_codex(codex, "train")[0].image)[4 * wc: 4 * wc + 4]
         experts = T.codex_experts(codex, "train")
         params, _ = tune([train_maps] * len(experts), experts, log)
         tuned["whole_cell"] = params.to_dict()
-        ours = labels_from_arrays(maps[4 * wc], maps[4 * wc + 1], params, p_boundary=maps[4 * wc + 2])
+        ours = compartment_labels(maps, params, wc)
         scores["codex_held_out"] = codex_scores(codex, ours)
         data += (f"; CODEX {codex.name} columns < {T.CODEX_TRAIN_X1} (union of both experts' whole cells), "
                  f"SHA-256 `{T.dataset_hash([p for p in codex.iterdir() if p.is_file()])}`")
@@ -205,7 +207,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     spec.int8 = ModelSpec.read(out).int8  # what export_int8 recorded
     if "codex_held_out" in scores:
         int8 = predict_maps(Predictor(out, precision="int8"), held_out.image, tile=spec.int8["window"])
-        labels = labels_from_arrays(int8[4 * wc], int8[4 * wc + 1], params, p_boundary=int8[4 * wc + 2])
+        labels = compartment_labels(int8, params, wc)
         scores["codex_held_out"] = {"cellscale int8": codex_scores(codex, labels)["cellscale"],
                                     **scores["codex_held_out"]}
     record = {"model": spec.name, "trained": time.strftime("%Y-%m-%d"), "command": T.command_line(),
