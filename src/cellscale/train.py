@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .model import ModelSpec, build_unet
+from .model import ModelSpec, _artifact_path, build_unet
 from .targets import make_targets
 
 SPLITS = ("train", "val", "test")
@@ -181,7 +181,8 @@ def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps
         log(f"resuming from epoch {initial_epoch} of {epochs}")
     elif init_from is not None:
         init = Path(init_from)
-        init = init / "model.keras" if init.is_dir() else init
+        if init.is_dir():  # a model folder: the network its model.json names
+            init = _artifact_path(init, ModelSpec.read(init).artifact)
         model.set_weights(keras.models.load_model(init, compile=False).get_weights())
         log(f"starting from the weights of {init}")
     if initial_epoch >= epochs:

@@ -36,8 +36,7 @@ def run_training(args) -> int:
         train = T.load_dsb(data, "train")
     _log(f"{len(train)} training images from {args.data}")
     ckpt = T.fit(spec, train, args.run_dir, steps=args.steps, batch=args.batch, tile=args.tile,
-                 lr=args.lr, seed=args.seed, log=_log,
-                 init_from=getattr(args, "init_from", None))
+                 lr=args.lr, seed=args.seed, log=_log, init_from=args.init_from)
     T.export(ckpt, spec, args.out)
     _log(f"exported to {args.out}")
     from . import evaluation
