@@ -6,7 +6,8 @@ Usage:
 
 Prints, in one run:
 - nuclear: object F1 at IoU 0.5 and DSB mean AP on the held-out DSB2018 split (per image kind), ours (float32
-  and the int8 copy) vs Otsu + distance-transform watershed;
+  and the int8 copy, each as one pass and with test-time augmentation: + rot180, + flips) vs Otsu +
+  distance-transform watershed;
 - whole-cell: F1 against each CODEX expert on the held-out columns of R001_X003_Y004, ours vs the peers' masks;
 - speed: Mpx/s and peak memory of tile -> segment -> stitch jobs (Snakemake benchmark files) at several sizes.
 Needs ../shared/data for the accuracy parts (skipped with a note when absent). Results also go to
@@ -34,6 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CODEX = SHARED / "codex" / "R001_X003_Y004"
 PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is reported for each
+AUGMENTATIONS = ["none", "rot180", "flips"]  # config segment.augment: accuracy is reported for each
+VARIANTS = [(p, a) for a in AUGMENTATIONS for p in PRECISIONS]
+
+
+def _variant_name(precision: str, augment: str) -> str:
+    return f"cellscale {precision}" + ("" if augment == "none" else f" + {augment}")
 WINDOW = 512  # model window, as in config/config.yaml (the shipped int8 copies are built for it)
 PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "CellProfiler", "Voronoi"]
 
@@ -52,7 +59,7 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
     index = index[[split_of(i) == "test" for i in index.id]]
     if quick:
         index = index.groupby("kind").head(6)
-    predictors = {f"cellscale {p}": Predictor(model_dir, precision=p) for p in PRECISIONS}
+    predictors = {_variant_name(p, a): Predictor(model_dir, precision=p, augment=a) for p, a in VARIANTS}
     rows, pairs = [], {}
     for r in index.itertuples():
         raw = read_image(root / "images" / f"{r.id}.png")
@@ -80,10 +87,10 @@ def whole_cell_accuracy(model_dir: Path) -> pd.DataFrame:
     image = tifffile.imread(CODEX / "image.ome.tif")
     experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
     methods = {}
-    for precision in PRECISIONS:
-        predictor = Predictor(model_dir, precision=precision)
-        methods[f"cellscale {precision}"] = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2},
-                                                          tile=WINDOW)["whole_cell"][0]
+    for precision, augment in VARIANTS:
+        predictor = Predictor(model_dir, precision=precision, augment=augment)
+        methods[_variant_name(precision, augment)] = segment_image(
+            predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2}, tile=WINDOW)["whole_cell"][0]
     methods.update({p: tifffile.imread(CODEX / "peers" / f"{p}.tif") for p in PEERS})
     methods["expert 2 (vs expert 1)"] = experts[1]
     crop = np.s_[:, CODEX_TEST_X0:]
@@ -115,13 +122,14 @@ def make_large_image(path: Path, megapixels: float, seed: int = 0) -> tuple[int,
     return edge, edge
 
 
-def speed(sizes: list[float], model: str, tile: int, workdir: Path, precision: str = "auto") -> pd.DataFrame:
+def speed(sizes: list[float], model: str, tile: int, workdir: Path, precision: str = "auto",
+          augment: str = "none") -> pd.DataFrame:
     """Run tile -> segment -> stitch through Snakemake per size; read its benchmark files."""
     import yaml
 
     rows = []
     for mpx in sizes:
-        work = workdir / f"{model}_{precision}_{mpx:g}"
+        work = workdir / f"{model}_{precision}_{augment}_{mpx:g}"
         (work / "config").mkdir(parents=True, exist_ok=True)
         h, w = make_large_image(work / "image.ome.tif", mpx)
         membrane = 1 if model == "tissue" else ""
@@ -132,7 +140,7 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path, precision: s
         config.update(samples=str(work / "config" / "samples.tsv"),
                       models={"nuclear": str(ROOT / "models" / "nuclear"), "tissue": str(ROOT / "models" / "tissue")})
         config["tiling"].update(tile=tile, overlap=32, shard_mpx=16)
-        config["segment"]["precision"] = precision
+        config["segment"].update(precision=precision, augment=augment)
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
         targets = ["results/segmentation/big/nuclear.ome.tif"]
         if model == "tissue":
@@ -145,7 +153,8 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path, precision: s
                            for p in (work / "benchmarks/out").rglob("*.tsv")])
         per_rule = bench.groupby("rule").agg(seconds=("s", "sum"), jobs=("s", "size"), peak_mb=("max_rss", "max"))
         jobs_s = float(per_rule.seconds.sum())
-        rows.append({"model": model, "precision": precision, "Mpx": round(h * w / 1e6, 1), "jobs": int(per_rule.jobs.sum()),
+        rows.append({"model": model, "precision": precision, "augment": augment, "Mpx": round(h * w / 1e6, 1),
+                     "jobs": int(per_rule.jobs.sum()),
                      "tile s": per_rule.seconds.get("tile", 0.0), "segment s": per_rule.seconds.get("segment", 0.0),
                      "stitch s": per_rule.seconds.get("stitch", 0.0), "Mpx/s (jobs)": h * w / 1e6 / jobs_s,
                      "Mpx/s (wall)": h * w / 1e6 / wall,
@@ -160,6 +169,8 @@ def main() -> int:
     parser.add_argument("--tile", type=int, default=512, help="model window for the speed runs")
     parser.add_argument("--precision", nargs="+", default=["int8"], choices=["float32", "bfloat16", "int8"],
                         help="network arithmetic for the speed runs (config segment.precision)")
+    parser.add_argument("--augment", nargs="+", default=["none"], choices=AUGMENTATIONS,
+                        help="test-time augmentation for the speed runs (config segment.augment)")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
     results = {}
@@ -181,9 +192,10 @@ def main() -> int:
     if "speed" not in args.skip:
         sizes = [1.0, 4.2] if args.quick else [4.2, 26.2, 104.9]
         with tempfile.TemporaryDirectory(prefix="cellscale-bench-") as tmp:
-            table = pd.concat([speed(sizes[:2] if args.quick else sizes, "nuclear", args.tile, Path(tmp), p)
-                               for p in args.precision]
-                              + [speed(sizes, "tissue", args.tile, Path(tmp), p) for p in args.precision])
+            runs = [(p, a) for a in args.augment for p in args.precision]
+            table = pd.concat([speed(sizes[:2] if args.quick else sizes, "nuclear", args.tile, Path(tmp), p, a)
+                               for p, a in runs]
+                              + [speed(sizes, "tissue", args.tile, Path(tmp), p, a) for p, a in runs])
         print("\n## Speed and memory, tile -> segment -> stitch on 2 CPU cores\n" + table.to_string(index=False))
         results["speed"] = table.to_dict("records")
     out = ROOT / "benchmarks" / "out"

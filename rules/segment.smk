@@ -8,6 +8,7 @@ rule segment:
         model=lambda w: model_dir(w.sample),
         batch_mpx=config.get("segment", {}).get("batch_mpx", 0.5),
         precision=config.get("segment", {}).get("precision", "auto"),
+        augment=config.get("segment", {}).get("augment", "rot180"),
     threads: 2
     resources:
         gpu=1,

@@ -10,5 +10,6 @@ with step_log(snakemake.log[0], f"segment {snakemake.input.tiles}"):  # noqa: F8
         snakemake.output.maps,  # noqa: F821
         batch_mpx=snakemake.params.batch_mpx,  # noqa: F821
         precision=snakemake.params.precision,  # noqa: F821
+        augment=snakemake.params.augment,  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
     )

@@ -83,3 +83,30 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     start = weights(tmp_path / "model_a" / "model.keras")
     assert np.allclose(weights(tuned), start, atol=1e-6)
     assert not np.allclose(weights(fresh), start, atol=1e-3)
+
+
+@pytest.mark.parametrize("precision,augment,axes", [("float32", "flips", (-2,)), ("int8", "flips", (-1,)),
+                                                    ("int8", "rot180", (-2, -1))])
+def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augment, axes):
+    from cellscale.model import Predictor
+    from cellscale.pipeline import segment_shard
+
+    raw = read_image(sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0])
+    chans = select_channels(raw, {}, ["nuclear"])[0]
+    image = normalize(chans, percentile_range(chans))[0][:256, :256]
+    tile = np.ascontiguousarray(image[np.newaxis, np.newaxis], np.float32)
+    flipped = np.ascontiguousarray(np.flip(tile, axes))  # a flip or a half turn of the (N, C, H, W) tile
+    plain = Predictor(MODELS / "nuclear", precision=precision)
+    augmented = Predictor(MODELS / "nuclear", precision=precision, augment=augment)
+    a, b = augmented.predict(tile), np.flip(augmented.predict(flipped), axes)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # the mean over the group does not care which member came in
+    p, q = plain.predict(tile), np.flip(plain.predict(flipped), axes)
+    assert np.abs(p - q).max() > 1e-3  # a single pass is not equivariant, so the test above can fail
+    assert np.abs(a - p).max() > 1e-3
+    # the workflow's segment step passes the setting through
+    np.save(tmp_path / "tiles.npy", tile)
+    segment_shard(tmp_path / "tiles.npy", MODELS / "nuclear", tmp_path / "maps.npy", precision=precision,
+                  augment=augment)
+    np.testing.assert_allclose(np.load(tmp_path / "maps.npy").astype(np.float32), a, atol=2e-3)  # float16 on disk
+    with pytest.raises(ValueError, match="unknown augmentation 'mirror'"):
+        Predictor(MODELS / "nuclear", precision=precision, augment="mirror")

@@ -85,5 +85,6 @@ def test_workflow_accepts_a_declared_model(foreign_models, tmp_path):
     from cellscale.io import read_image, read_labels
     from cellscale.segmentation import segment_image
 
-    expected = segment_image(Predictor(MODELS / "nuclear"), read_image(image))["nuclear"][0]
+    augment = config["segment"]["augment"]  # the workflow's test-time augmentation, same for a declared model
+    expected = segment_image(Predictor(MODELS / "nuclear", augment=augment), read_image(image))["nuclear"][0]
     np.testing.assert_array_equal(read_labels(tmp_path / "results/segmentation/s/nuclear.ome.tif"), expected)

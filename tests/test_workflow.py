@@ -259,3 +259,15 @@ def test_postprocess_overrides_are_validated(tmp_path):
                  postprocess={"overrides": {"nuclear": {"merge_boundary": 0.0, "marker_threshold": 0.5}}})
     result = run(tmp_path, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_segment_augment_is_validated(tmp_path):
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 segment={"batch_mpx": 0.5, "precision": "auto", "augment": "mirror"})
+    result = run(tmp_path, "-n")
+    assert result.returncode != 0 and "mirror" in result.stdout + result.stderr
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 segment={"batch_mpx": 0.5, "precision": "auto", "augment": "flips"})
+    result = run(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]

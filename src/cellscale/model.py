@@ -125,12 +125,21 @@ class Predictor:
     precision : "float32", "bfloat16", "int8" (the model's 8-bit copy, see :func:`export_int8`) or
         "auto" (int8 when the model has one and no GPU is visible, else float32).
     threads : CPU threads of the int8 runtime (default: the cores this process may use).
+    augment : test-time augmentation, one of :data:`AUGMENTATIONS`: "none" (one pass), "rot180"
+        (the mean of the tile's maps and those of the tile turned by 180 degrees, turned back: two
+        passes) or "flips" (the mean over the tile and its vertical, horizontal and double flips:
+        four passes). More passes, more network time, a little more accuracy (docs/benchmarks.md);
+        "flips" makes the maps exactly equivariant to flips, "rot180" to a half turn.
     """
 
     def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8, precision: str = "float32",
-                 threads: int | None = None):
+                 threads: int | None = None, augment: str = "none"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.spec = ModelSpec.read(model)
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"model {self.spec.name}: unknown augmentation {augment!r} "
+                             f"(one of {', '.join(AUGMENTATIONS)})")
+        self.augment = augment
         if precision == "auto":  # int8 runs on CPU cores only: a GPU job keeps float32 on the GPU
             precision = "int8" if self.spec.int8 and self.spec.outputs is None and not gpu_present() else "float32"
         if precision not in PRECISIONS:
@@ -195,12 +204,25 @@ class Predictor:
         for i in range(0, n, self.batch_size):
             x = np.ascontiguousarray(np.moveaxis(np.asarray(tiles[i : i + self.batch_size]), 1, -1),
                                      dtype=np.float32)
-            raw = np.asarray(self._call(x), np.float32)
-            out[i : i + self.batch_size] = np.moveaxis(self._layout(raw) if self._layout else raw, -1, 1)
+            maps = self._maps(x)
+            extra = AUGMENTATIONS[self.augment]
+            if extra:  # NHWC: flip rows (axis 1), columns (axis 2) or both; flip the maps back
+                maps = np.array(maps, np.float32)
+                for axes in extra:
+                    maps += np.flip(self._maps(np.ascontiguousarray(np.flip(x, axes))), axes)
+                maps /= 1 + len(extra)
+            out[i : i + self.batch_size] = np.moveaxis(maps, -1, 1)
         return out
+
+    def _maps(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W, 4 * n_compartments) float32 maps of one NHWC batch, one network pass."""
+        raw = np.asarray(self._call(x), np.float32)
+        return self._layout(raw) if self._layout else raw
 
 
 PRECISIONS = ("float32", "bfloat16", "int8")
+# test-time augmentations: the flips (NHWC axes) whose maps are averaged with the plain pass
+AUGMENTATIONS = {"none": (), "rot180": ((1, 2),), "flips": ((1,), (2,), (1, 2))}
 
 
 def _artifact_path(model, name: str) -> Path:
