@@ -89,8 +89,11 @@ def ctc_gt(name: str, n_frames: int | None):
 
 
 def segment_frames(image: np.ndarray, model_dir: Path, scale: float, gamma: float,
-                   pixel_size_um: float | None = None) -> np.ndarray:
-    """Our nuclear labels of (T, Y, X) frames, segmented after resizing by ``scale`` (labels resized back)."""
+                   pixel_size_um: float | None = None, precision: str = "auto", augment: str = "rot180") -> np.ndarray:
+    """Our nuclear labels of (T, Y, X) frames, segmented after resizing by ``scale`` (labels resized back).
+
+    ``precision`` and ``augment`` as config ``segment.precision`` / ``segment.augment`` (defaults: the workflow's).
+    """
     from scipy import ndimage as ndi
 
     from cellscale.model import Predictor
@@ -99,7 +102,7 @@ def segment_frames(image: np.ndarray, model_dir: Path, scale: float, gamma: floa
     small = image[:, None]
     if scale != 1.0:  # bring the nuclei to the size the model was trained on
         small = np.stack([ndi.zoom(f.astype(np.float32), scale, order=1) for f in image])[:, None]
-    labels = segment_image(Predictor(model_dir), small, {"nuclear": 0}, tile=512,
+    labels = segment_image(Predictor(model_dir, precision=precision, augment=augment), small, {"nuclear": 0}, tile=512,
                            pixel_size_um=pixel_size_um, gamma=gamma)["nuclear"]
     if scale != 1.0:
         zoom = (image.shape[1] / labels.shape[1], image.shape[2] / labels.shape[2])
@@ -134,7 +137,8 @@ def detection_cost(labels: np.ndarray, markers: np.ndarray) -> dict:
             "det": 1 - min(1.0, (10 * fn + fp + 5 * splits) / max(1, 10 * n))}
 
 
-def choose_preprocessing(name: str, model_dir: Path, frames: range, scales, gammas) -> tuple[float, float]:
+def choose_preprocessing(name: str, model_dir: Path, frames: range, scales, gammas,
+                         **network) -> tuple[float, float]:
     """Grid of (scale, gamma) scored by :func:`detection_cost` on some frames; prints it, returns the best."""
     import tifffile
 
@@ -145,7 +149,7 @@ def choose_preprocessing(name: str, model_dir: Path, frames: range, scales, gamm
     print(f"  pre-processing chosen on frames {frames.start}-{frames.stop - 1} (every {frames.step}):")
     for scale in scales:
         for gamma in gammas:
-            cost = detection_cost(segment_frames(image, model_dir, scale, gamma), markers)
+            cost = detection_cost(segment_frames(image, model_dir, scale, gamma, **network), markers)
             print(f"    scale {scale:g} gamma {gamma:g}: {cost}", flush=True)
             if cost["det"] > best_det:
                 best, best_det = (scale, gamma), cost["det"]
@@ -153,7 +157,7 @@ def choose_preprocessing(name: str, model_dir: Path, frames: range, scales, gamm
 
 
 def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: int | None = None,
-            scale: float = 1.0, gamma: float = 1.0):
+            scale: float = 1.0, gamma: float = 1.0, **network):
     """Our segmentation of the raw frames of a CTC sequence."""
     import tifffile
 
@@ -161,7 +165,7 @@ def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: i
     files = sorted((seq / "01").glob("t*.tif"))[:n_frames]
     image = np.stack([tifffile.imread(f) for f in files])[:, None]
     t0 = time.perf_counter()
-    labels = segment_frames(image[:, 0], model_dir, scale, gamma, pixel_size_um)
+    labels = segment_frames(image[:, 0], model_dir, scale, gamma, pixel_size_um, **network)
     print(f"  segmented {len(files)} frames in {time.perf_counter() - t0:.0f} s", flush=True)
     if n_frames:
         full = np.zeros((len(list((seq / "01").glob("t*.tif"))),) + labels.shape[1:], labels.dtype)
@@ -310,6 +314,11 @@ def main(argv=None) -> int:
                    help="choose --e2e-scale and --e2e-gamma on frames 0-29 of GOWT1 01 (every 3rd) by the "
                         "DET formula, then run all frames with them")
     p.add_argument("--only-e2e", action="store_true", help="run the end-to-end sequence only")
+    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
+                   help="network arithmetic of the e2e segmentation (config segment.precision; default as the workflow)")
+    p.add_argument("--augment", default="rot180", choices=["none", "rot180", "flips"],
+                   help="test-time augmentation of the e2e segmentation (config segment.augment; default as the "
+                        "workflow)")
     p.add_argument("--check-official", action="store_true",
                    help="also score the ILP result with py-ctcmetrics on the written folder (slow)")
     p.add_argument("--json", default=None, help="write the rows here")
@@ -338,12 +347,14 @@ def main(argv=None) -> int:
             print(f"end to end: skipped, no model at {model}")
         else:
             print("GOWT1-01 e2e ...", flush=True)
+            network = {"precision": args.precision, "augment": args.augment}
             if args.e2e_choose:
                 args.e2e_scale, args.e2e_gamma = choose_preprocessing(
-                    "GOWT1-01", model, range(0, 30, 3), (0.35, 0.5, 0.7, 1.0), (1.0, 0.5, 0.35))
+                    "GOWT1-01", model, range(0, 30, 3), (0.35, 0.5, 0.7, 1.0), (1.0, 0.5, 0.35), **network)
             labels, match, image = ctc_e2e("GOWT1-01", model, args.pixel_size_um, args.e2e_frames, args.e2e_scale,
-                                           args.e2e_gamma)
+                                           args.e2e_gamma, **network)
             run_sequence("GOWT1-01 e2e" + (f" ({args.e2e_frames} frames)" if args.e2e_frames else "")
+                         + f" ({args.precision}, {args.augment})"
                          + (f" (x{args.e2e_scale:g})" if args.e2e_scale != 1 else "")
                          + (f" (gamma {args.e2e_gamma:g})" if args.e2e_gamma != 1 else ""),
                          labels, match, image, args)
