@@ -110,3 +110,19 @@ def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augm
     np.testing.assert_allclose(np.load(tmp_path / "maps.npy").astype(np.float32), a, atol=2e-3)  # float16 on disk
     with pytest.raises(ValueError, match="unknown augmentation 'mirror'"):
         Predictor(MODELS / "nuclear", precision=precision, augment="mirror")
+
+
+def test_nuclear_model_card_reports_the_workflow_default():
+    from cellscale.evaluation import model_card
+    from cellscale.model import ModelSpec
+
+    spec = ModelSpec.read(MODELS / "nuclear")
+    score = {"f1": 0.5, "ap": 0.25, "images": 3}
+    record = {"training_data": "dsb2018", "training_files": 3, "training_data_sha256": "0" * 64,
+              "command": "cellscale train --data dsb2018", "trained": "2026-11-22", "parameters": 10,
+              "test": {"all": {"model": score, "baseline": score, "int8": score,
+                               "int8_rot180": {"f1": 0.625, "ap": 0.375, "images": 3}},
+                       "old": {"model": score, "baseline": score, "int8": score}}}
+    card = model_card(spec, record)
+    assert "| all | 0.500 | 0.250 | 0.625 | 0.375 |" in card
+    assert "| old | 0.500 | 0.250 | - | - |" in card  # a record from before augmentation existed
