@@ -34,12 +34,14 @@ demo-data: $(STAMP)
 	$(BIN)/cellscale synth tissue -o data/demo/synthetic/tissue.ome.tif --size 512 --seed 1
 	$(BIN)/cellscale synth timelapse -o data/demo/synthetic/timelapse.ome.tif --size 256 --frames 24 --seed 2
 
-# Retrain the shipped models (needs ../shared/data; nuclear about 3 h in two runs, tissue about 1 h;
+# Retrain the shipped models (needs ../shared/data; nuclear about 3.5 h in three runs, tissue about 1 h;
 # resumable: rerun to continue from train_runs/). Each writes model.keras, model.int8.tflite and its card.
 models: $(STAMP)
 	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear --steps 9000
 	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear-ft --steps 3000 \
 		--lr 3e-4 --seed 1 --init-from models/nuclear
+	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear-ft2 --steps 2500 \
+		--lr 2e-4 --seed 2 --init-from models/nuclear
 	$(BIN)/cellscale train --data synthetic-tissue --codex ../shared/data/codex/R001_X003_Y004 --out models/tissue \
 		--run-dir train_runs/tissue-codex --steps 1200 --images 24
 	$(BIN)/cellscale train --data synthetic-tissue --codex ../shared/data/codex/R001_X003_Y004 --out models/tissue \
