@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellscale.model import AUGMENTATIONS as _AUGMENTATIONS
 from cellscale.train import CODEX_TEST_X0  # columns >= this are never trained on (docs/benchmarks.md)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CODEX = SHARED / "codex" / "R001_X003_Y004"
 PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is reported for each
-AUGMENTATIONS = ["none", "rot180", "flips"]  # config segment.augment: accuracy is reported for each
+AUGMENTATIONS = list(_AUGMENTATIONS)  # config segment.augment ("none", "rot180", "flips"): accuracy for each
 VARIANTS = [(p, a) for a in AUGMENTATIONS for p in PRECISIONS]
 
 

@@ -316,7 +316,9 @@ def main(argv=None) -> int:
     p.add_argument("--only-e2e", action="store_true", help="run the end-to-end sequence only")
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
                    help="network arithmetic of the e2e segmentation (config segment.precision; default as the workflow)")
-    p.add_argument("--augment", default="rot180", choices=["none", "rot180", "flips"],
+    from cellscale.model import AUGMENTATIONS
+
+    p.add_argument("--augment", default="rot180", choices=list(AUGMENTATIONS),
                    help="test-time augmentation of the e2e segmentation (config segment.augment; default as the "
                         "workflow)")
     p.add_argument("--check-official", action="store_true",

@@ -127,6 +127,8 @@ def _quantize(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .model import AUGMENTATIONS  # numpy only: the network libraries load when a command runs
+
     parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
                    help="network arithmetic (auto: the model's int8 copy when it has one)")
-    p.add_argument("--augment", default="rot180", choices=["none", "rot180", "flips"],
+    p.add_argument("--augment", default="rot180", choices=list(AUGMENTATIONS),
                    help="test-time augmentation: average each window's maps with its half turn (rot180, 2 network "
                         "passes) or its three flips (flips, 4 passes); a little more accurate")
     p.add_argument("--gamma", type=float, default=1.0,
