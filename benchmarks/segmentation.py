@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellscale.model import AUGMENTATIONS as _AUGMENTATIONS
+from cellscale.model import AUGMENTATIONS
+from cellscale.model import PRECISIONS as ALL_PRECISIONS
 from cellscale.train import CODEX_TEST_X0  # columns >= this are never trained on (docs/benchmarks.md)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,8 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CODEX = SHARED / "codex" / "R001_X003_Y004"
 PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is reported for each
-AUGMENTATIONS = list(_AUGMENTATIONS)  # config segment.augment ("none", "rot180", "flips"): accuracy for each
-VARIANTS = [(p, a) for a in AUGMENTATIONS for p in PRECISIONS]
+VARIANTS = [(p, a) for a in AUGMENTATIONS for p in PRECISIONS]  # accuracy for each config segment.augment
 
 
 def _variant_name(precision: str, augment: str) -> str:
@@ -168,9 +168,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and a DSB subset (CI)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["nuclear", "whole-cell", "speed"])
     parser.add_argument("--tile", type=int, default=512, help="model window for the speed runs")
-    parser.add_argument("--precision", nargs="+", default=["int8"], choices=["float32", "bfloat16", "int8"],
+    parser.add_argument("--precision", nargs="+", default=["int8"], choices=ALL_PRECISIONS,
                         help="network arithmetic for the speed runs (config segment.precision)")
-    parser.add_argument("--augment", nargs="+", default=["none"], choices=AUGMENTATIONS,
+    parser.add_argument("--augment", nargs="+", default=["none"], choices=list(AUGMENTATIONS),
                         help="test-time augmentation for the speed runs (config segment.augment)")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)

@@ -300,6 +300,8 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
+    from cellscale.model import AUGMENTATIONS, PRECISIONS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CI mode: small inputs, under ~2 minutes")
     p.add_argument("--model", default=str(ROOT / "models" / "nuclear"), help="nuclear model for the e2e run")
@@ -314,10 +316,8 @@ def main(argv=None) -> int:
                    help="choose --e2e-scale and --e2e-gamma on frames 0-29 of GOWT1 01 (every 3rd) by the "
                         "DET formula, then run all frames with them")
     p.add_argument("--only-e2e", action="store_true", help="run the end-to-end sequence only")
-    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="network arithmetic of the e2e segmentation (config segment.precision; default as the workflow)")
-    from cellscale.model import AUGMENTATIONS
-
     p.add_argument("--augment", default="rot180", choices=list(AUGMENTATIONS),
                    help="test-time augmentation of the e2e segmentation (config segment.augment; default as the "
                         "workflow)")

@@ -127,7 +127,7 @@ def _quantize(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model import AUGMENTATIONS  # numpy only: the network libraries load when a command runs
+    from .model import AUGMENTATIONS, PRECISIONS  # numpy only: the network libraries load when a command runs
 
     parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=512, help="model window edge in pixels")
     p.add_argument("--overlap", type=int, default=32, help="window overlap in pixels")
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"],
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="network arithmetic (auto: the model's int8 copy when it has one)")
     p.add_argument("--augment", default="rot180", choices=list(AUGMENTATIONS),
                    help="test-time augmentation: average each window's maps with its half turn (rot180, 2 network "

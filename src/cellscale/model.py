@@ -140,6 +140,7 @@ class Predictor:
             raise ValueError(f"model {self.spec.name}: unknown augmentation {augment!r} "
                              f"(one of {', '.join(AUGMENTATIONS)})")
         self.augment = augment
+        self._flips = AUGMENTATIONS[augment]  # NHWC axes of each extra pass
         if precision == "auto":  # int8 runs on CPU cores only: a GPU job keeps float32 on the GPU
             precision = "int8" if self.spec.int8 and self.spec.outputs is None and not gpu_present() else "float32"
         if precision not in PRECISIONS:
@@ -205,12 +206,11 @@ class Predictor:
             x = np.ascontiguousarray(np.moveaxis(np.asarray(tiles[i : i + self.batch_size]), 1, -1),
                                      dtype=np.float32)
             maps = self._maps(x)
-            extra = AUGMENTATIONS[self.augment]
-            if extra:  # NHWC: flip rows (axis 1), columns (axis 2) or both; flip the maps back
+            if self._flips:  # NHWC: flip rows (axis 1), columns (axis 2) or both; flip the maps back
                 maps = np.array(maps, np.float32)
-                for axes in extra:
+                for axes in self._flips:
                     maps += np.flip(self._maps(np.ascontiguousarray(np.flip(x, axes))), axes)
-                maps /= 1 + len(extra)
+                maps /= 1 + len(self._flips)
             out[i : i + self.batch_size] = np.moveaxis(maps, -1, 1)
         return out
 
