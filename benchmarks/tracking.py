@@ -88,25 +88,20 @@ def ctc_gt(name: str, n_frames: int | None):
     return labels, match, gt
 
 
-def segment_frames(image: np.ndarray, model_dir: Path, scale: float, gamma: float,
+def segment_frames(image: np.ndarray, model_dir: Path, scale: float | None, gamma: float,
                    pixel_size_um: float | None = None, precision: str = "auto", augment: str = "rot180") -> np.ndarray:
-    """Our nuclear labels of (T, Y, X) frames, segmented after resizing by ``scale`` (labels resized back).
+    """Our nuclear labels of (T, Y, X) frames, segmented after resampling by ``scale`` (``None``: from
+    ``pixel_size_um``, else 1; labels come back on the frames' grid), as the workflow does for a sample
+    with that ``scale`` and ``gamma``.
 
     ``precision`` and ``augment`` as config ``segment.precision`` / ``segment.augment`` (defaults: the workflow's).
     """
-    from scipy import ndimage as ndi
-
     from cellscale.model import Predictor
     from cellscale.segmentation import segment_image
 
-    small = image[:, None]
-    if scale != 1.0:  # bring the nuclei to the size the model was trained on
-        small = np.stack([ndi.zoom(f.astype(np.float32), scale, order=1) for f in image])[:, None]
-    labels = segment_image(Predictor(model_dir, precision=precision, augment=augment), small, {"nuclear": 0}, tile=512,
-                           pixel_size_um=pixel_size_um, gamma=gamma)["nuclear"]
-    if scale != 1.0:
-        zoom = (image.shape[1] / labels.shape[1], image.shape[2] / labels.shape[2])
-        labels = np.stack([ndi.zoom(f, zoom, order=0) for f in labels])
+    labels = segment_image(Predictor(model_dir, precision=precision, augment=augment), image[:, None],
+                           {"nuclear": 0}, tile=512, pixel_size_um=pixel_size_um, gamma=gamma,
+                           scale=scale)["nuclear"]
     return labels.astype(np.uint32)
 
 
@@ -157,7 +152,7 @@ def choose_preprocessing(name: str, model_dir: Path, frames: range, scales, gamm
 
 
 def ctc_e2e(name: str, model_dir: Path, pixel_size_um: float | None, n_frames: int | None = None,
-            scale: float = 1.0, gamma: float = 1.0, **network):
+            scale: float | None = None, gamma: float = 1.0, **network):
     """Our segmentation of the raw frames of a CTC sequence."""
     import tifffile
 
@@ -309,8 +304,9 @@ def main(argv=None) -> int:
                    help="pixel size of GOWT1 for the model's resampling (default: none)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     p.add_argument("--e2e-frames", type=int, default=None, help="end to end on the first N frames only")
-    p.add_argument("--e2e-scale", type=float, default=1.0,
-                   help="resize the raw frames by this factor before segmenting (labels are resized back)")
+    p.add_argument("--e2e-scale", type=float, default=None,
+                   help="resample the raw frames by this factor before segmenting, as a sample's scale column "
+                        "does (default: from --pixel-size-um, else 1)")
     p.add_argument("--e2e-gamma", type=float, default=1.0, help="intensity exponent before normalisation")
     p.add_argument("--e2e-choose", action="store_true",
                    help="choose --e2e-scale and --e2e-gamma on frames 0-29 of GOWT1 01 (every 3rd) by the "
@@ -357,7 +353,7 @@ def main(argv=None) -> int:
                                            args.e2e_gamma, **network)
             run_sequence("GOWT1-01 e2e" + (f" ({args.e2e_frames} frames)" if args.e2e_frames else "")
                          + f" ({args.precision}, {args.augment})"
-                         + (f" (x{args.e2e_scale:g})" if args.e2e_scale != 1 else "")
+                         + (f" (x{args.e2e_scale:g})" if args.e2e_scale not in (None, 1) else "")
                          + (f" (gamma {args.e2e_gamma:g})" if args.e2e_gamma != 1 else ""),
                          labels, match, image, args)
     else:

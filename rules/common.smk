@@ -103,6 +103,11 @@ def gamma(sample):
     return 1.0 if value is None or pd.isna(value) else float(value)
 
 
+def scale(sample):
+    value = samples.loc[sample].get("scale")
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def shard_predictions(wildcards):
     """All shard predictions of a sample, known once its tile checkpoint ran."""
     tiles = checkpoints.tile.get(sample=wildcards.sample).output.tiles

@@ -13,6 +13,7 @@ checkpoint tile:
         tiling=config.get("tiling", {}),
         pixel_size=lambda w: pixel_size(w.sample),
         gamma=lambda w: gamma(w.sample),
+        scale=lambda w: scale(w.sample),
     log:
         "logs/tile/{sample}.log",
     benchmark:

@@ -18,4 +18,5 @@ with step_log(snakemake.log[0], f"tile {p.sample}"):  # noqa: F821
         shard_mpx=tiling.get("shard_mpx", 16),
         pixel_size_um=p.pixel_size,
         gamma=p.gamma,
+        scale=p.scale,
     )

@@ -77,3 +77,29 @@ def test_gamma_lifts_dim_nuclei_and_is_checked():
         assert low < scaled[10, 10] < high  # 5 / 200 linear; sqrt(5 / 200) with gamma 0.5
     with pytest.raises(ValueError, match="gamma must be positive"):
         channel_recipe(image, {"nuclear": 0}, ["nuclear"], 0.0)
+
+
+def test_a_folder_of_frame_files_is_a_lazy_timelapse(tmp_path):
+    """CTC-style tNNN.tif frames read as (T, C, Y, X), in number order (t10 after t9), one frame at a time;
+    a missing number or a frame of another shape or type is an error naming the file."""
+    from cellscale.io import ImageError
+    from cellscale.source import ImageSource
+
+    rng = np.random.default_rng(0)
+    movie = rng.integers(0, 255, (11, 30, 40), dtype=np.uint8)
+    for t, frame in enumerate(movie):
+        tifffile.imwrite(tmp_path / f"t{t}.tif", frame)  # unpadded numbers: t10 sorts before t2 as text
+    with ImageSource.open(tmp_path, timelapse=True) as source:
+        assert source.shape == (11, 1, 30, 40)
+        np.testing.assert_array_equal(source.region(10, 5, 20, 3, 9)[0], movie[10, 5:20, 3:9])
+        np.testing.assert_array_equal(source.subsample(max_frames=11)[:, 0], movie)
+    np.testing.assert_array_equal(read_image(tmp_path)[:, 0], movie)
+    (tmp_path / "t4.tif").unlink()
+    with pytest.raises(ImageError, match=r"frame number\(s\) 4 missing \(gap after t3.tif\)"):
+        ImageSource.open(tmp_path)
+    tifffile.imwrite(tmp_path / "t4.tif", movie[4].astype(np.uint16))
+    with pytest.raises(ImageError, match=r"t4.tif: frame of shape \(30, 40\) \(uint16\) differs"):
+        ImageSource.open(tmp_path)
+    tifffile.imwrite(tmp_path / "t4.tif", movie[4, :, :20])
+    with pytest.raises(ImageError, match=r"t4.tif: frame of shape \(30, 20\)"):
+        ImageSource.open(tmp_path)

@@ -140,8 +140,14 @@ def test_images_are_resampled_to_the_model_resolution(tissue_predictor, small_ti
         native = segment_image(tissue_predictor, small_tissue.image[np.newaxis], roles, pixel_size_um=0.5)
         fine_image = ndi.zoom(small_tissue.image.astype(np.float32), (1, 2, 2), order=1)
         fine = segment_image(tissue_predictor, fine_image[np.newaxis], roles, pixel_size_um=0.25)
+        # an explicit scale (a sample's scale column) wins over the pixel sizes
+        explicit = segment_image(tissue_predictor, fine_image[np.newaxis], roles, pixel_size_um=0.5, scale=0.5)
     finally:
         tissue_predictor.spec.pixel_size_um = None
+    for comp in ("nuclear", "whole_cell"):
+        np.testing.assert_array_equal(explicit[comp], fine[comp])
+    with pytest.raises(ValueError, match="scale must be"):
+        resampling_scale(None, None, 0.0)
     for comp in ("nuclear", "whole_cell"):
         assert fine[comp].shape[1:] == fine_image.shape[1:]
         back = to_source_grid(fine[comp][0], small_tissue.image.shape[1:], 2.0)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import DEMO, MODELS, ROOT
+from conftest import DEMO, MODELS, ROOT, need_shared
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -225,16 +225,24 @@ def test_killed_run_resumes_to_identical_results(demo_run, tmp_path):
         (reference / "results/tracks/movie/res_track.txt").read_text()
 
 
+def sample_column_run(workdir: Path, sample: str, image, columns: dict, bad: dict, target: str) -> None:
+    """A one-sample sheet with extra columns: the ``bad`` values fail at workflow start naming their
+    column; the good ones run ``target``."""
+    write_config(workdir, [])
+    sheet = workdir / "config" / "samples.tsv"
+    for values in (bad, columns):
+        sheet.write_text(HEADER.rstrip("\n") + "".join(f"\t{c}" for c in values) + "\n"
+                         + f"{sample}\t{image}\ttissue\t\t\t\t" + "".join(f"\t{v}" for v in values.values()) + "\n")
+        if values is bad:
+            result = run(workdir, "-n")
+            assert result.returncode != 0 and all(c in result.stdout + result.stderr for c in bad)
+    result = run(workdir, target)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_sample_gamma_column_is_validated_and_used(tmp_path):
     good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
-    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"])
-    sheet = tmp_path / "config" / "samples.tsv"
-    sheet.write_text(HEADER.rstrip("\n") + "\tgamma\n" + f"dim\t{good}\ttissue\t\t\t\t\t-1\n")
-    result = run(tmp_path, "-n")
-    assert result.returncode != 0 and "gamma" in result.stdout + result.stderr
-    sheet.write_text(HEADER.rstrip("\n") + "\tgamma\n" + f"dim\t{good}\ttissue\t\t\t\t\t0.5\n")
-    result = run(tmp_path, "results/tiles/dim")
-    assert result.returncode == 0, result.stderr[-3000:]
+    sample_column_run(tmp_path, "dim", good, {"gamma": 0.5}, {"gamma": -1}, "results/tiles/dim")
     from cellscale.tiling import TilePlan
 
     plan = TilePlan.read(tmp_path / "results/tiles/dim/plan.json")
@@ -243,6 +251,19 @@ def test_sample_gamma_column_is_validated_and_used(tmp_path):
     linear = TilePlan.read(tmp_path / "linear/results/tiles/dim/plan.json")
     # the normalisation range is taken after the exponent: sqrt shrinks the 99.8th percentile
     assert plan.ranges[0][1] < linear.ranges[0][1]
+
+
+def test_sample_scale_column_is_validated_and_used(tmp_path):
+    """A sample's scale resamples it for the network; its labels come back on the image's grid."""
+    from cellscale.io import read_labels
+    from cellscale.tiling import TilePlan
+
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"  # 256 x 256
+    sample_column_run(tmp_path, "big", good, {"scale": 0.5}, {"scale": 0}, "results/segmentation/big/nuclear.ome.tif")
+    plan = TilePlan.read(tmp_path / "results/tiles/big/plan.json")
+    assert plan.scale == 0.5 and tuple(plan.shape[1:]) == (128, 128) and tuple(plan.source_shape) == (256, 256)
+    labels = read_labels(tmp_path / "results/segmentation/big/nuclear.ome.tif")
+    assert labels.shape[-2:] == (256, 256) and labels.max() > 10
 
 
 def test_postprocess_overrides_are_validated(tmp_path):
@@ -271,3 +292,42 @@ def test_segment_augment_is_validated(tmp_path):
                  segment={"batch_mpx": 0.5, "precision": "auto", "augment": "flips"})
     result = run(tmp_path, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_cell_tracking_challenge_frame_folder_end_to_end(tmp_path):
+    """A CTC sequence as users have it (a folder of tNNN.tif frames) through segment -> track, scored
+    against its ground truth: the sample sheet's scale and gamma make our segmentation track well.
+    The first 20 frames of GOWT1 01 (read from ../shared, copied only into the test's temporary folder)."""
+    import shutil
+
+    from cellscale.io import read_labels
+    from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
+
+    seq = need_shared("ctc/Fluo-N2DH-GOWT1")
+    n = 20
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for f in sorted((seq / "01").glob("t*.tif"))[:n]:
+        shutil.copy(f, frames / f.name)
+    write_config(tmp_path, [])
+    (tmp_path / "config" / "samples.tsv").write_text(
+        HEADER.rstrip("\n") + "\tgamma\tscale\n" + f"gowt1\t{frames}\ttimelapse\t\t\t\t\t0.35\t0.5\n")
+    result = run(tmp_path, "results/tracks/gowt1.parquet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = read_labels(tmp_path / "results/segmentation/gowt1/nuclear.ome.tif")
+    assert labels.shape == (n, 1024, 1024)
+    full = np.zeros((len(list((seq / "01").glob("t*.tif"))), 1024, 1024), labels.dtype)
+    full[:n] = labels
+    match = ReferenceMatching(full, seq / "01_GT").first_frames(n)
+    scores = evaluate_tracks(pd.read_parquet(tmp_path / "results/tracks/gowt1.parquet"), match)
+    assert scores["TRA"] >= 0.97 and scores["DET"] >= 0.97, scores
+    # a frame of another size is an error naming the file, and leaves no tiles behind
+    import tifffile
+
+    tifffile.imwrite(frames / f"t{n:03d}.tif", np.zeros((512, 512), np.uint8))
+    write_config(tmp_path / "bad", [])
+    (tmp_path / "bad" / "config" / "samples.tsv").write_text(
+        HEADER + f"gowt1\t{frames}\ttimelapse\t\t\t\t\n")
+    result = run(tmp_path / "bad", "results/tiles/gowt1")
+    assert result.returncode != 0 and f"t{n:03d}.tif" in result.stdout + result.stderr
+    assert not (tmp_path / "bad" / "results" / "tiles" / "gowt1").exists()

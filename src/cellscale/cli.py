@@ -20,6 +20,7 @@ def _segment(args) -> int:
     from .logs import step_log
     from .model import Predictor
     from .segmentation import segment_image
+    from .tiling import resampling_scale
 
     src = Path(args.input)
     if src.is_dir():
@@ -33,6 +34,7 @@ def _segment(args) -> int:
     whole_cell = args.compartment == "whole-cell"
     if whole_cell and args.membrane_channel is None:
         raise SystemExit("--compartment whole-cell needs --membrane-channel")
+    resampling_scale(None, None, args.scale)  # a bad --scale fails before the model loads
     model_dir = Path(args.model) if args.model else DEFAULT_MODELS / ("tissue" if whole_cell else "nuclear")
     predictor = Predictor(model_dir, batch_size=args.batch_size, precision=args.precision,  # once for all inputs
                           augment=args.augment)
@@ -44,7 +46,8 @@ def _segment(args) -> int:
         for path in inputs:
             image = read_image(path, timelapse=args.timelapse)
             labels = segment_image(predictor, image, roles, tile=args.tile, overlap=args.overlap,
-                                   pixel_size_um=args.pixel_size, gamma=args.gamma)[compartment]
+                                   pixel_size_um=args.pixel_size, gamma=args.gamma,
+                                   scale=args.scale)[compartment]
             labels = labels[0] if labels.shape[0] == 1 else labels
             stem = path.name.split(".")[0]
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
@@ -160,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="intensity exponent before normalisation; 0.5 lifts dim nuclei")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="um per pixel of the input; resampled to the model's pixel size when it declares one")
+    p.add_argument("--scale", type=float, default=None,
+                   help="resample by this factor before segmenting (model pixels per image pixel; overrides "
+                        "--pixel-size): 0.5 for nuclei about twice the size the model was trained on; labels "
+                        "come back on the input's grid")
     p.add_argument("--timelapse", action="store_true", help="a 3-D TIFF without axis metadata is (T, Y, X)")
     p.set_defaults(func=_segment)
 

@@ -7,6 +7,7 @@ guesses axes. Errors name the file and what is wrong with it.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import tifffile
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jpeg")
+_FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 
 
 class ImageError(ValueError):
@@ -56,8 +58,47 @@ def _to_tcyx(data: np.ndarray, axes: str) -> np.ndarray:
     return np.transpose(data, [axes.index(a) for a in "TCYX"])
 
 
+def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The per-frame files of a folder (``t000.tif``, ``mask000.tif``, ``frame_12.png`` ...) in frame order.
+
+    Files are ordered by the last number in their name; the numbers must be
+    consecutive from the smallest. Raises :class:`ImageError` naming the folder
+    or file when it is not a folder, holds no such file, a name has no frame
+    number, two files share a number, or a frame number is missing.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+    if not files:
+        raise ImageError(f"{folder}: no {'/'.join(sorted(set(suffixes)))} files")
+    longest_first = sorted(suffixes, key=len, reverse=True)
+
+    def stem(p: Path) -> str:  # the name without its (possibly double, .ome.tif) suffix
+        return p.name[: len(p.name) - len(next(x for x in longest_first if p.name.lower().endswith(x)))]
+
+    numbered: dict[int, Path] = {}
+    for p in files:
+        m = _FRAME_NUMBER.search(stem(p))
+        if m is None:
+            raise ImageError(f"{p}: no frame number in the file name")
+        k = int(m.group(1))
+        if k in numbered:
+            raise ImageError(f"{p}: frame number {k} also used by {numbered[k].name}")
+        numbered[k] = p
+    nums = sorted(numbered)
+    gap = sorted(set(range(nums[0], nums[-1] + 1)) - set(nums))
+    if gap:
+        width = len(_FRAME_NUMBER.search(stem(numbered[nums[0]])).group(1))
+        before = numbered[max(k for k in nums if k < gap[0])]
+        missing = [f"{g:0{width}d}" for g in gap[:5]]
+        raise ImageError(f"{folder}: frame number(s) {', '.join(missing)}"
+                         f"{' ...' if len(gap) > 5 else ''} missing (gap after {before.name})")
+    return [numbered[k] for k in nums]
+
+
 def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
-    """Read a PNG/JPEG/TIFF/OME-TIFF as a (T, C, Y, X) array in its own dtype.
+    """Read a PNG/JPEG/TIFF/OME-TIFF (or a folder of frame files) as a (T, C, Y, X) array in its own dtype.
 
     A 2-D image is one channel. A 3-D TIFF without axis metadata is taken as
     (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X). An RGB(A)
@@ -67,6 +108,12 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: file not found")
+    if path.is_dir():  # a folder of frame files (see :class:`cellscale.source.FrameFiles`)
+        from .source import ImageSource
+
+        with ImageSource.open(path, timelapse) as source:
+            t, _, h, w = source.shape
+            return np.stack([source.region(f, 0, h, 0, w) for f in range(t)])
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:

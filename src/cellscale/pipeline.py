@@ -44,16 +44,20 @@ def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
 
 def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timelapse: bool = False,
                 tile: int = 512, overlap: int = 32, shard_mpx: float = 16.0,
-                pixel_size_um: float | None = None, gamma: float = 1.0) -> TilePlan:
+                pixel_size_um: float | None = None, gamma: float = 1.0, scale: float | None = None) -> TilePlan:
     """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``.
 
-    The image is read region by region, one shard at a time, and resampled to
-    the model's pixel size when both sizes are known.
+    The image is read region by region, one shard at a time, and resampled by
+    ``scale`` (model pixels per image pixel) when given, else to the model's
+    pixel size when both sizes are known.
     """
     from .tiling import resampling_scale
 
     spec = ModelSpec.read(model_dir)
-    scale = resampling_scale(pixel_size_um, spec.pixel_size_um)
+    try:
+        scale = resampling_scale(pixel_size_um, spec.pixel_size_um, scale)
+    except ValueError as err:
+        _fail(sample, image_path, str(err))
     with open_sample_image(sample, image_path, timelapse) as source:
         try:
             plan, recipe = make_plan(source, roles, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx,

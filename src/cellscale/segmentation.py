@@ -206,18 +206,19 @@ def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int
 def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = 256, overlap: int = 32,
                   block: int = 512, margin: int = 64, params: dict | None = None,
                   shard_mpx: float = 16.0, pixel_size_um: float | None = None,
-                  gamma: float = 1.0) -> dict[str, np.ndarray]:
+                  gamma: float = 1.0, scale: float | None = None) -> dict[str, np.ndarray]:
     """Segment an in-memory (T, C, Y, X) image (or an :class:`ImageSource`) in one process.
 
-    With ``pixel_size_um`` and a model that declares its own, the image is
-    resampled to the model's resolution and the labels back to the image's.
+    With ``pixel_size_um`` and a model that declares its own, or with an
+    explicit ``scale`` (model pixels per image pixel), the image is resampled
+    to the model's resolution and the labels back to the image's.
     Returns {compartment: (T, Y, X) uint32 labels}.
     """
     from .tiling import resampling_scale, to_source_grid
 
     spec = predictor.spec
     source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
-    scale = resampling_scale(pixel_size_um, spec.pixel_size_um)
+    scale = resampling_scale(pixel_size_um, spec.pixel_size_um, scale)
     plan, recipe = make_plan(source, roles or {}, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx, scale,
                              gamma)
     maps: dict[int, np.ndarray] = {}

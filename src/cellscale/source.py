@@ -13,7 +13,59 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .io import ImageError, normalize_axes, read_image
+from .io import ImageError, normalize_axes, numbered_frames, read_image
+
+
+class FrameFiles:
+    """A lazy (T, C, Y, X) array over a folder of per-frame image files (a CTC ``01/t000.tif`` ... folder).
+
+    Frames are read when a region of them is asked for (the last one is kept),
+    so a long movie never has to fit in memory. Every frame must have the
+    first frame's shape and type: the error names the file that does not.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.files = numbered_frames(folder)
+        self._cached: tuple[int, np.ndarray] | None = None
+        first = self._frame(0)
+        self.shape = (len(self.files), *first.shape)
+        self.dtype = first.dtype
+        self._check_headers()
+
+    def _check_headers(self) -> None:
+        """Compare every TIFF frame's stored shape and type with the first's before any pixel is read."""
+        expected = None
+        for path in self.files:
+            if path.suffix.lower() not in (".tif", ".tiff"):
+                continue  # other formats are checked as they are read
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    found = (tuple(tif.series[0].shape), tif.series[0].dtype)
+            except Exception as err:
+                raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+            if expected is None:
+                expected, first = found, path
+            elif found != expected:
+                raise ImageError(f"{path}: frame of shape {found[0]} ({found[1]}) differs from {expected[0]} "
+                                 f"({expected[1]}) of {first.name}")
+
+    def _frame(self, t: int) -> np.ndarray:
+        if self._cached is None or self._cached[0] != t:
+            data = read_image(self.files[t])
+            if data.shape[0] != 1:
+                raise ImageError(f"{self.files[t]}: a frame file holds one frame, this one {data.shape[0]}")
+            data = data[0]
+            if self._cached is not None and (data.shape, data.dtype) != (self.shape[1:], self.dtype):
+                raise ImageError(f"{self.files[t]}: frame of shape {data.shape} ({data.dtype}) differs from "
+                                 f"{self.shape[1:]} ({self.dtype}) of {self.files[0].name}")
+            self._cached = (t, data)
+        return self._cached[1]
+
+    def __getitem__(self, key) -> np.ndarray:
+        t, rest = key[0], tuple(key[1:])
+        if isinstance(t, (int, np.integer)):
+            return self._frame(int(t))[rest]
+        return np.stack([self._frame(i)[rest] for i in range(*t.indices(self.shape[0]))])
 
 
 class ImageSource:
@@ -44,10 +96,13 @@ class ImageSource:
 
     @classmethod
     def open(cls, path: str | os.PathLike, timelapse: bool = False) -> "ImageSource":
-        """Open an image file; TIFFs lazily, other formats in memory."""
+        """Open an image file, or a folder of frame files (a time-lapse); TIFFs and frame folders lazily,
+        other formats in memory."""
         path = Path(path)
         if not path.exists():
             raise ImageError(f"{path}: file not found")
+        if path.is_dir():  # one file per frame: a time-lapse
+            return cls(FrameFiles(path), "TCYX", path)
         if path.suffix.lower() not in (".tif", ".tiff"):
             return cls(read_image(path, timelapse), "TCYX", path)
         try:
@@ -78,6 +133,8 @@ class ImageSource:
         key = tuple(index.get(a, slice(None)) for a in self._axes)
         try:
             data = np.asarray(self._array[key])
+        except ImageError:
+            raise
         except Exception as err:
             raise ImageError(f"{self.path}: cannot read image data ({type(err).__name__}: {err})") from err
         kept = [a for a in self._axes if not isinstance(index.get(a), (int, np.integer))]

@@ -120,8 +120,18 @@ def blend_weights(th: int, tw: int, overlap: int) -> np.ndarray:
     return np.outer(ramp(th), ramp(tw))
 
 
-def resampling_scale(image_pixel_um: float | None, model_pixel_um: float | None) -> float:
-    """Model pixels per image pixel; 1 when either size is unknown or they differ by under 5%."""
+def resampling_scale(image_pixel_um: float | None, model_pixel_um: float | None,
+                     scale: float | None = None) -> float:
+    """Model pixels per image pixel; 1 when either size is unknown or they differ by under 5%.
+
+    An explicit ``scale`` (a sample's ``scale`` column, ``cellscale segment --scale``) wins over the
+    pixel sizes: 0.5 halves the image before segmenting, for nuclei twice the size the model was
+    trained on.
+    """
+    if scale is not None:
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0.05 <= scale <= 20):
+            raise ValueError(f"scale must be a number from 0.05 to 20 (model pixels per image pixel), got {scale}")
+        return float(scale)
     if not image_pixel_um or not model_pixel_um:
         return 1.0
     scale = float(image_pixel_um) / float(model_pixel_um)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,13 +19,13 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from ..io import numbered_frames
 from .detections import as_label_stack
 
 __all__ = ["write_ctc", "read_label_dir", "write_tracks_table", "ctc_lineage",
            "check_lineage"]
 
 _TRACK_TABLE_COLUMNS = ["frame", "label", "track_id", "parent_track_id", "y", "x", "area"]
-_FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
 def _digits(n_frames: int) -> int:
@@ -216,37 +215,10 @@ def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
     missing, a file cannot be read, is not 2-D, is not integer, or its shape
     differs from the first frame's.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in (".tif", ".tiff"))
-    if not files:
-        raise ValueError(f"{folder}: no .tif files")
-    numbered: dict[int, Path] = {}
-    for p in files:
-        m = _FRAME_NUMBER.search(p.stem)
-        if m is None:
-            raise ValueError(f"{p}: no frame number in the file name")
-        k = int(m.group(1))
-        if k in numbered:
-            raise ValueError(f"{p}: frame number {k} also used by {numbered[k].name}")
-        numbered[k] = p
-    nums = sorted(numbered)
-    first = nums[0]
-    expected = set(range(first, nums[-1] + 1))
-    gap = sorted(expected - set(nums))
-    if gap:
-        width = len(_FRAME_NUMBER.search(numbered[first].stem).group(1))
-        before = numbered[max(k for k in nums if k < gap[0])]
-        missing = [f"{g:0{width}d}" for g in gap[:5]]
-        raise ValueError(
-            f"{folder}: frame number(s) {', '.join(missing)}"
-            f"{' ...' if len(gap) > 5 else ''} missing (gap after {before.name})")
+    files = numbered_frames(folder, (".tif", ".tiff"))
     frames = []
     shape = None
-    for k in nums:
-        p = numbered[k]
+    for p in files:
         try:
             a = tifffile.imread(p)
         except Exception as exc:  # noqa: BLE001 - any read failure names the file
@@ -262,8 +234,7 @@ def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
         if shape is None:
             shape = a.shape
         elif a.shape != shape:
-            raise ValueError(f"{p}: shape {a.shape} differs from {shape} of "
-                             f"{numbered[first].name}")
+            raise ValueError(f"{p}: shape {a.shape} differs from {shape} of {files[0].name}")
         frames.append(a)
     dtype = np.result_type(*{f.dtype for f in frames})
     return np.stack([f.astype(dtype, copy=False) for f in frames])
