@@ -81,6 +81,31 @@ def test_segment_scale_brings_large_nuclei_to_the_model_size(tmp_path):
     assert result.returncode != 0 and "scale must be" in result.stderr and not (tmp_path / "x.tif").exists()
 
 
+def test_ome_zarr_input_segments_and_measures_like_the_ome_tiff(tmp_path):
+    """The demo tissue written as OME-Zarr 0.4 (t, c, z, y, x): the same cells and the same table as from
+    its OME-TIFF, with the channel names of its omero metadata."""
+    import zarr
+
+    from cellscale.io import channel_names_from_ome, read_image
+
+    tiff = DEMO / "synthetic" / "tissue.ome.tif"
+    data = read_image(tiff)[:, :, np.newaxis]  # (1, C, 1, Y, X)
+    store = tmp_path / "tissue.ome.zarr"
+    group = zarr.open_group(str(store), mode="w", zarr_format=2)
+    group.create_array("0", data=data, chunks=(1, 1, 1, 128, 128))
+    group.attrs.update({"multiscales": [{"version": "0.4", "axes": list("tczyx"), "datasets": [{"path": "0"}]}],
+                        "omero": {"channels": [{"label": n} for n in channel_names_from_ome(tiff)]}})
+    tables = []
+    for image, name in ((tiff, "tiff"), (store, "zarr")):
+        cellscale("segment", image, "-o", tmp_path / f"{name}.tif", "--compartment", "whole-cell",
+                  "--nuclear-channel", 0, "--membrane-channel", 1, "--model", MODELS / "tissue")
+        cellscale("measure", tmp_path / f"{name}.tif", image, "-o", tmp_path / f"{name}.csv")
+        tables.append(pd.read_csv(tmp_path / f"{name}.csv"))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "zarr.tif"), tifffile.imread(tmp_path / "tiff.tif"))
+    pd.testing.assert_frame_equal(tables[1], tables[0])
+    assert list(tables[1].columns[:5]) == ["CellID", "DNA", "Membrane", "CD3", "CD20"]
+
+
 def test_segment_bad_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"not a tiff")

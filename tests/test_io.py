@@ -103,3 +103,39 @@ def test_a_folder_of_frame_files_is_a_lazy_timelapse(tmp_path):
     tifffile.imwrite(tmp_path / "t4.tif", movie[4, :, :20])
     with pytest.raises(ImageError, match=r"t4.tif: frame of shape \(30, 20\)"):
         ImageSource.open(tmp_path)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr_images_are_read_lazily_with_their_channel_names(tmp_path, version):
+    """An OME-Zarr image as bioformats2raw / ome-zarr-py write it (t, c, z, y, x with one plane)."""
+    import zarr
+
+    from cellscale.io import channel_names_from_ome
+    from cellscale.source import ImageSource
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 60000, (1, 3, 1, 50, 70), dtype=np.uint16)
+    path = tmp_path / "img.ome.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
+    group.create_array("0", data=data, chunks=(1, 1, 1, 32, 32))
+    group.create_array("1", data=data[..., ::2, ::2], chunks=(1, 1, 1, 32, 32))
+    meta = {"multiscales": [{"version": version, "axes": [
+        {"name": "t", "type": "time"}, {"name": "c", "type": "channel"}, {"name": "z", "type": "space"},
+        {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": "0"}, {"path": "1"}]}],
+        "omero": {"channels": [{"label": "DNA"}, {"label": "Membrane"}, {"label": "CD3"}]}}
+    group.attrs.update(meta if version == "0.4" else {"ome": meta})
+    with ImageSource.open(path) as source:
+        assert source.shape == (1, 3, 50, 70)
+        np.testing.assert_array_equal(source.region(0, 10, 40, 5, 66), data[0, :, 0, 10:40, 5:66])
+    np.testing.assert_array_equal(read_image(path)[0], data[0, :, 0])
+    assert channel_names_from_ome(path) == ["DNA", "Membrane", "CD3"]
+    stack = zarr.open_group(str(tmp_path / "stack.zarr"), mode="w", zarr_format=2)
+    stack.create_array("0", data=np.zeros((1, 1, 4, 8, 8), np.uint8))
+    stack.attrs.update({"multiscales": [{"version": "0.4", "axes": list("tczyx"), "datasets": [{"path": "0"}]}]})
+    with pytest.raises(ImageError, match="z-stack of 4 planes"):
+        ImageSource.open(tmp_path / "stack.zarr")
+    bare = zarr.open_group(str(tmp_path / "bare.zarr"), mode="w", zarr_format=2)
+    bare.create_array("0", data=np.zeros((8, 8), np.uint8))
+    with pytest.raises(ImageError, match="without OME-Zarr 'multiscales'"):
+        ImageSource.open(tmp_path / "bare.zarr")

@@ -16,17 +16,18 @@ DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"
 def _segment(args) -> int:
     import numpy as np
 
-    from .io import is_image_file, read_image, write_labels
+    from .io import is_image_file, is_ome_zarr, read_image, write_labels
     from .logs import step_log
     from .model import Predictor
     from .segmentation import segment_image
     from .tiling import resampling_scale
 
     src = Path(args.input)
-    if src.is_dir():
-        inputs = sorted(p for p in src.iterdir() if p.is_file() and is_image_file(p))
+    one_image = is_ome_zarr(src) or not src.is_dir()
+    if not one_image:
+        inputs = sorted(p for p in src.iterdir() if (p.is_file() and is_image_file(p)) or is_ome_zarr(p))
         if not inputs:
-            raise SystemExit(f"{src}: no PNG/TIFF images in this folder")
+            raise SystemExit(f"{src}: no PNG/TIFF/OME-Zarr images in this folder")
     elif src.exists():
         inputs = [src]
     else:
@@ -40,7 +41,7 @@ def _segment(args) -> int:
                           augment=args.augment)
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
     compartment = "whole_cell" if whole_cell else "nuclear"
-    single_file = len(inputs) == 1 and not src.is_dir() and not args.output.endswith("/")
+    single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
     out_dir = Path(args.output) if not single_file else None
     with step_log(None, "segment"):
         for path in inputs:
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "segment", help="segment nuclei or whole cells in an image or a folder of images",
-        description="Segment INPUT (a PNG/TIFF/OME-TIFF, or a folder of them, all in one process with the model "
+        description="Segment INPUT (a PNG/TIFF/OME-TIFF/OME-Zarr image, or a folder of them, all in one process "
+                    "with the model "
                     "loaded once). For a folder, OUTPUT is a folder receiving one 32-bit label TIFF per input "
                     "with the same stem; for one file, OUTPUT is the label file (or a folder if it ends with /). "
                     "A 2-D single-channel image is nuclear. A 3-channel image with no --nuclear-channel is "

@@ -58,6 +58,40 @@ def _to_tcyx(data: np.ndarray, axes: str) -> np.ndarray:
     return np.transpose(data, [axes.index(a) for a in "TCYX"])
 
 
+def is_ome_zarr(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Zarr group folder (OME-Zarr 0.4 on Zarr v2, or 0.5 on Zarr v3)."""
+    path = Path(path)
+    return path.is_dir() and ((path / ".zattrs").is_file() or (path / "zarr.json").is_file())
+
+
+def ome_zarr_image(path: str | os.PathLike) -> tuple[object, list[str], dict]:
+    """The full-resolution array of an OME-Zarr image, its axis names ("t", "c", "z", "y", "x") and
+    its ``omero`` metadata (channel names); the array is read lazily, chunk by chunk."""
+    import zarr
+
+    path = Path(path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as err:
+        raise ImageError(f"{path}: cannot open as Zarr ({type(err).__name__}: {err})") from err
+    attrs = attrs.get("ome", attrs)  # 0.5 nests the metadata under "ome"
+    multiscales = attrs.get("multiscales")
+    if not multiscales or not multiscales[0].get("datasets"):
+        raise ImageError(f"{path}: a Zarr group without OME-Zarr 'multiscales' metadata (an OME-Zarr image "
+                         f"is expected; a plate or a bare array is not supported)")
+    level0 = multiscales[0]["datasets"][0]["path"]
+    try:
+        array = group[level0]
+    except Exception as err:
+        raise ImageError(f"{path}: multiscale level {level0!r} cannot be read ({type(err).__name__}: {err})") from err
+    names = [a["name"] if isinstance(a, dict) else a for a in multiscales[0].get("axes", [])]
+    names = [n.lower() for n in names] or list("tczyx"[-array.ndim:])
+    if len(names) != array.ndim or not set(names) <= set("tczyx") or len(set(names)) != len(names):
+        raise ImageError(f"{path}: axes {names} do not fit an array of shape {array.shape}")
+    return array, names, attrs.get("omero") or {}
+
+
 def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
     """The per-frame files of a folder (``t000.tif``, ``mask000.tif``, ``frame_12.png`` ...) in frame order.
 
@@ -108,7 +142,7 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: file not found")
-    if path.is_dir():  # a folder of frame files (see :class:`cellscale.source.FrameFiles`)
+    if path.is_dir():  # an OME-Zarr image or a folder of frame files (see :mod:`cellscale.source`)
         from .source import ImageSource
 
         with ImageSource.open(path, timelapse) as source:
@@ -202,8 +236,14 @@ def write_image(path: str | os.PathLike, image: np.ndarray, channel_names: list[
 
 
 def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:
-    """Channel names stored in an OME-TIFF's metadata, or None."""
+    """Channel names stored in an OME-TIFF's (or OME-Zarr's ``omero``) metadata, or None."""
     path = Path(path)
+    if is_ome_zarr(path):
+        try:
+            names = [c.get("label") for c in ome_zarr_image(path)[2].get("channels", [])]
+        except ImageError:
+            return None
+        return names if names and all(names) else None
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
     try:

@@ -1,8 +1,10 @@
 """Images read region by region, so a slide never has to fit in memory.
 
 :class:`ImageSource` presents any image as (T, C, Y, X). TIFF/OME-TIFF files are
-opened through tifffile's zarr store and only the chunks (tiles or strips) a
-region touches are decoded; other formats and in-memory arrays are held whole.
+opened through tifffile's zarr store and OME-Zarr images (0.4 and 0.5, full
+resolution level) through zarr, so only the chunks (tiles or strips) a region
+touches are decoded; a folder of frame files (:class:`FrameFiles`) is read a
+frame at a time; other formats and in-memory arrays are held whole.
 """
 
 from __future__ import annotations
@@ -13,7 +15,36 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .io import ImageError, normalize_axes, numbered_frames, read_image
+from .io import ImageError, is_ome_zarr, normalize_axes, numbered_frames, ome_zarr_image, read_image
+
+
+class SinglePlanes:
+    """A view of an array with its size-1 axes at ``drop`` indexed away (an OME-Zarr's one z-plane)."""
+
+    def __init__(self, array, drop: list[int]):
+        self._array, self._drop = array, set(drop)
+        self._keep = [i for i in range(len(array.shape)) if i not in self._drop]
+        self.shape = tuple(array.shape[i] for i in self._keep)
+        self.dtype = array.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        full = [0] * len(self._array.shape)
+        for i, k in zip(self._keep, key):
+            full[i] = k
+        return self._array[tuple(full)]
+
+
+def open_ome_zarr(path: Path) -> tuple[object, str]:
+    """(array, "TCYX"-letter axes) of an OME-Zarr image; a z-stack is an error (project it first)."""
+    array, names, _ = ome_zarr_image(path)
+    if "z" in names:
+        depth = array.shape[names.index("z")]
+        if depth != 1:
+            raise ImageError(f"{path}: a z-stack of {depth} planes; cellscale segments 2-D images "
+                             f"(project the stack, e.g. a maximum projection, or give one plane)")
+        array = SinglePlanes(array, [names.index("z")])
+        names = [n for n in names if n != "z"]
+    return array, "".join(names).upper()
 
 
 class FrameFiles:
@@ -96,11 +127,13 @@ class ImageSource:
 
     @classmethod
     def open(cls, path: str | os.PathLike, timelapse: bool = False) -> "ImageSource":
-        """Open an image file, or a folder of frame files (a time-lapse); TIFFs and frame folders lazily,
-        other formats in memory."""
+        """Open an image file, an OME-Zarr image, or a folder of frame files (a time-lapse); TIFFs,
+        OME-Zarr and frame folders lazily, other formats in memory."""
         path = Path(path)
         if not path.exists():
             raise ImageError(f"{path}: file not found")
+        if is_ome_zarr(path):
+            return cls(*open_ome_zarr(path), path)
         if path.is_dir():  # one file per frame: a time-lapse
             return cls(FrameFiles(path), "TCYX", path)
         if path.suffix.lower() not in (".tif", ".tiff"):
