@@ -81,16 +81,18 @@ class FrameFiles:
                                  f"({expected[1]}) of {first.name}")
 
     def _frame(self, t: int) -> np.ndarray:
-        if self._cached is None or self._cached[0] != t:
-            data = read_image(self.files[t])
-            if data.shape[0] != 1:
-                raise ImageError(f"{self.files[t]}: a frame file holds one frame, this one {data.shape[0]}")
-            data = data[0]
-            if self._cached is not None and (data.shape, data.dtype) != (self.shape[1:], self.dtype):
-                raise ImageError(f"{self.files[t]}: frame of shape {data.shape} ({data.dtype}) differs from "
-                                 f"{self.shape[1:]} ({self.dtype}) of {self.files[0].name}")
-            self._cached = (t, data)
-        return self._cached[1]
+        cached = self._cached  # one read: another thread may replace it meanwhile
+        if cached is not None and cached[0] == t:
+            return cached[1]
+        data = read_image(self.files[t])
+        if data.shape[0] != 1:
+            raise ImageError(f"{self.files[t]}: a frame file holds one frame, this one {data.shape[0]}")
+        data = data[0]
+        if cached is not None and (data.shape, data.dtype) != (self.shape[1:], self.dtype):
+            raise ImageError(f"{self.files[t]}: frame of shape {data.shape} ({data.dtype}) differs from "
+                             f"{self.shape[1:]} ({self.dtype}) of {self.files[0].name}")
+        self._cached = (t, data)
+        return data
 
     def __getitem__(self, key) -> np.ndarray:
         t, rest = key[0], tuple(key[1:])
