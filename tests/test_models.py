@@ -126,3 +126,28 @@ def test_nuclear_model_card_reports_the_workflow_default():
     card = model_card(spec, record)
     assert "| all | 0.500 | 0.250 | 0.625 | 0.375 |" in card
     assert "| old | 0.500 | 0.250 | - | - |" in card  # a record from before augmentation existed
+
+
+def test_shipped_models_run_on_the_jax_backend_with_the_same_maps(tmp_path):
+    """A GPU node may have JAX (or PyTorch) and no TensorFlow: the shipped networks give the same maps there
+    (float32; run in a child process, as the Keras backend is chosen once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    from cellscale.model import Predictor
+
+    tiles = np.random.default_rng(0).random((2, 2, 128, 128), dtype=np.float32)
+    np.save(tmp_path / "tiles.npy", tiles)
+    code = ("import sys, numpy as np, keras; from cellscale.model import Predictor; "
+            "assert keras.backend.backend() == 'jax', keras.backend.backend(); "
+            "p = Predictor(sys.argv[1], precision='float32', batch_size=2); "
+            "t = np.load(sys.argv[2]); np.save(sys.argv[3], p.predict(t[:, :len(p.spec.inputs)]))")
+    for name in ("nuclear", "tissue"):
+        out = tmp_path / f"{name}.npy"
+        result = subprocess.run([sys.executable, "-c", code, str(MODELS / name), str(tmp_path / "tiles.npy"), str(out)],
+                                env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        predictor = Predictor(MODELS / name, precision="float32", batch_size=2)
+        expected = predictor.predict(tiles[:, :len(predictor.spec.inputs)])
+        np.testing.assert_allclose(np.load(out), expected, atol=1e-4)

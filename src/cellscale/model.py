@@ -337,12 +337,13 @@ def _compiled(model):
 
     A traced graph runs about 25% faster on CPU than eager calls (shipped U-Net, 512 x 512
     windows). Each shape gets its own concrete function: a shape-relaxed trace would leave
-    the bilinear up-sampling with unknown sizes. Other Keras backends call the model eagerly.
+    the bilinear up-sampling with unknown sizes. Other Keras backends (JAX, PyTorch: what a GPU node
+    may have instead of TensorFlow) go through ``predict_on_batch``, which JAX compiles once per shape.
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return lambda x: _concat_outputs(model(x, training=False))
+        return lambda x: _concat_outputs(model.predict_on_batch(x))
     import tensorflow as tf
 
     traced = tf.function(lambda x: _concat_outputs(model(x, training=False)))

@@ -1,0 +1,144 @@
+"""Network throughput per accelerator: the GPU figure of the segmentation goals, ready for a GPU node.
+
+Runs on whatever device and Keras backend the process has (``KERAS_BACKEND``: tensorflow, jax or torch; a GPU
+node without TensorFlow can use JAX or PyTorch, the shipped ``model.keras`` runs on all three) and prints:
+
+- the backend and the device it computes on;
+- the network alone: ``Predictor.predict`` on windows of ``--window`` px, float32 and bfloat16, at several batch
+  sizes, in megapixels per second after one warm-up batch, with peak accelerator memory where the backend
+  reports it;
+- the whole in-process segmentation (``segment_image``: tiling, network, blending, post-processing on the CPU)
+  of a generated 2-channel image of ``--megapixels``, at the best network setting.
+
+Usage:
+    KERAS_BACKEND=jax python benchmarks/gpu.py                # on a GPU node (about 2 minutes)
+    python benchmarks/gpu.py --quick                           # CI / CPU: small windows, one batch size
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def device_name() -> str:
+    """The device the Keras backend computes on, in words."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        d = jax.devices()[0]
+        return f"{d.platform}: {getattr(d, 'device_kind', d)}"
+    if backend == "torch":
+        import torch
+
+        return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"gpu: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}" \
+        if gpus else "cpu"
+
+
+def peak_memory_gb() -> float | None:
+    """Peak accelerator memory of this process so far (GB), where the backend reports it."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            stats = jax.devices()[0].memory_stats() or {}
+            return stats["peak_bytes_in_use"] / 1e9 if "peak_bytes_in_use" in stats else None
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
+        import tensorflow as tf
+
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 1e9 \
+            if tf.config.list_physical_devices("GPU") else None
+    except Exception:  # noqa: BLE001 - a figure the backend cannot give is left out
+        return None
+
+
+def network_throughput(model: Path, precision: str, batch: int, window: int, batches: int) -> float:
+    """Mpx/s of ``Predictor.predict`` on ``batches`` batches of ``batch`` windows (after one warm-up batch)."""
+    from cellscale.model import Predictor
+
+    predictor = Predictor(model, batch_size=batch, precision=precision)
+    tiles = np.random.default_rng(0).random((batch, len(predictor.spec.inputs), window, window), dtype=np.float32)
+    predictor.predict(tiles)  # compiles / traces for this shape
+    start = time.perf_counter()
+    for _ in range(batches):
+        predictor.predict(tiles)
+    return batches * batch * window * window / 1e6 / (time.perf_counter() - start)
+
+
+def whole_image(model: Path, precision: str, batch: int, window: int, megapixels: float) -> tuple[float, float]:
+    """(Mpx, Mpx/s) of ``segment_image`` on a generated 2-channel OME-TIFF read region by region."""
+    from segmentation import make_large_image
+
+    from cellscale.model import Predictor
+    from cellscale.segmentation import segment_image
+    from cellscale.source import ImageSource
+
+    predictor = Predictor(model, batch_size=batch, precision=precision)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "large.ome.tif"
+        h, w = make_large_image(path, megapixels)
+        roles = {"nuclear": 0, "membrane": 1} if "membrane" in predictor.spec.inputs else {"nuclear": 0}
+        with ImageSource.open(path) as source:
+            start = time.perf_counter()
+            segment_image(predictor, source, roles, tile=window)
+            seconds = time.perf_counter() - start
+    return h * w / 1e6, h * w / 1e6 / seconds
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CI / CPU mode: 256-px windows, one batch size, 4 Mpx")
+    p.add_argument("--model", default=str(ROOT / "models" / "tissue"), help="model folder (default: tissue)")
+    p.add_argument("--window", type=int, default=512, help="window edge in pixels")
+    p.add_argument("--batches", type=int, default=10, help="timed batches per setting")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
+    p.add_argument("--megapixels", type=float, default=26.0, help="size of the whole-image run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 1.0
+    import keras
+
+    model = Path(args.model)
+    print(f"backend {keras.backend.backend()}, device {device_name()}, model {model.name}, "
+          f"{args.window}-px windows", flush=True)
+    print("| precision | batch | network Mpx/s | peak accelerator memory (GB) |")
+    print("|---|---|---|---|")
+    best = (0.0, "float32", args.batch_sizes[0])
+    for precision in ("float32", "bfloat16"):
+        for batch in args.batch_sizes:
+            rate = network_throughput(model, precision, batch, args.window, args.batches)
+            peak = peak_memory_gb()
+            print(f"| {precision} | {batch} | {rate:.1f} | {'n/a' if peak is None else f'{peak:.1f}'} |", flush=True)
+            best = max(best, (rate, precision, batch))
+    _, precision, batch = best
+    mpx, rate = whole_image(model, precision, batch, args.window, args.megapixels)
+    print(f"\nwhole image ({mpx:.1f} Mpx, {precision}, batch {batch}, segment_image in one process, "
+          f"post-processing on the CPU): {rate:.2f} Mpx/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
