@@ -218,8 +218,25 @@ def test_outputs_identical_to_local_run(runs):
     on_slurm = sorted(p.relative_to(slurm_results) for p in slurm_results.rglob("*")
                       if p.is_file() and p.name != ".snakemake_timestamp")
     assert on_slurm == files
-    different = [str(f) for f in files if not _same(local_results / f, slurm_results / f)]
+    different = [_how_different(local_results / f, slurm_results / f) for f in files
+                 if not _same(local_results / f, slurm_results / f)]
     assert not different, different
+
+
+def _how_different(path_a: Path, path_b: Path) -> str:
+    """The file's name and, for arrays, how many values differ and by how much (for a failure message)."""
+    suffixes = "".join(path_a.suffixes)
+    if suffixes.endswith((".tif", ".npy")):
+        import tifffile
+
+        read = tifffile.imread if suffixes.endswith(".tif") else np.load
+        a, b = read(path_a), read(path_b)
+        if a.shape != b.shape:
+            return f"{path_a.name}: shape {a.shape} locally, {b.shape} on SLURM"
+        diff = a.astype(np.float64) != b.astype(np.float64)
+        return (f"{path_a.parent.name}/{path_a.name}: {int(diff.sum())} of {diff.size} values differ, largest by "
+                f"{float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()):.3g}")
+    return f"{path_a.parent.name}/{path_a.name}"
 
 
 def _rule(comment: str) -> str:
