@@ -139,3 +139,19 @@ def test_ome_zarr_images_are_read_lazily_with_their_channel_names(tmp_path, vers
     bare.create_array("0", data=np.zeros((8, 8), np.uint8))
     with pytest.raises(ImageError, match="without OME-Zarr 'multiscales'"):
         ImageSource.open(tmp_path / "bare.zarr")
+
+
+def test_atomic_path_removes_what_a_killed_attempt_left(tmp_path):
+    """A job killed mid-write leaves .NAME.XXXX.part; the next write of NAME removes it (and only it)."""
+    from cellscale.io import atomic_path
+
+    target = tmp_path / "shard_0001.npy"
+    left = [tmp_path / ".shard_0001.npy.3u7k65mj.part", tmp_path / ".shard_0001.npy.abc.part"]
+    other = tmp_path / ".shard_0002.npy.3u7k65mj.part"
+    for f in (*left, other):
+        f.write_bytes(b"partial")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"done")
+    assert target.read_bytes() == b"done"
+    assert not any(f.exists() for f in left) and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, other.name])

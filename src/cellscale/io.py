@@ -6,6 +6,7 @@ guesses axes. Errors name the file and what is wrong with it.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -178,9 +179,16 @@ def image_shape(path: str | os.PathLike, timelapse: bool = False) -> tuple[int, 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; rename onto it only on success."""
+    """Yield a temporary path next to ``path``; rename onto it only on success.
+
+    A job killed outright (SIGKILL, a preempted node) cannot clean up, so the
+    temporary files an earlier attempt left for this same ``path`` are removed
+    first: a rerun leaves only the result.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
