@@ -155,3 +155,26 @@ def test_atomic_path_removes_what_a_killed_attempt_left(tmp_path):
     assert target.read_bytes() == b"done"
     assert not any(f.exists() for f in left) and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, other.name])
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    """A folder output (CTC result, tiles) appears whole; a failed write leaves the old one; a killed attempt's
+    temporary folder is removed by the next write."""
+    from cellscale.io import atomic_dir
+
+    out = tmp_path / "res"
+    killed = tmp_path / ".res.k1ll3d.part"
+    killed.mkdir()
+    (killed / "mask000.tif").write_bytes(b"partial")
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"] and (out / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "b.txt").write_text("second")
+            raise RuntimeError("failed mid-write")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    with atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]

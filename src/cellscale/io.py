@@ -216,6 +216,40 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: flo
         tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
 
 
+@contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a new temporary folder next to ``path``; on success it replaces ``path`` (a folder) whole.
+
+    On failure the temporary folder is removed and ``path`` is left as it was. As in
+    :func:`atomic_path`, what a killed earlier attempt left for the same ``path`` is removed first.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and (not path.is_dir() or path.is_symlink()):
+        raise ValueError(f"{path} exists and is not a directory")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", suffix=".part", dir=path.parent))
+            old.rmdir()
+            os.rename(path, old)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read a label image as written by :func:`write_labels` ((Y, X) or (T, Y, X))."""
     path = Path(path)

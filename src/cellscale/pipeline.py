@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .io import ImageError, atomic_path, read_labels, write_labels
+from .io import ImageError, atomic_dir, atomic_path, read_labels, write_labels
 from .model import ModelSpec
 from .segmentation import frame_labels, make_plan, postprocess_params, predict_tiles, shard_tiles
 from .source import ImageSource
@@ -64,11 +63,7 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timela
                                      scale, gamma)
         except ValueError as err:
             _fail(sample, image_path, str(err))
-        out_dir = Path(out_dir)
-        tmp_dir = out_dir.with_name(out_dir.name + ".part")
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        tmp_dir.mkdir(parents=True)
-        try:
+        with atomic_dir(out_dir) as tmp_dir:
             for shard in range(len(plan.shards)):
                 try:
                     tiles = shard_tiles(source, recipe, plan, shard)
@@ -77,10 +72,6 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timela
                 np.save(tmp_dir / f"shard_{shard:04d}.npy", tiles)
                 log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
             plan.write(tmp_dir / "plan.json")
-            shutil.rmtree(out_dir, ignore_errors=True)
-            os.replace(tmp_dir, out_dir)
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
     return plan
 
 

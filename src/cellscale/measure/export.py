@@ -9,14 +9,12 @@ line and cellscale does not depend on anndata: ``X`` holds the marker means,
 
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from ..io import atomic_path
 from .stats import EXTRA_STATS
 from .table import SHAPE_COLUMNS
 
@@ -32,15 +30,8 @@ def marker_columns(df: pd.DataFrame) -> list[str]:
 
 
 def _atomic_write(path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_table(df: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None) -> None:

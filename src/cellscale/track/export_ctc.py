@@ -11,15 +11,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tifffile
 
-from ..io import numbered_frames
+from ..io import atomic_dir, atomic_path, numbered_frames
 from .detections import as_label_stack
 
 __all__ = ["write_ctc", "read_label_dir", "write_tracks_table", "ctc_lineage",
@@ -164,9 +162,7 @@ def write_ctc(labels, tracks: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
     digits = _digits(lab.shape[0])
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         by_frame = {int(f): g for f, g in tr.groupby("frame")}
         for t in range(lab.shape[0]):
             g = by_frame.get(t)
@@ -180,29 +176,7 @@ def write_ctc(labels, tracks: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
             tifffile.imwrite(tmp / f"mask{t:0{digits}d}.tif", mask)
         lines = [f"{r.L} {r.B} {r.E} {r.P}" for r in lineage.itertuples(index=False)]
         (tmp / "res_track.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``, replacing an existing ``dst`` directory."""
-    if dst.exists() or dst.is_symlink():
-        if not dst.is_dir() or dst.is_symlink():
-            raise ValueError(f"{dst} exists and is not a directory")
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-        old.rmdir()
-        os.rename(dst, old)
-        try:
-            os.rename(src, dst)
-        except BaseException:
-            os.rename(old, dst)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(src, dst)
 
 
 def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
@@ -255,13 +229,6 @@ def write_tracks_table(tracks: pd.DataFrame, path: str | os.PathLike) -> Path:
     df = df.reset_index(drop=True)
     df.attrs = {}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
