@@ -178,3 +178,28 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
         (tmp / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+def test_sigterm_ends_a_step_without_leaving_temporary_files(tmp_path):
+    """scancel or a preempted node sends SIGTERM: the step ends through its finally blocks (status 143),
+    removing the file it was writing, and its log says so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from pathlib import Path; from cellscale.io import atomic_path; "
+            "from cellscale.logs import step_log\n"
+            "with step_log(sys.argv[1], 'segment s'):\n"
+            "    with atomic_path(Path(sys.argv[2])) as tmp:\n"
+            "        tmp.write_bytes(b'partial'); Path(sys.argv[3]).touch(); time.sleep(60)\n")
+    log, out, ready = tmp_path / "step.log", tmp_path / "shard_0000.npy", tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(log), str(out), str(ready)])
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert any(p.name.endswith(".part") for p in tmp_path.iterdir())  # mid-write
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready", "step.log"]
+    assert "terminated (SIGTERM)" in log.read_text()

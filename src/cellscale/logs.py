@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def _terminated(signum, frame):
+    """SIGTERM (scancel, a preempted spot node, Ctrl-C of the workflow) as an exception, so that the
+    step's ``finally`` blocks remove its temporary files before the process ends."""
+    raise SystemExit(128 + signum)
 
 
 @contextmanager
@@ -15,7 +23,9 @@ def step_log(path=None, name: str = "step"):
     """Send the ``cellscale`` logger to ``path`` (and stderr) for one step.
 
     An exception is written to the log with its traceback and re-raised, so the
-    workflow reports the failure and the log says why.
+    workflow reports the failure and the log says why. SIGTERM ends the step
+    through its ``finally`` blocks (exit status 143), so the atomic writers
+    remove their temporary files (:func:`cellscale.io.atomic_path`).
     """
     logger = logging.getLogger("cellscale")
     logger.setLevel(logging.INFO)
@@ -29,9 +39,16 @@ def step_log(path=None, name: str = "step"):
         logger.addHandler(h)
     start = time.time()
     logger.info("%s started", name)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None
     try:
         yield logger
         logger.info("%s finished in %.1f s", name, time.time() - start)
+    except SystemExit as stop:
+        if stop.code == 128 + signal.SIGTERM:
+            logger.error("%s terminated (SIGTERM) after %.1f s; its partial outputs were removed", name,
+                         time.time() - start)
+        raise
     except Exception as err:
         logger.error("%s failed: %s", name, err)
         logger.debug("".join(traceback.format_exc()))
@@ -40,6 +57,8 @@ def step_log(path=None, name: str = "step"):
                 fh.write(traceback.format_exc())
         raise
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         for h in handlers:
             logger.removeHandler(h)
             h.close()
