@@ -177,6 +177,11 @@ def image_shape(path: str | os.PathLike, timelapse: bool = False) -> tuple[int, 
         return source.shape
 
 
+def _stale_temporaries(path: Path) -> list[Path]:
+    """What an earlier, killed attempt at writing ``path`` left beside it (``.NAME.XXXX.part``)."""
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; rename onto it only on success.
@@ -187,7 +192,7 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+    for stale in _stale_temporaries(path):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -229,7 +234,7 @@ def atomic_dir(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and (not path.is_dir() or path.is_symlink()):
         raise ValueError(f"{path} exists and is not a directory")
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+    for stale in _stale_temporaries(path):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:

@@ -18,32 +18,13 @@ import tifffile
 from .io import ImageError, is_ome_zarr, normalize_axes, numbered_frames, ome_zarr_image, read_image
 
 
-class SinglePlanes:
-    """A view of an array with its size-1 axes at ``drop`` indexed away (an OME-Zarr's one z-plane)."""
-
-    def __init__(self, array, drop: list[int]):
-        self._array, self._drop = array, set(drop)
-        self._keep = [i for i in range(len(array.shape)) if i not in self._drop]
-        self.shape = tuple(array.shape[i] for i in self._keep)
-        self.dtype = array.dtype
-
-    def __getitem__(self, key) -> np.ndarray:
-        full = [0] * len(self._array.shape)
-        for i, k in zip(self._keep, key):
-            full[i] = k
-        return self._array[tuple(full)]
-
-
 def open_ome_zarr(path: Path) -> tuple[object, str]:
-    """(array, "TCYX"-letter axes) of an OME-Zarr image; a z-stack is an error (project it first)."""
+    """(array, axis letters) of an OME-Zarr image; a single z-plane is kept as a size-1 "Z" axis (see
+    :class:`ImageSource`), a z-stack is an error (project it first)."""
     array, names, _ = ome_zarr_image(path)
-    if "z" in names:
-        depth = array.shape[names.index("z")]
-        if depth != 1:
-            raise ImageError(f"{path}: a z-stack of {depth} planes; cellscale segments 2-D images "
-                             f"(project the stack, e.g. a maximum projection, or give one plane)")
-        array = SinglePlanes(array, [names.index("z")])
-        names = [n for n in names if n != "z"]
+    if "z" in names and array.shape[names.index("z")] != 1:
+        raise ImageError(f"{path}: a z-stack of {array.shape[names.index('z')]} planes; cellscale segments 2-D "
+                         f"images (project the stack, e.g. a maximum projection, or give one plane)")
     return array, "".join(names).upper()
 
 
@@ -107,7 +88,8 @@ class ImageSource:
     Parameters
     ----------
     array : anything sliceable like a NumPy array (NumPy, zarr).
-    axes : its axes, letters from "TCYX" (each once, Y and X required).
+    axes : its axes, letters from "TCYX" (each once, Y and X required), and "Z" for an axis of size 1
+        (a single plane), which is indexed away.
     path : the file, for error messages.
     """
 
@@ -165,14 +147,14 @@ class ImageSource:
         self.close()
 
     def _read(self, index: dict) -> np.ndarray:
-        key = tuple(index.get(a, slice(None)) for a in self._axes)
+        key = tuple(0 if a == "Z" else index.get(a, slice(None)) for a in self._axes)
         try:
             data = np.asarray(self._array[key])
         except ImageError:
             raise
         except Exception as err:
             raise ImageError(f"{self.path}: cannot read image data ({type(err).__name__}: {err})") from err
-        kept = [a for a in self._axes if not isinstance(index.get(a), (int, np.integer))]
+        kept = [a for a in self._axes if a != "Z" and not isinstance(index.get(a), (int, np.integer))]
         if "C" not in kept:
             data, kept = data[np.newaxis], ["C", *kept]
         return np.transpose(data, [kept.index(a) for a in "CYX"])

@@ -29,11 +29,6 @@ def marker_columns(df: pd.DataFrame) -> list[str]:
     return cols[cols.index("CellID") + 1:cols.index("X_centroid")]
 
 
-def _atomic_write(path, write) -> None:
-    with atomic_path(path) as tmp:
-        write(tmp)
-
-
 def write_table(df: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None) -> None:
     """Write ``df`` to CSV (no index) and optionally Parquet and .h5ad, each atomically.
 
@@ -41,9 +36,11 @@ def write_table(df: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None) -
     and then moved into place with :func:`os.replace`, so readers never see a
     partial table. Parent folders are created.
     """
-    _atomic_write(csv_path, lambda p: df.to_csv(p, index=False))
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False)
     if parquet_path is not None:
-        _atomic_write(parquet_path, lambda p: df.to_parquet(p, index=False))
+        with atomic_path(parquet_path) as tmp:
+            df.to_parquet(tmp, index=False)
     if h5ad_path is not None:
         write_h5ad(df, h5ad_path)
 
@@ -119,19 +116,16 @@ def write_h5ad(df: pd.DataFrame, path) -> None:
     used = set(markers).union(*layers.values()) if layers else set(markers)
     obs = df[[c for c in df.columns if c not in used]].reset_index(drop=True)
 
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            _attrs(f, "anndata", "0.1.0")
-            _array(f, "X", df[markers].to_numpy(dtype=np.float64).reshape(len(df), len(markers)))
-            _dataframe(f, "obs", obs, _obs_names(df))
-            _dataframe(f, "var", pd.DataFrame(index=markers), markers)
-            for group in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
-                _attrs(f.create_group(group), "dict", "0.1.0")
-            _array(f["obsm"], "spatial", df[["X_centroid", "Y_centroid"]].to_numpy(dtype=np.float64))
-            for stat, cols in layers.items():
-                _array(f["layers"], stat, df[cols].to_numpy(dtype=np.float64))
-
-    _atomic_write(path, write)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _attrs(f, "anndata", "0.1.0")
+        _array(f, "X", df[markers].to_numpy(dtype=np.float64).reshape(len(df), len(markers)))
+        _dataframe(f, "obs", obs, _obs_names(df))
+        _dataframe(f, "var", pd.DataFrame(index=markers), markers)
+        for group in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
+            _attrs(f.create_group(group), "dict", "0.1.0")
+        _array(f["obsm"], "spatial", df[["X_centroid", "Y_centroid"]].to_numpy(dtype=np.float64))
+        for stat, cols in layers.items():
+            _array(f["layers"], stat, df[cols].to_numpy(dtype=np.float64))
 
 
 def concat_tables(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
