@@ -39,11 +39,12 @@ CODEX = SHARED / "codex" / "R001_X003_Y004"
 PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is reported for each
 VARIANTS = [(p, a) for a in AUGMENTATIONS for p in PRECISIONS]  # accuracy for each config segment.augment
 
+WINDOW = 512  # model window, as in config/config.yaml (the shipped int8 copies are built for it)
+PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "CellProfiler", "Voronoi"]
+
 
 def _variant_name(precision: str, augment: str) -> str:
     return f"cellscale {precision}" + ("" if augment == "none" else f" + {augment}")
-WINDOW = 512  # model window, as in config/config.yaml (the shipped int8 copies are built for it)
-PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "CellProfiler", "Voronoi"]
 
 
 def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
