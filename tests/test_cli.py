@@ -138,3 +138,24 @@ def test_train_a_few_steps_writes_model_and_card(tmp_path):
     again = cellscale("train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
                       "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
     assert "resuming" not in again.stdout or "epoch 1/1" not in again.stdout
+
+
+def test_train_fit_only_then_finish_where_tensorflow_is(tmp_path):
+    """A GPU node without TensorFlow trains with --fit-only (crops from worker processes); a rerun without it
+    resumes the finished run and only tunes, scores and writes the card and the int8 copy."""
+    args = ["train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
+            "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2, "--workers", 2]
+    first = cellscale(*args, "--fit-only")
+    assert "--fit-only" in first.stdout
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.keras"]
+    weights = (tmp_path / "m" / "model.keras").read_bytes()
+    finish = cellscale(*args)
+    assert "resuming from epoch 1 of 1" in finish.stdout and "epoch 1/1" not in finish.stdout
+    for name in ("model.int8.tflite", "metrics.json", "MODEL_CARD.md"):
+        assert (tmp_path / "m" / name).exists(), name
+    import keras  # the finish exported the same trained network again
+
+    a = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False).get_weights()
+    (tmp_path / "first.keras").write_bytes(weights)
+    b = keras.saving.load_model(tmp_path / "first.keras", compile=False).get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))

@@ -85,6 +85,32 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     assert not np.allclose(weights(fresh), start, atol=1e-3)
 
 
+def test_crops_made_by_worker_processes_do_not_depend_on_their_number():
+    from cellscale.train import batches, load_synthetic_tissue, one_batch
+
+    data = load_synthetic_tissue(2, "train")
+    comps = ["nuclear", "whole_cell"]
+
+    def first(workers, n=3, seed=7):
+        stream = batches(data, comps, 64, 2, seed, workers=workers)
+        try:
+            return [next(stream) for _ in range(n)]
+        finally:
+            stream.close()
+
+    one, two = first(1), first(2)
+    for (x1, y1), (x2, y2) in zip(one, two):
+        assert x1.shape == (2, 64, 64, 2) and y1.shape == (2, 64, 64, 4)
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(one[0][0], one[1][0])  # each batch draws its own crops
+    assert not np.array_equal(one[0][0], first(1, n=1, seed=8)[0][0])  # and the seed matters
+    # batch i is what one process makes from a generator seeded (seed, i): a run is reproducible anywhere
+    x, y = one_batch(data, comps, 64, 2, np.random.default_rng([7, 2]))
+    np.testing.assert_array_equal(x, one[2][0])
+    np.testing.assert_array_equal(y, one[2][1])
+
+
 @pytest.mark.parametrize("precision,augment,axes", [("float32", "flips", (-2,)), ("int8", "flips", (-1,)),
                                                     ("int8", "rot180", (-2, -1))])
 def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augment, axes):

@@ -242,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
                         "whole-cell labels = union of both experts), and report its held-out columns")
     p.add_argument("--note", default=None, help="a line for the model card (e.g. how the run was scheduled)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="make the training crops in this many processes (for a GPU, which trains faster than one "
+                        "core crops); 0: in the training process")
+    p.add_argument("--fit-only", action="store_true",
+                   help="train and write the network, then stop: for a GPU node without TensorFlow (the int8 "
+                        "copy needs it); rerun without it, same --run-dir, to tune, score and write the card")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("quantize", help="add an 8-bit copy of a model for fast CPU inference",

@@ -101,18 +101,61 @@ def random_crop(example: Example, size: int, rng: np.random.Generator, scale_ran
     return np.ascontiguousarray(img, np.float32), {kk: np.ascontiguousarray(v) for kk, v in labs.items()}
 
 
-def batches(examples: list[Example], compartments: list[str], size: int, batch: int, seed: int):
-    """Endless generator of (x (B,S,S,C), y (B,S,S,2*n_comp)) training batches."""
+def one_batch(examples: list[Example], compartments: list[str], size: int, batch: int, rng: np.random.Generator):
+    """One (x (B,S,S,C), y (B,S,S,2*n_comp)) training batch of random crops."""
+    xs, ys = [], []
+    for _ in range(batch):
+        ex = examples[int(rng.integers(len(examples)))]
+        img, labs = random_crop(ex, size, rng)
+        xs.append(np.moveaxis(img, 0, -1))
+        ys.append(np.concatenate([make_targets(labs[c]) if c in labs else missing_targets(size)
+                                  for c in compartments], axis=-1))
+    return np.stack(xs), np.stack(ys).astype(np.float32)
+
+
+def batches(examples: list[Example], compartments: list[str], size: int, batch: int, seed: int, workers: int = 0):
+    """Endless generator of training batches (see ``one_batch``).
+
+    With ``workers`` > 0 the crops are made in that many processes (an accelerator
+    trains faster than one core can crop); batch ``i`` then draws from its own
+    generator seeded by ``(seed, i)``, so the stream does not depend on the number
+    of workers (it differs from the one-process stream, which draws from one generator).
+    """
+    if workers > 0:
+        yield from _parallel_batches(examples, compartments, size, batch, seed, workers)
+        return
     rng = np.random.default_rng(seed)
     while True:
-        xs, ys = [], []
-        for _ in range(batch):
-            ex = examples[int(rng.integers(len(examples)))]
-            img, labs = random_crop(ex, size, rng)
-            xs.append(np.moveaxis(img, 0, -1))
-            ys.append(np.concatenate([make_targets(labs[c]) if c in labs else missing_targets(size)
-                                      for c in compartments], axis=-1))
-        yield np.stack(xs), np.stack(ys).astype(np.float32)
+        yield one_batch(examples, compartments, size, batch, rng)
+
+
+_WORKER_EXAMPLES: list[Example] = []
+
+
+def _keep_examples(examples: list[Example]) -> None:
+    _WORKER_EXAMPLES[:] = examples
+
+
+def _seeded_batch(compartments: list[str], size: int, batch: int, seed: int, index: int):
+    return one_batch(_WORKER_EXAMPLES, compartments, size, batch, np.random.default_rng([seed, index]))
+
+
+def _parallel_batches(examples, compartments, size, batch, seed, workers):
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent already runs the accelerator runtime's threads
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_keep_examples, initargs=(examples,)) as pool:
+        ahead = 2 * workers
+        pending = deque(pool.submit(_seeded_batch, compartments, size, batch, seed, i) for i in range(ahead))
+        index = ahead
+        while True:
+            result = pending.popleft().result()
+            pending.append(pool.submit(_seeded_batch, compartments, size, batch, seed, index))
+            index += 1
+            yield result
 
 
 def missing_targets(size: int) -> np.ndarray:
@@ -153,14 +196,15 @@ def make_loss(n_compartments: int):
 
 def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps: int, batch: int = 8,
         tile: int = 256, lr: float = 2e-3, seed: int = 0, log=print, steps_per_epoch: int = 100,
-        init_from: str | os.PathLike | None = None) -> Path:
+        init_from: str | os.PathLike | None = None, workers: int = 0) -> Path:
     """Train (resuming from ``out_dir/checkpoint.keras`` if present) and return the checkpoint path.
 
     The learning rate follows a cosine decay over ``steps``; a checkpoint and a
     state file are written after every epoch so a killed run loses at most one epoch.
     ``init_from`` (a model folder or ``.keras`` file of the same architecture) starts
     a fresh run from those weights instead of random ones: a fine-tuning run with
-    its own learning-rate schedule.
+    its own learning-rate schedule. ``workers`` > 0 makes the crops in that many
+    processes (see ``batches``).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -197,9 +241,12 @@ def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps
             log(f"epoch {epoch + 1}/{epochs} loss {logs.get('loss', float('nan')):.4f} "
                 f"({time.strftime('%H:%M:%S')})")
 
-    data = batches(train, spec.compartments, tile, batch, seed + initial_epoch)
-    model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-              callbacks=[Checkpoint()], verbose=0)
+    data = batches(train, spec.compartments, tile, batch, seed + initial_epoch, workers)
+    try:
+        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                  callbacks=[Checkpoint()], verbose=0)
+    finally:
+        data.close()  # stops the crop workers
     return ckpt
 
 

@@ -36,9 +36,12 @@ def run_training(args) -> int:
         train = T.load_dsb(data, "train")
     _log(f"{len(train)} training images from {args.data}")
     ckpt = T.fit(spec, train, args.run_dir, steps=args.steps, batch=args.batch, tile=args.tile,
-                 lr=args.lr, seed=args.seed, log=_log, init_from=args.init_from)
+                 lr=args.lr, seed=args.seed, log=_log, init_from=args.init_from, workers=args.workers)
     T.export(ckpt, spec, args.out)
     _log(f"exported to {args.out}")
+    if args.fit_only:
+        _log("--fit-only: rerun without it (same --run-dir) to tune, score and write the model card")
+        return 0
     from . import evaluation
 
     if synthetic:
