@@ -263,8 +263,15 @@ def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
     spec.write(model_dir)
 
 
-def command_line() -> str:
-    return " ".join(["cellscale", *sys.argv[1:]]) if sys.argv else "cellscale train"
+def command_line(argv: list[str] | None = None) -> str:
+    """The ``cellscale train`` command of this process, for the model card (``--note``'s text is the card's own
+    line, so it is left out)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in args:
+        i = args.index("--note")
+        del args[i:i + 2]
+    args = [a for a in args if not a.startswith("--note=")]
+    return " ".join(["cellscale", *args]) if args else "cellscale train"
 
 
 def load_synthetic_tissue(n_images: int, split: str, seed: int = 0) -> list[Example]:
