@@ -163,12 +163,16 @@ def test_shipped_models_run_on_the_jax_backend_with_the_same_maps(tmp_path):
 
     from cellscale.model import Predictor
 
-    tiles = np.random.default_rng(0).random((2, 2, 128, 128), dtype=np.float32)
+    tiles = np.random.default_rng(0).random((3, 2, 128, 128), dtype=np.float32)
     np.save(tmp_path / "tiles.npy", tiles)
+    # 3 tiles in batches of 2: the short last batch is padded, so JAX sees (and compiles) one batch shape
     code = ("import sys, numpy as np, keras; from cellscale.model import Predictor; "
             "assert keras.backend.backend() == 'jax', keras.backend.backend(); "
             "p = Predictor(sys.argv[1], precision='float32', batch_size=2); "
-            "t = np.load(sys.argv[2]); np.save(sys.argv[3], p.predict(t[:, :len(p.spec.inputs)]))")
+            "run = p.model.predict_on_batch; seen = set(); "
+            "p.model.predict_on_batch = lambda x: seen.add(x.shape) or run(x); "
+            "t = np.load(sys.argv[2]); np.save(sys.argv[3], p.predict(t[:, :len(p.spec.inputs)])); "
+            "assert seen == {(2, 128, 128, len(p.spec.inputs))}, seen")
     for name in ("nuclear", "tissue"):
         out = tmp_path / f"{name}.npy"
         result = subprocess.run([sys.executable, "-c", code, str(MODELS / name), str(tmp_path / "tiles.npy"), str(out)],

@@ -5,7 +5,7 @@ import pytest
 
 from cellscale.metrics import f1_score, match_counts
 from cellscale.postprocess import PostprocessParams, labels_from_maps
-from cellscale.segmentation import labels_from_arrays, segment_image
+from cellscale.segmentation import labels_by_block, labels_from_arrays, segment_image
 from cellscale.targets import inner_distance, three_class
 
 
@@ -77,6 +77,11 @@ def test_blocks_do_not_change_cells(small_tissue):
     one_block = labels_from_arrays(dist, p_bg, merged, block=1024, margin=64, p_boundary=p_boundary)
     many_blocks = labels_from_arrays(dist, p_bg, merged, block=96, margin=48, p_boundary=p_boundary)
     assert one_block.max() > 50 and matched_fraction(one_block, many_blocks) >= 0.99
+    # blocks post-processed by several threads (segment_image's default: one per core) give the same labels
+    for workers in (2, 5):
+        threaded = labels_by_block(lambda y0, y1, x0, x1: (dist[y0:y1, x0:x1], p_bg[y0:y1, x0:x1]), dist.shape,
+                                   params, block=96, margin=48, workers=workers)
+        np.testing.assert_array_equal(threaded, labels_from_arrays(dist, p_bg, params, block=96, margin=48))
 
 
 @pytest.mark.parametrize("augment", ["none", "rot180"])  # rot180: the workflow's default

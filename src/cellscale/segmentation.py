@@ -206,14 +206,18 @@ def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int
 def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = 256, overlap: int = 32,
                   block: int = 512, margin: int = 64, params: dict | None = None,
                   shard_mpx: float = 16.0, pixel_size_um: float | None = None,
-                  gamma: float = 1.0, scale: float | None = None) -> dict[str, np.ndarray]:
+                  gamma: float = 1.0, scale: float | None = None,
+                  workers: int | None = None) -> dict[str, np.ndarray]:
     """Segment an in-memory (T, C, Y, X) image (or an :class:`ImageSource`) in one process.
 
     With ``pixel_size_um`` and a model that declares its own, or with an
     explicit ``scale`` (model pixels per image pixel), the image is resampled
-    to the model's resolution and the labels back to the image's.
+    to the model's resolution and the labels back to the image's. ``workers``
+    threads post-process blocks at once (default: the cores this process may
+    use; the labels do not depend on it).
     Returns {compartment: (T, Y, X) uint32 labels}.
     """
+    from .model import available_cores
     from .tiling import resampling_scale, to_source_grid
 
     spec = predictor.spec
@@ -226,8 +230,10 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
         for i, m in zip(indices, predict_tiles(predictor, shard_tiles(source, recipe, plan, shard))):
             maps[i] = m
     post = postprocess_params(spec, params)
-    return {comp: to_source_grid(np.stack([frame_labels(plan, maps.__getitem__, f, 4 * k, post[comp], block, margin)
-                                           for f in range(plan.shape[0])]), plan.source_shape, plan.scale)
+    workers = workers or available_cores()
+    return {comp: to_source_grid(np.stack([frame_labels(plan, maps.__getitem__, f, 4 * k, post[comp], block, margin,
+                                                        workers) for f in range(plan.shape[0])]),
+                                 plan.source_shape, plan.scale)
             for k, comp in enumerate(spec.compartments)}
 
 
