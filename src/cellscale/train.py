@@ -263,10 +263,10 @@ def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
     spec.write(model_dir)
 
 
-def command_line(argv: list[str] | None = None) -> str:
+def command_line() -> str:
     """The ``cellscale train`` command of this process, for the model card (``--note``'s text is the card's own
     line, so it is left out)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:]
     if "--note" in args:
         i = args.index("--note")
         del args[i:i + 2]
