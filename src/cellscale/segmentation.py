@@ -145,7 +145,7 @@ def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, 
         maps = read_maps(y0, y1, x0, x1)
         return labels_from_maps(maps[0], maps[1], params, maps[2] if len(maps) > 2 else None)
 
-    for (by, bx), local in zip(blocks, _ordered_map(process, blocks, workers)):
+    for (by, bx), local in zip(blocks, ordered_map(process, blocks, workers)):
         y0, y1, x0, x1 = window((by, bx))
         n = int(local.max())
         if n == 0:
@@ -166,22 +166,27 @@ def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, 
     return out
 
 
-def _ordered_map(fn, items: list, workers: int):
-    """``map(fn, items)`` on ``workers`` threads, results in order, at most 2 x workers pending."""
-    if workers <= 1 or len(items) < 2:
-        yield from map(fn, items)
-        return
+def ordered_map(fn, items, workers: int, pool=None):
+    """``map(fn, items)`` on ``workers`` threads, or on ``pool`` (an executor of ``workers`` workers, e.g.
+    processes), results in order, at most 2 x workers pending; with a pool, ``items`` may be endless."""
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(workers) as pool:
-        pending = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
+    if pool is None:
+        if workers <= 1 or len(items) < 2:
+            yield from map(fn, items)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as threads:
+            yield from ordered_map(fn, items, workers, threads)
+        return
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= 2 * workers:
             yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: PostprocessParams,

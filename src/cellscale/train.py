@@ -141,21 +141,18 @@ def _seeded_batch(compartments: list[str], size: int, batch: int, seed: int, ind
 
 
 def _parallel_batches(examples, compartments, size, batch, seed, workers):
+    import itertools
     import multiprocessing
-    from collections import deque
     from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from .segmentation import ordered_map
 
     # spawn, not fork: the parent already runs the accelerator runtime's threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_keep_examples, initargs=(examples,)) as pool:
-        ahead = 2 * workers
-        pending = deque(pool.submit(_seeded_batch, compartments, size, batch, seed, i) for i in range(ahead))
-        index = ahead
-        while True:
-            result = pending.popleft().result()
-            pending.append(pool.submit(_seeded_batch, compartments, size, batch, seed, index))
-            index += 1
-            yield result
+        yield from ordered_map(partial(_seeded_batch, compartments, size, batch, seed), itertools.count(), workers,
+                               pool)
 
 
 def missing_targets(size: int) -> np.ndarray:
