@@ -181,3 +181,21 @@ def test_shipped_models_run_on_the_jax_backend_with_the_same_maps(tmp_path):
         predictor = Predictor(MODELS / name, precision="float32", batch_size=2)
         expected = predictor.predict(tiles[:, :len(predictor.spec.inputs)])
         np.testing.assert_allclose(np.load(out), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("first", [1, 2])
+def test_union_of_experts_keeps_the_first_experts_outline_and_adds_the_others_new_cells(first):
+    from cellscale.train import union_of_experts
+
+    big = np.zeros((20, 40), np.int32)
+    big[2:12, 2:12] = 1  # drawn by both: large here ...
+    big[2:12, 28:38] = 2  # drawn by this expert only
+    small = np.zeros_like(big)
+    small[4:10, 4:10] = 7  # ... small here
+    small[14:18, 14:20] = 9  # drawn by this expert only
+    experts = (big, small) if first == 1 else (small, big)
+    out = union_of_experts(*experts)
+    assert len(np.unique(out)) - 1 == 3  # the shared cell once, plus each expert's own
+    shared = out[6, 6]
+    assert (out == shared).sum() == (100 if first == 1 else 36)
+    assert out[15, 15] > 0 and out[5, 30] > 0 and out[15, 15] != out[5, 30]

@@ -326,8 +326,9 @@ def codex_experts(tile_dir: str | os.PathLike, region: str = "train") -> list[np
             for i in (1, 2)]
 
 
-def load_codex(tile_dir: str | os.PathLike, region: str = "train") -> list[Example]:
-    """The CODEX tile's training columns (or held-out columns) with the union of both experts' cells.
+def load_codex(tile_dir: str | os.PathLike, region: str = "train", first: int = 1) -> list[Example]:
+    """The CODEX tile's training columns (or held-out columns) with the union of both experts' cells;
+    where both drew a cell, expert ``first``'s outline is the one kept.
 
     Inputs are the nuclear (channel 0) and membrane (channel 2) stains; only
     whole-cell labels exist.
@@ -339,6 +340,9 @@ def load_codex(tile_dir: str | os.PathLike, region: str = "train") -> list[Examp
     tile_dir = Path(tile_dir)
     image = tifffile.imread(tile_dir / "image.ome.tif")[[0, 2]].astype(np.float32)
     chans = image[(slice(None), *codex_columns(region))]
-    labels = union_of_experts(*codex_experts(tile_dir, region))
+    experts = codex_experts(tile_dir, region)
+    if first not in (1, 2):
+        raise ValueError(f"first expert must be 1 or 2, not {first!r}")
+    labels = union_of_experts(*(experts if first == 1 else experts[::-1]))
     return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
                     {"whole_cell": labels})]

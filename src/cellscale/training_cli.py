@@ -26,7 +26,7 @@ def run_training(args) -> int:
         train = T.load_synthetic_tissue(args.images, "train", args.seed)
         if getattr(args, "codex", None):
             # one real tile: repeat it so real and generated crops are drawn about equally often
-            train += T.load_codex(args.codex, "train") * len(train)
+            train += T.load_codex(args.codex, "train", getattr(args, "codex_first", 1)) * len(train)
     else:
         data = Path(args.data)
         if not (data / "index.csv").exists():
