@@ -34,7 +34,7 @@ demo-data: $(STAMP)
 	$(BIN)/cellscale synth tissue -o data/demo/synthetic/tissue.ome.tif --size 512 --seed 1
 	$(BIN)/cellscale synth timelapse -o data/demo/synthetic/timelapse.ome.tif --size 256 --frames 24 --seed 2
 
-# Retrain the shipped models (needs ../shared/data; nuclear about 3.5 h in three runs, tissue about 1 h;
+# Retrain the shipped models (needs ../shared/data; nuclear about 3.5 h in three runs, the two tissue models about 1.5 h;
 # resumable: rerun to continue from train_runs/). Each writes model.keras, model.int8.tflite and its card.
 models: $(STAMP)
 	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear --steps 9000
@@ -46,6 +46,9 @@ models: $(STAMP)
 		--run-dir train_runs/tissue-codex --steps 1200 --images 24
 	$(BIN)/cellscale train --data synthetic-tissue --codex ../shared/data/codex/R001_X003_Y004 --out models/tissue \
 		--run-dir train_runs/tissue-ft --steps 1500 --images 24 --lr 5e-4 --seed 1 --init-from models/tissue
+	$(BIN)/cellscale train --data synthetic-tissue --codex ../shared/data/codex/R001_X003_Y004 --codex-first 2 \
+		--out models/tissue-tight --run-dir train_runs/tissue-e2 --steps 1500 --images 24 --lr 5e-4 --seed 1 \
+		--init-from models/tissue
 
 clean:
 	rm -rf results logs benchmarks/out .snakemake

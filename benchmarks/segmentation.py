@@ -8,7 +8,8 @@ Prints, in one run:
 - nuclear: object F1 at IoU 0.5 and DSB mean AP on the held-out DSB2018 split (per image kind), ours (float32
   and the int8 copy, each as one pass and with test-time augmentation: + rot180, + flips) vs Otsu +
   distance-transform watershed;
-- whole-cell: F1 against each CODEX expert on the held-out columns of R001_X003_Y004, ours vs the peers' masks;
+- whole-cell: F1 against each CODEX expert on the held-out columns of R001_X003_Y004, ours (models/tissue and
+  models/tissue-tight, trained on expert 1's and expert 2's outlines) vs the peers' masks;
 - speed: Mpx/s and peak memory of tile -> segment -> stitch jobs (Snakemake benchmark files) at several sizes.
 Needs ../shared/data for the accuracy parts (skipped with a note when absent). Results also go to
 benchmarks/out/segmentation.json.
@@ -40,7 +41,8 @@ PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is report
 VARIANTS = [(p, a) for a in AUGMENTATIONS for p in PRECISIONS]  # accuracy for each config segment.augment
 
 WINDOW = 512  # model window, as in config/config.yaml (the shipped int8 copies are built for it)
-PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "CellProfiler", "Voronoi"]
+PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "Cellpose-0.0.3.1", "CellProfiler",
+         "Voronoi"]
 
 
 def _variant_name(precision: str, augment: str) -> str:
@@ -79,7 +81,7 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def whole_cell_accuracy(model_dir: Path) -> pd.DataFrame:
+def whole_cell_accuracy(model_dirs: list[Path]) -> pd.DataFrame:
     import tifffile
 
     from cellscale.metrics import summarize
@@ -89,10 +91,12 @@ def whole_cell_accuracy(model_dir: Path) -> pd.DataFrame:
     image = tifffile.imread(CODEX / "image.ome.tif")
     experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
     methods = {}
-    for precision, augment in VARIANTS:
-        predictor = Predictor(model_dir, precision=precision, augment=augment)
-        methods[_variant_name(precision, augment)] = segment_image(
-            predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2}, tile=WINDOW)["whole_cell"][0]
+    for model_dir in model_dirs:
+        for precision, augment in VARIANTS:
+            predictor = Predictor(model_dir, precision=precision, augment=augment)
+            name = _variant_name(precision, augment).replace("cellscale", f"cellscale {model_dir.name}")
+            methods[name] = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2},
+                                          tile=WINDOW)["whole_cell"][0]
     methods.update({p: tifffile.imread(CODEX / "peers" / f"{p}.tif") for p in PEERS})
     methods["expert 2 (vs expert 1)"] = experts[1]
     crop = np.s_[:, CODEX_TEST_X0:]
@@ -185,7 +189,7 @@ def main() -> int:
             print("(no ../shared/data/dsb2018: nuclear accuracy skipped)")
     if "whole-cell" not in args.skip:
         if CODEX.exists():
-            table = whole_cell_accuracy(ROOT / "models" / "tissue")
+            table = whole_cell_accuracy([ROOT / "models" / m for m in ("tissue", "tissue-tight")])
             print(f"\n## Whole-cell segmentation, CODEX R001_X003_Y004 columns >= {CODEX_TEST_X0} (held out)\n"
                   + table.to_string(index=False))
             results["whole_cell"] = table.to_dict("records")

@@ -241,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codex", default=None,
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
                         "whole-cell labels = union of both experts), and report its held-out columns")
-    p.add_argument("--codex-first", type=int, choices=(1, 2), default=1,
-                   help="where both experts drew a cell, train on this expert's outline (default 1)")
+    p.add_argument("--codex-first", type=int, choices=(1, 2), nargs="+", default=[1],
+                   help="where both experts drew a cell, train on this expert's outline (default 1); "
+                        "'1 2': on either, as often")
     p.add_argument("--note", default=None, help="a line for the model card (e.g. how the run was scheduled)")
     p.add_argument("--workers", type=int, default=0,
                    help="make the training crops in this many processes (for a GPU, which trains faster than one "

@@ -203,7 +203,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
         ours = compartment_labels(maps, params, wc)
         scores["codex_held_out"] = codex_scores(codex, ours)
         data += (f"; CODEX {codex.name} columns < {T.CODEX_TRAIN_X1} (union of both experts' whole cells, "
-                 f"expert {getattr(args, 'codex_first', 1)}'s outline where both drew one), "
+                 f"expert {' or '.join(map(str, getattr(args, 'codex_first', [1])))}'s outline where both drew one), "
                  f"SHA-256 `{T.dataset_hash([p for p in codex.iterdir() if p.is_file()])}`")
     spec.postprocess = tuned
     spec.write(out)

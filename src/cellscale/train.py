@@ -326,6 +326,14 @@ def codex_experts(tile_dir: str | os.PathLike, region: str = "train") -> list[np
             for i in (1, 2)]
 
 
+def codex_training_examples(tile_dir: str | os.PathLike, firsts: list[int], n_generated: int) -> list[Example]:
+    """The CODEX tile's training columns, repeated so that real and ``n_generated`` generated images are
+    drawn about equally often; with several ``firsts`` (experts whose outline wins where both drew a
+    cell), each labelling is drawn as often as the others."""
+    labelled = [ex for first in firsts for ex in load_codex(tile_dir, "train", first)]
+    return labelled * max(1, n_generated // len(labelled))
+
+
 def load_codex(tile_dir: str | os.PathLike, region: str = "train", first: int = 1) -> list[Example]:
     """The CODEX tile's training columns (or held-out columns) with the union of both experts' cells;
     where both drew a cell, expert ``first``'s outline is the one kept.

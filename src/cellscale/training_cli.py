@@ -25,8 +25,7 @@ def run_training(args) -> int:
                          depth=args.depth, tile_multiple=2**args.depth)
         train = T.load_synthetic_tissue(args.images, "train", args.seed)
         if getattr(args, "codex", None):
-            # one real tile: repeat it so real and generated crops are drawn about equally often
-            train += T.load_codex(args.codex, "train", getattr(args, "codex_first", 1)) * len(train)
+            train += T.codex_training_examples(args.codex, getattr(args, "codex_first", [1]), len(train))
     else:
         data = Path(args.data)
         if not (data / "index.csv").exists():
