@@ -34,8 +34,8 @@ demo-data: $(STAMP)
 	$(BIN)/cellscale synth tissue -o data/demo/synthetic/tissue.ome.tif --size 512 --seed 1
 	$(BIN)/cellscale synth timelapse -o data/demo/synthetic/timelapse.ome.tif --size 256 --frames 24 --seed 2
 
-# Retrain the shipped models (needs ../shared/data; nuclear about 3.5 h in three runs, the two tissue models about 1.5 h;
-# resumable: rerun to continue from train_runs/). Each writes model.keras, model.int8.tflite and its card.
+# Retrain the shipped models (needs ../shared/data; nuclear about 3.5 h in three runs, the two tissue models
+# about 1.5 h; resumable: rerun to continue from train_runs/). Each writes model.keras, model.int8.tflite and its card.
 models: $(STAMP)
 	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear --steps 9000
 	$(BIN)/cellscale train --data ../shared/data/dsb2018 --out models/nuclear --run-dir train_runs/nuclear-ft --steps 3000 \

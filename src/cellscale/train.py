@@ -345,12 +345,12 @@ def load_codex(tile_dir: str | os.PathLike, region: str = "train", first: int = 
 
     from .preprocess import normalize, percentile_range
 
+    if first not in (1, 2):
+        raise ValueError(f"first expert must be 1 or 2, not {first!r}")
     tile_dir = Path(tile_dir)
     image = tifffile.imread(tile_dir / "image.ome.tif")[[0, 2]].astype(np.float32)
     chans = image[(slice(None), *codex_columns(region))]
     experts = codex_experts(tile_dir, region)
-    if first not in (1, 2):
-        raise ValueError(f"first expert must be 1 or 2, not {first!r}")
     labels = union_of_experts(*(experts if first == 1 else experts[::-1]))
     return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
                     {"whole_cell": labels})]
