@@ -24,6 +24,10 @@ def test_model_folder_is_complete(name):
     assert "cellscale train" in card
     assert "SHA-256" in card or "seed" in card  # the training data is pinned
     assert (folder / "model.keras").stat().st_size < 20e6
+    if name.startswith("tissue"):  # real held-out tissue, scored as the workflow runs by default on CPUs
+        default = json.loads((folder / "metrics.json").read_text())["test"]["codex_held_out"][
+            "cellscale int8 + rot180 (workflow default)"]
+        assert f"| cellscale int8 + rot180 (workflow default) | {default[0]:.3f} | {default[1]:.3f} |" in card
 
 
 def _pairs(predictor, paths, masks_dir):

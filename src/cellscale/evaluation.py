@@ -213,10 +213,12 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     export_int8(out, *calibration_images("synthetic-tissue", getattr(args, "codex", None), args.seed))
     spec.int8 = ModelSpec.read(out).int8  # what export_int8 recorded
     if "codex_held_out" in scores:
-        int8 = predict_maps(Predictor(out, precision="int8"), held_out.image, tile=spec.int8["window"])
-        labels = compartment_labels(int8, params, wc)
-        scores["codex_held_out"] = {"cellscale int8": codex_scores(codex, labels)["cellscale"],
-                                    **scores["codex_held_out"]}
+        int8 = {}
+        for name, augment in (("cellscale int8 + rot180 (workflow default)", "rot180"), ("cellscale int8", "none")):
+            maps = predict_maps(Predictor(out, precision="int8", augment=augment), held_out.image,
+                                tile=spec.int8["window"])
+            int8[name] = codex_scores(codex, compartment_labels(maps, params, wc))["cellscale"]
+        scores["codex_held_out"] = {**int8, **scores["codex_held_out"]}
     record = {"model": spec.name, "trained": time.strftime("%Y-%m-%d"), "command": T.command_line(),
               "training_data": data, "parameters": int(predictor.model.count_params()),
               "note": getattr(args, "note", None), "test": scores}
