@@ -45,8 +45,8 @@ PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1"
          "Voronoi"]
 
 
-def _variant_name(precision: str, augment: str) -> str:
-    return f"cellscale {precision}" + ("" if augment == "none" else f" + {augment}")
+def _variant_name(precision: str, augment: str, model: str = "") -> str:
+    return " ".join(filter(None, ["cellscale", model, precision])) + ("" if augment == "none" else f" + {augment}")
 
 
 def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
@@ -94,9 +94,8 @@ def whole_cell_accuracy(model_dirs: list[Path]) -> pd.DataFrame:
     for model_dir in model_dirs:
         for precision, augment in VARIANTS:
             predictor = Predictor(model_dir, precision=precision, augment=augment)
-            name = _variant_name(precision, augment).replace("cellscale", f"cellscale {model_dir.name}")
-            methods[name] = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2},
-                                          tile=WINDOW)["whole_cell"][0]
+            labels = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2}, tile=WINDOW)
+            methods[_variant_name(precision, augment, model_dir.name)] = labels["whole_cell"][0]
     methods.update({p: tifffile.imread(CODEX / "peers" / f"{p}.tif") for p in PEERS})
     methods["expert 2 (vs expert 1)"] = experts[1]
     crop = np.s_[:, CODEX_TEST_X0:]
