@@ -218,13 +218,56 @@ def test_codex_training_examples_draw_each_experts_outlines_as_often(tmp_path):
     small[8:14, 8:14] = 1
     tifffile.imwrite(tmp_path / "mask_expert1_wholecell.tif", big)
     tifffile.imwrite(tmp_path / "mask_expert2_wholecell.tif", small)
-    one = codex_training_examples(tmp_path, [1], 24)
-    both = codex_training_examples(tmp_path, [1, 2], 24)
+    one = codex_training_examples(tmp_path, ["expert1"], 24)
+    both = codex_training_examples(tmp_path, ["expert1", "expert2"], 24)
     assert len(one) == len(both) == 24
     assert all(ex.image.shape == (2, 32, 960) for ex in both)  # nuclear + membrane, training columns only
     areas = sorted(int((ex.labels["whole_cell"] > 0).sum()) for ex in both)
     assert areas.count(256) == areas.count(36) == 12
     assert {int((ex.labels["whole_cell"] > 0).sum()) for ex in one} == {256}
+    middle = codex_training_examples(tmp_path, ["consensus"], 24)
+    assert {int((ex.labels["whole_cell"] > 0).sum()) for ex in middle} == {96}  # sqrt(256 * 36)
+    with pytest.raises(ValueError, match="consensus"):
+        codex_training_examples(tmp_path, ["expert3"], 24)
+
+
+def test_consensus_of_experts_keeps_the_shared_cells_outlined_between_the_experts():
+    from cellscale.metrics import iou_matrix
+    from cellscale.train import consensus_of_experts
+
+    first = np.zeros((30, 60), np.int32)
+    first[2:12, 2:12] = 5  # drawn by both: 100 px here ...
+    first[2:12, 12:22] = 6  # ... its neighbour, which the second expert did not draw
+    first[20:28, 40:48] = 8  # drawn by the first expert only
+    second = np.zeros_like(first)
+    second[4:10, 4:10] = 3  # ... 36 px here
+    second[20:24, 2:6] = 4  # drawn by the second expert only
+    out = consensus_of_experts(first, second)
+    assert set(np.unique(out)) == {0, 5}  # one-expert cells are left out
+    cell = out == 5
+    assert cell.sum() == 60  # the geometric mean of 100 and 36 px
+    assert (cell >= (second == 3)).all() and (cell <= (first == 5)).all()
+    iou = iou_matrix(out, first)[0, 0], iou_matrix(out, second)[0, 0]
+    assert iou == pytest.approx((0.6, 0.6))  # as close to one expert as to the other
+
+    second[4:10, 8:16] = 3  # now reaching into the neighbour the first expert drew as another cell
+    out = consensus_of_experts(first, second)
+    assert not (out[:, 12:22] > 0).any()
+    assert set(np.unique(out)) == {0, 5}
+
+
+def test_codex_labellings_come_from_either_spelling_of_the_option():
+    from cellscale.cli import build_parser
+    from cellscale.training_cli import codex_labellings
+
+    base = ["train", "--data", "synthetic-tissue", "--out", "m", "--run-dir", "r"]
+    parse = build_parser().parse_args
+    assert codex_labellings(parse(base)) == ["expert1"]
+    assert codex_labellings(parse(base + ["--codex-first", "2"])) == ["expert2"]
+    assert codex_labellings(parse(base + ["--codex-first", "1", "2"])) == ["expert1", "expert2"]
+    assert codex_labellings(parse(base + ["--codex-labels", "consensus", "expert1"])) == ["consensus", "expert1"]
+    with pytest.raises(SystemExit):
+        parse(base + ["--codex-labels", "consensus", "--codex-first", "1"])
 
 
 def test_each_tissue_model_beats_every_peer_against_the_expert_whose_outlines_it_learnt():

@@ -241,9 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codex", default=None,
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
                         "whole-cell labels = union of both experts), and report its held-out columns")
-    p.add_argument("--codex-first", type=int, choices=(1, 2), nargs="+", default=[1],
-                   help="where both experts drew a cell, train on this expert's outline (default 1); "
-                        "'1 2': on either, as often")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--codex-labels", choices=("expert1", "expert2", "consensus"), nargs="+", default=None,
+                        help="the CODEX whole-cell labels: the union of both experts' cells with expert 1's "
+                             "(default) or expert 2's outline where both drew one, or 'consensus': only the "
+                             "cells both drew, outlined between the two; several: each as often")
+    labels.add_argument("--codex-first", type=int, choices=(1, 2), nargs="+", default=None,
+                        help="the same as --codex-labels expert1 / expert2 (the older spelling)")
     p.add_argument("--note", default=None, help="a line for the model card (e.g. how the run was scheduled)")
     p.add_argument("--workers", type=int, default=0,
                    help="make the training crops in this many processes (for a GPU, which trains faster than one "

@@ -326,31 +326,75 @@ def codex_experts(tile_dir: str | os.PathLike, region: str = "train") -> list[np
             for i in (1, 2)]
 
 
-def codex_training_examples(tile_dir: str | os.PathLike, firsts: list[int], n_generated: int) -> list[Example]:
+def consensus_of_experts(first: np.ndarray, second: np.ndarray, min_iou: float = 0.1) -> np.ndarray:
+    """The cells both experts drew, each with an outline between the two experts' outlines.
+
+    Cells are paired one to one by IoU (optimal assignment, pairs with IoU >= ``min_iou``); a cell
+    drawn by one expert only is left out (background). Each pair's outline is the second expert's cell
+    grown (nearest pixels first) inside the pair's union until its area is the geometric mean of the
+    two experts' areas, less any pixels of the first expert's other cells: it overlaps both experts'
+    outlines at about the same IoU, and keeps the first expert's borders between cells. Labels are
+    the first expert's.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from .metrics import iou_matrix
+
+    first, second = first.astype(np.int32), second.astype(np.int32)
+    out = np.zeros_like(first)
+    ids1, ids2 = np.unique(first)[1:], np.unique(second)[1:]
+    iou = iou_matrix(first, second)
+    if not iou.size:
+        return out
+    rows, cols = linear_sum_assignment(-iou)
+    keep = iou[rows, cols] >= min_iou
+    boxes1, boxes2 = ndi.find_objects(first), ndi.find_objects(second)
+    for i, j in zip(ids1[rows[keep]], ids2[cols[keep]]):
+        box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(boxes1[i - 1], boxes2[j - 1]))
+        a, b = first[box] == i, second[box] == j
+        area = int(round(np.sqrt(float(a.sum()) * float(b.sum()))))
+        union = a | b
+        distance = ndi.distance_transform_edt(~b)
+        cut = np.sort(distance[union])[min(max(area, 1), int(union.sum())) - 1]
+        # never into a cell that the first expert outlined as another cell
+        cell = union & (distance <= cut) & (a | (first[box] == 0))
+        region = out[box]
+        region[cell & (region == 0)] = i  # pairs never share a label; an earlier pair keeps a contested pixel
+    return out
+
+
+CODEX_LABELS = ("expert1", "expert2", "consensus")  # whole-cell labellings of the CODEX tile for training
+
+
+def codex_training_examples(tile_dir: str | os.PathLike, labellings: list[str], n_generated: int) -> list[Example]:
     """The CODEX tile's training columns, repeated so that real and ``n_generated`` generated images are
-    drawn about equally often; with several ``firsts`` (experts whose outline wins where both drew a
-    cell), each labelling is drawn as often as the others."""
-    labelled = [ex for first in firsts for ex in load_codex(tile_dir, "train", first)]
+    drawn about equally often; with several ``labellings`` (see :func:`load_codex`), each is drawn as
+    often as the others."""
+    labelled = [ex for name in labellings for ex in load_codex(tile_dir, "train", name)]
     return labelled * max(1, n_generated // len(labelled))
 
 
-def load_codex(tile_dir: str | os.PathLike, region: str = "train", first: int = 1) -> list[Example]:
-    """The CODEX tile's training columns (or held-out columns) with the union of both experts' cells;
-    where both drew a cell, expert ``first``'s outline is the one kept.
+def load_codex(tile_dir: str | os.PathLike, region: str = "train", labels: str = "expert1") -> list[Example]:
+    """The CODEX tile's training columns (or held-out columns) with whole-cell labels from both experts.
 
-    Inputs are the nuclear (channel 0) and membrane (channel 2) stains; only
-    whole-cell labels exist.
+    ``labels``: "expert1" or "expert2", the union of both experts' cells with that expert's outline
+    where both drew a cell (:func:`union_of_experts`); "consensus", only the cells both drew, outlined
+    between the two (:func:`consensus_of_experts`). Inputs are the nuclear (channel 0) and membrane
+    (channel 2) stains; only whole-cell labels exist.
     """
     import tifffile
 
     from .preprocess import normalize, percentile_range
 
-    if first not in (1, 2):
-        raise ValueError(f"first expert must be 1 or 2, not {first!r}")
+    if labels not in CODEX_LABELS:
+        raise ValueError(f"CODEX labels must be one of {', '.join(CODEX_LABELS)}, not {labels!r}")
     tile_dir = Path(tile_dir)
     image = tifffile.imread(tile_dir / "image.ome.tif")[[0, 2]].astype(np.float32)
     chans = image[(slice(None), *codex_columns(region))]
     experts = codex_experts(tile_dir, region)
-    labels = union_of_experts(*(experts if first == 1 else experts[::-1]))
+    if labels == "consensus":
+        labels = consensus_of_experts(*experts)
+    else:
+        labels = union_of_experts(*(experts if labels == "expert1" else experts[::-1]))
     return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
                     {"whole_cell": labels})]

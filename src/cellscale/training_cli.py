@@ -17,6 +17,13 @@ def _log(msg: str) -> None:
     print(f"[train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def codex_labellings(args) -> list[str]:
+    """The CODEX labellings a training run asked for (``--codex-labels``, or ``--codex-first N``)."""
+    if getattr(args, "codex_labels", None):
+        return list(args.codex_labels)
+    return [f"expert{n}" for n in (getattr(args, "codex_first", None) or [1])]
+
+
 def run_training(args) -> int:
     synthetic = args.data == SYNTHETIC
     if synthetic:
@@ -25,7 +32,7 @@ def run_training(args) -> int:
                          depth=args.depth, tile_multiple=2**args.depth)
         train = T.load_synthetic_tissue(args.images, "train", args.seed)
         if getattr(args, "codex", None):
-            train += T.codex_training_examples(args.codex, getattr(args, "codex_first", [1]), len(train))
+            train += T.codex_training_examples(args.codex, codex_labellings(args), len(train))
     else:
         data = Path(args.data)
         if not (data / "index.csv").exists():
