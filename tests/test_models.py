@@ -258,6 +258,7 @@ def test_consensus_of_experts_keeps_the_shared_cells_outlined_between_the_expert
 
 def test_codex_labellings_come_from_either_spelling_of_the_option():
     from cellscale.cli import build_parser
+    from cellscale.train import CODEX_LABELS
     from cellscale.training_cli import codex_labellings
 
     base = ["train", "--data", "synthetic-tissue", "--out", "m", "--run-dir", "r"]
@@ -266,6 +267,8 @@ def test_codex_labellings_come_from_either_spelling_of_the_option():
     assert codex_labellings(parse(base + ["--codex-first", "2"])) == ["expert2"]
     assert codex_labellings(parse(base + ["--codex-first", "1", "2"])) == ["expert1", "expert2"]
     assert codex_labellings(parse(base + ["--codex-labels", "consensus", "expert1"])) == ["consensus", "expert1"]
+    for name in CODEX_LABELS:  # the command line offers every labelling the library knows
+        assert codex_labellings(parse(base + ["--codex-labels", name])) == [name]
     with pytest.raises(SystemExit):
         parse(base + ["--codex-labels", "consensus", "--codex-first", "1"])
 

@@ -240,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=24, help="generated images (synthetic-tissue only)")
     p.add_argument("--codex", default=None,
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
-                        "whole-cell labels = union of both experts), and report its held-out columns")
+                        "whole-cell labels from both experts, see --codex-labels), and report its held-out columns")
     labels = p.add_mutually_exclusive_group()
+    # the choices are train.CODEX_LABELS (not imported here: the command line starts without numpy)
     labels.add_argument("--codex-labels", choices=("expert1", "expert2", "consensus"), nargs="+", default=None,
                         help="the CODEX whole-cell labels: the union of both experts' cells with expert 1's "
                              "(default) or expert 2's outline where both drew one, or 'consensus': only the "

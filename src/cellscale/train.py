@@ -393,8 +393,8 @@ def load_codex(tile_dir: str | os.PathLike, region: str = "train", labels: str =
     chans = image[(slice(None), *codex_columns(region))]
     experts = codex_experts(tile_dir, region)
     if labels == "consensus":
-        labels = consensus_of_experts(*experts)
+        cells = consensus_of_experts(*experts)
     else:
-        labels = union_of_experts(*(experts if labels == "expert1" else experts[::-1]))
+        cells = union_of_experts(*(experts if labels == "expert1" else experts[::-1]))
     return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
-                    {"whole_cell": labels})]
+                    {"whole_cell": cells})]
