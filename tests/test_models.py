@@ -256,6 +256,17 @@ def test_consensus_of_experts_keeps_the_shared_cells_outlined_between_the_expert
     assert set(np.unique(out)) == {0, 5}
 
 
+def test_expert_masks_that_label_every_pixel_lose_no_cell():
+    from cellscale.train import consensus_of_experts, union_of_experts
+
+    tiled = np.ones((4, 4), np.int32)  # edge to edge: no background label at all
+    tiled[:, 2:] = 2
+    tight = np.zeros_like(tiled)
+    tight[1:3, 2:4] = 5
+    assert sorted(np.unique(union_of_experts(tight, tiled))) == [0, 5, 6]  # cell 1 added, cell 2 is cell 5
+    assert sorted(np.unique(consensus_of_experts(tiled, tight))) == [0, 2]
+
+
 def test_codex_labellings_come_from_either_spelling_of_the_option():
     from cellscale.cli import build_parser
     from cellscale.train import CODEX_LABELS

@@ -26,18 +26,24 @@ def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return iou[np.ix_(keep_t, keep_p)]
 
 
+def matched(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of an :func:`iou_matrix` paired one to one, the most pairs at IoU >= ``threshold``
+    with the largest total IoU among them (optimal assignment)."""
+    if not iou.size:
+        return np.zeros(0, int), np.zeros(0, int)
+    score = np.where(iou >= threshold, iou, 0.0)
+    rows, cols = linear_sum_assignment(-score)
+    keep = score[rows, cols] >= threshold if threshold > 0 else np.ones(len(rows), bool)
+    return rows[keep], cols[keep]
+
+
 def match_counts(truth: np.ndarray, pred: np.ndarray, thresholds=(0.5,)) -> list[tuple[int, int, int]]:
     """(TP, FP, FN) per IoU threshold with optimal one-to-one matching."""
     iou = iou_matrix(truth, pred)
     n_true, n_pred = iou.shape
     out = []
     for thr in thresholds:
-        if n_true == 0 or n_pred == 0:
-            tp = 0
-        else:
-            score = np.where(iou >= thr, iou, 0.0)
-            rows, cols = linear_sum_assignment(-score)
-            tp = int((score[rows, cols] >= thr).sum()) if thr > 0 else len(rows)
+        tp = len(matched(iou, thr)[0])
         out.append((tp, n_pred - tp, n_true - tp))
     return out
 

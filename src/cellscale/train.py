@@ -304,7 +304,7 @@ def union_of_experts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
     out = first.astype(np.int32).copy()
     iou = iou_matrix(first, second)
-    second_ids = np.unique(second)[1:]
+    second_ids = np.setdiff1d(np.unique(second), [0])  # as iou_matrix's columns
     extra = second_ids[(iou.max(axis=0) if iou.size else np.zeros(len(second_ids))) < 0.1]
     next_id = int(out.max()) + 1
     for k, cell in enumerate(extra):
@@ -336,20 +336,14 @@ def consensus_of_experts(first: np.ndarray, second: np.ndarray, min_iou: float =
     outlines at about the same IoU, and keeps the first expert's borders between cells. Labels are
     the first expert's.
     """
-    from scipy.optimize import linear_sum_assignment
-
-    from .metrics import iou_matrix
+    from .metrics import iou_matrix, matched
 
     first, second = first.astype(np.int32), second.astype(np.int32)
     out = np.zeros_like(first)
-    ids1, ids2 = np.unique(first)[1:], np.unique(second)[1:]
-    iou = iou_matrix(first, second)
-    if not iou.size:
-        return out
-    rows, cols = linear_sum_assignment(-iou)
-    keep = iou[rows, cols] >= min_iou
+    rows, cols = matched(iou_matrix(first, second), min_iou)
     boxes1, boxes2 = ndi.find_objects(first), ndi.find_objects(second)
-    for i, j in zip(ids1[rows[keep]], ids2[cols[keep]]):
+    ids1, ids2 = (np.setdiff1d(np.unique(x), [0]) for x in (first, second))  # as iou_matrix's rows, columns
+    for i, j in zip(ids1[rows], ids2[cols]):
         box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(boxes1[i - 1], boxes2[j - 1]))
         a, b = first[box] == i, second[box] == j
         area = int(round(np.sqrt(float(a.sum()) * float(b.sum()))))
