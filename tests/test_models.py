@@ -284,6 +284,18 @@ def test_codex_labellings_come_from_either_spelling_of_the_option():
         parse(base + ["--codex-labels", "consensus", "--codex-first", "1"])
 
 
+def test_codex_options_that_would_be_ignored_are_errors(tmp_path, capsys):
+    from cellscale.cli import main
+
+    base = ["train", "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "r")]
+    (tmp_path / "index.csv").write_text("id,kind\n")  # a nuclear-only (DSB2018-like) dataset
+    assert main(base + ["--data", str(tmp_path), "--codex", str(tmp_path)]) == 2
+    assert "--codex adds whole-cell labels" in capsys.readouterr().err
+    assert main(base + ["--data", "synthetic-tissue", "--codex-labels", "consensus"]) == 2
+    assert "need --codex" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
+
+
 def test_each_tissue_model_beats_every_peer_against_the_expert_whose_outlines_it_learnt():
     """On the CODEX tile's held-out columns (never trained or tuned on), with the workflow's CPU default:
     models/tissue (expert 1's outlines where both experts drew a cell) against expert 1, and

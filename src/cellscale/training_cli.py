@@ -26,6 +26,12 @@ def codex_labellings(args) -> list[str]:
 
 def run_training(args) -> int:
     synthetic = args.data == SYNTHETIC
+    codex = getattr(args, "codex", None)
+    if codex and not synthetic:
+        raise ValueError(f"--codex adds whole-cell labels, for a nuclear + membrane model: use it with --data "
+                         f"{SYNTHETIC}, not {args.data}")
+    if not codex and (getattr(args, "codex_labels", None) or getattr(args, "codex_first", None)):
+        raise ValueError("--codex-labels / --codex-first choose the CODEX tile's labels: they need --codex")
     if synthetic:
         spec = ModelSpec(name=Path(args.out).name, inputs=["nuclear", "membrane"],
                          compartments=["nuclear", "whole_cell"], base_filters=args.base_filters,
