@@ -229,6 +229,9 @@ def test_codex_training_examples_draw_each_experts_outlines_as_often(tmp_path):
     assert {int((ex.labels["whole_cell"] > 0).sum()) for ex in middle} == {96}  # sqrt(256 * 36)
     with pytest.raises(ValueError, match="consensus"):
         codex_training_examples(tmp_path, ["expert3"], 24)
+    assert len(codex_training_examples(tmp_path, ["expert1", "expert2"], 24, share=0.75)) == 72  # 3 : 1
+    with pytest.raises(ValueError, match="share"):
+        codex_training_examples(tmp_path, ["expert1"], 24, share=1.0)
 
 
 def test_consensus_of_experts_keeps_the_shared_cells_outlined_between_the_experts():
@@ -292,6 +295,8 @@ def test_codex_options_that_would_be_ignored_are_errors(tmp_path, capsys):
     assert main(base + ["--data", str(tmp_path), "--codex", str(tmp_path)]) == 2
     assert "--codex adds whole-cell labels" in capsys.readouterr().err
     assert main(base + ["--data", "synthetic-tissue", "--codex-labels", "consensus"]) == 2
+    assert "need --codex" in capsys.readouterr().err
+    assert main(base + ["--data", "synthetic-tissue", "--codex-share", "0.8"]) == 2
     assert "need --codex" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
 

@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "cells both drew, outlined between the two; several: each as often")
     labels.add_argument("--codex-first", type=int, choices=(1, 2), nargs="+", default=None,
                         help="the same as --codex-labels expert1 / expert2 (the older spelling)")
+    p.add_argument("--codex-share", type=float, default=0.5,
+                   help="with --codex: the share of training crops drawn from the CODEX tile (default 0.5; the "
+                        "rest from generated tissue)")
     p.add_argument("--note", default=None, help="a line for the model card (e.g. how the run was scheduled)")
     p.add_argument("--workers", type=int, default=0,
                    help="make the training crops in this many processes (for a GPU, which trains faster than one "

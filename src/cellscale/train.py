@@ -360,12 +360,15 @@ def consensus_of_experts(first: np.ndarray, second: np.ndarray, min_iou: float =
 CODEX_LABELS = ("expert1", "expert2", "consensus")  # whole-cell labellings of the CODEX tile for training
 
 
-def codex_training_examples(tile_dir: str | os.PathLike, labellings: list[str], n_generated: int) -> list[Example]:
-    """The CODEX tile's training columns, repeated so that real and ``n_generated`` generated images are
-    drawn about equally often; with several ``labellings`` (see :func:`load_codex`), each is drawn as
-    often as the others."""
+def codex_training_examples(tile_dir: str | os.PathLike, labellings: list[str], n_generated: int,
+                            share: float = 0.5) -> list[Example]:
+    """The CODEX tile's training columns, repeated so that, next to ``n_generated`` generated images,
+    about ``share`` of the training draws are from the tile (0.5: as often as generated ones); with
+    several ``labellings`` (see :func:`load_codex`), each is drawn as often as the others."""
+    if not 0 < share < 1:
+        raise ValueError(f"the CODEX share of training draws must be between 0 and 1, not {share}")
     labelled = [ex for name in labellings for ex in load_codex(tile_dir, "train", name)]
-    return labelled * max(1, n_generated // len(labelled))
+    return labelled * max(1, int(n_generated * share / (1 - share)) // len(labelled))
 
 
 def load_codex(tile_dir: str | os.PathLike, region: str = "train", labels: str = "expert1") -> list[Example]:

@@ -30,15 +30,18 @@ def run_training(args) -> int:
     if codex and not synthetic:
         raise ValueError(f"--codex adds whole-cell labels, for a nuclear + membrane model: use it with --data "
                          f"{SYNTHETIC}, not {args.data}")
-    if not codex and (getattr(args, "codex_labels", None) or getattr(args, "codex_first", None)):
-        raise ValueError("--codex-labels / --codex-first choose the CODEX tile's labels: they need --codex")
+    if not codex and (getattr(args, "codex_labels", None) or getattr(args, "codex_first", None)
+                      or getattr(args, "codex_share", 0.5) != 0.5):
+        raise ValueError("--codex-labels / --codex-first / --codex-share choose how the CODEX tile is used: "
+                         "they need --codex")
     if synthetic:
         spec = ModelSpec(name=Path(args.out).name, inputs=["nuclear", "membrane"],
                          compartments=["nuclear", "whole_cell"], base_filters=args.base_filters,
                          depth=args.depth, tile_multiple=2**args.depth)
         train = T.load_synthetic_tissue(args.images, "train", args.seed)
         if getattr(args, "codex", None):
-            train += T.codex_training_examples(args.codex, codex_labellings(args), len(train))
+            train += T.codex_training_examples(args.codex, codex_labellings(args), len(train),
+                                                getattr(args, "codex_share", 0.5))
     else:
         data = Path(args.data)
         if not (data / "index.csv").exists():
