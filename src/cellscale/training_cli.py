@@ -39,8 +39,8 @@ def run_training(args) -> int:
                          compartments=["nuclear", "whole_cell"], base_filters=args.base_filters,
                          depth=args.depth, tile_multiple=2**args.depth)
         train = T.load_synthetic_tissue(args.images, "train", args.seed)
-        if getattr(args, "codex", None):
-            train += T.codex_training_examples(args.codex, codex_labellings(args), len(train),
+        if codex:
+            train += T.codex_training_examples(codex, codex_labellings(args), len(train),
                                                 getattr(args, "codex_share", 0.5))
     else:
         data = Path(args.data)
