@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,33 @@ def test_train_fit_only_then_finish_where_tensorflow_is(tmp_path):
     (tmp_path / "first.keras").write_bytes(weights)
     b = keras.saving.load_model(tmp_path / "first.keras", compile=False).get_weights()
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_train_with_a_codex_tile_reports_its_held_out_columns(tmp_path):
+    """--codex (here a small stand-in tile with the real one's layout) adds its training columns with the
+    chosen labels, tunes whole-cell post-processing on them and scores the held-out columns next to the
+    masks in peers/."""
+    tile = tmp_path / "tile"
+    (tile / "peers").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    tiled = np.zeros((128, 1100), np.int32)  # expert 1: 16-px cells edge to edge
+    tight = np.zeros_like(tiled)  # expert 2: every other cell, smaller
+    image = rng.integers(0, 200, (3, 128, 1100)).astype(np.uint16)
+    for k, (y, x) in enumerate((y, x) for y in range(0, 128, 16) for x in range(0, 1088, 16)):
+        tiled[y:y + 16, x:x + 16] = k + 1
+        image[2, y:y + 16, x] = image[2, y, x:x + 16] = 3000  # membrane
+        image[0, y + 5:y + 11, x + 5:x + 11] = 3000  # nucleus
+        if k % 2:
+            tight[y + 3:y + 13, x + 3:x + 13] = k + 1
+    tifffile.imwrite(tile / "image.ome.tif", image)
+    tifffile.imwrite(tile / "mask_expert1_wholecell.tif", tiled)
+    tifffile.imwrite(tile / "mask_expert2_wholecell.tif", tight)
+    tifffile.imwrite(tile / "peers" / "Grid.tif", tiled)
+    cellscale("train", "--data", "synthetic-tissue", "--codex", tile, "--codex-labels", "consensus",
+              "--codex-share", 0.75, "--out", tmp_path / "m", "--run-dir", tmp_path / "run", "--steps", 2,
+              "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "only the cells both experts drew" in card and "--codex-share 0.75" in card
+    held_out = json.loads((tmp_path / "m" / "metrics.json").read_text())["test"]["codex_held_out"]
+    assert held_out["Grid"] == [1.0, 0.0]  # expert 1's mask as a peer; expert 2's cells are too small for it
+    assert {"cellscale", "cellscale int8 + rot180 (workflow default)"} <= set(held_out)
