@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "cells both drew, outlined between the two; several: each as often")
     labels.add_argument("--codex-first", type=int, choices=(1, 2), nargs="+", default=None,
                         help="the same as --codex-labels expert1 / expert2 (the older spelling)")
-    p.add_argument("--codex-share", type=float, default=0.5,
+    p.add_argument("--codex-share", type=float, default=None,
                    help="with --codex: the share of training crops drawn from the CODEX tile (default 0.5; the "
                         "rest from generated tissue)")
     p.add_argument("--note", default=None, help="a line for the model card (e.g. how the run was scheduled)")

@@ -204,7 +204,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
         scores["codex_held_out"] = codex_scores(codex, ours)
         from .training_cli import codex_labellings
 
-        data += (f"; CODEX {codex.name} columns < {T.CODEX_TRAIN_X1} ({codex_labels_text(codex_labellings(args))}), "
+        data += (f"; CODEX {codex.name} columns < {T.CODEX_TRAIN_X1} ({T.codex_labels_text(codex_labellings(args))}), "
                  f"SHA-256 `{T.dataset_hash([p for p in codex.iterdir() if p.is_file()])}`")
     spec.postprocess = tuned
     spec.write(out)
@@ -258,16 +258,6 @@ def finish_tissue_model(args, spec, log=print) -> dict:
     (out / "MODEL_CARD.md").write_text("\n".join(lines))
     log("test: " + ", ".join(f"{c} F1 {s['model']['f1']:.3f}" for c, s in scores.items() if "model" in s))
     return record
-
-
-def codex_labels_text(labellings: list[str]) -> str:
-    """How a model card describes the CODEX whole-cell labels it was trained on."""
-    union = [name[-1] for name in labellings if name != "consensus"]
-    parts = ([f"union of both experts' whole cells, expert {' or '.join(union)}'s outline where both drew one"]
-             if union else [])
-    if "consensus" in labellings:
-        parts.append("only the cells both experts drew, outlined between the two (geometric-mean area)")
-    return "; or ".join(parts)
 
 
 def codex_scores(tile_dir: Path, ours: np.ndarray) -> dict:

@@ -358,10 +358,21 @@ def consensus_of_experts(first: np.ndarray, second: np.ndarray, min_iou: float =
 
 
 CODEX_LABELS = ("expert1", "expert2", "consensus")  # whole-cell labellings of the CODEX tile for training
+CODEX_SHARE = 0.5  # default share of training draws from the CODEX tile: as often as generated images
+
+
+def codex_labels_text(labellings: list[str]) -> str:
+    """How a model card describes the CODEX whole-cell labels it was trained on."""
+    union = [name[-1] for name in labellings if name != "consensus"]
+    parts = ([f"union of both experts' whole cells, expert {' or '.join(union)}'s outline where both drew one"]
+             if union else [])
+    if "consensus" in labellings:
+        parts.append("only the cells both experts drew, outlined between the two (geometric-mean area)")
+    return "; or ".join(parts)
 
 
 def codex_training_examples(tile_dir: str | os.PathLike, labellings: list[str], n_generated: int,
-                            share: float = 0.5) -> list[Example]:
+                            share: float = CODEX_SHARE) -> list[Example]:
     """The CODEX tile's training columns, repeated so that, next to ``n_generated`` generated images,
     about ``share`` of the training draws are from the tile (0.5: as often as generated ones); with
     several ``labellings`` (see :func:`load_codex`), each is drawn as often as the others."""

@@ -30,8 +30,9 @@ def run_training(args) -> int:
     if codex and not synthetic:
         raise ValueError(f"--codex adds whole-cell labels, for a nuclear + membrane model: use it with --data "
                          f"{SYNTHETIC}, not {args.data}")
+    share = getattr(args, "codex_share", None)
     if not codex and (getattr(args, "codex_labels", None) or getattr(args, "codex_first", None)
-                      or getattr(args, "codex_share", 0.5) != 0.5):
+                      or share is not None):
         raise ValueError("--codex-labels / --codex-first / --codex-share choose how the CODEX tile is used: "
                          "they need --codex")
     if synthetic:
@@ -41,7 +42,7 @@ def run_training(args) -> int:
         train = T.load_synthetic_tissue(args.images, "train", args.seed)
         if codex:
             train += T.codex_training_examples(codex, codex_labellings(args), len(train),
-                                                getattr(args, "codex_share", 0.5))
+                                                T.CODEX_SHARE if share is None else share)
     else:
         data = Path(args.data)
         if not (data / "index.csv").exists():
