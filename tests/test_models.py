@@ -325,3 +325,45 @@ def test_each_tissue_model_beats_every_peer_against_the_expert_whose_outlines_it
     assert ours["tissue-tight"][1] > best_peer[1], (ours, best_peer)
     # the two models trace the experts' trade-off: each is the better one against its own expert
     assert ours["tissue"][0] > ours["tissue-tight"][0] and ours["tissue-tight"][1] > ours["tissue"][1]
+
+
+def test_dense_generated_tissue_packs_cells_around_large_nuclei():
+    """The CODEX-like generator: packed cells, each nucleus inside its own cell and filling much of
+    it, the truth table listing exactly the cells drawn, and the same image for the same seed."""
+    from cellscale.synth.tissue import make_dense_tissue, make_tissue
+
+    t = make_dense_tissue((256, 256), seed=3, cell_radius=10)
+    again = make_dense_tissue((256, 256), seed=3, cell_radius=10)
+    assert np.array_equal(t.image, again.image) and np.array_equal(t.whole_cell, again.whole_cell)
+    cells = np.setdiff1d(np.unique(t.whole_cell), [0])
+    assert len(cells) > 80 and sorted(t.truth.CellID) == list(cells)
+    nucleated = t.nuclear > 0
+    assert np.array_equal(t.nuclear[nucleated], t.whole_cell[nucleated])  # nucleus k lies in cell k
+    assert len(np.setdiff1d(np.unique(t.nuclear), [0])) > 0.9 * len(cells)
+    dense_fill = nucleated.sum() / (t.whole_cell > 0).sum()
+    sparse = make_tissue((256, 256), n_cells=40, seed=3)
+    assert dense_fill > 0.4 > (sparse.nuclear > 0).sum() / (sparse.whole_cell > 0).sum()
+    # the membrane stain is faint next to the DNA, unlike the sparse generator's crisp outlines
+    def contrast(img):
+        return float(np.percentile(img[1], 99) - np.median(img[1])) / float(np.percentile(img[0], 99) - np.median(img[0]))
+    assert contrast(t.image) < contrast(sparse.image)
+
+
+def test_generated_tissue_styles(tmp_path, capsys):
+    from cellscale.cli import main
+    from cellscale.train import load_synthetic_tissue
+
+    mixed = load_synthetic_tissue(2, "val", 0, "mixed")
+    sparse = load_synthetic_tissue(2, "val", 0)
+    dense = load_synthetic_tissue(2, "val", 0, "dense")
+    assert np.array_equal(mixed[0].image, sparse[0].image)  # the first image is sparse, the second dense
+    assert mixed[1].image.shape == (2, *mixed[1].labels["whole_cell"].shape)
+    fill = [(ex.labels["nuclear"] > 0).sum() / (ex.labels["whole_cell"] > 0).sum() for ex in (*sparse, *mixed, *dense)]
+    assert max(fill[:3]) < 0.4 < min(fill[3:])  # sparse images' nuclei are small; dense images' fill their cells
+    with pytest.raises(ValueError, match="unknown generated tissue style"):
+        load_synthetic_tissue(1, "val", 0, "packed")
+    (tmp_path / "index.csv").write_text("id,kind\n")
+    assert main(["train", "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "r"), "--data", str(tmp_path),
+                 "--tissue-style", "dense"]) == 2
+    assert "--tissue-style" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()

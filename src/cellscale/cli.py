@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this model's weights (same architecture) with a fresh optimizer: fine-tuning")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images", type=int, default=24, help="generated images (synthetic-tissue only)")
+    p.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default=None,
+                   help="synthetic-tissue only: separate cells with crisp membranes (sparse, the default), "
+                        "packed cells with large nuclei and faint membranes like a CODEX tile (dense), or both")
     p.add_argument("--codex", default=None,
                    help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
                         "whole-cell labels from both experts, see --codex-labels), and report its held-out columns")

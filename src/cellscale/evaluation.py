@@ -176,8 +176,11 @@ def finish_tissue_model(args, spec, log=print) -> dict:
 
     out = Path(args.out)
     predictor = Predictor(out)
-    val = T.load_synthetic_tissue(max(4, args.images // 4), "val", args.seed)
-    test = T.load_synthetic_tissue(max(4, args.images // 4), "test", args.seed)
+    from .training_cli import tissue_style
+
+    style = tissue_style(args)
+    val = T.load_synthetic_tissue(max(4, args.images // 4), "val", args.seed, style)
+    test = T.load_synthetic_tissue(max(4, args.images // 4), "test", args.seed, style)
     val_maps = [predict_maps(predictor, ex.image) for ex in val]
     test_maps = [predict_maps(predictor, ex.image) for ex in test]
     tuned, scores = {}, {}
@@ -188,7 +191,7 @@ def finish_tissue_model(args, spec, log=print) -> dict:
         scores[comp] = {"model": summarize(pairs)}
         if comp == "nuclear":
             scores[comp]["baseline"] = summarize((ex.labels[comp], otsu_watershed(ex.image[0])) for ex in test)
-    data = f"generated tissue (cellscale.synth.tissue), {args.images} images, seed {args.seed}"
+    data = f"generated tissue (cellscale.synth.tissue, {style}), {args.images} images, seed {args.seed}"
     if getattr(args, "codex", None):
         codex = Path(args.codex)
         held_out = T.load_codex(codex, "test")[0]

@@ -271,23 +271,35 @@ def command_line() -> str:
     return " ".join(["cellscale", *args]) if args else "cellscale train"
 
 
-def load_synthetic_tissue(n_images: int, split: str, seed: int = 0) -> list[Example]:
+TISSUE_STYLES = ("sparse", "dense", "mixed")
+
+
+def load_synthetic_tissue(n_images: int, split: str, seed: int = 0, style: str = "sparse") -> list[Example]:
     """Generated tissue examples (DNA + membrane channels; nuclear and whole-cell labels).
 
+    ``style``: ``sparse`` (:func:`~cellscale.synth.tissue.make_tissue`: separate cells, crisp
+    membranes), ``dense`` (:func:`~cellscale.synth.tissue.make_dense_tissue`: packed cells with
+    large nuclei and faint, patchy membranes, like a CODEX tile) or ``mixed`` (every other image).
     Splits use disjoint seed ranges so test images are never trained on.
     """
     from .preprocess import normalize, percentile_range
-    from .synth.tissue import make_tissue
+    from .synth.tissue import make_dense_tissue, make_tissue
 
+    if style not in TISSUE_STYLES:
+        raise ValueError(f"unknown generated tissue style {style!r}; known: {list(TISSUE_STYLES)}")
     offset = {"train": 0, "val": 10_000, "test": 20_000}[split]
     rng = np.random.default_rng(seed + offset)
     out = []
     for i in range(n_images):
         size = int(rng.choice([256, 384, 512]))
-        radius = float(rng.uniform(10, 24))
-        n_cells = int(size * size / (np.pi * radius**2) * rng.uniform(0.5, 0.9))
-        t = make_tissue((size, size), n_cells=n_cells, seed=seed + offset + i, cell_radius=radius,
-                        noise=float(rng.uniform(0.01, 0.08)))
+        if style == "dense" or (style == "mixed" and i % 2):
+            t = make_dense_tissue((size, size), seed=seed + offset + i, cell_radius=float(rng.uniform(8, 14)),
+                                  noise=float(rng.uniform(0.01, 0.08)))
+        else:
+            radius = float(rng.uniform(10, 24))
+            n_cells = int(size * size / (np.pi * radius**2) * rng.uniform(0.5, 0.9))
+            t = make_tissue((size, size), n_cells=n_cells, seed=seed + offset + i, cell_radius=radius,
+                            noise=float(rng.uniform(0.01, 0.08)))
         chans = t.image[:2].astype(np.float32)
         out.append(Example(f"synthetic-{split}-{i}", "synthetic_tissue", normalize(chans, percentile_range(chans)),
                            {"nuclear": t.nuclear.astype(np.int32), "whole_cell": t.whole_cell.astype(np.int32)}))

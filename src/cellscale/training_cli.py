@@ -24,12 +24,20 @@ def codex_labellings(args) -> list[str]:
     return [f"expert{n}" for n in (getattr(args, "codex_first", None) or [1])]
 
 
+def tissue_style(args) -> str:
+    """The generated tissue a run trains and is scored on (``--tissue-style``; sparse before it existed)."""
+    return getattr(args, "tissue_style", None) or "sparse"
+
+
 def run_training(args) -> int:
     synthetic = args.data == SYNTHETIC
     codex = getattr(args, "codex", None)
     if codex and not synthetic:
         raise ValueError(f"--codex adds whole-cell labels, for a nuclear + membrane model: use it with --data "
                          f"{SYNTHETIC}, not {args.data}")
+    if getattr(args, "tissue_style", None) and not synthetic:
+        raise ValueError(f"--tissue-style chooses the generated tissue: use it with --data {SYNTHETIC}, "
+                         f"not {args.data}")
     share = getattr(args, "codex_share", None)
     if not codex and (getattr(args, "codex_labels", None) or getattr(args, "codex_first", None)
                       or share is not None):
@@ -39,7 +47,7 @@ def run_training(args) -> int:
         spec = ModelSpec(name=Path(args.out).name, inputs=["nuclear", "membrane"],
                          compartments=["nuclear", "whole_cell"], base_filters=args.base_filters,
                          depth=args.depth, tile_multiple=2**args.depth)
-        train = T.load_synthetic_tissue(args.images, "train", args.seed)
+        train = T.load_synthetic_tissue(args.images, "train", args.seed, tissue_style(args))
         if codex:
             train += T.codex_training_examples(codex, codex_labellings(args), len(train),
                                                 T.CODEX_SHARE if share is None else share)
