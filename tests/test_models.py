@@ -350,9 +350,12 @@ def test_dense_generated_tissue_packs_cells_around_large_nuclei():
 
 
 def test_generated_tissue_styles(tmp_path, capsys):
-    from cellscale.cli import main
-    from cellscale.train import load_synthetic_tissue
+    from cellscale.cli import build_parser, main
+    from cellscale.train import TISSUE_STYLES, load_synthetic_tissue
 
+    base = ["train", "--data", "synthetic-tissue", "--out", "m", "--run-dir", "r"]
+    for style in TISSUE_STYLES:  # the command line offers every style the library knows
+        assert build_parser().parse_args(base + ["--tissue-style", style]).tissue_style == style
     mixed = load_synthetic_tissue(2, "val", 0, "mixed")
     sparse = load_synthetic_tissue(2, "val", 0)
     dense = load_synthetic_tissue(2, "val", 0, "dense")

@@ -154,14 +154,14 @@ def make_dense_tissue(shape: tuple[int, int] = (512, 512), seed: int = 0, cell_r
     cells[small[cells]] = 0
 
     nuclei = np.zeros(shape, np.uint32)
-    eroded_rim = find_boundaries(cells, mode="inner")
+    rim = find_boundaries(cells, mode="inner")
     for k, (r, c) in enumerate(centres, start=1):
         if areas[k] == 0 or small[k]:
             continue
         ry, rx = rng.uniform(0.6, 0.9, 2) * cell_radius
         rr, cc = ellipse(r + rng.normal(0, 1), c + rng.normal(0, 1), ry * stretch ** 0.5, rx / stretch ** 0.5,
                          shape=shape, rotation=angle + rng.normal(0, 0.3) if stretch > 1 else rng.uniform(0, np.pi))
-        inside = (cells[rr, cc] == k) & ~eroded_rim[rr, cc]
+        inside = (cells[rr, cc] == k) & ~rim[rr, cc]
         nuclei[rr[inside], cc[inside]] = k
     present = np.unique(cells[cells > 0])
 
