@@ -26,6 +26,12 @@ def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return iou[np.ix_(keep_t, keep_p)]
 
 
+def object_ids(labels: np.ndarray) -> np.ndarray:
+    """The object labels, sorted, background excluded: the order of :func:`iou_matrix`'s rows (truth) or
+    columns (pred), even for a mask with no background."""
+    return np.setdiff1d(np.unique(labels), [0])
+
+
 def matched(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of an :func:`iou_matrix` paired one to one, the most pairs at IoU >= ``threshold``
     with the largest total IoU among them (optimal assignment)."""

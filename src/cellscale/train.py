@@ -312,11 +312,11 @@ CODEX_TEST_X0 = 1008  # columns >= this are held out (a 48-px gap keeps training
 
 def union_of_experts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """The first expert's cells plus the second's cells that the first did not draw (IoU < 0.1 with all)."""
-    from .metrics import iou_matrix
+    from .metrics import iou_matrix, object_ids
 
     out = first.astype(np.int32).copy()
     iou = iou_matrix(first, second)
-    second_ids = np.setdiff1d(np.unique(second), [0])  # as iou_matrix's columns
+    second_ids = object_ids(second)
     extra = second_ids[(iou.max(axis=0) if iou.size else np.zeros(len(second_ids))) < 0.1]
     next_id = int(out.max()) + 1
     for k, cell in enumerate(extra):
@@ -348,13 +348,13 @@ def consensus_of_experts(first: np.ndarray, second: np.ndarray, min_iou: float =
     outlines at about the same IoU, and keeps the first expert's borders between cells. Labels are
     the first expert's.
     """
-    from .metrics import iou_matrix, matched
+    from .metrics import iou_matrix, matched, object_ids
 
     first, second = first.astype(np.int32), second.astype(np.int32)
     out = np.zeros_like(first)
     rows, cols = matched(iou_matrix(first, second), min_iou)
     boxes1, boxes2 = ndi.find_objects(first), ndi.find_objects(second)
-    ids1, ids2 = (np.setdiff1d(np.unique(x), [0]) for x in (first, second))  # as iou_matrix's rows, columns
+    ids1, ids2 = object_ids(first), object_ids(second)
     for i, j in zip(ids1[rows], ids2[cols]):
         box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(boxes1[i - 1], boxes2[j - 1]))
         a, b = first[box] == i, second[box] == j
@@ -384,10 +384,12 @@ def codex_labels_text(labellings: list[str]) -> str:
 
 
 def codex_training_examples(tile_dir: str | os.PathLike, labellings: list[str], n_generated: int,
-                            share: float = CODEX_SHARE) -> list[Example]:
+                            share: float | None = None) -> list[Example]:
     """The CODEX tile's training columns, repeated so that, next to ``n_generated`` generated images,
-    about ``share`` of the training draws are from the tile (0.5: as often as generated ones); with
-    several ``labellings`` (see :func:`load_codex`), each is drawn as often as the others."""
+    about ``share`` of the training draws are from the tile (default :data:`CODEX_SHARE`, 0.5: as often
+    as generated ones); with several ``labellings`` (see :func:`load_codex`), each is drawn as often as
+    the others."""
+    share = CODEX_SHARE if share is None else share
     if not 0 < share < 1:
         raise ValueError(f"the CODEX share of training draws must be between 0 and 1, not {share}")
     labelled = [ex for name in labellings for ex in load_codex(tile_dir, "train", name)]

@@ -49,8 +49,7 @@ def run_training(args) -> int:
                          depth=args.depth, tile_multiple=2**args.depth)
         train = T.load_synthetic_tissue(args.images, "train", args.seed, tissue_style(args))
         if codex:
-            train += T.codex_training_examples(codex, codex_labellings(args), len(train),
-                                                T.CODEX_SHARE if share is None else share)
+            train += T.codex_training_examples(codex, codex_labellings(args), len(train), share)
     else:
         data = Path(args.data)
         if not (data / "index.csv").exists():

@@ -50,16 +50,46 @@ def _seed_points(shape, n, min_dist, rng):
     return np.array(points)
 
 
+def _centre_markers(shape, centres: np.ndarray) -> np.ndarray:
+    """Watershed markers: cell k's centre pixel holds k."""
+    markers = np.zeros(shape, np.int32)
+    rows = np.clip(centres[:, 0].astype(int), 0, shape[0] - 1)
+    cols = np.clip(centres[:, 1].astype(int), 0, shape[1] - 1)
+    markers[rows, cols] = np.arange(1, len(centres) + 1)
+    return markers
+
+
+def _marker_levels(rng: np.random.Generator, n: int) -> np.ndarray:
+    """True per-cell levels of the marker channels, (markers, n + 1) with row 0 for the background:
+    about 40% / 30% of cells positive."""
+    levels = np.zeros((len(CHANNEL_NAMES) - 2, n + 1))
+    positive = rng.random((levels.shape[0], n)) < np.array([[0.4], [0.3]])
+    levels[:, 1:] = np.where(positive, rng.uniform(0.4, 0.9, positive.shape), rng.uniform(0.0, 0.08, positive.shape))
+    return levels
+
+
+def _tissue(rng: np.random.Generator, dna: np.ndarray, membrane: np.ndarray, nuclei: np.ndarray, cells: np.ndarray,
+            levels: np.ndarray, centres: np.ndarray, noise: float) -> Tissue:
+    """The noisy uint16 image (DNA, membrane, one channel per marker) and the truth table of the cells drawn."""
+    clean = np.stack([dna, membrane, *[lv[cells] for lv in levels]])
+    noisy = clean + rng.normal(0, noise, clean.shape)
+    image = np.clip(noisy * 20000 + 1000, 0, 65535).astype(np.uint16)
+    truth = pd.DataFrame({
+        "CellID": np.arange(1, len(centres) + 1),
+        **{name: levels[i, 1:] * 20000 + 1000 for i, name in enumerate(CHANNEL_NAMES[2:])},
+        "Y_centre": centres[:, 0], "X_centre": centres[:, 1],
+    })
+    truth = truth[truth.CellID.isin(np.unique(cells[cells > 0]))].reset_index(drop=True)
+    return Tissue(image, nuclei, cells, truth, list(CHANNEL_NAMES))
+
+
 def make_tissue(shape: tuple[int, int] = (512, 512), n_cells: int = 150, seed: int = 0,
                 cell_radius: float = 16.0, noise: float = 0.03) -> Tissue:
     """Generate a tissue image; deterministic for a given seed."""
     rng = np.random.default_rng(seed)
     centres = _seed_points(shape, n_cells, cell_radius * 1.5, rng)
     n = len(centres)
-    markers = np.zeros(shape, np.int32)
-    rows = np.clip(centres[:, 0].astype(int), 0, shape[0] - 1)
-    cols = np.clip(centres[:, 1].astype(int), 0, shape[1] - 1)
-    markers[rows, cols] = np.arange(1, n + 1)
+    markers = _centre_markers(shape, centres)
     dist = ndi.distance_transform_edt(markers == 0)
     # a smooth random field makes cell outlines irregular, as in real tissue
     wobble = ndi.gaussian_filter(rng.normal(0, 1, shape), cell_radius / 2)
@@ -78,27 +108,13 @@ def make_tissue(shape: tuple[int, int] = (512, 512), n_cells: int = 150, seed: i
     # a cell must keep cytoplasm around its nucleus: erode nuclei touching the rim
     nuclei[find_boundaries(cells, mode="outer") & (nuclei > 0)] = 0
 
-    levels = np.zeros((len(CHANNEL_NAMES) - 2, n + 1))
-    positive = rng.random((levels.shape[0], n)) < np.array([[0.4], [0.3]])
-    levels[:, 1:] = np.where(positive, rng.uniform(0.4, 0.9, positive.shape), rng.uniform(0.0, 0.08, positive.shape))
+    levels = _marker_levels(rng, n)
 
     texture = ndi.gaussian_filter(rng.normal(0, 1, shape), 1.5)
     dna = (nuclei > 0) * (0.7 + 0.15 * texture) + 0.03
     membrane = ndi.gaussian_filter(find_boundaries(cells, mode="outer").astype(float), 1.0) * 2.5
     membrane = np.clip(membrane, 0, 1) * 0.8 + (cells > 0) * 0.05
-    marker_imgs = [lv[cells] for lv in levels]
-    clean = np.stack([ndi.gaussian_filter(dna, 1.0), membrane, *marker_imgs])
-    noisy = clean + rng.normal(0, noise, clean.shape)
-    image = np.clip(noisy * 20000 + 1000, 0, 65535).astype(np.uint16)
-
-    truth = pd.DataFrame({
-        "CellID": np.arange(1, n + 1),
-        **{name: levels[i, 1:] * 20000 + 1000 for i, name in enumerate(CHANNEL_NAMES[2:])},
-        "Y_centre": centres[:, 0], "X_centre": centres[:, 1],
-    })
-    present = np.unique(cells[cells > 0])
-    truth = truth[truth.CellID.isin(present)].reset_index(drop=True)
-    return Tissue(image, nuclei, cells, truth, list(CHANNEL_NAMES))
+    return _tissue(rng, ndi.gaussian_filter(dna, 1.0), membrane, nuclei, cells, levels, centres, noise)
 
 
 def make_dense_tissue(shape: tuple[int, int] = (512, 512), seed: int = 0, cell_radius: float = 11.0,
@@ -134,10 +150,7 @@ def make_dense_tissue(shape: tuple[int, int] = (512, 512), seed: int = 0, cell_r
     dist, nearest = dist.reshape(shape), nearest.reshape(shape) + 1
     wobble = ndi.gaussian_filter(rng.normal(0, 1, shape), cell_radius / 2)
     dist = dist * (1 + 0.3 * wobble / (wobble.std() + 1e-9))
-    markers = np.zeros(shape, np.int32)
-    rows = np.clip(centres[:, 0].astype(int), 0, shape[0] - 1)
-    cols = np.clip(centres[:, 1].astype(int), 0, shape[1] - 1)
-    markers[rows, cols] = np.arange(1, n + 1)
+    markers = _centre_markers(shape, centres)
     # empty regions (vessels, lumen, stroma without cells) between patches of packed cells
     field = ndi.gaussian_filter(rng.normal(0, 1, shape), cell_radius * 3)
     field /= field.std() + 1e-9
@@ -163,11 +176,8 @@ def make_dense_tissue(shape: tuple[int, int] = (512, 512), seed: int = 0, cell_r
                          shape=shape, rotation=angle + rng.normal(0, 0.3) if stretch > 1 else rng.uniform(0, np.pi))
         inside = (cells[rr, cc] == k) & ~rim[rr, cc]
         nuclei[rr[inside], cc[inside]] = k
-    present = np.unique(cells[cells > 0])
 
-    levels = np.zeros((len(CHANNEL_NAMES) - 2, n + 1))
-    positive = rng.random((levels.shape[0], n)) < np.array([[0.4], [0.3]])
-    levels[:, 1:] = np.where(positive, rng.uniform(0.4, 0.9, positive.shape), rng.uniform(0.0, 0.08, positive.shape))
+    levels = _marker_levels(rng, n)
 
     brightness = np.exp(rng.normal(0, 0.35, n + 1))
     texture = ndi.gaussian_filter(rng.normal(0, 1, shape), rng.uniform(1.0, 2.0))
@@ -182,15 +192,5 @@ def make_dense_tissue(shape: tuple[int, int] = (512, 512), seed: int = 0, cell_r
                 + (cells > 0) * rng.uniform(0.02, 0.1) * cell_membrane[cells])
     specks = ndi.gaussian_filter((rng.random(shape) < 0.0003).astype(float), 1.5) * 20 * membrane_contrast
     membrane = membrane + specks
-    marker_imgs = [lv[cells] for lv in levels]
-    clean = np.stack([ndi.gaussian_filter(dna, rng.uniform(1.0, 1.8)), membrane, *marker_imgs])
-    noisy = clean + rng.normal(0, noise, clean.shape)
-    image = np.clip(noisy * 20000 + 1000, 0, 65535).astype(np.uint16)
-
-    truth = pd.DataFrame({
-        "CellID": np.arange(1, n + 1),
-        **{name: levels[i, 1:] * 20000 + 1000 for i, name in enumerate(CHANNEL_NAMES[2:])},
-        "Y_centre": centres[:, 0], "X_centre": centres[:, 1],
-    })
-    truth = truth[truth.CellID.isin(present)].reset_index(drop=True)
-    return Tissue(image, nuclei, cells, truth, list(CHANNEL_NAMES))
+    dna = ndi.gaussian_filter(dna, rng.uniform(1.0, 1.8))
+    return _tissue(rng, dna, membrane, nuclei, cells, levels, centres, noise)
