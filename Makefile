@@ -51,4 +51,4 @@ models: $(STAMP)
 		--init-from models/tissue
 
 clean:
-	rm -rf results logs benchmarks/out .snakemake
+	rm -rf results logs .snakemake

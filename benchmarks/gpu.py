@@ -77,7 +77,7 @@ def peak_memory_gb() -> float | None:
 
 def network_throughput(model: Path, precision: str, batch: int, window: int, batches: int) -> float:
     """Mpx/s of ``Predictor.predict`` on ``batches`` batches of ``batch`` windows (after one warm-up batch)."""
-    from cellscale.model import Predictor
+    from cellscale.segment.predictor import Predictor
 
     predictor = Predictor(model, batch_size=batch, precision=precision)
     tiles = np.random.default_rng(0).random((batch, len(predictor.spec.inputs), window, window), dtype=np.float32)
@@ -96,9 +96,9 @@ def whole_image(model: Path, precision: str, batch: int, window: int,
     segment job pays it once, whatever the image's size."""
     from segmentation import make_large_image
 
-    from cellscale.model import Predictor
-    from cellscale.segmentation import segment_image
-    from cellscale.source import ImageSource
+    from cellscale.io import ImageSource
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.predictor import Predictor
 
     predictor = Predictor(model, batch_size=batch, precision=precision)
     start = time.perf_counter()

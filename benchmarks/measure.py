@@ -143,8 +143,9 @@ def ratio_section(size: int, n_cells: int, repeat: int, repeat_rp: int) -> dict:
 
 
 def real_labels_section(max_dsb: int | None) -> dict:
-    from cellscale.measure import measure_cells
     import tifffile
+
+    from cellscale.measure import measure_cells
 
     out = {}
     masks = sorted(glob.glob(str(SHARED / "dsb2018" / "masks" / "*.tif")))[:max_dsb]
@@ -176,8 +177,8 @@ def child_measure(labels_path: str, image_path: str, out_parquet: str) -> None:
     """Blocked measurement straight from the tiled files (run as a child process)."""
     import zarr  # noqa: F401 (imported before the clock starts, like any long-running process)
 
+    from cellscale.io import ImageSource
     from cellscale.measure import RegionArray, measure_compartments
-    from cellscale.source import ImageSource
 
     t = time.perf_counter()
     with ImageSource.open(labels_path) as lab, ImageSource.open(image_path) as img:

@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellscale.model import AUGMENTATIONS
-from cellscale.model import PRECISIONS as ALL_PRECISIONS
-from cellscale.train import CODEX_TEST_X0  # columns >= this are never trained on (docs/benchmarks.md)
+from cellscale.segment.predictor import AUGMENTATIONS
+from cellscale.segment.predictor import PRECISIONS as ALL_PRECISIONS
+from cellscale.train.data import (
+    CODEX_TEST_X0,  # columns >= this are never trained on (docs/benchmarks.md)
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,13 +52,17 @@ def _variant_name(precision: str, augment: str, model: str = "") -> str:
 
 
 def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
-    from cellscale.baseline import otsu_watershed
     from cellscale.io import read_image
-    from cellscale.metrics import summarize
-    from cellscale.model import Predictor
-    from cellscale.preprocess import normalize, percentile_range, select_channels
-    from cellscale.segmentation import segment_image
-    from cellscale.train import split_of
+    from cellscale.segment.baseline import otsu_watershed
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.metrics import summarize
+    from cellscale.segment.predictor import Predictor
+    from cellscale.segment.preprocess import (
+        normalize,
+        percentile_range,
+        select_channels,
+    )
+    from cellscale.train.data import split_of
 
     root = SHARED / "dsb2018"
     index = pd.read_csv(root / "index.csv")
@@ -84,9 +90,9 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
 def whole_cell_accuracy(model_dirs: list[Path]) -> pd.DataFrame:
     import tifffile
 
-    from cellscale.metrics import summarize
-    from cellscale.model import Predictor
-    from cellscale.segmentation import segment_image
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.metrics import summarize
+    from cellscale.segment.predictor import Predictor
 
     image = tifffile.imread(CODEX / "image.ome.tif")
     experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
@@ -154,8 +160,8 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path, precision: s
         subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
                         *targets, "--directory", str(work), "--cores", "2", "--quiet", "rules"], check=True)
         wall = time.time() - start
-        bench = pd.concat([pd.read_csv(p, sep="\t").assign(rule=p.relative_to(work / "benchmarks/out").parts[0])
-                           for p in (work / "benchmarks/out").rglob("*.tsv")])
+        bench = pd.concat([pd.read_csv(p, sep="\t").assign(rule=p.relative_to(work / "results/benchmarks").parts[0])
+                           for p in (work / "results/benchmarks").rglob("*.tsv")])
         per_rule = bench.groupby("rule").agg(seconds=("s", "sum"), jobs=("s", "size"), peak_mb=("max_rss", "max"))
         jobs_s = float(per_rule.seconds.sum())
         rows.append({"model": model, "precision": precision, "augment": augment, "Mpx": round(h * w / 1e6, 1),

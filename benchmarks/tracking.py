@@ -96,8 +96,8 @@ def segment_frames(image: np.ndarray, model_dir: Path, scale: float | None, gamm
 
     ``precision`` and ``augment`` as config ``segment.precision`` / ``segment.augment`` (defaults: the workflow's).
     """
-    from cellscale.model import Predictor
-    from cellscale.segmentation import segment_image
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.predictor import Predictor
 
     labels = segment_image(Predictor(model_dir, precision=precision, augment=augment), image[:, None],
                            {"nuclear": 0}, tile=512, pixel_size_um=pixel_size_um, gamma=gamma,
@@ -295,7 +295,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    from cellscale.model import AUGMENTATIONS, PRECISIONS
+    from cellscale.segment.predictor import AUGMENTATIONS, PRECISIONS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CI mode: small inputs, under ~2 minutes")

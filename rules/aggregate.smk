@@ -12,7 +12,7 @@ rule aggregate_measurements:
     log:
         "logs/aggregate/cells.log",
     benchmark:
-        "benchmarks/out/aggregate/cells.tsv"
+        "results/benchmarks/aggregate_measurements/cells.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

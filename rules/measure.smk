@@ -17,7 +17,7 @@ rule measure:
     log:
         "logs/measure/{sample}.log",
     benchmark:
-        "benchmarks/out/measure/{sample}.tsv"
+        "results/benchmarks/measure/{sample}.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

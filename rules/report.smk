@@ -18,7 +18,7 @@ rule report_sample:
     log:
         "logs/report/{sample}.log",
     benchmark:
-        "benchmarks/out/report/{sample}.tsv"
+        "results/benchmarks/report_sample/{sample}.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:
@@ -38,7 +38,7 @@ rule lineage:
     log:
         "logs/lineage/{sample}.log",
     benchmark:
-        "benchmarks/out/lineage/{sample}.tsv"
+        "results/benchmarks/lineage/{sample}.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:
@@ -53,7 +53,7 @@ rule summary:
     log:
         "logs/summary.log",
     benchmark:
-        "benchmarks/out/summary.tsv"
+        "results/benchmarks/summary/run.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

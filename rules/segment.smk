@@ -16,7 +16,7 @@ rule segment:
     log:
         "logs/segment/{sample}/shard_{shard}.log",
     benchmark:
-        "benchmarks/out/segment/{sample}/shard_{shard}.tsv"
+        "results/benchmarks/segment/{sample}/shard_{shard}.tsv"
     conda:
         "../envs/segment.yaml"
     script:

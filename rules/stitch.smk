@@ -15,7 +15,7 @@ rule stitch:
     log:
         "logs/stitch/{sample}/{compartment}.log",
     benchmark:
-        "benchmarks/out/stitch/{sample}/{compartment}.tsv"
+        "results/benchmarks/stitch/{sample}/{compartment}.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

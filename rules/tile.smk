@@ -17,7 +17,7 @@ checkpoint tile:
     log:
         "logs/tile/{sample}.log",
     benchmark:
-        "benchmarks/out/tile/{sample}.tsv"
+        "results/benchmarks/tile/{sample}.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

@@ -12,7 +12,7 @@ rule track:
     log:
         "logs/track/{sample}.log",
     benchmark:
-        "benchmarks/out/track/{sample}.tsv"
+        "results/benchmarks/track/{sample}.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

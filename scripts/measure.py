@@ -1,7 +1,7 @@
 """Snakemake script of rule `measure`: per-cell table (CSV, Parquet, AnnData .h5ad) of one sample."""
 
 from cellscale.logs import step_log
-from cellscale.steps import measure_sample
+from cellscale.steps.measure import measure_sample
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], f"measure {s.wildcards.sample}"):

@@ -3,7 +3,7 @@
 import os
 
 from cellscale.logs import step_log
-from cellscale.steps import report_sample
+from cellscale.steps.report import report_sample
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], f"report {s.wildcards.sample}"):

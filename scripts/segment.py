@@ -1,7 +1,8 @@
 """Snakemake script of rule `segment`: run the model on one shard of windows."""
 
 from cellscale.logs import step_log
-from cellscale.pipeline import segment_shard, staged_model
+from cellscale.steps import staged_model
+from cellscale.steps.segment import segment_shard
 
 with step_log(snakemake.log[0], f"segment {snakemake.input.tiles}"):  # noqa: F821
     segment_shard(

@@ -3,7 +3,8 @@
 import os
 
 from cellscale.logs import step_log
-from cellscale.pipeline import staged_model, stitch_sample
+from cellscale.steps import staged_model
+from cellscale.steps.stitch import stitch_sample
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 post = s.params.postprocess

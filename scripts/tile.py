@@ -1,7 +1,8 @@
 """Snakemake script of rule `tile`: cut a sample into normalised windows and shards."""
 
 from cellscale.logs import step_log
-from cellscale.pipeline import staged_model, tile_sample
+from cellscale.steps import staged_model
+from cellscale.steps.tile import tile_sample
 
 p = snakemake.params  # noqa: F821 (provided by Snakemake)
 tiling = p.tiling

@@ -1,7 +1,7 @@
 """Snakemake script of rule `track`: link nuclei over time, write CTC folder + tracks table."""
 
 from cellscale.logs import step_log
-from cellscale.steps import track_sample
+from cellscale.steps.track import track_sample
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 cfg = s.params.track

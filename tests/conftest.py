@@ -1,4 +1,4 @@
-"""Shared fixtures: repository paths, shipped models, generated samples."""
+"""Shared fixtures: shipped models, generated samples (paths and helpers: :mod:`support`)."""
 
 from __future__ import annotations
 
@@ -7,33 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from support import MODELS
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-# CELLSCALE_MODELS points the tests at other model folders (e.g. while the shipped ones retrain)
-MODELS = Path(os.environ.get("CELLSCALE_MODELS", ROOT / "models"))
-DEMO = ROOT / "data" / "demo"
-
-
-def need_shared(sub: str) -> Path:
-    """Path of a folder of ../shared/data, or skip (a user's fresh clone has none)."""
-    path = SHARED / sub
-    if not path.exists():
-        pytest.skip(f"{path} is absent (only developers and CI have ../shared)")
-    return path
-
 
 @pytest.fixture(scope="session")
 def nuclear_predictor():
-    from cellscale.model import Predictor
+    from cellscale.segment.predictor import Predictor
 
     return Predictor(MODELS / "nuclear")
 
 
 @pytest.fixture(scope="session")
 def tissue_predictor():
-    from cellscale.model import Predictor
+    from cellscale.segment.predictor import Predictor
 
     return Predictor(MODELS / "tissue")
 

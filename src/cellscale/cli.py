@@ -16,11 +16,11 @@ DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"
 def _segment(args) -> int:
     import numpy as np
 
-    from .io import is_image_file, is_ome_zarr, read_image, write_labels
-    from .logs import step_log
-    from .model import Predictor
-    from .segmentation import segment_image
-    from .tiling import resampling_scale
+    from cellscale.io import is_image_file, is_ome_zarr, read_image, write_labels
+    from cellscale.logs import step_log
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.predictor import Predictor
+    from cellscale.segment.tiles import resampling_scale
 
     src = Path(args.input)
     one_image = is_ome_zarr(src) or not src.is_dir()
@@ -58,9 +58,9 @@ def _segment(args) -> int:
 
 
 def _measure(args) -> int:
-    from .io import read_image, read_labels
-    from .measure import measure_cells, write_table
-    from .steps import sample_channel_names
+    from cellscale.io import read_image, read_labels
+    from cellscale.measure import measure_cells, write_table
+    from cellscale.steps.measure import sample_channel_names
 
     labels = read_labels(args.labels)
     image = read_image(args.image)[0]
@@ -76,9 +76,9 @@ def _measure(args) -> int:
 
 
 def _track(args) -> int:
-    from .track.detections import detections_from_labels
-    from .track.export_ctc import read_label_dir, write_ctc, write_tracks_table
-    from .track.linking import link
+    from cellscale.track.detections import detections_from_labels
+    from cellscale.track.export_ctc import read_label_dir, write_ctc, write_tracks_table
+    from cellscale.track.linking import link
 
     labels = read_label_dir(args.labels_dir)
     detections = detections_from_labels(labels)
@@ -98,7 +98,7 @@ def _track(args) -> int:
 
 
 def _evaluate_tracks(args) -> int:
-    from .track.evaluate import evaluate_ctc
+    from cellscale.track.evaluate import evaluate_ctc
 
     scores = evaluate_ctc(args.result_dir, args.gt_dir)
     for key, value in scores.items():
@@ -107,31 +107,34 @@ def _evaluate_tracks(args) -> int:
 
 
 def _synth(args) -> int:
-    from .synth.cli import run_synth
+    from cellscale.synth.cli import run_synth
 
     return run_synth(args)
 
 
 def _gke(args) -> int:
-    from .cloud.gke import run
+    from cellscale.deploy.gke import run
 
     return run(args)
 
 
 def _train(args) -> int:
-    from .training_cli import run_training
+    from cellscale.train.run import run_training
 
     return run_training(args)
 
 
 def _quantize(args) -> int:
-    from .training_cli import run_quantize
+    from cellscale.train.quantize import run_quantize
 
     return run_quantize(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model import AUGMENTATIONS, PRECISIONS  # numpy only: the network libraries load when a command runs
+    from cellscale.segment.predictor import (  # numpy only: the network libraries load when a command runs
+        AUGMENTATIONS,
+        PRECISIONS,
+    )
 
     parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -274,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=512, help="window edge the copy is built for (px)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_quantize)
-    from .cloud.gke import build_parser as gke_parser
+    from cellscale.deploy.gke import build_parser as gke_parser
 
     p = sub.add_parser("gke", help="create, print or delete the GKE cluster of profiles/gke (docs/gke.md)",
                        description="Create (up), show (print, or up --dry-run) or delete (down) the Google "

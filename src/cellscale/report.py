@@ -32,9 +32,9 @@ def overlay(channels: np.ndarray, labels: dict[str, np.ndarray], max_px: int = 1
 
 
 def save_png(path, rgb: np.ndarray) -> None:
-    from .io import atomic_path
-
     import imageio.v3 as iio
+
+    from cellscale.io import atomic_path
 
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, rgb, extension=".png")
@@ -59,7 +59,7 @@ def lineage_plot(path, tracks: pd.DataFrame, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from cellscale.io import atomic_path
 
     spans = tracks.groupby("track_id").agg(start=("frame", "min"), end=("frame", "max"),
                                            parent=("parent_track_id", "first")).reset_index()

@@ -13,11 +13,16 @@ hull pixel counts), :mod:`.table` (finishing sums into columns), :mod:`.stats`
 :mod:`.compartments`, :mod:`.export`.
 """
 
-from .blocks import RegionArray
-from .compartments import COMPARTMENTS, measure_compartments
-from .export import concat_tables, marker_columns, write_h5ad, write_table
-from .stats import EXTRA_STATS
-from .table import SHAPE_COLUMNS, measure_cells
+from cellscale.measure.blocks import RegionArray
+from cellscale.measure.compartments import COMPARTMENTS, measure_compartments
+from cellscale.measure.export import (
+           concat_tables,
+           marker_columns,
+           write_h5ad,
+           write_table,
+)
+from cellscale.measure.stats import EXTRA_STATS
+from cellscale.measure.table import SHAPE_COLUMNS, measure_cells
 
 __all__ = ["SHAPE_COLUMNS", "EXTRA_STATS", "COMPARTMENTS", "measure_cells", "measure_compartments",
            "write_table", "write_h5ad", "concat_tables", "marker_columns", "RegionArray"]

@@ -12,11 +12,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .blocks import block_grid, default_block_shape
-from .stats import EXTRA_STATS, extra_stats_table
-from .sums import block_sums, label_segments, merge_sums
-from .table import (check_channel_names, check_image_dtype, check_label_dtype, check_label_values,
-                    sums_table)
+from cellscale.measure.blocks import block_grid, default_block_shape
+from cellscale.measure.stats import EXTRA_STATS, extra_stats_table
+from cellscale.measure.sums import block_sums, label_segments, merge_sums
+from cellscale.measure.table import (
+    check_channel_names,
+    check_image_dtype,
+    check_label_dtype,
+    check_label_values,
+    sums_table,
+)
 
 __all__ = ["COMPARTMENTS", "measure_compartments"]
 

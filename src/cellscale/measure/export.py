@@ -14,9 +14,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
-from .stats import EXTRA_STATS
-from .table import SHAPE_COLUMNS
+from cellscale.io import atomic_path
+from cellscale.measure.stats import EXTRA_STATS
+from cellscale.measure.table import SHAPE_COLUMNS
 
 __all__ = ["write_table", "write_h5ad", "marker_columns", "concat_tables"]
 

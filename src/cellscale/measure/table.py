@@ -14,10 +14,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .hull import hull_pixel_counts
-from .stats import EXTRA_STATS, extra_stats_table
-from .blocks import block_grid, default_block_shape
-from .sums import CellSums, block_sums, index_of, merge_sums
+from cellscale.measure.blocks import block_grid, default_block_shape
+from cellscale.measure.hull import hull_pixel_counts
+from cellscale.measure.stats import EXTRA_STATS, extra_stats_table
+from cellscale.measure.sums import CellSums, block_sums, index_of, merge_sums
 
 __all__ = ["SHAPE_COLUMNS", "EXTRA_STATS", "measure_cells", "sums_table", "table_columns"]
 

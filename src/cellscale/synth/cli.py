@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import write_image, write_labels
+from cellscale.io import write_image, write_labels
 
 
 def truth_dir_for(image_path: Path, truth_dir: str | None) -> Path:
@@ -19,7 +19,7 @@ def run_synth(args) -> int:
     truth = truth_dir_for(out, args.truth_dir)
     truth.mkdir(parents=True, exist_ok=True)
     if args.kind == "tissue":
-        from .tissue import make_tissue
+        from cellscale.synth.tissue import make_tissue
 
         n_cells = args.cells or int(150 * (args.size / 512) ** 2)
         t = make_tissue((args.size, args.size), n_cells=n_cells, seed=args.seed)
@@ -29,7 +29,7 @@ def run_synth(args) -> int:
         t.truth.to_csv(truth / "cells.csv", index=False)
         print(f"tissue {t.image.shape} with {len(t.truth)} cells -> {out}; truth in {truth}")
     else:
-        from .timelapse import make_timelapse, write_ctc_ground_truth
+        from cellscale.synth.timelapse import make_timelapse, write_ctc_ground_truth
 
         tl = make_timelapse(n_frames=args.frames, shape=(args.size, args.size), n_cells=args.cells or 12,
                             seed=args.seed)

@@ -10,11 +10,16 @@
   division precision / recall / F1.
 """
 
-from .config import TrackConfig
-from .detections import detections_from_labels
-from .evaluate import division_scores, evaluate_ctc
-from .export_ctc import ctc_lineage, read_label_dir, write_ctc, write_tracks_table
-from .linking import estimate_max_distance, link
+from cellscale.track.config import TrackConfig
+from cellscale.track.detections import detections_from_labels
+from cellscale.track.evaluate import division_scores, evaluate_ctc
+from cellscale.track.export_ctc import (
+    ctc_lineage,
+    read_label_dir,
+    write_ctc,
+    write_tracks_table,
+)
+from cellscale.track.linking import estimate_max_distance, link
 
 __all__ = [
     "TrackConfig",

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .config import TrackConfig
+from cellscale.track.config import TrackConfig
 
 __all__ = ["Candidates", "FrameIndex", "build_candidates", "estimate_max_distance",
            "frame_overlaps"]

@@ -183,7 +183,7 @@ class ReferenceMatching:
     def __init__(self, labels: np.ndarray, gt_dir: str | os.PathLike):
         from ctc_metrics.utils.filesystem import read_tracking_file
 
-        from .export_ctc import read_label_dir
+        from cellscale.track.export_ctc import read_label_dir
 
         gt_dir = Path(gt_dir)
         self.gt_dir = gt_dir
@@ -228,7 +228,7 @@ def evaluate_tracks(tracks, matching: ReferenceMatching, metrics=DEFAULT_METRICS
     from ctc_metrics.metrics import valid
     from ctc_metrics.scripts.evaluate import calculate_metrics
 
-    from .export_ctc import _prepare_tracks, check_lineage, ctc_lineage
+    from cellscale.track.export_ctc import _prepare_tracks, check_lineage, ctc_lineage
 
     tr = _prepare_tracks(tracks)
     lineage = ctc_lineage(tr)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from ..io import atomic_dir, atomic_path, numbered_frames
-from .detections import as_label_stack
+from cellscale.io import atomic_dir, atomic_path, numbered_frames
+from cellscale.track.detections import as_label_stack
 
 __all__ = ["write_ctc", "read_label_dir", "write_tracks_table", "ctc_lineage",
            "check_lineage"]

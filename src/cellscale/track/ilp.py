@@ -30,8 +30,8 @@ import numpy as np
 from scipy.optimize import LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from .config import TrackConfig
-from .costs import Candidates
+from cellscale.track.config import TrackConfig
+from cellscale.track.costs import Candidates
 
 __all__ = ["solve_ilp"]
 

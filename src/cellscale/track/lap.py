@@ -25,7 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .costs import Candidates
+from cellscale.track.costs import Candidates
 
 __all__ = ["solve_lap", "solve_assignment"]
 

@@ -25,13 +25,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .config import TrackConfig
-from .costs import build_candidates
-from .costs import estimate_max_distance as _estimate_md
-from .detections import as_label_stack, detections_from_labels
-from .ilp import solve_ilp
-from .lap import solve_lap
-from .lineage import TRACK_COLUMNS, tracks_table
+from cellscale.track.config import TrackConfig
+from cellscale.track.costs import build_candidates
+from cellscale.track.costs import estimate_max_distance as _estimate_md
+from cellscale.track.detections import as_label_stack, detections_from_labels
+from cellscale.track.ilp import solve_ilp
+from cellscale.track.lap import solve_lap
+from cellscale.track.lineage import TRACK_COLUMNS, tracks_table
 
 __all__ = ["TRACK_COLUMNS", "link", "estimate_max_distance"]
 

@@ -1,0 +1,30 @@
+"""The edges of the library: reading images and writing results.
+
+- :mod:`~cellscale.io.formats`: file formats (TIFF/OME-TIFF, PNG, OME-Zarr, folders of frame files), axis
+  letters mapped onto (T, C, Y, X), channel names from OME metadata;
+- :mod:`~cellscale.io.source`: :class:`ImageSource`, an image read region by region, and :func:`read_image`;
+- :mod:`~cellscale.io.labels`: 32-bit label images and intensity images as OME-TIFF;
+- :mod:`~cellscale.io.atomic`: writes that replace their target only on success.
+
+Errors are :class:`ImageError` and name the file and what is wrong with it.
+"""
+
+from .atomic import atomic_dir, atomic_path
+from .formats import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    channel_names_from_ome,
+    is_image_file,
+    is_ome_zarr,
+    normalize_axes,
+    numbered_frames,
+    ome_zarr_image,
+)
+from .labels import read_labels, write_image, write_labels
+from .source import FrameFiles, ImageSource, read_image
+
+__all__ = [
+    "IMAGE_SUFFIXES", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path", "channel_names_from_ome",
+    "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image",
+    "read_image", "read_labels", "write_image", "write_labels",
+]

@@ -1,0 +1,157 @@
+"""Reading images and writing label images: the edges of the library.
+
+Every image comes back as a (T, C, Y, X) array so the rest of the code never
+guesses axes. Errors name the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jpeg")
+_FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message names the file."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    name = str(path).lower()
+    return name.endswith(IMAGE_SUFFIXES)
+
+
+def normalize_axes(axes: str, shape, path, timelapse: bool = False) -> str:
+    """tifffile axis letters mapped onto "TCYX" letters (each at most once).
+
+    A 3-D stack without axis metadata is channels, or time when ``timelapse``;
+    colour samples (S) are channels; Z and unknown sequences (Q, I) are time.
+    """
+    axes = axes.upper()
+    if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
+        axes = "TYX" if timelapse else "CYX"
+    axes = axes.replace("Q", "C").replace("I", "T").replace("Z", "T")
+    if "S" in axes and "C" not in axes:
+        axes = axes.replace("S", "C")
+    for letter in axes:
+        if letter not in "TCYX":
+            raise ImageError(f"{path}: unsupported axis {letter!r} in {axes!r}")
+    if len(set(axes)) != len(axes):
+        raise ImageError(f"{path}: ambiguous axes {axes!r}")
+    if "Y" not in axes or "X" not in axes:
+        raise ImageError(f"{path}: image has no Y/X axes ({axes!r}, shape {tuple(shape)})")
+    return axes
+
+
+def _to_tcyx(data: np.ndarray, axes: str) -> np.ndarray:
+    for letter in "TC":
+        if letter not in axes:
+            data = data[np.newaxis]
+            axes = letter + axes
+    return np.transpose(data, [axes.index(a) for a in "TCYX"])
+
+
+def is_ome_zarr(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Zarr group folder (OME-Zarr 0.4 on Zarr v2, or 0.5 on Zarr v3)."""
+    path = Path(path)
+    return path.is_dir() and ((path / ".zattrs").is_file() or (path / "zarr.json").is_file())
+
+
+def ome_zarr_image(path: str | os.PathLike) -> tuple[object, list[str], dict]:
+    """The full-resolution array of an OME-Zarr image, its axis names ("t", "c", "z", "y", "x") and
+    its ``omero`` metadata (channel names); the array is read lazily, chunk by chunk."""
+    import zarr
+
+    path = Path(path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as err:
+        raise ImageError(f"{path}: cannot open as Zarr ({type(err).__name__}: {err})") from err
+    attrs = attrs.get("ome", attrs)  # 0.5 nests the metadata under "ome"
+    multiscales = attrs.get("multiscales")
+    if not multiscales or not multiscales[0].get("datasets"):
+        raise ImageError(f"{path}: a Zarr group without OME-Zarr 'multiscales' metadata (an OME-Zarr image "
+                         f"is expected; a plate or a bare array is not supported)")
+    level0 = multiscales[0]["datasets"][0]["path"]
+    try:
+        array = group[level0]
+    except Exception as err:
+        raise ImageError(f"{path}: multiscale level {level0!r} cannot be read ({type(err).__name__}: {err})") from err
+    names = [a["name"] if isinstance(a, dict) else a for a in multiscales[0].get("axes", [])]
+    names = [n.lower() for n in names] or list("tczyx"[-array.ndim:])
+    if len(names) != array.ndim or not set(names) <= set("tczyx") or len(set(names)) != len(names):
+        raise ImageError(f"{path}: axes {names} do not fit an array of shape {array.shape}")
+    return array, names, attrs.get("omero") or {}
+
+
+def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The per-frame files of a folder (``t000.tif``, ``mask000.tif``, ``frame_12.png`` ...) in frame order.
+
+    Files are ordered by the last number in their name; the numbers must be
+    consecutive from the smallest. Raises :class:`ImageError` naming the folder
+    or file when it is not a folder, holds no such file, a name has no frame
+    number, two files share a number, or a frame number is missing.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+    if not files:
+        raise ImageError(f"{folder}: no {'/'.join(sorted(set(suffixes)))} files")
+    longest_first = sorted(suffixes, key=len, reverse=True)
+
+    def stem(p: Path) -> str:  # the name without its (possibly double, .ome.tif) suffix
+        return p.name[: len(p.name) - len(next(x for x in longest_first if p.name.lower().endswith(x)))]
+
+    numbered: dict[int, Path] = {}
+    for p in files:
+        m = _FRAME_NUMBER.search(stem(p))
+        if m is None:
+            raise ImageError(f"{p}: no frame number in the file name")
+        k = int(m.group(1))
+        if k in numbered:
+            raise ImageError(f"{p}: frame number {k} also used by {numbered[k].name}")
+        numbered[k] = p
+    nums = sorted(numbered)
+    gap = sorted(set(range(nums[0], nums[-1] + 1)) - set(nums))
+    if gap:
+        width = len(_FRAME_NUMBER.search(stem(numbered[nums[0]])).group(1))
+        before = numbered[max(k for k in nums if k < gap[0])]
+        missing = [f"{g:0{width}d}" for g in gap[:5]]
+        raise ImageError(f"{folder}: frame number(s) {', '.join(missing)}"
+                         f"{' ...' if len(gap) > 5 else ''} missing (gap after {before.name})")
+    return [numbered[k] for k in nums]
+
+
+def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:
+    """Channel names stored in an OME-TIFF's (or OME-Zarr's ``omero``) metadata, or None."""
+    path = Path(path)
+    if is_ome_zarr(path):
+        try:
+            names = [c.get("label") for c in ome_zarr_image(path)[2].get("channels", [])]
+        except ImageError:
+            return None
+        return names if names and all(names) else None
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.is_ome:
+                return None
+            meta = tifffile.xml2dict(tif.ome_metadata)
+    except Exception:
+        return None
+    image = meta.get("OME", {}).get("Image", {})
+    if isinstance(image, list):
+        image = image[0]
+    channels = image.get("Pixels", {}).get("Channel", [])
+    if isinstance(channels, dict):
+        channels = [channels]
+    names = [c.get("Name") for c in channels]
+    return names if names and all(names) else None

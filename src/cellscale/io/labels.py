@@ -1,0 +1,53 @@
+"""Label images (32-bit) and intensity images written as OME-TIFF, and label images read back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .atomic import atomic_path
+from .formats import ImageError
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
+    """Write a 32-bit label image as OME-TIFF ((Y, X) or (T, Y, X)), atomically."""
+    labels = np.asarray(labels)
+    if labels.max(initial=0) > np.iinfo(np.uint32).max:
+        raise ValueError(f"{path}: more labels than a 32-bit image holds")
+    labels = labels.astype(np.uint32, copy=False)
+    axes = "YX" if labels.ndim == 2 else "TYX"
+    metadata = {"axes": axes}
+    if pixel_size_um:
+        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label image as written by :func:`write_labels` ((Y, X) or (T, Y, X))."""
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.series[0].asarray()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except Exception as err:
+        raise ImageError(f"{path}: cannot read labels ({type(err).__name__}: {err})") from err
+    if not np.issubdtype(data.dtype, np.integer):
+        raise ImageError(f"{path}: labels must be integers, got {data.dtype}")
+    return data
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, channel_names: list[str] | None = None,
+                axes: str = "CYX", pixel_size_um: float | None = None) -> None:
+    """Write an intensity image as OME-TIFF with channel names, atomically."""
+    metadata: dict = {"axes": axes}
+    if channel_names:
+        metadata["Channel"] = {"Name": list(channel_names)}
+    if pixel_size_um:
+        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, image, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")

@@ -1,0 +1,221 @@
+"""Images read region by region, so a slide never has to fit in memory.
+
+:class:`ImageSource` presents any image as (T, C, Y, X). TIFF/OME-TIFF files are
+opened through tifffile's zarr store and OME-Zarr images (0.4 and 0.5, full
+resolution level) through zarr, so only the chunks (tiles or strips) a region
+touches are decoded; a folder of frame files (:class:`FrameFiles`) is read a
+frame at a time; other formats and in-memory arrays are held whole.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .formats import (
+    ImageError,
+    _to_tcyx,
+    is_ome_zarr,
+    normalize_axes,
+    numbered_frames,
+    ome_zarr_image,
+)
+
+
+def open_ome_zarr(path: Path) -> tuple[object, str]:
+    """(array, axis letters) of an OME-Zarr image; a single z-plane is kept as a size-1 "Z" axis (see
+    :class:`ImageSource`), a z-stack is an error (project it first)."""
+    array, names, _ = ome_zarr_image(path)
+    if "z" in names and array.shape[names.index("z")] != 1:
+        raise ImageError(f"{path}: a z-stack of {array.shape[names.index('z')]} planes; cellscale segments 2-D "
+                         f"images (project the stack, e.g. a maximum projection, or give one plane)")
+    return array, "".join(names).upper()
+
+
+class FrameFiles:
+    """A lazy (T, C, Y, X) array over a folder of per-frame image files (a CTC ``01/t000.tif`` ... folder).
+
+    Frames are read when a region of them is asked for (the last one is kept),
+    so a long movie never has to fit in memory. Every frame must have the
+    first frame's shape and type: the error names the file that does not.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.files = numbered_frames(folder)
+        self._cached: tuple[int, np.ndarray] | None = None
+        first = self._frame(0)
+        self.shape = (len(self.files), *first.shape)
+        self.dtype = first.dtype
+        self._check_headers()
+
+    def _check_headers(self) -> None:
+        """Compare every TIFF frame's stored shape and type with the first's before any pixel is read."""
+        expected = None
+        for path in self.files:
+            if path.suffix.lower() not in (".tif", ".tiff"):
+                continue  # other formats are checked as they are read
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    found = (tuple(tif.series[0].shape), tif.series[0].dtype)
+            except Exception as err:
+                raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+            if expected is None:
+                expected, first = found, path
+            elif found != expected:
+                raise ImageError(f"{path}: frame of shape {found[0]} ({found[1]}) differs from {expected[0]} "
+                                 f"({expected[1]}) of {first.name}")
+
+    def _frame(self, t: int) -> np.ndarray:
+        cached = self._cached  # one read: another thread may replace it meanwhile
+        if cached is not None and cached[0] == t:
+            return cached[1]
+        data = read_image(self.files[t])
+        if data.shape[0] != 1:
+            raise ImageError(f"{self.files[t]}: a frame file holds one frame, this one {data.shape[0]}")
+        data = data[0]
+        if cached is not None and (data.shape, data.dtype) != (self.shape[1:], self.dtype):
+            raise ImageError(f"{self.files[t]}: frame of shape {data.shape} ({data.dtype}) differs from "
+                             f"{self.shape[1:]} ({self.dtype}) of {self.files[0].name}")
+        self._cached = (t, data)
+        return data
+
+    def __getitem__(self, key) -> np.ndarray:
+        t, rest = key[0], tuple(key[1:])
+        if isinstance(t, (int, np.integer)):
+            return self._frame(int(t))[rest]
+        return np.stack([self._frame(i)[rest] for i in range(*t.indices(self.shape[0]))])
+
+
+class ImageSource:
+    """A (T, C, Y, X) view over an array in any axis order.
+
+    Parameters
+    ----------
+    array : anything sliceable like a NumPy array (NumPy, zarr).
+    axes : its axes, letters from "TCYX" (each once, Y and X required), and "Z" for an axis of size 1
+        (a single plane), which is indexed away.
+    path : the file, for error messages.
+    """
+
+    def __init__(self, array, axes: str, path=None, closer=None):
+        self._array = array
+        self._axes = axes
+        self.path = path
+        self._closer = closer
+        sizes = dict(zip(axes, array.shape))
+        self.shape = tuple(int(sizes.get(a, 1)) for a in "TCYX")
+        self.dtype = np.dtype(array.dtype)
+
+    @classmethod
+    def from_array(cls, image: np.ndarray) -> "ImageSource":
+        """Wrap an in-memory (T, C, Y, X) array."""
+        if image.ndim != 4:
+            raise ValueError(f"expected a (T, C, Y, X) array, got shape {image.shape}")
+        return cls(image, "TCYX")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, timelapse: bool = False) -> "ImageSource":
+        """Open an image file, an OME-Zarr image, or a folder of frame files (a time-lapse); TIFFs,
+        OME-Zarr and frame folders lazily, other formats in memory."""
+        path = Path(path)
+        if not path.exists():
+            raise ImageError(f"{path}: file not found")
+        if is_ome_zarr(path):
+            return cls(*open_ome_zarr(path), path)
+        if path.is_dir():  # one file per frame: a time-lapse
+            return cls(FrameFiles(path), "TCYX", path)
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            return cls(read_image(path, timelapse), "TCYX", path)
+        try:
+            tif = tifffile.TiffFile(path)
+            series = tif.series[0]
+            axes = normalize_axes(series.axes, series.shape, path, timelapse)
+            import zarr
+
+            array = zarr.open(series.aszarr(), mode="r")
+        except ImageError:
+            raise
+        except Exception as err:
+            raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+        return cls(array, axes, path, closer=tif.close)
+
+    def close(self) -> None:
+        if self._closer:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _read(self, index: dict) -> np.ndarray:
+        key = tuple(0 if a == "Z" else index.get(a, slice(None)) for a in self._axes)
+        try:
+            data = np.asarray(self._array[key])
+        except ImageError:
+            raise
+        except Exception as err:
+            raise ImageError(f"{self.path}: cannot read image data ({type(err).__name__}: {err})") from err
+        kept = [a for a in self._axes if a != "Z" and not isinstance(index.get(a), (int, np.integer))]
+        if "C" not in kept:
+            data, kept = data[np.newaxis], ["C", *kept]
+        return np.transpose(data, [kept.index(a) for a in "CYX"])
+
+    def region(self, t: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """All channels of frame ``t`` in rows y0:y1, columns x0:x1: (C, h, w)."""
+        return self._read({"T": int(t), "Y": slice(y0, y1), "X": slice(x0, x1)})
+
+    def strided(self, t: int, step: int) -> np.ndarray:
+        """Every ``step``-th row and column of frame ``t``: (C, ceil(Y/step), ceil(X/step))."""
+        return self._read({"T": int(t), "Y": slice(None, None, step), "X": slice(None, None, step)})
+
+    def subsample(self, max_pixels: int = 4_000_000, max_frames: int = 8) -> np.ndarray:
+        """A strided (T', C, Y', X') sample of at most about ``max_pixels`` pixels per channel.
+
+        Used for image-wide statistics (normalisation ranges), so every tile of
+        an image is scaled alike whatever the tiling.
+        """
+        t, _, h, w = self.shape
+        frames = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+        step = max(1, int(np.ceil(np.sqrt(len(frames) * h * w / max_pixels))))
+        return np.stack([self.strided(f, step) for f in frames])
+
+
+def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF/OME-TIFF (or a folder of frame files) as a (T, C, Y, X) array in its own dtype.
+
+    A 2-D image is one channel. A 3-D TIFF without axis metadata is taken as
+    (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X). An RGB(A)
+    picture has its colour samples as channels (alpha dropped); every sample
+    of a TIFF is a channel.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: file not found")
+    if path.is_dir():  # an OME-Zarr image or a folder of frame files (see :mod:`cellscale.source`)
+        with ImageSource.open(path, timelapse) as source:
+            t, _, h, w = source.shape
+            return np.stack([source.region(f, 0, h, 0, w) for f in range(t)])
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                data = series.asarray()
+                axes = series.axes
+        else:
+            import imageio.v3 as iio
+
+            data = iio.imread(path)
+            axes = {2: "YX", 3: "YXS"}.get(data.ndim, "")
+            if axes == "YXS" and data.shape[-1] == 4:  # RGBA picture: drop alpha
+                data = data[..., :3]
+    except Exception as err:  # tifffile/imageio raise many types on corrupt files
+        raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+    if not axes:
+        raise ImageError(f"{path}: cannot interpret an image of shape {data.shape}")
+    return _to_tcyx(data, normalize_axes(axes, data.shape, path, timelapse))

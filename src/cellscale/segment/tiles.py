@@ -1,0 +1,212 @@
+"""Tile plans: where the model's windows fall, which shard (job) runs each, and the windows themselves.
+
+A tile is one model input window; neighbouring tiles overlap by ``overlap``
+pixels so their predictions can be blended without seams. A shard is a list of
+consecutive tiles, sized in megapixels, that one ``segment`` job processes.
+:func:`make_plan` and :func:`shard_tiles` cut normalised windows shard by shard,
+reading only the image regions they need.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cellscale.io import ImageSource
+from cellscale.segment.preprocess import (
+    ChannelRecipe,
+    channel_recipe,
+    normalize,
+    percentile_range,
+)
+
+
+@dataclass
+class TilePlan:
+    """Tiling of a (T, Y, X) image (T = 1 for still images).
+
+    Attributes
+    ----------
+    shape : (T, Y, X) of the image.
+    tile : (th, tw) window size, a multiple of the model's ``tile_multiple``.
+    overlap : pixels shared by neighbouring windows.
+    tiles : list of [t, y0, x0]; windows may stick out past the image edge
+        (those pixels are zero-padded).
+    shards : list of lists of tile indices.
+    ranges : per-channel [low, high] normalisation, computed on the whole image.
+    scale : model pixels per image pixel (image pixel size / model pixel size);
+        ``shape`` and the windows are in model pixels, ``source_shape`` is the
+        image's own (Y, X).
+    """
+
+    shape: list[int]
+    tile: list[int]
+    overlap: int
+    tiles: list[list[int]]
+    shards: list[list[int]]
+    ranges: list[list[float]] = field(default_factory=list)
+    scale: float = 1.0
+    source_shape: list[int] | None = None
+
+    def write(self, path: str | os.PathLike) -> None:
+        from cellscale.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(asdict(self)) + "\n")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "TilePlan":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _starts(length: int, window: int, overlap: int) -> list[int]:
+    if length <= window:
+        return [0]
+    stride = window - overlap
+    n = math.ceil((length - window) / stride) + 1
+    starts = [i * stride for i in range(n - 1)] + [length - window]
+    return sorted(set(starts))
+
+
+def window_size(length: int, tile: int, multiple: int) -> int:
+    """The window edge for one axis: ``tile``, or less for a small image (rounded up to ``multiple``)."""
+    return min(tile, int(math.ceil(length / multiple) * multiple))
+
+
+def n_shards(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) -> int:
+    """How many shards :func:`plan_tiles` makes, from the shape alone (used to build the DAG)."""
+    return len(plan_tiles(shape, tile, overlap, multiple, shard_mpx).shards)
+
+
+def plan_tiles(shape, tile: int = 256, overlap: int = 32, multiple: int = 16,
+               shard_mpx: float = 16.0) -> TilePlan:
+    """Plan windows and shards for an image of shape (T, Y, X).
+
+    Parameters
+    ----------
+    shape : (T, Y, X).
+    tile : window edge in pixels (rounded down to ``multiple``).
+    overlap : overlap between neighbouring windows (< tile / 2).
+    multiple : the model's required divisor of window sizes.
+    shard_mpx : target megapixels of window area per shard.
+    """
+    t, h, w = (int(s) for s in shape)
+    tile = max(multiple, tile // multiple * multiple)
+    th, tw = window_size(h, tile, multiple), window_size(w, tile, multiple)
+    if overlap * 2 >= min(th, tw) and (h > th or w > tw):
+        raise ValueError(f"overlap {overlap} is too large for {th}x{tw} tiles")
+    tiles = [[f, y, x] for f in range(t) for y in _starts(h, th, overlap) for x in _starts(w, tw, overlap)]
+    per_shard = max(1, int(shard_mpx * 1e6 // (th * tw)))
+    shards = [list(range(i, min(i + per_shard, len(tiles)))) for i in range(0, len(tiles), per_shard)]
+    return TilePlan([t, h, w], [th, tw], overlap, tiles, shards)
+
+
+def read_window(image: np.ndarray, t: int, y0: int, x0: int, th: int, tw: int) -> np.ndarray:
+    """A (C, th, tw) window of a (T, C, Y, X) array, zero-padded past the edges."""
+    _, c, h, w = image.shape
+    out = np.zeros((c, th, tw), dtype=np.float32)
+    y1, x1 = min(y0 + th, h), min(x0 + tw, w)
+    out[:, : y1 - y0, : x1 - x0] = image[t, :, y0:y1, x0:x1]
+    return out
+
+
+def blend_weights(th: int, tw: int, overlap: int) -> np.ndarray:
+    """A smooth (th, tw) window that fades to near zero over ``overlap`` at each edge."""
+
+    def ramp(n):
+        r = np.ones(n, np.float32)
+        if overlap > 0:
+            edge = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
+            m = min(overlap, n // 2)
+            r[:m] = edge[:m]
+            r[n - m:] = edge[:m][::-1]
+        return np.maximum(r, 1e-3)
+
+    return np.outer(ramp(th), ramp(tw))
+
+
+def resampling_scale(image_pixel_um: float | None, model_pixel_um: float | None,
+                     scale: float | None = None) -> float:
+    """Model pixels per image pixel; 1 when either size is unknown or they differ by under 5%.
+
+    An explicit ``scale`` (a sample's ``scale`` column, ``cellscale segment --scale``) wins over the
+    pixel sizes: 0.5 halves the image before segmenting, for nuclei twice the size the model was
+    trained on.
+    """
+    if scale is not None:
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0.05 <= scale <= 20):
+            raise ValueError(f"scale must be a number from 0.05 to 20 (model pixels per image pixel), got {scale}")
+        return float(scale)
+    if not image_pixel_um or not model_pixel_um:
+        return 1.0
+    scale = float(image_pixel_um) / float(model_pixel_um)
+    return 1.0 if abs(scale - 1.0) < 0.05 else scale
+
+
+def source_coordinates(start: int, stop: int, scale: float) -> np.ndarray:
+    """Image coordinates (float) of model pixels start..stop-1 (pixel centres aligned)."""
+    return (np.arange(start, stop) + 0.5) / scale - 0.5
+
+
+def to_source_grid(labels: np.ndarray, source_shape, scale: float) -> np.ndarray:
+    """Nearest-neighbour resampling of (..., Y', X') model-resolution labels back onto the image grid."""
+    if scale == 1.0:
+        return labels
+    h, w = labels.shape[-2:]
+    rows = np.clip(np.floor((np.arange(source_shape[0]) + 0.5) * scale).astype(int), 0, h - 1)
+    cols = np.clip(np.floor((np.arange(source_shape[1]) + 0.5) * scale).astype(int), 0, w - 1)
+    return labels[..., rows[:, None], cols[None, :]]
+
+
+def make_plan(source: ImageSource, roles: dict, inputs: list[str], tile: int, overlap: int, multiple: int,
+              shard_mpx: float, scale: float = 1.0, gamma: float = 1.0) -> tuple[TilePlan, ChannelRecipe]:
+    """Tile plan (with image-wide normalisation ranges) and channel recipe for an image.
+
+    ``scale`` (model pixels per image pixel) resamples the image to the model's
+    resolution: the plan's windows are in model pixels. ``gamma`` < 1 lifts dim
+    nuclei before normalisation (see :class:`ChannelRecipe`).
+    """
+    sample = source.subsample()
+    recipe = channel_recipe(sample, roles, inputs, gamma)
+    t, _, h, w = source.shape
+    shape = (t, max(1, round(h * scale)), max(1, round(w * scale)))
+    plan = plan_tiles(shape, tile, overlap, multiple, shard_mpx)
+    plan.ranges = percentile_range(np.stack([recipe.apply(frame) for frame in sample])).tolist()
+    plan.scale, plan.source_shape = float(scale), [h, w]
+    return plan, recipe
+
+
+def _read_model_region(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, t: int,
+                       y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Model-resolution pixels y0:y1, x0:x1 of frame t: (n_inputs, h, w) float32 (bilinear)."""
+    if plan.scale == 1.0:
+        return recipe.apply(source.region(t, y0, y1, x0, x1))
+    from scipy import ndimage as ndi
+
+    from cellscale.segment.tiles import source_coordinates
+
+    ys, xs = source_coordinates(y0, y1, plan.scale), source_coordinates(x0, x1, plan.scale)
+    h, w = plan.source_shape
+    sy0, sx0 = max(0, int(np.floor(ys[0]))), max(0, int(np.floor(xs[0])))
+    sy1, sx1 = min(h, int(np.ceil(ys[-1])) + 2), min(w, int(np.ceil(xs[-1])) + 2)
+    region = recipe.apply(source.region(t, sy0, sy1, sx0, sx1))
+    grid = np.meshgrid(np.clip(ys - sy0, 0, sy1 - sy0 - 1), np.clip(xs - sx0, 0, sx1 - sx0 - 1), indexing="ij")
+    return np.stack([ndi.map_coordinates(ch, grid, order=1, mode="nearest") for ch in region]).astype(np.float32)
+
+
+def shard_tiles(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, shard: int) -> np.ndarray:
+    """Normalised windows of one shard: (n, C, th, tw) float32, zero (background) past the image edge."""
+    th, tw = plan.tile
+    _, h, w = plan.shape
+    ranges = np.asarray(plan.ranges)
+    out = np.zeros((len(plan.shards[shard]), len(ranges), th, tw), np.float32)
+    for k, i in enumerate(plan.shards[shard]):
+        t, y, x = plan.tiles[i]
+        y1, x1 = min(y + th, h), min(x + tw, w)
+        out[k, :, : y1 - y, : x1 - x] = normalize(_read_model_region(source, recipe, plan, t, y, y1, x, x1), ranges)
+    return out

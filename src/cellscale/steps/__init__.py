@@ -1,0 +1,53 @@
+"""File-in, file-out steps: what each workflow rule's script (and the command line) calls.
+
+One module per workflow stage (:mod:`.tile`, :mod:`.segment`, :mod:`.stitch`, :mod:`.measure`, :mod:`.track`,
+:mod:`.report`). Each function reads its inputs, calls the array functions of the library and writes its
+outputs atomically. Errors are :class:`StepError` naming the sample and the file, so a user sees at once
+which input to fix.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cellscale.io import ImageError, ImageSource, read_labels
+
+
+class StepError(RuntimeError):
+    """A step failed because of its input; the message names sample and file."""
+
+
+def _fail(sample: str, path, message: str):
+    raise StepError(f"sample {sample!r}: {path}: {message}")
+
+
+def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
+    """Lazy (T, C, Y, X) image of a sample, with errors that name the sample."""
+    try:
+        source = ImageSource.open(path, timelapse=timelapse)
+    except ImageError as err:
+        raise StepError(f"sample {sample!r}: {err}") from None
+    if source.shape[2] < 8 or source.shape[3] < 8:
+        _fail(sample, path, f"image of shape {source.shape[2:]} is too small to segment")
+    return source
+
+
+def staged_model(inputs, declared):
+    """The model a Snakemake job loads: the folder its declared model inputs are in on this machine.
+
+    With a storage provider (no shared filesystem) the inputs are staged copies and the configured path
+    names nothing on the job's machine. ``declared`` is the config's value (a folder, or a mapping that
+    declares a user's own network, whose ``path`` is the ``weights`` input).
+    """
+    if isinstance(declared, dict):
+        return {**declared, "path": inputs.weights}
+    return os.path.dirname(inputs.spec)
+
+
+def read_sample_labels(sample: str, path) -> np.ndarray:
+    try:
+        return read_labels(path)
+    except ImageError as err:
+        raise StepError(f"sample {sample!r}: {err}") from None

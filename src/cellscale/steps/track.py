@@ -1,0 +1,37 @@
+"""Step of the rule ``track``: link a time-lapse's nuclei, write a CTC result folder and a tracks table."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from cellscale.steps import StepError, open_sample_image, read_sample_labels
+
+log = logging.getLogger("cellscale")
+
+
+def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuclear_channel: int | None = None,
+                 max_distance=None, max_gap: int = 2, divisions: bool = True, solver: str = "lap"):
+    """Link a time-lapse's nuclei; write a CTC result folder and a tracks table.
+
+    ``solver``: "lap" (frame-to-frame linear assignment) or "ilp" (integer program over windows of frames).
+    """
+    from cellscale.track.detections import detections_from_labels
+    from cellscale.track.export_ctc import write_ctc, write_tracks_table
+    from cellscale.track.linking import link
+
+    labels = read_sample_labels(sample, labels_path)
+    if labels.ndim != 3:
+        raise StepError(f"sample {sample!r}: {labels_path}: time-lapse labels must be (T, Y, X), got {labels.shape}")
+    channel = nuclear_channel or 0
+    with open_sample_image(sample, image_path, timelapse=True) as source:
+        _, _, h, w = source.shape
+        nuclei = np.stack([source.region(t, 0, h, 0, w)[channel] for t in range(source.shape[0])])
+    detections = detections_from_labels(labels, nuclei)
+    tracks = link(detections, labels=labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions,
+                  solver=solver)
+    write_ctc(labels, tracks, out_dir)
+    write_tracks_table(tracks, out_parquet)
+    log.info("%s: %d detections, %d tracks", sample, len(tracks), tracks.track_id.nunique())
+    return tracks

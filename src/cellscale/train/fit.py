@@ -1,0 +1,124 @@
+"""Fitting the network: the loss, resumable training with checkpoints, and the exported model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from cellscale.segment.model import ModelSpec, _artifact_path, build_unet
+from cellscale.train.augment import batches
+from cellscale.train.data import Example
+
+
+def make_loss(n_compartments: int):
+    """Inner-distance MSE (foreground-weighted) + class-weighted 3-class cross-entropy.
+
+    Pixels whose target distance is negative (a compartment the example has no
+    labels for) do not count, so data sets with only some compartments mix.
+    """
+    import keras
+    from keras import ops
+
+    class_weights = ops.convert_to_tensor([1.0, 3.0, 1.0])
+
+    def loss(y_true, y_pred):
+        total = 0.0
+        for i in range(n_compartments):
+            dist_t = y_true[..., 2 * i]
+            valid = ops.cast(dist_t >= 0, "float32")
+            cls_t = ops.cast(ops.maximum(y_true[..., 2 * i + 1], 0.0), "int32")
+            dist_p = y_pred[..., 4 * i]
+            probs = ops.clip(y_pred[..., 4 * i + 1: 4 * i + 4], 1e-6, 1.0)
+            onehot = ops.one_hot(cls_t, 3)
+            ce = -ops.sum(onehot * ops.log(probs) * class_weights, axis=-1)
+            weight = 1.0 + 4.0 * ops.cast(cls_t > 0, "float32")
+            mse = weight * ops.square(dist_t - dist_p)
+            n_valid = ops.maximum(ops.sum(valid), 1.0)
+            total = total + ops.sum(ce * valid) / n_valid + 10.0 * ops.sum(mse * valid) / n_valid
+        return total
+
+    keras.saving.register_keras_serializable("cellscale")(loss)
+    return loss
+
+
+def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps: int, batch: int = 8,
+        tile: int = 256, lr: float = 2e-3, seed: int = 0, log=print, steps_per_epoch: int = 100,
+        init_from: str | os.PathLike | None = None, workers: int = 0) -> Path:
+    """Train (resuming from ``out_dir/checkpoint.keras`` if present) and return the checkpoint path.
+
+    The learning rate follows a cosine decay over ``steps``; a checkpoint and a
+    state file are written after every epoch so a killed run loses at most one epoch.
+    ``init_from`` (a model folder or ``.keras`` file of the same architecture) starts
+    a fresh run from those weights instead of random ones: a fine-tuning run with
+    its own learning-rate schedule. ``workers`` > 0 makes the crops in that many
+    processes (see ``batches``).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, state_file = out_dir / "checkpoint.keras", out_dir / "state.json"
+    steps_per_epoch = min(steps_per_epoch, steps)
+    epochs = max(1, steps // steps_per_epoch)
+    initial_epoch = 0
+    keras.utils.set_random_seed(seed)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.05)
+    model = build_unet(spec)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(len(spec.compartments)))
+    if ckpt.exists() and state_file.exists():
+        initial_epoch = json.loads(state_file.read_text())["epoch"]
+        model = keras.models.load_model(ckpt, custom_objects={"loss": make_loss(len(spec.compartments))})
+        log(f"resuming from epoch {initial_epoch} of {epochs}")
+    elif init_from is not None:
+        init = Path(init_from)
+        if init.is_dir():  # a model folder: the network its model.json names
+            init = _artifact_path(init, ModelSpec.read(init).artifact)
+        model.set_weights(keras.models.load_model(init, compile=False).get_weights())
+        log(f"starting from the weights of {init}")
+    if initial_epoch >= epochs:
+        return ckpt
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            tmp = out_dir / "checkpoint.tmp.keras"
+            self.model.save(tmp)
+            os.replace(tmp, ckpt)
+            state_file.write_text(json.dumps({"epoch": epoch + 1, "loss": float(logs.get("loss", 0))}))
+            log(f"epoch {epoch + 1}/{epochs} loss {logs.get('loss', float('nan')):.4f} "
+                f"({time.strftime('%H:%M:%S')})")
+
+    data = batches(train, spec.compartments, tile, batch, seed + initial_epoch, workers)
+    try:
+        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                  callbacks=[Checkpoint()], verbose=0)
+    finally:
+        data.close()  # stops the crop workers
+    return ckpt
+
+
+def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
+    """Save the trained network without optimizer state next to its model.json."""
+    import keras
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model = keras.models.load_model(ckpt, compile=False)
+    tmp = model_dir / "model.tmp.keras"
+    model.save(tmp, include_optimizer=False)
+    os.replace(tmp, model_dir / "model.keras")
+    spec.write(model_dir)
+
+
+def command_line() -> str:
+    """The ``cellscale train`` command of this process, for the model card (``--note``'s text is the card's own
+    line, so it is left out)."""
+    args = sys.argv[1:]
+    if "--note" in args:
+        i = args.index("--note")
+        del args[i:i + 2]
+    args = [a for a in args if not a.startswith("--note=")]
+    return " ".join(["cellscale", *args]) if args else "cellscale train"

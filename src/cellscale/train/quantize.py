@@ -1,0 +1,81 @@
+"""The 8-bit copy of a model (``model.int8.tflite``) for fast CPU inference, calibrated on validation images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cellscale import train as T
+from cellscale.segment.model import ModelSpec, _artifact_path
+from cellscale.train.run import SYNTHETIC, _log
+
+
+def export_int8(model_dir: str | os.PathLike, calibration: list[np.ndarray], source: str, window: int = 512,
+                crops_per_image: int = 2, seed: int = 0) -> Path:
+    """Write ``model.int8.tflite`` (8-bit weights and activations) next to ``model.keras``.
+
+    calibration : normalised (C, Y, X) images like those the model will see; the ranges of
+        the activations are measured on up to ``crops_per_image`` random ``window`` crops of each.
+    source : what the calibration images are (recorded in ``model.json``).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    model_dir = Path(model_dir)
+    spec = ModelSpec.read(model_dir)
+    if window % spec.tile_multiple:
+        raise ValueError(f"window {window} is not a multiple of {spec.tile_multiple}")
+    net = keras.models.load_model(_artifact_path(model_dir, spec.artifact), compile=False)
+    inp = keras.Input((window, window, len(spec.inputs)))
+    fixed = keras.Model(inp, net(inp))
+    rng = np.random.default_rng(seed)
+
+    def crops():
+        for image in calibration:
+            for _ in range(crops_per_image):
+                y0 = int(rng.integers(0, max(1, image.shape[1] - window + 1)))
+                x0 = int(rng.integers(0, max(1, image.shape[2] - window + 1)))
+                crop = np.zeros((1, window, window, image.shape[0]), np.float32)
+                part = np.moveaxis(image[:, y0:y0 + window, x0:x0 + window], 0, -1)
+                crop[0, :part.shape[0], :part.shape[1]] = part
+                yield [crop]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = crops
+    data = converter.convert()
+    from cellscale.io import atomic_path
+
+    target = model_dir / "model.int8.tflite"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    spec.int8 = {"artifact": target.name, "window": window,
+                 "calibration": f"{len(calibration)} images x {crops_per_image} crops: {source}"}
+    spec.write(model_dir)
+    return target
+
+
+def calibration_images(data: str, codex: str | None = None, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """Normalised images to calibrate an int8 copy on: the validation split, never the test split."""
+    if data == SYNTHETIC:
+        examples = T.load_synthetic_tissue(8, "val", seed)
+        source = "generated tissue (validation seeds)"
+        if codex:
+            examples += T.load_codex(codex, "train") * 4
+            source += " + CODEX tile columns < 960"
+        return [ex.image for ex in examples], source
+    examples = T.load_dsb(Path(data), "val")
+    return [ex.image for ex in examples], f"DSB2018 validation split ({Path(data).name})"
+
+
+def run_quantize(args) -> int:
+    from cellscale.train.quantize import export_int8
+
+    images, source = calibration_images(args.data, args.codex, args.seed)
+    _log(f"calibrating on {len(images)} images: {source}")
+    path = export_int8(args.model, images, source, window=args.window)
+    _log(f"wrote {path}")
+    return 0

@@ -1,0 +1,26 @@
+"""Test support: repository paths, ../shared data, a real single-node SLURM (:mod:`.slurm_cluster`) and a
+Kubernetes API stand-in (:mod:`.kube_emulator`, where a GKE cluster cannot run).
+
+Tests import it as ``support`` (``pythonpath = ["tests"]`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+# CELLSCALE_MODELS points the tests at other model folders (e.g. while the shipped ones retrain)
+MODELS = Path(os.environ.get("CELLSCALE_MODELS", ROOT / "models"))
+DEMO = ROOT / "data" / "demo"
+
+
+def need_shared(sub: str) -> Path:
+    """Path of a folder of ../shared/data, or skip (a user's fresh clone has none)."""
+    path = SHARED / sub
+    if not path.exists():
+        pytest.skip(f"{path} is absent (only developers and CI have ../shared)")
+    return path

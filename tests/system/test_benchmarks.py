@@ -1,0 +1,25 @@
+"""The benchmark scripts run in CI in their quick mode and print their figures (no speed asserts here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from support import ROOT
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.mark.parametrize("script,expected", [
+    ("measure.py", "regionprops"),
+    ("tracking.py", "TRA"),
+    ("segmentation.py", "Mpx/s"),
+    ("gpu.py", "network Mpx/s"),
+])
+def test_benchmark_quick_mode_prints_figures(script, expected):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert expected in result.stdout
+    print(result.stdout)

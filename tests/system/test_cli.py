@@ -1,0 +1,191 @@
+"""The command line: each command on real files, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from support import DEMO, MODELS
+
+CLI = str(Path(sys.executable).parent / "cellscale")
+
+
+def cellscale(*args, check=True):
+    result = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.parametrize("command", ["segment", "measure", "track", "evaluate-tracks", "synth", "train"])
+def test_help(command):
+    out = cellscale(command, "--help").stdout
+    assert "usage: cellscale " + command in out
+
+
+def test_segment_folder_one_label_image_per_input(tmp_path):
+    images = DEMO / "dsb2018" / "images"
+    cellscale("segment", images, "-o", tmp_path / "labels", "--model", MODELS / "nuclear")
+    for png in images.glob("*.png"):
+        out = tmp_path / "labels" / f"{png.stem}.tif"
+        labels = tifffile.imread(out)
+        assert labels.dtype == np.uint32 and labels.ndim == 2
+        assert labels.max() > 5  # cells found, colour image included
+
+
+def test_segment_whole_cell_needs_membrane(tmp_path):
+    result = cellscale("segment", DEMO / "synthetic" / "tissue.ome.tif", "-o", tmp_path / "x.tif",
+                       "--compartment", "whole-cell", check=False)
+    assert result.returncode != 0 and "--membrane-channel" in result.stderr
+
+
+def test_segment_whole_cell_and_measure(tmp_path):
+    image = DEMO / "synthetic" / "tissue.ome.tif"
+    cellscale("segment", image, "-o", tmp_path / "cells.tif", "--compartment", "whole-cell",
+              "--nuclear-channel", 0, "--membrane-channel", 1, "--model", MODELS / "tissue")
+    cellscale("measure", tmp_path / "cells.tif", image, "-o", tmp_path / "cells.csv", "--parquet")
+    table = pd.read_csv(tmp_path / "cells.csv")
+    assert list(table.columns[:5]) == ["CellID", "DNA", "Membrane", "CD3", "CD20"]  # names from OME metadata
+    truth = pd.read_csv(DEMO / "synthetic" / "tissue_truth" / "cells.csv")
+    assert abs(len(table) - len(truth)) <= 0.1 * len(truth)
+    assert pd.read_parquet(tmp_path / "cells.parquet").shape == table.shape
+
+
+def test_segment_scale_brings_large_nuclei_to_the_model_size(tmp_path):
+    """Nuclei imaged three times as large: --scale 1/3 finds them on the input's grid, unscaled misses many."""
+    from scipy import ndimage as ndi
+
+    from cellscale.io import read_image
+    from cellscale.segment.metrics import f1_score
+
+    stem = "0bf4b144167694b6"
+    image = read_image(DEMO / "dsb2018" / "images" / f"{stem}.png")[0, 0].astype(np.float32)
+    truth = ndi.zoom(tifffile.imread(DEMO / "dsb2018" / "masks" / f"{stem}.tif"), 3, order=0)
+    tifffile.imwrite(tmp_path / "big.tif", ndi.zoom(image, 3, order=1))
+    scores = {}
+    for scale in ("0.3333", None):
+        out = tmp_path / f"labels-{scale}.tif"
+        cellscale("segment", tmp_path / "big.tif", "-o", out, "--model", MODELS / "nuclear",
+                  *(["--scale", scale] if scale else []))
+        labels = tifffile.imread(out)
+        assert labels.shape == truth.shape
+        scores[scale] = f1_score(truth, labels)
+    assert scores["0.3333"] >= 0.85 and scores["0.3333"] > scores[None] + 0.1, scores
+    result = cellscale("segment", tmp_path / "big.tif", "-o", tmp_path / "x.tif", "--scale", "0", check=False)
+    assert result.returncode != 0 and "scale must be" in result.stderr and not (tmp_path / "x.tif").exists()
+
+
+def test_ome_zarr_input_segments_and_measures_like_the_ome_tiff(tmp_path):
+    """The demo tissue written as OME-Zarr 0.4 (t, c, z, y, x): the same cells and the same table as from
+    its OME-TIFF, with the channel names of its omero metadata."""
+    import zarr
+
+    from cellscale.io import channel_names_from_ome, read_image
+
+    tiff = DEMO / "synthetic" / "tissue.ome.tif"
+    data = read_image(tiff)[:, :, np.newaxis]  # (1, C, 1, Y, X)
+    store = tmp_path / "tissue.ome.zarr"
+    group = zarr.open_group(str(store), mode="w", zarr_format=2)
+    group.create_array("0", data=data, chunks=(1, 1, 1, 128, 128))
+    group.attrs.update({"multiscales": [{"version": "0.4", "axes": list("tczyx"), "datasets": [{"path": "0"}]}],
+                        "omero": {"channels": [{"label": n} for n in channel_names_from_ome(tiff)]}})
+    tables = []
+    for image, name in ((tiff, "tiff"), (store, "zarr")):
+        cellscale("segment", image, "-o", tmp_path / f"{name}.tif", "--compartment", "whole-cell",
+                  "--nuclear-channel", 0, "--membrane-channel", 1, "--model", MODELS / "tissue")
+        cellscale("measure", tmp_path / f"{name}.tif", image, "-o", tmp_path / f"{name}.csv")
+        tables.append(pd.read_csv(tmp_path / f"{name}.csv"))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "zarr.tif"), tifffile.imread(tmp_path / "tiff.tif"))
+    pd.testing.assert_frame_equal(tables[1], tables[0])
+    assert list(tables[1].columns[:5]) == ["CellID", "DNA", "Membrane", "CD3", "CD20"]
+
+
+def test_segment_bad_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    result = cellscale("segment", bad, "-o", tmp_path / "out.tif", "--model", MODELS / "nuclear", check=False)
+    assert result.returncode != 0 and "broken.tif" in result.stderr
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
+    from cellscale.track.evaluate import evaluate_ctc
+
+    cellscale("synth", "timelapse", "-o", tmp_path / "a.ome.tif", "--size", 256, "--frames", 24, "--seed", 2)
+    bundled = tifffile.imread(DEMO / "synthetic" / "timelapse.ome.tif")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.ome.tif"), bundled)
+    cellscale("track", tmp_path / "a_truth" / "TRA", "-o", tmp_path / "res", "--table", tmp_path / "t.parquet")
+    scores = evaluate_ctc(tmp_path / "res", tmp_path / "a_truth")
+    assert scores["TRA"] >= 0.99 and scores["division_f1"] == 1.0
+    out = cellscale("evaluate-tracks", tmp_path / "res", tmp_path / "a_truth").stdout
+    assert "TRA" in out
+
+
+def test_train_a_few_steps_writes_model_and_card(tmp_path):
+    cellscale("train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
+              "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
+    for name in ("model.keras", "model.int8.tflite", "model.json", "metrics.json", "MODEL_CARD.md"):
+        assert (tmp_path / "m" / name).exists(), name
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "cellscale train --data synthetic-tissue" in card and "whole_cell" in card
+    # rerun resumes from the checkpoint instead of starting again
+    again = cellscale("train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
+                      "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
+    assert "resuming" not in again.stdout or "epoch 1/1" not in again.stdout
+
+
+def test_train_fit_only_then_finish_where_tensorflow_is(tmp_path):
+    """A GPU node without TensorFlow trains with --fit-only (crops from worker processes); a rerun without it
+    resumes the finished run and only tunes, scores and writes the card and the int8 copy."""
+    args = ["train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
+            "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2, "--workers", 2]
+    first = cellscale(*args, "--fit-only")
+    assert "--fit-only" in first.stdout
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.keras"]
+    weights = (tmp_path / "m" / "model.keras").read_bytes()
+    finish = cellscale(*args)
+    assert "resuming from epoch 1 of 1" in finish.stdout and "epoch 1/1" not in finish.stdout
+    for name in ("model.int8.tflite", "metrics.json", "MODEL_CARD.md"):
+        assert (tmp_path / "m" / name).exists(), name
+    import keras  # the finish exported the same trained network again
+
+    a = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False).get_weights()
+    (tmp_path / "first.keras").write_bytes(weights)
+    b = keras.saving.load_model(tmp_path / "first.keras", compile=False).get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_train_with_a_codex_tile_reports_its_held_out_columns(tmp_path):
+    """--codex (here a small stand-in tile with the real one's layout) adds its training columns with the
+    chosen labels, tunes whole-cell post-processing on them and scores the held-out columns next to the
+    masks in peers/."""
+    tile = tmp_path / "tile"
+    (tile / "peers").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    tiled = np.zeros((128, 1100), np.int32)  # expert 1: 16-px cells edge to edge
+    tight = np.zeros_like(tiled)  # expert 2: every other cell, smaller
+    image = rng.integers(0, 200, (3, 128, 1100)).astype(np.uint16)
+    for k, (y, x) in enumerate((y, x) for y in range(0, 128, 16) for x in range(0, 1088, 16)):
+        tiled[y:y + 16, x:x + 16] = k + 1
+        image[2, y:y + 16, x] = image[2, y, x:x + 16] = 3000  # membrane
+        image[0, y + 5:y + 11, x + 5:x + 11] = 3000  # nucleus
+        if k % 2:
+            tight[y + 3:y + 13, x + 3:x + 13] = k + 1
+    tifffile.imwrite(tile / "image.ome.tif", image)
+    tifffile.imwrite(tile / "mask_expert1_wholecell.tif", tiled)
+    tifffile.imwrite(tile / "mask_expert2_wholecell.tif", tight)
+    tifffile.imwrite(tile / "peers" / "Grid.tif", tiled)
+    cellscale("train", "--data", "synthetic-tissue", "--codex", tile, "--codex-labels", "consensus",
+              "--codex-share", 0.75, "--out", tmp_path / "m", "--run-dir", tmp_path / "run", "--steps", 2,
+              "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "only the cells both experts drew" in card and "--codex-share 0.75" in card
+    held_out = json.loads((tmp_path / "m" / "metrics.json").read_text())["test"]["codex_held_out"]
+    assert held_out["Grid"] == [1.0, 0.0]  # expert 1's mask as a peer; expert 2's cells are too small for it
+    assert {"cellscale", "cellscale int8 + rot180 (workflow default)"} <= set(held_out)

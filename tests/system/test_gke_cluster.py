@@ -1,0 +1,146 @@
+"""Cluster set-up as code (`cellscale gke`): the commands it would run and the manifests it applies."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+from support import ROOT
+
+from cellscale.deploy import gke
+
+GKE_KUBERNETES = "1.36.0"  # the cluster version `up` asks for (MutatingAdmissionPolicy is GA from 1.36)
+ENV = {"CELLSCALE_GCP_PROJECT": "demo-project", "CELLSCALE_ZONE": "us-central1-b", "PATH": "/usr/bin:/bin"}
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cellscale.deploy.gke", *args], capture_output=True, text=True,
+                          env={**ENV, **(env or {})}, cwd=ROOT, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def up_lines():
+    result = cli("up", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert cli("print").stdout.splitlines() == lines  # print = up --dry-run
+    return [shlex.split(line) for line in lines]
+
+
+def find(cmds, *words):
+    hits = [c for c in cmds if all(w in c for w in words)]
+    assert len(hits) == 1, (words, hits)
+    return hits[0]
+
+
+def flag(cmd, name):
+    return cmd[cmd.index(name) + 1]
+
+
+def test_dry_run_runs_nothing(tmp_path):
+    # neither gcloud nor kubectl on PATH: a dry run must not need them
+    result = cli("up", "--dry-run", env={"PATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert cli("down", "--dry-run", env={"PATH": str(tmp_path)}).returncode == 0
+
+
+def test_refuses_to_run_without_a_project():
+    result = cli("up", env={"CELLSCALE_GCP_PROJECT": ""})
+    assert result.returncode != 0 and "CELLSCALE_GCP_PROJECT" in result.stderr
+
+
+def test_up_commands(up_lines):
+    cmds = up_lines
+    assert all(c[0] in ("gcloud", "kubectl") for c in cmds)
+    assert all(flag(c, "--project") == "demo-project" for c in cmds if c[0] == "gcloud" and "--project" in c)
+    find(cmds, "buckets", "create", "gs://demo-project-cellscale")
+    cluster = find(cmds, "clusters", "create")
+    assert flag(cluster, "--zone") == "us-central1-b"
+    assert flag(cluster, "--workload-pool") == "demo-project.svc.id.goog"
+    assert flag(cluster, "--cluster-version") == "1.36"
+    assert flag(cluster, "--num-nodes") == "1"          # the small on-demand system pool
+    system_type = flag(cluster, "--machine-type")
+
+    profile = gke.load_profile(environ=ENV)
+    gpu = find(cmds, "node-pools", "create", "gpu")
+    assert flag(gpu, "--machine-type") == profile["set-resources"]["segment"]["machine_type"]
+    assert flag(gpu, "--accelerator") == "type=nvidia-l4,count=1,gpu-driver-version=default"
+    assert flag(gpu, "--min-nodes") == "0" and "--enable-autoscaling" in gpu and "--spot" not in gpu
+    spot = find(cmds, "node-pools", "create", "spot-cpu")
+    assert flag(spot, "--machine-type") == profile["default-resources"]["machine_type"]
+    assert flag(spot, "--min-nodes") == "0" and "--spot" in spot and "--node-taints" not in spot
+    # the spot pool's machine type is its own: the profile routes CPU pods by machine type only
+    assert len({system_type, flag(gpu, "--machine-type"), flag(spot, "--machine-type")}) == 3
+
+    wi = find(cmds, "roles/iam.workloadIdentityUser")
+    assert flag(wi, "--member") == "serviceAccount:demo-project.svc.id.goog[cellscale/cellscale-runner]"
+    assert flag(find(cmds, "buckets", "add-iam-policy-binding"), "--role") == "roles/storage.objectAdmin"
+    annotate = find(cmds, "kubectl", "annotate")
+    assert "iam.gke.io/gcp-service-account=cellscale-runner@demo-project.iam.gserviceaccount.com" in annotate
+    apply = find(cmds, "kubectl", "apply")
+    # order: credentials before kubectl, manifests (namespace, service account) before the annotation
+    order = [cmds.index(c) for c in (find(cmds, "get-credentials"), apply, annotate)]
+    assert order == sorted(order)
+    build = find(cmds, "builds", "submit")
+    assert flag(build, "--tag") == "us-central1-docker.pkg.dev/demo-project/cellscale/cellscale:0.1.0"
+    assert [c[-1] for c in cmds if c[:3] == ["gcloud", "storage", "rsync"]] == \
+        ["gs://demo-project-cellscale/cellscale/models", "gs://demo-project-cellscale/cellscale/data/demo"]
+
+
+def test_down_commands():
+    result = cli("down", "--dry-run", "--delete-bucket")
+    cmds = [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert find(cmds, "clusters", "delete")[-1] == "--quiet"
+    find(cmds, "storage", "rm", "gs://demo-project-cellscale")
+    kept = cli("down", "--dry-run").stdout
+    assert "gs://demo-project-cellscale" not in kept  # results survive unless asked
+
+
+@pytest.mark.parametrize("path", gke.manifest_files(), ids=lambda p: p.name)
+def test_manifests_validate_against_the_gke_api(path):
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, GKE_KUBERNETES, strict=True)
+
+
+def test_job_policy_needs_kubernetes_1_36():
+    policy = next(d for d in gke.manifests() if d["kind"] == "MutatingAdmissionPolicy")
+    with pytest.raises(kubernetes_validate.utils.SchemaNotFoundError):  # only v1beta1 before 1.36
+        kubernetes_validate.validate(policy, "1.35.0", strict=True)
+
+
+def test_validation_catches_a_broken_manifest():
+    ns = next(d for d in gke.manifests() if d["kind"] == "Namespace")
+    broken = {**ns, "spec": {"finalizers": "kubernetes"}}  # a string where a list belongs
+    with pytest.raises(kubernetes_validate.utils.ValidationError):
+        kubernetes_validate.validate(broken, GKE_KUBERNETES, strict=True)
+
+
+def test_namespace_refuses_privileged_pods():
+    ns = next(d for d in gke.manifests() if d["kind"] == "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] in ("baseline", "restricted")
+
+
+def test_allocatable_follows_gke_reservations():
+    cpu, mem, gpus = gke.allocatable("e2-standard-4")
+    assert 3.4 < cpu < 3.6 and 13000 < mem < 14000 and gpus == 0
+    assert gke.allocatable("g2-standard-4")[2] == 1
+    with pytest.raises(ValueError):
+        gke.allocatable("a3-megagpu-8g")
+
+
+def test_size_from_benchmark_files(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rel, rss in [("segment/a/shard_0000.tsv", 1969.45), ("segment/b/shard_0000.tsv", 1200.0),
+                     ("measure/a.tsv", 226.2), ("summary.tsv", 90.0)]:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"6.6\t0:00:06\t{rss}\t1\t1\t1\t0\t0\t50\t5\n")
+    sizes = gke.size_resources(tmp_path)
+    assert sizes["segment"]["mem_mb"] == 3000 and sizes["segment"]["files"] == 2
+    assert sizes["measure"]["mem_mb"] == 500 and sizes["summary"]["mem_mb"] == 500
+    out = cli("size", str(tmp_path)).stdout
+    assert yaml.safe_load(out.split("\n", 1)[1].replace("#", "# "))["segment"]["mem_mb"] == 3000

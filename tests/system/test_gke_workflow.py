@@ -1,0 +1,284 @@
+"""`snakemake --profile profiles/gke` end to end on a Kubernetes stand-in, with no shared filesystem.
+
+The real profile, the real snakemake-executor-plugin-kubernetes and the real Kubernetes client submit Jobs to
+tests/support/kube_emulator.py on 127.0.0.1. Each pod runs as a local process in its own empty scratch folder
+(its emptyDir); the only way files move between jobs is the storage plugin (snakemake-storage-plugin-fs standing
+in for GCS, on a separate "bucket" folder). The data and models exist only in that bucket. A seeded fraction of
+pods is SIGKILLed mid-run, as a reclaimed spot node kills them. Results must equal a plain local run's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from importlib.metadata import distribution
+from pathlib import Path
+
+import kubernetes_validate
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from support import MODELS, ROOT
+from support.kube_emulator import Cluster, api_errors, requests_of
+
+from cellscale.deploy import gke
+
+pytestmark = pytest.mark.workflow
+BIN = Path(sys.executable).parent
+HEADER = "sample\timage\tkind\tnuclear_channel\tmembrane_channel\tchannel_names\tpixel_size_um\n"
+SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
+           "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\n")
+GKE_KUBERNETES = "1.36.0"
+KILL_FRACTION, SEED = 0.3, 1
+ENV = {"CELLSCALE_GCP_PROJECT": "demo-project"}
+
+
+def wheel_of_installed(dist_name: str, out: Path) -> Path:
+    """Repack an installed pure-Python distribution as a wheel: the image's /opt/wheels, offline."""
+    dist = distribution(dist_name)
+    wheel = out / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}-py3-none-any.whl"
+    record_name = next(f for f in dist.files if f.name == "RECORD")
+    records = []
+    with zipfile.ZipFile(wheel, "w") as z:
+        for f in dist.files:
+            src = Path(dist.locate_file(f))
+            if f == record_name or "__pycache__" in f.parts or str(f).startswith("..") or not src.is_file():
+                continue
+            data = src.read_bytes()
+            z.writestr(str(f), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            records.append(f"{f},sha256={digest},{len(data)}")
+        z.writestr(str(record_name), "\n".join(records + [f"{record_name},,"]) + "\n")
+    return wheel
+
+
+def write_inputs(dest: Path) -> None:
+    """Two small generated samples and the models, at the paths the sample sheet and config name."""
+    from cellscale.io import write_image
+    from cellscale.synth.timelapse import make_timelapse
+    from cellscale.synth.tissue import make_tissue
+
+    (dest / "data").mkdir(parents=True)
+    tissue = make_tissue((192, 192), n_cells=20, seed=5)
+    write_image(dest / "data/tissue.ome.tif", tissue.image, tissue.channel_names)
+    movie = make_timelapse(n_frames=6, shape=(128, 128), n_cells=5, seed=3)
+    write_image(dest / "data/movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    for name in ("nuclear", "tissue"):
+        shutil.copytree(MODELS / name, dest / "models" / name)
+
+
+def write_workdir(work: Path) -> None:
+    """A checkout as a user has one: the workflow's sources and config, tracked by git (Snakemake deploys the
+    tracked files to the pods), with relative paths in the sample sheet and config."""
+    for folder in ("workflow", "rules", "scripts", "envs"):
+        shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "config").mkdir()
+    (work / "config/samples.tsv").write_text(HEADER + SAMPLES)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config.update(samples="config/samples.tsv", models={"nuclear": "models/nuclear", "tissue": "models/tissue"},
+                  tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.05})
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config))
+
+
+def git_track(work: Path) -> None:
+    quiet = {"capture_output": True, "check": True, "cwd": work}
+    subprocess.run(["git", "init", "-q"], **quiet)
+    subprocess.run(["git", "add", "-A"], **quiet)
+
+
+def gke_command(bucket: Path, *extra: str) -> list[str]:
+    return [str(BIN / "snakemake"), "--profile", str(ROOT / "profiles" / "gke"),
+            "--default-storage-provider", "fs", "--default-storage-prefix", str(bucket), *extra]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    if shutil.which("git") is None or shutil.which("rsync") is None:
+        pytest.skip("needs git (source deployment) and rsync (snakemake-storage-plugin-fs)")
+    base = tmp_path_factory.mktemp("gke")
+    work, bucket = base / "work", base / "bucket" / "cellscale"
+    write_workdir(work)
+    git_track(work)
+    write_inputs(bucket)  # data and models exist only in the bucket
+    return base, work, bucket
+
+
+def test_dry_run_resolves_the_dag_offline(prepared):
+    base, work, bucket = prepared
+    result = subprocess.run(gke_command(bucket, "--dry-run"), cwd=work, capture_output=True, text=True,
+                            env={**os.environ, **ENV}, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    for rule in ("tile", "stitch", "measure", "track", "report_sample", "lineage", "summary"):
+        assert re.search(rf"^{rule}\s+\d+", out, re.M), rule
+    assert not (work / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The reference: the same workflow, config and inputs on this machine's filesystem."""
+    work = tmp_path_factory.mktemp("gke-local")
+    write_workdir(work)
+    write_inputs(work)
+    result = subprocess.run([str(BIN / "snakemake"), "--cores", "2"], cwd=work, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work
+
+
+@pytest.fixture(scope="module")
+def gke_run(prepared):
+    base, work, bucket = prepared
+    wheels = base / "wheels"
+    wheels.mkdir()
+    for dist in ("snakemake-storage-plugin-fs", "snakemake-storage-plugin-gcs"):
+        wheel_of_installed(dist, wheels)
+    # what the image provides (Dockerfile): the project, snakemake, the plugins' wheels for the pods' pip step
+    pod_env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
+               "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "2",
+               "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1", "PIP_FIND_LINKS": str(wheels)}
+    settings = gke.settings(environ=ENV)
+    with Cluster(settings.pools(), base / "cluster", pod_env=pod_env, max_running=2,
+                 kill_fraction=KILL_FRACTION, seed=SEED) as cluster:
+        kubeconfig = cluster.start(namespace="cellscale")
+        started = time.time()
+        result = subprocess.run(
+            gke_command(bucket, "--container-image", "cellscale:emulated", "--jobs", "2",
+                        "--seconds-between-status-checks", "1"),
+            cwd=work, capture_output=True, text=True, timeout=1500,
+            env={**os.environ, **ENV, "KUBECONFIG": str(kubeconfig)})
+        seconds = time.time() - started
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    return {"work": work, "bucket": bucket, "cluster": cluster, "out": out, "seconds": seconds,
+            "settings": settings, "profile": gke.load_profile(environ=ENV)}
+
+
+def rules_of(job: dict) -> list[str]:
+    args = shlex.split(job["spec"]["template"]["spec"]["containers"][0]["args"][1])
+    i = args.index("--allowed-rules") + 1
+    rules = []
+    while i < len(args) and not args[i].startswith("--"):
+        rules.append(args[i])
+        i += 1
+    return rules
+
+
+def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
+    from cellscale.io import read_labels
+
+    bucket, work = gke_run["bucket"], gke_run["work"]
+    assert not (work / "results").exists(), "outputs must go to storage only"
+    for rel in ("results/segmentation/tissue/nuclear.ome.tif", "results/segmentation/tissue/whole_cell.ome.tif",
+                "results/segmentation/movie/nuclear.ome.tif"):
+        np.testing.assert_array_equal(read_labels(bucket / rel), read_labels(local_run / rel))
+    for rel in ("results/measurements/tissue.parquet", "results/measurements/movie.parquet",
+                "results/tracks/movie.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(bucket / rel), pd.read_parquet(local_run / rel))
+    for rel in ("results/tracks/movie/res_track.txt", "results/summary.tsv"):
+        assert (bucket / rel).read_text() == (local_run / rel).read_text(), rel
+    assert sorted(p.name for p in (bucket / "results/predictions/tissue").glob("*.npy")) == \
+        sorted(p.name for p in (local_run / "results/predictions/tissue").glob("*.npy"))
+
+
+def test_each_job_ran_in_its_own_scratch_folder(gke_run):
+    cluster = gke_run["cluster"]
+    started = [e for e in cluster.events() if e["event"] == "started"]
+    assert len({e["pod"] for e in started}) == len(started) > 5
+    assert not any((cluster.record_dir / "pods").iterdir()), "each pod's emptyDir goes with it"
+    logs = "".join(p.read_text() for p in (cluster.record_dir / "logs").glob("*.log"))
+    assert "Retrieving from storage" in logs and "Storing in storage" in logs
+
+
+def test_preempted_jobs_are_retried(gke_run):
+    cluster = gke_run["cluster"]
+    events = cluster.events()
+    killed = [e for e in events if e["event"] == "killed"]
+    assert killed, f"seed {SEED} killed no pod; pick another"
+    assert all(e["after"] >= 1.0 for e in killed)  # mid-run, not before it started
+    finished = {e["job"]: e for e in events if e["event"] == "finished"}
+    by_job = {e["job"]: e for e in events if e["event"] == "created"}
+    for kill in killed:
+        assert finished[kill["job"]]["exit_code"] == 137
+        rules = rules_of(next(j for j in cluster.recorded_jobs() if j["metadata"]["name"] == kill["job"]))
+        retries = [j for j in cluster.recorded_jobs() if rules_of(j) == rules and j["metadata"]["name"] in by_job
+                   and by_job[j["metadata"]["name"]]["attempt"] > 1]
+        assert any(finished.get(j["metadata"]["name"], {}).get("exit_code") == 0 for j in retries), rules
+    assert "Trying to restart job" in gke_run["out"]
+
+
+def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
+    cluster, profile, s = gke_run["cluster"], gke_run["profile"], gke_run["settings"]
+    jobs = cluster.recorded_jobs()
+    created = {e["job"]: e for e in cluster.events() if e["event"] == "created"}
+    covered = {r for j in jobs for r in rules_of(j)}
+    assert {"tile", "segment", "stitch", "measure", "track", "report_sample", "lineage", "summary"} <= covered
+    group_rules = set(profile["groups"])
+    scalar = profile["kubernetes-cpu-scalar"]
+    for job in jobs:
+        name, rules = job["metadata"]["name"], rules_of(job)
+        spec = job["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        req, lim = c["resources"].get("requests", {}), c["resources"].get("limits", {})
+        assert created[name]["namespace"] == profile["kubernetes-namespace"]
+        assert spec["serviceAccountName"] == profile["kubernetes-service-account-name"]
+        assert not (c.get("securityContext") or {}).get("privileged"), rules
+        assert all("emptyDir" in v for v in spec["volumes"])  # no hostPath, no shared volume
+        assert c["image"] == "cellscale:emulated" and api_errors(job) == []
+        if "segment" in rules:
+            assert rules == ["segment"]
+            res = {**profile["default-resources"], **profile["set-resources"]["segment"]}
+            assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": s.gpu_machine_type}
+            assert req["nvidia.com/gpu"] == lim["nvidia.com/gpu"] == "1"
+            assert req["memory"] == lim["memory"] == f"{res['mem_mb']}M"
+            assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+            assert created[name]["pool"] == "gpu"
+        else:
+            assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": s.spot_machine_type}
+            assert "nvidia.com/gpu" not in req and not lim and not spec.get("tolerations")
+            assert created[name]["pool"] == "spot-cpu"
+            if len(rules) == 1 and rules[0] not in group_rules:
+                res = {**profile["default-resources"], **profile["set-resources"].get(rules[0], {})}
+                assert req["memory"] == f"{res['mem_mb']}M", rules
+                assert req["cpu"] == f"{int(1 * scalar * 1000)}m", rules
+            else:  # a group pod: no wider than the profile's per-pod limits
+                assert set(rules) <= group_rules
+                assert requests_of(spec)["memory"] <= profile["resources"]["mem_mb"]
+                assert requests_of(spec)["cpu"] <= profile["cores"] * scalar + 1e-9
+    assert any(len(rules_of(j)) > 1 for j in jobs), "per-sample CPU steps were grouped into few pods"
+
+
+def test_pod_specs_validate_against_the_gke_api(gke_run):
+    policy = next(d for d in gke.manifests() if d["kind"] == "MutatingAdmissionPolicy")
+    expression = policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+    deadline = int(re.search(r"activeDeadlineSeconds:\s*(\d+)", expression).group(1))
+    ttl = int(re.search(r"ttlSecondsAfterFinished:\s*(\d+)", expression).group(1))
+    assert '"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"' in expression
+    for job in gke_run["cluster"].recorded_jobs():
+        job = {"apiVersion": "batch/v1", "kind": "Job", **job}
+        kubernetes_validate.validate(job, GKE_KUBERNETES, strict=True)
+        # and as the admission policy leaves it
+        job["spec"] = {**job["spec"], "activeDeadlineSeconds": deadline, "ttlSecondsAfterFinished": ttl}
+        template = job["spec"]["template"]
+        template["metadata"] = {**(template.get("metadata") or {}),
+                                "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}}
+        kubernetes_validate.validate(job, GKE_KUBERNETES, strict=True)
+
+
+def test_requests_cover_measured_memory(gke_run):
+    """The profile's sizes against the benchmark files the pods wrote (tiny inputs here: a floor check)."""
+    profile = gke_run["profile"]
+    sizes = gke.size_resources(gke_run["bucket"] / "benchmarks" / "out")
+    assert {"tile", "segment", "stitch", "measure"} <= set(sizes)
+    for rule, entry in sizes.items():
+        asked = profile["set-resources"].get(rule, {}).get("mem_mb", profile["default-resources"]["mem_mb"])
+        assert entry["max_rss_mb"] <= asked, rule

@@ -1,0 +1,333 @@
+"""The Snakemake workflow end to end on generated data with known truth, and on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from support import DEMO, MODELS, ROOT, need_shared
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+HEADER = "sample\timage\tkind\tnuclear_channel\tmembrane_channel\tchannel_names\tpixel_size_um\n"
+
+
+def write_config(workdir: Path, rows: list[str], **overrides) -> None:
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "samples.tsv").write_text(HEADER + "".join(r + "\n" for r in rows))
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["samples"] = str(workdir / "config" / "samples.tsv")
+    config["models"] = {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}
+    config.update(overrides)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def run(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--keep-going", "--show-failed-logs", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Generated tissue + time-lapse (with truth) and one real DSB image through the whole workflow."""
+    from cellscale.io import write_image
+    from cellscale.synth.timelapse import make_timelapse, write_ctc_ground_truth
+    from cellscale.synth.tissue import make_tissue
+
+    work = tmp_path_factory.mktemp("demo")
+    tissue = make_tissue((384, 384), n_cells=80, seed=5)
+    write_image(work / "tissue.ome.tif", tissue.image, tissue.channel_names)
+    tl = make_timelapse(n_frames=16, shape=(192, 192), n_cells=8, seed=3)
+    write_image(work / "movie.ome.tif", (tl.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    write_ctc_ground_truth(tl, work / "movie_GT")
+    dsb = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(work, [
+        f"tissue\t{work / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5",
+        f"movie\t{work / 'movie.ome.tif'}\ttimelapse\t\t\t\t",
+        f"dsb\t{dsb}\ttissue\t\t\t\t",
+    ], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
+    result = run(work)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return work, tissue, tl, result
+
+
+def matched_pairs(truth, pred, iou=0.5):
+    from scipy.optimize import linear_sum_assignment
+
+    from cellscale.segment.metrics import iou_matrix
+
+    m = iou_matrix(truth, pred)
+    rows, cols = linear_sum_assignment(-m)
+    keep = m[rows, cols] >= iou
+    t_ids = np.unique(truth)[1:][rows[keep]]
+    p_ids = np.unique(pred)[1:][cols[keep]]
+    return t_ids, p_ids
+
+
+def test_outputs_exist(demo_run):
+    work = demo_run[0]
+    for rel in ["results/segmentation/tissue/nuclear.ome.tif", "results/segmentation/tissue/whole_cell.ome.tif",
+                "results/segmentation/movie/nuclear.ome.tif", "results/segmentation/dsb/nuclear.ome.tif",
+                "results/measurements/tissue.csv", "results/measurements/tissue.parquet",
+                "results/tracks/movie/res_track.txt", "results/tracks/movie/mask000.tif",
+                "results/tracks/movie.parquet", "results/report/movie/lineage.png",
+                "results/report/tissue/overlay.png", "results/summary.tsv"]:
+        assert (work / rel).exists(), rel
+    # the tile plan made several shards, so several segment jobs ran
+    assert len(list((work / "results/predictions/tissue").glob("shard_*.npy"))) > 1
+    for rule in ["tile", "segment", "stitch", "measure", "track", "report_sample", "lineage"]:
+        assert list((work / "results/benchmarks" / rule).rglob("*.tsv")), rule
+    for step in ["tile", "segment", "stitch", "measure", "track", "report", "lineage"]:
+        assert list((work / "logs" / step).rglob("*.log")), step
+
+
+def test_segmentation_matches_truth(demo_run):
+    from cellscale.io import read_labels
+    from cellscale.segment.metrics import f1_score
+
+    work, tissue = demo_run[0], demo_run[1]
+    # whole cells: the shipped tissue model, tuned on real CODEX tissue, splits some irregular generated cells
+    for comp, minimum, count_tolerance in (("nuclear", 0.95, 0.05), ("whole_cell", 0.85, 0.2)):
+        labels = read_labels(work / f"results/segmentation/tissue/{comp}.ome.tif")
+        assert labels.dtype == np.uint32
+        truth = getattr(tissue, comp)
+        assert f1_score(truth, labels) >= minimum, comp
+        n_true = len(np.unique(truth)) - 1
+        assert abs(len(np.unique(labels)) - 1 - n_true) <= count_tolerance * n_true, comp
+
+
+def test_measurements_of_known_cells(demo_run):
+    from cellscale.io import read_labels
+
+    work, tissue = demo_run[0], demo_run[1]
+    table = pd.read_csv(work / "results/measurements/tissue.csv")
+    assert list(table.columns[:14]) == ["CellID", "DNA", "Membrane", "CD3", "CD20", "X_centroid", "Y_centroid",
+                                        "Area", "MajorAxisLength", "MinorAxisLength", "Eccentricity",
+                                        "Solidity", "Extent", "Orientation"]
+    assert set(table.compartment) == {"nuclear", "whole_cell", "cytoplasm"}
+    cells = table[table.compartment == "whole_cell"].set_index("CellID")
+    labels = read_labels(work / "results/segmentation/tissue/whole_cell.ome.tif")
+    true_ids, pred_ids = matched_pairs(tissue.whole_cell, labels)
+    assert len(true_ids) >= 0.8 * len(tissue.truth)
+    truth = tissue.truth.set_index("CellID")
+    for marker in ("CD3", "CD20"):
+        measured = cells.loc[pred_ids, marker].to_numpy()
+        expected = truth.loc[true_ids, marker].to_numpy()
+        rel = np.abs(measured - expected) / expected
+        assert np.median(rel) < 0.05, marker
+        # a positive cell stays positive: levels separate as in the truth
+        assert np.corrcoef(measured, expected)[0, 1] > 0.95, marker
+    # nuclei point to the cell that holds them
+    nuclei = table[table.compartment == "nuclear"]
+    assert (nuclei.cell_id > 0).mean() > 0.9
+
+
+def test_tracks_match_true_lineage(demo_run):
+    from cellscale.track.evaluate import evaluate_ctc
+
+    work, tl = demo_run[0], demo_run[2]
+    scores = evaluate_ctc(work / "results/tracks/movie", work / "movie_GT")
+    assert scores["TRA"] >= 0.95
+    assert scores["division_recall"] > 0 and scores["division_precision"] > 0
+    tracks = pd.read_parquet(work / "results/tracks/movie.parquet")
+    assert {"frame", "label", "track_id", "parent_track_id"} <= set(tracks.columns)
+    assert (tracks.parent_track_id > 0).sum() > 0
+    table = pd.read_parquet(work / "results/measurements/movie.parquet")
+    assert table.frame.nunique() == tl.n_frames and table.track_id.notna().all()
+
+
+def test_rerun_has_nothing_to_do(demo_run):
+    work = demo_run[0]
+    result = run(work, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_html_report(demo_run):
+    work = demo_run[0]
+    result = run(work, "--report", str(work / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (work / "report.html").read_text(errors="ignore")
+    assert "overlay.png" in html and "lineage.png" in html
+
+
+def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
+    from cellscale.io import write_image
+    from cellscale.synth.tissue import make_tissue
+
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + b"\x00garbage" * 50)
+    tissue = make_tissue((128, 128), n_cells=12, seed=1)
+    write_image(tmp_path / "four.ome.tif", tissue.image, tissue.channel_names)
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [
+        f"good\t{good}\ttissue\t\t\t\t",
+        f"broken\t{corrupt}\ttissue\t\t\t\t",
+        f"absent\t{tmp_path / 'nothere.tif'}\ttissue\t\t\t\t",
+        f"wrongchannel\t{tmp_path / 'four.ome.tif'}\ttissue\t9\t1\t\t",
+    ])
+    result = run(tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "sample 'broken'" in out and "corrupt.tif" in out
+    assert "sample 'absent'" in out and "nothere.tif" in out and "not found" in out
+    assert "sample 'wrongchannel'" in out and "four.ome.tif" in out and "index 9 is out of range" in out
+    assert (tmp_path / "results/measurements/good.csv").exists()
+    for bad in ("broken", "absent", "wrongchannel"):
+        assert not (tmp_path / "results/tiles" / bad).exists()
+        assert not list((tmp_path / "results/tiles").glob(f"{bad}*"))
+        assert not (tmp_path / "results/segmentation" / bad).exists()
+
+
+def test_lint_is_clean():
+    result = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "good condition" in result.stdout + result.stderr
+
+
+def test_killed_run_resumes_to_identical_results(demo_run, tmp_path):
+    """SIGKILL the whole run mid-way; unlock and rerun; results equal those of the uninterrupted run."""
+    import os
+    import signal
+    import time
+
+    from cellscale.io import read_labels
+
+    reference = demo_run[0]
+    (tmp_path / "config").mkdir()
+    config = yaml.safe_load((reference / "config" / "config.yaml").read_text())
+    samples = (reference / "config" / "samples.tsv").read_text()
+    (tmp_path / "config" / "samples.tsv").write_text(samples)
+    config["samples"] = str(tmp_path / "config" / "samples.tsv")
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list((tmp_path / "results" / "predictions").rglob("shard_*.npy")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "results" / "summary.tsv").exists(), "the run was killed before it finished"
+    assert run(tmp_path, "--unlock").returncode == 0
+    result = run(tmp_path, "--rerun-incomplete")
+    assert result.returncode == 0, result.stderr[-4000:]
+    for rel in ["results/segmentation/tissue/whole_cell.ome.tif", "results/segmentation/movie/nuclear.ome.tif"]:
+        np.testing.assert_array_equal(read_labels(tmp_path / rel), read_labels(reference / rel))
+    for rel in ["results/measurements/tissue.parquet", "results/tracks/movie.parquet"]:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / rel), pd.read_parquet(reference / rel))
+    assert (tmp_path / "results/tracks/movie/res_track.txt").read_text() == \
+        (reference / "results/tracks/movie/res_track.txt").read_text()
+
+
+def sample_column_run(workdir: Path, sample: str, image, columns: dict, bad: dict, target: str) -> None:
+    """A one-sample sheet with extra columns: the ``bad`` values fail at workflow start naming their
+    column; the good ones run ``target``."""
+    write_config(workdir, [])
+    sheet = workdir / "config" / "samples.tsv"
+    for values in (bad, columns):
+        sheet.write_text(HEADER.rstrip("\n") + "".join(f"\t{c}" for c in values) + "\n"
+                         + f"{sample}\t{image}\ttissue\t\t\t\t" + "".join(f"\t{v}" for v in values.values()) + "\n")
+        if values is bad:
+            result = run(workdir, "-n")
+            assert result.returncode != 0 and all(c in result.stdout + result.stderr for c in bad)
+    result = run(workdir, target)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_sample_gamma_column_is_validated_and_used(tmp_path):
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    sample_column_run(tmp_path, "dim", good, {"gamma": 0.5}, {"gamma": -1}, "results/tiles/dim")
+    from cellscale.segment.tiles import TilePlan
+
+    plan = TilePlan.read(tmp_path / "results/tiles/dim/plan.json")
+    write_config(tmp_path / "linear", [f"dim\t{good}\ttissue\t\t\t\t"])
+    assert run(tmp_path / "linear", "results/tiles/dim").returncode == 0
+    linear = TilePlan.read(tmp_path / "linear/results/tiles/dim/plan.json")
+    # the normalisation range is taken after the exponent: sqrt shrinks the 99.8th percentile
+    assert plan.ranges[0][1] < linear.ranges[0][1]
+
+
+def test_sample_scale_column_is_validated_and_used(tmp_path):
+    """A sample's scale resamples it for the network; its labels come back on the image's grid."""
+    from cellscale.io import read_labels
+    from cellscale.segment.tiles import TilePlan
+
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"  # 256 x 256
+    sample_column_run(tmp_path, "big", good, {"scale": 0.5}, {"scale": 0}, "results/segmentation/big/nuclear.ome.tif")
+    plan = TilePlan.read(tmp_path / "results/tiles/big/plan.json")
+    assert plan.scale == 0.5 and tuple(plan.shape[1:]) == (128, 128) and tuple(plan.source_shape) == (256, 256)
+    labels = read_labels(tmp_path / "results/segmentation/big/nuclear.ome.tif")
+    assert labels.shape[-2:] == (256, 256) and labels.max() > 10
+
+
+def test_postprocess_overrides_are_validated(tmp_path):
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 postprocess={"overrides": {"nuclear": {"merge_boundry": 0.2}}})
+    result = run(tmp_path, "-n")
+    assert result.returncode != 0 and "merge_boundry" in result.stdout + result.stderr
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 postprocess={"overrides": {"nucleus": {"sigma": 1.0}}})
+    result = run(tmp_path, "-n")
+    assert result.returncode != 0 and "nucleus" in result.stdout + result.stderr
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 postprocess={"overrides": {"nuclear": {"merge_boundary": 0.0, "marker_threshold": 0.5}}})
+    result = run(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_segment_augment_is_validated(tmp_path):
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 segment={"batch_mpx": 0.5, "precision": "auto", "augment": "mirror"})
+    result = run(tmp_path, "-n")
+    assert result.returncode != 0 and "mirror" in result.stdout + result.stderr
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],
+                 segment={"batch_mpx": 0.5, "precision": "auto", "augment": "flips"})
+    result = run(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_cell_tracking_challenge_frame_folder_end_to_end(tmp_path):
+    """A CTC sequence as users have it (a folder of tNNN.tif frames) through segment -> track, scored
+    against its ground truth: the sample sheet's scale and gamma make our segmentation track well.
+    The first 20 frames of GOWT1 01 (read from ../shared, copied only into the test's temporary folder)."""
+    import shutil
+
+    from cellscale.io import read_labels
+    from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
+
+    seq = need_shared("ctc/Fluo-N2DH-GOWT1")
+    n = 20
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for f in sorted((seq / "01").glob("t*.tif"))[:n]:
+        shutil.copy(f, frames / f.name)
+    write_config(tmp_path, [])
+    (tmp_path / "config" / "samples.tsv").write_text(
+        HEADER.rstrip("\n") + "\tgamma\tscale\n" + f"gowt1\t{frames}\ttimelapse\t\t\t\t\t0.35\t0.5\n")
+    result = run(tmp_path, "results/tracks/gowt1.parquet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = read_labels(tmp_path / "results/segmentation/gowt1/nuclear.ome.tif")
+    assert labels.shape == (n, 1024, 1024)
+    full = np.zeros((len(list((seq / "01").glob("t*.tif"))), 1024, 1024), labels.dtype)
+    full[:n] = labels
+    match = ReferenceMatching(full, seq / "01_GT").first_frames(n)
+    scores = evaluate_tracks(pd.read_parquet(tmp_path / "results/tracks/gowt1.parquet"), match)
+    assert scores["TRA"] >= 0.97 and scores["DET"] >= 0.97, scores
+    # a frame of another size is an error naming the file, and leaves no tiles behind
+    import tifffile
+
+    tifffile.imwrite(frames / f"t{n:03d}.tif", np.zeros((512, 512), np.uint8))
+    write_config(tmp_path / "bad", [])
+    (tmp_path / "bad" / "config" / "samples.tsv").write_text(
+        HEADER + f"gowt1\t{frames}\ttimelapse\t\t\t\t\n")
+    result = run(tmp_path / "bad", "results/tiles/gowt1")
+    assert result.returncode != 0 and f"t{n:03d}.tif" in result.stdout + result.stderr
+    assert not (tmp_path / "bad" / "results" / "tiles" / "gowt1").exists()

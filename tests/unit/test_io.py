@@ -1,0 +1,212 @@
+import numpy as np
+import pytest
+import tifffile
+
+from cellscale.io import (
+    ImageError,
+    ImageSource,
+    channel_names_from_ome,
+    read_image,
+    read_labels,
+    write_image,
+    write_labels,
+)
+from cellscale.segment.preprocess import select_channels
+
+
+def test_png_grey_and_rgb(tmp_path):
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "g.png", np.zeros((20, 30), np.uint8))
+    iio.imwrite(tmp_path / "c.png", np.zeros((20, 30, 4), np.uint8))
+    assert read_image(tmp_path / "g.png").shape == (1, 1, 20, 30)
+    assert read_image(tmp_path / "c.png").shape == (1, 3, 20, 30)  # alpha dropped
+
+
+def test_ome_tiff_channels_and_shape(tmp_path):
+    data = np.arange(4 * 16 * 24, dtype=np.uint16).reshape(4, 16, 24)
+    write_image(tmp_path / "a.ome.tif", data, ["DNA", "Mem", "A", "B"])
+    assert read_image(tmp_path / "a.ome.tif").shape == (1, 4, 16, 24)
+    with ImageSource.open(tmp_path / "a.ome.tif") as source:
+        assert source.shape == (1, 4, 16, 24)
+    assert channel_names_from_ome(tmp_path / "a.ome.tif") == ["DNA", "Mem", "A", "B"]
+    tifffile.imwrite(tmp_path / "t.tif", data, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "rgb.tif", data, photometric="rgb", planarconfig="separate", extrasamples=[0])
+    assert read_image(tmp_path / "rgb.tif").shape == (1, 4, 16, 24)  # 4 samples = 4 channels
+    assert read_image(tmp_path / "t.tif", timelapse=True).shape == (4, 1, 16, 24)
+
+
+def test_corrupt_and_missing_files_name_the_file(tmp_path):
+    bad = tmp_path / "corrupt.tif"
+    bad.write_bytes(b"II*\x00garbage" * 10)
+    with pytest.raises(ImageError, match="corrupt.tif"):
+        read_image(bad)
+    with pytest.raises(ImageError, match="nothere.tif: file not found"):
+        read_image(tmp_path / "nothere.tif")
+
+
+def test_labels_are_32_bit(tmp_path):
+    labels = np.zeros((300, 300), np.int64)
+    labels.ravel()[:70000] = np.arange(1, 70001)  # more than 16 bits hold
+    write_labels(tmp_path / "l.ome.tif", labels)
+    back = read_labels(tmp_path / "l.ome.tif")
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)
+    assert not list(tmp_path.glob(".*part"))  # no temporary left behind
+
+
+def test_channel_selection_and_errors():
+    image = np.random.default_rng(0).random((1, 4, 8, 8))
+    out = select_channels(image, {"nuclear": 2, "membrane": 0}, ["nuclear", "membrane"])
+    np.testing.assert_array_equal(out[0, 0], image[0, 2].astype(np.float32))
+    with pytest.raises(ValueError, match="nuclear channel index 7 is out of range"):
+        select_channels(image, {"nuclear": 7}, ["nuclear"])
+
+
+def test_brightfield_is_inverted():
+    rgb = np.full((3, 20, 20), 220.0)
+    rgb[:, 5:10, 5:10] = 60  # a dark nucleus on a bright background
+    nuc = select_channels(rgb[np.newaxis], {}, ["nuclear"])[0, 0]
+    assert nuc[7, 7] > nuc[15, 15]
+    dark = 255 - rgb  # fluorescence saved as colour: not inverted
+    nuc = select_channels(dark[np.newaxis], {}, ["nuclear"])[0, 0]
+    assert nuc[7, 7] > nuc[15, 15]
+
+
+def test_gamma_lifts_dim_nuclei_and_is_checked():
+    from cellscale.segment.preprocess import channel_recipe, normalize, percentile_range
+
+    image = np.zeros((1, 1, 40, 40), np.uint8)
+    image[0, 0, 5:15, 5:15] = 5  # a dim nucleus, as in GOWT1
+    image[0, 0, 25:35, 25:35] = 200  # a bright one
+    for gamma, low, high in ((1.0, 0.0, 0.05), (0.5, 0.1, 0.2)):
+        recipe = channel_recipe(image, {"nuclear": 0}, ["nuclear"], gamma)
+        chans = recipe.apply(image[0])
+        scaled = normalize(chans, percentile_range(chans[np.newaxis]))[0]
+        assert low < scaled[10, 10] < high  # 5 / 200 linear; sqrt(5 / 200) with gamma 0.5
+    with pytest.raises(ValueError, match="gamma must be positive"):
+        channel_recipe(image, {"nuclear": 0}, ["nuclear"], 0.0)
+
+
+def test_a_folder_of_frame_files_is_a_lazy_timelapse(tmp_path):
+    """CTC-style tNNN.tif frames read as (T, C, Y, X), in number order (t10 after t9), one frame at a time;
+    a missing number or a frame of another shape or type is an error naming the file."""
+    from cellscale.io import ImageError, ImageSource
+
+    rng = np.random.default_rng(0)
+    movie = rng.integers(0, 255, (11, 30, 40), dtype=np.uint8)
+    for t, frame in enumerate(movie):
+        tifffile.imwrite(tmp_path / f"t{t}.tif", frame)  # unpadded numbers: t10 sorts before t2 as text
+    with ImageSource.open(tmp_path, timelapse=True) as source:
+        assert source.shape == (11, 1, 30, 40)
+        np.testing.assert_array_equal(source.region(10, 5, 20, 3, 9)[0], movie[10, 5:20, 3:9])
+        np.testing.assert_array_equal(source.subsample(max_frames=11)[:, 0], movie)
+    np.testing.assert_array_equal(read_image(tmp_path)[:, 0], movie)
+    (tmp_path / "t4.tif").unlink()
+    with pytest.raises(ImageError, match=r"frame number\(s\) 4 missing \(gap after t3.tif\)"):
+        ImageSource.open(tmp_path)
+    tifffile.imwrite(tmp_path / "t4.tif", movie[4].astype(np.uint16))
+    with pytest.raises(ImageError, match=r"t4.tif: frame of shape \(30, 40\) \(uint16\) differs"):
+        ImageSource.open(tmp_path)
+    tifffile.imwrite(tmp_path / "t4.tif", movie[4, :, :20])
+    with pytest.raises(ImageError, match=r"t4.tif: frame of shape \(30, 20\)"):
+        ImageSource.open(tmp_path)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr_images_are_read_lazily_with_their_channel_names(tmp_path, version):
+    """An OME-Zarr image as bioformats2raw / ome-zarr-py write it (t, c, z, y, x with one plane)."""
+    import zarr
+
+    from cellscale.io import ImageSource, channel_names_from_ome
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 60000, (1, 3, 1, 50, 70), dtype=np.uint16)
+    path = tmp_path / "img.ome.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
+    group.create_array("0", data=data, chunks=(1, 1, 1, 32, 32))
+    group.create_array("1", data=data[..., ::2, ::2], chunks=(1, 1, 1, 32, 32))
+    meta = {"multiscales": [{"version": version, "axes": [
+        {"name": "t", "type": "time"}, {"name": "c", "type": "channel"}, {"name": "z", "type": "space"},
+        {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": "0"}, {"path": "1"}]}],
+        "omero": {"channels": [{"label": "DNA"}, {"label": "Membrane"}, {"label": "CD3"}]}}
+    group.attrs.update(meta if version == "0.4" else {"ome": meta})
+    with ImageSource.open(path) as source:
+        assert source.shape == (1, 3, 50, 70)
+        np.testing.assert_array_equal(source.region(0, 10, 40, 5, 66), data[0, :, 0, 10:40, 5:66])
+    np.testing.assert_array_equal(read_image(path)[0], data[0, :, 0])
+    assert channel_names_from_ome(path) == ["DNA", "Membrane", "CD3"]
+    stack = zarr.open_group(str(tmp_path / "stack.zarr"), mode="w", zarr_format=2)
+    stack.create_array("0", data=np.zeros((1, 1, 4, 8, 8), np.uint8))
+    stack.attrs.update({"multiscales": [{"version": "0.4", "axes": list("tczyx"), "datasets": [{"path": "0"}]}]})
+    with pytest.raises(ImageError, match="z-stack of 4 planes"):
+        ImageSource.open(tmp_path / "stack.zarr")
+    bare = zarr.open_group(str(tmp_path / "bare.zarr"), mode="w", zarr_format=2)
+    bare.create_array("0", data=np.zeros((8, 8), np.uint8))
+    with pytest.raises(ImageError, match="without OME-Zarr 'multiscales'"):
+        ImageSource.open(tmp_path / "bare.zarr")
+
+
+def test_atomic_path_removes_what_a_killed_attempt_left(tmp_path):
+    """A job killed mid-write leaves .NAME.XXXX.part; the next write of NAME removes it (and only it)."""
+    from cellscale.io import atomic_path
+
+    target = tmp_path / "shard_0001.npy"
+    left = [tmp_path / ".shard_0001.npy.3u7k65mj.part", tmp_path / ".shard_0001.npy.abc.part"]
+    other = tmp_path / ".shard_0002.npy.3u7k65mj.part"
+    for f in (*left, other):
+        f.write_bytes(b"partial")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"done")
+    assert target.read_bytes() == b"done"
+    assert not any(f.exists() for f in left) and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, other.name])
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    """A folder output (CTC result, tiles) appears whole; a failed write leaves the old one; a killed attempt's
+    temporary folder is removed by the next write."""
+    from cellscale.io import atomic_dir
+
+    out = tmp_path / "res"
+    killed = tmp_path / ".res.k1ll3d.part"
+    killed.mkdir()
+    (killed / "mask000.tif").write_bytes(b"partial")
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"] and (out / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "b.txt").write_text("second")
+            raise RuntimeError("failed mid-write")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    with atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+def test_sigterm_ends_a_step_without_leaving_temporary_files(tmp_path):
+    """scancel or a preempted node sends SIGTERM: the step ends through its finally blocks (status 143),
+    removing the file it was writing, and its log says so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from pathlib import Path; from cellscale.io import atomic_path; "
+            "from cellscale.logs import step_log\n"
+            "with step_log(sys.argv[1], 'segment s'):\n"
+            "    with atomic_path(Path(sys.argv[2])) as tmp:\n"
+            "        tmp.write_bytes(b'partial'); Path(sys.argv[3]).touch(); time.sleep(60)\n")
+    log, out, ready = tmp_path / "step.log", tmp_path / "shard_0000.npy", tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(log), str(out), str(ready)])
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert any(p.name.endswith(".part") for p in tmp_path.iterdir())  # mid-write
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready", "step.log"]
+    assert "terminated (SIGTERM)" in log.read_text()

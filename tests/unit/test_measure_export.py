@@ -1,0 +1,126 @@
+"""AnnData .h5ad export, run-level tables, and the workflow's measure step on files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellscale.measure import (
+    EXTRA_STATS,
+    concat_tables,
+    marker_columns,
+    measure_cells,
+    measure_compartments,
+    write_h5ad,
+    write_table,
+)
+
+
+def _example():
+    wc = np.zeros((12, 14), np.int32)
+    wc[1:6, 1:7], wc[1:6, 8:13], wc[8:11, 2:12] = 10, 20, 30
+    nuc = np.zeros_like(wc)
+    nuc[2:4, 2:4], nuc[2:5, 9:11] = 1, 2
+    image = np.arange(2 * wc.size, dtype=np.uint16).reshape((2,) + wc.shape)
+    return nuc, wc, image
+
+
+def _attr(node, key):
+    value = node.attrs[key]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def test_h5ad_follows_the_anndata_layout(tmp_path):
+    nuc, wc, image = _example()
+    df = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"], extra_stats=True)
+    write_h5ad(df, tmp_path / "cells.h5ad")
+    with h5py.File(tmp_path / "cells.h5ad") as f:
+        assert _attr(f, "encoding-type") == "anndata"
+        np.testing.assert_array_equal(f["X"][()], df[["DNA", "CD3"]].to_numpy())
+        assert [v.decode() for v in f["var/_index"][()]] == ["DNA", "CD3"]
+        np.testing.assert_array_equal(f["obsm/spatial"][()], df[["X_centroid", "Y_centroid"]].to_numpy())
+        assert sorted(f["layers"]) == sorted(EXTRA_STATS)
+        np.testing.assert_array_equal(f["layers/median"][()], df[["DNA_median", "CD3_median"]].to_numpy())
+        obs = f["obs"]
+        assert _attr(obs, "encoding-type") == "dataframe"
+        assert list(obs.attrs["column-order"]) == ["CellID", "X_centroid", "Y_centroid", "Area",
+                                                   "MajorAxisLength", "MinorAxisLength", "Eccentricity",
+                                                   "Solidity", "Extent", "Orientation", "compartment",
+                                                   "nucleus_id", "cell_id"]
+        names = [v.decode() for v in obs["_index"][()]]
+        assert names[:2] == ["nuclear:1", "nuclear:2"] and len(set(names)) == len(df)
+        assert _attr(obs["compartment"], "encoding-type") == "categorical"
+        cats = [v.decode() for v in obs["compartment/categories"][()]]
+        assert [cats[c] for c in obs["compartment/codes"][()]] == df["compartment"].tolist()
+        assert _attr(obs["cell_id"], "encoding-type") == "nullable-integer"
+        np.testing.assert_array_equal(obs["cell_id/mask"][()], df["cell_id"].isna().to_numpy())
+
+
+def test_h5ad_loads_in_anndata(tmp_path):
+    anndata = pytest.importorskip("anndata")
+    nuc, wc, image = _example()
+    df = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"])
+    write_h5ad(df, tmp_path / "cells.h5ad")
+    adata = anndata.read_h5ad(tmp_path / "cells.h5ad")
+    assert adata.shape == (len(df), 2) and list(adata.var_names) == ["DNA", "CD3"]
+    np.testing.assert_array_equal(adata.obsm["spatial"], df[["X_centroid", "Y_centroid"]].to_numpy())
+    assert adata.obs["nucleus_id"].isna().sum() == df["nucleus_id"].isna().sum()
+
+
+def test_h5ad_without_channels_and_empty(tmp_path):
+    df = measure_cells(np.zeros((4, 4), np.int32))
+    write_h5ad(df, tmp_path / "empty.h5ad")
+    with h5py.File(tmp_path / "empty.h5ad") as f:
+        assert f["X"].shape == (0, 0) and f["obsm/spatial"].shape == (0, 2)
+
+
+def test_write_table_writes_all_three_formats(tmp_path):
+    nuc, wc, image = _example()
+    df = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image)
+    write_table(df, tmp_path / "t.csv", tmp_path / "t.parquet", tmp_path / "t.h5ad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.h5ad", "t.parquet"]
+    assert marker_columns(pd.read_csv(tmp_path / "t.csv")) == ["ch0", "ch1"]
+
+
+def test_run_level_table_stacks_samples(tmp_path):
+    nuc, wc, image = _example()
+    a = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"])
+    b = measure_compartments({"nuclear": nuc[None]}, image[None, :1], ["DNA"])
+    run = concat_tables({"tissue": a, "movie": b})
+    assert list(run.columns[:4]) == ["sample", "CellID", "DNA", "CD3"]
+    assert len(run) == len(a) + len(b)
+    assert run["sample"].tolist() == ["tissue"] * len(a) + ["movie"] * len(b)
+    assert run.loc[run["sample"] == "movie", "CD3"].isna().all()
+    assert run["frame"].dtype == "Int64" and run["nucleus_id"].dtype == "Int64"
+    pd.testing.assert_frame_equal(run[run["sample"] == "tissue"].drop(columns=["sample", "frame"]), a)
+    write_h5ad(run, tmp_path / "run.h5ad")
+    with h5py.File(tmp_path / "run.h5ad") as f:
+        names = [v.decode() for v in f["obs/_index"][()]]
+    assert names[0] == "tissue:nuclear:1" and names[-1] == "movie:nuclear:0:2"
+    with pytest.raises(ValueError, match="no tables"):
+        concat_tables({})
+
+
+def test_measure_sample_from_files_and_aggregate(tmp_path):
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.measure import aggregate_measurements, measure_sample
+
+    nuc, wc, image = _example()
+    write_labels(tmp_path / "nuclear.ome.tif", nuc)
+    write_labels(tmp_path / "whole_cell.ome.tif", wc)
+    write_image(tmp_path / "image.ome.tif", image, ["DNA", "CD3"])
+    out = {k: tmp_path / "out" / f"s1.{k}" for k in ("csv", "parquet", "h5ad")}
+    table = measure_sample("s1", tmp_path / "image.ome.tif",
+                           {"nuclear": tmp_path / "nuclear.ome.tif", "whole_cell": tmp_path / "whole_cell.ome.tif"},
+                           out["csv"], out["parquet"], out_h5ad=out["h5ad"])
+    want = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"])
+    pd.testing.assert_frame_equal(table, want)
+    pd.testing.assert_frame_equal(pd.read_parquet(out["parquet"]), want)
+    assert out["h5ad"].exists()
+    run = aggregate_measurements({"s1": out["parquet"], "s2": out["parquet"]}, tmp_path / "cells.csv",
+                                 tmp_path / "cells.parquet", tmp_path / "cells.h5ad")
+    assert len(run) == 2 * len(want) and set(run["sample"]) == {"s1", "s2"}
+    with h5py.File(tmp_path / "cells.h5ad") as f:
+        assert f["X"].shape == (2 * len(want), 2)

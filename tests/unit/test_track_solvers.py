@@ -1,0 +1,232 @@
+"""The two solvers (lap, ilp), their configuration, the fast scorer and the CTC data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from support import need_shared
+
+from cellscale.cli import main as cli_main
+from cellscale.synth.timelapse import make_timelapse, write_ctc_ground_truth
+from cellscale.track import (
+    TrackConfig,
+    detections_from_labels,
+    evaluate_ctc,
+    link,
+    read_label_dir,
+    write_ctc,
+)
+from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
+
+
+@pytest.fixture(scope="module")
+def tl():
+    return make_timelapse(n_frames=30, shape=(256, 256), n_cells=12, seed=0)
+
+
+@pytest.fixture(scope="module")
+def gt(tl, tmp_path_factory):
+    path = tmp_path_factory.mktemp("gt") / "01_GT"
+    write_ctc_ground_truth(tl, path)
+    return path
+
+
+def lineage(tracks):
+    g = tracks.groupby("track_id")
+    return pd.DataFrame({"B": g["frame"].min(), "E": g["frame"].max(), "P": g["parent_track_id"].first()})
+
+
+def drop_detections(tl, fraction, seed):
+    """Labels with a random ``fraction`` of objects erased (not in the first or last frame)."""
+    rng = np.random.default_rng(seed)
+    labels = tl.labels.copy()
+    det = detections_from_labels(labels)
+    inner = det[(det["frame"] > 0) & (det["frame"] < labels.shape[0] - 1)]
+    for r in inner.sample(frac=fraction, random_state=rng.integers(1 << 31)).itertuples():
+        labels[r.frame][labels[r.frame] == r.label] = 0
+    return labels
+
+
+# ---------------------------------------------------------------------------
+# both solvers
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("use_labels", [True, False])
+def test_ilp_reproduces_true_lineage(tl, gt, tmp_path, use_labels):
+    det = detections_from_labels(tl.labels, tl.image)
+    tracks = link(det, tl.labels if use_labels else None, solver="ilp")
+    assert tracks.attrs["solver"] == "ilp" and tracks.attrs["ilp_status"] == ["optimal"]
+    assert tracks.attrs["n_divisions"] == (tl.lineage["P"] > 0).sum() // 2
+    res = write_ctc(tl.labels, tracks, tmp_path / "res")
+    scores = evaluate_ctc(res, gt)
+    assert scores["TRA"] == 1.0 and scores["division_f1"] == 1.0
+
+
+def test_solvers_agree_on_clean_data(tl):
+    det = detections_from_labels(tl.labels, tl.image)
+    a = link(det, tl.labels, solver="lap")
+    b = link(det, tl.labels, solver="ilp")
+    pd.testing.assert_frame_equal(lineage(a), lineage(b))
+
+
+@pytest.mark.parametrize("n_missing", [1, 2])
+def test_ilp_closes_gaps(tl, n_missing):
+    lin = tl.lineage
+    cell = int(lin[(lin["E"] - lin["B"] >= 12) & (lin["P"] == 0) & ~lin["L"].isin(lin["P"])].iloc[0].L)
+    t = int(lin.set_index("L").loc[cell, ["B", "E"]].mean())
+    labels = tl.labels.copy()
+    for k in range(n_missing):
+        labels[t + k][labels[t + k] == cell] = 0
+    tracks = link(detections_from_labels(labels), labels, solver="ilp", max_gap=2)
+    assert tracks.attrs["n_gaps_closed"] == 1
+    before = tracks.loc[(tracks["frame"] == t - 1) & (tracks["label"] == cell), "track_id"].item()
+    after = tracks.loc[(tracks["frame"] == t + n_missing) & (tracks["label"] == cell)]
+    assert after["parent_track_id"].item() == before
+    assert link(detections_from_labels(labels), labels, solver="ilp",
+                max_gap=n_missing - 1).attrs["n_gaps_closed"] == 0
+
+
+def test_ilp_windows_and_cbc_give_the_same_tracks(tl):
+    labels = drop_detections(tl, 0.05, seed=3)
+    det = detections_from_labels(labels)
+    whole = link(det, labels, solver="ilp")
+    assert whole.attrs["ilp_windows"] == 1
+    windowed = link(det, labels, solver="ilp", window=8)
+    assert windowed.attrs["ilp_windows"] > 3
+    pd.testing.assert_frame_equal(lineage(whole), lineage(windowed))
+    cbc = link(det, labels, solver="ilp", ilp_backend="cbc")
+    assert cbc.attrs["ilp_status"] == ["optimal"]
+    pd.testing.assert_frame_equal(lineage(whole), lineage(cbc))
+
+
+def test_ilp_not_worse_than_lap_on_degraded_labels(tl, gt):
+    labels = drop_detections(tl, 0.1, seed=1)
+    det = detections_from_labels(labels)
+    match = ReferenceMatching(labels, gt)
+    lap = evaluate_tracks(link(det, labels, solver="lap"), match)
+    ilp = evaluate_tracks(link(det, labels, solver="ilp"), match)
+    # 10% of the objects missing caps TRA near 0.89 (each is a false negative)
+    assert ilp["TRA"] >= lap["TRA"] - 1e-3 and ilp["TRA"] > 0.88
+    assert ilp["division_precision"] == 1.0
+
+
+def test_division_at_the_image_border_and_appearances():
+    # a cell entering at the border is a new track, not a daughter of its neighbour
+    yy, xx = np.mgrid[0:80, 0:120]
+    lab = np.zeros((4, 80, 120), np.uint16)
+    for t in range(4):
+        lab[t][(yy - 40) ** 2 + (xx - 60) ** 2 <= 100] = 1
+    for t in (2, 3):
+        lab[t][(yy - 40) ** 2 + (xx - 112 + 2 * t) ** 2 <= 64] = 2
+    for solver in ("lap", "ilp"):
+        tracks = link(lab, solver=solver)
+        assert tracks.attrs["n_divisions"] == 0, solver
+        assert lineage(tracks)["P"].tolist() == [0, 0]
+
+
+# ---------------------------------------------------------------------------
+# configuration and reporting
+# ---------------------------------------------------------------------------
+def test_config_object_dict_and_keywords(tl):
+    det = detections_from_labels(tl.labels[:8])
+    cfg = TrackConfig(solver="ilp", max_gap=1, birth_cost=2.0)
+    tracks = link(det, config=cfg)
+    assert tracks.attrs["solver"] == "ilp" and tracks.attrs["max_gap"] == 1
+    assert tracks.attrs["birth_cost"] == 2.0
+    tracks = link(det, config={"max_gap": 0}, birth_cost=1.5, max_distance=12.0)
+    assert (tracks.attrs["max_gap"], tracks.attrs["birth_cost"], tracks.attrs["max_distance"]) == (0, 1.5, 12.0)
+    assert tracks.attrs["max_distance_estimated"] is False
+    with pytest.raises(ValueError, match="unknown tracking parameter.*nonsense"):
+        link(det, nonsense=1)
+    with pytest.raises(ValueError, match="solver"):
+        link(det, solver="magic")
+    with pytest.raises(ValueError, match="max_gap"):
+        TrackConfig(max_gap=-1)
+    with pytest.raises(ValueError, match="birth_cost"):
+        TrackConfig.from_dict({"birth_cost": 0})
+
+
+def test_empty_frames_are_reported(tl, caplog):
+    labels = tl.labels[:8].copy()
+    labels[3] = 0
+    with caplog.at_level("WARNING"):
+        tracks = link(detections_from_labels(labels), labels, solver="ilp", max_gap=1)
+    assert tracks.attrs["empty_frames"] == [3]
+    assert "no detections" in caplog.text
+    assert tracks.attrs["n_gaps_closed"] == len(np.unique(labels[2])) - 1
+
+
+def test_bad_detection_tables_raise():
+    det = pd.DataFrame({"frame": [0, 1], "label": [1, 1], "y": [1.0, np.nan], "x": [1.0, 1.0], "area": [5, 5]})
+    with pytest.raises(ValueError, match="NaN"):
+        link(det)
+    with pytest.raises(ValueError, match="lack column"):
+        link(det.drop(columns="area"))
+
+
+def test_fast_scorer_matches_py_ctcmetrics(tl, gt, tmp_path):
+    labels = drop_detections(tl, 0.05, seed=2)
+    tracks = link(detections_from_labels(labels), labels, max_gap=0)
+    tracks = tracks[tracks.index % 7 != 3]  # and forget some objects
+    res = write_ctc(labels, tracks, tmp_path / "res")
+    official = evaluate_ctc(res, gt)
+    fast = evaluate_tracks(tracks, ReferenceMatching(labels, gt))
+    for key in ("TRA", "DET", "LNK", "AOGM", "division_tp", "division_f1", "Valid"):
+        assert fast[key] == pytest.approx(official[key]), key
+
+
+def test_cli_track_with_ilp(tl, gt, tmp_path, capsys):
+    tra = gt / "TRA"
+    assert cli_main(["track", str(tra), "-o", str(tmp_path / "res"), "--solver", "ilp"]) == 0
+    assert "(ilp)" in capsys.readouterr().out
+    scores = evaluate_ctc(tmp_path / "res", gt)
+    assert scores["TRA"] == 1.0 and scores["division_f1"] == 1.0
+
+
+# ---------------------------------------------------------------------------
+# Cell Tracking Challenge data (read from ../shared/data, never copied)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["lap", "ilp"])
+def test_sim_plus_ground_truth_first_frames(solver):
+    gt = need_shared("ctc/Fluo-N2DH-SIM+/01_GT")
+    labels = read_label_dir(gt / "TRA")
+    match = ReferenceMatching(labels, gt).first_frames(25)
+    labels = labels[:25]
+    tracks = link(detections_from_labels(labels), labels, solver=solver)
+    scores = evaluate_tracks(tracks, match)
+    assert scores["TRA"] >= 0.99
+    assert scores["n_divisions_true"] >= 10 and scores["division_f1"] >= 0.95
+
+
+@pytest.mark.parametrize("solver", ["lap", "ilp"])
+def test_a_daughter_does_not_divide_in_the_frame_it_is_born(solver):
+    yy, xx = np.mgrid[0:80, 0:120]
+    lab = np.zeros((4, 80, 120), np.uint16)
+
+    def disk(t, y, x, r, v):
+        lab[t][(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = v
+
+    disk(0, 40, 60, 10, 1)
+    disk(1, 40, 50, 7, 2)
+    disk(1, 40, 70, 7, 3)
+    for t in (2, 3):
+        disk(t, 40, 50, 7, 2)
+        disk(t, 33, 76, 5, 4)
+        disk(t, 47, 76, 5, 5)
+    strict = link(lab, solver=solver)
+    assert strict.attrs["min_cycle_frames"] == 2 and strict.attrs["n_divisions"] == 1
+    loose = link(lab, solver=solver, min_cycle_frames=1)
+    assert loose.attrs["n_divisions"] == 2
+
+
+@pytest.mark.parametrize("solver", ["lap", "ilp"])
+def test_a_nucleus_cut_in_two_touching_halves_is_not_a_division(solver):
+    yy, xx = np.mgrid[0:80, 0:80]
+    lab = np.zeros((3, 80, 80), np.uint16)
+    lab[0][(yy - 40) ** 2 + (xx - 40) ** 2 <= 144] = 1
+    for t in (1, 2):
+        disk = (yy - 40) ** 2 + (xx - 40) ** 2 <= 144
+        lab[t][disk & (xx < 40)] = 2
+        lab[t][disk & (xx >= 40)] = 3
+    assert link(lab, solver=solver).attrs["n_divisions"] == 0
+    assert link(lab, solver=solver, touch_cost=0.0).attrs["n_divisions"] == 1
