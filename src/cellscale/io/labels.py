@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,15 @@ import tifffile
 
 from .atomic import atomic_path
 from .formats import ImageError
+
+
+def content_uuid(data: np.ndarray, metadata: dict) -> str:
+    """The OME ``UUID`` of an image written here: derived from its pixels and metadata, not drawn at random,
+    so that writing the same result twice (a rerun, another machine) gives the same bytes."""
+    digest = hashlib.sha256(repr((data.shape, data.dtype.str, sorted(metadata.items()))).encode())
+    data = np.ascontiguousarray(data)
+    digest.update(memoryview(data.reshape(-1)).cast("B"))
+    return f"urn:uuid:{uuid.UUID(bytes=digest.digest()[:16], version=5)}"
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
@@ -22,6 +33,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: flo
     metadata = {"axes": axes}
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    metadata["UUID"] = content_uuid(labels, metadata)
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
 
@@ -49,5 +61,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, channel_names: list[
         metadata["Channel"] = {"Name": list(channel_names)}
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    image = np.asarray(image)
+    metadata["UUID"] = content_uuid(image, {k: repr(v) for k, v in metadata.items()})
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, image, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
