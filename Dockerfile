@@ -7,8 +7,9 @@
 # GPU (default): TensorFlow's CUDA image; GKE installs the NVIDIA driver on the GPU nodes and mounts it under
 # /usr/local/nvidia. CPU only (a cluster without GPUs, segment run with --set-resources segment:gpu=0):
 #   docker build --build-arg BASE=python:3.11-slim-bookworm --build-arg TF_PACKAGE=tensorflow-cpu==2.21.0 .
-# The workflow's large files (model weights, images) are not in the image: they reach pods as declared inputs
-# from the bucket. The workflow's code reaches them as Snakemake's source archive.
+# The workflow's inputs (the models its config names, images) are not taken from the image: they reach pods as
+# declared inputs from the bucket. The workflow's code reaches them as Snakemake's source archive. The package
+# carries the shipped models as package data (cellscale/models/, ~15 MB), for `cellscale segment` in the image.
 ARG BASE=tensorflow/tensorflow:2.21.0-gpu
 FROM ${BASE}
 
@@ -28,6 +29,7 @@ RUN command -v pip || { printf '#!/bin/sh\nexec python3 -m pip "$@"\n' > /usr/lo
 
 WORKDIR /opt/cellscale
 COPY pyproject.toml README.md ./
+# src/cellscale/models: the shipped models (the checkout's top-level models/ is a link to it)
 COPY src ./src
 # The versions the GKE profile was tested with (tests/test_gke_*.py); the project's other dependencies
 # follow pyproject.toml. Not the `model` extra: it would add tensorflow-cpu beside the base image's TensorFlow.
@@ -39,7 +41,9 @@ RUN python -m pip install ${TF_PACKAGE} . \
  && python -m pip download --no-deps --dest /opt/wheels \
       "snakemake-storage-plugin-gcs==1.1.4" "snakemake-storage-plugin-fs==1.1.3" \
  && python -m snakemake --version \
- && python -c "import cellscale, keras, ai_edge_litert, tensorflow as tf; print('cellscale', cellscale.__file__, 'tf', tf.__version__)"
+ && python -c "import cellscale, keras, ai_edge_litert, tensorflow as tf; print('cellscale', cellscale.__file__, 'tf', tf.__version__)" \
+ && python -c "from cellscale.segment.model import shipped_model; print('models', shipped_model('nuclear').parent)" \
+ && rm -rf /opt/cellscale/build /opt/cellscale/src  # installed into site-packages: no second copy of the models
 
 # The plugin makes every pod first run `pip install --target .snakemake/pip-deployments <the storage plugins
 # installed where snakemake was started>`. Answer it offline from the wheels above, without dependencies (the

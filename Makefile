@@ -23,10 +23,13 @@ demo: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --report results/report.html
 	@echo "Results in results/; open results/report.html"
 
+# lint-imports: the architecture contracts in pyproject.toml ([tool.importlinter]), in under a second
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -ra
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint
 
 # Regenerate the generated demo samples (seeded: identical every time).

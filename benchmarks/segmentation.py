@@ -11,8 +11,8 @@ Prints, in one run:
 - whole-cell: F1 against each CODEX expert on the held-out columns of R001_X003_Y004, ours (models/tissue and
   models/tissue-tight, trained on expert 1's and expert 2's outlines) vs the peers' masks;
 - speed: Mpx/s and peak memory of tile -> segment -> stitch jobs (Snakemake benchmark files) at several sizes.
-Needs ../shared/data for the accuracy parts (skipped with a note when absent). Results also go to
-benchmarks/out/segmentation.json.
+Needs ../shared/data for the accuracy parts (skipped with a note when absent). ``--json PATH`` also writes
+the figures there (benchmarks/ holds the code only: run outputs go elsewhere, e.g. results/).
 """
 
 from __future__ import annotations
@@ -182,6 +182,7 @@ def main() -> int:
                         help="network arithmetic for the speed runs (config segment.precision)")
     parser.add_argument("--augment", nargs="+", default=["none"], choices=list(AUGMENTATIONS),
                         help="test-time augmentation for the speed runs (config segment.augment)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
     results = {}
@@ -209,9 +210,9 @@ def main() -> int:
                               + [speed(sizes, "tissue", args.tile, Path(tmp), p, a) for p, a in runs])
         print("\n## Speed and memory, tile -> segment -> stitch on 2 CPU cores\n" + table.to_string(index=False))
         results["speed"] = table.to_dict("records")
-    out = ROOT / "benchmarks" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "segmentation.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
     return 0
 
 

@@ -9,6 +9,8 @@ import pandas as pd
 from snakemake.utils import validate
 
 
+# Rejects an unknown key (naming it) and fills in every default: the schema is their one source, so the rules
+# read config["section"]["key"] and pass whole sections to the scripts' typed settings.
 validate(config, schema="../workflow/schemas/config.schema.yaml")
 
 samples = pd.read_csv(
@@ -63,7 +65,7 @@ def model_files(wildcards):
     if isinstance(model, dict):  # a user's own Keras/SavedModel declared in the config
         return {"weights": model["path"]}
     files = {"spec": f"{model}/model.json", "weights": f"{model}/model.keras"}
-    if config.get("segment", {}).get("precision", "auto") in ("auto", "int8"):  # the 8-bit copy travels too
+    if config["segment"]["precision"] in ("auto", "int8"):  # the 8-bit copy travels too
         local = Path(model, "model.json")
         if local.exists():
             int8 = json.loads(local.read_text()).get("int8")

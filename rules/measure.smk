@@ -11,7 +11,7 @@ rule measure:
         compartments=lambda w: compartments(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
         channel_names=lambda w: channel_names(w.sample),
-        extra_stats=config.get("measure", {}).get("extra_stats", False),
+        measure=config["measure"],
     resources:
         mem_mb=4000,
     log:

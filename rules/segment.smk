@@ -6,9 +6,7 @@ rule segment:
         maps="results/predictions/{sample}/shard_{shard}.npy",
     params:
         model=lambda w: model_dir(w.sample),
-        batch_mpx=config.get("segment", {}).get("batch_mpx", 0.5),
-        precision=config.get("segment", {}).get("precision", "auto"),
-        augment=config.get("segment", {}).get("augment", "rot180"),
+        segment=config["segment"],
     threads: 2
     resources:
         gpu=1,

@@ -7,7 +7,7 @@ rule stitch:
         labels="results/segmentation/{sample}/{compartment}.ome.tif",
     params:
         model=lambda w: model_dir(w.sample),
-        postprocess=config.get("postprocess", {}),
+        postprocess=config["postprocess"],
         pixel_size=lambda w: pixel_size(w.sample),
     threads: 2
     resources:

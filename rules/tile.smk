@@ -10,7 +10,7 @@ checkpoint tile:
         roles=lambda w: roles(w.sample),
         model=lambda w: model_dir(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
-        tiling=config.get("tiling", {}),
+        tiling=config["tiling"],
         pixel_size=lambda w: pixel_size(w.sample),
         gamma=lambda w: gamma(w.sample),
         scale=lambda w: scale(w.sample),

@@ -8,7 +8,7 @@ rule track:
     params:
         image=lambda w: samples.loc[w.sample, "image"],
         nuclear_channel=lambda w: roles(w.sample)["nuclear"],
-        track=config.get("track", {}),
+        track=config["track"],
     log:
         "logs/track/{sample}.log",
     benchmark:

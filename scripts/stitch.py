@@ -3,11 +3,11 @@
 import os
 
 from cellscale.logs import step_log
+from cellscale.segment.settings import PostprocessSettings
 from cellscale.steps import staged_model
 from cellscale.steps.stitch import stitch_sample
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-post = s.params.postprocess
 with step_log(s.log[0], f"stitch {s.wildcards.sample} {s.wildcards.compartment}"):
     stitch_sample(
         os.path.join(s.input.tiles, "plan.json"),
@@ -15,9 +15,7 @@ with step_log(s.log[0], f"stitch {s.wildcards.sample} {s.wildcards.compartment}"
         staged_model(s.input, s.params.model),
         s.wildcards.compartment,
         s.output.labels,
-        block=post.get("block", 512),
-        margin=post.get("margin", 64),
-        overrides=post.get("overrides", {}),
+        postprocess=PostprocessSettings.from_dict(s.params.postprocess),  # config["postprocess"]
         pixel_size_um=s.params.pixel_size,
         workers=s.threads,
     )

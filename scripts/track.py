@@ -2,9 +2,9 @@
 
 from cellscale.logs import step_log
 from cellscale.steps.track import track_sample
+from cellscale.track.config import TrackConfig
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-cfg = s.params.track
 with step_log(s.log[0], f"track {s.wildcards.sample}"):
     track_sample(
         s.wildcards.sample,
@@ -13,8 +13,5 @@ with step_log(s.log[0], f"track {s.wildcards.sample}"):
         s.output.ctc,
         s.output.table,
         nuclear_channel=s.params.nuclear_channel,
-        max_distance=cfg.get("max_distance"),
-        max_gap=cfg.get("max_gap", 2),
-        divisions=cfg.get("divisions", True),
-        solver=cfg.get("solver", "lap"),
+        config=TrackConfig.from_dict(s.params.track),  # config["track"]: every field reaches the tracker
     )

@@ -1,4 +1,5 @@
-"""Shared fixtures: shipped models, generated samples (paths and helpers: :mod:`support`)."""
+"""Shared fixtures: shipped models, generated samples, the synthetic time-lapse and its CTC ground truth
+(paths and helpers: :mod:`support`)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,21 @@ def small_tissue():
     from cellscale.synth.tissue import make_tissue
 
     return make_tissue((384, 384), n_cells=80, seed=11)
+
+
+@pytest.fixture(scope="session")
+def tl():
+    """The tracking tests' synthetic time-lapse: 30 frames of 256 x 256, 12 cells, divisions. Read-only."""
+    from cellscale.synth.timelapse import make_timelapse
+
+    return make_timelapse(n_frames=30, shape=(256, 256), n_cells=12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def gt(tl, tmp_path_factory):
+    """The CTC ground-truth folder of :func:`tl` (``01_GT/TRA/man_trackNNN.tif`` + ``man_track.txt``)."""
+    from cellscale.synth.timelapse import write_ctc_ground_truth
+
+    path = tmp_path_factory.mktemp("gt") / "01_GT"
+    write_ctc_ground_truth(tl, path)
+    return path

@@ -1,6 +1,6 @@
 """The ``cellscale`` command line: single steps, the same code the workflow runs.
 
-Commands: segment, measure, track, evaluate-tracks, synth, train, quantize, gke. Run
+Commands: segment, measure, track, evaluate-tracks, synth, train, quantize, gke, size. Run
 ``cellscale COMMAND --help`` for each.
 """
 
@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"
-
 
 def _segment(args) -> int:
     import numpy as np
@@ -19,6 +17,7 @@ def _segment(args) -> int:
     from cellscale.io import is_image_file, is_ome_zarr, read_image, write_labels
     from cellscale.logs import step_log
     from cellscale.segment.image import segment_image
+    from cellscale.segment.model import shipped_model
     from cellscale.segment.predictor import Predictor
     from cellscale.segment.tiles import resampling_scale
 
@@ -36,7 +35,7 @@ def _segment(args) -> int:
     if whole_cell and args.membrane_channel is None:
         raise SystemExit("--compartment whole-cell needs --membrane-channel")
     resampling_scale(None, None, args.scale)  # a bad --scale fails before the model loads
-    model_dir = Path(args.model) if args.model else DEFAULT_MODELS / ("tissue" if whole_cell else "nuclear")
+    model_dir = Path(args.model) if args.model else shipped_model("tissue" if whole_cell else "nuclear")
     predictor = Predictor(model_dir, batch_size=args.batch_size, precision=args.precision,  # once for all inputs
                           augment=args.augment)
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
@@ -83,7 +82,7 @@ def _track(args) -> int:
     labels = read_label_dir(args.labels_dir)
     detections = detections_from_labels(labels)
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
-                  divisions=not args.no_divisions, solver=args.solver)
+                  divisions=args.divisions, solver=args.solver)
     write_ctc(labels, tracks, args.output)
     if args.table:
         write_tracks_table(tracks, args.table)
@@ -118,16 +117,26 @@ def _gke(args) -> int:
     return run(args)
 
 
+def _size(args) -> int:
+    from cellscale.deploy.sizing import run
+
+    return run(args)
+
+
 def _train(args) -> int:
+    from cellscale.train.options import TrainOptions
+
+    options = TrainOptions.from_args(args)  # checked before the network libraries load
     from cellscale.train.run import run_training
 
-    return run_training(args)
+    return run_training(options)
 
 
 def _quantize(args) -> int:
+    from cellscale.train.options import QuantizeOptions
     from cellscale.train.quantize import run_quantize
 
-    return run_quantize(args)
+    return run_quantize(QuantizeOptions.from_args(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         AUGMENTATIONS,
         PRECISIONS,
     )
+
+    from cellscale.settings import choices, default  # the config schema's defaults (PyYAML, no numpy)
 
     parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,13 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compartment", choices=["nuclear", "whole-cell"], default="nuclear")
     p.add_argument("--nuclear-channel", type=int, default=None, help="0-based channel index of the nuclear stain")
     p.add_argument("--membrane-channel", type=int, default=None, help="0-based channel index of the membrane stain")
-    p.add_argument("--model", default=None, help="model folder (default: the shipped nuclear or tissue model)")
-    p.add_argument("--tile", type=int, default=512, help="model window edge in pixels")
-    p.add_argument("--overlap", type=int, default=32, help="window overlap in pixels")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped nuclear or tissue model, "
+                   "or the one in the folder $CELLSCALE_MODELS names)")
+    p.add_argument("--tile", type=int, default=default("tiling", "tile"), help="model window edge in pixels")
+    p.add_argument("--overlap", type=int, default=default("tiling", "overlap"), help="window overlap in pixels")
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+    p.add_argument("--precision", default=default("segment", "precision"), choices=["auto", *PRECISIONS],
                    help="network arithmetic (auto: the model's int8 copy when it has one)")
-    p.add_argument("--augment", default="rot180", choices=list(AUGMENTATIONS),
+    p.add_argument("--augment", default=default("segment", "augment"), choices=list(AUGMENTATIONS),
                    help="test-time augmentation: average each window's maps with its half turn (rot180, 2 network "
                         "passes) or its three flips (flips, 4 passes); a little more accurate")
     p.add_argument("--gamma", type=float, default=1.0,
@@ -183,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
     p.add_argument("--channel-names", default=None, help="comma-separated names (default: OME metadata, else ch0..)")
-    p.add_argument("--extra-stats", action="store_true", help="add sum, median, std, 25th/75th percentiles")
+    p.add_argument("--extra-stats", action="store_true", default=default("measure", "extra_stats"),
+                   help="add sum, median, std, 25th/75th percentiles")
     p.add_argument("--parquet", action="store_true", help="also write a Parquet file next to the CSV")
     p.set_defaults(func=_measure)
 
@@ -193,12 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "result folder (maskNNN.tif relabelled by track, res_track.txt 'L B E P').")
     p.add_argument("labels_dir")
     p.add_argument("-o", "--output", required=True, help="CTC result folder to write")
-    p.add_argument("--max-distance", type=float, default=None, help="largest link in pixels (default: estimated)")
-    p.add_argument("--max-gap", type=int, default=2, help="frames a cell may be missing")
-    p.add_argument("--no-divisions", action="store_true", help="do not detect divisions")
-    p.add_argument("--solver", choices=["lap", "ilp"], default="lap",
+    p.add_argument("--max-distance", type=float, default=default("track", "max_distance"),
+                   help="largest link in pixels (default: estimated)")
+    p.add_argument("--max-gap", type=int, default=default("track", "max_gap"), help="frames a cell may be missing")
+    p.add_argument("--divisions", action=argparse.BooleanOptionalAction, default=default("track", "divisions"),
+                   help="detect divisions (--no-divisions: do not)")
+    p.add_argument("--solver", choices=choices("track", "solver"), default=default("track", "solver"),
                    help="lap: fast frame-to-frame linear assignment; ilp: integer program over a window of "
-                        "frames choosing links, gaps and divisions jointly (default: lap)")
+                        "frames choosing links, gaps and divisions jointly (default: %(default)s)")
     p.add_argument("--table", default=None, help="also write the tracks table (Parquet) here")
     p.set_defaults(func=_track)
 
@@ -285,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "profiles/gke expects. See docs/gke.md.")
     gke_parser(p)
     p.set_defaults(func=_gke)
+    from cellscale.deploy.sizing import build_parser as size_parser
+
+    p = sub.add_parser("size", help="per-rule mem_mb (and runtime) for a profile from the benchmark files",
+                       description="Print the set-resources: block of profiles/slurm (mem_mb, runtime) or "
+                                   "profiles/gke (mem_mb) from the rules' benchmark files (FOLDER, default "
+                                   "results/benchmarks, one folder per rule): peak RSS x headroom rounded up to "
+                                   "500 MB, slowest job x headroom in minutes. See docs/hpc.md, docs/gke.md.")
+    size_parser(p)
+    p.set_defaults(func=_size)
     return parser
 
 

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from skimage.segmentation import find_boundaries
 
+from cellscale.io import atomic_path
+
 OUTLINE_COLOURS = {"nuclear": (0.2, 1.0, 0.2), "whole_cell": (1.0, 0.3, 0.9)}
 
 
@@ -34,8 +36,6 @@ def overlay(channels: np.ndarray, labels: dict[str, np.ndarray], max_px: int = 1
 def save_png(path, rgb: np.ndarray) -> None:
     import imageio.v3 as iio
 
-    from cellscale.io import atomic_path
-
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, rgb, extension=".png")
 
@@ -58,8 +58,6 @@ def lineage_plot(path, tracks: pd.DataFrame, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from cellscale.io import atomic_path
 
     spans = tracks.groupby("track_id").agg(start=("frame", "min"), end=("frame", "max"),
                                            parent=("parent_track_id", "first")).reset_index()

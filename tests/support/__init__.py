@@ -6,15 +6,17 @@ Tests import it as ``support`` (``pythonpath = ["tests"]`` in pyproject.toml).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from cellscale.segment.model import shipped_models_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
-# CELLSCALE_MODELS points the tests at other model folders (e.g. while the shipped ones retrain)
-MODELS = Path(os.environ.get("CELLSCALE_MODELS", ROOT / "models"))
+# the shipped models, or the folder of model folders CELLSCALE_MODELS names (e.g. while the shipped ones retrain):
+# the command line's default models come from the same place
+MODELS = shipped_models_dir()
 DEMO = ROOT / "data" / "demo"
 
 

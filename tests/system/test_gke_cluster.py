@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -11,15 +12,16 @@ import pytest
 import yaml
 from support import ROOT
 
-from cellscale.deploy import gke
+from cellscale.deploy import gke, sizing
 
 GKE_KUBERNETES = "1.36.0"  # the cluster version `up` asks for (MutatingAdmissionPolicy is GA from 1.36)
 ENV = {"CELLSCALE_GCP_PROJECT": "demo-project", "CELLSCALE_ZONE": "us-central1-b", "PATH": "/usr/bin:/bin"}
+PROFILE = ROOT / "profiles" / "gke"
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cellscale.deploy.gke", *args], capture_output=True, text=True,
-                          env={**ENV, **(env or {})}, cwd=ROOT, timeout=60)
+def cli(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cellscale.deploy.gke", *args], check=False, capture_output=True,
+                          text=True, env={**ENV, **(env or {})}, cwd=cwd, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_up_commands(up_lines):
     assert flag(cluster, "--num-nodes") == "1"          # the small on-demand system pool
     system_type = flag(cluster, "--machine-type")
 
-    profile = gke.load_profile(environ=ENV)
+    profile = gke.load_profile(PROFILE, environ=ENV)
     gpu = find(cmds, "node-pools", "create", "gpu")
     assert flag(gpu, "--machine-type") == profile["set-resources"]["segment"]["machine_type"]
     assert flag(gpu, "--accelerator") == "type=nvidia-l4,count=1,gpu-driver-version=default"
@@ -100,27 +102,27 @@ def test_down_commands():
     assert "gs://demo-project-cellscale" not in kept  # results survive unless asked
 
 
-@pytest.mark.parametrize("path", gke.manifest_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", gke.manifest_files(PROFILE), ids=lambda p: p.name)
 def test_manifests_validate_against_the_gke_api(path):
     for doc in yaml.safe_load_all(path.read_text()):
         kubernetes_validate.validate(doc, GKE_KUBERNETES, strict=True)
 
 
 def test_job_policy_needs_kubernetes_1_36():
-    policy = next(d for d in gke.manifests() if d["kind"] == "MutatingAdmissionPolicy")
+    policy = next(d for d in gke.manifests(PROFILE) if d["kind"] == "MutatingAdmissionPolicy")
     with pytest.raises(kubernetes_validate.utils.SchemaNotFoundError):  # only v1beta1 before 1.36
         kubernetes_validate.validate(policy, "1.35.0", strict=True)
 
 
 def test_validation_catches_a_broken_manifest():
-    ns = next(d for d in gke.manifests() if d["kind"] == "Namespace")
+    ns = next(d for d in gke.manifests(PROFILE) if d["kind"] == "Namespace")
     broken = {**ns, "spec": {"finalizers": "kubernetes"}}  # a string where a list belongs
     with pytest.raises(kubernetes_validate.utils.ValidationError):
         kubernetes_validate.validate(broken, GKE_KUBERNETES, strict=True)
 
 
 def test_namespace_refuses_privileged_pods():
-    ns = next(d for d in gke.manifests() if d["kind"] == "Namespace")
+    ns = next(d for d in gke.manifests(PROFILE) if d["kind"] == "Namespace")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] in ("baseline", "restricted")
 
 
@@ -135,12 +137,39 @@ def test_allocatable_follows_gke_reservations():
 def test_size_from_benchmark_files(tmp_path):
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for rel, rss in [("segment/a/shard_0000.tsv", 1969.45), ("segment/b/shard_0000.tsv", 1200.0),
-                     ("measure/a.tsv", 226.2), ("summary.tsv", 90.0)]:
+                     ("measure/a.tsv", 226.2), ("summary/run.tsv", 90.0)]:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"6.6\t0:00:06\t{rss}\t1\t1\t1\t0\t0\t50\t5\n")
-    sizes = gke.size_resources(tmp_path)
-    assert sizes["segment"]["mem_mb"] == 3000 and sizes["segment"]["files"] == 2
-    assert sizes["measure"]["mem_mb"] == 500 and sizes["summary"]["mem_mb"] == 500
+    sizes = sizing.size_for("gke", tmp_path)
+    assert sizes["segment"].mem_mb == 3000 and sizes["segment"].files == 2
+    assert sizes["measure"].mem_mb == 500 and sizes["summary"].mem_mb == 500
     out = cli("size", str(tmp_path)).stdout
-    assert yaml.safe_load(out.split("\n", 1)[1].replace("#", "# "))["segment"]["mem_mb"] == 3000
+    assert yaml.safe_load(out)["set-resources"] == {"measure": {"mem_mb": 500}, "segment": {"mem_mb": 3000},
+                                                    "summary": {"mem_mb": 500}}
+
+
+def test_runs_from_another_folder_with_profile_dir(tmp_path, up_lines):
+    """The library reads no file of its own checkout: the profile is where --profile-dir says."""
+    missing = cli("print", cwd=tmp_path)
+    assert missing.returncode != 0 and str(tmp_path / "profiles" / "gke") in missing.stderr
+    assert "--profile-dir" in missing.stderr and "Traceback" not in missing.stderr
+    result = cli("--profile-dir", str(PROFILE), "up", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    cmds = [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert cli("--profile-dir", str(PROFILE), "print", cwd=tmp_path).stdout.splitlines() == \
+        [shlex.join(c) for c in cmds]
+    # the same commands, but the manifests (outside the current folder) by their full path
+    apply = find(cmds, "kubectl", "apply")
+    assert apply[-1] == str(PROFILE / "manifests") and find(up_lines, "kubectl", "apply")[-1] == "profiles/gke/manifests"
+    assert [c for c in cmds if c is not apply] == [c for c in up_lines if "apply" not in c]
+    # the older spelling of the option
+    assert cli("--profile", str(PROFILE), "print", cwd=tmp_path).stdout == cli("print").stdout.replace(
+        "profiles/gke/manifests", str(PROFILE / "manifests"))
+
+
+def test_up_refuses_to_run_outside_a_checkout(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    shutil.copytree(PROFILE, tmp_path / "profiles" / "gke")
+    result = cli("up", cwd=tmp_path, env={"PATH": str(tmp_path)})  # neither gcloud nor kubectl: nothing may run
+    assert result.returncode != 0 and "Dockerfile, models, data/demo" in result.stderr

@@ -22,6 +22,7 @@ from support.kube_emulator import api_errors
 
 from cellscale.deploy import gke
 
+PROFILE = ROOT / "profiles" / "gke"
 PINNED = {"snakemake-executor-plugin-kubernetes": "0.5.0", "snakemake-storage-plugin-gcs": "1.1.4",
           "snakemake-storage-plugin-fs": "1.1.3", "snakemake": "9.27.1"}
 
@@ -130,7 +131,7 @@ def test_privileged_false_in_a_profile_turns_privileged_on(tmp_path):
     settings = ExecutorPluginRegistry().get_plugin("kubernetes").get_settings(args)
     assert settings.privileged, "the trap is gone: revisit the profile comment"
     assert container(build_job({"_cores": 1}, privileged=settings.privileged))["securityContext"]["privileged"]
-    _, args = parse_args(["--profile", str(ROOT / "profiles" / "gke"), "--dry-run"])
+    _, args = parse_args(["--profile", str(PROFILE), "--dry-run"])
     ours = ExecutorPluginRegistry().get_plugin("kubernetes").get_settings(args)
     assert not ours.privileged
     assert ours.namespace == "cellscale" and ours.service_account_name == "cellscale-runner"
@@ -213,7 +214,7 @@ def test_pods_first_pip_install_the_storage_plugins():
 
 @pytest.fixture(scope="module")
 def profile():
-    return gke.load_profile(environ={"CELLSCALE_GCP_PROJECT": "demo-project"})
+    return gke.load_profile(PROFILE, environ={"CELLSCALE_GCP_PROJECT": "demo-project"})
 
 
 def test_profile_avoids_each_trap(profile):
@@ -235,7 +236,7 @@ def test_profile_avoids_each_trap(profile):
 
 def test_profile_requests_fit_the_pools(profile):
     """Every job, and the widest group pod, fits one node of the pool its machine type selects."""
-    s = gke.settings(environ={"CELLSCALE_GCP_PROJECT": "demo-project"})
+    s = gke.settings(PROFILE, environ={"CELLSCALE_GCP_PROJECT": "demo-project"})
     pools = {p.machine_type: p for p in s.pools()}
     cores, group_mem = profile["cores"], profile["resources"]["mem_mb"]
     for rule, res in {**profile["set-resources"], "(default)": {}}.items():
@@ -251,10 +252,10 @@ def test_profile_requests_fit_the_pools(profile):
 
 
 def test_profile_and_cluster_agree(profile):
-    s = gke.settings(environ={"CELLSCALE_GCP_PROJECT": "demo-project", "CELLSCALE_REGION": "europe-west4"})
+    s = gke.settings(PROFILE, environ={"CELLSCALE_GCP_PROJECT": "demo-project", "CELLSCALE_REGION": "europe-west4"})
     assert s.image.startswith("europe-west4-docker.pkg.dev/demo-project/")
     assert (s.bucket, s.prefix) == ("demo-project-cellscale", "cellscale")
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in gke.manifests()}
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in gke.manifests(PROFILE)}
     assert ("Namespace", profile["kubernetes-namespace"]) in docs
     sa = docs[("ServiceAccount", profile["kubernetes-service-account-name"])]
     assert sa["metadata"]["namespace"] == profile["kubernetes-namespace"]

@@ -30,7 +30,7 @@ import yaml
 from support import MODELS, ROOT
 from support.kube_emulator import Cluster, api_errors, requests_of
 
-from cellscale.deploy import gke
+from cellscale.deploy import gke, sizing
 
 pytestmark = pytest.mark.workflow
 BIN = Path(sys.executable).parent
@@ -40,6 +40,7 @@ SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
 GKE_KUBERNETES = "1.36.0"
 KILL_FRACTION, SEED = 0.3, 1
 ENV = {"CELLSCALE_GCP_PROJECT": "demo-project"}
+PROFILE = ROOT / "profiles" / "gke"
 
 
 def wheel_of_installed(dist_name: str, out: Path) -> Path:
@@ -96,7 +97,7 @@ def git_track(work: Path) -> None:
 
 
 def gke_command(bucket: Path, *extra: str) -> list[str]:
-    return [str(BIN / "snakemake"), "--profile", str(ROOT / "profiles" / "gke"),
+    return [str(BIN / "snakemake"), "--profile", str(PROFILE),
             "--default-storage-provider", "fs", "--default-storage-prefix", str(bucket), *extra]
 
 
@@ -146,7 +147,7 @@ def gke_run(prepared):
     pod_env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
                "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "2",
                "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1", "PIP_FIND_LINKS": str(wheels)}
-    settings = gke.settings(environ=ENV)
+    settings = gke.settings(PROFILE, environ=ENV)
     with Cluster(settings.pools(), base / "cluster", pod_env=pod_env, max_running=2,
                  kill_fraction=KILL_FRACTION, seed=SEED) as cluster:
         kubeconfig = cluster.start(namespace="cellscale")
@@ -160,7 +161,7 @@ def gke_run(prepared):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
     return {"work": work, "bucket": bucket, "cluster": cluster, "out": out, "seconds": seconds,
-            "settings": settings, "profile": gke.load_profile(environ=ENV)}
+            "settings": settings, "profile": gke.load_profile(PROFILE, environ=ENV)}
 
 
 def rules_of(job: dict) -> list[str]:
@@ -258,7 +259,7 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
 
 
 def test_pod_specs_validate_against_the_gke_api(gke_run):
-    policy = next(d for d in gke.manifests() if d["kind"] == "MutatingAdmissionPolicy")
+    policy = next(d for d in gke.manifests(PROFILE) if d["kind"] == "MutatingAdmissionPolicy")
     expression = policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
     deadline = int(re.search(r"activeDeadlineSeconds:\s*(\d+)", expression).group(1))
     ttl = int(re.search(r"ttlSecondsAfterFinished:\s*(\d+)", expression).group(1))
@@ -277,8 +278,8 @@ def test_pod_specs_validate_against_the_gke_api(gke_run):
 def test_requests_cover_measured_memory(gke_run):
     """The profile's sizes against the benchmark files the pods wrote (tiny inputs here: a floor check)."""
     profile = gke_run["profile"]
-    sizes = gke.size_resources(gke_run["bucket"] / "benchmarks" / "out")
-    assert {"tile", "segment", "stitch", "measure"} <= set(sizes)
-    for rule, entry in sizes.items():
+    sizes = sizing.size_for("gke", gke_run["bucket"] / sizing.BENCHMARKS)
+    assert {"tile", "segment", "stitch", "measure", "report_sample", "summary"} <= set(sizes)
+    for rule, size in sizes.items():
         asked = profile["set-resources"].get(rule, {}).get("mem_mb", profile["default-resources"]["mem_mb"])
-        assert entry["max_rss_mb"] <= asked, rule
+        assert size.peak_rss_mb <= asked, rule

@@ -12,7 +12,8 @@ from support import DEMO, MODELS
 from cellscale.io import read_image
 from cellscale.segment.image import segment_image
 from cellscale.segment.metrics import summarize
-from cellscale.segment.model import ModelSpec, build_unet
+from cellscale.segment.model import ModelSpec
+from cellscale.segment.network import build_unet
 from cellscale.segment.predictor import Predictor
 from cellscale.train.quantize import export_int8
 

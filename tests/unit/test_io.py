@@ -6,6 +6,7 @@ from cellscale.io import (
     ImageError,
     ImageSource,
     channel_names_from_ome,
+    check_labels,
     read_image,
     read_labels,
     write_image,
@@ -53,6 +54,18 @@ def test_labels_are_32_bit(tmp_path):
     assert back.dtype == np.uint32
     np.testing.assert_array_equal(back, labels)
     assert not list(tmp_path.glob(".*part"))  # no temporary left behind
+
+
+def test_labels_must_be_integers(tmp_path):
+    lab = np.zeros((3, 4), np.int16)
+    assert check_labels(lab) is lab
+    assert check_labels([[0, 1], [2, 0]]).dtype.kind == "i"
+    for bad in (np.zeros((3, 4), np.float32), np.zeros((3, 4), bool)):
+        with pytest.raises(ValueError, match=rf"nuclear must hold integer labels, got dtype {bad.dtype}"):
+            check_labels(bad, "nuclear")
+    tifffile.imwrite(tmp_path / "float.tif", np.zeros((3, 4), np.float32))
+    with pytest.raises(ImageError, match=r"float\.tif must hold integer labels, got dtype float32"):
+        read_labels(tmp_path / "float.tif")
 
 
 def test_channel_selection_and_errors():

@@ -121,6 +121,7 @@ def test_crops_made_by_worker_processes_do_not_depend_on_their_number():
                                                     ("int8", "rot180", (-2, -1))])
 def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augment, axes):
     from cellscale.segment.predictor import Predictor
+    from cellscale.segment.settings import SegmentSettings
     from cellscale.steps.segment import segment_shard
 
     raw = read_image(sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0])
@@ -137,8 +138,8 @@ def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augm
     assert np.abs(a - p).max() > 1e-3
     # the workflow's segment step passes the setting through
     np.save(tmp_path / "tiles.npy", tile)
-    segment_shard(tmp_path / "tiles.npy", MODELS / "nuclear", tmp_path / "maps.npy", precision=precision,
-                  augment=augment)
+    segment_shard(tmp_path / "tiles.npy", MODELS / "nuclear", tmp_path / "maps.npy",
+                  SegmentSettings(precision=precision, augment=augment))
     np.testing.assert_allclose(np.load(tmp_path / "maps.npy").astype(np.float32), a, atol=2e-3)  # float16 on disk
     with pytest.raises(ValueError, match="unknown augmentation 'mirror'"):
         Predictor(MODELS / "nuclear", precision=precision, augment="mirror")
@@ -146,7 +147,7 @@ def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augm
 
 def test_nuclear_model_card_reports_the_workflow_default():
     from cellscale.segment.model import ModelSpec
-    from cellscale.train.evaluate import model_card
+    from cellscale.train.card import model_card
 
     spec = ModelSpec.read(MODELS / "nuclear")
     score = {"f1": 0.5, "ap": 0.25, "images": 3}
@@ -172,7 +173,7 @@ def test_shipped_models_run_on_the_jax_backend_with_the_same_maps(tmp_path):
     tiles = np.random.default_rng(0).random((3, 2, 128, 128), dtype=np.float32)
     np.save(tmp_path / "tiles.npy", tiles)
     # 3 tiles in batches of 2: the short last batch is padded, so JAX sees (and compiles) one batch shape
-    code = ("import sys, numpy as np, keras; from cellscale.model import Predictor; "
+    code = ("import sys, numpy as np, keras; from cellscale.segment.predictor import Predictor; "
             "assert keras.backend.backend() == 'jax', keras.backend.backend(); "
             "p = Predictor(sys.argv[1], precision='float32', batch_size=2); "
             "run = p.model.predict_on_batch; seen = set(); "
@@ -275,10 +276,14 @@ def test_expert_masks_that_label_every_pixel_lose_no_cell():
 def test_codex_labellings_come_from_either_spelling_of_the_option():
     from cellscale.cli import build_parser
     from cellscale.train.data import CODEX_LABELS
-    from cellscale.train.run import codex_labellings
+    from cellscale.train.options import TrainOptions
 
-    base = ["train", "--data", "synthetic-tissue", "--out", "m", "--run-dir", "r"]
+    base = ["train", "--data", "synthetic-tissue", "--out", "m", "--run-dir", "r", "--codex", "tile"]
     parse = build_parser().parse_args
+
+    def codex_labellings(args):
+        return TrainOptions.from_args(args).labellings
+
     assert codex_labellings(parse(base)) == ["expert1"]
     assert codex_labellings(parse(base + ["--codex-first", "2"])) == ["expert2"]
     assert codex_labellings(parse(base + ["--codex-first", "1", "2"])) == ["expert1", "expert2"]

@@ -113,6 +113,7 @@ def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
     from support import MODELS
 
     from cellscale.io import read_labels, write_image
+    from cellscale.segment.settings import SegmentSettings, TilingSettings
     from cellscale.steps.segment import segment_shard
     from cellscale.steps.stitch import stitch_sample
     from cellscale.steps.tile import tile_sample
@@ -123,11 +124,11 @@ def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
     for name, shard_mpx in (("one", 100.0), ("many", 0.07)):
         tiles = tmp_path / name / "tiles"
         plan = tile_sample("s", image_path, tiles, {"nuclear": 0, "membrane": 1}, MODELS / "tissue",
-                           tile=128, overlap=32, shard_mpx=shard_mpx)
+                           tiling=TilingSettings(tile=128, overlap=32, shard_mpx=shard_mpx))
         maps = []
         for shard in range(len(plan.shards)):
             out = tmp_path / name / "maps" / f"shard_{shard:04d}.npy"
-            segment_shard(tiles / f"shard_{shard:04d}.npy", MODELS / "tissue", out)
+            segment_shard(tiles / f"shard_{shard:04d}.npy", MODELS / "tissue", out, SegmentSettings(augment="none"))
             maps.append(out)
         stitch_sample(tiles / "plan.json", maps, MODELS / "tissue", "whole_cell", tmp_path / name / "wc.ome.tif")
         results[name] = (len(plan.shards), read_labels(tmp_path / name / "wc.ome.tif"))

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from cellscale.segment.tiles import blend_weights, n_shards, plan_tiles, read_window
+from cellscale.io import ImageSource
+from cellscale.segment.tiles import blend_weights, make_plan, plan_tiles, shard_tiles
 
 
 @pytest.mark.parametrize("shape", [(1, 256, 256), (1, 520, 696), (3, 100, 37), (1, 1000, 1300)])
@@ -21,20 +22,24 @@ def test_shards_follow_megapixels():
     plan = plan_tiles((1, 2048, 2048), tile=256, overlap=32, multiple=16, shard_mpx=0.5)
     per_shard = int(0.5e6 // (256 * 256))
     assert all(len(s) <= per_shard for s in plan.shards)
-    assert len(plan.shards) == n_shards((1, 2048, 2048), 256, 32, 16, 0.5) > 1
+    assert [len(s) for s in plan.shards[:-1]] == [per_shard] * (len(plan.shards) - 1)  # full shards, then the rest
+    assert len(plan.shards) == -(-len(plan.tiles) // per_shard) > 1
 
 
 def test_small_image_uses_small_window():
-    plan = plan_tiles((1, 100, 37), tile=256, overlap=32, multiple=16)
+    plan = plan_tiles((1, 100, 37), tile=256, overlap=32, multiple=16, shard_mpx=16)
     assert plan.tile == [112, 48]
     assert len(plan.tiles) == 1
 
 
-def test_read_window_pads_with_zeros():
-    image = np.ones((1, 2, 10, 10), np.float32)
-    w = read_window(image, 0, 0, 0, 16, 16)
-    assert w.shape == (2, 16, 16)
-    assert w[:, :10, :10].min() == 1 and w[:, 10:, :].max() == 0
+def test_windows_are_zero_past_the_image_edge():
+    image = np.random.default_rng(0).random((1, 2, 10, 10)).astype(np.float32) + 1
+    plan, recipe = make_plan(ImageSource.from_array(image), {"nuclear": 0, "membrane": 1}, ["nuclear", "membrane"],
+                             tile=16, overlap=4, multiple=16, shard_mpx=16)
+    assert plan.tile == [16, 16] and plan.tiles == [[0, 0, 0]]
+    w = shard_tiles(ImageSource.from_array(image), recipe, plan, 0)
+    assert w.shape == (1, 2, 16, 16)
+    assert w[0, :, :10, :10].max() > 0 and w[0, :, 10:, :].max() == 0 and w[0, :, :, 10:].max() == 0
 
 
 def test_blend_weights_fade_at_edges():

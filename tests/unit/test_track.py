@@ -10,6 +10,7 @@ from skimage.measure import regionprops
 
 from cellscale.synth.timelapse import make_timelapse, write_ctc_ground_truth
 from cellscale.track import (
+    ctc_lineage,
     detections_from_labels,
     evaluate_ctc,
     link,
@@ -17,32 +18,18 @@ from cellscale.track import (
     write_ctc,
     write_tracks_table,
 )
+from cellscale.io.ctc import (
+    frame_digits,
+    read_lineage,
+    write_label_frames,
+    write_lineage,
+)
+from cellscale.track.lineage import TRACK_COLUMNS
 
 
 # ---------------------------------------------------------------------------
-# helpers
+# helpers (fixtures tl and gt: tests/conftest.py)
 # ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tl():
-    return make_timelapse(n_frames=30, shape=(256, 256), n_cells=12, seed=0)
-
-
-def read_res_track(path):
-    rows = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        assert len(parts) == 4, f"bad res_track line {line!r}"
-        rows.append([int(p) for p in parts])
-    return pd.DataFrame(rows, columns=list("LBEP"), dtype="int64")
-
-
-def lineage_of(tracks: pd.DataFrame) -> pd.DataFrame:
-    g = tracks.groupby("track_id")
-    return pd.DataFrame({"L": g["frame"].min().index, "B": g["frame"].min().values,
-                         "E": g["frame"].max().values,
-                         "P": g["parent_track_id"].first().values})
-
-
 def overlap_map(pred: np.ndarray, true: np.ndarray) -> dict[int, int]:
     """pred track id -> true track id with which it shares the most pixels."""
     m = (pred > 0) & (true > 0)
@@ -75,7 +62,7 @@ def assert_same_lineage(res_masks, res_lin, tl):
 
 
 def check_res_track_format(res_dir, n_frames):
-    lin = read_res_track(res_dir / "res_track.txt")
+    lin = read_lineage(res_dir / "res_track.txt")
     assert lin["L"].is_unique and (lin["L"] > 0).all()
     assert (lin["B"] <= lin["E"]).all()
     assert (lin["B"] >= 0).all() and (lin["E"] < n_frames).all()
@@ -141,8 +128,29 @@ def test_write_ctc_ground_truth(tl, tmp_path):
     assert (tra / "man_track000.tif").is_file() and (tra / "man_track029.tif").is_file()
     back = read_label_dir(tra)
     assert back.dtype == np.uint16 and np.array_equal(back, tl.labels)
-    lin = read_res_track(tra / "man_track.txt")
+    lin = read_lineage(tra / "man_track.txt")
     pd.testing.assert_frame_equal(lin, tl.lineage.reset_index(drop=True))
+
+
+def test_ctc_files(tmp_path):
+    assert (frame_digits(999), frame_digits(1000)) == (3, 4)
+    frames = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    paths = write_label_frames(tmp_path, "mask", (f for f in frames), n_frames=1000)
+    assert [p.name for p in paths] == ["mask0000.tif", "mask0001.tif"]
+    back = read_label_dir(tmp_path)
+    assert back.dtype == np.uint16 and np.array_equal(back, frames)
+    lin = pd.DataFrame({"L": [1, 2, 3], "B": [0, 4, 4], "E": [3, 9, 9], "P": [0, 1, 1]})
+    path = write_lineage(tmp_path / "res_track.txt", lin)
+    assert path.read_text() == "1 0 3 0\n2 4 9 1\n3 4 9 1\n"
+    pd.testing.assert_frame_equal(read_lineage(path), lin.astype("int64"))
+    assert write_lineage(tmp_path / "none.txt", lin[:0]).read_text() == ""
+    assert read_lineage(tmp_path / "none.txt").columns.tolist() == ["L", "B", "E", "P"]
+    (tmp_path / "bad.txt").write_text("1 0 3 0\n2 4 x 1\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:2: expected 'L B E P'"):
+        read_lineage(tmp_path / "bad.txt")
+    tifffile.imwrite(tmp_path / "mask0002.tif", frames[0].astype(np.float32))
+    with pytest.raises(ValueError, match=r"mask0002\.tif must hold integer labels, got dtype float32"):
+        read_label_dir(tmp_path)
 
 
 # ---------------------------------------------------------------------------
@@ -172,8 +180,7 @@ def test_detections_match_regionprops(tl):
 def test_link_reproduces_true_lineage(tl, tmp_path, use_labels):
     det = detections_from_labels(tl.labels)
     tracks = link(det, tl.labels if use_labels else None)
-    assert list(tracks.columns) == ["frame", "label", "track_id", "parent_track_id",
-                                    "y", "x", "area"]
+    assert list(tracks.columns) == TRACK_COLUMNS
     assert tracks.attrs["max_distance_estimated"] is True
     assert tracks.attrs["max_distance"] > 0
     assert tracks.attrs["n_divisions"] == (tl.lineage["P"] > 0).sum() // 2
@@ -183,9 +190,7 @@ def test_link_reproduces_true_lineage(tl, tmp_path, use_labels):
     assert_same_lineage(masks, lin, tl)
 
 
-def test_ctc_metrics_on_synthetic(tl, tmp_path):
-    gt = tmp_path / "01_GT"
-    write_ctc_ground_truth(tl, gt)
+def test_ctc_metrics_on_synthetic(tl, gt, tmp_path):
     tracks = link(detections_from_labels(tl.labels), tl.labels)
     res = write_ctc(tl.labels, tracks, tmp_path / "01_RES")
     scores = evaluate_ctc(res, gt)
@@ -213,14 +218,14 @@ def test_division_split_when_lap_links_mother_to_daughter():
         lab[t][(yy - 40) ** 2 + (xx - 32 + t - 1) ** 2 <= 49] = 7
         lab[t][(yy - 40) ** 2 + (xx - 49 - t + 1) ** 2 <= 49] = 9
     tracks = link(lab)  # a label stack is accepted directly
-    lin = lineage_of(tracks).set_index("L")
+    lin = ctc_lineage(tracks).set_index("L")
     assert len(lin) == 3
     mother = tracks.loc[tracks["frame"] == 0, "track_id"].item()
     assert lin.loc[mother, "E"] == 0
     kids = lin[lin["P"] == mother]
     assert len(kids) == 2 and (kids["B"] == 1).all()
     assert tracks.attrs["n_divisions_split_from_link"] == 1
-    no_div = lineage_of(link(lab, divisions=False))
+    no_div = ctc_lineage(link(lab, divisions=False))
     assert (no_div["P"] == 0).all()
 
 
@@ -235,7 +240,7 @@ def test_division_with_daughters_out_of_link_reach():
     tracks = link(lab, max_distance=5)
     assert tracks.attrs["n_divisions"] == 1
     assert tracks.attrs["n_divisions_split_from_link"] == 0
-    lin = lineage_of(tracks)
+    lin = ctc_lineage(tracks)
     assert sorted(lin["P"]) == [0, 1, 1] and len(lin) == 3
     # a daughter that is too large relative to the mother is not a division
     lab[1:][lab[1:] == 3] = 0
@@ -367,7 +372,7 @@ def test_write_ctc_atomic_replace_and_holes(tmp_path):
     write_ctc(lab, tracks, out)
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # no temp folders left
-    lin = read_res_track(out / "res_track.txt")
+    lin = read_lineage(out / "res_track.txt")
     # a track with a hole becomes two CTC tracks, the second the child of the first
     assert lin.values.tolist() == [[1, 0, 1, 0], [2, 3, 3, 1]]
     masks = read_label_dir(out)
@@ -377,7 +382,7 @@ def test_write_ctc_atomic_replace_and_holes(tmp_path):
     bad.loc[2, "parent_track_id"] = 5  # parent does not exist
     with pytest.raises(ValueError, match="parent 5"):
         write_ctc(lab, bad, out)
-    assert read_res_track(out / "res_track.txt").values.tolist() == lin.values.tolist()
+    assert read_lineage(out / "res_track.txt").values.tolist() == lin.values.tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
 
 
@@ -385,8 +390,8 @@ def test_write_tracks_table(tl, tmp_path):
     tracks = link(detections_from_labels(tl.labels[:5]), tl.labels[:5])
     path = write_tracks_table(tracks, tmp_path / "sub" / "tracks.parquet")
     back = pd.read_parquet(path)
-    assert list(back.columns) == ["frame", "label", "track_id", "parent_track_id",
-                                  "y", "x", "area"]
+    assert list(back.columns) == TRACK_COLUMNS == ["frame", "label", "track_id", "parent_track_id",
+                                                   "y", "x", "area"]
     assert len(back) == len(tracks)
     assert np.array_equal(back["track_id"].to_numpy(), tracks["track_id"].to_numpy())
 

@@ -8,9 +8,9 @@ import pytest
 from support import need_shared
 
 from cellscale.cli import main as cli_main
-from cellscale.synth.timelapse import make_timelapse, write_ctc_ground_truth
 from cellscale.track import (
     TrackConfig,
+    ctc_lineage,
     detections_from_labels,
     evaluate_ctc,
     link,
@@ -19,22 +19,7 @@ from cellscale.track import (
 )
 from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
 
-
-@pytest.fixture(scope="module")
-def tl():
-    return make_timelapse(n_frames=30, shape=(256, 256), n_cells=12, seed=0)
-
-
-@pytest.fixture(scope="module")
-def gt(tl, tmp_path_factory):
-    path = tmp_path_factory.mktemp("gt") / "01_GT"
-    write_ctc_ground_truth(tl, path)
-    return path
-
-
-def lineage(tracks):
-    g = tracks.groupby("track_id")
-    return pd.DataFrame({"B": g["frame"].min(), "E": g["frame"].max(), "P": g["parent_track_id"].first()})
+# fixtures tl and gt: tests/conftest.py
 
 
 def drop_detections(tl, fraction, seed):
@@ -66,7 +51,7 @@ def test_solvers_agree_on_clean_data(tl):
     det = detections_from_labels(tl.labels, tl.image)
     a = link(det, tl.labels, solver="lap")
     b = link(det, tl.labels, solver="ilp")
-    pd.testing.assert_frame_equal(lineage(a), lineage(b))
+    pd.testing.assert_frame_equal(ctc_lineage(a), ctc_lineage(b))
 
 
 @pytest.mark.parametrize("n_missing", [1, 2])
@@ -93,10 +78,10 @@ def test_ilp_windows_and_cbc_give_the_same_tracks(tl):
     assert whole.attrs["ilp_windows"] == 1
     windowed = link(det, labels, solver="ilp", window=8)
     assert windowed.attrs["ilp_windows"] > 3
-    pd.testing.assert_frame_equal(lineage(whole), lineage(windowed))
+    pd.testing.assert_frame_equal(ctc_lineage(whole), ctc_lineage(windowed))
     cbc = link(det, labels, solver="ilp", ilp_backend="cbc")
     assert cbc.attrs["ilp_status"] == ["optimal"]
-    pd.testing.assert_frame_equal(lineage(whole), lineage(cbc))
+    pd.testing.assert_frame_equal(ctc_lineage(whole), ctc_lineage(cbc))
 
 
 def test_ilp_not_worse_than_lap_on_degraded_labels(tl, gt):
@@ -121,7 +106,7 @@ def test_division_at_the_image_border_and_appearances():
     for solver in ("lap", "ilp"):
         tracks = link(lab, solver=solver)
         assert tracks.attrs["n_divisions"] == 0, solver
-        assert lineage(tracks)["P"].tolist() == [0, 0]
+        assert ctc_lineage(tracks)["P"].tolist() == [0, 0]
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,10 @@ namespace and service account it names, and the bucket and image it computes fro
 variables (``CELLSCALE_GCP_PROJECT``, ``CELLSCALE_REGION``, ``CELLSCALE_BUCKET``, ``CELLSCALE_IMAGE``). What
 Kubernetes objects the profile relies on are plain manifests in ``profiles/gke/manifests/``.
 
-``--dry-run`` (and ``print``) shows every gcloud and kubectl command without running anything.
+``--dry-run`` (and ``print``) shows every gcloud and kubectl command without running anything. The commands run in
+the current folder, the workflow's checkout (``up`` builds its ``Dockerfile`` and uploads its ``models/`` and
+``data/demo/``); the profile is read from ``--profile-dir`` (default ``profiles/gke`` in the current folder).
+``size`` is ``cellscale size --profile gke`` (:mod:`.sizing`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
-PROFILE_DIR = REPO / "profiles" / "gke"
+from cellscale.deploy import sizing
+
+PROFILE_DIR = Path("profiles/gke")   # relative to the current folder: the user's workflow checkout
 GPU_RULE = "segment"
 # vCPUs, memory (GiB) and GPUs of the machine types the profile may name; GPUs come with g2 (L4) only,
 # an n1 type gets a T4 through --accelerator.
@@ -77,11 +81,21 @@ def _environ(environ: dict[str, str] | None):
         os.environ.update(saved)
 
 
+def check_profile_dir(profile_dir: Path = PROFILE_DIR) -> Path:
+    """``profile_dir`` if it holds a profile (config.yaml), else FileNotFoundError naming the folder."""
+    config = Path(profile_dir) / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"no GKE profile in {Path(profile_dir).absolute()} ({config.name} is missing): run from the workflow's "
+            f"checkout (the folder holding {PROFILE_DIR}) or pass --profile-dir")
+    return Path(profile_dir)
+
+
 def load_profile(profile_dir: Path = PROFILE_DIR, environ: dict[str, str] | None = None) -> dict:
     """The profile's settings as Snakemake reads them (YTE evaluated with ``environ``, default: os.environ)."""
     import yte
 
-    with _environ(environ), open(Path(profile_dir) / "config.yaml") as f:
+    with _environ(environ), open(check_profile_dir(profile_dir) / "config.yaml") as f:
         return yte.process_yaml(f, require_use_yte=True)
 
 
@@ -247,11 +261,11 @@ def up_commands(s: Settings, profile_dir: Path = PROFILE_DIR, build_image: bool 
 
 
 def _shown(path: Path) -> str:
-    """A path as the commands show it: relative to the repository (where they run) when inside it."""
+    """A path as the commands show it: relative to the current folder (where they run) when inside it."""
     try:
-        return str(Path(path).resolve().relative_to(REPO))
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path)
+        return str(Path(path).resolve())
 
 
 def down_commands(s: Settings, delete_bucket: bool = False) -> list[list[str]]:
@@ -268,36 +282,16 @@ def down_commands(s: Settings, delete_bucket: bool = False) -> list[list[str]]:
     return cmds
 
 
-def size_resources(benchmark_dir: Path, factor: float = 1.5, step_mb: int = 500) -> dict[str, dict]:
-    """Per rule, the ``mem_mb`` to request: ``factor`` x the largest ``max_rss`` in its benchmark files,
-    rounded up to ``step_mb``; and the longest run (s). Rule = first folder under ``benchmark_dir``."""
-    import pandas as pd
-
-    out: dict[str, dict] = {}
-    for path in sorted(Path(benchmark_dir).rglob("*.tsv")):
-        rel = path.relative_to(benchmark_dir)
-        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-        table = pd.read_csv(path, sep="\t")
-        rss = pd.to_numeric(table["max_rss"], errors="coerce").max()
-        secs = pd.to_numeric(table["s"], errors="coerce").max()
-        entry = out.setdefault(rule, {"max_rss_mb": 0.0, "max_s": 0.0, "files": 0})
-        entry["max_rss_mb"] = max(entry["max_rss_mb"], float(rss if rss == rss else 0.0))
-        entry["max_s"] = max(entry["max_s"], float(secs if secs == secs else 0.0))
-        entry["files"] += 1
-    for entry in out.values():
-        entry["mem_mb"] = int(max(step_mb, math.ceil(factor * entry["max_rss_mb"] / step_mb) * step_mb))
-    return out
-
-
 def format_commands(cmds: list[list[str]]) -> str:
     return "\n".join(shlex.join(c) for c in cmds) + "\n"
 
 
-def run_commands(cmds: list[list[str]], dry_run: bool, cwd: Path = REPO) -> int:
+def run_commands(cmds: list[list[str]], dry_run: bool, cwd: Path | None = None) -> int:
+    """Print and (unless ``dry_run``) run each command in ``cwd`` (default: the current folder); stop at a failure."""
     for cmd in cmds:
         print("+ " + shlex.join(cmd), flush=True)
         if not dry_run:
-            result = subprocess.run(cmd, cwd=cwd)
+            result = subprocess.run(cmd, cwd=cwd, check=False)
             if result.returncode != 0:
                 print(f"cellscale gke: command failed with exit code {result.returncode}", file=sys.stderr)
                 return result.returncode
@@ -306,7 +300,10 @@ def run_commands(cmds: list[list[str]], dry_run: bool, cwd: Path = REPO) -> int:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="cellscale gke", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", type=Path, default=PROFILE_DIR, help="the GKE profile folder")
+    parser.add_argument("--profile-dir", type=Path, default=PROFILE_DIR,
+                        help=f"the GKE profile folder (default: {PROFILE_DIR} in the current folder)")
+    parser.add_argument("--profile", type=Path, dest="profile_dir", default=PROFILE_DIR,  # the older spelling
+                        help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="action", required=True)
     up = sub.add_parser("up", help="create the bucket, image repository, cluster, node pools and Workload Identity")
     up.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -316,33 +313,35 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     down.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     down.add_argument("--delete-bucket", action="store_true", help="also delete the bucket and all results")
     sub.add_parser("print", help="print the commands of `up` (same as up --dry-run)")
-    size = sub.add_parser("size", help="mem_mb per rule from benchmark files (set-resources for the profile)")
-    size.add_argument("benchmarks", type=Path, nargs="?", default=Path("benchmarks/out"))
+    size = sub.add_parser("size", help="mem_mb per rule from benchmark files (same as cellscale size --profile gke)")
+    sizing.build_parser(size, profile="gke")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed ``cellscale gke`` arguments (see :func:`build_parser`)."""
     if args.action == "size":
-        sizes = size_resources(args.benchmarks)
-        if not sizes:
-            raise SystemExit(f"{args.benchmarks}: no benchmark files (run the workflow once first)")
-        print("set-resources:   # 1.5 x the largest max_rss measured, rounded up to 500 MB")
-        for rule, entry in sizes.items():
-            print(f"  {rule}:\n    mem_mb: {entry['mem_mb']}   # max_rss {entry['max_rss_mb']:.0f} MB, "
-                  f"longest {entry['max_s']:.0f} s, {entry['files']} runs")
-        return 0
-    s = settings(args.profile)
+        return sizing.run(args)
+    try:
+        s = settings(check_profile_dir(args.profile_dir))
+    except FileNotFoundError as err:
+        raise SystemExit(f"cellscale gke: {err}") from None
     if args.action == "print":
-        sys.stdout.write(format_commands(up_commands(s, args.profile)))
+        sys.stdout.write(format_commands(up_commands(s, args.profile_dir)))
         return 0
     if args.action == "up":
-        cmds = up_commands(s, args.profile, build_image=not args.no_image,
+        cmds = up_commands(s, args.profile_dir, build_image=not args.no_image,
                            upload=() if args.no_upload else ("models", "data/demo"))
     else:
         cmds = down_commands(s, delete_bucket=args.delete_bucket)
     if not args.dry_run and s.project == "your-gcp-project":
         raise SystemExit("set CELLSCALE_GCP_PROJECT to your Google Cloud project id first")
+    if args.action == "up" and not args.dry_run:  # what `up` builds and uploads comes from the current folder
+        needed = ([] if args.no_image else ["Dockerfile"]) + ([] if args.no_upload else ["models", "data/demo"])
+        missing = [name for name in needed if not Path(name).exists()]
+        if missing:
+            raise SystemExit(f"cellscale gke up: no {', '.join(missing)} in {Path.cwd()}: run it from the "
+                             "workflow's checkout (or pass --no-image / --no-upload)")
     return run_commands(cmds, args.dry_run)
 
 

@@ -3,8 +3,10 @@
 - :mod:`~cellscale.io.formats`: file formats (TIFF/OME-TIFF, PNG, OME-Zarr, folders of frame files), axis
   letters mapped onto (T, C, Y, X), channel names from OME metadata;
 - :mod:`~cellscale.io.source`: :class:`ImageSource`, an image read region by region, and :func:`read_image`;
-- :mod:`~cellscale.io.labels`: 32-bit label images and intensity images as OME-TIFF;
-- :mod:`~cellscale.io.atomic`: writes that replace their target only on success.
+- :mod:`~cellscale.io.labels`: 32-bit label images and intensity images as OME-TIFF, and
+  :func:`check_labels`, the check that labels are integers;
+- :mod:`~cellscale.io.atomic`: writes that replace their target only on success;
+- :mod:`~cellscale.io.ctc`: Cell Tracking Challenge folders (numbered label TIFFs, the ``L B E P`` file).
 
 Errors are :class:`ImageError` and name the file and what is wrong with it.
 """
@@ -20,11 +22,11 @@ from .formats import (
     numbered_frames,
     ome_zarr_image,
 )
-from .labels import read_labels, write_image, write_labels
+from .labels import check_labels, read_labels, write_image, write_labels
 from .source import FrameFiles, ImageSource, read_image
 
 __all__ = [
-    "IMAGE_SUFFIXES", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path", "channel_names_from_ome",
+    "IMAGE_SUFFIXES", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path", "channel_names_from_ome", "check_labels",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image",
     "read_image", "read_labels", "write_image", "write_labels",
 ]

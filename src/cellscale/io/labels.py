@@ -1,4 +1,5 @@
-"""Label images (32-bit) and intensity images written as OME-TIFF, and label images read back."""
+"""Label images (32-bit) and intensity images written as OME-TIFF, label images read back, and the one
+check that label values are integers (:func:`check_labels`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ def content_uuid(data: np.ndarray, metadata: dict) -> str:
     data = np.ascontiguousarray(data)
     digest.update(memoryview(data.reshape(-1)).cast("B"))
     return f"urn:uuid:{uuid.UUID(bytes=digest.digest()[:16], version=5)}"
+
+
+def check_labels(labels, name: str = "labels", error: type[ValueError] = ValueError):
+    """``labels`` after checking that it holds integer labels (any signed or unsigned integer dtype; not bool,
+    not float); raises ``error`` naming ``name`` (an array's name or a file's path) and the dtype otherwise.
+
+    A lazily read array (anything with ``dtype`` and ``shape``: NumPy, Zarr, Dask) is returned as it is, unread;
+    anything else goes through :func:`numpy.asarray`.
+    """
+    arr = labels if hasattr(labels, "dtype") and hasattr(labels, "shape") else np.asarray(labels)
+    dtype = np.dtype(arr.dtype)
+    if dtype == bool or dtype.kind not in "iu":
+        raise error(f"{name} must hold integer labels, got dtype {dtype}; "
+                    f"convert a binary mask with skimage.measure.label first")
+    return arr
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
@@ -48,9 +64,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: file not found") from None
     except Exception as err:
         raise ImageError(f"{path}: cannot read labels ({type(err).__name__}: {err})") from err
-    if not np.issubdtype(data.dtype, np.integer):
-        raise ImageError(f"{path}: labels must be integers, got {data.dtype}")
-    return data
+    return check_labels(data, str(path), error=ImageError)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, channel_names: list[str] | None = None,

@@ -197,7 +197,7 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: file not found")
-    if path.is_dir():  # an OME-Zarr image or a folder of frame files (see :mod:`cellscale.source`)
+    if path.is_dir():  # an OME-Zarr image or a folder of frame files (see :class:`ImageSource`)
         with ImageSource.open(path, timelapse) as source:
             t, _, h, w = source.shape
             return np.stack([source.region(f, 0, h, 0, w) for f in range(t)])

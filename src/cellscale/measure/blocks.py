@@ -4,7 +4,7 @@ Large slides are measured without holding them in memory: any array-like
 with ``shape``, ``dtype`` and NumPy slicing (a zarr array, e.g. from
 ``tifffile.imread(path, aszarr=True)``) is read one block at a time, and
 :class:`RegionArray` gives that interface to a (T, C, Y, X) source with a
-``region(t, y0, y1, x0, x1)`` method (:class:`cellscale.source.ImageSource`).
+``region(t, y0, y1, x0, x1)`` method (:class:`cellscale.io.ImageSource`).
 """
 
 from __future__ import annotations

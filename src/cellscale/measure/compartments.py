@@ -12,13 +12,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from cellscale.io import check_labels
 from cellscale.measure.blocks import block_grid, default_block_shape
 from cellscale.measure.stats import EXTRA_STATS, extra_stats_table
 from cellscale.measure.sums import block_sums, label_segments, merge_sums
 from cellscale.measure.table import (
     check_channel_names,
     check_image_dtype,
-    check_label_dtype,
     check_label_values,
     sums_table,
 )
@@ -77,7 +77,7 @@ class _Frames:
         if len(shape) not in (2, 3):
             raise ValueError(f"labels must be (Y, X) or (T, Y, X), got shape {shape}")
         for k, v in labs.items():
-            check_label_dtype(v.dtype, f"{k} labels")
+            check_labels(v, f"{k} labels")
         self.timelapse = len(shape) == 3
         self.n_frames = shape[0] if self.timelapse else 1
         if self.n_frames == 0:

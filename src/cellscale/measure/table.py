@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cellscale.io import check_labels
 from cellscale.measure.blocks import block_grid, default_block_shape
 from cellscale.measure.hull import hull_pixel_counts
 from cellscale.measure.stats import EXTRA_STATS, extra_stats_table
@@ -25,12 +26,6 @@ SHAPE_COLUMNS = ["X_centroid", "Y_centroid", "Area", "MajorAxisLength", "MinorAx
                  "Eccentricity", "Solidity", "Extent", "Orientation"]
 
 
-def check_label_dtype(dtype, name: str = "labels") -> None:
-    dtype = np.dtype(dtype)
-    if dtype == bool or dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integer labels, got dtype {dtype}")
-
-
 def check_label_values(lab: np.ndarray, name: str = "labels") -> None:
     if lab.dtype.kind == "i" and lab.size and lab.min() < 0:
         raise ValueError(f"{name} contains negative labels; labels must be >= 0")
@@ -38,9 +33,9 @@ def check_label_values(lab: np.ndarray, name: str = "labels") -> None:
         raise ValueError(f"{name} has labels above 2**63 - 1 (CellID is int64)")
 
 
-def check_labels(labels, name: str = "labels") -> np.ndarray:
-    lab = np.asarray(labels)
-    check_label_dtype(lab.dtype, name)
+def check_label_image(labels, name: str = "labels") -> np.ndarray:
+    """A 2-D (Y, X) array of integer labels >= 0 (:func:`cellscale.io.check_labels`, :func:`check_label_values`)."""
+    lab = check_labels(np.asarray(labels), name)
     if lab.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (Y, X) array, got shape {lab.shape}")
     check_label_values(lab, name)
@@ -168,7 +163,7 @@ def measure_cells(labels, image=None, channel_names: Sequence[str] | None = None
         Non-integer or negative labels, labels not 2-D, image shape not
         matching, or ``channel_names`` not matching the channel count.
     """
-    lab = check_labels(labels)
+    lab = check_label_image(labels)
     img = _check_image(image, lab.shape)
     names = check_channel_names(channel_names, 0 if img is None else img.shape[0])
     # bands of a few Mpx: faster than one block (arrays stay in cache), same sums

@@ -5,13 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from cellscale.io import ImageSource
+from cellscale.segment.model import CHANNELS_PER_COMPARTMENT
 from cellscale.segment.postprocess import postprocess_params
+from cellscale.segment.settings import PostprocessSettings, TilingSettings
 from cellscale.segment.stitch import frame_labels
 from cellscale.segment.tiles import make_plan, shard_tiles
 
+_TILING, _POST = TilingSettings(), PostprocessSettings()  # the config schema's defaults (cellscale.settings)
+
 
 def predict_tiles(predictor, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Model maps for windows: (n, 4 * compartments, th, tw) float16 (compact on disk).
+    """Model maps for windows: (n, CHANNELS_PER_COMPARTMENT * compartments, th, tw) float16 (compact on disk).
 
     ``out``: an optional float16 array of that shape (e.g. a memory-mapped ``.npy``) to fill
     batch by batch, so a job's memory does not grow with its number of windows.
@@ -22,9 +26,9 @@ def predict_tiles(predictor, tiles: np.ndarray, out: np.ndarray | None = None) -
     return predictor.predict(tiles, out)
 
 
-def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = 256, overlap: int = 32,
-                  block: int = 512, margin: int = 64, params: dict | None = None,
-                  shard_mpx: float = 16.0, pixel_size_um: float | None = None,
+def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = _TILING.tile,
+                  overlap: int = _TILING.overlap, block: int = _POST.block, margin: int = _POST.margin,
+                  params: dict | None = None, shard_mpx: float = _TILING.shard_mpx, pixel_size_um: float | None = None,
                   gamma: float = 1.0, scale: float | None = None,
                   workers: int | None = None) -> dict[str, np.ndarray]:
     """Segment an in-memory (T, C, Y, X) image (or an :class:`ImageSource`) in one process.
@@ -34,6 +38,8 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
     to the model's resolution and the labels back to the image's. ``workers``
     threads post-process blocks at once (default: the cores this process may
     use; the labels do not depend on it).
+    ``tile``, ``overlap``, ``shard_mpx``, ``block``, ``margin`` and ``params`` (overrides of the model's
+    post-processing) are the workflow's settings of the same names, with its defaults (the config schema's).
     Returns {compartment: (T, Y, X) uint32 labels}.
     """
     from cellscale.parallel import available_cores
@@ -50,7 +56,8 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
             maps[i] = m
     post = postprocess_params(spec, params)
     workers = workers or available_cores()
-    return {comp: to_source_grid(np.stack([frame_labels(plan, maps.__getitem__, f, 4 * k, post[comp], block, margin,
-                                                        workers) for f in range(plan.shape[0])]),
+    return {comp: to_source_grid(np.stack([frame_labels(plan, maps.__getitem__, f, CHANNELS_PER_COMPARTMENT * k,
+                                                        post[comp], block, margin, workers)
+                                           for f in range(plan.shape[0])]),
                                  plan.source_shape, plan.scale)
             for k, comp in enumerate(spec.compartments)}

@@ -75,44 +75,6 @@ class ModelSpec:
         os.replace(tmp, Path(model_dir) / "model.json")
 
 
-def build_unet(spec: ModelSpec):
-    """A compact U-Net with one 4-channel head group per compartment.
-
-    Returns an uncompiled ``keras.Model`` mapping (B, H, W, len(inputs)) float32
-    to (B, H, W, 4 * len(compartments)).
-    """
-    import keras
-    from keras import layers
-
-    def block(x, filters):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        return layers.Activation("relu")(x)
-
-    inp = keras.Input((None, None, len(spec.inputs)), name="image")
-    skips, x = [], inp
-    for level in range(spec.depth):
-        x = block(x, spec.base_filters * 2**level)
-        skips.append(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = block(x, spec.base_filters * 2**spec.depth)
-    for level in reversed(range(spec.depth)):
-        x = layers.UpSampling2D(2, interpolation="bilinear")(x)
-        x = layers.Concatenate()([x, skips[level]])
-        x = block(x, spec.base_filters * 2**level)
-    heads = []
-    for comp in spec.compartments:
-        h = layers.Conv2D(spec.base_filters, 3, padding="same", activation="relu", name=f"{comp}_neck")(x)
-        dist = layers.Conv2D(1, 1, activation="sigmoid", name=f"{comp}_distance")(h)
-        cls = layers.Conv2D(3, 1, activation="softmax", name=f"{comp}_classes")(h)
-        heads += [dist, cls]
-    out = layers.Concatenate(name="maps", dtype="float32")(heads)
-    return keras.Model(inp, out, name=spec.name)
-
-
 def _artifact_path(model, name: str) -> Path:
     path = Path(name)
     if not path.is_absolute() and not isinstance(model, dict):
@@ -122,3 +84,34 @@ def _artifact_path(model, name: str) -> Path:
     return path
 
 
+
+
+#: Environment setting: a folder of model folders (``nuclear/``, ``tissue/``, ...) to use instead of the
+#: shipped ones, e.g. while they retrain (the command line's default models and the tests read it).
+MODELS_ENV = "CELLSCALE_MODELS"
+
+
+def shipped_models_dir() -> Path:
+    """The folder of the shipped model folders: ``$CELLSCALE_MODELS`` when set, else the copies installed with
+    the package (``cellscale/models/``; in a checkout the top-level ``models`` links there)."""
+    override = os.environ.get(MODELS_ENV)
+    if override:
+        return Path(override)
+    from importlib.resources import files
+
+    folder = files("cellscale").joinpath("models")
+    if not isinstance(folder, Path):  # an import from a zip archive: the model files are not on disk
+        raise FileNotFoundError(f"the shipped models ({folder}) are not on the file system; set {MODELS_ENV}")
+    return folder
+
+
+def shipped_model(name: str) -> Path:
+    """The folder of a shipped model by name (``nuclear``, ``tissue``, ``tissue-tight``); see
+    :func:`shipped_models_dir`."""
+    root = shipped_models_dir()
+    folder = root / name
+    if not (folder / "model.json").is_file():
+        found = sorted(p.parent.name for p in root.glob("*/model.json"))
+        raise FileNotFoundError(f"no model {name!r} in {root} (it has: {', '.join(found) or 'none'}; "
+                                f"${MODELS_ENV} sets this folder)")
+    return folder

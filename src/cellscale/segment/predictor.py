@@ -13,8 +13,8 @@ from cellscale.segment.model import (
     CHANNELS_PER_COMPARTMENT,
     ModelSpec,
     _artifact_path,
-    build_unet,
 )
+from cellscale.segment.network import build_unet
 
 
 class Predictor:

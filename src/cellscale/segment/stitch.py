@@ -13,7 +13,10 @@ import numpy as np
 
 from cellscale.parallel import ordered_map
 from cellscale.segment.postprocess import PostprocessParams, labels_from_maps
+from cellscale.segment.settings import PostprocessSettings
 from cellscale.segment.tiles import TilePlan, blend_weights
+
+_POST = PostprocessSettings()  # the config schema's defaults (cellscale.settings)
 
 TileReader = Callable[[int], np.ndarray]  # tile index -> (n_maps, th, tw) maps
 
@@ -47,7 +50,8 @@ def blend_maps(plan: TilePlan, read_tile: TileReader, frame: int, n_maps: int) -
 
 
 def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]], shape,
-                    params: PostprocessParams, block: int = 512, margin: int = 64, workers: int = 1) -> np.ndarray:
+                    params: PostprocessParams, block: int = _POST.block, margin: int = _POST.margin,
+                    workers: int = 1) -> np.ndarray:
     """Marker-controlled watershed block by block, reconciled into one label image.
 
     Parameters
@@ -99,7 +103,8 @@ def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, 
 
 
 def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: PostprocessParams,
-                       block: int = 512, margin: int = 64, p_boundary: np.ndarray | None = None) -> np.ndarray:
+                       block: int = _POST.block, margin: int = _POST.margin,
+                       p_boundary: np.ndarray | None = None) -> np.ndarray:
     """:func:`labels_by_block` on in-memory maps."""
     maps = (distance, p_background) if p_boundary is None else (distance, p_background, p_boundary)
     return labels_by_block(lambda y0, y1, x0, x1: tuple(m[y0:y1, x0:x1] for m in maps),
@@ -107,8 +112,9 @@ def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: P
 
 
 def frame_labels(plan: TilePlan, read_tile: TileReader, frame: int, channel: int, params: PostprocessParams,
-                 block: int = 512, margin: int = 64, workers: int = 1) -> np.ndarray:
-    """Labels of one compartment in one frame; ``channel`` is the first of its 4 maps in a window."""
+                 block: int, margin: int, workers: int = 1) -> np.ndarray:
+    """Labels of one compartment in one frame; ``channel`` is the first of its
+    :data:`~cellscale.segment.model.CHANNELS_PER_COMPARTMENT` maps in a window."""
     n = 3 if params.merge_boundary > 0 else 2  # distance, p(background)[, p(boundary)]
 
     def read_maps(y0, y1, x0, x1):

@@ -78,22 +78,16 @@ def window_size(length: int, tile: int, multiple: int) -> int:
     return min(tile, int(math.ceil(length / multiple) * multiple))
 
 
-def n_shards(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) -> int:
-    """How many shards :func:`plan_tiles` makes, from the shape alone (used to build the DAG)."""
-    return len(plan_tiles(shape, tile, overlap, multiple, shard_mpx).shards)
-
-
-def plan_tiles(shape, tile: int = 256, overlap: int = 32, multiple: int = 16,
-               shard_mpx: float = 16.0) -> TilePlan:
+def plan_tiles(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) -> TilePlan:
     """Plan windows and shards for an image of shape (T, Y, X).
 
     Parameters
     ----------
     shape : (T, Y, X).
-    tile : window edge in pixels (rounded down to ``multiple``).
-    overlap : overlap between neighbouring windows (< tile / 2).
+    tile : window edge in pixels (rounded down to ``multiple``); config ``tiling.tile``.
+    overlap : overlap between neighbouring windows (< tile / 2); config ``tiling.overlap``.
     multiple : the model's required divisor of window sizes.
-    shard_mpx : target megapixels of window area per shard.
+    shard_mpx : target megapixels of window area per shard; config ``tiling.shard_mpx``.
     """
     t, h, w = (int(s) for s in shape)
     tile = max(multiple, tile // multiple * multiple)
@@ -104,15 +98,6 @@ def plan_tiles(shape, tile: int = 256, overlap: int = 32, multiple: int = 16,
     per_shard = max(1, int(shard_mpx * 1e6 // (th * tw)))
     shards = [list(range(i, min(i + per_shard, len(tiles)))) for i in range(0, len(tiles), per_shard)]
     return TilePlan([t, h, w], [th, tw], overlap, tiles, shards)
-
-
-def read_window(image: np.ndarray, t: int, y0: int, x0: int, th: int, tw: int) -> np.ndarray:
-    """A (C, th, tw) window of a (T, C, Y, X) array, zero-padded past the edges."""
-    _, c, h, w = image.shape
-    out = np.zeros((c, th, tw), dtype=np.float32)
-    y1, x1 = min(y0 + th, h), min(x0 + tw, w)
-    out[:, : y1 - y0, : x1 - x0] = image[t, :, y0:y1, x0:x1]
-    return out
 
 
 def blend_weights(th: int, tw: int, overlap: int) -> np.ndarray:

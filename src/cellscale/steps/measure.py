@@ -4,13 +4,26 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 
 from cellscale.io import channel_names_from_ome
+from cellscale.settings import Settings, default
 from cellscale.steps import StepError, open_sample_image
 
 log = logging.getLogger("cellscale")
+
+
+@dataclass(frozen=True)
+class MeasureSettings(Settings):
+    """``measure``: what the per-cell tables hold (defaults: the config schema's)."""
+
+    SECTION: ClassVar[str] = "measure"
+    extra_stats: bool = default("measure", "extra_stats")
+
+
 def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -> list[str]:
     """Names from the sample sheet, else the OME metadata, else ch0, ch1, ..."""
     names = names or channel_names_from_ome(image_path)
@@ -20,14 +33,16 @@ def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -
 
 
 def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parquet, timelapse: bool = False,
-                   channel_names: list[str] | None = None, tracks_path=None, extra_stats: bool = False,
-                   out_h5ad=None):
+                   channel_names: list[str] | None = None, tracks_path=None,
+                   settings: MeasureSettings | None = None, out_h5ad=None):
     """Per-cell table of one sample, every compartment, MCMICRO columns first.
 
     Labels and image are read block by block (TIFF tiles or strips), so a
     slide of any size is measured in bounded memory. Writes CSV and Parquet,
-    and AnnData .h5ad when ``out_h5ad`` is given.
+    and AnnData .h5ad when ``out_h5ad`` is given. ``settings``: config
+    ``measure`` (None: the schema's defaults).
     """
+    settings = settings or MeasureSettings()
     from contextlib import ExitStack
 
     from cellscale.measure import RegionArray, measure_compartments, write_table
@@ -45,7 +60,7 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
             pixels = RegionArray(image, "TCYX" if timelapse else "CYX")
         except ValueError as err:
             raise StepError(f"sample {sample!r}: {err} (a time-lapse needs kind 'timelapse')") from None
-        table = measure_compartments(views, pixels, names, extra_stats)
+        table = measure_compartments(views, pixels, names, settings.extra_stats)
     if tracks_path:
         tracks = pd.read_parquet(tracks_path)[["frame", "label", "track_id"]]
         table = table.merge(tracks.rename(columns={"label": "CellID"}), on=["frame", "CellID"], how="left")

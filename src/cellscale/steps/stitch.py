@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from cellscale.io import write_labels
-from cellscale.segment.model import ModelSpec
+from cellscale.segment.model import CHANNELS_PER_COMPARTMENT, ModelSpec
 from cellscale.segment.postprocess import postprocess_params
+from cellscale.segment.settings import PostprocessSettings
 from cellscale.segment.stitch import frame_labels
 from cellscale.segment.tiles import TilePlan
 
@@ -17,18 +18,20 @@ log = logging.getLogger("cellscale")
 
 
 def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_path,
-                  block: int = 512, margin: int = 64, overrides: dict | None = None,
-                  pixel_size_um: float | None = None, workers: int = 1) -> np.ndarray:
+                  postprocess: PostprocessSettings | None = None, pixel_size_um: float | None = None,
+                  workers: int = 1) -> np.ndarray:
     """Blend predicted windows and post-process block by block into one 32-bit label image.
 
-    Shard predictions are memory-mapped: only the windows around the current
+    ``postprocess`` (config ``postprocess``; None: the schema's defaults): block edge, margin and overrides
+    of the model's tuned values. Shard predictions are memory-mapped: only the windows around the current
     block are read. ``workers`` threads post-process blocks at once (same result).
     """
+    postprocess = postprocess or PostprocessSettings()
     plan = TilePlan.read(plan_path)
     spec = ModelSpec.read(model_dir)
     if compartment not in spec.compartments:
         raise ValueError(f"model {spec.name} has no {compartment!r} output (has {spec.compartments})")
-    params = postprocess_params(spec, overrides)[compartment]
+    params = postprocess_params(spec, postprocess.overrides)[compartment]
     by_name = {Path(p).name: p for p in shard_maps}
     where = {}
     arrays = []
@@ -43,10 +46,11 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
         shard, k = where[i]
         return arrays[shard][k]
 
-    channel = 4 * spec.compartments.index(compartment)
+    channel = CHANNELS_PER_COMPARTMENT * spec.compartments.index(compartment)
     frames = []
     for frame in range(plan.shape[0]):
-        frames.append(frame_labels(plan, read_tile, frame, channel, params, block, margin, workers))
+        frames.append(frame_labels(plan, read_tile, frame, channel, params, postprocess.block, postprocess.margin,
+                                   workers))
         log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], frames[-1].max())
     from cellscale.segment.tiles import to_source_grid
 

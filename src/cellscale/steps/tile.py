@@ -8,6 +8,7 @@ import numpy as np
 
 from cellscale.io import ImageError, atomic_dir
 from cellscale.segment.model import ModelSpec
+from cellscale.segment.settings import TilingSettings
 from cellscale.segment.tiles import TilePlan, make_plan, shard_tiles
 from cellscale.steps import StepError, _fail
 
@@ -15,17 +16,19 @@ log = logging.getLogger("cellscale")
 from cellscale.steps import open_sample_image
 
 
-def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timelapse: bool = False,
-                tile: int = 512, overlap: int = 32, shard_mpx: float = 16.0,
-                pixel_size_um: float | None = None, gamma: float = 1.0, scale: float | None = None) -> TilePlan:
+def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, tiling: TilingSettings | None = None,
+                timelapse: bool = False, pixel_size_um: float | None = None, gamma: float = 1.0,
+                scale: float | None = None) -> TilePlan:
     """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``.
 
-    The image is read region by region, one shard at a time, and resampled by
-    ``scale`` (model pixels per image pixel) when given, else to the model's
-    pixel size when both sizes are known.
+    ``tiling``: window edge, overlap and megapixels per shard (config ``tiling``; None: the schema's defaults).
+    The other arguments are the sample sheet's. The image is read region by region, one shard at a time, and
+    resampled by ``scale`` (model pixels per image pixel) when given, else to the model's pixel size when both
+    sizes are known.
     """
     from cellscale.segment.tiles import resampling_scale
 
+    tiling = tiling or TilingSettings()
     spec = ModelSpec.read(model_dir)
     try:
         scale = resampling_scale(pixel_size_um, spec.pixel_size_um, scale)
@@ -33,8 +36,8 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, timela
         _fail(sample, image_path, str(err))
     with open_sample_image(sample, image_path, timelapse) as source:
         try:
-            plan, recipe = make_plan(source, roles, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx,
-                                     scale, gamma)
+            plan, recipe = make_plan(source, roles, spec.inputs, tiling.tile, tiling.overlap, spec.tile_multiple,
+                                     tiling.shard_mpx, scale, gamma)
         except ValueError as err:
             _fail(sample, image_path, str(err))
         with atomic_dir(out_dir) as tmp_dir:

@@ -7,15 +7,17 @@ import logging
 import numpy as np
 
 from cellscale.steps import StepError, open_sample_image, read_sample_labels
+from cellscale.track.config import TrackConfig
 
 log = logging.getLogger("cellscale")
 
 
 def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuclear_channel: int | None = None,
-                 max_distance=None, max_gap: int = 2, divisions: bool = True, solver: str = "lap"):
+                 config: TrackConfig | None = None):
     """Link a time-lapse's nuclei; write a CTC result folder and a tracks table.
 
-    ``solver``: "lap" (frame-to-frame linear assignment) or "ilp" (integer program over windows of frames).
+    ``config``: every parameter of the tracker (config ``track``; None: the schema's defaults), passed whole to
+    :func:`cellscale.track.linking.link`.
     """
     from cellscale.track.detections import detections_from_labels
     from cellscale.track.export_ctc import write_ctc, write_tracks_table
@@ -29,8 +31,7 @@ def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuc
         _, _, h, w = source.shape
         nuclei = np.stack([source.region(t, 0, h, 0, w)[channel] for t in range(source.shape[0])])
     detections = detections_from_labels(labels, nuclei)
-    tracks = link(detections, labels=labels, max_distance=max_distance, max_gap=max_gap, divisions=divisions,
-                  solver=solver)
+    tracks = link(detections, labels=labels, config=config or TrackConfig())
     write_ctc(labels, tracks, out_dir)
     write_tracks_table(tracks, out_parquet)
     log.info("%s: %d detections, %d tracks", sample, len(tracks), tracks.track_id.nunique())

@@ -15,7 +15,7 @@ full size over a few frames.
 
 :func:`write_ctc_ground_truth` writes the CTC ground-truth layout
 (``TRA/man_trackNNN.tif`` + ``TRA/man_track.txt``) that CTC evaluation tools
-read.
+read, with the CTC writers of :mod:`cellscale.io.ctc`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tifffile
 from scipy import ndimage as ndi
+
+from cellscale.io.ctc import LINEAGE_COLUMNS, write_label_frames, write_lineage
+from cellscale.io.ctc import frame_digits as ctc_frame_digits
 
 __all__ = ["Timelapse", "make_timelapse", "write_ctc_ground_truth", "ctc_frame_digits"]
 
@@ -84,11 +86,6 @@ class _Cell:
     @property
     def radius(self) -> float:  # bounding-circle radius at the current size
         return self.a * self.scale
-
-
-def ctc_frame_digits(n_frames: int) -> int:
-    """Digits of the frame number in CTC file names: 3, or 4 from 1000 frames."""
-    return 4 if n_frames >= 1000 else 3
 
 
 def _relax(cells: list[_Cell], shape: tuple[int, int], iterations: int = 200) -> None:
@@ -320,7 +317,7 @@ def make_timelapse(
 
     lineage = pd.DataFrame(
         [(tid, b, e, p) for tid, (b, e, p) in sorted(records.items())],
-        columns=["L", "B", "E", "P"]).astype("int64")
+        columns=LINEAGE_COLUMNS).astype("int64")
     params = dict(n_frames=n_frames, shape=shape, n_cells=n_cells, seed=seed,
                   n_divisions=n_divisions, noise=noise, max_step=max_step)
     return Timelapse(image=image, labels=labels, lineage=lineage, params=params)
@@ -339,10 +336,7 @@ def write_ctc_ground_truth(tl: Timelapse, folder: str | os.PathLike) -> Path:
         raise ValueError("track ids above 65535 do not fit the uint16 CTC ground truth")
     tra = Path(folder) / "TRA"
     tra.mkdir(parents=True, exist_ok=True)
-    digits = ctc_frame_digits(labels.shape[0])
-    for t in range(labels.shape[0]):
-        tifffile.imwrite(tra / f"man_track{t:0{digits}d}.tif", labels[t].astype(np.uint16))
-    lines = [f"{int(r.L)} {int(r.B)} {int(r.E)} {int(r.P)}"
-             for r in tl.lineage.itertuples(index=False)]
-    (tra / "man_track.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    write_label_frames(tra, "man_track", (frame.astype(np.uint16) for frame in labels),
+                       n_frames=labels.shape[0])
+    write_lineage(tra / "man_track.txt", tl.lineage)
     return tra

@@ -5,7 +5,9 @@
   ``"ilp"``) and returns a tracks table; :class:`TrackConfig` holds its
   parameters.
 * :func:`write_ctc`, :func:`write_tracks_table`, :func:`read_label_dir`:
-  Cell Tracking Challenge folders and Parquet tables.
+  Cell Tracking Challenge folders and Parquet tables; :mod:`cellscale.io.ctc`
+  reads and writes the CTC files (numbered label TIFFs, ``L B E P`` track
+  file) for the exporter and for the synthetic ground truth.
 * :func:`evaluate_ctc` scores a result folder with py-ctcmetrics plus
   division precision / recall / F1.
 """

@@ -11,17 +11,22 @@ costs ``birth_cost``; a link costs about 1 when the displacement equals
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+from cellscale.settings import Settings, choices, default, from_section
 
 __all__ = ["TrackConfig", "SOLVERS"]
 
-SOLVERS = ("lap", "ilp")
-ILP_BACKENDS = ("highs", "cbc")
+SOLVERS = tuple(choices("track", "solver"))  # ("lap", "ilp")
+ILP_BACKENDS = tuple(choices("track", "ilp_backend"))  # ("highs", "cbc")
 
 
 @dataclass(frozen=True)
-class TrackConfig:
-    """Parameters of the tracker (see :func:`cellscale.track.link`).
+class TrackConfig(Settings):
+    """Parameters of the tracker (see :func:`cellscale.track.link`): the config section ``track``.
+
+    The defaults are the config schema's (``cellscale/schemas/config.schema.yaml``), their one source.
 
     Attributes
     ----------
@@ -76,24 +81,25 @@ class TrackConfig:
         Seconds per integer program before the best solution found is used.
     """
 
-    solver: str = "lap"
-    max_distance: float | None = None
-    max_gap: int = 2
-    divisions: bool = True
-    birth_cost: float = 1.0
-    border_factor: float = 0.5
-    iou_weight: float = 0.5
-    size_weight: float = 0.5
-    intensity_weight: float = 0.5
-    gap_cost: float = 0.1
-    division_cost: float = 0.3
-    division_distance: float | None = None
-    min_division_area: float = 0.06
-    touch_cost: float = 2.0
-    min_cycle_frames: int = 2
-    window: int | None = None
-    ilp_backend: str = "highs"
-    time_limit: float = 60.0
+    SECTION: ClassVar[str] = "track"
+    solver: str = default("track", "solver")
+    max_distance: float | None = default("track", "max_distance")
+    max_gap: int = default("track", "max_gap")
+    divisions: bool = default("track", "divisions")
+    birth_cost: float = default("track", "birth_cost")
+    border_factor: float = default("track", "border_factor")
+    iou_weight: float = default("track", "iou_weight")
+    size_weight: float = default("track", "size_weight")
+    intensity_weight: float = default("track", "intensity_weight")
+    gap_cost: float = default("track", "gap_cost")
+    division_cost: float = default("track", "division_cost")
+    division_distance: float | None = default("track", "division_distance")
+    min_division_area: float = default("track", "min_division_area")
+    touch_cost: float = default("track", "touch_cost")
+    min_cycle_frames: int = default("track", "min_cycle_frames")
+    window: int | None = default("track", "window")
+    ilp_backend: str = default("track", "ilp_backend")
+    time_limit: float = default("track", "time_limit")
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -125,13 +131,8 @@ class TrackConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "TrackConfig":
         """Build from a mapping (e.g. the ``track:`` section of the config);
-        unknown keys are an error, naming them."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown tracking parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        unknown keys are an error, naming them; missing ones take the schema's defaults."""
+        return from_section(cls, cls.SECTION, values, noun="tracking parameter")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cellscale.io import check_labels
+
 __all__ = ["DETECTION_COLUMNS", "as_label_stack", "detections_from_labels"]
 
 DETECTION_COLUMNS = ["frame", "label", "y", "x", "area",
@@ -43,20 +45,13 @@ def as_label_stack(labels, name: str = "labels") -> np.ndarray:
                     f"{name}: frame {t} has shape {f.shape}, but frame 0 has "
                     f"{frames[0].shape}; all frames must have the same shape")
         for t, f in enumerate(frames):
-            _check_integer(f, f"{name} frame {t}")
+            check_labels(f, f"{name} frame {t}")
         arr = np.stack(frames)
-    _check_integer(arr, name)
+    check_labels(arr, name)
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         t = int(np.nonzero((arr < 0).reshape(arr.shape[0], -1).any(axis=1))[0][0])
         raise ValueError(f"{name}: negative label in frame {t}; labels must be >= 0")
     return arr
-
-
-def _check_integer(arr: np.ndarray, name: str) -> None:
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise ValueError(
-            f"{name} must hold integer labels, got dtype {arr.dtype}; "
-            f"convert a binary mask with skimage.measure.label first")
 
 
 def _frame_table(frame: np.ndarray, t: int, image: np.ndarray | None) -> dict:

@@ -2,7 +2,8 @@
 
 * :func:`write_ctc` writes ``maskNNN.tif`` + ``res_track.txt`` (the CTC
   ``*_RES`` layout), atomically.
-* :func:`read_label_dir` reads a folder of per-frame label TIFFs
+* :func:`read_label_dir` (from :mod:`cellscale.io.ctc`, which reads and
+  writes the CTC files) reads a folder of per-frame label TIFFs
   (``mask000.tif``, ``man_track000.tif``, ``t000.tif`` ...) into (T, Y, X).
 * :func:`write_tracks_table` writes a tracks table to Parquet.
 * :func:`ctc_lineage` turns a tracks table into the ``L B E P`` table.
@@ -15,19 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tifffile
 
-from cellscale.io import atomic_dir, atomic_path, numbered_frames
+from cellscale.io import atomic_dir, atomic_path
+from cellscale.io.ctc import (
+    LINEAGE_COLUMNS,
+    read_label_dir,
+    write_label_frames,
+    write_lineage,
+)
 from cellscale.track.detections import as_label_stack
+from cellscale.track.lineage import TRACK_COLUMNS, TRACK_KEY_COLUMNS
 
 __all__ = ["write_ctc", "read_label_dir", "write_tracks_table", "ctc_lineage",
            "check_lineage"]
-
-_TRACK_TABLE_COLUMNS = ["frame", "label", "track_id", "parent_track_id", "y", "x", "area"]
-
-
-def _digits(n_frames: int) -> int:
-    return 4 if n_frames >= 1000 else 3
 
 
 def _split_holes(tracks: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def _split_holes(tracks: pd.DataFrame) -> pd.DataFrame:
 def ctc_lineage(tracks: pd.DataFrame) -> pd.DataFrame:
     """The ``L B E P`` table (CTC man_track/res_track) of a tracks table."""
     if len(tracks) == 0:
-        return pd.DataFrame({c: pd.Series([], dtype="int64") for c in "LBEP"})
+        return pd.DataFrame({c: pd.Series([], dtype="int64") for c in LINEAGE_COLUMNS})
     g = tracks.groupby("track_id", sort=True)
     lin = pd.DataFrame({
         "L": g["frame"].min().index.to_numpy(dtype=np.int64),
@@ -102,14 +103,20 @@ def check_lineage(lineage: pd.DataFrame) -> None:
                              f"ends at {ends[r.P]}")
 
 
-def _prepare_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
-    need = ["frame", "label", "track_id", "parent_track_id"]
-    missing = [c for c in need if c not in tracks.columns]
+def _track_columns(tracks: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A copy of ``columns`` of ``tracks`` (ValueError naming the missing
+    ones), the :data:`TRACK_KEY_COLUMNS` among them as int64."""
+    missing = [c for c in columns if c not in tracks.columns]
     if missing:
         raise ValueError(f"tracks lack column(s) {missing}")
-    tr = tracks[need].copy()
-    for c in need:
-        tr[c] = tr[c].to_numpy().astype(np.int64)
+    out = tracks[columns].copy()
+    for c in TRACK_KEY_COLUMNS:
+        out[c] = out[c].to_numpy().astype(np.int64)
+    return out
+
+
+def _prepare_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
+    tr = _track_columns(tracks, TRACK_KEY_COLUMNS)
     if (tr["track_id"] <= 0).any():
         raise ValueError("track_id must be > 0")
     if tr.duplicated(["frame", "label"]).any():
@@ -159,11 +166,9 @@ def write_ctc(labels, tracks: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
     check_lineage(lineage)
     max_id = int(lineage["L"].max()) if len(lineage) else 0
     dtype = np.uint16 if max_id < 65536 else np.uint32
-    digits = _digits(lab.shape[0])
+    by_frame = {int(f): g for f, g in tr.groupby("frame")}
 
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        by_frame = {int(f): g for f, g in tr.groupby("frame")}
+    def masks():
         for t in range(lab.shape[0]):
             g = by_frame.get(t)
             if g is None:
@@ -172,57 +177,19 @@ def write_ctc(labels, tracks: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
                 g = g.sort_values("label")
                 keys = g["label"].to_numpy()
                 values = g["track_id"].to_numpy()
-            mask = _relabel(lab[t], keys, values, dtype)
-            tifffile.imwrite(tmp / f"mask{t:0{digits}d}.tif", mask)
-        lines = [f"{r.L} {r.B} {r.E} {r.P}" for r in lineage.itertuples(index=False)]
-        (tmp / "res_track.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+            yield _relabel(lab[t], keys, values, dtype)
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        write_label_frames(tmp, "mask", masks(), n_frames=lab.shape[0])
+        write_lineage(tmp / "res_track.txt", lineage)
     return out_dir
-
-
-def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
-    """Read per-frame 2-D label TIFFs (``*.tif``/``*.tiff``) into (T, Y, X).
-
-    Files are ordered by the last number in their name (``mask000.tif``,
-    ``man_track000.tif``, ``t000.tif`` ...). Numbers must be consecutive
-    (starting at the smallest one). Raises ValueError naming the file when a
-    name has no frame number, two files share a number, a frame number is
-    missing, a file cannot be read, is not 2-D, is not integer, or its shape
-    differs from the first frame's.
-    """
-    files = numbered_frames(folder, (".tif", ".tiff"))
-    frames = []
-    shape = None
-    for p in files:
-        try:
-            a = tifffile.imread(p)
-        except Exception as exc:  # noqa: BLE001 - any read failure names the file
-            raise ValueError(f"{p}: cannot read ({type(exc).__name__}: {exc})") from exc
-        a = np.asarray(a)
-        if a.ndim != 2:
-            a2 = np.squeeze(a)
-            if a2.ndim != 2:
-                raise ValueError(f"{p}: expected a 2-D label image, got shape {a.shape}")
-            a = a2
-        if a.dtype == bool or a.dtype.kind not in "iu":
-            raise ValueError(f"{p}: labels must be integers, got dtype {a.dtype}")
-        if shape is None:
-            shape = a.shape
-        elif a.shape != shape:
-            raise ValueError(f"{p}: shape {a.shape} differs from {shape} of {files[0].name}")
-        frames.append(a)
-    dtype = np.result_type(*{f.dtype for f in frames})
-    return np.stack([f.astype(dtype, copy=False) for f in frames])
 
 
 def write_tracks_table(tracks: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the tracks table to Parquet (columns frame, label, track_id,
     parent_track_id, y, x, area), atomically (temp file + rename)."""
-    missing = [c for c in _TRACK_TABLE_COLUMNS if c not in tracks.columns]
-    if missing:
-        raise ValueError(f"tracks lack column(s) {missing}")
-    df = tracks[_TRACK_TABLE_COLUMNS].copy()
-    for c in ("frame", "label", "track_id", "parent_track_id"):
-        df[c] = df[c].to_numpy().astype(np.int64)
+    df = _track_columns(tracks, TRACK_COLUMNS)
     df["y"] = df["y"].astype(np.float64)
     df["x"] = df["x"].astype(np.float64)
     df["area"] = df["area"].to_numpy().astype(np.int64)

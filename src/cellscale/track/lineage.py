@@ -13,9 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["TRACK_COLUMNS", "tracks_table"]
+__all__ = ["TRACK_COLUMNS", "TRACK_KEY_COLUMNS", "tracks_table"]
 
-TRACK_COLUMNS = ["frame", "label", "track_id", "parent_track_id", "y", "x", "area"]
+#: the integer columns that place an object (frame, label) on a track (track_id, parent_track_id)
+TRACK_KEY_COLUMNS = ["frame", "label", "track_id", "parent_track_id"]
+#: the columns of a tracks table (link's result, tracks.parquet), in order
+TRACK_COLUMNS = [*TRACK_KEY_COLUMNS, "y", "x", "area"]
 
 
 def tracks_table(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area: np.ndarray,

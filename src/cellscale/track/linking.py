@@ -91,7 +91,8 @@ def _prepare(detections, labels):
     return det, lab, n_frames, (tuple(int(s) for s in shape) if shape else None)
 
 
-_DEFAULTS = {"solver": "lap", "max_distance": None, "max_gap": 2, "divisions": True}
+_DEFAULT = TrackConfig()  # the schema's defaults (cellscale.settings): link's keyword defaults below are these
+_DEFAULTS = {k: getattr(_DEFAULT, k) for k in ("solver", "max_distance", "max_gap", "divisions")}
 
 
 def _config(config, params: dict, **explicit) -> TrackConfig:
@@ -111,11 +112,11 @@ def _config(config, params: dict, **explicit) -> TrackConfig:
 def link(
     detections: pd.DataFrame | np.ndarray | Sequence[np.ndarray],
     labels: np.ndarray | Sequence[np.ndarray] | None = None,
-    max_distance: float | None = None,
-    max_gap: int = 2,
-    divisions: bool = True,
+    max_distance: float | None = _DEFAULT.max_distance,
+    max_gap: int = _DEFAULT.max_gap,
+    divisions: bool = _DEFAULT.divisions,
     *,
-    solver: str = "lap",
+    solver: str = _DEFAULT.solver,
     config: TrackConfig | dict | None = None,
     **params,
 ) -> pd.DataFrame:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+
 import numpy as np
 from scipy import ndimage as ndi
 
+from cellscale.parallel import ordered_map
 from cellscale.train.data import Example
 from cellscale.train.targets import make_targets
 
@@ -81,13 +87,6 @@ def _seeded_batch(compartments: list[str], size: int, batch: int, seed: int, ind
 
 
 def _parallel_batches(examples, compartments, size, batch, seed, workers):
-    import itertools
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from functools import partial
-
-    from cellscale.parallel import ordered_map
-
     # spawn, not fork: the parent already runs the accelerator runtime's threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_keep_examples, initargs=(examples,)) as pool:

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import tifffile
 from scipy import ndimage as ndi
+
+from cellscale.io import read_image
+from cellscale.segment.metrics import iou_matrix, matched, object_ids
+from cellscale.segment.preprocess import normalize, percentile_range, select_channels
+from cellscale.synth.tissue import make_dense_tissue, make_tissue
 
 SPLITS = ("train", "val", "test")
 
@@ -35,15 +42,6 @@ def split_of(name: str) -> str:
 
 def load_dsb(root: str | os.PathLike, split: str, kinds: tuple[str, ...] | None = None) -> list[Example]:
     """DSB2018 images of one split as single-channel nuclear examples."""
-    import pandas as pd
-
-    from cellscale.io import read_image
-    from cellscale.segment.preprocess import (
-        normalize,
-        percentile_range,
-        select_channels,
-    )
-
     root = Path(root)
     index = pd.read_csv(root / "index.csv")
     out = []
@@ -78,9 +76,6 @@ def load_synthetic_tissue(n_images: int, split: str, seed: int = 0, style: str =
     large nuclei and faint, patchy membranes, like a CODEX tile) or ``mixed`` (every other image).
     Splits use disjoint seed ranges so test images are never trained on.
     """
-    from cellscale.segment.preprocess import normalize, percentile_range
-    from cellscale.synth.tissue import make_dense_tissue, make_tissue
-
     if style not in TISSUE_STYLES:
         raise ValueError(f"unknown generated tissue style {style!r}; known: {list(TISSUE_STYLES)}")
     offset = {"train": 0, "val": 10_000, "test": 20_000}[split]
@@ -108,8 +103,6 @@ CODEX_TEST_X0 = 1008  # columns >= this are held out (a 48-px gap keeps training
 
 def union_of_experts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """The first expert's cells plus the second's cells that the first did not draw (IoU < 0.1 with all)."""
-    from cellscale.segment.metrics import iou_matrix, object_ids
-
     out = first.astype(np.int32).copy()
     iou = iou_matrix(first, second)
     second_ids = object_ids(second)
@@ -128,8 +121,6 @@ def codex_columns(region: str) -> tuple[slice, slice]:
 
 def codex_experts(tile_dir: str | os.PathLike, region: str = "train") -> list[np.ndarray]:
     """Both experts' whole-cell masks of the CODEX tile's training (or held-out) columns."""
-    import tifffile
-
     return [tifffile.imread(Path(tile_dir) / f"mask_expert{i}_wholecell.tif")[codex_columns(region)]
             for i in (1, 2)]
 
@@ -144,8 +135,6 @@ def consensus_of_experts(first: np.ndarray, second: np.ndarray, min_iou: float =
     outlines at about the same IoU, and keeps the first expert's borders between cells. Labels are
     the first expert's.
     """
-    from cellscale.segment.metrics import iou_matrix, matched, object_ids
-
     first, second = first.astype(np.int32), second.astype(np.int32)
     out = np.zeros_like(first)
     rows, cols = matched(iou_matrix(first, second), min_iou)
@@ -200,10 +189,6 @@ def load_codex(tile_dir: str | os.PathLike, region: str = "train", labels: str =
     between the two (:func:`consensus_of_experts`). Inputs are the nuclear (channel 0) and membrane
     (channel 2) stains; only whole-cell labels exist.
     """
-    import tifffile
-
-    from cellscale.segment.preprocess import normalize, percentile_range
-
     if labels not in CODEX_LABELS:
         raise ValueError(f"CODEX labels must be one of {', '.join(CODEX_LABELS)}, not {labels!r}")
     tile_dir = Path(tile_dir)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-from cellscale.segment.model import ModelSpec, _artifact_path, build_unet
+from cellscale.segment.model import (
+    CHANNELS_PER_COMPARTMENT,
+    ModelSpec,
+    _artifact_path,
+)
+from cellscale.segment.network import build_unet
 from cellscale.train.augment import batches
 from cellscale.train.data import Example
 
@@ -30,8 +34,9 @@ def make_loss(n_compartments: int):
             dist_t = y_true[..., 2 * i]
             valid = ops.cast(dist_t >= 0, "float32")
             cls_t = ops.cast(ops.maximum(y_true[..., 2 * i + 1], 0.0), "int32")
-            dist_p = y_pred[..., 4 * i]
-            probs = ops.clip(y_pred[..., 4 * i + 1: 4 * i + 4], 1e-6, 1.0)
+            first = CHANNELS_PER_COMPARTMENT * i  # inner distance, then the three class probabilities
+            dist_p = y_pred[..., first]
+            probs = ops.clip(y_pred[..., first + 1: first + 4], 1e-6, 1.0)
             onehot = ops.one_hot(cls_t, 3)
             ce = -ops.sum(onehot * ops.log(probs) * class_weights, axis=-1)
             weight = 1.0 + 4.0 * ops.cast(cls_t > 0, "float32")
@@ -112,13 +117,3 @@ def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
     os.replace(tmp, model_dir / "model.keras")
     spec.write(model_dir)
 
-
-def command_line() -> str:
-    """The ``cellscale train`` command of this process, for the model card (``--note``'s text is the card's own
-    line, so it is left out)."""
-    args = sys.argv[1:]
-    if "--note" in args:
-        i = args.index("--note")
-        del args[i:i + 2]
-    args = [a for a in args if not a.startswith("--note=")]
-    return " ".join(["cellscale", *args]) if args else "cellscale train"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cellscale import train as T
+from cellscale.io import atomic_path
 from cellscale.segment.model import ModelSpec, _artifact_path
-from cellscale.train.run import SYNTHETIC, _log
+from cellscale.train.data import load_codex, load_dsb, load_synthetic_tissue
+from cellscale.train.options import SYNTHETIC, QuantizeOptions, log
 
 
 def export_int8(model_dir: str | os.PathLike, calibration: list[np.ndarray], source: str, window: int = 512,
@@ -47,8 +48,6 @@ def export_int8(model_dir: str | os.PathLike, calibration: list[np.ndarray], sou
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = crops
     data = converter.convert()
-    from cellscale.io import atomic_path
-
     target = model_dir / "model.int8.tflite"
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
@@ -61,21 +60,20 @@ def export_int8(model_dir: str | os.PathLike, calibration: list[np.ndarray], sou
 def calibration_images(data: str, codex: str | None = None, seed: int = 0) -> tuple[list[np.ndarray], str]:
     """Normalised images to calibrate an int8 copy on: the validation split, never the test split."""
     if data == SYNTHETIC:
-        examples = T.load_synthetic_tissue(8, "val", seed)
+        examples = load_synthetic_tissue(8, "val", seed)
         source = "generated tissue (validation seeds)"
         if codex:
-            examples += T.load_codex(codex, "train") * 4
+            examples += load_codex(codex, "train") * 4
             source += " + CODEX tile columns < 960"
         return [ex.image for ex in examples], source
-    examples = T.load_dsb(Path(data), "val")
+    examples = load_dsb(Path(data), "val")
     return [ex.image for ex in examples], f"DSB2018 validation split ({Path(data).name})"
 
 
-def run_quantize(args) -> int:
-    from cellscale.train.quantize import export_int8
-
-    images, source = calibration_images(args.data, args.codex, args.seed)
-    _log(f"calibrating on {len(images)} images: {source}")
-    path = export_int8(args.model, images, source, window=args.window)
-    _log(f"wrote {path}")
+def run_quantize(options: QuantizeOptions) -> int:
+    """``cellscale quantize``: calibrate on ``options.data``'s validation images and write the int8 copy."""
+    images, source = calibration_images(options.data, options.codex, options.seed)
+    log(f"calibrating on {len(images)} images: {source}")
+    path = export_int8(options.model, images, source, window=options.window)
+    log(f"wrote {path}")
     return 0

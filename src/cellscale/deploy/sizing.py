@@ -1,0 +1,173 @@
+"""Per-rule resources from the workflow's ``benchmark:`` files, for the SLURM and the GKE profile alike.
+
+Every rule writes ``results/benchmarks/<rule>/...tsv`` (Snakemake's benchmark table: wall seconds ``s``, peak
+resident memory ``max_rss`` in MB, ...), so the first folder under the benchmark folder names the rule (a file
+directly in it, ``<rule>.tsv``, names it by its stem). :func:`size_rules` turns them into sizes:
+
+- ``mem_mb``: the largest ``max_rss`` seen x ``mem_headroom``, rounded up to ``step_mb``, at least ``mem_floor_mb``;
+- ``runtime`` (minutes): the slowest job x ``time_headroom``, rounded up, at least ``time_floor_min``.
+
+:data:`PROFILES` holds each profile's parameters and the resources it sets; ``cellscale size --profile slurm|gke
+[FOLDER]`` prints the ``set-resources:`` block to paste into the profile after a pilot run on data like yours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+BENCHMARKS = Path("results/benchmarks")   # where the rules write them, relative to the workflow's folder
+
+
+@dataclass(frozen=True)
+class RuleSize:
+    """What one rule's benchmark files say, and the resources to ask for."""
+
+    rule: str
+    files: int            # benchmark files (one per job)
+    jobs: int             # benchmark rows (a rule with `repeat(...)` writes several per file)
+    peak_rss_mb: float    # largest max_rss; 0 when never sampled ("NA": the process ended too soon)
+    slowest_s: float      # largest s (wall clock)
+    mem_mb: int
+    runtime: int          # minutes
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """A profile's sizing parameters and which resources its ``set-resources`` takes."""
+
+    mem_headroom: float
+    time_headroom: float
+    mem_floor_mb: int
+    time_floor_min: int
+    step_mb: int = 500
+    resources: tuple[str, ...] = ("mem_mb", "runtime")
+
+    def parameters(self) -> dict:
+        """The keyword arguments of :func:`size_rules`."""
+        return {"mem_headroom": self.mem_headroom, "time_headroom": self.time_headroom, "step_mb": self.step_mb,
+                "mem_floor_mb": self.mem_floor_mb, "time_floor_min": self.time_floor_min}
+
+    def describe(self) -> str:
+        text = (f"{self.mem_headroom:g} x the largest max_rss measured, rounded up to {self.step_mb} MB "
+                f"(at least {self.mem_floor_mb})")
+        if "runtime" in self.resources:
+            text += (f"; runtime: {self.time_headroom:g} x the slowest job, in minutes "
+                     f"(at least {self.time_floor_min})")
+        return text
+
+
+# SLURM: memory and time are hard limits (sbatch --mem, --time), and the profile multiplies both by the attempt.
+# GKE: the plugin reads no runtime; a memory request is what the scheduler packs nodes by.
+PROFILES = {
+    "slurm": Sizing(mem_headroom=2.0, time_headroom=3.0, mem_floor_mb=1000, time_floor_min=10),
+    "gke": Sizing(mem_headroom=1.5, time_headroom=3.0, mem_floor_mb=500, time_floor_min=10,
+                  resources=("mem_mb",)),
+}
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):   # "NA" when the process was too short to sample, or a missing column
+        return None
+    return value if math.isfinite(value) else None
+
+
+def size_rules(folder: Path | str = BENCHMARKS, mem_headroom: float = 2.0, time_headroom: float = 3.0,
+               step_mb: int = 500, mem_floor_mb: int = 1000, time_floor_min: int = 10) -> dict[str, RuleSize]:
+    """Sizes per rule (sorted by rule name) from every ``*.tsv`` under ``folder``; rule = first folder name.
+
+    The defaults are the SLURM profile's; :func:`size_for` sizes with another profile's parameters.
+    """
+    folder = Path(folder)
+    seen: dict[str, dict] = {}
+    for path in sorted(folder.rglob("*.tsv")):
+        rel = path.relative_to(folder)
+        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        entry = seen.setdefault(rule, {"files": 0, "jobs": 0, "rss": [0.0], "s": [0.0]})
+        entry["files"] += 1
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                entry["jobs"] += 1
+                for key, column in (("rss", "max_rss"), ("s", "s")):
+                    value = _number(row.get(column))
+                    if value is not None:
+                        entry[key].append(value)
+    sizes = {}
+    for rule in sorted(seen):
+        entry = seen[rule]
+        peak_mb, slowest_s = max(entry["rss"]), max(entry["s"])
+        sizes[rule] = RuleSize(
+            rule=rule, files=entry["files"], jobs=entry["jobs"], peak_rss_mb=peak_mb, slowest_s=slowest_s,
+            mem_mb=max(mem_floor_mb, math.ceil(peak_mb * mem_headroom / step_mb) * step_mb),
+            runtime=max(time_floor_min, math.ceil(slowest_s * time_headroom / 60.0)))
+    return sizes
+
+
+def size_for(profile: str, folder: Path | str = BENCHMARKS, **overrides) -> dict[str, RuleSize]:
+    """:func:`size_rules` with ``profile``'s parameters (``overrides``: any of them, e.g. mem_headroom=3)."""
+    return size_rules(folder, **replace(PROFILES[profile], **overrides).parameters())
+
+
+def set_resources_block(sizes: dict[str, RuleSize], profile: str, sizing: Sizing | None = None) -> str:
+    """The ``set-resources:`` YAML block for ``profile`` (valid YAML: the notes are comments)."""
+    sizing = sizing or PROFILES[profile]
+    lines = [f"set-resources:   # {profile}: {sizing.describe()}"]
+    for rule, size in sizes.items():
+        jobs = f"{size.jobs} job" + ("" if size.jobs == 1 else "s")
+        lines.append(f"  {rule}:   # {jobs}, peak RSS {size.peak_rss_mb:.0f} MB, slowest {size.slowest_s:.1f} s")
+        lines += [f"    {resource}: {getattr(size, resource)}" for resource in sizing.resources]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None, profile: str | None = None) -> argparse.ArgumentParser:
+    """Arguments of ``cellscale size``; with ``profile`` (``cellscale gke size``) there is no --profile option."""
+    parser = parser or argparse.ArgumentParser(prog="cellscale size", description=__doc__.split("\n\n")[0])
+    parser.add_argument("benchmarks", type=Path, nargs="?", default=BENCHMARKS, metavar="FOLDER",
+                        help=f"the workflow's benchmark folder, one folder per rule (default: {BENCHMARKS})")
+    if profile is None:
+        parser.add_argument("--profile", required=True, choices=sorted(PROFILES),
+                            help="which profile's set-resources to print (its headroom, floors and resources)")
+    else:
+        parser.set_defaults(profile=profile)
+    shown = sorted(PROFILES) if profile is None else [profile]
+    timed = [name for name in shown if "runtime" in PROFILES[name].resources]
+
+    def default(field, names=shown):
+        return ", ".join(f"{name} {getattr(PROFILES[name], field):g}" for name in names)
+
+    parser.add_argument("--mem-headroom", type=float, help=f"x peak RSS (default: {default('mem_headroom')})")
+    parser.add_argument("--mem-floor", type=int, help=f"MB (default: {default('mem_floor_mb')})")
+    if timed:
+        parser.add_argument("--time-headroom", type=float,
+                            help=f"x slowest job (default: {default('time_headroom', timed)})")
+        parser.add_argument("--time-floor", type=int, help=f"minutes (default: {default('time_floor_min', timed)})")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the ``set-resources:`` block for parsed ``cellscale size`` arguments."""
+    overrides = {"mem_headroom": args.mem_headroom, "mem_floor_mb": args.mem_floor,
+                 "time_headroom": getattr(args, "time_headroom", None),
+                 "time_floor_min": getattr(args, "time_floor", None)}
+    sizing = replace(PROFILES[args.profile], **{k: v for k, v in overrides.items() if v is not None})
+    if not Path(args.benchmarks).is_dir():
+        raise SystemExit(f"{args.benchmarks}: no such folder (run the workflow once first; its rules write "
+                         f"{BENCHMARKS}/<rule>/...tsv)")
+    sizes = size_rules(args.benchmarks, **sizing.parameters())
+    if not sizes:
+        raise SystemExit(f"{args.benchmarks}: no benchmark files (run the workflow once first)")
+    print(set_resources_block(sizes, args.profile, sizing), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Every workflow setting has one source: the packaged config schema.
+
+``cellscale/schemas/config.schema.yaml`` (``workflow/schemas/`` links to it) declares each key of
+``config/config.yaml``: its type, its description and its default. Snakemake's ``validate`` fills the defaults
+into the config (and rejects an unknown key, naming it); the library's typed settings
+(:class:`cellscale.segment.settings.TilingSettings`, :class:`~cellscale.segment.settings.SegmentSettings`,
+:class:`~cellscale.segment.settings.PostprocessSettings`, :class:`cellscale.steps.measure.MeasureSettings`,
+:class:`cellscale.track.config.TrackConfig`) and the command line read their defaults from here, so a default is
+written once.
+
+Only the standard library and PyYAML: the command line imports this at startup.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+from functools import lru_cache
+from importlib import resources
+from typing import Any, ClassVar, Mapping
+
+import yaml
+
+__all__ = ["Settings", "choices", "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
+
+
+@lru_cache(maxsize=None)
+def _load(name: str) -> dict:
+    text = resources.files("cellscale").joinpath("schemas", f"{name}.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def schema(name: str = "config") -> dict:
+    """The packaged JSON schema ``name`` (``config`` or ``samples``), as a fresh dict."""
+    return copy.deepcopy(_load(name))
+
+
+def _properties(section: str) -> dict:
+    props = _load("config")["properties"]
+    if section not in props or "properties" not in props[section]:
+        raise KeyError(f"the config schema has no section {section!r}")
+    return props[section]["properties"]
+
+
+def section_keys(section: str) -> list[str]:
+    """The keys the schema declares in a config section, in schema order."""
+    return list(_properties(section))
+
+
+def default(section: str, key: str) -> Any:
+    """The schema's default of ``section.key`` (a fresh copy)."""
+    prop = _properties(section).get(key)
+    if prop is None or "default" not in prop:
+        raise KeyError(f"the config schema has no default for {section}.{key}")
+    return copy.deepcopy(prop["default"])
+
+
+def description(section: str, key: str) -> str:
+    """The schema's description of ``section.key``."""
+    return _properties(section)[key].get("description", "")
+
+
+def choices(section: str, key: str) -> list:
+    """The values the schema allows for ``section.key`` (its ``enum``)."""
+    return list(_properties(section)[key]["enum"])
+
+
+def section_defaults(section: str) -> dict:
+    """Every key of a config section with its schema default."""
+    return {key: copy.deepcopy(prop["default"]) for key, prop in _properties(section).items() if "default" in prop}
+
+
+def check_section(section: str, values: Mapping | None, noun: str = "key") -> dict:
+    """``values`` (None: none) as a dict; a key the schema does not declare is a ValueError naming it."""
+    values = dict(values or {})
+    known = section_keys(section)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {noun}(s) {unknown} in config section {section!r}; known: {sorted(known)}")
+    return values
+
+
+def from_section(cls, section: str, values: Mapping | None, noun: str = "key"):
+    """``cls(**values)`` for a settings dataclass of a config section: unknown keys are an error naming them,
+    missing ones take their defaults (the dataclass's, which come from the schema)."""
+    values = check_section(section, values, noun)
+    names = {f.name for f in fields(cls)}
+    missing = sorted(set(values) - names)
+    if missing:  # the schema declares a key the class lacks: a bug, caught by tests/unit/test_settings.py
+        raise TypeError(f"{cls.__name__} lacks the config key(s) {missing} of section {section!r}")
+    return cls(**values)
+
+
+class Settings:
+    """Mixin of the settings dataclasses: ``SECTION`` names their config section.
+
+    Give each field its default with :func:`default` (``tile: int = default("tiling", "tile")``), so the
+    schema stays the one source.
+    """
+
+    SECTION: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None = None):
+        """Build from a config section (e.g. ``config["tiling"]``); unknown keys are an error naming them."""
+        return from_section(cls, cls.SECTION, values)
+
+    def as_dict(self) -> dict:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}

@@ -1,0 +1,178 @@
+"""The model card: ``MODEL_CARD.md`` and ``metrics.json`` of a trained model, one writer for both kinds.
+
+A nuclear model (one ``nuclear`` compartment, trained on DSB2018) and a tissue model (``nuclear`` and
+``whole_cell``, trained on generated tissue and perhaps the CODEX tile) share the card's frame: title,
+summary, training data with the command, note and date, the tuned post-processing, the held-out
+scores and the limits. What differs between them is a :class:`CardKind` (:data:`NUCLEAR`, :data:`TISSUE`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellscale.segment.model import ModelSpec
+
+
+def command_line() -> str:
+    """The ``cellscale train`` command of this process, for the model card (``--note``'s text is the card's own
+    line, so it is left out)."""
+    args = sys.argv[1:]
+    if "--note" in args:
+        i = args.index("--note")
+        del args[i:i + 2]
+    args = [a for a in args if not a.startswith("--note=")]
+    return " ".join(["cellscale", *args]) if args else "cellscale train"
+
+
+def write_card(model_dir: str | os.PathLike, spec: ModelSpec, record: dict) -> None:
+    """Write ``record`` as ``metrics.json`` and its card as ``MODEL_CARD.md`` into ``model_dir``."""
+    model_dir = Path(model_dir)
+    (model_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    (model_dir / "MODEL_CARD.md").write_text(model_card(spec, record))
+
+
+def model_card(spec: ModelSpec, record: dict) -> str:
+    """The markdown card of a model (``spec``, with its tuned post-processing) and its ``metrics.json`` record."""
+    kind = TISSUE if "whole_cell" in spec.compartments else NUCLEAR
+    lines = [
+        f"# Model card: {spec.name}",
+        "",
+        *kind.summary(spec, record),
+        "",
+        "## Training data",
+        *kind.data(record),
+        f"- command: `{record['command']}`",
+        *([f"- note: {record['note']}"] if record.get("note") else []),
+        f"- trained on {record['trained']}",
+        "",
+        f"## Post-processing ({kind.tuned_on})",
+        "```json",
+        json.dumps(spec.postprocess, indent=2),
+        "```",
+        "",
+        *kind.results(spec, record["test"]),
+        "",
+        "## Limits",
+        kind.limits(record["test"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CardKind:
+    """The parts of a card that depend on the kind of model.
+
+    summary(spec, record): the lines before "## Training data"; data(record): the first lines of that
+    section (what was trained on); tuned_on: what the post-processing was tuned on; results(spec, test):
+    the held-out scores' sections; limits(test): the line under "## Limits".
+    """
+
+    summary: Callable[[ModelSpec, dict], list[str]]
+    data: Callable[[dict], list[str]]
+    tuned_on: str
+    results: Callable[[ModelSpec, dict], list[str]]
+    limits: Callable[[dict], str]
+
+
+def _nuclear_summary(spec: ModelSpec, record: dict) -> list[str]:
+    return [
+        ("Nuclear segmentation U-Net (separable convolutions, base "
+         f"{spec.base_filters} filters, depth {spec.depth}, {record['parameters']:,} parameters) with two heads "
+         "per compartment: inner distance (sigmoid) and background/boundary/interior (softmax), as in DeepCell's "
+         "Mesmer. Post-processing: regions of the smoothed inner distance above a threshold as markers, "
+         "watershed inside the foreground, block by block with overlap."),
+        "",
+        "## Inputs and outputs",
+        (f"- inputs: {', '.join(spec.inputs)} channel(s), each scaled so its 1st-99.8th percentile maps to 0-1 "
+         "over the whole image; colour images are turned into one inverted-luminance nuclear channel"),
+        f"- outputs: {', '.join(spec.compartments)}; window edge a multiple of {spec.tile_multiple} px",
+        "- resolution: as DSB2018 (mixed, about 0.2-0.6 um/px; trained with 0.6-1.7x scale augmentation)",
+    ]
+
+
+def _nuclear_data(record: dict) -> list[str]:
+    return [
+        (f"- {record['training_data']}: DSB2018 stage1_train with community mask fixes (CC0; Caicedo et al., "
+         "Nature Methods 2019); the split is fixed by a hash of each image id (80% train, 10% val, 10% test)"),
+        (f"- {record['training_files']} training files, SHA-256 of their names and bytes: "
+         f"`{record['training_data_sha256']}`"),
+    ]
+
+
+def _nuclear_results(spec: ModelSpec, test: dict) -> list[str]:
+    lines = [
+        "## Held-out test split (images never used for training or tuning)",
+        "Object F1 at IoU 0.5 (pooled over images) and DSB mean AP over IoU 0.5-0.95 (mean over images).",
+        "",
+        "| kind | images | model F1 | model AP | Otsu+watershed F1 | Otsu+watershed AP |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, res in test.items():
+        m, b = res["model"], res["baseline"]
+        lines.append(f"| {kind} | {m['images']} | {m['f1']:.3f} | {m['ap']:.3f} | {b['f1']:.3f} | {b['ap']:.3f} |")
+    if spec.int8 and all("int8" in res for res in test.values()):
+        lines += ["",
+                  (f"The 8-bit copy (`{spec.int8['artifact']}`, {spec.int8['window']}-px windows, calibrated "
+                   "on the validation split), same test images; \"+ rot180\" is the workflow's default on CPUs "
+                   "(`segment.augment: rot180`: each window's maps averaged with those of its half turn):"),
+                  "",
+                  "| kind | int8 F1 | int8 AP | int8 + rot180 F1 | int8 + rot180 AP |", "|---|---|---|---|---|"]
+        for kind, res in test.items():
+            aug = res.get("int8_rot180")  # absent from cards written before augmentation existed
+            lines.append(f"| {kind} | {res['int8']['f1']:.3f} | {res['int8']['ap']:.3f} | "
+                         + (f"{aug['f1']:.3f} | {aug['ap']:.3f} |" if aug else "- | - |"))
+    return lines
+
+
+NUCLEAR = CardKind(
+    summary=_nuclear_summary,
+    data=_nuclear_data,
+    tuned_on="tuned on the validation split",
+    results=_nuclear_results,
+    limits=lambda test: ("- a small network (kept fast enough for 2 Mpx/s on 2 CPU cores), trained for a limited "
+                         "number of steps (the note says where); tissue whole-cell segmentation needs a nuclear + "
+                         "membrane model"),
+)
+
+
+def _tissue_summary(spec: ModelSpec, record: dict) -> list[str]:
+    return [(f"Nuclear + whole-cell U-Net (base {spec.base_filters}, depth {spec.depth}, "
+             f"{record['parameters']:,} parameters); inputs: nuclear and membrane channels, each scaled so its "
+             "1st-99.8th percentile maps to 0-1; outputs per compartment: inner distance and "
+             "background/boundary/interior.")]
+
+
+def _tissue_results(spec: ModelSpec, test: dict) -> list[str]:
+    lines = ["## Held-out generated tissue", "",
+             "| compartment | images | model F1 | model AP | Otsu+watershed F1 |", "|---|---|---|---|---|"]
+    for comp, res in test.items():
+        if comp == "codex_held_out":
+            continue
+        m, b = res["model"], res.get("baseline")
+        lines.append(f"| {comp} | {m['images']} | {m['f1']:.3f} | {m['ap']:.3f} | "
+                     + (f"{b['f1']:.3f} |" if b else "- |"))
+    if "codex_held_out" in test:
+        lines += ["", "## Real tissue: CODEX R001_X003_Y004, held-out columns >= 1008",
+                  "Whole-cell F1 at IoU 0.5 against each expert, next to the other tools' masks on the same columns.",
+                  "", "| method | F1 vs expert 1 | F1 vs expert 2 |", "|---|---|---|"]
+        lines += [f"| {name} | {v[0]:.3f} | {v[1]:.3f} |" for name, v in test["codex_held_out"].items()]
+    return lines
+
+
+TISSUE = CardKind(
+    summary=_tissue_summary,
+    data=lambda record: [f"- {record['training_data']}; validation and test images use disjoint seed ranges"],
+    tuned_on=("nuclear: tuned on generated validation tissue; whole cell: on generated validation tissue, or "
+              "with --codex on the CODEX training columns against each expert's cells"),
+    results=_tissue_results,
+    limits=lambda test: (("- real tissue seen in training: one CODEX tile (lymphoid); other tissues and stains "
+                          "are untested") if "codex_held_out" in test else
+                         ("- trained only on generated tissue: a starting point for the demo and tests, not for "
+                          "real tissue")),
+)

@@ -1,0 +1,405 @@
+"""Every setting has one source, the config schema's default: the workflow, the scripts, the steps, the library's
+settings objects and the command line all read it, and an unknown key is an error that names it."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+from support import DEMO, MODELS, ROOT
+
+from cellscale import settings
+from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
+from cellscale.steps.measure import MeasureSettings
+from cellscale.track.config import TrackConfig
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SETTINGS = {"tiling": TilingSettings, "segment": SegmentSettings, "postprocess": PostprocessSettings,
+            "measure": MeasureSettings, "track": TrackConfig}
+TRACK_FIELDS = ["solver", "max_distance", "max_gap", "divisions", "birth_cost", "border_factor", "iou_weight",
+                "size_weight", "intensity_weight", "gap_cost", "division_cost", "division_distance",
+                "min_division_area", "touch_cost", "min_cycle_frames", "window", "ilp_backend", "time_limit"]
+
+
+def minimal_config(**sections) -> dict:
+    return {"samples": "config/samples.tsv", "models": {"nuclear": "models/nuclear", "tissue": "models/tissue"},
+            **sections}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the schema: packaged, linked from workflow/schemas, closed
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["config", "samples"])
+def test_the_workflow_schemas_are_the_packaged_ones(name):
+    link = ROOT / "workflow" / "schemas" / f"{name}.schema.yaml"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()  # relative: a checkout anywhere works
+    packaged = ROOT / "src" / "cellscale" / "schemas" / f"{name}.schema.yaml"
+    assert link.resolve() == packaged.resolve()
+    assert settings.schema(name) == yaml.safe_load(link.read_text())
+
+
+def _objects(node, where="config"):
+    """Every (path, subschema) of the schema that describes an object."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" or "properties" in node or "patternProperties" in node:
+            yield where, node
+        for key, value in node.items():
+            yield from _objects(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _objects(value, f"{where}/{i}")
+
+
+def test_every_object_of_the_schema_is_closed():
+    objects = list(_objects(settings.schema()))
+    assert len(objects) >= 10
+    open_ = [where for where, node in objects if node.get("additionalProperties") is not False]
+    assert not open_, f"objects that accept unknown keys: {open_}"
+
+
+def test_the_shipped_config_is_valid_and_spells_only_known_keys():
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    validate(config, schema=str(SCHEMA))
+    for section, cls in SETTINGS.items():
+        assert cls.from_dict(config[section]) == cls.from_dict(yaml.safe_load(
+            (ROOT / "config" / "config.yaml").read_text())[section])  # filled-in defaults change nothing
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one source: settings objects == schema
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("section", list(SETTINGS))
+def test_settings_objects_have_the_schema_keys_and_defaults(section):
+    cls = SETTINGS[section]
+    assert [f.name for f in dataclasses.fields(cls)] == settings.section_keys(section)
+    assert cls().as_dict() == settings.section_defaults(section)
+    for key, value in settings.section_defaults(section).items():  # same type too (1.0 stays a float)
+        assert type(getattr(cls(), key)) is type(value), (section, key)
+    assert cls.from_dict(None) == cls.from_dict({}) == cls()
+
+
+def test_every_track_config_field_is_in_the_schema_and_back():
+    assert [f.name for f in dataclasses.fields(TrackConfig)] == TRACK_FIELDS
+    assert settings.section_keys("track") == TRACK_FIELDS
+    properties = settings.schema()["properties"]["track"]["properties"]
+    for name in TRACK_FIELDS:
+        assert properties[name]["description"], name
+        assert properties[name]["default"] == getattr(TrackConfig(), name), name
+    from cellscale.track.config import ILP_BACKENDS, SOLVERS
+
+    assert list(SOLVERS) == properties["solver"]["enum"] and list(ILP_BACKENDS) == properties["ilp_backend"]["enum"]
+
+
+def test_track_config_keeps_its_validation():
+    with pytest.raises(ValueError, match="birth_cost"):
+        TrackConfig.from_dict({"birth_cost": 0})
+    with pytest.raises(ValueError, match="min_cycle_frames"):
+        TrackConfig(min_cycle_frames=4)
+    assert TrackConfig.from_dict({"birth_cost": 2}).birth_cost == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# an unknown key is an error naming it: in the library and in the workflow
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("section,key", [("tiling", "tiles"), ("segment", "batch_size"), ("postprocess", "blocks"),
+                                         ("measure", "extra_stat"), ("track", "birth_costs")])
+def test_an_unknown_key_is_an_error_naming_it(section, key):
+    with pytest.raises(ValueError, match=rf"{key}.*{section}"):
+        SETTINGS[section].from_dict({key: 3})
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError, match=key):
+        validate(minimal_config(**{section: {key: 3}}), schema=str(SCHEMA))
+
+
+@pytest.mark.parametrize("bad,key", [
+    ({"trak": {"max_gap": 1}}, "trak"),  # top level
+    ({"models": {"nuclear": "a", "tissue": "b", "other": "c"}}, "other"),
+    ({"models": {"nuclear": {"path": "m.keras", "inputs": ["nuclear"], "compartments": ["nuclear"], "input": []},
+                 "tissue": "b"}}, "input"),  # a declared model of one's own
+    ({"postprocess": {"overrides": {"nuclear": {"sigmaa": 1.0}}}}, "sigmaa"),
+])
+def test_unknown_keys_anywhere_are_errors(bad, key):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError, match=f"'{key}' was unexpected"):
+        validate(minimal_config(**bad), schema=str(SCHEMA))
+
+
+def test_snakemake_fills_every_default_and_accepts_every_documented_key():
+    from snakemake.utils import validate
+
+    config = minimal_config(track={"birth_cost": 2})
+    validate(config, schema=str(SCHEMA))
+    for section, cls in SETTINGS.items():
+        assert config[section] == {**settings.section_defaults(section), **({"birth_cost": 2}
+                                                                           if section == "track" else {})}
+    assert TrackConfig.from_dict(config["track"]) == TrackConfig(birth_cost=2)
+
+
+def test_the_workflow_names_an_unknown_config_key(tmp_path):
+    """`snakemake --dry-run` with a misspelt key: the run stops before any job and names the key."""
+    image = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0]
+    (tmp_path / "samples.tsv").write_text(f"sample\timage\tkind\ns\t{image}\ttissue\n")
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config.update(samples=str(tmp_path / "samples.tsv"),
+                  models={"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")})
+    config["track"]["birth_costs"] = 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    cmd = [snakemake, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path), "--dry-run",
+           "--configfile", str(tmp_path / "bad.yaml")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "'birth_costs' was unexpected" in result.stdout + result.stderr
+    del config["track"]["birth_costs"]
+    config["track"]["birth_cost"] = 2  # documented: valid
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(cmd[:-1] + [str(tmp_path / "good.yaml")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the scripts pass whole sections to the steps; every tracking field reaches the tracker
+# ---------------------------------------------------------------------------------------------------------------
+class _Names(SimpleNamespace):
+    """Stand-in for Snakemake's named lists (``s.input.tiles``, ``s.input["nuclear"]``, ``s.log[0]``)."""
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else list(vars(self).values())[key]
+
+    def __iter__(self):
+        return iter(vars(self).values())
+
+
+def _run_script(name, **parts):
+    parts.setdefault("wildcards", _Names(sample="s", compartment="nuclear"))
+    parts.setdefault("threads", 1)
+    runpy.run_path(str(ROOT / "scripts" / f"{name}.py"), init_globals={"snakemake": SimpleNamespace(**parts)})
+
+
+def _spy(monkeypatch, module, name):
+    calls = []
+    monkeypatch.setattr(module, name, lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
+def _non_default_track_config() -> dict:
+    """A value other than the default for every tracking field, all valid."""
+    values = {"solver": "ilp", "max_distance": 21.0, "max_gap": 1, "divisions": False, "birth_cost": 1.7,
+              "border_factor": 0.25, "iou_weight": 0.4, "size_weight": 0.3, "intensity_weight": 0.2,
+              "gap_cost": 0.15, "division_cost": 0.35, "division_distance": 30.0, "min_division_area": 0.05,
+              "touch_cost": 1.5, "min_cycle_frames": 3, "window": 5, "ilp_backend": "cbc", "time_limit": 30.0}
+    assert set(values) == set(TRACK_FIELDS)
+    return values
+
+
+def test_every_track_field_of_the_config_reaches_the_tracker(tmp_path, monkeypatch):
+    """config["track"] -> rule params -> scripts/track.py -> steps.track.track_sample -> link: all 18 fields."""
+    from snakemake.utils import validate
+
+    import cellscale.track.linking as linking
+    from cellscale.io import write_image, write_labels
+    from cellscale.synth.timelapse import make_timelapse
+
+    tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=4, seed=1)
+    write_labels(tmp_path / "labels.ome.tif", tl.labels)
+    write_image(tmp_path / "movie.ome.tif", (tl.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    wanted = _non_default_track_config()
+    config = minimal_config(track=dict(wanted))
+    validate(config, schema=str(SCHEMA))
+    seen = []
+    real_link = linking.link
+
+    def link(*args, **kwargs):
+        seen.append(kwargs["config"])
+        tracks = real_link(*args, **kwargs)
+        seen.append(tracks.attrs)
+        return tracks
+
+    monkeypatch.setattr(linking, "link", link)
+    _run_script("track", log=[str(tmp_path / "track.log")],
+                input=_Names(labels=str(tmp_path / "labels.ome.tif"), image=str(tmp_path / "movie.ome.tif")),
+                output=_Names(ctc=str(tmp_path / "ctc"), table=str(tmp_path / "tracks.parquet")),
+                params=_Names(image=str(tmp_path / "movie.ome.tif"), nuclear_channel=None, track=config["track"]))
+    received, attrs = seen
+    assert received == TrackConfig(**wanted)  # the whole section, as the tracker's typed config
+    assert all(getattr(received, name) == value for name, value in wanted.items())
+    for name, value in wanted.items():  # and link used each of them
+        assert attrs[name] == value, name
+    assert (tmp_path / "tracks.parquet").exists()
+
+
+def test_track_sample_passes_its_config_to_link(tmp_path):
+    """Changing a tracking cost changes what link used (here birth_cost, which no command-line flag sets)."""
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.track import track_sample
+    from cellscale.synth.timelapse import make_timelapse
+
+    tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=4, seed=2)
+    write_labels(tmp_path / "labels.ome.tif", tl.labels)
+    write_image(tmp_path / "movie.ome.tif", (tl.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    attrs = {}
+    for birth_cost in (None, 2.5):
+        config = None if birth_cost is None else TrackConfig.from_dict({"birth_cost": birth_cost})
+        tracks = track_sample("s", tmp_path / "labels.ome.tif", tmp_path / "movie.ome.tif", tmp_path / f"ctc{birth_cost}",
+                              tmp_path / f"t{birth_cost}.parquet", config=config)
+        attrs[birth_cost] = tracks.attrs
+    assert attrs[None]["birth_cost"] == settings.default("track", "birth_cost")
+    assert attrs[2.5]["birth_cost"] == 2.5
+    assert {k: v for k, v in attrs[None].items() if k in TRACK_FIELDS and k != "max_distance"} == \
+        {k: v for k, v in TrackConfig().as_dict().items() if k != "max_distance"}
+
+
+@pytest.mark.parametrize("script,section,step_module,step", [
+    ("tile", "tiling", "cellscale.steps.tile", "tile_sample"),
+    ("segment", "segment", "cellscale.steps.segment", "segment_shard"),
+    ("stitch", "postprocess", "cellscale.steps.stitch", "stitch_sample"),
+    ("measure", "measure", "cellscale.steps.measure", "measure_sample"),
+])
+def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, script, section, step_module, step):
+    import importlib
+
+    from snakemake.utils import validate
+
+    changed = {"tiling": {"tile": 128, "overlap": 16, "shard_mpx": 0.5},
+               "segment": {"batch_mpx": 0.25, "precision": "float32", "augment": "flips"},
+               "postprocess": {"block": 256, "margin": 32, "overrides": {"nuclear": {"sigma": 1.5}}},
+               "measure": {"extra_stats": True}}[section]
+    config = minimal_config(**{section: dict(changed)})
+    validate(config, schema=str(SCHEMA))
+    calls = _spy(monkeypatch, importlib.import_module(step_module), step)
+    spec = str(MODELS / "nuclear" / "model.json")
+    parts = {
+        "tile": dict(input=_Names(image="img.tif", spec=spec), output=_Names(tiles="tiles"),
+                     params=_Names(sample="s", image="img.tif", roles={"nuclear": 0, "membrane": None},
+                                   model="models/nuclear", timelapse=False, tiling=config["tiling"], pixel_size=None,
+                                   gamma=1.0, scale=None)),
+        "segment": dict(input=_Names(tiles="shard_0000.npy", spec=spec), output=_Names(maps="maps.npy"),
+                        params=_Names(model="models/nuclear", segment=config["segment"])),
+        "stitch": dict(input=_Names(tiles="tiles", maps=["m.npy"], spec=spec), output=_Names(labels="l.ome.tif"),
+                       params=_Names(model="models/nuclear", postprocess=config["postprocess"], pixel_size=None)),
+        "measure": dict(input=_Names(image="img.tif", nuclear="n.ome.tif", tracks=[]),
+                        output=_Names(csv="c.csv", parquet="c.parquet", h5ad="c.h5ad"),
+                        params=_Names(image="img.tif", compartments=["nuclear"], timelapse=False, channel_names=None,
+                                      measure=config["measure"])),
+    }[script]
+    _run_script(script, log=[str(tmp_path / f"{script}.log")], **parts)
+    (args, kwargs), = calls
+    received = [v for v in (*args, *kwargs.values()) if isinstance(v, SETTINGS[section])]
+    assert received == [SETTINGS[section](**changed)]
+    bad = {**config[section], "nonsense": 1}
+    parts["params"] = _Names(**{**vars(parts["params"]), section: bad})
+    with pytest.raises(ValueError, match="nonsense"):
+        _run_script(script, log=[str(tmp_path / f"{script}.log")], **parts)
+
+
+@pytest.mark.parametrize("module,source", [
+    ("tile", "steps/tile.py"), ("segment", "steps/segment.py"), ("stitch", "steps/stitch.py"),
+    ("track", "steps/track.py"), ("measure", "steps/measure.py")])
+def test_steps_repeat_no_schema_default(module, source):
+    """A step takes a settings object (None: the schema's defaults), never a literal copy of a default."""
+    import importlib
+
+    step = importlib.import_module(f"cellscale.steps.{module}")
+    functions = [f for name, f in vars(step).items() if inspect.isfunction(f) and f.__module__ == step.__name__]
+    defaults = {section: settings.section_defaults(section) for section in SETTINGS}
+    for function in functions:
+        for name, parameter in inspect.signature(function).parameters.items():
+            for section, values in defaults.items():
+                assert not (name in values and parameter.default is not inspect.Parameter.empty), \
+                    f"{function.__name__}({name}=...) repeats {section}.{name}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the library's array functions and the command line: the schema's defaults
+# ---------------------------------------------------------------------------------------------------------------
+def _defaults(function) -> dict:
+    return {k: p.default for k, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def test_library_functions_default_to_the_schema():
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.stitch import labels_by_block, labels_from_arrays
+    from cellscale.segment.tiles import plan_tiles
+    from cellscale.track.linking import link
+
+    tiling, post = settings.section_defaults("tiling"), settings.section_defaults("postprocess")
+    got = _defaults(segment_image)
+    assert {k: got[k] for k in ("tile", "overlap", "shard_mpx")} == tiling
+    assert (got["block"], got["margin"]) == (post["block"], post["margin"])
+    for function in (labels_by_block, labels_from_arrays):
+        assert (_defaults(function)["block"], _defaults(function)["margin"]) == (post["block"], post["margin"])
+    assert not {"tile", "overlap", "shard_mpx"} & set(_defaults(plan_tiles))  # required: the caller's settings
+    got = _defaults(link)
+    assert {k: got[k] for k in ("max_distance", "max_gap", "divisions", "solver")} == \
+        {k: settings.default("track", k) for k in ("max_distance", "max_gap", "divisions", "solver")}
+
+
+def test_the_command_line_defaults_are_the_schema_defaults():
+    code = ("import sys, cellscale.cli; assert 'numpy' not in sys.modules, 'cellscale.cli imports numpy'; "
+            "print('ok')")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+    from cellscale.cli import build_parser
+
+    parser = build_parser()
+    seg = parser.parse_args(["segment", "in.tif", "-o", "out.tif"])
+    assert (seg.tile, seg.overlap) == (settings.default("tiling", "tile"), settings.default("tiling", "overlap"))
+    assert (seg.precision, seg.augment) == (settings.default("segment", "precision"),
+                                            settings.default("segment", "augment"))
+    track = parser.parse_args(["track", "labels", "-o", "out"])
+    for key in ("max_distance", "max_gap", "divisions", "solver"):
+        assert getattr(track, key) == settings.default("track", key), key
+    assert parser.parse_args(["track", "labels", "-o", "out", "--no-divisions"]).divisions is False
+    measure = parser.parse_args(["measure", "l.tif", "i.tif", "-o", "c.csv"])
+    assert measure.extra_stats == settings.default("measure", "extra_stats")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# documentation: the README's table agrees with the schema; no benchmark figures where they go stale
+# ---------------------------------------------------------------------------------------------------------------
+def test_the_readme_config_table_agrees_with_the_schema():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration")[1].split("\n\n")[2]
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    documented = set()
+    for key_cell, default_cell, _ in ((r[0].lstrip("| "), r[1], r[2]) for r in rows):
+        keys = re.findall(r"`([\w.]+)`", key_cell)
+        section = keys[0].split(".")[0]
+        names = [keys[0]] + [f"{section}.{k}" for k in keys[1:]]
+        values = default_cell.split(" / ") if " / " in default_cell else [default_cell] * len(names)
+        for name, value in zip(names, values):
+            documented.add(name)
+            if "." not in name or section == "models":
+                continue
+            section, key = name.split(".")
+            assert key in settings.section_keys(section), name
+            if value != "see the schema":
+                assert yaml.safe_load(value.strip("`")) == settings.default(section, key), name
+    for section in SETTINGS:
+        for key in settings.section_keys(section):
+            assert f"{section}.{key}" in documented, f"{section}.{key} is not in README's configuration table"
+
+
+FIGURES = re.compile(r"\bF1\b|\bAP\b|Mpx/s|\d\s*GB\b|\d+x faster|TRA \d")
+
+
+def test_no_benchmark_figures_in_config_comments_or_schema_descriptions():
+    comments = [line.split("#", 1)[1] for line in (ROOT / "config" / "config.yaml").read_text().splitlines()
+                if "#" in line]
+    descriptions = re.findall(r"description: (.*)", (ROOT / "src/cellscale/schemas/config.schema.yaml").read_text())
+    stale = [text for text in comments + descriptions if FIGURES.search(text)]
+    assert not stale, stale

@@ -1,0 +1,56 @@
+"""The model card: one writer for nuclear and tissue models, writing the shipped models' cards from their records."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from support import MODELS
+
+from cellscale.segment.model import ModelSpec
+from cellscale.train.card import model_card, write_card
+
+# The shipped nuclear card was written before the writer's Limits line took its present wording (it came back
+# with the CPU-trained model, ab96e02); everything else in it is what the writer writes today.
+NUCLEAR_LIMITS_THEN = ("- trained on CPU for a limited number of steps; tissue whole-cell segmentation needs a "
+                       "nuclear + membrane model")
+NUCLEAR_LIMITS_NOW = ("- a small network (kept fast enough for 2 Mpx/s on 2 CPU cores), trained for a limited "
+                      "number of steps (the note says where); tissue whole-cell segmentation needs a nuclear + "
+                      "membrane model")
+
+
+def _shipped(name):
+    folder = MODELS / name
+    return ModelSpec.read(folder), json.loads((folder / "metrics.json").read_text()), folder
+
+
+@pytest.mark.parametrize("name", ["nuclear", "tissue", "tissue-tight"])
+def test_the_writer_writes_each_shipped_card_from_its_record(tmp_path, name):
+    spec, record, folder = _shipped(name)
+    shipped = (folder / "MODEL_CARD.md").read_text()
+    if name == "nuclear":
+        assert shipped.count(NUCLEAR_LIMITS_THEN) == 1
+        shipped = shipped.replace(NUCLEAR_LIMITS_THEN, NUCLEAR_LIMITS_NOW)
+    assert model_card(spec, record) == shipped
+    write_card(tmp_path, spec, record)
+    assert (tmp_path / "MODEL_CARD.md").read_text() == shipped
+    assert (tmp_path / "metrics.json").read_bytes() == (folder / "metrics.json").read_bytes()
+
+
+def test_optional_parts_of_the_cards():
+    spec, record, _ = _shipped("nuclear")
+    bare = copy.deepcopy(record)
+    bare["note"] = None
+    card = model_card(spec, bare)
+    assert "- note:" not in card and "| all | 56 | 0.896 | 0.621 | 0.770 | 0.464 |" in card
+    spec.int8 = None
+    assert "8-bit copy" not in model_card(spec, record)
+
+    spec, record, _ = _shipped("tissue")
+    generated = copy.deepcopy(record)
+    del generated["test"]["codex_held_out"]
+    card = model_card(spec, generated)
+    assert "CODEX R001_X003_Y004, held-out" not in card
+    assert "- trained only on generated tissue: a starting point" in card
+    assert "| whole_cell | 6 | 0.996 | 0.992 | - |" in card  # no baseline for whole cells
