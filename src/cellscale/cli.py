@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         AUGMENTATIONS,
         PRECISIONS,
     )
-
-    from cellscale.settings import choices, default  # the config schema's defaults (PyYAML, no numpy)
+    # the config schema's defaults (PyYAML, no numpy)
+    from cellscale.settings import choices, default
 
     parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -14,17 +14,18 @@ Only the standard library and PyYAML: the command line imports this at startup.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import fields
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import yaml
 
 __all__ = ["Settings", "choices", "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> dict:
     text = resources.files("cellscale").joinpath("schemas", f"{name}.schema.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)

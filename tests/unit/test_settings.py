@@ -18,7 +18,11 @@ import yaml
 from support import DEMO, MODELS, ROOT
 
 from cellscale import settings
-from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
+from cellscale.segment.settings import (
+    PostprocessSettings,
+    SegmentSettings,
+    TilingSettings,
+)
 from cellscale.steps.measure import MeasureSettings
 from cellscale.track.config import TrackConfig
 
@@ -153,7 +157,8 @@ def test_snakemake_fills_every_default_and_accepts_every_documented_key():
 def test_the_workflow_names_an_unknown_config_key(tmp_path):
     """`snakemake --dry-run` with a misspelt key: the run stops before any job and names the key."""
     image = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0]
-    (tmp_path / "samples.tsv").write_text(f"sample\timage\tkind\ns\t{image}\ttissue\n")
+    (tmp_path / "samples.tsv").write_text("sample\timage\tkind\tnuclear_channel\tmembrane_channel\tchannel_names\n"
+                                          f"s\t{image}\ttissue\t\t\t\n")
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config.update(samples=str(tmp_path / "samples.tsv"),
                   models={"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")})
@@ -210,9 +215,9 @@ def test_every_track_field_of_the_config_reaches_the_tracker(tmp_path, monkeypat
     """config["track"] -> rule params -> scripts/track.py -> steps.track.track_sample -> link: all 18 fields."""
     from snakemake.utils import validate
 
-    import cellscale.track.linking as linking
     from cellscale.io import write_image, write_labels
     from cellscale.synth.timelapse import make_timelapse
+    from cellscale.track import linking
 
     tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=4, seed=1)
     write_labels(tmp_path / "labels.ome.tif", tl.labels)
