@@ -1,3 +1,5 @@
+# Measurement: one per-cell table a sample, then one for the run.
+
 rule measure:
     input:
         unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
@@ -18,6 +20,27 @@ rule measure:
         "logs/measure/{sample}.log",
     benchmark:
         "results/benchmarks/measure/{sample}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/measure.py"
+
+
+rule aggregate_measurements:
+    input:
+        expand("results/measurements/{sample}.parquet", sample=samples.index),
+    output:
+        csv="results/cells.csv",
+        parquet="results/cells.parquet",
+        h5ad="results/cells.h5ad",
+    params:
+        samples=list(samples.index),
+    resources:
+        mem_mb=4000,
+    log:
+        "logs/aggregate/cells.log",
+    benchmark:
+        "results/benchmarks/aggregate_measurements/cells.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

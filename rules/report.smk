@@ -1,3 +1,5 @@
+# Report: QC overlay and summary a sample, lineage trees, one summary row a sample.
+
 rule report_sample:
     input:
         unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
@@ -42,7 +44,7 @@ rule lineage:
     conda:
         "../envs/cellscale.yaml"
     script:
-        "../scripts/lineage.py"
+        "../scripts/report.py"
 
 
 rule summary:
@@ -57,4 +59,4 @@ rule summary:
     conda:
         "../envs/cellscale.yaml"
     script:
-        "../scripts/summary.py"
+        "../scripts/report.py"

@@ -1,3 +1,5 @@
+# Tracking (time-lapse samples): link nuclei over time into tracks and lineages.
+
 rule track:
     input:
         labels="results/segmentation/{sample}/nuclear.ome.tif",

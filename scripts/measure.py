@@ -1,11 +1,12 @@
-"""Snakemake script of rule `measure`: per-cell table (CSV, Parquet, AnnData .h5ad) of one sample."""
+"""Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements."""
 
 from cellscale.logs import step_log
-from cellscale.steps.measure import MeasureSettings, measure_sample
+from cellscale.steps import measure as step
 
-s = snakemake  # noqa: F821 (provided by Snakemake)
-with step_log(s.log[0], f"measure {s.wildcards.sample}"):
-    measure_sample(
+
+def measure(s):
+    """Per-cell table (CSV, Parquet, AnnData .h5ad) of one sample."""
+    step.measure_sample(
         s.wildcards.sample,
         s.input.image or s.params.image,
         {c: s.input[c] for c in s.params.compartments},
@@ -14,6 +15,16 @@ with step_log(s.log[0], f"measure {s.wildcards.sample}"):
         timelapse=s.params.timelapse,
         channel_names=s.params.channel_names,
         tracks_path=s.input.tracks or None,
-        settings=MeasureSettings.from_dict(s.params.measure),  # config["measure"]
+        settings=step.MeasureSettings.from_dict(s.params.measure),  # config["measure"]
         out_h5ad=s.output.h5ad,
     )
+
+
+def aggregate_measurements(s):
+    """One table of every sample's cells."""
+    step.aggregate_measurements(dict(zip(s.params.samples, s.input)), s.output.csv, s.output.parquet, s.output.h5ad)
+
+
+s = snakemake  # noqa: F821 (provided by Snakemake)
+with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
+    {"measure": measure, "aggregate_measurements": aggregate_measurements}[s.rule](s)

@@ -1,15 +1,58 @@
-"""Snakemake script of rule `segment`: run the model on one shard of windows."""
+"""Snakemake script of the segmentation rules (rules/segment.smk): tile, segment, stitch.
+
+Each rule hands its files and its config section (as typed settings) to one step of cellscale.steps.segment.
+"""
+
+import os
 
 from cellscale.logs import step_log
-from cellscale.segment.settings import SegmentSettings
+from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import staged_model
-from cellscale.steps.segment import segment_shard
+from cellscale.steps.segment import segment_shard, stitch_sample, tile_sample
 
-with step_log(snakemake.log[0], f"segment {snakemake.input.tiles}"):  # noqa: F821
-    segment_shard(
-        snakemake.input.tiles,  # noqa: F821
-        staged_model(snakemake.input, snakemake.params.model),  # noqa: F821
-        snakemake.output.maps,  # noqa: F821
-        SegmentSettings.from_dict(snakemake.params.segment),  # noqa: F821 (config["segment"])
-        threads=snakemake.threads,  # noqa: F821
+
+def tile(s):
+    """Cut a sample into normalised windows and shards."""
+    p = s.params
+    tile_sample(
+        p.sample,
+        s.input.image or p.image,  # the sheet's path names a missing image: the step says so
+        s.output.tiles,
+        roles=p.roles,
+        model_dir=staged_model(s.input, p.model),
+        tiling=TilingSettings.from_dict(p.tiling),  # config["tiling"], its defaults filled in by the schema
+        timelapse=p.timelapse,
+        pixel_size_um=p.pixel_size,
+        gamma=p.gamma,
+        scale=p.scale,
     )
+
+
+def segment(s):
+    """Run the model on one shard of windows."""
+    segment_shard(
+        s.input.tiles,
+        staged_model(s.input, s.params.model),
+        s.output.maps,
+        SegmentSettings.from_dict(s.params.segment),  # config["segment"]
+        threads=s.threads,
+    )
+
+
+def stitch(s):
+    """Blend, post-process per block, write 32-bit labels."""
+    stitch_sample(
+        os.path.join(s.input.tiles, "plan.json"),
+        list(s.input.maps),
+        staged_model(s.input, s.params.model),
+        s.wildcards.compartment,
+        s.output.labels,
+        postprocess=PostprocessSettings.from_dict(s.params.postprocess),  # config["postprocess"]
+        pixel_size_um=s.params.pixel_size,
+        workers=s.threads,
+    )
+
+
+s = snakemake  # noqa: F821 (provided by Snakemake)
+with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
+    {"tile": tile, "segment": segment, "stitch": stitch}[s.rule](s)

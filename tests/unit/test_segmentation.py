@@ -115,8 +115,7 @@ def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
     from cellscale.io import read_labels, write_image
     from cellscale.segment.settings import SegmentSettings, TilingSettings
     from cellscale.steps.segment import segment_shard
-    from cellscale.steps.stitch import stitch_sample
-    from cellscale.steps.tile import tile_sample
+    from cellscale.steps.segment import stitch_sample, tile_sample
 
     image_path = tmp_path / "tissue.ome.tif"
     write_image(image_path, small_tissue.image, ["DNA", "Membrane", "CD3", "CD20"])

@@ -189,7 +189,9 @@ class _Names(SimpleNamespace):
         return iter(vars(self).values())
 
 
-def _run_script(name, **parts):
+def _run_script(name, rule=None, **parts):
+    """Run scripts/NAME.py as Snakemake would for ``rule`` (default: the rule named like the script)."""
+    parts.setdefault("rule", rule or name)
     parts.setdefault("wildcards", _Names(sample="s", compartment="nuclear"))
     parts.setdefault("threads", 1)
     runpy.run_path(str(ROOT / "scripts" / f"{name}.py"), init_globals={"snakemake": SimpleNamespace(**parts)})
@@ -268,13 +270,13 @@ def test_track_sample_passes_its_config_to_link(tmp_path):
         {k: v for k, v in TrackConfig().as_dict().items() if k != "max_distance"}
 
 
-@pytest.mark.parametrize("script,section,step_module,step", [
-    ("tile", "tiling", "cellscale.steps.tile", "tile_sample"),
-    ("segment", "segment", "cellscale.steps.segment", "segment_shard"),
-    ("stitch", "postprocess", "cellscale.steps.stitch", "stitch_sample"),
-    ("measure", "measure", "cellscale.steps.measure", "measure_sample"),
+@pytest.mark.parametrize("rule,script,section,step_module,step", [
+    ("tile", "segment", "tiling", "cellscale.steps.segment", "tile_sample"),
+    ("segment", "segment", "segment", "cellscale.steps.segment", "segment_shard"),
+    ("stitch", "segment", "postprocess", "cellscale.steps.segment", "stitch_sample"),
+    ("measure", "measure", "measure", "cellscale.steps.measure", "measure_sample"),
 ])
-def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, script, section, step_module, step):
+def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, rule, script, section, step_module, step):
     import importlib
 
     from snakemake.utils import validate
@@ -300,20 +302,20 @@ def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, script, 
                         output=_Names(csv="c.csv", parquet="c.parquet", h5ad="c.h5ad"),
                         params=_Names(image="img.tif", compartments=["nuclear"], timelapse=False, channel_names=None,
                                       measure=config["measure"])),
-    }[script]
-    _run_script(script, log=[str(tmp_path / f"{script}.log")], **parts)
+    }[rule]
+    _run_script(script, rule, log=[str(tmp_path / f"{rule}.log")], **parts)
     (args, kwargs), = calls
     received = [v for v in (*args, *kwargs.values()) if isinstance(v, SETTINGS[section])]
     assert received == [SETTINGS[section](**changed)]
     bad = {**config[section], "nonsense": 1}
     parts["params"] = _Names(**{**vars(parts["params"]), section: bad})
     with pytest.raises(ValueError, match="nonsense"):
-        _run_script(script, log=[str(tmp_path / f"{script}.log")], **parts)
+        _run_script(script, rule, log=[str(tmp_path / f"{rule}.log")], **parts)
 
 
 @pytest.mark.parametrize("module,source", [
-    ("tile", "steps/tile.py"), ("segment", "steps/segment.py"), ("stitch", "steps/stitch.py"),
-    ("track", "steps/track.py"), ("measure", "steps/measure.py")])
+    ("segment", "steps/segment.py"), ("track", "steps/track.py"), ("measure", "steps/measure.py"),
+    ("report", "steps/report.py")])
 def test_steps_repeat_no_schema_default(module, source):
     """A step takes a settings object (None: the schema's defaults), never a literal copy of a default."""
     import importlib
