@@ -106,9 +106,10 @@ def _evaluate_tracks(args) -> int:
 
 
 def _synth(args) -> int:
-    from cellscale.synth.cli import run_synth
+    from cellscale.synth.files import write_synthetic
 
-    return run_synth(args)
+    print(write_synthetic(args.kind, args.output, args.truth_dir, args.seed, args.size, args.cells, args.frames))
+    return 0
 
 
 def _gke(args) -> int:

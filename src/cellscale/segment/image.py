@@ -10,6 +10,8 @@ from cellscale.segment.postprocess import postprocess_params
 from cellscale.segment.settings import PostprocessSettings, TilingSettings
 from cellscale.segment.stitch import frame_labels
 from cellscale.segment.tiles import make_plan, shard_tiles
+from cellscale.parallel import available_cores
+from cellscale.segment.tiles import resampling_scale, to_source_grid
 
 _TILING, _POST = TilingSettings(), PostprocessSettings()  # the config schema's defaults (cellscale.settings)
 
@@ -42,9 +44,6 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
     post-processing) are the workflow's settings of the same names, with its defaults (the config schema's).
     Returns {compartment: (T, Y, X) uint32 labels}.
     """
-    from cellscale.parallel import available_cores
-    from cellscale.segment.tiles import resampling_scale, to_source_grid
-
     spec = predictor.spec
     source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
     scale = resampling_scale(pixel_size_um, spec.pixel_size_um, scale)

@@ -24,6 +24,7 @@ from cellscale.segment.preprocess import (
     normalize,
     percentile_range,
 )
+from cellscale.io import atomic_path
 
 
 @dataclass
@@ -54,8 +55,6 @@ class TilePlan:
     source_shape: list[int] | None = None
 
     def write(self, path: str | os.PathLike) -> None:
-        from cellscale.io import atomic_path
-
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(asdict(self)) + "\n")
 
@@ -172,8 +171,6 @@ def _read_model_region(source: ImageSource, recipe: ChannelRecipe, plan: TilePla
     if plan.scale == 1.0:
         return recipe.apply(source.region(t, y0, y1, x0, x1))
     from scipy import ndimage as ndi
-
-    from cellscale.segment.tiles import source_coordinates
 
     ys, xs = source_coordinates(y0, y1, plan.scale), source_coordinates(x0, x1, plan.scale)
     h, w = plan.source_shape

@@ -12,6 +12,8 @@ import pandas as pd
 from cellscale.io import channel_names_from_ome
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, open_sample_image
+from cellscale.measure import RegionArray, measure_compartments, write_table
+from cellscale.measure import concat_tables
 
 log = logging.getLogger("cellscale")
 
@@ -45,8 +47,6 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
     settings = settings or MeasureSettings()
     from contextlib import ExitStack
 
-    from cellscale.measure import RegionArray, measure_compartments, write_table
-
     with ExitStack() as stack:
         image = stack.enter_context(open_sample_image(sample, image_path, timelapse))
         names = sample_channel_names(image_path, image.shape[1], channel_names)
@@ -73,8 +73,6 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
 
 def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=None) -> pd.DataFrame:
     """Run-level table: every sample's measurements stacked with a ``sample`` column."""
-    from cellscale.measure import concat_tables, write_table
-
     table = concat_tables({s: pd.read_parquet(p) for s, p in table_paths.items()})
     write_table(table, out_csv, out_parquet, out_h5ad)
     log.info("aggregated %d rows of %d samples", len(table), len(table_paths))

@@ -10,6 +10,7 @@ import pandas as pd
 
 from cellscale.io import atomic_path
 from cellscale.steps import open_sample_image, read_sample_labels
+from cellscale.report import overlay, save_png, summarize_sample
 
 OVERLAY_PX = 1024  # longest edge of QC overlays
 
@@ -17,8 +18,6 @@ OVERLAY_PX = 1024  # longest edge of QC overlays
 def report_sample(sample: str, image_path, label_paths: dict, table_path, out_dir, timelapse: bool = False,
                   tracks_path=None):
     """QC overlay and summary.json of one sample."""
-    from cellscale.report import overlay, save_png, summarize_sample
-
     out_dir = Path(out_dir)
     labels = {c: read_sample_labels(sample, p) for c, p in label_paths.items()}
     with open_sample_image(sample, image_path, timelapse) as source:

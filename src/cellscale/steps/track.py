@@ -8,6 +8,9 @@ import numpy as np
 
 from cellscale.steps import StepError, open_sample_image, read_sample_labels
 from cellscale.track.config import TrackConfig
+from cellscale.track.detections import detections_from_labels
+from cellscale.track.export_ctc import write_ctc, write_tracks_table
+from cellscale.track.linking import link
 
 log = logging.getLogger("cellscale")
 
@@ -19,10 +22,6 @@ def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuc
     ``config``: every parameter of the tracker (config ``track``; None: the schema's defaults), passed whole to
     :func:`cellscale.track.linking.link`.
     """
-    from cellscale.track.detections import detections_from_labels
-    from cellscale.track.export_ctc import write_ctc, write_tracks_table
-    from cellscale.track.linking import link
-
     labels = read_sample_labels(sample, labels_path)
     if labels.ndim != 3:
         raise StepError(f"sample {sample!r}: {labels_path}: time-lapse labels must be (T, Y, X), got {labels.shape}")

@@ -35,6 +35,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from cellscale.track.export_ctc import _prepare_tracks, check_lineage, ctc_lineage
+from cellscale.track.export_ctc import read_label_dir
 
 __all__ = ["evaluate_ctc", "division_scores", "ReferenceMatching", "evaluate_tracks"]
 
@@ -183,8 +185,6 @@ class ReferenceMatching:
     def __init__(self, labels: np.ndarray, gt_dir: str | os.PathLike):
         from ctc_metrics.utils.filesystem import read_tracking_file
 
-        from cellscale.track.export_ctc import read_label_dir
-
         gt_dir = Path(gt_dir)
         self.gt_dir = gt_dir
         ref = read_label_dir(gt_dir / "TRA")
@@ -227,8 +227,6 @@ def evaluate_tracks(tracks, matching: ReferenceMatching, metrics=DEFAULT_METRICS
     stack of ``matching``, as :func:`evaluate_ctc` would score its CTC folder."""
     from ctc_metrics.metrics import valid
     from ctc_metrics.scripts.evaluate import calculate_metrics
-
-    from cellscale.track.export_ctc import _prepare_tracks, check_lineage, ctc_lineage
 
     tr = _prepare_tracks(tracks)
     lineage = ctc_lineage(tr)
