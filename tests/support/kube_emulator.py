@@ -13,6 +13,9 @@ pod specs can be checked and schema-validated without a cluster. Each pod is the
 
 This is not Kubernetes: there is one pod per Job, no controllers, no admission plugins, no authentication and no
 images (the pod runs with the environment it is given). It emulates what the plugin observes, nothing more.
+
+Over 400 lines on purpose: the HTTP handler, the scheduler and the pod runner share one cluster state and one
+lock, and are read together when a GKE test fails; split, each part would need the others' internals.
 """
 
 from __future__ import annotations

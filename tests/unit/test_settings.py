@@ -6,42 +6,19 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import yaml
 from support import DEMO, MODELS, ROOT
 
+from support.configs import SCHEMA, SETTINGS, TRACK_FIELDS, minimal_config
+
 from cellscale import settings
-from cellscale.segment.settings import (
-    PostprocessSettings,
-    SegmentSettings,
-    TilingSettings,
-)
-from cellscale.steps.measure import MeasureSettings
 from cellscale.track.config import TrackConfig
 
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-SETTINGS = {"tiling": TilingSettings, "segment": SegmentSettings, "postprocess": PostprocessSettings,
-            "measure": MeasureSettings, "track": TrackConfig}
-TRACK_FIELDS = ["solver", "max_distance", "max_gap", "divisions", "birth_cost", "border_factor", "iou_weight",
-                "size_weight", "intensity_weight", "gap_cost", "division_cost", "division_distance",
-                "min_division_area", "touch_cost", "min_cycle_frames", "window", "ilp_backend", "time_limit"]
-
-
-def minimal_config(**sections) -> dict:
-    return {"samples": "config/samples.tsv", "models": {"nuclear": "models/nuclear", "tissue": "models/tissue"},
-            **sections}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the schema: packaged, linked from workflow/schemas, closed
-# ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["config", "samples"])
 def test_the_workflow_schemas_are_the_packaged_ones(name):
     link = ROOT / "workflow" / "schemas" / f"{name}.schema.yaml"
@@ -176,162 +153,6 @@ def test_the_workflow_names_an_unknown_config_key(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# the scripts pass whole sections to the steps; every tracking field reaches the tracker
-# ---------------------------------------------------------------------------------------------------------------
-class _Names(SimpleNamespace):
-    """Stand-in for Snakemake's named lists (``s.input.tiles``, ``s.input["nuclear"]``, ``s.log[0]``)."""
-
-    def __getitem__(self, key):
-        return getattr(self, key) if isinstance(key, str) else list(vars(self).values())[key]
-
-    def __iter__(self):
-        return iter(vars(self).values())
-
-
-def _run_script(name, rule=None, **parts):
-    """Run scripts/NAME.py as Snakemake would for ``rule`` (default: the rule named like the script)."""
-    parts.setdefault("rule", rule or name)
-    parts.setdefault("wildcards", _Names(sample="s", compartment="nuclear"))
-    parts.setdefault("threads", 1)
-    runpy.run_path(str(ROOT / "scripts" / f"{name}.py"), init_globals={"snakemake": SimpleNamespace(**parts)})
-
-
-def _spy(monkeypatch, module, name):
-    calls = []
-    monkeypatch.setattr(module, name, lambda *args, **kwargs: calls.append((args, kwargs)))
-    return calls
-
-
-def _non_default_track_config() -> dict:
-    """A value other than the default for every tracking field, all valid."""
-    values = {"solver": "ilp", "max_distance": 21.0, "max_gap": 1, "divisions": False, "birth_cost": 1.7,
-              "border_factor": 0.25, "iou_weight": 0.4, "size_weight": 0.3, "intensity_weight": 0.2,
-              "gap_cost": 0.15, "division_cost": 0.35, "division_distance": 30.0, "min_division_area": 0.05,
-              "touch_cost": 1.5, "min_cycle_frames": 3, "window": 5, "ilp_backend": "cbc", "time_limit": 30.0}
-    assert set(values) == set(TRACK_FIELDS)
-    return values
-
-
-def test_every_track_field_of_the_config_reaches_the_tracker(tmp_path, monkeypatch):
-    """config["track"] -> rule params -> scripts/track.py -> steps.track.track_sample -> link: all 18 fields."""
-    from snakemake.utils import validate
-
-    from cellscale.io import write_image, write_labels
-    from cellscale.synth.timelapse import make_timelapse
-    from cellscale.track import linking
-
-    tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=4, seed=1)
-    write_labels(tmp_path / "labels.ome.tif", tl.labels)
-    write_image(tmp_path / "movie.ome.tif", (tl.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
-    wanted = _non_default_track_config()
-    config = minimal_config(track=dict(wanted))
-    validate(config, schema=str(SCHEMA))
-    seen = []
-    real_link = linking.link
-
-    def link(*args, **kwargs):
-        seen.append(kwargs["config"])
-        tracks = real_link(*args, **kwargs)
-        seen.append(tracks.attrs)
-        return tracks
-
-    monkeypatch.setattr(linking, "link", link)
-    _run_script("track", log=[str(tmp_path / "track.log")],
-                input=_Names(labels=str(tmp_path / "labels.ome.tif"), image=str(tmp_path / "movie.ome.tif")),
-                output=_Names(ctc=str(tmp_path / "ctc"), table=str(tmp_path / "tracks.parquet")),
-                params=_Names(image=str(tmp_path / "movie.ome.tif"), nuclear_channel=None, track=config["track"]))
-    received, attrs = seen
-    assert received == TrackConfig(**wanted)  # the whole section, as the tracker's typed config
-    assert all(getattr(received, name) == value for name, value in wanted.items())
-    for name, value in wanted.items():  # and link used each of them
-        assert attrs[name] == value, name
-    assert (tmp_path / "tracks.parquet").exists()
-
-
-def test_track_sample_passes_its_config_to_link(tmp_path):
-    """Changing a tracking cost changes what link used (here birth_cost, which no command-line flag sets)."""
-    from cellscale.io import write_image, write_labels
-    from cellscale.steps.track import track_sample
-    from cellscale.synth.timelapse import make_timelapse
-
-    tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=4, seed=2)
-    write_labels(tmp_path / "labels.ome.tif", tl.labels)
-    write_image(tmp_path / "movie.ome.tif", (tl.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
-    attrs = {}
-    for birth_cost in (None, 2.5):
-        config = None if birth_cost is None else TrackConfig.from_dict({"birth_cost": birth_cost})
-        tracks = track_sample("s", tmp_path / "labels.ome.tif", tmp_path / "movie.ome.tif", tmp_path / f"ctc{birth_cost}",
-                              tmp_path / f"t{birth_cost}.parquet", config=config)
-        attrs[birth_cost] = tracks.attrs
-    assert attrs[None]["birth_cost"] == settings.default("track", "birth_cost")
-    assert attrs[2.5]["birth_cost"] == 2.5
-    assert {k: v for k, v in attrs[None].items() if k in TRACK_FIELDS and k != "max_distance"} == \
-        {k: v for k, v in TrackConfig().as_dict().items() if k != "max_distance"}
-
-
-@pytest.mark.parametrize("rule,script,section,step_module,step", [
-    ("tile", "segment", "tiling", "cellscale.steps.segment", "tile_sample"),
-    ("segment", "segment", "segment", "cellscale.steps.segment", "segment_shard"),
-    ("stitch", "segment", "postprocess", "cellscale.steps.segment", "stitch_sample"),
-    ("measure", "measure", "measure", "cellscale.steps.measure", "measure_sample"),
-])
-def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, rule, script, section, step_module, step):
-    import importlib
-
-    from snakemake.utils import validate
-
-    changed = {"tiling": {"tile": 128, "overlap": 16, "shard_mpx": 0.5},
-               "segment": {"batch_mpx": 0.25, "precision": "float32", "augment": "flips"},
-               "postprocess": {"block": 256, "margin": 32, "overrides": {"nuclear": {"sigma": 1.5}}},
-               "measure": {"extra_stats": True}}[section]
-    config = minimal_config(**{section: dict(changed)})
-    validate(config, schema=str(SCHEMA))
-    calls = _spy(monkeypatch, importlib.import_module(step_module), step)
-    spec = str(MODELS / "nuclear" / "model.json")
-    parts = {
-        "tile": dict(input=_Names(image="img.tif", spec=spec), output=_Names(tiles="tiles"),
-                     params=_Names(sample="s", image="img.tif", roles={"nuclear": 0, "membrane": None},
-                                   model="models/nuclear", timelapse=False, tiling=config["tiling"], pixel_size=None,
-                                   gamma=1.0, scale=None)),
-        "segment": dict(input=_Names(tiles="shard_0000.npy", spec=spec), output=_Names(maps="maps.npy"),
-                        params=_Names(model="models/nuclear", segment=config["segment"])),
-        "stitch": dict(input=_Names(tiles="tiles", maps=["m.npy"], spec=spec), output=_Names(labels="l.ome.tif"),
-                       params=_Names(model="models/nuclear", postprocess=config["postprocess"], pixel_size=None)),
-        "measure": dict(input=_Names(image="img.tif", nuclear="n.ome.tif", tracks=[]),
-                        output=_Names(csv="c.csv", parquet="c.parquet", h5ad="c.h5ad"),
-                        params=_Names(image="img.tif", compartments=["nuclear"], timelapse=False, channel_names=None,
-                                      measure=config["measure"])),
-    }[rule]
-    _run_script(script, rule, log=[str(tmp_path / f"{rule}.log")], **parts)
-    (args, kwargs), = calls
-    received = [v for v in (*args, *kwargs.values()) if isinstance(v, SETTINGS[section])]
-    assert received == [SETTINGS[section](**changed)]
-    bad = {**config[section], "nonsense": 1}
-    parts["params"] = _Names(**{**vars(parts["params"]), section: bad})
-    with pytest.raises(ValueError, match="nonsense"):
-        _run_script(script, rule, log=[str(tmp_path / f"{rule}.log")], **parts)
-
-
-@pytest.mark.parametrize("module,source", [
-    ("segment", "steps/segment.py"), ("track", "steps/track.py"), ("measure", "steps/measure.py"),
-    ("report", "steps/report.py")])
-def test_steps_repeat_no_schema_default(module, source):
-    """A step takes a settings object (None: the schema's defaults), never a literal copy of a default."""
-    import importlib
-
-    step = importlib.import_module(f"cellscale.steps.{module}")
-    functions = [f for name, f in vars(step).items() if inspect.isfunction(f) and f.__module__ == step.__name__]
-    defaults = {section: settings.section_defaults(section) for section in SETTINGS}
-    for function in functions:
-        for name, parameter in inspect.signature(function).parameters.items():
-            for section, values in defaults.items():
-                assert not (name in values and parameter.default is not inspect.Parameter.empty), \
-                    f"{function.__name__}({name}=...) repeats {section}.{name}"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the library's array functions and the command line: the schema's defaults
 # ---------------------------------------------------------------------------------------------------------------
 def _defaults(function) -> dict:
     return {k: p.default for k, p in inspect.signature(function).parameters.items()
