@@ -31,7 +31,7 @@ WORKDIR /opt/cellscale
 COPY pyproject.toml README.md ./
 # src/cellscale/models: the shipped models (the checkout's top-level models/ is a link to it)
 COPY src ./src
-# The versions the GKE profile was tested with (tests/test_gke_*.py); the project's other dependencies
+# The versions the GKE profile was tested with (tests/system/test_gke_*.py); the project's other dependencies
 # follow pyproject.toml. Not the `model` extra: it would add tensorflow-cpu beside the base image's TensorFlow.
 RUN python -m pip install ${TF_PACKAGE} . \
       "keras==3.15.1" "ai-edge-litert==2.3.0" "numpy==2.4.6" "scipy==1.17.1" "scikit-image==0.26.0" "pandas==2.3.3" \

@@ -2,6 +2,10 @@
 
 Commands: segment, measure, track, evaluate-tracks, synth, train, quantize, gke, size. Run
 ``cellscale COMMAND --help`` for each.
+
+Argument parsing and dispatch only. Each command imports the library inside its function, on purpose: the
+command line starts (and ``--help`` answers) without loading numpy or a network library, and a command loads
+only what it runs. Everywhere else in the library imports are at module top (import-linter checks the layers).
 """
 
 from __future__ import annotations
