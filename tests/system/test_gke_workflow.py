@@ -250,12 +250,23 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
             if len(rules) == 1 and rules[0] not in group_rules:
                 res = {**profile["default-resources"], **profile["set-resources"].get(rules[0], {})}
                 assert req["memory"] == f"{res['mem_mb']}M", rules
-                assert req["cpu"] == f"{int(1 * scalar * 1000)}m", rules
+                assert req["cpu"] == f"{int(rule_threads(rules[0]) * scalar * 1000)}m", rules
             else:  # a group pod: no wider than the profile's per-pod limits
                 assert set(rules) <= group_rules
                 assert requests_of(spec)["memory"] <= profile["resources"]["mem_mb"]
                 assert requests_of(spec)["cpu"] <= profile["cores"] * scalar + 1e-9
     assert any(len(rules_of(j)) > 1 for j in jobs), "per-sample CPU steps were grouped into few pods"
+
+
+def rule_threads(rule: str) -> int:
+    """The ``threads:`` a rule declares in rules/*.smk (1 when it declares none)."""
+    for smk in (ROOT / "rules").glob("*.smk"):
+        text = smk.read_text()
+        match = re.search(rf"^(?:rule|checkpoint) {rule}:\n(.*?)(?=^\S|\Z)", text, re.S | re.M)
+        if match:
+            threads = re.search(r"^\s+threads: (\d+)", match.group(1), re.M)
+            return int(threads.group(1)) if threads else 1
+    raise KeyError(f"no rule {rule} in rules/*.smk")
 
 
 def test_pod_specs_validate_against_the_gke_api(gke_run):
