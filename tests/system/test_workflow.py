@@ -185,6 +185,27 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
         assert not (tmp_path / "results/segmentation" / bad).exists()
 
 
+def test_minimal_sample_sheet_runs(tmp_path):
+    """A sheet of only the required columns (sample, image, kind): every optional one is empty."""
+    from cellscale.io import write_image
+    from cellscale.synth.timelapse import make_timelapse
+
+    tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=5, seed=3)
+    write_image(tmp_path / "movie.tif", (tl.image * 60000).astype(np.uint16), axes="TYX")
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
+    (tmp_path / "config" / "samples.tsv").write_text(
+        f"sample\timage\tkind\ndsb\t{good}\ttissue\nmovie\t{tmp_path / 'movie.tif'}\ttimelapse\n")
+    result = run(tmp_path, "-n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    cells = pd.read_parquet(tmp_path / "results/measurements/dsb.parquet")
+    assert len(cells) > 10 and "ch0" in cells.columns  # no channel_names: ch0, ch1, ...
+    assert (tmp_path / "results/tracks/movie.parquet").exists()
+    assert (tmp_path / "results/summary.tsv").exists()
+
+
 def test_lint_is_clean():
     result = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
