@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from snakemake.utils import validate
 
 
@@ -19,9 +20,13 @@ samples = pd.read_csv(
     comment="#",
     dtype={"sample": str, "image": str, "kind": str, "channel_names": str},
 ).set_index("sample", drop=False)
+# Only sample, image and kind are required: every optional column of the schema that the sheet leaves out is
+# added empty (NA), so the input functions below can read any column of any sheet.
+with open(workflow.source_path("../workflow/schemas/samples.schema.yaml")) as _fh:
+    for _column in yaml.safe_load(_fh)["properties"]:
+        if _column not in samples:
+            samples[_column] = pd.NA
 for _column in ("nuclear_channel", "membrane_channel"):
-    if _column not in samples:
-        samples[_column] = pd.NA
     samples[_column] = samples[_column].astype("Int64")
 validate(samples, schema="../workflow/schemas/samples.schema.yaml")
 if samples.index.duplicated().any():
@@ -96,18 +101,18 @@ def channel_names(sample):
 
 
 def pixel_size(sample):
-    value = samples.loc[sample].get("pixel_size_um")
-    return None if value is None or pd.isna(value) else float(value)
+    value = samples.loc[sample, "pixel_size_um"]
+    return None if pd.isna(value) else float(value)
 
 
 def gamma(sample):
-    value = samples.loc[sample].get("gamma")
-    return 1.0 if value is None or pd.isna(value) else float(value)
+    value = samples.loc[sample, "gamma"]
+    return 1.0 if pd.isna(value) else float(value)
 
 
 def scale(sample):
-    value = samples.loc[sample].get("scale")
-    return None if value is None or pd.isna(value) else float(value)
+    value = samples.loc[sample, "scale"]
+    return None if pd.isna(value) else float(value)
 
 
 def shard_predictions(wildcards):

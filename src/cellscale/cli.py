@@ -18,7 +18,7 @@ from pathlib import Path
 def _segment(args) -> int:
     import numpy as np
 
-    from cellscale.io import is_image_file, is_ome_zarr, read_image, write_labels
+    from cellscale.io import ImageSource, is_image_file, is_ome_zarr, read_image, write_labels
     from cellscale.logs import step_log
     from cellscale.segment.image import segment_image
     from cellscale.segment.model import shipped_model
@@ -48,7 +48,7 @@ def _segment(args) -> int:
     out_dir = Path(args.output) if not single_file else None
     with step_log(None, "segment"):
         for path in inputs:
-            image = read_image(path, timelapse=args.timelapse)
+            image = ImageSource.from_array(read_image(path, timelapse=args.timelapse), path)  # errors name it
             labels = segment_image(predictor, image, roles, tile=args.tile, overlap=args.overlap,
                                    pixel_size_um=args.pixel_size, gamma=args.gamma,
                                    scale=args.scale)[compartment]

@@ -112,6 +112,17 @@ def test_segment_bad_file_is_a_clear_error(tmp_path):
     result = cellscale("segment", bad, "-o", tmp_path / "out.tif", "--model", MODELS / "nuclear", check=False)
     assert result.returncode != 0 and "broken.tif" in result.stderr
     assert not (tmp_path / "out.tif").exists()
+    # the workflow's rules for non-finite pixels and OME-TIFF z-stacks (README, sample sheet)
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    image[5:7, 5:8] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    tifffile.imwrite(tmp_path / "zstack.ome.tif", np.zeros((4, 64, 64), np.uint8), ome=True, metadata={"axes": "ZYX"})
+    for name, what in (("nan.tif", "6 of 4096 pixel values are not finite (6 NaN, 0 infinite)"),
+                       ("zstack.ome.tif", "a z-stack of 4 planes")):
+        result = cellscale("segment", tmp_path / name, "-o", tmp_path / "out.tif", "--model", MODELS / "nuclear",
+                           check=False)
+        assert result.returncode != 0 and f"{tmp_path / name}: {what}" in result.stderr, result.stderr[-2000:]
+        assert not (tmp_path / "out.tif").exists()
 
 
 def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):

@@ -158,6 +158,8 @@ def test_html_report(demo_run):
 
 
 def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
+    import tifffile
+
     from cellscale.io import write_image
     from cellscale.synth.tissue import make_tissue
 
@@ -165,12 +167,29 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
     corrupt.write_bytes(b"II*\x00" + b"\x00garbage" * 50)
     tissue = make_tissue((128, 128), n_cells=12, seed=1)
     write_image(tmp_path / "four.ome.tif", tissue.image, tissue.channel_names)
+    # a valid TIFF header whose compressed pixels are garbage: the file is opened, its pixels cannot be read
+    baddata = tmp_path / "baddata.tif"
+    tifffile.imwrite(baddata, tissue.image[0], compression="zlib")
+    with tifffile.TiffFile(baddata) as tif:
+        offset, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    data = bytearray(baddata.read_bytes())
+    data[offset:offset + count] = b"\xff" * count
+    baddata.write_bytes(bytes(data))
+    nan = tissue.image[0].astype(np.float32)
+    nan[40:42, 50:55] = np.nan
+    nan[100, 7] = np.inf
+    tifffile.imwrite(tmp_path / "nan.tif", nan)
+    tifffile.imwrite(tmp_path / "zstack.ome.tif", np.repeat(tissue.image[:1], 5, axis=0), ome=True,
+                     metadata={"axes": "ZYX"})
     good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
     write_config(tmp_path, [
         f"good\t{good}\ttissue\t\t\t\t",
         f"broken\t{corrupt}\ttissue\t\t\t\t",
         f"absent\t{tmp_path / 'nothere.tif'}\ttissue\t\t\t\t",
         f"wrongchannel\t{tmp_path / 'four.ome.tif'}\ttissue\t9\t1\t\t",
+        f"baddata\t{baddata}\ttissue\t\t\t\t",
+        f"nanpixels\t{tmp_path / 'nan.tif'}\ttissue\t\t\t\t",
+        f"zstack\t{tmp_path / 'zstack.ome.tif'}\ttissue\t\t\t\t",
     ])
     result = run(tmp_path)
     out = result.stdout + result.stderr
@@ -178,11 +197,38 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
     assert "sample 'broken'" in out and "corrupt.tif" in out
     assert "sample 'absent'" in out and "nothere.tif" in out and "not found" in out
     assert "sample 'wrongchannel'" in out and "four.ome.tif" in out and "index 9 is out of range" in out
+    # sample, then the file once, then what is wrong
+    assert f"sample 'baddata': {baddata}: cannot read image data" in out and f"{baddata}: {baddata}" not in out
+    assert f"sample 'nanpixels': {tmp_path / 'nan.tif'}: 11 of 16384 pixel values are not finite (10 NaN, " \
+           f"1 infinite)" in out
+    assert f"sample 'zstack': {tmp_path / 'zstack.ome.tif'}: a z-stack of 5 planes" in out
     assert (tmp_path / "results/measurements/good.csv").exists()
-    for bad in ("broken", "absent", "wrongchannel"):
+    assert (tmp_path / "results/report/good/summary.json").exists()
+    for bad in ("broken", "absent", "wrongchannel", "baddata", "nanpixels", "zstack"):
         assert not (tmp_path / "results/tiles" / bad).exists()
         assert not list((tmp_path / "results/tiles").glob(f"{bad}*"))
         assert not (tmp_path / "results/segmentation" / bad).exists()
+
+
+def test_minimal_sample_sheet_runs(tmp_path):
+    """A sheet of only the required columns (sample, image, kind): every optional one is empty."""
+    from cellscale.io import write_image
+    from cellscale.synth.timelapse import make_timelapse
+
+    tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=5, seed=3)
+    write_image(tmp_path / "movie.tif", (tl.image * 60000).astype(np.uint16), axes="TYX")
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
+    (tmp_path / "config" / "samples.tsv").write_text(
+        f"sample\timage\tkind\ndsb\t{good}\ttissue\nmovie\t{tmp_path / 'movie.tif'}\ttimelapse\n")
+    result = run(tmp_path, "-n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    cells = pd.read_parquet(tmp_path / "results/measurements/dsb.parquet")
+    assert len(cells) > 10 and "ch0" in cells.columns  # no channel_names: ch0, ch1, ...
+    assert (tmp_path / "results/tracks/movie.parquet").exists()
+    assert (tmp_path / "results/summary.tsv").exists()
 
 
 def test_lint_is_clean():

@@ -223,3 +223,100 @@ def test_sigterm_ends_a_step_without_leaving_temporary_files(tmp_path):
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ready", "step.log"]
     assert "terminated (SIGTERM)" in log.read_text()
+
+
+def test_ome_tiff_z_stacks_are_refused_and_time_lapse_stacks_still_read(tmp_path):
+    """An OME-TIFF declares its axes: a Z axis of more than one plane is a z-stack, refused naming the file
+    and the planes, unless a time-lapse sample's file has no T axis (its planes are frames, as before).
+    Stacks without OME metadata are read as before: channels, or frames in a time-lapse."""
+    stack = np.zeros((5, 32, 32), np.uint8)
+    tifffile.imwrite(tmp_path / "zyx.ome.tif", stack, ome=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "czyx.ome.tif", np.zeros((2, 5, 32, 32), np.uint8), ome=True,
+                     metadata={"axes": "CZYX"})
+    tifffile.imwrite(tmp_path / "tzyx.ome.tif", np.zeros((3, 5, 32, 32), np.uint8), ome=True,
+                     metadata={"axes": "TZYX"})
+    for name, timelapse in (("zyx", False), ("czyx", False), ("tzyx", False), ("tzyx", True)):
+        for read in (read_image, ImageSource.open):
+            with pytest.raises(ImageError, match=rf"{name}\.ome\.tif: a z-stack of 5 planes; cellscale segments 2-D"):
+                read(tmp_path / f"{name}.ome.tif", timelapse=timelapse)
+    with pytest.raises(ImageError, match="if the planes are time points, read it as a time-lapse"):
+        read_image(tmp_path / "zyx.ome.tif")
+    # what keeps working: a time-lapse's Z planes as frames, one plane, T stacks, stacks without OME axes
+    assert read_image(tmp_path / "zyx.ome.tif", timelapse=True).shape == (5, 1, 32, 32)
+    with ImageSource.open(tmp_path / "czyx.ome.tif", timelapse=True) as source:
+        assert source.shape == (5, 2, 32, 32)
+    tifffile.imwrite(tmp_path / "one.ome.tif", stack[:1], ome=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "tyx.ome.tif", stack, ome=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "tcyx.ome.tif", np.zeros((5, 2, 32, 32), np.uint8), ome=True,
+                     metadata={"axes": "TCYX"})
+    tifffile.imwrite(tmp_path / "plain.tif", stack)
+    tifffile.imwrite(tmp_path / "imagej.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+
+    def shapes(name, timelapse):  # read whole and lazily: the same
+        with ImageSource.open(tmp_path / name, timelapse) as source:
+            assert read_image(tmp_path / name, timelapse).shape == source.shape
+            return source.shape
+
+    for timelapse in (False, True):
+        assert shapes("one.ome.tif", timelapse) == (1, 1, 32, 32)
+        assert shapes("tyx.ome.tif", timelapse) == (5, 1, 32, 32)
+        assert shapes("tcyx.ome.tif", timelapse) == (5, 2, 32, 32)
+        for name in ("plain.tif", "imagej.tif"):
+            assert shapes(name, timelapse) == ((5, 1, 32, 32) if timelapse else (1, 5, 32, 32))
+
+
+def test_non_finite_pixels_are_refused_naming_file_and_count(tmp_path):
+    """NaN or infinite pixels of a floating-point image are an error naming the file and how many there are:
+    found on the normalisation subsample, or else in the region a window reads (also when resampled)."""
+    from cellscale.segment.tiles import make_plan, shard_tiles
+
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 1, 96, 96)).astype(np.float32)
+    plan_args = ({"nuclear": 0}, ["nuclear"], 64, 16, 16, 1.0)
+    bad = image.copy()
+    bad[0, 0, 10:13, 20:22] = np.nan
+    bad[0, 0, 50, 50] = -np.inf
+    tifffile.imwrite(tmp_path / "nan.tif", bad[0, 0])
+    with ImageSource.open(tmp_path / "nan.tif") as source, \
+            pytest.raises(ImageError, match=r"nan\.tif: 7 of 9216 pixel values are not finite \(6 NaN, 1 infinite\)"):
+        make_plan(source, *plan_args)
+    # a non-finite pixel the strided subsample skips is found when its window is read
+    for scale in (1.0, 0.5):
+        plan, recipe = make_plan(ImageSource.from_array(image), *plan_args, scale=scale)
+        one = image.copy()
+        one[0, 0, 95, 95] = np.inf
+        source = ImageSource.from_array(one, tmp_path / "one.tif")
+        with pytest.raises(ImageError, match=r"one\.tif: 1 of 9216 pixel values are not finite \(0 NaN, 1 infinite\)"):
+            for shard in range(len(plan.shards)):
+                shard_tiles(source, recipe, plan, shard)
+    # finite floating-point and integer images are tiled as before
+    plan, recipe = make_plan(ImageSource.from_array(image), *plan_args)
+    assert np.isfinite(shard_tiles(ImageSource.from_array(image), recipe, plan, 0)).all()
+
+
+def test_step_errors_name_sample_and_file_once(tmp_path):
+    """A tile step's error names the sample, then the file once, then what is wrong; no partial output."""
+    from cellscale.segment.model import shipped_model
+    from cellscale.steps import StepError
+    from cellscale.steps.segment import tile_sample
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "baddata.tif"  # a valid header whose compressed pixel data is garbage
+    tifffile.imwrite(path, rng.integers(0, 255, (64, 64), dtype=np.uint8), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    data = bytearray(path.read_bytes())
+    data[offset:offset + count] = b"\xff" * count
+    path.write_bytes(bytes(data))
+    image = rng.random((64, 64)).astype(np.float32)
+    image[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    tifffile.imwrite(tmp_path / "zyx.ome.tif", np.zeros((3, 64, 64), np.uint8), ome=True, metadata={"axes": "ZYX"})
+    for name, what in (("baddata.tif", "cannot read image data"), ("nan.tif", "1 of 4096 pixel values are not finite"),
+                       ("zyx.ome.tif", "a z-stack of 3 planes")):
+        with pytest.raises(StepError) as err:
+            tile_sample("s1", tmp_path / name, tmp_path / "tiles" / name, {"nuclear": None, "membrane": None},
+                        shipped_model("nuclear"))
+        assert str(err.value).startswith(f"sample 's1': {tmp_path / name}: {what}"), str(err.value)
+        assert str(err.value).count(name) == 1, str(err.value)
+    assert not (tmp_path / "tiles").exists() or not list((tmp_path / "tiles").iterdir())

@@ -26,13 +26,28 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return name.endswith(IMAGE_SUFFIXES)
 
 
-def normalize_axes(axes: str, shape, path, timelapse: bool = False) -> str:
+def z_stack_error(path, planes: int) -> ImageError:
+    """The error for an image with more than one z-plane (OME-TIFF, OME-Zarr): cellscale segments 2-D images."""
+    return ImageError(f"{path}: a z-stack of {planes} planes; cellscale segments 2-D images (project the stack, "
+                      f"e.g. a maximum projection, or give one plane)")
+
+
+def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = False) -> str:
     """tifffile axis letters mapped onto "TCYX" letters (each at most once).
 
     A 3-D stack without axis metadata is channels, or time when ``timelapse``;
     colour samples (S) are channels; Z and unknown sequences (Q, I) are time.
+    An OME-TIFF (``ome``) declares its axes: a Z axis of more than one plane
+    is a z-stack and refused, except in a time-lapse whose file has no T axis
+    (its planes are then taken as frames).
     """
     axes = axes.upper()
+    if ome and "Z" in axes and shape[axes.index("Z")] > 1 and (not timelapse or "T" in axes):
+        error = z_stack_error(path, shape[axes.index("Z")])
+        if "T" not in axes:  # perhaps a movie stored as planes
+            error = ImageError(f"{error}; if the planes are time points, read it as a time-lapse (sample kind "
+                               f"'timelapse', cellscale segment --timelapse)")
+        raise error
     if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
         axes = "TYX" if timelapse else "CYX"
     axes = axes.replace("Q", "C").replace("I", "T").replace("Z", "T")

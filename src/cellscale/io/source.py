@@ -22,6 +22,7 @@ from .formats import (
     normalize_axes,
     numbered_frames,
     ome_zarr_image,
+    z_stack_error,
 )
 
 
@@ -30,8 +31,7 @@ def open_ome_zarr(path: Path) -> tuple[object, str]:
     :class:`ImageSource`), a z-stack is an error (project it first)."""
     array, names, _ = ome_zarr_image(path)
     if "z" in names and array.shape[names.index("z")] != 1:
-        raise ImageError(f"{path}: a z-stack of {array.shape[names.index('z')]} planes; cellscale segments 2-D "
-                         f"images (project the stack, e.g. a maximum projection, or give one plane)")
+        raise z_stack_error(path, array.shape[names.index("z")])
     return array, "".join(names).upper()
 
 
@@ -110,11 +110,11 @@ class ImageSource:
         self.dtype = np.dtype(array.dtype)
 
     @classmethod
-    def from_array(cls, image: np.ndarray) -> "ImageSource":
-        """Wrap an in-memory (T, C, Y, X) array."""
+    def from_array(cls, image: np.ndarray, path=None) -> "ImageSource":
+        """Wrap an in-memory (T, C, Y, X) array (read from ``path``, for error messages)."""
         if image.ndim != 4:
             raise ValueError(f"expected a (T, C, Y, X) array, got shape {image.shape}")
-        return cls(image, "TCYX")
+        return cls(image, "TCYX", path)
 
     @classmethod
     def open(cls, path: str | os.PathLike, timelapse: bool = False) -> "ImageSource":
@@ -129,16 +129,19 @@ class ImageSource:
             return cls(FrameFiles(path), "TCYX", path)
         if path.suffix.lower() not in (".tif", ".tiff"):
             return cls(read_image(path, timelapse), "TCYX", path)
+        tif = None
         try:
             tif = tifffile.TiffFile(path)
             series = tif.series[0]
-            axes = normalize_axes(series.axes, series.shape, path, timelapse)
+            axes = normalize_axes(series.axes, series.shape, path, timelapse, ome=tif.is_ome)
             import zarr
 
             array = zarr.open(series.aszarr(), mode="r")
-        except ImageError:
-            raise
         except Exception as err:
+            if tif is not None:
+                tif.close()
+            if isinstance(err, ImageError):
+                raise
             raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
         return cls(array, axes, path, closer=tif.close)
 
@@ -174,6 +177,35 @@ class ImageSource:
         """Every ``step``-th row and column of frame ``t``: (C, ceil(Y/step), ceil(X/step))."""
         return self._read({"T": int(t), "Y": slice(None, None, step), "X": slice(None, None, step)})
 
+    def check_finite(self, data: np.ndarray) -> None:
+        """Refuse NaN and infinite pixel values: ``data``, pixels just read from this image, must be finite.
+
+        Cheap where it holds (a floating-point image's pixels are checked as they are read; an integer image
+        cannot hold such values). Otherwise an :class:`ImageError` names the file and how many pixel values
+        of the whole image are not finite (counted in a second pass, band by band).
+        """
+        if self.dtype.kind != "f" or np.isfinite(data).all():
+            return
+        nan, inf = self.count_nonfinite()
+        t, c, h, w = self.shape
+        raise ImageError(f"{self.path or 'image'}: {nan + inf} of {t * c * h * w} pixel values are not finite "
+                         f"({nan} NaN, {inf} infinite); cellscale refuses such images: replace them (e.g. by 0, "
+                         f"or the background level) before segmenting")
+
+    def count_nonfinite(self, max_values: int = 16_000_000) -> tuple[int, int]:
+        """(NaN, infinite) pixel values of the whole image, read in bands of at most ``max_values`` values."""
+        if self.dtype.kind != "f":
+            return 0, 0
+        t, c, h, w = self.shape
+        rows = max(1, max_values // (c * w))
+        nan = inf = 0
+        for f in range(t):
+            for y in range(0, h, rows):
+                band = self.region(f, y, min(y + rows, h), 0, w)
+                nan += int(np.count_nonzero(np.isnan(band)))
+                inf += int(np.count_nonzero(np.isinf(band)))
+        return nan, inf
+
     def subsample(self, max_pixels: int = 4_000_000, max_frames: int = 8) -> np.ndarray:
         """A strided (T', C, Y', X') sample of at most about ``max_pixels`` pixels per channel.
 
@@ -205,17 +237,21 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
+                axes, ome = series.axes, tif.is_ome
+                normalize_axes(axes, series.shape, path, timelapse, ome)  # a z-stack fails before it is read
                 data = series.asarray()
-                axes = series.axes
         else:
             import imageio.v3 as iio
 
+            ome = False
             data = iio.imread(path)
             axes = {2: "YX", 3: "YXS"}.get(data.ndim, "")
             if axes == "YXS" and data.shape[-1] == 4:  # RGBA picture: drop alpha
                 data = data[..., :3]
+    except ImageError:
+        raise
     except Exception as err:  # tifffile/imageio raise many types on corrupt files
         raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
     if not axes:
         raise ImageError(f"{path}: cannot interpret an image of shape {data.shape}")
-    return _to_tcyx(data, normalize_axes(axes, data.shape, path, timelapse))
+    return _to_tcyx(data, normalize_axes(axes, data.shape, path, timelapse, ome))

@@ -153,9 +153,13 @@ def make_plan(source: ImageSource, roles: dict, inputs: list[str], tile: int, ov
 
     ``scale`` (model pixels per image pixel) resamples the image to the model's
     resolution: the plan's windows are in model pixels. ``gamma`` < 1 lifts dim
-    nuclei before normalisation (see :class:`ChannelRecipe`).
+    nuclei before normalisation (see :class:`ChannelRecipe`). NaN or infinite
+    pixels are refused (:meth:`ImageSource.check_finite`, an ``ImageError``
+    naming the file): here on the subsample, in :func:`shard_tiles` on every
+    region read.
     """
     sample = source.subsample()
+    source.check_finite(sample)
     recipe = channel_recipe(sample, roles, inputs, gamma)
     t, _, h, w = source.shape
     shape = (t, max(1, round(h * scale)), max(1, round(w * scale)))
@@ -169,14 +173,18 @@ def _read_model_region(source: ImageSource, recipe: ChannelRecipe, plan: TilePla
                        y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     """Model-resolution pixels y0:y1, x0:x1 of frame t: (n_inputs, h, w) float32 (bilinear)."""
     if plan.scale == 1.0:
-        return recipe.apply(source.region(t, y0, y1, x0, x1))
+        region = source.region(t, y0, y1, x0, x1)
+        source.check_finite(region)
+        return recipe.apply(region)
     from scipy import ndimage as ndi
 
     ys, xs = source_coordinates(y0, y1, plan.scale), source_coordinates(x0, x1, plan.scale)
     h, w = plan.source_shape
     sy0, sx0 = max(0, int(np.floor(ys[0]))), max(0, int(np.floor(xs[0])))
     sy1, sx1 = min(h, int(np.ceil(ys[-1])) + 2), min(w, int(np.ceil(xs[-1])) + 2)
-    region = recipe.apply(source.region(t, sy0, sy1, sx0, sx1))
+    region = source.region(t, sy0, sy1, sx0, sx1)
+    source.check_finite(region)
+    region = recipe.apply(region)
     grid = np.meshgrid(np.clip(ys - sy0, 0, sy1 - sy0 - 1), np.clip(xs - sx0, 0, sx1 - sx0 - 1), indexing="ij")
     return np.stack([ndi.map_coordinates(ch, grid, order=1, mode="nearest") for ch in region]).astype(np.float32)
 

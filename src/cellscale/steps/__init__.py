@@ -9,6 +9,7 @@ which input to fix.
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import numpy as np
 
@@ -19,8 +20,13 @@ class StepError(RuntimeError):
     """A step failed because of its input; the message names sample and file."""
 
 
-def _fail(sample: str, path, message: str):
+def _fail(sample: str, path, message: str) -> NoReturn:
     raise StepError(f"sample {sample!r}: {path}: {message}")
+
+
+def _image_failed(sample: str, err: ImageError) -> NoReturn:
+    """An :class:`ImageError` as a step's error: its message already names the file, so add only the sample."""
+    raise StepError(f"sample {sample!r}: {err}") from None
 
 
 def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
@@ -28,7 +34,7 @@ def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
     try:
         source = ImageSource.open(path, timelapse=timelapse)
     except ImageError as err:
-        raise StepError(f"sample {sample!r}: {err}") from None
+        _image_failed(sample, err)
     if source.shape[2] < 8 or source.shape[3] < 8:
         _fail(sample, path, f"image of shape {source.shape[2:]} is too small to segment")
     return source
@@ -50,4 +56,4 @@ def read_sample_labels(sample: str, path) -> np.ndarray:
     try:
         return read_labels(path)
     except ImageError as err:
-        raise StepError(f"sample {sample!r}: {err}") from None
+        _image_failed(sample, err)

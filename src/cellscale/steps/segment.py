@@ -20,7 +20,7 @@ from cellscale.segment.postprocess import postprocess_params
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.segment.stitch import frame_labels
 from cellscale.segment.tiles import TilePlan, make_plan, resampling_scale, shard_tiles, to_source_grid
-from cellscale.steps import StepError, _fail, open_sample_image
+from cellscale.steps import _fail, _image_failed, open_sample_image
 
 log = logging.getLogger("cellscale")
 
@@ -45,14 +45,16 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
         try:
             plan, recipe = make_plan(source, roles, spec.inputs, tiling.tile, tiling.overlap, spec.tile_multiple,
                                      tiling.shard_mpx, scale, gamma)
-        except ValueError as err:
+        except ImageError as err:  # an unreadable region, non-finite pixels: the message names the file
+            _image_failed(sample, err)
+        except ValueError as err:  # a channel index, the overlap
             _fail(sample, image_path, str(err))
         with atomic_dir(out_dir) as tmp_dir:
             for shard in range(len(plan.shards)):
                 try:
                     tiles = shard_tiles(source, recipe, plan, shard)
                 except ImageError as err:
-                    raise StepError(f"sample {sample!r}: {err}") from None
+                    _image_failed(sample, err)
                 np.save(tmp_dir / f"shard_{shard:04d}.npy", tiles)
                 log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
             plan.write(tmp_dir / "plan.json")
