@@ -1,7 +1,7 @@
 """The ``cellscale`` command line: single steps, the same code the workflow runs.
 
-Commands: segment, measure, track, evaluate-tracks, synth, train, quantize, gke, size. Run
-``cellscale COMMAND --help`` for each.
+Commands: samples (write a sample sheet from a glob pattern, without reading images), segment, measure, track,
+evaluate-tracks, synth, train, quantize, gke, size. Run ``cellscale COMMAND --help`` for each.
 
 Argument parsing and dispatch only. Each command imports the library inside its function, on purpose: the
 command line starts (and ``--help`` answers) without loading numpy or a network library, and a command loads
@@ -13,6 +13,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+
+def _samples(args) -> int:
+    from cellscale.samples import build_sheet, write_sheet
+
+    sheet = build_sheet(args.pattern, args.kind, nuclear_channel=args.nuclear_channel,
+                        membrane_channel=args.membrane_channel, channel_names=args.channel_names,
+                        pixel_size_um=args.pixel_size_um, regex=args.regex, name=args.name,
+                        skip_unmatched=args.skip_unmatched)
+    write_sheet(sheet, args.output)
+    skipped = f", {len(sheet.skipped)} file(s) not matching --pattern left out" if sheet.skipped else ""
+    where = "stdout" if args.output == "-" else args.output
+    print(f"{len(sheet)} samples -> {where}{skipped}", file=sys.stderr)
+    return 0
 
 
 def _segment(args) -> int:
@@ -150,11 +164,42 @@ def build_parser() -> argparse.ArgumentParser:
         PRECISIONS,
     )
     # the config schema's defaults (PyYAML, no numpy)
-    from cellscale.settings import choices, default
+    from cellscale.settings import choices, default, schema
 
     parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "samples", help="write a sample sheet (config/samples.tsv) from a glob pattern; reads no image",
+        description="Write a sample sheet, one row per image file (PNG, TIFF, OME-TIFF) or OME-Zarr folder that "
+                    "PATTERN matches ('**' matches any number of folders; quote the pattern), sorted by path. It "
+                    "only lists files and never opens an image, so 10^4 files take seconds; the channel options "
+                    "are not checked against the images. Sample names are the paths relative to the pattern's "
+                    "fixed leading folders, without the image suffix, with characters other than A-Z a-z 0-9 _ . "
+                    "- replaced by '_' (plate1/A01/s1.tif -> A01_s1 for 'plate1/**/*.tif'); paths that give the "
+                    "same name are told apart deterministically: the first in path order keeps it, the next get "
+                    "_2, _3 ... The image column holds the paths as the pattern gives them (relative to the "
+                    "current folder for a relative pattern: run the workflow from the same folder). "
+                    "Time-lapse frame folders are not listed: add their rows by hand.")
+    p.add_argument("pattern", help="glob pattern of the image files, e.g. 'plate1/**/*.tif'")
+    p.add_argument("--kind", required=True, choices=schema("samples")["properties"]["kind"]["enum"],
+                   help="the kind of every sample")
+    p.add_argument("--nuclear-channel", type=int, default=None, help="0-based nuclear channel of every image")
+    p.add_argument("--membrane-channel", type=int, default=None, help="0-based membrane channel of every image")
+    p.add_argument("--channel-names", default=None, help="comma-separated channel names of every image")
+    p.add_argument("--pixel-size-um", type=float, default=None, help="micrometres per pixel of every image")
+    p.add_argument("--pattern", dest="regex", default=None, metavar="REGEX",
+                   help="regular expression searched in each image path; each named group becomes a column, "
+                        "e.g. '(?P<well>[A-H]\\d{2})_s(?P<site>\\d+)' adds well and site. A file it does not "
+                        "match is an error naming it (see --skip-unmatched)")
+    p.add_argument("--name", default=None, metavar="TEMPLATE",
+                   help="sample names from --pattern's groups, e.g. '{well}_s{site}' ({name}: the name derived "
+                        "from the path); made valid as above; two files given the same name are an error")
+    p.add_argument("--skip-unmatched", action="store_true", help="leave out files --pattern does not match")
+    p.add_argument("-o", "--output", default="-",
+                   help="sheet to write, atomically (default: -, stdout); e.g. config/samples.tsv")
+    p.set_defaults(func=_samples)
 
     p = sub.add_parser(
         "segment", help="segment nuclei or whole cells in an image or a folder of images",

@@ -1,0 +1,295 @@
+"""Sample sheets for many files: ``cellscale samples`` writes ``config/samples.tsv`` from a glob pattern.
+
+It only lists files (no image is opened), so ten thousand fields of view take a second or so:
+
+- :func:`list_images`: the image files (PNG, TIFF, OME-TIFF) and OME-Zarr folders a pattern matches
+  (``**`` recursive), sorted; an empty match is an error naming the pattern;
+- :func:`sample_name`: a valid sample name from a path (the path relative to the pattern's fixed folder,
+  without its suffix, other characters than ``A-Z a-z 0-9 _ . -`` replaced by ``_``);
+- :func:`build_sheet`: the rows, with optional columns parsed from each path by a regular expression's named
+  groups (``well``, ``site`` ...) and names built from them by a template (``{well}_s{site}``);
+- :func:`format_sheet`, :func:`write_sheet`: the tab-separated text the workflow reads (``rules/common.smk``),
+  written atomically.
+
+Names derived from paths are made unique deterministically (see :func:`unique_names`); names from a template
+must be unique already (a collision is an error naming both files: the template is missing a field).
+Every row is valid for the packaged ``samples`` schema, whose name pattern and ``kind`` values are used here.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellscale.io import atomic_path
+from cellscale.io.formats import IMAGE_SUFFIXES, is_image_file, is_ome_zarr
+from cellscale.settings import schema
+
+__all__ = ["COLUMNS", "GROUP_COLUMNS", "Sheet", "build_sheet", "format_sheet", "list_images", "sample_name", "unique_names",
+           "write_sheet"]
+
+# the columns written for every sheet, in this order (extra columns from --pattern follow)
+COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um")
+# columns the samples schema declares for --pattern groups (any other group name is allowed too: the schema is open)
+GROUP_COLUMNS = ("well", "site")
+_ZARR_SUFFIXES = (".ome.zarr", ".zarr")
+# strings pandas reads as missing (rules/common.smk reads the sheet with pandas' defaults) that are valid names
+_PANDAS_MISSING = {"NA", "NULL", "NaN", "None", "nan", "null"}
+# characters that would break the tab-separated sheet as rules/common.smk reads it (comment="#", quoted fields)
+_UNSAFE = re.compile(r'[\t\r\n#"]')
+
+
+def _samples_schema() -> dict:
+    return schema("samples")
+
+
+def kinds() -> list[str]:
+    """The ``kind`` values the samples schema allows."""
+    return list(_samples_schema()["properties"]["kind"]["enum"])
+
+
+def _name_pattern() -> re.Pattern:
+    return re.compile(_samples_schema()["properties"]["sample"]["pattern"])
+
+
+def _base_folder(pattern: str) -> str:
+    """The pattern's leading folders without wildcards (``plate1`` for ``plate1/**/*.tif``): names start below it."""
+    parts = pattern.replace(os.sep, "/").split("/")
+    fixed = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    if not fixed:
+        return "/" if pattern.startswith("/") else "."
+    return "/".join(fixed) or "/"
+
+
+def list_images(pattern: str) -> list[str]:
+    """The image files and OME-Zarr folders matching ``pattern`` (``**`` matches any folders), sorted.
+
+    Hidden files are left out, and so is anything inside a matched OME-Zarr folder. Raises ValueError naming the
+    pattern when nothing usable matches.
+    """
+    matches = glob.glob(pattern, recursive=True)
+    files, zarrs = [], []
+    for path in matches:
+        if is_image_file(path) and os.path.isfile(path):
+            files.append(path)
+        elif is_ome_zarr(path):
+            zarrs.append(path)
+    if zarrs:  # a folder image's own files (and groups) are not images of their own
+        folders = {os.path.normpath(z) for z in zarrs}
+
+        def inside(path: str) -> bool:
+            parent, child = os.path.dirname(os.path.normpath(path)), None
+            while parent and parent != child:
+                if parent in folders:
+                    return True
+                parent, child = os.path.dirname(parent), parent
+            return False
+
+        zarrs = [z for z in zarrs if not inside(z)]
+        files = [f for f in files if not inside(f)]
+    images = sorted(files + zarrs)
+    if not images:
+        found = f" ({len(matches)} path(s) match, none an image file or OME-Zarr folder)" if matches else ""
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) or OME-Zarr folders match "
+                         f"{pattern!r}{found}")
+    return images
+
+
+def _strip_suffix(path: str) -> str:
+    lower = path.lower()
+    for suffix in sorted(IMAGE_SUFFIXES + _ZARR_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix) and len(path) > len(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+def sample_name(text: str) -> str:
+    """``text`` made a valid sample name: characters outside ``A-Z a-z 0-9 _ . -`` become ``_``, leading
+    ``_ . -`` are dropped (a name starts with a letter or digit; ``sample`` when nothing is left), and a name
+    pandas would read as missing (``NA``, ``None``, ``null``, ``nan`` ...) gets a trailing ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip("_.-") or "sample"
+    return name + "_" if name in _PANDAS_MISSING else name
+
+
+def path_name(path: str, base: str) -> str:
+    """The sample name of ``path``: its path relative to ``base`` without the image suffix, made valid."""
+    rel = os.path.relpath(path, base) if base != "." else os.path.normpath(path)
+    rel = rel.replace(os.sep, "/")
+    if rel.startswith("../") or rel == "..":  # not below the base (a pattern with '..' after a wildcard)
+        rel = os.path.basename(path)
+    return sample_name(_strip_suffix(rel))
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """``names`` with repeats made unique: the first keeps its name, the next ones get ``_2``, ``_3`` ... (in the
+    given order), skipping any suffixed name that is already a name of the list, so adding a suffix never takes
+    another file's name."""
+    names = list(names)
+    used = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+            continue
+        k = 2
+        while f"{name}_{k}" in used:
+            k += 1
+        used.add(f"{name}_{k}")
+        out.append(f"{name}_{k}")
+    return out
+
+
+@dataclass
+class Sheet:
+    """A sample sheet: column names and one dict a row (values are str, int, float or None)."""
+
+    columns: list[str]
+    rows: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # paths --skip-unmatched left out
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _check_text(value: str, what: str) -> str:
+    if _UNSAFE.search(value):
+        raise ValueError(f"{what} {value!r} holds a tab, line break, '#' or '\"', which the sample sheet cannot "
+                         f"carry (rename it)")
+    return value
+
+
+def _compile(regex: str) -> re.Pattern:
+    try:
+        compiled = re.compile(regex)
+    except re.error as err:
+        raise ValueError(f"--pattern '{regex}' is not a regular expression: {err}") from None
+    # the schema's columns the workflow reads, and the template field {name}; well and site are for groups
+    reserved = (set(_samples_schema()["properties"]) - set(GROUP_COLUMNS)) | {"name"}
+    clash = sorted(set(compiled.groupindex) & reserved)
+    if clash:
+        raise ValueError(f"--pattern '{regex}': group name(s) {clash} are reserved (sheet columns or the "
+                         f"template field {{name}}); rename the group(s)")
+    return compiled
+
+
+def _template_name(template: str, fields: dict, path: str) -> str:
+    try:
+        text = template.format_map(fields)
+    except KeyError as err:
+        raise ValueError(f"--name '{template}': no field {err.args[0]!r} (fields: "
+                         f"{', '.join(sorted(fields))})") from None
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"--name '{template}': {err}") from None
+    if not text:
+        raise ValueError(f"{path}: --name '{template}' gives an empty name")
+    return sample_name(text)
+
+
+def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, membrane_channel: int | None = None,
+                channel_names: str | None = None, pixel_size_um: float | None = None, regex: str | None = None,
+                name: str | None = None, skip_unmatched: bool = False,
+                images: list[str] | None = None) -> Sheet:
+    """The sample sheet of the images ``pattern`` matches (:func:`list_images`; or ``images``, already listed).
+
+    Every row has ``kind``, the channels, channel names and pixel size given. ``regex`` is searched
+    (:func:`re.search`) in each image path as written in the ``image`` column; each named group becomes a column
+    (empty when an optional group did not take part). A path it does not match is a ValueError naming it, or is
+    left out with ``skip_unmatched`` (listed in :attr:`Sheet.skipped`). ``name`` is a template for the sample
+    names (``{well}_s{site}``): its fields are the groups and ``name`` (the name derived from the path); it
+    defaults to the derived names, which are made unique (:func:`unique_names`). Names from a template must be
+    unique: a collision is a ValueError naming both files.
+    """
+    allowed = kinds()
+    if kind not in allowed:
+        raise ValueError(f"--kind {kind!r}: one of {', '.join(allowed)}")
+    for option, value in (("--nuclear-channel", nuclear_channel), ("--membrane-channel", membrane_channel)):
+        if value is not None and value < 0:
+            raise ValueError(f"{option} {value}: a 0-based channel index (0 or more)")
+    if pixel_size_um is not None and not pixel_size_um > 0:
+        raise ValueError(f"--pixel-size-um {pixel_size_um}: must be positive")
+    if channel_names is not None:
+        channel_names = _check_text(channel_names.strip(), "--channel-names") or None
+    compiled = _compile(regex) if regex is not None else None
+    groups = list(compiled.groupindex) if compiled else []
+
+    paths = list_images(pattern) if images is None else list(images)
+    base = _base_folder(pattern)
+    kept, fields_of, skipped = [], [], []
+    for path in paths:
+        _check_text(path, "image path")
+        values: dict[str, str] = {}
+        if compiled is not None:
+            match = compiled.search(path)
+            if match is None:
+                if skip_unmatched:
+                    skipped.append(path)
+                    continue
+                others = sum(compiled.search(p) is None for p in paths) - 1
+                raise ValueError(f"{path}: does not match --pattern '{regex}'"
+                                 f"{f' (nor do {others} other file(s))' if others else ''}; "
+                                 f"--skip-unmatched leaves such files out")
+            values = {g: (v if v is not None else "") for g, v in match.groupdict().items()}
+        kept.append(path)
+        fields_of.append(values)
+    if not kept:
+        raise ValueError(f"none of the {len(paths)} file(s) matching {pattern!r} matches --pattern '{regex}'")
+
+    derived = [path_name(p, base) for p in kept]
+    if name is None:
+        names = unique_names(derived)
+    else:
+        names = [_template_name(name, {**values, "name": d}, p) for p, values, d in zip(kept, fields_of, derived)]
+        first: dict[str, str] = {}
+        for p, n in zip(kept, names):
+            if n in first:
+                raise ValueError(f"--name '{name}' gives the sample name {n!r} to both {first[n]} and {p}; "
+                                 f"add a field that tells them apart")
+            first[n] = p
+    valid = _name_pattern()
+    for p, n in zip(kept, names):
+        if not valid.match(n):  # cannot happen after sample_name(); a guard against a schema change
+            raise ValueError(f"{p}: sample name {n!r} does not match the samples schema ({valid.pattern})")
+
+    sheet = Sheet(columns=[*COLUMNS, *groups], skipped=skipped)
+    for p, n, values in zip(kept, names, fields_of):
+        sheet.rows.append({"sample": n, "image": p, "kind": kind, "nuclear_channel": nuclear_channel,
+                           "membrane_channel": membrane_channel, "channel_names": channel_names,
+                           "pixel_size_um": pixel_size_um, **values})
+    return sheet
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def format_sheet(sheet: Sheet) -> str:
+    """The tab-separated text of ``sheet``: a header line, then one line a row."""
+    lines = ["\t".join(sheet.columns)]
+    lines += ["\t".join(_cell(row.get(c)) for c in sheet.columns) for row in sheet.rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_sheet(sheet: Sheet, output: str | os.PathLike) -> None:
+    """Write ``sheet`` to ``output`` atomically (a killed run leaves the old file), or to stdout for ``-``."""
+    text = format_sheet(sheet)
+    if str(output) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with atomic_path(Path(output)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
