@@ -67,9 +67,10 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
     root = SHARED / "dsb2018"
     index = pd.read_csv(root / "index.csv")
     index = index[[split_of(i) == "test" for i in index.id]]
-    if quick:
-        index = index.groupby("kind").head(6)
-    predictors = {_variant_name(p, a): Predictor(model_dir, precision=p, augment=a) for p, a in VARIANTS}
+    variants = quick_variants() if quick else VARIANTS
+    if quick:  # CI: a few images, to show the figures come out
+        index = index.groupby("kind").head(4)
+    predictors = {_variant_name(p, a): Predictor(model_dir, precision=p, augment=a) for p, a in variants}
     rows, pairs = [], {}
     for r in index.itertuples():
         raw = read_image(root / "images" / f"{r.id}.png")
@@ -87,7 +88,12 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def whole_cell_accuracy(model_dirs: list[Path]) -> pd.DataFrame:
+def quick_variants() -> list[tuple[str, str]]:
+    """What --quick scores: the workflow's CPU default (int8 + rot180) and plain float32."""
+    return [v for v in VARIANTS if v in (("int8", "rot180"), ("float32", "none"))]
+
+
+def whole_cell_accuracy(model_dirs: list[Path], quick: bool = False) -> pd.DataFrame:
     import tifffile
 
     from cellscale.segment.image import segment_image
@@ -98,7 +104,7 @@ def whole_cell_accuracy(model_dirs: list[Path]) -> pd.DataFrame:
     experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
     methods = {}
     for model_dir in model_dirs:
-        for precision, augment in VARIANTS:
+        for precision, augment in quick_variants() if quick else VARIANTS:
             predictor = Predictor(model_dir, precision=precision, augment=augment)
             labels = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2}, tile=WINDOW)
             methods[_variant_name(precision, augment, model_dir.name)] = labels["whole_cell"][0]
@@ -195,7 +201,7 @@ def main() -> int:
             print("(no ../shared/data/dsb2018: nuclear accuracy skipped)")
     if "whole-cell" not in args.skip:
         if CODEX.exists():
-            table = whole_cell_accuracy([ROOT / "models" / m for m in ("tissue", "tissue-tight")])
+            table = whole_cell_accuracy([ROOT / "models" / m for m in ("tissue", "tissue-tight")], args.quick)
             print(f"\n## Whole-cell segmentation, CODEX R001_X003_Y004 columns >= {CODEX_TEST_X0} (held out)\n"
                   + table.to_string(index=False))
             results["whole_cell"] = table.to_dict("records")
