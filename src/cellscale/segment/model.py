@@ -75,7 +75,8 @@ class ModelSpec:
         os.replace(tmp, Path(model_dir) / "model.json")
 
 
-def _artifact_path(model, name: str) -> Path:
+def artifact_path(model, name: str) -> Path:
+    """The path of a model file (``name``) relative to its model folder, or absolute; an error when it is missing."""
     path = Path(name)
     if not path.is_absolute() and not isinstance(model, dict):
         path = Path(model) / path

@@ -12,7 +12,7 @@ from cellscale.parallel import available_cores
 from cellscale.segment.model import (
     CHANNELS_PER_COMPARTMENT,
     ModelSpec,
-    _artifact_path,
+    artifact_path,
 )
 from cellscale.segment.network import build_unet
 
@@ -56,12 +56,12 @@ class Predictor:
                 raise ValueError(f"model {self.spec.name} has no int8 copy: run `cellscale quantize` on its folder, "
                                  "or set segment.precision to float32")
             self.model = None
-            self._call = _Int8Runner(_artifact_path(model, self.spec.int8["artifact"]), int(self.spec.int8["window"]),
+            self._call = _Int8Runner(artifact_path(model, self.spec.int8["artifact"]), int(self.spec.int8["window"]),
                                      threads or available_cores())
             return
         import keras
 
-        artifact = _artifact_path(model, self.spec.artifact)
+        artifact = artifact_path(model, self.spec.artifact)
         if self.spec.format == "keras":
             self.model = keras.models.load_model(artifact, compile=False)
             if precision == "bfloat16" and self.spec.outputs is None:

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cellscale.io import ImageSource
+from cellscale.io import ImageSource, atomic_path
 from cellscale.segment.preprocess import (
     ChannelRecipe,
     channel_recipe,
     normalize,
     percentile_range,
 )
-from cellscale.io import atomic_path
 
 
 @dataclass

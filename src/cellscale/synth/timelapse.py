@@ -29,9 +29,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from cellscale.io.ctc import LINEAGE_COLUMNS, write_label_frames, write_lineage
-from cellscale.io.ctc import frame_digits as ctc_frame_digits
 
-__all__ = ["Timelapse", "make_timelapse", "write_ctc_ground_truth", "ctc_frame_digits"]
+__all__ = ["Timelapse", "make_timelapse", "write_ctc_ground_truth"]
 
 _GAP = 2.0  # minimum free pixels between the bounding circles of two cells
 _GROW_FRAMES = 8  # frames a daughter takes to grow back to full size

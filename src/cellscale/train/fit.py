@@ -10,7 +10,7 @@ from pathlib import Path
 from cellscale.segment.model import (
     CHANNELS_PER_COMPARTMENT,
     ModelSpec,
-    _artifact_path,
+    artifact_path,
 )
 from cellscale.segment.network import build_unet
 from cellscale.train.augment import batches
@@ -81,7 +81,7 @@ def fit(spec: ModelSpec, train: list[Example], out_dir: str | os.PathLike, steps
     elif init_from is not None:
         init = Path(init_from)
         if init.is_dir():  # a model folder: the network its model.json names
-            init = _artifact_path(init, ModelSpec.read(init).artifact)
+            init = artifact_path(init, ModelSpec.read(init).artifact)
         model.set_weights(keras.models.load_model(init, compile=False).get_weights())
         log(f"starting from the weights of {init}")
     if initial_epoch >= epochs:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cellscale.io import atomic_path
-from cellscale.segment.model import ModelSpec, _artifact_path
+from cellscale.segment.model import ModelSpec, artifact_path
 from cellscale.train.data import load_codex, load_dsb, load_synthetic_tissue
 from cellscale.train.options import SYNTHETIC, QuantizeOptions, log
 
@@ -29,7 +29,7 @@ def export_int8(model_dir: str | os.PathLike, calibration: list[np.ndarray], sou
     spec = ModelSpec.read(model_dir)
     if window % spec.tile_multiple:
         raise ValueError(f"window {window} is not a multiple of {spec.tile_multiple}")
-    net = keras.models.load_model(_artifact_path(model_dir, spec.artifact), compile=False)
+    net = keras.models.load_model(artifact_path(model_dir, spec.artifact), compile=False)
     inp = keras.Input((window, window, len(spec.inputs)))
     fixed = keras.Model(inp, net(inp))
     rng = np.random.default_rng(seed)
