@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -19,24 +20,37 @@ samples = pd.read_csv(
     sep="\t",
     comment="#",
     dtype={"sample": str, "image": str, "kind": str, "channel_names": str},
+    keep_default_na=False,  # a sample named NA or nan is a name; only an empty cell is missing
+    na_values=[""],
 ).set_index("sample", drop=False)
 # Only sample, image and kind are required: every optional column of the schema that the sheet leaves out is
 # added empty (NA), so the input functions below can read any column of any sheet.
 with open(workflow.source_path("../workflow/schemas/samples.schema.yaml")) as _fh:
-    for _column in yaml.safe_load(_fh)["properties"]:
-        if _column not in samples:
-            samples[_column] = pd.NA
+    _sheet_schema = yaml.safe_load(_fh)
+for _column in _sheet_schema["properties"]:
+    if _column not in samples:
+        samples[_column] = pd.NA
 for _column in ("nuclear_channel", "membrane_channel"):
     samples[_column] = samples[_column].astype("Int64")
-validate(samples, schema="../workflow/schemas/samples.schema.yaml")
 if samples.index.duplicated().any():
     raise ValueError(f"{config['samples']}: duplicate sample names: "
                      f"{sorted(set(samples.index[samples.index.duplicated()]))}")
+_name = re.compile(_sheet_schema["properties"]["sample"]["pattern"])
+_bad = [s for s in samples.index if not isinstance(s, str) or not _name.match(s)]
+if _bad:
+    raise ValueError(f"{config['samples']}: invalid sample name(s) {_bad[:5]}: use letters, digits, _ . - "
+                     f"(pattern {_name.pattern})")
+if samples["image"].isna().any():
+    raise ValueError(f"{config['samples']}: no image for sample(s) {list(samples.index[samples['image'].isna()][:5])}")
+# The other columns are checked against the schema once per distinct combination, not once per row: a sheet of
+# 10^5 fields of view usually has a handful (names and paths are checked above).
+validate(samples.assign(sample="s", image="i").drop_duplicates(), schema="../workflow/schemas/samples.schema.yaml")
 
 wildcard_constraints:
-    sample="|".join(samples.index.map(lambda s: s.replace(".", r"\."))),
+    sample=_name.pattern.strip("^$"),
     compartment="nuclear|whole_cell",
     shard=r"\d{4}",
+    batch=r"\d{4}",
 
 
 def sample_row(wildcards):
@@ -60,13 +74,22 @@ def is_timelapse(sample):
     return samples.loc[sample, "kind"] == "timelapse"
 
 
+def model_key(sample):
+    """Which of the config's models a sample needs: tissue (with a membrane channel) or nuclear."""
+    return "tissue" if has_membrane(sample) else "nuclear"
+
+
 def model_dir(sample):
     """The sample's model: a folder with model.json, or a mapping declared in the config."""
-    return config["models"]["tissue" if has_membrane(sample) else "nuclear"]
+    return config["models"][model_key(sample)]
 
 
 def model_files(wildcards):
-    model = model_dir(wildcards.sample)
+    return files_of_model(config["models"][model_key(wildcards.sample)])
+
+
+def files_of_model(model):
+    """The files of a model the jobs that load it take as input (so they are staged where there is no shared disk)."""
     if isinstance(model, dict):  # a user's own Keras/SavedModel declared in the config
         return {"weights": model["path"]}
     files = {"spec": f"{model}/model.json", "weights": f"{model}/model.keras"}
@@ -128,18 +151,85 @@ def shard_predictions(wildcards):
     return expand("results/predictions/{sample}/shard_{shard}.npy", sample=wildcards.sample, shard=sorted(ids))
 
 
+# --- batches (rules/batch.smk): which samples share jobs is known once the plan_batches checkpoint ran ----------
+
+_plans = {}
+
+
+def batch_plan():
+    """The plan_batches checkpoint's table: sample, batch (NA: the sample has its own jobs), mpx."""
+    path = checkpoints.plan_batches.get().output.plan
+    if not os.path.exists(path):  # no shared filesystem: the checkpoint's output is in storage
+        workflow.async_run(path.retrieve_from_storage())
+    key = (str(path), os.path.getmtime(path))
+    if key not in _plans:
+        plan = pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": "Int64"}, keep_default_na=False,
+                           na_values=[""])
+        _plans.clear()
+        _plans[key] = plan.assign(batch=plan["batch"].map(lambda b: None if pd.isna(b) else f"{int(b):04d}"))
+    return _plans[key]
+
+
+def batch_members(batch):
+    plan = batch_plan()
+    return list(plan["sample"][plan["batch"] == batch])
+
+
+def batches():
+    return sorted(batch_plan()["batch"].dropna().unique())
+
+
+def own_samples():
+    """Samples with their own tile, segment, stitch, measure and report jobs (large images, time-lapse movies)."""
+    plan = batch_plan()
+    return list(plan["sample"][plan["batch"].isna()])
+
+
+def existing_images(names):
+    """The images of these samples that exist here; a missing one is recorded by its batch job, not fatal."""
+    paths = samples.loc[names, "image"]
+    if workflow.storage_settings.default_storage_provider is not None:
+        return list(paths)
+    return [p for p in paths if os.path.exists(p)]
+
+
 def segmentation_files(sample):
     return {c: f"results/segmentation/{sample}/{c}.ome.tif" for c in compartments(sample)}
 
 
-def all_targets():
-    out = []
-    for s in samples.index:
-        out += list(segmentation_files(s).values())
-        out += [f"results/measurements/{s}.csv", f"results/measurements/{s}.parquet",
-                f"results/measurements/{s}.h5ad",
-                f"results/report/{s}/overlay.png", f"results/report/{s}/summary.json"]
-        if is_timelapse(s):
-            out += [f"results/tracks/{s}", f"results/tracks/{s}.parquet", f"results/report/{s}/lineage.png"]
-    out += ["results/summary.tsv", "results/cells.csv", "results/cells.parquet", "results/cells.h5ad"]
+def sample_targets(s):
+    out = list(segmentation_files(s).values())
+    out += [f"results/measurements/{s}.csv", f"results/measurements/{s}.parquet", f"results/measurements/{s}.h5ad",
+            f"results/report/{s}/overlay.png", f"results/report/{s}/summary.json"]
+    if is_timelapse(s):
+        out += [f"results/tracks/{s}", f"results/tracks/{s}.parquet", f"results/report/{s}/lineage.png"]
     return out
+
+
+def all_targets(wildcards):
+    out = [t for s in own_samples() for t in sample_targets(s)]
+    out += [f"results/batches/{b}" for b in batches()]
+    if batches():
+        out += ["results/report/fields/overlays.png", "results/report/fields/distributions.png"]
+    out += ["results/summary.tsv", "results/index.tsv", "results/errors.tsv",
+            "results/cells.csv", "results/cells.parquet", "results/cells.h5ad"]
+    return out
+
+
+def failed_images_end_run(keep_going):
+    """After a run: the number of images listed in results/errors.tsv, and a non-zero exit unless keep_going."""
+    path = Path("results/errors.tsv")
+    if not path.exists():
+        return
+    errors = pd.read_csv(path, sep="\t")
+    if errors.empty:
+        return
+    for error in errors["error"][:20]:
+        logger.error(error)
+    more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
+    message = (f"{len(errors)} of {len(samples)} images failed{more}; every other one finished. The reasons are in "
+               f"{path} and the report")
+    if keep_going:
+        logger.warning(message + " (batches.keep_going: the run counts as a success)")
+        return
+    raise WorkflowError(message + " (set batches.keep_going: true to end with exit status 0)")

@@ -28,13 +28,15 @@ rule measure:
 
 rule aggregate_measurements:
     input:
-        expand("results/measurements/{sample}.parquet", sample=samples.index),
+        samples=lambda w: [f"results/measurements/{s}.parquet" for s in own_samples()],
+        batches=lambda w: [f"results/cells/batch_{b}.parquet" for b in batches()],
     output:
         csv="results/cells.csv",
         parquet="results/cells.parquet",
         h5ad="results/cells.h5ad",
     params:
-        samples=list(samples.index),
+        samples=lambda w: own_samples(),
+        order=list(samples.index),
     resources:
         mem_mb=4000,
     log:

@@ -49,9 +49,17 @@ rule lineage:
 
 rule summary:
     input:
-        expand("results/report/{sample}/summary.json", sample=samples.index),
+        samples=lambda w: [f"results/report/{s}/summary.json" for s in own_samples()],
+        batches=lambda w: [f"results/batches/{b}" for b in batches()],
+        plan="results/batches/plan.tsv",
     output:
-        report("results/summary.tsv", caption="../workflow/report/summary.rst", category="Summary"),
+        summary=report("results/summary.tsv", caption="../workflow/report/summary.rst", category="Summary"),
+        index="results/index.tsv",
+        errors=report("results/errors.tsv", caption="../workflow/report/errors.rst", category="Summary"),
+    params:
+        order=list(samples.index),
+        images=lambda w: dict(zip(samples.index, samples["image"])),
+        compartments=lambda w: {s: compartments(s) for s in samples.index},
     log:
         "logs/summary.log",
     benchmark:

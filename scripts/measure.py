@@ -22,7 +22,8 @@ def measure(s):
 
 def aggregate_measurements(s):
     """One table of every sample's cells."""
-    step.aggregate_measurements(dict(zip(s.params.samples, s.input)), s.output.csv, s.output.parquet, s.output.h5ad)
+    step.aggregate_measurements(dict(zip(s.params.samples, s.input.samples)), s.output.csv, s.output.parquet,
+                                s.output.h5ad, batch_tables=list(s.input.batches), order=s.params.order)
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)

@@ -28,10 +28,18 @@ def lineage(s):
 
 
 def summary(s):
-    """One row per sample."""
-    step.run_summary(list(s.input), s.output[0])
+    """One row per sample, where its results are, which images failed."""
+    step.run_summary(list(s.input.samples), s.output.summary, batch_dirs=list(s.input.batches), order=s.params.order,
+                     out_index=s.output.index, out_errors=s.output.errors, images=s.params.images,
+                     compartments=s.params.compartments)
+
+
+def report_fields(s):
+    """Outlines on some batched images, distributions over all of them."""
+    step.report_fields(list(s.input.fields), s.params.candidates, s.output.overlays, s.output.distributions,
+                       s.params.qc_overlays)
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    {"report_sample": report_sample, "lineage": lineage, "summary": summary}[s.rule](s)
+    {"report_sample": report_sample, "lineage": lineage, "summary": summary, "report_fields": report_fields}[s.rule](s)

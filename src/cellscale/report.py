@@ -54,10 +54,7 @@ def summarize_sample(sample: str, labels: dict[str, np.ndarray], table: pd.DataF
 
 def lineage_plot(path, tracks: pd.DataFrame, title: str = "") -> None:
     """Lineage tree: one horizontal line per track over its frames, divisions joined to parents."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     spans = tracks.groupby("track_id").agg(start=("frame", "min"), end=("frame", "max"),
                                            parent=("parent_track_id", "first")).reset_index()
@@ -92,3 +89,57 @@ def _tree_order(spans: pd.DataFrame) -> list[int]:
         order.append(tid)
         stack.extend(sorted(children.get(tid, []), reverse=True))
     return order
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def overlay_grid(path, tiles: list[tuple[str, np.ndarray]], title: str, columns: int = 4) -> None:
+    """One PNG of several (name, RGB overlay) pictures in a grid, each titled with its name."""
+    plt = _pyplot()
+    rows = max(1, -(-len(tiles) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, rgb) in zip(axes.ravel(), tiles):
+        ax.imshow(rgb)
+        ax.set_title(name, fontsize=8)
+    if not tiles:
+        axes[0, 0].text(0, 0.5, "no batched image succeeded", fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def distributions_plot(path, fields: pd.DataFrame) -> None:
+    """Histograms over images (one row of ``fields`` each): cells per image and median cell area, per
+    compartment; the title counts the images that failed."""
+    plt = _pyplot()
+    ok = fields[fields["status"] == "ok"]
+    comps = [c[: -len("_cells")] for c in fields.columns if c.endswith("_cells")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for comp in comps:
+        for ax, column in zip(axes, (f"{comp}_cells", f"{comp}_median_area")):
+            values = ok[column].dropna()
+            if len(values):
+                ax.hist(values, bins=min(50, max(5, len(values) // 4)), alpha=0.6, label=comp.replace("_", " "))
+    axes[0].set_xlabel("cells per image")
+    axes[1].set_xlabel("median cell area (pixels)")
+    for ax in axes:
+        ax.set_ylabel("images")
+        if comps:
+            ax.legend()
+    failed = int((fields["status"] != "ok").sum())
+    fig.suptitle(f"{len(ok)} images segmented" + (f", {failed} failed (results/errors.tsv)" if failed else ""))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

@@ -22,7 +22,7 @@ import glob
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +30,8 @@ from cellscale.io import atomic_path
 from cellscale.io.formats import IMAGE_SUFFIXES, is_image_file, is_ome_zarr
 from cellscale.settings import schema
 
-__all__ = ["COLUMNS", "GROUP_COLUMNS", "Sheet", "build_sheet", "format_sheet", "list_images", "sample_name", "unique_names",
-           "write_sheet"]
+__all__ = ["COLUMNS", "GROUP_COLUMNS", "Sheet", "build_sheet", "format_sheet", "list_images", "pack_batches",
+           "sample_name", "unique_names", "write_sheet"]
 
 # the columns written for every sheet, in this order (extra columns from --pattern follow)
 COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um")
@@ -293,3 +293,35 @@ def write_sheet(sheet: Sheet, output: str | os.PathLike) -> None:
         return
     with atomic_path(Path(output)) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batches: many fields of view per job
+# ---------------------------------------------------------------------------------------------------------------
+
+def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: float) -> list[int]:
+    """Batch numbers (0, 1, ...) for fields of view of ``mpx`` megapixels, in sheet order.
+
+    Consecutive fields of view of the same ``key`` (the model they need) fill a batch until the next one would
+    take it past ``limit_mpx`` (config ``tiling.shard_mpx``); a batch holds at least one. An unknown size (None:
+    the file could not be read; its batch job records why) counts as 0. So a run has about total Mpx /
+    ``limit_mpx`` batches, one more per key, however many fields of view it has. Keys are taken in order of first
+    appearance, so a batch's members follow the sheet.
+    """
+    if len(mpx) != len(keys):
+        raise ValueError(f"{len(mpx)} sizes for {len(keys)} keys")
+    if not limit_mpx > 0:
+        raise ValueError(f"limit_mpx must be positive, got {limit_mpx}")
+    out = [0] * len(mpx)
+    batch = -1
+    for key in dict.fromkeys(keys):
+        filled = None  # nothing open for this key yet
+        for i, k in enumerate(keys):
+            if k != key:
+                continue
+            size = mpx[i] or 0.0
+            if filled is None or filled + size > limit_mpx:
+                batch, filled = batch + 1, 0.0
+            filled += size
+            out[i] = batch
+    return out

@@ -221,11 +221,12 @@ def test_profile_avoids_each_trap(profile):
     assert "kubernetes-privileged" not in profile
     assert "gpu" not in profile["default-resources"] and "gpu_manufacturer" not in profile["default-resources"]
     gpu_rules = {r for r, res in profile["set-resources"].items() if res.get("gpu")}
-    assert gpu_rules == {"segment"}
-    seg = profile["set-resources"]["segment"]
-    assert seg["gpu"] == 1 and seg["gpu_manufacturer"] == "nvidia" and seg["scale"] == 0
-    assert seg["machine_type"] != profile["default-resources"]["machine_type"]
-    assert not any("machine_type" in res for r, res in profile["set-resources"].items() if r != "segment")
+    assert gpu_rules == {"segment", "segment_batch"}  # a large image's shards; a batch of small images
+    for rule in gpu_rules:
+        seg = profile["set-resources"][rule]
+        assert seg["gpu"] == 1 and seg["gpu_manufacturer"] == "nvidia" and seg["scale"] == 0
+        assert seg["machine_type"] != profile["default-resources"]["machine_type"]
+    assert not any("machine_type" in res for r, res in profile["set-resources"].items() if r not in gpu_rules)
     assert ("preemptible-rules" in profile) == ("preemptible-retries" in profile)
     assert profile["retries"] >= 1
     assert profile["default-storage-provider"] == "gcs"

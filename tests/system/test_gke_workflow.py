@@ -26,6 +26,7 @@ import kubernetes_validate
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 from support import MODELS, ROOT
 from support.kube_emulator import Cluster, api_errors, requests_of
@@ -35,8 +36,11 @@ from cellscale.deploy import gke, sizing
 pytestmark = pytest.mark.workflow
 BIN = Path(sys.executable).parent
 HEADER = "sample\timage\tkind\tnuclear_channel\tmembrane_channel\tchannel_names\tpixel_size_um\n"
+# tissue is larger than a shard (its own tile, segment and stitch jobs); fov1 and fov2 share one batch job
 SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
-           "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\n")
+           "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\n"
+           "fov1\tdata/fov1.tif\ttissue\t\t\t\t\n"
+           "fov2\tdata/fov2.tif\ttissue\t\t\t\t\n")
 GKE_KUBERNETES = "1.36.0"
 KILL_FRACTION, SEED = 0.3, 1
 ENV = {"CELLSCALE_GCP_PROJECT": "demo-project"}
@@ -73,6 +77,9 @@ def write_inputs(dest: Path) -> None:
     write_image(dest / "data/tissue.ome.tif", tissue.image, tissue.channel_names)
     movie = make_timelapse(n_frames=6, shape=(128, 128), n_cells=5, seed=3)
     write_image(dest / "data/movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    for seed in (1, 2):
+        fov = make_tissue((96, 96), n_cells=8, seed=seed)
+        tifffile.imwrite(dest / f"data/fov{seed}.tif", fov.image[0])
     for name in ("nuclear", "tissue"):
         shutil.copytree(MODELS / name, dest / "models" / name)
 
@@ -86,7 +93,7 @@ def write_workdir(work: Path) -> None:
     (work / "config/samples.tsv").write_text(HEADER + SAMPLES)
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     config.update(samples="config/samples.tsv", models={"nuclear": "models/nuclear", "tissue": "models/tissue"},
-                  tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.05})
+                  tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.03})
     (work / "config/config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -119,8 +126,8 @@ def test_dry_run_resolves_the_dag_offline(prepared):
                             env={**os.environ, **ENV}, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
-    for rule in ("tile", "stitch", "measure", "track", "report_sample", "lineage", "summary"):
-        assert re.search(rf"^{rule}\s+\d+", out, re.M), rule
+    # which samples share jobs is known once the plan_batches checkpoint has read the images: the dry run shows it
+    assert re.search(r"^plan_batches\s+1$", out, re.M) and "DAG of jobs will be updated" in out
     assert not (work / "results").exists()
 
 
@@ -185,8 +192,14 @@ def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
     for rel in ("results/measurements/tissue.parquet", "results/measurements/movie.parquet",
                 "results/tracks/movie.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(bucket / rel), pd.read_parquet(local_run / rel))
-    for rel in ("results/tracks/movie/res_track.txt", "results/summary.tsv"):
+    for rel in ("results/tracks/movie/res_track.txt", "results/summary.tsv", "results/index.tsv",
+                "results/errors.tsv", "results/batches/plan.tsv"):
         assert (bucket / rel).read_text() == (local_run / rel).read_text(), rel
+    for sample in ("fov1", "fov2"):
+        rel = f"results/batches/0000/labels/{sample}/nuclear.ome.tif"
+        np.testing.assert_array_equal(read_labels(bucket / rel), read_labels(local_run / rel))
+    pd.testing.assert_frame_equal(pd.read_parquet(bucket / "results/cells/batch_0000.parquet"),
+                                  pd.read_parquet(local_run / "results/cells/batch_0000.parquet"))
     assert sorted(p.name for p in (bucket / "results/predictions/tissue").glob("*.npy")) == \
         sorted(p.name for p in (local_run / "results/predictions/tissue").glob("*.npy"))
 
@@ -222,7 +235,8 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
     jobs = cluster.recorded_jobs()
     created = {e["job"]: e for e in cluster.events() if e["event"] == "created"}
     covered = {r for j in jobs for r in rules_of(j)}
-    assert {"tile", "segment", "stitch", "measure", "track", "report_sample", "lineage", "summary"} <= covered
+    assert {"plan_batches", "tile", "segment", "stitch", "segment_batch", "measure", "track", "report_sample",
+            "lineage", "report_fields", "summary"} <= covered
     group_rules = set(profile["groups"])
     scalar = profile["kubernetes-cpu-scalar"]
     for job in jobs:
@@ -235,9 +249,9 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
         assert not (c.get("securityContext") or {}).get("privileged"), rules
         assert all("emptyDir" in v for v in spec["volumes"])  # no hostPath, no shared volume
         assert c["image"] == "cellscale:emulated" and api_errors(job) == []
-        if "segment" in rules:
-            assert rules == ["segment"]
-            res = {**profile["default-resources"], **profile["set-resources"]["segment"]}
+        if {"segment", "segment_batch"} & set(rules):  # the GPU rules, one job a pod
+            assert rules in (["segment"], ["segment_batch"])
+            res = {**profile["default-resources"], **profile["set-resources"][rules[0]]}
             assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": s.gpu_machine_type}
             assert req["nvidia.com/gpu"] == lim["nvidia.com/gpu"] == "1"
             assert req["memory"] == lim["memory"] == f"{res['mem_mb']}M"

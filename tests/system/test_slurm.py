@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 from support import MODELS, ROOT
 
@@ -75,13 +76,15 @@ def cluster(slurm_packages):
         yield running
 
 
-def write_workdir(work: Path, rows: list[str]) -> Path:
+def write_workdir(work: Path, rows: list[str], **overrides) -> Path:
     (work / "config").mkdir(parents=True, exist_ok=True)
     (work / "config" / "samples.tsv").write_text(HEADER + "".join(r + "\n" for r in rows))
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["samples"] = str(work / "config" / "samples.tsv")
     config["models"] = {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}
-    config["tiling"] = {"tile": 128, "overlap": 32, "shard_mpx": 0.12}  # a few shards: several GPU jobs
+    # tissue (0.066 Mpx) in a few shards, several GPU jobs; the two small fields of view share one batch job
+    config["tiling"] = {"tile": 128, "overlap": 32, "shard_mpx": 0.05}
+    config.update(overrides)
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return work
 
@@ -129,11 +132,17 @@ def runs(cluster, tmp_path_factory):
     write_image(data / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
     corrupt = data / "corrupt.tif"
     corrupt.write_bytes(b"II*\x00" + b"\x00garbage" * 50)
+    for seed in (1, 2):
+        tifffile.imwrite(data / f"fov{seed}.tif", make_tissue((96, 96), n_cells=8, seed=seed).image[0])
     demo = [f"tissue\t{data / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5",
-            f"movie\t{data / 'movie.ome.tif'}\ttimelapse\t\t\t\t"]
+            f"movie\t{data / 'movie.ome.tif'}\ttimelapse\t\t\t\t",
+            f"fov1\t{data / 'fov1.tif'}\ttissue\t\t\t\t",
+            f"fov2\t{data / 'fov2.tif'}\ttissue\t\t\t\t"]
     on_slurm = write_workdir(tmp_path_factory.mktemp("on_slurm"), demo)
     local = write_workdir(tmp_path_factory.mktemp("local"), demo)
-    failing = write_workdir(tmp_path_factory.mktemp("failing"), [f"broken\t{corrupt}\ttissue\t\t\t\t"])
+    # a job that fails for real (a bad image in a batch fails no job: see test_workflow): own jobs for the sample
+    failing = write_workdir(tmp_path_factory.mktemp("failing"), [f"broken\t{corrupt}\ttissue\t\t\t\t"],
+                            batches={"enabled": False})
 
     env = dict(cluster.env, CELLSCALE_SLURM_ACCOUNT="cellscale",
                PATH=f"{Path(sys.executable).parent}:{cluster.env['PATH']}")
@@ -249,13 +258,15 @@ def _rule(comment: str) -> str:
 def test_segment_ran_in_gpu_partition_and_the_rest_in_cpu(runs):
     jobs = runs["cluster"].jobs(runs["on_slurm"])
     assert jobs, "sacct shows no job of the run"
-    segment = [j for j in jobs if _rule(j["Comment"]) == "segment"]
-    others = [j for j in jobs if _rule(j["Comment"]) != "segment"]
-    assert len({j["Comment"] for j in segment}) >= 3, "several shards, one GPU job each"
+    gpu_rules = ("segment", "segment_batch")
+    segment = [j for j in jobs if _rule(j["Comment"]) in gpu_rules]
+    others = [j for j in jobs if _rule(j["Comment"]) not in gpu_rules]
+    assert len({j["Comment"] for j in segment if _rule(j["Comment"]) == "segment"}) >= 3, "several shards, one GPU job each"
+    assert len({j["Comment"] for j in segment if _rule(j["Comment"]) == "segment_batch"}) == 1, "fov1, fov2: one batch"
     for job in segment:
         assert job["Partition"] == "gpu", job
         assert "gres/gpu=1" in job["AllocTRES"], job
-    assert {"tile", "stitch", "summary"} <= {_rule(j["Comment"]) for j in others}
+    assert {"plan_batches", "tile", "stitch", "summary", "report_fields"} <= {_rule(j["Comment"]) for j in others}
     for job in others:
         assert job["Partition"] == "cpu", job
         assert "gres/gpu" not in job["AllocTRES"], job

@@ -73,18 +73,67 @@ def matched_pairs(truth, pred, iou=0.5):
 def test_outputs_exist(demo_run):
     work = demo_run[0]
     for rel in ["results/segmentation/tissue/nuclear.ome.tif", "results/segmentation/tissue/whole_cell.ome.tif",
-                "results/segmentation/movie/nuclear.ome.tif", "results/segmentation/dsb/nuclear.ome.tif",
+                "results/segmentation/movie/nuclear.ome.tif", "results/batches/0000/labels/dsb/nuclear.ome.tif",
                 "results/measurements/tissue.csv", "results/measurements/tissue.parquet",
-                "results/tracks/movie/res_track.txt", "results/tracks/movie/mask000.tif",
-                "results/tracks/movie.parquet", "results/report/movie/lineage.png",
-                "results/report/tissue/overlay.png", "results/summary.tsv"]:
+                "results/cells/batch_0000.parquet", "results/tracks/movie/res_track.txt",
+                "results/tracks/movie/mask000.tif", "results/tracks/movie.parquet", "results/report/movie/lineage.png",
+                "results/report/tissue/overlay.png", "results/report/fields/overlays.png",
+                "results/report/fields/distributions.png", "results/summary.tsv", "results/index.tsv",
+                "results/errors.tsv", "results/cells.parquet", "results/cells.h5ad"]:
         assert (work / rel).exists(), rel
-    # the tile plan made several shards, so several segment jobs ran
+    # tissue and movie are larger than a shard: their own jobs; the tile plan made several shards, so several
+    # segment jobs ran. dsb is smaller: it went into a batch
     assert len(list((work / "results/predictions/tissue").glob("shard_*.npy"))) > 1
-    for rule in ["tile", "segment", "stitch", "measure", "track", "report_sample", "lineage"]:
+    assert not (work / "results/segmentation/dsb").exists() and not (work / "results/tiles/dsb").exists()
+    for rule in ["plan_batches", "tile", "segment", "stitch", "segment_batch", "measure", "track", "report_sample",
+                 "lineage", "report_fields"]:
         assert list((work / "results/benchmarks" / rule).rglob("*.tsv")), rule
-    for step in ["tile", "segment", "stitch", "measure", "track", "report", "lineage"]:
-        assert list((work / "logs" / step).rglob("*.log")), step
+    for step in ["plan_batches", "tile", "segment", "stitch", "segment_batch", "measure", "track", "report",
+                 "lineage", "report_fields"]:
+        assert list((work / "logs").glob(f"{step}*")), step
+
+
+def test_run_tables_say_where_every_sample_is(demo_run):
+    """index.tsv: each sample's batch (or own jobs), label files and table; one run-level table of all cells; the
+    batch tables read as one pyarrow dataset with a sample column."""
+    import pyarrow.dataset as ds
+
+    from cellscale.io import read_labels
+
+    work = demo_run[0]
+    index = pd.read_csv(work / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
+    assert list(index.index) == ["tissue", "movie", "dsb"]  # sheet order
+    assert list(index["batch"]) == ["", "", "0000"] and (index["status"] == "ok").all()
+    assert index.loc["tissue", "whole_cell_labels"] == "results/segmentation/tissue/whole_cell.ome.tif"
+    assert index.loc["dsb", "whole_cell_labels"] == ""
+    cells = pd.read_parquet(work / "results/cells.parquet")
+    for sample, row in index.iterrows():
+        labels = read_labels(work / row["nuclear_labels"])
+        table = pd.read_parquet(work / row["cells"])
+        if "sample" in table:
+            table = table[table["sample"] == sample]
+        nuclear = table[table["compartment"] == "nuclear"]
+        assert len(nuclear) == (len(np.unique(labels)) - 1 if labels.ndim == 2 else len(nuclear)) > 0, sample
+        assert (cells["sample"] == sample).sum() == len(table), sample
+    batches = ds.dataset(work / "results/cells", format="parquet").to_table().to_pandas()
+    assert set(batches["sample"]) == {"dsb"} and len(batches) == (cells["sample"] == "dsb").sum()
+    summary = pd.read_csv(work / "results/summary.tsv", sep="\t").set_index("sample")
+    assert list(summary.index) == ["tissue", "movie", "dsb"] and (summary["status"] == "ok").all()
+    assert pd.read_csv(work / "results/errors.tsv", sep="\t").empty
+
+
+def test_a_batched_image_gets_the_labels_of_its_own_jobs(demo_run):
+    """The same image through tile -> segment -> stitch (asked for by name) and through its batch job."""
+    from cellscale.io import read_labels
+
+    work = demo_run[0]
+    result = run(work, "results/segmentation/dsb/nuclear.ome.tif", "results/measurements/dsb.parquet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(read_labels(work / "results/segmentation/dsb/nuclear.ome.tif"),
+                                  read_labels(work / "results/batches/0000/labels/dsb/nuclear.ome.tif"))
+    own = pd.read_parquet(work / "results/measurements/dsb.parquet")
+    batched = pd.read_parquet(work / "results/cells/batch_0000.parquet").drop(columns="sample")
+    pd.testing.assert_frame_equal(own[batched.columns], batched)
 
 
 def test_segmentation_matches_truth(demo_run):
@@ -182,7 +231,7 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
     tifffile.imwrite(tmp_path / "zstack.ome.tif", np.repeat(tissue.image[:1], 5, axis=0), ome=True,
                      metadata={"axes": "ZYX"})
     good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
-    write_config(tmp_path, [
+    rows = [
         f"good\t{good}\ttissue\t\t\t\t",
         f"broken\t{corrupt}\ttissue\t\t\t\t",
         f"absent\t{tmp_path / 'nothere.tif'}\ttissue\t\t\t\t",
@@ -190,24 +239,55 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
         f"baddata\t{baddata}\ttissue\t\t\t\t",
         f"nanpixels\t{tmp_path / 'nan.tif'}\ttissue\t\t\t\t",
         f"zstack\t{tmp_path / 'zstack.ome.tif'}\ttissue\t\t\t\t",
-    ])
+    ]
+    write_config(tmp_path, rows)
     result = run(tmp_path)
+    out = result.stdout + result.stderr
+    # the images are small: they share one batch job, which records each bad one and finishes the good one;
+    # the run then ends non-zero, saying how many failed and why
+    assert result.returncode != 0
+    assert "6 of 7 images failed" in out and "results/errors.tsv" in out
+    errors = pd.read_csv(tmp_path / "results/errors.tsv", sep="\t").set_index("sample")
+    assert sorted(errors.index) == sorted(["broken", "absent", "wrongchannel", "baddata", "nanpixels", "zstack"])
+    for text in (out, "\n".join(errors["error"])):
+        assert "sample 'broken'" in text and "corrupt.tif" in text
+        assert "sample 'absent'" in text and "nothere.tif" in text and "not found" in text
+        assert "sample 'wrongchannel'" in text and "four.ome.tif" in text and "index 9 is out of range" in text
+        # sample, then the file once, then what is wrong
+        assert f"sample 'baddata': {baddata}: cannot read image data" in text and f"{baddata}: {baddata}" not in text
+        assert f"sample 'nanpixels': {tmp_path / 'nan.tif'}: 11 of 16384 pixel values are not finite (10 NaN, " \
+               f"1 infinite)" in text
+        assert f"sample 'zstack': {tmp_path / 'zstack.ome.tif'}: a z-stack of 5 planes" in text
+    assert errors.loc["broken", "image"] == str(corrupt)
+    index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
+    assert index.loc["good", "status"] == "ok" and (tmp_path / index.loc["good", "nuclear_labels"]).exists()
+    assert (index.drop("good")["status"] == "failed").all() and (index.drop("good")["nuclear_labels"] == "").all()
+    cells = pd.read_parquet(tmp_path / "results/cells.parquet")
+    assert set(cells["sample"]) == {"good"} and len(cells) > 10
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
+    assert summary.loc["good", "status"] == "ok" and (summary.drop("good")["status"] == "failed").all()
+    batch = tmp_path / "results/batches" / index.loc["good", "batch"]
+    assert sorted(p.name for p in (batch / "labels").iterdir()) == ["good"]  # nothing of the failed ones
+    # asked to keep going, the same run ends with exit status 0 and still says how many failed
+    keep = yaml.safe_load((tmp_path / "config/config.yaml").read_text())
+    keep["batches"] = {"keep_going": True}
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(keep))
+    result = run(tmp_path, "--forcerun", "summary")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "6 of 7 images failed" in result.stdout + result.stderr
+    # with batches off, each sample has its own jobs: a bad one fails its tile job and leaves nothing behind
+    write_config(tmp_path / "own", rows, batches={"enabled": False})
+    result = run(tmp_path / "own")
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "sample 'broken'" in out and "corrupt.tif" in out
-    assert "sample 'absent'" in out and "nothere.tif" in out and "not found" in out
-    assert "sample 'wrongchannel'" in out and "four.ome.tif" in out and "index 9 is out of range" in out
-    # sample, then the file once, then what is wrong
-    assert f"sample 'baddata': {baddata}: cannot read image data" in out and f"{baddata}: {baddata}" not in out
-    assert f"sample 'nanpixels': {tmp_path / 'nan.tif'}: 11 of 16384 pixel values are not finite (10 NaN, " \
-           f"1 infinite)" in out
     assert f"sample 'zstack': {tmp_path / 'zstack.ome.tif'}: a z-stack of 5 planes" in out
-    assert (tmp_path / "results/measurements/good.csv").exists()
-    assert (tmp_path / "results/report/good/summary.json").exists()
+    assert (tmp_path / "own/results/measurements/good.csv").exists()
+    assert (tmp_path / "own/results/report/good/summary.json").exists()
     for bad in ("broken", "absent", "wrongchannel", "baddata", "nanpixels", "zstack"):
-        assert not (tmp_path / "results/tiles" / bad).exists()
-        assert not list((tmp_path / "results/tiles").glob(f"{bad}*"))
-        assert not (tmp_path / "results/segmentation" / bad).exists()
+        assert not (tmp_path / "own/results/tiles" / bad).exists()
+        assert not list((tmp_path / "own/results/tiles").glob(f"{bad}*"))
+        assert not (tmp_path / "own/results/segmentation" / bad).exists()
 
 
 def test_minimal_sample_sheet_runs(tmp_path):

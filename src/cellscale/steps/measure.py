@@ -71,11 +71,23 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
     return table
 
 
-def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=None) -> pd.DataFrame:
-    """Run-level table: every sample's measurements stacked with a ``sample`` column."""
-    table = concat_tables({s: pd.read_parquet(p) for s, p in table_paths.items()})
+def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=None, batch_tables=(),
+                           order: list[str] | None = None) -> pd.DataFrame:
+    """Run-level table: every sample's measurements stacked with a ``sample`` column.
+
+    ``table_paths``: sample -> its own Parquet table; ``batch_tables``: Parquet tables of batches, which have a
+    ``sample`` column already. ``order``: the samples in sheet order (default: as given).
+    """
+    tables = {s: pd.read_parquet(p) for s, p in table_paths.items()}
+    for path in batch_tables:
+        batch = pd.read_parquet(path)
+        if len(batch):
+            tables.update((s, t.drop(columns="sample")) for s, t in batch.groupby("sample", sort=False))
+    if order is not None:
+        tables = {s: tables[s] for s in order if s in tables}
+    if not tables:
+        raise StepError("no sample has any measurements: every image failed (see results/errors.tsv)")
+    table = concat_tables(tables)
     write_table(table, out_csv, out_parquet, out_h5ad)
-    log.info("aggregated %d rows of %d samples", len(table), len(table_paths))
+    log.info("aggregated %d rows of %d samples", len(table), len(tables))
     return table
-
-

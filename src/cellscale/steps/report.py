@@ -1,8 +1,10 @@
-"""Steps of the rules ``report_sample`` and ``summary``: QC overlay and summary of a sample, one row per sample."""
+"""Steps of the rules ``report_sample``, ``report_fields`` and ``summary``: QC overlays and summaries of samples and
+of batched images, the run's tables (one row per sample, where its results are, which images failed)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,10 @@ import pandas as pd
 
 from cellscale.io import atomic_path
 from cellscale.steps import open_sample_image, read_sample_labels
-from cellscale.report import overlay, save_png, summarize_sample
+from cellscale.steps.batch import ERROR_COLUMNS, read_tsv
+from cellscale.report import distributions_plot, overlay, overlay_grid, save_png, summarize_sample
+
+log = logging.getLogger("cellscale")
 
 OVERLAY_PX = 1024  # longest edge of QC overlays
 
@@ -37,10 +42,87 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
     return summary
 
 
-def run_summary(summary_paths: list, out_tsv) -> pd.DataFrame:
-    """One row per sample from the per-sample summary.json files."""
-    rows = [json.loads(Path(p).read_text()) for p in summary_paths]
-    table = pd.DataFrame(rows)
+def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | None = None,
+                out_index=None, out_errors=None, images: dict | None = None,
+                compartments: dict | None = None) -> pd.DataFrame:
+    """Run-level tables: ``summary.tsv`` (one row per sample, ``status`` ok or failed), ``index.tsv`` (where each
+    sample's labels and cells are) and ``errors.tsv`` (the images that failed in batches, with the reason).
+
+    ``summary_paths``: the summary.json of samples with their own jobs; ``batch_dirs``: batch folders
+    (:mod:`cellscale.steps.batch`); ``order``: samples in sheet order; ``images`` and ``compartments``: per sample,
+    its image and its compartments (for the index).
+    """
+    rows = [{**json.loads(Path(p).read_text()), "status": "ok"} for p in summary_paths]
+    index = [{"sample": r["sample"], "batch": "", "status": "ok"} for r in rows]
+    errors = []
+    for folder in map(Path, batch_dirs):
+        fields = read_tsv(folder / "fields.tsv")
+        rows += fields.to_dict("records")
+        index += [{"sample": r["sample"], "batch": folder.name, "status": r["status"]} for r in rows[-len(fields):]]
+        errors.append(read_tsv(folder / "errors.tsv"))
+    table = _in_order(pd.DataFrame(rows), order)
+    first = [c for c in ("sample", "status", "batch") if c in table]
+    table = table[first + [c for c in table.columns if c not in first]]
+    for column in table.columns:  # counts stay integers where some samples have none (NA)
+        if column.endswith("_cells") or column in ("frames", "tracks", "divisions"):
+            table[column] = table[column].astype("Int64")
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
+    if out_index is not None:
+        _write_index(_in_order(pd.DataFrame(index), order), out_index, images or {}, compartments or {})
+    if out_errors is not None:
+        err = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=ERROR_COLUMNS)
+        with atomic_path(out_errors) as tmp:
+            _in_order(err, order).to_csv(tmp, sep="\t", index=False)
     return table
+
+
+def _in_order(table: pd.DataFrame, order: list[str] | None) -> pd.DataFrame:
+    if order is None or table.empty:
+        return table.reset_index(drop=True)
+    rank = {s: i for i, s in enumerate(order)}
+    return table.sort_values("sample", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
+
+
+def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict) -> None:
+    """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files and per-cell table."""
+    rows = []
+    for r in index.itertuples():
+        where = f"results/batches/{r.batch}/labels/{r.sample}" if r.batch else f"results/segmentation/{r.sample}"
+        ok = r.status == "ok"
+        row = {"sample": r.sample, "image": images.get(r.sample, ""), "batch": r.batch, "status": r.status}
+        for comp in ("nuclear", "whole_cell"):
+            row[f"{comp}_labels"] = f"{where}/{comp}.ome.tif" if ok and comp in compartments.get(r.sample, []) else ""
+        row["cells"] = ("" if not ok else f"results/cells/batch_{r.batch}.parquet" if r.batch
+                        else f"results/measurements/{r.sample}.parquet")
+        rows.append(row)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+
+
+def report_fields(batch_dirs: list, candidates: dict, out_overlays, out_distributions, n_overlays: int) -> list[str]:
+    """The report's view of batched images: outlines on up to ``n_overlays`` of them, taken evenly from
+    ``candidates`` (sample -> image, in sheet order) that succeeded, as one grid; and the distributions over all
+    of them (cells per image, median cell area). Returns the samples drawn."""
+    fields = pd.concat([read_tsv(Path(d) / "fields.tsv") for d in batch_dirs], ignore_index=True)
+    ok = fields[fields["status"] == "ok"].set_index("sample")
+    usable = [s for s in candidates if s in ok.index]
+    step = max(1.0, len(usable) / max(n_overlays, 1))
+    drawn = [usable[int(i * step)] for i in range(min(n_overlays, len(usable)))]
+    tiles = []
+    for sample in drawn:
+        folder = Path(next(d for d in batch_dirs if Path(d).name == ok.loc[sample, "batch"]))
+        labels = {c: read_sample_labels(sample, p) for c in ("nuclear", "whole_cell")
+                  if (p := folder / "labels" / sample / f"{c}.ome.tif").exists()}
+        with open_sample_image(sample, candidates[sample], False) as source:
+            step_px = max(1, int(np.ceil(max(source.shape[2:]) / GRID_TILE_PX)))
+            preview = source.strided(0, step_px)
+        tiles.append((sample, overlay(preview, {c: l[::step_px, ::step_px] for c, l in labels.items()},
+                                      max_px=GRID_TILE_PX)))
+    overlay_grid(out_overlays, tiles, f"{len(drawn)} of {len(fields)} batched images")
+    distributions_plot(out_distributions, fields)
+    log.info("report: %d of %d batched images drawn: %s", len(drawn), len(fields), ", ".join(drawn))
+    return drawn
+
+
+GRID_TILE_PX = 256  # edge of one image in the report's grid of batched images

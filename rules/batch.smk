@@ -1,0 +1,106 @@
+# Batches: many small images in few jobs. The plan_batches checkpoint reads the images' headers and packs still
+# images of at most tiling.shard_mpx into batches of about shard_mpx megapixels (one model per batch); one
+# segment_batch job tiles, segments, stitches and measures a whole batch. Larger images and time-lapse movies keep
+# their own jobs (rules/segment.smk). So a run has about total Mpx / shard_mpx jobs, however many images it has.
+
+checkpoint plan_batches:
+    input:
+        sheet=config["samples"],
+        # read for their headers (sizes); on a cluster without a shared disk this job downloads them once
+        images=lambda w: existing_images(samples.index[samples["kind"] != "timelapse"]) if config["batches"]["enabled"] else [],
+    output:
+        plan="results/batches/plan.tsv",
+    params:
+        rows=lambda w: samples[["sample", "image", "kind", "scale"]].assign(
+            model=[model_key(s) for s in samples.index]),
+        shard_mpx=config["tiling"]["shard_mpx"],
+        enabled=config["batches"]["enabled"],
+    threads: 2
+    resources:
+        mem_mb=2000,
+    log:
+        "logs/plan_batches.log",
+    benchmark:
+        "results/benchmarks/plan_batches/run.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/batch.py"
+
+
+def batch_model_files(wildcards):
+    return files_of_model(config["models"][model_key(batch_members(wildcards.batch)[0])])
+
+
+def batch_fields(wildcards):
+    """The sample sheet's rows of a batch, as the step takes them."""
+    return [{"sample": s, "image": samples.loc[s, "image"], "roles": roles(s), "pixel_size_um": pixel_size(s),
+             "gamma": gamma(s), "scale": scale(s), "channel_names": channel_names(s)}
+            for s in batch_members(wildcards.batch)]
+
+
+rule segment_batch:
+    input:
+        unpack(batch_model_files),
+        plan="results/batches/plan.tsv",
+        images=lambda w: existing_images(batch_members(w.batch)),
+    output:
+        batch=directory("results/batches/{batch}"),
+        cells="results/cells/batch_{batch}.parquet",
+    params:
+        fields=batch_fields,
+        model=lambda w: config["models"][model_key(batch_members(w.batch)[0])],
+        tiling=config["tiling"],
+        segment=config["segment"],
+        postprocess=config["postprocess"],
+        measure=config["measure"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    log:
+        "logs/segment_batch/{batch}.log",
+    benchmark:
+        "results/benchmarks/segment_batch/{batch}.tsv"
+    conda:
+        "../envs/segment.yaml"
+    script:
+        "../scripts/batch.py"
+
+
+rule report_fields:
+    input:
+        fields=lambda w: [f"results/batches/{b}" for b in batches()],
+        images=lambda w: existing_images(qc_candidates()),
+    output:
+        overlays=report(
+            "results/report/fields/overlays.png",
+            caption="../workflow/report/fields.rst",
+            category="Segmentation QC",
+            labels={"sample": "batched images", "figure": "outlines"},
+        ),
+        distributions=report(
+            "results/report/fields/distributions.png",
+            caption="../workflow/report/distributions.rst",
+            category="Summary",
+            labels={"figure": "distributions over all images"},
+        ),
+    params:
+        candidates=lambda w: {s: samples.loc[s, "image"] for s in qc_candidates()},
+        qc_overlays=config["batches"]["qc_overlays"],
+    log:
+        "logs/report_fields.log",
+    benchmark:
+        "results/benchmarks/report_fields/run.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/report.py"
+
+
+def qc_candidates():
+    """Batched samples drawn in the report: twice the number asked for, evenly over the sheet (failed ones are
+    passed over)."""
+    members = [s for b in batches() for s in batch_members(b)]
+    k = min(len(members), 2 * config["batches"]["qc_overlays"])
+    return [members[i] for i in sorted({round(j * (len(members) - 1) / max(k - 1, 1)) for j in range(k)})]

@@ -1,0 +1,36 @@
+"""Snakemake script of the batch rules (rules/batch.smk): plan_batches, segment_batch.
+
+Each rule hands its files and its config sections (as typed settings) to one step of cellscale.steps.batch.
+"""
+
+from cellscale.logs import step_log
+from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
+from cellscale.steps import staged_model
+from cellscale.steps import batch as step
+from cellscale.steps.measure import MeasureSettings
+
+
+def plan_batches(s):
+    """Which samples share jobs."""
+    step.plan_batches(s.params.rows, s.output.plan, s.params.shard_mpx, s.params.enabled, workers=4 * s.threads)
+
+
+def segment_batch(s):
+    """Tile, segment, stitch and measure every image of one batch."""
+    step.segment_batch(
+        [step.Field(**f) for f in s.params.fields],
+        staged_model(s.input, s.params.model),
+        s.output.batch,
+        s.wildcards.batch,
+        cells_path=s.output.cells,
+        tiling=TilingSettings.from_dict(s.params.tiling),  # config["tiling"]
+        segment=SegmentSettings.from_dict(s.params.segment),  # config["segment"]
+        postprocess=PostprocessSettings.from_dict(s.params.postprocess),  # config["postprocess"]
+        measure=MeasureSettings.from_dict(s.params.measure),  # config["measure"]
+        threads=s.threads,
+    )
+
+
+s = snakemake  # noqa: F821 (provided by Snakemake)
+with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
+    {"plan_batches": plan_batches, "segment_batch": segment_batch}[s.rule](s)

@@ -1,0 +1,246 @@
+"""Steps of the batch rules (``rules/batch.smk``): many fields of view in few jobs.
+
+- :func:`plan_batches` (the ``plan_batches`` checkpoint) reads every image's header and packs the small still
+  images into batches of about ``tiling.shard_mpx`` megapixels (:func:`cellscale.samples.pack_batches`); larger
+  images and time-lapse movies keep their own tile, segment and stitch jobs;
+- :func:`segment_batch` (one ``segment_batch`` job) tiles, segments, stitches and measures every field of view
+  of a batch in one process, filling the network's forward passes across images
+  (:func:`cellscale.segment.image.segment_many`). A field of view that fails (unreadable, wrong channels, NaN
+  pixels) is a row of the batch's ``errors.tsv``; every other one finishes.
+
+A batch folder (``results/batches/NNNN/``) holds:
+
+- ``labels/<sample>/<compartment>.ome.tif``: 32-bit labels, as ``results/segmentation/<sample>/`` for a sample
+  with its own jobs;
+- the per-cell table of all its fields of view, ``sample`` first, as Parquet: in the workflow
+  ``results/cells/batch_NNNN.parquet``, so a run's batch tables read as one dataset
+  (``pyarrow.dataset.dataset("results/cells")``);
+- ``fields.tsv``: one row per field of view (``sample``, ``status`` ok/failed, the summary counts);
+- ``errors.tsv``: the failed ones, with the file and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from cellscale.io import ImageError, ImageSource, atomic_dir, atomic_path, write_labels
+from cellscale.measure import RegionArray, concat_tables, measure_compartments
+from cellscale.report import summarize_sample
+from cellscale.samples import pack_batches
+try:
+    from cellscale.segment.image import FieldOfView, segment_many
+except ImportError:  # TEMP-SHIM until segment_many lands
+    from dataclasses import dataclass as _dc
+
+    from cellscale.segment.image import segment_image
+
+    @_dc
+    class FieldOfView:
+        source: object
+        roles: dict
+        pixel_size_um: float | None = None
+        gamma: float = 1.0
+        scale: float | None = None
+
+    def segment_many(predictor, fovs, *, tile, overlap, block, margin, params, shard_mpx, workers):
+        for i, f in enumerate(fovs):
+            try:
+                yield i, segment_image(predictor, f.source, f.roles, tile=tile, overlap=overlap, block=block,
+                                       margin=margin, params=params, shard_mpx=shard_mpx,
+                                       pixel_size_um=f.pixel_size_um, gamma=f.gamma, scale=f.scale, workers=workers)
+            except (ValueError, OSError) as err:
+                yield i, err
+from cellscale.segment.model import ModelSpec
+from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
+from cellscale.segment.tiles import resampling_scale
+from cellscale.settings import Settings, default
+from cellscale.steps import StepError, open_sample_image
+from cellscale.steps.measure import MeasureSettings, sample_channel_names
+
+log = logging.getLogger("cellscale")
+
+PLAN_COLUMNS = ["sample", "batch", "mpx"]
+ERROR_COLUMNS = ["sample", "image", "batch", "error"]
+
+
+@dataclass(frozen=True)
+class BatchSettings(Settings):
+    """``batches``: which samples share jobs, and what a run with failed images does (defaults: the schema's)."""
+
+    SECTION: ClassVar[str] = "batches"
+    enabled: bool = default("batches", "enabled")
+    keep_going: bool = default("batches", "keep_going")
+    qc_overlays: int = default("batches", "qc_overlays")
+
+
+def image_mpx(path, scale: float | None = 1.0) -> float | None:
+    """Megapixels the model sees of a still image (Y * X * scale², from the header); None when unreadable."""
+    try:
+        with ImageSource.open(path) as source:
+            _, _, h, w = source.shape
+    except (ImageError, OSError, ValueError):
+        return None
+    return h * w * (scale or 1.0) ** 2 / 1e6
+
+
+def plan_batches(rows: pd.DataFrame, out_tsv, shard_mpx: float, enabled: bool = True, workers: int = 8) -> pd.DataFrame:
+    """Which samples share jobs: ``out_tsv`` with ``sample``, ``batch`` (empty: own jobs) and ``mpx``.
+
+    ``rows``: the sample sheet's ``sample``, ``image``, ``kind``, ``model`` (which model the sample needs) and
+    ``scale`` (model pixels per image pixel, NA = 1). Still images of at most ``shard_mpx`` megapixels go into
+    batches of about ``shard_mpx``, one model per batch; headers are read by ``workers`` threads. An unreadable
+    image goes into a batch too, whose job records why (the run's other images are not held up).
+    """
+    rows = rows.reset_index(drop=True)
+    still = (rows["kind"] != "timelapse").to_numpy() if enabled else np.zeros(len(rows), bool)
+    scales = [None if pd.isna(s) else float(s) for s in rows["scale"]]
+    mpx: list[float | None] = [None] * len(rows)
+    todo = np.flatnonzero(still)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for i, size in zip(todo, pool.map(lambda i: image_mpx(rows["image"][i], scales[i]), todo)):
+            mpx[i] = size
+    small = [bool(still[i]) and (mpx[i] is None or mpx[i] <= shard_mpx) for i in range(len(rows))]
+    batch = pd.array([pd.NA] * len(rows), dtype="Int64")
+    picked = np.flatnonzero(small)
+    if len(picked):
+        batch[picked] = pack_batches([mpx[i] for i in picked], list(rows["model"][picked]), shard_mpx)
+    plan = pd.DataFrame({"sample": rows["sample"], "batch": batch, "mpx": mpx})
+    with atomic_path(out_tsv) as tmp:
+        plan.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    log.info("%d samples: %d in %d batches, %d with their own jobs", len(plan), len(picked),
+             plan["batch"].nunique(), len(plan) - len(picked))
+    return plan
+
+
+def read_plan(path) -> pd.DataFrame:
+    """The plan :func:`plan_batches` wrote."""
+    return read_tsv(path, {"batch": "Int64", "mpx": float})
+
+
+def read_tsv(path, dtype: dict | None = None) -> pd.DataFrame:
+    """A table of this module (or the run's), its ``sample`` and ``batch`` columns as text: a sample may be named
+    ``NA`` or ``nan``, and batch ``0007`` stays ``0007``. Empty cells are missing values."""
+    return pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": str, **(dtype or {})}, keep_default_na=False,
+                       na_values=[""])
+
+
+@dataclass
+class Field:
+    """One field of view of a batch: its sample sheet row (see ``rules/batch.smk``)."""
+
+    sample: str
+    image: str
+    roles: dict
+    pixel_size_um: float | None = None
+    gamma: float = 1.0
+    scale: float | None = None
+    channel_names: list[str] | None = None
+
+
+def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, cells_path=None, tiling: TilingSettings | None = None,
+                  segment: SegmentSettings | None = None, postprocess: PostprocessSettings | None = None,
+                  measure: MeasureSettings | None = None, threads: int | None = None) -> pd.DataFrame:
+    """Segment and measure every field of view of a batch into ``out_dir`` (see the module's docstring).
+
+    One model load, and forward passes filled across images; each image keeps its own normalisation, and its
+    labels are those it would get alone. ``cells_path``: where the batch's per-cell table goes (default:
+    ``cells.parquet`` in ``out_dir``). Returns the batch's ``fields.tsv`` table.
+    """
+    # imported here: the predictor loads a network runtime
+    from cellscale.segment.predictor import Predictor
+
+    tiling, segment = tiling or TilingSettings(), segment or SegmentSettings()
+    postprocess, measure = postprocess or PostprocessSettings(), measure or MeasureSettings()
+    spec = ModelSpec.read(model_dir)
+    batch_size = max(1, int(segment.batch_mpx * 1e6 // (tiling.tile * tiling.tile)))
+    predictor = Predictor(model_dir, batch_size=batch_size, precision=segment.precision, threads=threads,
+                          augment=segment.augment)
+    rows, errors, tables = [], [], {}
+    with atomic_dir(out_dir) as tmp:
+        sources, opened = {}, []
+        for field in fields:
+            try:
+                sources[field.sample] = open_sample_image(field.sample, field.image, False)
+                resampling_scale(field.pixel_size_um, spec.pixel_size_um, field.scale)
+                opened.append(field)
+            except (StepError, ValueError) as err:
+                errors.append(_error(field, batch, err))
+        try:
+            fovs = (FieldOfView(sources[f.sample], f.roles, f.pixel_size_um, f.gamma, f.scale) for f in opened)
+            for i, result in segment_many(predictor, fovs, tile=tiling.tile, overlap=tiling.overlap,
+                                          block=postprocess.block, margin=postprocess.margin,
+                                          params=postprocess.overrides, shard_mpx=tiling.shard_mpx,
+                                          workers=threads):
+                field = opened[i]
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    table, summary = _finish_field(field, sources[field.sample], result, Path(tmp), measure)
+                except (StepError, ImageError, ValueError, OSError) as err:
+                    errors.append(_error(field, batch, err))
+                    continue
+                tables[field.sample] = table
+                rows.append({**summary, "status": "ok"})
+                log.info("batch %s: %s, %s", batch, field.sample,
+                         ", ".join(f"{len(table[table.compartment == c])} {c}" for c in result))
+        finally:
+            for source in sources.values():
+                source.close()
+        failed = {e["sample"] for e in errors}
+        rows += [{"sample": f.sample, "status": "failed"} for f in fields if f.sample in failed]
+        order = {f.sample: k for k, f in enumerate(fields)}
+        summary = pd.DataFrame(rows, columns=_summary_columns(rows)).sort_values("sample", key=lambda s: s.map(order))
+        summary.insert(1, "batch", batch)
+        summary.to_csv(tmp / "fields.tsv", sep="\t", index=False)
+        errors.sort(key=lambda e: order[e["sample"]])
+        pd.DataFrame(errors, columns=ERROR_COLUMNS).to_csv(tmp / "errors.tsv", sep="\t", index=False)
+        cells = concat_tables(tables) if tables else pd.DataFrame({"sample": pd.Series(dtype=str)})
+        with atomic_path(cells_path or tmp / "cells.parquet") as table_tmp:
+            cells.to_parquet(table_tmp, index=False)
+    log.info("batch %s: %d fields of view, %d failed", batch, len(fields), len(errors))
+    for e in errors:
+        log.error("batch %s: %s", batch, e["error"])
+    return summary
+
+
+def _summary_columns(rows: list[dict]) -> list[str]:
+    cols = ["sample", "status"]
+    for row in rows:
+        cols += [c for c in row if c not in cols]
+    return cols
+
+
+def _error(field: Field, batch: str, err: Exception) -> dict:
+    message = str(err)
+    if str(field.image) not in message:  # a channel index, a scale: say which file
+        message = f"{field.image}: {message}"
+    if not message.startswith(f"sample {field.sample!r}"):
+        message = f"sample {field.sample!r}: {message}"
+    return {"sample": field.sample, "image": field.image, "batch": batch, "error": message}
+
+
+def _finish_field(field: Field, source: ImageSource, labels: dict, out_dir: Path,
+                  settings: MeasureSettings) -> tuple[pd.DataFrame, dict]:
+    """Write one field of view's labels, measure it: (per-cell table, summary row)."""
+    names = sample_channel_names(field.image, source.shape[1], field.channel_names)
+    planes = {comp: lab[0] for comp, lab in labels.items()}
+    table = measure_compartments(planes, RegionArray(source, "CYX"), names, settings.extra_stats)
+    for comp, plane in planes.items():
+        write_labels(out_dir / "labels" / field.sample / f"{comp}.ome.tif", plane, field.pixel_size_um)
+    return table, summarize_sample(field.sample, planes, table)
+
+
+def label_paths(batch_dir, sample: str, compartments) -> dict:
+    """Where a batched sample's labels are, per compartment."""
+    return {c: Path(batch_dir, "labels", sample, f"{c}.ome.tif") for c in compartments}
+
+
+__all__ = ["BatchSettings", "ERROR_COLUMNS", "Field", "PLAN_COLUMNS", "image_mpx", "label_paths", "plan_batches",
+           "read_plan", "read_tsv", "segment_batch"]

@@ -1,0 +1,91 @@
+"""Batches of small images: how samples are packed (cellscale.samples.pack_batches), which samples share jobs
+(cellscale.steps.batch.plan_batches), and one batch job end to end (segment_batch)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from support import DEMO, MODELS
+
+from cellscale.samples import pack_batches
+from cellscale.steps.batch import Field, plan_batches, read_plan, read_tsv, segment_batch
+
+
+def test_pack_batches_fills_each_batch_up_to_the_limit_in_sheet_order():
+    sizes = [0.3, 0.3, 0.3, 0.5, 0.2, 1.5, 0.1]
+    assert pack_batches(sizes, ["n"] * 7, 1.0) == [0, 0, 0, 1, 1, 2, 3]
+    # a batch never mixes models; each model's images keep their order
+    assert pack_batches([0.5, 0.5, 0.5, 0.5], ["n", "t", "n", "t"], 1.0) == [0, 1, 0, 1]
+    # unknown sizes (unreadable files) count as nothing: their batch job says why they failed
+    assert pack_batches([None, None, 0.6, None], ["n"] * 4, 1.0) == [0, 0, 0, 0]
+    with pytest.raises(ValueError):
+        pack_batches([1.0], ["n", "n"], 1.0)
+
+
+@pytest.mark.parametrize("n", [1, 10, 1000])
+def test_batches_grow_with_megapixels_not_with_images(n):
+    rng = np.random.default_rng(n)
+    sizes = rng.uniform(0.05, 1.0, n).tolist()
+    limit = 4.0
+    batches = pack_batches(sizes, ["n"] * n, limit)
+    count = max(batches) + 1
+    assert count <= math.ceil(sum(sizes) / limit) * 1.35 + 1  # first-fit in order wastes at most one image a batch
+    for b in range(count):
+        assert sum(s for s, k in zip(sizes, batches) if k == b) <= limit or batches.count(b) == 1
+    assert batches == sorted(batches)  # batches follow the sheet
+
+
+def test_plan_sends_small_stills_to_batches_and_large_images_and_movies_to_their_own_jobs(tmp_path):
+    for name, shape in {"a": (256, 256), "b": (512, 512), "big": (2048, 2048), "movie": (3, 64, 64)}.items():
+        tifffile.imwrite(tmp_path / f"{name}.tif", np.zeros(shape, np.uint8))
+    rows = pd.DataFrame({
+        "sample": ["a", "b", "big", "movie", "absent", "half"],
+        "image": [str(tmp_path / f) for f in ("a.tif", "b.tif", "big.tif", "movie.tif", "nothere.tif", "big.tif")],
+        "kind": ["tissue", "tissue", "tissue", "timelapse", "tissue", "tissue"],
+        "scale": [pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, 0.25],  # 2048 px at scale 0.25: the model sees 512 px
+        "model": ["nuclear"] * 6,
+    })
+    plan = plan_batches(rows, tmp_path / "plan.tsv", shard_mpx=1.0)
+    back = read_plan(tmp_path / "plan.tsv").set_index("sample")
+    pd.testing.assert_frame_equal(back.reset_index(), plan.astype({"batch": "Int64"}))
+    assert back.loc["a", "mpx"] == pytest.approx(0.065536) and back.loc["half", "mpx"] == pytest.approx(0.262144)
+    assert pd.isna(back.loc["big", "batch"]) and pd.isna(back.loc["movie", "batch"])
+    assert back.loc["a", "batch"] == back.loc["b", "batch"] == back.loc["absent", "batch"] == back.loc["half", "batch"]
+    off = plan_batches(rows, tmp_path / "off.tsv", shard_mpx=1.0, enabled=False)
+    assert off["batch"].isna().all()
+
+
+def test_a_batch_job_finishes_every_good_image_and_records_each_bad_one(tmp_path):
+    from cellscale.io import read_labels
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.predictor import Predictor
+
+    images = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[:2]
+    tifffile.imwrite(tmp_path / "nan.tif", np.full((64, 64), np.nan, np.float32))
+    fields = [Field(p.stem, str(p), {"nuclear": None, "membrane": None}) for p in images]
+    fields.insert(1, Field("nan", str(tmp_path / "nan.tif"), {"nuclear": None, "membrane": None}))
+    fields.append(Field("absent", str(tmp_path / "nothere.png"), {"nuclear": None, "membrane": None}))
+    out = tmp_path / "batch"
+    summary = segment_batch(fields, MODELS / "nuclear", out, "0007", threads=1)
+    assert list(summary["sample"]) == [f.sample for f in fields]  # sheet order
+    assert list(summary["status"]) == ["ok", "failed", "ok", "failed"]
+    errors = read_tsv(out / "errors.tsv")
+    assert list(errors["sample"]) == ["nan", "absent"] and (errors["batch"] == "0007").all()
+    assert "not finite" in errors["error"][0] and "nothere.png" in errors["error"][1]
+    cells = pd.read_parquet(out / "cells.parquet")
+    assert list(cells.columns[:2]) == ["sample", "CellID"]
+    assert set(cells["sample"]) == {images[0].stem, images[1].stem}
+    # each image's labels are those it gets alone (the predictor's defaults are the workflow's)
+    predictor = Predictor(MODELS / "nuclear", precision="int8", augment="rot180", threads=1)
+    for path in images:
+        from cellscale.io import read_image
+
+        alone = segment_image(predictor, read_image(path), workers=1)["nuclear"][0]
+        batched = read_labels(out / "labels" / path.stem / "nuclear.ome.tif")
+        np.testing.assert_array_equal(batched, alone)
+        assert (cells["sample"] == path.stem).sum() == alone.max()
+    assert not (out / "labels" / "nan").exists() and not (out / "labels" / "absent").exists()
