@@ -12,7 +12,8 @@ import tifffile
 from support import DEMO, MODELS
 
 from cellscale.samples import pack_batches
-from cellscale.steps.batch import Field, plan_batches, read_plan, read_tsv, segment_batch
+from cellscale.steps import read_tsv
+from cellscale.steps.batch import Field, plan_batches, read_plan, segment_batch
 
 
 def test_pack_batches_fills_each_batch_up_to_the_limit_in_sheet_order():

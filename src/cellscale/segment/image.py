@@ -1,19 +1,32 @@
-"""Segmentation of an image in one process (the command line, training and tests): tile, predict, stitch."""
+"""Segmentation in one process (the command line, training and tests): tile, predict, stitch.
+
+:func:`segment_many` runs many fields of view through one predictor: windows of the same size from different
+images fill the same forward passes, each image keeps its own normalisation, and each image's labels are
+those :func:`segment_image` gives it alone.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import repeat
+
 import numpy as np
 
-from cellscale.io import ImageSource
+from cellscale.io import ImageError, ImageSource
+from cellscale.parallel import available_cores, ordered_map
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT
-from cellscale.segment.postprocess import postprocess_params
+from cellscale.segment.postprocess import PostprocessParams, postprocess_params
+from cellscale.segment.preprocess import ChannelRecipe
 from cellscale.segment.settings import PostprocessSettings, TilingSettings
 from cellscale.segment.stitch import frame_labels
-from cellscale.segment.tiles import make_plan, shard_tiles
-from cellscale.parallel import available_cores
-from cellscale.segment.tiles import resampling_scale, to_source_grid
+from cellscale.segment.tiles import TilePlan, make_plan, resampling_scale, shard_tiles, to_source_grid
 
 _TILING, _POST = TilingSettings(), PostprocessSettings()  # the config schema's defaults (cellscale.settings)
+
+# what one field of view may raise without stopping the others: unreadable or non-finite pixels (ImageError,
+# a ValueError), a bad channel index or scale (ValueError), a file gone (OSError)
+IMAGE_ERRORS = (ImageError, ValueError, OSError)
 
 
 def predict_tiles(predictor, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -26,6 +39,46 @@ def predict_tiles(predictor, tiles: np.ndarray, out: np.ndarray | None = None) -
         n, _, th, tw = tiles.shape
         out = np.empty((n, predictor.n_outputs, th, tw), np.float16)
     return predictor.predict(tiles, out)
+
+
+@dataclass
+class FieldOfView:
+    """One image to segment with :func:`segment_many`, and how.
+
+    Attributes
+    ----------
+    source : the image: :meth:`ImageSource.open` (a file read region by region) or
+        :meth:`ImageSource.from_array`.
+    roles : {"nuclear": index or None, "membrane": index or None}.
+    pixel_size_um : micrometres per pixel; resampled to the model's pixel size when it declares one.
+    gamma : intensity exponent before normalisation (< 1 lifts dim nuclei).
+    scale : model pixels per image pixel (wins over ``pixel_size_um``).
+    """
+
+    source: ImageSource
+    roles: dict
+    pixel_size_um: float | None = None
+    gamma: float = 1.0
+    scale: float | None = None
+
+
+@dataclass
+class _Job:
+    """A field of view in flight: its plan and recipe, its windows' maps, or the error that stopped it."""
+
+    index: int
+    fov: FieldOfView
+    plan: TilePlan | None = None
+    recipe: ChannelRecipe | None = None
+    maps: dict[int, np.ndarray] = field(default_factory=dict)
+    error: Exception | None = None
+
+    @property
+    def window_mpx(self) -> float:
+        """Megapixels of its windows (0 once failed)."""
+        if self.plan is None or self.error is not None:
+            return 0.0
+        return len(self.plan.tiles) * self.plan.tile[0] * self.plan.tile[1] / 1e6
 
 
 def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = _TILING.tile,
@@ -42,21 +95,128 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
     use; the labels do not depend on it).
     ``tile``, ``overlap``, ``shard_mpx``, ``block``, ``margin`` and ``params`` (overrides of the model's
     post-processing) are the workflow's settings of the same names, with its defaults (the config schema's).
-    Returns {compartment: (T, Y, X) uint32 labels}.
+    Returns {compartment: (T, Y, X) uint32 labels}; raises what :func:`segment_many` would yield.
+    """
+    source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
+    fov = FieldOfView(source, roles or {}, pixel_size_um, gamma, scale)
+    [(_, result)] = segment_many(predictor, [fov], tile=tile, overlap=overlap, block=block, margin=margin,
+                                 params=params, shard_mpx=shard_mpx, workers=workers)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def segment_many(predictor, fovs: Iterable[FieldOfView], *, tile: int = _TILING.tile, overlap: int = _TILING.overlap,
+                 block: int = _POST.block, margin: int = _POST.margin, params: dict | None = None,
+                 shard_mpx: float = _TILING.shard_mpx, workers: int | None = None,
+                 group_mpx: float = 4.0) -> Iterator[tuple[int, dict[str, np.ndarray] | Exception]]:
+    """Segment many fields of view in one process, filling the network's batches across images.
+
+    ``fovs`` is read lazily, in groups of about ``group_mpx`` megapixels of model windows (an image with
+    more is a group alone): a group's windows are predicted, windows of one size from different images
+    sharing forward passes (``predictor.batch_size`` a pass), then each image is post-processed
+    (``workers`` threads: over the group's images, or over an image's blocks) and yielded. Memory holds
+    one group's windows and maps. Each image has its own tile plan and normalisation, as
+    :func:`segment_image` makes them, and the same labels whatever the grouping and the batch size.
+    Settings as :func:`segment_image`'s.
+
+    Yields
+    ------
+    (index in ``fovs``, {compartment: (T, Y, X) uint32 labels}) in input order, or (index, exception)
+    where planning, reading or post-processing that image raised one of :data:`IMAGE_ERRORS`
+    (e.g. an :class:`ImageError` naming the file); the other images go on.
     """
     spec = predictor.spec
-    source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
-    scale = resampling_scale(pixel_size_um, spec.pixel_size_um, scale)
-    plan, recipe = make_plan(source, roles or {}, spec.inputs, tile, overlap, spec.tile_multiple, shard_mpx, scale,
-                             gamma)
-    maps: dict[int, np.ndarray] = {}
-    for shard, indices in enumerate(plan.shards):
-        for i, m in zip(indices, predict_tiles(predictor, shard_tiles(source, recipe, plan, shard))):
-            maps[i] = m
-    post = postprocess_params(spec, params)
+    post = postprocess_params(spec, params)  # a misspelt override fails every image: raised here
     workers = workers or available_cores()
-    return {comp: to_source_grid(np.stack([frame_labels(plan, maps.__getitem__, f, CHANNELS_PER_COMPARTMENT * k,
-                                                        post[comp], block, margin, workers)
-                                           for f in range(plan.shape[0])]),
-                                 plan.source_shape, plan.scale)
-            for k, comp in enumerate(spec.compartments)}
+    jobs = (_planned(spec, index, fov, tile, overlap, shard_mpx) for index, fov in enumerate(fovs))
+    for group in _groups(jobs, group_mpx):
+        _predict_group(predictor, group)
+        outer = min(workers, len(group))
+
+        def labels(job: _Job) -> dict[str, np.ndarray] | Exception:
+            return _labels(spec.compartments, job, post, block, margin, max(1, workers // outer))
+
+        for job, result in zip(group, ordered_map(labels, group, outer)):
+            yield job.index, result
+
+
+def _planned(spec, index: int, fov: FieldOfView, tile: int, overlap: int, shard_mpx: float) -> _Job:
+    """A job with the tile plan and channel recipe of one field of view (or the error that prevents them)."""
+    job = _Job(index, fov)
+    try:
+        scale = resampling_scale(fov.pixel_size_um, spec.pixel_size_um, fov.scale)
+        job.plan, job.recipe = make_plan(fov.source, fov.roles or {}, spec.inputs, tile, overlap,
+                                         spec.tile_multiple, shard_mpx, scale, fov.gamma)
+    except IMAGE_ERRORS as err:
+        job.error = err
+    return job
+
+
+def _groups(jobs: Iterable[_Job], group_mpx: float) -> Iterator[list[_Job]]:
+    """Consecutive jobs in groups of at most ``group_mpx`` megapixels of windows (a larger job alone)."""
+    group: list[_Job] = []
+    mpx = 0.0
+    for job in jobs:
+        if group and mpx + job.window_mpx > group_mpx:
+            yield group
+            group, mpx = [], 0.0
+        group.append(job)
+        mpx += job.window_mpx
+    if group:
+        yield group
+
+
+def _predict_group(predictor, jobs: list[_Job]) -> None:
+    """Fill the jobs' maps, one window size at a time, windows of several images in one batch."""
+    by_size: dict[tuple[int, ...], list[_Job]] = {}
+    for job in jobs:
+        if job.error is None:
+            by_size.setdefault(tuple(job.plan.tile), []).append(job)
+    for same in by_size.values():
+        pending: list[tuple[_Job, int, np.ndarray]] = []
+        for job in same:
+            try:
+                for shard, indices in enumerate(job.plan.shards):
+                    windows = shard_tiles(job.fov.source, job.recipe, job.plan, shard)
+                    pending += zip(repeat(job), indices, windows)
+                    full = len(pending) - len(pending) % predictor.batch_size
+                    _predict_windows(predictor, pending[:full])
+                    del pending[:full]
+            except IMAGE_ERRORS as err:  # e.g. non-finite pixels outside the sample make_plan checked
+                job.error = err
+        _predict_windows(predictor, pending)
+
+
+def _predict_windows(predictor, windows: list[tuple[_Job, int, np.ndarray]]) -> None:
+    """Predict (job, tile index, window) triples of one size; a window the predictor refuses (e.g. larger
+    than the int8 copy's) fails the images it belongs to."""
+    if not windows:
+        return
+    try:
+        maps = predict_tiles(predictor, np.stack([w for _, _, w in windows]))
+    except ValueError as err:
+        for job, _, _ in windows:
+            job.error = job.error or err
+        return
+    for (job, i, _), m in zip(windows, maps):
+        job.maps[i] = m
+
+
+def _labels(compartments: list[str], job: _Job, post: dict[str, PostprocessParams], block: int, margin: int,
+            workers: int) -> dict[str, np.ndarray] | Exception:
+    """{compartment: (T, Y, X) uint32 labels} of a predicted job (on its image's grid), or its error."""
+    try:
+        if job.error is not None:
+            return job.error
+        plan = job.plan
+        return {comp: to_source_grid(np.stack([frame_labels(plan, job.maps.__getitem__, f,
+                                                            CHANNELS_PER_COMPARTMENT * k, post[comp], block,
+                                                            margin, workers)
+                                               for f in range(plan.shape[0])]),
+                                     plan.source_shape, plan.scale)
+                for k, comp in enumerate(compartments)}
+    except IMAGE_ERRORS as err:
+        return err
+    finally:
+        job.maps.clear()

@@ -12,6 +12,7 @@ import os
 from typing import NoReturn
 
 import numpy as np
+import pandas as pd
 
 from cellscale.io import ImageError, ImageSource, read_labels
 
@@ -57,3 +58,14 @@ def read_sample_labels(sample: str, path) -> np.ndarray:
         return read_labels(path)
     except ImageError as err:
         _image_failed(sample, err)
+
+
+# the columns of a batch's (and the run's) errors.tsv: one row per image that failed
+ERROR_COLUMNS = ["sample", "image", "batch", "error"]
+
+
+def read_tsv(path, dtype: dict | None = None) -> pd.DataFrame:
+    """A table the steps write (a batch's fields.tsv, errors.tsv, the plan), ``sample`` and ``batch`` as text: a
+    sample may be named ``NA`` or ``nan``, and batch ``0007`` stays ``0007``. Only empty cells are missing."""
+    return pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": str, **(dtype or {})}, keep_default_na=False,
+                       na_values=[""])

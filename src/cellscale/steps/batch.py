@@ -61,13 +61,12 @@ from cellscale.segment.model import ModelSpec
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.segment.tiles import resampling_scale
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, open_sample_image
+from cellscale.steps import ERROR_COLUMNS, StepError, open_sample_image, read_tsv
 from cellscale.steps.measure import MeasureSettings, sample_channel_names
 
 log = logging.getLogger("cellscale")
 
 PLAN_COLUMNS = ["sample", "batch", "mpx"]
-ERROR_COLUMNS = ["sample", "image", "batch", "error"]
 
 
 @dataclass(frozen=True)
@@ -123,12 +122,6 @@ def read_plan(path) -> pd.DataFrame:
     """The plan :func:`plan_batches` wrote."""
     return read_tsv(path, {"batch": "Int64", "mpx": float})
 
-
-def read_tsv(path, dtype: dict | None = None) -> pd.DataFrame:
-    """A table of this module (or the run's), its ``sample`` and ``batch`` columns as text: a sample may be named
-    ``NA`` or ``nan``, and batch ``0007`` stays ``0007``. Empty cells are missing values."""
-    return pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": str, **(dtype or {})}, keep_default_na=False,
-                       na_values=[""])
 
 
 @dataclass
@@ -242,5 +235,5 @@ def label_paths(batch_dir, sample: str, compartments) -> dict:
     return {c: Path(batch_dir, "labels", sample, f"{c}.ome.tif") for c in compartments}
 
 
-__all__ = ["BatchSettings", "ERROR_COLUMNS", "Field", "PLAN_COLUMNS", "image_mpx", "label_paths", "plan_batches",
-           "read_plan", "read_tsv", "segment_batch"]
+__all__ = ["BatchSettings", "Field", "PLAN_COLUMNS", "image_mpx", "label_paths", "plan_batches",
+           "read_plan", "segment_batch"]

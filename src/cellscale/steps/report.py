@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cellscale.io import atomic_path
-from cellscale.steps import open_sample_image, read_sample_labels
-from cellscale.steps.batch import ERROR_COLUMNS, read_tsv
+from cellscale.steps import ERROR_COLUMNS, open_sample_image, read_sample_labels, read_tsv
 from cellscale.report import distributions_plot, overlay, overlay_grid, save_png, summarize_sample
 
 log = logging.getLogger("cellscale")
