@@ -34,7 +34,7 @@ def batch_model_files(wildcards):
 
 def batch_fields(wildcards):
     """The sample sheet's rows of a batch, as the step takes them."""
-    return [{"sample": s, "image": samples.loc[s, "image"], "roles": roles(s), "pixel_size_um": pixel_size(s),
+    return [{"sample": s, "image": sheet["image"][s], "roles": roles(s), "pixel_size_um": pixel_size(s),
              "gamma": gamma(s), "scale": scale(s), "channel_names": channel_names(s)}
             for s in batch_members(wildcards.batch)]
 
@@ -86,7 +86,7 @@ rule report_fields:
             labels={"figure": "distributions over all images"},
         ),
     params:
-        candidates=lambda w: {s: samples.loc[s, "image"] for s in qc_candidates()},
+        candidates=lambda w: {s: sheet["image"][s] for s in qc_candidates()},
         qc_overlays=config["batches"]["qc_overlays"],
     log:
         "logs/report_fields.log",

@@ -53,17 +53,24 @@ wildcard_constraints:
     batch=r"\d{4}",
 
 
-def sample_row(wildcards):
-    return samples.loc[wildcards.sample]
+# Each column as a dict: the input functions run once per job, and a sheet may have 10^5 rows (a dict lookup is
+# about 100 times faster than samples.loc).
+sheet = {column: samples[column].to_dict() for column in samples.columns}
+
+
+def cell(sample, column):
+    """The sheet's value (None when empty)."""
+    value = sheet[column][sample]
+    return None if pd.isna(value) else value
 
 
 def _int_or_none(value):
-    return None if pd.isna(value) else int(value)
+    return None if value is None else int(value)
 
 
 def roles(sample):
-    row = samples.loc[sample]
-    return {"nuclear": _int_or_none(row.nuclear_channel), "membrane": _int_or_none(row.membrane_channel)}
+    return {"nuclear": _int_or_none(cell(sample, "nuclear_channel")),
+            "membrane": _int_or_none(cell(sample, "membrane_channel"))}
 
 
 def has_membrane(sample):
@@ -71,7 +78,7 @@ def has_membrane(sample):
 
 
 def is_timelapse(sample):
-    return samples.loc[sample, "kind"] == "timelapse"
+    return sheet["kind"][sample] == "timelapse"
 
 
 def model_key(sample):
@@ -110,7 +117,7 @@ def compartments(sample):
 
 def image_input(wildcards):
     """The sample's image; a missing file fails the sample's tile job, not the whole run."""
-    path = samples.loc[wildcards.sample, "image"]
+    path = sheet["image"][wildcards.sample]
     # with a default storage provider (no shared filesystem) the image is in storage, not on this disk
     if workflow.storage_settings.default_storage_provider is None and not os.path.exists(path):
         logger.warning(f"sample {wildcards.sample!r}: image file {path} not found; its jobs will fail")
@@ -119,23 +126,23 @@ def image_input(wildcards):
 
 
 def channel_names(sample):
-    value = samples.loc[sample, "channel_names"]
-    return None if pd.isna(value) else [n.strip() for n in value.split(",")]
+    value = cell(sample, "channel_names")
+    return None if value is None else [n.strip() for n in value.split(",")]
 
 
 def pixel_size(sample):
-    value = samples.loc[sample, "pixel_size_um"]
-    return None if pd.isna(value) else float(value)
+    value = cell(sample, "pixel_size_um")
+    return None if value is None else float(value)
 
 
 def gamma(sample):
-    value = samples.loc[sample, "gamma"]
-    return 1.0 if pd.isna(value) else float(value)
+    value = cell(sample, "gamma")
+    return 1.0 if value is None else float(value)
 
 
 def scale(sample):
-    value = samples.loc[sample, "scale"]
-    return None if pd.isna(value) else float(value)
+    value = cell(sample, "scale")
+    return None if value is None else float(value)
 
 
 def shard_predictions(wildcards):
@@ -187,7 +194,7 @@ def own_samples():
 
 def existing_images(names):
     """The images of these samples that exist here; a missing one is recorded by its batch job, not fatal."""
-    paths = samples.loc[names, "image"]
+    paths = [sheet["image"][s] for s in names]
     if workflow.storage_settings.default_storage_provider is not None:
         return list(paths)
     return [p for p in paths if os.path.exists(p)]

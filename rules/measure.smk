@@ -9,7 +9,7 @@ rule measure:
         parquet="results/measurements/{sample}.parquet",
         h5ad="results/measurements/{sample}.h5ad",
     params:
-        image=lambda w: samples.loc[w.sample, "image"],
+        image=lambda w: sheet["image"][w.sample],
         compartments=lambda w: compartments(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
         channel_names=lambda w: channel_names(w.sample),

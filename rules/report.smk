@@ -14,7 +14,7 @@ rule report_sample:
         ),
         summary="results/report/{sample}/summary.json",
     params:
-        image=lambda w: samples.loc[w.sample, "image"],
+        image=lambda w: sheet["image"][w.sample],
         compartments=lambda w: compartments(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
     log:

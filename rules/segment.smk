@@ -9,7 +9,7 @@ checkpoint tile:
         tiles=directory("results/tiles/{sample}"),
     params:
         sample=lambda w: w.sample,
-        image=lambda w: samples.loc[w.sample, "image"],
+        image=lambda w: sheet["image"][w.sample],
         roles=lambda w: roles(w.sample),
         model=lambda w: model_dir(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),

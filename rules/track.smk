@@ -8,7 +8,7 @@ rule track:
         ctc=directory("results/tracks/{sample}"),
         table="results/tracks/{sample}.parquet",
     params:
-        image=lambda w: samples.loc[w.sample, "image"],
+        image=lambda w: sheet["image"][w.sample],
         nuclear_channel=lambda w: roles(w.sample)["nuclear"],
         track=config["track"],
     log:
