@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -305,7 +306,8 @@ def test_minimal_sample_sheet_runs(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     result = run(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    cells = pd.read_parquet(tmp_path / "results/measurements/dsb.parquet")
+    cells = pd.read_parquet(tmp_path / "results/cells.parquet")
+    cells = cells[cells["sample"] == "dsb"]  # a small image: measured in its batch
     assert len(cells) > 10 and "ch0" in cells.columns  # no channel_names: ch0, ch1, ...
     assert (tmp_path / "results/tracks/movie.parquet").exists()
     assert (tmp_path / "results/summary.tsv").exists()
@@ -457,3 +459,39 @@ def test_cell_tracking_challenge_frame_folder_end_to_end(tmp_path):
     result = run(tmp_path / "bad", "results/tiles/gowt1")
     assert result.returncode != 0 and f"t{n:03d}.tif" in result.stdout + result.stderr
     assert not (tmp_path / "bad" / "results" / "tiles" / "gowt1").exists()
+
+
+def test_many_small_images_run_in_few_jobs(tmp_path):
+    """200 fields of view: jobs grow with megapixels (batches of tiling.shard_mpx), not with images."""
+    import re
+
+    import tifffile
+
+    from cellscale.synth.tissue import make_tissue
+
+    n, shard_mpx = 200, 0.25
+    (tmp_path / "plate").mkdir()
+    for i in range(n):
+        tissue = make_tissue((64, 96), n_cells=6, seed=i)
+        tifffile.imwrite(tmp_path / "plate" / f"A01_s{i:03d}.tif", tissue.image[0])
+    sheet = subprocess.run([str(Path(SNAKEMAKE).parent / "cellscale"), "samples", str(tmp_path / "plate/*.tif"),
+                            "--kind", "tissue", "-o", str(tmp_path / "sheet.tsv")], capture_output=True, text=True)
+    assert sheet.returncode == 0, sheet.stderr
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": shard_mpx},
+                 batches={"qc_overlays": 5})
+    (tmp_path / "config/samples.tsv").write_text((tmp_path / "sheet.tsv").read_text())
+    result = run(tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    batches = math.ceil(n * 64 * 96 / 1e6 / shard_mpx)
+    assert len(list((tmp_path / "logs/segment_batch").glob("*.log"))) == batches
+    steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", out)[-1])
+    # plan, the batches, the run's tables, the report's two figures and `all`
+    assert steps == batches + 5, out[-2000:]
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
+    assert len(summary) == n and (summary["status"] == "ok").all() and (summary["nuclear_cells"] > 0).all()
+    cells = pd.read_parquet(tmp_path / "results/cells.parquet")
+    assert cells["sample"].nunique() == n and list(cells["sample"].unique()) == list(summary["sample"])
+    assert not (tmp_path / "results/segmentation").exists() and not (tmp_path / "results/tiles").exists()
+    drawn = re.search(r"report: (\d+) of (\d+) batched images drawn", (tmp_path / "logs/report_fields.log").read_text())
+    assert drawn and drawn.groups() == ("5", str(n))
