@@ -5,9 +5,9 @@
 
 checkpoint plan_batches:
     input:
-        sheet=config["samples"],
+        sheet=local(config["samples"]),  # on this machine, also when the data are in remote storage
         # read for their headers (sizes); on a cluster without a shared disk this job downloads them once
-        images=lambda w: existing_images(samples.index[samples["kind"] != "timelapse"]) if config["batches"]["enabled"] else [],
+        images=lambda w: batch_candidates_images(),
     output:
         plan="results/batches/plan.tsv",
     params:
@@ -15,6 +15,7 @@ checkpoint plan_batches:
             model=[model_key(s) for s in samples.index]),
         shard_mpx=config["tiling"]["shard_mpx"],
         enabled=config["batches"]["enabled"],
+        image_paths=lambda w: batch_candidates_images(),  # the sheet's paths of input.images, in their order
     threads: 2
     resources:
         mem_mb=2000,
@@ -26,6 +27,13 @@ checkpoint plan_batches:
         "../envs/cellscale.yaml"
     script:
         "../scripts/batch.py"
+
+
+def batch_candidates_images():
+    """The images plan_batches reads: every still image's (those that exist here)."""
+    if not config["batches"]["enabled"]:
+        return []
+    return existing_images(samples.index[samples["kind"] != "timelapse"])
 
 
 def batch_model_files(wildcards):
@@ -49,6 +57,7 @@ rule segment_batch:
         cells="results/cells/batch_{batch}.parquet",
     params:
         fields=batch_fields,
+        image_paths=lambda w: existing_images(batch_members(w.batch)),  # the sheet's paths of input.images
         model=lambda w: config["models"][model_key(batch_members(w.batch)[0])],
         tiling=config["tiling"],
         segment=config["segment"],
@@ -87,6 +96,7 @@ rule report_fields:
         ),
     params:
         candidates=lambda w: {s: sheet["image"][s] for s in qc_candidates()},
+        image_paths=lambda w: existing_images(qc_candidates()),  # the sheet's paths of input.images
         qc_overlays=config["batches"]["qc_overlays"],
     log:
         "logs/report_fields.log",

@@ -166,8 +166,11 @@ _plans = {}
 def batch_plan():
     """The plan_batches checkpoint's table: sample, batch (NA: the sample has its own jobs), mpx."""
     path = checkpoints.plan_batches.get().output.plan
-    if not os.path.exists(path):  # no shared filesystem: the checkpoint's output is in storage
-        workflow.async_run(path.retrieve_from_storage())
+    if not os.path.exists(path):  # no shared filesystem: the checkpoint's output is in storage; fetch it here
+        # (synchronously: input functions may run inside Snakemake's event loop, where async_run cannot)
+        path.storage_object.local_path().parent.mkdir(parents=True, exist_ok=True)
+        path.storage_object.retrieve_object()
+        path = path.storage_object.local_path()
     key = (str(path), os.path.getmtime(path))
     if key not in _plans:
         plan = pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": "Int64"}, keep_default_na=False,

@@ -10,15 +10,24 @@ from cellscale.steps import batch as step
 from cellscale.steps.measure import MeasureSettings
 
 
+def staged(s) -> dict:
+    """The sheet's image paths -> where this job reads them (the same, or the staged copy where there is no
+    shared filesystem)."""
+    return dict(zip(s.params.image_paths, s.input.images))
+
+
 def plan_batches(s):
     """Which samples share jobs."""
-    step.plan_batches(s.params.rows, s.output.plan, s.params.shard_mpx, s.params.enabled, workers=4 * s.threads)
+    where = staged(s)
+    rows = s.params.rows.assign(image=lambda d: d["image"].map(lambda p: where.get(p, p)))
+    step.plan_batches(rows, s.output.plan, s.params.shard_mpx, s.params.enabled, workers=4 * s.threads)
 
 
 def segment_batch(s):
     """Tile, segment, stitch and measure every image of one batch."""
+    where = staged(s)
     step.segment_batch(
-        [step.Field(**f) for f in s.params.fields],
+        [step.Field(**{**f, "image": where.get(f["image"], f["image"])}) for f in s.params.fields],
         staged_model(s.input, s.params.model),
         s.output.batch,
         s.wildcards.batch,

@@ -36,8 +36,9 @@ def summary(s):
 
 def report_fields(s):
     """Outlines on some batched images, distributions over all of them."""
-    step.report_fields(list(s.input.fields), s.params.candidates, s.output.overlays, s.output.distributions,
-                       s.params.qc_overlays)
+    where = dict(zip(s.params.image_paths, s.input.images))  # staged copies where there is no shared filesystem
+    step.report_fields(list(s.input.fields), {k: where.get(p, p) for k, p in s.params.candidates.items()},
+                       s.output.overlays, s.output.distributions, s.params.qc_overlays)
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)

@@ -29,7 +29,7 @@ import pytest
 import tifffile
 import yaml
 from support import MODELS, ROOT
-from support.kube_emulator import Cluster, api_errors, requests_of
+from support.kube_emulator import Cluster, api_errors
 
 from cellscale.deploy import gke, sizing
 
@@ -237,7 +237,6 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
     covered = {r for j in jobs for r in rules_of(j)}
     assert {"plan_batches", "tile", "segment", "stitch", "segment_batch", "measure", "track", "report_sample",
             "lineage", "report_fields", "summary"} <= covered
-    group_rules = set(profile["groups"])
     scalar = profile["kubernetes-cpu-scalar"]
     for job in jobs:
         name, rules = job["metadata"]["name"], rules_of(job)
@@ -261,15 +260,10 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
             assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": s.spot_machine_type}
             assert "nvidia.com/gpu" not in req and not lim and not spec.get("tolerations")
             assert created[name]["pool"] == "spot-cpu"
-            if len(rules) == 1 and rules[0] not in group_rules:
-                res = {**profile["default-resources"], **profile["set-resources"].get(rules[0], {})}
-                assert req["memory"] == f"{res['mem_mb']}M", rules
-                assert req["cpu"] == f"{int(rule_threads(rules[0]) * scalar * 1000)}m", rules
-            else:  # a group pod: no wider than the profile's per-pod limits
-                assert set(rules) <= group_rules
-                assert requests_of(spec)["memory"] <= profile["resources"]["mem_mb"]
-                assert requests_of(spec)["cpu"] <= profile["cores"] * scalar + 1e-9
-    assert any(len(rules_of(j)) > 1 for j in jobs), "per-sample CPU steps were grouped into few pods"
+            assert len(rules) == 1, rules  # one job a pod (no groups: see profiles/gke/config.yaml)
+            res = {**profile["default-resources"], **profile["set-resources"].get(rules[0], {})}
+            assert req["memory"] == f"{res['mem_mb']}M", rules
+            assert req["cpu"] == f"{int(rule_threads(rules[0]) * scalar * 1000)}m", rules
 
 
 def rule_threads(rule: str) -> int:
