@@ -226,6 +226,33 @@ def all_targets(wildcards):
     return out
 
 
+def missing_outputs():
+    """The run's targets that do not exist (in the default storage, where there is one)."""
+    missing = []
+    for target in all_targets(None):
+        if workflow.storage_settings.default_storage_provider is None:
+            found = os.path.exists(target)
+        else:
+            found = workflow.modifier.path_modifier.apply_default_storage(target).flags["storage_object"].exists()
+        if not found:
+            missing.append(target)
+    return missing
+
+
+def check_run_end(keep_going):
+    """After a run that Snakemake counts as a success: every target exists, and no image failed (unless
+    keep_going). Snakemake 9.27 can end a run with exit status 0 and outputs missing when a job that follows a
+    checkpoint was to be retried and another checkpoint updated the DAG meanwhile (seen with preempted pods):
+    that run ends non-zero here, and the same command again finishes it."""
+    dag = workflow.dag
+    whole_run = {j.rule.name for j in dag.targetjobs} == {"all"} and not dag.untilrules and not dag.omitrules
+    missing = missing_outputs() if whole_run else []  # not when asked for some files or rules only
+    if missing:
+        raise WorkflowError(f"the run ended with {len(missing)} of its outputs missing (e.g. {missing[0]}): a "
+                            f"job to be retried was dropped by Snakemake. Run the same command again to finish it")
+    failed_images_end_run(keep_going)
+
+
 def failed_images_end_run(keep_going):
     """After a run: the number of images listed in results/errors.tsv, and a non-zero exit unless keep_going."""
     path = Path("results/errors.tsv")

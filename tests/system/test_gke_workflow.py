@@ -159,15 +159,23 @@ def gke_run(prepared):
                  kill_fraction=KILL_FRACTION, seed=SEED) as cluster:
         kubeconfig = cluster.start(namespace="cellscale")
         started = time.time()
-        result = subprocess.run(
-            gke_command(bucket, "--container-image", "cellscale:emulated", "--jobs", "2",
-                        "--seconds-between-status-checks", "1"),
-            cwd=work, capture_output=True, text=True, timeout=1500,
-            env={**os.environ, **ENV, "KUBECONFIG": str(kubeconfig)})
+        runs = []
+        for _ in range(2):
+            result = subprocess.run(
+                gke_command(bucket, "--container-image", "cellscale:emulated", "--jobs", "2",
+                            "--seconds-between-status-checks", "1"),
+                cwd=work, capture_output=True, text=True, timeout=1500,
+                env={**os.environ, **ENV, "KUBECONFIG": str(kubeconfig)})
+            runs.append(result.stdout + result.stderr)
+            # Snakemake 9.27 may drop the retry of a killed job that follows a checkpoint and end with exit 0 and
+            # outputs missing; the workflow's end check turns that into an error asking for a rerun, which a user
+            # would do: one rerun must finish the run (nothing else may fail)
+            if result.returncode == 0 or "Run the same command again to finish it" not in runs[-1]:
+                break
         seconds = time.time() - started
-    out = result.stdout + result.stderr
+    out = "\n".join(runs)
     assert result.returncode == 0, out[-6000:]
-    return {"work": work, "bucket": bucket, "cluster": cluster, "out": out, "seconds": seconds,
+    return {"work": work, "bucket": bucket, "cluster": cluster, "out": out, "seconds": seconds, "runs": len(runs),
             "settings": settings, "profile": gke.load_profile(PROFILE, environ=ENV)}
 
 
