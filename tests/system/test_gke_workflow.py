@@ -228,19 +228,19 @@ def test_preempted_jobs_are_retried(gke_run):
     assert killed, f"seed {SEED} killed no pod; pick another"
     assert all(e["after"] >= 1.0 for e in killed)  # mid-run, not before it started
     finished = {e["job"]: e for e in events if e["event"] == "finished"}
-    by_job = {e["job"]: e for e in events if e["event"] == "created"}
+    target = {j["metadata"]["name"]: _targets(j) for j in cluster.recorded_jobs()}
     dropped = []
-    for kill in killed:
+    for k, kill in enumerate(events):
+        if kill["event"] != "killed":
+            continue
         assert finished[kill["job"]]["exit_code"] == 137
-        killed_job = next(j for j in cluster.recorded_jobs() if j["metadata"]["name"] == kill["job"])
-        rules, args = rules_of(killed_job), killed_job["spec"]["template"]["spec"]["containers"][0]["args"][1]
-        same = [j for j in cluster.recorded_jobs() if j["metadata"]["name"] != kill["job"] and rules_of(j) == rules
-                and _targets(j) == _targets(killed_job)]
-        ok = [j for j in same if finished.get(j["metadata"]["name"], {}).get("exit_code") == 0]
-        assert ok, (rules, args)  # the job ran again and succeeded: retried, or by the rerun
-        if not any(by_job[j["metadata"]["name"]]["attempt"] > 1 for j in ok if j["metadata"]["name"] in by_job):
-            dropped.append(rules)  # Snakemake dropped its retry: the run's end check asked for the rerun
+        again = [e for e in events[k + 1:] if e["event"] == "created" and target[e["job"]] == target[kill["job"]]]
+        assert again, target[kill["job"]]  # the job ran again
+        assert finished[again[0]["job"]]["exit_code"] == 0 or len(again) > 1, target[kill["job"]]
+        if again[0]["attempt"] == 1:  # not a retry but the rerun: Snakemake dropped the retry
+            dropped.append(target[kill["job"]])
     assert "Trying to restart job" in gke_run["out"]
+    # a dropped retry (Snakemake 9.27, a job after a checkpoint) made the run end asking for the rerun, and only then
     assert (gke_run["runs"] == 2) == bool(dropped), (gke_run["runs"], dropped)
 
 
@@ -263,7 +263,7 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
     assert {"tile", "segment", "stitch", "segment_batch", "measure", "track", "report_sample", "lineage",
             "report_fields", "summary"} <= covered
     # plan_batches reads the sample sheet, which is on the launching machine: Snakemake runs it there
-    assert "plan_batches" not in covered and "localcheckpoint plan_batches" in gke_run["out"]
+    assert "plan_batches" not in covered and (gke_run["bucket"] / "results/batches/plan.tsv").exists()
     scalar = profile["kubernetes-cpu-scalar"]
     for job in jobs:
         name, rules = job["metadata"]["name"], rules_of(job)
