@@ -34,29 +34,7 @@ from cellscale.io import ImageError, ImageSource, atomic_dir, atomic_path, write
 from cellscale.measure import RegionArray, concat_tables, measure_compartments
 from cellscale.report import summarize_sample
 from cellscale.samples import pack_batches
-try:
-    from cellscale.segment.image import FieldOfView, segment_many
-except ImportError:  # TEMP-SHIM until segment_many lands
-    from dataclasses import dataclass as _dc
-
-    from cellscale.segment.image import segment_image
-
-    @_dc
-    class FieldOfView:
-        source: object
-        roles: dict
-        pixel_size_um: float | None = None
-        gamma: float = 1.0
-        scale: float | None = None
-
-    def segment_many(predictor, fovs, *, tile, overlap, block, margin, params, shard_mpx, workers):
-        for i, f in enumerate(fovs):
-            try:
-                yield i, segment_image(predictor, f.source, f.roles, tile=tile, overlap=overlap, block=block,
-                                       margin=margin, params=params, shard_mpx=shard_mpx,
-                                       pixel_size_um=f.pixel_size_um, gamma=f.gamma, scale=f.scale, workers=workers)
-            except (ValueError, OSError) as err:
-                yield i, err
+from cellscale.segment.image import FieldOfView, segment_many
 from cellscale.segment.model import ModelSpec
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.segment.tiles import resampling_scale
