@@ -51,7 +51,10 @@ def _variant_name(precision: str, augment: str, model: str = "") -> str:
     return " ".join(filter(None, ["cellscale", model, precision])) + ("" if augment == "none" else f" + {augment}")
 
 
-def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
+def nuclear_accuracy(model_dir: Path, quick: bool, splits: tuple[str, ...] = ("test",),
+                     variants: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """F1 and mean AP per image kind on DSB2018 ``splits`` (test: held out; val: the split the post-processing
+    was tuned and the int8 copies calibrated on), for ``variants`` (precision, augment) and Otsu."""
     from cellscale.io import read_image
     from cellscale.segment.baseline import otsu_watershed
     from cellscale.segment.image import segment_image
@@ -66,10 +69,11 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
 
     root = SHARED / "dsb2018"
     index = pd.read_csv(root / "index.csv")
-    index = index[[split_of(i) == "test" for i in index.id]]
-    variants = quick_variants() if quick else VARIANTS
+    index = index.assign(split=[split_of(i) for i in index.id])
+    index = index[index.split.isin(splits)]
+    variants = variants or (quick_variants() if quick else VARIANTS)
     if quick:  # CI: a few images, to show the figures come out
-        index = index.groupby("kind").head(4)
+        index = index.groupby(["split", "kind"]).head(4)
     predictors = {_variant_name(p, a): Predictor(model_dir, precision=p, augment=a) for p, a in variants}
     rows, pairs = [], {}
     for r in index.itertuples():
@@ -78,13 +82,14 @@ def nuclear_accuracy(model_dir: Path, quick: bool) -> pd.DataFrame:
         kind = "fluorescence" if r.kind == "fluorescence" else "colour/brightfield"
         for name, predictor in predictors.items():
             ours = segment_image(predictor, raw, tile=WINDOW)["nuclear"][0]
-            pairs.setdefault((kind, name), []).append((truth, ours))
+            pairs.setdefault((r.split, kind, name), []).append((truth, ours))
         chans = select_channels(raw, {}, ["nuclear"])[0]
         base = otsu_watershed(normalize(chans, percentile_range(chans))[0])
-        pairs.setdefault((kind, "Otsu + watershed"), []).append((truth, base))
-    for (kind, method), p in pairs.items():
+        pairs.setdefault((r.split, kind, "Otsu + watershed"), []).append((truth, base))
+    for (split, kind, method), p in sorted(pairs.items(), key=lambda item: item[0][:2]):
         s = summarize(p)
-        rows.append({"kind": kind, "method": method, "images": s["images"], "F1@0.5": s["f1"], "mean AP": s["ap"]})
+        rows.append({"split": split, "kind": kind, "method": method, "images": s["images"], "F1@0.5": s["f1"],
+                     "mean AP": s["ap"]})
     return pd.DataFrame(rows)
 
 
@@ -93,7 +98,8 @@ def quick_variants() -> list[tuple[str, str]]:
     return [v for v in VARIANTS if v in (("int8", "rot180"), ("float32", "none"))]
 
 
-def whole_cell_accuracy(model_dirs: list[Path], quick: bool = False) -> pd.DataFrame:
+def whole_cell_accuracy(model_dirs: list[Path], quick: bool = False,
+                        variants: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     import tifffile
 
     from cellscale.segment.image import segment_image
@@ -104,7 +110,7 @@ def whole_cell_accuracy(model_dirs: list[Path], quick: bool = False) -> pd.DataF
     experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
     methods = {}
     for model_dir in model_dirs:
-        for precision, augment in quick_variants() if quick else VARIANTS:
+        for precision, augment in variants or (quick_variants() if quick else VARIANTS):
             predictor = Predictor(model_dir, precision=precision, augment=augment)
             labels = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2}, tile=WINDOW)
             methods[_variant_name(precision, augment, model_dir.name)] = labels["whole_cell"][0]
@@ -179,6 +185,15 @@ def speed(sizes: list[float], model: str, tile: int, workdir: Path, precision: s
     return pd.DataFrame(rows)
 
 
+def _variant(text: str) -> tuple[str, str]:
+    """'int8+rot180' -> ('int8', 'rot180'); 'float32' -> ('float32', 'none')."""
+    precision, _, augment = text.partition("+")
+    if precision not in ALL_PRECISIONS or (augment or "none") not in AUGMENTATIONS:
+        raise argparse.ArgumentTypeError(f"{text!r}: PRECISION[+AUGMENT], precision one of "
+                                         f"{', '.join(ALL_PRECISIONS)}, augment one of {', '.join(AUGMENTATIONS)}")
+    return precision, augment or "none"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes and a DSB subset (CI)")
@@ -188,20 +203,27 @@ def main() -> int:
                         help="network arithmetic for the speed runs (config segment.precision)")
     parser.add_argument("--augment", nargs="+", default=["none"], choices=list(AUGMENTATIONS),
                         help="test-time augmentation for the speed runs (config segment.augment)")
+    parser.add_argument("--splits", nargs="+", default=["test"], choices=["test", "val"],
+                        help="DSB2018 splits the nuclear accuracy scores (default: test, the held-out split)")
+    parser.add_argument("--variants", nargs="+", type=_variant, default=None, metavar="PRECISION[+AUGMENT]",
+                        help="what the accuracy parts score, e.g. int8+rot180 (default: every precision and "
+                             "augmentation; --quick: int8+rot180 and float32)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
     results = {}
     if "nuclear" not in args.skip:
         if (SHARED / "dsb2018").exists():
-            table = nuclear_accuracy(ROOT / "models" / "nuclear", args.quick)
-            print("\n## Nuclear segmentation, DSB2018 held-out split\n" + table.to_string(index=False))
+            table = nuclear_accuracy(ROOT / "models" / "nuclear", args.quick, tuple(args.splits), args.variants)
+            print(f"\n## Nuclear segmentation, DSB2018 split(s) {', '.join(args.splits)} (test: held out)\n"
+                  + table.to_string(index=False))
             results["nuclear"] = table.to_dict("records")
         else:
             print("(no ../shared/data/dsb2018: nuclear accuracy skipped)")
     if "whole-cell" not in args.skip:
         if CODEX.exists():
-            table = whole_cell_accuracy([ROOT / "models" / m for m in ("tissue", "tissue-tight")], args.quick)
+            table = whole_cell_accuracy([ROOT / "models" / m for m in ("tissue", "tissue-tight")], args.quick,
+                                        args.variants)
             print(f"\n## Whole-cell segmentation, CODEX R001_X003_Y004 columns >= {CODEX_TEST_X0} (held out)\n"
                   + table.to_string(index=False))
             results["whole_cell"] = table.to_dict("records")

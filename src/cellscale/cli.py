@@ -34,7 +34,7 @@ def _segment(args) -> int:
 
     from cellscale.io import ImageSource, is_image_file, is_ome_zarr, read_image, write_labels
     from cellscale.logs import step_log
-    from cellscale.segment.image import segment_image
+    from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.segment.model import shipped_model
     from cellscale.segment.predictor import Predictor
     from cellscale.segment.tiles import resampling_scale
@@ -60,18 +60,42 @@ def _segment(args) -> int:
     compartment = "whole_cell" if whole_cell else "nuclear"
     single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
     out_dir = Path(args.output) if not single_file else None
-    with step_log(None, "segment"):
+    read, failed = [], []  # the paths segment_many gets (its indices), the ones that failed
+
+    def fields():  # read one at a time, as segment_many asks: a folder never has to fit in memory
         for path in inputs:
-            image = ImageSource.from_array(read_image(path, timelapse=args.timelapse), path)  # errors name it
-            labels = segment_image(predictor, image, roles, tile=args.tile, overlap=args.overlap,
-                                   pixel_size_um=args.pixel_size, gamma=args.gamma,
-                                   scale=args.scale)[compartment]
+            try:
+                image = ImageSource.from_array(read_image(path, timelapse=args.timelapse), path)  # errors name it
+            except IMAGE_ERRORS as err:
+                failed.append(_segment_failed(path, err))
+                continue
+            read.append(path)
+            yield FieldOfView(image, roles, args.pixel_size, args.gamma, args.scale)
+
+    with step_log(None, "segment"):
+        # windows of one size from several images share the network's batches
+        for index, result in segment_many(predictor, fields(), tile=args.tile, overlap=args.overlap):
+            path = read[index]
+            if isinstance(result, Exception):
+                failed.append(_segment_failed(path, result))
+                continue
+            labels = result[compartment]
             labels = labels[0] if labels.shape[0] == 1 else labels
             stem = path.name.split(".")[0]
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
             write_labels(target, labels.astype(np.uint32))
             print(f"{path} -> {target}: {int(labels.max())} {compartment.replace('_', '-')} labels")
+    if failed:
+        print(f"cellscale segment: {len(failed)} of {len(inputs)} image(s) failed (errors above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _segment_failed(path: Path, err: Exception) -> Path:
+    """Print one line naming the image that failed and why; returns its path."""
+    reason = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
+    print(f"cellscale segment: error: {reason}", file=sys.stderr)
+    return path
 
 
 def _measure(args) -> int:

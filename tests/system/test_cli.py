@@ -125,6 +125,30 @@ def test_segment_bad_file_is_a_clear_error(tmp_path):
         assert not (tmp_path / "out.tif").exists()
 
 
+def test_segment_folder_bad_files_fail_alone(tmp_path):
+    """In a folder, an unreadable file and one with NaN pixels are each named with the reason; the other
+    images are segmented (as alone), and the command exits non-zero saying how many failed."""
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(DEMO / "dsb2018" / "images", folder)
+    (folder / "broken.tif").write_bytes(b"not a tiff")
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    image[5:7, 5:8] = np.nan
+    tifffile.imwrite(folder / "nan.tif", image)
+    result = cellscale("segment", folder, "-o", tmp_path / "labels", "--model", MODELS / "nuclear", check=False)
+    assert result.returncode != 0
+    assert f"{folder / 'broken.tif'}: cannot read image" in result.stderr
+    assert f"{folder / 'nan.tif'}: 6 of 4096 pixel values are not finite" in result.stderr
+    assert "2 of 5 image(s) failed" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == sorted(
+        f"{p.stem}.tif" for p in (DEMO / "dsb2018" / "images").glob("*.png"))
+    png = next((DEMO / "dsb2018" / "images").glob("*.png"))
+    cellscale("segment", png, "-o", tmp_path / "alone.tif", "--model", MODELS / "nuclear")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels" / f"{png.stem}.tif"),
+                                  tifffile.imread(tmp_path / "alone.tif"))
+
+
 def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
     from cellscale.track.evaluate import evaluate_ctc
 

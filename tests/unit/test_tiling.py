@@ -32,6 +32,18 @@ def test_small_image_uses_small_window():
     assert len(plan.tiles) == 1
 
 
+@pytest.mark.parametrize("length,edge,n", [(256, 256, 1), (360, 368, 1), (520, 288, 2), (696, 368, 2),
+                                           (1024, 368, 3), (4608, 496, 10)])
+def test_windows_are_no_larger_than_needed(length, edge, n):
+    """As many windows as 512-px ones would need, each just large enough to cover the axis with them, with
+    at least the overlap between neighbours: the network sees little more than the image."""
+    plan = plan_tiles((1, length, length), tile=512, overlap=32, multiple=16, shard_mpx=16)
+    assert plan.tile == [edge, edge] and len(plan.tiles) == n * n
+    starts = sorted({y for _, y, _ in plan.tiles})
+    assert starts[0] == 0 and starts[-1] + edge == max(length, edge)
+    assert all(b - a <= edge - 32 for a, b in zip(starts, starts[1:]))
+
+
 def test_windows_are_zero_past_the_image_edge():
     image = np.random.default_rng(0).random((1, 2, 10, 10)).astype(np.float32) + 1
     plan, recipe = make_plan(ImageSource.from_array(image), {"nuclear": 0, "membrane": 1}, ["nuclear", "membrane"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 
 import numpy as np
@@ -117,8 +118,9 @@ def segment_many(predictor, fovs: Iterable[FieldOfView], *, tile: int = _TILING.
     sharing forward passes (``predictor.batch_size`` a pass), then each image is post-processed
     (``workers`` threads: over the group's images, or over an image's blocks) and yielded. Memory holds
     one group's windows and maps. Each image has its own tile plan and normalisation, as
-    :func:`segment_image` makes them, and the same labels whatever the grouping and the batch size.
-    Settings as :func:`segment_image`'s.
+    :func:`segment_image` makes them, and the labels :func:`segment_image` gives it with the same predictor,
+    whatever the grouping (with the int8 copy, whatever the batch size too). Settings as
+    :func:`segment_image`'s.
 
     Yields
     ------
@@ -132,11 +134,10 @@ def segment_many(predictor, fovs: Iterable[FieldOfView], *, tile: int = _TILING.
     jobs = (_planned(spec, index, fov, tile, overlap, shard_mpx) for index, fov in enumerate(fovs))
     for group in _groups(jobs, group_mpx):
         _predict_group(predictor, group)
-        outer = min(workers, len(group))
-
-        def labels(job: _Job) -> dict[str, np.ndarray] | Exception:
-            return _labels(spec.compartments, job, post, block, margin, max(1, workers // outer))
-
+        ok = sum(job.error is None for job in group)
+        outer = max(1, min(workers, ok))  # threads over the group's images, the rest over an image's blocks
+        labels = partial(_labels, compartments=spec.compartments, post=post, block=block, margin=margin,
+                         workers=max(1, workers // outer))
         for job, result in zip(group, ordered_map(labels, group, outer)):
             yield job.index, result
 
@@ -203,7 +204,7 @@ def _predict_windows(predictor, windows: list[tuple[_Job, int, np.ndarray]]) -> 
         job.maps[i] = m
 
 
-def _labels(compartments: list[str], job: _Job, post: dict[str, PostprocessParams], block: int, margin: int,
+def _labels(job: _Job, compartments: list[str], post: dict[str, PostprocessParams], block: int, margin: int,
             workers: int) -> dict[str, np.ndarray] | Exception:
     """{compartment: (T, Y, X) uint32 labels} of a predicted job (on its image's grid), or its error."""
     try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ class Predictor:
     Parameters
     ----------
     model_dir : folder with ``model.json`` and the model artifact.
-    batch_size : tiles per forward pass (float32/bfloat16; the int8 copy runs one window at a time).
+    batch_size : tiles per forward pass. The int8 copy's maps of a tile do not depend on it nor on the other
+        tiles of a pass; float32 on a CPU: the same for every batch size > 1, 1e-6 apart with 1 (:func:`_compiled`).
     precision : "float32", "bfloat16", "int8" (the model's 8-bit copy, see :func:`export_int8`) or
         "auto" (int8 when the model has one and no GPU is visible, else float32).
     threads : CPU threads of the int8 runtime (default: the cores this process may use).
@@ -137,40 +139,144 @@ def gpu_present() -> bool:
 
 
 class _Int8Runner:
-    """Runs an 8-bit TFLite copy of the network with XNNPACK, one window at a time.
+    """Runs an 8-bit TFLite copy of the network with XNNPACK: a batch of windows of one size per invoke.
 
-    The copy is built for ``window`` x ``window`` inputs; smaller windows are zero-padded
-    to it and the maps cropped back. Uses the LiteRT runtime (``ai-edge-litert``), which
-    starts in a fraction of a second, or TensorFlow's bundled interpreter without it.
+    The copy is built for ``window`` x ``window`` inputs. A window of another size (a multiple of the model's
+    ``tile_multiple``, at most ``window``) runs at its own size: the copy's only size-dependent constants are
+    the output sizes of its bilinear up-sampling, which :func:`_int8_resized` rewrites, so the weights and the
+    8-bit scales are those of the file. One interpreter is kept per window size (the ``cache`` most recently
+    used; each holds 50 MB for 256-px windows to 150 MB for 512-px ones), resized when the number of windows
+    changes. A copy that cannot be rewritten runs as before: windows zero-padded to ``window``, one per
+    invoke, the maps cropped back. A window's maps do not depend on the batch nor on the other windows in it
+    (XNNPACK's int8 kernels compute each alone).
+    Uses the LiteRT runtime (``ai-edge-litert``), which starts in a fraction of a second, or TensorFlow's
+    bundled interpreter without it.
     """
 
-    def __init__(self, path: Path, window: int, threads: int):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:  # pragma: no cover - TensorFlow's copy of the same runtime
-            from tensorflow.lite import Interpreter
-        self.window = window
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        shape = self.input["shape"]
+    def __init__(self, path: Path, window: int, threads: int, cache: int = 8):
+        self.path, self.window, self.threads, self.cache = Path(path), window, threads, cache
+        self._content = self.path.read_bytes()
+        self._built = _litert_interpreter()(model_content=self._content, num_threads=threads)
+        self._built_allocated = False  # only the padding fallback uses it (an allocation holds 130 MB)
+        shape = self._built.get_input_details()[0]["shape"]
         if int(shape[1]) != window or int(shape[2]) != window:
             raise ValueError(f"{path}: built for {shape[1]} x {shape[2]} windows, model.json says {window}")
+        self.n_maps = int(self._built.get_output_details()[0]["shape"][-1])
+        self._interpreters: OrderedDict[tuple[int, int], object] = OrderedDict()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         b, h, w, c = x.shape
         if h > self.window or w > self.window:
             raise ValueError(f"window {h} x {w} is larger than the {self.window}-px windows the int8 model was "
                              f"built for: set tiling.tile <= {self.window} or use precision float32")
-        out = np.empty((b, h, w, int(self.output["shape"][-1])), np.float32)
+        interpreter = self._interpreter(b, h, w)
+        if interpreter is None:
+            return self._padded(x)
+        return _invoke(interpreter, np.ascontiguousarray(x, np.float32))
+
+    def _interpreter(self, b: int, h: int, w: int):
+        """The interpreter for h x w windows, allocated for ``b`` of them; None where the copy cannot be resized."""
+        if (h, w) in self._interpreters:
+            self._interpreters.move_to_end((h, w))
+            interpreter = self._interpreters[(h, w)]
+            if interpreter is not None and int(interpreter.get_input_details()[0]["shape"][0]) != b:
+                interpreter = _reshaped(interpreter, (b, h, w))
+            return interpreter
+        content = self._content if (h, w) == (self.window, self.window) else _int8_resized(
+            self._content, self.window, h, w)
+        interpreter = None if content is None else _reshaped(
+            _litert_interpreter()(model_content=content, num_threads=self.threads), (b, h, w))
+        self._interpreters[(h, w)] = interpreter
+        while len(self._interpreters) > self.cache:
+            self._interpreters.popitem(last=False)
+        return interpreter
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        """Maps of windows zero-padded to the built window, one per invoke (a copy that cannot be resized)."""
+        b, h, w, c = x.shape
+        if not self._built_allocated:
+            if _reshaped(self._built, (1, self.window, self.window)) is None:
+                raise ValueError(f"{self.path}: the int8 copy does not run on one {self.window}-px window")
+            self._built_allocated = True
+        out = np.empty((b, h, w, self.n_maps), np.float32)
         padded = np.zeros((1, self.window, self.window, c), np.float32)
         for i in range(b):
             padded[0, :h, :w] = x[i]
-            self.interpreter.set_tensor(self.input["index"], padded)
-            self.interpreter.invoke()
-            out[i] = self.interpreter.get_tensor(self.output["index"])[0, :h, :w]
+            out[i] = _invoke(self._built, padded)[0, :h, :w]
         return out
+
+
+def _litert_interpreter():
+    """The TFLite interpreter class: LiteRT's, or TensorFlow's copy of the same runtime."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - TensorFlow's copy of the same runtime
+        from tensorflow.lite import Interpreter
+    return Interpreter
+
+
+def _reshaped(interpreter, shape: tuple[int, int, int]):
+    """``interpreter`` allocated for (batch, height, width) inputs, or None where the runtime refuses that
+    shape or the output does not take it."""
+    detail = interpreter.get_input_details()[0]
+    try:
+        interpreter.resize_tensor_input(detail["index"], [*shape, int(detail["shape"][-1])])
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError):
+        return None
+    out = interpreter.get_output_details()[0]["shape"]
+    return interpreter if tuple(int(s) for s in out[:3]) == shape else None
+
+
+def _invoke(interpreter, x: np.ndarray) -> np.ndarray:
+    """One forward pass of an allocated interpreter on a batch of its input shape."""
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+# TFLite operators whose output size follows their input's: a copy made of these and RESIZE_BILINEAR (whose
+# output size is a constant, rewritten) runs at any window size (see _int8_resized)
+_SIZE_FREE_OPS = ("ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE",
+                  "HARD_SWISH", "LEAKY_RELU", "LOGISTIC", "MAX_POOL_2D", "MUL", "QUANTIZE", "RELU", "RELU6",
+                  "SOFTMAX", "SUB", "TANH")
+
+
+def _int8_resized(content: bytes, window: int, h: int, w: int) -> bytes | None:
+    """The TFLite flatbuffer ``content`` (built for ``window``-px windows) rewritten for h x w windows.
+
+    The U-Net's only constants that depend on the window size are the output sizes of its RESIZE_BILINEAR
+    (up-sampling) operators: they are scaled by h / window and w / window; every other tensor takes its
+    size from the input when the interpreter is resized. None for a copy with any other operator than
+    :data:`_SIZE_FREE_OPS`, or an up-sampling size that is not a constant or does not scale to an integer.
+    """
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - TensorFlow's copy of the schema
+        from tensorflow.lite.python import schema_py_generated as schema
+
+    data = bytearray(content)
+    model = schema.Model.GetRootAsModel(data, 0)
+    size_free = {getattr(schema.BuiltinOperator, name) for name in _SIZE_FREE_OPS}
+    sizes = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if kind == schema.BuiltinOperator.RESIZE_BILINEAR:
+                size = model.Buffers(graph.Tensors(op.Inputs(1)).Buffer()).DataAsNumpy()
+                if not isinstance(size, np.ndarray) or size.size != 8:
+                    return None  # a size computed at run time, not a constant
+                sizes.append(size.view(np.int32))  # a view of ``data``: written in place below
+            elif kind not in size_free:
+                return None
+    for size in sizes:
+        if (size[0] * h) % window or (size[1] * w) % window:
+            return None
+        size[:] = [size[0] * h // window, size[1] * w // window]
+    return bytes(data)
 
 
 def _compiled(model, batch_size: int):
@@ -182,6 +288,11 @@ def _compiled(model, batch_size: int):
     may have instead of TensorFlow) go through ``predict_on_batch``, which JAX compiles once per shape;
     there a short last batch is padded to ``batch_size`` windows, so a job compiles once per window size
     (a compile costs about 1 s on a CPU and more on a GPU, more than the padded windows).
+
+    With TensorFlow on a CPU (oneDNN) a window's maps are bitwise the same in batches of 2, 3, 4 or 8 windows
+    and whatever the other windows, but a batch of one window takes another code path (maps up to 1e-6
+    apart). With ``batch_size`` > 1 a lone window (a short last batch) runs beside a zero window, so its maps
+    do not depend on how many windows came with it; ``batch_size`` 1 runs every window alone.
     """
     import keras
 
@@ -199,10 +310,13 @@ def _compiled(model, batch_size: int):
     by_shape = {}
 
     def call(x):
+        n = len(x)
+        if n == 1 < batch_size:  # a short last batch of one window: as a batch of two (see above)
+            x = np.concatenate([x, np.zeros_like(x)])
         fn = by_shape.get(x.shape)
         if fn is None:
             fn = by_shape[x.shape] = traced.get_concrete_function(tf.TensorSpec(x.shape, tf.float32))
-        return fn(tf.constant(x))
+        return fn(tf.constant(x))[:n]
 
     return call
 

@@ -71,9 +71,23 @@ def _starts(length: int, window: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def window_size(length: int, tile: int, multiple: int) -> int:
-    """The window edge for one axis: ``tile``, or less for a small image (rounded up to ``multiple``)."""
-    return min(tile, int(math.ceil(length / multiple) * multiple))
+def window_size(length: int, tile: int, multiple: int, overlap: int = 0) -> int:
+    """The window edge for one axis: the least multiple of ``multiple`` (at most ``tile``) that covers
+    ``length`` with as few windows as ``tile``-px ones overlapping by ``overlap``.
+
+    A small image gets one window just over its size; a longer axis gets windows no larger than it needs
+    (520 px with tile 512: two windows of 288 px, not two of 512), so the network sees little more than
+    the image whatever its size.
+    """
+    if length <= tile or 2 * overlap >= tile:  # one window, or an overlap plan_tiles refuses
+        return min(tile, _round_up(length, multiple))
+    n = math.ceil((length - tile) / (tile - overlap)) + 1  # the windows a tile-px edge needs
+    edge = _round_up(math.ceil((length + (n - 1) * overlap) / n), multiple)
+    return min(tile, max(edge, _round_up(2 * overlap + 1, multiple)))  # windows wider than two overlaps
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
 
 
 def plan_tiles(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) -> TilePlan:
@@ -82,14 +96,15 @@ def plan_tiles(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) 
     Parameters
     ----------
     shape : (T, Y, X).
-    tile : window edge in pixels (rounded down to ``multiple``); config ``tiling.tile``.
+    tile : largest window edge in pixels (rounded down to ``multiple``); config ``tiling.tile``. Windows are
+        no larger than covering the image with the fewest windows needs (:func:`window_size`).
     overlap : overlap between neighbouring windows (< tile / 2); config ``tiling.overlap``.
     multiple : the model's required divisor of window sizes.
     shard_mpx : target megapixels of window area per shard; config ``tiling.shard_mpx``.
     """
     t, h, w = (int(s) for s in shape)
     tile = max(multiple, tile // multiple * multiple)
-    th, tw = window_size(h, tile, multiple), window_size(w, tile, multiple)
+    th, tw = window_size(h, tile, multiple, overlap), window_size(w, tile, multiple, overlap)
     if overlap * 2 >= min(th, tw) and (h > th or w > tw):
         raise ValueError(f"overlap {overlap} is too large for {th}x{tw} tiles")
     tiles = [[f, y, x] for f in range(t) for y in _starts(h, th, overlap) for x in _starts(w, tw, overlap)]
