@@ -12,6 +12,13 @@ Sections:
   21 Mpx in all (a seeded draw), and on one square mosaic of DSB2018 fluorescence images of the same megapixels
   (an OME-TIFF); prints Mpx/s of each and their ratio (goal: the folder at >= 90% of the mosaic's Mpx/s).
 
+- workflow: the whole Snakemake workflow (shipped config, ``--cores 2``) on 10^2 and 10^3 DSB2018-sized fields of view
+  (256 x 256 crops of fluorescence images), 10^4 small ones (64 x 64) and, as a dry run only, 10^5 (64 x 64): the
+  sheet from ``cellscale samples``; DAG time before the plan (``dag_s``), the plan_batches job (``plan_s``, it reads
+  every header), the DAG after it (``dag_after_plan_s``) and its job count; wall time and Mpx/s of the real run, and
+  of ``cellscale segment FOLDER`` in one process on the same files (``workflow_vs_single``: goal >= 1 / 1.3).
+  ``--quick``: 50 fields run, 2,000 dry.
+
 Needs ../shared/data/dsb2018 (skipped with a note when absent). ``--src OTHER/src src`` times another checkout
 too, in the same run (the command line runs as ``python -m cellscale.cli`` with that PYTHONPATH); both use this
 checkout's models/nuclear. Run outputs go to a temporary folder.
@@ -121,7 +128,112 @@ def section_single(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
     return table
 
 
-SECTIONS = {"single": section_single}
+# ---------------------------------------------------------------------------------------------------------------
+# workflow: the whole Snakemake workflow on N fields of view, against one process on the same files
+# ---------------------------------------------------------------------------------------------------------------
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def write_fields(folder: Path, n: int, edge: int, seed: int = 0) -> float:
+    """``n`` single-channel TIFF fields of view of ``edge`` x ``edge`` px: crops of DSB2018 fluorescence images
+    (seeded order, repeated as needed), or generated nuclei when ../shared is absent. Returns their megapixels."""
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    crops = _crops(edge, seed)
+    for i in range(n):
+        tifffile.imwrite(folder / f"fov{i:06d}.tif", crops[i % len(crops)])
+    return n * edge * edge / 1e6
+
+
+def _crops(edge: int, seed: int) -> list[np.ndarray]:
+    if not DSB.exists():
+        from cellscale.synth.tissue import make_tissue
+
+        return [make_tissue((edge, edge), n_cells=max(4, edge * edge // 2000), seed=seed + k).image[0]
+                for k in range(8)]
+    from cellscale.io import read_image
+
+    index = pd.read_csv(DSB / "index.csv")
+    fluo = index[(index.kind == "fluorescence") & (index.height >= edge) & (index.width >= edge)]
+    ids = fluo.sample(frac=1.0, random_state=seed).id.tolist()[:64]
+    return [read_image(DSB / "images" / f"{i}.png")[0, 0, :edge, :edge] for i in ids]
+
+
+def _snakemake(work: Path, *args: str) -> tuple[float, str]:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(work), "--cores", "2", *args]
+    began = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return seconds, result.stdout + result.stderr
+
+
+def _job_count(out: str) -> int:
+    table = re.search(r"^total\s+(\d+)$", out, re.M)
+    return int(table.group(1)) if table else 0
+
+
+def prepare_workflow(work: Path, folder: Path, shard_mpx: float) -> None:
+    """A work folder whose sheet lists every image of ``folder`` (``cellscale samples``) and whose config is the
+    shipped one (shard_mpx aside)."""
+    import yaml
+
+    (work / "config").mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "cellscale.cli", "samples", str(folder / "*.tif"), "--kind", "tissue",
+                    "-o", str(work / "config" / "samples.tsv")], check=True, capture_output=True)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config.update(samples=str(work / "config" / "samples.tsv"),
+                  models={"nuclear": str(MODEL), "tissue": str(ROOT / "models" / "tissue")})
+    config["tiling"]["shard_mpx"] = shard_mpx
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def workflow_row(n: int, edge: int, tmp: Path, shard_mpx: float, run: bool = True) -> dict:
+    """DAG figures of the workflow on ``n`` fields of view and, when ``run``, its wall time and Mpx/s against
+    ``cellscale segment FOLDER`` on the same files."""
+    folder = tmp / f"fields_{n}"
+    mpx = write_fields(folder, n, edge)
+    work = tmp / f"work_{n}"
+    prepare_workflow(work, folder, shard_mpx)
+    row = {"section": "workflow", "fields": n, "edge_px": edge, "mpx": round(mpx, 2), "shard_mpx": shard_mpx}
+    row["dag_s"], out = _snakemake(work, "-n", "-q")  # the DAG before the plan: plan_batches and the run's tables
+    row["plan_s"], _ = _snakemake(work, "--until", "plan_batches", "-q")  # reads every image's header
+    row["dag_after_plan_s"], out = _snakemake(work, "-n")  # the full DAG: every batch job
+    row["jobs"] = _job_count(out) + 1  # + plan_batches, done already
+    if run:
+        shutil.rmtree(work / "results")
+        row["workflow_s"], _ = _snakemake(work)
+        row["workflow_mpx_s"] = round(mpx / row["workflow_s"], 4)
+        single = time_segment(folder, str(tmp / f"labels_{n}") + "/")
+        row["single_s"] = round(single["wall s"], 1)
+        row["single_mpx_s"] = round(mpx / single["wall s"], 4)
+        row["workflow_vs_single"] = round(row["workflow_mpx_s"] / row["single_mpx_s"], 3)
+    row = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+    print(json.dumps(row), flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
+# (fields of view, edge px, real run?): DSB2018-sized 256 x 256 fields at 10^2 and 10^3; at 10^4 64 x 64 ones (a
+# real run of 10^4 DSB-sized fields takes about an hour on 2 cores); 10^5 as a dry run only
+WORKFLOW_SIZES = [(100, 256, True), (1000, 256, True), (10000, 64, True), (100000, 64, False)]
+QUICK_SIZES = [(50, 256, True), (2000, 64, False)]
+
+
+def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
+    """The whole workflow (its default profile settings, 2 cores) on many fields of view: jobs, DAG time, wall
+    time and Mpx/s against ``cellscale segment FOLDER`` in one process on the same files. ``tiling.shard_mpx``
+    is the shipped 16 Mpx."""
+    rows = [workflow_row(n, edge, workdir, 16.0, run) for n, edge, run in (QUICK_SIZES if args.quick else WORKFLOW_SIZES)
+            if n <= args.max_fields]
+    return pd.DataFrame(rows)
+
+
+SECTIONS = {"single": section_single, "workflow": section_workflow}
 
 
 def main() -> int:
@@ -132,6 +244,8 @@ def main() -> int:
     parser.add_argument("--src", nargs="+", type=lambda p: Path(p).resolve(), default=[ROOT / "src"],
                         help="the package folders of the checkouts to time, in turn (default: this one's src/), "
                              "e.g. a worktree of the previous commit and src")
+    parser.add_argument("--max-fields", type=int, default=10**6,
+                        help="workflow: leave out the sizes with more fields of view than this")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)

@@ -29,24 +29,6 @@ checkpoint plan_batches:
         "../scripts/batch.py"
 
 
-def batch_candidates_images():
-    """The images plan_batches reads: every still image's (those that exist here)."""
-    if not config["batches"]["enabled"]:
-        return []
-    return existing_images(samples.index[samples["kind"] != "timelapse"])
-
-
-def batch_model_files(wildcards):
-    return files_of_model(config["models"][model_key(batch_members(wildcards.batch)[0])])
-
-
-def batch_fields(wildcards):
-    """The sample sheet's rows of a batch, as the step takes them."""
-    return [{"sample": s, "image": sheet["image"][s], "roles": roles(s), "pixel_size_um": pixel_size(s),
-             "gamma": gamma(s), "scale": scale(s), "channel_names": channel_names(s)}
-            for s in batch_members(wildcards.batch)]
-
-
 rule segment_batch:
     input:
         unpack(batch_model_files),
@@ -106,11 +88,3 @@ rule report_fields:
         "../envs/cellscale.yaml"
     script:
         "../scripts/report.py"
-
-
-def qc_candidates():
-    """Batched samples drawn in the report: twice the number asked for, evenly over the sheet (failed ones are
-    passed over)."""
-    members = [s for b in batches() for s in batch_members(b)]
-    k = min(len(members), 2 * config["batches"]["qc_overlays"])
-    return [members[i] for i in sorted({round(j * (len(members) - 1) / max(k - 1, 1)) for j in range(k)})]

@@ -147,15 +147,27 @@ def scale(sample):
 
 def shard_predictions(wildcards):
     """All shard predictions of a sample, known once its tile checkpoint ran."""
-    tiles = checkpoints.tile.get(sample=wildcards.sample).output.tiles
+    tiles = f"results/tiles/{wildcards.sample}"
+    if not output_exists(f"{tiles}/plan.json"):  # written last (atomically): the sample is tiled once it exists
+        checkpoints.tile.get(sample=wildcards.sample)  # not yet: this job waits for the checkpoint
+    # (Tiled already, as when a killed run is resumed: the shards are read without asking the checkpoint, whose
+    # job Snakemake 9.27 does not revisit when it comes after another checkpoint, plan_batches; asking would leave
+    # this job's input unresolved.)
     pattern = os.path.join(tiles, "{name}")
     if workflow.storage_settings.default_storage_provider is not None:
         # no shared filesystem: the checkpoint's output is in storage, so list it there (a folder as the
         # constant prefix: snakemake-storage-plugin-fs 1.1.3 fails on a file-name prefix like "shard_")
-        pattern = workflow.modifier.path_modifier.apply_default_storage(f"results/tiles/{wildcards.sample}/{{name}}")
+        pattern = workflow.modifier.path_modifier.apply_default_storage(f"{tiles}/{{name}}")
     names = glob_wildcards(pattern).name
     ids = [m.group(1) for m in map(re.compile(r"shard_(\d{4})\.npy$").match, names) if m]
     return expand("results/predictions/{sample}/shard_{shard}.npy", sample=wildcards.sample, shard=sorted(ids))
+
+
+def output_exists(path):
+    """Whether a workflow output exists (in the default storage, where there is one)."""
+    if workflow.storage_settings.default_storage_provider is None:
+        return os.path.exists(path)
+    return workflow.modifier.path_modifier.apply_default_storage(path).flags["storage_object"].exists()
 
 
 # --- batches (rules/batch.smk): which samples share jobs is known once the plan_batches checkpoint ran ----------
@@ -203,6 +215,32 @@ def existing_images(names):
     return [p for p in paths if os.path.exists(p)]
 
 
+def batch_candidates_images():
+    """The images plan_batches reads: every still image's (those that exist here)."""
+    if not config["batches"]["enabled"]:
+        return []
+    return existing_images(samples.index[samples["kind"] != "timelapse"])
+
+
+def batch_model_files(wildcards):
+    return files_of_model(config["models"][model_key(batch_members(wildcards.batch)[0])])
+
+
+def batch_fields(wildcards):
+    """The sample sheet's rows of a batch, as the step takes them."""
+    return [{"sample": s, "image": sheet["image"][s], "roles": roles(s), "pixel_size_um": pixel_size(s),
+             "gamma": gamma(s), "scale": scale(s), "channel_names": channel_names(s)}
+            for s in batch_members(wildcards.batch)]
+
+
+def qc_candidates():
+    """Batched samples drawn in the report: twice the number asked for, evenly over the sheet (failed ones are
+    passed over)."""
+    members = [s for b in batches() for s in batch_members(b)]
+    k = min(len(members), 2 * config["batches"]["qc_overlays"])
+    return [members[i] for i in sorted({round(j * (len(members) - 1) / max(k - 1, 1)) for j in range(k)})]
+
+
 def segmentation_files(sample):
     return {c: f"results/segmentation/{sample}/{c}.ome.tif" for c in compartments(sample)}
 
@@ -230,11 +268,7 @@ def missing_outputs():
     """The run's targets that do not exist (in the default storage, where there is one)."""
     missing = []
     for target in all_targets(None):
-        if workflow.storage_settings.default_storage_provider is None:
-            found = os.path.exists(target)
-        else:
-            found = workflow.modifier.path_modifier.apply_default_storage(target).flags["storage_object"].exists()
-        if not found:
+        if not output_exists(target):
             missing.append(target)
     return missing
 

@@ -199,10 +199,17 @@ def test_snakemake_accepts_the_sheet(tmp_path):
     config.update(samples="config/samples.tsv",
                   models={"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    result = subprocess.run([snakemake, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path),
-                             "--dry-run", "--configfile", str(tmp_path / "config.yaml")],
-                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
+                 "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    # the plan (which images share jobs) for real: it reads the images' sizes; then the whole DAG, dry
+    result = subprocess.run([*snakemake, "--until", "plan_batches"], env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    for sample in ("A01_s1", "A01_s2", "B12_s3"):
-        assert f"results/measurements/{sample}.csv" in result.stdout + result.stderr
+    plan = pd.read_csv(tmp_path / "results/batches/plan.tsv", sep="\t", dtype=str)
+    assert list(plan["sample"]) == ["A01_s1", "A01_s2", "B12_s3"] and plan["batch"].notna().all()
+    result = subprocess.run([*snakemake, "--dry-run"], env=env, capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for path in ("plate1/A01/A01_s1.png", "plate1/A01/A01_s2.png", "plate1/B12/B12_s3.png"):
+        assert path in result.stdout  # an input of its batch job
+    assert re.search(r"^segment_batch\s+1$", result.stdout, re.M)
