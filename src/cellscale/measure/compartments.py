@@ -231,4 +231,6 @@ def measure_compartments(labels_by_compartment: Mapping[str, np.ndarray], image=
         tables.extend(out.values())
     table = pd.concat(tables, ignore_index=True)
     table["compartment"] = table["compartment"].astype(str)
-    return table.astype({"nucleus_id": "Int64", "cell_id": "Int64"})
+    for column in ("nucleus_id", "cell_id"):  # column by column: astype on the table copies every column
+        table[column] = table[column].astype("Int64")
+    return table

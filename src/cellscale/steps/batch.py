@@ -138,10 +138,10 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
         sources, opened = {}, []
         for field in fields:
             try:
-                sources[field.sample] = open_sample_image(field.sample, field.image, False)
                 resampling_scale(field.pixel_size_um, spec.pixel_size_um, field.scale)
+                sources[field.sample] = _in_memory(field)
                 opened.append(field)
-            except (StepError, ValueError) as err:
+            except (StepError, ValueError) as err:  # ImageError is a ValueError
                 errors.append(_error(field, batch, err))
         try:
             fovs = (FieldOfView(sources[f.sample], f.roles, f.pixel_size_um, f.gamma, f.scale) for f in opened)
@@ -179,6 +179,15 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
     for e in errors:
         log.error("batch %s: %s", batch, e["error"])
     return summary
+
+
+def _in_memory(field: Field) -> ImageSource:
+    """A batched image read whole (it is at most a shard's megapixels): its many small reads (planning, windows,
+    measurement) then cost nothing; errors name the sample and the file."""
+    with open_sample_image(field.sample, field.image, False) as lazy:
+        _, _, h, w = lazy.shape
+        pixels = lazy.region(0, 0, h, 0, w)
+    return ImageSource.from_array(pixels[None], field.image)
 
 
 def _summary_columns(rows: list[dict]) -> list[str]:
