@@ -1,5 +1,6 @@
 # Sample sheet, validated config and the input functions every rule uses.
 
+import functools
 import json
 import os
 import re
@@ -176,7 +177,8 @@ _plans = {}
 
 
 def batch_plan():
-    """The plan_batches checkpoint's table: sample, batch (NA: the sample has its own jobs), mpx."""
+    """The plan_batches checkpoint's table (sample, batch: None for a sample with its own jobs, mpx) and its
+    samples per batch, read once per plan file."""
     path = checkpoints.plan_batches.get().output.plan
     if not os.path.exists(path):  # no shared filesystem: the checkpoint's output is in storage; fetch it here
         # (synchronously: input functions may run inside Snakemake's event loop, where async_run cannot)
@@ -187,23 +189,23 @@ def batch_plan():
     if key not in _plans:
         plan = pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": "Int64"}, keep_default_na=False,
                            na_values=[""])
+        plan = plan.assign(batch=plan["batch"].map(lambda b: None if pd.isna(b) else f"{int(b):04d}"))
         _plans.clear()
-        _plans[key] = plan.assign(batch=plan["batch"].map(lambda b: None if pd.isna(b) else f"{int(b):04d}"))
+        _plans[key] = plan, plan.dropna(subset="batch").groupby("batch", sort=True)["sample"].agg(list).to_dict()
     return _plans[key]
 
 
 def batch_members(batch):
-    plan = batch_plan()
-    return list(plan["sample"][plan["batch"] == batch])
+    return batch_plan()[1][batch]
 
 
 def batches():
-    return sorted(batch_plan()["batch"].dropna().unique())
+    return list(batch_plan()[1])
 
 
 def own_samples():
     """Samples with their own tile, segment, stitch, measure and report jobs (large images, time-lapse movies)."""
-    plan = batch_plan()
+    plan = batch_plan()[0]
     return list(plan["sample"][plan["batch"].isna()])
 
 
@@ -215,6 +217,7 @@ def existing_images(names):
     return [p for p in paths if os.path.exists(p)]
 
 
+@functools.cache  # the plan's input and its params: one look at 10^5 files, not two
 def batch_candidates_images():
     """The images plan_batches reads: every still image's (those that exist here)."""
     if not config["batches"]["enabled"]:
@@ -266,11 +269,7 @@ def all_targets(wildcards):
 
 def missing_outputs():
     """The run's targets that do not exist (in the default storage, where there is one)."""
-    missing = []
-    for target in all_targets(None):
-        if not output_exists(target):
-            missing.append(target)
-    return missing
+    return [target for target in all_targets(None) if not output_exists(target)]
 
 
 def check_run_end(keep_going):

@@ -5,27 +5,21 @@ Each rule hands its files and its config sections (as typed settings) to one ste
 
 from cellscale.logs import step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
-from cellscale.steps import staged_model
+from cellscale.steps import staged_model, staged_paths
 from cellscale.steps import batch as step
 from cellscale.steps.measure import MeasureSettings
 
 
-def staged(s) -> dict:
-    """The sheet's image paths -> where this job reads them (the same, or the staged copy where there is no
-    shared filesystem)."""
-    return dict(zip(s.params.image_paths, s.input.images))
-
-
 def plan_batches(s):
     """Which samples share jobs."""
-    where = staged(s)
+    where = staged_paths(s.params.image_paths, s.input.images)
     rows = s.params.rows.assign(image=lambda d: d["image"].map(lambda p: where.get(p, p)))
     step.plan_batches(rows, s.output.plan, s.params.shard_mpx, s.params.enabled, workers=4 * s.threads)
 
 
 def segment_batch(s):
     """Tile, segment, stitch and measure every image of one batch."""
-    where = staged(s)
+    where = staged_paths(s.params.image_paths, s.input.images)
     step.segment_batch(
         [step.Field(**{**f, "image": where.get(f["image"], f["image"])}) for f in s.params.fields],
         staged_model(s.input, s.params.model),

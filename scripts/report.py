@@ -7,6 +7,7 @@ import pandas as pd
 from cellscale.logs import step_log
 from cellscale.report import lineage_plot
 from cellscale.steps import report as step
+from cellscale.steps import staged_paths
 
 
 def report_sample(s):
@@ -36,7 +37,7 @@ def summary(s):
 
 def report_fields(s):
     """Outlines on some batched images, distributions over all of them."""
-    where = dict(zip(s.params.image_paths, s.input.images))  # staged copies where there is no shared filesystem
+    where = staged_paths(s.params.image_paths, s.input.images)
     step.report_fields(list(s.input.fields), {k: where.get(p, p) for k, p in s.params.candidates.items()},
                        s.output.overlays, s.output.distributions, s.params.qc_overlays)
 

@@ -179,14 +179,15 @@ def gke_run(prepared):
             "settings": settings, "profile": gke.load_profile(PROFILE, environ=ENV)}
 
 
-def rules_of(job: dict) -> list[str]:
+def option_values(job: dict, option: str) -> list[str]:
+    """The values of one option of a pod's snakemake command (those up to the next option)."""
     args = shlex.split(job["spec"]["template"]["spec"]["containers"][0]["args"][1])
-    i = args.index("--allowed-rules") + 1
-    rules = []
-    while i < len(args) and not args[i].startswith("--"):
-        rules.append(args[i])
-        i += 1
-    return rules
+    values = args[args.index(option) + 1:]
+    return values[:next((i for i, v in enumerate(values) if v.startswith("--")), len(values))]
+
+
+def rules_of(job: dict) -> list[str]:
+    return option_values(job, "--allowed-rules")
 
 
 def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
@@ -228,7 +229,7 @@ def test_preempted_jobs_are_retried(gke_run):
     assert killed, f"seed {SEED} killed no pod; pick another"
     assert all(e["after"] >= 1.0 for e in killed)  # mid-run, not before it started
     finished = {e["job"]: e for e in events if e["event"] == "finished"}
-    target = {j["metadata"]["name"]: _targets(j) for j in cluster.recorded_jobs()}
+    target = {j["metadata"]["name"]: option_values(j, "--target-jobs") for j in cluster.recorded_jobs()}
     dropped = []
     for k, kill in enumerate(events):
         if kill["event"] != "killed":
@@ -242,17 +243,6 @@ def test_preempted_jobs_are_retried(gke_run):
     assert "Trying to restart job" in gke_run["out"]
     # a dropped retry (Snakemake 9.27, a job after a checkpoint) made the run end asking for the rerun, and only then
     assert (gke_run["runs"] == 2) == bool(dropped), (gke_run["runs"], dropped)
-
-
-def _targets(job: dict) -> list[str]:
-    """The --target-jobs of a pod's snakemake command (rule and wildcards)."""
-    args = shlex.split(job["spec"]["template"]["spec"]["containers"][0]["args"][1])
-    i = args.index("--target-jobs") + 1
-    targets = []
-    while i < len(args) and not args[i].startswith("--"):
-        targets.append(args[i])
-        i += 1
-    return targets
 
 
 def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):

@@ -9,6 +9,7 @@ which input to fix.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
@@ -69,3 +70,14 @@ def read_tsv(path, dtype: dict | None = None) -> pd.DataFrame:
     sample may be named ``NA`` or ``nan``, and batch ``0007`` stays ``0007``. Only empty cells are missing."""
     return pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": str, **(dtype or {})}, keep_default_na=False,
                        na_values=[""])
+
+
+def label_paths(batch_dir, sample: str, compartments) -> dict:
+    """Where a batched sample's labels are in its batch folder, per compartment: ``labels/<sample>/<c>.ome.tif``."""
+    return {c: Path(batch_dir, "labels", sample, f"{c}.ome.tif") for c in compartments}
+
+
+def staged_paths(declared, staged) -> dict:
+    """The sheet's paths -> where a job reads them: ``declared`` and the job's inputs made of them, in one order (the
+    same paths on a shared filesystem, staged copies without one)."""
+    return dict(zip(declared, staged))

@@ -25,7 +25,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -36,27 +35,11 @@ from cellscale.measure import RegionArray, concat_tables, measure_compartments
 from cellscale.report import summarize_sample
 from cellscale.samples import pack_batches
 from cellscale.segment.image import FieldOfView, segment_many
-from cellscale.segment.model import ModelSpec
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
-from cellscale.segment.tiles import resampling_scale
-from cellscale.settings import Settings, default
-from cellscale.steps import ERROR_COLUMNS, StepError, open_sample_image, read_tsv
+from cellscale.steps import ERROR_COLUMNS, StepError, label_paths, open_sample_image, read_tsv
 from cellscale.steps.measure import MeasureSettings, sample_channel_names
 
 log = logging.getLogger("cellscale")
-
-PLAN_COLUMNS = ["sample", "batch", "mpx"]
-
-
-@dataclass(frozen=True)
-class BatchSettings(Settings):
-    """``batches``: which samples share jobs, and what a run with failed images does (defaults: the schema's)."""
-
-    SECTION: ClassVar[str] = "batches"
-    enabled: bool = default("batches", "enabled")
-    keep_going: bool = default("batches", "keep_going")
-    qc_overlays: int = default("batches", "qc_overlays")
-
 
 def image_mpx(path, scale: float | None = 1.0) -> float | None:
     """Megapixels the model sees of a still image (Y * X * scale², from the header); None when unreadable.
@@ -140,7 +123,6 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
 
     tiling, segment = tiling or TilingSettings(), segment or SegmentSettings()
     postprocess, measure = postprocess or PostprocessSettings(), measure or MeasureSettings()
-    spec = ModelSpec.read(model_dir)
     batch_size = max(1, int(segment.batch_mpx * 1e6 // (tiling.tile * tiling.tile)))
     predictor = Predictor(model_dir, batch_size=batch_size, precision=segment.precision, threads=threads,
                           augment=segment.augment)
@@ -149,8 +131,7 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
         sources, opened = {}, []
         for field in fields:
             try:
-                resampling_scale(field.pixel_size_um, spec.pixel_size_um, field.scale)
-                sources[field.sample] = _in_memory(field)
+                sources[field.sample] = _in_memory(field)  # a bad scale is segment_many's error, per image
                 opened.append(field)
             except (StepError, ValueError) as err:  # ImageError is a ValueError
                 errors.append(_error(field, batch, err))
@@ -223,15 +204,9 @@ def _finish_field(field: Field, source: ImageSource, labels: dict, out_dir: Path
     names = sample_channel_names(field.image, source.shape[1], field.channel_names)
     planes = {comp: lab[0] for comp, lab in labels.items()}
     table = measure_compartments(planes, RegionArray(source, "CYX"), names, settings.extra_stats)
-    for comp, plane in planes.items():
-        write_labels(out_dir / "labels" / field.sample / f"{comp}.ome.tif", plane, field.pixel_size_um)
+    for comp, path in label_paths(out_dir, field.sample, planes).items():
+        write_labels(path, planes[comp], field.pixel_size_um)
     return table, summarize_sample(field.sample, planes, table)
 
 
-def label_paths(batch_dir, sample: str, compartments) -> dict:
-    """Where a batched sample's labels are, per compartment."""
-    return {c: Path(batch_dir, "labels", sample, f"{c}.ome.tif") for c in compartments}
-
-
-__all__ = ["BatchSettings", "Field", "PLAN_COLUMNS", "image_mpx", "label_paths", "plan_batches",
-           "read_plan", "segment_batch"]
+__all__ = ["Field", "image_mpx", "plan_batches", "read_plan", "segment_batch"]

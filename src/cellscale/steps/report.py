@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cellscale.io import atomic_path
-from cellscale.steps import ERROR_COLUMNS, open_sample_image, read_sample_labels, read_tsv
+from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.report import distributions_plot, overlay, overlay_grid, save_png, summarize_sample
 
 log = logging.getLogger("cellscale")
@@ -87,11 +87,13 @@ def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict) ->
     """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files and per-cell table."""
     rows = []
     for r in index.itertuples():
-        where = f"results/batches/{r.batch}/labels/{r.sample}" if r.batch else f"results/segmentation/{r.sample}"
         ok = r.status == "ok"
+        comps = compartments.get(r.sample, []) if ok else []
+        where = (label_paths(f"results/batches/{r.batch}", r.sample, comps) if r.batch
+                 else {c: f"results/segmentation/{r.sample}/{c}.ome.tif" for c in comps})
         row = {"sample": r.sample, "image": images.get(r.sample, ""), "batch": r.batch, "status": r.status}
         for comp in ("nuclear", "whole_cell"):
-            row[f"{comp}_labels"] = f"{where}/{comp}.ome.tif" if ok and comp in compartments.get(r.sample, []) else ""
+            row[f"{comp}_labels"] = str(where.get(comp, ""))
         row["cells"] = ("" if not ok else f"results/cells/batch_{r.batch}.parquet" if r.batch
                         else f"results/measurements/{r.sample}.parquet")
         rows.append(row)
@@ -111,8 +113,8 @@ def report_fields(batch_dirs: list, candidates: dict, out_overlays, out_distribu
     tiles = []
     for sample in drawn:
         folder = Path(next(d for d in batch_dirs if Path(d).name == ok.loc[sample, "batch"]))
-        labels = {c: read_sample_labels(sample, p) for c in ("nuclear", "whole_cell")
-                  if (p := folder / "labels" / sample / f"{c}.ome.tif").exists()}
+        labels = {c: read_sample_labels(sample, p)
+                  for c, p in label_paths(folder, sample, ("nuclear", "whole_cell")).items() if p.exists()}
         with open_sample_image(sample, candidates[sample], False) as source:
             step_px = max(1, int(np.ceil(max(source.shape[2:]) / GRID_TILE_PX)))
             preview = source.strided(0, step_px)
