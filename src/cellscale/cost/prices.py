@@ -1,0 +1,120 @@
+"""Price tables as data: ``config/prices/<name>.yaml``, each with its date and source.
+
+A table prices whole machines (vCPUs, memory and GPUs together) on demand and as spot, plus storage, network and
+the GKE cluster fee. Users add their own table (same keys) and pass its path.
+
+Format::
+
+    name: gke-us-central1
+    region: us-central1
+    date: "2026-11-20"            # when the prices were read
+    source: "where they were read (URL, catalog and commit)"
+    currency: USD
+    notes: "..."
+    machines:
+      g2-standard-4: {vcpus: 4, memory_gib: 16, gpu: L4, gpus: 1, on_demand: 0.7068, spot: 0.2827}
+      e2-standard-4: {vcpus: 4, memory_gib: 16, on_demand: 0.134, spot: 0.0402}
+    storage:                       # USD
+      pd_balanced_gb_month: 0.10
+      pd_standard_gb_month: 0.04
+      gcs_standard_gb_month: 0.020
+      gcs_class_a_per_10k: 0.05    # writes, lists
+      gcs_class_b_per_10k: 0.004   # reads
+    network:
+      egress_internet_gb: 0.12
+      gcs_same_region_gb: 0.0      # pods and bucket in one region: free
+    cluster:
+      management_fee_usd_h: 0.10
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PRICE_DIR = Path("config/prices")   # relative to the workflow's folder, like the other config files
+DEFAULT_TABLE = "gke-us-central1"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One machine type and what an hour of it costs (the whole machine, its GPUs included)."""
+
+    name: str
+    vcpus: int
+    memory_gib: float
+    on_demand: float           # USD per hour
+    spot: float                # USD per hour
+    gpu: str | None = None     # "L4", "T4", "A100-40GB", "H100-80GB"; None for CPU machines
+    gpus: int = 0
+
+    def hourly(self, spot: bool) -> float:
+        return self.spot if spot else self.on_demand
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    name: str
+    region: str
+    date: str
+    source: str
+    currency: str
+    machines: dict[str, Machine]
+    storage: dict[str, float]
+    network: dict[str, float]
+    cluster: dict[str, float]
+    notes: str = ""
+    path: str = ""
+    extra: dict = field(default_factory=dict)   # any further top-level keys a table carries (e.g. a paper's figures)
+
+    def machine(self, name: str) -> Machine:
+        try:
+            return self.machines[name]
+        except KeyError:
+            raise KeyError(f"price table {self.name!r} ({self.path}) has no machine type {name!r}; it has "
+                           f"{', '.join(sorted(self.machines))}") from None
+
+
+_REQUIRED = ("name", "date", "source", "currency", "machines")
+_MACHINE_KEYS = {"vcpus", "memory_gib", "on_demand", "spot", "gpu", "gpus"}
+
+
+def table_path(name_or_path: str | Path, folder: Path | str = PRICE_DIR) -> Path:
+    """A path as given, or ``<folder>/<name>.yaml`` for a bare table name such as ``gke-us-central1``."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return Path(folder) / f"{name_or_path}.yaml"
+
+
+def load_prices(name_or_path: str | Path = DEFAULT_TABLE, folder: Path | str = PRICE_DIR) -> PriceTable:
+    """Read and check a price table; a missing key or a negative price is an error naming the file."""
+    path = table_path(name_or_path, folder)
+    if not path.exists():
+        raise FileNotFoundError(f"price table {path}: no such file (tables in {folder}: "
+                                f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.yaml'))) or 'none'})")
+    doc = yaml.safe_load(path.read_text()) or {}
+    missing = [k for k in _REQUIRED if k not in doc]
+    if missing:
+        raise ValueError(f"price table {path}: missing {', '.join(missing)}")
+    machines = {}
+    for name, m in doc["machines"].items():
+        unknown = set(m) - _MACHINE_KEYS
+        if unknown or not {"vcpus", "memory_gib", "on_demand", "spot"} <= set(m):
+            raise ValueError(f"price table {path}: machine {name!r} needs vcpus, memory_gib, on_demand, spot "
+                             f"(optional gpu, gpus){'; unknown ' + ', '.join(sorted(unknown)) if unknown else ''}")
+        if min(m["on_demand"], m["spot"]) < 0:
+            raise ValueError(f"price table {path}: machine {name!r} has a negative price")
+        machines[name] = Machine(name=name, vcpus=int(m["vcpus"]), memory_gib=float(m["memory_gib"]),
+                                 on_demand=float(m["on_demand"]), spot=float(m["spot"]), gpu=m.get("gpu"),
+                                 gpus=int(m.get("gpus", 1 if m.get("gpu") else 0)))
+    known = set(_REQUIRED) | {"region", "storage", "network", "cluster", "notes"}
+    return PriceTable(name=str(doc["name"]), region=str(doc.get("region", "")), date=str(doc["date"]),
+                      source=str(doc["source"]), currency=str(doc["currency"]), machines=machines,
+                      storage={k: float(v) for k, v in (doc.get("storage") or {}).items()},
+                      network={k: float(v) for k, v in (doc.get("network") or {}).items()},
+                      cluster={k: float(v) for k, v in (doc.get("cluster") or {}).items()},
+                      notes=str(doc.get("notes", "")), path=str(path),
+                      extra={k: v for k, v in doc.items() if k not in known})

@@ -1,0 +1,126 @@
+"""Throughput profiles: how long and how much memory each rule's job takes on one machine type.
+
+A rule's job on a machine takes ``fixed_s + s_per_mpx * mpx`` seconds of wall time and peaks at
+``mem_mb + mem_mb_per_mpx * mpx`` MB, where ``mpx`` is the megapixels the job processes (a shard, a batch, a
+sample; 0 for run-level rules, whose size grows with the run instead: see ``per``). Every figure says where it
+comes from: ``measured`` (where, when, which command) or ``assumed`` (and how it was derived). The planner never
+uses a profile of one machine type for another without saying so.
+
+Format (``config/throughput/<name>.yaml``)::
+
+    name: g2-standard-4-l4
+    machine: g2-standard-4          # the machine type (price table key) these figures hold for
+    description: "..."
+    rules:
+      segment_batch:
+        fixed_s: 2.0                # per job
+        s_per_mpx: 0.08
+        mem_mb: 900
+        mem_mb_per_mpx: 40
+        threads: 4                  # cores one job uses (jobs per node = vcpus // threads, and GPUs for a GPU rule)
+        gpu: true                   # needs the machine's GPU
+        per: mpx                    # what mpx counts: "mpx" (the job's own pixels) or "run" (the whole run's)
+        origin: assumed             # measured | assumed
+        how: "network from the H100 table in docs/benchmarks.md scaled by ...; CPU part measured on ..."
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+PROFILE_DIR = Path("config/throughput")
+ORIGINS = ("measured", "assumed")
+
+
+@dataclass(frozen=True)
+class RuleRate:
+    """One rule's job time and memory on one machine type, and where the figures come from."""
+
+    rule: str
+    fixed_s: float
+    s_per_mpx: float
+    mem_mb: float
+    mem_mb_per_mpx: float
+    origin: str                 # "measured" or "assumed"
+    how: str                    # measured: where, when, command; assumed: from what, and how
+    threads: int = 1
+    gpu: bool = False
+    per: str = "mpx"            # "mpx": the job's own megapixels; "run": the whole run's
+
+    def seconds(self, mpx: float) -> float:
+        return self.fixed_s + self.s_per_mpx * mpx
+
+    def memory_mb(self, mpx: float) -> float:
+        return self.mem_mb + self.mem_mb_per_mpx * mpx
+
+
+@dataclass(frozen=True)
+class ThroughputProfile:
+    name: str
+    machine: str
+    rules: dict[str, RuleRate]
+    description: str = ""
+    path: str = ""
+
+    def rate(self, rule: str) -> RuleRate:
+        try:
+            return self.rules[rule]
+        except KeyError:
+            raise KeyError(f"throughput profile {self.name!r} ({self.path or 'in memory'}) has no figures for "
+                           f"rule {rule!r}; it has {', '.join(sorted(self.rules))}") from None
+
+    def assumptions(self) -> list[str]:
+        """One line per figure that was not measured."""
+        return [f"{self.machine}: {r.rule}: {r.how}" for r in self.rules.values() if r.origin != "measured"]
+
+
+def profile_path(name_or_path: str | Path, folder: Path | str = PROFILE_DIR) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return Path(folder) / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str | Path, folder: Path | str = PROFILE_DIR) -> ThroughputProfile:
+    path = profile_path(name_or_path, folder)
+    if not path.exists():
+        raise FileNotFoundError(f"throughput profile {path}: no such file (profiles in {folder}: "
+                                f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.yaml'))) or 'none'})")
+    doc = yaml.safe_load(path.read_text()) or {}
+    for key in ("name", "machine", "rules"):
+        if key not in doc:
+            raise ValueError(f"throughput profile {path}: missing {key}")
+    rules = {}
+    for rule, r in doc["rules"].items():
+        try:
+            rate = RuleRate(rule=rule, **r)
+        except TypeError as e:
+            raise ValueError(f"throughput profile {path}: rule {rule!r}: {e}") from None
+        if rate.origin not in ORIGINS:
+            raise ValueError(f"throughput profile {path}: rule {rule!r}: origin must be one of {ORIGINS}, "
+                             f"not {rate.origin!r}")
+        if not rate.how:
+            raise ValueError(f"throughput profile {path}: rule {rule!r}: say how the figures were had (how:)")
+        rules[rule] = rate
+    return ThroughputProfile(name=str(doc["name"]), machine=str(doc["machine"]), rules=rules,
+                             description=str(doc.get("description", "")), path=str(path))
+
+
+def profile_dict(profile: ThroughputProfile) -> dict:
+    """The YAML document of a profile (what :func:`load_profile` reads back)."""
+    rules = {}
+    for rule, r in profile.rules.items():
+        d = asdict(r)
+        d.pop("rule")
+        rules[rule] = d
+    return {"name": profile.name, "machine": profile.machine, "description": profile.description, "rules": rules}
+
+
+def write_profile(profile: ThroughputProfile, path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120))
+    return path
