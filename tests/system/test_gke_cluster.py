@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -173,3 +174,66 @@ def test_up_refuses_to_run_outside_a_checkout(tmp_path):
     shutil.copytree(PROFILE, tmp_path / "profiles" / "gke")
     result = cli("up", cwd=tmp_path, env={"PATH": str(tmp_path)})  # neither gcloud nor kubectl: nothing may run
     assert result.returncode != 0 and "Dockerfile, models, data/demo" in result.stderr
+
+
+def test_install_profile_makes_the_bare_name_work(tmp_path):
+    """`snakemake --profile gke`, as users type it, finds the checkout's profile once it is installed."""
+    env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lookup = ("from snakemake.cli import get_profile_dir, parse_args; print(get_profile_dir('gke')[1]); "
+              "print(parse_args(['--profile', 'gke', '--dry-run'])[1].executor)")
+
+    def snakemake_lookup():
+        return subprocess.run([sys.executable, "-c", lookup], capture_output=True, text=True, cwd=elsewhere,
+                              env={**ENV, **env}, timeout=120)
+
+    assert snakemake_lookup().returncode != 0   # not found before
+    result = cli("install-profile", env=env, cwd=elsewhere.parent)
+    assert result.returncode != 0 and "--profile-dir" in result.stderr   # no profiles/gke in that folder
+    result = cli("install-profile", env=env)
+    assert result.returncode == 0, result.stderr
+    link = tmp_path / "config" / "snakemake" / "gke"
+    assert link.is_symlink() and link.resolve() == PROFILE.resolve()
+    found = snakemake_lookup()
+    assert found.returncode == 0, found.stderr
+    config, executor = found.stdout.split()
+    assert config == str(link / "config.yaml") and executor == "kubernetes"
+    assert cli("install-profile", env=env).returncode == 0   # again: the link is replaced
+    link.unlink()
+    link.mkdir()   # a folder cellscale did not make is left alone
+    refused = cli("install-profile", env=env)
+    assert refused.returncode != 0 and "--force" in refused.stderr and link.is_dir() and not link.is_symlink()
+    assert cli("install-profile", "--force", env=env).returncode == 0 and link.is_symlink()
+
+
+def _pool(cmds, name):
+    return next((c for c in cmds if c[:4] == ["gcloud", "container", "node-pools", "create"] and c[4] == name), None)
+
+
+def test_up_takes_the_pools_of_a_plan(tmp_path):
+    plan = {"pools": [{"name": "gpu", "machine_type": "a2-highgpu-1g", "count": 6, "spot": True, "gpu": "A100-40GB",
+                       "gpus_per_node": 1},
+                      {"name": "cpu", "machine_type": "n2-standard-8", "count": 3, "spot": False}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    result = cli("print", "--plan", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    cmds = [shlex.split(line) for line in result.stdout.splitlines()]
+    gpu, cpu = _pool(cmds, "gpu"), _pool(cmds, "cpu")
+    assert gpu[gpu.index("--machine-type") + 1] == "a2-highgpu-1g" and gpu[gpu.index("--max-nodes") + 1] == "6"
+    assert "--spot" in gpu and "type=nvidia-tesla-a100" in gpu[gpu.index("--accelerator") + 1]
+    assert cpu[cpu.index("--machine-type") + 1] == "n2-standard-8" and cpu[cpu.index("--max-nodes") + 1] == "3"
+    assert "--spot" not in cpu and _pool(cmds, "spot-cpu") is None
+    # a plan that runs everything on CPU nodes creates no GPU pool
+    plan["pools"] = [{"name": "spot-cpu", "machine_type": "n2-standard-16", "count": 12, "spot": True}]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    cmds = [shlex.split(line[2:]) for line in cli("up", "--dry-run", "--plan", str(tmp_path / "plan.json"))
+            .stdout.splitlines() if line.startswith("+ ")]
+    assert _pool(cmds, "gpu") is None and "--spot" in _pool(cmds, "spot-cpu")
+    # what is wrong with a plan is said, with its file
+    plan["pools"][0]["machine_type"] = "x9-giant"
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    bad = cli("print", "--plan", str(tmp_path))
+    assert bad.returncode != 0 and "x9-giant" in bad.stderr and "plan" in bad.stderr and "Traceback" not in bad.stderr
+    missing = cli("print", "--plan", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "cellscale plan" in missing.stderr

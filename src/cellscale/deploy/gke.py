@@ -10,6 +10,15 @@ Kubernetes objects the profile relies on are plain manifests in ``profiles/gke/m
 the current folder, the workflow's checkout (``up`` builds its ``Dockerfile`` and uploads its ``models/`` and
 ``data/demo/``); the profile is read from ``--profile-dir`` (default ``profiles/gke`` in the current folder).
 ``size`` is ``cellscale size --profile gke`` (:mod:`.sizing`).
+
+``up --plan DIR/plan.json`` takes the node pools from a plan of ``cellscale plan`` (:mod:`cellscale.cost`): machine
+types, spot or on-demand, and each pool's autoscaling maximum (a plan without a GPU pool creates none). Run the
+workflow with the same plan: ``snakemake --profile gke --workflow-profile DIR``.
+
+``snakemake --profile gke`` finds a profile by that name in the current folder or in Snakemake's user
+configuration folder (``~/.config/snakemake`` on Linux), and ``profiles/gke`` is neither. ``up`` (and
+``install-profile`` alone) links the checkout's ``profiles/gke`` there, so the bare name works from any folder;
+``--profile profiles/gke`` keeps working.
 """
 
 from __future__ import annotations
@@ -17,12 +26,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -37,8 +48,15 @@ MACHINES = {
     "e2-medium": (2, 4, 0), "e2-standard-2": (2, 8, 0), "e2-standard-4": (4, 16, 0),
     "e2-standard-8": (8, 32, 0), "e2-highmem-4": (4, 32, 0), "n2-standard-4": (4, 16, 0),
     "n2d-standard-4": (4, 16, 0), "n1-standard-4": (4, 15, 0), "n1-standard-8": (8, 30, 0),
-    "g2-standard-4": (4, 16, 1), "g2-standard-8": (8, 32, 1),
+    "n2-standard-8": (8, 32, 0), "n2-standard-16": (16, 64, 0), "n2d-standard-8": (8, 32, 0),
+    "e2-standard-16": (16, 64, 0), "n1-standard-16": (16, 60, 0),
+    "g2-standard-4": (4, 16, 1), "g2-standard-8": (8, 32, 1), "g2-standard-12": (12, 48, 1),
+    "a2-highgpu-1g": (12, 85, 1), "a3-highgpu-1g": (26, 234, 1),
 }
+# The --accelerator type of a GPU pool: implied by g2/a2/a3 machines, chosen for n1 (a T4 unless the plan says).
+ACCELERATORS = {"g2": "nvidia-l4", "a2": "nvidia-tesla-a100", "a3": "nvidia-h100-80gb", "n1": "nvidia-tesla-t4"}
+PLAN_GPUS = {"L4": "nvidia-l4", "T4": "nvidia-tesla-t4", "A100-40GB": "nvidia-tesla-a100",
+             "H100-80GB": "nvidia-h100-80gb"}
 # What GKE's own DaemonSets (kube-proxy, logging, metrics, CSI, GPU device plugin) take from every node.
 DAEMON_CPU, DAEMON_MEMORY_MB = 0.4, 800
 
@@ -141,8 +159,10 @@ class Settings:
     gpu_machine_type: str
     gpu_type: str = "nvidia-l4"
     system_machine_type: str = "e2-medium"
-    gpu_max_nodes: int = 4
+    gpu_max_nodes: int = 4    # 0: no GPU pool (a plan that runs every rule on CPU nodes)
     spot_max_nodes: int = 20
+    gpu_spot: bool = False
+    cpu_spot: bool = True
     kubernetes_version: str = "1.36"   # MutatingAdmissionPolicy (the job defaults) is GA from 1.36
 
     @property
@@ -157,14 +177,95 @@ class Settings:
     def repository(self) -> str:
         return "cellscale"
 
+    @property
+    def cpu_pool(self) -> str:
+        return "spot-cpu" if self.cpu_spot else "cpu"
+
     def pools(self) -> list[Pool]:
-        """The node pools as the scheduler sees them: system (on-demand), GPU (on-demand, tainted), spot CPU."""
+        """The node pools as the scheduler sees them: system (on-demand), GPU (tainted; none when its maximum
+        is 0), CPU (spot unless a plan says on-demand)."""
         def pool(name, machine, spot=False, taints=()):
             cpu, mem, gpus = allocatable(machine)
             return Pool(name, machine, cpu, mem, gpus, spot, taints)
-        return [pool("default-pool", self.system_machine_type),
-                pool("gpu", self.gpu_machine_type, taints=(("nvidia.com/gpu", "present", "NoSchedule"),)),
-                pool("spot-cpu", self.spot_machine_type, spot=True)]
+        pools = [pool("default-pool", self.system_machine_type)]
+        if self.gpu_max_nodes > 0:
+            pools.append(pool("gpu", self.gpu_machine_type, spot=self.gpu_spot,
+                              taints=(("nvidia.com/gpu", "present", "NoSchedule"),)))
+        return pools + [pool(self.cpu_pool, self.spot_machine_type, spot=self.cpu_spot)]
+
+
+def with_plan(s: Settings, plan: dict, source: str = "the plan") -> Settings:
+    """``s`` with the node pools of a ``cellscale plan`` (its ``pools``: name, machine_type, count, spot, and
+    for a GPU pool gpus_per_node and gpu): machine types, spot or not, and autoscaling maxima."""
+    pools = plan.get("pools")
+    if not isinstance(pools, list) or not pools:
+        raise ValueError(f"{source}: no pools (expected the JSON that `cellscale plan --json` prints)")
+    gpu = [p for p in pools if p.get("name") == "gpu"]
+    cpu = [p for p in pools if p.get("name") in ("spot-cpu", "cpu")]
+    if len(gpu) > 1 or len(cpu) != 1:
+        raise ValueError(f"{source}: expected one CPU pool (spot-cpu or cpu) and at most one gpu pool, got "
+                         f"{', '.join(str(p.get('name')) for p in pools)}")
+    for p in pools:
+        if p.get("machine_type") not in MACHINES:
+            raise ValueError(f"{source}: pool {p.get('name')!r}: unknown machine type {p.get('machine_type')!r}; "
+                             "add it to cellscale.deploy.gke.MACHINES")
+    changes = {"spot_machine_type": cpu[0]["machine_type"], "spot_max_nodes": int(cpu[0]["count"]),
+               "cpu_spot": bool(cpu[0].get("spot", True)), "gpu_max_nodes": 0}
+    if gpu and int(gpu[0]["count"]) > 0:
+        g = gpu[0]
+        changes.update(gpu_machine_type=g["machine_type"], gpu_max_nodes=int(g["count"]),
+                       gpu_spot=bool(g.get("spot", False)),
+                       gpu_type=PLAN_GPUS.get(g.get("gpu"), ACCELERATORS.get(g["machine_type"].split("-")[0],
+                                                                             s.gpu_type)))
+    return replace(s, **changes)
+
+
+def plan_file(path: Path) -> Path:
+    """``DIR/plan.json`` for the folder a ``cellscale plan --out DIR`` wrote, or the file itself."""
+    path = Path(path)
+    return path / "plan.json" if path.is_dir() else path
+
+
+def read_plan(path: Path) -> dict:
+    """The JSON of a ``cellscale plan --out DIR`` (DIR or DIR/plan.json)."""
+    path = plan_file(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"cellscale gke: {path}: no such plan (write one with `cellscale plan ... --out DIR`)")
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"cellscale gke: {path}: not a plan's JSON ({err})")
+
+
+def snakemake_profile_home() -> Path:
+    """Snakemake's user configuration folder, where ``--profile NAME`` looks after the current folder
+    (Snakemake asks platformdirs, as here; without it, the XDG folder)."""
+    try:
+        from platformdirs import user_config_dir
+    except ImportError:  # platformdirs comes with Snakemake; this is the Linux answer without it
+        return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "snakemake"
+    return Path(user_config_dir("snakemake", "snakemake"))
+
+
+def install_profile(profile_dir: Path = PROFILE_DIR, home: Path | None = None, name: str = "gke",
+                    force: bool = False) -> Path:
+    """Link ``profile_dir`` as ``<Snakemake's profile home>/<name>`` so ``snakemake --profile gke`` finds it
+    from any folder. An existing link is replaced; anything else there is left alone unless ``force``."""
+    source = check_profile_dir(profile_dir).resolve()
+    target = Path(home or snakemake_profile_home()) / name
+    if target.is_symlink():
+        target.unlink()
+    elif target.exists():
+        if not force:
+            raise SystemExit(f"cellscale gke: {target} exists and is not a link made by cellscale; move it away "
+                             "or pass --force to replace it")
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source, target_is_directory=True)
+    return target
 
 
 def settings(profile_dir: Path = PROFILE_DIR, environ: dict[str, str] | None = None) -> Settings:
@@ -212,6 +313,8 @@ def up_commands(s: Settings, profile_dir: Path = PROFILE_DIR, build_image: bool 
     common_pool = [*p, *z, "--cluster", s.cluster, "--enable-autoscaling", "--min-nodes", "0", "--num-nodes", "0",
                    "--disk-size", "100", *nodes_sa, "--workload-metadata", "GKE_METADATA"]
     accelerator = f"type={s.gpu_type},count=1,gpu-driver-version=default"
+    gpu_spot = ["--spot"] if s.gpu_spot else []
+    cpu_spot = ["--spot"] if s.cpu_spot else []
     cmds = [
         ["gcloud", "services", "enable", "container.googleapis.com", "artifactregistry.googleapis.com",
          "cloudbuild.googleapis.com", "iam.googleapis.com", "storage.googleapis.com", *p],
@@ -232,12 +335,15 @@ def up_commands(s: Settings, profile_dir: Path = PROFILE_DIR, build_image: bool 
          "--cluster-version", s.kubernetes_version, "--workload-pool", f"{s.project}.svc.id.goog",
          "--machine-type", s.system_machine_type, "--num-nodes", "1", "--disk-size", "50", *nodes_sa,
          "--enable-image-streaming", "--autoscaling-profile", "optimize-utilization"],
-        # GPU pool: on-demand, from zero; GKE installs the driver and taints the nodes nvidia.com/gpu
-        ["gcloud", "container", "node-pools", "create", "gpu", *common_pool, "--machine-type",
-         s.gpu_machine_type, "--accelerator", accelerator, "--max-nodes", str(s.gpu_max_nodes)],
-        # spot CPU pool: its own machine type (the profile's only way to route pods), untainted, from zero
-        ["gcloud", "container", "node-pools", "create", "spot-cpu", *common_pool, "--machine-type",
-         s.spot_machine_type, "--spot", "--max-nodes", str(s.spot_max_nodes)],
+        # GPU pool: on-demand unless a plan says spot, from zero; GKE installs the driver and taints the nodes
+        # nvidia.com/gpu (none when the plan runs everything on CPU nodes)
+        *([["gcloud", "container", "node-pools", "create", "gpu", *common_pool, "--machine-type",
+            s.gpu_machine_type, "--accelerator", accelerator, *gpu_spot, "--max-nodes", str(s.gpu_max_nodes)]]
+          if s.gpu_max_nodes > 0 else []),
+        # CPU pool (spot unless a plan says otherwise): its own machine type (the profile's only way to route
+        # pods), untainted, from zero
+        ["gcloud", "container", "node-pools", "create", s.cpu_pool, *common_pool, "--machine-type",
+         s.spot_machine_type, *cpu_spot, "--max-nodes", str(s.spot_max_nodes)],
         ["gcloud", "container", "clusters", "get-credentials", s.cluster, *p, *z],
         # namespace, pods' service account, the job defaults policy
         ["kubectl", "apply", "--server-side", "-f", _shown(Path(profile_dir) / "manifests")],
@@ -309,10 +415,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     up.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     up.add_argument("--no-image", action="store_true", help="skip building the image with Cloud Build")
     up.add_argument("--no-upload", action="store_true", help="skip uploading models/ and data/demo/")
+    up.add_argument("--plan", type=Path, metavar="DIR|plan.json",
+                    help="node pools from `cellscale plan --out DIR` (machine types, spot, autoscaling maxima)")
+    up.add_argument("--no-profile-link", action="store_true",
+                    help="do not link the profile into Snakemake's configuration folder")
+    link = sub.add_parser("install-profile", help="link the profile where Snakemake looks, so that "
+                          "`snakemake --profile gke` works from any folder")
+    link.add_argument("--force", action="store_true", help="replace whatever is there")
+    link.add_argument("--dest", type=Path, help="the folder to link it in (default: Snakemake's user "
+                      "configuration folder, ~/.config/snakemake on Linux)")
     down = sub.add_parser("down", help="delete the cluster, repository and service accounts")
     down.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     down.add_argument("--delete-bucket", action="store_true", help="also delete the bucket and all results")
-    sub.add_parser("print", help="print the commands of `up` (same as up --dry-run)")
+    printed = sub.add_parser("print", help="print the commands of `up` (same as up --dry-run)")
+    printed.add_argument("--plan", type=Path, metavar="DIR|plan.json", help="as for up")
     size = sub.add_parser("size", help="mem_mb per rule from benchmark files (same as cellscale size --profile gke)")
     sizing.build_parser(size, profile="gke")
     return parser
@@ -326,6 +442,15 @@ def run(args: argparse.Namespace) -> int:
         s = settings(check_profile_dir(args.profile_dir))
     except FileNotFoundError as err:
         raise SystemExit(f"cellscale gke: {err}") from None
+    if args.action == "install-profile":
+        target = install_profile(args.profile_dir, home=args.dest, force=args.force)
+        print(f"{target} -> {target.resolve()}: `snakemake --profile gke` now uses it")
+        return 0
+    if getattr(args, "plan", None):
+        try:
+            s = with_plan(s, read_plan(args.plan), str(plan_file(args.plan)))
+        except ValueError as err:
+            raise SystemExit(f"cellscale gke: {err}") from None
     if args.action == "print":
         sys.stdout.write(format_commands(up_commands(s, args.profile_dir)))
         return 0
@@ -342,7 +467,13 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise SystemExit(f"cellscale gke up: no {', '.join(missing)} in {Path.cwd()}: run it from the "
                              "workflow's checkout (or pass --no-image / --no-upload)")
-    return run_commands(cmds, args.dry_run)
+    status = run_commands(cmds, args.dry_run)
+    if status == 0 and args.action == "up" and not args.no_profile_link:
+        target = snakemake_profile_home() / "gke"
+        print(f"link {target} -> {Path(args.profile_dir).resolve()} (snakemake --profile gke)", flush=True)
+        if not args.dry_run:
+            install_profile(args.profile_dir, home=target.parent)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
