@@ -17,6 +17,7 @@ pytestmark = pytest.mark.workflow
     ("segmentation.py", "Mpx/s"),
     ("gpu.py", "network Mpx/s"),
     ("scale.py", "workflow_vs_single"),
+    ("cost.py", "max relative error"),
 ])
 def test_benchmark_quick_mode_prints_figures(script, expected):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], cwd=ROOT,

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import glob
 import json
-import math
 import os
 import shlex
 import shutil
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from cellscale.cost.model import allocatable_memory_mb
 from cellscale.deploy import sizing
 
 PROFILE_DIR = Path("profiles/gke")   # relative to the current folder: the user's workflow checkout
@@ -130,16 +130,8 @@ def allocatable(machine_type: str) -> tuple[float, float, int]:
     cpu_reserved = sum(share for share, present in
                        ((0.06, cpus >= 1), (0.01, cpus >= 2), (0.005, cpus >= 3), (0.005, cpus >= 4))
                        if present) + 0.0025 * max(0, cpus - 4)
-    mem_mib = gib * 1024
-    reserved_mib = 100.0
-    for size_gib, share in ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (math.inf, 0.02)):
-        part = min(mem_mib, size_gib * 1024)
-        reserved_mib += part * share
-        mem_mib -= part
-        if mem_mib <= 0:
-            break
-    memory_mb = (gib * 1024 - reserved_mib) * 1.048576
-    return round(cpus - cpu_reserved - DAEMON_CPU, 2), round(memory_mb - DAEMON_MEMORY_MB), gpus
+    memory_mb = allocatable_memory_mb(gib, DAEMON_MEMORY_MB)
+    return round(cpus - cpu_reserved - DAEMON_CPU, 2), round(memory_mb), gpus
 
 
 @dataclass(frozen=True)

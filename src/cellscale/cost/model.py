@@ -1,0 +1,280 @@
+"""The analytic model of a GKE run: what a configuration of node pools takes and costs for a workload.
+
+A run of many still images (each at most a shard) is, as Snakemake runs it with ``profiles/gke``:
+
+1. ``plan_batches`` on the machine that launched Snakemake: it downloads every image once (no shared filesystem) and
+   reads its size; ``fixed_s + s_per_mpx * run_mpx`` of its profile plus ``images * MB / launcher_mb_s``.
+2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
+   model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
+   node (its GPUs, or vCPUs // threads), ``n`` nodes, so ``ceil(J / (n k))`` waves.
+3. the tail on the CPU pool: ``aggregate_measurements`` and ``report_fields`` side by side, then ``summary``; their
+   time and memory grow with the whole run (``per: run``); ``Workload(run_tables=False)`` leaves them out.
+
+Nodes: the autoscaler scans every ``scan_s`` (a pending pod waits ``scan_s / 2`` on average), asks for a VM
+(``provision_s``), the VM boots and joins (``node_start_s``; a GPU node also installs its driver: ``gpu_node_start_s``)
+and pulls the image (``image_pull_s``); it is billed from VM creation until the autoscaler removes it, ``idle_s``
+(+ ``scan_s / 2``) after its last job. Spot nodes are preempted at ``preemption`` per node-hour: each preemption loses
+the running jobs' work so far (half a job on average; Snakemake retries them, ``retries`` times) and the node's slots
+until a replacement is up (``scan_s / 2 + provision_s + start + pull``); the pool's capacity is therefore
+``f = 1 - rate * (d / 2 + replacement)`` of the nominal one. Costs: node-hours x the price table (spot or on demand),
+each node's boot disk, the system pool's node and the cluster fee for the wall time, the bucket's GB-months for the
+run's duration, Cloud Storage operations (class A per object written, class B per read and metadata check) and
+internet egress (none unless asked). :mod:`.simulate` runs the same mechanics event by event.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .prices import Machine, PriceTable
+from .throughput import RuleRate, ThroughputProfile
+
+SEGMENT_RULE = "segment_batch"
+TAIL_PARALLEL = ("aggregate_measurements", "report_fields")
+TAIL_LAST = "summary"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """``images`` still images of ``mpx_per_image`` megapixels each (the model's pixels)."""
+
+    images: int
+    mpx_per_image: float = 1.0
+    mb_per_mpx: float = 2.0        # stored image size: 2 MB/Mpx = one uint16 channel, uncompressed (assumed)
+    out_mb_per_mpx: float = 1.0    # labels + tables written per Mpx (assumed: compressed 32-bit labels)
+    run_tables: bool = True        # the run-level tail (aggregate_measurements, report_fields, summary) runs too
+
+    @property
+    def total_mpx(self) -> float:
+        return self.images * self.mpx_per_image
+
+    def jobs(self, shard_mpx: float) -> int:
+        """segment_batch jobs: plan_batches packs images in sheet order into batches of about shard_mpx."""
+        per_batch = max(1, math.floor(shard_mpx / self.mpx_per_image + 1e-9))
+        return math.ceil(self.images / per_batch)
+
+    def images_per_job(self, shard_mpx: float) -> float:
+        return self.images / self.jobs(shard_mpx)
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Everything about a run that is not a rule's own time; each default says where it comes from (all assumed but
+    ``batch_s_per_image``, measured)."""
+
+    job_overhead_s: float = 15.0     # pod scheduled on a ready node + container start (image cached) + Snakemake's job
+                                     # start (about 1 s, measured locally) + half of the profile's 15-s status checks
+    batch_s_per_image: float = 0.009  # per image in a segment_batch job: read, write labels, measure (measured, AVX2)
+    pod_mb_s: float = 100.0          # a pod's transfer rate to and from the bucket (staging inputs and outputs)
+    scan_s: float = 10.0             # cluster autoscaler scan interval (GKE's documented default)
+    provision_s: float = 20.0        # from the autoscaler's decision to a VM being created
+    node_start_s: float = 90.0       # VM boot + kubelet + joining the cluster (CPU node)
+    gpu_node_start_s: float = 300.0  # the same for a GPU node, whose NVIDIA driver GKE installs at boot
+    image_pull_s: float = 60.0       # the cellscale image (TensorFlow inside) from Artifact Registry in the region
+    idle_s: float = 300.0            # an empty node is removed after this (the optimize-utilization profile)
+    retries: int = 3                 # profiles/gke: retries
+    launcher_mb_s: float = 400.0     # plan_batches downloads every image to the launcher at this rate
+    disk_gb: float = 100.0           # boot disk per node (cellscale gke up: --disk-size 100, pd-balanced)
+    system_machine: str = "e2-medium"  # the always-on system pool node (one, on demand)
+    egress_gb: float = 0.0           # results downloaded out of Google Cloud (internet egress)
+    class_a_per_object: float = 1.0  # a simple upload is one class A operation
+    class_b_per_object: float = 2.0  # an existence/metadata check and a download (or a check of an output) each
+
+    def startup_s(self, machine: Machine) -> float:
+        """From VM creation to a node that runs pods (billed)."""
+        return (self.gpu_node_start_s if machine.gpus else self.node_start_s) + self.image_pull_s
+
+    def replacement_s(self, machine: Machine) -> float:
+        """From a pending pod (or a preempted node) to a new node that runs it."""
+        return self.scan_s / 2 + self.provision_s + self.startup_s(machine)
+
+    def assumptions(self) -> list[str]:
+        measured = {"batch_s_per_image"}
+        return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
+
+
+@dataclass(frozen=True)
+class PoolChoice:
+    name: str                  # "gpu", "spot-cpu" or "cpu" (profiles/gke's node pools)
+    machine: str               # price table key (n1-standard-4-t4: n1-standard-4 with a T4)
+    nodes: int                 # the pool's autoscaling maximum
+    spot: bool
+
+    @property
+    def instance_type(self) -> str:
+        """The Kubernetes instance type (node.kubernetes.io/instance-type) of the pool's nodes."""
+        for gpu in ("-t4", "-l4", "-v100", "-p4", "-p100"):
+            if self.machine.endswith(gpu):
+                return self.machine[: -len(gpu)]
+        return self.machine
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A configuration: the pool ``segment_batch`` runs on, the CPU pool of the tail, the shard size."""
+
+    segment: PoolChoice
+    tail: PoolChoice
+    shard_mpx: float
+
+    @property
+    def pools(self) -> list[PoolChoice]:
+        return [self.segment] if self.segment == self.tail else [self.segment, self.tail]
+
+
+@dataclass
+class Prediction:
+    hours: float
+    cost_usd: float
+    breakdown: dict[str, float]          # compute:<pool>, disks, system_pool, cluster_fee, storage, operations, network
+    phases_h: dict[str, float]           # plan_batches, segment, tail
+    jobs: int                            # Snakemake's `jobs`: the segment pool's slots (2 at least for the tail)
+    segment_jobs: int
+    slots_per_node: int
+    nodes_used: int
+    preemptions: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def allocatable_memory_mb(memory_gib: float, daemons_mb: float = 800.0) -> float:
+    """Memory (MB) pods may request on one GKE node of ``memory_gib``: GKE's documented reservation (25% of the
+    first 4 GiB, 20% of the next 4, 10% of the next 8, 6% of the next 112, 2% above, + 100 MiB eviction threshold)
+    less what GKE's DaemonSets take (``cellscale.deploy.gke.allocatable`` uses this too)."""
+    mem_mib, reserved = memory_gib * 1024, 100.0
+    left = mem_mib
+    for size_gib, share in ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (math.inf, 0.02)):
+        part = min(left, size_gib * 1024)
+        reserved += part * share
+        left -= part
+        if left <= 0:
+            break
+    return (mem_mib - reserved) * 1.048576 - daemons_mb
+
+
+def allocatable_mb(machine: Machine) -> float:
+    return allocatable_memory_mb(machine.memory_gib)
+
+
+def slots_per_node(machine: Machine, rate: RuleRate, shard_mpx: float) -> int:
+    """Jobs of a rule that fit on one node at once: its GPUs for a GPU rule; else by vCPUs (threads) and memory."""
+    if rate.gpu:
+        return machine.gpus
+    by_cpu = max(0, machine.vcpus // max(1, rate.threads))
+    by_mem = int(allocatable_mb(machine) // max(1.0, rate.memory_mb(shard_mpx)))
+    return min(by_cpu, by_mem)
+
+
+def fits(machine: Machine, rate: RuleRate, shard_mpx: float) -> bool:
+    return rate.memory_mb(shard_mpx) <= allocatable_mb(machine) and slots_per_node(machine, rate, shard_mpx) >= 1
+
+
+def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads) -> float:
+    """Wall seconds one segment_batch job holds its slot (pod start to the status check that sees it done)."""
+    mpx = w.total_mpx / w.jobs(shard_mpx)
+    staging = mpx * (w.mb_per_mpx + w.out_mb_per_mpx) / o.pod_mb_s
+    return o.job_overhead_s + rate.seconds(mpx) + w.images_per_job(shard_mpx) * o.batch_s_per_image + staging
+
+
+def tail_job_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> dict[str, float]:
+    if not w.run_tables:
+        return {r: 0.0 for r in (*TAIL_PARALLEL, TAIL_LAST)}
+    return {r: o.job_overhead_s + profile.rate(r).seconds(w.total_mpx) for r in (*TAIL_PARALLEL, TAIL_LAST)}
+
+
+def tail_memory_mb(w: Workload, profile: ThroughputProfile) -> tuple[str, float]:
+    """The tail rule that needs the most memory for this run, and how much (MB; 0 without the tail)."""
+    if not w.run_tables:
+        return "", 0.0
+    return max(((r, profile.rate(r).memory_mb(w.total_mpx)) for r in (*TAIL_PARALLEL, TAIL_LAST)),
+               key=lambda t: t[1])
+
+
+def plan_batches_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> float:
+    return profile.rate("plan_batches").seconds(w.total_mpx) + w.total_mpx * w.mb_per_mpx / o.launcher_mb_s
+
+
+def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o: Overheads) -> float:
+    """Share of a pool's slot time that does useful work under preemption (see the module docstring)."""
+    if not spot or preemption <= 0:
+        return 1.0
+    return max(0.05, 1.0 - preemption / 3600.0 * (d / 2 + o.replacement_s(machine)))
+
+
+def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
+            o: Overheads = Overheads(), preemption: float = 0.0) -> Prediction:
+    """Wall time and cost of ``w`` run as ``choice``; ``preemption``: spot preemptions per node-hour (0.05 = 5%)."""
+    seg_m, tail_m = prices.machine(choice.segment.machine), prices.machine(choice.tail.machine)
+    seg_rate = profiles[choice.segment.machine].rate(SEGMENT_RULE)
+    tail_profile = profiles[choice.tail.machine]
+    shard = choice.shard_mpx
+    jobs = w.jobs(shard)
+    k = slots_per_node(seg_m, seg_rate, shard)
+    if k < 1:
+        raise ValueError(f"{choice.segment.machine}: a {shard} Mpx segment_batch job does not fit on one node")
+    n = min(choice.segment.nodes, math.ceil(jobs / k))
+    d = segment_job_s(w, seg_rate, shard, o)
+    f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
+    waves = math.ceil(jobs / (n * k))
+    t_plan = plan_batches_s(w, tail_profile, o)
+    t_up = o.replacement_s(seg_m)
+    t_work = waves * d / f
+    t_seg = t_up + t_work
+    tails = tail_job_s(w, tail_profile, o)
+    tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
+    same_pool = choice.segment == choice.tail
+    t_tail_up = 0.0 if same_pool or not w.run_tables else o.replacement_s(tail_m)
+    t_tail = t_tail_up + tail_work
+    wall_s = t_plan + t_seg + t_tail
+
+    # node-seconds billed: from VM creation to removal (idle_s + scan_s/2 after the node's last job)
+    rate_s = preemption / 3600.0 if choice.segment.spot else 0.0
+    last = jobs - (waves - 1) * n * k
+    nodes_last = math.ceil(last / k)
+    # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
+    busy = ((waves - 1) * n + nodes_last) * d / f
+    end_gap = o.idle_s + o.scan_s / 2
+    preemptions = rate_s * n * t_work
+    # a preempted node's billing stops; its replacement's starts scan_s/2 + provision_s later
+    seg_node_s = n * (o.startup_s(seg_m) + end_gap) + busy - preemptions * (o.scan_s / 2 + o.provision_s)
+    if same_pool:
+        seg_node_s += tail_work       # one node stays for the tail, its idle timer starts after
+        tail_node_s = 0.0
+    else:
+        tail_node_s = o.startup_s(tail_m) + tail_work + end_gap if w.run_tables else 0.0
+    breakdown = {f"compute:{choice.segment.name}": seg_node_s / 3600 * seg_m.hourly(choice.segment.spot)}
+    if not same_pool:
+        breakdown[f"compute:{choice.tail.name}"] = tail_node_s / 3600 * tail_m.hourly(choice.tail.spot)
+    breakdown.update(run_costs(w, prices, o, wall_s, seg_node_s + tail_node_s, jobs, retried_jobs=preemptions * k))
+    notes = []
+    if preemption > 0 and choice.segment.spot:
+        p_fail = (preemption / 3600 * d) ** (o.retries + 1)
+        notes.append(f"a job is lost on preemption with probability {preemption / 3600 * d:.2g} per try; all "
+                     f"{o.retries + 1} tries lost: {p_fail:.1g}")
+    return Prediction(hours=wall_s / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
+                      phases_h={"plan_batches": t_plan / 3600, "segment": t_seg / 3600, "tail": t_tail / 3600},
+                      jobs=max(n * k, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
+                      preemptions=preemptions,
+                      notes=notes)
+
+
+def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node_s: float, segment_jobs: int,
+              retried_jobs: float = 0.0) -> dict[str, float]:
+    """What a run costs besides its pools' machines (shared by :func:`predict` and the simulation)."""
+    st, net, cl = prices.storage, prices.network, prices.cluster
+    hours = wall_s / 3600
+    month_h = 730.0
+    system = prices.machines.get(o.system_machine)
+    stored_gb = w.total_mpx * (w.mb_per_mpx + w.out_mb_per_mpx) / 1000
+    written = w.images + 4 * segment_jobs + 6          # labels per image; fields, errors, table, log per batch; tail
+    retried_share = retried_jobs / max(1, segment_jobs)
+    read = w.images * (2 + retried_share) + 2 * segment_jobs   # plan_batches + segment_batch (+ retries); tail
+    return {
+        "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
+        "system_pool": hours * (system.on_demand if system else 0.0),
+        "cluster_fee": hours * cl.get("management_fee_usd_h", 0.0),
+        "storage": stored_gb * st.get("gcs_standard_gb_month", 0.0) * hours / month_h,
+        "operations": (written * o.class_a_per_object * st.get("gcs_class_a_per_10k", 0.0)
+                       + read * o.class_b_per_object * st.get("gcs_class_b_per_10k", 0.0)) / 1e4,
+        "network": o.egress_gb * net.get("egress_internet_gb", 0.0),
+    }

@@ -1,0 +1,373 @@
+"""``cellscale plan``: the cheapest cluster for a deadline, or the fastest for a budget (PuLP, CBC).
+
+The program. Every candidate configuration ``c`` is a binary ``x_c``: the segment pool's machine type (a GPU type,
+or a CPU type running the int8 model: "no GPU pool"), spot or on demand, the shard size (4-64 Mpx, bounded by node
+memory through ``mem_mb + mem_mb_per_mpx * shard``) and its node count, together with the tail's CPU pool (the
+segment pool itself when that is a CPU pool, else one node of the CPU type that runs the tail cheapest). Its predicted
+wall time ``T_c`` and cost ``C_c`` come from :func:`.model.predict`, which is not linear in the node count (waves of
+jobs, start-up, preemption), so they enter as coefficients: ``sum x_c = 1``, ``sum x_c T_c <= deadline``,
+``sum x_c gpus_c <= max_gpus``, ``sum x_c nodes_c <= max_nodes``; minimise ``sum x_c C_c`` (or, with a budget,
+``sum x_c C_c <= budget`` and minimise ``sum x_c T_c``). Node counts are enumerated only where the number of waves
+changes (more nodes than ``ceil(jobs / (slots * waves))`` buy nothing), and each (machine, spot, shard) keeps only
+its time/cost Pareto front, so 10^6 images is some 10^4 binaries. Snakemake's ``jobs`` is the segment pool's slots
+(nodes x jobs per node).
+
+:func:`write_outputs` writes ``DIR/plan.json``, ``DIR/config.yaml`` (a profile for ``snakemake --profile
+profiles/gke --workflow-profile DIR``) and ``DIR/plan-config.yaml`` (the shard size). What Snakemake 9.27 does with
+the two profiles, read in snakemake/cli.py and snakemake/profiles.py and checked by real dry runs (one in
+tests/unit/test_cost_plan.py):
+
+- both files become configargparse defaults, the workflow profile last, so for a key both set the workflow profile's
+  value wins *as a whole*: its ``set-resources`` replaces the --profile's entirely (no merge per rule; a rule it does
+  not name loses its GKE settings), and so do ``default-resources`` and ``config``. Keys it leaves out keep the
+  --profile's values; the command line beats both. So the fragment repeats every rule of profiles/gke's
+  ``set-resources`` with the plan's machine types, and leaves ``default-resources`` alone.
+- ``config: {tiling: '{"shard_mpx": 64}'}`` does NOT work: ``--config`` parses a nested value with YAML's BaseLoader,
+  so 64 arrives as the string '64' and the config schema rejects it (seen in a dry run). The fragment says
+  ``configfile: plan-config.yaml`` instead (a profile value naming a file in the profile's folder becomes its path):
+  files given by ``--configfile`` are merged after the workflow's ``configfile:``, recursively, so
+  ``tiling.shard_mpx`` is the plan's and ``tiling.tile`` keeps config/config.yaml's (checked on a two-rule workflow:
+  ``{'tiling': {'shard_mpx': 64, 'tile': 512}}``). A ``--configfile`` on the command line replaces this one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulp
+import yaml
+
+from .model import (SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Prediction, Workload,
+                    allocatable_mb, fits, predict, slots_per_node, tail_memory_mb)
+from .prices import PriceTable
+from .throughput import ThroughputProfile, load_profile
+
+SHARDS = (4.0, 8.0, 16.0, 32.0, 64.0)
+CPU_RULES_OF_PROFILE = ("plan_batches", "report_fields", "tile", "stitch", "measure", "track", "report_sample",
+                        "lineage", "summary", "aggregate_measurements")
+PLAN_CONFIG = "plan-config.yaml"
+
+
+class Infeasible(ValueError):
+    """No configuration meets the request; the message says what would be needed."""
+
+
+@dataclass
+class Plan:
+    choice: Choice
+    prediction: Prediction
+    objective: str
+    limit: float
+    candidates: int
+    solve_s: float
+    assumptions: list[str]
+    prices: PriceTable
+
+    def pools(self) -> list[dict]:
+        return [{"name": pc.name, "machine_type": pc.instance_type, "price_key": pc.machine, "count": pc.nodes,
+                 "spot": pc.spot, "gpus_per_node": self.prices.machine(pc.machine).gpus,
+                 "gpu": self.prices.machine(pc.machine).gpu}
+                for pc in self.choice.pools]
+
+    def to_json(self, workload: Workload) -> dict:
+        p = self.prediction
+        return {
+            "predicted_hours": round(p.hours, 4),
+            "cost_usd": round(p.cost_usd, 4),
+            "cost_per_1000_mpx_usd": round(p.cost_usd / workload.total_mpx * 1000, 6),
+            "pools": self.pools(),
+            "shard_mpx": _number(self.choice.shard_mpx),
+            "jobs": p.jobs,
+            "segment_jobs": p.segment_jobs,
+            "cost_breakdown": {k: round(v, 4) for k, v in p.breakdown.items()},
+            "phases_hours": {k: round(v, 4) for k, v in p.phases_h.items()},
+            "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
+                         "total_mpx": workload.total_mpx, "run_tables": workload.run_tables},
+            "objective": self.objective, "limit": self.limit,
+            "prices": {"table": self.prices.name, "date": self.prices.date, "source": self.prices.source},
+            "candidates": self.candidates, "solve_s": round(self.solve_s, 3),
+            "notes": p.notes,
+            "assumptions": self.assumptions,
+        }
+
+
+def _number(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
+
+
+def load_profiles(folder: Path | str) -> dict[str, ThroughputProfile]:
+    """Every profile in ``folder``, keyed by its machine type."""
+    out = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        p = load_profile(path)
+        out[p.machine] = p
+    if not out:
+        raise FileNotFoundError(f"no throughput profiles in {folder}")
+    return out
+
+
+def _node_counts(jobs: int, slots: int, cap: int) -> list[int]:
+    """Node counts worth trying: the fewest nodes for each number of waves, up to ``cap``."""
+    counts, waves = set(), 1
+    need = math.ceil(jobs / slots)
+    while True:
+        n = math.ceil(need / waves)
+        if n <= cap:
+            counts.add(n)
+        if n == 1:
+            break
+        waves = max(waves + 1, math.ceil(need / (n - 1)))
+    return sorted(counts)
+
+
+def _pareto(items: list[tuple[float, float, object]]) -> list[tuple[float, float, object]]:
+    items = sorted(items, key=lambda t: (t[0], t[1]))
+    front, best = [], math.inf
+    for t, c, x in items:
+        if c < best - 1e-12:
+            front.append((t, c, x))
+            best = c
+    return front
+
+
+def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preemption: float, max_gpus: int | None,
+               max_nodes: int, spot_options=(True, False), machines: list[str] | None = None,
+               shards=SHARDS, segment_machines: list[str] | None = None):
+    """(time h, cost USD, Choice, Prediction) for every configuration worth considering; ``machines`` limits
+    every pool's machine types, ``segment_machines`` only the segment pool's."""
+    usable = [m for m in profiles if m in prices.machines and (machines is None or m in machines)]
+    cpu = [m for m in usable if not prices.machines[m].gpus and TAIL_LAST in profiles[m].rules]
+    if not cpu and w.run_tables:
+        raise Infeasible("no CPU machine type has both a price and a throughput profile with the tail rules")
+    fit = [m for m in cpu if tail_memory_mb(w, profiles[m])[1] <= allocatable_mb(prices.machines[m])]
+    if w.run_tables and not fit:
+        big = max(cpu, key=lambda m: allocatable_mb(prices.machines[m]))
+        rule, need = tail_memory_mb(w, profiles[big])
+        raise Infeasible(f"{rule} needs about {need / 1000:.0f} GB for the run's {w.total_mpx:g} Mpx (its profile: "
+                         f"{profiles[big].rate(rule).mem_mb_per_mpx:g} MB per Mpx of the run), more than any CPU node "
+                         f"offers ({big}: {allocatable_mb(prices.machines[big]) / 1000:.0f} GB): plan segmentation "
+                         f"alone (--no-run-tables) or split the run")
+    cpu = fit
+    out = []
+    for m in usable:
+        machine, rate = prices.machines[m], profiles[m].rules.get(SEGMENT_RULE)
+        if rate is None or (rate.gpu and not machine.gpus) or (segment_machines and m not in segment_machines):
+            continue
+        for shard in shards:
+            if shard < w.mpx_per_image or not fits(machine, rate, shard):
+                continue
+            k = slots_per_node(machine, rate, shard)
+            cap = max_nodes if not machine.gpus else min(max_nodes - 1, (max_gpus if max_gpus is not None
+                                                                          else 10 ** 6) // machine.gpus)
+            if not machine.gpus and w.run_tables and m not in cpu:
+                continue                     # a CPU pool runs the tail too: it must hold it
+            for spot in spot_options:
+                tails = [m] if not machine.gpus or not w.run_tables else cpu
+                group = []
+                for n in _node_counts(w.jobs(shard), k, cap):
+                    seg = PoolChoice("gpu" if machine.gpus else ("spot-cpu" if spot else "cpu"), m, n, spot)
+                    best = None
+                    for t in tails:   # the tail's pool: chosen at the first node count, kept for the others
+                        tail = seg if t == m else PoolChoice("spot-cpu" if spot else "cpu", t, 1, spot)
+                        if tail is not seg and tail.instance_type == seg.instance_type:
+                            continue   # pods reach a pool by its machine type only: two pools need two types
+                        choice = Choice(seg, tail, shard)
+                        p = predict(w, choice, profiles, prices, o, preemption)
+                        if best is None or p.cost_usd < best[1].cost_usd:
+                            best = (choice, p)
+                    if best is not None:
+                        group.append((best[1].hours, best[1].cost_usd, best))
+                        tails = [best[0].tail.machine]
+                for t, c, (choice, p) in _pareto(group):
+                    out.append((t, c, choice, p))
+    return out
+
+
+def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable, deadline_h: float | None = None,
+         budget_usd: float | None = None, max_gpus: int | None = None, max_nodes: int = 100,
+         preemption: float = 0.0, o: Overheads = Overheads(), spot_options=(True, False),
+         machines: list[str] | None = None, shards=SHARDS, segment_machines: list[str] | None = None) -> Plan:
+    """The least cost within ``deadline_h``, or the least time within ``budget_usd`` (one of them)."""
+    if (deadline_h is None) == (budget_usd is None):
+        raise ValueError("give a deadline or a budget (one of them)")
+    t0 = time.perf_counter()
+    cands = candidates(w, profiles, prices, o, preemption, max_gpus, max_nodes, spot_options, machines, shards,
+                       segment_machines)
+    if not cands:
+        raise Infeasible("no machine type fits a batch: the images are larger than the largest shard "
+                         f"({max(shards):g} Mpx), no node has the memory, or the quota allows no node")
+    prob = pulp.LpProblem("cellscale_plan", pulp.LpMinimize)
+    x = [prob.add_variable(f"x{i}", 0, 1, cat="Binary") for i in range(len(cands))]
+
+    def total(coefs):
+        return pulp.LpAffineExpression(zip(x, coefs))
+
+    hours, costs = [r[0] for r in cands], [r[1] for r in cands]
+    prob += total([1.0] * len(x)) == 1, "one_configuration"
+    if max_gpus is not None:
+        prob += total([sum(prices.machines[pc.machine].gpus * pc.nodes for pc in c.pools)
+                       for _, _, c, _ in cands]) <= max_gpus, "gpu_quota"
+    prob += total([sum(pc.nodes for pc in c.pools) for _, _, c, _ in cands]) <= max_nodes, "node_quota"
+    if deadline_h is not None:
+        prob += total(hours) <= deadline_h, "deadline"
+        prob += total(costs)
+        objective, limit = "least cost within deadline", deadline_h
+    else:
+        prob += total(costs) <= budget_usd, "budget"
+        prob += total(hours)
+        objective, limit = "least time within budget", budget_usd
+    with warnings.catch_warnings():   # PuLP 3.3 deprecates the CBC it bundles (the only solver it finds here)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        prob.solve(pulp.PULP_CBC_CMD(msg=False))
+    if pulp.LpStatus[prob.status] != "Optimal":
+        raise Infeasible(_why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes,
+                              spot_options, machines, shards, segment_machines))
+    i = max(range(len(x)), key=lambda j: x[j].value() or 0)
+    _, _, choice, prediction = cands[i]
+    return Plan(choice, prediction, objective, limit, len(cands), time.perf_counter() - t0,
+                assumptions(choice, profiles, prices, o, preemption), prices)
+
+
+def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes, spot_options, machines,
+         shards, segment_machines) -> str:
+    """What it would take: the same search without the quotas (up to 10,000 nodes)."""
+    free = candidates(w, profiles, prices, o, preemption, None, 10000, spot_options, machines, shards,
+                      segment_machines)
+    quota = f"quota: max_gpus {max_gpus}, max_nodes {max_nodes}"
+    if not free:
+        return "no configuration fits at all"
+    if budget_usd is not None:
+        t, c, choice, _ = min(free, key=lambda r: r[1])
+        return (f"budget ${budget_usd:g} is too small: the cheapest run costs ${c:.2f} ({_describe(choice)}, "
+                f"{t:.2f} h)")
+    ok = [r for r in free if r[0] <= deadline_h]
+    if not ok:
+        t, c, choice, p = min(free, key=lambda r: r[0])
+        return (f"deadline {deadline_h:g} h cannot be met with any number of nodes: the fastest run takes {t:.2f} h "
+                f"({_describe(choice)}), of which plan_batches {p.phases_h['plan_batches']:.2f} h and the tail "
+                f"{p.phases_h['tail']:.2f} h do not shrink with more nodes")
+    lines = []
+    for gpu in (True, False):
+        sub = [r for r in ok if bool(prices.machines[r[2].segment.machine].gpus) == gpu]
+        if sub:
+            t, c, choice, _ = min(sub, key=lambda r: (r[2].segment.nodes, r[1]))
+            m = prices.machines[choice.segment.machine]
+            what = (f"{choice.segment.nodes * m.gpus} {m.gpu} GPUs ({choice.segment.machine})" if gpu
+                    else f"{choice.segment.nodes} {choice.segment.machine} nodes (no GPU)")
+            lines.append(f"at least {what}: {t:.2f} h, ${c:.2f}")
+    return f"deadline {deadline_h:g} h needs " + "; or ".join(lines) + f" ({quota})"
+
+
+def _describe(choice: Choice) -> str:
+    return ", ".join(f"{pc.nodes} x {pc.machine}{' spot' if pc.spot else ''}" for pc in choice.pools) + \
+        f", {choice.shard_mpx:g} Mpx shards"
+
+
+def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, preemption: float) -> list[str]:
+    """One line for every figure of the plan that was not measured."""
+    out = []
+    for pc in choice.pools:
+        prof = profiles[pc.machine]
+        for rule in (SEGMENT_RULE, "plan_batches", *TAIL_PARALLEL, TAIL_LAST):
+            r = prof.rules.get(rule)
+            if r is not None and r.origin != "measured" and (rule == SEGMENT_RULE or pc == choice.tail):
+                line = f"{pc.machine}: {rule}: {r.how}"
+                if line not in out:
+                    out.append(line)
+    out += o.assumptions()
+    out.append(f"preemption {preemption:g} per spot node-hour (given)")
+    out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
+               f"given")
+    out.append(f"prices: {prices.name} ({prices.date}); {prices.notes}")
+    return out
+
+
+def describe(plan_: Plan, w: Workload) -> str:
+    """The plan as a person reads it."""
+    j, p = plan_.to_json(w), plan_.prediction
+    lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx; {plan_.objective} "
+             f"({plan_.limit:g}); {plan_.candidates} configurations considered in {plan_.solve_s:.2f} s",
+             f"predicted: {p.hours:.2f} h, ${p.cost_usd:.2f} (${j['cost_per_1000_mpx_usd']:.4f} per 1,000 Mpx)"]
+    for pool in j["pools"]:
+        lines.append(f"  pool {pool['name']}: {pool['count']} x {pool['machine_type']}"
+                     f"{' (' + str(pool['gpus_per_node']) + ' GPU)' if pool['gpus_per_node'] else ''}"
+                     f"{', spot' if pool['spot'] else ', on demand'}")
+    lines.append(f"  shard {plan_.choice.shard_mpx:g} Mpx: {p.segment_jobs} segment_batch jobs; Snakemake jobs "
+                 f"{p.jobs}")
+    lines.append("  phases: " + ", ".join(f"{k} {v:.2f} h" for k, v in p.phases_h.items()))
+    lines.append("  cost: " + ", ".join(f"{k} ${v:.2f}" for k, v in p.breakdown.items()))
+    lines += [f"  note: {n}" for n in p.notes]
+    lines.append(f"  {len(plan_.assumptions)} assumptions (figures not measured): see --json")
+    return "\n".join(lines)
+
+
+def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", profiles=None) -> dict:
+    """The workflow profile for the plan: ``jobs``, every rule of the GKE profile's ``set-resources`` with the plan's
+    machine types (and the segment rule's memory from its profile: 1.5 x the model, in 500 MB steps), and the shard
+    size through ``configfile`` (see the module docstring for why)."""
+    base = yaml.safe_load(Path(gke_profile, "config.yaml").read_text()) or {}
+    resources = {rule: dict(v) for rule, v in (base.get("set-resources") or {}).items()}
+    seg, tail = plan_.choice.segment, plan_.choice.tail
+    seg_m = plan_.prices.machine(seg.machine)
+    for rule in list(resources) + [r for r in CPU_RULES_OF_PROFILE if r not in resources]:
+        res = resources.setdefault(rule, {})
+        if rule in ("segment", SEGMENT_RULE) and seg_m.gpus:
+            res.update(machine_type=seg.instance_type, gpu=seg_m.gpus, gpu_manufacturer="nvidia", scale=0)
+        else:
+            for key in ("gpu", "gpu_manufacturer", "scale"):
+                res.pop(key, None)
+            res["machine_type"] = tail.instance_type
+    if profiles is not None:
+        rate = profiles[seg.machine].rate(SEGMENT_RULE)
+        resources[SEGMENT_RULE]["mem_mb"] = int(math.ceil(1.5 * rate.memory_mb(plan_.choice.shard_mpx) / 500) * 500)
+    return {"jobs": plan_.prediction.jobs, "set-resources": resources, "configfile": PLAN_CONFIG}
+
+
+def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
+                  gke_profile: Path | str = "profiles/gke") -> tuple[Path, Path, Path]:
+    """``DIR/plan.json``, ``DIR/config.yaml`` (the workflow profile) and ``DIR/plan-config.yaml`` (shard size)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PLAN_CONFIG).write_text(yaml.safe_dump({"tiling": {"shard_mpx": _number(plan_.choice.shard_mpx)}}))
+    frag = profile_fragment(plan_, gke_profile, profiles)
+    header = ("# Written by `cellscale plan` (plan.json beside it). Use with the GKE profile:\n"
+              "#   snakemake --profile profiles/gke --workflow-profile THIS_FOLDER\n"
+              "# Snakemake takes each key here as a whole over the --profile's (no merge of set-resources per rule),\n"
+              "# so every rule of profiles/gke's set-resources is repeated with the plan's machine types. The shard\n"
+              f"# size is in {PLAN_CONFIG} (merged over config/config.yaml; --config would pass it as a string).\n")
+    (out / "config.yaml").write_text(header + yaml.safe_dump(frag, sort_keys=False, width=120))
+    (out / "plan.json").write_text(json.dumps(plan_.to_json(w), indent=2) + "\n")
+    return out / "plan.json", out / "config.yaml", out / PLAN_CONFIG
+
+
+def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
+    """The workload of a sample sheet's still images: their count and mean megapixels (``Y * X * scale²``, from
+    each file's header as :class:`cellscale.io.ImageSource` opens it; time-lapse rows are left out: the planner
+    models batched still images). Image paths relative to the current folder, as the workflow reads them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from cellscale.io import ImageSource
+
+    rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+    if "kind" in rows:
+        rows = rows[rows["kind"] != "timelapse"]
+    scales = [float(s) if s else 1.0 for s in (rows["scale"] if "scale" in rows else [""] * len(rows))]
+
+    def mpx(item):
+        path, scale = item
+        with ImageSource.open(path) as src:
+            _, _, h, w = src.shape
+        return h * w * scale ** 2 / 1e6
+
+    with ThreadPoolExecutor(workers) as pool:
+        sizes = list(pool.map(mpx, zip(rows["image"], scales)))
+    if not sizes:
+        raise ValueError(f"{sheet}: no still images")
+    return Workload(len(sizes), sum(sizes) / len(sizes))

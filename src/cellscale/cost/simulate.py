@@ -1,0 +1,243 @@
+"""A discrete-event simulation (SimPy) of a planned run, to check :func:`.model.predict` against.
+
+The same run as the model describes (see :mod:`.model`), event by event: ``plan_batches`` on the launcher, then every
+``segment_batch`` job queued on the segment pool, then the tail (``aggregate_measurements`` and ``report_fields``,
+then ``summary``) on the CPU pool. Each pool has a cluster autoscaler that scans every ``scan_s`` seconds: it asks for
+as many new nodes as the pending jobs need, up to the pool's maximum (a VM is created ``provision_s`` later and runs
+pods ``startup_s`` after that), and removes a node that has been empty for ``idle_s``. Jobs take a free slot on a
+ready node (first fit), hold it for their duration (the per-job overhead included) and free it. Spot nodes are
+preempted by a Poisson process (``preemption`` per node-hour, from VM creation): the node disappears with its running
+jobs, which go back to the queue (Snakemake's retries, at most ``retries`` per job; a job that runs out is counted
+in ``failed_jobs``), and the autoscaler replaces the node at its next scan. Seeded: the same seed gives the same run.
+
+The cost uses :func:`.model.run_costs` on the simulated wall time and node-seconds, so only the mechanics differ
+from the model. :func:`figure` draws nodes and running jobs over time per pool.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import simpy
+
+from .model import (SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload,
+                    plan_batches_s, run_costs, segment_job_s, slots_per_node, tail_job_s)
+from .prices import PriceTable
+from .throughput import ThroughputProfile
+
+
+@dataclass
+class SimResult:
+    hours: float
+    cost_usd: float
+    breakdown: dict[str, float]
+    node_hours: dict[str, float]
+    preemptions: int
+    retried_jobs: int
+    failed_jobs: int
+    timeline: list[tuple[float, str, int, int]] = field(default_factory=list)   # (seconds, pool, nodes, running jobs)
+
+
+class _Node:
+    def __init__(self, pool: "_Pool", created: float):
+        self.pool, self.created, self.removed = pool, created, None
+        self.ready = False
+        self.running: list = []          # (job, process)
+        self.idle_since = created
+        self.alive = True
+
+
+class _Pool:
+    def __init__(self, sim: "_Sim", choice: PoolChoice, machine, slots: int):
+        self.sim, self.choice, self.machine, self.slots = sim, choice, machine, slots
+        self.nodes: list[_Node] = []
+        self.queue: deque = deque()      # pending jobs: dicts with duration, tries, done event
+        self.requested = 0               # VMs asked for, not created yet
+
+    def alive(self) -> list[_Node]:
+        return [n for n in self.nodes if n.alive]
+
+    def running(self) -> int:
+        return sum(len(n.running) for n in self.alive())
+
+
+class _Sim:
+    def __init__(self, choice: Choice, prices: PriceTable, o: Overheads, preemption: float, seed: int):
+        self.env = simpy.Environment()
+        self.o, self.preemption = o, preemption
+        self.rng = random.Random(seed)
+        self.pools: dict[str, _Pool] = {}
+        self.timeline: list[tuple[float, str, int, int]] = []
+        self.preemptions = self.retried = self.failed = 0
+
+    def record(self, pool: _Pool):
+        self.timeline.append((self.env.now, pool.choice.name, len(pool.alive()), pool.running()))
+
+    # --- jobs ---------------------------------------------------------------------------------------------------
+    def submit(self, pool: _Pool, duration: float):
+        job = {"duration": duration, "tries": 0, "done": self.env.event()}
+        pool.queue.append(job)
+        self.dispatch(pool)
+        return job["done"]
+
+    def dispatch(self, pool: _Pool):
+        started = False
+        for node in pool.nodes:
+            while pool.queue and node.alive and node.ready and len(node.running) < pool.slots:
+                job = pool.queue.popleft()
+                job["tries"] += 1
+                proc = self.env.process(self.run_job(pool, node, job))
+                node.running.append((job, proc))
+                started = True
+        if started:
+            self.record(pool)
+
+    def run_job(self, pool: _Pool, node: _Node, job):
+        try:
+            yield self.env.timeout(job["duration"])
+        except simpy.Interrupt:
+            return                            # the node was preempted: preempt() requeued the job
+        node.running = [(j, p) for j, p in node.running if j is not job]
+        if not node.running:
+            node.idle_since = self.env.now
+        job["done"].succeed()
+        if pool.queue:
+            self.dispatch(pool)
+        else:
+            self.record(pool)
+
+    # --- nodes --------------------------------------------------------------------------------------------------
+    def add_node(self, pool: _Pool):
+        pool.requested += 1
+        yield self.env.timeout(self.o.provision_s)
+        pool.requested -= 1
+        node = _Node(pool, self.env.now)
+        pool.nodes.append(node)
+        self.record(pool)
+        if pool.choice.spot and self.preemption > 0:
+            self.env.process(self.preempter(node))
+        yield self.env.timeout(self.o.startup_s(pool.machine))
+        if node.alive:
+            node.ready, node.idle_since = True, self.env.now
+            self.dispatch(pool)
+
+    def remove(self, node: _Node):
+        node.alive, node.removed = False, self.env.now
+        self.record(node.pool)
+
+    def preempter(self, node: _Node):
+        yield self.env.timeout(self.rng.expovariate(self.preemption / 3600.0))
+        if not node.alive:
+            return
+        self.preemptions += 1
+        pool = node.pool
+        lost = node.running
+        node.running = []
+        self.remove(node)
+        for job, proc in lost:
+            proc.interrupt()
+            if job["tries"] > self.o.retries:
+                self.failed += 1
+                job["done"].succeed()         # Snakemake gives up on it (keep-going): the run goes on
+            else:
+                self.retried += 1
+                pool.queue.appendleft(job)
+        self.dispatch(pool)
+
+    def autoscaler(self, pool: _Pool):
+        o = self.o
+        while True:
+            alive = pool.alive()
+            free = sum(pool.slots - len(n.running) for n in alive if n.ready)
+            starting = sum(pool.slots for n in alive if not n.ready) + pool.requested * pool.slots
+            short = len(pool.queue) - free - starting
+            room = pool.choice.nodes - len(alive) - pool.requested
+            for _ in range(min(room, math.ceil(short / pool.slots)) if short > 0 else 0):
+                self.env.process(self.add_node(pool))
+            for node in alive:
+                if node.ready and not node.running and self.env.now - node.idle_since >= o.idle_s:
+                    self.remove(node)
+            yield self.env.timeout(o.scan_s)
+
+
+def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
+             o: Overheads = Overheads(), preemption: float = 0.0, seed: int = 0) -> SimResult:
+    """Run ``w`` as ``choice`` event by event; ``preemption`` per node-hour on spot pools."""
+    sim = _Sim(choice, prices, o, preemption, seed)
+    env = sim.env
+    seg_rate = profiles[choice.segment.machine].rate(SEGMENT_RULE)
+    tail_profile = profiles[choice.tail.machine]
+    for pc, rate_rule in ((choice.segment, seg_rate), (choice.tail, None)):
+        if pc.name in sim.pools:
+            continue
+        machine = prices.machine(pc.machine)
+        slots = slots_per_node(machine, rate_rule or tail_profile.rate(TAIL_LAST), choice.shard_mpx)
+        sim.pools[pc.name] = _Pool(sim, pc, machine, max(1, slots))
+    seg_pool, tail_pool = sim.pools[choice.segment.name], sim.pools[choice.tail.name]
+    jobs = w.jobs(choice.shard_mpx)
+    d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
+    tails = tail_job_s(w, tail_profile, o)
+    finished = {}
+
+    def run():
+        yield env.timeout(plan_batches_s(w, tail_profile, o))
+        yield simpy.AllOf(env, [sim.submit(seg_pool, d) for _ in range(jobs)])
+        if w.run_tables:
+            yield simpy.AllOf(env, [sim.submit(tail_pool, tails[r]) for r in TAIL_PARALLEL])
+            yield sim.submit(tail_pool, tails[TAIL_LAST])
+        finished["t"] = env.now
+
+    main = env.process(run())
+    for pool in sim.pools.values():
+        env.process(sim.autoscaler(pool))
+    env.run(until=main)
+    wall = finished["t"]
+    # nodes still up at the end are removed idle_s (+ about half a scan) after their last job, as the model bills
+    node_s, breakdown = {}, {}
+    for name, pool in sim.pools.items():
+        total = 0.0
+        for node in pool.nodes:
+            ready = node.created + o.startup_s(pool.machine)
+            end = node.removed if node.removed is not None else max(node.idle_since, ready) + o.idle_s + o.scan_s / 2
+            total += end - node.created
+        node_s[name] = total
+        breakdown[f"compute:{name}"] = total / 3600 * pool.machine.hourly(pool.choice.spot)
+    breakdown.update(run_costs(w, prices, o, wall, sum(node_s.values()), jobs, retried_jobs=sim.retried))
+    return SimResult(hours=wall / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
+                     node_hours={k: v / 3600 for k, v in node_s.items()}, preemptions=sim.preemptions,
+                     retried_jobs=sim.retried, failed_jobs=sim.failed, timeline=sim.timeline)
+
+
+def simulate_mean(w, choice, profiles, prices, o=Overheads(), preemption=0.0, seeds=(0, 1, 2, 3, 4)):
+    """Mean wall hours and cost over ``seeds`` (one seed when nothing is random)."""
+    seeds = seeds if preemption > 0 else seeds[:1]
+    runs = [simulate(w, choice, profiles, prices, o, preemption, seed) for seed in seeds]
+    return (sum(r.hours for r in runs) / len(runs), sum(r.cost_usd for r in runs) / len(runs), runs)
+
+
+def figure(result: SimResult, path, title: str = ""):
+    """Nodes and running jobs over time, one panel per pool (PNG at ``path``)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pools = sorted({p for _, p, _, _ in result.timeline})
+    fig, axes = plt.subplots(len(pools), 1, figsize=(8, 2.6 * len(pools)), sharex=True, squeeze=False)
+    for ax, pool in zip(axes[:, 0], pools):
+        pts = [(0.0, 0, 0)] + [(t / 3600, n, r) for t, p, n, r in result.timeline if p == pool]
+        pts.append((result.hours, pts[-1][1], pts[-1][2]))
+        t, nodes, running = zip(*pts)
+        ax.step(t, nodes, where="post", label="nodes")
+        ax.step(t, running, where="post", label="running jobs", alpha=0.7)
+        ax.set_ylabel(pool)
+        ax.set_xlim(0, result.hours * 1.01)
+        ax.legend(loc="lower center", fontsize=8)
+    axes[-1, 0].set_xlabel("hours")
+    fig.suptitle(title or f"simulated run: {result.hours:.2f} h, ${result.cost_usd:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,207 @@
+"""cellscale plan: shipped price tables and profiles, the planner against brute force, budgets, quotas, infeasible
+requests, the command line's JSON and the workflow profile it writes (a real Snakemake dry run)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from support import ROOT
+
+from cellscale.cli import main
+from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, fits, predict, slots_per_node
+from cellscale.cost.plan import Infeasible, load_profiles, plan, profile_fragment, write_outputs
+from cellscale.cost.prices import load_prices
+
+PRICES = load_prices(ROOT / "config/prices/gke-us-central1.yaml")
+PROFILES = load_profiles(ROOT / "config/throughput")
+SMALL = ["e2-standard-4", "n2-standard-8", "g2-standard-4"]
+
+
+def test_shipped_price_tables_are_complete():
+    for name in ("e2-standard-4", "e2-standard-8", "n2-standard-4", "n2-standard-8", "n2-standard-16",
+                 "n1-standard-4", "n1-standard-8", "g2-standard-4", "g2-standard-8", "n1-standard-4-t4",
+                 "a2-highgpu-1g", "a3-highgpu-1g", "e2-medium"):
+        m = PRICES.machine(name)
+        assert 0 < m.spot < m.on_demand, name
+    assert {m.gpu for m in PRICES.machines.values() if m.gpus} == {"L4", "T4", "A100-40GB", "H100-80GB"}
+    assert "017e2502fb63c7a28757acd94002b2d6099d3e3d" in PRICES.source and PRICES.date == "2026-12-03"
+    for key in ("pd_balanced_gb_month", "gcs_standard_gb_month", "gcs_class_a_per_10k", "gcs_class_b_per_10k"):
+        assert PRICES.storage[key] > 0
+    assert PRICES.network["egress_internet_gb"] > 0 and PRICES.cluster["management_fee_usd_h"] == 0.10
+    kiosk = load_prices(ROOT / "config/prices/kiosk-2021.yaml")
+    assert kiosk.extra["reference"] == {**kiosk.extra["reference"], "images": 1000000, "hours": 5.5, "cost_usd": 250}
+
+
+SHIPPED = ("e2-standard-4", "e2-standard-8", "n1-standard-4", "n1-standard-8", "n2-standard-4", "n2-standard-8",
+           "n2-standard-16", "g2-standard-4", "g2-standard-8", "n1-standard-4-t4", "a2-highgpu-1g", "a3-highgpu-1g")
+
+
+def test_every_shipped_profile_is_priced_labelled_and_complete():
+    for machine in SHIPPED:
+        profile, m = PROFILES[machine], PRICES.machine(machine)
+        assert profile.rate("plan_batches")
+        assert all(r.origin in ("measured", "assumed") and len(r.how) > 40 for r in profile.rules.values())
+        seg = profile.rate("segment_batch")
+        assert seg.gpu == bool(m.gpus), machine
+        if not m.gpus:   # CPU machines run the tail too
+            assert {"plan_batches", "aggregate_measurements", "report_fields", "summary"} <= set(profile.rules)
+
+
+def test_workload_jobs_follow_plan_batches_packing():
+    assert Workload(1000, 1.0).jobs(16) == 63
+    assert Workload(1000, 0.065536).jobs(16) == 5        # 244 fields of 256² per batch
+    assert Workload(10, 3.0).jobs(4) == 10                # one 3-Mpx image per 4-Mpx shard
+
+
+def _brute_force(w, deadline=None, budget=None, max_gpus=None, max_nodes=12, shards=(8.0, 16.0)):
+    best = None
+    for seg_m, spot, shard in itertools.product(SMALL, (True, False), shards):
+        machine, rate = PRICES.machine(seg_m), PROFILES[seg_m].rate("segment_batch")
+        if not fits(machine, rate, shard):
+            continue
+        tails = [seg_m] if not machine.gpus else [m for m in SMALL if not PRICES.machine(m).gpus]
+        for n in range(1, max_nodes + 1):
+            for t in tails:
+                seg = PoolChoice("gpu" if machine.gpus else "cpu", seg_m, n, spot)
+                tail = seg if t == seg_m else PoolChoice("cpu", t, 1, spot)
+                c = Choice(seg, tail, shard)
+                gpus = sum(PRICES.machine(pc.machine).gpus * pc.nodes for pc in c.pools)
+                if sum(pc.nodes for pc in c.pools) > max_nodes or (max_gpus is not None and gpus > max_gpus):
+                    continue
+                p = predict(w, c, PROFILES, PRICES, Overheads(), 0.05)
+                if deadline is not None and p.hours <= deadline:
+                    key = p.cost_usd
+                elif budget is not None and p.cost_usd <= budget:
+                    key = p.hours
+                else:
+                    continue
+                if best is None or key < best[0]:
+                    best = (key, c, p)
+    return best
+
+
+def test_plan_meets_the_deadline_at_the_brute_force_minimum_cost():
+    w = Workload(3000, 1.0)
+    best = _brute_force(w, deadline=1.0)
+    p = plan(w, PROFILES, PRICES, deadline_h=1.0, max_nodes=12, preemption=0.05, machines=SMALL,
+             shards=(8.0, 16.0))
+    assert p.prediction.hours <= 1.0
+    assert p.prediction.cost_usd == pytest.approx(best[0], rel=1e-9)
+    # and a looser deadline never costs more
+    assert plan(w, PROFILES, PRICES, deadline_h=3.0, max_nodes=12, preemption=0.05, machines=SMALL,
+                shards=(8.0, 16.0)).prediction.cost_usd <= p.prediction.cost_usd + 1e-12
+
+
+def test_budget_mode_is_the_fastest_run_within_the_budget():
+    w = Workload(3000, 1.0)
+    cheapest = _brute_force(w, deadline=1e9)[0]
+    budget = cheapest * 1.3
+    best = _brute_force(w, budget=budget)
+    p = plan(w, PROFILES, PRICES, budget_usd=budget, max_nodes=12, preemption=0.05, machines=SMALL,
+             shards=(8.0, 16.0))
+    assert p.prediction.cost_usd <= budget
+    assert p.prediction.hours == pytest.approx(best[0], rel=1e-9)
+
+
+def test_max_gpus_is_respected():
+    w = Workload(20000, 1.0)
+    p = plan(w, PROFILES, PRICES, deadline_h=12, max_gpus=3, preemption=0.0, segment_machines=["g2-standard-4"])
+    assert sum(PRICES.machine(pc.machine).gpus * pc.nodes for pc in p.choice.pools) <= 3
+    assert p.choice.segment.machine == "g2-standard-4" and p.prediction.hours <= 12
+
+
+def test_infeasible_requests_say_what_they_need():
+    w = Workload(20000, 1.0)
+    with pytest.raises(Infeasible, match=r"needs at least \d+ L4 GPUs \(g2-standard-4\).*quota: max_gpus 2"):
+        plan(w, PROFILES, PRICES, deadline_h=1.0, max_gpus=2, segment_machines=["g2-standard-4"])
+    with pytest.raises(Infeasible, match="cannot be met with any number of nodes"):
+        plan(w, PROFILES, PRICES, deadline_h=0.01)
+    with pytest.raises(Infeasible, match=r"budget \$0.01 is too small: the cheapest run costs"):
+        plan(w, PROFILES, PRICES, budget_usd=0.01)
+
+
+def test_cli_json(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main(["plan", "--images", "5000", "--mpx", "1", "--deadline", "2", "--max-gpus", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("predicted_hours", "cost_usd", "cost_per_1000_mpx_usd", "pools", "shard_mpx", "jobs",
+                "cost_breakdown", "assumptions"):
+        assert key in out, key
+    assert out["predicted_hours"] <= 2
+    assert out["cost_usd"] == pytest.approx(sum(out["cost_breakdown"].values()), rel=1e-3)
+    assert out["cost_per_1000_mpx_usd"] == pytest.approx(out["cost_usd"] / 5000 * 1000, rel=1e-3)
+    for pool in out["pools"]:
+        assert pool["name"] in ("gpu", "spot-cpu", "cpu") and pool["count"] >= 1
+        assert {"machine_type", "spot", "gpus_per_node"} <= set(pool)
+    assert all(isinstance(a, str) for a in out["assumptions"]) and len(out["assumptions"]) > 10
+    assert any("launcher_mb_s" in a for a in out["assumptions"])
+    # readable output and an infeasible request's exit status
+    assert main(["plan", "--images", "5000", "--budget", "100"]) == 0
+    assert "predicted:" in capsys.readouterr().out
+    assert main(["plan", "--images", "100000", "--deadline", "1", "--max-gpus", "1", "--segment-machines",
+                 "g2-standard-4"]) == 2
+    assert "infeasible" in capsys.readouterr().err
+
+
+def test_fragment_repeats_every_rule_of_the_gke_profile(tmp_path):
+    import yaml
+    p = plan(Workload(10000, 1.0), PROFILES, PRICES, deadline_h=3, segment_machines=["g2-standard-4"])
+    frag = profile_fragment(p, ROOT / "profiles/gke", PROFILES)
+    base = yaml.safe_load((ROOT / "profiles/gke/config.yaml").read_text())["set-resources"]
+    assert set(base) <= set(frag["set-resources"])
+    seg = frag["set-resources"]["segment_batch"]
+    assert seg["machine_type"] == "g2-standard-4" and seg["gpu"] == 1 and seg["scale"] == 0
+    cpu = [r for r, v in frag["set-resources"].items() if "gpu" not in v]
+    assert cpu and all(frag["set-resources"][r]["machine_type"] == p.choice.tail.instance_type for r in cpu)
+    assert frag["jobs"] == p.prediction.jobs and frag["configfile"] == "plan-config.yaml"
+
+
+@pytest.mark.workflow
+def test_workflow_profile_is_accepted_by_a_real_dry_run(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_kubernetes", reason="the gke extra is not installed")
+    pytest.importorskip("snakemake_storage_plugin_fs", reason="the gke extra is not installed")
+    from snakemake.cli import get_argument_parser
+
+    w = Workload(10000, 1.0)
+    p = plan(w, PROFILES, PRICES, deadline_h=3, segment_machines=["g2-standard-4"])
+    write_outputs(p, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    # how Snakemake combines the two profiles: the workflow profile's keys win as a whole
+    args = get_argument_parser(profiles=[str(ROOT / "profiles/gke"), str(tmp_path / "plan")]).parse_args([])
+    assert args.jobs == p.prediction.jobs
+    assert [str(f) for f in args.configfile] == [str(tmp_path / "plan" / "plan-config.yaml")]
+    assert args.set_resources["segment_batch"]["mem_mb"].value >= 1500
+    assert args.set_resources["measure"]["mem_mb"].value == 3000     # repeated from profiles/gke
+    assert args.default_resources["mem_mb"].value == 2000            # untouched: profiles/gke's
+
+    def dry(*extra):
+        return subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/gke", *extra, "--dry-run",
+                               "--default-storage-provider", "fs", "--default-storage-prefix", str(ROOT)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    base = dry()
+    if base.returncode != 0:
+        pytest.skip(f"the GKE profile's own dry run fails here, without the plan: {base.stderr[-500:]}")
+    run = dry("--workflow-profile", str(tmp_path / "plan"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "plan-config.yaml" in run.stderr + run.stdout
+    assert "Error validating config" not in run.stderr
+
+
+def test_run_tables_too_large_for_any_node_are_infeasible():
+    with pytest.raises(Infeasible, match=r"aggregate_measurements needs about \d+ GB .*--no-run-tables"):
+        plan(Workload(10**6, 1.0), PROFILES, PRICES, deadline_h=100, max_nodes=300)
+
+
+def test_plan_answers_quickly_for_a_million_images():
+    import time
+    t0 = time.perf_counter()
+    p = plan(Workload(10**6, 1.0, run_tables=False), PROFILES, PRICES, deadline_h=6, max_nodes=300,
+             preemption=0.05)
+    assert time.perf_counter() - t0 < 10
+    assert p.prediction.hours <= 6 and math.isfinite(p.prediction.cost_usd)
+    assert slots_per_node(PRICES.machine(p.choice.segment.machine),
+                          PROFILES[p.choice.segment.machine].rate("segment_batch"), p.choice.shard_mpx) >= 1

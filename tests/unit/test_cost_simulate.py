@@ -1,0 +1,78 @@
+"""The SimPy simulation of a planned run: agreement with the planner's model, seeds, preemption and retries, the
+autoscaler's bounds and the figure."""
+
+from __future__ import annotations
+
+import pytest
+from support import ROOT
+
+from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, predict
+from cellscale.cost.plan import load_profiles
+from cellscale.cost.prices import load_prices
+from cellscale.cost.simulate import figure, simulate, simulate_mean
+
+PRICES = load_prices(ROOT / "config/prices/gke-us-central1.yaml")
+PROFILES = load_profiles(ROOT / "config/throughput")
+
+
+def l4(gpus: int, shard: float = 16.0) -> Choice:
+    return Choice(PoolChoice("gpu", "g2-standard-4", gpus, True), PoolChoice("spot-cpu", "e2-standard-4", 1, True),
+                  shard)
+
+
+@pytest.mark.parametrize("gpus", [1, 4])
+@pytest.mark.parametrize("preemption", [0.0, 0.2])
+def test_planner_agrees_with_the_simulation_within_10_percent(gpus, preemption):
+    w = Workload(10**4, 1.0)
+    p = predict(w, l4(gpus), PROFILES, PRICES, Overheads(), preemption)
+    hours, cost, runs = simulate_mean(w, l4(gpus), PROFILES, PRICES, Overheads(), preemption, seeds=(0, 1, 2))
+    assert p.hours == pytest.approx(hours, rel=0.10)
+    assert p.cost_usd == pytest.approx(cost, rel=0.10)
+    assert all(r.failed_jobs == 0 for r in runs)
+
+
+def test_cpu_pool_runs_segment_and_tail_and_agrees():
+    w = Workload(5000, 1.0)
+    seg = PoolChoice("spot-cpu", "n2-standard-8", 6, True)
+    choice = Choice(seg, seg, 32.0)
+    p = predict(w, choice, PROFILES, PRICES, Overheads(), 0.05)
+    hours, cost, runs = simulate_mean(w, choice, PROFILES, PRICES, Overheads(), 0.05, seeds=(0, 1, 2))
+    assert p.hours == pytest.approx(hours, rel=0.10) and p.cost_usd == pytest.approx(cost, rel=0.10)
+    assert set(runs[0].node_hours) == {"spot-cpu"}
+
+
+def test_seeded_and_preemption_retries_jobs():
+    w = Workload(5000, 1.0)
+    a = simulate(w, l4(2), PROFILES, PRICES, preemption=0.5, seed=3)
+    b = simulate(w, l4(2), PROFILES, PRICES, preemption=0.5, seed=3)
+    c = simulate(w, l4(2), PROFILES, PRICES, preemption=0.5, seed=4)
+    assert (a.hours, a.cost_usd, a.preemptions) == (b.hours, b.cost_usd, b.preemptions)
+    assert (a.hours, a.preemptions) != (c.hours, c.preemptions)
+    assert a.preemptions > 0 and a.retried_jobs > 0
+    calm = simulate(w, l4(2), PROFILES, PRICES, preemption=0.0)
+    assert calm.preemptions == 0 and calm.hours < a.hours and calm.cost_usd < a.cost_usd
+
+
+def test_jobs_that_run_out_of_retries_are_counted():
+    w = Workload(400, 1.0)
+    slow = Overheads(retries=0)
+    r = simulate(w, l4(1, shard=64.0), PROFILES, PRICES, slow, preemption=40.0, seed=1)
+    assert r.failed_jobs > 0
+
+
+def test_autoscaler_stays_within_the_pool_maximum_and_scales_down():
+    w = Workload(3000, 1.0)
+    quick = Overheads(idle_s=30)      # removed after 30 s idle: before the tail (on its own CPU node) ends
+    r = simulate(w, l4(3), PROFILES, PRICES, quick, preemption=0.0)
+    gpu = [(t, n, running) for t, pool, n, running in r.timeline if pool == "gpu"]
+    assert max(n for _, n, _ in gpu) == 3
+    assert max(running for _, _, running in gpu) <= 3
+    assert gpu[-1][1] == 0
+    assert r.cost_usd < simulate(w, l4(3), PROFILES, PRICES, Overheads(idle_s=600), preemption=0.0).cost_usd
+    assert r.node_hours["gpu"] > 0 and r.node_hours["spot-cpu"] > 0
+
+
+def test_figure_writes_a_png(tmp_path):
+    r = simulate(Workload(2000, 1.0), l4(2), PROFILES, PRICES, preemption=0.2, seed=0)
+    path = figure(r, tmp_path / "run.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
