@@ -22,19 +22,22 @@ import glob
 import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cellscale.io import atomic_path
+from cellscale.io import atomic_path, image_size
 from cellscale.io.formats import IMAGE_SUFFIXES, is_image_file, is_ome_zarr
 from cellscale.settings import schema
 
-__all__ = ["COLUMNS", "GROUP_COLUMNS", "Sheet", "build_sheet", "format_sheet", "list_images", "pack_batches",
+__all__ = ["COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "build_sheet", "format_sheet", "list_images", "pack_batches",
            "sample_name", "unique_names", "write_sheet"]
 
 # the columns written for every sheet, in this order (extra columns from --pattern follow)
 COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um")
+# the image's size in pixels (height, width), written with --sizes: the batch plan then opens no image
+SIZE_COLUMNS = ("height", "width")
 # columns the samples schema declares for --pattern groups (any other group name is allowed too: the schema is open)
 GROUP_COLUMNS = ("well", "site")
 _ZARR_SUFFIXES = (".ome.zarr", ".zarr")
@@ -199,7 +202,7 @@ def _template_name(template: str, fields: dict, path: str) -> str:
 def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, membrane_channel: int | None = None,
                 channel_names: str | None = None, pixel_size_um: float | None = None, regex: str | None = None,
                 name: str | None = None, skip_unmatched: bool = False,
-                images: list[str] | None = None) -> Sheet:
+                images: list[str] | None = None, sizes: bool = False, workers: int = 8) -> Sheet:
     """The sample sheet of the images ``pattern`` matches (:func:`list_images`; or ``images``, already listed).
 
     Every row has ``kind``, the channels, channel names and pixel size given. ``regex`` is searched
@@ -208,7 +211,9 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
     left out with ``skip_unmatched`` (listed in :attr:`Sheet.skipped`). ``name`` is a template for the sample
     names (``{well}_s{site}``): its fields are the groups and ``name`` (the name derived from the path); it
     defaults to the derived names, which are made unique (:func:`unique_names`). Names from a template must be
-    unique: a collision is a ValueError naming both files.
+    unique: a collision is a ValueError naming both files. ``sizes``: add ``height`` and ``width`` from each
+    file's header (read by ``workers`` threads; empty when unreadable), so the workflow's batch plan opens no
+    image (on a cluster without a shared disk it then downloads none).
     """
     allowed = kinds()
     if kind not in allowed:
@@ -261,11 +266,15 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
         if not valid.match(n):  # cannot happen after sample_name(); a guard against a schema change
             raise ValueError(f"{p}: sample name {n!r} does not match the samples schema ({valid.pattern})")
 
-    sheet = Sheet(columns=[*COLUMNS, *groups], skipped=skipped)
-    for p, n, values in zip(kept, names, fields_of):
+    size_of: list = [None] * len(kept)
+    if sizes:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            size_of = list(pool.map(image_size, kept))
+    sheet = Sheet(columns=[*COLUMNS, *(SIZE_COLUMNS if sizes else ()), *groups], skipped=skipped)
+    for p, n, values, size in zip(kept, names, fields_of, size_of):
         sheet.rows.append({"sample": n, "image": p, "kind": kind, "nuclear_channel": nuclear_channel,
                            "membrane_channel": membrane_channel, "channel_names": channel_names,
-                           "pixel_size_um": pixel_size_um, **values})
+                           "pixel_size_um": pixel_size_um, **dict(zip(SIZE_COLUMNS, size or ())), **values})
     return sheet
 
 

@@ -90,3 +90,21 @@ def test_a_batch_job_finishes_every_good_image_and_records_each_bad_one(tmp_path
         np.testing.assert_array_equal(batched, alone)
         assert (cells["sample"] == path.stem).sum() == alone.max()
     assert not (out / "labels" / "nan").exists() and not (out / "labels" / "absent").exists()
+
+
+def test_sizes_from_the_sheet_open_no_image_and_a_wrong_size_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((256, 256), np.uint8))
+    rows = pd.DataFrame({"sample": ["a", "remote", "unsized"],
+                         "image": [str(tmp_path / "a.tif"), str(tmp_path / "not-here-yet.tif"), str(tmp_path / "a.tif")],
+                         "kind": ["tissue"] * 3, "scale": [pd.NA, 0.5, pd.NA], "model": ["nuclear"] * 3,
+                         "height": pd.array([256, 1000, pd.NA], dtype="Int64"),
+                         "width": pd.array([256, 2000, pd.NA], dtype="Int64")})
+    plan = plan_batches(rows, tmp_path / "plan.tsv", shard_mpx=1.0).set_index("sample")
+    # the absent file's size is the sheet's (at its scale); a row without sizes is read from its header
+    assert plan.loc["remote", "mpx"] == pytest.approx(0.5) and plan.loc["unsized", "mpx"] == pytest.approx(0.065536)
+    # the batch job checks the sheet's size against the file before it segments
+    fields = [Field("wrong", str(tmp_path / "a.tif"), {"nuclear": None, "membrane": None}, height=128, width=256)]
+    summary = segment_batch(fields, MODELS / "nuclear", tmp_path / "batch", "0001", threads=1)
+    error = read_tsv(tmp_path / "batch" / "errors.tsv")["error"][0]
+    assert list(summary["status"]) == ["failed"]
+    assert error.startswith("sample 'wrong': ") and "a.tif" in error and "256 x 256" in error and "128 x 256" in error

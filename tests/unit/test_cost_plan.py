@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from support import ROOT
 
@@ -205,3 +206,27 @@ def test_plan_answers_quickly_for_a_million_images():
     assert p.prediction.hours <= 6 and math.isfinite(p.prediction.cost_usd)
     assert slots_per_node(PRICES.machine(p.choice.segment.machine),
                           PROFILES[p.choice.segment.machine].rate("segment_batch"), p.choice.shard_mpx) >= 1
+
+
+def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
+    import tifffile
+    from dataclasses import replace
+
+    from cellscale.cost.model import Overheads, plan_batches_s
+    from cellscale.cost.plan import workload_from_sheet
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((500, 400), np.uint8))
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text(f"sample\timage\tkind\theight\twidth\na\t{tmp_path / 'a.tif'}\ttissue\t\t\n"
+                     f"b\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\n")
+    read = workload_from_sheet(sheet)
+    assert read.images == 2 and read.mpx_per_image == pytest.approx((0.2 + 1.0) / 2) and not read.sizes_in_sheet
+    sheet.write_text(f"sample\timage\tkind\theight\twidth\nb\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\n")
+    assert workload_from_sheet(sheet).sizes_in_sheet
+    sheet.write_text(f"sample\timage\tkind\nc\t{tmp_path / 'nothere.tif'}\ttissue\n")
+    with pytest.raises(ValueError, match="sample 'c'.*nothere.tif"):
+        workload_from_sheet(sheet)
+    w = Workload(10**5, 1.0)
+    profile = PROFILES["e2-standard-4"]
+    assert plan_batches_s(replace(w, sizes_in_sheet=False), profile, Overheads()) > plan_batches_s(w, profile,
+                                                                                                Overheads()) + 100

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
+import tifffile
 import yaml
 from support import DEMO, MODELS, ROOT
 
@@ -35,6 +37,8 @@ def read_like_the_workflow(path) -> pd.DataFrame:
     for column in ("nuclear_channel", "membrane_channel"):
         if column not in samples:
             samples[column] = pd.NA
+        samples[column] = samples[column].astype("Int64")
+    for column in {"height", "width"} & set(samples.columns):
         samples[column] = samples[column].astype("Int64")
     validate(samples, schema=str(SCHEMA))
     assert not samples.index.duplicated().any()
@@ -213,3 +217,14 @@ def test_snakemake_accepts_the_sheet(tmp_path):
     for path in ("plate1/A01/A01_s1.png", "plate1/A01/A01_s2.png", "plate1/B12/B12_s3.png"):
         assert path in result.stdout  # an input of its batch job
     assert re.search(r"^segment_batch\s+1$", result.stdout, re.M)
+
+
+def test_sizes_come_from_the_headers(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((3, 40, 50), np.uint16), metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((64, 32), np.uint8))
+    (tmp_path / "c.tif").write_bytes(b"not a tiff")
+    assert main(["samples", f"{tmp_path}/*.tif", "--kind", "tissue", "--sizes", "-o", str(tmp_path / "s.tsv")]) == 0
+    sheet = read_like_the_workflow(tmp_path / "s.tsv")
+    assert sheet.loc["a", ["height", "width"]].tolist() == [40, 50]
+    assert sheet.loc["b", ["height", "width"]].tolist() == [64, 32]
+    assert sheet.loc["c", ["height", "width"]].isna().all()   # unreadable: left empty, the workflow says why

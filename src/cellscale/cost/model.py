@@ -2,8 +2,9 @@
 
 A run of many still images (each at most a shard) is, as Snakemake runs it with ``profiles/gke``:
 
-1. ``plan_batches`` on the machine that launched Snakemake: it downloads every image once (no shared filesystem) and
-   reads its size; ``fixed_s + s_per_mpx * run_mpx`` of its profile plus ``images * MB / launcher_mb_s``.
+1. ``plan_batches`` on the machine that launched Snakemake: ``fixed_s + s_per_mpx * run_mpx`` of its profile. When
+   the sample sheet has no image sizes (``height``, ``width``: ``cellscale samples --sizes`` writes them) it also
+   downloads every image once to read its header (no shared filesystem): ``+ images * MB / launcher_mb_s``.
 2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
    model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
    node (its GPUs, or vCPUs // threads), ``n`` nodes, so ``ceil(J / (n k))`` waves.
@@ -44,6 +45,7 @@ class Workload:
     mb_per_mpx: float = 2.0        # stored image size: 2 MB/Mpx = one uint16 channel, uncompressed (assumed)
     out_mb_per_mpx: float = 1.0    # labels + tables written per Mpx (assumed: compressed 32-bit labels)
     run_tables: bool = True        # the run-level tail (aggregate_measurements, report_fields, summary) runs too
+    sizes_in_sheet: bool = True    # the sheet gives each image's height and width: plan_batches downloads none
 
     @property
     def total_mpx(self) -> float:
@@ -74,7 +76,7 @@ class Overheads:
     image_pull_s: float = 60.0       # the cellscale image (TensorFlow inside) from Artifact Registry in the region
     idle_s: float = 300.0            # an empty node is removed after this (the optimize-utilization profile)
     retries: int = 3                 # profiles/gke: retries
-    launcher_mb_s: float = 400.0     # plan_batches downloads every image to the launcher at this rate
+    launcher_mb_s: float = 400.0     # plan_batches downloads images without sizes in the sheet at this rate
     disk_gb: float = 100.0           # boot disk per node (cellscale gke up: --disk-size 100, pd-balanced)
     system_machine: str = "e2-medium"  # the always-on system pool node (one, on demand)
     egress_gb: float = 0.0           # results downloaded out of Google Cloud (internet egress)
@@ -191,7 +193,8 @@ def tail_memory_mb(w: Workload, profile: ThroughputProfile) -> tuple[str, float]
 
 
 def plan_batches_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> float:
-    return profile.rate("plan_batches").seconds(w.total_mpx) + w.total_mpx * w.mb_per_mpx / o.launcher_mb_s
+    download = 0.0 if w.sizes_in_sheet else w.total_mpx * w.mb_per_mpx / o.launcher_mb_s
+    return profile.rate("plan_batches").seconds(w.total_mpx) + download
 
 
 def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o: Overheads) -> float:

@@ -346,28 +346,31 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
 
 
 def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
-    """The workload of a sample sheet's still images: their count and mean megapixels (``Y * X * scale²``, from
-    each file's header as :class:`cellscale.io.ImageSource` opens it; time-lapse rows are left out: the planner
-    models batched still images). Image paths relative to the current folder, as the workflow reads them."""
+    """The workload of a sample sheet's still images: their count and mean megapixels (``Y * X * scale²``), from
+    the sheet's ``height`` and ``width`` where it has them, else from each file's header
+    (:func:`cellscale.io.image_size`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
+    Time-lapse rows are left out (the planner models batched still images). Image paths relative to the current
+    folder, as the workflow reads them."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
 
-    from cellscale.io import ImageSource
+    from cellscale.io import image_size
 
-    rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+    rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment="#")
     if "kind" in rows:
         rows = rows[rows["kind"] != "timelapse"]
-    scales = [float(s) if s else 1.0 for s in (rows["scale"] if "scale" in rows else [""] * len(rows))]
-
-    def mpx(item):
-        path, scale = item
-        with ImageSource.open(path) as src:
-            _, _, h, w = src.shape
-        return h * w * scale ** 2 / 1e6
-
-    with ThreadPoolExecutor(workers) as pool:
-        sizes = list(pool.map(mpx, zip(rows["image"], scales)))
-    if not sizes:
+    if rows.empty:
         raise ValueError(f"{sheet}: no still images")
-    return Workload(len(sizes), sum(sizes) / len(sizes))
+    scales = [float(s) if s else 1.0 for s in (rows["scale"] if "scale" in rows else [""] * len(rows))]
+    given = [(int(h), int(w)) if h and w else None for h, w in
+             zip(rows.get("height", [""] * len(rows)), rows.get("width", [""] * len(rows)))]
+    todo = [i for i, size in enumerate(given) if size is None]
+    with ThreadPoolExecutor(workers) as pool:
+        for i, size in zip(todo, pool.map(image_size, [rows["image"].iloc[i] for i in todo])):
+            if size is None:
+                raise ValueError(f"{sheet}: sample {rows['sample'].iloc[i]!r}: {rows['image'].iloc[i]}: cannot "
+                                 "read its size (no such file, or not an image)")
+            given[i] = size
+    sizes = [h * w * scale ** 2 / 1e6 for (h, w), scale in zip(given, scales)]
+    return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo)

@@ -23,10 +23,10 @@ from .formats import (
     ome_zarr_image,
 )
 from .labels import check_labels, read_labels, write_image, write_labels
-from .source import FrameFiles, ImageSource, read_image
+from .source import FrameFiles, ImageSource, image_size, read_image
 
 __all__ = [
     "IMAGE_SUFFIXES", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path", "channel_names_from_ome", "check_labels",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image",
-    "read_image", "read_labels", "write_image", "write_labels",
+    "image_size", "read_image", "read_labels", "write_image", "write_labels",
 ]

@@ -1,6 +1,7 @@
 """Steps of the batch rules (``rules/batch.smk``): many fields of view in few jobs.
 
-- :func:`plan_batches` (the ``plan_batches`` checkpoint) reads every image's header and packs the small still
+- :func:`plan_batches` (the ``plan_batches`` checkpoint) takes every image's size from the sample sheet or its
+  header and packs the small still
   images into batches of about ``tiling.shard_mpx`` megapixels (:func:`cellscale.samples.pack_batches`); larger
   images and time-lapse movies keep their own tile, segment and stitch jobs;
 - :func:`segment_batch` (one ``segment_batch`` job) tiles, segments, stitches and measures every field of view
@@ -28,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tifffile
 
-from cellscale.io import ImageError, ImageSource, atomic_dir, atomic_path, write_labels
+from cellscale.io import ImageError, ImageSource, atomic_dir, atomic_path, image_size, write_labels
 from cellscale.measure import RegionArray, concat_tables, measure_compartments
 from cellscale.report import summarize_sample
 from cellscale.samples import pack_batches
@@ -41,41 +41,36 @@ from cellscale.steps.measure import MeasureSettings, sample_channel_names
 
 log = logging.getLogger("cellscale")
 
-def image_mpx(path, scale: float | None = 1.0) -> float | None:
-    """Megapixels the model sees of a still image (Y * X * scale², from the header); None when unreadable.
-
-    A TIFF's size comes from its first series' axes (tifffile, the header only: about 4 times faster than opening
-    it as an image); anything else is opened as an image.
-    """
-    try:
-        if Path(path).suffix.lower() in (".tif", ".tiff"):
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                sizes = dict(zip(series.axes, series.shape))
-            h, w = sizes["Y"], sizes["X"]
-        else:
-            with ImageSource.open(path) as source:
-                _, _, h, w = source.shape
-    except Exception:  # unreadable, or not an image: its batch job says why
+def image_mpx(path, scale: float | None = 1.0, size: tuple | None = None) -> float | None:
+    """Megapixels the model sees of a still image (Y * X * scale²): ``size`` (height, width) as the sample sheet
+    gives it, else from the file's header (:func:`cellscale.io.image_size`); None when unreadable."""
+    if size is None or any(pd.isna(v) for v in size):
+        size = image_size(path)
+    if size is None:
         return None
-    return h * w * (scale or 1.0) ** 2 / 1e6
+    h, w = size
+    return float(h) * float(w) * (scale or 1.0) ** 2 / 1e6
 
 
 def plan_batches(rows: pd.DataFrame, out_tsv, shard_mpx: float, enabled: bool = True, workers: int = 8) -> pd.DataFrame:
     """Which samples share jobs: ``out_tsv`` with ``sample``, ``batch`` (empty: own jobs) and ``mpx``.
 
     ``rows``: the sample sheet's ``sample``, ``image``, ``kind``, ``model`` (which model the sample needs) and
-    ``scale`` (model pixels per image pixel, NA = 1). Still images of at most ``shard_mpx`` megapixels go into
-    batches of about ``shard_mpx``, one model per batch; headers are read by ``workers`` threads. An unreadable
-    image goes into a batch too, whose job records why (the run's other images are not held up).
+    ``scale`` (model pixels per image pixel, NA = 1), and optionally ``height`` and ``width``: an image whose row
+    has both is not opened (``cellscale samples --sizes`` writes them; on a cluster without a shared disk this job
+    then downloads no image), the others' headers are read by ``workers`` threads. Still images of at most
+    ``shard_mpx`` megapixels go into batches of about ``shard_mpx``, one model per batch. An unreadable image goes
+    into a batch too, whose job records why (the run's other images are not held up).
     """
     rows = rows.reset_index(drop=True)
     still = (rows["kind"] != "timelapse").to_numpy() if enabled else np.zeros(len(rows), bool)
     scales = [None if pd.isna(s) else float(s) for s in rows["scale"]]
+    sizes = (list(zip(rows["height"], rows["width"])) if {"height", "width"} <= set(rows.columns)
+             else [None] * len(rows))
     mpx: list[float | None] = [None] * len(rows)
     todo = np.flatnonzero(still)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for i, size in zip(todo, pool.map(lambda i: image_mpx(rows["image"][i], scales[i]), todo)):
+        for i, size in zip(todo, pool.map(lambda i: image_mpx(rows["image"][i], scales[i], sizes[i]), todo)):
             mpx[i] = size
     small = [bool(still[i]) and (mpx[i] is None or mpx[i] <= shard_mpx) for i in range(len(rows))]
     batch = pd.array([pd.NA] * len(rows), dtype="Int64")
@@ -107,6 +102,8 @@ class Field:
     gamma: float = 1.0
     scale: float | None = None
     channel_names: list[str] | None = None
+    height: int | None = None     # the sheet's size of the image, when it gives one: checked against the file
+    width: int | None = None
 
 
 def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, cells_path=None, tiling: TilingSettings | None = None,
@@ -178,6 +175,11 @@ def _in_memory(field: Field) -> ImageSource:
     measurement) then cost nothing; errors name the sample and the file."""
     with open_sample_image(field.sample, field.image, False) as lazy:
         _, _, h, w = lazy.shape
+        if field.height is not None and field.width is not None and (h, w) != (field.height, field.width):
+            # the batch was planned with the sheet's size: a bigger image would break the job's memory bound
+            raise ImageError(f"{field.image}: the image is {h} x {w} pixels, the sample sheet says "
+                             f"{field.height} x {field.width} (its height and width columns): correct the sheet "
+                             f"(cellscale samples --sizes writes them from the files)")
         pixels = lazy.region(0, 0, h, 0, w)
     return ImageSource.from_array(pixels[None], field.image)
 
