@@ -5,6 +5,7 @@ import json
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import yaml
@@ -263,8 +264,82 @@ def all_targets(wildcards):
     if batches():
         out += ["results/report/fields/overlays.png", "results/report/fields/distributions.png"]
     out += ["results/summary.tsv", "results/index.tsv", "results/errors.tsv",
-            "results/cells.csv", "results/cells.parquet", "results/cells.h5ad"]
+            "results/cells.csv", "results/cells.parquet", "results/cells.h5ad",
+            "results/cost.tsv"]  # rules/cost.smk: its inputs are every other job's benchmark file, so it runs last
     return out
+
+
+# --- cost (rules/cost.smk): every job of the run, the price table and the placement profile -----------------
+
+def cost_file(path):
+    """A config path as given when it exists here (the working directory), else in the workflow's checkout."""
+    if os.path.exists(path):
+        return path
+    checkout = os.path.normpath(os.path.join(workflow.basedir, "..", path))
+    if os.path.exists(checkout):
+        return checkout
+    raise WorkflowError(f"config cost: {path} not found (neither in {os.getcwd()} nor in {checkout})")
+
+
+def price_table():
+    """config cost.prices: a table name (config/prices/<name>.yaml) or a path."""
+    name = config["cost"]["prices"]
+    is_path = name.endswith((".yaml", ".yml")) or os.path.dirname(name)
+    return cost_file(name if is_path else f"config/prices/{name}.yaml")
+
+
+def placement_profile():
+    path = cost_file(config["cost"]["placement_profile"])
+    return os.path.join(path, "config.yaml") if os.path.isdir(path) else path
+
+
+def run_jobs():
+    """Every job of the run by its benchmark file (relative to results/benchmarks/), known once the checkpoints
+    ran: the jobs all_targets needs and the ones before them."""
+    jobs = ["plan_batches/run.tsv", "summary/run.tsv", "aggregate_measurements/cells.tsv"]
+    jobs += [f"segment_batch/{b}.tsv" for b in batches()]
+    if batches():
+        jobs.append("report_fields/run.tsv")
+    for s in own_samples():
+        jobs += [f"tile/{s}.tsv", f"measure/{s}.tsv", f"report_sample/{s}.tsv"]
+        jobs += [f"stitch/{s}/{c}.tsv" for c in compartments(s)]
+        jobs += [f"segment/{s}/{Path(p).stem}.tsv" for p in shard_predictions(SimpleNamespace(sample=s))]
+        if is_timelapse(s):
+            jobs += [f"track/{s}.tsv", f"lineage/{s}.tsv"]
+    return sorted(jobs)
+
+
+def tile_plans():
+    """Per sample with its own jobs, what its tile plan says of its size: shape (at the model's scale), number of
+    windows, windows per shard. Read here (from storage where there is no shared filesystem), not staged: the
+    plan's folder holds every shard's windows."""
+    plans = {}
+    for s in own_samples():
+        path = f"results/tiles/{s}/plan.json"
+        if workflow.storage_settings.default_storage_provider is not None:
+            stored = workflow.modifier.path_modifier.apply_default_storage(path).flags["storage_object"]
+            if not stored.exists():
+                continue
+            stored.local_path().parent.mkdir(parents=True, exist_ok=True)
+            stored.retrieve_object()
+            path = stored.local_path()
+        elif not os.path.exists(path):
+            continue
+        plan = json.loads(Path(path).read_text())
+        plans[s] = {"shape": plan["shape"], "tiles": len(plan["tiles"]), "shards": [len(x) for x in plan["shards"]]}
+    return plans
+
+
+def rule_threads():
+    """Each rule's threads (left out where they are a function of the job, so taken as 1)."""
+    cores = {r.name: getattr(r.resources.get("_cores"), "value", None) for r in workflow.rules}
+    return {rule: int(n) for rule, n in cores.items() if isinstance(n, (int, float))}
+
+
+def price_label(path):
+    with open(path) as fh:
+        table = yaml.safe_load(fh)
+    return {k: str(table.get(k, "")) for k in ("name", "date", "source", "currency")}
 
 
 def missing_outputs():

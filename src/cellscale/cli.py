@@ -1,7 +1,8 @@
 """The ``cellscale`` command line: single steps, the same code the workflow runs.
 
-Commands: samples (write a sample sheet from a glob pattern, without reading images), segment, measure, track,
-evaluate-tracks, synth, train, quantize, gke, size. Run ``cellscale COMMAND --help`` for each.
+Commands: samples (write a sample sheet from a glob pattern; --sizes reads each image's size from its header),
+segment, measure, track, evaluate-tracks, synth, train, quantize, gke, size, plan, throughput. Run ``cellscale
+COMMAND --help`` for each.
 
 Argument parsing and dispatch only. Each command imports the library inside its function, on purpose: the
 command line starts (and ``--help`` answers) without loading numpy or a network library, and a command loads
@@ -21,7 +22,7 @@ def _samples(args) -> int:
     sheet = build_sheet(args.pattern, args.kind, nuclear_channel=args.nuclear_channel,
                         membrane_channel=args.membrane_channel, channel_names=args.channel_names,
                         pixel_size_um=args.pixel_size_um, regex=args.regex, name=args.name,
-                        skip_unmatched=args.skip_unmatched)
+                        skip_unmatched=args.skip_unmatched, sizes=args.sizes)
     write_sheet(sheet, args.output)
     skipped = f", {len(sheet.skipped)} file(s) not matching --pattern left out" if sheet.skipped else ""
     where = "stdout" if args.output == "-" else args.output
@@ -166,6 +167,68 @@ def _size(args) -> int:
     return run(args)
 
 
+def _plan(args) -> int:
+    import json
+    from dataclasses import replace
+
+    from cellscale.cost.model import Workload
+    from cellscale.cost.plan import Infeasible, describe, load_profiles, plan, workload_from_sheet, write_outputs
+    from cellscale.cost.prices import load_prices
+
+    if args.sheet:
+        workload = workload_from_sheet(args.sheet)
+    elif args.images:
+        workload = Workload(args.images, args.mpx, sizes_in_sheet=not args.no_sheet_sizes)
+    else:
+        raise SystemExit("cellscale plan: give --sheet FILE or --images N (with --mpx M)")
+    if args.no_run_tables:
+        workload = replace(workload, run_tables=False)
+    prices, profiles = load_prices(args.prices), load_profiles(args.profiles)
+    try:
+        result = plan(workload, profiles, prices, deadline_h=args.deadline, budget_usd=args.budget,
+                      max_gpus=args.max_gpus, max_nodes=args.max_nodes, preemption=args.preemption,
+                      spot_options=(False,) if args.on_demand else (True, False),
+                      segment_machines=args.segment_machines)
+    except Infeasible as err:
+        print(f"cellscale plan: infeasible: {err}", file=sys.stderr)
+        return 2
+    if args.out:
+        for path in write_outputs(result, workload, args.out, profiles, args.gke_profile):
+            print(f"# wrote {path}", file=sys.stderr)
+    print(json.dumps(result.to_json(workload), indent=2) if args.json else describe(result, workload))
+    return 0
+
+
+def _throughput(args) -> int:
+    import datetime
+
+    import pandas as pd
+    import yaml
+
+    from cellscale.cost.jobs import job_table
+    from cellscale.cost.throughput import fit_profile, profile_dict, write_profile
+
+    tables = []
+    for results in args.results:
+        if not (results / "benchmarks").is_dir():
+            raise FileNotFoundError(f"{results / 'benchmarks'}: no such folder (run the workflow once first: its "
+                                    f"rules write results/benchmarks/<rule>/...tsv)")
+        tables.append(job_table(results / "benchmarks", results))
+    jobs = pd.concat(tables, ignore_index=True)
+    if jobs.empty:
+        raise ValueError(f"{', '.join(map(str, args.results))}: no benchmark files")
+    runs = " ".join(map(str, args.results))
+    how = (f"measured on {args.where or args.machine}, {datetime.date.today().isoformat()}: `cellscale throughput "
+           f"{runs} --machine {args.machine} --name {args.name}` from {len(jobs)} jobs of {len(tables)} "
+           f"run{'s' if len(tables) > 1 else ''}{'; ' + args.how if args.how else ''}")
+    profile = fit_profile(jobs, args.machine, args.name, how, gpu_rules=args.gpu_rules)
+    print(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120), end="")
+    if args.out != "-":
+        out = write_profile(profile, args.out or Path("config/throughput") / f"{args.name}.yaml")
+        print(f"# written to {out}", file=sys.stderr)
+    return 0
+
+
 def _train(args) -> int:
     from cellscale.train.options import TrainOptions
 
@@ -221,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample names from --pattern's groups, e.g. '{well}_s{site}' ({name}: the name derived "
                         "from the path); made valid as above; two files given the same name are an error")
     p.add_argument("--skip-unmatched", action="store_true", help="leave out files --pattern does not match")
+    p.add_argument("--sizes", action="store_true",
+                   help="add height and width from each file's header, so the workflow's batch plan opens no image "
+                        "(on a cluster without a shared disk it then downloads none)")
     p.add_argument("-o", "--output", default="-",
                    help="sheet to write, atomically (default: -, stdout); e.g. config/samples.tsv")
     p.set_defaults(func=_samples)
@@ -383,6 +449,64 @@ def build_parser() -> argparse.ArgumentParser:
                                    "500 MB, slowest job x headroom in minutes. See docs/hpc.md, docs/gke.md.")
     size_parser(p)
     p.set_defaults(func=_size)
+
+    p = sub.add_parser("plan", help="node pools, shard size and jobs for a deadline or a budget (PuLP), with the "
+                                    "predicted time and cost",
+                       description="Choose the GKE node pools (machine type, count, spot), the shard size and "
+                                   "Snakemake's jobs for a workload: the least cost within --deadline, or the least "
+                                   "time within --budget, from a price table and throughput profiles. See "
+                                   "docs/cost.md.")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--sheet", type=Path, default=None, help="a sample sheet: images and sizes from its files")
+    what.add_argument("--images", type=int, default=None, help="number of images (with --mpx)")
+    p.add_argument("--mpx", type=float, default=1.0, help="megapixels per image (default 1)")
+    p.add_argument("--no-sheet-sizes", action="store_true",
+                   help="with --images: the sheet will not give image sizes (cellscale samples without --sizes), "
+                        "so the batch plan downloads every image to read its size")
+    goal = p.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--deadline", type=float, default=None, help="hours: the least cost within it")
+    goal.add_argument("--budget", type=float, default=None, help="USD: the least time within it")
+    p.add_argument("--max-gpus", type=int, default=None, help="GPU quota (default: none)")
+    p.add_argument("--max-nodes", type=int, default=100, help="most nodes in all pools (default 100)")
+    p.add_argument("--prices", default="gke-us-central1", help="price table name in config/prices or a path")
+    p.add_argument("--profiles", type=Path, default=Path("config/throughput"),
+                   help="folder of throughput profiles (default config/throughput)")
+    p.add_argument("--preemption", type=float, default=0.05,
+                   help="spot preemptions per node-hour (default 0.05 = 5%%)")
+    p.add_argument("--on-demand", action="store_true", help="no spot nodes")
+    p.add_argument("--no-run-tables", action="store_true",
+                   help="plan segmentation alone: leave out the run-level tail (aggregate_measurements, "
+                        "report_fields, summary), whose time and memory grow with the whole run")
+    p.add_argument("--segment-machines", nargs="+", default=None, metavar="TYPE",
+                   help="only these machine types for segment_batch (e.g. g2-standard-4)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write DIR/plan.json and DIR/config.yaml (for snakemake --workflow-profile DIR)")
+    p.add_argument("--gke-profile", type=Path, default=Path("profiles/gke"),
+                   help="the GKE profile whose set-resources the written profile repeats (default profiles/gke)")
+    p.set_defaults(func=_plan)
+
+    p = sub.add_parser("throughput", help="fit a throughput profile (per rule: seconds and memory per job and per "
+                                          "Mpx) from a run's benchmark files",
+                       description="Fit per rule fixed_s + s_per_mpx x Mpx (wall time) and mem_mb + mem_mb_per_mpx "
+                                   "x Mpx (peak memory) by non-negative least squares over the jobs of a pilot run "
+                                   "(RESULTS/benchmarks and the plans in RESULTS), label every figure measured "
+                                   "with where, when and how, print the profile and write it (default "
+                                   "config/throughput/NAME.yaml) for `cellscale plan`. See docs/cost-report.md.")
+    p.add_argument("results", type=Path, nargs="*", default=[Path("results")], metavar="RESULTS",
+                   help="results folders of one or more runs on that machine type (default: results); each has "
+                        "benchmarks/ and the plans (runs of several image sizes separate fixed from per-Mpx time)")
+    p.add_argument("--machine", required=True, help="the machine type the run measured (a price table key, or "
+                                                    "'local')")
+    p.add_argument("--name", required=True, help="the profile's name (its file: config/throughput/NAME.yaml)")
+    p.add_argument("--out", default=None, help="where to write it (default config/throughput/NAME.yaml; - : "
+                                               "print only)")
+    p.add_argument("--where", default=None, help="the machine in words, for each figure's how (e.g. '2 AVX2 cores "
+                                                 "of an AMD EPYC, 24 GiB')")
+    p.add_argument("--how", default=None, help="more to say in each figure's how (what ran, what else ran)")
+    p.add_argument("--gpu-rules", nargs="*", default=[], metavar="RULE",
+                   help="rules whose jobs used the machine's GPU (default: none)")
+    p.set_defaults(func=_throughput)
     return parser
 
 

@@ -89,7 +89,8 @@ def write_workdir(work: Path) -> None:
     tracked files to the pods), with relative paths in the sample sheet and config."""
     for folder in ("workflow", "rules", "scripts", "envs"):
         shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (work / "config").mkdir()
+    shutil.copytree(ROOT / "config/prices", work / "config/prices")  # the rule cost's price table
+    shutil.copytree(PROFILE, work / "profiles/gke")  # and where it places each rule (config cost.placement_profile)
     (work / "config/samples.tsv").write_text(HEADER + SAMPLES)
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     config.update(samples="config/samples.tsv", models={"nuclear": "models/nuclear", "tissue": "models/tissue"},
@@ -211,6 +212,22 @@ def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
                                   pd.read_parquet(local_run / "results/cells/batch_0000.parquet"))
     assert sorted(p.name for p in (bucket / "results/predictions/tissue").glob("*.npy")) == \
         sorted(p.name for p in (local_run / "results/predictions/tissue").glob("*.npy"))
+
+
+def test_the_run_is_priced_from_its_benchmark_files_in_storage(gke_run):
+    """The rule cost runs on the launching machine (its price table and profile are files there), reads every
+    job's benchmark file from storage and writes results/cost.tsv there; no pod runs it."""
+    bucket = gke_run["bucket"]
+    table = pd.read_csv(bucket / "results/cost.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    by = {level: rows.set_index("key") for level, rows in table.groupby("level")}
+    written = {p.relative_to(bucket / "results/benchmarks").as_posix()
+               for p in (bucket / "results/benchmarks").rglob("*.tsv")} - {"cost/run.tsv"}
+    assert set(by["job"].index) == written
+    assert by["job"]["mpx"].notna().all()  # the tile plans were read from storage
+    assert by["rule"]["usd"].sum() == pytest.approx(by["run"].loc["compute", "usd"], rel=1e-4)
+    assert set(by["sample"].index) == {"tissue", "movie", "fov1", "fov2"}
+    assert np.isnan(by["run"].loc["storage", "usd"])  # the results are in the bucket, not on this disk
+    assert "cost" not in {r for j in gke_run["cluster"].recorded_jobs() for r in rules_of(j)}
 
 
 def test_each_job_ran_in_its_own_scratch_folder(gke_run):

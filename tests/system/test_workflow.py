@@ -94,6 +94,39 @@ def test_outputs_exist(demo_run):
         assert list((work / "logs").glob(f"{step}*")), step
 
 
+def test_cost_table_prices_every_job_of_the_run(demo_run):
+    """results/cost.tsv: every job whose benchmark file the run wrote is priced (the rule cost ran last: after
+    every other job), per rule, pool, sample, and the levels add up to the run's compute cost."""
+    from cellscale.cost.prices import load_prices
+
+    work = demo_run[0]
+    table = pd.read_csv(work / "results/cost.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    by = {level: rows.set_index("key") for level, rows in table.groupby("level")}
+    written = {p.relative_to(work / "results/benchmarks").as_posix()
+               for p in (work / "results/benchmarks").rglob("*.tsv")} - {"cost/run.tsv"}
+    assert set(by["job"].index) == written
+    assert set(by["rule"].index) == {"plan_batches", "tile", "segment", "stitch", "segment_batch", "measure",
+                                     "track", "report_sample", "lineage", "report_fields", "summary",
+                                     "aggregate_measurements"}
+    assert set(by["sample"].index) == {"tissue", "movie", "dsb"}
+    compute = by["run"].loc["compute", "usd"]
+    assert compute > 0
+    for level in ("job", "rule", "pool", "sample"):
+        assert by[level]["usd"].sum() == pytest.approx(compute, rel=1e-4), level
+    # the GPU rules on the GKE profile's GPU pool (on demand), the others on its spot CPU pool
+    assert set(by["pool"].index) == {"gpu", "spot-cpu"}
+    assert set(by["rule"].loc[["segment", "segment_batch"], "pool"]) == {"gpu"}
+    # a job's share of its node: stitch declares 2 threads, of the 4 vCPUs of the spot pool's e2-standard-4
+    node = load_prices(ROOT / "config/prices/gke-us-central1.yaml").machine(by["rule"].loc["stitch", "machine_type"])
+    mem_mb = yaml.safe_load((ROOT / "profiles/gke/config.yaml").read_text())["set-resources"]["stitch"]["mem_mb"]
+    assert by["rule"].loc["stitch", "node_share"] == pytest.approx(max(2 / node.vcpus,
+                                                                       mem_mb / (node.memory_gib * 1024**3 / 1e6)))
+    # a local run (shared filesystem): its storage and wall time are priced too; megapixels known for every job
+    assert by["run"].loc["storage", "usd"] > 0 and by["run"].loc["cluster_fee", "usd"] > 0
+    assert by["job"]["mpx"].notna().all() and by["run"].loc["total", "usd_per_1000_mpx"] > 0
+    assert (work / "results/benchmarks/cost/run.tsv").exists() and (work / "logs/cost.log").exists()
+
+
 def test_run_tables_say_where_every_sample_is(demo_run):
     """index.tsv: each sample's batch (or own jobs), label files and table; one run-level table of all cells; the
     batch tables read as one pyarrow dataset with a sample column."""
@@ -205,6 +238,7 @@ def test_html_report(demo_run):
     assert result.returncode == 0, result.stderr[-3000:]
     html = (work / "report.html").read_text(errors="ignore")
     assert "overlay.png" in html and "lineage.png" in html
+    assert "cost.tsv" in html and "gke-us-central1" in html  # the cost table, with its price table named
 
 
 def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
@@ -486,8 +520,8 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
     batches = math.ceil(n * 64 * 96 / 1e6 / shard_mpx)
     assert len(list((tmp_path / "logs/segment_batch").glob("*.log"))) == batches
     steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", out)[-1])
-    # plan, the batches, the run's tables, the report's two figures and `all`
-    assert steps == batches + 5, out[-2000:]
+    # plan, the batches, the run's tables, the report's two figures, the cost and `all`
+    assert steps == batches + 6, out[-2000:]
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
     assert len(summary) == n and (summary["status"] == "ok").all() and (summary["nuclear_cells"] > 0).all()
     cells = pd.read_parquet(tmp_path / "results/cells.parquet")

@@ -29,7 +29,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
+from scipy.optimize import nnls
+
+from cellscale.cost.jobs import RUN_LEVEL
 
 PROFILE_DIR = Path("config/throughput")
 ORIGINS = ("measured", "assumed")
@@ -124,3 +128,70 @@ def write_profile(profile: ThroughputProfile, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120))
     return path
+
+
+def fit_profile(jobs, machine: str, name: str, how: str, *, threads: dict[str, int] | None = None,
+                gpu_rules=(), description: str = "") -> ThroughputProfile:
+    """A measured profile from a run's job table (:func:`cellscale.cost.jobs.job_table`), one rule at a time.
+
+    Per rule, non-negative least squares of wall seconds = ``fixed_s + s_per_mpx * mpx`` and of peak memory
+    ``max_rss_mb = mem_mb + mem_mb_per_mpx * mpx`` over its jobs. Run-level rules (one job a run) are fitted
+    against the run's megapixels (``per: run``). With one size only (one job, or every job the same size) time is
+    all per megapixel (``fixed_s = 0``) and memory all fixed (``mem_mb_per_mpx = 0``: a job's peak is mostly the
+    interpreter and its libraries); where no job's size is known, time and memory are all fixed. Each rule's
+    ``how`` says which, after ``how``. ``threads``: cores a job of each rule occupies (default: the largest
+    measured ``cpu_time / s`` of its jobs, rounded up); ``gpu_rules``: rules that need the machine's GPU.
+    """
+    rules = {}
+    for rule, rows in jobs.groupby("rule", sort=True):
+        timed = rows[np.isfinite(rows["s"])]
+        if timed.empty:
+            continue
+        fixed_s, s_per_mpx, time_note = _fit_line(timed["mpx"].to_numpy(float), timed["s"].to_numpy(float),
+                                                  split="per_mpx")
+        sampled = rows[np.isfinite(rows["max_rss_mb"])]
+        if sampled.empty:
+            mem_mb, mem_per_mpx, mem_note = 0.0, 0.0, "memory never sampled (NA: jobs too short)"
+        else:
+            mem_mb, mem_per_mpx, mem_note = _fit_line(sampled["mpx"].to_numpy(float),
+                                                      sampled["max_rss_mb"].to_numpy(float), split="fixed")
+        if threads and rule in threads:
+            cores, cores_note = int(threads[rule]), "threads: the rule's"
+        else:
+            used = timed["cpu_time_s"].to_numpy(float) / np.maximum(timed["s"].to_numpy(float), 1e-9)
+            used = used[np.isfinite(used)]
+            cores = max(1, int(np.ceil(used.max() - 0.05))) if used.size else 1
+            cores_note = "threads: the largest cpu_time/s of its jobs, rounded up"
+        per = "run" if rule in RUN_LEVEL else "mpx"
+        n = len(timed)
+        rules[rule] = RuleRate(
+            rule=rule, fixed_s=round(fixed_s, 4), s_per_mpx=round(s_per_mpx, 4), mem_mb=round(mem_mb, 1),
+            mem_mb_per_mpx=round(mem_per_mpx, 2), origin="measured", threads=cores, gpu=rule in set(gpu_rules),
+            per=per,
+            how=(f"{how}; {n} job{'s' if n != 1 else ''}, mpx {_span(timed['mpx'])}"
+                 f"{' (the run' + chr(39) + 's)' if per == 'run' else ''}; time: {time_note}; memory: {mem_note}; "
+                 f"{cores_note}"))
+    return ThroughputProfile(name=name, machine=machine, rules=rules, description=description or how)
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray, split: str) -> tuple[float, float, str]:
+    """``(intercept, slope, note)`` of y = a + b x with a, b >= 0. One size only: all ``split`` ("per_mpx": the
+    slope, "fixed": the intercept); no size known: the mean as intercept."""
+    known = np.isfinite(x)
+    if not known.any():
+        return float(y.mean()), 0.0, "no job's mpx known: mean as fixed"
+    x, y = x[known], y[known]
+    if np.unique(x).size < 2:
+        if split == "per_mpx" and x[0] > 0:
+            return 0.0, float(y.mean() / x[0]), "one size only: all per mpx (fixed_s 0)"
+        return float(y.mean()), 0.0, "one size only: all fixed"
+    (a, b), _ = nnls(np.column_stack([np.ones_like(x), x]), y)
+    return float(a), float(b), f"least squares (non-negative) over {np.unique(x).size} sizes"
+
+
+def _span(mpx) -> str:
+    values = mpx[np.isfinite(mpx)]
+    if values.empty:
+        return "unknown"
+    lo, hi = float(values.min()), float(values.max())
+    return f"{lo:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g}"

@@ -14,12 +14,11 @@ directly in it, ``<rule>.tsv``, names it by its stem). :func:`size_rules` turns 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-BENCHMARKS = Path("results/benchmarks")   # where the rules write them, relative to the workflow's folder
+from cellscale.cost.benchmarks import BENCHMARKS, benchmark_files, read_rows, rule_of
 
 
 @dataclass(frozen=True)
@@ -69,34 +68,21 @@ PROFILES = {
 }
 
 
-def _number(text: str | None) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):   # "NA" when the process was too short to sample, or a missing column
-        return None
-    return value if math.isfinite(value) else None
-
-
 def size_rules(folder: Path | str = BENCHMARKS, mem_headroom: float = 2.0, time_headroom: float = 3.0,
                step_mb: int = 500, mem_floor_mb: int = 1000, time_floor_min: int = 10) -> dict[str, RuleSize]:
     """Sizes per rule (sorted by rule name) from every ``*.tsv`` under ``folder``; rule = first folder name.
 
     The defaults are the SLURM profile's; :func:`size_for` sizes with another profile's parameters.
     """
-    folder = Path(folder)
     seen: dict[str, dict] = {}
-    for path in sorted(folder.rglob("*.tsv")):
-        rel = path.relative_to(folder)
-        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-        entry = seen.setdefault(rule, {"files": 0, "jobs": 0, "rss": [0.0], "s": [0.0]})
+    for job, path in benchmark_files(folder).items():
+        entry = seen.setdefault(rule_of(job), {"files": 0, "jobs": 0, "rss": [0.0], "s": [0.0]})
         entry["files"] += 1
-        with path.open(newline="") as handle:
-            for row in csv.DictReader(handle, delimiter="\t"):
-                entry["jobs"] += 1
-                for key, column in (("rss", "max_rss"), ("s", "s")):
-                    value = _number(row.get(column))
-                    if value is not None:
-                        entry[key].append(value)
+        for row in read_rows(path):   # a value is None where the file says NA (the process ended too soon)
+            entry["jobs"] += 1
+            for key, column in (("rss", "max_rss"), ("s", "s")):
+                if row[column] is not None:
+                    entry[key].append(row[column])
     sizes = {}
     for rule in sorted(seen):
         entry = seen[rule]
