@@ -1,17 +1,19 @@
-# Batches: many small images in few jobs. The plan_batches checkpoint reads the images' headers and packs still
-# images of at most tiling.shard_mpx into batches of about shard_mpx megapixels (one model per batch); one
-# segment_batch job tiles, segments, stitches and measures a whole batch. Larger images and time-lapse movies keep
-# their own jobs (rules/segment.smk). So a run has about total Mpx / shard_mpx jobs, however many images it has.
+# Batches: many small images in few jobs. The plan_batches checkpoint takes the images' sizes from the sheet or
+# their headers and packs still images of at most tiling.shard_mpx into batches of about shard_mpx megapixels (one
+# model per batch); one segment_batch job tiles, segments, stitches and measures a whole batch. Larger images and
+# time-lapse movies keep their own jobs (rules/segment.smk). So a run has about total Mpx / shard_mpx jobs, however
+# many images it has.
 
 checkpoint plan_batches:
     input:
         sheet=local(config["samples"]),  # on this machine, also when the data are in remote storage
-        # read for their headers (sizes); on a cluster without a shared disk this job downloads them once
+        # read for their headers (sizes) where the sheet gives none (cellscale samples --sizes writes them); on a
+        # cluster without a shared disk this job downloads those once
         images=lambda w: batch_candidates_images(),
     output:
         plan="results/batches/plan.tsv",
     params:
-        rows=lambda w: samples[["sample", "image", "kind", "scale"]].assign(
+        rows=lambda w: samples[["sample", "image", "kind", "scale", "height", "width"]].assign(
             model=[model_key(s) for s in samples.index]),
         shard_mpx=config["tiling"]["shard_mpx"],
         enabled=config["batches"]["enabled"],

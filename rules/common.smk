@@ -32,7 +32,7 @@ with open(workflow.source_path("../workflow/schemas/samples.schema.yaml")) as _f
 for _column in _sheet_schema["properties"]:
     if _column not in samples:
         samples[_column] = pd.NA
-for _column in ("nuclear_channel", "membrane_channel"):
+for _column in ("nuclear_channel", "membrane_channel", "height", "width"):
     samples[_column] = samples[_column].astype("Int64")
 if samples.index.duplicated().any():
     raise ValueError(f"{config['samples']}: duplicate sample names: "
@@ -220,10 +220,12 @@ def existing_images(names):
 
 @functools.cache  # the plan's input and its params: one look at 10^5 files, not two
 def batch_candidates_images():
-    """The images plan_batches reads: every still image's (those that exist here)."""
+    """The images plan_batches reads: every still image's whose size the sheet does not give (those that exist
+    here; with height and width in the sheet, none)."""
     if not config["batches"]["enabled"]:
         return []
-    return existing_images(samples.index[samples["kind"] != "timelapse"])
+    unsized = samples["height"].isna() | samples["width"].isna()
+    return existing_images(samples.index[(samples["kind"] != "timelapse") & unsized])
 
 
 def batch_model_files(wildcards):
@@ -233,7 +235,8 @@ def batch_model_files(wildcards):
 def batch_fields(wildcards):
     """The sample sheet's rows of a batch, as the step takes them."""
     return [{"sample": s, "image": sheet["image"][s], "roles": roles(s), "pixel_size_um": pixel_size(s),
-             "gamma": gamma(s), "scale": scale(s), "channel_names": channel_names(s)}
+             "gamma": gamma(s), "scale": scale(s), "channel_names": channel_names(s),
+             "height": _int_or_none(cell(s, "height")), "width": _int_or_none(cell(s, "width"))}
             for s in batch_members(wildcards.batch)]
 
 

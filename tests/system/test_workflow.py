@@ -509,7 +509,8 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
         tissue = make_tissue((64, 96), n_cells=6, seed=i)
         tifffile.imwrite(tmp_path / "plate" / f"A01_s{i:03d}.tif", tissue.image[0])
     sheet = subprocess.run([str(Path(SNAKEMAKE).parent / "cellscale"), "samples", str(tmp_path / "plate/*.tif"),
-                            "--kind", "tissue", "-o", str(tmp_path / "sheet.tsv")], capture_output=True, text=True)
+                            "--kind", "tissue", "--sizes", "-o", str(tmp_path / "sheet.tsv")], capture_output=True,
+                           text=True)
     assert sheet.returncode == 0, sheet.stderr
     write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": shard_mpx},
                  batches={"qc_overlays": 5})
@@ -529,3 +530,5 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
     assert not (tmp_path / "results/segmentation").exists() and not (tmp_path / "results/tiles").exists()
     drawn = re.search(r"report: (\d+) of (\d+) batched images drawn", (tmp_path / "logs/report_fields.log").read_text())
     assert drawn and drawn.groups() == ("5", str(n))
+    # the sheet gave every size: the plan opened no image
+    assert f"{n} image sizes from the sample sheet, 0 read" in (tmp_path / "logs/plan_batches.log").read_text()

@@ -69,6 +69,8 @@ def plan_batches(rows: pd.DataFrame, out_tsv, shard_mpx: float, enabled: bool = 
              else [None] * len(rows))
     mpx: list[float | None] = [None] * len(rows)
     todo = np.flatnonzero(still)
+    given = sum(size is not None and not any(pd.isna(v) for v in size) for size in (sizes[i] for i in todo))
+    log.info("%d image sizes from the sample sheet, %d read from the images' headers", given, len(todo) - given)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for i, size in zip(todo, pool.map(lambda i: image_mpx(rows["image"][i], scales[i], sizes[i]), todo)):
             mpx[i] = size
