@@ -18,6 +18,7 @@ pytestmark = pytest.mark.workflow
     ("gpu.py", "network Mpx/s"),
     ("scale.py", "workflow_vs_single"),
     ("cost.py", "max relative error"),
+    ("tables.py", "identical files"),
 ])
 def test_benchmark_quick_mode_prints_figures(script, expected):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], cwd=ROOT,

@@ -9,6 +9,8 @@ import pytest
 
 from cellscale.measure import (
     EXTRA_STATS,
+    TableWriter,
+    categories_of,
     concat_tables,
     marker_columns,
     measure_cells,
@@ -121,6 +123,110 @@ def test_measure_sample_from_files_and_aggregate(tmp_path):
     assert out["h5ad"].exists()
     run = aggregate_measurements({"s1": out["parquet"], "s2": out["parquet"]}, tmp_path / "cells.csv",
                                  tmp_path / "cells.parquet", tmp_path / "cells.h5ad")
-    assert len(run) == 2 * len(want) and set(run["sample"]) == {"s1", "s2"}
+    assert run == {"s1": len(want), "s2": len(want)}
+    assert set(pd.read_parquet(tmp_path / "cells.parquet")["sample"]) == {"s1", "s2"}
     with h5py.File(tmp_path / "cells.h5ad") as f:
         assert f["X"].shape == (2 * len(want), 2)
+
+
+def _aggregate_in_memory(table_paths, batch_tables, order, out):
+    """The run-level tables as aggregate_measurements wrote them before streaming: every table in memory."""
+    tables = {s: pd.read_parquet(p) for s, p in table_paths.items()}
+    for path in batch_tables:
+        batch = pd.read_parquet(path)
+        if len(batch):
+            tables.update((s, t.drop(columns="sample")) for s, t in batch.groupby("sample", sort=False))
+    tables = {s: tables[s] for s in order if s in tables}
+    table = concat_tables(tables)
+    write_table(table, out / "cells.csv", out / "cells.parquet", out / "cells.h5ad")
+    return table
+
+
+def _h5_items(path):
+    """Every dataset's values and every node's attributes of an HDF5 file."""
+    items = {}
+    with h5py.File(path) as f:
+        def visit(name, node):
+            attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in node.attrs.items()}
+            if isinstance(node, h5py.Dataset):  # bytes: NaN equals NaN
+                value = node[()]
+                value = (value.shape, value.dtype.str, value.tolist() if value.dtype == object else value.tobytes())
+            items[name] = (attrs, value if isinstance(node, h5py.Dataset) else None)
+        visit("/", f)
+        f.visititems(visit)
+    return items
+
+
+@pytest.mark.filterwarnings("ignore:The behavior of DataFrame concatenation:FutureWarning")  # the reference
+@pytest.mark.parametrize("in_sheet_order", [True, False])
+def test_aggregate_streams_the_in_memory_tables(tmp_path, in_sheet_order):
+    anndata = pytest.importorskip("anndata")
+    from cellscale.steps.measure import aggregate_measurements
+
+    nuc, wc, image = _example()
+    tissue = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"], extra_stats=True)
+    movie = measure_compartments({"nuclear": np.stack([nuc, nuc[::-1]])}, np.stack([image, image + 7])[:, :1],
+                                 ["DNA"])
+    movie["track_id"] = pd.array(np.where(movie["CellID"] == 1, 5, pd.NA), dtype="Int64")
+    blank = measure_compartments({"nuclear": np.zeros_like(nuc)}, image, ["DNA", "CD8"], extra_stats=True)
+    assert len(blank) == 0 and "frame" in movie and "frame" not in tissue
+    own = {"tissue": tissue, "movie": movie, "blank": blank}
+    paths = {}
+    for name, df in own.items():
+        paths[name] = tmp_path / f"{name}.parquet"
+        df.to_parquet(paths[name], index=False)
+    b1 = measure_compartments({"whole_cell": wc}, image[::-1], ["CD8", "DNA"])
+    b2 = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"], extra_stats=True)
+    b3 = measure_compartments({"nuclear": wc}, image, ["DNA", "CD3"])
+    batches = [concat_tables({"b1": b1, "b2": b2}), pd.DataFrame({"sample": pd.Series(dtype=str)}),
+               concat_tables({"b3": b3, "b1": b1.iloc[:2]})]  # b1 again: the later batch's rows count
+    batch_paths = [tmp_path / f"batch_{k:04d}.parquet" for k in range(len(batches))]
+    for df, path in zip(batches, batch_paths):
+        df.to_parquet(path, index=False)
+    order = ["b2", "tissue", "b1", "movie", "gone", "blank", "b3"] if in_sheet_order else \
+        ["movie", "b2", "tissue", "b3"]
+    mem, stream = tmp_path / "memory", tmp_path / "stream"
+    want = _aggregate_in_memory(paths, batch_paths, order, mem)
+    rows = aggregate_measurements(paths, stream / "cells.csv", stream / "cells.parquet", stream / "cells.h5ad",
+                                  batch_tables=batch_paths, order=order)
+    assert rows == {s: int((want["sample"] == s).sum()) for s in order if s != "gone"}
+    assert rows.get("blank", 0) == 0 and rows.get("b1", 2) == 2
+
+    pd.testing.assert_frame_equal(pd.read_parquet(stream / "cells.parquet"), want)
+    pd.testing.assert_frame_equal(pd.read_parquet(stream / "cells.parquet"), pd.read_parquet(mem / "cells.parquet"))
+    assert (stream / "cells.csv").read_bytes() == (mem / "cells.csv").read_bytes()
+    assert _h5_items(stream / "cells.h5ad") == _h5_items(mem / "cells.h5ad")
+    got, ref = anndata.read_h5ad(stream / "cells.h5ad"), anndata.read_h5ad(mem / "cells.h5ad")
+    markers = marker_columns(want)
+    assert list(got.var_names) == markers and sorted(markers) == ["CD3", "CD8", "DNA"]
+    # layers when every marker has its extra statistics columns (CD8's come from the empty table)
+    assert sorted(got.layers) == (sorted(EXTRA_STATS) if in_sheet_order else [])
+    np.testing.assert_array_equal(got.X, want[markers].to_numpy())
+    for stat in got.layers:
+        np.testing.assert_array_equal(got.layers[stat], ref.layers[stat])
+    np.testing.assert_array_equal(got.obsm["spatial"], ref.obsm["spatial"])
+    pd.testing.assert_frame_equal(got.obs, ref.obs)
+    assert got.obs["sample"].astype(str).tolist() == want["sample"].tolist()
+    assert got.obs["frame"].dtype == "Int64" and got.obs["track_id"].notna().sum() == 2
+    assert list(got.obs_names) == list(ref.obs_names)
+
+
+def test_table_writer_is_atomic(tmp_path):
+    nuc, wc, image = _example()
+    df = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"])
+    out = {k: tmp_path / "out" / f"t.{k}" for k in ("csv", "parquet", "h5ad")}
+    cats = {"compartment": categories_of([df["compartment"]])}
+    with TableWriter(df.iloc[:0], out["csv"], out["parquet"], out["h5ad"], n_rows=len(df), categories=cats) as w:
+        w.append(df.iloc[:3])
+        w.append(df.iloc[3:])
+    pd.testing.assert_frame_equal(pd.read_parquet(out["parquet"]), df)
+    with pytest.raises(KeyError):  # a part without the table's columns: nothing is replaced, no temporary left
+        with TableWriter(df.iloc[:0], out["csv"], out["parquet"], out["h5ad"], n_rows=len(df), categories=cats) as w:
+            w.append(df.drop(columns="DNA"))
+    with pytest.raises(ValueError, match="2 rows written"):  # fewer rows than announced
+        with TableWriter(df.iloc[:0], out["csv"], out["parquet"], out["h5ad"], n_rows=len(df), categories=cats) as w:
+            w.append(df.iloc[:2])
+    assert sorted(p.name for p in out["csv"].parent.iterdir()) == ["t.csv", "t.h5ad", "t.parquet"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out["parquet"]), df)
+    with h5py.File(out["h5ad"]) as f:
+        assert f["X"].shape == (len(df), 2)

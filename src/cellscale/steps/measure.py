@@ -7,13 +7,14 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 
 from cellscale.io import channel_names_from_ome
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, open_sample_image
 from cellscale.measure import RegionArray, measure_compartments, write_table
-from cellscale.measure import concat_tables
+from cellscale.measure import TableWriter, categories_of, run_parts, run_template, string_columns
 
 log = logging.getLogger("cellscale")
 
@@ -72,22 +73,73 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
 
 
 def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=None, batch_tables=(),
-                           order: list[str] | None = None) -> pd.DataFrame:
-    """Run-level table: every sample's measurements stacked with a ``sample`` column.
+                           order: list[str] | None = None) -> dict[str, int]:
+    """Run-level table: every sample's measurements stacked with a ``sample`` column; returns the rows a sample.
 
     ``table_paths``: sample -> its own Parquet table; ``batch_tables``: Parquet tables of batches, which have a
-    ``sample`` column already. ``order``: the samples in sheet order (default: as given).
+    ``sample`` column already (a sample in several batches: the last one's rows). ``order``: the samples in sheet
+    order (default: as given). The files are those of :func:`cellscale.measure.write_table` on
+    :func:`cellscale.measure.concat_tables` of every table, written in bounded memory: a first pass reads the
+    tables' schemas and their string columns only, the second one table at a time (a batch's or a sample's).
     """
-    tables = {s: pd.read_parquet(p) for s, p in table_paths.items()}
+    import pyarrow.parquet as pq
+
+    sources = {s: (p, False) for s, p in table_paths.items()}  # sample -> (table, a batch's)
     for path in batch_tables:
-        batch = pd.read_parquet(path)
-        if len(batch):
-            tables.update((s, t.drop(columns="sample")) for s, t in batch.groupby("sample", sort=False))
+        if pq.read_metadata(path).num_rows:
+            names = pd.unique(pq.read_table(path, columns=["sample"]).column("sample").to_pandas())
+            sources.update((s, (path, True)) for s in names)
     if order is not None:
-        tables = {s: tables[s] for s in order if s in tables}
-    if not tables:
+        sources = {s: sources[s] for s in order if s in sources}
+    if not sources:
         raise StepError("no sample has any measurements: every image failed (see results/errors.tsv)")
-    table = concat_tables(tables)
-    write_table(table, out_csv, out_parquet, out_h5ad)
-    log.info("aggregated %d rows of %d samples", len(table), len(tables))
-    return table
+    runs = _runs(sources)
+    schemas, empty = {}, []
+    for path, batch, names in runs:
+        schema = pq.read_schema(path).empty_table().to_pandas()
+        schemas.update((s, schema.drop(columns="sample") if batch else schema) for s in names)
+        empty += [] if batch or pq.read_metadata(path).num_rows else names
+    template = run_template(schemas, empty)
+    strings = ["sample"]  # the rows a sample, and the categories of the .h5ad file's string columns
+    strings += [c for c in string_columns(template) if c != "sample"] if out_h5ad is not None else []
+    values, rows = {c: [] for c in strings}, dict.fromkeys(sources, 0)
+    for part in run_parts(_parts(runs, strings), template[strings]):
+        rows.update(part["sample"].value_counts(sort=False).to_dict())
+        for col in strings:
+            values[col].append(pd.unique(part[col].to_numpy(dtype=object)))
+    categories = {c: categories_of(v) for c, v in values.items()}
+    with TableWriter(template, out_csv, out_parquet, out_h5ad, n_rows=sum(rows.values()),
+                     categories=categories) as writer:
+        for part in run_parts(_parts(runs), template):
+            writer.append(part)
+    log.info("aggregated %d rows of %d samples", sum(rows.values()), len(rows))
+    return rows
+
+
+def _runs(sources: dict) -> list[tuple[object, bool, list[str]]]:
+    """(table, a batch's, samples): consecutive samples from the same batch table read together."""
+    runs = []
+    for sample, (path, batch) in sources.items():
+        if batch and runs and runs[-1][1] and runs[-1][0] == path:
+            runs[-1][2].append(sample)
+        else:
+            runs.append((path, batch, [sample]))
+    return runs
+
+
+def _parts(runs, columns: list[str] | None = None):
+    """(sample, table) of each own table, (None, rows of the samples in order) of each batch; ``columns``: those
+    only (the ones present)."""
+    import pyarrow.parquet as pq
+
+    for path, batch, names in runs:
+        present = None if columns is None else [c for c in pq.read_schema(path).names if c in {*columns, "sample"}]
+        table = pd.read_parquet(path, columns=present)
+        if not batch:
+            yield names[0], table
+            continue
+        rank = table["sample"].map({s: k for k, s in enumerate(names)})
+        if not (rank.notna().all() and rank.is_monotonic_increasing):  # other samples, or not in sheet order
+            keep = rank.notna().to_numpy()
+            table = table[keep].iloc[np.argsort(rank[keep].to_numpy(), kind="stable")]
+        yield None, table
