@@ -17,6 +17,13 @@ from snakemake.utils import validate
 # read config["section"]["key"] and pass whole sections to the scripts' typed settings.
 validate(config, schema="../workflow/schemas/config.schema.yaml")
 
+# A model may be named by the registry, NAME@VERSION (`cellscale models list`): from here on it is its folder (an
+# unknown one is an error naming the versions there are). What produced each result, per model key, for the report.
+from cellscale.registry import model_provenance, resolve_model  # noqa: E402
+
+MODEL_PROVENANCE = {key: model_provenance(value) for key, value in config["models"].items()}
+config["models"] = {key: resolve_model(value) for key, value in config["models"].items()}
+
 samples = pd.read_csv(
     config["samples"],
     sep="\t",

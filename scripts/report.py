@@ -20,6 +20,7 @@ def report_sample(s):
         os.path.dirname(s.output.overlay),
         timelapse=s.params.timelapse,
         tracks_path=s.input.tracks or None,
+        provenance=s.params.provenance,
     )
 
 
@@ -32,7 +33,7 @@ def summary(s):
     """One row per sample, where its results are, which images failed."""
     step.run_summary(list(s.input.samples), s.output.summary, batch_dirs=list(s.input.batches), order=s.params.order,
                      out_index=s.output.index, out_errors=s.output.errors, images=s.params.images,
-                     compartments=s.params.compartments)
+                     compartments=s.params.compartments, provenance=s.params.provenance)
 
 
 def report_fields(s):

@@ -1,8 +1,8 @@
 """The ``cellscale`` command line: single steps, the same code the workflow runs.
 
 Commands: samples (write a sample sheet from a glob pattern; --sizes reads each image's size from its header),
-segment, measure, track, evaluate-tracks, synth, train, quantize, gke, size, plan, throughput. Run ``cellscale
-COMMAND --help`` for each.
+segment, measure, track, evaluate-tracks, synth, train, quantize, data, models, gke, size, plan, throughput, review. Run
+``cellscale COMMAND --help`` for each.
 
 Argument parsing and dispatch only. Each command imports the library inside its function, on purpose: the
 command line starts (and ``--help`` answers) without loading numpy or a network library, and a command loads
@@ -238,11 +238,149 @@ def _train(args) -> int:
     return run_training(options)
 
 
+def _data(args) -> int:
+    import json
+
+    from cellscale.datasets import add_version, diff, list_versions, load_version, verify
+
+    store = args.store
+    if args.action == "add":
+        metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else {}
+        for item in args.meta or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--meta {item}: give KEY=VALUE")
+            try:
+                metadata[key] = json.loads(value)
+            except json.JSONDecodeError:
+                metadata[key] = value
+        file_metadata = None
+        if args.layout == "dsb2018":  # sample, role, split and kind of each file; the set's DSB2018 ontology
+            from cellscale.datasets import default_store, store_base
+            from cellscale.train.versions import DSB2018_METADATA, dsb2018_file_metadata
+
+            root = Path(args.root)
+            file_metadata = dsb2018_file_metadata(root if root.is_absolute() else
+                                                  store_base(store or default_store()) / root)
+            metadata = {**DSB2018_METADATA, **metadata}
+        if args.compartments:
+            metadata["compartments"] = args.compartments
+        m = add_version(args.name, args.root, files=args.files or None, metadata=metadata, parent=args.parent,
+                        note=args.note or "", store=store, inherit=args.inherit, file_metadata=file_metadata)
+        ch = m.changes
+        print(f"{m.ref}: {len(m.files)} files; +{len(ch.get('added', []))} -{len(ch.get('removed', []))} "
+              f"~{len(ch.get('modified', []))} against {m.parent or 'nothing'}")
+    elif args.action == "generate":
+        from cellscale.train.versions import register_generated_tissue
+
+        m = register_generated_tissue(args.name, args.images, args.seed, args.tissue_style, root=args.root,
+                                      store=store, note=args.note or "")
+        print(f"{m.ref}: {len(m.files)} generated files under {m.root_path}")
+    elif args.action == "list":
+        rows = list_versions(store, args.name)
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        for r in [] if args.json else rows:
+            print(f"{r['name']}@{r['id']}{' (latest)' if r['latest'] else ''}\t{r['created']}\t{r['files']} files"
+                  f"\t{r['bytes'] / 1e6:.1f} MB\tparent {r['parent'] or '-'}\t{r['note']}")
+    elif args.action == "show":
+        m = load_version(args.ref, store)
+        if args.json:
+            print(m.to_json(), end="")
+            return 0
+        print(f"{m.ref}\ncreated {m.created}\nroot {m.root} ({m.root_path})\nparent {m.parent or '-'}\n"
+              f"files {len(m.files)} ({sum(f.size for f in m.files) / 1e6:.1f} MB)")
+        for key, value in sorted(m.metadata.items()):
+            print(f"{key}: {json.dumps(value) if not isinstance(value, str) else value}")
+        ch = m.changes
+        print(f"changes: +{len(ch.get('added', []))} -{len(ch.get('removed', []))} ~{len(ch.get('modified', []))}"
+              f"{': ' + ch['note'] if ch.get('note') else ''}")
+        for f in m.files if args.files else []:
+            print(f"  {f.path}\t{f.size}\t{f.sha256[:12]}\t{json.dumps(f.metadata, sort_keys=True)}")
+    elif args.action == "diff":
+        print(json.dumps(diff(load_version(args.a, store), load_version(args.b, store)), indent=1))
+    elif args.action == "verify":
+        m = load_version(args.ref, store)
+        problems = verify(m)
+        for line in problems:
+            print(line)
+        print(f"{m.ref}: {'OK, ' if not problems else ''}{len(m.files)} files, {len(problems)} problem(s)",
+              file=sys.stderr)
+        return 1 if problems else 0
+    return 0
+
+
+def _models(args) -> int:
+    import json
+
+    from cellscale.registry import find_model, list_models, register_model
+
+    if args.action == "add":
+        print(register_model(args.folder).ref)
+    elif args.action == "list":
+        entries = list_models()
+        if args.json:
+            print(json.dumps([e.to_dict() for e in entries], indent=1))
+        for e in [] if args.json else entries:
+            parent = (e.fine_tuned_from or {}).get("model", "-")
+            data = " + ".join(d for d in (e.dataset, e.codex_dataset) if d) or "-"
+            print(f"{e.ref}\t{e.trained or '-'}\tdata {data}\tfrom {parent}\t{e.headline()}")
+    else:
+        e = find_model(args.ref)
+        if args.json:
+            print(json.dumps(e.to_dict(), indent=1))
+            return 0
+        print(f"{e.ref}\nfolder {e.path}\ntrained {e.trained or '-'}\ndataset {e.dataset or '-'}"
+              f"{' + ' + e.codex_dataset if e.codex_dataset else ''}\n"
+              f"fine-tuned from {json.dumps(e.fine_tuned_from) if e.fine_tuned_from else '-'}\n"
+              f"command {e.command or '-'}\ncard SHA-256 {e.card_sha256 or '-'}\nheld-out {e.headline() or '-'}")
+    return 0
+
+
 def _quantize(args) -> int:
     from cellscale.train.options import QuantizeOptions
     from cellscale.train.quantize import run_quantize
 
     return run_quantize(QuantizeOptions.from_args(args))
+
+
+def _review(args) -> int:
+    if args.target == "import":
+        if not args.bundle_in or not args.dataset:
+            raise SystemExit("usage: cellscale review import BUNDLE --dataset NAME [--annotator WHO] [--parent REF]")
+        from cellscale.review import import_bundle
+
+        version = import_bundle(args.bundle_in, args.dataset, args.annotator, args.parent, args.licence)
+        tiles = sum(f.metadata.get("role") == "labels" and "/" not in f.path for f in version.files)  # this root's
+        print(f"{args.bundle_in} -> dataset version {version.ref} ({tiles} corrected tile(s); parent "
+              f"{version.parent or 'none'}; files in {version.root_path})")
+        return 0
+    if args.bundle_in or not args.sample or not args.output:
+        raise SystemExit("usage: cellscale review RESULTS --sample S -n K -o BUNDLE (or: cellscale review import "
+                         "BUNDLE --dataset NAME)")
+    region = None
+    if args.region:
+        try:
+            (y0, y1), (x0, x1) = (map(int, part.split(":")) for part in args.region.split(","))
+        except ValueError:
+            raise SystemExit(f"--region {args.region!r}: expected Y0:Y1,X0:X1 (pixels)") from None
+        region = (y0, y1, x0, x1)
+    from cellscale.review import ReviewOptions, export_review, locate
+    from cellscale.segment.predictor import Predictor
+
+    inputs = locate(args.target, args.sample, args.compartment, config=args.config, image=args.image,
+                    labels=args.labels, model=args.model)
+    options = ReviewOptions(n_tiles=args.tiles, tile=args.tile_size, compartment=args.compartment, frame=args.frame,
+                            random=args.random, seed=args.seed, region=region, ngff=args.ngff)
+    predictor = Predictor(inputs.model, precision=args.precision, augment="none")  # the two passes kept apart
+    manifest = export_review(predictor, inputs, args.output, options)
+    for tile in manifest["tiles"]:
+        signals = ", ".join(f"{k} {v:.3g}" for k, v in tile["signals"].items())
+        print(f"{tile['name']}: box y {tile['box'][0]}:{tile['box'][1]} x {tile['box'][2]}:{tile['box'][3]}, "
+              f"score {tile['score']:.3f} ({signals})")
+    print(f"{len(manifest['tiles'])} of {manifest['selection']['candidates']} tiles "
+          f"({manifest['selection']['method']}) -> {args.output}; open one with: napari {args.output}/tile_000.zarr")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "resumable from --run-dir; then tune post-processing on the validation split, "
                                    "score the held-out split against the Otsu baseline and write model.keras, "
                                    "model.json, metrics.json and MODEL_CARD.md into --out.")
-    p.add_argument("--data", required=True, help="DSB2018 folder or 'synthetic-tissue'")
+    p.add_argument("--data", required=True,
+                   help="a dataset version (NAME@ID or NAME@latest: cellscale data list), a DSB2018 folder or "
+                        "'synthetic-tissue'")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--run-dir", required=True, help="folder for checkpoints (rerun to resume)")
     p.add_argument("--steps", type=int, default=3000, help="training steps (batches)")
@@ -393,15 +533,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay over --steps)")
     p.add_argument("--init-from", default=None,
-                   help="start from this model's weights (same architecture) with a fresh optimizer: fine-tuning")
+                   help="start from this model's weights (a model folder, a .keras file or a registry name "
+                        "NAME[@VERSION]; same architecture) with a fresh optimizer: fine-tuning; the card records "
+                        "the parent and compares the two on the same held-out data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images", type=int, default=24, help="generated images (synthetic-tissue only)")
     p.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default=None,
                    help="synthetic-tissue only: separate cells with crisp membranes (sparse, the default), "
                         "packed cells with large nuclei and faint membranes like a CODEX tile (dense), or both")
     p.add_argument("--codex", default=None,
-                   help="synthetic-tissue only: also train on the CODEX tile in this folder (columns < 960; "
-                        "whole-cell labels from both experts, see --codex-labels), and report its held-out columns")
+                   help="synthetic-tissue only: also train on the CODEX tile in this folder or version (NAME@ID; "
+                        "columns < 960; whole-cell labels from both experts, see --codex-labels), and report its "
+                        "held-out columns")
     labels = p.add_mutually_exclusive_group()
     # the choices are train.CODEX_LABELS (not imported here: the command line starts without numpy)
     labels.add_argument("--codex-labels", choices=("expert1", "expert2", "consensus"), nargs="+", default=None,
@@ -432,6 +575,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=512, help="window edge the copy is built for (px)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_quantize)
+
+    p = sub.add_parser("data", help="dataset versions: add, list, show, diff, verify, generate (docs/data.md)",
+                       description="Immutable, content-hashed versions of annotated data sets, stored as JSON "
+                                   "manifests under data/versions/NAME/ (files stay where they are). See "
+                                   "docs/data.md.")
+    p.add_argument("--store", default=None, help="the version store (default: the checkout's data/versions, or "
+                                                 "$CELLSCALE_VERSIONS)")
+    data = p.add_subparsers(dest="action", required=True)
+    q = data.add_parser("add", help="record a new version of NAME from the files under ROOT")
+    q.add_argument("name")
+    q.add_argument("root", help="folder the files' paths are relative to (relative: to the checkout)")
+    q.add_argument("--files", nargs="+", default=None, help="glob patterns or paths under ROOT (default: all)")
+    q.add_argument("--compartments", nargs="+", choices=("nuclear", "whole_cell", "cytoplasm"), default=None)
+    q.add_argument("--meta", action="append", metavar="KEY=VALUE",
+                   help="set metadata (VALUE as JSON if it parses): organ, tissue, platform, stain, channels, "
+                        "pixel_size_um, source, licence, annotator; repeat")
+    q.add_argument("--metadata", default=None, help="a JSON file of the set's metadata")
+    q.add_argument("--parent", default=None, help="the version this one changes (NAME@ID or NAME@latest)")
+    q.add_argument("--inherit", action="store_true", help="start from the parent's files and metadata")
+    q.add_argument("--layout", choices=("dsb2018",), default=None,
+                   help="dsb2018: images/<id>.png + masks/<id>.tif; records each file's sample, role, split and "
+                        "kind (training pairs) and the DSB2018 ontology")
+    q.add_argument("--note", default=None, help="what changed, in words")
+    q = data.add_parser("generate", help="generate a tissue training set and record it as a version")
+    q.add_argument("name", nargs="?", default="synthetic-tissue")
+    q.add_argument("--images", type=int, default=24)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default="sparse")
+    q.add_argument("--root", default=None, help="where to write it (default train_runs/generated/...)")
+    q.add_argument("--note", default=None)
+    q = data.add_parser("list", help="the versions, oldest first")
+    q.add_argument("name", nargs="?", default=None)
+    q.add_argument("--json", action="store_true")
+    q = data.add_parser("show", help="one version: metadata, changes (and --files)")
+    q.add_argument("ref", help="NAME@ID, NAME@latest or NAME")
+    q.add_argument("--files", action="store_true")
+    q.add_argument("--json", action="store_true", help="the manifest itself")
+    q = data.add_parser("diff", help="files added, removed, modified and metadata changed from A to B")
+    q.add_argument("a")
+    q.add_argument("b")
+    q = data.add_parser("verify", help="recompute every file's size and SHA-256 (exit 1 on a problem)")
+    q.add_argument("ref")
+    p.set_defaults(func=_data)
+
+    p = sub.add_parser("models", help="the model registry: list, show, add (docs/data.md)",
+                       description="Every shipped model folder and every registered one, with its version (hash of "
+                                   "its weights), dataset version, held-out scores, command, date and parent.")
+    models = p.add_subparsers(dest="action", required=True)
+    q = models.add_parser("list")
+    q.add_argument("--json", action="store_true")
+    q = models.add_parser("show")
+    q.add_argument("ref", help="NAME, NAME@VERSION or NAME@latest")
+    q.add_argument("--json", action="store_true")
+    q = models.add_parser("add", help="register a model folder outside the shipped ones")
+    q.add_argument("folder")
+    p.set_defaults(func=_models)
     from cellscale.deploy.gke import build_parser as gke_parser
 
     p = sub.add_parser("gke", help="create, print or delete the GKE cluster of profiles/gke (docs/gke.md)",
@@ -507,6 +706,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-rules", nargs="*", default=[], metavar="RULE",
                    help="rules whose jobs used the machine's GPU (default: none)")
     p.set_defaults(func=_throughput)
+
+    p = sub.add_parser(
+        "review", help="export the tiles where the model is least sure for correction in napari, or import the "
+                       "corrections as a dataset version (docs/correct.md)",
+        usage="cellscale review RESULTS --sample S [-n K] -o BUNDLE [options]\n"
+              "       cellscale review import BUNDLE --dataset NAME [--annotator WHO] [--parent NAME@ID]",
+        description="`cellscale review RESULTS --sample S -n K -o BUNDLE` scores the sample's tiles (rot180 "
+                    "disagreement, boundary probability inside cells, odd shapes and sizes; "
+                    "cellscale.review.uncertainty) and writes the K least-sure ones as OME-Zarr (image + NGFF "
+                    "labels) with bundle.json. `cellscale review import BUNDLE --dataset NAME` records the tiles "
+                    "whose labels were changed as a new version of dataset NAME.")
+    p.add_argument("target", help="the results folder (e.g. results), or the word `import`")
+    p.add_argument("bundle_in", nargs="?", metavar="BUNDLE", help="(import) the bundle to import")
+    g = p.add_argument_group("export")
+    g.add_argument("--sample", help="the sample to review (a row of the sample sheet / results/index.tsv)")
+    g.add_argument("-n", "--tiles", type=int, default=8, help="how many tiles (default 8)")
+    g.add_argument("-o", "--output", help="the bundle folder to write (replaced whole)")
+    g.add_argument("--tile-size", type=int, default=128, help="tile edge in image pixels (default 128)")
+    g.add_argument("--compartment", choices=["nuclear", "whole_cell"], default="nuclear")
+    g.add_argument("--random", action="store_true", help="K random tiles instead of the least-sure ones")
+    g.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    g.add_argument("--region", default=None, metavar="Y0:Y1,X0:X1",
+                   help="choose only tiles inside this region (e.g. 0:2048,0:1008: training columns)")
+    g.add_argument("--frame", type=int, default=0, help="frame of a time-lapse (default 0)")
+    g.add_argument("--image", default=None, help="the image (default: from RESULTS/index.tsv or the sample sheet)")
+    g.add_argument("--labels", default=None, help="the current labels (default: from RESULTS)")
+    g.add_argument("--model", default=None, help="model folder (default: the config's model for the sample)")
+    g.add_argument("--config", default=None, help="the workflow config (default RESULTS/../config/config.yaml)")
+    g.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto")
+    g.add_argument("--ngff", choices=["0.5", "0.4"], default="0.5",
+                   help="NGFF version: 0.5 on Zarr v3 (default) or 0.4 on Zarr v2 (older viewers)")
+    g = p.add_argument_group("import")
+    g.add_argument("--dataset", help="(import) the dataset the corrections become a version of")
+    g.add_argument("--annotator", default=None, help="(import) who corrected the tiles (default: the user name)")
+    g.add_argument("--parent", default=None, help="(import) the version to build on (default NAME@latest if any)")
+    g.add_argument("--licence", default=None, help="(import) licence of the corrections (default: the parent's)")
+    p.set_defaults(func=_review)
     return parser
 
 

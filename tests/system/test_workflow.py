@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -154,6 +155,13 @@ def test_run_tables_say_where_every_sample_is(demo_run):
     summary = pd.read_csv(work / "results/summary.tsv", sep="\t").set_index("sample")
     assert list(summary.index) == ["tissue", "movie", "dsb"] and (summary["status"] == "ok").all()
     assert pd.read_csv(work / "results/errors.tsv", sep="\t").empty
+    # which model (registry name@version) and dataset version produced each result
+    from cellscale.registry import model_entry
+
+    nuclear, tissue = model_entry(MODELS / "nuclear"), model_entry(MODELS / "tissue")
+    assert summary.loc["dsb", "model"] == nuclear.ref and summary.loc["dsb", "model_dataset"] == nuclear.dataset
+    assert summary.loc["tissue", "model"] == tissue.ref and nuclear.dataset.startswith("dsb2018@")
+    assert json.loads((work / "results/report/tissue/summary.json").read_text())["model"] == tissue.ref
 
 
 def test_a_batched_image_gets_the_labels_of_its_own_jobs(demo_run):

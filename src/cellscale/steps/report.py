@@ -20,8 +20,9 @@ OVERLAY_PX = 1024  # longest edge of QC overlays
 
 
 def report_sample(sample: str, image_path, label_paths: dict, table_path, out_dir, timelapse: bool = False,
-                  tracks_path=None):
-    """QC overlay and summary.json of one sample."""
+                  tracks_path=None, provenance: dict | None = None):
+    """QC overlay and summary.json of one sample; ``provenance`` (``{"model": NAME@VERSION, "dataset": NAME@ID}``,
+    :func:`cellscale.registry.model_provenance`) says which model and dataset version produced it."""
     out_dir = Path(out_dir)
     labels = {c: read_sample_labels(sample, p) for c, p in label_paths.items()}
     with open_sample_image(sample, image_path, timelapse) as source:
@@ -36,6 +37,8 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
         tracks = pd.read_parquet(tracks_path)
         summary["tracks"] = int(tracks.track_id.nunique())
         summary["divisions"] = int((tracks.groupby("track_id").parent_track_id.first() > 0).sum() // 2)
+    if provenance is not None:
+        summary["model"], summary["model_dataset"] = provenance.get("model"), provenance.get("dataset")
     with atomic_path(out_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -43,13 +46,15 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
 
 def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | None = None,
                 out_index=None, out_errors=None, images: dict | None = None,
-                compartments: dict | None = None) -> pd.DataFrame:
+                compartments: dict | None = None, provenance: dict | None = None) -> pd.DataFrame:
     """Run-level tables: ``summary.tsv`` (one row per sample, ``status`` ok or failed), ``index.tsv`` (where each
     sample's labels and cells are) and ``errors.tsv`` (the images that failed in batches, with the reason).
 
     ``summary_paths``: the summary.json of samples with their own jobs; ``batch_dirs``: batch folders
     (:mod:`cellscale.steps.batch`); ``order``: samples in sheet order; ``images`` and ``compartments``: per sample,
-    its image and its compartments (for the index).
+    its image and its compartments (for the index); ``provenance``: per model key (``nuclear``, ``tissue``), the
+    model and dataset version that produced the results (``model`` and ``model_dataset`` columns; a sample with
+    whole-cell labels used the tissue model).
     """
     rows = [{**json.loads(Path(p).read_text()), "status": "ok"} for p in summary_paths]
     index = [{"sample": r["sample"], "batch": "", "status": "ok"} for r in rows]
@@ -59,6 +64,12 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
         rows += fields.to_dict("records")
         index += [{"sample": r["sample"], "batch": folder.name, "status": r["status"]} for r in rows[-len(fields):]]
         errors.append(read_tsv(folder / "errors.tsv"))
+    if provenance:
+        for row in rows:
+            comps = (compartments or {}).get(row["sample"]) or []
+            used = provenance.get("tissue" if "whole_cell" in comps else "nuclear") or {}
+            row.setdefault("model", used.get("model"))
+            row.setdefault("model_dataset", used.get("dataset"))
     table = _in_order(pd.DataFrame(rows), order)
     first = [c for c in ("sample", "status", "batch") if c in table]
     table = table[first + [c for c in table.columns if c not in first]]

@@ -2,6 +2,7 @@
 
 - :mod:`.options`: what a run was asked to do (:class:`~.options.TrainOptions`, :class:`~.options.QuantizeOptions`);
 - :mod:`.data`: DSB2018, generated tissue and the CODEX tile as examples, split reproducibly;
+- :mod:`.versions`: the data a dataset version names (``--data NAME@ID``), generated sets registered as versions;
 - :mod:`.targets`: the training targets (inner distance, three classes);
 - :mod:`.augment`: training batches of augmented crops;
 - :mod:`.fit`: the loss and resumable fitting;

@@ -46,6 +46,7 @@ def model_card(spec: ModelSpec, record: dict) -> str:
         "",
         "## Training data",
         *kind.data(record),
+        *lineage_lines(record),
         f"- command: `{record['command']}`",
         *([f"- note: {record['note']}"] if record.get("note") else []),
         f"- trained on {record['trained']}",
@@ -57,11 +58,44 @@ def model_card(spec: ModelSpec, record: dict) -> str:
         "",
         *kind.results(spec, record["test"]),
         "",
+        *comparison_lines(record.get("comparison")),
         "## Limits",
         kind.limits(record["test"]),
         "",
     ]
     return "\n".join(lines)
+
+
+def lineage_lines(record: dict) -> list[str]:
+    """The card's lines naming the dataset version(s) and the model it was fine-tuned from."""
+    lines = []
+    if record.get("dataset"):
+        lines.append(f"- dataset version: `{record['dataset']}` (`cellscale data show {record['dataset']}`)")
+    if record.get("codex_dataset"):
+        lines.append(f"- CODEX tile version: `{record['codex_dataset']}`")
+    parent = record.get("fine_tuned_from")
+    if parent:
+        card = f", its card's SHA-256 `{parent['card_sha256']}`" if parent.get("card_sha256") else ""
+        lines.append(f"- fine-tuned from: `{parent['model']}` ({parent['path']}{card})")
+    return lines
+
+
+def comparison_lines(comparison: dict | None) -> list[str]:
+    """The section comparing a fine-tuned model with its parent on the same held-out data (none without one)."""
+    if not comparison:
+        return []
+    lines = [f"## Compared with the parent model, {comparison['parent']}",
+             f"Both scored here (float32, each with its own tuned post-processing) on the same held-out data: "
+             f"{comparison['held_out']}.", "",
+             "| held-out | parent F1 | new F1 | parent AP | new AP |", "|---|---|---|---|---|"]
+
+    def cell(res, key):
+        return f"{res[key]:.3f}" if key in res else "-"
+
+    for what, pair in comparison["rows"].items():
+        p, n = pair["parent"], pair["new"]
+        lines.append(f"| {what} | {cell(p, 'f1')} | {cell(n, 'f1')} | {cell(p, 'ap')} | {cell(n, 'ap')} |")
+    return [*lines, ""]
 
 
 @dataclass(frozen=True)
@@ -97,6 +131,11 @@ def _nuclear_summary(spec: ModelSpec, record: dict) -> list[str]:
 
 
 def _nuclear_data(record: dict) -> list[str]:
+    if "@" in record["training_data"]:  # a dataset version: its manifest says each file's split
+        return [f"- {record['training_data']}: the training split of that dataset version (each file's split is "
+                f"in its manifest)",
+                (f"- {record['training_files']} training files, SHA-256 of their names and bytes: "
+                 f"`{record['training_data_sha256']}`")]
     return [
         (f"- {record['training_data']}: DSB2018 stage1_train with community mask fixes (CC0; Caicedo et al., "
          "Nature Methods 2019); the split is fixed by a hash of each image id (80% train, 10% val, 10% test)"),

@@ -3,13 +3,15 @@
 :class:`TrainOptions` holds every ``cellscale train`` option and :class:`QuantizeOptions` every
 ``cellscale quantize`` one; the library takes these, never argparse's namespace. Only the command
 line (:mod:`cellscale.cli`) builds them from its namespace (``from_args``). The standard library
-only: the command line imports this module before numpy.
+(and :mod:`cellscale.datasets`, which needs no more) only: the command line imports this module before numpy.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+
+from cellscale.datasets import is_ref, load_version
 
 SYNTHETIC = "synthetic-tissue"  # --data for generated tissue (a nuclear + whole-cell model)
 
@@ -49,6 +51,14 @@ class TrainOptions:
     fit_only: bool = False
 
     def __post_init__(self) -> None:
+        if self.version:  # a dataset version: it must exist (checked before the network libraries load)
+            manifest = load_version(self.data)
+            object.__setattr__(self, "_tissue_version", "whole_cell" in manifest.compartments)
+            if self.tissue_style and manifest.metadata.get("generator"):
+                raise ValueError(f"--tissue-style: {self.data} is generated tissue whose generator fixes the style "
+                                 f"({manifest.metadata['generator'].get('style')})")
+        if self.codex_version:
+            load_version(self.codex)
         if self.codex and not self.synthetic:
             raise ValueError(f"--codex adds whole-cell labels, for a nuclear + membrane model: use it with --data "
                              f"{SYNTHETIC}, not {self.data}")
@@ -61,8 +71,19 @@ class TrainOptions:
 
     @property
     def synthetic(self) -> bool:
-        """Generated tissue (a nuclear + whole-cell model), not a DSB2018 folder (a nuclear one)."""
-        return self.data == SYNTHETIC
+        """A nuclear + whole-cell model's data (generated tissue, or a version with whole-cell labels), not a
+        DSB2018 folder or version (a nuclear one)."""
+        return self.data == SYNTHETIC or bool(getattr(self, "_tissue_version", False))
+
+    @property
+    def version(self) -> bool:
+        """``--data`` names a dataset version (``NAME@ID``, ``NAME@latest``), not a folder or a keyword."""
+        return is_ref(self.data)
+
+    @property
+    def codex_version(self) -> bool:
+        """``--codex`` names a dataset version of the CODEX tile, not its folder."""
+        return bool(self.codex) and is_ref(self.codex)
 
     @property
     def style(self) -> str:

@@ -5,43 +5,63 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cellscale.registry import find_model, model_entry
 from cellscale.segment.model import ModelSpec
-from cellscale.train.data import (
-    codex_training_examples,
-    load_dsb,
-    load_synthetic_tissue,
-)
+from cellscale.train.data import codex_training_examples
 from cellscale.train.finish import finish_model, finish_tissue_model
 from cellscale.train.fit import export, fit
-from cellscale.train.options import SYNTHETIC, TrainOptions, log
+from cellscale.train.options import TrainOptions, log
+from cellscale.train.versions import codex_dir, training_set
+
+
+def parent_model(init_from: str | None) -> tuple[Path | None, dict | None]:
+    """``--init-from`` as a path (a model folder, a ``.keras`` file, or a registry name ``NAME[@VERSION]``) and
+    what the card records of it (``fine_tuned_from``: the model's ``NAME@VERSION``, folder and card hash)."""
+    if not init_from:
+        return None, None
+    path = Path(init_from)
+    if not path.exists():
+        if "/" in init_from or init_from.endswith(".keras"):
+            raise FileNotFoundError(f"--init-from {init_from}: no such model folder or file")
+        path = Path(find_model(init_from).path)  # a registry name: an error lists the models there are
+    if path.is_dir():
+        entry = model_entry(path)
+        return path, {"model": entry.ref, "path": str(init_from), "card_sha256": entry.card_sha256,
+                      "dataset": entry.dataset}
+    from cellscale.datasets import sha256_of
+
+    return path, {"model": path.name, "path": str(init_from), "sha256": sha256_of(path), "card_sha256": None}
 
 
 def run_training(options: TrainOptions) -> int:
     """Train the model ``options`` describe into ``options.out`` (checkpoints in ``options.run_dir``)."""
-    if options.synthetic:
+    data = training_set(options)
+    codex, codex_ref = codex_dir(options)
+    init, parent = parent_model(options.init_from)
+    if data.tissue:
         spec = ModelSpec(name=Path(options.out).name, inputs=["nuclear", "membrane"],
                          compartments=["nuclear", "whole_cell"], base_filters=options.base_filters,
                          depth=options.depth, tile_multiple=2**options.depth)
-        train = load_synthetic_tissue(options.images, "train", options.seed, options.style)
-        if options.codex:
-            train += codex_training_examples(options.codex, options.labellings, len(train), options.codex_share)
+        train = data.examples("train")
+        if codex:
+            train += codex_training_examples(codex, options.labellings, len(train), options.codex_share)
     else:
-        data = Path(options.data)
-        if not (data / "index.csv").exists():
-            raise FileNotFoundError(f"{data}: not a DSB2018 folder (no index.csv) and not {SYNTHETIC!r}")
         spec = ModelSpec(name=Path(options.out).name, inputs=["nuclear"], compartments=["nuclear"],
                          base_filters=options.base_filters, depth=options.depth, tile_multiple=2**options.depth)
-        train = load_dsb(data, "train")
+        train = data.examples("train")
     log(f"{len(train)} training images from {options.data}")
     ckpt = fit(spec, train, options.run_dir, steps=options.steps, batch=options.batch, tile=options.tile,
-               lr=options.lr, seed=options.seed, log=log, init_from=options.init_from, workers=options.workers)
+               lr=options.lr, seed=options.seed, log=log, init_from=init, workers=options.workers)
+    # a parent overwritten by its fine-tuned copy (--out the same folder) cannot be scored next to it
+    same = init is not None and init.is_dir() and init.resolve() == Path(options.out).resolve()
     export(ckpt, spec, options.out)
     log(f"exported to {options.out}")
     if options.fit_only:
         log("--fit-only: rerun without it (same --run-dir) to tune, score and write the model card")
         return 0
-    if options.synthetic:
-        finish_tissue_model(options, spec, log=log)
+    lineage = {"parent": parent, "parent_dir": None if same else init, "codex": codex, "codex_dataset": codex_ref}
+    if data.tissue:
+        finish_tissue_model(options, spec, log=log, data=data, lineage=lineage)
     else:
-        finish_model(options, spec, log=log)
+        finish_model(options, spec, log=log, data=data, lineage=lineage)
     return 0

@@ -1,0 +1,185 @@
+"""The model registry: every model folder with its version, the dataset version it was trained on, its held-out
+metrics, command, date and the model it was fine-tuned from.
+
+A model's version is the first 12 hex digits of the SHA-256 of its weights (``model.keras``, or the artifact its
+``model.json`` names): the same weights are the same version wherever the folder lies. The registry lists the
+shipped models (:func:`cellscale.segment.model.shipped_models_dir`) and the folders named in the registry file
+(``data/versions/models.json`` of the checkout, ``$CELLSCALE_REGISTRY`` overrides it; ``cellscale models add
+FOLDER`` writes it). The config may name a model ``NAME@VERSION`` (or ``NAME@latest``): :func:`resolve_model`
+turns that into its folder. ``cellscale models list|show|add`` is the command line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cellscale.datasets import default_store, sha256_of
+from cellscale.segment.model import ModelSpec, artifact_path, shipped_models_dir
+
+REGISTRY_ENV = "CELLSCALE_REGISTRY"
+VERSION_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model folder (see the module docstring)."""
+
+    name: str
+    version: str
+    path: str
+    dataset: str | None
+    codex_dataset: str | None
+    metrics: dict
+    command: str | None
+    trained: str | None
+    fine_tuned_from: dict | None
+    card_sha256: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def headline(self) -> str:
+        """The held-out scores in one line."""
+        return headline(self.metrics)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ref": self.ref}
+
+
+def headline(test: dict) -> str:
+    """A one-line summary of a ``metrics.json`` ``test`` record (nuclear or tissue)."""
+    parts = []
+    for key, res in test.items():
+        if key == "codex_held_out":
+            ours = res.get("cellscale int8 + rot180 (workflow default)") or res.get("cellscale")
+            if ours:
+                parts.append(f"CODEX held-out F1 {ours[0]:.3f} / {ours[1]:.3f} (expert 1 / 2)")
+        elif isinstance(res, dict) and "model" in res and (key == "all" or "baseline" not in res or
+                                                           key in ("nuclear", "whole_cell")):
+            parts.append(f"{key} F1 {res['model']['f1']:.3f} AP {res['model']['ap']:.3f}")
+    return "; ".join(parts)
+
+
+def weights_version(folder: str | os.PathLike) -> str:
+    """A model folder's version: the SHA-256 (first 12 hex) of its network file."""
+    folder = Path(folder)
+    path = artifact_path(folder, ModelSpec.read(folder).artifact)
+    if path.is_dir():  # a SavedModel: every file, in order
+        import hashlib
+
+        digest = hashlib.sha256()
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            digest.update(p.relative_to(path).as_posix().encode())
+            digest.update(sha256_of(p).encode())
+        return digest.hexdigest()[:VERSION_LENGTH]
+    return sha256_of(path)[:VERSION_LENGTH]
+
+
+def model_entry(folder: str | os.PathLike, name: str | None = None) -> ModelEntry:
+    """The registry's record of one model folder (its name: the folder's)."""
+    folder = Path(folder)
+    record = {}
+    if (folder / "metrics.json").is_file():
+        record = json.loads((folder / "metrics.json").read_text())
+    card = folder / "MODEL_CARD.md"
+    return ModelEntry(name=name or folder.name, version=weights_version(folder), path=str(folder),
+                      dataset=record.get("dataset"), codex_dataset=record.get("codex_dataset"),
+                      metrics=record.get("test", {}), command=record.get("command"),
+                      trained=record.get("trained"), fine_tuned_from=record.get("fine_tuned_from"),
+                      card_sha256=sha256_of(card) if card.is_file() else None)
+
+
+def registry_file() -> Path:
+    """``$CELLSCALE_REGISTRY``, else ``models.json`` next to the dataset versions."""
+    return Path(os.environ[REGISTRY_ENV]) if os.environ.get(REGISTRY_ENV) else default_store() / "models.json"
+
+
+def _registered(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["models"] if path.is_file() else []
+
+
+def register_model(folder: str | os.PathLike, registry: str | os.PathLike | None = None) -> ModelEntry:
+    """Add a model folder outside the shipped ones to the registry file (idempotent); returns its entry."""
+    path = Path(registry) if registry else registry_file()
+    entry = model_entry(folder)
+    rows = [r for r in _registered(path) if Path(r["path"]).resolve() != Path(folder).resolve()]
+    rows.append({"path": str(Path(folder).resolve()), "name": entry.name, "version": entry.version,
+                 "added": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"models": rows}, indent=1, sort_keys=True) + "\n")
+    return entry
+
+
+def list_models(registry: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None,
+                ) -> list[ModelEntry]:
+    """Every shipped model folder and every registered one (a registered folder that is gone is left out)."""
+    root = Path(models_dir) if models_dir else shipped_models_dir()
+    folders = [p.parent for p in sorted(root.glob("*/model.json"))]
+    seen = {f.resolve() for f in folders}
+    for row in _registered(Path(registry) if registry else registry_file()):
+        folder = Path(row["path"])
+        if (folder / "model.json").is_file() and folder.resolve() not in seen:
+            folders.append(folder)
+            seen.add(folder.resolve())
+    return [model_entry(f) for f in folders]
+
+
+def is_model_ref(value) -> bool:
+    """A config value naming a registry model (``NAME@VERSION``), not a folder or a declared model."""
+    return isinstance(value, str) and "@" in value and "/" not in value.partition("@")[0]
+
+
+def find_model(ref: str, registry=None, models_dir=None) -> ModelEntry:
+    """The model ``NAME@VERSION`` (a version prefix is enough), ``NAME@latest`` or ``NAME`` (the shipped one, else
+    the latest trained); an error naming the model and the versions there are when there is no such one."""
+    name, _, version = ref.partition("@")
+    entries = [e for e in list_models(registry, models_dir) if e.name == name]
+    if not entries:
+        known = sorted({e.name for e in list_models(registry, models_dir)})
+        raise FileNotFoundError(f"no model {name!r} in the registry (models: {', '.join(known) or 'none'})")
+    if not version or version == "latest":
+        return max(entries, key=lambda e: e.trained or "")
+    matches = [e for e in entries if e.version.startswith(version)]
+    if len(matches) != 1:
+        how = "is ambiguous" if matches else "is not in the registry"
+        raise FileNotFoundError(f"model {name}@{version} {how} (versions of {name}: "
+                                f"{', '.join(e.version for e in entries)})")
+    return matches[0]
+
+
+def resolve_model(value, registry=None, models_dir=None):
+    """A config ``models`` value as the workflow uses it: ``NAME@VERSION`` becomes its folder; a folder or a
+    declared model (a mapping) is returned as it is."""
+    return find_model(value, registry, models_dir).path if is_model_ref(value) else value
+
+
+def model_ref(value) -> str | None:
+    """``NAME@VERSION`` of a model folder (or of a registry name), for reports; None for a declared model."""
+    if isinstance(value, dict):
+        return None
+    if is_model_ref(value):
+        return find_model(value).ref
+    folder = Path(value)
+    return f"{folder.name}@{weights_version(folder)}" if (folder / "model.json").is_file() else None
+
+
+def model_provenance(value) -> dict:
+    """What the report says produced a result: ``{"model": NAME@VERSION, "dataset": NAME@ID}`` of a config
+    ``models`` value (a folder or ``NAME@VERSION``); None for what is not known (a declared model, a folder only in
+    remote storage, a model trained before dataset versions)."""
+    if isinstance(value, dict):
+        return {"model": None, "dataset": None}
+    folder = Path(find_model(value).path) if is_model_ref(value) else Path(value)
+    if not (folder / "model.json").is_file():
+        return {"model": None, "dataset": None}
+    entry = model_entry(folder)
+    return {"model": entry.ref, "dataset": entry.dataset}
+
+
+__all__ = ["ModelEntry", "find_model", "is_model_ref", "list_models", "model_entry", "model_provenance", "model_ref",
+           "register_model", "registry_file", "resolve_model", "weights_version"]

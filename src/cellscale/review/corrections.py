@@ -1,0 +1,161 @@
+"""``cellscale review import BUNDLE --dataset NAME``: the corrected tiles of a bundle become a dataset version.
+
+A tile is corrected when its labels now hash differently from the labels it was exported with
+(:func:`~cellscale.review.bundle.labels_sha256`: values and shape, not file bytes). Its labels are read from
+``BUNDLE/corrected/<tile>.tif`` (what napari's File > Save Selected Layers writes; docs/correct.md) when that file
+exists, else from the tile's OME-Zarr ``labels/<compartment>`` (edited in place by a script or a zarr-backed tool).
+
+Each corrected tile becomes an image/labels pair of OME-TIFFs in ``data/corrections/<NAME>/<KEY>/`` of the checkout
+(``KEY``: a hash of the bundle and the corrected labels, so importing the same corrections twice gives the same
+version), recorded as a new version of ``NAME`` on top of its parent (``--parent``, default ``NAME@latest`` when
+``NAME`` exists): the parent's files and metadata plus the pairs, with ``sample``, ``role``, ``split: train``, the
+tile's box, annotator and correction time (the saved file's modification time) in each file's metadata. Training
+pairs files by ``sample`` (``<sample>_y<Y0>_x<X0>``): a tile corrected again later sorts after the parent's copy and
+replaces it in training.
+
+Refused, with a :class:`BundleError` naming the bundle and the tile: a source image that changed since the
+export (SHA-256), a tile whose image was altered, labels whose shape differs from their image's or that are not
+integers, and a bundle with nothing corrected.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import tifffile
+
+from cellscale.datasets import add_version, default_store, load_version, store_base
+from cellscale.io import write_image, write_labels
+from cellscale.review.bundle import (
+    CORRECTED,
+    BundleError,
+    array_sha256,
+    canonical_labels,
+    labels_sha256,
+    read_manifest,
+    read_tile,
+    sha256_path,
+)
+
+CORRECTIONS_ROOT = Path("data") / "corrections"
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+
+
+def _labels_file(bundle: Path, name: str) -> Path | None:
+    for suffix in (".tif", ".tiff", ".ome.tif", ".ome.tiff"):
+        path = bundle / CORRECTED / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _newest_mtime(path: Path) -> float:
+    return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=path.stat().st_mtime)
+
+
+def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
+    """Check a bundle and return (its manifest, its corrected tiles): per tile its record with ``image`` (C, Y, X),
+    ``labels`` (Y, X uint32), ``from`` (the file read) and ``corrected`` (UTC time). Raises :class:`BundleError`."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    source = Path(manifest["image"]["path"])
+    if not source.exists():
+        raise BundleError(f"bundle {bundle}: its source image {source} is gone; the tiles cannot be checked against it")
+    now = sha256_path(source)
+    if now != manifest["image"]["sha256"]:
+        raise BundleError(f"bundle {bundle}: source image {source} changed since the export (SHA-256 "
+                          f"{manifest['image']['sha256'][:12]}... then, {now[:12]}... now); the tiles and their "
+                          f"labels belong to the old image: run `cellscale review` again")
+    compartment = manifest["compartment"]
+    corrected = []
+    for tile in manifest["tiles"]:
+        where = f"bundle {bundle}, tile {tile['name']}"
+        zarr_path = bundle / tile["path"]
+        image, labels = read_tile(zarr_path)
+        if array_sha256(image) != tile["image_sha256"]:
+            raise BundleError(f"{where}: the tile's image ({zarr_path}) differs from the exported crop; "
+                              f"only its labels may change")
+        file = _labels_file(bundle, tile["name"])
+        if file is not None:
+            try:
+                data = tifffile.imread(file)
+            except Exception as err:
+                raise BundleError(f"{where}: cannot read {file} ({type(err).__name__}: {err})") from err
+            origin, when = file, file.stat().st_mtime
+        elif compartment in labels:
+            data = labels[compartment]
+            origin = zarr_path / "labels" / compartment
+            when = _newest_mtime(origin)
+        else:
+            raise BundleError(f"{where}: no labels/{compartment} in {zarr_path} and no {CORRECTED}/{tile['name']}.tif")
+        try:
+            data = canonical_labels(data, f"{where}: labels {origin}")
+        except BundleError as err:
+            raise BundleError(f"{err} (the labels must be an integer image)") from None
+        if data.shape != image.shape[1:]:
+            raise BundleError(f"{where}: labels {origin} of shape {data.shape} do not match the tile's image of "
+                              f"{image.shape[1]} x {image.shape[2]} px")
+        if labels_sha256(data) != tile["labels_sha256"]:
+            corrected.append({**tile, "image": image, "labels": data, "from": str(origin), "corrected": _utc(when)})
+    if not corrected:
+        raise BundleError(f"bundle {bundle}: nothing corrected (the labels of all {len(manifest['tiles'])} tiles are "
+                          f"as exported; save corrected labels as {bundle / CORRECTED}/tile_NNN.tif, docs/correct.md)")
+    return manifest, corrected
+
+
+def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None = None, parent: str | None = None,
+                  licence: str | None = None, store: str | os.PathLike | None = None):
+    """Record the bundle's corrected tiles as a new version of ``dataset``; returns its Manifest."""
+    bundle = Path(bundle)
+    manifest, corrected = read_corrections(bundle)
+    annotator = annotator or getpass.getuser()
+    store = Path(store) if store is not None else default_store()
+    if parent is None:
+        try:
+            parent = load_version(f"{dataset}@latest", store).ref
+        except FileNotFoundError:
+            parent = None
+    parent_manifest = load_version(parent, store) if parent else None
+    sample, compartment = manifest["sample"], manifest["compartment"]
+    key = hashlib.sha256("".join([manifest["image"]["sha256"], manifest["created"], annotator,
+                                  *(labels_sha256(t["labels"]) for t in corrected)]).encode()).hexdigest()[:12]
+    root = store_base(store) / CORRECTIONS_ROOT / dataset / key
+    root.mkdir(parents=True, exist_ok=True)
+    info = manifest["image"]
+    roles = {k: v for k, v in (info.get("roles") or {}).items() if v is not None}
+    channels = roles or ({"nuclear": 0} if info["shape"][1] == 1 else None)
+    # the ontology goes on each file: on top of a parent, the set's metadata stays the parent's
+    ontology = {"compartments": [compartment], "annotator": annotator,
+                "source": f"cellscale review of sample {sample} ({info['path']}, SHA-256 {info['sha256']})",
+                "licence": licence or (parent_manifest.metadata.get("licence") if parent_manifest else None)
+                or "as the source image's"}
+    if info.get("pixel_size_um"):
+        ontology["pixel_size_um"] = info["pixel_size_um"]
+    files = []
+    for tile in corrected:
+        y0, y1, x0, x1 = tile["box"]
+        name = f"{sample}_y{y0}_x{x0}"
+        common = {**ontology, "sample": name, "split": "train", "source_sample": sample, "box": tile["box"],
+                  "tile": tile["name"], "corrected": tile["corrected"], "bundle": str(bundle.resolve()),
+                  "bundle_created": manifest["created"], "model": manifest["model"]["name"],
+                  "review_score": tile["score"], "selection": manifest["selection"]["method"]}
+        image_path, labels_path = f"{name}.image.ome.tif", f"{name}.{compartment}.ome.tif"
+        write_image(root / image_path, tile["image"], info.get("channel_names"), axes="CYX",
+                    pixel_size_um=info.get("pixel_size_um"))
+        write_labels(root / labels_path, tile["labels"], info.get("pixel_size_um"))
+        files.append({"path": image_path, "metadata": {**common, "role": "image",
+                                                       **({"channels": channels} if channels else {})}})
+        files.append({"path": labels_path, "metadata": {**common, "role": "labels", "compartment": compartment,
+                                                        "exported_labels_sha256": tile["labels_sha256"]}})
+    metadata = {} if parent_manifest else {**ontology, "review": {"model": manifest["model"]}}
+    note = (f"{len(corrected)} of {len(manifest['tiles'])} tiles of {sample} corrected by {annotator} "
+            f"(review bundle {bundle.name}: {', '.join(t['name'] for t in corrected)})")
+    return add_version(dataset, root, files=files, metadata=metadata, parent=parent, note=note, store=store,
+                       inherit=parent is not None)

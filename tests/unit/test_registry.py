@@ -1,0 +1,139 @@
+"""The model registry (versions, dataset versions, parents), NAME@VERSION in the config, and fine-tuning with
+``cellscale train --init-from`` from a dataset version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from support import DEMO, MODELS
+
+from cellscale.registry import find_model, list_models, model_ref, register_model, resolve_model, weights_version
+
+
+def test_the_registry_lists_the_shipped_models_with_their_dataset_versions():
+    entries = {e.name: e for e in list_models(registry="/nonexistent.json")}
+    assert set(entries) >= {"nuclear", "tissue", "tissue-tight"}
+    assert entries["nuclear"].dataset.startswith("dsb2018@")
+    assert entries["tissue"].dataset.startswith("synthetic-tissue@")
+    assert entries["tissue"].codex_dataset.startswith("codex@")
+    for e in entries.values():
+        assert len(e.version) == 12 and e.version == weights_version(MODELS / e.name)
+        assert e.command.startswith("cellscale train") and e.trained and e.metrics and e.card_sha256
+    assert "all F1 0.896" in entries["nuclear"].headline()
+    assert "CODEX held-out F1" in entries["tissue"].headline()
+
+
+def test_name_at_version_resolves_to_the_folder_and_a_wrong_one_names_the_versions():
+    nuclear = find_model("nuclear")
+    assert resolve_model(nuclear.ref) == nuclear.path
+    assert resolve_model(f"nuclear@{nuclear.version[:6]}") == nuclear.path
+    assert resolve_model("models/nuclear") == "models/nuclear"  # a folder stays a folder
+    declared = {"path": "my.keras", "inputs": ["nuclear"]}
+    assert resolve_model(declared) is declared
+    with pytest.raises(FileNotFoundError, match=f"nuclear@000000 is not in the registry .*{nuclear.version}"):
+        resolve_model("nuclear@000000")
+    with pytest.raises(FileNotFoundError, match="no model 'nucleus'.*nuclear"):
+        resolve_model("nucleus@latest")
+    assert model_ref(str(MODELS / "nuclear")) == nuclear.ref
+    assert model_ref(declared) is None
+
+
+def test_a_registered_folder_is_listed(tmp_path):
+    folder = tmp_path / "mine"
+    shutil.copytree(MODELS / "nuclear", folder)
+    registry = tmp_path / "models.json"
+    entry = register_model(folder, registry)
+    assert entry.ref == f"mine@{find_model('nuclear').version}"
+    assert register_model(folder, registry).ref == entry.ref  # idempotent
+    assert len(json.loads(registry.read_text())["models"]) == 1
+    assert [e.name for e in list_models(registry)].count("mine") == 1
+
+
+def test_models_command_line(capsys):
+    from cellscale.cli import main
+
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    nuclear = find_model("nuclear")
+    assert f"{nuclear.ref}\t" in out and f"data {nuclear.dataset}" in out
+    assert main(["models", "show", "nuclear"]) == 0
+    assert f"dataset {nuclear.dataset}" in capsys.readouterr().out
+    assert main(["models", "show", "nuclear@ffffff"]) == 2
+    assert "versions of nuclear" in capsys.readouterr().err
+
+
+def test_init_from_a_registry_name_is_its_folder_and_card():
+    from cellscale.train.run import parent_model
+
+    path, parent = parent_model("nuclear")
+    nuclear = find_model("nuclear")
+    assert str(path) == nuclear.path
+    assert parent["model"] == nuclear.ref and parent["card_sha256"] == nuclear.card_sha256
+    with pytest.raises(FileNotFoundError, match="versions of nuclear"):
+        parent_model("nuclear@fffffff")
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        parent_model("models/none")
+
+
+def test_fine_tuning_from_a_dataset_version_records_both_and_compares_with_the_parent(tmp_path, monkeypatch):
+    """A tiny network trained two steps, then fine-tuned two steps with --init-from on a version: the card names
+    the dataset version and the parent (name@version, card hash) and scores both on the same test split."""
+    from cellscale.cli import main
+    from cellscale.datasets import add_version
+    from cellscale.segment.model import ModelSpec
+    from cellscale.train.fit import export, fit
+    from cellscale.train.versions import TrainingSet
+
+    store = tmp_path / "data" / "versions"
+    store.mkdir(parents=True)
+    monkeypatch.setenv("CELLSCALE_VERSIONS", str(store))
+    shutil.copytree(DEMO / "dsb2018", tmp_path / "set")
+    ids = sorted(p.stem for p in (tmp_path / "set" / "images").glob("*.png"))
+    split = dict(zip(ids, ["val", "train", "test"]))  # the largest image (150b...) trains: tuning is quick
+    files = [{"path": f"{d}/{i}.{ext}", "metadata": {"sample": i, "role": role, "split": split[i]}}
+             for i in ids for d, ext, role in (("images", "png", "image"), ("masks", "tif", "labels"))]
+    version = add_version("tiny", "set", files=files, store=store,
+                          metadata={"compartments": ["nuclear"], "source": "DSB2018 demo", "licence": "CC0 1.0"})
+    spec = ModelSpec(name="parent", inputs=["nuclear"], compartments=["nuclear"], base_filters=4, depth=2,
+                     tile_multiple=4)
+    train = TrainingSet(version.ref, version).examples("train")
+    export(fit(spec, train, tmp_path / "run0", steps=1, tile=64, batch=2, log=lambda m: None), spec,
+           tmp_path / "parent")
+    out = tmp_path / "child"
+    assert main(["train", "--data", "tiny@latest", "--out", str(out), "--run-dir", str(tmp_path / "run1"),
+                 "--steps", "2", "--batch", "2", "--tile", "64", "--base-filters", "4", "--depth", "2",
+                 "--init-from", str(tmp_path / "parent")]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["dataset"] == version.ref and record["training_files"] == 2
+    parent = record["fine_tuned_from"]
+    assert parent["model"] == f"parent@{weights_version(tmp_path / 'parent')}" and parent["card_sha256"] is None
+    comparison = record["comparison"]
+    assert comparison["parent"] == parent["model"] and set(comparison["rows"]) == {"all", "tiny"}
+    assert comparison["rows"]["all"]["new"] == {k: record["test"]["all"]["model"][k] for k in ("f1", "ap")}
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"- dataset version: `{version.ref}`" in card
+    assert f"- fine-tuned from: `{parent['model']}`" in card
+    assert f"## Compared with the parent model, {parent['model']}" in card and "| all |" in card
+    # the registry shows the child with its dataset version and its parent
+    entry = register_model(out, tmp_path / "models.json")
+    assert entry.dataset == version.ref and entry.fine_tuned_from["model"] == parent["model"]
+
+
+def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_path):
+    from cellscale.registry import model_provenance
+    from cellscale.steps.report import run_summary
+
+    nuclear, tissue = model_provenance(str(MODELS / "nuclear")), model_provenance(find_model("tissue").ref)
+    assert nuclear == {"model": find_model("nuclear").ref, "dataset": find_model("nuclear").dataset}
+    assert model_provenance({"path": "x.keras"}) == {"model": None, "dataset": None}
+    paths = []
+    for sample in ("a", "b"):
+        paths.append(tmp_path / f"{sample}.json")
+        paths[-1].write_text(json.dumps({"sample": sample, "nuclear_cells": 3}))
+    table = run_summary(paths, tmp_path / "summary.tsv",
+                        compartments={"a": ["nuclear"], "b": ["nuclear", "whole_cell"]},
+                        provenance={"nuclear": nuclear, "tissue": tissue})
+    assert table.set_index("sample")["model"].to_dict() == {"a": nuclear["model"], "b": tissue["model"]}
+    assert table.set_index("sample")["model_dataset"].to_dict() == {"a": nuclear["dataset"], "b": tissue["dataset"]}

@@ -1,0 +1,303 @@
+"""Review: the least-sure tiles of a sample as an OME-Zarr correction bundle, read back with the ome-zarr library
+(and napari's reader where it is installed), and corrected tiles imported as a dataset version; refusals."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from support import MODELS
+
+from cellscale.cli import main
+from cellscale.datasets import load_version, verify
+from cellscale.io import read_image, read_labels, write_image, write_labels
+from cellscale.review import (
+    BundleError,
+    ReviewOptions,
+    export_review,
+    import_bundle,
+    labels_sha256,
+    locate,
+    read_manifest,
+    score_sample,
+    score_tiles,
+    sha256_path,
+    tile_grid,
+)
+from cellscale.review.uncertainty import tile_signals
+from cellscale.segment.predictor import Predictor
+from cellscale.synth.tissue import make_tissue
+
+OPTIONS = ReviewOptions(n_tiles=4, tile=64)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A 256 x 256 generated nuclear image (OME-TIFF) and 'current labels': the true nuclei with two neighbours
+    merged into one implausible object (what a person would fix)."""
+    folder = tmp_path_factory.mktemp("sample")
+    tissue = make_tissue((256, 256), n_cells=40, seed=3)
+    image, labels = tissue.image[:1], tissue.nuclear.copy()
+    a, b = 5, 6
+    labels[labels == b] = a
+    write_image(folder / "img.ome.tif", image, ["DNA"])
+    write_labels(folder / "nuclear.ome.tif", labels)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor(MODELS / "nuclear", augment="none", precision="int8")
+
+
+@pytest.fixture(scope="module")
+def inputs(sample):
+    return locate(sample / "results", "img", image=sample / "img.ome.tif", labels=sample / "nuclear.ome.tif",
+                  model=MODELS / "nuclear")
+
+
+@pytest.fixture(scope="module")
+def bundle(predictor, inputs, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bundles") / "least"
+    export_review(predictor, inputs, path, OPTIONS)
+    return path
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    return out
+
+
+def test_the_k_tiles_are_the_k_highest_scores_deterministic_and_apart(predictor, inputs, bundle, tmp_path):
+    manifest = read_manifest(bundle)
+    tiles, _ = score_sample(predictor, inputs, OPTIONS)
+    assert len(tiles) == 16 and manifest["selection"]["candidates"] == 16
+    ranked = sorted(tiles, key=lambda t: (-t.score, t.index))
+    chosen = manifest["tiles"]
+    assert [tuple(t["box"]) for t in chosen] == [t.box for t in ranked[:4]]
+    assert [t["score"] for t in chosen] == pytest.approx([t.score for t in ranked[:4]])
+    assert min(t["score"] for t in chosen) >= max(t.score for t in ranked[4:])
+    assert all(set(t["signals"]) == {"disagreement", "boundary", "shape"} for t in chosen)
+    for i, a in enumerate(chosen):  # no two tiles overlap
+        for b in chosen[i + 1:]:
+            ay0, ay1, ax0, ax1 = a["box"]
+            by0, by1, bx0, bx1 = b["box"]
+            assert ay1 <= by0 or by1 <= ay0 or ax1 <= bx0 or bx1 <= ax0
+    # the merged object (labels 5 + 6) is in the least-sure tile's neighbourhood of odd shapes
+    odd = max(tiles, key=lambda t: t.signals["shape"])
+    assert odd.box in [tuple(t["box"]) for t in chosen]
+    again = export_review(predictor, inputs, tmp_path / "again", OPTIONS)
+    assert [(t["box"], t["score"], t["labels_sha256"]) for t in again["tiles"]] == \
+        [(t["box"], t["score"], t["labels_sha256"]) for t in chosen]
+    assert manifest["model"]["name"] == predictor.spec.name and len(manifest["model"]["weights_sha256"]) == 64
+    assert manifest["model"]["weights_sha256"] == sha256_path(MODELS / "nuclear" / predictor.spec.artifact)
+    assert manifest["image"]["sha256"] and manifest["sample"] == "img" and manifest["created"]
+
+
+def test_random_choice_is_seeded(predictor, inputs, tmp_path):
+    opts = ReviewOptions(n_tiles=4, tile=64, random=True, seed=1)
+    first = export_review(predictor, inputs, tmp_path / "r1", opts)
+    second = export_review(predictor, inputs, tmp_path / "r2", opts)
+    other = export_review(predictor, inputs, tmp_path / "r3", ReviewOptions(n_tiles=4, tile=64, random=True, seed=2))
+    boxes = [t["box"] for t in first["tiles"]]
+    assert boxes == [t["box"] for t in second["tiles"]] and len({tuple(b) for b in boxes}) == 4
+    assert boxes != [t["box"] for t in other["tiles"]]
+    assert first["selection"] == {**first["selection"], "method": "random", "seed": 1}
+
+
+def test_score_follows_the_signals():
+    """Synthetic maps: the passes disagree in one tile only, boundary probability sits inside cells of another,
+    a third holds a huge non-convex cell; each signal is highest where it should be, and the score weights them."""
+    shape = (128, 128)
+    plain = np.zeros((4, *shape), np.float32)
+    plain[1] = 1.0  # background everywhere ...
+    labels = np.zeros(shape, np.int32)
+    for k, (y, x) in enumerate([(10, 10), (10, 40), (40, 10), (40, 40), (10, 80), (40, 80)], start=1):
+        labels[y:y + 12, x:x + 12] = k  # six plausible square cells
+    labels[80:120, 70:120] = 7  # an L-shaped giant in the bottom right tile
+    labels[80:100, 90:120] = 0
+    turned = plain.copy()
+    turned[1, 70:120, 10:50] = 0.0  # ... except where the turned pass sees interior (bottom left tile)
+    turned[3, 70:120, 10:50] = 1.0
+    plain[2, 40:52, 80:92] = 0.9  # boundary probability inside cell 6 (top right tile)
+    turned[2, 40:52, 80:92] = 0.9
+    boxes = tile_grid(shape, 64)
+    assert boxes == [(0, 64, 0, 64), (0, 64, 64, 128), (64, 128, 0, 64), (64, 128, 64, 128)]
+    tiles = score_tiles(tile_signals(plain, turned, labels, boxes))
+    best = {name: max(tiles, key=lambda t: t.signals[name]).box for name in ("disagreement", "boundary", "shape")}
+    assert best == {"disagreement": (64, 128, 0, 64), "boundary": (0, 64, 64, 128), "shape": (64, 128, 64, 128)}
+    assert tiles[2].score == pytest.approx(0.5) and tiles[0].score < 0.26
+    assert tile_grid((100, 300), 64, region=(0, 100, 0, 200)) == [(0, 64, 0, 64), (0, 64, 64, 128),
+                                                                   (0, 64, 128, 192)]
+
+
+def test_bundle_reads_back_with_ome_zarr(bundle, sample):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Multiscales, Reader
+
+    manifest = read_manifest(bundle)
+    image = read_image(sample / "img.ome.tif")[0]
+    labels = read_labels(sample / "nuclear.ome.tif")
+    for tile in manifest["tiles"]:
+        y0, y1, x0, x1 = tile["box"]
+        nodes = list(Reader(parse_url(str(bundle / tile["path"])))())
+        img = [n for n in nodes if any(isinstance(s, Multiscales) for s in n.specs)
+               and not any(isinstance(s, Label) for s in n.specs)]
+        lab = [n for n in nodes if any(isinstance(s, Label) for s in n.specs)]
+        assert len(img) == 1 and len(lab) == 1
+        np.testing.assert_array_equal(np.asarray(img[0].data[0]), image[:, y0:y1, x0:x1])
+        np.testing.assert_array_equal(np.asarray(lab[0].data[0]), labels[y0:y1, x0:x1])
+        assert labels_sha256(np.asarray(lab[0].data[0])) == tile["labels_sha256"]
+        attrs = json.loads((bundle / tile["path"] / "labels" / "nuclear" / "zarr.json").read_text())["attributes"]
+        assert attrs["ome"]["version"] == "0.5" and "image-label" in attrs["ome"]
+
+
+def test_ngff_04_tiles_on_zarr_v2_read_back(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    from cellscale.review import read_tile, write_tile
+
+    image = np.arange(2 * 32 * 48, dtype=np.uint16).reshape(2, 32, 48)
+    labels = (np.arange(32 * 48).reshape(32, 48) // 200).astype(np.uint32)
+    write_tile(tmp_path / "t.zarr", image, labels, "nuclear", ngff="0.4")
+    assert (tmp_path / "t.zarr" / ".zattrs").is_file()  # Zarr v2
+    assert json.loads((tmp_path / "t.zarr" / ".zattrs").read_text())["multiscales"][0]["version"] == "0.4"
+    assert len(list(Reader(parse_url(str(tmp_path / "t.zarr")))())) == 3  # image, labels group, label image
+    got, got_labels = read_tile(tmp_path / "t.zarr")
+    np.testing.assert_array_equal(got, image)
+    np.testing.assert_array_equal(got_labels["nuclear"], labels)
+
+
+def test_napari_reader_opens_paints_and_saves_the_tile(bundle, tmp_path):
+    """The route docs/correct.md gives: napari-ome-zarr opens a tile as image + labels layers, the labels layer is
+    painted, and napari's own writer saves it as corrected/tile_NNN.tif, which import then takes."""
+    reader_plugin = pytest.importorskip("napari_ome_zarr")
+    from napari.layers import Layer
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    work = _copy(bundle, tmp_path)
+    path = str(work / "tile_001.zarr")
+    layers = reader_plugin.napari_get_reader(path)(path)
+    kinds = sorted(kind for _, _, kind in layers)
+    assert kinds == ["image", "labels"]
+    labels_layer = next(Layer.create(d, m, k) for d, m, k in layers if k == "labels")
+    assert not labels_layer.multiscale  # one level: napari paints it
+    labels_layer.paint((20, 20), 4242, refresh=False)
+    saved = labels_layer.save(str(work / "corrected" / "tile_001.tif"))
+    assert saved == [str(work / "corrected" / "tile_001.tif")]
+    version = import_bundle(work, "napari-corr", annotator="napari", store=tmp_path / "data" / "versions")
+    assert {f.metadata["tile"] for f in version.files} == {"tile_001"}
+
+
+def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path):
+    store = tmp_path / "data" / "versions"
+    work = _copy(bundle, tmp_path)
+    manifest = read_manifest(work)
+    tile = manifest["tiles"][2]
+    from cellscale.review import read_tile
+
+    _, labels = read_tile(work / tile["path"])
+    fixed = labels["nuclear"].astype(np.int32)  # napari saves int32 labels as often as not: values count, not dtype
+    fixed[fixed == fixed.max()] = 0
+    tifffile.imwrite(work / "corrected" / "tile_002.tif", fixed)
+    tifffile.imwrite(work / "corrected" / "tile_000.tif", labels_of(work, manifest, 0))  # saved unchanged
+    version = import_bundle(work, "corrections", annotator="alice", store=store)
+    assert version.parent is None and len(version.files) == 2
+    roles = {f.metadata["role"]: f for f in version.files}
+    assert set(roles) == {"image", "labels"}
+    for f in version.files:
+        assert f.metadata["tile"] == "tile_002" and f.metadata["annotator"] == "alice"
+        assert f.metadata["corrected"].startswith("20") and f.metadata["box"] == tile["box"]
+        assert f.metadata["sample"] == f"img_y{tile['box'][0]}_x{tile['box'][2]}" and f.metadata["split"] == "train"
+    assert roles["labels"].metadata["compartment"] == "nuclear"
+    assert verify(version) == []
+    np.testing.assert_array_equal(read_labels(version.abspath(roles["labels"])), fixed)
+    y0, y1, x0, x1 = tile["box"]
+    source = read_image(Path(manifest["image"]["path"]))[0]
+    np.testing.assert_array_equal(read_image(version.abspath(roles["image"]))[0], source[:, y0:y1, x0:x1])
+    assert load_version("corrections@latest", store).id == version.id
+
+    # a second round edits a tile in place in its OME-Zarr labels: a new version on top of the first
+    import zarr
+
+    arr = zarr.open_array(str(work / "tile_003.zarr" / "labels" / "nuclear" / "s0"), mode="r+")
+    arr[:8, :8] = 77
+    second = import_bundle(work, "corrections", annotator="bob", store=store)
+    assert second.parent == version.ref
+    new = [f for f in second.files if f.metadata.get("annotator") == "bob"]
+    assert {f.metadata["tile"] for f in new} == {"tile_002", "tile_003"}  # everything changed in this bundle
+    assert {Path(p).name for p in second.changes["added"]} == {f.path for f in new}
+    assert len(second.files) == 2 + 4  # the parent's pair and this round's two pairs
+
+
+def labels_of(bundle: Path, manifest: dict, i: int) -> np.ndarray:
+    from cellscale.review import read_tile
+
+    return read_tile(bundle / manifest["tiles"][i]["path"])[1]["nuclear"]
+
+
+def test_import_refuses_bad_bundles(bundle, tmp_path, predictor, inputs, sample):
+    store = tmp_path / "data" / "versions"
+    work = _copy(bundle, tmp_path)
+    with pytest.raises(BundleError, match=r"nothing corrected"):
+        import_bundle(work, "x", store=store)
+    manifest = read_manifest(work)
+    # labels whose shape is not their image's
+    tifffile.imwrite(work / "corrected" / "tile_001.tif", labels_of(work, manifest, 1)[:50])
+    with pytest.raises(BundleError, match=rf"{re.escape(str(work))}.*tile_001.*shape \(50, 64\) do not match.*64 x 64"):
+        import_bundle(work, "x", store=store)
+    # labels that are not integers
+    tifffile.imwrite(work / "corrected" / "tile_001.tif", labels_of(work, manifest, 1).astype(np.float32))
+    with pytest.raises(BundleError, match=r"tile_001.*integer"):
+        import_bundle(work, "x", store=store)
+    assert not store.exists()  # nothing recorded
+
+    # a source image that changed since the export
+    moved = tmp_path / "img.ome.tif"
+    shutil.copy(sample / "img.ome.tif", moved)
+    inputs_copy = type(inputs)(**{**inputs.__dict__, "image": moved})
+    other = tmp_path / "other"
+    export_review(predictor, inputs_copy, other, ReviewOptions(n_tiles=1, tile=64))
+    tifffile.imwrite(other / "corrected" / "tile_000.tif", np.zeros((64, 64), np.uint32))
+    image = read_image(moved)[0]
+    image[0, 0, 0] += 1
+    write_image(moved, image, ["DNA"])
+    changed = rf"bundle {re.escape(str(other))}: source image .*img.ome.tif changed since the export"
+    with pytest.raises(BundleError, match=changed):
+        import_bundle(other, "x", store=store)
+
+
+def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch, capsys):
+    """`cellscale review RESULTS --sample S` reads results/index.tsv and the sample sheet of config/config.yaml
+    (paths relative to the project folder), and `review import` reports a refusal with exit status 2."""
+    project = tmp_path / "project"
+    (project / "config").mkdir(parents=True)
+    (project / "results" / "batches" / "0000" / "labels" / "s1").mkdir(parents=True)
+    (project / "data").mkdir()
+    shutil.copy(sample / "img.ome.tif", project / "data" / "img.ome.tif")
+    shutil.copy(sample / "nuclear.ome.tif", project / "results" / "batches" / "0000" / "labels" / "s1" /
+                "nuclear.ome.tif")
+    (project / "config" / "config.yaml").write_text(f"samples: config/samples.tsv\nmodels:\n"
+                                                    f"  nuclear: {MODELS / 'nuclear'}\n")
+    (project / "config" / "samples.tsv").write_text("sample\timage\tkind\ns1\tdata/img.ome.tif\ttissue\n")
+    (project / "results" / "index.tsv").write_text(
+        "sample\timage\tbatch\tstatus\tnuclear_labels\n"
+        "s1\tdata/img.ome.tif\t0000\tok\tresults/batches/0000/labels/s1/nuclear.ome.tif\n")
+    monkeypatch.chdir(tmp_path)  # not the project: paths are resolved against RESULTS/..
+    monkeypatch.setenv("CELLSCALE_VERSIONS", str(tmp_path / "store" / "data" / "versions"))
+    out = tmp_path / "b"
+    assert main(["review", str(project / "results"), "--sample", "s1", "-n", "2", "--tile-size", "64",
+                 "-o", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["image"]["path"] == str((project / "data" / "img.ome.tif").resolve())
+    assert len(manifest["tiles"]) == 2 and (out / "tile_001.zarr").is_dir() and (out / "corrected").is_dir()
+    assert main(["review", "import", str(out), "--dataset", "d"]) == 2
+    assert "nothing corrected" in capsys.readouterr().err
