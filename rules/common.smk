@@ -19,9 +19,37 @@ validate(config, schema="../workflow/schemas/config.schema.yaml")
 
 # A model may be named by the registry, NAME@VERSION (`cellscale models list`): from here on it is its folder (an
 # unknown one is an error naming the versions there are). What produced each result, per model key, for the report.
-from cellscale.registry import model_provenance, resolve_model  # noqa: E402
+from cellscale.registry import is_model_ref, model_provenance, resolve_model  # noqa: E402
 
-MODEL_PROVENANCE = {key: model_provenance(value) for key, value in config["models"].items()}
+
+
+def fetched(path):
+    """``path`` as a file on this machine: itself, or where there is no shared filesystem its copy fetched from the
+    default storage (None when it is in neither)."""
+    if workflow.storage_settings.default_storage_provider is None:
+        return path if os.path.exists(path) else None
+    stored = workflow.modifier.path_modifier.apply_default_storage(path).flags["storage_object"]
+    if not stored.exists():
+        return None
+    stored.local_path().parent.mkdir(parents=True, exist_ok=True)
+    stored.retrieve_object()
+    return str(stored.local_path())
+
+
+def provenance_folder(value):
+    """A model folder as the registry can read it here: the folder itself, or where the models are only in remote
+    storage (a cluster without a shared filesystem), its card, spec and weights fetched from there."""
+    if not isinstance(value, str) or is_model_ref(value) or os.path.isfile(os.path.join(value, "model.json")):
+        return value
+    spec = fetched(f"{value}/model.json")
+    if spec is None:
+        return value
+    fetched(f"{value}/metrics.json")
+    fetched(f"{value}/{json.loads(Path(spec).read_text()).get('artifact', 'model.keras')}")
+    return os.path.dirname(spec)
+
+
+MODEL_PROVENANCE = {key: model_provenance(provenance_folder(value)) for key, value in config["models"].items()}
 config["models"] = {key: resolve_model(value) for key, value in config["models"].items()}
 
 samples = pd.read_csv(
@@ -325,15 +353,8 @@ def tile_plans():
     plan's folder holds every shard's windows."""
     plans = {}
     for s in own_samples():
-        path = f"results/tiles/{s}/plan.json"
-        if workflow.storage_settings.default_storage_provider is not None:
-            stored = workflow.modifier.path_modifier.apply_default_storage(path).flags["storage_object"]
-            if not stored.exists():
-                continue
-            stored.local_path().parent.mkdir(parents=True, exist_ok=True)
-            stored.retrieve_object()
-            path = stored.local_path()
-        elif not os.path.exists(path):
+        path = fetched(f"results/tiles/{s}/plan.json")
+        if path is None:
             continue
         plan = json.loads(Path(path).read_text())
         plans[s] = {"shape": plan["shape"], "tiles": len(plan["tiles"]), "shards": [len(x) for x in plan["shards"]]}

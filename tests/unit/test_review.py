@@ -1,5 +1,5 @@
 """Review: the least-sure tiles of a sample as an OME-Zarr correction bundle, read back with the ome-zarr library
-(and napari's reader where it is installed), and corrected tiles imported as a dataset version; refusals."""
+and corrected tiles imported as a dataset version; refusals."""
 
 from __future__ import annotations
 
@@ -173,28 +173,6 @@ def test_ngff_04_tiles_on_zarr_v2_read_back(tmp_path):
     got, got_labels = read_tile(tmp_path / "t.zarr")
     np.testing.assert_array_equal(got, image)
     np.testing.assert_array_equal(got_labels["nuclear"], labels)
-
-
-def test_napari_reader_opens_paints_and_saves_the_tile(bundle, tmp_path):
-    """The route docs/correct.md gives: napari-ome-zarr opens a tile as image + labels layers, the labels layer is
-    painted, and napari's own writer saves it as corrected/tile_NNN.tif, which import then takes."""
-    reader_plugin = pytest.importorskip("napari_ome_zarr")
-    from napari.layers import Layer
-    from napari.plugins import _initialize_plugins
-
-    _initialize_plugins()
-    work = _copy(bundle, tmp_path)
-    path = str(work / "tile_001.zarr")
-    layers = reader_plugin.napari_get_reader(path)(path)
-    kinds = sorted(kind for _, _, kind in layers)
-    assert kinds == ["image", "labels"]
-    labels_layer = next(Layer.create(d, m, k) for d, m, k in layers if k == "labels")
-    assert not labels_layer.multiscale  # one level: napari paints it
-    labels_layer.paint((20, 20), 4242, refresh=False)
-    saved = labels_layer.save(str(work / "corrected" / "tile_001.tif"))
-    assert saved == [str(work / "corrected" / "tile_001.tif")]
-    version = import_bundle(work, "napari-corr", annotator="napari", store=tmp_path / "data" / "versions")
-    assert {f.metadata["tile"] for f in version.files} == {"tile_001"}
 
 
 def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path):
