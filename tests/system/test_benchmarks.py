@@ -19,6 +19,7 @@ pytestmark = pytest.mark.workflow
     ("scale.py", "workflow_vs_single"),
     ("cost.py", "max relative error"),
     ("tables.py", "identical files"),
+    ("correction.py", "correction benchmark"),
 ])
 def test_benchmark_quick_mode_prints_figures(script, expected):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], cwd=ROOT,
