@@ -22,7 +22,6 @@ validate(config, schema="../workflow/schemas/config.schema.yaml")
 from cellscale.registry import is_model_ref, model_provenance, resolve_model  # noqa: E402
 
 
-
 def fetched(path):
     """``path`` as a file on this machine: itself, or where there is no shared filesystem its copy fetched from the
     default storage (None when it is in neither)."""
@@ -49,7 +48,17 @@ def provenance_folder(value):
     return os.path.dirname(spec)
 
 
-MODEL_PROVENANCE = {key: model_provenance(provenance_folder(value)) for key, value in config["models"].items()}
+_MODEL_VALUES = dict(config["models"])  # as configured, before NAME@VERSION becomes a folder
+
+
+@functools.cache
+def provenance(key):
+    """The model (NAME@VERSION) and dataset version behind the results of config model ``key``. Asked for by the
+    report jobs only: every job parses this file, and hashing a model's weights (or, without a shared filesystem,
+    fetching them) is no work for the others."""
+    return model_provenance(provenance_folder(_MODEL_VALUES[key]))
+
+
 config["models"] = {key: resolve_model(value) for key, value in config["models"].items()}
 
 samples = pd.read_csv(

@@ -17,7 +17,7 @@ rule report_sample:
         image=lambda w: sheet["image"][w.sample],
         compartments=lambda w: compartments(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
-        provenance=lambda w: MODEL_PROVENANCE[model_key(w.sample)],  # model and dataset version, in summary.json
+        provenance=lambda w: provenance(model_key(w.sample)),  # model and dataset version, in summary.json
     log:
         "logs/report/{sample}.log",
     benchmark:
@@ -61,7 +61,7 @@ rule summary:
         order=list(samples.index),
         images=lambda w: dict(zip(samples.index, samples["image"])),
         compartments=lambda w: {s: compartments(s) for s in samples.index},
-        provenance=MODEL_PROVENANCE,  # per model key: the model and dataset version (summary.tsv columns)
+        provenance=lambda w: {key: provenance(key) for key in config["models"]},  # per model key (summary.tsv)
     log:
         "logs/summary.log",
     benchmark:

@@ -81,21 +81,22 @@ _REQUIRED = ("name", "date", "source", "currency", "machines")
 _MACHINE_KEYS = {"vcpus", "memory_gib", "on_demand", "spot", "gpu", "gpus"}
 
 
-def table_path(name_or_path: str | Path, folder: Path | str = PRICE_DIR) -> Path:
-    """A path as given, or ``<folder>/<name>.yaml`` for a bare table name such as ``gke-us-central1``."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
-    return Path(folder) / f"{name_or_path}.yaml"
+def read_named_yaml(name_or_path: str | Path, folder: Path | str, what: str) -> tuple[Path, dict]:
+    """The YAML document at a path as given, or at ``<folder>/<name>.yaml`` for a bare name such as
+    ``gke-us-central1``; a missing file is an error naming it and the names ``folder`` has (``what``: "price
+    table", "throughput profile")."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        path = Path(folder) / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path}: no such file ({what}s in {folder}: "
+                                f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.yaml'))) or 'none'})")
+    return path, yaml.safe_load(path.read_text()) or {}
 
 
 def load_prices(name_or_path: str | Path = DEFAULT_TABLE, folder: Path | str = PRICE_DIR) -> PriceTable:
     """Read and check a price table; a missing key or a negative price is an error naming the file."""
-    path = table_path(name_or_path, folder)
-    if not path.exists():
-        raise FileNotFoundError(f"price table {path}: no such file (tables in {folder}: "
-                                f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.yaml'))) or 'none'})")
-    doc = yaml.safe_load(path.read_text()) or {}
+    path, doc = read_named_yaml(name_or_path, folder, "price table")
     missing = [k for k in _REQUIRED if k not in doc]
     if missing:
         raise ValueError(f"price table {path}: missing {', '.join(missing)}")

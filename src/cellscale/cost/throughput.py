@@ -34,6 +34,7 @@ import yaml
 from scipy.optimize import nnls
 
 from cellscale.cost.jobs import RUN_LEVEL
+from cellscale.cost.prices import read_named_yaml
 
 PROFILE_DIR = Path("config/throughput")
 ORIGINS = ("measured", "assumed")
@@ -81,19 +82,8 @@ class ThroughputProfile:
         return [f"{self.machine}: {r.rule}: {r.how}" for r in self.rules.values() if r.origin != "measured"]
 
 
-def profile_path(name_or_path: str | Path, folder: Path | str = PROFILE_DIR) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
-    return Path(folder) / f"{name_or_path}.yaml"
-
-
 def load_profile(name_or_path: str | Path, folder: Path | str = PROFILE_DIR) -> ThroughputProfile:
-    path = profile_path(name_or_path, folder)
-    if not path.exists():
-        raise FileNotFoundError(f"throughput profile {path}: no such file (profiles in {folder}: "
-                                f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.yaml'))) or 'none'})")
-    doc = yaml.safe_load(path.read_text()) or {}
+    path, doc = read_named_yaml(name_or_path, folder, "throughput profile")
     for key in ("name", "machine", "rules"):
         if key not in doc:
             raise ValueError(f"throughput profile {path}: missing {key}")
