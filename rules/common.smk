@@ -296,8 +296,20 @@ def segmentation_files(sample):
     return {c: f"results/segmentation/{sample}/{c}.ome.tif" for c in compartments(sample)}
 
 
+def output_formats():
+    return config["output"]["formats"]
+
+
+def labels_output(path):
+    return path if "ome-tiff" in output_formats() else temp(path)
+
+
 def sample_targets(s):
-    out = list(segmentation_files(s).values())
+    out = list(segmentation_files(s).values()) if "ome-tiff" in output_formats() else []
+    if "ome-zarr" in output_formats():
+        out.append(f"results/ngff/{s}.ome.zarr")
+    if "spatialdata" in output_formats():
+        out.append(f"results/spatialdata/{s}.zarr")
     out += [f"results/measurements/{s}.csv", f"results/measurements/{s}.parquet", f"results/measurements/{s}.h5ad",
             f"results/report/{s}/overlay.png", f"results/report/{s}/summary.json"]
     if is_timelapse(s):
@@ -308,6 +320,10 @@ def sample_targets(s):
 def all_targets(wildcards):
     out = [t for s in own_samples() for t in sample_targets(s)]
     out += [f"results/batches/{b}" for b in batches()]
+    if "ome-zarr" in output_formats():
+        out += [f"results/ngff/batch_{b}" for b in batches()]
+    if "spatialdata" in output_formats():
+        out += [f"results/spatialdata/batch_{b}" for b in batches()]
     if batches():
         out += ["results/report/fields/overlays.png", "results/report/fields/distributions.png"]
     out += ["results/summary.tsv", "results/index.tsv", "results/errors.tsv",
@@ -345,6 +361,10 @@ def run_jobs():
     ran: the jobs all_targets needs and the ones before them."""
     jobs = ["plan_batches/run.tsv", "summary/run.tsv", "aggregate_measurements/cells.tsv"]
     jobs += [f"segment_batch/{b}.tsv" for b in batches()]
+    if "ome-zarr" in output_formats():
+        jobs += [f"ngff_batch/{b}.tsv" for b in batches()]
+    if "spatialdata" in output_formats():
+        jobs += [f"spatialdata_batch/{b}.tsv" for b in batches()]
     if batches():
         jobs.append("report_fields/run.tsv")
     for s in own_samples():
@@ -353,6 +373,10 @@ def run_jobs():
         jobs += [f"segment/{s}/{Path(p).stem}.tsv" for p in shard_predictions(SimpleNamespace(sample=s))]
         if is_timelapse(s):
             jobs += [f"track/{s}.tsv", f"lineage/{s}.tsv"]
+        if "ome-zarr" in output_formats():
+            jobs.append(f"ngff/{s}.tsv")
+        if "spatialdata" in output_formats():
+            jobs.append(f"spatialdata/{s}.tsv")
     return sorted(jobs)
 
 

@@ -62,6 +62,7 @@ rule summary:
         images=lambda w: dict(zip(samples.index, samples["image"])),
         compartments=lambda w: {s: compartments(s) for s in samples.index},
         provenance=lambda w: {key: provenance(key) for key in config["models"]},  # per model key (summary.tsv)
+        formats=config["output"]["formats"],  # index.tsv: where each sample's OME-Zarr and SpatialData stores are
     log:
         "logs/summary.log",
     benchmark:

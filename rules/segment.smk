@@ -56,7 +56,8 @@ rule stitch:
         tiles="results/tiles/{sample}",
         maps=shard_predictions,
     output:
-        labels="results/segmentation/{sample}/{compartment}.ome.tif",
+        # removed once measured (and exported) when output.formats has no ome-tiff
+        labels=labels_output("results/segmentation/{sample}/{compartment}.ome.tif"),
     params:
         model=lambda w: model_dir(w.sample),
         postprocess=config["postprocess"],

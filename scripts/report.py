@@ -33,7 +33,8 @@ def summary(s):
     """One row per sample, where its results are, which images failed."""
     step.run_summary(list(s.input.samples), s.output.summary, batch_dirs=list(s.input.batches), order=s.params.order,
                      out_index=s.output.index, out_errors=s.output.errors, images=s.params.images,
-                     compartments=s.params.compartments, provenance=s.params.provenance)
+                     compartments=s.params.compartments, provenance=s.params.provenance,
+                     formats=tuple(s.params.formats))
 
 
 def report_fields(s):

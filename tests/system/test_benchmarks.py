@@ -20,6 +20,7 @@ pytestmark = pytest.mark.workflow
     ("cost.py", "max relative error"),
     ("tables.py", "identical files"),
     ("correction.py", "correction benchmark"),
+    ("gigapixel.py", "intermediates (tiles + predictions)"),
 ])
 def test_benchmark_quick_mode_prints_figures(script, expected):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], cwd=ROOT,

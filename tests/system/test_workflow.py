@@ -88,7 +88,7 @@ def test_outputs_exist(demo_run):
     assert len(list((work / "results/predictions/tissue").glob("shard_*.npy"))) > 1
     assert not (work / "results/segmentation/dsb").exists() and not (work / "results/tiles/dsb").exists()
     for rule in ["plan_batches", "tile", "segment", "stitch", "segment_batch", "measure", "track", "report_sample",
-                 "lineage", "report_fields"]:
+                 "lineage", "report_fields", "ngff", "spatialdata", "ngff_batch", "spatialdata_batch"]:
         assert list((work / "results/benchmarks" / rule).rglob("*.tsv")), rule
     for step in ["plan_batches", "tile", "segment", "stitch", "segment_batch", "measure", "track", "report",
                  "lineage", "report_fields"]:
@@ -108,7 +108,8 @@ def test_cost_table_prices_every_job_of_the_run(demo_run):
     assert set(by["job"].index) == written
     assert set(by["rule"].index) == {"plan_batches", "tile", "segment", "stitch", "segment_batch", "measure",
                                      "track", "report_sample", "lineage", "report_fields", "summary",
-                                     "aggregate_measurements"}
+                                     "aggregate_measurements", "ngff", "spatialdata", "ngff_batch",
+                                     "spatialdata_batch"}
     assert set(by["sample"].index) == {"tissue", "movie", "dsb"}
     compute = by["run"].loc["compute", "usd"]
     assert compute > 0
@@ -162,6 +163,43 @@ def test_run_tables_say_where_every_sample_is(demo_run):
     assert summary.loc["dsb", "model"] == nuclear.ref and summary.loc["dsb", "model_dataset"] == nuclear.dataset
     assert summary.loc["tissue", "model"] == tissue.ref and nuclear.dataset.startswith("dsb2018@")
     assert json.loads((work / "results/report/tissue/summary.json").read_text())["model"] == tissue.ref
+
+
+def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
+    """index.tsv names each sample's OME-Zarr image (with labels/) and SpatialData store, own jobs or batched: the
+    ome-zarr library reads the image and labels back equal to the OME-TIFF outputs, spatialdata reads the store,
+    and its table's rows are exactly the label ids of their labels element (a time-lapse: per frame)."""
+    import spatialdata
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    from cellscale.io import ImageSource, read_labels
+
+    work = demo_run[0]
+    index = pd.read_csv(work / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
+    assert index.loc["tissue", "ngff"] == "results/ngff/tissue.ome.zarr"
+    assert index.loc["dsb", "spatialdata"] == "results/spatialdata/batch_0000/dsb.zarr"
+    for sample, row in index.iterrows():
+        timelapse = sample == "movie"
+        nodes = [n for n in Reader(parse_url(str(work / row["ngff"])))() if n.data]
+        image = next(n for n in nodes if not any(isinstance(s, Label) for s in n.specs))
+        labels = {n.metadata["name"]: n for n in nodes if any(isinstance(s, Label) for s in n.specs)}
+        with ImageSource.open(row["image"], timelapse=timelapse) as source:
+            assert np.asarray(image.data[0]).shape == (source.shape if timelapse else source.shape[1:]), sample
+        comps = [c for c in ("nuclear", "whole_cell") if row[f"{c}_labels"]]
+        assert sorted(labels) == comps, sample
+        for comp in comps:
+            np.testing.assert_array_equal(np.asarray(labels[comp].data[0]), read_labels(work / row[f"{comp}_labels"]))
+        sdata = spatialdata.read_zarr(work / row["spatialdata"])
+        table = sdata.tables["table"]
+        for region, rows in table.obs.groupby("region", observed=True):
+            lab = sdata.labels[region]["scale0"]["image"].values
+            assert set(rows["instance_id"]) == set(np.unique(lab).tolist()) - {0}, (sample, region)
+        if timelapse:
+            assert {"frame", "track_id"} <= set(table.obs.columns)
+            assert len(sdata.labels) == len(np.unique(table.obs["frame"]))
+        else:
+            assert set(sdata.labels) == set(comps) and set(sdata.shapes) == {f"{c}_boundaries" for c in comps}
 
 
 def test_a_batched_image_gets_the_labels_of_its_own_jobs(demo_run):

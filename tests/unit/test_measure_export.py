@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import h5py
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,53 +29,59 @@ def _example():
     return nuc, wc, image
 
 
-def _attr(node, key):
-    value = node.attrs[key]
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def test_h5ad_follows_the_anndata_layout(tmp_path):
+def test_h5ad_contents(tmp_path):
     nuc, wc, image = _example()
     df = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"], extra_stats=True)
     write_h5ad(df, tmp_path / "cells.h5ad")
-    with h5py.File(tmp_path / "cells.h5ad") as f:
-        assert _attr(f, "encoding-type") == "anndata"
-        np.testing.assert_array_equal(f["X"][()], df[["DNA", "CD3"]].to_numpy())
-        assert [v.decode() for v in f["var/_index"][()]] == ["DNA", "CD3"]
-        np.testing.assert_array_equal(f["obsm/spatial"][()], df[["X_centroid", "Y_centroid"]].to_numpy())
-        assert sorted(f["layers"]) == sorted(EXTRA_STATS)
-        np.testing.assert_array_equal(f["layers/median"][()], df[["DNA_median", "CD3_median"]].to_numpy())
-        obs = f["obs"]
-        assert _attr(obs, "encoding-type") == "dataframe"
-        assert list(obs.attrs["column-order"]) == ["CellID", "X_centroid", "Y_centroid", "Area",
-                                                   "MajorAxisLength", "MinorAxisLength", "Eccentricity",
-                                                   "Solidity", "Extent", "Orientation", "compartment",
-                                                   "nucleus_id", "cell_id"]
-        names = [v.decode() for v in obs["_index"][()]]
-        assert names[:2] == ["nuclear:1", "nuclear:2"] and len(set(names)) == len(df)
-        assert _attr(obs["compartment"], "encoding-type") == "categorical"
-        cats = [v.decode() for v in obs["compartment/categories"][()]]
-        assert [cats[c] for c in obs["compartment/codes"][()]] == df["compartment"].tolist()
-        assert _attr(obs["cell_id"], "encoding-type") == "nullable-integer"
-        np.testing.assert_array_equal(obs["cell_id/mask"][()], df["cell_id"].isna().to_numpy())
-
-
-def test_h5ad_loads_in_anndata(tmp_path):
-    anndata = pytest.importorskip("anndata")
-    nuc, wc, image = _example()
-    df = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"])
-    write_h5ad(df, tmp_path / "cells.h5ad")
     adata = anndata.read_h5ad(tmp_path / "cells.h5ad")
     assert adata.shape == (len(df), 2) and list(adata.var_names) == ["DNA", "CD3"]
+    assert adata.X.dtype == np.float64
+    np.testing.assert_array_equal(adata.X, df[["DNA", "CD3"]].to_numpy())
     np.testing.assert_array_equal(adata.obsm["spatial"], df[["X_centroid", "Y_centroid"]].to_numpy())
-    assert adata.obs["nucleus_id"].isna().sum() == df["nucleus_id"].isna().sum()
+    assert sorted(adata.layers) == sorted(EXTRA_STATS)
+    np.testing.assert_array_equal(adata.layers["median"], df[["DNA_median", "CD3_median"]].to_numpy())
+    assert list(adata.obs.columns) == ["CellID", "X_centroid", "Y_centroid", "Area", "MajorAxisLength",
+                                       "MinorAxisLength", "Eccentricity", "Solidity", "Extent", "Orientation",
+                                       "compartment", "nucleus_id", "cell_id"]
+    names = list(adata.obs_names)
+    assert names[:2] == ["nuclear:1", "nuclear:2"] and len(set(names)) == len(df)
+    assert adata.obs["compartment"].dtype == "category"
+    assert adata.obs["compartment"].astype(str).tolist() == df["compartment"].tolist()
+    assert adata.obs["cell_id"].dtype == "Int64" and df["cell_id"].isna().any()
+    np.testing.assert_array_equal(adata.obs["cell_id"].isna(), df["cell_id"].isna())
+
+
+def test_h5ad_reads_in_scanpy_as_the_table(tmp_path):
+    import scanpy
+
+    nuc, wc, image = _example()
+    tissue = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"], extra_stats=True)
+    movie = measure_compartments({"nuclear": np.stack([nuc, nuc[::-1]])}, np.stack([image, image + 7]),
+                                 ["DNA", "CD3"], extra_stats=True)
+    df = concat_tables({"tissue": tissue, "movie": movie})
+    write_h5ad(df, tmp_path / "run.h5ad")
+    adata = scanpy.read_h5ad(tmp_path / "run.h5ad")
+    markers = ["DNA", "CD3"]
+    assert list(adata.var_names) == markers
+    np.testing.assert_array_equal(adata.X, df[markers].to_numpy(np.float64))
+    np.testing.assert_array_equal(adata.obsm["spatial"], df[["X_centroid", "Y_centroid"]].to_numpy())
+    assert sorted(adata.layers) == sorted(EXTRA_STATS)
+    for stat in EXTRA_STATS:
+        np.testing.assert_array_equal(adata.layers[stat], df[[f"{m}_{stat}" for m in markers]].to_numpy())
+    stats = [f"{m}_{s}" for s in EXTRA_STATS for m in markers]
+    want = df.drop(columns=[*markers, *stats]).astype({"sample": "category", "compartment": "category"})
+    frame = (":" + df["frame"].astype("string")).fillna("")
+    want.index = pd.Index((df["sample"] + ":" + df["compartment"] + frame + ":" + df["CellID"].astype(str)).to_numpy())
+    pd.testing.assert_frame_equal(adata.obs, want)
+    assert adata.obs_names[0] == "tissue:nuclear:1" and adata.obs_names[-1] == "movie:nuclear:1:2"
 
 
 def test_h5ad_without_channels_and_empty(tmp_path):
     df = measure_cells(np.zeros((4, 4), np.int32))
     write_h5ad(df, tmp_path / "empty.h5ad")
-    with h5py.File(tmp_path / "empty.h5ad") as f:
-        assert f["X"].shape == (0, 0) and f["obsm/spatial"].shape == (0, 2)
+    adata = anndata.read_h5ad(tmp_path / "empty.h5ad")
+    assert adata.shape == (0, 0) and adata.obsm["spatial"].shape == (0, 2)
+    assert list(adata.obs.columns) == list(df.columns)
 
 
 def test_write_table_writes_all_three_formats(tmp_path):
@@ -98,8 +104,7 @@ def test_run_level_table_stacks_samples(tmp_path):
     assert run["frame"].dtype == "Int64" and run["nucleus_id"].dtype == "Int64"
     pd.testing.assert_frame_equal(run[run["sample"] == "tissue"].drop(columns=["sample", "frame"]), a)
     write_h5ad(run, tmp_path / "run.h5ad")
-    with h5py.File(tmp_path / "run.h5ad") as f:
-        names = [v.decode() for v in f["obs/_index"][()]]
+    names = list(anndata.read_h5ad(tmp_path / "run.h5ad").obs_names)
     assert names[0] == "tissue:nuclear:1" and names[-1] == "movie:nuclear:0:2"
     with pytest.raises(ValueError, match="no tables"):
         concat_tables({})
@@ -125,8 +130,7 @@ def test_measure_sample_from_files_and_aggregate(tmp_path):
                                  tmp_path / "cells.parquet", tmp_path / "cells.h5ad")
     assert run == {"s1": len(want), "s2": len(want)}
     assert set(pd.read_parquet(tmp_path / "cells.parquet")["sample"]) == {"s1", "s2"}
-    with h5py.File(tmp_path / "cells.h5ad") as f:
-        assert f["X"].shape == (2 * len(want), 2)
+    assert anndata.read_h5ad(tmp_path / "cells.h5ad").shape == (2 * len(want), 2)
 
 
 def _aggregate_in_memory(table_paths, batch_tables, order, out):
@@ -142,27 +146,28 @@ def _aggregate_in_memory(table_paths, batch_tables, order, out):
     return table
 
 
-def _h5_items(path):
-    """Every dataset's values and every node's attributes of an HDF5 file."""
-    items = {}
-    with h5py.File(path) as f:
-        def visit(name, node):
-            attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in node.attrs.items()}
-            if isinstance(node, h5py.Dataset):  # bytes: NaN equals NaN
-                value = node[()]
-                value = (value.shape, value.dtype.str, value.tolist() if value.dtype == object else value.tobytes())
-            items[name] = (attrs, value if isinstance(node, h5py.Dataset) else None)
-        visit("/", f)
-        f.visititems(visit)
-    return items
+def _assert_same_h5ad(path, ref):
+    """The two files read back with anndata hold the same AnnData (dtypes included); returns both."""
+    got, want = anndata.read_h5ad(path), anndata.read_h5ad(ref)
+    pd.testing.assert_frame_equal(got.obs, want.obs)
+    pd.testing.assert_frame_equal(got.var, want.var)
+    arrays = [{"X": a.X, **{f"obsm/{k}": v for k, v in a.obsm.items()},
+               **{f"layers/{k}": v for k, v in a.layers.items()}} for a in (got, want)]
+    assert arrays[0].keys() == arrays[1].keys()
+    for key, value in arrays[0].items():
+        assert value.dtype == arrays[1][key].dtype, key
+        np.testing.assert_array_equal(value, arrays[1][key], err_msg=key)
+    return got, want
 
 
 @pytest.mark.filterwarnings("ignore:The behavior of DataFrame concatenation:FutureWarning")  # the reference
 @pytest.mark.parametrize("in_sheet_order", [True, False])
-def test_aggregate_streams_the_in_memory_tables(tmp_path, in_sheet_order):
-    import anndata  # the test extra
+@pytest.mark.parametrize("block_rows", [3, 1 << 15])  # the .h5ad in blocks of a few rows, or in one
+def test_aggregate_streams_the_in_memory_tables(tmp_path, monkeypatch, in_sheet_order, block_rows):
+    from cellscale.measure import export
     from cellscale.steps.measure import aggregate_measurements
 
+    monkeypatch.setattr(export._H5adParts, "block_rows", block_rows)
     nuc, wc, image = _example()
     tissue = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"], extra_stats=True)
     movie = measure_compartments({"nuclear": np.stack([nuc, nuc[::-1]])}, np.stack([image, image + 7])[:, :1],
@@ -195,8 +200,7 @@ def test_aggregate_streams_the_in_memory_tables(tmp_path, in_sheet_order):
     pd.testing.assert_frame_equal(pd.read_parquet(stream / "cells.parquet"), want)
     pd.testing.assert_frame_equal(pd.read_parquet(stream / "cells.parquet"), pd.read_parquet(mem / "cells.parquet"))
     assert (stream / "cells.csv").read_bytes() == (mem / "cells.csv").read_bytes()
-    assert _h5_items(stream / "cells.h5ad") == _h5_items(mem / "cells.h5ad")
-    got, ref = anndata.read_h5ad(stream / "cells.h5ad"), anndata.read_h5ad(mem / "cells.h5ad")
+    got, ref = _assert_same_h5ad(stream / "cells.h5ad", mem / "cells.h5ad")
     markers = marker_columns(want)
     assert list(got.var_names) == markers and sorted(markers) == ["CD3", "CD8", "DNA"]
     # layers when every marker has its extra statistics columns (CD8's come from the empty table)
@@ -216,6 +220,7 @@ def test_table_writer_is_atomic(tmp_path):
     df = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"])
     out = {k: tmp_path / "out" / f"t.{k}" for k in ("csv", "parquet", "h5ad")}
     cats = {"compartment": categories_of([df["compartment"]])}
+    write_h5ad(df, tmp_path / "one.h5ad")
     with TableWriter(df.iloc[:0], out["csv"], out["parquet"], out["h5ad"], n_rows=len(df), categories=cats) as w:
         w.append(df.iloc[:3])
         w.append(df.iloc[3:])
@@ -226,7 +231,13 @@ def test_table_writer_is_atomic(tmp_path):
     with pytest.raises(ValueError, match="2 rows written"):  # fewer rows than announced
         with TableWriter(df.iloc[:0], out["csv"], out["parquet"], out["h5ad"], n_rows=len(df), categories=cats) as w:
             w.append(df.iloc[:2])
+    with pytest.raises(ValueError, match="more than the"):
+        with TableWriter(df.iloc[:0], out["csv"], out["parquet"], out["h5ad"], n_rows=2, categories=cats) as w:
+            w.append(df)
+    with pytest.raises(ValueError, match="outside its announced categories"):
+        with TableWriter(df.iloc[:0], out["csv"], out["parquet"], out["h5ad"], n_rows=len(df),
+                         categories={"compartment": ["nuclear"]}) as w:
+            w.append(df)
     assert sorted(p.name for p in out["csv"].parent.iterdir()) == ["t.csv", "t.h5ad", "t.parquet"]
     pd.testing.assert_frame_equal(pd.read_parquet(out["parquet"]), df)
-    with h5py.File(out["h5ad"]) as f:
-        assert f["X"].shape == (len(df), 2)
+    _assert_same_h5ad(out["h5ad"], tmp_path / "one.h5ad")

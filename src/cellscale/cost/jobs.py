@@ -11,7 +11,8 @@
 A job's megapixels (``mpx``):
 
 - ``segment_batch``: the sum over the batch's images (plan.tsv);
-- ``tile``, ``stitch``, ``measure``, ``track``, ``report_sample``, ``lineage``: the sample's image (every frame of a
+- ``tile``, ``stitch``, ``measure``, ``track``, ``ngff``, ``spatialdata``, ``report_sample``, ``lineage``: the
+  sample's image (every frame of a
   movie), from its tile plan, else plan.tsv;
 - ``segment``: the shard's share of the sample's windows x the sample's megapixels;
 - run-level rules (``plan_batches``, ``report_fields``, ``summary``, ``aggregate_measurements``): the run's total;
@@ -32,7 +33,7 @@ from cellscale.cost.benchmarks import BENCHMARKS, benchmark_files, read_rows, ru
 
 COLUMNS = ["rule", "job", "sample", "batch", "mpx", "s", "max_rss_mb", "cpu_time_s"]
 RUN_LEVEL = ("plan_batches", "report_fields", "summary", "aggregate_measurements", "cost")  # one job a run
-BATCH_RULES = ("segment_batch",)                                                            # <batch>.tsv
+BATCH_RULES = ("segment_batch", "ngff_batch", "spatialdata_batch")                          # <batch>.tsv
 SHARD_RULES = ("segment",)                                                                  # <sample>/shard_N.tsv
 
 

@@ -48,8 +48,9 @@ from .prices import PriceTable
 from .throughput import ThroughputProfile, load_profile
 
 SHARDS = (4.0, 8.0, 16.0, 32.0, 64.0)
-CPU_RULES_OF_PROFILE = ("plan_batches", "report_fields", "tile", "stitch", "measure", "track", "report_sample",
-                        "lineage", "summary", "aggregate_measurements")
+CPU_RULES_OF_PROFILE = ("plan_batches", "report_fields", "tile", "stitch", "measure", "track", "ngff", "spatialdata",
+                        "ngff_batch", "spatialdata_batch", "report_sample", "lineage", "summary",
+                        "aggregate_measurements")
 PLAN_CONFIG = "plan-config.yaml"
 
 

@@ -26,6 +26,7 @@ from cellscale.measure.export import (
            run_parts,
            run_template,
            string_columns,
+           table_anndata,
            write_h5ad,
            write_table,
 )
@@ -34,4 +35,4 @@ from cellscale.measure.table import SHAPE_COLUMNS, measure_cells
 
 __all__ = ["SHAPE_COLUMNS", "EXTRA_STATS", "COMPARTMENTS", "measure_cells", "measure_compartments",
            "write_table", "write_h5ad", "concat_tables", "marker_columns", "RegionArray", "TableWriter",
-           "run_columns", "run_template", "run_parts", "string_columns", "categories_of"]
+           "run_columns", "run_template", "run_parts", "string_columns", "categories_of", "table_anndata"]

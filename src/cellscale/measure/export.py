@@ -1,10 +1,9 @@
 """Writing per-cell tables: CSV (MCMICRO), Parquet, AnnData .h5ad, run-level tables.
 
-The .h5ad file is written with h5py in AnnData's on-disk format (encoding
-0.1.0 / 0.2.0), so ``anndata.read_h5ad`` / ``scanpy.read_h5ad`` load it in one
-line and cellscale does not depend on anndata: ``X`` holds the marker means,
-``obs`` the morphology, centroids and identifiers, ``obsm["spatial"]`` the
-(X, Y) centroids, and one layer per extra statistic.
+The .h5ad file is written with the ``anndata`` library, so
+``anndata.read_h5ad`` / ``scanpy.read_h5ad`` load it in one line: ``X`` holds
+the marker means, ``obs`` the morphology, centroids and identifiers,
+``obsm["spatial"]`` the (X, Y) centroids, and one layer per extra statistic.
 
 A run-level table is either stacked in memory (:func:`concat_tables`) or
 written part by part in bounded memory (:func:`run_template` fixes its columns
@@ -14,6 +13,7 @@ parts to CSV, Parquet and .h5ad); both give the same files.
 
 from __future__ import annotations
 
+import io
 import warnings
 from contextlib import ExitStack
 from typing import Iterable, Mapping, Sequence
@@ -25,7 +25,7 @@ from cellscale.io import atomic_path
 from cellscale.measure.stats import EXTRA_STATS
 from cellscale.measure.table import SHAPE_COLUMNS
 
-__all__ = ["write_table", "write_h5ad", "marker_columns", "concat_tables", "run_columns", "run_template", "run_parts",
+__all__ = ["write_table", "write_h5ad", "table_anndata", "marker_columns", "concat_tables", "run_columns", "run_template", "run_parts",
            "string_columns", "categories_of", "TableWriter"]
 
 KEY_COLUMNS = ("sample", "compartment", "frame", "CellID")
@@ -39,26 +39,6 @@ def marker_columns(df: pd.DataFrame) -> list[str]:
 
 def _markers(cols: list[str]) -> list[str]:
     return cols[cols.index("CellID") + 1:cols.index("X_centroid")]
-
-
-def _attrs(node, kind: str, version: str = "0.2.0", **extra) -> None:
-    node.attrs["encoding-type"] = kind
-    node.attrs["encoding-version"] = version
-    for key, value in extra.items():
-        node.attrs[key] = value
-
-
-def _strings(group, name, values) -> None:
-    import h5py
-
-    ds = group.create_dataset(name, data=np.asarray(values, dtype=object), dtype=h5py.string_dtype())
-    _attrs(ds, "string-array")
-
-
-def _array(group, name, shape, dtype):
-    ds = group.create_dataset(name, shape=shape, dtype=dtype)
-    _attrs(ds, "array")
-    return ds
 
 
 def _is_string(dtype) -> bool:
@@ -88,88 +68,106 @@ def _obs_names(df: pd.DataFrame) -> list[str]:
     return names.str[1:].tolist()
 
 
-class _H5ad:
-    """An AnnData .h5ad file of ``n_rows`` cells with the columns of ``template``, filled by :meth:`append`.
+def _categorical(series: pd.Series, categories: Sequence) -> pd.Categorical:
+    dtype = series.dtype
+    cats = dtype.categories if isinstance(dtype, pd.CategoricalDtype) else categories
+    values = pd.Categorical(series, categories=cats, ordered=bool(getattr(dtype, "ordered", False)))
+    if (values.codes[series.notna().to_numpy()] < 0).any():
+        raise ValueError(f"column {series.name!r} has values outside its announced categories")
+    return values
+
+
+def _anndata(df: pd.DataFrame, categories: Mapping[str, Sequence]):
+    """``df`` as :class:`anndata.AnnData`; string columns as categoricals with ``categories`` (a categorical column
+    keeps its own).
 
     ``X`` (cells x markers, float64) holds the marker means, ``var_names``
-    the marker names, ``obs`` every other column (strings as categoricals with
-    the given ``categories``, nullable integers kept), ``obsm["spatial"]`` the
-    (X_centroid, Y_centroid) pairs and ``layers[stat]`` the extra statistics
-    when present. ``obs_names`` join sample, compartment, frame and CellID
-    with ``:``. Every dataset has its final size from the start.
+    the marker names, ``obs`` every other column (nullable integers kept),
+    ``obsm["spatial"]`` the (X_centroid, Y_centroid) pairs and
+    ``layers[stat]`` the extra statistics when present. ``obs_names`` join
+    sample, compartment, frame and CellID with ``:``.
+    """
+    import anndata
+
+    markers = marker_columns(df)
+    layers = {s: [f"{m}_{s}" for m in markers] for s in EXTRA_STATS}
+    layers = {s: cols for s, cols in layers.items() if markers and all(c in df.columns for c in cols)}
+    used = set(markers).union(*layers.values())
+    obs = df[[c for c in df.columns if c not in used]].copy()
+    for col in string_columns(obs):
+        obs[col] = _categorical(obs[col], categories.get(col, ()))
+    obs.index = pd.Index(_obs_names(df), dtype=object)
+    return anndata.AnnData(X=df[markers].to_numpy(np.float64), obs=obs,
+                           var=pd.DataFrame(index=pd.Index(markers, dtype=object)),
+                           obsm={"spatial": df[["X_centroid", "Y_centroid"]].to_numpy(np.float64)},
+                           layers={s: df[cols].to_numpy(np.float64) for s, cols in layers.items()})
+
+
+class _H5adParts:
+    """An .h5ad file written part by part with anndata's writers, in the memory of a part (or of a block).
+
+    The file of the table without rows (``template``) is written first, every
+    array along the cells resizable (those of X, obs, obsm and layers, except
+    a categorical's categories). Parts are gathered into blocks of
+    ``block_rows`` rows or more (a write costs milliseconds whatever its
+    size); each block's AnnData is then written through
+    :func:`anndata.experimental.write_dispatched`, its groups to a scratch file
+    in memory and its arrays along the cells appended to the file's.
     """
 
-    def __init__(self, f, template: pd.DataFrame, n_rows: int, categories: Mapping[str, Sequence]):
-        import h5py
+    block_rows = 1 << 15
 
-        self.n_rows, self.row = n_rows, 0
-        self.markers = marker_columns(template)
-        layers = {s: [f"{m}_{s}" for m in self.markers] for s in EXTRA_STATS}
-        self.layers = {s: cols for s, cols in layers.items()
-                       if self.markers and all(c in template.columns for c in cols)}
-        used = set(self.markers).union(*self.layers.values())
-        self.obs = [c for c in template.columns if c not in used]
-        _attrs(f, "anndata", "0.1.0")
-        n, width = n_rows, len(self.markers)
-        self.data = {"X": _array(f, "X", (n, width), np.float64)}
-        for group in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
-            _attrs(f.create_group(group), "dict", "0.1.0")
-        self.data["spatial"] = _array(f["obsm"], "spatial", (n, 2), np.float64)
-        for stat in self.layers:
-            self.data[stat] = _array(f["layers"], stat, (n, width), np.float64)
-        var = f.create_group("var")
-        _attrs(var, "dataframe", _index="_index", **{"column-order": np.array([], dtype=float)})
-        _strings(var, "_index", self.markers)
-        obs = f.create_group("obs")
-        order = np.array(self.obs, dtype=object) if self.obs else np.array([], dtype=float)
-        _attrs(obs, "dataframe", _index="_index", **{"column-order": order})
-        self.names = obs.create_dataset("_index", shape=(n,), dtype=h5py.string_dtype())
-        _attrs(self.names, "string-array")
-        self.columns = {}  # column -> (kind, datasets, categories)
-        for col in self.obs:
-            dtype = template[col].dtype
-            if _is_string(dtype):
-                cats = pd.Index(dtype.categories if isinstance(dtype, pd.CategoricalDtype) else categories[col])
-                sub = obs.create_group(col)
-                _attrs(sub, "categorical", ordered=bool(getattr(dtype, "ordered", False)))
-                _strings(sub, "categories", [str(c) for c in cats])
-                codes = pd.Categorical([], categories=cats).codes.dtype
-                self.columns[col] = ("categorical", [_array(sub, "codes", (n,), codes)], cats)
-            elif isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "iu":
-                sub = obs.create_group(col)
-                _attrs(sub, "nullable-integer", "0.1.0")
-                sets = [_array(sub, "values", (n,), dtype.numpy_dtype), _array(sub, "mask", (n,), bool)]
-                self.columns[col] = ("nullable", sets, None)
-            else:
-                self.columns[col] = ("array", [_array(obs, col, (n,), template[col].to_numpy().dtype)], None)
+    def __init__(self, f, scratch, template: pd.DataFrame, n_rows: int, categories: Mapping[str, Sequence]):
+        from anndata.experimental import write_dispatched
+
+        self.f, self.scratch, self.n_rows, self.categories = f, scratch, n_rows, categories
+        self.row, self.written, self.pending, self.by_row, self._categoricals = 0, 0, [], [], set()
+        write_dispatched(f, "/", _anndata(template, categories), self._create)
+
+    def _along_cells(self, key: str, elem) -> bool:
+        parent, _, name = key.rpartition("/")
+        return (isinstance(elem, np.ndarray) and key.split("/")[1] in ("X", "obs", "obsm", "layers")
+                and not (name == "categories" and parent in self._categoricals))
+
+    def _create(self, write, store, key, elem, *, iospec, dataset_kwargs):
+        if elem is None:  # raw: none, as AnnData.write_h5ad leaves it
+            return
+        if iospec.encoding_type == "categorical":
+            self._categoricals.add(key)
+        if self._along_cells(key, elem):
+            self.by_row.append(key)
+            rest = tuple(max(d, 1) for d in elem.shape[1:])
+            rows = min(max(self.n_rows, 1), max(1, (1 << 20) // (elem.dtype.itemsize * int(np.prod(rest)))))
+            dataset_kwargs = {**dataset_kwargs, "maxshape": (None,) * elem.ndim, "chunks": (rows, *rest)}
+        write(store, key, elem, dataset_kwargs=dataset_kwargs)
+
+    def _append(self, write, store, key, elem, *, iospec, dataset_kwargs):
+        if key in self.by_row:
+            dataset = self.f[key]
+            dataset.resize(self.written + len(elem), axis=0)
+            dataset[self.written:] = elem
+        elif elem is not None and not isinstance(elem, np.ndarray):
+            write(store, key, elem, dataset_kwargs=dataset_kwargs)
+
+    def _flush(self) -> None:
+        from anndata.experimental import write_dispatched
+
+        if self.pending:
+            block = self.pending[0] if len(self.pending) == 1 else pd.concat(self.pending, ignore_index=True)
+            write_dispatched(self.scratch, "/", _anndata(block, self.categories), self._append)
+            self.written, self.pending = self.written + len(block), []
 
     def append(self, df: pd.DataFrame) -> None:
-        rows = slice(self.row, self.row + len(df))
-        if rows.stop > self.n_rows:
+        if self.row + len(df) > self.n_rows:
             raise ValueError(f"more than the {self.n_rows} rows announced for the .h5ad file")
-        if not len(df):
-            return
-        if self.markers:
-            self.data["X"][rows] = df[self.markers].to_numpy(dtype=np.float64)
-            for stat, cols in self.layers.items():
-                self.data[stat][rows] = df[cols].to_numpy(dtype=np.float64)
-        self.data["spatial"][rows] = df[["X_centroid", "Y_centroid"]].to_numpy(dtype=np.float64)
-        self.names[rows] = np.asarray(_obs_names(df), dtype=object)
-        for col, (kind, sets, cats) in self.columns.items():
-            series = df[col]
-            if kind == "categorical":
-                codes = pd.Categorical(series, categories=cats).codes
-                if (codes[series.notna().to_numpy()] < 0).any():
-                    raise ValueError(f"column {col!r} has values outside its announced categories")
-                sets[0][rows] = codes
-            elif kind == "nullable":
-                sets[0][rows] = series.fillna(0).to_numpy(dtype=series.dtype.numpy_dtype)
-                sets[1][rows] = series.isna().to_numpy()
-            else:
-                sets[0][rows] = series.to_numpy()
-        self.row = rows.stop
+        if len(df):
+            self.pending.append(df)
+            self.row += len(df)
+        if self.row - self.written >= self.block_rows:
+            self._flush()
 
     def close(self) -> None:
+        self._flush()
         if self.row != self.n_rows:
             raise ValueError(f"{self.row} rows written to the .h5ad file, {self.n_rows} announced")
 
@@ -181,7 +179,8 @@ class TableWriter:
     to them). ``n_rows`` and ``categories`` (the categories of every
     :func:`string_columns` column, see :func:`categories_of`) are needed for
     .h5ad only. Each part goes to the files as it comes (Parquet: one row group
-    or more a part), so memory is bounded by the largest part. The files are
+    or more a part; .h5ad: in blocks of 2^15 rows or more, written with
+    anndata), so memory is bounded by the largest part. The files are
     temporary files in their destination folders until the ``with`` block
     ends without an error; then each is moved into place with
     :func:`os.replace`.
@@ -213,7 +212,8 @@ class TableWriter:
                 self.parquet = stack.enter_context(pq.ParquetWriter(tmp["parquet"], self.schema))
             if "h5ad" in tmp:
                 f = stack.enter_context(h5py.File(tmp["h5ad"], "w"))
-                self.h5ad = _H5ad(f, self.template, self.n_rows, self.categories)
+                scratch = stack.enter_context(h5py.File(io.BytesIO(), "w"))
+                self.h5ad = _H5adParts(f, scratch, self.template, self.n_rows, self.categories)
         except BaseException:
             self._stack.close()
             raise
@@ -256,15 +256,16 @@ def write_table(df: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None) -
         write_h5ad(df, h5ad_path)
 
 
-def write_h5ad(df: pd.DataFrame, path) -> None:
-    """Write a measurement table as an AnnData .h5ad file, atomically (layout: :class:`_H5ad`)."""
-    import h5py
+def table_anndata(df: pd.DataFrame):
+    """A measurement table as the :class:`anndata.AnnData` its .h5ad file holds (contents: :func:`_anndata`)."""
+    return _anndata(df, {c: categories_of([df[c]]) for c in string_columns(df)})
 
-    categories = {c: categories_of([df[c]]) for c in string_columns(df)}
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        h5ad = _H5ad(f, df, len(df), categories)
-        h5ad.append(df)
-        h5ad.close()
+
+def write_h5ad(df: pd.DataFrame, path) -> None:
+    """Write a measurement table as an AnnData .h5ad file with anndata, atomically (contents: :func:`_anndata`)."""
+    adata = table_anndata(df)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
 
 
 def run_columns(tables_columns: Iterable[Sequence[str]]) -> list[str]:

@@ -46,7 +46,8 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
 
 def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | None = None,
                 out_index=None, out_errors=None, images: dict | None = None,
-                compartments: dict | None = None, provenance: dict | None = None) -> pd.DataFrame:
+                compartments: dict | None = None, provenance: dict | None = None,
+                formats: tuple = ()) -> pd.DataFrame:
     """Run-level tables: ``summary.tsv`` (one row per sample, ``status`` ok or failed), ``index.tsv`` (where each
     sample's labels and cells are) and ``errors.tsv`` (the images that failed in batches, with the reason).
 
@@ -54,7 +55,8 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     (:mod:`cellscale.steps.batch`); ``order``: samples in sheet order; ``images`` and ``compartments``: per sample,
     its image and its compartments (for the index); ``provenance``: per model key (``nuclear``, ``tissue``), the
     model and dataset version that produced the results (``model`` and ``model_dataset`` columns; a sample with
-    whole-cell labels used the tissue model).
+    whole-cell labels used the tissue model); ``formats``: config ``output.formats`` (the index's ``ngff`` and
+    ``spatialdata`` columns).
     """
     rows = [{**json.loads(Path(p).read_text()), "status": "ok"} for p in summary_paths]
     index = [{"sample": r["sample"], "batch": "", "status": "ok"} for r in rows]
@@ -79,7 +81,7 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     if out_index is not None:
-        _write_index(_in_order(pd.DataFrame(index), order), out_index, images or {}, compartments or {})
+        _write_index(_in_order(pd.DataFrame(index), order), out_index, images or {}, compartments or {}, formats)
     if out_errors is not None:
         err = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=ERROR_COLUMNS)
         with atomic_path(out_errors) as tmp:
@@ -94,8 +96,9 @@ def _in_order(table: pd.DataFrame, order: list[str] | None) -> pd.DataFrame:
     return table.sort_values("sample", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
 
 
-def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict) -> None:
-    """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files and per-cell table."""
+def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, formats: tuple = ()) -> None:
+    """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files, per-cell table, and its
+    OME-Zarr (``ngff``) and SpatialData stores where ``formats`` has them."""
     rows = []
     for r in index.itertuples():
         ok = r.status == "ok"
@@ -107,6 +110,10 @@ def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict) ->
             row[f"{comp}_labels"] = str(where.get(comp, ""))
         row["cells"] = ("" if not ok else f"results/cells/batch_{r.batch}.parquet" if r.batch
                         else f"results/measurements/{r.sample}.parquet")
+        for column, fmt, suffix in (("ngff", "ome-zarr", ".ome.zarr"), ("spatialdata", "spatialdata", ".zarr")):
+            if fmt in formats:
+                folder = f"results/{column}/batch_{r.batch}" if r.batch else f"results/{column}"
+                row[column] = f"{folder}/{r.sample}{suffix}" if ok else ""
         rows.append(row)
     with atomic_path(path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)

@@ -1,0 +1,230 @@
+"""Gigapixel benchmark: one generated 2-channel slide through the whole workflow (tile -> segment -> stitch ->
+measure -> NGFF + SpatialData) on this machine, at several sizes.
+
+Usage:
+    python benchmarks/gigapixel.py                          # 26, 105 and 1,000 Mpx (hours on 2 cores)
+    python benchmarks/gigapixel.py --mpx 26 105 --json out.json
+    python benchmarks/gigapixel.py --compare-tile 384       # also rerun the smallest size with 384-px windows
+    python benchmarks/gigapixel.py --quick                  # CI: a 1 Mpx slide, about a minute
+
+The slide: generated tissue (nuclear + membrane channels, uint16, 0.5 um/px) assembled from 1024 x 1024 blocks
+(a pool of seeded :func:`cellscale.synth.tissue.make_tissue` blocks, each placed flipped or turned by its grid
+position), written as a tiled zlib OME-TIFF block by block, so the slide is never in memory here either.
+Workflow: the shipped config (shard_mpx and the tiling aside when given), ``--cores 2``, in a temporary folder.
+
+Printed per size and per rule: jobs, wall seconds (sum over jobs), seconds per Mpx, the largest peak memory (max
+RSS of any job, from the ``benchmark:`` files), and bytes written per Mpx (the rule's outputs on disk); then the
+intermediates (tiles + predictions) against the raw slide, and the time per Mpx across sizes (linear in pixels
+means a flat s/Mpx). ``--compare-tile T``: the smallest size again with ``tiling.tile: T``; cell counts, and the
+share of cells in a central 2048 x 2048 region matched at IoU >= 0.9 between the two runs (goal >= 99%).
+Goals (issue): no job above 4 GB, time linear in pixels, intermediates at most 2x the raw image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+BLOCK = 1024
+POOL = 8  # distinct generated blocks
+OUTPUTS = {  # rule -> its outputs under results/, per sample {s}
+    "tile": ["tiles/{s}"], "segment": ["predictions/{s}"], "stitch": ["segmentation/{s}"],
+    "measure": ["measurements/{s}.csv", "measurements/{s}.parquet", "measurements/{s}.h5ad"],
+    "ngff": ["ngff/{s}.ome.zarr"], "spatialdata": ["spatialdata/{s}.zarr"],
+}
+INTERMEDIATE = ("tile", "segment")
+
+
+def size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def block_pool(seed: int = 0) -> list[np.ndarray]:
+    """(2, BLOCK, BLOCK) uint16 blocks of generated tissue (nuclear, membrane)."""
+    from cellscale.synth.tissue import make_tissue
+
+    pool = []
+    for k in range(POOL):
+        tissue = make_tissue((BLOCK, BLOCK), n_cells=BLOCK * BLOCK // 1400, seed=seed + k)
+        img = np.asarray(tissue.image, np.float64)
+        pool.append(np.clip(img / max(img.max(), 1e-9) * 50000, 0, 65535).astype(np.uint16))
+    return pool
+
+
+def write_slide(path: Path, mpx: float, pool: list[np.ndarray]) -> tuple[int, int]:
+    """A square slide of about ``mpx`` megapixels, written tile by tile; returns (height, width)."""
+    import tifffile
+
+    side = int(round(np.sqrt(mpx * 1e6) / BLOCK)) * BLOCK or BLOCK
+    n = side // BLOCK
+    tile = 512
+
+    def block(by: int, bx: int) -> np.ndarray:
+        b = pool[(by * 7 + bx * 3) % len(pool)]
+        b = np.rot90(b, k=(by + bx) % 4, axes=(1, 2))
+        return b[:, ::-1] if (by * n + bx) % 3 == 0 else b
+
+    def tiles():
+        for c in range(2):
+            for y in range(0, side, tile):
+                for x in range(0, side, tile):
+                    b = block(y // BLOCK, x // BLOCK)
+                    yield np.ascontiguousarray(b[c, y % BLOCK:y % BLOCK + tile, x % BLOCK:x % BLOCK + tile])
+
+    tifffile.imwrite(path, tiles(), shape=(2, side, side), dtype=np.uint16, tile=(tile, tile), compression="zlib",
+                     ome=True, photometric="minisblack", bigtiff=True,
+                     metadata={"axes": "CYX", "Channel": {"Name": ["DNA", "membrane"]},
+                               "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    return side, side
+
+
+def prepare(work: Path, slide: Path, shard_mpx: float | None, tile: int | None) -> None:
+    import yaml
+
+    (work / "config").mkdir(parents=True, exist_ok=True)
+    (work / "config" / "samples.tsv").write_text(
+        "sample\timage\tkind\tnuclear_channel\tmembrane_channel\tpixel_size_um\n"
+        f"slide\t{slide}\ttissue\t0\t1\t0.5\n")
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config.update(samples=str(work / "config" / "samples.tsv"),
+                  models={"nuclear": str(ROOT / "models" / "nuclear"), "tissue": str(ROOT / "models" / "tissue")})
+    config["batches"]["enabled"] = False
+    if shard_mpx:
+        config["tiling"]["shard_mpx"] = shard_mpx
+    if tile:
+        config["tiling"]["tile"] = tile
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def run_workflow(work: Path) -> float:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(work), "--cores", "2",
+           "--rerun-incomplete"]
+    began = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-4000:]}")
+    return time.perf_counter() - began
+
+
+def rule_table(work: Path, mpx: float) -> pd.DataFrame:
+    rows = []
+    bench = work / "results" / "benchmarks"
+    for rule_dir in sorted(p for p in bench.iterdir() if p.is_dir()):
+        files = list(rule_dir.rglob("*.tsv"))
+        frames = [pd.read_csv(f, sep="\t") for f in files]
+        table = pd.concat(frames, ignore_index=True)
+        rule = rule_dir.name
+        written = sum(size_of(work / "results" / o.format(s="slide")) for o in OUTPUTS.get(rule, []))
+        rows.append({"rule": rule, "jobs": len(files), "s": float(table["s"].sum()),
+                     "s_per_mpx": float(table["s"].sum()) / mpx, "max_rss_mb": float(table["max_rss"].max()),
+                     "bytes_per_mpx": written / mpx if rule in OUTPUTS else np.nan})
+    return pd.DataFrame(rows)
+
+
+def matched_share(a: np.ndarray, b: np.ndarray, iou: float = 0.9) -> tuple[int, int, float]:
+    """(cells in a, cells in b, share of a's cells with a partner in b at IoU >= iou), cells touching the region's
+    edge left out."""
+    from scipy.optimize import linear_sum_assignment
+    from skimage.segmentation import clear_border
+
+    from cellscale.segment.metrics import iou_matrix
+
+    a, b = clear_border(a), clear_border(b)
+    m = iou_matrix(a, b)
+    rows, cols = linear_sum_assignment(-m)
+    n_a, n_b = m.shape
+    return n_a, n_b, float((m[rows, cols] >= iou).sum() / max(n_a, 1))
+
+
+def compare(work_a: Path, work_b: Path, region: int = 2048) -> dict:
+    from cellscale.io import read_labels
+
+    out = {}
+    for comp in ("nuclear", "whole_cell"):
+        a = read_labels(work_a / "results" / "segmentation" / "slide" / f"{comp}.ome.tif")
+        b = read_labels(work_b / "results" / "segmentation" / "slide" / f"{comp}.ome.tif")
+        cy, cx = a.shape[0] // 2, a.shape[1] // 2
+        half = min(region, *a.shape) // 2
+        window = (slice(cy - half, cy + half), slice(cx - half, cx + half))
+        n_a, n_b, share = matched_share(a[window], b[window])
+        out[comp] = {"cells_a": int(len(np.unique(a)) - 1), "cells_b": int(len(np.unique(b)) - 1),
+                     "region_cells": n_a, "matched_iou_0.9": share}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mpx", type=float, nargs="+", default=[26, 105, 1000])
+    p.add_argument("--shard-mpx", type=float, default=None, help="tiling.shard_mpx (default: the config's)")
+    p.add_argument("--compare-tile", type=int, default=None, help="rerun the smallest size with this tiling.tile")
+    p.add_argument("--quick", action="store_true", help="CI: one 1 Mpx slide, 0.5 Mpx shards, tile comparison 384")
+    p.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args()
+    if a.quick:
+        a.mpx, a.shard_mpx, a.compare_tile = [1.0], 0.5, 384
+    tmp = a.keep or Path(tempfile.mkdtemp(prefix="cellscale-gigapixel-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    figures = {"sizes": {}}
+    try:
+        pool = block_pool()
+        for mpx in sorted(a.mpx):
+            slide = tmp / f"slide_{mpx:g}.ome.tif"
+            if not slide.exists():
+                shape = write_slide(slide, mpx, pool)
+            else:
+                import tifffile
+                shape = tifffile.TiffFile(slide).series[0].shape[1:]
+            real_mpx = shape[0] * shape[1] / 1e6
+            work = tmp / f"work_{mpx:g}"
+            prepare(work, slide, a.shard_mpx, None)
+            wall = run_workflow(work)
+            table = rule_table(work, real_mpx)
+            raw = size_of(slide)
+            inter = table.loc[table["rule"].isin(INTERMEDIATE), "bytes_per_mpx"].sum() * real_mpx
+            print(f"\nslide {shape[0]} x {shape[1]} ({real_mpx:.1f} Mpx, 2 channels uint16; "
+                  f"{raw / 1e6:.0f} MB zlib OME-TIFF): workflow {wall:.0f} s, {real_mpx / wall:.3f} Mpx/s")
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+            print(f"intermediates (tiles + predictions): {inter / 1e6:.0f} MB = {inter / raw:.1f} x the raw slide "
+                  f"file (goal <= 2); largest job peak {table['max_rss_mb'].max():.0f} MB (goal <= 4096)")
+            figures["sizes"][f"{mpx:g}"] = {"mpx": real_mpx, "wall_s": wall, "raw_bytes": raw,
+                                            "intermediate_bytes": inter, "rules": table.to_dict("records")}
+        sizes = figures["sizes"]
+        if len(sizes) > 1:
+            print("\ntime per Mpx across sizes (linear in pixels: flat):")
+            for key, f in sizes.items():
+                print(f"  {f['mpx']:8.1f} Mpx: {f['wall_s'] / f['mpx']:.2f} s/Mpx")
+        if a.compare_tile:
+            smallest = f"{min(a.mpx):g}"
+            other = tmp / f"work_{smallest}_tile{a.compare_tile}"
+            prepare(other, tmp / f"slide_{smallest}.ome.tif", a.shard_mpx, a.compare_tile)
+            run_workflow(other)
+            result = compare(tmp / f"work_{smallest}", other)
+            figures["tile_comparison"] = {"tile": a.compare_tile, **result}
+            print(f"\ntile {a.compare_tile} vs the config's, {smallest} Mpx slide:")
+            for comp, r in result.items():
+                print(f"  {comp}: cells {r['cells_a']} vs {r['cells_b']}; central region {r['region_cells']} cells, "
+                      f"{100 * r['matched_iou_0.9']:.2f}% matched at IoU >= 0.9 (goal >= 99%)")
+        if a.json:
+            a.json.write_text(json.dumps(figures, indent=2, default=float))
+    finally:
+        if a.keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

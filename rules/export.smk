@@ -1,0 +1,87 @@
+# Outputs the ecosystem opens directly (config output.formats): an OME-Zarr image with its labels (NGFF) and a
+# SpatialData store, per sample with its own jobs (results/ngff/<sample>.ome.zarr, results/spatialdata/<sample>.zarr)
+# and per batch of small images, one store per field of view (results/ngff/batch_NNNN/<sample>.ome.zarr, ...;
+# results/index.tsv says where each sample's are). Images and labels are read chunk by chunk.
+
+EXPORT_PARAMS = dict(
+    image=lambda w: sheet["image"][w.sample],
+    compartments=lambda w: compartments(w.sample),
+    timelapse=lambda w: is_timelapse(w.sample),
+    channel_names=lambda w: channel_names(w.sample),
+    pixel_size=lambda w: pixel_size(w.sample),
+    output=config["output"],
+)
+
+
+rule ngff:
+    input:
+        unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
+        table="results/measurements/{sample}.parquet",
+    output:
+        store=directory("results/ngff/{sample}.ome.zarr"),
+    params:
+        **EXPORT_PARAMS,
+        format="ome-zarr",
+    resources:
+        mem_mb=4000,
+    log:
+        "logs/ngff/{sample}.log",
+    benchmark:
+        "results/benchmarks/ngff/{sample}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/export.py"
+
+
+use rule ngff as spatialdata with:
+    input:
+        unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
+        table="results/measurements/{sample}.h5ad",
+    output:
+        store=directory("results/spatialdata/{sample}.zarr"),
+    params:
+        **EXPORT_PARAMS,
+        format="spatialdata",
+    log:
+        "logs/spatialdata/{sample}.log",
+    benchmark:
+        "results/benchmarks/spatialdata/{sample}.tsv"
+
+
+rule ngff_batch:
+    input:
+        batch="results/batches/{batch}",
+        table="results/cells/batch_{batch}.parquet",
+        images=lambda w: existing_images(batch_members(w.batch)),
+    output:
+        stores=directory("results/ngff/batch_{batch}"),
+    params:
+        fields=batch_fields,
+        image_paths=lambda w: existing_images(batch_members(w.batch)),  # the sheet's paths of input.images
+        output=config["output"],
+        format="ome-zarr",
+    resources:
+        mem_mb=4000,
+    log:
+        "logs/ngff_batch/{batch}.log",
+    benchmark:
+        "results/benchmarks/ngff_batch/{batch}.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/export.py"
+
+
+use rule ngff_batch as spatialdata_batch with:
+    output:
+        stores=directory("results/spatialdata/batch_{batch}"),
+    params:
+        fields=batch_fields,
+        image_paths=lambda w: existing_images(batch_members(w.batch)),
+        output=config["output"],
+        format="spatialdata",
+    log:
+        "logs/spatialdata_batch/{batch}.log",
+    benchmark:
+        "results/benchmarks/spatialdata_batch/{batch}.tsv"

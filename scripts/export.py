@@ -1,0 +1,24 @@
+"""Snakemake script of the export rules (rules/export.smk): ngff, spatialdata (a sample), ngff_batch,
+spatialdata_batch (a batch of small images)."""
+
+from cellscale.logs import step_log
+from cellscale.steps import export as step
+
+s = snakemake  # noqa: F821 (provided by Snakemake)
+settings = step.OutputSettings.from_dict(s.params.output)  # config["output"]
+with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
+    if s.rule.endswith("_batch"):
+        step.export_batch(s.input.batch, s.input.table, s.params.fields, list(s.input.images),
+                          {s.params.format: s.output.stores}, settings=settings)
+    else:
+        step.export_one(
+            s.wildcards.sample,
+            s.input.image or s.params.image,
+            {c: s.input[c] for c in s.params.compartments},
+            s.input.table,
+            {s.params.format: s.output.store},
+            timelapse=s.params.timelapse,
+            channel_names=s.params.channel_names,
+            pixel_size_um=s.params.pixel_size,
+            settings=settings,
+        )

@@ -1,0 +1,10 @@
+"""Outputs the ecosystem opens directly: OME-NGFF images with their ``labels/`` (:mod:`.ngff`) and one SpatialData
+store per sample (:mod:`.spatial`). Both read the image and the labels lazily (dask over
+:class:`cellscale.io.ImageSource`), so a slide never has to fit in memory.
+"""
+
+from .lazy import lazy_image, lazy_labels
+from .ngff import NGFF_VERSION, label_metadata, write_ngff
+from .spatial import write_spatialdata
+
+__all__ = ["NGFF_VERSION", "label_metadata", "lazy_image", "lazy_labels", "write_ngff", "write_spatialdata"]

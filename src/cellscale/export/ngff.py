@@ -1,0 +1,150 @@
+"""A sample as one OME-Zarr (NGFF) image: a pyramid of the image and, under ``labels/``, a pyramid of each
+compartment's labels, with colours and properties (``label-value`` <-> the sample's table row) as the NGFF label
+spec describes.
+
+NGFF 0.5 on Zarr v3: the current spec, what ome-zarr-py >= 0.10 writes by default with zarr 3 and napari-ome-zarr
+reads; the review bundles use it too (:mod:`cellscale.review.bundle`). 0.4 on Zarr v2 remains available
+(``ngff="0.4"``) for viewers that do not read 0.5 yet.
+
+The image is read chunk by chunk (:func:`cellscale.export.lazy_image`) and the pyramid is computed by dask
+from chunks, so a slide of any size is written in bounded memory. Every resolution level is chunked
+:data:`cellscale.export.lazy.CHUNK` pixels square.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("cellscale")
+
+NGFF_VERSION = "0.5"
+NGFF_VERSIONS = ("0.5", "0.4")
+MIN_LEVEL = 256  # the pyramid stops at the first level whose longer side is below this
+
+
+def require(module: str, extra: str):
+    """Import ``module``, or a RuntimeError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RuntimeError(f"writing this output needs the {module!r} library: pip install 'cellscale[{extra}]' "
+                           f"(or remove the format from the config's output.formats)") from None
+
+
+def scale_factors(height: int, width: int, min_level: int = MIN_LEVEL) -> list[int]:
+    """Cumulative downsampling factors of the pyramid's lower levels: 2, 4, ... while the longer side stays at
+    least ``min_level``."""
+    factors, f = [], 2
+    while max(height, width) // f >= min_level:
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+def _color(value: int) -> list[int]:
+    """A fixed, well-spread RGBA colour for a label value (golden-ratio hues)."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((value * 0.6180339887) % 1.0, 0.65, 1.0)
+    return [int(255 * r), int(255 * g), int(255 * b), 255]
+
+
+def label_metadata(table: pd.DataFrame | None, compartment: str, max_labels: int) -> dict:
+    """The ``image-label`` metadata of one compartment: a colour and properties for each label of ``table`` (the
+    sample's per-cell table: ``table-row`` is the row of the label's first cell in it, with its ``area``).
+
+    Above ``max_labels`` labels only the source is recorded (JSON metadata of millions of labels slows every
+    reader); the table links labels to cells there (``CellID``).
+    """
+    meta: dict = {"source": {"image": "../../"}}
+    if table is None or not len(table):
+        return meta
+    rows = table.reset_index(drop=True)
+    if "compartment" in rows.columns:
+        rows = rows[rows["compartment"] == compartment]
+    first = rows.drop_duplicates("CellID")
+    if len(first) > max_labels:
+        log.info(f"labels/{compartment}: {len(first)} labels, above output.label_metadata_max ({max_labels}); "
+                 f"colours and properties not written")
+        return meta
+    ids = first["CellID"].to_numpy(dtype=np.int64)
+    area = first["Area"].to_numpy() if "Area" in first.columns else None
+    meta["colors"] = [{"label-value": int(v), "rgba": _color(int(v))} for v in ids]
+    meta["properties"] = [{"label-value": int(v), "table-row": int(row),
+                           **({"area": float(area[i])} if area is not None else {})}
+                          for i, (v, row) in enumerate(zip(ids, first.index))]
+    return meta
+
+
+def _format(ngff: str):
+    from ome_zarr.format import FormatV04, FormatV05
+
+    if ngff not in NGFF_VERSIONS:
+        raise ValueError(f"NGFF version must be one of {', '.join(NGFF_VERSIONS)}, got {ngff!r}")
+    return FormatV05() if ngff == "0.5" else FormatV04()
+
+
+def _omero(channel_names: list[str], windows: list[tuple[float, float]]) -> dict:
+    return {"channels": [{"label": name, "active": True, "color": "FFFFFF",
+                          "window": {"start": lo, "end": hi, "min": lo, "max": hi}}
+                         for name, (lo, hi) in zip(channel_names, windows)]}
+
+
+def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool = False,
+               pixel_size_um: float | None = None, channel_names: list[str] | None = None,
+               windows: list[tuple[float, float]] | None = None, table: pd.DataFrame | None = None,
+               ngff: str = NGFF_VERSION, max_label_metadata: int = 100_000) -> None:
+    """Write an OME-Zarr image with its labels, as a new folder ``path`` (replaced whole: written beside it first).
+
+    Parameters
+    ----------
+    image : (C, Y, X), or (T, C, Y, X) when ``timelapse``: a dask or NumPy array.
+    labels : compartment -> (Y, X) or (T, Y, X) uint32 labels (dask or NumPy).
+    windows : per channel (low, high) display range (the ``omero`` metadata); default: the dtype's range.
+    table : the sample's per-cell table (``CellID``, ``compartment``, ``Area``), for the labels' properties.
+    """
+    require("ome_zarr", "review")
+    import dask.array as da
+    import zarr
+    from ome_zarr.writer import write_image, write_labels
+
+    from cellscale.io import atomic_dir
+
+    fmt = _format(ngff)
+    image = da.asarray(image)
+    axes = "tcyx" if timelapse else "cyx"
+    if image.ndim != len(axes):
+        raise ValueError(f"{path}: expected a {axes.upper()} image, got shape {image.shape}")
+    height, width = image.shape[-2:]
+    for name, lab in labels.items():
+        if tuple(lab.shape) != tuple(image.shape[:-3]) + (height, width):
+            raise ValueError(f"{path}: labels {name!r} of shape {lab.shape} do not match the image {image.shape}")
+    factors = scale_factors(height, width)
+    size = pixel_size_um or 1.0
+    scale = {"t": 1.0, "c": 1.0, "y": size, "x": size} if timelapse else {"c": 1.0, "y": size, "x": size}
+    units = {"y": "micrometer", "x": "micrometer"} if pixel_size_um else None
+    n_channels = image.shape[-3]
+    names = channel_names if channel_names and len(channel_names) == n_channels else \
+        [f"ch{i}" for i in range(n_channels)]
+    if windows is None:
+        info = np.iinfo(image.dtype) if image.dtype.kind in "iu" else None
+        windows = [(float(info.min), float(info.max)) if info else (0.0, 1.0)] * n_channels
+    chunks = (1, 1, *image.chunksize[-2:]) if timelapse else (1, *image.chunksize[-2:])
+    with atomic_dir(path) as tmp:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=fmt.zarr_format)
+        write_image(image, root, scale_factors=factors, axes=axes, fmt=fmt, scale=scale, axes_units=units,
+                    storage_options={"chunks": chunks}, name=Path(path).name, omero=_omero(names, windows))
+        label_scale = {k: v for k, v in scale.items() if k != "c"}
+        for name, lab in labels.items():
+            lab = da.asarray(lab).astype(np.uint32)
+            write_labels(lab, root, name=name, scaler=None, scale_factors=factors, axes=axes.replace("c", ""),
+                         fmt=fmt, scale=label_scale, axes_units=units,
+                         storage_options={"chunks": tuple(c for i, c in enumerate(chunks) if axes[i] != "c")},
+                         label_metadata=label_metadata(table, name, max_label_metadata))

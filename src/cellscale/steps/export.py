@@ -1,0 +1,107 @@
+"""Steps of the export rules (``rules/export.smk``): a sample's image, labels and cells as an OME-Zarr image with
+``labels/`` (``ngff``) and as a SpatialData store (``spatialdata``); for a batch of small images, one of each per
+field of view (``export_batch``). See :mod:`cellscale.export`."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from cellscale.export import lazy_image, lazy_labels, write_ngff, write_spatialdata
+from cellscale.io import atomic_dir
+from cellscale.measure import table_anndata
+from cellscale.settings import Settings, default
+from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv, staged_paths
+from cellscale.steps.measure import sample_channel_names
+
+log = logging.getLogger("cellscale")
+NGFF, SPATIALDATA = "ome-zarr", "spatialdata"
+
+
+@dataclass(frozen=True)
+class OutputSettings(Settings):
+    """``output``: which formats hold a sample's results (defaults: the config schema's)."""
+
+    SECTION: ClassVar[str] = "output"
+    formats: tuple = field(default_factory=lambda: tuple(default("output", "formats")))
+    ngff_version: str = default("output", "ngff_version")
+    label_metadata_max: int = default("output", "label_metadata_max")
+    boundaries: bool = default("output", "boundaries")
+
+
+def display_windows(image, low: float = 0.5, high: float = 99.5) -> list[tuple[float, float]]:
+    """Per channel display range from a strided sample of the image (percentiles ``low`` .. ``high``)."""
+    sample = image.subsample().astype(np.float64)
+    out = []
+    for c in range(sample.shape[1]):
+        lo, hi = np.percentile(sample[:, c], [low, high])
+        out.append((float(lo), float(hi if hi > lo else lo + 1)))
+    return out
+
+
+def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, timelapse: bool = False,
+               channel_names: list[str] | None = None, pixel_size_um: float | None = None,
+               settings: OutputSettings | None = None) -> None:
+    """Write one sample's outputs: ``out`` maps a format (``ome-zarr``, ``spatialdata``) to its path.
+
+    ``table``: the sample's per-cell table (a DataFrame, or the path of its Parquet or .h5ad file).
+    """
+    import anndata
+
+    settings = settings or OutputSettings()
+    if isinstance(table, (str, Path)) and str(table).endswith(".h5ad"):
+        adata = anndata.read_h5ad(table)
+        frame = adata.obs
+    else:
+        frame = pd.read_parquet(table) if isinstance(table, (str, Path)) else table
+        adata = table_anndata(frame) if SPATIALDATA in out else None
+    with ExitStack() as stack:
+        image = stack.enter_context(open_sample_image(sample, image_path, timelapse))
+        labels = {c: stack.enter_context(open_sample_image(sample, p, timelapse)) for c, p in label_files.items()}
+        for comp, lab in labels.items():
+            if lab.shape[2:] != image.shape[2:] or lab.shape[1] != 1 or lab.shape[0] != image.shape[0]:
+                raise StepError(f"sample {sample!r}: {label_files[comp]}: labels (T, C, Y, X) {lab.shape} do not "
+                                f"match the image {image.shape}")
+        lazy = {c: lazy_labels(lab, timelapse) for c, lab in labels.items()}
+        names = sample_channel_names(image_path, image.shape[1], channel_names)
+        if NGFF in out:
+            log.info(f"{sample}: writing {out[NGFF]} (NGFF {settings.ngff_version}; image {image.shape}, "
+                     f"labels {', '.join(labels)})")
+            write_ngff(out[NGFF], lazy_image(image, timelapse), lazy, timelapse=timelapse,
+                       pixel_size_um=pixel_size_um, channel_names=names, windows=display_windows(image),
+                       table=frame, ngff=settings.ngff_version, max_label_metadata=settings.label_metadata_max)
+        if SPATIALDATA in out:
+            log.info(f"{sample}: writing {out[SPATIALDATA]} (SpatialData; {adata.n_obs} cells)")
+            write_spatialdata(out[SPATIALDATA], lazy_image(image, timelapse), lazy, adata, timelapse=timelapse,
+                              pixel_size_um=pixel_size_um, channel_names=names, boundaries=settings.boundaries)
+
+
+def export_batch(batch_dir, table_path, fields: list[dict], image_paths: list, out: dict,
+                 settings: OutputSettings | None = None) -> None:
+    """One store per field of view of a batch that succeeded: ``out[format]/<sample>.ome.zarr`` (NGFF) and
+    ``out[format]/<sample>.zarr`` (SpatialData); ``fields``: the sheet's rows of the batch (``sample``, ``image``,
+    ``pixel_size_um``, ``channel_names``), ``image_paths``: where this job reads their images, in their order."""
+    batch_dir = Path(batch_dir)
+    status = read_tsv(batch_dir / "fields.tsv").set_index("sample")["status"]
+    cells = pd.read_parquet(table_path)
+    staged = staged_paths([f["image"] for f in fields], image_paths)
+    suffix = {NGFF: ".ome.zarr", SPATIALDATA: ".zarr"}
+    with ExitStack() as stack:
+        folders = {fmt: stack.enter_context(atomic_dir(path)) for fmt, path in out.items()}
+        for f in fields:
+            sample = f["sample"]
+            if status.get(sample) != "ok":
+                log.info(f"{sample}: not segmented ({status.get(sample, 'absent')}), nothing to export")
+                continue
+            comps = [c for c, p in label_paths(batch_dir, sample, ("nuclear", "whole_cell")).items() if p.exists()]
+            table = cells[cells["sample"] == sample].drop(columns="sample").reset_index(drop=True)
+            export_one(sample, staged[f["image"]], label_paths(batch_dir, sample, comps), table,
+                       {fmt: folders[fmt] / f"{sample}{suffix[fmt]}" for fmt in out},
+                       channel_names=f.get("channel_names"), pixel_size_um=f.get("pixel_size_um"),
+                       settings=settings)

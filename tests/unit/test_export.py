@@ -1,0 +1,169 @@
+"""OME-NGFF and SpatialData outputs (cellscale.export), read back with the libraries their users use: ome-zarr and
+spatialdata."""
+
+from __future__ import annotations
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellscale.export import label_metadata, lazy_image, lazy_labels, write_ngff, write_spatialdata
+from cellscale.export.ngff import scale_factors
+from cellscale.io import ImageSource
+
+
+def blobs(shape, n, seed=0):
+    """(Y, X) uint32 labels: ``n`` squares of different sizes at random places (later ones on top)."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.uint32)
+    for i in range(1, n + 1):
+        s = int(rng.integers(6, 30))
+        y, x = (int(rng.integers(0, d - s)) for d in shape)
+        lab[y:y + s, x:x + s] = i
+    return lab
+
+
+def present(lab) -> set[int]:
+    return set(np.unique(np.asarray(lab)).tolist()) - {0}
+
+
+@pytest.fixture
+def still():
+    rng = np.random.default_rng(1)
+    image = (rng.random((1, 2, 700, 600)) * 4000).astype(np.uint16)
+    labels = {"nuclear": blobs((700, 600), 40, 2), "whole_cell": blobs((700, 600), 30, 3)}
+    return image, labels
+
+
+def read_ngff(path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    image, labels = None, {}
+    for node in Reader(parse_url(str(path)))():
+        if not node.data:
+            continue
+        if any(isinstance(s, Label) for s in node.specs):
+            labels[node.metadata["name"]] = node
+        elif image is None:
+            image = node
+    return image, labels
+
+
+def table_of(labels: dict) -> pd.DataFrame:
+    rows = [pd.DataFrame({"compartment": comp, "CellID": sorted(present(lab)),
+                          "Area": [float((lab == i).sum()) for i in sorted(present(lab))]})
+            for comp, lab in labels.items()]
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_lazy_arrays_read_the_source_region_by_region(still):
+    image, labels = still
+    source = ImageSource.from_array(image)
+    lazy = lazy_image(source, timelapse=False, chunk=256)
+    assert lazy.chunksize == (2, 256, 256)
+    np.testing.assert_array_equal(lazy[:, 100:400, 250:].compute(), image[0, :, 100:400, 250:])
+    lab = lazy_labels(ImageSource.from_array(labels["nuclear"][None, None]), timelapse=False, chunk=256)
+    assert lab.dtype == np.uint32
+    np.testing.assert_array_equal(lab.compute(), labels["nuclear"])
+    movie = lazy_image(ImageSource.from_array(np.stack([image[0], image[0] + 1])), timelapse=True, chunk=256)
+    np.testing.assert_array_equal(movie[1, 0, :5, :5].compute(), image[0, 0, :5, :5] + 1)
+
+
+@pytest.mark.parametrize("ngff", ["0.5", "0.4"])
+def test_ngff_image_and_labels_read_back_with_ome_zarr(tmp_path, still, ngff):
+    image, labels = still
+    table = table_of(labels)
+    out = tmp_path / "sample.ome.zarr"
+    write_ngff(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
+               {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256) for c, l in labels.items()},
+               pixel_size_um=0.5, channel_names=["DNA", "membrane"], table=table, ngff=ngff)
+    node, nodes = read_ngff(out)
+    assert [d.shape for d in node.data] == [(2, 700, 600), (2, 350, 300)]  # down to a side below 256 x 2
+    np.testing.assert_array_equal(np.asarray(node.data[0]), image[0])
+    assert node.metadata["channel_names"] == ["DNA", "membrane"]
+    assert sorted(nodes) == ["nuclear", "whole_cell"]
+    for comp, lab in labels.items():
+        np.testing.assert_array_equal(np.asarray(nodes[comp].data[0]), lab)
+        assert np.asarray(nodes[comp].data[1]).shape == (350, 300)
+        props = nodes[comp].metadata["properties"]  # label value -> its properties
+        assert set(props) == present(lab)
+        for value, p in props.items():
+            row = table.iloc[p["table-row"]]
+            assert (row["compartment"], row["CellID"], row["Area"]) == (comp, value, float((lab == value).sum()))
+    attrs = (out / "zarr.json").read_text() if ngff == "0.5" else (out / ".zattrs").read_text()
+    assert '"micrometer"' in attrs and "0.5" in attrs
+
+
+def test_label_metadata_is_capped_and_follows_the_spec(still):
+    _, labels = still
+    table = table_of(labels)
+    meta = label_metadata(table, "nuclear", max_labels=1000)
+    assert meta["source"] == {"image": "../../"}
+    assert [c["label-value"] for c in meta["colors"]] == sorted(present(labels["nuclear"]))
+    assert all(len(c["rgba"]) == 4 and all(0 <= v <= 255 for v in c["rgba"]) for c in meta["colors"])
+    capped = label_metadata(table, "nuclear", max_labels=10)
+    assert "colors" not in capped and "properties" not in capped
+
+
+def test_scale_factors_stop_below_the_smallest_level():
+    assert scale_factors(32_000, 32_000) == [2, 4, 8, 16, 32, 64]
+    assert scale_factors(300, 200) == []
+
+
+def test_spatialdata_store_links_table_rows_to_label_ids(tmp_path, still):
+    import spatialdata
+
+    image, labels = still
+    table = table_of(labels)
+    adata = anndata.AnnData(X=np.ones((len(table), 2)), obs=table.assign(compartment=table["compartment"]
+                                                                              .astype("category")))
+    adata.obs_names = [f"s:{c}:{i}" for c, i in zip(table["compartment"], table["CellID"])]
+    out = tmp_path / "sample.zarr"
+    write_spatialdata(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
+                      {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256)
+                       for c, l in labels.items()}, adata, pixel_size_um=0.5, channel_names=["DNA", "membrane"])
+    sdata = spatialdata.read_zarr(out)
+    assert set(sdata.images) == {"image"} and set(sdata.labels) == {"nuclear", "whole_cell"}
+    np.testing.assert_array_equal(sdata.images["image"]["scale0"]["image"].values, image[0])
+    assert list(sdata.images["image"]["scale0"]["image"].coords["c"].values) == ["DNA", "membrane"]
+    t = sdata.tables["table"]
+    attrs = t.uns["spatialdata_attrs"]
+    assert (attrs["region_key"], attrs["instance_key"]) == ("region", "instance_id")
+    for comp, lab in labels.items():
+        stored = sdata.labels[comp]["scale0"]["image"].values
+        np.testing.assert_array_equal(stored, lab)
+        rows = t.obs[t.obs["region"] == comp]
+        assert set(rows["instance_id"]) == present(lab)
+        shapes = sdata.shapes[f"{comp}_boundaries"]
+        assert set(shapes.index) == present(lab)
+        # each outline covers its label's pixels: its area is within a pixel-wide rim of the pixel count
+        for value in list(present(lab))[:5]:
+            pixels = (lab == value).sum()
+            assert abs(shapes.geometry.loc[value].area - pixels) <= 2 * np.sqrt(pixels) + 2
+    scale = spatialdata.transformations.get_transformation(sdata.labels["nuclear"])
+    np.testing.assert_allclose(scale.to_affine_matrix(("y", "x"), ("y", "x"))[:2, :2], np.diag([0.5, 0.5]))
+
+
+def test_spatialdata_time_lapse_has_one_element_per_frame(tmp_path):
+    import spatialdata
+
+    movie = np.stack([blobs((300, 260), 6, s) for s in range(3)])
+    image = (movie[:, None] * 100).astype(np.uint16)
+    rows = [pd.DataFrame({"compartment": "nuclear", "frame": t, "CellID": sorted(present(movie[t])),
+                          "track_id": sorted(present(movie[t]))}) for t in range(3)]
+    obs = pd.concat(rows, ignore_index=True)
+    obs.index = obs.index.astype(str)
+    adata = anndata.AnnData(X=np.ones((len(obs), 1)), obs=obs)
+    out = tmp_path / "movie.zarr"
+    write_spatialdata(out, lazy_image(ImageSource.from_array(image), True), {"nuclear": movie}, adata,
+                      timelapse=True)
+    sdata = spatialdata.read_zarr(out)
+    assert set(sdata.labels) == {"nuclear_t000", "nuclear_t001", "nuclear_t002"}
+    assert set(sdata.images) == {"image_t000", "image_t001", "image_t002"}
+    t = sdata.tables["table"]
+    assert {"frame", "track_id"} <= set(t.obs.columns)
+    for f in range(3):
+        rows = t.obs[t.obs["region"] == f"nuclear_t{f:03d}"]
+        assert (rows["frame"] == f).all() and set(rows["instance_id"]) == present(movie[f])
