@@ -33,9 +33,9 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 # The versions the GKE profile was tested with (tests/system/test_gke_*.py); the project's other dependencies
 # follow pyproject.toml. Not the `model` extra: it would add tensorflow-cpu beside the base image's TensorFlow.
-RUN python -m pip install ${TF_PACKAGE} . \
+RUN python -m pip install ${TF_PACKAGE} ".[spatial]" \
       "keras==3.15.1" "ai-edge-litert==2.3.0" "numpy==2.4.6" "scipy==1.17.1" "scikit-image==0.26.0" "pandas==2.3.3" \
-      "pyarrow==26.0.1" "tifffile==2026.3.3" "zarr==3.1.6" \
+      "pyarrow==26.0.1" "tifffile==2026.3.3" "zarr==3.1.6" "ome-zarr==0.18.0" "spatialdata==0.7.2" "anndata==0.12.19" \
       "snakemake==9.27.1" "snakemake-storage-plugin-gcs==1.1.4" "snakemake-storage-plugin-fs==1.1.3" \
  && mkdir /opt/wheels \
  && python -m pip download --no-deps --dest /opt/wheels \
