@@ -308,6 +308,10 @@ def rule_threads(rule: str) -> int:
         if match:
             threads = re.search(r"^\s+threads: (\d+)", match.group(1), re.M)
             return int(threads.group(1)) if threads else 1
+        derived = re.search(rf"^use rule (\w+) as {rule} with:\n(.*?)(?=^\S|\Z)", text, re.S | re.M)
+        if derived:  # a rule made from another: its threads unless it sets its own
+            threads = re.search(r"^\s+threads: (\d+)", derived.group(2), re.M)
+            return int(threads.group(1)) if threads else rule_threads(derived.group(1))
     raise KeyError(f"no rule {rule} in rules/*.smk")
 
 
