@@ -4,7 +4,7 @@ store per sample (:mod:`.spatial`). Both read the image and the labels lazily (d
 """
 
 from .lazy import lazy_image, lazy_labels
-from .ngff import NGFF_VERSION, label_metadata, write_ngff
+from .ngff import NGFF_VERSION, NGFF_VERSIONS, label_metadata, ngff_format, write_ngff
 from .spatial import write_spatialdata
 
-__all__ = ["NGFF_VERSION", "label_metadata", "lazy_image", "lazy_labels", "write_ngff", "write_spatialdata"]
+__all__ = ["NGFF_VERSION", "NGFF_VERSIONS", "ngff_format", "label_metadata", "lazy_image", "lazy_labels", "write_ngff", "write_spatialdata"]

@@ -83,7 +83,8 @@ def label_metadata(table: pd.DataFrame | None, compartment: str, max_labels: int
     return meta
 
 
-def _format(ngff: str):
+def ngff_format(ngff: str):
+    """The ome-zarr writer's format of an NGFF version (``0.5``: Zarr v3, ``0.4``: Zarr v2)."""
     from ome_zarr.format import FormatV04, FormatV05
 
     if ngff not in NGFF_VERSIONS:
@@ -117,7 +118,7 @@ def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool 
 
     from cellscale.io import atomic_dir
 
-    fmt = _format(ngff)
+    fmt = ngff_format(ngff)
     image = da.asarray(image)
     axes = "tcyx" if timelapse else "cyx"
     if image.ndim != len(axes):

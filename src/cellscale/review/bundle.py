@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from cellscale.datasets import sha256_of
+from cellscale.export import ngff_format
 from cellscale.io import check_labels
 
 MANIFEST = "bundle.json"
 CORRECTED = "corrected"
 KIND = "cellscale-review-bundle"
-NGFF_VERSIONS = ("0.5", "0.4")
 
 
 class BundleError(ValueError):
@@ -98,11 +98,7 @@ def require_ome_zarr() -> str:
 
 def _format(ngff: str):
     require_ome_zarr()
-    from ome_zarr.format import FormatV04, FormatV05
-
-    if ngff not in NGFF_VERSIONS:
-        raise ValueError(f"NGFF version must be one of {', '.join(NGFF_VERSIONS)}, got {ngff!r}")
-    return FormatV05() if ngff == "0.5" else FormatV04()
+    return ngff_format(ngff)
 
 
 def write_tile(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray, label_name: str, *,
