@@ -25,6 +25,7 @@ def write_config(workdir: Path, rows: list[str], **overrides) -> None:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["samples"] = str(workdir / "config" / "samples.tsv")
     config["models"] = {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}
+    config["output"] = {"formats": ["ome-tiff"]}  # the OME-Zarr and SpatialData stores: demo_run writes them
     config.update(overrides)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
@@ -53,7 +54,8 @@ def demo_run(tmp_path_factory):
         f"tissue\t{work / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5",
         f"movie\t{work / 'movie.ome.tif'}\ttimelapse\t\t\t\t",
         f"dsb\t{dsb}\ttissue\t\t\t\t",
-    ], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
+    ], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1},
+        output=yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["output"])  # every format
     result = run(work)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return work, tissue, tl, result
