@@ -151,7 +151,8 @@ def _evaluate_tracks(args) -> int:
 def _synth(args) -> int:
     from cellscale.synth.files import write_synthetic
 
-    print(write_synthetic(args.kind, args.output, args.truth_dir, args.seed, args.size, args.cells, args.frames))
+    print(write_synthetic(args.kind, args.output, args.truth_dir, args.seed, args.size, args.cells, args.frames,
+                          cell_shape=args.shape, doubling=args.doubling, motion=args.motion))
     return 0
 
 
@@ -503,16 +504,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate_tracks)
 
     p = sub.add_parser("synth", help="generate seeded test images with known ground truth",
-                       description="Generate a multichannel tissue image (DNA, membrane, two markers) or a "
-                                   "time-lapse of moving, dividing nuclei, with ground truth, deterministic for "
-                                   "a seed.")
-    p.add_argument("kind", choices=["tissue", "timelapse"])
+                       description="Generate a multichannel tissue image (DNA, membrane, two markers), a "
+                                   "time-lapse of moving, dividing nuclei (timelapse) or a dense colony of "
+                                   "growing, dividing rod-shaped or round cells that push each other (colony), "
+                                   "with ground truth (time-lapse and colony: CTC TRA/ folder), deterministic "
+                                   "for a seed.")
+    p.add_argument("kind", choices=["tissue", "timelapse", "colony"])
     p.add_argument("-o", "--output", required=True, help="image file to write (.ome.tif)")
     p.add_argument("--truth-dir", default=None, help="folder for the ground truth (default: next to the image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=512, help="image edge in pixels")
-    p.add_argument("--cells", type=int, default=None, help="number of cells")
-    p.add_argument("--frames", type=int, default=30, help="time-lapse frames")
+    p.add_argument("--cells", type=int, default=None,
+                   help="number of cells (colony: founder cells in the first frame, default 6)")
+    p.add_argument("--frames", type=int, default=None, help="time-lapse frames (default: timelapse 30, colony 50)")
+    p.add_argument("--shape", choices=["rod", "round"], default="rod",
+                   help="colony only: rod-shaped cells that elongate along their axis (E. coli-like, the default) "
+                        "or round cells that grow in area (yeast-like)")
+    p.add_argument("--doubling", type=float, default=8.0,
+                   help="colony only: mean doubling time in frames (default 8: 6 founders give about 300 cells "
+                        "after 50 frames)")
+    p.add_argument("--motion", type=float, default=0.3,
+                   help="colony only: random-walk step of each cell in px/frame, on top of the pushes of its "
+                        "growing neighbours (default 0.3)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("train", help="train a segmentation model and write it with its model card",
