@@ -20,6 +20,8 @@ Our solvers run with their defaults (parameters estimated from the data).
 Sequences:
 
 * ``synthetic``: the seeded time-lapse of :mod:`cellscale.synth.timelapse`.
+* ``colony``: a dense generated colony of rods (:mod:`cellscale.synth.colony`, seed 101, 512 x 512, 50 frames:
+  about 300 touching cells and 290 divisions at the end), the case where centroid distance fails.
 * ``GOWT1-01 GT``, ``SIM+-01 GT``: the ground-truth TRA masks of Cell
   Tracking Challenge sequences (read from ``../shared/data/ctc``, never
   copied), tracked as if they were a segmentation.
@@ -73,6 +75,17 @@ def synthetic(quick: bool):
     tl = make_timelapse(n_frames=30 if quick else 60, shape=(384, 384) if quick else (512, 512),
                         n_cells=25 if quick else 40, seed=0)
     gt = Path(tempfile.mkdtemp(prefix="track-bench-gt-"))
+    write_ctc_ground_truth(tl, gt)
+    return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
+
+
+def colony(quick: bool, seed: int = 101):
+    """A generated dense colony (:mod:`cellscale.synth.colony`; a seed no tracker setting was chosen on)."""
+    from cellscale.synth.colony import make_colony
+    from cellscale.synth.timelapse import write_ctc_ground_truth
+
+    tl = make_colony(n_frames=25 if quick else 50, shape=(256, 256) if quick else (512, 512), seed=seed)
+    gt = Path(tempfile.mkdtemp(prefix="track-bench-colony-"))
     write_ctc_ground_truth(tl, gt)
     return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
 
@@ -329,6 +342,9 @@ def main(argv=None) -> int:
         print("synthetic ...", flush=True)
         labels, match, image = synthetic(args.quick)
         run_sequence("synthetic", labels, match, image, args)
+        print("colony ...", flush=True)
+        labels, match, image = colony(args.quick)
+        run_sequence("colony (dense, generated)", labels, match, image, args)
     if SHARED.exists():
         for name in ([] if args.only_e2e else CTC):
             print(f"{name} GT ...", flush=True)
