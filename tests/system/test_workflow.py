@@ -359,7 +359,8 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "6 of 7 images failed" in result.stdout + result.stderr
     # with batches off, each sample has its own jobs: a bad one fails its tile job and leaves nothing behind
-    write_config(tmp_path / "own", rows, batches={"enabled": False})
+    # (and OME-Zarr instead of OME-TIFF labels)
+    write_config(tmp_path / "own", rows, batches={"enabled": False}, output={"formats": ["ome-zarr"]})
     result = run(tmp_path / "own")
     out = result.stdout + result.stderr
     assert result.returncode != 0
@@ -367,7 +368,9 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
     assert f"sample 'zstack': {tmp_path / 'zstack.ome.tif'}: a z-stack of 5 planes" in out
     assert (tmp_path / "own/results/measurements/good.csv").exists()
     assert (tmp_path / "own/results/report/good/summary.json").exists()
+    assert (tmp_path / "own/results/ngff/good.ome.zarr/labels/nuclear").is_dir()
     for bad in ("broken", "absent", "wrongchannel", "baddata", "nanpixels", "zstack"):
+        assert not list((tmp_path / "own/results/ngff").glob(f"{bad}*"))
         assert not (tmp_path / "own/results/tiles" / bad).exists()
         assert not list((tmp_path / "own/results/tiles").glob(f"{bad}*"))
         assert not (tmp_path / "own/results/segmentation" / bad).exists()
@@ -381,7 +384,9 @@ def test_minimal_sample_sheet_runs(tmp_path):
     tl = make_timelapse(n_frames=6, shape=(96, 96), n_cells=5, seed=3)
     write_image(tmp_path / "movie.tif", (tl.image * 60000).astype(np.uint16), axes="TYX")
     good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
-    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
+    # OME-Zarr instead of OME-TIFF labels: those are removed once measured and exported, and index.tsv names the store
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1},
+                 output={"formats": ["ome-zarr"]})
     (tmp_path / "config" / "samples.tsv").write_text(
         f"sample\timage\tkind\ndsb\t{good}\ttissue\nmovie\t{tmp_path / 'movie.tif'}\ttimelapse\n")
     result = run(tmp_path, "-n")
@@ -393,6 +398,11 @@ def test_minimal_sample_sheet_runs(tmp_path):
     assert len(cells) > 10 and "ch0" in cells.columns  # no channel_names: ch0, ch1, ...
     assert (tmp_path / "results/tracks/movie.parquet").exists()
     assert (tmp_path / "results/summary.tsv").exists()
+    assert not (tmp_path / "results/segmentation/movie/nuclear.ome.tif").exists()
+    index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
+    assert index.loc["movie", "nuclear_labels"] == "" and "spatialdata" not in index.columns
+    assert (tmp_path / index.loc["movie", "ngff"] / "labels" / "nuclear").is_dir()
+    assert (tmp_path / index.loc["dsb", "ngff"] / "labels" / "nuclear").is_dir()  # batched: its own store too
 
 
 def test_lint_is_clean():

@@ -18,8 +18,9 @@ DEMO_BENCHMARKS = ROOT / "tests" / "data" / "demo_benchmarks"
 
 
 def workflow_rules() -> set[str]:
-    return {m.group(1) for smk in (ROOT / "rules").glob("*.smk")
-            for m in re.finditer(r"^(?:rule|checkpoint)\s+(\w+)\s*:", smk.read_text(), re.MULTILINE)}
+    return {m.group(1) or m.group(2) for smk in (ROOT / "rules").glob("*.smk")
+            for m in re.finditer(r"^(?:rule|checkpoint)\s+(\w+)\s*:|^use rule \w+ as (\w+) with:", smk.read_text(),
+                                 re.MULTILINE)}
 
 
 def measured(rule: str) -> tuple[list[float], list[float]]:

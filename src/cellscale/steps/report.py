@@ -103,8 +103,9 @@ def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, fo
     for r in index.itertuples():
         ok = r.status == "ok"
         comps = compartments.get(r.sample, []) if ok else []
+        tiff = not formats or "ome-tiff" in formats  # without it, a sample's own OME-TIFF labels are temporary
         where = (label_paths(f"results/batches/{r.batch}", r.sample, comps) if r.batch
-                 else {c: f"results/segmentation/{r.sample}/{c}.ome.tif" for c in comps})
+                 else {c: f"results/segmentation/{r.sample}/{c}.ome.tif" for c in comps} if tiff else {})
         row = {"sample": r.sample, "image": images.get(r.sample, ""), "batch": r.batch, "status": r.status}
         for comp in ("nuclear", "whole_cell"):
             row[f"{comp}_labels"] = str(where.get(comp, ""))
