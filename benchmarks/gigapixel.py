@@ -91,7 +91,7 @@ def write_slide(path: Path, mpx: float, pool: list[np.ndarray]) -> tuple[int, in
     return side, side
 
 
-def prepare(work: Path, slide: Path, shard_mpx: float | None, tile: int | None) -> None:
+def prepare(work: Path, slide: Path, shard_mpx: float | None, tile: int | None, formats: list | None = None) -> None:
     import yaml
 
     (work / "config").mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,8 @@ def prepare(work: Path, slide: Path, shard_mpx: float | None, tile: int | None) 
         config["tiling"]["shard_mpx"] = shard_mpx
     if tile:
         config["tiling"]["tile"] = tile
+    if formats:
+        config["output"]["formats"] = formats
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -210,7 +212,8 @@ def main() -> int:
         if a.compare_tile:
             smallest = f"{min(a.mpx):g}"
             other = tmp / f"work_{smallest}_tile{a.compare_tile}"
-            prepare(other, tmp / f"slide_{smallest}.ome.tif", a.shard_mpx, a.compare_tile)
+            # labels compared from the OME-TIFFs: the second run needs no other output
+            prepare(other, tmp / f"slide_{smallest}.ome.tif", a.shard_mpx, a.compare_tile, ["ome-tiff"])
             run_workflow(other)
             result = compare(tmp / f"work_{smallest}", other)
             figures["tile_comparison"] = {"tile": a.compare_tile, **result}
