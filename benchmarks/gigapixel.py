@@ -17,6 +17,8 @@ RSS of any job, from the ``benchmark:`` files), and bytes written per Mpx (the r
 intermediates (tiles + predictions) against the raw slide, and the time per Mpx across sizes (linear in pixels
 means a flat s/Mpx). ``--compare-tile T``: the smallest size again with ``tiling.tile: T``; cell counts, and the
 share of cells in a central 2048 x 2048 region matched at IoU >= 0.9 between the two runs (goal >= 99%).
+Then one memory check line per rule: its peak at every size against 4 GB, and its growth (the peak at the largest
+size over the peak at the smallest; a rule that holds the slide grows with the pixels, a bounded one stays flat).
 Goals (issue): no job above 4 GB, time linear in pixels, intermediates at most 2x the raw image.
 """
 
@@ -136,6 +138,35 @@ def rule_table(work: Path, mpx: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LIMIT_MB = 4096  # the issue's goal: no job above 4 GB peak
+GROWTH_OK = 1.25  # peak at the largest size / peak at the smallest: at most this counts as not growing
+
+
+def memory_checks(sizes: dict) -> list[dict]:
+    """One check per rule: its peak (max RSS of any job) at each size against :data:`LIMIT_MB`, and its growth,
+    the peak at the largest size over the peak at the smallest (against the growth in pixels)."""
+    peaks: dict[str, dict[float, float]] = {}
+    for f in sizes.values():
+        for r in f["rules"]:
+            peaks.setdefault(r["rule"], {})[f["mpx"]] = r["max_rss_mb"]
+    checks = []
+    for rule, by_size in peaks.items():
+        small, large = min(by_size), max(by_size)
+        growth = by_size[large] / max(by_size[small], 1e-9)
+        under = max(by_size.values()) <= LIMIT_MB
+        text = (f"{rule:24s} peak " + ", ".join(f"{by_size[m]:.0f} MB at {m:.1f} Mpx" for m in sorted(by_size))
+                + f": <= {LIMIT_MB} MB {'ok' if under else 'FAIL'}")
+        if large > small:
+            bounded = growth <= GROWTH_OK
+            text += (f"; growth {growth:.2f}x for {large / small:.1f}x the pixels "
+                     f"{'ok' if bounded else 'GROWS'} (<= {GROWTH_OK})")
+        else:
+            bounded = None
+        checks.append({"rule": rule, "peaks_mb": by_size, "under_limit": under, "growth": growth,
+                       "bounded": bounded, "line": text})
+    return checks
+
+
 def matched_share(a: np.ndarray, b: np.ndarray, iou: float = 0.9) -> tuple[int, int, float]:
     """(cells in a, cells in b, share of a's cells with a partner in b at IoU >= iou), cells touching the region's
     edge left out."""
@@ -209,6 +240,10 @@ def main() -> int:
             print("\ntime per Mpx across sizes (linear in pixels: flat):")
             for key, f in sizes.items():
                 print(f"  {f['mpx']:8.1f} Mpx: {f['wall_s'] / f['mpx']:.2f} s/Mpx")
+        figures["memory"] = memory_checks(sizes)
+        print("\npeak memory per rule (goal: every job <= 4096 MB; bounded: the peak does not grow with the pixels):")
+        for line in figures["memory"]:
+            print("  " + line["line"])
         if a.compare_tile:
             smallest = f"{min(a.mpx):g}"
             other = tmp / f"work_{smallest}_tile{a.compare_tile}"

@@ -205,8 +205,8 @@ def shard_predictions(wildcards):
         # constant prefix: snakemake-storage-plugin-fs 1.1.3 fails on a file-name prefix like "shard_")
         pattern = workflow.modifier.path_modifier.apply_default_storage(f"{tiles}/{{name}}")
     names = glob_wildcards(pattern).name
-    ids = [m.group(1) for m in map(re.compile(r"shard_(\d{4})\.npy$").match, names) if m]
-    return expand("results/predictions/{sample}/shard_{shard}.npy", sample=wildcards.sample, shard=sorted(ids))
+    ids = [m.group(1) for m in map(re.compile(r"shard_(\d{4})\.zarr\.zip$").match, names) if m]
+    return expand("results/predictions/{sample}/shard_{shard}.zarr.zip", sample=wildcards.sample, shard=sorted(ids))
 
 
 def output_exists(path):
@@ -370,7 +370,8 @@ def run_jobs():
     for s in own_samples():
         jobs += [f"tile/{s}.tsv", f"measure/{s}.tsv", f"report_sample/{s}.tsv"]
         jobs += [f"stitch/{s}/{c}.tsv" for c in compartments(s)]
-        jobs += [f"segment/{s}/{Path(p).stem}.tsv" for p in shard_predictions(SimpleNamespace(sample=s))]
+        shards = [Path(p).name.split(".")[0] for p in shard_predictions(SimpleNamespace(sample=s))]  # shard_NNNN
+        jobs += [f"segment/{s}/{shard}.tsv" for shard in shards]
         if is_timelapse(s):
             jobs += [f"track/{s}.tsv", f"lineage/{s}.tsv"]
         if "ome-zarr" in output_formats():

@@ -1,5 +1,6 @@
-# Segmentation: tile a sample into shards of normalised windows (a checkpoint: its shards decide the
-# segment jobs), run the model on each shard (the GPU rule), stitch the maps into 32-bit labels.
+# Segmentation: tile a sample into shards of windows (a checkpoint: its shards decide the segment jobs), run the
+# model on each shard (the GPU rule), stitch the maps into 32-bit labels. Each shard is one compressed file,
+# shard_NNNN.zarr.zip (a Zarr array in a zip: one object in a bucket, unlike a Zarr folder; cellscale.segment.shards).
 
 checkpoint tile:
     input:
@@ -30,9 +31,9 @@ checkpoint tile:
 rule segment:
     input:
         unpack(model_files),
-        tiles="results/tiles/{sample}/shard_{shard}.npy",
+        tiles="results/tiles/{sample}/shard_{shard}.zarr.zip",
     output:
-        maps="results/predictions/{sample}/shard_{shard}.npy",
+        maps="results/predictions/{sample}/shard_{shard}.zarr.zip",
     params:
         model=lambda w: model_dir(w.sample),
         segment=config["segment"],

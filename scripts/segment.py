@@ -12,7 +12,7 @@ from cellscale.steps.segment import segment_shard, stitch_sample, tile_sample
 
 
 def tile(s):
-    """Cut a sample into normalised windows and shards."""
+    """Cut a sample into shards of windows (raw pixels, or normalised when resampled)."""
     p = s.params
     tile_sample(
         p.sample,

@@ -41,7 +41,8 @@ def save_png(path, rgb: np.ndarray) -> None:
 
 
 def summarize_sample(sample: str, labels: dict[str, np.ndarray], table: pd.DataFrame) -> dict:
-    """Counts and size statistics per compartment (per frame for time-lapse)."""
+    """Counts and size statistics per compartment (per frame for time-lapse); ``labels``: compartment -> its
+    (Y, X) or (T, Y, X) labels, an array or a lazy view (only its shape is used)."""
     out = {"sample": sample}
     for comp, lab in labels.items():
         rows = table[table["compartment"] == comp] if "compartment" in table else table

@@ -210,8 +210,8 @@ def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
         np.testing.assert_array_equal(read_labels(bucket / rel), read_labels(local_run / rel))
     pd.testing.assert_frame_equal(pd.read_parquet(bucket / "results/cells/batch_0000.parquet"),
                                   pd.read_parquet(local_run / "results/cells/batch_0000.parquet"))
-    assert sorted(p.name for p in (bucket / "results/predictions/tissue").glob("*.npy")) == \
-        sorted(p.name for p in (local_run / "results/predictions/tissue").glob("*.npy"))
+    shards = sorted(p.name for p in (local_run / "results/predictions/tissue").glob("shard_*.zarr.zip"))
+    assert shards and sorted(p.name for p in (bucket / "results/predictions/tissue").glob("*.zarr.zip")) == shards
 
 
 def test_the_run_is_priced_from_its_benchmark_files_in_storage(gke_run):

@@ -191,8 +191,9 @@ def _same(path_a: Path, path_b: Path) -> bool:
         import tifffile
 
         return np.array_equal(tifffile.imread(path_a), tifffile.imread(path_b))  # OME-XML holds a fresh UUID
-    if suffixes.endswith(".npy"):
-        return np.array_equal(np.load(path_a), np.load(path_b))
+    if suffixes.endswith(".zarr.zip"):  # shard files: the same array and attributes (zip entries carry a time)
+        a, b = _shard(path_a), _shard(path_b)
+        return a.attrs.asdict() == b.attrs.asdict() and np.array_equal(a[:], b[:])
     if suffixes.endswith(".parquet"):
         return pd.read_parquet(path_a).equals(pd.read_parquet(path_b))
     if suffixes.endswith((".h5ad", ".h5")):
@@ -200,6 +201,14 @@ def _same(path_a: Path, path_b: Path) -> bool:
     if suffixes.endswith(".json"):
         return json.loads(path_a.read_text()) == json.loads(path_b.read_text())
     return path_a.read_bytes() == path_b.read_bytes()
+
+
+def _shard(path: Path):
+    """A shard file's array (cellscale.segment.shards: Zarr in a zip)."""
+    import zarr
+    from zarr.storage import ZipStore
+
+    return zarr.open_array(ZipStore(path, mode="r"), mode="r")
 
 
 def _hdf5_data(path: Path) -> dict[str, bytes | str]:
@@ -239,10 +248,10 @@ def test_outputs_identical_to_local_run(runs):
 def _how_different(path_a: Path, path_b: Path) -> str:
     """The file's name and, for arrays, how many values differ and by how much (for a failure message)."""
     suffixes = "".join(path_a.suffixes)
-    if suffixes.endswith((".tif", ".npy")):
+    if suffixes.endswith((".tif", ".zarr.zip")):
         import tifffile
 
-        read = tifffile.imread if suffixes.endswith(".tif") else np.load
+        read = tifffile.imread if suffixes.endswith(".tif") else lambda p: _shard(p)[:]
         a, b = read(path_a), read(path_b)
         if a.shape != b.shape:
             return f"{path_a.name}: shape {a.shape} locally, {b.shape} on SLURM"

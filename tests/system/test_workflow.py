@@ -87,7 +87,7 @@ def test_outputs_exist(demo_run):
         assert (work / rel).exists(), rel
     # tissue and movie are larger than a shard: their own jobs; the tile plan made several shards, so several
     # segment jobs ran. dsb is smaller: it went into a batch
-    assert len(list((work / "results/predictions/tissue").glob("shard_*.npy"))) > 1
+    assert len(list((work / "results/predictions/tissue").glob("shard_*.zarr.zip"))) > 1
     assert not (work / "results/segmentation/dsb").exists() and not (work / "results/tiles/dsb").exists()
     for rule in ["plan_batches", "tile", "segment", "stitch", "segment_batch", "measure", "track", "report_sample",
                  "lineage", "report_fields", "ngff", "spatialdata", "ngff_batch", "spatialdata_batch"]:
@@ -429,7 +429,7 @@ def test_killed_run_resumes_to_identical_results(demo_run, tmp_path):
     cmd = [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
-    while time.time() < deadline and not list((tmp_path / "results" / "predictions").rglob("shard_*.npy")):
+    while time.time() < deadline and not list((tmp_path / "results" / "predictions").rglob("shard_*.zarr.zip")):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

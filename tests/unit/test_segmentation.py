@@ -114,6 +114,7 @@ def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
 
     from cellscale.io import read_labels, write_image
     from cellscale.segment.settings import SegmentSettings, TilingSettings
+    from cellscale.segment.shards import shard_name
     from cellscale.steps.segment import segment_shard
     from cellscale.steps.segment import stitch_sample, tile_sample
 
@@ -126,8 +127,8 @@ def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
                            tiling=TilingSettings(tile=128, overlap=32, shard_mpx=shard_mpx))
         maps = []
         for shard in range(len(plan.shards)):
-            out = tmp_path / name / "maps" / f"shard_{shard:04d}.npy"
-            segment_shard(tiles / f"shard_{shard:04d}.npy", MODELS / "tissue", out, SegmentSettings(augment="none"))
+            out = tmp_path / name / "maps" / shard_name(shard)
+            segment_shard(tiles / shard_name(shard), MODELS / "tissue", out, SegmentSettings(augment="none"))
             maps.append(out)
         stitch_sample(tiles / "plan.json", maps, MODELS / "tissue", "whole_cell", tmp_path / name / "wc.ome.tif")
         results[name] = (len(plan.shards), read_labels(tmp_path / name / "wc.ome.tif"))

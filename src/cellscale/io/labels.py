@@ -15,12 +15,18 @@ from .atomic import atomic_path
 from .formats import ImageError
 
 
-def content_uuid(data: np.ndarray, metadata: dict) -> str:
+def content_uuid(data: np.ndarray, metadata: dict, parts=None) -> str:
     """The OME ``UUID`` of an image written here: derived from its pixels and metadata, not drawn at random,
-    so that writing the same result twice (a rerun, another machine) gives the same bytes."""
-    digest = hashlib.sha256(repr((data.shape, data.dtype.str, sorted(metadata.items()))).encode())
-    data = np.ascontiguousarray(data)
-    digest.update(memoryview(data.reshape(-1)).cast("B"))
+    so that writing the same result twice (a rerun, another machine) gives the same bytes.
+
+    ``parts``: the pixels as consecutive pieces in C order (e.g. bands of rows, frame by frame), for an image not
+    held whole; ``data`` then only gives the shape and dtype. Same UUID as for the whole array.
+    """
+    digest = hashlib.sha256(repr((tuple(data.shape), np.dtype(data.dtype).str,
+                                  sorted(metadata.items()))).encode())
+    for part in ([data] if parts is None else parts):
+        part = np.ascontiguousarray(part)
+        digest.update(memoryview(part.reshape(-1)).cast("B"))
     return f"urn:uuid:{uuid.UUID(bytes=digest.digest()[:16], version=5)}"
 
 
@@ -39,19 +45,77 @@ def check_labels(labels, name: str = "labels", error: type[ValueError] = ValueEr
     return arr
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
-    """Write a 32-bit label image as OME-TIFF ((Y, X) or (T, Y, X)), atomically."""
+LABEL_TILE = 256  # TIFF tile edge of label images written from an array-like (a multiple of 16)
+BAND_PIXELS = 1 << 24  # pixels read at once when writing labels from an array-like: 64 MB of uint32
+
+
+def write_labels(path: str | os.PathLike, labels, pixel_size_um: float | None = None) -> None:
+    """Write a 32-bit label image as OME-TIFF ((Y, X) or (T, Y, X)), atomically.
+
+    ``labels``: a NumPy array, written whole (strips); or any other array-like with ``shape``, ``dtype`` and NumPy
+    slicing (a Zarr array, :class:`cellscale.segment.stitch.LabelStore`), never held whole: read twice in bands of
+    full rows (the check and the content UUID, then the pixels) and written as :data:`LABEL_TILE`-square tiles.
+    Both give the same pixels and the same UUID.
+    """
+    if not isinstance(labels, np.ndarray) and hasattr(labels, "shape") and hasattr(labels, "dtype"):
+        return _write_labels_tiled(path, labels, pixel_size_um)
     labels = np.asarray(labels)
     if labels.max(initial=0) > np.iinfo(np.uint32).max:
         raise ValueError(f"{path}: more labels than a 32-bit image holds")
     labels = labels.astype(np.uint32, copy=False)
-    axes = "YX" if labels.ndim == 2 else "TYX"
-    metadata = {"axes": axes}
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels, ome=True, metadata=_label_metadata(labels, pixel_size_um),
+                         compression="zlib", photometric="minisblack")
+
+
+def _label_metadata(labels, pixel_size_um, parts=None) -> dict:
+    metadata = {"axes": "YX" if len(labels.shape) == 2 else "TYX"}
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
-    metadata["UUID"] = content_uuid(labels, metadata)
+    metadata["UUID"] = content_uuid(labels, metadata, parts)
+    return metadata
+
+
+def _bands(labels, rows: int):
+    """(Y, X) or (T, Y, X) ``labels`` as uint32 bands of ``rows`` full rows, frame by frame (C order)."""
+    frames = [()] if len(labels.shape) == 2 else [(t,) for t in range(labels.shape[0])]
+    height = labels.shape[-2]
+    for t in frames:
+        for y in range(0, height, rows):
+            band = np.asarray(labels[(*t, slice(y, min(y + rows, height)), slice(None))])
+            if band.max(initial=0) > np.iinfo(np.uint32).max:
+                raise ValueError("more labels than a 32-bit image holds")
+            yield band.astype(np.uint32, copy=False)
+
+
+def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE) -> None:
+    check_labels(labels, str(path))
+    shape = tuple(int(n) for n in labels.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"{path}: labels must be (Y, X) or (T, Y, X), got shape {shape}")
+    rows = tile * max(1, BAND_PIXELS // (tile * max(shape[-1], 1)))
+
+    class _Header:  # the shape and dtype the UUID is derived from (the pixels come from the bands)
+        dtype = np.uint32
+
+    _Header.shape = shape
+    try:
+        metadata = _label_metadata(_Header, pixel_size_um, _bands(labels, rows))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+    def tiles():
+        for band in _bands(labels, rows):
+            for y in range(0, band.shape[0], tile):
+                for x in range(0, band.shape[1], tile):
+                    piece = band[y:y + tile, x:x + tile]
+                    if piece.shape != (tile, tile):
+                        piece = np.pad(piece, ((0, tile - piece.shape[0]), (0, tile - piece.shape[1])))
+                    yield piece
+
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
+        tifffile.imwrite(tmp, tiles(), shape=shape, dtype=np.uint32, tile=(tile, tile), ome=True,
+                         metadata=metadata, compression="zlib", photometric="minisblack")
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:

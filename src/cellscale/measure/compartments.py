@@ -3,6 +3,9 @@
 Every block of every frame is reduced to per-cell partial sums (exact, so
 blocks combine into the values of the whole image) and to the pixel counts of
 overlapping (nucleus, cell) pairs, which give the nucleus <-> cell links.
+The convex hull's entries per (cell, row), the one part of the sums that grows
+with the cells' size, are held only for the cells still open at the current
+block row (:class:`_Cells`), so memory stays bounded at a fixed table size.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import pandas as pd
 from cellscale.io import check_labels
 from cellscale.measure.blocks import block_grid, default_block_shape
 from cellscale.measure.stats import EXTRA_STATS, extra_stats_table
-from cellscale.measure.sums import block_sums, label_segments, merge_sums
+from cellscale.measure.hull import hull_pixel_counts
+from cellscale.measure.sums import CellSums, block_sums, index_of, label_segments, merge_sums
 from cellscale.measure.table import (
     check_channel_names,
     check_image_dtype,
@@ -146,6 +150,95 @@ def _extra_stats_bands(frames: _Frames, name, t, sums, names, band_rows):
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
+class _Cells:
+    """The per-cell sums of one compartment in one frame, gathered block row by block row in bounded memory.
+
+    The sums are small per cell but the convex hull needs an entry per (cell, row): a cell no longer in the
+    last row read is closed (:meth:`close`): its hull pixel count is computed and its row entries dropped, so
+    those are held only for the cells open at the current row. A label seen again after it was closed (a cell
+    in pieces more than a block row apart) is measured again at the end from the labels (:meth:`finish`), so
+    the result is exact whatever the labels.
+    """
+
+    def __init__(self, n_channels: int):
+        self.n_channels = n_channels
+        self.open = CellSums.empty(n_channels)
+        self.closed: list[tuple[CellSums, np.ndarray]] = []  # (sums without rows, hull pixel counts)
+        self.closed_ids = np.zeros(0, np.int64)  # sorted
+        self.reopened: list[np.ndarray] = []
+
+    def add(self, part: CellSums) -> None:
+        if not len(part):
+            return
+        if len(self.closed_ids):
+            again = part.labels[np.isin(part.labels, self.closed_ids)]
+            if len(again):
+                self.reopened.append(again)
+        self.open = merge_sums([self.open, part], self.n_channels)
+
+    def close(self, last_row: int) -> None:
+        """Close the open cells with no pixel in rows ``last_row`` and below."""
+        done = self.open.bbox[2] < last_row
+        if done.any():
+            self.closed.append(_split(self.open, done))
+            self.open = _split(self.open, ~done, with_rows=True)
+            self.closed_ids = np.union1d(self.closed_ids, self.closed[-1][0].labels)
+
+    def finish(self, measure_again) -> tuple[CellSums, np.ndarray]:
+        """All cells' sums (no row entries) and hull pixel counts, sorted by label; ``measure_again(labels)``: the
+        full sums of these labels, read again (for the labels seen after they were closed)."""
+        if len(self.open):
+            self.closed.append(_split(self.open, np.ones(len(self.open), bool)))
+        self.open = CellSums.empty(self.n_channels)
+        parts, hulls = [p for p, _ in self.closed], [h for _, h in self.closed]
+        if self.reopened:  # measured in pieces: drop them and measure them whole
+            again = np.unique(np.concatenate(self.reopened))
+            keep = [~np.isin(p.labels, again) for p in parts]
+            parts = [_take(p, k) for p, k in zip(parts, keep)]
+            hulls = [h[k] for h, k in zip(hulls, keep)]
+            whole, hull = _split(measure_again(again), None)
+            parts.append(whole)
+            hulls.append(hull)
+        if not parts:
+            return CellSums.empty(self.n_channels), np.zeros(0, np.int64)
+        labels = np.concatenate([p.labels for p in parts])
+        order = np.argsort(labels, kind="stable")
+        sums = CellSums(labels[order], *(np.concatenate([getattr(p, f) for p in parts], axis=1)[:, order]
+                                         for f in ("moments", "bbox", "intensity")),
+                        np.zeros((4, 0), np.int64))
+        return sums, np.concatenate(hulls)[order]
+
+
+def _take(sums: CellSums, keep: np.ndarray) -> CellSums:
+    """The cells ``keep`` (a mask) of sums that hold no row entries."""
+    return CellSums(sums.labels[keep], sums.moments[:, keep], sums.bbox[:, keep], sums.intensity[:, keep],
+                    sums.rows)
+
+
+def _split(sums: CellSums, keep, with_rows: bool = False):
+    """The cells ``keep`` (a mask; None: all) of ``sums``: with their row entries, or (without them, hull pixel
+    counts)."""
+    keep = np.ones(len(sums), bool) if keep is None else keep
+    entry = keep[index_of(sums.labels, sums.rows[0])] if sums.rows.shape[1] else np.zeros(0, bool)
+    rows = sums.rows[:, entry]
+    part = CellSums(sums.labels[keep], sums.moments[:, keep], sums.bbox[:, keep], sums.intensity[:, keep], rows)
+    if with_rows:
+        return part
+    hull = hull_pixel_counts(index_of(part.labels, rows[0]), rows[1], rows[2], rows[3], part.bbox)
+    return CellSums(part.labels, part.moments, part.bbox, part.intensity, np.zeros((4, 0), np.int64)), hull
+
+
+def _sums_of(frames: _Frames, name: str, t: int, grid, labels: np.ndarray) -> CellSums:
+    """The full sums of the cells ``labels`` of one compartment in frame ``t``, read block by block again."""
+    parts = []
+    for y0, y1, x0, x1 in grid:
+        lab = frames.read_labels(name, t, y0, y1, x0, x1)
+        lab = np.where(np.isin(lab, labels), lab, 0)
+        if lab.any():
+            parts.append(block_sums(lab, frames.read_image(t, y0, y1, x0, x1), y0, x0))
+    return merge_sums(parts, frames.n_channels)
+
+
 def measure_compartments(labels_by_compartment: Mapping[str, np.ndarray], image=None,
                          channel_names: Sequence[str] | None = None, extra_stats: bool = False,
                          block_shape: tuple[int, int] | None = None) -> pd.DataFrame:
@@ -197,21 +290,24 @@ def measure_compartments(labels_by_compartment: Mapping[str, np.ndarray], image=
     na = pd.array([pd.NA], dtype="Int64")
     tables = []
     for t in range(frames.n_frames):
-        parts = {k: [] for k in comps}
+        cells = {k: _Cells(frames.n_channels) for k in comps}
         pairs = []
-        for y0, y1, x0, x1 in grid:
+        for i, (y0, y1, x0, x1) in enumerate(grid):
             labs = {k: frames.read_labels(k, t, y0, y1, x0, x1) for k in frames.labels}
             img = frames.read_image(t, y0, y1, x0, x1)
             if both:
                 labs["cytoplasm"] = np.where(labs["nuclear"] > 0, 0, labs["whole_cell"])
                 pairs.append(_pair_counts(labs["nuclear"], labs["whole_cell"]))
             for k in comps:
-                parts[k].append(block_sums(labs[k], img, y0, x0))
+                cells[k].add(block_sums(labs[k], img, y0, x0))
             del labs, img
+            if i + 1 == len(grid) or grid[i + 1][0] != y0:  # a row of blocks done: close the cells above its end
+                for k in comps:
+                    cells[k].close(y1 - 1)
         out = {}
         for k in comps:
-            sums = merge_sums(parts.pop(k), frames.n_channels)
-            df = sums_table(sums, names)
+            sums, hull = cells.pop(k).finish(lambda labels: _sums_of(frames, k, t, grid, labels))
+            df = sums_table(sums, names, hull)
             if extra_stats:
                 stats = _extra_stats_bands(frames, k, t, sums, names, block_shape[0])
                 df = pd.concat([df, stats], axis=1)

@@ -105,8 +105,9 @@ def _ellipse(moments):
     return 4 * np.sqrt(l1), 4 * np.sqrt(l2), ecc, orient
 
 
-def sums_table(sums: CellSums, names: Sequence[str]) -> pd.DataFrame:
-    """Finish per-cell sums into the MCMICRO columns (no extra statistics)."""
+def sums_table(sums: CellSums, names: Sequence[str], hull: np.ndarray | None = None) -> pd.DataFrame:
+    """Finish per-cell sums into the MCMICRO columns (no extra statistics); ``hull``: the cells' convex hull
+    pixel counts when already known (then ``sums`` needs no row entries)."""
     cols = table_columns(names, False)
     if len(sums) == 0:
         out = pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
@@ -114,8 +115,9 @@ def sums_table(sums: CellSums, names: Sequence[str]) -> pd.DataFrame:
     area, s_r, s_c = sums.moments[:3]
     rmin, cmin, rmax, cmax = sums.bbox
     major, minor, ecc, orient = _ellipse(sums.moments)
-    cell = index_of(sums.labels, sums.rows[0])
-    hull = hull_pixel_counts(cell, sums.rows[1], sums.rows[2], sums.rows[3], sums.bbox)
+    if hull is None:
+        cell = index_of(sums.labels, sums.rows[0])
+        hull = hull_pixel_counts(cell, sums.rows[1], sums.rows[2], sums.rows[3], sums.bbox)
     data = {"CellID": sums.labels}
     data.update({name: sums.intensity[k] / area for k, name in enumerate(names)})
     data.update({

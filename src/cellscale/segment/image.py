@@ -33,8 +33,9 @@ IMAGE_ERRORS = (ImageError, ValueError, OSError)
 def predict_tiles(predictor, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Model maps for windows: (n, CHANNELS_PER_COMPARTMENT * compartments, th, tw) float16 (compact on disk).
 
-    ``out``: an optional float16 array of that shape (e.g. a memory-mapped ``.npy``) to fill
-    batch by batch, so a job's memory does not grow with its number of windows.
+    ``out``: an optional float16 array of that shape (e.g. a shard file's,
+    :func:`cellscale.segment.shards.create_maps`) to fill batch by batch, so a job's memory does not grow with its
+    number of windows.
     """
     if out is None:
         n, _, th, tw = tiles.shape

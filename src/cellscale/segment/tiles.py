@@ -203,14 +203,21 @@ def _read_model_region(source: ImageSource, recipe: ChannelRecipe, plan: TilePla
     return np.stack([ndi.map_coordinates(ch, grid, order=1, mode="nearest") for ch in region]).astype(np.float32)
 
 
-def shard_tiles(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, shard: int) -> np.ndarray:
-    """Normalised windows of one shard: (n, C, th, tw) float32, zero (background) past the image edge."""
+def read_window(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, i: int) -> np.ndarray:
+    """Normalised window ``i`` of the plan: (C, th, tw) float32, zero (background) past the image edge."""
     th, tw = plan.tile
     _, h, w = plan.shape
     ranges = np.asarray(plan.ranges)
-    out = np.zeros((len(plan.shards[shard]), len(ranges), th, tw), np.float32)
+    t, y, x = plan.tiles[i]
+    y1, x1 = min(y + th, h), min(x + tw, w)
+    out = np.zeros((len(ranges), th, tw), np.float32)
+    out[:, : y1 - y, : x1 - x] = normalize(_read_model_region(source, recipe, plan, t, y, y1, x, x1), ranges)
+    return out
+
+
+def shard_tiles(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, shard: int) -> np.ndarray:
+    """Normalised windows of one shard: (n, C, th, tw) float32, zero (background) past the image edge."""
+    out = np.empty((len(plan.shards[shard]), len(plan.ranges), *plan.tile), np.float32)
     for k, i in enumerate(plan.shards[shard]):
-        t, y, x = plan.tiles[i]
-        y1, x1 = min(y + th, h), min(x + tw, w)
-        out[k, :, : y1 - y, : x1 - x] = normalize(_read_model_region(source, recipe, plan, t, y, y1, x, x1), ranges)
+        out[k] = read_window(source, recipe, plan, i)
     return out

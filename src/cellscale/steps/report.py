@@ -23,13 +23,21 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
                   tracks_path=None, provenance: dict | None = None):
     """QC overlay and summary.json of one sample; ``provenance`` (``{"model": NAME@VERSION, "dataset": NAME@ID}``,
     :func:`cellscale.registry.model_provenance`) says which model and dataset version produced it."""
+    from contextlib import ExitStack
+
+    from cellscale.measure import RegionArray
+
     out_dir = Path(out_dir)
-    labels = {c: read_sample_labels(sample, p) for c, p in label_paths.items()}
-    with open_sample_image(sample, image_path, timelapse) as source:
-        # the overlay is a preview: read every step-th pixel of the first frame, not the whole slide
+    with ExitStack() as stack:
+        # the overlay is a preview: read every step-th pixel of the first frame, of the image and of the labels
+        # (opened lazily: chunk by chunk), never the whole slide
+        source = stack.enter_context(open_sample_image(sample, image_path, timelapse))
         step = max(1, int(np.ceil(max(source.shape[2:]) / OVERLAY_PX)))
         preview = source.strided(0, step)
-    first = {c: (l[0] if l.ndim == 3 else l)[::step, ::step] for c, l in labels.items()}
+        opened = {c: stack.enter_context(open_sample_image(sample, p, timelapse)) for c, p in label_paths.items()}
+        first = {c: lab.strided(0, step)[0] for c, lab in opened.items()}
+        # the summary needs the labels' shapes only: (T, Y, X) views of a time-lapse, (Y, X) otherwise, unread
+        labels = {c: RegionArray(lab, "TYX" if lab.shape[0] > 1 else "YX") for c, lab in opened.items()}
     save_png(out_dir / "overlay.png", overlay(preview, first, max_px=OVERLAY_PX))
     table = pd.read_parquet(table_path)
     summary = summarize_sample(sample, labels, table)

@@ -1,25 +1,27 @@
 """Steps of the segmentation rules (``rules/segment.smk``): ``tile``, ``segment`` (the GPU step) and ``stitch``.
 
-- :func:`tile_sample` cuts a sample into normalised windows, shard by shard, and writes the tile plan;
+- :func:`tile_sample` cuts a sample into windows, shard by shard, and writes the tile plan;
 - :func:`segment_shard` runs the model on one shard of windows;
 - :func:`stitch_sample` blends a sample's predicted windows and post-processes them block by block into one
   32-bit label image.
+
+Shards of windows and of maps are single files, compressed and chunked per window (:mod:`cellscale.segment.shards`).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from cellscale.io import ImageError, atomic_dir, atomic_path, write_labels
+from cellscale.io import ImageError, atomic_dir, write_labels
 from cellscale.segment.image import predict_tiles
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT, ModelSpec
 from cellscale.segment.postprocess import postprocess_params
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
-from cellscale.segment.stitch import frame_labels
-from cellscale.segment.tiles import TilePlan, make_plan, resampling_scale, shard_tiles, to_source_grid
+from cellscale.segment.shards import create_maps, open_maps, open_windows, shard_name, write_windows
+from cellscale.segment.stitch import LabelStore, SourceGrid, frame_maps_reader, stitch_blocks
+from cellscale.segment.tiles import TilePlan, make_plan, resampling_scale
 from cellscale.steps import _fail, _image_failed, open_sample_image
 
 log = logging.getLogger("cellscale")
@@ -28,12 +30,13 @@ log = logging.getLogger("cellscale")
 def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, tiling: TilingSettings | None = None,
                 timelapse: bool = False, pixel_size_um: float | None = None, gamma: float = 1.0,
                 scale: float | None = None) -> TilePlan:
-    """Write ``plan.json`` and ``shard_NNNN.npy`` (normalised windows) into ``out_dir``.
+    """Write ``plan.json`` and the windows, ``shard_NNNN.zarr.zip``, into ``out_dir``.
 
     ``tiling``: window edge, overlap and megapixels per shard (config ``tiling``; None: the schema's defaults).
     The other arguments are the sample sheet's. The image is read region by region, one shard at a time, and
     resampled by ``scale`` (model pixels per image pixel) when given, else to the model's pixel size when both
-    sizes are known.
+    sizes are known. A shard holds the raw pixels of its windows, normalised by the segment job, or the
+    normalised windows when the image is resampled (:func:`cellscale.segment.shards.write_windows`).
     """
     tiling = tiling or TilingSettings()
     spec = ModelSpec.read(model_dir)
@@ -52,18 +55,18 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
         with atomic_dir(out_dir) as tmp_dir:
             for shard in range(len(plan.shards)):
                 try:
-                    tiles = shard_tiles(source, recipe, plan, shard)
+                    kind = write_windows(tmp_dir / shard_name(shard), source, recipe, plan, shard)
                 except ImageError as err:
                     _image_failed(sample, err)
-                np.save(tmp_dir / f"shard_{shard:04d}.npy", tiles)
-                log.info("tile %s: shard %d/%d written", sample, shard + 1, len(plan.shards))
+                log.info("tile %s: shard %d/%d written (%s windows)", sample, shard + 1, len(plan.shards), kind)
             plan.write(tmp_dir / "plan.json")
     return plan
 
 
 def segment_shard(shard_path, model_dir, out_path, settings: SegmentSettings | None = None,
                   threads: int | None = None) -> None:
-    """Predict maps for one shard of windows; writes (n, K, th, tw) float16 ``.npy``.
+    """Predict maps for one shard file of windows; writes (n, K, th, tw) float16 maps to ``out_path`` (a shard
+    file, :func:`cellscale.segment.shards.create_maps`), the windows read and the maps written one batch at a time.
 
     ``settings`` (config ``segment``; None: the schema's defaults): ``batch_mpx``, megapixels per forward
     pass (memory grows with it), so the batch holds fewer windows when windows are larger; ``precision``;
@@ -74,26 +77,28 @@ def segment_shard(shard_path, model_dir, out_path, settings: SegmentSettings | N
     from cellscale.segment.predictor import Predictor
 
     settings = settings or SegmentSettings()
-    tiles = np.load(shard_path, mmap_mode="r")
+    tiles = open_windows(shard_path)
     batch_size = max(1, int(settings.batch_mpx * 1e6 // (tiles.shape[2] * tiles.shape[3])))
     predictor = Predictor(model_dir, batch_size=batch_size, precision=settings.precision, threads=threads,
                           augment=settings.augment)
     n, _, th, tw = tiles.shape
-    with atomic_path(out_path) as tmp:
-        maps = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, predictor.n_outputs, th, tw))
+    with create_maps(out_path, (n, predictor.n_outputs, th, tw)) as maps:
         predict_tiles(predictor, tiles, maps)
-        maps.flush()
-        del maps
 
 
 def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_path,
                   postprocess: PostprocessSettings | None = None, pixel_size_um: float | None = None,
-                  workers: int = 1) -> np.ndarray:
-    """Blend predicted windows and post-process block by block into one 32-bit label image.
+                  workers: int = 1) -> list[int]:
+    """Blend predicted windows and post-process block by block into one 32-bit label image; returns the number
+    of cells of each frame.
 
     ``postprocess`` (config ``postprocess``; None: the schema's defaults): block edge, margin and overrides
-    of the model's tuned values. Shard predictions are memory-mapped: only the windows around the current
-    block are read. ``workers`` threads post-process blocks at once (same result).
+    of the model's tuned values. Shard predictions are read lazily: only the windows around the current
+    block are decoded. ``workers`` threads post-process blocks at once (same result). The labels are stitched
+    into a Zarr store beside ``out_path`` (:class:`cellscale.segment.stitch.LabelStore`, removed after), resampled
+    back to the image's grid region by region when the plan is resampled
+    (:class:`cellscale.segment.stitch.SourceGrid`), and written to the OME-TIFF tile by tile, so no step holds a
+    whole frame.
     """
     postprocess = postprocess or PostprocessSettings()
     plan = TilePlan.read(plan_path)
@@ -105,22 +110,37 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     where = {}
     arrays = []
     for shard, indices in enumerate(plan.shards):
-        path = by_name.get(f"shard_{shard:04d}.npy")
+        path = by_name.get(shard_name(shard))
         if path is None:
             raise FileNotFoundError(f"{plan_path}: prediction for shard {shard} is missing")
-        arrays.append(np.load(path, mmap_mode="r"))
+        arrays.append(open_maps(path))
         where.update((i, (shard, k)) for k, i in enumerate(indices))
 
     def read_tile(i):
         shard, k = where[i]
-        return arrays[shard][k]
+        return arrays[shard].window(k)  # (K, th, tw), read by channel: only the stored maps stitching uses
 
     channel = CHANNELS_PER_COMPARTMENT * spec.compartments.index(compartment)
-    frames = []
-    for frame in range(plan.shape[0]):
-        frames.append(frame_labels(plan, read_tile, frame, channel, params, postprocess.block, postprocess.margin,
-                                   workers))
-        log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], frames[-1].max())
-    labels = to_source_grid(frames[0] if plan.shape[0] == 1 else np.stack(frames), plan.source_shape, plan.scale)
-    write_labels(out_path, labels, pixel_size_um)
-    return labels
+    cells = []
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_path.name}-", dir=out_path.parent) as scratch:
+        # the labels go to disk chunk by chunk, then to the OME-TIFF tile by tile: never a whole frame in memory
+        store = LabelStore(Path(scratch) / "labels.zarr", plan.shape, postprocess.block)
+        for frame in range(plan.shape[0]):
+            cells.append(stitch_blocks(frame_maps_reader(plan, read_tile, frame, channel, params), plan.shape[1:],
+                                       params, store.frame(frame), postprocess.block, postprocess.margin, workers))
+            log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], cells[-1])
+        labels = store if plan.scale == 1.0 else SourceGrid(store, plan.source_shape, plan.scale)
+        write_labels(out_path, labels if plan.shape[0] > 1 else _FirstFrame(labels), pixel_size_um)
+    return cells
+
+
+class _FirstFrame:
+    """Frame 0 of a (T, Y, X) array-like, as (Y, X)."""
+
+    def __init__(self, labels):
+        self.labels, self.shape, self.dtype = labels, tuple(labels.shape[1:]), labels.dtype
+
+    def __getitem__(self, key):
+        return self.labels[(0, *key)]
