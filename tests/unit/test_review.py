@@ -279,3 +279,24 @@ def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch,
     assert len(manifest["tiles"]) == 2 and (out / "tile_001.zarr").is_dir() and (out / "corrected").is_dir()
     assert main(["review", "import", str(out), "--dataset", "d"]) == 2
     assert "nothing corrected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", [None, 0.75])
+def test_band_signals_equal_the_whole_frame_signals(sample, scale):
+    """Row by row (windows kept while a later row needs them) gives the signals of the whole frame's maps,
+    with several windows per frame and when the image is resampled to the model's grid."""
+    from cellscale.io import ImageSource
+    from cellscale.review.uncertainty import band_signals, two_pass_maps
+
+    float_predictor = Predictor(MODELS / "nuclear", augment="none", precision="float32")
+    labels = read_labels(sample / "nuclear.ome.tif")
+    boxes = tile_grid(labels.shape, 48)
+    kwargs = dict(tile=128, overlap=16, scale=scale)
+    with ImageSource.open(sample / "img.ome.tif") as source:
+        plain, turned = two_pass_maps(float_predictor, source, {"nuclear": 0}, "nuclear", **kwargs)
+        whole = tile_signals(plain, turned, labels, boxes)
+        bands = band_signals(float_predictor, source, {"nuclear": 0}, "nuclear", labels, boxes, **kwargs)
+    assert [t.box for t in bands] == boxes and [t.index for t in bands] == list(range(len(boxes)))
+    for a, b in zip(whole, bands):
+        assert a.signals == pytest.approx(b.signals, rel=1e-6, abs=1e-9)
+    assert max(t.signals["disagreement"] for t in bands) > 0 and max(t.signals["shape"] for t in bands) > 0

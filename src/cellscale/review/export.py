@@ -26,12 +26,11 @@ from cellscale.review.locate import SampleInputs
 from cellscale.review.uncertainty import (
     WEIGHTS,
     Tile,
+    band_signals,
     least_sure,
     random_tiles,
     score_tiles,
     tile_grid,
-    tile_signals,
-    two_pass_maps,
 )
 from cellscale.segment.model import ModelSpec, artifact_path
 
@@ -70,14 +69,14 @@ def score_sample(predictor, inputs: SampleInputs, options: ReviewOptions) -> tup
         if labels.shape != (h, w):
             raise ValueError(f"labels {inputs.labels} of shape {labels.shape} do not match image {inputs.image} "
                              f"of {h} x {w} px")
-        plain, turned = two_pass_maps(predictor, source, inputs.roles, options.compartment, options.frame,
-                                      tile=options.window, overlap=options.overlap,
-                                      pixel_size_um=inputs.pixel_size_um, gamma=inputs.gamma, scale=inputs.scale)
-    boxes = tile_grid((h, w), options.tile, options.region)
-    if not boxes:
-        raise ValueError(f"no {options.tile}-px tile fits in {inputs.image} ({h} x {w} px"
-                         f"{', region ' + str(options.region) if options.region else ''})")
-    return score_tiles(tile_signals(plain, turned, labels, boxes)), labels
+        boxes = tile_grid((h, w), options.tile, options.region)
+        if not boxes:
+            raise ValueError(f"no {options.tile}-px tile fits in {inputs.image} ({h} x {w} px"
+                             f"{', region ' + str(options.region) if options.region else ''})")
+        tiles = band_signals(predictor, source, inputs.roles, options.compartment, labels, boxes, options.frame,
+                             tile=options.window, overlap=options.overlap, pixel_size_um=inputs.pixel_size_um,
+                             gamma=inputs.gamma, scale=inputs.scale)
+    return score_tiles(tiles), labels
 
 
 def choose(tiles: list[Tile], options: ReviewOptions) -> list[Tile]:

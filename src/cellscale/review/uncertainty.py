@@ -35,7 +35,7 @@ from skimage.measure import regionprops_table
 
 from cellscale.io import ImageSource
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT
-from cellscale.segment.stitch import blend_maps
+from cellscale.segment.stitch import blend_maps, blend_region
 from cellscale.segment.tiles import make_plan, resampling_scale, shard_tiles, to_source_grid
 
 #: weights of the normalised signals in the score (they sum to 1)
@@ -53,19 +53,9 @@ class Tile:
     score: float = 0.0
 
 
-def two_pass_maps(predictor, source: ImageSource, roles: dict, compartment: str, frame: int = 0, *,
-                  tile: int = 512, overlap: int = 32, pixel_size_um: float | None = None, gamma: float = 1.0,
-                  scale: float | None = None, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """One compartment's maps of one frame, from a plain pass and from a half-turned pass turned back.
-
-    ``predictor`` should run without augmentation (``augment="none"``), so that the two passes stay apart.
-    Windows, normalisation and blending are those of :func:`cellscale.segment.image.segment_image`.
-
-    Returns
-    -------
-    Two (4, Y, X) float32 arrays on the image's grid: [inner distance, p(background), p(boundary),
-    p(interior)], the plain pass and the turned one.
-    """
+def _review_plan(predictor, source: ImageSource, roles: dict, compartment: str, frame: int, tile: int,
+                 overlap: int, pixel_size_um: float | None, gamma: float, scale: float | None):
+    """The windows of one frame (plan, recipe), their indices, and the first map of ``compartment``."""
     spec = predictor.spec
     if getattr(predictor, "augment", "none") != "none":
         raise ValueError(f"review needs a predictor without augmentation (it runs the two rot180 passes itself), "
@@ -78,20 +68,94 @@ def two_pass_maps(predictor, source: ImageSource, roles: dict, compartment: str,
     if not 0 <= frame < plan.shape[0]:
         raise ValueError(f"{source.path}: no frame {frame} (it has {plan.shape[0]})")
     mine = [i for i, (t, _, _) in enumerate(plan.tiles) if t == frame]
-    plain: dict[int, np.ndarray] = {}
-    turned: dict[int, np.ndarray] = {}
-    for start in range(0, len(mine), batch):
-        plan.shards = [mine[start:start + batch]]
+    return plan, recipe, mine, k
+
+
+def _two_passes(predictor, source: ImageSource, recipe, plan, indices: list[int], k: int, batch: int,
+                plain: dict, turned: dict) -> None:
+    """Run both passes on the windows ``indices`` (``batch`` at a time) into ``plain`` / ``turned`` (float16)."""
+    for start in range(0, len(indices), batch):
+        plan.shards = [indices[start:start + batch]]
         windows = shard_tiles(source, recipe, plan, 0)
         maps = predictor.predict(windows)[:, k:k + CHANNELS_PER_COMPARTMENT]
         back = np.flip(predictor.predict(np.ascontiguousarray(np.flip(windows, (2, 3)))), (2, 3))
         for j, i in enumerate(plan.shards[0]):
             plain[i] = maps[j].astype(np.float16)
             turned[i] = back[j, k:k + CHANNELS_PER_COMPARTMENT].astype(np.float16)
+
+
+def two_pass_maps(predictor, source: ImageSource, roles: dict, compartment: str, frame: int = 0, *,
+                  tile: int = 512, overlap: int = 32, pixel_size_um: float | None = None, gamma: float = 1.0,
+                  scale: float | None = None, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """One compartment's maps of one whole frame, from a plain pass and from a half-turned pass turned back.
+
+    ``predictor`` should run without augmentation (``augment="none"``), so that the two passes stay apart.
+    Windows, normalisation and blending are those of :func:`cellscale.segment.image.segment_image`. This holds
+    the whole frame's maps (about 50 bytes a pixel); :func:`band_signals` gives the tiles' signals band by band.
+
+    Returns
+    -------
+    Two (4, Y, X) float32 arrays on the image's grid: [inner distance, p(background), p(boundary),
+    p(interior)], the plain pass and the turned one.
+    """
+    plan, recipe, mine, k = _review_plan(predictor, source, roles, compartment, frame, tile, overlap,
+                                         pixel_size_um, gamma, scale)
+    plain: dict[int, np.ndarray] = {}
+    turned: dict[int, np.ndarray] = {}
+    _two_passes(predictor, source, recipe, plan, mine, k, batch, plain, turned)
     n = CHANNELS_PER_COMPARTMENT
     a = blend_maps(plan, plain.__getitem__, frame, n)
     b = blend_maps(plan, turned.__getitem__, frame, n)
     return to_source_grid(a, plan.source_shape, plan.scale), to_source_grid(b, plan.source_shape, plan.scale)
+
+
+def band_signals(predictor, source: ImageSource, roles: dict, compartment: str, labels: np.ndarray,
+                 boxes: list[tuple[int, int, int, int]], frame: int = 0, *, tile: int = 512, overlap: int = 32,
+                 pixel_size_um: float | None = None, gamma: float = 1.0, scale: float | None = None,
+                 batch: int = 16) -> list[Tile]:
+    """:func:`tile_signals` of :func:`two_pass_maps`, computed one row of boxes at a time (same values).
+
+    Each row of boxes blends only the windows that cover it (both passes, model grid), resampled back to the
+    image grid row by row; a window's maps are kept while a later row still needs them. Memory: one row of
+    windows and one row of boxes' maps, not the frame's (``labels``, the frame's current labels, are read whole).
+    """
+    h, w = labels.shape
+    if (h, w) != tuple(source.shape[2:]):
+        raise ValueError(f"labels of shape {labels.shape} do not match the image's {tuple(source.shape[2:])}")
+    plan, recipe, mine, k = _review_plan(predictor, source, roles, compartment, frame, tile, overlap,
+                                         pixel_size_um, gamma, scale)
+    _, mh, mw = plan.shape
+    th = plan.tile[0]
+    odd_lut = cell_oddness(labels)
+    n = CHANNELS_PER_COMPARTMENT
+    cols = np.clip(np.floor((np.arange(w) + 0.5) * plan.scale).astype(int), 0, mw - 1)
+    plain: dict[int, np.ndarray] = {}
+    turned: dict[int, np.ndarray] = {}
+    tiles: list[Tile | None] = [None] * len(boxes)
+    rows_of_boxes: dict[tuple[int, int], list[int]] = {}
+    for i, (y0, y1, _, _) in enumerate(boxes):
+        rows_of_boxes.setdefault((y0, y1), []).append(i)
+    for (y0, y1), members in sorted(rows_of_boxes.items()):
+        rows = np.clip(np.floor((np.arange(y0, y1) + 0.5) * plan.scale).astype(int), 0, mh - 1) \
+            if plan.scale != 1.0 else np.arange(y0, y1)
+        my0, my1 = int(rows.min()), int(rows.max()) + 1
+        need = [i for i in mine if plan.tiles[i][1] < my1 and plan.tiles[i][1] + th > my0]
+        for cache in (plain, turned):  # windows no later row needs (rows come top to bottom)
+            for i in [i for i in cache if plan.tiles[i][1] + th <= my0]:
+                del cache[i]
+        _two_passes(predictor, source, recipe, plan, [i for i in need if i not in plain], k, batch, plain, turned)
+        a = blend_region(plan, plain.__getitem__, frame, my0, my1, 0, mw, n)
+        b = blend_region(plan, turned.__getitem__, frame, my0, my1, 0, mw, n)
+        if plan.scale != 1.0:
+            a, b = (m[:, rows - my0][:, :, cols] for m in (a, b))
+        lo = max(0, y0 - 1)  # one row of context above and below: the outline test of inner_pixels
+        inner = inner_pixels(labels[lo:min(h, y1 + 1)])[y0 - lo:y0 - lo + y1 - y0]
+        band = labels[y0:y1]
+        for i, t in zip(members, tile_signals(a, b, band, [(0, y1 - y0, x0, x1) for _, _, x0, x1 in
+                                                           (boxes[j] for j in members)],
+                                              inner=inner, odd=odd_lut[band])):
+            tiles[i] = Tile(i, boxes[i], t.signals)
+    return tiles
 
 
 def tile_grid(shape: tuple[int, int], tile: int,
@@ -145,15 +209,17 @@ def inner_pixels(labels: np.ndarray) -> np.ndarray:
 
 
 def tile_signals(plain: np.ndarray, turned: np.ndarray, labels: np.ndarray,
-                 boxes: list[tuple[int, int, int, int]]) -> list[Tile]:
+                 boxes: list[tuple[int, int, int, int]], *, inner: np.ndarray | None = None,
+                 odd: np.ndarray | None = None) -> list[Tile]:
     """The signals of each box (see the module): ``plain``, ``turned`` from :func:`two_pass_maps`, ``labels``
-    the frame's (Y, X) current labels."""
+    the frame's (Y, X) current labels. ``inner`` (:func:`inner_pixels`) and ``odd`` (each pixel's
+    :func:`cell_oddness`) default to those of ``labels``; a band of a frame passes the frame's."""
     if plain.shape[1:] != labels.shape or turned.shape != plain.shape:
         raise ValueError(f"maps of shape {plain.shape[1:]} do not match labels of shape {labels.shape}")
     tv = 0.5 * np.abs(plain[1:] - turned[1:]).sum(axis=0)
     per_pixel = 0.5 * (tv + np.abs(plain[0] - turned[0]))
-    boundary = 0.5 * (plain[2] + turned[2]) * inner_pixels(labels)
-    odd = cell_oddness(labels)[labels]
+    boundary = 0.5 * (plain[2] + turned[2]) * (inner_pixels(labels) if inner is None else inner)
+    odd = cell_oddness(labels)[labels] if odd is None else odd
     tiles = []
     for i, (y0, y1, x0, x1) in enumerate(boxes):
         box = np.s_[y0:y1, x0:x1]
