@@ -281,14 +281,18 @@ def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch,
     assert "nothing corrected" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def float_predictor():
+    return Predictor(MODELS / "nuclear", augment="none", precision="float32")
+
+
 @pytest.mark.parametrize("scale", [None, 0.75])
-def test_band_signals_equal_the_whole_frame_signals(sample, scale):
+def test_band_signals_equal_the_whole_frame_signals(sample, float_predictor, scale):
     """Row by row (windows kept while a later row needs them) gives the signals of the whole frame's maps,
     with several windows per frame and when the image is resampled to the model's grid."""
     from cellscale.io import ImageSource
     from cellscale.review.uncertainty import band_signals, two_pass_maps
 
-    float_predictor = Predictor(MODELS / "nuclear", augment="none", precision="float32")
     labels = read_labels(sample / "nuclear.ome.tif")
     boxes = tile_grid(labels.shape, 48)
     kwargs = dict(tile=128, overlap=16, scale=scale)
