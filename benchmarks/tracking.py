@@ -21,7 +21,16 @@ Sequences:
 
 * ``synthetic``: the seeded time-lapse of :mod:`cellscale.synth.timelapse`.
 * ``colony``: a dense generated colony of rods (:mod:`cellscale.synth.colony`, seed 101, 512 x 512, 50 frames:
-  about 300 touching cells and 290 divisions at the end), the case where centroid distance fails.
+  about 300 touching cells and 290 divisions at the end), the generator's easy default.
+* ``colony hard``: ``PRESETS["hard"]`` of the generator (seed 201: rods packed with no gap, faster growth,
+  more motion and noise; about 450 cells and 440 divisions in 50 frames), the case of issue 23 where centroid
+  distance fails.
+
+Every sequence is tracked with both costs (``track.costs``: ``rules``, the default, and ``learned``, the
+shipped scorer ``models/track-scorer``). The scorer was trained on generated movies with seeds 1-14 only
+(``cellscale train-tracker``; its model card), never on these colonies' seeds nor on a CTC sequence, so every
+learned row is held out. The run ends with the issue's goal table (ours next to laptrack) and a table "rules
+vs learned" per sequence.
 * ``GOWT1-01 GT``, ``SIM+-01 GT``: the ground-truth TRA masks of Cell
   Tracking Challenge sequences (read from ``../shared/data/ctc``, never
   copied), tracked as if they were a segmentation.
@@ -29,7 +38,7 @@ Sequences:
   nuclear model (``models/nuclear``; skipped, and said so, when absent),
   then tracking, scored against the full ground truth.
 
-``--quick`` (CI, under ~2 minutes): the synthetic movie and the first
+``--quick`` (CI, under ~2 minutes): the synthetic movie, small colonies and the first
 frames of each CTC sequence, a small laptrack grid, no end-to-end run.
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/tracking.py [--quick] [--json out.json]``
@@ -64,6 +73,8 @@ GRIDS: dict[str, dict] = {}  # laptrack grid scores per sequence
 CONTEXT: dict[str, tuple] = {}
 ROWS: list[dict] = []
 KEYS = ["TRA", "DET", "LNK", "division_precision", "division_recall", "division_f1"]
+SCORER_DIR = ROOT / "models" / "track-scorer"
+SCORER: str | None = str(SCORER_DIR) if (SCORER_DIR / "scorer.json").exists() else None
 
 
 # ---------------------------------------------------------------------------
@@ -79,12 +90,14 @@ def synthetic(quick: bool):
     return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
 
 
-def colony(quick: bool, seed: int = 101):
-    """A generated dense colony (:mod:`cellscale.synth.colony`; a seed no tracker setting was chosen on)."""
-    from cellscale.synth.colony import make_colony
+def colony(quick: bool, seed: int = 101, preset: str = "default"):
+    """A generated dense colony (:mod:`cellscale.synth.colony`; a seed no tracker setting was chosen on and the
+    scorer was not trained on)."""
+    from cellscale.synth.colony import PRESETS, make_colony
     from cellscale.synth.timelapse import write_ctc_ground_truth
 
-    tl = make_colony(n_frames=25 if quick else 50, shape=(256, 256) if quick else (512, 512), seed=seed)
+    tl = make_colony(**{"n_frames": 25 if quick else 50, "shape": (256, 256) if quick else (512, 512),
+                        **PRESETS[preset], "seed": seed})
     gt = Path(tempfile.mkdtemp(prefix="track-bench-colony-"))
     write_ctc_ground_truth(tl, gt)
     return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
@@ -251,7 +264,14 @@ def run_sequence(name: str, labels, match, image, args) -> None:
            f"{tracks.attrs['ilp_windows']} window(s), {tracks.attrs['ilp_variables']} variables, "
            f"{', '.join(tracks.attrs['ilp_status'])}")
     ilp_tracks = tracks
-    if not args.quick:
+    if SCORER is not None:
+        tracks, sec = timed(lambda: link(det, labels, solver="lap", costs="learned", scorer=SCORER), repeats)
+        record("ours lap learned", tracks, sec, "costs: learned (models/track-scorer)")
+        tracks, sec = timed(lambda: link(det, labels, solver="ilp", costs="learned", scorer=SCORER), 1)
+        record("ours ilp learned", tracks, sec,
+               f"costs: learned; {tracks.attrs['ilp_windows']} window(s), {tracks.attrs['ilp_variables']} "
+               f"variables, {', '.join(tracks.attrs['ilp_status'])}")
+    if not args.quick and not name.startswith("colony hard"):  # (CBC on the hard colony: minutes per window)
         tracks, sec = timed(lambda: link(det, labels, solver="ilp", ilp_backend="cbc"), 1)
         record("ours ilp (CBC)", tracks, sec, ", ".join(tracks.attrs["ilp_status"]))
     if not HAVE_LAPTRACK:
@@ -303,8 +323,69 @@ def print_table(rows: list[dict]) -> None:
     for seq in dict.fromkeys(r["sequence"] for r in rows):
         by = {r["method"]: r for r in rows if r["sequence"] == seq}
         if "ours lap" in by and "laptrack (tuned)" in by:  # same input, laptrack's best setting
-            print(f"- {seq}: lap is {by['ours lap']['det_per_s'] / by['laptrack (tuned)']['det_per_s']:.1f}x "
-                  f"laptrack's detections/s")
+            lt = by["laptrack (tuned)"]["det_per_s"]
+            print(f"- {seq}: lap is {by['ours lap']['det_per_s'] / lt:.1f}x "
+                  f"laptrack's detections/s"
+                  + (f" (learned costs: {by['ours lap learned']['det_per_s'] / lt:.1f}x)"
+                     if "ours lap learned" in by else ""))
+
+
+def _f(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.4f}"
+
+
+def print_rules_vs_learned(rows: list[dict]) -> None:
+    """Per sequence: TRA / LNK / division F1 of the rule-based and the learned costs, both solvers."""
+    print("\nRules vs learned costs (the scorer never saw any of these sequences):\n")
+    print("| sequence | solver | rules TRA / LNK / div. F1 | learned TRA / LNK / div. F1 | learned - rules (div. F1) |")
+    print("|---|---|---|---|---|")
+    for seq in dict.fromkeys(r["sequence"] for r in rows):
+        by = {r["method"]: r for r in rows if r["sequence"] == seq}
+        for solver, rules, learned in (("lap", "ours lap", "ours lap learned"),
+                                       ("ilp", "ours ilp (HiGHS)", "ours ilp learned")):
+            if rules in by and learned in by:
+                a, b = by[rules], by[learned]
+                fa = a["division_f1"] if a["division_f1"] == a["division_f1"] else 0.0
+                fb = b["division_f1"] if b["division_f1"] == b["division_f1"] else 0.0
+                print(f"| {seq} | {solver} | {_f(a['TRA'])} / {_f(a['LNK'])} / {_f(a['division_f1'])} | "
+                      f"{_f(b['TRA'])} / {_f(b['LNK'])} / {_f(b['division_f1'])} | {fb - fa:+.4f} |")
+
+
+def print_goals(rows: list[dict]) -> None:
+    """The goal table of issue 23: ours (rules, learned) next to laptrack (tuned on the sequence's own truth)."""
+    def get(seq_prefix, method, key):
+        for r in rows:
+            if r["sequence"].startswith(seq_prefix) and r["method"] == method:
+                return r[key]
+        return None
+
+    print("\nGoals (issue 23), ours next to laptrack (tuned on each sequence's own ground truth):\n")
+    print("| measure | goal | ours lap rules | ours lap learned | ours ilp rules | ours ilp learned "
+          "| laptrack (tuned) |")
+    print("|---|---|---|---|---|---|---|")
+    methods = ("ours lap", "ours lap learned", "ours ilp (HiGHS)", "ours ilp learned", "laptrack (tuned)")
+    for label, goal, seq, key in (
+            ("division F1, hard generated colony (unseen seed)", ">= 0.95", "colony hard", "division_f1"),
+            ("TRA, hard generated colony (unseen seed)", ">= 0.998", "colony hard", "TRA"),
+            ("division F1, default generated colony (unseen seed)", ">= 0.95", "colony (dense", "division_f1"),
+            ("TRA, default generated colony (unseen seed)", ">= 0.998", "colony (dense", "TRA"),
+            ("SIM+ 01 division F1", ">= 0.95", "SIM+-01 GT", "division_f1"),
+            ("GOWT1 01 TRA", ">= 0.999", "GOWT1-01 GT", "TRA")):
+        print(f"| {label} | {goal} | " + " | ".join(_f(get(seq, m, key)) for m in methods) + " |")
+    for seq in dict.fromkeys(r["sequence"] for r in rows):
+        lt = get(seq, "laptrack (tuned)", "det_per_s")
+        if not lt:
+            continue
+        cells = [f"{get(seq, m, 'det_per_s') / lt:.1f}x" if get(seq, m, "det_per_s") else "n/a" for m in methods[:4]]
+        print(f"| speed vs laptrack (detections/s), {seq} | lap >= 5x | " + " | ".join(cells) + " | 1.0x |")
+    for seq in dict.fromkeys(r["sequence"] for r in rows):
+        if not seq.startswith("colony"):
+            continue
+        n = get(seq, "ours ilp (HiGHS)", "detections")
+        secs = [get(seq, m, "seconds") for m in methods]
+        cells = [f"{s:.1f} s" if s else "n/a" for s in secs]
+        print(f"| time, {seq} ({n} detections; 50 x 700 = 35,000 is the goal's size) | ilp < 60 s | "
+              + " | ".join(cells) + " |")
 
 
 def main(argv=None) -> int:
@@ -344,7 +425,10 @@ def main(argv=None) -> int:
         run_sequence("synthetic", labels, match, image, args)
         print("colony ...", flush=True)
         labels, match, image = colony(args.quick)
-        run_sequence("colony (dense, generated)", labels, match, image, args)
+        run_sequence("colony (dense, generated, seed 101)", labels, match, image, args)
+        print("colony hard ...", flush=True)
+        labels, match, image = colony(args.quick, seed=201, preset="hard")
+        run_sequence("colony hard (generated, seed 201)", labels, match, image, args)
     if SHARED.exists():
         for name in ([] if args.only_e2e else CTC):
             print(f"{name} GT ...", flush=True)
@@ -376,6 +460,10 @@ def main(argv=None) -> int:
         print(f"{SHARED} is absent: CTC sequences skipped")
     print(f"\n(total {time.perf_counter() - t0:.0f} s)\n")
     print_table(rows)
+    print_rules_vs_learned(rows)
+    print_goals(rows)
+    if SCORER is None:
+        print(f"\n(no scorer at {SCORER_DIR}: the learned rows are missing; cellscale train-tracker -o {SCORER_DIR})")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
     return 0

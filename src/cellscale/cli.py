@@ -1,8 +1,8 @@
 """The ``cellscale`` command line: single steps, the same code the workflow runs.
 
 Commands: samples (write a sample sheet from a glob pattern; --sizes reads each image's size from its header),
-segment, measure, track, evaluate-tracks, synth, train, quantize, data, models, gke, size, plan, throughput, review. Run
-``cellscale COMMAND --help`` for each.
+segment, measure, track, train-tracker, evaluate-tracks, synth, train, quantize, data, models, gke, size, plan,
+throughput, review. Run ``cellscale COMMAND --help`` for each.
 
 Argument parsing and dispatch only. Each command imports the library inside its function, on purpose: the
 command line starts (and ``--help`` answers) without loading numpy or a network library, and a command loads
@@ -125,7 +125,7 @@ def _track(args) -> int:
     labels = read_label_dir(args.labels_dir)
     detections = detections_from_labels(labels)
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
-                  divisions=args.divisions, solver=args.solver)
+                  divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)
     write_ctc(labels, tracks, args.output)
     if args.table:
         write_tracks_table(tracks, args.table)
@@ -136,6 +136,43 @@ def _track(args) -> int:
               f"{' ...' if len(empty) > 10 else ''}", file=sys.stderr)
     print(f"{len(tracks)} detections in {labels.shape[0]} frames -> {tracks.track_id.nunique()} tracks, "
           f"{n_div} divisions ({args.solver}) -> {args.output}")
+    return 0
+
+
+def _train_tracker(args) -> int:
+    import time
+
+    import numpy as np
+
+    from cellscale.io.ctc import read_label_dir, read_lineage
+    from cellscale.synth.colony import PRESETS, make_colony
+    from cellscale.synth.timelapse import make_timelapse
+    from cellscale.track.scorer import fit_scorer
+    from cellscale.track.training import TRAINING_MOVIES, jitter_labels, training_rows
+
+    rows, used = [], []
+    movies = TRAINING_MOVIES[:args.movies] if args.movies else TRAINING_MOVIES
+    frames = {"n_frames": args.frames} if args.frames else {}
+    for kind, kw, jitter in movies:
+        t0 = time.perf_counter()
+        if kind == "colony":
+            rest = {k: v for k, v in kw.items() if k != "preset"}
+            movie = make_colony(**{**PRESETS[kw["preset"]], **rest, **frames})
+        else:
+            movie = make_timelapse(**{**kw, **frames})
+        labels = jitter_labels(movie.labels, seed=kw["seed"]) if jitter else movie.labels
+        rows.append(training_rows(labels, movie.lineage, image=movie.image))
+        used.append({"generator": kind, **kw, "jitter": jitter, **frames})
+        print(f"{kind} {kw}{' jittered' if jitter else ''}: {len(rows[-1][1])} links, {len(rows[-1][3])} divisions "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    for gt in args.ctc:  # a CTC ground-truth folder (with TRA/): leave-one-out training
+        tra = Path(gt) / "TRA"
+        rows.append(training_rows(read_label_dir(tra), read_lineage(tra / "man_track.txt")))
+        used.append({"ctc": str(gt)})
+    cat = [np.concatenate([r[k] for r in rows]) for k in range(4)]
+    scorer = fit_scorer(*cat, max_iter=args.trees, max_depth=args.depth, seed=args.seed, meta={"trained_on": used})
+    scorer.save(args.output)
+    print(f"scorer: {len(cat[1])} link rows, {len(cat[3])} division rows, {args.trees} trees each -> {args.output}")
     return 0
 
 
@@ -493,8 +530,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=choices("track", "solver"), default=default("track", "solver"),
                    help="lap: fast frame-to-frame linear assignment; ilp: integer program over a window of "
                         "frames choosing links, gaps and divisions jointly (default: %(default)s)")
+    p.add_argument("--costs", choices=choices("track", "costs"), default=default("track", "costs"),
+                   help="rules: weighted distance, overlap, size terms; learned: the trained scorer's -log p "
+                        "(default: %(default)s)")
+    p.add_argument("--scorer", default=default("track", "scorer"),
+                   help="scorer folder for --costs learned (default: the shipped models/track-scorer)")
     p.add_argument("--table", default=None, help="also write the tracks table (Parquet) here")
     p.set_defaults(func=_track)
+
+    p = sub.add_parser("train-tracker", help="train the learned scorer of links and divisions (track.costs: learned)",
+                       description="Generate the training movies (dense colonies and sparse time-lapses, seeds 1-14; "
+                                   "cellscale.track.training.TRAINING_MOVIES), fit gradient-boosted trees on the "
+                                   "features of their candidate links and divisions and write the scorer folder "
+                                   "(scorer.json + trees.npz; the shipped one is models/track-scorer). Needs "
+                                   "scikit-learn.")
+    p.add_argument("-o", "--output", required=True, help="scorer folder to write")
+    p.add_argument("--trees", type=int, default=100, help="boosting iterations of each model (default: %(default)s)")
+    p.add_argument("--depth", type=int, default=6, help="largest depth of a tree (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tree fitting")
+    p.add_argument("--movies", type=int, default=None, help="use only the first N generated movies (quick runs)")
+    p.add_argument("--frames", type=int, default=None, help="frames of each generated movie (default: theirs)")
+    p.add_argument("--ctc", action="append", default=[],
+                   help="also train on this CTC ground-truth folder (e.g. .../Fluo-N2DH-SIM+/01_GT; repeatable); "
+                        "report on the sequences left out")
+    p.set_defaults(func=_train_tracker)
 
     p = sub.add_parser("evaluate-tracks", help="score a CTC result folder against ground truth (py-ctcmetrics)",
                        description="Print TRA, DET, LNK and division precision/recall/F1 of RESULT_DIR against "

@@ -12,7 +12,7 @@ from skimage.measure import regionprops
 
 from cellscale.cli import main
 from cellscale.io.ctc import read_label_dir, read_lineage
-from cellscale.synth.colony import make_colony
+from cellscale.synth.colony import PRESETS, make_colony
 from cellscale.synth.timelapse import write_ctc_ground_truth
 
 FRAMES = 40
@@ -171,6 +171,35 @@ def test_invalid_arguments():
         make_colony(n_frames=2, shape=(64, 64), width=10, length=8)
     with pytest.raises(ValueError, match="doubling"):
         make_colony(n_frames=2, shape=(64, 64), doubling=0)
+    with pytest.raises(ValueError, match="turn"):
+        make_colony(n_frames=2, shape=(64, 64), turn=-1)
+
+
+def test_hard_preset_packs_touching_rods_that_move_more():
+    """PRESETS["hard"] (issue 23's case): rods packed with no background between them, faster growth and
+    larger per-frame steps than the default colony, more noise; same seed, same movie."""
+    kw = {"n_frames": 22, "shape": (192, 192), "seed": 3}
+    hard = make_colony(**{**PRESETS["hard"], **kw})
+    easy = make_colony(**{**kw, "n_founders": 3})
+    assert hard.params["gap"] == 0 and hard.params["turn"] == PRESETS["hard"]["turn"]
+    np.testing.assert_array_equal(hard.labels, make_colony(**{**PRESETS["hard"], **kw}).labels)
+
+    def contact_fraction(tl):  # labelled pixels whose 4-neighbour is another cell
+        lab = tl.labels[-1]
+        a, b = lab[:, :-1], lab[:, 1:]
+        return ((a != b) & (a > 0) & (b > 0)).sum() / max((lab > 0).sum(), 1)
+
+    def median_step(tl):
+        steps = []
+        for t in range(tl.labels.shape[0] - 1):
+            a = {p.label: p.centroid for p in regionprops(tl.labels[t].astype(np.int32))}
+            b = {p.label: p.centroid for p in regionprops(tl.labels[t + 1].astype(np.int32))}
+            steps += [np.hypot(*np.subtract(a[k], b[k])) for k in set(a) & set(b)]
+        return float(np.median(steps))
+
+    assert contact_fraction(hard) > 2 * contact_fraction(easy)
+    assert median_step(hard) > 1.5 * median_step(easy)
+    assert len(hard.divisions) > len(easy.divisions)
 
 
 def test_cli_synth_colony(tmp_path, capsys):

@@ -10,6 +10,10 @@
   file) for the exporter and for the synthetic ground truth.
 * :func:`evaluate_ctc` scores a result folder with py-ctcmetrics plus
   division precision / recall / F1.
+* ``costs="learned"``: :mod:`cellscale.track.features` (dense-data features
+  of candidate links and divisions), :mod:`cellscale.track.scorer` (the
+  trained trees, ``models/track-scorer``) and :mod:`cellscale.track.training`
+  (training rows from ground-truth movies; ``cellscale train-tracker``).
 """
 
 from cellscale.track.config import TrackConfig

@@ -20,6 +20,7 @@ __all__ = ["TrackConfig", "SOLVERS"]
 
 SOLVERS = tuple(choices("track", "solver"))  # ("lap", "ilp")
 ILP_BACKENDS = tuple(choices("track", "ilp_backend"))  # ("highs", "cbc")
+COSTS = tuple(choices("track", "costs"))  # ("rules", "learned")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,14 @@ class TrackConfig(Settings):
         through PuLP).
     time_limit:
         Seconds per integer program before the best solution found is used.
+    costs:
+        ``"rules"``: the weighted terms above. ``"learned"``: consecutive-frame
+        links and divisions cost ``-log p`` of the trained scorer
+        (:mod:`cellscale.track.scorer`, features of
+        :mod:`cellscale.track.features`); needs the label images.
+    scorer:
+        Folder of the learned scorer; ``None``: the shipped
+        ``models/track-scorer``.
     """
 
     SECTION: ClassVar[str] = "track"
@@ -100,10 +109,14 @@ class TrackConfig(Settings):
     window: int | None = default("track", "window")
     ilp_backend: str = default("track", "ilp_backend")
     time_limit: float = default("track", "time_limit")
+    costs: str = default("track", "costs")
+    scorer: str | None = default("track", "scorer")
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.costs not in COSTS:
+            raise ValueError(f"costs must be one of {COSTS}, got {self.costs!r}")
         if self.ilp_backend not in ILP_BACKENDS:
             raise ValueError(f"ilp_backend must be one of {ILP_BACKENDS}, got {self.ilp_backend!r}")
         if self.max_distance is not None and not (

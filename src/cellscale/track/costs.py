@@ -27,6 +27,16 @@ IoU is measured on a regular sub-grid of the pixels (stride chosen so that a
 median object keeps at least ~100 samples), which is exact enough for a cost
 and keeps the overlap pass cheap. For ``dt > 1`` no overlap is measured and
 the ``1 - IoU`` term is 1.
+
+Learned costs (``cfg.costs == "learned"``, for dense data where centroid
+distance fails): every consecutive-frame link candidate and, per mother, the
+``DIVISIONS_PER_MOTHER`` daughter pairs of lowest rule cost (touch ignored)
+are described by :mod:`cellscale.track.features` (motion-compensated
+overlap, shape, orientation, division cues; the local motion is estimated
+per frame from the data) and cost ``scale * -log p`` of the trained scorer
+(:mod:`cellscale.track.scorer`). Gap links, starts and ends keep the costs
+above, and the same pruning applies (an event dearer than its alternative
+of starts and ends is dropped), so both solvers take either kind of costs.
 """
 
 from __future__ import annotations
@@ -38,9 +48,14 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from cellscale.track.config import TrackConfig
+from cellscale.track.features import (DIVISION_FEATURES, LINK_FEATURES, FrameFeatures, division_features,
+                                      frame_features, link_features)
 
 __all__ = ["Candidates", "FrameIndex", "build_candidates", "estimate_max_distance",
-           "frame_overlaps"]
+           "frame_overlaps", "DIVISIONS_PER_MOTHER"]
+
+#: learned costs: daughter pairs (lowest rule cost first) scored per mother
+DIVISIONS_PER_MOTHER = 8
 
 
 def estimate_max_distance(frames: np.ndarray, pos: np.ndarray, area: np.ndarray,
@@ -172,20 +187,52 @@ def _pairs_within(tree_pts: np.ndarray, query_pts: np.ndarray, radius) -> tuple[
 def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area: np.ndarray,
                      intensity: np.ndarray | None, n_frames: int, labels: np.ndarray | None,
                      frame_shape: tuple[int, int] | None, md: float,
-                     cfg: TrackConfig, gaps: bool = True) -> Candidates:
+                     cfg: TrackConfig, gaps: bool = True, scorer=None,
+                     features_out: dict | None = None) -> Candidates:
     """All plausible links, gap links and divisions with their costs.
 
     Detections must be sorted by frame. ``labels`` (T, Y, X) adds the IoU
     term and makes overlapping objects link candidates whatever their
     distance. ``frame_shape`` enables the cheaper starts/ends at the border.
+
+    With ``cfg.costs == "learned"`` the consecutive-frame links and the
+    divisions are scored by ``scorer`` (a :class:`cellscale.track.scorer.Scorer`;
+    ``None``: the one ``cfg.scorer`` names) from the features of
+    :mod:`cellscale.track.features`: every link candidate (within the search
+    radius, or overlapping) is scored, and for every mother the
+    ``DIVISIONS_PER_MOTHER`` daughter pairs with the lowest rule cost (touch
+    ignored). ``features_out`` (a dict) receives the feature rows and the
+    candidates they describe, before pruning (for training).
     """
     n = frame.size
     starts_at = np.searchsorted(frame, np.arange(n_frames + 1))
     radius = np.sqrt(area / np.pi)
-    use_iou = labels is not None and cfg.iou_weight > 0
+    learned = cfg.costs == "learned" or features_out is not None
+    if learned and labels is None:
+        raise ValueError("costs='learned' needs the label images (labels=...)")
+    if cfg.costs == "learned" and scorer is None:
+        from cellscale.track.scorer import load_scorer
+
+        scorer = load_scorer(cfg.scorer)
+    use_iou = labels is not None and (cfg.iou_weight > 0 or learned)
     stride = 1
     if use_iou and n:
         stride = max(1, int(math.sqrt(float(np.median(area)) / 100.0)))
+    feats: dict[int, FrameFeatures] = {}
+    collect: dict[str, list] = {k: [] for k in ("link_x", "link_src", "link_dst", "division_x", "mother",
+                                                  "daughter_a", "daughter_b")}
+
+    def features_of(t: int) -> FrameFeatures:
+        if t not in feats:
+            feats.clear()
+            feats[t] = frame_features(labels, label, pos, starts_at, t, stride)
+        return feats[t]
+
+    def local(t: int, rows: np.ndarray) -> np.ndarray:
+        return rows - starts_at[t]
+
+    def frame_slice(t: int) -> slice:
+        return slice(starts_at[t], starts_at[t + 1])
     index: dict[int, FrameIndex] = {}
 
     def index_of(t: int) -> FrameIndex:
@@ -250,6 +297,18 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
                 c = c + cfg.iou_weight * (1.0 - (iou if iou is not None else 0.0))
             if inten is not None:
                 c = c + cfg.intensity_weight * _rel(inten[ga], inten[gb])
+            if learned and dt == 1:
+                ff = features_of(t)
+                sa, sb = frame_slice(t), frame_slice(t + 1)
+                x = link_features(ff, local(t, ga), local(t + 1, gb), pos[sa], pos[sb], md,
+                                  None if inten is None else inten[sa], None if inten is None else inten[sb],
+                                  rule_cost=c)
+                if features_out is not None:
+                    collect["link_x"].append(x)
+                    collect["link_src"].append(ga)
+                    collect["link_dst"].append(gb)
+                if scorer is not None:
+                    c = scorer.link_cost(x)
             keep = c <= disappear[ga] + appear[gb]
             ga, gb, c = ga[keep], gb[keep], c[keep]
             src.append(ga)
@@ -261,7 +320,26 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
             if ib.size >= 2:
                 m_, a_, b_, c_ = _division_candidates(ia[big[ia]], ib[big[ib]], pos, area, radius,
                                                       inten, md, cfg)
-                if labels is not None and cfg.touch_cost > 0 and m_.size:
+                if learned and m_.size:
+                    # the daughter pairs of lowest rule cost per mother, scored by the features
+                    order = np.lexsort((c_, m_))
+                    m_, a_, b_, c_ = m_[order], a_[order], b_[order], c_[order]
+                    first = np.r_[0, np.flatnonzero(np.diff(m_)) + 1]
+                    rank = np.arange(m_.size) - np.repeat(first, np.diff(np.r_[first, m_.size]))
+                    sel = rank < DIVISIONS_PER_MOTHER
+                    m_, a_, b_, c_ = m_[sel], a_[sel], b_[sel], c_[sel]
+                    ff = features_of(t)
+                    sa, sb = frame_slice(t), frame_slice(t + 1)
+                    x = division_features(ff, local(t, m_), local(t + 1, a_), local(t + 1, b_), pos[sa], pos[sb],
+                                          None if inten is None else inten[sb], rule_cost=c_)
+                    if features_out is not None:
+                        collect["division_x"].append(x)
+                        collect["mother"].append(m_)
+                        collect["daughter_a"].append(a_)
+                        collect["daughter_b"].append(b_)
+                    if scorer is not None:
+                        c_ = scorer.division_cost(x)
+                elif labels is not None and cfg.touch_cost > 0 and m_.size:
                     # daughters that touch are more likely one cell cut in two
                     touch = index_of(t + 1).touching()
                     if touch:
@@ -279,6 +357,14 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
 
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    if features_out is not None:
+        for key, parts in collect.items():
+            if key.endswith("_x"):
+                width = len(LINK_FEATURES if key == "link_x" else DIVISION_FEATURES)
+                features_out[key] = np.concatenate(parts) if parts else np.zeros((0, width))
+            else:
+                features_out[key] = cat(parts, np.int64)
 
     return Candidates(cat(src, np.int64), cat(dst, np.int64), cat(dts, np.int64), cat(costs, float),
                       cat(div_m, np.int64), cat(div_a, np.int64), cat(div_b, np.int64),

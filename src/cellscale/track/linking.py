@@ -146,8 +146,9 @@ def link(
     config:
         A :class:`TrackConfig` (or a dict of its fields) with the other
         parameters; keyword ``params`` (e.g. ``birth_cost=1.5``,
-        ``ilp_backend="cbc"``) override it, and so do the arguments above
-        when they differ from their defaults.
+        ``ilp_backend="cbc"``, ``costs="learned"``: the trained scorer's
+        costs, for dense colonies; needs ``labels``) override it, and so do
+        the arguments above when they differ from their defaults.
 
     Returns
     -------

@@ -1,0 +1,373 @@
+"""Features of candidate links and divisions for dense data (and the learned scorer).
+
+Centroid distance fails where cells touch and barely move, and where the
+daughters of a division sit where their mother was. The measurements here
+describe a candidate event with the cues that still work there:
+
+* **shape** (:func:`shape_moments`): orientation, length (major axis) and
+  width (minor axis) of every object from its second moments;
+* **local motion** (:func:`local_motion`): for every object of frame ``t``
+  the median displacement of the ``k`` objects of frame ``t + 1`` nearest to
+  it (each one's displacement from its nearest object of ``t``; twice
+  refined): the push of a growing colony or a drift, estimated from the
+  data;
+* **motion-compensated overlap** (:func:`compensated_overlaps`): the pixels of
+  each object of frame ``t``, shifted by its local motion, against the
+  objects of frame ``t + 1``;
+* :func:`link_features` and :func:`division_features`: one row of numbers per
+  candidate event (names in :data:`LINK_FEATURES`, :data:`DIVISION_FEATURES`).
+
+All functions are pure (arrays in, arrays out). Detections are rows sorted
+by frame; ``starts_at[t]`` is the first row of frame ``t``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["LINK_FEATURES", "DIVISION_FEATURES", "FrameFeatures", "shape_moments", "local_motion",
+           "compensated_overlaps", "frame_features", "link_features", "division_features"]
+
+LINK_FEATURES = (
+    "distance",              # centroid distance / max_distance
+    "distance_compensated",  # |b - (a + local motion of a)| / max_distance
+    "iou",                   # overlap of the masks as they are
+    "iou_compensated",       # overlap once a is shifted by its local motion
+    "covered_b",             # fraction of b inside the shifted a
+    "covered_a",             # fraction of the shifted a inside b
+    "log_area_ratio",        # log(area b / area a)
+    "log_length_ratio",      # log(length b / length a)
+    "orientation_change",    # |sin(angle b - angle a)|, times the elongation weight
+    "elongation_a",          # length / width of a
+    "area_a_rel",            # area of a / median area of its frame
+    "length_a_rel",          # length of a / median length of its frame
+    "intensity_change",      # relative change of mean intensity (0 without intensities)
+    "iou_best_other_a",      # best compensated IoU of a with another candidate successor
+    "iou_best_other_b",      # best compensated IoU of b with another candidate predecessor
+    "distance_margin_a",     # (compensated distance - the smallest one of a's other candidates) / max_distance
+    "distance_margin_b",     # likewise among b's candidate predecessors
+    "crowding_a",            # distance from a to its nearest neighbour in frame t / length of a
+    "rule_cost",             # the rule-based link cost (cellscale.track.costs, default weights)
+)
+
+DIVISION_FEATURES = (
+    "midpoint_offset",       # |midpoint(a, b) - (m + local motion)| / half the mother's length
+    "opposite",              # cos of the angle between a and b seen from the shifted mother (-1: opposite)
+    "log_area_sum_ratio",    # log((area a + area b) / area m)
+    "daughter_area_asymmetry",  # |log(area a / area b)|
+    "mother_covered",        # fraction of the shifted mother covered by a and b
+    "daughters_inside",      # fraction of a and b inside the shifted mother
+    "split_along_axis",      # |cos| of the angle between the mother's axis and the line a-b
+    "daughter_axis_mean",    # mean |sin| of the angles between the daughters' axes and the mother's
+    "daughter_axis_max",
+    "length_m_rel",          # length of m / median length of its frame
+    "area_m_rel",            # area of m / median area of its frame
+    "elongation_m",
+    "length_sum_ratio",      # (length a + length b) / length m
+    "daughter_distance",     # |a - b| / length of m
+    "touch",                 # the daughters touch (1) or not (0)
+    "iou_best_link_m",       # best compensated IoU of m with one object of t + 1
+    "iou_other_max",         # best compensated IoU of a (b) with a predecessor other than m: the larger
+    "iou_other_min",         # ... and the smaller of the two
+    "intensity_difference",  # relative difference of the daughters' mean intensities
+    "crowding_m",            # distance from m to its nearest neighbour in frame t / length of m
+    "rule_cost",             # the rule-based division cost without the touch term
+)
+
+
+def _lut(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of each label value among ``keys`` (-1: none) for label values ``values``."""
+    if keys.size == 0:
+        return np.full(values.shape, -1, np.int64)
+    pos = np.clip(np.searchsorted(keys, values), 0, keys.size - 1)
+    return np.where((values != 0) & (keys[pos] == values), pos, -1)
+
+
+def shape_moments(frame: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """(n, 3) orientation (rad, in (-pi/2, pi/2], angle of the long axis from
+    the image y axis towards x), length and width (px: 4 sqrt of the
+    eigenvalues of the pixel covariance, exact for an ellipse) of the objects
+    ``keys`` (sorted label values) of one 2-D label image."""
+    n = keys.size
+    out = np.zeros((n, 3))
+    if n == 0:
+        return out
+    flat = frame.ravel()
+    nz = np.flatnonzero(flat)
+    idx = _lut(keys, flat[nz])
+    ok = idx >= 0
+    nz, idx = nz[ok], idx[ok]
+    r = (nz // frame.shape[1]).astype(float)
+    c = (nz % frame.shape[1]).astype(float)
+    cnt = np.maximum(np.bincount(idx, minlength=n), 1)
+    my = np.bincount(idx, r, n) / cnt
+    mx = np.bincount(idx, c, n) / cnt
+    dy, dx = r - my[idx], c - mx[idx]
+    syy = np.bincount(idx, dy * dy, n) / cnt + 1.0 / 12.0  # + a pixel's own extent
+    sxx = np.bincount(idx, dx * dx, n) / cnt + 1.0 / 12.0
+    sxy = np.bincount(idx, dy * dx, n) / cnt
+    tr, det = syy + sxx, syy * sxx - sxy * sxy
+    disc = np.sqrt(np.maximum(tr * tr / 4.0 - det, 0.0))
+    l1, l2 = tr / 2.0 + disc, np.maximum(tr / 2.0 - disc, 1e-6)
+    out[:, 0] = 0.5 * np.arctan2(2.0 * sxy, syy - sxx)
+    out[:, 1] = 4.0 * np.sqrt(l1)
+    out[:, 2] = 4.0 * np.sqrt(l2)
+    return out
+
+
+def local_motion(p: np.ndarray, q: np.ndarray, k: int = 8, rounds: int = 2) -> np.ndarray:
+    """Local displacement (n, 2) of the points ``p`` (frame t) towards ``q`` (frame t + 1).
+
+    Every point of ``q`` is given the displacement from its nearest point of
+    ``p`` (shifted by the current estimate); a point of ``p`` takes the
+    per-coordinate median of those of its ``k`` nearest points of ``q``;
+    ``rounds`` rounds. Looking backwards, the two daughters of a division
+    pull their mother's estimate in opposite directions, which the median
+    cancels. Zero where either frame is empty.
+    """
+    v = np.zeros_like(p, dtype=float)
+    if p.shape[0] == 0 or q.shape[0] == 0:
+        return v
+    tq = cKDTree(q)
+    kk = min(k, q.shape[0])
+    for _ in range(rounds):
+        _, back = cKDTree(p + v).query(q, k=1)
+        e = q - p[back]
+        _, nb = tq.query(p + v, k=kk)
+        nb = np.asarray(nb).reshape(p.shape[0], kk)
+        v = np.median(e[nb], axis=1)
+    return v
+
+
+def compensated_overlaps(fa: np.ndarray, keys_a: np.ndarray, fb: np.ndarray, keys_b: np.ndarray,
+                         shift: np.ndarray, stride: int = 1):
+    """Overlaps of the objects of label image ``fa``, each shifted by its own
+    ``shift`` (px, one (dy, dx) row per key of ``keys_a``), with the objects
+    of ``fb``, on a ``stride`` sub-grid.
+
+    Returns (ia, ib, intersection, area_a, area_b): key indices of the
+    overlapping pairs, their intersections and every object's area (all in
+    sub-grid samples).
+    """
+    sa, sb = fa[::stride, ::stride], fb[::stride, ::stride]
+    h, w = sb.shape
+    flat = sa.ravel()
+    nz = np.flatnonzero(flat)
+    ia = _lut(keys_a, flat[nz])
+    ok = ia >= 0
+    nz, ia = nz[ok], ia[ok]
+    area_a = np.bincount(ia, minlength=keys_a.size)
+    fbf = sb.ravel()
+    nzb = np.flatnonzero(fbf)
+    ib_all = _lut(keys_b, fbf[nzb])
+    area_b = np.bincount(ib_all[ib_all >= 0], minlength=keys_b.size)
+    if keys_a.size == 0 or keys_b.size == 0 or nz.size == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z, area_a, area_b
+    step = np.rint(np.asarray(shift, float) / stride).astype(np.int64)
+    r = nz // sa.shape[1] + step[ia, 0]
+    c = nz % sa.shape[1] + step[ia, 1]
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    ib = np.full(ia.size, -1, np.int64)
+    ib[inside] = _lut(keys_b, fbf[r[inside] * w + c[inside]])
+    hit = ib >= 0
+    key = ia[hit] * keys_b.size + ib[hit]
+    uk, cnt = np.unique(key, return_counts=True)
+    return uk // keys_b.size, uk % keys_b.size, cnt, area_a, area_b
+
+
+class FrameFeatures:
+    """What the features of the events between frames ``t`` and ``t + 1``
+    need: shape of both frames' objects, local motion of frame ``t``'s, the
+    compensated and plain overlaps, medians of the frame, touching pairs of
+    ``t + 1`` (as sorted keys ``i * n_b + j``, ``i < j``)."""
+
+    def __init__(self, fa, keys_a, fb, keys_b, pos_a, pos_b, stride: int = 1):
+        self.na, self.nb = keys_a.size, keys_b.size
+        self.shape_a = shape_moments(fa, keys_a)
+        self.shape_b = shape_moments(fb, keys_b)
+        self.motion = local_motion(pos_a, pos_b)
+        ia, ib, inter, aa, ab = compensated_overlaps(fa, keys_a, fb, keys_b, self.motion, stride)
+        self.key_c = ia * max(self.nb, 1) + ib
+        self.inter_c = inter
+        self.area_a, self.area_b = np.maximum(aa, 1), np.maximum(ab, 1)
+        self.iou_c = inter / np.maximum(self.area_a[ia] + self.area_b[ib] - inter, 1)
+        ia0, ib0, inter0, _, _ = compensated_overlaps(fa, keys_a, fb, keys_b, np.zeros((self.na, 2)), stride)
+        self.key_0 = ia0 * max(self.nb, 1) + ib0
+        self.iou_0 = inter0 / np.maximum(self.area_a[ia0] + self.area_b[ib0] - inter0, 1)
+        # best compensated IoU of every object of t (of t + 1) with any object of the other frame
+        self.best_a = np.zeros(self.na)
+        np.maximum.at(self.best_a, ia, self.iou_c)
+        self.best_b = np.zeros(self.nb)
+        np.maximum.at(self.best_b, ib, self.iou_c)
+        # crowding: nearest-neighbour distance / length (dense colonies < 1, sparse nuclei > 1)
+        self.crowding_a = np.full(self.na, 10.0)
+        if self.na > 1:
+            d, _ = cKDTree(pos_a).query(pos_a, k=2)
+            self.crowding_a = np.minimum(d[:, 1] / np.maximum(self.shape_a[:, 1], 1e-6), 10.0)
+        self.median_area_a = float(np.median(self.area_a)) if self.na else 1.0
+        self.median_length_a = float(np.median(self.shape_a[:, 1])) if self.na else 1.0
+        self.touch = _touching(fb, keys_b)
+
+    def lookup(self, keys: np.ndarray, table: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``values`` of the pairs ``keys`` (``i * n_b + j``) in the sorted ``table``; 0 when absent."""
+        if table.size == 0:
+            return np.zeros(keys.shape)
+        pos = np.clip(np.searchsorted(table, keys), 0, table.size - 1)
+        return np.where(table[pos] == keys, values[pos], 0.0)
+
+
+def _touching(frame: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    n = keys.size
+    out = []
+    for a, b in ((frame[:, :-1], frame[:, 1:]), (frame[:-1], frame[1:])):
+        m = (a != b) & (a != 0) & (b != 0)
+        if m.any():
+            i, j = _lut(keys, a[m]), _lut(keys, b[m])
+            ok = (i >= 0) & (j >= 0)
+            out.append(np.minimum(i[ok], j[ok]) * max(n, 1) + np.maximum(i[ok], j[ok]))
+    return np.unique(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+def frame_features(labels: np.ndarray, label: np.ndarray, pos: np.ndarray, starts_at: np.ndarray,
+                   t: int, stride: int = 1) -> FrameFeatures:
+    """:class:`FrameFeatures` of frames ``t`` and ``t + 1`` of a (T, Y, X) label stack."""
+    a = slice(starts_at[t], starts_at[t + 1])
+    b = slice(starts_at[t + 1], starts_at[t + 2])
+    return FrameFeatures(labels[t], label[a], labels[t + 1], label[b], pos[a], pos[b], stride)
+
+
+def _rel(a, b):
+    return np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)
+
+
+def _group_best(groups: np.ndarray, values: np.ndarray, size: int, fill: float, op):
+    """Best and second best of ``values`` per group (``op`` = np.maximum or
+    np.minimum) and the index of the (first) element that is the best."""
+    best = np.full(size, fill)
+    op.at(best, groups, values)
+    is_best = values == best[groups]
+    # the second best: the best of the others (a tie counts as a second best)
+    first = np.full(size, -1, np.int64)
+    idx = np.flatnonzero(is_best)
+    first[groups[idx[::-1]]] = idx[::-1]
+    others = np.ones(values.size, bool)
+    others[first[first >= 0]] = False
+    second = np.full(size, fill)
+    op.at(second, groups[others], values[others])
+    return best, second, first
+
+
+def link_features(ff: FrameFeatures, qa: np.ndarray, qb: np.ndarray, pos_a: np.ndarray, pos_b: np.ndarray,
+                  md: float, inten_a: np.ndarray | None = None, inten_b: np.ndarray | None = None,
+                  rule_cost: np.ndarray | None = None) -> np.ndarray:
+    """(n, len(LINK_FEATURES)) features of the links ``qa`` (index in frame t) -> ``qb`` (index in t + 1).
+
+    ``pos_a``/``pos_b``: centroids of all objects of the two frames; ``md``:
+    the search radius (the distance unit); ``rule_cost``: the links'
+    rule-based costs (0 when not given).
+    """
+    n = qa.size
+    f = np.zeros((n, len(LINK_FEATURES)))
+    if n == 0:
+        return f
+    md = max(float(md), 1e-6)
+    key = qa * max(ff.nb, 1) + qb
+    d = np.hypot(*(pos_b[qb] - pos_a[qa]).T)
+    dc = np.hypot(*(pos_b[qb] - pos_a[qa] - ff.motion[qa]).T)
+    inter = ff.lookup(key, ff.key_c, ff.inter_c)
+    iou_c = ff.lookup(key, ff.key_c, ff.iou_c)
+    sa, sb = ff.shape_a[qa], ff.shape_b[qb]
+    elong_a = sa[:, 1] / np.maximum(sa[:, 2], 1e-6)
+    elong_b = sb[:, 1] / np.maximum(sb[:, 2], 1e-6)
+    weight = np.clip((np.minimum(elong_a, elong_b) - 1.0) / 0.5, 0.0, 1.0)  # round cells have no axis
+    f[:, 0] = d / md
+    f[:, 1] = dc / md
+    f[:, 2] = ff.lookup(key, ff.key_0, ff.iou_0)
+    f[:, 3] = iou_c
+    f[:, 4] = inter / ff.area_b[qb]
+    f[:, 5] = inter / ff.area_a[qa]
+    f[:, 6] = np.log(ff.area_b[qb] / ff.area_a[qa])
+    f[:, 7] = np.log(np.maximum(sb[:, 1], 1e-6) / np.maximum(sa[:, 1], 1e-6))
+    f[:, 8] = np.abs(np.sin(sb[:, 0] - sa[:, 0])) * weight
+    f[:, 9] = elong_a
+    f[:, 10] = ff.area_a[qa] / max(ff.median_area_a, 1e-6)
+    f[:, 11] = sa[:, 1] / max(ff.median_length_a, 1e-6)
+    if inten_a is not None and inten_b is not None:
+        f[:, 12] = _rel(inten_a[qa], inten_b[qb])
+    # competition: the best alternative of each end
+    best_a, second_a, first_a = _group_best(qa, iou_c, ff.na, 0.0, np.maximum)
+    f[:, 13] = np.where(np.arange(n) == first_a[qa], second_a[qa], best_a[qa])
+    best_b, second_b, first_b = _group_best(qb, iou_c, ff.nb, 0.0, np.maximum)
+    f[:, 14] = np.where(np.arange(n) == first_b[qb], second_b[qb], best_b[qb])
+    big = 1e3 * md
+    lo_a, lo2_a, fa_ = _group_best(qa, dc, ff.na, big, np.minimum)
+    other = np.where(np.arange(n) == fa_[qa], lo2_a[qa], lo_a[qa])
+    f[:, 15] = np.clip((dc - other) / md, -5.0, 5.0)
+    lo_b, lo2_b, fb_ = _group_best(qb, dc, ff.nb, big, np.minimum)
+    other = np.where(np.arange(n) == fb_[qb], lo2_b[qb], lo_b[qb])
+    f[:, 16] = np.clip((dc - other) / md, -5.0, 5.0)
+    f[:, 17] = ff.crowding_a[qa]
+    if rule_cost is not None:
+        f[:, 18] = np.minimum(rule_cost, 10.0)
+    return f
+
+
+def division_features(ff: FrameFeatures, qm: np.ndarray, qa: np.ndarray, qb: np.ndarray, pos_a: np.ndarray,
+                      pos_b: np.ndarray, inten_b: np.ndarray | None = None,
+                      rule_cost: np.ndarray | None = None) -> np.ndarray:
+    """(n, len(DIVISION_FEATURES)) features of the divisions ``qm`` (index in
+    frame t) -> (``qa``, ``qb``) (indices in t + 1); ``rule_cost``: their
+    rule-based costs without the touch term (0 when not given)."""
+    n = qm.size
+    f = np.zeros((n, len(DIVISION_FEATURES)))
+    if n == 0:
+        return f
+    nb = max(ff.nb, 1)
+    sm, sa, sb = ff.shape_a[qm], ff.shape_b[qa], ff.shape_b[qb]
+    length_m = np.maximum(sm[:, 1], 1e-6)
+    pm = pos_a[qm] + ff.motion[qm]
+    pa, pb = pos_b[qa], pos_b[qb]
+    mid = 0.5 * (pa + pb)
+    f[:, 0] = np.hypot(*(mid - pm).T) / (0.5 * length_m)
+    va, vb = pa - pm, pb - pm
+    na_, nb_ = np.hypot(*va.T), np.hypot(*vb.T)
+    f[:, 1] = np.where((na_ > 0) & (nb_ > 0), (va * vb).sum(1) / np.maximum(na_ * nb_, 1e-12), 0.0)
+    area_m, area_a, area_b = ff.area_a[qm], ff.area_b[qa], ff.area_b[qb]
+    f[:, 2] = np.log((area_a + area_b) / area_m)
+    f[:, 3] = np.abs(np.log(area_a / area_b))
+    inter = (ff.lookup(qm * nb + qa, ff.key_c, ff.inter_c) + ff.lookup(qm * nb + qb, ff.key_c, ff.inter_c))
+    f[:, 4] = inter / area_m
+    f[:, 5] = inter / (area_a + area_b)
+    ab = pb - pa
+    dab = np.hypot(*ab.T)
+    axis = np.column_stack([np.cos(sm[:, 0]), np.sin(sm[:, 0])])  # (dy, dx) of the long axis
+    f[:, 6] = np.abs((ab * axis).sum(1)) / np.maximum(dab, 1e-6)
+    ta, tb = np.abs(np.sin(sa[:, 0] - sm[:, 0])), np.abs(np.sin(sb[:, 0] - sm[:, 0]))
+    f[:, 7] = 0.5 * (ta + tb)
+    f[:, 8] = np.maximum(ta, tb)
+    f[:, 9] = length_m / max(ff.median_length_a, 1e-6)
+    f[:, 10] = area_m / max(ff.median_area_a, 1e-6)
+    f[:, 11] = length_m / np.maximum(sm[:, 2], 1e-6)
+    f[:, 12] = (sa[:, 1] + sb[:, 1]) / length_m
+    f[:, 13] = dab / length_m
+    lo, hi = np.minimum(qa, qb), np.maximum(qa, qb)
+    tk = lo * nb + hi
+    if ff.touch.size:
+        pos = np.clip(np.searchsorted(ff.touch, tk), 0, ff.touch.size - 1)
+        f[:, 14] = ff.touch[pos] == tk
+    f[:, 15] = ff.best_a[qm]
+    # the daughters' best predecessor other than m: their best overall, unless that is m
+    ia_m = ff.lookup(qm * nb + qa, ff.key_c, ff.iou_c)
+    ib_m = ff.lookup(qm * nb + qb, ff.key_c, ff.iou_c)
+    oa = np.where(ia_m >= ff.best_b[qa], 0.0, ff.best_b[qa])
+    ob = np.where(ib_m >= ff.best_b[qb], 0.0, ff.best_b[qb])
+    f[:, 16] = np.maximum(oa, ob)
+    f[:, 17] = np.minimum(oa, ob)
+    if inten_b is not None:
+        f[:, 18] = _rel(inten_b[qa], inten_b[qb])
+    f[:, 19] = ff.crowding_a[qm]
+    if rule_cost is not None:
+        f[:, 20] = np.minimum(rule_cost, 10.0)
+    return f
