@@ -58,6 +58,8 @@ import numpy as np
 import pandas as pd
 
 from cellscale.track import detections_from_labels, link, read_label_dir, write_ctc
+from cellscale.track.config import TrackConfig
+from cellscale.track.costs import crowding
 from cellscale.track.evaluate import ReferenceMatching, evaluate_ctc, evaluate_tracks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,9 +259,13 @@ def run_sequence(name: str, labels, match, image, args) -> None:
                      "note": note})
         return s
 
-    tracks, sec = timed(lambda: link(det, labels, solver="lap"), repeats)
+    crowd = crowding(det["frame"].to_numpy(), det[["y", "x"]].to_numpy(float), det["area"].to_numpy(float))
+    chosen = "learned" if crowd < TrackConfig().auto_crowding else "rules"
+    print(f"  the default costs (auto) take {chosen} here: crowding {crowd:.2f} "
+          f"(learned below {TrackConfig().auto_crowding})", flush=True)
+    tracks, sec = timed(lambda: link(det, labels, solver="lap", costs="rules"), repeats)
     record("ours lap", tracks, sec, f"max_distance {tracks.attrs['max_distance']:.1f} px (estimated)")
-    tracks, sec = timed(lambda: link(det, labels, solver="ilp"), 1)
+    tracks, sec = timed(lambda: link(det, labels, solver="ilp", costs="rules"), 1)
     record("ours ilp (HiGHS)", tracks, sec,
            f"{tracks.attrs['ilp_windows']} window(s), {tracks.attrs['ilp_variables']} variables, "
            f"{', '.join(tracks.attrs['ilp_status'])}")
@@ -272,7 +278,7 @@ def run_sequence(name: str, labels, match, image, args) -> None:
                f"costs: learned; {tracks.attrs['ilp_windows']} window(s), {tracks.attrs['ilp_variables']} "
                f"variables, {', '.join(tracks.attrs['ilp_status'])}")
     if not args.quick and not name.startswith("colony hard"):  # (CBC on the hard colony: minutes per window)
-        tracks, sec = timed(lambda: link(det, labels, solver="ilp", ilp_backend="cbc"), 1)
+        tracks, sec = timed(lambda: link(det, labels, solver="ilp", ilp_backend="cbc", costs="rules"), 1)
         record("ours ilp (CBC)", tracks, sec, ", ".join(tracks.attrs["ilp_status"]))
     if not HAVE_LAPTRACK:
         print("  laptrack is not installed (pip install laptrack): its rows are skipped")

@@ -531,8 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lap: fast frame-to-frame linear assignment; ilp: integer program over a window of "
                         "frames choosing links, gaps and divisions jointly (default: %(default)s)")
     p.add_argument("--costs", choices=choices("track", "costs"), default=default("track", "costs"),
-                   help="rules: weighted distance, overlap, size terms; learned: the trained scorer's -log p "
-                        "(default: %(default)s)")
+                   help="rules: weighted distance, overlap, size terms; learned: the trained scorer's -log p; "
+                        "auto: learned for packed cells, rules otherwise (default: %(default)s)")
     p.add_argument("--scorer", default=default("track", "scorer"),
                    help="scorer folder for --costs learned (default: the shipped models/track-scorer)")
     p.add_argument("--table", default=None, help="also write the tracks table (Parquet) here")

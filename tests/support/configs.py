@@ -14,7 +14,7 @@ SETTINGS = {"tiling": TilingSettings, "segment": SegmentSettings, "postprocess":
 TRACK_FIELDS = ["solver", "max_distance", "max_gap", "divisions", "birth_cost", "border_factor", "iou_weight",
                 "size_weight", "intensity_weight", "gap_cost", "division_cost", "division_distance",
                 "min_division_area", "touch_cost", "min_cycle_frames", "window", "ilp_backend", "time_limit",
-                "costs", "scorer"]
+                "costs", "auto_crowding", "scorer"]
 
 
 def minimal_config(**sections) -> dict:

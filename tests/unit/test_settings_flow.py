@@ -48,13 +48,13 @@ def _non_default_track_config() -> dict:
               "border_factor": 0.25, "iou_weight": 0.4, "size_weight": 0.3, "intensity_weight": 0.2,
               "gap_cost": 0.15, "division_cost": 0.35, "division_distance": 30.0, "min_division_area": 0.05,
               "touch_cost": 1.5, "min_cycle_frames": 3, "window": 5, "ilp_backend": "cbc", "time_limit": 30.0,
-              "costs": "learned", "scorer": str(ROOT / "models" / "track-scorer")}
+              "costs": "learned", "auto_crowding": 0.9, "scorer": str(ROOT / "models" / "track-scorer")}
     assert set(values) == set(TRACK_FIELDS)
     return values
 
 
 def test_every_track_field_of_the_config_reaches_the_tracker(tmp_path, monkeypatch):
-    """config["track"] -> rule params -> scripts/track.py -> steps.track.track_sample -> link: all 20 fields."""
+    """config["track"] -> rule params -> scripts/track.py -> steps.track.track_sample -> link: every field."""
     from snakemake.utils import validate
 
     from cellscale.io import write_image, write_labels

@@ -129,7 +129,7 @@ def test_tree_arrays_predict_as_scikit_learn(tmp_path):
 
 
 def test_config_validates_costs():
-    assert TrackConfig().costs == "rules"  # the schema's default
+    assert TrackConfig().costs == "auto"  # the schema's default
     with pytest.raises(ValueError, match="costs"):
         TrackConfig(costs="magic")
 
@@ -204,3 +204,25 @@ def test_train_tracker_command_writes_a_working_scorer(tmp_path, capsys):
     tracks = link(tl.labels, costs="learned", scorer=str(out))
     assert len(tracks) == len(detections_from_labels(tl.labels))
     assert tracks.attrs["costs"] == "learned"
+
+
+def test_auto_costs_choose_learned_for_packed_cells_and_rules_for_separated_ones(hard_colony):
+    """auto: the crowding (nearest neighbour / equivalent diameter) of a packed colony is low, of sparse nuclei
+    high; the choice is recorded, and without label images auto falls back to the rules."""
+    from cellscale.synth.timelapse import make_timelapse
+    from cellscale.track.costs import crowding
+
+    tl, _ = hard_colony
+    packed = detections_from_labels(tl.labels)
+    sparse_tl = make_timelapse(n_frames=6, seed=2)
+    sparse = detections_from_labels(sparse_tl.labels)
+    c_packed = crowding(packed["frame"].to_numpy(), packed[["y", "x"]].to_numpy(float), packed["area"].to_numpy(float))
+    c_sparse = crowding(sparse["frame"].to_numpy(), sparse[["y", "x"]].to_numpy(float), sparse["area"].to_numpy(float))
+    assert c_packed < TrackConfig().auto_crowding < c_sparse
+    auto = link(packed, tl.labels)
+    assert auto.attrs["costs_used"] == "learned" and auto.attrs["crowding"] == pytest.approx(c_packed)
+    learned = link(packed, tl.labels, costs="learned")
+    assert auto[["track_id", "parent_track_id"]].equals(learned[["track_id", "parent_track_id"]])
+    assert link(sparse, sparse_tl.labels).attrs["costs_used"] == "rules"
+    assert link(packed).attrs["costs_used"] == "rules"  # no label images: the rules
+    assert link(packed, tl.labels, costs="rules").attrs["costs_used"] == "rules"

@@ -81,10 +81,15 @@ class TrackConfig(Settings):
     time_limit:
         Seconds per integer program before the best solution found is used.
     costs:
+        ``"auto"``: ``"learned"`` when ``labels`` are given and the objects are
+        packed (:func:`cellscale.track.costs.crowding` below ``auto_crowding``),
+        else ``"rules"``; ``link`` records the choice (``costs_used``).
         ``"rules"``: the weighted terms above. ``"learned"``: consecutive-frame
         links and divisions cost ``-log p`` of the trained scorer
         (:mod:`cellscale.track.scorer`, features of
         :mod:`cellscale.track.features`); needs the label images.
+    auto_crowding:
+        The crowding below which ``costs="auto"`` takes the learned costs.
     scorer:
         Folder of the learned scorer; ``None``: the shipped
         ``models/track-scorer``.
@@ -110,6 +115,7 @@ class TrackConfig(Settings):
     ilp_backend: str = default("track", "ilp_backend")
     time_limit: float = default("track", "time_limit")
     costs: str = default("track", "costs")
+    auto_crowding: float = default("track", "auto_crowding")
     scorer: str | None = default("track", "scorer")
 
     def __post_init__(self) -> None:

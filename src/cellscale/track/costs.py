@@ -51,7 +51,7 @@ from cellscale.track.config import TrackConfig
 from cellscale.track.features import (DIVISION_FEATURES, LINK_FEATURES, FrameFeatures, division_features,
                                       frame_features, link_features)
 
-__all__ = ["Candidates", "FrameIndex", "build_candidates", "estimate_max_distance",
+__all__ = ["Candidates", "FrameIndex", "build_candidates", "crowding", "estimate_max_distance",
            "frame_overlaps", "DIVISIONS_PER_MOTHER"]
 
 #: learned costs: daughter pairs (lowest rule cost first) scored per mother
@@ -79,6 +79,23 @@ def estimate_max_distance(frames: np.ndarray, pos: np.ndarray, area: np.ndarray,
     radius = float(np.median(np.sqrt(area / np.pi))) if area.size else 1.0
     q = float(np.quantile(np.concatenate(nn), quantile)) if nn else 0.0
     return max(factor * q, radius, 1.0)
+
+
+def crowding(frames: np.ndarray, pos: np.ndarray, area: np.ndarray) -> float:
+    """How packed the objects are: the median, over the detections of the busier frames (those with at least
+    the median number of detections a frame, and at least two), of the distance to the nearest neighbour in
+    the same frame divided by the detection's equivalent diameter ``2 sqrt(area / pi)``. About 0.5-1 for cells
+    that touch (rods side by side, packed round cells), above 1.2 for separated nuclei; ``inf`` when no frame
+    has two detections. The busier frames decide, so a colony that grows from a few founders counts as packed.
+    """
+    uniq, counts = np.unique(frames, return_counts=True)
+    busy = uniq[(counts >= max(2.0, float(np.median(counts))))]
+    ratios = []
+    for f in busy:
+        rows = np.flatnonzero(frames == f)
+        d, _ = cKDTree(pos[rows]).query(pos[rows], k=2)
+        ratios.append(d[:, 1] / (2.0 * np.sqrt(np.maximum(area[rows], 1.0) / np.pi)))
+    return float(np.median(np.concatenate(ratios))) if ratios else math.inf
 
 
 class FrameIndex:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from cellscale.track.config import TrackConfig
-from cellscale.track.costs import build_candidates
+from cellscale.track.costs import build_candidates, crowding
 from cellscale.track.costs import estimate_max_distance as _estimate_md
 from cellscale.track.detections import as_label_stack, detections_from_labels
 from cellscale.track.ilp import solve_ilp
@@ -185,8 +186,15 @@ def link(
     estimated = cfg.max_distance is None
     md = float(_estimate_md(frame, pos, area)) if estimated else float(cfg.max_distance)
 
+    crowd, used = None, cfg
+    if cfg.costs == "auto":
+        crowd = crowding(frame, pos, area)
+        used = replace(cfg, costs="learned" if lab is not None and crowd < cfg.auto_crowding else "rules")
+        logger.info("link: costs auto -> %s (crowding %.2f, threshold %.2f%s)", used.costs, crowd,
+                    cfg.auto_crowding, "" if lab is not None else ", no label images")
+
     t0 = time.perf_counter()
-    cand = build_candidates(frame, label, pos, area, inten, n_frames, lab, frame_shape, md, cfg)
+    cand = build_candidates(frame, label, pos, area, inten, n_frames, lab, frame_shape, md, used)
     t1 = time.perf_counter()
     if cfg.solver == "ilp":
         pred, stats = solve_ilp(n, frame, n_frames, cand, cfg)
@@ -198,6 +206,8 @@ def link(
     out.attrs.update({
         "max_distance": md,
         "max_distance_estimated": bool(estimated),
+        "costs_used": used.costs,
+        "crowding": crowd,
         "iou_weight": float(cfg.iou_weight) if lab is not None else 0.0,
         "used_labels": lab is not None,
         "n_frames": int(n_frames),
