@@ -1,5 +1,5 @@
-"""OME-NGFF and SpatialData outputs (cellscale.export), read back with the libraries their users use: ome-zarr and
-spatialdata."""
+"""OME-NGFF and SpatialData outputs (cellscale.export), read back with the libraries their users use: ome-zarr,
+napari's napari-ome-zarr reader and spatialdata."""
 
 from __future__ import annotations
 
@@ -94,6 +94,40 @@ def test_ngff_image_and_labels_read_back_with_ome_zarr(tmp_path, still, ngff):
             assert (row["compartment"], row["CellID"], row["Area"]) == (comp, value, float((lab == value).sum()))
     attrs = (out / "zarr.json").read_text() if ngff == "0.5" else (out / ".zattrs").read_text()
     assert '"micrometer"' in attrs and "0.5" in attrs
+
+
+def test_ngff_output_opens_with_naparis_reader(tmp_path, still):
+    """What a napari user gets from dropping the store on the viewer: napari-ome-zarr's reader (headless; no Qt
+    needed to read) gives the image with its channel names and both label pyramids with their properties."""
+    from napari_ome_zarr import napari_get_reader
+
+    image, labels = still
+    table = table_of(labels)
+    out = tmp_path / "sample.ome.zarr"
+    write_ngff(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
+               {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256) for c, l in labels.items()},
+               pixel_size_um=0.5, channel_names=["DNA", "membrane"], table=table, ngff="0.5")
+    reader = napari_get_reader(str(out))
+    assert reader is not None
+    layers = reader(str(out))
+    kinds = [kind for _, _, kind in layers]
+    assert kinds.count("image") == 1 and kinds.count("labels") == 2
+    data, kw, _ = next(layer for layer in layers if layer[2] == "image")
+    assert [d.shape for d in data] == [(2, 700, 600), (2, 350, 300)] and kw["channel_axis"] == 0
+    assert [n.split(": ")[-1] for n in kw["name"]] == ["DNA", "membrane"]
+    assert list(kw["scale"]) == [0.5, 0.5]
+    np.testing.assert_array_equal(np.asarray(data[0]), image[0])
+    for data, kw, kind in layers:
+        if kind != "labels":
+            continue
+        comp = kw["name"].rsplit("/", 1)[-1]
+        lab = labels[comp]
+        np.testing.assert_array_equal(np.asarray(data[0]), lab)
+        props = kw["properties"]
+        assert sorted(props["index"]) == sorted(present(lab))
+        for value, row in zip(props["index"], props["table-row"]):
+            assert (table.iloc[row]["compartment"], table.iloc[row]["CellID"]) == (comp, value)
+        assert set(kw["colormap"]) >= present(lab)
 
 
 def test_label_metadata_is_capped_and_follows_the_spec(still):

@@ -158,6 +158,23 @@ def test_bundle_reads_back_with_ome_zarr(bundle, sample):
         assert attrs["ome"]["version"] == "0.5" and "image-label" in attrs["ome"]
 
 
+def test_bundle_tiles_open_with_naparis_reader(bundle, sample):
+    """docs/correct.md step 2: napari-ome-zarr's reader (headless) gives each tile's image and its labels layer."""
+    from napari_ome_zarr import napari_get_reader
+
+    image = read_image(sample / "img.ome.tif")[0]
+    labels = read_labels(sample / "nuclear.ome.tif")
+    for tile in read_manifest(bundle)["tiles"]:
+        y0, y1, x0, x1 = tile["box"]
+        path = str(bundle / tile["path"])
+        layers = napari_get_reader(path)(path)
+        assert sorted(kind for _, _, kind in layers) == ["image", "labels"]
+        for data, _, kind in layers:
+            level0 = np.asarray(data[0] if isinstance(data, list) else data)
+            want = image[:, y0:y1, x0:x1] if kind == "image" else labels[y0:y1, x0:x1]
+            np.testing.assert_array_equal(level0, want)
+
+
 def test_ngff_04_tiles_on_zarr_v2_read_back(tmp_path):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
