@@ -31,6 +31,9 @@ shipped scorer ``models/track-scorer``). The scorer was trained on generated mov
 (``cellscale train-tracker``; its model card), never on these colonies' seeds nor on a CTC sequence, so every
 learned row is held out. The run ends with the issue's goal table (ours next to laptrack) and a table "rules
 vs learned" per sequence.
+* ``colony 700``: the size of the issue's ILP goal (50 frames of about 700 cells: :data:`SCALE_COLONY`, 35,800
+  detections), full run only (``--no-scale`` skips it): the ILP with the default costs (auto: learned here) is
+  timed once, the LAP next to it, and the ILP with the rule-based costs (HiGHS stops at its time limit there).
 * ``GOWT1-01 GT``, ``SIM+-01 GT``: the ground-truth TRA masks of Cell
   Tracking Challenge sequences (read from ``../shared/data/ctc``, never
   copied), tracked as if they were a segmentation.
@@ -103,6 +106,54 @@ def colony(quick: bool, seed: int = 101, preset: str = "default"):
     gt = Path(tempfile.mkdtemp(prefix="track-bench-colony-"))
     write_ctc_ground_truth(tl, gt)
     return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
+
+
+#: the size of the ILP goal of issue 23 (50 frames of about 700 cells): the hard preset's packing, motion and
+#: noise on a 1536 x 1536 field from 160 founders with a doubling time of 14 frames, so that the count stays
+#: near 700 (about 160 cells in frame 0, 1,850 in frame 49, 35,800 detections and 1,690 divisions; ~15 s)
+SCALE_COLONY = {"n_frames": 50, "shape": (1536, 1536), "n_founders": 160, "doubling": 14.0, "seed": 401}
+
+
+def colony_scale():
+    """The colony of the ILP goal's size (:data:`SCALE_COLONY`, ``PRESETS["hard"]`` otherwise)."""
+    from cellscale.synth.colony import PRESETS, make_colony
+    from cellscale.synth.timelapse import write_ctc_ground_truth
+
+    tl = make_colony(**{**PRESETS["hard"], **SCALE_COLONY})
+    gt = Path(tempfile.mkdtemp(prefix="track-bench-scale-"))
+    write_ctc_ground_truth(tl, gt)
+    return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
+
+
+def run_ilp_scale(name: str, labels, match, image) -> None:
+    """The ILP goal: ``link(solver="ilp")`` with the default costs (``auto``, which takes the learned ones on
+    a packed colony) timed once on :func:`colony_scale`, next to the LAP with the same costs; the rule-based
+    costs' program too (its time is bounded by ``time_limit`` per window)."""
+    det = detections_from_labels(labels, image)
+    n = len(det)
+
+    def record(method, tracks, seconds, note="", score=True):
+        # (py-ctcmetrics takes minutes per result at this size: the LAP row is timed, not scored)
+        s = evaluate_tracks(tracks, match) if score else {k: None for k in KEYS + ["n_divisions_true"]}
+        ROWS.append({"sequence": name, "method": method, "frames": int(labels.shape[0]), "detections": n,
+                     **{k: s[k] for k in KEYS}, "seconds": seconds, "det_per_s": n / seconds,
+                     "divisions_true": s["n_divisions_true"],
+                     "divisions_pred": int(tracks.attrs["n_divisions"]), "note": note})
+
+    tracks, sec = timed(lambda: link(det, labels, solver="ilp", scorer=SCORER), 1)
+    record("ours ilp learned" if tracks.attrs["costs_used"] == "learned" else "ours ilp (HiGHS)", tracks, sec,
+           f"costs auto -> {tracks.attrs['costs_used']}; {tracks.attrs['ilp_windows']} window(s), "
+           f"{tracks.attrs['ilp_variables']} variables, {', '.join(tracks.attrs['ilp_status'])}; candidates "
+           f"{tracks.attrs['seconds_candidates']:.1f} s, solver {tracks.attrs['seconds_solver']:.1f} s")
+    tracks, sec = timed(lambda: link(det, labels, solver="lap", scorer=SCORER), 3)
+    record("ours lap learned" if tracks.attrs["costs_used"] == "learned" else "ours lap", tracks, sec,
+           f"costs auto -> {tracks.attrs['costs_used']}; timed only (not scored)", score=False)
+    # the rule-based costs leave ~200,000 candidate divisions here: HiGHS stops at its time limit
+    # (time_limit, 60 s) in some of the windows, so this row is bounded by about a minute per window
+    tracks, sec = timed(lambda: link(det, labels, solver="ilp", costs="rules"), 1)
+    record("ours ilp (HiGHS)", tracks, sec,
+           f"costs: rules; {tracks.attrs['ilp_windows']} window(s), {tracks.attrs['ilp_variables']} variables, "
+           f"{tracks.attrs['n_candidate_divisions']} candidate divisions, {', '.join(tracks.attrs['ilp_status'])}")
 
 
 def ctc_gt(name: str, n_frames: int | None):
@@ -387,7 +438,7 @@ def print_goals(rows: list[dict]) -> None:
     for seq in dict.fromkeys(r["sequence"] for r in rows):
         if not seq.startswith("colony"):
             continue
-        n = get(seq, "ours ilp (HiGHS)", "detections")
+        n = next(r["detections"] for r in rows if r["sequence"] == seq)
         secs = [get(seq, m, "seconds") for m in methods]
         cells = [f"{s:.1f} s" if s else "n/a" for s in secs]
         print(f"| time, {seq} ({n} detections; 50 x 700 = 35,000 is the goal's size) | ilp < 60 s | "
@@ -403,6 +454,8 @@ def main(argv=None) -> int:
     p.add_argument("--pixel-size-um", type=float, default=None,
                    help="pixel size of GOWT1 for the model's resampling (default: none)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
+    p.add_argument("--no-scale", action="store_true",
+                   help="skip the colony of the ILP goal's size (50 frames of ~700 cells; not run with --quick)")
     p.add_argument("--e2e-frames", type=int, default=None, help="end to end on the first N frames only")
     p.add_argument("--e2e-scale", type=float, default=None,
                    help="resample the raw frames by this factor before segmenting, as a sample's scale column "
@@ -435,6 +488,14 @@ def main(argv=None) -> int:
         print("colony hard ...", flush=True)
         labels, match, image = colony(args.quick, seed=201, preset="hard")
         run_sequence("colony hard (generated, seed 201)", labels, match, image, args)
+        if not args.quick and not args.no_scale:
+            print("colony at the ILP goal's size ...", flush=True)
+            t_gen = time.perf_counter()
+            labels, match, image = colony_scale()
+            print(f"  generated in {time.perf_counter() - t_gen:.0f} s", flush=True)
+            run_ilp_scale(f"colony 700 (generated, seed {SCALE_COLONY['seed']}, {labels.shape[2]} px)",
+                          labels, match, image)
+            del labels, match, image
     if SHARED.exists():
         for name in ([] if args.only_e2e else CTC):
             print(f"{name} GT ...", flush=True)

@@ -37,6 +37,15 @@ per frame from the data) and cost ``scale * -log p`` of the trained scorer
 (:mod:`cellscale.track.scorer`). Gap links, starts and ends keep the costs
 above, and the same pruning applies (an event dearer than its alternative
 of starts and ends is dropped), so both solvers take either kind of costs.
+
+The candidates of all frames are built at once: one pass over the frames
+indexes each frame's pixels once (:class:`~cellscale.track.features.FrameIndex`:
+overlaps, shape moments, touching pairs, local motion;
+:class:`~cellscale.track.features.MovieFeatures`), the radius searches of
+every frame pair share one k-d tree (:class:`_FrameLayers`), and the
+features of the whole movie are scored in one call per kind of event; the
+numbers, and the order of the candidates, are those of the frame-by-frame
+enumeration.
 """
 
 from __future__ import annotations
@@ -48,8 +57,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from cellscale.track.config import TrackConfig
-from cellscale.track.features import (DIVISION_FEATURES, LINK_FEATURES, FrameFeatures, division_features,
-                                      frame_features, link_features)
+from cellscale.track.features import (DIVISION_FEATURES, LINK_FEATURES, FrameIndex, MovieFeatures, count_pairs,
+                                      division_features, link_features, nearest_in_frame)
 
 __all__ = ["Candidates", "FrameIndex", "build_candidates", "crowding", "estimate_max_distance",
            "frame_overlaps", "DIVISIONS_PER_MOTHER"]
@@ -68,16 +77,12 @@ def estimate_max_distance(frames: np.ndarray, pos: np.ndarray, area: np.ndarray,
     median radius, 1)``: twice a robust high displacement, never less than a
     typical cell radius.
     """
-    uniq = np.unique(frames)
-    by_frame = {int(f): pos[frames == f] for f in uniq}
-    nn = []
-    for f in uniq:
-        f = int(f)
-        if f + 1 in by_frame and len(by_frame[f]) and len(by_frame[f + 1]):
-            d, _ = cKDTree(by_frame[f]).query(by_frame[f + 1], k=1)
-            nn.append(np.asarray(d, dtype=float))
+    frames = np.asarray(frames)
+    # every detection of a frame t + 1 whose frame t has detections, to its nearest one there
+    query = np.flatnonzero(np.isin(frames - 1, np.unique(frames)))
+    nn = nearest_in_frame(pos, frames, pos[query], frames[query] - 1)[:, 0] if query.size else np.zeros(0)
     radius = float(np.median(np.sqrt(area / np.pi))) if area.size else 1.0
-    q = float(np.quantile(np.concatenate(nn), quantile)) if nn else 0.0
+    q = float(np.quantile(nn, quantile)) if nn.size else 0.0
     return max(factor * q, radius, 1.0)
 
 
@@ -90,59 +95,11 @@ def crowding(frames: np.ndarray, pos: np.ndarray, area: np.ndarray) -> float:
     """
     uniq, counts = np.unique(frames, return_counts=True)
     busy = uniq[(counts >= max(2.0, float(np.median(counts))))]
-    ratios = []
-    for f in busy:
-        rows = np.flatnonzero(frames == f)
-        d, _ = cKDTree(pos[rows]).query(pos[rows], k=2)
-        ratios.append(d[:, 1] / (2.0 * np.sqrt(np.maximum(area[rows], 1.0) / np.pi)))
-    return float(np.median(np.concatenate(ratios))) if ratios else math.inf
-
-
-class FrameIndex:
-    """The labelled pixels of one frame on a ``stride`` sub-grid: their flat
-    positions (``nz``), the index of their label among the sorted ``keys``
-    (``idx``, -1 for a label without a detection), the area of each key and
-    a lookup from label value to key index."""
-
-    def __init__(self, frame: np.ndarray, keys: np.ndarray, stride: int = 1):
-        flat = np.ascontiguousarray(frame[::stride, ::stride]).ravel()
-        self.flat = flat
-        self.nz = np.flatnonzero(flat != 0)  # (much faster than on the integers)
-        self.n = keys.size
-        self.top = int(keys[-1]) if keys.size else 0
-        if self.top < (1 << 24):
-            self.lut = np.full(self.top + 2, -1, dtype=np.int64)
-            self.lut[keys] = np.arange(keys.size)
-            self.keys = None
-        else:
-            self.lut, self.keys = None, keys
-        self.idx = self.index_of(flat[self.nz])
-        self.area = np.bincount(self.idx[self.idx >= 0], minlength=self.n)
-        self.shape = frame[::stride, ::stride].shape
-
-    def touching(self) -> set[tuple[int, int]]:
-        """Pairs (i, j), i < j, of key indices of objects that touch (are
-        neighbours on the sub-grid)."""
-        img = self.flat.reshape(self.shape)
-        pairs = []
-        for a, b in ((img[:, :-1], img[:, 1:]), (img[:-1], img[1:])):
-            m = (a != b) & (a != 0) & (b != 0)
-            if m.any():
-                pairs.append(np.stack([self.index_of(a[m]), self.index_of(b[m])], axis=1))
-        if not pairs:
-            return set()
-        p = np.concatenate(pairs)
-        p = p[(p >= 0).all(1)]
-        p = np.unique(np.sort(p, axis=1), axis=0)
-        return set(map(tuple, p.tolist()))
-
-    def index_of(self, values: np.ndarray) -> np.ndarray:
-        if self.n == 0:
-            return np.full(values.shape, -1, dtype=np.int64)
-        if self.lut is not None:
-            return self.lut.take(np.minimum(values, self.top + 1))
-        pos = np.clip(np.searchsorted(self.keys, values), 0, self.n - 1)
-        return np.where((values != 0) & (self.keys[pos] == values), pos, -1)
+    if busy.size == 0:
+        return math.inf
+    rows = np.flatnonzero(np.isin(frames, busy))
+    d = nearest_in_frame(pos[rows], frames[rows], pos[rows], frames[rows], k=2)[:, 1]
+    return float(np.median(d / (2.0 * np.sqrt(np.maximum(area[rows], 1.0) / np.pi))))
 
 
 def frame_overlaps(a: FrameIndex, b: FrameIndex):
@@ -152,15 +109,7 @@ def frame_overlaps(a: FrameIndex, b: FrameIndex):
     """
     ib_at_a = b.index_of(b.flat.take(a.nz))
     both = (a.idx >= 0) & (ib_at_a >= 0)
-    na, nb = a.n, b.n
-    key = a.idx[both] * nb + ib_at_a[both]
-    if na * nb <= 4 * key.size + 1024:
-        cnt = np.bincount(key, minlength=na * nb)
-        uk = np.flatnonzero(cnt)
-        cnt = cnt[uk]
-    else:
-        uk, cnt = np.unique(key, return_counts=True)
-    ia, ib = uk // nb, uk % nb
+    ia, ib, cnt = count_pairs(a.idx[both], ib_at_a[both], a.n, b.n)
     iou = cnt / np.maximum(a.area[ia] + b.area[ib] - cnt, 1)
     return ia, ib, iou
 
@@ -235,29 +184,6 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     stride = 1
     if use_iou and n:
         stride = max(1, int(math.sqrt(float(np.median(area)) / 100.0)))
-    feats: dict[int, FrameFeatures] = {}
-    collect: dict[str, list] = {k: [] for k in ("link_x", "link_src", "link_dst", "division_x", "mother",
-                                                  "daughter_a", "daughter_b")}
-
-    def features_of(t: int) -> FrameFeatures:
-        if t not in feats:
-            feats.clear()
-            feats[t] = frame_features(labels, label, pos, starts_at, t, stride)
-        return feats[t]
-
-    def local(t: int, rows: np.ndarray) -> np.ndarray:
-        return rows - starts_at[t]
-
-    def frame_slice(t: int) -> slice:
-        return slice(starts_at[t], starts_at[t + 1])
-    index: dict[int, FrameIndex] = {}
-
-    def index_of(t: int) -> FrameIndex:
-        if t not in index:
-            index.pop(t - 2, None)
-            index[t] = FrameIndex(labels[t], label[starts_at[t]:starts_at[t + 1]], stride)
-        return index[t]
-
     inten = None
     if intensity is not None and cfg.intensity_weight > 0 and np.all(np.isfinite(intensity)):
         inten = intensity.astype(float)
@@ -283,116 +209,186 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
         cum = np.cumsum(area[order])
         typical = float(area[order][np.searchsorted(cum, 0.5 * cum[-1])])
         big = area >= cfg.min_division_area * typical
-    src, dst, dts, costs = [], [], [], []
-    div_m, div_a, div_b, div_c = [], [], [], []
     max_dt = cfg.max_gap + 1 if gaps else 1
-    for t in range(n_frames - 1):
-        ia = np.arange(starts_at[t], starts_at[t + 1])
-        if ia.size == 0:
+    counts = np.diff(starts_at)
+    touch_rules = (not learned and cfg.divisions and labels is not None and cfg.touch_cost > 0)
+
+    # --- one pass over the frames: overlaps, and the features' per-frame numbers -------------
+    # (each frame's pixels are indexed once, and kept while the next frame needs them)
+    movie = MovieFeatures(n) if learned else None
+    ov_keys, ov_iou, touch_keys = [], [], []
+    if use_iou or touch_rules or learned:
+        grid: dict[int, FrameIndex] = {}
+        full: dict[int, FrameIndex] = {}
+
+        def grid_of(t: int) -> FrameIndex:
+            if t not in grid:
+                grid.pop(t - 2, None)
+                grid[t] = FrameIndex(labels[t], label[starts_at[t]:starts_at[t + 1]], stride)
+            return grid[t]
+
+        def full_of(t: int) -> FrameIndex:
+            if stride == 1:
+                return grid_of(t)
+            if t not in full:
+                full.pop(t - 2, None)
+                full[t] = FrameIndex(labels[t], label[starts_at[t]:starts_at[t + 1]], 1)
+            return full[t]
+
+        added: set[int] = set()
+
+        def add_frame(t: int) -> None:
+            if t not in added:
+                added.add(t)
+                movie.add_frame(starts_at[t], full_of(t), grid_of(t), pos[starts_at[t]:starts_at[t + 1]])
+
+        for t in range(n_frames):
+            if counts[t] == 0:
+                continue
+            s0 = starts_at[t]
+            if learned:
+                add_frame(t)
+            if touch_rules and t > 0 and counts[t - 1] > 0 and counts[t] >= 2:
+                tk = grid_of(t).touch_keys()
+                k = int(counts[t])
+                touch_keys.append((tk // k + s0) * n + (tk % k + s0))
+            if t + 1 >= n_frames or counts[t + 1] == 0 or not (use_iou or learned):
+                continue
+            s1 = starts_at[t + 1]
+            oa, ob, ov = frame_overlaps(grid_of(t), grid_of(t + 1))
+            ov_keys.append((oa + s0) * n + (ob + s1))
+            ov_iou.append(ov)
+            if learned:
+                add_frame(t + 1)
+                movie.add_pair(s0, s1, grid_of(t), grid_of(t + 1), pos[s0:s1], pos[s1:starts_at[t + 2]],
+                               (oa, ob, ov), stride)
+    if learned:
+        movie.finish(pos, frame)
+    ov_keys = np.concatenate(ov_keys) if ov_keys else np.zeros(0, np.int64)
+    ov_iou = np.concatenate(ov_iou) if ov_iou else np.zeros(0)
+    touch_keys = np.concatenate(touch_keys) if touch_keys else np.zeros(0, np.int64)
+
+    # --- links: all frame pairs at once, per frame difference ---------------------------------
+    collect: dict[str, np.ndarray] = {}
+    src, dst, dts, costs = [], [], [], []
+    reach = md * math.sqrt(max_dt)
+    if cfg.divisions:
+        reach = max(reach, float(cfg.division_distance) if cfg.division_distance
+                    else md + 2.0 * float(radius.max(initial=0.0)))
+    layers = _FrameLayers(pos, frame, reach)
+    every = np.arange(n)
+    for dt in range(1, max_dt + 1):
+        lim = md * math.sqrt(dt)
+        ga, gb = layers.pairs(every, every, dt, lim)
+        iou = None
+        if use_iou and dt == 1:
+            key = np.unique(np.concatenate([ga * n + gb, ov_keys]))
+            ga, gb = key // max(n, 1), key % max(n, 1)
+            iou = np.zeros(key.size)
+            iou[np.searchsorted(key, ov_keys)] = ov_iou
+        if ga.size == 0:
             continue
-        for dt in range(1, max_dt + 1):
-            if t + dt >= n_frames:
-                break
-            ib = np.arange(starts_at[t + dt], starts_at[t + dt + 1])
-            if ib.size == 0:
-                continue
-            lim = md * math.sqrt(dt)
-            qa, tb = _pairs_within(pos[ib], pos[ia], lim)
-            iou = None
-            if use_iou and dt == 1:
-                oa, ob, ov = frame_overlaps(index_of(t), index_of(t + 1))
-                key = np.unique(np.concatenate([qa * ib.size + tb, oa * ib.size + ob]))
-                qa, tb = key // ib.size, key % ib.size
-                iou = np.zeros(key.size)
-                iou[np.searchsorted(key, oa * ib.size + ob)] = ov
-            if qa.size == 0:
-                continue
-            ga, gb = ia[qa], ib[tb]
-            d = np.hypot(*(pos[ga] - pos[gb]).T)
-            c = (d / lim) ** 2 + cfg.size_weight * _rel(area[ga], area[gb]) + cfg.gap_cost * (dt - 1)
-            if use_iou:
-                c = c + cfg.iou_weight * (1.0 - (iou if iou is not None else 0.0))
-            if inten is not None:
-                c = c + cfg.intensity_weight * _rel(inten[ga], inten[gb])
-            if learned and dt == 1:
-                ff = features_of(t)
-                sa, sb = frame_slice(t), frame_slice(t + 1)
-                x = link_features(ff, local(t, ga), local(t + 1, gb), pos[sa], pos[sb], md,
-                                  None if inten is None else inten[sa], None if inten is None else inten[sb],
-                                  rule_cost=c)
-                if features_out is not None:
-                    collect["link_x"].append(x)
-                    collect["link_src"].append(ga)
-                    collect["link_dst"].append(gb)
-                if scorer is not None:
-                    c = scorer.link_cost(x)
-            keep = c <= disappear[ga] + appear[gb]
-            ga, gb, c = ga[keep], gb[keep], c[keep]
-            src.append(ga)
-            dst.append(gb)
-            dts.append(np.full(ga.size, dt, np.int64))
-            costs.append(c)
-        if cfg.divisions:
-            ib = np.arange(starts_at[t + 1], starts_at[t + 2])
-            if ib.size >= 2:
-                m_, a_, b_, c_ = _division_candidates(ia[big[ia]], ib[big[ib]], pos, area, radius,
-                                                      inten, md, cfg)
-                if learned and m_.size:
-                    # the daughter pairs of lowest rule cost per mother, scored by the features
-                    order = np.lexsort((c_, m_))
-                    m_, a_, b_, c_ = m_[order], a_[order], b_[order], c_[order]
-                    first = np.r_[0, np.flatnonzero(np.diff(m_)) + 1]
-                    rank = np.arange(m_.size) - np.repeat(first, np.diff(np.r_[first, m_.size]))
-                    sel = rank < DIVISIONS_PER_MOTHER
-                    m_, a_, b_, c_ = m_[sel], a_[sel], b_[sel], c_[sel]
-                    ff = features_of(t)
-                    sa, sb = frame_slice(t), frame_slice(t + 1)
-                    x = division_features(ff, local(t, m_), local(t + 1, a_), local(t + 1, b_), pos[sa], pos[sb],
-                                          None if inten is None else inten[sb], rule_cost=c_)
-                    if features_out is not None:
-                        collect["division_x"].append(x)
-                        collect["mother"].append(m_)
-                        collect["daughter_a"].append(a_)
-                        collect["daughter_b"].append(b_)
-                    if scorer is not None:
-                        c_ = scorer.division_cost(x)
-                elif labels is not None and cfg.touch_cost > 0 and m_.size:
-                    # daughters that touch are more likely one cell cut in two
-                    touch = index_of(t + 1).touching()
-                    if touch:
-                        k0 = starts_at[t + 1]
-                        pa, pb = np.minimum(a_, b_) - k0, np.maximum(a_, b_) - k0
-                        hit = np.fromiter(((int(x), int(y)) in touch for x, y in zip(pa, pb)),
-                                          dtype=bool, count=pa.size)
-                        c_ = c_ + cfg.touch_cost * hit
-                keep = c_ <= disappear[m_] + appear[a_] + appear[b_]
-                m_, a_, b_, c_ = m_[keep], a_[keep], b_[keep], c_[keep]
-                div_m.append(m_)
-                div_a.append(a_)
-                div_b.append(b_)
-                div_c.append(c_)
+        d = np.hypot(*(pos[ga] - pos[gb]).T)
+        c = (d / lim) ** 2 + cfg.size_weight * _rel(area[ga], area[gb]) + cfg.gap_cost * (dt - 1)
+        if use_iou:
+            c = c + cfg.iou_weight * (1.0 - (iou if iou is not None else 0.0))
+        if inten is not None:
+            c = c + cfg.intensity_weight * _rel(inten[ga], inten[gb])
+        if learned and dt == 1:
+            x = link_features(movie, ga, gb, pos, pos, md, inten, inten, rule_cost=c)
+            if features_out is not None:
+                collect.update(link_x=x, link_src=ga, link_dst=gb)
+            if scorer is not None:
+                c = scorer.link_cost(x, keep_below=disappear[ga] + appear[gb])
+        keep = c <= disappear[ga] + appear[gb]
+        src.append(ga[keep])
+        dst.append(gb[keep])
+        dts.append(np.full(int(keep.sum()), dt, np.int64))
+        costs.append(c[keep])
+
+    # --- divisions -----------------------------------------------------------------------------
+    div_m = div_a = div_b = np.zeros(0, np.int64)
+    div_c = np.zeros(0)
+    if cfg.divisions and n:
+        m_, a_, b_, c_ = _division_candidates(np.flatnonzero(big), pos, area, radius, inten, md, cfg, layers)
+        if learned and m_.size:
+            # the daughter pairs of lowest rule cost per mother, scored by the features
+            sel = _lowest_per_group(m_, c_, DIVISIONS_PER_MOTHER)
+            m_, a_, b_, c_ = m_[sel], a_[sel], b_[sel], c_[sel]
+            x = division_features(movie, m_, a_, b_, pos, pos, inten, rule_cost=c_)
+            if features_out is not None:
+                collect.update(division_x=x, mother=m_, daughter_a=a_, daughter_b=b_)
+            if scorer is not None:
+                c_ = scorer.division_cost(x, keep_below=disappear[m_] + appear[a_] + appear[b_])
+        elif touch_rules and m_.size and touch_keys.size:
+            # daughters that touch are more likely one cell cut in two
+            tk = np.minimum(a_, b_) * n + np.maximum(a_, b_)
+            pos_ = np.clip(np.searchsorted(touch_keys, tk), 0, touch_keys.size - 1)
+            c_ = c_ + cfg.touch_cost * (touch_keys[pos_] == tk)
+        keep = c_ <= disappear[m_] + appear[a_] + appear[b_]
+        div_m, div_a, div_b, div_c = m_[keep], a_[keep], b_[keep], c_[keep]
+
+    if features_out is not None:
+        features_out["link_x"] = collect.get("link_x", np.zeros((0, len(LINK_FEATURES))))
+        features_out["division_x"] = collect.get("division_x", np.zeros((0, len(DIVISION_FEATURES))))
+        for key in ("link_src", "link_dst", "mother", "daughter_a", "daughter_b"):
+            features_out[key] = collect.get(key, np.zeros(0, np.int64)).astype(np.int64)
 
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-    if features_out is not None:
-        for key, parts in collect.items():
-            if key.endswith("_x"):
-                width = len(LINK_FEATURES if key == "link_x" else DIVISION_FEATURES)
-                features_out[key] = np.concatenate(parts) if parts else np.zeros((0, width))
-            else:
-                features_out[key] = cat(parts, np.int64)
-
-    return Candidates(cat(src, np.int64), cat(dst, np.int64), cat(dts, np.int64), cat(costs, float),
-                      cat(div_m, np.int64), cat(div_a, np.int64), cat(div_b, np.int64),
-                      cat(div_c, float), appear, disappear)
+    src, dst, dts, costs = cat(src, np.int64), cat(dst, np.int64), cat(dts, np.int64), cat(costs, float)
+    # the order of the frame-by-frame enumeration: frame, frame difference, source, target (each
+    # frame difference's links are sorted by source and target already: a stable sort merges them)
+    order = np.argsort(frame[src] * (max_dt + 1) + dts, kind="stable")
+    return Candidates(src[order], dst[order], dts[order], costs[order], div_m.astype(np.int64),
+                      div_a.astype(np.int64), div_b.astype(np.int64), div_c.astype(float), appear, disappear)
 
 
-def _division_candidates(ia, ib, pos, area, radius, inten, md, cfg):
-    """Mothers of frame t (``ia``) x unordered daughter pairs of frame t + 1 (``ib``)."""
-    reach = (np.full(ia.size, float(cfg.division_distance)) if cfg.division_distance
-             else md + 2.0 * radius[ia])
-    qm, qd = _pairs_within(pos[ib], pos[ia], reach)  # sorted by mother, then daughter
+class _FrameLayers:
+    """Pairs of detections ``dt`` frames apart within a radius, for all frames
+    at once: one k-d tree of (y, x, frame * spacing), the spacing larger than
+    any radius asked for, so that a query shifted by ``dt`` frames finds only
+    the detections of that frame, at their planar distance (the third
+    coordinates are equal, their difference adds exactly 0)."""
+
+    def __init__(self, pos: np.ndarray, frame: np.ndarray, reach: float):
+        self.spacing = float(2.0 ** math.ceil(math.log2(max(reach, 1.0) + 1.0)) * 2.0)
+        self.pos, self.frame = pos, frame
+        self._tree: tuple[np.ndarray, cKDTree] | None = None  # the last targets' tree
+
+    def _points(self, rows: np.ndarray, shift: int) -> np.ndarray:
+        return np.column_stack([self.pos[rows], (self.frame[rows] + shift) * self.spacing])
+
+    def _targets(self, rows: np.ndarray) -> cKDTree:
+        if self._tree is None or not np.array_equal(self._tree[0], rows):
+            self._tree = (rows, cKDTree(self._points(rows, 0)))
+        return self._tree[1]
+
+    def pairs(self, src: np.ndarray, dst: np.ndarray, dt: int, radius) -> tuple[np.ndarray, np.ndarray]:
+        """(source row, target row), ``frame[target] == frame[source] + dt``, closer than ``radius``
+        (a number or one per source), sorted by source then target."""
+        if src.size == 0 or dst.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        radius = np.asarray(radius, dtype=float)
+        tree = self._targets(dst)
+        pairs = cKDTree(self._points(src, dt)).sparse_distance_matrix(tree, float(radius.max()),
+                                                                      output_type="ndarray")
+        q, t, d = pairs["i"].astype(np.int64), pairs["j"].astype(np.int64), pairs["v"]
+        if radius.ndim:
+            keep = d <= radius[q]
+            q, t = q[keep], t[keep]
+        key = np.sort(q * dst.size + t)  # (pairs are unique)
+        q, t = np.divmod(key, dst.size)
+        return src[q], dst[t]
+
+
+def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _FrameLayers):
+    """Mothers among ``rows`` x unordered pairs of daughters among ``rows`` of the next frame, for all frames
+    at once; sorted by mother, then as the pairs of daughters are enumerated (first daughter, second)."""
+    reach = (np.full(rows.size, float(cfg.division_distance)) if cfg.division_distance
+             else md + 2.0 * radius[rows])
+    qm, qd = layers.pairs(rows, rows, 1, reach)  # detection rows, sorted by mother, then daughter
     # all unordered daughter pairs per mother: element r of a group of c pairs
     # with the c - 1 - r elements after it
     if qm.size < 2:
@@ -402,22 +398,74 @@ def _division_candidates(ia, ib, pos, area, radius, inten, md, cfg):
     sizes = np.diff(np.r_[group_start, qm.size])
     rank = np.arange(qm.size) - np.repeat(group_start, sizes)
     after = np.repeat(sizes, sizes) - 1 - rank
-    first = np.repeat(np.arange(qm.size), after)
-    offset = np.arange(first.size) - np.repeat(np.cumsum(after) - after, after) + 1
-    second = first + offset
-    m, a, b = ia[qm[first]], ib[qd[first]], ib[qd[second]]
-    if m.size == 0:
+    total = int(after.sum())
+    if total == 0:
         z = np.zeros(0, np.int64)
         return z, z, z, np.zeros(0)
-    pm, pa, pb = pos[m], pos[a], pos[b]
-    mid = 0.5 * (pa + pb)
-    c = cfg.division_cost + (np.hypot(*(mid - pm).T) / (radius[m] + 0.5 * md)) ** 2
-    va, vb = pa - pm, pb - pm
-    na, nb = np.hypot(*va.T), np.hypot(*vb.T)
-    cos = np.where((na > 0) & (nb > 0), (va * vb).sum(1) / np.maximum(na * nb, 1e-12), 0.0)
+    # the first daughter of each triple: pair k repeated after[k] times; the second: the pairs after it
+    second = np.arange(total) - np.repeat(np.cumsum(after) - after, after) + np.repeat(np.arange(qm.size) + 1, after)
+
+    def first(v):
+        return np.repeat(v, after)
+
+    m, a, b = first(qm), first(qd), qd[second]
+    # what depends on (mother, one daughter) is computed once per such pair and gathered
+    # (the same operations on the same numbers as per triple)
+    my, mx = pos[qm, 0], pos[qm, 1]
+    dy, dx = pos[qd, 0], pos[qd, 1]
+    vy, vx = dy - my, dx - mx  # daughter - mother
+    nv = np.hypot(vy, vx)
+    scale = radius[qm] + 0.5 * md
+    half = 0.5 * area[qm]
+    size = np.abs(np.log(area[qd] / half))
+    # |midpoint(a, b) - m|
+    mid_y = 0.5 * (first(dy) + dy[second]) - first(my)
+    mid_x = 0.5 * (first(dx) + dx[second]) - first(mx)
+    c = cfg.division_cost + (np.hypot(mid_y, mid_x) / first(scale)) ** 2
+    na, nb = first(nv), nv[second]
+    dot = first(vy) * vy[second] + first(vx) * vx[second]
+    cos = np.where((na > 0) & (nb > 0), dot / np.maximum(na * nb, 1e-12), 0.0)
     c = c + 0.5 * (1.0 + cos) / 2.0
-    half = 0.5 * area[m]
-    c = c + cfg.size_weight * 0.5 * (np.abs(np.log(area[a] / half)) + np.abs(np.log(area[b] / half)))
+    c = c + cfg.size_weight * 0.5 * (first(size) + size[second])
     if inten is not None:
         c = c + cfg.intensity_weight * _rel(inten[a], inten[b])
     return m, a, b, c
+
+
+def _lowest_per_group(group: np.ndarray, value: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` lowest ``value`` of each group (``group`` sorted,
+    ties in order), ordered by group, then value, then index: the first ``k``
+    of each group of ``np.lexsort((value, group))``, without sorting all of them."""
+    if group.size == 0:
+        return np.zeros(0, np.int64)
+    start = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
+    size = np.diff(np.r_[start, group.size])
+    keep = np.ones(group.size, bool)
+    large = np.flatnonzero(size > k)
+    if large.size:
+        # the k-th lowest value of each large group bounds what it keeps
+        # (padded blocks of groups of similar size, partitioned)
+        bound = np.full(start.size, np.inf)
+        by_size = large[np.argsort(size[large], kind="stable")]
+        lo = 0
+        while lo < by_size.size:
+            width = int(size[by_size[lo]])
+            hi = lo
+            while hi < by_size.size and size[by_size[hi]] <= 2 * width and (hi - lo + 1) * 2 * width <= 1 << 22:
+                hi += 1
+            hi = max(hi, lo + 1)
+            block = by_size[lo:hi]
+            w = int(size[block].max())
+            pad = np.full((block.size, w), np.inf)
+            col = np.arange(w)
+            inside = col[None, :] < size[block][:, None]
+            pad[inside] = value[(start[block][:, None] + col[None, :])[inside]]
+            bound[block] = np.partition(pad, k - 1, axis=1)[:, k - 1]
+            lo = hi
+        keep = value <= np.repeat(bound, size)
+    idx = np.flatnonzero(keep)
+    order = idx[np.lexsort((value[idx], group[idx]))]
+    g = group[order]
+    first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+    rank = np.arange(g.size) - np.repeat(first, np.diff(np.r_[first, g.size]))
+    return order[rank < k]

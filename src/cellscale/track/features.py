@@ -19,15 +19,26 @@ describe a candidate event with the cues that still work there:
 
 All functions are pure (arrays in, arrays out). Detections are rows sorted
 by frame; ``starts_at[t]`` is the first row of frame ``t``.
+
+:class:`FrameFeatures` holds what the features of one frame pair need (the
+reference, computed from the label images as they are);
+:class:`MovieFeatures` holds the same numbers for all frame pairs of a movie
+at once (detection rows in place of per-frame indices), filled from one
+:class:`FrameIndex` per frame (each frame's labelled pixels indexed once),
+which is what :func:`cellscale.track.costs.build_candidates` uses: the
+feature rows are the same, bit for bit (``tests/unit/test_track_fast_costs.py``).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["LINK_FEATURES", "DIVISION_FEATURES", "FrameFeatures", "shape_moments", "local_motion",
-           "compensated_overlaps", "frame_features", "link_features", "division_features"]
+__all__ = ["LINK_FEATURES", "DIVISION_FEATURES", "FrameFeatures", "FrameIndex", "MovieFeatures", "shape_moments",
+           "local_motion", "compensated_overlaps", "shifted_overlaps", "count_pairs", "frame_features",
+           "link_features", "division_features"]
 
 LINK_FEATURES = (
     "distance",              # centroid distance / max_distance
@@ -90,16 +101,24 @@ def shape_moments(frame: np.ndarray, keys: np.ndarray) -> np.ndarray:
     eigenvalues of the pixel covariance, exact for an ellipse) of the objects
     ``keys`` (sorted label values) of one 2-D label image."""
     n = keys.size
-    out = np.zeros((n, 3))
     if n == 0:
-        return out
+        return np.zeros((n, 3))
     flat = frame.ravel()
     nz = np.flatnonzero(flat)
     idx = _lut(keys, flat[nz])
     ok = idx >= 0
-    nz, idx = nz[ok], idx[ok]
-    r = (nz // frame.shape[1]).astype(float)
-    c = (nz % frame.shape[1]).astype(float)
+    return _moments(nz[ok], idx[ok], frame.shape[1], n)
+
+
+def _moments(nz: np.ndarray, idx: np.ndarray, width: int, n: int, rows_cols=None) -> np.ndarray:
+    """:func:`shape_moments` of the pixels ``nz`` (flat positions, ascending, on
+    a grid ``width`` wide; ``rows_cols``: their rows and columns, when known) of the objects ``idx`` (0..n-1)."""
+    out = np.zeros((n, 3))
+    if n == 0:
+        return out
+    r, c = rows_cols if rows_cols is not None else (nz // width, nz % width)
+    r = r.astype(float)
+    c = c.astype(float)
     cnt = np.maximum(np.bincount(idx, minlength=n), 1)
     my = np.bincount(idx, r, n) / cnt
     mx = np.bincount(idx, c, n) / cnt
@@ -208,7 +227,18 @@ class FrameFeatures:
             self.crowding_a = np.minimum(d[:, 1] / np.maximum(self.shape_a[:, 1], 1e-6), 10.0)
         self.median_area_a = float(np.median(self.area_a)) if self.na else 1.0
         self.median_length_a = float(np.median(self.shape_a[:, 1])) if self.na else 1.0
+        # the frame's medians, per object of t (MovieFeatures holds every frame's)
+        self.med_area = np.full(self.na, self.median_area_a)
+        self.med_len = np.full(self.na, self.median_length_a)
         self.touch = _touching(fb, keys_b)
+
+    def lookup_many(self, keys: np.ndarray, table: np.ndarray, *values: np.ndarray) -> list[np.ndarray]:
+        """:meth:`lookup` of several value arrays of the same ``table`` (one search)."""
+        if table.size == 0:
+            return [np.zeros(keys.shape) for _ in values]
+        pos = np.clip(np.searchsorted(table, keys), 0, table.size - 1)
+        hit = table[pos] == keys
+        return [np.where(hit, v[pos], 0.0) for v in values]
 
     def lookup(self, keys: np.ndarray, table: np.ndarray, values: np.ndarray) -> np.ndarray:
         """``values`` of the pairs ``keys`` (``i * n_b + j``) in the sorted ``table``; 0 when absent."""
@@ -228,6 +258,211 @@ def _touching(frame: np.ndarray, keys: np.ndarray) -> np.ndarray:
             ok = (i >= 0) & (j >= 0)
             out.append(np.minimum(i[ok], j[ok]) * max(n, 1) + np.maximum(i[ok], j[ok]))
     return np.unique(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+def nearest_in_frame(pos: np.ndarray, frame: np.ndarray, query: np.ndarray, query_frame: np.ndarray,
+                     k: int = 1) -> np.ndarray:
+    """Distances (m, k) from each ``query`` point to its ``k`` nearest points of ``pos`` in frame ``query_frame``,
+    for all frames at once: one k-d tree of (y, x, frame * spacing), the spacing larger than any distance
+    within the points' bounding box (so the nearest points lie in the query's frame when it holds ``k``
+    of them; the third coordinates are equal, their difference adds exactly 0: the distances are the
+    planar ones, as with one tree per frame)."""
+    both = np.concatenate([pos, query]) if len(query) else pos
+    extent = float(np.ptp(both[:, 0]) + np.ptp(both[:, 1])) if len(both) else 0.0
+    spacing = float(2.0 ** math.ceil(math.log2(extent + 2.0)))
+    tree = cKDTree(np.column_stack([pos, frame * spacing]))
+    d, _ = tree.query(np.column_stack([query, query_frame * spacing]), k=k)
+    return np.asarray(d, float).reshape(len(query), k)
+
+
+class FrameIndex:
+    """The labelled pixels of one frame on a ``stride`` sub-grid: their flat
+    positions (``nz``), the index of their label among the sorted ``keys``
+    (``idx``, -1 for a label without a detection), the area of each key and
+    a lookup from label value to key index. Built once per frame and shared
+    by the overlaps, the shape moments and the touching pairs."""
+
+    def __init__(self, frame: np.ndarray, keys: np.ndarray, stride: int = 1):
+        flat = np.ascontiguousarray(frame[::stride, ::stride]).ravel()
+        self.flat = flat
+        self.nz = np.flatnonzero(flat != 0)  # (much faster than on the integers)
+        self.n = keys.size
+        self.top = int(keys[-1]) if keys.size else 0
+        if self.top < (1 << 24):
+            self.lut = np.full(self.top + 2, -1, dtype=np.int64)
+            self.lut[keys] = np.arange(keys.size)
+            self.keys = None
+        else:
+            self.lut, self.keys = None, keys
+        self.idx = self.index_of(flat[self.nz])
+        self.area = np.bincount(self.idx[self.idx >= 0], minlength=self.n)
+        self.shape = frame[::stride, ::stride].shape
+        self._known = None
+        self._rc = None
+
+    def known(self) -> tuple[np.ndarray, np.ndarray]:
+        """(nz, idx) of the pixels whose label has a detection."""
+        if self._known is None:
+            ok = self.idx >= 0
+            self._known = (self.nz, self.idx) if ok.all() else (self.nz[ok], self.idx[ok])
+        return self._known
+
+    def rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column of every pixel of ``nz``."""
+        if self._rc is None:
+            self._rc = np.divmod(self.nz, self.shape[1])
+        return self._rc
+
+    def known_rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column of every pixel of :meth:`known`."""
+        r, c = self.rows_cols()
+        if self._known is None:
+            self.known()
+        if self._known[0] is self.nz:
+            return r, c
+        ok = self.idx >= 0
+        return r[ok], c[ok]
+
+    def touching(self) -> set[tuple[int, int]]:
+        """Pairs (i, j), i < j, of key indices of objects that touch (are
+        neighbours on the sub-grid)."""
+        keys = self.touch_keys()
+        n = max(self.n, 1)
+        return set(zip((keys // n).tolist(), (keys % n).tolist()))
+
+    def touch_keys(self) -> np.ndarray:
+        """The touching pairs as sorted unique keys ``i * max(n, 1) + j`` (i < j),
+        from the labelled pixels and their right and lower neighbours."""
+        h, w = self.shape
+        nz = self.nz
+        n = max(self.n, 1)
+        r, c = self.rows_cols()
+        out = []
+        for step, ok in ((1, c != w - 1), (w, r != h - 1)):
+            p = nz[ok]
+            vp, vq = self.flat[p], self.flat[p + step]
+            m = (vq != vp) & (vq != 0)
+            if m.any():
+                i, j = self.index_of(vp[m]), self.index_of(vq[m])
+                ok2 = (i >= 0) & (j >= 0)
+                out.append(np.minimum(i[ok2], j[ok2]) * n + np.maximum(i[ok2], j[ok2]))
+        return np.unique(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+    def index_of(self, values: np.ndarray) -> np.ndarray:
+        if self.n == 0:
+            return np.full(values.shape, -1, dtype=np.int64)
+        if self.lut is not None:
+            return self.lut.take(np.minimum(values, self.top + 1))
+        pos = np.clip(np.searchsorted(self.keys, values), 0, self.n - 1)
+        return np.where((values != 0) & (self.keys[pos] == values), pos, -1)
+
+
+def count_pairs(ia: np.ndarray, ib: np.ndarray, na: int, nb: int):
+    """Sorted unique pairs (ia, ib) of key indices and how often each occurs."""
+    key = ia * nb + ib
+    if na * nb <= 4 * key.size + 1024:
+        cnt = np.bincount(key, minlength=na * nb)
+        uk = np.flatnonzero(cnt)
+        cnt = cnt[uk]
+    else:
+        uk, cnt = np.unique(key, return_counts=True)
+    return uk // nb, uk % nb, cnt
+
+
+def shifted_overlaps(a: FrameIndex, b: FrameIndex, step: np.ndarray):
+    """:func:`compensated_overlaps` of two :class:`FrameIndex` (same grid):
+    every object of ``a`` shifted by its ``step`` (sub-grid px, integer (n, 2)).
+    Returns (ia, ib, intersection)."""
+    nz, ia = a.known()
+    if a.n == 0 or b.n == 0 or nz.size == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    h, w = b.shape
+    r, c = a.known_rows_cols()
+    r = r + step[ia, 0]
+    c = c + step[ia, 1]
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    ib = np.full(ia.size, -1, np.int64)
+    ib[inside] = b.index_of(b.flat[r[inside] * w + c[inside]])
+    hit = ib >= 0
+    return count_pairs(ia[hit], ib[hit], a.n, b.n)
+
+
+class MovieFeatures:
+    """What :func:`link_features` and :func:`division_features` need, for all
+    consecutive frame pairs of a movie at once: the attributes of
+    :class:`FrameFeatures` with detection rows (sorted by frame) in place of
+    per-frame indices (``na = nb = n``; pair keys ``i * n + j``). Filled frame
+    by frame (:meth:`add_frame`, :meth:`add_pair`), then :meth:`finish`; the
+    numbers are those of :class:`FrameFeatures` of every pair."""
+
+    def __init__(self, n: int):
+        self.na = self.nb = n
+        self.shape_a = self.shape_b = np.zeros((n, 3))
+        self.area_a = self.area_b = np.ones(n, np.int64)
+        self.motion = np.zeros((n, 2))
+        self.med_area = np.ones(n)
+        self.med_len = np.ones(n)
+        self.crowding_a = np.full(n, 10.0)
+        self.best_a = np.zeros(n)
+        self.best_b = np.zeros(n)
+        self._parts: dict[str, list] = {k: [] for k in ("key_c", "inter_c", "iou_c", "key_0", "iou_0", "touch")}
+        self._crowded: list[np.ndarray] = []  # rows of the frames with two detections or more
+
+    def add_frame(self, start: int, full: FrameIndex, grid: FrameIndex, pos: np.ndarray) -> None:
+        """Frame-wise numbers of the ``full.n`` detections from row ``start``:
+        shape moments (``full``: stride 1), areas on the overlap ``grid``,
+        medians, crowding, touching pairs."""
+        k = full.n
+        if k == 0:
+            return
+        rows = slice(start, start + k)
+        nz, idx = full.known()
+        shape = _moments(nz, idx, full.shape[1], k, full.known_rows_cols())
+        self.shape_a[rows] = shape
+        area = np.maximum(grid.area, 1)
+        self.area_a[rows] = area
+        self.med_area[rows] = float(np.median(area))
+        self.med_len[rows] = float(np.median(shape[:, 1]))
+        if k > 1:
+            self._crowded.append(np.arange(start, start + k))
+        t = full.touch_keys()
+        self._parts["touch"].append((t // k + start) * self.nb + (t % k + start))
+
+    def add_pair(self, start_a: int, start_b: int, a: FrameIndex, b: FrameIndex, pos_a: np.ndarray,
+                 pos_b: np.ndarray, plain: tuple, stride: int = 1) -> None:
+        """Local motion and overlaps between the frames of ``a`` (rows from
+        ``start_a``) and ``b`` (rows from ``start_b``); ``plain``: their
+        unshifted overlaps ``(ia, ib, iou)`` (:func:`cellscale.track.costs.frame_overlaps`).
+        Both frames must have been added."""
+        na, n = a.n, self.nb
+        motion = local_motion(pos_a, pos_b)
+        self.motion[start_a:start_a + na] = motion
+        step = np.rint(np.asarray(motion, float) / stride).astype(np.int64)
+        ia, ib, inter = shifted_overlaps(a, b, step)
+        ga, gb = ia + start_a, ib + start_b
+        iou = inter / np.maximum(self.area_a[ga] + self.area_b[gb] - inter, 1)
+        self._parts["key_c"].append(ga * n + gb)
+        self._parts["inter_c"].append(inter)
+        self._parts["iou_c"].append(iou)
+        np.maximum.at(self.best_a, ga, iou)
+        np.maximum.at(self.best_b, gb, iou)
+        ia0, ib0, iou0 = plain
+        self._parts["key_0"].append((ia0 + start_a) * n + (ib0 + start_b))
+        self._parts["iou_0"].append(iou0)
+
+    def finish(self, pos: np.ndarray, frame: np.ndarray) -> "MovieFeatures":
+        """Concatenate the pair tables; the crowding of every frame's detections (``pos``, ``frame``: of all rows)."""
+        if self._crowded:
+            rows = np.concatenate(self._crowded)
+            d = nearest_in_frame(pos[rows], frame[rows], pos[rows], frame[rows], k=2)[:, 1]
+            self.crowding_a[rows] = np.minimum(d / np.maximum(self.shape_a[rows, 1], 1e-6), 10.0)
+        for k, parts in self._parts.items():
+            setattr(self, k, np.concatenate(parts) if parts else np.zeros(0, np.float64 if "iou" in k else np.int64))
+        return self
+
+    lookup = FrameFeatures.lookup
+    lookup_many = FrameFeatures.lookup_many
 
 
 def frame_features(labels: np.ndarray, label: np.ndarray, pos: np.ndarray, starts_at: np.ndarray,
@@ -276,8 +511,7 @@ def link_features(ff: FrameFeatures, qa: np.ndarray, qb: np.ndarray, pos_a: np.n
     key = qa * max(ff.nb, 1) + qb
     d = np.hypot(*(pos_b[qb] - pos_a[qa]).T)
     dc = np.hypot(*(pos_b[qb] - pos_a[qa] - ff.motion[qa]).T)
-    inter = ff.lookup(key, ff.key_c, ff.inter_c)
-    iou_c = ff.lookup(key, ff.key_c, ff.iou_c)
+    inter, iou_c = ff.lookup_many(key, ff.key_c, ff.inter_c, ff.iou_c)
     sa, sb = ff.shape_a[qa], ff.shape_b[qb]
     elong_a = sa[:, 1] / np.maximum(sa[:, 2], 1e-6)
     elong_b = sb[:, 1] / np.maximum(sb[:, 2], 1e-6)
@@ -292,8 +526,8 @@ def link_features(ff: FrameFeatures, qa: np.ndarray, qb: np.ndarray, pos_a: np.n
     f[:, 7] = np.log(np.maximum(sb[:, 1], 1e-6) / np.maximum(sa[:, 1], 1e-6))
     f[:, 8] = np.abs(np.sin(sb[:, 0] - sa[:, 0])) * weight
     f[:, 9] = elong_a
-    f[:, 10] = ff.area_a[qa] / max(ff.median_area_a, 1e-6)
-    f[:, 11] = sa[:, 1] / max(ff.median_length_a, 1e-6)
+    f[:, 10] = ff.area_a[qa] / np.maximum(ff.med_area[qa], 1e-6)
+    f[:, 11] = sa[:, 1] / np.maximum(ff.med_len[qa], 1e-6)
     if inten_a is not None and inten_b is not None:
         f[:, 12] = _rel(inten_a[qa], inten_b[qb])
     # competition: the best alternative of each end
@@ -337,7 +571,9 @@ def division_features(ff: FrameFeatures, qm: np.ndarray, qa: np.ndarray, qb: np.
     area_m, area_a, area_b = ff.area_a[qm], ff.area_b[qa], ff.area_b[qb]
     f[:, 2] = np.log((area_a + area_b) / area_m)
     f[:, 3] = np.abs(np.log(area_a / area_b))
-    inter = (ff.lookup(qm * nb + qa, ff.key_c, ff.inter_c) + ff.lookup(qm * nb + qb, ff.key_c, ff.inter_c))
+    inter_a, ia_m = ff.lookup_many(qm * nb + qa, ff.key_c, ff.inter_c, ff.iou_c)
+    inter_b, ib_m = ff.lookup_many(qm * nb + qb, ff.key_c, ff.inter_c, ff.iou_c)
+    inter = inter_a + inter_b
     f[:, 4] = inter / area_m
     f[:, 5] = inter / (area_a + area_b)
     ab = pb - pa
@@ -347,8 +583,8 @@ def division_features(ff: FrameFeatures, qm: np.ndarray, qa: np.ndarray, qb: np.
     ta, tb = np.abs(np.sin(sa[:, 0] - sm[:, 0])), np.abs(np.sin(sb[:, 0] - sm[:, 0]))
     f[:, 7] = 0.5 * (ta + tb)
     f[:, 8] = np.maximum(ta, tb)
-    f[:, 9] = length_m / max(ff.median_length_a, 1e-6)
-    f[:, 10] = area_m / max(ff.median_area_a, 1e-6)
+    f[:, 9] = length_m / np.maximum(ff.med_len[qm], 1e-6)
+    f[:, 10] = area_m / np.maximum(ff.med_area[qm], 1e-6)
     f[:, 11] = length_m / np.maximum(sm[:, 2], 1e-6)
     f[:, 12] = (sa[:, 1] + sb[:, 1]) / length_m
     f[:, 13] = dab / length_m
@@ -359,8 +595,6 @@ def division_features(ff: FrameFeatures, qm: np.ndarray, qa: np.ndarray, qb: np.
         f[:, 14] = ff.touch[pos] == tk
     f[:, 15] = ff.best_a[qm]
     # the daughters' best predecessor other than m: their best overall, unless that is m
-    ia_m = ff.lookup(qm * nb + qa, ff.key_c, ff.iou_c)
-    ib_m = ff.lookup(qm * nb + qb, ff.key_c, ff.iou_c)
     oa = np.where(ia_m >= ff.best_b[qa], 0.0, ff.best_b[qa])
     ob = np.where(ib_m >= ff.best_b[qb], 0.0, ff.best_b[qb])
     f[:, 16] = np.maximum(oa, ob)

@@ -79,13 +79,172 @@ def export_trees(model) -> dict:
             "depth": np.asarray([depth], np.int64)}
 
 
-def predict_trees(trees: dict, x: np.ndarray, chunk: int = 16384) -> np.ndarray:
+def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.ndarray | None = None) -> np.ndarray:
     """Probability of the positive class for the rows of ``x`` (n, n_features)
     from :func:`export_trees` arrays (NaN follows ``missing_left``).
 
-    All trees walk one level per step; a leaf points to itself (threshold
-    +inf), so a step is three gathers and a comparison.
+    Rows without NaN take the exit-leaf bitmasks of :func:`_compile` (one
+    table gather and AND per feature instead of a walk of every tree); rows
+    with NaN walk the trees (:func:`_predict_walk`). Both give the same
+    leaves, hence the same numbers (the leaf values are summed in tree order).
+
+    ``min_raw`` (one per row): the least raw score (log-odds) of interest.
+    The trees are evaluated in stages (:data:`_STAGES`); after each, a row
+    whose score cannot reach its ``min_raw`` even if every remaining tree
+    gave its largest leaf gets NaN, and the next stage evaluates the
+    remaining rows only. The other rows get exactly the numbers they would
+    get without ``min_raw``.
     """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0 or np.isnan(x).any():
+        return _predict_walk(trees, x)
+    n_trees = int(np.asarray(trees["roots"]).size)
+    cuts = [0, n_trees]
+    if min_raw is not None and n_trees >= 8:
+        cuts = sorted({0, n_trees, *(int(round(f * n_trees)) for f in _STAGES)})
+    stages = [_compiled(trees, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    if any(c is None or c[3] > x.shape[1] for c in stages):
+        return _predict_walk(trees, x)
+    n = x.shape[0]
+    baseline = float(trees["baseline"][0])
+    leaf = np.empty((n, n_trees), np.intp)  # flat index (into flat_value) of each row's leaf of each tree
+    flat_value = np.concatenate([c[1].ravel() for c in stages])
+    base = np.cumsum([0] + [c[1].size for c in stages])
+    alive = np.arange(n)
+    partial = np.full(n, baseline)
+    for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+        sub = np.empty((alive.size, hi - lo), np.intp)
+        _exit_leaves(stages[k], x[alive] if alive.size < n else x, sub, chunk)
+        sub += base[k]
+        leaf[alive, lo:hi] = sub
+        if k + 1 < len(stages):
+            # prune the rows that cannot reach min_raw even with the largest leaf of every remaining tree
+            partial[alive] += flat_value[sub].sum(1)
+            rest = sum(float(c[1].max(1).sum()) for c in stages[k + 1:])
+            alive = alive[~(partial[alive] + rest < np.asarray(min_raw, float)[alive] - 1e-6)]
+    out = np.full(n, np.nan)
+    for s in range(0, alive.size, chunk):
+        rows = alive[s:s + chunk]
+        raw = baseline + flat_value[leaf[rows]].sum(1)
+        out[rows] = 1.0 / (1.0 + np.exp(-raw))
+    return out
+
+
+#: with ``min_raw``, the trees are evaluated in stages ending at these fractions of them (then all)
+_STAGES = (0.35, 0.5)
+
+
+def _exit_leaves(comp, x: np.ndarray, out: np.ndarray, chunk: int) -> None:
+    """Write into ``out`` (n, trees of ``comp``) the flat index (tree * width + leaf) of the exit leaves."""
+    tables, leaf_value, one, _ = comp
+    n_trees, width = leaf_value.shape
+    offset = np.arange(n_trees, dtype=np.intp) * width
+    n = out.shape[0]
+    # per feature, how many of its splits each row goes right at (thresholds below the value)
+    rank = [np.searchsorted(thr, x[:, f], side="left") for f, thr, _ in tables]
+    for s in range(0, n, chunk):
+        acc = None
+        for (_, _, table), k in zip(tables, rank):
+            g = table[k[s:s + chunk]]
+            if acc is None:
+                acc = g
+            else:
+                acc &= g
+        if acc is None:  # no split at all: every tree is one leaf
+            acc = np.ones((min(chunk, n - s), n_trees), dtype=one.dtype)
+        low = acc & (~acc + one)  # the exit leaf: the leftmost leaf still reachable
+        out[s:s + chunk] = np.frexp(low.astype(np.float64))[1] - 1 + offset
+
+
+_COMPILED: dict[tuple, tuple] = {}
+
+
+def _compiled(trees: dict, lo: int = 0, hi: int | None = None):
+    """:func:`_compile` of trees ``lo:hi``, cached while the arrays live."""
+    key = (id(trees["feature"]), lo, hi)
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0] is trees["feature"] and hit[1] is trees["threshold"]:
+        return hit[2]
+    comp = _compile(trees, lo, hi)
+    if len(_COMPILED) > 32:
+        _COMPILED.clear()
+    _COMPILED[key] = (trees["feature"], trees["threshold"], comp)
+    return comp
+
+
+def _compile(trees: dict, lo: int = 0, hi: int | None = None):
+    """Exit-leaf tables of the trees ``lo:hi`` (Lucchese et al., QuickScorer, SIGIR 2015).
+
+    The leaves of every tree are numbered left to right (bit ``k`` of a
+    mask: leaf ``k``). A split sends a row right when its feature exceeds
+    the threshold, which rules out the leaves of its left subtree; the leaf
+    a row reaches is the leftmost one no split it goes right at rules out.
+    For each feature the splits on it are sorted by threshold, and row ``k``
+    of its table holds, per tree, the leaves still possible after the ``k``
+    splits of lowest threshold: a row ``x`` whose value exceeds ``k``
+    thresholds takes row ``k`` (``searchsorted``). ANDing the tables of all
+    features gives, per tree, the reachable leaves; the lowest set bit is the
+    exit leaf. Returns ``(tables, leaf_value (trees, leaves), one, n_features)``
+    or ``None`` when a tree has more than 64 leaves.
+    """
+    feat = np.asarray(trees["feature"]).astype(np.int64)
+    thr = np.asarray(trees["threshold"], dtype=np.float64)
+    left = np.asarray(trees["left"]).astype(np.int64)
+    right = np.asarray(trees["right"]).astype(np.int64)
+    leaf = np.asarray(trees["leaf"]).astype(bool)
+    value = np.asarray(trees["value"], dtype=np.float64)
+    roots = np.asarray(trees["roots"]).astype(np.int64)[lo:hi]
+    n_trees = roots.size
+    tree_of = np.full(feat.size, -1, np.int64)
+    left_bits = np.zeros(feat.size, dtype=object)  # per split: the leaves of its left subtree
+    leaves: list[list[int]] = []
+    for t, root in enumerate(roots.tolist()):
+        order: list[int] = []
+        stack = [(root, False)]
+        bits: dict[int, int] = {}
+        while stack:  # post-order walk, left before right
+            node, done = stack.pop()
+            tree_of[node] = t
+            if leaf[node]:
+                bits[node] = 1 << len(order)
+                order.append(node)
+            elif done:
+                bits[node] = bits[int(left[node])] | bits[int(right[node])]
+                left_bits[node] = bits[int(left[node])]
+            else:
+                stack.extend([(node, True), (int(right[node]), False), (int(left[node]), False)])
+        leaves.append(order)
+    width = max((len(o) for o in leaves), default=1)
+    if width > 64:
+        return None
+    dtype = np.uint32 if width <= 32 else np.uint64
+    full = (1 << (32 if width <= 32 else 64)) - 1
+    leaf_value = np.zeros((n_trees, max(width, 1)))
+    for t, order in enumerate(leaves):
+        leaf_value[t, :len(order)] = value[order]
+    split = np.flatnonzero(~leaf & (tree_of >= 0))
+    tables = []
+    n_features = int(feat[split].max()) + 1 if split.size else 0
+    for f in range(n_features):
+        nodes = split[feat[split] == f]
+        if nodes.size == 0:
+            continue
+        nodes = nodes[np.argsort(thr[nodes], kind="stable")]
+        table = np.empty((nodes.size + 1, n_trees), dtype)
+        current = np.full(n_trees, full, dtype)
+        table[0] = current
+        for k, node in enumerate(nodes.tolist()):
+            t = tree_of[node]
+            current[t] = current[t] & dtype(full & ~int(left_bits[node]))
+            table[k + 1] = current
+        tables.append((f, thr[nodes].copy(), table))
+    return tables, leaf_value, dtype(1), n_features
+
+
+def _predict_walk(trees: dict, x: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """:func:`predict_trees` by walking the trees: all trees walk one level per
+    step; a leaf points to itself (threshold +inf), so a step is three gathers
+    and a comparison. Handles NaN (``missing_left``)."""
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     out = np.empty(n)
@@ -139,12 +298,14 @@ class Scorer:
     def division_probability(self, x: np.ndarray) -> np.ndarray:
         return predict_trees(self.division_trees, x)
 
-    def link_cost(self, x: np.ndarray) -> np.ndarray:
-        """``link_scale * -log(p)`` of the link feature rows ``x``."""
-        return self.link_scale * -np.log(np.clip(self.link_probability(x), _P_MIN, 1.0))
+    def link_cost(self, x: np.ndarray, keep_below: np.ndarray | None = None) -> np.ndarray:
+        """``link_scale * -log(p)`` of the link feature rows ``x``; with
+        ``keep_below`` (one per row), rows whose cost certainly exceeds it
+        cost ``inf`` (and their trees are not all evaluated)."""
+        return _cost(self.link_trees, self.link_scale, x, keep_below)
 
-    def division_cost(self, x: np.ndarray) -> np.ndarray:
-        return self.division_scale * -np.log(np.clip(self.division_probability(x), _P_MIN, 1.0))
+    def division_cost(self, x: np.ndarray, keep_below: np.ndarray | None = None) -> np.ndarray:
+        return _cost(self.division_trees, self.division_scale, x, keep_below)
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``scorer.json`` and ``trees.npz`` into ``folder`` (created)."""
@@ -176,6 +337,20 @@ class Scorer:
             link = {k.split("__", 1)[1]: z[k] for k in z.files if k.startswith("link__")}
             div = {k.split("__", 1)[1]: z[k] for k in z.files if k.startswith("division__")}
         return cls(link, div, meta)
+
+
+def _cost(trees: dict, scale: float, x: np.ndarray, keep_below: np.ndarray | None) -> np.ndarray:
+    min_raw = None
+    if keep_below is not None:
+        # cost <= c  <=>  p >= exp(-c / scale)  <=>  raw >= logit(that); no bound where the clip decides
+        p0 = np.exp(-np.asarray(keep_below, float) / scale)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            min_raw = np.where(p0 >= 1.0, 30.0, np.log(p0) - np.log1p(-p0))
+        min_raw = np.where(p0 <= 2.0 * _P_MIN, -np.inf, min_raw)
+        min_raw = np.where(np.isfinite(keep_below), min_raw, -np.inf)
+    p = predict_trees(trees, x, min_raw=min_raw)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(p), np.inf, scale * -np.log(np.clip(p, _P_MIN, 1.0)))
 
 
 def shipped_scorer_dir() -> Path:

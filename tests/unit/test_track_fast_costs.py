@@ -1,0 +1,147 @@
+"""The movie-at-once candidate costs and the bitmask tree evaluation give exactly the numbers of the
+frame-by-frame reference (:class:`cellscale.track.features.FrameFeatures`, the tree walk)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cellscale.synth.colony import PRESETS, make_colony
+from cellscale.track import TrackConfig, detections_from_labels
+from cellscale.track.costs import (_FrameLayers, _lowest_per_group, _pairs_within, build_candidates,
+                                   estimate_max_distance)
+from cellscale.track.features import FrameFeatures, division_features, link_features
+from cellscale.track.scorer import _predict_walk, load_scorer, predict_trees
+
+
+def _movie(kind: str):
+    if kind == "rods":  # packed rods, stride 1
+        tl = make_colony(**{**PRESETS["hard"], "n_frames": 16, "shape": (160, 160), "seed": 11})
+        return tl.labels, tl.image
+    # large cells: the overlap grid has a stride > 1; an empty frame in the middle
+    tl = make_colony(**{**PRESETS["hard"], "n_frames": 10, "shape": (160, 160), "seed": 12, "width": 20.0,
+                        "length": 44.0, "n_founders": 4})
+    labels = tl.labels.copy()
+    labels[5] = 0
+    return labels, tl.image
+
+
+@pytest.mark.parametrize("kind", ["rods", "large"])
+def test_movie_features_equal_the_frame_by_frame_reference(kind):
+    labels, image = _movie(kind)
+    det = detections_from_labels(labels, image)
+    frame, label = det["frame"].to_numpy(), det["label"].to_numpy()
+    pos, area = det[["y", "x"]].to_numpy(float), det["area"].to_numpy(float)
+    inten = det["mean_intensity"].to_numpy(float)
+    md = estimate_max_distance(frame, pos, area)
+    rows: dict = {}
+    build_candidates(frame, label, pos, area, inten, labels.shape[0], labels, labels.shape[1:], md,
+                     TrackConfig(costs="rules"), features_out=rows)
+    assert len(rows["link_x"]) > 40 and len(rows["division_x"]) > 40
+    stride = max(1, int(math.sqrt(float(np.median(area)) / 100.0)))
+    assert (stride == 1) == (kind == "rods")
+    starts = np.searchsorted(frame, np.arange(labels.shape[0] + 1))
+    n_link = n_div = 0
+    for t in range(labels.shape[0] - 1):
+        a, b = slice(starts[t], starts[t + 1]), slice(starts[t + 1], starts[t + 2])
+        if starts[t] == starts[t + 1] or starts[t + 1] == starts[t + 2]:
+            continue
+        ff = FrameFeatures(labels[t], label[a], labels[t + 1], label[b], pos[a], pos[b], stride)
+        sel = np.flatnonzero(frame[rows["link_src"]] == t)
+        x = rows["link_x"][sel]
+        ref = link_features(ff, rows["link_src"][sel] - starts[t], rows["link_dst"][sel] - starts[t + 1], pos[a],
+                            pos[b], md, inten[a], inten[b], rule_cost=x[:, -1])
+        np.testing.assert_array_equal(x, ref)
+        n_link += len(sel)
+        sel = np.flatnonzero(frame[rows["mother"]] == t)
+        x = rows["division_x"][sel]
+        ref = division_features(ff, rows["mother"][sel] - starts[t], rows["daughter_a"][sel] - starts[t + 1],
+                                rows["daughter_b"][sel] - starts[t + 1], pos[a], pos[b], inten[b],
+                                rule_cost=x[:, -1])
+        np.testing.assert_array_equal(x, ref)
+        n_div += len(sel)
+    assert n_link == len(rows["link_x"]) and n_div == len(rows["division_x"])
+
+
+def test_pairs_of_all_frames_at_once_equal_the_frame_by_frame_ones():
+    rng = np.random.default_rng(3)
+    frame = np.sort(rng.integers(0, 6, 400))
+    pos = rng.uniform(0, 100, (400, 2))
+    pos[5] = pos[4]  # a duplicate point
+    layers = _FrameLayers(pos, frame, 40.0)
+    starts = np.searchsorted(frame, np.arange(7))
+    for dt, radius in ((1, 12.0), (2, 17.0), (1, rng.uniform(5, 30, 400))):
+        got = layers.pairs(np.arange(400), np.arange(400), dt, radius)
+        want_a, want_b = [], []
+        for t in range(6 - dt):
+            ia, ib = np.arange(starts[t], starts[t + 1]), np.arange(starts[t + dt], starts[t + dt + 1])
+            r = radius if np.ndim(radius) == 0 else radius[ia]
+            q, k = _pairs_within(pos[ib], pos[ia], r)
+            want_a.append(ia[q])
+            want_b.append(ib[k])
+        np.testing.assert_array_equal(got[0], np.concatenate(want_a))
+        np.testing.assert_array_equal(got[1], np.concatenate(want_b))
+
+
+def test_lowest_per_group_equals_a_full_sort():
+    rng = np.random.default_rng(4)
+    group = np.sort(rng.integers(0, 300, 20000))
+    value = rng.integers(0, 12, group.size).astype(float)  # many ties
+    got = _lowest_per_group(group, value, 8)
+    order = np.lexsort((value, group))
+    g = group[order]
+    first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+    rank = np.arange(g.size) - np.repeat(first, np.diff(np.r_[first, g.size]))
+    np.testing.assert_array_equal(got, order[rank < 8])
+
+
+@pytest.mark.parametrize("leaves", [31, 50])  # 32-bit and 64-bit leaf masks
+def test_bitmask_trees_equal_the_tree_walk(leaves):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from cellscale.track.scorer import export_trees
+
+    rng = np.random.default_rng(leaves)
+    x = rng.normal(size=(3000, 6))
+    x[:, 5] = np.round(x[:, 5])  # values on the thresholds
+    y = (x[:, 0] * x[:, 1] + np.sin(3 * x[:, 2]) + 0.3 * rng.normal(size=3000) > 0.2).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=leaves, max_depth=None,
+                                           early_stopping=False, random_state=0).fit(x, y)
+    trees = export_trees(model)
+    assert (leaves <= 32) == (max(np.diff(np.r_[trees["roots"], trees["leaf"].size])) <= 63)
+    want = _predict_walk(trees, x)
+    np.testing.assert_array_equal(predict_trees(trees, x), want)
+    np.testing.assert_allclose(want, model.predict_proba(x)[:, 1], rtol=1e-12, atol=1e-12)
+    # with a bound: the rows that may reach it keep their numbers, the others are those that cannot
+    raw = np.log(want) - np.log1p(-want)
+    bound = rng.uniform(-2, 2, len(x))
+    got = predict_trees(trees, x, min_raw=bound)
+    kept = ~np.isnan(got)
+    np.testing.assert_array_equal(got[kept], want[kept])
+    assert np.all(raw[~kept] < bound[~kept]) and kept.sum() < len(x)
+    # NaN rows walk the trees
+    xn = x[:50].copy()
+    xn[::3, 2] = np.nan
+    np.testing.assert_array_equal(predict_trees(trees, xn), _predict_walk(trees, xn))
+
+
+def test_shipped_scorer_costs_with_a_bound_keep_every_cheap_candidate():
+    rng = np.random.default_rng(5)
+    scorer = load_scorer()
+    labels, image = _movie("rods")
+    det = detections_from_labels(labels, image)
+    frame, pos, area = det["frame"].to_numpy(), det[["y", "x"]].to_numpy(float), det["area"].to_numpy(float)
+    rows: dict = {}
+    build_candidates(frame, det["label"].to_numpy(), pos, area, det["mean_intensity"].to_numpy(float),
+                     labels.shape[0], labels, labels.shape[1:], estimate_max_distance(frame, pos, area),
+                     TrackConfig(costs="rules"), features_out=rows)
+    for cost, x in ((scorer.link_cost, rows["link_x"]), (scorer.division_cost, rows["division_x"])):
+        full = cost(x)
+        below = rng.uniform(0.3, 4.0, len(x))
+        got = cost(x, keep_below=below)
+        keep = full <= below
+        assert keep.any() and (~keep).any()
+        np.testing.assert_array_equal(got[keep], full[keep])
+        assert np.all(got[~keep] > below[~keep])
