@@ -201,3 +201,51 @@ def test_spatialdata_time_lapse_has_one_element_per_frame(tmp_path):
     for f in range(3):
         rows = t.obs[t.obs["region"] == f"nuclear_t{f:03d}"]
         assert (rows["frame"] == f).all() and set(rows["instance_id"]) == present(movie[f])
+
+
+def test_ngff_labels_equal_write_labels_without_scanning_them(tmp_path, still, monkeypatch):
+    """The labels are written as ``ome_zarr.writer.write_labels`` writes them (same files, same metadata), without
+    the label scan of ome-zarr's ``OMEZarrLabels`` (every pixel read, a pydantic colour per label)."""
+    import zarr
+    from ome_zarr import OMEZarrLabels
+    from ome_zarr.writer import write_labels
+
+    from cellscale.export.ngff import ngff_format
+
+    image, labels = still
+    table = table_of(labels)
+    image_lazy = lazy_image(ImageSource.from_array(image), False, chunk=256)
+    lab = {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256) for c, l in labels.items()}
+    write_ngff(tmp_path / "want.ome.zarr", image_lazy, {}, pixel_size_um=0.5, table=table)
+    root = zarr.open_group(str(tmp_path / "want.ome.zarr"), mode="r+")
+    for name, l in lab.items():  # what write_ngff wrote before: ome-zarr's write_labels
+        write_labels(l, root, name=name, scaler=None, scale_factors=scale_factors(700, 600), axes="yx",
+                     fmt=ngff_format("0.5"), scale={"y": 0.5, "x": 0.5},
+                     axes_units={"y": "micrometer", "x": "micrometer"},
+                     storage_options={"chunks": (256, 256)}, label_metadata=label_metadata(table, name, 100_000))
+
+    def scan(self):
+        raise AssertionError("the labels were scanned")
+
+    monkeypatch.setattr(OMEZarrLabels, "_parse_image_label_metadata", scan)
+    write_ngff(tmp_path / "got.ome.zarr", image_lazy, lab, pixel_size_um=0.5, table=table)
+    want, got = tmp_path / "want.ome.zarr" / "labels", tmp_path / "got.ome.zarr" / "labels"
+    files = sorted(p.relative_to(want) for p in want.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(got) for p in got.rglob("*") if p.is_file())
+    for f in files:
+        assert (want / f).read_bytes() == (got / f).read_bytes(), f
+
+
+def test_ngff_step_reads_only_the_label_columns(tmp_path, still):
+    """The ngff step reads the table's CellID, compartment and Area only; the labels' metadata is the same as
+    from the whole table."""
+    from cellscale.steps.export import read_label_columns
+
+    _, labels = still
+    table = table_of(labels).assign(DNA=1.5, X_centroid=2.0)
+    table.to_parquet(tmp_path / "cells.parquet")
+    narrow = read_label_columns(tmp_path / "cells.parquet")
+    assert list(narrow.columns) == ["CellID", "compartment", "Area"]
+    for comp in labels:
+        for cap in (10, 1000):
+            assert label_metadata(narrow, comp, cap) == label_metadata(table, comp, cap)

@@ -95,11 +95,11 @@ def write_spatialdata(path: str | os.PathLike, image, labels: dict, table=None, 
                     outlines[f"{comp}{suffix}_boundaries"] = lab, last
     tables = {}
     if table is not None:
-        table = table.copy()
         region = _regions(table.obs, timelapse)
         known = [r for r in pd.unique(region) if r in label_elements]
-        table = table[region.isin(known).to_numpy()].copy()
-        table.obs["region"] = pd.Categorical(region[region.isin(known)].to_numpy(), categories=known)
+        keep = region.isin(known).to_numpy()
+        table = table[keep].copy()  # one copy, of the rows kept (the caller's table is left as it is)
+        table.obs["region"] = pd.Categorical(region[keep].to_numpy(), categories=known)
         table.obs["instance_id"] = table.obs["CellID"].astype(np.int64).to_numpy()
         if known:
             tables["table"] = TableModel.parse(table, region=known, region_key="region", instance_key="instance_id")
@@ -130,8 +130,12 @@ def _labels_element(lab, factors: list[int], transformations):
     for k, name in enumerate(tree.children):
         data = next(iter(tree[name].ds.data_vars.values()))
         if k:
+            # from the level above once rechunked: sliced from the unrechunked level above, each level's pieces
+            # shrink (512, 256, ... 16 px) and dask holds them for the levels below, about a quarter of the labels'
+            # bytes (+750 MB for one compartment at 1 Gpx); the pixels are the same
             level = level[::factors[k - 1], ::factors[k - 1]][:data.shape[0], :data.shape[1]]
-        nodes[name] = tree[name].ds.assign({data.name: data.copy(data=level.rechunk(data.data.chunks))})
+        level = level.rechunk(data.data.chunks)
+        nodes[name] = tree[name].ds.assign({data.name: data.copy(data=level)})
     tree = DataTree.from_dict(nodes)
     Labels2DModel.validate(tree)
     return tree
