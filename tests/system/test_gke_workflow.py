@@ -109,10 +109,23 @@ def gke_command(bucket: Path, *extra: str) -> list[str]:
             "--default-storage-provider", "fs", "--default-storage-prefix", str(bucket), *extra]
 
 
+def install_rsync() -> None:
+    """snakemake-storage-plugin-fs copies with rsync, which a clean Debian machine lacks (CI): apt-get install it
+    when root, as the SLURM test installs its packages. Without it these tests would skip on CI (they did, while
+    the SLURM test, which runs later and pulls rsync in with slurm, made them run on a used machine)."""
+    if shutil.which("rsync") or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "rsync"]):
+        subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
+    install_rsync()
     if shutil.which("git") is None or shutil.which("rsync") is None:
-        pytest.skip("needs git (source deployment) and rsync (snakemake-storage-plugin-fs)")
+        pytest.skip("needs git (source deployment) and rsync (snakemake-storage-plugin-fs); apt-get could not "
+                    "install rsync (not root, or no apt-get)")
     base = tmp_path_factory.mktemp("gke")
     work, bucket = base / "work", base / "bucket" / "cellscale"
     write_workdir(work)
