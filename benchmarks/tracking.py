@@ -85,27 +85,31 @@ SCORER: str | None = str(SCORER_DIR) if (SCORER_DIR / "scorer.json").exists() el
 # ---------------------------------------------------------------------------
 # sequences
 # ---------------------------------------------------------------------------
+def with_truth(tl, prefix: str):
+    """(labels, matching against its CTC ground truth written to a temporary folder, image) of a generated movie."""
+    from cellscale.synth.timelapse import write_ctc_ground_truth
+
+    gt = Path(tempfile.mkdtemp(prefix=prefix))
+    write_ctc_ground_truth(tl, gt)
+    return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
+
+
 def synthetic(quick: bool):
-    from cellscale.synth.timelapse import make_timelapse, write_ctc_ground_truth
+    from cellscale.synth.timelapse import make_timelapse
 
     tl = make_timelapse(n_frames=30 if quick else 60, shape=(384, 384) if quick else (512, 512),
                         n_cells=25 if quick else 40, seed=0)
-    gt = Path(tempfile.mkdtemp(prefix="track-bench-gt-"))
-    write_ctc_ground_truth(tl, gt)
-    return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
+    return with_truth(tl, "track-bench-gt-")
 
 
 def colony(quick: bool, seed: int = 101, preset: str = "default"):
     """A generated dense colony (:mod:`cellscale.synth.colony`; a seed no tracker setting was chosen on and the
     scorer was not trained on)."""
     from cellscale.synth.colony import PRESETS, make_colony
-    from cellscale.synth.timelapse import write_ctc_ground_truth
 
     tl = make_colony(**{"n_frames": 25 if quick else 50, "shape": (256, 256) if quick else (512, 512),
                         **PRESETS[preset], "seed": seed})
-    gt = Path(tempfile.mkdtemp(prefix="track-bench-colony-"))
-    write_ctc_ground_truth(tl, gt)
-    return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
+    return with_truth(tl, "track-bench-colony-")
 
 
 #: the size of the ILP goal of issue 23 (50 frames of about 700 cells): the hard preset's packing, motion and
@@ -117,12 +121,19 @@ SCALE_COLONY = {"n_frames": 50, "shape": (1536, 1536), "n_founders": 160, "doubl
 def colony_scale():
     """The colony of the ILP goal's size (:data:`SCALE_COLONY`, ``PRESETS["hard"]`` otherwise)."""
     from cellscale.synth.colony import PRESETS, make_colony
-    from cellscale.synth.timelapse import write_ctc_ground_truth
 
-    tl = make_colony(**{**PRESETS["hard"], **SCALE_COLONY})
-    gt = Path(tempfile.mkdtemp(prefix="track-bench-scale-"))
-    write_ctc_ground_truth(tl, gt)
-    return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
+    return with_truth(make_colony(**{**PRESETS["hard"], **SCALE_COLONY}), "track-bench-scale-")
+
+
+def record_row(name: str, labels, n: int, match, method: str, tracks, seconds: float, note: str = "",
+               score: bool = True) -> dict:
+    """One row of the main table (:data:`ROWS`); ``score=False``: timed only (the scores None)."""
+    s = evaluate_tracks(tracks, match) if score else {k: None for k in KEYS + ["n_divisions_true"]}
+    ROWS.append({"sequence": name, "method": method, "frames": int(labels.shape[0]), "detections": n,
+                 **{k: s[k] for k in KEYS}, "seconds": seconds, "det_per_s": n / seconds,
+                 "divisions_true": s["n_divisions_true"],
+                 "divisions_pred": s["n_divisions_pred"] if score else int(tracks.attrs["n_divisions"]), "note": note})
+    return s
 
 
 def run_ilp_scale(name: str, labels, match, image) -> None:
@@ -134,11 +145,7 @@ def run_ilp_scale(name: str, labels, match, image) -> None:
 
     def record(method, tracks, seconds, note="", score=True):
         # (py-ctcmetrics takes minutes per result at this size: the LAP row is timed, not scored)
-        s = evaluate_tracks(tracks, match) if score else {k: None for k in KEYS + ["n_divisions_true"]}
-        ROWS.append({"sequence": name, "method": method, "frames": int(labels.shape[0]), "detections": n,
-                     **{k: s[k] for k in KEYS}, "seconds": seconds, "det_per_s": n / seconds,
-                     "divisions_true": s["n_divisions_true"],
-                     "divisions_pred": int(tracks.attrs["n_divisions"]), "note": note})
+        record_row(name, labels, n, match, method, tracks, seconds, note, score)
 
     tracks, sec = timed(lambda: link(det, labels, solver="ilp", scorer=SCORER), 1)
     record("ours ilp learned" if tracks.attrs["costs_used"] == "learned" else "ours ilp (HiGHS)", tracks, sec,
@@ -303,12 +310,7 @@ def run_sequence(name: str, labels, match, image, args) -> None:
     repeats = 3 if args.quick else 5
 
     def record(method, tracks, seconds, note=""):
-        s = evaluate_tracks(tracks, match)
-        rows.append({"sequence": name, "method": method, "frames": int(labels.shape[0]), "detections": n,
-                     **{k: s[k] for k in KEYS}, "seconds": seconds, "det_per_s": n / seconds,
-                     "divisions_true": s["n_divisions_true"], "divisions_pred": s["n_divisions_pred"],
-                     "note": note})
-        return s
+        return record_row(name, labels, n, match, method, tracks, seconds, note)
 
     crowd = crowding(det["frame"].to_numpy(), det[["y", "x"]].to_numpy(float), det["area"].to_numpy(float))
     chosen = "learned" if crowd < TrackConfig().auto_crowding else "rules"

@@ -51,6 +51,13 @@ def read_ngff(path):
     return image, labels
 
 
+def write_still(out, image, labels: dict, table: pd.DataFrame, ngff: str) -> None:
+    """The still fixture as an NGFF store (256-px chunks, 0.5 um/px, channels DNA and membrane)."""
+    write_ngff(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
+               {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256) for c, l in labels.items()},
+               pixel_size_um=0.5, channel_names=["DNA", "membrane"], table=table, ngff=ngff)
+
+
 def table_of(labels: dict) -> pd.DataFrame:
     rows = [pd.DataFrame({"compartment": comp, "CellID": sorted(present(lab)),
                           "Area": [float((lab == i).sum()) for i in sorted(present(lab))]})
@@ -76,9 +83,7 @@ def test_ngff_image_and_labels_read_back_with_ome_zarr(tmp_path, still, ngff):
     image, labels = still
     table = table_of(labels)
     out = tmp_path / "sample.ome.zarr"
-    write_ngff(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
-               {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256) for c, l in labels.items()},
-               pixel_size_um=0.5, channel_names=["DNA", "membrane"], table=table, ngff=ngff)
+    write_still(out, image, labels, table, ngff)
     node, nodes = read_ngff(out)
     assert [d.shape for d in node.data] == [(2, 700, 600), (2, 350, 300)]  # down to a side below 256 x 2
     np.testing.assert_array_equal(np.asarray(node.data[0]), image[0])
@@ -104,9 +109,7 @@ def test_ngff_output_opens_with_naparis_reader(tmp_path, still):
     image, labels = still
     table = table_of(labels)
     out = tmp_path / "sample.ome.zarr"
-    write_ngff(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
-               {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256) for c, l in labels.items()},
-               pixel_size_um=0.5, channel_names=["DNA", "membrane"], table=table, ngff="0.5")
+    write_still(out, image, labels, table, "0.5")
     reader = napari_get_reader(str(out))
     assert reader is not None
     layers = reader(str(out))

@@ -218,29 +218,26 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     movie = MovieFeatures(n) if learned else None
     ov_keys, ov_iou, touch_keys = [], [], []
     if use_iou or touch_rules or learned:
-        grid: dict[int, FrameIndex] = {}
-        full: dict[int, FrameIndex] = {}
+        indexed: dict[tuple[int, int], FrameIndex] = {}  # (frame, stride): kept while the next frame needs it
+
+        def index_of(t: int, step: int) -> FrameIndex:
+            if (t, step) not in indexed:
+                indexed.pop((t - 2, step), None)
+                indexed[t, step] = FrameIndex(labels[t], label[starts_at[t]:starts_at[t + 1]], step)
+            return indexed[t, step]
 
         def grid_of(t: int) -> FrameIndex:
-            if t not in grid:
-                grid.pop(t - 2, None)
-                grid[t] = FrameIndex(labels[t], label[starts_at[t]:starts_at[t + 1]], stride)
-            return grid[t]
+            return index_of(t, stride)
 
         def full_of(t: int) -> FrameIndex:
-            if stride == 1:
-                return grid_of(t)
-            if t not in full:
-                full.pop(t - 2, None)
-                full[t] = FrameIndex(labels[t], label[starts_at[t]:starts_at[t + 1]], 1)
-            return full[t]
+            return index_of(t, 1)
 
         added: set[int] = set()
 
         def add_frame(t: int) -> None:
             if t not in added:
                 added.add(t)
-                movie.add_frame(starts_at[t], full_of(t), grid_of(t), pos[starts_at[t]:starts_at[t + 1]])
+                movie.add_frame(starts_at[t], full_of(t), grid_of(t))
 
         for t in range(n_frames):
             if counts[t] == 0:

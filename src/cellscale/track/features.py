@@ -37,7 +37,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = ["LINK_FEATURES", "DIVISION_FEATURES", "FrameFeatures", "FrameIndex", "MovieFeatures", "shape_moments",
-           "local_motion", "compensated_overlaps", "shifted_overlaps", "count_pairs", "frame_features",
+           "local_motion", "compensated_overlaps", "shifted_overlaps", "count_pairs",
            "link_features", "division_features"]
 
 LINK_FEATURES = (
@@ -323,13 +323,6 @@ class FrameIndex:
         ok = self.idx >= 0
         return r[ok], c[ok]
 
-    def touching(self) -> set[tuple[int, int]]:
-        """Pairs (i, j), i < j, of key indices of objects that touch (are
-        neighbours on the sub-grid)."""
-        keys = self.touch_keys()
-        n = max(self.n, 1)
-        return set(zip((keys // n).tolist(), (keys % n).tolist()))
-
     def touch_keys(self) -> np.ndarray:
         """The touching pairs as sorted unique keys ``i * max(n, 1) + j`` (i < j),
         from the labelled pixels and their right and lower neighbours."""
@@ -409,7 +402,7 @@ class MovieFeatures:
         self._parts: dict[str, list] = {k: [] for k in ("key_c", "inter_c", "iou_c", "key_0", "iou_0", "touch")}
         self._crowded: list[np.ndarray] = []  # rows of the frames with two detections or more
 
-    def add_frame(self, start: int, full: FrameIndex, grid: FrameIndex, pos: np.ndarray) -> None:
+    def add_frame(self, start: int, full: FrameIndex, grid: FrameIndex) -> None:
         """Frame-wise numbers of the ``full.n`` detections from row ``start``:
         shape moments (``full``: stride 1), areas on the overlap ``grid``,
         medians, crowding, touching pairs."""
@@ -463,14 +456,6 @@ class MovieFeatures:
 
     lookup = FrameFeatures.lookup
     lookup_many = FrameFeatures.lookup_many
-
-
-def frame_features(labels: np.ndarray, label: np.ndarray, pos: np.ndarray, starts_at: np.ndarray,
-                   t: int, stride: int = 1) -> FrameFeatures:
-    """:class:`FrameFeatures` of frames ``t`` and ``t + 1`` of a (T, Y, X) label stack."""
-    a = slice(starts_at[t], starts_at[t + 1])
-    b = slice(starts_at[t + 1], starts_at[t + 2])
-    return FrameFeatures(labels[t], label[a], labels[t + 1], label[b], pos[a], pos[b], stride)
 
 
 def _rel(a, b):
