@@ -8,7 +8,10 @@ node without TensorFlow can use JAX or PyTorch, the shipped ``model.keras`` runs
   sizes, in megapixels per second after one warm-up batch, with peak accelerator memory where the backend
   reports it;
 - the whole in-process segmentation (``segment_image``: tiling, network, blending, post-processing on the CPU)
-  of a generated 2-channel image of ``--megapixels``, at the best network setting.
+  of a generated 2-channel image of ``--megapixels``, at the best network setting;
+- with ``--fovs N``: N fields of view of 1024 x 1024 (the DeepCell Kiosk's 1-Mpx workload) through
+  ``segment_many`` in one process (batches filled across images, post-processing on every core), in fields
+  of view and megapixels per second.
 
 Usage:
     KERAS_BACKEND=jax python benchmarks/gpu.py                # on a GPU node (about 2 minutes)
@@ -115,6 +118,28 @@ def whole_image(model: Path, precision: str, batch: int, window: int,
     return h * w / 1e6, h * w / 1e6 / seconds, warm_up
 
 
+def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
+              group_mpx: float) -> tuple[float, float]:
+    """(fields of view per s, Mpx/s) of ``segment_many`` on ``n`` generated 1024-px 2-channel images."""
+    from cellscale.io import ImageSource
+    from cellscale.segment.image import FieldOfView, segment_many
+    from cellscale.segment.predictor import Predictor
+    from cellscale.synth.tissue import make_tissue
+
+    predictor = Predictor(model, batch_size=batch, precision=precision)
+    predictor.predict(np.zeros((batch, len(predictor.spec.inputs), window, window), np.float32))
+    crops = [make_tissue((1024, 1024), n_cells=600, seed=seed, cell_radius=16).image[None, :2] for seed in range(4)]
+    roles = {"nuclear": 0, "membrane": 1} if "membrane" in predictor.spec.inputs else {"nuclear": 0}
+    fovs = (FieldOfView(ImageSource.from_array(crops[i % len(crops)]), roles) for i in range(n))
+    start = time.perf_counter()
+    done = sum(not isinstance(result, Exception)
+               for _, result in segment_many(predictor, fovs, tile=window, group_mpx=group_mpx))
+    seconds = time.perf_counter() - start
+    if done != n:
+        raise RuntimeError(f"{n - done} of {n} fields of view failed")
+    return n / seconds, n * 1024 * 1024 / 1e6 / seconds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CI / CPU mode: 256-px windows, one batch size, 4 Mpx")
@@ -123,9 +148,13 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, default=10, help="timed batches per setting")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     p.add_argument("--megapixels", type=float, default=26.0, help="size of the whole-image run")
+    p.add_argument("--fovs", type=int, default=0, help="also time this many 1-Mpx fields of view (segment_many)")
+    p.add_argument("--group-mpx", type=float, default=4.0, help="segment_many's group size for --fovs")
+    p.add_argument("--skip-whole", action="store_true", help="leave out the whole-image run")
     args = p.parse_args(argv)
     if args.quick:
         args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 1.0
+        args.fovs = min(args.fovs, 2)
     import keras
 
     model = Path(args.model)
@@ -141,9 +170,16 @@ def main(argv=None) -> int:
             print(f"| {precision} | {batch} | {rate:.1f} | {'n/a' if peak is None else f'{peak:.1f}'} |", flush=True)
             best = max(best, (rate, precision, batch))
     _, precision, batch = best
-    mpx, rate, warm_up = whole_image(model, precision, batch, args.window, args.megapixels)
-    print(f"\nwhole image ({mpx:.1f} Mpx, {precision}, batch {batch}, segment_image in one process, "
-          f"post-processing on the CPU): {rate:.2f} Mpx/s after a {warm_up:.1f}-s warm-up (compile)")
+    if not args.skip_whole:
+        mpx, rate, warm_up = whole_image(model, precision, batch, args.window, args.megapixels)
+        print(f"\nwhole image ({mpx:.1f} Mpx, {precision}, batch {batch}, segment_image in one process, "
+              f"post-processing on the CPU): {rate:.2f} Mpx/s after a {warm_up:.1f}-s warm-up (compile)",
+              flush=True)
+    if args.fovs:
+        per_s, rate = many_fovs(model, precision, batch, args.window, args.fovs, args.group_mpx)
+        print(f"\n{args.fovs} fields of view of 1 Mpx ({precision}, batch {batch}, segment_many in one process, "
+              f"groups of {args.group_mpx:g} Mpx, post-processing on {os.cpu_count()} CPU cores): "
+              f"{per_s:.2f} per s, {rate:.2f} Mpx/s", flush=True)
     return 0
 
 
