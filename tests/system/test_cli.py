@@ -162,20 +162,7 @@ def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
     assert "TRA" in out
 
 
-def test_train_a_few_steps_writes_model_and_card(tmp_path):
-    cellscale("train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
-              "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
-    for name in ("model.keras", "model.int8.tflite", "model.json", "metrics.json", "MODEL_CARD.md"):
-        assert (tmp_path / "m" / name).exists(), name
-    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
-    assert "cellscale train --data synthetic-tissue" in card and "whole_cell" in card
-    # rerun resumes from the checkpoint instead of starting again
-    again = cellscale("train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
-                      "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
-    assert "resuming" not in again.stdout or "epoch 1/1" not in again.stdout
-
-
-def test_train_fit_only_then_finish_where_tensorflow_is(tmp_path):
+def test_train_a_few_steps_fit_only_then_finish_writes_model_and_card(tmp_path):
     """A GPU node without TensorFlow trains with --fit-only (crops from worker processes); a rerun without it
     resumes the finished run and only tunes, scores and writes the card and the int8 copy."""
     args = ["train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
@@ -188,6 +175,8 @@ def test_train_fit_only_then_finish_where_tensorflow_is(tmp_path):
     assert "resuming from epoch 1 of 1" in finish.stdout and "epoch 1/1" not in finish.stdout
     for name in ("model.int8.tflite", "metrics.json", "MODEL_CARD.md"):
         assert (tmp_path / "m" / name).exists(), name
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "cellscale train --data synthetic-tissue" in card and "whole_cell" in card
     import keras  # the finish exported the same trained network again
 
     a = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False).get_weights()

@@ -163,3 +163,36 @@ def test_images_are_resampled_to_the_model_resolution(tissue_predictor, small_ti
         assert fine[comp].shape[1:] == fine_image.shape[1:]
         back = to_source_grid(fine[comp][0], small_tissue.image.shape[1:], 2.0)
         assert f1_score(native[comp][0], back) >= 0.9, comp
+
+
+def test_tuning_shares_the_watershed_and_gets_the_block_labels():
+    """Grid search runs the watershed once per marker setting and finishes it per merge setting: on an image of
+    one post-processing block that gives exactly the labels of the block-wise path, for every setting."""
+    import itertools
+
+    from scipy import ndimage as ndi
+
+    from cellscale.segment.metrics import summarize
+    from cellscale.segment.postprocess import finish_labels, watershed_labels
+    from cellscale.synth.tissue import make_tissue
+    from cellscale.train.evaluate import TUNING_GRID, compartment_labels, tune
+
+    rng = np.random.default_rng(0)
+    t = make_tissue((160, 160), n_cells=40, seed=1)
+    dist = ndi.distance_transform_edt(t.nuclear > 0)
+    dist /= max(dist.max(), 1)
+    maps = np.stack([np.clip(dist + rng.normal(0, 0.1, dist.shape), 0, 1),
+                     np.clip((t.nuclear == 0) + rng.normal(0, 0.2, dist.shape), 0, 1),
+                     rng.random(dist.shape)]).astype(np.float32)
+    images = [(t.nuclear, maps), (t.nuclear[:96, :128], maps[:, :96, :128])]
+    best_plain, best_score = None, -1.0
+    for values in itertools.product(*TUNING_GRID.values()):
+        params = PostprocessParams(**dict(zip(TUNING_GRID, values)))
+        plain = [compartment_labels(m, params) for _, m in images]
+        np.testing.assert_array_equal(finish_labels(watershed_labels(maps[0], maps[1], params), params, maps[2]),
+                                      plain[0])
+        result = summarize((truth, labels) for (truth, _), labels in zip(images, plain))
+        if result["f1"] + result["ap"] > best_score:
+            best_plain, best_score = params, result["f1"] + result["ap"]
+    best, result = tune([m for _, m in images], [truth for truth, _ in images], log=lambda *_: None)
+    assert best == best_plain and result["f1"] + result["ap"] == best_score > 0

@@ -9,18 +9,46 @@ from scipy.sparse import coo_matrix
 DSB_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
 
 
+def _dense_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique labels, each pixel's index among them): ``np.unique(..., return_inverse=True)``, by a
+    look-up table when the labels are small non-negative integers (a sort otherwise)."""
+    flat = labels.ravel()
+    if flat.size and np.issubdtype(flat.dtype, np.integer) and flat.min() >= 0 and flat.max() < 1 << 24:
+        present = np.bincount(flat) > 0
+        ids = np.flatnonzero(present)
+        lut = np.cumsum(present) - 1
+        return ids.astype(labels.dtype), lut[flat]
+    ids, inverse = np.unique(flat, return_inverse=True)
+    return ids, inverse.ravel()
+
+
+def _overlaps(truth: np.ndarray, pred: np.ndarray):
+    """The overlapping (true, predicted) pairs: (true ids, predicted ids, rows, columns, intersections, true
+    areas, predicted areas), rows and columns indexing the sorted unique labels (background included)."""
+    t_ids, t_inv = _dense_ids(truth)
+    p_ids, p_inv = _dense_ids(pred)
+    nt, npr = len(t_ids), len(p_ids)
+    key = t_inv.astype(np.int64) * npr + p_inv
+    if nt * npr <= max(4 * key.size, 1 << 20):
+        counts = np.bincount(key, minlength=nt * npr)
+        key = np.flatnonzero(counts)
+        inter = counts[key]
+    else:
+        key, inter = np.unique(key, return_counts=True)
+    rows, cols = key // npr, key % npr
+    t_area = np.bincount(rows, inter, nt)
+    p_area = np.bincount(cols, inter, npr)
+    return t_ids, p_ids, rows, cols, inter, t_area, p_area
+
+
 def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """IoU between every true (rows) and predicted (columns) object, background excluded.
 
     Labels are renumbered internally; rows/columns follow the sorted unique labels.
     """
-    t_ids, t_inv = np.unique(truth, return_inverse=True)
-    p_ids, p_inv = np.unique(pred, return_inverse=True)
-    inter = coo_matrix((np.ones(t_inv.size, np.int64), (t_inv.ravel(), p_inv.ravel())),
-                       shape=(len(t_ids), len(p_ids))).toarray()
-    t_area = inter.sum(axis=1, keepdims=True)
-    p_area = inter.sum(axis=0, keepdims=True)
-    iou = inter / np.maximum(t_area + p_area - inter, 1)
+    t_ids, p_ids, rows, cols, inter, t_area, p_area = _overlaps(truth, pred)
+    iou = np.zeros((len(t_ids), len(p_ids)))
+    iou[rows, cols] = inter / np.maximum(t_area[rows] + p_area[cols] - inter, 1)
     keep_t = t_ids != 0
     keep_p = p_ids != 0
     return iou[np.ix_(keep_t, keep_p)]
@@ -44,12 +72,29 @@ def matched(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def match_counts(truth: np.ndarray, pred: np.ndarray, thresholds=(0.5,)) -> list[tuple[int, int, int]]:
-    """(TP, FP, FN) per IoU threshold with optimal one-to-one matching."""
-    iou = iou_matrix(truth, pred)
-    n_true, n_pred = iou.shape
+    """(TP, FP, FN) per IoU threshold with optimal one-to-one matching (the counts of :func:`matched`).
+
+    Works on the overlapping pairs only: at IoU >= 0.5 an object has at most one partner, but where halves tie
+    at exactly 0.5 (or below 0.5) the optimal assignment runs on the objects that have a candidate."""
+    t_ids, p_ids, rows, cols, inter, t_area, p_area = _overlaps(truth, pred)
+    fg = (t_ids[rows] != 0) & (p_ids[cols] != 0)
+    rows, cols, inter = rows[fg], cols[fg], inter[fg]
+    iou = inter / np.maximum(t_area[rows] + p_area[cols] - inter, 1)
+    n_true, n_pred = int(np.count_nonzero(t_ids)), int(np.count_nonzero(p_ids))
     out = []
     for thr in thresholds:
-        tp = len(matched(iou, thr)[0])
+        sel = iou >= thr if thr > 0 else np.ones(iou.size, bool)
+        r, c = rows[sel], cols[sel]
+        if thr <= 0:
+            tp = min(n_true, n_pred)
+        elif np.unique(r).size == r.size and np.unique(c).size == c.size:
+            tp = int(r.size)  # one partner each: the matching is these pairs
+        else:
+            ur, ri = np.unique(r, return_inverse=True)
+            uc, ci = np.unique(c, return_inverse=True)
+            sub = np.zeros((ur.size, uc.size))
+            sub[ri, ci] = iou[sel]
+            tp = len(matched(sub, thr)[0])
         out.append((tp, n_pred - tp, n_true - tp))
     return out
 
@@ -72,9 +117,10 @@ def summarize(pairs) -> dict:
     tp = fp = fn = 0
     aps = []
     for truth, pred in pairs:
-        t, f, n = match_counts(truth, pred, (0.5,))[0]
+        counts = match_counts(truth, pred, DSB_THRESHOLDS)  # the first threshold is 0.5
+        t, f, n = counts[0]
         tp, fp, fn = tp + t, fp + f, fn + n
-        aps.append(dsb_average_precision(truth, pred))
+        aps.append(float(np.mean([1.0 if a + b + c == 0 else a / (a + b + c) for a, b, c in counts])))
     f1 = 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
     return {"f1": f1, "ap": float(np.mean(aps)) if aps else float("nan"), "tp": tp, "fp": fp, "fn": fn,
             "images": len(aps)}

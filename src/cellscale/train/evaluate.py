@@ -14,10 +14,13 @@ from cellscale.segment.baseline import otsu_watershed
 from cellscale.segment.image import predict_tiles
 from cellscale.segment.metrics import summarize
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT
-from cellscale.segment.postprocess import PostprocessParams
+from cellscale.segment.postprocess import PostprocessParams, finish_labels, watershed_labels
+from cellscale.segment.settings import PostprocessSettings
 from cellscale.segment.stitch import blend_maps, labels_from_arrays
 from cellscale.segment.tiles import make_plan, shard_tiles
 from cellscale.train.data import codex_columns, codex_experts
+
+_POST = PostprocessSettings()
 
 TUNING_GRID = {
     "sigma": (1.0, 2.0),
@@ -50,12 +53,28 @@ def compartment_maps(maps: np.ndarray, k: int) -> np.ndarray:
 
 def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[PostprocessParams, dict]:
     """Grid search of post-processing for the best F1 + mean AP; ``maps`` are one compartment's
-    (CHANNELS_PER_COMPARTMENT, Y, X) maps per image (see :func:`compartment_maps`)."""
+    (CHANNELS_PER_COMPARTMENT, Y, X) maps per image (see :func:`compartment_maps`).
+
+    An image of one post-processing block gives :func:`compartment_labels`' labels with the watershed
+    shared by the settings that differ only in ``merge_boundary`` (the grid's last key); a larger one
+    goes block by block for each setting."""
     best, best_result, best_score = None, None, -1.0
     keys = list(TUNING_GRID)
+    shared: dict = {}  # (watershed settings, image) -> pre-merge labels of a one-block image
+
+    def labels(i: int, m: np.ndarray, params: PostprocessParams) -> np.ndarray:
+        if max(m.shape[1:]) > _POST.block:
+            return compartment_labels(m, params)
+        key = (params.sigma, params.foreground, params.marker_threshold, i)
+        if key not in shared:
+            if any(k[:3] != key[:3] for k in shared):
+                shared.clear()  # the grid varies merge_boundary fastest: keep one setting's stages only
+            shared[key] = watershed_labels(m[0], m[1], params)
+        return finish_labels(shared[key], params, m[2])
+
     for values in itertools.product(*TUNING_GRID.values()):
         params = PostprocessParams(**dict(zip(keys, values)))
-        result = summarize((t, compartment_labels(m, params)) for t, m in zip(truths, maps))
+        result = summarize((t, labels(i, m, params)) for i, (t, m) in enumerate(zip(truths, maps)))
         if result["f1"] + result["ap"] > best_score:
             best, best_result, best_score = params, result, result["f1"] + result["ap"]
     log(f"tuned post-processing on validation: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
