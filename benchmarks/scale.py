@@ -17,7 +17,7 @@ Sections:
   sheet from ``cellscale samples``; DAG time before the plan (``dag_s``), the plan_batches job (``plan_s``, it reads
   every header), the DAG after it (``dag_after_plan_s``) and its job count; wall time and Mpx/s of the real run, and
   of ``cellscale segment FOLDER`` in one process on the same files (``workflow_vs_single``: goal >= 1 / 1.3).
-  ``--quick``: 50 fields run, 2,000 dry.
+  ``--quick``: 20 fields run, 1,000 dry.
 
 Needs ../shared/data/dsb2018 (skipped with a note when absent). ``--src OTHER/src src`` times another checkout
 too, in the same run (the command line runs as ``python -m cellscale.cli`` with that PYTHONPATH); both use this
@@ -221,7 +221,7 @@ def workflow_row(n: int, edge: int, tmp: Path, shard_mpx: float, run: bool = Tru
 # (fields of view, edge px, real run?): DSB2018-sized 256 x 256 fields at 10^2 and 10^3; at 10^4 64 x 64 ones (a
 # real run of 10^4 DSB-sized fields takes about an hour on 2 cores); 10^5 as a dry run only
 WORKFLOW_SIZES = [(100, 256, True), (1000, 256, True), (10000, 64, True), (100000, 64, False)]
-QUICK_SIZES = [(50, 256, True), (2000, 64, False)]
+QUICK_SIZES = [(20, 256, True), (1000, 64, False)]
 
 
 def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
