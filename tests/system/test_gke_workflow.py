@@ -146,19 +146,33 @@ def test_dry_run_resolves_the_dag_offline(prepared):
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    """The reference: the same workflow, config and inputs on this machine's filesystem."""
+def local_started(tmp_path_factory):
+    """The reference: the same workflow, config and inputs on this machine's filesystem, started here and left
+    running while the GKE run (mostly waiting on pods and polls) goes on; :func:`local_run` waits for it."""
     work = tmp_path_factory.mktemp("gke-local")
     write_workdir(work)
     write_inputs(work)
-    result = subprocess.run([str(BIN / "snakemake"), "--cores", "2"], cwd=work, capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
+    log = open(work / "snakemake.log", "w+")
+    proc = subprocess.Popen([str(BIN / "snakemake"), "--cores", "2"], cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                            text=True)
+    yield work, proc, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def local_run(local_started):
+    work, proc, log = local_started
+    rc = proc.wait(timeout=900)
+    log.seek(0)
+    assert rc == 0, log.read()[-4000:]
     return work
 
 
 @pytest.fixture(scope="module")
-def gke_run(prepared):
+def gke_run(prepared, local_started):
     base, work, bucket = prepared
     wheels = base / "wheels"
     wheels.mkdir()

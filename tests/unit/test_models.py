@@ -176,22 +176,26 @@ def test_shipped_models_run_on_the_jax_backend_with_the_same_maps(tmp_path):
 
     tiles = np.random.default_rng(0).random((3, 2, 128, 128), dtype=np.float32)
     np.save(tmp_path / "tiles.npy", tiles)
-    # 3 tiles in batches of 2: the short last batch is padded, so JAX sees (and compiles) one batch shape
+    # 3 tiles in batches of 2: the short last batch is padded, so JAX sees (and compiles) one batch shape;
+    # both models in one child process (one JAX start)
     code = ("import sys, numpy as np, keras; from cellscale.segment.predictor import Predictor; "
             "assert keras.backend.backend() == 'jax', keras.backend.backend(); "
-            "p = Predictor(sys.argv[1], precision='float32', batch_size=2); "
+            "t = np.load(sys.argv[1])\n"
+            "for model, out in zip(sys.argv[2::2], sys.argv[3::2]):\n"
+            "    p = Predictor(model, precision='float32', batch_size=2); "
             "run = p.model.predict_on_batch; seen = set(); "
             "p.model.predict_on_batch = lambda x: seen.add(x.shape) or run(x); "
-            "t = np.load(sys.argv[2]); np.save(sys.argv[3], p.predict(t[:, :len(p.spec.inputs)])); "
+            "np.save(out, p.predict(t[:, :len(p.spec.inputs)])); "
             "assert seen == {(2, 128, 128, len(p.spec.inputs))}, seen")
-    for name in ("nuclear", "tissue"):
-        out = tmp_path / f"{name}.npy"
-        result = subprocess.run([sys.executable, "-c", code, str(MODELS / name), str(tmp_path / "tiles.npy"), str(out)],
-                                env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
+    names = ("nuclear", "tissue")
+    args = [a for name in names for a in (str(MODELS / name), str(tmp_path / f"{name}.npy"))]
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "tiles.npy"), *args],
+                            env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in names:
         predictor = Predictor(MODELS / name, precision="float32", batch_size=2)
         expected = predictor.predict(tiles[:, :len(predictor.spec.inputs)])
-        np.testing.assert_allclose(np.load(out), expected, atol=1e-4)
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("first", [1, 2])
