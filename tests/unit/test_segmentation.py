@@ -166,8 +166,9 @@ def test_images_are_resampled_to_the_model_resolution(tissue_predictor, small_ti
 
 
 def test_tuning_shares_the_watershed_and_gets_the_block_labels():
-    """Grid search runs the watershed once per marker setting and finishes it per merge setting: on an image of
-    one post-processing block that gives exactly the labels of the block-wise path, for every setting."""
+    """Grid search runs each block's watershed once per marker setting and finishes it per merge setting: that
+    gives exactly the labels of the plain block-wise path, for every setting, so the same choice, also on an
+    image of several post-processing blocks."""
     import itertools
 
     from scipy import ndimage as ndi
@@ -184,7 +185,8 @@ def test_tuning_shares_the_watershed_and_gets_the_block_labels():
     maps = np.stack([np.clip(dist + rng.normal(0, 0.1, dist.shape), 0, 1),
                      np.clip((t.nuclear == 0) + rng.normal(0, 0.2, dist.shape), 0, 1),
                      rng.random(dist.shape)]).astype(np.float32)
-    images = [(t.nuclear, maps), (t.nuclear[:96, :128], maps[:, :96, :128])]
+    wide = (np.tile(t.nuclear, (1, 4)), np.tile(maps, (1, 1, 4)))  # 160 x 640: two blocks of 512
+    images = [(t.nuclear, maps), (t.nuclear[:96, :128], maps[:, :96, :128]), wide]
     best_plain, best_score = None, -1.0
     for values in itertools.product(*TUNING_GRID.values()):
         params = PostprocessParams(**dict(zip(TUNING_GRID, values)))

@@ -108,7 +108,8 @@ class _Chunks:
 
 
 def stitch_blocks(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, ...]], shape, params: PostprocessParams,
-                  out, block: int = _POST.block, margin: int = _POST.margin, workers: int = 1) -> int:
+                  out, block: int = _POST.block, margin: int = _POST.margin, workers: int = 1,
+                  post: Callable | None = None) -> int:
     """Marker-controlled watershed block by block, reconciled into ``out``; returns the number of cells.
 
     Parameters
@@ -121,6 +122,8 @@ def stitch_blocks(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, ..
         the label image is never held whole (:class:`_Chunks`).
     workers : threads post-processing blocks at once (the merge stays in block order, so
         the result does not depend on it).
+    post : ``(maps, params, window) -> labels`` of one block's maps and its (y0, y1, x0, x1) window; default
+        :func:`labels_from_maps` (a caller may reuse work across calls, as post-processing's tuning does).
 
     Each block is post-processed with a ``margin`` of context; a cell belongs
     to the block that holds its centroid, and a pixel already claimed by a cell
@@ -138,6 +141,8 @@ def stitch_blocks(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, ..
     def process(b):
         y0, y1, x0, x1 = window(b)
         maps = read_maps(y0, y1, x0, x1)
+        if post is not None:
+            return post(maps, params, (y0, y1, x0, x1))
         return labels_from_maps(maps[0], maps[1], params, maps[2] if len(maps) > 2 else None)
 
     for (by, bx), local in zip(blocks, ordered_map(process, blocks, workers)):
@@ -164,10 +169,10 @@ def stitch_blocks(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, ..
 
 def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]], shape,
                     params: PostprocessParams, block: int = _POST.block, margin: int = _POST.margin,
-                    workers: int = 1) -> np.ndarray:
+                    workers: int = 1, post: Callable | None = None) -> np.ndarray:
     """:func:`stitch_blocks` into a new in-memory (Y, X) uint32 label image, returned."""
     out = np.zeros(tuple(shape), np.uint32)
-    stitch_blocks(read_maps, shape, params, out, block, margin, workers)
+    stitch_blocks(read_maps, shape, params, out, block, margin, workers, post)
     return out
 
 
@@ -229,11 +234,11 @@ class SourceGrid:
 
 def labels_from_arrays(distance: np.ndarray, p_background: np.ndarray, params: PostprocessParams,
                        block: int = _POST.block, margin: int = _POST.margin,
-                       p_boundary: np.ndarray | None = None) -> np.ndarray:
+                       p_boundary: np.ndarray | None = None, post: Callable | None = None) -> np.ndarray:
     """:func:`labels_by_block` on in-memory maps."""
     maps = (distance, p_background) if p_boundary is None else (distance, p_background, p_boundary)
     return labels_by_block(lambda y0, y1, x0, x1: tuple(m[y0:y1, x0:x1] for m in maps),
-                           distance.shape, params, block, margin)
+                           distance.shape, params, block, margin, post=post)
 
 
 def frame_maps_reader(plan: TilePlan, read_tile: TileReader, frame: int, channel: int, params: PostprocessParams):

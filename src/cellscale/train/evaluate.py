@@ -15,12 +15,9 @@ from cellscale.segment.image import predict_tiles
 from cellscale.segment.metrics import summarize
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT
 from cellscale.segment.postprocess import PostprocessParams, finish_labels, watershed_labels
-from cellscale.segment.settings import PostprocessSettings
 from cellscale.segment.stitch import blend_maps, labels_from_arrays
 from cellscale.segment.tiles import make_plan, shard_tiles
 from cellscale.train.data import codex_columns, codex_experts
-
-_POST = PostprocessSettings()
 
 TUNING_GRID = {
     "sigma": (1.0, 2.0),
@@ -40,10 +37,11 @@ def predict_maps(predictor, channels: np.ndarray, tile: int = 256, overlap: int 
     return blend_maps(plan, maps.__getitem__, 0, predictor.n_outputs)
 
 
-def compartment_labels(maps: np.ndarray, params: PostprocessParams, k: int = 0) -> np.ndarray:
-    """Labels of compartment ``k`` from blended (CHANNELS_PER_COMPARTMENT * n_comp, Y, X) maps."""
+def compartment_labels(maps: np.ndarray, params: PostprocessParams, k: int = 0, post=None) -> np.ndarray:
+    """Labels of compartment ``k`` from blended (CHANNELS_PER_COMPARTMENT * n_comp, Y, X) maps (``post``: as
+    :func:`cellscale.segment.stitch.stitch_blocks` takes it)."""
     first = CHANNELS_PER_COMPARTMENT * k  # inner distance, p(background), p(boundary), p(interior)
-    return labels_from_arrays(maps[first], maps[first + 1], params, p_boundary=maps[first + 2])
+    return labels_from_arrays(maps[first], maps[first + 1], params, p_boundary=maps[first + 2], post=post)
 
 
 def compartment_maps(maps: np.ndarray, k: int) -> np.ndarray:
@@ -55,26 +53,26 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[P
     """Grid search of post-processing for the best F1 + mean AP; ``maps`` are one compartment's
     (CHANNELS_PER_COMPARTMENT, Y, X) maps per image (see :func:`compartment_maps`).
 
-    An image of one post-processing block gives :func:`compartment_labels`' labels with the watershed
-    shared by the settings that differ only in ``merge_boundary`` (the grid's last key); a larger one
-    goes block by block for each setting."""
+    The labels are :func:`compartment_labels`', block by block, with each block's watershed shared by the
+    settings that differ only in ``merge_boundary`` (the grid's last key, so they come one after another)."""
     best, best_result, best_score = None, None, -1.0
     keys = list(TUNING_GRID)
-    shared: dict = {}  # (watershed settings, image) -> pre-merge labels of a one-block image
+    shared: dict = {}  # (watershed settings, image, block window) -> that block's pre-merge labels
 
-    def labels(i: int, m: np.ndarray, params: PostprocessParams) -> np.ndarray:
-        if max(m.shape[1:]) > _POST.block:
-            return compartment_labels(m, params)
-        key = (params.sigma, params.foreground, params.marker_threshold, i)
-        if key not in shared:
-            if any(k[:3] != key[:3] for k in shared):
-                shared.clear()  # the grid varies merge_boundary fastest: keep one setting's stages only
-            shared[key] = watershed_labels(m[0], m[1], params)
-        return finish_labels(shared[key], params, m[2])
+    def sharing(i: int):
+        def post(block_maps, params: PostprocessParams, window) -> np.ndarray:
+            key = (params.sigma, params.foreground, params.marker_threshold, i, window)
+            if key not in shared:
+                if any(k[:3] != key[:3] for k in shared):
+                    shared.clear()  # keep the stages of one watershed setting only
+                shared[key] = watershed_labels(block_maps[0], block_maps[1], params)
+            return finish_labels(shared[key], params, block_maps[2])
+        return post
 
     for values in itertools.product(*TUNING_GRID.values()):
         params = PostprocessParams(**dict(zip(keys, values)))
-        result = summarize((t, labels(i, m, params)) for i, (t, m) in enumerate(zip(truths, maps)))
+        result = summarize((t, compartment_labels(m, params, post=sharing(i)))
+                           for i, (t, m) in enumerate(zip(truths, maps)))
         if result["f1"] + result["ap"] > best_score:
             best, best_result, best_score = params, result, result["f1"] + result["ap"]
     log(f"tuned post-processing on validation: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
