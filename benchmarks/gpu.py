@@ -11,7 +11,7 @@ node without TensorFlow can use JAX or PyTorch, the shipped ``model.keras`` runs
   of a generated 2-channel image of ``--megapixels``, at the best network setting;
 - with ``--fovs N``: N fields of view of 1024 x 1024 (the DeepCell Kiosk's 1-Mpx workload) through
   ``segment_many`` in one process (batches filled across images, post-processing on every core), in fields
-  of view and megapixels per second.
+  of view and megapixels per second (``--workers 1 4 16``: once per number of post-processing threads).
 
 Usage:
     KERAS_BACKEND=jax python benchmarks/gpu.py                # on a GPU node (about 2 minutes)
@@ -119,7 +119,7 @@ def whole_image(model: Path, precision: str, batch: int, window: int,
 
 
 def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
-              group_mpx: float) -> tuple[float, float]:
+              group_mpx: float, workers: int | None = None) -> tuple[float, float]:
     """(fields of view per s, Mpx/s) of ``segment_many`` on ``n`` generated 1024-px 2-channel images."""
     from cellscale.io import ImageSource
     from cellscale.segment.image import FieldOfView, segment_many
@@ -133,7 +133,7 @@ def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
     fovs = (FieldOfView(ImageSource.from_array(crops[i % len(crops)]), roles) for i in range(n))
     start = time.perf_counter()
     done = sum(not isinstance(result, Exception)
-               for _, result in segment_many(predictor, fovs, tile=window, group_mpx=group_mpx))
+               for _, result in segment_many(predictor, fovs, tile=window, group_mpx=group_mpx, workers=workers))
     seconds = time.perf_counter() - start
     if done != n:
         raise RuntimeError(f"{n - done} of {n} fields of view failed")
@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("--fovs", type=int, default=0, help="also time this many 1-Mpx fields of view (segment_many)")
     p.add_argument("--group-mpx", type=float, default=4.0, help="segment_many's group size for --fovs")
     p.add_argument("--skip-whole", action="store_true", help="leave out the whole-image run")
+    p.add_argument("--workers", type=int, nargs="+", default=[0],
+                   help="post-processing threads of the --fovs run, one run each (0: every core)")
     args = p.parse_args(argv)
     if args.quick:
         args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 1.0
@@ -175,10 +177,10 @@ def main(argv=None) -> int:
         print(f"\nwhole image ({mpx:.1f} Mpx, {precision}, batch {batch}, segment_image in one process, "
               f"post-processing on the CPU): {rate:.2f} Mpx/s after a {warm_up:.1f}-s warm-up (compile)",
               flush=True)
-    if args.fovs:
-        per_s, rate = many_fovs(model, precision, batch, args.window, args.fovs, args.group_mpx)
+    for workers in args.workers if args.fovs else []:
+        per_s, rate = many_fovs(model, precision, batch, args.window, args.fovs, args.group_mpx, workers or None)
         print(f"\n{args.fovs} fields of view of 1 Mpx ({precision}, batch {batch}, segment_many in one process, "
-              f"groups of {args.group_mpx:g} Mpx, post-processing on {os.cpu_count()} CPU cores): "
+              f"groups of {args.group_mpx:g} Mpx, post-processing on {workers or os.cpu_count()} threads): "
               f"{per_s:.2f} per s, {rate:.2f} Mpx/s", flush=True)
     return 0
 
