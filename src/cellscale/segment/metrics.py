@@ -11,9 +11,11 @@ DSB_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
 
 def _dense_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted unique labels, each pixel's index among them): ``np.unique(..., return_inverse=True)``, by a
-    look-up table when the labels are small non-negative integers (a sort otherwise)."""
+    look-up table when the labels are non-negative integers not much larger than the pixel count (a sort
+    otherwise)."""
     flat = labels.ravel()
-    if flat.size and np.issubdtype(flat.dtype, np.integer) and flat.min() >= 0 and flat.max() < 1 << 24:
+    if flat.size and np.issubdtype(flat.dtype, np.integer) and flat.min() >= 0 \
+            and flat.max() < max(1 << 20, 4 * flat.size):  # a table no larger than a few times the image
         present = np.bincount(flat) > 0
         ids = np.flatnonzero(present)
         lut = np.cumsum(present) - 1
