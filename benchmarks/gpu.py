@@ -9,7 +9,7 @@ node without TensorFlow can use JAX or PyTorch, the shipped ``model.keras`` runs
   reports it;
 - the whole in-process segmentation (``segment_image``: tiling, network, blending, post-processing on the CPU)
   of a generated 2-channel image of ``--megapixels``, at the best network setting;
-- with ``--fovs N``: N fields of view of 1024 x 1024 (the DeepCell Kiosk's 1-Mpx workload) through
+- with ``--fovs N``: N fields of view of 1024 x 1024 (``--fov-edge``; the DeepCell Kiosk's 1-Mpx workload) through
   ``segment_many`` in one process (batches filled across images, post-processing on every core), in fields
   of view and megapixels per second (``--workers 1 4 16``: once per number of post-processing threads).
 
@@ -119,8 +119,8 @@ def whole_image(model: Path, precision: str, batch: int, window: int,
 
 
 def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
-              group_mpx: float, workers: int | None = None) -> tuple[float, float]:
-    """(fields of view per s, Mpx/s) of ``segment_many`` on ``n`` generated 1024-px 2-channel images."""
+              group_mpx: float, workers: int | None = None, edge: int = 1024) -> tuple[float, float]:
+    """(fields of view per s, Mpx/s) of ``segment_many`` on ``n`` generated ``edge``-px 2-channel images."""
     from cellscale.io import ImageSource
     from cellscale.segment.image import FieldOfView, segment_many
     from cellscale.segment.predictor import Predictor
@@ -128,7 +128,9 @@ def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
 
     predictor = Predictor(model, batch_size=batch, precision=precision)
     predictor.predict(np.zeros((batch, len(predictor.spec.inputs), window, window), np.float32))
-    crops = [make_tissue((1024, 1024), n_cells=600, seed=seed, cell_radius=16).image[None, :2] for seed in range(4)]
+    cells = int(600 * (edge / 1024) ** 2)
+    crops = [make_tissue((edge, edge), n_cells=cells, seed=seed, cell_radius=16).image[None, :2]
+             for seed in range(min(n, 4))]
     roles = {"nuclear": 0, "membrane": 1} if "membrane" in predictor.spec.inputs else {"nuclear": 0}
     fovs = (FieldOfView(ImageSource.from_array(crops[i % len(crops)]), roles) for i in range(n))
     start = time.perf_counter()
@@ -137,26 +139,28 @@ def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
     seconds = time.perf_counter() - start
     if done != n:
         raise RuntimeError(f"{n - done} of {n} fields of view failed")
-    return n / seconds, n * 1024 * 1024 / 1e6 / seconds
+    return n / seconds, n * edge * edge / 1e6 / seconds
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI / CPU mode: 256-px windows, one batch size, 4 Mpx")
+    p.add_argument("--quick", action="store_true",
+                   help="CI / CPU mode: 256-px windows, one batch size, 1 Mpx, two fields of view of 384 px")
     p.add_argument("--model", default=str(ROOT / "models" / "tissue"), help="model folder (default: tissue)")
     p.add_argument("--window", type=int, default=512, help="window edge in pixels")
     p.add_argument("--batches", type=int, default=10, help="timed batches per setting")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     p.add_argument("--megapixels", type=float, default=26.0, help="size of the whole-image run")
-    p.add_argument("--fovs", type=int, default=0, help="also time this many 1-Mpx fields of view (segment_many)")
+    p.add_argument("--fovs", type=int, default=0, help="also time this many fields of view (segment_many; --fov-edge px each)")
     p.add_argument("--group-mpx", type=float, default=4.0, help="segment_many's group size for --fovs")
+    p.add_argument("--fov-edge", type=int, default=1024, help="edge of each --fovs field in pixels")
     p.add_argument("--skip-whole", action="store_true", help="leave out the whole-image run")
     p.add_argument("--workers", type=int, nargs="+", default=[0],
                    help="post-processing threads of the --fovs run, one run each (0: every core)")
     args = p.parse_args(argv)
     if args.quick:
         args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 1.0
-        args.fovs = min(args.fovs, 2)
+        args.fovs, args.fov_edge = 2, 384  # the fields-of-view path runs too, on two small fields
     import keras
 
     model = Path(args.model)
@@ -178,8 +182,10 @@ def main(argv=None) -> int:
               f"post-processing on the CPU): {rate:.2f} Mpx/s after a {warm_up:.1f}-s warm-up (compile)",
               flush=True)
     for workers in args.workers if args.fovs else []:
-        per_s, rate = many_fovs(model, precision, batch, args.window, args.fovs, args.group_mpx, workers or None)
-        print(f"\n{args.fovs} fields of view of 1 Mpx ({precision}, batch {batch}, segment_many in one process, "
+        per_s, rate = many_fovs(model, precision, batch, args.window, args.fovs, args.group_mpx, workers or None,
+                                args.fov_edge)
+        print(f"\n{args.fovs} fields of view of {args.fov_edge} x {args.fov_edge} px ({precision}, batch {batch}, "
+              f"segment_many in one process, "
               f"groups of {args.group_mpx:g} Mpx, post-processing on {workers or os.cpu_count()} threads): "
               f"{per_s:.2f} per s, {rate:.2f} Mpx/s", flush=True)
     return 0
