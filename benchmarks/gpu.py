@@ -110,17 +110,22 @@ def whole_image(model: Path, precision: str, batch: int, window: int,
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "large.ome.tif"
         h, w = make_large_image(path, megapixels)
-        roles = {"nuclear": 0, "membrane": 1} if "membrane" in predictor.spec.inputs else {"nuclear": 0}
         with ImageSource.open(path) as source:
             start = time.perf_counter()
-            segment_image(predictor, source, roles, tile=window)
+            segment_image(predictor, source, roles_of(predictor), tile=window)
             seconds = time.perf_counter() - start
     return h * w / 1e6, h * w / 1e6 / seconds, warm_up
 
 
-def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
-              group_mpx: float, workers: int | None = None, edge: int = 1024) -> tuple[float, float]:
-    """(fields of view per s, Mpx/s) of ``segment_many`` on ``n`` generated ``edge``-px 2-channel images."""
+def roles_of(predictor) -> dict:
+    """Channel roles of the generated 2-channel images (DNA, membrane) for the model's inputs."""
+    return {"nuclear": 0, "membrane": 1} if "membrane" in predictor.spec.inputs else {"nuclear": 0}
+
+
+def many_fovs(model: Path, precision: str, batch: int, window: int, n: int, group_mpx: float,
+              workers: list[int], edge: int = 1024) -> list[tuple[int, float, float]]:
+    """(threads, fields of view per s, Mpx/s) of ``segment_many`` on ``n`` generated ``edge``-px 2-channel images,
+    once per number of post-processing threads in ``workers`` (0: every core); one predictor and one set of images."""
     from cellscale.io import ImageSource
     from cellscale.segment.image import FieldOfView, segment_many
     from cellscale.segment.predictor import Predictor
@@ -131,15 +136,18 @@ def many_fovs(model: Path, precision: str, batch: int, window: int, n: int,
     cells = int(600 * (edge / 1024) ** 2)
     crops = [make_tissue((edge, edge), n_cells=cells, seed=seed, cell_radius=16).image[None, :2]
              for seed in range(min(n, 4))]
-    roles = {"nuclear": 0, "membrane": 1} if "membrane" in predictor.spec.inputs else {"nuclear": 0}
-    fovs = (FieldOfView(ImageSource.from_array(crops[i % len(crops)]), roles) for i in range(n))
-    start = time.perf_counter()
-    done = sum(not isinstance(result, Exception)
-               for _, result in segment_many(predictor, fovs, tile=window, group_mpx=group_mpx, workers=workers))
-    seconds = time.perf_counter() - start
-    if done != n:
-        raise RuntimeError(f"{n - done} of {n} fields of view failed")
-    return n / seconds, n * edge * edge / 1e6 / seconds
+    out = []
+    for threads in workers:
+        fovs = (FieldOfView(ImageSource.from_array(crops[i % len(crops)]), roles_of(predictor)) for i in range(n))
+        start = time.perf_counter()
+        done = sum(not isinstance(result, Exception)
+                   for _, result in segment_many(predictor, fovs, tile=window, group_mpx=group_mpx,
+                                                 workers=threads or None))
+        seconds = time.perf_counter() - start
+        if done != n:
+            raise RuntimeError(f"{n - done} of {n} fields of view failed")
+        out.append((threads or os.cpu_count(), n / seconds, n * edge * edge / 1e6 / seconds))
+    return out
 
 
 def main(argv=None) -> int:
@@ -181,13 +189,12 @@ def main(argv=None) -> int:
         print(f"\nwhole image ({mpx:.1f} Mpx, {precision}, batch {batch}, segment_image in one process, "
               f"post-processing on the CPU): {rate:.2f} Mpx/s after a {warm_up:.1f}-s warm-up (compile)",
               flush=True)
-    for workers in args.workers if args.fovs else []:
-        per_s, rate = many_fovs(model, precision, batch, args.window, args.fovs, args.group_mpx, workers or None,
-                                args.fov_edge)
+    runs = many_fovs(model, precision, batch, args.window, args.fovs, args.group_mpx, args.workers,
+                     args.fov_edge) if args.fovs else []
+    for threads, per_s, rate in runs:
         print(f"\n{args.fovs} fields of view of {args.fov_edge} x {args.fov_edge} px ({precision}, batch {batch}, "
-              f"segment_many in one process, "
-              f"groups of {args.group_mpx:g} Mpx, post-processing on {workers or os.cpu_count()} threads): "
-              f"{per_s:.2f} per s, {rate:.2f} Mpx/s", flush=True)
+              f"segment_many in one process, groups of {args.group_mpx:g} Mpx, post-processing on {threads} "
+              f"threads): {per_s:.2f} per s, {rate:.2f} Mpx/s", flush=True)
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
 
 DSB_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
 
@@ -85,20 +84,22 @@ def match_counts(truth: np.ndarray, pred: np.ndarray, thresholds=(0.5,)) -> list
     n_true, n_pred = int(np.count_nonzero(t_ids)), int(np.count_nonzero(p_ids))
     out = []
     for thr in thresholds:
-        sel = iou >= thr if thr > 0 else np.ones(iou.size, bool)
-        r, c = rows[sel], cols[sel]
-        if thr <= 0:
-            tp = min(n_true, n_pred)
-        elif np.unique(r).size == r.size and np.unique(c).size == c.size:
-            tp = int(r.size)  # one partner each: the matching is these pairs
-        else:
-            ur, ri = np.unique(r, return_inverse=True)
-            uc, ci = np.unique(c, return_inverse=True)
-            sub = np.zeros((ur.size, uc.size))
-            sub[ri, ci] = iou[sel]
-            tp = len(matched(sub, thr)[0])
+        tp = min(n_true, n_pred) if thr <= 0 else _matched_pairs(rows, cols, iou, thr)  # <= 0: every pair qualifies
         out.append((tp, n_pred - tp, n_true - tp))
     return out
+
+
+def _matched_pairs(rows: np.ndarray, cols: np.ndarray, iou: np.ndarray, thr: float) -> int:
+    """How many pairs :func:`matched` keeps at ``thr`` > 0, from the overlapping pairs' rows, columns and IoU."""
+    sel = iou >= thr
+    r, c = rows[sel], cols[sel]
+    if np.unique(r).size == r.size and np.unique(c).size == c.size:
+        return int(r.size)  # one partner each: the matching is these pairs
+    ur, ri = np.unique(r, return_inverse=True)
+    uc, ci = np.unique(c, return_inverse=True)
+    sub = np.zeros((ur.size, uc.size))
+    sub[ri, ci] = iou[sel]
+    return len(matched(sub, thr)[0])
 
 
 def f1_score(truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> float:
@@ -109,9 +110,12 @@ def f1_score(truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> flo
 
 def dsb_average_precision(truth: np.ndarray, pred: np.ndarray) -> float:
     """Data Science Bowl 2018 score: mean over IoU 0.5..0.95 of TP / (TP + FP + FN)."""
-    scores = [1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
-              for tp, fp, fn in match_counts(truth, pred, DSB_THRESHOLDS)]
-    return float(np.mean(scores))
+    return _mean_precision(match_counts(truth, pred, DSB_THRESHOLDS))
+
+
+def _mean_precision(counts: list[tuple[int, int, int]]) -> float:
+    """The mean of TP / (TP + FP + FN) over (TP, FP, FN) per threshold (1 where all three are 0)."""
+    return float(np.mean([1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn) for tp, fp, fn in counts]))
 
 
 def summarize(pairs) -> dict:
@@ -122,7 +126,7 @@ def summarize(pairs) -> dict:
         counts = match_counts(truth, pred, DSB_THRESHOLDS)  # the first threshold is 0.5
         t, f, n = counts[0]
         tp, fp, fn = tp + t, fp + f, fn + n
-        aps.append(float(np.mean([1.0 if a + b + c == 0 else a / (a + b + c) for a, b, c in counts])))
+        aps.append(_mean_precision(counts))
     f1 = 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
     return {"f1": f1, "ap": float(np.mean(aps)) if aps else float("nan"), "tp": tp, "fp": fp, "fn": fn,
             "images": len(aps)}

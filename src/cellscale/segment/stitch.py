@@ -140,10 +140,7 @@ def stitch_blocks(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, ..
 
     def process(b):
         y0, y1, x0, x1 = window(b)
-        maps = read_maps(y0, y1, x0, x1)
-        if post is not None:
-            return post(maps, params, (y0, y1, x0, x1))
-        return labels_from_maps(maps[0], maps[1], params, maps[2] if len(maps) > 2 else None)
+        return (post or _labels_of_block)(read_maps(y0, y1, x0, x1), params, (y0, y1, x0, x1))
 
     for (by, bx), local in zip(blocks, ordered_map(process, blocks, workers)):
         y0, y1, x0, x1 = window((by, bx))
@@ -165,6 +162,11 @@ def stitch_blocks(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, ..
             chunks.write(region, y0, y1, x0, x1)
         chunks.done(by // block, bx // block)
     return next_id - 1
+
+
+def _labels_of_block(maps: tuple[np.ndarray, ...], params: PostprocessParams, window) -> np.ndarray:
+    """:func:`stitch_blocks`' default ``post``: :func:`labels_from_maps` of the block's maps."""
+    return labels_from_maps(maps[0], maps[1], params, maps[2] if len(maps) > 2 else None)
 
 
 def labels_by_block(read_maps: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]], shape,

@@ -57,16 +57,17 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[P
     settings that differ only in ``merge_boundary`` (the grid's last key, so they come one after another)."""
     best, best_result, best_score = None, None, -1.0
     keys = list(TUNING_GRID)
-    shared: dict = {}  # (watershed settings, image, block window) -> that block's pre-merge labels
+    shared = {"setting": None, "blocks": {}}  # one watershed setting's pre-merge labels, by (image, block window)
 
     def sharing(i: int):
         def post(block_maps, params: PostprocessParams, window) -> np.ndarray:
-            key = (params.sigma, params.foreground, params.marker_threshold, i, window)
-            if key not in shared:
-                if any(k[:3] != key[:3] for k in shared):
-                    shared.clear()  # keep the stages of one watershed setting only
-                shared[key] = watershed_labels(block_maps[0], block_maps[1], params)
-            return finish_labels(shared[key], params, block_maps[2])
+            setting = (params.sigma, params.foreground, params.marker_threshold)
+            if setting != shared["setting"]:
+                shared["setting"], shared["blocks"] = setting, {}
+            blocks = shared["blocks"]
+            if (i, window) not in blocks:
+                blocks[i, window] = watershed_labels(block_maps[0], block_maps[1], params)
+            return finish_labels(blocks[i, window], params, block_maps[2])
         return post
 
     for values in itertools.product(*TUNING_GRID.values()):
