@@ -233,6 +233,35 @@ def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path)
     assert len(second.files) == 2 + 4  # the parent's pair and this round's two pairs
 
 
+def test_imported_tiles_train_as_the_model_saw_them_in_the_whole_image(bundle, inputs, tmp_path):
+    """A tile's training input is normalised on its whole image's ranges (recorded at export), not its own."""
+    from cellscale.io import ImageSource
+    from cellscale.review import read_tile
+    from cellscale.segment.preprocess import normalize, percentile_range
+    from cellscale.segment.tiles import input_ranges
+    from cellscale.train.versions import TrainingSet
+
+    work = _copy(bundle, tmp_path)
+    manifest = read_manifest(work)
+    with ImageSource.open(inputs.image) as source:
+        _, whole = input_ranges(source, {}, ["nuclear"])
+    recorded = manifest["image"]["normalisation"]
+    assert recorded["inputs"] == ["nuclear"] and recorded["recipe"]["indices"] == [0]
+    np.testing.assert_allclose(recorded["ranges"], whole)
+    tile = manifest["tiles"][1]
+    image, labels = read_tile(work / tile["path"])
+    fixed = labels["nuclear"].copy()
+    fixed[fixed == fixed.max()] = 0
+    tifffile.imwrite(work / "corrected" / "tile_001.tif", fixed)
+    version = import_bundle(work, "corrections", annotator="alice", store=tmp_path / "versions")
+    [example] = TrainingSet(version.ref, version).examples("train")
+    expected = normalize(image.astype(np.float32), np.asarray(whole))
+    np.testing.assert_allclose(example.image, expected, rtol=1e-6)
+    own = normalize(image.astype(np.float32), percentile_range(image.astype(np.float32)))
+    assert np.abs(example.image - own).max() > 0.01  # the tile's own percentiles stretch it otherwise
+    np.testing.assert_array_equal(example.labels["nuclear"], fixed)
+
+
 def labels_of(bundle: Path, manifest: dict, i: int) -> np.ndarray:
     from cellscale.review import read_tile
 

@@ -9,7 +9,10 @@ Each corrected tile becomes an image/labels pair of OME-TIFFs in ``data/correcti
 (``KEY``: a hash of the bundle and the corrected labels, so importing the same corrections twice gives the same
 version), recorded as a new version of ``NAME`` on top of its parent (``--parent``, default ``NAME@latest`` when
 ``NAME`` exists): the parent's files and metadata plus the pairs, with ``sample``, ``role``, ``split: train``, the
-tile's box, annotator and correction time (the saved file's modification time) in each file's metadata. Training
+tile's box, annotator and correction time (the saved file's modification time) in each file's metadata, and on
+each image the bundle's ``normalisation`` (the model's channel recipe and the whole image's intensity ranges), so
+that training sees a tile's pixels as the model saw them in the whole image, not stretched to the tile's own
+percentiles. Training
 pairs files by ``sample`` (``<sample>_y<Y0>_x<X0>``): a tile corrected again later sorts after the parent's copy and
 replaces it in training.
 
@@ -151,7 +154,9 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
                     pixel_size_um=info.get("pixel_size_um"))
         write_labels(root / labels_path, tile["labels"], info.get("pixel_size_um"))
         files.append({"path": image_path, "metadata": {**common, "role": "image",
-                                                       **({"channels": channels} if channels else {})}})
+                                                       **({"channels": channels} if channels else {}),
+                                                       **({"normalisation": info["normalisation"]}
+                                                          if info.get("normalisation") else {})}})
         files.append({"path": labels_path, "metadata": {**common, "role": "labels", "compartment": compartment,
                                                         "exported_labels_sha256": tile["labels_sha256"]}})
     metadata = {} if parent_manifest else {**ontology, "review": {"model": manifest["model"]}}

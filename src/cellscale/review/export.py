@@ -4,7 +4,7 @@ correction bundle (:mod:`.bundle`), chosen by the score of :mod:`.uncertainty`."
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from cellscale.review.uncertainty import (
     tile_grid,
 )
 from cellscale.segment.model import ModelSpec, artifact_path
+from cellscale.segment.tiles import input_ranges
 
 
 @dataclass
@@ -96,6 +97,8 @@ def export_review(predictor, inputs: SampleInputs, bundle: str | os.PathLike, op
     records = []
     bundle = Path(bundle)
     with atomic_dir(bundle) as tmp, ImageSource.open(inputs.image, inputs.timelapse) as source:
+        # the model's view of the tiles: its input channels scaled by the whole image's percentiles, not the tile's
+        recipe, ranges = input_ranges(source, inputs.roles or {}, predictor.spec.inputs, inputs.gamma)
         for rank, tile in enumerate(chosen):
             y0, y1, x0, x1 = tile.box
             name = f"tile_{rank:03d}"
@@ -114,7 +117,9 @@ def export_review(predictor, inputs: SampleInputs, bundle: str | os.PathLike, op
             "image": {"path": str(Path(inputs.image).resolve()), "sha256": image_sha,
                       "shape": list(source.shape), "dtype": str(source.dtype),
                       "pixel_size_um": inputs.pixel_size_um, "channel_names": inputs.channel_names,
-                      "roles": inputs.roles},
+                      "roles": inputs.roles,
+                      "normalisation": {"inputs": list(predictor.spec.inputs), "recipe": asdict(recipe),
+                                        "ranges": ranges}},
             "labels": {"path": str(Path(inputs.labels).resolve()), "sha256": sha256_path(inputs.labels)},
             "model": {**model_record(inputs.model), "precision": predictor.precision},
             "selection": {"method": "random" if options.random else "least-sure",

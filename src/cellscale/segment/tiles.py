@@ -169,18 +169,27 @@ def make_plan(source: ImageSource, roles: dict, inputs: list[str], tile: int, ov
     resolution: the plan's windows are in model pixels. ``gamma`` < 1 lifts dim
     nuclei before normalisation (see :class:`ChannelRecipe`). NaN or infinite
     pixels are refused (:meth:`ImageSource.check_finite`, an ``ImageError``
-    naming the file): here on the subsample, in :func:`shard_tiles` on every
-    region read.
+    naming the file): here on the subsample (:func:`input_ranges`), in
+    :func:`shard_tiles` on every region read.
     """
-    sample = source.subsample()
-    source.check_finite(sample)
-    recipe = channel_recipe(sample, roles, inputs, gamma)
+    recipe, ranges = input_ranges(source, roles, inputs, gamma)
     t, _, h, w = source.shape
     shape = (t, max(1, round(h * scale)), max(1, round(w * scale)))
     plan = plan_tiles(shape, tile, overlap, multiple, shard_mpx)
-    plan.ranges = percentile_range(np.stack([recipe.apply(frame) for frame in sample])).tolist()
+    plan.ranges = ranges
     plan.scale, plan.source_shape = float(scale), [h, w]
     return plan, recipe
+
+
+def input_ranges(source: ImageSource, roles: dict, inputs: list[str],
+                 gamma: float = 1.0) -> tuple[ChannelRecipe, list[list[float]]]:
+    """The channel recipe of an image and its image-wide normalisation: per model input, the [low, high]
+    percentiles of the recipe's channels over a subsample of every frame (what :func:`make_plan` puts in the
+    plan). Refuses NaN or infinite pixels in the subsample (an ``ImageError`` naming the file)."""
+    sample = source.subsample()
+    source.check_finite(sample)
+    recipe = channel_recipe(sample, roles, inputs, gamma)
+    return recipe, percentile_range(np.stack([recipe.apply(frame) for frame in sample])).tolist()
 
 
 def _read_model_region(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, t: int,

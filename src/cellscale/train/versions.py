@@ -29,7 +29,7 @@ import tifffile
 
 from cellscale.datasets import Manifest, add_version, load_version, verify
 from cellscale.io import read_image
-from cellscale.segment.preprocess import normalize, percentile_range, select_channels
+from cellscale.segment.preprocess import ChannelRecipe, normalize, percentile_range, select_channels
 from cellscale.train.data import SPLITS, Example, dataset_hash, load_dsb, load_synthetic_tissue, split_of
 from cellscale.train.options import SYNTHETIC, TrainOptions, log
 
@@ -225,9 +225,7 @@ class TrainingSet:
                 continue
             f, meta = parts["image"]
             raw = read_image(m.abspath(f))
-            roles = {k: v for k, v in (meta.get("channels") or {}).items() if isinstance(v, int)}
-            chans = select_channels(raw, roles, inputs)[0]  # no roles: a grey or colour nuclear image (DSB2018)
-            image = normalize(chans, percentile_range(chans))
+            image = _normalised(raw, meta, inputs)
             labels = {c: read_image(m.abspath(lf))[0, 0].astype(np.int32) for c, lf in parts["labels"].items()}
             out.append(Example(sample, meta.get("kind", m.name), image, labels))
         return out
@@ -247,6 +245,21 @@ class TrainingSet:
         if self.manifest is None:
             return Path(self.data).name
         return self.manifest.ref
+
+
+def _normalised(raw: np.ndarray, meta: dict, inputs: list[str]) -> np.ndarray:
+    """A file's model inputs (C, Y, X), normalised as recorded with it or else on its own percentiles.
+
+    A tile cut from a larger image by ``cellscale review`` carries the ``normalisation`` the model used on that
+    image (its channel recipe and the whole image's ranges): training then sees the tile's pixels as the model
+    saw them, not stretched to the tile's own 1st-99.8th percentiles (a dense tile's differ from its image's).
+    """
+    recorded = meta.get("normalisation") or {}
+    if recorded.get("inputs") == list(inputs) and recorded.get("ranges") and recorded.get("recipe"):
+        return normalize(ChannelRecipe(**recorded["recipe"]).apply(raw[0]), np.asarray(recorded["ranges"]))
+    roles = {k: v for k, v in (meta.get("channels") or {}).items() if isinstance(v, int)}
+    chans = select_channels(raw, roles, inputs)[0]  # no roles: a grey or colour nuclear image (DSB2018)
+    return normalize(chans, percentile_range(chans))
 
 
 def _sha256(data: bytes) -> str:
