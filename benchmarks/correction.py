@@ -199,6 +199,52 @@ def edited_cells(truth: np.ndarray, current: np.ndarray) -> int:
     return (iou.shape[0] - pairs) + (iou.shape[1] - pairs)
 
 
+# --- does the review's score find the errors? --------------------------------------------------------------------
+
+def selection_diagnostic(ctx: dict, tile_size: int, ks: list[int]) -> dict:
+    """Every candidate tile of the review (the training columns) with its signals and score, next to what a person
+    would edit there (:func:`edited_cells` of expert 1 against the generalist's labels) and expert 1's cells: the
+    Spearman correlation of each signal with the edits and with the edits per expert-1 cell, and the edits
+    the top K tiles by score hold against a random K's expectation. Expert 1's labels of every candidate are read
+    here only to judge the score, never to choose."""
+    from scipy.stats import spearmanr
+
+    from cellscale.review import ReviewOptions, locate, score_sample
+    from cellscale.segment.predictor import Predictor
+
+    inputs = locate(ctx["project"] / "results", SAMPLE, "whole_cell", image=ctx["tile"] / "image.ome.tif",
+                    labels=ctx["labels"], model=ctx["generalist"])
+    options = ReviewOptions(tile=tile_size, compartment="whole_cell", region=(0, ctx["height"], 0, TRAIN_X1))
+    tiles, _ = score_sample(Predictor(ctx["generalist"], augment="none", precision="float32"), inputs, options)
+    edits, cells = [], []
+    for t in tiles:
+        y0, y1, x0, x1 = t.box
+        truth = ctx["expert1"][y0:y1, x0:x1]
+        edits.append(edited_cells(truth, ctx["current"][y0:y1, x0:x1]))
+        cells.append(int(np.count_nonzero(np.unique(truth))))
+    edits, cells = np.array(edits, float), np.array(cells, float)
+    share = edits / np.maximum(cells, 1)  # edits per cell of expert 1: how wrong the model is there
+
+    def rho(a, b) -> float | None:
+        return None if np.std(a) == 0 or np.std(b) == 0 else float(spearmanr(a, b)[0])
+
+    values = {name: np.array([t.signals[name] for t in tiles]) for name in tiles[0].signals}
+    values["score"] = np.array([t.score for t in tiles])
+    values["expert 1 cells"] = cells
+    correlations = {name: {"edits": rho(v, edits), "edits_per_cell": rho(v, share)} for name, v in values.items()}
+    order = np.argsort(-values["score"], kind="stable")
+    top = {k: {"edits": float(edits[order[:k]].sum()), "random_expected": float(edits.mean() * k)}
+           for k in ks if 0 < k <= len(tiles)}
+    print(f"\nthe review's score against what a person edits ({len(tiles)} candidate tiles, expert 1):")
+    for name, c in correlations.items():
+        fmt = [("n/a" if c[key] is None else f"{c[key]:+.2f}") for key in ("edits", "edits_per_cell")]
+        print(f"  {name:<16} Spearman rho vs edits {fmt[0]:>6}, vs edits per cell {fmt[1]:>6}")
+    print("  edits in the K highest-scoring tiles vs a random K's expectation: "
+          + ", ".join(f"K={k}: {v['edits']:.0f} vs {v['random_expected']:.0f}" for k, v in top.items()))
+    return {"candidates": len(tiles), "correlations": correlations, "top_k_edits": top,
+            "edits_per_cell": float(edits.sum() / max(1.0, cells.sum()))}
+
+
 # --- one point of the sweep -------------------------------------------------------------------------------------
 
 def point_key(k: int, method: str, seed: int) -> str:
@@ -539,8 +585,10 @@ def run(a, tile: Path, out: Path) -> int:
         records.append(record)
     refs = reference_lines()
     rows = report(records, refs, a.quick)
+    diagnostic = selection_diagnostic(ctx, a.tile_size, [k for k in ks if k > 0])
     (out / "summary.json").write_text(json.dumps({"rows": rows, "references": refs, "generalist": str(generalist),
-                                                  "generated": gen_ref, "mix": mix_ref}, indent=1))
+                                                  "generated": gen_ref, "mix": mix_ref,
+                                                  "selection": diagnostic}, indent=1))
     if a.figure:
         plot(rows, refs, Path(a.figure))
         print(f"figure: {a.figure}")
