@@ -134,6 +134,9 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
     info = manifest["image"]
     roles = {k: v for k, v in (info.get("roles") or {}).items() if v is not None}
     channels = roles or ({"nuclear": 0} if info["shape"][1] == 1 else None)
+    # what every image of the bundle shares: its channels' roles and how the model normalised the whole image
+    image_meta = {key: value for key, value in (("channels", channels), ("normalisation", info.get("normalisation")))
+                  if value}
     # the ontology goes on each file: on top of a parent, the set's metadata stays the parent's
     ontology = {"compartments": [compartment], "annotator": annotator,
                 "source": f"cellscale review of sample {sample} ({info['path']}, SHA-256 {info['sha256']})",
@@ -153,10 +156,7 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
         write_image(root / image_path, tile["image"], info.get("channel_names"), axes="CYX",
                     pixel_size_um=info.get("pixel_size_um"))
         write_labels(root / labels_path, tile["labels"], info.get("pixel_size_um"))
-        files.append({"path": image_path, "metadata": {**common, "role": "image",
-                                                       **({"channels": channels} if channels else {}),
-                                                       **({"normalisation": info["normalisation"]}
-                                                          if info.get("normalisation") else {})}})
+        files.append({"path": image_path, "metadata": {**common, "role": "image", **image_meta}})
         files.append({"path": labels_path, "metadata": {**common, "role": "labels", "compartment": compartment,
                                                         "exported_labels_sha256": tile["labels_sha256"]}})
     metadata = {} if parent_manifest else {**ontology, "review": {"model": manifest["model"]}}

@@ -256,7 +256,7 @@ def _normalised(raw: np.ndarray, meta: dict, inputs: list[str]) -> np.ndarray:
     """
     recorded = meta.get("normalisation") or {}
     if recorded.get("inputs") == list(inputs) and recorded.get("ranges") and recorded.get("recipe"):
-        return normalize(ChannelRecipe(**recorded["recipe"]).apply(raw[0]), np.asarray(recorded["ranges"]))
+        return normalize(ChannelRecipe(**recorded["recipe"]).apply(raw[0]), recorded["ranges"])
     roles = {k: v for k, v in (meta.get("channels") or {}).items() if isinstance(v, int)}
     chans = select_channels(raw, roles, inputs)[0]  # no roles: a grey or colour nuclear image (DSB2018)
     return normalize(chans, percentile_range(chans))
