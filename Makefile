@@ -23,10 +23,12 @@ demo: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --report results/report.html
 	@echo "Results in results/; open results/report.html"
 
-# lint-imports: the architecture contracts in pyproject.toml ([tool.importlinter]), in under a second
+# lint-imports: the architecture contracts in pyproject.toml ([tool.importlinter]), in under a second.
+# Two pytest workers, whole files each (--dist loadfile keeps a module's fixtures, e.g. the one SLURM run, in one
+# worker): the SLURM and GKE tests mostly wait on their clusters, and the other worker runs the rest meanwhile.
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
