@@ -262,6 +262,19 @@ def test_imported_tiles_train_as_the_model_saw_them_in_the_whole_image(bundle, i
     np.testing.assert_array_equal(example.labels["nuclear"], fixed)
 
 
+def test_training_warns_when_tiles_are_smaller_than_its_crop():
+    """Corrected 128-px tiles under a 256-px crop are mostly zero padding: `cellscale train` says so and names a
+    crop that fits (a multiple of the network's 2**depth)."""
+    from cellscale.train.data import Example
+    from cellscale.train.run import small_examples_note
+
+    generated = Example("g", "tissue", np.zeros((2, 512, 512), np.float32), {})
+    tile = Example("t", "tissue", np.zeros((2, 128, 120), np.float32), {})
+    assert small_examples_note([generated, generated], 256, 16) is None
+    note = small_examples_note([generated, tile, tile], 256, 16)
+    assert "2 of 3 training images" in note and "smallest 120 px" in note and "--tile 112" in note
+    assert small_examples_note([generated, tile], 112, 16) is None
+
 def labels_of(bundle: Path, manifest: dict, i: int) -> np.ndarray:
     from cellscale.review import read_tile
 

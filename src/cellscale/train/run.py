@@ -33,6 +33,19 @@ def parent_model(init_from: str | None) -> tuple[Path | None, dict | None]:
     return path, {"model": path.name, "path": str(init_from), "sha256": sha256_of(path), "card_sha256": None}
 
 
+def small_examples_note(train: list, tile: int, multiple: int) -> str | None:
+    """A warning when training images are smaller than the crop (``--tile``): each of their crops is the whole
+    image zero-padded to the crop's size, mostly padding at a 128-px review tile and a 256-px crop. ``None`` when
+    every image fits."""
+    sides = [min(ex.image.shape[-2:]) for ex in train]
+    small = [s for s in sides if s < tile]
+    if not small:
+        return None
+    fits = max(multiple, min(small) // multiple * multiple)
+    return (f"warning: {len(small)} of {len(train)} training images are smaller than the {tile}-px crop (the "
+            f"smallest {min(small)} px): their crops are mostly zero padding; --tile {fits} fits them")
+
+
 def run_training(options: TrainOptions) -> int:
     """Train the model ``options`` describe into ``options.out`` (checkpoints in ``options.run_dir``)."""
     data = training_set(options)
@@ -50,6 +63,9 @@ def run_training(options: TrainOptions) -> int:
                          base_filters=options.base_filters, depth=options.depth, tile_multiple=2**options.depth)
         train = data.examples("train")
     log(f"{len(train)} training images from {options.data}")
+    small = small_examples_note(train, options.tile, spec.tile_multiple)
+    if small:
+        log(small)
     ckpt = fit(spec, train, options.run_dir, steps=options.steps, batch=options.batch, tile=options.tile,
                lr=options.lr, seed=options.seed, log=log, init_from=init, workers=options.workers)
     # a parent overwritten by its fine-tuned copy (--out the same folder) cannot be scored next to it
