@@ -20,8 +20,9 @@ the checkout's committed versions and registry are not touched:
 4. The "correction": expert 1's labels of each exported tile saved as ``BUNDLE/corrected/tile_NNN.tif`` (what
    napari's File > Save Selected Layers writes, docs/correct.md), then ``cellscale review import BUNDLE --dataset
    codex-corrections-POINT --parent synthetic-tissue@MIX``: a new version, the generated set plus the tiles.
-5. ``cellscale train --data codex-corrections-POINT@ID --init-from GENERALIST`` (a few hundred steps): the
-   fine-tune, registered with ``cellscale models add``.
+5. ``cellscale train --data codex-corrections-POINT@ID --init-from GENERALIST --tile 128 --steps 1200``: the
+   fine-tune on 128-px crops, the review's tile size (a 256-px crop of a 128-px tile is three quarters padding),
+   registered with ``cellscale models add``.
 6. The held-out columns (>= 1008) scored against both experts, exactly as the model cards score them
    (:func:`cellscale.train.data.load_codex` + :func:`cellscale.train.evaluate.predict_maps`, float32, the model's
    own whole-cell post-processing; a model without tuned post-processing, e.g. ``--fit-only``, uses the
@@ -37,11 +38,11 @@ every cell a person edits), the hours a person would spend at 30 s per corrected
 (its card, float32 row) and the peers as reference lines, and whether each goal of the issue is met.
 
 Time, on this project's 2-core CPU machine (training runs at about 0.8 s a step of batch 8 on 256-px crops: models/
-tissue's 1,500-step fine-tune took 20 min): the generalist's 3,000 steps about 40 min; per sweep point a 300-step
-fine-tune about 4 min, plus a few minutes for what ``cellscale train`` does after fitting (tune post-processing,
-score, int8 copy, card, comparison with the parent) and under a minute each for the review (two network passes
-over the tile) and the held-out score; 16 points: about 2.5 h, the whole run about 3-3.5 h. ``--fit-only`` skips the
-after-fitting part. The end of a run prints its own timings per point. Measured here with the full-size network
+tissue's 1,500-step fine-tune took 20 min; a 128-px step costs about a quarter): the generalist's 3,000 steps
+about 40 min; per sweep point a 1,200-step fine-tune on 128-px crops about 5 min, plus a few minutes for what
+``cellscale train`` does after fitting (tune post-processing, score, int8 copy, card, comparison with the parent)
+and under a minute each for the review (two network passes over the tile) and the held-out score. With
+``--fit-only`` (which skips the after-fitting part) a point took 6.5 min, 16 points about 1.8 h. The end of a run prints its own timings per point. Measured here with the full-size network
 while the test suite loaded the machine (so slower than alone): 20 steps 60 s, the after-fitting part 1.5 min for
 an untrained model (longer for one that finds cells), review 14 s, import 2 s; the quick mode 80-100 s.
 """
@@ -145,8 +146,8 @@ def generate(name_images: int, seed: int, style: str, env: dict, logs: Path) -> 
     return ref
 
 
-def network_args(a) -> list[str]:
-    return ["--batch", a.batch, "--tile", a.crop, "--base-filters", a.base_filters, "--depth", a.depth]
+def network_args(a, crop: int) -> list[str]:
+    return ["--batch", a.batch, "--tile", crop, "--base-filters", a.base_filters, "--depth", a.depth]
 
 
 def train_generalist(a, gen_ref: str, env: dict, out: Path) -> Path:
@@ -155,7 +156,7 @@ def train_generalist(a, gen_ref: str, env: dict, out: Path) -> Path:
         return model
     log(f"training the generalist on {gen_ref} only ({a.generalist_steps} steps)")
     cellscale(["train", "--data", gen_ref, "--out", model, "--run-dir", out / "runs" / "generalist",
-               "--steps", a.generalist_steps, "--lr", a.generalist_lr, "--seed", 0, *network_args(a),
+               "--steps", a.generalist_steps, "--lr", a.generalist_lr, "--seed", 0, *network_args(a, a.generalist_crop),
                "--note", "generalist of benchmarks/correction.py: generated tissue only, never the CODEX tile",
                *(["--fit-only"] if a.fit_only else [])], env, out / "logs" / "train-generalist.log")
     cellscale(["models", "add", model], env, out / "logs" / "models.log")
@@ -297,7 +298,7 @@ def run_point(a, k: int, method: str, seed: int, ctx: dict) -> dict:
     log(f"{key}: fine-tuning {ctx['generalist'].name} on {selection['dataset']} ({a.finetune_steps} steps)")
     cellscale(["train", "--data", selection["dataset"], "--init-from", ctx["generalist"], "--out", model,
                "--run-dir", folder / "run", "--steps", a.finetune_steps, "--lr", a.finetune_lr, "--seed", seed,
-               *network_args(a), "--note", f"benchmarks/correction.py point {key}",
+               *network_args(a, a.crop), "--note", f"benchmarks/correction.py point {key}",
                *(["--fit-only"] if a.fit_only else [])], env, logs)
     timings["train_s"] = time.time() - t
     cellscale(["models", "add", model], env, logs)
@@ -475,18 +476,22 @@ def parse(argv=None):
                    help="train the generalist into OUT/generalist with cellscale train --data synthetic-tissue@ID")
     p.add_argument("--generalist-steps", type=int, default=3000)
     p.add_argument("--generalist-lr", type=float, default=2e-3)
+    p.add_argument("--generalist-crop", type=int, default=256, help="the generalist's training crop size")
     p.add_argument("--images", type=int, default=24, help="generated training images of the generalist")
     p.add_argument("--mix-images", type=int, default=8,
                    help="generated training images the corrections are added to for the fine-tune")
     p.add_argument("--tissue-style", default="mixed", choices=("sparse", "dense", "mixed"))
-    p.add_argument("--finetune-steps", type=int, default=300)
+    p.add_argument("--finetune-steps", type=int, default=1200,
+                   help="fine-tune steps (1,200 of 128-px crops: the compute of 300 of 256 px)")
     p.add_argument("--finetune-lr", type=float, default=5e-4)
     p.add_argument("--ks", default="0,2,4,8,16", help="K values (comma-separated)")
     p.add_argument("--seeded-ks", default="4,16", help="K values run with --seeds seeds")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--tile-size", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=256, help="training crop size (cellscale train --tile)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="training crop size (cellscale train --tile; default --tile-size: a larger crop of a "
+                        "corrected tile is mostly padding)")
     p.add_argument("--base-filters", type=int, default=16)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--rows", type=int, default=None, help="use only the tile's first ROWS rows")
@@ -498,10 +503,11 @@ def parse(argv=None):
     if a.quick:
         a.generalist_steps, a.images, a.mix_images = 6, 2, 2
         a.finetune_steps, a.ks, a.seeded_ks, a.seeds = 3, "0,2", "", 1
-        a.batch, a.crop, a.base_filters, a.depth = 2, 64, 4, 2
+        a.batch, a.crop, a.generalist_crop, a.base_filters, a.depth = 2, 64, 64, 4, 2
         a.rows = a.rows or 256
         a.fit_only = True
         a.train_generalist = a.generalist is None
+    a.crop = a.crop or a.tile_size
     return a
 
 
