@@ -42,9 +42,10 @@ tissue's 1,500-step fine-tune took 20 min; a 128-px step costs about a quarter):
 about 40 min; per sweep point a 1,200-step fine-tune on 128-px crops about 5 min, plus a few minutes for what
 ``cellscale train`` does after fitting (tune post-processing, score, int8 copy, card, comparison with the parent)
 and under a minute each for the review (two network passes over the tile) and the held-out score. With
-``--fit-only`` (which skips the after-fitting part) a point took 6.5 min, 16 points about 1.8 h. The end of a run prints its own timings per point. Measured here with the full-size network
-while the test suite loaded the machine (so slower than alone): 20 steps 60 s, the after-fitting part 1.5 min for
-an untrained model (longer for one that finds cells), review 14 s, import 2 s; the quick mode 80-100 s.
+``--fit-only`` (which skips the after-fitting part) a point took 6.5 min, 16 points about 1.8 h. The end of a run
+prints its own timings per point. Measured here with the full-size network while the test suite loaded the machine
+(so slower than alone): 20 steps 60 s, the after-fitting part 1.5 min for an untrained model (longer for one that
+finds cells), review 14 s, import 2 s; the quick mode 80-100 s.
 """
 
 from __future__ import annotations

@@ -275,6 +275,7 @@ def test_training_warns_when_tiles_are_smaller_than_its_crop():
     assert "2 of 3 training images" in note and "smallest 120 px" in note and "--tile 112" in note
     assert small_examples_note([generated, tile], 112, 16) is None
 
+
 def labels_of(bundle: Path, manifest: dict, i: int) -> np.ndarray:
     from cellscale.review import read_tile
 

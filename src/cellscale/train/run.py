@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cellscale.registry import find_model, model_entry
 from cellscale.segment.model import ModelSpec
-from cellscale.train.data import codex_training_examples
+from cellscale.train.data import Example, codex_training_examples
 from cellscale.train.finish import finish_model, finish_tissue_model
 from cellscale.train.fit import export, fit
 from cellscale.train.options import TrainOptions, log
@@ -33,12 +33,11 @@ def parent_model(init_from: str | None) -> tuple[Path | None, dict | None]:
     return path, {"model": path.name, "path": str(init_from), "sha256": sha256_of(path), "card_sha256": None}
 
 
-def small_examples_note(train: list, tile: int, multiple: int) -> str | None:
+def small_examples_note(train: list[Example], tile: int, multiple: int) -> str | None:
     """A warning when training images are smaller than the crop (``--tile``): each of their crops is the whole
     image zero-padded to the crop's size, mostly padding at a 128-px review tile and a 256-px crop. ``None`` when
     every image fits."""
-    sides = [min(ex.image.shape[-2:]) for ex in train]
-    small = [s for s in sides if s < tile]
+    small = [side for side in (min(ex.image.shape[-2:]) for ex in train) if side < tile]
     if not small:
         return None
     fits = max(multiple, min(small) // multiple * multiple)
