@@ -117,6 +117,65 @@ def test_crops_made_by_worker_processes_do_not_depend_on_their_number():
     np.testing.assert_array_equal(y, one[2][1])
 
 
+def test_padding_and_cells_cut_by_a_tiles_edge_are_left_out_of_the_loss():
+    """A corrected tile smaller than the crop is padded: the padding teaches nothing (it is no background of the
+    image). A cell its edge cuts goes on beyond it: its class counts, its inner distance (from an edge that is
+    not the cell's) does not. Elsewhere the targets and the loss are what they were."""
+    from keras import ops
+
+    from cellscale.train.augment import random_crop
+    from cellscale.train.data import Example
+    from cellscale.train.fit import make_loss
+    from cellscale.train.targets import NO_DISTANCE, NOTHING, make_targets
+
+    labels = np.zeros((32, 32), np.int32)
+    labels[0:6, 10:16] = 1      # touches the top edge
+    labels[12:20, 12:20] = 2    # inside
+    labels[26:32, 3:9] = 3      # touches the bottom edge
+    image = np.stack([labels > 0, labels > 0]).astype(np.float32)
+    tile = Example("t", "tissue", image, {"whole_cell": labels}, cut=(True, False, False, False))  # only the top
+    for seed in range(6):
+        img, labs, unknown = random_crop(tile, 48, np.random.default_rng(seed), scale_range=(0.6, 1.0))
+        t = make_targets(labs["whole_cell"], unknown["whole_cell"])
+        outside = np.all(t == NOTHING, axis=-1)
+        assert outside.sum() >= 48 * 48 - 32 * 32  # the image is at most 32 px of the 48-px crop
+        assert not np.any(labs["whole_cell"][outside])
+        cut = labs["whole_cell"] == 1
+        assert cut.any() and np.all(t[cut, 0] == NO_DISTANCE) and np.all(t[cut, 1] >= 1)  # its class is known
+        for inner in (2, 3):  # the bottom edge is not cut: cell 3 is whole there
+            assert np.all(t[labs["whole_cell"] == inner, 0] > 0)
+    whole = Example("w", "tissue", image, {"whole_cell": labels})
+    _, labs, unknown = random_crop(whole, 24, np.random.default_rng(0), scale_range=(1.0, 1.0))
+    np.testing.assert_array_equal(make_targets(labs["whole_cell"], unknown["whole_cell"]),
+                                  make_targets(labs["whole_cell"]))  # nothing unknown in a whole image
+
+    # the loss: it does not depend on what is predicted at a NOTHING pixel, nor on the distance predicted at a
+    # NO_DISTANCE pixel (but on the class predicted there)
+    rng = np.random.default_rng(1)
+    pred = rng.uniform(0.05, 0.9, (1, 4, 4, 4)).astype(np.float32)
+    true = np.zeros((1, 4, 4, 2), np.float32)
+    true[0, :2, :, 0], true[0, :2, :, 1] = 0.5, 2
+    loss = make_loss(1)
+
+    def value(t, p):
+        return float(ops.convert_to_numpy(loss(ops.convert_to_tensor(t), ops.convert_to_tensor(p))))
+
+    def changed(channels, y=0, x=0):
+        out = pred.copy()
+        out[0, y, x, channels] = 0.5 * out[0, y, x, channels] + 0.3
+        return out
+
+    nothing = true.copy()
+    nothing[0, 0, 0] = NOTHING
+    assert value(nothing, changed([0, 1, 2, 3])) == value(nothing, pred)
+    assert value(true, changed([0, 1, 2, 3])) != value(true, pred)
+    no_distance = true.copy()
+    no_distance[0, 0, 0, 0] = NO_DISTANCE
+    assert value(no_distance, changed([0])) == value(no_distance, pred)
+    assert value(true, changed([0])) != value(true, pred)
+    assert value(no_distance, changed([1, 2, 3])) != value(no_distance, pred)
+
+
 @pytest.mark.parametrize("precision,augment,axes", [("float32", "flips", (-2,)), ("int8", "flips", (-1,)),
                                                     ("int8", "rot180", (-2, -1))])
 def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augment, axes):

@@ -260,6 +260,9 @@ def test_imported_tiles_train_as_the_model_saw_them_in_the_whole_image(bundle, i
     own = normalize(image.astype(np.float32), percentile_range(image.astype(np.float32)))
     assert np.abs(example.image - own).max() > 0.01  # the tile's own percentiles stretch it otherwise
     np.testing.assert_array_equal(example.labels["nuclear"], fixed)
+    # the tile's edges inside the image cut cells (their distance targets are unknown); the image's own do not
+    y0, y1, x0, x1 = tile["box"]
+    assert example.cut == (y0 > 0, y1 < 256, x0 > 0, x1 < 256) and any(example.cut)
 
 
 def test_training_warns_when_tiles_are_smaller_than_its_crop():

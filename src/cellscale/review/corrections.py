@@ -149,6 +149,7 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
         y0, y1, x0, x1 = tile["box"]
         name = f"{sample}_y{y0}_x{x0}"
         common = {**ontology, "sample": name, "split": "train", "source_sample": sample, "box": tile["box"],
+                  "source_size": list(info["shape"][-2:]),
                   "tile": tile["name"], "corrected": tile["corrected"], "bundle": str(bundle.resolve()),
                   "bundle_created": manifest["created"], "model": manifest["model"]["name"],
                   "review_score": tile["score"], "selection": manifest["selection"]["method"]}

@@ -12,11 +12,13 @@ from scipy import ndimage as ndi
 
 from cellscale.parallel import ordered_map
 from cellscale.train.data import Example
-from cellscale.train.targets import make_targets
+from cellscale.train.targets import KNOWN, NOTHING, OUTSIDE, PARTIAL_CELL, make_targets
 
 
 def random_crop(example: Example, size: int, rng: np.random.Generator, scale_range=(0.6, 1.7)):
-    """A randomly scaled, flipped and rotated crop: (C, S, S) image, {comp: (S, S)} labels."""
+    """A randomly scaled, flipped and rotated crop: (C, S, S) image, {comp: (S, S)} labels and {comp: (S, S)} what
+    is not known there (:data:`~cellscale.train.targets.KNOWN`, ``PARTIAL_CELL``: a cell an edge of ``example.cut``
+    cuts, ``OUTSIDE``: padding where the crop reaches past a small example)."""
     scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
     c, h, w = example.image.shape
     src = int(np.ceil(size / scale))
@@ -24,14 +26,18 @@ def random_crop(example: Example, size: int, rng: np.random.Generator, scale_ran
     x0 = rng.integers(0, max(1, w - src + 1))
     img = example.image[:, y0:y0 + src, x0:x0 + src]
     labs = {k: v[y0:y0 + src, x0:x0 + src] for k, v in example.labels.items()}
+    unknown = {k: partial_cells(v, example.cut)[y0:y0 + src, x0:x0 + src] for k, v in example.labels.items()}
     zoom = size / src
     img = np.stack([ndi.zoom(ch, zoom, order=1) for ch in img])
     labs = {k: ndi.zoom(v, zoom, order=0) for k, v in labs.items()}
-    pad_y, pad_x = size - img.shape[1], size - img.shape[2]
-    if pad_y > 0 or pad_x > 0:
-        img = np.pad(img, ((0, 0), (0, max(pad_y, 0)), (0, max(pad_x, 0))))
-        labs = {k: np.pad(v, ((0, max(pad_y, 0)), (0, max(pad_x, 0)))) for k, v in labs.items()}
-    img, labs = img[:, :size, :size], {k: v[:size, :size] for k, v in labs.items()}
+    unknown = {k: ndi.zoom(v, zoom, order=0) for k, v in unknown.items()}
+    pad_y, pad_x = max(size - img.shape[1], 0), max(size - img.shape[2], 0)
+    if pad_y or pad_x:
+        img = np.pad(img, ((0, 0), (0, pad_y), (0, pad_x)))
+        labs = {k: np.pad(v, ((0, pad_y), (0, pad_x))) for k, v in labs.items()}
+        unknown = {k: np.pad(v, ((0, pad_y), (0, pad_x)), constant_values=OUTSIDE) for k, v in unknown.items()}
+    img = img[:, :size, :size]
+    labs, unknown = ({k: v[:size, :size] for k, v in d.items()} for d in (labs, unknown))
     k = int(rng.integers(4))
     flip = bool(rng.integers(2))
 
@@ -40,11 +46,23 @@ def random_crop(example: Example, size: int, rng: np.random.Generator, scale_ran
         return a[..., ::-1] if flip else a
 
     img = geo(img)
-    labs = {kk: geo(v) for kk, v in labs.items()}
+    labs, unknown = ({kk: np.ascontiguousarray(geo(v)) for kk, v in d.items()} for d in (labs, unknown))
     gamma = float(np.exp(rng.normal(0, 0.25)))
     img = np.sign(img) * np.abs(img) ** gamma * float(rng.uniform(0.8, 1.25))
     img = img + rng.normal(0, rng.uniform(0, 0.03), img.shape)
-    return np.ascontiguousarray(img, np.float32), {kk: np.ascontiguousarray(v) for kk, v in labs.items()}
+    return np.ascontiguousarray(img, np.float32), labs, unknown
+
+
+def partial_cells(labels: np.ndarray, cut: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """(Y, X) uint8: ``PARTIAL_CELL`` on the cells that touch an edge of ``cut`` (top, bottom, left, right), whose
+    extent beyond it is unknown; ``KNOWN`` elsewhere."""
+    out = np.full(labels.shape, KNOWN, np.uint8)
+    if not any(cut):
+        return out
+    edges = [e for e, on in zip((labels[0], labels[-1], labels[:, 0], labels[:, -1]), cut) if on]
+    touching = np.setdiff1d(np.unique(np.concatenate(edges)), [0])
+    out[np.isin(labels, touching)] = PARTIAL_CELL
+    return out
 
 
 def one_batch(examples: list[Example], compartments: list[str], size: int, batch: int, rng: np.random.Generator):
@@ -52,9 +70,9 @@ def one_batch(examples: list[Example], compartments: list[str], size: int, batch
     xs, ys = [], []
     for _ in range(batch):
         ex = examples[int(rng.integers(len(examples)))]
-        img, labs = random_crop(ex, size, rng)
+        img, labs, unknown = random_crop(ex, size, rng)
         xs.append(np.moveaxis(img, 0, -1))
-        ys.append(np.concatenate([make_targets(labs[c]) if c in labs else missing_targets(size)
+        ys.append(np.concatenate([make_targets(labs[c], unknown[c]) if c in labs else missing_targets(size)
                                   for c in compartments], axis=-1))
     return np.stack(xs), np.stack(ys).astype(np.float32)
 
@@ -96,4 +114,4 @@ def _parallel_batches(examples, compartments, size, batch, seed, workers):
 
 def missing_targets(size: int) -> np.ndarray:
     """Targets of a compartment an example has no labels for: -1 everywhere (masked out of the loss)."""
-    return np.full((size, size, 2), -1.0, np.float32)
+    return np.full((size, size, 2), NOTHING, np.float32)

@@ -26,12 +26,16 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Example:
-    """One training image: normalised channels (C, Y, X) and labels per compartment."""
+    """One training image: normalised channels (C, Y, X) and labels per compartment.
+
+    ``cut``: the edges (top, bottom, left, right) where the example is a piece of a larger labelled image, as a
+    corrected review tile is: a cell touching such an edge goes on beyond it, so its extent is unknown."""
 
     name: str
     kind: str
     image: np.ndarray
     labels: dict[str, np.ndarray]
+    cut: tuple[bool, bool, bool, bool] = (False, False, False, False)
 
 
 def split_of(name: str) -> str:

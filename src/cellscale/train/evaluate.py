@@ -76,7 +76,7 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[P
                            for i, (t, m) in enumerate(zip(truths, maps)))
         if result["f1"] + result["ap"] > best_score:
             best, best_result, best_score = params, result, result["f1"] + result["ap"]
-    log(f"tuned post-processing on validation: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
+    log(f"tuned post-processing: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
         f"AP {best_result['ap']:.3f}")
     return best, best_result
 

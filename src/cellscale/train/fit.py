@@ -15,13 +15,15 @@ from cellscale.segment.model import (
 from cellscale.segment.network import build_unet
 from cellscale.train.augment import batches
 from cellscale.train.data import Example
+from cellscale.train.targets import NO_DISTANCE, NOTHING
 
 
 def make_loss(n_compartments: int):
     """Inner-distance MSE (foreground-weighted) + class-weighted 3-class cross-entropy.
 
-    Pixels whose target distance is negative (a compartment the example has no
-    labels for) do not count, so data sets with only some compartments mix.
+    Pixels whose target distance is NOTHING (a compartment the example has no
+    labels for, padding) do not count, so data sets with only some compartments mix;
+    where it is NO_DISTANCE (a cell cut by a tile's edge) only the class counts.
     """
     import keras
     from keras import ops
@@ -32,7 +34,8 @@ def make_loss(n_compartments: int):
         total = 0.0
         for i in range(n_compartments):
             dist_t = y_true[..., 2 * i]
-            valid = ops.cast(dist_t >= 0, "float32")
+            valid = ops.cast(dist_t > (NO_DISTANCE + NOTHING) / 2, "float32")  # the class is known
+            has_distance = ops.cast(dist_t >= 0, "float32")
             cls_t = ops.cast(ops.maximum(y_true[..., 2 * i + 1], 0.0), "int32")
             first = CHANNELS_PER_COMPARTMENT * i  # inner distance, then the three class probabilities
             dist_p = y_pred[..., first]
@@ -42,7 +45,7 @@ def make_loss(n_compartments: int):
             weight = 1.0 + 4.0 * ops.cast(cls_t > 0, "float32")
             mse = weight * ops.square(dist_t - dist_p)
             n_valid = ops.maximum(ops.sum(valid), 1.0)
-            total = total + ops.sum(ce * valid) / n_valid + 10.0 * ops.sum(mse * valid) / n_valid
+            total = total + ops.sum(ce * valid) / n_valid + 10.0 * ops.sum(mse * has_distance) / n_valid
         return total
 
     keras.saving.register_keras_serializable("cellscale")(loss)

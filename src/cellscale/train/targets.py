@@ -15,6 +15,12 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 BACKGROUND, BOUNDARY, INTERIOR = 0, 1, 2
+# what is not known of a pixel (:func:`make_targets`' ``unknown``): nothing missing; the distance (a cell cut by the
+# edge of a piece of a larger image, as a corrected review tile is); anything (padding beyond a small image)
+KNOWN, PARTIAL_CELL, OUTSIDE = 0, 1, 2
+# the distance target of a pixel whose class is known but not its distance, and of one with nothing known; the loss
+# (cellscale.train.fit.make_loss) counts the class where the target is above NOTHING, the distance where it is >= 0
+NO_DISTANCE, NOTHING = -0.5, -1.0
 
 
 def inner_distance(labels: np.ndarray) -> np.ndarray:
@@ -53,6 +59,11 @@ def three_class(labels: np.ndarray) -> np.ndarray:
     return classes
 
 
-def make_targets(labels: np.ndarray) -> np.ndarray:
-    """Stack the targets for one compartment: (Y, X, 2) float32 = [distance, class]."""
-    return np.stack([inner_distance(labels), three_class(labels).astype(np.float32)], axis=-1)
+def make_targets(labels: np.ndarray, unknown: np.ndarray | None = None) -> np.ndarray:
+    """Stack the targets for one compartment: (Y, X, 2) float32 = [distance, class]; where ``unknown`` (Y, X) says
+    ``PARTIAL_CELL`` the distance is :data:`NO_DISTANCE`, where it says ``OUTSIDE`` both are :data:`NOTHING`."""
+    out = np.stack([inner_distance(labels), three_class(labels).astype(np.float32)], axis=-1)
+    if unknown is not None:
+        out[unknown == PARTIAL_CELL, 0] = NO_DISTANCE
+        out[unknown == OUTSIDE] = NOTHING
+    return out

@@ -227,7 +227,7 @@ class TrainingSet:
             raw = read_image(m.abspath(f))
             image = _normalised(raw, meta, inputs)
             labels = {c: read_image(m.abspath(lf))[0, 0].astype(np.int32) for c, lf in parts["labels"].items()}
-            out.append(Example(sample, meta.get("kind", m.name), image, labels))
+            out.append(Example(sample, meta.get("kind", m.name), image, labels, cut=_cut_edges(meta)))
         return out
 
     def train_files(self) -> list[Path]:
@@ -277,6 +277,17 @@ def training_set(options: TrainOptions) -> TrainingSet:
         raise FileNotFoundError(f"{options.data}: not a DSB2018 folder (no index.csv), not {SYNTHETIC!r} and not a "
                                 f"dataset version (NAME@ID)")
     return TrainingSet(options.data, None, options.images, options.seed, options.style)
+
+
+def _cut_edges(meta: dict) -> tuple[bool, bool, bool, bool]:
+    """The edges (top, bottom, left, right) where a file's image is a piece of a larger one: a corrected tile's
+    (its ``box`` in the source image), less those that are the source image's own edges."""
+    box = meta.get("box")
+    if not box:
+        return (False, False, False, False)
+    y0, y1, x0, x1 = box
+    height, width = meta.get("source_size") or (None, None)  # not recorded before: the far edges may go on
+    return (y0 > 0, height is None or y1 < height, x0 > 0, width is None or x1 < width)
 
 
 def codex_dir(options: TrainOptions) -> tuple[str | None, str | None]:
