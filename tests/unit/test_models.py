@@ -292,6 +292,7 @@ def test_codex_training_examples_draw_each_experts_outlines_as_often(tmp_path):
     both = codex_training_examples(tmp_path, ["expert1", "expert2"], 24)
     assert len(one) == len(both) == 24
     assert all(ex.image.shape == (2, 32, 960) for ex in both)  # nuclear + membrane, training columns only
+    assert all(ex.cut == (False, False, False, True) for ex in both)  # the tile goes on right of the columns
     areas = sorted(int((ex.labels["whole_cell"] > 0).sum()) for ex in both)
     assert areas.count(256) == areas.count(36) == 12
     assert {int((ex.labels["whole_cell"] > 0).sum()) for ex in one} == {256}

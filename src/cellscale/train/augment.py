@@ -26,7 +26,8 @@ def random_crop(example: Example, size: int, rng: np.random.Generator, scale_ran
     x0 = rng.integers(0, max(1, w - src + 1))
     img = example.image[:, y0:y0 + src, x0:x0 + src]
     labs = {k: v[y0:y0 + src, x0:x0 + src] for k, v in example.labels.items()}
-    unknown = {k: partial_cells(v, example.cut)[y0:y0 + src, x0:x0 + src] for k, v in example.labels.items()}
+    unknown = {k: np.where(np.isin(labs[k], edge_cells(v, example.cut)), PARTIAL_CELL, KNOWN).astype(np.uint8)
+               for k, v in example.labels.items()}
     zoom = size / src
     img = np.stack([ndi.zoom(ch, zoom, order=1) for ch in img])
     labs = {k: ndi.zoom(v, zoom, order=0) for k, v in labs.items()}
@@ -53,16 +54,10 @@ def random_crop(example: Example, size: int, rng: np.random.Generator, scale_ran
     return np.ascontiguousarray(img, np.float32), labs, unknown
 
 
-def partial_cells(labels: np.ndarray, cut: tuple[bool, bool, bool, bool]) -> np.ndarray:
-    """(Y, X) uint8: ``PARTIAL_CELL`` on the cells that touch an edge of ``cut`` (top, bottom, left, right), whose
-    extent beyond it is unknown; ``KNOWN`` elsewhere."""
-    out = np.full(labels.shape, KNOWN, np.uint8)
-    if not any(cut):
-        return out
+def edge_cells(labels: np.ndarray, cut: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """The cells that touch an edge of ``cut`` (top, bottom, left, right): they go on beyond it."""
     edges = [e for e, on in zip((labels[0], labels[-1], labels[:, 0], labels[:, -1]), cut) if on]
-    touching = np.setdiff1d(np.unique(np.concatenate(edges)), [0])
-    out[np.isin(labels, touching)] = PARTIAL_CELL
-    return out
+    return np.setdiff1d(np.unique(np.concatenate(edges)), [0]) if edges else np.zeros(0, labels.dtype)
 
 
 def one_batch(examples: list[Example], compartments: list[str], size: int, batch: int, rng: np.random.Generator):

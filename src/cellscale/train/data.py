@@ -203,5 +203,7 @@ def load_codex(tile_dir: str | os.PathLike, region: str = "train", labels: str =
         cells = consensus_of_experts(*experts)
     else:
         cells = union_of_experts(*(experts if labels == "expert1" else experts[::-1]))
+    # the columns stop where the tile goes on: at the training columns' right edge, the held-out columns' left
+    cut = (False, False, False, True) if region == "train" else (False, False, True, False)
     return [Example(f"codex-{tile_dir.name}-{region}", "codex", normalize(chans, percentile_range(chans)),
-                    {"whole_cell": cells})]
+                    {"whole_cell": cells}, cut=cut)]
