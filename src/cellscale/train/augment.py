@@ -16,9 +16,10 @@ from cellscale.train.targets import KNOWN, NOTHING, OUTSIDE, PARTIAL_CELL, make_
 
 
 def random_crop(example: Example, size: int, rng: np.random.Generator, scale_range=(0.6, 1.7)):
-    """A randomly scaled, flipped and rotated crop: (C, S, S) image, {comp: (S, S)} labels and {comp: (S, S)} what
-    is not known there (:data:`~cellscale.train.targets.KNOWN`, ``PARTIAL_CELL``: a cell an edge of ``example.cut``
-    cuts, ``OUTSIDE``: padding where the crop reaches past a small example)."""
+    """A randomly scaled, flipped and rotated crop: (C, S, S) image, {comp: (S, S)} labels and, for the
+    compartments where something is not known, {comp: (S, S)} what (:data:`~cellscale.train.targets.KNOWN`,
+    ``PARTIAL_CELL``: a cell an edge of ``example.cut`` cuts, ``OUTSIDE``: padding where the crop reaches past a
+    small example); a whole image's crop that fits has none."""
     scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
     c, h, w = example.image.shape
     src = int(np.ceil(size / scale))
@@ -26,28 +27,32 @@ def random_crop(example: Example, size: int, rng: np.random.Generator, scale_ran
     x0 = rng.integers(0, max(1, w - src + 1))
     img = example.image[:, y0:y0 + src, x0:x0 + src]
     labs = {k: v[y0:y0 + src, x0:x0 + src] for k, v in example.labels.items()}
-    unknown = {k: np.where(np.isin(labs[k], edge_cells(v, example.cut)), PARTIAL_CELL, KNOWN).astype(np.uint8)
-               for k, v in example.labels.items()}
+    partial = ({k: np.isin(labs[k], edge_cells(v, example.cut)).astype(np.uint8) for k, v in example.labels.items()}
+               if any(example.cut) else {})
     zoom = size / src
     img = np.stack([ndi.zoom(ch, zoom, order=1) for ch in img])
     labs = {k: ndi.zoom(v, zoom, order=0) for k, v in labs.items()}
-    unknown = {k: ndi.zoom(v, zoom, order=0) for k, v in unknown.items()}
-    pad_y, pad_x = max(size - img.shape[1], 0), max(size - img.shape[2], 0)
-    if pad_y or pad_x:
-        img = np.pad(img, ((0, 0), (0, pad_y), (0, pad_x)))
-        labs = {k: np.pad(v, ((0, pad_y), (0, pad_x))) for k, v in labs.items()}
-        unknown = {k: np.pad(v, ((0, pad_y), (0, pad_x)), constant_values=OUTSIDE) for k, v in unknown.items()}
+    partial = {k: ndi.zoom(v, zoom, order=0) for k, v in partial.items()}
+    high, wide = min(img.shape[1], size), min(img.shape[2], size)  # the image's part of the crop; padding beyond
+    if high < size or wide < size:
+        img = np.pad(img, ((0, 0), (0, size - high), (0, size - wide)))
+        labs = {k: np.pad(v, ((0, size - high), (0, size - wide))) for k, v in labs.items()}
     img = img[:, :size, :size]
-    labs, unknown = ({k: v[:size, :size] for k, v in d.items()} for d in (labs, unknown))
+    labs = {k: v[:size, :size] for k, v in labs.items()}
+    unknown = {}
+    for comp in (labs if high < size or wide < size else partial):
+        unknown[comp] = np.full((size, size), OUTSIDE, np.uint8)
+        inside = partial[comp][:high, :wide] if comp in partial else 0
+        unknown[comp][:high, :wide] = np.where(inside, PARTIAL_CELL, KNOWN)
     k = int(rng.integers(4))
     flip = bool(rng.integers(2))
 
     def geo(a):
         a = np.rot90(a, k, axes=(-2, -1))
-        return a[..., ::-1] if flip else a
+        return np.ascontiguousarray(a[..., ::-1] if flip else a)
 
     img = geo(img)
-    labs, unknown = ({kk: np.ascontiguousarray(geo(v)) for kk, v in d.items()} for d in (labs, unknown))
+    labs, unknown = ({kk: geo(v) for kk, v in d.items()} for d in (labs, unknown))
     gamma = float(np.exp(rng.normal(0, 0.25)))
     img = np.sign(img) * np.abs(img) ** gamma * float(rng.uniform(0.8, 1.25))
     img = img + rng.normal(0, rng.uniform(0, 0.03), img.shape)
@@ -67,7 +72,7 @@ def one_batch(examples: list[Example], compartments: list[str], size: int, batch
         ex = examples[int(rng.integers(len(examples)))]
         img, labs, unknown = random_crop(ex, size, rng)
         xs.append(np.moveaxis(img, 0, -1))
-        ys.append(np.concatenate([make_targets(labs[c], unknown[c]) if c in labs else missing_targets(size)
+        ys.append(np.concatenate([make_targets(labs[c], unknown.get(c)) if c in labs else missing_targets(size)
                                   for c in compartments], axis=-1))
     return np.stack(xs), np.stack(ys).astype(np.float32)
 
