@@ -10,7 +10,11 @@ Prints, in one run:
   distance-transform watershed;
 - whole-cell: F1 against each CODEX expert on the held-out columns of R001_X003_Y004, ours (models/tissue and
   models/tissue-tight, trained on expert 1's and expert 2's outlines) vs the peers' masks;
-- speed: Mpx/s and peak memory of tile -> segment -> stitch jobs (Snakemake benchmark files) at several sizes.
+- speed: Mpx/s and peak memory of tile -> segment -> stitch jobs (Snakemake benchmark files) at several sizes;
+- object size (``--only size``): the held-out DSB2018 split resampled to other magnifications (0.4x: nuclei of
+  4-20 px; 2.5x and 4x: 25-200 px), segmented at the image's own resolution (``scale`` 1), with ``scale: auto``
+  (:mod:`cellscale.segment.size`), and at the right scale (the inverse of the magnification: what a user who
+  knows the size would give), int8 + rot180, the workflow's defaults.
 Needs ../shared/data for the accuracy parts (skipped with a note when absent). ``--json PATH`` also writes
 the figures there (benchmarks/ holds the code only: run outputs go elsewhere, e.g. results/).
 """
@@ -90,6 +94,62 @@ def nuclear_accuracy(model_dir: Path, quick: bool, splits: tuple[str, ...] = ("t
         s = summarize(p)
         rows.append({"split": split, "kind": kind, "method": method, "images": s["images"], "F1@0.5": s["f1"],
                      "mean AP": s["ap"]})
+    return pd.DataFrame(rows)
+
+
+MAGNIFICATIONS = (0.4, 1.0, 2.5, 4.0)
+
+
+def object_size_accuracy(model_dir: Path, quick: bool, splits: tuple[str, ...] = ("test",),
+                         magnifications: tuple[float, ...] = MAGNIFICATIONS,
+                         keeps: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """F1 and mean AP on DSB2018 ``splits`` resampled by each magnification, at scale 1, auto (with each range of
+    sizes kept as they are, ``keeps``: cellscale.segment.size.KEEP_RANGES) and the right scale; with the scales
+    auto chose (median and range over the images)."""
+    from skimage.transform import rescale
+
+    from cellscale.io import ImageSource, read_image
+    from cellscale.segment.image import estimate_scale, segment_image
+    from cellscale.segment.metrics import summarize
+    from cellscale.segment.predictor import Predictor
+    from cellscale.segment.size import KEEP, choose_scale
+    from cellscale.train.data import split_of
+
+    keeps = keeps or (KEEP,)
+    root = SHARED / "dsb2018"
+    index = pd.read_csv(root / "index.csv")
+    index = index[[split_of(i) in splits for i in index.id]]
+    if quick:
+        index = index.groupby("kind").head(2)
+        magnifications = (0.4, 1.0, 4.0)
+    predictor = Predictor(model_dir, precision="auto", augment="rot180")
+    rows = []
+    for m in magnifications:
+        pairs: dict[str, list] = {}
+        chosen: dict[str, list] = {}
+        for r in index.itertuples():
+            raw = read_image(root / "images" / f"{r.id}.png")
+            truth = read_image(root / "masks" / f"{r.id}.tif")[0, 0]
+            if m != 1.0:  # the image resampled as a microscope at another magnification would see it
+                raw = np.stack([[rescale(raw[0, c].astype(np.float32), m, order=1, preserve_range=True,
+                                         anti_aliasing=m < 1) for c in range(raw.shape[1])]])
+                truth = rescale(truth, m, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+            estimate = estimate_scale(predictor, ImageSource.from_array(raw), {})
+            scales = {"scale 1": 1.0, **{f"scale auto (keep {k})": choose_scale(estimate.diameter_px,
+                                                                                 estimate.sizes, k) for k in keeps},
+                      "right scale (1/magnification)": 1 / m}
+            done: dict[float, np.ndarray] = {}
+            for name, scale in scales.items():
+                if scale not in done:
+                    done[scale] = segment_image(predictor, raw, tile=WINDOW, scale=scale)["nuclear"][0]
+                pairs.setdefault(name, []).append((truth, done[scale]))
+                chosen.setdefault(name, []).append(scale)
+        for name, p in pairs.items():
+            s = summarize(p)
+            c = chosen[name]
+            rows.append({"magnification": m, "method": name, "images": s["images"], "F1@0.5": s["f1"],
+                         "mean AP": s["ap"], "scale: median [min, max]": f"{np.median(c):.2f} [{min(c):.2f}, "
+                                                                          f"{max(c):.2f}]"})
     return pd.DataFrame(rows)
 
 
@@ -197,7 +257,9 @@ def _variant(text: str) -> tuple[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes and a DSB subset (CI)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["nuclear", "whole-cell", "speed"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["nuclear", "whole-cell", "speed", "size"])
+    parser.add_argument("--only", choices=["nuclear", "whole-cell", "speed", "size"], default=None,
+                        help="run this part alone")
     parser.add_argument("--tile", type=int, default=512, help="model window for the speed runs")
     parser.add_argument("--precision", nargs="+", default=["int8"], choices=ALL_PRECISIONS,
                         help="network arithmetic for the speed runs (config segment.precision)")
@@ -208,10 +270,15 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", type=_variant, default=None, metavar="PRECISION[+AUGMENT]",
                         help="what the accuracy parts score, e.g. int8+rot180 (default: every precision and "
                              "augmentation; --quick: int8+rot180 and float32)")
+    parser.add_argument("--keep", nargs="+", default=None, choices=["p10-p90", "p25-p75", "none"],
+                        help="object size: the ranges of sizes scale auto leaves as they are, each scored (default: "
+                             "the shipped choice, cellscale.segment.size.KEEP)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
     results = {}
+    if args.only:
+        args.skip = [p for p in ("nuclear", "whole-cell", "speed", "size") if p != args.only]
     if "nuclear" not in args.skip:
         if (SHARED / "dsb2018").exists():
             table = nuclear_accuracy(ROOT / "models" / "nuclear", args.quick, tuple(args.splits), args.variants)
@@ -229,6 +296,15 @@ def main() -> int:
             results["whole_cell"] = table.to_dict("records")
         else:
             print("(no ../shared/data/codex: whole-cell accuracy skipped)")
+    if "size" not in args.skip:
+        if (SHARED / "dsb2018").exists():
+            table = object_size_accuracy(ROOT / "models" / "nuclear", args.quick, tuple(args.splits),
+                                         keeps=tuple(args.keep) if args.keep else None)
+            print(f"\n## Object size: DSB2018 split(s) {', '.join(args.splits)} at other magnifications, "
+                  "int8 + rot180\n" + table.to_string(index=False))
+            results["object_size"] = table.to_dict("records")
+        else:
+            print("(no ../shared/data/dsb2018: object size skipped)")
     if "speed" not in args.skip:
         sizes = [1.0] if args.quick else [4.2, 26.2, 104.9]
         with tempfile.TemporaryDirectory(prefix="cellscale-bench-") as tmp:

@@ -20,6 +20,7 @@ validate(config, schema="../workflow/schemas/config.schema.yaml")
 # A model may be named by the registry, NAME@VERSION (`cellscale models list`): from here on it is its folder (an
 # unknown one is an error naming the versions there are). What produced each result, per model key, for the report.
 from cellscale.registry import is_model_ref, model_provenance, resolve_model  # noqa: E402
+from cellscale.settings import AUTO, parse_scale  # noqa: E402
 
 
 def fetched(path):
@@ -88,6 +89,16 @@ if _bad:
                      f"(pattern {_name.pattern})")
 if samples["image"].isna().any():
     raise ValueError(f"{config['samples']}: no image for sample(s) {list(samples.index[samples['image'].isna()][:5])}")
+# scale: a number, empty, or auto (the column is text as soon as one row says auto): numbers as numbers for the
+# schema, and a bad value is an error naming its sample
+_scales = {}
+for _sample, _value in samples["scale"].items():
+    try:
+        _scales[_sample] = parse_scale(_value)
+    except ValueError as err:
+        raise ValueError(f"{config['samples']}: sample {_sample!r}: {err}") from None
+samples["scale"] = pd.Series([pd.NA if _scales[s] is None else _scales[s] for s in samples.index], index=samples.index,
+                             dtype=object)
 # The other columns are checked against the schema once per distinct combination, not once per row: a sheet of
 # 10^5 fields of view usually has a handful (names and paths are checked above).
 validate(samples.assign(sample="s", image="i").drop_duplicates(), schema="../workflow/schemas/samples.schema.yaml")
@@ -187,8 +198,8 @@ def gamma(sample):
 
 
 def scale(sample):
-    value = cell(sample, "scale")
-    return None if value is None else float(value)
+    """The sample's scale: a number, auto (measured by rule object_size) or None."""
+    return cell(sample, "scale")
 
 
 def shard_predictions(wildcards):

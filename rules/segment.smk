@@ -2,10 +2,44 @@
 # model on each shard (the GPU rule), stitch the maps into 32-bit labels. Each shard is one compressed file,
 # shard_NNNN.zarr.zip (a Zarr array in a zip: one object in a bucket, unlike a Zarr folder; cellscale.segment.shards).
 
+rule object_size:
+    # scale: auto (a sample sheet's column): the model segments central crops of the image at a few scales and the
+    # objects' median diameter sets the scale the tile job resamples by (cellscale.segment.size). It runs the
+    # network (the segment environment) on about 1-2 Mpx: seconds with the 8-bit copy on CPU cores, so it needs no
+    # GPU node.
+    input:
+        unpack(model_files),
+        image=image_input,
+    output:
+        estimate="results/size/{sample}.json",
+    params:
+        sample=lambda w: w.sample,
+        image=lambda w: sheet["image"][w.sample],
+        roles=lambda w: roles(w.sample),
+        model=lambda w: model_dir(w.sample),
+        timelapse=lambda w: is_timelapse(w.sample),
+        gamma=lambda w: gamma(w.sample),
+        tiling=config["tiling"],
+        segment=config["segment"],
+        postprocess=config["postprocess"],
+    threads: 2
+    resources:
+        mem_mb=3000,
+    log:
+        "logs/object_size/{sample}.log",
+    benchmark:
+        "results/benchmarks/object_size/{sample}.tsv"
+    conda:
+        "../envs/segment.yaml"
+    script:
+        "../scripts/segment.py"
+
+
 checkpoint tile:
     input:
         unpack(model_files),
         image=image_input,
+        estimate=lambda w: f"results/size/{w.sample}.json" if scale(w.sample) == AUTO else [],
     output:
         tiles=directory("results/tiles/{sample}"),
     params:

@@ -1,4 +1,4 @@
-"""Snakemake script of the segmentation rules (rules/segment.smk): tile, segment, stitch.
+"""Snakemake script of the segmentation rules (rules/segment.smk): object_size, tile, segment, stitch.
 
 Each rule hands its files and its config section (as typed settings) to one step of cellscale.steps.segment.
 """
@@ -8,12 +8,32 @@ import os
 from cellscale.logs import step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import staged_model
-from cellscale.steps.segment import segment_shard, stitch_sample, tile_sample
+from cellscale.steps.segment import estimate_sample_scale, measured_scale, segment_shard, stitch_sample, tile_sample
+
+
+def object_size(s):
+    """scale: auto: measure the objects of a crop of the image and choose the scale."""
+    p = s.params
+    estimate_sample_scale(
+        p.sample,
+        s.input.image or p.image,
+        s.output.estimate,
+        roles=p.roles,
+        model_dir=staged_model(s.input, p.model),
+        settings=SegmentSettings.from_dict(p.segment),  # config["segment"]: precision and augmentation
+        tiling=TilingSettings.from_dict(p.tiling),
+        postprocess=PostprocessSettings.from_dict(p.postprocess),
+        timelapse=p.timelapse,
+        gamma=p.gamma,
+        threads=s.threads,
+    )
 
 
 def tile(s):
     """Cut a sample into shards of windows (raw pixels, or normalised when resampled)."""
     p = s.params
+    estimate = getattr(s.input, "estimate", None)  # rule object_size's file where the scale is auto
+    estimate = [estimate] if isinstance(estimate, str) else list(estimate or [])
     tile_sample(
         p.sample,
         s.input.image or p.image,  # the sheet's path names a missing image: the step says so
@@ -24,7 +44,7 @@ def tile(s):
         timelapse=p.timelapse,
         pixel_size_um=p.pixel_size,
         gamma=p.gamma,
-        scale=p.scale,
+        scale=measured_scale(estimate[0]) if estimate else p.scale,  # auto: what object_size chose
     )
 
 
@@ -55,4 +75,4 @@ def stitch(s):
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    {"tile": tile, "segment": segment, "stitch": stitch}[s.rule](s)
+    {"object_size": object_size, "tile": tile, "segment": segment, "stitch": stitch}[s.rule](s)

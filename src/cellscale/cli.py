@@ -38,7 +38,6 @@ def _segment(args) -> int:
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.segment.model import shipped_model
     from cellscale.segment.predictor import Predictor
-    from cellscale.segment.tiles import resampling_scale
 
     src = Path(args.input)
     one_image = is_ome_zarr(src) or not src.is_dir()
@@ -53,7 +52,6 @@ def _segment(args) -> int:
     whole_cell = args.compartment == "whole-cell"
     if whole_cell and args.membrane_channel is None:
         raise SystemExit("--compartment whole-cell needs --membrane-channel")
-    resampling_scale(None, None, args.scale)  # a bad --scale fails before the model loads
     model_dir = Path(args.model) if args.model else shipped_model("tissue" if whole_cell else "nuclear")
     predictor = Predictor(model_dir, batch_size=args.batch_size, precision=args.precision,  # once for all inputs
                           augment=args.augment)
@@ -90,6 +88,16 @@ def _segment(args) -> int:
         print(f"cellscale segment: {len(failed)} of {len(inputs)} image(s) failed (errors above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _scale_arg(text: str):
+    """``--scale``: a number or auto; anything else a usage error naming the option and what it takes."""
+    from cellscale.settings import parse_scale
+
+    try:
+        return parse_scale(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _segment_failed(path: Path, err: Exception) -> Path:
@@ -496,10 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="intensity exponent before normalisation; 0.5 lifts dim nuclei")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="um per pixel of the input; resampled to the model's pixel size when it declares one")
-    p.add_argument("--scale", type=float, default=None,
+    p.add_argument("--scale", type=_scale_arg, default=None,
                    help="resample by this factor before segmenting (model pixels per image pixel; overrides "
                         "--pixel-size): 0.5 for nuclei about twice the size the model was trained on; labels "
-                        "come back on the input's grid")
+                        "come back on the input's grid. auto: outside the sizes the model was trained on, "
+                        "resample to their median, measured from a first pass on a crop (the model must record "
+                        "its training sizes, as models/nuclear does)")
     p.add_argument("--timelapse", action="store_true", help="a 3-D TIFF without axis metadata is (T, Y, X)")
     p.set_defaults(func=_segment)
 

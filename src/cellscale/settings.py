@@ -14,6 +14,7 @@ Only the standard library and PyYAML: the command line imports this at startup.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import fields
 from functools import cache
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-__all__ = ["Settings", "choices", "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
+__all__ = ["AUTO", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices", "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
 
 
 @cache
@@ -108,3 +109,45 @@ class Settings:
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+# --- the sample sheet's scale column (cellscale/schemas/samples.schema.yaml), read by the workflow, the planner,
+# review and the command line alike
+
+#: The ``scale`` value that asks for an estimate from the objects' size (:mod:`cellscale.segment.size`).
+AUTO = "auto"
+#: Model pixels per image pixel: the bounds of a ``scale``.
+SCALE_BOUNDS = (0.05, 20.0)
+
+
+def is_auto(scale) -> bool:
+    """Whether a sample's ``scale`` asks for the estimate (``"auto"``, any case)."""
+    return isinstance(scale, str) and scale.strip().lower() == AUTO
+
+
+def parse_scale(value) -> float | str | None:
+    """A ``scale`` as a sample sheet or the command line gives it: empty (None, "", NaN) -> None, ``auto`` ->
+    :data:`AUTO`, else a number of model pixels per image pixel within :data:`SCALE_BOUNDS` (a ValueError)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NAType":
+        return None  # (pandas' NA too: an empty cell of a sheet read by pandas)
+    if is_auto(value):
+        return AUTO
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"scale must be a number (model pixels per image pixel) or auto, got {value!r}") from None
+    lo, hi = SCALE_BOUNDS
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"scale must be a number from {lo:g} to {hi:g} (model pixels per image pixel) or auto, "
+                         f"got {value}")
+    return float(value)
+
+
+def planning_scale(value) -> float:
+    """The scale to size work by before any image is segmented: a number as given, 1 for empty or ``auto`` (its
+    estimate is made by the segmentation job)."""
+    value = parse_scale(value)
+    return 1.0 if value is None or value == AUTO else value

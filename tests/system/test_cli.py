@@ -58,7 +58,8 @@ def test_segment_whole_cell_and_measure(tmp_path):
 
 
 def test_segment_scale_brings_large_nuclei_to_the_model_size(tmp_path):
-    """Nuclei imaged three times as large: --scale 1/3 finds them on the input's grid, unscaled misses many."""
+    """Nuclei imaged three times as large: --scale 1/3 finds them on the input's grid, unscaled misses many;
+    --scale auto measures their size and does about as well as the right number."""
     from scipy import ndimage as ndi
 
     from cellscale.io import read_image
@@ -69,7 +70,7 @@ def test_segment_scale_brings_large_nuclei_to_the_model_size(tmp_path):
     truth = ndi.zoom(tifffile.imread(DEMO / "dsb2018" / "masks" / f"{stem}.tif"), 3, order=0)
     tifffile.imwrite(tmp_path / "big.tif", ndi.zoom(image, 3, order=1))
     scores = {}
-    for scale in ("0.3333", None):
+    for scale in ("0.3333", None, "auto"):
         out = tmp_path / f"labels-{scale}.tif"
         cellscale("segment", tmp_path / "big.tif", "-o", out, "--model", MODELS / "nuclear",
                   *(["--scale", scale] if scale else []))
@@ -77,6 +78,7 @@ def test_segment_scale_brings_large_nuclei_to_the_model_size(tmp_path):
         assert labels.shape == truth.shape
         scores[scale] = f1_score(truth, labels)
     assert scores["0.3333"] >= 0.85 and scores["0.3333"] > scores[None] + 0.1, scores
+    assert scores["auto"] >= scores["0.3333"] - 0.05, scores
     result = cellscale("segment", tmp_path / "big.tif", "-o", tmp_path / "x.tif", "--scale", "0", check=False)
     assert result.returncode != 0 and "scale must be" in result.stderr and not (tmp_path / "x.tif").exists()
 

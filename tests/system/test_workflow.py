@@ -486,6 +486,43 @@ def test_sample_scale_column_is_validated_and_used(tmp_path):
     assert labels.shape[-2:] == (256, 256) and labels.max() > 10
 
 
+def test_sample_scale_auto_is_measured_for_own_jobs_and_in_batches(tmp_path):
+    """scale auto: rule object_size measures a large image before its tile job (which resamples by what it chose); a
+    batched image is measured in its batch job, which records the choice; a bad scale names its sample."""
+    import json
+
+    import tifffile
+    from skimage.transform import rescale
+
+    from cellscale.io import read_image, read_labels
+
+    native = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"  # 256 x 256, nuclei of about 21 px
+    image = read_image(native)[0, 0]
+    up = rescale(image.astype(np.float32), 3.0, order=1, preserve_range=True).astype(np.uint8)  # about 62 px
+    tifffile.imwrite(tmp_path / "up.tif", up)
+    rows = [f"up\t{tmp_path / 'up.tif'}\ttissue\t\t\t\t\tauto", f"small\t{native}\ttissue\t\t\t\t\tAUTO"]
+    header = HEADER.rstrip("\n") + "\tscale\n"
+    write_config(tmp_path, [], tiling={"shard_mpx": 0.3})  # the 0.6 Mpx image gets its own jobs
+    sheet = tmp_path / "config" / "samples.tsv"
+    sheet.write_text(header + rows[0].replace("auto", "big") + "\n" + rows[1] + "\n")
+    bad = run(tmp_path, "-n")
+    said = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "sample 'up'" in said and "scale" in said, said[-2000:]
+    sheet.write_text(header + "".join(r + "\n" for r in rows))
+    result = run(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    size = json.loads((tmp_path / "results/size/up.json").read_text())
+    assert size["sample"] == "up" and 0.2 < size["scale"] < 0.45 and size["objects"] > 20, size
+    assert f"scale {size['scale']:.3g}" in (tmp_path / "logs/object_size/up.log").read_text()
+    labels = read_labels(tmp_path / "results/segmentation/up/nuclear.ome.tif")
+    assert labels.shape[-2:] == (768, 768) and labels.max() > 20
+    [fields] = list((tmp_path / "results/batches").glob("*/fields.tsv"))
+    small = pd.read_csv(fields, sep="\t").set_index("sample").loc["small"]
+    assert small["status"] == "ok" and small["auto_scale"] == 1.0  # its nuclei are of a size the model knows
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
+    assert (summary.loc[["up", "small"], "status"] == "ok").all()
+
+
 def test_postprocess_overrides_are_validated(tmp_path):
     good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
     write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"],

@@ -111,6 +111,8 @@ def test_track_sample_passes_its_config_to_link(tmp_path):
 
 
 @pytest.mark.parametrize("rule,script,section,step_module,step", [
+    ("object_size", "segment", "segment", "cellscale.steps.segment", "estimate_sample_scale"),
+    ("object_size", "segment", "tiling", "cellscale.steps.segment", "estimate_sample_scale"),
     ("tile", "segment", "tiling", "cellscale.steps.segment", "tile_sample"),
     ("segment", "segment", "segment", "cellscale.steps.segment", "segment_shard"),
     ("stitch", "segment", "postprocess", "cellscale.steps.segment", "stitch_sample"),
@@ -130,6 +132,10 @@ def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, rule, sc
     calls = _spy(monkeypatch, importlib.import_module(step_module), step)
     spec = str(MODELS / "nuclear" / "model.json")
     parts = {
+        "object_size": dict(input=_Names(image="img.tif", spec=spec), output=_Names(estimate="size.json"),
+                            params=_Names(sample="s", image="img.tif", roles={"nuclear": 0, "membrane": None},
+                                          model="models/nuclear", timelapse=False, gamma=1.0, tiling=config["tiling"],
+                                          segment=config["segment"], postprocess=config["postprocess"])),
         "tile": dict(input=_Names(image="img.tif", spec=spec), output=_Names(tiles="tiles"),
                      params=_Names(sample="s", image="img.tif", roles={"nuclear": 0, "membrane": None},
                                    model="models/nuclear", timelapse=False, tiling=config["tiling"], pixel_size=None,

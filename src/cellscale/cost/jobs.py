@@ -11,9 +11,8 @@
 A job's megapixels (``mpx``):
 
 - ``segment_batch``: the sum over the batch's images (plan.tsv);
-- ``tile``, ``stitch``, ``measure``, ``track``, ``ngff``, ``spatialdata``, ``report_sample``, ``lineage``: the
-  sample's image (every frame of a
-  movie), from its tile plan, else plan.tsv;
+- ``object_size`` (scale auto), ``tile``, ``stitch``, ``measure``, ``track``, ``ngff``, ``spatialdata``,
+  ``report_sample``, ``lineage``: the sample's image (every frame of a movie), from its tile plan, else plan.tsv;
 - ``segment``: the shard's share of the sample's windows x the sample's megapixels;
 - run-level rules (``plan_batches``, ``report_fields``, ``summary``, ``aggregate_measurements``): the run's total;
 - NaN where the plans do not say (never a guess).

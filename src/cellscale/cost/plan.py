@@ -357,13 +357,14 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     import pandas as pd
 
     from cellscale.io import image_size
+    from cellscale.settings import planning_scale
 
     rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment="#")
     if "kind" in rows:
         rows = rows[rows["kind"] != "timelapse"]
     if rows.empty:
         raise ValueError(f"{sheet}: no still images")
-    scales = [float(s) if s else 1.0 for s in (rows["scale"] if "scale" in rows else [""] * len(rows))]
+    scales = [planning_scale(s) for s in (rows["scale"] if "scale" in rows else [""] * len(rows))]
     given = [(int(h), int(w)) if h and w else None for h, w in
              zip(rows.get("height", [""] * len(rows)), rows.get("width", [""] * len(rows)))]
     todo = [i for i, size in enumerate(given) if size is None]

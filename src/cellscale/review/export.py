@@ -32,8 +32,10 @@ from cellscale.review.uncertainty import (
     score_tiles,
     tile_grid,
 )
+from cellscale.segment.image import estimate_scale
 from cellscale.segment.model import ModelSpec, artifact_path
 from cellscale.segment.tiles import input_ranges
+from cellscale.settings import is_auto
 
 
 @dataclass
@@ -74,9 +76,13 @@ def score_sample(predictor, inputs: SampleInputs, options: ReviewOptions) -> tup
         if not boxes:
             raise ValueError(f"no {options.tile}-px tile fits in {inputs.image} ({h} x {w} px"
                              f"{', region ' + str(options.region) if options.region else ''})")
+        scale = inputs.scale
+        if is_auto(scale):  # the workflow's choice was not recorded: measured again (with the review's predictor)
+            scale = estimate_scale(predictor, source, inputs.roles, inputs.gamma, tile=options.window,
+                                   overlap=options.overlap).scale
         tiles = band_signals(predictor, source, inputs.roles, options.compartment, labels, boxes, options.frame,
                              tile=options.window, overlap=options.overlap, pixel_size_um=inputs.pixel_size_um,
-                             gamma=inputs.gamma, scale=inputs.scale)
+                             gamma=inputs.gamma, scale=scale)
     return score_tiles(tiles), labels
 
 

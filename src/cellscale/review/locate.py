@@ -11,6 +11,7 @@ channels, pixel size: the index's ``image`` column and the sample sheet named by
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from cellscale.segment.model import shipped_model
+from cellscale.settings import is_auto, parse_scale
 
 
 @dataclass
@@ -50,6 +52,16 @@ def _resolve(path: str, base: Path) -> Path:
 
 def _number(value: str | None, kind=float):
     return kind(value) if value not in (None, "", "NA") else None
+
+
+def _scale(results: Path, sample: str, value):
+    """The sheet's scale; for auto, what the workflow chose when it recorded it (``results/size/SAMPLE.json``),
+    else auto (the review measures it again)."""
+    scale = parse_scale(value)
+    measured = results / "size" / f"{sample}.json"
+    if is_auto(scale) and measured.is_file():
+        return float(json.loads(measured.read_text())["scale"])
+    return scale
 
 
 def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear", *,
@@ -93,5 +105,5 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
     names = row.get("channel_names")
     return SampleInputs(sample, Path(image), Path(labels), model if isinstance(model, dict) else Path(model), roles,
                         _number(row.get("pixel_size_um")), _number(row.get("gamma")) or 1.0,
-                        _number(row.get("scale")), [n.strip() for n in names.split(",")] if names else None,
+                        _scale(results, sample, row.get("scale")), [n.strip() for n in names.split(",")] if names else None,
                         row.get("kind") == "timelapse")

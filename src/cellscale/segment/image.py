@@ -7,6 +7,7 @@ those :func:`segment_image` gives it alone.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,8 +21,21 @@ from cellscale.segment.model import CHANNELS_PER_COMPARTMENT
 from cellscale.segment.postprocess import PostprocessParams, postprocess_params
 from cellscale.segment.preprocess import ChannelRecipe
 from cellscale.segment.settings import PostprocessSettings, TilingSettings
+from cellscale.segment.size import (
+    KEEP,
+    SizeEstimate,
+    choose_scale,
+    median_diameter,
+    model_sizes,
+    pick_diameter,
+    search_scales,
+    size_crop,
+)
 from cellscale.segment.stitch import frame_labels
 from cellscale.segment.tiles import TilePlan, make_plan, resampling_scale, shard_tiles, to_source_grid
+from cellscale.settings import is_auto
+
+log = logging.getLogger("cellscale")
 
 _TILING, _POST = TilingSettings(), PostprocessSettings()  # the config schema's defaults (cellscale.settings)
 
@@ -54,14 +68,16 @@ class FieldOfView:
     roles : {"nuclear": index or None, "membrane": index or None}.
     pixel_size_um : micrometres per pixel; resampled to the model's pixel size when it declares one.
     gamma : intensity exponent before normalisation (< 1 lifts dim nuclei).
-    scale : model pixels per image pixel (wins over ``pixel_size_um``).
+    scale : model pixels per image pixel (wins over ``pixel_size_um``); ``"auto"``: estimated from the sizes of
+        the objects the model finds in a crop (:func:`cellscale.segment.size.estimate_scale`).
     """
 
     source: ImageSource
     roles: dict
     pixel_size_um: float | None = None
     gamma: float = 1.0
-    scale: float | None = None
+    scale: float | str | None = None
+    estimate: SizeEstimate | None = None  # set by segment_many where ``scale`` is "auto": what it measured
 
 
 @dataclass
@@ -108,6 +124,31 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
     return result
 
 
+def estimate_scale(predictor, source, roles: dict, gamma: float = 1.0, keep: str = KEEP,
+                   **segment_kwargs) -> SizeEstimate:
+    """``scale: auto``: segment central crops of the middle frame of ``source`` (an :class:`ImageSource`) at a few
+    scales (:func:`cellscale.segment.size.search_scales`), take the objects' median diameter
+    (:func:`~cellscale.segment.size.pick_diameter`; objects cut by a crop's edge left out) and choose the scale
+    (:func:`~cellscale.segment.size.choose_scale`).
+
+    ``segment_kwargs``: :func:`segment_image`'s tiling and post-processing settings. A model that records no
+    training sizes is a ValueError naming it.
+    """
+    comp, sizes = model_sizes(predictor.spec)
+
+    def measure(scale: float) -> tuple[float, int]:
+        t, y0, y1, x0, x1, cut = size_crop(source.shape, scale)
+        crop = source.region(t, y0, y1, x0, x1)[None]
+        labels = segment_image(predictor, crop, roles, gamma=gamma, scale=scale, **segment_kwargs)[comp][0]
+        return median_diameter(labels, cut)  # labels come back on the image's grid: image pixels
+
+    passes = search_scales(measure, sizes, source.shape)
+    diameter, objects = pick_diameter(passes, sizes)
+    estimate = SizeEstimate(choose_scale(diameter, sizes, keep), diameter, objects, comp, sizes, keep, passes)
+    log.info("scale auto (%s): %s", getattr(source, "path", None) or "image", estimate.describe())
+    return estimate
+
+
 def segment_many(predictor, fovs: Iterable[FieldOfView], *, tile: int = _TILING.tile, overlap: int = _TILING.overlap,
                  block: int = _POST.block, margin: int = _POST.margin, params: dict | None = None,
                  shard_mpx: float = _TILING.shard_mpx, workers: int | None = None,
@@ -132,7 +173,9 @@ def segment_many(predictor, fovs: Iterable[FieldOfView], *, tile: int = _TILING.
     spec = predictor.spec
     post = postprocess_params(spec, params)  # a misspelt override fails every image: raised here
     workers = workers or available_cores()
-    jobs = (_planned(spec, index, fov, tile, overlap, shard_mpx) for index, fov in enumerate(fovs))
+    sizing = partial(estimate_scale, predictor, tile=tile, overlap=overlap, block=block, margin=margin,
+                     params=params, shard_mpx=shard_mpx, workers=workers)  # for a scale of "auto"
+    jobs = (_planned(spec, index, fov, tile, overlap, shard_mpx, sizing) for index, fov in enumerate(fovs))
     for group in _groups(jobs, group_mpx):
         _predict_group(predictor, group)
         ok = sum(job.error is None for job in group)
@@ -143,11 +186,18 @@ def segment_many(predictor, fovs: Iterable[FieldOfView], *, tile: int = _TILING.
             yield job.index, result
 
 
-def _planned(spec, index: int, fov: FieldOfView, tile: int, overlap: int, shard_mpx: float) -> _Job:
-    """A job with the tile plan and channel recipe of one field of view (or the error that prevents them)."""
+def _planned(spec, index: int, fov: FieldOfView, tile: int, overlap: int, shard_mpx: float, sizing=None) -> _Job:
+    """A job with the tile plan and channel recipe of one field of view (or the error that prevents them);
+    ``sizing(source, roles, gamma)`` estimates a scale of "auto" (:func:`estimate_scale`)."""
     job = _Job(index, fov)
     try:
-        scale = resampling_scale(fov.pixel_size_um, spec.pixel_size_um, fov.scale)
+        scale = fov.scale
+        if is_auto(scale):
+            if sizing is None:
+                raise ValueError("scale auto needs the model to estimate the objects' size")
+            fov.estimate = sizing(fov.source, fov.roles or {}, fov.gamma)
+            scale = fov.estimate.scale
+        scale = resampling_scale(fov.pixel_size_um, spec.pixel_size_um, scale)
         job.plan, job.recipe = make_plan(fov.source, fov.roles or {}, spec.inputs, tile, overlap,
                                          spec.tile_multiple, shard_mpx, scale, fov.gamma)
     except IMAGE_ERRORS as err:

@@ -41,6 +41,9 @@ class ModelSpec:
     # {"artifact": "model.int8.tflite", "window": 512, "calibration": "..."}; windows up to
     # ``window`` px are padded to it.
     int8: dict | None = None
+    # The typical object sizes of the training images, per compartment (:func:`cellscale.segment.size.training_sizes`:
+    # {"median_px", "p10_px", "p90_px", "images", "source"}), which ``scale: auto`` compares an image's with.
+    object_sizes: dict | None = None
 
     @classmethod
     def read(cls, model: "str | os.PathLike | dict") -> "ModelSpec":

@@ -16,7 +16,8 @@ A batch folder (``results/batches/NNNN/``) holds:
 - the per-cell table of all its fields of view, ``sample`` first, as Parquet: in the workflow
   ``results/cells/batch_NNNN.parquet``, so a run's batch tables read as one dataset
   (``pyarrow.dataset.dataset("results/cells")``);
-- ``fields.tsv``: one row per field of view (``sample``, ``status`` ok/failed, the summary counts);
+- ``fields.tsv``: one row per field of view (``sample``, ``status`` ok/failed, the summary counts, and
+  ``auto_scale``, the scale chosen where the sheet says ``auto``);
 - ``errors.tsv``: the failed ones, with the file and the reason.
 """
 
@@ -36,6 +37,7 @@ from cellscale.report import summarize_sample
 from cellscale.samples import pack_batches
 from cellscale.segment.image import FieldOfView, segment_many
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
+from cellscale.settings import planning_scale
 from cellscale.steps import ERROR_COLUMNS, StepError, label_paths, open_sample_image, read_tsv
 from cellscale.steps.measure import MeasureSettings, sample_channel_names
 
@@ -64,7 +66,7 @@ def plan_batches(rows: pd.DataFrame, out_tsv, shard_mpx: float, enabled: bool = 
     """
     rows = rows.reset_index(drop=True)
     still = (rows["kind"] != "timelapse").to_numpy() if enabled else np.zeros(len(rows), bool)
-    scales = [None if pd.isna(s) else float(s) for s in rows["scale"]]
+    scales = [planning_scale(s) for s in rows["scale"]]  # auto: sized as 1, estimated by the batch job
     sizes = (list(zip(rows["height"], rows["width"])) if {"height", "width"} <= set(rows.columns)
              else [None] * len(rows))
     mpx: list[float | None] = [None] * len(rows)
@@ -135,7 +137,7 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
             except (StepError, ValueError) as err:  # ImageError is a ValueError
                 errors.append(_error(field, batch, err))
         try:
-            fovs = (FieldOfView(sources[f.sample], f.roles, f.pixel_size_um, f.gamma, f.scale) for f in opened)
+            fovs = [FieldOfView(sources[f.sample], f.roles, f.pixel_size_um, f.gamma, f.scale) for f in opened]
             for i, result in segment_many(predictor, fovs, tile=tiling.tile, overlap=tiling.overlap,
                                           block=postprocess.block, margin=postprocess.margin,
                                           params=postprocess.overrides, shard_mpx=tiling.shard_mpx,
@@ -149,7 +151,8 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
                     errors.append(_error(field, batch, err))
                     continue
                 tables[field.sample] = table
-                rows.append({**summary, "status": "ok"})
+                chose = fovs[i].estimate  # scale auto: the scale it chose, a column of its own
+                rows.append({**summary, "status": "ok", **({"auto_scale": chose.scale} if chose else {})})
                 log.info("batch %s: %s, %s", batch, field.sample,
                          ", ".join(f"{len(table[table.compartment == c])} {c}" for c in result))
         finally:

@@ -1,5 +1,7 @@
-"""Steps of the segmentation rules (``rules/segment.smk``): ``tile``, ``segment`` (the GPU step) and ``stitch``.
+"""Steps of the segmentation rules (``rules/segment.smk``): ``size``, ``tile``, ``segment`` (the GPU step) and
+``stitch``.
 
+- :func:`estimate_sample_scale` measures the objects of a sample whose ``scale`` is ``auto`` (the network runs);
 - :func:`tile_sample` cuts a sample into windows, shard by shard, and writes the tile plan;
 - :func:`segment_shard` runs the model on one shard of windows;
 - :func:`stitch_sample` blends a sample's predicted windows and post-processes them block by block into one
@@ -10,12 +12,13 @@ Shards of windows and of maps are single files, compressed and chunked per windo
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
 
-from cellscale.io import ImageError, atomic_dir, write_labels
-from cellscale.segment.image import predict_tiles
+from cellscale.io import ImageError, atomic_dir, atomic_path, write_labels
+from cellscale.segment.image import estimate_scale, predict_tiles
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT, ModelSpec
 from cellscale.segment.postprocess import postprocess_params
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
@@ -25,6 +28,44 @@ from cellscale.segment.tiles import TilePlan, make_plan, resampling_scale
 from cellscale.steps import _fail, _image_failed, open_sample_image
 
 log = logging.getLogger("cellscale")
+
+
+def estimate_sample_scale(sample: str, image_path, out_json, roles: dict, model_dir, *,
+                          settings: SegmentSettings | None = None, tiling: TilingSettings | None = None,
+                          postprocess: PostprocessSettings | None = None, timelapse: bool = False,
+                          gamma: float = 1.0, threads: int | None = None) -> float:
+    """``scale: auto``: segment a crop of the sample's image at its own resolution, choose the scale from its
+    objects' median diameter (:func:`cellscale.segment.image.estimate_scale`) and write it, with what was
+    measured, to ``out_json`` (read by :func:`measured_scale`). Returns the scale.
+
+    ``settings`` (config ``segment``): the network's arithmetic and augmentation, as the segment jobs run it;
+    ``tiling`` and ``postprocess``: the workflow's windows and post-processing.
+    """
+    from cellscale.segment.predictor import Predictor  # (as in segment_shard)
+
+    settings, tiling = settings or SegmentSettings(), tiling or TilingSettings()
+    postprocess = postprocess or PostprocessSettings()
+    batch_size = max(1, int(settings.batch_mpx * 1e6 // (tiling.tile * tiling.tile)))
+    predictor = Predictor(model_dir, batch_size=batch_size, precision=settings.precision, threads=threads,
+                          augment=settings.augment)
+    with open_sample_image(sample, image_path, timelapse) as source:
+        try:
+            estimate = estimate_scale(predictor, source, roles, gamma, tile=tiling.tile, overlap=tiling.overlap,
+                                      block=postprocess.block, margin=postprocess.margin,
+                                      params=postprocess.overrides, workers=threads)
+        except ImageError as err:
+            _image_failed(sample, err)
+        except ValueError as err:  # a channel index; a model that records no training sizes
+            _fail(sample, image_path, str(err))
+    log.info("size %s: %s", sample, estimate.describe())
+    with atomic_path(out_json) as tmp:
+        Path(tmp).write_text(json.dumps({"sample": sample, **estimate.as_dict()}, indent=2) + "\n")
+    return estimate.scale
+
+
+def measured_scale(size_json) -> float:
+    """The scale :func:`estimate_sample_scale` chose (``size_json``: its file)."""
+    return float(json.loads(Path(size_json).read_text())["scale"])
 
 
 def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, tiling: TilingSettings | None = None,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from cellscale.registry import find_model, model_entry
 from cellscale.segment.model import ModelSpec
+from cellscale.segment.size import training_sizes
 from cellscale.train.data import Example, codex_training_examples
 from cellscale.train.finish import finish_model, finish_tissue_model
 from cellscale.train.fit import export, fit
@@ -45,6 +48,18 @@ def small_examples_note(train: list[Example], tile: int, multiple: int) -> str |
             f"smallest {min(small)} px): their crops are mostly zero padding; --tile {fits} fits them")
 
 
+def object_sizes(train, compartments: list[str], source: str) -> dict:
+    """Per compartment, the typical object sizes of the training images that label it (what ``scale: auto``
+    compares an image's with; :func:`cellscale.segment.size.training_sizes`); a compartment no image labels is
+    left out. A cut-out example (a corrected tile) counts like any other image."""
+    sizes = {}
+    for comp in compartments:
+        labelled = [ex.labels[comp] for ex in train if ex.labels.get(comp) is not None]
+        if any(np.any(lab > 0) for lab in labelled):
+            sizes[comp] = training_sizes(labelled, source)
+    return sizes or None
+
+
 def run_training(options: TrainOptions) -> int:
     """Train the model ``options`` describe into ``options.out`` (checkpoints in ``options.run_dir``)."""
     data = training_set(options)
@@ -62,6 +77,7 @@ def run_training(options: TrainOptions) -> int:
                          base_filters=options.base_filters, depth=options.depth, tile_multiple=2**options.depth)
         train = data.examples("train")
     log(f"{len(train)} training images from {options.data}")
+    spec.object_sizes = object_sizes(train, spec.compartments, f"{data.describe()}, training split")
     small = small_examples_note(train, options.tile, spec.tile_multiple)
     if small:
         log(small)
