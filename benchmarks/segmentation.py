@@ -102,20 +102,23 @@ MAGNIFICATIONS = (0.4, 1.0, 2.5, 4.0)
 
 def object_size_accuracy(model_dir: Path, quick: bool, splits: tuple[str, ...] = ("test",),
                          magnifications: tuple[float, ...] = MAGNIFICATIONS,
-                         keeps: tuple[str, ...] | None = None) -> pd.DataFrame:
+                         keeps: tuple[str, ...] | None = None, picks: tuple[str, ...] | None = None,
+                         targets: tuple[str, ...] | None = None) -> pd.DataFrame:
     """F1 and mean AP on DSB2018 ``splits`` resampled by each magnification, at scale 1, auto (with each range of
-    sizes kept as they are, ``keeps``: cellscale.segment.size.KEEP_RANGES) and the right scale; with the scales
-    auto chose (median and range over the images)."""
+    sizes kept as they are, ``keeps``: cellscale.segment.size.KEEP_RANGES, and each way of picking a diameter from
+    the passes, ``picks``: cellscale.segment.size.PICKS, and each size an image outside the range is brought to,
+    ``targets``: cellscale.segment.size.TARGETS) and the right scale; with the scales auto chose (median
+    and range over the images)."""
     from skimage.transform import rescale
 
     from cellscale.io import ImageSource, read_image
     from cellscale.segment.image import estimate_scale, segment_image
     from cellscale.segment.metrics import summarize
     from cellscale.segment.predictor import Predictor
-    from cellscale.segment.size import KEEP, choose_scale
+    from cellscale.segment.size import KEEP, PICK, TARGET, choose_scale, pick_diameter
     from cellscale.train.data import split_of
 
-    keeps = keeps or (KEEP,)
+    keeps, picks, targets = keeps or (KEEP,), picks or (PICK,), targets or (TARGET,)
     root = SHARED / "dsb2018"
     index = pd.read_csv(root / "index.csv")
     index = index[[split_of(i) in splits for i in index.id]]
@@ -135,9 +138,10 @@ def object_size_accuracy(model_dir: Path, quick: bool, splits: tuple[str, ...] =
                                          anti_aliasing=m < 1) for c in range(raw.shape[1])]])
                 truth = rescale(truth, m, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
             estimate = estimate_scale(predictor, ImageSource.from_array(raw), {})
-            scales = {"scale 1": 1.0, **{f"scale auto (keep {k})": choose_scale(estimate.diameter_px,
-                                                                                 estimate.sizes, k) for k in keeps},
-                      "right scale (1/magnification)": 1 / m}
+            autos = {f"scale auto ({p}, keep {k}, to {t})": choose_scale(
+                pick_diameter(estimate.passes, estimate.sizes, p)[0], estimate.sizes, k, t)
+                for p in picks for k in keeps for t in targets}
+            scales = {"scale 1": 1.0, **autos, "right scale (1/magnification)": 1 / m}
             done: dict[float, np.ndarray] = {}
             for name, scale in scales.items():
                 if scale not in done:
@@ -273,6 +277,12 @@ def main() -> int:
     parser.add_argument("--keep", nargs="+", default=None, choices=["p10-p90", "p25-p75", "none"],
                         help="object size: the ranges of sizes scale auto leaves as they are, each scored (default: "
                              "the shipped choice, cellscale.segment.size.KEEP)")
+    parser.add_argument("--pick", nargs="+", default=None, choices=["agree", "max"],
+                        help="object size: the ways of picking a diameter from scale auto's passes, each scored "
+                             "(default: the shipped choice, cellscale.segment.size.PICK)")
+    parser.add_argument("--target", nargs="+", default=None, choices=["median", "edge"],
+                        help="object size: the sizes scale auto brings an image to, each scored (default: the "
+                             "shipped choice, cellscale.segment.size.TARGET)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
@@ -299,7 +309,9 @@ def main() -> int:
     if "size" not in args.skip:
         if (SHARED / "dsb2018").exists():
             table = object_size_accuracy(ROOT / "models" / "nuclear", args.quick, tuple(args.splits),
-                                         keeps=tuple(args.keep) if args.keep else None)
+                                         keeps=tuple(args.keep) if args.keep else None,
+                                         picks=tuple(args.pick) if args.pick else None,
+                                         targets=tuple(args.target) if args.target else None)
             print(f"\n## Object size: DSB2018 split(s) {', '.join(args.splits)} at other magnifications, "
                   "int8 + rot180\n" + table.to_string(index=False))
             results["object_size"] = table.to_dict("records")

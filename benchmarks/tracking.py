@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellscale.settings import parse_scale
 from cellscale.track import detections_from_labels, link, read_label_dir, write_ctc
 from cellscale.track.config import TrackConfig
 from cellscale.track.costs import crowding
@@ -459,9 +460,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-scale", action="store_true",
                    help="skip the colony of the ILP goal's size (50 frames of ~700 cells; not run with --quick)")
     p.add_argument("--e2e-frames", type=int, default=None, help="end to end on the first N frames only")
-    p.add_argument("--e2e-scale", type=float, default=None,
+    p.add_argument("--e2e-scale", type=parse_scale, default=None,
                    help="resample the raw frames by this factor before segmenting, as a sample's scale column "
-                        "does (default: from --pixel-size-um, else 1)")
+                        "does (default: from --pixel-size-um, else 1; auto: measured, cellscale.segment.size)")
     p.add_argument("--e2e-gamma", type=float, default=1.0, help="intensity exponent before normalisation")
     p.add_argument("--e2e-choose", action="store_true",
                    help="choose --e2e-scale and --e2e-gamma on frames 0-29 of GOWT1 01 (every 3rd) by the "
@@ -522,7 +523,8 @@ def main(argv=None) -> int:
                                            args.e2e_gamma, **network)
             run_sequence("GOWT1-01 e2e" + (f" ({args.e2e_frames} frames)" if args.e2e_frames else "")
                          + f" ({args.precision}, {args.augment})"
-                         + (f" (x{args.e2e_scale:g})" if args.e2e_scale not in (None, 1) else "")
+                         + (" (scale auto)" if args.e2e_scale == "auto" else
+                            f" (x{args.e2e_scale:g})" if args.e2e_scale not in (None, 1) else "")
                          + (f" (gamma {args.e2e_gamma:g})" if args.e2e_gamma != 1 else ""),
                          labels, match, image, args)
     else:

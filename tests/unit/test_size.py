@@ -107,6 +107,18 @@ def test_the_search_sees_large_nuclei_whole_at_a_coarser_pass_and_small_ones_at_
     assert min(search_scales(network(150.0), SIZES, (1, 1, 100, 100))) == 0.5
 
 
+def test_how_a_diameter_is_picked_from_the_passes():
+    # merged blobs at coarse passes (few, large) do not pull the estimate up; no two passes agree: the finest
+    passes = {1.0: (15.2, 39), 0.5: (23.1, 14), 0.25: (81.2, 3), 0.125: (134.5, 1)}
+    assert pick_diameter(passes, SIZES, "agree") == (15.2, 39)
+    assert pick_diameter(passes, SIZES) == (23.1, 14)  # max (the shipped choice): passes that found < 5 do not count
+    # whole nuclei keep their size from pass to pass, pieces do not
+    passes = {1.0: (18.0, 300), 0.5: (36.0, 80), 0.25: (150.0, 20), 0.125: (148.0, 20), 0.0625: (172.0, 19)}
+    assert pick_diameter(passes, SIZES, "agree") == (150.0, 20)
+    assert pick_diameter(passes, SIZES) == (172.0, 19)
+    assert pick_diameter({1.0: (math.nan, 0)}, SIZES)[1] == 0
+
+
 def test_the_range_kept_as_it_is():
     assert keep_range(SIZES, "p10-p90") == (10.5, 46.5) and keep_range(SIZES, "p25-p75") == (13.0, 28.0)
     assert keep_range(SIZES, "none") is None and choose_scale(20.0, SIZES, "none") == pytest.approx(0.9)

@@ -23,6 +23,7 @@ from cellscale.segment.preprocess import ChannelRecipe
 from cellscale.segment.settings import PostprocessSettings, TilingSettings
 from cellscale.segment.size import (
     KEEP,
+    PICK,
     SizeEstimate,
     choose_scale,
     median_diameter,
@@ -124,7 +125,7 @@ def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile:
     return result
 
 
-def estimate_scale(predictor, source, roles: dict, gamma: float = 1.0, keep: str = KEEP,
+def estimate_scale(predictor, source, roles: dict, gamma: float = 1.0, keep: str = KEEP, pick: str = PICK,
                    **segment_kwargs) -> SizeEstimate:
     """``scale: auto``: segment central crops of the middle frame of ``source`` (an :class:`ImageSource`) at a few
     scales (:func:`cellscale.segment.size.search_scales`), take the objects' median diameter
@@ -143,8 +144,8 @@ def estimate_scale(predictor, source, roles: dict, gamma: float = 1.0, keep: str
         return median_diameter(labels, cut)  # labels come back on the image's grid: image pixels
 
     passes = search_scales(measure, sizes, source.shape)
-    diameter, objects = pick_diameter(passes, sizes)
-    estimate = SizeEstimate(choose_scale(diameter, sizes, keep), diameter, objects, comp, sizes, keep, passes)
+    diameter, objects = pick_diameter(passes, sizes, pick)
+    estimate = SizeEstimate(choose_scale(diameter, sizes, keep), diameter, objects, comp, sizes, keep, passes, pick)
     log.info("scale auto (%s): %s", getattr(source, "path", None) or "image", estimate.describe())
     return estimate
 

@@ -46,6 +46,7 @@ def model_card(spec: ModelSpec, record: dict) -> str:
         "",
         "## Training data",
         *kind.data(record),
+        *object_size_lines(spec),
         *lineage_lines(record),
         f"- command: `{record['command']}`",
         *([f"- note: {record['note']}"] if record.get("note") else []),
@@ -64,6 +65,14 @@ def model_card(spec: ModelSpec, record: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def object_size_lines(spec: ModelSpec) -> list[str]:
+    """What the training images' objects measure (``object_sizes``: what ``scale: auto`` compares with)."""
+    return [f"- {comp} object sizes (`scale: auto` compares an image's with them): median diameter per training "
+            f"image, over the {v['images']} images {v['median_px']:g} px (25th-75th percentile {v['p25_px']:g}-"
+            f"{v['p75_px']:g} px, 10th-90th {v['p10_px']:g}-{v['p90_px']:g} px); {v['source']}"
+            for comp, v in (spec.object_sizes or {}).items()]
 
 
 def lineage_lines(record: dict) -> list[str]:
