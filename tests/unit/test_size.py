@@ -122,6 +122,10 @@ def test_how_a_diameter_is_picked_from_the_passes():
 def test_the_range_kept_as_it_is():
     assert keep_range(SIZES, "p10-p90") == (10.5, 46.5) and keep_range(SIZES, "p25-p75") == (13.0, 28.0)
     assert keep_range(SIZES, "none") is None and choose_scale(20.0, SIZES, "none") == pytest.approx(0.9)
+    # brought to the nearer edge of the kept range instead of the median (the least change)
+    assert choose_scale(56.0, SIZES, target="edge") == pytest.approx(0.5)
+    assert choose_scale(6.5, SIZES, target="edge") == pytest.approx(2.0)
+    assert choose_scale(56.0, SIZES, "none", "edge") == pytest.approx(18.0 / 56.0)  # no range: the median
 
 
 @pytest.mark.parametrize("value, expected", [(None, None), ("", None), (float("nan"), None), (pd.NA, None),
