@@ -521,6 +521,11 @@ def test_sample_scale_auto_is_measured_for_own_jobs_and_in_batches(tmp_path):
     assert small["status"] == "ok" and small["auto_scale"] == 1.0  # its nuclei are of a size the model knows
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
     assert (summary.loc[["up", "small"], "status"] == "ok").all()
+    # review finds what the workflow chose, for each path
+    from cellscale.review import locate
+
+    assert locate(tmp_path / "results", "up").scale == size["scale"]
+    assert locate(tmp_path / "results", "small").scale == 1.0
 
 
 def test_postprocess_overrides_are_validated(tmp_path):

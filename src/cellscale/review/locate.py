@@ -33,7 +33,7 @@ class SampleInputs:
     roles: dict = field(default_factory=dict)
     pixel_size_um: float | None = None
     gamma: float = 1.0
-    scale: float | None = None
+    scale: float | str | None = None  # "auto" where the workflow's choice was not found: measured again
     channel_names: list[str] | None = None
     timelapse: bool = False  # the sheet's kind: a stack without axis metadata is frames, not channels
 
@@ -54,14 +54,19 @@ def _number(value: str | None, kind=float):
     return kind(value) if value not in (None, "", "NA") else None
 
 
-def _scale(results: Path, sample: str, value):
-    """The sheet's scale; for auto, what the workflow chose when it recorded it (``results/size/SAMPLE.json``),
-    else auto (the review measures it again)."""
+def _scale(results: Path, sample: str, value, batch: str | None = None):
+    """The sheet's scale; for auto, what the workflow chose where it recorded it (``results/size/SAMPLE.json`` for a
+    sample with its own jobs, its batch's ``fields.tsv`` for a batched one), else auto (the review measures it
+    again)."""
     scale = parse_scale(value)
+    if not is_auto(scale):
+        return scale
     measured = results / "size" / f"{sample}.json"
-    if is_auto(scale) and measured.is_file():
+    if measured.is_file():
         return float(json.loads(measured.read_text())["scale"])
-    return scale
+    fields = results / "batches" / (batch or "-") / "fields.tsv"
+    chosen = _table(fields).get(sample, {}).get("auto_scale") if batch and fields.is_file() else None
+    return float(chosen) if chosen else scale
 
 
 def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear", *,
@@ -103,7 +108,7 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
         else:
             model = _resolve(named, project) if named else shipped_model(key)
     names = row.get("channel_names")
+    scale = _scale(results, sample, row.get("scale"), indexed.get("batch"))
     return SampleInputs(sample, Path(image), Path(labels), model if isinstance(model, dict) else Path(model), roles,
-                        _number(row.get("pixel_size_um")), _number(row.get("gamma")) or 1.0,
-                        _scale(results, sample, row.get("scale")), [n.strip() for n in names.split(",")] if names else None,
-                        row.get("kind") == "timelapse")
+                        _number(row.get("pixel_size_um")), _number(row.get("gamma")) or 1.0, scale,
+                        [n.strip() for n in names.split(",")] if names else None, row.get("kind") == "timelapse")

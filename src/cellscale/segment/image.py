@@ -70,7 +70,7 @@ class FieldOfView:
     pixel_size_um : micrometres per pixel; resampled to the model's pixel size when it declares one.
     gamma : intensity exponent before normalisation (< 1 lifts dim nuclei).
     scale : model pixels per image pixel (wins over ``pixel_size_um``); ``"auto"``: estimated from the sizes of
-        the objects the model finds in a crop (:func:`cellscale.segment.size.estimate_scale`).
+        the objects the model finds in a crop (:func:`estimate_scale`).
     """
 
     source: ImageSource

@@ -1,4 +1,4 @@
-"""Steps of the segmentation rules (``rules/segment.smk``): ``size``, ``tile``, ``segment`` (the GPU step) and
+"""Steps of the segmentation rules (``rules/segment.smk``): ``object_size``, ``tile``, ``segment`` (the GPU step) and
 ``stitch``.
 
 - :func:`estimate_sample_scale` measures the objects of a sample whose ``scale`` is ``auto`` (the network runs);
