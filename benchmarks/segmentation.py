@@ -14,7 +14,8 @@ Prints, in one run:
 - object size (``--only size``): the held-out DSB2018 split resampled to other magnifications (0.4x: nuclei of
   4-20 px; 2.5x and 4x: 25-200 px), segmented at the image's own resolution (``scale`` 1), with ``scale: auto``
   (:mod:`cellscale.segment.size`), and at the right scale (the inverse of the magnification: what a user who
-  knows the size would give), int8 + rot180, the workflow's defaults.
+  knows the size would give), int8 + rot180, the workflow's defaults; and CTC SIM+ 01's frames at scale 1, auto,
+  0.5 and 0.3 (not in --quick).
 Needs ../shared/data for the accuracy parts (skipped with a note when absent). ``--json PATH`` also writes
 the figures there (benchmarks/ holds the code only: run outputs go elsewhere, e.g. results/).
 """
@@ -154,6 +155,31 @@ def object_size_accuracy(model_dir: Path, quick: bool, splits: tuple[str, ...] =
             rows.append({"magnification": m, "method": name, "images": s["images"], "F1@0.5": s["f1"],
                          "mean AP": s["ap"], "scale: median [min, max]": f"{np.median(c):.2f} [{min(c):.2f}, "
                                                                           f"{max(c):.2f}]"})
+    return pd.DataFrame(rows)
+
+
+def ctc_object_size(model_dir: Path, frames=range(0, 65, 6)) -> pd.DataFrame:
+    """A check no choice looked at: CTC Fluo-N2DH-SIM+ 01 (simulated nuclei of about 44 px; full SEG truth),
+    ``frames`` segmented as one movie at scale 1, auto and two fixed scales; F1 and mean AP against the truth."""
+    import tifffile
+
+    from cellscale.io import ImageSource
+    from cellscale.segment.image import estimate_scale, segment_image
+    from cellscale.segment.metrics import summarize
+    from cellscale.segment.predictor import Predictor
+
+    seq = SHARED / "ctc" / "Fluo-N2DH-SIM+"
+    image = np.stack([tifffile.imread(seq / "01" / f"t{t:03d}.tif") for t in frames]).astype(np.float32)[:, None]
+    truth = [tifffile.imread(seq / "01_GT" / "SEG" / f"man_seg{t:03d}.tif") for t in frames]
+    predictor = Predictor(model_dir, precision="auto", augment="rot180")
+    estimate = estimate_scale(predictor, ImageSource.from_array(image), {"nuclear": 0})
+    rows = []
+    for name, scale in (("scale 1", 1.0), ("scale auto", estimate.scale), ("scale 0.5", 0.5), ("scale 0.3", 0.3)):
+        labels = segment_image(predictor, image, {"nuclear": 0}, tile=WINDOW, scale=scale)["nuclear"]
+        s = summarize(list(zip(truth, labels)))
+        rows.append({"sequence": f"SIM+ 01, frames {frames[0]}-{frames[-1]} every {frames.step}",
+                     "method": name, "scale": round(scale, 3), "frames": s["images"], "F1@0.5": s["f1"],
+                     "mean AP": s["ap"], "auto measured (px)": round(estimate.diameter_px, 1)})
     return pd.DataFrame(rows)
 
 
@@ -317,6 +343,10 @@ def main() -> int:
             results["object_size"] = table.to_dict("records")
         else:
             print("(no ../shared/data/dsb2018: object size skipped)")
+        if (SHARED / "ctc" / "Fluo-N2DH-SIM+").exists() and not args.quick:
+            table = ctc_object_size(ROOT / "models" / "nuclear")
+            print("\n## Object size: CTC SIM+ 01 (no choice looked at it), int8 + rot180\n" + table.to_string(index=False))
+            results["object_size_ctc"] = table.to_dict("records")
     if "speed" not in args.skip:
         sizes = [1.0] if args.quick else [4.2, 26.2, 104.9]
         with tempfile.TemporaryDirectory(prefix="cellscale-bench-") as tmp:
