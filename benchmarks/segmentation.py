@@ -36,6 +36,7 @@ import pandas as pd
 
 from cellscale.segment.predictor import AUGMENTATIONS
 from cellscale.segment.predictor import PRECISIONS as ALL_PRECISIONS
+from cellscale.segment.size import KEEP_RANGES, PICKS, TARGETS
 from cellscale.train.data import (
     CODEX_TEST_X0,  # columns >= this are never trained on (docs/benchmarks.md)
 )
@@ -300,13 +301,13 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", type=_variant, default=None, metavar="PRECISION[+AUGMENT]",
                         help="what the accuracy parts score, e.g. int8+rot180 (default: every precision and "
                              "augmentation; --quick: int8+rot180 and float32)")
-    parser.add_argument("--keep", nargs="+", default=None, choices=["p10-p90", "p25-p75", "none"],
+    parser.add_argument("--keep", nargs="+", default=None, choices=list(KEEP_RANGES),
                         help="object size: the ranges of sizes scale auto leaves as they are, each scored (default: "
                              "the shipped choice, cellscale.segment.size.KEEP)")
-    parser.add_argument("--pick", nargs="+", default=None, choices=["agree", "max"],
+    parser.add_argument("--pick", nargs="+", default=None, choices=list(PICKS),
                         help="object size: the ways of picking a diameter from scale auto's passes, each scored "
                              "(default: the shipped choice, cellscale.segment.size.PICK)")
-    parser.add_argument("--target", nargs="+", default=None, choices=["median", "edge"],
+    parser.add_argument("--target", nargs="+", default=None, choices=list(TARGETS),
                         help="object size: the sizes scale auto brings an image to, each scored (default: the "
                              "shipped choice, cellscale.segment.size.TARGET)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")

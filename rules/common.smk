@@ -91,13 +91,15 @@ if samples["image"].isna().any():
     raise ValueError(f"{config['samples']}: no image for sample(s) {list(samples.index[samples['image'].isna()][:5])}")
 # scale: a number, empty, or auto (the column is text as soon as one row says auto): numbers as numbers for the
 # schema, and a bad value is an error naming its sample
-_scales = {}
-for _sample, _value in samples["scale"].items():
+def _sheet_scale(sample, value):
     try:
-        _scales[_sample] = parse_scale(_value)
+        scale = parse_scale(value)
     except ValueError as err:
-        raise ValueError(f"{config['samples']}: sample {_sample!r}: {err}") from None
-samples["scale"] = pd.Series([pd.NA if _scales[s] is None else _scales[s] for s in samples.index], index=samples.index,
+        raise ValueError(f"{config['samples']}: sample {sample!r}: {err}") from None
+    return pd.NA if scale is None else scale
+
+
+samples["scale"] = pd.Series([_sheet_scale(s, v) for s, v in samples["scale"].items()], index=samples.index,
                              dtype=object)
 # The other columns are checked against the schema once per distinct combination, not once per row: a sheet of
 # 10^5 fields of view usually has a handful (names and paths are checked above).

@@ -136,10 +136,12 @@ def estimate_scale(predictor, source, roles: dict, gamma: float = 1.0, keep: str
     training sizes is a ValueError naming it.
     """
     comp, sizes = model_sizes(predictor.spec)
+    t, by0, by1, bx0, bx1, _ = size_crop(source.shape)
+    base = source.region(t, by0, by1, bx0, bx1)  # read once: every pass's crop lies inside it
 
     def measure(scale: float) -> tuple[float, int]:
-        t, y0, y1, x0, x1, cut = size_crop(source.shape, scale)
-        crop = source.region(t, y0, y1, x0, x1)[None]
+        _, y0, y1, x0, x1, cut = size_crop(source.shape, scale)
+        crop = base[None, :, y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
         labels = segment_image(predictor, crop, roles, gamma=gamma, scale=scale, **segment_kwargs)[comp][0]
         return median_diameter(labels, cut)  # labels come back on the image's grid: image pixels
 

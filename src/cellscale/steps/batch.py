@@ -40,6 +40,7 @@ from cellscale.segment.settings import PostprocessSettings, SegmentSettings, Til
 from cellscale.settings import planning_scale
 from cellscale.steps import ERROR_COLUMNS, StepError, label_paths, open_sample_image, read_tsv
 from cellscale.steps.measure import MeasureSettings, sample_channel_names
+from cellscale.steps.segment import job_predictor
 
 log = logging.getLogger("cellscale")
 
@@ -119,14 +120,9 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
     labels are those it would get alone. ``cells_path``: where the batch's per-cell table goes (default:
     ``cells.parquet`` in ``out_dir``). Returns the batch's ``fields.tsv`` table.
     """
-    # imported here: the predictor loads a network runtime
-    from cellscale.segment.predictor import Predictor
-
     tiling, segment = tiling or TilingSettings(), segment or SegmentSettings()
     postprocess, measure = postprocess or PostprocessSettings(), measure or MeasureSettings()
-    batch_size = max(1, int(segment.batch_mpx * 1e6 // (tiling.tile * tiling.tile)))
-    predictor = Predictor(model_dir, batch_size=batch_size, precision=segment.precision, threads=threads,
-                          augment=segment.augment)
+    predictor = job_predictor(model_dir, segment, tiling.tile * tiling.tile, threads)  # loads a network runtime
     rows, errors, tables = [], [], {}
     with atomic_dir(out_dir) as tmp:
         sources, opened = {}, []

@@ -30,6 +30,16 @@ from cellscale.steps import _fail, _image_failed, open_sample_image
 log = logging.getLogger("cellscale")
 
 
+def job_predictor(model_dir, settings: SegmentSettings, window_px: int, threads: int | None = None):
+    """The predictor a job runs (config ``segment``): forward passes of about ``settings.batch_mpx`` megapixels of
+    windows of ``window_px`` pixels, the configured arithmetic and augmentation."""
+    # imported here: the tile and stitch jobs run where no network library is installed (envs/cellscale.yaml)
+    from cellscale.segment.predictor import Predictor
+
+    return Predictor(model_dir, batch_size=max(1, int(settings.batch_mpx * 1e6 // window_px)),
+                     precision=settings.precision, threads=threads, augment=settings.augment)
+
+
 def estimate_sample_scale(sample: str, image_path, out_json, roles: dict, model_dir, *,
                           settings: SegmentSettings | None = None, tiling: TilingSettings | None = None,
                           postprocess: PostprocessSettings | None = None, timelapse: bool = False,
@@ -41,13 +51,9 @@ def estimate_sample_scale(sample: str, image_path, out_json, roles: dict, model_
     ``settings`` (config ``segment``): the network's arithmetic and augmentation, as the segment jobs run it;
     ``tiling`` and ``postprocess``: the workflow's windows and post-processing.
     """
-    from cellscale.segment.predictor import Predictor  # (as in segment_shard)
-
     settings, tiling = settings or SegmentSettings(), tiling or TilingSettings()
     postprocess = postprocess or PostprocessSettings()
-    batch_size = max(1, int(settings.batch_mpx * 1e6 // (tiling.tile * tiling.tile)))
-    predictor = Predictor(model_dir, batch_size=batch_size, precision=settings.precision, threads=threads,
-                          augment=settings.augment)
+    predictor = job_predictor(model_dir, settings, tiling.tile * tiling.tile, threads)
     with open_sample_image(sample, image_path, timelapse) as source:
         try:
             estimate = estimate_scale(predictor, source, roles, gamma, tile=tiling.tile, overlap=tiling.overlap,
@@ -114,14 +120,9 @@ def segment_shard(shard_path, model_dir, out_path, settings: SegmentSettings | N
     ``augment``, test-time augmentation, "none", "rot180" or "flips"
     (:class:`cellscale.segment.predictor.Predictor`).
     """
-    # imported here: the tile and stitch jobs run where no network library is installed (envs/cellscale.yaml)
-    from cellscale.segment.predictor import Predictor
-
     settings = settings or SegmentSettings()
     tiles = open_windows(shard_path)
-    batch_size = max(1, int(settings.batch_mpx * 1e6 // (tiles.shape[2] * tiles.shape[3])))
-    predictor = Predictor(model_dir, batch_size=batch_size, precision=settings.precision, threads=threads,
-                          augment=settings.augment)
+    predictor = job_predictor(model_dir, settings, tiles.shape[2] * tiles.shape[3], threads)
     n, _, th, tw = tiles.shape
     with create_maps(out_path, (n, predictor.n_outputs, th, tw)) as maps:
         predict_tiles(predictor, tiles, maps)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from cellscale.registry import find_model, model_entry
 from cellscale.segment.model import ModelSpec
 from cellscale.segment.size import training_sizes
@@ -54,9 +52,10 @@ def object_sizes(train, compartments: list[str], source: str) -> dict:
     left out. A cut-out example (a corrected tile) counts like any other image."""
     sizes = {}
     for comp in compartments:
-        labelled = [ex.labels[comp] for ex in train if ex.labels.get(comp) is not None]
-        if any(np.any(lab > 0) for lab in labelled):
-            sizes[comp] = training_sizes(labelled, source)
+        try:
+            sizes[comp] = training_sizes([ex.labels[comp] for ex in train if ex.labels.get(comp) is not None], source)
+        except ValueError:  # no image labels any object of it
+            pass
     return sizes or None
 
 
