@@ -1,11 +1,13 @@
 """The pictures in the README and docs/outputs.md, drawn from a run's outputs with the libraries users open them with.
 
-    python benchmarks/figures.py spatialdata results/spatialdata/batch_0001/synthetic_tissue.zarr docs/img/spatialdata-demo.png
+    python benchmarks/figures.py spatialdata results/spatialdata/batches/0001.zarr docs/img/spatialdata-demo.png \
+        --coordinate-system synthetic_tissue
     python benchmarks/figures.py slide RUN/results/ngff/slide.ome.zarr docs/img/gigapixel-region.png
 
 - ``spatialdata``: a SpatialData store plotted with spatialdata-plot (``pip install "cellscale[figures]"``): the
   image's first three channels, and the whole cells coloured by a marker's mean from the linked table, with the
-  nuclear outlines (the shapes) on top.
+  nuclear outlines (the shapes) on top. A batch's store holds many images: ``--coordinate-system SAMPLE`` picks one
+  (``results/index.tsv``, column ``spatialdata_coordinate_system``).
 - ``slide``: an OME-Zarr image with labels (the ome-zarr reader): the whole slide from a low pyramid level, and a
   full-resolution region at its centre with the labels' outlines; only those two pieces are read.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 
-def spatialdata_figure(store: Path, out: Path, marker: str | None = None) -> None:
+def spatialdata_figure(store: Path, out: Path, marker: str | None = None, system: str = "global") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,22 +29,25 @@ def spatialdata_figure(store: Path, out: Path, marker: str | None = None) -> Non
     import spatialdata
     import spatialdata_plot  # noqa: F401 (registers sdata.pl)
 
-    sdata = spatialdata.read_zarr(store)
-    channels = [str(c) for c in sdata.images["image"]["scale0"]["image"].coords["c"].values]
+    sdata = spatialdata.read_zarr(store).filter_by_coordinate_system(system)
+    prefix = "" if system == "global" else f"{system}_"  # a batch's store: the sample's elements
+    image, nuclear_outlines = f"{prefix}image", f"{prefix}nuclear_boundaries"
+    channels = [str(c) for c in sdata.images[image]["scale0"]["image"].coords["c"].values]
     table = sdata.tables["table"]
     marker = marker or (channels[2] if len(channels) > 2 else channels[0])
-    cells = "whole_cell" if "whole_cell" in sdata.labels else "nuclear"
+    cells = f"{prefix}whole_cell" if f"{prefix}whole_cell" in sdata.labels else f"{prefix}nuclear"
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.5))
     shown = channels[:3]
-    sdata.pl.render_images("image", channel=shown, palette=["blue", "green", "red"][:len(shown)]).pl.show(
-        ax=axes[0], title=f"image ({', '.join(shown)})")
-    view = sdata.pl.render_images("image", channel=channels[0], cmap="gray").pl.render_labels(
+    sdata.pl.render_images(image, channel=shown, palette=["blue", "green", "red"][:len(shown)]).pl.show(
+        ax=axes[0], title=f"image ({', '.join(shown)})", coordinate_systems=system)
+    view = sdata.pl.render_images(image, channel=channels[0], cmap="gray").pl.render_labels(
         cells, table_name="table", color=marker, fill_alpha=0.7)
-    if "nuclear_boundaries" in sdata.shapes:
-        view = view.pl.render_shapes("nuclear_boundaries", fill_alpha=0.0, outline_alpha=1.0, outline_color="white",
+    if nuclear_outlines in sdata.shapes:
+        view = view.pl.render_shapes(nuclear_outlines, fill_alpha=0.0, outline_alpha=1.0, outline_color="white",
                                      outline_width=0.4)
-    view.pl.show(ax=axes[1], title=f"{cells.replace('_', ' ')} labels coloured by mean {marker} "
-                                   f"({table.n_obs} table rows)")
+    kind = cells.removeprefix(prefix).replace("_", " ")
+    view.pl.show(ax=axes[1], title=f"{kind} labels coloured by mean {marker} ({table.n_obs} table rows)",
+                 coordinate_systems=system)
     fig.savefig(out, dpi=90, bbox_inches="tight")
 
 
@@ -93,10 +98,12 @@ def main() -> int:
     p.add_argument("store", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--marker", default=None, help="spatialdata: the channel whose mean colours the cells")
+    p.add_argument("--coordinate-system", default="global",
+                   help="spatialdata: the image to draw (in a batch's store: its sample's name)")
     a = p.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     if a.kind == "spatialdata":
-        spatialdata_figure(a.store, a.out, a.marker)
+        spatialdata_figure(a.store, a.out, a.marker, a.coordinate_system)
     else:
         slide_figure(a.store, a.out)
     print(f"wrote {a.out}")

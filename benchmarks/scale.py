@@ -176,9 +176,9 @@ def _job_count(out: str) -> int:
     return int(table.group(1)) if table else 0
 
 
-def prepare_workflow(work: Path, folder: Path, shard_mpx: float) -> None:
+def prepare_workflow(work: Path, folder: Path, shard_mpx: float, formats: list[str] | None = None) -> None:
     """A work folder whose sheet lists every image of ``folder`` (``cellscale samples``) and whose config is the
-    shipped one (shard_mpx aside)."""
+    shipped one (shard_mpx aside, and ``output.formats`` where ``formats`` is given)."""
     import yaml
 
     (work / "config").mkdir(parents=True, exist_ok=True)
@@ -188,17 +188,21 @@ def prepare_workflow(work: Path, folder: Path, shard_mpx: float) -> None:
     config.update(samples=str(work / "config" / "samples.tsv"),
                   models={"nuclear": str(MODEL), "tissue": str(ROOT / "models" / "tissue")})
     config["tiling"]["shard_mpx"] = shard_mpx
+    if formats:
+        config["output"]["formats"] = formats
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def workflow_row(n: int, edge: int, tmp: Path, shard_mpx: float, run: bool = True) -> dict:
+def workflow_row(n: int, edge: int, tmp: Path, shard_mpx: float, run: bool = True,
+                 formats: list[str] | None = None) -> dict:
     """DAG figures of the workflow on ``n`` fields of view and, when ``run``, its wall time and Mpx/s against
     ``cellscale segment FOLDER`` on the same files."""
     folder = tmp / f"fields_{n}"
     mpx = write_fields(folder, n, edge)
     work = tmp / f"work_{n}"
-    prepare_workflow(work, folder, shard_mpx)
-    row = {"section": "workflow", "fields": n, "edge_px": edge, "mpx": round(mpx, 2), "shard_mpx": shard_mpx}
+    prepare_workflow(work, folder, shard_mpx, formats)
+    row = {"section": "workflow", "fields": n, "edge_px": edge, "mpx": round(mpx, 2), "shard_mpx": shard_mpx,
+           "formats": "+".join(formats) if formats else "shipped"}
     row["dag_s"], out = _snakemake(work, "-n", "-q")  # the DAG before the plan: plan_batches and the run's tables
     row["plan_s"], _ = _snakemake(work, "--until", "plan_batches", "-q")  # reads every image's header
     row["dag_after_plan_s"], out = _snakemake(work, "-n")  # the full DAG: every batch job
@@ -228,8 +232,8 @@ def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
     """The whole workflow (its default profile settings, 2 cores) on many fields of view: jobs, DAG time, wall
     time and Mpx/s against ``cellscale segment FOLDER`` in one process on the same files. ``tiling.shard_mpx``
     is the shipped 16 Mpx."""
-    rows = [workflow_row(n, edge, workdir, 16.0, run) for n, edge, run in (QUICK_SIZES if args.quick else WORKFLOW_SIZES)
-            if n <= args.max_fields]
+    rows = [workflow_row(n, edge, workdir, 16.0, run, args.formats)
+            for n, edge, run in (QUICK_SIZES if args.quick else WORKFLOW_SIZES) if n <= args.max_fields]
     return pd.DataFrame(rows)
 
 
@@ -246,6 +250,9 @@ def main() -> int:
                              "e.g. a worktree of the previous commit and src")
     parser.add_argument("--max-fields", type=int, default=10**6,
                         help="workflow: leave out the sizes with more fields of view than this")
+    parser.add_argument("--formats", nargs="+", default=None, choices=["ome-tiff", "ome-zarr", "spatialdata"],
+                        help="workflow: output.formats (default: the shipped config's); ome-tiff alone writes "
+                             "what the one-process run writes, labels (and the tables)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)

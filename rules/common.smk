@@ -336,7 +336,7 @@ def all_targets(wildcards):
     if "ome-zarr" in output_formats():
         out += [f"results/ngff/batch_{b}" for b in batches()]
     if "spatialdata" in output_formats():
-        out += [f"results/spatialdata/batch_{b}" for b in batches()]
+        out += [f"results/spatialdata/batches/{b}.zarr" for b in batches()]
     if batches():
         out += ["results/report/fields/overlays.png", "results/report/fields/distributions.png"]
     out += ["results/summary.tsv", "results/index.tsv", "results/errors.tsv",

@@ -1,7 +1,8 @@
 # Outputs the ecosystem opens directly (config output.formats): an OME-Zarr image with its labels (NGFF) and a
 # SpatialData store, per sample with its own jobs (results/ngff/<sample>.ome.zarr, results/spatialdata/<sample>.zarr)
-# and per batch of small images, one store per field of view (results/ngff/batch_NNNN/<sample>.ome.zarr, ...;
-# results/index.tsv says where each sample's are). Images and labels are read chunk by chunk.
+# and per batch of small images, one OME-Zarr store per field of view (results/ngff/batch_NNNN/<sample>.ome.zarr)
+# and one SpatialData store a batch (results/spatialdata/batches/NNNN.zarr, a coordinate system per sample);
+# results/index.tsv says where each sample's are. Images and labels are read chunk by chunk.
 
 EXPORT_PARAMS = dict(
     image=lambda w: sheet["image"][w.sample],
@@ -75,7 +76,9 @@ rule ngff_batch:
 
 use rule ngff_batch as spatialdata_batch with:
     output:
-        stores=directory("results/spatialdata/batch_{batch}"),
+        # one store for the batch, each field in a coordinate system named after its sample (per-field stores
+        # cost about 0.5 s a field of view, mostly the table's zarr arrays; docs/benchmarks.md)
+        stores=directory("results/spatialdata/batches/{batch}.zarr"),
     params:
         fields=batch_fields,
         image_paths=lambda w: existing_images(batch_members(w.batch)),

@@ -180,7 +180,9 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
     work = demo_run[0]
     index = pd.read_csv(work / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
     assert index.loc["tissue", "ngff"] == "results/ngff/tissue.ome.zarr"
-    assert index.loc["dsb", "spatialdata"] == "results/spatialdata/batch_0000/dsb.zarr"
+    assert index.loc["dsb", "spatialdata"] == "results/spatialdata/batches/0000.zarr"
+    assert index.loc["dsb", "spatialdata_coordinate_system"] == "dsb"
+    assert index.loc["tissue", "spatialdata_coordinate_system"] == "global"
     for sample, row in index.iterrows():
         timelapse = sample == "movie"
         nodes = [n for n in Reader(parse_url(str(work / row["ngff"])))() if n.data]
@@ -193,6 +195,9 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
         for comp in comps:
             np.testing.assert_array_equal(np.asarray(labels[comp].data[0]), read_labels(work / row[f"{comp}_labels"]))
         sdata = spatialdata.read_zarr(work / row["spatialdata"])
+        system = row["spatialdata_coordinate_system"]
+        prefix = "" if system == "global" else f"{system}_"  # a batch's store: the sample's own elements
+        sdata = sdata.filter_by_coordinate_system(system)
         table = sdata.tables["table"]
         for region, rows in table.obs.groupby("region", observed=True):
             lab = sdata.labels[region]["scale0"]["image"].values
@@ -201,7 +206,11 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
             assert {"frame", "track_id"} <= set(table.obs.columns)
             assert len(sdata.labels) == len(np.unique(table.obs["frame"]))
         else:
-            assert set(sdata.labels) == set(comps) and set(sdata.shapes) == {f"{c}_boundaries" for c in comps}
+            assert set(sdata.labels) == {prefix + c for c in comps}
+            assert set(sdata.shapes) == {f"{prefix}{c}_boundaries" for c in comps}
+            cells = pd.read_parquet(work / row["cells"])
+            cells = cells[cells["compartment"].isin(comps)]  # the rows of a labels element (not cytoplasm's)
+            assert len(table) == len(cells[cells["sample"] == sample] if prefix else cells), sample
 
 
 def test_a_batched_image_gets_the_labels_of_its_own_jobs(demo_run):

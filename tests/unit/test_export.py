@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellscale.export import label_metadata, lazy_image, lazy_labels, write_ngff, write_spatialdata
+from cellscale.export import (Field, label_metadata, lazy_image, lazy_labels, write_ngff, write_spatialdata,
+                              write_spatialdata_fields)
 from cellscale.export.ngff import scale_factors
 from cellscale.io import ImageSource
 
@@ -181,6 +182,44 @@ def test_spatialdata_store_links_table_rows_to_label_ids(tmp_path, still):
             assert abs(shapes.geometry.loc[value].area - pixels) <= 2 * np.sqrt(pixels) + 2
     scale = spatialdata.transformations.get_transformation(sdata.labels["nuclear"])
     np.testing.assert_allclose(scale.to_affine_matrix(("y", "x"), ("y", "x"))[:2, :2], np.diag([0.5, 0.5]))
+
+
+def test_a_batch_of_fields_is_one_spatialdata_store_with_a_coordinate_system_each(tmp_path):
+    """Named fields (a batch's images) share one store and one table: each field's elements carry its name and live
+    in its own coordinate system, so filtering by it gives that field's image, labels, outlines and table rows."""
+    import spatialdata
+
+    fields, rows = [], []
+    for k, (name, shape) in enumerate([("well_A01", (300, 260)), ("well-B.02", (200, 330)), ("empty", (90, 90))]):
+        lab = blobs(shape, 0 if name == "empty" else 8 + k, k)
+        image = (np.random.default_rng(k).random((1, *shape)) * 255).astype(np.uint8)
+        fields.append(Field(name, image, {"nuclear": lab}, pixel_size_um=0.5 if k == 1 else None,
+                            channel_names=["DNA"]))
+        ids = sorted(present(lab))
+        rows.append(pd.DataFrame({"sample": name, "compartment": "nuclear", "CellID": ids, "Area": 1.0}))
+    obs = pd.concat(rows, ignore_index=True)
+    obs.index = [f"{s}:{c}" for s, c in zip(obs["sample"], obs["CellID"])]
+    out = tmp_path / "batch.zarr"
+    write_spatialdata_fields(out, fields, anndata.AnnData(X=np.arange(len(obs), dtype=float)[:, None], obs=obs))
+    sdata = spatialdata.read_zarr(out)
+    assert set(sdata.coordinate_systems) == {"well_A01", "well-B.02", "empty"}
+    for f in fields:
+        view = sdata.filter_by_coordinate_system(f.name)
+        assert set(view.images) == {f"{f.name}_image"} and set(view.labels) == {f"{f.name}_nuclear"}
+        np.testing.assert_array_equal(view.images[f"{f.name}_image"]["scale0"]["image"].values, f.image)
+        np.testing.assert_array_equal(view.labels[f"{f.name}_nuclear"]["scale0"]["image"].values,
+                                      f.labels["nuclear"])
+        if present(f.labels["nuclear"]):
+            table = view.tables["table"]
+            assert set(table.obs["sample"]) == {f.name} and (table.obs["region"] == f"{f.name}_nuclear").all()
+            assert sorted(table.obs["instance_id"]) == sorted(present(f.labels["nuclear"]))
+            assert set(view.shapes[f"{f.name}_nuclear_boundaries"].index) == present(f.labels["nuclear"])
+        else:
+            assert not view.shapes and not view.tables  # no cells: no outlines element, no rows of the table
+    scale = spatialdata.transformations.get_transformation(sdata.labels["well-B.02_nuclear"], "well-B.02")
+    np.testing.assert_allclose(scale.to_affine_matrix(("y", "x"), ("y", "x"))[:2, :2], np.diag([0.5, 0.5]))
+    with pytest.raises(ValueError, match="one unnamed field"):
+        write_spatialdata_fields(tmp_path / "mixed.zarr", [fields[0], Field(None, fields[1].image, {})])
 
 
 def test_spatialdata_time_lapse_has_one_element_per_frame(tmp_path):

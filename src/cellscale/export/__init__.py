@@ -1,10 +1,11 @@
 """Outputs the ecosystem opens directly: OME-NGFF images with their ``labels/`` (:mod:`.ngff`) and one SpatialData
-store per sample (:mod:`.spatial`). Both read the image and the labels lazily (dask over
-:class:`cellscale.io.ImageSource`), so a slide never has to fit in memory.
+store per sample, or per batch of small images (:mod:`.spatial`). Both read the image and the labels lazily
+(dask over :class:`cellscale.io.ImageSource`), so a slide never has to fit in memory.
 """
 
 from .lazy import lazy_image, lazy_labels
 from .ngff import NGFF_VERSION, NGFF_VERSIONS, label_metadata, ngff_format, write_ngff
-from .spatial import write_spatialdata
+from .spatial import Field, write_spatialdata, write_spatialdata_fields
 
-__all__ = ["NGFF_VERSION", "NGFF_VERSIONS", "ngff_format", "label_metadata", "lazy_image", "lazy_labels", "write_ngff", "write_spatialdata"]
+__all__ = ["Field", "NGFF_VERSION", "NGFF_VERSIONS", "ngff_format", "label_metadata", "lazy_image", "lazy_labels",
+           "write_ngff", "write_spatialdata", "write_spatialdata_fields"]

@@ -16,6 +16,8 @@ the cut); rows in band order, not sorted by label.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,21 +31,45 @@ def _relative(factors: list[int]) -> list[int]:
     return [b // a for a, b in zip([1, *factors], factors)]
 
 
-def _regions(obs, timelapse: bool):
-    """Each row's labels element: its compartment (and frame, for a time-lapse)."""
+def _regions(obs, timelapse: bool, batch: bool = False):
+    """Each row's labels element: its compartment (and frame, for a time-lapse; prefixed by its sample in a
+    batch's store)."""
     import pandas as pd
 
-    comp = obs["compartment"].astype(str)
-    if not timelapse:
-        return comp
-    frame = obs["frame"].astype("Int64").astype(int)
-    return pd.Series([f"{c}_t{f:03d}" for c, f in zip(comp, frame)], index=obs.index)
+    region = obs["compartment"].astype(str)
+    if timelapse:
+        frame = obs["frame"].astype("Int64").astype(int)
+        region = pd.Series([f"{c}_t{f:03d}" for c, f in zip(region, frame)], index=obs.index)
+    if batch:
+        region = obs["sample"].astype(str) + "_" + region
+    return region
+
+
+@dataclass
+class Field:
+    """One image of a SpatialData store and its labels.
+
+    ``name`` None: the store's only image; its elements are ``image``, ``<compartment>`` and
+    ``<compartment>_boundaries`` in the ``global`` coordinate system. A name (a batch's sample): the elements are
+    ``<name>_image``, ``<name>_<compartment>``, ... in a coordinate system of that name, so
+    ``sdata.filter_by_coordinate_system(name)`` gives the field's elements and its rows of the table.
+
+    image : (C, Y, X), or (T, C, Y, X) when ``timelapse``: a dask or NumPy array.
+    labels : compartment -> (Y, X) or (T, Y, X) labels (dask, NumPy or any array-like with NumPy slicing).
+    """
+
+    name: str | None
+    image: Any
+    labels: dict
+    timelapse: bool = False
+    pixel_size_um: float | None = None
+    channel_names: list[str] | None = None
 
 
 def write_spatialdata(path: str | os.PathLike, image, labels: dict, table=None, *, timelapse: bool = False,
                       pixel_size_um: float | None = None, channel_names: list[str] | None = None,
                       boundaries: bool = True) -> None:
-    """Write a SpatialData store at ``path`` (replaced whole: written beside it first).
+    """Write a SpatialData store of one sample at ``path`` (replaced whole: written beside it first).
 
     Parameters
     ----------
@@ -53,49 +79,40 @@ def write_spatialdata(path: str | os.PathLike, image, labels: dict, table=None, 
         e.g. ``anndata.read_h5ad(results/measurements/<sample>.h5ad)``; None: no table.
     boundaries : add each labels element's cell outlines as polygons (``<element>_boundaries``).
     """
+    write_spatialdata_fields(path, [Field(None, image, labels, timelapse, pixel_size_um, channel_names)], table,
+                             boundaries=boundaries)
+
+
+def write_spatialdata_fields(path: str | os.PathLike, fields, table=None, *, boundaries: bool = True) -> None:
+    """Write one SpatialData store of ``fields`` (:class:`Field`; one unnamed, or any number of named ones: a
+    batch of small images, each in its own coordinate system, as spatialdata-io's readers hold the fields of
+    view of one CosMx or MERSCOPE run) at ``path``, replaced whole (written beside it first).
+
+    table : the cells as AnnData (``obs``: ``compartment``, ``CellID``; for a time-lapse ``frame``; for named
+        fields ``sample``, the field's name); its rows become the one ``table``, linked to their labels element
+        (``region``, ``instance_id`` = the label value). Rows of no written element are left out.
+
+    Fields are read one at a time: a lazy field's pixels are read while its elements are written. The store's
+    elements (not the pixels) are held together, so spatialdata writes the store in one pass (adding elements one
+    by one to a written store takes about ten times longer per element).
+    """
     require("spatialdata", "spatial")
-    import dask.array as da
-    import numpy as np
     import pandas as pd
     from spatialdata import SpatialData
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
-    from spatialdata.transformations import Identity, Scale
+    from spatialdata.models import TableModel
 
     from cellscale.io import atomic_dir
 
-    image = da.asarray(image)
-    frames = range(image.shape[0]) if timelapse else [None]
-    height, width = image.shape[-2:]
-    # at least two levels: spatialdata 0.7.2 writes a single-scale element through ome-zarr's write_image without
-    # scale_factors, and ome-zarr 0.18's default (2, 4, 8, 16) then fails on the chunks it is given
-    factors = _relative(scale_factors(height, width)) or [2]
-    to_um = {"global": Scale([pixel_size_um] * 2, axes=("y", "x")) if pixel_size_um else Identity()}
-    n_channels = image.shape[-3]
-    names = channel_names if channel_names and len(channel_names) == n_channels else \
-        [f"ch{i}" for i in range(n_channels)]
+    fields = list(fields)
+    batch, timelapse = fields[0].name is not None, fields[0].timelapse
+    if any((f.name is not None) != batch or f.timelapse != timelapse for f in fields) or (not batch and len(fields) > 1):
+        raise ValueError("a store holds one unnamed field, or named fields that are all still images or all movies")
     images, label_elements, shapes, outlines = {}, {}, {}, {}
-    for t in frames:
-        suffix = "" if t is None else f"_t{t:03d}"
-        frame = image if t is None else image[t]
-        images[f"image{suffix}"] = Image2DModel.parse(frame, dims=("c", "y", "x"), c_coords=names,
-                                                      scale_factors=factors, transformations=to_um,
-                                                      chunks=frame.chunksize)
-        for comp, lab in labels.items():
-            lab = da.asarray(lab)
-            lab = (lab if t is None else lab[t]).astype(np.uint32)
-            element = _labels_element(lab, factors, to_um)
-            label_elements[f"{comp}{suffix}"] = element
-            if boundaries:
-                # a placeholder of the first cells' outlines: spatialdata writes the element (its group, format and
-                # transformations), then all the outlines are streamed into its GeoParquet file
-                last = last_rows(lab)
-                if (last >= 0).any():
-                    first = next(band for band in outline_bands(lab, last=last) if len(band))
-                    shapes[f"{comp}{suffix}_boundaries"] = ShapesModel.parse(first, transformations=to_um)
-                    outlines[f"{comp}{suffix}_boundaries"] = lab, last
+    for f in fields:
+        _field_elements(f, boundaries, images, label_elements, shapes, outlines)
     tables = {}
     if table is not None:
-        region = _regions(table.obs, timelapse)
+        region = _regions(table.obs, timelapse, batch)
         known = [r for r in pd.unique(region) if r in label_elements]
         keep = region.isin(known).to_numpy()
         table = table[keep].copy()  # one copy, of the rows kept (the caller's table is left as it is)
@@ -109,6 +126,49 @@ def write_spatialdata(path: str | os.PathLike, image, labels: dict, table=None, 
         sdata.write(tmp)
         for name, (lab, last) in outlines.items():
             _stream_shapes(tmp / "shapes" / name / "shapes.parquet", outline_bands(lab, last=last))
+
+
+def _field_elements(f: Field, boundaries: bool, images: dict, label_elements: dict, shapes: dict,
+                    outlines: dict) -> None:
+    """Add a field's elements to ``images``, ``label_elements`` and ``shapes`` (each labels element's outlines:
+    all of them where the labels fit in one band, else a placeholder of the first band's, and ``outlines`` says
+    what to stream into it once written)."""
+    import dask.array as da
+    from spatialdata.models import Image2DModel, ShapesModel
+    from spatialdata.transformations import Identity, Scale
+
+    image = da.asarray(f.image)
+    frames = range(image.shape[0]) if f.timelapse else [None]
+    height, width = image.shape[-2:]
+    # at least two levels: spatialdata 0.7.2 writes a single-scale element through ome-zarr's write_image without
+    # scale_factors, and ome-zarr 0.18's default (2, 4, 8, 16) then fails on the chunks it is given
+    factors = _relative(scale_factors(height, width)) or [2]
+    system, prefix = ("global", "") if f.name is None else (f.name, f"{f.name}_")
+    to_um = {system: Scale([f.pixel_size_um] * 2, axes=("y", "x")) if f.pixel_size_um else Identity()}
+    n_channels = image.shape[-3]
+    names = f.channel_names if f.channel_names and len(f.channel_names) == n_channels else \
+        [f"ch{i}" for i in range(n_channels)]
+    one_band = height <= _band_rows(width)
+    for t in frames:
+        suffix = "" if t is None else f"_t{t:03d}"
+        frame = image if t is None else image[t]
+        images[f"{prefix}image{suffix}"] = Image2DModel.parse(frame, dims=("c", "y", "x"), c_coords=names,
+                                                              scale_factors=factors, transformations=to_um,
+                                                              chunks=frame.chunksize)
+        for comp, lab in f.labels.items():
+            lab = da.asarray(lab)
+            lab = (lab if t is None else lab[t]).astype(np.uint32)
+            name = f"{prefix}{comp}{suffix}"
+            label_elements[name] = _labels_element(lab, factors, to_um)
+            if boundaries:
+                # spatialdata writes the shapes element (its group, format and transformations); where the labels
+                # take more than one band, all the outlines are then streamed into its GeoParquet file
+                last = last_rows(lab)
+                if (last >= 0).any():
+                    first = next(band for band in outline_bands(lab, last=last) if len(band))
+                    shapes[f"{name}_boundaries"] = ShapesModel.parse(first, transformations=to_um)
+                    if not one_band:
+                        outlines[f"{name}_boundaries"] = lab, last
 
 
 def _labels_element(lab, factors: list[int], transformations):

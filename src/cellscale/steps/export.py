@@ -1,6 +1,6 @@
 """Steps of the export rules (``rules/export.smk``): a sample's image, labels and cells as an OME-Zarr image with
-``labels/`` (``ngff``) and as a SpatialData store (``spatialdata``); for a batch of small images, one of each per
-field of view (``export_batch``). See :mod:`cellscale.export`."""
+``labels/`` (``ngff``) and as a SpatialData store (``spatialdata``); for a batch of small images, an OME-Zarr store per
+field of view and one SpatialData store for the batch (``export_batch``). See :mod:`cellscale.export`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from cellscale.export import lazy_image, lazy_labels, write_ngff, write_spatialdata
+from cellscale.export import Field, lazy_image, lazy_labels, write_ngff, write_spatialdata, write_spatialdata_fields
 from cellscale.io import atomic_dir
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv, staged_paths
+from cellscale.steps import StepError, label_paths, open_sample_image, read_sample_labels, read_tsv, staged_paths
 from cellscale.steps.measure import sample_channel_names
 
 log = logging.getLogger("cellscale")
@@ -98,24 +98,60 @@ def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, 
 
 def export_batch(batch_dir, table_path, fields: list[dict], image_paths: list, out: dict,
                  settings: OutputSettings | None = None) -> None:
-    """One store per field of view of a batch that succeeded: ``out[format]/<sample>.ome.zarr`` (NGFF) and
-    ``out[format]/<sample>.zarr`` (SpatialData); ``fields``: the sheet's rows of the batch (``sample``, ``image``,
-    ``pixel_size_um``, ``channel_names``), ``image_paths``: where this job reads their images, in their order."""
+    """A batch's images that succeeded: one OME-Zarr store per field of view (``out["ome-zarr"]/<sample>.ome.zarr``)
+    and one SpatialData store for the batch (``out["spatialdata"]``: each field in a coordinate system named after
+    its sample, :func:`cellscale.export.write_spatialdata_fields`). ``fields``: the sheet's rows of the batch
+    (``sample``, ``image``, ``pixel_size_um``, ``channel_names``), ``image_paths``: where this job reads their
+    images, in their order."""
     batch_dir = Path(batch_dir)
     status = read_tsv(batch_dir / "fields.tsv").set_index("sample")["status"]
     cells = pd.read_parquet(table_path)
     staged = staged_paths([f["image"] for f in fields], image_paths)
-    suffix = {NGFF: ".ome.zarr", SPATIALDATA: ".zarr"}
-    with ExitStack() as stack:
-        folders = {fmt: stack.enter_context(atomic_dir(path)) for fmt, path in out.items()}
-        for f in fields:
-            sample = f["sample"]
-            if status.get(sample) != "ok":
-                log.info(f"{sample}: not segmented ({status.get(sample, 'absent')}), nothing to export")
-                continue
-            comps = [c for c, p in label_paths(batch_dir, sample, ("nuclear", "whole_cell")).items() if p.exists()]
-            table = cells[cells["sample"] == sample].drop(columns="sample").reset_index(drop=True)
-            export_one(sample, staged[f["image"]], label_paths(batch_dir, sample, comps), table,
-                       {fmt: folders[fmt] / f"{sample}{suffix[fmt]}" for fmt in out},
-                       channel_names=f.get("channel_names"), pixel_size_um=f.get("pixel_size_um"),
-                       settings=settings)
+    done = []
+    for f in fields:
+        if status.get(f["sample"]) == "ok":
+            done.append(f)
+        else:
+            log.info(f"{f['sample']}: not segmented ({status.get(f['sample'], 'absent')}), nothing to export")
+    comps = {f["sample"]: [c for c, p in label_paths(batch_dir, f["sample"], ("nuclear", "whole_cell")).items()
+                           if p.exists()] for f in done}
+    if NGFF in out:
+        with atomic_dir(out[NGFF]) as folder:
+            for f in done:
+                sample = f["sample"]
+                table = cells[cells["sample"] == sample].drop(columns="sample").reset_index(drop=True)
+                export_one(sample, staged[f["image"]], label_paths(batch_dir, sample, comps[sample]), table,
+                           {NGFF: folder / f"{sample}.ome.zarr"}, channel_names=f.get("channel_names"),
+                           pixel_size_um=f.get("pixel_size_um"), settings=settings)
+    if SPATIALDATA in out:
+        settings = settings or OutputSettings()
+        fields_out = [_batch_field(f, staged[f["image"]], label_paths(batch_dir, f["sample"], comps[f["sample"]]))
+                      for f in done]
+        table = table_anndata(cells[cells["sample"].isin([f["sample"] for f in done])].reset_index(drop=True))
+        log.info(f"writing {out[SPATIALDATA]} (SpatialData; {len(done)} fields of view, {table.n_obs} cells)")
+        write_spatialdata_fields(out[SPATIALDATA], fields_out, table, boundaries=settings.boundaries)
+
+
+def _batch_field(f: dict, image_path, label_files: dict) -> Field:
+    """A batched image as a SpatialData field: its labels read now (the outlines need them), its pixels read when
+    the store is written (each image opened only then)."""
+    import dask
+    import dask.array as da
+
+    sample = f["sample"]
+    with open_sample_image(sample, image_path, False) as source:
+        shape, dtype = source.shape, source.dtype
+        names = sample_channel_names(image_path, shape[1], f.get("channel_names"))
+    labels = {}
+    for comp, path in label_files.items():
+        lab = read_sample_labels(sample, path)
+        if lab.shape != shape[2:]:
+            raise StepError(f"sample {sample!r}: {path}: labels {lab.shape} do not match the image {shape[2:]}")
+        labels[comp] = lab.astype(np.uint32, copy=False)
+    image = da.from_delayed(dask.delayed(_read_still)(sample, image_path), shape[1:], dtype)
+    return Field(sample, image, labels, pixel_size_um=f.get("pixel_size_um"), channel_names=names)
+
+
+def _read_still(sample: str, path) -> np.ndarray:
+    with open_sample_image(sample, path, False) as source:
+        return source.region(0, 0, source.shape[2], 0, source.shape[3])

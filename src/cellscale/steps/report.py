@@ -106,7 +106,8 @@ def _in_order(table: pd.DataFrame, order: list[str] | None) -> pd.DataFrame:
 
 def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, formats: tuple = ()) -> None:
     """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files, per-cell table, and its
-    OME-Zarr (``ngff``) and SpatialData stores where ``formats`` has them."""
+    OME-Zarr (``ngff``) and SpatialData stores where ``formats`` has them (``spatialdata_coordinate_system``: the
+    sample's in its store, ``global`` or, in a batch's store, the sample's name)."""
     rows = []
     for r in index.itertuples():
         ok = r.status == "ok"
@@ -119,10 +120,13 @@ def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, fo
             row[f"{comp}_labels"] = str(where.get(comp, ""))
         row["cells"] = ("" if not ok else f"results/cells/batch_{r.batch}.parquet" if r.batch
                         else f"results/measurements/{r.sample}.parquet")
-        for column, fmt, suffix in (("ngff", "ome-zarr", ".ome.zarr"), ("spatialdata", "spatialdata", ".zarr")):
-            if fmt in formats:
-                folder = f"results/{column}/batch_{r.batch}" if r.batch else f"results/{column}"
-                row[column] = f"{folder}/{r.sample}{suffix}" if ok else ""
+        if "ome-zarr" in formats:
+            folder = f"results/ngff/batch_{r.batch}" if r.batch else "results/ngff"
+            row["ngff"] = f"{folder}/{r.sample}.ome.zarr" if ok else ""
+        if "spatialdata" in formats:  # a batch's store holds its fields, each in a coordinate system of its name
+            row["spatialdata"] = ("" if not ok else f"results/spatialdata/batches/{r.batch}.zarr" if r.batch
+                                  else f"results/spatialdata/{r.sample}.zarr")
+            row["spatialdata_coordinate_system"] = (r.sample if r.batch else "global") if ok else ""
         rows.append(row)
     with atomic_path(path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
