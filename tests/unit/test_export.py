@@ -220,6 +220,8 @@ def test_a_batch_of_fields_is_one_spatialdata_store_with_a_coordinate_system_eac
     np.testing.assert_allclose(scale.to_affine_matrix(("y", "x"), ("y", "x"))[:2, :2], np.diag([0.5, 0.5]))
     with pytest.raises(ValueError, match="one unnamed field"):
         write_spatialdata_fields(tmp_path / "mixed.zarr", [fields[0], Field(None, fields[1].image, {})])
+    write_spatialdata_fields(tmp_path / "none.zarr", [], None)  # a batch whose every image failed
+    assert not list(spatialdata.read_zarr(tmp_path / "none.zarr").gen_elements())
 
 
 def test_spatialdata_time_lapse_has_one_element_per_frame(tmp_path):
