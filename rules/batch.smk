@@ -47,7 +47,7 @@ rule segment_batch:
         segment=config["segment"],
         postprocess=config["postprocess"],
         measure=config["measure"],
-    threads: 2
+    threads: batch_threads  # 1 or 2: the batches side by side on this machine's cores (rules/common.smk)
     resources:
         gpu=1,
         mem_mb=4000,

@@ -261,6 +261,15 @@ def batches():
     return list(batch_plan()[1])
 
 
+def batch_threads(wildcards):
+    """segment_batch's threads: the run's batches share this machine's cores, at most 2 a job (segment's). On 2
+    cores a run of two or more batches runs two jobs side by side, one thread each: one job's single-threaded parts
+    (its start, reading, stitching, measuring, writing) then overlap the other's network, where two threads of one
+    job leave a core idle (1,000 fields of 256^2: 48 -> 38 s, docs/benchmarks.md). A lone batch gets 2. The cluster
+    profiles give their own (set-threads)."""
+    return max(1, min(2, (workflow.cores or 2) // max(1, len(batches()))))
+
+
 def own_samples():
     """Samples with their own tile, segment, stitch, measure and report jobs (large images, time-lapse movies)."""
     plan = batch_plan()[0]
@@ -409,9 +418,17 @@ def tile_plans():
 
 
 def rule_threads():
-    """Each rule's threads (left out where they are a function of the job, so taken as 1)."""
-    cores = {r.name: getattr(r.resources.get("_cores"), "value", None) for r in workflow.rules}
-    return {rule: int(n) for rule, n in cores.items() if isinstance(n, (int, float))}
+    """Each rule's threads (left out where they are a function of the job, as segment_batch's: then the placement
+    profile's set-threads, else 1)."""
+    threads = {}
+    for r in workflow.rules:
+        try:
+            n = getattr(r.resources.get("_cores"), "value", None)
+        except ValueError:  # a callable's value needs a job
+            continue
+        if isinstance(n, (int, float)):
+            threads[r.name] = int(n)
+    return threads
 
 
 def price_label(path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -412,6 +413,31 @@ def test_minimal_sample_sheet_runs(tmp_path):
     assert index.loc["movie", "nuclear_labels"] == "" and "spatialdata" not in index.columns
     assert (tmp_path / index.loc["movie", "ngff"] / "labels" / "nuclear").is_dir()
     assert (tmp_path / index.loc["dsb", "ngff"] / "labels" / "nuclear").is_dir()  # batched: its own store too
+
+
+def segment_batch_threads(out: str) -> list[int]:
+    """Each segment_batch job's threads in a dry run's job list (Snakemake prints threads only above 1)."""
+    jobs = re.findall(r"^rule segment_batch:\n((?:[ \t]+.*\n?)*)", out, re.M)  # each job's indented lines
+    return [int(m.group(1)) if (m := re.search(r"threads: (\d+)", job)) else 1 for job in jobs]
+
+
+def test_batches_share_the_machines_cores(tmp_path):
+    """Two batches on 2 cores run side by side with one thread each; with 4 cores, or as the only batch, a job
+    takes 2 (the rule's threads follow the run's batches: rules/common.smk batch_threads)."""
+    images = DEMO / "dsb2018" / "images"
+    write_config(tmp_path, [f"a\t{images / '0bf4b144167694b6.png'}\ttissue\t\t\t\t",
+                            f"b\t{images / '9fb32aba1c2fd532.png'}\ttissue\t\t\t\t"],
+                 tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})  # 0.066 + 0.082 Mpx: a batch each
+    assert run(tmp_path, "--until", "plan_batches").returncode == 0
+    two = run(tmp_path, "-n")
+    four = run(tmp_path, "-n", "--cores", "4")
+    assert segment_batch_threads(two.stdout + two.stderr) == [1, 1], two.stdout[-3000:]
+    assert segment_batch_threads(four.stdout + four.stderr) == [2, 2], four.stdout[-3000:]
+    write_config(tmp_path, [f"a\t{images / '0bf4b144167694b6.png'}\ttissue\t\t\t\t"],
+                 tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
+    assert run(tmp_path, "--until", "plan_batches").returncode == 0  # the sheet changed: a new plan
+    alone = run(tmp_path, "-n")
+    assert segment_batch_threads(alone.stdout + alone.stderr) == [2], alone.stdout[-3000:]
 
 
 def test_lint_is_clean():
