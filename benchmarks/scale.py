@@ -17,7 +17,10 @@ Sections:
   sheet from ``cellscale samples``; DAG time before the plan (``dag_s``), the plan_batches job (``plan_s``, it reads
   every header), the DAG after it (``dag_after_plan_s``) and its job count; wall time and Mpx/s of the real run, and
   of ``cellscale segment FOLDER`` in one process on the same files (``workflow_vs_single``: goal >= 1 / 1.3).
-  ``--quick``: 20 fields run, 1,000 dry.
+  ``formats``: the run's ``output.formats``. The goal compares like with like, so those rows write what the one
+  process writes, the labels (``ome-tiff``; the workflow adds the per-cell tables and the report); 10^3 fields run a
+  second time with the shipped formats, whose OME-Zarr and SpatialData stores the one process does not write.
+  ``--formats`` sets every row's. ``--quick``: 20 fields run, 1,000 dry.
 
 Needs ../shared/data/dsb2018 (skipped with a note when absent). ``--src OTHER/src src`` times another checkout
 too, in the same run (the command line runs as ``python -m cellscale.cli`` with that PYTHONPATH); both use this
@@ -224,16 +227,18 @@ def workflow_row(n: int, edge: int, tmp: Path, shard_mpx: float, run: bool = Tru
 
 # (fields of view, edge px, real run?): DSB2018-sized 256 x 256 fields at 10^2 and 10^3; at 10^4 64 x 64 ones (a
 # real run of 10^4 DSB-sized fields takes about an hour on 2 cores); 10^5 as a dry run only
-WORKFLOW_SIZES = [(100, 256, True), (1000, 256, True), (10000, 64, True), (100000, 64, False)]
-QUICK_SIZES = [(20, 256, True), (1000, 64, False)]
+LABELS = ["ome-tiff"]  # what ``cellscale segment FOLDER`` writes
+WORKFLOW_SIZES = [(100, 256, True, LABELS), (1000, 256, True, LABELS), (1000, 256, True, None),
+                  (10000, 64, True, LABELS), (100000, 64, False, LABELS)]  # None: the shipped output.formats
+QUICK_SIZES = [(20, 256, True, None), (1000, 64, False, LABELS)]
 
 
 def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
     """The whole workflow (its default profile settings, 2 cores) on many fields of view: jobs, DAG time, wall
     time and Mpx/s against ``cellscale segment FOLDER`` in one process on the same files. ``tiling.shard_mpx``
     is the shipped 16 Mpx."""
-    rows = [workflow_row(n, edge, workdir, 16.0, run, args.formats)
-            for n, edge, run in (QUICK_SIZES if args.quick else WORKFLOW_SIZES) if n <= args.max_fields]
+    rows = [workflow_row(n, edge, workdir, 16.0, run, args.formats or formats)
+            for n, edge, run, formats in (QUICK_SIZES if args.quick else WORKFLOW_SIZES) if n <= args.max_fields]
     return pd.DataFrame(rows)
 
 
@@ -251,8 +256,8 @@ def main() -> int:
     parser.add_argument("--max-fields", type=int, default=10**6,
                         help="workflow: leave out the sizes with more fields of view than this")
     parser.add_argument("--formats", nargs="+", default=None, choices=["ome-tiff", "ome-zarr", "spatialdata"],
-                        help="workflow: output.formats (default: the shipped config's); ome-tiff alone writes "
-                             "what the one-process run writes, labels (and the tables)")
+                        help="workflow: every row's output.formats (default: ome-tiff, what the one process "
+                             "writes, and the shipped formats once at 10^3 fields)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     pd.set_option("display.width", 160, "display.float_format", "{:.3f}".format)
