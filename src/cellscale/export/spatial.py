@@ -105,7 +105,8 @@ def write_spatialdata_fields(path: str | os.PathLike, fields, table=None, *, bou
 
     fields = list(fields)  # none: an empty store (a batch whose every image failed)
     batch, timelapse = (fields[0].name is not None, fields[0].timelapse) if fields else (True, False)
-    if any((f.name is not None) != batch or f.timelapse != timelapse for f in fields) or (not batch and len(fields) > 1):
+    mixed = any((f.name is not None) != batch or f.timelapse != timelapse for f in fields)
+    if mixed or (not batch and len(fields) > 1):
         raise ValueError("a store holds one unnamed field, or named fields that are all still images or all movies")
     images, label_elements, shapes, outlines = {}, {}, {}, {}
     for f in fields:
