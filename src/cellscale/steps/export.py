@@ -17,7 +17,7 @@ from cellscale.export import Field, lazy_image, lazy_labels, write_ngff, write_s
 from cellscale.io import atomic_dir
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, label_paths, open_sample_image, read_sample_labels, read_tsv, staged_paths
+from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv, staged_paths
 from cellscale.steps.measure import sample_channel_names
 
 log = logging.getLogger("cellscale")
@@ -76,12 +76,7 @@ def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, 
         frame = pd.read_parquet(table) if isinstance(table, (str, Path)) else table
         adata = table_anndata(frame) if SPATIALDATA in out else None
     with ExitStack() as stack:
-        image = stack.enter_context(open_sample_image(sample, image_path, timelapse))
-        labels = {c: stack.enter_context(open_sample_image(sample, p, timelapse)) for c, p in label_files.items()}
-        for comp, lab in labels.items():
-            if lab.shape[2:] != image.shape[2:] or lab.shape[1] != 1 or lab.shape[0] != image.shape[0]:
-                raise StepError(f"sample {sample!r}: {label_files[comp]}: labels (T, C, Y, X) {lab.shape} do not "
-                                f"match the image {image.shape}")
+        image, labels = _open_sample(stack, sample, image_path, label_files, timelapse)
         lazy = {c: lazy_labels(lab, timelapse) for c, lab in labels.items()}
         names = sample_channel_names(image_path, image.shape[1], channel_names)
         if NGFF in out:
@@ -96,6 +91,18 @@ def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, 
                               pixel_size_um=pixel_size_um, channel_names=names, boundaries=settings.boundaries)
 
 
+def _open_sample(stack: ExitStack, sample: str, image_path, label_files: dict, timelapse: bool):
+    """A sample's image and its labels (compartment -> file) as sources opened on ``stack``; labels of another
+    shape than the image are a StepError naming the file."""
+    image = stack.enter_context(open_sample_image(sample, image_path, timelapse))
+    labels = {c: stack.enter_context(open_sample_image(sample, p, timelapse)) for c, p in label_files.items()}
+    for comp, lab in labels.items():
+        if lab.shape[2:] != image.shape[2:] or lab.shape[1] != 1 or lab.shape[0] != image.shape[0]:
+            raise StepError(f"sample {sample!r}: {label_files[comp]}: labels (T, C, Y, X) {lab.shape} do not "
+                            f"match the image {image.shape}")
+    return image, labels
+
+
 def export_batch(batch_dir, table_path, fields: list[dict], image_paths: list, out: dict,
                  settings: OutputSettings | None = None) -> None:
     """A batch's images that succeeded: one OME-Zarr store per field of view (``out["ome-zarr"]/<sample>.ome.zarr``)
@@ -107,27 +114,28 @@ def export_batch(batch_dir, table_path, fields: list[dict], image_paths: list, o
     status = read_tsv(batch_dir / "fields.tsv").set_index("sample")["status"]
     cells = pd.read_parquet(table_path)
     staged = staged_paths([f["image"] for f in fields], image_paths)
-    done = []
+    done, label_files = [], {}
     for f in fields:
-        if status.get(f["sample"]) == "ok":
-            done.append(f)
-        else:
-            log.info(f"{f['sample']}: not segmented ({status.get(f['sample'], 'absent')}), nothing to export")
-    comps = {f["sample"]: [c for c, p in label_paths(batch_dir, f["sample"], ("nuclear", "whole_cell")).items()
-                           if p.exists()] for f in done}
+        sample = f["sample"]
+        if status.get(sample) != "ok":
+            log.info(f"{sample}: not segmented ({status.get(sample, 'absent')}), nothing to export")
+            continue
+        done.append(f)
+        label_files[sample] = {c: p for c, p in label_paths(batch_dir, sample, ("nuclear", "whole_cell")).items()
+                               if p.exists()}
     if NGFF in out:
+        empty = cells.iloc[:0].drop(columns="sample")
+        tables = {s: t.drop(columns="sample").reset_index(drop=True) for s, t in cells.groupby("sample", sort=False)}
         with atomic_dir(out[NGFF]) as folder:
             for f in done:
                 sample = f["sample"]
-                table = cells[cells["sample"] == sample].drop(columns="sample").reset_index(drop=True)
-                export_one(sample, staged[f["image"]], label_paths(batch_dir, sample, comps[sample]), table,
+                export_one(sample, staged[f["image"]], label_files[sample], tables.get(sample, empty),
                            {NGFF: folder / f"{sample}.ome.zarr"}, channel_names=f.get("channel_names"),
                            pixel_size_um=f.get("pixel_size_um"), settings=settings)
     if SPATIALDATA in out:
         settings = settings or OutputSettings()
-        fields_out = [_batch_field(f, staged[f["image"]], label_paths(batch_dir, f["sample"], comps[f["sample"]]))
-                      for f in done]
-        table = table_anndata(cells[cells["sample"].isin([f["sample"] for f in done])].reset_index(drop=True))
+        fields_out = [_batch_field(f, staged[f["image"]], label_files[f["sample"]]) for f in done]
+        table = table_anndata(cells)  # rows of an image that failed have no labels element: the writer leaves them
         log.info(f"writing {out[SPATIALDATA]} (SpatialData; {len(done)} fields of view, {table.n_obs} cells)")
         write_spatialdata_fields(out[SPATIALDATA], fields_out, table, boundaries=settings.boundaries)
 
@@ -139,15 +147,12 @@ def _batch_field(f: dict, image_path, label_files: dict) -> Field:
     import dask.array as da
 
     sample = f["sample"]
-    with open_sample_image(sample, image_path, False) as source:
+    with ExitStack() as stack:
+        source, sources = _open_sample(stack, sample, image_path, label_files, False)
         shape, dtype = source.shape, source.dtype
-        names = sample_channel_names(image_path, shape[1], f.get("channel_names"))
-    labels = {}
-    for comp, path in label_files.items():
-        lab = read_sample_labels(sample, path)
-        if lab.shape != shape[2:]:
-            raise StepError(f"sample {sample!r}: {path}: labels {lab.shape} do not match the image {shape[2:]}")
-        labels[comp] = lab.astype(np.uint32, copy=False)
+        labels = {c: lab.region(0, 0, shape[2], 0, shape[3])[0].astype(np.uint32, copy=False)
+                  for c, lab in sources.items()}
+    names = sample_channel_names(image_path, shape[1], f.get("channel_names"))
     image = da.from_delayed(dask.delayed(_read_still)(sample, image_path), shape[1:], dtype)
     return Field(sample, image, labels, pixel_size_um=f.get("pixel_size_um"), channel_names=names)
 
