@@ -153,7 +153,7 @@ def _train_tracker(args) -> int:
     import numpy as np
 
     from cellscale.io.ctc import read_label_dir, read_lineage
-    from cellscale.synth.colony import PRESETS, make_colony
+    from cellscale.synth.colony import PRESETS, make_colony, random_colony_params
     from cellscale.synth.timelapse import make_timelapse
     from cellscale.track.scorer import fit_scorer
     from cellscale.track.training import TRAINING_MOVIES, jitter_labels, training_rows
@@ -165,7 +165,8 @@ def _train_tracker(args) -> int:
         t0 = time.perf_counter()
         if kind == "colony":
             rest = {k: v for k, v in kw.items() if k != "preset"}
-            movie = make_colony(**{**PRESETS[kw["preset"]], **rest, **frames})
+            base = random_colony_params(kw["seed"]) if kw["preset"] == "random" else PRESETS[kw["preset"]]
+            movie = make_colony(**{**base, **rest, **frames})
         else:
             movie = make_timelapse(**{**kw, **frames})
         labels = jitter_labels(movie.labels, seed=kw["seed"]) if jitter else movie.labels
@@ -549,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_track)
 
     p = sub.add_parser("train-tracker", help="train the learned scorer of links and divisions (track.costs: learned)",
-                       description="Generate the training movies (dense colonies and sparse time-lapses, seeds 1-14; "
+                       description="Generate the training movies (dense colonies and sparse time-lapses, seeds 1-14, "
+                                   "and colonies of randomised kinds, seeds 21-36; "
                                    "cellscale.track.training.TRAINING_MOVIES), fit gradient-boosted trees on the "
                                    "features of their candidate links and divisions and write the scorer folder "
                                    "(scorer.json + trees.npz; the shipped one is models/track-scorer). Needs "

@@ -30,3 +30,13 @@ def test_benchmark_quick_mode_prints_figures(script, expected):
     if script == "correction.py" and "skipped" not in result.stdout:  # the shared CODEX tile is there
         assert "Spearman rho vs edits" in result.stdout  # the check of the review's score ran
     print(result.stdout)
+
+
+def test_tracking_benchmark_varied_colonies_quick_mode():
+    """``--varied SEED``: the colonies of another kind than the benchmark's, each tracked by ours (both costs)
+    and laptrack, in one table."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tracking.py"), "--quick", "--varied", "503"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "Varied colonies" in result.stdout and "| small rods (width 5, length 12), seed 503 |" in result.stdout
+    assert "ours lap learned" in result.stdout

@@ -44,7 +44,7 @@ from scipy.spatial import cKDTree
 from cellscale.io.ctc import LINEAGE_COLUMNS
 from cellscale.synth.timelapse import Timelapse
 
-__all__ = ["PRESETS", "make_colony"]
+__all__ = ["PRESETS", "make_colony", "random_colony_params"]
 
 _DEFAULTS = {"rod": (8.0, 18.0), "round": (13.0, 14.0)}  # (width, birth length) in px
 
@@ -54,6 +54,45 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "hard": {"n_founders": 3, "doubling": 7.0, "gap": 0.0, "motion": 1.5, "turn": 0.08, "noise": 0.06},
 }
+
+
+def random_colony_params(seed: int, shape: tuple[int, int] = (512, 512), max_cells: int = 600) -> dict:
+    """Keyword arguments of :func:`make_colony` drawn at random from ``seed``: a colony of one kind among many.
+
+    Domain randomisation for the learned tracking costs, so that they are trained on more kinds of colony
+    than the two presets: cell size (rod width 5-14 px, birth length 1.8-3 widths; round cells 8-20 px),
+    doubling time (5-14 frames), random motion (0.2-3 px/frame, log-uniform), turning (0.02-0.12
+    rad/frame), packing (gap 0-2 px), read noise (0.02-0.08), division noise (0.05-0.15) and, for half of
+    the seeds, a global drift of up to 4 px/frame in a random direction. A quarter of the colonies have
+    round cells. The founders (2-12) and the number of frames (at most 50, at least 20) are chosen so that
+    the colony ends with about ``max_cells`` cells or what half of the field holds, whichever is fewer.
+    ``seed`` is also the colony's seed, so ``make_colony(**random_colony_params(s))`` is reproducible.
+    """
+    rng = np.random.default_rng([int(seed), 23])
+    rod = bool(rng.random() >= 0.25)
+    if rod:
+        width = float(rng.uniform(5.0, 14.0))
+        length = width * float(rng.uniform(1.8, 3.0))
+        cell_area = width * 1.5 * length  # at mid-cycle
+    else:
+        width = float(rng.uniform(8.0, 20.0))
+        length = width * float(rng.uniform(1.0, 1.15))
+        cell_area = 1.6 * width * length
+    doubling = float(rng.uniform(5.0, 14.0))
+    founders = int(rng.integers(2, 13))
+    cap = max(4 * founders, min(max_cells, int(0.5 * shape[0] * shape[1] / cell_area)))
+    n_frames = int(np.clip(doubling * np.log2(cap / founders), 20, 50))
+    drift = (0.0, 0.0)
+    if rng.random() < 0.5:
+        speed, angle = float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.0, 2.0 * np.pi))
+        drift = (round(speed * float(np.sin(angle)), 3), round(speed * float(np.cos(angle)), 3))
+    return {"n_frames": n_frames, "shape": tuple(int(v) for v in shape), "n_founders": founders,
+            "seed": int(seed), "cell_shape": "rod" if rod else "round", "doubling": round(doubling, 3),
+            "division_noise": round(float(rng.uniform(0.05, 0.15)), 3),
+            "motion": round(float(np.exp(rng.uniform(np.log(0.2), np.log(3.0)))), 3), "drift": drift,
+            "width": round(width, 3), "length": round(length, 3),
+            "gap": float(rng.choice([0.0, 0.0, 0.5, 1.0, 2.0])),
+            "noise": round(float(rng.uniform(0.02, 0.08)), 4), "turn": round(float(rng.uniform(0.02, 0.12)), 4)}
 
 
 def _closest_points(p1, d1, p2, d2):

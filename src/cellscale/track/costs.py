@@ -31,7 +31,7 @@ the ``1 - IoU`` term is 1.
 Learned costs (``cfg.costs == "learned"``, for dense data where centroid
 distance fails): every consecutive-frame link candidate and, per mother, the
 ``DIVISIONS_PER_MOTHER`` daughter pairs of lowest rule cost (touch ignored)
-are described by :mod:`cellscale.track.features` (motion-compensated
+less the fraction of the mother, moved by her local motion, that they cover, are described by :mod:`cellscale.track.features` (motion-compensated
 overlap, shape, orientation, division cues; the local motion is estimated
 per frame from the data) and cost ``scale * -log p`` of the trained scorer
 (:mod:`cellscale.track.scorer`). Gap links, starts and ends keep the costs
@@ -63,7 +63,7 @@ from cellscale.track.features import (DIVISION_FEATURES, LINK_FEATURES, FrameInd
 __all__ = ["Candidates", "FrameIndex", "build_candidates", "crowding", "estimate_max_distance",
            "frame_overlaps", "DIVISIONS_PER_MOTHER"]
 
-#: learned costs: daughter pairs (lowest rule cost first) scored per mother
+#: learned costs: daughter pairs scored per mother (lowest rule cost less the mother's covered fraction first)
 DIVISIONS_PER_MOTHER = 8
 
 
@@ -167,7 +167,8 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     :mod:`cellscale.track.features`: every link candidate (within the search
     radius, or overlapping) is scored, and for every mother the
     ``DIVISIONS_PER_MOTHER`` daughter pairs with the lowest rule cost (touch
-    ignored). ``features_out`` (a dict) receives the feature rows and the
+    ignored) less the fraction of the mother, moved by her local motion, that
+    the two cover. ``features_out`` (a dict) receives the feature rows and the
     candidates they describe, before pruning (for training).
     """
     n = frame.size
@@ -307,10 +308,17 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     div_m = div_a = div_b = np.zeros(0, np.int64)
     div_c = np.zeros(0)
     if cfg.divisions and n:
-        m_, a_, b_, c_ = _division_candidates(np.flatnonzero(big), pos, area, radius, inten, md, cfg, layers)
+        # learned: per mother, the daughter pairs most like a division are scored: lowest rule cost less
+        # the fraction of the mother (moved by her local motion) that the two cover (the rule cost alone
+        # would drop the true pair of a drifting field, or of fast-moving, packed cells)
+        covered = None
+        if learned:
+            def covered(qm, qd):
+                return movie.lookup(qm * n + qd, movie.key_c, movie.inter_c) / movie.area_a[qm]
+        m_, a_, b_, c_, cov_ = _division_candidates(np.flatnonzero(big), pos, area, radius, inten, md, cfg, layers,
+                                                    covered)
         if learned and m_.size:
-            # the daughter pairs of lowest rule cost per mother, scored by the features
-            sel = _lowest_per_group(m_, c_, DIVISIONS_PER_MOTHER)
+            sel = _lowest_per_group(m_, c_ - cov_, DIVISIONS_PER_MOTHER)
             m_, a_, b_, c_ = m_[sel], a_[sel], b_[sel], c_[sel]
             x = division_features(movie, m_, a_, b_, pos, pos, inten, rule_cost=c_)
             if features_out is not None:
@@ -380,9 +388,13 @@ class _FrameLayers:
         return src[q], dst[t]
 
 
-def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _FrameLayers):
+def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _FrameLayers, covered=None):
     """Mothers among ``rows`` x unordered pairs of daughters among ``rows`` of the next frame, for all frames
-    at once; sorted by mother, then as the pairs of daughters are enumerated (first daughter, second)."""
+    at once; sorted by mother, then as the pairs of daughters are enumerated (first daughter, second).
+
+    Returns ``(mother, daughter_a, daughter_b, rule cost, cover)``; ``covered(mother, daughter)`` gives the
+    fraction of each mother one daughter covers, and ``cover`` is the sum over both daughters (``None``
+    without ``covered``)."""
     reach = (np.full(rows.size, float(cfg.division_distance)) if cfg.division_distance
              else md + 2.0 * radius[rows])
     qm, qd = layers.pairs(rows, rows, 1, reach)  # detection rows, sorted by mother, then daughter
@@ -390,7 +402,7 @@ def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _Frame
     # with the c - 1 - r elements after it
     if qm.size < 2:
         z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0)
+        return z, z, z, np.zeros(0), np.zeros(0)
     group_start = np.r_[0, np.flatnonzero(np.diff(qm)) + 1]
     sizes = np.diff(np.r_[group_start, qm.size])
     rank = np.arange(qm.size) - np.repeat(group_start, sizes)
@@ -398,7 +410,7 @@ def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _Frame
     total = int(after.sum())
     if total == 0:
         z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0)
+        return z, z, z, np.zeros(0), np.zeros(0)
     # the first daughter of each triple: pair k repeated after[k] times; the second: the pairs after it
     second = np.arange(total) - np.repeat(np.cumsum(after) - after, after) + np.repeat(np.arange(qm.size) + 1, after)
 
@@ -426,7 +438,11 @@ def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _Frame
     c = c + cfg.size_weight * 0.5 * (first(size) + size[second])
     if inten is not None:
         c = c + cfg.intensity_weight * _rel(inten[a], inten[b])
-    return m, a, b, c
+    cover = None
+    if covered is not None:
+        one = covered(qm, qd)
+        cover = first(one) + one[second]
+    return m, a, b, c, cover
 
 
 def _lowest_per_group(group: np.ndarray, value: np.ndarray, k: int) -> np.ndarray:

@@ -99,9 +99,10 @@ def jitter_labels(labels: np.ndarray, seed: int = 0, p: float = 0.5) -> np.ndarr
 
 
 #: The generated movies of the shipped scorer: (generator, keyword arguments, jitter the labels).
-#: ``colony`` is :func:`cellscale.synth.colony.make_colony` (``preset`` names one of its PRESETS),
-#: ``timelapse`` :func:`cellscale.synth.timelapse.make_timelapse`. Seeds 1-14: the benchmark tests on
-#: other seeds (colonies 101, 201, 202).
+#: ``colony`` is :func:`cellscale.synth.colony.make_colony` (``preset`` names one of its PRESETS, or
+#: ``"random"``: :func:`cellscale.synth.colony.random_colony_params` of the seed, colonies of many kinds),
+#: ``timelapse`` :func:`cellscale.synth.timelapse.make_timelapse`. Seeds 1-14 and 21-36: the benchmark
+#: tests on other seeds (colonies 101, 201, 202, and the varied colonies of seed 501).
 TRAINING_MOVIES: tuple[tuple[str, dict, bool], ...] = (
     ("colony", {"preset": "hard", "seed": 1}, False),
     ("colony", {"preset": "hard", "seed": 2}, False),
@@ -115,4 +116,4 @@ TRAINING_MOVIES: tuple[tuple[str, dict, bool], ...] = (
     ("timelapse", {"seed": 13, "n_frames": 60, "shape": (512, 512), "n_cells": 40, "n_divisions": 30}, True),
     ("timelapse", {"seed": 14, "n_frames": 60, "shape": (512, 512), "n_cells": 40, "n_divisions": 30}, False),
     ("timelapse", {"seed": 14, "n_frames": 60, "shape": (512, 512), "n_cells": 40, "n_divisions": 30}, True),
-)
+) + tuple(("colony", {"preset": "random", "seed": s}, False) for s in range(21, 37))
