@@ -31,7 +31,8 @@ the ``1 - IoU`` term is 1.
 Learned costs (``cfg.costs == "learned"``, for dense data where centroid
 distance fails): every consecutive-frame link candidate and, per mother, the
 ``DIVISIONS_PER_MOTHER`` daughter pairs of lowest rule cost (touch ignored)
-less the fraction of the mother, moved by her local motion, that they cover, are described by :mod:`cellscale.track.features` (motion-compensated
+less the fraction of the mother, moved by her local motion, that they cover,
+are described by :mod:`cellscale.track.features` (motion-compensated
 overlap, shape, orientation, division cues; the local motion is estimated
 per frame from the data) and cost ``scale * -log p`` of the trained scorer
 (:mod:`cellscale.track.scorer`). Gap links, starts and ends keep the costs
@@ -395,6 +396,7 @@ def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _Frame
     Returns ``(mother, daughter_a, daughter_b, rule cost, cover)``; ``covered(mother, daughter)`` gives the
     fraction of each mother one daughter covers, and ``cover`` is the sum over both daughters (``None``
     without ``covered``)."""
+    none = None if covered is None else np.zeros(0)
     reach = (np.full(rows.size, float(cfg.division_distance)) if cfg.division_distance
              else md + 2.0 * radius[rows])
     qm, qd = layers.pairs(rows, rows, 1, reach)  # detection rows, sorted by mother, then daughter
@@ -402,7 +404,7 @@ def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _Frame
     # with the c - 1 - r elements after it
     if qm.size < 2:
         z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0), np.zeros(0)
+        return z, z, z, np.zeros(0), none
     group_start = np.r_[0, np.flatnonzero(np.diff(qm)) + 1]
     sizes = np.diff(np.r_[group_start, qm.size])
     rank = np.arange(qm.size) - np.repeat(group_start, sizes)
@@ -410,7 +412,7 @@ def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _Frame
     total = int(after.sum())
     if total == 0:
         z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros(0), np.zeros(0)
+        return z, z, z, np.zeros(0), none
     # the first daughter of each triple: pair k repeated after[k] times; the second: the pairs after it
     second = np.arange(total) - np.repeat(np.cumsum(after) - after, after) + np.repeat(np.arange(qm.size) + 1, after)
 
