@@ -179,7 +179,15 @@ def _train_tracker(args) -> int:
         rows.append(training_rows(read_label_dir(tra), read_lineage(tra / "man_track.txt")))
         used.append({"ctc": str(gt)})
     cat = [np.concatenate([r[k] for r in rows]) for k in range(4)]
-    scorer = fit_scorer(*cat, max_iter=args.trees, max_depth=args.depth, seed=args.seed, meta={"trained_on": used})
+    weights = {}
+    if args.weighting == "movie-divisions":
+        # the division model: every movie counts the same, however many candidates it has (the colonies
+        # have ten times the sparse movies' candidates); the link model: every candidate the same (weighting
+        # its rows by movie too made the integer program of a 700-cell colony four times slower)
+        w = np.concatenate([np.full(len(r[3]), 1.0 / max(len(r[3]), 1)) for r in rows])
+        weights["w_div"] = w * (len(w) / w.sum())
+    scorer = fit_scorer(*cat, max_iter=args.trees, max_depth=args.depth, seed=args.seed,
+                        meta={"trained_on": used, "weighting": args.weighting}, **weights)
     scorer.save(args.output)
     print(f"scorer: {len(cat[1])} link rows, {len(cat[3])} division rows, {args.trees} trees each -> {args.output}")
     return 0
@@ -560,6 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, default=100, help="boosting iterations of each model (default: %(default)s)")
     p.add_argument("--depth", type=int, default=6, help="largest depth of a tree (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the tree fitting")
+    p.add_argument("--weighting", choices=["movie-divisions", "rows"], default="movie-divisions",
+                   help="movie-divisions: in the division model every training movie weighs the same (the "
+                        "sparse time-lapses have far fewer candidates than the colonies), in the link model every "
+                        "candidate; rows: every candidate the same in both (default: %(default)s)")
     p.add_argument("--movies", type=int, default=None, help="use only the first N generated movies (quick runs)")
     p.add_argument("--frames", type=int, default=None, help="frames of each generated movie (default: theirs)")
     p.add_argument("--ctc", action="append", default=[],

@@ -224,7 +224,7 @@ def test_train_tracker_command_writes_a_working_scorer(tmp_path, capsys):
     assert main(["train-tracker", "-o", str(out), "--trees", "3", "--movies", "1", "--frames", "10"]) == 0
     assert "3 trees each" in capsys.readouterr().out
     s = Scorer.load(out)
-    assert s.meta["max_iter"] == 3 and s.meta["trained_on"][0]["seed"] == 1
+    assert s.meta["max_iter"] == 3 and s.meta["trained_on"][0]["seed"] == 1 and s.meta["weighting"] == "movie-divisions"
     tl = make_colony(n_frames=6, shape=(96, 96), n_founders=3, seed=9)
     tracks = link(tl.labels, costs="learned", scorer=str(out))
     assert len(tracks) == len(detections_from_labels(tl.labels))

@@ -381,20 +381,22 @@ def load_scorer(path: str | os.PathLike | None = None) -> Scorer:
 # training
 # ---------------------------------------------------------------------------
 def fit_scorer(x_link, y_link, x_div, y_div, max_iter: int = 100, max_leaf_nodes: int = 31, max_depth: int = 6,
-               learning_rate: float = 0.1, seed: int = 0, meta: dict | None = None) -> Scorer:
-    """Fit the two tree ensembles (needs scikit-learn) and return the :class:`Scorer`."""
+               learning_rate: float = 0.1, seed: int = 0, meta: dict | None = None,
+               w_link: np.ndarray | None = None, w_div: np.ndarray | None = None) -> Scorer:
+    """Fit the two tree ensembles (needs scikit-learn) and return the :class:`Scorer`; ``w_link``, ``w_div``:
+    optional weights of the rows (``None``: every row counts the same)."""
     import sklearn
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    def fit(x, y):
+    def fit(x, y, w):
         if len(np.unique(y)) < 2:
             raise ValueError("training rows need both true and false candidates")
         model = HistGradientBoostingClassifier(max_iter=max_iter, max_leaf_nodes=max_leaf_nodes,
                                                max_depth=max_depth, learning_rate=learning_rate, early_stopping=False,
                                                random_state=seed)
-        return model.fit(x, y.astype(int))
+        return model.fit(x, y.astype(int), sample_weight=w)
 
-    link_model, div_model = fit(x_link, y_link), fit(x_div, y_div)
+    link_model, div_model = fit(x_link, y_link, w_link), fit(x_div, y_div, w_div)
     info = {"sklearn_version": sklearn.__version__, "max_iter": max_iter, "max_leaf_nodes": max_leaf_nodes,
             "max_depth": max_depth,
             "learning_rate": learning_rate, "seed": seed,
