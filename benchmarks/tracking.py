@@ -151,40 +151,36 @@ def run_varied(seed: int, quick: bool) -> None:
     """Varied colonies (:data:`VARIED`, one seed): ours LAP with either costs, and laptrack with our
     data-derived search radius for linking and splitting (what a user without ground truth would set)."""
     from cellscale.synth.colony import PRESETS, make_colony
+    from cellscale.track import estimate_max_distance
 
-    names = list(VARIED)[:2] if quick else list(VARIED)
+    def cell(r: dict) -> str:
+        return f"{r['TRA']:.4f} / {r['LNK']:.4f} / {r['division_f1']:.4f}"
+
+    runs = [("ours lap rules", lambda det, labels, md: link(det, labels, costs="rules"))]
+    if SCORER is not None:
+        runs.append(("ours lap learned", lambda det, labels, md: link(det, labels, costs="learned", scorer=SCORER)))
+    if HAVE_LAPTRACK:  # our search radius (link's own estimate) for linking and splitting
+        runs.append(("laptrack (our radius)", lambda det, labels, md: laptrack_tracks(det, md, md)))
     table = []
-    for name in names:
+    for name in list(VARIED)[:2] if quick else list(VARIED):
         kw = {**PRESETS["hard"], **VARIED[name], "seed": seed}
         if quick:
             kw.update(n_frames=20, shape=(256, 256))
         labels, match, _ = with_truth(make_colony(**kw), "track-bench-varied-")
         det = detections_from_labels(labels)
-        label = f"{name}, seed {seed}"
-        cells = []
-        for method, run in (("ours lap rules", lambda: link(det, labels, costs="rules")),
-                            ("ours lap learned", lambda: link(det, labels, costs="learned", scorer=SCORER))):
-            if SCORER is None and method.endswith("learned"):
-                continue
-            tracks, sec = timed(run, 1)
-            md = tracks.attrs["max_distance"]
-            record_row(label, labels, len(det), match, method, tracks, sec)
-            cells.append(ROWS[-1])
-        if HAVE_LAPTRACK:
-            tracks, sec = timed(lambda: laptrack_tracks(det, md, md), 1)
-            record_row(label, labels, len(det), match, "laptrack (our radius)", tracks, sec,
-                       f"link and split {md:.1f} px")
-            cells.append(ROWS[-1])
+        label, md = f"{name}, seed {seed}", estimate_max_distance(det)
+        for method, run in runs:
+            tracks, sec = timed(lambda: run(det, labels, md), 1)
+            record_row(label, labels, len(det), match, method, tracks, sec,
+                       f"link and split {md:.1f} px" if method.startswith("laptrack") else "")
+        cells = ROWS[-len(runs):]
         table.append((label, len(det), cells))
-        print(f"  {label}: " + "; ".join(f"{r['method']} {r['TRA']:.4f} / {r['LNK']:.4f} / {r['division_f1']:.4f}"
-                                         for r in cells), flush=True)
-    methods = [r["method"] for r in table[0][2]] if table else []
+        print(f"  {label}: " + "; ".join(f"{r['method']} {cell(r)}" for r in cells), flush=True)
     print("\nVaried colonies (TRA / LNK / division F1; ours with its defaults, LAP)\n")
-    print("| colony | detections | " + " | ".join(methods) + " |")
-    print("|---|---|" + "---|" * len(methods))
+    print("| colony | detections | " + " | ".join(m for m, _ in runs) + " |")
+    print("|---|---|" + "---|" * len(runs))
     for label, n, cells in table:
-        print(f"| {label} | {n} | " + " | ".join(f"{r['TRA']:.4f} / {r['LNK']:.4f} / {r['division_f1']:.4f}"
-                                                 for r in cells) + " |")
+        print(f"| {label} | {n} | " + " | ".join(cell(r) for r in cells) + " |")
 
 
 def record_row(name: str, labels, n: int, match, method: str, tracks, seconds: float, note: str = "",

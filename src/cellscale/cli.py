@@ -156,7 +156,7 @@ def _train_tracker(args) -> int:
     from cellscale.synth.colony import PRESETS, make_colony, random_colony_params
     from cellscale.synth.timelapse import make_timelapse
     from cellscale.track.scorer import fit_scorer
-    from cellscale.track.training import TRAINING_MOVIES, jitter_labels, training_rows
+    from cellscale.track.training import TRAINING_MOVIES, jitter_labels, per_movie_weights, training_rows
 
     rows, used = [], []
     movies = TRAINING_MOVIES[:args.movies] if args.movies else TRAINING_MOVIES
@@ -179,13 +179,9 @@ def _train_tracker(args) -> int:
         rows.append(training_rows(read_label_dir(tra), read_lineage(tra / "man_track.txt")))
         used.append({"ctc": str(gt)})
     cat = [np.concatenate([r[k] for r in rows]) for k in range(4)]
-    weights = {}
-    if args.weighting == "movie-divisions":
-        # the division model: every movie counts the same, however many candidates it has (the colonies
-        # have ten times the sparse movies' candidates); the link model: every candidate the same (weighting
-        # its rows by movie too made the integer program of a 700-cell colony four times slower)
-        w = np.concatenate([np.full(len(r[3]), 1.0 / max(len(r[3]), 1)) for r in rows])
-        weights["w_div"] = w * (len(w) / w.sum())
+    # movie-divisions: in the division model every movie counts the same (the colonies have ten times the sparse
+    # movies' candidates); links stay per candidate (weighting them by movie made a 700-cell colony's ILP 4x slower)
+    weights = {"w_div": per_movie_weights([len(r[3]) for r in rows])} if args.weighting == "movie-divisions" else {}
     scorer = fit_scorer(*cat, max_iter=args.trees, max_depth=args.depth, seed=args.seed,
                         meta={"trained_on": used, "weighting": args.weighting}, **weights)
     scorer.save(args.output)

@@ -312,10 +312,8 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
         # learned: per mother, the daughter pairs most like a division are scored: lowest rule cost less
         # the fraction of the mother (moved by her local motion) that the two cover (the rule cost alone
         # would drop the true pair of a drifting field, or of fast-moving, packed cells)
-        covered = None
-        if learned:
-            def covered(qm, qd):
-                return movie.lookup(qm * n + qd, movie.key_c, movie.inter_c) / movie.area_a[qm]
+        covered = ((lambda qm, qd: movie.lookup(qm * n + qd, movie.key_c, movie.inter_c) / movie.area_a[qm])
+                   if learned else None)
         m_, a_, b_, c_, cov_ = _division_candidates(np.flatnonzero(big), pos, area, radius, inten, md, cfg, layers,
                                                     covered)
         if learned and m_.size:

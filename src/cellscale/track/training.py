@@ -98,6 +98,14 @@ def jitter_labels(labels: np.ndarray, seed: int = 0, p: float = 0.5) -> np.ndarr
     return out
 
 
+def per_movie_weights(counts) -> np.ndarray:
+    """Row weights under which every movie weighs the same, whatever its number of rows (``counts``: rows per
+    movie, in the order the rows are concatenated); they average 1."""
+    counts = np.asarray(counts, dtype=np.int64)
+    w = np.repeat(1.0 / np.maximum(counts, 1), counts)
+    return w * (w.size / w.sum()) if w.size else w
+
+
 #: The generated movies of the shipped scorer: (generator, keyword arguments, jitter the labels).
 #: ``colony`` is :func:`cellscale.synth.colony.make_colony` (``preset`` names one of its PRESETS, or
 #: ``"random"``: :func:`cellscale.synth.colony.random_colony_params` of the seed, colonies of many kinds),
