@@ -9,13 +9,15 @@ Usage:
 Sections:
 - kiosk: 10^6 one-Mpx images on GKE (gke-us-central1 prices, 5%/node-hour spot preemption, image sizes in the
   sheet), deadline 6 h: the whole workflow (the run-level tables included; they stream, so their memory stays
-  bounded), then segmentation without them, as the Kiosk's figures count it: (a) the segment pool forced to spot L4
+  bounded) with the shipped output.formats and with OME-TIFF labels alone, then segmentation (OME-TIFF labels)
+  without the tables, as the Kiosk's figures count it: (a) the segment pool forced to spot L4
   (g2-standard-4), as the issue asks, and (b) the planner's own choice over every machine type with a profile; each planned, then simulated (3 seeds), next to the Kiosk paper's 5.5 h and $250
   (config/prices/kiosk-2021.yaml). Every throughput figure used is printed with its origin (measured / assumed).
 - agreement: planner (cellscale.cost.model.predict) against the SimPy simulation on the grid 10^4, 10^5, 10^6
-  one-Mpx images x 1, 4, 8 spot L4 GPUs (g2-standard-4, 16 Mpx shards; the run-level tables left out, so that no
-  constant tail flatters the errors) x preemption 0, 5, 20 %/node-hour; 5 seeds averaged where preemption makes
-  runs random. Goal: within 10%.
+  one-Mpx images x 1, 4, 8 spot L4 GPUs (g2-standard-4, 16 Mpx shards; the shipped output.formats' export jobs on
+  a spot e2-standard-4 pool of the nodes that keep up: model.export_nodes) and 8 or 64 spot n1-standard-8 nodes
+  running everything (no GPU) x preemption 0, 5, 20 %/node-hour; the run-level tables left out, so that no constant
+  tail flatters the errors; 5 seeds averaged where preemption makes runs random. Goal: within 10%.
 - measure (only with --measure N): the workflow on N fields of 1024 x 1024 px on this machine, and the benchmark
   files of plan_batches, segment_batch and the tail (the source of config/throughput's CPU figures: N = 200).
 - speed: seconds `plan()` takes for 10^6 images (all machine types, deadline 6 h, without the run-level tables),
@@ -35,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, predict  # noqa: E402
+from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, export_nodes, predict  # noqa: E402
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan  # noqa: E402
 from cellscale.cost.prices import load_prices  # noqa: E402
 from cellscale.cost.simulate import figure, simulate, simulate_mean  # noqa: E402
@@ -59,12 +61,14 @@ def label_figures(choice: Choice, profiles) -> list[str]:
 def section_kiosk(args, prices, profiles, kiosk) -> dict:
     ref = kiosk.extra["reference"]
     out = {}
-    whole = Workload(int(ref["images"]), float(ref["mpx_per_image"]))
-    segmentation = replace(whole, run_tables=False)   # what the Kiosk's figures cover: segmentation (and our
-    cases = (                                         # per-image measurement), without the run-level tables
-        ("whole workflow (run-level tables too), planner's choice", whole, None),
-        ("segmentation alone, spot L4 (forced)", segmentation, ["g2-standard-4"]),
-        ("segmentation alone, planner's choice", segmentation, None),
+    whole = Workload(int(ref["images"]), float(ref["mpx_per_image"]))   # the shipped output.formats
+    labels = replace(whole, formats=("ome-tiff",))
+    segmentation = replace(labels, run_tables=False)   # what the Kiosk's figures cover: segmentation (and our
+    cases = (                                          # per-image measurement), without the run-level tables
+        (f"whole workflow, shipped output.formats ({', '.join(whole.formats)}), planner's choice", whole, None),
+        ("whole workflow, output.formats [ome-tiff], planner's choice", labels, None),
+        ("segmentation alone (OME-TIFF labels), spot L4 (forced)", segmentation, ["g2-standard-4"]),
+        ("segmentation alone (OME-TIFF labels), planner's choice", segmentation, None),
     )
     for label, w, seg in cases:
         try:
@@ -101,27 +105,35 @@ def section_kiosk(args, prices, profiles, kiosk) -> dict:
 def section_agreement(args, prices, profiles) -> dict:
     sizes = (10**4,) if args.quick else (10**4, 10**5, 10**6)
     gpus = (1, 4) if args.quick else (1, 4, 8)
+    cpus = (8,) if args.quick else (8, 64)
     rates = (0.0, 0.2) if args.quick else (0.0, 0.05, 0.2)
     seeds = tuple(range(3 if args.quick else 5))
-    print(f"\n## Agreement: planner vs simulation (spot L4 g2-standard-4, 16 Mpx shards; {len(seeds)} seeds where "
-          f"preemption > 0)")
-    print("| images | GPUs | preemption/h | planner h | sim h | planner $ | sim $ | err time | err cost |")
+    print(f"\n## Agreement: planner vs simulation (spot L4 g2-standard-4 with the exports of the shipped "
+          f"output.formats on a spot e2-standard-4 pool of the nodes that keep up, and a spot n1-standard-8 pool "
+          f"running both; 16 Mpx shards; {len(seeds)} seeds where preemption > 0)")
+    print("| images | pools | preemption/h | planner h | sim h | planner $ | sim $ | err time | err cost |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows, worst = [], [0.0, 0.0]
     for n in sizes:
-        w = Workload(n, 1.0, run_tables=False)   # the segment phase alone: no constant tail to flatter the errors
-        for g in gpus:
-            choice = Choice(PoolChoice("gpu", "g2-standard-4", g, True), PoolChoice("spot-cpu", "e2-standard-4", 1,
-                                                                                    True), 16.0)
+        w = Workload(n, 1.0, run_tables=False)   # no constant tail to flatter the errors
+        for g in (*gpus, *(-c for c in cpus)):   # a negative count: that many CPU nodes, no GPU
+            if g > 0:
+                choice = Choice(PoolChoice("gpu", "g2-standard-4", g, True),
+                                PoolChoice("spot-cpu", "e2-standard-4", 1, True), 16.0)
+                choice = replace(choice, tail=replace(choice.tail, nodes=export_nodes(w, choice, profiles, prices)))
+                pools = f"{g} GPU + {choice.tail.nodes} CPU"
+            else:
+                cpu = PoolChoice("spot-cpu", "n1-standard-8", -g, True)
+                choice, pools = Choice(cpu, cpu, 16.0), f"{-g} CPU"
             for rate in rates:
                 p = predict(w, choice, profiles, prices, Overheads(), rate)
                 h, cost, _ = simulate_mean(w, choice, profiles, prices, Overheads(), rate, seeds)
                 et, ec = abs(p.hours - h) / h, abs(p.cost_usd - cost) / cost
                 worst = [max(worst[0], et), max(worst[1], ec)]
-                print(f"| {n} | {g} | {rate:.0%} | {p.hours:.3f} | {h:.3f} | {p.cost_usd:.2f} | {cost:.2f} | "
+                print(f"| {n} | {pools} | {rate:.0%} | {p.hours:.3f} | {h:.3f} | {p.cost_usd:.2f} | {cost:.2f} | "
                       f"{et:.1%} | {ec:.1%} |")
-                rows.append(dict(images=n, gpus=g, preemption=rate, plan_h=p.hours, sim_h=h, plan_usd=p.cost_usd,
-                                 sim_usd=cost))
+                rows.append(dict(images=n, pools=pools, preemption=rate, plan_h=p.hours, sim_h=h,
+                                 plan_usd=p.cost_usd, sim_usd=cost))
     print(f"max relative error: time {worst[0]:.2%}, cost {worst[1]:.2%} (goal <= 10%: "
           f"{'met' if max(worst) <= 0.10 else 'NOT met'})")
     return {"rows": rows, "max_err_time": worst[0], "max_err_cost": worst[1]}
@@ -173,13 +185,22 @@ def section_measure(args) -> dict:
     mpx = args.measure * 1024 * 1024 / 1e6
     print(f"\n## Measured: the workflow on {args.measure} fields of 1024^2 ({mpx:.1f} Mpx), --cores 2: {wall:.1f} s")
     rows = {}
-    for rule in ("plan_batches", "segment_batch", "aggregate_measurements", "report_fields", "summary"):
-        for f in sorted((work / "results/benchmarks" / rule).glob("*.tsv")):
+    for folder in sorted(p for p in (work / "results/benchmarks").iterdir() if p.is_dir()):
+        rule = folder.name
+        for f in sorted(folder.glob("*.tsv")):
             values = f.read_text().splitlines()[1].split("\t")
             rows.setdefault(rule, []).append((float(values[0]), float(values[2])))
             print(f"{rule} {f.stem}: {values[0]} s, max RSS {values[2]} MB")
+    objects = {}  # files each batch output holds (one Cloud Storage object each on GKE), per field of view
+    for name, pattern in (("segment_batch", "results/batches/[0-9]*"), ("ngff_batch", "results/ngff/batch_*"),
+                          ("spatialdata_batch", "results/spatialdata/batches/*.zarr")):
+        files = [f for d in work.glob(pattern) for f in d.rglob("*") if f.is_file()]
+        objects[name] = {"files": len(files), "per_field": len(files) / args.measure,
+                         "mb_per_field": sum(f.stat().st_size for f in files) / 1e6 / args.measure}
+        print(f"{name}: {len(files)} files, {objects[name]['per_field']:.2f} a field, "
+              f"{objects[name]['mb_per_field']:.3f} MB a field")
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"fields": args.measure, "mpx": mpx, "wall_s": wall, "jobs": rows}
+    return {"fields": args.measure, "mpx": mpx, "wall_s": wall, "jobs": rows, "objects": objects}
 
 
 def main() -> int:

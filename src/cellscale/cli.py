@@ -234,6 +234,7 @@ def _plan(args) -> int:
         raise SystemExit("cellscale plan: give --sheet FILE or --images N (with --mpx M)")
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
+    workload = replace(workload, formats=tuple(_plan_formats(args)))
     prices, profiles = load_prices(args.prices), load_profiles(args.profiles)
     try:
         result = plan(workload, profiles, prices, deadline_h=args.deadline, budget_usd=args.budget,
@@ -248,6 +249,21 @@ def _plan(args) -> int:
             print(f"# wrote {path}", file=sys.stderr)
     print(json.dumps(result.to_json(workload), indent=2) if args.json else describe(result, workload))
     return 0
+
+
+def _plan_formats(args) -> list[str]:
+    """``--formats``, else the config's ``output.formats`` (``--config``, when it exists), else the schema's."""
+    import yaml
+
+    from cellscale.settings import default
+
+    if args.formats is not None:
+        return [] if args.formats == ["none"] else args.formats
+    if args.config.is_file():
+        formats = ((yaml.safe_load(args.config.read_text()) or {}).get("output") or {}).get("formats")
+        if formats is not None:
+            return list(formats)
+    return default("output", "formats")
 
 
 def _throughput(args) -> int:
@@ -768,6 +784,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-run-tables", action="store_true",
                    help="plan segmentation alone: leave out the run-level tail (aggregate_measurements, "
                         "report_fields, summary), whose time and memory grow with the whole run")
+    p.add_argument("--formats", nargs="+", default=None, choices=[*choices("output", "formats"), "none"],
+                   help="output.formats the run writes (default: --config's, else the schema's); every format "
+                        "but ome-tiff adds a job and some 15-22 Cloud Storage objects per batched image")
+    p.add_argument("--config", type=Path, default=Path("config/config.yaml"),
+                   help="the workflow config whose output.formats the plan prices (default config/config.yaml)")
     p.add_argument("--segment-machines", nargs="+", default=None, metavar="TYPE",
                    help="only these machine types for segment_batch (e.g. g2-standard-4)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -64,8 +64,9 @@ def description(section: str, key: str) -> str:
 
 
 def choices(section: str, key: str) -> list:
-    """The values the schema allows for ``section.key`` (its ``enum``)."""
-    return list(_properties(section)[key]["enum"])
+    """The values the schema allows for ``section.key`` (its ``enum``; an array's: its items')."""
+    prop = _properties(section)[key]
+    return list(prop["enum"] if "enum" in prop else prop["items"]["enum"])
 
 
 def section_defaults(section: str) -> dict:

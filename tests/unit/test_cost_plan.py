@@ -3,6 +3,7 @@ requests, the command line's JSON and the workflow profile it writes (a real Sna
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -14,9 +15,11 @@ import pytest
 from support import ROOT
 
 from cellscale.cli import main
-from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, fits, predict, slots_per_node
+from cellscale.cost.model import (EXPORTS, Choice, Overheads, PoolChoice, Workload, export_nodes, fits, predict,
+                                  slots_per_node)
 from cellscale.cost.plan import Infeasible, load_profiles, plan, profile_fragment, write_outputs
 from cellscale.cost.prices import load_prices
+from cellscale.settings import default
 
 PRICES = load_prices(ROOT / "config/prices/gke-us-central1.yaml")
 PROFILES = load_profiles(ROOT / "config/throughput")
@@ -147,6 +150,62 @@ def test_cli_json(monkeypatch, capsys):
     assert main(["plan", "--images", "100000", "--deadline", "1", "--max-gpus", "1", "--segment-machines",
                  "g2-standard-4"]) == 2
     assert "infeasible" in capsys.readouterr().err
+
+
+def test_export_formats_cost_their_jobs_and_their_objects():
+    """The shipped output.formats add an ngff_batch and a spatialdata_batch job per batch and their files (one Cloud
+    Storage object each); OME-TIFF labels alone cost what segment_batch writes."""
+    full = Workload(10**5, 1.0, run_tables=False)
+    assert full.formats == tuple(default("output", "formats"))
+    assert [x.rule for x in full.exports] == ["ngff_batch", "spatialdata_batch"]
+    labels = dataclasses.replace(full, formats=("ome-tiff",))
+    assert labels.exports == ()
+    for seg in (PoolChoice("spot-cpu", "n1-standard-8", 20, True), PoolChoice("gpu", "g2-standard-4", 4, True)):
+        tail = seg if not seg.machine.startswith("g2") else PoolChoice("spot-cpu", "n1-standard-8", 1, True)
+        choice = Choice(seg, tail, 16.0)
+        if tail is not seg:
+            choice = Choice(seg, dataclasses.replace(tail, nodes=export_nodes(full, choice, PROFILES, PRICES)), 16.0)
+        a, b = predict(full, choice, PROFILES, PRICES), predict(labels, choice, PROFILES, PRICES)
+        objects = full.images * sum(x.objects_per_image for x in EXPORTS.values())
+        extra_ops = a.breakdown["operations"] - b.breakdown["operations"]
+        assert extra_ops >= objects / 1e4 * PRICES.storage["gcs_class_a_per_10k"]   # + the exports' reads
+        assert extra_ops < 1.2 * objects / 1e4 * PRICES.storage["gcs_class_a_per_10k"]
+        assert a.hours > b.hours and sum(v for k, v in a.breakdown.items() if k.startswith("compute")) > \
+            sum(v for k, v in b.breakdown.items() if k.startswith("compute"))
+        assert any("Cloud Storage objects" in note for note in a.notes)
+        assert not any("Cloud Storage objects" in note for note in b.notes)
+    # a separate CPU pool: sized to keep up with the GPUs; with one node the exports trail far behind
+    gpus = [Choice(PoolChoice("gpu", "g2-standard-4", g, True), PoolChoice("spot-cpu", "e2-standard-4", 1, True),
+                   16.0) for g in (1, 8, 32)]
+    nodes = [export_nodes(full, c, PROFILES, PRICES) for c in gpus]
+    assert nodes == sorted(nodes) and nodes[-1] > nodes[0]
+    big = gpus[-1]
+    kept = Choice(big.segment, dataclasses.replace(big.tail, nodes=nodes[-1]), 16.0)
+    slow, fast = predict(full, big, PROFILES, PRICES), predict(full, kept, PROFILES, PRICES)
+    assert fast.phases_h["exports"] < 0.05 < slow.phases_h["exports"] and fast.hours < slow.hours
+    # a planner that finds no CPU profile with an export rule says so
+    stripped = {m: dataclasses.replace(p, rules={r: v for r, v in p.rules.items() if r != "spatialdata_batch"})
+                for m, p in PROFILES.items()}
+    with pytest.raises(Infeasible, match="spatialdata_batch.*cellscale throughput.*--formats"):
+        plan(full, stripped, PRICES, deadline_h=24)
+    assert plan(dataclasses.replace(full, formats=("ome-tiff", "ome-zarr")), stripped, PRICES, deadline_h=24)
+
+
+def test_cli_prices_the_configs_output_formats(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "config.yaml"
+    config.write_text("output:\n  formats: [ome-tiff]\n")
+    runs = {}
+    for name, extra in (("default", []), ("config", ["--config", str(config)]), ("flag", ["--formats", "ome-tiff"]),
+                        ("zarr", ["--config", str(config), "--formats", "ome-zarr"])):
+        assert main(["plan", "--images", "20000", "--deadline", "4", "--json", *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    assert runs["default"]["workload"]["formats"] == default("output", "formats")
+    assert runs["config"]["workload"]["formats"] == runs["flag"]["workload"]["formats"] == ["ome-tiff"]
+    assert runs["zarr"]["workload"]["formats"] == ["ome-zarr"]   # the flag beats the config
+    assert runs["config"]["cost_usd"] < runs["zarr"]["cost_usd"] < runs["default"]["cost_usd"]
+    assert any("spatialdata" in a for a in runs["default"]["assumptions"])
+    assert not any("spatialdata" in a for a in runs["config"]["assumptions"])
 
 
 def test_fragment_repeats_every_rule_of_the_gke_profile(tmp_path):

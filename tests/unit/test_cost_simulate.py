@@ -3,6 +3,8 @@ autoscaler's bounds and the figure."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from support import ROOT
 
@@ -39,6 +41,25 @@ def test_cpu_pool_runs_segment_and_tail_and_agrees():
     hours, cost, runs = simulate_mean(w, choice, PROFILES, PRICES, Overheads(), 0.05, seeds=(0, 1, 2))
     assert p.hours == pytest.approx(hours, rel=0.10) and p.cost_usd == pytest.approx(cost, rel=0.10)
     assert set(runs[0].node_hours) == {"spot-cpu"}
+
+
+def test_export_jobs_run_on_the_cpu_pool_as_batches_finish():
+    """With the shipped output.formats the CPU pool runs each batch's exports while the GPUs segment; with OME-TIFF
+    labels alone (and no run-level tables) it never starts a node."""
+    w = Workload(4000, 1.0, run_tables=False)
+    exports = simulate(w, l4(2), PROFILES, PRICES)
+    labels = simulate(dataclasses.replace(w, formats=("ome-tiff",)), l4(2), PROFILES, PRICES)
+    assert exports.node_hours["spot-cpu"] > 0 and labels.node_hours["spot-cpu"] == 0
+    cpu = [t for t, pool, n, running in exports.timeline if pool == "spot-cpu" and running > 0]
+    gpu_end = max(t for t, pool, n, running in exports.timeline if pool == "gpu" and running > 0)
+    assert min(cpu) < gpu_end / 4          # exports start with the first batches, not after the last
+    assert exports.hours > labels.hours and exports.cost_usd > labels.cost_usd
+    same = Choice(PoolChoice("spot-cpu", "n1-standard-8", 4, True), PoolChoice("spot-cpu", "n1-standard-8", 4, True),
+                  16.0)
+    p = predict(w, same, PROFILES, PRICES)
+    r = simulate(w, same, PROFILES, PRICES)
+    assert p.hours == pytest.approx(r.hours, rel=0.10) and p.cost_usd == pytest.approx(r.cost_usd, rel=0.10)
+    assert max(running for _, _, _, running in r.timeline) > 4 * 2   # 1-thread exports beside 4-thread segment jobs
 
 
 def test_seeded_and_preemption_retries_jobs():

@@ -8,7 +8,13 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
 2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
    model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
    node (its GPUs, or vCPUs // threads), ``n`` nodes, so ``ceil(J / (n k))`` waves.
-3. the tail on the CPU pool: ``aggregate_measurements`` and ``report_fields`` side by side, then ``summary``; their
+3. the export jobs of every batch, one per format of ``output.formats`` that has a batch rule (``ome-zarr``:
+   ``ngff_batch``, ``spatialdata``: ``spatialdata_batch``), each once its ``segment_batch`` job is done, on the CPU
+   pool: beside the segment jobs when that is the segment pool (their time counted in the segment pool's slots,
+   ``threads`` for ``threads``), else on the CPU pool while the GPU pool segments, with as many nodes as keep up
+   with it (:func:`export_nodes`). They end ``max(export)`` after the last segment job, or when the CPU pool has
+   worked through them, whichever is later.
+4. the tail on the CPU pool: ``aggregate_measurements`` and ``report_fields`` side by side, then ``summary``; their
    time and memory grow with the whole run (``per: run``); ``Workload(run_tables=False)`` leaves them out.
 
 Nodes: the autoscaler scans every ``scan_s`` (a pending pod waits ``scan_s / 2`` on average), asks for a VM
@@ -20,7 +26,9 @@ until a replacement is up (``scan_s / 2 + provision_s + start + pull``); the poo
 ``f = 1 - rate * (d / 2 + replacement)`` of the nominal one. Costs: node-hours x the price table (spot or on demand),
 each node's boot disk, the system pool's node and the cluster fee for the wall time, the bucket's GB-months for the
 run's duration, Cloud Storage operations (class A per object written, class B per read and metadata check) and
-internet egress (none unless asked). :mod:`.simulate` runs the same mechanics event by event.
+internet egress (none unless asked). Cloud Storage has no folders: every file of a rule's output folder is an object,
+so an export format costs its files per image (:data:`EXPORTS`), far more than the one OME-TIFF label file.
+:mod:`.simulate` runs the same mechanics event by event.
 """
 
 from __future__ import annotations
@@ -28,12 +36,37 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from cellscale.settings import default as setting_default
+
 from .prices import Machine, PriceTable
 from .throughput import RuleRate, ThroughputProfile
 
 SEGMENT_RULE = "segment_batch"
 TAIL_PARALLEL = ("aggregate_measurements", "report_fields")
 TAIL_LAST = "summary"
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """An ``output.formats`` entry that batched images get from a rule of its own, and what it adds per image."""
+
+    rule: str
+    objects_per_image: float   # files its output folder gains per image: one Cloud Storage object each
+    mb_per_mpx: float          # bytes it writes per Mpx of image
+
+
+# Measured 2026-12-05 (`python benchmarks/cost.py --measure 200`: the shipped config on 200 one-channel 1024^2 fields
+# with one compartment, 14 batches): files and bytes of results/ngff/batch_NNNN (a store per image: the image and
+# its labels, each a three-level pyramid of one chunk a level, with a zarr.json per group and array) and of
+# results/spatialdata/batches/NNNN.zarr (image, labels, outlines, one table a batch), per field. Larger images have
+# more levels and chunks: a pilot run tells.
+EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 15.1, 0.64),
+           "spatialdata": ExportFormat("spatialdata_batch", 21.3, 0.72)}
+
+
+def default_formats() -> tuple[str, ...]:
+    """The config schema's ``output.formats``."""
+    return tuple(setting_default("output", "formats"))
 
 
 @dataclass(frozen=True)
@@ -46,10 +79,16 @@ class Workload:
     out_mb_per_mpx: float = 1.0    # labels + tables written per Mpx (assumed: compressed 32-bit labels)
     run_tables: bool = True        # the run-level tail (aggregate_measurements, report_fields, summary) runs too
     sizes_in_sheet: bool = True    # the sheet gives each image's height and width: plan_batches downloads none
+    formats: tuple[str, ...] = field(default_factory=default_formats)  # output.formats
 
     @property
     def total_mpx(self) -> float:
         return self.images * self.mpx_per_image
+
+    @property
+    def exports(self) -> tuple[ExportFormat, ...]:
+        """The batch export rules ``formats`` run (OME-TIFF labels are segment_batch's own)."""
+        return tuple(EXPORTS[f] for f in self.formats if f in EXPORTS)
 
     def jobs(self, shard_mpx: float) -> int:
         """segment_batch jobs: plan_batches packs images in sheet order into batches of about shard_mpx."""
@@ -178,6 +217,38 @@ def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads) -
     return o.job_overhead_s + rate.seconds(mpx) + w.images_per_job(shard_mpx) * o.batch_s_per_image + staging
 
 
+def export_jobs(w: Workload, profile: ThroughputProfile, machine: Machine, shard_mpx: float,
+                o: Overheads) -> list[tuple[float, int]]:
+    """(wall seconds, jobs per node) of each export job of one batch on ``machine``: it stages the batch's images and
+    labels in and its store out."""
+    mpx = w.total_mpx / w.jobs(shard_mpx)
+    out = []
+    for fmt in w.exports:
+        rate = profile.rate(fmt.rule)
+        k = slots_per_node(machine, rate, shard_mpx)
+        if k < 1:
+            raise ValueError(f"{machine.name}: a {shard_mpx:g} Mpx {fmt.rule} job does not fit on one node")
+        staging = mpx * (w.mb_per_mpx + w.out_mb_per_mpx + fmt.mb_per_mpx) / o.pod_mb_s
+        out.append((o.job_overhead_s + rate.seconds(mpx) + staging, k))
+    return out
+
+
+def export_nodes(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
+                 o: Overheads = Overheads(), cap: int | None = None) -> int:
+    """Nodes of a separate CPU pool that keep up with the segment pool's exports (1 without exports): the batches
+    the segment pool finishes per second x each batch's export node-seconds."""
+    if not w.exports or choice.segment == choice.tail:
+        return 1
+    seg_m, tail_m = prices.machine(choice.segment.machine), prices.machine(choice.tail.machine)
+    seg_rate = profiles[choice.segment.machine].rate(SEGMENT_RULE)
+    k = slots_per_node(seg_m, seg_rate, choice.shard_mpx)
+    slots = min(choice.segment.nodes * k, w.jobs(choice.shard_mpx))
+    d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
+    per_batch = sum(e / kr for e, kr in export_jobs(w, profiles[choice.tail.machine], tail_m, choice.shard_mpx, o))
+    n = max(1, math.ceil(slots / d * per_batch - 1e-9))
+    return n if cap is None else max(1, min(n, cap))
+
+
 def tail_job_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> dict[str, float]:
     if not w.run_tables:
         return {r: 0.0 for r in (*TAIL_PARALLEL, TAIL_LAST)}
@@ -217,32 +288,51 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         raise ValueError(f"{choice.segment.machine}: a {shard} Mpx segment_batch job does not fit on one node")
     n = min(choice.segment.nodes, math.ceil(jobs / k))
     d = segment_job_s(w, seg_rate, shard, o)
+    same_pool = choice.segment == choice.tail
+    exports = export_jobs(w, tail_profile, tail_m, shard, o)      # (seconds, jobs per node) per format
+    longest = max((e for e, _ in exports), default=0.0)
+    per_batch = sum(e / kr for e, kr in exports)                   # export node-seconds of one batch
     f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
     waves = math.ceil(jobs / (n * k))
     t_plan = plan_batches_s(w, tail_profile, o)
     t_up = o.replacement_s(seg_m)
-    t_work = waves * d / f
+    if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
+        t_work = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
+    else:
+        t_work = waves * d / f
     t_seg = t_up + t_work
     tails = tail_job_s(w, tail_profile, o)
     tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
-    same_pool = choice.segment == choice.tail
-    t_tail_up = 0.0 if same_pool or not w.run_tables else o.replacement_s(tail_m)
-    t_tail = t_tail_up + tail_work
-    wall_s = t_plan + t_seg + t_tail
+    n_exp, t_exports, exp_node_s = 0, 0.0, 0.0
+    if exports and not same_pool:  # a CPU pool of n_exp nodes, up once the first batches are done
+        n_exp = choice.tail.nodes
+        f_exp = capacity_factor(tail_m, choice.tail.spot, preemption, longest, o)
+        ready = t_up + d / f + o.replacement_s(tail_m)
+        end = max(t_seg + longest, ready + jobs * per_batch / (n_exp * f_exp))
+        t_exports = end - t_seg
+        exp_node_s = n_exp * (o.startup_s(tail_m) + end - ready + o.idle_s + o.scan_s / 2)
+    t_tail_up = 0.0 if same_pool or not w.run_tables or exports else o.replacement_s(tail_m)
+    t_tail = t_tail_up + tail_work if w.run_tables else 0.0
+    wall_s = t_plan + t_seg + t_exports + t_tail
 
     # node-seconds billed: from VM creation to removal (idle_s + scan_s/2 after the node's last job)
     rate_s = preemption / 3600.0 if choice.segment.spot else 0.0
-    last = jobs - (waves - 1) * n * k
-    nodes_last = math.ceil(last / k)
-    # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
-    busy = ((waves - 1) * n + nodes_last) * d / f
+    if same_pool and exports:
+        busy = n * t_work                # the exports keep every node busy to the end
+    else:
+        last = jobs - (waves - 1) * n * k
+        nodes_last = math.ceil(last / k)
+        # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
+        busy = ((waves - 1) * n + nodes_last) * d / f
     end_gap = o.idle_s + o.scan_s / 2
     preemptions = rate_s * n * t_work
     # a preempted node's billing stops; its replacement's starts scan_s/2 + provision_s later
     seg_node_s = n * (o.startup_s(seg_m) + end_gap) + busy - preemptions * (o.scan_s / 2 + o.provision_s)
     if same_pool:
-        seg_node_s += tail_work       # one node stays for the tail, its idle timer starts after
+        seg_node_s += tail_work if w.run_tables else 0.0   # one node stays for the tail, its idle timer after
         tail_node_s = 0.0
+    elif exports:
+        tail_node_s = exp_node_s + (tail_work if w.run_tables else 0.0)
     else:
         tail_node_s = o.startup_s(tail_m) + tail_work + end_gap if w.run_tables else 0.0
     breakdown = {f"compute:{choice.segment.name}": seg_node_s / 3600 * seg_m.hourly(choice.segment.spot)}
@@ -254,9 +344,17 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         p_fail = (preemption / 3600 * d) ** (o.retries + 1)
         notes.append(f"a job is lost on preemption with probability {preemption / 3600 * d:.2g} per try; all "
                      f"{o.retries + 1} tries lost: {p_fail:.1g}")
+    if exports:
+        objects = w.images * sum(x.objects_per_image for x in w.exports)
+        notes.append(f"{', '.join(x.rule for x in w.exports)} write about {objects:,.0f} Cloud Storage objects "
+                     f"(${objects / 1e4 * prices.storage.get('gcs_class_a_per_10k', 0.0):,.2f} of class A "
+                     f"operations, against {w.images:,} label files); output.formats lists what to write")
+    slots = n * max([k] + [kr for _, kr in exports]) if same_pool else n * k + n_exp * max(
+        [kr for _, kr in exports], default=0)
     return Prediction(hours=wall_s / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
-                      phases_h={"plan_batches": t_plan / 3600, "segment": t_seg / 3600, "tail": t_tail / 3600},
-                      jobs=max(n * k, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
+                      phases_h={"plan_batches": t_plan / 3600, "segment": t_seg / 3600,
+                                "exports": t_exports / 3600, "tail": t_tail / 3600},
+                      jobs=max(slots, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
                       preemptions=preemptions,
                       notes=notes)
 
@@ -268,10 +366,13 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     hours = wall_s / 3600
     month_h = 730.0
     system = prices.machines.get(o.system_machine)
-    stored_gb = w.total_mpx * (w.mb_per_mpx + w.out_mb_per_mpx) / 1000
+    exports = w.exports
+    stored_gb = w.total_mpx * (w.mb_per_mpx + w.out_mb_per_mpx + sum(x.mb_per_mpx for x in exports)) / 1000
     written = w.images + 4 * segment_jobs + 6          # labels per image; fields, errors, table, log per batch; tail
+    written += w.images * sum(x.objects_per_image for x in exports) + 2 * len(exports) * segment_jobs  # + log, bench
     retried_share = retried_jobs / max(1, segment_jobs)
     read = w.images * (2 + retried_share) + 2 * segment_jobs   # plan_batches + segment_batch (+ retries); tail
+    read += len(exports) * (2 * w.images + 2 * segment_jobs)   # each export: images, labels; fields, table
     return {
         "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
         "system_pool": hours * (system.on_demand if system else 0.0),

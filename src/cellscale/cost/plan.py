@@ -3,7 +3,8 @@
 The program. Every candidate configuration ``c`` is a binary ``x_c``: the segment pool's machine type (a GPU type,
 or a CPU type running the int8 model: "no GPU pool"), spot or on demand, the shard size (4-64 Mpx, bounded by node
 memory through ``mem_mb + mem_mb_per_mpx * shard``) and its node count, together with the tail's CPU pool (the
-segment pool itself when that is a CPU pool, else one node of the CPU type that runs the tail cheapest). Its predicted
+segment pool itself when that is a CPU pool, else a pool of the CPU type that runs the exports and the tail cheapest,
+with the nodes that keep up with the segment pool's exports: :func:`.model.export_nodes`). Its predicted
 wall time ``T_c`` and cost ``C_c`` come from :func:`.model.predict`, which is not linear in the node count (waves of
 jobs, start-up, preemption), so they enter as coefficients: ``sum x_c = 1``, ``sum x_c T_c <= deadline``,
 ``sum x_c gpus_c <= max_gpus``, ``sum x_c nodes_c <= max_nodes``; minimise ``sum x_c C_c`` (or, with a budget,
@@ -42,8 +43,8 @@ from pathlib import Path
 import pulp
 import yaml
 
-from .model import (SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Prediction, Workload,
-                    allocatable_mb, fits, predict, slots_per_node, tail_memory_mb)
+from .model import (EXPORTS, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Prediction,
+                    Workload, allocatable_mb, export_nodes, fits, predict, slots_per_node, tail_memory_mb)
 from .prices import PriceTable
 from .throughput import ThroughputProfile, load_profile
 
@@ -88,7 +89,8 @@ class Plan:
             "cost_breakdown": {k: round(v, 4) for k, v in p.breakdown.items()},
             "phases_hours": {k: round(v, 4) for k, v in p.phases_h.items()},
             "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
-                         "total_mpx": workload.total_mpx, "run_tables": workload.run_tables},
+                         "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
+                         "formats": list(workload.formats)},
             "objective": self.objective, "limit": self.limit,
             "prices": {"table": self.prices.name, "date": self.prices.date, "source": self.prices.source},
             "candidates": self.candidates, "solve_s": round(self.solve_s, 3),
@@ -142,9 +144,11 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
     """(time h, cost USD, Choice, Prediction) for every configuration worth considering; ``machines`` limits
     every pool's machine types, ``segment_machines`` only the segment pool's."""
     usable = [m for m in profiles if m in prices.machines and (machines is None or m in machines)]
-    cpu = [m for m in usable if not prices.machines[m].gpus and TAIL_LAST in profiles[m].rules]
-    if not cpu and w.run_tables:
-        raise Infeasible("no CPU machine type has both a price and a throughput profile with the tail rules")
+    needed = [TAIL_LAST] + [x.rule for x in w.exports]
+    cpu = [m for m in usable if not prices.machines[m].gpus and all(r in profiles[m].rules for r in needed)]
+    if not cpu and (w.run_tables or w.exports):
+        raise Infeasible(f"no CPU machine type has both a price and a throughput profile with {', '.join(needed)}: "
+                         f"fit one from a pilot run (cellscale throughput), or plan other --formats")
     fit = [m for m in cpu if tail_memory_mb(w, profiles[m])[1] <= allocatable_mb(prices.machines[m])]
     if w.run_tables and not fit:
         big = max(cpu, key=lambda m: allocatable_mb(prices.machines[m]))
@@ -165,10 +169,10 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
             k = slots_per_node(machine, rate, shard)
             cap = max_nodes if not machine.gpus else min(max_nodes - 1, (max_gpus if max_gpus is not None
                                                                           else 10 ** 6) // machine.gpus)
-            if not machine.gpus and w.run_tables and m not in cpu:
-                continue                     # a CPU pool runs the tail too: it must hold it
+            if not machine.gpus and (w.run_tables or w.exports) and m not in cpu:
+                continue                     # a CPU pool runs the exports and the tail too: it must hold them
             for spot in spot_options:
-                tails = [m] if not machine.gpus or not w.run_tables else cpu
+                tails = [m] if not machine.gpus or not (w.run_tables or w.exports) else cpu
                 group = []
                 for n in _node_counts(w.jobs(shard), k, cap):
                     seg = PoolChoice("gpu" if machine.gpus else ("spot-cpu" if spot else "cpu"), m, n, spot)
@@ -178,6 +182,12 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                         if tail is not seg and tail.instance_type == seg.instance_type:
                             continue   # pods reach a pool by its machine type only: two pools need two types
                         choice = Choice(seg, tail, shard)
+                        if tail is not seg and w.exports:
+                            try:
+                                nodes = export_nodes(w, choice, profiles, prices, o, cap=max_nodes - n)
+                            except ValueError:   # an export job does not fit on a node of this type
+                                continue
+                            choice = Choice(seg, PoolChoice(tail.name, t, nodes, spot), shard)
                         p = predict(w, choice, profiles, prices, o, preemption)
                         if best is None or p.cost_usd < best[1].cost_usd:
                             best = (choice, p)
@@ -231,7 +241,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
     i = max(range(len(x)), key=lambda j: x[j].value() or 0)
     _, _, choice, prediction = cands[i]
     return Plan(choice, prediction, objective, limit, len(cands), time.perf_counter() - t0,
-                assumptions(choice, profiles, prices, o, preemption), prices)
+                assumptions(choice, profiles, prices, o, preemption, w.exports), prices)
 
 
 def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes, spot_options, machines,
@@ -269,12 +279,13 @@ def _describe(choice: Choice) -> str:
         f", {choice.shard_mpx:g} Mpx shards"
 
 
-def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, preemption: float) -> list[str]:
-    """One line for every figure of the plan that was not measured."""
+def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, preemption: float,
+                exports=tuple(EXPORTS.values())) -> list[str]:
+    """One line for every figure of the plan that was not measured (``exports``: the workload's)."""
     out = []
     for pc in choice.pools:
         prof = profiles[pc.machine]
-        for rule in (SEGMENT_RULE, "plan_batches", *TAIL_PARALLEL, TAIL_LAST):
+        for rule in (SEGMENT_RULE, "plan_batches", *(x.rule for x in exports), *TAIL_PARALLEL, TAIL_LAST):
             r = prof.rules.get(rule)
             if r is not None and r.origin != "measured" and (rule == SEGMENT_RULE or pc == choice.tail):
                 line = f"{pc.machine}: {rule}: {r.how}"
@@ -284,6 +295,9 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out.append(f"preemption {preemption:g} per spot node-hour (given)")
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
                f"given")
+    out += [f"{fmt}: {x.objects_per_image:g} Cloud Storage objects and {x.mb_per_mpx:g} MB per Mpx an image "
+            f"({x.rule}; measured on 1024^2 one-channel fields, assumed for other images)"
+            for fmt, x in EXPORTS.items() if x in exports]
     out.append(f"prices: {prices.name} ({prices.date}); {prices.notes}")
     return out
 
@@ -291,7 +305,8 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
 def describe(plan_: Plan, w: Workload) -> str:
     """The plan as a person reads it."""
     j, p = plan_.to_json(w), plan_.prediction
-    lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx; {plan_.objective} "
+    lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, output.formats "
+             f"{', '.join(w.formats) or 'none'}; {plan_.objective} "
              f"({plan_.limit:g}); {plan_.candidates} configurations considered in {plan_.solve_s:.2f} s",
              f"predicted: {p.hours:.2f} h, ${p.cost_usd:.2f} (${j['cost_per_1000_mpx_usd']:.4f} per 1,000 Mpx)"]
     for pool in j["pools"]:

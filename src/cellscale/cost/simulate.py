@@ -1,11 +1,14 @@
 """A discrete-event simulation (SimPy) of a planned run, to check :func:`.model.predict` against.
 
 The same run as the model describes (see :mod:`.model`), event by event: ``plan_batches`` on the launcher, then every
-``segment_batch`` job queued on the segment pool, then the tail (``aggregate_measurements`` and ``report_fields``,
-then ``summary``) on the CPU pool. Each pool has a cluster autoscaler that scans every ``scan_s`` seconds: it asks for
-as many new nodes as the pending jobs need, up to the pool's maximum (a VM is created ``provision_s`` later and runs
-pods ``startup_s`` after that), and removes a node that has been empty for ``idle_s``. Jobs take a free slot on a
-ready node (first fit), hold it for their duration (the per-job overhead included) and free it. Spot nodes are
+``segment_batch`` job queued on the segment pool, each batch's export jobs queued on the CPU pool as its segment job
+ends (ahead of the segment jobs waiting there, when that is the same pool), then the tail (``aggregate_measurements``
+and ``report_fields``, then ``summary``) on the CPU pool. Each pool has a cluster autoscaler that scans every
+``scan_s`` seconds: it asks for as many new nodes as the pending jobs need, up to the pool's maximum (a VM is created
+``provision_s`` later and runs pods ``startup_s`` after that), and removes a node that has been empty for ``idle_s``.
+A job takes ``1 / k`` of a node, ``k`` being its rule's jobs per node on that machine (by vCPUs and memory); it goes
+to the first ready node with room (first fit, exports first), holds it for its duration (the per-job overhead
+included) and frees it. Spot nodes are
 preempted by a Poisson process (``preemption`` per node-hour, from VM creation): the node disappears with its running
 jobs, which go back to the queue (Snakemake's retries, at most ``retries`` per job; a job that runs out is counted
 in ``failed_jobs``), and the autoscaler replaces the node at its next scan. Seeded: the same seed gives the same run.
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from .model import (SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload,
+from .model import (SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs,
                     plan_batches_s, run_costs, segment_job_s, slots_per_node, tail_job_s)
 from .prices import PriceTable
 from .throughput import ThroughputProfile
@@ -49,12 +52,18 @@ class _Node:
         self.idle_since = created
         self.alive = True
 
+    def used(self) -> float:
+        return sum(job["size"] for job, _ in self.running)
+
+
+_FULL = 1.0 + 1e-9   # k jobs of 1/k each fill a node
+
 
 class _Pool:
-    def __init__(self, sim: "_Sim", choice: PoolChoice, machine, slots: int):
-        self.sim, self.choice, self.machine, self.slots = sim, choice, machine, slots
+    def __init__(self, sim: "_Sim", choice: PoolChoice, machine):
+        self.sim, self.choice, self.machine = sim, choice, machine
         self.nodes: list[_Node] = []
-        self.queue: deque = deque()      # pending jobs: dicts with duration, tries, done event
+        self.queues: dict[tuple[int, float], deque] = {}   # (priority, size) -> pending jobs, lower priority first
         self.requested = 0               # VMs asked for, not created yet
 
     def alive(self) -> list[_Node]:
@@ -62,6 +71,16 @@ class _Pool:
 
     def running(self) -> int:
         return sum(len(n.running) for n in self.alive())
+
+    def queue(self, job) -> deque:
+        key = (job["priority"], job["size"])
+        if key not in self.queues:
+            self.queues = dict(sorted({**self.queues, key: deque()}.items()))
+        return self.queues[key]
+
+    def pending(self) -> float:
+        """Nodes' worth of pending jobs."""
+        return sum(size * len(q) for (_, size), q in self.queues.items())
 
 
 class _Sim:
@@ -77,21 +96,25 @@ class _Sim:
         self.timeline.append((self.env.now, pool.choice.name, len(pool.alive()), pool.running()))
 
     # --- jobs ---------------------------------------------------------------------------------------------------
-    def submit(self, pool: _Pool, duration: float):
-        job = {"duration": duration, "tries": 0, "done": self.env.event()}
-        pool.queue.append(job)
+    def submit(self, pool: _Pool, duration: float, slots: int, priority: int = 1):
+        """Queue a job that takes 1 / ``slots`` of a node; a lower ``priority`` goes first."""
+        job = {"duration": duration, "tries": 0, "done": self.env.event(), "size": 1.0 / slots,
+               "priority": priority}
+        pool.queue(job).append(job)
         self.dispatch(pool)
         return job["done"]
 
     def dispatch(self, pool: _Pool):
         started = False
-        for node in pool.nodes:
-            while pool.queue and node.alive and node.ready and len(node.running) < pool.slots:
-                job = pool.queue.popleft()
-                job["tries"] += 1
-                proc = self.env.process(self.run_job(pool, node, job))
-                node.running.append((job, proc))
-                started = True
+        ready = [n for n in pool.nodes if n.alive and n.ready]
+        for (_, size), queue in pool.queues.items():
+            for node in ready:
+                while queue and node.used() + size <= _FULL:
+                    job = queue.popleft()
+                    job["tries"] += 1
+                    proc = self.env.process(self.run_job(pool, node, job))
+                    node.running.append((job, proc))
+                    started = True
         if started:
             self.record(pool)
 
@@ -104,7 +127,7 @@ class _Sim:
         if not node.running:
             node.idle_since = self.env.now
         job["done"].succeed()
-        if pool.queue:
+        if pool.pending():
             self.dispatch(pool)
         else:
             self.record(pool)
@@ -144,18 +167,18 @@ class _Sim:
                 job["done"].succeed()         # Snakemake gives up on it (keep-going): the run goes on
             else:
                 self.retried += 1
-                pool.queue.appendleft(job)
+                pool.queue(job).appendleft(job)
         self.dispatch(pool)
 
     def autoscaler(self, pool: _Pool):
         o = self.o
         while True:
             alive = pool.alive()
-            free = sum(pool.slots - len(n.running) for n in alive if n.ready)
-            starting = sum(pool.slots for n in alive if not n.ready) + pool.requested * pool.slots
-            short = len(pool.queue) - free - starting
+            free = sum(1.0 - n.used() for n in alive if n.ready)
+            starting = sum(1 for n in alive if not n.ready) + pool.requested
+            short = pool.pending() - free - starting
             room = pool.choice.nodes - len(alive) - pool.requested
-            for _ in range(min(room, math.ceil(short / pool.slots)) if short > 0 else 0):
+            for _ in range(min(room, math.ceil(short - 1e-9)) if short > 1e-9 else 0):
                 self.env.process(self.add_node(pool))
             for node in alive:
                 if node.ready and not node.running and self.env.now - node.idle_since >= o.idle_s:
@@ -170,24 +193,30 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     env = sim.env
     seg_rate = profiles[choice.segment.machine].rate(SEGMENT_RULE)
     tail_profile = profiles[choice.tail.machine]
-    for pc, rate_rule in ((choice.segment, seg_rate), (choice.tail, None)):
-        if pc.name in sim.pools:
-            continue
-        machine = prices.machine(pc.machine)
-        slots = slots_per_node(machine, rate_rule or tail_profile.rate(TAIL_LAST), choice.shard_mpx)
-        sim.pools[pc.name] = _Pool(sim, pc, machine, max(1, slots))
+    for pc in (choice.segment, choice.tail):
+        if pc.name not in sim.pools:
+            sim.pools[pc.name] = _Pool(sim, pc, prices.machine(pc.machine))
     seg_pool, tail_pool = sim.pools[choice.segment.name], sim.pools[choice.tail.name]
+    k = max(1, slots_per_node(seg_pool.machine, seg_rate, choice.shard_mpx))
     jobs = w.jobs(choice.shard_mpx)
     d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
+    exports = export_jobs(w, tail_profile, tail_pool.machine, choice.shard_mpx, o)
+    first = 0 if seg_pool is tail_pool else 1       # on the segment pool, a batch's exports go before other batches
     tails = tail_job_s(w, tail_profile, o)
     finished = {}
 
+    def batch():
+        yield sim.submit(seg_pool, d, k)
+        if exports:
+            yield simpy.AllOf(env, [sim.submit(tail_pool, e, kr, first) for e, kr in exports])
+
     def run():
         yield env.timeout(plan_batches_s(w, tail_profile, o))
-        yield simpy.AllOf(env, [sim.submit(seg_pool, d) for _ in range(jobs)])
+        yield simpy.AllOf(env, [env.process(batch()) for _ in range(jobs)])
         if w.run_tables:
-            yield simpy.AllOf(env, [sim.submit(tail_pool, tails[r]) for r in TAIL_PARALLEL])
-            yield sim.submit(tail_pool, tails[TAIL_LAST])
+            k_tail = max(1, slots_per_node(tail_pool.machine, tail_profile.rate(TAIL_LAST), choice.shard_mpx))
+            yield simpy.AllOf(env, [sim.submit(tail_pool, tails[r], k_tail) for r in TAIL_PARALLEL])
+            yield sim.submit(tail_pool, tails[TAIL_LAST], k_tail)
         finished["t"] = env.now
 
     main = env.process(run())
