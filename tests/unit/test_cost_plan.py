@@ -69,10 +69,10 @@ def _brute_force(w, deadline=None, budget=None, max_gpus=None, max_nodes=12, sha
         if not fits(machine, rate, shard):
             continue
         tails = [seg_m] if not machine.gpus else [m for m in SMALL if not PRICES.machine(m).gpus]
-        for n in range(1, max_nodes + 1):
-            for t in tails:
+        for n, t, n_t in itertools.product(range(1, max_nodes + 1), tails, range(1, max_nodes)):
+            if n_t == 1 or t != seg_m:   # a separate CPU pool of n_t nodes for the exports and the tail
                 seg = PoolChoice("gpu" if machine.gpus else "cpu", seg_m, n, spot)
-                tail = seg if t == seg_m else PoolChoice("cpu", t, 1, spot)
+                tail = seg if t == seg_m else PoolChoice("cpu", t, n_t, spot)
                 c = Choice(seg, tail, shard)
                 gpus = sum(PRICES.machine(pc.machine).gpus * pc.nodes for pc in c.pools)
                 if sum(pc.nodes for pc in c.pools) > max_nodes or (max_gpus is not None and gpus > max_gpus):
@@ -219,6 +219,34 @@ def test_fragment_repeats_every_rule_of_the_gke_profile(tmp_path):
     cpu = [r for r, v in frag["set-resources"].items() if "gpu" not in v]
     assert cpu and all(frag["set-resources"][r]["machine_type"] == p.choice.tail.instance_type for r in cpu)
     assert frag["jobs"] == p.prediction.jobs and frag["configfile"] == "plan-config.yaml"
+    assert frag["set-threads"]["segment_batch"] == PROFILES["g2-standard-4"].rate("segment_batch").threads == 3
+
+
+def test_jobs_per_node_are_what_kubernetes_places():
+    """A pod requests threads x the plugin's cpu-scalar (profiles/gke's) of the node's allocatable CPUs: a 2-thread
+    job (1.9 CPUs) fits 3 times on 8 vCPUs (7.51 allocatable), not 4; a 4-thread one once; every shipped profile's
+    segment job fits its machine, GPU types with the threads their figures assume."""
+    import yaml
+
+    from cellscale.cost.model import CPU_SCALAR, allocatable_cpu
+    from cellscale.cost.throughput import RuleRate
+    from cellscale.deploy.gke import allocatable
+
+    gke = yaml.safe_load((ROOT / "profiles/gke/config.yaml").read_text())
+    assert gke["kubernetes-cpu-scalar"] == CPU_SCALAR
+    assert allocatable("n1-standard-8")[0] == round(allocatable_cpu(8), 2) == 7.51
+    n1 = PRICES.machine("n1-standard-8")
+    rule = RuleRate("r", 1.0, 0.1, 100.0, 0.0, "assumed", "x", threads=2)
+    assert slots_per_node(n1, rule, 16) == 3
+    assert slots_per_node(n1, dataclasses.replace(rule, threads=4), 16) == 1
+    assert slots_per_node(n1, dataclasses.replace(rule, threads=1), 16) == 7
+    assert slots_per_node(PRICES.machine("n2-standard-16"), rule, 16) == 8
+    assert slots_per_node(PRICES.machine("g2-standard-4"), dataclasses.replace(rule, threads=4, gpu=True), 16) == 0
+    for machine in SHIPPED:
+        rate = PROFILES[machine].rate("segment_batch")
+        assert slots_per_node(PRICES.machine(machine), rate, 16) >= 1, machine
+        if rate.gpu:   # the GPU job takes all the CPUs a pod may request there
+            assert (rate.threads + 1) * CPU_SCALAR > allocatable_cpu(PRICES.machine(machine).vcpus), machine
 
 
 @pytest.mark.workflow
@@ -235,6 +263,7 @@ def test_workflow_profile_is_accepted_by_a_real_dry_run(tmp_path):
     assert args.set_resources["segment_batch"]["mem_mb"].value >= 1500
     assert args.set_resources["measure"]["mem_mb"].value == 3000     # repeated from profiles/gke
     assert args.default_resources["mem_mb"].value == 2000            # untouched: profiles/gke's
+    assert args.set_threads["segment_batch"] == 3                     # the L4 profile's threads, not profiles/gke's 2
 
     def dry(*extra):
         return subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/gke", *extra, "--dry-run",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from support import ROOT
 
@@ -60,6 +61,23 @@ def test_export_jobs_run_on_the_cpu_pool_as_batches_finish():
     r = simulate(w, same, PROFILES, PRICES)
     assert p.hours == pytest.approx(r.hours, rel=0.10) and p.cost_usd == pytest.approx(r.cost_usd, rel=0.10)
     assert max(running for _, _, _, running in r.timeline) > 4 * 2   # 1-thread exports beside 4-thread segment jobs
+
+
+def test_a_long_job_that_restarts_on_preemption_takes_its_expected_time():
+    """The model's tail under spot preemption: work that starts again when its node goes, against a Monte Carlo of
+    the same process (exponential preemptions, a replacement node's delay each time)."""
+    from cellscale.cost.model import restarted_s
+
+    rng = np.random.default_rng(0)
+    d, rate, replacement = 3.2 * 3600, 0.2, 190.0
+    totals = []
+    for _ in range(20000):
+        total = 0.0
+        while (fail := rng.exponential(3600 / rate)) < d:
+            total += fail + replacement
+        totals.append(total + d)
+    assert restarted_s(d, rate, replacement) == pytest.approx(np.mean(totals), rel=0.03)
+    assert restarted_s(d, 0.0, replacement) == d and restarted_s(60.0, 0.05, 190.0) == pytest.approx(60.0, rel=0.01)
 
 
 def test_seeded_and_preemption_retries_jobs():

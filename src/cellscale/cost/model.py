@@ -7,7 +7,7 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    downloads every image once to read its header (no shared filesystem): ``+ images * MB / launcher_mb_s``.
 2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
    model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
-   node (its GPUs, or vCPUs // threads), ``n`` nodes, so ``ceil(J / (n k))`` waves.
+   node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves.
 3. the export jobs of every batch, one per format of ``output.formats`` that has a batch rule (``ome-zarr``:
    ``ngff_batch``, ``spatialdata``: ``spatialdata_batch``), each once its ``segment_batch`` job is done, on the CPU
    pool: beside the segment jobs when that is the segment pool (their time counted in the segment pool's slots,
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property, lru_cache
 
 from cellscale.settings import default as setting_default
 
@@ -85,7 +86,7 @@ class Workload:
     def total_mpx(self) -> float:
         return self.images * self.mpx_per_image
 
-    @property
+    @cached_property
     def exports(self) -> tuple[ExportFormat, ...]:
         """The batch export rules ``formats`` run (OME-TIFF labels are segment_batch's own)."""
         return tuple(EXPORTS[f] for f in self.formats if f in EXPORTS)
@@ -178,6 +179,17 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=None)
+def allocatable_cpu(vcpus: int, daemons_cpu: float = 0.4) -> float:
+    """CPUs pods may request on one GKE node of ``vcpus``: GKE's documented reservation (6% of the first core, 1% of
+    the second, 0.5% of the next two, 0.25% above) less what GKE's DaemonSets take (``cellscale.deploy.gke.allocatable``
+    uses this too)."""
+    reserved = sum(share for share, present in ((0.06, vcpus >= 1), (0.01, vcpus >= 2), (0.005, vcpus >= 3),
+                                                (0.005, vcpus >= 4)) if present) + 0.0025 * max(0, vcpus - 4)
+    return vcpus - reserved - daemons_cpu
+
+
+@lru_cache(maxsize=None)
 def allocatable_memory_mb(memory_gib: float, daemons_mb: float = 800.0) -> float:
     """Memory (MB) pods may request on one GKE node of ``memory_gib``: GKE's documented reservation (25% of the
     first 4 GiB, 20% of the next 4, 10% of the next 8, 6% of the next 112, 2% above, + 100 MiB eviction threshold)
@@ -197,13 +209,17 @@ def allocatable_mb(machine: Machine) -> float:
     return allocatable_memory_mb(machine.memory_gib)
 
 
+#: profiles/gke's ``kubernetes-cpu-scalar`` (the plugin's default too): a job of ``t`` threads requests ``0.95 t`` CPUs
+CPU_SCALAR = 0.95
+
+
+@lru_cache(maxsize=4096)
 def slots_per_node(machine: Machine, rate: RuleRate, shard_mpx: float) -> int:
-    """Jobs of a rule that fit on one node at once: its GPUs for a GPU rule; else by vCPUs (threads) and memory."""
-    if rate.gpu:
-        return machine.gpus
-    by_cpu = max(0, machine.vcpus // max(1, rate.threads))
+    """Jobs of a rule that fit on one node at once, as Kubernetes places its pods: each requests ``threads x``
+    :data:`CPU_SCALAR` CPUs of the node's allocatable ones and its memory; a GPU rule also one of its GPUs."""
+    by_cpu = int(round(allocatable_cpu(machine.vcpus), 6) // round(max(1, rate.threads) * CPU_SCALAR, 6))
     by_mem = int(allocatable_mb(machine) // max(1.0, rate.memory_mb(shard_mpx)))
-    return min(by_cpu, by_mem)
+    return min(by_cpu, by_mem, machine.gpus) if rate.gpu else min(by_cpu, by_mem)
 
 
 def fits(machine: Machine, rate: RuleRate, shard_mpx: float) -> bool:
@@ -275,6 +291,17 @@ def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o
     return max(0.05, 1.0 - preemption / 3600.0 * (d / 2 + o.replacement_s(machine)))
 
 
+def restarted_s(d: float, preemption: float, replacement_s: float) -> float:
+    """Expected wall seconds of work of ``d`` seconds that starts again whenever its spot node is preempted
+    (``preemption`` per node-hour, a Poisson process): ``(e^(r d) - 1) / r`` of work and lost work, and a
+    replacement node for each of the ``e^(r d) - 1`` expected preemptions."""
+    r = preemption / 3600.0
+    if r <= 0:
+        return d
+    failures = math.expm1(r * d)
+    return failures / r + failures * replacement_s
+
+
 def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
             o: Overheads = Overheads(), preemption: float = 0.0) -> Prediction:
     """Wall time and cost of ``w`` run as ``choice``; ``preemption``: spot preemptions per node-hour (0.05 = 5%)."""
@@ -303,6 +330,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     t_seg = t_up + t_work
     tails = tail_job_s(w, tail_profile, o)
     tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
+    if choice.tail.spot and preemption > 0:   # one long job that starts again when its node goes (hours at 10^6
+        tail_work = restarted_s(tail_work, preemption, o.replacement_s(tail_m))   # images): its expected time
     n_exp, t_exports, exp_node_s = 0, 0.0, 0.0
     if exports and not same_pool:  # a CPU pool of n_exp nodes, up once the first batches are done
         n_exp = choice.tail.nodes

@@ -128,6 +128,12 @@ def _node_counts(jobs: int, slots: int, cap: int) -> list[int]:
     return sorted(counts)
 
 
+def _export_counts(keep: int) -> list[int]:
+    """Node counts of a separate exports' pool worth trying: every count up to 4, then powers of two, up to the
+    ``keep`` nodes that keep up with the segment pool (fewer cost less when the exports may trail)."""
+    return sorted({c for c in range(1, min(keep, 4) + 1)} | {2 ** i for i in range(3, 30) if 2 ** i < keep} | {keep})
+
+
 def _pareto(items: list[tuple[float, float, object]]) -> list[tuple[float, float, object]]:
     items = sorted(items, key=lambda t: (t[0], t[1]))
     front, best = [], math.inf
@@ -174,25 +180,31 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
             for spot in spot_options:
                 tails = [m] if not machine.gpus or not (w.run_tables or w.exports) else cpu
                 group = []
-                for n in _node_counts(w.jobs(shard), k, cap):
+                counts = _node_counts(w.jobs(shard), k, cap)
+                if w.exports and not machine.gpus:   # exports beside segment jobs: time falls with every node
+                    counts = range(1, min(cap, math.ceil(w.jobs(shard) / k)) + 1)
+                for n in counts:
                     seg = PoolChoice("gpu" if machine.gpus else ("spot-cpu" if spot else "cpu"), m, n, spot)
-                    best = None
+                    best, options = None, []
                     for t in tails:   # the tail's pool: chosen at the first node count, kept for the others
                         tail = seg if t == m else PoolChoice("spot-cpu" if spot else "cpu", t, 1, spot)
                         if tail is not seg and tail.instance_type == seg.instance_type:
                             continue   # pods reach a pool by its machine type only: two pools need two types
-                        choice = Choice(seg, tail, shard)
-                        if tail is not seg and w.exports:
+                        choices = [Choice(seg, tail, shard)]
+                        if tail is not seg and w.exports:   # the exports' pool: up to the nodes that keep up
                             try:
-                                nodes = export_nodes(w, choice, profiles, prices, o, cap=max_nodes - n)
+                                keep = export_nodes(w, choices[0], profiles, prices, o, cap=max_nodes - n)
                             except ValueError:   # an export job does not fit on a node of this type
                                 continue
-                            choice = Choice(seg, PoolChoice(tail.name, t, nodes, spot), shard)
-                        p = predict(w, choice, profiles, prices, o, preemption)
-                        if best is None or p.cost_usd < best[1].cost_usd:
-                            best = (choice, p)
+                            choices = [Choice(seg, PoolChoice(tail.name, t, c, spot), shard)
+                                       for c in _export_counts(keep)]
+                        for choice in choices:
+                            p = predict(w, choice, profiles, prices, o, preemption)
+                            options.append((p.hours, p.cost_usd, (choice, p)))
+                            if best is None or p.cost_usd < best[1].cost_usd:
+                                best = (choice, p)
                     if best is not None:
-                        group.append((best[1].hours, best[1].cost_usd, best))
+                        group += [opt for opt in options if opt[2][0].tail.machine == best[0].tail.machine]
                         tails = [best[0].tail.machine]
                 for t, c, (choice, p) in _pareto(group):
                     out.append((t, c, choice, p))
@@ -324,8 +336,10 @@ def describe(plan_: Plan, w: Workload) -> str:
 
 def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", profiles=None) -> dict:
     """The workflow profile for the plan: ``jobs``, every rule of the GKE profile's ``set-resources`` with the plan's
-    machine types (and the segment rule's memory from its profile: 1.5 x the model, in 500 MB steps), and the shard
-    size through ``configfile`` (see the module docstring for why)."""
+    machine types (and the segment rule's memory from its profile: 1.5 x the model, in 500 MB steps), its
+    ``set-threads`` with the segment rule's threads from its profile (what its jobs per node assume: each pod requests
+    ``threads x`` the plugin's cpu-scalar), and the shard size through ``configfile`` (see the module docstring for
+    why)."""
     base = yaml.safe_load(Path(gke_profile, "config.yaml").read_text()) or {}
     resources = {rule: dict(v) for rule, v in (base.get("set-resources") or {}).items()}
     seg, tail = plan_.choice.segment, plan_.choice.tail
@@ -338,10 +352,15 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
             for key in ("gpu", "gpu_manufacturer", "scale"):
                 res.pop(key, None)
             res["machine_type"] = tail.instance_type
+    threads = dict(base.get("set-threads") or {})
     if profiles is not None:
         rate = profiles[seg.machine].rate(SEGMENT_RULE)
         resources[SEGMENT_RULE]["mem_mb"] = int(math.ceil(1.5 * rate.memory_mb(plan_.choice.shard_mpx) / 500) * 500)
-    return {"jobs": plan_.prediction.jobs, "set-resources": resources, "configfile": PLAN_CONFIG}
+        threads[SEGMENT_RULE] = rate.threads   # the vCPUs its figures and the plan's jobs per node assume
+    frag = {"jobs": plan_.prediction.jobs, "set-resources": resources}
+    if threads:
+        frag["set-threads"] = threads
+    return {**frag, "configfile": PLAN_CONFIG}
 
 
 def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from cellscale.cost.model import allocatable_memory_mb
+from cellscale.cost.model import allocatable_cpu, allocatable_memory_mb
 from cellscale.deploy import sizing
 
 PROFILE_DIR = Path("profiles/gke")   # relative to the current folder: the user's workflow checkout
@@ -127,11 +127,7 @@ def allocatable(machine_type: str) -> tuple[float, float, int]:
     if machine_type not in MACHINES:
         raise ValueError(f"unknown machine type {machine_type!r}; add it to cellscale.deploy.gke.MACHINES")
     cpus, gib, gpus = MACHINES[machine_type]
-    cpu_reserved = sum(share for share, present in
-                       ((0.06, cpus >= 1), (0.01, cpus >= 2), (0.005, cpus >= 3), (0.005, cpus >= 4))
-                       if present) + 0.0025 * max(0, cpus - 4)
-    memory_mb = allocatable_memory_mb(gib, DAEMON_MEMORY_MB)
-    return round(cpus - cpu_reserved - DAEMON_CPU, 2), round(memory_mb), gpus
+    return round(allocatable_cpu(cpus, DAEMON_CPU), 2), round(allocatable_memory_mb(gib, DAEMON_MEMORY_MB)), gpus
 
 
 @dataclass(frozen=True)
