@@ -10,10 +10,10 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves.
 3. the export jobs of every batch, one per format of ``output.formats`` that has a batch rule (``ome-zarr``:
    ``ngff_batch``, ``spatialdata``: ``spatialdata_batch``), each once its ``segment_batch`` job is done, on the CPU
-   pool: beside the segment jobs when that is the segment pool (their time counted in the segment pool's slots,
-   ``threads`` for ``threads``), else on the CPU pool while the GPU pool segments, with as many nodes as keep up
-   with it (:func:`export_nodes`). They end ``max(export)`` after the last segment job, or when the CPU pool has
-   worked through them, whichever is later.
+   pool: beside the segment jobs when that is the segment pool (each takes ``1 / k`` of a node, ``k`` its rule's
+   jobs per node there; the phase ends the longest export after the pool has worked through all of it), else on
+   the CPU pool while the GPU pool segments, with as many nodes as keep up with it (:func:`export_nodes`): they end
+   the longest export after the last segment job, or when that pool has worked through them, whichever is later.
 4. the tail on the CPU pool: ``aggregate_measurements`` and ``report_fields`` side by side, then ``summary``; their
    time and memory grow with the whole run (``per: run``); ``Workload(run_tables=False)`` leaves them out.
 
