@@ -786,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "report_fields, summary), whose time and memory grow with the whole run")
     p.add_argument("--formats", nargs="+", default=None, choices=[*choices("output", "formats"), "none"],
                    help="output.formats the run writes (default: --config's, else the schema's); every format "
-                        "but ome-tiff adds a job and some 15-22 Cloud Storage objects per batched image")
+                        "but ome-tiff adds a job and some 7-17 Cloud Storage objects per batched image")
     p.add_argument("--config", type=Path, default=Path("config/config.yaml"),
                    help="the workflow config whose output.formats the plan prices (default config/config.yaml)")
     p.add_argument("--segment-machines", nargs="+", default=None, metavar="TYPE",

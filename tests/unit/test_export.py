@@ -80,7 +80,8 @@ def test_lazy_arrays_read_the_source_region_by_region(still):
 
 
 @pytest.mark.parametrize("ngff", ["0.5", "0.4"])
-def test_ngff_image_and_labels_read_back_with_ome_zarr(tmp_path, still, ngff):
+def test_ngff_image_and_labels_read_back_with_ome_zarr(tmp_path, still, ngff, monkeypatch):
+    monkeypatch.setattr("cellscale.export.ngff.SINGLE_LEVEL_MAX", 512)   # a pyramid, as a larger image has
     image, labels = still
     table = table_of(labels)
     out = tmp_path / "sample.ome.zarr"
@@ -102,9 +103,10 @@ def test_ngff_image_and_labels_read_back_with_ome_zarr(tmp_path, still, ngff):
     assert '"micrometer"' in attrs and "0.5" in attrs
 
 
-def test_ngff_output_opens_with_naparis_reader(tmp_path, still):
+def test_ngff_output_opens_with_naparis_reader(tmp_path, still, monkeypatch):
     """What a napari user gets from dropping the store on the viewer: napari-ome-zarr's reader (headless; no Qt
     needed to read) gives the image with its channel names and both label pyramids with their properties."""
+    monkeypatch.setattr("cellscale.export.ngff.SINGLE_LEVEL_MAX", 512)   # a pyramid, as a larger image has
     from napari_ome_zarr import napari_get_reader
 
     image, labels = still
@@ -147,7 +149,26 @@ def test_label_metadata_is_capped_and_follows_the_spec(still):
 
 def test_scale_factors_stop_below_the_smallest_level():
     assert scale_factors(32_000, 32_000) == [2, 4, 8, 16, 32, 64]
-    assert scale_factors(300, 200) == []
+    assert scale_factors(2048, 1000) == [2, 4, 8]
+    assert scale_factors(1024, 1024) == scale_factors(300, 200) == []   # a field of view: one level
+
+
+def test_a_small_image_is_one_level_in_few_files(tmp_path):
+    """A 1024^2 field's OME-Zarr store: the image and its labels one level each, 7 files (15 with a pyramid);
+    ome-zarr's reader opens it."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 1000, (1, 1024, 1024)).astype(np.uint16)
+    labels = np.zeros((1024, 1024), np.uint32)
+    labels[100:200, 100:200], labels[500:600, 300:420] = 1, 2
+    write_ngff(tmp_path / "f.ome.zarr", image, {"nuclear": labels})
+    assert len([p for p in (tmp_path / "f.ome.zarr").rglob("*") if p.is_file()]) == 7
+    nodes = list(Reader(parse_url(str(tmp_path / "f.ome.zarr")))())
+    assert len(nodes[0].data) == 1 and np.array_equal(np.asarray(nodes[0].data[0])[0], image[0])
+    label_node = [n for n in nodes if n.load is not None and "labels" in str(n.zarr)] or nodes[1:]
+    assert np.array_equal(np.asarray(label_node[-1].data[0]), labels)
 
 
 def test_spatialdata_store_links_table_rows_to_label_ids(tmp_path, still):

@@ -58,11 +58,11 @@ class ExportFormat:
 
 # Measured 2026-12-05 (`python benchmarks/cost.py --measure 200`: the shipped config on 200 one-channel 1024^2 fields
 # with one compartment, 14 batches): files and bytes of results/ngff/batch_NNNN (a store per image: the image and
-# its labels, each a three-level pyramid of one chunk a level, with a zarr.json per group and array) and of
-# results/spatialdata/batches/NNNN.zarr (image, labels, outlines, one table a batch), per field. Larger images have
-# more levels and chunks: a pilot run tells.
-EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 15.1, 0.64),
-           "spatialdata": ExportFormat("spatialdata_batch", 21.3, 0.72)}
+# its labels, one level of one chunk each for a field of at most 1024 px, with a zarr.json per group and array) and
+# of results/spatialdata/batches/NNNN.zarr (image and labels of two levels, outlines, one table a batch), per field.
+# Larger images have more levels and chunks: a pilot run tells.
+EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 7.1, 0.51),
+           "spatialdata": ExportFormat("spatialdata_batch", 17.3, 0.68)}
 
 
 def default_formats() -> tuple[str, ...]:

@@ -17,7 +17,7 @@ Format (``config/throughput/<name>.yaml``)::
         s_per_mpx: 0.08
         mem_mb: 900
         mem_mb_per_mpx: 40
-        threads: 3                  # the job's Snakemake threads: it requests 0.95 x threads vCPUs (model.slots_per_node)
+        threads: 3                  # Snakemake threads: each job requests 0.95 x threads vCPUs (model.slots_per_node)
         gpu: true                   # needs the machine's GPU
         per: mpx                    # what mpx counts: "mpx" (the job's own pixels) or "run" (the whole run's)
         origin: assumed             # measured | assumed

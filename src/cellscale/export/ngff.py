@@ -25,6 +25,9 @@ log = logging.getLogger("cellscale")
 NGFF_VERSION = "0.5"
 NGFF_VERSIONS = ("0.5", "0.4")
 MIN_LEVEL = 256  # the pyramid stops at the first level whose longer side is below this
+# an image whose longer side is at most this is one level: a viewer shows it whole, and each level costs files (an
+# array's zarr.json and its chunks: a 1024^2 field with its labels was 15 files with three levels, 7 with one)
+SINGLE_LEVEL_MAX = 1024
 
 
 def require(module: str, extra: str):
@@ -40,7 +43,9 @@ def require(module: str, extra: str):
 
 def scale_factors(height: int, width: int, min_level: int = MIN_LEVEL) -> list[int]:
     """Cumulative downsampling factors of the pyramid's lower levels: 2, 4, ... while the longer side stays at
-    least ``min_level``."""
+    least ``min_level``; none for an image of at most :data:`SINGLE_LEVEL_MAX` px."""
+    if max(height, width) <= SINGLE_LEVEL_MAX:
+        return []
     factors, f = [], 2
     while max(height, width) // f >= min_level:
         factors.append(f)
