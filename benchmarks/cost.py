@@ -11,15 +11,17 @@ Sections:
   sheet), deadline 6 h: the whole workflow (the run-level tables included; they stream, so their memory stays
   bounded) with the shipped output.formats and with OME-TIFF labels alone, then segmentation (OME-TIFF labels)
   without the tables, as the Kiosk's figures count it: (a) the segment pool forced to spot L4
-  (g2-standard-4), as the issue asks, and (b) the planner's own choice over every machine type with a profile; each planned, then simulated (3 seeds), next to the Kiosk paper's 5.5 h and $250
+  (g2-standard-4), as the issue asks, and (b) the planner's own choice over every machine type with a profile;
+  each planned, then simulated (3 seeds), next to the Kiosk paper's 5.5 h and $250
   (config/prices/kiosk-2021.yaml). Every throughput figure used is printed with its origin (measured / assumed).
 - agreement: planner (cellscale.cost.model.predict) against the SimPy simulation on the grid 10^4, 10^5, 10^6
   one-Mpx images x 1, 4, 8 spot L4 GPUs (g2-standard-4, 16 Mpx shards; the shipped output.formats' export jobs on
   a spot e2-standard-4 pool of the nodes that keep up: model.export_nodes) and 8 or 64 spot n1-standard-8 nodes
   running everything (no GPU) x preemption 0, 5, 20 %/node-hour; the run-level tables left out, so that no constant
   tail flatters the errors; 5 seeds averaged where preemption makes runs random. Goal: within 10%.
-- measure (only with --measure N): the workflow on N fields of 1024 x 1024 px on this machine, and the benchmark
-  files of plan_batches, segment_batch and the tail (the source of config/throughput's CPU figures: N = 200).
+- measure (only with --measure N): the workflow on N fields of 1024 x 1024 px on this machine, the benchmark
+  files of its rules (the source of config/throughput's CPU figures: N = 200) and the files its batch outputs
+  hold per field (cellscale.cost.model.EXPORTS).
 - speed: seconds `plan()` takes for 10^6 images (all machine types, deadline 6 h, without the run-level tables),
   and the whole `cellscale plan --json` command. Goal: < 10 s.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from cellscale.cost.jobs import export_files  # noqa: E402
 from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, export_nodes, predict  # noqa: E402
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan  # noqa: E402
 from cellscale.cost.prices import load_prices  # noqa: E402
@@ -191,14 +194,13 @@ def section_measure(args) -> dict:
             values = f.read_text().splitlines()[1].split("\t")
             rows.setdefault(rule, []).append((float(values[0]), float(values[2])))
             print(f"{rule} {f.stem}: {values[0]} s, max RSS {values[2]} MB")
-    objects = {}  # files each batch output holds (one Cloud Storage object each on GKE), per field of view
-    for name, pattern in (("segment_batch", "results/batches/[0-9]*"), ("ngff_batch", "results/ngff/batch_*"),
-                          ("spatialdata_batch", "results/spatialdata/batches/*.zarr")):
-        files = [f for d in work.glob(pattern) for f in d.rglob("*") if f.is_file()]
-        objects[name] = {"files": len(files), "per_field": len(files) / args.measure,
-                         "mb_per_field": sum(f.stat().st_size for f in files) / 1e6 / args.measure}
-        print(f"{name}: {len(files)} files, {objects[name]['per_field']:.2f} a field, "
-              f"{objects[name]['mb_per_field']:.3f} MB a field")
+    # files each batch output holds (one Cloud Storage object each on GKE), per field of view: what
+    # `cellscale plan --pilot` reads from a run (cellscale.cost.jobs.export_files), and segment_batch's own
+    objects = {fmt: {"per_field": n, "mb_per_mpx": mb} for fmt, (n, mb) in export_files(work / "results").items()}
+    labels = [f for d in work.glob("results/batches/[0-9]*") for f in d.rglob("*") if f.is_file()]
+    objects["segment_batch"] = {"per_field": len(labels) / args.measure}
+    for name, row in objects.items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
     shutil.rmtree(tmp, ignore_errors=True)
     return {"fields": args.measure, "mpx": mpx, "wall_s": wall, "jobs": rows, "objects": objects}
 

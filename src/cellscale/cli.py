@@ -235,6 +235,13 @@ def _plan(args) -> int:
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
     workload = replace(workload, formats=tuple(_plan_formats(args)))
+    if args.pilot:
+        from cellscale.cost.jobs import export_files
+
+        measured = export_files(args.pilot)
+        workload = replace(workload, export_figures=tuple((f, n, mb) for f, (n, mb) in measured.items()))
+        for f, (n, mb) in measured.items():
+            print(f"# {f}: {n:.1f} files and {mb:.2f} MB per Mpx an image, measured in {args.pilot}", file=sys.stderr)
     prices, profiles = load_prices(args.prices), load_profiles(args.profiles)
     try:
         result = plan(workload, profiles, prices, deadline_h=args.deadline, budget_usd=args.budget,
@@ -787,6 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", nargs="+", default=None, choices=[*choices("output", "formats"), "none"],
                    help="output.formats the run writes (default: --config's, else the schema's); every format "
                         "but ome-tiff adds a job and some 7-17 Cloud Storage objects per batched image")
+    p.add_argument("--pilot", type=Path, default=None, metavar="RESULTS",
+                   help="a pilot run's results folder: the files and bytes its batch exports wrote per image "
+                        "replace the shipped figures (measured on 1-Mpx fields)")
     p.add_argument("--config", type=Path, default=Path("config/config.yaml"),
                    help="the workflow config whose output.formats the plan prices (default config/config.yaml)")
     p.add_argument("--segment-machines", nargs="+", default=None, metavar="TYPE",

@@ -208,6 +208,36 @@ def test_cli_prices_the_configs_output_formats(monkeypatch, capsys, tmp_path):
     assert not any("spatialdata" in a for a in runs["config"]["assumptions"])
 
 
+def test_a_pilot_runs_export_files_replace_the_shipped_figures(monkeypatch, capsys, tmp_path):
+    """cellscale plan --pilot RESULTS: the files (Cloud Storage objects) and bytes a pilot's batch exports wrote per
+    image, from its export folders and batch plan, price the run instead of the figures measured on 1-Mpx fields."""
+    from cellscale.cost.jobs import export_files
+
+    results = tmp_path / "results"
+    (results / "batches").mkdir(parents=True)
+    (results / "batches" / "plan.tsv").write_text("sample\tbatch\tmpx\na\t0\t4.0\nb\t0\t4.0\nc\t1\t4.0\n"
+                                                  "big\t\t100.0\n")
+    for batch, samples in (("0000", "ab"), ("0001", "c")):
+        for sample in samples:   # a 4-Mpx field's OME-Zarr store: 30 files of 0.1 MB
+            store = results / "ngff" / f"batch_{batch}" / f"{sample}.ome.zarr" / "s0" / "c"
+            store.mkdir(parents=True)
+            for i in range(30):
+                (store / str(i)).write_bytes(b"x" * 100_000)
+    assert export_files(results) == {"ome-zarr": pytest.approx((30.0, 0.75))}   # no SpatialData folder: left out
+    monkeypatch.chdir(ROOT)
+    runs = {}
+    for name, extra in (("shipped", []), ("pilot", ["--pilot", str(results)])):
+        assert main(["plan", "--images", "20000", "--mpx", "4", "--deadline", "8", "--formats", "ome-tiff",
+                     "ome-zarr", "--json", *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    assert runs["pilot"]["workload"]["exports"]["ngff_batch"] == {"files_per_image": 30.0, "mb_per_mpx": 0.75}
+    shipped = runs["shipped"]["workload"]["exports"]["ngff_batch"]
+    assert shipped["files_per_image"] == EXPORTS["ome-zarr"].objects_per_image
+    assert runs["pilot"]["cost_breakdown"]["operations"] > 3 * runs["shipped"]["cost_breakdown"]["operations"]
+    assert not any("ome-zarr:" in a for a in runs["pilot"]["assumptions"])   # measured, not assumed
+    assert any("ome-zarr:" in a for a in runs["shipped"]["assumptions"])
+
+
 def test_fragment_repeats_every_rule_of_the_gke_profile(tmp_path):
     import yaml
     p = plan(Workload(10000, 1.0), PROFILES, PRICES, deadline_h=3, segment_machines=["g2-standard-4"])

@@ -81,6 +81,8 @@ class Workload:
     run_tables: bool = True        # the run-level tail (aggregate_measurements, report_fields, summary) runs too
     sizes_in_sheet: bool = True    # the sheet gives each image's height and width: plan_batches downloads none
     formats: tuple[str, ...] = field(default_factory=default_formats)  # output.formats
+    # (format, files per image, MB per Mpx) a pilot run measured (cost.jobs.export_files): they replace EXPORTS'
+    export_figures: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def total_mpx(self) -> float:
@@ -88,8 +90,10 @@ class Workload:
 
     @cached_property
     def exports(self) -> tuple[ExportFormat, ...]:
-        """The batch export rules ``formats`` run (OME-TIFF labels are segment_batch's own)."""
-        return tuple(EXPORTS[f] for f in self.formats if f in EXPORTS)
+        """The batch export rules ``formats`` run (OME-TIFF labels are segment_batch's own), with a pilot's figures
+        where ``export_figures`` has them."""
+        measured = {f: ExportFormat(EXPORTS[f].rule, files, mb) for f, files, mb in self.export_figures if f in EXPORTS}
+        return tuple(measured.get(f, EXPORTS[f]) for f in self.formats if f in EXPORTS)
 
     def jobs(self, shard_mpx: float) -> int:
         """segment_batch jobs: plan_batches packs images in sheet order into batches of about shard_mpx."""

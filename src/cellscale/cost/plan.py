@@ -92,7 +92,9 @@ class Plan:
             "phases_hours": {k: round(v, 4) for k, v in p.phases_h.items()},
             "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
                          "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
-                         "formats": list(workload.formats)},
+                         "formats": list(workload.formats),
+                         "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
+                                     for x in workload.exports}},
             "objective": self.objective, "limit": self.limit,
             "prices": {"table": self.prices.name, "date": self.prices.date, "source": self.prices.source},
             "candidates": self.candidates, "solve_s": round(self.solve_s, 3),
@@ -310,7 +312,7 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
                f"given")
     out += [f"{fmt}: {x.objects_per_image:g} Cloud Storage objects and {x.mb_per_mpx:g} MB per Mpx an image "
-            f"({x.rule}; measured on 1024^2 one-channel fields, assumed for other images)"
+            f"({x.rule}; measured on 1024^2 one-channel fields, assumed for other images: plan with --pilot)"
             for fmt, x in EXPORTS.items() if x in exports]
     out.append(f"prices: {prices.name} ({prices.date}); {prices.notes}")
     return out
