@@ -331,7 +331,9 @@ def describe(plan_: Plan, w: Workload) -> str:
                      f"{', spot' if pool['spot'] else ', on demand'}")
     lines.append(f"  shard {plan_.choice.shard_mpx:g} Mpx: {p.segment_jobs} segment_batch jobs; Snakemake jobs "
                  f"{p.jobs}")
-    lines.append("  phases: " + ", ".join(f"{k} {v:.2f} h" for k, v in p.phases_h.items()))
+    same = plan_.choice.segment == plan_.choice.tail and w.exports   # the exports then run within the segment phase
+    lines.append("  phases: " + ", ".join(f"{k}{' (with the exports)' if k == 'segment' and same else ''} {v:.2f} h"
+                                          for k, v in p.phases_h.items() if v > 0 or k == "segment"))
     lines.append("  cost: " + ", ".join(f"{k} ${v:.2f}" for k, v in p.breakdown.items()))
     lines += [f"  note: {n}" for n in p.notes]
     lines.append(f"  {len(plan_.assumptions)} assumptions (figures not measured): see --json")
