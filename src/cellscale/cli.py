@@ -242,6 +242,9 @@ def _plan(args) -> int:
         workload = replace(workload, export_figures=tuple((f, n, mb) for f, (n, mb) in measured.items()))
         for f, (n, mb) in measured.items():
             print(f"# {f}: {n:.1f} files and {mb:.2f} MB per Mpx an image, measured in {args.pilot}", file=sys.stderr)
+        if not measured:
+            print(f"# {args.pilot}: no batch exports (results/ngff/batch_*, results/spatialdata/batches/): the shipped "
+                  f"figures price them", file=sys.stderr)
     prices, profiles = load_prices(args.prices), load_profiles(args.profiles)
     try:
         result = plan(workload, profiles, prices, deadline_h=args.deadline, budget_usd=args.budget,

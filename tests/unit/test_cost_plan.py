@@ -236,6 +236,8 @@ def test_a_pilot_runs_export_files_replace_the_shipped_figures(monkeypatch, caps
     assert runs["pilot"]["cost_breakdown"]["operations"] > 3 * runs["shipped"]["cost_breakdown"]["operations"]
     assert not any("ome-zarr:" in a for a in runs["pilot"]["assumptions"])   # measured, not assumed
     assert any("ome-zarr:" in a for a in runs["shipped"]["assumptions"])
+    with pytest.raises(FileNotFoundError, match="no batches/plan.tsv"):
+        export_files(tmp_path / "nothing")
 
 
 def test_fragment_repeats_every_rule_of_the_gke_profile(tmp_path):

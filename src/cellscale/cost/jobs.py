@@ -53,6 +53,9 @@ def export_files(results_dir: Path | str) -> dict[str, tuple[float, float]]:
     of every batch's export folder (:data:`EXPORT_FOLDERS`; on GKE each file is one Cloud Storage object) and the
     batch plan's images and megapixels; formats the run did not write are left out."""
     results = Path(results_dir)
+    if not (results / "batches" / "plan.tsv").is_file():
+        raise FileNotFoundError(f"{results}: not the results folder of a run of batched images (no "
+                                f"batches/plan.tsv)")
     plan = read_batch_plan(results / "batches" / "plan.tsv")
     batches = plan[plan["batch"] != ""].groupby("batch").agg(images=("sample", "size"), mpx=("mpx", "sum"))
     out = {}
