@@ -39,10 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cellscale.cost.jobs import export_files  # noqa: E402
 from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, export_nodes, predict  # noqa: E402
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan  # noqa: E402
 from cellscale.cost.prices import load_prices  # noqa: E402
+from cellscale.cost.runcost import export_files, run_files  # noqa: E402
 from cellscale.cost.simulate import figure, simulate, simulate_mean  # noqa: E402
 
 PREEMPTION = 0.05
@@ -195,10 +195,10 @@ def section_measure(args) -> dict:
             rows.setdefault(rule, []).append((float(values[0]), float(values[2])))
             print(f"{rule} {f.stem}: {values[0]} s, max RSS {values[2]} MB")
     # files each batch output holds (one Cloud Storage object each on GKE), per field of view: what
-    # `cellscale plan --pilot` reads from a run (cellscale.cost.jobs.export_files), and segment_batch's own
+    # `cellscale plan --pilot` reads from a run (cellscale.cost.runcost.export_files), and segment_batch's own
     objects = {fmt: {"per_field": n, "mb_per_mpx": mb} for fmt, (n, mb) in export_files(work / "results").items()}
-    labels = [f for d in work.glob("results/batches/[0-9]*") for f in d.rglob("*") if f.is_file()]
-    objects["segment_batch"] = {"per_field": len(labels) / args.measure}
+    labels = sum(run_files(d)["files_written"] for d in work.glob("results/batches/[0-9]*"))
+    objects["segment_batch"] = {"per_field": labels / args.measure}
     for name, row in objects.items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
     shutil.rmtree(tmp, ignore_errors=True)

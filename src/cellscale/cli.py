@@ -236,7 +236,7 @@ def _plan(args) -> int:
         workload = replace(workload, run_tables=False)
     workload = replace(workload, formats=tuple(_plan_formats(args)))
     if args.pilot:
-        from cellscale.cost.jobs import export_files
+        from cellscale.cost.runcost import export_files
 
         measured = export_files(args.pilot)
         workload = replace(workload, export_figures=tuple((f, n, mb) for f, (n, mb) in measured.items()))

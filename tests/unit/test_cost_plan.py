@@ -211,7 +211,7 @@ def test_cli_prices_the_configs_output_formats(monkeypatch, capsys, tmp_path):
 def test_a_pilot_runs_export_files_replace_the_shipped_figures(monkeypatch, capsys, tmp_path):
     """cellscale plan --pilot RESULTS: the files (Cloud Storage objects) and bytes a pilot's batch exports wrote per
     image, from its export folders and batch plan, price the run instead of the figures measured on 1-Mpx fields."""
-    from cellscale.cost.jobs import export_files
+    from cellscale.cost.runcost import export_files
 
     results = tmp_path / "results"
     (results / "batches").mkdir(parents=True)

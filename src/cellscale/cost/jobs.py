@@ -44,36 +44,6 @@ def read_batch_plan(path: Path | str) -> pd.DataFrame:
     return plan
 
 
-#: where a batch's exports go under results/ (rules/export.smk): one folder of files per batch and format
-EXPORT_FOLDERS = {"ome-zarr": "ngff/batch_{batch}", "spatialdata": "spatialdata/batches/{batch}.zarr"}
-
-
-def export_files(results_dir: Path | str) -> dict[str, tuple[float, float]]:
-    """What a run's batch exports wrote per image: ``{format: (files per image, MB per Mpx)}``, from the files
-    of every batch's export folder (:data:`EXPORT_FOLDERS`; on GKE each file is one Cloud Storage object) and the
-    batch plan's images and megapixels; formats the run did not write are left out."""
-    results = Path(results_dir)
-    if not (results / "batches" / "plan.tsv").is_file():
-        raise FileNotFoundError(f"{results}: not the results folder of a run of batched images (no "
-                                f"batches/plan.tsv)")
-    plan = read_batch_plan(results / "batches" / "plan.tsv")
-    batches = plan[plan["batch"] != ""].groupby("batch").agg(images=("sample", "size"), mpx=("mpx", "sum"))
-    out = {}
-    for fmt, pattern in EXPORT_FOLDERS.items():
-        files = images = 0
-        nbytes = mpx = 0.0
-        for batch, row in batches.iterrows():
-            folder = results / pattern.format(batch=batch)
-            if not folder.is_dir():
-                continue
-            sizes = [f.stat().st_size for f in folder.rglob("*") if f.is_file()]
-            files, nbytes = files + len(sizes), nbytes + sum(sizes)
-            images, mpx = images + int(row["images"]), mpx + float(row["mpx"])
-        if images:
-            out[fmt] = (files / images, nbytes / 1e6 / mpx if mpx > 0 else math.nan)
-    return out
-
-
 def tile_plan_size(plan: Mapping) -> dict:
     """A tile plan (plan.json: ``shape``, ``tiles``, ``shards``; the two lists may be given as their lengths) as
     ``{"mpx": image megapixels, "shards": [share of the windows per shard]}``."""

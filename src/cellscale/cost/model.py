@@ -81,7 +81,7 @@ class Workload:
     run_tables: bool = True        # the run-level tail (aggregate_measurements, report_fields, summary) runs too
     sizes_in_sheet: bool = True    # the sheet gives each image's height and width: plan_batches downloads none
     formats: tuple[str, ...] = field(default_factory=default_formats)  # output.formats
-    # (format, files per image, MB per Mpx) a pilot run measured (cost.jobs.export_files): they replace EXPORTS'
+    # (format, files per image, MB per Mpx) a pilot run measured (cost.runcost.export_files): they replace EXPORTS'
     export_figures: tuple[tuple[str, float, float], ...] = ()
 
     @property
@@ -183,8 +183,12 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
 
 
+# What GKE's own DaemonSets (kube-proxy, logging, metrics, CSI, GPU device plugin) take from every node.
+DAEMON_CPU, DAEMON_MEMORY_MB = 0.4, 800.0
+
+
 @lru_cache(maxsize=None)
-def allocatable_cpu(vcpus: int, daemons_cpu: float = 0.4) -> float:
+def allocatable_cpu(vcpus: int, daemons_cpu: float = DAEMON_CPU) -> float:
     """CPUs pods may request on one GKE node of ``vcpus``: GKE's documented reservation (6% of the first core, 1% of
     the second, 0.5% of the next two, 0.25% above) less what GKE's DaemonSets take (``cellscale.deploy.gke.allocatable``
     uses this too)."""
@@ -194,7 +198,7 @@ def allocatable_cpu(vcpus: int, daemons_cpu: float = 0.4) -> float:
 
 
 @lru_cache(maxsize=None)
-def allocatable_memory_mb(memory_gib: float, daemons_mb: float = 800.0) -> float:
+def allocatable_memory_mb(memory_gib: float, daemons_mb: float = DAEMON_MEMORY_MB) -> float:
     """Memory (MB) pods may request on one GKE node of ``memory_gib``: GKE's documented reservation (25% of the
     first 4 GiB, 20% of the next 4, 10% of the next 8, 6% of the next 112, 2% above, + 100 MiB eviction threshold)
     less what GKE's DaemonSets take (``cellscale.deploy.gke.allocatable`` uses this too)."""

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from cellscale.cost.jobs import RUN_LEVEL, batch_members
+from cellscale.cost.jobs import RUN_LEVEL, batch_members, read_batch_plan
 from cellscale.cost.prices import Machine, PriceTable
 
 LEVELS = ("run", "pool", "rule", "sample", "job")
@@ -279,6 +279,33 @@ def run_files(results_dir: Path | str, other_dirs=()) -> dict[str, float]:
     sizes = [p.stat().st_size for d in (results_dir, *other_dirs) if Path(d).is_dir()
              for p in Path(d).rglob("*") if p.is_file()]
     return {"bytes": float(sum(sizes)), "files_written": float(len(sizes)), "files_read": float(len(sizes))}
+
+
+#: where a batch's exports go under results/ (rules/export.smk): one folder of files per batch and format
+EXPORT_FOLDERS = {"ome-zarr": "ngff/batch_{batch}", "spatialdata": "spatialdata/batches/{batch}.zarr"}
+
+
+def export_files(results_dir: Path | str) -> dict[str, tuple[float, float]]:
+    """What a run's batch exports wrote per image: ``{format: (files per image, MB per Mpx)}``, from the files
+    of every batch's export folder (:data:`EXPORT_FOLDERS`, counted as :func:`run_files` counts a run's; on GKE each
+    file is one Cloud Storage object) and the batch plan's images and megapixels; formats the run did not write
+    are left out."""
+    results = Path(results_dir)
+    if not (results / "batches" / "plan.tsv").is_file():
+        raise FileNotFoundError(f"{results}: not the results folder of a run of batched images (no "
+                                f"batches/plan.tsv)")
+    members = batch_members(read_batch_plan(results / "batches" / "plan.tsv"))
+    out = {}
+    for fmt, pattern in EXPORT_FOLDERS.items():
+        written = {b: run_files(results / pattern.format(batch=b)) for b in members
+                   if (results / pattern.format(batch=b)).is_dir()}
+        images = sum(len(members[b]) for b in written)
+        if images:
+            mpx = sum(float(members[b]["mpx"].sum()) for b in written)
+            nbytes = sum(f["bytes"] for f in written.values())
+            out[fmt] = (sum(f["files_written"] for f in written.values()) / images,
+                        nbytes / 1e6 / mpx if mpx > 0 else math.nan)
+    return out
 
 
 def wall_seconds(paths: Mapping[str, Path | str], jobs: pd.DataFrame) -> float:

@@ -57,8 +57,6 @@ MACHINES = {
 ACCELERATORS = {"g2": "nvidia-l4", "a2": "nvidia-tesla-a100", "a3": "nvidia-h100-80gb", "n1": "nvidia-tesla-t4"}
 PLAN_GPUS = {"L4": "nvidia-l4", "T4": "nvidia-tesla-t4", "A100-40GB": "nvidia-tesla-a100",
              "H100-80GB": "nvidia-h100-80gb"}
-# What GKE's own DaemonSets (kube-proxy, logging, metrics, CSI, GPU device plugin) take from every node.
-DAEMON_CPU, DAEMON_MEMORY_MB = 0.4, 800
 
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -127,7 +125,7 @@ def allocatable(machine_type: str) -> tuple[float, float, int]:
     if machine_type not in MACHINES:
         raise ValueError(f"unknown machine type {machine_type!r}; add it to cellscale.deploy.gke.MACHINES")
     cpus, gib, gpus = MACHINES[machine_type]
-    return round(allocatable_cpu(cpus, DAEMON_CPU), 2), round(allocatable_memory_mb(gib, DAEMON_MEMORY_MB)), gpus
+    return round(allocatable_cpu(cpus), 2), round(allocatable_memory_mb(gib)), gpus
 
 
 @dataclass(frozen=True)
