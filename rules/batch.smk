@@ -47,6 +47,7 @@ rule segment_batch:
         segment=config["segment"],
         postprocess=config["postprocess"],
         measure=config["measure"],
+        label_files=config["batches"]["label_files"],
     threads: batch_threads  # 1 or 2: the batches side by side on this machine's cores (rules/common.smk)
     resources:
         gpu=1,

@@ -31,6 +31,7 @@ def segment_batch(s):
         postprocess=PostprocessSettings.from_dict(s.params.postprocess),  # config["postprocess"]
         measure=MeasureSettings.from_dict(s.params.measure),  # config["measure"]
         threads=s.threads,
+        label_files=s.params.label_files,  # config["batches"]["label_files"]
     )
 
 

@@ -234,7 +234,8 @@ def _plan(args) -> int:
         raise SystemExit("cellscale plan: give --sheet FILE or --images N (with --mpx M)")
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
-    workload = replace(workload, formats=tuple(_plan_formats(args)))
+    workload = replace(workload, formats=tuple(_plan_formats(args)),
+                       label_files=args.label_files or _config_setting(args.config, "batches", "label_files"))
     if args.pilot:
         from cellscale.cost.runcost import export_files
 
@@ -263,17 +264,22 @@ def _plan(args) -> int:
 
 def _plan_formats(args) -> list[str]:
     """``--formats``, else the config's ``output.formats`` (``--config``, when it exists), else the schema's."""
+    if args.formats is not None:
+        return [] if args.formats == ["none"] else args.formats
+    return list(_config_setting(args.config, "output", "formats"))
+
+
+def _config_setting(config: Path, section: str, key: str):
+    """A workflow config's ``section.key`` (when the file exists and sets it), else the schema's default."""
     import yaml
 
     from cellscale.settings import default
 
-    if args.formats is not None:
-        return [] if args.formats == ["none"] else args.formats
-    if args.config.is_file():
-        formats = ((yaml.safe_load(args.config.read_text()) or {}).get("output") or {}).get("formats")
-        if formats is not None:
-            return list(formats)
-    return default("output", "formats")
+    if config.is_file():
+        value = ((yaml.safe_load(config.read_text()) or {}).get(section) or {}).get(key)
+        if value is not None:
+            return value
+    return default(section, key)
 
 
 def _throughput(args) -> int:
@@ -797,11 +803,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", nargs="+", default=None, choices=[*choices("output", "formats"), "none"],
                    help="output.formats the run writes (default: --config's, else the schema's); every format "
                         "but ome-tiff adds a job and some 7-17 Cloud Storage objects per batched image")
+    p.add_argument("--label-files", default=None, choices=choices("batches", "label_files"),
+                   help="batches.label_files the run writes (default: --config's, else the schema's): per_batch "
+                        "writes one file per batch and compartment instead of one per image")
     p.add_argument("--pilot", type=Path, default=None, metavar="RESULTS",
                    help="a pilot run's results folder: the files and bytes its batch exports wrote per image "
                         "replace the shipped figures (measured on 1-Mpx fields)")
     p.add_argument("--config", type=Path, default=Path("config/config.yaml"),
-                   help="the workflow config whose output.formats the plan prices (default config/config.yaml)")
+                   help="the workflow config whose output.formats and batches.label_files the plan prices "
+                        "(default config/config.yaml)")
     p.add_argument("--segment-machines", nargs="+", default=None, metavar="TYPE",
                    help="only these machine types for segment_batch (e.g. g2-standard-4)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")

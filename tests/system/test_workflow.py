@@ -648,7 +648,7 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
                            text=True)
     assert sheet.returncode == 0, sheet.stderr
     write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": shard_mpx},
-                 batches={"qc_overlays": 5})
+                 batches={"qc_overlays": 5, "label_files": "per_batch"})
     (tmp_path / "config/samples.tsv").write_text((tmp_path / "sheet.tsv").read_text())
     result = run(tmp_path)
     out = result.stdout + result.stderr
@@ -667,3 +667,18 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
     assert drawn and drawn.groups() == ("5", str(n))
     # the sheet gave every size: the plan opened no image
     assert f"{n} image sizes from the sample sheet, 0 read" in (tmp_path / "logs/plan_batches.log").read_text()
+    # batches.label_files per_batch: a batch's labels are one file of named series, which index.tsv points into
+    from cellscale.io import read_labels, series_names
+
+    assert not list((tmp_path / "results/batches").glob("*/labels"))
+    index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert index["nuclear_labels"].nunique() == batches
+    for row in index.sample(5, random_state=0).itertuples():
+        with tifffile.TiffFile(tmp_path / row.nuclear_labels) as tif:
+            series = tif.series[int(row.labels_series)]
+            assert series.name == row.sample
+            labels = series.asarray()
+        assert labels.dtype == np.uint32 and labels.max() == (cells["sample"] == row.sample).sum() > 0
+    first = index.iloc[0]
+    assert series_names(tmp_path / first["nuclear_labels"])[0] == first["sample"]
+    assert read_labels(tmp_path / first["nuclear_labels"]).shape == (64, 96)

@@ -108,3 +108,54 @@ def test_sizes_from_the_sheet_open_no_image_and_a_wrong_size_is_refused(tmp_path
     error = read_tsv(tmp_path / "batch" / "errors.tsv")["error"][0]
     assert list(summary["status"]) == ["failed"]
     assert error.startswith("sample 'wrong': ") and "a.tif" in error and "256 x 256" in error and "128 x 256" in error
+
+
+def test_per_batch_label_files_hold_every_good_field_as_a_named_series(tmp_path):
+    """batches.label_files per_batch: one multi-series OME-TIFF per compartment, one OME Image per good field, in
+    the batch's order and named after it; the same pixels as per-image files; rewriting gives the same bytes."""
+    import hashlib
+
+    from cellscale.io import ImageSource, LabelSeries, read_labels, series_names
+    from cellscale.steps import label_paths
+
+    images = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[:3]
+    tifffile.imwrite(tmp_path / "nan.tif", np.full((64, 64), np.nan, np.float32))
+    fields = [Field(p.stem, str(p), {"nuclear": None, "membrane": None}) for p in images]
+    fields.insert(1, Field("nan", str(tmp_path / "nan.tif"), {"nuclear": None, "membrane": None}))
+    segment_batch(fields, MODELS / "nuclear", tmp_path / "own", "0001", threads=1)
+    summary = segment_batch(fields, MODELS / "nuclear", tmp_path / "one", "0001", threads=1, label_files="per_batch")
+    assert list(summary["status"]) == ["ok", "failed", "ok", "ok"]
+    packed = tmp_path / "one" / "nuclear.ome.tif"
+    assert not (tmp_path / "one" / "labels").exists() and sorted(p.name for p in (tmp_path / "one").iterdir()) == [
+        "cells.parquet", "errors.tsv", "fields.tsv", "nuclear.ome.tif"]
+    assert series_names(packed) == [p.stem for p in images]  # the failed field has none
+    cells = pd.read_parquet(tmp_path / "one" / "cells.parquet")
+    for k, path in enumerate(images):
+        ref = label_paths(tmp_path / "one", path.stem, ["nuclear"])["nuclear"]
+        assert ref == LabelSeries(packed, path.stem) and ref.index == k and ref.exists()
+        own = read_labels(tmp_path / "own" / "labels" / path.stem / "nuclear.ome.tif")
+        np.testing.assert_array_equal(read_labels(ref), own)
+        with tifffile.TiffFile(packed) as tif:  # what a user opens: tifffile's series k
+            np.testing.assert_array_equal(tif.series[k].asarray(), own)
+        with ImageSource.open(ref) as source:
+            assert source.shape == (1, 1, *own.shape)
+        assert (cells["sample"] == path.stem).sum() == own.max()
+    assert not label_paths(tmp_path / "one", "nan", ["nuclear"])["nuclear"].exists()
+    # the batch's exports read either layout alike
+    from cellscale.steps.export import export_batch
+
+    rows = [{"sample": f.sample, "image": f.image} for f in fields]
+    for layout in ("own", "one"):
+        export_batch(tmp_path / layout, tmp_path / layout / "cells.parquet", rows, [f.image for f in fields],
+                     {"ome-zarr": tmp_path / f"ngff_{layout}"})
+    for path in images:
+        stores = [tmp_path / f"ngff_{layout}" / f"{path.stem}.ome.zarr" / "labels" / "nuclear" for layout in ("own", "one")]
+        with ImageSource.open(stores[0]) as own, ImageSource.open(stores[1]) as one:
+            expected = own.region(0, 0, own.shape[2], 0, own.shape[3])
+            assert expected.max() > 0 and one.shape == own.shape
+            np.testing.assert_array_equal(one.region(0, 0, one.shape[2], 0, one.shape[3]), expected)
+    first = hashlib.sha256(packed.read_bytes()).hexdigest()
+    segment_batch(fields, MODELS / "nuclear", tmp_path / "one", "0001", threads=1, label_files="per_batch")
+    assert hashlib.sha256(packed.read_bytes()).hexdigest() == first
+    with pytest.raises(ValueError, match="label_files"):
+        segment_batch(fields, MODELS / "nuclear", tmp_path / "bad", "0001", threads=1, label_files="per_field")

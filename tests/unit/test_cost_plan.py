@@ -208,6 +208,36 @@ def test_cli_prices_the_configs_output_formats(monkeypatch, capsys, tmp_path):
     assert not any("spatialdata" in a for a in runs["config"]["assumptions"])
 
 
+def test_label_files_per_batch_write_a_file_per_batch_not_per_image(monkeypatch, capsys, tmp_path):
+    """batches.label_files per_batch: the segment jobs write one label file per batch and compartment instead of one
+    per image (each a Cloud Storage object), for a little more time per job (the files packed); the per-image plan
+    says what it would save. The CLI takes it from --label-files, else the config, else the schema."""
+    own = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",))
+    assert own.label_files == default("batches", "label_files") == "per_image"
+    one = dataclasses.replace(own, label_files="per_batch")
+    choice = Choice(PoolChoice("spot-cpu", "n2-standard-16", 4, True), PoolChoice("spot-cpu", "n2-standard-16", 4, True),
+                    64.0)
+    jobs = own.jobs(64.0)
+    assert (own.label_objects(jobs), one.label_objects(jobs)) == (10**5, jobs)
+    assert dataclasses.replace(one, compartments=2).label_objects(jobs) == 2 * jobs
+    a, b = predict(own, choice, PROFILES, PRICES), predict(one, choice, PROFILES, PRICES)
+    saved = (10**5 - jobs) / 1e4 * PRICES.storage["gcs_class_a_per_10k"]
+    assert a.breakdown["operations"] - b.breakdown["operations"] == pytest.approx(saved)
+    assert b.hours > a.hours and b.hours < 1.05 * a.hours   # the packing's read and write again
+    assert any(f"{10**5 - jobs:,} fewer label files" in n for n in a.notes)
+    assert not any("fewer label files" in n for n in b.notes)
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "config.yaml"
+    config.write_text("batches:\n  label_files: per_batch\n")
+    runs = {}
+    for name, extra in (("default", []), ("config", ["--config", str(config)]),
+                        ("flag", ["--config", str(config), "--label-files", "per_image"])):
+        assert main(["plan", "--images", "100000", "--deadline", "4", "--formats", "ome-tiff", "--json", *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    assert [r["workload"]["label_files"] for r in runs.values()] == ["per_image", "per_batch", "per_image"]
+    assert runs["config"]["cost_breakdown"]["operations"] < runs["default"]["cost_breakdown"]["operations"]
+
+
 def test_a_pilot_runs_export_files_replace_the_shipped_figures(monkeypatch, capsys, tmp_path):
     """cellscale plan --pilot RESULTS: the files (Cloud Storage objects) and bytes a pilot's batch exports wrote per
     image, from its export folders and batch plan, price the run instead of the figures measured on 1-Mpx fields."""
@@ -302,7 +332,8 @@ def test_workflow_profile_is_accepted_by_a_real_dry_run(tmp_path):
                                "--default-storage-provider", "fs", "--default-storage-prefix", str(ROOT)],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
     base = dry()
-    assert base.returncode == 0, f"the GKE profile's own dry run, without the plan: {base.stderr[-2000:]}"
+    assert base.returncode == 0, (f"the GKE profile's own dry run, without the plan: {base.stderr[-2000:]}\n"
+                                  f"{base.stdout[-2000:]}")
     run = dry("--workflow-profile", str(tmp_path / "plan"))
     assert run.returncode == 0, run.stderr[-3000:]
     assert "plan-config.yaml" in run.stderr + run.stdout

@@ -316,22 +316,31 @@ def test_import_refuses_bad_bundles(bundle, tmp_path, predictor, inputs, sample)
         import_bundle(other, "x", store=store)
 
 
-def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("label_files", ["per_image", "per_batch"])
+def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch, capsys, label_files):
     """`cellscale review RESULTS --sample S` reads results/index.tsv and the sample sheet of config/config.yaml
-    (paths relative to the project folder), and `review import` reports a refusal with exit status 2."""
+    (paths relative to the project folder), its labels a file of their own or one series of the batch's file
+    (batches.label_files), and `review import` reports a refusal with exit status 2."""
+    from cellscale.io import write_label_series
+
     project = tmp_path / "project"
     (project / "config").mkdir(parents=True)
     (project / "results" / "batches" / "0000" / "labels" / "s1").mkdir(parents=True)
     (project / "data").mkdir()
     shutil.copy(sample / "img.ome.tif", project / "data" / "img.ome.tif")
-    shutil.copy(sample / "nuclear.ome.tif", project / "results" / "batches" / "0000" / "labels" / "s1" /
-                "nuclear.ome.tif")
+    if label_files == "per_image":
+        labels, series = "results/batches/0000/labels/s1/nuclear.ome.tif", ""
+        shutil.copy(sample / "nuclear.ome.tif", project / labels)
+    else:  # s1 is the second image of its batch's file
+        labels, series = "results/batches/0000/nuclear.ome.tif", "1"
+        own = read_labels(sample / "nuclear.ome.tif")
+        write_label_series(project / labels, [("s0", np.zeros((16, 16), np.uint32), None), ("s1", own, None)])
     (project / "config" / "config.yaml").write_text(f"samples: config/samples.tsv\nmodels:\n"
                                                     f"  nuclear: {MODELS / 'nuclear'}\n")
     (project / "config" / "samples.tsv").write_text("sample\timage\tkind\ns1\tdata/img.ome.tif\ttissue\n")
     (project / "results" / "index.tsv").write_text(
-        "sample\timage\tbatch\tstatus\tnuclear_labels\n"
-        "s1\tdata/img.ome.tif\t0000\tok\tresults/batches/0000/labels/s1/nuclear.ome.tif\n")
+        "sample\timage\tbatch\tstatus\tnuclear_labels\tlabels_series\n"
+        f"s1\tdata/img.ome.tif\t0000\tok\t{labels}\t{series}\n")
     monkeypatch.chdir(tmp_path)  # not the project: paths are resolved against RESULTS/..
     monkeypatch.setenv("CELLSCALE_VERSIONS", str(tmp_path / "store" / "data" / "versions"))
     out = tmp_path / "b"
@@ -340,6 +349,8 @@ def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch,
     manifest = read_manifest(out)
     assert manifest["image"]["path"] == str((project / "data" / "img.ome.tif").resolve())
     assert len(manifest["tiles"]) == 2 and (out / "tile_001.zarr").is_dir() and (out / "corrected").is_dir()
+    assert manifest["labels"]["path"] == str((project / labels).resolve())
+    assert manifest["labels"].get("series") == ("s1" if series else None)
     assert main(["review", "import", str(out), "--dataset", "d"]) == 2
     assert "nothing corrected" in capsys.readouterr().err
 

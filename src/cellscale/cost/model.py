@@ -70,6 +70,11 @@ def default_formats() -> tuple[str, ...]:
     return tuple(setting_default("output", "formats"))
 
 
+def default_label_files() -> str:
+    """The config schema's ``batches.label_files``."""
+    return setting_default("batches", "label_files")
+
+
 @dataclass(frozen=True)
 class Workload:
     """``images`` still images of ``mpx_per_image`` megapixels each (the model's pixels)."""
@@ -81,6 +86,9 @@ class Workload:
     run_tables: bool = True        # the run-level tail (aggregate_measurements, report_fields, summary) runs too
     sizes_in_sheet: bool = True    # the sheet gives each image's height and width: plan_batches downloads none
     formats: tuple[str, ...] = field(default_factory=default_formats)  # output.formats
+    # batches.label_files: per_image (a file per image and compartment) or per_batch (a file per batch and compartment)
+    label_files: str = field(default_factory=default_label_files)
+    compartments: int = 1          # label images per image: 1 (nuclear model) or 2 (whole-cell model)
     # (format, files per image, MB per Mpx) a pilot run measured (cost.runcost.export_files): they replace EXPORTS'
     export_figures: tuple[tuple[str, float, float], ...] = ()
 
@@ -103,15 +111,21 @@ class Workload:
     def images_per_job(self, shard_mpx: float) -> float:
         return self.images / self.jobs(shard_mpx)
 
+    def label_objects(self, segment_jobs: int) -> int:
+        """Label files the segment jobs write: one per image and compartment, or per batch and compartment."""
+        return self.compartments * (segment_jobs if self.label_files == "per_batch" else self.images)
+
 
 @dataclass(frozen=True)
 class Overheads:
     """Everything about a run that is not a rule's own time; each default says where it comes from (all assumed but
-    ``batch_s_per_image``, measured)."""
+    ``batch_s_per_image`` and ``pack_s_per_mpx``, measured)."""
 
     job_overhead_s: float = 15.0     # pod scheduled on a ready node + container start (image cached) + Snakemake's job
                                      # start (about 1 s, measured locally) + half of the profile's 15-s status checks
     batch_s_per_image: float = 0.009  # per image in a segment_batch job: read, write labels, measure (measured, AVX2)
+    pack_s_per_mpx: float = 0.015    # batches.label_files per_batch: a label image read and written again into its
+                                     # batch's file, per Mpx and compartment (measured, AMD EPYC: 15 ms for 1024²)
     pod_mb_s: float = 100.0          # a pod's transfer rate to and from the bucket (staging inputs and outputs)
     scan_s: float = 10.0             # cluster autoscaler scan interval (GKE's documented default)
     provision_s: float = 20.0        # from the autoscaler's decision to a VM being created
@@ -136,7 +150,7 @@ class Overheads:
         return self.scan_s / 2 + self.provision_s + self.startup_s(machine)
 
     def assumptions(self) -> list[str]:
-        measured = {"batch_s_per_image"}
+        measured = {"batch_s_per_image", "pack_s_per_mpx"}
         return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
 
 
@@ -238,7 +252,8 @@ def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads) -
     """Wall seconds one segment_batch job holds its slot (pod start to the status check that sees it done)."""
     mpx = w.total_mpx / w.jobs(shard_mpx)
     staging = mpx * (w.mb_per_mpx + w.out_mb_per_mpx) / o.pod_mb_s
-    return o.job_overhead_s + rate.seconds(mpx) + w.images_per_job(shard_mpx) * o.batch_s_per_image + staging
+    pack = mpx * w.compartments * o.pack_s_per_mpx if w.label_files == "per_batch" else 0.0
+    return o.job_overhead_s + rate.seconds(mpx) + w.images_per_job(shard_mpx) * o.batch_s_per_image + staging + pack
 
 
 def export_jobs(w: Workload, profile: ThroughputProfile, machine: Machine, shard_mpx: float,
@@ -385,7 +400,14 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         objects = w.images * sum(x.objects_per_image for x in w.exports)
         notes.append(f"{', '.join(x.rule for x in w.exports)} write about {objects:,.0f} Cloud Storage objects "
                      f"(${objects / 1e4 * prices.storage.get('gcs_class_a_per_10k', 0.0):,.2f} of class A "
-                     f"operations, against {w.images:,} label files); output.formats lists what to write")
+                     f"operations, against {w.label_objects(jobs):,} label files); output.formats lists what to "
+                     f"write")
+    if w.label_files == "per_image" and w.images > jobs:
+        fewer = w.compartments * (w.images - jobs)
+        saved = fewer * o.class_a_per_object * prices.storage.get("gcs_class_a_per_10k", 0.0) / 1e4
+        if saved >= 0.01 * sum(breakdown.values()):
+            notes.append(f"batches.label_files: per_batch would write {fewer:,} fewer label files "
+                         f"(${saved:,.2f} of class A operations): one multi-series OME-TIFF per batch")
     slots = n * max([k] + [kr for _, kr in exports]) if same_pool else n * k + n_exp * max(
         [kr for _, kr in exports], default=0)
     return Prediction(hours=wall_s / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
@@ -405,11 +427,12 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     system = prices.machines.get(o.system_machine)
     exports = w.exports
     stored_gb = w.total_mpx * (w.mb_per_mpx + w.out_mb_per_mpx + sum(x.mb_per_mpx for x in exports)) / 1000
-    written = w.images + 4 * segment_jobs + 6          # labels per image; fields, errors, table, log per batch; tail
+    labels = w.label_objects(segment_jobs)          # per image or per batch (batches.label_files)
+    written = labels + 4 * segment_jobs + 6          # fields, errors, table, log per batch; the tail's
     written += w.images * sum(x.objects_per_image for x in exports) + 2 * len(exports) * segment_jobs  # + log, bench
     retried_share = retried_jobs / max(1, segment_jobs)
     read = w.images * (2 + retried_share) + 2 * segment_jobs   # plan_batches + segment_batch (+ retries); tail
-    read += len(exports) * (2 * w.images + 2 * segment_jobs)   # each export: images, labels; fields, table
+    read += len(exports) * (w.images + labels + 2 * segment_jobs)   # each export: images, labels; fields, table
     return {
         "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
         "system_pool": hours * (system.on_demand if system else 0.0),

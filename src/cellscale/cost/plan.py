@@ -92,7 +92,8 @@ class Plan:
             "phases_hours": {k: round(v, 4) for k, v in p.phases_h.items()},
             "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
                          "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
-                         "formats": list(workload.formats),
+                         "formats": list(workload.formats), "label_files": workload.label_files,
+                         "compartments": workload.compartments,
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
                                      for x in workload.exports}},
             "objective": self.objective, "limit": self.limit,
@@ -322,7 +323,7 @@ def describe(plan_: Plan, w: Workload) -> str:
     """The plan as a person reads it."""
     j, p = plan_.to_json(w), plan_.prediction
     lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, output.formats "
-             f"{', '.join(w.formats) or 'none'}; {plan_.objective} "
+             f"{', '.join(w.formats) or 'none'}, labels {w.label_files.replace('_', ' ')}; {plan_.objective} "
              f"({plan_.limit:g}); {plan_.candidates} configurations considered in {plan_.solve_s:.2f} s",
              f"predicted: {p.hours:.2f} h, ${p.cost_usd:.2f} (${j['cost_per_1000_mpx_usd']:.4f} per 1,000 Mpx)"]
     for pool in j["pools"]:

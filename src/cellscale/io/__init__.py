@@ -3,8 +3,9 @@
 - :mod:`~cellscale.io.formats`: file formats (TIFF/OME-TIFF, PNG, OME-Zarr, folders of frame files), axis
   letters mapped onto (T, C, Y, X), channel names from OME metadata;
 - :mod:`~cellscale.io.source`: :class:`ImageSource`, an image read region by region, and :func:`read_image`;
-- :mod:`~cellscale.io.labels`: 32-bit label images and intensity images as OME-TIFF, and
-  :func:`check_labels`, the check that labels are integers;
+- :mod:`~cellscale.io.labels`: 32-bit label images and intensity images as OME-TIFF (many label images in one
+  multi-series file: :func:`write_label_series`, :class:`LabelSeries`), and :func:`check_labels`, the check that
+  labels are integers;
 - :mod:`~cellscale.io.atomic`: writes that replace their target only on success;
 - :mod:`~cellscale.io.ctc`: Cell Tracking Challenge folders (numbered label TIFFs, the ``L B E P`` file).
 
@@ -22,11 +23,12 @@ from .formats import (
     numbered_frames,
     ome_zarr_image,
 )
-from .labels import check_labels, read_labels, write_image, write_labels
+from .labels import LabelSeries, check_labels, read_labels, series_names, write_image, write_label_series, write_labels
 from .source import FrameFiles, ImageSource, image_size, read_image
 
 __all__ = [
     "IMAGE_SUFFIXES", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path", "channel_names_from_ome", "check_labels",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image",
-    "image_size", "read_image", "read_labels", "write_image", "write_labels",
+    "image_size", "read_image", "read_labels", "write_image", "write_labels", "LabelSeries", "series_names",
+    "write_label_series",
 ]

@@ -1,11 +1,18 @@
 """Label images (32-bit) and intensity images written as OME-TIFF, label images read back, and the one
-check that label values are integers (:func:`check_labels`)."""
+check that label values are integers (:func:`check_labels`).
+
+Many small label images can share one multi-series OME-TIFF (:func:`write_label_series`): one OME ``Image`` per
+field of view, named after it, in the file's order; :class:`LabelSeries` names one of them, and
+:func:`read_labels` and :meth:`cellscale.io.ImageSource.open` read it like a file of its own.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,17 +125,107 @@ def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE) -> 
                          metadata=metadata, compression="zlib", photometric="minisblack")
 
 
-def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read a label image as written by :func:`write_labels` ((Y, X) or (T, Y, X))."""
+@dataclass(frozen=True)
+class LabelSeries:
+    """One named image (series) of a multi-series OME-TIFF written by :func:`write_label_series`.
+
+    ``path``: the file; ``name``: the OME ``Image`` name (a sample). :attr:`index` is its place in the file, as
+    ``tifffile.TiffFile(path).series[index]`` and Bio-Formats' series number count; ``str()`` names both.
+    """
+
+    path: Path
+    name: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    def exists(self) -> bool:
+        """The file exists and holds an image of this name."""
+        return self.path.is_file() and self.name in series_names(self.path)
+
+    @property
+    def index(self) -> int:
+        names = series_names(self.path)
+        if self.name not in names:
+            raise ImageError(f"{self.path}: no image named {self.name!r} among its {len(names)} series")
+        return names.index(self.name)
+
+    def __str__(self) -> str:
+        return f"{self.path} (series {self.name!r})"
+
+
+def series_names(path: str | os.PathLike) -> list[str]:
+    """The OME ``Image`` names of a multi-series OME-TIFF, in the file's order ([] when unreadable)."""
     path = Path(path)
     try:
+        stat = path.stat()
+    except OSError:
+        return []
+    return list(_series_names(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _series_names(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:  # cached while the file is unchanged
+    try:
         with tifffile.TiffFile(path) as tif:
-            data = tif.series[0].asarray()
+            return tuple(s.name for s in tif.series)
+    except Exception:
+        return ()
+
+
+def write_label_series(path: str | os.PathLike, images: list[tuple[str, object, float | None]]) -> None:
+    """Write many 32-bit label images ((Y, X) each) as one multi-series OME-TIFF, atomically: one OME ``Image``
+    per ``(name, labels, pixel_size_um)``, in this order, named ``name``. ``labels``: an array, or a function
+    returning one (each is then read twice, for the content UUID and to write it; one at a time in memory).
+
+    The file's UUID derives from every image's name, pixels and metadata: writing the same images again gives the
+    same bytes. Read an image back with :func:`read_labels` (``LabelSeries(path, name)``).
+    """
+    path = Path(path)
+    names = [name for name, _, _ in images]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: image names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+
+    def load(item):
+        name, labels, _ = item
+        labels = np.asarray(labels() if callable(labels) else labels)
+        check_labels(labels, f"{path} (series {name!r})")
+        if labels.ndim != 2:
+            raise ValueError(f"{path} (series {name!r}): labels must be (Y, X), got shape {labels.shape}")
+        if labels.max(initial=0) > np.iinfo(np.uint32).max:
+            raise ValueError(f"{path} (series {name!r}): more labels than a 32-bit image holds")
+        return labels.astype(np.uint32, copy=False)
+
+    digest = hashlib.sha256()
+    for item in images:
+        digest.update(repr((item[0], item[2])).encode() + content_uuid(load(item), {"axes": "YX"}).encode())
+    file_uuid = f"urn:uuid:{uuid.UUID(bytes=digest.digest()[:16], version=5)}"
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, ome=True) as tif:
+        for k, item in enumerate(images):
+            metadata = {"axes": "YX", "Name": item[0]}
+            if item[2]:
+                metadata.update(PhysicalSizeX=item[2], PhysicalSizeY=item[2])
+            if k == 0:
+                metadata["UUID"] = file_uuid
+            tif.write(load(item), metadata=metadata, compression="zlib", photometric="minisblack")
+
+
+def read_labels(path: "str | os.PathLike | LabelSeries") -> np.ndarray:
+    """Read a label image as written by :func:`write_labels` ((Y, X) or (T, Y, X)), or one image of a file
+    written by :func:`write_label_series` (a :class:`LabelSeries`)."""
+    series = path if isinstance(path, LabelSeries) else None
+    path = series.path if series else Path(path)
+    name = str(series) if series else str(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.series[series.index if series else 0].asarray()
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
+    except ImageError:
+        raise
     except Exception as err:
-        raise ImageError(f"{path}: cannot read labels ({type(err).__name__}: {err})") from err
-    return check_labels(data, str(path), error=ImageError)
+        raise ImageError(f"{name}: cannot read labels ({type(err).__name__}: {err})") from err
+    return check_labels(data, name, error=ImageError)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, channel_names: list[str] | None = None,

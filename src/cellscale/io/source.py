@@ -24,6 +24,7 @@ from .formats import (
     ome_zarr_image,
     z_stack_error,
 )
+from .labels import LabelSeries
 
 
 def open_ome_zarr(path: Path) -> tuple[object, str]:
@@ -117,9 +118,12 @@ class ImageSource:
         return cls(image, "TCYX", path)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, timelapse: bool = False) -> "ImageSource":
-        """Open an image file, an OME-Zarr image, or a folder of frame files (a time-lapse); TIFFs,
-        OME-Zarr and frame folders lazily, other formats in memory."""
+    def open(cls, path: "str | os.PathLike | LabelSeries", timelapse: bool = False) -> "ImageSource":
+        """Open an image file, an OME-Zarr image, a folder of frame files (a time-lapse), or one image of a
+        multi-series OME-TIFF (a :class:`~cellscale.io.labels.LabelSeries`); TIFFs, OME-Zarr and frame folders
+        lazily, other formats in memory."""
+        if isinstance(path, LabelSeries):
+            return cls._open_tiff(path.path, timelapse, path)
         path = Path(path)
         if not path.exists():
             raise ImageError(f"{path}: file not found")
@@ -129,10 +133,16 @@ class ImageSource:
             return cls(FrameFiles(path), "TCYX", path)
         if path.suffix.lower() not in (".tif", ".tiff"):
             return cls(read_image(path, timelapse), "TCYX", path)
+        return cls._open_tiff(path, timelapse)
+
+    @classmethod
+    def _open_tiff(cls, path: Path, timelapse: bool, series_ref: "LabelSeries | None" = None) -> "ImageSource":
+        if not path.exists():
+            raise ImageError(f"{path}: file not found")
         tif = None
         try:
             tif = tifffile.TiffFile(path)
-            series = tif.series[0]
+            series = tif.series[series_ref.index if series_ref else 0]
             axes = normalize_axes(series.axes, series.shape, path, timelapse, ome=tif.is_ome)
             import zarr
 
@@ -142,8 +152,8 @@ class ImageSource:
                 tif.close()
             if isinstance(err, ImageError):
                 raise
-            raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
-        return cls(array, axes, path, closer=tif.close)
+            raise ImageError(f"{series_ref or path}: cannot read image ({type(err).__name__}: {err})") from err
+        return cls(array, axes, series_ref or path, closer=tif.close)
 
     def close(self) -> None:
         if self._closer:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellscale.io import ImageSource, atomic_dir, read_labels
+from cellscale.io import ImageSource, LabelSeries, atomic_dir, read_labels
 from cellscale.review.bundle import (
     CORRECTED,
     KIND,
@@ -60,6 +60,14 @@ def model_record(model: "Path | dict") -> dict:
     weights = artifact_path(model, spec.artifact)
     return {"name": spec.name, "path": str(model.get("path") if isinstance(model, dict) else Path(model).resolve()),
             "weights": weights.name, "weights_sha256": sha256_path(weights)}
+
+
+def _labels_record(labels) -> dict:
+    """The bundle's record of the labels it started from: the file and its SHA-256 (a batch's multi-series file:
+    the whole file, and the series' name)."""
+    if isinstance(labels, LabelSeries):
+        return {"path": str(labels.path.resolve()), "series": labels.name, "sha256": sha256_path(labels.path)}
+    return {"path": str(Path(labels).resolve()), "sha256": sha256_path(labels)}
 
 
 def score_sample(predictor, inputs: SampleInputs, options: ReviewOptions) -> tuple[list[Tile], np.ndarray]:
@@ -126,7 +134,7 @@ def export_review(predictor, inputs: SampleInputs, bundle: str | os.PathLike, op
                       "roles": inputs.roles,
                       "normalisation": {"inputs": list(predictor.spec.inputs), "recipe": asdict(recipe),
                                         "ranges": ranges}},
-            "labels": {"path": str(Path(inputs.labels).resolve()), "sha256": sha256_path(inputs.labels)},
+            "labels": _labels_record(inputs.labels),
             "model": {**model_record(inputs.model), "precision": predictor.precision},
             "selection": {"method": "random" if options.random else "least-sure",
                           "seed": options.seed if options.random else None, "k": len(chosen),

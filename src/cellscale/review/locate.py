@@ -2,7 +2,7 @@
 
 The workflow runs in the project folder (``RESULTS/..``): the paths in ``results/index.tsv``, the sample sheet and
 ``config/config.yaml`` are relative to it. Labels: the sample's row of ``RESULTS/index.tsv`` (batched samples,
-``results/batches/NNNN/labels/<sample>/...``), else ``RESULTS/segmentation/<sample>/<compartment>.ome.tif``. Image,
+``results/batches/NNNN/labels/<sample>/...``, or its series of the batch's ``<compartment>.ome.tif``), else ``RESULTS/segmentation/<sample>/<compartment>.ome.tif``. Image,
 channels, pixel size: the index's ``image`` column and the sample sheet named by the config (default
 ``config/samples.tsv``). Model: the config's ``models.tissue`` for a sample with a membrane channel, else
 ``models.nuclear``; the shipped model of that name when there is no config.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from cellscale.io import LabelSeries
 from cellscale.segment.model import shipped_model
 from cellscale.settings import is_auto, parse_scale
 
@@ -28,7 +29,7 @@ class SampleInputs:
 
     sample: str
     image: Path
-    labels: Path
+    labels: "Path | LabelSeries"  # a file, or one image of a batch's multi-series label file
     model: "Path | dict"
     roles: dict = field(default_factory=dict)
     pixel_size_um: float | None = None
@@ -95,7 +96,9 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
     if labels is None:
         named = indexed.get(f"{compartment}_labels")
         labels = _resolve(named, project) if named else results / "segmentation" / sample / f"{compartment}.ome.tif"
-        if not Path(labels).exists():
+        if named and indexed.get("labels_series", "") != "":  # its image in the batch's multi-series file
+            labels = LabelSeries(labels, sample)
+        if not labels.exists():
             raise FileNotFoundError(f"sample {sample!r}: no {compartment} labels ({labels} is missing; "
                                     f"{index} names none); give --labels")
     roles = {"nuclear": _number(row.get("nuclear_channel"), int), "membrane": _number(row.get("membrane_channel"), int)}
@@ -109,6 +112,7 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
             model = _resolve(named, project) if named else shipped_model(key)
     names = row.get("channel_names")
     scale = _scale(results, sample, row.get("scale"), indexed.get("batch"))
-    return SampleInputs(sample, Path(image), Path(labels), model if isinstance(model, dict) else Path(model), roles,
+    labels = labels if isinstance(labels, LabelSeries) else Path(labels)
+    return SampleInputs(sample, Path(image), labels, model if isinstance(model, dict) else Path(model), roles,
                         _number(row.get("pixel_size_um")), _number(row.get("gamma")) or 1.0, scale,
                         [n.strip() for n in names.split(",")] if names else None, row.get("kind") == "timelapse")

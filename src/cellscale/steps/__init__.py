@@ -15,7 +15,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from cellscale.io import ImageError, ImageSource, read_labels
+from cellscale.io import ImageError, ImageSource, LabelSeries, read_labels
 
 
 class StepError(RuntimeError):
@@ -73,8 +73,12 @@ def read_tsv(path, dtype: dict | None = None) -> pd.DataFrame:
 
 
 def label_paths(batch_dir, sample: str, compartments) -> dict:
-    """Where a batched sample's labels are in its batch folder, per compartment: ``labels/<sample>/<c>.ome.tif``."""
-    return {c: Path(batch_dir, "labels", sample, f"{c}.ome.tif") for c in compartments}
+    """Where a batched sample's labels are in its batch folder, per compartment: ``labels/<sample>/<c>.ome.tif``,
+    or its image in the batch's multi-series ``<c>.ome.tif`` (a :class:`~cellscale.io.LabelSeries`) where the batch
+    was written with ``batches.label_files: per_batch``. Both have ``exists()`` and open with
+    :func:`open_sample_image` and :func:`read_sample_labels`."""
+    return {c: (LabelSeries(Path(batch_dir, f"{c}.ome.tif"), sample) if Path(batch_dir, f"{c}.ome.tif").is_file()
+                else Path(batch_dir, "labels", sample, f"{c}.ome.tif")) for c in compartments}
 
 
 def staged_paths(declared, staged) -> dict:

@@ -12,7 +12,9 @@
 A batch folder (``results/batches/NNNN/``) holds:
 
 - ``labels/<sample>/<compartment>.ome.tif``: 32-bit labels, as ``results/segmentation/<sample>/`` for a sample
-  with its own jobs;
+  with its own jobs; or, with ``label_files="per_batch"`` (``batches.label_files``), one multi-series OME-TIFF per
+  compartment, ``<compartment>.ome.tif``, one OME ``Image`` per field of view named after its sample, in the
+  batch's order (:func:`cellscale.io.write_label_series`; :func:`cellscale.steps.label_paths` finds either);
 - the per-cell table of all its fields of view, ``sample`` first, as Parquet: in the workflow
   ``results/cells/batch_NNNN.parquet``, so a run's batch tables read as one dataset
   (``pyarrow.dataset.dataset("results/cells")``);
@@ -24,6 +26,7 @@ A batch folder (``results/batches/NNNN/``) holds:
 from __future__ import annotations
 
 import logging
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellscale.io import ImageError, ImageSource, atomic_dir, atomic_path, image_size, write_labels
+from cellscale.io import (
+    ImageError,
+    ImageSource,
+    atomic_dir,
+    atomic_path,
+    image_size,
+    read_labels,
+    write_label_series,
+    write_labels,
+)
 from cellscale.measure import RegionArray, concat_tables, measure_compartments
 from cellscale.report import summarize_sample
 from cellscale.samples import pack_batches
@@ -113,13 +125,17 @@ class Field:
 
 def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, cells_path=None, tiling: TilingSettings | None = None,
                   segment: SegmentSettings | None = None, postprocess: PostprocessSettings | None = None,
-                  measure: MeasureSettings | None = None, threads: int | None = None) -> pd.DataFrame:
+                  measure: MeasureSettings | None = None, threads: int | None = None,
+                  label_files: str = "per_image") -> pd.DataFrame:
     """Segment and measure every field of view of a batch into ``out_dir`` (see the module's docstring).
 
     One model load, and forward passes filled across images; each image keeps its own normalisation, and its
     labels are those it would get alone. ``cells_path``: where the batch's per-cell table goes (default:
-    ``cells.parquet`` in ``out_dir``). Returns the batch's ``fields.tsv`` table.
+    ``cells.parquet`` in ``out_dir``). ``label_files``: ``per_image`` or ``per_batch`` (one file per compartment).
+    Returns the batch's ``fields.tsv`` table.
     """
+    if label_files not in LABEL_FILES:
+        raise ValueError(f"label_files must be one of {LABEL_FILES}, got {label_files!r}")
     tiling, segment = tiling or TilingSettings(), segment or SegmentSettings()
     postprocess, measure = postprocess or PostprocessSettings(), measure or MeasureSettings()
     predictor = job_predictor(model_dir, segment, tiling.tile * tiling.tile, threads)  # loads a network runtime
@@ -162,6 +178,8 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
         summary.to_csv(tmp / "fields.tsv", sep="\t", index=False)
         errors.sort(key=lambda e: order[e["sample"]])
         pd.DataFrame(errors, columns=ERROR_COLUMNS).to_csv(tmp / "errors.tsv", sep="\t", index=False)
+        if label_files == "per_batch":
+            _pack_labels(Path(tmp), [f for f in fields if f.sample in tables])
         cells = concat_tables(tables) if tables else pd.DataFrame({"sample": pd.Series(dtype=str)})
         with atomic_path(cells_path or tmp / "cells.parquet") as table_tmp:
             cells.to_parquet(table_tmp, index=False)
@@ -169,6 +187,23 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
     for e in errors:
         log.error("batch %s: %s", batch, e["error"])
     return summary
+
+
+LABEL_FILES = ("per_image", "per_batch")  # batches.label_files
+
+
+def _pack_labels(folder: Path, fields: list[Field]) -> None:
+    """The fields' label files (``labels/<sample>/<c>.ome.tif``, as written) as one multi-series OME-TIFF per
+    compartment, ``<c>.ome.tif``, in the batch's order; ``labels/`` is then removed. Read one field at a time."""
+    compartments = sorted({p.name.split(".")[0] for p in (folder / "labels").glob("*/*.ome.tif")})
+    for comp in compartments:
+        images = []
+        for f in fields:
+            path = label_paths(folder, f.sample, [comp])[comp]
+            if path.exists():
+                images.append((f.sample, lambda path=path: read_labels(path), f.pixel_size_um))
+        write_label_series(folder / f"{comp}.ome.tif", images)
+    shutil.rmtree(folder / "labels", ignore_errors=True)
 
 
 def _in_memory(field: Field) -> ImageSource:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellscale.io import atomic_path
+from cellscale.io import LabelSeries, atomic_path
 from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.report import distributions_plot, overlay, overlay_grid, save_png, summarize_sample
 
@@ -105,7 +105,8 @@ def _in_order(table: pd.DataFrame, order: list[str] | None) -> pd.DataFrame:
 
 
 def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, formats: tuple = ()) -> None:
-    """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files, per-cell table, and its
+    """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files (and ``labels_series``, its
+    image's place in its batch's multi-series label files, where the batch has them), per-cell table, and its
     OME-Zarr (``ngff``) and SpatialData stores where ``formats`` has them (``spatialdata_coordinate_system``: the
     sample's in its store, ``global`` or, in a batch's store, the sample's name)."""
     rows = []
@@ -117,7 +118,11 @@ def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, fo
                  else {c: f"results/segmentation/{r.sample}/{c}.ome.tif" for c in comps} if tiff else {})
         row = {"sample": r.sample, "image": images.get(r.sample, ""), "batch": r.batch, "status": r.status}
         for comp in ("nuclear", "whole_cell"):
-            row[f"{comp}_labels"] = str(where.get(comp, ""))
+            ref = where.get(comp, "")
+            row[f"{comp}_labels"] = str(ref.path if isinstance(ref, LabelSeries) else ref)
+        # batches.label_files per_batch: the sample's image in those multi-series files (tifffile's series[k])
+        refs = [ref for ref in where.values() if isinstance(ref, LabelSeries)]
+        row["labels_series"] = refs[0].index if refs else ""
         row["cells"] = ("" if not ok else f"results/cells/batch_{r.batch}.parquet" if r.batch
                         else f"results/measurements/{r.sample}.parquet")
         if "ome-zarr" in formats:
