@@ -5,6 +5,7 @@ Usage:
     python benchmarks/cost.py                          # everything (about 2 min on 2 cores)
     python benchmarks/cost.py --quick                  # CI: the Kiosk plan, a small agreement grid (< 1 min)
     python benchmarks/cost.py --figure kiosk.png --json results/cost-benchmark.json
+    python benchmarks/cost.py --measure 200 --measure-only --augment none rot180   # segment.augment's speed ratio
 
 Sections:
 - kiosk: 10^6 one-Mpx images on GKE (gke-us-central1 prices, 5%/node-hour spot preemption, image sizes in the
@@ -12,7 +13,9 @@ Sections:
   bounded) with the shipped output.formats and with OME-TIFF labels alone, then segmentation (OME-TIFF labels)
   without the tables, as the Kiosk's figures count it: (a) the segment pool forced to spot L4
   (g2-standard-4), as the issue asks, and (b) the planner's own choice over every machine type with a profile,
-  (c) the same with the labels written as one multi-series OME-TIFF per batch (batches.label_files: per_batch);
+  (c) the same with the labels written as one multi-series OME-TIFF per batch (batches.label_files: per_batch),
+  (d) that with one network pass instead of rot180's two (segment.augment: none; F1 0.915 -> 0.911 and AP 0.656 ->
+  0.644 on DSB2018's held-out fluorescence images, docs/benchmarks.md);
   each planned, then simulated (3 seeds), next to the Kiosk paper's 5.5 h and $250
   (config/prices/kiosk-2021.yaml). Every throughput figure used is printed with its origin (measured / assumed).
 - agreement: planner (cellscale.cost.model.predict) against the SimPy simulation on the grid 10^4, 10^5, 10^6
@@ -75,6 +78,8 @@ def section_kiosk(args, prices, profiles, kiosk) -> dict:
         ("segmentation alone (OME-TIFF labels), planner's choice", segmentation, None),
         ("segmentation alone, labels per batch (batches.label_files: per_batch), planner's choice",
          replace(segmentation, label_files="per_batch"), None),
+        ("segmentation alone, labels per batch, one network pass (segment.augment: none), planner's choice",
+         replace(segmentation, label_files="per_batch", augment="none"), None),
     )
     for label, w, seg in cases:
         try:
@@ -185,18 +190,33 @@ def section_measure(args) -> dict:
             y, x = divmod(k, 4)
             field[y * 256:(y + 1) * 256, x * 256:(x + 1) * 256] = crops[(16 * i + k) % len(crops)]
         tifffile.imwrite(folder / f"fov{i:06d}.tif", field)
-    work = tmp / "work"
-    scale.prepare_workflow(work, folder, 16.0)
-    wall, _ = scale._snakemake(work)
     mpx = args.measure * 1024 * 1024 / 1e6
-    print(f"\n## Measured: the workflow on {args.measure} fields of 1024^2 ({mpx:.1f} Mpx), --cores 2: {wall:.1f} s")
-    rows = {}
-    for folder in sorted(p for p in (work / "results/benchmarks").iterdir() if p.is_dir()):
-        rule = folder.name
-        for f in sorted(folder.glob("*.tsv")):
-            values = f.read_text().splitlines()[1].split("\t")
-            rows.setdefault(rule, []).append((float(values[0]), float(values[2])))
-            print(f"{rule} {f.stem}: {values[0]} s, max RSS {values[2]} MB")
+    runs = {}
+    for augment in args.augment or [None]:   # None: the shipped config's segment.augment
+        work = tmp / f"work_{augment or 'shipped'}"
+        scale.prepare_workflow(work, folder, 16.0, ["ome-tiff"] if args.augment else None)
+        if augment:
+            import yaml
+
+            config = yaml.safe_load((work / "config/config.yaml").read_text())
+            config["segment"]["augment"] = augment
+            (work / "config/config.yaml").write_text(yaml.safe_dump(config))
+        wall, _ = scale._snakemake(work)
+        print(f"\n## Measured: the workflow on {args.measure} fields of 1024^2 ({mpx:.1f} Mpx), --cores 2"
+              f"{', segment.augment ' + augment if augment else ''}: {wall:.1f} s")
+        rows = {}
+        for folder_ in sorted(p for p in (work / "results/benchmarks").iterdir() if p.is_dir()):
+            rule = folder_.name
+            for f in sorted(folder_.glob("*.tsv")):
+                values = f.read_text().splitlines()[1].split("\t")
+                rows.setdefault(rule, []).append((float(values[0]), float(values[2])))
+                print(f"{rule} {f.stem}: {values[0]} s, max RSS {values[2]} MB")
+        fit = _segment_fit(work)
+        print(f"segment_batch: {fit[0]:.3g} s + {fit[1]:.4g} s/Mpx a job (least squares over its jobs)")
+        runs[augment or "shipped"] = {"wall_s": wall, "jobs": rows, "segment_batch_fit": fit}
+    if args.augment:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"fields": args.measure, "mpx": mpx, "augment": runs}
     # files each batch output holds (one Cloud Storage object each on GKE), per field of view: what
     # `cellscale plan --pilot` reads from a run (cellscale.cost.runcost.export_files), and segment_batch's own
     objects = {fmt: {"per_field": n, "mb_per_mpx": mb} for fmt, (n, mb) in export_files(work / "results").items()}
@@ -206,6 +226,20 @@ def section_measure(args) -> dict:
         print(f"{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
     shutil.rmtree(tmp, ignore_errors=True)
     return {"fields": args.measure, "mpx": mpx, "wall_s": wall, "jobs": rows, "objects": objects}
+
+
+def _segment_fit(work: Path) -> tuple[float, float]:
+    """segment_batch's seconds a job against its batch's Mpx (results/batches/plan.tsv): (fixed s, s per Mpx)."""
+    import numpy as np
+    import pandas as pd
+
+    plan_ = pd.read_csv(work / "results/batches/plan.tsv", sep="\t")
+    mpx = plan_.dropna(subset=["batch"]).groupby("batch")["mpx"].sum()
+    pairs = [(mpx[int(f.stem)], float(f.read_text().splitlines()[1].split("\t")[0]))
+             for f in (work / "results/benchmarks/segment_batch").glob("*.tsv")]
+    x, y = np.array(pairs).T
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(intercept), float(slope)
 
 
 def main() -> int:
@@ -218,14 +252,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--measure", type=int, default=0, metavar="N",
                         help="also run the workflow on N 1024^2 fields and print its benchmark files (200: 4 min)")
+    parser.add_argument("--augment", nargs="+", default=None, choices=["none", "rot180", "flips"],
+                        help="with --measure: one run per segment.augment, OME-TIFF labels only (its speed ratio)")
+    parser.add_argument("--measure-only", action="store_true", help="with --measure: that section alone")
     args = parser.parse_args()
     prices, kiosk = load_prices(ROOT / "config/prices/gke-us-central1.yaml"), load_prices(
         ROOT / "config/prices/kiosk-2021.yaml")
     profiles = load_profiles(ROOT / "config/throughput")
     print(f"prices: {prices.name}, {prices.date}; profiles: {', '.join(sorted(profiles))}")
-    out = {"kiosk": section_kiosk(args, prices, profiles, kiosk),
-           "agreement": section_agreement(args, prices, profiles),
-           "speed": section_speed(args, prices, profiles)}
+    out = {} if args.measure_only else {"kiosk": section_kiosk(args, prices, profiles, kiosk),
+                                        "agreement": section_agreement(args, prices, profiles),
+                                        "speed": section_speed(args, prices, profiles)}
     if args.measure:
         out["measure"] = section_measure(args)
     if args.json:

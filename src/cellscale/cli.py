@@ -235,7 +235,8 @@ def _plan(args) -> int:
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
     workload = replace(workload, formats=tuple(_plan_formats(args)),
-                       label_files=args.label_files or _config_setting(args.config, "batches", "label_files"))
+                       label_files=args.label_files or _config_setting(args.config, "batches", "label_files"),
+                       augment=args.augment or _config_setting(args.config, "segment", "augment"))
     if args.pilot:
         from cellscale.cost.runcost import export_files
 
@@ -304,7 +305,9 @@ def _throughput(args) -> int:
     how = (f"measured on {args.where or args.machine}, {datetime.date.today().isoformat()}: `cellscale throughput "
            f"{runs} --machine {args.machine} --name {args.name}` from {len(jobs)} jobs of {len(tables)} "
            f"run{'s' if len(tables) > 1 else ''}{'; ' + args.how if args.how else ''}")
-    profile = fit_profile(jobs, args.machine, args.name, how, gpu_rules=args.gpu_rules)
+    augment = args.augment or _config_setting(args.results[0].resolve().parent / "config" / "config.yaml",
+                                              "segment", "augment")
+    profile = fit_profile(jobs, args.machine, args.name, how, gpu_rules=args.gpu_rules, augment=augment)
     print(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120), end="")
     if args.out != "-":
         out = write_profile(profile, args.out or Path("config/throughput") / f"{args.name}.yaml")
@@ -806,12 +809,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-files", default=None, choices=choices("batches", "label_files"),
                    help="batches.label_files the run writes (default: --config's, else the schema's): per_batch "
                         "writes one file per batch and compartment instead of one per image")
+    p.add_argument("--augment", default=None, choices=choices("segment", "augment"),
+                   help="segment.augment the run uses (default: --config's, else the schema's): network passes per "
+                        "window, none 1, rot180 2, flips 4; CPU profiles measured with another are scaled")
     p.add_argument("--pilot", type=Path, default=None, metavar="RESULTS",
                    help="a pilot run's results folder: the files and bytes its batch exports wrote per image "
                         "replace the shipped figures (measured on 1-Mpx fields)")
     p.add_argument("--config", type=Path, default=Path("config/config.yaml"),
-                   help="the workflow config whose output.formats and batches.label_files the plan prices "
-                        "(default config/config.yaml)")
+                   help="the workflow config whose output.formats, batches.label_files and segment.augment the "
+                        "plan prices (default config/config.yaml)")
     p.add_argument("--segment-machines", nargs="+", default=None, metavar="TYPE",
                    help="only these machine types for segment_batch (e.g. g2-standard-4)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -839,6 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", default=None, help="the machine in words, for each figure's how (e.g. '2 AVX2 cores "
                                                  "of an AMD EPYC, 24 GiB')")
     p.add_argument("--how", default=None, help="more to say in each figure's how (what ran, what else ran)")
+    p.add_argument("--augment", default=None, choices=choices("segment", "augment"),
+                   help="the runs' segment.augment, recorded with the segment rules (default: the config beside the "
+                        "first RESULTS, RESULTS/../config/config.yaml, else the schema's)")
     p.add_argument("--gpu-rules", nargs="*", default=[], metavar="RULE",
                    help="rules whose jobs used the machine's GPU (default: none)")
     p.set_defaults(func=_throughput)

@@ -149,7 +149,8 @@ def test_per_batch_label_files_hold_every_good_field_as_a_named_series(tmp_path)
         export_batch(tmp_path / layout, tmp_path / layout / "cells.parquet", rows, [f.image for f in fields],
                      {"ome-zarr": tmp_path / f"ngff_{layout}"})
     for path in images:
-        stores = [tmp_path / f"ngff_{layout}" / f"{path.stem}.ome.zarr" / "labels" / "nuclear" for layout in ("own", "one")]
+        stores = [tmp_path / f"ngff_{layout}" / f"{path.stem}.ome.zarr" / "labels" / "nuclear"
+                  for layout in ("own", "one")]
         with ImageSource.open(stores[0]) as own, ImageSource.open(stores[1]) as one:
             expected = own.region(0, 0, own.shape[2], 0, own.shape[3])
             assert expected.max() > 0 and one.shape == own.shape

@@ -215,8 +215,8 @@ def test_label_files_per_batch_write_a_file_per_batch_not_per_image(monkeypatch,
     own = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",))
     assert own.label_files == default("batches", "label_files") == "per_image"
     one = dataclasses.replace(own, label_files="per_batch")
-    choice = Choice(PoolChoice("spot-cpu", "n2-standard-16", 4, True), PoolChoice("spot-cpu", "n2-standard-16", 4, True),
-                    64.0)
+    pool = PoolChoice("spot-cpu", "n2-standard-16", 4, True)
+    choice = Choice(pool, pool, 64.0)
     jobs = own.jobs(64.0)
     assert (own.label_objects(jobs), one.label_objects(jobs)) == (10**5, jobs)
     assert dataclasses.replace(one, compartments=2).label_objects(jobs) == 2 * jobs
@@ -236,6 +236,51 @@ def test_label_files_per_batch_write_a_file_per_batch_not_per_image(monkeypatch,
         runs[name] = json.loads(capsys.readouterr().out)
     assert [r["workload"]["label_files"] for r in runs.values()] == ["per_image", "per_batch", "per_image"]
     assert runs["config"]["cost_breakdown"]["operations"] < runs["default"]["cost_breakdown"]["operations"]
+
+
+def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch, capsys, tmp_path):
+    """segment.augment none (one network pass) or flips (four) scales a CPU profile measured with rot180 by the
+    measured share of one pass (Overheads.pass_share), as an assumption; GPU profiles keep their figures and the plan
+    says so. The written plan carries the augment and label files it priced."""
+    import yaml
+
+    from cellscale.cost.model import segment_rate
+
+    o = Overheads()
+    assert 0 < o.pass_share < 0.5
+    w = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",))
+    assert w.augment == default("segment", "augment") == "rot180"
+    cpu, gpu = PROFILES["n2-standard-16"], PROFILES["g2-standard-4"]
+    assert cpu.rate("segment_batch").augment == gpu.rate("segment_batch").augment == "rot180"
+    assert segment_rate(cpu, w, o) is cpu.rate("segment_batch")
+    one, four = dataclasses.replace(w, augment="none"), dataclasses.replace(w, augment="flips")
+    base, q = cpu.rate("segment_batch").s_per_mpx, o.pass_share
+    assert segment_rate(cpu, one, o).s_per_mpx == pytest.approx(base * (1 - q))
+    assert segment_rate(cpu, four, o).s_per_mpx == pytest.approx(base * (1 + 2 * q))
+    scaled = segment_rate(cpu, one, o)
+    assert scaled.origin == "assumed" and "segment.augment none" in scaled.how and scaled.augment == "none"
+    assert segment_rate(gpu, one, o) is gpu.rate("segment_batch")
+    pool = PoolChoice("spot-cpu", "n2-standard-16", 4, True)
+    a, b = predict(w, Choice(pool, pool, 64.0), PROFILES, PRICES), predict(one, Choice(pool, pool, 64.0), PROFILES,
+                                                                          PRICES)
+    assert b.hours < a.hours and b.cost_usd < a.cost_usd
+    on_gpu = plan(one, PROFILES, PRICES, deadline_h=24, segment_machines=["g2-standard-4"])
+    assert any("g2-standard-4: segment_batch: figures for segment.augment rot180 used for none" in line
+               for line in on_gpu.assumptions)
+    cheap = plan(one, PROFILES, PRICES, deadline_h=24)
+    assert any("segment.augment none" in line for line in cheap.assumptions)
+    write_outputs(cheap, one, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    written = yaml.safe_load((tmp_path / "plan" / "plan-config.yaml").read_text())
+    assert written["segment"]["augment"] == "none" and written["batches"]["label_files"] == one.label_files
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "config.yaml"
+    config.write_text("segment:\n  augment: none\n")
+    runs = {}
+    for name, extra in (("default", []), ("config", ["--config", str(config)]), ("flag", ["--augment", "flips"])):
+        assert main(["plan", "--images", "100000", "--deadline", "8", "--formats", "ome-tiff", "--json", *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    assert [r["workload"]["augment"] for r in runs.values()] == ["rot180", "none", "flips"]
+    assert runs["config"]["cost_usd"] < runs["default"]["cost_usd"] < runs["flag"]["cost_usd"]
 
 
 def test_a_pilot_runs_export_files_replace_the_shipped_figures(monkeypatch, capsys, tmp_path):

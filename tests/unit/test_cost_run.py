@@ -262,4 +262,10 @@ def test_throughput_command_fits_prints_and_writes_a_profile(run_dir, tmp_path, 
     # segment: shards of 0.15 and 0.05 Mpx took 6 and 2 s: 40 s/Mpx, nothing fixed
     assert profile.rate("segment").s_per_mpx == pytest.approx(40.0) and profile.rate("segment").fixed_s == 0
     assert all("a test machine" in r.how and r.origin == "measured" for r in profile.rules.values())
+    # the segment rules record the runs' segment.augment (the schema's without a config beside them), no other rule
+    assert profile.rate("segment_batch").augment == profile.rate("segment").augment == "rot180"
+    assert profile.rate("tile").augment is None and "augment" not in printed["rules"]["tile"]
+    assert main(["throughput", str(run_dir), "--machine", "cpu-4", "--name", "pilot", "--out", str(out),
+                 "--augment", "none"]) == 0
+    assert load_profile(out).rate("segment_batch").augment == "none"
     assert main(["throughput", str(tmp_path / "nothing"), "--machine", "m", "--name", "n"]) == 2

@@ -34,7 +34,7 @@ so an export format costs its files per image (:data:`EXPORTS`), far more than t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property, lru_cache
 
 from cellscale.settings import default as setting_default
@@ -75,6 +75,14 @@ def default_label_files() -> str:
     return setting_default("batches", "label_files")
 
 
+def default_augment() -> str:
+    """The config schema's ``segment.augment``."""
+    return setting_default("segment", "augment")
+
+
+PASSES = {"none": 1, "rot180": 2, "flips": 4}   # network passes per window of each segment.augment
+
+
 @dataclass(frozen=True)
 class Workload:
     """``images`` still images of ``mpx_per_image`` megapixels each (the model's pixels)."""
@@ -89,6 +97,7 @@ class Workload:
     # batches.label_files: per_image (a file per image and compartment) or per_batch (a file per batch and compartment)
     label_files: str = field(default_factory=default_label_files)
     compartments: int = 1          # label images per image: 1 (nuclear model) or 2 (whole-cell model)
+    augment: str = field(default_factory=default_augment)   # segment.augment: network passes per window
     # (format, files per image, MB per Mpx) a pilot run measured (cost.runcost.export_files): they replace EXPORTS'
     export_figures: tuple[tuple[str, float, float], ...] = ()
 
@@ -119,11 +128,14 @@ class Workload:
 @dataclass(frozen=True)
 class Overheads:
     """Everything about a run that is not a rule's own time; each default says where it comes from (all assumed but
-    ``batch_s_per_image`` and ``pack_s_per_mpx``, measured)."""
+    ``batch_s_per_image``, ``pack_s_per_mpx`` and ``pass_share``, measured)."""
 
     job_overhead_s: float = 15.0     # pod scheduled on a ready node + container start (image cached) + Snakemake's job
                                      # start (about 1 s, measured locally) + half of the profile's 15-s status checks
     batch_s_per_image: float = 0.009  # per image in a segment_batch job: read, write labels, measure (measured, AVX2)
+    pass_share: float = 0.388        # one network pass's share of a CPU segment_batch job's seconds per Mpx with
+                                     # rot180 (int8): scales CPU profiles to another segment.augment (measured, AMD
+                                     # EPYC, one run: 0.834 s/Mpx rot180, 0.510 none; benchmarks/cost.py --augment)
     pack_s_per_mpx: float = 0.015    # batches.label_files per_batch: a label image read and written again into its
                                      # batch's file, per Mpx and compartment (measured, AMD EPYC: 15 ms for 1024²)
     pod_mb_s: float = 100.0          # a pod's transfer rate to and from the bucket (staging inputs and outputs)
@@ -150,7 +162,7 @@ class Overheads:
         return self.scan_s / 2 + self.provision_s + self.startup_s(machine)
 
     def assumptions(self) -> list[str]:
-        measured = {"batch_s_per_image", "pack_s_per_mpx"}
+        measured = {"batch_s_per_image", "pack_s_per_mpx", "pass_share"}
         return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
 
 
@@ -244,6 +256,29 @@ def slots_per_node(machine: Machine, rate: RuleRate, shard_mpx: float) -> int:
     return min(by_cpu, by_mem, machine.gpus) if rate.gpu else min(by_cpu, by_mem)
 
 
+def segment_rate(profile: ThroughputProfile, w: Workload, o: Overheads) -> RuleRate:
+    """segment_batch's figures on ``profile``'s machine for the workload's ``segment.augment``.
+
+    A CPU profile measured with another augment is scaled: a job's seconds per Mpx are a network pass's share
+    (``o.pass_share`` of the rot180 time, measured) times the passes, plus the rest (tiling, post-processing,
+    measuring), so ``(1 - 2q + q P_w) / (1 - 2q + q P_profile)`` with ``q = pass_share``. The scaled figure is
+    assumed, and says so. A GPU profile is used as it is (its network share is not measured)."""
+    rate = profile.rate(SEGMENT_RULE)
+    if rate.augment is None or rate.augment == w.augment or rate.gpu:
+        return rate
+    return _scaled_rate(rate, w.augment, o.pass_share)
+
+
+@lru_cache(maxsize=256)
+def _scaled_rate(rate: RuleRate, augment: str, q: float) -> RuleRate:
+    rest = 1.0 - 2.0 * q
+    factor = (rest + q * PASSES[augment]) / (rest + q * PASSES[rate.augment])
+    return replace(rate, s_per_mpx=rate.s_per_mpx * factor, augment=augment, origin="assumed",
+                   how=f"{rate.how}; x {factor:.3f} for segment.augment {augment} ({PASSES[augment]} network "
+                       f"pass{'es' if PASSES[augment] > 1 else ''} instead of {PASSES[rate.augment]}; "
+                       f"Overheads.pass_share {q:g})")
+
+
 def fits(machine: Machine, rate: RuleRate, shard_mpx: float) -> bool:
     return rate.memory_mb(shard_mpx) <= allocatable_mb(machine) and slots_per_node(machine, rate, shard_mpx) >= 1
 
@@ -279,7 +314,7 @@ def export_nodes(w: Workload, choice: Choice, profiles: dict[str, ThroughputProf
     if not w.exports or choice.segment == choice.tail:
         return 1
     seg_m, tail_m = prices.machine(choice.segment.machine), prices.machine(choice.tail.machine)
-    seg_rate = profiles[choice.segment.machine].rate(SEGMENT_RULE)
+    seg_rate = segment_rate(profiles[choice.segment.machine], w, o)
     k = slots_per_node(seg_m, seg_rate, choice.shard_mpx)
     slots = min(choice.segment.nodes * k, w.jobs(choice.shard_mpx))
     d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
@@ -329,7 +364,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
             o: Overheads = Overheads(), preemption: float = 0.0) -> Prediction:
     """Wall time and cost of ``w`` run as ``choice``; ``preemption``: spot preemptions per node-hour (0.05 = 5%)."""
     seg_m, tail_m = prices.machine(choice.segment.machine), prices.machine(choice.tail.machine)
-    seg_rate = profiles[choice.segment.machine].rate(SEGMENT_RULE)
+    seg_rate = segment_rate(profiles[choice.segment.machine], w, o)
     tail_profile = profiles[choice.tail.machine]
     shard = choice.shard_mpx
     jobs = w.jobs(shard)

@@ -46,7 +46,8 @@ import pulp
 import yaml
 
 from .model import (EXPORTS, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Prediction,
-                    Workload, allocatable_mb, export_nodes, fits, predict, slots_per_node, tail_memory_mb)
+                    Workload, allocatable_mb, export_nodes, fits, predict, segment_rate, slots_per_node,
+                    tail_memory_mb)
 from .prices import PriceTable
 from .throughput import ThroughputProfile, load_profile
 
@@ -93,6 +94,7 @@ class Plan:
             "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
                          "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
                          "formats": list(workload.formats), "label_files": workload.label_files,
+                         "augment": workload.augment,
                          "compartments": workload.compartments,
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
                                      for x in workload.exports}},
@@ -171,7 +173,8 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
     cpu = fit
     out = []
     for m in usable:
-        machine, rate = prices.machines[m], profiles[m].rules.get(SEGMENT_RULE)
+        machine = prices.machines[m]
+        rate = segment_rate(profiles[m], w, o) if SEGMENT_RULE in profiles[m].rules else None
         if rate is None or (rate.gpu and not machine.gpus) or (segment_machines and m not in segment_machines):
             continue
         for shard in shards:
@@ -258,7 +261,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
     i = max(range(len(x)), key=lambda j: x[j].value() or 0)
     _, _, choice, prediction = cands[i]
     return Plan(choice, prediction, objective, limit, len(cands), time.perf_counter() - t0,
-                assumptions(choice, profiles, prices, o, preemption, w.exports), prices)
+                assumptions(choice, profiles, prices, o, preemption, w.exports, w), prices)
 
 
 def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes, spot_options, machines,
@@ -297,13 +300,19 @@ def _describe(choice: Choice) -> str:
 
 
 def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, preemption: float,
-                exports=tuple(EXPORTS.values())) -> list[str]:
-    """One line for every figure of the plan that was not measured (``exports``: the workload's)."""
+                exports=tuple(EXPORTS.values()), w: Workload | None = None) -> list[str]:
+    """One line for every figure of the plan that was not measured (``exports``: the workload's; ``w``: the
+    workload, whose segment.augment may scale the segment figures)."""
     out = []
     for pc in choice.pools:
         prof = profiles[pc.machine]
         for rule in (SEGMENT_RULE, "plan_batches", *(x.rule for x in exports), *TAIL_PARALLEL, TAIL_LAST):
             r = prof.rules.get(rule)
+            if rule == SEGMENT_RULE and r is not None and w is not None:
+                r = segment_rate(prof, w, o)
+                if r.gpu and r.augment not in (None, w.augment):
+                    out.append(f"{pc.machine}: {rule}: figures for segment.augment {r.augment} used for "
+                               f"{w.augment} (a GPU job's network share is not measured)")
             if r is not None and r.origin != "measured" and (rule == SEGMENT_RULE or pc == choice.tail):
                 line = f"{pc.machine}: {rule}: {r.how}"
                 if line not in out:
@@ -323,7 +332,8 @@ def describe(plan_: Plan, w: Workload) -> str:
     """The plan as a person reads it."""
     j, p = plan_.to_json(w), plan_.prediction
     lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, output.formats "
-             f"{', '.join(w.formats) or 'none'}, labels {w.label_files.replace('_', ' ')}; {plan_.objective} "
+             f"{', '.join(w.formats) or 'none'}, labels {w.label_files.replace('_', ' ')}, segment.augment "
+             f"{w.augment}; {plan_.objective} "
              f"({plan_.limit:g}); {plan_.candidates} configurations considered in {plan_.solve_s:.2f} s",
              f"predicted: {p.hours:.2f} h, ${p.cost_usd:.2f} (${j['cost_per_1000_mpx_usd']:.4f} per 1,000 Mpx)"]
     for pool in j["pools"]:
@@ -361,7 +371,7 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
             res["machine_type"] = tail.instance_type
     threads = dict(base.get("set-threads") or {})
     if profiles is not None:
-        rate = profiles[seg.machine].rate(SEGMENT_RULE)
+        rate = profiles[seg.machine].rate(SEGMENT_RULE)   # memory and threads: the same for every augment
         resources[SEGMENT_RULE]["mem_mb"] = int(math.ceil(1.5 * rate.memory_mb(plan_.choice.shard_mpx) / 500) * 500)
         threads[SEGMENT_RULE] = rate.threads   # the vCPUs its figures and the plan's jobs per node assume
     frag = {"jobs": plan_.prediction.jobs, "set-resources": resources}
@@ -375,13 +385,16 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
     """``DIR/plan.json``, ``DIR/config.yaml`` (the workflow profile) and ``DIR/plan-config.yaml`` (shard size)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / PLAN_CONFIG).write_text(yaml.safe_dump({"tiling": {"shard_mpx": _number(plan_.choice.shard_mpx)}}))
+    (out / PLAN_CONFIG).write_text(yaml.safe_dump({"tiling": {"shard_mpx": _number(plan_.choice.shard_mpx)},
+                                                   "segment": {"augment": w.augment},
+                                                   "batches": {"label_files": w.label_files}}))
     frag = profile_fragment(plan_, gke_profile, profiles)
     header = ("# Written by `cellscale plan` (plan.json beside it). Use with the GKE profile:\n"
               "#   snakemake --profile profiles/gke --workflow-profile THIS_FOLDER\n"
               "# Snakemake takes each key here as a whole over the --profile's (no merge of set-resources per rule),\n"
               "# so every rule of profiles/gke's set-resources is repeated with the plan's machine types. The shard\n"
-              f"# size is in {PLAN_CONFIG} (merged over config/config.yaml; --config would pass it as a string).\n")
+              f"# size, segment.augment and batches.label_files the plan priced are in {PLAN_CONFIG} (merged over\n"
+              "# config/config.yaml; --config would pass them as strings).\n")
     (out / "config.yaml").write_text(header + yaml.safe_dump(frag, sort_keys=False, width=120))
     (out / "plan.json").write_text(json.dumps(plan_.to_json(w), indent=2) + "\n")
     return out / "plan.json", out / "config.yaml", out / PLAN_CONFIG

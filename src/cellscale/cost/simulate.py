@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import simpy
 
 from .model import (SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs,
-                    plan_batches_s, run_costs, segment_job_s, slots_per_node, tail_job_s)
+                    plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node, tail_job_s)
 from .prices import PriceTable
 from .throughput import ThroughputProfile
 
@@ -191,7 +191,7 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     """Run ``w`` as ``choice`` event by event; ``preemption`` per node-hour on spot pools."""
     sim = _Sim(choice, prices, o, preemption, seed)
     env = sim.env
-    seg_rate = profiles[choice.segment.machine].rate(SEGMENT_RULE)
+    seg_rate = segment_rate(profiles[choice.segment.machine], w, o)
     tail_profile = profiles[choice.tail.machine]
     for pc in (choice.segment, choice.tail):
         if pc.name not in sim.pools:

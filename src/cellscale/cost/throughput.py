@@ -19,6 +19,7 @@ Format (``config/throughput/<name>.yaml``)::
         mem_mb_per_mpx: 40
         threads: 3                  # Snakemake threads: each job requests 0.95 x threads vCPUs (model.slots_per_node)
         gpu: true                   # needs the machine's GPU
+        augment: rot180             # segment rules: the segment.augment (network passes) the figures hold for
         per: mpx                    # what mpx counts: "mpx" (the job's own pixels) or "run" (the whole run's)
         origin: assumed             # measured | assumed
         how: "network from the H100 table in docs/benchmarks.md scaled by ...; CPU part measured on ..."
@@ -54,6 +55,7 @@ class RuleRate:
     threads: int = 1
     gpu: bool = False
     per: str = "mpx"            # "mpx": the job's own megapixels; "run": the whole run's
+    augment: str | None = None  # segment rules: the segment.augment the figures hold for (None: not said)
 
     def seconds(self, mpx: float) -> float:
         return self.fixed_s + self.s_per_mpx * mpx
@@ -109,6 +111,8 @@ def profile_dict(profile: ThroughputProfile) -> dict:
     for rule, r in profile.rules.items():
         d = asdict(r)
         d.pop("rule")
+        if d["augment"] is None:   # said of segment rules only
+            d.pop("augment")
         rules[rule] = d
     return {"name": profile.name, "machine": profile.machine, "description": profile.description, "rules": rules}
 
@@ -120,8 +124,11 @@ def write_profile(profile: ThroughputProfile, path: Path | str) -> Path:
     return path
 
 
+SEGMENT_RULES = ("segment_batch", "segment")  # the rules whose time follows segment.augment's network passes
+
+
 def fit_profile(jobs, machine: str, name: str, how: str, *, threads: dict[str, int] | None = None,
-                gpu_rules=(), description: str = "") -> ThroughputProfile:
+                gpu_rules=(), description: str = "", augment: str | None = None) -> ThroughputProfile:
     """A measured profile from a run's job table (:func:`cellscale.cost.jobs.job_table`), one rule at a time.
 
     Per rule, non-negative least squares of wall seconds = ``fixed_s + s_per_mpx * mpx`` and of peak memory
@@ -130,7 +137,8 @@ def fit_profile(jobs, machine: str, name: str, how: str, *, threads: dict[str, i
     all per megapixel (``fixed_s = 0``) and memory all fixed (``mem_mb_per_mpx = 0``: a job's peak is mostly the
     interpreter and its libraries); where no job's size is known, time and memory are all fixed. Each rule's
     ``how`` says which, after ``how``. ``threads``: cores a job of each rule occupies (default: the largest
-    measured ``cpu_time / s`` of its jobs, rounded up); ``gpu_rules``: rules that need the machine's GPU.
+    measured ``cpu_time / s`` of its jobs, rounded up); ``gpu_rules``: rules that need the machine's GPU;
+    ``augment``: the run's ``segment.augment``, recorded with the segment rules.
     """
     rules = {}
     for rule, rows in jobs.groupby("rule", sort=True):
@@ -157,7 +165,7 @@ def fit_profile(jobs, machine: str, name: str, how: str, *, threads: dict[str, i
         rules[rule] = RuleRate(
             rule=rule, fixed_s=round(fixed_s, 4), s_per_mpx=round(s_per_mpx, 4), mem_mb=round(mem_mb, 1),
             mem_mb_per_mpx=round(mem_per_mpx, 2), origin="measured", threads=cores, gpu=rule in set(gpu_rules),
-            per=per,
+            per=per, augment=augment if rule in SEGMENT_RULES else None,
             how=(f"{how}; {n} job{'s' if n != 1 else ''}, mpx {_span(timed['mpx'])}"
                  f"{' (the run' + chr(39) + 's)' if per == 'run' else ''}; time: {time_note}; memory: {mem_note}; "
                  f"{cores_note}"))
