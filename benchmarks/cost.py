@@ -43,7 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from cellscale.cost.model import Choice, Overheads, PoolChoice, Workload, export_nodes, predict  # noqa: E402
+from cellscale.cost.model import (EXPORTS, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice,  # noqa: E402
+                                  Workload, export_nodes, predict, segment_rate)
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan  # noqa: E402
 from cellscale.cost.prices import load_prices  # noqa: E402
 from cellscale.cost.runcost import export_files, run_files  # noqa: E402
@@ -52,14 +53,21 @@ from cellscale.cost.simulate import figure, simulate, simulate_mean  # noqa: E40
 PREEMPTION = 0.05
 
 
-def label_figures(choice: Choice, profiles) -> list[str]:
+def label_figures(choice: Choice, profiles, w: Workload) -> list[str]:
+    """The figures the plan used: the segment pool's segment_batch (for the workload's segment.augment), the CPU
+    pool's plan_batches, the exports of its formats and the tail."""
     lines = []
+    unused = {x.rule for x in EXPORTS.values()} - {x.rule for x in w.exports}
+    if not w.run_tables:
+        unused |= {*TAIL_PARALLEL, TAIL_LAST}
     for pc in choice.pools:
         for rule, r in profiles[pc.machine].rules.items():
             if rule == "segment_batch" and pc != choice.segment:
                 continue
-            if rule != "segment_batch" and pc != choice.tail:
+            if rule != "segment_batch" and pc != choice.tail or rule in unused:
                 continue
+            if rule == "segment_batch":
+                r = segment_rate(profiles[pc.machine], w, Overheads())
             lines.append(f"  [{r.origin}] {pc.machine} {rule}: fixed {r.fixed_s:g} s + {r.s_per_mpx:g} s/Mpx "
                          f"(per {r.per}); {r.how}")
     return lines
@@ -103,7 +111,7 @@ def section_kiosk(args, prices, profiles, kiosk) -> dict:
               f"{'met' if per_k <= 0.01 and ref['cost_usd'] / cost >= 25 else 'not met'}), "
               f"{ref['hours'] / h:.2f}x the speed")
         print("throughput figures used:")
-        print("\n".join(label_figures(p.choice, profiles)))
+        print("\n".join(label_figures(p.choice, profiles, w)))
         out[label] = {"plan": p.to_json(w), "sim_hours": h, "sim_cost_usd": cost, "sim_per_1000_mpx_usd": per_k,
                       "kiosk_ratio": ref["cost_usd"] / cost}
         if args.figure and seg:
