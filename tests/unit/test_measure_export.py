@@ -241,3 +241,33 @@ def test_table_writer_is_atomic(tmp_path):
     assert sorted(p.name for p in out["csv"].parent.iterdir()) == ["t.csv", "t.h5ad", "t.parquet"]
     pd.testing.assert_frame_equal(pd.read_parquet(out["parquet"]), df)
     _assert_same_h5ad(out["h5ad"], tmp_path / "one.h5ad")
+
+
+def test_csv_rows_are_the_text_pandas_writes(tmp_path):
+    """The run's CSV rows come from Arrow's kernels (measure.export.csv_rows), byte for byte what
+    ``DataFrame.to_csv`` writes: floats of every magnitude (Python's repr: 3.0, 1e-05, 1500000000000.0), missing
+    values, booleans, nullable integers, text that needs quotes; other kinds go to pandas as they are."""
+    from cellscale.measure.export import csv_rows
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(1, 10, 3000) * 10.0 ** rng.integers(-12, 22, 3000),
+                             [0.0, -0.0, np.nan, np.inf, -np.inf, 3.0, -2.0, 1e16, 1e15, 123456.0, 1e-4, 1e10]])
+    n = len(values)
+    df = pd.DataFrame({"x": values, "f32": values.astype(np.float32),
+                       "s": rng.choice(["a", "b,c", 'd"e', "f\ng", None, "h\ri", "\u00e9"], n),
+                       "i": pd.array(rng.integers(0, 5, n), dtype="Int64"), "b": rng.random(n) > 0.5,
+                       "j": np.arange(n), "cat": pd.Categorical(rng.choice(["p", "q"], n))})
+    df.loc[::7, "i"] = pd.NA
+    for cols in (["x", "j"], ["s", "j", "b"], ["i", "x", "s"], ["x", "f32"], ["x"], ["cat", "x"], list(df.columns)):
+        assert csv_rows(df[cols]) == df[cols].to_csv(index=False, header=False), cols
+    assert csv_rows(df.iloc[:0]) == ""
+    # what the writers put in the file: header and rows as pandas, streamed in parts or whole
+    from cellscale.measure.export import TableWriter, write_table
+
+    table = df[["s", "x", "i", "b", "j"]]
+    write_table(table, tmp_path / "whole.csv")
+    with TableWriter(table.iloc[:0], tmp_path / "parts.csv") as w:
+        for rows in np.array_split(np.arange(n), 5):
+            w.append(table.iloc[rows])
+    expected = table.to_csv(index=False).encode()
+    assert (tmp_path / "whole.csv").read_bytes() == (tmp_path / "parts.csv").read_bytes() == expected
