@@ -423,7 +423,11 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
     read = workload_from_sheet(sheet)
     assert read.images == 2 and read.mpx_per_image == pytest.approx((0.2 + 1.0) / 2) and not read.sizes_in_sheet
     sheet.write_text(f"sample\timage\tkind\theight\twidth\nb\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\n")
-    assert workload_from_sheet(sheet).sizes_in_sheet
+    assert workload_from_sheet(sheet).sizes_in_sheet and workload_from_sheet(sheet).compartments == 1
+    # rows with a membrane channel get the whole-cell model: two label images each
+    sheet.write_text("sample\timage\tkind\theight\twidth\tnuclear_channel\tmembrane_channel\n"
+                     f"b\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\t0\t1\n")
+    assert workload_from_sheet(sheet).compartments == 2
     sheet.write_text(f"sample\timage\tkind\nc\t{tmp_path / 'nothere.tif'}\ttissue\n")
     with pytest.raises(ValueError, match="sample 'c'.*nothere.tif"):
         workload_from_sheet(sheet)

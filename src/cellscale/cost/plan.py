@@ -405,7 +405,8 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     the sheet's ``height`` and ``width`` where it has them, else from each file's header
     (:func:`cellscale.io.image_size`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
     Time-lapse rows are left out (the planner models batched still images). Image paths relative to the current
-    folder, as the workflow reads them."""
+    folder, as the workflow reads them. ``compartments``: 2 where most rows name a membrane channel (the whole-cell
+    model), else 1."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
@@ -429,4 +430,6 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
                                  "read its size (no such file, or not an image)")
             given[i] = size
     sizes = [h * w * scale ** 2 / 1e6 for (h, w), scale in zip(given, scales)]
-    return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo)
+    # a row with a membrane channel gets the whole-cell model: nuclear and whole-cell labels (two label images)
+    membrane = (rows["membrane_channel"].str.strip() != "").mean() if "membrane_channel" in rows else 0.0
+    return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane))
