@@ -158,5 +158,12 @@ def test_per_batch_label_files_hold_every_good_field_as_a_named_series(tmp_path)
     first = hashlib.sha256(packed.read_bytes()).hexdigest()
     segment_batch(fields, MODELS / "nuclear", tmp_path / "one", "0001", threads=1, label_files="per_batch")
     assert hashlib.sha256(packed.read_bytes()).hexdigest() == first
+    from cellscale.io import write_label_series
+
+    with pytest.raises(ValueError, match="no images to write"):
+        write_label_series(tmp_path / "empty.ome.tif", [])
+    with pytest.raises(ValueError, match="image names repeat"):
+        write_label_series(tmp_path / "twice.ome.tif", [("a", np.ones((4, 4), np.uint32), None)] * 2)
+    assert not (tmp_path / "empty.ome.tif").exists() and not (tmp_path / "twice.ome.tif").exists()
     with pytest.raises(ValueError, match="label_files"):
         segment_batch(fields, MODELS / "nuclear", tmp_path / "bad", "0001", threads=1, label_files="per_field")

@@ -220,6 +220,10 @@ def test_label_files_per_batch_write_a_file_per_batch_not_per_image(monkeypatch,
     jobs = own.jobs(64.0)
     assert (own.label_objects(jobs), one.label_objects(jobs)) == (10**5, jobs)
     assert dataclasses.replace(one, compartments=2).label_objects(jobs) == 2 * jobs
+    with pytest.raises(ValueError, match="label_files must be per_image or per_batch, not 'per_field'"):
+        dataclasses.replace(own, label_files="per_field")
+    with pytest.raises(ValueError, match="segment.augment must be one of none, rot180, flips"):
+        dataclasses.replace(own, augment="rot90")
     a, b = predict(own, choice, PROFILES, PRICES), predict(one, choice, PROFILES, PRICES)
     saved = (10**5 - jobs) / 1e4 * PRICES.storage["gcs_class_a_per_10k"]
     assert a.breakdown["operations"] - b.breakdown["operations"] == pytest.approx(saved)

@@ -27,7 +27,8 @@ until a replacement is up (``scan_s / 2 + provision_s + start + pull``); the poo
 each node's boot disk, the system pool's node and the cluster fee for the wall time, the bucket's GB-months for the
 run's duration, Cloud Storage operations (class A per object written, class B per read and metadata check) and
 internet egress (none unless asked). Cloud Storage has no folders: every file of a rule's output folder is an object,
-so an export format costs its files per image (:data:`EXPORTS`), far more than the one OME-TIFF label file.
+so an export format costs its files per image (:data:`EXPORTS`), far more than the labels (an OME-TIFF file per image
+and compartment, or per batch with ``batches.label_files: per_batch``).
 :mod:`.simulate` runs the same mechanics event by event.
 """
 
@@ -100,6 +101,12 @@ class Workload:
     augment: str = field(default_factory=default_augment)   # segment.augment: network passes per window
     # (format, files per image, MB per Mpx) a pilot run measured (cost.runcost.export_files): they replace EXPORTS'
     export_figures: tuple[tuple[str, float, float], ...] = ()
+
+    def __post_init__(self):
+        if self.label_files not in ("per_image", "per_batch"):
+            raise ValueError(f"batches.label_files must be per_image or per_batch, not {self.label_files!r}")
+        if self.augment not in PASSES:
+            raise ValueError(f"segment.augment must be one of {', '.join(PASSES)}, not {self.augment!r}")
 
     @property
     def total_mpx(self) -> float:

@@ -182,6 +182,8 @@ def write_label_series(path: str | os.PathLike, images: list[tuple[str, object, 
     same bytes. Read an image back with :func:`read_labels` (``LabelSeries(path, name)``).
     """
     path = Path(path)
+    if not images:
+        raise ValueError(f"{path}: no images to write")
     names = [name for name, _, _ in images]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: image names repeat: {sorted({n for n in names if names.count(n) > 1})}")
