@@ -432,6 +432,20 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
     sheet.write_text("sample\timage\tkind\theight\twidth\tnuclear_channel\tmembrane_channel\n"
                      f"b\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\t0\t1\n")
     assert workload_from_sheet(sheet).compartments == 2
+    # every segment job's pod lists its inputs' folder: a sheet's largest folder prices those listings
+    assert workload_from_sheet(sheet).images_per_folder == 1
+    flat = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",), images_per_folder=10**5)
+    small = replace(flat, images_per_folder=500)
+    jobs = flat.jobs(16.0)
+    assert (flat.list_calls(jobs), small.list_calls(jobs), replace(flat, images_per_folder=0).list_calls(jobs)) == (
+        100 * jobs, jobs, jobs)
+    pool = PoolChoice("spot-cpu", "n2-standard-16", 4, True)
+    a, b = (predict(x, Choice(pool, pool, 16.0), PROFILES, PRICES) for x in (flat, small))
+    assert a.breakdown["operations"] - b.breakdown["operations"] == pytest.approx(
+        99 * jobs / 1e4 * PRICES.storage["gcs_class_a_per_10k"])
+    assert any(f"{100 * jobs:,} list calls" in n for n in a.notes) and not any("list calls" in n for n in b.notes)
+    assert any("input folders taken as at most 1,000 images" in line
+               for line in plan(Workload(10**4, 1.0), PROFILES, PRICES, deadline_h=24).assumptions)
     sheet.write_text(f"sample\timage\tkind\nc\t{tmp_path / 'nothere.tif'}\ttissue\n")
     with pytest.raises(ValueError, match="sample 'c'.*nothere.tif"):
         workload_from_sheet(sheet)

@@ -82,6 +82,7 @@ def default_augment() -> str:
 
 
 PASSES = {"none": 1, "rot180": 2, "flips": 4}   # network passes per window of each segment.augment
+LIST_PAGE = 1000   # objects per Cloud Storage list call (the JSON API's most)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class Workload:
     label_files: str = field(default_factory=default_label_files)
     compartments: int = 1          # label images per image: 1 (nuclear model) or 2 (whole-cell model)
     augment: str = field(default_factory=default_augment)   # segment.augment: network passes per window
+    # the most input images in one folder (0: not known; taken as at most LIST_PAGE): every job's pod lists the
+    # folder of its inputs (see list_calls)
+    images_per_folder: int = 0
     # (format, files per image, MB per Mpx) a pilot run measured (cost.runcost.export_files): they replace EXPORTS'
     export_figures: tuple[tuple[str, float, float], ...] = ()
 
@@ -126,6 +130,13 @@ class Workload:
 
     def images_per_job(self, shard_mpx: float) -> float:
         return self.images / self.jobs(shard_mpx)
+
+    def list_calls(self, segment_jobs: int) -> int:
+        """Object listings (class A operations, LIST_PAGE objects each) the segment jobs' pods make of their inputs'
+        folders: snakemake-storage-plugin-gcs 1.1.4 inventories an input by listing its whole folder
+        (``list_blobs(prefix=folder)``), once per folder per Snakemake process, and every job's pod is a process of
+        its own (read in the plugin's and Snakemake 9.27's code, not measured on Cloud Storage)."""
+        return segment_jobs * max(1, math.ceil(self.images_per_folder / LIST_PAGE))
 
     def label_objects(self, segment_jobs: int) -> int:
         """Label files the segment jobs write: one per image and compartment, or per batch and compartment."""
@@ -444,6 +455,12 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                      f"(${objects / 1e4 * prices.storage.get('gcs_class_a_per_10k', 0.0):,.2f} of class A "
                      f"operations, against {w.label_objects(jobs):,} label files); output.formats lists what to "
                      f"write")
+    if w.images_per_folder > LIST_PAGE:
+        calls = w.list_calls(jobs)
+        notes.append(f"input folders of up to {w.images_per_folder:,} images: each segment job's pod lists its "
+                     f"inputs' folder (the GCS storage plugin's inventory), {calls:,} list calls in all "
+                     f"(${calls / 1e4 * prices.storage.get('gcs_class_a_per_10k', 0.0):,.2f}; their time is not "
+                     f"in the figures): keep at most {LIST_PAGE:,} images a folder")
     if w.label_files == "per_image" and w.images > jobs:
         fewer = w.compartments * (w.images - jobs)
         saved = fewer * o.class_a_per_object * prices.storage.get("gcs_class_a_per_10k", 0.0) / 1e4
@@ -471,6 +488,7 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     stored_gb = w.total_mpx * (w.mb_per_mpx + w.out_mb_per_mpx + sum(x.mb_per_mpx for x in exports)) / 1000
     labels = w.label_objects(segment_jobs)          # per image or per batch (batches.label_files)
     written = labels + 4 * segment_jobs + 6          # fields, errors, table, log per batch; the tail's
+    written += w.list_calls(segment_jobs)            # each job's listing of its inputs' folder (class A too)
     written += w.images * sum(x.objects_per_image for x in exports) + 2 * len(exports) * segment_jobs  # + log, bench
     retried_share = retried_jobs / max(1, segment_jobs)
     read = w.images * (2 + retried_share) + 2 * segment_jobs   # plan_batches + segment_batch (+ retries); tail

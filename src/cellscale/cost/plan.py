@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,8 +46,8 @@ from pathlib import Path
 import pulp
 import yaml
 
-from .model import (EXPORTS, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Prediction,
-                    Workload, allocatable_mb, export_nodes, fits, predict, segment_rate, slots_per_node,
+from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice,
+                    Prediction, Workload, allocatable_mb, export_nodes, fits, predict, segment_rate, slots_per_node,
                     tail_memory_mb)
 from .prices import PriceTable
 from .throughput import ThroughputProfile, load_profile
@@ -94,7 +95,7 @@ class Plan:
             "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
                          "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
                          "formats": list(workload.formats), "label_files": workload.label_files,
-                         "augment": workload.augment,
+                         "augment": workload.augment, "images_per_folder": workload.images_per_folder,
                          "compartments": workload.compartments,
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
                                      for x in workload.exports}},
@@ -321,6 +322,9 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out.append(f"preemption {preemption:g} per spot node-hour (given)")
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
                f"given")
+    if w is not None and not w.images_per_folder:
+        out.append(f"input folders taken as at most {LIST_PAGE:,} images (one list call a segment job: the GCS "
+                   f"storage plugin lists the folder of a job's inputs); plan with --sheet to count them")
     out += [f"{fmt}: {x.objects_per_image:g} Cloud Storage objects and {x.mb_per_mpx:g} MB per Mpx an image "
             f"({x.rule}; measured on 1024^2 one-channel fields, assumed for other images: plan with --pilot)"
             for fmt, x in EXPORTS.items() if x in exports]
@@ -406,7 +410,7 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     (:func:`cellscale.io.image_size`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
     Time-lapse rows are left out (the planner models batched still images). Image paths relative to the current
     folder, as the workflow reads them. ``compartments``: 2 where most rows name a membrane channel (the whole-cell
-    model), else 1."""
+    model), else 1; ``images_per_folder``: the most images in one folder."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
@@ -432,4 +436,6 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     sizes = [h * w * scale ** 2 / 1e6 for (h, w), scale in zip(given, scales)]
     # a row with a membrane channel gets the whole-cell model: nuclear and whole-cell labels (two label images)
     membrane = (rows["membrane_channel"].str.strip() != "").mean() if "membrane_channel" in rows else 0.0
-    return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane))
+    folders = rows["image"].map(lambda p: os.path.dirname(os.path.normpath(p))).value_counts()
+    return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane),
+                    images_per_folder=int(folders.max()))
