@@ -48,6 +48,7 @@ from cellscale.cost.model import (EXPORTS, TAIL_LAST, TAIL_PARALLEL, Choice, Ove
                                   Workload, export_nodes, predict, segment_rate)
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan  # noqa: E402
 from cellscale.cost.prices import load_prices  # noqa: E402
+from cellscale.cost.jobs import batch_members, read_batch_plan  # noqa: E402
 from cellscale.cost.runcost import export_files, run_files  # noqa: E402
 from cellscale.cost.simulate import figure, simulate, simulate_mean  # noqa: E402
 
@@ -242,11 +243,9 @@ def section_measure(args) -> dict:
 def _segment_fit(work: Path) -> tuple[float, float]:
     """segment_batch's seconds a job against its batch's Mpx (results/batches/plan.tsv): (fixed s, s per Mpx)."""
     import numpy as np
-    import pandas as pd
 
-    plan_ = pd.read_csv(work / "results/batches/plan.tsv", sep="\t")
-    mpx = plan_.dropna(subset=["batch"]).groupby("batch")["mpx"].sum()
-    pairs = [(mpx[int(f.stem)], float(f.read_text().splitlines()[1].split("\t")[0]))
+    members = batch_members(read_batch_plan(work / "results/batches/plan.tsv"))
+    pairs = [(float(members[f.stem]["mpx"].sum()), float(f.read_text().splitlines()[1].split("\t")[0]))
              for f in (work / "results/benchmarks/segment_batch").glob("*.tsv")]
     x, y = np.array(pairs).T
     slope, intercept = np.polyfit(x, y, 1)

@@ -234,9 +234,10 @@ def _plan(args) -> int:
         raise SystemExit("cellscale plan: give --sheet FILE or --images N (with --mpx M)")
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
-    workload = replace(workload, formats=tuple(_plan_formats(args)),
-                       label_files=args.label_files or _config_setting(args.config, "batches", "label_files"),
-                       augment=args.augment or _config_setting(args.config, "segment", "augment"))
+    config = _config(args.config)
+    workload = replace(workload, formats=tuple(_plan_formats(args, config)),
+                       label_files=args.label_files or _config_setting(config, "batches", "label_files"),
+                       augment=args.augment or _config_setting(config, "segment", "augment"))
     if args.pilot:
         from cellscale.cost.runcost import export_files
 
@@ -263,24 +264,26 @@ def _plan(args) -> int:
     return 0
 
 
-def _plan_formats(args) -> list[str]:
+def _plan_formats(args, config: dict) -> list[str]:
     """``--formats``, else the config's ``output.formats`` (``--config``, when it exists), else the schema's."""
     if args.formats is not None:
         return [] if args.formats == ["none"] else args.formats
-    return list(_config_setting(args.config, "output", "formats"))
+    return list(_config_setting(config, "output", "formats"))
 
 
-def _config_setting(config: Path, section: str, key: str):
-    """A workflow config's ``section.key`` (when the file exists and sets it), else the schema's default."""
+def _config(path: Path) -> dict:
+    """A workflow config file as a mapping ({} when there is none)."""
     import yaml
 
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def _config_setting(config: dict, section: str, key: str):
+    """A workflow config's ``section.key`` where it sets it, else the schema's default."""
     from cellscale.settings import default
 
-    if config.is_file():
-        value = ((yaml.safe_load(config.read_text()) or {}).get(section) or {}).get(key)
-        if value is not None:
-            return value
-    return default(section, key)
+    value = (config.get(section) or {}).get(key)
+    return default(section, key) if value is None else value
 
 
 def _throughput(args) -> int:
@@ -305,7 +308,7 @@ def _throughput(args) -> int:
     how = (f"measured on {args.where or args.machine}, {datetime.date.today().isoformat()}: `cellscale throughput "
            f"{runs} --machine {args.machine} --name {args.name}` from {len(jobs)} jobs of {len(tables)} "
            f"run{'s' if len(tables) > 1 else ''}{'; ' + args.how if args.how else ''}")
-    augment = args.augment or _config_setting(args.results[0].resolve().parent / "config" / "config.yaml",
+    augment = args.augment or _config_setting(_config(args.results[0].resolve().parent / "config" / "config.yaml"),
                                               "segment", "augment")
     profile = fit_profile(jobs, args.machine, args.name, how, gpu_rules=args.gpu_rules, augment=augment)
     print(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120), end="")

@@ -38,6 +38,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property, lru_cache
 
+from cellscale.settings import choices as setting_choices
 from cellscale.settings import default as setting_default
 
 from .prices import Machine, PriceTable
@@ -107,8 +108,9 @@ class Workload:
     export_figures: tuple[tuple[str, float, float], ...] = ()
 
     def __post_init__(self):
-        if self.label_files not in ("per_image", "per_batch"):
-            raise ValueError(f"batches.label_files must be per_image or per_batch, not {self.label_files!r}")
+        if self.label_files not in setting_choices("batches", "label_files"):
+            raise ValueError(f"batches.label_files must be {' or '.join(setting_choices('batches', 'label_files'))}, "
+                             f"not {self.label_files!r}")
         if self.augment not in PASSES:
             raise ValueError(f"segment.augment must be one of {', '.join(PASSES)}, not {self.augment!r}")
 
@@ -452,18 +454,18 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     if exports:
         objects = w.images * sum(x.objects_per_image for x in w.exports)
         notes.append(f"{', '.join(x.rule for x in w.exports)} write about {objects:,.0f} Cloud Storage objects "
-                     f"(${objects / 1e4 * prices.storage.get('gcs_class_a_per_10k', 0.0):,.2f} of class A "
+                     f"(${class_a_usd(prices, objects):,.2f} of class A "
                      f"operations, against {w.label_objects(jobs):,} label files); output.formats lists what to "
                      f"write")
     if w.images_per_folder > LIST_PAGE:
         calls = w.list_calls(jobs)
         notes.append(f"input folders of up to {w.images_per_folder:,} images: each segment job's pod lists its "
                      f"inputs' folder (the GCS storage plugin's inventory), {calls:,} list calls in all "
-                     f"(${calls / 1e4 * prices.storage.get('gcs_class_a_per_10k', 0.0):,.2f}; their time is not "
+                     f"(${class_a_usd(prices, calls):,.2f}; their time is not "
                      f"in the figures): keep at most {LIST_PAGE:,} images a folder")
     if w.label_files == "per_image" and w.images > jobs:
         fewer = w.compartments * (w.images - jobs)
-        saved = fewer * o.class_a_per_object * prices.storage.get("gcs_class_a_per_10k", 0.0) / 1e4
+        saved = class_a_usd(prices, fewer * o.class_a_per_object)
         if saved >= 0.01 * sum(breakdown.values()):
             notes.append(f"batches.label_files: per_batch would write {fewer:,} fewer label files "
                          f"(${saved:,.2f} of class A operations): one multi-series OME-TIFF per batch")
@@ -475,6 +477,11 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                       jobs=max(slots, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
                       preemptions=preemptions,
                       notes=notes)
+
+
+def class_a_usd(prices: PriceTable, operations: float) -> float:
+    """What ``operations`` Cloud Storage class A operations (writes, lists) cost."""
+    return operations / 1e4 * prices.storage.get("gcs_class_a_per_10k", 0.0)
 
 
 def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node_s: float, segment_jobs: int,

@@ -72,13 +72,21 @@ def read_tsv(path, dtype: dict | None = None) -> pd.DataFrame:
                        na_values=[""])
 
 
+def field_label_path(batch_dir, sample: str, compartment: str) -> Path:
+    """A batched sample's own label file in its batch folder: ``labels/<sample>/<compartment>.ome.tif``."""
+    return Path(batch_dir, "labels", sample, f"{compartment}.ome.tif")
+
+
 def label_paths(batch_dir, sample: str, compartments) -> dict:
-    """Where a batched sample's labels are in its batch folder, per compartment: ``labels/<sample>/<c>.ome.tif``,
-    or its image in the batch's multi-series ``<c>.ome.tif`` (a :class:`~cellscale.io.LabelSeries`) where the batch
-    was written with ``batches.label_files: per_batch``. Both have ``exists()`` and open with
-    :func:`open_sample_image` and :func:`read_sample_labels`."""
-    return {c: (LabelSeries(Path(batch_dir, f"{c}.ome.tif"), sample) if Path(batch_dir, f"{c}.ome.tif").is_file()
-                else Path(batch_dir, "labels", sample, f"{c}.ome.tif")) for c in compartments}
+    """Where a batched sample's labels are in its batch folder, per compartment: its own file
+    (:func:`field_label_path`), or its image in the batch's multi-series ``<c>.ome.tif`` (a
+    :class:`~cellscale.io.LabelSeries`) where the batch was written with ``batches.label_files: per_batch``. Both
+    have ``exists()`` and open with :func:`open_sample_image` and :func:`read_sample_labels`."""
+    out = {}
+    for c in compartments:
+        packed = Path(batch_dir, f"{c}.ome.tif")
+        out[c] = LabelSeries(packed, sample) if packed.is_file() else field_label_path(batch_dir, sample, c)
+    return out
 
 
 def staged_paths(declared, staged) -> dict:

@@ -49,8 +49,8 @@ from cellscale.report import summarize_sample
 from cellscale.samples import pack_batches
 from cellscale.segment.image import FieldOfView, segment_many
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
-from cellscale.settings import planning_scale
-from cellscale.steps import ERROR_COLUMNS, StepError, label_paths, open_sample_image, read_tsv
+from cellscale.settings import choices, planning_scale
+from cellscale.steps import ERROR_COLUMNS, StepError, field_label_path, open_sample_image, read_tsv
 from cellscale.steps.measure import MeasureSettings, sample_channel_names
 from cellscale.steps.segment import job_predictor
 
@@ -134,8 +134,8 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
     ``cells.parquet`` in ``out_dir``). ``label_files``: ``per_image`` or ``per_batch`` (one file per compartment).
     Returns the batch's ``fields.tsv`` table.
     """
-    if label_files not in LABEL_FILES:
-        raise ValueError(f"label_files must be one of {LABEL_FILES}, got {label_files!r}")
+    if label_files not in choices("batches", "label_files"):
+        raise ValueError(f"label_files must be one of {choices('batches', 'label_files')}, got {label_files!r}")
     tiling, segment = tiling or TilingSettings(), segment or SegmentSettings()
     postprocess, measure = postprocess or PostprocessSettings(), measure or MeasureSettings()
     predictor = job_predictor(model_dir, segment, tiling.tile * tiling.tile, threads)  # loads a network runtime
@@ -189,9 +189,6 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
     return summary
 
 
-LABEL_FILES = ("per_image", "per_batch")  # batches.label_files
-
-
 def _pack_labels(folder: Path, fields: list[Field]) -> None:
     """The fields' label files (``labels/<sample>/<c>.ome.tif``, as written) as one multi-series OME-TIFF per
     compartment, ``<c>.ome.tif``, in the batch's order; ``labels/`` is then removed. Read one field at a time."""
@@ -199,7 +196,7 @@ def _pack_labels(folder: Path, fields: list[Field]) -> None:
     for comp in compartments:
         images = []
         for f in fields:
-            path = label_paths(folder, f.sample, [comp])[comp]
+            path = field_label_path(folder, f.sample, comp)
             if path.exists():
                 images.append((f.sample, lambda path=path: read_labels(path), f.pixel_size_um))
         write_label_series(folder / f"{comp}.ome.tif", images)
@@ -242,8 +239,8 @@ def _finish_field(field: Field, source: ImageSource, labels: dict, out_dir: Path
     names = sample_channel_names(field.image, source.shape[1], field.channel_names)
     planes = {comp: lab[0] for comp, lab in labels.items()}
     table = measure_compartments(planes, RegionArray(source, "CYX"), names, settings.extra_stats)
-    for comp, path in label_paths(out_dir, field.sample, planes).items():
-        write_labels(path, planes[comp], field.pixel_size_um)
+    for comp, plane in planes.items():
+        write_labels(field_label_path(out_dir, field.sample, comp), plane, field.pixel_size_um)
     return table, summarize_sample(field.sample, planes, table)
 
 
