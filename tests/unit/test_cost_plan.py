@@ -453,3 +453,9 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
     profile = PROFILES["e2-standard-4"]
     assert plan_batches_s(replace(w, sizes_in_sheet=False), profile, Overheads()) > plan_batches_s(w, profile,
                                                                                                 Overheads()) + 100
+    # ... and its reads: with sizes in the sheet only segment_batch downloads an image (3 class B operations each)
+    pool = PoolChoice("spot-cpu", "n2-standard-16", 4, True)
+    with_sizes, without = (predict(x, Choice(pool, pool, 16.0), PROFILES, PRICES)
+                           for x in (w, replace(w, sizes_in_sheet=False)))
+    assert without.breakdown["operations"] - with_sizes.breakdown["operations"] == pytest.approx(
+        w.images * Overheads().class_b_per_download / 1e4 * PRICES.storage["gcs_class_b_per_10k"])

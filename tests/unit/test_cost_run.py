@@ -180,10 +180,10 @@ def test_storage_and_cluster_fee(prices):
     run = price_run(jobs, prices, placement, storage={"bytes": 2 * 1024**3, "files_written": 20000,
                                                       "files_read": 10000}, wall_s=7200).level("run")
     assert run.loc["storage", "usd"] == pytest.approx(0.04)
-    assert run.loc["operations", "usd"] == pytest.approx(0.1 + 0.004)
+    assert run.loc["operations", "usd"] == pytest.approx(0.1 + 3 * 0.004)  # a download is 3 class B operations
     assert run.loc["cluster_fee", "usd"] == pytest.approx(0.2)
     compute = 10 / 3600 * 0.05 * 0.25
-    assert run.loc["total", "usd"] == pytest.approx(compute + 0.04 + 0.104 + 0.2)
+    assert run.loc["total", "usd"] == pytest.approx(compute + 0.04 + 0.112 + 0.2)
     assert run.loc["total", "usd_per_1000_mpx"] == pytest.approx(run.loc["total", "usd"] / 2.0 * 1000)
 
 

@@ -25,7 +25,8 @@ the running jobs' work so far (half a job on average; Snakemake retries them, ``
 until a replacement is up (``scan_s / 2 + provision_s + start + pull``); the pool's capacity is therefore
 ``f = 1 - rate * (d / 2 + replacement)`` of the nominal one. Costs: node-hours x the price table (spot or on demand),
 each node's boot disk, the system pool's node and the cluster fee for the wall time, the bucket's GB-months for the
-run's duration, Cloud Storage operations (class A per object written, class B per read and metadata check) and
+run's duration, Cloud Storage operations (class A per object written or folder listed, class B per check, download
+and reload) and
 internet egress (none unless asked). Cloud Storage has no folders: every file of a rule's output folder is an object,
 so an export format costs its files per image (:data:`EXPORTS`), far more than the labels (an OME-TIFF file per image
 and compartment, or per batch with ``batches.label_files: per_batch``).
@@ -171,7 +172,11 @@ class Overheads:
     system_machine: str = "e2-medium"  # the always-on system pool node (one, on demand)
     egress_gb: float = 0.0           # results downloaded out of Google Cloud (internet egress)
     class_a_per_object: float = 1.0  # a simple upload is one class A operation
-    class_b_per_object: float = 2.0  # an existence/metadata check and a download (or a check of an output) each
+    # a download (snakemake-storage-plugin-gcs 1.1.4's retrieve_object, read in its code, not measured):
+    # blob.exists() (its is_directory check), the media GET and blob.reload() (for the checksum): class B each
+    class_b_per_download: float = 3.0
+    # an upload (store_object; a directory output once): bucket.exists() before it (ensure_bucket_exists), class B
+    class_b_per_upload: float = 1.0
 
     def startup_s(self, machine: Machine) -> float:
         """From VM creation to a node that runs pods (billed)."""
@@ -498,14 +503,17 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     written += w.list_calls(segment_jobs)            # each job's listing of its inputs' folder (class A too)
     written += w.images * sum(x.objects_per_image for x in exports) + 2 * len(exports) * segment_jobs  # + log, bench
     retried_share = retried_jobs / max(1, segment_jobs)
-    read = w.images * (2 + retried_share) + 2 * segment_jobs   # plan_batches + segment_batch (+ retries); tail
+    # downloads: plan_batches (only images whose size the sheet lacks), segment_batch (+ retries); the tail
+    read = w.images * (int(not w.sizes_in_sheet) + 1 + retried_share) + 2 * segment_jobs
     read += len(exports) * (w.images + labels + 2 * segment_jobs)   # each export: images, labels; fields, table
+    uploads = 3 * segment_jobs * (1 + len(exports)) + 6   # stored outputs: a job's folder, log, benchmark; tail's
     return {
         "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
         "system_pool": hours * (system.on_demand if system else 0.0),
         "cluster_fee": hours * cl.get("management_fee_usd_h", 0.0),
         "storage": stored_gb * st.get("gcs_standard_gb_month", 0.0) * hours / month_h,
         "operations": (written * o.class_a_per_object * st.get("gcs_class_a_per_10k", 0.0)
-                       + read * o.class_b_per_object * st.get("gcs_class_b_per_10k", 0.0)) / 1e4,
+                       + (read * o.class_b_per_download + uploads * o.class_b_per_upload)
+                       * st.get("gcs_class_b_per_10k", 0.0)) / 1e4,
         "network": o.egress_gb * net.get("egress_internet_gb", 0.0),
     }

@@ -12,7 +12,8 @@ rule's threads; rules with a GPU go to the GPU pool (on-demand unless ``gpu_spot
 (spot unless ``cpu_spot`` is false), as ``profiles/gke`` and ``cellscale gke up`` have them.
 
 Storage: the run's result bytes kept a month in Cloud Storage (standard), one class A operation per file written
-and one class B per file read (assumed: each file read once), and the cluster management fee for the run's wall
+and three class B per file read (each file read once, assumed; a download through the GCS storage
+plugin is three: :attr:`Overheads.class_b_per_download`), and the cluster management fee for the run's wall
 time. Idle nodes (start-up, autoscaler scale-down delay, bin-packing gaps) are not in it: this prices the work
 done, which is what ``cellscale plan`` predicts before the overheads it adds.
 """
@@ -29,6 +30,7 @@ import pandas as pd
 import yaml
 
 from cellscale.cost.jobs import RUN_LEVEL, batch_members, read_batch_plan
+from cellscale.cost.model import Overheads
 from cellscale.cost.prices import Machine, PriceTable
 
 LEVELS = ("run", "pool", "rule", "sample", "job")
@@ -249,14 +251,15 @@ def _run_rows(priced: pd.DataFrame, prices: PriceTable, compute: float, run_mpx:
     st, fee = prices.storage, prices.cluster.get("management_fee_usd_h", math.nan)
     if storage is not None:
         gib = storage["bytes"] / 1024**3
+        reads = Overheads().class_b_per_download
         rows.append({"level": "run", "key": "storage", "mpx": run_mpx,
                      "usd": gib * st.get("gcs_standard_gb_month", math.nan),
                      "note": f"{gib:.3g} GiB of results for a month in Cloud Storage (standard)"})
         rows.append({"level": "run", "key": "operations", "mpx": run_mpx,
                      "usd": storage["files_written"] / 1e4 * st.get("gcs_class_a_per_10k", math.nan)
-                     + storage["files_read"] / 1e4 * st.get("gcs_class_b_per_10k", math.nan),
+                     + storage["files_read"] * reads / 1e4 * st.get("gcs_class_b_per_10k", math.nan),
                      "note": f"{storage['files_written']:.0f} files written (class A), {storage['files_read']:.0f} "
-                             f"read (class B; assumed: each file read once)"})
+                             f"read (class B, {reads:g} a download; assumed: each file read once)"})
     else:
         rows.append({"level": "run", "key": "storage", "mpx": run_mpx, "usd": math.nan,
                      "note": "not priced: the results are not on this machine's disk (remote storage)"})
