@@ -417,7 +417,7 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
     import tifffile
     from dataclasses import replace
 
-    from cellscale.cost.model import Overheads, plan_batches_s
+    from cellscale.cost.model import Overheads, plan_batches_s, segment_job_s, segment_rate
     from cellscale.cost.plan import workload_from_sheet
 
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((500, 400), np.uint8))
@@ -444,6 +444,11 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
     assert a.breakdown["operations"] - b.breakdown["operations"] == pytest.approx(
         99 * jobs / 1e4 * PRICES.storage["gcs_class_a_per_10k"])
     assert any(f"{100 * jobs:,} list calls" in n for n in a.notes) and not any("list calls" in n for n in b.notes)
+    # ... and their time, in each job's; an export job takes the batch's images too, so its pod lists them as well
+    rate = segment_rate(PROFILES["n2-standard-16"], flat, Overheads())
+    assert segment_job_s(flat, rate, 16.0, Overheads()) - segment_job_s(small, rate, 16.0, Overheads()) == (
+        pytest.approx(99 * Overheads().list_call_s))
+    assert replace(flat, formats=("ome-tiff", "ome-zarr")).list_calls(jobs) == 2 * 100 * jobs
     assert any("input folders taken as at most 1,000 images" in line
                for line in plan(Workload(10**4, 1.0), PROFILES, PRICES, deadline_h=24).assumptions)
     sheet.write_text(f"sample\timage\tkind\nc\t{tmp_path / 'nothere.tif'}\ttissue\n")

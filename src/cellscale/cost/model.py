@@ -134,12 +134,18 @@ class Workload:
     def images_per_job(self, shard_mpx: float) -> float:
         return self.images / self.jobs(shard_mpx)
 
-    def list_calls(self, segment_jobs: int) -> int:
-        """Object listings (class A operations, LIST_PAGE objects each) the segment jobs' pods make of their inputs'
-        folders: snakemake-storage-plugin-gcs 1.1.4 inventories an input by listing its whole folder
+    @property
+    def list_calls_per_job(self) -> int:
+        """Object listings (LIST_PAGE objects each) one job's pod makes of its input images' folder:
+        snakemake-storage-plugin-gcs 1.1.4 inventories an input by listing its whole folder
         (``list_blobs(prefix=folder)``), once per folder per Snakemake process, and every job's pod is a process of
         its own (read in the plugin's and Snakemake 9.27's code, not measured on Cloud Storage)."""
-        return segment_jobs * max(1, math.ceil(self.images_per_folder / LIST_PAGE))
+        return max(1, math.ceil(self.images_per_folder / LIST_PAGE))
+
+    def list_calls(self, segment_jobs: int) -> int:
+        """Object listings (class A operations) of the run: every batch's segment_batch and export jobs take its
+        images as inputs, so each of their pods lists the images' folder (:attr:`list_calls_per_job`)."""
+        return segment_jobs * (1 + len(self.exports)) * self.list_calls_per_job
 
     def label_objects(self, segment_jobs: int) -> int:
         """Label files the segment jobs write: one per image and compartment, or per batch and compartment."""
@@ -153,6 +159,7 @@ class Overheads:
 
     job_overhead_s: float = 15.0     # pod scheduled on a ready node + container start (image cached) + Snakemake's job
                                      # start (about 1 s, measured locally) + half of the profile's 15-s status checks
+    list_call_s: float = 0.3         # one Cloud Storage list call of LIST_PAGE objects (about 1 MB of JSON) from a pod
     batch_s_per_image: float = 0.009  # per image in a segment_batch job: read, write labels, measure (measured, AVX2)
     pass_share: float = 0.388        # one network pass's share of a CPU segment_batch job's seconds per Mpx with
                                      # rot180 (int8): scales CPU profiles to another segment.augment (measured, AMD
@@ -313,7 +320,8 @@ def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads) -
     mpx = w.total_mpx / w.jobs(shard_mpx)
     staging = mpx * (w.mb_per_mpx + w.out_mb_per_mpx) / o.pod_mb_s
     pack = mpx * w.compartments * o.pack_s_per_mpx if w.label_files == "per_batch" else 0.0
-    return o.job_overhead_s + rate.seconds(mpx) + w.images_per_job(shard_mpx) * o.batch_s_per_image + staging + pack
+    return (o.job_overhead_s + w.list_calls_per_job * o.list_call_s + rate.seconds(mpx)
+            + w.images_per_job(shard_mpx) * o.batch_s_per_image + staging + pack)
 
 
 def export_jobs(w: Workload, profile: ThroughputProfile, machine: Machine, shard_mpx: float,
@@ -328,7 +336,7 @@ def export_jobs(w: Workload, profile: ThroughputProfile, machine: Machine, shard
         if k < 1:
             raise ValueError(f"{machine.name}: a {shard_mpx:g} Mpx {fmt.rule} job does not fit on one node")
         staging = mpx * (w.mb_per_mpx + w.out_mb_per_mpx + fmt.mb_per_mpx) / o.pod_mb_s
-        out.append((o.job_overhead_s + rate.seconds(mpx) + staging, k))
+        out.append((o.job_overhead_s + w.list_calls_per_job * o.list_call_s + rate.seconds(mpx) + staging, k))
     return out
 
 
@@ -466,8 +474,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         calls = w.list_calls(jobs)
         notes.append(f"input folders of up to {w.images_per_folder:,} images: each segment job's pod lists its "
                      f"inputs' folder (the GCS storage plugin's inventory), {calls:,} list calls in all "
-                     f"(${class_a_usd(prices, calls):,.2f}; their time is not "
-                     f"in the figures): keep at most {LIST_PAGE:,} images a folder")
+                     f"(${class_a_usd(prices, calls):,.2f}, and {w.list_calls_per_job * o.list_call_s:,.0f} s a job "
+                     f"at an assumed {o.list_call_s:g} s a call): keep at most {LIST_PAGE:,} images a folder")
     if w.label_files == "per_image" and w.images > jobs:
         fewer = w.compartments * (w.images - jobs)
         saved = class_a_usd(prices, fewer * o.class_a_per_object)

@@ -323,8 +323,8 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
                f"given")
     if w is not None and not w.images_per_folder:
-        out.append(f"input folders taken as at most {LIST_PAGE:,} images (one list call a segment job: the GCS "
-                   f"storage plugin lists the folder of a job's inputs); plan with --sheet to count them")
+        out.append(f"input folders taken as at most {LIST_PAGE:,} images (one list call a segment or export job: "
+                   f"the GCS storage plugin lists the folder of a job's inputs); plan with --sheet to count them")
     out += [f"{fmt}: {x.objects_per_image:g} Cloud Storage objects and {x.mb_per_mpx:g} MB per Mpx an image "
             f"({x.rule}; measured on 1024^2 one-channel fields, assumed for other images: plan with --pilot)"
             for fmt, x in EXPORTS.items() if x in exports]
