@@ -3,6 +3,9 @@
 Runs on whatever device and Keras backend the process has (``KERAS_BACKEND``: tensorflow, jax or torch; a GPU
 node without TensorFlow can use JAX or PyTorch, the shipped ``model.keras`` runs on all three) and prints:
 
+- the network's work per Mpx (GFLOP and bytes its layers write, counted from the model) and, from them, the
+  arithmetic and memory bounds of the GPUs of the price table at half their datasheet peaks (``--work-only``: that
+  alone, on any machine);
 - the backend and the device it computes on;
 - the network alone: ``Predictor.predict`` on windows of ``--window`` px, float32 and bfloat16, at several batch
   sizes, in megapixels per second after one warm-up batch, with peak accelerator memory where the backend
@@ -76,6 +79,45 @@ def peak_memory_gb() -> float | None:
             if tf.config.list_physical_devices("GPU") else None
     except Exception:  # noqa: BLE001 - a figure the backend cannot give is left out
         return None
+
+
+#: datasheet peaks (float32 TFLOPS without tensor cores, memory GB/s) of the GPUs the price table lists
+CHIPS = {"L4": (30.3, 300.0), "T4": (8.1, 320.0), "A100-40GB": (19.5, 1555.0), "H100-80GB SXM": (66.9, 3350.0),
+         "H200": (66.9, 4800.0)}
+
+
+def network_work(model: Path, window: int = 512) -> tuple[float, float, int]:
+    """(GFLOP, GB of float32 layer outputs, layers) per Mpx of one pass of ``model``'s network on ``window``-px
+    windows: multiply-adds of its convolutions (separable ones as depthwise + pointwise) x 2, and the bytes every
+    layer writes (each is read at least once more, unless the compiler fuses it into the next layer)."""
+    import keras
+
+    net = keras.models.load_model(model / "model.keras", compile=False)
+    layers = [layer for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(net.inputs, [layer.output for layer in layers])
+    outputs = probe.predict(np.zeros((1, window, window, net.input_shape[-1]), np.float32), verbose=0)
+    flops = written = 0.0
+    for layer, out in zip(layers, outputs):
+        written += out.size * 4
+        _, h, w, c_out = out.shape
+        if isinstance(layer, keras.layers.Conv2D):   # SeparableConv2D is not a Conv2D in Keras 3
+            flops += 2 * h * w * np.prod(layer.kernel_size) * layer.input.shape[-1] * c_out
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            c_in = layer.input.shape[-1]
+            flops += 2 * h * w * (np.prod(layer.kernel_size) * c_in + c_in * c_out)
+    mpx = window * window / 1e6
+    return flops / mpx / 1e9, written / mpx / 1e9, len(layers)
+
+
+def print_work(model: Path, window: int) -> None:
+    gflop, gb, n = network_work(model, window)
+    print(f"network work per Mpx, one pass, float32 ({model.name}, {n} layers): {gflop:.1f} GFLOP, {gb:.2f} GB written "
+          f"by its layers (>= {2 * gb:.2f} GB of memory traffic unfused)")
+    print("| GPU | float32 TFLOPS | GB/s | arithmetic bound at 50% (Mpx/s) | memory bound at 50% (Mpx/s) |")
+    print("|---|---|---|---|---|")
+    for chip, (tflops, gbs) in CHIPS.items():
+        print(f"| {chip} | {tflops:g} | {gbs:g} | {0.5 * tflops * 1e3 / gflop:.0f} | {0.5 * gbs / (2 * gb):.0f} |")
+    print(flush=True)
 
 
 def network_throughput(model: Path, precision: str, batch: int, window: int, batches: int) -> float:
@@ -165,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip-whole", action="store_true", help="leave out the whole-image run")
     p.add_argument("--workers", type=int, nargs="+", default=[0],
                    help="post-processing threads of the --fovs run, one run each (0: every core)")
+    p.add_argument("--work-only", action="store_true",
+                   help="print the network's work per Mpx (GFLOP, bytes) and each GPU's bounds from it, then stop")
     args = p.parse_args(argv)
     if args.quick:
         args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 1.0
@@ -172,6 +216,9 @@ def main(argv=None) -> int:
     import keras
 
     model = Path(args.model)
+    print_work(model, args.window)
+    if args.work_only:
+        return 0
     print(f"backend {keras.backend.backend()}, device {device_name()}, model {model.name}, "
           f"{args.window}-px windows", flush=True)
     print("| precision | batch | network Mpx/s | peak accelerator memory (GB) |")

@@ -112,6 +112,23 @@ def test_budget_mode_is_the_fastest_run_within_the_budget():
     assert p.prediction.hours == pytest.approx(best[0], rel=1e-9)
 
 
+def test_shards_above_64_mpx_only_for_workloads_of_small_images():
+    from cellscale.cost.plan import BATCHED_FIELD_MPX, SHARDS
+
+    assert max(SHARDS) > BATCHED_FIELD_MPX
+    kiosk = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",), label_files="per_batch")
+    big = plan(kiosk, PROFILES, PRICES, deadline_h=6, max_nodes=100, preemption=0.05)
+    small = plan(kiosk, PROFILES, PRICES, deadline_h=6, max_nodes=100, preemption=0.05,
+                 shards=tuple(s for s in SHARDS if s <= BATCHED_FIELD_MPX))
+    # larger batches spread each job's fixed seconds over more images: the planner takes one when it is cheaper
+    assert big.choice.shard_mpx > BATCHED_FIELD_MPX and big.prediction.cost_usd < small.prediction.cost_usd
+    # one 100-Mpx image in the sheet: a shard that large would batch it, so the plan keeps to 64 Mpx
+    mixed = plan(dataclasses.replace(kiosk, largest_image_mpx=100.0), PROFILES, PRICES, deadline_h=6, max_nodes=100,
+                 preemption=0.05)
+    assert mixed.choice.shard_mpx <= BATCHED_FIELD_MPX
+    assert mixed.prediction.cost_usd == pytest.approx(small.prediction.cost_usd)
+
+
 def test_max_gpus_is_respected():
     w = Workload(20000, 1.0)
     p = plan(w, PROFILES, PRICES, deadline_h=12, max_gpus=3, preemption=0.0, segment_machines=["g2-standard-4"])
@@ -426,6 +443,7 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
                      f"b\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\n")
     read = workload_from_sheet(sheet)
     assert read.images == 2 and read.mpx_per_image == pytest.approx((0.2 + 1.0) / 2) and not read.sizes_in_sheet
+    assert read.largest_mpx == pytest.approx(1.0)   # what decides whether shards above 64 Mpx are tried
     sheet.write_text(f"sample\timage\tkind\theight\twidth\nb\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\n")
     assert workload_from_sheet(sheet).sizes_in_sheet and workload_from_sheet(sheet).compartments == 1
     # rows with a membrane channel get the whole-cell model: two label images each

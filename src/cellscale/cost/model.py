@@ -105,6 +105,8 @@ class Workload:
     # the most input images in one folder (0: not known; taken as at most LIST_PAGE): every job's pod lists the
     # folder of its inputs (see list_calls)
     images_per_folder: int = 0
+    # the largest image (0: mpx_per_image): shards above plan.BATCHED_FIELD_MPX only when it is at most that
+    largest_image_mpx: float = 0.0
     # (format, files per image, MB per Mpx) a pilot run measured (cost.runcost.export_files): they replace EXPORTS'
     export_figures: tuple[tuple[str, float, float], ...] = ()
 
@@ -114,6 +116,10 @@ class Workload:
                              f"not {self.label_files!r}")
         if self.augment not in PASSES:
             raise ValueError(f"segment.augment must be one of {', '.join(PASSES)}, not {self.augment!r}")
+
+    @property
+    def largest_mpx(self) -> float:
+        return max(self.largest_image_mpx, self.mpx_per_image)
 
     @property
     def total_mpx(self) -> float:

@@ -52,7 +52,10 @@ from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, 
 from .prices import PriceTable
 from .throughput import ThroughputProfile, load_profile
 
-SHARDS = (4.0, 8.0, 16.0, 32.0, 64.0)
+SHARDS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
+#: shards above this only for workloads whose images are all at most this large: the workflow batches every image
+#: of at most tiling.shard_mpx, and a batch job holds a whole field in memory (the largest shard before 2026-12-05)
+BATCHED_FIELD_MPX = 64.0
 CPU_RULES_OF_PROFILE = ("plan_batches", "report_fields", "tile", "stitch", "measure", "track", "ngff", "spatialdata",
                         "ngff_batch", "spatialdata_batch", "report_sample", "lineage", "summary",
                         "aggregate_measurements")
@@ -96,7 +99,7 @@ class Plan:
                          "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
                          "formats": list(workload.formats), "label_files": workload.label_files,
                          "augment": workload.augment, "images_per_folder": workload.images_per_folder,
-                         "compartments": workload.compartments,
+                         "largest_image_mpx": workload.largest_mpx, "compartments": workload.compartments,
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
                                      for x in workload.exports}},
             "objective": self.objective, "limit": self.limit,
@@ -181,6 +184,8 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
         for shard in shards:
             if shard < w.mpx_per_image or not fits(machine, rate, shard):
                 continue
+            if shard > BATCHED_FIELD_MPX and w.largest_mpx > BATCHED_FIELD_MPX:
+                continue   # it would batch images a batch job was never planned for
             k = slots_per_node(machine, rate, shard)
             cap = max_nodes if not machine.gpus else min(max_nodes - 1, (max_gpus if max_gpus is not None
                                                                           else 10 ** 6) // machine.gpus)
@@ -233,6 +238,15 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
     if not cands:
         raise Infeasible("no machine type fits a batch: the images are larger than the largest shard "
                          f"({max(shards):g} Mpx), no node has the memory, or the quota allows no node")
+    considered = len(cands)
+    # one configuration is chosen, so the quotas are each configuration's own: those within them, less any another
+    # beats on both time and cost (never the answer for either objective), go to the integer program
+    def within(c: Choice) -> bool:
+        gpus = sum(prices.machines[pc.machine].gpus * pc.nodes for pc in c.pools)
+        return sum(pc.nodes for pc in c.pools) <= max_nodes and (max_gpus is None or gpus <= max_gpus)
+
+    cands = [(t, c, choice, p) for t, c, (choice, p) in _pareto([(t, c, (choice, p)) for t, c, choice, p in cands
+                                                                   if within(choice)])] or cands
     prob = pulp.LpProblem("cellscale_plan", pulp.LpMinimize)
     x = [prob.add_variable(f"x{i}", 0, 1, cat="Binary") for i in range(len(cands))]
 
@@ -261,7 +275,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
                               spot_options, machines, shards, segment_machines))
     i = max(range(len(x)), key=lambda j: x[j].value() or 0)
     _, _, choice, prediction = cands[i]
-    return Plan(choice, prediction, objective, limit, len(cands), time.perf_counter() - t0,
+    return Plan(choice, prediction, objective, limit, considered, time.perf_counter() - t0,
                 assumptions(choice, profiles, prices, o, preemption, w.exports, w), prices)
 
 
@@ -410,7 +424,7 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     (:func:`cellscale.io.image_size`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
     Time-lapse rows are left out (the planner models batched still images). Image paths relative to the current
     folder, as the workflow reads them. ``compartments``: 2 where most rows name a membrane channel (the whole-cell
-    model), else 1; ``images_per_folder``: the most images in one folder."""
+    model), else 1; ``images_per_folder``: the most images in one folder; ``largest_image_mpx``: the largest image."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
@@ -438,4 +452,4 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     membrane = (rows["membrane_channel"].str.strip() != "").mean() if "membrane_channel" in rows else 0.0
     folders = rows["image"].map(lambda p: os.path.dirname(os.path.normpath(p))).value_counts()
     return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane),
-                    images_per_folder=int(folders.max()))
+                    images_per_folder=int(folders.max()), largest_image_mpx=max(sizes))
