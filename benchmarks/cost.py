@@ -206,7 +206,7 @@ def section_measure(args) -> dict:
     runs = {}
     for augment in args.augment or [None]:   # None: the shipped config's segment.augment
         work = tmp / f"work_{augment or 'shipped'}"
-        scale.prepare_workflow(work, folder, 16.0, ["ome-tiff"] if args.augment else None)
+        scale.prepare_workflow(work, folder, args.shard, ["ome-tiff"] if args.augment else None)
         if augment:
             import yaml
 
@@ -214,7 +214,8 @@ def section_measure(args) -> dict:
             config["segment"]["augment"] = augment
             (work / "config/config.yaml").write_text(yaml.safe_dump(config))
         wall, _ = scale._snakemake(work)
-        print(f"\n## Measured: the workflow on {args.measure} fields of 1024^2 ({mpx:.1f} Mpx), --cores 2"
+        print(f"\n## Measured: the workflow on {args.measure} fields of 1024^2 ({mpx:.1f} Mpx), --cores 2, "
+              f"shard {args.shard:g} Mpx"
               f"{', segment.augment ' + augment if augment else ''}: {wall:.1f} s")
         rows = {}
         for folder_ in sorted(p for p in (work / "results/benchmarks").iterdir() if p.is_dir()):
@@ -228,7 +229,7 @@ def section_measure(args) -> dict:
         runs[augment or "shipped"] = {"wall_s": wall, "jobs": rows, "segment_batch_fit": fit}
     if args.augment:
         shutil.rmtree(tmp, ignore_errors=True)
-        return {"fields": args.measure, "mpx": mpx, "augment": runs}
+        return {"fields": args.measure, "mpx": mpx, "shard_mpx": args.shard, "augment": runs}
     # files each batch output holds (one Cloud Storage object each on GKE), per field of view: what
     # `cellscale plan --pilot` reads from a run (cellscale.cost.runcost.export_files), and segment_batch's own
     objects = {fmt: {"per_field": n, "mb_per_mpx": mb} for fmt, (n, mb) in export_files(work / "results").items()}
@@ -265,6 +266,8 @@ def main() -> int:
     parser.add_argument("--augment", nargs="+", default=None, choices=["none", "rot180", "flips"],
                         help="with --measure: one run per segment.augment, OME-TIFF labels only (its speed ratio)")
     parser.add_argument("--measure-only", action="store_true", help="with --measure: that section alone")
+    parser.add_argument("--shard", type=float, default=16.0,
+                        help="with --measure: tiling.shard_mpx of the run (Mpx a batch; the CPU figures: 16)")
     args = parser.parse_args()
     prices, kiosk = load_prices(ROOT / "config/prices/gke-us-central1.yaml"), load_prices(
         ROOT / "config/prices/kiosk-2021.yaml")
