@@ -127,6 +127,8 @@ def test_shards_above_64_mpx_only_for_workloads_of_small_images():
                  preemption=0.05)
     assert mixed.choice.shard_mpx <= BATCHED_FIELD_MPX
     assert mixed.prediction.cost_usd == pytest.approx(small.prediction.cost_usd)
+    with pytest.raises(Infeasible, match=r"larger than the largest shard \(64 Mpx\)"):   # and says so
+        plan(Workload(100, 100.0), PROFILES, PRICES, deadline_h=6)
 
 
 def test_max_gpus_is_respected():

@@ -236,17 +236,22 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
     cands = candidates(w, profiles, prices, o, preemption, max_gpus, max_nodes, spot_options, machines, shards,
                        segment_machines)
     if not cands:
+        usable = [s for s in shards if s <= BATCHED_FIELD_MPX or w.largest_mpx <= BATCHED_FIELD_MPX]
         raise Infeasible("no machine type fits a batch: the images are larger than the largest shard "
-                         f"({max(shards):g} Mpx), no node has the memory, or the quota allows no node")
+                         f"({max(usable, default=0):g} Mpx), no node has the memory, or the quota allows no node")
     considered = len(cands)
-    # one configuration is chosen, so the quotas are each configuration's own: those within them, less any another
-    # beats on both time and cost (never the answer for either objective), go to the integer program
+
     def within(c: Choice) -> bool:
         gpus = sum(prices.machines[pc.machine].gpus * pc.nodes for pc in c.pools)
         return sum(pc.nodes for pc in c.pools) <= max_nodes and (max_gpus is None or gpus <= max_gpus)
 
+    # one configuration is chosen, so the quotas are each configuration's own: those within them, less those that
+    # another beats on both time and cost (the answer to neither objective), go to the integer program
     cands = [(t, c, choice, p) for t, c, (choice, p) in _pareto([(t, c, (choice, p)) for t, c, choice, p in cands
-                                                                   if within(choice)])] or cands
+                                                                   if within(choice)])]
+    if not cands:
+        raise Infeasible(_why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes,
+                              spot_options, machines, shards, segment_machines))
     prob = pulp.LpProblem("cellscale_plan", pulp.LpMinimize)
     x = [prob.add_variable(f"x{i}", 0, 1, cat="Binary") for i in range(len(cands))]
 
