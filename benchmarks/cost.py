@@ -48,7 +48,7 @@ from cellscale.cost.model import (EXPORTS, TAIL_LAST, TAIL_PARALLEL, Choice, Ove
                                   Workload, export_nodes, predict, segment_rate)
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan  # noqa: E402
 from cellscale.cost.prices import load_prices  # noqa: E402
-from cellscale.cost.jobs import batch_members, read_batch_plan  # noqa: E402
+from cellscale.cost.jobs import job_table  # noqa: E402
 from cellscale.cost.runcost import export_files, run_files  # noqa: E402
 from cellscale.cost.simulate import figure, simulate, simulate_mean  # noqa: E402
 
@@ -217,14 +217,12 @@ def section_measure(args) -> dict:
         print(f"\n## Measured: the workflow on {args.measure} fields of 1024^2 ({mpx:.1f} Mpx), --cores 2, "
               f"shard {args.shard:g} Mpx"
               f"{', segment.augment ' + augment if augment else ''}: {wall:.1f} s")
+        jobs = job_table(work / "results/benchmarks", work / "results")   # every benchmark file, with its Mpx
         rows = {}
-        for folder_ in sorted(p for p in (work / "results/benchmarks").iterdir() if p.is_dir()):
-            rule = folder_.name
-            for f in sorted(folder_.glob("*.tsv")):
-                values = f.read_text().splitlines()[1].split("\t")
-                rows.setdefault(rule, []).append((float(values[0]), float(values[2])))
-                print(f"{rule} {f.stem}: {values[0]} s, max RSS {values[2]} MB")
-        fit = _segment_fit(work)
+        for job in jobs.sort_values(["rule", "job"]).itertuples():
+            rows.setdefault(job.rule, []).append((job.s, job.max_rss_mb))
+            print(f"{job.rule} {Path(job.job).stem}: {job.s:g} s, max RSS {job.max_rss_mb:g} MB")
+        fit = _segment_fit(jobs)
         print(f"segment_batch: {fit[0]:.3g} s + {fit[1]:.4g} s/Mpx a job (least squares over its jobs)")
         runs[augment or "shipped"] = {"wall_s": wall, "jobs": rows, "segment_batch_fit": fit}
     if args.augment:
@@ -241,15 +239,12 @@ def section_measure(args) -> dict:
     return {"fields": args.measure, "mpx": mpx, "wall_s": wall, "jobs": rows, "objects": objects}
 
 
-def _segment_fit(work: Path) -> tuple[float, float]:
-    """segment_batch's seconds a job against its batch's Mpx (results/batches/plan.tsv): (fixed s, s per Mpx)."""
+def _segment_fit(jobs) -> tuple[float, float]:
+    """segment_batch's seconds a job against its batch's Mpx (a :func:`job_table`): (fixed s, s per Mpx)."""
     import numpy as np
 
-    members = batch_members(read_batch_plan(work / "results/batches/plan.tsv"))
-    pairs = [(float(members[f.stem]["mpx"].sum()), float(f.read_text().splitlines()[1].split("\t")[0]))
-             for f in (work / "results/benchmarks/segment_batch").glob("*.tsv")]
-    x, y = np.array(pairs).T
-    slope, intercept = np.polyfit(x, y, 1)
+    seg = jobs[jobs["rule"] == "segment_batch"]
+    slope, intercept = np.polyfit(seg["mpx"].to_numpy(float), seg["s"].to_numpy(float), 1)
     return float(intercept), float(slope)
 
 

@@ -145,14 +145,28 @@ def _export_counts(keep: int) -> list[int]:
     return sorted({c for c in range(1, min(keep, 4) + 1)} | {2 ** i for i in range(3, 30) if 2 ** i < keep} | {keep})
 
 
-def _pareto(items: list[tuple[float, float, object]]) -> list[tuple[float, float, object]]:
-    items = sorted(items, key=lambda t: (t[0], t[1]))
+def _pareto(items: list[tuple]) -> list[tuple]:
+    """The items (time, cost, ...) that no other beats on both time and cost, fastest first."""
     front, best = [], math.inf
-    for t, c, x in items:
-        if c < best - 1e-12:
-            front.append((t, c, x))
-            best = c
+    for item in sorted(items, key=lambda t: (t[0], t[1])):
+        if item[1] < best - 1e-12:
+            front.append(item)
+            best = item[1]
     return front
+
+
+def usable_shards(w: Workload, shards=SHARDS) -> list[float]:
+    """The shard sizes the workload's images allow: above :data:`BATCHED_FIELD_MPX` only when no image is larger
+    (a larger shard would batch images a batch job was never planned for)."""
+    return [s for s in shards if s <= BATCHED_FIELD_MPX or w.largest_mpx <= BATCHED_FIELD_MPX]
+
+
+def _nodes(c: Choice) -> int:
+    return sum(pc.nodes for pc in c.pools)
+
+
+def _gpus(c: Choice, prices: PriceTable) -> int:
+    return sum(prices.machines[pc.machine].gpus * pc.nodes for pc in c.pools)
 
 
 def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preemption: float, max_gpus: int | None,
@@ -181,11 +195,9 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
         rate = segment_rate(profiles[m], w, o) if SEGMENT_RULE in profiles[m].rules else None
         if rate is None or (rate.gpu and not machine.gpus) or (segment_machines and m not in segment_machines):
             continue
-        for shard in shards:
+        for shard in usable_shards(w, shards):
             if shard < w.mpx_per_image or not fits(machine, rate, shard):
                 continue
-            if shard > BATCHED_FIELD_MPX and w.largest_mpx > BATCHED_FIELD_MPX:
-                continue   # it would batch images a batch job was never planned for
             k = slots_per_node(machine, rate, shard)
             cap = max_nodes if not machine.gpus else min(max_nodes - 1, (max_gpus if max_gpus is not None
                                                                           else 10 ** 6) // machine.gpus)
@@ -214,14 +226,13 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                                        for c in _export_counts(keep)]
                         for choice in choices:
                             p = predict(w, choice, profiles, prices, o, preemption)
-                            options.append((p.hours, p.cost_usd, (choice, p)))
+                            options.append((p.hours, p.cost_usd, choice, p))
                             if best is None or p.cost_usd < best[1].cost_usd:
                                 best = (choice, p)
                     if best is not None:
-                        group += [opt for opt in options if opt[2][0].tail.machine == best[0].tail.machine]
+                        group += [opt for opt in options if opt[2].tail.machine == best[0].tail.machine]
                         tails = [best[0].tail.machine]
-                for t, c, (choice, p) in _pareto(group):
-                    out.append((t, c, choice, p))
+                out += _pareto(group)
     return out
 
 
@@ -236,22 +247,21 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
     cands = candidates(w, profiles, prices, o, preemption, max_gpus, max_nodes, spot_options, machines, shards,
                        segment_machines)
     if not cands:
-        usable = [s for s in shards if s <= BATCHED_FIELD_MPX or w.largest_mpx <= BATCHED_FIELD_MPX]
         raise Infeasible("no machine type fits a batch: the images are larger than the largest shard "
-                         f"({max(usable, default=0):g} Mpx), no node has the memory, or the quota allows no node")
+                         f"({max(usable_shards(w, shards), default=0):g} Mpx), no node has the memory, or the quota "
+                         "allows no node")
     considered = len(cands)
 
-    def within(c: Choice) -> bool:
-        gpus = sum(prices.machines[pc.machine].gpus * pc.nodes for pc in c.pools)
-        return sum(pc.nodes for pc in c.pools) <= max_nodes and (max_gpus is None or gpus <= max_gpus)
+    def infeasible() -> Infeasible:
+        return Infeasible(_why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes,
+                               spot_options, machines, shards, segment_machines))
 
     # one configuration is chosen, so the quotas are each configuration's own: those within them, less those that
     # another beats on both time and cost (the answer to neither objective), go to the integer program
-    cands = [(t, c, choice, p) for t, c, (choice, p) in _pareto([(t, c, (choice, p)) for t, c, choice, p in cands
-                                                                   if within(choice)])]
+    cands = _pareto([r for r in cands if _nodes(r[2]) <= max_nodes
+                     and (max_gpus is None or _gpus(r[2], prices) <= max_gpus)])
     if not cands:
-        raise Infeasible(_why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes,
-                              spot_options, machines, shards, segment_machines))
+        raise infeasible()
     prob = pulp.LpProblem("cellscale_plan", pulp.LpMinimize)
     x = [prob.add_variable(f"x{i}", 0, 1, cat="Binary") for i in range(len(cands))]
 
@@ -261,9 +271,8 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
     hours, costs = [r[0] for r in cands], [r[1] for r in cands]
     prob += total([1.0] * len(x)) == 1, "one_configuration"
     if max_gpus is not None:
-        prob += total([sum(prices.machines[pc.machine].gpus * pc.nodes for pc in c.pools)
-                       for _, _, c, _ in cands]) <= max_gpus, "gpu_quota"
-    prob += total([sum(pc.nodes for pc in c.pools) for _, _, c, _ in cands]) <= max_nodes, "node_quota"
+        prob += total([_gpus(c, prices) for _, _, c, _ in cands]) <= max_gpus, "gpu_quota"
+    prob += total([_nodes(c) for _, _, c, _ in cands]) <= max_nodes, "node_quota"
     if deadline_h is not None:
         prob += total(hours) <= deadline_h, "deadline"
         prob += total(costs)
@@ -276,8 +285,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
         warnings.simplefilter("ignore", DeprecationWarning)
         prob.solve(pulp.PULP_CBC_CMD(msg=False))
     if pulp.LpStatus[prob.status] != "Optimal":
-        raise Infeasible(_why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes,
-                              spot_options, machines, shards, segment_machines))
+        raise infeasible()
     i = max(range(len(x)), key=lambda j: x[j].value() or 0)
     _, _, choice, prediction = cands[i]
     return Plan(choice, prediction, objective, limit, considered, time.perf_counter() - t0,

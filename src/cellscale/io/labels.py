@@ -141,14 +141,14 @@ class LabelSeries:
 
     def exists(self) -> bool:
         """The file exists and holds an image of this name."""
-        return self.path.is_file() and self.name in series_names(self.path)
+        return self.name in _series_positions(self.path)
 
     @property
     def index(self) -> int:
-        names = series_names(self.path)
-        if self.name not in names:
-            raise ImageError(f"{self.path}: no image named {self.name!r} among its {len(names)} series")
-        return names.index(self.name)
+        positions = _series_positions(self.path)
+        if self.name not in positions:
+            raise ImageError(f"{self.path}: no image named {self.name!r} among its {len(positions)} series")
+        return positions[self.name]
 
     def __str__(self) -> str:
         return f"{self.path} (series {self.name!r})"
@@ -156,21 +156,30 @@ class LabelSeries:
 
 def series_names(path: str | os.PathLike) -> list[str]:
     """The OME ``Image`` names of a multi-series OME-TIFF, in the file's order ([] when unreadable)."""
-    path = Path(path)
+    return list(_series_positions(path))
+
+
+def _series_positions(path: str | os.PathLike) -> dict[str, int]:
+    """Each OME ``Image`` name of the file and its place (the first, for a name given twice); {} when there is no
+    such file or it is unreadable. Shared while the file is unchanged: do not modify it."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError:
-        return []
-    return list(_series_names(str(path), stat.st_mtime_ns, stat.st_size))
+        return {}
+    return _read_positions(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=64)
-def _series_names(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:  # cached while the file is unchanged
+def _read_positions(path: str, mtime_ns: int, size: int) -> dict[str, int]:  # cached while the file is unchanged
     try:
         with tifffile.TiffFile(path) as tif:
-            return tuple(s.name for s in tif.series)
+            names = [s.name for s in tif.series]
     except Exception:
-        return ()
+        return {}
+    positions: dict[str, int] = {}
+    for k, name in enumerate(names):
+        positions.setdefault(name, k)
+    return positions
 
 
 def write_label_series(path: str | os.PathLike, images: list[tuple[str, object, float | None]]) -> None:
