@@ -93,87 +93,109 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
     whose score cannot reach its ``min_raw`` even if every remaining tree
     gave its largest leaf gets NaN, and the next stage evaluates the
     remaining rows only. The other rows get exactly the numbers they would
-    get without ``min_raw``.
+    get without ``min_raw``. Each feature's value is ranked among its
+    thresholds once; every stage reads its trees' columns of the same tables.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] == 0 or np.isnan(x).any():
         return _predict_walk(trees, x)
-    n_trees = int(np.asarray(trees["roots"]).size)
+    comp = _compiled(trees)
+    if comp is None or comp[3] > x.shape[1]:
+        return _predict_walk(trees, x)
+    tables, leaf_value, one, _, top, _ = comp
+    n_trees = leaf_value.shape[0]
     cuts = [0, n_trees]
     if min_raw is not None and n_trees >= 8:
         cuts = sorted({0, n_trees, *(int(round(f * n_trees)) for f in _STAGES)})
-    stages = [_compiled(trees, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
-    if any(c is None or c[3] > x.shape[1] for c in stages):
-        return _predict_walk(trees, x)
     n = x.shape[0]
     baseline = float(trees["baseline"][0])
-    leaf = np.empty((n, n_trees), np.intp)  # flat index (into flat_value) of each row's leaf of each tree
-    flat_value = np.concatenate([c[1].ravel() for c in stages])
-    base = np.cumsum([0] + [c[1].size for c in stages])
-    alive = np.arange(n)
+    # per feature, how many of its splits each row goes right at (thresholds below the value)
+    rank = [np.searchsorted(thr, x[:, f], side="left") for f, thr, _ in tables]
+    values = np.empty((n, n_trees))  # the leaf value of each row's exit leaf of each tree
+    alive = None  # rows still of interest (None: all)
     partial = np.full(n, baseline)
-    for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
-        sub = np.empty((alive.size, hi - lo), np.intp)
-        _exit_leaves(stages[k], x[alive] if alive.size < n else x, sub, chunk)
-        sub += base[k]
-        leaf[alive, lo:hi] = sub
-        if k + 1 < len(stages):
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        sub = np.empty((n if alive is None else alive.size, hi - lo))
+        _exit_values(_stage_tables(comp, lo, hi), leaf_value[lo:hi], one,
+                     rank if alive is None else [r[alive] for r in rank], sub, chunk)
+        if alive is None:
+            values[:, lo:hi] = sub
+        else:
+            values[alive, lo:hi] = sub
+        if hi < n_trees:
             # prune the rows that cannot reach min_raw even with the largest leaf of every remaining tree
-            partial[alive] += flat_value[sub].sum(1)
-            rest = sum(float(c[1].max(1).sum()) for c in stages[k + 1:])
-            alive = alive[~(partial[alive] + rest < np.asarray(min_raw, float)[alive] - 1e-6)]
-    out = np.full(n, np.nan)
-    for s in range(0, alive.size, chunk):
-        rows = alive[s:s + chunk]
-        raw = baseline + flat_value[leaf[rows]].sum(1)
-        out[rows] = 1.0 / (1.0 + np.exp(-raw))
-    return out
+            rows = np.arange(n) if alive is None else alive
+            partial[rows] += sub.sum(1)
+            reach = partial[rows] + float(top[hi:].sum()) >= np.asarray(min_raw, float)[rows] - 1e-6
+            alive = rows[reach]
+    if alive is not None:
+        values = values[alive]
+    raw = baseline + values.sum(1)
+    out = 1.0 / (1.0 + np.exp(-raw))
+    if alive is None:
+        return out
+    full = np.full(n, np.nan)
+    full[alive] = out
+    return full
 
 
 #: with ``min_raw``, the trees are evaluated in stages ending at these fractions of them (then all)
 _STAGES = (0.35, 0.5)
 
 
-def _exit_leaves(comp, x: np.ndarray, out: np.ndarray, chunk: int) -> None:
-    """Write into ``out`` (n, trees of ``comp``) the flat index (tree * width + leaf) of the exit leaves."""
-    tables, leaf_value, one, _ = comp
+def _exit_values(columns: list[np.ndarray], leaf_value: np.ndarray, one, rank: list[np.ndarray],
+                 out: np.ndarray, chunk: int) -> None:
+    """Write into ``out`` (n, trees) the value of each row's exit leaf of each tree: ``columns`` are the
+    trees' columns of the feature tables, ``rank`` the rows' rank per feature (:func:`predict_trees`)."""
     n_trees, width = leaf_value.shape
+    flat = leaf_value.ravel()
     offset = np.arange(n_trees, dtype=np.intp) * width
     n = out.shape[0]
-    # per feature, how many of its splits each row goes right at (thresholds below the value)
-    rank = [np.searchsorted(thr, x[:, f], side="left") for f, thr, _ in tables]
     for s in range(0, n, chunk):
         acc = None
-        for (_, _, table), k in zip(tables, rank):
-            g = table[k[s:s + chunk]]
+        for table, k in zip(columns, rank):
+            g = np.take(table, k[s:s + chunk], axis=0)  # (3x faster than table[k] for these row gathers)
             if acc is None:
                 acc = g
             else:
                 acc &= g
         if acc is None:  # no split at all: every tree is one leaf
             acc = np.ones((min(chunk, n - s), n_trees), dtype=one.dtype)
-        low = acc & (~acc + one)  # the exit leaf: the leftmost leaf still reachable
-        out[s:s + chunk] = np.frexp(low.astype(np.float64))[1] - 1 + offset
+        low = acc & (~acc + one)  # the exit leaf: the leftmost leaf still reachable (its bit alone)
+        # its bit's position: the exponent of the power of two, exact as a float (a libm frexp is 5x slower)
+        if low.dtype == np.uint32:
+            bit = (low.astype(np.float32).view(np.int32) >> 23) - 127
+        else:
+            bit = (low.astype(np.float64).view(np.int64) >> 52) - 1023
+        np.take(flat, bit + offset, out=out[s:s + chunk])
 
 
 _COMPILED: dict[tuple, tuple] = {}
 
 
-def _compiled(trees: dict, lo: int = 0, hi: int | None = None):
-    """:func:`_compile` of trees ``lo:hi``, cached while the arrays live."""
-    key = (id(trees["feature"]), lo, hi)
+def _stage_tables(comp, lo: int, hi: int) -> list[np.ndarray]:
+    """The columns of trees ``lo:hi`` of each feature table of ``comp`` (contiguous copies, cached with it)."""
+    cache = comp[5]
+    if (lo, hi) not in cache:
+        cache[lo, hi] = [np.ascontiguousarray(table[:, lo:hi]) for _, _, table in comp[0]]
+    return cache[lo, hi]
+
+
+def _compiled(trees: dict):
+    """:func:`_compile` of the trees, cached while the arrays live."""
+    key = id(trees["feature"])
     hit = _COMPILED.get(key)
     if hit is not None and hit[0] is trees["feature"] and hit[1] is trees["threshold"]:
         return hit[2]
-    comp = _compile(trees, lo, hi)
+    comp = _compile(trees)
     if len(_COMPILED) > 32:
         _COMPILED.clear()
     _COMPILED[key] = (trees["feature"], trees["threshold"], comp)
     return comp
 
 
-def _compile(trees: dict, lo: int = 0, hi: int | None = None):
-    """Exit-leaf tables of the trees ``lo:hi`` (Lucchese et al., QuickScorer, SIGIR 2015).
+def _compile(trees: dict):
+    """Exit-leaf tables of the trees (Lucchese et al., QuickScorer, SIGIR 2015).
 
     The leaves of every tree are numbered left to right (bit ``k`` of a
     mask: leaf ``k``). A split sends a row right when its feature exceeds
@@ -184,7 +206,8 @@ def _compile(trees: dict, lo: int = 0, hi: int | None = None):
     splits of lowest threshold: a row ``x`` whose value exceeds ``k``
     thresholds takes row ``k`` (``searchsorted``). ANDing the tables of all
     features gives, per tree, the reachable leaves; the lowest set bit is the
-    exit leaf. Returns ``(tables, leaf_value (trees, leaves), one, n_features)``
+    exit leaf. Returns ``(tables, leaf_value (trees, leaves), one, n_features,
+    top (each tree's largest leaf value), {})`` (the last holds :func:`_stage_tables`' copies)
     or ``None`` when a tree has more than 64 leaves.
     """
     feat = np.asarray(trees["feature"]).astype(np.int64)
@@ -193,7 +216,7 @@ def _compile(trees: dict, lo: int = 0, hi: int | None = None):
     right = np.asarray(trees["right"]).astype(np.int64)
     leaf = np.asarray(trees["leaf"]).astype(bool)
     value = np.asarray(trees["value"], dtype=np.float64)
-    roots = np.asarray(trees["roots"]).astype(np.int64)[lo:hi]
+    roots = np.asarray(trees["roots"]).astype(np.int64)
     n_trees = roots.size
     tree_of = np.full(feat.size, -1, np.int64)
     left_bits = np.zeros(feat.size, dtype=object)  # per split: the leaves of its left subtree
@@ -238,7 +261,8 @@ def _compile(trees: dict, lo: int = 0, hi: int | None = None):
             current[t] = current[t] & dtype(full & ~int(left_bits[node]))
             table[k + 1] = current
         tables.append((f, thr[nodes].copy(), table))
-    return tables, leaf_value, dtype(1), n_features
+    top = np.array([value[order].max() for order in leaves]) if leaves else np.zeros(0)
+    return tables, leaf_value, dtype(1), n_features, top, {}
 
 
 def _predict_walk(trees: dict, x: np.ndarray, chunk: int = 16384) -> np.ndarray:
