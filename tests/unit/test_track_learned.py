@@ -11,7 +11,8 @@ from cellscale.synth.timelapse import write_ctc_ground_truth
 from cellscale.track import TrackConfig, detections_from_labels, link
 from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
 from cellscale.track.features import (DIVISION_FEATURES, LINK_FEATURES, FrameFeatures, compensated_overlaps,
-                                      division_features, link_features, local_motion, shape_moments)
+                                      division_features, link_features, local_motion, local_motions,
+                                      shape_moments)
 from cellscale.track.scorer import Scorer, load_scorer, predict_trees, shipped_scorer_dir
 from cellscale.track.training import jitter_labels, training_rows, truth_of_candidates
 
@@ -43,6 +44,23 @@ def test_local_motion_recovers_a_collective_shift():
     shift = np.array([3.0, -2.0])
     v = local_motion(p, p + shift + rng.normal(0, 0.2, size=p.shape))
     np.testing.assert_allclose(np.median(v, 0), shift, atol=0.3)
+
+
+def test_local_motions_of_a_movie_equal_those_of_each_frame_pair():
+    """All frame pairs at once give each pair's own local_motion: frames of many and of few (< k) points, an
+    empty frame, and a last frame (zero)."""
+    rng = np.random.default_rng(3)
+    counts = [40, 45, 5, 30, 0, 25, 50]
+    pos = np.concatenate([rng.uniform(0, 300, size=(c, 2)) + 4.0 * t for t, c in enumerate(counts)])
+    starts = np.r_[0, np.cumsum(counts)]
+    got = local_motions(pos, starts)
+    want = np.zeros_like(pos)
+    for t in range(len(counts) - 1):
+        a, b = slice(starts[t], starts[t + 1]), slice(starts[t + 1], starts[t + 2])
+        want[a] = local_motion(pos[a], pos[b])
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(got[:starts[3]]).min() > 0 and not got[starts[3]:starts[4]].any()  # frame 3: next one empty
+    assert not got[starts[-2]:].any()
 
 
 def test_compensated_overlap_of_a_moved_cell_is_one():

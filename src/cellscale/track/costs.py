@@ -59,7 +59,7 @@ from scipy.spatial import cKDTree
 
 from cellscale.track.config import TrackConfig
 from cellscale.track.features import (DIVISION_FEATURES, LINK_FEATURES, FrameIndex, MovieFeatures, count_pairs,
-                                      division_features, link_features, nearest_in_frame)
+                                      division_features, link_features, local_motions, nearest_in_frame)
 
 __all__ = ["Candidates", "FrameIndex", "build_candidates", "crowding", "estimate_max_distance",
            "frame_overlaps", "DIVISIONS_PER_MOTHER"]
@@ -218,6 +218,7 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     # --- one pass over the frames: overlaps, and the features' per-frame numbers -------------
     # (each frame's pixels are indexed once, and kept while the next frame needs them)
     movie = MovieFeatures(n) if learned else None
+    motion = local_motions(pos, starts_at) if learned else None  # every frame's, at once
     ov_keys, ov_iou, touch_keys = [], [], []
     if use_iou or touch_rules or learned:
         indexed: dict[tuple[int, int], FrameIndex] = {}  # (frame, stride): kept while the next frame needs it
@@ -260,7 +261,7 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
             if learned:
                 add_frame(t + 1)
                 movie.add_pair(s0, s1, grid_of(t), grid_of(t + 1), pos[s0:s1], pos[s1:starts_at[t + 2]],
-                               (oa, ob, ov), stride)
+                               (oa, ob, ov), stride, motion[s0:s1])
     if learned:
         movie.finish(pos, frame)
     ov_keys = np.concatenate(ov_keys) if ov_keys else np.zeros(0, np.int64)

@@ -102,36 +102,39 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
     comp = _compiled(trees)
     if comp is None or comp[3] > x.shape[1]:
         return _predict_walk(trees, x)
-    tables, leaf_value, one, _, top, _ = comp
+    tables, leaf_value, one, _, top, low, _ = comp
     n_trees = leaf_value.shape[0]
+    baseline = float(trees["baseline"][0])
     cuts = [0, n_trees]
     if min_raw is not None and n_trees >= 8:
-        cuts = sorted({0, n_trees, *(int(round(f * n_trees)) for f in _STAGES)})
+        # a stage ends where some row could be pruned: its min_raw above the lowest score the trees before
+        # the cut can give plus the highest the trees after it can (else the cut only costs time)
+        bottom = np.concatenate([[0.0], np.cumsum(low)])
+        ceiling = np.concatenate([np.cumsum(top[::-1])[::-1], [0.0]])
+        need = float(np.max(min_raw)) if np.size(min_raw) else -np.inf
+        cuts = sorted({0, n_trees, *(c for c in (int(round(f * n_trees)) for f in _STAGES)
+                                     if 0 < c < n_trees and need - ceiling[c] > baseline + bottom[c] - 1e-6)})
     n = x.shape[0]
-    baseline = float(trees["baseline"][0])
     # per feature, how many of its splits each row goes right at (thresholds below the value)
     rank = [np.searchsorted(thr, x[:, f], side="left") for f, thr, _ in tables]
-    values = np.empty((n, n_trees))  # the leaf value of each row's exit leaf of each tree
+    stages = []  # per stage: the rows it scored (None: all) and their exit leaves' values (rows, its trees)
     alive = None  # rows still of interest (None: all)
     partial = np.full(n, baseline)
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         sub = np.empty((n if alive is None else alive.size, hi - lo))
         _exit_values(_stage_tables(comp, lo, hi), leaf_value[lo:hi], one,
                      rank if alive is None else [r[alive] for r in rank], sub, chunk)
-        if alive is None:
-            values[:, lo:hi] = sub
-        else:
-            values[alive, lo:hi] = sub
+        stages.append((alive, sub))
         if hi < n_trees:
             # prune the rows that cannot reach min_raw even with the largest leaf of every remaining tree
             rows = np.arange(n) if alive is None else alive
             partial[rows] += sub.sum(1)
-            reach = partial[rows] + float(top[hi:].sum()) >= np.asarray(min_raw, float)[rows] - 1e-6
-            alive = rows[reach]
-    if alive is not None:
-        values = values[alive]
-    raw = baseline + values.sum(1)
-    out = 1.0 / (1.0 + np.exp(-raw))
+            alive = rows[partial[rows] + float(top[hi:].sum()) >= np.asarray(min_raw, float)[rows] - 1e-6]
+    if len(stages) == 1:
+        values = stages[0][1]
+    else:  # the surviving rows' leaf values of every tree, in tree order
+        values = np.hstack([sub[alive if rows is None else np.searchsorted(rows, alive)] for rows, sub in stages])
+    out = 1.0 / (1.0 + np.exp(-(baseline + values.sum(1))))
     if alive is None:
         return out
     full = np.full(n, np.nan)
@@ -175,7 +178,7 @@ _COMPILED: dict[tuple, tuple] = {}
 
 def _stage_tables(comp, lo: int, hi: int) -> list[np.ndarray]:
     """The columns of trees ``lo:hi`` of each feature table of ``comp`` (contiguous copies, cached with it)."""
-    cache = comp[5]
+    cache = comp[6]
     if (lo, hi) not in cache:
         cache[lo, hi] = [np.ascontiguousarray(table[:, lo:hi]) for _, _, table in comp[0]]
     return cache[lo, hi]
@@ -207,7 +210,7 @@ def _compile(trees: dict):
     thresholds takes row ``k`` (``searchsorted``). ANDing the tables of all
     features gives, per tree, the reachable leaves; the lowest set bit is the
     exit leaf. Returns ``(tables, leaf_value (trees, leaves), one, n_features,
-    top (each tree's largest leaf value), {})`` (the last holds :func:`_stage_tables`' copies)
+    top and low (each tree's largest and smallest leaf value), {})`` (the last holds :func:`_stage_tables`' copies)
     or ``None`` when a tree has more than 64 leaves.
     """
     feat = np.asarray(trees["feature"]).astype(np.int64)
@@ -262,7 +265,8 @@ def _compile(trees: dict):
             table[k + 1] = current
         tables.append((f, thr[nodes].copy(), table))
     top = np.array([value[order].max() for order in leaves]) if leaves else np.zeros(0)
-    return tables, leaf_value, dtype(1), n_features, top, {}
+    low = np.array([value[order].min() for order in leaves]) if leaves else np.zeros(0)
+    return tables, leaf_value, dtype(1), n_features, top, low, {}
 
 
 def _predict_walk(trees: dict, x: np.ndarray, chunk: int = 16384) -> np.ndarray:
