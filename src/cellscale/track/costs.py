@@ -277,9 +277,16 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
                     else md + 2.0 * float(radius.max(initial=0.0)))
     layers = _FrameLayers(pos, frame, reach)
     every = np.arange(n)
+    # consecutive frames: one query within the links' and the divisions' radii, shared by both
+    div_reach = (np.full(n, float(cfg.division_distance)) if cfg.division_distance else md + 2.0 * radius)
+    near = layers.pairs(every, every, 1, max(md, float(div_reach[big].max(initial=0.0)) if cfg.divisions else md),
+                        distances=True)
     for dt in range(1, max_dt + 1):
         lim = md * math.sqrt(dt)
-        ga, gb = layers.pairs(every, every, dt, lim)
+        if dt == 1:
+            ga, gb = near[0][near[2] <= lim], near[1][near[2] <= lim]
+        else:
+            ga, gb = layers.pairs(every, every, dt, lim)
         iou = None
         if use_iou and dt == 1:
             key = np.unique(np.concatenate([ga * n + gb, ov_keys]))
@@ -315,7 +322,9 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
         # would drop the true pair of a drifting field, or of fast-moving, packed cells)
         covered = ((lambda qm, qd: movie.lookup(qm * n + qd, movie.key_c, movie.inter_c) / movie.area_a[qm])
                    if learned else None)
-        m_, a_, b_, c_, cov_ = _division_candidates(np.flatnonzero(big), pos, area, radius, inten, md, cfg, layers,
+        ga, gb, d = near
+        mothers = big[ga] & big[gb] & (d <= div_reach[ga])
+        m_, a_, b_, c_, cov_ = _division_candidates(ga[mothers], gb[mothers], pos, area, radius, inten, md, cfg,
                                                     covered)
         if learned and m_.size:
             sel = _lowest_per_group(m_, c_ - cov_, DIVISIONS_PER_MOTHER)
@@ -370,11 +379,13 @@ class _FrameLayers:
             self._tree = (rows, cKDTree(self._points(rows, 0)))
         return self._tree[1]
 
-    def pairs(self, src: np.ndarray, dst: np.ndarray, dt: int, radius) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(self, src: np.ndarray, dst: np.ndarray, dt: int, radius, distances: bool = False) -> tuple:
         """(source row, target row), ``frame[target] == frame[source] + dt``, closer than ``radius``
-        (a number or one per source), sorted by source then target."""
+        (a number or one per source), sorted by source then target; with ``distances``, their distances
+        third."""
         if src.size == 0 or dst.size == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            z = np.zeros(0, np.int64)
+            return (z, z, np.zeros(0)) if distances else (z, z)
         radius = np.asarray(radius, dtype=float)
         tree = self._targets(dst)
         pairs = cKDTree(self._points(src, dt)).sparse_distance_matrix(tree, float(radius.max()),
@@ -382,23 +393,23 @@ class _FrameLayers:
         q, t, d = pairs["i"].astype(np.int64), pairs["j"].astype(np.int64), pairs["v"]
         if radius.ndim:
             keep = d <= radius[q]
-            q, t = q[keep], t[keep]
-        key = np.sort(q * dst.size + t)  # (pairs are unique)
+            q, t, d = q[keep], t[keep], d[keep]
+        key = q * dst.size + t
+        order = np.argsort(key) if distances else None
+        key = key[order] if distances else np.sort(key)  # (pairs are unique)
         q, t = np.divmod(key, dst.size)
-        return src[q], dst[t]
+        return (src[q], dst[t], d[order]) if distances else (src[q], dst[t])
 
 
-def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _FrameLayers, covered=None):
-    """Mothers among ``rows`` x unordered pairs of daughters among ``rows`` of the next frame, for all frames
-    at once; sorted by mother, then as the pairs of daughters are enumerated (first daughter, second).
+def _division_candidates(qm, qd, pos, area, radius, inten, md, cfg, covered=None):
+    """Mothers x unordered pairs of their daughters, for all frames at once: ``qm``, ``qd`` are the (mother,
+    daughter) rows within the division radius, sorted by mother, then daughter (:meth:`_FrameLayers.pairs`).
+    The triples are sorted by mother, then as the pairs of daughters are enumerated (first daughter, second).
 
     Returns ``(mother, daughter_a, daughter_b, rule cost, cover)``; ``covered(mother, daughter)`` gives the
     fraction of each mother one daughter covers, and ``cover`` is the sum over both daughters (``None``
     without ``covered``)."""
     none = None if covered is None else np.zeros(0)
-    reach = (np.full(rows.size, float(cfg.division_distance)) if cfg.division_distance
-             else md + 2.0 * radius[rows])
-    qm, qd = layers.pairs(rows, rows, 1, reach)  # detection rows, sorted by mother, then daughter
     # all unordered daughter pairs per mother: element r of a group of c pairs
     # with the c - 1 - r elements after it
     if qm.size < 2:
@@ -431,7 +442,7 @@ def _division_candidates(rows, pos, area, radius, inten, md, cfg, layers: _Frame
     # |midpoint(a, b) - m|
     mid_y = 0.5 * (first(dy) + dy[second]) - first(my)
     mid_x = 0.5 * (first(dx) + dx[second]) - first(mx)
-    c = cfg.division_cost + (np.hypot(mid_y, mid_x) / first(scale)) ** 2
+    c = cfg.division_cost + (mid_y * mid_y + mid_x * mid_x) / first(scale * scale)  # (|mid - m| / scale)^2
     na, nb = first(nv), nv[second]
     dot = first(vy) * vy[second] + first(vx) * vx[second]
     cos = np.where((na > 0) & (nb > 0), dot / np.maximum(na * nb, 1e-12), 0.0)

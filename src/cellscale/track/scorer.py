@@ -143,7 +143,7 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
 
 
 #: with ``min_raw``, the trees are evaluated in stages ending at these fractions of them (then all)
-_STAGES = (0.35, 0.5)
+_STAGES = (0.5,)
 
 
 def _exit_values(columns: list[np.ndarray], leaf_value: np.ndarray, one, rank: list[np.ndarray],
