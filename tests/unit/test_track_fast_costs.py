@@ -13,7 +13,7 @@ from cellscale.track import TrackConfig, detections_from_labels
 from cellscale.track.costs import (_FrameLayers, _lowest_per_group, _pairs_within, build_candidates,
                                    estimate_max_distance)
 from cellscale.track.features import FrameFeatures, division_features, link_features
-from cellscale.track.scorer import _predict_walk, load_scorer, predict_trees
+from cellscale.track.scorer import _predict_walk, _RankGrid, load_scorer, predict_trees
 
 
 def _movie(kind: str):
@@ -95,6 +95,19 @@ def test_lowest_per_group_equals_a_full_sort():
     first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
     rank = np.arange(g.size) - np.repeat(first, np.diff(np.r_[first, g.size]))
     np.testing.assert_array_equal(got, order[rank < 8])
+
+
+def test_rank_grid_counts_the_thresholds_below_each_value_as_searchsorted_does():
+    rng = np.random.default_rng(11)
+    cases = [np.sort(rng.normal(size=300)),
+             np.sort(np.r_[rng.normal(size=50), 1e9, -1e9]),  # a span set by two outliers
+             np.sort(np.round(rng.uniform(0, 5, size=40))),  # repeated thresholds
+             np.full(3, 2.5), np.array([0.0]), np.array([1.0, 1.0 + 1e-15])]  # (the last: a tiny span)
+    for thr in cases:
+        grid = _RankGrid(thr)
+        x = np.r_[rng.normal(scale=2.0, size=5000), thr, np.nextafter(thr, np.inf), np.nextafter(thr, -np.inf),
+                  np.inf, -np.inf, 1e300, -1e300]
+        np.testing.assert_array_equal(grid.rank(x), np.searchsorted(thr, x, side="left"))
 
 
 @pytest.mark.parametrize("leaves", [31, 50])  # 32-bit and 64-bit leaf masks

@@ -472,12 +472,12 @@ def _lowest_per_group(group: np.ndarray, value: np.ndarray, k: int) -> np.ndarra
         # (padded blocks of groups of similar size, partitioned)
         bound = np.full(start.size, np.inf)
         by_size = large[np.argsort(size[large], kind="stable")]
+        sizes = size[by_size]  # ascending
         lo = 0
         while lo < by_size.size:
-            width = int(size[by_size[lo]])
-            hi = lo
-            while hi < by_size.size and size[by_size[hi]] <= 2 * width and (hi - lo + 1) * 2 * width <= 1 << 22:
-                hi += 1
+            width = int(sizes[lo])
+            # a block: the next groups at most twice as large, at most 2^22 padded values
+            hi = min(int(np.searchsorted(sizes, 2 * width, side="right")), lo + (1 << 22) // (2 * width))
             hi = max(hi, lo + 1)
             block = by_size[lo:hi]
             w = int(size[block].max())

@@ -458,8 +458,8 @@ class MovieFeatures:
         self.shape_a[rows] = shape
         area = np.maximum(grid.area, 1)
         self.area_a[rows] = area
-        self.med_area[rows] = float(np.median(area))
-        self.med_len[rows] = float(np.median(shape[:, 1]))
+        self.med_area[rows] = _median(area)
+        self.med_len[rows] = _median(shape[:, 1])
         if k > 1:
             self._crowded.append(np.arange(start, start + k))
         t = full.touch_keys()
@@ -501,6 +501,14 @@ class MovieFeatures:
 
     lookup = FrameFeatures.lookup
     lookup_many = FrameFeatures.lookup_many
+
+
+def _median(a: np.ndarray) -> float:
+    """``np.median`` of a short 1-D array of finite numbers (the same number, without its overhead: 10x faster
+    on a frame's hundred values)."""
+    s = np.sort(a, kind="stable").astype(float)
+    h = s.size // 2
+    return float(s[h]) if s.size % 2 else float(0.5 * (s[h - 1] + s[h]))
 
 
 def _rel(a, b):

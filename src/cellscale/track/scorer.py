@@ -116,7 +116,7 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
                                      if 0 < c < n_trees and need - ceiling[c] > baseline + bottom[c] - 1e-6)})
     n = x.shape[0]
     # per feature, how many of its splits each row goes right at (thresholds below the value)
-    rank = [np.searchsorted(thr, x[:, f], side="left") for f, thr, _ in tables]
+    rank = [grid.rank(x[:, f]) for f, _, _, grid in tables]
     stages = []  # per stage: the rows it scored (None: all) and their exit leaves' values (rows, its trees)
     alive = None  # rows still of interest (None: all)
     partial = np.full(n, baseline)
@@ -180,7 +180,7 @@ def _stage_tables(comp, lo: int, hi: int) -> list[np.ndarray]:
     """The columns of trees ``lo:hi`` of each feature table of ``comp`` (contiguous copies, cached with it)."""
     cache = comp[6]
     if (lo, hi) not in cache:
-        cache[lo, hi] = [np.ascontiguousarray(table[:, lo:hi]) for _, _, table in comp[0]]
+        cache[lo, hi] = [np.ascontiguousarray(table[:, lo:hi]) for _, _, table, _ in comp[0]]
     return cache[lo, hi]
 
 
@@ -207,7 +207,7 @@ def _compile(trees: dict):
     For each feature the splits on it are sorted by threshold, and row ``k``
     of its table holds, per tree, the leaves still possible after the ``k``
     splits of lowest threshold: a row ``x`` whose value exceeds ``k``
-    thresholds takes row ``k`` (``searchsorted``). ANDing the tables of all
+    thresholds takes row ``k`` (``searchsorted``, by way of :class:`_RankGrid`). ANDing the tables of all
     features gives, per tree, the reachable leaves; the lowest set bit is the
     exit leaf. Returns ``(tables, leaf_value (trees, leaves), one, n_features,
     top and low (each tree's largest and smallest leaf value), {})`` (the last holds :func:`_stage_tables`' copies)
@@ -263,10 +263,49 @@ def _compile(trees: dict):
             t = tree_of[node]
             current[t] = current[t] & dtype(full & ~int(left_bits[node]))
             table[k + 1] = current
-        tables.append((f, thr[nodes].copy(), table))
+        tables.append((f, thr[nodes].copy(), table, _RankGrid(thr[nodes])))
     top = np.array([value[order].max() for order in leaves]) if leaves else np.zeros(0)
     low = np.array([value[order].min() for order in leaves]) if leaves else np.zeros(0)
     return tables, leaf_value, dtype(1), n_features, top, low, {}
+
+
+class _RankGrid:
+    """``np.searchsorted(thresholds, x, side="left")`` (how many of a feature's sorted thresholds lie below
+    each value), about 2x faster for many values: a value's cell of a fine grid over the thresholds' range
+    gives the count of the thresholds in lower cells, exact unless a threshold shares the cell, and only
+    those values are searched. The cell is a non-decreasing function of the value, computed the same way
+    for values and thresholds, so a threshold in a lower cell is below the value and one in a higher cell
+    above it."""
+
+    def __init__(self, thresholds: np.ndarray, per_threshold: int = 16):
+        self.thresholds = np.asarray(thresholds, np.float64)
+        m = self.thresholds.size
+        self.cells = max(1, min(per_threshold * m, 1 << 16))
+        span = float(self.thresholds[-1] - self.thresholds[0]) if m else 0.0
+        self.lo = float(self.thresholds[0]) if m else 0.0
+        with np.errstate(over="ignore", divide="ignore"):
+            scale = self.cells / span if span > 0 else 0.0
+        # (a span so small that the scale overflows, or none: one cell)
+        self.scale = float(scale) if np.isfinite(scale) and np.isfinite(self.lo) and np.isfinite(span) else 0.0
+        cell = self.cell(self.thresholds)
+        count = np.bincount(cell, minlength=self.cells)
+        self.below = np.cumsum(count) - count  # thresholds in lower cells
+        self.shared = count > 0
+
+    def cell(self, x: np.ndarray) -> np.ndarray:
+        """The cell of each value (not NaN)."""
+        if self.scale == 0.0:  # thresholds all equal: one cell
+            return np.zeros(np.shape(x), np.intp)
+        with np.errstate(over="ignore"):  # (far values: +-inf, clipped)
+            return np.clip((x - self.lo) * self.scale, 0, self.cells - 1).astype(np.intp)
+
+    def rank(self, x: np.ndarray) -> np.ndarray:
+        cell = self.cell(x)
+        out = self.below.take(cell)
+        look = np.flatnonzero(self.shared.take(cell))
+        if look.size:
+            out[look] = np.searchsorted(self.thresholds, x[look], side="left")
+        return out
 
 
 def _predict_walk(trees: dict, x: np.ndarray, chunk: int = 16384) -> np.ndarray:
