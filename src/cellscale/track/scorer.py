@@ -34,6 +34,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -89,10 +90,10 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
     leaves, hence the same numbers (the leaf values are summed in tree order).
 
     ``min_raw`` (one per row): the least raw score (log-odds) of interest.
-    The trees are evaluated in stages (:data:`_STAGES`); after each, a row
-    whose score cannot reach its ``min_raw`` even if every remaining tree
-    gave its largest leaf gets NaN, and the next stage evaluates the
-    remaining rows only. The other rows get exactly the numbers they would
+    The trees are evaluated in stages (cut at :data:`_STAGES` where the
+    bound could prune some row there); after each, a row whose score cannot
+    reach its ``min_raw`` even if every remaining tree gave its largest leaf
+    gets NaN, and the next stage evaluates the remaining rows only. The other rows get exactly the numbers they would
     get without ``min_raw``. Each feature's value is ranked among its
     thresholds once; every stage reads its trees' columns of the same tables.
     """
@@ -100,29 +101,29 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
     if x.ndim != 2 or x.shape[0] == 0 or np.isnan(x).any():
         return _predict_walk(trees, x)
     comp = _compiled(trees)
-    if comp is None or comp[3] > x.shape[1]:
+    if comp is None or comp.n_features > x.shape[1]:
         return _predict_walk(trees, x)
-    tables, leaf_value, one, _, top, low, _ = comp
+    leaf_value, top = comp.leaf_value, comp.top
     n_trees = leaf_value.shape[0]
     baseline = float(trees["baseline"][0])
     cuts = [0, n_trees]
     if min_raw is not None and n_trees >= 8:
         # a stage ends where some row could be pruned: its min_raw above the lowest score the trees before
         # the cut can give plus the highest the trees after it can (else the cut only costs time)
-        bottom = np.concatenate([[0.0], np.cumsum(low)])
+        bottom = np.concatenate([[0.0], np.cumsum(comp.low)])
         ceiling = np.concatenate([np.cumsum(top[::-1])[::-1], [0.0]])
         need = float(np.max(min_raw)) if np.size(min_raw) else -np.inf
         cuts = sorted({0, n_trees, *(c for c in (int(round(f * n_trees)) for f in _STAGES)
                                      if 0 < c < n_trees and need - ceiling[c] > baseline + bottom[c] - 1e-6)})
     n = x.shape[0]
     # per feature, how many of its splits each row goes right at (thresholds below the value)
-    rank = [grid.rank(x[:, f]) for f, _, _, grid in tables]
+    rank = [grid.rank(x[:, f]) for f, _, _, grid in comp.tables]
     stages = []  # per stage: the rows it scored (None: all) and their exit leaves' values (rows, its trees)
     alive = None  # rows still of interest (None: all)
     partial = np.full(n, baseline)
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         sub = np.empty((n if alive is None else alive.size, hi - lo))
-        _exit_values(_stage_tables(comp, lo, hi), leaf_value[lo:hi], one,
+        _exit_values(_stage_tables(comp, lo, hi), leaf_value[lo:hi], comp.one,
                      rank if alive is None else [r[alive] for r in rank], sub, chunk)
         stages.append((alive, sub))
         if hi < n_trees:
@@ -164,24 +165,35 @@ def _exit_values(columns: list[np.ndarray], leaf_value: np.ndarray, one, rank: l
                 acc &= g
         if acc is None:  # no split at all: every tree is one leaf
             acc = np.ones((min(chunk, n - s), n_trees), dtype=one.dtype)
-        low = acc & (~acc + one)  # the exit leaf: the leftmost leaf still reachable (its bit alone)
-        # its bit's position: the exponent of the power of two, exact as a float (a libm frexp is 5x slower)
-        if low.dtype == np.uint32:
-            bit = (low.astype(np.float32).view(np.int32) >> 23) - 127
+        exit_bit = acc & (~acc + one)  # the exit leaf: the leftmost leaf still reachable (its bit alone)
+        # the bit's position: the exponent of the power of two, exact as a float (a libm frexp is 5x slower)
+        if exit_bit.dtype == np.uint32:
+            bit = (exit_bit.astype(np.float32).view(np.int32) >> 23) - 127
         else:
-            bit = (low.astype(np.float64).view(np.int64) >> 52) - 1023
+            bit = (exit_bit.astype(np.float64).view(np.int64) >> 52) - 1023
         np.take(flat, bit + offset, out=out[s:s + chunk])
 
 
-_COMPILED: dict[tuple, tuple] = {}
+class _Compiled(NamedTuple):
+    """The exit-leaf tables of a model's trees (:func:`_compile`)."""
+
+    tables: list  # per feature with splits: (feature, sorted thresholds, table (splits + 1, trees), _RankGrid)
+    leaf_value: np.ndarray  # (trees, leaves): leaf k of a tree is bit k of its masks
+    one: np.generic  # 1 in the masks' integer type (uint32 or uint64)
+    n_features: int  # the columns a row must have
+    top: np.ndarray  # each tree's largest leaf value
+    low: np.ndarray  # each tree's smallest leaf value
+    stages: dict  # (first tree, end): the tables' columns of those trees (:func:`_stage_tables`)
 
 
-def _stage_tables(comp, lo: int, hi: int) -> list[np.ndarray]:
+_COMPILED: dict[int, tuple] = {}
+
+
+def _stage_tables(comp: _Compiled, lo: int, hi: int) -> list[np.ndarray]:
     """The columns of trees ``lo:hi`` of each feature table of ``comp`` (contiguous copies, cached with it)."""
-    cache = comp[6]
-    if (lo, hi) not in cache:
-        cache[lo, hi] = [np.ascontiguousarray(table[:, lo:hi]) for _, _, table, _ in comp[0]]
-    return cache[lo, hi]
+    if (lo, hi) not in comp.stages:
+        comp.stages[lo, hi] = [np.ascontiguousarray(table[:, lo:hi]) for _, _, table, _ in comp.tables]
+    return comp.stages[lo, hi]
 
 
 def _compiled(trees: dict):
@@ -209,9 +221,7 @@ def _compile(trees: dict):
     splits of lowest threshold: a row ``x`` whose value exceeds ``k``
     thresholds takes row ``k`` (``searchsorted``, by way of :class:`_RankGrid`). ANDing the tables of all
     features gives, per tree, the reachable leaves; the lowest set bit is the
-    exit leaf. Returns ``(tables, leaf_value (trees, leaves), one, n_features,
-    top and low (each tree's largest and smallest leaf value), {})`` (the last holds :func:`_stage_tables`' copies)
-    or ``None`` when a tree has more than 64 leaves.
+    exit leaf. Returns a :class:`_Compiled`, or ``None`` when a tree has more than 64 leaves.
     """
     feat = np.asarray(trees["feature"]).astype(np.int64)
     thr = np.asarray(trees["threshold"], dtype=np.float64)
@@ -266,7 +276,7 @@ def _compile(trees: dict):
         tables.append((f, thr[nodes].copy(), table, _RankGrid(thr[nodes])))
     top = np.array([value[order].max() for order in leaves]) if leaves else np.zeros(0)
     low = np.array([value[order].min() for order in leaves]) if leaves else np.zeros(0)
-    return tables, leaf_value, dtype(1), n_features, top, low, {}
+    return _Compiled(tables, leaf_value, dtype(1), n_features, top, low, {})
 
 
 class _RankGrid:
