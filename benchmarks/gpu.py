@@ -12,6 +12,9 @@ node without TensorFlow can use JAX or PyTorch, the shipped ``model.keras`` runs
   reports it;
 - the whole in-process segmentation (``segment_image``: tiling, network, blending, post-processing on the CPU)
   of a generated 2-channel image of ``--megapixels``, at the best network setting;
+- with ``--cpu-part N`` (then nothing else, on any machine): the part of a workflow ``segment_batch`` job that
+  is not the network (reading, normalising, tiling, stitching, post-processing, measuring, writing labels), on
+  N generated fields, the network's maps replayed, on 1 and 2 threads: the CPU work of a GPU node's job;
 - with ``--fovs N``: N fields of view of 1024 x 1024 (``--fov-edge``; the DeepCell Kiosk's 1-Mpx workload) through
   ``segment_many`` in one process (batches filled across images, post-processing on every core), in fields
   of view and megapixels per second (``--workers 1 4 16``: once per number of post-processing threads).
@@ -24,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -192,6 +196,74 @@ def many_fovs(model: Path, precision: str, batch: int, window: int, n: int, grou
     return out
 
 
+def cpu_part(model: Path, n: int, edge: int, threads: list[int]) -> list[tuple[int, float, float]]:
+    """(threads, s/Mpx, network s/Mpx) of the part of a workflow ``segment_batch`` job that is not the network, on
+    this machine's CPU: ``n`` generated ``edge``-px fields written as TIFFs, through
+    :func:`cellscale.steps.batch.segment_batch` with the workflow's defaults (reading, normalising, tiling,
+    stitching, post-processing, measuring, writing labels). A first run on 2 threads records the network's maps
+    (``Predictor.predict``'s outputs, in call order); the timed runs replay them, so they take the job's time less
+    the network's. This is what a GPU node's CPU does around its network."""
+    import shutil
+
+    import pandas as pd
+    import tifffile
+
+    from cellscale.segment import predictor as module
+    from cellscale.steps import batch as step
+    from cellscale.synth.tissue import make_tissue
+
+    channels = 2 if "membrane" in json.loads((model / "model.json").read_text()).get("inputs", []) else 1
+    roles = {"nuclear": 0, "membrane": 1} if channels == 2 else {"nuclear": 0}
+    cells = int(600 * (edge / 1024) ** 2)
+    crops = [make_tissue((edge, edge), n_cells=cells, seed=seed, cell_radius=16).image[:channels]
+             for seed in range(min(n, 4))]
+    tmp = Path(tempfile.mkdtemp(prefix="cpu-part-"))
+    fields = []
+    for i in range(n):
+        path = tmp / f"field{i:04d}.tif"
+        tifffile.imwrite(path, (np.clip(crops[i % len(crops)], 0, 1) * 4000).astype(np.uint16),
+                         metadata={"axes": "CYX"})
+        fields.append(step.Field(sample=f"field{i:04d}", image=str(path), roles=roles, height=edge, width=edge))
+    mpx = n * edge * edge / 1e6
+    real, maps = module.Predictor.predict, []
+
+    def recording(self, tiles, out=None):
+        result = real(self, tiles, out)
+        maps.append(np.array(result))
+        return result
+
+    out = []
+    try:
+        module.Predictor.predict = recording
+        start = time.perf_counter()
+        step.segment_batch(fields, model, tmp / "real", "b", threads=2)
+        network = time.perf_counter() - start
+        for k in threads:
+            replayed = iter(maps)
+
+            def replay(self, tiles, out=None):
+                result = next(replayed)
+                if out is None:
+                    return result.copy()
+                out[...] = result
+                return out
+
+            module.Predictor.predict = replay
+            start = time.perf_counter()
+            step.segment_batch(fields, model, tmp / f"replayed{k}", "b", threads=k)
+            seconds = time.perf_counter() - start
+            if not pd.read_parquet(tmp / f"replayed{k}" / "cells.parquet").equals(
+                    pd.read_parquet(tmp / "real" / "cells.parquet")):
+                raise RuntimeError("the replayed maps gave other cells than the network's: the timing is void")
+            out.append((k, seconds / mpx, None))
+        rest_2 = next((s for k, s, _ in out if k == 2), None)
+        out = [(k, s, None if rest_2 is None else network / mpx - rest_2) for k, s, _ in out]
+    finally:
+        module.Predictor.predict = real
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
@@ -207,12 +279,23 @@ def main(argv=None) -> int:
     p.add_argument("--skip-whole", action="store_true", help="leave out the whole-image run")
     p.add_argument("--workers", type=int, nargs="+", default=[0],
                    help="post-processing threads of the --fovs run, one run each (0: every core)")
+    p.add_argument("--cpu-part", type=int, default=0, metavar="N",
+                   help="time the CPU part of a segment_batch job (all but the network: its maps replayed) on N "
+                        "generated --fov-edge px fields, on 1 and 2 threads, then stop (any machine)")
     p.add_argument("--work-only", action="store_true",
                    help="print the network's work per Mpx (GFLOP, bytes) and each GPU's bounds from it, then stop")
     args = p.parse_args(argv)
     if args.quick:
         args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 1.0
         args.fovs, args.fov_edge = 2, 384  # the fields-of-view path runs too, on two small fields
+    if args.cpu_part:
+        print(f"CPU part of a segment_batch job ({args.cpu_part} generated fields of {args.fov_edge} px, "
+              f"model {Path(args.model).name}, the workflow's defaults; the network's maps replayed):")
+        for threads, rest, network in cpu_part(Path(args.model), args.cpu_part, args.fov_edge, [1, 2]):
+            print(f"  {threads} thread(s): {rest:.4f} s/Mpx"
+                  + ("" if network is None or threads != 2 else f" (the network on 2 threads: {network:.4f} s/Mpx)"),
+                  flush=True)
+        return 0
     import keras
 
     model = Path(args.model)

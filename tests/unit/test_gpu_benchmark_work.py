@@ -1,4 +1,5 @@
-"""benchmarks/gpu.py's count of the network's work per Mpx (the GPU profiles' assumed figures rest on it)."""
+"""benchmarks/gpu.py's count of the network's work per Mpx and its timing of a job's CPU part (the GPU profiles'
+figures rest on both)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,14 @@ def test_network_work_counts_convolutions_and_layer_outputs(tmp_path):
     assert layers == 3
     assert gflop == pytest.approx(flops / (px / 1e6) / 1e9)
     assert gb == pytest.approx(written / (px / 1e6) / 1e9)
+
+
+def test_cpu_part_replays_the_network_and_times_the_rest():
+    """The CPU part of a segment_batch job: the network's maps recorded once and replayed (cpu_part checks that the
+    replayed runs give the real run's cells), timed on 1 and 2 threads; the 2-thread run is below the real job's time
+    (its network share is positive)."""
+    rows = _gpu_benchmark().cpu_part(ROOT / "models" / "nuclear", n=2, edge=192, threads=[1, 2])
+    assert [k for k, _, _ in rows] == [1, 2]
+    assert all(s > 0 for _, s, _ in rows)
+    network = rows[1][2]  # the real 2-thread job less its replayed run: the network's share
+    assert network is not None and network > 0
