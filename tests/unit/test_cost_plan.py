@@ -141,7 +141,7 @@ def test_max_gpus_is_respected():
 def test_infeasible_requests_say_what_they_need():
     w = Workload(20000, 1.0)
     with pytest.raises(Infeasible, match=r"needs at least \d+ L4 GPUs \(g2-standard-4\).*quota: max_gpus 2"):
-        plan(w, PROFILES, PRICES, deadline_h=1.0, max_gpus=2, segment_machines=["g2-standard-4"])
+        plan(Workload(100000, 1.0), PROFILES, PRICES, deadline_h=1.0, max_gpus=2, segment_machines=["g2-standard-4"])
     with pytest.raises(Infeasible, match="cannot be met with any number of nodes"):
         plan(w, PROFILES, PRICES, deadline_h=0.01)
     with pytest.raises(Infeasible, match=r"budget \$0.01 is too small: the cheapest run costs"):
