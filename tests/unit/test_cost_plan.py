@@ -263,8 +263,9 @@ def test_label_files_per_batch_write_a_file_per_batch_not_per_image(monkeypatch,
 
 def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch, capsys, tmp_path):
     """segment.augment none (one network pass) or flips (four) scales a CPU profile measured with rot180 by the
-    measured share of one pass (Overheads.pass_share), as an assumption; GPU profiles keep their figures and the plan
-    says so. The written plan carries the augment and label files it priced."""
+    measured share of one pass (Overheads.pass_share), as an assumption; a GPU profile scales the network part it
+    states (network_s_per_mpx), and one that states none keeps its figures and the plan says so. The written plan
+    carries the augment and label files it priced."""
     import yaml
 
     from cellscale.cost.model import segment_rate
@@ -282,14 +283,29 @@ def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch
     assert segment_rate(cpu, four, o).s_per_mpx == pytest.approx(base * (1 + 2 * q))
     scaled = segment_rate(cpu, one, o)
     assert scaled.origin == "assumed" and "segment.augment none" in scaled.how and scaled.augment == "none"
-    assert segment_rate(gpu, one, o) is gpu.rate("segment_batch")
+    g = gpu.rate("segment_batch")
+    assert 0 < g.network_s_per_mpx < g.s_per_mpx
+    for run, passes in ((one, 1), (four, 4)):
+        r = segment_rate(gpu, run, o)
+        assert r.s_per_mpx == pytest.approx(g.s_per_mpx - g.network_s_per_mpx + g.network_s_per_mpx * passes / 2)
+        assert r.network_s_per_mpx == pytest.approx(g.network_s_per_mpx * passes / 2)
+        assert r.origin == "assumed" and f"segment.augment {run.augment}" in r.how and r.augment == run.augment
+    unsaid = dataclasses.replace(gpu, rules={**gpu.rules,
+                                             "segment_batch": dataclasses.replace(g, network_s_per_mpx=None)})
+    assert segment_rate(unsaid, one, o) is unsaid.rate("segment_batch")
     pool = PoolChoice("spot-cpu", "n2-standard-16", 4, True)
     a, b = predict(w, Choice(pool, pool, 64.0), PROFILES, PRICES), predict(one, Choice(pool, pool, 64.0), PROFILES,
                                                                           PRICES)
     assert b.hours < a.hours and b.cost_usd < a.cost_usd
     on_gpu = plan(one, PROFILES, PRICES, deadline_h=24, segment_machines=["g2-standard-4"])
-    assert any("g2-standard-4: segment_batch: figures for segment.augment rot180 used for none" in line
+    assert any("g2-standard-4: segment_batch:" in line and "x 1/2 for segment.augment none" in line
                for line in on_gpu.assumptions)
+    rot180 = plan(w, PROFILES, PRICES, deadline_h=24, segment_machines=["g2-standard-4"])
+    assert on_gpu.prediction.cost_usd < rot180.prediction.cost_usd
+    on_unsaid = plan(one, {**PROFILES, "g2-standard-4": unsaid}, PRICES, deadline_h=24,
+                     segment_machines=["g2-standard-4"])
+    assert any("g2-standard-4: segment_batch: figures for segment.augment rot180 used for none" in line
+               for line in on_unsaid.assumptions)
     cheap = plan(one, PROFILES, PRICES, deadline_h=24)
     assert any("segment.augment none" in line for line in cheap.assumptions)
     write_outputs(cheap, one, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")

@@ -299,12 +299,24 @@ def segment_rate(profile: ThroughputProfile, w: Workload, o: Overheads) -> RuleR
 
     A CPU profile measured with another augment is scaled: a job's seconds per Mpx are a network pass's share
     (``o.pass_share`` of the rot180 time, measured) times the passes, plus the rest (tiling, post-processing,
-    measuring), so ``(1 - 2q + q P_w) / (1 - 2q + q P_profile)`` with ``q = pass_share``. The scaled figure is
-    assumed, and says so. A GPU profile is used as it is (its network share is not measured)."""
+    measuring), so ``(1 - 2q + q P_w) / (1 - 2q + q P_profile)`` with ``q = pass_share``. A GPU profile that
+    says its network's part (``network_s_per_mpx``) has that part scaled by the passes; one that does not is
+    used as it is. A scaled figure is assumed, and says so."""
     rate = profile.rate(SEGMENT_RULE)
-    if rate.augment is None or rate.augment == w.augment or rate.gpu:
+    if rate.augment is None or rate.augment == w.augment:
         return rate
+    if rate.gpu:
+        return rate if rate.network_s_per_mpx is None else _scaled_gpu_rate(rate, w.augment)
     return _scaled_rate(rate, w.augment, o.pass_share)
+
+
+@lru_cache(maxsize=256)
+def _scaled_gpu_rate(rate: RuleRate, augment: str) -> RuleRate:
+    network = rate.network_s_per_mpx * PASSES[augment] / PASSES[rate.augment]
+    return replace(rate, s_per_mpx=rate.s_per_mpx - rate.network_s_per_mpx + network, augment=augment,
+                   network_s_per_mpx=network, origin="assumed",
+                   how=f"{rate.how}; the network's {rate.network_s_per_mpx:g} s/Mpx ({PASSES[rate.augment]} "
+                       f"passes) x {PASSES[augment]}/{PASSES[rate.augment]} for segment.augment {augment}")
 
 
 @lru_cache(maxsize=256)

@@ -340,7 +340,7 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
                 r = segment_rate(prof, w, o)
                 if r.gpu and r.augment not in (None, w.augment):
                     out.append(f"{pc.machine}: {rule}: figures for segment.augment {r.augment} used for "
-                               f"{w.augment} (a GPU job's network share is not measured)")
+                               f"{w.augment} (the profile does not say its network's share: network_s_per_mpx)")
             if r is not None and r.origin != "measured" and (rule == SEGMENT_RULE or pc == choice.tail):
                 line = f"{pc.machine}: {rule}: {r.how}"
                 if line not in out:

@@ -20,6 +20,7 @@ Format (``config/throughput/<name>.yaml``)::
         threads: 3                  # Snakemake threads: each job requests 0.95 x threads vCPUs (model.slots_per_node)
         gpu: true                   # needs the machine's GPU
         augment: rot180             # segment rules: the segment.augment (network passes) the figures hold for
+        network_s_per_mpx: 0.0758   # GPU segment rules (optional): the network's share of s_per_mpx, all passes
         per: mpx                    # what mpx counts: "mpx" (the job's own pixels) or "run" (the whole run's)
         origin: assumed             # measured | assumed
         how: "network from the H100 table in docs/benchmarks.md scaled by ...; CPU part measured on ..."
@@ -56,6 +57,7 @@ class RuleRate:
     gpu: bool = False
     per: str = "mpx"            # "mpx": the job's own megapixels; "run": the whole run's
     augment: str | None = None  # segment rules: the segment.augment the figures hold for (None: not said)
+    network_s_per_mpx: float | None = None  # GPU segment rules: the network's part of s_per_mpx, all its passes
 
     def seconds(self, mpx: float) -> float:
         return self.fixed_s + self.s_per_mpx * mpx
@@ -111,8 +113,9 @@ def profile_dict(profile: ThroughputProfile) -> dict:
     for rule, r in profile.rules.items():
         d = asdict(r)
         d.pop("rule")
-        if d["augment"] is None:   # said of segment rules only
-            d.pop("augment")
+        for key in ("augment", "network_s_per_mpx"):   # said of segment rules only
+            if d[key] is None:
+                d.pop(key)
         rules[rule] = d
     return {"name": profile.name, "machine": profile.machine, "description": profile.description, "rules": rules}
 
