@@ -293,6 +293,14 @@ def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch
     unsaid = dataclasses.replace(gpu, rules={**gpu.rules,
                                              "segment_batch": dataclasses.replace(g, network_s_per_mpx=None)})
     assert segment_rate(unsaid, one, o) is unsaid.rate("segment_batch")
+    # a network part larger than the whole job is refused, naming the file
+    from cellscale.cost.throughput import load_profile
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "config/throughput/g2-standard-4.yaml").read_text()
+                   .replace("network_s_per_mpx: 0.0758", "network_s_per_mpx: 5.0"))
+    with pytest.raises(ValueError, match=r"bad.yaml: rule 'segment_batch': network_s_per_mpx 5.0 must lie between"):
+        load_profile(bad)
     pool = PoolChoice("spot-cpu", "n2-standard-16", 4, True)
     a, b = predict(w, Choice(pool, pool, 64.0), PROFILES, PRICES), predict(one, Choice(pool, pool, 64.0), PROFILES,
                                                                           PRICES)

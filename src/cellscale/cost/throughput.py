@@ -102,6 +102,9 @@ def load_profile(name_or_path: str | Path, folder: Path | str = PROFILE_DIR) -> 
                              f"not {rate.origin!r}")
         if not rate.how:
             raise ValueError(f"throughput profile {path}: rule {rule!r}: say how the figures were had (how:)")
+        if rate.network_s_per_mpx is not None and not 0 <= rate.network_s_per_mpx <= rate.s_per_mpx:
+            raise ValueError(f"throughput profile {path}: rule {rule!r}: network_s_per_mpx "
+                             f"{rate.network_s_per_mpx} must lie between 0 and s_per_mpx ({rate.s_per_mpx})")
         rules[rule] = rate
     return ThroughputProfile(name=str(doc["name"]), machine=str(doc["machine"]), rules=rules,
                              description=str(doc.get("description", "")), path=str(path))
