@@ -27,7 +27,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -209,10 +208,11 @@ def cpu_part(model: Path, n: int, edge: int, threads: list[int]) -> list[tuple[i
     import tifffile
 
     from cellscale.segment import predictor as module
+    from cellscale.segment.model import ModelSpec
     from cellscale.steps import batch as step
     from cellscale.synth.tissue import make_tissue
 
-    channels = 2 if "membrane" in json.loads((model / "model.json").read_text()).get("inputs", []) else 1
+    channels = 2 if "membrane" in ModelSpec.read(model).inputs else 1
     roles = {"nuclear": 0, "membrane": 1} if channels == 2 else {"nuclear": 0}
     cells = int(600 * (edge / 1024) ** 2)
     crops = [make_tissue((edge, edge), n_cells=cells, seed=seed, cell_radius=16).image[:channels]
