@@ -232,12 +232,12 @@ def cpu_part(model: Path, n: int, edge: int, threads: list[int]) -> list[tuple[i
         maps.append(np.array(result))
         return result
 
-    out = []
+    rest = {}  # threads: s/Mpx with the network replayed
     try:
         module.Predictor.predict = recording
         start = time.perf_counter()
         step.segment_batch(fields, model, tmp / "real", "b", threads=2)
-        network = time.perf_counter() - start
+        real_s = time.perf_counter() - start
         for k in threads:
             replayed = iter(maps)
 
@@ -255,13 +255,12 @@ def cpu_part(model: Path, n: int, edge: int, threads: list[int]) -> list[tuple[i
             if not pd.read_parquet(tmp / f"replayed{k}" / "cells.parquet").equals(
                     pd.read_parquet(tmp / "real" / "cells.parquet")):
                 raise RuntimeError("the replayed maps gave other cells than the network's: the timing is void")
-            out.append((k, seconds / mpx, None))
-        rest_2 = next((s for k, s, _ in out if k == 2), None)
-        out = [(k, s, None if rest_2 is None else network / mpx - rest_2) for k, s, _ in out]
+            rest[k] = seconds / mpx
     finally:
         module.Predictor.predict = real
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    network = real_s / mpx - rest[2] if 2 in rest else None  # the real 2-thread job less its replayed run
+    return [(k, s, network) for k, s in rest.items()]
 
 
 def main(argv=None) -> int:

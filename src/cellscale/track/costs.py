@@ -271,20 +271,20 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     # --- links: all frame pairs at once, per frame difference ---------------------------------
     collect: dict[str, np.ndarray] = {}
     src, dst, dts, costs = [], [], [], []
+    div_reach = np.full(n, float(cfg.division_distance)) if cfg.division_distance else md + 2.0 * radius
     reach = md * math.sqrt(max_dt)
     if cfg.divisions:
-        reach = max(reach, float(cfg.division_distance) if cfg.division_distance
-                    else md + 2.0 * float(radius.max(initial=0.0)))
+        reach = max(reach, float(div_reach.max(initial=0.0)))
     layers = _FrameLayers(pos, frame, reach)
     every = np.arange(n)
     # consecutive frames: one query within the links' and the divisions' radii, shared by both
-    div_reach = (np.full(n, float(cfg.division_distance)) if cfg.division_distance else md + 2.0 * radius)
-    near = layers.pairs(every, every, 1, max(md, float(div_reach[big].max(initial=0.0)) if cfg.divisions else md),
-                        distances=True)
+    near_a, near_b, near_d = layers.pairs(every, every, 1, max(md, float(div_reach[big].max(initial=0.0)))
+                                          if cfg.divisions else md, distances=True)
     for dt in range(1, max_dt + 1):
         lim = md * math.sqrt(dt)
         if dt == 1:
-            ga, gb = near[0][near[2] <= lim], near[1][near[2] <= lim]
+            close = near_d <= lim
+            ga, gb = near_a[close], near_b[close]
         else:
             ga, gb = layers.pairs(every, every, dt, lim)
         iou = None
@@ -322,10 +322,9 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
         # would drop the true pair of a drifting field, or of fast-moving, packed cells)
         covered = ((lambda qm, qd: movie.lookup(qm * n + qd, movie.key_c, movie.inter_c) / movie.area_a[qm])
                    if learned else None)
-        ga, gb, d = near
-        mothers = big[ga] & big[gb] & (d <= div_reach[ga])
-        m_, a_, b_, c_, cov_ = _division_candidates(ga[mothers], gb[mothers], pos, area, radius, inten, md, cfg,
-                                                    covered)
+        mothers = big[near_a] & big[near_b] & (near_d <= div_reach[near_a])
+        m_, a_, b_, c_, cov_ = _division_candidates(near_a[mothers], near_b[mothers], pos, area, radius, inten, md,
+                                                    cfg, covered)
         if learned and m_.size:
             sel = _lowest_per_group(m_, c_ - cov_, DIVISIONS_PER_MOTHER)
             m_, a_, b_, c_ = m_[sel], a_[sel], b_[sel], c_[sel]

@@ -103,18 +103,16 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
     comp = _compiled(trees)
     if comp is None or comp.n_features > x.shape[1]:
         return _predict_walk(trees, x)
-    leaf_value, top = comp.leaf_value, comp.top
+    leaf_value = comp.leaf_value
     n_trees = leaf_value.shape[0]
     baseline = float(trees["baseline"][0])
     cuts = [0, n_trees]
     if min_raw is not None and n_trees >= 8:
         # a stage ends where some row could be pruned: its min_raw above the lowest score the trees before
         # the cut can give plus the highest the trees after it can (else the cut only costs time)
-        bottom = np.concatenate([[0.0], np.cumsum(comp.low)])
-        ceiling = np.concatenate([np.cumsum(top[::-1])[::-1], [0.0]])
         need = float(np.max(min_raw)) if np.size(min_raw) else -np.inf
-        cuts = sorted({0, n_trees, *(c for c in (int(round(f * n_trees)) for f in _STAGES)
-                                     if 0 < c < n_trees and need - ceiling[c] > baseline + bottom[c] - 1e-6)})
+        cuts = sorted({0, n_trees, *(c for c in (int(round(f * n_trees)) for f in _STAGES) if 0 < c < n_trees
+                                     and need - comp.ceiling[c] > baseline + comp.floor[c] - 1e-6)})
     n = x.shape[0]
     # per feature, how many of its splits each row goes right at (thresholds below the value)
     rank = [grid.rank(x[:, f]) for f, _, _, grid in comp.tables]
@@ -130,7 +128,7 @@ def predict_trees(trees: dict, x: np.ndarray, chunk: int = 2048, min_raw: np.nda
             # prune the rows that cannot reach min_raw even with the largest leaf of every remaining tree
             rows = np.arange(n) if alive is None else alive
             partial[rows] += sub.sum(1)
-            alive = rows[partial[rows] + float(top[hi:].sum()) >= np.asarray(min_raw, float)[rows] - 1e-6]
+            alive = rows[partial[rows] + comp.ceiling[hi] >= np.asarray(min_raw, float)[rows] - 1e-6]
     if len(stages) == 1:
         values = stages[0][1]
     else:  # the surviving rows' leaf values of every tree, in tree order
@@ -181,8 +179,8 @@ class _Compiled(NamedTuple):
     leaf_value: np.ndarray  # (trees, leaves): leaf k of a tree is bit k of its masks
     one: np.generic  # 1 in the masks' integer type (uint32 or uint64)
     n_features: int  # the columns a row must have
-    top: np.ndarray  # each tree's largest leaf value
-    low: np.ndarray  # each tree's smallest leaf value
+    floor: np.ndarray  # floor[k]: the lowest sum the trees before tree k can give (trees + 1 values)
+    ceiling: np.ndarray  # ceiling[k]: the highest sum tree k and the trees after it can give (trees + 1 values)
     stages: dict  # (first tree, end): the tables' columns of those trees (:func:`_stage_tables`)
 
 
@@ -274,9 +272,11 @@ def _compile(trees: dict):
             current[t] = current[t] & dtype(full & ~int(left_bits[node]))
             table[k + 1] = current
         tables.append((f, thr[nodes].copy(), table, _RankGrid(thr[nodes])))
-    top = np.array([value[order].max() for order in leaves]) if leaves else np.zeros(0)
-    low = np.array([value[order].min() for order in leaves]) if leaves else np.zeros(0)
-    return _Compiled(tables, leaf_value, dtype(1), n_features, top, low, {})
+    top = [value[order].max() for order in leaves]
+    low = [value[order].min() for order in leaves]
+    floor = np.concatenate([[0.0], np.cumsum(low)])
+    ceiling = np.concatenate([np.cumsum(top[::-1])[::-1], [0.0]]) if top else np.zeros(1)
+    return _Compiled(tables, leaf_value, dtype(1), n_features, floor, ceiling, {})
 
 
 class _RankGrid:
