@@ -85,10 +85,14 @@ def test_pairs_of_all_frames_at_once_equal_the_frame_by_frame_ones():
         np.testing.assert_array_equal(got[1], np.concatenate(want_b))
 
 
-def test_lowest_per_group_equals_a_full_sort():
+@pytest.mark.parametrize("values", ["ties", "many ties", "distinct", "small groups"])
+def test_lowest_per_group_equals_a_full_sort(values):
     rng = np.random.default_rng(4)
-    group = np.sort(rng.integers(0, 300, 20000))
-    value = rng.integers(0, 12, group.size).astype(float)  # many ties
+    group = np.sort(rng.integers(0, {"small groups": 3000, "many ties": 100}.get(values, 300), 20000))
+    value = {"ties": lambda: rng.integers(0, 12, group.size).astype(float),
+             "many ties": lambda: rng.integers(0, 2, group.size).astype(float),  # (more than 4k tied: a full sort)
+             "distinct": lambda: rng.normal(size=group.size),
+             "small groups": lambda: np.r_[np.inf, rng.normal(size=group.size - 1)]}[values]()
     got = _lowest_per_group(group, value, 8)
     order = np.lexsort((value, group))
     g = group[order]
@@ -158,3 +162,70 @@ def test_shipped_scorer_costs_with_a_bound_keep_every_cheap_candidate():
         assert keep.any() and (~keep).any()
         np.testing.assert_array_equal(got[keep], full[keep])
         assert np.all(got[~keep] > below[~keep])
+
+
+def test_lazy_gap_links_are_the_gap_links_between_the_ends_and_starts_asked():
+    """build_candidates(gaps="lazy") leaves out the gap links, and its gap_links(ends, starts) gives the gap links
+    of gaps=True that join those rows; the LAP's tracks are the same either way."""
+    from cellscale.track.lap import solve_lap
+
+    rng = np.random.default_rng(6)
+    labels, image = _movie("rods")
+    det = detections_from_labels(labels, image)
+    det = det[rng.random(len(det)) > 0.1].reset_index(drop=True)  # missing detections: gaps to close
+    frame, pos, area = det["frame"].to_numpy(), det[["y", "x"]].to_numpy(float), det["area"].to_numpy(float)
+    args = (frame, det["label"].to_numpy(), pos, area, det["mean_intensity"].to_numpy(float), labels.shape[0],
+            labels, labels.shape[1:], estimate_max_distance(frame, pos, area))
+    for costs in ("rules", "learned"):
+        cfg = TrackConfig(costs=costs, max_gap=2)
+        full = build_candidates(*args, cfg, gaps=True)
+        lazy = build_candidates(*args, cfg, gaps="lazy")
+        assert full.gap_links is None and lazy.gap_links is not None
+        one = full.dt == 1
+        for a, b in ((lazy.src, full.src[one]), (lazy.dst, full.dst[one]), (lazy.link_cost, full.link_cost[one]),
+                     (lazy.mother, full.mother), (lazy.division_cost, full.division_cost)):
+            np.testing.assert_array_equal(a, b)
+        for share in (1.0, 0.3):
+            ends = np.flatnonzero(rng.random(len(det)) < share)
+            starts = np.flatnonzero(rng.random(len(det)) < share)
+            g_src, g_dst, g_dt, g_cost = lazy.gap_links(ends, starts)
+            sel = (full.dt > 1) & np.isin(full.src, ends) & np.isin(full.dst, starts)
+            assert sel.sum() > 10
+            want = np.lexsort((full.dst[sel], full.src[sel], full.dt[sel]))
+            got = np.lexsort((g_dst, g_src, g_dt))
+            for a, b in ((g_src, full.src[sel]), (g_dst, full.dst[sel]), (g_dt, full.dt[sel]),
+                         (g_cost, full.link_cost[sel])):
+                np.testing.assert_array_equal(a[got], b[want])
+        pred_full, stats_full = solve_lap(len(det), frame, full)
+        pred_lazy, stats_lazy = solve_lap(len(det), frame, lazy)
+        np.testing.assert_array_equal(pred_lazy, pred_full)
+        assert stats_lazy == stats_full and stats_full["n_gaps_closed"] > 0
+    with pytest.raises(ValueError, match="gaps must be"):
+        build_candidates(*args, TrackConfig(), gaps="later")
+
+
+def test_assignment_by_components_equals_one_whole_assignment():
+    """solve_assignment (components of one candidate decided at once, the others solved apart) chooses what one
+    assignment over the whole augmented matrix chooses."""
+    from scipy.optimize import linear_sum_assignment
+
+    from cellscale.track.lap import _BIG, solve_assignment
+
+    rng = np.random.default_rng(7)
+    n = 300
+    src = rng.integers(0, 150, 260)
+    dst = 150 + np.where(rng.random(260) < 0.5, src, rng.integers(0, 150, 260))  # many one-candidate components
+    key = np.unique(src * n + dst)
+    src, dst = key // n, key % n
+    cost = rng.uniform(0.0, 3.0, src.size)
+    row_cost, col_cost = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, n)
+    got = solve_assignment(src, dst, cost, row_cost, col_cost)
+    m = np.full((2 * n, 2 * n), _BIG)
+    m[src, dst] = cost
+    m[np.arange(n), n + np.arange(n)] = row_cost
+    m[n + np.arange(n), np.arange(n)] = col_cost
+    m[n:, n:] = 0.0
+    r, c = linear_sum_assignment(m)
+    linked = {(int(a), int(b)) for a, b in zip(r, c) if a < n and b < n and m[a, b] < _BIG}
+    assert {(int(a), int(b)) for a, b in zip(src[got], dst[got])} == linked
+    assert np.all(np.diff(got) > 0) and len(linked) > 50

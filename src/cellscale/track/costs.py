@@ -52,6 +52,7 @@ enumeration.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,6 +130,10 @@ class Candidates:
     division_cost: np.ndarray
     appear: np.ndarray     # per detection
     disappear: np.ndarray  # per detection
+    #: gap links on demand (``build_candidates(gaps="lazy")``): ``gap_links(ends, starts)`` gives ``(src, dst,
+    #: dt, cost)`` of the gap links from the rows ``ends`` to the rows ``starts``, the same as those of
+    #: ``gaps=True`` between them; ``None``: they are among the links above (or there are none)
+    gap_links: Callable[[np.ndarray, np.ndarray], tuple] | None = None
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -154,13 +159,16 @@ def _pairs_within(tree_pts: np.ndarray, query_pts: np.ndarray, radius) -> tuple[
 def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area: np.ndarray,
                      intensity: np.ndarray | None, n_frames: int, labels: np.ndarray | None,
                      frame_shape: tuple[int, int] | None, md: float,
-                     cfg: TrackConfig, gaps: bool = True, scorer=None,
+                     cfg: TrackConfig, gaps: bool | str = True, scorer=None,
                      features_out: dict | None = None) -> Candidates:
     """All plausible links, gap links and divisions with their costs.
 
     Detections must be sorted by frame. ``labels`` (T, Y, X) adds the IoU
     term and makes overlapping objects link candidates whatever their
     distance. ``frame_shape`` enables the cheaper starts/ends at the border.
+    ``gaps``: ``True``, the gap links (up to ``cfg.max_gap`` missing frames) are among the links; ``False``, there
+    are none; ``"lazy"``, they are left to :attr:`Candidates.gap_links`, for a solver that closes gaps only
+    between the ends and starts of the tracks it has (:func:`cellscale.track.lap.solve_lap`).
 
     With ``cfg.costs == "learned"`` the consecutive-frame links and the
     divisions are scored by ``scorer`` (a :class:`cellscale.track.scorer.Scorer`;
@@ -211,6 +219,8 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
         cum = np.cumsum(area[order])
         typical = float(area[order][np.searchsorted(cum, 0.5 * cum[-1])])
         big = area >= cfg.min_division_area * typical
+    if gaps not in (True, False, "lazy"):
+        raise ValueError(f"gaps must be True, False or 'lazy', got {gaps!r}")
     max_dt = cfg.max_gap + 1 if gaps else 1
     counts = np.diff(starts_at)
     touch_rules = (not learned and cfg.divisions and labels is not None and cfg.touch_cost > 0)
@@ -280,28 +290,17 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     # consecutive frames: one query within the links' and the divisions' radii, shared by both
     near_a, near_b, near_d = layers.pairs(every, every, 1, max(md, float(div_reach[big].max(initial=0.0)))
                                           if cfg.divisions else md, distances=True)
-    for dt in range(1, max_dt + 1):
-        lim = md * math.sqrt(dt)
-        if dt == 1:
-            close = near_d <= lim
-            ga, gb = near_a[close], near_b[close]
-        else:
-            ga, gb = layers.pairs(every, every, dt, lim)
-        iou = None
-        if use_iou and dt == 1:
-            key = np.unique(np.concatenate([ga * n + gb, ov_keys]))
-            ga, gb = key // max(n, 1), key % max(n, 1)
-            iou = np.zeros(key.size)
-            iou[np.searchsorted(key, ov_keys)] = ov_iou
-        if ga.size == 0:
-            continue
-        d = np.hypot(*(pos[ga] - pos[gb]).T)
-        c = (d / lim) ** 2 + cfg.size_weight * _rel(area[ga], area[gb]) + cfg.gap_cost * (dt - 1)
-        if use_iou:
-            c = c + cfg.iou_weight * (1.0 - (iou if iou is not None else 0.0))
-        if inten is not None:
-            c = c + cfg.intensity_weight * _rel(inten[ga], inten[gb])
-        if learned and dt == 1:
+    close = near_d <= md
+    ga, gb = near_a[close], near_b[close]
+    iou = None
+    if use_iou:
+        key = np.unique(np.concatenate([ga * n + gb, ov_keys]))
+        ga, gb = key // max(n, 1), key % max(n, 1)
+        iou = np.zeros(key.size)
+        iou[np.searchsorted(key, ov_keys)] = ov_iou
+    if ga.size:
+        c = _link_rule_cost(ga, gb, 1, pos, area, inten, md, cfg, use_iou, iou)
+        if learned:
             x = link_features(movie, ga, gb, pos, pos, md, inten, inten, rule_cost=c)
             if features_out is not None:
                 collect.update(link_x=x, link_src=ga, link_dst=gb)
@@ -310,8 +309,25 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
         keep = c <= disappear[ga] + appear[gb]
         src.append(ga[keep])
         dst.append(gb[keep])
-        dts.append(np.full(int(keep.sum()), dt, np.int64))
+        dts.append(np.full(int(keep.sum()), 1, np.int64))
         costs.append(c[keep])
+
+    def gap_links(ends: np.ndarray, starts: np.ndarray) -> tuple:
+        ends, starts = np.asarray(ends, np.int64), np.asarray(starts, np.int64)
+        out = [[], [], [], []]
+        for dt in range(2, cfg.max_gap + 2):
+            ga, gb = layers.pairs(ends, starts, dt, md * math.sqrt(dt))
+            if ga.size == 0:
+                continue
+            c = _link_rule_cost(ga, gb, dt, pos, area, inten, md, cfg, use_iou, None)
+            keep = c <= disappear[ga] + appear[gb]
+            for part, v in zip(out, (ga[keep], gb[keep], np.full(int(keep.sum()), dt, np.int64), c[keep])):
+                part.append(v)
+        return tuple(np.concatenate(p) if p else np.zeros(0, t) for p, t in zip(out, (np.int64,) * 3 + (float,)))
+
+    if gaps is True and cfg.max_gap > 0:
+        for part, v in zip((src, dst, dts, costs), gap_links(every, every)):
+            part.append(v)
 
     # --- divisions -----------------------------------------------------------------------------
     div_m = div_a = div_b = np.zeros(0, np.int64)
@@ -355,7 +371,21 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
     # frame difference's links are sorted by source and target already: a stable sort merges them)
     order = np.argsort(frame[src] * (max_dt + 1) + dts, kind="stable")
     return Candidates(src[order], dst[order], dts[order], costs[order], div_m.astype(np.int64),
-                      div_a.astype(np.int64), div_b.astype(np.int64), div_c.astype(float), appear, disappear)
+                      div_a.astype(np.int64), div_b.astype(np.int64), div_c.astype(float), appear, disappear,
+                      gap_links if gaps == "lazy" and cfg.max_gap > 0 else None)
+
+
+def _link_rule_cost(ga, gb, dt: int, pos, area, inten, md: float, cfg: TrackConfig, use_iou: bool, iou):
+    """The rule-based cost of the links ``ga`` -> ``gb`` (rows), ``dt`` frames apart; ``iou``: their IoU (``None``:
+    none, as for gap links)."""
+    lim = md * math.sqrt(dt)
+    d = np.hypot(*(pos[ga] - pos[gb]).T)
+    c = (d / lim) ** 2 + cfg.size_weight * _rel(area[ga], area[gb]) + cfg.gap_cost * (dt - 1)
+    if use_iou:
+        c = c + cfg.iou_weight * (1.0 - (iou if iou is not None else 0.0))
+    if inten is not None:
+        c = c + cfg.intensity_weight * _rel(inten[ga], inten[gb])
+    return c
 
 
 class _FrameLayers:
@@ -487,9 +517,15 @@ def _lowest_per_group(group: np.ndarray, value: np.ndarray, k: int) -> np.ndarra
             bound[block] = np.partition(pad, k - 1, axis=1)[:, k - 1]
             lo = hi
         keep = value <= np.repeat(bound, size)
-    idx = np.flatnonzero(keep)
-    order = idx[np.lexsort((value[idx], group[idx]))]
-    g = group[order]
+    idx = np.flatnonzero(keep)  # (about k per group: sorted in one padded array, NaN after every number)
+    g = group[idx]
     first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
-    rank = np.arange(g.size) - np.repeat(first, np.diff(np.r_[first, g.size]))
-    return order[rank < k]
+    count = np.diff(np.r_[first, g.size])
+    if count.max() > 4 * k:  # (many ties)
+        order = idx[np.lexsort((value[idx], g))]
+        rank = np.arange(g.size) - np.repeat(first, count)
+        return order[rank < k]
+    pad = np.full((first.size, int(count.max())), np.nan)
+    pad[np.repeat(np.arange(first.size), count), np.arange(g.size) - np.repeat(first, count)] = value[idx]
+    col = np.argsort(pad, axis=1, kind="stable")[:, :k]
+    return idx[(first[:, None] + col)[col < count[:, None]]]

@@ -16,6 +16,8 @@ candidates of :mod:`cellscale.track.costs`:
    ``min_cycle_frames >= 2``, no cell divides in the frame it was born in).
 3. **Gap closing.** Track ends and track starts up to ``max_gap`` missing
    frames apart are joined by a second assignment (same augmented form).
+   The gap links are enumerated here, between those ends and starts only,
+   when the candidates leave them to :attr:`Candidates.gap_links`.
 """
 
 from __future__ import annotations
@@ -50,18 +52,16 @@ def solve_assignment(src: np.ndarray, dst: np.ndarray, cost: np.ndarray,
     _, comp = connected_components(graph, directed=False)
     comp_r, comp_c = comp[:nr], comp[nr:]
     pair_comp = comp_r[ri]
-    order = np.argsort(pair_comp, kind="stable")
+    # a component of one candidate (one row, one column): linked if cheaper (all such at once)
+    alone = np.bincount(pair_comp)[pair_comp] == 1
+    chosen = [np.flatnonzero(alone & (cost < row_cost[src] + col_cost[dst]))]
+    order = np.flatnonzero(~alone)
+    order = order[np.argsort(pair_comp[order], kind="stable")]
     bounds = np.flatnonzero(np.diff(pair_comp[order])) + 1
     r_order = np.argsort(comp_r, kind="stable")
     c_order = np.argsort(comp_c, kind="stable")
     r_sorted, c_sorted = comp_r[r_order], comp_c[c_order]
-    chosen = []
-    for sl in np.split(order, bounds):
-        if sl.size == 1:  # one candidate, one row, one column: link if cheaper
-            k = sl[0]
-            if cost[k] < row_cost[src[k]] + col_cost[dst[k]]:
-                chosen.append(k)
-            continue
+    for sl in np.split(order, bounds) if order.size else ():
         k = pair_comp[sl[0]]
         rr = r_order[np.searchsorted(r_sorted, k):np.searchsorted(r_sorted, k, side="right")]
         cc = c_order[np.searchsorted(c_sorted, k):np.searchsorted(c_sorted, k, side="right")]
@@ -79,8 +79,8 @@ def solve_assignment(src: np.ndarray, dst: np.ndarray, cost: np.ndarray,
         hit = np.full((m_r, m_c), -1, dtype=np.int64)
         hit[rloc, cloc] = sl
         picked = hit[r_idx, c_idx]
-        chosen.extend(picked[picked >= 0].tolist())
-    return np.asarray(sorted(chosen), dtype=np.int64)
+        chosen.append(picked[picked >= 0])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def solve_lap(n: int, frame: np.ndarray, cand: Candidates, min_cycle_frames: int = 1) -> tuple[np.ndarray, dict]:
@@ -136,15 +136,17 @@ def solve_lap(n: int, frame: np.ndarray, cand: Candidates, min_cycle_frames: int
             n_div += 1
 
     # 3. gap closing between remaining ends and starts
-    n_gaps = 0
-    gap = np.flatnonzero(cand.dt > 1)
-    if gap.size:
-        open_end = succ_of == -1
-        open_start = pred < 0
-        gap = gap[open_end[cand.src[gap]] & open_start[cand.dst[gap]]]
-        pick = gap[solve_assignment(cand.src[gap], cand.dst[gap], cand.link_cost[gap],
-                                    cand.disappear, cand.appear)]
-        pred[cand.dst[pick]] = cand.src[pick]
+    n_gaps = n_gap_candidates = 0
+    if cand.gap_links is not None:  # (enumerated now, between the ends and starts only)
+        g_src, g_dst, _, g_cost = cand.gap_links(np.flatnonzero(succ_of == -1), np.flatnonzero(pred < 0))
+    else:
+        gap = np.flatnonzero(cand.dt > 1)
+        gap = gap[(succ_of[cand.src[gap]] == -1) & (pred[cand.dst[gap]] < 0)]
+        g_src, g_dst, g_cost = cand.src[gap], cand.dst[gap], cand.link_cost[gap]
+    if g_src.size:
+        n_gap_candidates = int(g_src.size)
+        pick = solve_assignment(g_src, g_dst, g_cost, cand.disappear, cand.appear)
+        pred[g_dst[pick]] = g_src[pick]
         n_gaps = int(pick.size)
-    return pred, {"n_links": n_links, "n_divisions": n_div,
-                  "n_divisions_split_from_link": n_split, "n_gaps_closed": n_gaps}
+    return pred, {"n_links": n_links, "n_divisions": n_div, "n_divisions_split_from_link": n_split,
+                  "n_gap_candidates": n_gap_candidates, "n_gaps_closed": n_gaps}

@@ -158,7 +158,10 @@ def link(
     at 1, parent 0 means none). Tracks have no holes and obey the CTC
     lineage rules, so the table can be written with :func:`write_ctc`.
     ``attrs`` holds the parameters used, the counts of links, divisions and
-    closed gaps, the number of tracks and the solver's time.
+    closed gaps, the number of tracks and the solver's time. Of the candidate
+    links (``n_candidate_links``) the LAP enumerates the consecutive-frame
+    ones first and the gap links later, between the ends and starts of its
+    tracks only (``n_gap_candidates``); the ILP enumerates all at once.
 
     Raises
     ------
@@ -194,7 +197,8 @@ def link(
                     cfg.auto_crowding, "" if lab is not None else ", no label images")
 
     t0 = time.perf_counter()
-    cand = build_candidates(frame, label, pos, area, inten, n_frames, lab, frame_shape, md, used)
+    cand = build_candidates(frame, label, pos, area, inten, n_frames, lab, frame_shape, md, used,
+                            gaps="lazy" if cfg.solver == "lap" else True)
     t1 = time.perf_counter()
     if cfg.solver == "ilp":
         pred, stats = solve_ilp(n, frame, n_frames, cand, cfg)
