@@ -147,6 +147,17 @@ def test_bad_detection_tables_raise():
         link(det)
     with pytest.raises(ValueError, match="lack column"):
         link(det.drop(columns="area"))
+    det = pd.DataFrame({"frame": [1, 0, 1], "label": [2, 1, 2], "y": [1.0, 1.0, 2.0], "x": [1.0] * 3, "area": [5] * 3})
+    with pytest.raises(ValueError, match="duplicate detection: frame 1 label 2"):
+        link(det)
+
+
+def test_detections_in_any_order_give_the_same_tracks(tl):
+    det = detections_from_labels(tl.labels)
+    want = link(det, tl.labels)
+    got = link(det.sample(frac=1.0, random_state=3), tl.labels)
+    pd.testing.assert_frame_equal(got, want)
+    assert want["parent_track_id"].gt(0).sum() > 4  # (divisions: tracks with parents)
 
 
 def test_fast_scorer_matches_py_ctcmetrics(tl, gt, tmp_path):

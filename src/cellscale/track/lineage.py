@@ -36,16 +36,20 @@ def tracks_table(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area: np
     track = np.zeros(n, dtype=np.int64)
     track[new] = np.arange(1, int(new.sum()) + 1)
     parent = np.zeros(n, dtype=np.int64)
-    # continuations inherit the id of their predecessor: follow chains in frame order
-    for j in np.flatnonzero(cont):
-        track[j] = track[pred[j]]
-    starts = np.flatnonzero(new & has_pred)
-    parent_track = {int(track[j]): int(track[pred[j]]) for j in starts}
-    if parent_track:
-        keys = np.fromiter(parent_track.keys(), dtype=np.int64)
-        vals = np.fromiter(parent_track.values(), dtype=np.int64)
+    # continuations inherit the id of their track's first detection: each detection points at its
+    # predecessor while it continues it, and the pointers are followed by doubling (a chain of length L
+    # in log2(L) steps; chains go back in frame order, so they end)
+    first = np.where(cont, safe_pred, np.arange(n))
+    while True:
+        nxt = first[first]
+        if np.array_equal(nxt, first):
+            break
+        first = nxt
+    track = track[first]
+    starts = np.flatnonzero(new & has_pred)  # a track that starts with a predecessor: its parent is that one's
+    if starts.size:
         lut = np.zeros(int(track.max()) + 1, dtype=np.int64)
-        lut[keys] = vals
+        lut[track[starts]] = track[pred[starts]]
         parent = lut[track]
     out = pd.DataFrame({
         "frame": frame.astype(np.int64),

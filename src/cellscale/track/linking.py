@@ -73,10 +73,13 @@ def _prepare(detections, labels):
         raise ValueError("detections have label <= 0 (0 is background)")
     if len(det) and (det["area"] <= 0).any():
         raise ValueError("detections have area <= 0")
-    if det.duplicated(["frame", "label"]).any():
+    f, lb = det["frame"].to_numpy(), det["label"].to_numpy()
+    ordered = bool(np.all((f[1:] > f[:-1]) | ((f[1:] == f[:-1]) & (lb[1:] > lb[:-1]))))  # (hence no duplicate)
+    if not ordered and det.duplicated(["frame", "label"]).any():
         dup = det[det.duplicated(["frame", "label"], keep=False)].iloc[0]
-        raise ValueError(f"duplicate detection: frame {dup['frame']} label {dup['label']}")
-    det = det.sort_values(["frame", "label"], kind="stable").reset_index(drop=True)
+        raise ValueError(f"duplicate detection: frame {int(dup['frame'])} label {int(dup['label'])}")
+    det = det.reset_index(drop=True) if ordered else det.sort_values(["frame", "label"], kind="stable").reset_index(
+        drop=True)
 
     lab = None
     n_frames = int(det["frame"].max()) + 1 if len(det) else 0
