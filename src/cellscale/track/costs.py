@@ -379,7 +379,7 @@ def _link_rule_cost(ga, gb, dt: int, pos, area, inten, md: float, cfg: TrackConf
     """The rule-based cost of the links ``ga`` -> ``gb`` (rows), ``dt`` frames apart; ``iou``: their IoU (``None``:
     none, as for gap links)."""
     lim = md * math.sqrt(dt)
-    d = np.hypot(*(pos[ga] - pos[gb]).T)
+    d = np.hypot(*(np.take(pos, ga, axis=0) - np.take(pos, gb, axis=0)).T)  # (np.take: 3x faster than pos[ga])
     c = (d / lim) ** 2 + cfg.size_weight * _rel(area[ga], area[gb]) + cfg.gap_cost * (dt - 1)
     if use_iou:
         c = c + cfg.iou_weight * (1.0 - (iou if iou is not None else 0.0))
@@ -401,7 +401,7 @@ class _FrameLayers:
         self._tree: tuple[np.ndarray, cKDTree] | None = None  # the last targets' tree
 
     def _points(self, rows: np.ndarray, shift: int) -> np.ndarray:
-        return np.column_stack([self.pos[rows], (self.frame[rows] + shift) * self.spacing])
+        return np.column_stack([np.take(self.pos, rows, axis=0), (self.frame[rows] + shift) * self.spacing])
 
     def _targets(self, rows: np.ndarray) -> cKDTree:
         if self._tree is None or not np.array_equal(self._tree[0], rows):
@@ -458,31 +458,35 @@ def _division_candidates(qm, qd, pos, area, radius, inten, md, cfg, covered=None
     def first(v):
         return np.repeat(v, after)
 
-    m, a, b = first(qm), first(qd), qd[second]
+    def other(v):  # (np.take: faster than v[second])
+        return np.take(v, second)
+
+    m, a, b = first(qm), first(qd), other(qd)
     # what depends on (mother, one daughter) is computed once per such pair and gathered
     # (the same operations on the same numbers as per triple)
-    my, mx = pos[qm, 0], pos[qm, 1]
-    dy, dx = pos[qd, 0], pos[qd, 1]
+    my, mx = np.take(pos[:, 0], qm), np.take(pos[:, 1], qm)
+    dy, dx = np.take(pos[:, 0], qd), np.take(pos[:, 1], qd)
     vy, vx = dy - my, dx - mx  # daughter - mother
     nv = np.hypot(vy, vx)
     scale = radius[qm] + 0.5 * md
     half = 0.5 * area[qm]
     size = np.abs(np.log(area[qd] / half))
     # |midpoint(a, b) - m|
-    mid_y = 0.5 * (first(dy) + dy[second]) - first(my)
-    mid_x = 0.5 * (first(dx) + dx[second]) - first(mx)
+    mid_y = 0.5 * (first(dy) + other(dy)) - first(my)
+    mid_x = 0.5 * (first(dx) + other(dx)) - first(mx)
     c = cfg.division_cost + (mid_y * mid_y + mid_x * mid_x) / first(scale * scale)  # (|mid - m| / scale)^2
-    na, nb = first(nv), nv[second]
-    dot = first(vy) * vy[second] + first(vx) * vx[second]
+    na, nb = first(nv), other(nv)
+    dot = first(vy) * other(vy) + first(vx) * other(vx)
     cos = np.where((na > 0) & (nb > 0), dot / np.maximum(na * nb, 1e-12), 0.0)
     c = c + 0.5 * (1.0 + cos) / 2.0
-    c = c + cfg.size_weight * 0.5 * (first(size) + size[second])
+    c = c + cfg.size_weight * 0.5 * (first(size) + other(size))
     if inten is not None:
-        c = c + cfg.intensity_weight * _rel(inten[a], inten[b])
+        i_d = np.take(inten, qd)
+        c = c + cfg.intensity_weight * _rel(first(i_d), other(i_d))
     cover = None
     if covered is not None:
         one = covered(qm, qd)
-        cover = first(one) + one[second]
+        cover = first(one) + other(one)
     return m, a, b, c, cover
 
 

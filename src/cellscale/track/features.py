@@ -189,14 +189,14 @@ def local_motions(pos: np.ndarray, starts: np.ndarray, k: int = 8, rounds: int =
     apart = 16.0 * span
     zp = np.repeat(pairs * apart, counts[pairs])
     zq = np.repeat(pairs * apart, counts[pairs + 1])
-    p, q = pos[rows_p], pos[rows_q]
+    p, q = np.take(pos, rows_p, axis=0), np.take(pos, rows_q, axis=0)
     tq = cKDTree(np.column_stack([q, zq]))
     w = np.zeros_like(p)
     for _ in range(rounds):
         _, back = cKDTree(np.column_stack([p + w, zp])).query(np.column_stack([q, zq]), k=1)
-        e = q - p[back]
+        e = q - np.take(p, back, axis=0)  # (np.take: 3x to 10x faster than fancy indexing of rows)
         _, nb = tq.query(np.column_stack([p + w, zp]), k=k)
-        near = np.sort(e[np.asarray(nb).reshape(p.shape[0], k)], axis=1)  # np.median's numbers, 2x faster
+        near = np.sort(np.take(e, np.asarray(nb).reshape(p.shape[0], k), axis=0), axis=1)  # np.median's, 2x faster
         w = near[:, k // 2] if k % 2 else 0.5 * (near[:, k // 2 - 1] + near[:, k // 2])
     v[rows_p] = w
     return v
@@ -511,6 +511,11 @@ def _median(a: np.ndarray) -> float:
     return float(s[h]) if s.size % 2 else float(0.5 * (s[h - 1] + s[h]))
 
 
+def _rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``a[idx]`` for a 2-D ``a`` (rows): the same numbers, 3x to 10x faster for many short rows."""
+    return np.take(a, idx, axis=0)
+
+
 def _rel(a, b):
     return np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)
 
@@ -547,10 +552,11 @@ def link_features(ff: FrameFeatures, qa: np.ndarray, qb: np.ndarray, pos_a: np.n
         return f
     md = max(float(md), 1e-6)
     key = qa * max(ff.nb, 1) + qb
-    d = np.hypot(*(pos_b[qb] - pos_a[qa]).T)
-    dc = np.hypot(*(pos_b[qb] - pos_a[qa] - ff.motion[qa]).T)
+    pa, pb = _rows(pos_a, qa), _rows(pos_b, qb)
+    d = np.hypot(*(pb - pa).T)
+    dc = np.hypot(*(pb - pa - _rows(ff.motion, qa)).T)
     inter, iou_c = ff.lookup_many(key, ff.key_c, ff.inter_c, ff.iou_c)
-    sa, sb = ff.shape_a[qa], ff.shape_b[qb]
+    sa, sb = _rows(ff.shape_a, qa), _rows(ff.shape_b, qb)
     elong_a = sa[:, 1] / np.maximum(sa[:, 2], 1e-6)
     elong_b = sb[:, 1] / np.maximum(sb[:, 2], 1e-6)
     weight = np.clip((np.minimum(elong_a, elong_b) - 1.0) / 0.5, 0.0, 1.0)  # round cells have no axis
@@ -597,10 +603,10 @@ def division_features(ff: FrameFeatures, qm: np.ndarray, qa: np.ndarray, qb: np.
     if n == 0:
         return f
     nb = max(ff.nb, 1)
-    sm, sa, sb = ff.shape_a[qm], ff.shape_b[qa], ff.shape_b[qb]
+    sm, sa, sb = _rows(ff.shape_a, qm), _rows(ff.shape_b, qa), _rows(ff.shape_b, qb)
     length_m = np.maximum(sm[:, 1], 1e-6)
-    pm = pos_a[qm] + ff.motion[qm]
-    pa, pb = pos_b[qa], pos_b[qb]
+    pm = _rows(pos_a, qm) + _rows(ff.motion, qm)
+    pa, pb = _rows(pos_b, qa), _rows(pos_b, qb)
     mid = 0.5 * (pa + pb)
     f[:, 0] = np.hypot(*(mid - pm).T) / (0.5 * length_m)
     va, vb = pa - pm, pb - pm
