@@ -313,21 +313,32 @@ def build_candidates(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area
         costs.append(c[keep])
 
     def gap_links(ends: np.ndarray, starts: np.ndarray) -> tuple:
+        """(source, target, frame difference, cost) of the gap links from the rows ``ends`` to the rows
+        ``starts`` that are cheaper than ending the one track and starting the other."""
         ends, starts = np.asarray(ends, np.int64), np.asarray(starts, np.int64)
-        out = [[], [], [], []]
+        g_src, g_dst, g_dt, g_cost = [], [], [], []
         for dt in range(2, cfg.max_gap + 2):
             ga, gb = layers.pairs(ends, starts, dt, md * math.sqrt(dt))
             if ga.size == 0:
                 continue
             c = _link_rule_cost(ga, gb, dt, pos, area, inten, md, cfg, use_iou, None)
             keep = c <= disappear[ga] + appear[gb]
-            for part, v in zip(out, (ga[keep], gb[keep], np.full(int(keep.sum()), dt, np.int64), c[keep])):
-                part.append(v)
-        return tuple(np.concatenate(p) if p else np.zeros(0, t) for p, t in zip(out, (np.int64,) * 3 + (float,)))
+            g_src.append(ga[keep])
+            g_dst.append(gb[keep])
+            g_dt.append(np.full(int(keep.sum()), dt, np.int64))
+            g_cost.append(c[keep])
 
-    if gaps is True and cfg.max_gap > 0:
-        for part, v in zip((src, dst, dts, costs), gap_links(every, every)):
-            part.append(v)
+        def joined(parts: list, dtype) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        return joined(g_src, np.int64), joined(g_dst, np.int64), joined(g_dt, np.int64), joined(g_cost, float)
+
+    if gaps is True and cfg.max_gap > 0:  # (all of them now; "lazy": the solver asks for those it needs)
+        g_src, g_dst, g_dt, g_cost = gap_links(every, every)
+        src.append(g_src)
+        dst.append(g_dst)
+        dts.append(g_dt)
+        costs.append(g_cost)
 
     # --- divisions -----------------------------------------------------------------------------
     div_m = div_a = div_b = np.zeros(0, np.int64)
