@@ -536,11 +536,10 @@ def _lowest_per_group(group: np.ndarray, value: np.ndarray, k: int) -> np.ndarra
     g = group[idx]
     first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
     count = np.diff(np.r_[first, g.size])
+    rank = np.arange(g.size) - np.repeat(first, count)  # (within the group)
     if count.max() > 4 * k:  # (many ties)
-        order = idx[np.lexsort((value[idx], g))]
-        rank = np.arange(g.size) - np.repeat(first, count)
-        return order[rank < k]
+        return idx[np.lexsort((value[idx], g))][rank < k]
     pad = np.full((first.size, int(count.max())), np.nan)
-    pad[np.repeat(np.arange(first.size), count), np.arange(g.size) - np.repeat(first, count)] = value[idx]
+    pad[np.repeat(np.arange(first.size), count), rank] = value[idx]
     col = np.argsort(pad, axis=1, kind="stable")[:, :k]
     return idx[(first[:, None] + col)[col < count[:, None]]]

@@ -78,8 +78,9 @@ def _prepare(detections, labels):
     if not ordered and det.duplicated(["frame", "label"]).any():
         dup = det[det.duplicated(["frame", "label"], keep=False)].iloc[0]
         raise ValueError(f"duplicate detection: frame {int(dup['frame'])} label {int(dup['label'])}")
-    det = det.reset_index(drop=True) if ordered else det.sort_values(["frame", "label"], kind="stable").reset_index(
-        drop=True)
+    if not ordered:
+        det = det.sort_values(["frame", "label"], kind="stable")
+    det = det.reset_index(drop=True)
 
     lab = None
     n_frames = int(det["frame"].max()) + 1 if len(det) else 0
