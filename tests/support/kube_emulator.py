@@ -140,7 +140,8 @@ class Cluster:
     pools : node pools pods may be scheduled on; a pod that fits none stays Pending.
     record_dir : gets ``jobs/<name>.json`` (each Job exactly as submitted), ``logs/<pod>.log`` and
         ``events.jsonl`` (scheduled, started, killed, finished).
-    pod_env : the container's environment (what the image would set), without the run's secret.
+    pod_env : the container's environment (what the image would set), without the run's secret; ``{pod}`` in a
+        value becomes the pod's name.
     max_running : pods run at once (the cluster's capacity); the others wait Pending.
     kill_fraction, seed, kill_after : SIGKILL this fraction of first attempts (seeded), after a delay drawn
         uniformly from ``kill_after`` seconds, as a reclaimed spot node would.
@@ -325,7 +326,7 @@ class Cluster:
         pod.workdir = self.record_dir / "pods" / pod.name
         pod.workdir.mkdir(parents=True)
         pod.log = self.record_dir / "logs" / f"{pod.name}.log"
-        env = dict(self.pod_env)
+        env = {name: value.replace("{pod}", pod.name) for name, value in self.pod_env.items()}
         for var in container.get("env") or []:
             if "value" in var:
                 env[var["name"]] = var["value"]

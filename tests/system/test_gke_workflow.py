@@ -1,10 +1,11 @@
-"""`snakemake --profile profiles/gke` end to end on a Kubernetes stand-in, with no shared filesystem.
+"""`snakemake --profile profiles/gke` end to end on Kubernetes and Cloud Storage stand-ins, with no shared filesystem.
 
 The real profile, the real snakemake-executor-plugin-kubernetes and the real Kubernetes client submit Jobs to
 tests/support/kube_emulator.py on 127.0.0.1. Each pod runs as a local process in its own empty scratch folder
-(its emptyDir); the only way files move between jobs is the storage plugin (snakemake-storage-plugin-fs standing
-in for GCS, on a separate "bucket" folder). The data and models exist only in that bucket. A seeded fraction of
-pods is SIGKILLed mid-run, as a reclaimed spot node kills them. Results must equal a plain local run's.
+(its emptyDir); the only way files move between jobs is the real snakemake-storage-plugin-gcs and
+google-cloud-storage client, talking to a Cloud Storage emulator (tests/support/gcs_emulator.py, gcp-storage-emulator)
+that counts every request by pod and billing class. The data and models exist only in that bucket. A seeded fraction
+of pods is SIGKILLed mid-run, as a reclaimed spot node kills them. Results must equal a plain local run's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pytest
 import tifffile
 import yaml
 from support import MODELS, ROOT
+from support.gcs_emulator import GcsEmulator
 from support.kube_emulator import Cluster, api_errors
 
 from cellscale.deploy import gke, sizing
@@ -43,7 +45,8 @@ SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
            "fov2\tdata/fov2.tif\ttissue\t\t\t\t\n")
 GKE_KUBERNETES = "1.36.0"
 KILL_FRACTION, SEED = 0.3, 1
-ENV = {"CELLSCALE_GCP_PROJECT": "demo-project"}
+BUCKET = "cellscale-test"
+ENV = {"CELLSCALE_GCP_PROJECT": "demo-project", "CELLSCALE_BUCKET": BUCKET}  # the profile's gs://BUCKET/cellscale
 PROFILE = ROOT / "profiles" / "gke"
 
 
@@ -104,15 +107,15 @@ def git_track(work: Path) -> None:
     subprocess.run(["git", "add", "-A"], **quiet)
 
 
-def gke_command(bucket: Path, *extra: str) -> list[str]:
+def fs_command(bucket: Path, *extra: str) -> list[str]:
+    """The profile's offline check (its header): the fs storage plugin on a local folder instead of the bucket."""
     return [str(BIN / "snakemake"), "--profile", str(PROFILE),
             "--default-storage-provider", "fs", "--default-storage-prefix", str(bucket), *extra]
 
 
 def install_rsync() -> None:
     """snakemake-storage-plugin-fs copies with rsync, which a clean Debian machine lacks (CI): apt-get install it
-    when root, as the SLURM test installs its packages. Without it these tests would skip on CI (they did, while
-    the SLURM test, which runs later and pulls rsync in with slurm, made them run on a used machine)."""
+    when root, as the SLURM test installs its packages."""
     if shutil.which("rsync") or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -121,22 +124,35 @@ def install_rsync() -> None:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    install_rsync()
-    if shutil.which("git") is None or shutil.which("rsync") is None:
-        pytest.skip("needs git (source deployment) and rsync (snakemake-storage-plugin-fs); apt-get could not "
-                    "install rsync (not root, or no apt-get)")
+def storage(tmp_path_factory):
+    """The bucket: a Cloud Storage emulator holding the inputs under the profile's prefix (cellscale/)."""
+    base = tmp_path_factory.mktemp("gcs")
+    with GcsEmulator(base / "emulator", bucket=BUCKET) as gcs:
+        write_inputs(base / "inputs")
+        gcs.upload_tree(base / "inputs", "cellscale")  # data and models exist only in the bucket
+        yield gcs
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, storage):
+    if shutil.which("git") is None:
+        pytest.skip("needs git (Snakemake deploys the workflow's tracked files to the pods)")
     base = tmp_path_factory.mktemp("gke")
-    work, bucket = base / "work", base / "bucket" / "cellscale"
+    work = base / "work"
     write_workdir(work)
     git_track(work)
-    write_inputs(bucket)  # data and models exist only in the bucket
-    return base, work, bucket
+    return base, work, storage.path("cellscale")
 
 
-def test_dry_run_resolves_the_dag_offline(prepared):
-    base, work, bucket = prepared
-    result = subprocess.run(gke_command(bucket, "--dry-run"), cwd=work, capture_output=True, text=True,
+def test_dry_run_resolves_the_dag_offline(prepared, tmp_path):
+    """The profile's documented offline check: the whole DAG from a local folder through the fs storage plugin."""
+    install_rsync()
+    if shutil.which("rsync") is None:
+        pytest.skip("needs rsync (snakemake-storage-plugin-fs); apt-get could not install it (not root, or none)")
+    base, work, _ = prepared
+    bucket = tmp_path / "bucket" / "cellscale"
+    write_inputs(bucket)
+    result = subprocess.run(fs_command(bucket, "--dry-run"), cwd=work, capture_output=True, text=True,
                             env={**os.environ, **ENV}, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
@@ -172,7 +188,7 @@ def local_run(local_started):
 
 
 @pytest.fixture(scope="module")
-def gke_run(prepared, local_started):
+def gke_run(prepared, local_started, storage):
     base, work, bucket = prepared
     wheels = base / "wheels"
     wheels.mkdir()
@@ -181,7 +197,10 @@ def gke_run(prepared, local_started):
     # what the image provides (Dockerfile): the project, snakemake, the plugins' wheels for the pods' pip step
     pod_env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
                "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1", "PIP_FIND_LINKS": str(wheels)}
+               "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1", "PIP_FIND_LINKS": str(wheels),
+               # on GKE the pods reach Cloud Storage through Workload Identity; here, the emulator, each pod
+               # counted apart (the kube emulator puts the pod's name for {pod})
+               "STORAGE_EMULATOR_HOST": storage.endpoint("{pod}")}
     settings = gke.settings(PROFILE, environ=ENV)
     with Cluster(settings.pools(), base / "cluster", pod_env=pod_env, max_running=2,
                  kill_fraction=KILL_FRACTION, seed=SEED) as cluster:
@@ -189,11 +208,13 @@ def gke_run(prepared, local_started):
         started = time.time()
         runs = []
         for _ in range(2):
+            # as a user types it: the profile names the gcs storage provider and the bucket (from ENV)
             result = subprocess.run(
-                gke_command(bucket, "--container-image", "cellscale:emulated", "--jobs", "2",
-                            "--seconds-between-status-checks", "1"),
+                [str(BIN / "snakemake"), "--profile", str(PROFILE), "--container-image", "cellscale:emulated",
+                 "--jobs", "2", "--seconds-between-status-checks", "1"],
                 cwd=work, capture_output=True, text=True, timeout=1500,
-                env={**os.environ, **ENV, "KUBECONFIG": str(kubeconfig)})
+                env={**os.environ, **ENV, "KUBECONFIG": str(kubeconfig),
+                     "STORAGE_EMULATOR_HOST": storage.endpoint("launcher")})
             runs.append(result.stdout + result.stderr)
             # Snakemake 9.27 may drop the retry of a killed job that follows a checkpoint and end with exit 0 and
             # outputs missing; the workflow's end check turns that into an error asking for a rerun, which a user
