@@ -222,7 +222,7 @@ def _plan(args) -> int:
     import json
     from dataclasses import replace
 
-    from cellscale.cost.model import Workload
+    from cellscale.cost.model import Overheads, Workload
     from cellscale.cost.plan import Infeasible, describe, load_profiles, plan, workload_from_sheet, write_outputs
     from cellscale.cost.prices import load_prices
 
@@ -253,7 +253,8 @@ def _plan(args) -> int:
         result = plan(workload, profiles, prices, deadline_h=args.deadline, budget_usd=args.budget,
                       max_gpus=args.max_gpus, max_nodes=args.max_nodes, preemption=args.preemption,
                       spot_options=(False,) if args.on_demand else (True, False),
-                      segment_machines=args.segment_machines)
+                      segment_machines=args.segment_machines,
+                      o=Overheads(storage_call_s=args.storage_call_ms / 1000))
     except Infeasible as err:
         print(f"cellscale plan: infeasible: {err}", file=sys.stderr)
         return 2
@@ -477,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         AUGMENTATIONS,
         PRECISIONS,
     )
+    from cellscale.cost.model import Overheads  # dataclasses only: the planner's defaults
     # the config schema's defaults (PyYAML, no numpy)
     from cellscale.settings import choices, default, schema
 
@@ -803,6 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preemption", type=float, default=0.05,
                    help="spot preemptions per node-hour (default 0.05 = 5%%)")
     p.add_argument("--on-demand", action="store_true", help="no spot nodes")
+    p.add_argument("--storage-call-ms", type=float, default=Overheads.storage_call_s * 1000,
+                   help="ms a Cloud Storage request from the launcher takes (default %(default)g, assumed): it asks "
+                        "about every field one request after another before the first job; 0 leaves that out")
     p.add_argument("--no-run-tables", action="store_true",
                    help="plan segmentation alone: leave out the run-level tail (aggregate_measurements, "
                         "report_fields, summary), whose time and memory grow with the whole run")

@@ -15,16 +15,18 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from gcp_storage_emulator import server as _server
 from gcp_storage_emulator.server import create_server
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-_API = re.compile(r"^/(?:upload/|download/)?storage/v1/b(?:/(?P<bucket>[^/?]+)(?P<objects>/o(?:/(?P<object>[^?]+))?)?)?")
+_API = re.compile(r"^/(?:upload/|download/)?storage/v1/b"
+                  r"(?:/(?P<bucket>[^/?]+)(?P<objects>/o(?:/(?P<object>[^?]+))?)?)?")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Request:
     cls: str       # Cloud Storage's billing class: "A", "B" or "free"
     op: str        # the JSON API method, e.g. "objects.get", "objects.list", "buckets.get"
     object: str    # the object's name ("" for bucket operations and listings)
+    prefix: str    # a listing's prefix ("" otherwise)
+    t: float       # when it arrived (time.time())
 
 
 def operation(method: str, path: str) -> tuple[str, str, str]:
@@ -114,12 +118,13 @@ class GcsEmulator:
         if first and first not in ("storage", "upload", "download", "batch") and "?" not in first:
             client = first
             rh.path = rh.path[len(first) + 1:]
-        path = urlsplit(rh.path).path
-        if path in ("/", "/wipe"):
+        url = urlsplit(rh.path)
+        if url.path in ("/", "/wipe"):
             return
-        op, cls, obj = operation(method, path)
+        op, cls, obj = operation(method, url.path)
+        prefix = parse_qs(url.query).get("prefix", [""])[0] if op == "objects.list" else ""
         with self._lock:
-            self.requests.append(Request(client, method, path, cls, op, obj))
+            self.requests.append(Request(client, method, url.path, cls, op, obj, prefix, time.time()))
 
     # -- use -----------------------------------------------------------------------------------------------------
     def endpoint(self, client: str = "") -> str:

@@ -10,17 +10,12 @@ of pods is SIGKILLed mid-run, as a reclaimed spot node kills them. Results must 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
-import zipfile
-from importlib.metadata import distribution
 from pathlib import Path
 
 import kubernetes_validate
@@ -28,16 +23,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-import yaml
 from support import MODELS, ROOT
+from support import gke_run as harness
 from support.gcs_emulator import GcsEmulator
 from support.kube_emulator import Cluster, api_errors
 
 from cellscale.deploy import gke, sizing
 
 pytestmark = pytest.mark.workflow
-BIN = Path(sys.executable).parent
-HEADER = "sample\timage\tkind\tnuclear_channel\tmembrane_channel\tchannel_names\tpixel_size_um\n"
+BIN = harness.BIN
 # tissue is larger than a shard (its own tile, segment and stitch jobs); fov1 and fov2 share one batch job
 SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
            "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\n"
@@ -45,28 +39,8 @@ SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
            "fov2\tdata/fov2.tif\ttissue\t\t\t\t\n")
 GKE_KUBERNETES = "1.36.0"
 KILL_FRACTION, SEED = 0.3, 1
-BUCKET = "cellscale-test"
-ENV = {"CELLSCALE_GCP_PROJECT": "demo-project", "CELLSCALE_BUCKET": BUCKET}  # the profile's gs://BUCKET/cellscale
-PROFILE = ROOT / "profiles" / "gke"
-
-
-def wheel_of_installed(dist_name: str, out: Path) -> Path:
-    """Repack an installed pure-Python distribution as a wheel: the image's /opt/wheels, offline."""
-    dist = distribution(dist_name)
-    wheel = out / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}-py3-none-any.whl"
-    record_name = next(f for f in dist.files if f.name == "RECORD")
-    records = []
-    with zipfile.ZipFile(wheel, "w") as z:
-        for f in dist.files:
-            src = Path(dist.locate_file(f))
-            if f == record_name or "__pycache__" in f.parts or str(f).startswith("..") or not src.is_file():
-                continue
-            data = src.read_bytes()
-            z.writestr(str(f), data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            records.append(f"{f},sha256={digest},{len(data)}")
-        z.writestr(str(record_name), "\n".join(records + [f"{record_name},,"]) + "\n")
-    return wheel
+BUCKET, ENV = harness.BUCKET, harness.ENV
+PROFILE = harness.PROFILE
 
 
 def write_inputs(dest: Path) -> None:
@@ -88,23 +62,8 @@ def write_inputs(dest: Path) -> None:
 
 
 def write_workdir(work: Path) -> None:
-    """A checkout as a user has one: the workflow's sources and config, tracked by git (Snakemake deploys the
-    tracked files to the pods), with relative paths in the sample sheet and config."""
-    for folder in ("workflow", "rules", "scripts", "envs"):
-        shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "config/prices", work / "config/prices")  # the rule cost's price table
-    shutil.copytree(PROFILE, work / "profiles/gke")  # and where it places each rule (config cost.placement_profile)
-    (work / "config/samples.tsv").write_text(HEADER + SAMPLES)
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config.update(samples="config/samples.tsv", models={"nuclear": "models/nuclear", "tissue": "models/tissue"},
-                  tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.03})
-    (work / "config/config.yaml").write_text(yaml.safe_dump(config))
-
-
-def git_track(work: Path) -> None:
-    quiet = {"capture_output": True, "check": True, "cwd": work}
-    subprocess.run(["git", "init", "-q"], **quiet)
-    subprocess.run(["git", "add", "-A"], **quiet)
+    """A checkout as a user has one (:func:`support.gke_run.write_workdir`) with this module's samples."""
+    harness.write_workdir(work, SAMPLES, tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.03})
 
 
 def fs_command(bucket: Path, *extra: str) -> list[str]:
@@ -140,7 +99,6 @@ def prepared(tmp_path_factory, storage):
     base = tmp_path_factory.mktemp("gke")
     work = base / "work"
     write_workdir(work)
-    git_track(work)
     return base, work, storage.path("cellscale")
 
 
@@ -190,17 +148,7 @@ def local_run(local_started):
 @pytest.fixture(scope="module")
 def gke_run(prepared, local_started, storage):
     base, work, bucket = prepared
-    wheels = base / "wheels"
-    wheels.mkdir()
-    for dist in ("snakemake-storage-plugin-fs", "snakemake-storage-plugin-gcs"):
-        wheel_of_installed(dist, wheels)
-    # what the image provides (Dockerfile): the project, snakemake, the plugins' wheels for the pods' pip step
-    pod_env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
-               "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PIP_NO_INDEX": "1", "PIP_NO_DEPS": "1", "PIP_FIND_LINKS": str(wheels),
-               # on GKE the pods reach Cloud Storage through Workload Identity; here, the emulator, each pod
-               # counted apart (the kube emulator puts the pod's name for {pod})
-               "STORAGE_EMULATOR_HOST": storage.endpoint("{pod}")}
+    pod_env = harness.pod_env(base, storage)
     settings = gke.settings(PROFILE, environ=ENV)
     with Cluster(settings.pools(), base / "cluster", pod_env=pod_env, max_running=2,
                  kill_fraction=KILL_FRACTION, seed=SEED) as cluster:
@@ -388,3 +336,22 @@ def test_requests_cover_measured_memory(gke_run):
     for rule, size in sizes.items():
         asked = profile["set-resources"].get(rule, {}).get("mem_mb", profile["default-resources"]["mem_mb"])
         assert size.peak_rss_mb <= asked, rule
+
+
+def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storage):
+    """The planner prices a segment_batch pod's Cloud Storage requests with figures measured on the storage plugin
+    (cellscale.cost.model.Overheads): per job and per field it reads. Here the pod of the fov1 + fov2 batch, which
+    ran to the end, is counted request by request; a plugin or Snakemake that asks more (or less) fails this."""
+    from cellscale.cost.model import Overheads
+
+    cluster, o = gke_run["cluster"], Overheads()
+    rules = {j["metadata"]["name"]: rules_of(j) for j in cluster.recorded_jobs()}
+    done = [e["pod"] for e in cluster.events()
+            if e["event"] == "finished" and e["exit_code"] == 0 and rules[e["job"]] == ["segment_batch"]]
+    assert len(done) == 1
+    mine = [q for q in storage.requests if q.client == done[0]]
+    fields = {q.object for q in mine if q.object.startswith("cellscale/data/fov")}
+    assert fields == {"cellscale/data/fov1.tif", "cellscale/data/fov2.tif"}
+    assert sum(q.cls == "B" for q in mine) == o.class_b_per_job + o.class_b_per_download * len(fields)
+    # its listings: its inputs' folder once (the model's list call) and each missing output's "folder"
+    assert sum(q.op == "objects.list" for q in mine) == 1 + o.class_a_checks_per_job

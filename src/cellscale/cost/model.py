@@ -4,7 +4,9 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
 
 1. ``plan_batches`` on the machine that launched Snakemake: ``fixed_s + s_per_mpx * run_mpx`` of its profile. When
    the sample sheet has no image sizes (``height``, ``width``: ``cellscale samples --sizes`` writes them) it also
-   downloads every image once to read its header (no shared filesystem): ``+ images * MB / launcher_mb_s``.
+   downloads every image once to read its header (no shared filesystem): ``+ images * MB / launcher_mb_s``. Before
+   the first job the launcher also asks Cloud Storage about every field, one request after another
+   (:func:`launcher_storage_s`, measured counts, assumed latency): ``+ (29.75 images + 47 jobs) * storage_call_s``.
 2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
    model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
    node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves.
@@ -185,11 +187,31 @@ class Overheads:
     system_machine: str = "e2-medium"  # the always-on system pool node (one, on demand)
     egress_gb: float = 0.0           # results downloaded out of Google Cloud (internet egress)
     class_a_per_object: float = 1.0  # a simple upload is one class A operation
-    # a download (snakemake-storage-plugin-gcs 1.1.4's retrieve_object, read in its code, not measured):
-    # blob.exists() (its is_directory check), the media GET and blob.reload() (for the checksum): class B each
-    class_b_per_download: float = 3.0
+    # Cloud Storage requests counted one by one (benchmarks/storage_ops.py: the real GCS storage plugin 1.1.4 and
+    # google-cloud-storage client against an emulator, Snakemake 9.27, record storage-ops-2026-12-05.json):
+    # a segment_batch pod makes 13 class B requests per field it reads (existence, mtime and size checks, the
+    # download, the checksum's reload) and 85 more per job (its models, plan, workflow sources, bucket checks) ...
+    class_b_per_download: float = 13.0
+    class_b_per_job: float = 85.0
+    # ... and 16 class A per job, of which 7 are its uploads (counted as written objects) and 9 listings: each
+    # missing output's existence check lists its "folder" (8 beyond the input listing counted in list_calls)
+    class_a_checks_per_job: float = 8.0
     # an upload (store_object; a directory output once): bucket.exists() before it (ensure_bucket_exists), class B
     class_b_per_upload: float = 1.0
+    # The launcher checks every field and every batch's outputs in Cloud Storage before the first job (the DAG,
+    # plan_batches, the DAG again, its I/O cache off after the first build): 25.5 class B requests per field and 36
+    # class B + 11 class A (listings of the missing outputs' "folders") per segment job (measured: the slopes over
+    # 16-64 fields in 4-16 jobs). Snakemake's scheduler then reads each ready job's inputs' existence and size
+    # (4.25 class B a field) at every scheduling round, about once a second while jobs wait for a slot: counted
+    # once per field here, a lower bound (64 fields in 16 jobs, 2 at a time, were read 20,755 times while the jobs
+    # ran; 32 fields in 8 jobs 2,736 times).
+    launcher_b_per_image: float = 25.5
+    launcher_b_per_job: float = 36.0
+    launcher_a_per_job: float = 11.0
+    launcher_scan_b_per_image: float = 4.25
+    # The storage plugin's calls are synchronous inside Snakemake's coroutines, so the launcher makes them one after
+    # another: each takes a round trip to Cloud Storage (in-region, assumed; 0 leaves the launcher's time out)
+    storage_call_s: float = 0.02
 
     def startup_s(self, machine: Machine) -> float:
         """From VM creation to a node that runs pods (billed)."""
@@ -238,7 +260,7 @@ class Prediction:
     hours: float
     cost_usd: float
     breakdown: dict[str, float]          # compute:<pool>, disks, system_pool, cluster_fee, storage, operations, network
-    phases_h: dict[str, float]           # plan_batches, segment, tail
+    phases_h: dict[str, float]           # launcher (its storage checks), plan_batches, segment, exports, tail
     jobs: int                            # Snakemake's `jobs`: the segment pool's slots (2 at least for the tail)
     segment_jobs: int
     slots_per_node: int
@@ -388,9 +410,21 @@ def tail_memory_mb(w: Workload, profile: ThroughputProfile) -> tuple[str, float]
                key=lambda t: t[1])
 
 
-def plan_batches_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> float:
+def plan_batches_s(w: Workload, profile: ThroughputProfile, o: Overheads, segment_jobs: int) -> float:
+    """From the launch to the first segment job: plan_batches, and the launcher's Cloud Storage requests about
+    every field and job (:func:`launcher_storage_s`)."""
     download = 0.0 if w.sizes_in_sheet else w.total_mpx * w.mb_per_mpx / o.launcher_mb_s
-    return profile.rate("plan_batches").seconds(w.total_mpx) + download
+    return (profile.rate("plan_batches").seconds(w.total_mpx) + download
+            + launcher_storage_s(w, o, segment_jobs))
+
+
+def launcher_storage_s(w: Workload, o: Overheads, segment_jobs: int) -> float:
+    """The launcher's Cloud Storage requests, one after another: its checks before the first job and one read of
+    each field's existence and size by the scheduler (a lower bound: it reads them again at every scheduling round
+    while their job waits for a slot)."""
+    calls = (w.images * (o.launcher_b_per_image + o.launcher_scan_b_per_image)
+             + segment_jobs * (o.launcher_b_per_job + o.launcher_a_per_job))
+    return calls * o.storage_call_s
 
 
 def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o: Overheads) -> float:
@@ -430,7 +464,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     per_batch = sum(e / kr for e, kr in exports)                   # export node-seconds of one batch
     f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
     waves = math.ceil(jobs / (n * k))
-    t_plan = plan_batches_s(w, tail_profile, o)
+    t_plan = plan_batches_s(w, tail_profile, o, jobs)
+    t_launcher = launcher_storage_s(w, o, jobs)     # part of t_plan
     t_up = o.replacement_s(seg_m)
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         t_work = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
@@ -503,7 +538,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     slots = n * max([k] + [kr for _, kr in exports]) if same_pool else n * k + n_exp * max(
         [kr for _, kr in exports], default=0)
     return Prediction(hours=wall_s / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
-                      phases_h={"plan_batches": t_plan / 3600, "segment": t_seg / 3600,
+                      phases_h={"launcher": t_launcher / 3600, "plan_batches": (t_plan - t_launcher) / 3600,
+                                "segment": t_seg / 3600,
                                 "exports": t_exports / 3600, "tail": t_tail / 3600},
                       jobs=max(slots, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
                       preemptions=preemptions,
@@ -533,13 +569,17 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     read = w.images * (int(not w.sizes_in_sheet) + 1 + retried_share) + 2 * segment_jobs
     read += len(exports) * (w.images + labels + 2 * segment_jobs)   # each export: images, labels; fields, table
     uploads = 3 * segment_jobs * (1 + len(exports)) + 6   # stored outputs: a job's folder, log, benchmark; tail's
+    pods = segment_jobs * (1 + len(exports)) * (1 + retried_share)    # each pod's own checks (measured per job)
+    written += pods * o.class_a_checks_per_job + segment_jobs * o.launcher_a_per_job
+    checks_b = (pods * o.class_b_per_job + segment_jobs * o.launcher_b_per_job
+                + w.images * (o.launcher_b_per_image + o.launcher_scan_b_per_image))
     return {
         "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
         "system_pool": hours * (system.on_demand if system else 0.0),
         "cluster_fee": hours * cl.get("management_fee_usd_h", 0.0),
         "storage": stored_gb * st.get("gcs_standard_gb_month", 0.0) * hours / month_h,
         "operations": (written * o.class_a_per_object * st.get("gcs_class_a_per_10k", 0.0)
-                       + (read * o.class_b_per_download + uploads * o.class_b_per_upload)
+                       + (read * o.class_b_per_download + uploads * o.class_b_per_upload + checks_b)
                        * st.get("gcs_class_b_per_10k", 0.0)) / 1e4,
         "network": o.egress_gb * net.get("egress_internet_gb", 0.0),
     }

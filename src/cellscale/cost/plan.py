@@ -308,8 +308,10 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
     if not ok:
         t, c, choice, p = min(free, key=lambda r: r[0])
         return (f"deadline {deadline_h:g} h cannot be met with any number of nodes: the fastest run takes {t:.2f} h "
-                f"({_describe(choice)}), of which plan_batches {p.phases_h['plan_batches']:.2f} h and the tail "
-                f"{p.phases_h['tail']:.2f} h do not shrink with more nodes")
+                f"({_describe(choice)}), of which the launcher's Cloud Storage requests about every field "
+                f"{p.phases_h['launcher']:.2f} h ({o.storage_call_s * 1000:g} ms each, one after another), "
+                f"plan_batches {p.phases_h['plan_batches']:.2f} h and the tail {p.phases_h['tail']:.2f} h do not "
+                f"shrink with more nodes")
     lines = []
     for gpu in (True, False):
         sub = [r for r in ok if bool(prices.machines[r[2].segment.machine].gpus) == gpu]

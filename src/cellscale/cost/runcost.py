@@ -12,8 +12,9 @@ rule's threads; rules with a GPU go to the GPU pool (on-demand unless ``gpu_spot
 (spot unless ``cpu_spot`` is false), as ``profiles/gke`` and ``cellscale gke up`` have them.
 
 Storage: the run's result bytes kept a month in Cloud Storage (standard), one class A operation per file written
-and three class B per file read (each file read once, assumed; a download through the GCS storage
-plugin is three: :attr:`Overheads.class_b_per_download`), and the cluster management fee for the run's wall
+and 13 class B per file read (each file read once, assumed; a pod's read of a file through the GCS storage plugin
+is 13 requests, with its checks, measured: :attr:`Overheads.class_b_per_download`), and the cluster management fee
+for the run's wall
 time. Idle nodes (start-up, autoscaler scale-down delay, bin-packing gaps) are not in it: this prices the work
 done, which is what ``cellscale plan`` predicts before the overheads it adds.
 """

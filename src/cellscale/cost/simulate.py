@@ -211,7 +211,7 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
             yield simpy.AllOf(env, [sim.submit(tail_pool, e, kr, first) for e, kr in exports])
 
     def run():
-        yield env.timeout(plan_batches_s(w, tail_profile, o))
+        yield env.timeout(plan_batches_s(w, tail_profile, o, jobs))
         yield simpy.AllOf(env, [env.process(batch()) for _ in range(jobs)])
         if w.run_tables:
             k_tail = max(1, slots_per_node(tail_pool.machine, tail_profile.rate(TAIL_LAST), choice.shard_mpx))
