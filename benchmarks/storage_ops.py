@@ -108,6 +108,22 @@ def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str]) -> d
                                           "seconds": round(first_pod - launcher[0].t, 1)}}
 
 
+def direct_read_requests(base: Path, n: int = 10) -> dict:
+    """What a job would spend to read its fields from the bucket itself (google-cloud-storage's
+    ``download_to_filename``) instead of having Snakemake stage them: requests for ``n`` fields of 100 kB."""
+    with GcsEmulator(base / "emulator", bucket=harness.BUCKET) as gcs:
+        (base / "fields").mkdir()
+        for i in range(n):
+            (base / "fields" / f"f{i}.tif").write_bytes(bytes(100_000))
+        gcs.upload_tree(base / "fields", "data")
+        bucket = gcs.client().bucket(gcs.bucket)
+        before = len(gcs.requests)
+        for i in range(n):
+            bucket.blob(f"data/f{i}.tif").download_to_filename(str(base / f"read{i}"))
+        counts = collections.Counter(q.cls for q in gcs.requests[before:])
+    return {"fields": n, "A": counts.get("A", 0), "B": counts.get("B", 0)}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", default=["16:4", "32:4", "64:4", "32:8", "64:8"],
@@ -148,8 +164,13 @@ def main(argv=None) -> None:
         slope, intercept = np.polyfit(ks, b, 1)
         print(f"segment_batch pod, class B: {intercept:.1f} a job + {slope:.1f} a field (fit over {len(ks)} batch "
               f"sizes: {', '.join(f'{k}: {v:.1f}' for k, v in zip(ks, b))})")
+    with tempfile.TemporaryDirectory(prefix="storage-ops-") as tmp:
+        direct = direct_read_requests(Path(tmp))
+    print(f"a job reading its fields from the bucket itself (not built): {direct['B']} class B and {direct['A']} "
+          f"class A requests for {direct['fields']} fields")
     if args.record:
-        args.record.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "runs": results}, indent=1))
+        args.record.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "runs": results,
+                                           "direct_read": direct}, indent=1))
 
 
 if __name__ == "__main__":
