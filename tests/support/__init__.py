@@ -1,5 +1,6 @@
-"""Test support: repository paths, ../shared data, a real single-node SLURM (:mod:`.slurm_cluster`) and a
-Kubernetes API stand-in (:mod:`.kube_emulator`, where a GKE cluster cannot run).
+"""Test support: repository paths, ../shared data, a real single-node SLURM (:mod:`.slurm_cluster`), and where a GKE
+cluster cannot run a Kubernetes API stand-in (:mod:`.kube_emulator`), a Cloud Storage one (:mod:`.gcs_emulator`)
+and the pieces of a GKE run on them (:mod:`.gke_run`).
 
 Tests import it as ``support`` (``pythonpath = ["tests"]`` in pyproject.toml).
 """

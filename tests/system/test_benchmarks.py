@@ -18,7 +18,7 @@ pytestmark = pytest.mark.workflow
     ("gpu.py", "network Mpx/s"),
     ("scale.py", "workflow_vs_single"),
     ("cost.py", "max relative error"),
-    ("storage_ops.py", "segment_batch pod, class B"),
+    ("storage_ops.py", "class B a pod; the launcher read"),
     ("tables.py", "identical files"),
     ("correction.py", "correction benchmark"),
     ("gigapixel.py", "intermediates (tiles + predictions)"),
