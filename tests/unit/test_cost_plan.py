@@ -174,6 +174,9 @@ def test_cli_json(monkeypatch, capsys):
         assert {"machine_type", "spot", "gpus_per_node"} <= set(pool)
     assert all(isinstance(a, str) for a in out["assumptions"]) and len(out["assumptions"]) > 10
     assert any("launcher_mb_s" in a for a in out["assumptions"])
+    # the Cloud Storage request counts are measured; their latency is not
+    assert any("storage_call_s" in a for a in out["assumptions"])
+    assert not any("class_b_per_download" in a or "launcher_b_per_image" in a for a in out["assumptions"])
     # readable output and an infeasible request's exit status
     assert main(["plan", "--images", "5000", "--budget", "100"]) == 0
     assert "predicted:" in capsys.readouterr().out
