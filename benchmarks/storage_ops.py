@@ -1,9 +1,10 @@
 """Cloud Storage operations of a GKE run, counted request by request: who makes them, of which billing class, and
 how they grow with fields and batches.
 
-The workflow runs as `snakemake --profile profiles/gke` does (batched fields only, OME-TIFF labels, one label file
-per batch: the Kiosk row of benchmarks/cost.py), on the stand-ins of the GKE tests: the real Kubernetes executor
-plugin against tests/support/kube_emulator.py (pods are local processes, 2 at a time) and the real
+The workflow runs as `snakemake --profile profiles/gke` does (batched fields only, their sizes in the sheet, OME-TIFF
+labels, one label file per batch: the Kiosk row of benchmarks/cost.py), on the stand-ins of the GKE tests: the
+real Kubernetes executor plugin against tests/support/kube_emulator.py (pods are local processes, 2 at a time) and
+the real
 snakemake-storage-plugin-gcs and google-cloud-storage client against gcp-storage-emulator
 (tests/support/gcs_emulator.py). Every request is recorded with its client (the launcher or a pod) and its class (A:
 inserts and listings; B: gets; deletes free), as Cloud Storage bills them. Cloud Storage itself is not reached: the
@@ -12,6 +13,7 @@ counts are the client's and the plugin's, the latencies are not Cloud Storage's.
     python benchmarks/storage_ops.py                      # 16, 32 and 64 fields, 4 a batch; 32 and 64, 8
     python benchmarks/storage_ops.py --quick              # 2 fields in one batch (CI)
     python benchmarks/storage_ops.py --runs 32:4 --snakemake-args="--scheduler-subsample 2"
+    python benchmarks/storage_ops.py --read-fields direct  # batch jobs download their fields themselves
 
 Prints, per run, each client's operations, and fits a segment_batch pod's class B operations as a per-job part and
 a per-field part. Prints how often the launcher re-reads the inputs of jobs that wait for a slot (Snakemake's
@@ -50,13 +52,17 @@ from cellscale.synth.tissue import make_tissue  # noqa: E402
 SIDE = 96  # px: tiny fields, the counts do not depend on the pixels
 
 
-def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str]) -> dict:
+def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read_fields: str = "staged") -> dict:
     """One workflow run of ``fields`` fields in batches of ``per_batch``; every request, by client and class."""
     work = base / "work"
-    rows = "".join(f"fov{i}\tdata/fov{i}.tif\ttissue\t\t\t\t\n" for i in range(fields))
-    harness.write_workdir(work, rows, tiling={"tile": 128, "overlap": 32,
+    # with the fields' sizes in the sheet (cellscale samples --sizes), as the plan's Kiosk rows assume: plan_batches
+    # then opens no image
+    header = harness.HEADER.rstrip("\n") + "\theight\twidth\n"
+    rows = "".join(f"fov{i}\tdata/fov{i}.tif\ttissue\t\t\t\t\t{SIDE}\t{SIDE}\n" for i in range(fields))
+    harness.write_workdir(work, rows, header, tiling={"tile": 128, "overlap": 32,
                                               "shard_mpx": SIDE * SIDE / 1e6 * per_batch * 1.0001},
-                          batches={"label_files": "per_batch"}, output={"formats": ["ome-tiff"]})
+                          batches={"label_files": "per_batch", "read_fields": read_fields},
+                          output={"formats": ["ome-tiff"]})
     inputs = base / "inputs"
     (inputs / "data").mkdir(parents=True)
     for i in range(fields):
@@ -100,7 +106,8 @@ def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str]) -> d
     launcher = [q for q in requests if q.client == "launcher"]
     first_pod = min(e["time"] for e in events if e["event"] == "created")
     before = [q for q in launcher if q.t < first_pod]
-    return {"fields": fields, "per_batch": per_batch, "snakemake_args": snakemake_args, "seconds": round(seconds, 1),
+    return {"fields": fields, "per_batch": per_batch, "read_fields": read_fields, "snakemake_args": snakemake_args,
+            "seconds": round(seconds, 1),
             "pods": dict(pods), "ops": {k: dict(v) for k, v in sorted(ops.items())},
             "segment_phase_s": round(last - first, 1), "launcher_field_gets_in_segment_phase": rereads,
             "launcher_before_first_pod": {"A": sum(q.cls == "A" for q in before),
@@ -109,8 +116,8 @@ def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str]) -> d
 
 
 def direct_read_requests(base: Path, n: int = 10) -> dict:
-    """What a job would spend to read its fields from the bucket itself (google-cloud-storage's
-    ``download_to_filename``) instead of having Snakemake stage them: requests for ``n`` fields of 100 kB."""
+    """What a job spends to read its fields from the bucket itself (google-cloud-storage's ``download_to_filename``,
+    as cellscale.io.bucket does) instead of having Snakemake stage them: requests for ``n`` fields of 100 kB."""
     with GcsEmulator(base / "emulator", bucket=harness.BUCKET) as gcs:
         (base / "fields").mkdir()
         for i in range(n):
@@ -130,6 +137,8 @@ def main(argv=None) -> None:
                     help="FIELDS:PER_BATCH for each run")
     ap.add_argument("--quick", action="store_true", help="one run: 2 fields in one batch")
     ap.add_argument("--snakemake-args", default="", help="more options for the launcher's snakemake")
+    ap.add_argument("--read-fields", default="staged", choices=["staged", "direct"],
+                    help="batches.read_fields: direct, the batch jobs download their fields themselves")
     ap.add_argument("--record", type=Path, help="write the runs as JSON here")
     args = ap.parse_args(argv)
     runs = ["2:2"] if args.quick else args.runs
@@ -137,11 +146,12 @@ def main(argv=None) -> None:
     for spec in runs:
         fields, per_batch = (int(v) for v in spec.split(":"))
         with tempfile.TemporaryDirectory(prefix="storage-ops-") as tmp:
-            r = run(fields, per_batch, Path(tmp), shlex.split(args.snakemake_args))
+            r = run(fields, per_batch, Path(tmp), shlex.split(args.snakemake_args), args.read_fields)
         results.append(r)
         jobs = r["pods"].get("segment_batch", 0)
         seg = r["ops"].get("segment_batch", {})
-        print(f"{fields} fields, {per_batch} a batch ({jobs} segment_batch pods), {r['seconds']} s:")
+        print(f"{fields} fields, {per_batch} a batch ({jobs} segment_batch pods), batches.read_fields "
+              f"{args.read_fields}, {r['seconds']} s:")
         for who, counts in r["ops"].items():
             n = r["pods"].get(who, 1)
             print(f"  {who:24s} class A {counts.get('A', 0):6d}  class B {counts.get('B', 0):6d}"
@@ -166,8 +176,8 @@ def main(argv=None) -> None:
               f"sizes: {', '.join(f'{k}: {v:.1f}' for k, v in zip(ks, b))})")
     with tempfile.TemporaryDirectory(prefix="storage-ops-") as tmp:
         direct = direct_read_requests(Path(tmp))
-    print(f"a job reading its fields from the bucket itself (not built): {direct['B']} class B and {direct['A']} "
-          f"class A requests for {direct['fields']} fields")
+    print(f"google-cloud-storage's download_to_filename, as batches.read_fields: direct reads fields: "
+          f"{direct['B']} class B and {direct['A']} class A requests for {direct['fields']} fields")
     if args.record:
         args.record.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "runs": results,
                                            "direct_read": direct}, indent=1))

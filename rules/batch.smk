@@ -35,7 +35,8 @@ rule segment_batch:
     input:
         unpack(batch_model_files),
         plan="results/batches/plan.tsv",
-        images=lambda w: existing_images(batch_members(w.batch)),
+        # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
+        images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
     output:
         batch=directory("results/batches/{batch}"),
         cells="results/cells/batch_{batch}.parquet",
@@ -48,6 +49,7 @@ rule segment_batch:
         postprocess=config["postprocess"],
         measure=config["measure"],
         label_files=config["batches"]["label_files"],
+        storage_prefix=lambda w: storage_prefix(),  # None unless the job reads its images itself
     threads: batch_threads  # 1 or 2: the batches side by side on this machine's cores (rules/common.smk)
     resources:
         gpu=1,

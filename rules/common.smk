@@ -284,6 +284,18 @@ def existing_images(names):
     return [p for p in paths if os.path.exists(p)]
 
 
+def fields_read_by_job():
+    """batches.read_fields: direct with remote storage: segment_batch downloads its images itself (cellscale.io.bucket)
+    instead of Snakemake staging them as inputs, so the launcher asks Cloud Storage about none of them."""
+    return (config["batches"]["read_fields"] == "direct"
+            and workflow.storage_settings.default_storage_provider is not None)
+
+
+def storage_prefix():
+    """Snakemake's default storage prefix (gs://bucket/folder) when batch jobs read their images themselves."""
+    return workflow.storage_settings.default_storage_prefix if fields_read_by_job() else None
+
+
 @functools.cache  # the plan's input and its params: one look at 10^5 files, not two
 def batch_candidates_images():
     """The images plan_batches reads: every still image's whose size the sheet does not give (those that exist

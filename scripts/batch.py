@@ -3,6 +3,8 @@
 Each rule hands its files and its config sections (as typed settings) to one step of cellscale.steps.batch.
 """
 
+import tempfile
+
 from cellscale.logs import step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import staged_model, staged_paths
@@ -19,7 +21,13 @@ def plan_batches(s):
 
 def segment_batch(s):
     """Tile, segment, stitch and measure every image of one batch."""
-    where = staged_paths(s.params.image_paths, s.input.images)
+    if s.params.storage_prefix:  # batches.read_fields: direct: the images come from the bucket, not as inputs
+        with tempfile.TemporaryDirectory(prefix="fields-", dir=".") as tmp:
+            return _segment_batch(s, step.fetch_fields(s.params.image_paths, s.params.storage_prefix, tmp))
+    return _segment_batch(s, staged_paths(s.params.image_paths, s.input.images))
+
+
+def _segment_batch(s, where):
     step.segment_batch(
         [step.Field(**{**f, "image": where.get(f["image"], f["image"])}) for f in s.params.fields],
         staged_model(s.input, s.params.model),

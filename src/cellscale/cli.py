@@ -237,6 +237,7 @@ def _plan(args) -> int:
     config = _config(args.config)
     workload = replace(workload, formats=tuple(_plan_formats(args, config)),
                        label_files=args.label_files or _config_setting(config, "batches", "label_files"),
+                       read_fields=args.read_fields or _config_setting(config, "batches", "read_fields"),
                        augment=args.augment or _config_setting(config, "segment", "augment"))
     if args.pilot:
         from cellscale.cost.runcost import export_files
@@ -817,6 +818,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-files", default=None, choices=choices("batches", "label_files"),
                    help="batches.label_files the run writes (default: --config's, else the schema's): per_batch "
                         "writes one file per batch and compartment instead of one per image")
+    p.add_argument("--read-fields", default=None, choices=choices("batches", "read_fields"),
+                   help="batches.read_fields the run uses (default: --config's, else the schema's): direct, each "
+                        "batch job downloads its images itself, one Cloud Storage request a field, and the launcher "
+                        "asks about none of them (docs/cost.md)")
     p.add_argument("--augment", default=None, choices=choices("segment", "augment"),
                    help="segment.augment the run uses (default: --config's, else the schema's): network passes per "
                         "window, none 1, rot180 2, flips 4; CPU profiles measured with another are scaled")
@@ -853,6 +858,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", default=None, help="the machine in words, for each figure's how (e.g. '2 AVX2 cores "
                                                  "of an AMD EPYC, 24 GiB')")
     p.add_argument("--how", default=None, help="more to say in each figure's how (what ran, what else ran)")
+    p.add_argument("--read-fields", default=None, choices=choices("batches", "read_fields"),
+                   help="batches.read_fields the run uses (default: --config's, else the schema's): direct, each "
+                        "batch job downloads its images itself, one Cloud Storage request a field, and the launcher "
+                        "asks about none of them (docs/cost.md)")
     p.add_argument("--augment", default=None, choices=choices("segment", "augment"),
                    help="the runs' segment.augment, recorded with the segment rules (default: the config beside the "
                         "first RESULTS, RESULTS/../config/config.yaml, else the schema's)")

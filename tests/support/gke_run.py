@@ -47,7 +47,7 @@ def wheel_of_installed(dist_name: str, out: Path) -> Path:
     return wheel
 
 
-def write_workdir(work: Path, samples: str, **config_updates) -> None:
+def write_workdir(work: Path, samples: str, header: str = HEADER, **config_updates) -> None:
     """A checkout as a user has one: the workflow's sources and config, tracked by git (Snakemake deploys the
     tracked files to the pods), with relative paths in the sample sheet (``samples``: its rows) and config
     (the shipped one, updated with ``config_updates``)."""
@@ -55,7 +55,7 @@ def write_workdir(work: Path, samples: str, **config_updates) -> None:
         shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "config/prices", work / "config/prices")  # the rule cost's price table
     shutil.copytree(PROFILE, work / "profiles/gke")  # and where it places each rule (config cost.placement_profile)
-    (work / "config/samples.tsv").write_text(HEADER + samples)
+    (work / "config/samples.tsv").write_text(header + samples)
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     config.update(samples="config/samples.tsv", models={"nuclear": "models/nuclear", "tissue": "models/tissue"})
     for key, value in config_updates.items():

@@ -150,11 +150,11 @@ def test_infeasible_requests_say_what_they_need():
     with pytest.raises(Infeasible, match="cannot be met with any number of nodes"):
         plan(w, PROFILES, PRICES, deadline_h=0.01)
     # the launcher asks Cloud Storage about every field, one request after another: no node count shortens that,
-    # and the message names it with its share (20,000 fields x 29.75 requests x 20 ms: 3.3 h, and the jobs')
-    with pytest.raises(Infeasible, match=r"launcher's Cloud Storage requests about every field 3\.\d\d h "
+    # and the message names it with its share (20,000 fields x 12.25 requests x 20 ms: 1.36 h, and the jobs')
+    with pytest.raises(Infeasible, match=r"launcher's Cloud Storage requests about every field 1\.[34]\d h "
                                          r"\(20 ms each"):
-        plan(w, PROFILES, PRICES, deadline_h=3.0)
-    assert plan(w, PROFILES, PRICES, deadline_h=3.0, o=NO_LAUNCHER).prediction.hours <= 3.0
+        plan(w, PROFILES, PRICES, deadline_h=1.2)
+    assert plan(w, PROFILES, PRICES, deadline_h=1.2, o=NO_LAUNCHER).prediction.hours <= 1.2
     with pytest.raises(Infeasible, match=r"budget \$0.01 is too small: the cheapest run costs"):
         plan(w, PROFILES, PRICES, budget_usd=0.01)
 
@@ -466,12 +466,12 @@ def test_run_tables_too_large_for_any_node_are_infeasible():
         plan(Workload(10**6, 1.0), held, PRICES, deadline_h=100, max_nodes=300, o=NO_LAUNCHER)
 
 
-def test_plan_answers_quickly_for_a_million_images():
-    import time
-    t0 = time.perf_counter()
+def test_plan_answers_for_a_million_images():
+    """The planner's speed on 10^6 images (goal: under 10 s) is a figure of benchmarks/cost.py, not a timed test:
+    this one checks the answer."""
     p = plan(Workload(10**6, 1.0, run_tables=False), PROFILES, PRICES, deadline_h=6, max_nodes=300,
              preemption=0.05, o=NO_LAUNCHER)
-    assert time.perf_counter() - t0 < 10
+    assert p.candidates > 10_000
     assert p.prediction.hours <= 6 and math.isfinite(p.prediction.cost_usd)
     assert slots_per_node(PRICES.machine(p.choice.segment.machine),
                           PROFILES[p.choice.segment.machine].rate("segment_batch"), p.choice.shard_mpx) >= 1
@@ -555,3 +555,44 @@ def test_the_launchers_storage_requests_come_before_the_first_job_in_plan_and_si
     assert slow.breakdown["operations"] == pytest.approx(fast.breakdown["operations"])
     assert fast.breakdown["operations"] > 20000 * (o.class_b_per_download + o.launcher_b_per_image) / 1e4 * \
         PRICES.storage["gcs_class_b_per_10k"]
+
+
+def test_batch_jobs_that_read_their_fields_spare_the_launcher_and_the_requests(monkeypatch, capsys, tmp_path):
+    """batches.read_fields: direct: each segment job downloads its fields itself (one request a field) and the
+    launcher asks about none of them, unless an export format still stages them."""
+    from cellscale.cost.model import launcher_b_per_field, launcher_storage_s
+
+    o = Overheads()
+    staged = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",), label_files="per_batch")
+    direct = dataclasses.replace(staged, read_fields="direct")
+    assert staged.fields_staged and not direct.fields_staged
+    assert dataclasses.replace(direct, formats=("ome-tiff", "ome-zarr")).fields_staged   # the export stages them
+    assert launcher_b_per_field(direct, o) == o.launcher_b_per_image_direct < launcher_b_per_field(staged, o)
+    with pytest.raises(ValueError, match="batches.read_fields must be staged or direct"):
+        dataclasses.replace(staged, read_fields="lazy")
+    choice = Choice(PoolChoice("spot-cpu", "n2-standard-16", 8, True), PoolChoice("spot-cpu", "n2-standard-16", 8,
+                                                                                   True), 64.0)
+    a, b = predict(staged, choice, PROFILES, PRICES, o), predict(direct, choice, PROFILES, PRICES, o)
+    jobs = staged.jobs(64.0)
+    assert a.phases_h["launcher"] - b.phases_h["launcher"] == pytest.approx(
+        launcher_storage_s(staged, o, jobs) / 3600 - launcher_storage_s(direct, o, jobs) / 3600)
+    # per field: the staged read (13) and the launcher's requests (12.25) against one download
+    saved = 10**5 * (o.class_b_per_download + launcher_b_per_field(staged, o) - o.class_b_per_direct_read
+                     - o.launcher_b_per_image_direct) - jobs * o.class_b_per_direct_job
+    assert a.breakdown["operations"] - b.breakdown["operations"] == pytest.approx(
+        saved / 1e4 * PRICES.storage["gcs_class_b_per_10k"], rel=1e-6)
+    # the command line takes it from --config or the flag, and writes it into the plan's config
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "config.yaml"
+    config.write_text("batches:\n  read_fields: direct\n")
+    runs = {}
+    for name, extra in (("default", []), ("config", ["--config", str(config)]),
+                        ("flag", ["--config", str(config), "--read-fields", "staged"])):
+        assert main(["plan", "--images", "20000", "--deadline", "24", "--formats", "ome-tiff", "--json",
+                     "--out", str(tmp_path / name), *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    assert [r["workload"]["read_fields"] for r in runs.values()] == ["staged", "direct", "staged"]
+    assert runs["config"]["phases_hours"]["launcher"] < runs["default"]["phases_hours"]["launcher"]
+    assert runs["config"]["cost_breakdown"]["operations"] < runs["default"]["cost_breakdown"]["operations"]
+    import yaml
+    assert yaml.safe_load((tmp_path / "config" / "plan-config.yaml").read_text())["batches"]["read_fields"] == "direct"

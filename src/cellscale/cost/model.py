@@ -6,7 +6,8 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    the sample sheet has no image sizes (``height``, ``width``: ``cellscale samples --sizes`` writes them) it also
    downloads every image once to read its header (no shared filesystem): ``+ images * MB / launcher_mb_s``. Before
    the first job the launcher also asks Cloud Storage about every field, one request after another
-   (:func:`launcher_storage_s`, measured counts, assumed latency): ``+ (29.75 images + 47 jobs) * storage_call_s``.
+   (:func:`launcher_storage_s`, measured counts, assumed latency): ``+ (12.25 images + 47 jobs) * storage_call_s``
+   (``batches.read_fields: staged``; ``direct``: ``47 jobs``).
 2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
    model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
    node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves.
@@ -80,6 +81,11 @@ def default_label_files() -> str:
     return setting_default("batches", "label_files")
 
 
+def default_read_fields() -> str:
+    """The config schema's ``batches.read_fields``."""
+    return setting_default("batches", "read_fields")
+
+
 def default_augment() -> str:
     """The config schema's ``segment.augment``."""
     return setting_default("segment", "augment")
@@ -102,6 +108,8 @@ class Workload:
     formats: tuple[str, ...] = field(default_factory=default_formats)  # output.formats
     # batches.label_files: per_image (a file per image and compartment) or per_batch (a file per batch and compartment)
     label_files: str = field(default_factory=default_label_files)
+    # batches.read_fields: staged (Snakemake stages each batch job's images) or direct (the job downloads them)
+    read_fields: str = field(default_factory=default_read_fields)
     compartments: int = 1          # label images per image: 1 (nuclear model) or 2 (whole-cell model)
     augment: str = field(default_factory=default_augment)   # segment.augment: network passes per window
     # the most input images in one folder (0: not known; taken as at most LIST_PAGE): every job's pod lists the
@@ -116,6 +124,9 @@ class Workload:
         if self.label_files not in setting_choices("batches", "label_files"):
             raise ValueError(f"batches.label_files must be {' or '.join(setting_choices('batches', 'label_files'))}, "
                              f"not {self.label_files!r}")
+        if self.read_fields not in setting_choices("batches", "read_fields"):
+            raise ValueError(f"batches.read_fields must be {' or '.join(setting_choices('batches', 'read_fields'))}, "
+                             f"not {self.read_fields!r}")
         if self.augment not in PASSES:
             raise ValueError(f"segment.augment must be one of {', '.join(PASSES)}, not {self.augment!r}")
 
@@ -154,6 +165,12 @@ class Workload:
         """Object listings (class A operations) of the run: every batch's segment_batch and export jobs take its
         images as inputs, so each of their pods lists the images' folder (:attr:`list_calls_per_job`)."""
         return segment_jobs * (1 + len(self.exports)) * self.list_calls_per_job
+
+    @property
+    def fields_staged(self) -> bool:
+        """Whether Snakemake stages the fields as inputs of some batch job (the launcher then asks about each):
+        batches.read_fields staged, or an export of a format that still stages them."""
+        return self.read_fields == "staged" or bool(self.exports)
 
     def label_objects(self, segment_jobs: int) -> int:
         """Label files the segment jobs write: one per image and compartment, or per batch and compartment."""
@@ -200,16 +217,23 @@ class Overheads:
     # an upload (store_object; a directory output once): bucket.exists() before it (ensure_bucket_exists), class B
     class_b_per_upload: float = 1.0
     # The launcher checks every field and every batch's outputs in Cloud Storage before the first job (the DAG,
-    # plan_batches, the DAG again, its I/O cache off after the first build): 25.5 class B requests per field and 36
-    # class B + 11 class A (listings of the missing outputs' "folders") per segment job (measured: the slopes over
-    # 16-64 fields in 4-16 jobs). Snakemake's scheduler then reads each ready job's inputs' existence and size
+    # plan_batches, the DAG again, its I/O cache off after the first build): 8 class B requests per field and 36
+    # class B + 11 class A (listings of the missing outputs' "folders") per segment job (measured with the fields'
+    # sizes in the sheet, the slopes over 16-64 fields in 4-16 jobs; without sizes plan_batches also downloads each
+    # field, priced as a read). Snakemake's scheduler then reads each ready job's inputs' existence and size
     # (4.25 class B a field) at every scheduling round, about once a second while jobs wait for a slot: counted
-    # once per field here, a lower bound (64 fields in 16 jobs, 2 at a time, were read 20,755 times while the jobs
-    # ran; 32 fields in 8 jobs 2,736 times).
-    launcher_b_per_image: float = 25.5
+    # once per field here, a lower bound (64 fields in 16 jobs, 2 at a time, were read 10,164 times while the jobs
+    # ran; 32 fields in 8 jobs 2,952 times).
+    launcher_b_per_image: float = 8.0
     launcher_b_per_job: float = 36.0
     launcher_a_per_job: float = 11.0
     launcher_scan_b_per_image: float = 4.25
+    # batches.read_fields: direct: a segment job downloads each field itself, one class B request a field and one
+    # look at the bucket a job (measured, cellscale.io.bucket), and the launcher asks only about the report's few
+    # fields (measured: no slope with the fields beyond the report's 24)
+    class_b_per_direct_read: float = 1.0
+    class_b_per_direct_job: float = 1.0
+    launcher_b_per_image_direct: float = 0.0
     # The storage plugin's calls are synchronous inside Snakemake's coroutines, so the launcher makes them one after
     # another: each takes a round trip to Cloud Storage (in-region, assumed; 0 leaves the launcher's time out)
     storage_call_s: float = 0.02
@@ -226,7 +250,8 @@ class Overheads:
         measured = {"batch_s_per_image", "pack_s_per_mpx", "pass_share",
                     # counted request by request against a Cloud Storage emulator (benchmarks/storage_ops.py)
                     "class_b_per_download", "class_b_per_job", "class_a_checks_per_job", "launcher_b_per_image",
-                    "launcher_b_per_job", "launcher_a_per_job", "launcher_scan_b_per_image"}
+                    "launcher_b_per_job", "launcher_a_per_job", "launcher_scan_b_per_image",
+                    "class_b_per_direct_read", "class_b_per_direct_job", "launcher_b_per_image_direct"}
         return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
 
 
@@ -426,9 +451,16 @@ def launcher_storage_s(w: Workload, o: Overheads, segment_jobs: int) -> float:
     """The launcher's Cloud Storage requests, one after another: its checks before the first job and one read of
     each field's existence and size by the scheduler (a lower bound: it reads them again at every scheduling round
     while their job waits for a slot)."""
-    calls = (w.images * (o.launcher_b_per_image + o.launcher_scan_b_per_image)
-             + segment_jobs * (o.launcher_b_per_job + o.launcher_a_per_job))
+    calls = w.images * launcher_b_per_field(w, o) + segment_jobs * (o.launcher_b_per_job + o.launcher_a_per_job)
     return calls * o.storage_call_s
+
+
+def launcher_b_per_field(w: Workload, o: Overheads) -> float:
+    """The launcher's class B requests about each field: its checks and one read by the scheduler where Snakemake
+    stages the fields, only the checks of the report's few fields (spread over all) where the jobs read them."""
+    if w.fields_staged:
+        return o.launcher_b_per_image + o.launcher_scan_b_per_image
+    return o.launcher_b_per_image_direct
 
 
 def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o: Overheads) -> float:
@@ -570,13 +602,16 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     written += w.images * sum(x.objects_per_image for x in exports) + 2 * len(exports) * segment_jobs  # + log, bench
     retried_share = retried_jobs / max(1, segment_jobs)
     # downloads: plan_batches (only images whose size the sheet lacks), segment_batch (+ retries); the tail
-    read = w.images * (int(not w.sizes_in_sheet) + 1 + retried_share) + 2 * segment_jobs
+    # a segment job's read of a field: through the storage plugin (13 class B) or its own download (about 1)
+    direct = 0 if w.read_fields == "staged" else 1
+    read = w.images * (int(not w.sizes_in_sheet) + (1 - direct) * (1 + retried_share)) + 2 * segment_jobs
     read += len(exports) * (w.images + labels + 2 * segment_jobs)   # each export: images, labels; fields, table
     uploads = 3 * segment_jobs * (1 + len(exports)) + 6   # stored outputs: a job's folder, log, benchmark; tail's
     pods = segment_jobs * (1 + len(exports)) * (1 + retried_share)    # each pod's own checks (measured per job)
     written += pods * o.class_a_checks_per_job + segment_jobs * o.launcher_a_per_job
-    checks_b = (pods * o.class_b_per_job + segment_jobs * o.launcher_b_per_job
-                + w.images * (o.launcher_b_per_image + o.launcher_scan_b_per_image))
+    checks_b = (pods * o.class_b_per_job + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o)
+                + direct * (w.images * o.class_b_per_direct_read + segment_jobs * o.class_b_per_direct_job)
+                * (1 + retried_share))
     return {
         "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
         "system_pool": hours * (system.on_demand if system else 0.0),

@@ -98,6 +98,7 @@ class Plan:
             "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
                          "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
                          "formats": list(workload.formats), "label_files": workload.label_files,
+                         "read_fields": workload.read_fields,
                          "augment": workload.augment, "images_per_folder": workload.images_per_folder,
                          "largest_image_mpx": workload.largest_mpx, "compartments": workload.compartments,
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
@@ -365,7 +366,8 @@ def describe(plan_: Plan, w: Workload) -> str:
     """The plan as a person reads it."""
     j, p = plan_.to_json(w), plan_.prediction
     lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, output.formats "
-             f"{', '.join(w.formats) or 'none'}, labels {w.label_files.replace('_', ' ')}, segment.augment "
+             f"{', '.join(w.formats) or 'none'}, labels {w.label_files.replace('_', ' ')}, fields "
+             f"{w.read_fields}, segment.augment "
              f"{w.augment}; {plan_.objective} "
              f"({plan_.limit:g}); {plan_.candidates} configurations considered in {plan_.solve_s:.2f} s",
              f"predicted: {p.hours:.2f} h, ${p.cost_usd:.2f} (${j['cost_per_1000_mpx_usd']:.4f} per 1,000 Mpx)"]
@@ -420,14 +422,15 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_CONFIG).write_text(yaml.safe_dump({"tiling": {"shard_mpx": _number(plan_.choice.shard_mpx)},
                                                    "segment": {"augment": w.augment},
-                                                   "batches": {"label_files": w.label_files}}))
+                                                   "batches": {"label_files": w.label_files,
+                                                               "read_fields": w.read_fields}}))
     frag = profile_fragment(plan_, gke_profile, profiles)
     header = ("# Written by `cellscale plan` (plan.json beside it). Use with the GKE profile:\n"
               "#   snakemake --profile profiles/gke --workflow-profile THIS_FOLDER\n"
               "# Snakemake takes each key here as a whole over the --profile's (no merge of set-resources per rule),\n"
               "# so every rule of profiles/gke's set-resources is repeated with the plan's machine types. The shard\n"
-              f"# size, segment.augment and batches.label_files the plan priced are in {PLAN_CONFIG} (merged over\n"
-              "# config/config.yaml; --config would pass them as strings).\n")
+              f"# size, segment.augment, batches.label_files and read_fields the plan priced are in {PLAN_CONFIG}\n"
+              "# (merged over config/config.yaml; --config would pass them as strings).\n")
     (out / "config.yaml").write_text(header + yaml.safe_dump(frag, sort_keys=False, width=120))
     (out / "plan.json").write_text(json.dumps(plan_.to_json(w), indent=2) + "\n")
     return out / "plan.json", out / "config.yaml", out / PLAN_CONFIG

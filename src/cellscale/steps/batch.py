@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellscale.io import bucket
 from cellscale.io import (
     ImageError,
     ImageSource,
@@ -121,6 +122,16 @@ class Field:
     channel_names: list[str] | None = None
     height: int | None = None     # the sheet's size of the image, when it gives one: checked against the file
     width: int | None = None
+
+
+def fetch_fields(image_paths: list[str], prefix: str, dest) -> dict[str, str]:
+    """batches.read_fields: direct: download the batch's images from the bucket under Snakemake's default storage
+    prefix into ``dest``; the sheet's path -> the local file, for those that exist (a missing one is then recorded
+    as a failed field, as a missing local file is)."""
+    uris = {path: bucket.join(prefix, path) for path in image_paths}
+    got = bucket.fetch(list(dict.fromkeys(uris.values())), Path(dest))
+    log.info("read %d of %d images from %s", len(got), len(uris), prefix)
+    return {path: str(got[uri]) for path, uri in uris.items() if uri in got}
 
 
 def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, cells_path=None, tiling: TilingSettings | None = None,
