@@ -96,6 +96,12 @@ def section_kiosk(args, prices, profiles, kiosk) -> dict:
          replace(segmentation, label_files="per_batch"), None),
         ("segmentation alone, labels per batch, one network pass (segment.augment: none), planner's choice",
          replace(segmentation, label_files="per_batch", augment="none"), None),
+        ("segmentation alone, labels per batch, fields read by the jobs (batches.read_fields: direct), planner's "
+         "choice", replace(segmentation, label_files="per_batch", read_fields="direct"), None),
+        ("the same with one network pass (segment.augment: none), planner's choice",
+         replace(segmentation, label_files="per_batch", read_fields="direct", augment="none"), None),
+        ("the same on spot L4 (forced), two passes",
+         replace(segmentation, label_files="per_batch", read_fields="direct"), ["g2-standard-4"]),
     )
     for label, w, seg in cases:
         try:
