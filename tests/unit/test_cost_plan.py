@@ -30,6 +30,15 @@ NO_LAUNCHER = Overheads(storage_call_s=0.0)
 NO_LAUNCHER_CLI = ["--storage-call-ms", "0"]
 
 
+def plan_runs(capsys, args: list[str], cases: dict[str, list[str]]) -> dict[str, dict]:
+    """`cellscale plan ARGS --json EXTRA` for each named case's EXTRA: its JSON answer (each must succeed)."""
+    runs = {}
+    for name, extra in cases.items():
+        assert main(["plan", *args, "--json", *extra]) == 0, name
+        runs[name] = json.loads(capsys.readouterr().out)
+    return runs
+
+
 def test_shipped_price_tables_are_complete():
     for name in ("e2-standard-4", "e2-standard-8", "n2-standard-4", "n2-standard-8", "n2-standard-16",
                  "n1-standard-4", "n1-standard-8", "g2-standard-4", "g2-standard-8", "n1-standard-4-t4",
@@ -229,11 +238,9 @@ def test_cli_prices_the_configs_output_formats(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(ROOT)
     config = tmp_path / "config.yaml"
     config.write_text("output:\n  formats: [ome-tiff]\n")
-    runs = {}
-    for name, extra in (("default", []), ("config", ["--config", str(config)]), ("flag", ["--formats", "ome-tiff"]),
-                        ("zarr", ["--config", str(config), "--formats", "ome-zarr"])):
-        assert main(["plan", "--images", "20000", "--deadline", "4", *NO_LAUNCHER_CLI, "--json", *extra]) == 0
-        runs[name] = json.loads(capsys.readouterr().out)
+    runs = plan_runs(capsys, ["--images", "20000", "--deadline", "4", *NO_LAUNCHER_CLI],
+                     {"default": [], "config": ["--config", str(config)], "flag": ["--formats", "ome-tiff"],
+                      "zarr": ["--config", str(config), "--formats", "ome-zarr"]})
     assert runs["default"]["workload"]["formats"] == default("output", "formats")
     assert runs["config"]["workload"]["formats"] == runs["flag"]["workload"]["formats"] == ["ome-tiff"]
     assert runs["zarr"]["workload"]["formats"] == ["ome-zarr"]   # the flag beats the config
@@ -267,12 +274,9 @@ def test_label_files_per_batch_write_a_file_per_batch_not_per_image(monkeypatch,
     monkeypatch.chdir(ROOT)
     config = tmp_path / "config.yaml"
     config.write_text("batches:\n  label_files: per_batch\n")
-    runs = {}
-    for name, extra in (("default", []), ("config", ["--config", str(config)]),
-                        ("flag", ["--config", str(config), "--label-files", "per_image"])):
-        assert main(["plan", "--images", "100000", "--deadline", "4", *NO_LAUNCHER_CLI, "--formats", "ome-tiff",
-                     "--json", *extra]) == 0
-        runs[name] = json.loads(capsys.readouterr().out)
+    runs = plan_runs(capsys, ["--images", "100000", "--deadline", "4", *NO_LAUNCHER_CLI, "--formats", "ome-tiff"],
+                     {"default": [], "config": ["--config", str(config)],
+                      "flag": ["--config", str(config), "--label-files", "per_image"]})
     assert [r["workload"]["label_files"] for r in runs.values()] == ["per_image", "per_batch", "per_image"]
     assert runs["config"]["cost_breakdown"]["operations"] < runs["default"]["cost_breakdown"]["operations"]
 
@@ -338,11 +342,8 @@ def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch
     monkeypatch.chdir(ROOT)
     config = tmp_path / "config.yaml"
     config.write_text("segment:\n  augment: none\n")
-    runs = {}
-    for name, extra in (("default", []), ("config", ["--config", str(config)]), ("flag", ["--augment", "flips"])):
-        assert main(["plan", "--images", "100000", "--deadline", "8", *NO_LAUNCHER_CLI, "--formats", "ome-tiff",
-                     "--json", *extra]) == 0
-        runs[name] = json.loads(capsys.readouterr().out)
+    runs = plan_runs(capsys, ["--images", "100000", "--deadline", "8", *NO_LAUNCHER_CLI, "--formats", "ome-tiff"],
+                     {"default": [], "config": ["--config", str(config)], "flag": ["--augment", "flips"]})
     assert [r["workload"]["augment"] for r in runs.values()] == ["rot180", "none", "flips"]
     assert runs["config"]["cost_usd"] < runs["default"]["cost_usd"] < runs["flag"]["cost_usd"]
 
@@ -364,11 +365,8 @@ def test_a_pilot_runs_export_files_replace_the_shipped_figures(monkeypatch, caps
                 (store / str(i)).write_bytes(b"x" * 100_000)
     assert export_files(results) == {"ome-zarr": pytest.approx((30.0, 0.75))}   # no SpatialData folder: left out
     monkeypatch.chdir(ROOT)
-    runs = {}
-    for name, extra in (("shipped", []), ("pilot", ["--pilot", str(results)])):
-        assert main(["plan", "--images", "20000", "--mpx", "4", "--deadline", "8", "--formats", "ome-tiff",
-                     "ome-zarr", "--json", *extra]) == 0
-        runs[name] = json.loads(capsys.readouterr().out)
+    runs = plan_runs(capsys, ["--images", "20000", "--mpx", "4", "--deadline", "8", "--formats", "ome-tiff",
+                              "ome-zarr"], {"shipped": [], "pilot": ["--pilot", str(results)]})
     assert runs["pilot"]["workload"]["exports"]["ngff_batch"] == {"files_per_image": 30.0, "mb_per_mpx": 0.75}
     shipped = runs["shipped"]["workload"]["exports"]["ngff_batch"]
     assert shipped["files_per_image"] == EXPORTS["ome-zarr"].objects_per_image
@@ -585,12 +583,10 @@ def test_batch_jobs_that_read_their_fields_spare_the_launcher_and_the_requests(m
     monkeypatch.chdir(ROOT)
     config = tmp_path / "config.yaml"
     config.write_text("batches:\n  read_fields: direct\n")
-    runs = {}
-    for name, extra in (("default", []), ("config", ["--config", str(config)]),
-                        ("flag", ["--config", str(config), "--read-fields", "staged"])):
-        assert main(["plan", "--images", "20000", "--deadline", "24", "--formats", "ome-tiff", "--json",
-                     "--out", str(tmp_path / name), *extra]) == 0
-        runs[name] = json.loads(capsys.readouterr().out)
+    cases = {"default": [], "config": ["--config", str(config)],
+             "flag": ["--config", str(config), "--read-fields", "staged"]}
+    runs = plan_runs(capsys, ["--images", "20000", "--deadline", "24", "--formats", "ome-tiff"],
+                     {name: ["--out", str(tmp_path / name), *extra] for name, extra in cases.items()})
     assert [r["workload"]["read_fields"] for r in runs.values()] == ["staged", "direct", "staged"]
     assert runs["config"]["phases_hours"]["launcher"] < runs["default"]["phases_hours"]["launcher"]
     assert runs["config"]["cost_breakdown"]["operations"] < runs["default"]["cost_breakdown"]["operations"]
