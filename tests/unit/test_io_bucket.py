@@ -34,4 +34,7 @@ def test_fetch_reads_each_field_with_one_request(tmp_path, monkeypatch):
         assert not (tmp_path / "fields" / gcs.bucket / "cellscale/data/f5.tif").exists()
         mine = [q for q in gcs.requests if q.client == "job"]
         assert sum(q.op == "objects.get" for q in mine) == 6 and all(q.cls == "B" for q in mine)
-        assert len(mine) <= 6 + 1   # and at most one look at the bucket
+        # Beside them, google-cloud-storage (3.17.1 on) reads the bucket's metadata once in a background thread, and
+        # once more after a missing object if that first read had finished: at most two looks at the bucket.
+        looks = sum(q.op == "buckets.get" for q in mine)
+        assert looks <= 2 and len(mine) == 6 + looks
