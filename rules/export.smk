@@ -54,7 +54,9 @@ rule ngff_batch:
     input:
         batch="results/batches/{batch}",
         table="results/cells/batch_{batch}.parquet",
-        images=lambda w: existing_images(batch_members(w.batch)),
+        plan="results/batches/plan.tsv",  # the checkpoint its params (the batch's fields) are read from
+        # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
+        images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
     output:
         stores=directory("results/ngff/batch_{batch}"),
     params:
@@ -62,6 +64,7 @@ rule ngff_batch:
         image_paths=lambda w: existing_images(batch_members(w.batch)),  # the sheet's paths of input.images
         output=config["output"],
         format="ome-zarr",
+        storage_prefix=lambda w: storage_prefix(),  # None unless the job reads its images itself
     resources:
         mem_mb=4000,
     log:
@@ -84,6 +87,7 @@ use rule ngff_batch as spatialdata_batch with:
         image_paths=lambda w: existing_images(batch_members(w.batch)),
         output=config["output"],
         format="spatialdata",
+        storage_prefix=lambda w: storage_prefix(),
     log:
         "logs/spatialdata_batch/{batch}.log",
     benchmark:

@@ -209,6 +209,24 @@ def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
                                   pd.read_parquet(local_run / "results/cells/batch_0000.parquet"))
     shards = sorted(p.name for p in (local_run / "results/predictions/tissue").glob("shard_*.zarr.zip"))
     assert shards and sorted(p.name for p in (bucket / "results/predictions/tissue").glob("*.zarr.zip")) == shards
+    # the batch's OME-Zarr exports, whose jobs downloaded the fields themselves: image and labels as the local run's
+    for sample in ("fov1", "fov2"):
+        rel = f"results/ngff/batch_0000/{sample}.ome.zarr"
+        theirs, ours = ngff_arrays(bucket / rel), ngff_arrays(local_run / rel)
+        assert theirs.keys() == ours.keys() and {"image", "nuclear"} <= theirs.keys(), sample
+        for name, array in theirs.items():
+            np.testing.assert_array_equal(array, ours[name], err_msg=f"{sample} {name}")
+    assert (bucket / "results/spatialdata/batches/0000.zarr/zarr.json").exists()
+
+
+def ngff_arrays(path: Path) -> dict[str, np.ndarray]:
+    """An OME-Zarr store's full-resolution image and labels, as the ome-zarr library reads them."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    nodes = [n for n in Reader(parse_url(str(path)))() if n.data]
+    return {(n.metadata["name"] if any(isinstance(s, Label) for s in n.specs) else "image"): np.asarray(n.data[0])
+            for n in nodes}
 
 
 def test_the_run_is_priced_from_its_benchmark_files_in_storage(gke_run):
@@ -360,3 +378,11 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
                                                + o.class_b_per_direct_read * len(fields))
     # its listings: one of an input's folder (the model's list call) and each missing output's "folder"
     assert sum(q.op == "objects.list" for q in mine) == 1 + o.class_a_checks_per_job
+    # the batch's exports (ngff_batch, spatialdata_batch) read the fields the same way: one download each, none of
+    # the staged reads' existence, size and checksum requests (the model prices 1, not 13, a field per export)
+    exported = [e["pod"] for e in cluster.events() if e["event"] == "finished" and e["exit_code"] == 0
+                and rules[e["job"]] in (["ngff_batch"], ["spatialdata_batch"])]
+    assert len(exported) == 2
+    for pod in exported:
+        theirs = [q for q in storage.requests if q.client == pod and q.object in fields]
+        assert sorted(q.op for q in theirs) == ["objects.get"] * len(fields), pod

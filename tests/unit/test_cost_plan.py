@@ -557,14 +557,14 @@ def test_the_launchers_storage_requests_come_before_the_first_job_in_plan_and_si
 
 def test_batch_jobs_that_read_their_fields_spare_the_launcher_and_the_requests(monkeypatch, capsys, tmp_path):
     """batches.read_fields: direct: each segment job downloads its fields itself (one request a field) and the
-    launcher asks about none of them, unless an export format still stages them."""
+    launcher asks about none of them; so do the batch exports (ome-zarr, spatialdata)."""
     from cellscale.cost.model import launcher_b_per_field, launcher_storage_s
 
     o = Overheads()
     staged = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",), label_files="per_batch")
     direct = dataclasses.replace(staged, read_fields="direct")
     assert staged.fields_staged and not direct.fields_staged
-    assert dataclasses.replace(direct, formats=("ome-tiff", "ome-zarr")).fields_staged   # the export stages them
+    assert not dataclasses.replace(direct, formats=("ome-tiff", "ome-zarr")).fields_staged   # the export reads too
     assert launcher_b_per_field(direct, o) == o.launcher_b_per_image_direct < launcher_b_per_field(staged, o)
     with pytest.raises(ValueError, match="batches.read_fields must be staged or direct"):
         dataclasses.replace(staged, read_fields="lazy")
@@ -579,6 +579,15 @@ def test_batch_jobs_that_read_their_fields_spare_the_launcher_and_the_requests(m
                      - o.launcher_b_per_image_direct) - jobs * o.class_b_per_direct_job
     assert a.breakdown["operations"] - b.breakdown["operations"] == pytest.approx(
         saved / 1e4 * PRICES.storage["gcs_class_b_per_10k"], rel=1e-6)
+    # each batch export reads the fields again: 13 requests a field staged, one direct
+    exports = [dataclasses.replace(w, formats=("ome-tiff", "ome-zarr", "spatialdata")) for w in (staged, direct)]
+    a2, b2 = (predict(w, choice, PROFILES, PRICES, o) for w in exports)
+    saved2 = 2 * (10**5 * (o.class_b_per_download - o.class_b_per_direct_read) - jobs * o.class_b_per_direct_job)
+    assert (a2.breakdown["operations"] - b2.breakdown["operations"]) - (a.breakdown["operations"]
+                                                                       - b.breakdown["operations"]) == \
+        pytest.approx(saved2 / 1e4 * PRICES.storage["gcs_class_b_per_10k"], rel=1e-6)
+    assert a2.phases_h["launcher"] - b2.phases_h["launcher"] == pytest.approx(
+        a.phases_h["launcher"] - b.phases_h["launcher"])
     # the command line takes it from --config or the flag, and writes it into the plan's config
     monkeypatch.chdir(ROOT)
     config = tmp_path / "config.yaml"
