@@ -168,9 +168,9 @@ class Workload:
 
     @property
     def fields_staged(self) -> bool:
-        """Whether Snakemake stages the fields as inputs of some batch job (the launcher then asks about each):
-        batches.read_fields staged, or an export of a format that still stages them."""
-        return self.read_fields == "staged" or bool(self.exports)
+        """Whether Snakemake stages the fields as inputs of the batch jobs (the launcher then asks about each):
+        batches.read_fields staged; direct, segment_batch and the batch exports download them themselves."""
+        return self.read_fields == "staged"
 
     def label_objects(self, segment_jobs: int) -> int:
         """Label files the segment jobs write: one per image and compartment, or per batch and compartment."""
@@ -295,7 +295,15 @@ class Prediction:
     slots_per_node: int
     nodes_used: int
     preemptions: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    # what the notes are made of, kept until they are read: the planner predicts tens of thousands of configurations
+    # and reads the notes of one
+    note_inputs: tuple = field(default=(), repr=False, compare=False)
+
+    @cached_property
+    def notes(self) -> list[str]:
+        """What a user should know about this configuration (preemption losses, objects written, list calls, label
+        files)."""
+        return _notes(*self.note_inputs) if self.note_inputs else []
 
 
 # What GKE's own DaemonSets (kube-proxy, logging, metrics, CSI, GPU device plugin) take from every node.
@@ -548,12 +556,26 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     if not same_pool:
         breakdown[f"compute:{choice.tail.name}"] = tail_node_s / 3600 * tail_m.hourly(choice.tail.spot)
     breakdown.update(run_costs(w, prices, o, wall_s, seg_node_s + tail_node_s, jobs, retried_jobs=preemptions * k))
+    slots = n * max([k] + [kr for _, kr in exports]) if same_pool else n * k + n_exp * max(
+        [kr for _, kr in exports], default=0)
+    return Prediction(hours=wall_s / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
+                      phases_h={"launcher": t_launcher / 3600, "plan_batches": (t_plan - t_launcher) / 3600,
+                                "segment": t_seg / 3600,
+                                "exports": t_exports / 3600, "tail": t_tail / 3600},
+                      jobs=max(slots, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
+                      preemptions=preemptions,
+                      note_inputs=(w, choice, prices, o, preemption, d, jobs, sum(breakdown.values())))
+
+
+def _notes(w: Workload, choice: Choice, prices: PriceTable, o: Overheads, preemption: float, d: float, jobs: int,
+           total_usd: float) -> list[str]:
+    """:attr:`Prediction.notes` of a configuration whose segment jobs hold their slot ``d`` seconds."""
     notes = []
     if preemption > 0 and choice.segment.spot:
         p_fail = (preemption / 3600 * d) ** (o.retries + 1)
         notes.append(f"a job is lost on preemption with probability {preemption / 3600 * d:.2g} per try; all "
                      f"{o.retries + 1} tries lost: {p_fail:.1g}")
-    if exports:
+    if w.exports:
         objects = w.images * sum(x.objects_per_image for x in w.exports)
         notes.append(f"{', '.join(x.rule for x in w.exports)} write about {objects:,.0f} Cloud Storage objects "
                      f"(${class_a_usd(prices, objects):,.2f} of class A "
@@ -568,18 +590,10 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     if w.label_files == "per_image" and w.images > jobs:
         fewer = w.compartments * (w.images - jobs)
         saved = class_a_usd(prices, fewer * o.class_a_per_object)
-        if saved >= 0.01 * sum(breakdown.values()):
+        if saved >= 0.01 * total_usd:
             notes.append(f"batches.label_files: per_batch would write {fewer:,} fewer label files "
                          f"(${saved:,.2f} of class A operations): one multi-series OME-TIFF per batch")
-    slots = n * max([k] + [kr for _, kr in exports]) if same_pool else n * k + n_exp * max(
-        [kr for _, kr in exports], default=0)
-    return Prediction(hours=wall_s / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
-                      phases_h={"launcher": t_launcher / 3600, "plan_batches": (t_plan - t_launcher) / 3600,
-                                "segment": t_seg / 3600,
-                                "exports": t_exports / 3600, "tail": t_tail / 3600},
-                      jobs=max(slots, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
-                      preemptions=preemptions,
-                      notes=notes)
+    return notes
 
 
 def class_a_usd(prices: PriceTable, operations: float) -> float:
@@ -605,13 +619,14 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     # a segment job's read of a field: through the storage plugin (13 class B) or its own download (about 1)
     direct = 0 if w.read_fields == "staged" else 1
     read = w.images * (int(not w.sizes_in_sheet) + (1 - direct) * (1 + retried_share)) + 2 * segment_jobs
-    read += len(exports) * (w.images + labels + 2 * segment_jobs)   # each export: images, labels; fields, table
+    read += len(exports) * ((1 - direct) * w.images + labels + 2 * segment_jobs)  # each export: images, labels;
+    # its batch's fields and table
     uploads = 3 * segment_jobs * (1 + len(exports)) + 6   # stored outputs: a job's folder, log, benchmark; tail's
     pods = segment_jobs * (1 + len(exports)) * (1 + retried_share)    # each pod's own checks (measured per job)
     written += pods * o.class_a_checks_per_job + segment_jobs * o.launcher_a_per_job
     checks_b = (pods * o.class_b_per_job + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o)
                 + direct * (w.images * o.class_b_per_direct_read + segment_jobs * o.class_b_per_direct_job)
-                * (1 + retried_share))
+                * (1 + retried_share + len(exports)))   # read directly: the segment jobs' (+ retries), the exports'
     return {
         "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
         "system_pool": hours * (system.on_demand if system else 0.0),
