@@ -20,7 +20,7 @@ Sections:
   ``formats``: the run's ``output.formats``. The goal compares like with like, so those rows write what the one
   process writes, the labels (``ome-tiff``; the workflow adds the per-cell tables and the report); 10^3 fields run a
   second time with the shipped formats, whose OME-Zarr and SpatialData stores the one process does not write.
-  ``--formats`` sets every row's. ``--quick``: 20 fields run, 1,000 dry.
+  ``--formats`` sets every row's. ``--quick``: 10 fields run, 300 dry, a 1 Mpx folder.
 
 Needs ../shared/data/dsb2018 (skipped with a note when absent). ``--src OTHER/src src`` times another checkout
 too, in the same run (the command line runs as ``python -m cellscale.cli`` with that PYTHONPATH); both use this
@@ -46,7 +46,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 DSB = ROOT.parent / "shared" / "data" / "dsb2018"
 MODEL = ROOT / "models" / "nuclear"
-MIX_MPX, QUICK_MPX = 21.0, 2.0  # megapixels of the folder (and of the mosaic)
+MIX_MPX, QUICK_MPX = 21.0, 1.0  # megapixels of the folder (and of the mosaic)
 MOSAIC_CELL = 256  # the mosaic is a grid of 256 x 256 crops of fluorescence images
 
 
@@ -230,7 +230,7 @@ def workflow_row(n: int, edge: int, tmp: Path, shard_mpx: float, run: bool = Tru
 LABELS = ["ome-tiff"]  # what ``cellscale segment FOLDER`` writes
 WORKFLOW_SIZES = [(100, 256, True, LABELS), (1000, 256, True, LABELS), (1000, 256, True, None),
                   (10000, 64, True, LABELS), (100000, 64, False, LABELS)]  # None: the shipped output.formats
-QUICK_SIZES = [(20, 256, True, None), (1000, 64, False, LABELS)]
+QUICK_SIZES = [(10, 256, True, None), (300, 64, False, LABELS)]
 
 
 def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:

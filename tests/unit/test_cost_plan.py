@@ -437,9 +437,16 @@ def test_workflow_profile_is_accepted_by_a_real_dry_run(tmp_path):
     assert args.default_resources["mem_mb"].value == 2000            # untouched: profiles/gke's
     assert args.set_threads["segment_batch"] == 3                     # the L4 profile's threads, not profiles/gke's 2
 
+    # the "bucket": the checkout's inputs without any results or logs a run here left (a dry run would meet them)
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("results", "logs", ".snakemake", ".git", ".venv"):
+            (bucket / entry.name).symlink_to(entry)
+
     def dry(*extra):
         return subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/gke", *extra, "--dry-run",
-                               "--default-storage-provider", "fs", "--default-storage-prefix", str(ROOT)],
+                               "--default-storage-provider", "fs", "--default-storage-prefix", str(bucket)],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
     base = dry()
     assert base.returncode == 0, (f"the GKE profile's own dry run, without the plan: {base.stderr[-2000:]}\n"
