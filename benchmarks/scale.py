@@ -20,7 +20,7 @@ Sections:
   ``formats``: the run's ``output.formats``. The goal compares like with like, so those rows write what the one
   process writes, the labels (``ome-tiff``; the workflow adds the per-cell tables and the report); 10^3 fields run a
   second time with the shipped formats, whose OME-Zarr and SpatialData stores the one process does not write.
-  ``--formats`` sets every row's. ``--quick``: 10 fields run, 300 dry, a 1 Mpx folder.
+  ``--formats`` sets every row's. ``--quick``: 10 fields run, 300 dry.
 
 Needs ../shared/data/dsb2018 (skipped with a note when absent). ``--src OTHER/src src`` times another checkout
 too, in the same run (the command line runs as ``python -m cellscale.cli`` with that PYTHONPATH); both use this
@@ -46,7 +46,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 DSB = ROOT.parent / "shared" / "data" / "dsb2018"
 MODEL = ROOT / "models" / "nuclear"
-MIX_MPX, QUICK_MPX = 21.0, 1.0  # megapixels of the folder (and of the mosaic)
+MIX_MPX, QUICK_MPX = 21.0, 2.0  # megapixels of the folder (and of the mosaic)
 MOSAIC_CELL = 256  # the mosaic is a grid of 256 x 256 crops of fluorescence images
 
 
