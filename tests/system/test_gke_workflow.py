@@ -379,10 +379,17 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
     # its listings: one of an input's folder (the model's list call) and each missing output's "folder"
     assert sum(q.op == "objects.list" for q in mine) == 1 + o.class_a_checks_per_job
     # the batch's exports (ngff_batch, spatialdata_batch) read the fields the same way: one download each, none of
-    # the staged reads' existence, size and checksum requests (the model prices 1, not 13, a field per export)
+    # the staged reads' existence, size and checksum requests (the model prices 1, not 13, a field per export); and
+    # each export pod's requests are the model's: per job, per field, per label file (read with the batch's folder)
     exported = [e["pod"] for e in cluster.events() if e["event"] == "finished" and e["exit_code"] == 0
                 and rules[e["job"]] in (["ngff_batch"], ["spatialdata_batch"])]
     assert len(exported) == 2
+    label_files = sum(p.is_file() for p in (gke_run["bucket"] / "results/batches/0000/labels").rglob("*"))
+    assert label_files >= len(fields)
     for pod in exported:
-        theirs = [q for q in storage.requests if q.client == pod and q.object in fields]
-        assert sorted(q.op for q in theirs) == ["objects.get"] * len(fields), pod
+        theirs = [q for q in storage.requests if q.client == pod]
+        assert sorted(q.op for q in theirs if q.object in fields) == ["objects.get"] * len(fields), pod
+        assert sum(q.cls == "B" for q in theirs) == (o.class_b_per_export_job + o.class_b_per_direct_job
+                                                     + o.class_b_per_direct_read * len(fields)
+                                                     + o.class_b_per_label_read * label_files), pod
+        assert sum(q.op == "objects.list" for q in theirs) == 1 + o.class_a_checks_per_export_job, pod

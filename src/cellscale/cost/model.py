@@ -216,6 +216,14 @@ class Overheads:
     class_a_checks_per_job: float = 8.0
     # an upload (store_object; a directory output once): bucket.exists() before it (ensure_bucket_exists), class B
     class_b_per_upload: float = 1.0
+    # An export pod (ngff_batch, spatialdata_batch; batches.read_fields: direct), counted in the GKE workflow test (2
+    # fields, a label file each): 81 class B, of which one download a field (class_b_per_direct_read), one a label
+    # file (inside its batch's folder: a listing, then one get each) and one look at the bucket (class_b_per_direct_job);
+    # 76 a job (its batch's folder and table, the plan, workflow sources, bucket checks; no models). 17 listings:
+    # its input's folder (list_calls) and 16 more. A staged export pod is taken to read each field as a segment pod.
+    class_b_per_export_job: float = 76.0
+    class_b_per_label_read: float = 1.0
+    class_a_checks_per_export_job: float = 16.0
     # The launcher checks every field and every batch's outputs in Cloud Storage before the first job (the DAG,
     # plan_batches, the DAG again, its I/O cache off after the first build): 8 class B requests per field and 36
     # class B + 11 class A (listings of the missing outputs' "folders") per segment job (measured with the fields'
@@ -251,7 +259,8 @@ class Overheads:
                     # counted request by request against a Cloud Storage emulator (benchmarks/storage_ops.py)
                     "class_b_per_download", "class_b_per_job", "class_a_checks_per_job", "launcher_b_per_image",
                     "launcher_b_per_job", "launcher_a_per_job", "launcher_scan_b_per_image",
-                    "class_b_per_direct_read", "class_b_per_direct_job", "launcher_b_per_image_direct"}
+                    "class_b_per_direct_read", "class_b_per_direct_job", "launcher_b_per_image_direct",
+                    "class_b_per_export_job", "class_b_per_label_read", "class_a_checks_per_export_job"}
         return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
 
 
@@ -619,12 +628,15 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     # a segment job's read of a field: through the storage plugin (13 class B) or its own download (about 1)
     direct = 0 if w.read_fields == "staged" else 1
     read = w.images * (int(not w.sizes_in_sheet) + (1 - direct) * (1 + retried_share)) + 2 * segment_jobs
-    read += len(exports) * ((1 - direct) * w.images + labels + 2 * segment_jobs)  # each export: images, labels;
-    # its batch's fields and table
+    read += len(exports) * (1 - direct) * w.images   # each export's staged fields (its labels, table: per job)
     uploads = 3 * segment_jobs * (1 + len(exports)) + 6   # stored outputs: a job's folder, log, benchmark; tail's
-    pods = segment_jobs * (1 + len(exports)) * (1 + retried_share)    # each pod's own checks (measured per job)
-    written += pods * o.class_a_checks_per_job + segment_jobs * o.launcher_a_per_job
-    checks_b = (pods * o.class_b_per_job + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o)
+    pods = segment_jobs * (1 + retried_share)   # each pod's own checks (measured per job): segment and export pods
+    export_pods = pods * len(exports)
+    written += (pods * o.class_a_checks_per_job + export_pods * o.class_a_checks_per_export_job
+                + segment_jobs * o.launcher_a_per_job)
+    checks_b = (pods * o.class_b_per_job + export_pods * o.class_b_per_export_job
+                + len(exports) * labels * o.class_b_per_label_read
+                + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o)
                 + direct * (w.images * o.class_b_per_direct_read + segment_jobs * o.class_b_per_direct_job)
                 * (1 + retried_share + len(exports)))   # read directly: the segment jobs' (+ retries), the exports'
     return {
