@@ -219,8 +219,9 @@ class Overheads:
     # An export pod (ngff_batch, spatialdata_batch; batches.read_fields: direct), counted in the GKE workflow test (2
     # fields, a label file each): 81 class B, of which one download a field (class_b_per_direct_read), one a label
     # file (inside its batch's folder: a listing, then one get each) and one look at the bucket
-    # (class_b_per_direct_job); 76 a job (its batch's folder and table, the plan, workflow sources, bucket checks; no models). 17 listings:
-    # its input's folder (list_calls) and 16 more. A staged export pod is taken to read each field as a segment pod.
+    # (class_b_per_direct_job); 76 a job (its batch's folder and table, the plan, workflow sources, bucket checks;
+    # no models). 17 listings: its input's folder (list_calls) and 16 more. A staged export pod is taken to read
+    # each field as a segment pod.
     class_b_per_export_job: float = 76.0
     class_b_per_label_read: float = 1.0
     class_a_checks_per_export_job: float = 16.0
