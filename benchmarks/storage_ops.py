@@ -14,6 +14,7 @@ counts are the client's and the plugin's, the latencies are not Cloud Storage's.
     python benchmarks/storage_ops.py --quick              # 2 fields in one batch (CI)
     python benchmarks/storage_ops.py --runs 32:4 --snakemake-args="--scheduler-subsample 2"
     python benchmarks/storage_ops.py --read-fields direct  # batch jobs download their fields themselves
+    python benchmarks/storage_ops.py --runs 4:2 8:4 --formats ome-tiff ome-zarr   # the export pods counted too
 
 Prints, per run, each client's operations, and fits a segment_batch pod's class B operations as a per-job part and
 a per-field part. Prints how often the launcher re-reads the inputs of jobs that wait for a slot (Snakemake's
@@ -52,7 +53,8 @@ from cellscale.synth.tissue import make_tissue  # noqa: E402
 SIDE = 96  # px: tiny fields, the counts do not depend on the pixels
 
 
-def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read_fields: str = "staged") -> dict:
+def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read_fields: str = "staged",
+        formats: tuple[str, ...] = ("ome-tiff",)) -> dict:
     """One workflow run of ``fields`` fields in batches of ``per_batch``; every request, by client and class."""
     work = base / "work"
     # with the fields' sizes in the sheet (cellscale samples --sizes), as the plan's Kiosk rows assume: plan_batches
@@ -62,7 +64,7 @@ def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read
     harness.write_workdir(work, rows, header, tiling={"tile": 128, "overlap": 32,
                                               "shard_mpx": SIDE * SIDE / 1e6 * per_batch * 1.0001},
                           batches={"label_files": "per_batch", "read_fields": read_fields},
-                          output={"formats": ["ome-tiff"]})
+                          output={"formats": list(formats)})
     inputs = base / "inputs"
     (inputs / "data").mkdir(parents=True)
     for i in range(fields):
@@ -106,7 +108,8 @@ def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read
     launcher = [q for q in requests if q.client == "launcher"]
     first_pod = min(e["time"] for e in events if e["event"] == "created")
     before = [q for q in launcher if q.t < first_pod]
-    return {"fields": fields, "per_batch": per_batch, "read_fields": read_fields, "snakemake_args": snakemake_args,
+    return {"fields": fields, "per_batch": per_batch, "read_fields": read_fields, "formats": list(formats),
+            "snakemake_args": snakemake_args,
             "seconds": round(seconds, 1),
             "pods": dict(pods), "ops": {k: dict(v) for k, v in sorted(ops.items())},
             "segment_phase_s": round(last - first, 1), "launcher_field_gets_in_segment_phase": rereads,
@@ -139,6 +142,8 @@ def main(argv=None) -> None:
     ap.add_argument("--snakemake-args", default="", help="more options for the launcher's snakemake")
     ap.add_argument("--read-fields", default="staged", choices=["staged", "direct"],
                     help="batches.read_fields: direct, the batch jobs download their fields themselves")
+    ap.add_argument("--formats", nargs="+", default=["ome-tiff"], choices=["ome-tiff", "ome-zarr", "spatialdata"],
+                    help="output.formats of the runs (ome-zarr, spatialdata: their batch export pods are counted too)")
     ap.add_argument("--record", type=Path, help="write the runs as JSON here")
     args = ap.parse_args(argv)
     runs = ["2:2"] if args.quick else args.runs
@@ -146,7 +151,8 @@ def main(argv=None) -> None:
     for spec in runs:
         fields, per_batch = (int(v) for v in spec.split(":"))
         with tempfile.TemporaryDirectory(prefix="storage-ops-") as tmp:
-            r = run(fields, per_batch, Path(tmp), shlex.split(args.snakemake_args), args.read_fields)
+            r = run(fields, per_batch, Path(tmp), shlex.split(args.snakemake_args), args.read_fields,
+                    tuple(args.formats))
         results.append(r)
         jobs = r["pods"].get("segment_batch", 0)
         seg = r["ops"].get("segment_batch", {})
@@ -163,17 +169,18 @@ def main(argv=None) -> None:
         waiting = r["launcher_field_gets_in_segment_phase"]
         print(f"  segment_batch: {seg.get('B', 0) / max(jobs, 1):.1f} class B a pod; the launcher read the fields'"
               f" images {waiting} times during the {r['segment_phase_s']} s the segment pods ran")
-    by_k = {}
-    for r in results:
-        jobs = r["pods"].get("segment_batch", 0)
-        if jobs:
-            by_k.setdefault(r["per_batch"], []).append(r["ops"]["segment_batch"].get("B", 0) / jobs)
-    if len(by_k) >= 2:
-        ks = np.array(sorted(by_k))
-        b = np.array([np.mean(by_k[k]) for k in ks])
-        slope, intercept = np.polyfit(ks, b, 1)
-        print(f"segment_batch pod, class B: {intercept:.1f} a job + {slope:.1f} a field (fit over {len(ks)} batch "
-              f"sizes: {', '.join(f'{k}: {v:.1f}' for k, v in zip(ks, b))})")
+    for rule in ("segment_batch", "ngff_batch", "spatialdata_batch"):   # the batch pods: per job and per field
+        by_k = {}
+        for r in results:
+            jobs = r["pods"].get(rule, 0)
+            if jobs:
+                by_k.setdefault(r["per_batch"], []).append(r["ops"][rule].get("B", 0) / jobs)
+        if len(by_k) >= 2:
+            ks = np.array(sorted(by_k))
+            b = np.array([np.mean(by_k[k]) for k in ks])
+            slope, intercept = np.polyfit(ks, b, 1)
+            print(f"{rule} pod, class B: {intercept:.1f} a job + {slope:.1f} a field (fit over {len(ks)} batch "
+                  f"sizes: {', '.join(f'{k}: {v:.1f}' for k, v in zip(ks, b))})")
     with tempfile.TemporaryDirectory(prefix="storage-ops-") as tmp:
         direct = direct_read_requests(Path(tmp))
     print(f"google-cloud-storage's download_to_filename, as batches.read_fields: direct reads fields: "

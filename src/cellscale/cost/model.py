@@ -220,8 +220,9 @@ class Overheads:
     # fields, a label file each): 81 class B, of which one download a field (class_b_per_direct_read), one a label
     # file (inside its batch's folder: a listing, then one get each) and one look at the bucket
     # (class_b_per_direct_job); 76 a job (its batch's folder and table, the plan, workflow sources, bucket checks;
-    # no models). 17 listings: its input's folder (list_calls) and 16 more. A staged export pod is taken to read
-    # each field as a segment pod.
+    # no models). 17 listings: its input's folder (list_calls) and 16 more. A staged export pod reads each field as a
+    # segment pod does: 76.0 class B a job + 13.0 a field (benchmarks/storage_ops.py --runs 4:2 8:4 --formats
+    # ome-tiff ome-zarr, labels per batch; record storage-ops-exports-staged-2026-12-06.json).
     class_b_per_export_job: float = 76.0
     class_b_per_label_read: float = 1.0
     class_a_checks_per_export_job: float = 16.0
