@@ -48,6 +48,7 @@ from support.gcs_emulator import GcsEmulator  # noqa: E402
 from support.kube_emulator import Cluster  # noqa: E402
 
 from cellscale.deploy import gke  # noqa: E402
+from cellscale.settings import choices  # noqa: E402
 from cellscale.synth.tissue import make_tissue  # noqa: E402
 
 SIDE = 96  # px: tiny fields, the counts do not depend on the pixels
@@ -140,9 +141,9 @@ def main(argv=None) -> None:
                     help="FIELDS:PER_BATCH for each run")
     ap.add_argument("--quick", action="store_true", help="one run: 2 fields in one batch")
     ap.add_argument("--snakemake-args", default="", help="more options for the launcher's snakemake")
-    ap.add_argument("--read-fields", default="staged", choices=["staged", "direct"],
+    ap.add_argument("--read-fields", default="staged", choices=choices("batches", "read_fields"),
                     help="batches.read_fields: direct, the batch jobs download their fields themselves")
-    ap.add_argument("--formats", nargs="+", default=["ome-tiff"], choices=["ome-tiff", "ome-zarr", "spatialdata"],
+    ap.add_argument("--formats", nargs="+", default=["ome-tiff"], choices=choices("output", "formats"),
                     help="output.formats of the runs (ome-zarr, spatialdata: their batch export pods are counted too)")
     ap.add_argument("--record", type=Path, help="write the runs as JSON here")
     args = ap.parse_args(argv)

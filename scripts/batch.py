@@ -3,8 +3,6 @@
 Each rule hands its files and its config sections (as typed settings) to one step of cellscale.steps.batch.
 """
 
-import tempfile
-
 from cellscale.logs import step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import staged_model, staged_paths
@@ -20,11 +18,10 @@ def plan_batches(s):
 
 
 def segment_batch(s):
-    """Tile, segment, stitch and measure every image of one batch."""
-    if s.params.storage_prefix:  # batches.read_fields: direct: the images come from the bucket, not as inputs
-        with tempfile.TemporaryDirectory(prefix="fields-", dir=".") as tmp:
-            return _segment_batch(s, step.fetch_fields(s.params.image_paths, s.params.storage_prefix, tmp))
-    return _segment_batch(s, staged_paths(s.params.image_paths, s.input.images))
+    """Tile, segment, stitch and measure every image of one batch (its images staged as inputs, or downloaded by
+    the job: batches.read_fields: direct)."""
+    with step.job_images(s.params.image_paths, s.input.images, s.params.storage_prefix) as where:
+        _segment_batch(s, where)
 
 
 def _segment_batch(s, where):

@@ -1,24 +1,17 @@
 """Snakemake script of the export rules (rules/export.smk): ngff, spatialdata (a sample), ngff_batch,
 spatialdata_batch (a batch of small images)."""
 
-import tempfile
-
 from cellscale.logs import step_log
 from cellscale.steps import export as step
-from cellscale.steps.batch import fetch_fields
+from cellscale.steps.batch import job_images
 
 
 def export_batch(s, settings):
-    """A batch's stores; with batches.read_fields: direct its images come from the bucket, not as inputs."""
-    def export(image_paths):
-        step.export_batch(s.input.batch, s.input.table, s.params.fields, image_paths,
-                          {s.params.format: s.output.stores}, settings=settings)
-
-    if not s.params.storage_prefix:
-        return export(list(s.input.images))
-    with tempfile.TemporaryDirectory(prefix="fields-", dir=".") as tmp:
-        where = fetch_fields(s.params.image_paths, s.params.storage_prefix, tmp)
-        export([where.get(p, p) for p in s.params.image_paths])
+    """A batch's stores (its images staged as inputs, or downloaded by the job: batches.read_fields: direct)."""
+    with job_images(s.params.image_paths, s.input.images, s.params.storage_prefix) as where:
+        images = [where.get(p, p) for p in s.params.image_paths]
+        step.export_batch(s.input.batch, s.input.table, s.params.fields, images, {s.params.format: s.output.stores},
+                          settings=settings)
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)

@@ -858,10 +858,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", default=None, help="the machine in words, for each figure's how (e.g. '2 AVX2 cores "
                                                  "of an AMD EPYC, 24 GiB')")
     p.add_argument("--how", default=None, help="more to say in each figure's how (what ran, what else ran)")
-    p.add_argument("--read-fields", default=None, choices=choices("batches", "read_fields"),
-                   help="batches.read_fields the run uses (default: --config's, else the schema's): direct, each "
-                        "batch job downloads its images itself, one Cloud Storage request a field, and the launcher "
-                        "asks about none of them (docs/cost.md)")
     p.add_argument("--augment", default=None, choices=choices("segment", "augment"),
                    help="the runs' segment.augment, recorded with the segment rules (default: the config beside the "
                         "first RESULTS, RESULTS/../config/config.yaml, else the schema's)")

@@ -628,7 +628,7 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     retried_share = retried_jobs / max(1, segment_jobs)
     # downloads: plan_batches (only images whose size the sheet lacks), segment_batch (+ retries); the tail
     # a segment job's read of a field: through the storage plugin (13 class B) or its own download (about 1)
-    direct = 0 if w.read_fields == "staged" else 1
+    direct = 0 if w.fields_staged else 1
     read = w.images * (int(not w.sizes_in_sheet) + (1 - direct) * (1 + retried_share)) + 2 * segment_jobs
     read += len(exports) * (1 - direct) * w.images   # each export's staged fields (its labels, table: per job)
     uploads = 3 * segment_jobs * (1 + len(exports)) + 6   # stored outputs: a job's folder, log, benchmark; tail's

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,7 @@ from cellscale.samples import pack_batches
 from cellscale.segment.image import FieldOfView, segment_many
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.settings import choices, planning_scale
-from cellscale.steps import ERROR_COLUMNS, StepError, field_label_path, open_sample_image, read_tsv
+from cellscale.steps import ERROR_COLUMNS, StepError, field_label_path, open_sample_image, read_tsv, staged_paths
 from cellscale.steps.measure import MeasureSettings, sample_channel_names
 from cellscale.steps.segment import job_predictor
 
@@ -132,6 +134,18 @@ def fetch_fields(image_paths: list[str], prefix: str, dest) -> dict[str, str]:
     got = bucket.fetch(list(dict.fromkeys(uris.values())), Path(dest))
     log.info("read %d of %d images from %s", len(got), len(uris), prefix)
     return {path: str(got[uri]) for path, uri in uris.items() if uri in got}
+
+
+@contextmanager
+def job_images(image_paths: list[str], staged, storage_prefix: str | None = None):
+    """The sheet's image paths of a batch job -> where the job reads them: its staged inputs (``staged``, in the
+    same order), or with ``storage_prefix`` (batches.read_fields: direct) downloads in a temporary folder of the
+    job's working directory, removed when the block ends."""
+    if not storage_prefix:
+        yield staged_paths(image_paths, staged)
+        return
+    with tempfile.TemporaryDirectory(prefix="fields-", dir=".") as tmp:
+        yield fetch_fields(image_paths, storage_prefix, tmp)
 
 
 def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, cells_path=None, tiling: TilingSettings | None = None,
