@@ -357,6 +357,13 @@ def test_requests_cover_measured_memory(gke_run):
         assert size.peak_rss_mb <= asked, rule
 
 
+# google-cloud-storage 3.17's bucket-metadata cache reads the bucket (buckets.get) from background threads: at a
+# client's first request and after some 404s, so a pod's count of them varies by one or two with timing (34 and 35 in
+# two pods of one rule with equal inputs, one run). A pod's class B total is held to the model's within these two; its
+# field downloads and its listings are counted exactly.
+BACKGROUND_LOOKS = 2
+
+
 def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storage):
     """The planner prices a segment_batch pod's Cloud Storage requests with figures measured on the storage plugin
     (cellscale.cost.model.Overheads): per job and per field it reads. Here the pod of the fov1 + fov2 batch, which
@@ -374,8 +381,8 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
     fields = {q.object for q in mine if q.object.startswith("cellscale/data/fov")}
     assert fields == {"cellscale/data/fov1.tif", "cellscale/data/fov2.tif"}
     assert sum(q.op == "objects.get" and q.object in fields for q in mine) == len(fields)   # one download each
-    assert sum(q.cls == "B" for q in mine) == (o.class_b_per_job + o.class_b_per_direct_job
-                                               + o.class_b_per_direct_read * len(fields))
+    assert abs(sum(q.cls == "B" for q in mine) - (o.class_b_per_job + o.class_b_per_direct_job
+                                                  + o.class_b_per_direct_read * len(fields))) <= BACKGROUND_LOOKS
     # its listings: one of an input's folder (the model's list call) and each missing output's "folder"
     assert sum(q.op == "objects.list" for q in mine) == 1 + o.class_a_checks_per_job
     # the batch's exports (ngff_batch, spatialdata_batch) read the fields the same way: one download each, none of
@@ -389,7 +396,8 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
     for pod in exported:
         theirs = [q for q in storage.requests if q.client == pod]
         assert sorted(q.op for q in theirs if q.object in fields) == ["objects.get"] * len(fields), pod
-        assert sum(q.cls == "B" for q in theirs) == (o.class_b_per_export_job + o.class_b_per_direct_job
-                                                     + o.class_b_per_direct_read * len(fields)
-                                                     + o.class_b_per_label_read * label_files), pod
+        assert abs(sum(q.cls == "B" for q in theirs) - (o.class_b_per_export_job + o.class_b_per_direct_job
+                                                        + o.class_b_per_direct_read * len(fields)
+                                                        + o.class_b_per_label_read * label_files)) \
+            <= BACKGROUND_LOOKS, pod
         assert sum(q.op == "objects.list" for q in theirs) == 1 + o.class_a_checks_per_export_job, pod
