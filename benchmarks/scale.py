@@ -230,7 +230,7 @@ def workflow_row(n: int, edge: int, tmp: Path, shard_mpx: float, run: bool = Tru
 LABELS = ["ome-tiff"]  # what ``cellscale segment FOLDER`` writes
 WORKFLOW_SIZES = [(100, 256, True, LABELS), (1000, 256, True, LABELS), (1000, 256, True, None),
                   (10000, 64, True, LABELS), (100000, 64, False, LABELS)]  # None: the shipped output.formats
-QUICK_SIZES = [(10, 256, True, None), (300, 64, False, LABELS)]
+QUICK_SIZES = [(10, 256, True, LABELS), (300, 64, False, LABELS)]
 
 
 def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:

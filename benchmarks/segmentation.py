@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/segmentation.py --precision int8 float32   # everything (about 11 min on 2 cores)
-    python benchmarks/segmentation.py --quick    # CI: a 1 Mpx image, a subset of DSB, < 1 min
+    python benchmarks/segmentation.py --quick    # CI: a 1 Mpx image (nuclear), a subset of DSB, models/tissue
+                                                 # int8 + rot180 on CODEX; < 1 min
 
 Prints, in one run:
 - nuclear: object F1 at IoU 0.5 and DSB mean AP on the held-out DSB2018 split (per image kind), ours (float32
@@ -326,8 +327,10 @@ def main() -> int:
             print("(no ../shared/data/dsb2018: nuclear accuracy skipped)")
     if "whole-cell" not in args.skip:
         if CODEX.exists():
-            table = whole_cell_accuracy([ROOT / "models" / m for m in ("tissue", "tissue-tight")], args.quick,
-                                        args.variants)
+            # --quick: models/tissue with the workflow's CPU default only (float32 is scored on DSB above)
+            models = ("tissue",) if args.quick else ("tissue", "tissue-tight")
+            table = whole_cell_accuracy([ROOT / "models" / m for m in models], args.quick,
+                                        args.variants or ([("int8", "rot180")] if args.quick else None))
             print(f"\n## Whole-cell segmentation, CODEX R001_X003_Y004 columns >= {CODEX_TEST_X0} (held out)\n"
                   + table.to_string(index=False))
             results["whole_cell"] = table.to_dict("records")
@@ -353,8 +356,8 @@ def main() -> int:
         sizes = [1.0] if args.quick else [4.2, 26.2, 104.9]
         with tempfile.TemporaryDirectory(prefix="cellscale-bench-") as tmp:
             runs = [(p, a) for a in args.augment for p in args.precision]
-            table = pd.concat([speed(sizes, "nuclear", args.tile, Path(tmp), p, a) for p, a in runs]
-                              + [speed(sizes, "tissue", args.tile, Path(tmp), p, a) for p, a in runs])
+            models = ("nuclear",) if args.quick else ("nuclear", "tissue")   # --quick: one Snakemake run
+            table = pd.concat([speed(sizes, m, args.tile, Path(tmp), p, a) for m in models for p, a in runs])
         print("\n## Speed and memory, tile -> segment -> stitch on 2 CPU cores\n" + table.to_string(index=False))
         results["speed"] = table.to_dict("records")
     if args.json:
