@@ -266,7 +266,7 @@ def cpu_part(model: Path, n: int, edge: int, threads: list[int]) -> list[tuple[i
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="CI / CPU mode: 256-px windows, one batch size, 1 Mpx, two fields of view of 384 px")
+                   help="CI / CPU mode: 256-px windows, one batch size, 0.25 Mpx, two fields of view of 384 px")
     p.add_argument("--model", default=str(ROOT / "models" / "tissue"), help="model folder (default: tissue)")
     p.add_argument("--window", type=int, default=512, help="window edge in pixels")
     p.add_argument("--batches", type=int, default=10, help="timed batches per setting")
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
                    help="print the network's work per Mpx (GFLOP, bytes) and each GPU's bounds from it, then stop")
     args = p.parse_args(argv)
     if args.quick:
-        args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 1.0
+        args.window, args.batches, args.batch_sizes, args.megapixels = 256, 2, [4], 0.25
         args.fovs, args.fov_edge = 2, 384  # the fields-of-view path runs too, on two small fields
     if args.cpu_part:
         print(f"CPU part of a segment_batch job ({args.cpu_part} generated fields of {args.fov_edge} px, "

@@ -164,34 +164,8 @@ def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
     assert "TRA" in out
 
 
-def test_train_a_few_steps_fit_only_then_finish_writes_model_and_card(tmp_path):
-    """A GPU node without TensorFlow trains with --fit-only (crops from worker processes); a rerun without it
-    resumes the finished run and only tunes, scores and writes the card and the int8 copy."""
-    args = ["train", "--data", "synthetic-tissue", "--out", tmp_path / "m", "--run-dir", tmp_path / "run",
-            "--steps", 2, "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2, "--workers", 2]
-    first = cellscale(*args, "--fit-only")
-    assert "--fit-only" in first.stdout
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.keras"]
-    weights = (tmp_path / "m" / "model.keras").read_bytes()
-    finish = cellscale(*args)
-    assert "resuming from epoch 1 of 1" in finish.stdout and "epoch 1/1" not in finish.stdout
-    for name in ("model.int8.tflite", "metrics.json", "MODEL_CARD.md"):
-        assert (tmp_path / "m" / name).exists(), name
-    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
-    assert "cellscale train --data synthetic-tissue" in card and "whole_cell" in card
-    import keras  # the finish exported the same trained network again
-
-    a = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False).get_weights()
-    (tmp_path / "first.keras").write_bytes(weights)
-    b = keras.saving.load_model(tmp_path / "first.keras", compile=False).get_weights()
-    assert all(np.array_equal(u, v) for u, v in zip(a, b))
-
-
-def test_train_with_a_codex_tile_reports_its_held_out_columns(tmp_path):
-    """--codex (here a small stand-in tile with the real one's layout) adds its training columns with the
-    chosen labels, tunes whole-cell post-processing on them and scores the held-out columns next to the
-    masks in peers/."""
-    tile = tmp_path / "tile"
+def write_codex_stand_in(tile: Path) -> None:
+    """A small tile with the real CODEX tile's layout: image, both experts' whole-cell masks, a peer's mask."""
     (tile / "peers").mkdir(parents=True)
     rng = np.random.default_rng(0)
     tiled = np.zeros((128, 1100), np.int32)  # expert 1: 16-px cells edge to edge
@@ -207,11 +181,36 @@ def test_train_with_a_codex_tile_reports_its_held_out_columns(tmp_path):
     tifffile.imwrite(tile / "mask_expert1_wholecell.tif", tiled)
     tifffile.imwrite(tile / "mask_expert2_wholecell.tif", tight)
     tifffile.imwrite(tile / "peers" / "Grid.tif", tiled)
-    cellscale("train", "--data", "synthetic-tissue", "--codex", tile, "--codex-labels", "consensus",
-              "--codex-share", 0.75, "--out", tmp_path / "m", "--run-dir", tmp_path / "run", "--steps", 2,
-              "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2)
+
+
+def test_train_fit_only_then_finish_with_a_codex_tile(tmp_path):
+    """A GPU node without TensorFlow trains with --fit-only (crops from worker processes); a rerun without it
+    resumes the finished run and only tunes, scores and writes the card and the int8 copy. --codex (here a small
+    stand-in tile with the real one's layout) adds its training columns with the chosen labels, tunes whole-cell
+    post-processing on them and scores the held-out columns next to the masks in peers/. (One training run for
+    both: each costs a minute of the suite.)"""
+    tile = tmp_path / "tile"
+    write_codex_stand_in(tile)
+    args = ["train", "--data", "synthetic-tissue", "--codex", tile, "--codex-labels", "consensus",
+            "--codex-share", 0.75, "--out", tmp_path / "m", "--run-dir", tmp_path / "run", "--steps", 2,
+            "--images", 2, "--tile", 64, "--base-filters", 4, "--depth", 2, "--workers", 2]
+    first = cellscale(*args, "--fit-only")
+    assert "--fit-only" in first.stdout
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.keras"]
+    weights = (tmp_path / "m" / "model.keras").read_bytes()
+    finish = cellscale(*args)
+    assert "resuming from epoch 1 of 1" in finish.stdout and "epoch 1/1" not in finish.stdout
+    for name in ("model.int8.tflite", "metrics.json", "MODEL_CARD.md"):
+        assert (tmp_path / "m" / name).exists(), name
     card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "cellscale train --data synthetic-tissue" in card and "whole_cell" in card
     assert "only the cells both experts drew" in card and "--codex-share 0.75" in card
     held_out = json.loads((tmp_path / "m" / "metrics.json").read_text())["test"]["codex_held_out"]
     assert held_out["Grid"] == [1.0, 0.0]  # expert 1's mask as a peer; expert 2's cells are too small for it
     assert {"cellscale", "cellscale int8 + rot180 (workflow default)"} <= set(held_out)
+    import keras  # the finish exported the same trained network again
+
+    a = keras.saving.load_model(tmp_path / "m" / "model.keras", compile=False).get_weights()
+    (tmp_path / "first.keras").write_bytes(weights)
+    b = keras.saving.load_model(tmp_path / "first.keras", compile=False).get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
