@@ -28,6 +28,7 @@ SMALL = ["e2-standard-4", "n2-standard-8", "g2-standard-4"]
 # other mechanics on workloads whose launcher alone would take longer than their deadlines
 NO_LAUNCHER = Overheads(storage_call_s=0.0)
 NO_LAUNCHER_CLI = ["--storage-call-ms", "0"]
+TWO_TYPES = ["g2-standard-4", "n2-standard-16"]
 
 
 def plan_runs(capsys, args: list[str], cases: dict[str, list[str]]) -> dict[str, dict]:
@@ -608,3 +609,35 @@ def test_batch_jobs_that_read_their_fields_spare_the_launcher_and_the_requests(m
     assert runs["config"]["cost_breakdown"]["operations"] < runs["default"]["cost_breakdown"]["operations"]
     import yaml
     assert yaml.safe_load((tmp_path / "config" / "plan-config.yaml").read_text())["batches"]["read_fields"] == "direct"
+
+
+
+def test_what_an_infeasible_request_needs_is_searched_on_a_ladder_within_its_step():
+    """Beyond the quota, the explanation tries node counts on a ladder (LADDER_STEP apart), not every count: the
+    fewest nodes it names lie within that step of the fewest an exhaustive search finds, and are called 'about'."""
+    from cellscale.cost import plan as planning
+
+    step = planning.LADDER_STEP
+    ladder = planning._dense_then_ladder(5000, 10000, 100)
+    assert ladder[:100] == list(range(1, 101)) and ladder[-1] == 5000
+    assert len(ladder) <= 100 + math.ceil(math.log(5000 / 100) / math.log(step)) + 1   # 181, not 5,000
+    assert all(b <= max(math.ceil(a * step), a + 1) for a, b in zip(ladder, ladder[1:]))
+    waves = planning._node_counts(200000, 4, 10000)
+    thin = planning._thinned(waves, 100)
+    assert [n for n in waves if n <= 100] == [n for n in thin if n <= 100] and thin[-1] == waves[-1]
+    assert set(thin) <= set(waves) and len(thin) < len(waves) / 2
+    assert all(b >= a * step or b == thin[-1] for a, b in zip(thin, thin[1:]) if a > 100)
+    # the fewest nodes that meet a deadline, exhaustive and on the ladder above 4 nodes (two machine types: an
+    # exhaustive search of them all takes about 7 s)
+    w, deadline = Workload(20000, 1.0), 0.3
+    fewest = {}
+    for dense in (None, 4):
+        found = planning.candidates(w, PROFILES, PRICES, NO_LAUNCHER, 0.0, None, 10000, machines=TWO_TYPES,
+                                    dense_nodes=dense)
+        ok = [r for r in found if r[0] <= deadline]
+        fewest[dense] = {gpu: min(r[2].segment.nodes for r in ok if bool(PRICES.machines[r[2].segment.machine].gpus)
+                                  == gpu) for gpu in (True, False)}
+    for gpu in (True, False):
+        assert 4 < fewest[None][gpu] <= fewest[4][gpu] <= math.ceil(fewest[None][gpu] * step) + 1
+    with pytest.raises(Infeasible, match=rf"needs about \d+ .*; or about {fewest[4][False]} \S+ nodes \(no GPU\)"):
+        plan(w, PROFILES, PRICES, deadline_h=deadline, max_nodes=4, o=NO_LAUNCHER, machines=TWO_TYPES)

@@ -56,6 +56,9 @@ SHARDS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 #: shards above this only for workloads whose images are all at most this large: the workflow batches every image
 #: of at most tiling.shard_mpx, and a batch job holds a whole field in memory (the largest shard before 2026-12-05)
 BATCHED_FIELD_MPX = 64.0
+#: an infeasible request's explanation searches node counts beyond the quota on a ladder of this step (5%): every
+#: count, up to 10,000 nodes, made an infeasible answer for 10^6 images take 60-70 s
+LADDER_STEP = 1.05
 CPU_RULES_OF_PROFILE = ("plan_batches", "report_fields", "tile", "stitch", "measure", "track", "ngff", "spatialdata",
                         "ngff_batch", "spatialdata_batch", "report_sample", "lineage", "summary",
                         "aggregate_measurements")
@@ -140,6 +143,31 @@ def _node_counts(jobs: int, slots: int, cap: int) -> list[int]:
     return sorted(counts)
 
 
+def _dense_then_ladder(need: int, cap: int, dense: int | None, step: float = LADDER_STEP) -> list[int]:
+    """Every node count up to ``min(cap, need)``; with ``dense``, every count up to it and above it a ladder whose
+    counts grow by ``step`` (and ``min(cap, need)`` itself): what it would take beyond a quota, within ``step``."""
+    top = min(cap, need)
+    if dense is None or dense >= top:
+        return list(range(1, top + 1))
+    counts, n = set(range(1, dense + 1)), float(dense)
+    while n < top:
+        n = max(n * step, n + 1)
+        counts.add(min(top, math.ceil(n)))
+    return sorted(counts | {top})
+
+
+def _thinned(counts: list[int], dense: int | None, step: float = LADDER_STEP) -> list[int]:
+    """``counts`` (sorted) up to ``dense``, and above it only those at least ``step`` times the last kept (and the
+    largest)."""
+    if dense is None:
+        return counts
+    kept = []
+    for n in counts:
+        if n <= dense or not kept or n >= kept[-1] * step or n == counts[-1]:
+            kept.append(n)
+    return kept
+
+
 def _export_counts(keep: int) -> list[int]:
     """Node counts of a separate exports' pool worth trying: every count up to 4, then powers of two, up to the
     ``keep`` nodes that keep up with the segment pool (fewer cost less when the exports may trail)."""
@@ -172,9 +200,10 @@ def _gpus(c: Choice, prices: PriceTable) -> int:
 
 def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preemption: float, max_gpus: int | None,
                max_nodes: int, spot_options=(True, False), machines: list[str] | None = None,
-               shards=SHARDS, segment_machines: list[str] | None = None):
+               shards=SHARDS, segment_machines: list[str] | None = None, dense_nodes: int | None = None):
     """(time h, cost USD, Choice, Prediction) for every configuration worth considering; ``machines`` limits
-    every pool's machine types, ``segment_machines`` only the segment pool's."""
+    every pool's machine types, ``segment_machines`` only the segment pool's. ``dense_nodes``: the segment pool's
+    node counts are all tried up to it, and above it on a ladder (:func:`_dense_then_ladder`, :func:`_thinned`)."""
     usable = [m for m in profiles if m in prices.machines and (machines is None or m in machines)]
     needed = [TAIL_LAST] + [x.rule for x in w.exports]
     cpu = [m for m in usable if not prices.machines[m].gpus and all(r in profiles[m].rules for r in needed)]
@@ -207,9 +236,9 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
             for spot in spot_options:
                 tails = [m] if not machine.gpus or not (w.run_tables or w.exports) else cpu
                 group = []
-                counts = _node_counts(w.jobs(shard), k, cap)
+                counts = _thinned(_node_counts(w.jobs(shard), k, cap), dense_nodes)
                 if w.exports and not machine.gpus:   # exports beside segment jobs: time falls with every node
-                    counts = range(1, min(cap, math.ceil(w.jobs(shard) / k)) + 1)
+                    counts = _dense_then_ladder(math.ceil(w.jobs(shard) / k), cap, dense_nodes)
                 for n in counts:
                     seg = PoolChoice("gpu" if machine.gpus else ("spot-cpu" if spot else "cpu"), m, n, spot)
                     best, options = None, []
@@ -295,9 +324,10 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
 
 def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, max_nodes, spot_options, machines,
          shards, segment_machines) -> str:
-    """What it would take: the same search without the quotas (up to 10,000 nodes)."""
+    """What it would take: the same search without the quotas (up to 10,000 nodes; the segment pool's counts
+    beyond ``max_nodes`` on a ladder, so a count named there is within :data:`LADDER_STEP` of the fewest)."""
     free = candidates(w, profiles, prices, o, preemption, None, 10000, spot_options, machines, shards,
-                      segment_machines)
+                      segment_machines, dense_nodes=max_nodes)
     quota = f"quota: max_gpus {max_gpus}, max_nodes {max_nodes}"
     if not free:
         return "no configuration fits at all"
@@ -321,7 +351,8 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
             m = prices.machines[choice.segment.machine]
             what = (f"{choice.segment.nodes * m.gpus} {m.gpu} GPUs ({choice.segment.machine})" if gpu
                     else f"{choice.segment.nodes} {choice.segment.machine} nodes (no GPU)")
-            lines.append(f"at least {what}: {t:.2f} h, ${c:.2f}")
+            lead = "about" if choice.segment.nodes > max_nodes else "at least"   # beyond the quota: on the ladder
+            lines.append(f"{lead} {what}: {t:.2f} h, ${c:.2f}")
     return f"deadline {deadline_h:g} h needs " + "; or ".join(lines) + f" ({quota})"
 
 
