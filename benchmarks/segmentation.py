@@ -48,6 +48,7 @@ SHARED = ROOT.parent / "shared" / "data"
 CODEX = SHARED / "codex" / "R001_X003_Y004"
 PRECISIONS = ["float32", "int8"]  # the network's arithmetic: accuracy is reported for each
 VARIANTS = [(p, a) for a in AUGMENTATIONS for p in PRECISIONS]  # accuracy for each config segment.augment
+CPU_DEFAULT = ("int8", "rot180")  # the workflow's CPU default (segment.precision auto, segment.augment rot180)
 
 WINDOW = 512  # model window, as in config/config.yaml (the shipped int8 copies are built for it)
 PEERS = ["DeepCell-0.9.0_membrane", "DeepCell-0.9.0_cytoplasm", "Cellpose-0.6.1", "Cellpose-0.0.3.1", "CellProfiler",
@@ -187,7 +188,7 @@ def ctc_object_size(model_dir: Path, frames=range(0, 65, 6)) -> pd.DataFrame:
 
 def quick_variants() -> list[tuple[str, str]]:
     """What --quick scores: the workflow's CPU default (int8 + rot180) and plain float32."""
-    return [v for v in VARIANTS if v in (("int8", "rot180"), ("float32", "none"))]
+    return [v for v in VARIANTS if v in (CPU_DEFAULT, ("float32", "none"))]
 
 
 def whole_cell_accuracy(model_dirs: list[Path], quick: bool = False,
@@ -202,7 +203,8 @@ def whole_cell_accuracy(model_dirs: list[Path], quick: bool = False,
     experts = [tifffile.imread(CODEX / f"mask_expert{i}_wholecell.tif") for i in (1, 2)]
     methods = {}
     for model_dir in model_dirs:
-        for precision, augment in variants or (quick_variants() if quick else VARIANTS):
+        # --quick: the workflow's CPU default only (both precisions are scored on DSB)
+        for precision, augment in variants or ([CPU_DEFAULT] if quick else VARIANTS):
             predictor = Predictor(model_dir, precision=precision, augment=augment)
             labels = segment_image(predictor, image[np.newaxis], {"nuclear": 0, "membrane": 2}, tile=WINDOW)
             methods[_variant_name(precision, augment, model_dir.name)] = labels["whole_cell"][0]
@@ -327,10 +329,8 @@ def main() -> int:
             print("(no ../shared/data/dsb2018: nuclear accuracy skipped)")
     if "whole-cell" not in args.skip:
         if CODEX.exists():
-            # --quick: models/tissue with the workflow's CPU default only (float32 is scored on DSB above)
-            models = ("tissue",) if args.quick else ("tissue", "tissue-tight")
-            table = whole_cell_accuracy([ROOT / "models" / m for m in models], args.quick,
-                                        args.variants or ([("int8", "rot180")] if args.quick else None))
+            models = ("tissue",) if args.quick else ("tissue", "tissue-tight")   # --quick: one model
+            table = whole_cell_accuracy([ROOT / "models" / m for m in models], args.quick, args.variants)
             print(f"\n## Whole-cell segmentation, CODEX R001_X003_Y004 columns >= {CODEX_TEST_X0} (held out)\n"
                   + table.to_string(index=False))
             results["whole_cell"] = table.to_dict("records")

@@ -143,22 +143,9 @@ def _node_counts(jobs: int, slots: int, cap: int) -> list[int]:
     return sorted(counts)
 
 
-def _dense_then_ladder(need: int, cap: int, dense: int | None, step: float = LADDER_STEP) -> list[int]:
-    """Every node count up to ``min(cap, need)``; with ``dense``, every count up to it and above it a ladder whose
-    counts grow by ``step`` (and ``min(cap, need)`` itself): what it would take beyond a quota, within ``step``."""
-    top = min(cap, need)
-    if dense is None or dense >= top:
-        return list(range(1, top + 1))
-    counts, n = set(range(1, dense + 1)), float(dense)
-    while n < top:
-        n = max(n * step, n + 1)
-        counts.add(min(top, math.ceil(n)))
-    return sorted(counts | {top})
-
-
-def _thinned(counts: list[int], dense: int | None, step: float = LADDER_STEP) -> list[int]:
+def _thinned(counts, dense: int | None, step: float = LADDER_STEP):
     """``counts`` (sorted) up to ``dense``, and above it only those at least ``step`` times the last kept (and the
-    largest)."""
+    largest): a ladder whose counts are within ``step`` of each other, what it would take beyond a quota."""
     if dense is None:
         return counts
     kept = []
@@ -203,7 +190,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                shards=SHARDS, segment_machines: list[str] | None = None, dense_nodes: int | None = None):
     """(time h, cost USD, Choice, Prediction) for every configuration worth considering; ``machines`` limits
     every pool's machine types, ``segment_machines`` only the segment pool's. ``dense_nodes``: the segment pool's
-    node counts are all tried up to it, and above it on a ladder (:func:`_dense_then_ladder`, :func:`_thinned`)."""
+    node counts are all tried up to it, and above it on a ladder (:func:`_thinned`)."""
     usable = [m for m in profiles if m in prices.machines and (machines is None or m in machines)]
     needed = [TAIL_LAST] + [x.rule for x in w.exports]
     cpu = [m for m in usable if not prices.machines[m].gpus and all(r in profiles[m].rules for r in needed)]
@@ -238,7 +225,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                 group = []
                 counts = _thinned(_node_counts(w.jobs(shard), k, cap), dense_nodes)
                 if w.exports and not machine.gpus:   # exports beside segment jobs: time falls with every node
-                    counts = _dense_then_ladder(math.ceil(w.jobs(shard) / k), cap, dense_nodes)
+                    counts = _thinned(range(1, min(cap, math.ceil(w.jobs(shard) / k)) + 1), dense_nodes)
                 for n in counts:
                     seg = PoolChoice("gpu" if machine.gpus else ("spot-cpu" if spot else "cpu"), m, n, spot)
                     best, options = None, []
