@@ -1,13 +1,13 @@
 """The workflow on a real SLURM cluster (Debian's slurm-wlm, started on localhost) with profiles/slurm.
 
 One module-scoped run does the work, in parallel to save wall time:
-  * the demo (a tissue sample with a membrane channel, a short time-lapse) through `--profile profiles/slurm`,
-    with one running `segment` job cancelled by `scancel` on the way;
-  * the same demo through `--profile profiles/local` (the reference);
+  * the small workflow of :mod:`support.cluster_demo` (a tissue sample with a membrane channel, a short time-lapse,
+    two small fields of view in one batch) through `--profile profiles/slurm`, with one running `segment` job
+    cancelled by `scancel` on the way;
   * a sample with a corrupt image through `--profile profiles/slurm` (fails for real).
-The tests then read the outputs, sacct and the Snakemake logs.
+Its reference is the same workflow's one local run, which the GKE test shares. The tests then read the outputs,
+sacct and the Snakemake logs.
 """
-
 from __future__ import annotations
 
 import json
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import tifffile
 import yaml
-from support import MODELS, ROOT
+from support import MODELS, ROOT, cluster_demo
+from support.cluster_demo import local_run, reference  # noqa: F401 (fixtures: the local run, shared with GKE's)
 
 from cellscale.deploy import sizing
 
@@ -120,26 +120,13 @@ def cancel_one_running_segment(cluster, workdir: Path, stop: threading.Event, fo
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory):
-    from cellscale.io import write_image
-    from cellscale.synth.timelapse import make_timelapse
-    from cellscale.synth.tissue import make_tissue
-
+def runs(cluster, reference, tmp_path_factory):
     data = tmp_path_factory.mktemp("slurm_data")
-    tissue = make_tissue((256, 256), n_cells=40, seed=5)
-    write_image(data / "tissue.ome.tif", tissue.image, tissue.channel_names)
-    movie = make_timelapse(n_frames=5, shape=(128, 128), n_cells=5, seed=3)
-    write_image(data / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
     corrupt = data / "corrupt.tif"
     corrupt.write_bytes(b"II*\x00" + b"\x00garbage" * 50)
-    for seed in (1, 2):
-        tifffile.imwrite(data / f"fov{seed}.tif", make_tissue((96, 96), n_cells=8, seed=seed).image[0])
-    demo = [f"tissue\t{data / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5",
-            f"movie\t{data / 'movie.ome.tif'}\ttimelapse\t\t\t\t",
-            f"fov1\t{data / 'fov1.tif'}\ttissue\t\t\t\t",
-            f"fov2\t{data / 'fov2.tif'}\ttissue\t\t\t\t"]
-    on_slurm = write_workdir(tmp_path_factory.mktemp("on_slurm"), demo)
-    local = write_workdir(tmp_path_factory.mktemp("local"), demo)
+    on_slurm = tmp_path_factory.mktemp("on_slurm")
+    cluster_demo.write_workdir(on_slurm)
+    cluster_demo.write_inputs(on_slurm)
     # a job that fails for real (a bad image in a batch fails no job: see test_workflow): own jobs for the sample
     failing = write_workdir(tmp_path_factory.mktemp("failing"), [f"broken\t{corrupt}\ttissue\t\t\t\t"],
                             batches={"enabled": False})
@@ -155,16 +142,14 @@ def runs(cluster, tmp_path_factory):
     watcher = threading.Thread(target=cancel_one_running_segment, args=(cluster, on_slurm, stop, cancelled))
     watcher.start()
     fail_proc, fail_log = start(failing, "slurm", env, *FAST_POLL)
-    local_proc, local_log = start(local, "local", env)
     try:
         slurm_rc = slurm_proc.wait(timeout=RUN_LIMIT_S + 60)
         slurm_wall = time.monotonic() - began
         fail_rc = fail_proc.wait(timeout=RUN_LIMIT_S + 60)
-        local_rc = local_proc.wait(timeout=RUN_LIMIT_S + 60)
     finally:
         stop.set()
         watcher.join(timeout=30)
-        for proc in (slurm_proc, fail_proc, local_proc):
+        for proc in (slurm_proc, fail_proc):
             if proc.poll() is None:  # only on an error above: SIGINT lets Snakemake cancel its SLURM jobs
                 os.killpg(proc.pid, signal.SIGINT)
                 try:
@@ -172,15 +157,14 @@ def runs(cluster, tmp_path_factory):
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
     return {
-        "cluster": cluster, "on_slurm": on_slurm, "local": local, "failing": failing,
-        "slurm_rc": slurm_rc, "fail_rc": fail_rc, "local_rc": local_rc, "slurm_wall": slurm_wall,
+        "cluster": cluster, "on_slurm": on_slurm, "failing": failing,
+        "slurm_rc": slurm_rc, "fail_rc": fail_rc, "slurm_wall": slurm_wall,
         "slurm_out": slurm_log.read_text(errors="replace"), "fail_out": fail_log.read_text(errors="replace"),
-        "local_out": local_log.read_text(errors="replace"), "cancelled": cancelled,
+        "cancelled": cancelled,
     }
 
 
 def test_workflow_completes_on_slurm(runs):
-    assert runs["local_rc"] == 0, runs["local_out"][-4000:]
     assert runs["slurm_rc"] == 0, runs["slurm_out"][-6000:] + "\n" + runs["cluster"].log_tails()
     assert (runs["on_slurm"] / "results" / "summary.tsv").exists()
 
@@ -227,10 +211,10 @@ def _hdf5_data(path: Path) -> dict[str, bytes | str]:
     return data
 
 
-def test_outputs_identical_to_local_run(runs):
-    if runs["slurm_rc"] or runs["local_rc"]:
-        pytest.fail("a run failed (see test_workflow_completes_on_slurm)")
-    slurm_results, local_results = runs["on_slurm"] / "results", runs["local"] / "results"
+def test_outputs_identical_to_local_run(runs, local_run):
+    if runs["slurm_rc"]:
+        pytest.fail("the SLURM run failed (see test_workflow_completes_on_slurm)")
+    slurm_results, local_results = runs["on_slurm"] / "results", local_run / "results"
     files = sorted(p.relative_to(local_results) for p in local_results.rglob("*")
                    if p.is_file() and p.name != ".snakemake_timestamp")
     assert files, "the local run wrote nothing"
@@ -324,7 +308,7 @@ def test_partitions_and_account_come_from_the_environment(runs):
     env = dict(runs["cluster"].env, CELLSCALE_SLURM_ACCOUNT="lab42", CELLSCALE_SLURM_CPU_PARTITION="short",
                CELLSCALE_SLURM_GPU_PARTITION="gpu-a100")
     result = subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(runs["local"]),
+        [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(runs["on_slurm"]),
          "--profile", str(ROOT / "profiles" / "slurm"), "-n", "--forcerun", "segment", "segment_batch",
          # named targets: forcerun reaches no job behind two checkpoints (plan_batches, then tile) in Snakemake 9.27
          "results/segmentation/tissue/nuclear.ome.tif", "results/batches/0000"],
