@@ -500,9 +500,24 @@ def restarted_s(d: float, preemption: float, replacement_s: float) -> float:
     return failures / r + failures * replacement_s
 
 
-def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
-            o: Overheads = Overheads(), preemption: float = 0.0) -> Prediction:
-    """Wall time and cost of ``w`` run as ``choice``; ``preemption``: spot preemptions per node-hour (0.05 = 5%)."""
+@dataclass(frozen=True)
+class JobFigures:
+    """What :func:`predict` needs of a configuration that no node count changes: one for every count of one
+    segment machine, tail machine and shard size (the planner computes it once for all of them)."""
+
+    jobs: int                    # segment_batch jobs
+    k: int                       # segment jobs per node
+    d: float                     # seconds a segment job holds its slot
+    exports: list                # (seconds, jobs per node) of each export job of a batch
+    t_plan: float                # plan_batches and the launcher's requests
+    t_launcher: float            # the launcher's requests (part of t_plan)
+    tails: dict                  # the tail rules' seconds
+    longest: float               # the longest export job's seconds
+    per_batch: float             # export node-seconds of one batch
+
+
+def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
+                o: Overheads = Overheads()) -> JobFigures:
     seg_m, tail_m = prices.machine(choice.segment.machine), prices.machine(choice.tail.machine)
     seg_rate = segment_rate(profiles[choice.segment.machine], w, o)
     tail_profile = profiles[choice.tail.machine]
@@ -511,23 +526,31 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     k = slots_per_node(seg_m, seg_rate, shard)
     if k < 1:
         raise ValueError(f"{choice.segment.machine}: a {shard} Mpx segment_batch job does not fit on one node")
+    exports = export_jobs(w, tail_profile, tail_m, shard, o)
+    return JobFigures(jobs, k, segment_job_s(w, seg_rate, shard, o), exports, plan_batches_s(w, tail_profile, o, jobs),
+                      launcher_storage_s(w, o, jobs), tail_job_s(w, tail_profile, o),
+                      longest=max((e for e, _ in exports), default=0.0), per_batch=sum(e / kr for e, kr in exports))
+
+
+def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
+            o: Overheads = Overheads(), preemption: float = 0.0, figures: JobFigures | None = None) -> Prediction:
+    """Wall time and cost of ``w`` run as ``choice``; ``preemption``: spot preemptions per node-hour (0.05 = 5%).
+    ``figures``: :func:`job_figures` of the same machines and shard, when the caller has them."""
+    seg_m, tail_m = prices.machine(choice.segment.machine), prices.machine(choice.tail.machine)
+    g = figures or job_figures(w, choice, profiles, prices, o)
+    jobs, k, d, exports, t_plan, t_launcher = g.jobs, g.k, g.d, g.exports, g.t_plan, g.t_launcher
     n = min(choice.segment.nodes, math.ceil(jobs / k))
-    d = segment_job_s(w, seg_rate, shard, o)
     same_pool = choice.segment == choice.tail
-    exports = export_jobs(w, tail_profile, tail_m, shard, o)      # (seconds, jobs per node) per format
-    longest = max((e for e, _ in exports), default=0.0)
-    per_batch = sum(e / kr for e, kr in exports)                   # export node-seconds of one batch
+    longest, per_batch = g.longest, g.per_batch
     f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
     waves = math.ceil(jobs / (n * k))
-    t_plan = plan_batches_s(w, tail_profile, o, jobs)
-    t_launcher = launcher_storage_s(w, o, jobs)     # part of t_plan
     t_up = o.replacement_s(seg_m)
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         t_work = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
     else:
         t_work = waves * d / f
     t_seg = t_up + t_work
-    tails = tail_job_s(w, tail_profile, o)
+    tails = g.tails
     tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
     if choice.tail.spot and preemption > 0:   # one long job that starts again when its node goes (hours at 10^6
         tail_work = restarted_s(tail_work, preemption, o.replacement_s(tail_m))   # images): its expected time

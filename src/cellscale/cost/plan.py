@@ -47,8 +47,8 @@ import pulp
 import yaml
 
 from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice,
-                    Prediction, Workload, allocatable_mb, export_nodes, fits, predict, segment_rate, slots_per_node,
-                    tail_memory_mb)
+                    Prediction, Workload, allocatable_mb, export_nodes, fits, job_figures, predict, segment_rate,
+                    slots_per_node, tail_memory_mb)
 from .prices import PriceTable
 from .throughput import ThroughputProfile, load_profile
 
@@ -206,7 +206,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                          f"offers ({big}: {allocatable_mb(prices.machines[big]) / 1000:.0f} GB): plan segmentation "
                          f"alone (--no-run-tables) or split the run")
     cpu = fit
-    out = []
+    out, figures = [], {}   # job_figures by (segment machine, tail machine, shard): the same for every node count
     for m in usable:
         machine = prices.machines[m]
         rate = segment_rate(profiles[m], w, o) if SEGMENT_RULE in profiles[m].rules else None
@@ -241,8 +241,11 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                                 continue
                             choices = [Choice(seg, PoolChoice(tail.name, t, c, spot), shard)
                                        for c in _export_counts(keep)]
+                        key = (m, t, shard)
+                        if key not in figures:
+                            figures[key] = job_figures(w, choices[0], profiles, prices, o)
                         for choice in choices:
-                            p = predict(w, choice, profiles, prices, o, preemption)
+                            p = predict(w, choice, profiles, prices, o, preemption, figures[key])
                             options.append((p.hours, p.cost_usd, choice, p))
                             if best is None or p.cost_usd < best[1].cost_usd:
                                 best = (choice, p)
