@@ -15,8 +15,8 @@ import pytest
 from support import ROOT
 
 from cellscale.cli import main
-from cellscale.cost.model import (EXPORTS, Choice, Overheads, PoolChoice, Workload, export_nodes, fits, predict,
-                                  slots_per_node)
+from cellscale.cost.model import (EXPORTS, Choice, Overheads, PoolChoice, Workload, export_nodes, fits, job_figures,
+                                  predict, slots_per_node)
 from cellscale.cost.plan import Infeasible, load_profiles, plan, profile_fragment, write_outputs
 from cellscale.cost.prices import load_prices
 from cellscale.settings import default
@@ -641,3 +641,21 @@ def test_what_an_infeasible_request_needs_is_searched_on_a_ladder_within_its_ste
         assert 4 < fewest[None][gpu] <= fewest[4][gpu] <= math.ceil(fewest[None][gpu] * step) + 1
     with pytest.raises(Infeasible, match=rf"needs about \d+ .*; or about {fewest[4][False]} \S+ nodes \(no GPU\)"):
         plan(w, PROFILES, PRICES, deadline_h=deadline, max_nodes=4, o=NO_LAUNCHER, machines=TWO_TYPES)
+
+
+def test_a_configurations_job_figures_serve_every_node_count_and_spot_choice():
+    """The planner computes :func:`job_figures` once per segment machine, tail machine and shard and passes them to
+    every node count's (and spot choice's) prediction: each prediction must equal one that computes its own."""
+    w = Workload(images=20000, formats=("ome-tiff", "ome-zarr"))
+    for seg, tail, shard in (("g2-standard-4", "n2-standard-16", 16.0), ("n2-standard-16", "n2-standard-16", 64.0)):
+        first = Choice(PoolChoice("pool", seg, 1, True), PoolChoice("cpu", tail, 1, True), shard)
+        if seg == tail:
+            first = Choice(first.segment, first.segment, shard)
+        shared = job_figures(w, first, PROFILES, PRICES)
+        for nodes, export_nodes_, spot in itertools.product((1, 7, 300), (1, 5), (True, False)):
+            segment = PoolChoice("pool", seg, nodes, spot)
+            choice = Choice(segment, segment if seg == tail else PoolChoice("cpu", tail, export_nodes_, spot), shard)
+            for preemption in (0.0, 0.2):
+                given = predict(w, choice, PROFILES, PRICES, preemption=preemption, figures=shared)
+                own = predict(w, choice, PROFILES, PRICES, preemption=preemption)
+                assert (given.hours, given.cost_usd, given.breakdown) == (own.hours, own.cost_usd, own.breakdown)
