@@ -65,7 +65,7 @@ def session_folder(tmp_path_factory) -> Path:
 
 
 class Reference:
-    """The local run, started by :func:`reference`; :meth:`wait` returns its working directory once it finished."""
+    """The local run, started by :func:`start_reference`; :meth:`wait` returns its working directory once it finished."""
 
     def __init__(self, work: Path):
         self.work = work
@@ -99,7 +99,6 @@ def start_reference(tmp_path_factory) -> Reference:
     subprocess.Popen(["bash", "-c", script], cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)
     return Reference(work)
-
 
 
 # the modules' fixtures (imported by name into tests/system/test_slurm.py and test_gke_workflow.py)

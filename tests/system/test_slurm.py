@@ -8,6 +8,7 @@ One module-scoped run does the work, in parallel to save wall time:
 Its reference is the same workflow's one local run, which the GKE test shares. The tests then read the outputs,
 sacct and the Snakemake logs.
 """
+
 from __future__ import annotations
 
 import json
