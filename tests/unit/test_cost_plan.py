@@ -162,8 +162,18 @@ def test_infeasible_requests_say_what_they_need():
     # the launcher asks Cloud Storage about every field, one request after another: no node count shortens that,
     # and the message names it with its share (20,000 fields x 12.25 requests x 20 ms: 1.36 h, and the jobs')
     with pytest.raises(Infeasible, match=r"launcher's Cloud Storage requests about every field 1\.[34]\d h "
-                                         r"\(20 ms each"):
+                                         r"\(20 ms each") as staged:
         plan(w, PROFILES, PRICES, deadline_h=1.2)
+    # ... and says what reading the fields in the jobs would give, within the same quota: the plan of direct itself
+    direct = plan(dataclasses.replace(w, read_fields="direct"), PROFILES, PRICES, deadline_h=1.2)
+    assert (f"--read-fields direct) the jobs download their fields and the launcher asks about none: within the quota "
+            f"the cheapest run that meets the deadline takes {direct.prediction.hours:.2f} h, "
+            f"${direct.prediction.cost_usd:.2f}") in str(staged.value)
+    with pytest.raises(Infeasible, match=r"the fastest run would take \d"):
+        plan(w, PROFILES, PRICES, deadline_h=0.05)
+    with pytest.raises(Infeasible) as direct_too_slow:   # nothing to suggest when the fields are read directly
+        plan(dataclasses.replace(w, read_fields="direct"), PROFILES, PRICES, deadline_h=0.01)
+    assert "--read-fields" not in str(direct_too_slow.value)
     assert plan(w, PROFILES, PRICES, deadline_h=1.2, o=NO_LAUNCHER).prediction.hours <= 1.2
     with pytest.raises(Infeasible, match=r"budget \$0.01 is too small: the cheapest run costs"):
         plan(w, PROFILES, PRICES, budget_usd=0.01)

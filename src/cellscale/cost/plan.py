@@ -40,7 +40,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pulp
@@ -332,7 +332,8 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
                 f"({_describe(choice)}), of which the launcher's Cloud Storage requests about every field "
                 f"{p.phases_h['launcher']:.2f} h ({o.storage_call_s * 1000:g} ms each, one after another), "
                 f"plan_batches {p.phases_h['plan_batches']:.2f} h and the tail {p.phases_h['tail']:.2f} h do not "
-                f"shrink with more nodes")
+                f"shrink with more nodes" + _direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus,
+                                                         max_nodes, spot_options, machines, shards, segment_machines))
     lines = []
     for gpu in (True, False):
         sub = [r for r in ok if bool(prices.machines[r[2].segment.machine].gpus) == gpu]
@@ -344,6 +345,25 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
             lead = "about" if choice.segment.nodes > max_nodes else "at least"   # beyond the quota: on the ladder
             lines.append(f"{lead} {what}: {t:.2f} h, ${c:.2f}")
     return f"deadline {deadline_h:g} h needs " + "; or ".join(lines) + f" ({quota})"
+
+
+def _direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus, max_nodes, spot_options, machines, shards,
+                 segment_machines) -> str:
+    """With the fields staged, what reading them in the jobs (``batches.read_fields: direct``) would give within the
+    same quotas: the launcher then asks about no field, which is most of its time."""
+    if not w.fields_staged:
+        return ""
+    direct = [r for r in candidates(replace(w, read_fields="direct"), profiles, prices, o, preemption, max_gpus,
+                                    max_nodes, spot_options, machines, shards, segment_machines)
+              if _nodes(r[2]) <= max_nodes and (max_gpus is None or _gpus(r[2], prices) <= max_gpus)]
+    if not direct:
+        return ""
+    ok = [r for r in direct if r[0] <= deadline_h]
+    t, c, choice, _ = min(ok, key=lambda r: r[1]) if ok else min(direct, key=lambda r: r[0])
+    return (f"; with batches.read_fields: direct (--read-fields direct) the jobs download their fields and the "
+            f"launcher asks about none: within the quota "
+            f"{'the cheapest run that meets the deadline takes' if ok else 'the fastest run would take'} "
+            f"{t:.2f} h, ${c:.2f} ({_describe(choice)})")
 
 
 def _describe(choice: Choice) -> str:
