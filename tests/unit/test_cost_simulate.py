@@ -113,6 +113,13 @@ def test_autoscaler_stays_within_the_pool_maximum_and_scales_down():
 
 
 def test_figure_writes_a_png(tmp_path):
-    r = simulate(Workload(2000, 1.0), l4(2), PROFILES, PRICES, preemption=0.2, seed=0)
+    r = simulate(Workload(2000, 1.0), l4(2), PROFILES, PRICES, preemption=1.0, seed=0)
+    # each preemption is recorded with its time and pool (the figure marks them): a node of that pool went down then
+    assert len(r.preempted) == r.preemptions > 0
+    for t, pool in r.preempted:
+        assert 0 < t <= r.hours * 3600
+        before = [n for s, p, n, _ in r.timeline if p == pool and s < t]
+        at = [n for s, p, n, _ in r.timeline if p == pool and s == t]
+        assert at and min(at) < before[-1]
     path = figure(r, tmp_path / "run.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

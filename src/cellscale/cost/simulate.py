@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from .model import (SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs,
-                    plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node, tail_job_s)
+from .model import (TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs, plan_batches_s,
+                    run_costs, segment_job_s, segment_rate, slots_per_node, tail_job_s)
 from .prices import PriceTable
 from .throughput import ThroughputProfile
 
@@ -42,6 +42,7 @@ class SimResult:
     retried_jobs: int
     failed_jobs: int
     timeline: list[tuple[float, str, int, int]] = field(default_factory=list)   # (seconds, pool, nodes, running jobs)
+    preempted: list[tuple[float, str]] = field(default_factory=list)   # (seconds, pool) of each preemption
 
 
 class _Node:
@@ -91,6 +92,7 @@ class _Sim:
         self.pools: dict[str, _Pool] = {}
         self.timeline: list[tuple[float, str, int, int]] = []
         self.preemptions = self.retried = self.failed = 0
+        self.preempted: list[tuple[float, str]] = []
 
     def record(self, pool: _Pool):
         self.timeline.append((self.env.now, pool.choice.name, len(pool.alive()), pool.running()))
@@ -157,6 +159,7 @@ class _Sim:
             return
         self.preemptions += 1
         pool = node.pool
+        self.preempted.append((self.env.now, pool.choice.name))
         lost = node.running
         node.running = []
         self.remove(node)
@@ -237,7 +240,8 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     breakdown.update(run_costs(w, prices, o, wall, sum(node_s.values()), jobs, retried_jobs=sim.retried))
     return SimResult(hours=wall / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
                      node_hours={k: v / 3600 for k, v in node_s.items()}, preemptions=sim.preemptions,
-                     retried_jobs=sim.retried, failed_jobs=sim.failed, timeline=sim.timeline)
+                     retried_jobs=sim.retried, failed_jobs=sim.failed, timeline=sim.timeline,
+                     preempted=sim.preempted)
 
 
 def simulate_mean(w, choice, profiles, prices, o=Overheads(), preemption=0.0, seeds=(0, 1, 2, 3, 4)):
@@ -248,22 +252,34 @@ def simulate_mean(w, choice, profiles, prices, o=Overheads(), preemption=0.0, se
 
 
 def figure(result: SimResult, path, title: str = ""):
-    """Nodes and running jobs over time, one panel per pool (PNG at ``path``)."""
+    """Nodes and running jobs over time, one panel per pool (PNG at ``path``): nodes on the left axis, running jobs
+    on the right (a node runs several), each preemption a red tick, and the time before the pool's first job (the
+    launcher's requests and plan_batches, then node start-up) shaded."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pools = sorted({p for _, p, _, _ in result.timeline})
-    fig, axes = plt.subplots(len(pools), 1, figsize=(8, 2.6 * len(pools)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(pools), 1, figsize=(8, 2.8 * len(pools)), sharex=True, squeeze=False)
     for ax, pool in zip(axes[:, 0], pools):
         pts = [(0.0, 0, 0)] + [(t / 3600, n, r) for t, p, n, r in result.timeline if p == pool]
         pts.append((result.hours, pts[-1][1], pts[-1][2]))
         t, nodes, running = zip(*pts)
-        ax.step(t, nodes, where="post", label="nodes")
-        ax.step(t, running, where="post", label="running jobs", alpha=0.7)
-        ax.set_ylabel(pool)
+        first_job = next((h for h, _, r in pts if r > 0), 0.0)
+        ax.axvspan(0, first_job, color="0.9", label="before the first job")
+        ax.step(t, nodes, where="post", color="C0", label="nodes")
+        jobs_ax = ax.twinx()
+        jobs_ax.step(t, running, where="post", color="C1", alpha=0.8)
+        jobs_ax.set_ylabel("running jobs", color="C1")
+        jobs_ax.set_ylim(0, max(running) * 1.15 + 1)
+        ax.set_ylim(0, max(nodes) * 1.15 + 1)
+        hits = [h / 3600 for h, p in result.preempted if p == pool]
+        if hits:
+            ax.plot(hits, [max(nodes) * 1.07 + 0.5] * len(hits), "v", color="red", label=f"preemption ({len(hits)})")
+        ax.plot([], [], color="C1", label="running jobs (right)")
+        ax.set_ylabel(f"{pool}: nodes", color="C0")
         ax.set_xlim(0, result.hours * 1.01)
-        ax.legend(loc="lower center", fontsize=8)
+        ax.legend(loc="lower center", fontsize=8, ncol=4)
     axes[-1, 0].set_xlabel("hours")
     fig.suptitle(title or f"simulated run: {result.hours:.2f} h, ${result.cost_usd:.2f}")
     fig.tight_layout()
