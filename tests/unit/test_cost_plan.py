@@ -157,7 +157,8 @@ def test_infeasible_requests_say_what_they_need():
     with pytest.raises(Infeasible, match=r"needs at least \d+ L4 GPUs \(g2-standard-4\).*quota: max_gpus 2"):
         plan(Workload(100000, 1.0), PROFILES, PRICES, deadline_h=1.0, max_gpus=2, segment_machines=["g2-standard-4"],
              o=NO_LAUNCHER)
-    with pytest.raises(Infeasible, match="cannot be met with any number of nodes"):
+    # (fields staged: what reading them directly would give, when even that is too slow)
+    with pytest.raises(Infeasible, match=r"cannot be met with any number of nodes.*the fastest run would take \d"):
         plan(w, PROFILES, PRICES, deadline_h=0.01)
     # the launcher asks Cloud Storage about every field, one request after another: no node count shortens that,
     # and the message names it with its share (20,000 fields x 12.25 requests x 20 ms: 1.36 h, and the jobs')
@@ -169,11 +170,12 @@ def test_infeasible_requests_say_what_they_need():
     assert (f"--read-fields direct) the jobs download their fields and the launcher asks about none: within the quota "
             f"the cheapest run that meets the deadline takes {direct.prediction.hours:.2f} h, "
             f"${direct.prediction.cost_usd:.2f}") in str(staged.value)
-    with pytest.raises(Infeasible, match=r"the fastest run would take \d"):
-        plan(w, PROFILES, PRICES, deadline_h=0.05)
     with pytest.raises(Infeasible) as direct_too_slow:   # nothing to suggest when the fields are read directly
         plan(dataclasses.replace(w, read_fields="direct"), PROFILES, PRICES, deadline_h=0.01)
     assert "--read-fields" not in str(direct_too_slow.value)
+    with pytest.raises(Infeasible) as no_requests:   # ... nor when the launcher's requests take no time
+        plan(w, PROFILES, PRICES, deadline_h=0.01, o=NO_LAUNCHER)
+    assert "cannot be met" in str(no_requests.value) and "--read-fields" not in str(no_requests.value)
     assert plan(w, PROFILES, PRICES, deadline_h=1.2, o=NO_LAUNCHER).prediction.hours <= 1.2
     with pytest.raises(Infeasible, match=r"budget \$0.01 is too small: the cheapest run costs"):
         plan(w, PROFILES, PRICES, budget_usd=0.01)

@@ -332,8 +332,9 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
                 f"({_describe(choice)}), of which the launcher's Cloud Storage requests about every field "
                 f"{p.phases_h['launcher']:.2f} h ({o.storage_call_s * 1000:g} ms each, one after another), "
                 f"plan_batches {p.phases_h['plan_batches']:.2f} h and the tail {p.phases_h['tail']:.2f} h do not "
-                f"shrink with more nodes" + _direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus,
-                                                         max_nodes, spot_options, machines, shards, segment_machines))
+                f"shrink with more nodes" + (_direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus,
+                                                          max_nodes, spot_options, machines, shards, segment_machines)
+                                             if p.phases_h["launcher"] >= 0.1 * t else ""))
     lines = []
     for gpu in (True, False):
         sub = [r for r in ok if bool(prices.machines[r[2].segment.machine].gpus) == gpu]
@@ -350,7 +351,8 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
 def _direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus, max_nodes, spot_options, machines, shards,
                  segment_machines) -> str:
     """With the fields staged, what reading them in the jobs (``batches.read_fields: direct``) would give within the
-    same quotas: the launcher then asks about no field, which is most of its time."""
+    same quotas: the launcher then asks about no field, which is most of its time (asked when the launcher's
+    requests are at least a tenth of the fastest run)."""
     if not w.fields_staged:
         return ""
     direct = [r for r in candidates(replace(w, read_fields="direct"), profiles, prices, o, preemption, max_gpus,
