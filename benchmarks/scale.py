@@ -12,6 +12,9 @@ Sections:
   21 Mpx in all (a seeded draw), and on one square mosaic of DSB2018 fluorescence images of the same megapixels
   (an OME-TIFF); prints Mpx/s of each and their ratio (goal: the folder at >= 90% of the mosaic's Mpx/s).
 
+- scheduler: Snakemake's own scheduling of many ready jobs (the default ILP scheduler and the greedy one), timed call
+  by call on N trivial jobs (1,000 and 3,000; ``--quick``: 200): what a cluster run's launcher spends choosing jobs.
+
 - workflow: the whole Snakemake workflow (shipped config, ``--cores 2``) on 10^2 and 10^3 DSB2018-sized fields of view
   (256 x 256 crops of fluorescence images), 10^4 small ones (64 x 64) and, as a dry run only, 10^5 (64 x 64): the
   sheet from ``cellscale samples``; DAG time before the plan (``dag_s``), the plan_batches job (``plan_s``, it reads
@@ -242,7 +245,56 @@ def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SECTIONS = {"single": section_single, "workflow": section_workflow}
+SCHEDULER_SIZES, QUICK_SCHEDULER_SIZES = (1000, 3000), (200,)
+# N jobs that each touch a file, and a wrapper that times every call of the scheduler's select_jobs
+TOUCH_SNAKEFILE = """rule all:
+    input: expand("out/{i}.txt", i=range(int(config["count"])))
+rule touch:
+    output: "out/{i}.txt"
+    shell: "touch {output}"
+"""
+TIMED_SNAKEMAKE = """import atexit, json, sys, time
+from snakemake.scheduling import greedy, milp
+calls = []
+for module in (greedy, milp):
+    def timed(self, selectable, *rest, _orig=module.Scheduler.select_jobs):
+        t = time.perf_counter()
+        out = _orig(self, selectable, *rest)
+        calls.append((len(selectable), time.perf_counter() - t))
+        return out
+    module.Scheduler.select_jobs = timed
+atexit.register(lambda: open("calls.json", "w").write(json.dumps(calls)))
+from snakemake.cli import main
+sys.argv = ["snakemake", *sys.argv[1:]]
+main()
+"""
+
+
+def section_scheduler(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
+    """Snakemake's scheduling round on many ready jobs: N jobs that each touch a file, 4 at a time, with the default
+    ILP scheduler and with the greedy one; every call of its ``select_jobs`` timed. ``ms per ready job``: the slope
+    of a call's seconds against its number of ready jobs. A cluster run makes about one call per finished job, so
+    its scheduling takes about slope x N^2 / 2 in all (``s for N jobs``)."""
+    (workdir / "Snakefile").write_text(TOUCH_SNAKEFILE)
+    (workdir / "timed.py").write_text(TIMED_SNAKEMAKE)
+    rows = []
+    for n in (QUICK_SCHEDULER_SIZES if args.quick else SCHEDULER_SIZES):
+        for scheduler in ("ilp", "greedy"):
+            shutil.rmtree(workdir / "out", ignore_errors=True)
+            shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "timed.py", "-q", "--cores", "4", "--scheduler", scheduler, "--config",
+                            f"count={n}"], cwd=workdir, check=True, capture_output=True)
+            wall = time.perf_counter() - start
+            calls = np.array(json.loads((workdir / "calls.json").read_text()), float)
+            slope = np.polyfit(calls[:, 0], calls[:, 1], 1)[0]
+            rows.append({"jobs": n, "scheduler": scheduler, "wall s": wall, "calls": len(calls),
+                         "select s": calls[:, 1].sum(), "first call s": calls[0, 1], "ms per ready job": slope * 1e3,
+                         "s for 1954 jobs": slope * 1954 ** 2 / 2, "s for 62500 jobs": slope * 62500 ** 2 / 2})
+    return pd.DataFrame(rows)
+
+
+SECTIONS = {"single": section_single, "workflow": section_workflow, "scheduler": section_scheduler}
 
 
 def main() -> int:
