@@ -13,7 +13,7 @@ Sections:
   (an OME-TIFF); prints Mpx/s of each and their ratio (goal: the folder at >= 90% of the mosaic's Mpx/s).
 
 - scheduler: Snakemake's own scheduling of many ready jobs (the default ILP scheduler and the greedy one), timed call
-  by call on N trivial jobs (1,000 and 3,000; ``--quick``: 200): what a cluster run's launcher spends choosing jobs.
+  by call on N trivial jobs (1,000 and 3,000; ``--quick``: 100): what a cluster run's launcher spends choosing jobs.
 
 - workflow: the whole Snakemake workflow (shipped config, ``--cores 2``) on 10^2 and 10^3 DSB2018-sized fields of view
   (256 x 256 crops of fluorescence images), 10^4 small ones (64 x 64) and, as a dry run only, 10^5 (64 x 64): the
@@ -245,7 +245,7 @@ def section_workflow(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SCHEDULER_SIZES, QUICK_SCHEDULER_SIZES = (1000, 3000), (200,)
+SCHEDULER_SIZES, QUICK_SCHEDULER_SIZES = (1000, 3000), (100,)
 # N jobs that each touch a file, and a wrapper that times every call of the scheduler's select_jobs
 TOUCH_SNAKEFILE = """rule all:
     input: expand("out/{i}.txt", i=range(int(config["count"])))
