@@ -290,7 +290,7 @@ def main() -> int:
     parser.add_argument("--max-nodes", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=3, help="simulation seeds of the Kiosk runs")
     parser.add_argument("--figure", type=Path, default=None,
-                        help="kiosk.png: the simulated headline run in kiosk-planned.png, on spot L4 in kiosk-spot-l4.png")
+                        help="kiosk.png: the simulated headline run in kiosk-planned.png, spot L4 in kiosk-spot-l4.png")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--measure", type=int, default=0, metavar="N",
                         help="also run the workflow on N 1024^2 fields and print its benchmark files (200: 4 min)")
