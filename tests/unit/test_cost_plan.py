@@ -567,6 +567,13 @@ def test_the_launchers_storage_requests_come_before_the_first_job_in_plan_and_si
     assert slow.phases_h["launcher"] * 3600 == pytest.approx(launcher_storage_s(w, o, jobs))
     assert fast.phases_h["launcher"] == 0
     assert slow.hours - fast.hours == pytest.approx(slow.phases_h["launcher"], rel=0.05)
+    # the staged run's notes say what reading the fields in the jobs would leave of that time; when the requests
+    # take no time, or the fields are read directly, there is nothing to say
+    direct = predict(dataclasses.replace(w, read_fields="direct"), choice, PROFILES, PRICES, o)
+    assert any(f"--read-fields direct) would cut the launcher's Cloud Storage requests (one after another) from "
+               f"{slow.phases_h['launcher']:.2f} h to {direct.phases_h['launcher']:.2f} h of this run's "
+               f"{slow.hours:.2f} h" in n for n in slow.notes)
+    assert not any("read_fields" in n for n in fast.notes + direct.notes)
     sim = simulate(w, choice, PROFILES, PRICES, o)
     assert sim.hours == pytest.approx(slow.hours, rel=0.1)
     # the requests are priced whether or not their time is counted
