@@ -52,6 +52,7 @@ from cellscale.settings import choices  # noqa: E402
 from cellscale.synth.tissue import make_tissue  # noqa: E402
 
 SIDE = 96  # px: tiny fields, the counts do not depend on the pixels
+WINDOW_S = 10.0  # s: the launcher's requests are counted in windows this long while the segment pods run
 
 
 def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read_fields: str = "staged",
@@ -109,11 +110,19 @@ def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read
     launcher = [q for q in requests if q.client == "launcher"]
     first_pod = min(e["time"] for e in events if e["event"] == "created")
     before = [q for q in launcher if q.t < first_pod]
+    # the launcher's requests in 10-s windows from the first segment pod's start, with the segment pods finished by
+    # each window's end: Snakemake's scheduling rounds multiply as jobs finish while others wait (docs/cost.md)
+    windows = []
+    for i in range(int((last - first) // WINDOW_S) + 1):
+        a, b = first + i * WINDOW_S, first + (i + 1) * WINDOW_S
+        windows.append({"requests": sum(1 for q in launcher if a <= q.t < b),
+                        "segment_pods_finished": sum(1 for f in finished if f < b)})
     return {"fields": fields, "per_batch": per_batch, "read_fields": read_fields, "formats": list(formats),
             "snakemake_args": snakemake_args,
             "seconds": round(seconds, 1),
             "pods": dict(pods), "ops": {k: dict(v) for k, v in sorted(ops.items())},
             "segment_phase_s": round(last - first, 1), "launcher_field_gets_in_segment_phase": rereads,
+            "launcher_per_window": windows,
             "launcher_before_first_pod": {"A": sum(q.cls == "A" for q in before),
                                           "B": sum(q.cls == "B" for q in before),
                                           "seconds": round(first_pod - launcher[0].t, 1)}}
@@ -170,6 +179,8 @@ def main(argv=None) -> None:
         waiting = r["launcher_field_gets_in_segment_phase"]
         print(f"  segment_batch: {seg.get('B', 0) / max(jobs, 1):.1f} class B a pod; the launcher read the fields'"
               f" images {waiting} times during the {r['segment_phase_s']} s the segment pods ran")
+        print(f"  the launcher's requests per {WINDOW_S:g} s while the segment pods ran (segment pods finished): "
+              + ", ".join(f"{w['requests']} ({w['segment_pods_finished']})" for w in r["launcher_per_window"]))
     for rule in ("segment_batch", "ngff_batch", "spatialdata_batch"):   # the batch pods: per job and per field
         by_k = {}
         for r in results:
