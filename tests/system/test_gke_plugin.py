@@ -7,6 +7,7 @@ recording stand-in for the Kubernetes client (no cluster), then the profile is c
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 import threading
@@ -195,6 +196,7 @@ def test_preemptible_rules_without_retries_get_none():
 
 
 def test_sources_over_10_mb_are_not_deployed():
+    importlib.import_module("snakemake.api")   # snakemake.workflow imported first is a circular import (9.27)
     from snakemake.workflow import Workflow
 
     assert "max_file_size = 10000000" in inspect.getsource(Workflow.write_source_archive)
