@@ -598,16 +598,16 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                                 "exports": t_exports / 3600, "tail": t_tail / 3600},
                       jobs=max(slots, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
                       preemptions=preemptions,
-                      note_inputs=(w, choice, prices, o, preemption, d, jobs, sum(breakdown.values()), wall_s))
+                      note_inputs=(w, choice, prices, o, preemption, d, jobs, sum(breakdown.values()), wall_s,
+                                   t_launcher))
 
 
 def _notes(w: Workload, choice: Choice, prices: PriceTable, o: Overheads, preemption: float, d: float, jobs: int,
-           total_usd: float, wall_s: float) -> list[str]:
-    """:attr:`Prediction.notes` of a configuration whose segment jobs hold their slot ``d`` seconds and that takes
-    ``wall_s`` in all."""
+           total_usd: float, wall_s: float, staged_s: float) -> list[str]:
+    """:attr:`Prediction.notes` of a configuration whose segment jobs hold their slot ``d`` seconds, that takes
+    ``wall_s`` in all and whose launcher's requests take ``staged_s`` (its launcher phase)."""
     notes = []
     if w.fields_staged:
-        staged_s = launcher_storage_s(w, o, jobs)
         direct_s = launcher_storage_s(replace(w, read_fields="direct"), o, jobs)
         if staged_s - direct_s >= 0.05 * wall_s:
             notes.append(f"batches.read_fields: direct (--read-fields direct) would cut the launcher's Cloud Storage "

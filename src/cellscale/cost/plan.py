@@ -185,6 +185,10 @@ def _gpus(c: Choice, prices: PriceTable) -> int:
     return sum(prices.machines[pc.machine].gpus * pc.nodes for pc in c.pools)
 
 
+def _within_quota(c: Choice, prices: PriceTable, max_nodes: int, max_gpus: int | None) -> bool:
+    return _nodes(c) <= max_nodes and (max_gpus is None or _gpus(c, prices) <= max_gpus)
+
+
 def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preemption: float, max_gpus: int | None,
                max_nodes: int, spot_options=(True, False), machines: list[str] | None = None,
                shards=SHARDS, segment_machines: list[str] | None = None, dense_nodes: int | None = None):
@@ -278,8 +282,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
 
     # one configuration is chosen, so the quotas are each configuration's own: those within them, less those that
     # another beats on both time and cost (the answer to neither objective), go to the integer program
-    cands = _pareto([r for r in cands if _nodes(r[2]) <= max_nodes
-                     and (max_gpus is None or _gpus(r[2], prices) <= max_gpus)])
+    cands = _pareto([r for r in cands if _within_quota(r[2], prices, max_nodes, max_gpus)])
     if not cands:
         raise infeasible()
     prob = pulp.LpProblem("cellscale_plan", pulp.LpMinimize)
@@ -357,7 +360,7 @@ def _direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus, max_n
         return ""
     direct = [r for r in candidates(replace(w, read_fields="direct"), profiles, prices, o, preemption, max_gpus,
                                     max_nodes, spot_options, machines, shards, segment_machines)
-              if _nodes(r[2]) <= max_nodes and (max_gpus is None or _gpus(r[2], prices) <= max_gpus)]
+              if _within_quota(r[2], prices, max_nodes, max_gpus)]
     if not direct:
         return ""
     ok = [r for r in direct if r[0] <= deadline_h]
