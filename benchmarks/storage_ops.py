@@ -117,15 +117,36 @@ def run(fields: int, per_batch: int, base: Path, snakemake_args: list[str], read
         a, b = first + i * WINDOW_S, first + (i + 1) * WINDOW_S
         windows.append({"requests": sum(1 for q in launcher if a <= q.t < b),
                         "segment_pods_finished": sum(1 for f in finished if f < b)})
+    # what the launcher asks about while the segment pods run (Snakemake's scheduling rounds), by billing class and
+    # by object: a field, a model file, the batch plan, the bucket itself, a listing, or another object
+    during = [q for q in launcher if first <= q.t <= last]
     return {"fields": fields, "per_batch": per_batch, "read_fields": read_fields, "formats": list(formats),
             "snakemake_args": snakemake_args,
             "seconds": round(seconds, 1),
             "pods": dict(pods), "ops": {k: dict(v) for k, v in sorted(ops.items())},
             "segment_phase_s": round(last - first, 1), "launcher_field_gets_in_segment_phase": rereads,
             "launcher_per_window": windows,
+            "launcher_segment_phase": {"classes": dict(collections.Counter(q.cls for q in during)),
+                                       "objects": dict(collections.Counter(_kind(q) for q in during)),
+                                       "ops": dict(collections.Counter(q.op for q in during))},
             "launcher_before_first_pod": {"A": sum(q.cls == "A" for q in before),
                                           "B": sum(q.cls == "B" for q in before),
                                           "seconds": round(first_pod - launcher[0].t, 1)}}
+
+
+def _kind(q) -> str:
+    """What a request is about: a field, a model file, the batch plan, the bucket, a listing, or another object."""
+    if q.op.startswith("buckets."):
+        return "bucket"
+    if q.op == "objects.list":
+        return "listing"
+    if q.object.startswith("cellscale/data/"):
+        return "field"
+    if "/models/" in q.object or q.object.startswith("cellscale/models/"):
+        return "model"
+    if q.object.endswith("plan.tsv"):
+        return "plan"
+    return "other"
 
 
 def direct_read_requests(base: Path, n: int = 10) -> dict:
@@ -179,6 +200,9 @@ def main(argv=None) -> None:
         waiting = r["launcher_field_gets_in_segment_phase"]
         print(f"  segment_batch: {seg.get('B', 0) / max(jobs, 1):.1f} class B a pod; the launcher read the fields'"
               f" images {waiting} times during the {r['segment_phase_s']} s the segment pods ran")
+        seg_phase = r["launcher_segment_phase"]
+        print(f"  the launcher's requests while the segment pods ran, by class: {seg_phase['classes']}; by object: "
+              f"{seg_phase['objects']}; by method: {seg_phase['ops']}")
         print(f"  the launcher's requests per {WINDOW_S:g} s while the segment pods ran (segment pods finished): "
               + ", ".join(f"{w['requests']} ({w['segment_pods_finished']})" for w in r["launcher_per_window"]))
     for rule in ("segment_batch", "ngff_batch", "spatialdata_batch"):   # the batch pods: per job and per field

@@ -247,6 +247,15 @@ class Overheads:
     # The storage plugin's calls are synchronous inside Snakemake's coroutines, so the launcher makes them one after
     # another: each takes a round trip to Cloud Storage (in-region, assumed; 0 leaves the launcher's time out)
     storage_call_s: float = 0.02
+    # Snakemake's scheduling rounds while ready jobs wait for a slot (docs/cost.md): every finished job adds a round
+    # a second (the rate limiter's timers), so after the first few the launcher runs rounds back to back, each
+    # asking about the waiting jobs' inputs one request after another: round_b class B for their shared inputs
+    # (the model files and the plan, an existence check and a size each, and the bucket) and, with staged fields,
+    # launcher_scan_b_per_image for every waiting field (:func:`waiting_rounds`). Measured (benchmarks/storage_ops.py
+    # --runs 64:4 --read-fields direct, record storage-ops-rounds-objects-2026-12-06.json): while the segment pods
+    # ran, the launcher got the plan 1,385 times, the 3 model files 4,099 times and the bucket 1,842 times: 5.3
+    # class B a round (one get an input, the bucket 1.3 times), and no class A but 56 listings (3.5 a job)
+    round_b: float = 5.3
 
     def startup_s(self, machine: Machine) -> float:
         """From VM creation to a node that runs pods (billed)."""
@@ -262,7 +271,8 @@ class Overheads:
                     "class_b_per_download", "class_b_per_job", "class_a_checks_per_job", "launcher_b_per_image",
                     "launcher_b_per_job", "launcher_a_per_job", "launcher_scan_b_per_image",
                     "class_b_per_direct_read", "class_b_per_direct_job", "launcher_b_per_image_direct",
-                    "class_b_per_export_job", "class_b_per_label_read", "class_a_checks_per_export_job"}
+                    "class_b_per_export_job", "class_b_per_label_read", "class_a_checks_per_export_job",
+                    "round_b"}
         return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
 
 
@@ -306,6 +316,7 @@ class Prediction:
     slots_per_node: int
     nodes_used: int
     preemptions: float = 0.0
+    round_requests: float = 0.0          # the launcher's class B requests in scheduling rounds while jobs wait
     # what the notes are made of, kept until they are read: the planner predicts tens of thousands of configurations
     # and reads the notes of one
     note_inputs: tuple = field(default=(), repr=False, compare=False)
@@ -482,6 +493,82 @@ def launcher_b_per_field(w: Workload, o: Overheads) -> float:
     return o.launcher_b_per_image_direct
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """The segment phase as Snakemake's scheduling rounds pace it (:func:`waiting_rounds`)."""
+
+    seconds: float       # from the first segment jobs' submission to the last one's end
+    requests: float      # the launcher's class B requests in the rounds while jobs wait
+    idle_node_s: float   # a segment node's billed seconds beyond its jobs' while they wait for rounds
+
+
+def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: int, first_s: float, d: float,
+                   machine: Machine, group: int = 1, starts: int = 1) -> Rounds:
+    """The segment phase's ``jobs`` on ``slots`` slots, paced by Snakemake's scheduling rounds.
+
+    While jobs wait, rounds run back to back, each ``storage_call_s`` x its requests long (``round_b``, and with
+    staged fields ``launcher_scan_b_per_image`` per waiting field), and at a round's end Snakemake submits jobs up to
+    its ``jobs`` (``limit``; those beyond ``slots`` wait as pending pods and start as slots free). So the jobs go in
+    waves of ``limit``, each ``d x limit / slots`` long (the first ``first_s`` longer: node start-up), and the next
+    wave goes at the end of the round in progress when one ends:
+    - a round at least as long as a wave paces the waves (one round each: they keep in step); when the nodes then
+      wait longer than the autoscaler keeps an empty node (``idle_s``) and a new node's start, they go and new ones
+      start for the next wave (billed ``machine``'s start-up again, the start hidden in the round);
+    - a shorter round delays each wave by half a round on average.
+    ``group``: the rounds a wave of segment jobs has in all (1 + the exports of a batch: a batch's exports go out in
+    the rounds after its segment job's, so the segment jobs go ``limit x group`` at a time every ``group`` rounds,
+    half the exports' rounds ahead of a steady ``limit`` a round); ``starts``: the rounds a segment node starts
+    once in, when they go (``group`` when the exports run on another pool, else 1). Rounds that take no
+    time (``storage_call_s`` 0) leave ``first_s + (waves - 1) x`` a wave. The rounds at jobs'
+    ends once none waits are not counted, nor the scheduler's own time (0.01 ms a waiting job and round with the
+    cluster profiles' greedy scheduler): the requests are an upper bound, as is their rate."""
+    dw = d * max(1.0, limit / slots)
+    waves = math.ceil(jobs / limit)
+    call, keep = o.storage_call_s, o.idle_s + o.scan_s / 2
+    per_field = o.launcher_scan_b_per_image if w.fields_staged else 0.0
+    # once wave j (1 .. waves - 1) has gone, jobs - j limit wait: a round asks a - b j requests
+    b = per_field * w.images / jobs * limit
+    a = o.round_b + per_field * w.images - b * (group - 1) / 2
+    up, startup = o.replacement_s(machine), o.startup_s(machine)
+    if waves <= 1 or call <= 0 or a <= 0:
+        return Rounds(first_s + (waves - 1) * dw, 0.0, 0.0)
+
+    # a round asks at least round_b: a - b j falls below it (or below 0) after wave `floor`, as the waves run ahead
+    floor = min(waves - 1, math.floor((a - o.round_b) / b)) if b > 0 else waves - 1
+
+    def requests_of(lo: int, hi: int) -> float:          # one round after each of the waves lo .. hi
+        top = min(hi, floor)
+        linear = (top - lo + 1) * a - b * (lo + top) * (top - lo + 1) / 2 if top >= lo else 0.0
+        return linear + o.round_b * max(0, hi - max(lo, floor + 1) + 1)
+
+    def cycles(lo: int, hi: int, dur: float, regime: str) -> tuple[float, float, float]:
+        """Seconds, requests and idle node seconds of the cycles after waves lo .. hi, each ``dur`` of work."""
+        n, r = max(0, hi - lo + 1), requests_of(lo, hi)
+        if regime == "nodes go":     # the nodes are removed, new ones start for the next group's wave
+            return call * r, r, n * (startup + keep) / starts
+        if regime == "paced":        # one round a wave
+            return call * r, r, call * r - n * dur
+        return n * dur + call * r / 2, n * dur / call + r / 2, call * r / 2   # short rounds: half one a wave
+
+    def regime(t_round: float, dur: float) -> str:
+        return "nodes go" if t_round >= dur + keep + up else "paced" if t_round >= dur else "short"
+
+    def last_at_least(x: float) -> int:                 # the last wave j whose round is at least x seconds
+        if x <= call * o.round_b:
+            return waves - 1
+        if b <= 0:
+            return waves - 1 if call * a >= x else 0
+        return min(waves - 1, math.floor((a - x / call) / b))
+
+    seconds, requests, idle = dw, 0.0, 0.0               # the last wave
+    for part in (cycles(1, 1, first_s, regime(call * requests_of(1, 1), first_s)),
+                 cycles(2, last_at_least(dw + keep + up), dw, "nodes go"),
+                 cycles(max(2, last_at_least(dw + keep + up) + 1), last_at_least(dw), dw, "paced"),
+                 cycles(max(2, last_at_least(dw) + 1), waves - 1, dw, "short")):
+        seconds, requests, idle = seconds + part[0], requests + part[1], idle + part[2]
+    return Rounds(seconds, requests, idle)
+
+
 def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o: Overheads) -> float:
     """Share of a pool's slot time that does useful work under preemption (see the module docstring)."""
     if not spot or preemption <= 0:
@@ -545,16 +632,24 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
     waves = math.ceil(jobs / (n * k))
     t_up = o.replacement_s(seg_m)
+    # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field): they
+    # stretch the segment work by what they add to the waves of Snakemake's jobs
+    # a round submits a batch's exports beside the segment jobs: per round, jobs / (1 + exports a batch) batches
+    wave = max(1.0, snakemake_jobs(w, choice, n, k, exports) / (1 + len(exports)))
+    rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + d / f, d / f, seg_m, 1 + len(exports),
+                            1 if same_pool else 1 + len(exports))
+    stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * d / f * max(1.0, wave / (n * k)))
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
-        t_work = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
+        t_plain = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
+        t_work = t_plain + max(waves * d, jobs * (d / k + per_batch) / n) / f * (stretch - 1)
     else:
-        t_work = waves * d / f
+        t_work = waves * d / f * stretch
     t_seg = t_up + t_work
     tails = g.tails
     tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
     if choice.tail.spot and preemption > 0:   # one long job that starts again when its node goes (hours at 10^6
         tail_work = restarted_s(tail_work, preemption, o.replacement_s(tail_m))   # images): its expected time
-    n_exp, t_exports, exp_node_s = 0, 0.0, 0.0
+    n_exp, t_exports, exp_node_s, held = 0, 0.0, 0.0, 0.0
     if exports and not same_pool:  # a CPU pool of n_exp nodes, up once the first batches are done
         n_exp = choice.tail.nodes
         f_exp = capacity_factor(tail_m, choice.tail.spot, preemption, longest, o)
@@ -562,6 +657,9 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         end = max(t_seg + longest, ready + jobs * per_batch / (n_exp * f_exp))
         t_exports = end - t_seg
         exp_node_s = n_exp * (o.startup_s(tail_m) + end - ready + o.idle_s + o.scan_s / 2)
+        # exports that do not keep up fill Snakemake's jobs (they go first): the segment jobs then follow them, and
+        # the segment nodes stay until the exports are nearly done
+        held = max(0.0, end - longest - t_seg)
     t_tail_up = 0.0 if same_pool or not w.run_tables or exports else o.replacement_s(tail_m)
     t_tail = t_tail_up + tail_work if w.run_tables else 0.0
     wall_s = t_plan + t_seg + t_exports + t_tail
@@ -569,12 +667,14 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     # node-seconds billed: from VM creation to removal (idle_s + scan_s/2 after the node's last job)
     rate_s = preemption / 3600.0 if choice.segment.spot else 0.0
     if same_pool and exports:
-        busy = n * t_work                # the exports keep every node busy to the end
+        busy = n * t_plain               # the exports keep every node busy to the end
     else:
         last = jobs - (waves - 1) * n * k
         nodes_last = math.ceil(last / k)
         # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
         busy = ((waves - 1) * n + nodes_last) * d / f
+    busy += n * (rounds.idle_node_s + held)    # waiting for the rounds (or started again after them), the exports
+    round_requests = rounds.requests + (held / o.storage_call_s if rounds.requests else 0.0)   # jobs wait meanwhile
     end_gap = o.idle_s + o.scan_s / 2
     preemptions = rate_s * n * t_work
     # a preempted node's billing stops; its replacement's starts scan_s/2 + provision_s later
@@ -589,17 +689,27 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     breakdown = {f"compute:{choice.segment.name}": seg_node_s / 3600 * seg_m.hourly(choice.segment.spot)}
     if not same_pool:
         breakdown[f"compute:{choice.tail.name}"] = tail_node_s / 3600 * tail_m.hourly(choice.tail.spot)
-    breakdown.update(run_costs(w, prices, o, wall_s, seg_node_s + tail_node_s, jobs, retried_jobs=preemptions * k))
-    slots = n * max([k] + [kr for _, kr in exports]) if same_pool else n * k + n_exp * max(
-        [kr for _, kr in exports], default=0)
+    breakdown.update(run_costs(w, prices, o, wall_s, seg_node_s + tail_node_s, jobs, retried_jobs=preemptions * k,
+                               round_requests=round_requests))
     return Prediction(hours=wall_s / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
                       phases_h={"launcher": t_launcher / 3600, "plan_batches": (t_plan - t_launcher) / 3600,
                                 "segment": t_seg / 3600,
                                 "exports": t_exports / 3600, "tail": t_tail / 3600},
-                      jobs=max(slots, 2 if w.run_tables else 1), segment_jobs=jobs, slots_per_node=k, nodes_used=n,
-                      preemptions=preemptions,
+                      jobs=snakemake_jobs(w, choice, n, k, exports), segment_jobs=jobs, slots_per_node=k,
+                      nodes_used=n,
+                      preemptions=preemptions, round_requests=round_requests,
                       note_inputs=(w, choice, prices, o, preemption, d, jobs, sum(breakdown.values()), wall_s,
                                    t_launcher))
+
+
+def snakemake_jobs(w: Workload, choice: Choice, n: int, k: int, exports: list) -> int:
+    """Snakemake's ``jobs`` for ``n`` segment nodes of ``k`` segment jobs each: the slots of the segment pool and of
+    the export pool (its maximum), 2 at least for the tail."""
+    if choice.segment == choice.tail:
+        slots = n * max([k] + [kr for _, kr in exports])
+    else:
+        slots = n * k + (choice.tail.nodes if exports else 0) * max([kr for _, kr in exports], default=0)
+    return max(slots, 2 if w.run_tables else 1)
 
 
 def _notes(w: Workload, choice: Choice, prices: PriceTable, o: Overheads, preemption: float, d: float, jobs: int,
@@ -644,8 +754,9 @@ def class_a_usd(prices: PriceTable, operations: float) -> float:
 
 
 def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node_s: float, segment_jobs: int,
-              retried_jobs: float = 0.0) -> dict[str, float]:
-    """What a run costs besides its pools' machines (shared by :func:`predict` and the simulation)."""
+              retried_jobs: float = 0.0, round_requests: float = 0.0) -> dict[str, float]:
+    """What a run costs besides its pools' machines (shared by :func:`predict` and the simulation);
+    ``round_requests``: the launcher's class B requests in its scheduling rounds while jobs wait."""
     st, net, cl = prices.storage, prices.network, prices.cluster
     hours = wall_s / 3600
     month_h = 730.0
@@ -671,7 +782,8 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
                 + len(exports) * labels * o.class_b_per_label_read
                 + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o)
                 + direct * (w.images * o.class_b_per_direct_read + segment_jobs * o.class_b_per_direct_job)
-                * (1 + retried_share + len(exports)))   # read directly: the segment jobs' (+ retries), the exports'
+                * (1 + retried_share + len(exports))    # read directly: the segment jobs' (+ retries), the exports'
+                + round_requests)
     return {
         "disks": node_s / 3600 * o.disk_gb * st.get("pd_balanced_gb_month", 0.0) / month_h,
         "system_pool": hours * (system.on_demand if system else 0.0),

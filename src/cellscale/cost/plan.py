@@ -98,6 +98,7 @@ class Plan:
             "segment_jobs": p.segment_jobs,
             "cost_breakdown": {k: round(v, 4) for k, v in p.breakdown.items()},
             "phases_hours": {k: round(v, 4) for k, v in p.phases_h.items()},
+            "launcher_round_requests": round(p.round_requests),
             "workload": {"images": workload.images, "mpx_per_image": workload.mpx_per_image,
                          "total_mpx": workload.total_mpx, "run_tables": workload.run_tables,
                          "formats": list(workload.formats), "label_files": workload.label_files,
@@ -427,6 +428,10 @@ def describe(plan_: Plan, w: Workload) -> str:
     lines.append("  phases: " + ", ".join(f"{k}{' (with the exports)' if k == 'segment' and same else ''} {v:.2f} h"
                                           for k, v in p.phases_h.items() if v > 0 or k == "segment"))
     lines.append("  cost: " + ", ".join(f"{k} ${v:.2f}" for k, v in p.breakdown.items()))
+    if p.round_requests:
+        usd = p.round_requests / 1e4 * plan_.prices.storage.get("gcs_class_b_per_10k", 0.0)
+        lines.append(f"  Snakemake's scheduling rounds while jobs wait: {p.round_requests:,.0f} class B requests "
+                     f"(${usd:,.2f}, in operations)")
     lines += [f"  note: {n}" for n in p.notes]
     lines.append(f"  {len(plan_.assumptions)} assumptions (figures not measured): see --json")
     return "\n".join(lines)

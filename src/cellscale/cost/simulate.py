@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import simpy
 
 from .model import (TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs, plan_batches_s,
-                    run_costs, segment_job_s, segment_rate, slots_per_node, tail_job_s)
+                    run_costs, segment_job_s, segment_rate, slots_per_node, snakemake_jobs, tail_job_s)
 from .prices import PriceTable
 from .throughput import ThroughputProfile
 
@@ -43,6 +43,7 @@ class SimResult:
     failed_jobs: int
     timeline: list[tuple[float, str, int, int]] = field(default_factory=list)   # (seconds, pool, nodes, running jobs)
     preempted: list[tuple[float, str]] = field(default_factory=list)   # (seconds, pool) of each preemption
+    round_requests: float = 0.0          # the launcher's class B requests in scheduling rounds while jobs waited
 
 
 class _Node:
@@ -93,18 +94,83 @@ class _Sim:
         self.timeline: list[tuple[float, str, int, int]] = []
         self.preemptions = self.retried = self.failed = 0
         self.preempted: list[tuple[float, str]] = []
+        # Snakemake's side: ready jobs not submitted yet (by priority), and at most `limit` submitted at once
+        self.limit = 1
+        self.outstanding = 0
+        self.waiting: dict[int, deque] = {}
+        self.waiting_fields = 0.0
+        self.round_requests = 0.0
+        self.wake = None
 
     def record(self, pool: _Pool):
         self.timeline.append((self.env.now, pool.choice.name, len(pool.alive()), pool.running()))
 
     # --- jobs ---------------------------------------------------------------------------------------------------
-    def submit(self, pool: _Pool, duration: float, slots: int, priority: int = 1):
-        """Queue a job that takes 1 / ``slots`` of a node; a lower ``priority`` goes first."""
+    def submit(self, pool: _Pool, duration: float, slots: int, priority: int = 1, fields: float = 0.0):
+        """A job that is ready, takes 1 / ``slots`` of a node and reads ``fields`` staged fields; a lower
+        ``priority`` goes first. Snakemake submits it at the end of a scheduling round (:meth:`launcher`)."""
         job = {"duration": duration, "tries": 0, "done": self.env.event(), "size": 1.0 / slots,
-               "priority": priority}
-        pool.queue(job).append(job)
-        self.dispatch(pool)
+               "priority": priority, "pool": pool, "fields": fields}
+        if priority not in self.waiting:
+            self.waiting = dict(sorted({**self.waiting, priority: deque()}.items()))
+        self.waiting[priority].append(job)
+        self.waiting_fields += fields
+        self.poke()
         return job["done"]
+
+    def poke(self):
+        if self.wake is not None and not self.wake.triggered:
+            self.wake.succeed()
+
+    def has_waiting(self) -> bool:
+        return any(self.waiting.values())
+
+    def release(self):
+        """The end of a scheduling round: Snakemake submits waiting jobs up to its ``jobs``."""
+        touched = []
+        for queue in self.waiting.values():
+            while queue and self.outstanding < self.limit:
+                job = queue.popleft()
+                self.outstanding += 1
+                self.waiting_fields -= job["fields"]
+                job["pool"].queue(job).append(job)
+                if job["pool"] not in touched:
+                    touched.append(job["pool"])
+        for pool in touched:
+            self.dispatch(pool)
+
+    def launcher(self, per_field: float):
+        """Snakemake's scheduling rounds: while jobs wait they run back to back, each ``storage_call_s`` x its
+        requests long (``round_b``, and ``per_field`` for every waiting job's staged field), and the jobs that fit go
+        out at a round's end; the first round (all fields, in the launcher's phase before it) is free."""
+        env, o = self.env, self.o
+        first = True
+        while True:
+            if not self.has_waiting() or (self.outstanding >= self.limit and (first or o.storage_call_s <= 0)):
+                self.wake = env.event()
+                yield self.wake
+                continue
+            requests = o.round_b + per_field * self.waiting_fields
+            length = 0.0 if first else o.storage_call_s * requests
+            first = False
+            if length <= 0:
+                self.release()
+                continue
+            start = env.now
+            yield env.timeout(length)
+            rounds = 1
+            while self.outstanding >= self.limit:     # nothing can go out: rounds go on until a slot frees
+                self.wake = env.event()
+                yield self.wake
+                rounds = max(1, math.ceil((env.now - start) / length - 1e-9))
+                yield env.timeout(max(0.0, start + rounds * length - env.now))
+            self.round_requests += rounds * requests
+            self.release()
+
+    def done(self, job):
+        self.outstanding -= 1
+        job["done"].succeed()
+        self.poke()
 
     def dispatch(self, pool: _Pool):
         started = False
@@ -128,7 +194,7 @@ class _Sim:
         node.running = [(j, p) for j, p in node.running if j is not job]
         if not node.running:
             node.idle_since = self.env.now
-        job["done"].succeed()
+        self.done(job)
         if pool.pending():
             self.dispatch(pool)
         else:
@@ -167,7 +233,7 @@ class _Sim:
             proc.interrupt()
             if job["tries"] > self.o.retries:
                 self.failed += 1
-                job["done"].succeed()         # Snakemake gives up on it (keep-going): the run goes on
+                self.done(job)                # Snakemake gives up on it (keep-going): the run goes on
             else:
                 self.retried += 1
                 pool.queue(job).appendleft(job)
@@ -204,14 +270,18 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     jobs = w.jobs(choice.shard_mpx)
     d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
     exports = export_jobs(w, tail_profile, tail_pool.machine, choice.shard_mpx, o)
-    first = 0 if seg_pool is tail_pool else 1       # on the segment pool, a batch's exports go before other batches
+    # a batch's exports go before the waiting batches: Snakemake's scheduler prefers the jobs of larger inputs (its
+    # greedy reward), and on the segment pool they go first too
     tails = tail_job_s(w, tail_profile, o)
     finished = {}
+    n = min(choice.segment.nodes, math.ceil(jobs / k))
+    sim.limit = snakemake_jobs(w, choice, n, k, exports)
+    fields = w.images / jobs
 
     def batch():
-        yield sim.submit(seg_pool, d, k)
+        yield sim.submit(seg_pool, d, k, fields=fields)
         if exports:
-            yield simpy.AllOf(env, [sim.submit(tail_pool, e, kr, first) for e, kr in exports])
+            yield simpy.AllOf(env, [sim.submit(tail_pool, e, kr, 0) for e, kr in exports])
 
     def run():
         yield env.timeout(plan_batches_s(w, tail_profile, o, jobs))
@@ -223,6 +293,7 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
         finished["t"] = env.now
 
     main = env.process(run())
+    env.process(sim.launcher(o.launcher_scan_b_per_image if w.fields_staged else 0.0))
     for pool in sim.pools.values():
         env.process(sim.autoscaler(pool))
     env.run(until=main)
@@ -237,11 +308,12 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
             total += end - node.created
         node_s[name] = total
         breakdown[f"compute:{name}"] = total / 3600 * pool.machine.hourly(pool.choice.spot)
-    breakdown.update(run_costs(w, prices, o, wall, sum(node_s.values()), jobs, retried_jobs=sim.retried))
+    breakdown.update(run_costs(w, prices, o, wall, sum(node_s.values()), jobs, retried_jobs=sim.retried,
+                               round_requests=sim.round_requests))
     return SimResult(hours=wall / 3600, cost_usd=sum(breakdown.values()), breakdown=breakdown,
                      node_hours={k: v / 3600 for k, v in node_s.items()}, preemptions=sim.preemptions,
                      retried_jobs=sim.retried, failed_jobs=sim.failed, timeline=sim.timeline,
-                     preempted=sim.preempted)
+                     preempted=sim.preempted, round_requests=sim.round_requests)
 
 
 def simulate_mean(w, choice, profiles, prices, o=Overheads(), preemption=0.0, seeds=(0, 1, 2, 3, 4)):
