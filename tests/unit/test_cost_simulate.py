@@ -202,3 +202,16 @@ def test_rounds_only_ever_lengthen_the_segment_phase(read_fields):
                 p, q = predict(w, choice, PROFILES, PRICES), predict(w, choice, PROFILES, PRICES, free)
                 assert all(v >= 0 for v in p.phases_h.values()), (images, machine, nodes, p.phases_h)
                 assert p.phases_h["segment"] >= q.phases_h["segment"] - 1e-9 and p.round_requests >= 0
+
+
+def test_no_rounds_when_snakemakes_jobs_take_every_batch_at_once():
+    """40 batches and Snakemake's jobs 48: every segment job goes out in the first round and none waits, so staged
+    fields cost no rounds in the model, and under a cent in the simulation."""
+    w = Workload(20000, 1.0, run_tables=False)
+    pool = PoolChoice("spot-cpu", "n2-standard-16", 3, True)
+    choice = Choice(pool, pool, 512.0)
+    p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
+    assert p.segment_jobs <= p.jobs and p.round_requests == 0
+    # the simulation's rounds are the exports' while they wait for room in Snakemake's jobs: under a cent
+    assert r.round_requests / 1e4 * PRICES.storage["gcs_class_b_per_10k"] < 0.01
+    assert p.hours == pytest.approx(r.hours, rel=0.10) and p.cost_usd == pytest.approx(r.cost_usd, rel=0.10)

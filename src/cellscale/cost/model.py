@@ -509,7 +509,7 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     While jobs wait, rounds run back to back, each ``storage_call_s`` x its requests long (``round_b``, and with
     staged fields ``launcher_scan_b_per_image`` per waiting field), and at a round's end Snakemake submits jobs up to
     its ``jobs`` (``limit``; those beyond ``slots`` wait as pending pods and start as slots free). So the jobs go in
-    waves of ``limit``, each ``d x limit / slots`` long (the first ``first_s`` longer: node start-up), and the next
+    waves of ``limit``, each ``d x limit / slots`` long (the first ``first_s``, with node start-up), and the next
     wave goes at the end of the round in progress when one ends:
     - a round at least as long as a wave paces the waves (one round each: they keep in step); when the nodes then
       wait longer than the autoscaler keeps an empty node (``idle_s``) and a new node's start, they go and new ones
@@ -529,44 +529,59 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     # once wave j (1 .. waves - 1) has gone, jobs - j limit wait: a round asks a - b j requests
     b = per_field * w.images / jobs * limit
     a = o.round_b + per_field * w.images - b * (group - 1) / 2
-    up, startup = o.replacement_s(machine), o.startup_s(machine)
     if waves <= 1 or call <= 0 or a <= 0:
         return Rounds(first_s + (waves - 1) * dw, 0.0, 0.0)
+    up, startup = o.replacement_s(machine), o.startup_s(machine)
+    if b <= 0:   # fields read directly: every round asks round_b
+        restart, t = (startup + keep) / starts, call * a
+        first = _even_cycles(1, first_s, t, a, call, up + keep, restart)
+        rest = _even_cycles(waves - 2, dw, t, a, call, up + keep, restart)
+        return Rounds(dw + first[0] + rest[0], first[1] + rest[1], first[2] + rest[2])
 
     # a round asks at least round_b: a - b j falls below it (or below 0) after wave `floor`, as the waves run ahead
-    floor = min(waves - 1, math.floor((a - o.round_b) / b)) if b > 0 else waves - 1
-
-    def requests_of(lo: int, hi: int) -> float:          # one round after each of the waves lo .. hi
-        top = min(hi, floor)
-        linear = (top - lo + 1) * a - b * (lo + top) * (top - lo + 1) / 2 if top >= lo else 0.0
-        return linear + o.round_b * max(0, hi - max(lo, floor + 1) + 1)
-
-    def cycles(lo: int, hi: int, dur: float, regime: str) -> tuple[float, float, float]:
-        """Seconds, requests and idle node seconds of the cycles after waves lo .. hi, each ``dur`` of work."""
-        n, r = max(0, hi - lo + 1), requests_of(lo, hi)
-        if regime == "nodes go":     # the nodes are removed, new ones start for the next group's wave
-            return call * r, r, n * (startup + keep) / starts
-        if regime == "paced":        # one round a wave
-            return call * r, r, call * r - n * dur
-        return n * dur + call * r / 2, n * dur / call + r / 2, call * r / 2   # short rounds: half one a wave
-
-    def regime(t_round: float, dur: float) -> str:
-        return "nodes go" if t_round >= dur + keep + up else "paced" if t_round >= dur else "short"
-
-    def last_at_least(x: float) -> int:                 # the last wave j whose round is at least x seconds
-        if x <= call * o.round_b:
-            return waves - 1
-        if b <= 0:
-            return waves - 1 if call * a >= x else 0
-        return min(waves - 1, math.floor((a - x / call) / b))
-
-    seconds, requests, idle = dw, 0.0, 0.0               # the last wave
-    for part in (cycles(1, 1, first_s, regime(call * requests_of(1, 1), first_s)),
-                 cycles(2, last_at_least(dw + keep + up), dw, "nodes go"),
-                 cycles(max(2, last_at_least(dw + keep + up) + 1), last_at_least(dw), dw, "paced"),
-                 cycles(max(2, last_at_least(dw) + 1), waves - 1, dw, "short")):
-        seconds, requests, idle = seconds + part[0], requests + part[1], idle + part[2]
+    rb, gone, restart = o.round_b, up + keep, (startup + keep) / starts
+    floor = min(waves - 1, math.floor((a - rb) / b))
+    r1 = _requests(1, 1, a, b, floor, rb)
+    first = _even_cycles(1, first_s, call * r1, r1, call, gone, restart)
+    # later waves, as their rounds shorten: the nodes go (rounds of at least dw + gone), paced (at least dw), short
+    go = min(waves - 1, math.floor((a - (dw + gone) / call) / b)) if (dw + gone) / call > rb else waves - 1
+    paced = min(waves - 1, math.floor((a - dw / call) / b)) if dw / call > rb else waves - 1
+    r_go = _requests(2, go, a, b, floor, rb)
+    r_paced = _requests(max(2, go + 1), paced, a, b, floor, rb)
+    lo = max(2, paced + 1)
+    n_short, r_short = max(0, waves - lo), _requests(lo, waves - 1, a, b, floor, rb)
+    seconds = dw + first[0] + call * (r_go + r_paced) + n_short * dw + call * r_short / 2
+    requests = first[1] + r_go + r_paced + n_short * dw / call + r_short / 2
+    idle = (first[2] + max(0, go - 1) * restart + call * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
+            + call * r_short / 2)
     return Rounds(seconds, requests, idle)
+
+
+def _requests(lo: int, hi: int, a: float, b: float, floor: int, least: float) -> float:
+    """The requests of one round after each of the waves ``lo .. hi``: ``a - b j`` up to wave ``floor``, then
+    ``least``."""
+    if hi < lo:
+        return 0.0
+    top = min(hi, floor)
+    linear = (top - lo + 1) * a - b * (lo + top) * (top - lo + 1) / 2 if top >= lo else 0.0
+    return linear + least * max(0, hi - max(lo, floor + 1) + 1)
+
+
+def _even_cycles(n: int, dur: float, t: float, r: float, call: float, gone: float,
+                 restart: float) -> tuple[float, float, float]:
+    """:func:`waiting_rounds`' cycles of ``n`` waves of ``dur`` s whose rounds take ``t`` s and ask ``r``: seconds,
+    requests and idle node seconds (``gone``: the idle time and start-up after which the nodes go and start again,
+    ``restart`` node seconds billed each time)."""
+    if n <= 0:
+        return 0.0, 0.0, 0.0
+    if t >= dur + gone:
+        return n * t, n * r, n * restart
+    if t >= dur:
+        return n * t, n * r, n * (t - dur)
+    return n * (dur + t / 2), n * (dur / call + r / 2), n * t / 2
+
+
+NO_ROUNDS = Overheads(storage_call_s=0.0)   # rounds that take no time and ask nothing
 
 
 def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o: Overheads) -> float:
@@ -635,10 +650,13 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field): they
     # stretch the segment work by what they add to the waves of Snakemake's jobs
     # a round submits a batch's exports beside the segment jobs: per round, jobs / (1 + exports a batch) batches
-    wave = max(1.0, snakemake_jobs(w, choice, n, k, exports) / (1 + len(exports)))
-    rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + d / f, d / f, seg_m, 1 + len(exports),
-                            1 if same_pool else 1 + len(exports))
-    stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * d / f * max(1.0, wave / (n * k)))
+    # (none waits when Snakemake's jobs take every segment job at once)
+    limit = snakemake_jobs(w, choice, n, k, exports)
+    wave = max(1.0, limit / (1 + len(exports)))
+    dw = d / f * max(1.0, wave / (n * k))
+    rounds = waiting_rounds(w, o if jobs > limit else NO_ROUNDS, jobs, wave, n * k, t_up + dw, d / f, seg_m,
+                            1 + len(exports), 1 if same_pool else 1 + len(exports))
+    stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * dw)
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         t_plain = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
         t_work = t_plain + max(waves * d, jobs * (d / k + per_batch) / n) / f * (stretch - 1)
@@ -695,7 +713,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                       phases_h={"launcher": t_launcher / 3600, "plan_batches": (t_plan - t_launcher) / 3600,
                                 "segment": t_seg / 3600,
                                 "exports": t_exports / 3600, "tail": t_tail / 3600},
-                      jobs=snakemake_jobs(w, choice, n, k, exports), segment_jobs=jobs, slots_per_node=k,
+                      jobs=limit, segment_jobs=jobs, slots_per_node=k,
                       nodes_used=n,
                       preemptions=preemptions, round_requests=round_requests,
                       note_inputs=(w, choice, prices, o, preemption, d, jobs, sum(breakdown.values()), wall_s,

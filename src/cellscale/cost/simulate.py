@@ -326,7 +326,8 @@ def simulate_mean(w, choice, profiles, prices, o=Overheads(), preemption=0.0, se
 def figure(result: SimResult, path, title: str = ""):
     """Nodes and running jobs over time, one panel per pool (PNG at ``path``): nodes on the left axis, running jobs
     on the right (a node runs several), each preemption a red tick, and the time before the pool's first job (the
-    launcher's requests and plan_batches, then node start-up) shaded."""
+    launcher's requests and plan_batches, then node start-up) shaded; states shorter than a thousandth of the run
+    are not drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -335,6 +336,10 @@ def figure(result: SimResult, path, title: str = ""):
     fig, axes = plt.subplots(len(pools), 1, figsize=(8, 2.8 * len(pools)), sharex=True, squeeze=False)
     for ax, pool in zip(axes[:, 0], pools):
         pts = [(0.0, 0, 0)] + [(t / 3600, n, r) for t, p, n, r in result.timeline if p == pool]
+        # states shorter than a thousandth of the run are left out: a wave's slots refill a scheduling round (a
+        # tenth of a second) after its jobs end, which would draw as a drop to zero
+        eps = result.hours / 1000
+        pts = [a for a, b in zip(pts, pts[1:]) if b[0] - a[0] >= eps] + [pts[-1]]
         pts.append((result.hours, pts[-1][1], pts[-1][2]))
         t, nodes, running = zip(*pts)
         first_job = next((h for h, _, r in pts if r > 0), 0.0)
