@@ -45,7 +45,7 @@ and under a minute each for the review (two network passes over the tile) and th
 ``--fit-only`` (which skips the after-fitting part) a point took 6.5 min, 16 points about 1.8 h. The end of a run
 prints its own timings per point. Measured here with the full-size network while the test suite loaded the machine
 (so slower than alone): 20 steps 60 s, the after-fitting part 1.5 min for an untrained model (longer for one that
-finds cells), review 14 s, import 2 s; the quick mode 80-100 s.
+finds cells), review 14 s, import 2 s; the quick mode (least-sure only since 2026-12-06) about 70 s.
 """
 
 from __future__ import annotations
@@ -311,13 +311,14 @@ def run_point(a, k: int, method: str, seed: int, ctx: dict) -> dict:
             "tiles": selection["tiles"], "timings": timings}
 
 
-def sweep_points(ks: list[int], seeds3: set[int], n_seeds: int) -> list[tuple[int, str, int]]:
+def sweep_points(ks: list[int], seeds3: set[int], n_seeds: int,
+                 methods: tuple[str, ...] = ("least-sure", "random")) -> list[tuple[int, str, int]]:
     points = []
     for k in ks:
         if k == 0:
             points.append((0, "none", 0))
             continue
-        for method in ("least-sure", "random"):
+        for method in methods:
             for seed in range(n_seeds if k in seeds3 else 1):
                 points.append((k, method, seed))
     return points
@@ -348,7 +349,8 @@ def goals(rows: list[dict], reference: list[float] | None) -> list[tuple[str, bo
     beats = [sure[k]["f1"][0] > rand[k]["f1"][0] for k in ks]
     out.append(("least-sure beats random at every K > 0 (mean over seeds, vs expert 1)",
                 all(beats) if ks else None,
-                ", ".join(f"K={k}: {sure[k]['f1'][0]:.3f} vs {rand[k]['f1'][0]:.3f}" for k in ks)))
+                ", ".join(f"K={k}: {sure[k]['f1'][0]:.3f} vs {rand[k]['f1'][0]:.3f}" for k in ks)
+                or "no K with both choices (--methods)"))
     if base is None or not sure:
         return out + [("gain >= 0.10 vs expert 1 and models/tissue's figure at K <= 16", None, "no K = 0 point"),
                       ("no loss vs expert 2 beyond 0.01", None, "no K = 0 point")]
@@ -500,15 +502,22 @@ def parse(argv=None):
                    help="cellscale train --fit-only (no tuning, int8 copy or card; the generalist's post-processing "
                         "scores the fine-tunes)")
     p.add_argument("--figure", help="write the F1-vs-K figure (PNG) here")
+    p.add_argument("--methods", default="least-sure,random",
+                   help="the tile choices to sweep (--quick: least-sure only; `cellscale review --random` is the "
+                        "same loop with another choice, tested on its own)")
     a = p.parse_args(argv)
     if a.quick:
         a.generalist_steps, a.images, a.mix_images = 6, 2, 2
         a.finetune_steps, a.ks, a.seeded_ks, a.seeds = 3, "0,2", "", 1
+        a.methods = "least-sure"
         a.batch, a.crop, a.generalist_crop, a.base_filters, a.depth = 2, 64, 64, 4, 2
         a.rows = a.rows or 256
         a.fit_only = True
         a.train_generalist = a.generalist is None
     a.crop = a.crop or a.tile_size
+    unknown = {m.strip() for m in a.methods.split(",")} - {"least-sure", "random", ""}
+    if unknown:
+        p.error(f"--methods: unknown {', '.join(sorted(unknown))} (least-sure, random)")
     return a
 
 
@@ -573,7 +582,8 @@ def run(a, tile: Path, out: Path) -> int:
     ks = [int(k) for k in a.ks.split(",") if k.strip()]
     seeded = {int(k) for k in a.seeded_ks.split(",") if k.strip()}
     records = []
-    for k, method, seed in sweep_points(ks, seeded, a.seeds):
+    methods = tuple(m.strip() for m in a.methods.split(",") if m.strip())
+    for k, method, seed in sweep_points(ks, seeded, a.seeds, methods):
         path = out / "points" / f"{point_key(k, method, seed)}.json"
         if path.is_file():
             records.append(json.loads(path.read_text()))

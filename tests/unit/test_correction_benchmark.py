@@ -30,6 +30,12 @@ def test_sweep_has_three_seeds_at_4_and_16_and_one_elsewhere(bench):
             assert sorted(s for kk, m, s in points if kk == k and m == method) == list(range(n))
     assert len(points) == 1 + 2 * (1 + 3 + 1 + 3)
     assert len({bench.point_key(*p) for p in points}) == len(points)  # one JSON file each
+    # the quick mode sweeps the least-sure choice only (the random one is `cellscale review --random`, tested apart)
+    assert bench.sweep_points([0, 2], set(), 1, ("least-sure",)) == [(0, "none", 0), (2, "least-sure", 0)]
+    assert bench.parse(["--quick"]).methods == "least-sure"
+    assert bench.parse([]).methods == "least-sure,random"
+    with pytest.raises(SystemExit):
+        bench.parse(["--methods", "least-sure,worst"])
 
 
 def test_edited_cells_counts_redrawn_missed_and_false_cells(bench):
