@@ -10,7 +10,10 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    (``batches.read_fields: staged``; ``direct``: ``47 jobs``).
 2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
    model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
-   node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves.
+   node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves. Snakemake
+   submits at most its ``jobs`` (:func:`snakemake_jobs`) at the end of a scheduling round; while jobs wait the
+   launcher runs rounds back to back, each asking Cloud Storage about the waiting jobs' inputs (with staged fields,
+   every waiting field): they are priced and, when long, pace the waves (:func:`waiting_rounds`).
 3. the export jobs of every batch, one per format of ``output.formats`` that has a batch rule (``ome-zarr``:
    ``ngff_batch``, ``spatialdata``: ``spatialdata_batch``), each once its ``segment_batch`` job is done, on the CPU
    pool: beside the segment jobs when that is the segment pool (each takes ``1 / k`` of a node, ``k`` its rule's

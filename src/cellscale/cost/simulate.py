@@ -3,7 +3,10 @@
 The same run as the model describes (see :mod:`.model`), event by event: ``plan_batches`` on the launcher, then every
 ``segment_batch`` job queued on the segment pool, each batch's export jobs queued on the CPU pool as its segment job
 ends (ahead of the segment jobs waiting there, when that is the same pool), then the tail (``aggregate_measurements``
-and ``report_fields``, then ``summary``) on the CPU pool. Each pool has a cluster autoscaler that scans every
+and ``report_fields``, then ``summary``) on the CPU pool. Jobs reach the pools as Snakemake submits them: at the end
+of a scheduling round, at most its ``jobs`` at once, a batch's exports first; while jobs wait, rounds follow each
+other, each ``storage_call_s`` x its requests long (``Overheads.round_b`` and, with staged fields,
+``launcher_scan_b_per_image`` a waiting field), and their requests are counted and priced. Each pool has a cluster autoscaler that scans every
 ``scan_s`` seconds: it asks for as many new nodes as the pending jobs need, up to the pool's maximum (a VM is created
 ``provision_s`` later and runs pods ``startup_s`` after that), and removes a node that has been empty for ``idle_s``.
 A job takes ``1 / k`` of a node, ``k`` being its rule's jobs per node on that machine (by vCPUs and memory); it goes
