@@ -65,6 +65,9 @@ rule ngff_batch:
         output=config["output"],
         format="ome-zarr",
         storage_prefix=lambda w: storage_prefix(),  # None unless the job reads its images itself
+    # a finished batch's exports go before the batches that wait: they do not pile up in Snakemake's jobs, and the
+    # plan's export pool keeps up with the segment pool (docs/cost.md, "Rounds multiply while jobs wait")
+    priority: 1
     resources:
         mem_mb=4000,
     log:

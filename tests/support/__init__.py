@@ -7,6 +7,7 @@ Tests import it as ``support`` (``pythonpath = ["tests"]`` in pyproject.toml).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,20 @@ def need_shared(sub: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (only developers and CI have ../shared)")
     return path
+
+
+def rule_directive(rule: str, directive: str) -> str | None:
+    """What a rule of rules/*.smk sets ``directive`` to (``threads``, ``priority``; one-line values), following
+    ``use rule X as Y with:`` to the rule it is made from; None when it sets none."""
+    for smk in (ROOT / "rules").glob("*.smk"):
+        text = smk.read_text()
+        match = re.search(rf"^(?:rule|checkpoint) {rule}:\n(.*?)(?=^\S|\Z)", text, re.S | re.M)
+        derived = re.search(rf"^use rule (\w+) as {rule} with:\n(.*?)(?=^\S|\Z)", text, re.S | re.M)
+        body = match.group(1) if match else derived.group(2) if derived else None
+        if body is None:
+            continue
+        value = re.search(rf"^\s+{directive}: (\S+)", body, re.M)
+        if value:
+            return value.group(1)
+        return rule_directive(derived.group(1), directive) if derived else None
+    raise KeyError(f"no rule {rule} in rules/*.smk")

@@ -22,7 +22,7 @@ import kubernetes_validate
 import numpy as np
 import pandas as pd
 import pytest
-from support import ROOT, cluster_demo
+from support import cluster_demo, rule_directive
 from support import gke_run as harness
 from support.cluster_demo import local_run, reference  # noqa: F401 (fixtures: the local run, shared with SLURM's)
 from support.gcs_emulator import GcsEmulator
@@ -263,18 +263,9 @@ def test_every_rule_becomes_a_valid_pod_on_its_pool(gke_run):
 
 
 def rule_threads(rule: str) -> int:
-    """The ``threads:`` a rule declares in rules/*.smk (1 when it declares none)."""
-    for smk in (ROOT / "rules").glob("*.smk"):
-        text = smk.read_text()
-        match = re.search(rf"^(?:rule|checkpoint) {rule}:\n(.*?)(?=^\S|\Z)", text, re.S | re.M)
-        if match:
-            threads = re.search(r"^\s+threads: (\d+)", match.group(1), re.M)
-            return int(threads.group(1)) if threads else 1
-        derived = re.search(rf"^use rule (\w+) as {rule} with:\n(.*?)(?=^\S|\Z)", text, re.S | re.M)
-        if derived:  # a rule made from another: its threads unless it sets its own
-            threads = re.search(r"^\s+threads: (\d+)", derived.group(2), re.M)
-            return int(threads.group(1)) if threads else rule_threads(derived.group(1))
-    raise KeyError(f"no rule {rule} in rules/*.smk")
+    """The ``threads:`` a rule declares in rules/*.smk as a number (1 when it declares none, or a function's)."""
+    threads = rule_directive(rule, "threads")
+    return int(threads) if threads and threads.isdigit() else 1
 
 
 def test_pod_specs_validate_against_the_gke_api(gke_run):

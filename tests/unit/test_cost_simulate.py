@@ -215,3 +215,14 @@ def test_no_rounds_when_snakemakes_jobs_take_every_batch_at_once():
     # the simulation's rounds are the exports' while they wait for room in Snakemake's jobs: under a cent
     assert r.round_requests / 1e4 * PRICES.storage["gcs_class_b_per_10k"] < 0.01
     assert p.hours == pytest.approx(r.hours, rel=0.10) and p.cost_usd == pytest.approx(r.cost_usd, rel=0.10)
+
+
+def test_the_workflow_sends_a_batchs_exports_before_waiting_batches_as_simulated():
+    """The simulation submits a finished batch's exports before the batches that wait; the workflow's export rules
+    have the priority that makes Snakemake's scheduler do so (the segment rule has the default, 0)."""
+    from support import rule_directive
+
+    assert rule_directive("segment_batch", "priority") is None
+    for rule in ("ngff_batch", "spatialdata_batch"):
+        assert int(rule_directive(rule, "priority")) > 0
+    assert rule_directive("segment_batch", "threads") is not None and rule_directive("ngff_batch", "threads") is None

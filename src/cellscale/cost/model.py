@@ -253,7 +253,7 @@ class Overheads:
     # Snakemake's scheduling rounds while ready jobs wait for a slot (docs/cost.md): every finished job adds a round
     # a second (the rate limiter's timers), so after the first few the launcher runs rounds back to back, each
     # asking about the waiting jobs' inputs one request after another: round_b class B for their shared inputs
-    # (the model files and the plan, an existence check and a size each, and the bucket) and, with staged fields,
+    # (a get of each model file and of the plan, and of the bucket) and, with staged fields,
     # launcher_scan_b_per_image for every waiting field (:func:`waiting_rounds`). Measured (benchmarks/storage_ops.py
     # --runs 64:4 --read-fields direct, record storage-ops-rounds-objects-2026-12-06.json): while the segment pods
     # ran, the launcher got the plan 1,385 times, the 3 model files 4,099 times and the bucket 1,842 times: 5.3
@@ -650,10 +650,9 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
     waves = math.ceil(jobs / (n * k))
     t_up = o.replacement_s(seg_m)
-    # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field): they
-    # stretch the segment work by what they add to the waves of Snakemake's jobs
-    # a round submits a batch's exports beside the segment jobs: per round, jobs / (1 + exports a batch) batches
-    # (none waits when Snakemake's jobs take every segment job at once)
+    # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field) and stretch
+    # the segment work by what they add to them. A round submits batches' exports beside the segment jobs, so
+    # jobs / (1 + exports a batch) segment jobs a round; none waits when Snakemake's jobs take them all at once.
     limit = snakemake_jobs(w, choice, n, k, exports)
     wave = max(1.0, limit / (1 + len(exports)))
     dw = d / f * max(1.0, wave / (n * k))
@@ -716,8 +715,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                       phases_h={"launcher": t_launcher / 3600, "plan_batches": (t_plan - t_launcher) / 3600,
                                 "segment": t_seg / 3600,
                                 "exports": t_exports / 3600, "tail": t_tail / 3600},
-                      jobs=limit, segment_jobs=jobs, slots_per_node=k,
-                      nodes_used=n,
+                      jobs=limit, segment_jobs=jobs, slots_per_node=k, nodes_used=n,
                       preemptions=preemptions, round_requests=round_requests,
                       note_inputs=(w, choice, prices, o, preemption, d, jobs, sum(breakdown.values()), wall_s,
                                    t_launcher))

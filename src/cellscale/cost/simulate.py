@@ -4,16 +4,16 @@ The same run as the model describes (see :mod:`.model`), event by event: ``plan_
 ``segment_batch`` job queued on the segment pool, each batch's export jobs queued on the CPU pool as its segment job
 ends (ahead of the segment jobs waiting there, when that is the same pool), then the tail (``aggregate_measurements``
 and ``report_fields``, then ``summary``) on the CPU pool. Jobs reach the pools as Snakemake submits them: at the end
-of a scheduling round, at most its ``jobs`` at once, a batch's exports first; while jobs wait, rounds follow each
-other, each ``storage_call_s`` x its requests long (``Overheads.round_b`` and, with staged fields,
-``launcher_scan_b_per_image`` a waiting field), and their requests are counted and priced. Each pool has a cluster autoscaler that scans every
-``scan_s`` seconds: it asks for as many new nodes as the pending jobs need, up to the pool's maximum (a VM is created
-``provision_s`` later and runs pods ``startup_s`` after that), and removes a node that has been empty for ``idle_s``.
-A job takes ``1 / k`` of a node, ``k`` being its rule's jobs per node on that machine (by vCPUs and memory); it goes
-to the first ready node with room (first fit, exports first), holds it for its duration (the per-job overhead
-included) and frees it. Spot nodes are
-preempted by a Poisson process (``preemption`` per node-hour, from VM creation): the node disappears with its running
-jobs, which go back to the queue (Snakemake's retries, at most ``retries`` per job; a job that runs out is counted
+of a scheduling round, at most its ``jobs`` at once, a batch's exports first (the export rules' ``priority``); while
+jobs wait, rounds follow each other, each ``storage_call_s`` x its requests long (``Overheads.round_b`` and, with
+staged fields, ``launcher_scan_b_per_image`` a waiting field), and their requests are counted and priced. Each pool
+has a cluster autoscaler that scans every ``scan_s`` seconds: it asks for as many new nodes as the pending jobs need,
+up to the pool's maximum (a VM is created ``provision_s`` later and runs pods ``startup_s`` after that), and removes a
+node that has been empty for ``idle_s``. A job takes ``1 / k`` of a node, ``k`` being its rule's jobs per node on that
+machine (by vCPUs and memory); it goes to the first ready node with room (first fit, exports first), holds it for its
+duration (the per-job overhead included) and frees it. Spot nodes are preempted by a Poisson process
+(``preemption`` per node-hour, from VM creation): the node disappears with its running jobs, which go back to the
+queue (Snakemake's retries, at most ``retries`` per job; a job that runs out is counted
 in ``failed_jobs``), and the autoscaler replaces the node at its next scan. Seeded: the same seed gives the same run.
 
 The cost uses :func:`.model.run_costs` on the simulated wall time and node-seconds, so only the mechanics differ
@@ -273,8 +273,8 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     jobs = w.jobs(choice.shard_mpx)
     d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
     exports = export_jobs(w, tail_profile, tail_pool.machine, choice.shard_mpx, o)
-    # a batch's exports go before the waiting batches: Snakemake's scheduler prefers the jobs of larger inputs (its
-    # greedy reward), and on the segment pool they go first too
+    # a batch's exports go before the waiting batches: the export rules' priority is above segment_batch's (both
+    # Snakemake schedulers select by it first), and on the segment pool they go first too
     tails = tail_job_s(w, tail_profile, o)
     finished = {}
     n = min(choice.segment.nodes, math.ceil(jobs / k))
