@@ -503,61 +503,71 @@ class Rounds:
     seconds: float       # from the first segment jobs' submission to the last one's end
     requests: float      # the launcher's class B requests in the rounds while jobs wait
     idle_node_s: float   # a segment node's billed seconds beyond its jobs' while they wait for rounds
+    go_s: float = 0.0    # the seconds of the waves whose rounds are so long that the nodes go between them
+    go_waves: int = 0    # and their number
 
 
 def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: int, first_s: float, d: float,
-                   machine: Machine, group: int = 1, starts: int = 1) -> Rounds:
+                   up: float, startup: float, lead: float = 0.0, per_wave: int = 1) -> Rounds:
     """The segment phase's ``jobs`` on ``slots`` slots, paced by Snakemake's scheduling rounds.
 
     While jobs wait, rounds run back to back, each ``storage_call_s`` x its requests long (``round_b``, and with
     staged fields ``launcher_scan_b_per_image`` per waiting field), and at a round's end Snakemake submits jobs up to
-    its ``jobs`` (``limit``; those beyond ``slots`` wait as pending pods and start as slots free). So the jobs go in
-    waves of ``limit``, each ``d x limit / slots`` long (the first ``first_s``, with node start-up), and the next
-    wave goes at the end of the round in progress when one ends:
-    - a round at least as long as a wave paces the waves (one round each: they keep in step); when the nodes then
-      wait longer than the autoscaler keeps an empty node (``idle_s``) and a new node's start, they go and new ones
-      start for the next wave (billed ``machine``'s start-up again, the start hidden in the round);
+    its ``jobs``. The segment jobs go in waves of ``limit`` (those beyond ``slots`` wait as pending pods and start as
+    slots free), each ``d x limit / slots`` long (the first ``first_s``, with node start-up), one every ``per_wave``
+    rounds (the rounds between send the finished batches' exports); the next wave goes at the end of the round in
+    progress when one ends:
+    - rounds at least as long as a wave pace the waves (they keep in step); when the nodes then wait longer than the
+      autoscaler keeps an empty node (``idle_s``), they go, and new ones (``up`` s from a pending pod to a ready
+      node, ``startup`` of it billed) start for the next wave: its jobs wait for them (the rounds hide that when
+      they outlast it);
     - a shorter round delays each wave by half a round on average.
-    ``group``: the rounds a wave of segment jobs has in all (1 + the exports of a batch: a batch's exports go out in
-    the rounds after its segment job's, so the segment jobs go ``limit x group`` at a time every ``group`` rounds,
-    half the exports' rounds ahead of a steady ``limit`` a round); ``starts``: the rounds a segment node starts
-    once in, when they go (``group`` when the exports run on another pool, else 1). Rounds that take no
-    time (``storage_call_s`` 0) leave ``first_s + (waves - 1) x`` a wave. The rounds at jobs'
-    ends once none waits are not counted, nor the scheduler's own time (0.01 ms a waiting job and round with the
-    cluster profiles' greedy scheduler): the requests are an upper bound, as is their rate."""
+    ``lead``: waves by which the submitted jobs run ahead of the steady ``limit`` a round (on one pool a wave of
+    ``limit x (1 + exports)`` every ``1 + exports`` rounds, taken as ``limit`` a round: half the exports' rounds
+    ahead). Rounds that take no time (``storage_call_s`` 0) leave ``first_s + (waves - 1) x`` a wave. The rounds at
+    jobs' ends once none waits are not counted, nor the scheduler's own time (0.01 ms a waiting job and round with
+    the cluster profiles' greedy scheduler): the requests are an upper bound, as is their rate."""
     dw = d * max(1.0, limit / slots)
     waves = math.ceil(jobs / limit)
     call, keep = o.storage_call_s, o.idle_s + o.scan_s / 2
     per_field = o.launcher_scan_b_per_image if w.fields_staged else 0.0
-    # once wave j (1 .. waves - 1) has gone, jobs - j limit wait: a round asks a - b j requests
+    # once wave j (1 .. waves - 1) has gone, jobs - j limit wait: each of its rounds asks a - b j requests
     b = per_field * w.images / jobs * limit
-    a = o.round_b + per_field * w.images - b * (group - 1) / 2
+    a = o.round_b + per_field * w.images - b * lead
     if waves <= 1 or call <= 0 or a <= 0:
         return Rounds(first_s + (waves - 1) * dw, 0.0, 0.0)
-    up, startup = o.replacement_s(machine), o.startup_s(machine)
+    cw, gone, restart = call * per_wave, keep, startup + keep   # cw: a wave's rounds' seconds a request
     if b <= 0:   # fields read directly: every round asks round_b
-        restart, t = (startup + keep) / starts, call * a
-        first = _even_cycles(1, first_s, t, a, call, up + keep, restart)
-        rest = _even_cycles(waves - 2, dw, t, a, call, up + keep, restart)
-        return Rounds(dw + first[0] + rest[0], first[1] + rest[1], first[2] + rest[2])
+        first = _even_cycles(1, first_s, cw * a, per_wave * a, call, gone, restart)
+        rest = _even_cycles(waves - 2, dw, cw * a, per_wave * a, call, gone, restart)
+        go = [(n, t) for n, t in ((1, first_s), (waves - 2, dw)) if cw * a >= t + gone]
+        return Rounds(dw + first[0] + rest[0], first[1] + rest[1], first[2] + rest[2],
+                      sum(n * cw * a for n, _ in go), sum(n for n, _ in go))
 
     # a round asks at least round_b: a - b j falls below it (or below 0) after wave `floor`, as the waves run ahead
-    rb, gone, restart = o.round_b, up + keep, (startup + keep) / starts
+    rb = o.round_b
     floor = min(waves - 1, math.floor((a - rb) / b))
-    r1 = _requests(1, 1, a, b, floor, rb)
-    first = _even_cycles(1, first_s, call * r1, r1, call, gone, restart)
+    r1 = a - b if floor >= 1 else rb
+    first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, gone, restart)
     # later waves, as their rounds shorten: the nodes go (rounds of at least dw + gone), paced (at least dw), short
-    go = min(waves - 1, math.floor((a - (dw + gone) / call) / b)) if (dw + gone) / call > rb else waves - 1
-    paced = min(waves - 1, math.floor((a - dw / call) / b)) if dw / call > rb else waves - 1
+    go = min(waves - 1, math.floor((a - (dw + gone) / cw) / b)) if (dw + gone) / cw > rb else waves - 1
+    paced = min(waves - 1, math.floor((a - dw / cw) / b)) if dw / cw > rb else waves - 1
     r_go = _requests(2, go, a, b, floor, rb)
     r_paced = _requests(max(2, go + 1), paced, a, b, floor, rb)
     lo = max(2, paced + 1)
     n_short, r_short = max(0, waves - lo), _requests(lo, waves - 1, a, b, floor, rb)
-    seconds = dw + first[0] + call * (r_go + r_paced) + n_short * dw + call * r_short / 2
-    requests = first[1] + r_go + r_paced + n_short * dw / call + r_short / 2
-    idle = (first[2] + max(0, go - 1) * restart + call * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
-            + call * r_short / 2)
-    return Rounds(seconds, requests, idle)
+    # where the nodes go, a wave's segment jobs wait for new ones: when that and their work outlast a round, more
+    # rounds pass before the batches' exports can go (none with one round a wave: it outlasts them)
+    late = min(go, math.floor((a - (up + dw) / call) / b)) if (up + dw) / call > rb else go
+    n_late = max(0, go - max(2, late + 1) + 1)
+    extra = n_late * (up + dw) - call * _requests(max(2, late + 1), go, a, b, floor, rb)
+    seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + cw * r_short / 2
+    requests = (first[1] + per_wave * (r_go + r_paced) + extra / call + n_short * dw / call
+                + per_wave * r_short / 2)
+    idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
+            + cw * r_short / 2)
+    first_go = cw * r1 >= first_s + gone
+    return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go)
 
 
 def _requests(lo: int, hi: int, a: float, b: float, floor: int, least: float) -> float:
@@ -573,7 +583,7 @@ def _requests(lo: int, hi: int, a: float, b: float, floor: int, least: float) ->
 def _even_cycles(n: int, dur: float, t: float, r: float, call: float, gone: float,
                  restart: float) -> tuple[float, float, float]:
     """:func:`waiting_rounds`' cycles of ``n`` waves of ``dur`` s whose rounds take ``t`` s and ask ``r``: seconds,
-    requests and idle node seconds (``gone``: the idle time and start-up after which the nodes go and start again,
+    requests and idle node seconds (``gone``: the idle time after which the nodes go and start again,
     ``restart`` node seconds billed each time)."""
     if n <= 0:
         return 0.0, 0.0, 0.0
@@ -619,6 +629,7 @@ class JobFigures:
     tails: dict                  # the tail rules' seconds
     longest: float               # the longest export job's seconds
     per_batch: float             # export node-seconds of one batch
+    export_slots: int = 0        # the most export jobs a node runs (0 without exports)
 
 
 def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
@@ -634,7 +645,8 @@ def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfi
     exports = export_jobs(w, tail_profile, tail_m, shard, o)
     return JobFigures(jobs, k, segment_job_s(w, seg_rate, shard, o), exports, plan_batches_s(w, tail_profile, o, jobs),
                       launcher_storage_s(w, o, jobs), tail_job_s(w, tail_profile, o),
-                      longest=max((e for e, _ in exports), default=0.0), per_batch=sum(e / kr for e, kr in exports))
+                      longest=max((e for e, _ in exports), default=0.0), per_batch=sum(e / kr for e, kr in exports),
+                      export_slots=max((kr for _, kr in exports), default=0))
 
 
 def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
@@ -651,13 +663,15 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     waves = math.ceil(jobs / (n * k))
     t_up = o.replacement_s(seg_m)
     # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field) and stretch
-    # the segment work by what they add to them. A round submits batches' exports beside the segment jobs, so
-    # jobs / (1 + exports a batch) segment jobs a round; none waits when Snakemake's jobs take them all at once.
-    limit = snakemake_jobs(w, choice, n, k, exports)
-    wave = max(1.0, limit / (1 + len(exports)))
+    # the segment work by what they add to them; none waits when Snakemake's jobs take them all at once. Between
+    # two waves of segment jobs, rounds send the finished batches' exports (they go first): on one pool, taken as
+    # jobs / (1 + exports a batch) segment jobs every round; on two, as Snakemake's jobs every 1 + exports rounds
+    limit = snakemake_jobs(w, choice, n, k, g.export_slots)
+    wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
     dw = d / f * max(1.0, wave / (n * k))
-    rounds = waiting_rounds(w, o if jobs > limit else NO_ROUNDS, jobs, wave, n * k, t_up + dw, d / f, seg_m,
-                            1 + len(exports), 1 if same_pool else 1 + len(exports))
+    rounds = waiting_rounds(w, o if jobs > limit else NO_ROUNDS, jobs, wave, n * k, t_up + dw, d / f, t_up,
+                            o.startup_s(seg_m), len(exports) / 2 if same_pool else 0.0,
+                            1 if same_pool else 1 + len(exports))
     stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * dw)
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         t_plain = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
@@ -677,6 +691,10 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         end = max(t_seg + longest, ready + jobs * per_batch / (n_exp * f_exp))
         t_exports = end - t_seg
         exp_node_s = n_exp * (o.startup_s(tail_m) + end - ready + o.idle_s + o.scan_s / 2)
+        if rounds.go_waves:   # between rounds so long that the nodes go, each wave's exports start them again
+            exp_node_s += rounds.go_waves * (n_exp * (o.startup_s(tail_m) + o.idle_s + o.scan_s / 2)
+                                             + wave * per_batch) - n_exp * rounds.go_s
+            exp_node_s = max(exp_node_s, jobs * per_batch)
         # exports that do not keep up fill Snakemake's jobs (they go first): the segment jobs then follow them, and
         # the segment nodes stay until the exports are nearly done
         held = max(0.0, end - longest - t_seg)
@@ -721,13 +739,14 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                                    t_launcher))
 
 
-def snakemake_jobs(w: Workload, choice: Choice, n: int, k: int, exports: list) -> int:
-    """Snakemake's ``jobs`` for ``n`` segment nodes of ``k`` segment jobs each: the slots of the segment pool and of
-    the export pool (its maximum), 2 at least for the tail."""
+def snakemake_jobs(w: Workload, choice: Choice, n: int, k: int, export_slots: int) -> int:
+    """Snakemake's ``jobs`` for ``n`` segment nodes of ``k`` segment jobs each and exports of ``export_slots`` a node
+    (0 without exports): the slots of the segment pool and of the export pool (its maximum), 2 at least for the
+    tail."""
     if choice.segment == choice.tail:
-        slots = n * max([k] + [kr for _, kr in exports])
+        slots = n * max(k, export_slots)
     else:
-        slots = n * k + (choice.tail.nodes if exports else 0) * max([kr for _, kr in exports], default=0)
+        slots = n * k + choice.tail.nodes * export_slots
     return max(slots, 2 if w.run_tables else 1)
 
 

@@ -278,7 +278,7 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     tails = tail_job_s(w, tail_profile, o)
     finished = {}
     n = min(choice.segment.nodes, math.ceil(jobs / k))
-    sim.limit = snakemake_jobs(w, choice, n, k, exports)
+    sim.limit = snakemake_jobs(w, choice, n, k, max((kr for _, kr in exports), default=0))
     fields = w.images / jobs
 
     def batch():
