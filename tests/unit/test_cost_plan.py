@@ -206,6 +206,7 @@ def test_cli_json(monkeypatch, capsys):
     # the Cloud Storage request counts are measured; their latency is not
     assert any("storage_call_s" in a for a in out["assumptions"])
     assert not any("class_b_per_download" in a or "launcher_b_per_image" in a for a in out["assumptions"])
+    assert not any("round_b" in a for a in out["assumptions"]) and out["launcher_round_requests"] >= 0
     # readable output and an infeasible request's exit status
     assert main(["plan", "--images", "5000", "--budget", "100"]) == 0
     assert "predicted:" in capsys.readouterr().out
@@ -687,3 +688,18 @@ def test_a_configurations_job_figures_serve_every_node_count_and_spot_choice():
                 given = predict(w, choice, PROFILES, PRICES, preemption=preemption, figures=shared)
                 own = predict(w, choice, PROFILES, PRICES, preemption=preemption)
                 assert (given.hours, given.cost_usd, given.breakdown) == (own.hours, own.cost_usd, own.breakdown)
+
+
+def test_the_plan_prints_its_scheduling_rounds(monkeypatch, capsys):
+    """Fields read by the jobs, thousands of jobs on a few nodes: they wait, and the plan says how many requests the
+    launcher's rounds make meanwhile and what they cost; --json has the same count."""
+    monkeypatch.chdir(ROOT)
+    args = ["plan", "--images", "100000", "--deadline", "6", "--read-fields", "direct", "--max-nodes", "4",
+            "--no-run-tables"]
+    assert main([*args, "--json"]) == 0
+    requests = json.loads(capsys.readouterr().out)["launcher_round_requests"]
+    assert requests > 1000
+    assert main(args) == 0
+    usd = requests / 1e4 * PRICES.storage["gcs_class_b_per_10k"]
+    assert f"Snakemake's scheduling rounds while jobs wait: {requests:,} class B requests (${usd:,.2f}" in \
+        capsys.readouterr().out
