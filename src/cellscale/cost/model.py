@@ -594,7 +594,7 @@ def _even_cycles(n: int, dur: float, t: float, r: float, call: float, gone: floa
     return n * (dur + t / 2), n * (dur / call + r / 2), n * t / 2
 
 
-NO_ROUNDS = Overheads(storage_call_s=0.0)   # rounds that take no time and ask nothing
+NO_WAIT = Rounds(0.0, 0.0, 0.0)   # no job waits, or rounds take no time: nothing added
 
 
 def capacity_factor(machine: Machine, spot: bool, preemption: float, d: float, o: Overheads) -> float:
@@ -667,12 +667,13 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     # two waves of segment jobs, rounds send the finished batches' exports (they go first): on one pool, taken as
     # jobs / (1 + exports a batch) segment jobs every round; on two, as Snakemake's jobs every 1 + exports rounds
     limit = snakemake_jobs(w, choice, n, k, g.export_slots)
-    wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
-    dw = d / f * max(1.0, wave / (n * k))
-    rounds = waiting_rounds(w, o if jobs > limit else NO_ROUNDS, jobs, wave, n * k, t_up + dw, d / f, t_up,
-                            o.startup_s(seg_m), len(exports) / 2 if same_pool else 0.0,
-                            1 if same_pool else 1 + len(exports))
-    stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * dw)
+    rounds, stretch = NO_WAIT, 1.0
+    if jobs > limit and o.storage_call_s > 0:
+        wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
+        dw = d / f * max(1.0, wave / (n * k))
+        rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + dw, d / f, t_up, o.startup_s(seg_m),
+                                len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports))
+        stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * dw)
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         t_plain = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
         t_work = t_plain + max(waves * d, jobs * (d / k + per_batch) / n) / f * (stretch - 1)
