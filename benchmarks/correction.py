@@ -45,7 +45,7 @@ and under a minute each for the review (two network passes over the tile) and th
 ``--fit-only`` (which skips the after-fitting part) a point took 6.5 min, 16 points about 1.8 h. The end of a run
 prints its own timings per point. Measured here with the full-size network while the test suite loaded the machine
 (so slower than alone): 20 steps 60 s, the after-fitting part 1.5 min for an untrained model (longer for one that
-finds cells), review 14 s, import 2 s; the quick mode (least-sure only since 2026-12-06) about 70 s.
+finds cells), review 14 s, import 2 s; the quick mode (least-sure only since 2026-12-06) about 55 s alone.
 """
 
 from __future__ import annotations

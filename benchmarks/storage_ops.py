@@ -142,7 +142,7 @@ def _kind(q) -> str:
         return "listing"
     if q.object.startswith("cellscale/data/"):
         return "field"
-    if "/models/" in q.object or q.object.startswith("cellscale/models/"):
+    if q.object.startswith("cellscale/models/"):
         return "model"
     if q.object.endswith("plan.tsv"):
         return "plan"
