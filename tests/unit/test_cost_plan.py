@@ -703,3 +703,19 @@ def test_the_plan_prints_its_scheduling_rounds(monkeypatch, capsys):
     usd = requests / 1e4 * PRICES.storage["gcs_class_b_per_10k"]
     assert f"Snakemake's scheduling rounds while jobs wait: {requests:,} class B requests (${usd:,.2f}" in \
         capsys.readouterr().out
+
+
+@pytest.mark.parametrize("deadline_h", [10.0, 24.0])
+def test_configurations_whose_launcher_misses_the_deadline_are_tried_at_their_fastest_only(deadline_h):
+    """With a deadline, a configuration whose launcher phase alone takes longer is predicted at its largest node
+    count only: the same runs meet the deadline and the same fastest run is named, from fewer predictions."""
+    from cellscale.cost import plan as planning
+
+    w = Workload(3 * 10**5, 1.0, run_tables=False)   # staged: the launcher's requests take 20.6 h
+    args = (w, PROFILES, PRICES, Overheads(), 0.05, 4, 60)
+    every, pruned = planning.candidates(*args), planning.candidates(*args, past_h=deadline_h)
+    assert len(pruned) < len(every)
+    assert min(r[0] for r in pruned) == pytest.approx(min(r[0] for r in every))
+    meet = sorted((r[0], r[1]) for r in every if r[0] <= deadline_h)
+    assert sorted((r[0], r[1]) for r in pruned if r[0] <= deadline_h) == meet
+    assert bool(meet) == (deadline_h > 21)

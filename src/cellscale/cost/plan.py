@@ -192,10 +192,13 @@ def _within_quota(c: Choice, prices: PriceTable, max_nodes: int, max_gpus: int |
 
 def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preemption: float, max_gpus: int | None,
                max_nodes: int, spot_options=(True, False), machines: list[str] | None = None,
-               shards=SHARDS, segment_machines: list[str] | None = None, dense_nodes: int | None = None):
+               shards=SHARDS, segment_machines: list[str] | None = None, dense_nodes: int | None = None,
+               past_h: float | None = None):
     """(time h, cost USD, Choice, Prediction) for every configuration worth considering; ``machines`` limits
     every pool's machine types, ``segment_machines`` only the segment pool's. ``dense_nodes``: the segment pool's
-    node counts are all tried up to it, and above it on a ladder (:func:`_thinned`)."""
+    node counts are all tried up to it, and above it on a ladder (:func:`_thinned`). ``past_h`` (a deadline): a
+    configuration whose phases before the first job (the launcher's requests, plan_batches) alone take longer is
+    tried at its largest node count only, the fastest (no count of it meets the deadline)."""
     usable = [m for m in profiles if m in prices.machines and (machines is None or m in machines)]
     needed = [TAIL_LAST] + [x.rule for x in w.exports]
     cpu = [m for m in usable if not prices.machines[m].gpus and all(r in profiles[m].rules for r in needed)]
@@ -231,7 +234,10 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                 counts = _thinned(_node_counts(w.jobs(shard), k, cap), dense_nodes)
                 if w.exports and not machine.gpus:   # exports beside segment jobs: time falls with every node
                     counts = _thinned(range(1, min(cap, math.ceil(w.jobs(shard) / k)) + 1), dense_nodes)
+                counts, hopeless = list(counts), False
                 for n in counts:
+                    if hopeless and n != counts[-1]:
+                        continue
                     seg = PoolChoice("gpu" if machine.gpus else ("spot-cpu" if spot else "cpu"), m, n, spot)
                     best, options = None, []
                     for t in tails:   # the tail's pool: chosen at the first node count, kept for the others
@@ -257,6 +263,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                     if best is not None:
                         group += [opt for opt in options if opt[2].tail.machine == best[0].tail.machine]
                         tails = [best[0].tail.machine]
+                        hopeless = past_h is not None and figures[(m, tails[0], shard)].t_plan / 3600 > past_h
                 out += _pareto(group)
     return out
 
@@ -270,7 +277,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
         raise ValueError("give a deadline or a budget (one of them)")
     t0 = time.perf_counter()
     cands = candidates(w, profiles, prices, o, preemption, max_gpus, max_nodes, spot_options, machines, shards,
-                       segment_machines)
+                       segment_machines, past_h=deadline_h)
     if not cands:
         raise Infeasible("no machine type fits a batch: the images are larger than the largest shard "
                          f"({max(usable_shards(w, shards), default=0):g} Mpx), no node has the memory, or the quota "
@@ -321,7 +328,7 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
     """What it would take: the same search without the quotas (up to 10,000 nodes; the segment pool's counts
     beyond ``max_nodes`` on a ladder, so a count named there is within :data:`LADDER_STEP` of the fewest)."""
     free = candidates(w, profiles, prices, o, preemption, None, 10000, spot_options, machines, shards,
-                      segment_machines, dense_nodes=max_nodes)
+                      segment_machines, dense_nodes=max_nodes, past_h=deadline_h)
     quota = f"quota: max_gpus {max_gpus}, max_nodes {max_nodes}"
     if not free:
         return "no configuration fits at all"
