@@ -536,11 +536,11 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     a = o.round_b + per_field * w.images - b * lead
     if waves <= 1 or call <= 0 or a <= 0:
         return Rounds(first_s + (waves - 1) * dw, 0.0, 0.0)
-    cw, gone, restart = call * per_wave, keep, startup + keep   # cw: a wave's rounds' seconds a request
+    cw, restart = call * per_wave, startup + keep   # cw: a wave's rounds' seconds a request
     if b <= 0:   # fields read directly: every round asks round_b
-        first = _even_cycles(1, first_s, cw * a, per_wave * a, call, gone, restart)
-        rest = _even_cycles(waves - 2, dw, cw * a, per_wave * a, call, gone, restart)
-        go = [(n, t) for n, t in ((1, first_s), (waves - 2, dw)) if cw * a >= t + gone]
+        first = _even_cycles(1, first_s, cw * a, per_wave * a, call, keep, restart)
+        rest = _even_cycles(waves - 2, dw, cw * a, per_wave * a, call, keep, restart)
+        go = [(n, t) for n, t in ((1, first_s), (waves - 2, dw)) if cw * a >= t + keep]
         return Rounds(dw + first[0] + rest[0], first[1] + rest[1], first[2] + rest[2],
                       sum(n * cw * a for n, _ in go), sum(n for n, _ in go))
 
@@ -548,17 +548,20 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     rb = o.round_b
     floor = min(waves - 1, math.floor((a - rb) / b))
     r1 = a - b if floor >= 1 else rb
-    first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, gone, restart)
-    # later waves, as their rounds shorten: the nodes go (rounds of at least dw + gone), paced (at least dw), short
-    go = min(waves - 1, math.floor((a - (dw + gone) / cw) / b)) if (dw + gone) / cw > rb else waves - 1
-    paced = min(waves - 1, math.floor((a - dw / cw) / b)) if dw / cw > rb else waves - 1
+    first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart)
+
+    def last(requests: float, upto: int) -> int:   # the last wave up to `upto` whose rounds ask at least `requests`
+        return min(upto, math.floor((a - requests) / b)) if requests > rb else upto
+
+    # later waves, as their rounds shorten: the nodes go (rounds of at least dw + keep), paced (at least dw), short
+    go, paced = last((dw + keep) / cw, waves - 1), last(dw / cw, waves - 1)
     r_go = _requests(2, go, a, b, floor, rb)
     r_paced = _requests(max(2, go + 1), paced, a, b, floor, rb)
     lo = max(2, paced + 1)
     n_short, r_short = max(0, waves - lo), _requests(lo, waves - 1, a, b, floor, rb)
     # where the nodes go, a wave's segment jobs wait for new ones: when that and their work outlast a round, more
     # rounds pass before the batches' exports can go (none with one round a wave: it outlasts them)
-    late = min(go, math.floor((a - (up + dw) / call) / b)) if (up + dw) / call > rb else go
+    late = last((up + dw) / call, go)
     n_late = max(0, go - max(2, late + 1) + 1)
     extra = n_late * (up + dw) - call * _requests(max(2, late + 1), go, a, b, floor, rb)
     seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + cw * r_short / 2
@@ -566,7 +569,7 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
                 + per_wave * r_short / 2)
     idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
             + cw * r_short / 2)
-    first_go = cw * r1 >= first_s + gone
+    first_go = cw * r1 >= first_s + keep
     return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go)
 
 
@@ -675,8 +678,9 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                                 len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports))
         stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * dw)
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
-        t_plain = (max(waves * d, jobs * (d / k + per_batch) / n) + longest) / f   # batch's follow it
-        t_work = t_plain + max(waves * d, jobs * (d / k + per_batch) / n) / f * (stretch - 1)
+        filled = max(waves * d, jobs * (d / k + per_batch) / n)                     # batch's follow it
+        t_plain = (filled + longest) / f
+        t_work = t_plain + filled / f * (stretch - 1)
     else:
         t_work = waves * d / f * stretch
     t_seg = t_up + t_work
@@ -790,6 +794,11 @@ def _notes(w: Workload, choice: Choice, prices: PriceTable, o: Overheads, preemp
 def class_a_usd(prices: PriceTable, operations: float) -> float:
     """What ``operations`` Cloud Storage class A operations (writes, lists) cost."""
     return operations / 1e4 * prices.storage.get("gcs_class_a_per_10k", 0.0)
+
+
+def class_b_usd(prices: PriceTable, operations: float) -> float:
+    """What ``operations`` Cloud Storage class B operations (gets) cost."""
+    return operations / 1e4 * prices.storage.get("gcs_class_b_per_10k", 0.0)
 
 
 def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node_s: float, segment_jobs: int,

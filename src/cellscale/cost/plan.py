@@ -47,8 +47,8 @@ import pulp
 import yaml
 
 from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice,
-                    Prediction, Workload, allocatable_mb, export_nodes, fits, job_figures, predict, segment_rate,
-                    slots_per_node, tail_memory_mb)
+                    Prediction, Workload, allocatable_mb, class_b_usd, export_nodes, fits, job_figures, predict,
+                    segment_rate, slots_per_node, tail_memory_mb)
 from .prices import PriceTable
 from .throughput import ThroughputProfile, load_profile
 
@@ -436,9 +436,8 @@ def describe(plan_: Plan, w: Workload) -> str:
                                           for k, v in p.phases_h.items() if v > 0 or k == "segment"))
     lines.append("  cost: " + ", ".join(f"{k} ${v:.2f}" for k, v in p.breakdown.items()))
     if p.round_requests:
-        usd = p.round_requests / 1e4 * plan_.prices.storage.get("gcs_class_b_per_10k", 0.0)
         lines.append(f"  Snakemake's scheduling rounds while jobs wait: {p.round_requests:,.0f} class B requests "
-                     f"(${usd:,.2f}, in operations)")
+                     f"(${class_b_usd(plan_.prices, p.round_requests):,.2f}, in operations)")
     lines += [f"  note: {n}" for n in p.notes]
     lines.append(f"  {len(plan_.assumptions)} assumptions (figures not measured): see --json")
     return "\n".join(lines)

@@ -78,14 +78,17 @@ class _Pool:
         return sum(len(n.running) for n in self.alive())
 
     def queue(self, job) -> deque:
-        key = (job["priority"], job["size"])
-        if key not in self.queues:
-            self.queues = dict(sorted({**self.queues, key: deque()}.items()))
-        return self.queues[key]
+        self.queues = _with_queue(self.queues, (job["priority"], job["size"]))
+        return self.queues[(job["priority"], job["size"])]
 
     def pending(self) -> float:
         """Nodes' worth of pending jobs."""
         return sum(size * len(q) for (_, size), q in self.queues.items())
+
+
+def _with_queue(queues: dict, key) -> dict:
+    """``queues`` (key -> deque, kept in key order: the lowest goes first) with one for ``key``."""
+    return queues if key in queues else dict(sorted({**queues, key: deque()}.items()))
 
 
 class _Sim:
@@ -114,8 +117,7 @@ class _Sim:
         ``priority`` goes first. Snakemake submits it at the end of a scheduling round (:meth:`launcher`)."""
         job = {"duration": duration, "tries": 0, "done": self.env.event(), "size": 1.0 / slots,
                "priority": priority, "pool": pool, "fields": fields}
-        if priority not in self.waiting:
-            self.waiting = dict(sorted({**self.waiting, priority: deque()}.items()))
+        self.waiting = _with_queue(self.waiting, priority)
         self.waiting[priority].append(job)
         self.waiting_fields += fields
         self.poke()
