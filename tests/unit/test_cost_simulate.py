@@ -188,6 +188,21 @@ def test_rounds_run_back_to_back_while_jobs_wait_and_are_priced():
     assert counts[0.01] == pytest.approx(2 * counts[0.02], rel=0.05)
 
 
+@pytest.mark.parametrize("machine,nodes", [("e2-standard-4", 16), ("n1-standard-8", 4), ("e2-standard-4", 64)])
+def test_rounds_that_pace_one_pool_add_their_time_to_its_exports_work(machine, nodes):
+    """Staged fields on one pool whose nodes run more export jobs than segment jobs (Snakemake's jobs counts the
+    export slots): rounds of hundreds of seconds pace the waves, and a finished wave's exports run while the next
+    rounds go. The planner adds the rounds' time to the pool's work; stretching the work (exports included) by the
+    rounds put these runs 20-35% over the simulation."""
+    w = Workload(10**4, 1.0, run_tables=False)
+    pool = PoolChoice("spot-cpu", machine, nodes, True)
+    choice = Choice(pool, pool, 16.0)
+    p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
+    free = predict(w, choice, PROFILES, PRICES, Overheads(storage_call_s=0.0))
+    assert p.segment_jobs > p.jobs and p.phases_h["segment"] > 2 * free.phases_h["segment"]   # the rounds pace it
+    assert p.hours == pytest.approx(r.hours, rel=0.05) and p.cost_usd == pytest.approx(r.cost_usd, rel=0.10)
+
+
 @pytest.mark.parametrize("read_fields", ["staged", "direct"])
 def test_rounds_only_ever_lengthen_the_segment_phase(read_fields):
     """Whatever the pool, its size and the shard, the rounds add time and requests, never remove them: a round asks

@@ -665,24 +665,26 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
     waves = math.ceil(jobs / (n * k))
     t_up = o.replacement_s(seg_m)
-    # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field) and stretch
-    # the segment work by what they add to them; none waits when Snakemake's jobs take them all at once. Between
+    # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field) and add
+    # to the segment work what they add to the waves; none waits when Snakemake's jobs take them all at once. Between
     # two waves of segment jobs, rounds send the finished batches' exports (they go first): on one pool, taken as
     # jobs / (1 + exports a batch) segment jobs every round; on two, as Snakemake's jobs every 1 + exports rounds
     limit = snakemake_jobs(w, choice, n, k, g.export_slots)
-    rounds, stretch = NO_WAIT, 1.0
+    rounds, added = NO_WAIT, 0.0
     if jobs > limit and o.storage_call_s > 0:
         wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
         dw = d / f * max(1.0, wave / (n * k))
         rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + dw, d / f, t_up, o.startup_s(seg_m),
                                 len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports))
-        stretch = (rounds.seconds - t_up) / (math.ceil(jobs / wave) * dw)
+        added = rounds.seconds - t_up - math.ceil(jobs / wave) * dw   # what the rounds add to the waves' work
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         filled = max(waves * d, jobs * (d / k + per_batch) / n)                     # batch's follow it
         t_plain = (filled + longest) / f
-        t_work = t_plain + filled / f * (stretch - 1)
+        # the rounds add their time, not a share of the exports' work (a finished wave's exports run while the
+        # next rounds go): a stretch of the filled slots counted that work again, up to 42% over the simulation
+        t_work = t_plain + added
     else:
-        t_work = waves * d / f * stretch
+        t_work = waves * d / f + added
     t_seg = t_up + t_work
     tails = g.tails
     tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
