@@ -213,8 +213,9 @@ def _grid(args, prices, profiles, sizes, seeds, o: Overheads, read_fields: str) 
                 et, ec = abs(p.hours - h) / h, abs(p.cost_usd - cost) / cost
                 worst = [max(worst[0], et), max(worst[1], ec)]
                 sim_requests = sum(r.round_requests for r in runs) / len(runs)
+                requests = f" {p.round_requests:,.0f} / {sim_requests:,.0f} |" if rounds else ""
                 print(f"| {n} | {pools} | {rate:.0%} | {p.hours:.3f} | {h:.3f} | {p.cost_usd:.2f} | {cost:.2f} | "
-                      f"{et:.1%} | {ec:.1%} |" + (f" {p.round_requests:,.0f} / {sim_requests:,.0f} |" if rounds else ""))
+                      f"{et:.1%} | {ec:.1%} |{requests}")
                 rows.append(dict(images=n, pools=pools, preemption=rate, plan_h=p.hours, sim_h=h,
                                  plan_usd=p.cost_usd, sim_usd=cost, plan_round_requests=p.round_requests,
                                  sim_round_requests=sim_requests))
