@@ -508,7 +508,8 @@ class Rounds:
 
 
 def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: int, first_s: float, d: float,
-                   up: float, startup: float, lead: float = 0.0, per_wave: int = 1) -> Rounds:
+                   up: float, startup: float, lead: float = 0.0, per_wave: int = 1,
+                   export_up: float = 0.0) -> Rounds:
     """The segment phase's ``jobs`` on ``slots`` slots, paced by Snakemake's scheduling rounds.
 
     While jobs wait, rounds run back to back, each ``storage_call_s`` x its requests long (``round_b``, and with
@@ -526,7 +527,15 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     ``limit x (1 + exports)`` every ``1 + exports`` rounds, taken as ``limit`` a round: half the exports' rounds
     ahead). Rounds that take no time (``storage_call_s`` 0) leave ``first_s + (waves - 1) x`` a wave. The rounds at
     jobs' ends once none waits are not counted, nor the scheduler's own time (0.01 ms a waiting job and round with
-    the cluster profiles' greedy scheduler): the requests are an upper bound, as is their rate."""
+    the cluster profiles' greedy scheduler): the requests are an upper bound, as is their rate.
+
+    With the exports on a pool of their own (``per_wave`` > 1) a wave holds all of Snakemake's jobs until its last
+    job ends, so a round that ends before then sends nothing: a wave takes whole rounds (on average half a round
+    more than its work) and its exports ``per_wave - 1`` rounds more. Staged, the run starts with no node, and the
+    nodes then go between waves for as long as those export rounds and that half round outlast ``idle_s`` (not
+    until a whole cycle outlasts it plus a wave's work, as on one pool, where the exports keep the nodes busy);
+    each wave's exports then wait ``export_up`` (their nodes' start-up and the longest export) from the first of
+    their rounds, beyond half a round."""
     dw = d * max(1.0, limit / slots)
     waves = math.ceil(jobs / limit)
     call, keep = o.storage_call_s, o.idle_s + o.scan_s / 2
@@ -549,12 +558,18 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     floor = min(waves - 1, math.floor((a - rb) / b))
     r1 = a - b if floor >= 1 else rb
     first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart)
+    own = per_wave > 1   # the exports on a pool of their own (see the docstring)
+    if own and cw * r1 < first_s:   # the first wave's start-up and work in whole rounds, then its exports' rounds
+        t1 = first_s + call * r1 * (per_wave - 0.5)
+        first = (t1, t1 / call, first[2])
 
     def last(requests: float, upto: int) -> int:   # the last wave up to `upto` whose rounds ask at least `requests`
         return min(upto, math.floor((a - requests) / b)) if requests > rb else upto
 
-    # later waves, as their rounds shorten: the nodes go (rounds of at least dw + keep), paced (at least dw), short
-    go, paced = last((dw + keep) / cw, waves - 1), last(dw / cw, waves - 1)
+    # later waves, as their rounds shorten: the nodes go (rounds of at least dw + keep; with an export pool, the
+    # export rounds and half a round of at least keep), paced (rounds of at least dw), short
+    go_at = keep / (call * (per_wave - 0.5)) if own else (dw + keep) / cw
+    go, paced = last(go_at, waves - 1), last(dw / cw, waves - 1)
     r_go = _requests(2, go, a, b, floor, rb)
     r_paced = _requests(max(2, go + 1), paced, a, b, floor, rb)
     lo = max(2, paced + 1)
@@ -563,13 +578,17 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     # rounds pass before the batches' exports can go (none with one round a wave: it outlasts them)
     late = last((up + dw) / call, go)
     n_late = max(0, go - max(2, late + 1) + 1)
-    extra = n_late * (up + dw) - call * _requests(max(2, late + 1), go, a, b, floor, rb)
+    extra = n_late * (up + dw) - call * _requests(max(2, late + 1), go, a, b, floor, rb) * (0.5 if own else 1.0)
+    if own and export_up > 0:   # the exports wait for their nodes beyond half a round
+        slow = last(2 * export_up / call, go)
+        extra += (max(0, go - max(2, slow + 1) + 1) * export_up
+                  - call * _requests(max(2, slow + 1), go, a, b, floor, rb) / 2)
     seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + cw * r_short / 2
     requests = (first[1] + per_wave * (r_go + r_paced) + extra / call + n_short * dw / call
                 + per_wave * r_short / 2)
     idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
             + cw * r_short / 2)
-    first_go = cw * r1 >= first_s + keep
+    first_go = call * r1 * (per_wave - 0.5) >= keep if own else cw * r1 >= first_s + keep
     return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go)
 
 
@@ -675,7 +694,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
         dw = d / f * max(1.0, wave / (n * k))
         rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + dw, d / f, t_up, o.startup_s(seg_m),
-                                len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports))
+                                len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports),
+                                0.0 if same_pool or not exports else o.replacement_s(tail_m) + longest)
         added = rounds.seconds - t_up - math.ceil(jobs / wave) * dw   # what the rounds add to the waves' work
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         filled = max(waves * d, jobs * (d / k + per_batch) / n)                     # batch's follow it
