@@ -529,13 +529,13 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     jobs' ends once none waits are not counted, nor the scheduler's own time (0.01 ms a waiting job and round with
     the cluster profiles' greedy scheduler): the requests are an upper bound, as is their rate.
 
-    With the exports on a pool of their own (``per_wave`` > 1) a wave holds all of Snakemake's jobs until its last
-    job ends, so a round that ends before then sends nothing: a wave takes whole rounds (on average half a round
-    more than its work) and its exports ``per_wave - 1`` rounds more. Staged, the run starts with no node, and the
-    nodes then go between waves for as long as those export rounds and that half round outlast ``idle_s`` (not
-    until a whole cycle outlasts it plus a wave's work, as on one pool, where the exports keep the nodes busy);
-    each wave's exports then wait ``export_up`` (their nodes' start-up and the longest export) from the first of
-    their rounds, beyond half a round."""
+    With staged fields and the exports on a pool of their own (``per_wave`` > 1), a wave holds all of Snakemake's
+    jobs until its last job ends, so a round that ends before then sends nothing: a wave takes whole rounds (on
+    average half a round more than its start-up and work) and its exports ``per_wave - 1`` rounds more. The run
+    starts with no node, so the nodes go between waves from the first on, and again for as long as those export
+    rounds and that half round outlast ``idle_s`` (on one pool, where the exports keep the nodes busy, only once a
+    whole cycle outlasts it plus a wave's work); each wave's exports then wait ``export_up`` (their nodes' start-up
+    and the longest export) from the first of their rounds, beyond half a round."""
     dw = d * max(1.0, limit / slots)
     waves = math.ceil(jobs / limit)
     call, keep = o.storage_call_s, o.idle_s + o.scan_s / 2
