@@ -800,9 +800,11 @@ def build_parser() -> argparse.ArgumentParser:
     goal.add_argument("--budget", type=float, default=None, help="USD: the least time within it")
     p.add_argument("--max-gpus", type=int, default=None, help="GPU quota (default: none)")
     p.add_argument("--max-nodes", type=int, default=100, help="most nodes in all pools (default 100)")
-    p.add_argument("--prices", default="gke-us-central1", help="price table name in config/prices or a path")
-    p.add_argument("--profiles", type=Path, default=Path("config/throughput"),
-                   help="folder of throughput profiles (default config/throughput)")
+    p.add_argument("--prices", default="gke-us-central1",
+                   help="price table: a name in config/prices (else among the shipped tables) or a path")
+    p.add_argument("--profiles", type=Path, default=None,
+                   help="folder of throughput profiles (default config/throughput in the current folder, else the "
+                        "shipped profiles)")
     p.add_argument("--preemption", type=float, default=0.05,
                    help="spot preemptions per node-hour (default 0.05 = 5%%)")
     p.add_argument("--on-demand", action="store_true", help="no spot nodes")

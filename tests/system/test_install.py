@@ -83,6 +83,9 @@ def test_wheel_carries_the_models_and_schemas(installed):
             assert f"cellscale/models/{model}/{name}" in names
     schemas = {p.name for p in (ROOT / "src" / "cellscale" / "schemas").glob("*.yaml")}
     assert schemas and all(f"cellscale/schemas/{name}" in names for name in schemas)
+    for kind in ("prices", "throughput"):   # the price tables and throughput profiles cellscale plan reads
+        shipped = {p.name for p in (ROOT / "config" / kind).glob("*.yaml")}
+        assert shipped and all(f"cellscale/cost/tables/{kind}/{name}" in names for name in shipped)
 
 
 def test_installed_package_finds_its_own_models(installed, tmp_path):
@@ -121,3 +124,27 @@ def test_installed_command_segments_a_demo_image_from_another_folder(installed):
     labels = tifffile.imread(installed["cwd"] / "labels.tif")
     assert labels.dtype == np.uint32 and labels.ndim == 2
     assert labels.max() > 5, out.stdout  # cells found
+
+
+def test_installed_command_plans_from_another_folder(installed):
+    """``cellscale plan`` outside a checkout (no config/ there) reads the shipped price table and profiles; a
+    table of its own in the current folder's config/prices goes first."""
+    cli = installed["venv"] / "bin" / "cellscale"
+    args = [str(cli), "plan", "--images", "2000", "--deadline", "6", "--json"]
+    out = subprocess.run(args, cwd=installed["cwd"], env=installed["env"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    shipped = json.loads(out.stdout)
+    site = installed["site"] / "cellscale" / "cost" / "tables"
+    assert Path(shipped["prices"]["path"]) == site / "prices" / "gke-us-central1.yaml"
+    assert shipped["pools"] and shipped["cost_usd"] > 0
+    own = installed["cwd"] / "config" / "prices"
+    own.mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "prices" / "gke-us-central1.yaml", own / "gke-us-central1.yaml")
+    try:
+        out = subprocess.run(args, cwd=installed["cwd"], env=installed["env"], capture_output=True, text=True,
+                             timeout=300)
+    finally:
+        shutil.rmtree(installed["cwd"] / "config")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["prices"]["path"] == "config/prices/gke-us-central1.yaml"

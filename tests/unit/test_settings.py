@@ -28,6 +28,14 @@ def test_the_workflow_schemas_are_the_packaged_ones(name):
     assert settings.schema(name) == yaml.safe_load(link.read_text())
 
 
+@pytest.mark.parametrize("kind", ["prices", "throughput"])
+def test_the_configs_price_tables_and_profiles_are_the_packaged_ones(kind):
+    link = ROOT / "config" / kind
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    assert link.resolve() == (ROOT / "src" / "cellscale" / "cost" / "tables" / kind).resolve()
+    assert any(link.glob("*.yaml"))
+
+
 def _objects(node, where="config"):
     """Every (path, subschema) of the schema that describes an object."""
     if isinstance(node, dict):

@@ -50,7 +50,7 @@ from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, 
                     Prediction, Workload, allocatable_mb, class_b_usd, export_nodes, fits, job_figures, predict,
                     segment_rate, slots_per_node, tail_memory_mb)
 from .prices import PriceTable
-from .throughput import ThroughputProfile, load_profile
+from .throughput import PROFILE_DIR, SHIPPED_PROFILES, ThroughputProfile, load_profile
 
 SHARDS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 #: shards above this only for workloads whose images are all at most this large: the workflow batches every image
@@ -108,7 +108,8 @@ class Plan:
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
                                      for x in workload.exports}},
             "objective": self.objective, "limit": self.limit,
-            "prices": {"table": self.prices.name, "date": self.prices.date, "source": self.prices.source},
+            "prices": {"table": self.prices.name, "date": self.prices.date, "source": self.prices.source,
+                       "path": self.prices.path},
             "candidates": self.candidates, "solve_s": round(self.solve_s, 3),
             "notes": p.notes,
             "assumptions": self.assumptions,
@@ -119,8 +120,11 @@ def _number(x: float) -> int | float:
     return int(x) if float(x).is_integer() else x
 
 
-def load_profiles(folder: Path | str) -> dict[str, ThroughputProfile]:
-    """Every profile in ``folder``, keyed by its machine type."""
+def load_profiles(folder: Path | str | None = None) -> dict[str, ThroughputProfile]:
+    """Every profile in ``folder``, keyed by its machine type; None: ``config/throughput`` in the current folder
+    when there is one (a workflow checkout, or your own profiles), else the shipped profiles."""
+    if folder is None:
+        folder = PROFILE_DIR if PROFILE_DIR.is_dir() else SHIPPED_PROFILES
     out = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         p = load_profile(path)

@@ -35,6 +35,9 @@ from pathlib import Path
 import yaml
 
 PRICE_DIR = Path("config/prices")   # relative to the workflow's folder, like the other config files
+# the shipped tables travel with the package (the checkout's config/prices links here), so a bare name also works
+# outside a checkout: ``cellscale plan`` in any folder
+SHIPPED_PRICES = Path(__file__).parent / "tables" / "prices"
 DEFAULT_TABLE = "gke-us-central1"
 
 
@@ -81,22 +84,26 @@ _REQUIRED = ("name", "date", "source", "currency", "machines")
 _MACHINE_KEYS = {"vcpus", "memory_gib", "on_demand", "spot", "gpu", "gpus"}
 
 
-def read_named_yaml(name_or_path: str | Path, folder: Path | str, what: str) -> tuple[Path, dict]:
+def read_named_yaml(name_or_path: str | Path, folder: Path | str, what: str,
+                    shipped: Path | None = None) -> tuple[Path, dict]:
     """The YAML document at a path as given, or at ``<folder>/<name>.yaml`` for a bare name such as
-    ``gke-us-central1``; a missing file is an error naming it and the names ``folder`` has (``what``: "price
-    table", "throughput profile")."""
+    ``gke-us-central1``, else at ``<shipped>/<name>.yaml`` (the package's own tables); a missing file is an error
+    naming it and the names each folder has (``what``: "price table", "throughput profile")."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml") and not path.exists():
         path = Path(folder) / f"{name_or_path}.yaml"
+        if not path.exists() and shipped is not None and (shipped / path.name).exists():
+            path = shipped / path.name
     if not path.exists():
-        raise FileNotFoundError(f"{what} {path}: no such file ({what}s in {folder}: "
-                                f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.yaml'))) or 'none'})")
+        have = "; ".join(f"{what}s in {d}: {', '.join(sorted(p.stem for p in Path(d).glob('*.yaml'))) or 'none'}"
+                         for d in dict.fromkeys([Path(folder)] + ([shipped] if shipped is not None else [])))
+        raise FileNotFoundError(f"{what} {path}: no such file ({have})")
     return path, yaml.safe_load(path.read_text()) or {}
 
 
 def load_prices(name_or_path: str | Path = DEFAULT_TABLE, folder: Path | str = PRICE_DIR) -> PriceTable:
     """Read and check a price table; a missing key or a negative price is an error naming the file."""
-    path, doc = read_named_yaml(name_or_path, folder, "price table")
+    path, doc = read_named_yaml(name_or_path, folder, "price table", SHIPPED_PRICES)
     missing = [k for k in _REQUIRED if k not in doc]
     if missing:
         raise ValueError(f"price table {path}: missing {', '.join(missing)}")

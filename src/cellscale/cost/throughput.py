@@ -39,6 +39,7 @@ from cellscale.cost.jobs import RUN_LEVEL
 from cellscale.cost.prices import read_named_yaml
 
 PROFILE_DIR = Path("config/throughput")
+SHIPPED_PROFILES = Path(__file__).parent / "tables" / "throughput"   # the checkout's config/throughput links here
 ORIGINS = ("measured", "assumed")
 
 
@@ -87,7 +88,7 @@ class ThroughputProfile:
 
 
 def load_profile(name_or_path: str | Path, folder: Path | str = PROFILE_DIR) -> ThroughputProfile:
-    path, doc = read_named_yaml(name_or_path, folder, "throughput profile")
+    path, doc = read_named_yaml(name_or_path, folder, "throughput profile", SHIPPED_PROFILES)
     for key in ("name", "machine", "rules"):
         if key not in doc:
             raise ValueError(f"throughput profile {path}: missing {key}")
