@@ -803,8 +803,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prices", default="gke-us-central1",
                    help="price table: a name in config/prices (else among the shipped tables) or a path")
     p.add_argument("--profiles", type=Path, default=None,
-                   help="folder of throughput profiles (default config/throughput in the current folder, else the "
-                        "shipped profiles)")
+                   help="folder of throughput profiles (default: the shipped profiles, those in the current "
+                        "folder's config/throughput replacing them by machine type)")
     p.add_argument("--preemption", type=float, default=0.05,
                    help="spot preemptions per node-hour (default 0.05 = 5%%)")
     p.add_argument("--on-demand", action="store_true", help="no spot nodes")

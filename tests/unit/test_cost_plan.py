@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from support import ROOT
 
 from cellscale.cli import main
@@ -75,6 +76,27 @@ def test_every_shipped_profile_is_priced_labelled_and_complete():
         assert seg.gpu == bool(m.gpus), machine
         if not m.gpus:   # CPU machines run the tail too
             assert {"plan_batches", "aggregate_measurements", "report_fields", "summary"} <= set(profile.rules)
+
+
+def test_default_profiles_are_the_shipped_ones_with_the_current_folders_own_in_their_place(tmp_path, monkeypatch):
+    """Outside a checkout: the shipped profiles and tables; a profile of your own in ./config/throughput replaces
+    the shipped one of its machine type (the others stay), and a bare table name finds ./config/prices first."""
+    monkeypatch.chdir(tmp_path)
+    shipped = load_profiles()
+    assert set(SHIPPED) <= set(shipped) and load_prices().path.endswith("tables/prices/gke-us-central1.yaml")
+    own = tmp_path / "config" / "throughput"
+    own.mkdir(parents=True)
+    doc = yaml.safe_load((ROOT / "config/throughput/n2-standard-16.yaml").read_text())
+    doc["name"], doc["rules"]["segment_batch"]["how"] = "my-pilot", "fitted from my pilot run " * 3
+    (own / "my-pilot.yaml").write_text(yaml.safe_dump(doc))
+    mine = load_profiles()
+    assert set(mine) == set(shipped) and mine["n2-standard-16"].name == "my-pilot"
+    assert all(mine[m] == shipped[m] for m in shipped if m != "n2-standard-16")
+    assert set(load_profiles(own)) == {"n2-standard-16"}   # a folder named: that folder alone
+    (tmp_path / "config" / "prices").mkdir()
+    (tmp_path / "config" / "prices" / "gke-us-central1.yaml").write_bytes(
+        (ROOT / "config/prices/gke-us-central1.yaml").read_bytes())
+    assert load_prices().path == "config/prices/gke-us-central1.yaml"
 
 
 def test_workload_jobs_follow_plan_batches_packing():

@@ -121,12 +121,14 @@ def _number(x: float) -> int | float:
 
 
 def load_profiles(folder: Path | str | None = None) -> dict[str, ThroughputProfile]:
-    """Every profile in ``folder``, keyed by its machine type; None: ``config/throughput`` in the current folder
-    when there is one (a workflow checkout, or your own profiles), else the shipped profiles."""
-    if folder is None:
-        folder = PROFILE_DIR if PROFILE_DIR.is_dir() else SHIPPED_PROFILES
+    """Every profile in ``folder``, keyed by its machine type. None: the shipped profiles, each replaced by the one
+    for the same machine type in the current folder's ``config/throughput`` when there is one (your own, e.g. fitted
+    by ``cellscale throughput`` from a pilot run), which may also add machine types."""
+    folders = [Path(folder)] if folder is not None else [SHIPPED_PROFILES]
+    if folder is None and PROFILE_DIR.is_dir() and PROFILE_DIR.resolve() != SHIPPED_PROFILES.resolve():
+        folders.append(PROFILE_DIR)
     out = {}
-    for path in sorted(Path(folder).glob("*.yaml")):
+    for path in (path for f in folders for path in sorted(f.glob("*.yaml"))):
         p = load_profile(path)
         out[p.machine] = p
     if not out:
