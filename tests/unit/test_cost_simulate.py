@@ -203,6 +203,18 @@ def test_rounds_that_pace_one_pool_add_their_time_to_its_exports_work(machine, n
     assert p.hours == pytest.approx(r.hours, rel=0.05) and p.cost_usd == pytest.approx(r.cost_usd, rel=0.10)
 
 
+@pytest.mark.parametrize("images,nodes", [(10**4, 8), (10**5, 8), (10**5, 64)])
+def test_direct_rounds_go_on_while_the_filled_slots_hold_jobs_back(images, nodes):
+    """Fields read directly, one pool running the segment jobs and the exports: the short rounds go on for as long
+    as jobs wait, which is as long as the pool's filled slots (segment and export work) hold them back, not only the
+    segment waves. Counting the waves alone, the planner had 19-24% fewer requests than the simulation."""
+    w = Workload(images, 1.0, run_tables=False, read_fields="direct")
+    pool = PoolChoice("spot-cpu", "n1-standard-8", nodes, True)
+    choice = Choice(pool, pool, 16.0)
+    p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
+    assert r.round_requests > 0 and p.round_requests == pytest.approx(r.round_requests, rel=0.08)
+
+
 @pytest.mark.parametrize("images,gpus", [(3000, 1), (5000, 2), (5000, 6)])
 def test_staged_waves_with_an_export_pool_of_their_own_take_whole_rounds(images, gpus):
     """Staged fields, the exports on a pool of their own: a wave holds all of Snakemake's jobs until its last job

@@ -689,7 +689,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     # two waves of segment jobs, rounds send the finished batches' exports (they go first): on one pool, taken as
     # jobs / (1 + exports a batch) segment jobs every round; on two, as Snakemake's jobs every 1 + exports rounds
     limit = snakemake_jobs(w, choice, n, k, g.export_slots)
-    rounds, added = NO_WAIT, 0.0
+    rounds, added, slow = NO_WAIT, 0.0, 0.0
     if jobs > limit and o.storage_call_s > 0:
         wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
         dw = d / f * max(1.0, wave / (n * k))
@@ -703,6 +703,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # the rounds add their time, not a share of the exports' work (a finished wave's exports run while the
         # next rounds go): a stretch of the filled slots counted that work again, up to 42% over the simulation
         t_work = t_plain + added
+        if rounds.requests and not w.fields_staged:   # short rounds go on while jobs wait: as long as the filled
+            slow = max(0.0, filled / f - math.ceil(jobs / wave) * dw)   # slots hold them back, not only the waves
     else:
         t_work = waves * d / f + added
     t_seg = t_up + t_work
@@ -739,7 +741,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
         busy = ((waves - 1) * n + nodes_last) * d / f
     busy += n * (rounds.idle_node_s + held)    # waiting for the rounds (or started again after them), the exports
-    round_requests = rounds.requests + (held / o.storage_call_s if rounds.requests else 0.0)   # jobs wait meanwhile
+    round_requests = rounds.requests + ((held + slow) / o.storage_call_s if rounds.requests else 0.0)   # jobs wait
     end_gap = o.idle_s + o.scan_s / 2
     preemptions = rate_s * n * t_work
     # a preempted node's billing stops; its replacement's starts scan_s/2 + provision_s later
