@@ -580,9 +580,9 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     n_late = max(0, go - max(2, late + 1) + 1)
     extra = n_late * (up + dw) - call * _requests(max(2, late + 1), go, a, b, floor, rb) * (0.5 if own else 1.0)
     if own and export_up > 0:   # the exports wait for their nodes beyond half a round
-        slow = last(2 * export_up / call, go)
-        extra += (max(0, go - max(2, slow + 1) + 1) * export_up
-                  - call * _requests(max(2, slow + 1), go, a, b, floor, rb) / 2)
+        exports_hidden = last(2 * export_up / call, go)
+        extra += (max(0, go - max(2, exports_hidden + 1) + 1) * export_up
+                  - call * _requests(max(2, exports_hidden + 1), go, a, b, floor, rb) / 2)
     seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + cw * r_short / 2
     requests = (first[1] + per_wave * (r_go + r_paced) + extra / call + n_short * dw / call
                 + per_wave * r_short / 2)
@@ -689,7 +689,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     # two waves of segment jobs, rounds send the finished batches' exports (they go first): on one pool, taken as
     # jobs / (1 + exports a batch) segment jobs every round; on two, as Snakemake's jobs every 1 + exports rounds
     limit = snakemake_jobs(w, choice, n, k, g.export_slots)
-    rounds, added, slow = NO_WAIT, 0.0, 0.0
+    rounds, added, filled_wait = NO_WAIT, 0.0, 0.0
     if jobs > limit and o.storage_call_s > 0:
         wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
         dw = d / f * max(1.0, wave / (n * k))
@@ -704,7 +704,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # next rounds go): a stretch of the filled slots counted that work again, up to 42% over the simulation
         t_work = t_plain + added
         if rounds.requests and not w.fields_staged:   # short rounds go on while jobs wait: as long as the filled
-            slow = max(0.0, filled / f - math.ceil(jobs / wave) * dw)   # slots hold them back, not only the waves
+            filled_wait = max(0.0, filled / f - math.ceil(jobs / wave) * dw)   # slots hold them back, not the waves
     else:
         t_work = waves * d / f + added
     t_seg = t_up + t_work
@@ -741,7 +741,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
         busy = ((waves - 1) * n + nodes_last) * d / f
     busy += n * (rounds.idle_node_s + held)    # waiting for the rounds (or started again after them), the exports
-    round_requests = rounds.requests + ((held + slow) / o.storage_call_s if rounds.requests else 0.0)   # jobs wait
+    # jobs wait meanwhile
+    round_requests = rounds.requests + ((held + filled_wait) / o.storage_call_s if rounds.requests else 0.0)
     end_gap = o.idle_s + o.scan_s / 2
     preemptions = rate_s * n * t_work
     # a preempted node's billing stops; its replacement's starts scan_s/2 + provision_s later
