@@ -557,14 +557,18 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     rb = o.round_b
     floor = min(waves - 1, math.floor((a - rb) / b))
     r1 = a - b if floor >= 1 else rb
-    first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart)
     own = per_wave > 1   # the exports on a pool of their own (see the docstring)
+    first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart)
     if own and cw * r1 < first_s:   # the first wave's start-up and work in whole rounds, then its exports' rounds
         t1 = first_s + call * r1 * (per_wave - 0.5)
-        first = (t1, t1 / call, first[2])
+        first = (t1, t1 / call, first[2])   # rounds back to back: a request every `call` s
 
     def last(requests: float, upto: int) -> int:   # the last wave up to `upto` whose rounds ask at least `requests`
         return min(upto, math.floor((a - requests) / b)) if requests > rb else upto
+
+    def beyond(requests: float) -> tuple[int, float]:   # the waves 2 .. go whose rounds ask fewer: number, requests
+        lo = max(2, last(requests, go) + 1)
+        return max(0, go - lo + 1), _requests(lo, go, a, b, floor, rb)
 
     # later waves, as their rounds shorten: the nodes go (rounds of at least dw + keep; with an export pool, the
     # export rounds and half a round of at least keep), paced (rounds of at least dw), short
@@ -576,13 +580,11 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     n_short, r_short = max(0, waves - lo), _requests(lo, waves - 1, a, b, floor, rb)
     # where the nodes go, a wave's segment jobs wait for new ones: when that and their work outlast a round, more
     # rounds pass before the batches' exports can go (none with one round a wave: it outlasts them)
-    late = last((up + dw) / call, go)
-    n_late = max(0, go - max(2, late + 1) + 1)
-    extra = n_late * (up + dw) - call * _requests(max(2, late + 1), go, a, b, floor, rb) * (0.5 if own else 1.0)
+    n_late, r_late = beyond((up + dw) / call)
+    extra = n_late * (up + dw) - call * r_late * (0.5 if own else 1.0)
     if own and export_up > 0:   # the exports wait for their nodes beyond half a round
-        exports_hidden = last(2 * export_up / call, go)
-        extra += (max(0, go - max(2, exports_hidden + 1) + 1) * export_up
-                  - call * _requests(max(2, exports_hidden + 1), go, a, b, floor, rb) / 2)
+        n_exp, r_exp = beyond(2 * export_up / call)
+        extra += n_exp * export_up - call * r_exp / 2
     seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + cw * r_short / 2
     requests = (first[1] + per_wave * (r_go + r_paced) + extra / call + n_short * dw / call
                 + per_wave * r_short / 2)
@@ -668,7 +670,7 @@ def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfi
     return JobFigures(jobs, k, segment_job_s(w, seg_rate, shard, o), exports, plan_batches_s(w, tail_profile, o, jobs),
                       launcher_storage_s(w, o, jobs), tail_job_s(w, tail_profile, o),
                       longest=max((e for e, _ in exports), default=0.0), per_batch=sum(e / kr for e, kr in exports),
-                      export_slots=max((kr for _, kr in exports), default=0))
+                      export_slots=export_slots(exports))
 
 
 def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
@@ -696,7 +698,8 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + dw, d / f, t_up, o.startup_s(seg_m),
                                 len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports),
                                 0.0 if same_pool or not exports else o.replacement_s(tail_m) + longest)
-        added = rounds.seconds - t_up - math.ceil(jobs / wave) * dw   # what the rounds add to the waves' work
+        wave_work = math.ceil(jobs / wave) * dw
+        added = rounds.seconds - t_up - wave_work   # what the rounds add to the waves' work
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
         filled = max(waves * d, jobs * (d / k + per_batch) / n)                     # batch's follow it
         t_plain = (filled + longest) / f
@@ -704,7 +707,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # next rounds go): a stretch of the filled slots counted that work again, up to 42% over the simulation
         t_work = t_plain + added
         if rounds.requests and not w.fields_staged:   # short rounds go on while jobs wait: as long as the filled
-            filled_wait = max(0.0, filled / f - math.ceil(jobs / wave) * dw)   # slots hold them back, not the waves
+            filled_wait = max(0.0, filled / f - wave_work)   # slots hold them back, not only the waves
     else:
         t_work = waves * d / f + added
     t_seg = t_up + t_work
@@ -767,6 +770,11 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                       preemptions=preemptions, round_requests=round_requests,
                       note_inputs=(w, choice, prices, o, preemption, d, jobs, sum(breakdown.values()), wall_s,
                                    t_launcher))
+
+
+def export_slots(exports: list) -> int:
+    """The most export jobs a node runs (0 without exports), of :func:`export_jobs`' (seconds, jobs a node)."""
+    return max((kr for _, kr in exports), default=0)
 
 
 def snakemake_jobs(w: Workload, choice: Choice, n: int, k: int, export_slots: int) -> int:

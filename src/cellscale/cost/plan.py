@@ -132,7 +132,7 @@ def load_profiles(folder: Path | str | None = None) -> dict[str, ThroughputProfi
         p = load_profile(path)
         out[p.machine] = p
     if not out:
-        raise FileNotFoundError(f"no throughput profiles in {folder}")
+        raise FileNotFoundError(f"no throughput profiles in {' or '.join(map(str, folders))}")
     return out
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from .model import (TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs, plan_batches_s,
-                    run_costs, segment_job_s, segment_rate, slots_per_node, snakemake_jobs, tail_job_s)
+from .model import (TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs, export_slots,
+                    plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node, snakemake_jobs, tail_job_s)
 from .prices import PriceTable
 from .throughput import ThroughputProfile
 
@@ -280,7 +280,7 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     tails = tail_job_s(w, tail_profile, o)
     finished = {}
     n = min(choice.segment.nodes, math.ceil(jobs / k))
-    sim.limit = snakemake_jobs(w, choice, n, k, max((kr for _, kr in exports), default=0))
+    sim.limit = snakemake_jobs(w, choice, n, k, export_slots(exports))
     fields = w.images / jobs
 
     def batch():
