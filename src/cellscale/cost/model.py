@@ -728,8 +728,9 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                                              + wave * per_batch) - n_exp * rounds.go_s
             exp_node_s = max(exp_node_s, jobs * per_batch)
         # exports that do not keep up fill Snakemake's jobs (they go first): the segment jobs then follow them, and
-        # the segment nodes stay until the exports are nearly done
-        held = max(0.0, end - longest - t_seg)
+        # the segment nodes stay until the exports are nearly done. Not when Snakemake's jobs took every segment job
+        # in the first round: then none waits behind the exports, and each node goes idle_s after its own last job
+        held = max(0.0, end - longest - t_seg) if jobs > limit else 0.0
     t_tail_up = 0.0 if same_pool or not w.run_tables or exports else o.replacement_s(tail_m)
     t_tail = t_tail_up + tail_work if w.run_tables else 0.0
     wall_s = t_plan + t_seg + t_exports + t_tail
