@@ -255,7 +255,7 @@ def _plan(args) -> int:
                       max_gpus=args.max_gpus, max_nodes=args.max_nodes, preemption=args.preemption,
                       spot_options=(False,) if args.on_demand else (True, False),
                       segment_machines=args.segment_machines,
-                      o=Overheads(storage_call_s=args.storage_call_ms / 1000))
+                      o=Overheads(storage_call_s=args.storage_call_ms / 1000), simulate_seeds=args.simulate)
     except Infeasible as err:
         print(f"cellscale plan: infeasible: {err}", file=sys.stderr)
         return 2
@@ -833,6 +833,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=Path("config/config.yaml"),
                    help="the workflow config whose output.formats, batches.label_files and segment.augment the "
                         "plan prices (default config/config.yaml)")
+    p.add_argument("--simulate", type=int, default=3, metavar="SEEDS",
+                   help="run the chosen plan through the event simulation (SimPy) with SEEDS seeds of preemption "
+                        "(one run when nothing is random) and print its time and cost beside the prediction; where "
+                        "the simulated run misses the deadline or the budget, plan again with the limit scaled by "
+                        "the prediction's error (up to 3 times). With --out it draws DIR/simulated.png, nodes and "
+                        "running jobs over time. 0: the prediction alone (default 3)")
     p.add_argument("--segment-machines", nargs="+", default=None, metavar="TYPE",
                    help="only these machine types for segment_batch (e.g. g2-standard-4)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
