@@ -31,6 +31,14 @@ Sections:
 - agreement with the launcher's scheduling rounds: the same grid with every Cloud Storage request taking its time
   (Overheads()), so the jobs beyond Snakemake's `jobs` wait through rounds, fields read by the jobs (10^4-10^6) and
   staged (10^4: every round asks about every waiting field); 3 seeds; the rounds' requests side by side.
+- chosen: the plans `cellscale plan` itself chooses, against the simulation of each (3 seeds, 5%/node-hour): 500,
+  5,000 and 50,000 one-Mpx fields, 2,000 of 4 Mpx, 300 of 16 Mpx and 100 of 64 Mpx; fields staged and read
+  directly; OME-TIFF labels alone and the shipped formats; deadlines 0.5, 1 and 4 h, budgets $1, $5 and $50;
+  every machine type, or the segment pool forced to L4 (g2-standard-8), T4 or A100; the launcher's requests taking
+  their time.
+  Prints the errors' spread, the plans beyond 10%, how many prediction-only plans miss their limit when simulated,
+  and how many of those the check by simulation (plan(simulate_seeds=3)) mends. --quick: 500 and 5,000 fields,
+  OME-TIFF labels alone, every machine type or L4.
 - measure (only with --measure N): the workflow on N fields of 1024 x 1024 px on this machine, the benchmark
   files of its rules (the source of config/throughput's CPU figures: N = 200) and the files its batch outputs
   hold per field (cellscale.cost.model.EXPORTS).
@@ -41,6 +49,7 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -224,6 +233,63 @@ def _grid(args, prices, profiles, sizes, seeds, o: Overheads, read_fields: str) 
     return {"rows": rows, "max_err_time": worst[0], "max_err_cost": worst[1]}
 
 
+def section_chosen(args, prices, profiles) -> dict:
+    """The planner's own choices simulated: where the model is off, it is off on the plans users get."""
+    seeds = (0, 1, 2)
+    loads = ((500, 1.0), (5000, 1.0)) if args.quick else ((500, 1.0), (5000, 1.0), (50000, 1.0), (2000, 4.0),
+                                                          (300, 16.0), (100, 64.0))
+    formats = (("ome-tiff",),) if args.quick else (("ome-tiff",), ("ome-tiff", "ome-zarr", "spatialdata"))
+    forced = (None, "g2-standard-8") if args.quick else (None, "g2-standard-8", "n1-standard-4-t4", "a2-highgpu-1g")
+    limits = (("deadline", 0.5), ("deadline", 1.0), ("deadline", 4.0), ("budget", 1.0), ("budget", 5.0),
+              ("budget", 50.0))
+    print(f"\n## Agreement on the plans the planner chooses ({len(loads)} workloads x fields staged and direct x "
+          f"{len(formats)} format sets x deadlines 0.5, 1, 4 h and budgets $1, $5, $50 x "
+          f"{' / '.join(f or 'any machine' for f in forced)}; {PREEMPTION:.0%}/node-hour, {len(seeds)} seeds; the "
+          f"launcher's requests take their time)")
+    rows = []
+    for (n, mpx), read_fields, fmt, (kind, limit), machine in itertools.product(
+            loads, ("staged", "direct"), formats, limits, forced):
+        w = Workload(n, mpx, read_fields=read_fields, formats=fmt)
+        ask = dict(deadline_h=limit) if kind == "deadline" else dict(budget_usd=limit)
+        machines = [machine] if machine else None
+        try:
+            p = plan(w, profiles, prices, preemption=PREEMPTION, segment_machines=machines, **ask)
+        except Infeasible:
+            continue
+        h, cost, _ = simulate_mean(w, p.choice, profiles, prices, Overheads(), PREEMPTION, seeds)
+        misses = (h if kind == "deadline" else cost) > limit
+        row = dict(images=n, mpx=mpx, read_fields=read_fields, formats=len(fmt), limit=f"{kind} {limit:g}",
+                   machine=machine or "any", choice=str(p.choice), plan_h=p.prediction.hours, sim_h=h,
+                   plan_usd=p.prediction.cost_usd, sim_usd=cost, misses=misses)
+        if misses:   # what the check by simulation makes of it
+            checked = plan(w, profiles, prices, preemption=PREEMPTION, segment_machines=machines,
+                           simulate_seeds=len(seeds), **ask)
+            row.update(checked_meets=checked.simulated.meets_limit, checked_choice=str(checked.choice),
+                       checked_sim_h=checked.simulated.hours, checked_sim_usd=checked.simulated.cost_usd)
+        rows.append(row)
+    errs = [(abs(r["plan_h"] / r["sim_h"] - 1), abs(r["plan_usd"] / r["sim_usd"] - 1)) for r in rows]
+    beyond = [(r, e) for r, e in zip(rows, errs) if max(e) > 0.10]
+    print(f"{len(rows)} feasible plans: time error mean {sum(e[0] for e in errs) / len(errs):.1%}, worst "
+          f"{max(e[0] for e in errs):.1%}; cost error mean {sum(e[1] for e in errs) / len(errs):.1%}, worst "
+          f"{max(e[1] for e in errs):.1%}; beyond 5%: {sum(max(e) > 0.05 for e in errs)}, beyond 10%: {len(beyond)}")
+    for r, (et, ec) in beyond:
+        print(f"  beyond 10%: {r['images']} x {r['mpx']:g} Mpx, {r['read_fields']}, {r['formats']} format(s), "
+              f"{r['limit']}, {r['machine']}: planned {r['plan_h']:.3f} h ${r['plan_usd']:.2f}, simulated "
+              f"{r['sim_h']:.3f} h ${r['sim_usd']:.2f} ({et:.1%}, {ec:.1%})")
+    missed = [r for r in rows if r["misses"]]
+    mended = sum(r["checked_meets"] for r in missed)
+    print(f"prediction-only plans whose simulated run misses the deadline or budget: {len(missed)} of {len(rows)}; "
+          f"checked by simulation, {mended} of them meet it")
+    for r in missed:
+        print(f"  {r['images']} x {r['mpx']:g} Mpx, {r['read_fields']}, {r['limit']}, {r['machine']}: simulated "
+              f"{r['sim_h']:.3f} h ${r['sim_usd']:.2f} -> checked {r['checked_sim_h']:.3f} h "
+              f"${r['checked_sim_usd']:.2f} ({'meets' if r['checked_meets'] else 'STILL MISSES'})")
+    return {"rows": rows, "mean_err_time": sum(e[0] for e in errs) / len(errs),
+            "max_err_time": max(e[0] for e in errs), "mean_err_cost": sum(e[1] for e in errs) / len(errs),
+            "max_err_cost": max(e[1] for e in errs), "beyond_10": len(beyond), "missed": len(missed),
+            "mended": mended}
+
+
 def section_speed(args, prices, profiles) -> dict:
     w = Workload(10**6, 1.0, run_tables=False)
     t0 = time.perf_counter()
@@ -335,6 +401,7 @@ def main() -> int:
     out = {} if args.measure_only else {"kiosk": section_kiosk(args, prices, profiles, kiosk),
                                         "agreement": section_agreement(args, prices, profiles),
                                         "agreement_rounds": section_rounds(args, prices, profiles),
+                                        "chosen": section_chosen(args, prices, profiles),
                                         "speed": section_speed(args, prices, profiles)}
     if args.measure:
         out["measure"] = section_measure(args)
