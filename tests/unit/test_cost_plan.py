@@ -288,7 +288,7 @@ def test_a_plan_whose_simulated_run_meets_the_limit_keeps_its_choice(monkeypatch
     assert runs["default"]["simulated"]["seeds"] == 3 and "simulated" not in runs["off"]
     assert runs["default"]["simulated"]["hours"] == pytest.approx(checked.simulated.hours, rel=1e-3)
     assert main(["plan", "--images", "5000", "--deadline", "2"]) == 0
-    assert "simulated (SimPy):" in capsys.readouterr().out
+    assert "simulated (SimPy, " in capsys.readouterr().out
 
 
 def test_export_formats_cost_their_jobs_and_their_objects():
