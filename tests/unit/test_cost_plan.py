@@ -18,7 +18,7 @@ from support import ROOT
 from cellscale.cli import main
 from cellscale.cost.model import (EXPORTS, Choice, Overheads, PoolChoice, Workload, export_nodes, fits, job_figures,
                                   predict, slots_per_node)
-from cellscale.cost.plan import Infeasible, load_profiles, plan, profile_fragment, write_outputs
+from cellscale.cost.plan import Infeasible, describe, load_profiles, plan, profile_fragment, write_outputs
 from cellscale.cost.prices import load_prices
 from cellscale.cost.simulate import simulate, simulate_mean
 from cellscale.settings import default
@@ -260,6 +260,11 @@ def test_a_plan_whose_simulated_run_misses_the_deadline_is_planned_again(tmp_pat
     assert (tmp_path / "plan" / "simulated.png") in paths
     assert (tmp_path / "plan" / "simulated.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "plan" / "plan.json").read_text())["simulated"]["meets_limit"] is True
+    # with 2 GPUs at most, no configuration is predicted within the deadline less that error: the plan says so
+    quota = plan(w, PROFILES, PRICES, deadline_h=1.45, segment_machines=machines, max_gpus=2, simulate_seeds=1)
+    assert quota.choice == unchecked.choice and not quota.simulated.meets_limit and not quota.simulated.replans
+    assert "misses the deadline (1.45 h): no configuration within the quotas is predicted within 1.26 h" in \
+        describe(quota, w)
 
 
 def test_a_plan_whose_simulated_run_costs_more_than_the_budget_is_planned_again():

@@ -87,6 +87,7 @@ class Simulated:
     meets_limit: bool
     replans: list[dict]
     seconds: float = 0.0         # the check's time: its simulations and the programs solved again
+    unmet: str = ""              # why a plan that misses was not planned again (empty when it meets the limit)
 
     def to_json(self, prediction: Prediction, total_mpx: float) -> dict:
         return {"hours": round(self.hours, 4), "cost_usd": round(self.cost_usd, 4),
@@ -98,7 +99,8 @@ class Simulated:
                 "failed_jobs": sum(r.failed_jobs for r in self.runs),
                 "prediction_error_hours": round(prediction.hours / self.hours - 1, 4),
                 "prediction_error_cost": round(prediction.cost_usd / self.cost_usd - 1, 4),
-                "meets_limit": self.meets_limit, "replans": self.replans, "seconds": round(self.seconds, 3)}
+                "meets_limit": self.meets_limit, "unmet": self.unmet, "replans": self.replans,
+                "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -353,13 +355,17 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
         while True:
             hours, cost, runs = simulate_mean(w, choice, profiles, prices, o, preemption, seeds)
             value, predicted = (hours, prediction.hours) if by_time else (cost, prediction.cost_usd)
-            meets = value <= limit * (1 + 1e-9)
-            if meets or len(replans) == REPLANS:
+            meets, unmet = value <= limit * (1 + 1e-9), ""
+            if not meets and len(replans) == REPLANS:
+                unmet = f"it was planned again {REPLANS} times, and each simulated run missed"
+            if meets or unmet:
                 break
             # the same error on the next choice: its prediction within limit x prediction / simulation
             bound = predicted * limit / value
             j = _solve(cands, prices, max_gpus, max_nodes, by_time, bound)
             if j is None:
+                unmet = (f"no configuration within the quotas is predicted within {bound:.2f} "
+                         f"{'h' if by_time else 'USD'} (the limit less the prediction's error)")
                 break
             replans.append({"configuration": _describe(choice), "planned_within": round(within, 4),
                             "predicted_hours": round(prediction.hours, 4),
@@ -367,7 +373,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
                             "simulated_hours": round(hours, 4), "simulated_cost_usd": round(cost, 4)})
             _, _, choice, prediction = cands[j]
             within = bound
-        simulated = Simulated(hours, cost, runs, meets, replans, time.perf_counter() - t0 - solve_s)
+        simulated = Simulated(hours, cost, runs, meets, replans, time.perf_counter() - t0 - solve_s, unmet)
     return Plan(choice, prediction, objective, limit, considered, solve_s,
                 assumptions(choice, profiles, prices, o, preemption, w.exports, w), prices, simulated)
 
@@ -541,8 +547,8 @@ def _describe_simulated(plan_: Plan, w: Workload) -> list[str]:
                      f"${r['predicted_cost_usd']:.2f} (within {limit(r['planned_within'])}) and simulated "
                      f"{r['simulated_hours']:.2f} h, ${r['simulated_cost_usd']:.2f}, past the {what}")
     if not s.meets_limit:
-        lines.append(f"  warning: the simulated run misses the {what} ({limit(plan_.limit)}) and no configuration "
-                     f"predicted within a tighter {what} passed: ask for less, or allow more nodes or GPUs")
+        lines.append(f"  warning: the simulated run misses the {what} ({limit(plan_.limit)}): {s.unmet}. Ask for "
+                     f"a {'later deadline' if what == 'deadline' else 'larger budget'}, or allow more nodes or GPUs")
     if j["failed_jobs"]:
         lines.append(f"  warning: {j['failed_jobs']} jobs ran out of retries in the simulated runs (preemption)")
     return lines
