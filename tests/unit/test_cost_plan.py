@@ -260,6 +260,9 @@ def test_a_plan_whose_simulated_run_misses_the_deadline_is_planned_again(tmp_pat
     assert (tmp_path / "plan" / "simulated.png") in paths
     assert (tmp_path / "plan" / "simulated.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "plan" / "plan.json").read_text())["simulated"]["meets_limit"] is True
+    write_outputs(unchecked, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")   # no check: no figure left over
+    assert not (tmp_path / "plan" / "simulated.png").exists()
+    assert "simulated" not in json.loads((tmp_path / "plan" / "plan.json").read_text())
     # with 2 GPUs at most, no configuration is predicted within the deadline less that error: the plan says so
     quota = plan(w, PROFILES, PRICES, deadline_h=1.45, segment_machines=machines, max_gpus=2, simulate_seeds=1)
     assert quota.choice == unchecked.choice and not quota.simulated.meets_limit and not quota.simulated.replans

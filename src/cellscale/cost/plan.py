@@ -95,7 +95,7 @@ class Simulated:
                 "hours_range": [round(min(r.hours for r in self.runs), 4), round(max(r.hours for r in self.runs), 4)],
                 "cost_range": [round(min(r.cost_usd for r in self.runs), 4),
                                round(max(r.cost_usd for r in self.runs), 4)],
-                "preemptions": sum(r.preemptions for r in self.runs) / len(self.runs),
+                "preemptions": round(sum(r.preemptions for r in self.runs) / len(self.runs), 2),
                 "failed_jobs": sum(r.failed_jobs for r in self.runs),
                 "prediction_error_hours": round(prediction.hours / self.hours - 1, 4),
                 "prediction_error_cost": round(prediction.cost_usd / self.cost_usd - 1, 4),
@@ -603,6 +603,7 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
     (out / "config.yaml").write_text(header + yaml.safe_dump(frag, sort_keys=False, width=120))
     (out / "plan.json").write_text(json.dumps(plan_.to_json(w), indent=2) + "\n")
     written = [out / "plan.json", out / "config.yaml", out / PLAN_CONFIG]
+    (out / SIMULATED_FIGURE).unlink(missing_ok=True)   # an earlier plan's, in the same folder
     if plan_.simulated:
         run, p = plan_.simulated.runs[0], plan_.prediction   # a dollar sign is escaped: matplotlib's mathtext
         written.append(figure(run, out / SIMULATED_FIGURE, f"{w.images} images x {w.mpx_per_image:g} Mpx: "
