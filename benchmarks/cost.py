@@ -2,8 +2,8 @@
 planner's answer time.
 
 Usage:
-    python benchmarks/cost.py                          # everything (about 2 min on 2 cores)
-    python benchmarks/cost.py --quick                  # CI: the Kiosk's headline plans, a small agreement grid
+    python benchmarks/cost.py                          # everything (about 25 min on 2 cores, one of them used)
+    python benchmarks/cost.py --quick                  # CI: the Kiosk's headline plans, small grids (about 20 s)
     python benchmarks/cost.py --figure docs/img/kiosk-timeline.png --json results/cost-benchmark.json   # 2 PNGs
     python benchmarks/cost.py --measure 200 --measure-only --augment none rot180   # segment.augment's speed ratio
 
