@@ -239,21 +239,18 @@ def _grid(args, prices, profiles, sizes, seeds, o: Overheads, read_fields: str) 
 #: the grid session 35 found the held-nodes error on and checked the fix with; "held out": other workloads, limits
 #: and machines, run only to report
 SHIPPED_FORMATS = ("ome-tiff", "ome-zarr", "spatialdata")
+DEVELOPMENT_LOADS = ((500, 1.0), (5000, 1.0), (50000, 1.0), (2000, 4.0), (300, 16.0), (100, 64.0))
+DEVELOPMENT_LIMITS = (("deadline", 0.5), ("deadline", 1.0), ("deadline", 4.0), ("budget", 1.0), ("budget", 5.0),
+                      ("budget", 50.0))
 CHOSEN_GRIDS = {
-    "development": (((500, 1.0), (5000, 1.0), (50000, 1.0), (2000, 4.0), (300, 16.0), (100, 64.0)),
-                    (("ome-tiff",), SHIPPED_FORMATS),
-                    (("deadline", 0.5), ("deadline", 1.0), ("deadline", 4.0), ("budget", 1.0), ("budget", 5.0),
-                     ("budget", 50.0)),
+    "development": (DEVELOPMENT_LOADS, (("ome-tiff",), SHIPPED_FORMATS), DEVELOPMENT_LIMITS,
                     (None, "g2-standard-8", "n1-standard-4-t4", "a2-highgpu-1g")),
     "held out": (((1000, 1.0), (20000, 1.0), (200000, 1.0), (800, 8.0), (150, 32.0)),
                  (("ome-tiff",), ("ome-tiff", "ome-zarr")),
                  (("deadline", 0.75), ("deadline", 2.0), ("deadline", 8.0), ("budget", 2.0), ("budget", 10.0),
                   ("budget", 100.0)),
                  (None, "g2-standard-4", "n1-standard-4-t4", "a3-highgpu-1g")),
-    "quick": (((500, 1.0), (5000, 1.0)), (("ome-tiff",),),
-              (("deadline", 0.5), ("deadline", 1.0), ("deadline", 4.0), ("budget", 1.0), ("budget", 5.0),
-               ("budget", 50.0)),
-              (None, "g2-standard-8")),
+    "quick": (DEVELOPMENT_LOADS[:2], (("ome-tiff",),), DEVELOPMENT_LIMITS, (None, "g2-standard-8")),
 }
 
 
@@ -296,9 +293,12 @@ def _chosen(name: str, prices, profiles) -> dict:
         rows.append(row)
     errs = [(abs(r["plan_h"] / r["sim_h"] - 1), abs(r["plan_usd"] / r["sim_usd"] - 1)) for r in rows]
     beyond = [(r, e) for r, e in zip(rows, errs) if max(e) > 0.10]
-    print(f"{len(rows)} feasible plans: time error mean {sum(e[0] for e in errs) / len(errs):.1%}, worst "
-          f"{max(e[0] for e in errs):.1%}; cost error mean {sum(e[1] for e in errs) / len(errs):.1%}, worst "
-          f"{max(e[1] for e in errs):.1%}; beyond 5%: {sum(max(e) > 0.05 for e in errs)}, beyond 10%: {len(beyond)}")
+    times, costs = [e[0] for e in errs], [e[1] for e in errs]
+    stats = {"mean_err_time": sum(times) / len(errs), "max_err_time": max(times),
+             "mean_err_cost": sum(costs) / len(errs), "max_err_cost": max(costs)}
+    print(f"{len(rows)} feasible plans: time error mean {stats['mean_err_time']:.1%}, worst "
+          f"{stats['max_err_time']:.1%}; cost error mean {stats['mean_err_cost']:.1%}, worst "
+          f"{stats['max_err_cost']:.1%}; beyond 5%: {sum(max(e) > 0.05 for e in errs)}, beyond 10%: {len(beyond)}")
     for r, (et, ec) in beyond:
         print(f"  beyond 10%: {r['images']} x {r['mpx']:g} Mpx, {r['read_fields']}, {r['formats']} format(s), "
               f"{r['limit']}, {r['machine']}: planned {r['plan_h']:.3f} h ${r['plan_usd']:.2f}, simulated "
@@ -312,10 +312,7 @@ def _chosen(name: str, prices, profiles) -> dict:
         print(f"  {r['images']} x {r['mpx']:g} Mpx, {r['read_fields']}, {r['limit']}, {r['machine']}: simulated "
               f"{r['sim_h']:.3f} h ${r['sim_usd']:.2f} -> checked {r['checked_sim_h']:.3f} h "
               f"${r['checked_sim_usd']:.2f} ({verdict})")
-    return {"rows": rows, "mean_err_time": sum(e[0] for e in errs) / len(errs),
-            "max_err_time": max(e[0] for e in errs), "mean_err_cost": sum(e[1] for e in errs) / len(errs),
-            "max_err_cost": max(e[1] for e in errs), "beyond_10": len(beyond), "missed": len(missed),
-            "mended": mended}
+    return {"rows": rows, **stats, "beyond_10": len(beyond), "missed": len(missed), "mended": mended}
 
 
 def section_speed(args, prices, profiles) -> dict:

@@ -81,8 +81,6 @@ class Simulated:
     ...; one run when nothing is random), and the configurations chosen before it whose simulated runs missed the
     limit (``replans``)."""
 
-    hours: float
-    cost_usd: float
     runs: list[SimResult]
     meets_limit: bool
     replans: list[dict]
@@ -101,6 +99,14 @@ class Simulated:
                 "prediction_error_cost": round(prediction.cost_usd / self.cost_usd - 1, 4),
                 "meets_limit": self.meets_limit, "unmet": self.unmet, "replans": self.replans,
                 "seconds": round(self.seconds, 3)}
+
+    @property
+    def hours(self) -> float:
+        return sum(r.hours for r in self.runs) / len(self.runs)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(r.cost_usd for r in self.runs) / len(self.runs)
 
 
 @dataclass
@@ -373,7 +379,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
                             "simulated_hours": round(hours, 4), "simulated_cost_usd": round(cost, 4)})
             _, _, choice, prediction = cands[j]
             within = bound
-        simulated = Simulated(hours, cost, runs, meets, replans, time.perf_counter() - t0 - solve_s, unmet)
+        simulated = Simulated(runs, meets, replans, time.perf_counter() - t0 - solve_s, unmet)
     return Plan(choice, prediction, objective, limit, considered, solve_s,
                 assumptions(choice, profiles, prices, o, preemption, w.exports, w), prices, simulated)
 
