@@ -509,7 +509,7 @@ class Rounds:
 
 def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: int, first_s: float, d: float,
                    up: float, startup: float, lead: float = 0.0, per_wave: int = 1,
-                   export_up: float = 0.0) -> Rounds:
+                   export_up: float = 0.0, buffer_s: float = 0.0) -> Rounds:
     """The segment phase's ``jobs`` on ``slots`` slots, paced by Snakemake's scheduling rounds.
 
     While jobs wait, rounds run back to back, each ``storage_call_s`` x its requests long (``round_b``, and with
@@ -522,7 +522,11 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
       autoscaler keeps an empty node (``idle_s``), they go, and new ones (``up`` s from a pending pod to a ready
       node, ``startup`` of it billed) start for the next wave: its jobs wait for them (the rounds hide that when
       they outlast it);
-    - a shorter round delays each wave by half a round on average.
+    - a shorter round delays each wave by half a round on average; less where ``limit`` exceeds ``slots`` (one slot
+      and Snakemake's 2 ``jobs``, without exports): the jobs beyond the slots wait as pending pods, ``buffer_s`` of
+      work that starts as each slot frees, while the next round sends their followers. A wave then waits only for
+      the part of the round in progress beyond the buffer: ``(t - buffer_s)^2 / 2t`` on average, none for rounds
+      within it.
     ``lead``: waves by which the submitted jobs run ahead of the steady ``limit`` a round (on one pool a wave of
     ``limit x (1 + exports)`` every ``1 + exports`` rounds, taken as ``limit`` a round: half the exports' rounds
     ahead). Rounds that take no time (``storage_call_s`` 0) leave ``first_s + (waves - 1) x`` a wave. The rounds at
@@ -547,8 +551,8 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
         return Rounds(first_s + (waves - 1) * dw, 0.0, 0.0)
     cw, restart = call * per_wave, startup + keep   # cw: a wave's rounds' seconds a request
     if b <= 0:   # fields read directly: every round asks round_b
-        first = _even_cycles(1, first_s, cw * a, per_wave * a, call, keep, restart)
-        rest = _even_cycles(waves - 2, dw, cw * a, per_wave * a, call, keep, restart)
+        first = _even_cycles(1, first_s, cw * a, per_wave * a, call, keep, restart, buffer_s)
+        rest = _even_cycles(waves - 2, dw, cw * a, per_wave * a, call, keep, restart, buffer_s)
         go = [(n, t) for n, t in ((1, first_s), (waves - 2, dw)) if cw * a >= t + keep]
         return Rounds(dw + first[0] + rest[0], first[1] + rest[1], first[2] + rest[2],
                       sum(n * cw * a for n, _ in go), sum(n for n, _ in go))
@@ -558,7 +562,7 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     floor = min(waves - 1, math.floor((a - rb) / b))
     r1 = a - b if floor >= 1 else rb
     own = per_wave > 1   # the exports on a pool of their own (see the docstring)
-    first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart)
+    first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart, buffer_s)
     if own and cw * r1 < first_s:   # the first wave's start-up and work in whole rounds, then its exports' rounds
         t1 = first_s + call * r1 * (per_wave - 0.5)
         first = (t1, t1 / call, first[2])   # rounds back to back: a request every `call` s
@@ -578,6 +582,9 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     r_paced = _requests(max(2, go + 1), paced, a, b, floor, rb)
     lo = max(2, paced + 1)
     n_short, r_short = max(0, waves - lo), _requests(lo, waves - 1, a, b, floor, rb)
+    # what the short rounds add: half a round each, or less beyond a buffer of pending jobs
+    short_wait = cw * r_short / 2 if buffer_s <= 0 else sum(
+        _round_wait(cw * (a - b * j if j <= floor else rb), buffer_s) for j in range(lo, waves))
     # where the nodes go, a wave's segment jobs wait for new ones: when that and their work outlast a round, more
     # rounds pass before the batches' exports can go (none with one round a wave: it outlasts them)
     n_late, r_late = beyond((up + dw) / call)
@@ -585,11 +592,11 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     if own and export_up > 0:   # the exports wait for their nodes beyond half a round
         n_exp, r_exp = beyond(2 * export_up / call)
         extra += n_exp * export_up - call * r_exp / 2
-    seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + cw * r_short / 2
+    seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + short_wait
     requests = (first[1] + per_wave * (r_go + r_paced) + extra / call + n_short * dw / call
-                + per_wave * r_short / 2)
+                + short_wait / call)
     idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
-            + cw * r_short / 2)
+            + short_wait)
     first_go = call * r1 * (per_wave - 0.5) >= keep if own else cw * r1 >= first_s + keep
     return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go)
 
@@ -605,17 +612,27 @@ def _requests(lo: int, hi: int, a: float, b: float, floor: int, least: float) ->
 
 
 def _even_cycles(n: int, dur: float, t: float, r: float, call: float, gone: float,
-                 restart: float) -> tuple[float, float, float]:
+                 restart: float, buffer_s: float = 0.0) -> tuple[float, float, float]:
     """:func:`waiting_rounds`' cycles of ``n`` waves of ``dur`` s whose rounds take ``t`` s and ask ``r``: seconds,
     requests and idle node seconds (``gone``: the idle time after which the nodes go and start again,
-    ``restart`` node seconds billed each time)."""
+    ``restart`` node seconds billed each time; ``buffer_s``: pending jobs' work, see :func:`_round_wait`)."""
     if n <= 0:
         return 0.0, 0.0, 0.0
     if t >= dur + gone:
         return n * t, n * r, n * restart
     if t >= dur:
         return n * t, n * r, n * (t - dur)
+    if buffer_s > 0:
+        wait = _round_wait(t, buffer_s)
+        return n * (dur + wait), n * (dur + wait) / call, n * wait
     return n * (dur + t / 2), n * (dur / call + r / 2), n * t / 2
+
+
+def _round_wait(t: float, buffer_s: float) -> float:
+    """A wave's mean wait for the round in progress (``t`` s long, at a uniformly random point) to end, beyond
+    ``buffer_s`` s of pending jobs' work that keeps the slots busy meanwhile: ``E[max(0, U - buffer_s)]``,
+    ``U ~ U(0, t)``; ``t / 2`` without a buffer."""
+    return (t - buffer_s) ** 2 / (2 * t) if t > buffer_s else 0.0
 
 
 NO_WAIT = Rounds(0.0, 0.0, 0.0)   # no job waits, or rounds take no time: nothing added
@@ -695,9 +712,11 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     if jobs > limit and o.storage_call_s > 0:
         wave = max(1.0, limit / (1 + len(exports))) if same_pool else limit
         dw = d / f * max(1.0, wave / (n * k))
+        # without exports, Snakemake's jobs beyond the slots (2 on one slot) wait as pending pods on the nodes
+        buffer = 0.0 if exports else max(0, limit - n * k) * d / f / (n * k)
         rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + dw, d / f, t_up, o.startup_s(seg_m),
                                 len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports),
-                                0.0 if same_pool or not exports else o.replacement_s(tail_m) + longest)
+                                0.0 if same_pool or not exports else o.replacement_s(tail_m) + longest, buffer)
         wave_work = math.ceil(jobs / wave) * dw
         added = rounds.seconds - t_up - wave_work   # what the rounds add to the waves' work
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
