@@ -318,8 +318,13 @@ def test_export_formats_cost_their_jobs_and_their_objects():
         # + the exports' reads and each export pod's own checks (class B, 13 a file read, 85 a pod)
         assert extra_ops >= objects / 1e4 * PRICES.storage["gcs_class_a_per_10k"]
         assert extra_ops < 1.3 * objects / 1e4 * PRICES.storage["gcs_class_a_per_10k"]
-        assert a.hours > b.hours and sum(v for k, v in a.breakdown.items() if k.startswith("compute")) > \
+        assert sum(v for k, v in a.breakdown.items() if k.startswith("compute")) > \
             sum(v for k, v in b.breakdown.items() if k.startswith("compute"))
+        if tail is seg:
+            assert a.hours > b.hours
+        else:   # the export pool's slots also raise Snakemake's jobs (18 against 4 here), so each scheduling round
+            # sends more segment jobs: that can save about what the exports' last job adds (seconds in 12 h)
+            assert a.phases_h["exports"] > 0 == b.phases_h["exports"] and a.hours > b.hours - 60 / 3600
         assert any("Cloud Storage objects" in note for note in a.notes)
         assert not any("Cloud Storage objects" in note for note in b.notes)
     # a separate CPU pool: sized to keep up with the GPUs; with one node the exports trail far behind
