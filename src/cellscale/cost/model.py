@@ -21,7 +21,9 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    the CPU pool while the GPU pool segments, with as many nodes as keep up with it (:func:`export_nodes`): they end
    the longest export after the last segment job, or half the longest export after that pool has worked through
    them (at the rate its nodes pack them, :func:`packed_batch_s`; the jobs running when the work runs out end half
-   a job later on average), whichever is later.
+   a job later on average), whichever is later. Where more segment jobs wait than Snakemake's ``jobs``, its first
+   round sends ``jobs`` segment jobs (no export is ready yet); their exports then go first and hold every slot, and
+   the segment pool waits until the export pool has done all but ``jobs`` of them.
 4. the tail on the CPU pool: ``aggregate_measurements`` and ``report_fields`` side by side, then ``summary``; their
    time and memory grow with the whole run (``per: run``); ``Workload(run_tables=False)`` leaves them out.
 
@@ -770,16 +772,24 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
             filled_wait = max(0.0, filled / f - wave_work)   # slots hold them back, not only the waves
     else:
         t_work = waves * d / f + added
+    clog, own_exports = 0.0, bool(exports) and not same_pool
+    if own_exports:   # a CPU pool of their own, up once the first batches are done
+        f_exp = capacity_factor(tail_m, choice.tail.spot, preemption, longest, o)
+        ready = t_up + d / f + o.replacement_s(tail_m)
+    if own_exports and jobs > limit:
+        # the first round sends Snakemake's jobs as segment jobs (no export is ready yet); their exports then go first
+        # and hold every slot, so the next segment job waits until the export pool has done all but `limit` of them
+        resume = ready + (limit * (len(exports) - 1) + 1) * g.packed / len(exports) / (choice.tail.nodes * f_exp)
+        clog = max(0.0, resume - (t_up + d / f * math.ceil(limit / (n * k))))
+        t_work += clog
     t_seg = t_up + t_work
     tails = g.tails
     tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
     if choice.tail.spot and preemption > 0:   # one long job that starts again when its node goes (hours at 10^6
         tail_work = restarted_s(tail_work, preemption, o.replacement_s(tail_m))   # images): its expected time
     n_exp, t_exports, exp_node_s, held = 0, 0.0, 0.0, 0.0
-    if exports and not same_pool:  # a CPU pool of n_exp nodes, up once the first batches are done
+    if own_exports:
         n_exp = choice.tail.nodes
-        f_exp = capacity_factor(tail_m, choice.tail.spot, preemption, longest, o)
-        ready = t_up + d / f + o.replacement_s(tail_m)
         drained = ready + jobs * g.packed / (n_exp * f_exp)   # the pool through all of them, as work; the jobs
         end = max(t_seg + longest, drained + longest / 2)       # running then end half a job later on average
         t_exports = end - t_seg
@@ -805,8 +815,9 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         nodes_last = math.ceil(last / k)
         # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
         busy = ((waves - 1) * n + nodes_last) * d / f
-    busy += n * (rounds.idle_node_s + held)    # waiting for the rounds (or started again after them), the exports
-    # jobs wait meanwhile
+    # waiting for the rounds (or started again after them), the exports (their jobs wait meanwhile), and the nodes
+    # that the segment jobs beyond the first round's need while the first round's exports hold every slot
+    busy += n * (rounds.idle_node_s + held) + min(n, math.ceil((jobs - limit) / k)) * clog
     round_requests = rounds.requests + ((held + filled_wait) / o.storage_call_s if rounds.requests else 0.0)
     end_gap = o.idle_s + o.scan_s / 2
     preemptions = rate_s * n * t_work
