@@ -17,7 +17,8 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
 3. the export jobs of every batch, one per format of ``output.formats`` that has a batch rule (``ome-zarr``:
    ``ngff_batch``, ``spatialdata``: ``spatialdata_batch``), each once its ``segment_batch`` job is done, on the CPU
    pool: beside the segment jobs when that is the segment pool (each takes ``1 / k`` of a node, ``k`` its rule's
-   jobs per node there; the phase ends the longest export after the pool has worked through all of it), else on
+   jobs per node there; the pool works through the batches before the last wave as their jobs pack its nodes,
+   :func:`packed_batch_s`, then the last wave, whose exports run side by side after its segment jobs), else on
    the CPU pool while the GPU pool segments, with as many nodes as keep up with it (:func:`export_nodes`): they end
    the longest export after the last segment job, or half the longest export after that pool has worked through
    them (at the rate its nodes pack them, :func:`packed_batch_s`; the jobs running when the work runs out end half
@@ -33,13 +34,15 @@ and pulls the image (``image_pull_s``); it is billed from VM creation until the 
 (+ ``scan_s / 2``) after its last job. Spot nodes are preempted at ``preemption`` per node-hour: each preemption loses
 the running jobs' work so far (half a job on average; Snakemake retries them, ``retries`` times) and the node's slots
 until a replacement is up (``scan_s / 2 + provision_s + start + pull``); the pool's capacity is therefore
-``f = 1 - rate * (d / 2 + replacement)`` of the nominal one. Costs: node-hours x the price table (spot or on demand),
-each node's boot disk, the system pool's node and the cluster fee for the wall time, the bucket's GB-months for the
-run's duration, Cloud Storage operations (class A per object written or folder listed, class B per check, download
-and reload) and
-internet egress (none unless asked). Cloud Storage has no folders: every file of a rule's output folder is an object,
-so an export format costs its files per image (:data:`EXPORTS`), far more than the labels (an OME-TIFF file per image
-and compartment, or per batch with ``batches.label_files: per_batch``).
+``f = 1 - rate * (d / 2 + replacement)`` of the nominal one. That spreads a preemption over the pool's other slots;
+in the last wave the run waits instead for the job to start again on a replacement node: ``d / 2 + replacement``
+times the chance that any of that wave's nodes is preempted under its job. Costs: node-hours x the price table
+(spot or on demand), each node's boot disk, the system pool's node and the cluster fee for the wall time, the
+bucket's GB-months for the run's duration, Cloud Storage operations (class A per object written or folder listed,
+class B per check, download and reload) and internet egress (none unless asked). Cloud Storage has no folders:
+every file of a rule's output folder is an object, so an export format costs its files per image (:data:`EXPORTS`),
+far more than the labels (an OME-TIFF file per image and compartment, or per batch with ``batches.label_files:
+per_batch``).
 :mod:`.simulate` runs the same mechanics event by event.
 """
 
@@ -447,39 +450,48 @@ def export_jobs(w: Workload, profile: ThroughputProfile, machine: Machine, shard
     return out
 
 
-def packed_batch_s(exports: list[tuple[float, int]], batches: int = 48) -> float:
+def packed_batch_s(exports: list[tuple[float, int]], batches: int = 48,
+                   segment: tuple[float, int] | None = None) -> float:
     """Node-seconds one batch's exports (:func:`export_jobs`' (seconds, jobs per node)) hold an export node that
     always has the next batches' exports waiting (a node's worth of each kind), placed as the simulation places
     pending pods: the smallest first (by kind, oldest first within one), each while it fits. Jobs of different sizes
     leave a node part empty: a batch's 1/3- and 1/2-node jobs on an n1-standard-4 fill 5/6 of it, 118 s a batch
-    where ``sum(seconds / jobs per node)`` counts 104 s. At least that sum; 0 without exports."""
-    return _packed_batch_s(tuple((float(e), int(k)) for e, k in exports), batches)
+    where ``sum(seconds / jobs per node)`` counts 104 s. ``segment`` ((seconds, jobs per node)): the batch's segment
+    job shares the node and waits behind the exports (their rules' priority). At least the sum; 0 without jobs."""
+    kinds = tuple((float(e), int(k)) for e, k in exports)
+    if segment is not None:
+        kinds += ((float(segment[0]), int(segment[1])),)
+    return _packed_batch_s(kinds, segment is not None, batches)
 
 
 @lru_cache(maxsize=4096)
-def _packed_batch_s(exports: tuple[tuple[float, int], ...], batches: int) -> float:
-    if not exports:
+def _packed_batch_s(kinds: tuple[tuple[float, int], ...], segment_last: bool, batches: int) -> float:
+    if not kinds:
         return 0.0
-    ideal = sum(e / k for e, k in exports)
-    order = sorted(range(len(exports)), key=lambda i: -exports[i][1])   # smallest jobs first
-    depth = max(k for _, k in exports)     # batches released ahead of the running ones
+    ideal = sum(e / k for e, k in kinds)
+    first = len(kinds) - int(segment_last)
+    order = sorted(range(first), key=lambda i: -kinds[i][1]) + list(range(first, len(kinds)))   # smallest first
+    depth = max(k for _, k in kinds)       # batches released ahead of the running ones
     waiting = {i: 0 for i in order}
     running: list[tuple[float, int]] = []  # (end, kind)
     used, now, released, finished = 0.0, 0.0, 0, 0
-    while finished < batches * len(exports):
+    while finished < batches * len(kinds):
         while released < batches and max(waiting.values()) < depth:
-            for i in order:
+            for i in order[first:] if segment_last else order:   # with the segment job: its exports follow it
                 waiting[i] += 1
             released += 1
         for i in order:
-            size = 1.0 / exports[i][1]
+            size = 1.0 / kinds[i][1]
             while waiting[i] and used + size <= 1.0 + 1e-9:
                 waiting[i] -= 1
                 used += size
-                heapq.heappush(running, (now + exports[i][0], i))
+                heapq.heappush(running, (now + kinds[i][0], i))
         now, i = heapq.heappop(running)
-        used -= 1.0 / exports[i][1]
+        used -= 1.0 / kinds[i][1]
         finished += 1
+        if segment_last and i == first:    # a segment job done: its batch's exports wait now
+            for j in order[:first]:
+                waiting[j] += 1
     return max(ideal, now / batches)
 
 
@@ -712,6 +724,7 @@ class JobFigures:
     longest: float               # the longest export job's seconds
     per_batch: float             # export node-seconds of one batch
     packed: float = 0.0          # the same on a pool of their own, as its nodes pack them (packed_batch_s)
+    shared: float = 0.0          # node-seconds of a batch (segment job and exports) on one pool, as they pack
     export_slots: int = 0        # the most export jobs a node runs (0 without exports)
 
 
@@ -726,10 +739,13 @@ def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfi
     if k < 1:
         raise ValueError(f"{choice.segment.machine}: a {shard} Mpx segment_batch job does not fit on one node")
     exports = export_jobs(w, tail_profile, tail_m, shard, o)
-    return JobFigures(jobs, k, segment_job_s(w, seg_rate, shard, o), exports, plan_batches_s(w, tail_profile, o, jobs),
+    d = segment_job_s(w, seg_rate, shard, o)
+    one_pool = choice.segment == choice.tail and exports
+    return JobFigures(jobs, k, d, exports, plan_batches_s(w, tail_profile, o, jobs),
                       launcher_storage_s(w, o, jobs), tail_job_s(w, tail_profile, o),
                       longest=max((e for e, _ in exports), default=0.0), per_batch=sum(e / kr for e, kr in exports),
                       packed=packed_batch_s(exports),
+                      shared=packed_batch_s(exports, segment=(d, k)) if one_pool else 0.0,
                       export_slots=export_slots(exports))
 
 
@@ -763,8 +779,10 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         wave_work = math.ceil(jobs / wave) * dw
         added = rounds.seconds - t_up - wave_work   # what the rounds add to the waves' work
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
-        filled = max(waves * d, jobs * (d / k + per_batch) / n)                     # batch's follow it
-        t_plain = (filled + longest) / f
+        # wave's (k batches a node) follow it side by side: the longest of them, or their node-seconds if longer
+        # the batches before the last wave pack the nodes with their segment jobs and exports (packed_batch_s)
+        filled = max(waves * d, max(0, jobs - n * k) * g.shared / n + d)
+        t_plain = (filled + max(longest, k * per_batch)) / f
         # the rounds add their time, not a share of the exports' work (a finished wave's exports run while the
         # next rounds go): a stretch of the filled slots counted that work again, up to 42% over the simulation
         t_work = t_plain + added
@@ -772,6 +790,12 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
             filled_wait = max(0.0, filled / f - wave_work)   # slots hold them back, not only the waves
     else:
         t_work = waves * d / f + added
+    if choice.segment.spot and preemption > 0:
+        # a node preempted under a job of the last wave restarts it on a replacement, and the run waits for that: f
+        # spreads each preemption over the pool's other slots, which holds for every wave but the last
+        last_nodes = math.ceil((jobs - (waves - 1) * n * k) / k)
+        p_any = -math.expm1(-preemption / 3600 * last_nodes * d)
+        t_work += max(0.0, p_any * (d / 2 + t_up) - d * (1 / f - 1))
     clog, own_exports = 0.0, bool(exports) and not same_pool
     if own_exports:   # a CPU pool of their own, up once the first batches are done
         f_exp = capacity_factor(tail_m, choice.tail.spot, preemption, longest, o)
