@@ -778,9 +778,9 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
                                 0.0 if same_pool or not exports else o.replacement_s(tail_m) + longest, buffer)
         wave_work = math.ceil(jobs / wave) * dw
         added = rounds.seconds - t_up - wave_work   # what the rounds add to the waves' work
-    if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish; the last
-        # wave's (k batches a node) follow it side by side: the longest of them, or their node-seconds if longer
-        # the batches before the last wave pack the nodes with their segment jobs and exports (packed_batch_s)
+    if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish: the batches
+        # before the last wave pack the nodes with their segment jobs and exports (packed_batch_s); the last wave's
+        # exports (k batches a node) follow it side by side: the longest of them, or their node-seconds if longer
         filled = max(waves * d, max(0, jobs - n * k) * g.shared / n + d)
         t_plain = (filled + max(longest, k * per_batch)) / f
         # the rounds add their time, not a share of the exports' work (a finished wave's exports run while the
