@@ -496,18 +496,14 @@ def _packed_batch_s(kinds: tuple[tuple[float, int], ...], segment_last: bool, ba
 
 
 def export_nodes(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
-                 o: Overheads = Overheads(), cap: int | None = None) -> int:
+                 o: Overheads = Overheads(), cap: int | None = None, figures: JobFigures | None = None) -> int:
     """Nodes of a separate CPU pool that keep up with the segment pool's exports (1 without exports): the batches
-    the segment pool finishes per second x each batch's export node-seconds, as they pack (:func:`packed_batch_s`)."""
+    the segment pool finishes per second x each batch's export node-seconds, as they pack (:func:`packed_batch_s`).
+    ``figures``: :func:`job_figures` of the same machines and shard, when the caller has them."""
     if not w.exports or choice.segment == choice.tail:
         return 1
-    seg_m, tail_m = prices.machine(choice.segment.machine), prices.machine(choice.tail.machine)
-    seg_rate = segment_rate(profiles[choice.segment.machine], w, o)
-    k = slots_per_node(seg_m, seg_rate, choice.shard_mpx)
-    slots = min(choice.segment.nodes * k, w.jobs(choice.shard_mpx))
-    d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
-    per_batch = packed_batch_s(export_jobs(w, profiles[choice.tail.machine], tail_m, choice.shard_mpx, o))
-    n = max(1, math.ceil(slots / d * per_batch - 1e-9))
+    g = figures or job_figures(w, choice, profiles, prices, o)
+    n = max(1, math.ceil(min(choice.segment.nodes * g.k, g.jobs) / g.d * g.packed - 1e-9))
     return n if cap is None else max(1, min(n, cap))
 
 

@@ -292,17 +292,21 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                         tail = seg if t == m else PoolChoice("spot-cpu" if spot else "cpu", t, 1, spot)
                         if tail is not seg and tail.instance_type == seg.instance_type:
                             continue   # pods reach a pool by its machine type only: two pools need two types
-                        choices = [Choice(seg, tail, shard)]
-                        if tail is not seg and w.exports:   # the exports' pool: up to the nodes that keep up
+                        choices, key = [Choice(seg, tail, shard)], (m, t, shard)
+                        if key not in figures:
                             try:
-                                keep = export_nodes(w, choices[0], profiles, prices, o, cap=max_nodes - n)
+                                figures[key] = job_figures(w, choices[0], profiles, prices, o)
                             except ValueError:   # an export job does not fit on a node of this type
-                                continue
+                                if tail is seg:
+                                    raise
+                                figures[key] = None
+                        if figures[key] is None:
+                            continue
+                        if tail is not seg and w.exports:   # the exports' pool: up to the nodes that keep up
+                            keep = export_nodes(w, choices[0], profiles, prices, o, cap=max_nodes - n,
+                                                figures=figures[key])
                             choices = [Choice(seg, PoolChoice(tail.name, t, c, spot), shard)
                                        for c in _export_counts(keep)]
-                        key = (m, t, shard)
-                        if key not in figures:
-                            figures[key] = job_figures(w, choices[0], profiles, prices, o)
                         for choice in choices:
                             p = predict(w, choice, profiles, prices, o, preemption, figures[key])
                             options.append((p.hours, p.cost_usd, choice, p))
