@@ -266,7 +266,7 @@ def test_a_plan_whose_simulated_run_misses_the_deadline_is_planned_again(tmp_pat
     # with 2 GPUs at most, no configuration is predicted within the deadline less that error: the plan says so
     quota = plan(w, PROFILES, PRICES, deadline_h=1.45, segment_machines=machines, max_gpus=2, simulate_seeds=1)
     assert quota.choice == unchecked.choice and not quota.simulated.meets_limit and not quota.simulated.replans
-    assert "misses the deadline (1.45 h): no configuration within the quotas is predicted within 1.26 h" in \
+    assert "misses the deadline (1.45 h): no configuration within the quotas is predicted within 1.23 h" in \
         describe(quota, w)
 
 

@@ -554,11 +554,13 @@ class Rounds:
     idle_node_s: float   # a segment node's billed seconds beyond its jobs' while they wait for rounds
     go_s: float = 0.0    # the seconds of the waves whose rounds are so long that the nodes go between them
     go_waves: int = 0    # and their number
+    waves: int = 1       # waves of Snakemake's jobs
+    flowing: tuple = ()  # the rounds' seconds after each wave from which the next wave's jobs go while it runs
 
 
 def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: int, first_s: float, d: float,
                    up: float, startup: float, lead: float = 0.0, per_wave: int = 1,
-                   export_up: float = 0.0, buffer_s: float = 0.0) -> Rounds:
+                   export_up: float = 0.0, buffer_s: float = 0.0, flow_s: float = 0.0) -> Rounds:
     """The segment phase's ``jobs`` on ``slots`` slots, paced by Snakemake's scheduling rounds.
 
     While jobs wait, rounds run back to back, each ``storage_call_s`` x its requests long (``round_b``, and with
@@ -588,7 +590,13 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     starts with no node, so the nodes go between waves from the first on, and again for as long as those export
     rounds and that half round outlast ``idle_s`` (on one pool, where the exports keep the nodes busy, only once a
     whole cycle outlasts it plus a wave's work); each wave's exports then wait ``export_up`` (their nodes' start-up
-    and the longest export) from the first of their rounds, beyond half a round."""
+    and the longest export) from the first of their rounds, beyond half a round.
+
+    Unless the rounds are short: once a wave's rounds take at most ``flow_s`` (:func:`predict` gives it where the
+    export pool keeps up: the slots beyond ``slots`` then hold a round's finished segment jobs and their exports),
+    each round frees more slots than the finished batches' exports take, and the next wave's jobs go while the wave
+    runs: from that wave on, the waves add their work alone, and the nodes do not go. ``flowing``: those waves'
+    rounds' seconds."""
     dw = d * max(1.0, limit / slots)
     waves = math.ceil(jobs / limit)
     call, keep = o.storage_call_s, o.idle_s + o.scan_s / 2
@@ -611,8 +619,12 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     floor = min(waves - 1, math.floor((a - rb) / b))
     r1 = a - b if floor >= 1 else rb
     own = per_wave > 1   # the exports on a pool of their own (see the docstring)
+    # from wave `flow` on, the rounds (call x requests) are at most flow_s: the next wave's jobs go while it runs
+    flow = next((j for j in range(1, waves) if call * (a - b * j if j <= floor else rb) <= flow_s), waves)
     first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart, buffer_s)
-    if own and cw * r1 < first_s:   # the first wave's start-up and work in whole rounds, then its exports' rounds
+    if flow == 1:
+        first = (first_s, first_s / call, 0.0)
+    elif own and cw * r1 < first_s:   # the first wave's start-up and work in whole rounds, then its exports' rounds
         t1 = first_s + call * r1 * (per_wave - 0.5)
         first = (t1, t1 / call, first[2])   # rounds back to back: a request every `call` s
 
@@ -626,14 +638,14 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     # later waves, as their rounds shorten: the nodes go (rounds of at least dw + keep; with an export pool, the
     # export rounds and half a round of at least keep), paced (rounds of at least dw), short
     go_at = keep / (call * (per_wave - 0.5)) if own else (dw + keep) / cw
-    go, paced = last(go_at, waves - 1), last(dw / cw, waves - 1)
+    go, paced = last(go_at, flow - 1), last(dw / cw, flow - 1)
     r_go = _requests(2, go, a, b, floor, rb)
     r_paced = _requests(max(2, go + 1), paced, a, b, floor, rb)
     lo = max(2, paced + 1)
-    n_short, r_short = max(0, waves - lo), _requests(lo, waves - 1, a, b, floor, rb)
-    # what the short rounds add: half a round each, or less beyond a buffer of pending jobs
-    short_wait = cw * r_short / 2 if buffer_s <= 0 else sum(
-        _round_wait(cw * (a - b * j if j <= floor else rb), buffer_s) for j in range(lo, waves))
+    n_short = max(0, waves - lo)
+    # what the short rounds add: half a round each, or less beyond a buffer of pending jobs; nothing once they flow
+    short_wait = cw * _requests(lo, min(waves, flow) - 1, a, b, floor, rb) / 2 if buffer_s <= 0 else sum(
+        _round_wait(cw * (a - b * j if j <= floor else rb), buffer_s) for j in range(lo, min(waves, flow)))
     # where the nodes go, a wave's segment jobs wait for new ones: when that and their work outlast a round, more
     # rounds pass before the batches' exports can go (none with one round a wave: it outlasts them)
     n_late, r_late = beyond((up + dw) / call)
@@ -646,8 +658,9 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
                 + short_wait / call)
     idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
             + short_wait)
-    first_go = call * r1 * (per_wave - 0.5) >= keep if own else cw * r1 >= first_s + keep
-    return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go)
+    first_go = flow > 1 and (call * r1 * (per_wave - 0.5) >= keep if own else cw * r1 >= first_s + keep)
+    return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go, waves,
+                  tuple(call * (a - b * j if j <= floor else rb) for j in range(flow, waves)))
 
 
 def _requests(lo: int, hi: int, a: float, b: float, floor: int, least: float) -> float:
@@ -756,6 +769,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     same_pool = choice.segment == choice.tail
     longest, per_batch = g.longest, g.per_batch
     f = capacity_factor(seg_m, choice.segment.spot, preemption, d, o)
+    f_exp = capacity_factor(tail_m, choice.tail.spot, preemption, longest, o)   # the export pool's, if any
     waves = math.ceil(jobs / (n * k))
     t_up = o.replacement_s(seg_m)
     # Snakemake's scheduling rounds pace the waves (with staged fields a round reads every waiting field) and add
@@ -769,9 +783,17 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         dw = d / f * max(1.0, wave / (n * k))
         # without exports, Snakemake's jobs beyond the slots (2 on one slot) wait as pending pods on the nodes
         buffer = 0.0 if exports else max(0, limit - n * k) * d / f / (n * k)
+        flow = 0.0
+        if exports and not same_pool and choice.tail.nodes * f_exp / g.packed >= n * k * f / d:
+            # an export pool that keeps up: a round's finished batches free a slot each, and their exports theirs
+            # once done (within the round), so Snakemake's jobs send the next segment jobs while a wave runs. The
+            # slots beyond the segment pool's then hold what finishes in a round: its segment jobs' slots, which go
+            # to their exports at the round's end, and those exports, which free theirs by the next
+            flow = (limit - n * k) * d / f / (n * k) / (len(exports) + 1)
         rounds = waiting_rounds(w, o, jobs, wave, n * k, t_up + dw, d / f, t_up, o.startup_s(seg_m),
                                 len(exports) / 2 if same_pool else 0.0, 1 if same_pool else 1 + len(exports),
-                                0.0 if same_pool or not exports else o.replacement_s(tail_m) + longest, buffer)
+                                0.0 if same_pool or not exports else o.replacement_s(tail_m) + longest, buffer,
+                                flow)
         wave_work = math.ceil(jobs / wave) * dw
         added = rounds.seconds - t_up - wave_work   # what the rounds add to the waves' work
     if same_pool and exports:      # the exports fill the segment pool's slots as its batches finish: the batches
@@ -794,7 +816,6 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         t_work += max(0.0, p_any * (d / 2 + t_up) - d * (1 / f - 1))
     clog, own_exports = 0.0, bool(exports) and not same_pool
     if own_exports:   # a CPU pool of their own, up once the first batches are done
-        f_exp = capacity_factor(tail_m, choice.tail.spot, preemption, longest, o)
         ready = t_up + d / f + o.replacement_s(tail_m)
     if own_exports and jobs > limit:
         # the first round sends Snakemake's jobs as segment jobs (no export is ready yet); their exports then go first
@@ -810,10 +831,17 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     n_exp, t_exports, exp_node_s, held = 0, 0.0, 0.0, 0.0
     if own_exports:
         n_exp = choice.tail.nodes
+        # the nodes the pool starts: as many as keep up; where rounds send the exports in bursts (a round's finished
+        # batches), as many as a burst's pods fill, up to the pool's maximum (every node where waves of exports go)
+        keep = export_nodes(w, choice, profiles, prices, o, figures=g)
+        units = sum(1 / kr for _, kr in exports)   # a batch's export pods, in nodes
+        used = [min(n_exp, max(keep, math.ceil(units * r * n * k * f / d - 1e-9))) for r in rounds.flowing]
+        n_used = (min(n_exp, keep) if jobs <= limit else
+                  (sum(used) + n_exp * (rounds.waves - len(used))) / rounds.waves)
         drained = ready + jobs * g.packed / (n_exp * f_exp)   # the pool through all of them, as work; the jobs
         end = max(t_seg + longest, drained + longest / 2)       # running then end half a job later on average
         t_exports = end - t_seg
-        exp_node_s = n_exp * (o.startup_s(tail_m) + end - ready + o.idle_s + o.scan_s / 2)
+        exp_node_s = n_used * (o.startup_s(tail_m) + end - ready + o.idle_s + o.scan_s / 2)
         if rounds.go_waves:   # between rounds so long that the nodes go, each wave's exports start them again
             exp_node_s += rounds.go_waves * (n_exp * (o.startup_s(tail_m) + o.idle_s + o.scan_s / 2)
                                              + wave * g.packed) - n_exp * rounds.go_s
