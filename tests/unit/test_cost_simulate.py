@@ -265,6 +265,33 @@ def test_an_export_pool_starts_only_the_nodes_its_exports_fill(images, mpx_shard
     assert p.cost_usd == pytest.approx(r.cost_usd, rel=0.02)
 
 
+@pytest.mark.parametrize("images, shard", [(5000, 64), (10000, 64)])
+def test_a_flowing_export_pool_starts_the_nodes_a_rounds_exports_fill(images, shard):
+    """One L4, 4 export nodes allowed, rounds short enough that the segment jobs flow: the exports go in bursts,
+    a round's finished batches at a time, and the pool runs the nodes those bursts fill (mostly one) through every
+    wave, the last included. The model billed the pool's maximum for the first wave and the last: 23% and 13% over
+    the simulation in cost."""
+    w, choice = _l4_n2(images, 1, 4, shard)
+    p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
+    assert p.segment_jobs > p.jobs and r.node_hours["spot-cpu"] < 1.2 * r.hours
+    assert p.hours == pytest.approx(r.hours, rel=0.02)
+    assert p.cost_usd == pytest.approx(r.cost_usd, rel=0.04)
+
+
+@pytest.mark.parametrize("gpus", [4, 8])
+def test_a_wave_longer_than_a_round_takes_its_rounds_and_its_exports_rounds_then_new_nodes(gpus):
+    """10^4 staged fields, 4 or 8 L4 and one export node: Snakemake's jobs (20-24) send two waves. A round (7 min
+    while 5,000 fields wait) is shorter than the first wave with its nodes' start-up, so the wave takes two rounds,
+    and its 40 exports two more at 20 a round. The GPU nodes, idle meanwhile, go, and the second wave waits for new
+    ones. The model took the first wave and its exports as three rounds in all, and no start-up for the last wave:
+    16% short of the simulation in time."""
+    w, choice = _l4_n2(10000, gpus, 1, 256)
+    p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
+    assert p.jobs < p.segment_jobs <= 2 * p.jobs and p.round_requests > 0   # two waves
+    assert p.hours == pytest.approx(r.hours, rel=0.03)
+    assert p.cost_usd == pytest.approx(r.cost_usd, rel=0.04)
+
+
 @pytest.mark.parametrize("read_fields", ["staged", "direct"])
 def test_rounds_only_ever_lengthen_the_segment_phase(read_fields):
     """Whatever the pool, its size and the shard, the rounds add time and requests, never remove them: a round asks

@@ -624,9 +624,11 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart, buffer_s)
     if flow == 1:
         first = (first_s, first_s / call, 0.0)
-    elif own and cw * r1 < first_s:   # the first wave's start-up and work in whole rounds, then its exports' rounds
-        t1 = first_s + call * r1 * (per_wave - 0.5)
-        first = (t1, t1 / call, first[2])   # rounds back to back: a request every `call` s
+    elif own and call * r1 < first_s:   # the first wave's start-up and work in whole rounds, then its exports'
+        # rounds (all of them, at least, where the wave fits in them: paced); the nodes wait out the rest
+        t1 = max(first_s + call * r1 * (per_wave - 0.5), cw * r1)
+        wait = t1 - first_s   # rounds back to back; a paced wave's nodes go once they wait longer than keep
+        first = (t1, t1 / call, first[2] if cw * r1 < first_s else (restart if wait >= keep else wait))
 
     def last(requests: float, upto: int) -> int:   # the last wave up to `upto` whose rounds ask at least `requests`
         return min(upto, math.floor((a - requests) / b)) if requests > rb else upto
@@ -653,12 +655,16 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     if own and export_up > 0:   # the exports wait for their nodes beyond half a round
         n_exp, r_exp = beyond(2 * export_up / call)
         extra += n_exp * export_up - call * r_exp / 2
+    first_go = flow > 1 and (call * r1 * (per_wave - 0.5) >= keep if own else cw * r1 >= first_s + keep)
+    # the late waves above are 2 .. go; where the nodes went before the last wave, it waits for new ones too
+    last_go = go if go >= 2 else int(first_go)
+    if last_go >= 1 and last_go + 1 == waves:
+        extra += up
     seconds = dw + first[0] + cw * (r_go + r_paced) + extra + n_short * dw + short_wait
     requests = (first[1] + per_wave * (r_go + r_paced) + extra / call + n_short * dw / call
                 + short_wait / call)
     idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
             + short_wait)
-    first_go = flow > 1 and (call * r1 * (per_wave - 0.5) >= keep if own else cw * r1 >= first_s + keep)
     return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go, waves,
                   tuple(call * (a - b * j if j <= floor else rb) for j in range(flow, waves)))
 
@@ -835,7 +841,10 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # batches), as many as a burst's pods fill, up to the pool's maximum (every node where waves of exports go)
         keep = export_nodes(w, choice, profiles, prices, o, figures=g)
         units = sum(1 / kr for _, kr in exports)   # a batch's export pods, in nodes
-        used = [min(n_exp, max(keep, math.ceil(units * r * n * k * f / d - 1e-9))) for r in rounds.flowing]
+        base, life = min(n_exp, keep), o.startup_s(tail_m) + o.idle_s + o.scan_s / 2
+        used = [base + (min(n_exp, max(keep, math.ceil(units * r * n * k * f / d - 1e-9))) - base)
+                * min(1.0, life / r) for r in rounds.flowing]
+        used += used[-1:] or [n_exp]   # the last wave's: as the rounds before it
         n_used = (min(n_exp, keep) if jobs <= limit else
                   (sum(used) + n_exp * (rounds.waves - len(used))) / rounds.waves)
         drained = ready + jobs * g.packed / (n_exp * f_exp)   # the pool through all of them, as work; the jobs

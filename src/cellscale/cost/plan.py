@@ -204,10 +204,13 @@ def _thinned(counts, dense: int | None, step: float = LADDER_STEP):
     return kept
 
 
-def _export_counts(keep: int) -> list[int]:
+def _export_counts(keep: int, cap: int) -> list[int]:
     """Node counts of a separate exports' pool worth trying: every count up to 4, then powers of two, up to the
-    ``keep`` nodes that keep up with the segment pool (fewer cost less when the exports may trail)."""
-    return sorted({c for c in range(1, min(keep, 4) + 1)} | {2 ** i for i in range(3, 30) if 2 ** i < keep} | {keep})
+    ``keep`` nodes that keep up with the segment pool (fewer cost less when the exports may trail), and twice that
+    (within ``cap``): the pool starts only the nodes its exports fill, and a larger maximum raises Snakemake's jobs,
+    so that with staged fields the segment jobs may flow between waves."""
+    return sorted({c for c in range(1, min(keep, 4) + 1)} | {2 ** i for i in range(3, 30) if 2 ** i < keep} | {keep}
+                  | ({2 * keep} if 2 * keep <= cap else set()))
 
 
 def _pareto(items: list[tuple]) -> list[tuple]:
@@ -306,7 +309,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                             keep = export_nodes(w, choices[0], profiles, prices, o, cap=max_nodes - n,
                                                 figures=figures[key])
                             choices = [Choice(seg, PoolChoice(tail.name, t, c, spot), shard)
-                                       for c in _export_counts(keep)]
+                                       for c in _export_counts(keep, max_nodes - n)]
                         for choice in choices:
                             p = predict(w, choice, profiles, prices, o, preemption, figures[key])
                             options.append((p.hours, p.cost_usd, choice, p))
