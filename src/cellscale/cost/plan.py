@@ -283,7 +283,10 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                 tails = [m] if not machine.gpus or not (w.run_tables or w.exports) else cpu
                 group = []
                 counts = _thinned(_node_counts(w.jobs(shard), k, cap), dense_nodes)
-                if w.exports and not machine.gpus:   # exports beside segment jobs: time falls with every node
+                if (w.exports and not machine.gpus) or (w.fields_staged and o.storage_call_s > 0):
+                    # exports beside segment jobs: time falls with every node; staged fields: each node adds to
+                    # Snakemake's jobs, which shortens the rounds' waits, so more nodes for as many waves may be
+                    # faster and cheaper
                     counts = _thinned(range(1, min(cap, math.ceil(w.jobs(shard) / k)) + 1), dense_nodes)
                 counts, hopeless = list(counts), False
                 for n in counts:
