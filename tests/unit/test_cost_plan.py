@@ -254,6 +254,10 @@ def test_an_export_pool_larger_than_keeps_up_raises_snakemakes_jobs_and_lets_sta
     assert max(n for _, pool, n, _ in r.timeline if pool == "spot-cpu") == 1
     assert p.prediction.hours == pytest.approx(r.hours, rel=0.02)
     assert p.prediction.cost_usd == pytest.approx(r.cost_usd, rel=0.02)
+    # read directly, no round holds a segment job back: the export pools stay within what keeps up
+    w = Workload(100, 64.0, read_fields="direct")
+    p = plan(w, PROFILES, PRICES, budget_usd=1.0, preemption=0.05, segment_machines=["n1-standard-4-t4"])
+    assert p.choice.tail.nodes <= export_nodes(w, p.choice, PROFILES, PRICES)
 
 
 def test_with_staged_fields_the_planner_tries_every_node_count_since_each_raises_snakemakes_jobs():

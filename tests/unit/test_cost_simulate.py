@@ -278,6 +278,24 @@ def test_a_flowing_export_pool_starts_the_nodes_a_rounds_exports_fill(images, sh
     assert p.cost_usd == pytest.approx(r.cost_usd, rel=0.04)
 
 
+@pytest.mark.parametrize("images, mpx, read_fields, gpus, exporters, shard", [
+    (100, 64.0, "direct", 17, 24, 128.0), (100, 64.0, "staged", 5, 8, 256.0)])
+def test_an_export_pool_above_what_keeps_up_starts_the_nodes_of_the_exports_waiting_for_it(images, mpx, read_fields,
+                                                                                            gpus, exporters, shard):
+    """Every segment job in the first round, on T4s, an export pool allowed twice the nodes that keep up. The pool's
+    first node is up only a replacement's time after the first batches end, and by then the GPUs have ended several
+    waves: their exports wait together, and the pool starts the nodes they fill, here its maximum. The model billed
+    the nodes that keep up: 11-12% under the simulation in cost."""
+    w = Workload(images, mpx, read_fields=read_fields)
+    choice = Choice(PoolChoice("gpu", "n1-standard-4-t4", gpus, True),
+                    PoolChoice("spot-cpu", "e2-standard-4", exporters, True), shard)
+    p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
+    assert p.segment_jobs <= p.jobs and export_nodes(w, choice, PROFILES, PRICES) == exporters // 2
+    assert max(n for _, pool, n, _ in r.timeline if pool == "spot-cpu") == exporters
+    assert p.hours == pytest.approx(r.hours, rel=0.09)
+    assert p.cost_usd == pytest.approx(r.cost_usd, rel=0.02)
+
+
 @pytest.mark.parametrize("gpus", [4, 8])
 def test_a_wave_longer_than_a_round_takes_its_rounds_and_its_exports_rounds_then_new_nodes(gpus):
     """10^4 staged fields, 4 or 8 L4 and one export node: Snakemake's jobs (20-24) send two waves. A round (7 min

@@ -837,17 +837,20 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     n_exp, t_exports, exp_node_s, held = 0, 0.0, 0.0, 0.0
     if own_exports:
         n_exp = choice.tail.nodes
-        # the nodes the pool starts: as many as keep up; where rounds send the exports in bursts (a round's finished
-        # batches), as many as a burst's pods fill, up to the pool's maximum (every node where waves of exports go)
+        # the nodes the pool starts: as many as keep up, or as a burst's pods fill, up to the pool's maximum. The
+        # bursts: a wave's batches (its segment jobs start, and so end, together) where Snakemake's jobs took every
+        # segment job at once; a round's finished batches where rounds send them; every node where waves of exports go
         keep = export_nodes(w, choice, profiles, prices, o, figures=g)
         units = sum(1 / kr for _, kr in exports)   # a batch's export pods, in nodes
         base, life = min(n_exp, keep), o.startup_s(tail_m) + o.idle_s + o.scan_s / 2
         used = [base + (min(n_exp, max(keep, math.ceil(units * r * n * k * f / d - 1e-9))) - base)
                 * min(1.0, life / r) for r in rounds.flowing]
         used += used[-1:] or [n_exp]   # the last wave's: as the rounds before it
-        n_used = (min(n_exp, keep) if jobs <= limit else
+        backlog = min(jobs, n * k * (1 + o.replacement_s(tail_m) / d))   # batches done as the pool's first node is up
+        n_used = (min(n_exp, max(keep, math.ceil(units * backlog - 1e-9))) if jobs <= limit else
                   (sum(used) + n_exp * (rounds.waves - len(used))) / rounds.waves)
-        drained = ready + jobs * g.packed / (n_exp * f_exp)   # the pool through all of them, as work; the jobs
+        n_work = n_used if jobs <= limit else n_exp   # the nodes that work through them
+        drained = ready + jobs * g.packed / (n_work * f_exp)   # the pool through all of them, as work; the jobs
         end = max(t_seg + longest, drained + longest / 2)       # running then end half a job later on average
         t_exports = end - t_seg
         exp_node_s = n_used * (o.startup_s(tail_m) + end - ready + o.idle_s + o.scan_s / 2)

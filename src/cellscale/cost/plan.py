@@ -204,13 +204,14 @@ def _thinned(counts, dense: int | None, step: float = LADDER_STEP):
     return kept
 
 
-def _export_counts(keep: int, cap: int) -> list[int]:
+def _export_counts(keep: int, cap: int, flow: bool = False) -> list[int]:
     """Node counts of a separate exports' pool worth trying: every count up to 4, then powers of two, up to the
-    ``keep`` nodes that keep up with the segment pool (fewer cost less when the exports may trail), and twice that
-    (within ``cap``): the pool starts only the nodes its exports fill, and a larger maximum raises Snakemake's jobs,
-    so that with staged fields the segment jobs may flow between waves."""
+    ``keep`` nodes that keep up with the segment pool (fewer cost less when the exports may trail). ``flow``: also
+    twice that (within ``cap``), where staged fields' rounds hold segment jobs back: the pool starts only the nodes
+    its exports fill, and a larger maximum raises Snakemake's jobs, so that the segment jobs may flow between
+    waves."""
     return sorted({c for c in range(1, min(keep, 4) + 1)} | {2 ** i for i in range(3, 30) if 2 ** i < keep} | {keep}
-                  | ({2 * keep} if 2 * keep <= cap else set()))
+                  | ({2 * keep} if flow and 2 * keep <= cap else set()))
 
 
 def _pareto(items: list[tuple]) -> list[tuple]:
@@ -309,10 +310,11 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                         if figures[key] is None:
                             continue
                         if tail is not seg and w.exports:   # the exports' pool: up to the nodes that keep up
-                            keep = export_nodes(w, choices[0], profiles, prices, o, cap=max_nodes - n,
-                                                figures=figures[key])
+                            g = figures[key]
+                            keep = export_nodes(w, choices[0], profiles, prices, o, cap=max_nodes - n, figures=g)
+                            held = w.fields_staged and o.storage_call_s > 0 and g.jobs > n * k + keep * g.export_slots
                             choices = [Choice(seg, PoolChoice(tail.name, t, c, spot), shard)
-                                       for c in _export_counts(keep, max_nodes - n)]
+                                       for c in _export_counts(keep, max_nodes - n, flow=held)]
                         for choice in choices:
                             p = predict(w, choice, profiles, prices, o, preemption, figures[key])
                             options.append((p.hours, p.cost_usd, choice, p))
