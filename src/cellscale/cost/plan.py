@@ -4,14 +4,16 @@ The program. Every candidate configuration ``c`` is a binary ``x_c``: the segmen
 or a CPU type running the int8 model: "no GPU pool"), spot or on demand, the shard size (4-64 Mpx, bounded by node
 memory through ``mem_mb + mem_mb_per_mpx * shard``) and its node count, together with the tail's CPU pool (the
 segment pool itself when that is a CPU pool, else a pool of the CPU type that runs the exports and the tail cheapest,
-of 1-4 nodes, powers of two or the nodes that keep up with the segment pool's exports: :func:`.model.export_nodes`).
+of 1-4 nodes, powers of two or the nodes that keep up with the segment pool's exports: :func:`.model.export_nodes`;
+twice those where staged fields' rounds hold segment jobs back, since the larger maximum raises Snakemake's jobs).
 Its predicted
 wall time ``T_c`` and cost ``C_c`` come from :func:`.model.predict`, which is not linear in the node count (waves of
 jobs, start-up, preemption), so they enter as coefficients: ``sum x_c = 1``, ``sum x_c T_c <= deadline``,
 ``sum x_c gpus_c <= max_gpus``, ``sum x_c nodes_c <= max_nodes``; minimise ``sum x_c C_c`` (or, with a budget,
 ``sum x_c C_c <= budget`` and minimise ``sum x_c T_c``). Node counts are enumerated only where the number of waves
 changes (more nodes than ``ceil(jobs / (slots * waves))`` buy nothing; every count where the exports share a CPU
-pool, whose time falls with each node), and each (machine, spot, shard) keeps only its time/cost Pareto front, so
+pool, whose time falls with each node, and with staged fields whose rounds take time, where each node adds to
+Snakemake's jobs and shortens the rounds' waits), and each (machine, spot, shard) keeps only its time/cost Pareto front, so
 10^6 images is some 2 x 10^4 binaries. Snakemake's ``jobs`` is the pools' slots (nodes x jobs per node, counted
 with the rule that fits the most).
 
