@@ -619,8 +619,12 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     floor = min(waves - 1, math.floor((a - rb) / b))
     r1 = a - b if floor >= 1 else rb
     own = per_wave > 1   # the exports on a pool of their own (see the docstring)
-    # from wave `flow` on, the rounds (call x requests) are at most flow_s: the next wave's jobs go while it runs
-    flow = next((j for j in range(1, waves) if call * (a - b * j if j <= floor else rb) <= flow_s), waves)
+
+    def round_s(j: int) -> float:   # a round's seconds once wave j has gone
+        return call * (a - b * j if j <= floor else rb)
+
+    # from wave `flow` on, the rounds are at most flow_s: the next wave's jobs go while it runs
+    flow = next((j for j in range(1, waves) if round_s(j) <= flow_s), waves)
     first = _even_cycles(1, first_s, cw * r1, per_wave * r1, call, keep, restart, buffer_s)
     if flow == 1:
         first = (first_s, first_s / call, 0.0)
@@ -647,7 +651,7 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     n_short = max(0, waves - lo)
     # what the short rounds add: half a round each, or less beyond a buffer of pending jobs; nothing once they flow
     short_wait = cw * _requests(lo, min(waves, flow) - 1, a, b, floor, rb) / 2 if buffer_s <= 0 else sum(
-        _round_wait(cw * (a - b * j if j <= floor else rb), buffer_s) for j in range(lo, min(waves, flow)))
+        _round_wait(per_wave * round_s(j), buffer_s) for j in range(lo, min(waves, flow)))
     # where the nodes go, a wave's segment jobs wait for new ones: when that and their work outlast a round, more
     # rounds pass before the batches' exports can go (none with one round a wave: it outlasts them)
     n_late, r_late = beyond((up + dw) / call)
@@ -666,7 +670,7 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
             + short_wait)
     return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go, waves,
-                  tuple(call * (a - b * j if j <= floor else rb) for j in range(flow, waves)))
+                  tuple(round_s(j) for j in range(flow, waves)))
 
 
 def _requests(lo: int, hi: int, a: float, b: float, floor: int, least: float) -> float:
@@ -842,14 +846,15 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # segment job at once; a round's finished batches where rounds send them; every node where waves of exports go
         keep = export_nodes(w, choice, profiles, prices, o, figures=g)
         units = sum(1 / kr for _, kr in exports)   # a batch's export pods, in nodes
-        base, life = min(n_exp, keep), o.startup_s(tail_m) + o.idle_s + o.scan_s / 2
-        used = [base + (min(n_exp, max(keep, math.ceil(units * r * n * k * f / d - 1e-9))) - base)
-                * min(1.0, life / r) for r in rounds.flowing]
-        used += used[-1:] or [n_exp]   # the last wave's: as the rounds before it
-        backlog = min(jobs, n * k * (1 + o.replacement_s(tail_m) / d))   # batches done as the pool's first node is up
-        n_used = (min(n_exp, max(keep, math.ceil(units * backlog - 1e-9))) if jobs <= limit else
-                  (sum(used) + n_exp * (rounds.waves - len(used))) / rounds.waves)
-        n_work = n_used if jobs <= limit else n_exp   # the nodes that work through them
+        if jobs <= limit:   # the burst: the batches done as the pool's first node is up, worked through by its nodes
+            backlog = min(jobs, n * k * (1 + o.replacement_s(tail_m) / d))
+            n_used = n_work = min(n_exp, max(keep, math.ceil(units * backlog - 1e-9)))
+        else:   # each flowing wave's round of bursts (the last wave's as the rounds before it); held waves: all nodes
+            base, life = min(n_exp, keep), o.startup_s(tail_m) + o.idle_s + o.scan_s / 2
+            used = [base + (min(n_exp, max(keep, math.ceil(units * r * n * k * f / d - 1e-9))) - base)
+                    * min(1.0, life / r) for r in rounds.flowing]
+            used += used[-1:] or [n_exp]
+            n_used, n_work = (sum(used) + n_exp * (rounds.waves - len(used))) / rounds.waves, n_exp
         drained = ready + jobs * g.packed / (n_work * f_exp)   # the pool through all of them, as work; the jobs
         end = max(t_seg + longest, drained + longest / 2)       # running then end half a job later on average
         t_exports = end - t_seg

@@ -13,9 +13,9 @@ jobs, start-up, preemption), so they enter as coefficients: ``sum x_c = 1``, ``s
 ``sum x_c C_c <= budget`` and minimise ``sum x_c T_c``). Node counts are enumerated only where the number of waves
 changes (more nodes than ``ceil(jobs / (slots * waves))`` buy nothing; every count where the exports share a CPU
 pool, whose time falls with each node, and with staged fields whose rounds take time, where each node adds to
-Snakemake's jobs and shortens the rounds' waits), and each (machine, spot, shard) keeps only its time/cost Pareto front, so
-10^6 images is some 2 x 10^4 binaries. Snakemake's ``jobs`` is the pools' slots (nodes x jobs per node, counted
-with the rule that fits the most).
+Snakemake's jobs and shortens the rounds' waits), and each (machine, spot, shard) keeps only its time/cost Pareto
+front, so 10^6 images is some 2 x 10^4 binaries. Snakemake's ``jobs`` is the pools' slots (nodes x jobs per node,
+counted with the rule that fits the most).
 
 :func:`write_outputs` writes ``DIR/plan.json``, ``DIR/config.yaml`` (a profile for ``snakemake --profile
 profiles/gke --workflow-profile DIR``) and ``DIR/plan-config.yaml`` (the shard size). What Snakemake 9.27 does with
@@ -50,7 +50,7 @@ import yaml
 
 from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice,
                     Prediction, Workload, allocatable_mb, class_b_usd, export_nodes, fits, job_figures, predict,
-                    segment_rate, slots_per_node, tail_memory_mb)
+                    segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb)
 from .prices import PriceTable
 from .simulate import SimResult, figure, simulate_mean
 from .throughput import PROFILE_DIR, SHIPPED_PROFILES, ThroughputProfile, load_profile
@@ -269,6 +269,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                          f"alone (--no-run-tables) or split the run")
     cpu = fit
     out, figures = [], {}   # job_figures by (segment machine, tail machine, shard): the same for every node count
+    timed_rounds = w.fields_staged and o.storage_call_s > 0   # each round reads every waiting field, and takes time
     for m in usable:
         machine = prices.machines[m]
         rate = segment_rate(profiles[m], w, o) if SEGMENT_RULE in profiles[m].rules else None
@@ -286,7 +287,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                 tails = [m] if not machine.gpus or not (w.run_tables or w.exports) else cpu
                 group = []
                 counts = _thinned(_node_counts(w.jobs(shard), k, cap), dense_nodes)
-                if (w.exports and not machine.gpus) or (w.fields_staged and o.storage_call_s > 0):
+                if (w.exports and not machine.gpus) or timed_rounds:
                     # exports beside segment jobs: time falls with every node; staged fields: each node adds to
                     # Snakemake's jobs, which shortens the rounds' waits, so more nodes for as many waves may be
                     # faster and cheaper
@@ -314,8 +315,9 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
                         if tail is not seg and w.exports:   # the exports' pool: up to the nodes that keep up
                             g = figures[key]
                             keep = export_nodes(w, choices[0], profiles, prices, o, cap=max_nodes - n, figures=g)
-                            held = w.fields_staged and o.storage_call_s > 0 and g.jobs > n * k + keep * g.export_slots
-                            choices = [Choice(seg, PoolChoice(tail.name, t, c, spot), shard)
+                            kept = Choice(seg, PoolChoice(tail.name, t, keep, spot), shard)
+                            held = timed_rounds and g.jobs > snakemake_jobs(w, kept, n, k, g.export_slots)
+                            choices = [replace(kept, tail=replace(kept.tail, nodes=c))
                                        for c in _export_counts(keep, max_nodes - n, flow=held)]
                         for choice in choices:
                             p = predict(w, choice, profiles, prices, o, preemption, figures[key])
