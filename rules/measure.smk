@@ -40,7 +40,7 @@ rule aggregate_measurements:
     resources:
         mem_mb=4000,
     log:
-        "logs/aggregate/cells.log",
+        "logs/aggregate_measurements/cells.log",
     benchmark:
         "results/benchmarks/aggregate_measurements/cells.tsv"
     conda:

@@ -19,7 +19,7 @@ rule report_sample:
         timelapse=lambda w: is_timelapse(w.sample),
         provenance=lambda w: provenance(model_key(w.sample)),  # model and dataset version, in summary.json
     log:
-        "logs/report/{sample}.log",
+        "logs/report_sample/{sample}.log",
     benchmark:
         "results/benchmarks/report_sample/{sample}.tsv"
     conda:

@@ -249,6 +249,11 @@ def _plan(args) -> int:
         if not measured:
             print(f"# {args.pilot}: no batch exports (results/ngff/batch_*, results/spatialdata/batches/): the shipped "
                   f"figures price them", file=sys.stderr)
+    if args.out and not (args.gke_profile / "config.yaml").is_file():   # before the solve: nothing half written
+        print(f"cellscale plan: --out needs the GKE profile whose set-resources the plan repeats, and "
+              f"{args.gke_profile / 'config.yaml'} does not exist: run from the workflow's checkout, or pass "
+              f"--gke-profile DIR", file=sys.stderr)
+        return 2
     prices, profiles = load_prices(args.prices), load_profiles(args.profiles)
     try:
         result = plan(workload, profiles, prices, deadline_h=args.deadline, budget_usd=args.budget,
@@ -894,7 +899,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--random", action="store_true", help="K random tiles instead of the least-sure ones")
     g.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
     g.add_argument("--region", default=None, metavar="Y0:Y1,X0:X1",
-                   help="choose only tiles inside this region (e.g. 0:2048,0:1008: training columns)")
+                   help="choose only tiles inside this region, in pixels (e.g. 0:1008,0:960: the CODEX tile's "
+                        "training columns)")
     g.add_argument("--frame", type=int, default=0, help="frame of a time-lapse (default 0)")
     g.add_argument("--image", default=None, help="the image (default: from RESULTS/index.tsv or the sample sheet)")
     g.add_argument("--labels", default=None, help="the current labels (default: from RESULTS)")

@@ -767,6 +767,19 @@ def test_batch_jobs_that_read_their_fields_spare_the_launcher_and_the_requests(m
 
 
 
+def test_plan_out_outside_a_checkout_names_the_missing_profile_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """`cellscale plan --out DIR` repeats the GKE profile's set-resources: from a folder without profiles/gke it
+    stops before the solve, names the file and the flag, and leaves no DIR; --gke-profile points it at one."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "--images", "1000", "--deadline", "2", "--simulate", "0", "--out", "p"]) == 2
+    err = capsys.readouterr().err
+    assert "profiles/gke/config.yaml does not exist" in err and "--gke-profile" in err
+    assert not (tmp_path / "p").exists()
+    assert main(["plan", "--images", "1000", "--deadline", "2", "--simulate", "0", "--out", "p",
+                 "--gke-profile", str(ROOT / "profiles" / "gke")]) == 0
+    assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["config.yaml", "plan-config.yaml", "plan.json"]
+
+
 def test_what_an_infeasible_request_needs_is_searched_on_a_ladder_within_its_step():
     """Beyond the quota, the explanation tries node counts on a ladder (LADDER_STEP apart), not every count: the
     fewest nodes it names lie within that step of the fewest an exhaustive search finds, and are called 'about'."""

@@ -378,3 +378,40 @@ def test_band_signals_equal_the_whole_frame_signals(sample, float_predictor, sca
     for a, b in zip(whole, bands):
         assert a.signals == pytest.approx(b.signals, rel=1e-6, abs=1e-9)
     assert max(t.signals["disagreement"] for t in bands) > 0 and max(t.signals["shape"] for t in bands) > 0
+
+
+def test_training_on_corrections_alone_stops_before_fitting_and_says_how(bundle, tmp_path, monkeypatch, capsys):
+    """Imported tiles are all `split: train`: without a parent that has val and test images, tuning and the card
+    cannot be made. `cellscale train` says so before the first step (not after fitting), naming --parent and
+    --fit-only; with --fit-only it trains."""
+    store = tmp_path / "data" / "versions"
+    work = _copy(bundle, tmp_path)
+    manifest = read_manifest(work)
+    fixed = labels_of(work, manifest, 1)
+    fixed[fixed == fixed.max()] = 0
+    tifffile.imwrite(work / "corrected" / "tile_001.tif", fixed)
+    version = import_bundle(work, "corrections", annotator="alice", store=store)
+    monkeypatch.setenv("CELLSCALE_VERSIONS", str(store))
+    args = ["train", "--data", version.ref, "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"),
+            "--steps", "2", "--batch", "2", "--tile", "64", "--base-filters", "4", "--depth", "2"]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert f"dataset {version.ref}: no val or test examples" in err and "--parent" in err and "--fit-only" in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m").exists()
+    assert main([*args, "--fit-only"]) == 0
+    assert (tmp_path / "m" / "model.keras").exists()
+
+
+def test_review_reads_a_registry_name_from_the_config_or_model(sample, tmp_path):
+    """The config may name a model `NAME@VERSION` (as the workflow reads it): review finds its folder, from the
+    config and from --model."""
+    from cellscale.registry import find_model
+
+    ref = find_model("nuclear").ref
+    project = tmp_path / "project"
+    (project / "config").mkdir(parents=True)
+    (project / "config" / "config.yaml").write_text(f"models:\n  nuclear: {ref}\n  tissue: tissue\n")
+    (project / "config" / "samples.tsv").write_text(f"sample\timage\tkind\ns1\t{sample / 'img.ome.tif'}\tnuclear\n")
+    for model in (None, ref):
+        found = locate(project / "results", "s1", labels=sample / "nuclear.ome.tif", model=model)
+        assert Path(found.model).resolve() == (MODELS / "nuclear").resolve(), model

@@ -139,6 +139,19 @@ def test_snakemake_fills_every_default_and_accepts_every_documented_key():
     assert TrackConfig.from_dict(config["track"]) == TrackConfig(birth_cost=2)
 
 
+def test_the_sheet_and_models_have_defaults_as_documented():
+    """An empty config takes the sheet and the shipped models; a model left out of `models` takes its default."""
+    from snakemake.utils import validate
+
+    config = {}
+    validate(config, schema=str(SCHEMA))
+    assert config["samples"] == "config/samples.tsv"
+    assert config["models"] == {"nuclear": "models/nuclear", "tissue": "models/tissue"}
+    config = {"models": {"tissue": "models/tissue-tight"}}
+    validate(config, schema=str(SCHEMA))
+    assert config["models"] == {"nuclear": "models/nuclear", "tissue": "models/tissue-tight"}
+
+
 def test_the_workflow_names_an_unknown_config_key(tmp_path):
     """`snakemake --dry-run` with a misspelt key: the run stops before any job and names the key."""
     image = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0]
@@ -219,7 +232,11 @@ def test_the_readme_config_table_agrees_with_the_schema():
         values = default_cell.split(" / ") if " / " in default_cell else [default_cell] * len(names)
         for name, value in zip(names, values):
             documented.add(name)
-            if "." not in name or section == "models":
+            if "." not in name or section == "models":   # top-level keys and the models: their own defaults
+                node = {"properties": settings.schema()["properties"]}
+                for part in name.split("."):
+                    node = node["properties"][part]
+                assert value.strip("`") == node["default"], name
                 continue
             section, key = name.split(".")
             assert key in settings.section_keys(section), name

@@ -609,13 +609,13 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
                   gke_profile: Path | str = "profiles/gke") -> tuple[Path, ...]:
     """``DIR/plan.json``, ``DIR/config.yaml`` (the workflow profile) and ``DIR/plan-config.yaml`` (shard size);
     with a simulated plan also ``DIR/simulated.png``, nodes and running jobs over time (:func:`.simulate.figure`)."""
+    frag = profile_fragment(plan_, gke_profile, profiles)   # first: a missing profile leaves no file behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_CONFIG).write_text(yaml.safe_dump({"tiling": {"shard_mpx": _number(plan_.choice.shard_mpx)},
                                                    "segment": {"augment": w.augment},
                                                    "batches": {"label_files": w.label_files,
                                                                "read_fields": w.read_fields}}))
-    frag = profile_fragment(plan_, gke_profile, profiles)
     header = ("# Written by `cellscale plan` (plan.json beside it). Use with the GKE profile:\n"
               "#   snakemake --profile profiles/gke --workflow-profile THIS_FOLDER\n"
               "# Snakemake takes each key here as a whole over the --profile's (no merge of set-resources per rule),\n"

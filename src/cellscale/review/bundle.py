@@ -178,7 +178,7 @@ def read_manifest(bundle: str | os.PathLike) -> dict:
 README = """Correction bundle written by `cellscale review` ({sample}, {compartment} labels, {n} tiles).
 
 1. Open a tile in napari (napari-ome-zarr plugin):  napari {first}
-   The image and the current labels ({compartment}) open as two layers.
+   The image (one layer per channel) and the current labels ({compartment}, the last layer) open.
 2. Correct the labels layer (paint, erase, fill; a new cell gets a new label value).
 3. Save it: select the labels layer, File > Save Selected Layers..., and save it as
    corrected/<tile name>.tif (e.g. corrected/{stem}.tif) in this folder.

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from cellscale.io import LabelSeries
+from cellscale.registry import is_model_ref, resolve_model
 from cellscale.segment.model import shipped_model
 from cellscale.settings import is_auto, parse_scale
 
@@ -50,6 +51,21 @@ def _table(path: Path) -> dict[str, dict[str, str]]:
 def _resolve(path: str, base: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() or not (base / p).exists() and p.exists() else base / p
+
+
+def _registered(value, base: Path) -> bool:
+    """A registry name (``NAME@VERSION``, as the config may give), not a folder that exists."""
+    return is_model_ref(str(value)) and not Path(value).exists() and not (base / str(value)).exists()
+
+
+def _model(value, project: Path):
+    """A config ``models`` value as the workflow reads it: a declared model (its path relative to the project), a
+    registry name ``NAME@VERSION`` (its folder), or a folder relative to the project."""
+    if isinstance(value, dict):
+        return {**value, "path": str(_resolve(value["path"], project))}
+    if _registered(value, project):
+        return Path(resolve_model(value))
+    return _resolve(value, project)
 
 
 def _number(value: str | None, kind=float):
@@ -106,11 +122,9 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
     if model is None:
         key = "tissue" if roles["membrane"] is not None else "nuclear"
         named = (cfg.get("models") or {}).get(key)
-        if isinstance(named, dict):
-            model = dict(named)
-            model["path"] = str(_resolve(model["path"], project))
-        else:
-            model = _resolve(named, project) if named else shipped_model(key)
+        model = _model(named, project) if named else shipped_model(key)
+    elif _registered(model, Path.cwd()):
+        model = Path(resolve_model(str(model)))
     names = row.get("channel_names")
     scale = _scale(results, sample, row.get("scale"), indexed.get("batch"))
     labels = labels if isinstance(labels, LabelSeries) else Path(labels)
