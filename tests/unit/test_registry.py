@@ -137,3 +137,32 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
                         provenance={"nuclear": nuclear, "tissue": tissue})
     assert table.set_index("sample")["model"].to_dict() == {"a": nuclear["model"], "b": tissue["model"]}
     assert table.set_index("sample")["model_dataset"].to_dict() == {"a": nuclear["dataset"], "b": tissue["dataset"]}
+
+
+def test_exporting_the_same_weights_again_keeps_their_version(tmp_path):
+    """A .keras file's bytes hold the time it was saved: exporting one checkpoint twice (a rerun of `cellscale
+    train` on its --run-dir) keeps the file, so the registry's version of the same weights does not change; other
+    weights give another version."""
+    import time
+
+    import keras
+
+    from cellscale.segment.model import ModelSpec
+    from cellscale.segment.network import build_unet
+    from cellscale.train.fit import export
+
+    spec = ModelSpec(name="m", inputs=["nuclear"], compartments=["nuclear"], base_filters=4, depth=2, tile_multiple=4)
+    model = build_unet(spec)
+    ckpt = tmp_path / "ckpt.keras"
+    model.save(ckpt)
+    export(ckpt, spec, tmp_path / "m")
+    first = weights_version(tmp_path / "m")
+    time.sleep(1.1)   # a second later: a new save would differ in its recorded time
+    export(ckpt, spec, tmp_path / "m")
+    assert weights_version(tmp_path / "m") == first
+    weights = model.get_weights()
+    weights[0] = weights[0] + 1.0
+    model.set_weights(weights)
+    keras.models.save_model(model, ckpt)
+    export(ckpt, spec, tmp_path / "m")
+    assert weights_version(tmp_path / "m") != first

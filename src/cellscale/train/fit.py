@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from cellscale.segment.model import (
     CHANNELS_PER_COMPARTMENT,
     ModelSpec,
@@ -115,8 +117,24 @@ def export(ckpt: Path, spec: ModelSpec, model_dir: str | os.PathLike) -> None:
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     model = keras.models.load_model(ckpt, compile=False)
-    tmp = model_dir / "model.tmp.keras"
-    model.save(tmp, include_optimizer=False)
-    os.replace(tmp, model_dir / "model.keras")
+    if not _same_network(model, model_dir / "model.keras"):   # a .keras file's bytes hold the time it was saved:
+        tmp = model_dir / "model.tmp.keras"                     # the same weights keep their file, so their version
+        model.save(tmp, include_optimizer=False)
+        os.replace(tmp, model_dir / "model.keras")
     spec.write(model_dir)
+
+
+def _same_network(model, path: Path) -> bool:
+    """Whether the network file at ``path`` holds ``model``'s architecture and exactly its weights."""
+    if not path.is_file():
+        return False
+    import keras
+
+    try:
+        saved = keras.models.load_model(path, compile=False)
+    except Exception:  # an unreadable or partial file is replaced
+        return False
+    a, b = model.get_weights(), saved.get_weights()
+    return (saved.to_json() == model.to_json() and len(a) == len(b)
+            and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b)))
 
