@@ -465,7 +465,8 @@ def _review(args) -> int:
     from cellscale.segment.predictor import Predictor
 
     inputs = locate(args.target, args.sample, args.compartment, config=args.config, image=args.image,
-                    labels=args.labels, model=args.model)
+                    labels=args.labels, model=args.model,
+                    channels={"nuclear": args.nuclear_channel, "membrane": args.membrane_channel})
     options = ReviewOptions(n_tiles=args.tiles, tile=args.tile_size, compartment=args.compartment, frame=args.frame,
                             random=args.random, seed=args.seed, region=region, ngff=args.ngff)
     predictor = Predictor(inputs.model, precision=args.precision, augment="none")  # the two passes kept apart
@@ -904,7 +905,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--frame", type=int, default=0, help="frame of a time-lapse (default 0)")
     g.add_argument("--image", default=None, help="the image (default: from RESULTS/index.tsv or the sample sheet)")
     g.add_argument("--labels", default=None, help="the current labels (default: from RESULTS)")
-    g.add_argument("--model", default=None, help="model folder (default: the config's model for the sample)")
+    g.add_argument("--model", default=None, help="model folder or registry NAME@VERSION (default: the config's model "
+                                                 "for the sample)")
+    g.add_argument("--nuclear-channel", type=int, default=None,
+                   help="the image's nuclear channel (default: the sample sheet's; 0 for an image not in it)")
+    g.add_argument("--membrane-channel", type=int, default=None,
+                   help="the image's membrane channel, for a tissue model (default: the sample sheet's)")
     g.add_argument("--config", default=None, help="the workflow config (default RESULTS/../config/config.yaml)")
     g.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto")
     g.add_argument("--ngff", choices=["0.5", "0.4"], default="0.5",

@@ -415,3 +415,18 @@ def test_review_reads_a_registry_name_from_the_config_or_model(sample, tmp_path)
     for model in (None, ref):
         found = locate(project / "results", "s1", labels=sample / "nuclear.ome.tif", model=model)
         assert Path(found.model).resolve() == (MODELS / "nuclear").resolve(), model
+
+
+def test_an_image_outside_the_sheet_gets_its_channels_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """`review --image --labels` of a multichannel image the sheet does not list: a tissue model needs
+    --membrane-channel, and the error says so (naming the sample and the model) instead of failing deep inside."""
+    from support import DEMO
+
+    monkeypatch.chdir(tmp_path)
+    args = ["review", "results", "--sample", "t", "--image", str(DEMO / "synthetic" / "tissue.ome.tif"),
+            "--labels", str(DEMO / "synthetic" / "tissue_truth" / "whole_cell.tif"), "--compartment", "whole_cell",
+            "--model", str(MODELS / "tissue"), "-n", "1", "-o", "b"]
+    assert main(args) == 2
+    assert "sample 't'" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert main([*args, "--membrane-channel", "1"]) == 0
+    assert read_manifest(tmp_path / "b")["tiles"][0]["name"] == "tile_000"

@@ -21,7 +21,7 @@ import yaml
 
 from cellscale.io import LabelSeries
 from cellscale.registry import is_model_ref, resolve_model
-from cellscale.segment.model import shipped_model
+from cellscale.segment.model import ModelSpec, shipped_model
 from cellscale.settings import is_auto, parse_scale
 
 
@@ -89,8 +89,10 @@ def _scale(results: Path, sample: str, value, batch: str | None = None):
 
 def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear", *,
            config: str | os.PathLike | None = None, image: str | os.PathLike | None = None,
-           labels: str | os.PathLike | None = None, model: str | os.PathLike | None = None) -> SampleInputs:
-    """A sample's inputs for review; ``image``, ``labels``, ``model`` override what the results folder says.
+           labels: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
+           channels: dict[str, int | None] | None = None) -> SampleInputs:
+    """A sample's inputs for review; ``image``, ``labels``, ``model`` and ``channels`` (``{"nuclear": N,
+    "membrane": M}``, None for the sheet's) override what the results folder says.
 
     Raises FileNotFoundError (naming what was looked for) when the labels or the image cannot be found.
     """
@@ -119,12 +121,16 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
             raise FileNotFoundError(f"sample {sample!r}: no {compartment} labels ({labels} is missing; "
                                     f"{index} names none); give --labels")
     roles = {"nuclear": _number(row.get("nuclear_channel"), int), "membrane": _number(row.get("membrane_channel"), int)}
+    roles.update({role: c for role, c in (channels or {}).items() if c is not None})
     if model is None:
         key = "tissue" if roles["membrane"] is not None else "nuclear"
         named = (cfg.get("models") or {}).get(key)
         model = _model(named, project) if named else shipped_model(key)
     elif _registered(model, Path.cwd()):
         model = Path(resolve_model(str(model)))
+    if "membrane" in ModelSpec.read(model).inputs and roles["membrane"] is None:
+        raise ValueError(f"sample {sample!r}: the model {model} reads a membrane channel, and the sample sheet "
+                         f"{sheet_path} names none for it: give --membrane-channel M (and --nuclear-channel N)")
     names = row.get("channel_names")
     scale = _scale(results, sample, row.get("scale"), indexed.get("batch"))
     labels = labels if isinstance(labels, LabelSeries) else Path(labels)
