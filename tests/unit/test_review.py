@@ -175,7 +175,7 @@ def test_bundle_tiles_open_with_naparis_reader(bundle, sample):
             np.testing.assert_array_equal(level0, want)
 
 
-def test_ngff_04_tiles_on_zarr_v2_read_back(tmp_path):
+def test_ngff_04_tiles_on_zarr_v2_read_back(tmp_path, caplog):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
@@ -187,9 +187,11 @@ def test_ngff_04_tiles_on_zarr_v2_read_back(tmp_path):
     assert (tmp_path / "t.zarr" / ".zattrs").is_file()  # Zarr v2
     assert json.loads((tmp_path / "t.zarr" / ".zattrs").read_text())["multiscales"][0]["version"] == "0.4"
     assert len(list(Reader(parse_url(str(tmp_path / "t.zarr")))())) == 3  # image, labels group, label image
+    caplog.clear()
     got, got_labels = read_tile(tmp_path / "t.zarr")
     np.testing.assert_array_equal(got, image)
     np.testing.assert_array_equal(got_labels["nuclear"], labels)
+    assert not [r for r in caplog.records if "version mismatch" in r.getMessage()]   # read as the 0.4 it is
 
 
 def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path):

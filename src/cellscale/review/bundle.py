@@ -138,10 +138,12 @@ def write_tile(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray, l
 def read_tile(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A tile's image (C, Y, X) and its labels {name: (Y, X)}, read with the ome-zarr library's reader."""
     require_ome_zarr()
+    from ome_zarr.format import FormatV04, FormatV05
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Multiscales, Reader
 
-    location = parse_url(str(path))
+    # NGFF 0.4 (Zarr v2: .zgroup) asked for as such, else the library warns of a version mismatch at every node
+    location = parse_url(str(path), fmt=FormatV04() if (Path(path) / ".zgroup").is_file() else FormatV05())
     if location is None:
         raise BundleError(f"{path}: not an OME-Zarr image")
     image, labels = None, {}
