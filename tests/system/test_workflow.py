@@ -323,6 +323,7 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
     tifffile.imwrite(tmp_path / "zstack.ome.tif", np.repeat(tissue.image[:1], 5, axis=0), ome=True,
                      metadata={"axes": "ZYX"})
     good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    good2 = next(p for p in sorted((DEMO / "dsb2018" / "images").glob("*.png")) if p != good)
     rows = [
         f"good\t{good}\ttissue\t\t\t\t",
         f"broken\t{corrupt}\ttissue\t\t\t\t",
@@ -331,14 +332,15 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
         f"baddata\t{baddata}\ttissue\t\t\t\t",
         f"nanpixels\t{tmp_path / 'nan.tif'}\ttissue\t\t\t\t",
         f"zstack\t{tmp_path / 'zstack.ome.tif'}\ttissue\t\t\t\t",
+        f"good2\t{good2}\ttissue\t\t\t\t",   # after the failed ones: its exports still read its own image
     ]
-    write_config(tmp_path, rows)
+    write_config(tmp_path, rows, output={"formats": ["ome-tiff", "ome-zarr"]})
     result = run(tmp_path)
     out = result.stdout + result.stderr
     # the images are small: they share one batch job, which records each bad one and finishes the good one;
     # the run then ends non-zero, saying how many failed and why
     assert result.returncode != 0
-    assert "6 of 7 images failed" in out and "results/errors.tsv" in out
+    assert "6 of 8 images failed" in out and "results/errors.tsv" in out
     errors = pd.read_csv(tmp_path / "results/errors.tsv", sep="\t").set_index("sample")
     assert sorted(errors.index) == sorted(["broken", "absent", "wrongchannel", "baddata", "nanpixels", "zstack"])
     for text in (out, "\n".join(errors["error"])):
@@ -352,21 +354,29 @@ def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):
         assert f"sample 'zstack': {tmp_path / 'zstack.ome.tif'}: a z-stack of 5 planes" in text
     assert errors.loc["broken", "image"] == str(corrupt)
     index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
-    assert index.loc["good", "status"] == "ok" and (tmp_path / index.loc["good", "nuclear_labels"]).exists()
-    assert (index.drop("good")["status"] == "failed").all() and (index.drop("good")["nuclear_labels"] == "").all()
+    goods = ["good", "good2"]
+    assert (index.loc[goods, "status"] == "ok").all()
+    assert all((tmp_path / index.loc[g, "nuclear_labels"]).exists() for g in goods)
+    assert (index.drop(goods)["status"] == "failed").all() and (index.drop(goods)["nuclear_labels"] == "").all()
     cells = pd.read_parquet(tmp_path / "results/cells.parquet")
-    assert set(cells["sample"]) == {"good"} and len(cells) > 10
+    assert set(cells["sample"]) == set(goods) and len(cells) > 10
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
-    assert summary.loc["good", "status"] == "ok" and (summary.drop("good")["status"] == "failed").all()
+    assert (summary.loc[goods, "status"] == "ok").all() and (summary.drop(goods)["status"] == "failed").all()
     batch = tmp_path / "results/batches" / index.loc["good", "batch"]
-    assert sorted(p.name for p in (batch / "labels").iterdir()) == ["good"]  # nothing of the failed ones
+    assert sorted(p.name for p in (batch / "labels").iterdir()) == goods  # nothing of the failed ones
+    from cellscale.io import ImageSource
+
+    for sample, path in (("good", good), ("good2", good2)):   # each store holds its own image's pixels
+        with ImageSource.open(tmp_path / index.loc[sample, "ngff"]) as store, ImageSource.open(path) as own:
+            np.testing.assert_array_equal(store.region(0, 0, store.shape[2], 0, store.shape[3]),
+                                          own.region(0, 0, own.shape[2], 0, own.shape[3]))
     # asked to keep going, the same run ends with exit status 0 and still says how many failed
     keep = yaml.safe_load((tmp_path / "config/config.yaml").read_text())
     keep["batches"] = {"keep_going": True}
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(keep))
     result = run(tmp_path, "--forcerun", "summary")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "6 of 7 images failed" in result.stdout + result.stderr
+    assert "6 of 8 images failed" in result.stdout + result.stderr
     # with batches off, each sample has its own jobs: a bad one fails its tile job and leaves nothing behind
     # (and OME-Zarr instead of OME-TIFF labels)
     write_config(tmp_path / "own", rows, batches={"enabled": False}, output={"formats": ["ome-zarr"]})

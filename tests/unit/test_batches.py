@@ -146,7 +146,7 @@ def test_per_batch_label_files_hold_every_good_field_as_a_named_series(tmp_path)
 
     rows = [{"sample": f.sample, "image": f.image} for f in fields]
     for layout in ("own", "one"):
-        export_batch(tmp_path / layout, tmp_path / layout / "cells.parquet", rows, [f.image for f in fields],
+        export_batch(tmp_path / layout, tmp_path / layout / "cells.parquet", rows, {f.image: f.image for f in fields},
                      {"ome-zarr": tmp_path / f"ngff_{layout}"})
     for path in images:
         stores = [tmp_path / f"ngff_{layout}" / f"{path.stem}.ome.zarr" / "labels" / "nuclear"
@@ -167,3 +167,37 @@ def test_per_batch_label_files_hold_every_good_field_as_a_named_series(tmp_path)
     assert not (tmp_path / "empty.ome.tif").exists() and not (tmp_path / "twice.ome.tif").exists()
     with pytest.raises(ValueError, match="label_files"):
         segment_batch(fields, MODELS / "nuclear", tmp_path / "bad", "0001", threads=1, label_files="per_field")
+
+
+def test_a_batch_exports_each_field_with_its_own_image_and_an_all_failed_batch_exports_empty(tmp_path):
+    """A missing image (its batch records it) leaves the other fields' images where they are: each field's
+    OME-Zarr store holds its own pixels. A batch whose every image failed writes an empty SpatialData store (no
+    table), not an error."""
+    import spatialdata
+
+    from cellscale.io import ImageSource
+    from cellscale.steps.export import export_batch
+
+    images = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[:2]
+    fields = [Field(images[0].stem, str(images[0]), {"nuclear": None, "membrane": None}),
+              Field("absent", str(tmp_path / "nothere.png"), {"nuclear": None, "membrane": None}),
+              Field(images[1].stem, str(images[1]), {"nuclear": None, "membrane": None})]
+    summary = segment_batch(fields, MODELS / "nuclear", tmp_path / "b", "0000", threads=1)
+    assert list(summary["status"]) == ["ok", "failed", "ok"]
+    rows = [{"sample": f.sample, "image": f.image} for f in fields]
+    where = {f.image: f.image for f in fields if f.sample != "absent"}   # what the job has: the images that exist
+    export_batch(tmp_path / "b", tmp_path / "b" / "cells.parquet", rows, where,
+                 {"ome-zarr": tmp_path / "ngff", "spatialdata": tmp_path / "sd.zarr"})
+    for path in images:
+        with ImageSource.open(tmp_path / "ngff" / f"{path.stem}.ome.zarr") as store:
+            got = store.region(0, 0, store.shape[2], 0, store.shape[3])
+        with ImageSource.open(path) as own:
+            np.testing.assert_array_equal(got, own.region(0, 0, own.shape[2], 0, own.shape[3]))
+    assert not (tmp_path / "ngff" / "absent.ome.zarr").exists()
+    # every image failed
+    bad = [Field("gone", str(tmp_path / "gone.png"), {"nuclear": None, "membrane": None})]
+    segment_batch(bad, MODELS / "nuclear", tmp_path / "c", "0001", threads=1)
+    export_batch(tmp_path / "c", tmp_path / "c" / "cells.parquet", [{"sample": "gone", "image": bad[0].image}], {},
+                 {"ome-zarr": tmp_path / "ngff_c", "spatialdata": tmp_path / "sd_c.zarr"})
+    empty = spatialdata.read_zarr(tmp_path / "sd_c.zarr")
+    assert not list(empty.labels) and not list(empty.tables) and not list((tmp_path / "ngff_c").iterdir())

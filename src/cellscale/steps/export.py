@@ -17,7 +17,7 @@ from cellscale.export import Field, lazy_image, lazy_labels, write_ngff, write_s
 from cellscale.io import atomic_dir
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv, staged_paths
+from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv
 from cellscale.steps.measure import sample_channel_names
 
 log = logging.getLogger("cellscale")
@@ -103,17 +103,17 @@ def _open_sample(stack: ExitStack, sample: str, image_path, label_files: dict, t
     return image, labels
 
 
-def export_batch(batch_dir, table_path, fields: list[dict], image_paths: list, out: dict,
+def export_batch(batch_dir, table_path, fields: list[dict], images: dict, out: dict,
                  settings: OutputSettings | None = None) -> None:
     """A batch's images that succeeded: one OME-Zarr store per field of view (``out["ome-zarr"]/<sample>.ome.zarr``)
     and one SpatialData store for the batch (``out["spatialdata"]``: each field in a coordinate system named after
     its sample, :func:`cellscale.export.write_spatialdata_fields`). ``fields``: the sheet's rows of the batch
-    (``sample``, ``image``, ``pixel_size_um``, ``channel_names``), ``image_paths``: where this job reads their
-    images, in their order."""
+    (``sample``, ``image``, ``pixel_size_um``, ``channel_names``), ``images``: the sheet's image path -> where this
+    job reads it (an image that is missing, and so failed, may be absent)."""
     batch_dir = Path(batch_dir)
     status = read_tsv(batch_dir / "fields.tsv").set_index("sample")["status"]
     cells = pd.read_parquet(table_path)
-    staged = staged_paths([f["image"] for f in fields], image_paths)
+    staged = dict(images)
     done, label_files = [], {}
     for f in fields:
         sample = f["sample"]
@@ -135,8 +135,10 @@ def export_batch(batch_dir, table_path, fields: list[dict], image_paths: list, o
     if SPATIALDATA in out:
         settings = settings or OutputSettings()
         fields_out = [_batch_field(f, staged[f["image"]], label_files[f["sample"]]) for f in done]
-        table = table_anndata(cells)  # rows of an image that failed have no labels element: the writer leaves them
-        log.info(f"writing {out[SPATIALDATA]} (SpatialData; {len(done)} fields of view, {table.n_obs} cells)")
+        # rows of an image that failed have no labels element: the writer leaves them; every image failed: no table
+        table = table_anndata(cells) if done and len(cells) else None
+        log.info(f"writing {out[SPATIALDATA]} (SpatialData; {len(done)} fields of view, "
+                 f"{0 if table is None else table.n_obs} cells)")
         write_spatialdata_fields(out[SPATIALDATA], fields_out, table, boundaries=settings.boundaries)
 
 
