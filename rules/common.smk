@@ -69,16 +69,26 @@ samples = pd.read_csv(
     dtype={"sample": str, "image": str, "kind": str, "channel_names": str},
     keep_default_na=False,  # a sample named NA or nan is a name; only an empty cell is missing
     na_values=[""],
-).set_index("sample", drop=False)
+)
 # Only sample, image and kind are required: every optional column of the schema that the sheet leaves out is
 # added empty (NA), so the input functions below can read any column of any sheet.
 with open(workflow.source_path("../workflow/schemas/samples.schema.yaml")) as _fh:
     _sheet_schema = yaml.safe_load(_fh)
+_missing = [c for c in _sheet_schema["required"] if c not in samples.columns]
+if _missing:
+    raise ValueError(f"{config['samples']}: no column {', '.join(map(repr, _missing))} (a sheet needs "
+                     f"{', '.join(_sheet_schema['required'])}; it has {', '.join(map(str, samples.columns))})")
+samples = samples.set_index("sample", drop=False)
 for _column in _sheet_schema["properties"]:
     if _column not in samples:
         samples[_column] = pd.NA
 for _column in ("nuclear_channel", "membrane_channel", "height", "width"):
-    samples[_column] = samples[_column].astype("Int64")
+    _numbers = pd.to_numeric(samples[_column], errors="coerce")
+    _bad = samples.index[(_numbers.isna() & samples[_column].notna()) | ((_numbers % 1).fillna(0) != 0)]
+    if len(_bad):
+        raise ValueError(f"{config['samples']}: sample {_bad[0]!r}: {_column} {samples[_column][_bad[0]]!r} is not a "
+                         f"whole number ({len(_bad)} row(s) like it)")
+    samples[_column] = _numbers.astype("Int64")
 if samples.index.duplicated().any():
     raise ValueError(f"{config['samples']}: duplicate sample names: "
                      f"{sorted(set(samples.index[samples.index.duplicated()]))}")
@@ -103,7 +113,16 @@ samples["scale"] = pd.Series([_sheet_scale(s, v) for s, v in samples["scale"].it
                              dtype=object)
 # The other columns are checked against the schema once per distinct combination, not once per row: a sheet of
 # 10^5 fields of view usually has a handful (names and paths are checked above).
-validate(samples.assign(sample="s", image="i").drop_duplicates(), schema="../workflow/schemas/samples.schema.yaml")
+_distinct = samples.assign(sample="s", image="i").drop_duplicates()  # indexed by the first sample of each
+try:
+    validate(_distinct, schema="../workflow/schemas/samples.schema.yaml")
+except WorkflowError as _err:  # name the sample, the column and what is wrong (not the row of _distinct)
+    _row, _why = re.search(r"row (\d+)", str(_err)), _err.__context__  # the ValidationError it was raised from
+    if _row is None or not hasattr(_why, "message"):
+        raise
+    _column = ".".join(map(str, _why.path)) or "a required column"
+    raise ValueError(f"{config['samples']}: sample {_distinct.index[int(_row.group(1))]!r}: {_column}: "
+                     f"{_why.message}") from None
 
 wildcard_constraints:
     sample=_name.pattern.strip("^$"),

@@ -320,3 +320,19 @@ def test_step_errors_name_sample_and_file_once(tmp_path):
         assert str(err.value).startswith(f"sample 's1': {tmp_path / name}: {what}"), str(err.value)
         assert str(err.value).count(name) == 1, str(err.value)
     assert not (tmp_path / "tiles").exists() or not list((tmp_path / "tiles").iterdir())
+
+
+def test_a_single_image_given_as_a_time_lapse_is_refused_when_opened(tmp_path):
+    """kind timelapse with a 2-D image: refused by the first step that opens it (naming sample, file and the fix),
+    not by the tracker after tiling, segmenting and stitching it."""
+    from cellscale.steps import StepError, open_sample_image
+
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((32, 40), np.uint16))
+    with pytest.raises(StepError, match=r"sample 'tl': .*one\.tif: a time-lapse sample needs frames to track, and "
+                                        r"this image has one \(32 x 40 px\): give it kind tissue"):
+        open_sample_image("tl", tmp_path / "one.tif", timelapse=True)
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((2, 32, 40), np.uint16))
+    with open_sample_image("tl", tmp_path / "two.tif", timelapse=True) as source:
+        assert source.shape == (2, 1, 32, 40)
+    with open_sample_image("still", tmp_path / "one.tif", timelapse=False) as source:
+        assert source.shape == (1, 1, 32, 40)

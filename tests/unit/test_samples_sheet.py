@@ -228,3 +228,31 @@ def test_sizes_come_from_the_headers(tmp_path):
     assert sheet.loc["a", ["height", "width"]].tolist() == [40, 50]
     assert sheet.loc["b", ["height", "width"]].tolist() == [64, 32]
     assert sheet.loc["c", ["height", "width"]].isna().all()   # unreadable: left empty, the workflow says why
+
+
+@pytest.mark.parametrize("sheet, says", [
+    ("sample\timage\na\tx.png\n", ["no column 'kind'", "sample, image, kind"]),
+    ("image\tkind\nx.png\ttissue\n", ["no column 'sample'"]),
+    ("sample\timage\tkind\na\tx.png\ttissue\nb\tx.png\t\n", ["sample 'b'", "'kind' is a required property"]),
+    ("sample\timage\tkind\na\tx.png\ttissue\nb\tx.png\ttissue\nc\tx.png\ttissue\nd\tx.png\ttisue\n",
+     ["sample 'd': kind: 'tisue' is not one of"]),
+    ("sample\timage\tkind\tnuclear_channel\na\tx.png\ttissue\t0\nb\tx.png\ttissue\tx\n",
+     ["sample 'b': nuclear_channel 'x' is not a whole number"]),
+    ("sample\timage\tkind\tmembrane_channel\na\tx.png\ttissue\t1.5\n", ["sample 'a': membrane_channel"]),
+    ("sample\timage\tkind\na\tx.png\ttissue\na\ty.png\ttissue\n", ["duplicate sample names: ['a']"]),
+], ids=["no-kind-column", "no-sample-column", "empty-kind", "unknown-kind", "channel-not-a-number",
+        "channel-fraction", "duplicate"])
+def test_a_bad_sheet_stops_the_run_naming_the_sample_and_column(tmp_path, sheet, says):
+    """Before any job: the sheet's file, the sample (not a row number of deduplicated rows) and what is wrong, in
+    a few lines (not the schema)."""
+    (tmp_path / "samples.tsv").write_text(sheet)
+    config = {"samples": str(tmp_path / "samples.tsv"),
+              "models": {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
+                             "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1",
+                             "--dry-run"], capture_output=True, text=True, timeout=300, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert str(tmp_path / "samples.tsv") in out and all(text in out for text in says), out[-2000:]
+    assert "properties" not in out and len(out.splitlines()) < 40, out[-2000:]

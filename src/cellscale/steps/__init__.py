@@ -39,6 +39,9 @@ def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
         _image_failed(sample, err)
     if source.shape[2] < 8 or source.shape[3] < 8:
         _fail(sample, path, f"image of shape {source.shape[2:]} is too small to segment")
+    if timelapse and source.shape[0] < 2:
+        _fail(sample, path, f"a time-lapse sample needs frames to track, and this image has one ({source.shape[2]} x "
+                            f"{source.shape[3]} px): give it kind tissue, or the movie's T-stack or frame folder")
     return source
 
 
