@@ -719,12 +719,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Immutable, content-hashed versions of annotated data sets, stored as JSON "
                                    "manifests under data/versions/NAME/ (files stay where they are). See "
                                    "docs/data.md.")
-    p.add_argument("--store", default=None, help="the version store (default: the checkout's data/versions, or "
-                                                 "$CELLSCALE_VERSIONS)")
+    store_help = ("the version store (default: the checkout's data/versions, or $CELLSCALE_VERSIONS); relative "
+                  "roots resolve against the folder holding its data/ (DIR/../.. for DIR = .../data/versions), "
+                  "else against DIR's parent")
+    p.add_argument("--store", default=None, help=store_help)
+    store_option = argparse.ArgumentParser(add_help=False)  # --store after the action as well as before it
+    store_option.add_argument("--store", default=argparse.SUPPRESS, help=store_help)
     data = p.add_subparsers(dest="action", required=True)
-    q = data.add_parser("add", help="record a new version of NAME from the files under ROOT")
+    q = data.add_parser("add", help="record a new version of NAME from the files under ROOT", parents=[store_option])
     q.add_argument("name")
-    q.add_argument("root", help="folder the files' paths are relative to (relative: to the checkout)")
+    q.add_argument("root", help="folder the files' paths are relative to; a relative ROOT is relative to the "
+                                "store's base (the checkout for data/versions; see --store), not the current "
+                                "folder")
     q.add_argument("--files", nargs="+", default=None, help="glob patterns or paths under ROOT (default: all)")
     q.add_argument("--compartments", nargs="+", choices=("nuclear", "whole_cell", "cytoplasm"), default=None)
     q.add_argument("--meta", action="append", metavar="KEY=VALUE",
@@ -737,24 +743,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dsb2018: images/<id>.png + masks/<id>.tif; records each file's sample, role, split and "
                         "kind (training pairs) and the DSB2018 ontology")
     q.add_argument("--note", default=None, help="what changed, in words")
-    q = data.add_parser("generate", help="generate a tissue training set and record it as a version")
+    q = data.add_parser("generate", parents=[store_option],
+                        help="generate a tissue training set and record it as a version (the same files and "
+                             "metadata as a stored version: that version, no new one)")
     q.add_argument("name", nargs="?", default="synthetic-tissue")
     q.add_argument("--images", type=int, default=24)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default="sparse")
-    q.add_argument("--root", default=None, help="where to write it (default train_runs/generated/...)")
+    q.add_argument("--root", default=None, help="where to write it (default train_runs/generated/...; relative: "
+                                                "to the store's base, see --store)")
     q.add_argument("--note", default=None)
-    q = data.add_parser("list", help="the versions, oldest first")
+    q = data.add_parser("list", help="the versions by name, oldest first within a name", parents=[store_option])
     q.add_argument("name", nargs="?", default=None)
     q.add_argument("--json", action="store_true")
-    q = data.add_parser("show", help="one version: metadata, changes (and --files)")
+    q = data.add_parser("show", help="one version: metadata, changes (and --files)", parents=[store_option])
     q.add_argument("ref", help="NAME@ID, NAME@latest or NAME")
     q.add_argument("--files", action="store_true")
     q.add_argument("--json", action="store_true", help="the manifest itself")
-    q = data.add_parser("diff", help="files added, removed, modified and metadata changed from A to B")
+    q = data.add_parser("diff", help="files added, removed, modified and metadata changed from A to B",
+                        parents=[store_option])
     q.add_argument("a")
     q.add_argument("b")
-    q = data.add_parser("verify", help="recompute every file's size and SHA-256 (exit 1 on a problem)")
+    q = data.add_parser("verify", help="recompute every file's size and SHA-256 (exit 1 on a problem)",
+                        parents=[store_option])
     q.add_argument("ref")
     p.set_defaults(func=_data)
 

@@ -249,9 +249,9 @@ def test_a_bad_sheet_stops_the_run_naming_the_sample_and_column(tmp_path, sheet,
     config = {"samples": str(tmp_path / "samples.tsv"),
               "models": {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
-                             "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1",
-                             "--dry-run"], capture_output=True, text=True, timeout=300, check=False)
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile")]
+    result = subprocess.run([*snakemake, "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+                             "--cores", "1", "--dry-run"], capture_output=True, text=True, timeout=300, check=False)
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert str(tmp_path / "samples.tsv") in out and all(text in out for text in says), out[-2000:]

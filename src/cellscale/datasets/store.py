@@ -12,6 +12,7 @@ import datetime
 import fnmatch
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     inherit : start from the parent's files (re-rooted to ``root``) and its metadata (``metadata`` on top): the
         new version is the parent plus ``files`` (a file given again replaces the parent's).
 
-    Adding a version whose id exists already is a no-op (the stored one is returned). A file missing under
+    Adding a version whose id exists already is a no-op (the stored one is returned), and so is adding one that
+    is a stored version but for the note, or its parent unchanged (that version or the parent is returned; a line
+    on stderr says so; the index and ``latest`` stay as they are). A file missing under
     ``root`` or a file without compartments, source or licence is an error.
     """
     store = _store(store)
@@ -140,7 +143,11 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     folder = store / name
     target = folder / f"{manifest.id}.json"
     if target.exists():  # immutable: the same content is the same version
+        _say(f"{manifest.ref}: recorded already (the same files and metadata); no new version")
         return load_version(manifest.ref, store)
+    same = _same_version(folder, manifest, parent_manifest, store)
+    if same is not None:
+        return same
     folder.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(manifest.to_json())
@@ -152,6 +159,41 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     tmp.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, folder / "index.json")
     return manifest
+
+
+def _say(text: str) -> None:
+    print(f"cellscale data: {text}", file=sys.stderr)
+
+
+def _sans_note(manifest: Manifest) -> dict:
+    content = manifest.content()
+    content["changes"] = {k: v for k, v in content["changes"].items() if k != "note"}
+    return content
+
+
+def _same_version(folder: Path, manifest: Manifest, parent: Manifest | None, store: Path) -> Manifest | None:
+    """The stored version ``manifest`` is, though its id differs, or None (it is new):
+
+    - its parent, when it changes nothing of it (the same root, files and metadata; an import of corrections
+      imported before, a parent given again);
+    - a version of the same name with the same content but for the note (the files of a generated set written
+      again: the note is words about a version, not the version; the ids already given stay as they are).
+    """
+    def same(a: Manifest, b: Manifest) -> bool:
+        return (a.name, a.root, a.files, a.metadata) == (b.name, b.root, b.files, b.metadata)
+
+    if parent is not None and same(parent, manifest):
+        _say(f"{manifest.name}: nothing changed relative to the parent {parent.ref} (the same root, files and "
+             f"metadata); no new version: {parent.ref} is it")
+        return parent
+    wanted = _sans_note(manifest)
+    for v in _index(folder)["versions"] if folder.is_dir() else []:
+        stored = load_version(f"{manifest.name}@{v['id']}", store)
+        if _sans_note(stored) == wanted:
+            _say(f"{stored.ref} has these files and metadata already (only the note differs); no new version: "
+                 f"{stored.ref} is it (its note stays)")
+            return stored
+    return None
 
 
 def _index(folder: Path) -> dict:
@@ -193,7 +235,8 @@ def load_version(ref: str, store: str | os.PathLike | None = None) -> Manifest:
 
 
 def list_versions(store: str | os.PathLike | None = None, name: str | None = None) -> list[dict]:
-    """One row per version (name, id, created, parent, files, bytes, note, latest), oldest first per name."""
+    """One row per version (name, id, created, parent, files, bytes, note, latest): by name (alphabetically),
+    oldest first within a name (the order they were added)."""
     store = _store(store)
     rows = []
     folders = [store / name] if name else sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
@@ -203,7 +246,9 @@ def list_versions(store: str | os.PathLike | None = None, name: str | None = Non
             m = load_version(f"{folder.name}@{v['id']}", store)
             rows.append({"name": m.name, "id": m.id, "created": m.created, "parent": m.parent,
                          "files": len(m.files), "bytes": sum(f.size for f in m.files),
-                         "note": m.changes.get("note", ""), "latest": v["id"] == index.get("latest")})
+                         # the index may annotate a version recorded without a note (its id stays)
+                         "note": m.changes.get("note") or v.get("note") or "",
+                         "latest": v["id"] == index.get("latest")})
     return rows
 
 
