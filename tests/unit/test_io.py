@@ -336,3 +336,19 @@ def test_a_single_image_given_as_a_time_lapse_is_refused_when_opened(tmp_path):
         assert source.shape == (2, 1, 32, 40)
     with open_sample_image("still", tmp_path / "one.tif", timelapse=False) as source:
         assert source.shape == (1, 1, 32, 40)
+
+
+@pytest.mark.parametrize("name, content", [("bad.png", b"\x89PNG\r\n\x1a\n" + b"garbage" * 20),
+                                           ("bad.tif", b"II*\x00" + b"\x00garbage" * 50),
+                                           ("empty.tif", b"")])
+def test_an_unreadable_file_is_one_line_naming_it(tmp_path, name, content):
+    """A damaged file's error is one line: the file, that it cannot be read, and the reader's first line (not its
+    advice to install a plugin, nor a bare 'list index out of range')."""
+    from cellscale.io import ImageError, ImageSource
+
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ImageError) as err:
+        ImageSource.open(tmp_path / name)
+    text = str(err.value)
+    assert text.startswith(f"{tmp_path / name}: cannot read image: the file is damaged, truncated or not an image")
+    assert "\n" not in text and "pip install" not in text

@@ -36,6 +36,14 @@ def open_ome_zarr(path: Path) -> tuple[object, str]:
     return array, "".join(names).upper()
 
 
+
+def _cannot_read(path, err: Exception, what: str = "image") -> ImageError:
+    """A reader's failure on a file as one line: what could not be read, that the file is damaged or not an image
+    (readers raise many types on those), and the reader's own first line (not its install advice)."""
+    detail = (str(err).strip().splitlines() or [""])[0][:200]
+    return ImageError(f"{path}: cannot read {what}: the file is damaged, truncated or not an image of its kind "
+                      f"({type(err).__name__}: {detail})")
+
 class FrameFiles:
     """A lazy (T, C, Y, X) array over a folder of per-frame image files (a CTC ``01/t000.tif`` ... folder).
 
@@ -62,7 +70,7 @@ class FrameFiles:
                 with tifffile.TiffFile(path) as tif:
                     found = (tuple(tif.series[0].shape), tif.series[0].dtype)
             except Exception as err:
-                raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+                raise _cannot_read(path, err) from err
             if expected is None:
                 expected, first = found, path
             elif found != expected:
@@ -152,7 +160,7 @@ class ImageSource:
                 tif.close()
             if isinstance(err, ImageError):
                 raise
-            raise ImageError(f"{series_ref or path}: cannot read image ({type(err).__name__}: {err})") from err
+            raise _cannot_read(series_ref or path, err) from err
         return cls(array, axes, series_ref or path, closer=tif.close)
 
     def close(self) -> None:
@@ -173,7 +181,7 @@ class ImageSource:
         except ImageError:
             raise
         except Exception as err:
-            raise ImageError(f"{self.path}: cannot read image data ({type(err).__name__}: {err})") from err
+            raise _cannot_read(self.path, err, "image data") from err
         kept = [a for a in self._axes if a != "Z" and not isinstance(index.get(a), (int, np.integer))]
         if "C" not in kept:
             data, kept = data[np.newaxis], ["C", *kept]
@@ -280,7 +288,7 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
     except ImageError:
         raise
     except Exception as err:  # tifffile/imageio raise many types on corrupt files
-        raise ImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+        raise _cannot_read(path, err) from err
     if not axes:
         raise ImageError(f"{path}: cannot interpret an image of shape {data.shape}")
     return _to_tcyx(data, normalize_axes(axes, data.shape, path, timelapse, ome))
