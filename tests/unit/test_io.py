@@ -352,3 +352,18 @@ def test_an_unreadable_file_is_one_line_naming_it(tmp_path, name, content):
     text = str(err.value)
     assert text.startswith(f"{tmp_path / name}: cannot read image: the file is damaged, truncated or not an image")
     assert "\n" not in text and "pip install" not in text
+
+
+def test_channel_zero_taken_as_nuclear_is_said_when_the_image_has_several(caplog):
+    """No nuclear channel given: channel 0 is used, and with more than one channel the log says so."""
+    import logging
+
+    from cellscale.segment.preprocess import channel_recipe
+
+    with caplog.at_level(logging.WARNING, logger="cellscale"):
+        assert channel_recipe(np.ones((1, 2, 8, 8)), {"nuclear": None}, ["nuclear"]).indices == [0]
+        assert "2 channels and no nuclear channel is given: channel 0" in caplog.text
+        caplog.clear()
+        channel_recipe(np.ones((1, 1, 8, 8)), {"nuclear": None}, ["nuclear"])
+        channel_recipe(np.ones((1, 2, 8, 8)), {"nuclear": 1}, ["nuclear"])
+        assert not caplog.text

@@ -7,6 +7,7 @@ the result must not depend on how the image is tiled.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,10 @@ def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str], gamma: fl
         index = roles.get(role)
         if index is None and role == "nuclear":
             index = 0
+            if n_channels > 1:  # a plate's stain order, or a plain TIFF z-stack read as channels: say which is used
+                logging.getLogger("cellscale").warning(
+                    f"the image has {n_channels} channels and no nuclear channel is given: channel 0 is taken as "
+                    f"the nuclear one (set the sheet's nuclear_channel)")
         if index is None:
             raise ValueError(f"no channel given for role {role!r}")
         if not 0 <= index < n_channels:
