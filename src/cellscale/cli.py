@@ -12,6 +12,7 @@ only what it runs. Everywhere else in the library imports are at module top (imp
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -116,6 +117,9 @@ def _measure(args) -> int:
     image = read_image(args.image)[0]
     if labels.ndim != 2:
         raise SystemExit(f"{args.labels}: expected a 2-D label image, got shape {labels.shape}")
+    if labels.shape != image.shape[-2:]:
+        raise ValueError(f"{args.labels}: labels of {labels.shape[0]} x {labels.shape[1]} px do not match the image "
+                         f"{args.image} ({image.shape[-2]} x {image.shape[-1]} px)")
     names = sample_channel_names(args.image, image.shape[0], args.channel_names.split(",")
                                  if args.channel_names else None)
     table = measure_cells(labels, image, names, extra_stats=args.extra_stats)
@@ -125,11 +129,33 @@ def _measure(args) -> int:
     return 0
 
 
+def _replaceable(out: str | Path, what: str, belongs, inputs=()) -> None:
+    """A folder a command replaces whole: refuse one that holds anything else (``belongs(path)`` is False for a
+    file that is not of ``what``) or one of the command's ``inputs``, so a mistyped -o never deletes a user's files."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    resolved = out.resolve()
+    for src in map(Path, inputs):
+        if src.resolve() == resolved or resolved in src.resolve().parents:
+            raise ValueError(f"{out} holds the input {src}, and the output replaces the whole folder: give another")
+    foreign = [p for p in sorted(out.rglob("*")) if p.is_file() and not belongs(p.relative_to(out))]
+    if foreign:
+        raise ValueError(f"{out} is replaced whole by the {what}, and it holds other files ({foreign[0]}"
+                         f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}): give a new or empty "
+                         f"folder, or remove them")
+
+
 def _track(args) -> int:
     from cellscale.track.detections import detections_from_labels
     from cellscale.track.export_ctc import read_label_dir, write_ctc, write_tracks_table
     from cellscale.track.linking import link
 
+    _replaceable(args.output, "tracking result (maskNNN.tif, res_track.txt)",
+                 lambda p: len(p.parts) == 1 and (p.name == "res_track.txt" or re.fullmatch(r"mask\d+\.tif", p.name)),
+                 [args.labels_dir])
     labels = read_label_dir(args.labels_dir)
     detections = detections_from_labels(labels)
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
@@ -464,6 +490,8 @@ def _review(args) -> int:
     from cellscale.review import ReviewOptions, export_review, locate
     from cellscale.segment.predictor import Predictor
 
+    _replaceable(args.output, "review bundle (its corrected/ folder must be empty: import it first)",
+                 lambda p: p.parts[0] in ("bundle.json", "README.txt") or re.fullmatch(r"tile_\d+\.zarr", p.parts[0]))
     inputs = locate(args.target, args.sample, args.compartment, config=args.config, image=args.image,
                     labels=args.labels, model=args.model,
                     channels={"nuclear": args.nuclear_channel, "membrane": args.membrane_channel})
@@ -939,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:   # OSError: a missing file, a folder given for a file...
         print(f"cellscale {args.command}: error: {err}", file=sys.stderr)
         return 2
 

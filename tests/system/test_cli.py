@@ -55,6 +55,11 @@ def test_segment_whole_cell_and_measure(tmp_path):
     truth = pd.read_csv(DEMO / "synthetic" / "tissue_truth" / "cells.csv")
     assert abs(len(table) - len(truth)) <= 0.1 * len(truth)
     assert pd.read_parquet(tmp_path / "cells.parquet").shape == table.shape
+    # labels of another image's size: one line naming both files
+    tifffile.imwrite(tmp_path / "small.tif", np.ones((64, 64), np.uint32))
+    result = cellscale("measure", tmp_path / "small.tif", image, "-o", tmp_path / "x.csv", check=False)
+    assert result.returncode == 2 and f"{tmp_path / 'small.tif'}: labels of 64 x 64 px do not match the image " \
+        f"{image} (512 x 512 px)" in result.stderr and not (tmp_path / "x.csv").exists()
 
 
 def test_segment_scale_brings_large_nuclei_to_the_model_size(tmp_path):
@@ -162,6 +167,26 @@ def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
     assert scores["TRA"] >= 0.99 and scores["division_f1"] == 1.0
     out = cellscale("evaluate-tracks", tmp_path / "res", tmp_path / "a_truth").stdout
     assert "TRA" in out
+    # -o replaces its folder whole: a rerun into its own result is fine; a folder with other files, or the input
+    # itself, is refused before anything is written (a mistyped -o deleted them)
+    cellscale("track", tmp_path / "a_truth" / "TRA", "-o", tmp_path / "res")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.md").write_text("keep me")
+    for out_dir in (tmp_path / "mine", tmp_path / "a_truth"):
+        result = cellscale("track", tmp_path / "a_truth" / "TRA", "-o", out_dir, check=False)
+        assert result.returncode == 2 and "give a" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert (tmp_path / "mine" / "notes.md").read_text() == "keep me" and (tmp_path / "a_truth" / "TRA").is_dir()
+    # an output path that cannot be written is one line naming it, not a traceback
+    result = cellscale("track", tmp_path / "a_truth" / "TRA", "-o", tmp_path / "res2", "--table",
+                       tmp_path / "mine" / "notes.md" / "t.parquet", check=False)
+    assert result.returncode == 2 and "notes.md" in result.stderr and "Traceback" not in result.stderr
+    # a result whose res_track.txt misses a track: one line saying so (py-ctcmetrics asserts)
+    lines = (tmp_path / "res" / "res_track.txt").read_text().splitlines()
+    parents = {line.split()[3] for line in lines}
+    mother = next(line for line in lines if line.split()[0] in parents)   # a track its daughters name
+    (tmp_path / "res" / "res_track.txt").write_text("\n".join(x for x in lines if x != mother) + "\n")
+    result = cellscale("evaluate-tracks", tmp_path / "res", tmp_path / "a_truth", check=False)
+    assert result.returncode == 2 and "do not agree" in result.stderr and "Traceback" not in result.stderr
 
 
 def write_codex_stand_in(tile: Path) -> None:

@@ -229,3 +229,19 @@ def test_assignment_by_components_equals_one_whole_assignment():
     linked = {(int(a), int(b)) for a, b in zip(r, c) if a < n and b < n and m[a, b] < _BIG}
     assert {(int(a), int(b)) for a, b in zip(src[got], dst[got])} == linked
     assert np.all(np.diff(got) > 0) and len(linked) > 50
+
+
+@pytest.mark.parametrize("costs", ["rules", "learned"])
+def test_uint8_labels_up_to_255_track(costs):
+    """8-bit label frames (a 0/255 mask, or labels up to 255) track like the same labels in a wider type (the label
+    lookup's `top + 1` overflowed uint8)."""
+    from cellscale.track.linking import link
+
+    lab = np.zeros((4, 64, 64), np.uint8)
+    for t in range(4):
+        lab[t, 10 + t:20 + t, 10:20] = 255
+        lab[t, 40:50, 40 + t:50 + t] = 7
+    got = link(detections_from_labels(lab), labels=lab, costs=costs)
+    wide = link(detections_from_labels(lab.astype(np.uint16)), labels=lab.astype(np.uint16), costs=costs)
+    assert got[["frame", "label", "track_id"]].values.tolist() == wide[["frame", "label", "track_id"]].values.tolist()
+    assert got.groupby("label")["track_id"].nunique().tolist() == [1, 1]

@@ -146,6 +146,9 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         raise ImportError("evaluate_ctc needs py-ctcmetrics: pip install py-ctcmetrics") from exc
 
     res_dir, gt_dir = Path(res_dir), Path(gt_dir)
+    for folder in (res_dir, gt_dir):
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: no such folder")
     if not (res_dir / "res_track.txt").is_file():
         raise ValueError(f"{res_dir}: no res_track.txt")
     if not (gt_dir / "TRA" / "man_track.txt").is_file():
@@ -156,11 +159,16 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         raise ValueError(f"{res_dir} has {n_res} masks but {gt_dir / 'TRA'} has {n_gt}")
 
     metrics = list(metrics)
-    with contextlib.redirect_stdout(io.StringIO()):
-        comp_tracks, ref_tracks, traj, segm, _, is_valid = load_data(
-            str(res_dir), str(gt_dir), True, "SEG" in metrics, threads)
-        results = calculate_metrics(comp_tracks, ref_tracks, traj, segm,
-                                    metrics, is_valid)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            comp_tracks, ref_tracks, traj, segm, _, is_valid = load_data(
+                str(res_dir), str(gt_dir), True, "SEG" in metrics, threads)
+            results = calculate_metrics(comp_tracks, ref_tracks, traj, segm,
+                                        metrics, is_valid)
+    except AssertionError as err:  # py-ctcmetrics asserts the result's own consistency
+        raise ValueError(f"{res_dir}: py-ctcmetrics cannot score it: res_track.txt and the masks' labels do not "
+                         f"agree (every label of a mask needs a track line, frames within its start and end)"
+                         f"{f' ({err})' if str(err) not in ('', '[]') else ''}") from None
     out = {k: _plain(v) for k, v in results.items()}
     out["Valid"] = int(is_valid)
     out.update(division_scores(ref_tracks, comp_tracks, traj["mapped_ref"],

@@ -388,7 +388,7 @@ class FrameIndex:
         if self.n == 0:
             return np.full(values.shape, -1, dtype=np.int64)
         if self.lut is not None:
-            return self.lut.take(np.minimum(values, self.top + 1))
+            return self.lut.take(np.minimum(values, self.top + 1, dtype=np.int64))  # uint8 255 + 1 overflowed
         pos = np.clip(np.searchsorted(self.keys, values), 0, self.n - 1)
         return np.where((values != 0) & (self.keys[pos] == values), pos, -1)
 
