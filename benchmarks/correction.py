@@ -265,6 +265,8 @@ def run_point(a, k: int, method: str, seed: int, ctx: dict) -> dict:
     bundle, version_file = folder / "bundle", folder / "dataset.txt"
     if not version_file.is_file():
         t = time.time()
+        # a point cut off after writing its corrections: review refuses to replace them, so start afresh
+        shutil.rmtree(bundle, ignore_errors=True)
         review = ["review", ctx["project"] / "results", "--sample", SAMPLE, "--compartment", "whole_cell",
                   "-n", k, "-o", bundle, "--tile-size", a.tile_size, "--region", f"0:{ctx['height']},0:{TRAIN_X1}",
                   "--image", ctx["tile"] / "image.ome.tif", "--labels", ctx["labels"], "--model", ctx["generalist"],
