@@ -5,6 +5,7 @@ rule report_sample:
         unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
         table="results/measurements/{sample}.parquet",
         tracks=lambda w: f"results/tracks/{w.sample}.parquet" if is_timelapse(w.sample) else [],
+        scale_chosen=lambda w: f"results/size/{w.sample}.json" if scale(w.sample) == AUTO else [],  # by scale auto
     output:
         overlay=report(
             "results/report/{sample}/overlay.png",

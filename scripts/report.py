@@ -21,6 +21,7 @@ def report_sample(s):
         timelapse=s.params.timelapse,
         tracks_path=s.input.tracks or None,
         provenance=s.params.provenance,
+        size_path=s.input.scale_chosen or None,
     )
 
 

@@ -566,6 +566,7 @@ def test_sample_scale_auto_is_measured_for_own_jobs_and_in_batches(tmp_path):
     assert small["status"] == "ok" and small["auto_scale"] == 1.0  # its nuclei are of a size the model knows
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
     assert (summary.loc[["up", "small"], "status"] == "ok").all()
+    assert summary.loc["up", "auto_scale"] == size["scale"] and summary.loc["small", "auto_scale"] == 1.0
     # review finds what the workflow chose, for each path
     from cellscale.review import locate
 

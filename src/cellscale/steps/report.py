@@ -20,9 +20,11 @@ OVERLAY_PX = 1024  # longest edge of QC overlays
 
 
 def report_sample(sample: str, image_path, label_paths: dict, table_path, out_dir, timelapse: bool = False,
-                  tracks_path=None, provenance: dict | None = None):
+                  tracks_path=None, provenance: dict | None = None, size_path=None):
     """QC overlay and summary.json of one sample; ``provenance`` (``{"model": NAME@VERSION, "dataset": NAME@ID}``,
-    :func:`cellscale.registry.model_provenance`) says which model and dataset version produced it."""
+    :func:`cellscale.registry.model_provenance`) says which model and dataset version produced it; ``size_path``
+    (``results/size/SAMPLE.json``, with scale auto) gives the scale chosen, ``auto_scale`` as a batch's fields
+    record it."""
     from contextlib import ExitStack
 
     from cellscale.measure import RegionArray
@@ -45,6 +47,8 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
         tracks = pd.read_parquet(tracks_path)
         summary["tracks"] = int(tracks.track_id.nunique())
         summary["divisions"] = int((tracks.groupby("track_id").parent_track_id.first() > 0).sum() // 2)
+    if size_path:
+        summary["auto_scale"] = float(json.loads(Path(size_path).read_text())["scale"])
     if provenance is not None:
         summary["model"], summary["model_dataset"] = provenance.get("model"), provenance.get("dataset")
     with atomic_path(out_dir / "summary.json") as tmp:
