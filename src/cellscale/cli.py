@@ -156,7 +156,15 @@ def _track(args) -> int:
     _replaceable(args.output, "tracking result (maskNNN.tif, res_track.txt)",
                  lambda p: len(p.parts) == 1 and (p.name == "res_track.txt" or re.fullmatch(r"mask\d+\.tif", p.name)),
                  [args.labels_dir])
-    labels = read_label_dir(args.labels_dir)
+    if Path(args.labels_dir).is_file():   # a (T, Y, X) stack, as `cellscale segment` writes a movie's labels
+        from cellscale.io import check_labels, read_labels
+
+        labels = read_labels(args.labels_dir)
+        if labels.ndim != 3:
+            raise ValueError(f"{args.labels_dir}: a label stack to track must be (T, Y, X), got shape {labels.shape}")
+        check_labels(labels, args.labels_dir)
+    else:
+        labels = read_label_dir(args.labels_dir)
     detections = detections_from_labels(labels)
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
                   divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)
@@ -610,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Track the cells of LABELS_DIR (a folder of per-frame label TIFFs, e.g. "
                                    "mask000.tif..., or a CTC TRA/SEG folder) and write a Cell Tracking Challenge "
                                    "result folder (maskNNN.tif relabelled by track, res_track.txt 'L B E P').")
-    p.add_argument("labels_dir")
+    p.add_argument("labels_dir", help="a folder of one label TIFF per frame (maskNNN.tif, t000.tif ...), or one "
+                                      "(T, Y, X) label stack, as `cellscale segment` writes a movie's")
     p.add_argument("-o", "--output", required=True, help="CTC result folder to write")
     p.add_argument("--max-distance", type=float, default=default("track", "max_distance"),
                    help="largest link in pixels (default: estimated)")

@@ -180,6 +180,11 @@ def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
     result = cellscale("track", tmp_path / "a_truth" / "TRA", "-o", tmp_path / "res2", "--table",
                        tmp_path / "mine" / "notes.md" / "t.parquet", check=False)
     assert result.returncode == 2 and "notes.md" in result.stderr and "Traceback" not in result.stderr
+    # segment -> track straight through: the movie's labels are one (T, Y, X) stack, which track takes as it is
+    cellscale("segment", tmp_path / "a.ome.tif", "-o", tmp_path / "movie_labels.tif")
+    out = cellscale("track", tmp_path / "movie_labels.tif", "-o", tmp_path / "res_seg").stdout
+    assert "in 24 frames" in out and len(list((tmp_path / "res_seg").glob("mask*.tif"))) == 24
+    assert evaluate_ctc(tmp_path / "res_seg", tmp_path / "a_truth")["TRA"] > 0.9
     # a result whose res_track.txt misses a track: one line saying so (py-ctcmetrics asserts)
     lines = (tmp_path / "res" / "res_track.txt").read_text().splitlines()
     parents = {line.split()[3] for line in lines}
