@@ -149,6 +149,8 @@ def _replaceable(out: str | Path, what: str, belongs, inputs=()) -> None:
 
 
 def _track(args) -> int:
+    import numpy as np
+
     from cellscale.track.detections import detections_from_labels
     from cellscale.track.export_ctc import read_label_dir, write_ctc, write_tracks_table
     from cellscale.track.linking import link
@@ -165,6 +167,12 @@ def _track(args) -> int:
         check_labels(labels, args.labels_dir)
     else:
         labels = read_label_dir(args.labels_dir)
+    # intensity images (raw frames) hold thousands of values, a few pixels each: tracked as labels, each value an
+    # object, they take the machine's memory. Cells of labels are tens of pixels and more
+    values = len(np.unique(labels[0])) if labels.size else 0
+    if values > 1000 and labels[0].size / values < 10:
+        raise ValueError(f"{args.labels_dir}: frame 0 holds {values} values, {labels[0].size / values:.1f} pixels "
+                         f"each: these look like intensity images, not labels (segment them first: cellscale segment)")
     detections = detections_from_labels(labels)
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
                   divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)

@@ -185,6 +185,9 @@ def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
     out = cellscale("track", tmp_path / "movie_labels.tif", "-o", tmp_path / "res_seg").stdout
     assert "in 24 frames" in out and len(list((tmp_path / "res_seg").glob("mask*.tif"))) == 24
     assert evaluate_ctc(tmp_path / "res_seg", tmp_path / "a_truth")["TRA"] > 0.9
+    # the movie itself given as labels (its values are integers): refused before tracking thousands of "objects"
+    raw = cellscale("track", tmp_path / "a.ome.tif", "-o", tmp_path / "res_raw", check=False)
+    assert raw.returncode == 2 and "these look like intensity images, not labels" in raw.stderr
     # a result whose res_track.txt misses a track: one line saying so (py-ctcmetrics asserts)
     lines = (tmp_path / "res" / "res_track.txt").read_text().splitlines()
     parents = {line.split()[3] for line in lines}
