@@ -36,13 +36,13 @@ def open_ome_zarr(path: Path) -> tuple[object, str]:
     return array, "".join(names).upper()
 
 
-
 def _cannot_read(path, err: Exception, what: str = "image") -> ImageError:
     """A reader's failure on a file as one line: what could not be read, that the file is damaged or not an image
     (readers raise many types on those), and the reader's own first line (not its install advice)."""
     detail = (str(err).strip().splitlines() or [""])[0][:200]
     return ImageError(f"{path}: cannot read {what}: the file is damaged, truncated or not an image of its kind "
                       f"({type(err).__name__}: {detail})")
+
 
 class FrameFiles:
     """A lazy (T, C, Y, X) array over a folder of per-frame image files (a CTC ``01/t000.tif`` ... folder).

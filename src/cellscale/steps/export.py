@@ -113,7 +113,6 @@ def export_batch(batch_dir, table_path, fields: list[dict], images: dict, out: d
     batch_dir = Path(batch_dir)
     status = read_tsv(batch_dir / "fields.tsv").set_index("sample")["status"]
     cells = pd.read_parquet(table_path)
-    staged = dict(images)
     done, label_files = [], {}
     for f in fields:
         sample = f["sample"]
@@ -129,12 +128,12 @@ def export_batch(batch_dir, table_path, fields: list[dict], images: dict, out: d
         with atomic_dir(out[NGFF]) as folder:
             for f in done:
                 sample = f["sample"]
-                export_one(sample, staged[f["image"]], label_files[sample], tables.get(sample, empty),
+                export_one(sample, images[f["image"]], label_files[sample], tables.get(sample, empty),
                            {NGFF: folder / f"{sample}.ome.zarr"}, channel_names=f.get("channel_names"),
                            pixel_size_um=f.get("pixel_size_um"), settings=settings)
     if SPATIALDATA in out:
         settings = settings or OutputSettings()
-        fields_out = [_batch_field(f, staged[f["image"]], label_files[f["sample"]]) for f in done]
+        fields_out = [_batch_field(f, images[f["image"]], label_files[f["sample"]]) for f in done]
         # rows of an image that failed have no labels element: the writer leaves them; every image failed: no table
         table = table_anndata(cells) if done and len(cells) else None
         log.info(f"writing {out[SPATIALDATA]} (SpatialData; {len(done)} fields of view, "

@@ -137,4 +137,3 @@ def _same_network(model, path: Path) -> bool:
     a, b = model.get_weights(), saved.get_weights()
     return (saved.to_json() == model.to_json() and len(a) == len(b)
             and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b)))
-

@@ -12,7 +12,7 @@ from cellscale.train.data import Example, codex_training_examples
 from cellscale.train.finish import finish_model, finish_tissue_model
 from cellscale.train.fit import export, fit
 from cellscale.train.options import TrainOptions, log
-from cellscale.train.versions import TrainingSet, codex_dir, training_set
+from cellscale.train.versions import codex_dir, training_set
 
 
 def parent_model(init_from: str | None) -> tuple[Path | None, dict | None]:
@@ -32,17 +32,6 @@ def parent_model(init_from: str | None) -> tuple[Path | None, dict | None]:
     from cellscale.datasets import sha256_of
 
     return path, {"model": path.name, "path": str(init_from), "sha256": sha256_of(path), "card_sha256": None}
-
-
-def splits_without_examples(data: TrainingSet, splits=("val", "test")) -> list[str]:
-    """The splits of a dataset version that hold no training pair (no generated images of that split, and no image
-    file whose ``split`` metadata names it): read from the manifest alone, before any fitting."""
-    if data.manifest is None:
-        return []
-    m, generated = data.manifest, (data.generator or {}).get("splits", {})
-    metas = [m.metadata_of(f) for f in m.files if "sample" in f.metadata]
-    listed = {meta.get("split", "train") for meta in metas if meta.get("role") == "image" and not meta.get("generated")}
-    return [s for s in splits if not generated.get(s) and s not in listed]
 
 
 def small_examples_note(train: list[Example], tile: int, multiple: int) -> str | None:
@@ -73,7 +62,7 @@ def object_sizes(train, compartments: list[str], source: str) -> dict:
 def run_training(options: TrainOptions) -> int:
     """Train the model ``options`` describe into ``options.out`` (checkpoints in ``options.run_dir``)."""
     data = training_set(options)
-    missing = [] if options.fit_only else splits_without_examples(data)
+    missing = [] if options.fit_only else data.missing_splits()
     if missing:   # before fitting: tuning and the model card need them, and would fail only after the steps
         raise ValueError(f"dataset {data.dataset}: no {' or '.join(missing)} examples, which tuning the "
                          f"post-processing and the model card's scores need. Import corrections on top of a dataset "

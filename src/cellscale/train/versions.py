@@ -199,7 +199,18 @@ class TrainingSet:
                 f"hashes (first: {differ[0]}); the generator no longer makes exactly that version")
         return examples
 
-    def _file_examples(self, split: str) -> list[Example]:
+    def missing_splits(self, splits=("val", "test")) -> list[str]:
+        """The ``splits`` that hold no training pair (no generated images of the split, no image with labels whose
+        ``split`` names it): read from the manifest alone, before any fitting."""
+        if self.manifest is None:
+            return []
+        generated = (self.generator or {}).get("splits", {})
+        return [s for s in splits if not generated.get(s)
+                and not any("image" in p and p.get("labels") for p in self._pairs(s).values())]
+
+    def _pairs(self, split: str) -> dict[str, dict]:
+        """The split's files as training pairs, unread: sample -> {"image": (file, metadata), "labels": {compartment:
+        file}}."""
         m = self.manifest
         samples: dict[str, dict] = defaultdict(dict)
         for f in m.files:
@@ -214,6 +225,11 @@ class TrainingSet:
             elif role == "labels":
                 samples[f.metadata["sample"]].setdefault("labels", {})[meta.get("compartment")
                                                                        or meta["compartments"][0]] = f
+        return samples
+
+    def _file_examples(self, split: str) -> list[Example]:
+        m = self.manifest
+        samples = self._pairs(split)
         problems = verify(m, [f.path for s in samples.values() for f in
                               [s["image"][0]] + list(s.get("labels", {}).values()) if "image" in s])
         if problems:
