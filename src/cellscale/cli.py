@@ -34,7 +34,7 @@ def _samples(args) -> int:
 def _segment(args) -> int:
     import numpy as np
 
-    from cellscale.io import ImageSource, is_image_file, is_ome_zarr, read_image, write_labels
+    from cellscale.io import ImageSource, is_image_file, is_ome_zarr, read_image, sample_pixel_size, write_labels
     from cellscale.logs import step_log
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.segment.model import shipped_model
@@ -60,7 +60,7 @@ def _segment(args) -> int:
     compartment = "whole_cell" if whole_cell else "nuclear"
     single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
     out_dir = Path(args.output) if not single_file else None
-    read, failed = [], []  # the paths segment_many gets (its indices), the ones that failed
+    read, failed, sizes = [], [], {}  # the paths segment_many gets (its indices), the ones that failed
 
     def fields():  # read one at a time, as segment_many asks: a folder never has to fit in memory
         for path in inputs:
@@ -70,7 +70,8 @@ def _segment(args) -> int:
                 failed.append(_segment_failed(path, err))
                 continue
             read.append(path)
-            yield FieldOfView(image, roles, args.pixel_size, args.gamma, args.scale)
+            sizes[path] = sample_pixel_size(args.pixel_size, path)  # --pixel-size, else the image's metadata
+            yield FieldOfView(image, roles, sizes[path], args.gamma, args.scale)
 
     with step_log(None, "segment"):
         # windows of one size from several images share the network's batches
@@ -83,7 +84,7 @@ def _segment(args) -> int:
             labels = labels[0] if labels.shape[0] == 1 else labels
             stem = path.name.split(".")[0]
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
-            write_labels(target, labels.astype(np.uint32))
+            write_labels(target, labels.astype(np.uint32), sizes[path])
             print(f"{path} -> {target}: {int(labels.max())} {compartment.replace('_', '-')} labels")
     if failed:
         print(f"cellscale segment: {len(failed)} of {len(inputs)} image(s) failed (errors above)", file=sys.stderr)
@@ -599,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=1.0,
                    help="intensity exponent before normalisation; 0.5 lifts dim nuclei")
     p.add_argument("--pixel-size", type=float, default=None,
-                   help="um per pixel of the input; resampled to the model's pixel size when it declares one")
+                   help="um per pixel of the input (default: the size its OME, ImageJ or OME-Zarr metadata states); "
+                        "resampled to the model's pixel size when it declares one")
     p.add_argument("--scale", type=_scale_arg, default=None,
                    help="resample by this factor before segmenting (model pixels per image pixel; overrides "
                         "--pixel-size): 0.5 for nuclei about twice the size the model was trained on; labels "

@@ -39,6 +39,20 @@ def test_segment_folder_one_label_image_per_input(tmp_path):
         assert labels.max() > 5  # cells found, colour image included
 
 
+def test_segment_labels_state_the_pixel_size_of_the_image_or_the_option(tmp_path):
+    """The label image states the input's pixel size, from its OME metadata, or --pixel-size where given."""
+    from cellscale.io import pixel_size_from_metadata, read_image, write_image
+
+    png = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0]
+    write_image(tmp_path / "one.ome.tif", read_image(png)[0, :1], pixel_size_um=0.4)
+    cellscale("segment", tmp_path / "one.ome.tif", "-o", tmp_path / "meta.tif", "--model", MODELS / "nuclear")
+    cellscale("segment", tmp_path / "one.ome.tif", "-o", tmp_path / "given.tif", "--model", MODELS / "nuclear",
+              "--pixel-size", 0.3)
+    assert pixel_size_from_metadata(tmp_path / "meta.tif") == 0.4
+    assert pixel_size_from_metadata(tmp_path / "given.tif") == 0.3
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "meta.tif"), tifffile.imread(tmp_path / "given.tif"))
+
+
 def test_segment_whole_cell_needs_membrane(tmp_path):
     result = cellscale("segment", DEMO / "synthetic" / "tissue.ome.tif", "-o", tmp_path / "x.tif",
                        "--compartment", "whole-cell", check=False)

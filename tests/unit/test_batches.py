@@ -201,3 +201,33 @@ def test_a_batch_exports_each_field_with_its_own_image_and_an_all_failed_batch_e
                  {"ome-zarr": tmp_path / "ngff_c", "spatialdata": tmp_path / "sd_c.zarr"})
     empty = spatialdata.read_zarr(tmp_path / "sd_c.zarr")
     assert not list(empty.labels) and not list(empty.tables) and not list((tmp_path / "ngff_c").iterdir())
+
+
+def test_a_batch_takes_each_images_pixel_size_from_its_metadata_unless_the_sheet_gives_one(tmp_path):
+    """Labels, the OME-Zarr scale and the SpatialData micrometre system state the image's own pixel size where
+    the sheet gives none, and the sheet's where it does."""
+    import spatialdata
+    import zarr
+    from spatialdata.transformations import get_transformation
+
+    from cellscale.io import pixel_size_from_metadata, read_image, write_image
+    from cellscale.steps.export import export_batch
+
+    png = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0]
+    write_image(tmp_path / "a.ome.tif", read_image(png)[0, :1], pixel_size_um=0.4)
+    fields = [Field("meta", str(tmp_path / "a.ome.tif"), {"nuclear": None, "membrane": None}),
+              Field("sheet", str(tmp_path / "a.ome.tif"), {"nuclear": None, "membrane": None}, pixel_size_um=0.3)]
+    summary = segment_batch(fields, MODELS / "nuclear", tmp_path / "b", "0000", threads=1)
+    assert list(summary["status"]) == ["ok", "ok"]
+    assert pixel_size_from_metadata(tmp_path / "b" / "labels" / "meta" / "nuclear.ome.tif") == 0.4
+    assert pixel_size_from_metadata(tmp_path / "b" / "labels" / "sheet" / "nuclear.ome.tif") == 0.3
+    rows = [{"sample": f.sample, "image": f.image, "pixel_size_um": f.pixel_size_um} for f in fields]
+    export_batch(tmp_path / "b", tmp_path / "b" / "cells.parquet", rows, {f.image: f.image for f in fields},
+                 {"ome-zarr": tmp_path / "ngff", "spatialdata": tmp_path / "sd.zarr"})
+    sdata = spatialdata.read_zarr(tmp_path / "sd.zarr")
+    for sample, size in (("meta", 0.4), ("sheet", 0.3)):
+        assert pixel_size_from_metadata(tmp_path / "ngff" / f"{sample}.ome.zarr") == pytest.approx(size)
+        element = next(e for name, e in sdata.labels.items() if name.startswith(sample))
+        scale = [t for t in get_transformation(element, get_all=True).values() if hasattr(t, "scale")]
+        assert scale and np.allclose(scale[0].scale, [size, size]), (sample, scale)
+    assert zarr.open_group(str(tmp_path / "ngff" / "meta.ome.zarr"), mode="r")  # opens

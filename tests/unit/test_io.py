@@ -367,3 +367,56 @@ def test_channel_zero_taken_as_nuclear_is_said_when_the_image_has_several(caplog
         channel_recipe(np.ones((1, 1, 8, 8)), {"nuclear": None}, ["nuclear"])
         channel_recipe(np.ones((1, 2, 8, 8)), {"nuclear": 1}, ["nuclear"])
         assert not caplog.text
+
+
+def test_pixel_size_is_read_from_the_image_metadata(tmp_path, caplog):
+    """OME-TIFF, ImageJ TIFF and OME-Zarr 0.4/0.5 state a pixel size, in their units; a plain TIFF's resolution
+    tags, non-square pixels and sizes without units are not used; the sheet's value wins, with a warning."""
+    import zarr
+
+    from cellscale.io import pixel_size_from_metadata, sample_pixel_size
+
+    data = np.zeros((2, 16, 24), np.uint16)
+    write_image(tmp_path / "um.ome.tif", data, pixel_size_um=0.325)
+    tifffile.imwrite(tmp_path / "nm.ome.tif", data, ome=True, metadata={
+        "axes": "CYX", "PhysicalSizeX": 650, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 0.65e-3,
+        "PhysicalSizeYUnit": "mm"})
+    tifffile.imwrite(tmp_path / "wide.ome.tif", data, ome=True,
+                     metadata={"axes": "CYX", "PhysicalSizeX": 0.6, "PhysicalSizeY": 0.3})
+    tifffile.imwrite(tmp_path / "none.ome.tif", data, ome=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"axes": "CYX", "unit": "micron"})
+    tifffile.imwrite(tmp_path / "ij_u.tif", data, imagej=True, resolution=(1 / 0.4, 1 / 0.4),
+                     metadata={"axes": "CYX", "unit": "\\u00B5m"})
+    tifffile.imwrite(tmp_path / "plain.tif", data, resolution=(72, 72), resolutionunit="INCH")
+    (tmp_path / "frames").mkdir()
+    for t in range(2):
+        write_image(tmp_path / "frames" / f"t{t:03d}.tif", data[:1], pixel_size_um=0.24)
+    for version, unit, expected in (("0.4", "micrometer", 1.0), ("0.5", "nanometer", 1e-3), ("0.4", None, None)):
+        path = tmp_path / f"{version}-{unit}.ome.zarr"
+        group = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
+        group.create_array("0", data=data[:, None])
+        axes = [{"name": "c", "type": "channel"}, {"name": "z", "type": "space"},
+                *({"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "yx")]
+        meta = {"multiscales": [{"version": version, "axes": axes, "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 2, 0.5, 0.5]}]}],
+            "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 2, 2]}]}]}  # the image's: 0.5 x 2 = 1
+        group.attrs.update(meta if version == "0.4" else {"ome": meta})
+        assert pixel_size_from_metadata(path) == expected, (version, unit)
+    assert pixel_size_from_metadata(tmp_path / "um.ome.tif") == pytest.approx(0.325)
+    assert pixel_size_from_metadata(tmp_path / "nm.ome.tif") == pytest.approx(0.65)
+    assert pixel_size_from_metadata(tmp_path / "ij.tif") == pytest.approx(0.2)
+    assert pixel_size_from_metadata(tmp_path / "ij_u.tif") == pytest.approx(0.4)
+    assert pixel_size_from_metadata(tmp_path / "frames") == pytest.approx(0.24)
+    for path in ("none.ome.tif", "plain.tif", "missing.tif"):
+        assert pixel_size_from_metadata(tmp_path / path) is None, path
+    with caplog.at_level("WARNING"):
+        assert pixel_size_from_metadata(tmp_path / "wide.ome.tif") is None
+    assert "not square" in caplog.text and "wide.ome.tif" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert sample_pixel_size(None, tmp_path / "um.ome.tif", "s1") == pytest.approx(0.325)
+        assert sample_pixel_size(0.5, tmp_path / "um.ome.tif", "s1") == 0.5
+        assert sample_pixel_size(0.3252, tmp_path / "um.ome.tif", "s1") == 0.3252  # within 1%: no warning
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "sample 's1'" in warned[0] and "0.325" in warned[0] and "0.5" in warned[0]

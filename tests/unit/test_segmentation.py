@@ -137,6 +137,39 @@ def test_shard_count_does_not_change_labels(tmp_path, small_tissue):
     np.testing.assert_array_equal(results["one"][1], results["many"][1])
 
 
+def test_the_workflow_steps_take_the_pixel_size_from_the_image_metadata(tmp_path, small_tissue):
+    """With no pixel_size_um in the sheet, tile -> segment -> stitch take the OME-TIFF's: a model that declares
+    twice that size gets the image halved, the labels come back on the image's grid and state its size."""
+    import json
+    import shutil
+
+    from support import MODELS
+
+    from cellscale.io import pixel_size_from_metadata, read_labels, write_image
+    from cellscale.segment.settings import SegmentSettings, TilingSettings
+    from cellscale.segment.shards import shard_name
+    from cellscale.steps.segment import segment_shard, stitch_sample, tile_sample
+
+    model = tmp_path / "model"
+    shutil.copytree(MODELS / "tissue", model)
+    spec = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**spec, "pixel_size_um": 0.5}))
+    image_path = tmp_path / "fine.ome.tif"
+    write_image(image_path, small_tissue.image[:, :160, :192], ["DNA", "Membrane", "CD3", "CD20"], pixel_size_um=0.25)
+    tiles = tmp_path / "tiles"
+    plan = tile_sample("s", image_path, tiles, {"nuclear": 0, "membrane": 1}, model,
+                       tiling=TilingSettings(tile=128, overlap=32, shard_mpx=100.0))
+    assert plan.scale == 0.5 and plan.pixel_size_um == 0.25 and plan.shape == [1, 80, 96]
+    segment_shard(tiles / shard_name(0), model, tmp_path / "maps" / shard_name(0), SegmentSettings(augment="none"))
+    stitch_sample(tiles / "plan.json", [tmp_path / "maps" / shard_name(0)], model, "whole_cell", tmp_path / "wc.tif")
+    assert read_labels(tmp_path / "wc.tif").shape == (160, 192)
+    assert pixel_size_from_metadata(tmp_path / "wc.tif") == 0.25
+    # the sheet's value wins over the metadata's
+    plan = tile_sample("s", image_path, tmp_path / "tiles2", {"nuclear": 0, "membrane": 1}, model,
+                       tiling=TilingSettings(tile=128, overlap=32, shard_mpx=100.0), pixel_size_um=0.5)
+    assert plan.scale == 1.0 and plan.pixel_size_um == 0.5
+
+
 def test_images_are_resampled_to_the_model_resolution(tissue_predictor, small_tissue):
     """The same tissue imaged at twice the resolution gives the same cells on its own grid."""
     from scipy import ndimage as ndi

@@ -6,12 +6,15 @@ guesses axes. Errors name the file and what is wrong with it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 import tifffile
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jpeg")
 _FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
@@ -170,3 +173,89 @@ def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:
         channels = [channels]
     names = [c.get("Name") for c in channels]
     return names if names and all(names) else None
+
+
+_TO_UM = {"m": 1e6, "meter": 1e6, "cm": 1e4, "centimeter": 1e4, "mm": 1e3, "millimeter": 1e3, "µm": 1.0, "μm": 1.0,
+          "um": 1.0, "micron": 1.0, "micrometer": 1.0, "\\u00b5m": 1.0, "nm": 1e-3, "nanometer": 1e-3,
+          "å": 1e-4, "angstrom": 1e-4, "pm": 1e-6, "picometer": 1e-6}
+
+
+def _square_um(path, y, x, unit_y, unit_x) -> float | None:
+    """One pixel size in micrometres from a format's Y and X sizes and units; None where a size or unit is missing
+    or unknown, or Y and X differ (then the sheet's ``pixel_size_um`` has to say which applies)."""
+    try:
+        y, x = float(y) * _TO_UM[str(unit_y).strip().lower()], float(x) * _TO_UM[str(unit_x).strip().lower()]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(y) and np.isfinite(x) and y > 0 and x > 0):
+        return None
+    if abs(y - x) > 0.01 * max(x, y):
+        log.warning("%s: pixels are %.4g x %.4g µm (Y x X), not square: its pixel size is not used; give the "
+                    "sample sheet's pixel_size_um", path, y, x)
+        return None
+    return x
+
+
+def pixel_size_from_metadata(path: str | os.PathLike, series: int = 0) -> float | None:
+    """Micrometres per pixel as an image's own metadata states it, or None.
+
+    Read from an OME-TIFF's ``PhysicalSizeX``/``PhysicalSizeY`` (and their units; OME's default is µm), an ImageJ
+    TIFF's resolution and ``unit``, or an OME-Zarr's full-resolution ``scale`` with its axes' units; the first
+    frame file of a frame folder. A plain TIFF's resolution tags are not read (scanners and editors write 72 dpi
+    there), nor are non-square pixels. Only the header is read.
+    """
+    path = Path(path)
+    try:
+        if is_ome_zarr(path):
+            return _ngff_pixel_size(path)
+        if path.is_dir():
+            return pixel_size_from_metadata(numbered_frames(path)[0])
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            return None
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
+                pixels = (image[series] if isinstance(image, list) else image).get("Pixels", {})
+                if "PhysicalSizeX" not in pixels or "PhysicalSizeY" not in pixels:
+                    return None
+                return _square_um(path, pixels["PhysicalSizeY"], pixels["PhysicalSizeX"],
+                                  pixels.get("PhysicalSizeYUnit", "µm"), pixels.get("PhysicalSizeXUnit", "µm"))
+            if tif.is_imagej and (tif.imagej_metadata or {}).get("unit"):
+                tags, unit = tif.pages[0].tags, tif.imagej_metadata["unit"]
+                (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value  # pixels per unit
+                return _square_um(path, yd / yn, xd / xn, unit, unit) if xn and yn else None
+    except Exception as err:  # metadata only: whoever reads the pixels says what is wrong with the file
+        log.debug("%s: no pixel size read (%s: %s)", path, type(err).__name__, err)
+    return None
+
+
+def _ngff_pixel_size(path: Path) -> float | None:
+    import zarr
+
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    multiscales = attrs.get("ome", attrs)["multiscales"][0]
+    axes = [a if isinstance(a, dict) else {"name": a} for a in multiscales.get("axes", [])]
+    names = [a.get("name", "").lower() for a in axes]
+    scale = np.ones(len(axes))
+    for transforms in (multiscales["datasets"][0].get("coordinateTransformations", []),
+                       multiscales.get("coordinateTransformations", [])):  # the level's, then the image's
+        for t in transforms:
+            if t.get("type") == "scale":
+                scale = scale * np.asarray(t["scale"], float)
+    y, x = names.index("y"), names.index("x")
+    return _square_um(path, scale[y], scale[x], axes[y].get("unit"), axes[x].get("unit"))
+
+
+def sample_pixel_size(given: float | None, path, sample: str | None = None) -> float | None:
+    """The pixel size to use for a sample: the sheet's ``given`` value, else the image's own metadata
+    (:func:`pixel_size_from_metadata`); a warning where both are known and differ by over 1%."""
+    stated = pixel_size_from_metadata(path)
+    name = f"sample {sample!r}: " if sample else ""
+    if given is None:
+        if stated is not None:
+            log.info("%s%s: pixel size %.4g µm, from the image's metadata", name, path, stated)
+        return stated
+    if stated is not None and abs(stated - given) > 0.01 * given:
+        log.warning("%s%s: the sheet's pixel_size_um %.4g is used; the image's metadata says %.4g µm", name, path,
+                    given, stated)
+    return given

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from cellscale.io import LabelSeries
+from cellscale.io import LabelSeries, sample_pixel_size
 from cellscale.registry import is_model_ref, resolve_model
 from cellscale.segment.model import ModelSpec, shipped_model
 from cellscale.settings import is_auto, parse_scale
@@ -135,5 +135,6 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
     scale = _scale(results, sample, row.get("scale"), indexed.get("batch"))
     labels = labels if isinstance(labels, LabelSeries) else Path(labels)
     return SampleInputs(sample, Path(image), labels, model if isinstance(model, dict) else Path(model), roles,
-                        _number(row.get("pixel_size_um")), _number(row.get("gamma")) or 1.0, scale,
+                        sample_pixel_size(_number(row.get("pixel_size_um")), image, sample),
+                        _number(row.get("gamma")) or 1.0, scale,
                         [n.strip() for n in names.split(",")] if names else None, row.get("kind") == "timelapse")

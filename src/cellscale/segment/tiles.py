@@ -42,6 +42,7 @@ class TilePlan:
     scale : model pixels per image pixel (image pixel size / model pixel size);
         ``shape`` and the windows are in model pixels, ``source_shape`` is the
         image's own (Y, X).
+    pixel_size_um : the image's micrometres per pixel (its own grid), where known.
     """
 
     shape: list[int]
@@ -52,6 +53,7 @@ class TilePlan:
     ranges: list[list[float]] = field(default_factory=list)
     scale: float = 1.0
     source_shape: list[int] | None = None
+    pixel_size_um: float | None = None
 
     def write(self, path: str | os.PathLike) -> None:
         with atomic_path(path) as tmp:

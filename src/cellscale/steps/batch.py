@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from cellscale.io import (
     atomic_path,
     image_size,
     read_labels,
+    sample_pixel_size,
     write_label_series,
     write_labels,
 )
@@ -164,6 +165,7 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
     tiling, segment = tiling or TilingSettings(), segment or SegmentSettings()
     postprocess, measure = postprocess or PostprocessSettings(), measure or MeasureSettings()
     predictor = job_predictor(model_dir, segment, tiling.tile * tiling.tile, threads)  # loads a network runtime
+    fields = [replace(f, pixel_size_um=sample_pixel_size(f.pixel_size_um, f.image, f.sample)) for f in fields]
     rows, errors, tables = [], [], {}
     with atomic_dir(out_dir) as tmp:
         sources, opened = {}, []

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cellscale.export import Field, lazy_image, lazy_labels, write_ngff, write_spatialdata, write_spatialdata_fields
-from cellscale.io import atomic_dir
+from cellscale.io import atomic_dir, sample_pixel_size
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv
@@ -66,6 +66,7 @@ def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, 
     import anndata
 
     settings = settings or OutputSettings()
+    pixel_size_um = sample_pixel_size(pixel_size_um, image_path, sample)
     if isinstance(table, (str, Path)) and str(table).endswith(".h5ad"):
         adata = anndata.read_h5ad(table)
         frame = adata.obs
@@ -155,7 +156,8 @@ def _batch_field(f: dict, image_path, label_files: dict) -> Field:
                   for c, lab in sources.items()}
     names = sample_channel_names(image_path, shape[1], f.get("channel_names"))
     image = da.from_delayed(dask.delayed(_read_still)(sample, image_path), shape[1:], dtype)
-    return Field(sample, image, labels, pixel_size_um=f.get("pixel_size_um"), channel_names=names)
+    return Field(sample, image, labels, pixel_size_um=sample_pixel_size(f.get("pixel_size_um"), image_path, sample),
+                 channel_names=names)
 
 
 def _read_still(sample: str, path) -> np.ndarray:

@@ -17,7 +17,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from cellscale.io import ImageError, atomic_dir, atomic_path, write_labels
+from cellscale.io import ImageError, atomic_dir, atomic_path, sample_pixel_size, write_labels
 from cellscale.segment.image import estimate_scale, predict_tiles
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT, ModelSpec
 from cellscale.segment.postprocess import postprocess_params
@@ -82,11 +82,12 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
     ``tiling``: window edge, overlap and megapixels per shard (config ``tiling``; None: the schema's defaults).
     The other arguments are the sample sheet's. The image is read region by region, one shard at a time, and
     resampled by ``scale`` (model pixels per image pixel) when given, else to the model's pixel size when both
-    sizes are known. A shard holds the raw pixels of its windows, normalised by the segment job, or the
+    sizes are known (the image's size: ``pixel_size_um``, else its metadata's, recorded in the plan). A shard holds the raw pixels of its windows, normalised by the segment job, or the
     normalised windows when the image is resampled (:func:`cellscale.segment.shards.write_windows`).
     """
     tiling = tiling or TilingSettings()
     spec = ModelSpec.read(model_dir)
+    pixel_size_um = sample_pixel_size(pixel_size_um, image_path, sample)
     try:
         scale = resampling_scale(pixel_size_um, spec.pixel_size_um, scale)
     except ValueError as err:
@@ -106,6 +107,7 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
                 except ImageError as err:
                     _image_failed(sample, err)
                 log.info("tile %s: shard %d/%d written (%s windows)", sample, shard + 1, len(plan.shards), kind)
+            plan.pixel_size_um = pixel_size_um
             plan.write(tmp_dir / "plan.json")
     return plan
 
@@ -140,7 +142,7 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     into a Zarr store beside ``out_path`` (:class:`cellscale.segment.stitch.LabelStore`, removed after), resampled
     back to the image's grid region by region when the plan is resampled
     (:class:`cellscale.segment.stitch.SourceGrid`), and written to the OME-TIFF tile by tile, so no step holds a
-    whole frame.
+    whole frame. The OME-TIFF states ``pixel_size_um``, else the plan's (the image's metadata).
     """
     postprocess = postprocess or PostprocessSettings()
     plan = TilePlan.read(plan_path)
@@ -174,7 +176,8 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
                                        params, store.frame(frame), postprocess.block, postprocess.margin, workers))
             log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], cells[-1])
         labels = store if plan.scale == 1.0 else SourceGrid(store, plan.source_shape, plan.scale)
-        write_labels(out_path, labels if plan.shape[0] > 1 else _FirstFrame(labels), pixel_size_um)
+        write_labels(out_path, labels if plan.shape[0] > 1 else _FirstFrame(labels),
+                     pixel_size_um or plan.pixel_size_um)
     return cells
 
 
