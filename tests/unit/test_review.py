@@ -377,8 +377,8 @@ def test_band_signals_equal_the_whole_frame_signals(sample, float_predictor, sca
         whole = tile_signals(plain, turned, labels, boxes)
         bands = band_signals(float_predictor, source, {"nuclear": 0}, "nuclear", labels, boxes, **kwargs)
     assert [t.box for t in bands] == boxes and [t.index for t in bands] == list(range(len(boxes)))
-    for a, b in zip(whole, bands):
-        assert a.signals == pytest.approx(b.signals, rel=1e-6, abs=1e-9)
+    for a, b in zip(whole, bands):  # float32 maps summed in another order: about 1e-6 apart, not 1e-3
+        assert a.signals == pytest.approx(b.signals, rel=1e-5, abs=1e-9)
     assert max(t.signals["disagreement"] for t in bands) > 0 and max(t.signals["shape"] for t in bands) > 0
 
 
