@@ -462,15 +462,13 @@ def _models(args) -> int:
             print(json.dumps([e.to_dict() for e in entries], indent=1))
         for e in [] if args.json else entries:
             parent = (e.fine_tuned_from or {}).get("model", "-")
-            data = " + ".join(d for d in (e.dataset, e.codex_dataset) if d) or "-"
-            print(f"{e.ref}\t{e.trained or '-'}\tdata {data}\tfrom {parent}\t{e.headline()}")
+            print(f"{e.ref}\t{e.trained or '-'}\tdata {e.data or '-'}\tfrom {parent}\t{e.headline()}")
     else:
         e = find_model(args.ref)
         if args.json:
             print(json.dumps(e.to_dict(), indent=1))
             return 0
-        print(f"{e.ref}\nfolder {e.path}\ntrained {e.trained or '-'}\ndataset {e.dataset or '-'}"
-              f"{' + ' + e.codex_dataset if e.codex_dataset else ''}\n"
+        print(f"{e.ref}\nfolder {e.path}\ntrained {e.trained or '-'}\ndataset {e.data or '-'}\n"
               f"fine-tuned from {json.dumps(e.fine_tuned_from) if e.fine_tuned_from else '-'}\n"
               f"command {e.command or '-'}\ncard SHA-256 {e.card_sha256 or '-'}\nheld-out {e.headline() or '-'}")
     return 0

@@ -43,6 +43,11 @@ class ModelEntry:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def data(self) -> str | None:
+        """Every dataset version it was trained on: ``NAME@ID``, ``+ codex@ID`` where the CODEX tile was too."""
+        return " + ".join(d for d in (self.dataset, self.codex_dataset) if d) or None
+
     def headline(self) -> str:
         """The held-out scores in one line."""
         return headline(self.metrics)
@@ -170,15 +175,16 @@ def model_ref(value) -> str | None:
 
 def model_provenance(value) -> dict:
     """What the report says produced a result: ``{"model": NAME@VERSION, "dataset": NAME@ID}`` of a config
-    ``models`` value (a folder or ``NAME@VERSION``); None for what is not known (a declared model, a folder only in
-    remote storage, a model trained before dataset versions)."""
+    ``models`` value (a folder or ``NAME@VERSION``); the dataset is ``NAME@ID + codex@ID`` for a model trained on
+    the CODEX tile as well. None for what is not known (a declared model, a folder only in remote storage, a model
+    trained before dataset versions)."""
     if isinstance(value, dict):
         return {"model": None, "dataset": None}
     folder = Path(find_model(value).path) if is_model_ref(value) else Path(value)
     if not (folder / "model.json").is_file():
         return {"model": None, "dataset": None}
     entry = model_entry(folder)
-    return {"model": entry.ref, "dataset": entry.dataset}
+    return {"model": entry.ref, "dataset": entry.data}
 
 
 __all__ = ["ModelEntry", "find_model", "is_model_ref", "list_models", "model_entry", "model_provenance", "model_ref",

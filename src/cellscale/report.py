@@ -120,6 +120,19 @@ def overlay_grid(path, tiles: list[tuple[str, np.ndarray]], title: str, columns:
     plt.close(fig)
 
 
+def shared_bins(groups: list[np.ndarray]) -> np.ndarray:
+    """Bin edges of equal width over every group's values, so the groups' bars are drawn alike (one value alone
+    gets a bin as wide as the others', not a range of its own one unit wide); about a quarter as many bins as
+    values, 5 to 50."""
+    values = np.concatenate([np.asarray(g, float) for g in groups] or [np.zeros(0)])
+    if not len(values):
+        return np.linspace(0.0, 1.0, 6)
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, min(50, max(5, len(values) // 4)) + 1)
+
+
 def distributions_plot(path, fields: pd.DataFrame) -> None:
     """Histograms over images (one row of ``fields`` each): cells per image and median cell area, per
     compartment; the title counts the images that failed."""
@@ -127,11 +140,12 @@ def distributions_plot(path, fields: pd.DataFrame) -> None:
     ok = fields[fields["status"] == "ok"]
     comps = [c[: -len("_cells")] for c in fields.columns if c.endswith("_cells")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for comp in comps:
-        for ax, column in zip(axes, (f"{comp}_cells", f"{comp}_median_area")):
-            values = ok[column].dropna()
-            if len(values):
-                ax.hist(values, bins=min(50, max(5, len(values) // 4)), alpha=0.6, label=comp.replace("_", " "))
+    for ax, stat in zip(axes, ("_cells", "_median_area")):
+        values = {comp: ok[comp + stat].dropna().to_numpy(float) for comp in comps}
+        edges = shared_bins(list(values.values()))
+        for comp, v in values.items():
+            if len(v):
+                ax.hist(v, bins=edges, alpha=0.6, label=comp.replace("_", " "))
     axes[0].set_xlabel("cells per image")
     axes[1].set_xlabel("median cell area (pixels)")
     for ax in axes:

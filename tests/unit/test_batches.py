@@ -231,3 +231,22 @@ def test_a_batch_takes_each_images_pixel_size_from_its_metadata_unless_the_sheet
         scale = [t for t in get_transformation(element, get_all=True).values() if hasattr(t, "scale")]
         assert scale and np.allclose(scale[0].scale, [size, size]), (sample, scale)
     assert zarr.open_group(str(tmp_path / "ngff" / "meta.ome.zarr"), mode="r")  # opens
+
+
+def test_distributions_draw_every_compartment_on_the_same_bins(tmp_path):
+    """One image's whole-cell value among many nuclear ones gets a bar as wide as theirs (its own histogram range
+    was one unit wide: a bar about a pixel wide)."""
+    from cellscale.report import distributions_plot, shared_bins
+
+    nuclear, whole = np.arange(100.0, 300.0, 10.0), np.array([983.5])
+    edges = shared_bins([nuclear, whole])
+    widths = np.diff(edges)
+    assert np.allclose(widths, widths[0]) and edges[0] == 100.0 and edges[-1] == 983.5 and len(edges) == 6
+    assert np.histogram(whole, edges)[0].sum() == 1 and np.histogram(nuclear, edges)[0].sum() == len(nuclear)
+    assert np.allclose(shared_bins([np.array([5.0])])[[0, -1]], [4.5, 5.5])  # one value alone: a bin around it
+    fields = pd.DataFrame({"sample": [f"s{i}" for i in range(20)], "status": ["ok"] * 19 + ["failed"],
+                           "nuclear_cells": nuclear, "nuclear_median_area": nuclear * 2,
+                           "whole_cell_cells": [None] * 19 + [None], "whole_cell_median_area": [None] * 20})
+    fields.loc[0, ["whole_cell_cells", "whole_cell_median_area"]] = [154, 983.5]
+    distributions_plot(tmp_path / "d.png", fields)
+    assert (tmp_path / "d.png").stat().st_size > 1000

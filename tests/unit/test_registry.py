@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from support import DEMO, MODELS
 
@@ -127,16 +128,28 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
 
     nuclear, tissue = model_provenance(str(MODELS / "nuclear")), model_provenance(find_model("tissue").ref)
     assert nuclear == {"model": find_model("nuclear").ref, "dataset": find_model("nuclear").dataset}
+    # the tissue model was trained on generated tissue and the CODEX tile: both versions are named
+    assert tissue["dataset"] == f"{find_model('tissue').dataset} + {find_model('tissue').codex_dataset}"
+    assert find_model("tissue").codex_dataset.startswith("codex@")
     assert model_provenance({"path": "x.keras"}) == {"model": None, "dataset": None}
     paths = []
     for sample in ("a", "b"):
         paths.append(tmp_path / f"{sample}.json")
         paths[-1].write_text(json.dumps({"sample": sample, "nuclear_cells": 3}))
-    table = run_summary(paths, tmp_path / "summary.tsv",
-                        compartments={"a": ["nuclear"], "b": ["nuclear", "whole_cell"]},
+    batch = tmp_path / "0000"  # a batch with a failed image: no model produced it
+    batch.mkdir()
+    pd.DataFrame({"sample": ["c", "d"], "status": ["ok", "failed"], "nuclear_cells": [5, None]}).to_csv(
+        batch / "fields.tsv", sep="\t", index=False)
+    pd.DataFrame(columns=["sample", "image", "batch", "error"]).to_csv(batch / "errors.tsv", sep="\t", index=False)
+    table = run_summary(paths, tmp_path / "summary.tsv", batch_dirs=[batch],
+                        compartments={"a": ["nuclear"], "b": ["nuclear", "whole_cell"], "c": ["nuclear"],
+                                      "d": ["nuclear"]},
                         provenance={"nuclear": nuclear, "tissue": tissue})
-    assert table.set_index("sample")["model"].to_dict() == {"a": nuclear["model"], "b": tissue["model"]}
-    assert table.set_index("sample")["model_dataset"].to_dict() == {"a": nuclear["dataset"], "b": tissue["dataset"]}
+    got = table.set_index("sample").astype(object).where(table.set_index("sample").notna(), None)
+    assert got["model"].to_dict() == {"a": nuclear["model"], "b": tissue["model"], "c": nuclear["model"], "d": None}
+    assert got["model_dataset"].to_dict() == {"a": nuclear["dataset"], "b": tissue["dataset"],
+                                              "c": nuclear["dataset"], "d": None}
+    assert list(table.columns[-2:]) == ["model", "model_dataset"]  # after the counts, whatever the rows hold
 
 
 def test_exporting_the_same_weights_again_keeps_their_version(tmp_path):

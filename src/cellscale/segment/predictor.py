@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -16,6 +17,8 @@ from cellscale.segment.model import (
     artifact_path,
 )
 from cellscale.segment.network import build_unet
+
+log = logging.getLogger(__name__)
 
 
 class Predictor:
@@ -53,6 +56,8 @@ class Predictor:
         self.precision = precision
         self._layout = _output_layout(self.spec)
         self.batch_size = batch_size
+        ran = (self.spec.int8 or {}).get("artifact") if precision == "int8" else self.spec.artifact
+        log.info("model %s: %s (%s), augment %s", self.spec.name, ran, precision, augment)  # what ran
         if precision == "int8":
             if not self.spec.int8:
                 raise ValueError(f"model {self.spec.name} has no int8 copy: run `cellscale quantize` on its folder, "

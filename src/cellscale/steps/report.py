@@ -79,14 +79,15 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
         index += [{"sample": r["sample"], "batch": folder.name, "status": r["status"]} for r in rows[-len(fields):]]
         errors.append(read_tsv(folder / "errors.tsv"))
     if provenance:
-        for row in rows:
+        for row in (r for r in rows if r["status"] == "ok"):  # a failed image was produced by nothing
             comps = (compartments or {}).get(row["sample"]) or []
             used = provenance.get("tissue" if "whole_cell" in comps else "nuclear") or {}
             row.setdefault("model", used.get("model"))
             row.setdefault("model_dataset", used.get("dataset"))
     table = _in_order(pd.DataFrame(rows), order)
     first = [c for c in ("sample", "status", "batch") if c in table]
-    table = table[first + [c for c in table.columns if c not in first]]
+    last = [c for c in ("model", "model_dataset") if c in table]
+    table = table[first + [c for c in table.columns if c not in first + last] + last]
     for column in table.columns:  # counts stay integers where some samples have none (NA)
         if column.endswith("_cells") or column in ("frames", "tracks", "divisions"):
             table[column] = table[column].astype("Int64")
