@@ -19,11 +19,13 @@ from cellscale.train.quantize import export_int8
 
 
 @pytest.mark.parametrize("name", ["nuclear", "tissue"])
-def test_shipped_models_have_an_int8_copy(name):
+def test_shipped_models_have_an_int8_copy(name, caplog):
     spec = ModelSpec.read(MODELS / name)
     assert spec.int8 and (MODELS / name / spec.int8["artifact"]).exists()
     assert "validation" in spec.int8["calibration"]  # never calibrated on test images
-    assert Predictor(MODELS / name, precision="auto").precision == "int8"
+    with caplog.at_level("INFO", logger="cellscale"):
+        assert Predictor(MODELS / name, precision="auto").precision == "int8"
+    assert f"runs {spec.int8['artifact']} (int8)" in caplog.text  # a job's log says which weights ran
 
 
 def test_int8_segments_like_float32_on_bundled_images(nuclear_predictor):

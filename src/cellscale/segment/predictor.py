@@ -57,7 +57,8 @@ class Predictor:
         self._layout = _output_layout(self.spec)
         self.batch_size = batch_size
         ran = (self.spec.int8 or {}).get("artifact") if precision == "int8" else self.spec.artifact
-        log.info("model %s: %s (%s), augment %s", self.spec.name, ran, precision, augment)  # what ran
+        log.info("model %s: runs %s (%s), augment %s", self.spec.name if isinstance(model, dict) else model, ran,
+                 precision, augment)  # which weights ran: a job's log says
         if precision == "int8":
             if not self.spec.int8:
                 raise ValueError(f"model {self.spec.name} has no int8 copy: run `cellscale quantize` on its folder, "
