@@ -15,6 +15,7 @@ rule cost:
         placement=lambda w: local(placement_profile()),
     output:
         table=report("results/cost.tsv", caption="../workflow/report/cost.rst", category="Cost"),
+        view=report("results/report/cost.html", caption="../workflow/report/cost_view.rst", category="Cost"),
     params:
         jobs=lambda w: run_jobs(),  # the benchmark files of input.benchmarks, relative to results/benchmarks/
         tile_plans=lambda w: tile_plans(),

@@ -58,6 +58,7 @@ rule summary:
         summary=report("results/summary.tsv", caption="../workflow/report/summary.rst", category="Summary"),
         index="results/index.tsv",
         errors=report("results/errors.tsv", caption="../workflow/report/errors.rst", category="Summary"),
+        view=report("results/report/summary.html", caption="../workflow/report/summary_view.rst", category="Summary"),
     params:
         order=list(samples.index),
         images=lambda w: dict(zip(samples.index, samples["image"])),

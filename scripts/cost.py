@@ -8,4 +8,4 @@ with step_log(s.log[0], s.rule):
     step.run_cost(dict(zip(s.params.jobs, s.input.benchmarks)), s.input.plan, s.params.tile_plans, s.input.prices,
                   s.input.placement, s.output.table, threads=s.params.threads, cpu_spot=s.params.cost["cpu_spot"],
                   gpu_spot=s.params.cost["gpu_spot"], results_dir=s.params.results_dir,
-                  other_dirs=s.params.other_dirs)
+                  other_dirs=s.params.other_dirs, out_html=s.output.view)

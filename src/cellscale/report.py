@@ -158,3 +158,24 @@ def distributions_plot(path, fields: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
+
+
+_TABLE_STYLE = ("body{font-family:sans-serif;font-size:13px;margin:12px}table{border-collapse:collapse;margin-bottom:"
+                "18px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}"
+                "td:first-child,th:first-child{text-align:left}h2{font-size:15px}")
+
+
+def html_tables(path, tables: list[tuple[str, pd.DataFrame]], title: str) -> None:
+    """A self-contained HTML page of tables (heading, frame), for the Snakemake report to show inline: it offers a
+    TSV only as a download. Empty values are blank; a table without rows says so."""
+    import html
+
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_TABLE_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for heading, frame in tables:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts.append(frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.6g}", border=0)
+                     if len(frame) else "<p>none</p>")
+    parts.append("</body></html>\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(parts), encoding="utf-8")

@@ -296,6 +296,14 @@ def test_html_report(demo_run):
     html = (work / "report.html").read_text(errors="ignore")
     assert "overlay.png" in html and "lineage.png" in html
     assert "cost.tsv" in html and "gke-us-central1" in html  # the cost table, with its price table named
+    # the tables as pages the report shows inline (a TSV it only offers as a download)
+    assert "summary.html" in html and "cost.html" in html
+    summary = pd.read_html(work / "results/report/summary.html")
+    expected = pd.read_csv(work / "results/summary.tsv", sep="\t")
+    assert list(summary[0]["sample"]) == list(expected["sample"]) and list(summary[0].columns) == list(expected.columns)
+    cost = pd.read_html(work / "results/report/cost.html")
+    total = pd.read_csv(work / "results/cost.tsv", sep="\t").query("level == 'run' and key == 'total'")["usd"].item()
+    assert cost[0].query("key == 'total'")["usd"].item() == pytest.approx(total, rel=1e-5)
 
 
 def test_bad_input_names_sample_and_file_and_spares_others(tmp_path):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from cellscale.io import LabelSeries, atomic_path
 from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
-from cellscale.report import distributions_plot, overlay, overlay_grid, save_png, summarize_sample
+from cellscale.report import distributions_plot, html_tables, overlay, overlay_grid, save_png, summarize_sample
 
 log = logging.getLogger("cellscale")
 
@@ -59,7 +59,7 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
 def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | None = None,
                 out_index=None, out_errors=None, images: dict | None = None,
                 compartments: dict | None = None, provenance: dict | None = None,
-                formats: tuple = ()) -> pd.DataFrame:
+                formats: tuple = (), out_html=None) -> pd.DataFrame:
     """Run-level tables: ``summary.tsv`` (one row per sample, ``status`` ok or failed), ``index.tsv`` (where each
     sample's labels and cells are) and ``errors.tsv`` (the images that failed in batches, with the reason).
 
@@ -68,7 +68,7 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     its image and its compartments (for the index); ``provenance``: per model key (``nuclear``, ``tissue``), the
     model and dataset version that produced the results (``model`` and ``model_dataset`` columns; a sample with
     whole-cell labels used the tissue model); ``formats``: config ``output.formats`` (the index's ``ngff`` and
-    ``spatialdata`` columns).
+    ``spatialdata`` columns); ``out_html``: the summary and the errors as one HTML page (the report shows it).
     """
     rows = [{**json.loads(Path(p).read_text()), "status": "ok"} for p in summary_paths]
     index = [{"sample": r["sample"], "batch": "", "status": "ok"} for r in rows]
@@ -95,10 +95,13 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
         table.to_csv(tmp, sep="\t", index=False)
     if out_index is not None:
         _write_index(_in_order(pd.DataFrame(index), order), out_index, images or {}, compartments or {}, formats)
+    err = _in_order(pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=ERROR_COLUMNS), order)
     if out_errors is not None:
-        err = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=ERROR_COLUMNS)
         with atomic_path(out_errors) as tmp:
-            _in_order(err, order).to_csv(tmp, sep="\t", index=False)
+            err.to_csv(tmp, sep="\t", index=False)
+    if out_html is not None:
+        html_tables(out_html, [("summary.tsv: one row per sample", table),
+                               ("errors.tsv: images that failed in batches", err)], "cellscale: the run's samples")
     return table
 
 
