@@ -7,6 +7,7 @@ import pandas as pd
 from skimage.segmentation import find_boundaries
 
 from cellscale.io import atomic_path
+from cellscale.track.lineage import division_parents
 
 OUTLINE_COLOURS = {"nuclear": (0.2, 1.0, 0.2), "whole_cell": (1.0, 0.3, 0.9)}
 
@@ -54,23 +55,28 @@ def summarize_sample(sample: str, labels: dict[str, np.ndarray], table: pd.DataF
 
 
 def lineage_plot(path, tracks: pd.DataFrame, title: str = "") -> None:
-    """Lineage tree: one horizontal line per track over its frames, divisions joined to parents."""
+    """Lineage tree: one horizontal line per track over its frames (a track of one frame: a dot), a division's
+    daughters joined to their mother in red, a gap of missing frames (a parent with one child) bridged in grey."""
     plt = _pyplot()
 
     spans = tracks.groupby("track_id").agg(start=("frame", "min"), end=("frame", "max"),
                                            parent=("parent_track_id", "first")).reset_index()
     order = _tree_order(spans)
     row = {tid: i for i, tid in enumerate(order)}
+    dividing = division_parents(tracks)
+    ends = dict(zip(spans.track_id, spans.end))
     fig, ax = plt.subplots(figsize=(8, max(3, 0.18 * len(order) + 1)))
     for s in spans.itertuples():
-        ax.plot([s.start, s.end], [row[s.track_id]] * 2, lw=2, color="tab:blue")
+        ax.plot([s.start, s.end], [row[s.track_id]] * 2, lw=2, color="tab:blue", marker="." if s.start == s.end
+                else None)
         if s.parent and s.parent in row:
-            parent_end = spans.loc[spans.track_id == s.parent, "end"].iloc[0]
-            ax.plot([parent_end, s.start], [row[s.parent], row[s.track_id]], color="tab:red", lw=1)
+            division = s.parent in dividing
+            ax.plot([ends[s.parent], s.start], [row[s.parent], row[s.track_id]], lw=1,
+                    color="tab:red" if division else "0.6", linestyle="-" if division else ":")
     ax.set_xlabel("frame")
     ax.set_ylabel("track")
     ax.set_yticks([])
-    ax.set_title(title or f"{len(order)} tracks, {int((spans.parent > 0).sum())} daughters")
+    ax.set_title(title or f"{len(order)} tracks, {len(dividing)} divisions")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

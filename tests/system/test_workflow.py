@@ -280,6 +280,11 @@ def test_tracks_match_true_lineage(demo_run):
     assert (tracks.parent_track_id > 0).sum() > 0
     table = pd.read_parquet(work / "results/measurements/movie.parquet")
     assert table.frame.nunique() == tl.n_frames and table.track_id.notna().all()
+    # summary.tsv's divisions: the res_track.txt parents of two or more tracks (one child bridges a gap)
+    lineage = pd.read_csv(work / "results/tracks/movie/res_track.txt", sep=" ", names=list("LBEP"))
+    parents = lineage.loc[lineage.P > 0, "P"].value_counts()
+    summary = pd.read_csv(work / "results/summary.tsv", sep="\t").set_index("sample")
+    assert summary.loc["movie", "divisions"] == (parents >= 2).sum() > 0
 
 
 def test_rerun_has_nothing_to_do(demo_run):

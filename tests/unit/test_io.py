@@ -198,6 +198,16 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
         (tmp / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+    # the usual permissions (the umask's), not the temporary folder's 0700: others on a shared disk can read it
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "shared") as tmp:
+            (tmp / "c.txt").write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o755
 
 
 def test_sigterm_ends_a_step_without_leaving_temporary_files(tmp_path):

@@ -379,3 +379,21 @@ def test_max_distance_given_is_used(tl):
     assert tr["track_id"].nunique() > 3 * default["track_id"].nunique()
     with pytest.raises(ValueError, match="max_distance"):
         link(det, max_distance=-1)
+
+
+def test_a_gap_bridge_is_not_a_division(tmp_path):
+    """A parent with one child is the same cell after missing frames: division_parents and the lineage plot count
+    only parents of two or more tracks."""
+    from cellscale.report import lineage_plot
+    from cellscale.track.lineage import division_parents, tracks_table
+
+    # cell a: frames 0-1, divides at 2 into two daughters; cell b: frames 0-1, missing at 2, back at 3
+    frame = np.array([0, 0, 1, 1, 2, 2, 3])
+    pred = np.array([-1, -1, 0, 1, 2, 2, 3])
+    tracks = tracks_table(frame, np.arange(1, 8), np.zeros((7, 2)), np.full(7, 10), pred)
+    starts = tracks.groupby("track_id")["parent_track_id"].first()
+    a, b = tracks.loc[[0, 1], "track_id"]
+    assert sorted(starts[starts > 0]) == sorted([a, a, b])  # two daughters of a, one bridge after b's gap
+    assert division_parents(tracks) == {a}
+    lineage_plot(tmp_path / "lineage.png", tracks)
+    assert (tmp_path / "lineage.png").stat().st_size > 1000

@@ -9,6 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def _stale_temporaries(path: Path) -> list[Path]:
     """What an earlier, killed attempt at writing ``path`` left beside it (``.NAME.XXXX.part``)."""
     return list(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
@@ -30,9 +36,7 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -57,6 +61,7 @@ def atomic_dir(path: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders: others on a shared disk could not read it
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", suffix=".part", dir=path.parent))
             old.rmdir()

@@ -13,6 +13,7 @@ import pandas as pd
 from cellscale.io import LabelSeries, atomic_path
 from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.report import distributions_plot, html_tables, overlay, overlay_grid, save_png, summarize_sample
+from cellscale.track.lineage import division_parents
 
 log = logging.getLogger("cellscale")
 
@@ -46,7 +47,7 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
     if tracks_path:
         tracks = pd.read_parquet(tracks_path)
         summary["tracks"] = int(tracks.track_id.nunique())
-        summary["divisions"] = int((tracks.groupby("track_id").parent_track_id.first() > 0).sum() // 2)
+        summary["divisions"] = len(division_parents(tracks))  # not the gaps bridged: a parent with one child
     if size_path:
         summary["auto_scale"] = float(json.loads(Path(size_path).read_text())["scale"])
     if provenance is not None:

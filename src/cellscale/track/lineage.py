@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["TRACK_COLUMNS", "TRACK_KEY_COLUMNS", "tracks_table"]
+__all__ = ["TRACK_COLUMNS", "TRACK_KEY_COLUMNS", "division_parents", "tracks_table"]
 
 #: the integer columns that place an object (frame, label) on a track (track_id, parent_track_id)
 TRACK_KEY_COLUMNS = ["frame", "label", "track_id", "parent_track_id"]
@@ -61,3 +61,11 @@ def tracks_table(frame: np.ndarray, label: np.ndarray, pos: np.ndarray, area: np
         "area": area.astype(np.int64),
     }, columns=TRACK_COLUMNS)
     return out.sort_values(["frame", "track_id"], kind="stable").reset_index(drop=True)
+
+
+def division_parents(tracks: pd.DataFrame) -> set[int]:
+    """The tracks that divide: parents of two or more tracks. A parent of one track is the same cell after a gap
+    of missing frames (the CTC format's way to bridge one), not a division."""
+    starts = tracks.groupby("track_id")["parent_track_id"].first()
+    children = starts[starts > 0].value_counts()
+    return {int(t) for t in children.index[children.to_numpy() >= 2]}
