@@ -49,7 +49,21 @@ def provenance_folder(value):
     return os.path.dirname(spec)
 
 
-_MODEL_VALUES = dict(config["models"])  # as configured, before NAME@VERSION becomes a folder
+def checkout_path(path):
+    """A relative path in the workflow's checkout (for a run with --directory elsewhere)."""
+    return os.path.normpath(os.path.join(workflow.basedir, "..", path))
+
+
+def model_folder(value):
+    """A config model folder as given when it exists here (the working directory) or the models are in remote
+    storage, else the checkout's when it is there (models/nuclear with --directory elsewhere)."""
+    if (not isinstance(value, str) or is_model_ref(value) or os.path.isabs(value) or os.path.exists(value)
+            or workflow.storage_settings.default_storage_provider is not None):
+        return value
+    return checkout_path(value) if os.path.exists(checkout_path(value)) else value
+
+
+_MODEL_VALUES = {key: model_folder(value) for key, value in config["models"].items()}  # before NAME@VERSION resolves
 
 
 @functools.cache
@@ -60,7 +74,7 @@ def provenance(key):
     return model_provenance(provenance_folder(_MODEL_VALUES[key]))
 
 
-config["models"] = {key: resolve_model(value) for key, value in config["models"].items()}
+config["models"] = {key: resolve_model(value) for key, value in _MODEL_VALUES.items()}
 
 samples = pd.read_csv(
     config["samples"],
@@ -391,7 +405,7 @@ def cost_file(path):
     """A config path as given when it exists here (the working directory), else in the workflow's checkout."""
     if os.path.exists(path):
         return path
-    checkout = os.path.normpath(os.path.join(workflow.basedir, "..", path))
+    checkout = checkout_path(path)
     if os.path.exists(checkout):
         return checkout
     raise WorkflowError(f"config cost: {path} not found (neither in {os.getcwd()} nor in {checkout})")

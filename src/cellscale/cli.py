@@ -41,7 +41,7 @@ def _segment(args) -> int:
     from cellscale.segment.predictor import Predictor
 
     src = Path(args.input)
-    one_image = is_ome_zarr(src) or not src.is_dir()
+    one_image = is_ome_zarr(src) or not src.is_dir() or args.timelapse  # --timelapse: a frame folder is one movie
     if not one_image:
         inputs = sorted(p for p in src.iterdir() if (p.is_file() and is_image_file(p)) or is_ome_zarr(p))
         if not inputs:
@@ -149,6 +149,24 @@ def _replaceable(out: str | Path, what: str, belongs, inputs=()) -> None:
                          f"folder, or remove them")
 
 
+def _track_intensities(args, shape) -> "np.ndarray | None":
+    """``track --image``: the movie's nuclear channel, which the workflow's tracker compares too; None without."""
+    if not args.image:
+        return None
+    from cellscale.io import ImageError, ImageSource
+    from cellscale.steps.track import nuclear_frames
+
+    with ImageSource.open(args.image, timelapse=True) as source:
+        t, c, h, w = source.shape
+        if (t, h, w) != tuple(shape):
+            raise ImageError(f"{args.image}: the movie is {t} frames of {h} x {w} px, the labels {args.labels_dir} "
+                             f"{shape[0]} frames of {shape[1]} x {shape[2]} px")
+        if args.nuclear_channel is not None and not 0 <= args.nuclear_channel < c:
+            raise ImageError(f"{args.image}: --nuclear-channel {args.nuclear_channel} is out of range: the movie has "
+                             f"{c} channel(s)")
+        return nuclear_frames(source, args.nuclear_channel)
+
+
 def _track(args) -> int:
     import numpy as np
 
@@ -174,7 +192,7 @@ def _track(args) -> int:
     if values > 1000 and labels[0].size / values < 10:
         raise ValueError(f"{args.labels_dir}: frame 0 holds {values} values, {labels[0].size / values:.1f} pixels "
                          f"each: these look like intensity images, not labels (segment them first: cellscale segment)")
-    detections = detections_from_labels(labels)
+    detections = detections_from_labels(labels, _track_intensities(args, labels.shape))
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
                   divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)
     write_ctc(labels, tracks, args.output)
@@ -596,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation: average each window's maps with its half turn (rot180, 2 network "
                         "passes) or its three flips (flips, 4 passes); a little more accurate")
     p.add_argument("--gamma", type=float, default=1.0,
-                   help="intensity exponent before normalisation; 0.5 lifts dim nuclei")
+                   help="intensity exponent before normalisation; below 1 lifts dim nuclei (GOWT1: 0.35 with --scale 0.5)")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="um per pixel of the input (default: the size its OME, ImageJ or OME-Zarr metadata states); "
                         "resampled to the model's pixel size when it declares one")
@@ -606,7 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "come back on the input's grid. auto: outside the sizes the model was trained on, "
                         "resample to their median, measured from a first pass on a crop (the model must record "
                         "its training sizes, as models/nuclear does)")
-    p.add_argument("--timelapse", action="store_true", help="a 3-D TIFF without axis metadata is (T, Y, X)")
+    p.add_argument("--timelapse", action="store_true",
+                   help="the input is one movie: a folder of frame files (t000.tif ...) segmented as one (T, Y, X) "
+                        "stack, normalised over the whole movie as the workflow does (without it, each file of a "
+                        "folder is an image of its own); a 3-D TIFF without axis metadata is (T, Y, X)")
     p.set_defaults(func=_segment)
 
     p = sub.add_parser("measure", help="per-cell table (MCMICRO columns) from a label image and its image",
@@ -643,6 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", default=default("track", "scorer"),
                    help="scorer folder for --costs learned (default: the shipped models/track-scorer)")
     p.add_argument("--table", default=None, help="also write the tracks table (Parquet) here")
+    p.add_argument("--image", default=None,
+                   help="the movie the labels were segmented from (a frame folder or a T-stack): its nuclear "
+                        "intensities enter the link and division costs (track.intensity_weight), as in the workflow")
+    p.add_argument("--nuclear-channel", type=int, default=None, help="the movie's nuclear channel (default 0)")
     p.set_defaults(func=_track)
 
     p = sub.add_parser("train-tracker", help="train the learned scorer of links and divisions (track.costs: learned)",

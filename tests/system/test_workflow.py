@@ -642,6 +642,19 @@ def test_cell_tracking_challenge_frame_folder_end_to_end(tmp_path):
     match = ReferenceMatching(full, seq / "01_GT").first_frames(n)
     scores = evaluate_tracks(pd.read_parquet(tmp_path / "results/tracks/gowt1.parquet"), match)
     assert scores["TRA"] >= 0.97 and scores["DET"] >= 0.97, scores
+    # the command line's path (README): the frame folder segmented as one movie, tracked with its intensities,
+    # gives the workflow's labels and tracks
+    cli = str(Path(sys.executable).parent / "cellscale")
+    for args in (["segment", frames, "--timelapse", "-o", tmp_path / "cli" / "labels.tif", "--scale", "0.5",
+                  "--gamma", "0.35"],
+                 ["track", tmp_path / "cli" / "labels.tif", "--image", frames, "-o", tmp_path / "cli" / "01_RES",
+                  "--table", tmp_path / "cli" / "tracks.parquet"]):
+        done = subprocess.run([cli, *map(str, args)], capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_array_equal(read_labels(tmp_path / "cli" / "labels.tif"), labels)
+    key = ["frame", "label", "track_id", "parent_track_id"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cli" / "tracks.parquet")[key],
+                                  pd.read_parquet(tmp_path / "results/tracks/gowt1.parquet")[key])
     # a frame of another size is an error naming the file, and leaves no tiles behind
     import tifffile
 

@@ -15,6 +15,13 @@ from cellscale.track.linking import link
 log = logging.getLogger("cellscale")
 
 
+def nuclear_frames(source, channel: int | None = None) -> np.ndarray:
+    """The (T, Y, X) nuclear channel (default 0) of an opened movie (:class:`cellscale.io.ImageSource`): the
+    intensities the tracker's costs compare (``track.intensity_weight``)."""
+    _, _, h, w = source.shape
+    return np.stack([source.region(t, 0, h, 0, w)[channel or 0] for t in range(source.shape[0])])
+
+
 def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuclear_channel: int | None = None,
                  config: TrackConfig | None = None):
     """Link a time-lapse's nuclei; write a CTC result folder and a tracks table.
@@ -25,10 +32,8 @@ def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuc
     labels = read_sample_labels(sample, labels_path)
     if labels.ndim != 3:
         raise StepError(f"sample {sample!r}: {labels_path}: time-lapse labels must be (T, Y, X), got {labels.shape}")
-    channel = nuclear_channel or 0
     with open_sample_image(sample, image_path, timelapse=True) as source:
-        _, _, h, w = source.shape
-        nuclei = np.stack([source.region(t, 0, h, 0, w)[channel] for t in range(source.shape[0])])
+        nuclei = nuclear_frames(source, nuclear_channel)
     detections = detections_from_labels(labels, nuclei)
     tracks = link(detections, labels=labels, config=config or TrackConfig())
     write_ctc(labels, tracks, out_dir)
