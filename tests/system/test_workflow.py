@@ -421,6 +421,10 @@ def test_minimal_sample_sheet_runs(tmp_path):
                  output={"formats": ["ome-zarr"]})
     (tmp_path / "config" / "samples.tsv").write_text(
         f"sample\timage\tkind\ndsb\t{good}\ttissue\nmovie\t{tmp_path / 'movie.tif'}\ttimelapse\n")
+    # no models key: the defaults, models/nuclear and models/tissue, are not in this --directory but in the checkout
+    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    del config["models"]
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     result = run(tmp_path, "-n")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     result = run(tmp_path)
@@ -429,7 +433,10 @@ def test_minimal_sample_sheet_runs(tmp_path):
     cells = cells[cells["sample"] == "dsb"]  # a small image: measured in its batch
     assert len(cells) > 10 and "ch0" in cells.columns  # no channel_names: ch0, ch1, ...
     assert (tmp_path / "results/tracks/movie.parquet").exists()
-    assert (tmp_path / "results/summary.tsv").exists()
+    from cellscale.registry import model_entry
+
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
+    assert (summary["model"] == model_entry(MODELS / "nuclear").ref).all()
     assert not (tmp_path / "results/segmentation/movie/nuclear.ome.tif").exists()
     index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
     assert index.loc["movie", "nuclear_labels"] == "" and "spatialdata" not in index.columns
