@@ -11,6 +11,9 @@ rule track:
         image=lambda w: sheet["image"][w.sample],
         nuclear_channel=lambda w: roles(w.sample)["nuclear"],
         track=config["track"],
+    resources:
+        # the whole movie is held: sized from its labels' header when the job is ready (cellscale.steps.track)
+        mem_mb=lambda w, input, attempt: track_memory_mb(input.labels, attempt),
     log:
         "logs/track/{sample}.log",
     benchmark:

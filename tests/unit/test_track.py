@@ -397,3 +397,17 @@ def test_a_gap_bridge_is_not_a_division(tmp_path):
     assert division_parents(tracks) == {a}
     lineage_plot(tmp_path / "lineage.png", tracks)
     assert (tmp_path / "lineage.png").stat().st_size > 1000
+
+
+def test_the_track_job_asks_for_memory_by_the_movies_size(tmp_path):
+    """The step holds the whole movie (measured about 6 bytes a pixel + 160 MB): the job asks 8 bytes a pixel and
+    400 MB from the labels' header, at least 1 GB, more on each attempt; 3 GB a try where it cannot read them."""
+    import tifffile
+
+    from cellscale.steps.track import track_memory_mb
+
+    tifffile.imwrite(tmp_path / "small.tif", np.zeros((4, 64, 64), np.uint32))
+    tifffile.imwrite(tmp_path / "large.tif", shape=(276, 1024, 1024), dtype=np.uint32)  # header, no pixels
+    assert track_memory_mb(tmp_path / "small.tif") == 1000 and track_memory_mb(tmp_path / "small.tif", 2) == 2000
+    assert track_memory_mb(tmp_path / "large.tif") == 400 + 8 * 276 > 1.3 * 1870  # GOWT1 x3: 1.87 GB measured
+    assert track_memory_mb(tmp_path / "missing.tif", 2) == 6000
