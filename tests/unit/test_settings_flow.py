@@ -77,6 +77,9 @@ def test_every_track_field_of_the_config_reaches_the_tracker(tmp_path, monkeypat
         return tracks
 
     monkeypatch.setattr(linking, "link", link)
+    import cellscale.steps.track as step  # bound at its import: patched there too, whenever that was
+
+    monkeypatch.setattr(step, "link", link)
     _run_script("track", log=[str(tmp_path / "track.log")],
                 input=_Names(labels=str(tmp_path / "labels.ome.tif"), image=str(tmp_path / "movie.ome.tif")),
                 output=_Names(ctc=str(tmp_path / "ctc"), table=str(tmp_path / "tracks.parquet")),
