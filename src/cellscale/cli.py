@@ -614,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation: average each window's maps with its half turn (rot180, 2 network "
                         "passes) or its three flips (flips, 4 passes); a little more accurate")
     p.add_argument("--gamma", type=float, default=1.0,
-                   help="intensity exponent before normalisation; below 1 lifts dim nuclei (GOWT1: 0.35 with --scale 0.5)")
+                   help="intensity exponent before normalisation; below 1 lifts dim nuclei (GOWT1: 0.35 with "
+                        "--scale 0.5)")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="um per pixel of the input (default: the size its OME, ImageJ or OME-Zarr metadata states); "
                         "resampled to the model's pixel size when it declares one")

@@ -82,8 +82,9 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
     ``tiling``: window edge, overlap and megapixels per shard (config ``tiling``; None: the schema's defaults).
     The other arguments are the sample sheet's. The image is read region by region, one shard at a time, and
     resampled by ``scale`` (model pixels per image pixel) when given, else to the model's pixel size when both
-    sizes are known (the image's size: ``pixel_size_um``, else its metadata's, recorded in the plan). A shard holds the raw pixels of its windows, normalised by the segment job, or the
-    normalised windows when the image is resampled (:func:`cellscale.segment.shards.write_windows`).
+    sizes are known (the image's size: ``pixel_size_um``, else its metadata's, recorded in the plan). A shard holds
+    the raw pixels of its windows, normalised by the segment job, or the normalised windows when the image is
+    resampled (:func:`cellscale.segment.shards.write_windows`).
     """
     tiling = tiling or TilingSettings()
     spec = ModelSpec.read(model_dir)
