@@ -46,6 +46,9 @@ def _segment(args) -> int:
         inputs = sorted(p for p in src.iterdir() if (p.is_file() and is_image_file(p)) or is_ome_zarr(p))
         if not inputs:
             raise SystemExit(f"{src}: no PNG/TIFF/OME-Zarr images in this folder")
+        if is_image_file(args.output.rstrip("/")) and not args.output.endswith("/"):
+            raise SystemExit(f"{src} is a folder of {len(inputs)} images, and -o {args.output} names one file: give "
+                             f"-o FOLDER/ for a label image each, or --timelapse to segment the folder as one movie")
     elif src.exists():
         inputs = [src]
     else:
@@ -85,7 +88,12 @@ def _segment(args) -> int:
             stem = path.name.split(".")[0]
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
             write_labels(target, labels.astype(np.uint32), sizes[path])
-            print(f"{path} -> {target}: {int(labels.max())} {compartment.replace('_', '-')} labels")
+            what = compartment.replace("_", "-")
+            if labels.ndim == 3:  # a movie: labels are numbered frame by frame
+                objects = sum(int(np.count_nonzero(np.unique(frame))) for frame in labels)
+                print(f"{path} -> {target}: {labels.shape[0]} frames, {objects} {what} objects in all")
+            else:
+                print(f"{path} -> {target}: {int(labels.max())} {what} labels")
     if failed:
         print(f"cellscale segment: {len(failed)} of {len(inputs)} image(s) failed (errors above)", file=sys.stderr)
         return 1
@@ -159,8 +167,8 @@ def _track_intensities(args, shape) -> "np.ndarray | None":
     with ImageSource.open(args.image, timelapse=True) as source:
         t, c, h, w = source.shape
         if (t, h, w) != tuple(shape):
-            raise ImageError(f"{args.image}: the movie is {t} frames of {h} x {w} px, the labels {args.labels_dir} "
-                             f"{shape[0]} frames of {shape[1]} x {shape[2]} px")
+            raise ImageError(f"{args.image}: the movie is {t} frame(s) of {h} x {w} px, the labels {args.labels_dir} "
+                             f"{shape[0]} frame(s) of {shape[1]} x {shape[2]} px")
         if args.nuclear_channel is not None and not 0 <= args.nuclear_channel < c:
             raise ImageError(f"{args.image}: --nuclear-channel {args.nuclear_channel} is out of range: the movie has "
                              f"{c} channel(s)")
@@ -174,6 +182,8 @@ def _track(args) -> int:
     from cellscale.track.export_ctc import read_label_dir, write_ctc, write_tracks_table
     from cellscale.track.linking import link
 
+    if args.nuclear_channel is not None and not args.image:
+        raise ValueError("--nuclear-channel names a channel of --image MOVIE: give the movie too")
     _replaceable(args.output, "tracking result (maskNNN.tif, res_track.txt)",
                  lambda p: len(p.parts) == 1 and (p.name == "res_track.txt" or re.fullmatch(r"mask\d+\.tif", p.name)),
                  [args.labels_dir])

@@ -73,6 +73,14 @@ def lineage_plot(path, tracks: pd.DataFrame, title: str = "") -> None:
             division = s.parent in dividing
             ax.plot([ends[s.parent], s.start], [row[s.parent], row[s.track_id]], lw=1,
                     color="tab:red" if division else "0.6", linestyle="-" if division else ":")
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    ax.legend([Line2D([], [], color="tab:blue", lw=2), Line2D([], [], color="tab:red", lw=1),
+               Line2D([], [], color="0.6", lw=1, linestyle=":")],
+              ["a track", "a division", "a gap of missing frames bridged"], fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("frame")
     ax.set_ylabel("track")
     ax.set_yticks([])
@@ -180,6 +188,8 @@ def html_tables(path, tables: list[tuple[str, pd.DataFrame]], title: str) -> Non
              f"<style>{_TABLE_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     for heading, frame in tables:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
+        frame = frame.astype({c: float for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])
+                              and frame[c].isna().any()})  # a nullable integer's NA is blank too, not <NA>
         parts.append(frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.6g}", border=0)
                      if len(frame) else "<p>none</p>")
     parts.append("</body></html>\n")

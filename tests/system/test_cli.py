@@ -49,6 +49,12 @@ def test_segment_labels_state_the_pixel_size_of_the_image_or_the_option(tmp_path
     cellscale("segment", tmp_path / "one.ome.tif", "-o", tmp_path / "given.tif", "--model", MODELS / "nuclear",
               "--pixel-size", 0.3)
     assert pixel_size_from_metadata(tmp_path / "meta.tif") == 0.4
+    # a folder's labels go to a folder: -o naming one file is refused, saying what to give instead
+    refused = cellscale("segment", DEMO / "dsb2018" / "images", "-o", tmp_path / "labels.tif", check=False)
+    assert refused.returncode == 1 and "--timelapse" in refused.stderr and not (tmp_path / "labels.tif").exists()
+    # track: a channel of a movie needs the movie
+    refused = cellscale("track", tmp_path / "meta.tif", "-o", tmp_path / "res", "--nuclear-channel", 1, check=False)
+    assert refused.returncode == 2 and "--image" in refused.stderr
     assert pixel_size_from_metadata(tmp_path / "given.tif") == 0.3
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "meta.tif"), tifffile.imread(tmp_path / "given.tif"))
 

@@ -420,10 +420,20 @@ def test_pixel_size_is_read_from_the_image_metadata(tmp_path, caplog):
     assert pixel_size_from_metadata(tmp_path / "frames") == pytest.approx(0.24)
     for path in ("none.ome.tif", "plain.tif", "missing.tif"):
         assert pixel_size_from_metadata(tmp_path / path) is None, path
+    tifffile.imwrite(tmp_path / "microns.tif", data, imagej=True, resolution=(1 / 0.65, 1 / 0.65),
+                     metadata={"axes": "CYX", "unit": "microns"})
+    tifffile.imwrite(tmp_path / "furlong.tif", data, imagej=True, resolution=(2, 2),
+                     metadata={"axes": "CYX", "unit": "furlong"})
+    assert pixel_size_from_metadata(tmp_path / "microns.tif") == pytest.approx(0.65)
     with caplog.at_level("WARNING"):
         assert pixel_size_from_metadata(tmp_path / "wide.ome.tif") is None
-    assert "not square" in caplog.text and "wide.ome.tif" in caplog.text
+        assert pixel_size_from_metadata(tmp_path / "furlong.tif") is None
+    assert "wide.ome.tif: pixels of 0.3 x 0.6 µm (Y x X), not square: its pixel size is not used" in caplog.text
+    assert "furlong.tif: a pixel size in an unknown unit 'furlong'" in caplog.text
     caplog.clear()
+    with caplog.at_level("WARNING"):  # a size given: why the metadata's cannot be used is no one's concern
+        assert sample_pixel_size(0.45, tmp_path / "wide.ome.tif", "s2") == 0.45
+    assert not caplog.records
     with caplog.at_level("INFO"):
         assert sample_pixel_size(None, tmp_path / "um.ome.tif", "s1") == pytest.approx(0.325)
         assert sample_pixel_size(0.5, tmp_path / "um.ome.tif", "s1") == 0.5

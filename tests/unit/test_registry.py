@@ -141,7 +141,7 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
     pd.DataFrame({"sample": ["c", "d"], "status": ["ok", "failed"], "nuclear_cells": [5, None]}).to_csv(
         batch / "fields.tsv", sep="\t", index=False)
     pd.DataFrame(columns=["sample", "image", "batch", "error"]).to_csv(batch / "errors.tsv", sep="\t", index=False)
-    table = run_summary(paths, tmp_path / "summary.tsv", batch_dirs=[batch],
+    table = run_summary(paths, tmp_path / "summary.tsv", batch_dirs=[batch], out_html=tmp_path / "summary.html",
                         compartments={"a": ["nuclear"], "b": ["nuclear", "whole_cell"], "c": ["nuclear"],
                                       "d": ["nuclear"]},
                         provenance={"nuclear": nuclear, "tissue": tissue})
@@ -150,6 +150,8 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
     assert got["model_dataset"].to_dict() == {"a": nuclear["dataset"], "b": tissue["dataset"],
                                               "c": nuclear["dataset"], "d": None}
     assert list(table.columns[-2:]) == ["model", "model_dataset"]  # after the counts, whatever the rows hold
+    page = (tmp_path / "summary.html").read_text()  # the report's view: empty cells blank, not <NA> or nan
+    assert "NA&gt;" not in page and "nan" not in page and pd.read_html(tmp_path / "summary.html")[0].shape[0] == 4
 
 
 def test_exporting_the_same_weights_again_keeps_their_version(tmp_path):

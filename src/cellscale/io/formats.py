@@ -175,57 +175,79 @@ def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:
     return names if names and all(names) else None
 
 
-_TO_UM = {"m": 1e6, "meter": 1e6, "cm": 1e4, "centimeter": 1e4, "mm": 1e3, "millimeter": 1e3, "µm": 1.0, "μm": 1.0,
-          "um": 1.0, "micron": 1.0, "micrometer": 1.0, "\\u00b5m": 1.0, "nm": 1e-3, "nanometer": 1e-3,
-          "å": 1e-4, "angstrom": 1e-4, "pm": 1e-6, "picometer": 1e-6}
+_UNITS = {1e6: ("m", "meter", "metre", "meters", "metres"), 1e4: ("cm", "centimeter", "centimetre"),
+          1e3: ("mm", "millimeter", "millimetre"), 1e-3: ("nm", "nanometer", "nanometre", "nanometers", "nanometres"),
+          1.0: ("µm", "μm", "um", "micron", "microns", "micrometer", "micrometre", "micrometers", "micrometres",
+                "\\u00b5m"), 1e-4: ("å", "angstrom"), 1e-6: ("pm", "picometer", "picometre")}
+_TO_UM = {name: factor for factor, names in _UNITS.items() for name in names}
+
+
+class _Unusable(ValueError):
+    """A pixel size the metadata states that cannot be used (unknown unit, non-square pixels): the reason."""
 
 
 def _square_um(path, y, x, unit_y, unit_x) -> float | None:
-    """One pixel size in micrometres from a format's Y and X sizes and units; None where a size or unit is missing
-    or unknown, or Y and X differ (then the sheet's ``pixel_size_um`` has to say which applies)."""
+    """One pixel size in micrometres from a format's Y and X sizes and units; None where there is none (no size,
+    or a unitless scale of 1, as writers leave it); :class:`_Unusable` where one is stated but cannot be used."""
     try:
-        y, x = float(y) * _TO_UM[str(unit_y).strip().lower()], float(x) * _TO_UM[str(unit_x).strip().lower()]
-    except (KeyError, TypeError, ValueError):
+        y, x = float(y), float(x)
+    except (TypeError, ValueError):
         return None
     if not (np.isfinite(y) and np.isfinite(x) and y > 0 and x > 0):
         return None
+    units = [str(u).strip().lower() if u is not None else None for u in (unit_y, unit_x)]
+    if None in units:
+        if (y, x) == (1.0, 1.0):
+            return None  # the default scale: nothing stated
+        raise _Unusable(f"a scale of {y:.4g} x {x:.4g} (Y x X) without a unit")
+    unknown = [u for u in units if u not in _TO_UM]
+    if unknown:
+        raise _Unusable(f"a pixel size in an unknown unit {unknown[0]!r}")
+    y, x = y * _TO_UM[units[0]], x * _TO_UM[units[1]]
     if abs(y - x) > 0.01 * max(x, y):
-        log.warning("%s: pixels are %.4g x %.4g µm (Y x X), not square: its pixel size is not used; give the "
-                    "sample sheet's pixel_size_um", path, y, x)
-        return None
+        raise _Unusable(f"pixels of {y:.4g} x {x:.4g} µm (Y x X), not square")
     return x
 
 
-def pixel_size_from_metadata(path: str | os.PathLike, series: int = 0) -> float | None:
+def pixel_size_from_metadata(path: str | os.PathLike, series: int = 0, warn: bool = True) -> float | None:
     """Micrometres per pixel as an image's own metadata states it, or None.
 
     Read from an OME-TIFF's ``PhysicalSizeX``/``PhysicalSizeY`` (and their units; OME's default is µm), an ImageJ
     TIFF's resolution and ``unit``, or an OME-Zarr's full-resolution ``scale`` with its axes' units; the first
     frame file of a frame folder. A plain TIFF's resolution tags are not read (scanners and editors write 72 dpi
-    there), nor are non-square pixels. Only the header is read.
+    there). A size that is stated but cannot be used (an unknown unit, a scale without a unit, non-square pixels)
+    is None with a warning (``warn``) saying why. Only the header is read.
     """
-    path = Path(path)
     try:
-        if is_ome_zarr(path):
-            return _ngff_pixel_size(path)
-        if path.is_dir():
-            return pixel_size_from_metadata(numbered_frames(path)[0])
-        if path.suffix.lower() not in (".tif", ".tiff"):
-            return None
-        with tifffile.TiffFile(path) as tif:
-            if tif.is_ome:
-                image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
-                pixels = (image[series] if isinstance(image, list) else image).get("Pixels", {})
-                if "PhysicalSizeX" not in pixels or "PhysicalSizeY" not in pixels:
-                    return None
-                return _square_um(path, pixels["PhysicalSizeY"], pixels["PhysicalSizeX"],
-                                  pixels.get("PhysicalSizeYUnit", "µm"), pixels.get("PhysicalSizeXUnit", "µm"))
-            if tif.is_imagej and (tif.imagej_metadata or {}).get("unit"):
-                tags, unit = tif.pages[0].tags, tif.imagej_metadata["unit"]
-                (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value  # pixels per unit
-                return _square_um(path, yd / yn, xd / xn, unit, unit) if xn and yn else None
+        return _stated_pixel_size(Path(path), series)
+    except _Unusable as why:
+        if warn:
+            log.warning("%s: %s: its pixel size is not used; give one (the sample sheet's pixel_size_um, or "
+                        "--pixel-size)", path, why)
     except Exception as err:  # metadata only: whoever reads the pixels says what is wrong with the file
         log.debug("%s: no pixel size read (%s: %s)", path, type(err).__name__, err)
+    return None
+
+
+def _stated_pixel_size(path: Path, series: int) -> float | None:
+    if is_ome_zarr(path):
+        return _ngff_pixel_size(path)
+    if path.is_dir():
+        return _stated_pixel_size(numbered_frames(path)[0], 0)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome:
+            image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
+            pixels = (image[series] if isinstance(image, list) else image).get("Pixels", {})
+            if "PhysicalSizeX" not in pixels or "PhysicalSizeY" not in pixels:
+                return None
+            return _square_um(path, pixels["PhysicalSizeY"], pixels["PhysicalSizeX"],
+                              pixels.get("PhysicalSizeYUnit", "µm"), pixels.get("PhysicalSizeXUnit", "µm"))
+        if tif.is_imagej and (tif.imagej_metadata or {}).get("unit"):
+            tags, unit = tif.pages[0].tags, tif.imagej_metadata["unit"]
+            (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value  # pixels per unit
+            return _square_um(path, yd / yn, xd / xn, unit, unit) if xn and yn else None
     return None
 
 
@@ -247,15 +269,16 @@ def _ngff_pixel_size(path: Path) -> float | None:
 
 
 def sample_pixel_size(given: float | None, path, sample: str | None = None) -> float | None:
-    """The pixel size to use for a sample: the sheet's ``given`` value, else the image's own metadata
-    (:func:`pixel_size_from_metadata`); a warning where both are known and differ by over 1%."""
-    stated = pixel_size_from_metadata(path)
+    """The pixel size to use for a sample: the ``given`` one (the sheet's ``pixel_size_um``, ``--pixel-size``),
+    else the image's own metadata's (:func:`pixel_size_from_metadata`); a warning where both are known and differ by
+    over 1%."""
+    stated = pixel_size_from_metadata(path, warn=given is None)  # why the metadata's is unusable: only if needed
     name = f"sample {sample!r}: " if sample else ""
     if given is None:
         if stated is not None:
             log.info("%s%s: pixel size %.4g µm, from the image's metadata", name, path, stated)
         return stated
     if stated is not None and abs(stated - given) > 0.01 * given:
-        log.warning("%s%s: the sheet's pixel_size_um %.4g is used; the image's metadata says %.4g µm", name, path,
+        log.warning("%s%s: the pixel size given, %.4g µm, is used; the image's metadata says %.4g µm", name, path,
                     given, stated)
     return given
