@@ -165,6 +165,8 @@ def test_run_tables_say_where_every_sample_is(demo_run):
     assert summary.loc["dsb", "model"] == nuclear.ref and summary.loc["dsb", "model_dataset"] == nuclear.dataset
     assert summary.loc["tissue", "model"] == tissue.ref and nuclear.dataset.startswith("dsb2018@")
     assert json.loads((work / "results/report/tissue/summary.json").read_text())["model"] == tissue.ref
+    # the pixel size each sample's labels state: the sheet's 0.5 for tissue; none given nor in the files elsewhere
+    assert summary.loc["tissue", "pixel_size_um"] == 0.5 and summary["pixel_size_um"].drop("tissue").isna().all()
 
 
 def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):

@@ -218,7 +218,7 @@ def test_a_batch_takes_each_images_pixel_size_from_its_metadata_unless_the_sheet
     fields = [Field("meta", str(tmp_path / "a.ome.tif"), {"nuclear": None, "membrane": None}),
               Field("sheet", str(tmp_path / "a.ome.tif"), {"nuclear": None, "membrane": None}, pixel_size_um=0.3)]
     summary = segment_batch(fields, MODELS / "nuclear", tmp_path / "b", "0000", threads=1)
-    assert list(summary["status"]) == ["ok", "ok"]
+    assert list(summary["status"]) == ["ok", "ok"] and list(summary["pixel_size_um"]) == [0.4, 0.3]  # summary.tsv's
     assert pixel_size_from_metadata(tmp_path / "b" / "labels" / "meta" / "nuclear.ome.tif") == 0.4
     assert pixel_size_from_metadata(tmp_path / "b" / "labels" / "sheet" / "nuclear.ome.tif") == 0.3
     rows = [{"sample": f.sample, "image": f.image, "pixel_size_um": f.pixel_size_um} for f in fields]

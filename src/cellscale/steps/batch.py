@@ -268,7 +268,7 @@ def _finish_field(field: Field, source: ImageSource, labels: dict, out_dir: Path
     table = measure_compartments(planes, RegionArray(source, "CYX"), names, settings.extra_stats)
     for comp, plane in planes.items():
         write_labels(field_label_path(out_dir, field.sample, comp), plane, field.pixel_size_um)
-    return table, summarize_sample(field.sample, planes, table)
+    return table, {**summarize_sample(field.sample, planes, table), "pixel_size_um": field.pixel_size_um}
 
 
 __all__ = ["Field", "image_mpx", "plan_batches", "read_plan", "segment_batch"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellscale.io import LabelSeries, atomic_path
+from cellscale.io import LabelSeries, atomic_path, pixel_size_from_metadata
 from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.report import distributions_plot, html_tables, overlay, overlay_grid, save_png, summarize_sample
 from cellscale.track.lineage import division_parents
@@ -44,6 +44,8 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
     save_png(out_dir / "overlay.png", overlay(preview, first, max_px=OVERLAY_PX))
     table = pd.read_parquet(table_path)
     summary = summarize_sample(sample, labels, table)
+    # the pixel size the labels state: the sheet's, else the image's metadata's (none: NaN in summary.tsv)
+    summary["pixel_size_um"] = pixel_size_from_metadata(next(iter(label_paths.values())), warn=False)
     if tracks_path:
         tracks = pd.read_parquet(tracks_path)
         summary["tracks"] = int(tracks.track_id.nunique())
