@@ -55,13 +55,21 @@ def checkout_path(path):
     return os.path.normpath(os.path.join(workflow.basedir, "..", path))
 
 
+def here_or_checkout(path):
+    """A config path as given when it exists here (the working directory), else the checkout's when it is there,
+    else as given."""
+    if os.path.exists(path) or not os.path.exists(checkout_path(path)):
+        return path
+    return checkout_path(path)
+
+
 def model_folder(value):
-    """A config model folder as given when it exists here (the working directory) or the models are in remote
-    storage, else the checkout's when it is there (models/nuclear with --directory elsewhere)."""
-    if (not isinstance(value, str) or is_model_ref(value) or os.path.isabs(value) or os.path.exists(value)
+    """A config model folder: :func:`here_or_checkout` (models/nuclear with --directory elsewhere), unless it is a
+    registry name, a mapping, or the models are in remote storage."""
+    if (not isinstance(value, str) or is_model_ref(value)
             or workflow.storage_settings.default_storage_provider is not None):
         return value
-    return checkout_path(value) if os.path.exists(checkout_path(value)) else value
+    return here_or_checkout(value)
 
 
 _MODEL_VALUES = {key: model_folder(value) for key, value in config["models"].items()}  # before NAME@VERSION resolves
@@ -404,12 +412,10 @@ def all_targets(wildcards):
 
 def cost_file(path):
     """A config path as given when it exists here (the working directory), else in the workflow's checkout."""
-    if os.path.exists(path):
-        return path
-    checkout = checkout_path(path)
-    if os.path.exists(checkout):
-        return checkout
-    raise WorkflowError(f"config cost: {path} not found (neither in {os.getcwd()} nor in {checkout})")
+    found = here_or_checkout(path)
+    if os.path.exists(found):
+        return found
+    raise WorkflowError(f"config cost: {path} not found (neither in {os.getcwd()} nor in {checkout_path(path)})")
 
 
 def price_table():

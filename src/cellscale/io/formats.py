@@ -186,7 +186,7 @@ class _Unusable(ValueError):
     """A pixel size the metadata states that cannot be used (unknown unit, non-square pixels): the reason."""
 
 
-def _square_um(path, y, x, unit_y, unit_x) -> float | None:
+def _square_um(y, x, unit_y, unit_x) -> float | None:
     """One pixel size in micrometres from a format's Y and X sizes and units; None where there is none (no size,
     or a unitless scale of 1, as writers leave it); :class:`_Unusable` where one is stated but cannot be used."""
     try:
@@ -242,12 +242,12 @@ def _stated_pixel_size(path: Path, series: int) -> float | None:
             pixels = (image[series] if isinstance(image, list) else image).get("Pixels", {})
             if "PhysicalSizeX" not in pixels or "PhysicalSizeY" not in pixels:
                 return None
-            return _square_um(path, pixels["PhysicalSizeY"], pixels["PhysicalSizeX"],
+            return _square_um(pixels["PhysicalSizeY"], pixels["PhysicalSizeX"],
                               pixels.get("PhysicalSizeYUnit", "µm"), pixels.get("PhysicalSizeXUnit", "µm"))
         if tif.is_imagej and (tif.imagej_metadata or {}).get("unit"):
             tags, unit = tif.pages[0].tags, tif.imagej_metadata["unit"]
             (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value  # pixels per unit
-            return _square_um(path, yd / yn, xd / xn, unit, unit) if xn and yn else None
+            return _square_um(yd / yn, xd / xn, unit, unit) if xn and yn else None
     return None
 
 
@@ -265,7 +265,7 @@ def _ngff_pixel_size(path: Path) -> float | None:
             if t.get("type") == "scale":
                 scale = scale * np.asarray(t["scale"], float)
     y, x = names.index("y"), names.index("x")
-    return _square_um(path, scale[y], scale[x], axes[y].get("unit"), axes[x].get("unit"))
+    return _square_um(scale[y], scale[x], axes[y].get("unit"), axes[x].get("unit"))
 
 
 def sample_pixel_size(given: float | None, path, sample: str | None = None) -> float | None:
