@@ -40,14 +40,20 @@ class Tissue:
 
 
 def _seed_points(shape, n, min_dist, rng):
-    points = []
-    tries = 0
-    while len(points) < n and tries < n * 200:
+    """Up to ``n`` points at least ``min_dist`` apart, by rejection: each try is one draw, kept if far enough from
+    every point kept before (the distances of a try in one vectorised step; the draws and decisions are those of
+    a point-by-point loop, so a seed gives the points it always gave)."""
+    points = np.empty((n, 2))
+    kept = tries = 0
+    low = np.array([min_dist / 2, min_dist / 2])
+    high = np.array([shape[0] - min_dist / 2, shape[1] - min_dist / 2])
+    while kept < n and tries < n * 200:
         tries += 1
-        p = rng.uniform([min_dist / 2, min_dist / 2], [shape[0] - min_dist / 2, shape[1] - min_dist / 2])
-        if all(np.hypot(*(p - q)) >= min_dist for q in points):
-            points.append(p)
-    return np.array(points)
+        p = rng.uniform(low, high)
+        if (np.hypot(p[0] - points[:kept, 0], p[1] - points[:kept, 1]) >= min_dist).all():
+            points[kept] = p
+            kept += 1
+    return points[:kept]
 
 
 def _centre_markers(shape, centres: np.ndarray) -> np.ndarray:
