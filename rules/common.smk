@@ -21,7 +21,7 @@ validate(config, schema="../workflow/schemas/config.schema.yaml")
 # unknown one is an error naming the versions there are). What produced each result, per model key, for the report.
 from cellscale.registry import is_model_ref, model_provenance, resolve_model  # noqa: E402
 from cellscale.settings import AUTO, parse_scale  # noqa: E402
-from cellscale.steps.track import track_memory_mb  # noqa: E402
+from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
 
 
 def fetched(path):

@@ -404,7 +404,7 @@ def test_the_track_job_asks_for_memory_by_the_movies_size(tmp_path):
     400 MB from the labels' header, at least 1 GB, more on each attempt; 3 GB a try where it cannot read them."""
     import tifffile
 
-    from cellscale.steps.track import track_memory_mb
+    from cellscale.deploy.sizing import track_memory_mb
 
     tifffile.imwrite(tmp_path / "small.tif", np.zeros((4, 64, 64), np.uint32))
     tifffile.imwrite(tmp_path / "large.tif", shape=(276, 1024, 1024), dtype=np.uint32)  # header, no pixels

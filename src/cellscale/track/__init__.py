@@ -16,16 +16,22 @@
   (training rows from ground-truth movies; ``cellscale train-tracker``).
 """
 
-from cellscale.track.config import TrackConfig
-from cellscale.track.detections import detections_from_labels
-from cellscale.track.evaluate import division_scores, evaluate_ctc
-from cellscale.track.export_ctc import (
-    ctc_lineage,
-    read_label_dir,
-    write_ctc,
-    write_tracks_table,
-)
-from cellscale.track.linking import estimate_max_distance, link
+import importlib
+
+# where each public name lives: imported on first use (PEP 562), so a job that needs only, say, the lineage
+# helpers (the report) does not import the solvers (scipy.optimize, PuLP) with the package
+_WHERE = {
+    "TrackConfig": "config",
+    "detections_from_labels": "detections",
+    "division_scores": "evaluate",
+    "evaluate_ctc": "evaluate",
+    "ctc_lineage": "export_ctc",
+    "read_label_dir": "export_ctc",
+    "write_ctc": "export_ctc",
+    "write_tracks_table": "export_ctc",
+    "estimate_max_distance": "linking",
+    "link": "linking",
+}
 
 __all__ = [
     "TrackConfig",
@@ -39,3 +45,15 @@ __all__ = [
     "write_ctc",
     "write_tracks_table",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
