@@ -627,14 +627,14 @@ def test_segment_augment_is_validated(tmp_path):
 def test_cell_tracking_challenge_frame_folder_end_to_end(tmp_path):
     """A CTC sequence as users have it (a folder of tNNN.tif frames) through segment -> track, scored
     against its ground truth: the sample sheet's scale and gamma make our segmentation track well.
-    The first 20 frames of GOWT1 01 (read from ../shared, copied only into the test's temporary folder)."""
+    The first 10 frames of GOWT1 01 (read from ../shared, copied only into the test's temporary folder)."""
     import shutil
 
     from cellscale.io import read_labels
     from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
 
     seq = need_shared("ctc/Fluo-N2DH-GOWT1")
-    n = 20
+    n = 10
     frames = tmp_path / "frames"
     frames.mkdir()
     for f in sorted((seq / "01").glob("t*.tif"))[:n]:
