@@ -12,6 +12,7 @@ only what it runs. Everywhere else in the library imports are at module top (imp
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -459,6 +460,11 @@ def _data(args) -> int:
               f"files {len(m.files)} ({sum(f.size for f in m.files) / 1e6:.1f} MB)")
         for key, value in sorted(m.metadata.items()):
             print(f"{key}: {json.dumps(value) if not isinstance(value, str) else value}")
+        groups = m.annotations()
+        if len(groups) > 1 or any(g["annotator"] != str(m.metadata.get("annotator") or "-") for g in groups):
+            print("labels (each file's annotator and source over the set's):")  # e.g. corrections on a parent
+            for g in groups:
+                print(f"  {g['files']} label file(s): annotator {g['annotator']}; source {g['source']}")
         ch = m.changes
         print(f"changes: +{len(ch.get('added', []))} -{len(ch.get('removed', []))} ~{len(ch.get('modified', []))}"
               f"{': ' + ch['note'] if ch.get('note') else ''}")
@@ -496,9 +502,17 @@ def _models(args) -> int:
         if args.json:
             print(json.dumps(e.to_dict(), indent=1))
             return 0
+        parent = e.fine_tuned_from or {}
+        given = f" (--init-from {parent['path']})" if parent.get("path") else ""
         print(f"{e.ref}\nfolder {e.path}\ntrained {e.trained or '-'}\ndataset {e.data or '-'}\n"
-              f"fine-tuned from {json.dumps(e.fine_tuned_from) if e.fine_tuned_from else '-'}\n"
+              f"fine-tuned from {parent.get('model', '-')}{given}\n"
               f"command {e.command or '-'}\ncard SHA-256 {e.card_sha256 or '-'}\nheld-out {e.headline() or '-'}")
+        metrics = Path(e.path) / "metrics.json"
+        comparison = json.loads(metrics.read_text()).get("comparison") if metrics.is_file() else None
+        if comparison:  # the card's comparison with the parent, scored on the same held-out data
+            from cellscale.train.card import comparison_lines
+
+            print("\n".join(comparison_lines(comparison)).rstrip())
     return 0
 
 
@@ -521,8 +535,13 @@ def _review(args) -> int:
               f"{version.parent or 'none'}; files in {version.root_path})")
         return 0
     if args.bundle_in or not args.sample or not args.output:
-        raise SystemExit("usage: cellscale review RESULTS --sample S -n K -o BUNDLE (or: cellscale review import "
-                         "BUNDLE --dataset NAME)")
+        missing = " and ".join(f"{o} is required" for o, v in (("--sample S", args.sample), ("-o BUNDLE", args.output))
+                               if not v)
+        why = ": " + missing if missing and not args.bundle_in else ""
+        if not args.sample and (args.image or args.labels):
+            why += " (--sample names the tiles and their dataset files, with --image/--labels too)"
+        raise SystemExit(f"usage: cellscale review RESULTS --sample S -n K -o BUNDLE (or: cellscale review import "
+                         f"BUNDLE --dataset NAME){why}")
     region = None
     if args.region:
         try:
@@ -533,7 +552,8 @@ def _review(args) -> int:
     from cellscale.review import ReviewOptions, export_review, locate
     from cellscale.segment.predictor import Predictor
 
-    _replaceable(args.output, "review bundle (its corrected/ folder must be empty: import it first)",
+    _replaceable(args.output, "review bundle (a bundle with corrections is not replaced: import them, then export "
+                              "to a new folder)",
                  lambda p: p.parts[0] in ("bundle.json", "README.txt") or re.fullmatch(r"tile_\d+\.zarr", p.parts[0]))
     inputs = locate(args.target, args.sample, args.compartment, config=args.config, image=args.image,
                     labels=args.labels, model=args.model,
@@ -1020,6 +1040,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped to a reader that stopped (`| head`): not an error of the command
+        # Python's flush of stdout at exit would fail on the closed pipe too: point it at /dev/null (as Python's
+        # documentation of SIGPIPE advises)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError, RuntimeError) as err:   # OSError: a missing file, a folder given for a file...
         print(f"cellscale {args.command}: error: {err}", file=sys.stderr)
         return 2

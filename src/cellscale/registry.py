@@ -157,6 +157,17 @@ def find_model(ref: str, registry=None, models_dir=None) -> ModelEntry:
     return matches[0]
 
 
+def model_path(value: str | os.PathLike) -> Path:
+    """A command's model argument (``--model``, ``--init-from``): a folder or file that exists, else a registry name
+    ``NAME[@VERSION]`` (its folder); an error (saying which, and the models there are) when it is neither."""
+    path = Path(value)
+    if path.exists():
+        return path
+    if "/" in str(value) or str(value).endswith(".keras"):
+        raise FileNotFoundError("no such model folder or file")
+    return Path(find_model(str(value)).path)
+
+
 def resolve_model(value, registry=None, models_dir=None):
     """A config ``models`` value as the workflow uses it: ``NAME@VERSION`` becomes its folder; a folder or a
     declared model (a mapping) is returned as it is."""

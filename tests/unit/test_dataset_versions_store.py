@@ -167,3 +167,26 @@ def test_importing_a_bundle_again_says_so_and_adds_no_version(bundle, tmp_path, 
     assert (store / "corrections" / "index.json").read_text() == index
     assert [json.loads(index)["latest"]] == [first.id] == [r["id"] for r in list_versions(store)]
     assert re.search(r"no new version", err)
+
+
+def test_verify_sums_up_a_generated_parents_missing_files(tmp_path):
+    """Corrections on top of a generated set (inherit): when the generated files are not on this machine, verify
+    says so in one line naming the command that writes them, not a line a file; the version's own files still
+    count one by one."""
+    from cellscale.train.versions import register_generated_tissue
+
+    store = tmp_path / "data" / "versions"
+    parent = register_generated_tissue("gen", images=1, seed=2, store=store)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.txt").write_text("a")
+    (tmp_path / "mine" / "b.txt").write_text("b")
+    child = add_version("fixes", tmp_path / "mine", metadata={"annotator": "A. Person"}, parent=parent.ref,
+                        inherit=True, store=store)
+    assert verify(child) == []
+    shutil.rmtree(parent.root_path)
+    (tmp_path / "mine" / "b.txt").unlink()
+    problems = verify(child)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"{len(parent.files)} generated files missing (under {parent.root_path}") \
+        and parent.metadata["generator"]["command"] in problems[0]
+    assert problems[1].startswith("b.txt: missing")

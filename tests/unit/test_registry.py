@@ -78,7 +78,7 @@ def test_init_from_a_registry_name_is_its_folder_and_card():
         parent_model("models/none")
 
 
-def test_fine_tuning_from_a_dataset_version_records_both_and_compares_with_the_parent(tmp_path, monkeypatch):
+def test_fine_tuning_from_a_dataset_version_records_both_and_compares_with_the_parent(tmp_path, monkeypatch, capsys):
     """A tiny network trained two steps, then fine-tuned two steps with --init-from on a version: the card names
     the dataset version and the parent (name@version, card hash) and scores both on the same test split."""
     from cellscale.cli import main
@@ -120,6 +120,13 @@ def test_fine_tuning_from_a_dataset_version_records_both_and_compares_with_the_p
     # the registry shows the child with its dataset version and its parent
     entry = register_model(out, tmp_path / "models.json")
     assert entry.dataset == version.ref and entry.fine_tuned_from["model"] == parent["model"]
+    # `models show` says the parent as `models list` does, and its scores next to the child's (the card's table)
+    monkeypatch.setenv("CELLSCALE_REGISTRY", str(tmp_path / "models.json"))
+    capsys.readouterr()
+    assert main(["models", "show", entry.ref]) == 0
+    shown = capsys.readouterr().out
+    assert f"fine-tuned from {parent['model']} (--init-from {tmp_path / 'parent'})" in shown
+    assert f"## Compared with the parent model, {parent['model']}" in shown and "| all |" in shown
 
 
 def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_path):
@@ -181,3 +188,21 @@ def test_exporting_the_same_weights_again_keeps_their_version(tmp_path):
     keras.models.save_model(model, ckpt)
     export(ckpt, spec, tmp_path / "m")
     assert weights_version(tmp_path / "m") != first
+
+
+def test_fine_tuning_a_model_of_another_kind_is_refused_before_any_step(tmp_path, monkeypatch, capsys):
+    """--init-from a nuclear model on tissue data (nuclear + membrane -> nuclear + whole cell): an error naming both
+    networks, and no run folder left behind."""
+    from cellscale.cli import main
+    from cellscale.train.versions import register_generated_tissue
+
+    store = tmp_path / "data" / "versions"
+    monkeypatch.setenv("CELLSCALE_VERSIONS", str(store))
+    version = register_generated_tissue("gen", images=1, seed=2, store=store)
+    run = tmp_path / "run"
+    assert main(["train", "--data", version.ref, "--init-from", str(MODELS / "nuclear"), "--out",
+                 str(tmp_path / "m"), "--run-dir", str(run), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--init-from {MODELS / 'nuclear'}: its network (nuclear -> nuclear, base filters" in err
+    assert "is not the one this training builds (nuclear + membrane -> nuclear + whole_cell" in err
+    assert not run.exists() and not (tmp_path / "m").exists()

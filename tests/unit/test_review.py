@@ -14,7 +14,7 @@ import tifffile
 from support import MODELS
 
 from cellscale.cli import main
-from cellscale.datasets import load_version, verify
+from cellscale.datasets import list_versions, load_version, verify
 from cellscale.io import read_image, read_labels, write_image, write_labels
 from cellscale.review import (
     BundleError,
@@ -194,7 +194,7 @@ def test_ngff_04_tiles_on_zarr_v2_read_back(tmp_path, caplog):
     assert not [r for r in caplog.records if "version mismatch" in r.getMessage()]   # read as the 0.4 it is
 
 
-def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path):
+def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path, capsys):
     store = tmp_path / "data" / "versions"
     work = _copy(bundle, tmp_path)
     manifest = read_manifest(work)
@@ -233,6 +233,19 @@ def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path)
     assert {f.metadata["tile"] for f in new} == {"tile_002", "tile_003"}  # everything changed in this bundle
     assert {Path(p).name for p in second.changes["added"]} == {f.path for f in new}
     assert len(second.files) == 2 + 4  # the parent's pair and this round's two pairs
+
+    # the same corrections imported from a copy of the bundle elsewhere are the version they were
+    elsewhere = tmp_path / "moved" / work.name
+    shutil.copytree(work, elsewhere)
+    assert import_bundle(elsewhere, "corrections", annotator="bob", parent=version.ref, store=store).ref == second.ref
+    assert len(list_versions(store, "corrections")) == 2
+    # whose labels the version holds: the set's metadata is the first round's, each round's files say their own
+    assert [(g["annotator"], g["files"]) for g in second.annotations()] == [("bob", 2), ("alice", 1)]
+    capsys.readouterr()
+    assert main(["data", "--store", str(store), "show", second.ref]) == 0
+    shown = capsys.readouterr().out
+    assert "annotator: alice" in shown and "  2 label file(s): annotator bob; source cellscale review of sample img" \
+        in shown and "  1 label file(s): annotator alice;" in shown
 
 
 def test_imported_tiles_train_as_the_model_saw_them_in_the_whole_image(bundle, inputs, tmp_path):
@@ -287,7 +300,7 @@ def labels_of(bundle: Path, manifest: dict, i: int) -> np.ndarray:
     return read_tile(bundle / manifest["tiles"][i]["path"])[1]["nuclear"]
 
 
-def test_import_refuses_bad_bundles(bundle, tmp_path, predictor, inputs, sample):
+def test_import_refuses_bad_bundles(bundle, tmp_path, predictor, inputs, sample, capsys):
     store = tmp_path / "data" / "versions"
     work = _copy(bundle, tmp_path)
     with pytest.raises(BundleError, match=r"nothing corrected"):
@@ -316,6 +329,20 @@ def test_import_refuses_bad_bundles(bundle, tmp_path, predictor, inputs, sample)
     changed = rf"bundle {re.escape(str(other))}: source image .*img.ome.tif changed since the export"
     with pytest.raises(BundleError, match=changed):
         import_bundle(other, "x", store=store)
+    # a source image that is not here (corrected on another machine): the tiles' own crops are checked, and it says
+    # so; a file in corrected/ that is no tile's is named, not imported
+    moved.unlink()
+    tifffile.imwrite(other / "corrected" / "tile_1.tif", np.zeros((64, 64), np.uint32))
+    version = import_bundle(other, "x", store=store)
+    err = capsys.readouterr().err
+    assert f"its source image {moved} is not here" in err and "tile_1.tif in corrected/ is no tile's labels" in err
+    assert sorted(f.metadata["tile"] for f in version.files) == ["tile_000", "tile_000"]
+    import zarr  # ... and an altered tile image is still refused
+
+    array = zarr.open_array(str(other / "tile_000.zarr" / "s0"), mode="r+")
+    array[(0,) * array.ndim] += 1
+    with pytest.raises(BundleError, match=r"tile_000.*differs from the exported crop"):
+        import_bundle(other, "y", store=store)
 
 
 @pytest.mark.parametrize("label_files", ["per_image", "per_batch"])
@@ -404,6 +431,13 @@ def test_training_on_corrections_alone_stops_before_fitting_and_says_how(bundle,
     assert (tmp_path / "m" / "model.keras").exists()
 
 
+def test_review_says_what_is_missing_from_its_command_line():
+    with pytest.raises(SystemExit, match=r"--sample S is required \(--sample names the tiles.*--image/--labels too"):
+        main(["review", "results", "--image", "x.tif", "--labels", "y.tif", "-o", "bundle"])
+    with pytest.raises(SystemExit, match=r"-o BUNDLE is required$"):
+        main(["review", "results", "--sample", "s1"])
+
+
 def test_review_reads_a_registry_name_from_the_config_or_model(sample, tmp_path):
     """The config may name a model `NAME@VERSION` (as the workflow reads it): review finds its folder, from the
     config and from --model."""
@@ -414,9 +448,13 @@ def test_review_reads_a_registry_name_from_the_config_or_model(sample, tmp_path)
     (project / "config").mkdir(parents=True)
     (project / "config" / "config.yaml").write_text(f"models:\n  nuclear: {ref}\n  tissue: tissue\n")
     (project / "config" / "samples.tsv").write_text(f"sample\timage\tkind\ns1\t{sample / 'img.ome.tif'}\tnuclear\n")
-    for model in (None, ref):
+    for model in (None, ref, "nuclear"):  # --model: NAME@VERSION or a bare registry name, as train's --init-from
         found = locate(project / "results", "s1", labels=sample / "nuclear.ome.tif", model=model)
         assert Path(found.model).resolve() == (MODELS / "nuclear").resolve(), model
+    with pytest.raises(FileNotFoundError, match=r"--model nosuch: no model 'nosuch' in the registry \(models: "):
+        locate(project / "results", "s1", labels=sample / "nuclear.ome.tif", model="nosuch")
+    with pytest.raises(FileNotFoundError, match=r"--model models/nosuch: no such model folder or file"):
+        locate(project / "results", "s1", labels=sample / "nuclear.ome.tif", model="models/nosuch")
 
 
 def test_an_image_outside_the_sheet_gets_its_channels_from_the_command_line(tmp_path, monkeypatch, capsys):

@@ -54,3 +54,19 @@ def test_optional_parts_of_the_cards():
     assert "CODEX R001_X003_Y004, held-out" not in card
     assert "- trained only on generated tissue: a starting point" in card
     assert "| whole_cell | 6 | 0.996 | 0.992 | - |" in card  # no baseline for whole cells
+
+
+def test_a_tissue_card_says_which_real_labels_it_trained_on():
+    """Corrected tiles on top of generated tissue (a `cellscale review import` version): the card's limits name
+    them instead of saying "trained only on generated tissue"."""
+    from cellscale.train.card import TISSUE
+
+    generated = {"annotator": "generator (exact ground truth)", "source": "cellscale.synth.tissue", "files": 36,
+                 "generated": True}
+    corrected = {"annotator": "A. Person", "source": "cellscale review of sample S (s.ome.tif, SHA-256 ab)",
+                 "files": 4, "generated": False}
+    assert "trained only on generated tissue" in TISSUE.limits({"test": {}, "training_labels": [generated]})
+    limits = TISSUE.limits({"test": {}, "training_labels": [generated, corrected]})
+    assert "trained only on generated tissue" not in limits
+    assert "4 label file(s) by A. Person (cellscale review of sample S" in limits
+    assert "one CODEX tile" in TISSUE.limits({"test": {"codex_held_out": {}}, "training_labels": [generated]})

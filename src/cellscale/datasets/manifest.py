@@ -136,6 +136,21 @@ class Manifest:
         """The set's metadata with ``entry``'s own on top."""
         return {**self.metadata, **entry.metadata}
 
+    def annotations(self) -> list[dict]:
+        """Who drew the labels and where they come from: the label files grouped by their ``annotator`` and
+        ``source`` (each file's own over the set's), largest group first, with ``generated``: whether all of a
+        group's files are generated ones. A version with corrections on top of a generated parent has two groups."""
+        groups: dict[tuple, dict] = {}
+        for f in self.files:
+            meta = self.metadata_of(f)
+            if meta.get("role") != "labels":
+                continue
+            key = (str(meta.get("annotator") or "-"), str(meta.get("source") or "-"))
+            group = groups.setdefault(key, {"annotator": key[0], "source": key[1], "files": 0, "generated": True})
+            group["files"] += 1
+            group["generated"] = group["generated"] and bool(meta.get("generated"))
+        return sorted(groups.values(), key=lambda g: (-g["files"], g["annotator"], g["source"]))
+
     def entry(self, path: str) -> FileEntry:
         for f in self.files:
             if f.path == path:

@@ -279,17 +279,24 @@ def verify(manifest: Manifest, paths: Iterable[str] | None = None) -> list[str]:
     if not root.is_dir():
         return [missing_root_message(manifest)]
     wanted = set(paths) if paths is not None else None
-    problems = []
+    problems, generated = [], []
+    command = (manifest.metadata.get("generator") or {}).get("command")
     for f in manifest.files:
         if wanted is not None and f.path not in wanted:
             continue
         path = root / f.path
-        if not path.is_file():
+        if not path.is_file() and command and f.metadata.get("generated"):
+            generated.append(path)  # a generated parent's files (e.g. under corrections): one line for them all
+        elif not path.is_file():
             problems.append(f"{f.path}: missing ({path})")
         elif path.stat().st_size != f.size:
             problems.append(f"{f.path}: {path.stat().st_size} bytes, the manifest says {f.size}")
         elif sha256_of(path) != f.sha256:
             problems.append(f"{f.path}: SHA-256 differs from the manifest's (the file changed)")
+    if generated:
+        folder = os.path.commonpath([str(p.parent) for p in generated])
+        problems.insert(0, f"{len(generated)} generated files missing (under {os.path.normpath(folder)}): they are "
+                           f"generated: `{command}` writes them")
     return problems
 
 

@@ -18,7 +18,9 @@ replaces it in training.
 
 Refused, with a :class:`BundleError` naming the bundle and the tile: a source image that changed since the
 export (SHA-256), a tile whose image was altered, labels whose shape differs from their image's or that are not
-integers, and a bundle with nothing corrected.
+integers, and a bundle with nothing corrected. A source image that is not on this machine (the bundle corrected
+elsewhere, or the image moved) is not refused: each tile's image is still checked against its exported crop, and a
+line says the source could not be. Files in ``corrected/`` whose names are no tile's are named in a warning.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,8 +54,11 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 
 
+LABEL_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
+
+
 def _labels_file(bundle: Path, name: str) -> Path | None:
-    for suffix in (".tif", ".tiff", ".ome.tif", ".ome.tiff"):
+    for suffix in LABEL_SUFFIXES:
         path = bundle / CORRECTED / f"{name}{suffix}"
         if path.is_file():
             return path
@@ -69,10 +75,12 @@ def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     source = Path(manifest["image"]["path"])
-    if not source.exists():
-        raise BundleError(f"bundle {bundle}: its source image {source} is gone; the tiles cannot be checked against it")
-    now = sha256_path(source)
-    if now != manifest["image"]["sha256"]:
+    now = sha256_path(source) if source.exists() else None
+    if now is None:  # corrected on another machine, or the image moved: each tile's crop is checked below
+        print(f"cellscale review: bundle {bundle}: its source image {source} is not here, so it cannot be checked "
+              f"for changes since the export; each tile's image is checked against its crop's SHA-256",
+              file=sys.stderr)
+    elif now != manifest["image"]["sha256"]:
         raise BundleError(f"bundle {bundle}: source image {source} changed since the export (SHA-256 "
                           f"{manifest['image']['sha256'][:12]}... then, {now[:12]}... now); the tiles and their "
                           f"labels belong to the old image: run `cellscale review` again")
@@ -107,6 +115,13 @@ def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
                               f"{image.shape[1]} x {image.shape[2]} px")
         if labels_sha256(data) != tile["labels_sha256"]:
             corrected.append({**tile, "image": image, "labels": data, "from": str(origin), "corrected": _utc(when)})
+    names = {t["name"] for t in manifest["tiles"]}
+    strays = sorted(p.name for p in (bundle / CORRECTED).glob("*") if p.is_file()
+                    and not any(p.name == f"{n}{suffix}" for n in names for suffix in LABEL_SUFFIXES))
+    if strays:
+        print(f"cellscale review: bundle {bundle}: {', '.join(strays)} in {CORRECTED}/ "
+              f"{'is' if len(strays) == 1 else 'are'} no tile's labels and not imported (name a tile's corrected "
+              f"labels {CORRECTED}/tile_NNN.tif, as its tile_NNN.zarr)", file=sys.stderr)
     if not corrected:
         raise BundleError(f"bundle {bundle}: nothing corrected (the labels of all {len(manifest['tiles'])} tiles are "
                           f"as exported; save corrected labels as {bundle / CORRECTED}/tile_NNN.tif, docs/correct.md)")
@@ -150,7 +165,7 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
         name = f"{sample}_y{y0}_x{x0}"
         common = {**ontology, "sample": name, "split": "train", "source_sample": sample, "box": tile["box"],
                   "source_size": list(info["shape"][-2:]),
-                  "tile": tile["name"], "corrected": tile["corrected"], "bundle": str(bundle.resolve()),
+                  "tile": tile["name"], "corrected": tile["corrected"], "bundle": bundle.resolve().name,
                   "bundle_created": manifest["created"], "model": manifest["model"]["name"],
                   "review_score": tile["score"], "selection": manifest["selection"]["method"]}
         image_path, labels_path = f"{name}.image.ome.tif", f"{name}.{compartment}.ome.tif"

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from cellscale.io import LabelSeries, sample_pixel_size
-from cellscale.registry import is_model_ref, resolve_model
+from cellscale.registry import is_model_ref, model_path, resolve_model
 from cellscale.segment.model import ModelSpec, shipped_model
 from cellscale.settings import is_auto, parse_scale
 
@@ -126,8 +126,11 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
         key = "tissue" if roles["membrane"] is not None else "nuclear"
         named = (cfg.get("models") or {}).get(key)
         model = _model(named, project) if named else shipped_model(key)
-    elif _registered(model, Path.cwd()):
-        model = Path(resolve_model(str(model)))
+    elif not isinstance(model, dict):
+        try:
+            model = model_path(model)  # a folder, else a registry name (NAME or NAME@VERSION)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"--model {model}: {err}") from None
     if "membrane" in ModelSpec.read(model).inputs and roles["membrane"] is None:
         raise ValueError(f"sample {sample!r}: the model {model} reads a membrane channel, and the sample sheet "
                          f"{sheet_path} names none for it: give --membrane-channel M (and --nuclear-channel N)")

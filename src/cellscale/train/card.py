@@ -61,7 +61,7 @@ def model_card(spec: ModelSpec, record: dict) -> str:
         "",
         *comparison_lines(record.get("comparison")),
         "## Limits",
-        kind.limits(record["test"]),
+        kind.limits(record),
         "",
     ]
     return "\n".join(lines)
@@ -113,7 +113,7 @@ class CardKind:
 
     summary(spec, record): the lines before "## Training data"; data(record): the first lines of that
     section (what was trained on); tuned_on: what the post-processing was tuned on; results(spec, test):
-    the held-out scores' sections; limits(test): the line under "## Limits".
+    the held-out scores' sections; limits(record): the line under "## Limits".
     """
 
     summary: Callable[[ModelSpec, dict], list[str]]
@@ -183,7 +183,7 @@ NUCLEAR = CardKind(
     data=_nuclear_data,
     tuned_on="tuned on the validation split",
     results=_nuclear_results,
-    limits=lambda test: ("- a small network (kept fast enough for 2 Mpx/s on 2 CPU cores), trained for a limited "
+    limits=lambda record: ("- a small network (kept fast enough for 2 Mpx/s on 2 CPU cores), trained for a limited "
                          "number of steps (the note says where); tissue whole-cell segmentation needs a nuclear + "
                          "membrane model"),
 )
@@ -219,8 +219,16 @@ TISSUE = CardKind(
     tuned_on=("nuclear: tuned on generated validation tissue; whole cell: on generated validation tissue, or "
               "with --codex on the CODEX training columns against each expert's cells"),
     results=_tissue_results,
-    limits=lambda test: (("- real tissue seen in training: one CODEX tile (lymphoid); other tissues and stains "
-                          "are untested") if "codex_held_out" in test else
-                         ("- trained only on generated tissue: a starting point for the demo and tests, not for "
-                          "real tissue")),
+    limits=lambda record: _tissue_limits(record),
 )
+
+
+def _tissue_limits(record: dict) -> str:
+    if "codex_held_out" in record["test"]:
+        return "- real tissue seen in training: one CODEX tile (lymphoid); other tissues and stains are untested"
+    real = [g for g in record.get("training_labels") or [] if not g["generated"]]
+    if real:  # e.g. a dataset version with corrected tiles on top of generated tissue
+        return ("- real tissue seen in training: " + "; ".join(f"{g['files']} label file(s) by {g['annotator']} "
+                                                               f"({g['source']})" for g in real)
+                + "; other tissues and stains are untested")
+    return "- trained only on generated tissue: a starting point for the demo and tests, not for real tissue"

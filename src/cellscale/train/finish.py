@@ -131,6 +131,10 @@ def finish_tissue_model(options: TrainOptions, spec: ModelSpec, log=print, data:
                  if data.manifest is None or data.generator else "")
     if data.manifest is not None:
         described = f"{data.describe()}: {described}" if described else data.describe()
+    labels_from = data.manifest.annotations() if data.manifest is not None else []
+    if len(labels_from) > 1:  # e.g. corrected tiles on top of generated tissue: say whose labels are in it
+        described += "; labels: " + ", ".join(f"{g['files']} file(s) by {g['annotator']} ({g['source']})"
+                                             for g in labels_from)
     codex_folder = (lineage or {}).get("codex") or options.codex
     if codex_folder:
         codex = Path(codex_folder)
@@ -161,6 +165,8 @@ def finish_tissue_model(options: TrainOptions, spec: ModelSpec, log=print, data:
     record = {"model": spec.name, "trained": time.strftime("%Y-%m-%d"), "command": command_line(),
               "training_data": described, "parameters": int(predictor.model.count_params()),
               "note": options.note, "test": scores, **lineage_fields(lineage, data)}
+    if labels_from:
+        record["training_labels"] = labels_from
     parent_dir = (lineage or {}).get("parent_dir")
     if parent_dir is not None and Path(parent_dir).is_dir():
         record["comparison"] = _compare_tissue(parent_dir, lineage["parent"]["model"], spec, test, scores,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cellscale.registry import find_model, model_entry
+from cellscale.registry import model_entry, model_path
 from cellscale.segment.model import ModelSpec
 from cellscale.segment.size import training_sizes
 from cellscale.train.data import Example, codex_training_examples
@@ -20,11 +20,10 @@ def parent_model(init_from: str | None) -> tuple[Path | None, dict | None]:
     what the card records of it (``fine_tuned_from``: the model's ``NAME@VERSION``, folder and card hash)."""
     if not init_from:
         return None, None
-    path = Path(init_from)
-    if not path.exists():
-        if "/" in init_from or init_from.endswith(".keras"):
-            raise FileNotFoundError(f"--init-from {init_from}: no such model folder or file")
-        path = Path(find_model(init_from).path)  # a registry name: an error lists the models there are
+    try:
+        path = model_path(init_from)  # a registry name: an error lists the models there are
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--init-from {init_from}: {err}") from None
     if path.is_dir():
         entry = model_entry(path)
         return path, {"model": entry.ref, "path": str(init_from), "card_sha256": entry.card_sha256,
@@ -81,6 +80,18 @@ def run_training(options: TrainOptions) -> int:
         spec = ModelSpec(name=Path(options.out).name, inputs=["nuclear"], compartments=["nuclear"],
                          base_filters=options.base_filters, depth=options.depth, tile_multiple=2**options.depth)
         train = data.examples("train")
+    if init is not None and init.is_dir():  # before any step: keras's own error names weight counts only
+        theirs = ModelSpec.read(init)
+
+        def network(s: ModelSpec) -> str:
+            return (f"{' + '.join(s.inputs)} -> {' + '.join(s.compartments)}, base filters {s.base_filters}, "
+                    f"depth {s.depth}")
+
+        if network(theirs) != network(spec):
+            raise ValueError(f"--init-from {options.init_from}: its network ({network(theirs)}) is not the one this "
+                             f"training builds ({network(spec)}: from the data {options.data} and --base-filters/"
+                             f"--depth); fine-tune a model of the same kind (a tissue model for nuclear + membrane "
+                             f"data) with its --base-filters and --depth")
     log(f"{len(train)} training images from {options.data}")
     spec.object_sizes = object_sizes(train, spec.compartments, f"{data.describe()}, training split")
     small = small_examples_note(train, options.tile, spec.tile_multiple)
