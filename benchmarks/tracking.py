@@ -54,8 +54,10 @@ Run: ``nice -n 10 .venv/bin/python benchmarks/tracking.py [--quick] [--json out.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -95,6 +97,7 @@ def with_truth(tl, prefix: str):
     from cellscale.synth.timelapse import write_ctc_ground_truth
 
     gt = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, gt, True)  # read while scoring; gone when the benchmark ends
     write_ctc_ground_truth(tl, gt)
     return tl.labels, ReferenceMatching(tl.labels, gt), tl.image
 
