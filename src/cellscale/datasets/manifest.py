@@ -151,6 +151,11 @@ class Manifest:
             group["generated"] = group["generated"] and bool(meta.get("generated"))
         return sorted(groups.values(), key=lambda g: (-g["files"], g["annotator"], g["source"]))
 
+    @staticmethod
+    def annotation_text(group: dict) -> str:
+        """One group of :meth:`annotations` in words: ``N label file(s) by ANNOTATOR (SOURCE)``."""
+        return f"{group['files']} label file(s) by {group['annotator']} ({group['source']})"
+
     def entry(self, path: str) -> FileEntry:
         for f in self.files:
             if f.path == path:

@@ -115,9 +115,8 @@ def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
                               f"{image.shape[1]} x {image.shape[2]} px")
         if labels_sha256(data) != tile["labels_sha256"]:
             corrected.append({**tile, "image": image, "labels": data, "from": str(origin), "corrected": _utc(when)})
-    names = {t["name"] for t in manifest["tiles"]}
-    strays = sorted(p.name for p in (bundle / CORRECTED).glob("*") if p.is_file()
-                    and not any(p.name == f"{n}{suffix}" for n in names for suffix in LABEL_SUFFIXES))
+    expected = {f"{t['name']}{suffix}" for t in manifest["tiles"] for suffix in LABEL_SUFFIXES}
+    strays = sorted(p.name for p in (bundle / CORRECTED).glob("*") if p.is_file() and p.name not in expected)
     if strays:
         print(f"cellscale review: bundle {bundle}: {', '.join(strays)} in {CORRECTED}/ "
               f"{'is' if len(strays) == 1 else 'are'} no tile's labels and not imported (name a tile's corrected "

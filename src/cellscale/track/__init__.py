@@ -33,18 +33,7 @@ _WHERE = {
     "link": "linking",
 }
 
-__all__ = [
-    "TrackConfig",
-    "ctc_lineage",
-    "detections_from_labels",
-    "division_scores",
-    "estimate_max_distance",
-    "evaluate_ctc",
-    "link",
-    "read_label_dir",
-    "write_ctc",
-    "write_tracks_table",
-]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cellscale.datasets import Manifest
 from cellscale.segment.model import ModelSpec
 
 
@@ -228,7 +229,6 @@ def _tissue_limits(record: dict) -> str:
         return "- real tissue seen in training: one CODEX tile (lymphoid); other tissues and stains are untested"
     real = [g for g in record.get("training_labels") or [] if not g["generated"]]
     if real:  # e.g. a dataset version with corrected tiles on top of generated tissue
-        return ("- real tissue seen in training: " + "; ".join(f"{g['files']} label file(s) by {g['annotator']} "
-                                                               f"({g['source']})" for g in real)
+        return ("- real tissue seen in training: " + "; ".join(map(Manifest.annotation_text, real))
                 + "; other tissues and stains are untested")
     return "- trained only on generated tissue: a starting point for the demo and tests, not for real tissue"

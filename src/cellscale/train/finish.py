@@ -133,8 +133,7 @@ def finish_tissue_model(options: TrainOptions, spec: ModelSpec, log=print, data:
         described = f"{data.describe()}: {described}" if described else data.describe()
     labels_from = data.manifest.annotations() if data.manifest is not None else []
     if len(labels_from) > 1:  # e.g. corrected tiles on top of generated tissue: say whose labels are in it
-        described += "; labels: " + ", ".join(f"{g['files']} file(s) by {g['annotator']} ({g['source']})"
-                                             for g in labels_from)
+        described += "; labels: " + ", ".join(map(data.manifest.annotation_text, labels_from))
     codex_folder = (lineage or {}).get("codex") or options.codex
     if codex_folder:
         codex = Path(codex_folder)

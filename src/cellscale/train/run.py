@@ -58,6 +58,12 @@ def object_sizes(train, compartments: list[str], source: str) -> dict:
     return sizes or None
 
 
+def _network(spec: ModelSpec) -> str:
+    """What fine-tuning must match: inputs, outputs and size of the network."""
+    return (f"{' + '.join(spec.inputs)} -> {' + '.join(spec.compartments)}, base filters {spec.base_filters}, "
+            f"depth {spec.depth}")
+
+
 def run_training(options: TrainOptions) -> int:
     """Train the model ``options`` describe into ``options.out`` (checkpoints in ``options.run_dir``)."""
     data = training_set(options)
@@ -80,18 +86,12 @@ def run_training(options: TrainOptions) -> int:
         spec = ModelSpec(name=Path(options.out).name, inputs=["nuclear"], compartments=["nuclear"],
                          base_filters=options.base_filters, depth=options.depth, tile_multiple=2**options.depth)
         train = data.examples("train")
-    if init is not None and init.is_dir():  # before any step: keras's own error names weight counts only
-        theirs = ModelSpec.read(init)
-
-        def network(s: ModelSpec) -> str:
-            return (f"{' + '.join(s.inputs)} -> {' + '.join(s.compartments)}, base filters {s.base_filters}, "
-                    f"depth {s.depth}")
-
-        if network(theirs) != network(spec):
-            raise ValueError(f"--init-from {options.init_from}: its network ({network(theirs)}) is not the one this "
-                             f"training builds ({network(spec)}: from the data {options.data} and --base-filters/"
-                             f"--depth); fine-tune a model of the same kind (a tissue model for nuclear + membrane "
-                             f"data) with its --base-filters and --depth")
+    theirs = _network(ModelSpec.read(init)) if init is not None and init.is_dir() else None
+    if theirs is not None and theirs != _network(spec):  # before any step: keras's own error names weight counts
+        raise ValueError(f"--init-from {options.init_from}: its network ({theirs}) is not the one this training "
+                         f"builds ({_network(spec)}: from the data {options.data} and --base-filters/--depth); "
+                         f"fine-tune a model of the same kind (a tissue model for nuclear + membrane data) with its "
+                         f"--base-filters and --depth")
     log(f"{len(train)} training images from {options.data}")
     spec.object_sizes = object_sizes(train, spec.compartments, f"{data.describe()}, training split")
     small = small_examples_note(train, options.tile, spec.tile_multiple)
