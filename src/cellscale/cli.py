@@ -46,17 +46,17 @@ def _segment(args) -> int:
     if not one_image:
         inputs = sorted(p for p in src.iterdir() if (p.is_file() and is_image_file(p)) or is_ome_zarr(p))
         if not inputs:
-            raise SystemExit(f"{src}: no PNG/TIFF/OME-Zarr images in this folder")
+            raise FileNotFoundError(f"{src}: no PNG/TIFF/OME-Zarr images in this folder")
         if is_image_file(args.output.rstrip("/")) and not args.output.endswith("/"):
-            raise SystemExit(f"{src} is a folder of {len(inputs)} images, and -o {args.output} names one file: give "
+            raise UsageError(f"{src} is a folder of {len(inputs)} images, and -o {args.output} names one file: give "
                              f"-o FOLDER/ for a label image each, or --timelapse to segment the folder as one movie")
     elif src.exists():
         inputs = [src]
     else:
-        raise SystemExit(f"{src}: no such file or folder")
+        raise FileNotFoundError(f"{src}: no such file or folder")
     whole_cell = args.compartment == "whole-cell"
     if whole_cell and args.membrane_channel is None:
-        raise SystemExit("--compartment whole-cell needs --membrane-channel")
+        raise UsageError("--compartment whole-cell needs --membrane-channel")
     model_dir = Path(args.model) if args.model else shipped_model("tissue" if whole_cell else "nuclear")
     predictor = Predictor(model_dir, batch_size=args.batch_size, precision=args.precision,  # once for all inputs
                           augment=args.augment)
@@ -99,6 +99,11 @@ def _segment(args) -> int:
         print(f"cellscale segment: {len(failed)} of {len(inputs)} image(s) failed (errors above)", file=sys.stderr)
         return 1
     return 0
+
+
+class UsageError(Exception):
+    """A command line that argparse accepts but that cannot run as given. Printed as argparse prints its own
+    usage errors: the command's usage line, then ``cellscale CMD: error: ...``; exit status 2."""
 
 
 def _scale_arg(text: str):
@@ -303,7 +308,7 @@ def _plan(args) -> int:
     elif args.images:
         workload = Workload(args.images, args.mpx, sizes_in_sheet=not args.no_sheet_sizes)
     else:
-        raise SystemExit("cellscale plan: give --sheet FILE or --images N (with --mpx M)")
+        raise UsageError("give --sheet FILE or --images N (with --mpx M)")
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
     config = _config(args.config)
@@ -526,7 +531,7 @@ def _quantize(args) -> int:
 def _review(args) -> int:
     if args.target == "import":
         if not args.bundle_in or not args.dataset:
-            raise SystemExit("usage: cellscale review import BUNDLE --dataset NAME [--annotator WHO] [--parent REF]")
+            raise UsageError("review import needs BUNDLE and --dataset NAME")
         from cellscale.review import import_bundle
 
         version = import_bundle(args.bundle_in, args.dataset, args.annotator, args.parent, args.licence)
@@ -534,20 +539,19 @@ def _review(args) -> int:
         print(f"{args.bundle_in} -> dataset version {version.ref} ({tiles} corrected tile(s); parent "
               f"{version.parent or 'none'}; files in {version.root_path})")
         return 0
-    if args.bundle_in or not args.sample or not args.output:
-        missing = " and ".join(f"{o} is required" for o, v in (("--sample S", args.sample), ("-o BUNDLE", args.output))
-                               if not v)
-        why = ": " + missing if missing and not args.bundle_in else ""
-        if not args.sample and (args.image or args.labels):
-            why += " (--sample names the tiles and their dataset files, with --image/--labels too)"
-        raise SystemExit(f"usage: cellscale review RESULTS --sample S -n K -o BUNDLE (or: cellscale review import "
-                         f"BUNDLE --dataset NAME){why}")
+    if args.bundle_in:
+        raise UsageError(f"{args.bundle_in}: a second argument is only for `review import BUNDLE`")
+    missing = [o for o, v in (("--sample S", args.sample), ("-o BUNDLE", args.output)) if not v]
+    if missing:
+        why = " (--sample names the tiles and their dataset files, with --image/--labels too)" \
+            if not args.sample and (args.image or args.labels) else ""
+        raise UsageError(" and ".join(f"{o} is required" for o in missing) + why)
     region = None
     if args.region:
         try:
             (y0, y1), (x0, x1) = (map(int, part.split(":")) for part in args.region.split(","))
         except ValueError:
-            raise SystemExit(f"--region {args.region!r}: expected Y0:Y1,X0:X1 (pixels)") from None
+            raise UsageError(f"--region {args.region!r}: expected Y0:Y1,X0:X1 (pixels)") from None
         region = (y0, y1, x0, x1)
     from cellscale.review import ReviewOptions, export_review, locate
     from cellscale.segment.predictor import Predictor
@@ -1033,6 +1037,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--parent", default=None, help="(import) the version to build on (default NAME@latest if any)")
     g.add_argument("--licence", default=None, help="(import) licence of the corrections (default: the parent's)")
     p.set_defaults(func=_review)
+    for command in sub.choices.values():  # UsageError: printed with the command's own usage line
+        command.set_defaults(parser=command)
     return parser
 
 
@@ -1040,6 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as err:
+        args.parser.error(str(err))  # exits with status 2
     except BrokenPipeError:  # output piped to a reader that stopped (`| head`): not an error of the command
         # Python's flush of stdout at exit would fail on the closed pipe too: point it at /dev/null (as Python's
         # documentation of SIGPIPE advises)

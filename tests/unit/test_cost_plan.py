@@ -858,3 +858,18 @@ def test_configurations_whose_launcher_misses_the_deadline_are_tried_at_their_fa
     meet = sorted((r[0], r[1]) for r in every if r[0] <= deadline_h)
     assert sorted((r[0], r[1]) for r in pruned if r[0] <= deadline_h) == meet
     assert bool(meet) == (deadline_h > 21)
+
+
+def test_usage_errors_exit_2_with_the_commands_usage_line(tmp_path, capsys):
+    """Command lines argparse accepts but that cannot run print as argparse's own usage errors (status 2); a
+    missing input is an error naming it (status 2 too), before any model loads."""
+    for argv, said in ((["plan", "--deadline", "2"], "cellscale plan: error: give --sheet FILE or --images N"),
+                       (["segment", str(tmp_path), "--compartment", "whole-cell", "-o", str(tmp_path / "o/")],
+                        "cellscale segment: error: --compartment whole-cell needs --membrane-channel")):
+        (tmp_path / "a.tif").touch()
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith(f"usage: cellscale {argv[0]}") and said in err, err
+    assert main(["segment", str(tmp_path / "none.tif"), "-o", str(tmp_path / "o.tif")]) == 2
+    assert f"cellscale segment: error: {tmp_path / 'none.tif'}: no such file or folder" in capsys.readouterr().err

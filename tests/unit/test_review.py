@@ -431,11 +431,18 @@ def test_training_on_corrections_alone_stops_before_fitting_and_says_how(bundle,
     assert (tmp_path / "m" / "model.keras").exists()
 
 
-def test_review_says_what_is_missing_from_its_command_line():
-    with pytest.raises(SystemExit, match=r"--sample S is required \(--sample names the tiles.*--image/--labels too"):
-        main(["review", "results", "--image", "x.tif", "--labels", "y.tif", "-o", "bundle"])
-    with pytest.raises(SystemExit, match=r"-o BUNDLE is required$"):
-        main(["review", "results", "--sample", "s1"])
+def test_review_says_what_is_missing_from_its_command_line(capsys):
+    """A usage error as argparse's own: the command's usage line, what is missing, exit status 2."""
+    for argv, said in (
+            (["review", "results", "--image", "x.tif", "--labels", "y.tif", "-o", "bundle"],
+             r"--sample S is required \(--sample names the tiles.*--image/--labels too\)$"),
+            (["review", "results", "--sample", "s1"], r"-o BUNDLE is required$"),
+            (["review", "import", "--dataset", "d"], r"review import needs BUNDLE and --dataset NAME$")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith("usage: cellscale review RESULTS"), err
+        assert re.search(r"\ncellscale review: error: " + said, err.strip()), err
 
 
 def test_review_reads_a_registry_name_from_the_config_or_model(sample, tmp_path):
