@@ -51,6 +51,9 @@ def installed(tmp_path_factory) -> dict:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    mine = source / "src" / "cellscale" / "models" / "mine"  # a user's model trained into the checkout's models/
+    mine.mkdir()
+    (mine / "model.json").write_text("{}")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     isolation = ["--no-build-isolation"] if _can_build_offline() else []
     subprocess.run([*pip, "wheel", "--no-deps", *isolation, "-w", str(tmp / "dist"), str(source)], check=True,
@@ -78,9 +81,13 @@ def test_wheel_carries_the_models_and_schemas(installed):
     import zipfile
 
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
-    for model in ("nuclear", "tissue", "tissue-tight"):
+    for model in ("generalist", "nuclear", "tissue", "tissue-tight"):
         for name in ("model.json", "model.keras", "model.int8.tflite", "MODEL_CARD.md", "metrics.json"):
             assert f"cellscale/models/{model}/{name}" in names
+    tracked = subprocess.run(["git", "ls-files", "src/cellscale/models"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert tracked and {f"cellscale/models/{Path(p).relative_to(SHIPPED.relative_to(ROOT))}" for p in tracked} == {
+        n for n in names if n.startswith("cellscale/models/")}  # every shipped model's file, and no other
     schemas = {p.name for p in (ROOT / "src" / "cellscale" / "schemas").glob("*.yaml")}
     assert schemas and all(f"cellscale/schemas/{name}" in names for name in schemas)
     for kind in ("prices", "throughput"):   # the price tables and throughput profiles cellscale plan reads
