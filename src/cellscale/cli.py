@@ -500,17 +500,15 @@ def _models(args) -> int:
         if args.json:
             print(json.dumps([e.to_dict() for e in entries], indent=1))
         for e in [] if args.json else entries:
-            parent = (e.fine_tuned_from or {}).get("model", "-")
-            print(f"{e.ref}\t{e.trained or '-'}\tdata {e.data or '-'}\tfrom {parent}\t{e.headline()}")
+            print(f"{e.ref}\t{e.trained or '-'}\tdata {e.data or '-'}\tfrom {e.parent}\t{e.headline()}")
     else:
         e = find_model(args.ref)
         if args.json:
             print(json.dumps(e.to_dict(), indent=1))
             return 0
-        parent = e.fine_tuned_from or {}
-        given = f" (--init-from {parent['path']})" if parent.get("path") else ""
+        given = (e.fine_tuned_from or {}).get("path")
         print(f"{e.ref}\nfolder {e.path}\ntrained {e.trained or '-'}\ndataset {e.data or '-'}\n"
-              f"fine-tuned from {parent.get('model', '-')}{given}\n"
+              f"fine-tuned from {e.parent}{f' (--init-from {given})' if given else ''}\n"
               f"command {e.command or '-'}\ncard SHA-256 {e.card_sha256 or '-'}\nheld-out {e.headline() or '-'}")
         metrics = Path(e.path) / "metrics.json"
         comparison = json.loads(metrics.read_text()).get("comparison") if metrics.is_file() else None

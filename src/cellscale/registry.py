@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,12 +49,21 @@ class ModelEntry:
         """Every dataset version it was trained on: ``NAME@ID``, ``+ codex@ID`` where the CODEX tile was too."""
         return " + ".join(d for d in (self.dataset, self.codex_dataset) if d) or None
 
+    @property
+    def parent(self) -> str:
+        """The model it was fine-tuned from, ``NAME@VERSION``; for a model trained before parents were recorded, its
+        command's ``--init-from`` folder, marked so (its weights then are not known); ``-`` if none."""
+        if (self.fine_tuned_from or {}).get("model"):
+            return self.fine_tuned_from["model"]
+        init = re.search(r"--init-from (\S+)", self.command or "")
+        return f"{init.group(1)} (version not recorded)" if init else "-"
+
     def headline(self) -> str:
         """The held-out scores in one line."""
         return headline(self.metrics)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ref": self.ref}
+        return {**asdict(self), "ref": self.ref, "parent": self.parent}
 
 
 def headline(test: dict) -> str:

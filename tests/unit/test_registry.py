@@ -24,6 +24,9 @@ def test_the_registry_lists_the_shipped_models_with_their_dataset_versions():
         assert e.command.startswith("cellscale train") and e.trained and e.metrics and e.card_sha256
     assert "all F1 0.896" in entries["nuclear"].headline()
     assert "CODEX held-out F1" in entries["tissue"].headline()
+    # fine-tuned before parents were recorded: the command's --init-from folder, marked so; trained afresh: none
+    assert entries["tissue-tight"].parent == "models/tissue (version not recorded)"
+    assert entries["generalist"].parent == "-" and "--init-from" not in entries["generalist"].command
 
 
 def test_name_at_version_resolves_to_the_folder_and_a_wrong_one_names_the_versions():
@@ -59,6 +62,7 @@ def test_models_command_line(capsys):
     out = capsys.readouterr().out
     nuclear = find_model("nuclear")
     assert f"{nuclear.ref}\t" in out and f"data {nuclear.dataset}" in out
+    assert "from models/nuclear (version not recorded)\t" in out
     assert main(["models", "show", "nuclear"]) == 0
     assert f"dataset {nuclear.dataset}" in capsys.readouterr().out
     assert main(["models", "show", "nuclear@ffffff"]) == 2
