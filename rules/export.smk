@@ -18,6 +18,7 @@ rule ngff:
     input:
         unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
         table="results/measurements/{sample}.parquet",
+        tracks=lambda w: f"results/tracks/{w.sample}.parquet" if is_timelapse(w.sample) else [],  # labels/tracks
     output:
         store=directory("results/ngff/{sample}.ome.zarr"),
     params:

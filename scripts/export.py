@@ -29,4 +29,5 @@ with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
             channel_names=s.params.channel_names,
             pixel_size_um=s.params.pixel_size,
             settings=settings,
+            tracks=s.input.get("tracks"),  # a time-lapse's: its labels/tracks
         )

@@ -193,7 +193,7 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
         with ImageSource.open(row["image"], timelapse=timelapse) as source:
             assert np.asarray(image.data[0]).shape == (source.shape if timelapse else source.shape[1:]), sample
         comps = [c for c in ("nuclear", "whole_cell") if row[f"{c}_labels"]]
-        assert sorted(labels) == comps, sample
+        assert sorted(labels) == comps + (["tracks"] if timelapse else []), sample  # a movie's track ids too
         for comp in comps:
             np.testing.assert_array_equal(np.asarray(labels[comp].data[0]), read_labels(work / row[f"{comp}_labels"]))
         sdata = spatialdata.read_zarr(work / row["spatialdata"])
@@ -208,11 +208,11 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
             assert {"frame", "track_id"} <= set(table.obs.columns)
             assert len(sdata.labels) == len(np.unique(table.obs["frame"]))
         else:
-            assert set(sdata.labels) == {prefix + c for c in comps}
+            elements = comps + (["cytoplasm"] if len(comps) == 2 else [])  # the cell without its nucleus too
+            assert set(sdata.labels) == {prefix + c for c in elements}
             assert set(sdata.shapes) == {f"{prefix}{c}_boundaries" for c in comps}
             cells = pd.read_parquet(work / row["cells"])
-            cells = cells[cells["compartment"].isin(comps)]  # the rows of a labels element (not cytoplasm's)
-            assert len(table) == len(cells[cells["sample"] == sample] if prefix else cells), sample
+            assert len(table) == len(cells[cells["sample"] == sample] if prefix else cells), sample  # every row
 
 
 def test_a_batched_image_gets_the_labels_of_its_own_jobs(demo_run):
@@ -282,6 +282,17 @@ def test_tracks_match_true_lineage(demo_run):
     assert (tracks.parent_track_id > 0).sum() > 0
     table = pd.read_parquet(work / "results/measurements/movie.parquet")
     assert table.frame.nunique() == tl.n_frames and table.track_id.notna().all()
+    # the OME-Zarr store's labels/tracks: the CTC masks' ids, the same value for a cell in every frame (but for a
+    # track with a gap, which the CTC masks split)
+    import tifffile
+    import zarr
+
+    tracked = zarr.open_group(str(work / "results/ngff/movie.ome.zarr"), mode="r")["labels/tracks/s0"][:]
+    masks = np.stack([tifffile.imread(p) for p in sorted((work / "results/tracks/movie").glob("mask*.tif"))])
+    gap = tracks.groupby("track_id").frame.agg(lambda f: f.max() - f.min() + 1 > len(f))
+    same = ~np.isin(tracked, gap[gap].index.to_numpy())
+    assert tracked.shape == masks.shape and same.mean() > 0.9
+    np.testing.assert_array_equal(tracked[same], masks[same])
     # summary.tsv's divisions: the res_track.txt parents of two or more tracks (one child bridges a gap)
     lineage = pd.read_csv(work / "results/tracks/movie/res_track.txt", sep=" ", names=list("LBEP"))
     parents = lineage.loc[lineage.P > 0, "P"].value_counts()

@@ -3,6 +3,8 @@ napari's napari-ome-zarr reader and spatialdata."""
 
 from __future__ import annotations
 
+import warnings
+
 import anndata
 import numpy as np
 import pandas as pd
@@ -175,26 +177,34 @@ def test_spatialdata_store_links_table_rows_to_label_ids(tmp_path, still):
     import spatialdata
 
     image, labels = still
-    table = table_of(labels)
+    cytoplasm = np.where(labels["nuclear"] > 0, 0, labels["whole_cell"])  # as cellscale.measure measures it
+    table = table_of({**labels, "cytoplasm": cytoplasm})
     adata = anndata.AnnData(X=np.ones((len(table), 2)), obs=table.assign(compartment=table["compartment"]
                                                                               .astype("category")))
     adata.obs_names = [f"s:{c}:{i}" for c, i in zip(table["compartment"], table["CellID"])]
     out = tmp_path / "sample.zarr"
-    write_spatialdata(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
-                      {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256)
-                       for c, l in labels.items()}, adata, pixel_size_um=0.5, channel_names=["DNA", "membrane"])
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        write_spatialdata(out, lazy_image(ImageSource.from_array(image), False, chunk=256),
+                          {c: lazy_labels(ImageSource.from_array(l[None, None]), False, chunk=256)
+                           for c, l in labels.items()}, adata, pixel_size_um=0.5, channel_names=["DNA", "membrane"])
+    assert not [w for w in said if "autosharding" in str(w.message)]  # anndata's, once per table column (was)
     sdata = spatialdata.read_zarr(out)
-    assert set(sdata.images) == {"image"} and set(sdata.labels) == {"nuclear", "whole_cell"}
+    assert set(sdata.images) == {"image"} and set(sdata.labels) == {"nuclear", "whole_cell", "cytoplasm"}
     np.testing.assert_array_equal(sdata.images["image"]["scale0"]["image"].values, image[0])
     assert list(sdata.images["image"]["scale0"]["image"].coords["c"].values) == ["DNA", "membrane"]
     t = sdata.tables["table"]
     attrs = t.uns["spatialdata_attrs"]
     assert (attrs["region_key"], attrs["instance_key"]) == ("region", "instance_id")
-    for comp, lab in labels.items():
+    assert len(t) == len(table)  # every row, the cytoplasm's too
+    for comp, lab in {**labels, "cytoplasm": cytoplasm}.items():
         stored = sdata.labels[comp]["scale0"]["image"].values
         np.testing.assert_array_equal(stored, lab)
         rows = t.obs[t.obs["region"] == comp]
         assert set(rows["instance_id"]) == present(lab)
+        if comp == "cytoplasm":
+            assert "cytoplasm_boundaries" not in sdata.shapes  # the cell's and the nucleus's outlines
+            continue
         shapes = sdata.shapes[f"{comp}_boundaries"]
         assert set(shapes.index) == present(lab)
         # each outline covers its label's pixels: its area is within a pixel-wide rim of the pixel count
@@ -314,3 +324,45 @@ def test_ngff_step_reads_only_the_label_columns(tmp_path, still):
     for comp in labels:
         for cap in (10, 1000):
             assert label_metadata(narrow, comp, cap) == label_metadata(table, comp, cap)
+
+
+def test_time_lapse_ngff_has_track_id_labels_and_per_frame_labels_without_properties(tmp_path):
+    """A movie's labels/nuclear keep each frame's own ids (the table's CellID per frame), so a value there is a
+    different cell in each frame and gets no properties; labels/tracks holds the tables' track_id, the same value for
+    a cell in every frame (a gap too), with each track's first and last frame and parent."""
+    from cellscale.steps.export import export_one
+
+    rng = np.random.default_rng(0)
+    movie = np.stack([blobs((200, 180), 5, 10 + t) for t in range(3)])
+    ids = [sorted(present(movie[t])) for t in range(3)]
+    # track 1 runs through frames 0-2 on shuffled per-frame ids; 2 has a gap at frame 1; 3 and 4 divide from 1
+    tracks = pd.DataFrame({"frame": [0, 0, 1, 2, 2, 2, 2], "label": [ids[0][0], ids[0][1], ids[1][2], ids[2][3],
+                                                                     ids[2][0], ids[2][1], ids[2][4]],
+                           "track_id": [1, 2, 1, 2, 3, 4, 5], "parent_track_id": [0, 0, 0, 0, 1, 1, 0]})
+    image = (rng.random((3, 1, 200, 180)) * 1000).astype(np.uint16)
+    tifffile_path = tmp_path / "movie.ome.tif"
+    import tifffile
+
+    tifffile.imwrite(tifffile_path, image, metadata={"axes": "TCYX"})
+    labels_path = tmp_path / "nuclear.ome.tif"
+    tifffile.imwrite(labels_path, movie, metadata={"axes": "TYX"})
+    table = pd.concat([pd.DataFrame({"compartment": "nuclear", "frame": t, "CellID": ids[t], "Area": 1.0})
+                       for t in range(3)], ignore_index=True)
+    out = tmp_path / "movie.ome.zarr"
+    export_one("movie", tifffile_path, {"nuclear": labels_path}, table, {"ome-zarr": out}, timelapse=True,
+               tracks=tracks)
+    _, labels = read_ngff(out)
+    assert set(labels) == {"nuclear", "tracks"}
+    np.testing.assert_array_equal(np.asarray(labels["nuclear"].data[0]), movie)
+    got = np.asarray(labels["tracks"].data[0])
+    assert got.dtype == np.uint32
+    expected = np.zeros_like(movie)
+    for r in tracks.itertuples():
+        expected[r.frame][movie[r.frame] == r.label] = r.track_id
+    np.testing.assert_array_equal(got, expected)
+    assert "properties" not in labels["nuclear"].zarr.root_attrs.get("ome", labels["nuclear"].zarr.root_attrs).get(
+        "image-label", {})
+    meta = labels["tracks"].zarr.root_attrs.get("ome", labels["tracks"].zarr.root_attrs)["image-label"]
+    props = {p["label-value"]: p for p in meta["properties"]}
+    assert props[2] == {"label-value": 2, "first-frame": 0, "last-frame": 2, "parent-track": 0}
+    assert props[3]["parent-track"] == 1 and props[3]["first-frame"] == 2 and set(props) == {1, 2, 3, 4, 5}

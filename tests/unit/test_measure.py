@@ -203,6 +203,13 @@ def test_no_regionprops_inside(monkeypatch):
           channel_names=["a", "a"]), "unique"),
     (dict(labels=np.zeros((4, 4), np.int32), image=np.zeros((1, 4, 4)),
           channel_names=["Area"]), "clash"),
+    # the columns compartments, run-level tables and time-lapses add (were accepted: "sample" then made a run-level
+    # table with two sample columns, "compartment" failed far from its cause)
+    *[(dict(labels=np.zeros((4, 4), np.int32), image=np.zeros((1, 4, 4)), channel_names=[name]),
+       rf"channel names \['{name}'\] clash with measurement columns")
+      for name in ("sample", "compartment", "frame", "nucleus_id", "cell_id", "track_id", "CellID")],
+    (dict(labels=np.zeros((4, 4), np.int32), image=np.zeros((2, 4, 4)), channel_names=["DNA", "DNA_sum"]),
+     r"\['DNA_sum'\] clash with another channel's statistics columns"),
 ])
 def test_measure_cells_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

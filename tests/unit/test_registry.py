@@ -144,9 +144,10 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
     assert find_model("tissue").codex_dataset.startswith("codex@")
     assert model_provenance({"path": "x.keras"}) == {"model": None, "dataset": None}
     paths = []
-    for sample in ("a", "b"):
+    # a nuclear-only sample first, then one with whole cells: the columns in one order whatever comes first
+    for sample, extra in (("a", {"pixel_size_um": 0.5}), ("b", {"whole_cell_cells": 2, "whole_cell_median_area": 9.0})):
         paths.append(tmp_path / f"{sample}.json")
-        paths[-1].write_text(json.dumps({"sample": sample, "nuclear_cells": 3}))
+        paths[-1].write_text(json.dumps({"sample": sample, **extra, "nuclear_cells": 3, "nuclear_median_area": 4.0}))
     batch = tmp_path / "0000"  # a batch with a failed image: no model produced it
     batch.mkdir()
     pd.DataFrame({"sample": ["c", "d"], "status": ["ok", "failed"], "nuclear_cells": [5, None]}).to_csv(
@@ -160,7 +161,9 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
     assert got["model"].to_dict() == {"a": nuclear["model"], "b": tissue["model"], "c": nuclear["model"], "d": None}
     assert got["model_dataset"].to_dict() == {"a": nuclear["dataset"], "b": tissue["dataset"],
                                               "c": nuclear["dataset"], "d": None}
-    assert list(table.columns[-2:]) == ["model", "model_dataset"]  # after the counts, whatever the rows hold
+    assert list(table.columns) == ["sample", "status", "nuclear_cells", "nuclear_median_area",
+                                   "whole_cell_cells", "whole_cell_median_area", "pixel_size_um", "model",
+                                   "model_dataset"]  # as README's summary.tsv row lists them
     page = (tmp_path / "summary.html").read_text()  # the report's view: empty cells blank, not <NA> or nan
     assert "NA&gt;" not in page and "nan" not in page and pd.read_html(tmp_path / "summary.html")[0].shape[0] == 4
 

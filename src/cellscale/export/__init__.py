@@ -4,7 +4,7 @@ store per sample, or per batch of small images (:mod:`.spatial`). Both read the 
 """
 
 from .lazy import lazy_image, lazy_labels
-from .ngff import NGFF_VERSION, NGFF_VERSIONS, label_metadata, ngff_format, write_ngff
+from .ngff import NGFF_VERSION, NGFF_VERSIONS, TRACKS, label_metadata, ngff_format, track_metadata, write_ngff
 from .spatial import Field, write_spatialdata, write_spatialdata_fields
 
 __all__ = ["Field", "NGFF_VERSION", "NGFF_VERSIONS", "ngff_format", "label_metadata", "lazy_image", "lazy_labels",

@@ -24,10 +24,11 @@ log = logging.getLogger("cellscale")
 
 NGFF_VERSION = "0.5"
 NGFF_VERSIONS = ("0.5", "0.4")
-MIN_LEVEL = 256  # the pyramid stops at the first level whose longer side is below this
+MIN_LEVEL = 256  # the pyramid's smallest level is the last whose longer side is at least this
 # an image whose longer side is at most this is one level: a viewer shows it whole, and each level costs files (an
 # array's zarr.json and its chunks: a 1024^2 field with its labels was 15 files with three levels, 7 with one)
 SINGLE_LEVEL_MAX = 1024
+TRACKS = "tracks"  # a time-lapse's labels/ entry of track ids
 
 
 def require(module: str, extra: str):
@@ -88,6 +89,21 @@ def label_metadata(table: pd.DataFrame | None, compartment: str, max_labels: int
     return meta
 
 
+def track_metadata(tracks: pd.DataFrame, max_labels: int) -> dict:
+    """The ``image-label`` metadata of a time-lapse's ``tracks`` labels: for each track id a colour and its
+    ``first-frame``, ``last-frame`` and ``parent-track`` (0: none), from the tracks table (``frame``,
+    ``track_id``, ``parent_track_id``); above ``max_labels`` tracks only the source (as :func:`label_metadata`)."""
+    meta: dict = {"source": {"image": "../../"}}
+    spans = tracks.groupby("track_id").agg(first=("frame", "min"), last=("frame", "max"),
+                                           parent=("parent_track_id", "first"))
+    if not len(spans) or len(spans) > max_labels:
+        return meta
+    meta["colors"] = [{"label-value": int(v), "rgba": _color(int(v))} for v in spans.index]
+    meta["properties"] = [{"label-value": int(v), "first-frame": int(r.first), "last-frame": int(r.last),
+                           "parent-track": int(r.parent)} for v, r in zip(spans.index, spans.itertuples())]
+    return meta
+
+
 def ngff_format(ngff: str):
     """The ome-zarr writer's format of an NGFF version (``0.5``: Zarr v3, ``0.4``: Zarr v2)."""
     from ome_zarr.format import FormatV04, FormatV05
@@ -106,15 +122,21 @@ def _omero(channel_names: list[str], windows: list[tuple[float, float]]) -> dict
 def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool = False,
                pixel_size_um: float | None = None, channel_names: list[str] | None = None,
                windows: list[tuple[float, float]] | None = None, table: pd.DataFrame | None = None,
-               ngff: str = NGFF_VERSION, max_label_metadata: int = 100_000) -> None:
+               tracks: pd.DataFrame | None = None, ngff: str = NGFF_VERSION, max_label_metadata: int = 100_000,
+               ) -> None:
     """Write an OME-Zarr image with its labels, as a new folder ``path`` (replaced whole: written beside it first).
 
     Parameters
     ----------
     image : (C, Y, X), or (T, C, Y, X) when ``timelapse``: a dask or NumPy array.
-    labels : compartment -> (Y, X) or (T, Y, X) uint32 labels (dask or NumPy).
+    labels : compartment -> (Y, X) or (T, Y, X) uint32 labels (dask or NumPy); a time-lapse's ``tracks`` entry
+        holds track ids (the same cell has the same value in every frame).
     windows : per channel (low, high) display range (the ``omero`` metadata); default: the dtype's range.
-    table : the sample's per-cell table (``CellID``, ``compartment``, ``Area``), for the labels' properties.
+    table : the sample's per-cell table (``CellID``, ``compartment``, ``Area``), for the labels' properties. A
+        time-lapse's per-frame labels get none: a value is a different cell in each frame (the table links them by
+        ``frame`` and ``CellID``).
+    tracks : a time-lapse's tracks table (``frame``, ``track_id``, ``parent_track_id``), for the properties of
+        ``labels["tracks"]`` (:func:`track_metadata`).
     """
     require("ome_zarr", "review")
     import dask.array as da
@@ -152,7 +174,13 @@ def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool 
             _write_labels(da.asarray(lab).astype(np.uint32), root, name, factors=factors,
                           axes=axes.replace("c", ""), fmt=fmt, scale=label_scale, axes_units=units,
                           chunks=tuple(c for i, c in enumerate(chunks) if axes[i] != "c"),
-                          metadata=label_metadata(table, name, max_label_metadata))
+                          metadata=_metadata(name, timelapse, table, tracks, max_label_metadata))
+
+
+def _metadata(name: str, timelapse: bool, table, tracks, max_labels: int) -> dict:
+    if name == TRACKS and tracks is not None:
+        return track_metadata(tracks, max_labels)
+    return {"source": {"image": "../../"}} if timelapse else label_metadata(table, name, max_labels)
 
 
 def _write_labels(lab, root, name: str, *, factors: list[int], axes: str, fmt, scale: dict, axes_units, chunks,

@@ -1,6 +1,8 @@
 """A sample as one SpatialData store (written and read with the ``spatialdata`` library), the way Sopa writes one per
 slide: the image (lazy, pyramidal), each compartment's labels, the cells' boundaries as shapes, and the per-cell
-AnnData table linked to the labels (``region`` = the labels element, ``instance_id`` = the label value).
+AnnData table linked to the labels (``region`` = the labels element, ``instance_id`` = the label value). Where a
+sample has nuclei and whole cells, a ``cytoplasm`` labels element (each cell without its nucleus, as
+:mod:`cellscale.measure` measures it) holds the table's cytoplasm rows.
 
 A time-lapse has no time axis in SpatialData (its images are (C, Y, X) or (C, Z, Y, X)): each frame becomes its
 own elements, ``image_t000``, ``nuclear_t000``, ... and the table's rows point at their frame's labels; the table
@@ -23,6 +25,7 @@ import numpy as np
 
 from .ngff import require, scale_factors
 
+CYTOPLASM = "cytoplasm"
 BAND_PIXELS = 1 << 22  # pixels of labels read per band when tracing outlines (16 MB of uint32), at least 256 rows
 
 
@@ -97,6 +100,7 @@ def write_spatialdata_fields(path: str | os.PathLike, fields, table=None, *, bou
     by one to a written store takes about ten times longer per element).
     """
     require("spatialdata", "spatial")
+    import anndata
     import pandas as pd
     from spatialdata import SpatialData
     from spatialdata.models import TableModel
@@ -124,7 +128,10 @@ def write_spatialdata_fields(path: str | os.PathLike, fields, table=None, *, bou
     sdata = SpatialData(images=images, labels=label_elements, shapes=shapes, tables=tables)
     with atomic_dir(path) as tmp:
         tmp.rmdir()  # spatialdata writes a new store only where nothing is
-        sdata.write(tmp)
+        # the table's arrays unsharded, as anndata 0.12 writes them by default, said once here instead of a
+        # "zarr v3 autosharding will be the default" warning for every column
+        with anndata.settings.override(auto_shard_zarr_v3=False):
+            sdata.write(tmp)
         for name, (lab, last) in outlines.items():
             _stream_shapes(tmp / "shapes" / name / "shapes.parquet", outline_bands(lab, last=last))
 
@@ -150,18 +157,22 @@ def _field_elements(f: Field, boundaries: bool, images: dict, label_elements: di
     names = f.channel_names if f.channel_names and len(f.channel_names) == n_channels else \
         [f"ch{i}" for i in range(n_channels)]
     one_band = height <= _band_rows(width)
+    labels = dict(f.labels)
+    if {"nuclear", "whole_cell"} <= labels.keys():  # the table's cytoplasm rows: each cell without its nucleus, as
+        # cellscale.measure measures it (no outlines: they are the cell's and the nucleus's)
+        labels[CYTOPLASM] = da.where(da.asarray(labels["nuclear"]) > 0, 0, da.asarray(labels["whole_cell"]))
     for t in frames:
         suffix = "" if t is None else f"_t{t:03d}"
         frame = image if t is None else image[t]
         images[f"{prefix}image{suffix}"] = Image2DModel.parse(frame, dims=("c", "y", "x"), c_coords=names,
                                                               scale_factors=factors, transformations=to_um,
                                                               chunks=frame.chunksize)
-        for comp, lab in f.labels.items():
+        for comp, lab in labels.items():
             lab = da.asarray(lab)
             lab = (lab if t is None else lab[t]).astype(np.uint32)
             name = f"{prefix}{comp}{suffix}"
             label_elements[name] = _labels_element(lab, factors, to_um)
-            if boundaries:
+            if boundaries and comp != CYTOPLASM:
                 # spatialdata writes the shapes element (its group, format and transformations); where the labels
                 # take more than one band, all the outlines are then streamed into its GeoParquet file
                 last = last_rows(lab)

@@ -23,13 +23,11 @@ import pandas as pd
 
 from cellscale.io import atomic_path
 from cellscale.measure.stats import EXTRA_STATS
-from cellscale.measure.table import SHAPE_COLUMNS
+from cellscale.measure.table import INT_COLUMNS, KEY_COLUMNS, SHAPE_COLUMNS
 
 __all__ = ["write_table", "write_h5ad", "table_anndata", "marker_columns", "concat_tables", "run_columns", "run_template", "run_parts",
            "string_columns", "categories_of", "TableWriter"]
 
-KEY_COLUMNS = ("sample", "compartment", "frame", "CellID")
-INT_COLUMNS = ("nucleus_id", "cell_id", "track_id", "frame")  # nullable Int64 in run-level tables
 
 
 def marker_columns(df: pd.DataFrame) -> list[str]:

@@ -24,6 +24,8 @@ __all__ = ["SHAPE_COLUMNS", "EXTRA_STATS", "measure_cells", "sums_table", "table
 
 SHAPE_COLUMNS = ["X_centroid", "Y_centroid", "Area", "MajorAxisLength", "MinorAxisLength",
                  "Eccentricity", "Solidity", "Extent", "Orientation"]
+KEY_COLUMNS = ("sample", "compartment", "frame", "CellID")
+INT_COLUMNS = ("nucleus_id", "cell_id", "track_id", "frame")  # nullable Int64 in run-level tables
 
 
 def check_label_values(lab: np.ndarray, name: str = "labels") -> None:
@@ -49,9 +51,12 @@ def check_channel_names(channel_names, n_channels: int) -> list[str]:
     names = [str(n) for n in names]
     if len(set(names)) != len(names):
         raise ValueError(f"channel_names must be unique, got {names}")
-    clash = set(names) & set(["CellID"] + SHAPE_COLUMNS)
+    clash = set(names) & {*SHAPE_COLUMNS, *KEY_COLUMNS, *INT_COLUMNS}
     if clash:
         raise ValueError(f"channel names {sorted(clash)} clash with measurement columns")
+    stats = sorted(f"{a}_{s}" for a in names for s in EXTRA_STATS if f"{a}_{s}" in names)
+    if stats:  # with measure.extra_stats, channel A's sum is the column A_sum
+        raise ValueError(f"channel names {stats} clash with another channel's statistics columns")
     return names
 
 

@@ -13,12 +13,14 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from cellscale.export import Field, lazy_image, lazy_labels, write_ngff, write_spatialdata, write_spatialdata_fields
+from cellscale.export import (TRACKS, Field, lazy_image, lazy_labels, write_ngff, write_spatialdata,
+                              write_spatialdata_fields)
 from cellscale.io import atomic_dir, sample_pixel_size
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv
 from cellscale.steps.measure import sample_channel_names
+from cellscale.track.export_ctc import relabel_frame
 
 log = logging.getLogger("cellscale")
 NGFF, SPATIALDATA = "ome-zarr", "spatialdata"
@@ -58,10 +60,12 @@ def read_label_columns(path) -> pd.DataFrame:
 
 def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, timelapse: bool = False,
                channel_names: list[str] | None = None, pixel_size_um: float | None = None,
-               settings: OutputSettings | None = None) -> None:
+               settings: OutputSettings | None = None, tracks=None) -> None:
     """Write one sample's outputs: ``out`` maps a format (``ome-zarr``, ``spatialdata``) to its path.
 
-    ``table``: the sample's per-cell table (a DataFrame, or the path of its Parquet or .h5ad file).
+    ``table``: the sample's per-cell table (a DataFrame, or the path of its Parquet or .h5ad file). ``tracks``: a
+    time-lapse's tracks table (a DataFrame or its Parquet file): the OME-Zarr store then has ``labels/tracks``, the
+    nuclei with their track ids (:func:`tracked_labels`).
     """
     import anndata
 
@@ -81,15 +85,40 @@ def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, 
         lazy = {c: lazy_labels(lab, timelapse) for c, lab in labels.items()}
         names = sample_channel_names(image_path, image.shape[1], channel_names)
         if NGFF in out:
+            if tracks is not None and timelapse:
+                tracks = pd.read_parquet(tracks) if isinstance(tracks, (str, Path)) else tracks
+                lazy_ngff = {**lazy, TRACKS: tracked_labels(lazy["nuclear"], tracks)}
+            else:
+                lazy_ngff, tracks = lazy, None
             log.info(f"{sample}: writing {out[NGFF]} (NGFF {settings.ngff_version}; image {image.shape}, "
-                     f"labels {', '.join(labels)})")
-            write_ngff(out[NGFF], lazy_image(image, timelapse), lazy, timelapse=timelapse,
+                     f"labels {', '.join(lazy_ngff)})")
+            write_ngff(out[NGFF], lazy_image(image, timelapse), lazy_ngff, timelapse=timelapse,
                        pixel_size_um=pixel_size_um, channel_names=names, windows=display_windows(image),
-                       table=frame, ngff=settings.ngff_version, max_label_metadata=settings.label_metadata_max)
+                       table=frame, tracks=tracks, ngff=settings.ngff_version,
+                       max_label_metadata=settings.label_metadata_max)
         if SPATIALDATA in out:
             log.info(f"{sample}: writing {out[SPATIALDATA]} (SpatialData; {adata.n_obs} cells)")
             write_spatialdata(out[SPATIALDATA], lazy_image(image, timelapse), lazy, adata, timelapse=timelapse,
                               pixel_size_um=pixel_size_um, channel_names=names, boundaries=settings.boundaries)
+
+
+def tracked_labels(labels, tracks: pd.DataFrame):
+    """A time-lapse's (T, Y, X) per-frame nuclear labels (a dask array) as track ids, frame by frame and chunk by
+    chunk: the tracks table's ``track_id`` of each (``frame``, ``label``); 0 where a nucleus is in no track. The ids
+    are the tables' ``track_id`` (a track with a gap keeps its id; the CTC masks split it, as that format asks)."""
+    import dask.array as da
+
+    lookup = {}
+    for t, g in tracks.groupby("frame"):
+        g = g.sort_values("label")
+        lookup[int(t)] = (g["label"].to_numpy(np.int64), g["track_id"].to_numpy(np.int64))
+    empty = (np.zeros(0, np.int64),) * 2
+
+    def relabel(block, block_info=None):
+        t0 = block_info[0]["array-location"][0][0]
+        return np.stack([relabel_frame(frame, *lookup.get(t0 + i, empty), np.uint32) for i, frame in enumerate(block)])
+
+    return da.asarray(labels).map_blocks(relabel, dtype=np.uint32)
 
 
 def _open_sample(stack: ExitStack, sample: str, image_path, label_files: dict, timelapse: bool):

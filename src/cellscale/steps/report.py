@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cellscale.io import LabelSeries, atomic_path, pixel_size_from_metadata
+from cellscale.measure import COMPARTMENTS
 from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.report import distributions_plot, html_tables, overlay, overlay_grid, save_png, summarize_sample
 from cellscale.track.lineage import division_parents
@@ -88,9 +89,12 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
             row.setdefault("model", used.get("model"))
             row.setdefault("model_dataset", used.get("dataset"))
     table = _in_order(pd.DataFrame(rows), order)
-    first = [c for c in ("sample", "status", "batch") if c in table]
-    last = [c for c in ("model", "model_dataset") if c in table]
-    table = table[first + [c for c in table.columns if c not in first + last] + last]
+    # the same column order whichever sample comes first (a nuclear-only one put the whole-cell counts at the end)
+    known = ["sample", "status", "batch", *(f"{c}_{s}" for c in COMPARTMENTS for s in ("cells", "median_area")),
+             "frames", "tracks", "divisions", "pixel_size_um", "auto_scale"]
+    last = ["model", "model_dataset"]
+    table = table[[c for c in known if c in table] + [c for c in table.columns if c not in known + last] +
+                  [c for c in last if c in table]]
     for column in table.columns:  # counts stay integers where some samples have none (NA)
         if column.endswith("_cells") or column in ("frames", "tracks", "divisions"):
             table[column] = table[column].astype("Int64")

@@ -129,7 +129,8 @@ def _prepare_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
     return _split_holes(tr)
 
 
-def _relabel(frame: np.ndarray, keys: np.ndarray, values: np.ndarray, dtype) -> np.ndarray:
+def relabel_frame(frame: np.ndarray, keys: np.ndarray, values: np.ndarray, dtype) -> np.ndarray:
+    """``frame`` with each label ``keys[i]`` (sorted) replaced by ``values[i]``; labels not in ``keys`` become 0."""
     out = np.zeros(frame.shape, dtype=dtype)
     if keys.size == 0:
         return out
@@ -177,7 +178,7 @@ def write_ctc(labels, tracks: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
                 g = g.sort_values("label")
                 keys = g["label"].to_numpy()
                 values = g["track_id"].to_numpy()
-            yield _relabel(lab[t], keys, values, dtype)
+            yield relabel_frame(lab[t], keys, values, dtype)
 
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
