@@ -52,7 +52,8 @@ rule segment_batch:
         storage_prefix=lambda w: storage_prefix(),  # None unless the job reads its images itself
     threads: batch_threads  # 1 or 2: the batches side by side on this machine's cores (rules/common.smk)
     resources:
-        gpu=1,
+        # no gpu here: a profile that places the rule on a GPU asks for one (profiles/gke, profiles/slurm); a rule's
+        # own gpu=1 would stay in a plan's CPU placement, and the Kubernetes plugin then refuses the job
         mem_mb=4000,
     log:
         "logs/segment_batch/{batch}.log",

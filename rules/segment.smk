@@ -73,7 +73,8 @@ rule segment:
         segment=config["segment"],
     threads: 2
     resources:
-        gpu=1,
+        # no gpu here: a profile that places the rule on a GPU asks for one (profiles/gke, profiles/slurm); a rule's
+        # own gpu=1 would stay in a plan's CPU placement, and the Kubernetes plugin then refuses the job
         mem_mb=4000,
     log:
         "logs/segment/{sample}/shard_{shard}.log",

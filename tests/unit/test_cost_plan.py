@@ -16,8 +16,8 @@ import yaml
 from support import ROOT
 
 from cellscale.cli import main
-from cellscale.cost.model import (EXPORTS, Choice, Overheads, PoolChoice, Workload, export_nodes, fits, job_figures,
-                                  predict, slots_per_node)
+from cellscale.cost.model import (EXPORTS, Choice, Overheads, PoolChoice, Workload, allocatable_mb, export_nodes, fits,
+                                  job_figures, predict, slots_per_node)
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan, profile_fragment, write_outputs
 from cellscale.cost.prices import load_prices
 from cellscale.cost.simulate import simulate, simulate_mean
@@ -486,6 +486,7 @@ def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch
     write_outputs(cheap, one, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
     written = yaml.safe_load((tmp_path / "plan" / "plan-config.yaml").read_text())
     assert written["segment"]["augment"] == "none" and written["batches"]["label_files"] == one.label_files
+    assert written["output"]["formats"] == list(one.formats)  # what it priced writing, the run writes
     monkeypatch.chdir(ROOT)
     config = tmp_path / "config.yaml"
     config.write_text("segment:\n  augment: none\n")
@@ -602,6 +603,53 @@ def test_workflow_profile_is_accepted_by_a_real_dry_run(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "plan-config.yaml" in run.stderr + run.stdout
     assert "Error validating config" not in run.stderr
+
+
+def _workflow_rules_resources() -> dict[str, set]:
+    """Each workflow rule's own resource names, as Snakemake loads the Snakefile."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        wf = api.workflow(resource_settings=ResourceSettings(), snakefile=ROOT / "workflow/Snakefile", workdir=ROOT)
+        return {r.name: set(r.resources) for r in wf._workflow.rules}
+
+
+@pytest.mark.parametrize("machines, images, deadline", [
+    (["n2-standard-16"], 10000, 3),   # a CPU plan: no rule may ask for a GPU (the plugin refuses the job)
+    (["g2-standard-4"], 100000, 4),   # large shards on an L4 node: 1.5 x the model's memory is more than it has
+    (["n1-standard-4-t4"], 100000, 6),
+])
+def test_every_planned_pod_fits_its_node_and_asks_for_a_gpu_only_on_one(machines, images, deadline):
+    """What Kubernetes would be asked: each rule's resources, the rule's own and the plan's set-resources over
+    them; every request within its node type's allocatable memory, a GPU only on the GPU pool's machine type."""
+    w = Workload(images, 1.0, read_fields="direct", formats=("ome-tiff",))
+    p = plan(w, PROFILES, PRICES, deadline_h=deadline, segment_machines=machines)
+    frag = profile_fragment(p, ROOT / "profiles/gke", PROFILES)
+    by_type = {pc.instance_type: PRICES.machine(pc.machine) for pc in (p.choice.segment, p.choice.tail)}
+    own = _workflow_rules_resources()
+    assert not any("gpu" in names for names in own.values())   # only a profile puts a rule on a GPU
+    for rule, res in frag["set-resources"].items():
+        node = by_type[res["machine_type"]]
+        assert res.get("mem_mb", 0) <= allocatable_mb(node), (rule, res, node)
+        assert ("gpu" in res) == (node.gpus > 0 and rule in ("segment", "segment_batch")), (rule, res)
+        if "gpu" in res:
+            assert res["gpu_manufacturer"] == "nvidia" and res["scale"] == 0
+    seg = frag["set-resources"]["segment_batch"]
+    assert frag["set-resources"]["segment"]["mem_mb"] == seg["mem_mb"]  # the same shard size (tiling.shard_mpx)
+    rate = PROFILES[p.choice.segment.machine].rate("segment_batch")
+    assert seg["mem_mb"] >= rate.memory_mb(p.choice.shard_mpx)
+
+
+def test_a_gpu_plan_always_has_a_cpu_pool():
+    """GKE taints GPU nodes, so the workflow's other rules (the run-level ones too, which --no-run-tables leaves
+    out of the price, not out of the run) need a CPU pool even when nothing but segmentation is priced."""
+    w = Workload(10**6, 1.0, run_tables=False, formats=("ome-tiff",), read_fields="direct")
+    p = plan(w, PROFILES, PRICES, deadline_h=6, segment_machines=["g2-standard-4"])
+    pools = {pool["name"]: pool for pool in p.pools()}
+    assert pools["gpu"]["machine_type"] == "g2-standard-4" and pools["gpu"]["gpus_per_node"] == 1
+    cpu = [pool for name, pool in pools.items() if name != "gpu"]
+    assert len(cpu) == 1 and cpu[0]["gpus_per_node"] == 0 and cpu[0]["count"] >= 1
 
 
 def test_run_tables_too_large_for_any_node_are_infeasible():

@@ -284,7 +284,9 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
             if not machine.gpus and (w.run_tables or w.exports) and m not in cpu:
                 continue                     # a CPU pool runs the exports and the tail too: it must hold them
             for spot in spot_options:
-                tails = [m] if not machine.gpus or not (w.run_tables or w.exports) else cpu
+                # a GPU pool holds only GPU pods (GKE taints its nodes): every other rule needs a CPU pool, the
+                # workflow's run-level rules too when --no-run-tables leaves their cost out
+                tails = [m] if not machine.gpus else cpu
                 group = []
                 counts = _thinned(_node_counts(w.jobs(shard), k, cap), dense_nodes)
                 if (w.exports and not machine.gpus) or timed_rounds:
@@ -576,6 +578,15 @@ def _describe_simulated(plan_: Plan, w: Workload) -> list[str]:
     return lines
 
 
+def segment_memory_mb(machine, rate, shard_mpx: float) -> int:
+    """The segment rules' memory request: 1.5 x the model's figure for the shard, in 500 MB steps, but never more
+    than the node's share of each of the plan's jobs on it (a pod that asks for more than a node has is never
+    scheduled, and the plan packed its jobs by the model's figure), nor less than the figure."""
+    need = rate.memory_mb(shard_mpx)
+    share = allocatable_mb(machine) / max(1, slots_per_node(machine, rate, shard_mpx))
+    return int(max(math.ceil(need), min(math.ceil(1.5 * need / 500) * 500, share // 100 * 100)))
+
+
 def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", profiles=None) -> dict:
     """The workflow profile for the plan: ``jobs``, every rule of the GKE profile's ``set-resources`` with the plan's
     machine types (and the segment rule's memory from its profile: 1.5 x the model, in 500 MB steps), its
@@ -597,7 +608,9 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
     threads = dict(base.get("set-threads") or {})
     if profiles is not None:
         rate = profiles[seg.machine].rate(SEGMENT_RULE)   # memory and threads: the same for every augment
-        resources[SEGMENT_RULE]["mem_mb"] = int(math.ceil(1.5 * rate.memory_mb(plan_.choice.shard_mpx) / 500) * 500)
+        mem_mb = segment_memory_mb(seg_m, rate, plan_.choice.shard_mpx)
+        for rule in ("segment", SEGMENT_RULE):  # a large image's shards are the batches' size (tiling.shard_mpx)
+            resources.setdefault(rule, {})["mem_mb"] = mem_mb
         threads[SEGMENT_RULE] = rate.threads   # the vCPUs its figures and the plan's jobs per node assume
     frag = {"jobs": plan_.prediction.jobs, "set-resources": resources}
     if threads:
@@ -607,7 +620,8 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
 
 def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
                   gke_profile: Path | str = "profiles/gke") -> tuple[Path, ...]:
-    """``DIR/plan.json``, ``DIR/config.yaml`` (the workflow profile) and ``DIR/plan-config.yaml`` (shard size);
+    """``DIR/plan.json``, ``DIR/config.yaml`` (the workflow profile) and ``DIR/plan-config.yaml`` (the settings the
+    plan priced: shard size, segment.augment, batches.label_files and read_fields, output.formats);
     with a simulated plan also ``DIR/simulated.png``, nodes and running jobs over time (:func:`.simulate.figure`)."""
     frag = profile_fragment(plan_, gke_profile, profiles)   # first: a missing profile leaves no file behind
     out = Path(out_dir)
@@ -615,12 +629,14 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
     (out / PLAN_CONFIG).write_text(yaml.safe_dump({"tiling": {"shard_mpx": _number(plan_.choice.shard_mpx)},
                                                    "segment": {"augment": w.augment},
                                                    "batches": {"label_files": w.label_files,
-                                                               "read_fields": w.read_fields}}))
+                                                               "read_fields": w.read_fields},
+                                                   "output": {"formats": list(w.formats)}}))
     header = ("# Written by `cellscale plan` (plan.json beside it). Use with the GKE profile:\n"
               "#   snakemake --profile profiles/gke --workflow-profile THIS_FOLDER\n"
               "# Snakemake takes each key here as a whole over the --profile's (no merge of set-resources per rule),\n"
               "# so every rule of profiles/gke's set-resources is repeated with the plan's machine types. The shard\n"
-              f"# size, segment.augment, batches.label_files and read_fields the plan priced are in {PLAN_CONFIG}\n"
+              "# size, segment.augment, batches.label_files and read_fields and output.formats the plan priced are\n"
+              f"# in {PLAN_CONFIG}\n"
               "# (merged over config/config.yaml; --config would pass them as strings).\n")
     (out / "config.yaml").write_text(header + yaml.safe_dump(frag, sort_keys=False, width=120))
     (out / "plan.json").write_text(json.dumps(plan_.to_json(w), indent=2) + "\n")
