@@ -377,7 +377,8 @@ def _throughput(args) -> int:
     import yaml
 
     from cellscale.cost.jobs import job_table
-    from cellscale.cost.throughput import fit_profile, profile_dict, write_profile
+    from cellscale.cost.plan import duplicate_profile
+    from cellscale.cost.throughput import fit_profile, load_profile, profile_dict, write_profile
 
     tables = []
     for results in args.results:
@@ -397,7 +398,11 @@ def _throughput(args) -> int:
     profile = fit_profile(jobs, args.machine, args.name, how, gpu_rules=args.gpu_rules, augment=augment)
     print(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120), end="")
     if args.out != "-":
-        out = write_profile(profile, args.out or Path("config/throughput") / f"{args.name}.yaml")
+        out = Path(args.out or Path("config/throughput") / f"{args.name}.yaml")
+        for other in (q for q in sorted(out.parent.glob("*.yaml")) if q.name != out.name):
+            if load_profile(other).machine == profile.machine:  # cellscale plan would refuse the folder
+                raise ValueError(f"not written: {duplicate_profile(profile.machine, other, out)}")
+        write_profile(profile, out)
         print(f"# written to {out}", file=sys.stderr)
     return 0
 

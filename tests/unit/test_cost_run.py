@@ -271,3 +271,26 @@ def test_throughput_command_fits_prints_and_writes_a_profile(run_dir, tmp_path, 
                  "--augment", "none"]) == 0
     assert load_profile(out).rate("segment_batch").augment == "none"
     assert main(["throughput", str(tmp_path / "nothing"), "--machine", "m", "--name", "n"]) == 2
+
+
+
+def test_one_profile_per_machine_type_in_a_folder(run_dir, tmp_path, capsys):
+    """A second profile of a machine type beside the first was silently one or the other (the later file name);
+    cellscale throughput refuses to write it, and the planner refuses a folder that has one, naming both files."""
+    from cellscale.cli import main
+    from cellscale.cost.plan import load_profiles
+
+    folder = tmp_path / "throughput"
+    assert main(["throughput", str(run_dir), "--machine", "cpu-4", "--name", "cpu-4", "--out",
+                 str(folder / "cpu-4.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["throughput", str(run_dir), "--machine", "cpu-4", "--name", "a-pilot", "--out",
+                 str(folder / "a-pilot.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "not written:" in err and "cpu-4.yaml and" in err and "both throughput profiles of cpu-4" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["cpu-4.yaml"]
+    assert main(["throughput", str(run_dir), "--machine", "cpu-4", "--name", "cpu-4", "--out",
+                 str(folder / "cpu-4.yaml")]) == 0   # the same file: replaced
+    (folder / "a-pilot.yaml").write_text((folder / "cpu-4.yaml").read_text())
+    with pytest.raises(ValueError, match=r"a-pilot.yaml and .*cpu-4.yaml are both throughput profiles of cpu-4"):
+        load_profiles(folder)

@@ -172,12 +172,22 @@ def load_profiles(folder: Path | str | None = None) -> dict[str, ThroughputProfi
     if folder is None and PROFILE_DIR.is_dir() and PROFILE_DIR.resolve() != SHIPPED_PROFILES.resolve():
         folders.append(PROFILE_DIR)
     out = {}
-    for path in (path for f in folders for path in sorted(f.glob("*.yaml"))):
-        p = load_profile(path)
-        out[p.machine] = p
+    for f in folders:   # a later folder's profile replaces an earlier one's of the same machine type
+        seen: dict[str, Path] = {}
+        for path in sorted(f.glob("*.yaml")):
+            p = load_profile(path)
+            if p.machine in seen:
+                raise ValueError(duplicate_profile(p.machine, seen[p.machine], path))
+            seen[p.machine], out[p.machine] = path, p
     if not out:
         raise FileNotFoundError(f"no throughput profiles in {' or '.join(map(str, folders))}")
     return out
+
+
+def duplicate_profile(machine: str, first: Path, second: Path) -> str:
+    return (f"{first} and {second} are both throughput profiles of {machine}, and cellscale plan uses one per machine "
+            f"type: keep one (a profile named after its machine type replaces it, e.g. "
+            f"`cellscale throughput --name {machine}`), or give the other folder with --profiles DIR")
 
 
 def _node_counts(jobs: int, slots: int, cap: int) -> list[int]:
