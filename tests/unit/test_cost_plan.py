@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from support import ROOT
@@ -582,7 +583,9 @@ def test_workflow_profile_is_accepted_by_a_real_dry_run(tmp_path):
     assert [str(f) for f in args.configfile] == [str(tmp_path / "plan" / "plan-config.yaml")]
     assert args.set_resources["segment_batch"]["mem_mb"].value >= 1500
     assert args.set_resources["measure"]["mem_mb"].value == 3000     # repeated from profiles/gke
-    assert args.default_resources["mem_mb"].value == 2000            # untouched: profiles/gke's
+    assert args.default_resources["mem_mb"].value == 2000            # repeated from profiles/gke
+    written = yaml.safe_load((tmp_path / "plan" / "config.yaml").read_text())["default-resources"]
+    assert written["machine_type"] == p.choice.tail.instance_type   # the plan's CPU pool (the dry run takes it)
     assert args.set_threads["segment_batch"] == 3                     # the L4 profile's threads, not profiles/gke's 2
 
     # the "bucket": the checkout's inputs without any results or logs a run here left (a dry run would meet them)
@@ -639,6 +642,34 @@ def test_every_planned_pod_fits_its_node_and_asks_for_a_gpu_only_on_one(machines
     assert frag["set-resources"]["segment"]["mem_mb"] == seg["mem_mb"]  # the same shard size (tiling.shard_mpx)
     rate = PROFILES[p.choice.segment.machine].rate("segment_batch")
     assert seg["mem_mb"] >= rate.memory_mb(p.choice.shard_mpx)
+
+
+def test_a_planned_run_is_priced_on_the_plans_pools(tmp_path):
+    """After a run with a plan's profile, results/cost.tsv prices each job on the node the plan put it on: the plan's
+    plan-config.yaml names its folder as cost.placement_profile with its pools' spot settings, and its config.yaml
+    gives every rule a machine type (the default too). A T4 pool is n1-standard-4 to Kubernetes and
+    n1-standard-4-t4 in the price table."""
+    from cellscale.cost.runcost import placement_from_profile, price_run
+
+    w = Workload(100000, 1.0, read_fields="direct", formats=("ome-tiff",))
+    p = plan(w, PROFILES, PRICES, deadline_h=6, segment_machines=["n1-standard-4-t4"])
+    write_outputs(p, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    cost = yaml.safe_load((tmp_path / "plan" / "plan-config.yaml").read_text())["cost"]
+    assert cost == {"placement_profile": str(tmp_path / "plan"), "cpu_spot": p.choice.tail.spot,
+                    "gpu_spot": p.choice.segment.spot}
+    placement = placement_from_profile(cost["placement_profile"], cpu_spot=cost["cpu_spot"],
+                                       gpu_spot=cost["gpu_spot"])
+    assert placement.default.machine_type == p.choice.tail.instance_type
+    jobs = pd.DataFrame({"rule": ["segment_batch", "tile", "summary"], "sample": ["", "a", ""],
+                         "job": ["segment_batch/0000.tsv", "tile/a.tsv", "summary/run.tsv"], "batch": ["0000", "", ""],
+                         "mpx": [1.0, 1.0, None], "s": [3600.0, 60.0, 1.0], "max_rss_mb": [1.0] * 3,
+                         "cpu_time_s": [1.0] * 3})
+    priced = price_run(jobs, PRICES, placement).jobs.set_index("rule")
+    t4, tail = PRICES.machine("n1-standard-4-t4"), PRICES.machine(p.choice.tail.machine)
+    assert priced.loc["segment_batch", "pool"] == "gpu" and priced.loc["segment_batch", "node_share"] == 1.0
+    assert priced.loc["segment_batch", "usd_h"] == t4.hourly(p.choice.segment.spot)
+    assert priced.loc["tile", "usd_h"] == priced.loc["summary", "usd_h"] == tail.hourly(p.choice.tail.spot)
+    assert PRICES.node("n1-standard-4").name == "n1-standard-4"   # without a GPU: the plain type
 
 
 def test_a_gpu_plan_always_has_a_cpu_pool():

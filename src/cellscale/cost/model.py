@@ -56,7 +56,7 @@ from functools import cached_property, lru_cache
 from cellscale.settings import choices as setting_choices
 from cellscale.settings import default as setting_default
 
-from .prices import Machine, PriceTable
+from .prices import ATTACHED_GPUS, Machine, PriceTable
 from .throughput import RuleRate, ThroughputProfile
 
 SEGMENT_RULE = "segment_batch"
@@ -297,7 +297,7 @@ class PoolChoice:
     @property
     def instance_type(self) -> str:
         """The Kubernetes instance type (node.kubernetes.io/instance-type) of the pool's nodes."""
-        for gpu in ("-t4", "-l4", "-v100", "-p4", "-p100"):
+        for gpu in ATTACHED_GPUS:
             if self.machine.endswith(gpu):
                 return self.machine[: -len(gpu)]
         return self.machine

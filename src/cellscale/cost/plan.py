@@ -622,7 +622,10 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
         for rule in ("segment", SEGMENT_RULE):  # a large image's shards are the batches' size (tiling.shard_mpx)
             resources.setdefault(rule, {})["mem_mb"] = mem_mb
         threads[SEGMENT_RULE] = rate.threads   # the vCPUs its figures and the plan's jobs per node assume
-    frag = {"jobs": plan_.prediction.jobs, "set-resources": resources}
+    # a rule no set-resources names goes to the CPU pool too (profiles/gke's default type may be no pool of the plan);
+    # the key replaces the --profile's as a whole, so the rest of its default-resources is repeated
+    defaults = {**(base.get("default-resources") or {}), "machine_type": tail.instance_type}
+    frag = {"jobs": plan_.prediction.jobs, "default-resources": defaults, "set-resources": resources}
     if threads:
         frag["set-threads"] = threads
     return {**frag, "configfile": PLAN_CONFIG}
@@ -631,7 +634,8 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
 def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
                   gke_profile: Path | str = "profiles/gke") -> tuple[Path, ...]:
     """``DIR/plan.json``, ``DIR/config.yaml`` (the workflow profile) and ``DIR/plan-config.yaml`` (the settings the
-    plan priced: shard size, segment.augment, batches.label_files and read_fields, output.formats);
+    plan priced: shard size, segment.augment, batches.label_files and read_fields, output.formats; and the cost
+    report's placement: this profile, its pools' spot or on-demand);
     with a simulated plan also ``DIR/simulated.png``, nodes and running jobs over time (:func:`.simulate.figure`)."""
     frag = profile_fragment(plan_, gke_profile, profiles)   # first: a missing profile leaves no file behind
     out = Path(out_dir)
@@ -640,13 +644,17 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
                                                    "segment": {"augment": w.augment},
                                                    "batches": {"label_files": w.label_files,
                                                                "read_fields": w.read_fields},
-                                                   "output": {"formats": list(w.formats)}}))
+                                                   "output": {"formats": list(w.formats)},
+                                                   # results/cost.tsv prices the run on the plan's pools
+                                                   "cost": {"placement_profile": str(out),
+                                                            "cpu_spot": plan_.choice.tail.spot,
+                                                            "gpu_spot": plan_.choice.segment.spot}}))
     header = ("# Written by `cellscale plan` (plan.json beside it). Use with the GKE profile:\n"
               "#   snakemake --profile profiles/gke --workflow-profile THIS_FOLDER\n"
               "# Snakemake takes each key here as a whole over the --profile's (no merge of set-resources per rule),\n"
               "# so every rule of profiles/gke's set-resources is repeated with the plan's machine types. The shard\n"
               "# size, segment.augment, batches.label_files and read_fields and output.formats the plan priced are\n"
-              f"# in {PLAN_CONFIG}\n"
+              f"# in {PLAN_CONFIG}, with cost.placement_profile: this folder (results/cost.tsv prices these pools)\n"
               "# (merged over config/config.yaml; --config would pass them as strings).\n")
     (out / "config.yaml").write_text(header + yaml.safe_dump(frag, sort_keys=False, width=120))
     (out / "plan.json").write_text(json.dumps(plan_.to_json(w), indent=2) + "\n")

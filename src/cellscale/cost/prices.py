@@ -72,6 +72,21 @@ class PriceTable:
     path: str = ""
     extra: dict = field(default_factory=dict)   # any further top-level keys a table carries (e.g. a paper's figures)
 
+    def node(self, instance_type: str, gpus: int = 0) -> Machine:
+        """The machine a pod placed on Kubernetes instance type ``instance_type`` with ``gpus`` GPUs runs on: the
+        table's entry of that name, or for GPUs attached to an N1 type the entry ``<type>-<gpu>`` (n1-standard-4 with
+        a T4 is ``n1-standard-4-t4``; :data:`ATTACHED_GPUS`), when the table has exactly one."""
+        own = self.machines.get(instance_type)
+        if own is not None and (own.gpus or not gpus):
+            return own
+        attached = [m for m in (self.machines.get(instance_type + suffix) for suffix in ATTACHED_GPUS) if m]
+        if gpus and len(attached) == 1:
+            return attached[0]
+        if gpus and attached:
+            raise KeyError(f"price table {self.name!r}: {instance_type} with GPUs is one of "
+                           f"{', '.join(m.name for m in attached)}; which one is not known")
+        return self.machine(instance_type)
+
     def machine(self, name: str) -> Machine:
         try:
             return self.machines[name]
@@ -80,6 +95,8 @@ class PriceTable:
                            f"{', '.join(sorted(self.machines))}") from None
 
 
+#: the price keys' suffixes of GPUs attached to an N1 machine type, whose Kubernetes instance type is the N1 type's
+ATTACHED_GPUS = ("-t4", "-l4", "-v100", "-p4", "-p100")
 _REQUIRED = ("name", "date", "source", "currency", "machines")
 _MACHINE_KEYS = {"vcpus", "memory_gib", "on_demand", "spot", "gpu", "gpus"}
 

@@ -149,7 +149,7 @@ def price_run(jobs: pd.DataFrame, prices: PriceTable, placement: Placement, spot
     """
     priced = jobs.copy()
     slots = [placement.slot(rule) for rule in priced["rule"]]
-    machines = [prices.machine(s.machine_type) for s in slots]
+    machines = [prices.node(s.machine_type, s.gpus) for s in slots]
     priced["machine_type"] = [s.machine_type for s in slots]
     priced["spot"] = [s.spot if spot is None else bool(spot) for s in slots]
     priced["pool"] = [s.pool for s in slots]
