@@ -145,9 +145,14 @@ def test_size_from_benchmark_files(tmp_path):
     sizes = sizing.size_for("gke", tmp_path)
     assert sizes["segment"].mem_mb == 3000 and sizes["segment"].files == 2
     assert sizes["measure"].mem_mb == 500 and sizes["summary"].mem_mb == 500
-    out = cli("size", str(tmp_path)).stdout
-    assert yaml.safe_load(out)["set-resources"] == {"measure": {"mem_mb": 500}, "segment": {"mem_mb": 3000},
-                                                    "summary": {"mem_mb": 500}}
+    out = yaml.safe_load(cli("size", str(tmp_path)).stdout)["set-resources"]
+    own = yaml.safe_load((ROOT / "profiles/gke/config.yaml").read_text())["set-resources"]
+    assert out == {**own, "measure": {**own["measure"], "mem_mb": 500}, "segment": {**own["segment"], "mem_mb": 3000},
+                   "summary": {**own["summary"], "mem_mb": 500}}   # the profile's block, the measured rules resized
+    elsewhere = cli("size", str(tmp_path), cwd=tmp_path).stdout   # no profiles/gke here: only what was measured
+    assert "merge these into your profile's set-resources" in elsewhere
+    assert yaml.safe_load(elsewhere)["set-resources"] == {"measure": {"mem_mb": 500}, "segment": {"mem_mb": 3000},
+                                                          "summary": {"mem_mb": 500}}
 
 
 def test_runs_from_another_folder_with_profile_dir(tmp_path, up_lines):

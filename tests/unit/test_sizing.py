@@ -112,11 +112,20 @@ def test_both_profiles_print_from_the_same_function(monkeypatch, capsys):
            "gke size": printed("gke", "size", folder, "--mem-headroom", "10", capsys=capsys)}
     assert len(calls) == 3
     assert out["gke"] == out["gke size"]                      # `cellscale gke size` = `cellscale size --profile gke`
-    assert set(out["slurm"]) == set(out["gke"]) == set(real(DEMO_BENCHMARKS))
-    for rule in out["slurm"]:
-        assert set(out["slurm"][rule]) == {"mem_mb", "runtime"} and set(out["gke"][rule]) == {"mem_mb"}
-    assert out["slurm"]["segment"]["mem_mb"] == out["gke"]["segment"]["mem_mb"] == 3000   # same headroom, same size
-    assert out["slurm"]["summary"]["mem_mb"] == 1000 and out["gke"]["summary"]["mem_mb"] == 1000   # 917 MB
+    sizes = real(DEMO_BENCHMARKS)
+    # the block is the profile's whole set-resources (run from the checkout), each measured rule's sized resources
+    # replaced and its other keys kept: it replaces the profile's block as it is
+    for name in ("slurm", "gke"):
+        own = yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())["set-resources"]
+        assert set(out[name]) == set(own) | set(sizes), name
+        for rule, res in out[name].items():
+            sized = {"mem_mb", "runtime"} if name == "slurm" else {"mem_mb"}
+            kept = {k: v for k, v in (own.get(rule) or {}).items() if rule not in sizes or k not in sized}
+            assert {k: v for k, v in res.items() if k in kept} == kept, (name, rule)
+            assert rule not in sizes or sized <= set(res), (name, rule)
+    assert out["gke"]["segment"]["gpu"] == 1 and out["gke"]["segment"]["machine_type"] == "g2-standard-4"
+    assert out["slurm"]["segment"]["mem_mb"] == "3000 * attempt" and out["gke"]["segment"]["mem_mb"] == 3000  # same
+    assert out["slurm"]["summary"]["mem_mb"] == "1000 * attempt" and out["gke"]["summary"]["mem_mb"] == 1000  # 917 MB
 
 
 def test_profiles_cover_the_demo():

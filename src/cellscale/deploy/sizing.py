@@ -8,7 +8,8 @@ directly in it, ``<rule>.tsv``, names it by its stem). :func:`size_rules` turns 
 - ``runtime`` (minutes): the slowest job x ``time_headroom``, rounded up, at least ``time_floor_min``.
 
 :data:`PROFILES` holds each profile's parameters and the resources it sets; ``cellscale size --profile slurm|gke
-[FOLDER]`` prints the ``set-resources:`` block to paste into the profile after a pilot run on data like yours.
+[FOLDER]`` prints the profile's ``set-resources:`` block with the measured sizes in place, to replace the
+profile's after a pilot run on data like yours (:func:`set_resources_block`).
 """
 
 from __future__ import annotations
@@ -99,14 +100,32 @@ def size_for(profile: str, folder: Path | str = BENCHMARKS, **overrides) -> dict
     return size_rules(folder, **replace(PROFILES[profile], **overrides).parameters())
 
 
-def set_resources_block(sizes: dict[str, RuleSize], profile: str, sizing: Sizing | None = None) -> str:
-    """The ``set-resources:`` YAML block for ``profile`` (valid YAML: the notes are comments)."""
+def _yaml_scalar(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value).strip().removesuffix("...").strip()   # a scalar's document: "3000\n...\n"
+
+
+def set_resources_block(sizes: dict[str, RuleSize], profile: str, sizing: Sizing | None = None,
+                        current: dict | None = None) -> str:
+    """The ``set-resources:`` YAML block for ``profile`` (valid YAML: the notes are comments). ``current``: the
+    profile's own ``set-resources``; then the block is the whole of it, each measured rule's sized resources
+    replaced and its other keys kept (machine type, GPU, partition...), so it can replace the profile's block as it
+    is. A value that scales with Snakemake's ``attempt`` keeps doing so."""
     sizing = sizing or PROFILES[profile]
     lines = [f"set-resources:   # {profile}: {sizing.describe()}"]
-    for rule, size in sizes.items():
-        jobs = f"{size.jobs} job" + ("" if size.jobs == 1 else "s")
-        lines.append(f"  {rule}:   # {jobs}, peak RSS {size.peak_rss_mb:.0f} MB, slowest {size.slowest_s:.1f} s")
-        lines += [f"    {resource}: {getattr(size, resource)}" for resource in sizing.resources]
+    current = current or {}
+    for rule in [*current, *(r for r in sizes if r not in current)]:
+        size, res = sizes.get(rule), dict(current.get(rule) or {})
+        if size is None:
+            lines.append(f"  {rule}:   # not measured: as the profile has it")
+        else:
+            jobs = f"{size.jobs} job" + ("" if size.jobs == 1 else "s")
+            lines.append(f"  {rule}:   # {jobs}, peak RSS {size.peak_rss_mb:.0f} MB, slowest {size.slowest_s:.1f} s")
+            for resource in sizing.resources:
+                value = getattr(size, resource)
+                res[resource] = f"{value} * attempt" if "attempt" in str(res.get(resource, "")) else value
+        lines += [f"    {key}: {_yaml_scalar(value)}" for key, value in res.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -137,6 +156,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None, profile: str | N
 
 def run(args: argparse.Namespace) -> int:
     """Print the ``set-resources:`` block for parsed ``cellscale size`` arguments."""
+    import yaml
+
     overrides = {"mem_headroom": args.mem_headroom, "mem_floor_mb": args.mem_floor,
                  "time_headroom": getattr(args, "time_headroom", None),
                  "time_floor_min": getattr(args, "time_floor", None)}
@@ -147,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
     sizes = size_rules(args.benchmarks, **sizing.parameters())
     if not sizes:
         raise SystemExit(f"{args.benchmarks}: no benchmark files (run the workflow once first)")
-    print(set_resources_block(sizes, args.profile, sizing), end="")
+    own = Path("profiles") / args.profile / "config.yaml"   # in the checkout: the block replaces the profile's whole
+    current = (yaml.safe_load(own.read_text()) or {}).get("set-resources") if own.is_file() else None
+    if current is None:
+        print(f"# {own} not found here: merge these into your profile's set-resources (its other keys stay)")
+    print(set_resources_block(sizes, args.profile, sizing, current), end="")
     return 0
 
 
