@@ -12,6 +12,7 @@ only what it runs. Everywhere else in the library imports are at module top (imp
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -114,6 +115,32 @@ def _scale_arg(text: str):
         return parse_scale(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _number_arg(convert, low: float, what: str, above: bool = False):
+    """An argparse ``type=``: a finite number (``convert``: int or float) of at least ``low`` (above it with
+    ``above``); anything else a usage error saying what the option takes (``what``)."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _preemption_arg(text: str) -> float:
+    """``plan --preemption``: spot preemptions per node-hour, a rate from 0 to 1 (a node that lasts an hour on
+    average at 1); a larger figure is most likely a percentage, and the message says so."""
+    value = _number_arg(float, 0, "spot preemptions per node-hour from 0 to 1 (0.05 = 5%)")(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected spot preemptions per node-hour from 0 to 1, not {text!r} "
+                                         f"(for {value:g}% give {value / 100:g})")
+    return value
 
 
 def _segment_failed(path: Path, err: Exception) -> Path:
@@ -300,18 +327,41 @@ def _plan(args) -> int:
     from dataclasses import replace
 
     from cellscale.cost.model import Overheads, Workload
-    from cellscale.cost.plan import Infeasible, describe, load_profiles, plan, workload_from_sheet, write_outputs
+    from cellscale.cost.plan import (Infeasible, describe, load_profiles, plan, segment_machine_problem,
+                                     workload_from_sheet, write_outputs)
     from cellscale.cost.prices import load_prices
 
-    if args.sheet:
-        workload = workload_from_sheet(args.sheet)
-    elif args.images:
-        workload = Workload(args.images, args.mpx, sizes_in_sheet=not args.no_sheet_sizes)
-    else:
+    if args.sheet is None and args.images is None:
         raise UsageError("give --sheet FILE or --images N (with --mpx M)")
+    if args.sheet is not None and args.mpx is not None:
+        raise UsageError("--mpx is for --images: with --sheet the sizes come from the sheet (height, width) or the "
+                         "images' headers")
+    if args.sheet is not None and args.no_sheet_sizes:
+        raise UsageError("--no-sheet-sizes is for --images: with --sheet the sheet says whether it has the sizes")
+    if args.formats is not None and "none" in args.formats and len(args.formats) > 1:
+        raise UsageError("--formats none must be alone (it means no export format)")
+    if args.formats is not None and len(set(args.formats)) < len(args.formats):
+        raise UsageError(f"--formats names {', '.join(sorted({f for f in args.formats if args.formats.count(f) > 1}))}"
+                         f" more than once")
+    if args.config is not None and not args.config.is_file():
+        raise UsageError(f"--config {args.config}: no such file")
+    prices, profiles = load_prices(args.prices), load_profiles(args.profiles)
+    for machine in args.segment_machines or ():
+        problem = segment_machine_problem(machine, profiles, prices)
+        if problem:
+            raise UsageError(f"--segment-machines {problem}")
+    gpus = {m: prices.machines[m].gpus for m in args.segment_machines or ()}
+    if args.max_gpus is not None and gpus and min(gpus.values()) > args.max_gpus:
+        raise UsageError(f"--max-gpus {args.max_gpus} allows no node of --segment-machines "
+                         f"({', '.join(f'{m}: {n} GPU' for m, n in gpus.items())})")
+    if args.sheet is not None:
+        workload = workload_from_sheet(args.sheet)
+    else:
+        workload = Workload(args.images, 1.0 if args.mpx is None else args.mpx,
+                            sizes_in_sheet=not args.no_sheet_sizes)
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
-    config = _config(args.config)
+    config = _config(args.config or Path("config/config.yaml"))
     workload = replace(workload, formats=tuple(_plan_formats(args, config)),
                        label_files=args.label_files or _config_setting(config, "batches", "label_files"),
                        read_fields=args.read_fields or _config_setting(config, "batches", "read_fields"),
@@ -331,7 +381,6 @@ def _plan(args) -> int:
               f"{args.gke_profile / 'config.yaml'} does not exist: run from the workflow's checkout, or pass "
               f"--gke-profile DIR", file=sys.stderr)
         return 2
-    prices, profiles = load_prices(args.prices), load_profiles(args.profiles)
     try:
         result = plan(workload, profiles, prices, deadline_h=args.deadline, budget_usd=args.budget,
                       max_gpus=args.max_gpus, max_nodes=args.max_nodes, preemption=args.preemption,
@@ -349,7 +398,8 @@ def _plan(args) -> int:
 
 
 def _plan_formats(args, config: dict) -> list[str]:
-    """``--formats``, else the config's ``output.formats`` (``--config``, when it exists), else the schema's."""
+    """``--formats``, else the config's ``output.formats`` (``--config``, else config/config.yaml when it exists),
+    else the schema's."""
     if args.formats is not None:
         return [] if args.formats == ["none"] else args.formats
     return list(_config_setting(config, "output", "formats"))
@@ -915,25 +965,32 @@ def build_parser() -> argparse.ArgumentParser:
                                    "docs/cost.md.")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--sheet", type=Path, default=None, help="a sample sheet: images and sizes from its files")
-    what.add_argument("--images", type=int, default=None, help="number of images (with --mpx)")
-    p.add_argument("--mpx", type=float, default=1.0, help="megapixels per image (default 1)")
+    what.add_argument("--images", type=_number_arg(int, 1, "a whole number of images, at least 1"), default=None,
+                      help="number of images (with --mpx)")
+    p.add_argument("--mpx", type=_number_arg(float, 0, "megapixels per image, above 0", above=True), default=None,
+                   help="with --images: megapixels per image (default 1)")
     p.add_argument("--no-sheet-sizes", action="store_true",
                    help="with --images: the sheet will not give image sizes (cellscale samples without --sizes), "
                         "so the batch plan downloads every image to read its size")
     goal = p.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--deadline", type=float, default=None, help="hours: the least cost within it")
-    goal.add_argument("--budget", type=float, default=None, help="USD: the least time within it")
-    p.add_argument("--max-gpus", type=int, default=None, help="GPU quota (default: none)")
-    p.add_argument("--max-nodes", type=int, default=100, help="most nodes in all pools (default 100)")
+    goal.add_argument("--deadline", type=_number_arg(float, 0, "hours above 0", above=True), default=None,
+                      help="hours: the least cost within it")
+    goal.add_argument("--budget", type=_number_arg(float, 0, "US dollars above 0", above=True), default=None,
+                      help="USD: the least time within it")
+    p.add_argument("--max-gpus", type=_number_arg(int, 0, "a whole number of GPUs, at least 0"), default=None,
+                   help="GPU quota (default: none; 0 plans without GPUs)")
+    p.add_argument("--max-nodes", type=_number_arg(int, 1, "a whole number of nodes, at least 1"), default=100,
+                   help="most nodes in all pools (default 100)")
     p.add_argument("--prices", default="gke-us-central1",
                    help="price table: a name in config/prices (else among the shipped tables) or a path")
     p.add_argument("--profiles", type=Path, default=None,
                    help="folder of throughput profiles (default: the shipped profiles, those in the current "
                         "folder's config/throughput replacing them by machine type)")
-    p.add_argument("--preemption", type=float, default=0.05,
-                   help="spot preemptions per node-hour (default 0.05 = 5%%)")
+    p.add_argument("--preemption", type=_preemption_arg, default=0.05,
+                   help="spot preemptions per node-hour, from 0 to 1 (default 0.05 = 5%%)")
     p.add_argument("--on-demand", action="store_true", help="no spot nodes")
-    p.add_argument("--storage-call-ms", type=float, default=Overheads.storage_call_s * 1000,
+    p.add_argument("--storage-call-ms", type=_number_arg(float, 0, "milliseconds, at least 0"),
+                   default=Overheads.storage_call_s * 1000,
                    help="ms a Cloud Storage request from the launcher takes (default %(default)g, assumed): it asks "
                         "about every field one request after another before the first job; 0 leaves that out")
     p.add_argument("--no-run-tables", action="store_true",
@@ -955,10 +1012,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pilot", type=Path, default=None, metavar="RESULTS",
                    help="a pilot run's results folder: the files and bytes its batch exports wrote per image "
                         "replace the shipped figures (measured on 1-Mpx fields)")
-    p.add_argument("--config", type=Path, default=Path("config/config.yaml"),
+    p.add_argument("--config", type=Path, default=None,
                    help="the workflow config whose output.formats, batches.label_files and segment.augment the "
-                        "plan prices (default config/config.yaml)")
-    p.add_argument("--simulate", type=int, default=3, metavar="SEEDS",
+                        "plan prices (default config/config.yaml where it exists)")
+    p.add_argument("--simulate", type=_number_arg(int, 0, "a whole number of seeds, at least 0"), default=3,
+                   metavar="SEEDS",
                    help="run the chosen plan through the event simulation (SimPy) with SEEDS seeds of preemption "
                         "(one run when nothing is random) and print its time and cost beside the prediction; where "
                         "the simulated run misses the deadline or the budget, plan again with the limit scaled by "

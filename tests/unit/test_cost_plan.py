@@ -952,3 +952,149 @@ def test_usage_errors_exit_2_with_the_commands_usage_line(tmp_path, capsys):
         assert exit_.value.code == 2 and err.startswith(f"usage: cellscale {argv[0]}") and said in err, err
     assert main(["segment", str(tmp_path / "none.tif"), "-o", str(tmp_path / "o.tif")]) == 2
     assert f"cellscale segment: error: {tmp_path / 'none.tif'}: no such file or folder" in capsys.readouterr().err
+
+
+def usage_error(capsys, argv: list[str]) -> str:
+    """`cellscale plan ARGV`'s usage error: argparse's own (the usage line, then the message; status 2)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("usage: cellscale plan"), err
+    return err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--images", "-5", "--deadline", "6"],
+     "argument --images: expected a whole number of images, at least 1, not '-5'"),
+    (["--images", "-5", "--deadline", "6", "--simulate", "0"], "argument --images: expected a whole number"),
+    (["--images", "0", "--deadline", "6"], "argument --images: expected a whole number of images, at least 1, not '0'"),
+    (["--images", "1", "--mpx", "0", "--deadline", "6"], "argument --mpx: expected megapixels per image, above 0"),
+    (["--images", "1", "--mpx", "-1", "--deadline", "6"], "argument --mpx: expected megapixels per image, above 0"),
+    (["--images", "10", "--deadline", "6", "--storage-call-ms", "-20"],
+     "argument --storage-call-ms: expected milliseconds, at least 0, not '-20'"),
+    (["--images", "10", "--deadline", "6", "--preemption", "-1"],
+     "argument --preemption: expected spot preemptions per node-hour from 0 to 1 (0.05 = 5%), not '-1'"),
+    (["--images", "10", "--deadline", "6", "--preemption", "5"], "not '5' (for 5% give 0.05)"),
+    (["--images", "10", "--deadline", "0"], "argument --deadline: expected hours above 0, not '0'"),
+    (["--images", "10", "--deadline", "-3"], "argument --deadline: expected hours above 0, not '-3'"),
+    (["--images", "10", "--deadline", "nan"], "argument --deadline: expected hours above 0, not 'nan'"),
+    (["--images", "10", "--budget", "-1"], "argument --budget: expected US dollars above 0, not '-1'"),
+    (["--images", "10", "--deadline", "6", "--simulate", "-2"],
+     "argument --simulate: expected a whole number of seeds, at least 0, not '-2'"),
+    (["--images", "10", "--deadline", "6", "--max-nodes", "0"],
+     "argument --max-nodes: expected a whole number of nodes, at least 1, not '0'"),
+    (["--images", "10", "--deadline", "6", "--max-gpus", "-1", "--segment-machines", "g2-standard-4"],
+     "argument --max-gpus: expected a whole number of GPUs, at least 0, not '-1'"),
+])
+def test_plan_options_out_of_range_are_usage_errors(capsys, argv, said):
+    """Numbers the planner cannot take are argparse's usage errors naming the option and what it takes (a negative
+    image count looped forever, 0 Mpx divided by zero, a negative delay was SimPy's message, a negative deadline or
+    budget was 'infeasible', 0 images was 'give --images N', --simulate -2 meant 0; a preemption rate above 1 is
+    most likely a percentage)."""
+    assert said in usage_error(capsys, argv)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--config", "/nonexistent.yaml"], "--config /nonexistent.yaml: no such file"),
+    (["--formats", "none", "ome-zarr"], "--formats none must be alone"),
+    (["--formats", "ome-zarr", "ome-zarr"], "--formats names ome-zarr more than once"),
+    (["--segment-machines", "g2-standard-99"], "--segment-machines g2-standard-99: no such machine type in price "
+                                               "table gke-us-central1; machine types to plan with: a2-highgpu-1g, "),
+    (["--segment-machines", "nvidia-l4"], "--segment-machines nvidia-l4: no such machine type in price table "
+                                          "gke-us-central1 (the machine types with L4 GPUs: g2-standard-4, "
+                                          "g2-standard-8)"),
+    (["--segment-machines", "L4"], "--segment-machines L4: no such machine type"),
+    (["--segment-machines", "e2-medium"], "--segment-machines e2-medium: no throughput profile of segment_batch"),
+    (["--max-gpus", "0", "--segment-machines", "g2-standard-4"],
+     "--max-gpus 0 allows no node of --segment-machines (g2-standard-4: 1 GPU)"),
+])
+def test_plan_options_that_cannot_be_planned_are_usage_errors(monkeypatch, capsys, argv, said):
+    """A --config that does not exist was ignored (the defaults planned), --formats none beside a format was taken,
+    and an unknown machine type or a GPU quota below one node's GPUs gave the catch-all 'no machine type fits a
+    batch'. The machine types to plan with are listed where one is unknown."""
+    monkeypatch.chdir(ROOT)
+    err = usage_error(capsys, ["--images", "10", "--deadline", "6", "--simulate", "0", *argv])
+    assert f"cellscale plan: error: {said}" in err, err
+    if said.startswith("--segment-machines"):   # those it can plan with: priced, and profiled for segment_batch
+        usable = err.split("machine types to plan with: ")[1].split()
+        assert "g2-standard-4," in usable and "n2-standard-16," in usable and "e2-medium," not in usable
+
+
+def test_sheet_plan_options_for_images_alone_are_usage_errors(tmp_path, capsys):
+    """--mpx and --no-sheet-sizes describe an --images workload: with --sheet they were ignored."""
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("sample\timage\tkind\theight\twidth\na\ta.tif\ttissue\t1000\t1000\n")
+    assert "--mpx is for --images" in usage_error(capsys, ["--sheet", str(sheet), "--mpx", "2", "--deadline", "6"])
+    assert "--no-sheet-sizes is for --images" in usage_error(capsys, ["--sheet", str(sheet), "--no-sheet-sizes",
+                                                                     "--deadline", "6"])
+
+
+@pytest.mark.parametrize("column, value", [("height", "0"), ("height", "-5"), ("height", "abc"), ("width", "1.5")])
+def test_a_sheets_bad_image_size_is_an_error_naming_the_sheet_sample_and_column(tmp_path, capsys, column, value):
+    """A height of 0 divided by zero, a negative one planned negative megapixels and dollars, and 'abc' was int()'s
+    message without the sheet, the sample or the column."""
+    sheet = tmp_path / "s.tsv"
+    size = {"height": "1000", "width": "1000", column: value}
+    sheet.write_text(f"sample\timage\tkind\theight\twidth\na\ta.tif\ttissue\t1000\t1000\n"
+                     f"b\tb.tif\ttissue\t{size['height']}\t{size['width']}\n")
+    assert main(["plan", "--sheet", str(sheet), "--deadline", "6", "--simulate", "0"]) == 2
+    assert (f"cellscale plan: error: {sheet}: sample 'b': {column} must be a whole number of pixels, at least 1, "
+            f"got {value!r}") in capsys.readouterr().err
+
+
+def test_a_request_no_configuration_fits_says_which_cause_applies(monkeypatch, capsys):
+    """No configuration at all was one catch-all message naming three causes; each now says its own."""
+    monkeypatch.chdir(ROOT)
+    # images larger than the largest shard: the workflow tiles them in jobs of their own, which are not modelled
+    assert main(["plan", "--images", "1", "--mpx", "1000", "--deadline", "6", "--simulate", "0"]) == 2
+    assert ("infeasible: the images (1000 Mpx) are larger than the largest shard (64 Mpx): the workflow tiles, "
+            "segments and stitches such images in jobs of their own, which the planner does not model") in \
+        capsys.readouterr().err
+    # a GPU pool needs a node of the CPU pool beside it
+    assert main(["plan", "--images", "10", "--deadline", "6", "--simulate", "0", "--max-nodes", "1",
+                 "--segment-machines", "g2-standard-4"]) == 2
+    assert ("infeasible: the quota allows no segment node: max_nodes 1 leaves no node for a GPU pool beside the CPU "
+            "pool") in capsys.readouterr().err
+    w = Workload(100, 1.0, run_tables=False, formats=("ome-tiff",))
+    with pytest.raises(Infeasible, match=r"^the quota allows no segment node: max_gpus 0 is fewer than a node's GPUs "
+                                         r"\(g2-standard-4: 1\)$"):
+        plan(w, PROFILES, PRICES, deadline_h=6, max_gpus=0, segment_machines=["g2-standard-4"])
+    tiny = dataclasses.replace(PRICES, machines={**PRICES.machines, "n2-standard-4": dataclasses.replace(
+        PRICES.machines["n2-standard-4"], memory_gib=1.0)})
+    with pytest.raises(Infeasible, match=r"^no node of n2-standard-4 has the memory for a segment_batch job of "
+                                         r"1-Mpx images$"):
+        plan(w, PROFILES, tiny, deadline_h=6, segment_machines=["n2-standard-4"])
+    # --max-gpus 0 without --segment-machines is a plan without GPUs
+    assert main(["plan", "--images", "1000", "--deadline", "6", "--simulate", "0", "--max-gpus", "0",
+                 "--json"]) == 0
+    assert all(pool["gpus_per_node"] == 0 for pool in json.loads(capsys.readouterr().out)["pools"])
+
+
+def test_a_workload_of_no_image_is_an_error_not_a_loop():
+    for images, mpx in ((-5, 1.0), (0, 1.0), (1, 0.0), (1, -10.0), (1, math.nan)):
+        with pytest.raises(ValueError, match="at least 1 image|above 0"):
+            Workload(images, mpx)
+    from cellscale.cost.plan import _node_counts
+
+    assert _node_counts(0, 4, 10) == [] and _node_counts(-5, 4, 10) == []
+
+
+def test_images_above_the_shard_are_said_to_be_left_out_of_the_model(monkeypatch, capsys, tmp_path):
+    """A sheet of small images and one of 400 Mpx plans batches of 64 Mpx at most; the large image, which the
+    workflow tiles, segments and stitches in jobs of its own, was averaged into the batches without a word. The
+    plan says so, readable and in --json's assumptions; without such an image it says nothing of the kind."""
+    monkeypatch.chdir(ROOT)
+    rows = "".join(f"s{i}\timg/s{i}.tif\ttissue\t1000\t1000\n" for i in range(200))
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("sample\timage\tkind\theight\twidth\n" + rows + "big\timg/big.tif\ttissue\t20000\t20000\n")
+    args = ["plan", "--sheet", str(sheet), "--deadline", "6", "--simulate", "0"]
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    said = (f"1 image above the {out['shard_mpx']:g}-Mpx shard (largest 400 Mpx) not modelled: the workflow tiles, "
+            f"segments and stitches each in jobs of its own; the plan prices its megapixels as batched")
+    assert out["shard_mpx"] < 400 and any(a.startswith(said) for a in out["assumptions"]), out["assumptions"]
+    assert main(args) == 0
+    assert f"  warning: {said}" in capsys.readouterr().out
+    sheet.write_text("sample\timage\tkind\theight\twidth\n" + rows)
+    assert main([*args, "--json"]) == 0
+    assert not any("not modelled" in a for a in json.loads(capsys.readouterr().out)["assumptions"])

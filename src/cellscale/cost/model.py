@@ -130,8 +130,16 @@ class Workload:
     largest_image_mpx: float = 0.0
     # (format, files per image, MB per Mpx) a pilot run measured (cost.runcost.export_files): they replace EXPORTS'
     export_figures: tuple[tuple[str, float, float], ...] = ()
+    # (shard Mpx, images larger than it) for a sheet's images of different sizes (empty: every image is
+    # mpx_per_image): the workflow tiles, segments and stitches such images in jobs of their own, which the model
+    # does not price (their megapixels count in mpx_per_image, as if batched)
+    above_shard: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self):
+        if not self.images >= 1:
+            raise ValueError(f"a workload needs at least 1 image, not {self.images!r}")
+        if not (math.isfinite(self.mpx_per_image) and self.mpx_per_image > 0):
+            raise ValueError(f"megapixels per image must be above 0, not {self.mpx_per_image!r}")
         if self.label_files not in setting_choices("batches", "label_files"):
             raise ValueError(f"batches.label_files must be {' or '.join(setting_choices('batches', 'label_files'))}, "
                              f"not {self.label_files!r}")
@@ -160,6 +168,17 @@ class Workload:
         """segment_batch jobs: plan_batches packs images in sheet order into batches of about shard_mpx."""
         per_batch = max(1, math.floor(shard_mpx / self.mpx_per_image + 1e-9))
         return math.ceil(self.images / per_batch)
+
+    def images_above(self, shard_mpx: float) -> int:
+        """Images larger than ``shard_mpx``, which the workflow does not batch (see :attr:`above_shard`, which must
+        count them for that shard)."""
+        if not self.above_shard:
+            return self.images if self.mpx_per_image > shard_mpx else 0
+        counts = dict(self.above_shard)
+        if shard_mpx not in counts:
+            raise ValueError(f"the workload counts its images above shards of {', '.join(map(str, counts))} Mpx, "
+                             f"not {shard_mpx:g}")
+        return counts[shard_mpx]
 
     def images_per_job(self, shard_mpx: float) -> float:
         return self.images / self.jobs(shard_mpx)

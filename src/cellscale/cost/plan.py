@@ -37,6 +37,7 @@ tests/unit/test_cost_plan.py):
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -194,6 +195,8 @@ def _node_counts(jobs: int, slots: int, cap: int) -> list[int]:
     """Node counts worth trying: the fewest nodes for each number of waves, up to ``cap``."""
     counts, waves = set(), 1
     need = math.ceil(jobs / slots)
+    if need < 1:   # no job (a workload has at least one image): no node count, rather than a loop without end
+        return []
     while True:
         n = math.ceil(need / waves)
         if n <= cap:
@@ -362,9 +365,8 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
     cands = candidates(w, profiles, prices, o, preemption, max_gpus, max_nodes, spot_options, machines, shards,
                        segment_machines, past_h=deadline_h)
     if not cands:
-        raise Infeasible("no machine type fits a batch: the images are larger than the largest shard "
-                         f"({max(usable_shards(w, shards), default=0):g} Mpx), no node has the memory, or the quota "
-                         "allows no node")
+        raise Infeasible(_no_candidate(w, profiles, prices, o, max_gpus, max_nodes, machines, shards,
+                                       segment_machines))
     considered = len(cands)
 
     def infeasible() -> Infeasible:
@@ -450,7 +452,7 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
                       segment_machines, dense_nodes=max_nodes, past_h=deadline_h)
     quota = f"quota: max_gpus {max_gpus}, max_nodes {max_nodes}"
     if not free:
-        return "no configuration fits at all"
+        return _no_candidate(w, profiles, prices, o, None, 10000, machines, shards, segment_machines)
     if budget_usd is not None:
         t, c, choice, _ = min(free, key=lambda r: r[1])
         return (f"budget ${budget_usd:g} is too small: the cheapest run costs ${c:.2f} ({_describe(choice)}, "
@@ -476,6 +478,82 @@ def _why(w, profiles, prices, o, preemption, deadline_h, budget_usd, max_gpus, m
             lead = "about" if choice.segment.nodes > max_nodes else "at least"   # beyond the quota: on the ladder
             lines.append(f"{lead} {what}: {t:.2f} h, ${c:.2f}")
     return f"deadline {deadline_h:g} h needs " + "; or ".join(lines) + f" ({quota})"
+
+
+def plannable_segment_machines(profiles, prices: PriceTable) -> list[str]:
+    """The machine types that can run segment_batch in a plan: in the price table, with a throughput profile that
+    has the rule."""
+    return sorted(m for m in prices.machines if m in profiles and SEGMENT_RULE in profiles[m].rules)
+
+
+def segment_machine_problem(name: str, profiles, prices: PriceTable) -> str:
+    """Why machine type ``name`` cannot run segment_batch in a plan, naming it and the types that can ('' when it
+    can): the price table has no such type (a GPU's name gets the types that carry it), or no throughput profile of
+    segment_batch is given for it."""
+    usable = plannable_segment_machines(profiles, prices)
+    if name in usable:
+        return ""
+    if name in prices.machines:
+        why = "no throughput profile of segment_batch for it (cellscale throughput fits one from a pilot run)"
+    else:
+        why = f"no such machine type in price table {prices.name}"
+        key = name.lower().removeprefix("nvidia-").removeprefix("tesla-")
+        carry = [m for m in usable if prices.machines[m].gpu
+                 and key in (prices.machines[m].gpu.lower(), prices.machines[m].gpu.lower().split("-")[0])]
+        if carry:
+            why += f" (the machine types with {prices.machines[carry[0]].gpu} GPUs: {', '.join(carry)})"
+    return f"{name}: {why}; machine types to plan with: {', '.join(usable)}"
+
+
+def _no_candidate(w, profiles, prices, o, max_gpus, max_nodes, machines, shards, segment_machines) -> str:
+    """Why :func:`candidates` found no configuration at all: the first of its causes that applies."""
+    seg = [m for m in plannable_segment_machines(profiles, prices) if (machines is None or m in machines)
+           and (not segment_machines or m in segment_machines)
+           and (prices.machines[m].gpus or not segment_rate(profiles[m], w, o).gpu)]
+    if not seg:
+        return ("no machine type has a price and a throughput profile of segment_batch"
+                + (f" among --segment-machines {', '.join(segment_machines)}" if segment_machines else ""))
+    largest = max(usable_shards(w, shards), default=0)
+    if w.mpx_per_image > largest:
+        return (f"the images ({w.mpx_per_image:g} Mpx{' on average' if w.largest_image_mpx > w.mpx_per_image else ''}"
+                f") are larger than the largest shard ({largest:g} Mpx): the workflow tiles, segments and stitches "
+                f"such images in jobs of their own, which the planner does not model")
+    tried, seg = seg, [m for m in seg if any(s >= w.mpx_per_image and fits(prices.machines[m],
+                                                                            segment_rate(profiles[m], w, o), s)
+                                             for s in usable_shards(w, shards))]
+    if not seg:
+        return (f"no node of {', '.join(tried)} has the memory for a segment_batch job of {w.mpx_per_image:g}-Mpx "
+                f"images")
+    gpu = {m: prices.machines[m].gpus for m in seg if prices.machines[m].gpus}
+    if len(gpu) == len(seg):   # a CPU pool may always have a node (max_nodes >= 1)
+        why = []
+        if max_nodes < 2:
+            why.append(f"max_nodes {max_nodes} leaves no node for a GPU pool beside the CPU pool")
+        if max_gpus is not None and all(n > max_gpus for n in gpu.values()):
+            why.append(f"max_gpus {max_gpus} is fewer than a node's GPUs "
+                       f"({', '.join(f'{m}: {n}' for m, n in gpu.items())})")
+        if why:
+            return "the quota allows no segment node: " + "; ".join(why)
+    if w.run_tables or w.exports:
+        needed = [TAIL_LAST] + [x.rule for x in w.exports]
+        lacking = [m for m in seg if not gpu.get(m) and not all(r in profiles[m].rules for r in needed)]
+        if lacking and len(lacking) == len(seg):
+            rules = [r for r in needed if any(r not in profiles[m].rules for m in lacking)]
+            return (f"a CPU segment pool runs the exports and the run-level tail too, and the throughput profiles "
+                    f"of {', '.join(lacking)} lack {', '.join(rules)}")
+    return ("no configuration fits: no node of " + ", ".join(seg) + " holds a segment_batch job and the rules "
+            "beside it within the quota")
+
+
+def oversized(w: Workload, shard_mpx: float) -> str:
+    """What the plan leaves out of images larger than its shard ('' when there are none): the workflow does not
+    batch them, and the model prices their megapixels as batched (see :attr:`.model.Workload.above_shard`)."""
+    n = w.images_above(shard_mpx)
+    if not n:
+        return ""
+    return (f"{n:,} image{'s' if n > 1 else ''} above the {shard_mpx:g}-Mpx shard (largest {w.largest_mpx:g} Mpx) "
+            f"not modelled: the workflow tiles, segments and stitches each in jobs of its own; the plan prices "
+            f"{'their' if n > 1 else 'its'} megapixels as batched, in the mean image ({w.mpx_per_image:g} Mpx)")
 
 
 def _direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus, max_nodes, spot_options, machines, shards,
@@ -523,6 +601,8 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
                     out.append(line)
     out += o.assumptions()
     out.append(f"preemption {preemption:g} per spot node-hour (given)")
+    if w is not None and oversized(w, choice.shard_mpx):
+        out.append(oversized(w, choice.shard_mpx))
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
                f"given")
     if w is not None and not w.images_per_folder:
@@ -558,6 +638,8 @@ def describe(plan_: Plan, w: Workload) -> str:
         lines.append(f"  Snakemake's scheduling rounds while jobs wait: {p.round_requests:,.0f} class B requests "
                      f"(${class_b_usd(plan_.prices, p.round_requests):,.2f}, in operations)")
     lines += [f"  note: {n}" for n in p.notes]
+    if oversized(w, plan_.choice.shard_mpx):
+        lines.append(f"  warning: {oversized(w, plan_.choice.shard_mpx)}")
     if plan_.simulated:
         lines += _describe_simulated(plan_, w)
     lines.append(f"  {len(plan_.assumptions)} assumptions (figures not measured): see --json")
@@ -687,9 +769,31 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
         rows = rows[rows["kind"] != "timelapse"]
     if rows.empty:
         raise ValueError(f"{sheet}: no still images")
-    scales = [planning_scale(s) for s in (rows["scale"] if "scale" in rows else [""] * len(rows))]
-    given = [(int(h), int(w)) if h and w else None for h, w in
-             zip(rows.get("height", [""] * len(rows)), rows.get("width", [""] * len(rows)))]
+    samples = list(rows["sample"] if "sample" in rows else range(1, len(rows) + 1))
+
+    def cell(column: str, i: int, parse):   # a bad cell: an error naming the sheet, the sample and the column
+        text = rows[column].iloc[i] if column in rows else ""
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise ValueError(f"{sheet}: sample {samples[i]!r}: {err}") from None
+
+    def pixels(column: str):
+        def parse(text: str) -> int | None:
+            if not text.strip():
+                return None
+            try:
+                value = int(text)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise ValueError(f"{column} must be a whole number of pixels, at least 1, got {text!r}")
+            return value
+        return parse
+
+    scales = [cell("scale", i, planning_scale) for i in range(len(rows))]
+    given = [(h, w) if h and w else None for h, w in
+             ((cell("height", i, pixels("height")), cell("width", i, pixels("width"))) for i in range(len(rows)))]
     todo = [i for i, size in enumerate(given) if size is None]
     with ThreadPoolExecutor(workers) as pool:
         for i, size in zip(todo, pool.map(image_size, [rows["image"].iloc[i] for i in todo])):
@@ -700,6 +804,8 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     sizes = [h * w * scale ** 2 / 1e6 for (h, w), scale in zip(given, scales)]
     # a row with a membrane channel gets the whole-cell model: nuclear and whole-cell labels (two label images)
     membrane = (rows["membrane_channel"].str.strip() != "").mean() if "membrane_channel" in rows else 0.0
+    ordered = sorted(sizes)
     folders = rows["image"].map(lambda p: os.path.dirname(os.path.normpath(p))).value_counts()
     return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane),
-                    images_per_folder=int(folders.max()), largest_image_mpx=max(sizes))
+                    images_per_folder=int(folders.max()), largest_image_mpx=max(sizes),
+                    above_shard=tuple((s, len(ordered) - bisect.bisect_right(ordered, s)) for s in SHARDS))
