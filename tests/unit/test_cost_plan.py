@@ -233,7 +233,8 @@ def test_cli_json(monkeypatch, capsys):
     assert not any("round_b" in a for a in out["assumptions"]) and out["launcher_round_requests"] >= 0
     # readable output and an infeasible request's exit status
     assert main(["plan", "--images", "5000", "--budget", "100"]) == 0
-    assert "predicted:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "predicted:" in out and "least time within budget ($100);" in out   # the limit with its unit
     assert main(["plan", "--images", "100000", "--deadline", "1", "--max-gpus", "1", "--segment-machines",
                  "g2-standard-4"]) == 2
     assert "infeasible" in capsys.readouterr().err

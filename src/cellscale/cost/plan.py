@@ -618,11 +618,12 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
 def describe(plan_: Plan, w: Workload) -> str:
     """The plan as a person reads it."""
     j, p = plan_.to_json(w), plan_.prediction
+    limit = f"{plan_.limit:g} h" if plan_.objective.endswith("deadline") else f"${plan_.limit:g}"
     lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, output.formats "
              f"{', '.join(w.formats) or 'none'}, labels {w.label_files.replace('_', ' ')}, fields "
              f"{w.read_fields}, segment.augment "
-             f"{w.augment}; {plan_.objective} "
-             f"({plan_.limit:g}); {plan_.candidates} configurations considered in {plan_.solve_s:.2f} s",
+             f"{w.augment}; {plan_.objective} ({limit}); {plan_.candidates} configurations considered in "
+             f"{plan_.solve_s:.2f} s",
              f"predicted: {p.hours:.2f} h, ${p.cost_usd:.2f} (${j['cost_per_1000_mpx_usd']:.4f} per 1,000 Mpx)"]
     for pool in j["pools"]:
         lines.append(f"  pool {pool['name']}: {pool['count']} x {pool['machine_type']}"
