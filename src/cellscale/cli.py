@@ -393,7 +393,7 @@ def _plan(args) -> int:
     if args.out:
         for path in write_outputs(result, workload, args.out, profiles, args.gke_profile):
             print(f"# wrote {path}", file=sys.stderr)
-    print(json.dumps(result.to_json(workload), indent=2) if args.json else describe(result, workload))
+    print(json.dumps(result.to_json(workload), indent=2) if args.json else describe(result, workload, profiles))
     return 0
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -235,6 +236,9 @@ def test_cli_json(monkeypatch, capsys):
     assert main(["plan", "--images", "5000", "--budget", "100"]) == 0
     out = capsys.readouterr().out
     assert "predicted:" in out and "least time within budget ($100);" in out   # the limit with its unit
+    # where the figures come from, in the readable output too: the price table's date, the segment figures' origin
+    assert f"figures: prices {PRICES.name} ({PRICES.date};" in out and "segment_batch on " in out
+    assert re.search(r"segment_batch on [\w-]+: (measured|assumed)", out)
     assert main(["plan", "--images", "100000", "--deadline", "1", "--max-gpus", "1", "--segment-machines",
                  "g2-standard-4"]) == 2
     assert "infeasible" in capsys.readouterr().err

@@ -41,6 +41,7 @@ import bisect
 import json
 import math
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -615,8 +616,9 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     return out
 
 
-def describe(plan_: Plan, w: Workload) -> str:
-    """The plan as a person reads it."""
+def describe(plan_: Plan, w: Workload, profiles=None) -> str:
+    """The plan as a person reads it (``profiles``: the throughput profiles it was planned with, to say where the
+    segment figures come from)."""
     j, p = plan_.to_json(w), plan_.prediction
     limit = f"{plan_.limit:g} h" if plan_.objective.endswith("deadline") else f"${plan_.limit:g}"
     lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, output.formats "
@@ -643,8 +645,20 @@ def describe(plan_: Plan, w: Workload) -> str:
         lines.append(f"  warning: {oversized(w, plan_.choice.shard_mpx)}")
     if plan_.simulated:
         lines += _describe_simulated(plan_, w)
-    lines.append(f"  {len(plan_.assumptions)} assumptions (figures not measured): see --json")
+    seg = plan_.choice.segment.machine
+    lines.append(f"  figures: prices {plan_.prices.name} ({plan_.prices.date}; storage, network and the cluster fee "
+                 f"are list prices); segment_batch on {seg}: {_origin(profiles, seg)}; "
+                 f"{len(plan_.assumptions)} assumptions (figures not measured): see --json")
     return "\n".join(lines)
+
+
+def _origin(profiles, machine: str) -> str:
+    """Whether a machine type's segment_batch figures were measured (and where) or assumed."""
+    rate = profiles[machine].rate(SEGMENT_RULE) if profiles and machine in profiles else None
+    if rate is None:
+        return "figures not known here"
+    where = re.search(r"measured (\d{4}-\d\d-\d\d) on ([^:;,]+)", rate.how or "")
+    return rate.origin + (f" {where.group(1)} on {where.group(2)}" if rate.origin == "measured" and where else "")
 
 
 def _describe_simulated(plan_: Plan, w: Workload) -> list[str]:
