@@ -51,7 +51,8 @@ def test_segment_labels_state_the_pixel_size_of_the_image_or_the_option(tmp_path
     assert pixel_size_from_metadata(tmp_path / "meta.tif") == 0.4
     # a folder's labels go to a folder: -o naming one file is refused, saying what to give instead
     refused = cellscale("segment", DEMO / "dsb2018" / "images", "-o", tmp_path / "labels.tif", check=False)
-    assert refused.returncode == 1 and "--timelapse" in refused.stderr and not (tmp_path / "labels.tif").exists()
+    assert refused.returncode == 2 and "--timelapse" in refused.stderr and not (tmp_path / "labels.tif").exists()
+    assert refused.stderr.startswith("usage: cellscale segment")   # a usage error, as argparse's own
     # track: a channel of a movie needs the movie
     refused = cellscale("track", tmp_path / "meta.tif", "-o", tmp_path / "res", "--nuclear-channel", 1, check=False)
     assert refused.returncode == 2 and "--image" in refused.stderr

@@ -103,6 +103,14 @@ def test_ngff_image_and_labels_read_back_with_ome_zarr(tmp_path, still, ngff, mo
             assert (row["compartment"], row["CellID"], row["Area"]) == (comp, value, float((lab == value).sum()))
     attrs = (out / "zarr.json").read_text() if ngff == "0.5" else (out / ".zattrs").read_text()
     assert '"micrometer"' in attrs and "0.5" in attrs
+    import json
+
+    meta = json.loads(attrs)
+    meta = meta["attributes"]["ome"] if ngff == "0.5" else meta
+    assert meta["multiscales"][0]["name"] == "sample"   # the sample's name, not the store's folder name
+    for channel in meta["omero"]["channels"]:   # the slider spans the type's range; the window is the display's
+        window = channel["window"]
+        assert (window["min"], window["max"]) == (0, 65535) and window["min"] <= window["start"] < window["end"]
 
 
 def test_ngff_output_opens_with_naparis_reader(tmp_path, still, monkeypatch):

@@ -113,9 +113,14 @@ def ngff_format(ngff: str):
     return FormatV05() if ngff == "0.5" else FormatV04()
 
 
-def _omero(channel_names: list[str], windows: list[tuple[float, float]]) -> dict:
+def _omero(channel_names: list[str], windows: list[tuple[float, float]], dtype) -> dict:
+    """``omero`` channel metadata: ``start``/``end`` the display window, ``min``/``max`` the range a viewer's slider
+    spans (an integer type's whole range; for floats the windows' own)."""
+    dtype = np.dtype(dtype)
+    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else \
+        (min(lo for lo, _ in windows), max(hi for _, hi in windows))
     return {"channels": [{"label": name, "active": True, "color": "FFFFFF",
-                          "window": {"start": lo, "end": hi, "min": lo, "max": hi}}
+                          "window": {"start": lo, "end": hi, "min": float(low), "max": float(high)}}
                          for name, (lo, hi) in zip(channel_names, windows)]}
 
 
@@ -168,13 +173,23 @@ def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool 
     with atomic_dir(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=fmt.zarr_format)
         write_image(image, root, scale_factors=factors, axes=axes, fmt=fmt, scale=scale, axes_units=units,
-                    storage_options={"chunks": chunks}, name=Path(path).name, omero=_omero(names, windows))
+                    storage_options={"chunks": chunks}, name=_image_name(path),
+                    omero=_omero(names, windows, image.dtype))
         label_scale = {k: v for k, v in scale.items() if k != "c"}
         for name, lab in labels.items():
             _write_labels(da.asarray(lab).astype(np.uint32), root, name, factors=factors,
                           axes=axes.replace("c", ""), fmt=fmt, scale=label_scale, axes_units=units,
                           chunks=tuple(c for i, c in enumerate(chunks) if axes[i] != "c"),
                           metadata=_metadata(name, timelapse, table, tracks, max_label_metadata))
+
+
+def _image_name(path) -> str:
+    """The multiscale's name: the store's, without ``.ome.zarr`` or ``.zarr`` (the sample's name)."""
+    name = Path(path).name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _metadata(name: str, timelapse: bool, table, tracks, max_labels: int) -> dict:
