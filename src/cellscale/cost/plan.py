@@ -621,7 +621,8 @@ def describe(plan_: Plan, w: Workload, profiles=None) -> str:
     segment figures come from)."""
     j, p = plan_.to_json(w), plan_.prediction
     limit = f"{plan_.limit:g} h" if plan_.objective.endswith("deadline") else f"${plan_.limit:g}"
-    lines = [f"{w.images} images x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, output.formats "
+    lines = [f"{w.images} image{'s' if w.images != 1 else ''} x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, "
+             f"output.formats "
              f"{', '.join(w.formats) or 'none'}, labels {w.label_files.replace('_', ' ')}, fields "
              f"{w.read_fields}, segment.augment "
              f"{w.augment}; {plan_.objective} ({limit}); {plan_.candidates} configurations considered in "
