@@ -36,7 +36,8 @@ def _samples(args) -> int:
 def _segment(args) -> int:
     import numpy as np
 
-    from cellscale.io import ImageSource, is_image_file, is_ome_zarr, read_image, sample_pixel_size, write_labels
+    from cellscale.io import (ImageError, ImageSource, is_image_file, is_ome_zarr, read_image, sample_pixel_size,
+                              write_labels)
     from cellscale.logs import step_log
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.segment.model import shipped_model
@@ -71,6 +72,10 @@ def _segment(args) -> int:
         for path in inputs:
             try:
                 image = ImageSource.from_array(read_image(path, timelapse=args.timelapse), path)  # errors name it
+                if args.timelapse and image.shape[0] < 2:   # as the workflow refuses a time-lapse sample of one
+                    raise ImageError(f"{path}: --timelapse needs frames to track, and this holds one "
+                                     f"({image.shape[2]} x {image.shape[3]} px): leave out --timelapse for a still "
+                                     f"image")
             except IMAGE_ERRORS as err:
                 failed.append(_segment_failed(path, err))
                 continue
@@ -209,9 +214,7 @@ def _track_intensities(args, shape) -> "np.ndarray | None":
 
 
 def _track(args) -> int:
-    import numpy as np
-
-    from cellscale.track.detections import detections_from_labels
+    from cellscale.track.detections import detections_from_labels, intensity_like
     from cellscale.track.export_ctc import read_label_dir, write_ctc, write_tracks_table
     from cellscale.track.linking import link
 
@@ -220,6 +223,8 @@ def _track(args) -> int:
     _replaceable(args.output, "tracking result (maskNNN.tif, res_track.txt)",
                  lambda p: len(p.parts) == 1 and (p.name == "res_track.txt" or re.fullmatch(r"mask\d+\.tif", p.name)),
                  [args.labels_dir])
+    if args.table and (Path(args.table).is_dir() or Path(args.table).suffix != ".parquet"):   # before any work
+        raise ValueError(f"--table {args.table}: give a file name ending in .parquet (the tracks table is Parquet)")
     if Path(args.labels_dir).is_file():   # a (T, Y, X) stack, as `cellscale segment` writes a movie's labels
         from cellscale.io import check_labels, read_labels
 
@@ -229,12 +234,12 @@ def _track(args) -> int:
         check_labels(labels, args.labels_dir)
     else:
         labels = read_label_dir(args.labels_dir)
-    # intensity images (raw frames) hold thousands of values, a few pixels each: tracked as labels, each value an
-    # object, they take the machine's memory. Cells of labels are tens of pixels and more
-    values = len(np.unique(labels[0])) if labels.size else 0
-    if values > 1000 and labels[0].size / values < 10:
-        raise ValueError(f"{args.labels_dir}: frame 0 holds {values} values, {labels[0].size / values:.1f} pixels "
-                         f"each: these look like intensity images, not labels (segment them first: cellscale segment)")
+    if labels.shape[0] < 2:
+        raise ValueError(f"{args.labels_dir}: {labels.shape[0]} frame(s): tracking needs at least 2")
+    looks_raw = intensity_like(labels[0])
+    if looks_raw:
+        raise ValueError(f"{args.labels_dir}: {looks_raw}: these look like intensity images, not labels (segment "
+                         f"them first: cellscale segment FOLDER --timelapse)")
     detections = detections_from_labels(labels, _track_intensities(args, labels.shape))
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
                   divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)
@@ -246,8 +251,11 @@ def _track(args) -> int:
     if empty:
         print(f"warning: {len(empty)} frame(s) have no objects: {', '.join(map(str, empty[:10]))}"
               f"{' ...' if len(empty) > 10 else ''}", file=sys.stderr)
+    costs = tracks.attrs.get("costs_used") or args.costs
+    if args.costs == "auto" and tracks.attrs.get("crowding") is not None:   # which costs auto chose, and why
+        costs = f"auto -> {costs}, crowding {tracks.attrs['crowding']:.2f}"
     print(f"{len(tracks)} detections in {labels.shape[0]} frames -> {tracks.track_id.nunique()} tracks, "
-          f"{n_div} divisions ({args.solver}) -> {args.output}")
+          f"{n_div} divisions ({args.solver}, costs {costs}) -> {args.output}")
     return 0
 
 
@@ -733,8 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("track", help="link per-frame labels into tracks and lineages (CTC result folder)",
                        description="Track the cells of LABELS_DIR (a folder of per-frame label TIFFs, e.g. "
-                                   "mask000.tif..., or a CTC TRA/SEG folder) and write a Cell Tracking Challenge "
-                                   "result folder (maskNNN.tif relabelled by track, res_track.txt 'L B E P').")
+                                   "mask000.tif..., or a CTC TRA folder: a mask for every frame) and write a Cell "
+                                   "Tracking Challenge result folder (maskNNN.tif relabelled by track, res_track.txt "
+                                   "'L B E P').")
     p.add_argument("labels_dir", help="a folder of one label TIFF per frame (maskNNN.tif, t000.tif ...), or one "
                                       "(T, Y, X) label stack, as `cellscale segment` writes a movie's")
     p.add_argument("-o", "--output", required=True, help="CTC result folder to write")
@@ -777,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames of each generated movie (default: theirs)")
     p.add_argument("--ctc", action="append", default=[],
                    help="also train on this CTC ground-truth folder (e.g. .../Fluo-N2DH-SIM+/01_GT; repeatable); "
-                        "report on the sequences left out")
+                        "a sequence trained on is no held-out test any more: evaluate only on the others")
     p.set_defaults(func=_train_tracker)
 
     p = sub.add_parser("evaluate-tracks", help="score a CTC result folder against ground truth (py-ctcmetrics)",

@@ -142,3 +142,16 @@ def test_segment_many_defaults_are_segment_image_defaults():
     many, single = defaults(segment_many), defaults(segment_image)
     assert {k: many[k] for k in ("tile", "overlap", "block", "margin", "params", "shard_mpx", "workers")} == \
         {k: single[k] for k in ("tile", "overlap", "block", "margin", "params", "shard_mpx", "workers")}
+
+
+def test_segment_timelapse_of_one_frame_is_refused(tmp_path, capsys):
+    """`segment --timelapse` of one frame (a still image, or a folder of one frame) is refused as the workflow refuses
+    a time-lapse sample of one frame; it wrote a 2-D label image, which `track` then refused."""
+    from cellscale.cli import main
+
+    still = tmp_path / "still.tif"
+    tifffile.imwrite(still, (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8))
+    assert main(["segment", str(still), "--timelapse", "-o", str(tmp_path / "labels.tif"),
+                 "--model", str(MODELS / "nuclear")]) == 1
+    assert "--timelapse needs frames to track, and this holds one (64 x 64 px)" in capsys.readouterr().err
+    assert not (tmp_path / "labels.tif").exists()

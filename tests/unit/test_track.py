@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -411,3 +413,40 @@ def test_the_track_job_asks_for_memory_by_the_movies_size(tmp_path):
     assert track_memory_mb(tmp_path / "small.tif") == 1000 and track_memory_mb(tmp_path / "small.tif", 2) == 2000
     assert track_memory_mb(tmp_path / "large.tif") == 400 + 8 * 276 > 1.3 * 1870  # GOWT1 x3: 1.87 GB measured
     assert track_memory_mb(tmp_path / "missing.tif", 2) == 6000
+
+
+def test_track_and_evaluate_refuse_what_is_not_a_tracking_input(tmp_path, capsys):
+    """Each refused before any work, in one line naming what is wrong (a helper's audit of the command line)."""
+    from cellscale.cli import main
+
+    def refused(*argv) -> str:
+        assert main([str(a) for a in argv]) == 2
+        return capsys.readouterr().err
+
+    movie = make_timelapse(n_frames=4, shape=(96, 96), n_cells=4, seed=0)
+    write_ctc_ground_truth(movie, tmp_path / "gt")
+    # raw frames of a few hundred grey values (the old test wanted more than 1,000): not labels
+    rng = np.random.default_rng(0)
+    raw = (np.linspace(0, 100, 128)[None, None, :] + rng.normal(0, 3, (3, 128, 128))).clip(0, 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "raw.tif", raw)
+    err = refused("track", tmp_path / "raw.tif", "-o", tmp_path / "r1")
+    assert "separate pieces" in err and "look like intensity images" in err and not (tmp_path / "r1").exists()
+    tifffile.imwrite(tmp_path / "none.tif", np.zeros((0, 32, 32), np.uint16))
+    assert "tracking needs at least 2" in refused("track", tmp_path / "none.tif", "-o", tmp_path / "r2")
+    for table in (tmp_path, tmp_path / "tracks.csv"):   # a folder; Parquet bytes under another name
+        err = refused("track", tmp_path / "gt" / "TRA", "-o", tmp_path / "r3", "--table", table)
+        assert "give a file name ending in .parquet" in err and not (tmp_path / "r3").exists()
+    # evaluate-tracks: a result without tracks, and another sequence's ground truth, in a sentence each
+    empty = tmp_path / "empty_res"
+    assert main(["track", str(tmp_path / "gt" / "TRA"), "-o", str(tmp_path / "res")]) == 0
+    said = capsys.readouterr().out   # the summary line says which costs auto chose, and why
+    assert re.search(r"\(\w+, costs auto -> (rules|learned), crowding \d+\.\d\d\)", said), said
+    empty.mkdir()
+    for i in range(4):
+        tifffile.imwrite(empty / f"mask{i:03d}.tif", np.zeros((96, 96), np.uint16))
+    (empty / "res_track.txt").write_text("")
+    assert "holds no tracks" in refused("evaluate-tracks", empty, tmp_path / "gt")
+    other = make_timelapse(n_frames=4, shape=(80, 80), n_cells=4, seed=1)
+    write_ctc_ground_truth(other, tmp_path / "other_gt")
+    err = refused("evaluate-tracks", tmp_path / "res", tmp_path / "other_gt")
+    assert "differ in size" in err and "96 x 96 px" in err and "80 x 80 px" in err

@@ -54,6 +54,24 @@ def as_label_stack(labels, name: str = "labels") -> np.ndarray:
     return arr
 
 
+def intensity_like(frame: np.ndarray) -> str | None:
+    """Why a frame looks like an intensity image rather than labels (None when it looks like labels).
+
+    In a label image each value is one object, one connected piece (a few where an object is cut). In a microscope
+    frame each grey value is scattered in many pieces. So: the frame's connected pieces of equal value against its
+    values, above 5 a value (and above 1,000 pieces); or more than 1,000 values of under 10 pixels each (noise)."""
+    from skimage.measure import label
+
+    frame = np.asarray(frame)
+    values = len(np.unique(frame)) - int((frame == 0).any())
+    if values > 1000 and frame.size / values < 10:   # thousands of values of a few pixels each: noise
+        return f"frame 0 holds {values} values, {frame.size / values:.1f} pixels each"
+    pieces = int(label(frame, background=0, connectivity=1).max()) if values else 0
+    if pieces <= 1000 or pieces <= 5 * values:
+        return None
+    return f"frame 0: {values} values in {pieces} separate pieces, where a label image has one piece a value"
+
+
 def _frame_table(frame: np.ndarray, t: int, image: np.ndarray | None) -> dict:
     flat = frame.ravel()
     idx = np.flatnonzero(flat)

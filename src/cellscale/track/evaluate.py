@@ -35,6 +35,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import tifffile
+
 from cellscale.track.export_ctc import _prepare_tracks, check_lineage, ctc_lineage
 from cellscale.track.export_ctc import read_label_dir
 
@@ -157,6 +159,17 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     n_gt = len([p for p in (gt_dir / "TRA").iterdir() if p.name.endswith(".tif")])
     if n_res != n_gt or n_gt == 0:
         raise ValueError(f"{res_dir} has {n_res} masks but {gt_dir / 'TRA'} has {n_gt}")
+    if not (res_dir / "res_track.txt").read_text().strip():   # py-ctcmetrics fails on it with a numpy message
+        raise ValueError(f"{res_dir}: the result holds no tracks (res_track.txt is empty): nothing to score")
+    shapes = {}
+    for folder, prefix in ((res_dir, "mask"), (gt_dir / "TRA", "man_track")):
+        first = min(folder.glob(f"{prefix}*.tif"), default=None)
+        if first is not None:
+            with tifffile.TiffFile(first) as tif:
+                shapes[first] = tif.series[0].shape
+    if len(set(shapes.values())) > 1:   # another sequence's ground truth: scikit-learn's message otherwise
+        raise ValueError("the masks and the ground truth differ in size: " +
+                         ", ".join(f"{path} {' x '.join(map(str, shape))} px" for path, shape in shapes.items()))
 
     metrics = list(metrics)
     try:
