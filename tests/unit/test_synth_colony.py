@@ -217,3 +217,15 @@ def test_cli_synth_colony(tmp_path, capsys):
     assert (lin.P > 0).sum() >= 2
     expected = make_colony(n_frames=12, shape=(96, 96), n_founders=3, seed=5, cell_shape="round", doubling=5)
     np.testing.assert_array_equal(labels, expected.labels)
+
+
+def test_cli_synth_again_leaves_no_stale_truth_and_a_failure_no_folder(tmp_path, capsys):
+    """A shorter movie written over a longer one's truth leaves no frame of the old (evaluate-tracks then counted
+    12 masks against 6); a movie that cannot be generated leaves no empty truth folder."""
+    out = tmp_path / "tl.ome.tif"
+    for frames in (12, 6):
+        assert main(["synth", "timelapse", "-o", str(out), "--size", "96", "--frames", str(frames),
+                     "--cells", "3"]) == 0
+    assert len(list((tmp_path / "tl_truth" / "TRA").glob("man_track*.tif"))) == 6
+    assert main(["synth", "timelapse", "-o", str(tmp_path / "new" / "tl.ome.tif"), "--size", "64"]) == 2
+    assert "do not fit" in capsys.readouterr().err and not (tmp_path / "new" / "tl_truth").exists()

@@ -31,11 +31,11 @@ def write_synthetic(kind: str, output, truth_dir: str | None = None, seed: int =
     if kind not in ("tissue", "timelapse", "colony"):
         raise ValueError(f"unknown kind {kind!r}: expected tissue, timelapse or colony")
     out = Path(output)
-    truth = truth_dir_for(out, truth_dir)
-    truth.mkdir(parents=True, exist_ok=True)
+    truth = truth_dir_for(out, truth_dir)   # made once the image is generated: a failure leaves no empty folder
     if kind == "tissue":
         n_cells = cells or int(150 * (size / 512) ** 2)
         t = make_tissue((size, size), n_cells=n_cells, seed=seed)
+        truth.mkdir(parents=True, exist_ok=True)
         write_image(out, t.image, t.channel_names, axes="CYX")
         write_labels(truth / "nuclear.tif", t.nuclear)
         write_labels(truth / "whole_cell.tif", t.whole_cell)
@@ -51,6 +51,9 @@ def write_synthetic(kind: str, output, truth_dir: str | None = None, seed: int =
                             seed=seed)
         name, channel = "time-lapse", "nuclei"
     image = (tl.image * 60000).clip(0, 65535).astype("uint16")
+    for stale in (truth / "TRA").glob("man_track*.tif"):   # an earlier, longer movie's frames would stay
+        stale.unlink()
+    truth.mkdir(parents=True, exist_ok=True)
     write_image(out, image, [channel], axes="TYX")
     write_ctc_ground_truth(tl, truth)
     n_div = int((tl.lineage.P > 0).sum() // 2)
