@@ -162,8 +162,9 @@ def _measure(args) -> int:
 
     labels = read_labels(args.labels)
     image = read_image(args.image)[0]
-    if labels.ndim != 2:
-        raise SystemExit(f"{args.labels}: expected a 2-D label image, got shape {labels.shape}")
+    if labels.ndim != 2:   # a movie's stack: the workflow measures it frame by frame (frame column)
+        raise ValueError(f"{args.labels}: expected a 2-D label image, got shape {labels.shape} (a time-lapse's labels "
+                         f"are measured by the workflow, frame by frame)")
     if labels.shape != image.shape[-2:]:
         raise ValueError(f"{args.labels}: labels of {labels.shape[0]} x {labels.shape[1]} px do not match the image "
                          f"{args.image} ({image.shape[-2]} x {image.shape[-1]} px)")
@@ -241,6 +242,8 @@ def _track(args) -> int:
         raise ValueError(f"{args.labels_dir}: {looks_raw}: these look like intensity images, not labels (segment "
                          f"them first: cellscale segment FOLDER --timelapse)")
     detections = detections_from_labels(labels, _track_intensities(args, labels.shape))
+    if not len(detections):   # its result would be one py-ctcmetrics cannot score
+        raise ValueError(f"{args.labels_dir}: no object in any of its {labels.shape[0]} frames: nothing to track")
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
                   divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)
     write_ctc(labels, tracks, args.output)

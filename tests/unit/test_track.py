@@ -433,6 +433,8 @@ def test_track_and_evaluate_refuse_what_is_not_a_tracking_input(tmp_path, capsys
     assert "separate pieces" in err and "look like intensity images" in err and not (tmp_path / "r1").exists()
     tifffile.imwrite(tmp_path / "none.tif", np.zeros((0, 32, 32), np.uint16))
     assert "tracking needs at least 2" in refused("track", tmp_path / "none.tif", "-o", tmp_path / "r2")
+    tifffile.imwrite(tmp_path / "zero.tif", np.zeros((5, 32, 32), np.uint16))
+    assert "no object in any of its 5 frames" in refused("track", tmp_path / "zero.tif", "-o", tmp_path / "r2")
     for table in (tmp_path, tmp_path / "tracks.csv"):   # a folder; Parquet bytes under another name
         err = refused("track", tmp_path / "gt" / "TRA", "-o", tmp_path / "r3", "--table", table)
         assert "give a file name ending in .parquet" in err and not (tmp_path / "r3").exists()
@@ -450,3 +452,8 @@ def test_track_and_evaluate_refuse_what_is_not_a_tracking_input(tmp_path, capsys
     write_ctc_ground_truth(other, tmp_path / "other_gt")
     err = refused("evaluate-tracks", tmp_path / "res", tmp_path / "other_gt")
     assert "differ in size" in err and "96 x 96 px" in err and "80 x 80 px" in err
+    # measure: a movie's label stack is an error like the others (status 2, the command's prefix; was status 1)
+    tifffile.imwrite(tmp_path / "stack.tif", movie.labels.astype(np.uint16))
+    tifffile.imwrite(tmp_path / "movie.tif", (movie.image * 1000).astype(np.uint16))
+    err = refused("measure", tmp_path / "stack.tif", tmp_path / "movie.tif", "-o", tmp_path / "cells.csv")
+    assert err.startswith("cellscale measure: error:") and "expected a 2-D label image" in err

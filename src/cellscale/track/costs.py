@@ -96,6 +96,8 @@ def crowding(frames: np.ndarray, pos: np.ndarray, area: np.ndarray) -> float:
     has two detections. The busier frames decide, so a colony that grows from a few founders counts as packed.
     """
     uniq, counts = np.unique(frames, return_counts=True)
+    if not counts.size:   # no detection at all (numpy's median of nothing warns)
+        return math.inf
     busy = uniq[(counts >= max(2.0, float(np.median(counts))))]
     if busy.size == 0:
         return math.inf
