@@ -305,9 +305,13 @@ def _train_tracker(args) -> int:
 
 
 def _evaluate_tracks(args) -> int:
-    from cellscale.track.evaluate import evaluate_ctc
+    import tempfile
 
-    scores = evaluate_ctc(args.result_dir, args.gt_dir)
+    from cellscale.track.evaluate import evaluate_ctc, ground_truth_first_frames
+
+    with tempfile.TemporaryDirectory(prefix="cellscale-gt-") as tmp:
+        gt = ground_truth_first_frames(args.gt_dir, args.frames, tmp) if args.frames else args.gt_dir
+        scores = evaluate_ctc(args.result_dir, gt)
     for key, value in scores.items():
         print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
     return 0
@@ -797,6 +801,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "GT_DIR (the folder holding TRA/).")
     p.add_argument("result_dir")
     p.add_argument("gt_dir")
+    p.add_argument("--frames", type=_number_arg(int, 1, "a whole number of frames, at least 1"), default=None,
+                   metavar="N", help="score the first N frames only: the ground truth is cut there (for a result of "
+                                     "the movie's first N frames)")
     p.set_defaults(func=_evaluate_tracks)
 
     p = sub.add_parser("synth", help="generate seeded test images with known ground truth",

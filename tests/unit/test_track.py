@@ -457,3 +457,32 @@ def test_track_and_evaluate_refuse_what_is_not_a_tracking_input(tmp_path, capsys
     tifffile.imwrite(tmp_path / "movie.tif", (movie.image * 1000).astype(np.uint16))
     err = refused("measure", tmp_path / "stack.tif", tmp_path / "movie.tif", "-o", tmp_path / "cells.csv")
     assert err.startswith("cellscale measure: error:") and "expected a 2-D label image" in err
+
+
+def test_evaluate_tracks_on_a_movies_first_frames(tmp_path, capsys):
+    """A result of a movie's first N frames is scored with --frames N against the ground truth cut there, as the
+    library's fast path cuts it (ReferenceMatching.first_frames); without it the mismatch says what to give."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from cellscale.cli import main
+    from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
+
+    movie = make_timelapse(n_frames=8, shape=(96, 96), n_cells=5, seed=3, n_divisions=2)
+    write_ctc_ground_truth(movie, tmp_path / "gt")
+    first = tmp_path / "first"
+    first.mkdir()
+    for mask in sorted((tmp_path / "gt" / "TRA").glob("man_track*.tif"))[:5]:
+        shutil.copy(mask, first / mask.name)
+    assert main(["track", str(first), "-o", str(tmp_path / "res"), "--costs", "rules"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate-tracks", str(tmp_path / "res"), str(tmp_path / "gt")]) == 2
+    assert "a result of the movie's first 5 frames: --frames 5" in capsys.readouterr().err
+    assert main(["evaluate-tracks", str(tmp_path / "res"), str(tmp_path / "gt"), "--frames", "5"]) == 0
+    scores = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    labels = np.stack([tifffile.imread(p) for p in sorted(first.glob("*.tif"))])
+    fast = evaluate_tracks(link(detections_from_labels(labels), labels=labels, costs="rules"),
+                           ReferenceMatching(movie.labels, tmp_path / "gt").first_frames(5))
+    assert float(scores["TRA"]) == pytest.approx(fast["TRA"], abs=1e-4) and float(scores["TRA"]) > 0.99
+    assert not list(Path(tempfile.gettempdir()).glob("cellscale-gt-*"))   # the cut ground truth is removed

@@ -158,7 +158,9 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     n_res = len([p for p in res_dir.iterdir() if p.name.endswith(".tif")])
     n_gt = len([p for p in (gt_dir / "TRA").iterdir() if p.name.endswith(".tif")])
     if n_res != n_gt or n_gt == 0:
-        raise ValueError(f"{res_dir} has {n_res} masks but {gt_dir / 'TRA'} has {n_gt}")
+        raise ValueError(f"{res_dir} has {n_res} masks but {gt_dir / 'TRA'} has {n_gt}" +
+                         (f" (a result of the movie's first {n_res} frames: --frames {n_res})" if 0 < n_res < n_gt
+                          else ""))
     if not (res_dir / "res_track.txt").read_text().strip():   # py-ctcmetrics fails on it with a numpy message
         raise ValueError(f"{res_dir}: the result holds no tracks (res_track.txt is empty): nothing to score")
     shapes = {}
@@ -187,6 +189,27 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     out.update(division_scores(ref_tracks, comp_tracks, traj["mapped_ref"],
                                traj["mapped_comp"], tolerance=tolerance))
     return out
+
+
+def ground_truth_first_frames(gt_dir: str | os.PathLike, n: int, out_dir: str | os.PathLike) -> Path:
+    """A CTC ground-truth folder of ``gt_dir``'s first ``n`` frames, written to ``out_dir``: ``TRA/`` holds links to
+    its first ``n`` masks and ``man_track.txt`` cut there (tracks that begin later left out, the others ending by
+    frame ``n - 1``), as :meth:`ReferenceMatching.first_frames` cuts it. For a result of a movie's first frames."""
+    from cellscale.io.ctc import read_lineage, write_lineage
+
+    tra = Path(gt_dir) / "TRA"
+    masks = sorted(tra.glob("man_track*.tif"))
+    if not 1 <= n <= len(masks):
+        raise ValueError(f"--frames {n}: {tra} has {len(masks)} masks")
+    out = Path(out_dir) / "TRA"
+    out.mkdir(parents=True)
+    for mask in masks[:n]:
+        (out / mask.name).symlink_to(mask.resolve())
+    lineage = read_lineage(tra / "man_track.txt")
+    lineage = lineage[lineage["B"] < n].copy()
+    lineage["E"] = lineage["E"].clip(upper=n - 1)
+    write_lineage(out / "man_track.txt", lineage)
+    return Path(out_dir)
 
 
 # ---------------------------------------------------------------------------
