@@ -235,6 +235,12 @@ def test_up_takes_the_pools_of_a_plan(tmp_path):
     cmds = [shlex.split(line[2:]) for line in cli("up", "--dry-run", "--plan", str(tmp_path / "plan.json"))
             .stdout.splitlines() if line.startswith("+ ")]
     assert _pool(cmds, "gpu") is None and "--spot" in _pool(cmds, "spot-cpu")
+    # a plan priced for another region than the cluster's: said (machine types and prices differ by region)
+    plan["prices"] = {"table": "gke-us-central1", "region": "us-central1"}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert "warning" not in cli("print", "--plan", str(tmp_path)).stderr
+    elsewhere = cli("print", "--plan", str(tmp_path), env={"CELLSCALE_REGION": "europe-west4"})
+    assert elsewhere.returncode == 0 and "priced for us-central1, the cluster goes to europe-west4" in elsewhere.stderr
     # what is wrong with a plan is said, with its file
     plan["pools"][0]["machine_type"] = "x9-giant"
     (tmp_path / "plan.json").write_text(json.dumps(plan))

@@ -227,6 +227,7 @@ def test_cli_json(monkeypatch, capsys):
         assert pool["name"] in ("gpu", "spot-cpu", "cpu") and pool["count"] >= 1
         assert {"machine_type", "spot", "gpus_per_node"} <= set(pool)
     assert all(isinstance(a, str) for a in out["assumptions"]) and len(out["assumptions"]) > 10
+    assert out["prices"]["region"] == PRICES.region   # what cellscale gke up --plan compares with the cluster's
     assert any("launcher_mb_s" in a for a in out["assumptions"])
     # the Cloud Storage request counts are measured; their latency is not
     assert any("storage_call_s" in a for a in out["assumptions"])

@@ -153,8 +153,8 @@ class Plan:
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
                                      for x in workload.exports}},
             "objective": self.objective, "limit": self.limit,
-            "prices": {"table": self.prices.name, "date": self.prices.date, "source": self.prices.source,
-                       "path": self.prices.path},
+            "prices": {"table": self.prices.name, "region": self.prices.region, "date": self.prices.date,
+                       "source": self.prices.source, "path": self.prices.path},
             "candidates": self.candidates, "solve_s": round(self.solve_s, 3),
             "notes": p.notes,
             "assumptions": self.assumptions,

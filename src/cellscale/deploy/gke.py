@@ -433,10 +433,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{target} -> {target.resolve()}: `snakemake --profile gke` now uses it")
         return 0
     if getattr(args, "plan", None):
+        plan = read_plan(args.plan)
         try:
-            s = with_plan(s, read_plan(args.plan), str(plan_file(args.plan)))
+            s = with_plan(s, plan, str(plan_file(args.plan)))
         except ValueError as err:
             raise SystemExit(f"cellscale gke: {err}") from None
+        priced = (plan.get("prices") or {}).get("region")
+        if priced and priced != s.region:   # machine types and prices differ by region: said, not refused
+            print(f"cellscale gke: warning: {plan_file(args.plan)} was priced for {priced}, the cluster goes to "
+                  f"{s.region} (CELLSCALE_REGION): its machine types may be missing there and its prices differ; "
+                  f"plan again with a price table of {s.region} (cellscale plan --prices)", file=sys.stderr)
     if args.action == "print":
         sys.stdout.write(format_commands(up_commands(s, args.profile_dir)))
         return 0
