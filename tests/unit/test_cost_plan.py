@@ -730,6 +730,14 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
     assert read.largest_mpx == pytest.approx(1.0)   # what decides whether shards above 64 Mpx are tried
     sheet.write_text(f"sample\timage\tkind\theight\twidth\nb\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\n")
     assert workload_from_sheet(sheet).sizes_in_sheet and workload_from_sheet(sheet).compartments == 1
+    assert read.timelapses_left_out == 0
+    # a time-lapse row is left out, and the plan says so (it counted "4 images" of a 5-row sheet without a word)
+    with_movie = tmp_path / "m.tsv"
+    with_movie.write_text(sheet.read_text() + f"m\t{tmp_path / 'movie.tif'}\ttimelapse\t\t\n")
+    movie_left = workload_from_sheet(with_movie)
+    assert movie_left.images == 1 and movie_left.timelapses_left_out == 1
+    said = describe(plan(movie_left, PROFILES, PRICES, deadline_h=6), movie_left)
+    assert "warning: 1 time-lapse sample of the sheet not planned" in said
     # rows with a membrane channel get the whole-cell model: two label images each
     sheet.write_text("sample\timage\tkind\theight\twidth\tnuclear_channel\tmembrane_channel\n"
                      f"b\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\t0\t1\n")

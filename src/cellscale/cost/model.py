@@ -134,6 +134,8 @@ class Workload:
     # mpx_per_image): the workflow tiles, segments and stitches such images in jobs of their own, which the model
     # does not price (their megapixels count in mpx_per_image, as if batched)
     above_shard: tuple[tuple[float, int], ...] = ()
+    # a sheet's time-lapse samples, left out: each runs in jobs of its own (tile, segment, stitch, track)
+    timelapses_left_out: int = 0
 
     def __post_init__(self):
         if not self.images >= 1:

@@ -557,6 +557,12 @@ def oversized(w: Workload, shard_mpx: float) -> str:
             f"{'their' if n > 1 else 'its'} megapixels as batched, in the mean image ({w.mpx_per_image:g} Mpx)")
 
 
+def left_out(w: Workload) -> str:
+    n = w.timelapses_left_out
+    return (f"{n} time-lapse sample{'s' if n > 1 else ''} of the sheet not planned: each runs in jobs of its own "
+            f"(tile, segment, stitch, track), which the model does not price")
+
+
 def _direct_hint(w, profiles, prices, o, preemption, deadline_h, max_gpus, max_nodes, spot_options, machines, shards,
                  segment_machines) -> str:
     """With the fields staged, what reading them in the jobs (``batches.read_fields: direct``) would give within the
@@ -604,6 +610,8 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out.append(f"preemption {preemption:g} per spot node-hour (given)")
     if w is not None and oversized(w, choice.shard_mpx):
         out.append(oversized(w, choice.shard_mpx))
+    if w is not None and w.timelapses_left_out:
+        out.append(left_out(w))
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
                f"given")
     if w is not None and not w.images_per_folder:
@@ -644,6 +652,8 @@ def describe(plan_: Plan, w: Workload, profiles=None) -> str:
     lines += [f"  note: {n}" for n in p.notes]
     if oversized(w, plan_.choice.shard_mpx):
         lines.append(f"  warning: {oversized(w, plan_.choice.shard_mpx)}")
+    if w.timelapses_left_out:
+        lines.append(f"  warning: {left_out(w)}")
     if plan_.simulated:
         lines += _describe_simulated(plan_, w)
     seg = plan_.choice.segment.machine
@@ -781,6 +791,7 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     from cellscale.settings import planning_scale
 
     rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    n_rows = len(rows)
     if "kind" in rows:
         rows = rows[rows["kind"] != "timelapse"]
     if rows.empty:
@@ -824,4 +835,5 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     folders = rows["image"].map(lambda p: os.path.dirname(os.path.normpath(p))).value_counts()
     return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane),
                     images_per_folder=int(folders.max()), largest_image_mpx=max(sizes),
-                    above_shard=tuple((s, len(ordered) - bisect.bisect_right(ordered, s)) for s in SHARDS))
+                    above_shard=tuple((s, len(ordered) - bisect.bisect_right(ordered, s)) for s in SHARDS),
+                    timelapses_left_out=n_rows - len(rows))
