@@ -98,7 +98,8 @@ def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str], gamma: fl
             if n_channels > 1:  # a plate's stain order, or a plain TIFF z-stack read as channels: say which is used
                 logging.getLogger("cellscale").warning(
                     f"the image has {n_channels} channels and no nuclear channel is given: channel 0 is taken as "
-                    f"the nuclear one (set the sheet's nuclear_channel)")
+                    f"the nuclear one (set the sheet's nuclear_channel, or cellscale segment's --nuclear-channel; "
+                    f"a movie's frames read as channels: --timelapse)")
         if index is None:
             raise ValueError(f"no channel given for role {role!r}")
         if not 0 <= index < n_channels:
