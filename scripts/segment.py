@@ -70,6 +70,7 @@ def stitch(s):
         postprocess=PostprocessSettings.from_dict(s.params.postprocess),  # config["postprocess"]
         pixel_size_um=s.params.pixel_size,
         workers=s.threads,
+        name=s.wildcards.sample,  # the OME image's name
     )
 
 

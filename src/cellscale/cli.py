@@ -94,7 +94,7 @@ def _segment(args) -> int:
             labels = labels[0] if labels.shape[0] == 1 else labels
             stem = path.name.split(".")[0]
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
-            write_labels(target, labels.astype(np.uint32), sizes[path])
+            write_labels(target, labels.astype(np.uint32), sizes[path], name=stem)
             what = compartment.replace("_", "-")
             if labels.ndim == 3:  # a movie: labels are numbered frame by frame
                 objects = sum(int(np.count_nonzero(np.unique(frame))) for frame in labels)

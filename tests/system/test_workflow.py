@@ -86,6 +86,12 @@ def test_outputs_exist(demo_run):
                 "results/report/fields/distributions.png", "results/summary.tsv", "results/index.tsv",
                 "results/errors.tsv", "results/cells.parquet", "results/cells.h5ad"]:
         assert (work / rel).exists(), rel
+    import tifffile
+
+    for sample, rel in (("tissue", "results/segmentation/tissue/nuclear.ome.tif"),
+                        ("dsb", "results/batches/0000/labels/dsb/nuclear.ome.tif")):
+        with tifffile.TiffFile(work / rel) as tif:   # the OME image named after its sample (was Image0)
+            assert tif.series[0].name == sample, rel
     # tissue and movie are larger than a shard: their own jobs; the tile plan made several shards, so several
     # segment jobs ran. dsb is smaller: it went into a batch
     assert len(list((work / "results/predictions/tissue").glob("shard_*.zarr.zip"))) > 1

@@ -56,6 +56,21 @@ def test_labels_are_32_bit(tmp_path):
     assert not list(tmp_path.glob(".*part"))  # no temporary left behind
 
 
+def test_a_label_image_is_named_after_its_sample(tmp_path):
+    """As a per-batch file's series are (QuPath and Bio-Formats show the name; tifffile's default was Image0), for
+    an array written whole and an array-like written tile by tile; the pixels are the same."""
+    import zarr
+
+    labels = np.arange(64 * 48, dtype=np.uint32).reshape(64, 48) % 7
+    stored = zarr.create_array(store=str(tmp_path / "l.zarr"), shape=labels.shape, dtype=np.uint32, chunks=(16, 48))
+    stored[:] = labels
+    for name, given in (("whole", labels), ("tiled", stored)):
+        write_labels(tmp_path / f"{name}.ome.tif", given, 0.5, name="A01_s1")
+        with tifffile.TiffFile(tmp_path / f"{name}.ome.tif") as tif:
+            assert tif.series[0].name == "A01_s1", name
+        np.testing.assert_array_equal(read_labels(tmp_path / f"{name}.ome.tif"), labels)
+
+
 def test_labels_must_be_integers(tmp_path):
     lab = np.zeros((3, 4), np.int16)
     assert check_labels(lab) is lab

@@ -56,8 +56,9 @@ LABEL_TILE = 256  # TIFF tile edge of label images written from an array-like (a
 BAND_PIXELS = 1 << 24  # pixels read at once when writing labels from an array-like: 64 MB of uint32
 
 
-def write_labels(path: str | os.PathLike, labels, pixel_size_um: float | None = None) -> None:
-    """Write a 32-bit label image as OME-TIFF ((Y, X) or (T, Y, X)), atomically.
+def write_labels(path: str | os.PathLike, labels, pixel_size_um: float | None = None, name: str | None = None) -> None:
+    """Write a 32-bit label image as OME-TIFF ((Y, X) or (T, Y, X)), atomically; ``name``: the OME image's name
+    (a sample's, as :func:`write_label_series` names each series; tifffile's default ``Image0`` without).
 
     ``labels``: a NumPy array, written whole (strips); or any other array-like with ``shape``, ``dtype`` and NumPy
     slicing (a Zarr array, :class:`cellscale.segment.stitch.LabelStore`), never held whole: read twice in bands of
@@ -65,18 +66,20 @@ def write_labels(path: str | os.PathLike, labels, pixel_size_um: float | None = 
     Both give the same pixels and the same UUID.
     """
     if not isinstance(labels, np.ndarray) and hasattr(labels, "shape") and hasattr(labels, "dtype"):
-        return _write_labels_tiled(path, labels, pixel_size_um)
+        return _write_labels_tiled(path, labels, pixel_size_um, name=name)
     labels = np.asarray(labels)
     if labels.max(initial=0) > np.iinfo(np.uint32).max:
         raise ValueError(f"{path}: more labels than a 32-bit image holds")
     labels = labels.astype(np.uint32, copy=False)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, labels, ome=True, metadata=_label_metadata(labels, pixel_size_um),
+        tifffile.imwrite(tmp, labels, ome=True, metadata=_label_metadata(labels, pixel_size_um, name=name),
                          compression="zlib", photometric="minisblack")
 
 
-def _label_metadata(labels, pixel_size_um, parts=None) -> dict:
+def _label_metadata(labels, pixel_size_um, parts=None, name: str | None = None) -> dict:
     metadata = {"axes": "YX" if len(labels.shape) == 2 else "TYX"}
+    if name:
+        metadata["Name"] = name
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
     metadata["UUID"] = content_uuid(labels, metadata, parts)
@@ -95,7 +98,7 @@ def _bands(labels, rows: int):
             yield band.astype(np.uint32, copy=False)
 
 
-def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE) -> None:
+def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE, name: str | None = None) -> None:
     check_labels(labels, str(path))
     shape = tuple(int(n) for n in labels.shape)
     if len(shape) not in (2, 3):
@@ -107,7 +110,7 @@ def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE) -> 
 
     _Header.shape = shape
     try:
-        metadata = _label_metadata(_Header, pixel_size_um, _bands(labels, rows))
+        metadata = _label_metadata(_Header, pixel_size_um, _bands(labels, rows), name=name)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
 

@@ -267,7 +267,7 @@ def _finish_field(field: Field, source: ImageSource, labels: dict, out_dir: Path
     planes = {comp: lab[0] for comp, lab in labels.items()}
     table = measure_compartments(planes, RegionArray(source, "CYX"), names, settings.extra_stats)
     for comp, plane in planes.items():
-        write_labels(field_label_path(out_dir, field.sample, comp), plane, field.pixel_size_um)
+        write_labels(field_label_path(out_dir, field.sample, comp), plane, field.pixel_size_um, name=field.sample)
     return table, {**summarize_sample(field.sample, planes, table), "pixel_size_um": field.pixel_size_um}
 
 

@@ -133,7 +133,7 @@ def segment_shard(shard_path, model_dir, out_path, settings: SegmentSettings | N
 
 def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_path,
                   postprocess: PostprocessSettings | None = None, pixel_size_um: float | None = None,
-                  workers: int = 1) -> list[int]:
+                  workers: int = 1, name: str | None = None) -> list[int]:
     """Blend predicted windows and post-process block by block into one 32-bit label image; returns the number
     of cells of each frame.
 
@@ -143,7 +143,8 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     into a Zarr store beside ``out_path`` (:class:`cellscale.segment.stitch.LabelStore`, removed after), resampled
     back to the image's grid region by region when the plan is resampled
     (:class:`cellscale.segment.stitch.SourceGrid`), and written to the OME-TIFF tile by tile, so no step holds a
-    whole frame. The OME-TIFF states ``pixel_size_um``, else the plan's (the image's metadata).
+    whole frame. The OME-TIFF states ``pixel_size_um``, else the plan's (the image's metadata), and names its image
+    ``name`` (the sample's).
     """
     postprocess = postprocess or PostprocessSettings()
     plan = TilePlan.read(plan_path)
@@ -178,7 +179,7 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
             log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], cells[-1])
         labels = store if plan.scale == 1.0 else SourceGrid(store, plan.source_shape, plan.scale)
         write_labels(out_path, labels if plan.shape[0] > 1 else _FirstFrame(labels),
-                     pixel_size_um or plan.pixel_size_um)
+                     pixel_size_um or plan.pixel_size_um, name=name)
     return cells
 
 
