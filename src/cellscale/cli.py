@@ -442,8 +442,8 @@ def _throughput(args) -> int:
     import yaml
 
     from cellscale.cost.jobs import job_table
-    from cellscale.cost.plan import duplicate_profile
-    from cellscale.cost.throughput import fit_profile, load_profile, profile_dict, write_profile
+    from cellscale.cost.plan import duplicate_profile, folder_profiles
+    from cellscale.cost.throughput import fit_profile, profile_dict, write_profile
 
     tables = []
     for results in args.results:
@@ -464,9 +464,9 @@ def _throughput(args) -> int:
     print(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120), end="")
     if args.out != "-":
         out = Path(args.out or Path("config/throughput") / f"{args.name}.yaml")
-        for other in (q for q in sorted(out.parent.glob("*.yaml")) if q.name != out.name):
-            if load_profile(other).machine == profile.machine:  # cellscale plan would refuse the folder
-                raise ValueError(f"not written: {duplicate_profile(profile.machine, other, out)}")
+        other, _ = folder_profiles(out.parent).get(profile.machine, (None, None))
+        if other is not None and other.name != out.name:   # cellscale plan would refuse the folder
+            raise ValueError(f"not written: {duplicate_profile(profile.machine, other, out)}")
         write_profile(profile, out)
         print(f"# written to {out}", file=sys.stderr)
     return 0

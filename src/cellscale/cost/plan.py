@@ -175,14 +175,21 @@ def load_profiles(folder: Path | str | None = None) -> dict[str, ThroughputProfi
         folders.append(PROFILE_DIR)
     out = {}
     for f in folders:   # a later folder's profile replaces an earlier one's of the same machine type
-        seen: dict[str, Path] = {}
-        for path in sorted(f.glob("*.yaml")):
-            p = load_profile(path)
-            if p.machine in seen:
-                raise ValueError(duplicate_profile(p.machine, seen[p.machine], path))
-            seen[p.machine], out[p.machine] = path, p
+        out.update((machine, p) for machine, (_, p) in folder_profiles(f).items())
     if not out:
         raise FileNotFoundError(f"no throughput profiles in {' or '.join(map(str, folders))}")
+    return out
+
+
+def folder_profiles(folder: Path | str) -> dict[str, tuple[Path, ThroughputProfile]]:
+    """The profiles of one folder by machine type, with their files; two of one machine type are an error naming
+    both files (the planner uses one per machine type)."""
+    out: dict[str, tuple[Path, ThroughputProfile]] = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        p = load_profile(path)
+        if p.machine in out:
+            raise ValueError(duplicate_profile(p.machine, out[p.machine][0], path))
+        out[p.machine] = path, p
     return out
 
 
@@ -608,8 +615,8 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
                     out.append(line)
     out += o.assumptions()
     out.append(f"preemption {preemption:g} per spot node-hour (given)")
-    if w is not None and oversized(w, choice.shard_mpx):
-        out.append(oversized(w, choice.shard_mpx))
+    if w is not None and (above := oversized(w, choice.shard_mpx)):
+        out.append(above)
     if w is not None and w.timelapses_left_out:
         out.append(left_out(w))
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
@@ -650,8 +657,8 @@ def describe(plan_: Plan, w: Workload, profiles=None) -> str:
         lines.append(f"  Snakemake's scheduling rounds while jobs wait: {p.round_requests:,.0f} class B requests "
                      f"(${class_b_usd(plan_.prices, p.round_requests):,.2f}, in operations)")
     lines += [f"  note: {n}" for n in p.notes]
-    if oversized(w, plan_.choice.shard_mpx):
-        lines.append(f"  warning: {oversized(w, plan_.choice.shard_mpx)}")
+    if above := oversized(w, plan_.choice.shard_mpx):
+        lines.append(f"  warning: {above}")
     if w.timelapses_left_out:
         lines.append(f"  warning: {left_out(w)}")
     if plan_.simulated:

@@ -194,8 +194,11 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
 def ground_truth_first_frames(gt_dir: str | os.PathLike, n: int, out_dir: str | os.PathLike) -> Path:
     """A CTC ground-truth folder of ``gt_dir``'s first ``n`` frames, written to ``out_dir``: ``TRA/`` holds links to
     its first ``n`` masks and ``man_track.txt`` cut there (tracks that begin later left out, the others ending by
-    frame ``n - 1``), as :meth:`ReferenceMatching.first_frames` cuts it. For a result of a movie's first frames."""
-    from cellscale.io.ctc import read_lineage, write_lineage
+    frame ``n - 1``: :func:`lineage_first_frames`, as :meth:`ReferenceMatching.first_frames` cuts it). For a result
+    of a movie's first frames."""
+    import pandas as pd
+
+    from cellscale.io.ctc import LINEAGE_COLUMNS, read_lineage, write_lineage
 
     tra = Path(gt_dir) / "TRA"
     masks = sorted(tra.glob("man_track*.tif"))
@@ -205,11 +208,18 @@ def ground_truth_first_frames(gt_dir: str | os.PathLike, n: int, out_dir: str | 
     out.mkdir(parents=True)
     for mask in masks[:n]:
         (out / mask.name).symlink_to(mask.resolve())
-    lineage = read_lineage(tra / "man_track.txt")
-    lineage = lineage[lineage["B"] < n].copy()
-    lineage["E"] = lineage["E"].clip(upper=n - 1)
-    write_lineage(out / "man_track.txt", lineage)
+    lineage = read_lineage(tra / "man_track.txt")[LINEAGE_COLUMNS].to_numpy()
+    write_lineage(out / "man_track.txt", pd.DataFrame(lineage_first_frames(lineage, n), columns=LINEAGE_COLUMNS))
     return Path(out_dir)
+
+
+def lineage_first_frames(tracks, n: int) -> np.ndarray:
+    """CTC tracks (rows ``L B E P``) of a movie's first ``n`` frames: tracks that begin later left out, the others
+    ending by frame ``n - 1``."""
+    tr = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
+    tr = tr[tr[:, 1] < n].copy()
+    tr[:, 2] = np.minimum(tr[:, 2], n - 1)
+    return tr
 
 
 # ---------------------------------------------------------------------------
@@ -258,10 +268,7 @@ class ReferenceMatching:
         out = object.__new__(ReferenceMatching)
         out.gt_dir = None
         out.labels_ref, out.pairs = self.labels_ref[:n], self.pairs[:n]
-        tr = np.asarray(self.ref_tracks, dtype=np.int64).reshape(-1, 4)
-        tr = tr[tr[:, 1] < n].copy()
-        tr[:, 2] = np.minimum(tr[:, 2], n - 1)
-        out.ref_tracks = tr
+        out.ref_tracks = lineage_first_frames(self.ref_tracks, n)
         return out
 
 
