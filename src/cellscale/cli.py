@@ -838,8 +838,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "score the held-out split against the Otsu baseline and write model.keras, "
                                    "model.json, metrics.json and MODEL_CARD.md into --out.")
     p.add_argument("--data", required=True,
-                   help="a dataset version (NAME@ID or NAME@latest: cellscale data list), a DSB2018 folder or "
-                        "'synthetic-tissue'")
+                   help="a dataset version (NAME@ID, NAME@latest or NAME, its latest: cellscale data list), a "
+                        "DSB2018 folder or 'synthetic-tissue'")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--run-dir", required=True, help="folder for checkpoints (rerun to resume)")
     p.add_argument("--steps", type=int, default=3000, help="training steps (batches)")

@@ -157,13 +157,17 @@ def find_model(ref: str, registry=None, models_dir=None) -> ModelEntry:
     if not entries:
         known = sorted({e.name for e in list_models(registry, models_dir)})
         raise FileNotFoundError(f"no model {name!r} in the registry (models: {', '.join(known) or 'none'})")
+    if not version:  # the shipped one: a registered folder of the same name does not change what NAME means
+        shipped = (Path(models_dir) if models_dir else shipped_models_dir()).resolve()
+        entries = [e for e in entries if Path(e.path).resolve().parent == shipped] or entries
     if not version or version == "latest":
         return max(entries, key=lambda e: e.trained or "")
     matches = [e for e in entries if e.version.startswith(version)]
-    if len(matches) != 1:
+    # the same weights in two folders are one version (the first listed: the shipped, else the first registered)
+    if len({e.version for e in matches}) != 1:
         how = "is ambiguous" if matches else "is not in the registry"
         raise FileNotFoundError(f"model {name}@{version} {how} (versions of {name}: "
-                                f"{', '.join(e.version for e in entries)})")
+                                f"{', '.join(dict.fromkeys(e.version for e in entries))})")
     return matches[0]
 
 

@@ -25,7 +25,9 @@ from cellscale.datasets.store import (
     add_version,
     default_store,
     diff,
+    is_dataset,
     is_ref,
+    known_datasets,
     list_versions,
     load_version,
     parse_ref,
@@ -35,5 +37,5 @@ from cellscale.datasets.store import (
 )
 
 __all__ = ["COMPARTMENTS", "ONTOLOGY", "REQUIRED", "VERSIONS_ENV", "FileEntry", "Manifest", "add_version",
-           "default_store", "diff", "is_ref", "list_versions", "load_version", "parse_ref", "select", "sha256_of",
-           "store_base", "verify"]
+           "default_store", "diff", "is_dataset", "is_ref", "known_datasets", "list_versions", "load_version",
+           "parse_ref", "select", "sha256_of", "store_base", "verify"]

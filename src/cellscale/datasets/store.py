@@ -106,9 +106,12 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     base = store_base(store)
     parent_manifest = load_version(parent, store) if parent else None
     root_text = _relative_root(root, base)
-    manifest_root = Path(root_text) if Path(root_text).is_absolute() else base / root_text
+    # normalised, not resolved by the OS: base/../x is found even before base (a new store's folder) exists
+    manifest_root = Path(root_text) if Path(root_text).is_absolute() else Path(os.path.normpath(base / root_text))
     if not manifest_root.is_dir():
-        raise FileNotFoundError(f"dataset {name}: root {manifest_root} is missing")
+        where = "" if Path(root).is_absolute() else \
+            f" (a relative root resolves against the store's base {base}, not the current folder)"
+        raise FileNotFoundError(f"dataset {name}: root {manifest_root} is missing{where}")
     entries: dict[str, FileEntry] = {}
     meta = dict(metadata or {})
     if inherit and parent_manifest is not None:
@@ -214,6 +217,18 @@ def is_ref(text: str) -> bool:
     return "@" in text and "/" not in text.partition("@")[0]
 
 
+def known_datasets(store: str | os.PathLike | None = None) -> list[str]:
+    """The names of the data sets in the store (those with an index), alphabetically."""
+    store = _store(store)
+    return sorted(p.parent.name for p in store.glob("*/index.json")) if store.is_dir() else []
+
+
+def is_dataset(name: str, store: str | os.PathLike | None = None) -> bool:
+    """Whether ``name`` (a bare word, no ``@``) is a data set of the store: ``--data NAME`` names its latest
+    version."""
+    return bool(name) and "@" not in name and "/" not in name and name in known_datasets(store)
+
+
 def load_version(ref: str, store: str | os.PathLike | None = None) -> Manifest:
     """The version ``ref`` names (``NAME@ID``, an unambiguous prefix of the id, ``NAME@latest`` or ``NAME``);
     an error naming the versions there are when there is no such one."""
@@ -231,7 +246,14 @@ def load_version(ref: str, store: str | os.PathLike | None = None) -> Manifest:
     if len(matches) != 1:
         how = "is ambiguous" if matches else "does not exist"
         raise FileNotFoundError(f"dataset version {name}@{version} {how} (versions: {', '.join(ids) or 'none'})")
-    return Manifest.from_dict(json.loads((folder / f"{matches[0]}.json").read_text()), base=store_base(store))
+    path = folder / f"{matches[0]}.json"
+    try:
+        return Manifest.from_dict(json.loads(path.read_text()), base=store_base(store))
+    except (ValueError, KeyError, TypeError) as err:  # edited by hand: not JSON, a key gone, or another id
+        what = f"its {err} is missing" if isinstance(err, KeyError) else str(err)
+        if "was edited" not in what:
+            what += "; a manifest is never edited, versions are immutable: add a new one"
+        raise ValueError(f"{path}: {what}; restore this one (e.g. `git checkout -- {path}`)") from None
 
 
 def list_versions(store: str | os.PathLike | None = None, name: str | None = None) -> list[dict]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from cellscale.datasets import is_ref, load_version
+from cellscale.datasets import is_dataset, is_ref, load_version
 
 SYNTHETIC = "synthetic-tissue"  # --data for generated tissue (a nuclear + whole-cell model)
 
@@ -77,8 +78,10 @@ class TrainOptions:
 
     @property
     def version(self) -> bool:
-        """``--data`` names a dataset version (``NAME@ID``, ``NAME@latest``), not a folder or a keyword."""
-        return is_ref(self.data)
+        """``--data`` names a dataset version (``NAME@ID``, ``NAME@latest``, or a bare ``NAME`` of the store that
+        is no DSB2018 folder here: its latest version), not a folder or a keyword."""
+        return is_ref(self.data) or (self.data != SYNTHETIC and not (Path(self.data) / "index.csv").exists()
+                                     and is_dataset(self.data))
 
     @property
     def codex_version(self) -> bool:

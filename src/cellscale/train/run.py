@@ -73,6 +73,8 @@ def run_training(options: TrainOptions) -> int:
                          f"post-processing and the model card's scores need. Import corrections on top of a dataset "
                          f"that has them (`cellscale review import BUNDLE --dataset NAME --parent NAME@ID`, e.g. the "
                          f"generalist's generated tissue), or train with --fit-only (no tuning, no card)")
+    if not options.fit_only:
+        data.check_held_out()
     codex, codex_ref = codex_dir(options)
     init, parent = parent_model(options.init_from)
     if data.tissue:

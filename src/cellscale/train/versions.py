@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from cellscale.datasets import Manifest, add_version, load_version, verify
-from cellscale.io import read_image
+from cellscale.datasets import FileEntry, Manifest, add_version, load_version, verify
+from cellscale.io import check_labels, read_image
 from cellscale.segment.preprocess import ChannelRecipe, normalize, percentile_range, select_channels
 from cellscale.train.data import SPLITS, Example, dataset_hash, load_dsb, load_synthetic_tissue, split_of
 from cellscale.train.options import SYNTHETIC, TrainOptions, log
@@ -138,7 +138,8 @@ def dsb2018_file_metadata(root: str | os.PathLike):
         parts = Path(path).parts
         if len(parts) != 2 or parts[0] not in ("images", "masks"):
             return {"role": "documentation" if not path.endswith(".csv") else "index"}
-        sample = parts[1].split(".")[0]
+        sample = Path(parts[1]).stem  # the name less its type: a.b.png is sample a.b, not a (nor is a.c.png)
+        sample = sample[:-4] if sample.lower().endswith(".ome") else sample  # x.ome.tif pairs with x.png
         meta = {"sample": sample, "role": "image" if parts[0] == "images" else "labels", "split": split_of(sample)}
         if sample in kinds:
             meta["kind"] = kinds[sample]
@@ -208,6 +209,13 @@ class TrainingSet:
         return [s for s in splits if not generated.get(s)
                 and not any("image" in p and p.get("labels") for p in self._pairs(s).values())]
 
+    def check_held_out(self, splits=("val", "test")) -> None:
+        """Read the files of the held-out ``splits`` (their labels checked, :func:`_labels`) before any fitting:
+        a bad mask among them fails the run at its start, not after the training steps."""
+        if self.manifest is not None:
+            for split in splits:
+                self._file_examples(split)
+
     def _pairs(self, split: str) -> dict[str, dict]:
         """The split's files as training pairs, unread: sample -> {"image": (file, metadata), "labels": {compartment:
         file}}."""
@@ -219,12 +227,14 @@ class TrainingSet:
             # CODEX tile, an index) are not training pairs
             if meta.get("generated") or "sample" not in f.metadata or meta.get("split", "train") != split:
                 continue
-            role = meta.get("role")
+            role, pair = meta.get("role"), samples[f.metadata["sample"]]
             if role == "image":
-                samples[f.metadata["sample"]]["image"] = (f, meta)
+                _one_per_folder(m, pair.get("image", (None,))[0], f, "images")
+                pair["image"] = (f, meta)
             elif role == "labels":
-                samples[f.metadata["sample"]].setdefault("labels", {})[meta.get("compartment")
-                                                                       or meta["compartments"][0]] = f
+                compartment = meta.get("compartment") or meta["compartments"][0]
+                _one_per_folder(m, pair.get("labels", {}).get(compartment), f, f"{compartment} labels")
+                pair.setdefault("labels", {})[compartment] = f
         return samples
 
     def _file_examples(self, split: str) -> list[Example]:
@@ -234,6 +244,12 @@ class TrainingSet:
                               [s["image"][0]] + list(s.get("labels", {}).values()) if "image" in s])
         if problems:
             raise ValueError(f"dataset {m.ref}: {len(problems)} file(s) do not match the manifest: {problems[0]}")
+        unpaired = [parts["image"][0].path if "image" in parts else next(iter(parts["labels"].values())).path
+                    for parts in samples.values() if "image" not in parts or not parts.get("labels")]
+        if unpaired:  # an image without labels (or labels without an image) is not a training pair
+            log(f"warning: dataset {m.ref}: {len(unpaired)} {split} file(s) have no partner (an image without "
+                f"labels or labels without an image of the same 'sample'), left out: {', '.join(unpaired[:3])}"
+                f"{', ...' if len(unpaired) > 3 else ''}")
         inputs = ["nuclear", "membrane"] if self.tissue else ["nuclear"]
         out = []
         for sample, parts in sorted(samples.items()):
@@ -242,7 +258,7 @@ class TrainingSet:
             f, meta = parts["image"]
             raw = read_image(m.abspath(f))
             image = _normalised(raw, meta, inputs)
-            labels = {c: read_image(m.abspath(lf))[0, 0].astype(np.int32) for c, lf in parts["labels"].items()}
+            labels = {c: _labels(m, lf, f, raw.shape[-2:]) for c, lf in parts["labels"].items()}
             out.append(Example(sample, meta.get("kind", m.name), image, labels, cut=_cut_edges(meta)))
         return out
 
@@ -261,6 +277,31 @@ class TrainingSet:
         if self.manifest is None:
             return Path(self.data).name
         return self.manifest.ref
+
+
+def _one_per_folder(m: Manifest, before: FileEntry | None, f: FileEntry, what: str) -> None:
+    """Refuse two files of one sample's role in one folder (``images/a.png`` and ``images/a.tif``): which one trains
+    would be an accident of their names. In different folders the later one replaces the earlier in training (a
+    tile corrected again, on top of its parent's copy)."""
+    if before is not None and Path(before.path).parent == Path(f.path).parent:
+        raise ValueError(f"dataset {m.ref}: sample {f.metadata['sample']!r} has two {what}, {before.path} and "
+                         f"{f.path}: give each file its own sample")
+
+
+def _labels(m: Manifest, f: FileEntry, image: FileEntry, shape: tuple[int, ...]) -> np.ndarray:
+    """The label image of ``f``, checked against its image's: one plane, integer labels, the same height and
+    width; a clear error naming the file otherwise (not a model trained on zeros or on a misaligned crop)."""
+    raw = read_image(m.abspath(f))
+    if raw.shape[:2] != (1, 1):
+        raise ValueError(f"dataset {m.ref}: {f.path}: labels must be one 2-D label image, got {raw.shape[0]} "
+                         f"frame(s) of {raw.shape[1]} channel(s) (shape {raw.shape[2:]} each)")
+    labels = check_labels(raw[0, 0], f"dataset {m.ref}: {f.path}")
+    if labels.shape != tuple(shape):
+        raise ValueError(f"dataset {m.ref}: {f.path}: labels are {labels.shape[0]}x{labels.shape[1]} pixels, its "
+                         f"image {image.path} {shape[0]}x{shape[1]}")
+    if labels.min(initial=0) < 0:
+        raise ValueError(f"dataset {m.ref}: {f.path}: negative label values; labels are 0 (background) and up")
+    return labels.astype(np.int32)
 
 
 def _normalised(raw: np.ndarray, meta: dict, inputs: list[str]) -> np.ndarray:
@@ -290,8 +331,11 @@ def training_set(options: TrainOptions) -> TrainingSet:
         return TrainingSet(options.data, manifest, images=g.get("images", options.images),
                            seed=g.get("seed", options.seed), style=g.get("style", options.style))
     if options.data != SYNTHETIC and not (Path(options.data) / "index.csv").exists():
+        from cellscale.datasets import default_store, known_datasets
+
         raise FileNotFoundError(f"{options.data}: not a DSB2018 folder (no index.csv), not {SYNTHETIC!r} and not a "
-                                f"dataset version (NAME@ID)")
+                                f"dataset version (NAME@ID, NAME@latest or NAME; {default_store()} has: "
+                                f"{', '.join(known_datasets()) or 'none'})")
     return TrainingSet(options.data, None, options.images, options.seed, options.style)
 
 

@@ -1,0 +1,144 @@
+"""A user's own data as a dataset version: a new store, a bare NAME for --data, masks that do not fit their images,
+files that pair by accident, hand-edited manifests, and the same model registered twice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+from support import DEMO, MODELS
+
+from cellscale.cli import main
+from cellscale.datasets import add_version, load_version
+
+META = {"compartments": ["nuclear"], "source": "my lab", "licence": "CC-BY 4.0"}
+IDS = ["0bf4b144167694b6", "150b0ffa318c87b3", "9fb32aba1c2fd532"]  # the demo's; 150b... is the largest: train
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """A store at DIR/data/versions that does not exist yet (a user's first `cellscale data add`)."""
+    monkeypatch.setenv("CELLSCALE_VERSIONS", str(tmp_path / "data" / "versions"))
+    return tmp_path / "data" / "versions"
+
+
+@pytest.fixture()
+def mine(tmp_path):
+    """A user's folder of images and masks (the demo's three), at DIR/mine."""
+    shutil.copytree(DEMO / "dsb2018", tmp_path / "mine")
+    return tmp_path / "mine"
+
+
+def pairs(split: dict[str, str] | None = None) -> list[dict]:
+    split = split or dict(zip(IDS, ["val", "train", "test"]))
+    return [{"path": f"{d}/{i}.{ext}", "metadata": {"sample": i, "role": role, "split": split[i]}}
+            for i in IDS for d, ext, role in (("images", "png", "image"), ("masks", "tif", "labels"))]
+
+
+def test_the_first_version_of_a_new_store_takes_an_absolute_root(store, mine, capsys):
+    assert not store.exists()
+    assert main(["data", "add", "mine", str(mine), "--compartments", "nuclear", "--meta", "source=my lab",
+                 "--meta", "licence=CC-BY"]) == 0
+    version = load_version("mine")
+    assert version.root == "mine" and version.root_path == mine and len(version.files) == 7
+    # a relative root is not the current folder's: the error says what it resolved against
+    assert main(["data", "add", "other", "elsewhere", "--compartments", "nuclear"]) == 2
+    assert f"resolves against the store's base {store.parents[1]}" in capsys.readouterr().err
+
+
+def test_train_data_names_a_version_by_its_bare_name(store, mine, tmp_path, monkeypatch, capsys):
+    from cellscale.train.options import TrainOptions
+    from cellscale.train.versions import training_set
+
+    version = add_version("mine", mine, files=pairs(), metadata=META)
+    monkeypatch.chdir(tmp_path)  # a folder called mine here too, but no DSB2018 folder (no index.csv)
+    options = TrainOptions(data="mine", out="o", run_dir="r")
+    assert options.version and training_set(options).dataset == version.ref
+    assert not TrainOptions(data="synthetic-tissue", out="o", run_dir="r").version  # the keyword stays
+    assert main(["train", "--data", "minee", "--out", "o", "--run-dir", "r"]) == 2
+    assert "has: mine)" in capsys.readouterr().err
+
+
+def _bad(mine, what):
+    mask = tifffile.imread(mine / "masks" / f"{IDS[1]}.tif")
+    if what == "shape":
+        tifffile.imwrite(mine / "masks" / f"{IDS[1]}.tif", mask[:200, :180])
+    elif what == "float":
+        tifffile.imwrite(mine / "masks" / f"{IDS[1]}.tif", (mask > 0).astype(np.float32) * 0.5)
+    else:
+        tifffile.imwrite(mine / "masks" / f"{IDS[1]}.tif", np.stack([mask % 256] * 3, -1).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("what", "message"), [("shape", "labels are 200x180 pixels, its image .* 520x696"),
+                                               ("float", "must hold integer labels, got dtype float32"),
+                                               ("rgb", "one 2-D label image, got 1 frame.* of 3 channel")])
+def test_a_mask_that_does_not_fit_its_image_is_an_error_naming_it(store, mine, what, message):
+    from cellscale.train.versions import TrainingSet
+
+    _bad(mine, what)
+    version = add_version("mine", mine, files=pairs(), metadata=META)
+    with pytest.raises(ValueError, match=f"mine@{version.id}: masks/{IDS[1]}.tif.*{message}"):
+        TrainingSet(version.ref, version).examples("train")
+
+
+def test_a_bad_held_out_mask_fails_the_run_before_the_training_steps(store, mine, tmp_path, capsys):
+    _bad(mine, "shape")
+    add_version("mine", mine, files=pairs(dict(zip(IDS, ["train", "val", "test"]))), metadata=META)
+    assert main(["train", "--data", "mine@latest", "--out", str(tmp_path / "o"), "--run-dir", str(tmp_path / "r"),
+                 "--steps", "1", "--base-filters", "4", "--depth", "2", "--tile", "64", "--batch", "1"]) == 2
+    assert f"masks/{IDS[1]}.tif: labels are 200x180" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
+
+
+def test_an_image_without_labels_is_named_and_two_images_of_one_sample_are_refused(store, mine, capsys):
+    from cellscale.train.versions import TrainingSet
+
+    (mine / "masks" / f"{IDS[1]}.tif").unlink()
+    split = dict(zip(IDS, ["train"] * 3))
+    version = add_version("mine", mine, files=[f for f in pairs(split) if f["path"] != f"masks/{IDS[1]}.tif"],
+                          metadata=META)
+    assert [ex.name for ex in TrainingSet(version.ref, version).examples("train")] == [IDS[0], IDS[2]]
+    out = capsys.readouterr().out
+    assert "1 train file(s) have no partner" in out and f"images/{IDS[1]}.png" in out
+    shutil.copy(mine / "images" / f"{IDS[0]}.png", mine / "images" / f"{IDS[0]}.copy.png")
+    twice = add_version("mine", mine, metadata=META, files=pairs(split)[:2] + [
+        {"path": f"images/{IDS[0]}.copy.png", "metadata": {"sample": IDS[0], "role": "image"}}])
+    with pytest.raises(ValueError, match=f"sample '{IDS[0]}' has two images, images/{IDS[0]}.copy.png and "
+                                         f"images/{IDS[0]}.png"):
+        TrainingSet(twice.ref, twice).examples("train")
+
+
+def test_the_dsb2018_layout_pairs_files_by_their_whole_name(tmp_path):
+    from cellscale.train.versions import dsb2018_file_metadata
+
+    of = dsb2018_file_metadata(tmp_path)
+    assert of("images/cell.day1.png")["sample"] == "cell.day1" != of("images/cell.day2.png")["sample"]
+    assert of("masks/zelle ä 1.ome.tif")["sample"] == of("images/zelle ä 1.png")["sample"] == "zelle ä 1"
+
+
+def test_a_manifest_edited_by_hand_is_an_error_naming_its_file(store, mine, capsys):
+    version = add_version("mine", mine, metadata=META)
+    path = store / "mine" / f"{version.id}.json"
+    path.write_text(path.read_text().replace("CC-BY 4.0", "CC0"))
+    assert main(["data", "show", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: dataset {version.ref}: the manifest was edited" in err and "git checkout" in err
+    path.write_text("{")
+    assert main(["data", "verify", "mine"]) == 2
+    assert f"{path}: Expecting property name" in capsys.readouterr().err
+
+
+def test_the_same_weights_in_two_folders_are_one_version_and_a_bare_name_is_the_shipped_model(tmp_path):
+    from cellscale.registry import find_model, register_model
+
+    registry = tmp_path / "models.json"
+    for folder in (tmp_path / "a" / "mine", tmp_path / "b" / "mine", tmp_path / "c" / "nuclear"):
+        shutil.copytree(MODELS / "nuclear", folder)
+        register_model(folder, registry)
+    version = json.loads(registry.read_text())["models"][0]["version"]
+    assert find_model(f"mine@{version[:6]}", registry).path == str((tmp_path / "a" / "mine").resolve())
+    assert find_model(f"mine@{version}", registry).ref == f"mine@{version}"
+    assert find_model("nuclear", registry).path == str(MODELS / "nuclear")
