@@ -498,14 +498,15 @@ def _data(args) -> int:
             except json.JSONDecodeError:
                 metadata[key] = value
         file_metadata = None
-        if args.layout == "dsb2018":  # sample, role, split and kind of each file; the set's DSB2018 ontology
+        if args.layout:  # sample, role, split (and kind) of each file; dsb2018: the set's DSB2018 ontology too
             from cellscale.datasets import default_store, store_base
             from cellscale.train.versions import DSB2018_METADATA, dsb2018_file_metadata
 
             root = Path(args.root)
             file_metadata = dsb2018_file_metadata(root if root.is_absolute() else
                                                   store_base(store or default_store()) / root)
-            metadata = {**DSB2018_METADATA, **metadata}
+            if args.layout == "dsb2018":
+                metadata = {**DSB2018_METADATA, **metadata}
         if args.compartments:
             metadata["compartments"] = args.compartments
         m = add_version(args.name, args.root, files=args.files or None, metadata=metadata, parent=args.parent,
@@ -916,9 +917,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--metadata", default=None, help="a JSON file of the set's metadata")
     q.add_argument("--parent", default=None, help="the version this one changes (NAME@ID or NAME@latest)")
     q.add_argument("--inherit", action="store_true", help="start from the parent's files and metadata")
-    q.add_argument("--layout", choices=("dsb2018",), default=None,
-                   help="dsb2018: images/<id>.png + masks/<id>.tif; records each file's sample, role, split and "
-                        "kind (training pairs) and the DSB2018 ontology")
+    q.add_argument("--layout", choices=("pairs", "dsb2018"), default=None,
+                   help="images/<id>.* + masks/<id>.*: records each file's sample, role and split (a hash of the "
+                        "id: 80/10/10 train/val/test), the training pairs; pairs: your own data (give its "
+                        "ontology with --compartments and --meta); dsb2018: also the DSB2018 ontology and each "
+                        "file's kind (from index.csv)")
     q.add_argument("--note", default=None, help="what changed, in words")
     q = data.add_parser("generate", parents=[store_option],
                         help="generate a tissue training set and record it as a version (the same files and "

@@ -142,3 +142,19 @@ def test_the_same_weights_in_two_folders_are_one_version_and_a_bare_name_is_the_
     assert find_model(f"mine@{version[:6]}", registry).path == str((tmp_path / "a" / "mine").resolve())
     assert find_model(f"mine@{version}", registry).ref == f"mine@{version}"
     assert find_model("nuclear", registry).path == str(MODELS / "nuclear")
+
+
+def test_layout_pairs_records_the_pairs_without_the_dsb2018_ontology(store, mine, capsys):
+    from cellscale.train.data import split_of
+
+    (mine / "index.csv").write_text("file,cells\nx.png,3\n")  # a user's own index: another table than DSB2018's
+    assert main(["data", "add", "mine", str(mine), "--layout", "pairs", "--compartments", "nuclear",
+                 "--meta", "source=my lab", "--meta", "licence=CC-BY", "--meta", "annotator=me"]) == 0
+    version = load_version("mine")
+    assert version.metadata == {"compartments": ["nuclear"], "source": "my lab", "licence": "CC-BY",
+                                "annotator": "me"}
+    image = version.entry(f"images/{IDS[0]}.png")
+    assert image.metadata == {"sample": IDS[0], "role": "image", "split": split_of(IDS[0])}
+    assert version.entry(f"masks/{IDS[0]}.tif").metadata["role"] == "labels"
+    assert main(["data", "add", "dsb", str(mine), "--layout", "dsb2018"]) == 0  # its index.csv is no DSB2018 one
+    assert "DSB2018" in load_version("dsb").metadata["annotator"]

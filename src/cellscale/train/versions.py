@@ -132,7 +132,8 @@ def dsb2018_file_metadata(root: str | os.PathLike):
         import pandas as pd
 
         index = pd.read_csv(root / "index.csv")
-        kinds = dict(zip(index.id, index.kind))
+        if {"id", "kind"} <= set(index.columns):  # DSB2018's index; a user's own index.csv is only a file
+            kinds = dict(zip(index["id"].astype(str), index["kind"]))
 
     def of(path: str) -> dict:
         parts = Path(path).parts
