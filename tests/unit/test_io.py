@@ -455,3 +455,65 @@ def test_pixel_size_is_read_from_the_image_metadata(tmp_path, caplog):
         assert sample_pixel_size(0.3252, tmp_path / "um.ome.tif", "s1") == 0.3252  # within 1%: no warning
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and "sample 's1'" in warned[0] and "0.325" in warned[0] and "0.5" in warned[0]
+
+
+def test_a_pyramidal_ome_tiff_is_read_at_full_resolution(tmp_path):
+    """An OME-TIFF with its reduced resolutions in SubIFDs (as bfconvert and QuPath write pyramids) is read at full
+    resolution, lazily as whole, with its channel names and pixel size."""
+    from cellscale.io import image_size, pixel_size_from_metadata
+
+    data = np.arange(2 * 64 * 96, dtype=np.uint16).reshape(2, 64, 96)
+    path = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(data, subifds=1, tile=(32, 32), metadata={"axes": "CYX", "Channel": {"Name": ["DNA", "CD3"]},
+                                                              "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+        tif.write(data[:, ::2, ::2], subfiletype=1, tile=(32, 32))
+    with ImageSource.open(path) as source:
+        assert source.shape == (1, 2, 64, 96)
+        np.testing.assert_array_equal(source.region(0, 0, 64, 0, 96), data)
+        np.testing.assert_array_equal(source.region(0, 10, 20, 30, 70), data[:, 10:20, 30:70])
+    np.testing.assert_array_equal(read_image(path)[0], data)
+    assert channel_names_from_ome(path) == ["DNA", "CD3"]
+    assert pixel_size_from_metadata(path) == 0.5
+    assert image_size(path) == (64, 96)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 5])
+def test_a_channels_last_tiff_without_axes_is_read_as_y_x_c(tmp_path, channels):
+    """A (Y, X, C) array saved as numpy users save it (tifffile.imwrite or scikit-image, not RGB: a page of Y x C
+    pixels per row) is C channels of Y x X, not Y channels of a C-pixel-wide image; channels-first stacks and
+    time-lapse stacks without axis metadata are read as before."""
+    from cellscale.io import image_size
+
+    rng = np.random.default_rng(0)
+    yxc = rng.integers(0, 4000, (40, 56, channels), dtype=np.uint16)
+    path = tmp_path / "yxc.tif"
+    tifffile.imwrite(path, yxc, photometric="minisblack")
+    expected = np.moveaxis(yxc, -1, 0)[None]
+    np.testing.assert_array_equal(read_image(path), expected)
+    np.testing.assert_array_equal(read_image(path, timelapse=True), expected)
+    with ImageSource.open(path) as source:
+        assert source.shape == (1, channels, 40, 56)
+        np.testing.assert_array_equal(source.region(0, 5, 25, 10, 50), expected[0, :, 5:25, 10:50])
+    assert image_size(path) == (40, 56)
+    tifffile.imwrite(tmp_path / "cyx.tif", np.moveaxis(yxc, -1, 0), photometric="minisblack")
+    assert read_image(tmp_path / "cyx.tif").shape == (1, channels, 40, 56)
+    assert read_image(tmp_path / "cyx.tif", timelapse=True).shape == (channels, 1, 40, 56)
+
+
+def test_a_still_image_sample_with_frames_is_refused_when_opened(tmp_path):
+    """kind tissue with a file of several frames (an OME-TIFF's T axis; an ImageJ hyperstack's Z, which cellscale
+    reads as frames): refused naming sample, file, the frames and the fix, not segmented on its first frame alone
+    (a batch did so, and its exports then failed for every image of the batch)."""
+    from cellscale.steps import StepError, open_sample_image
+
+    tifffile.imwrite(tmp_path / "tcyx.ome.tif", np.zeros((3, 2, 32, 40), np.uint16), ome=True,
+                     metadata={"axes": "TCYX"})
+    tifffile.imwrite(tmp_path / "ij.tif", np.zeros((4, 2, 32, 40), np.uint16), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    for name, frames in (("tcyx.ome.tif", 3), ("ij.tif", 4)):
+        with pytest.raises(StepError, match=rf"sample 's': .*{name}: {frames} frames or planes .* in a still image "
+                                            r"sample \(kind tissue\): give it kind timelapse"):
+            open_sample_image("s", tmp_path / name, timelapse=False)
+        with open_sample_image("s", tmp_path / name, timelapse=True) as source:
+            assert source.shape == (frames, 2, 32, 40)

@@ -15,6 +15,7 @@ Errors are :class:`ImageError` and name the file and what is wrong with it.
 from .atomic import atomic_dir, atomic_path
 from .formats import (
     IMAGE_SUFFIXES,
+    MIN_EDGE,
     ImageError,
     channel_names_from_ome,
     is_image_file,
@@ -29,7 +30,8 @@ from .labels import LabelSeries, check_labels, read_labels, series_names, write_
 from .source import FrameFiles, ImageSource, image_size, read_image
 
 __all__ = [
-    "IMAGE_SUFFIXES", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path", "channel_names_from_ome", "check_labels",
+    "IMAGE_SUFFIXES", "MIN_EDGE", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path",
+    "channel_names_from_ome", "check_labels",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image", "pixel_size_from_metadata",
     "sample_pixel_size",
     "image_size", "read_image", "read_labels", "write_image", "write_labels", "LabelSeries", "series_names",

@@ -20,6 +20,9 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jp
 _FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 
 
+MIN_EDGE = 8  # px: the smallest image height or width cellscale segments
+
+
 class ImageError(ValueError):
     """An input image that cannot be used; the message names the file."""
 
@@ -35,10 +38,18 @@ def z_stack_error(path, planes: int) -> ImageError:
                       f"e.g. a maximum projection, or give one plane)")
 
 
+def channels_last(axes: str, shape) -> bool:
+    """Whether a TIFF series of tifffile ``axes`` and ``shape`` is an (Y, X, C) array stored without axis metadata:
+    3-D, its last axis too narrow for an image (below ``MIN_EDGE``), as ``tifffile.imwrite`` and scikit-image write
+    a channels-last array that is not RGB (a page of Y x C pixels per row; every reader returns it as Y, X, C)."""
+    return len(shape) == 3 and axes.upper() in ("QYX", "IYX") and shape[2] < MIN_EDGE <= min(shape[:2])
+
+
 def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = False) -> str:
     """tifffile axis letters mapped onto "TCYX" letters (each at most once).
 
-    A 3-D stack without axis metadata is channels, or time when ``timelapse``;
+    A 3-D stack without axis metadata is channels, or time when ``timelapse``,
+    except that one whose last axis is narrower than ``MIN_EDGE`` is (Y, X, C);
     colour samples (S) are channels; Z and unknown sequences (Q, I) are time.
     An OME-TIFF (``ome``) declares its axes: a Z axis of more than one plane
     is a z-stack and refused, except in a time-lapse whose file has no T axis
@@ -51,6 +62,10 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
             error = ImageError(f"{error}; if the planes are time points, read it as a time-lapse (sample kind "
                                f"'timelapse', cellscale segment --timelapse)")
         raise error
+    if channels_last(axes, shape):
+        log.info("%s: a TIFF of shape %s without axis metadata is read as (Y, X, C): %d channels last", path,
+                 tuple(shape), shape[2])
+        return "YXC"
     if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
         axes = "TYX" if timelapse else "CYX"
     axes = axes.replace("Q", "C").replace("I", "T").replace("Z", "T")

@@ -18,6 +18,7 @@ import tifffile
 from .formats import (
     ImageError,
     _to_tcyx,
+    channels_last,
     is_ome_zarr,
     normalize_axes,
     numbered_frames,
@@ -154,7 +155,8 @@ class ImageSource:
             axes = normalize_axes(series.axes, series.shape, path, timelapse, ome=tif.is_ome)
             import zarr
 
-            array = zarr.open(series.aszarr(), mode="r")
+            # level 0: the full resolution of a pyramid (SubIFDs, as bfconvert and QuPath write), else the series
+            array = zarr.open(series.aszarr(level=0), mode="r")
         except Exception as err:
             if tif is not None:
                 tif.close()
@@ -246,7 +248,8 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
         if Path(path).suffix.lower() in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                sizes = dict(zip(series.axes, series.shape))
+                axes = "YXC" if channels_last(series.axes, series.shape) else series.axes
+                sizes = dict(zip(axes, series.shape))
             return int(sizes["Y"]), int(sizes["X"])
         with ImageSource.open(path) as source:
             _, _, h, w = source.shape
@@ -259,7 +262,8 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
     """Read a PNG/JPEG/TIFF/OME-TIFF (or a folder of frame files) as a (T, C, Y, X) array in its own dtype.
 
     A 2-D image is one channel. A 3-D TIFF without axis metadata is taken as
-    (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X). An RGB(A)
+    (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X); as (Y, X, C)
+    when its last axis is too narrow for an image (:func:`channels_last`). An RGB(A)
     picture has its colour samples as channels (alpha dropped); every sample
     of a TIFF is a channel.
     """
@@ -274,16 +278,14 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                axes, ome = series.axes, tif.is_ome
-                normalize_axes(axes, series.shape, path, timelapse, ome)  # a z-stack fails before it is read
-                data = series.asarray()
+                axes = normalize_axes(series.axes, series.shape, path, timelapse, tif.is_ome)  # a z-stack fails
+                data = series.asarray()                                                       # before it is read
         else:
             import imageio.v3 as iio
 
-            ome = False
             data = iio.imread(path)
-            axes = {2: "YX", 3: "YXS"}.get(data.ndim, "")
-            if axes == "YXS" and data.shape[-1] == 4:  # RGBA picture: drop alpha
+            axes = {2: "YX", 3: "YXC"}.get(data.ndim, "")
+            if axes == "YXC" and data.shape[-1] == 4:  # RGBA picture: drop alpha
                 data = data[..., :3]
     except ImageError:
         raise
@@ -291,4 +293,4 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
         raise _cannot_read(path, err) from err
     if not axes:
         raise ImageError(f"{path}: cannot interpret an image of shape {data.shape}")
-    return _to_tcyx(data, normalize_axes(axes, data.shape, path, timelapse, ome))
+    return _to_tcyx(data, axes)

@@ -15,7 +15,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from cellscale.io import ImageError, ImageSource, LabelSeries, read_labels
+from cellscale.io import MIN_EDGE, ImageError, ImageSource, LabelSeries, read_labels
 
 
 class StepError(RuntimeError):
@@ -37,11 +37,20 @@ def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
         source = ImageSource.open(path, timelapse=timelapse)
     except ImageError as err:
         _image_failed(sample, err)
-    if source.shape[2] < 8 or source.shape[3] < 8:
-        _fail(sample, path, f"image of shape {source.shape[2:]} is too small to segment")
-    if timelapse and source.shape[0] < 2:
-        _fail(sample, path, f"a time-lapse sample needs frames to track, and this image has one ({source.shape[2]} x "
-                            f"{source.shape[3]} px): give it kind tissue, or the movie's T-stack or frame folder")
+    t, _, h, w = source.shape
+    problem = None
+    if h < MIN_EDGE or w < MIN_EDGE:
+        problem = f"image of shape {(h, w)} is too small to segment (at least {MIN_EDGE} x {MIN_EDGE} px)"
+    elif not timelapse and t > 1:
+        problem = (f"{t} frames or planes (a T axis, or an ImageJ stack's Z) in a still image sample (kind tissue): "
+                   f"give it kind timelapse to segment and track the frames, or give one frame (a z-stack: project "
+                   f"it)")
+    elif timelapse and t < 2:
+        problem = (f"a time-lapse sample needs frames to track, and this image has one ({h} x {w} px): give it kind "
+                   f"tissue, or the movie's T-stack or frame folder")
+    if problem:
+        source.close()
+        _fail(sample, path, problem)
     return source
 
 
