@@ -5,7 +5,8 @@ from cellscale.io import ImageSource
 from cellscale.segment.tiles import blend_weights, make_plan, plan_tiles, shard_tiles
 
 
-@pytest.mark.parametrize("shape", [(1, 256, 256), (1, 520, 696), (3, 100, 37), (1, 1000, 1300)])
+@pytest.mark.parametrize("shape", [(1, 256, 256), (1, 520, 696), (3, 100, 37), (1, 1000, 1300),
+                                   (1, 20, 1000), (1, 1000, 8), (1, 40, 700)])  # thin strips: one window across
 def test_windows_cover_every_pixel(shape):
     plan = plan_tiles(shape, tile=256, overlap=32, multiple=16, shard_mpx=0.2)
     cover = np.zeros(shape, int)

@@ -107,7 +107,7 @@ def plan_tiles(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) 
     t, h, w = (int(s) for s in shape)
     tile = max(multiple, tile // multiple * multiple)
     th, tw = window_size(h, tile, multiple, overlap), window_size(w, tile, multiple, overlap)
-    if overlap * 2 >= min(th, tw) and (h > th or w > tw):
+    if (h > th and overlap * 2 >= th) or (w > tw and overlap * 2 >= tw):  # only an axis of several windows
         raise ValueError(f"overlap {overlap} is too large for {th}x{tw} tiles")
     tiles = [[f, y, x] for f in range(t) for y in _starts(h, th, overlap) for x in _starts(w, tw, overlap)]
     per_shard = max(1, int(shard_mpx * 1e6 // (th * tw)))
