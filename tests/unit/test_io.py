@@ -517,3 +517,23 @@ def test_a_still_image_sample_with_frames_is_refused_when_opened(tmp_path):
             open_sample_image("s", tmp_path / name, timelapse=False)
         with open_sample_image("s", tmp_path / name, timelapse=True) as source:
             assert source.shape == (frames, 2, 32, 40)
+
+
+def test_channel_names_an_ome_tiff_repeats_are_told_apart(tmp_path, caplog):
+    """An instrument's OME metadata repeating a channel name (CODEX's Blank cycles) does not refuse the image as
+    'channel_names must be unique' (names the user never gave): the repeats get suffixes, with a warning; names the
+    sheet gives must still fit the image."""
+    from cellscale.measure.table import check_channel_names
+    from cellscale.steps import StepError
+    from cellscale.steps.measure import sample_channel_names
+
+    path = tmp_path / "codex.ome.tif"
+    write_image(path, np.zeros((4, 16, 16), np.uint16), ["DAPI", "Blank", "CD3", "Blank"])
+    with caplog.at_level("WARNING", logger="cellscale"):
+        names = sample_channel_names(path, 4, None)
+    assert names == ["DAPI", "Blank", "CD3", "Blank_2"]
+    check_channel_names(names, 4)  # what measuring asks of them
+    assert "Blank_2" in caplog.text and "channel_names" in caplog.text
+    assert sample_channel_names(path, 4, ["a", "b", "c", "d"]) == ["a", "b", "c", "d"]
+    with pytest.raises(StepError, match="3 channel names given for 4 channels"):
+        sample_channel_names(path, 4, ["a", "b", "c"])

@@ -28,10 +28,32 @@ class MeasureSettings(Settings):
 
 
 def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -> list[str]:
-    """Names from the sample sheet, else the OME metadata, else ch0, ch1, ..."""
-    names = names or channel_names_from_ome(image_path)
+    """Names from the sample sheet, else the OME metadata, else ch0, ch1, ...
+
+    Names given (the sheet's ``channel_names``) must fit the image. The metadata's are the instrument's: a name it
+    repeats (CODEX's ``Blank`` cycles) is told apart by a suffix (``Blank``, ``Blank_2``), and names of another
+    count than the image's channels are not used; either with a warning.
+    """
+    if names:
+        if len(names) != n_channels:
+            raise StepError(f"{image_path}: {len(names)} channel names given for {n_channels} channels")
+        return names
+    names = channel_names_from_ome(image_path)
     if names and len(names) != n_channels:
-        raise StepError(f"{image_path}: {len(names)} channel names given for {n_channels} channels")
+        log.warning("%s: its metadata names %d channels, the image has %d: they are named ch0, ch1, ... (give "
+                    "the sample sheet's channel_names)", image_path, len(names), n_channels)
+        names = None
+    if names and len(set(names)) < len(names):
+        unique: list[str] = []
+        for name in names:
+            k, candidate = 1, name
+            while candidate in unique or (k > 1 and candidate in names):
+                k += 1
+                candidate = f"{name}_{k}"
+            unique.append(candidate)
+        log.warning("%s: channel names its metadata repeats are told apart as %s (give the sample sheet's "
+                    "channel_names to name them)", image_path, ", ".join(u for u, n in zip(unique, names) if u != n))
+        names = unique
     return names or [f"ch{i}" for i in range(n_channels)]
 
 
