@@ -122,10 +122,28 @@ def test_both_profiles_print_from_the_same_function(monkeypatch, capsys):
             sized = {"mem_mb", "runtime"} if name == "slurm" else {"mem_mb"}
             kept = {k: v for k, v in (own.get(rule) or {}).items() if rule not in sizes or k not in sized}
             assert {k: v for k, v in res.items() if k in kept} == kept, (name, rule)
-            assert rule not in sizes or sized <= set(res), (name, rule)
+            # sized where the profile sets the resource, or for a rule the profile does not list
+            expected = sized if rule not in own else sized & set(own[rule] or {})
+            assert rule not in sizes or expected <= set(res), (name, rule)
     assert out["gke"]["segment"]["gpu"] == 1 and out["gke"]["segment"]["machine_type"] == "g2-standard-4"
     assert out["slurm"]["segment"]["mem_mb"] == "3000 * attempt" and out["gke"]["segment"]["mem_mb"] == 3000  # same
     assert out["slurm"]["summary"]["mem_mb"] == "1000 * attempt" and out["gke"]["summary"]["mem_mb"] == 1000  # 917 MB
+
+
+def test_block_leaves_to_the_rule_what_the_profile_does(capsys):
+    """Pasted over the SLURM profile's block, the printed one must not pin what the profile leaves to the rule
+    (track's mem_mb, sized from the movie and x attempt: a fixed 1000 MB there would OOM a long movie on every try),
+    and a rule new to the block (aggregate_measurements) grows with the attempt as the profile's defaults do."""
+    out = printed("size", "--profile", "slurm", str(DEMO_BENCHMARKS), capsys=capsys)
+    assert "mem_mb" not in out["track"] and out["track"]["runtime"] == "10 * attempt"
+    assert out["aggregate_measurements"] == {"mem_mb": "1000 * attempt", "runtime": "10 * attempt"}
+    sizes = sizing.size_rules(DEMO_BENCHMARKS)
+    block = yaml.safe_load(sizing.set_resources_block(sizes, "slurm", current={"track": {"runtime": "10 * attempt"}},
+                                                      defaults={"mem_mb": "1000 * attempt", "runtime": 10}))
+    assert block["set-resources"]["track"] == {"runtime": "10 * attempt"}
+    assert block["set-resources"]["summary"] == {"mem_mb": "1000 * attempt", "runtime": 10}
+    gke = sizing.size_for("gke", DEMO_BENCHMARKS)   # outside a checkout (no profile): every measured rule sized
+    assert yaml.safe_load(sizing.set_resources_block(gke, "gke"))["set-resources"]["track"] == {"mem_mb": 500}
 
 
 def test_profiles_cover_the_demo():

@@ -107,24 +107,33 @@ def _yaml_scalar(value) -> str:
 
 
 def set_resources_block(sizes: dict[str, RuleSize], profile: str, sizing: Sizing | None = None,
-                        current: dict | None = None) -> str:
+                        current: dict | None = None, defaults: dict | None = None) -> str:
     """The ``set-resources:`` YAML block for ``profile`` (valid YAML: the notes are comments). ``current``: the
     profile's own ``set-resources``; then the block is the whole of it, each measured rule's sized resources
     replaced and its other keys kept (machine type, GPU, partition...), so it can replace the profile's block as it
-    is. A value that scales with Snakemake's ``attempt`` keeps doing so."""
+    is. A resource the profile leaves out of a rule's entry stays out (the SLURM profile's ``track``: the rule sizes
+    its memory from the movie, job by job). A value that scales with Snakemake's ``attempt`` keeps doing so; a rule
+    new to the block scales as the profile's ``default-resources`` (``defaults``) do."""
     sizing = sizing or PROFILES[profile]
     lines = [f"set-resources:   # {profile}: {sizing.describe()}"]
-    current = current or {}
+    current, defaults = current or {}, defaults or {}
     for rule in [*current, *(r for r in sizes if r not in current)]:
         size, res = sizes.get(rule), dict(current.get(rule) or {})
         if size is None:
             lines.append(f"  {rule}:   # not measured: as the profile has it")
         else:
             jobs = f"{size.jobs} job" + ("" if size.jobs == 1 else "s")
-            lines.append(f"  {rule}:   # {jobs}, peak RSS {size.peak_rss_mb:.0f} MB, slowest {size.slowest_s:.1f} s")
+            note = f"{jobs}, peak RSS {size.peak_rss_mb:.0f} MB, slowest {size.slowest_s:.1f} s"
+            left = [r for r in sizing.resources if rule in current and r not in res]
+            if left:
+                note += f"; {', '.join(left)} not set here, as the profile has it (the rule's own)"
+            lines.append(f"  {rule}:   # {note}")
             for resource in sizing.resources:
+                if resource in left:
+                    continue
                 value = getattr(size, resource)
-                res[resource] = f"{value} * attempt" if "attempt" in str(res.get(resource, "")) else value
+                scales = "attempt" in str(res.get(resource, defaults.get(resource, "")))
+                res[resource] = f"{value} * attempt" if scales else value
         lines += [f"    {key}: {_yaml_scalar(value)}" for key, value in res.items()]
     return "\n".join(lines) + "\n"
 
@@ -169,10 +178,11 @@ def run(args: argparse.Namespace) -> int:
     if not sizes:
         raise SystemExit(f"{args.benchmarks}: no benchmark files (run the workflow once first)")
     own = Path("profiles") / args.profile / "config.yaml"   # in the checkout: the block replaces the profile's whole
-    current = (yaml.safe_load(own.read_text()) or {}).get("set-resources") if own.is_file() else None
+    loaded = (yaml.safe_load(own.read_text()) or {}) if own.is_file() else {}
+    current = loaded.get("set-resources")
     if current is None:
         print(f"# {own} not found here: merge these into your profile's set-resources (its other keys stay)")
-    print(set_resources_block(sizes, args.profile, sizing, current), end="")
+    print(set_resources_block(sizes, args.profile, sizing, current, loaded.get("default-resources")), end="")
     return 0
 
 
