@@ -83,7 +83,15 @@ def provenance(key):
     return model_provenance(provenance_folder(_MODEL_VALUES[key]))
 
 
-config["models"] = {key: resolve_model(value) for key, value in _MODEL_VALUES.items()}
+# an unknown registry name stops the workflow with a message naming the config key and the versions there are (at
+# the top level, not in a function: Snakemake then shows one line of where, not a traceback into the library)
+_resolved_models = {}
+for _key, _value in _MODEL_VALUES.items():
+    try:
+        _resolved_models[_key] = resolve_model(_value)
+    except FileNotFoundError as _err:
+        raise WorkflowError(f"config models.{_key}: {_err}; `cellscale models list` lists them") from None
+config["models"] = _resolved_models
 
 samples = pd.read_csv(
     config["samples"],

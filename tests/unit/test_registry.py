@@ -213,3 +213,27 @@ def test_fine_tuning_a_model_of_another_kind_is_refused_before_any_step(tmp_path
     assert f"--init-from {MODELS / 'nuclear'}: its network (nuclear -> nuclear, base filters" in err
     assert "is not the one this training builds (nuclear + membrane -> nuclear + whole_cell" in err
     assert not run.exists() and not (tmp_path / "m").exists()
+
+
+def test_the_workflow_names_the_config_key_of_an_unknown_registry_model(tmp_path):
+    """`snakemake --dry-run` with models.nuclear a version that is not there: the key and the versions there are,
+    one line of where (not the library's traceback)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from support import ROOT
+
+    nuclear = find_model("nuclear")
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["models"] = {"nuclear": "nuclear@000000", "tissue": str(MODELS / "tissue")}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
+                             "--directory", str(tmp_path), "--dry-run", "--configfile", str(tmp_path / "config.yaml")],
+                            capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"config models.nuclear: model nuclear@000000 is not in the registry (versions of nuclear: " \
+           f"{nuclear.version}" in out
+    assert "registry.py" not in out  # no frames of the library
