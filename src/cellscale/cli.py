@@ -481,6 +481,40 @@ def _train(args) -> int:
     return run_training(options)
 
 
+def _split_file(path) -> dict[str, str]:
+    """``data add --splits FILE``: a CSV or TSV table with the columns sample and split -> {sample: split}."""
+    if not path:
+        return {}
+    import pandas as pd
+
+    from cellscale.train.data import SPLITS
+
+    table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+    if not {"sample", "split"} <= set(table.columns):
+        raise ValueError(f"--splits {path}: needs the columns sample and split (it has {', '.join(table.columns)})")
+    bad = table[~table["split"].isin(SPLITS)]
+    if len(bad):
+        raise ValueError(f"--splits {path}: sample {bad['sample'].iloc[0]!r}: split {bad['split'].iloc[0]!r} is not "
+                         f"one of {', '.join(SPLITS)}")
+    twice = table["sample"][table["sample"].duplicated()]
+    if len(twice):
+        raise ValueError(f"--splits {path}: sample {twice.iloc[0]!r} is listed twice")
+    return dict(zip(table["sample"], table["split"]))
+
+
+def _kept_splits(args) -> dict[str, str]:
+    """``data add --layout pairs``: the splits of the samples in the version this one follows (``--parent``, else
+    NAME's latest), which they keep."""
+    from cellscale.datasets import is_dataset, load_version
+
+    ref = args.parent or (args.name if is_dataset(args.name, args.store) else None)
+    if ref is None:
+        return {}
+    before = load_version(ref, args.store)
+    return {f.metadata["sample"]: before.metadata_of(f).get("split", "train") for f in before.files
+            if "sample" in f.metadata and f.metadata.get("role") in ("image", "labels")}
+
+
 def _data(args) -> int:
     import json
 
@@ -497,23 +531,34 @@ def _data(args) -> int:
                 metadata[key] = json.loads(value)
             except json.JSONDecodeError:
                 metadata[key] = value
-        file_metadata = None
+        file_metadata, check, notes = None, None, {}
+        if args.splits and args.layout != "pairs":
+            raise UsageError("--splits FILE goes with --layout pairs (--layout dsb2018 keeps DSB2018's hash split)")
         if args.layout:  # sample, role, split (and kind) of each file; dsb2018: the set's DSB2018 ontology too
-            from cellscale.datasets import default_store, store_base
-            from cellscale.train.versions import DSB2018_METADATA, dsb2018_file_metadata
+            from cellscale.datasets import default_store, list_files, store_base
+            from cellscale.train.versions import DSB2018_METADATA, check_pairs, layout_file_metadata
 
             root = Path(args.root)
-            file_metadata = dsb2018_file_metadata(root if root.is_absolute() else
-                                                  store_base(store or default_store()) / root)
+            root = root if root.is_absolute() else Path(os.path.normpath(store_base(store or default_store()) / root))
+            if root.is_dir():  # else add_version's error names the missing root
+                file_metadata, notes = layout_file_metadata(root, list_files(root, args.files or None), args.layout,
+                                                            given=_split_file(args.splits), kept=_kept_splits(args))
+            # the pairs are read and checked before the version is recorded, as training reads them
+            def check(version):
+                check_pairs(version, say=lambda line: print(f"cellscale data: {line}", file=sys.stderr))
             if args.layout == "dsb2018":
                 metadata = {**DSB2018_METADATA, **metadata}
         if args.compartments:
             metadata["compartments"] = args.compartments
         m = add_version(args.name, args.root, files=args.files or None, metadata=metadata, parent=args.parent,
-                        note=args.note or "", store=store, inherit=args.inherit, file_metadata=file_metadata)
+                        note=args.note or "", store=store, inherit=args.inherit, file_metadata=file_metadata,
+                        check=check)
         ch = m.changes
         print(f"{m.ref}: {len(m.files)} files; +{len(ch.get('added', []))} -{len(ch.get('removed', []))} "
               f"~{len(ch.get('modified', []))} against {m.parent or 'nothing'}")
+        splits = {meta["sample"]: meta["split"] for meta in (file_metadata or {}).values() if "sample" in meta}
+        for sample, note in sorted(notes.items()):  # a split other than the hash's: said here and in the manifest
+            print(f"  {sample} is in {splits[sample]}: {note} (recorded as its files' split_note)")
     elif args.action == "generate":
         from cellscale.train.versions import register_generated_tissue
 
@@ -919,9 +964,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--inherit", action="store_true", help="start from the parent's files and metadata")
     q.add_argument("--layout", choices=("pairs", "dsb2018"), default=None,
                    help="images/<id>.* + masks/<id>.*: records each file's sample, role and split (a hash of the "
-                        "id: 80/10/10 train/val/test), the training pairs; pairs: your own data (give its "
-                        "ontology with --compartments and --meta); dsb2018: also the DSB2018 ontology and each "
-                        "file's kind (from index.csv)")
+                        "id: 80/10/10 train/val/test), the training pairs, each read and checked first; pairs: your "
+                        "own data (give its ontology with --compartments and --meta; a sample keeps its split in "
+                        "--parent, else in NAME's latest; 3 or more samples: an empty val or test split gets one); "
+                        "dsb2018: also the DSB2018 ontology and each file's kind (from index.csv)")
+    q.add_argument("--splits", default=None, metavar="FILE",
+                   help="with --layout pairs: a CSV/TSV table of columns sample and split (train, val or test) "
+                        "that sets those samples' splits")
     q.add_argument("--note", default=None, help="what changed, in words")
     q = data.add_parser("generate", parents=[store_option],
                         help="generate a tissue training set and record it as a version (the same files and "

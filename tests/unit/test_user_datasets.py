@@ -4,6 +4,7 @@ files that pair by accident, hand-edited manifests, and the same model registere
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -154,7 +155,118 @@ def test_layout_pairs_records_the_pairs_without_the_dsb2018_ontology(store, mine
     assert version.metadata == {"compartments": ["nuclear"], "source": "my lab", "licence": "CC-BY",
                                 "annotator": "me"}
     image = version.entry(f"images/{IDS[0]}.png")
-    assert image.metadata == {"sample": IDS[0], "role": "image", "split": split_of(IDS[0])}
+    # by the hash all three are test: the pairs layout moves one to train and one to val, and says why
+    assert split_of(IDS[0]) == "test" and image.metadata == {"sample": IDS[0], "role": "image", "split": "val",
+                                                             "split_note": "val had no sample: moved from test"}
     assert version.entry(f"masks/{IDS[0]}.tif").metadata["role"] == "labels"
     assert main(["data", "add", "dsb", str(mine), "--layout", "dsb2018"]) == 0  # its index.csv is no DSB2018 one
     assert "DSB2018" in load_version("dsb").metadata["annotator"]
+
+
+def _cells(root, n, shape=(16, 16)):
+    """n small image/mask pairs named cell_0 .. cell_{n-1} under root (images/ and masks/, TIFF)."""
+    for i in range(n):
+        labels = np.zeros(shape, np.uint16)
+        labels[4:10, 4:10] = 1
+        for folder, data in (("images", (labels * 200).astype(np.uint8)), ("masks", labels)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(root / folder / f"cell_{i}.tif", data)
+    return root
+
+
+ADD = ["--layout", "pairs", "--compartments", "nuclear", "--meta", "source=my lab", "--meta", "licence=CC-BY"]
+
+
+def test_a_few_images_get_a_val_and_a_test_image_and_keep_their_splits_as_images_are_added(store, tmp_path,
+                                                                                           capsys):
+    from cellscale.train.data import split_of
+
+    root = _cells(tmp_path / "cells", 20)
+    assert {split_of(f"cell_{i}") for i in range(20)} == {"train", "test"}  # by the hash alone: no val
+    assert main(["data", "add", "cells", str(root), *ADD]) == 0
+    first = load_version("cells")
+    splits = {f.metadata["sample"]: f.metadata["split"] for f in first.files}
+    moved = [s for s in splits if splits[s] != split_of(s)]
+    assert len(moved) == 1 and splits[moved[0]] == "val"
+    assert first.entry(f"images/{moved[0]}.tif").metadata["split_note"] == "val had no sample: moved from train"
+    assert f"{moved[0]} is in val: val had no sample: moved from train" in capsys.readouterr().out
+    # more images, a new version: the samples keep their splits (the moved one too), the new ones take the hash's
+    _cells(root, 30)
+    assert main(["data", "add", "cells", str(root), *ADD]) == 0
+    second = load_version("cells")
+    assert second.id != first.id
+    assert all(f.metadata["split"] == splits.get(f.metadata["sample"], split_of(f.metadata["sample"]))
+               for f in second.files)
+    # a user's own split file sets the samples it names (and is never moved); the rest as before
+    (tmp_path / "splits.csv").write_text("sample,split\ncell_0,val\ncell_1,test\n")
+    assert main(["data", "add", "mine", str(root), *ADD, "--splits", str(tmp_path / "splits.csv")]) == 0
+    mine = load_version("mine")
+    assert mine.entry("masks/cell_0.tif").metadata["split"] == "val"
+    assert mine.entry("images/cell_1.tif").metadata["split"] == "test"
+    (tmp_path / "splits.csv").write_text("sample,split\ncell_99,val\n")
+    assert main(["data", "add", "other", str(root), *ADD, "--splits", str(tmp_path / "splits.csv")]) == 2
+    assert "--splits: 1 sample(s) not in" in capsys.readouterr().err
+
+
+def test_dsb2018s_splits_stay_the_hash_split(mine):
+    from cellscale.train.data import split_of
+    from cellscale.train.versions import layout_file_metadata
+
+    paths = [f"{d}/{i}.{ext}" for i in IDS for d, ext in (("images", "png"), ("masks", "tif"))]
+    metadata, notes = layout_file_metadata(mine, paths, "dsb2018")  # the demo's three: all test by the hash
+    assert not notes and all(m["split"] == split_of(m["sample"]) == "test" for m in metadata.values())
+    for name in ("dsb2018-demo", "dsb2018"):  # the recorded versions: every sample in its hash split
+        version = load_version(name, DEMO.parent / "versions")
+        assert all(f.metadata["split"] == split_of(f.metadata["sample"]) for f in version.files
+                   if "sample" in f.metadata)
+
+
+def test_train_says_how_to_give_a_small_set_a_val_split(store, tmp_path, capsys):
+    from cellscale.train.versions import dsb2018_file_metadata
+
+    root = _cells(tmp_path / "cells", 20)
+    version = add_version("cells", root, metadata=META, file_metadata=dsb2018_file_metadata(root))  # the hash's
+    assert main(["train", "--data", "cells", "--out", str(tmp_path / "o"), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    command = f"cellscale data add cells {root} --layout pairs --parent {version.ref} --inherit"
+    assert "no val examples" in err and f"`{command}`" in err and "--splits FILE" in err
+    assert main(command.split()[1:]) == 0
+    assert {f.metadata["split"] for f in load_version("cells").files} == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize(("what", "message"), [("shape", "labels are 200x180 pixels, its image .* 520x696"),
+                                               ("float", "must hold integer labels, got dtype float32"),
+                                               ("rgb", "one 2-D label image, got 1 frame.* of 3 channel"),
+                                               ("twice", f"sample '{IDS[1]}' has two images, images/{IDS[1]}")])
+def test_data_add_checks_the_pairs_before_it_records_a_version(store, mine, what, message, capsys):
+    if what == "twice":
+        tifffile.imwrite(mine / "images" / f"{IDS[1]}.tif", np.zeros((520, 696), np.uint8))
+    else:
+        _bad(mine, what)
+    for layout in ("pairs", "dsb2018"):
+        assert main(["data", "add", "mine", str(mine), "--layout", layout, "--compartments", "nuclear",
+                     "--meta", "source=my lab", "--meta", "licence=CC-BY"]) == 2
+        err = capsys.readouterr().err
+        assert re.search(f"dataset mine: .*{message}", err), err
+        assert "no version recorded" in err and (what == "twice" or f"masks/{IDS[1]}.tif" in err)
+        assert not store.exists()
+
+
+def test_data_add_names_an_image_without_a_mask(store, mine, capsys):
+    (mine / "masks" / f"{IDS[1]}.tif").unlink()
+    assert main(["data", "add", "mine", str(mine), *ADD]) == 0
+    err = capsys.readouterr().err
+    assert "warning: dataset mine: 1 " in err and f"have no partner" in err and f"images/{IDS[1]}.png" in err
+
+
+def test_a_broken_manifest_is_named_and_the_other_versions_listed(store, mine, capsys):
+    good = add_version("mine", mine, metadata=META)
+    broken = add_version("other", mine, metadata={**META, "annotator": "me"})
+    path = store / "other" / f"{broken.id}.json"
+    path.write_text("{")
+    assert main(["data", "list"]) == 0
+    captured = capsys.readouterr()
+    assert f"{good.ref} (latest)" in captured.out and broken.id not in captured.out
+    assert f"warning: {path}: Expecting property name" in captured.err and "left out of the list" in captured.err
+    assert main(["data", "show", "other"]) == 2
+    assert f"{path}: Expecting property name" in capsys.readouterr().err

@@ -76,10 +76,16 @@ def _listed(root: Path, files) -> list[dict]:
     return [{"path": p, "metadata": m} for p, m in sorted(out.items())]
 
 
+def list_files(root: str | os.PathLike, files=None) -> list[str]:
+    """The paths under ``root`` that :func:`add_version` records for ``files`` (None: every file but hidden ones; a
+    glob pattern; or a list of paths, patterns or ``{"path": ...}`` entries)."""
+    return [item["path"] for item in _listed(Path(root), files)]
+
+
 def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict | None = None,
                 parent: str | None = None, note: str = "", store: str | os.PathLike | None = None,
                 file_metadata: Callable[[str], dict] | Mapping[str, dict] | None = None,
-                inherit: bool = False) -> Manifest:
+                inherit: bool = False, check: Callable[[Manifest], None] | None = None) -> Manifest:
     """Record a new version of data set ``name`` and return it (nothing is copied: files stay under ``root``).
 
     Parameters
@@ -96,6 +102,8 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     file_metadata : per-file metadata, a mapping from path or a function of the path, merged under each entry's own.
     inherit : start from the parent's files (re-rooted to ``root``) and its metadata (``metadata`` on top): the
         new version is the parent plus ``files`` (a file given again replaces the parent's).
+    check : called with the new version before it is written (not when it is a stored one): its error leaves the
+        store as it is (``cellscale data add --layout`` checks the training pairs this way).
 
     Adding a version whose id exists already is a no-op (the stored one is returned), and so is adding one that
     is a stored version but for the note, or its parent unchanged (that version or the parent is returned; a line
@@ -151,6 +159,8 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     same = _same_version(folder, manifest, parent_manifest, store)
     if same is not None:
         return same
+    if check is not None:
+        check(manifest)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(manifest.to_json())
@@ -263,9 +273,18 @@ def list_versions(store: str | os.PathLike | None = None, name: str | None = Non
     rows = []
     folders = [store / name] if name else sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
     for folder in folders:
-        index = _index(folder)
+        try:
+            index = _index(folder)
+        except ValueError as err:  # a hand-edited index: its versions cannot be listed, the others can
+            _say(f"warning: {folder / 'index.json'}: {err}; {folder.name}'s versions left out (restore the file, "
+                 f"e.g. `git checkout -- {folder / 'index.json'}`)")
+            continue
         for v in index["versions"]:
-            m = load_version(f"{folder.name}@{v['id']}", store)
+            try:
+                m = load_version(f"{folder.name}@{v['id']}", store)
+            except (ValueError, FileNotFoundError) as err:  # a broken manifest: named, and the rest listed
+                _say(f"warning: {err}; left out of the list")
+                continue
             rows.append({"name": m.name, "id": m.id, "created": m.created, "parent": m.parent,
                          "files": len(m.files), "bytes": sum(f.size for f in m.files),
                          # the index may annotate a version recorded without a note (its id stays)

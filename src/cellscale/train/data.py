@@ -44,6 +44,37 @@ def split_of(name: str) -> str:
     return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 
 
+def assign_splits(samples, given: dict[str, str] | None = None, kept: dict[str, str] | None = None,
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """Each sample's split, and a note for each sample whose split is not :func:`split_of`'s.
+
+    A sample's split is the one ``given`` (a user's split file: never moved), else the one it has in ``kept`` (the
+    version this one follows: a sample keeps its split as images are added), else its hash split. When that leaves
+    a split empty and there are at least 3 samples, one sample of the largest split moves to each empty one: of the
+    samples not given, new ones before kept ones, the one whose hash with the split's name is lowest, so the choice
+    depends on no other sample's name and stays as long as the same samples are there."""
+    given, kept = given or {}, kept or {}
+    split = {s: given.get(s) or kept.get(s) or split_of(s) for s in sorted(set(samples))}
+    notes = {s: "given by --splits" for s in split if s in given and given[s] != split_of(s)}
+    notes.update({s: "kept from the version before" for s in split
+                  if s not in given and s in kept and kept[s] != split_of(s)})
+    if len(split) < len(SPLITS):
+        return split, notes
+    for target in SPLITS:
+        if target in split.values():
+            continue
+        sizes = {s: sum(v == s for v in split.values()) for s in SPLITS}
+        movable = [s for s in split if s not in given and sizes[split[s]] > 1]
+        if not movable:
+            break
+        largest = max(sizes[split[s]] for s in movable)
+        chosen = min((s for s in movable if sizes[split[s]] == largest),
+                     key=lambda s: (s in kept, hashlib.sha1(f"{target}:{s}".encode()).hexdigest()))
+        notes[chosen] = f"{target} had no sample: moved from {split[chosen]}"
+        split[chosen] = target
+    return split, notes
+
+
 def load_dsb(root: str | os.PathLike, split: str, kinds: tuple[str, ...] | None = None) -> list[Example]:
     """DSB2018 images of one split as single-channel nuclear examples."""
     root = Path(root)

@@ -69,10 +69,15 @@ def run_training(options: TrainOptions) -> int:
     data = training_set(options)
     missing = [] if options.fit_only else data.missing_splits()
     if missing:   # before fitting: tuning and the model card need them, and would fail only after the steps
+        m = data.manifest
         raise ValueError(f"dataset {data.dataset}: no {' or '.join(missing)} examples, which tuning the "
-                         f"post-processing and the model card's scores need. Import corrections on top of a dataset "
-                         f"that has them (`cellscale review import BUNDLE --dataset NAME --parent NAME@ID`, e.g. the "
-                         f"generalist's generated tissue), or train with --fit-only (no tuning, no card)")
+                         f"post-processing and the model card's scores need. Your own images and masks: record them "
+                         f"again, `cellscale data add {m.name} {m.root_path} --layout pairs --parent {m.ref} "
+                         f"--inherit` (3 or more pairs: an empty val or test split gets one of them; or give each "
+                         f"sample's split in a table, --splits FILE with columns sample and split), and train on the "
+                         f"version it names. Corrections: import them on top of a dataset that has them (`cellscale "
+                         f"review import BUNDLE --dataset NAME --parent NAME@ID`, e.g. the generalist's generated "
+                         f"tissue). Or train with --fit-only (no tuning, no card)")
     if not options.fit_only:
         data.check_held_out()
     codex, codex_ref = codex_dir(options)

@@ -30,7 +30,8 @@ import tifffile
 from cellscale.datasets import FileEntry, Manifest, add_version, load_version, verify
 from cellscale.io import check_labels, read_image
 from cellscale.segment.preprocess import ChannelRecipe, normalize, percentile_range, select_channels
-from cellscale.train.data import SPLITS, Example, dataset_hash, load_dsb, load_synthetic_tissue, split_of
+from cellscale.train.data import (SPLITS, Example, assign_splits, dataset_hash, load_dsb, load_synthetic_tissue,
+                                  split_of)
 from cellscale.train.options import SYNTHETIC, TrainOptions, log
 
 GENERATED_ROOT = "train_runs/generated"  # in the checkout, not committed: generated sets are made again at will
@@ -149,6 +150,43 @@ def dsb2018_file_metadata(root: str | os.PathLike):
     return of
 
 
+def layout_file_metadata(root: str | os.PathLike, paths: list[str], layout: str, given: dict[str, str] | None = None,
+                         kept: dict[str, str] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+    """Per-file metadata of the files ``paths`` of a ``--layout`` (``images/<id>.*`` + ``masks/<id>.*``) and the
+    notes of the samples whose split is not their hash split.
+
+    ``dsb2018``: :func:`dsb2018_file_metadata` (DSB2018's published hash split, as its versions record it).
+    ``pairs``: each sample's split by :func:`~cellscale.train.data.assign_splits` (``given``: a user's split file;
+    ``kept``: the splits of the version this one follows): a set of a few images gets a val and a test sample
+    where the hash leaves none; a file whose split is not its hash split records why in ``split_note``."""
+    of = dsb2018_file_metadata(root)
+    metadata = {p: of(p) for p in paths}
+    if layout != "pairs":
+        return metadata, {}
+    samples = {m["sample"] for m in metadata.values() if "sample" in m}
+    unknown = sorted(set(given or {}) - samples)
+    if unknown:
+        raise ValueError(f"--splits: {len(unknown)} sample(s) not in {root}'s images/ and masks/: "
+                         f"{', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}")
+    splits, notes = assign_splits(samples, given, kept)
+    for meta in metadata.values():
+        if "sample" in meta:
+            meta["split"] = splits[meta["sample"]]
+            if meta["sample"] in notes:
+                meta["split_note"] = notes[meta["sample"]]
+    return metadata, notes
+
+
+def check_pairs(manifest: Manifest, say=log) -> None:
+    """Check a version's training pairs before it is recorded, as training will (:meth:`TrainingSet.check_files`):
+    a label image that is not one integer plane of its image's height and width, or two files of one sample in
+    one folder, is an error naming the file; a file without a partner is a warning through ``say``."""
+    try:
+        TrainingSet(manifest.name, manifest, label=f"dataset {manifest.name}").check_files(say)
+    except ValueError as err:
+        raise ValueError(f"{err} (no version recorded)") from None
+
+
 @dataclass
 class TrainingSet:
     """What ``--data`` names: a dataset version (``manifest``), a DSB2018 folder or generated tissue."""
@@ -158,6 +196,7 @@ class TrainingSet:
     images: int = 24
     seed: int = 0
     style: str = "sparse"
+    label: str | None = None  # how errors name the data (default: dataset NAME@ID)
 
     @property
     def generator(self) -> dict | None:
@@ -230,13 +269,18 @@ class TrainingSet:
                 continue
             role, pair = meta.get("role"), samples[f.metadata["sample"]]
             if role == "image":
-                _one_per_folder(m, pair.get("image", (None,))[0], f, "images")
+                _one_per_folder(self.where, pair.get("image", (None,))[0], f, "images")
                 pair["image"] = (f, meta)
             elif role == "labels":
                 compartment = meta.get("compartment") or meta["compartments"][0]
-                _one_per_folder(m, pair.get("labels", {}).get(compartment), f, f"{compartment} labels")
+                _one_per_folder(self.where, pair.get("labels", {}).get(compartment), f, f"{compartment} labels")
                 pair.setdefault("labels", {})[compartment] = f
         return samples
+
+    @property
+    def where(self) -> str:
+        """How errors and warnings name the data: ``dataset NAME@ID`` (``label`` when given)."""
+        return self.label or f"dataset {self.manifest.ref if self.manifest else self.data}"
 
     def _file_examples(self, split: str) -> list[Example]:
         m = self.manifest
@@ -244,11 +288,22 @@ class TrainingSet:
         problems = verify(m, [f.path for s in samples.values() for f in
                               [s["image"][0]] + list(s.get("labels", {}).values()) if "image" in s])
         if problems:
-            raise ValueError(f"dataset {m.ref}: {len(problems)} file(s) do not match the manifest: {problems[0]}")
+            raise ValueError(f"{self.where}: {len(problems)} file(s) do not match the manifest: {problems[0]}")
+        return self._read_pairs(samples, split)
+
+    def check_files(self, say=log) -> None:
+        """Pair and read every split's files as training does (:meth:`examples`, without the manifest's hashes): the
+        same errors (:func:`_one_per_folder`, :func:`_labels`) and the same warning for a file without a partner
+        (through ``say``). ``cellscale data add --layout`` checks a version this way before it is recorded."""
+        for split in SPLITS:
+            self._read_pairs(self._pairs(split), split, say)
+
+    def _read_pairs(self, samples: dict[str, dict], split: str, say=log) -> list[Example]:
+        m = self.manifest
         unpaired = [parts["image"][0].path if "image" in parts else next(iter(parts["labels"].values())).path
                     for parts in samples.values() if "image" not in parts or not parts.get("labels")]
         if unpaired:  # an image without labels (or labels without an image) is not a training pair
-            log(f"warning: dataset {m.ref}: {len(unpaired)} {split} file(s) have no partner (an image without "
+            say(f"warning: {self.where}: {len(unpaired)} {split} file(s) have no partner (an image without "
                 f"labels or labels without an image of the same 'sample'), left out: {', '.join(unpaired[:3])}"
                 f"{', ...' if len(unpaired) > 3 else ''}")
         inputs = ["nuclear", "membrane"] if self.tissue else ["nuclear"]
@@ -259,7 +314,8 @@ class TrainingSet:
             f, meta = parts["image"]
             raw = read_image(m.abspath(f))
             image = _normalised(raw, meta, inputs)
-            labels = {c: _labels(m, lf, f, raw.shape[-2:]) for c, lf in parts["labels"].items()}
+            labels = {c: _labels(self.where, m.abspath(lf), lf.path, f.path, raw.shape[-2:])
+                      for c, lf in parts["labels"].items()}
             out.append(Example(sample, meta.get("kind", m.name), image, labels, cut=_cut_edges(meta)))
         return out
 
@@ -280,28 +336,29 @@ class TrainingSet:
         return self.manifest.ref
 
 
-def _one_per_folder(m: Manifest, before: FileEntry | None, f: FileEntry, what: str) -> None:
+def _one_per_folder(where: str, before: FileEntry | None, f: FileEntry, what: str) -> None:
     """Refuse two files of one sample's role in one folder (``images/a.png`` and ``images/a.tif``): which one trains
     would be an accident of their names. In different folders the later one replaces the earlier in training (a
     tile corrected again, on top of its parent's copy)."""
     if before is not None and Path(before.path).parent == Path(f.path).parent:
-        raise ValueError(f"dataset {m.ref}: sample {f.metadata['sample']!r} has two {what}, {before.path} and "
+        raise ValueError(f"{where}: sample {f.metadata['sample']!r} has two {what}, {before.path} and "
                          f"{f.path}: give each file its own sample")
 
 
-def _labels(m: Manifest, f: FileEntry, image: FileEntry, shape: tuple[int, ...]) -> np.ndarray:
-    """The label image of ``f``, checked against its image's: one plane, integer labels, the same height and
-    width; a clear error naming the file otherwise (not a model trained on zeros or on a misaligned crop)."""
-    raw = read_image(m.abspath(f))
+def _labels(where: str, file: Path, shown: str, image: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The label image in ``file`` (``shown``: its path in the version), checked against its image's (``image``,
+    of ``shape``): one plane, integer labels, the same height and width; a clear error naming the file otherwise
+    (not a model trained on zeros or on a misaligned crop)."""
+    raw = read_image(file)
     if raw.shape[:2] != (1, 1):
-        raise ValueError(f"dataset {m.ref}: {f.path}: labels must be one 2-D label image, got {raw.shape[0]} "
+        raise ValueError(f"{where}: {shown}: labels must be one 2-D label image, got {raw.shape[0]} "
                          f"frame(s) of {raw.shape[1]} channel(s) (shape {raw.shape[2:]} each)")
-    labels = check_labels(raw[0, 0], f"dataset {m.ref}: {f.path}")
+    labels = check_labels(raw[0, 0], f"{where}: {shown}")
     if labels.shape != tuple(shape):
-        raise ValueError(f"dataset {m.ref}: {f.path}: labels are {labels.shape[0]}x{labels.shape[1]} pixels, its "
-                         f"image {image.path} {shape[0]}x{shape[1]}")
+        raise ValueError(f"{where}: {shown}: labels are {labels.shape[0]}x{labels.shape[1]} pixels, its "
+                         f"image {image} {shape[0]}x{shape[1]}")
     if labels.min(initial=0) < 0:
-        raise ValueError(f"dataset {m.ref}: {f.path}: negative label values; labels are 0 (background) and up")
+        raise ValueError(f"{where}: {shown}: negative label values; labels are 0 (background) and up")
     return labels.astype(np.int32)
 
 
