@@ -141,6 +141,46 @@ def test_a_folder_of_frame_files_is_a_lazy_timelapse(tmp_path):
         ImageSource.open(tmp_path)
 
 
+def test_frame_files_named_as_microscopes_name_them(tmp_path):
+    """The frame number is the number that varies between the names: a channel suffix (pos1_t3_c0.tif, unpadded so
+    text order is not frame order) and Micro-Manager's names (a z suffix) are movies in frame order, not 'frame
+    number 0 also used by'; a hidden ._ file macOS leaves is not a frame; two channels' frames in one folder are
+    refused naming the numbers that vary."""
+    rng = np.random.default_rng(1)
+    movie = rng.integers(0, 255, (11, 16, 20), dtype=np.uint8)
+    layouts = {"chan": "pos1_t{t}_c0.tif", "mm": "img_channel000_position000_time{t:09d}_z000.tif",
+               "ctc": "t{t:03d}.tif"}
+    for folder, pattern in layouts.items():
+        (tmp_path / folder).mkdir()
+        for t, frame in enumerate(movie):
+            tifffile.imwrite(tmp_path / folder / pattern.format(t=t), frame)
+        (tmp_path / folder / "._t000.tif").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # AppleDouble
+        with ImageSource.open(tmp_path / folder, timelapse=True) as source:
+            assert source.shape == (11, 1, 16, 20)
+            np.testing.assert_array_equal(source.subsample(max_frames=11)[:, 0], movie)
+    for t, frame in enumerate(movie[:3]):
+        tifffile.imwrite(tmp_path / "chan" / f"pos1_t{t}_c1.tif", frame)
+    with pytest.raises(ImageError, match=r"chan: the file names vary in 2 numbers \(t0, c0 in pos1_t0_c0\) and none "
+                                         r"of them alone tells the 14 files apart"):
+        ImageSource.open(tmp_path / "chan", timelapse=True)
+
+
+def test_an_imagej_movie_of_z_stacks_is_refused_saying_so(tmp_path):
+    """An ImageJ hyperstack with T frames of Z > 1 planes: 'a movie of 3 frames of 2 z-planes each', not
+    'ambiguous axes'; one plane a frame (ImageJ drops Z) is a movie."""
+    data = np.zeros((3, 2, 2, 16, 20), np.uint16)
+    tifffile.imwrite(tmp_path / "tzcyx.tif", data, imagej=True, metadata={"axes": "TZCYX"})
+    for timelapse in (True, False):
+        with pytest.raises(ImageError, match=r"tzcyx.tif: a movie of 3 frames of 2 z-planes each; cellscale "
+                                             r"segments and tracks 2-D frames \(project"):
+            ImageSource.open(tmp_path / "tzcyx.tif", timelapse=timelapse)
+        with pytest.raises(ImageError, match="2 z-planes each"):
+            read_image(tmp_path / "tzcyx.tif", timelapse=timelapse)
+    tifffile.imwrite(tmp_path / "tcyx.tif", data[:, 0], imagej=True, metadata={"axes": "TCYX"})
+    with ImageSource.open(tmp_path / "tcyx.tif", timelapse=True) as source:
+        assert source.shape == (3, 2, 16, 20)
+
+
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_ome_zarr_images_are_read_lazily_with_their_channel_names(tmp_path, version):
     """An OME-Zarr image as bioformats2raw / ome-zarr-py write it (t, c, z, y, x with one plane)."""

@@ -61,8 +61,8 @@ def write_label_frames(folder: str | os.PathLike, prefix: str, frames: Iterable[
 def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
     """Read per-frame 2-D label TIFFs (``*.tif``/``*.tiff``) into (T, Y, X).
 
-    Files are ordered by the last number in their name (``mask000.tif``,
-    ``man_track000.tif``, ``t000.tif`` ...). Numbers must be consecutive
+    Files are ordered by their frame number (``mask000.tif``, ``man_track000.tif``,
+    ``t000.tif`` ...: :func:`~cellscale.io.formats.numbered_frames`). Numbers must be consecutive
     (starting at the smallest one). Raises ValueError naming the file when a
     name has no frame number, two files share a number, a frame number is
     missing, a file cannot be read, is not 2-D, is not integer, or its shape

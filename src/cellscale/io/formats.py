@@ -17,7 +17,6 @@ import tifffile
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jpeg")
-_FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 
 
 MIN_EDGE = 8  # px: the smallest image height or width cellscale segments
@@ -53,7 +52,8 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
     colour samples (S) are channels; Z and unknown sequences (Q, I) are time.
     An OME-TIFF (``ome``) declares its axes: a Z axis of more than one plane
     is a z-stack and refused, except in a time-lapse whose file has no T axis
-    (its planes are then taken as frames).
+    (its planes are then taken as frames). Any file with a T axis and a Z axis
+    of more than one plane (an ImageJ hyperstack of z-stacks) is refused.
     """
     axes = axes.upper()
     if ome and "Z" in axes and shape[axes.index("Z")] > 1 and (not timelapse or "T" in axes):
@@ -62,6 +62,10 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
             error = ImageError(f"{error}; if the planes are time points, read it as a time-lapse (sample kind "
                                f"'timelapse', cellscale segment --timelapse)")
         raise error
+    if "T" in axes and "Z" in axes and shape[axes.index("Z")] > 1:  # an ImageJ hyperstack of T frames, Z slices
+        raise ImageError(f"{path}: a movie of {shape[axes.index('T')]} frames of {shape[axes.index('Z')]} z-planes "
+                         f"each; cellscale segments and tracks 2-D frames (project each frame's planes, e.g. a "
+                         f"maximum projection, or give one plane)")
     if channels_last(axes, shape):
         log.info("%s: a TIFF of shape %s without axis metadata is read as (Y, X, C): %d channels last", path,
                  tuple(shape), shape[2])
@@ -123,18 +127,44 @@ def ome_zarr_image(path: str | os.PathLike) -> tuple[object, list[str], dict]:
     return array, names, attrs.get("omero") or {}
 
 
-def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    """The per-frame files of a folder (``t000.tif``, ``mask000.tif``, ``frame_12.png`` ...) in frame order.
+def _frame_number_field(stems: list[str]) -> int | None:
+    """Which number of the file names is the frame number: the one number that differs between files that share a
+    name pattern (``pos1_t003_c0``: the ``003``; Micro-Manager's ``img_channel000_position000_time000000003_z000``:
+    the time), or None (the last number) when the names follow no one pattern or one file is alone. Raises
+    :class:`ImageError` when several numbers vary and none tells the files apart (frames of several channels or
+    positions in one folder)."""
+    parts = [re.split(r"(\d+)", s) for s in stems]
+    if len({tuple(p[0::2]) for p in parts}) != 1 or len(parts) < 2:
+        return None
+    numbers = [[int(n) for n in p[1::2]] for p in parts]
+    varying = [k for k in range(len(numbers[0])) if len({n[k] for n in numbers}) > 1]
+    if len(varying) == 1:
+        return varying[0]
+    unique = [k for k in varying if len({n[k] for n in numbers}) == len(numbers)]
+    if unique:
+        return unique[-1]
+    fields = ", ".join(re.search(r"[A-Za-z]*$", parts[0][2 * k]).group() + parts[0][2 * k + 1] for k in varying)
+    raise ImageError(f"the file names vary in {len(varying)} numbers ({fields} in {stems[0]}) and none of them alone "
+                     f"tells the {len(stems)} files apart: a folder of frame files holds one channel and position, "
+                     f"one file per frame (move each channel's or position's files to a folder of its own)")
 
-    Files are ordered by the last number in their name; the numbers must be
-    consecutive from the smallest. Raises :class:`ImageError` naming the folder
-    or file when it is not a folder, holds no such file, a name has no frame
-    number, two files share a number, or a frame number is missing.
+
+def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The per-frame files of a folder (``t000.tif``, ``mask000.tif``, ``img_1.tif``, ``pos1_t003_c0.tif`` ...) in
+    frame order.
+
+    The frame number is the one number that differs between the names (``pos1_t003_c0.tif``: 3), or the last number
+    in each name when the names follow no one pattern; the numbers must be consecutive from the smallest. Hidden
+    files (``.name``, e.g. the ``._t000.tif`` macOS leaves on shared drives) are not frames. Raises
+    :class:`ImageError` naming the folder or file when it is not a folder, holds no such file, a name has no frame
+    number, two files share a number, a frame number is missing, or the names vary in several numbers of which none
+    alone tells the files apart (several channels' or positions' frames in one folder).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffixes))
     if not files:
         raise ImageError(f"{folder}: no {'/'.join(sorted(set(suffixes)))} files")
     longest_first = sorted(suffixes, key=len, reverse=True)
@@ -142,19 +172,28 @@ def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE
     def stem(p: Path) -> str:  # the name without its (possibly double, .ome.tif) suffix
         return p.name[: len(p.name) - len(next(x for x in longest_first if p.name.lower().endswith(x)))]
 
+    try:
+        field = _frame_number_field([stem(p) for p in files])
+    except ImageError as err:
+        raise ImageError(f"{folder}: {err}") from None
+
+    def number(p: Path) -> re.Match | None:
+        found = list(re.finditer(r"\d+", stem(p)))
+        return (found[field] if field is not None else found[-1]) if found else None
+
     numbered: dict[int, Path] = {}
     for p in files:
-        m = _FRAME_NUMBER.search(stem(p))
+        m = number(p)
         if m is None:
             raise ImageError(f"{p}: no frame number in the file name")
-        k = int(m.group(1))
+        k = int(m.group(0))
         if k in numbered:
             raise ImageError(f"{p}: frame number {k} also used by {numbered[k].name}")
         numbered[k] = p
     nums = sorted(numbered)
     gap = sorted(set(range(nums[0], nums[-1] + 1)) - set(nums))
     if gap:
-        width = len(_FRAME_NUMBER.search(stem(numbered[nums[0]])).group(1))
+        width = len(number(numbered[nums[0]]).group(0))
         before = numbered[max(k for k in nums if k < gap[0])]
         missing = [f"{g:0{width}d}" for g in gap[:5]]
         raise ImageError(f"{folder}: frame number(s) {', '.join(missing)}"
