@@ -153,6 +153,26 @@ def test_segment_bad_file_is_a_clear_error(tmp_path):
         assert not (tmp_path / "out.tif").exists()
 
 
+def test_segment_refuses_a_strip_as_the_workflow_does_and_warns_of_an_empty_membrane(tmp_path):
+    """A 5 x 4000 px strip is refused under the workflow's 8-px minimum edge (it got labels here, exit 0); a
+    whole-cell run whose membrane channel is all zero says so on stderr, naming the file and the channel."""
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "strip.tif", rng.integers(0, 1000, (5, 4000), dtype=np.uint16))
+    result = cellscale("segment", tmp_path / "strip.tif", "-o", tmp_path / "out.tif", "--model", MODELS / "nuclear",
+                       check=False)
+    assert result.returncode != 0, result.stdout
+    assert (f"{tmp_path / 'strip.tif'}: image of shape (5, 4000) is too small to segment (at least 8 x 8 px)"
+            in result.stderr), result.stderr[-2000:]
+    assert not (tmp_path / "out.tif").exists()
+    image = tifffile.imread(DEMO / "synthetic" / "tissue.ome.tif")[:2, :96, :96].copy()
+    image[1] = 0
+    tifffile.imwrite(tmp_path / "no_membrane.tif", image, metadata={"axes": "CYX"})
+    result = cellscale("segment", tmp_path / "no_membrane.tif", "-o", tmp_path / "cells.tif", "--nuclear-channel", 0,
+                       "--membrane-channel", 1, "--compartment", "whole-cell", "--model", MODELS / "tissue")
+    assert (f"{tmp_path / 'no_membrane.tif'}: the membrane channel (channel 1) holds one value (0) in every pixel "
+            f"read: whole-cell labels are then outlines guessed" in result.stderr), result.stderr[-2000:]
+
+
 def test_segment_folder_bad_files_fail_alone(tmp_path):
     """In a folder, an unreadable file and one with NaN pixels are each named with the reason; the other
     images are segmented (as alone), and the command exits non-zero saying how many failed."""

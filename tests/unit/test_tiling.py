@@ -60,3 +60,25 @@ def test_blend_weights_fade_at_edges():
     assert w.min() > 0
     assert w[32, 32] == pytest.approx(1.0)
     assert w[0, 32] < 0.1
+
+
+def test_a_constant_input_channel_is_named_in_a_warning(caplog):
+    """An all-zero membrane channel (a wrong index, an empty acquisition) still gives whole-cell labels: the
+    plan's warning names the file and the channel; channels with signal give none."""
+    import logging
+
+    from cellscale.segment.tiles import input_ranges
+
+    rng = np.random.default_rng(0)
+    image = np.stack([rng.integers(0, 255, (2, 32, 40)), np.zeros((2, 32, 40), int)], axis=1).astype(np.uint8)
+    source = ImageSource.from_array(image, path="movie.tif")
+    with caplog.at_level(logging.WARNING, logger="cellscale"):
+        input_ranges(source, {"nuclear": 0, "membrane": 1}, ["nuclear", "membrane"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "movie.tif: the membrane channel (channel 1) holds one value (0) in every pixel read: whole-cell labels are "
+        "then outlines guessed from the nuclear channel alone; check the channel index (the sheet's "
+        "membrane_channel, cellscale segment's --membrane-channel)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cellscale"):
+        input_ranges(source, {"nuclear": 0, "membrane": 0}, ["nuclear", "membrane"])
+    assert not caplog.records

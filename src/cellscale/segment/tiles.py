@@ -10,6 +10,7 @@ reading only the image regions they need.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -191,7 +192,25 @@ def input_ranges(source: ImageSource, roles: dict, inputs: list[str],
     sample = source.subsample()
     source.check_finite(sample)
     recipe = channel_recipe(sample, roles, inputs, gamma)
+    _warn_constant_inputs(source, sample, recipe, inputs)
     return recipe, percentile_range(np.stack([recipe.apply(frame) for frame in sample])).tolist()
+
+
+def _warn_constant_inputs(source: ImageSource, sample: np.ndarray, recipe: ChannelRecipe, inputs: list[str]) -> None:
+    """Warn, naming the file and the channel, when a model input's channel holds one value in every pixel of the
+    subsample (e.g. an all-zero membrane channel): the model then sees nothing there, and a membrane channel's
+    whole-cell labels are only its guess from the nuclear channel."""
+    if recipe.indices is None:
+        return
+    for role, index in zip(inputs, recipe.indices):
+        channel = sample[:, index]
+        if channel.size and channel.min() == channel.max():
+            effect = ("whole-cell labels are then outlines guessed from the nuclear channel alone" if role == "membrane"
+                      else "no objects can be found in it")
+            logging.getLogger("cellscale").warning(
+                "%s: the %s channel (channel %d) holds one value (%s) in every pixel read: %s; check the channel "
+                "index (the sheet's %s_channel, cellscale segment's --%s-channel)", source.path or "image", role,
+                index, channel.flat[0], effect, role, role)
 
 
 def _read_model_region(source: ImageSource, recipe: ChannelRecipe, plan: TilePlan, t: int,
