@@ -486,3 +486,21 @@ def test_evaluate_tracks_on_a_movies_first_frames(tmp_path, capsys):
                            ReferenceMatching(movie.labels, tmp_path / "gt").first_frames(5))
     assert float(scores["TRA"]) == pytest.approx(fast["TRA"], abs=1e-4) and float(scores["TRA"]) > 0.99
     assert not list(Path(tempfile.gettempdir()).glob("cellscale-gt-*"))   # the cut ground truth is removed
+
+
+def test_a_movie_without_cells_is_tracked_with_a_warning(tmp_path, caplog):
+    """The workflow's track step on a movie whose labels are empty in every frame: empty CTC result and table, and a
+    warning naming the sample and the file (cellscale track refuses it; the run said nothing)."""
+    import logging
+
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.track import track_sample
+
+    write_labels(tmp_path / "labels.ome.tif", np.zeros((3, 32, 40), np.uint32))
+    write_image(tmp_path / "movie.ome.tif", np.zeros((3, 32, 40), np.uint16), ["nuclei"], axes="TYX")
+    with caplog.at_level(logging.WARNING, logger="cellscale"):
+        tracks = track_sample("empty", tmp_path / "labels.ome.tif", tmp_path / "movie.ome.tif", tmp_path / "ctc",
+                              tmp_path / "tracks.parquet")
+    assert len(tracks) == 0 and (tmp_path / "ctc" / "res_track.txt").read_text() == ""
+    assert any(f"sample 'empty': {tmp_path / 'labels.ome.tif'}: no object in any of its 3 frames: nothing to track"
+               in r.getMessage() for r in caplog.records)

@@ -35,6 +35,9 @@ def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuc
     with open_sample_image(sample, image_path, timelapse=True) as source:
         nuclei = nuclear_frames(source, nuclear_channel)
     detections = detections_from_labels(labels, nuclei)
+    if not len(detections):  # as cellscale track refuses it; here the sample's empty results are written
+        log.warning("sample %r: %s: no object in any of its %d frames: nothing to track (its CTC result and tracks "
+                    "table are empty); check the nuclear channel and the image", sample, labels_path, labels.shape[0])
     tracks = link(detections, labels=labels, config=config or TrackConfig())
     write_ctc(labels, tracks, out_dir)
     write_tracks_table(tracks, out_parquet)
