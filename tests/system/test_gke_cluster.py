@@ -22,7 +22,7 @@ PROFILE = ROOT / "profiles" / "gke"
 
 def cli(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cellscale.deploy.gke", *args], check=False, capture_output=True,
-                          text=True, env={**ENV, **(env or {})}, cwd=cwd, timeout=60)
+                          text=True, env={**ENV, "PYTHONPATH": str(ROOT / "src"), **(env or {})}, cwd=cwd, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,87 @@ def test_down_commands():
     find(cmds, "storage", "rm", "gs://demo-project-cellscale")
     kept = cli("down", "--dry-run").stdout
     assert "gs://demo-project-cellscale" not in kept  # results survive unless asked
+
+
+def _fake_cloud(tmp_path, exists: bool, cpu_pool_type: str = "e2-standard-4"):
+    """gcloud and kubectl stand-ins on PATH that log their arguments: every `describe` finds its object (or none),
+    a `create` of what exists fails as gcloud's does, everything else succeeds."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    found = "exit 0" if exists else "echo 'ERROR: NOT_FOUND' >&2; exit 1"
+    script = f"""#!/bin/sh
+echo "$(basename "$0") $*" >> {log}
+case "$*" in
+  *"node-pools describe gpu "*) {"echo g2-standard-4; exit 0" if exists else found};;
+  *"node-pools describe "*) {f"echo {cpu_pool_type}; exit 0" if exists else found};;
+  *" describe "*) {found};;
+  *" create "*) {"echo 'ERROR: ALREADY_EXISTS: already exists' >&2; exit 1" if exists else "exit 0"};;
+  *" delete "*|*"storage rm "*) {"exit 0" if exists else "echo 'ERROR: NOT_FOUND' >&2; exit 1"};;
+esac
+exit 0
+"""
+    for name in ("gcloud", "kubectl"):
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, log
+
+
+def _ran(log) -> list[list[str]]:
+    return [shlex.split(line) for line in log.read_text().splitlines()]
+
+
+def test_up_can_be_rerun(tmp_path):
+    """A second `up` (after a failure half-way, or to rebuild the image) skips what exists and does the rest."""
+    env, log = _fake_cloud(tmp_path, exists=True)
+    result = cli("up", "--no-upload", "--no-profile-link", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = _ran(log)
+    assert not [c for c in ran if "create" in c], "nothing that exists is created again"
+    assert {c[2] for c in ran if "describe" in c} >= {"buckets", "repositories", "service-accounts", "clusters",
+                                                      "node-pools"}
+    assert ["kubectl", "apply"] == find(ran, "kubectl", "apply")[:2] and find(ran, "kubectl", "annotate")
+    assert find(ran, "builds", "submit") and result.stdout.count("(exists)") == 7
+    # what exists is found where the creation would have put it (a bucket by name: --location is not its scope)
+    bucket = find(ran, "buckets", "describe")
+    assert bucket[4] == "gs://demo-project-cellscale" and "--location" not in bucket
+    assert find(ran, "service-accounts", "describe", "cellscale-runner@demo-project.iam.gserviceaccount.com")
+    assert flag(find(ran, "node-pools", "describe", "spot-cpu"), "--cluster") == "cellscale"
+
+
+def test_up_refuses_a_node_pool_of_another_machine_type(tmp_path):
+    """Editing the profile's machine type cannot change an existing pool: `up` says to delete it, creates nothing."""
+    env, log = _fake_cloud(tmp_path, exists=True, cpu_pool_type="n2-standard-8")
+    result = cli("up", "--no-image", "--no-upload", "--no-profile-link", env=env)
+    assert result.returncode != 0
+    assert "spot-cpu exists with machine type n2-standard-8" in result.stderr and "e2-standard-4" in result.stderr
+    assert "gcloud container node-pools delete spot-cpu --project demo-project --zone us-central1-b --cluster " \
+        "cellscale" in result.stderr
+    assert not [c for c in _ran(log) if "create" in c or "kubectl" in c[0]]
+
+
+def test_first_up_creates_everything(tmp_path):
+    env, log = _fake_cloud(tmp_path, exists=False)
+    result = cli("up", "--no-image", "--no-upload", "--no-profile-link", env=env)
+    assert result.returncode == 0, result.stderr
+    created = [c for c in _ran(log) if "create" in c]
+    assert len(created) == 7 and "(exists)" not in result.stdout
+
+
+def test_down_can_be_rerun(tmp_path):
+    """A second `down` (the cluster already gone) still deletes the repository, accounts and bucket."""
+    env, log = _fake_cloud(tmp_path, exists=False)
+    result = cli("down", "--delete-bucket", env=env)
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in _ran(log) if "delete" in c or c[1:3] == ["storage", "rm"]]
+    assert result.stdout.count("(already gone)") == 5
+
+
+def test_image_streaming_has_its_api_enabled(up_lines):
+    """GKE's image streaming needs the Container File System API, enabled before the cluster is created."""
+    cluster = find(up_lines, "clusters", "create")
+    enable = find(up_lines, "services", "enable")
+    assert "--enable-image-streaming" in cluster and "containerfilesystem.googleapis.com" in enable
+    assert up_lines.index(enable) < up_lines.index(cluster)
 
 
 @pytest.mark.parametrize("path", gke.manifest_files(PROFILE), ids=lambda p: p.name)

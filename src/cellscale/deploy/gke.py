@@ -302,8 +302,10 @@ def up_commands(s: Settings, profile_dir: Path = PROFILE_DIR, build_image: bool 
     gpu_spot = ["--spot"] if s.gpu_spot else []
     cpu_spot = ["--spot"] if s.cpu_spot else []
     cmds = [
+        # containerfilesystem: image streaming (--enable-image-streaming below) needs the Container File System API
         ["gcloud", "services", "enable", "container.googleapis.com", "artifactregistry.googleapis.com",
-         "cloudbuild.googleapis.com", "iam.googleapis.com", "storage.googleapis.com", *p],
+         "cloudbuild.googleapis.com", "iam.googleapis.com", "storage.googleapis.com",
+         "containerfilesystem.googleapis.com", *p],
         # the bucket: inputs, every intermediate file and the results (no shared filesystem)
         ["gcloud", "storage", "buckets", "create", f"gs://{s.bucket}", *p, "--location", s.region,
          "--uniform-bucket-level-access"],
@@ -378,15 +380,69 @@ def format_commands(cmds: list[list[str]]) -> str:
     return "\n".join(shlex.join(c) for c in cmds) + "\n"
 
 
+# flags of a creation or deletion that its `describe` needs to find the same object
+_SCOPE_FLAGS = ("--project", "--zone", "--region", "--location", "--cluster")
+
+
+def exists_probe(cmd: list[str]) -> list[str] | None:
+    """The ``gcloud ... describe`` that finds what a ``gcloud ... create`` or ``delete`` (or ``gcloud storage rm``
+    of a bucket) acts on, so that ``up`` and ``down`` can be rerun: a creation of what exists and a deletion of
+    what is gone are skipped instead of failing. None for every other command."""
+    if cmd[:3] == ["gcloud", "storage", "rm"]:
+        bucket = next(a for a in cmd if a.startswith("gs://"))
+        return ["gcloud", "storage", "buckets", "describe", bucket.rstrip("/"), "--format", "value(name)"]
+    if cmd[0] != "gcloud" or not ({"create", "delete"} & set(cmd)):
+        return None
+    verb = cmd.index("create") if "create" in cmd else cmd.index("delete")
+    name = cmd[verb + 1]
+    scope = [arg for i, flag in enumerate(cmd[:-1]) if flag in _SCOPE_FLAGS for arg in (flag, cmd[i + 1])]
+    if cmd[1:verb] == ["storage", "buckets"]:  # a bucket is found by its name alone (its --location is no scope)
+        scope = scope[scope.index("--project"):][:2] if "--project" in scope else []
+    if cmd[1:verb] == ["iam", "service-accounts"] and "@" not in name:  # created by its short name
+        name = f"{name}@{scope[scope.index('--project') + 1]}.iam.gserviceaccount.com"
+    fmt = "value(config.machineType)" if cmd[1:verb] == ["container", "node-pools"] else "value(name)"
+    return ["gcloud", *cmd[1:verb], "describe", name, *scope, "--format", fmt]
+
+
+def _skip(cmd: list[str], cwd: Path | None) -> tuple[bool, str | None]:
+    """Whether ``cmd`` has nothing to do (it creates what exists or deletes what is gone), and why not to run it
+    at all (an existing node pool of another machine type: it is not changed in place)."""
+    probe = exists_probe(cmd)
+    if probe is None:
+        return False, None
+    found = subprocess.run(probe, cwd=cwd, check=False, capture_output=True, text=True)
+    exists = found.returncode == 0
+    if "delete" in cmd or cmd[:3] == ["gcloud", "storage", "rm"]:
+        return not exists, None
+    if exists and cmd[1:3] == ["container", "node-pools"]:
+        have, want = found.stdout.strip(), cmd[cmd.index("--machine-type") + 1]
+        if have and have != want:
+            pool = cmd[cmd.index("create") + 1]
+            delete = ["gcloud", "container", "node-pools", "delete", *probe[4:probe.index("--format")]]
+            return True, (f"node pool {pool} exists with machine type {have}, the profile (or plan) asks for "
+                          f"{want}; a pool's machine type cannot change: delete it ({shlex.join(delete)}) and rerun")
+    return exists, None
+
+
 def run_commands(cmds: list[list[str]], dry_run: bool, cwd: Path | None = None) -> int:
-    """Print and (unless ``dry_run``) run each command in ``cwd`` (default: the current folder); stop at a failure."""
+    """Print and (unless ``dry_run``) run each command in ``cwd`` (default: the current folder); stop at a failure.
+    A creation of what already exists and a deletion of what is gone are skipped (:func:`exists_probe`), so a
+    second ``up`` (after a failure, or to rebuild the image) and a second ``down`` go on where the first stopped."""
     for cmd in cmds:
         print("+ " + shlex.join(cmd), flush=True)
-        if not dry_run:
-            result = subprocess.run(cmd, cwd=cwd, check=False)
-            if result.returncode != 0:
-                print(f"cellscale gke: command failed with exit code {result.returncode}", file=sys.stderr)
-                return result.returncode
+        if dry_run:
+            continue
+        skip, refusal = _skip(cmd, cwd)
+        if refusal:
+            print(f"cellscale gke: {refusal}", file=sys.stderr)
+            return 1
+        if skip:
+            print("  (exists)" if "create" in cmd else "  (already gone)", flush=True)
+            continue
+        result = subprocess.run(cmd, cwd=cwd, check=False)
+        if result.returncode != 0:
+            print(f"cellscale gke: command failed with exit code {result.returncode}", file=sys.stderr)
+            return result.returncode
     return 0
 
 
