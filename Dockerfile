@@ -5,8 +5,9 @@
 #   docker build -t cellscale:0.1.0 .                                                    (a local Docker)
 #
 # GPU (default): TensorFlow's CUDA image; GKE installs the NVIDIA driver on the GPU nodes and mounts it under
-# /usr/local/nvidia. CPU only (a cluster without GPUs, segment run with --set-resources segment:gpu=0):
+# /usr/local/nvidia. CPU only (a cluster without GPUs, planned with cellscale plan --max-gpus 0: docs/gke.md):
 #   docker build --build-arg BASE=python:3.11-slim-bookworm --build-arg TF_PACKAGE=tensorflow-cpu==2.21.0 .
+# The build context is the Dockerfile and what it COPYs (.dockerignore, .gcloudignore): no data, no .venv.
 # The workflow's inputs (the models its config names, images) are not taken from the image: they reach pods as
 # declared inputs from the bucket. The workflow's code reaches them as Snakemake's source archive. The package
 # carries the shipped models as package data (cellscale/models/, ~15 MB), for `cellscale segment` in the image.

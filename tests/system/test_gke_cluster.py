@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 
 import kubernetes_validate
 import pytest
@@ -182,6 +184,31 @@ def test_image_streaming_has_its_api_enabled(up_lines):
     enable = find(up_lines, "services", "enable")
     assert "--enable-image-streaming" in cluster and "containerfilesystem.googleapis.com" in enable
     assert up_lines.index(enable) < up_lines.index(cluster)
+
+
+def _dockerfile_copies() -> set[str]:
+    """The checkout paths the Dockerfile COPYs (the last word of each COPY is its destination)."""
+    sources = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"]:
+            sources |= {w for w in words[1:-1] if not w.startswith("--")}
+    return sources
+
+
+@pytest.mark.parametrize("ignore_file, exclude_all", [(".gcloudignore", "/*"), (".dockerignore", "*")])
+def test_image_build_context_is_what_the_dockerfile_copies(ignore_file, exclude_all):
+    """`up`'s `gcloud builds submit .` (and `docker build .`) upload the checkout's folder: only the Dockerfile and
+    what it COPYs may go, not image folders beside the sample sheet, .venv or results/."""
+    copied = _dockerfile_copies()
+    assert copied and all((ROOT / path).exists() for path in copied), copied
+    lines = [line for line in (ROOT / ignore_file).read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[0] == exclude_all   # everything at the top level is left out ...
+    kept = {line.lstrip("!/") for line in lines if line.startswith("!")}
+    assert kept == copied | {"Dockerfile"}   # ... but the Dockerfile and what it copies
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    installed = set(re.findall(r'"\.\[([^\]]+)\]"', (ROOT / "Dockerfile").read_text()))
+    assert installed and {e for group in installed for e in group.split(",")} <= extras
 
 
 @pytest.mark.parametrize("path", gke.manifest_files(PROFILE), ids=lambda p: p.name)
