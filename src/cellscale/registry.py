@@ -69,11 +69,23 @@ class ModelEntry:
 def headline(test: dict) -> str:
     """A one-line summary of a ``metrics.json`` ``test`` record (nuclear or tissue)."""
     parts = []
+    codex = "codex_held_out" in test
     for key, res in test.items():
         if key == "codex_held_out":
-            ours = res.get("cellscale int8 + rot180 (workflow default)") or res.get("cellscale")
+            # the float32 figure, as the other figures of the line (and the cards' and README's) are
+            ours, how = res.get("cellscale"), "float32"
+            if not ours and res.get("cellscale int8 + rot180 (workflow default)"):
+                ours, how = res["cellscale int8 + rot180 (workflow default)"], "int8 + rot180"
             if ours:
-                parts.append(f"CODEX held-out F1 {ours[0]:.3f} / {ours[1]:.3f} (expert 1 / 2)")
+                parts.append(f"CODEX held-out F1 {ours[0]:.3f} / {ours[1]:.3f} (expert 1 / 2, {how})")
+        elif key == "whole_cell" and codex and isinstance(res, dict) and "model" in res:
+            # a model trained with --codex ships whole-cell settings tuned on the tile: its generated-tissue row
+            # with the settings tuned on generated tissue is not the shipped model's
+            if res.get("shipped"):
+                parts.append(f"whole_cell F1 {res['shipped']['f1']:.3f} AP {res['shipped']['ap']:.3f}")
+            else:
+                parts.append(f"whole_cell F1 {res['model']['f1']:.3f} AP {res['model']['ap']:.3f} (settings tuned "
+                             "on generated tissue, not the shipped ones)")
         elif isinstance(res, dict) and "model" in res and (key == "all" or "baseline" not in res or
                                                            key in ("nuclear", "whole_cell")):
             parts.append(f"{key} F1 {res['model']['f1']:.3f} AP {res['model']['ap']:.3f}")

@@ -29,6 +29,28 @@ def test_the_registry_lists_the_shipped_models_with_their_dataset_versions():
     assert entries["generalist"].parent == "-" and "--init-from" not in entries["generalist"].command
 
 
+def test_the_headline_says_which_precision_and_settings_its_figures_are():
+    """`models list|show`: the CODEX figure is the float32 one, as the nuclear figure and the README's are (it was
+    the int8 + rot180 one, unlabelled: 0.585 / 0.617 for tissue against 0.591 / 0.586 in the README); a --codex
+    model's generated whole_cell figure, scored with settings tuned on generated tissue, is marked as not the
+    shipped settings' (or replaced by the shipped settings' where the record has it)."""
+    import copy
+
+    from cellscale.registry import headline
+
+    entries = {e.name: e for e in list_models(registry="/nonexistent.json")}
+    tissue = entries["tissue"].headline()
+    assert "CODEX held-out F1 0.591 / 0.586 (expert 1 / 2, float32)" in tissue
+    assert "whole_cell F1 0.996 AP 0.992 (settings tuned on generated tissue, not the shipped ones)" in tissue
+    assert "CODEX held-out F1 0.502 / 0.687 (expert 1 / 2, float32)" in entries["tissue-tight"].headline()
+    assert entries["generalist"].headline() == "nuclear F1 1.000 AP 0.955; whole_cell F1 0.996 AP 0.865"
+    test = copy.deepcopy(entries["tissue"].metrics)
+    test["whole_cell"]["shipped"] = {"f1": 0.5, "ap": 0.25}
+    assert "whole_cell F1 0.500 AP 0.250; CODEX" in headline(test)
+    del test["codex_held_out"]["cellscale"]  # a record with only the workflow default's figure
+    assert "CODEX held-out F1 0.585 / 0.617 (expert 1 / 2, int8 + rot180)" in headline(test)
+
+
 def test_name_at_version_resolves_to_the_folder_and_a_wrong_one_names_the_versions():
     nuclear = find_model("nuclear")
     assert resolve_model(nuclear.ref) == nuclear.path

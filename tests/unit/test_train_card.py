@@ -25,13 +25,15 @@ def _shipped(name):
     return ModelSpec.read(folder), json.loads((folder / "metrics.json").read_text()), folder
 
 
-@pytest.mark.parametrize("name", ["nuclear", "tissue", "tissue-tight"])
+@pytest.mark.parametrize("name", ["nuclear", "tissue", "tissue-tight", "generalist"])
 def test_the_writer_writes_each_shipped_card_from_its_record(tmp_path, name):
     spec, record, folder = _shipped(name)
     shipped = (folder / "MODEL_CARD.md").read_text()
     if name == "nuclear":
         assert shipped.count(NUCLEAR_LIMITS_THEN) == 1
         shipped = shipped.replace(NUCLEAR_LIMITS_THEN, NUCLEAR_LIMITS_NOW)
+    if name == "generalist":  # its last section, on the correction loop, was written by hand
+        shipped = shipped[:shipped.index("\n## Role: the generalist")]
     assert model_card(spec, record) == shipped
     write_card(tmp_path, spec, record)
     assert (tmp_path / "MODEL_CARD.md").read_text() == shipped
@@ -70,3 +72,46 @@ def test_a_tissue_card_says_which_real_labels_it_trained_on():
     assert "trained only on generated tissue" not in limits
     assert "4 label file(s) by A. Person (cellscale review of sample S" in limits
     assert "one CODEX tile" in TISSUE.limits({"test": {"codex_held_out": {}}, "training_labels": [generated]})
+
+
+def test_a_card_says_what_each_compartment_was_tuned_on():
+    """A model trained with --codex ships whole-cell settings tuned on the tile's training columns: its card says
+    so (it said "on generated validation tissue, or with --codex on the CODEX training columns"), and that its
+    generated-tissue whole_cell row was scored with other settings; a model without the tile tuned both
+    compartments on its validation images; the int8 copy's calibration images are named."""
+    spec, record, _ = _shipped("tissue")
+    card = model_card(spec, record)
+    assert ("## Post-processing (nuclear: tuned on generated validation tissue; whole cell: on the CODEX tile's "
+            "training columns (< 960) against each expert's cells)") in card
+    assert "or with --codex" not in card
+    assert "The whole_cell row: settings tuned on generated validation tissue; not the shipped" in card
+    assert "was calibrated on 12 images x 2 crops: generated tissue (validation seeds) + CODEX tile columns" in card
+    # a record that scored the shipped whole-cell settings on generated tissue too (cellscale train now does)
+    scored = copy.deepcopy(record)
+    scored["test"]["whole_cell"]["shipped"] = {"f1": 0.5, "ap": 0.25, "tp": 1, "fp": 1, "fn": 1, "images": 6}
+    card = model_card(spec, scored)
+    assert "| whole_cell, shipped settings | 6 | 0.500 | 0.250 | - |" in card
+    assert "\"shipped settings\": the whole-cell settings above, tuned on the CODEX training columns" in card
+
+    spec, record, _ = _shipped("generalist")
+    card = model_card(spec, record)
+    assert "## Post-processing (nuclear and whole cell: tuned on the validation images" in card
+    assert "or with --codex" not in card and "The whole_cell row" not in card
+
+
+def test_a_rescoring_is_dated_next_to_the_cards_own_figures():
+    """benchmarks/rescore.py's figures (metrics.json's ``rescored``) come after the card's, which stay as measured;
+    an audit's caveats (``caveats``) are listed under the held-out figures."""
+    spec, record, _ = _shipped("tissue")
+    rescored = record["rescored"][0]
+    card = model_card(spec, record)
+    assert f"## Rescored on {rescored['date']} with {rescored['stack']}" in card
+    assert f"`{rescored['command']}` (code at {rescored['code']})" in card
+    assert "| CODEX held-out columns, cellscale, F1 vs expert 1 | 0.591 | 0.593 |" in card
+    assert "| generated whole_cell F1, shipped settings | - | 0.991 |" in card
+    assert "| cellscale | 0.591 | 0.586 |" in card  # the card's figure as measured
+    assert "- The CODEX figures are not fully held out" in card
+    assert card.index("not fully held out") < card.index("## Rescored") < card.index("## Limits")
+    bare = copy.deepcopy(record)
+    del bare["rescored"], bare["caveats"]
+    assert "## Rescored" not in model_card(spec, bare) and "not fully held out" not in model_card(spec, bare)

@@ -53,13 +53,15 @@ def model_card(spec: ModelSpec, record: dict) -> str:
         *([f"- note: {record['note']}"] if record.get("note") else []),
         f"- trained on {record['trained']}",
         "",
-        f"## Post-processing ({kind.tuned_on})",
+        f"## Post-processing ({kind.tuned_on(record)})",
         "```json",
         json.dumps(spec.postprocess, indent=2),
         "```",
         "",
         *kind.results(spec, record["test"]),
         "",
+        *caveat_lines(record),
+        *rescored_lines(record.get("rescored")),
         *comparison_lines(record.get("comparison")),
         "## Limits",
         kind.limits(record),
@@ -90,6 +92,27 @@ def lineage_lines(record: dict) -> list[str]:
     return lines
 
 
+def caveat_lines(record: dict) -> list[str]:
+    """What the held-out figures above are not (``caveats``: lines added to a record after an audit)."""
+    lines = list(record.get("caveats") or [])
+    return [*("- " + line for line in lines), ""] if lines else []
+
+
+def rescored_lines(rescored: list[dict] | None) -> list[str]:
+    """The card's figures scored again later with the shipped weights and post-processing (``benchmarks/rescore.py``),
+    next to the card's own: each rescoring dated, with the software it ran on. The card's figures stay as they were
+    measured."""
+    lines = []
+    for r in rescored or []:
+        lines += [f"## Rescored on {r['date']} with {r['stack']}",
+                  f"`{r['command']}` (code at {r['code']}); the same weights, post-processing and held-out data.",
+                  "", "| figure | card | rescored |", "|---|---|---|"]
+        lines += [f"| {what} | {'-' if card is None else f'{card:.3f}'} | {today:.3f} |"
+                  for what, card, today in r["rows"]]
+        lines += [*(["", r["note"]] if r.get("note") else []), ""]
+    return lines
+
+
 def comparison_lines(comparison: dict | None) -> list[str]:
     """The section comparing a fine-tuned model with its parent on the same held-out data (none without one)."""
     if not comparison:
@@ -113,13 +136,13 @@ class CardKind:
     """The parts of a card that depend on the kind of model.
 
     summary(spec, record): the lines before "## Training data"; data(record): the first lines of that
-    section (what was trained on); tuned_on: what the post-processing was tuned on; results(spec, test):
+    section (what was trained on); tuned_on(record): what the post-processing was tuned on; results(spec, test):
     the held-out scores' sections; limits(record): the line under "## Limits".
     """
 
     summary: Callable[[ModelSpec, dict], list[str]]
     data: Callable[[dict], list[str]]
-    tuned_on: str
+    tuned_on: Callable[[dict], str]
     results: Callable[[ModelSpec, dict], list[str]]
     limits: Callable[[dict], str]
 
@@ -144,12 +167,12 @@ def _nuclear_data(record: dict) -> list[str]:
     if "@" in record["training_data"]:  # a dataset version: its manifest says each file's split
         return [f"- {record['training_data']}: the training split of that dataset version (each file's split is "
                 f"in its manifest)",
-                (f"- {record['training_files']} training files, SHA-256 of their names and bytes: "
-                 f"`{record['training_data_sha256']}`")]
+                (f"- {record['training_files']} training files (images and their masks), SHA-256 of their names "
+                 f"and bytes: `{record['training_data_sha256']}`")]
     return [
         (f"- {record['training_data']}: DSB2018 stage1_train with community mask fixes (CC0; Caicedo et al., "
          "Nature Methods 2019); the split is fixed by a hash of each image id (80% train, 10% val, 10% test)"),
-        (f"- {record['training_files']} training files, SHA-256 of their names and bytes: "
+        (f"- {record['training_files']} training files (images and their masks), SHA-256 of their names and bytes: "
          f"`{record['training_data_sha256']}`"),
     ]
 
@@ -182,7 +205,7 @@ def _nuclear_results(spec: ModelSpec, test: dict) -> list[str]:
 NUCLEAR = CardKind(
     summary=_nuclear_summary,
     data=_nuclear_data,
-    tuned_on="tuned on the validation split",
+    tuned_on=lambda record: "tuned on the validation split",
     results=_nuclear_results,
     limits=lambda record: ("- a small network (kept fast enough for 2 Mpx/s on 2 CPU cores), trained for a limited "
                          "number of steps (the note says where); tissue whole-cell segmentation needs a nuclear + "
@@ -206,6 +229,18 @@ def _tissue_results(spec: ModelSpec, test: dict) -> list[str]:
         m, b = res["model"], res.get("baseline")
         lines.append(f"| {comp} | {m['images']} | {m['f1']:.3f} | {m['ap']:.3f} | "
                      + (f"{b['f1']:.3f} |" if b else "- |"))
+    shipped = test.get("whole_cell", {}).get("shipped")
+    if shipped:
+        lines.append(f"| whole_cell, shipped settings | {shipped['images']} | {shipped['f1']:.3f} | "
+                     f"{shipped['ap']:.3f} | - |")
+    if "codex_held_out" in test:
+        lines += ["", ("The whole_cell row: settings tuned on generated validation tissue; "
+                       + ("\"shipped settings\": the whole-cell settings above, tuned on the CODEX training columns."
+                          if shipped else "not the shipped whole-cell settings above (tuned on the CODEX training "
+                          "columns), which this card did not score on generated tissue."))]
+    if spec.int8:
+        lines += ["", f"The 8-bit copy (`{spec.int8['artifact']}`, {spec.int8['window']}-px windows) was calibrated "
+                      f"on {spec.int8['calibration']}."]
     if "codex_held_out" in test:
         lines += ["", "## Real tissue: CODEX R001_X003_Y004, held-out columns >= 1008",
                   "Whole-cell F1 at IoU 0.5 against each expert, next to the other tools' masks on the same columns.",
@@ -217,11 +252,19 @@ def _tissue_results(spec: ModelSpec, test: dict) -> list[str]:
 TISSUE = CardKind(
     summary=_tissue_summary,
     data=lambda record: [f"- {record['training_data']}; validation and test images use disjoint seed ranges"],
-    tuned_on=("nuclear: tuned on generated validation tissue; whole cell: on generated validation tissue, or "
-              "with --codex on the CODEX training columns against each expert's cells"),
+    tuned_on=lambda record: _tissue_tuned_on(record),
     results=_tissue_results,
     limits=lambda record: _tissue_limits(record),
 )
+
+
+def _tissue_tuned_on(record: dict) -> str:
+    """A model trained with --codex ships whole-cell settings tuned on the tile's training columns (see
+    cellscale.train.finish.finish_tissue_model); the others tune both compartments on the validation images."""
+    if "codex_held_out" in record["test"]:
+        return ("nuclear: tuned on generated validation tissue; whole cell: on the CODEX tile's training columns "
+                "(< 960) against each expert's cells")
+    return "nuclear and whole cell: tuned on the validation images: generated validation seeds, files of split val"
 
 
 def _tissue_limits(record: dict) -> str:
