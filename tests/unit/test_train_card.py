@@ -115,3 +115,71 @@ def test_a_rescoring_is_dated_next_to_the_cards_own_figures():
     bare = copy.deepcopy(record)
     del bare["rescored"], bare["caveats"]
     assert "## Rescored" not in model_card(spec, bare) and "not fully held out" not in model_card(spec, bare)
+
+
+def test_a_codex_model_is_scored_on_generated_tissue_with_the_whole_cell_settings_it_ships(tmp_path, monkeypatch):
+    """finish_tissue_model with --codex replaces the whole-cell settings tuned on generated validation tissue by
+    those tuned on the tile's training columns; the generated test tissue is scored with both (the first as before,
+    the shipped ones as ``shipped``), and the card shows both rows. The network, the tuning and the tile are fakes
+    here (no training): settings with foreground 0.4 (the tile's) find no cell, the others every cell."""
+    import numpy as np
+
+    from cellscale.train import finish
+    from cellscale.train.data import Example
+    from cellscale.train.options import TrainOptions
+
+    truth = np.zeros((4, 4), np.int32)
+    truth[:2, :2] = 1
+    generated = Example("g", "generated", np.zeros((2, 4, 4), np.float32), {"nuclear": truth, "whole_cell": truth})
+
+    class Data:
+        style, images, seed, manifest, generator, dataset = "sparse", 24, 1, None, None, None
+
+        def examples(self, split):
+            return [generated]
+
+        def describe(self):
+            return "fake"
+
+    class Net:
+        def __init__(self, *args, **kwargs):
+            self.model = type("M", (), {"count_params": lambda self: 1})()
+
+    calls = []
+
+    def tune(maps, truths, log=print):
+        calls.append(len(truths))
+        return finish.PostprocessParams(foreground=0.4 if len(calls) == 3 else 0.8), {}
+
+    def export_int8(out, *args, **kwargs):
+        spec = ModelSpec.read(out)
+        spec.int8 = {"artifact": "model.int8.tflite", "window": 512, "calibration": "fake images"}
+        spec.write(out)
+
+    codex = tmp_path / "codex"
+    codex.mkdir()
+    (codex / "image.ome.tif").write_bytes(b"x")
+    monkeypatch.setattr(finish, "Predictor", Net)
+    monkeypatch.setattr(finish, "predict_maps", lambda *a, **k: np.zeros((8, 4, 4), np.float32))
+    monkeypatch.setattr(finish, "compartment_maps", lambda m, i: m)
+    monkeypatch.setattr(finish, "compartment_labels",
+                        lambda maps, params, k=0: np.zeros_like(truth) if params.foreground == 0.4 else truth)
+    monkeypatch.setattr(finish, "otsu_watershed", lambda image: truth)
+    monkeypatch.setattr(finish, "tune", tune)
+    monkeypatch.setattr(finish, "load_codex", lambda tile, region: [generated])
+    monkeypatch.setattr(finish, "codex_experts", lambda tile, region: [truth, truth])
+    monkeypatch.setattr(finish, "codex_scores", lambda tile, ours: {"cellscale": [0.5, 0.5]})
+    monkeypatch.setattr(finish, "export_int8", export_int8)
+    monkeypatch.setattr(finish, "calibration_images", lambda *a: ([], "fake images"))
+    out = tmp_path / "model"
+    spec = ModelSpec(name="t", inputs=["nuclear", "membrane"], compartments=["nuclear", "whole_cell"],
+                     base_filters=4, depth=2, tile_multiple=4)
+    options = TrainOptions(data="synthetic-tissue", out=str(out), run_dir=str(tmp_path / "run"), codex=str(codex))
+    record = finish.finish_tissue_model(options, spec, log=lambda m: None, data=Data())
+    assert calls == [1, 1, 2]  # nuclear and whole cell on generated validation tissue, then whole cell on the tile
+    assert ModelSpec.read(out).postprocess["whole_cell"]["foreground"] == 0.4  # the tile's settings are shipped
+    whole_cell = record["test"]["whole_cell"]
+    assert whole_cell["model"]["f1"] == 1.0 and whole_cell["shipped"]["f1"] == 0.0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| whole_cell | 1 | 1.000 |" in card and "| whole_cell, shipped settings | 1 | 0.000 | 0.000 | - |" in card
+    assert "whole cell: on the CODEX tile's training columns (< 960)" in card
