@@ -16,7 +16,8 @@ tunes those again on the generated validation split and scores with them as well
     PYTHONPATH=src .venv/bin/python benchmarks/rescore.py tissue [--codex ../shared/data/codex/R001_X003_Y004]
         [--skip-int8] [--retune-generated] [--json OUT]
 
-Prints card vs today per figure; nothing is written to the model's folder.
+Prints card vs today per figure; nothing is written to the model's folder unless --record (metrics.json's
+'rescored' list, which the card shows dated next to its own figures).
 """
 
 from __future__ import annotations
