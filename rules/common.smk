@@ -244,6 +244,11 @@ def pixel_size(sample):
     return None if value is None else float(value)
 
 
+def frame_interval(sample):
+    value = cell(sample, "frame_interval_s")
+    return None if value is None else float(value)
+
+
 def gamma(sample):
     value = cell(sample, "gamma")
     return 1.0 if value is None else float(value)

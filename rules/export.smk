@@ -10,6 +10,7 @@ EXPORT_PARAMS = dict(
     timelapse=lambda w: is_timelapse(w.sample),
     channel_names=lambda w: channel_names(w.sample),
     pixel_size=lambda w: pixel_size(w.sample),
+    frame_interval=lambda w: frame_interval(w.sample),
     output=config["output"],
 )
 

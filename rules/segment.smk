@@ -50,6 +50,7 @@ checkpoint tile:
         timelapse=lambda w: is_timelapse(w.sample),
         tiling=config["tiling"],
         pixel_size=lambda w: pixel_size(w.sample),
+        frame_interval=lambda w: frame_interval(w.sample),
         gamma=lambda w: gamma(w.sample),
         scale=lambda w: scale(w.sample),
     log:
@@ -98,6 +99,7 @@ rule stitch:
         model=lambda w: model_dir(w.sample),
         postprocess=config["postprocess"],
         pixel_size=lambda w: pixel_size(w.sample),
+        frame_interval=lambda w: frame_interval(w.sample),
     threads: 2
     resources:
         mem_mb=4000,

@@ -28,6 +28,7 @@ with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
             timelapse=s.params.timelapse,
             channel_names=s.params.channel_names,
             pixel_size_um=s.params.pixel_size,
+            frame_interval_s=s.params.frame_interval,
             settings=settings,
             tracks=s.input.get("tracks"),  # a time-lapse's: its labels/tracks
         )

@@ -43,6 +43,7 @@ def tile(s):
         tiling=TilingSettings.from_dict(p.tiling),  # config["tiling"], its defaults filled in by the schema
         timelapse=p.timelapse,
         pixel_size_um=p.pixel_size,
+        frame_interval_s=p.frame_interval,
         gamma=p.gamma,
         scale=measured_scale(estimate[0]) if estimate else p.scale,  # auto: what object_size chose
     )
@@ -69,6 +70,7 @@ def stitch(s):
         s.output.labels,
         postprocess=PostprocessSettings.from_dict(s.params.postprocess),  # config["postprocess"]
         pixel_size_um=s.params.pixel_size,
+        frame_interval_s=s.params.frame_interval,
         workers=s.threads,
         name=s.wildcards.sample,  # the OME image's name
     )

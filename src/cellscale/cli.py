@@ -37,7 +37,7 @@ def _segment(args) -> int:
     import numpy as np
 
     from cellscale.io import (MIN_EDGE, ImageError, ImageSource, is_image_file, is_ome_zarr, read_image,
-                              sample_pixel_size, write_labels)
+                              sample_frame_interval, sample_pixel_size, write_labels)
     from cellscale.logs import step_log
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.segment.model import shipped_model
@@ -66,7 +66,7 @@ def _segment(args) -> int:
     compartment = "whole_cell" if whole_cell else "nuclear"
     single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
     out_dir = Path(args.output) if not single_file else None
-    read, failed, sizes = [], [], {}  # the paths segment_many gets (its indices), the ones that failed
+    read, failed, sizes, intervals = [], [], {}, {}  # the paths segment_many gets (its indices), those that failed
 
     def fields():  # read one at a time, as segment_many asks: a folder never has to fit in memory
         for path in inputs:
@@ -84,6 +84,7 @@ def _segment(args) -> int:
                 continue
             read.append(path)
             sizes[path] = sample_pixel_size(args.pixel_size, path)  # --pixel-size, else the image's metadata
+            intervals[path] = sample_frame_interval(None, path) if args.timelapse else None  # its metadata's
             yield FieldOfView(image, roles, sizes[path], args.gamma, args.scale)
 
     with step_log(None, "segment"):
@@ -97,7 +98,7 @@ def _segment(args) -> int:
             labels = labels[0] if labels.shape[0] == 1 else labels
             stem = path.name.split(".")[0]
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
-            write_labels(target, labels.astype(np.uint32), sizes[path], name=stem)
+            write_labels(target, labels.astype(np.uint32), sizes[path], name=stem, frame_interval_s=intervals[path])
             what = compartment.replace("_", "-")
             if labels.ndim == 3:  # a movie: labels are numbered frame by frame
                 objects = sum(int(np.count_nonzero(np.unique(frame))) for frame in labels)

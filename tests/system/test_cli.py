@@ -39,6 +39,19 @@ def test_segment_folder_one_label_image_per_input(tmp_path):
         assert labels.max() > 5  # cells found, colour image included
 
 
+def test_segment_timelapse_labels_state_the_movies_frame_interval(tmp_path):
+    """cellscale segment --timelapse: the labels state the movie's frame interval (its OME TimeIncrement, 10 min:
+    600 s) as OME TimeIncrement in seconds."""
+    from cellscale.io import frame_interval_from_metadata
+    from cellscale.synth.timelapse import make_timelapse
+
+    movie = make_timelapse(n_frames=3, shape=(64, 64), n_cells=3, seed=1)
+    tifffile.imwrite(tmp_path / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 10, "TimeIncrementUnit": "min"})
+    cellscale("segment", tmp_path / "movie.ome.tif", "--timelapse", "-o", tmp_path / "labels.tif")
+    assert frame_interval_from_metadata(tmp_path / "labels.tif") == 600.0
+
+
 def test_segment_labels_state_the_pixel_size_of_the_image_or_the_option(tmp_path):
     """The label image states the input's pixel size, from its OME metadata, or --pixel-size where given."""
     from cellscale.io import pixel_size_from_metadata, read_image, write_image

@@ -20,9 +20,9 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 HEADER = "sample\timage\tkind\tnuclear_channel\tmembrane_channel\tchannel_names\tpixel_size_um\n"
 
 
-def write_config(workdir: Path, rows: list[str], **overrides) -> None:
+def write_config(workdir: Path, rows: list[str], header: str = HEADER, **overrides) -> None:
     (workdir / "config").mkdir(parents=True, exist_ok=True)
-    (workdir / "config" / "samples.tsv").write_text(HEADER + "".join(r + "\n" for r in rows))
+    (workdir / "config" / "samples.tsv").write_text(header + "".join(r + "\n" for r in rows))
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["samples"] = str(workdir / "config" / "samples.tsv")
     config["models"] = {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}
@@ -52,10 +52,10 @@ def demo_run(tmp_path_factory):
     write_ctc_ground_truth(tl, work / "movie_GT")
     dsb = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
     write_config(work, [
-        f"tissue\t{work / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5",
-        f"movie\t{work / 'movie.ome.tif'}\ttimelapse\t\t\t\t",
-        f"dsb\t{dsb}\ttissue\t\t\t\t",
-    ], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1},
+        f"tissue\t{work / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5\t",
+        f"movie\t{work / 'movie.ome.tif'}\ttimelapse\t\t\t\t\t120",  # a frame every 2 minutes
+        f"dsb\t{dsb}\ttissue\t\t\t\t\t",
+    ], header=HEADER.rstrip("\n") + "\tframe_interval_s\n", tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1},
         output=yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["output"])  # every format
     result = run(work)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
@@ -173,6 +173,11 @@ def test_run_tables_say_where_every_sample_is(demo_run):
     assert json.loads((work / "results/report/tissue/summary.json").read_text())["model"] == tissue.ref
     # the pixel size each sample's labels state: the sheet's 0.5 for tissue; none given nor in the files elsewhere
     assert summary.loc["tissue", "pixel_size_um"] == 0.5 and summary["pixel_size_um"].drop("tissue").isna().all()
+    # the movie's frame interval (the sheet's 120 s): summary.tsv, and its cells' time (seconds since frame 0)
+    assert summary.loc["movie", "frame_interval_s"] == 120 and summary["frame_interval_s"].drop("movie").isna().all()
+    movie = cells[cells["sample"] == "movie"]
+    np.testing.assert_array_equal(movie["time"].to_numpy(), movie["frame"].to_numpy() * 120.0)
+    assert cells.loc[cells["sample"] != "movie", "time"].isna().all()
 
 
 def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
@@ -198,6 +203,9 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
         labels = {n.metadata["name"]: n for n in nodes if any(isinstance(s, Label) for s in n.specs)}
         with ImageSource.open(row["image"], timelapse=timelapse) as source:
             assert np.asarray(image.data[0]).shape == (source.shape if timelapse else source.shape[1:]), sample
+        if timelapse:  # the t axis in seconds, scaled by the sheet's frame_interval_s
+            assert image.metadata["axes"][0] == {"name": "t", "type": "time", "unit": "second"}
+            assert image.metadata["coordinateTransformations"][0][0]["scale"][0] == 120.0
         comps = [c for c in ("nuclear", "whole_cell") if row[f"{c}_labels"]]
         assert sorted(labels) == comps + (["tracks"] if timelapse else []), sample  # a movie's track ids too
         for comp in comps:

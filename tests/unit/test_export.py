@@ -374,3 +374,33 @@ def test_time_lapse_ngff_has_track_id_labels_and_per_frame_labels_without_proper
     props = {p["label-value"]: p for p in meta["properties"]}
     assert props[2] == {"label-value": 2, "first-frame": 0, "last-frame": 2, "parent-track": 0}
     assert props[3]["parent-track"] == 1 and props[3]["first-frame"] == 2 and set(props) == {1, 2, 3, 4, 5}
+
+
+def test_time_lapse_ngff_t_axis_has_the_frame_interval_in_seconds(tmp_path):
+    """A movie's OME-Zarr t axis (image and labels, read back with ome-zarr's reader) has unit second and the frame
+    interval as its scale: the movie's OME-TIFF TimeIncrement (2 min: 120 s), or the sheet's value where given (it
+    wins); none known: no unit, a scale of 1."""
+    import tifffile
+
+    from cellscale.steps.export import export_one
+
+    movie = np.stack([blobs((48, 40), 3, t) for t in range(3)])
+    image = (movie[:, None] * 100).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "timed.ome.tif", image, ome=True,
+                     metadata={"axes": "TCYX", "TimeIncrement": 2, "TimeIncrementUnit": "min"})
+    tifffile.imwrite(tmp_path / "untimed.ome.tif", image, ome=True, metadata={"axes": "TCYX"})
+    labels_path = tmp_path / "nuclear.ome.tif"
+    tifffile.imwrite(labels_path, movie, metadata={"axes": "TYX"})
+    table = pd.concat([pd.DataFrame({"compartment": "nuclear", "frame": t, "CellID": sorted(present(movie[t])),
+                                     "Area": 1.0}) for t in range(3)], ignore_index=True)
+    for name, given, (unit, scale) in (("timed", None, ("second", 120.0)), ("timed", 30.0, ("second", 30.0)),
+                                       ("untimed", None, (None, 1.0))):
+        out = tmp_path / f"{name}-{given}.ome.zarr"
+        export_one("movie", tmp_path / f"{name}.ome.tif", {"nuclear": labels_path}, table, {"ome-zarr": out},
+                   timelapse=True, frame_interval_s=given)
+        image_node, labels = read_ngff(out)
+        for node in (image_node, labels["nuclear"]):
+            t_axis = node.metadata["axes"][0]
+            assert t_axis["name"] == "t" and t_axis.get("unit") == unit, (name, given, t_axis)
+            transforms = node.metadata["coordinateTransformations"][0]
+            assert [t["scale"][0] for t in transforms if t["type"] == "scale"] == [scale], (name, given)

@@ -577,3 +577,80 @@ def test_channel_names_an_ome_tiff_repeats_are_told_apart(tmp_path, caplog):
     assert sample_channel_names(path, 4, ["a", "b", "c", "d"]) == ["a", "b", "c", "d"]
     with pytest.raises(StepError, match="3 channel names given for 4 channels"):
         sample_channel_names(path, 4, ["a", "b", "c"])
+
+
+def test_frame_interval_is_read_from_the_image_metadata(tmp_path, caplog):
+    """OME-TIFF TimeIncrement (+ unit, default s), ImageJ finterval (+ tunit, default seconds) and the OME-Zarr t
+    axis's scale (with its unit) state a movie's frame interval, in seconds here; an unknown unit or a unitless t
+    scale other than 1 is not used, with a warning saying why; the sheet's value wins, with a warning."""
+    import zarr
+
+    from cellscale.io import frame_interval_from_metadata, sample_frame_interval
+
+    movie = np.zeros((3, 16, 24), np.uint16)
+    tifffile.imwrite(tmp_path / "min.ome.tif", movie, ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 2.5, "TimeIncrementUnit": "min"})
+    tifffile.imwrite(tmp_path / "s.ome.tif", movie, ome=True, metadata={"axes": "TYX", "TimeIncrement": 30})
+    tifffile.imwrite(tmp_path / "none.ome.tif", movie, ome=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "ij.tif", movie, imagej=True, metadata={"axes": "TYX", "finterval": 5})
+    tifffile.imwrite(tmp_path / "ij_ms.tif", movie, imagej=True,
+                     metadata={"axes": "TYX", "finterval": 250, "tunit": "ms"})
+    tifffile.imwrite(tmp_path / "ij_bad.tif", movie, imagej=True,
+                     metadata={"axes": "TYX", "finterval": 2, "tunit": "fortnight"})
+    tifffile.imwrite(tmp_path / "plain.tif", movie, photometric="minisblack")
+    for name, unit, t_scale, expected in (("minute", "minute", 0.5, 30.0), ("none", None, 1.0, None),
+                                          ("unitless", None, 10.0, None)):
+        path = tmp_path / f"{name}.ome.zarr"
+        group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        group.create_array("0", data=movie[:, None])
+        axes = [{"name": "t", "type": "time", **({"unit": unit} if unit else {})}, {"name": "c", "type": "channel"},
+                {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+        group.attrs.update({"multiscales": [{"version": "0.4", "axes": axes, "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [t_scale, 1, 1, 1]}]}]}]})
+    assert frame_interval_from_metadata(tmp_path / "min.ome.tif") == pytest.approx(150.0)
+    assert frame_interval_from_metadata(tmp_path / "s.ome.tif") == pytest.approx(30.0)
+    assert frame_interval_from_metadata(tmp_path / "ij.tif") == pytest.approx(5.0)
+    assert frame_interval_from_metadata(tmp_path / "ij_ms.tif") == pytest.approx(0.25)
+    assert frame_interval_from_metadata(tmp_path / "minute.ome.zarr") == pytest.approx(30.0)
+    for path in ("none.ome.tif", "plain.tif", "none.ome.zarr", "missing.tif"):
+        assert frame_interval_from_metadata(tmp_path / path) is None, path
+    with caplog.at_level("WARNING"):
+        assert frame_interval_from_metadata(tmp_path / "ij_bad.tif") is None
+        assert frame_interval_from_metadata(tmp_path / "unitless.ome.zarr") is None
+    assert "ij_bad.tif: a frame interval in an unknown unit 'fortnight': its frame interval is not used" in caplog.text
+    assert "unitless.ome.zarr: a time scale of 10 without a unit" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # an interval given: why the metadata's cannot be used is no one's concern
+        assert sample_frame_interval(60.0, tmp_path / "ij_bad.tif", "m2") == 60.0
+    assert not caplog.records
+    with caplog.at_level("INFO"):
+        assert sample_frame_interval(None, tmp_path / "min.ome.tif", "m1") == pytest.approx(150.0)
+        assert sample_frame_interval(300.0, tmp_path / "min.ome.tif", "m1") == 300.0  # the sheet's wins
+        assert sample_frame_interval(150.5, tmp_path / "min.ome.tif", "m1") == 150.5  # within 1%: no warning
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "sample 'm1'" in warned[0] and "300 s" in warned[0] and "150 s" in warned[0]
+
+
+def test_movie_labels_state_their_frame_interval(tmp_path):
+    """write_labels writes a movie's frame interval as OME TimeIncrement (s), held whole or tiled; a still image's
+    labels get none."""
+    from cellscale.io import frame_interval_from_metadata
+
+    class Lazy:  # an array-like that is not a NumPy array: the tiled writer
+        def __init__(self, a):
+            self.a, self.shape, self.dtype = a, a.shape, a.dtype
+
+        def __getitem__(self, key):
+            return self.a[key]
+
+    movie = np.zeros((3, 16, 24), np.uint32)
+    movie[:, 4:8, 4:8] = 1
+    write_labels(tmp_path / "whole.ome.tif", movie, 0.5, frame_interval_s=90.0)
+    write_labels(tmp_path / "tiled.ome.tif", Lazy(movie), 0.5, frame_interval_s=90.0)
+    write_labels(tmp_path / "still.ome.tif", movie[0], 0.5, frame_interval_s=90.0)
+    for name in ("whole", "tiled"):
+        with tifffile.TiffFile(tmp_path / f"{name}.ome.tif") as tif:
+            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert (pixels["TimeIncrement"], pixels["TimeIncrementUnit"]) == (90.0, "s"), name
+        assert frame_interval_from_metadata(tmp_path / f"{name}.ome.tif") == 90.0
+    assert frame_interval_from_metadata(tmp_path / "still.ome.tif") is None

@@ -271,3 +271,43 @@ def test_csv_rows_are_the_text_pandas_writes(tmp_path):
             w.append(table.iloc[rows])
     expected = table.to_csv(index=False).encode()
     assert (tmp_path / "whole.csv").read_bytes() == (tmp_path / "parts.csv").read_bytes() == expected
+
+
+def test_a_time_lapse_table_has_a_time_column_from_its_labels_frame_interval(tmp_path):
+    """A movie's per-cell table has ``time`` after ``frame``: frame x the interval its labels state (seconds), NaN
+    where they state none; the column is there either way, so the run's table has one schema (a still image's rows:
+    NaN) and its .h5ad carries it in obs."""
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.measure import aggregate_measurements, measure_sample
+
+    movie = np.zeros((3, 24, 32), np.uint32)
+    for t in range(3):
+        movie[t, 2 + 3 * t:8 + 3 * t, 4:10] = 1
+        movie[t, 14:20, 20:26] = 2
+    write_image(tmp_path / "movie.ome.tif", (movie * 50).astype(np.uint16), ["DNA"], axes="TYX")
+    write_labels(tmp_path / "timed.ome.tif", movie, frame_interval_s=90.0)
+    write_labels(tmp_path / "untimed.ome.tif", movie)
+    nuc, _, image = _example()
+    write_labels(tmp_path / "still.ome.tif", nuc)
+    write_image(tmp_path / "still_image.ome.tif", image[:1], ["DNA"])
+    tables = {}
+    for name in ("timed", "untimed"):
+        tables[name] = measure_sample(name, tmp_path / "movie.ome.tif", {"nuclear": tmp_path / f"{name}.ome.tif"},
+                                      tmp_path / f"{name}.csv", tmp_path / f"{name}.parquet", timelapse=True)
+    measure_sample("still", tmp_path / "still_image.ome.tif", {"nuclear": tmp_path / "still.ome.tif"},
+                   tmp_path / "still.csv", tmp_path / "still.parquet")
+    timed = pd.read_parquet(tmp_path / "timed.parquet")
+    columns = list(timed.columns)
+    assert columns.index("time") == columns.index("frame") + 1
+    np.testing.assert_array_equal(timed["time"].to_numpy(), timed["frame"].to_numpy() * 90.0)
+    assert sorted(set(timed["time"])) == [0.0, 90.0, 180.0]
+    untimed = pd.read_parquet(tmp_path / "untimed.parquet")
+    assert list(untimed.columns) == columns and untimed["time"].isna().all()
+    assert "time" not in pd.read_parquet(tmp_path / "still.parquet")
+    aggregate_measurements({s: tmp_path / f"{s}.parquet" for s in ("timed", "still", "untimed")},
+                           tmp_path / "cells.csv", tmp_path / "cells.parquet", tmp_path / "cells.h5ad")
+    run = pd.read_parquet(tmp_path / "cells.parquet")
+    assert run.loc[run["sample"] == "timed", "time"].max() == 180.0
+    assert run.loc[run["sample"] != "timed", "time"].isna().all()
+    obs = anndata.read_h5ad(tmp_path / "cells.h5ad").obs
+    np.testing.assert_array_equal(obs["time"].to_numpy(), run["time"].to_numpy())

@@ -126,7 +126,8 @@ def _omero(channel_names: list[str], windows: list[tuple[float, float]], dtype) 
 
 def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool = False,
                pixel_size_um: float | None = None, channel_names: list[str] | None = None,
-               windows: list[tuple[float, float]] | None = None, table: pd.DataFrame | None = None,
+               frame_interval_s: float | None = None, windows: list[tuple[float, float]] | None = None,
+               table: pd.DataFrame | None = None,
                tracks: pd.DataFrame | None = None, ngff: str = NGFF_VERSION, max_label_metadata: int = 100_000,
                ) -> None:
     """Write an OME-Zarr image with its labels, as a new folder ``path`` (replaced whole: written beside it first).
@@ -137,6 +138,8 @@ def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool 
     labels : compartment -> (Y, X) or (T, Y, X) uint32 labels (dask or NumPy); a time-lapse's ``tracks`` entry
         holds track ids (the same cell has the same value in every frame).
     windows : per channel (low, high) display range (the ``omero`` metadata); default: the dtype's range.
+    frame_interval_s : a time-lapse's seconds between frames: the ``t`` axis's scale, in unit ``second`` (unknown:
+        a scale of 1 without a unit, as for the pixel size).
     table : the sample's per-cell table (``CellID``, ``compartment``, ``Area``), for the labels' properties. A
         time-lapse's per-frame labels get none: a value is a different cell in each frame (the table links them by
         ``frame`` and ``CellID``).
@@ -161,8 +164,12 @@ def write_ngff(path: str | os.PathLike, image, labels: dict, *, timelapse: bool 
             raise ValueError(f"{path}: labels {name!r} of shape {lab.shape} do not match the image {image.shape}")
     factors = scale_factors(height, width)
     size = pixel_size_um or 1.0
-    scale = {"t": 1.0, "c": 1.0, "y": size, "x": size} if timelapse else {"c": 1.0, "y": size, "x": size}
-    units = {"y": "micrometer", "x": "micrometer"} if pixel_size_um else None
+    scale = {"t": frame_interval_s or 1.0, "c": 1.0, "y": size, "x": size} if timelapse else \
+        {"c": 1.0, "y": size, "x": size}
+    units = {"y": "micrometer", "x": "micrometer"} if pixel_size_um else {}
+    if timelapse and frame_interval_s:
+        units["t"] = "second"
+    units = units or None
     n_channels = image.shape[-3]
     names = channel_names if channel_names and len(channel_names) == n_channels else \
         [f"ch{i}" for i in range(n_channels)]

@@ -1,7 +1,7 @@
 """The edges of the library: reading images and writing results.
 
 - :mod:`~cellscale.io.formats`: file formats (TIFF/OME-TIFF, PNG, OME-Zarr, folders of frame files), axis
-  letters mapped onto (T, C, Y, X), channel names and pixel sizes from their metadata;
+  letters mapped onto (T, C, Y, X), channel names, pixel sizes and frame intervals from their metadata;
 - :mod:`~cellscale.io.source`: :class:`ImageSource`, an image read region by region, and :func:`read_image`;
 - :mod:`~cellscale.io.labels`: 32-bit label images and intensity images as OME-TIFF (many label images in one
   multi-series file: :func:`write_label_series`, :class:`LabelSeries`), and :func:`check_labels`, the check that
@@ -18,12 +18,14 @@ from .formats import (
     MIN_EDGE,
     ImageError,
     channel_names_from_ome,
+    frame_interval_from_metadata,
     is_image_file,
     is_ome_zarr,
     normalize_axes,
     numbered_frames,
     ome_zarr_image,
     pixel_size_from_metadata,
+    sample_frame_interval,
     sample_pixel_size,
 )
 from .labels import LabelSeries, check_labels, read_labels, series_names, write_image, write_label_series, write_labels
@@ -33,7 +35,7 @@ __all__ = [
     "IMAGE_SUFFIXES", "MIN_EDGE", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path",
     "channel_names_from_ome", "check_labels",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image", "pixel_size_from_metadata",
-    "sample_pixel_size",
+    "sample_pixel_size", "frame_interval_from_metadata", "sample_frame_interval",
     "image_size", "read_image", "read_labels", "write_image", "write_labels", "LabelSeries", "series_names",
     "write_label_series",
 ]

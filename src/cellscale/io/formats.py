@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -234,33 +236,170 @@ _UNITS = {1e6: ("m", "meter", "metre", "meters", "metres"), 1e4: ("cm", "centime
           1.0: ("µm", "μm", "um", "micron", "microns", "micrometer", "micrometre", "micrometers", "micrometres",
                 "\\u00b5m"), 1e-4: ("å", "angstrom"), 1e-6: ("pm", "picometer", "picometre")}
 _TO_UM = {name: factor for factor, names in _UNITS.items() for name in names}
+# time units as OME (TimeIncrementUnit), ImageJ (tunit) and NGFF (the t axis's unit) write them, in seconds
+_TIME_UNITS = {1.0: ("s", "sec", "secs", "second", "seconds"), 60.0: ("min", "mins", "minute", "minutes"),
+               3600.0: ("h", "hr", "hrs", "hour", "hours"), 86400.0: ("d", "day", "days"),
+               1e-3: ("ms", "msec", "millisecond", "milliseconds"),
+               1e-6: ("µs", "μs", "us", "\\u00b5s", "microsecond", "microseconds"),
+               1e-9: ("ns", "nanosecond", "nanoseconds")}
+_TO_S = {name: factor for factor, names in _TIME_UNITS.items() for name in names}
 
 
 class _Unusable(ValueError):
-    """A pixel size the metadata states that cannot be used (unknown unit, non-square pixels): the reason."""
+    """A pixel size or frame interval the metadata states that cannot be used (an unknown unit, non-square
+    pixels): the reason."""
+
+
+def _number(value) -> float | None:
+    """A positive finite number, or None (no value stated)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def _unit_factor(unit, factors: dict, what: str) -> float:
+    key = str(unit).strip().lower()
+    if key not in factors:
+        raise _Unusable(f"a {what} in an unknown unit {str(unit)!r}")
+    return factors[key]
 
 
 def _square_um(y, x, unit_y, unit_x) -> float | None:
     """One pixel size in micrometres from a format's Y and X sizes and units; None where there is none (no size,
     or a unitless scale of 1, as writers leave it); :class:`_Unusable` where one is stated but cannot be used."""
-    try:
-        y, x = float(y), float(x)
-    except (TypeError, ValueError):
+    y, x = _number(y), _number(x)
+    if y is None or x is None:
         return None
-    if not (np.isfinite(y) and np.isfinite(x) and y > 0 and x > 0):
-        return None
-    units = [str(u).strip().lower() if u is not None else None for u in (unit_y, unit_x)]
-    if None in units:
+    if unit_y is None or unit_x is None:
         if (y, x) == (1.0, 1.0):
             return None  # the default scale: nothing stated
         raise _Unusable(f"a scale of {y:.4g} x {x:.4g} (Y x X) without a unit")
-    unknown = [u for u in units if u not in _TO_UM]
-    if unknown:
-        raise _Unusable(f"a pixel size in an unknown unit {unknown[0]!r}")
-    y, x = y * _TO_UM[units[0]], x * _TO_UM[units[1]]
+    y, x = y * _unit_factor(unit_y, _TO_UM, "pixel size"), x * _unit_factor(unit_x, _TO_UM, "pixel size")
     if abs(y - x) > 0.01 * max(x, y):
         raise _Unusable(f"pixels of {y:.4g} x {x:.4g} µm (Y x X), not square")
     return x
+
+
+def _seconds(value, unit) -> float | None:
+    """A frame interval in seconds from a format's time increment and unit; None where there is none (no value, or
+    a unitless scale of 1, as NGFF writers leave the t axis); :class:`_Unusable` where one is stated but cannot be
+    used."""
+    value = _number(value)
+    if value is None:
+        return None
+    if unit is None:
+        if value == 1.0:
+            return None  # the default scale: nothing stated
+        raise _Unusable(f"a time scale of {value:.4g} without a unit")
+    return value * _unit_factor(unit, _TO_S, "frame interval")
+
+
+@dataclass(frozen=True)
+class _Stated:
+    """A quantity an image's metadata may state (the pixel size, the frame interval): how each format says it."""
+
+    what: str  # in messages: "pixel size"
+    unit: str  # the unit it is used in: "µm"
+    given_by: str  # where a user gives it instead: "the sample sheet's pixel_size_um"
+    ome: Callable[[dict], float | None]  # from an OME-TIFF's Pixels element
+    imagej: Callable[[tifffile.TiffFile], float | None]  # from an ImageJ TIFF
+    ngff: Callable[[list[dict], np.ndarray], float | None]  # from OME-Zarr's axes and full-resolution scale
+
+
+def _ome_pixel_size(pixels: dict) -> float | None:
+    if "PhysicalSizeX" not in pixels or "PhysicalSizeY" not in pixels:
+        return None
+    return _square_um(pixels["PhysicalSizeY"], pixels["PhysicalSizeX"],
+                      pixels.get("PhysicalSizeYUnit", "µm"), pixels.get("PhysicalSizeXUnit", "µm"))
+
+
+def _imagej_pixel_size(tif: tifffile.TiffFile) -> float | None:
+    unit = (tif.imagej_metadata or {}).get("unit")
+    if not unit:
+        return None
+    tags = tif.pages[0].tags
+    (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value  # pixels per unit
+    return _square_um(yd / yn, xd / xn, unit, unit) if xn and yn else None
+
+
+def _ngff_pixel_size(axes: list[dict], scale: np.ndarray) -> float | None:
+    names = [a.get("name", "").lower() for a in axes]
+    y, x = names.index("y"), names.index("x")
+    return _square_um(scale[y], scale[x], axes[y].get("unit"), axes[x].get("unit"))
+
+
+def _ngff_frame_interval(axes: list[dict], scale: np.ndarray) -> float | None:
+    names = [a.get("name", "").lower() for a in axes]
+    return _seconds(scale[names.index("t")], axes[names.index("t")].get("unit")) if "t" in names else None
+
+
+PIXEL_SIZE = _Stated("pixel size", "µm", "the sample sheet's pixel_size_um, or --pixel-size", _ome_pixel_size,
+                     _imagej_pixel_size, _ngff_pixel_size)
+FRAME_INTERVAL = _Stated(
+    "frame interval", "s", "the sample sheet's frame_interval_s",
+    lambda pixels: _seconds(pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s")),  # OME: s default
+    lambda tif: _seconds((tif.imagej_metadata or {}).get("finterval"),  # ImageJ's time unit: seconds by default
+                         (tif.imagej_metadata or {}).get("tunit") or "sec"),
+    _ngff_frame_interval)
+
+
+def _from_metadata(quantity: _Stated, path, series: int, warn: bool) -> float | None:
+    try:
+        return _stated(quantity, Path(path), series)
+    except _Unusable as why:
+        if warn:
+            log.warning("%s: %s: its %s is not used; give one (%s)", path, why, quantity.what, quantity.given_by)
+    except Exception as err:  # metadata only: whoever reads the pixels says what is wrong with the file
+        log.debug("%s: no %s read (%s: %s)", path, quantity.what, type(err).__name__, err)
+    return None
+
+
+def _stated(quantity: _Stated, path: Path, series: int) -> float | None:
+    if is_ome_zarr(path):
+        return quantity.ngff(*_ngff_scale(path))
+    if path.is_dir():
+        return _stated(quantity, numbered_frames(path)[0], 0)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome:
+            image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
+            return quantity.ome((image[series] if isinstance(image, list) else image).get("Pixels", {}))
+        if tif.is_imagej:
+            return quantity.imagej(tif)
+    return None
+
+
+def _ngff_scale(path: Path) -> tuple[list[dict], np.ndarray]:
+    """An OME-Zarr image's axes (as dicts) and its full-resolution level's scale (the level's, times the
+    image's)."""
+    import zarr
+
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    multiscales = attrs.get("ome", attrs)["multiscales"][0]
+    axes = [a if isinstance(a, dict) else {"name": a} for a in multiscales.get("axes", [])]
+    scale = np.ones(len(axes))
+    for transforms in (multiscales["datasets"][0].get("coordinateTransformations", []),
+                       multiscales.get("coordinateTransformations", [])):  # the level's, then the image's
+        for t in transforms:
+            if t.get("type") == "scale":
+                scale = scale * np.asarray(t["scale"], float)
+    return axes, scale
+
+
+def _for_sample(quantity: _Stated, given: float | None, path, sample: str | None) -> float | None:
+    stated = _from_metadata(quantity, path, 0, warn=given is None)  # why the metadata's is unusable: only if needed
+    name = f"sample {sample!r}: " if sample else ""
+    if given is None:
+        if stated is not None:
+            log.info("%s%s: %s %.4g %s, from the image's metadata", name, path, quantity.what, stated, quantity.unit)
+        return stated
+    if stated is not None and abs(stated - given) > 0.01 * given:
+        log.warning("%s%s: the %s given, %.4g %s, is used; the image's metadata says %.4g %s", name, path,
+                    quantity.what, given, quantity.unit, stated, quantity.unit)
+    return given
 
 
 def pixel_size_from_metadata(path: str | os.PathLike, series: int = 0, warn: bool = True) -> float | None:
@@ -272,67 +411,29 @@ def pixel_size_from_metadata(path: str | os.PathLike, series: int = 0, warn: boo
     there). A size that is stated but cannot be used (an unknown unit, a scale without a unit, non-square pixels)
     is None with a warning (``warn``) saying why. Only the header is read.
     """
-    try:
-        return _stated_pixel_size(Path(path), series)
-    except _Unusable as why:
-        if warn:
-            log.warning("%s: %s: its pixel size is not used; give one (the sample sheet's pixel_size_um, or "
-                        "--pixel-size)", path, why)
-    except Exception as err:  # metadata only: whoever reads the pixels says what is wrong with the file
-        log.debug("%s: no pixel size read (%s: %s)", path, type(err).__name__, err)
-    return None
+    return _from_metadata(PIXEL_SIZE, path, series, warn)
 
 
-def _stated_pixel_size(path: Path, series: int) -> float | None:
-    if is_ome_zarr(path):
-        return _ngff_pixel_size(path)
-    if path.is_dir():
-        return _stated_pixel_size(numbered_frames(path)[0], 0)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    with tifffile.TiffFile(path) as tif:
-        if tif.is_ome:
-            image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
-            pixels = (image[series] if isinstance(image, list) else image).get("Pixels", {})
-            if "PhysicalSizeX" not in pixels or "PhysicalSizeY" not in pixels:
-                return None
-            return _square_um(pixels["PhysicalSizeY"], pixels["PhysicalSizeX"],
-                              pixels.get("PhysicalSizeYUnit", "µm"), pixels.get("PhysicalSizeXUnit", "µm"))
-        if tif.is_imagej and (tif.imagej_metadata or {}).get("unit"):
-            tags, unit = tif.pages[0].tags, tif.imagej_metadata["unit"]
-            (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value  # pixels per unit
-            return _square_um(yd / yn, xd / xn, unit, unit) if xn and yn else None
-    return None
+def frame_interval_from_metadata(path: str | os.PathLike, series: int = 0, warn: bool = True) -> float | None:
+    """Seconds between frames as an image's own metadata states it, or None.
 
-
-def _ngff_pixel_size(path: Path) -> float | None:
-    import zarr
-
-    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-    multiscales = attrs.get("ome", attrs)["multiscales"][0]
-    axes = [a if isinstance(a, dict) else {"name": a} for a in multiscales.get("axes", [])]
-    names = [a.get("name", "").lower() for a in axes]
-    scale = np.ones(len(axes))
-    for transforms in (multiscales["datasets"][0].get("coordinateTransformations", []),
-                       multiscales.get("coordinateTransformations", [])):  # the level's, then the image's
-        for t in transforms:
-            if t.get("type") == "scale":
-                scale = scale * np.asarray(t["scale"], float)
-    y, x = names.index("y"), names.index("x")
-    return _square_um(scale[y], scale[x], axes[y].get("unit"), axes[x].get("unit"))
+    Read from an OME-TIFF's ``TimeIncrement`` (and ``TimeIncrementUnit``; OME's default is s), an ImageJ TIFF's
+    ``finterval`` (and ``tunit``; ImageJ's default is seconds), or an OME-Zarr's full-resolution ``scale`` of its
+    ``t`` axis with that axis's unit; the first frame file of a frame folder. One that is stated but cannot be used
+    (an unknown unit, a scale without a unit) is None with a warning (``warn``) saying why. Only the header is read.
+    """
+    return _from_metadata(FRAME_INTERVAL, path, series, warn)
 
 
 def sample_pixel_size(given: float | None, path, sample: str | None = None) -> float | None:
     """The pixel size to use for a sample: the ``given`` one (the sheet's ``pixel_size_um``, ``--pixel-size``),
     else the image's own metadata's (:func:`pixel_size_from_metadata`); a warning where both are known and differ by
     over 1%."""
-    stated = pixel_size_from_metadata(path, warn=given is None)  # why the metadata's is unusable: only if needed
-    name = f"sample {sample!r}: " if sample else ""
-    if given is None:
-        if stated is not None:
-            log.info("%s%s: pixel size %.4g µm, from the image's metadata", name, path, stated)
-        return stated
-    if stated is not None and abs(stated - given) > 0.01 * given:
-        log.warning("%s%s: the pixel size given, %.4g µm, is used; the image's metadata says %.4g µm", name, path,
-                    given, stated)
-    return given
+    return _for_sample(PIXEL_SIZE, given, path, sample)
+
+
+def sample_frame_interval(given: float | None, path, sample: str | None = None) -> float | None:
+    """The frame interval (seconds) to use for a time-lapse sample: the ``given`` one (the sheet's
+    ``frame_interval_s``), else the image's own metadata's (:func:`frame_interval_from_metadata`); a warning where
+    both are known and differ by over 1%."""
+    return _for_sample(FRAME_INTERVAL, given, path, sample)

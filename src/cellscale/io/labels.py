@@ -56,9 +56,11 @@ LABEL_TILE = 256  # TIFF tile edge of label images written from an array-like (a
 BAND_PIXELS = 1 << 24  # pixels read at once when writing labels from an array-like: 64 MB of uint32
 
 
-def write_labels(path: str | os.PathLike, labels, pixel_size_um: float | None = None, name: str | None = None) -> None:
+def write_labels(path: str | os.PathLike, labels, pixel_size_um: float | None = None, name: str | None = None,
+                 frame_interval_s: float | None = None) -> None:
     """Write a 32-bit label image as OME-TIFF ((Y, X) or (T, Y, X)), atomically; ``name``: the OME image's name
-    (a sample's, as :func:`write_label_series` names each series; tifffile's default ``Image0`` without).
+    (a sample's, as :func:`write_label_series` names each series; tifffile's default ``Image0`` without);
+    ``frame_interval_s``: a movie's seconds between frames (OME ``TimeIncrement``, unit s; not written for (Y, X)).
 
     ``labels``: a NumPy array, written whole (strips); or any other array-like with ``shape``, ``dtype`` and NumPy
     slicing (a Zarr array, :class:`cellscale.segment.stitch.LabelStore`), never held whole: read twice in bands of
@@ -66,22 +68,25 @@ def write_labels(path: str | os.PathLike, labels, pixel_size_um: float | None = 
     Both give the same pixels and the same UUID.
     """
     if not isinstance(labels, np.ndarray) and hasattr(labels, "shape") and hasattr(labels, "dtype"):
-        return _write_labels_tiled(path, labels, pixel_size_um, name=name)
+        return _write_labels_tiled(path, labels, pixel_size_um, name=name, frame_interval_s=frame_interval_s)
     labels = np.asarray(labels)
     if labels.max(initial=0) > np.iinfo(np.uint32).max:
         raise ValueError(f"{path}: more labels than a 32-bit image holds")
     labels = labels.astype(np.uint32, copy=False)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, labels, ome=True, metadata=_label_metadata(labels, pixel_size_um, name=name),
-                         compression="zlib", photometric="minisblack")
+        metadata = _label_metadata(labels, pixel_size_um, name=name, frame_interval_s=frame_interval_s)
+        tifffile.imwrite(tmp, labels, ome=True, metadata=metadata, compression="zlib", photometric="minisblack")
 
 
-def _label_metadata(labels, pixel_size_um, parts=None, name: str | None = None) -> dict:
+def _label_metadata(labels, pixel_size_um, parts=None, name: str | None = None,
+                    frame_interval_s: float | None = None) -> dict:
     metadata = {"axes": "YX" if len(labels.shape) == 2 else "TYX"}
     if name:
         metadata["Name"] = name
     if pixel_size_um:
         metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    if frame_interval_s and len(labels.shape) == 3:
+        metadata.update(TimeIncrement=frame_interval_s, TimeIncrementUnit="s")
     metadata["UUID"] = content_uuid(labels, metadata, parts)
     return metadata
 
@@ -98,7 +103,8 @@ def _bands(labels, rows: int):
             yield band.astype(np.uint32, copy=False)
 
 
-def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE, name: str | None = None) -> None:
+def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE, name: str | None = None,
+                        frame_interval_s: float | None = None) -> None:
     check_labels(labels, str(path))
     shape = tuple(int(n) for n in labels.shape)
     if len(shape) not in (2, 3):
@@ -110,7 +116,8 @@ def _write_labels_tiled(path, labels, pixel_size_um, tile: int = LABEL_TILE, nam
 
     _Header.shape = shape
     try:
-        metadata = _label_metadata(_Header, pixel_size_um, _bands(labels, rows), name=name)
+        metadata = _label_metadata(_Header, pixel_size_um, _bands(labels, rows), name=name,
+                                   frame_interval_s=frame_interval_s)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
 

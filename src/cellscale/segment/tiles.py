@@ -44,6 +44,7 @@ class TilePlan:
         ``shape`` and the windows are in model pixels, ``source_shape`` is the
         image's own (Y, X).
     pixel_size_um : the image's micrometres per pixel (its own grid), where known.
+    frame_interval_s : a time-lapse's seconds between frames, where known.
     """
 
     shape: list[int]
@@ -55,6 +56,7 @@ class TilePlan:
     scale: float = 1.0
     source_shape: list[int] | None = None
     pixel_size_um: float | None = None
+    frame_interval_s: float | None = None
 
     def write(self, path: str | os.PathLike) -> None:
         with atomic_path(path) as tmp:

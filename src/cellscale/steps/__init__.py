@@ -77,6 +77,16 @@ def read_sample_labels(sample: str, path) -> np.ndarray:
 ERROR_COLUMNS = ["sample", "image", "batch", "error"]
 
 
+def with_time(table: pd.DataFrame, frame_interval_s: float | None) -> pd.DataFrame:
+    """A time-lapse's ``table`` (with a ``frame`` column) given a ``time`` column after ``frame``, in place: seconds
+    since frame 0 (``frame`` x ``frame_interval_s``), NaN where the interval is unknown. The column is there either
+    way, so every time-lapse's table has the same columns (and the run's table one schema)."""
+    frames = table["frame"].to_numpy(np.float64)
+    times = frames * frame_interval_s if frame_interval_s else np.full(len(table), np.nan)
+    table.insert(table.columns.get_loc("frame") + 1, "time", times)
+    return table
+
+
 def read_tsv(path, dtype: dict | None = None) -> pd.DataFrame:
     """A table the steps write (a batch's fields.tsv, errors.tsv, the plan), ``sample`` and ``batch`` as text: a
     sample may be named ``NA`` or ``nan``, and batch ``0007`` stays ``0007``. Only empty cells are missing."""

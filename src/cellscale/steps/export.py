@@ -15,7 +15,7 @@ import pandas as pd
 
 from cellscale.export import (TRACKS, Field, lazy_image, lazy_labels, write_ngff, write_spatialdata,
                               write_spatialdata_fields)
-from cellscale.io import atomic_dir, sample_pixel_size
+from cellscale.io import atomic_dir, sample_frame_interval, sample_pixel_size
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv
@@ -60,17 +60,19 @@ def read_label_columns(path) -> pd.DataFrame:
 
 def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, timelapse: bool = False,
                channel_names: list[str] | None = None, pixel_size_um: float | None = None,
-               settings: OutputSettings | None = None, tracks=None) -> None:
+               settings: OutputSettings | None = None, tracks=None, frame_interval_s: float | None = None) -> None:
     """Write one sample's outputs: ``out`` maps a format (``ome-zarr``, ``spatialdata``) to its path.
 
     ``table``: the sample's per-cell table (a DataFrame, or the path of its Parquet or .h5ad file). ``tracks``: a
     time-lapse's tracks table (a DataFrame or its Parquet file): the OME-Zarr store then has ``labels/tracks``, the
-    nuclei with their track ids (:func:`tracked_labels`).
+    nuclei with their track ids (:func:`tracked_labels`). ``pixel_size_um`` and a time-lapse's ``frame_interval_s``
+    (the sheet's; else the image's metadata's) scale the OME-Zarr axes.
     """
     import anndata
 
     settings = settings or OutputSettings()
     pixel_size_um = sample_pixel_size(pixel_size_um, image_path, sample)
+    frame_interval_s = sample_frame_interval(frame_interval_s, image_path, sample) if timelapse else None
     if isinstance(table, (str, Path)) and str(table).endswith(".h5ad"):
         adata = anndata.read_h5ad(table)
         frame = adata.obs
@@ -93,7 +95,8 @@ def export_one(sample: str, image_path, label_files: dict, table, out: dict, *, 
             log.info(f"{sample}: writing {out[NGFF]} (NGFF {settings.ngff_version}; image {image.shape}, "
                      f"labels {', '.join(lazy_ngff)})")
             write_ngff(out[NGFF], lazy_image(image, timelapse), lazy_ngff, timelapse=timelapse,
-                       pixel_size_um=pixel_size_um, channel_names=names, windows=display_windows(image),
+                       pixel_size_um=pixel_size_um, frame_interval_s=frame_interval_s, channel_names=names,
+                       windows=display_windows(image),
                        table=frame, tracks=tracks, ngff=settings.ngff_version,
                        max_label_metadata=settings.label_metadata_max)
         if SPATIALDATA in out:

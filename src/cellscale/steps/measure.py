@@ -10,9 +10,9 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from cellscale.io import channel_names_from_ome
+from cellscale.io import channel_names_from_ome, frame_interval_from_metadata
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, open_sample_image
+from cellscale.steps import StepError, open_sample_image, with_time
 from cellscale.measure import RegionArray, measure_compartments, write_table
 from cellscale.measure import TableWriter, categories_of, run_parts, run_template, string_columns
 
@@ -65,7 +65,9 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
     Labels and image are read block by block (TIFF tiles or strips), so a
     slide of any size is measured in bounded memory. Writes CSV and Parquet,
     and AnnData .h5ad when ``out_h5ad`` is given. ``settings``: config
-    ``measure`` (None: the schema's defaults).
+    ``measure`` (None: the schema's defaults). A time-lapse's table has a
+    ``time`` column (seconds since frame 0; NaN where the labels' OME-TIFF
+    states no ``TimeIncrement``).
     """
     settings = settings or MeasureSettings()
     from contextlib import ExitStack
@@ -89,6 +91,8 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
         table = table.merge(tracks.rename(columns={"label": "CellID"}), on=["frame", "CellID"], how="left")
         table.loc[table.compartment != "nuclear", "track_id"] = pd.NA
         table["track_id"] = table["track_id"].astype("Int64")
+    if timelapse:  # the interval the labels state: the sheet's, else the image's metadata's (rule tile)
+        table = with_time(table, frame_interval_from_metadata(next(iter(label_paths.values())), warn=False))
     write_table(table, out_csv, out_parquet, out_h5ad)
     log.info("measured %d rows for %s", len(table), sample)
     return table

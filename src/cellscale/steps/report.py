@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellscale.io import LabelSeries, atomic_path, pixel_size_from_metadata
+from cellscale.io import LabelSeries, atomic_path, frame_interval_from_metadata, pixel_size_from_metadata
 from cellscale.measure import COMPARTMENTS
 from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.report import distributions_plot, html_tables, overlay, overlay_grid, save_png, summarize_sample
@@ -47,6 +47,8 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
     summary = summarize_sample(sample, labels, table)
     # the pixel size the labels state: the sheet's, else the image's metadata's (none: NaN in summary.tsv)
     summary["pixel_size_um"] = pixel_size_from_metadata(next(iter(label_paths.values())), warn=False)
+    if timelapse:  # the same for a movie's frame interval (seconds)
+        summary["frame_interval_s"] = frame_interval_from_metadata(next(iter(label_paths.values())), warn=False)
     if tracks_path:
         tracks = pd.read_parquet(tracks_path)
         summary["tracks"] = int(tracks.track_id.nunique())
@@ -91,7 +93,7 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     table = _in_order(pd.DataFrame(rows), order)
     # the same column order whichever sample comes first (a nuclear-only one put the whole-cell counts at the end)
     known = ["sample", "status", "batch", *(f"{c}_{s}" for c in COMPARTMENTS for s in ("cells", "median_area")),
-             "frames", "tracks", "divisions", "pixel_size_um", "auto_scale"]
+             "frames", "tracks", "divisions", "pixel_size_um", "frame_interval_s", "auto_scale"]
     last = ["model", "model_dataset"]
     table = table[[c for c in known if c in table] + [c for c in table.columns if c not in known + last] +
                   [c for c in last if c in table]]

@@ -17,7 +17,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from cellscale.io import ImageError, atomic_dir, atomic_path, sample_pixel_size, write_labels
+from cellscale.io import ImageError, atomic_dir, atomic_path, sample_frame_interval, sample_pixel_size, write_labels
 from cellscale.segment.image import estimate_scale, predict_tiles
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT, ModelSpec
 from cellscale.segment.postprocess import postprocess_params
@@ -76,7 +76,7 @@ def measured_scale(size_json) -> float:
 
 def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, tiling: TilingSettings | None = None,
                 timelapse: bool = False, pixel_size_um: float | None = None, gamma: float = 1.0,
-                scale: float | None = None) -> TilePlan:
+                scale: float | None = None, frame_interval_s: float | None = None) -> TilePlan:
     """Write ``plan.json`` and the windows, ``shard_NNNN.zarr.zip``, into ``out_dir``.
 
     ``tiling``: window edge, overlap and megapixels per shard (config ``tiling``; None: the schema's defaults).
@@ -84,11 +84,13 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
     resampled by ``scale`` (model pixels per image pixel) when given, else to the model's pixel size when both
     sizes are known (the image's size: ``pixel_size_um``, else its metadata's, recorded in the plan). A shard holds
     the raw pixels of its windows, normalised by the segment job, or the normalised windows when the image is
-    resampled (:func:`cellscale.segment.shards.write_windows`).
+    resampled (:func:`cellscale.segment.shards.write_windows`). A time-lapse's frame interval, ``frame_interval_s``
+    else its metadata's, is recorded in the plan too.
     """
     tiling = tiling or TilingSettings()
     spec = ModelSpec.read(model_dir)
     pixel_size_um = sample_pixel_size(pixel_size_um, image_path, sample)
+    frame_interval_s = sample_frame_interval(frame_interval_s, image_path, sample) if timelapse else None
     try:
         scale = resampling_scale(pixel_size_um, spec.pixel_size_um, scale)
     except ValueError as err:
@@ -108,7 +110,7 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
                 except ImageError as err:
                     _image_failed(sample, err)
                 log.info("tile %s: shard %d/%d written (%s windows)", sample, shard + 1, len(plan.shards), kind)
-            plan.pixel_size_um = pixel_size_um
+            plan.pixel_size_um, plan.frame_interval_s = pixel_size_um, frame_interval_s
             plan.write(tmp_dir / "plan.json")
     return plan
 
@@ -133,7 +135,7 @@ def segment_shard(shard_path, model_dir, out_path, settings: SegmentSettings | N
 
 def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_path,
                   postprocess: PostprocessSettings | None = None, pixel_size_um: float | None = None,
-                  workers: int = 1, name: str | None = None) -> list[int]:
+                  workers: int = 1, name: str | None = None, frame_interval_s: float | None = None) -> list[int]:
     """Blend predicted windows and post-process block by block into one 32-bit label image; returns the number
     of cells of each frame.
 
@@ -143,8 +145,8 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     into a Zarr store beside ``out_path`` (:class:`cellscale.segment.stitch.LabelStore`, removed after), resampled
     back to the image's grid region by region when the plan is resampled
     (:class:`cellscale.segment.stitch.SourceGrid`), and written to the OME-TIFF tile by tile, so no step holds a
-    whole frame. The OME-TIFF states ``pixel_size_um``, else the plan's (the image's metadata), and names its image
-    ``name`` (the sample's).
+    whole frame. The OME-TIFF states ``pixel_size_um``, else the plan's (the image's metadata), a movie's
+    ``frame_interval_s`` the same way, and names its image ``name`` (the sample's).
     """
     postprocess = postprocess or PostprocessSettings()
     plan = TilePlan.read(plan_path)
@@ -179,7 +181,8 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
             log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], cells[-1])
         labels = store if plan.scale == 1.0 else SourceGrid(store, plan.source_shape, plan.scale)
         write_labels(out_path, labels if plan.shape[0] > 1 else _FirstFrame(labels),
-                     pixel_size_um or plan.pixel_size_um, name=name)
+                     pixel_size_um or plan.pixel_size_um, name=name,
+                     frame_interval_s=frame_interval_s or plan.frame_interval_s)
     return cells
 
 

@@ -6,7 +6,8 @@ import logging
 
 import numpy as np
 
-from cellscale.steps import StepError, open_sample_image, read_sample_labels
+from cellscale.io import frame_interval_from_metadata
+from cellscale.steps import StepError, open_sample_image, read_sample_labels, with_time
 from cellscale.track.config import TrackConfig
 from cellscale.track.detections import detections_from_labels
 from cellscale.track.export_ctc import write_ctc, write_tracks_table
@@ -40,6 +41,7 @@ def track_sample(sample: str, labels_path, image_path, out_dir, out_parquet, nuc
                     "table are empty); check the nuclear channel and the image", sample, labels_path, labels.shape[0])
     tracks = link(detections, labels=labels, config=config or TrackConfig())
     write_ctc(labels, tracks, out_dir)
-    write_tracks_table(tracks, out_parquet)
+    # a time column: seconds since frame 0, from the interval the labels state (NaN where they state none)
+    write_tracks_table(with_time(tracks, frame_interval_from_metadata(labels_path, warn=False)), out_parquet)
     log.info("%s: %d detections, %d tracks", sample, len(tracks), tracks.track_id.nunique())
     return tracks

@@ -189,8 +189,10 @@ def write_ctc(labels, tracks: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
 
 def write_tracks_table(tracks: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the tracks table to Parquet (columns frame, label, track_id,
-    parent_track_id, y, x, area), atomically (temp file + rename)."""
-    df = _track_columns(tracks, TRACK_COLUMNS)
+    parent_track_id, y, x, area; a ``time`` column after frame where
+    ``tracks`` has one), atomically (temp file + rename)."""
+    df = _track_columns(tracks, [*TRACK_COLUMNS[:1], "time", *TRACK_COLUMNS[1:]] if "time" in tracks else
+                        TRACK_COLUMNS)
     df["y"] = df["y"].astype(np.float64)
     df["x"] = df["x"].astype(np.float64)
     df["area"] = df["area"].to_numpy().astype(np.int64)
