@@ -42,13 +42,14 @@ def save_png(path, rgb: np.ndarray) -> None:
 
 
 def summarize_sample(sample: str, labels: dict[str, np.ndarray], table: pd.DataFrame) -> dict:
-    """Counts and size statistics per compartment (per frame for time-lapse); ``labels``: compartment -> its
-    (Y, X) or (T, Y, X) labels, an array or a lazy view (only its shape is used)."""
+    """Counts and size statistics per compartment (per frame for time-lapse; a median of no objects is None, an
+    empty cell of summary.tsv); ``labels``: compartment -> its (Y, X) or (T, Y, X) labels, an array or a lazy view
+    (only its shape is used)."""
     out = {"sample": sample}
     for comp, lab in labels.items():
         rows = table[table["compartment"] == comp] if "compartment" in table else table
         out[f"{comp}_cells"] = int(len(rows))
-        out[f"{comp}_median_area"] = float(rows["Area"].median()) if len(rows) else 0.0
+        out[f"{comp}_median_area"] = float(rows["Area"].median()) if len(rows) else None  # none: NaN, not 0
         if lab.ndim == 3:
             out["frames"] = int(lab.shape[0])
     return out

@@ -504,3 +504,47 @@ def test_a_movie_without_cells_is_tracked_with_a_warning(tmp_path, caplog):
     assert len(tracks) == 0 and (tmp_path / "ctc" / "res_track.txt").read_text() == ""
     assert any(f"sample 'empty': {tmp_path / 'labels.ome.tif'}: no object in any of its 3 frames: nothing to track"
                in r.getMessage() for r in caplog.records)
+
+
+def test_a_movies_tracks_and_summary_state_its_frame_interval(tmp_path):
+    """The workflow's tracks table has ``time`` (frame x the interval the labels state, seconds) and summary.tsv the
+    movie's ``frame_interval_s``."""
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.measure import measure_sample
+    from cellscale.steps.report import report_sample, run_summary
+    from cellscale.steps.track import track_sample
+
+    movie = np.zeros((3, 32, 40), np.uint32)
+    for t in range(3):
+        movie[t, 4 + 2 * t:12 + 2 * t, 6:14] = 1
+    write_image(tmp_path / "movie.ome.tif", (movie * 100).astype(np.uint16), ["nuclei"], axes="TYX")
+    write_labels(tmp_path / "labels.ome.tif", movie, frame_interval_s=300.0)
+    tracks = track_sample("m", tmp_path / "labels.ome.tif", tmp_path / "movie.ome.tif", tmp_path / "ctc",
+                          tmp_path / "tracks.parquet")
+    table = pd.read_parquet(tmp_path / "tracks.parquet")
+    assert list(table.columns[:2]) == ["frame", "time"] and len(tracks) == 3
+    np.testing.assert_array_equal(table["time"].to_numpy(), table["frame"].to_numpy() * 300.0)
+    paths = {"nuclear": tmp_path / "labels.ome.tif"}
+    measure_sample("m", tmp_path / "movie.ome.tif", paths, tmp_path / "m.csv", tmp_path / "m.parquet", timelapse=True)
+    report_sample("m", tmp_path / "movie.ome.tif", paths, tmp_path / "m.parquet", tmp_path / "m", timelapse=True)
+    run_summary([tmp_path / "m" / "summary.json"], tmp_path / "summary.tsv")
+    summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t").set_index("sample")
+    assert summary.loc["m", "frame_interval_s"] == 300.0 and summary.loc["m", "nuclear_median_area"] == 64.0
+
+
+def test_a_movie_without_cells_has_an_empty_median_area_in_the_summary(tmp_path):
+    """summary.tsv's median area of a movie (or image) without a cell is empty (NaN), as other missing values are,
+    not 0.0."""
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.measure import measure_sample
+    from cellscale.steps.report import report_sample, run_summary
+
+    write_image(tmp_path / "movie.ome.tif", np.zeros((3, 32, 40), np.uint16), ["nuclei"], axes="TYX")
+    paths = {"nuclear": tmp_path / "empty.ome.tif"}
+    write_labels(paths["nuclear"], np.zeros((3, 32, 40), np.uint32))
+    measure_sample("e", tmp_path / "movie.ome.tif", paths, tmp_path / "e.csv", tmp_path / "e.parquet", timelapse=True)
+    report_sample("e", tmp_path / "movie.ome.tif", paths, tmp_path / "e.parquet", tmp_path / "e", timelapse=True)
+    run_summary([tmp_path / "e" / "summary.json"], tmp_path / "summary.tsv")
+    summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t").set_index("sample")
+    assert summary.loc["e", "nuclear_cells"] == 0 and summary.loc["e", "frames"] == 3
+    assert np.isnan(summary.loc["e", "nuclear_median_area"])
