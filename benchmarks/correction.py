@@ -186,7 +186,7 @@ class Scorer:
 
         spec = ModelSpec.read(model)
         params = PostprocessParams.from_dict(spec.postprocess.get("whole_cell") or self.fallback)
-        maps = predict_maps(Predictor(model), self.image)
+        maps = predict_maps(Predictor(model, precision="float32", augment="none"), self.image)
         labels = compartment_labels(maps, params, spec.compartments.index("whole_cell"))
         return [float(summarize([(e, labels)])["f1"]) for e in self.experts]
 

@@ -127,7 +127,7 @@ def network_throughput(model: Path, precision: str, batch: int, window: int, bat
     """Mpx/s of ``Predictor.predict`` on ``batches`` batches of ``batch`` windows (after one warm-up batch)."""
     from cellscale.segment.predictor import Predictor
 
-    predictor = Predictor(model, batch_size=batch, precision=precision)
+    predictor = Predictor(model, batch_size=batch, precision=precision, augment="none")
     tiles = np.random.default_rng(0).random((batch, len(predictor.spec.inputs), window, window), dtype=np.float32)
     predictor.predict(tiles)  # compiles / traces for this shape
     start = time.perf_counter()
@@ -148,7 +148,7 @@ def whole_image(model: Path, precision: str, batch: int, window: int,
     from cellscale.segment.image import segment_image
     from cellscale.segment.predictor import Predictor
 
-    predictor = Predictor(model, batch_size=batch, precision=precision)
+    predictor = Predictor(model, batch_size=batch, precision=precision, augment="none")
     start = time.perf_counter()
     predictor.predict(np.zeros((batch, len(predictor.spec.inputs), window, window), np.float32))
     warm_up = time.perf_counter() - start
@@ -176,7 +176,7 @@ def many_fovs(model: Path, precision: str, batch: int, window: int, n: int, grou
     from cellscale.segment.predictor import Predictor
     from cellscale.synth.tissue import make_tissue
 
-    predictor = Predictor(model, batch_size=batch, precision=precision)
+    predictor = Predictor(model, batch_size=batch, precision=precision, augment="none")
     predictor.predict(np.zeros((batch, len(predictor.spec.inputs), window, window), np.float32))
     cells = int(600 * (edge / 1024) ** 2)
     crops = [make_tissue((edge, edge), n_cells=cells, seed=seed, cell_radius=16).image[None, :2]

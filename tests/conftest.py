@@ -15,14 +15,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def nuclear_predictor():
     from cellscale.segment.predictor import Predictor
 
-    return Predictor(MODELS / "nuclear")
+    return Predictor(MODELS / "nuclear", precision="float32", augment="none")
 
 
 @pytest.fixture(scope="session")
 def tissue_predictor():
     from cellscale.segment.predictor import Predictor
 
-    return Predictor(MODELS / "tissue")
+    return Predictor(MODELS / "tissue", precision="float32", augment="none")
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,8 @@ def _segment(args) -> int:
                               sample_frame_interval, sample_pixel_size, write_labels)
     from cellscale.logs import step_log
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
+    from cellscale.api import load_model
     from cellscale.segment.model import shipped_model
-    from cellscale.segment.predictor import Predictor
 
     src = Path(args.input)
     one_image = is_ome_zarr(src) or not src.is_dir() or args.timelapse  # --timelapse: a frame folder is one movie
@@ -59,9 +59,9 @@ def _segment(args) -> int:
     whole_cell = args.compartment == "whole-cell"
     if whole_cell and args.membrane_channel is None:
         raise UsageError("--compartment whole-cell needs --membrane-channel")
-    model_dir = Path(args.model) if args.model else shipped_model("tissue" if whole_cell else "nuclear")
-    predictor = Predictor(model_dir, batch_size=args.batch_size, precision=args.precision,  # once for all inputs
-                          augment=args.augment)
+    # once for all inputs; a folder, a shipped model's name or a registry NAME@VERSION, as from Python
+    model = args.model or shipped_model("tissue" if whole_cell else "nuclear")
+    predictor = load_model(model, batch_size=args.batch_size, precision=args.precision, augment=args.augment)
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
     compartment = "whole_cell" if whole_cell else "nuclear"
     single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
@@ -755,8 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compartment", choices=["nuclear", "whole-cell"], default="nuclear")
     p.add_argument("--nuclear-channel", type=int, default=None, help="0-based channel index of the nuclear stain")
     p.add_argument("--membrane-channel", type=int, default=None, help="0-based channel index of the membrane stain")
-    p.add_argument("--model", default=None, help="model folder (default: the shipped nuclear or tissue model, "
-                   "or the one in the folder $CELLSCALE_MODELS names)")
+    p.add_argument("--model", default=None, help="model folder, shipped model name (nuclear, tissue) or registry "
+                   "NAME@VERSION (default: the shipped nuclear or tissue model, or the one in the folder "
+                   "$CELLSCALE_MODELS names)")
     p.add_argument("--tile", type=int, default=default("tiling", "tile"), help="model window edge in pixels")
     p.add_argument("--overlap", type=int, default=default("tiling", "overlap"), help="window overlap in pixels")
     p.add_argument("--batch-size", type=int, default=2)

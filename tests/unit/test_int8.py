@@ -24,12 +24,12 @@ def test_shipped_models_have_an_int8_copy(name, caplog):
     assert spec.int8 and (MODELS / name / spec.int8["artifact"]).exists()
     assert "validation" in spec.int8["calibration"]  # never calibrated on test images
     with caplog.at_level("INFO", logger="cellscale"):
-        assert Predictor(MODELS / name, precision="auto").precision == "int8"
+        assert Predictor(MODELS / name, precision="auto", augment="none").precision == "int8"
     assert f"runs {spec.int8['artifact']} (int8)" in caplog.text  # a job's log says which weights ran
 
 
 def test_int8_segments_like_float32_on_bundled_images(nuclear_predictor):
-    int8 = Predictor(MODELS / "nuclear", precision="int8")
+    int8 = Predictor(MODELS / "nuclear", precision="int8", augment="none")
     root = DEMO / "dsb2018"
     ours, fast, agree = [], [], []
     for path in sorted((root / "images").glob("*.png")):
@@ -53,23 +53,23 @@ def test_int8_maps_are_close_to_float32(nuclear_predictor):
     tiles[0, 0] = img[:256, :256]
     tiles[1, 0] = rng.random((256, 256)) * 0.1
     a = nuclear_predictor.predict(tiles)
-    b = Predictor(MODELS / "nuclear", precision="int8").predict(tiles)
+    b = Predictor(MODELS / "nuclear", precision="int8", augment="none").predict(tiles)
     assert a.shape == b.shape == (2, 4, 256, 256)
     assert np.abs(a - b).mean() < 0.02
 
 
 def test_precision_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="unknown precision"):
-        Predictor(MODELS / "nuclear", precision="int4")
+        Predictor(MODELS / "nuclear", precision="int4", augment="none")
     folder = tmp_path / "m"
     shutil.copytree(MODELS / "nuclear", folder)
     spec = json.loads((folder / "model.json").read_text())
     spec["int8"] = None
     (folder / "model.json").write_text(json.dumps(spec))
-    assert Predictor(folder, precision="auto").precision == "float32"
+    assert Predictor(folder, precision="auto", augment="none").precision == "float32"
     with pytest.raises(ValueError, match="cellscale quantize"):
-        Predictor(folder, precision="int8")
-    int8 = Predictor(MODELS / "nuclear", precision="int8")
+        Predictor(folder, precision="int8", augment="none")
+    int8 = Predictor(MODELS / "nuclear", precision="int8", augment="none")
     window = int8.spec.int8["window"]
     with pytest.raises(ValueError, match="tiling.tile"):
         int8.predict(np.zeros((1, 1, window + 16, window + 16), np.float32))
@@ -88,9 +88,9 @@ def test_quantize_a_model_and_run_it(tmp_path):
     written = ModelSpec.read(tmp_path)
     assert written.int8["window"] == 64 and "3 images" in written.int8["calibration"]
     tiles = rng.random((3, 1, 48, 64)).astype(np.float32)  # smaller than the window: padded
-    fast = Predictor(tmp_path, precision="auto")
+    fast = Predictor(tmp_path, precision="auto", augment="none")
     assert fast.precision == "int8"
-    a = Predictor(tmp_path, precision="float32").predict(tiles)
+    a = Predictor(tmp_path, precision="float32", augment="none").predict(tiles)
     b = fast.predict(tiles)
     assert b.shape == a.shape
     assert np.abs(a - b).mean() < 0.05
@@ -100,7 +100,7 @@ def test_auto_keeps_float32_where_a_gpu_is_visible(monkeypatch):
     import cellscale.segment.predictor as model
 
     monkeypatch.setattr(model, "gpu_present", lambda: True)
-    assert Predictor(MODELS / "nuclear", precision="auto").precision == "float32"
+    assert Predictor(MODELS / "nuclear", precision="auto", augment="none").precision == "float32"
     monkeypatch.undo()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert model.gpu_present() is False

@@ -189,7 +189,7 @@ def test_test_time_augmentation_is_exactly_equivariant(tmp_path, precision, augm
     image = normalize(chans, percentile_range(chans))[0][:256, :256]
     tile = np.ascontiguousarray(image[np.newaxis, np.newaxis], np.float32)
     flipped = np.ascontiguousarray(np.flip(tile, axes))  # a flip or a half turn of the (N, C, H, W) tile
-    plain = Predictor(MODELS / "nuclear", precision=precision)
+    plain = Predictor(MODELS / "nuclear", precision=precision, augment="none")
     augmented = Predictor(MODELS / "nuclear", precision=precision, augment=augment)
     a, b = augmented.predict(tile), np.flip(augmented.predict(flipped), axes)
     np.testing.assert_allclose(a, b, atol=1e-5)  # the mean over the group does not care which member came in
@@ -241,7 +241,7 @@ def test_shipped_models_run_on_the_jax_backend_with_the_same_maps(tmp_path):
             "assert keras.backend.backend() == 'jax', keras.backend.backend(); "
             "t = np.load(sys.argv[1])\n"
             "for model, out in zip(sys.argv[2::2], sys.argv[3::2]):\n"
-            "    p = Predictor(model, precision='float32', batch_size=2); "
+            "    p = Predictor(model, precision='float32', batch_size=2, augment='none'); "
             "run = p.model.predict_on_batch; seen = set(); "
             "p.model.predict_on_batch = lambda x: seen.add(x.shape) or run(x); "
             "np.save(out, p.predict(t[:, :len(p.spec.inputs)])); "
@@ -252,7 +252,7 @@ def test_shipped_models_run_on_the_jax_backend_with_the_same_maps(tmp_path):
                             env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in names:
-        predictor = Predictor(MODELS / name, precision="float32", batch_size=2)
+        predictor = Predictor(MODELS / name, precision="float32", batch_size=2, augment="none")
         expected = predictor.predict(tiles[:, :len(predictor.spec.inputs)])
         np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), expected, atol=1e-4)
 

@@ -102,8 +102,8 @@ def _windows(shape: tuple[int, int], n: int) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(256, 320), (512, 512), (128, 64)])
 def test_int8_maps_of_a_window_do_not_depend_on_the_batch(shape):
     windows = _windows(shape, 5)  # batches of 4: one full, one of a single window
-    one = Predictor(MODELS / "nuclear", batch_size=1, precision="int8").predict(windows)
-    four = Predictor(MODELS / "nuclear", batch_size=4, precision="int8")
+    one = Predictor(MODELS / "nuclear", batch_size=1, precision="int8", augment="none").predict(windows)
+    four = Predictor(MODELS / "nuclear", batch_size=4, precision="int8", augment="none")
     passes = []
     call = four._call
     four._call = lambda x: passes.append(x.shape) or call(x)
@@ -117,9 +117,9 @@ def test_int8_windows_run_at_their_own_size(monkeypatch):
     fallback): the same maps bit for bit farther than 128 px from the bottom and right edges, where the
     padding is out of the network's reach, and not the same near them."""
     windows = _windows((448, 448), 1)
-    own = Predictor(MODELS / "nuclear", precision="int8").predict(windows)
+    own = Predictor(MODELS / "nuclear", precision="int8", augment="none").predict(windows)
     monkeypatch.setattr(predictor_module, "_int8_resized", lambda *args: None)
-    padded = Predictor(MODELS / "nuclear", precision="int8").predict(windows)
+    padded = Predictor(MODELS / "nuclear", precision="int8", augment="none").predict(windows)
     assert padded.shape == own.shape == (1, 4, 448, 448)
     np.testing.assert_array_equal(own[..., :320, :320], padded[..., :320, :320])
     assert not np.array_equal(own, padded)
@@ -129,9 +129,9 @@ def test_float32_maps_do_not_depend_on_the_batch_size_above_one():
     """Batches of 2 (the last of one window) and of 3 give the same float32 maps (oneDNN on a CPU): bit for bit with
     the earlier sessions' tensorflow-cpu, to a float32 rounding step with 2.21 (a relative 1.1e-7 at most, measured)."""
     windows = _windows((128, 96), 3)
-    three = Predictor(MODELS / "nuclear", batch_size=3).predict(windows)
-    np.testing.assert_allclose(Predictor(MODELS / "nuclear", batch_size=2).predict(windows), three, rtol=1e-6,
-                               atol=1e-9)
+    three = Predictor(MODELS / "nuclear", batch_size=3, precision="float32", augment="none").predict(windows)
+    two = Predictor(MODELS / "nuclear", batch_size=2, precision="float32", augment="none")
+    np.testing.assert_allclose(two.predict(windows), three, rtol=1e-6, atol=1e-9)
 
 
 def test_segment_many_defaults_are_segment_image_defaults():

@@ -96,7 +96,7 @@ def test_tiled_result_matches_a_single_pass(tissue_predictor, augment):
     from cellscale.synth.tissue import make_tissue
 
     if augment != "none":
-        tissue_predictor = Predictor(MODELS / "tissue", augment=augment)
+        tissue_predictor = Predictor(MODELS / "tissue", augment=augment, precision="float32")
 
     image = make_tissue((768, 768), n_cells=320, seed=11).image[np.newaxis]
     roles = {"nuclear": 0, "membrane": 1}

@@ -42,8 +42,8 @@ def declared(path, fmt):
 @pytest.mark.parametrize("fmt,name", [("keras", "foreign.keras"), ("savedmodel", "saved")])
 def test_declared_model_gives_the_native_maps(foreign_models, fmt, name):
     tiles = np.random.default_rng(0).random((2, 1, 256, 256)).astype(np.float32)
-    native = Predictor(MODELS / "nuclear").predict(tiles)
-    mine = Predictor(declared(foreign_models / name, fmt)).predict(tiles)
+    native = Predictor(MODELS / "nuclear", precision="float32", augment="none").predict(tiles)
+    mine = Predictor(declared(foreign_models / name, fmt), precision="float32", augment="none").predict(tiles)
     np.testing.assert_allclose(mine, native, atol=1e-5)
 
 
@@ -51,13 +51,13 @@ def test_foreground_only_layout_and_bad_declarations(foreign_models):
     spec = declared(foreign_models / "foreign.keras", "keras")
     spec["outputs"] = ["ignore:1", "nuclear:foreground", "ignore:1", "nuclear:distance"]
     tiles = np.random.default_rng(1).random((1, 1, 32, 32)).astype(np.float32)
-    native = Predictor(MODELS / "nuclear").predict(tiles)
-    mine = Predictor(spec).predict(tiles)
+    native = Predictor(MODELS / "nuclear", precision="float32", augment="none").predict(tiles)
+    mine = Predictor(spec, precision="float32", augment="none").predict(tiles)
     np.testing.assert_allclose(mine[:, 0], native[:, 0], atol=1e-5)  # distance
     np.testing.assert_allclose(mine[:, 3], native[:, 2], atol=1e-5)  # "foreground" = the channel we pointed at
     spec["outputs"] = ["nuclear:classes"]
     with pytest.raises(ValueError, match="needs a distance"):
-        Predictor(spec)
+        Predictor(spec, precision="float32", augment="none")
     with pytest.raises(ValueError, match="needs a 'path'"):
         ModelSpec.read({"inputs": ["nuclear"], "compartments": ["nuclear"]})
 
@@ -86,5 +86,6 @@ def test_workflow_accepts_a_declared_model(foreign_models, tmp_path):
     from cellscale.segment.image import segment_image
 
     augment = config["segment"]["augment"]  # the workflow's test-time augmentation, same for a declared model
-    expected = segment_image(Predictor(MODELS / "nuclear", augment=augment), read_image(image))["nuclear"][0]
+    expected = segment_image(Predictor(MODELS / "nuclear", augment=augment, precision="float32"),
+                             read_image(image))["nuclear"][0]
     np.testing.assert_array_equal(read_labels(tmp_path / "results/segmentation/s/nuclear.ome.tif"), expected)

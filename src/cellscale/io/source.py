@@ -120,11 +120,33 @@ class ImageSource:
         self.dtype = np.dtype(array.dtype)
 
     @classmethod
-    def from_array(cls, image: np.ndarray, path=None) -> "ImageSource":
-        """Wrap an in-memory (T, C, Y, X) array (read from ``path``, for error messages)."""
-        if image.ndim != 4:
-            raise ValueError(f"expected a (T, C, Y, X) array, got shape {image.shape}")
-        return cls(image, "TCYX", path)
+    def from_array(cls, image, path=None, axes: str | None = None) -> "ImageSource":
+        """Wrap an in-memory array (read from ``path``, for error messages), not copied.
+
+        ``axes``: its axes, letters from "TCYX" (Y and X required, each letter once), e.g. "YX" (one channel),
+        "CYX" (channels first), "YXC" (channels last, as scikit-image reads RGB), "TYX" (a movie), "TCYX".
+        Default: "YX" for a 2-D array, "TCYX" for a 4-D one; a 3-D array is ambiguous (channels or frames) and
+        needs ``axes``. Anything NumPy can turn into an array (a list) is taken; pixels must be numbers
+        (integer, float or bool).
+        """
+        if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+            image = np.asarray(image)
+        if axes is None:
+            axes = {2: "YX", 4: "TCYX"}.get(image.ndim)
+            if axes is None:
+                hint = (" (a 3-D array may be channels or frames: pass axes='CYX', 'YXC' or 'TYX')"
+                        if image.ndim == 3 else "")
+                raise ValueError(f"{path or 'image'}: an array of shape {tuple(image.shape)} needs its axes{hint}; "
+                                 f"a 2-D array is read as (Y, X), a 4-D one as (T, C, Y, X)")
+        axes = axes.upper()
+        if (len(axes) != image.ndim or len(set(axes)) != len(axes) or set(axes) - set("TCYX")
+                or not {"Y", "X"} <= set(axes)):
+            raise ValueError(f"{path or 'image'}: axes {axes!r} do not fit an array of shape {tuple(image.shape)}: "
+                             f"give one letter of T, C, Y, X per axis, Y and X included")
+        if np.dtype(image.dtype).kind not in "biuf":
+            raise ValueError(f"{path or 'image'}: pixels of type {image.dtype} cannot be segmented: give an integer "
+                             f"or float array")
+        return cls(image, axes, path)
 
     @classmethod
     def open(cls, path: "str | os.PathLike | LabelSeries", timelapse: bool = False) -> "ImageSource":
@@ -164,6 +186,11 @@ class ImageSource:
                 raise
             raise _cannot_read(series_ref or path, err) from err
         return cls(array, axes, series_ref or path, closer=tif.close)
+
+    @property
+    def axes(self) -> str:
+        """The wrapped array's axes (its :attr:`shape` is always (T, C, Y, X))."""
+        return self._axes
 
     def close(self) -> None:
         if self._closer:

@@ -44,6 +44,9 @@ _TILING, _POST = TilingSettings(), PostprocessSettings()  # the config schema's 
 # a ValueError), a bad channel index or scale (ValueError), a file gone (OSError)
 IMAGE_ERRORS = (ImageError, ValueError, OSError)
 
+#: The channel roles a model input may have (``roles`` of :func:`segment_image` and :class:`FieldOfView`).
+ROLES = ("nuclear", "membrane")
+
 
 def predict_tiles(predictor, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Model maps for windows: (n, CHANNELS_PER_COMPARTMENT * compartments, th, tw) float16 (compact on disk).
@@ -100,28 +103,41 @@ class _Job:
         return len(self.plan.tiles) * self.plan.tile[0] * self.plan.tile[1] / 1e6
 
 
-def segment_image(predictor, image: np.ndarray, roles: dict | None = None, tile: int = _TILING.tile,
+def segment_image(predictor, image, roles: dict | None = None, tile: int = _TILING.tile,
                   overlap: int = _TILING.overlap, block: int = _POST.block, margin: int = _POST.margin,
                   params: dict | None = None, shard_mpx: float = _TILING.shard_mpx, pixel_size_um: float | None = None,
                   gamma: float = 1.0, scale: float | None = None,
-                  workers: int | None = None) -> dict[str, np.ndarray]:
-    """Segment an in-memory (T, C, Y, X) image (or an :class:`ImageSource`) in one process.
+                  workers: int | None = None, axes: str | None = None) -> dict[str, np.ndarray]:
+    """Segment an in-memory image (or an :class:`ImageSource`) in one process.
 
-    With ``pixel_size_um`` and a model that declares its own, or with an
-    explicit ``scale`` (model pixels per image pixel), the image is resampled
-    to the model's resolution and the labels back to the image's. ``workers``
-    threads post-process blocks at once (default: the cores this process may
-    use; the labels do not depend on it).
+    ``predictor``: a loaded model (:class:`cellscale.segment.predictor.Predictor`; by name, path or
+    ``NAME@VERSION``: :func:`cellscale.api.load_model`). ``image``: an array whose ``axes`` are letters from
+    "TCYX" (:meth:`ImageSource.from_array`): "YX" for a 2-D array and "TCYX" for a 4-D one unless given; a 3-D
+    array needs them ("CYX", "YXC", "TYX"). ``roles``: the channel of each model input, ``{"nuclear": index,
+    "membrane": index}`` (``None`` or a missing nuclear role: channel 0, or the luminance of a 3-channel colour
+    image; the tissue model needs a membrane channel). With ``pixel_size_um`` and a model that declares its own,
+    or with an explicit ``scale`` (model pixels per image pixel, or ``"auto"``), the image is resampled to the
+    model's resolution and the labels back to the image's. ``workers`` threads post-process blocks at once
+    (default: the cores this process may use; the labels do not depend on it).
     ``tile``, ``overlap``, ``shard_mpx``, ``block``, ``margin`` and ``params`` (overrides of the model's
     post-processing) are the workflow's settings of the same names, with its defaults (the config schema's).
-    Returns {compartment: (T, Y, X) uint32 labels}; raises what :func:`segment_many` would yield.
+
+    Returns {compartment: uint32 labels} ("nuclear", and "whole_cell" for the tissue model): (T, Y, X) for an
+    image with a T axis (a 4-D array, an :class:`ImageSource`), else (Y, X). Raises what :func:`segment_many`
+    would yield (a ValueError or :class:`~cellscale.io.ImageError` saying what is wrong).
     """
-    source = image if isinstance(image, ImageSource) else ImageSource.from_array(image)
+    unknown = sorted(set(roles or {}) - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown channel role(s) {unknown}: roles are {', '.join(ROLES)} "
+                         f"(e.g. {{'nuclear': 0, 'membrane': 1}})")
+    source = image if isinstance(image, ImageSource) else ImageSource.from_array(image, axes=axes)
     fov = FieldOfView(source, roles or {}, pixel_size_um, gamma, scale)
     [(_, result)] = segment_many(predictor, [fov], tile=tile, overlap=overlap, block=block, margin=margin,
                                  params=params, shard_mpx=shard_mpx, workers=workers)
     if isinstance(result, Exception):
         raise result
+    if not isinstance(image, ImageSource) and "T" not in source.axes:  # labels with the input's axes, less C
+        result = {comp: labels[0] for comp, labels in result.items()}
     return result
 
 

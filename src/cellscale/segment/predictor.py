@@ -17,6 +17,7 @@ from cellscale.segment.model import (
     artifact_path,
 )
 from cellscale.segment.network import build_unet
+from cellscale.segment.settings import SegmentSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,20 @@ class Predictor:
     batch_size : tiles per forward pass. The int8 copy's maps of a tile do not depend on it nor on the other
         tiles of a pass; float32 on a CPU: the same for every batch size > 1, 1e-6 apart with 1 (:func:`_compiled`).
     precision : "float32", "bfloat16", "int8" (the model's 8-bit copy, see :func:`export_int8`) or
-        "auto" (int8 when the model has one and no GPU is visible, else float32).
+        "auto" (int8 when the model has one and no GPU is visible, else float32). Default: the workflow's and
+        ``cellscale segment``'s (config ``segment.precision``, :class:`~cellscale.segment.settings.SegmentSettings`).
     threads : CPU threads of the int8 runtime (default: the cores this process may use).
     augment : test-time augmentation, one of :data:`AUGMENTATIONS`: "none" (one pass), "rot180"
         (the mean of the tile's maps and those of the tile turned by 180 degrees, turned back: two
         passes) or "flips" (the mean over the tile and its vertical, horizontal and double flips:
         four passes). More passes, more network time, a little more accuracy (docs/benchmarks.md);
-        "flips" makes the maps exactly equivariant to flips, "rot180" to a half turn.
+        "flips" makes the maps exactly equivariant to flips, "rot180" to a half turn. Default: the workflow's and
+        ``cellscale segment``'s (config ``segment.augment``).
     """
 
-    def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8, precision: str = "float32",
-                 threads: int | None = None, augment: str = "none"):
+    def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8,
+                 precision: str = SegmentSettings().precision, threads: int | None = None,
+                 augment: str = SegmentSettings().augment):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.spec = ModelSpec.read(model)
         if augment not in AUGMENTATIONS:

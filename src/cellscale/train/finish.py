@@ -56,18 +56,18 @@ def finish_model(options: TrainOptions, spec: ModelSpec, log=print, data: Traini
     fine-tuned from another (``lineage``) is compared with it on the same test split."""
     data = data or training_set(options)
     out = Path(options.out)
-    predictor = Predictor(out)
+    predictor = Predictor(out, precision="float32", augment="none")
     val = data.examples("val")
     maps = [predict_maps(predictor, ex.image) for ex in val]
     params, val_result = tune(maps, [ex.labels["nuclear"] for ex in val], log)
     spec.postprocess = {"nuclear": params.to_dict()}
     spec.write(out)
     test = data.examples("test")
-    scores = score_split(Predictor(out), test, params)
+    scores = score_split(Predictor(out, precision="float32", augment="none"), test, params)
     export_int8(out, [ex.image for ex in val], f"DSB2018 validation split ({data.describe()})"
                 if data.manifest is None else f"validation split of {data.describe()}")
     spec.int8 = ModelSpec.read(out).int8  # what export_int8 recorded
-    int8 = score_split(Predictor(out, precision="int8"), test, params, tile=spec.int8["window"])
+    int8 = score_split(Predictor(out, precision="int8", augment="none"), test, params, tile=spec.int8["window"])
     # what the workflow runs on CPUs by default (segment.precision auto, segment.augment rot180)
     default = score_split(Predictor(out, precision="int8", augment="rot180"), test, params, tile=spec.int8["window"])
     for kind, res in int8.items():
@@ -90,7 +90,7 @@ def finish_model(options: TrainOptions, spec: ModelSpec, log=print, data: Traini
     parent_dir = (lineage or {}).get("parent_dir")
     if parent_dir is not None and Path(parent_dir).is_dir():  # the parent, scored here on the same test images
         parent_spec = ModelSpec.read(parent_dir)
-        theirs = score_split(Predictor(parent_dir), test,
+        theirs = score_split(Predictor(parent_dir, precision="float32", augment="none"), test,
                              PostprocessParams.from_dict(parent_spec.postprocess.get("nuclear")))
         record["comparison"] = {"parent": lineage["parent"]["model"], "held_out": f"test split of {data.describe()}",
                                 "rows": {kind: _pair(scores[kind]["model"], theirs[kind]["model"])
@@ -108,7 +108,7 @@ def finish_tissue_model(options: TrainOptions, spec: ModelSpec, log=print, data:
     fine-tuned from another (``lineage``) is compared with it on the same held-out images."""
     data = data or training_set(options)
     out = Path(options.out)
-    predictor = Predictor(out)
+    predictor = Predictor(out, precision="float32", augment="none")
     style = data.style
     val = data.examples("val")
     test = data.examples("test")
@@ -185,7 +185,7 @@ def _compare_tissue(parent_dir, parent_ref: str, spec: ModelSpec, test, scores: 
                     data: TrainingSet) -> dict:
     """The parent tissue model scored (float32, its own post-processing) on the same held-out images."""
     parent_spec = ModelSpec.read(parent_dir)
-    predictor = Predictor(parent_dir)
+    predictor = Predictor(parent_dir, precision="float32", augment="none")
     maps = [predict_maps(predictor, ex.image) for ex in test]
     rows = {}
     for i, comp in enumerate(spec.compartments):

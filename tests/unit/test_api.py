@@ -1,0 +1,105 @@
+"""The Python path of segmentation: arrays with named axes, models by name, the command line's defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from support import MODELS
+
+
+@pytest.fixture(scope="module")
+def nuclei_2d():
+    from cellscale.synth.tissue import make_tissue
+
+    return make_tissue((160, 144), n_cells=20, seed=3).image[0]
+
+
+def test_predictor_defaults_are_cellscale_segments(tmp_path, nuclei_2d):
+    """A Predictor built with its defaults segments as `cellscale segment` does with its own (the schema's
+    segment.precision and segment.augment): it ran float32 without augmentation, the command line int8 + rot180."""
+    import tifffile
+
+    from cellscale.cli import main
+    from cellscale.io import read_labels
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.predictor import Predictor
+    from cellscale.settings import default
+
+    tifffile.imwrite(tmp_path / "nuclei.tif", nuclei_2d)
+    assert main(["segment", str(tmp_path / "nuclei.tif"), "-o", str(tmp_path / "labels.tif")]) == 0
+    cli_labels = read_labels(tmp_path / "labels.tif")
+    predictor = Predictor(MODELS / "nuclear")
+    assert predictor.augment == default("segment", "augment")
+    python_labels = segment_image(predictor, nuclei_2d[None, None])["nuclear"][0]
+    assert cli_labels.max() > 5
+    np.testing.assert_array_equal(python_labels, cli_labels)
+
+
+def test_load_model_and_a_2d_array_give_cellscale_segments_labels(tmp_path, nuclei_2d):
+    """The documented path (docs/api.md): load_model by name, a plain (Y, X) array in, (Y, X) labels out, equal to
+    `cellscale segment --model NAME@latest` (a registry reference the command line refused as a missing folder)."""
+    import tifffile
+
+    from cellscale.api import load_model
+    from cellscale.cli import main
+    from cellscale.io import read_labels
+    from cellscale.segment.image import segment_image
+
+    tifffile.imwrite(tmp_path / "nuclei.tif", nuclei_2d)
+    assert main(["segment", str(tmp_path / "nuclei.tif"), "-o", str(tmp_path / "labels.tif"),
+                 "--model", "nuclear@latest"]) == 0
+    labels = segment_image(load_model("nuclear"), nuclei_2d)["nuclear"]
+    assert labels.shape == nuclei_2d.shape and labels.dtype == np.uint32
+    np.testing.assert_array_equal(labels, read_labels(tmp_path / "labels.tif"))
+
+
+def test_load_model_takes_a_folder_a_name_and_a_version():
+    from cellscale.api import load_model
+    from cellscale.registry import find_model
+
+    version = find_model("nuclear").version
+    by_folder = load_model(MODELS / "nuclear")
+    for model in ("nuclear", f"nuclear@{version[:6]}"):
+        loaded = load_model(model, precision="int8", augment="none")
+        assert loaded.spec == by_folder.spec and (loaded.precision, loaded.augment) == ("int8", "none")
+    with pytest.raises(FileNotFoundError, match=r"model 'nucleus': no model 'nucleus' in the registry \(models: "):
+        load_model("nucleus")
+
+
+def test_arrays_with_named_axes(nuclei_2d):
+    """(Y, X), channels last, a list and a movie's (T, Y, X) segment as the same pixels given as (T, C, Y, X)."""
+    from cellscale.api import load_model
+    from cellscale.segment.image import segment_image
+
+    model = load_model("nuclear", precision="int8")
+    reference = segment_image(model, nuclei_2d[None, None])["nuclear"][0]
+    two = np.stack([nuclei_2d, np.zeros_like(nuclei_2d)], axis=-1)  # (Y, X, C): the stain in channel 0
+    np.testing.assert_array_equal(segment_image(model, two, {"nuclear": 0}, axes="YXC")["nuclear"], reference)
+    frames = np.stack([nuclei_2d, nuclei_2d[::-1]])
+    movie = segment_image(model, frames, axes="TYX")["nuclear"]
+    assert movie.shape == frames.shape
+    np.testing.assert_array_equal(movie, segment_image(model, frames[:, None])["nuclear"])
+    np.testing.assert_array_equal(segment_image(model, nuclei_2d.tolist())["nuclear"], reference)
+
+
+@pytest.mark.parametrize("image, axes, message", [
+    (np.zeros((3, 64, 64)), None, r"shape \(3, 64, 64\) needs its axes .*axes='CYX', 'YXC' or 'TYX'"),
+    (np.zeros((64, 64)), "CYX", r"axes 'CYX' do not fit an array of shape \(64, 64\)"),
+    (np.zeros((64, 64, 2)), "YXY", r"axes 'YXY' do not fit"),
+    (np.zeros((64, 64), complex), None, r"pixels of type complex128 cannot be segmented"),
+    (np.full((64, 64), "a"), None, r"pixels of type <U1 cannot be segmented"),
+])
+def test_unclear_arrays_are_refused_saying_why(image, axes, message):
+    from cellscale.segment.image import segment_image
+
+    with pytest.raises(ValueError, match=message):
+        segment_image(None, image, axes=axes)   # refused before the model is used
+
+
+def test_an_unknown_channel_role_is_refused(nuclei_2d):
+    """A misspelt role ({"nucleus": 0}) was ignored: channel 0 was taken as nuclear without a word."""
+    from cellscale.segment.image import segment_image
+
+    with pytest.raises(ValueError, match=r"unknown channel role\(s\) \['nucleus'\]: roles are nuclear, membrane"):
+        segment_image(None, nuclei_2d[None, None], {"nucleus": 0})
