@@ -72,9 +72,9 @@ def rescore_nuclear(folder: Path, record: dict, int8: bool) -> list[tuple[str, f
     test = examples_of(record, "test")
     rows = []
     names = {"model": "float32", "int8": "int8", "int8_rot180": "int8 + rot180"}
-    runs = [("model", Predictor(folder), 256)]
+    runs = [("model", Predictor(folder, precision="float32", augment="none"), 256)]
     if int8 and spec.int8:
-        runs += [("int8", Predictor(folder, precision="int8"), spec.int8["window"]),
+        runs += [("int8", Predictor(folder, precision="int8", augment="none"), spec.int8["window"]),
                  ("int8_rot180", Predictor(folder, precision="int8", augment="rot180"), spec.int8["window"])]
     for key, predictor, tile in runs:
         log(f"{key}: {len(test)} test images")
@@ -106,7 +106,7 @@ def rescore_tissue(folder: Path, record: dict, codex: Path | None, int8: bool,
     )
 
     spec = ModelSpec.read(folder)
-    predictor = Predictor(folder)
+    predictor = Predictor(folder, precision="float32", augment="none")
     rows = []
     test = examples_of(record, "test")
     log(f"generated test tissue: {len(test)} images")
