@@ -654,3 +654,35 @@ def test_movie_labels_state_their_frame_interval(tmp_path):
         assert (pixels["TimeIncrement"], pixels["TimeIncrementUnit"]) == (90.0, "s"), name
         assert frame_interval_from_metadata(tmp_path / f"{name}.ome.tif") == 90.0
     assert frame_interval_from_metadata(tmp_path / "still.ome.tif") is None
+
+
+def test_frame_interval_from_the_ome_planes_delta_t(tmp_path, caplog):
+    """An OME-TIFF without TimeIncrement: the median step between consecutive time points' Plane DeltaT (in its
+    DeltaTUnit; a time point's first plane), per frame where a time point has no plane; TimeIncrement wins where
+    both are there; one time point, or DeltaT in an unknown unit, states none (the latter with a warning)."""
+    from cellscale.io import frame_interval_from_metadata
+
+    def movie(name, planes, **more):  # 4 time points of 2 channels: 8 planes
+        tifffile.imwrite(tmp_path / name, np.zeros((4, 2, 8, 8), np.uint16), ome=True,
+                         metadata={"axes": "TCYX", "Plane": planes, **more})
+        return tmp_path / name
+
+    # two channels a time point, the second 1-2 s after the first; one step of the acquisition 2 min late
+    seconds = movie("s.ome.tif", {"DeltaT": [0, 1, 60, 61, 120, 122, 300, 301], "DeltaTUnit": ["s"] * 8})
+    minutes = movie("min.ome.tif", {"DeltaT": [0.0, 0.0, 1.5, 1.5, 3.0, 3.0, 4.5, 4.5], "DeltaTUnit": ["min"] * 8})
+    both = movie("both.ome.tif", {"DeltaT": [0, 0, 60, 60, 120, 120, 180, 180]}, TimeIncrement=30)
+    assert frame_interval_from_metadata(seconds) == pytest.approx(60.0)
+    assert frame_interval_from_metadata(minutes) == pytest.approx(90.0)
+    assert frame_interval_from_metadata(both) == pytest.approx(30.0)
+    tifffile.imwrite(tmp_path / "one.ome.tif", np.zeros((1, 8, 8), np.uint16), ome=True,
+                     metadata={"axes": "TYX", "Plane": {"DeltaT": [5.0]}})
+    assert frame_interval_from_metadata(tmp_path / "one.ome.tif") is None
+    odd = movie("odd.ome.tif", {"DeltaT": [0, 0, 1, 1, 2, 2, 3, 3], "DeltaTUnit": ["fortnight"] * 8})
+    with caplog.at_level("WARNING"):
+        assert frame_interval_from_metadata(odd) is None
+    assert "a frame interval in an unknown unit 'fortnight'" in caplog.text
+    from cellscale.io.formats import _ome_frame_interval  # a Pixels element tifffile does not write
+
+    # time point 1 has no plane (a writer that left it out): 120 s from 0 to 2 is 60 s a frame
+    planes = [{"TheT": 0, "DeltaT": 0}, {"TheT": 2, "DeltaT": 120}, {"TheT": 3, "DeltaT": 180}]
+    assert _ome_frame_interval({"Plane": planes}) == pytest.approx(60.0)

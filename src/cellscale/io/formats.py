@@ -335,11 +335,36 @@ def _ngff_frame_interval(axes: list[dict], scale: np.ndarray) -> float | None:
     return _seconds(scale[names.index("t")], axes[names.index("t")].get("unit")) if "t" in names else None
 
 
+def _ome_frame_interval(pixels: dict) -> float | None:
+    """``TimeIncrement`` (in ``TimeIncrementUnit``, OME's default s); without it, the median step between
+    consecutive time points' ``DeltaT`` (in each plane's ``DeltaTUnit``) of the ``Plane`` elements, a time point's
+    time being its first plane's (the earliest ``DeltaT`` of its channels and Z planes)."""
+    increment = _seconds(pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s"))
+    if increment is not None:
+        return increment
+    planes = pixels.get("Plane") or []
+    planes = planes if isinstance(planes, list) else [planes]  # xml2dict: one Plane element is a dict
+    times: dict[int, float] = {}
+    for plane in planes:
+        if not isinstance(plane, dict) or plane.get("DeltaT") is None:
+            continue
+        try:
+            t, delta = int(plane.get("TheT", 0)), float(plane["DeltaT"])
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(delta):
+            delta *= _unit_factor(plane.get("DeltaTUnit", "s"), _TO_S, "frame interval")
+            times[t] = min(delta, times.get(t, delta))
+    if len(times) < 2:
+        return None
+    ts = sorted(times)
+    return _number(np.median(np.diff([times[t] for t in ts]) / np.diff(ts)))  # per frame where a T is missing
+
+
 PIXEL_SIZE = _Stated("pixel size", "µm", "the sample sheet's pixel_size_um, or --pixel-size", _ome_pixel_size,
                      _imagej_pixel_size, _ngff_pixel_size)
 FRAME_INTERVAL = _Stated(
-    "frame interval", "s", "the sample sheet's frame_interval_s",
-    lambda pixels: _seconds(pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s")),  # OME: s default
+    "frame interval", "s", "the sample sheet's frame_interval_s, or --frame-interval", _ome_frame_interval,
     lambda tif: _seconds((tif.imagej_metadata or {}).get("finterval"),  # ImageJ's time unit: seconds by default
                          (tif.imagej_metadata or {}).get("tunit") or "sec"),
     _ngff_frame_interval)
@@ -417,7 +442,8 @@ def pixel_size_from_metadata(path: str | os.PathLike, series: int = 0, warn: boo
 def frame_interval_from_metadata(path: str | os.PathLike, series: int = 0, warn: bool = True) -> float | None:
     """Seconds between frames as an image's own metadata states it, or None.
 
-    Read from an OME-TIFF's ``TimeIncrement`` (and ``TimeIncrementUnit``; OME's default is s), an ImageJ TIFF's
+    Read from an OME-TIFF's ``TimeIncrement`` (and ``TimeIncrementUnit``; OME's default is s; without one, the
+    median step between consecutive time points' ``Plane`` ``DeltaT``, in their ``DeltaTUnit``), an ImageJ TIFF's
     ``finterval`` (and ``tunit``; ImageJ's default is seconds), or an OME-Zarr's full-resolution ``scale`` of its
     ``t`` axis with that axis's unit; the first frame file of a frame folder. One that is stated but cannot be used
     (an unknown unit, a scale without a unit) is None with a warning (``warn``) saying why. Only the header is read.
