@@ -56,6 +56,8 @@ def _segment(args) -> int:
         inputs = [src]
     else:
         raise FileNotFoundError(f"{src}: no such file or folder")
+    if args.frame_interval is not None and not args.timelapse:
+        raise UsageError("--frame-interval is a movie's seconds between frames: give --timelapse too")
     whole_cell = args.compartment == "whole-cell"
     if whole_cell and args.membrane_channel is None:
         raise UsageError("--compartment whole-cell needs --membrane-channel")
@@ -84,7 +86,8 @@ def _segment(args) -> int:
                 continue
             read.append(path)
             sizes[path] = sample_pixel_size(args.pixel_size, path)  # --pixel-size, else the image's metadata
-            intervals[path] = sample_frame_interval(None, path) if args.timelapse else None  # its metadata's
+            # --frame-interval, else the movie's metadata's
+            intervals[path] = sample_frame_interval(args.frame_interval, path) if args.timelapse else None
             yield FieldOfView(image, roles, sizes[path], args.gamma, args.scale)
 
     with step_log(None, "segment"):
@@ -218,13 +221,29 @@ def _track_intensities(args, shape) -> "np.ndarray | None":
         return nuclear_frames(source, args.nuclear_channel)
 
 
+def _track_frame_interval(args) -> float | None:
+    """``track``: the seconds between frames for the tracks table's ``time`` column, chosen as the workflow chooses
+    it: ``--frame-interval``, else the one the labels state (their OME ``TimeIncrement``, as ``cellscale segment
+    --timelapse`` writes it), else ``--image``'s metadata's; a given one that differs from those by over 1% wins,
+    with a warning. None: unknown (``time`` is NaN)."""
+    from cellscale.io import frame_interval_from_metadata, sample_frame_interval
+
+    stated_by = args.labels_dir
+    if args.image and frame_interval_from_metadata(args.labels_dir, warn=False) is None:
+        stated_by = args.image
+    return sample_frame_interval(args.frame_interval, stated_by)
+
+
 def _track(args) -> int:
+    from cellscale.steps import with_time
     from cellscale.track.detections import detections_from_labels, intensity_like
     from cellscale.track.export_ctc import read_label_dir, write_ctc, write_tracks_table
     from cellscale.track.linking import link
 
     if args.nuclear_channel is not None and not args.image:
         raise ValueError("--nuclear-channel names a channel of --image MOVIE: give the movie too")
+    if args.frame_interval is not None and not args.table:
+        raise UsageError("--frame-interval gives the --table's time column: give --table TRACKS.parquet too")
     _replaceable(args.output, "tracking result (maskNNN.tif, res_track.txt)",
                  lambda p: len(p.parts) == 1 and (p.name == "res_track.txt" or re.fullmatch(r"mask\d+\.tif", p.name)),
                  [args.labels_dir])
@@ -251,8 +270,8 @@ def _track(args) -> int:
     tracks = link(detections, labels=labels, max_distance=args.max_distance, max_gap=args.max_gap,
                   divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)
     write_ctc(labels, tracks, args.output)
-    if args.table:
-        write_tracks_table(tracks, args.table)
+    if args.table:  # the workflow's table: time (seconds since frame 0) after frame, NaN where the interval is unknown
+        write_tracks_table(with_time(tracks, _track_frame_interval(args)), args.table)
     n_div = int(tracks.attrs.get("n_divisions", 0))
     empty = tracks.attrs.get("empty_frames") or []
     if empty:
@@ -782,6 +801,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the input is one movie: a folder of frame files (t000.tif ...) segmented as one (T, Y, X) "
                         "stack, normalised over the whole movie as the workflow does (without it, each file of a "
                         "folder is an image of its own); a 3-D TIFF without axis metadata is (T, Y, X)")
+    p.add_argument("--frame-interval", type=_number_arg(float, 0, "a positive number of seconds", above=True),
+                   default=None, metavar="SECONDS",
+                   help="with --timelapse: seconds between frames, written into the labels' OME metadata "
+                        "(TimeIncrement) for measure and track (default: the interval the movie's OME, ImageJ or "
+                        "OME-Zarr metadata states; a given one that differs from it by over 1%% wins, with a warning)")
     p.set_defaults(func=_segment)
 
     p = sub.add_parser("measure", help="per-cell table (MCMICRO columns) from a label image and its image",
@@ -818,11 +842,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: learned for packed cells, rules otherwise (default: %(default)s)")
     p.add_argument("--scorer", default=default("track", "scorer"),
                    help="scorer folder for --costs learned (default: the shipped models/track-scorer)")
-    p.add_argument("--table", default=None, help="also write the tracks table (Parquet) here")
+    p.add_argument("--table", default=None,
+                   help="also write the tracks table (Parquet) here, as the workflow's: frame, time (seconds since "
+                        "frame 0; empty where the frame interval is unknown), label, track_id ...")
     p.add_argument("--image", default=None,
                    help="the movie the labels were segmented from (a frame folder or a T-stack): its nuclear "
                         "intensities enter the link and division costs (track.intensity_weight), as in the workflow")
     p.add_argument("--nuclear-channel", type=int, default=None, help="the movie's nuclear channel (default 0)")
+    p.add_argument("--frame-interval", type=_number_arg(float, 0, "a positive number of seconds", above=True),
+                   default=None, metavar="SECONDS",
+                   help="seconds between frames, for the --table's time column (default: the interval the labels' "
+                        "OME metadata states, as cellscale segment --timelapse writes it, else the one --image's "
+                        "metadata states; a given one that differs from it by over 1%% wins, with a warning)")
     p.set_defaults(func=_track)
 
     p = sub.add_parser("train-tracker", help="train the learned scorer of links and divisions (track.costs: learned)",

@@ -52,6 +52,28 @@ def test_segment_timelapse_labels_state_the_movies_frame_interval(tmp_path):
     assert frame_interval_from_metadata(tmp_path / "labels.tif") == 600.0
 
 
+def test_segment_timelapse_frame_interval_option(tmp_path):
+    """--frame-interval gives a movie's interval where its metadata states none, and wins over the metadata's with
+    the workflow's warning; without --timelapse it is a usage error."""
+    from cellscale.io import frame_interval_from_metadata
+    from cellscale.synth.timelapse import make_timelapse
+
+    image = (make_timelapse(n_frames=3, shape=(64, 64), n_cells=3, seed=1).image * 60000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "bare.ome.tif", image, ome=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "min.ome.tif", image, ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 10, "TimeIncrementUnit": "min"})
+    cellscale("segment", tmp_path / "bare.ome.tif", "--timelapse", "--frame-interval", 90, "-o", tmp_path / "a.tif")
+    assert frame_interval_from_metadata(tmp_path / "a.tif") == 90.0
+    given = cellscale("segment", tmp_path / "min.ome.tif", "--timelapse", "--frame-interval", 300, "-o",
+                      tmp_path / "b.tif")
+    assert frame_interval_from_metadata(tmp_path / "b.tif") == 300.0
+    assert "the frame interval given, 300 s, is used; the image's metadata says 600 s" in given.stderr
+    for argv in (["--frame-interval", 60], ["--timelapse", "--frame-interval", 0]):
+        refused = cellscale("segment", tmp_path / "min.ome.tif", *argv, "-o", tmp_path / "c.tif", check=False)
+        assert refused.returncode == 2 and refused.stderr.startswith("usage: cellscale segment"), refused.stderr
+        assert "--frame-interval" in refused.stderr and not (tmp_path / "c.tif").exists()
+
+
 def test_segment_labels_state_the_pixel_size_of_the_image_or_the_option(tmp_path):
     """The label image states the input's pixel size, from its OME metadata, or --pixel-size where given."""
     from cellscale.io import pixel_size_from_metadata, read_image, write_image

@@ -548,3 +548,46 @@ def test_a_movie_without_cells_has_an_empty_median_area_in_the_summary(tmp_path)
     summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t").set_index("sample")
     assert summary.loc["e", "nuclear_cells"] == 0 and summary.loc["e", "frames"] == 3
     assert np.isnan(summary.loc["e", "nuclear_median_area"])
+
+
+def test_cellscale_tracks_table_is_the_workflows_with_its_time_column(tmp_path, caplog):
+    """`cellscale track --table` writes the workflow's tracks table for the same movie and interval: ``time`` after
+    ``frame``, from the interval the labels state (as `cellscale segment --timelapse` writes it), else --image's
+    metadata's, else --frame-interval's, which wins over both with the workflow's warning."""
+    from cellscale.cli import main
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.track import track_sample
+
+    movie = make_timelapse(n_frames=4, shape=(64, 64), n_cells=3, seed=1)
+    labels = movie.labels.astype(np.uint32)
+    write_image(tmp_path / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    write_labels(tmp_path / "labels.ome.tif", labels, frame_interval_s=300.0)
+    track_sample("m", tmp_path / "labels.ome.tif", tmp_path / "movie.ome.tif", tmp_path / "ctc",
+                 tmp_path / "workflow.parquet")
+    workflow = pd.read_parquet(tmp_path / "workflow.parquet")
+    assert workflow["time"].notna().all()
+
+    def track(labels_path, *options) -> pd.DataFrame:
+        assert main(["track", str(labels_path), "-o", str(tmp_path / "res"), "--image", str(tmp_path / "movie.ome.tif"),
+                     "--table", str(tmp_path / "cli.parquet"), *map(str, options)]) == 0
+        return pd.read_parquet(tmp_path / "cli.parquet")
+
+    pd.testing.assert_frame_equal(track(tmp_path / "labels.ome.tif"), workflow)   # the labels' 300 s
+    # labels stating none: the movie's metadata's (10 min); none anywhere: NaN, the column there all the same
+    write_labels(tmp_path / "bare.ome.tif", labels)
+    tifffile.imwrite(tmp_path / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 10, "TimeIncrementUnit": "min"})
+    table = track(tmp_path / "bare.ome.tif")
+    pd.testing.assert_frame_equal(table.drop(columns="time"), workflow.drop(columns="time"))
+    np.testing.assert_array_equal(table["time"], table["frame"] * 600.0)
+    with caplog.at_level("WARNING"):
+        table = track(tmp_path / "labels.ome.tif", "--frame-interval", 60)
+    np.testing.assert_array_equal(table["time"], table["frame"] * 60.0)
+    assert "the frame interval given, 60 s, is used; the image's metadata says 300 s" in caplog.text
+    tifffile.imwrite(tmp_path / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ome=True,
+                     metadata={"axes": "TYX"})
+    table = track(tmp_path / "bare.ome.tif")
+    assert list(table.columns[:2]) == ["frame", "time"] and table["time"].isna().all()
+    with pytest.raises(SystemExit) as stop:   # the interval is the table's: a usage error without one
+        main(["track", str(tmp_path / "bare.ome.tif"), "-o", str(tmp_path / "res"), "--frame-interval", "60"])
+    assert stop.value.code == 2
