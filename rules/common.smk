@@ -154,6 +154,13 @@ except WorkflowError as _err:  # name the sample, the column and what is wrong (
     _column = ".".join(map(str, _why.path)) or "a required column"
     raise ValueError(f"{config['samples']}: sample {_distinct.index[int(_row.group(1))]!r}: {_column}: "
                      f"{_why.message}") from None
+# a time-lapse's column on a still image's row would be ignored without a word: refused, naming the sample
+_misplaced = samples.index[(samples["kind"] != "timelapse") & samples["frame_interval_s"].notna()]
+if len(_misplaced):
+    raise ValueError(f"{config['samples']}: sample {_misplaced[0]!r}: frame_interval_s "
+                     f"{float(samples['frame_interval_s'][_misplaced[0]]):g} is a time-lapse's seconds between frames, "
+                     f"and the sample is kind {samples['kind'][_misplaced[0]]} (a still image): leave it empty, or "
+                     f"give kind timelapse ({len(_misplaced)} row(s) like it)")
 
 wildcard_constraints:
     sample=_name.pattern.strip("^$"),

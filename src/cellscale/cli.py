@@ -24,7 +24,8 @@ def _samples(args) -> int:
 
     sheet = build_sheet(args.pattern, args.kind, nuclear_channel=args.nuclear_channel,
                         membrane_channel=args.membrane_channel, channel_names=args.channel_names,
-                        pixel_size_um=args.pixel_size_um, regex=args.regex, name=args.name,
+                        pixel_size_um=args.pixel_size_um, frame_interval_s=args.frame_interval_s,
+                        regex=args.regex, name=args.name,
                         skip_unmatched=args.skip_unmatched, sizes=args.sizes)
     write_sheet(sheet, args.output)
     skipped = f", {len(sheet.skipped)} file(s) not matching --pattern left out" if sheet.skipped else ""
@@ -744,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--membrane-channel", type=int, default=None, help="0-based membrane channel of every image")
     p.add_argument("--channel-names", default=None, help="comma-separated channel names of every image")
     p.add_argument("--pixel-size-um", type=float, default=None, help="micrometres per pixel of every image")
+    p.add_argument("--frame-interval-s", type=float, default=None, metavar="SECONDS",
+                   help="seconds between frames of every movie (--kind timelapse only; default: the column is "
+                        "empty, and the workflow takes each movie's metadata's)")
     p.add_argument("--pattern", dest="regex", default=None, metavar="REGEX",
                    help="regular expression searched in each image path; each named group becomes a column, "
                         "e.g. '(?P<well>[A-H]\\d{2})_s(?P<site>\\d+)' adds well and site. A file it does not "

@@ -35,7 +35,8 @@ __all__ = ["COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "build_sheet", "
            "sample_name", "unique_names", "write_sheet"]
 
 # the columns written for every sheet, in this order (extra columns from --pattern follow)
-COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um")
+COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um",
+           "frame_interval_s")
 # the image's size in pixels (height, width), written with --sizes: the batch plan then opens no image
 SIZE_COLUMNS = ("height", "width")
 # columns the samples schema declares for --pattern groups (any other group name is allowed too: the schema is open)
@@ -202,10 +203,12 @@ def _template_name(template: str, fields: dict, path: str) -> str:
 def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, membrane_channel: int | None = None,
                 channel_names: str | None = None, pixel_size_um: float | None = None, regex: str | None = None,
                 name: str | None = None, skip_unmatched: bool = False,
-                images: list[str] | None = None, sizes: bool = False, workers: int = 8) -> Sheet:
+                images: list[str] | None = None, sizes: bool = False, workers: int = 8,
+                frame_interval_s: float | None = None) -> Sheet:
     """The sample sheet of the images ``pattern`` matches (:func:`list_images`; or ``images``, already listed).
 
-    Every row has ``kind``, the channels, channel names and pixel size given. ``regex`` is searched
+    Every row has ``kind``, the channels, channel names, pixel size and (``kind`` timelapse only) frame interval
+    given; the columns are there, empty, when not given. ``regex`` is searched
     (:func:`re.search`) in each image path as written in the ``image`` column; each named group becomes a column
     (empty when an optional group did not take part). A path it does not match is a ValueError naming it, or is
     left out with ``skip_unmatched`` (listed in :attr:`Sheet.skipped`). ``name`` is a template for the sample
@@ -223,6 +226,11 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
             raise ValueError(f"{option} {value}: a 0-based channel index (0 or more)")
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise ValueError(f"--pixel-size-um {pixel_size_um}: must be positive")
+    if frame_interval_s is not None and not frame_interval_s > 0:
+        raise ValueError(f"--frame-interval-s {frame_interval_s}: must be positive")
+    if frame_interval_s is not None and kind != "timelapse":  # the workflow refuses it on a still image's row
+        raise ValueError(f"--frame-interval-s is a time-lapse's seconds between frames, and --kind {kind} is for "
+                         f"still images: give --kind timelapse, or leave it out")
     if channel_names is not None:
         channel_names = _check_text(channel_names.strip(), "--channel-names") or None
     compiled = _compile(regex) if regex is not None else None
@@ -274,7 +282,8 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
     for p, n, values, size in zip(kept, names, fields_of, size_of):
         sheet.rows.append({"sample": n, "image": p, "kind": kind, "nuclear_channel": nuclear_channel,
                            "membrane_channel": membrane_channel, "channel_names": channel_names,
-                           "pixel_size_um": pixel_size_um, **dict(zip(SIZE_COLUMNS, size or ())), **values})
+                           "pixel_size_um": pixel_size_um, "frame_interval_s": frame_interval_s,
+                           **dict(zip(SIZE_COLUMNS, size or ())), **values})
     return sheet
 
 

@@ -113,19 +113,19 @@ def test_pattern_groups_become_columns_and_names(tmp_path):
     pattern = r"(?P<plate>plate\d+)/[A-H]\d{2}/" + WELL_SITE + r"(?P<extra>_extra)?"
     sheet = build_sheet(f"{tmp_path}/screen/**/*.tif", "timelapse", membrane_channel=1,
                         channel_names="DNA,membrane", pixel_size_um=0.65, regex=pattern,
-                        name="{plate}_{well}_s{site}")
+                        name="{plate}_{well}_s{site}", frame_interval_s=120.0)
     assert sheet.columns[-4:] == ["plate", "well", "site", "extra"]
     rows = {r["sample"]: r for r in sheet.rows}
     assert len(rows) == 13
     assert rows["plate1_A03_s1"] | {"image": None} == {
         "sample": "plate1_A03_s1", "image": None, "kind": "timelapse", "nuclear_channel": None,
-        "membrane_channel": 1, "channel_names": "DNA,membrane", "pixel_size_um": 0.65,
+        "membrane_channel": 1, "channel_names": "DNA,membrane", "pixel_size_um": 0.65, "frame_interval_s": 120.0,
         "plate": "plate1", "well": "A03", "site": "1", "extra": ""}
     assert rows["plate0_A01_s7"]["extra"] == "_extra"
     text = format_sheet(sheet)
     assert text.splitlines()[0].split("\t") == sheet.columns
     assert f"plate1_A03_s1\t{tmp_path}/screen/plate1/A03/A03_s1.tif\ttimelapse\t\t1\tDNA,membrane\t0.65\t" \
-           f"plate1\tA03\t1\t\n" in text
+           f"120.0\tplate1\tA03\t1\t\n" in text
     # the template's {name} is the name derived from the path
     sheet = build_sheet(f"{tmp_path}/screen/**/*.tif", "tissue", regex=WELL_SITE, name="run3-{name}")
     assert sheet.rows[0]["sample"] == "run3-plate0_A01_A01_s0"
@@ -219,6 +219,26 @@ def test_snakemake_accepts_the_sheet(tmp_path):
     assert re.search(r"^segment_batch\s+1$", result.stdout, re.M)
 
 
+def test_the_sheet_has_a_frame_interval_column_for_movies_only(tmp_path, capsys):
+    """frame_interval_s is always a column (empty unless given), as pixel_size_um is; --frame-interval-s fills it
+    for --kind timelapse, and is refused for still images (the workflow refuses such a sheet)."""
+    for name in ("m1.tif", "m2.tif"):
+        touch(tmp_path / name)
+    assert main(["samples", f"{tmp_path}/*.tif", "--kind", "tissue", "-o", str(tmp_path / "still.tsv")]) == 0
+    assert (tmp_path / "still.tsv").read_text().splitlines()[0].split("\t")[-2:] == ["pixel_size_um",
+                                                                                      "frame_interval_s"]
+    assert read_like_the_workflow(tmp_path / "still.tsv").frame_interval_s.isna().all()
+    assert main(["samples", f"{tmp_path}/*.tif", "--kind", "timelapse", "--frame-interval-s", "300", "-o",
+                 str(tmp_path / "movies.tsv")]) == 0
+    assert (read_like_the_workflow(tmp_path / "movies.tsv").frame_interval_s == 300.0).all()
+    capsys.readouterr()
+    assert main(["samples", f"{tmp_path}/*.tif", "--kind", "tissue", "--frame-interval-s", "300", "-o",
+                 str(tmp_path / "no.tsv")]) == 2
+    assert "--frame-interval-s is a time-lapse's" in capsys.readouterr().err and not (tmp_path / "no.tsv").exists()
+    with pytest.raises(ValueError, match="--frame-interval-s 0: must be positive"):
+        build_sheet(f"{tmp_path}/*.tif", "timelapse", frame_interval_s=0)
+
+
 def test_sizes_come_from_the_headers(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((3, 40, 50), np.uint16), metadata={"axes": "CYX"})
     tifffile.imwrite(tmp_path / "b.tif", np.zeros((64, 32), np.uint8))
@@ -240,8 +260,12 @@ def test_sizes_come_from_the_headers(tmp_path):
      ["sample 'b': nuclear_channel 'x' is not a whole number"]),
     ("sample\timage\tkind\tmembrane_channel\na\tx.png\ttissue\t1.5\n", ["sample 'a': membrane_channel"]),
     ("sample\timage\tkind\na\tx.png\ttissue\na\ty.png\ttissue\n", ["duplicate sample names: ['a']"]),
+    ("sample\timage\tkind\tframe_interval_s\nm\tm.tif\ttimelapse\t300\na\tx.png\ttissue\t\n"
+     "b\ty.png\ttissue\t60\nc\tz.png\ttissue\t60\n",
+     ["sample 'b': frame_interval_s 60 is a time-lapse's seconds between frames, and the sample is kind tissue",
+      "(2 row(s) like it)"]),
 ], ids=["no-kind-column", "no-sample-column", "empty-kind", "unknown-kind", "channel-not-a-number",
-        "channel-fraction", "duplicate"])
+        "channel-fraction", "duplicate", "frame-interval-of-a-still-image"])
 def test_a_bad_sheet_stops_the_run_naming_the_sample_and_column(tmp_path, sheet, says):
     """Before any job: the sheet's file, the sample (not a row number of deduplicated rows) and what is wrong, in
     a few lines (not the schema)."""
