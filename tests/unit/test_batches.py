@@ -250,3 +250,33 @@ def test_distributions_draw_every_compartment_on_the_same_bins(tmp_path):
     fields.loc[0, ["whole_cell_cells", "whole_cell_median_area"]] = [154, 983.5]
     distributions_plot(tmp_path / "d.png", fields)
     assert (tmp_path / "d.png").stat().st_size > 1000
+
+
+def test_a_batch_job_fills_forward_passes_across_images(tmp_path, monkeypatch):
+    """segment.batch_mpx is megapixels per pass whatever the window size: a batch job's 256 x 256 windows of three
+    images share passes (7 such windows fit in 0.5 Mpx), as in an image's own segment job. The batch job sized its
+    passes for tiling.tile (one 512 x 512 window in 0.5 Mpx), so each small image's window ran alone."""
+    from cellscale.io import read_image, read_labels
+    from cellscale.segment.image import segment_image
+    from cellscale.segment.predictor import Predictor
+    from cellscale.segment.settings import SegmentSettings
+    from cellscale.steps.segment import job_predictor
+
+    small, wide = read_image(DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"), \
+        read_image(DEMO / "dsb2018" / "images" / "150b0ffa318c87b3.png")
+    images = {"a": small, "b": wide[..., :256, :256], "c": wide[..., 264:, 420:676]}
+    fields = []
+    for name, image in images.items():
+        tifffile.imwrite(tmp_path / f"{name}.tif", image[0, 0])
+        fields.append(Field(name, str(tmp_path / f"{name}.tif"), {"nuclear": None, "membrane": None}))
+    passes = []
+    maps = Predictor._maps
+    monkeypatch.setattr(Predictor, "_maps", lambda self, x: passes.append(x.shape) or maps(self, x))
+    summary = segment_batch(fields, MODELS / "nuclear", tmp_path / "batch", "0000", threads=1)
+    assert list(summary["status"]) == ["ok"] * 3
+    assert passes == [(3, 256, 256, 1)] * 2  # one pass and its rot180 turn: the three images together
+    own = job_predictor(MODELS / "nuclear", SegmentSettings(), threads=1)
+    assert own.windows_per_pass(256, 256) == 7 and own.windows_per_pass(512, 512) == 1
+    for name, image in images.items():  # the labels of each image alone
+        alone = segment_image(own, image, workers=1)["nuclear"][0]
+        np.testing.assert_array_equal(read_labels(tmp_path / "batch" / "labels" / name / "nuclear.ome.tif"), alone)

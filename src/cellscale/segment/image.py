@@ -176,7 +176,7 @@ def segment_many(predictor, fovs: Iterable[FieldOfView], *, tile: int = _TILING.
 
     ``fovs`` is read lazily, in groups of about ``group_mpx`` megapixels of model windows (an image with
     more is a group alone): a group's windows are predicted, windows of one size from different images
-    sharing forward passes (``predictor.batch_size`` a pass), then each image is post-processed
+    sharing forward passes (``predictor.windows_per_pass`` of them a pass), then each image is post-processed
     (``workers`` threads: over the group's images, or over an image's blocks) and yielded. Memory holds
     one group's windows and maps. Each image has its own tile plan and normalisation, as
     :func:`segment_image` makes them, and the labels :func:`segment_image` gives it with the same predictor,
@@ -244,14 +244,15 @@ def _predict_group(predictor, jobs: list[_Job]) -> None:
     for job in jobs:
         if job.error is None:
             by_size.setdefault(tuple(job.plan.tile), []).append(job)
-    for same in by_size.values():
+    for size, same in by_size.items():
+        step = predictor.windows_per_pass(*size)
         pending: list[tuple[_Job, int, np.ndarray]] = []
         for job in same:
             try:
                 for shard, indices in enumerate(job.plan.shards):
                     windows = shard_tiles(job.fov.source, job.recipe, job.plan, shard)
                     pending += zip(repeat(job), indices, windows)
-                    full = len(pending) - len(pending) % predictor.batch_size
+                    full = len(pending) - len(pending) % step
                     _predict_windows(predictor, pending[:full])
                     del pending[:full]
             except IMAGE_ERRORS as err:  # e.g. non-finite pixels outside the sample make_plan checked

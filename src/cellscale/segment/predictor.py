@@ -28,8 +28,13 @@ class Predictor:
     Parameters
     ----------
     model_dir : folder with ``model.json`` and the model artifact.
-    batch_size : tiles per forward pass. The int8 copy's maps of a tile do not depend on it nor on the other
-        tiles of a pass; float32 on a CPU: the same for every batch size > 1, 1e-6 apart with 1 (:func:`_compiled`).
+    batch_size : tiles per forward pass (without ``batch_mpx``). The int8 copy's maps of a tile do not depend on
+        it nor on the other tiles of a pass; float32 on a CPU: the same for every batch size > 1, 1e-6 apart with 1
+        (:func:`_compiled`).
+    batch_mpx : megapixels of tiles per forward pass (config ``segment.batch_mpx``), which wins over
+        ``batch_size``: ``th x tw`` tiles go ``max(1, batch_mpx * 1e6 // (th * tw))`` a pass
+        (:meth:`windows_per_pass`), so a pass of tiles of one size holds as many whatever job runs them (a batch
+        job's 256-px windows of many images, or one image's own segment job).
     precision : "float32", "bfloat16", "int8" (the model's 8-bit copy, see :func:`export_int8`) or
         "auto" (int8 when the model has one and no GPU is visible, else float32). Default: the workflow's and
         ``cellscale segment``'s (config ``segment.precision``, :class:`~cellscale.segment.settings.SegmentSettings`).
@@ -44,7 +49,7 @@ class Predictor:
 
     def __init__(self, model: "str | os.PathLike | dict", batch_size: int = 8,
                  precision: str = SegmentSettings().precision, threads: int | None = None,
-                 augment: str = SegmentSettings().augment):
+                 augment: str = SegmentSettings().augment, batch_mpx: float | None = None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.spec = ModelSpec.read(model)
         if augment not in AUGMENTATIONS:
@@ -59,7 +64,7 @@ class Predictor:
                              f"{', '.join(PRECISIONS)})")
         self.precision = precision
         self._layout = _output_layout(self.spec)
-        self.batch_size = batch_size
+        self.batch_size, self.batch_mpx = batch_size, batch_mpx
         ran = (self.spec.int8 or {}).get("artifact") if precision == "int8" else self.spec.artifact
         log.info("model %s: runs %s (%s), augment %s", self.spec.name if isinstance(model, dict) else model, ran,
                  precision, augment)  # which weights ran: a job's log says
@@ -78,13 +83,19 @@ class Predictor:
             self.model = keras.models.load_model(artifact, compile=False)
             if precision == "bfloat16" and self.spec.outputs is None:
                 self.model = _as_bfloat16(self.model, self.spec)
-            self._call = _compiled(self.model, batch_size)
+            self._call = _compiled(self.model, self.windows_per_pass)
         elif self.spec.format == "savedmodel":
             layer = keras.layers.TFSMLayer(str(artifact), call_endpoint="serving_default")
             self.model = layer
             self._call = lambda x: _concat_outputs(layer(x))
         else:
             raise ValueError(f"model {model}: unknown format {self.spec.format!r}")
+
+    def windows_per_pass(self, h: int, w: int) -> int:
+        """Tiles of h x w pixels in one forward pass: about ``batch_mpx`` megapixels of them, else ``batch_size``."""
+        if self.batch_mpx is None:
+            return self.batch_size
+        return max(1, int(self.batch_mpx * 1e6 // (h * w)))
 
     @property
     def n_outputs(self) -> int:
@@ -116,16 +127,16 @@ class Predictor:
             out = np.empty((n, self.n_outputs, h, w), np.float32)
         elif out.shape != (n, self.n_outputs, h, w):
             raise ValueError(f"output array has shape {out.shape}, expected {(n, self.n_outputs, h, w)}")
-        for i in range(0, n, self.batch_size):
-            x = np.ascontiguousarray(np.moveaxis(np.asarray(tiles[i : i + self.batch_size]), 1, -1),
-                                     dtype=np.float32)
+        step = self.windows_per_pass(h, w)
+        for i in range(0, n, step):
+            x = np.ascontiguousarray(np.moveaxis(np.asarray(tiles[i : i + step]), 1, -1), dtype=np.float32)
             maps = self._maps(x)
             if self._flips:  # NHWC: flip rows (axis 1), columns (axis 2) or both; flip the maps back
                 maps = np.array(maps, np.float32)
                 for axes in self._flips:
                     maps += np.flip(self._maps(np.ascontiguousarray(np.flip(x, axes))), axes)
                 maps /= 1 + len(self._flips)
-            out[i : i + self.batch_size] = np.moveaxis(maps, -1, 1)
+            out[i : i + step] = np.moveaxis(maps, -1, 1)
         return out
 
     def _maps(self, x: np.ndarray) -> np.ndarray:
@@ -289,28 +300,29 @@ def _int8_resized(content: bytes, window: int, h: int, w: int) -> bytes | None:
     return bytes(data)
 
 
-def _compiled(model, batch_size: int):
-    """Call ``model`` through a graph traced once per batch shape.
+def _compiled(model, per_pass):
+    """Call ``model`` through a graph traced once per batch shape; ``per_pass(h, w)``: the windows of a full pass
+    (:meth:`Predictor.windows_per_pass`).
 
     A traced graph runs about 25% faster on CPU than eager calls (shipped U-Net, 512 x 512
     windows). Each shape gets its own concrete function: a shape-relaxed trace would leave
     the bilinear up-sampling with unknown sizes. Other Keras backends (JAX, PyTorch: what a GPU node
     may have instead of TensorFlow) go through ``predict_on_batch``, which JAX compiles once per shape;
-    there a short last batch is padded to ``batch_size`` windows, so a job compiles once per window size
+    there a short last batch is padded to a full pass, so a job compiles once per window size
     (a compile costs about 1 s on a CPU and more on a GPU, more than the padded windows).
 
     With TensorFlow on a CPU (oneDNN) a window's maps are bitwise the same in batches of 2, 3, 4 or 8 windows
     and whatever the other windows, but a batch of one window takes another code path (maps up to 1e-6
-    apart). With ``batch_size`` > 1 a lone window (a short last batch) runs beside a zero window, so its maps
-    do not depend on how many windows came with it; ``batch_size`` 1 runs every window alone.
+    apart). Where a full pass holds more than one window, a lone window (a short last batch) runs beside a zero
+    window, so its maps do not depend on how many windows came with it; a pass of one runs every window alone.
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
         def call(x):
-            n = len(x)
-            if n < batch_size:
-                x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
+            n, full = len(x), per_pass(*x.shape[1:3])
+            if n < full:
+                x = np.concatenate([x, np.zeros((full - n, *x.shape[1:]), x.dtype)])
             return np.asarray(_concat_outputs(model.predict_on_batch(x)))[:n]
 
         return call
@@ -321,7 +333,7 @@ def _compiled(model, batch_size: int):
 
     def call(x):
         n = len(x)
-        if n == 1 < batch_size:  # a short last batch of one window: as a batch of two (see above)
+        if n == 1 < per_pass(*x.shape[1:3]):  # a short last batch of one window: as a batch of two (see above)
             x = np.concatenate([x, np.zeros_like(x)])
         fn = by_shape.get(x.shape)
         if fn is None:

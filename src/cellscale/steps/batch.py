@@ -164,7 +164,7 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
         raise ValueError(f"label_files must be one of {choices('batches', 'label_files')}, got {label_files!r}")
     tiling, segment = tiling or TilingSettings(), segment or SegmentSettings()
     postprocess, measure = postprocess or PostprocessSettings(), measure or MeasureSettings()
-    predictor = job_predictor(model_dir, segment, tiling.tile * tiling.tile, threads)  # loads a network runtime
+    predictor = job_predictor(model_dir, segment, threads)  # loads a network runtime
     fields = [replace(f, pixel_size_um=sample_pixel_size(f.pixel_size_um, f.image, f.sample)) for f in fields]
     rows, errors, tables = [], [], {}
     with atomic_dir(out_dir) as tmp:

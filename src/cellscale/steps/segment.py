@@ -30,14 +30,15 @@ from cellscale.steps import _fail, _image_failed, open_sample_image
 log = logging.getLogger("cellscale")
 
 
-def job_predictor(model_dir, settings: SegmentSettings, window_px: int, threads: int | None = None):
+def job_predictor(model_dir, settings: SegmentSettings, threads: int | None = None):
     """The predictor a job runs (config ``segment``): forward passes of about ``settings.batch_mpx`` megapixels of
-    windows of ``window_px`` pixels, the configured arithmetic and augmentation."""
+    windows of whatever size they have (a batch job's passes of small windows hold as many as an image's own segment
+    job's), the configured arithmetic and augmentation."""
     # imported here: the tile and stitch jobs run where no network library is installed (envs/cellscale.yaml)
     from cellscale.segment.predictor import Predictor
 
-    return Predictor(model_dir, batch_size=max(1, int(settings.batch_mpx * 1e6 // window_px)),
-                     precision=settings.precision, threads=threads, augment=settings.augment)
+    return Predictor(model_dir, batch_mpx=settings.batch_mpx, precision=settings.precision, threads=threads,
+                     augment=settings.augment)
 
 
 def estimate_sample_scale(sample: str, image_path, out_json, roles: dict, model_dir, *,
@@ -53,7 +54,7 @@ def estimate_sample_scale(sample: str, image_path, out_json, roles: dict, model_
     """
     settings, tiling = settings or SegmentSettings(), tiling or TilingSettings()
     postprocess = postprocess or PostprocessSettings()
-    predictor = job_predictor(model_dir, settings, tiling.tile * tiling.tile, threads)
+    predictor = job_predictor(model_dir, settings, threads)
     with open_sample_image(sample, image_path, timelapse) as source:
         try:
             estimate = estimate_scale(predictor, source, roles, gamma, tile=tiling.tile, overlap=tiling.overlap,
@@ -127,7 +128,7 @@ def segment_shard(shard_path, model_dir, out_path, settings: SegmentSettings | N
     """
     settings = settings or SegmentSettings()
     tiles = open_windows(shard_path)
-    predictor = job_predictor(model_dir, settings, tiles.shape[2] * tiles.shape[3], threads)
+    predictor = job_predictor(model_dir, settings, threads)
     n, _, th, tw = tiles.shape
     with create_maps(out_path, (n, predictor.n_outputs, th, tw)) as maps:
         predict_tiles(predictor, tiles, maps)
