@@ -21,6 +21,7 @@ validate(config, schema="../workflow/schemas/config.schema.yaml")
 # unknown one is an error naming the versions there are). What produced each result, per model key, for the report.
 from cellscale.registry import is_model_ref, model_provenance, resolve_model  # noqa: E402
 from cellscale.settings import AUTO, parse_scale  # noqa: E402
+from cellscale.samples import annotation_columns  # noqa: E402
 from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
 
 
@@ -110,6 +111,8 @@ if _missing:
     raise ValueError(f"{config['samples']}: no column {', '.join(map(repr, _missing))} (a sheet needs "
                      f"{', '.join(_sheet_schema['required'])}; it has {', '.join(map(str, samples.columns))})")
 samples = samples.set_index("sample", drop=False)
+# the sheet's own columns (well, site, a user's annotations), after sample in the run's tables (sheet_annotations)
+ANNOTATIONS = annotation_columns(samples.columns)
 for _column in _sheet_schema["properties"]:
     if _column not in samples:
         samples[_column] = pd.NA
@@ -378,6 +381,15 @@ def batch_fields(wildcards):
              "gamma": gamma(s), "scale": scale(s), "channel_names": channel_names(s),
              "height": _int_or_none(cell(s, "height")), "width": _int_or_none(cell(s, "width"))}
             for s in batch_members(wildcards.batch)]
+
+
+@functools.cache
+def sheet_annotations():
+    """{sample: {column: value}} of the sheet's ANNOTATIONS columns (JSON values: None where empty), for the rules
+    that write the run's tables; empty when the sheet has none."""
+    if not ANNOTATIONS:
+        return {}
+    return json.loads(samples[ANNOTATIONS].to_json(orient="index"))
 
 
 def qc_candidates():

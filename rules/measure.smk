@@ -37,6 +37,7 @@ rule aggregate_measurements:
     params:
         samples=lambda w: own_samples(),
         order=list(samples.index),
+        annotations=lambda w: sheet_annotations(),  # well, site, ...: columns after sample
     resources:
         mem_mb=4000,
     log:

@@ -65,6 +65,7 @@ rule summary:
         compartments=lambda w: {s: compartments(s) for s in samples.index},
         provenance=lambda w: {key: provenance(key) for key in config["models"]},  # per model key (summary.tsv)
         formats=config["output"]["formats"],  # index.tsv: where each sample's OME-Zarr and SpatialData stores are
+        annotations=lambda w: sheet_annotations(),  # well, site, ...: columns after sample
     log:
         "logs/summary.log",
     benchmark:

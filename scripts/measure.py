@@ -23,7 +23,8 @@ def measure(s):
 def aggregate_measurements(s):
     """One table of every sample's cells."""
     step.aggregate_measurements(dict(zip(s.params.samples, s.input.samples)), s.output.csv, s.output.parquet,
-                                s.output.h5ad, batch_tables=list(s.input.batches), order=s.params.order)
+                                s.output.h5ad, batch_tables=list(s.input.batches), order=s.params.order,
+                                annotations=s.params.annotations)
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)

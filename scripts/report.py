@@ -35,7 +35,8 @@ def summary(s):
     step.run_summary(list(s.input.samples), s.output.summary, batch_dirs=list(s.input.batches), order=s.params.order,
                      out_index=s.output.index, out_errors=s.output.errors, images=s.params.images,
                      compartments=s.params.compartments, provenance=s.params.provenance,
-                     formats=tuple(s.params.formats), out_html=s.output.view)
+                     formats=tuple(s.params.formats), out_html=s.output.view,
+                     annotations=s.params.annotations)
 
 
 def report_fields(s):

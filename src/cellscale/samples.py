@@ -31,8 +31,8 @@ from cellscale.io import atomic_path, image_size
 from cellscale.io.formats import IMAGE_SUFFIXES, is_image_file, is_ome_zarr
 from cellscale.settings import schema
 
-__all__ = ["COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "build_sheet", "format_sheet", "list_images", "pack_batches",
-           "sample_name", "unique_names", "write_sheet"]
+__all__ = ["COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "annotation_columns", "build_sheet", "format_sheet",
+           "list_images", "pack_batches", "sample_name", "unique_names", "write_sheet"]
 
 # the columns written for every sheet, in this order (extra columns from --pattern follow)
 COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um",
@@ -50,6 +50,14 @@ _UNSAFE = re.compile(r'[\t\r\n#"]')
 
 def _samples_schema() -> dict:
     return schema("samples")
+
+
+def annotation_columns(columns: Iterable[str]) -> list[str]:
+    """The columns of a sheet with these ``columns`` that the workflow carries along into its tables (summary.tsv,
+    index.tsv, errors.tsv, cells.*) after ``sample``: ``well``, ``site`` and every column the samples schema does not
+    declare (another ``--pattern`` group, a user's own annotation such as a compound or dose), in sheet order."""
+    declared = set(_samples_schema()["properties"]) - set(GROUP_COLUMNS)
+    return [c for c in columns if c not in declared]
 
 
 def kinds() -> list[str]:

@@ -115,3 +115,28 @@ def staged_paths(declared, staged) -> dict:
     """The sheet's paths -> where a job reads them: ``declared`` and the job's inputs made of them, in one order (the
     same paths on a shared filesystem, staged copies without one)."""
     return dict(zip(declared, staged))
+
+
+def sample_annotations(annotations) -> pd.DataFrame:
+    """The sample sheet's own columns (``well``, ``site``, any column the workflow does not use) as a table indexed
+    by sample: ``annotations`` is such a table, or ``{sample: {column: value}}`` (a rule's params), or None (no
+    columns). Values keep their type (a ``site`` of numbers stays numeric); missing ones are NA."""
+    if annotations is None:
+        return pd.DataFrame(index=pd.Index([], dtype=object, name="sample"))
+    if isinstance(annotations, pd.DataFrame):
+        return annotations
+    table = pd.DataFrame.from_dict(dict(annotations), orient="index")
+    table.index = table.index.astype(object).rename("sample")
+    return table.convert_dtypes(convert_string=False, convert_boolean=False).infer_objects()
+
+
+def annotate(table: pd.DataFrame, annotations: pd.DataFrame, taken=()) -> pd.DataFrame:
+    """``table`` (with a ``sample`` column) with the sheet's ``annotations`` columns after ``sample``, each row's
+    from its sample. A column named like one of ``table``'s or of ``taken`` is left out (the table's is kept)."""
+    columns = [c for c in annotations.columns if c not in table.columns and c not in taken]
+    if not columns:
+        return table
+    where = list(table.columns).index("sample") + 1
+    values = annotations[columns].reindex(table["sample"].to_numpy())
+    values.index = table.index
+    return pd.concat([table.iloc[:, :where], values, table.iloc[:, where:]], axis=1)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from cellscale.io import channel_names_from_ome, frame_interval_from_metadata
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, open_sample_image, with_time
+from cellscale.steps import StepError, annotate, open_sample_image, sample_annotations, with_time
 from cellscale.measure import RegionArray, measure_compartments, write_table
 from cellscale.measure import TableWriter, categories_of, run_parts, run_template, string_columns
 
@@ -99,7 +99,7 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
 
 
 def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=None, batch_tables=(),
-                           order: list[str] | None = None) -> dict[str, int]:
+                           order: list[str] | None = None, annotations=None) -> dict[str, int]:
     """Run-level table: every sample's measurements stacked with a ``sample`` column; returns the rows a sample.
 
     ``table_paths``: sample -> its own Parquet table; ``batch_tables``: Parquet tables of batches, which have a
@@ -107,6 +107,9 @@ def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=Non
     order (default: as given). The files are those of :func:`cellscale.measure.write_table` on
     :func:`cellscale.measure.concat_tables` of every table, written in bounded memory: a first pass reads the
     tables' schemas and their string columns only, the second one table at a time (a batch's or a sample's).
+    ``annotations``: the sheet's own columns per sample (``well``, ``site``; see
+    :func:`cellscale.steps.sample_annotations`), written after ``sample`` on each of its rows (in the .h5ad file:
+    ``obs`` columns); one named like a table column is left out, with a warning.
     """
     import pyarrow.parquet as pq
 
@@ -125,19 +128,27 @@ def aggregate_measurements(table_paths: dict, out_csv, out_parquet, out_h5ad=Non
         schema = pq.read_schema(path).empty_table().to_pandas()
         schemas.update((s, schema.drop(columns="sample") if batch else schema) for s in names)
         empty += [] if batch or pq.read_metadata(path).num_rows else names
-    template = run_template(schemas, empty)
+    measured = run_template(schemas, empty)
+    annotations = sample_annotations(annotations)
+    clash = [c for c in annotations.columns if c in measured.columns]
+    if clash:
+        log.warning("sample sheet column(s) %s left out of the run's cell table: it has columns of that name",
+                    ", ".join(map(repr, clash)))
+    template = annotate(measured, annotations)
     strings = ["sample"]  # the rows a sample, and the categories of the .h5ad file's string columns
     strings += [c for c in string_columns(template) if c != "sample"] if out_h5ad is not None else []
+    read = [c for c in strings if c in measured.columns]  # those of the tables (the others are the sheet's)
     values, rows = {c: [] for c in strings}, dict.fromkeys(sources, 0)
-    for part in run_parts(_parts(runs, strings), template[strings]):
+    for part in run_parts(_parts(runs, read), measured[read]):
+        part = annotate(part, annotations)
         rows.update(part["sample"].value_counts(sort=False).to_dict())
         for col in strings:
             values[col].append(pd.unique(part[col].to_numpy(dtype=object)))
     categories = {c: categories_of(v) for c, v in values.items()}
     with TableWriter(template, out_csv, out_parquet, out_h5ad, n_rows=sum(rows.values()),
                      categories=categories) as writer:
-        for part in run_parts(_parts(runs), template):
-            writer.append(part)
+        for part in run_parts(_parts(runs), measured):
+            writer.append(annotate(part, annotations))
     log.info("aggregated %d rows of %d samples", sum(rows.values()), len(rows))
     return rows
 

@@ -12,7 +12,8 @@ import pandas as pd
 
 from cellscale.io import LabelSeries, atomic_path, frame_interval_from_metadata, pixel_size_from_metadata
 from cellscale.measure import COMPARTMENTS
-from cellscale.steps import ERROR_COLUMNS, label_paths, open_sample_image, read_sample_labels, read_tsv
+from cellscale.steps import ERROR_COLUMNS, annotate, label_paths, open_sample_image, read_sample_labels, read_tsv
+from cellscale.steps import sample_annotations
 from cellscale.report import distributions_plot, html_tables, overlay, overlay_grid, save_png, summarize_sample
 from cellscale.track.lineage import division_parents
 
@@ -65,7 +66,7 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
 def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | None = None,
                 out_index=None, out_errors=None, images: dict | None = None,
                 compartments: dict | None = None, provenance: dict | None = None,
-                formats: tuple = (), out_html=None) -> pd.DataFrame:
+                formats: tuple = (), out_html=None, annotations=None) -> pd.DataFrame:
     """Run-level tables: ``summary.tsv`` (one row per sample, ``status`` ok or failed), ``index.tsv`` (where each
     sample's labels and cells are) and ``errors.tsv`` (the images that failed in batches, with the reason).
 
@@ -74,8 +75,12 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     its image and its compartments (for the index); ``provenance``: per model key (``nuclear``, ``tissue``), the
     model and dataset version that produced the results (``model`` and ``model_dataset`` columns; a sample with
     whole-cell labels used the tissue model); ``formats``: config ``output.formats`` (the index's ``ngff`` and
-    ``spatialdata`` columns); ``out_html``: the summary and the errors as one HTML page (the report shows it).
+    ``spatialdata`` columns); ``out_html``: the summary and the errors as one HTML page (the report shows it);
+    ``annotations``: the sheet's own columns per sample (``well``, ``site``; see
+    :func:`cellscale.steps.sample_annotations`), after ``sample`` in ``summary.tsv``, ``index.tsv`` and ``errors.tsv``
+    (one named like a column of theirs is left out).
     """
+    annotations = sample_annotations(annotations)
     rows = [{**json.loads(Path(p).read_text()), "status": "ok"} for p in summary_paths]
     index = [{"sample": r["sample"], "batch": "", "status": "ok"} for r in rows]
     errors = []
@@ -100,11 +105,14 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     for column in table.columns:  # counts stay integers where some samples have none (NA)
         if column.endswith("_cells") or column in ("frames", "tracks", "divisions"):
             table[column] = table[column].astype("Int64")
+    table = annotate(table, annotations, taken=known + last)
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     if out_index is not None:
-        _write_index(_in_order(pd.DataFrame(index), order), out_index, images or {}, compartments or {}, formats)
+        _write_index(_in_order(pd.DataFrame(index), order), out_index, images or {}, compartments or {}, formats,
+                     annotations)
     err = _in_order(pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(columns=ERROR_COLUMNS), order)
+    err = annotate(err, annotations)
     if out_errors is not None:
         with atomic_path(out_errors) as tmp:
             err.to_csv(tmp, sep="\t", index=False)
@@ -121,7 +129,8 @@ def _in_order(table: pd.DataFrame, order: list[str] | None) -> pd.DataFrame:
     return table.sort_values("sample", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
 
 
-def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, formats: tuple = ()) -> None:
+def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, formats: tuple = (),
+                 annotations: pd.DataFrame | None = None) -> None:
     """``index.tsv``: per sample its image, batch (empty: own jobs), status, label files (and ``labels_series``, its
     image's place in its batch's multi-series label files, where the batch has them), per-cell table, and its
     OME-Zarr (``ngff``) and SpatialData stores where ``formats`` has them (``spatialdata_coordinate_system``: the
@@ -150,8 +159,11 @@ def _write_index(index: pd.DataFrame, path, images: dict, compartments: dict, fo
                                   else f"results/spatialdata/{r.sample}.zarr")
             row["spatialdata_coordinate_system"] = (r.sample if r.batch else "global") if ok else ""
         rows.append(row)
+    table = pd.DataFrame(rows)
+    if annotations is not None and "sample" in table:
+        table = annotate(table, annotations, taken=("ngff", "spatialdata", "spatialdata_coordinate_system"))
     with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+        table.to_csv(tmp, sep="\t", index=False)
 
 
 def report_fields(batch_dirs: list, candidates: dict, out_overlays, out_distributions, n_overlays: int) -> list[str]:
