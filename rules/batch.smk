@@ -33,8 +33,10 @@ checkpoint plan_batches:
 
 rule segment_batch:
     input:
+        # not the plan file: a rerun of the plan (a row added to the sheet, a field fixed) would rerun every batch;
+        # the batch's members come from it (the input functions wait for the checkpoint) and are its params, so a
+        # batch whose members, or their files, changed reruns, and the others do not
         unpack(batch_model_files),
-        plan="results/batches/plan.tsv",
         # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
         images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
     output:

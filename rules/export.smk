@@ -56,7 +56,8 @@ rule ngff_batch:
     input:
         batch="results/batches/{batch}",
         table="results/cells/batch_{batch}.parquet",
-        plan="results/batches/plan.tsv",  # the checkpoint its params (the batch's fields) are read from
+        # not the plan file (a rerun of the plan would rerun every batch's export): its params (the batch's fields)
+        # are read from it, and the batch folder changes when they do
         # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
         images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
     output:

@@ -753,3 +753,62 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
     first = index.iloc[0]
     assert series_names(tmp_path / first["nuclear_labels"])[0] == first["sample"]
     assert read_labels(tmp_path / first["nuclear_labels"]).shape == (64, 96)
+
+
+def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
+    """A screen's sheet from `cellscale samples --pattern`: well and site reach summary.tsv, index.tsv and the cell
+    tables; a rerun with nothing changed does nothing, and rows added at the end of the sheet run only the batches
+    that hold them (before, a new plan reran every batch: plan.tsv was each batch job's input)."""
+    import tifffile
+
+    from cellscale.synth.tissue import make_tissue
+
+    cellscale = str(Path(SNAKEMAKE).parent / "cellscale")
+    (tmp_path / "plate").mkdir()
+
+    def fields(names):
+        for name in names:
+            tissue = make_tissue((64, 96), n_cells=6, seed=sum(map(ord, name)))
+            tifffile.imwrite(tmp_path / "plate" / f"{name}.tif", tissue.image[0])
+
+    def sheet(glob):
+        made = subprocess.run([cellscale, "samples", str(tmp_path / "plate" / glob), "--kind", "tissue", "--sizes",
+                               "--pattern", r"(?P<well>[A-H]\d{2})_s(?P<site>\d+)"], capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr
+        return made.stdout
+
+    fields([f"{w}_s{s}" for w in ("A01", "A02", "B01") for s in (1, 2)])  # 6 fields of 0.006 Mpx: 3 batches of 2
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.013})
+    (tmp_path / "config/samples.tsv").write_text(sheet("*.tif"))
+    first = run(tmp_path)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
+    assert list(summary.columns[:4]) == ["sample", "well", "site", "status"]
+    assert summary["well"].tolist() == ["A01", "A01", "A02", "A02", "B01", "B01"]
+    assert summary["site"].tolist() == [1, 2] * 3
+    index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t")
+    assert index["batch"].tolist() == [0, 0, 1, 1, 2, 2] and index["well"].tolist() == summary["well"].tolist()
+    cells = pd.read_parquet(tmp_path / "results/cells.parquet")
+    per_well = cells.groupby("well").size()
+    assert list(cells.columns[:3]) == ["sample", "well", "site"] and list(per_well.index) == ["A01", "A02", "B01"]
+    import anndata
+
+    obs = anndata.read_h5ad(tmp_path / "results/cells.h5ad").obs
+    assert obs.groupby("well", observed=True).size().to_dict() == per_well.to_dict()
+
+    again = run(tmp_path)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stderr[-3000:]
+
+    done = {b: (tmp_path / f"results/cells/batch_{b}.parquet").stat().st_mtime_ns for b in ("0000", "0001", "0002")}
+    fields(["B02_s1", "B02_s2"])  # two new fields of a new well, their rows at the end of the sheet
+    text = (tmp_path / "config/samples.tsv").read_text()
+    (tmp_path / "config/samples.tsv").write_text(text + sheet("B02_*.tif").split("\n", 1)[1])
+    more = run(tmp_path)
+    out = more.stdout + more.stderr
+    assert more.returncode == 0, out[-3000:]
+    ran = re.findall(r"\(Rule: (segment_batch|plan_batches)\)", out)
+    assert sorted(ran) == ["plan_batches", "segment_batch"], out[-3000:]  # a new plan; the new fields' batch only
+    assert {b: (tmp_path / f"results/cells/batch_{b}.parquet").stat().st_mtime_ns for b in done} == done
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
+    assert summary["well"].tolist()[-2:] == ["B02", "B02"] and (summary["status"] == "ok").all()
+    assert (pd.read_parquet(tmp_path / "results/cells.parquet")["well"] == "B02").any()
