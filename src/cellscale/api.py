@@ -37,13 +37,7 @@ def load_model(model: "str | os.PathLike | dict", *, precision: str | None = Non
     A name that is neither a folder nor a registered model is a FileNotFoundError listing the models there are.
     """
     settings = SegmentSettings()
-    if isinstance(model, dict):
-        folder = model
-    else:
-        try:
-            folder = model_path(model)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"model {str(model)!r}: {err}") from None
+    folder = model if isinstance(model, dict) else model_path(model, f"model {str(model)!r}")
     return Predictor(folder, batch_size=batch_size,
                      precision=settings.precision if precision is None else precision, threads=threads,
                      augment=settings.augment if augment is None else augment)

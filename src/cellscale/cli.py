@@ -42,6 +42,7 @@ def _segment(args) -> int:
     from cellscale.logs import step_log
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.api import load_model
+    from cellscale.registry import model_path
     from cellscale.segment.model import shipped_model
 
     src = Path(args.input)
@@ -62,8 +63,10 @@ def _segment(args) -> int:
     whole_cell = args.compartment == "whole-cell"
     if whole_cell and args.membrane_channel is None:
         raise UsageError("--compartment whole-cell needs --membrane-channel")
-    # once for all inputs; a folder, a shipped model's name or a registry NAME@VERSION, as from Python
-    model = args.model or shipped_model("tissue" if whole_cell else "nuclear")
+    # once for all inputs; a folder, a shipped model's name or a registry NAME@VERSION, as from Python (an unknown
+    # one named as cellscale review and train name theirs)
+    model = model_path(args.model, f"--model {args.model}") if args.model else \
+        shipped_model("tissue" if whole_cell else "nuclear")
     predictor = load_model(model, batch_size=args.batch_size, precision=args.precision, augment=args.augment)
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
     compartment = "whole_cell" if whole_cell else "nuclear"

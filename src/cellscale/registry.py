@@ -18,7 +18,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cellscale.datasets import default_store, sha256_of
+from cellscale.datasets import default_store, is_ref, sha256_of
 from cellscale.segment.model import ModelSpec, artifact_path, shipped_models_dir
 
 REGISTRY_ENV = "CELLSCALE_REGISTRY"
@@ -157,8 +157,9 @@ def list_models(registry: str | os.PathLike | None = None, models_dir: str | os.
 
 
 def is_model_ref(value) -> bool:
-    """A config value naming a registry model (``NAME@VERSION``), not a folder or a declared model."""
-    return isinstance(value, str) and "@" in value and "/" not in value.partition("@")[0]
+    """A config value naming a registry model (``NAME@VERSION``), not a folder or a declared model (a dataset
+    version's ``NAME@ID`` is told the same way: :func:`cellscale.datasets.is_ref`)."""
+    return isinstance(value, str) and is_ref(value)
 
 
 def find_model(ref: str, registry=None, models_dir=None) -> ModelEntry:
@@ -183,15 +184,22 @@ def find_model(ref: str, registry=None, models_dir=None) -> ModelEntry:
     return matches[0]
 
 
-def model_path(value: str | os.PathLike) -> Path:
-    """A command's model argument (``--model``, ``--init-from``): a folder or file that exists, else a registry name
-    ``NAME[@VERSION]`` (its folder); an error (saying which, and the models there are) when it is neither."""
+def model_path(value: str | os.PathLike, named: str | None = None) -> Path:
+    """A command's model argument (``--model``, ``--init-from``, :func:`cellscale.api.load_model`'s ``model``): a
+    folder or file that exists, else a registry name ``NAME[@VERSION]`` (its folder); a FileNotFoundError (saying
+    which, and the models there are) when it is neither, starting with ``named``, how the caller names the value
+    (``--model X``), where given."""
     path = Path(value)
-    if path.exists():
-        return path
-    if "/" in str(value) or str(value).endswith(".keras"):
-        raise FileNotFoundError("no such model folder or file")
-    return Path(find_model(str(value)).path)
+    try:
+        if path.exists():
+            return path
+        if "/" in str(value) or str(value).endswith(".keras"):
+            raise FileNotFoundError("no such model folder or file")
+        return Path(find_model(str(value)).path)
+    except FileNotFoundError as err:
+        if named is None:
+            raise
+        raise FileNotFoundError(f"{named}: {err}") from None
 
 
 def resolve_model(value, registry=None, models_dir=None):
@@ -224,5 +232,5 @@ def model_provenance(value) -> dict:
     return {"model": entry.ref, "dataset": entry.data}
 
 
-__all__ = ["ModelEntry", "find_model", "is_model_ref", "list_models", "model_entry", "model_provenance", "model_ref",
-           "register_model", "registry_file", "resolve_model", "weights_version"]
+__all__ = ["ModelEntry", "find_model", "is_model_ref", "list_models", "model_entry", "model_path", "model_provenance",
+           "model_ref", "register_model", "registry_file", "resolve_model", "weights_version"]

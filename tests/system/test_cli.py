@@ -101,6 +101,15 @@ def test_segment_whole_cell_needs_membrane(tmp_path):
     assert result.returncode != 0 and "--membrane-channel" in result.stderr
 
 
+def test_segment_names_an_unknown_model_as_review_and_train_do(tmp_path):
+    """--model that is no folder nor registered model: named by its option, as cellscale review --model and train
+    --init-from name theirs (it said "model 'nosuch'", the Python API's wording)."""
+    result = cellscale("segment", DEMO / "synthetic" / "tissue.ome.tif", "-o", tmp_path / "x.tif", "--model", "nosuch",
+                       check=False)
+    assert result.returncode == 2
+    assert "cellscale segment: error: --model nosuch: no model 'nosuch' in the registry (models: " in result.stderr
+
+
 def test_segment_whole_cell_and_measure(tmp_path):
     image = DEMO / "synthetic" / "tissue.ome.tif"
     cellscale("segment", image, "-o", tmp_path / "cells.tif", "--compartment", "whole-cell",

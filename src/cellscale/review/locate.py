@@ -127,10 +127,7 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
         named = (cfg.get("models") or {}).get(key)
         model = _model(named, project) if named else shipped_model(key)
     elif not isinstance(model, dict):
-        try:
-            model = model_path(model)  # a folder, else a registry name (NAME or NAME@VERSION)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"--model {model}: {err}") from None
+        model = model_path(model, f"--model {model}")  # a folder, else a registry name (NAME or NAME@VERSION)
     if "membrane" in ModelSpec.read(model).inputs and roles["membrane"] is None:
         raise ValueError(f"sample {sample!r}: the model {model} reads a membrane channel, and the sample sheet "
                          f"{sheet_path} names none for it: give --membrane-channel M (and --nuclear-channel N)")

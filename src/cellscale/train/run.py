@@ -20,10 +20,7 @@ def parent_model(init_from: str | None) -> tuple[Path | None, dict | None]:
     what the card records of it (``fine_tuned_from``: the model's ``NAME@VERSION``, folder and card hash)."""
     if not init_from:
         return None, None
-    try:
-        path = model_path(init_from)  # a registry name: an error lists the models there are
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"--init-from {init_from}: {err}") from None
+    path = model_path(init_from, f"--init-from {init_from}")  # a registry name: an error lists the models there are
     if path.is_dir():
         entry = model_entry(path)
         return path, {"model": entry.ref, "path": str(init_from), "card_sha256": entry.card_sha256,
