@@ -37,8 +37,8 @@ def _samples(args) -> int:
 def _segment(args) -> int:
     import numpy as np
 
-    from cellscale.io import (MIN_EDGE, ImageError, ImageSource, is_image_file, is_ome_zarr, read_image,
-                              sample_frame_interval, sample_pixel_size, write_labels)
+    from cellscale.io import (ImageError, ImageSource, is_image_file, is_ome_zarr, read_image, sample_frame_interval,
+                              sample_pixel_size, too_small, write_labels)
     from cellscale.logs import step_log
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.api import load_model
@@ -78,9 +78,8 @@ def _segment(args) -> int:
         for path in inputs:
             try:
                 image = ImageSource.from_array(read_image(path, timelapse=args.timelapse), path)  # errors name it
-                if min(image.shape[2:]) < MIN_EDGE:  # as the workflow refuses it (open_sample_image)
-                    raise ImageError(f"{path}: image of shape {image.shape[2:]} is too small to segment (at least "
-                                     f"{MIN_EDGE} x {MIN_EDGE} px)")
+                if too_small(*image.shape[2:]):  # as the workflow refuses it (open_sample_image)
+                    raise ImageError(f"{path}: {too_small(*image.shape[2:])}")
                 if args.timelapse and image.shape[0] < 2:   # as the workflow refuses a time-lapse sample of one
                     raise ImageError(f"{path}: --timelapse needs frames to track, and this holds one "
                                      f"({image.shape[2]} x {image.shape[3]} px): leave out --timelapse for a still "

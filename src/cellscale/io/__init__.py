@@ -27,6 +27,7 @@ from .formats import (
     pixel_size_from_metadata,
     sample_frame_interval,
     sample_pixel_size,
+    too_small,
 )
 from .labels import LabelSeries, check_labels, read_labels, series_names, write_image, write_label_series, write_labels
 from .source import FrameFiles, ImageSource, image_size, read_image
@@ -35,7 +36,7 @@ __all__ = [
     "IMAGE_SUFFIXES", "MIN_EDGE", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path",
     "channel_names_from_ome", "check_labels",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image", "pixel_size_from_metadata",
-    "sample_pixel_size", "frame_interval_from_metadata", "sample_frame_interval",
+    "sample_pixel_size", "frame_interval_from_metadata", "sample_frame_interval", "too_small",
     "image_size", "read_image", "read_labels", "write_image", "write_labels", "LabelSeries", "series_names",
     "write_label_series",
 ]

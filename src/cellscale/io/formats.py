@@ -24,6 +24,14 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jp
 MIN_EDGE = 8  # px: the smallest image height or width cellscale segments
 
 
+def too_small(h: int, w: int) -> str | None:
+    """Why an image of ``h`` x ``w`` pixels is not segmented (an edge under :data:`MIN_EDGE`), or None: the one
+    refusal of the workflow (:func:`cellscale.steps.open_sample_image`) and ``cellscale segment``."""
+    if h < MIN_EDGE or w < MIN_EDGE:
+        return f"image of shape {(int(h), int(w))} is too small to segment (at least {MIN_EDGE} x {MIN_EDGE} px)"
+    return None
+
+
 class ImageError(ValueError):
     """An input image that cannot be used; the message names the file."""
 
@@ -155,9 +163,10 @@ def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE
     """The per-frame files of a folder (``t000.tif``, ``mask000.tif``, ``img_1.tif``, ``pos1_t003_c0.tif`` ...) in
     frame order.
 
-    The frame number is the one number that differs between the names (``pos1_t003_c0.tif``: 3), or the last number
-    in each name when the names follow no one pattern; the numbers must be consecutive from the smallest. Hidden
-    files (``.name``, e.g. the ``._t000.tif`` macOS leaves on shared drives) are not frames. Raises
+    The frame number is the one number that differs between the names (``pos1_t003_c0.tif``: 3; where several
+    differ, the last of those that tell every file apart), or the last number in each name when the names follow no
+    one pattern or the folder holds one file (:func:`_frame_number_field`); the numbers must be consecutive from the
+    smallest. Hidden files (``.name``, e.g. the ``._t000.tif`` macOS leaves on shared drives) are not frames. Raises
     :class:`ImageError` naming the folder or file when it is not a folder, holds no such file, a name has no frame
     number, two files share a number, a frame number is missing, or the names vary in several numbers of which none
     alone tells the files apart (several channels' or positions' frames in one folder).

@@ -15,7 +15,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from cellscale.io import MIN_EDGE, ImageError, ImageSource, LabelSeries, read_labels
+from cellscale.io import ImageError, ImageSource, LabelSeries, read_labels, too_small
 
 
 class StepError(RuntimeError):
@@ -38,14 +38,12 @@ def open_sample_image(sample: str, path, timelapse: bool) -> ImageSource:
     except ImageError as err:
         _image_failed(sample, err)
     t, _, h, w = source.shape
-    problem = None
-    if h < MIN_EDGE or w < MIN_EDGE:
-        problem = f"image of shape {(h, w)} is too small to segment (at least {MIN_EDGE} x {MIN_EDGE} px)"
-    elif not timelapse and t > 1:
+    problem = too_small(h, w)
+    if problem is None and not timelapse and t > 1:
         problem = (f"{t} frames or planes (a T axis, or an ImageJ stack's Z) in a still image sample (kind tissue): "
                    f"give it kind timelapse to segment and track the frames, or give one frame (a z-stack: project "
                    f"it)")
-    elif timelapse and t < 2:
+    elif problem is None and timelapse and t < 2:
         problem = (f"a time-lapse sample needs frames to track, and this image has one ({h} x {w} px): give it kind "
                    f"tissue, or the movie's T-stack or frame folder")
     if problem:
