@@ -561,11 +561,10 @@ def _data(args) -> int:
         if args.splits and args.layout != "pairs":
             raise UsageError("--splits FILE goes with --layout pairs (--layout dsb2018 keeps DSB2018's hash split)")
         if args.layout:  # sample, role, split (and kind) of each file; dsb2018: the set's DSB2018 ontology too
-            from cellscale.datasets import default_store, list_files, store_base
+            from cellscale.datasets import list_files, root_dir
             from cellscale.train.versions import DSB2018_METADATA, check_pairs, layout_file_metadata
 
-            root = Path(args.root)
-            root = root if root.is_absolute() else Path(os.path.normpath(store_base(store or default_store()) / root))
+            root = root_dir(args.root, store)  # where add_version lists the files
             if root.is_dir():  # else add_version's error names the missing root
                 file_metadata, notes = layout_file_metadata(root, list_files(root, args.files or None), args.layout,
                                                             given=_split_file(args.splits), kept=_kept_splits(args))

@@ -32,6 +32,7 @@ from cellscale.datasets.store import (
     list_versions,
     load_version,
     parse_ref,
+    root_dir,
     select,
     store_base,
     verify,
@@ -39,4 +40,4 @@ from cellscale.datasets.store import (
 
 __all__ = ["COMPARTMENTS", "ONTOLOGY", "REQUIRED", "VERSIONS_ENV", "FileEntry", "Manifest", "add_version",
            "default_store", "diff", "is_dataset", "is_ref", "known_datasets", "list_files", "list_versions",
-           "load_version", "parse_ref", "select", "sha256_of", "store_base", "verify"]
+           "load_version", "parse_ref", "root_dir", "select", "sha256_of", "store_base", "verify"]

@@ -51,6 +51,18 @@ def _relative_root(root: str | os.PathLike, base: Path) -> str:
     return Path(rel).as_posix() if not rel.startswith("../../..") else root.as_posix()
 
 
+def _root_dir(root_text: str, base: Path) -> Path:
+    # normalised, not resolved by the OS: base/../x is found even before base (a new store's folder) exists
+    return Path(root_text) if Path(root_text).is_absolute() else Path(os.path.normpath(base / root_text))
+
+
+def root_dir(root: str | os.PathLike, store: str | os.PathLike | None = None) -> Path:
+    """The folder :func:`add_version` records a version's files from: ``root`` itself when it is absolute, a relative
+    one against the store's base (:func:`store_base`), not the current folder."""
+    base = store_base(_store(store))
+    return _root_dir(_relative_root(root, base), base)
+
+
 def _listed(root: Path, files) -> list[dict]:
     """The files to record: ``None`` (every file under root but hidden ones), a glob pattern or a list of paths,
     patterns or ``{"path": ..., "metadata": {...}}`` entries."""
@@ -114,8 +126,7 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     base = store_base(store)
     parent_manifest = load_version(parent, store) if parent else None
     root_text = _relative_root(root, base)
-    # normalised, not resolved by the OS: base/../x is found even before base (a new store's folder) exists
-    manifest_root = Path(root_text) if Path(root_text).is_absolute() else Path(os.path.normpath(base / root_text))
+    manifest_root = _root_dir(root_text, base)
     if not manifest_root.is_dir():
         where = "" if Path(root).is_absolute() else \
             f" (a relative root resolves against the store's base {base}, not the current folder)"
