@@ -28,7 +28,8 @@ import numpy as np
 import tifffile
 
 from cellscale.datasets import FileEntry, Manifest, add_version, load_version, verify
-from cellscale.io import check_labels, read_image
+from cellscale.io import read_image
+from cellscale.measure.table import check_label_image
 from cellscale.segment.preprocess import ChannelRecipe, normalize, percentile_range, select_channels
 from cellscale.train.data import (SPLITS, Example, assign_splits, dataset_hash, load_dsb, load_synthetic_tissue,
                                   split_of)
@@ -353,12 +354,10 @@ def _labels(where: str, file: Path, shown: str, image: str, shape: tuple[int, ..
     if raw.shape[:2] != (1, 1):
         raise ValueError(f"{where}: {shown}: labels must be one 2-D label image, got {raw.shape[0]} "
                          f"frame(s) of {raw.shape[1]} channel(s) (shape {raw.shape[2:]} each)")
-    labels = check_labels(raw[0, 0], f"{where}: {shown}")
+    labels = check_label_image(raw[0, 0], f"{where}: {shown}")  # integer labels >= 0, as measure checks them
     if labels.shape != tuple(shape):
         raise ValueError(f"{where}: {shown}: labels are {labels.shape[0]}x{labels.shape[1]} pixels, its "
                          f"image {image} {shape[0]}x{shape[1]}")
-    if labels.min(initial=0) < 0:
-        raise ValueError(f"{where}: {shown}: negative label values; labels are 0 (background) and up")
     return labels.astype(np.int32)
 
 
@@ -419,5 +418,6 @@ def codex_dir(options: TrainOptions) -> tuple[str | None, str | None]:
     return str(manifest.root_path), manifest.ref
 
 
-__all__ = ["DSB2018_METADATA", "TrainingSet", "codex_dir", "dataset_hash", "dsb2018_file_metadata",
-           "generated_tissue", "register_generated_tissue", "training_set", "write_generated_tissue"]
+__all__ = ["DSB2018_METADATA", "TrainingSet", "check_pairs", "codex_dir", "dataset_hash", "dsb2018_file_metadata",
+           "generated_tissue", "layout_file_metadata", "register_generated_tissue", "training_set",
+           "write_generated_tissue"]
