@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cellscale.io import channel_names_from_ome, frame_interval_from_metadata
+from cellscale.samples import unique_names
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, annotate, open_sample_image, sample_annotations, with_time
 from cellscale.measure import RegionArray, measure_compartments, write_table
@@ -44,13 +45,7 @@ def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -
                     "the sample sheet's channel_names)", image_path, len(names), n_channels)
         names = None
     if names and len(set(names)) < len(names):
-        unique: list[str] = []
-        for name in names:
-            k, candidate = 1, name
-            while candidate in unique or (k > 1 and candidate in names):
-                k += 1
-                candidate = f"{name}_{k}"
-            unique.append(candidate)
+        unique = unique_names(names)  # as sample names are told apart
         log.warning("%s: channel names its metadata repeats are told apart as %s (give the sample sheet's "
                     "channel_names to name them)", image_path, ", ".join(u for u, n in zip(unique, names) if u != n))
         names = unique
