@@ -102,8 +102,9 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
 
     Parameters
     ----------
-    root : folder the files' paths are relative to; a relative root is relative to the checkout (the store's
-        base, :func:`store_base`), an absolute one inside or next to the checkout is stored relative to it.
+    root : folder the files' paths are relative to (:func:`root_dir`); a relative root is relative to the checkout
+        (the store's base, :func:`store_base`), an absolute one inside or next to the checkout is stored relative to
+        it.
     files : None (every file under ``root``), a glob pattern, or a list of paths, patterns or
         ``{"path": str, "metadata": dict}`` entries.
     metadata : the set's ontology (:data:`~cellscale.datasets.manifest.ONTOLOGY`: compartments, organ, platform,

@@ -27,7 +27,8 @@ class Predictor:
 
     Parameters
     ----------
-    model_dir : folder with ``model.json`` and the model artifact.
+    model : folder with ``model.json`` and the model artifact, or a declared model (a mapping, as the workflow
+        config's ``models`` takes); by a shipped name or registry ``NAME@VERSION``: :func:`cellscale.api.load_model`.
     batch_size : tiles per forward pass (without ``batch_mpx``). The int8 copy's maps of a tile do not depend on
         it nor on the other tiles of a pass; float32 on a CPU: the same for every batch size > 1, 1e-6 apart with 1
         (:func:`_compiled`).
