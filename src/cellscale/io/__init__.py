@@ -12,7 +12,7 @@
 Errors are :class:`ImageError` and name the file and what is wrong with it.
 """
 
-from .atomic import atomic_dir, atomic_path
+from .atomic import atomic_dir, atomic_path, scratch_dir
 from .formats import (
     IMAGE_SUFFIXES,
     MIN_EDGE,
@@ -33,7 +33,7 @@ from .labels import LabelSeries, check_labels, read_labels, series_names, write_
 from .source import FrameFiles, ImageSource, image_size, read_image
 
 __all__ = [
-    "IMAGE_SUFFIXES", "MIN_EDGE", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path",
+    "IMAGE_SUFFIXES", "MIN_EDGE", "FrameFiles", "ImageError", "ImageSource", "atomic_dir", "atomic_path", "scratch_dir",
     "channel_names_from_ome", "check_labels",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image", "pixel_size_from_metadata",
     "sample_pixel_size", "frame_interval_from_metadata", "sample_frame_interval", "too_small",

@@ -15,9 +15,10 @@ def _umask() -> int:
     return umask
 
 
-def _stale_temporaries(path: Path) -> list[Path]:
-    """What an earlier, killed attempt at writing ``path`` left beside it (``.NAME.XXXX.part``)."""
-    return list(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
+def _stale_temporaries(path: Path, suffix: str = ".part") -> list[Path]:
+    """What an earlier, killed attempt at writing ``path`` left beside it (``.NAME.XXXX.part``; ``suffix``
+    ``.scratch``: :func:`scratch_dir`'s folders)."""
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"))
 
 
 @contextmanager
@@ -74,5 +75,26 @@ def atomic_dir(path: str | os.PathLike):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def scratch_dir(path: str | os.PathLike):
+    """Yield a new temporary working folder next to ``path`` (``.NAME.XXXX.scratch``), removed when the block ends.
+
+    For a job's intermediate files on the output's disk (a label image stitched chunk by chunk before it is written
+    to ``path``). A job killed outright cannot remove it, so, as in :func:`atomic_path`, the folders an earlier
+    attempt at the same ``path`` left are removed first: a rerun leaves only the result.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_temporaries(path, ".scratch"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".scratch", dir=path.parent))
+    try:
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

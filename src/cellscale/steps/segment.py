@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
-from cellscale.io import ImageError, atomic_dir, atomic_path, sample_frame_interval, sample_pixel_size, write_labels
+from cellscale.io import (
+    ImageError,
+    atomic_dir,
+    atomic_path,
+    sample_frame_interval,
+    sample_pixel_size,
+    scratch_dir,
+    write_labels,
+)
 from cellscale.segment.image import estimate_scale, predict_tiles
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT, ModelSpec
 from cellscale.segment.postprocess import postprocess_params
@@ -172,8 +179,7 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     channel = CHANNELS_PER_COMPARTMENT * spec.compartments.index(compartment)
     cells = []
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_path.name}-", dir=out_path.parent) as scratch:
+    with scratch_dir(out_path) as scratch:  # removes what a killed earlier attempt left there
         # the labels go to disk chunk by chunk, then to the OME-TIFF tile by tile: never a whole frame in memory
         store = LabelStore(Path(scratch) / "labels.zarr", plan.shape, postprocess.block)
         for frame in range(plan.shape[0]):
