@@ -537,6 +537,25 @@ def test_killed_run_resumes_to_identical_results(demo_run, tmp_path):
         (reference / "results/tracks/movie/res_track.txt").read_text()
 
 
+def test_a_job_killed_after_its_outputs_reruns(demo_run):
+    """A job SIGKILLed after its (atomic) outputs were in place, before Snakemake wrote its benchmark file (seen with
+    cost, the last job): --rerun-incomplete does not see jobs after the checkpoints, and a benchmark only the cost
+    job asks for did not rerun its job either, so the rerun did nothing and the benchmark stayed missing. Rule all
+    now asks for every job's benchmark: its job reruns."""
+    work = demo_run[0]
+    for rel in ("results/benchmarks/cost/run.tsv", "results/benchmarks/measure/tissue.tsv"):
+        bench = work / rel
+        kept = bench.with_name(bench.name + ".kept")
+        bench.rename(kept)
+        try:
+            result = run(work, "-n")
+        finally:
+            kept.rename(bench)
+        said = result.stdout + result.stderr
+        assert result.returncode == 0 and "Nothing to be done" not in said, said[-3000:]
+        assert f"Missing output files: {rel}" in said, said[-3000:]
+
+
 def sample_column_run(workdir: Path, sample: str, image, columns: dict, bad: dict, target: str) -> None:
     """A one-sample sheet with extra columns: the ``bad`` values fail at workflow start naming their
     column; the good ones run ``target``."""
