@@ -33,10 +33,11 @@ checkpoint plan_batches:
 
 rule segment_batch:
     input:
-        # not the plan file: a rerun of the plan (a row added to the sheet, a field fixed) would rerun every batch;
-        # the batch's members come from it (the input functions wait for the checkpoint) and are its params, so a
-        # batch whose members, or their files, changed reruns, and the others do not
         unpack(batch_model_files),
+        # the checkpoint its params (the batch's members) are read from, which a job without a shared filesystem must
+        # have as an input; ancient: a new plan (a row added to the sheet, a field fixed) does not rerun every batch by
+        # its date, a batch reruns when its members (params) or their files change
+        plan=ancient("results/batches/plan.tsv"),
         # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
         images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
     output:

@@ -56,8 +56,9 @@ rule ngff_batch:
     input:
         batch="results/batches/{batch}",
         table="results/cells/batch_{batch}.parquet",
-        # not the plan file (a rerun of the plan would rerun every batch's export): its params (the batch's fields)
-        # are read from it, and the batch folder changes when they do
+        # the checkpoint its params (the batch's fields) are read from; ancient: a new plan does not rerun every
+        # batch's export by its date (the batch folder changes when its fields do)
+        plan=ancient("results/batches/plan.tsv"),
         # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
         images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
     output:
