@@ -155,3 +155,16 @@ def test_segment_timelapse_of_one_frame_is_refused(tmp_path, capsys):
                  "--model", str(MODELS / "nuclear")]) == 1
     assert "--timelapse needs frames to track, and this holds one (64 x 64 px)" in capsys.readouterr().err
     assert not (tmp_path / "labels.tif").exists()
+
+
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_identical_frames_of_a_movie_get_identical_labels(images, precision):
+    """A movie's frames are normalised together and their windows share forward passes (segment.batch_mpx): frames
+    that are the same picture must come out the same, whichever pass each window ran in."""
+    frame = images[1][0, 0]  # 256 x 256: several frames' windows in one pass
+    movie = np.stack([frame] * 3)[:, None]  # (T, C, Y, X)
+    labels = segment_image(Predictor(MODELS / "nuclear", precision=precision, augment="rot180", batch_mpx=0.5),
+                           movie)["nuclear"]
+    assert labels.shape == (3, *frame.shape) and labels[0].max() > 5
+    for t in (1, 2):
+        np.testing.assert_array_equal(labels[t], labels[0])
