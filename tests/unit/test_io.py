@@ -486,15 +486,24 @@ def test_pixel_size_is_read_from_the_image_metadata(tmp_path, caplog):
     assert "wide.ome.tif: pixels of 0.3 x 0.6 µm (Y x X), not square: its pixel size is not used" in caplog.text
     assert "furlong.tif: a pixel size in an unknown unit 'furlong'" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING"):  # a size given: why the metadata's cannot be used is no one's concern
-        assert sample_pixel_size(0.45, tmp_path / "wide.ome.tif", "s2") == 0.45
+    warned = _given_against_metadata(caplog, sample_pixel_size, (0.45, tmp_path / "wide.ome.tif", "s2"),
+                                     tmp_path / "um.ome.tif", "s1", stated=0.325, far=0.5, near=0.3252)
+    assert len(warned) == 1 and "sample 's1'" in warned[0] and "0.325" in warned[0] and "0.5" in warned[0]
+
+
+def _given_against_metadata(caplog, sample_value, unusable, path, sample, stated, far, near) -> list[str]:
+    """``sample_value`` (sample_pixel_size, sample_frame_interval): a value given for a file whose metadata's is
+    ``unusable`` is used without a word; for ``path`` (whose metadata states ``stated``) None gives the metadata's,
+    ``far`` and ``near`` (within 1%) are used as given. Returns the warnings of the last three calls."""
+    given, bad, bad_sample = unusable
+    with caplog.at_level("WARNING"):  # a value given: why the metadata's cannot be used is no one's concern
+        assert sample_value(given, bad, bad_sample) == given
     assert not caplog.records
     with caplog.at_level("INFO"):
-        assert sample_pixel_size(None, tmp_path / "um.ome.tif", "s1") == pytest.approx(0.325)
-        assert sample_pixel_size(0.5, tmp_path / "um.ome.tif", "s1") == 0.5
-        assert sample_pixel_size(0.3252, tmp_path / "um.ome.tif", "s1") == 0.3252  # within 1%: no warning
-    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warned) == 1 and "sample 's1'" in warned[0] and "0.325" in warned[0] and "0.5" in warned[0]
+        assert sample_value(None, path, sample) == pytest.approx(stated)
+        assert sample_value(far, path, sample) == far  # the given one wins
+        assert sample_value(near, path, sample) == near  # within 1%: no warning
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_a_pyramidal_ome_tiff_is_read_at_full_resolution(tmp_path):
@@ -620,14 +629,8 @@ def test_frame_interval_is_read_from_the_image_metadata(tmp_path, caplog):
     assert "ij_bad.tif: a frame interval in an unknown unit 'fortnight': its frame interval is not used" in caplog.text
     assert "unitless.ome.zarr: a time scale of 10 without a unit" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING"):  # an interval given: why the metadata's cannot be used is no one's concern
-        assert sample_frame_interval(60.0, tmp_path / "ij_bad.tif", "m2") == 60.0
-    assert not caplog.records
-    with caplog.at_level("INFO"):
-        assert sample_frame_interval(None, tmp_path / "min.ome.tif", "m1") == pytest.approx(150.0)
-        assert sample_frame_interval(300.0, tmp_path / "min.ome.tif", "m1") == 300.0  # the sheet's wins
-        assert sample_frame_interval(150.5, tmp_path / "min.ome.tif", "m1") == 150.5  # within 1%: no warning
-    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warned = _given_against_metadata(caplog, sample_frame_interval, (60.0, tmp_path / "ij_bad.tif", "m2"),
+                                     tmp_path / "min.ome.tif", "m1", stated=150.0, far=300.0, near=150.5)
     assert len(warned) == 1 and "sample 'm1'" in warned[0] and "300 s" in warned[0] and "150 s" in warned[0]
 
 

@@ -21,7 +21,7 @@ import hashlib
 import io
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +198,7 @@ class TrainingSet:
     seed: int = 0
     style: str = "sparse"
     label: str | None = None  # how errors name the data (default: dataset NAME@ID)
+    _read: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # split -> its file examples
 
     @property
     def generator(self) -> dict | None:
@@ -284,6 +285,13 @@ class TrainingSet:
         return self.label or f"dataset {self.manifest.ref if self.manifest else self.data}"
 
     def _file_examples(self, split: str) -> list[Example]:
+        """The split's files read once (:meth:`check_held_out` reads val and test before fitting, and the tuning
+        and scoring after it use the same examples)."""
+        if split not in self._read:
+            self._read[split] = self._verified_pairs(split)
+        return self._read[split]
+
+    def _verified_pairs(self, split: str) -> list[Example]:
         m = self.manifest
         samples = self._pairs(split)
         problems = verify(m, [f.path for s in samples.values() for f in
@@ -293,25 +301,34 @@ class TrainingSet:
         return self._read_pairs(samples, split)
 
     def check_files(self, say=log) -> None:
-        """Pair and read every split's files as training does (:meth:`examples`, without the manifest's hashes): the
-        same errors (:func:`_one_per_folder`, :func:`_labels`) and the same warning for a file without a partner
-        (through ``say``). ``cellscale data add --layout`` checks a version this way before it is recorded."""
-        for split in SPLITS:
-            self._read_pairs(self._pairs(split), split, say)
-
-    def _read_pairs(self, samples: dict[str, dict], split: str, say=log) -> list[Example]:
+        """Pair and read every split's files as training does (:meth:`examples`; not normalised, hashes not
+        checked): the same errors (:func:`_one_per_folder`, :func:`_labels`) and the same warning for a file without
+        a partner (through ``say``). ``cellscale data add --layout`` checks a version this way before it is recorded."""
         m = self.manifest
+        for split in SPLITS:
+            for _, parts in self._paired(self._pairs(split), split, say):
+                f = parts["image"][0]
+                shape = read_image(m.abspath(f)).shape[-2:]  # read whole, as training will (a damaged file fails)
+                for lf in parts["labels"].values():
+                    _labels(self.where, m.abspath(lf), lf.path, f.path, shape)
+
+    def _paired(self, samples: dict[str, dict], split: str, say=log) -> list[tuple[str, dict]]:
+        """The samples that are training pairs (an image and its labels), in order; a warning through ``say`` names
+        the files without a partner, which are left out."""
         unpaired = [parts["image"][0].path if "image" in parts else next(iter(parts["labels"].values())).path
                     for parts in samples.values() if "image" not in parts or not parts.get("labels")]
         if unpaired:  # an image without labels (or labels without an image) is not a training pair
             say(f"warning: {self.where}: {len(unpaired)} {split} file(s) have no partner (an image without "
                 f"labels or labels without an image of the same 'sample'), left out: {', '.join(unpaired[:3])}"
                 f"{', ...' if len(unpaired) > 3 else ''}")
+        return [(sample, parts) for sample, parts in sorted(samples.items())
+                if "image" in parts and parts.get("labels")]
+
+    def _read_pairs(self, samples: dict[str, dict], split: str, say=log) -> list[Example]:
+        m = self.manifest
         inputs = ["nuclear", "membrane"] if self.tissue else ["nuclear"]
         out = []
-        for sample, parts in sorted(samples.items()):
-            if "image" not in parts or not parts.get("labels"):
-                continue
+        for sample, parts in self._paired(samples, split, say):
             f, meta = parts["image"]
             raw = read_image(m.abspath(f))
             image = _normalised(raw, meta, inputs)
