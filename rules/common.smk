@@ -23,6 +23,7 @@ from cellscale.registry import is_model_ref, model_provenance, resolve_model  # 
 from cellscale.settings import AUTO, parse_scale  # noqa: E402
 from cellscale.samples import annotation_columns  # noqa: E402
 from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
+from cellscale.io import CHANNEL_FILES_SEPARATOR, image_files  # noqa: E402
 
 
 def fetched(path):
@@ -164,6 +165,13 @@ if len(_misplaced):
                      f"{float(samples['frame_interval_s'][_misplaced[0]]):g} is a time-lapse's seconds between frames, "
                      f"and the sample is kind {samples['kind'][_misplaced[0]]} (a still image): leave it empty, or "
                      f"give kind timelapse ({len(_misplaced)} row(s) like it)")
+# one file per channel (a.tif|b.tif) is read for still images only
+_split = samples.index[(samples["kind"] == "timelapse") & samples["image"].str.contains(CHANNEL_FILES_SEPARATOR,
+                                                                                         regex=False)]
+if len(_split):
+    raise ValueError(f"{config['samples']}: sample {_split[0]!r}: image {samples['image'][_split[0]]!r} lists one "
+                     f"file per channel, which is read for still images (kind tissue) only: a time-lapse is one file "
+                     f"(a T-stack) or a folder of frame files ({len(_split)} row(s) like it)")
 
 wildcard_constraints:
     sample=_name.pattern.strip("^$"),
@@ -235,13 +243,17 @@ def compartments(sample):
 
 
 def image_input(wildcards):
-    """The sample's image; a missing file fails the sample's tile job, not the whole run."""
+    """The sample's image: its file, or its files (one per channel, every one an input: staged where there is no
+    shared filesystem); a missing file fails the sample's tile job, not the whole run."""
     path = sheet["image"][wildcards.sample]
+    files = image_files(path)
     # with a default storage provider (no shared filesystem) the image is in storage, not on this disk
-    if workflow.storage_settings.default_storage_provider is None and not os.path.exists(path):
-        logger.warning(f"sample {wildcards.sample!r}: image file {path} not found; its jobs will fail")
+    missing = [] if workflow.storage_settings.default_storage_provider is not None else \
+        [f for f in files if not os.path.exists(f)]
+    if missing:
+        logger.warning(f"sample {wildcards.sample!r}: image file {missing[0]} not found; its jobs will fail")
         return []
-    return path
+    return path if len(files) == 1 else files
 
 
 def channel_names(sample):
@@ -341,9 +353,10 @@ def own_samples():
     return list(plan["sample"][plan["batch"].isna()])
 
 
-def existing_images(names):
-    """The images of these samples that exist here; a missing one is recorded by its batch job, not fatal."""
-    paths = [sheet["image"][s] for s in names]
+def existing_images(names, first_files=False):
+    """The image files of these samples that exist here (every channel's file of an image of one file per channel;
+    the first only with ``first_files``); a missing one is recorded by its batch job, not fatal."""
+    paths = [f for s in names for f in image_files(sheet["image"][s])[:1 if first_files else None]]
     if workflow.storage_settings.default_storage_provider is not None:
         return list(paths)
     return [p for p in paths if os.path.exists(p)]
@@ -364,11 +377,12 @@ def storage_prefix():
 @functools.cache  # the plan's input and its params: one look at 10^5 files, not two
 def batch_candidates_images():
     """The images plan_batches reads: every still image's whose size the sheet does not give (those that exist
-    here; with height and width in the sheet, none)."""
+    here; with height and width in the sheet, none); of an image of one file per channel the first file (its size
+    is the image's)."""
     if not config["batches"]["enabled"]:
         return []
     unsized = samples["height"].isna() | samples["width"].isna()
-    return existing_images(samples.index[(samples["kind"] != "timelapse") & unsized])
+    return existing_images(samples.index[(samples["kind"] != "timelapse") & unsized], first_files=True)
 
 
 def batch_model_files(wildcards):

@@ -5,7 +5,7 @@ Each rule hands its files and its config sections (as typed settings) to one ste
 
 from cellscale.logs import step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
-from cellscale.steps import staged_model, staged_paths
+from cellscale.steps import staged_image, staged_model, staged_paths
 from cellscale.steps import batch as step
 from cellscale.steps.measure import MeasureSettings
 
@@ -13,7 +13,7 @@ from cellscale.steps.measure import MeasureSettings
 def plan_batches(s):
     """Which samples share jobs."""
     where = staged_paths(s.params.image_paths, s.input.images)
-    rows = s.params.rows.assign(image=lambda d: d["image"].map(lambda p: where.get(p, p)))
+    rows = s.params.rows.assign(image=lambda d: d["image"].map(lambda p: staged_image(p, where)))
     step.plan_batches(rows, s.output.plan, s.params.shard_mpx, s.params.enabled, workers=4 * s.threads)
 
 
@@ -26,7 +26,7 @@ def segment_batch(s):
 
 def _segment_batch(s, where):
     step.segment_batch(
-        [step.Field(**{**f, "image": where.get(f["image"], f["image"])}) for f in s.params.fields],
+        [step.Field(**{**f, "image": staged_image(f["image"], where)}) for f in s.params.fields],
         staged_model(s.input, s.params.model),
         s.output.batch,
         s.wildcards.batch,

@@ -3,6 +3,7 @@ spatialdata_batch (a batch of small images)."""
 
 from cellscale.logs import step_log
 from cellscale.steps import export as step
+from cellscale.steps import job_image
 from cellscale.steps.batch import job_images
 
 
@@ -21,7 +22,7 @@ with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
     else:
         step.export_one(
             s.wildcards.sample,
-            s.input.image or s.params.image,
+            job_image(s.input.image, s.params.image),
             {c: s.input[c] for c in s.params.compartments},
             s.input.table,
             {s.params.format: s.output.store},

@@ -1,6 +1,7 @@
 """Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements."""
 
 from cellscale.logs import step_log
+from cellscale.steps import job_image
 from cellscale.steps import measure as step
 
 
@@ -8,7 +9,7 @@ def measure(s):
     """Per-cell table (CSV, Parquet, AnnData .h5ad) of one sample."""
     step.measure_sample(
         s.wildcards.sample,
-        s.input.image or s.params.image,
+        job_image(s.input.image, s.params.image),
         {c: s.input[c] for c in s.params.compartments},
         s.output.csv,
         s.output.parquet,

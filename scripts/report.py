@@ -7,14 +7,14 @@ import pandas as pd
 from cellscale.logs import step_log
 from cellscale.report import lineage_plot
 from cellscale.steps import report as step
-from cellscale.steps import staged_paths
+from cellscale.steps import job_image, staged_image, staged_paths
 
 
 def report_sample(s):
     """QC overlay and summary of one sample."""
     step.report_sample(
         s.wildcards.sample,
-        s.input.image or s.params.image,
+        job_image(s.input.image, s.params.image),
         {c: s.input[c] for c in s.params.compartments},
         s.input.table,
         os.path.dirname(s.output.overlay),
@@ -42,7 +42,7 @@ def summary(s):
 def report_fields(s):
     """Outlines on some batched images, distributions over all of them."""
     where = staged_paths(s.params.image_paths, s.input.images)
-    step.report_fields(list(s.input.fields), {k: where.get(p, p) for k, p in s.params.candidates.items()},
+    step.report_fields(list(s.input.fields), {k: staged_image(p, where) for k, p in s.params.candidates.items()},
                        s.output.overlays, s.output.distributions, s.params.qc_overlays)
 
 

@@ -7,7 +7,7 @@ import os
 
 from cellscale.logs import step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
-from cellscale.steps import staged_model
+from cellscale.steps import job_image, staged_model
 from cellscale.steps.segment import estimate_sample_scale, measured_scale, segment_shard, stitch_sample, tile_sample
 
 
@@ -16,7 +16,7 @@ def object_size(s):
     p = s.params
     estimate_sample_scale(
         p.sample,
-        s.input.image or p.image,
+        job_image(s.input.image, p.image),
         s.output.estimate,
         roles=p.roles,
         model_dir=staged_model(s.input, p.model),
@@ -36,7 +36,7 @@ def tile(s):
     estimate = [estimate] if isinstance(estimate, str) else list(estimate or [])
     tile_sample(
         p.sample,
-        s.input.image or p.image,  # the sheet's path names a missing image: the step says so
+        job_image(s.input.image, p.image),  # the sheet's path names a missing image: the step says so
         s.output.tiles,
         roles=p.roles,
         model_dir=staged_model(s.input, p.model),

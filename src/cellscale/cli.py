@@ -28,7 +28,8 @@ def _samples(args) -> int:
                         regex=args.regex, name=args.name,
                         skip_unmatched=args.skip_unmatched, sizes=args.sizes)
     write_sheet(sheet, args.output)
-    skipped = f", {len(sheet.skipped)} file(s) not matching --pattern left out" if sheet.skipped else ""
+    skipped = (f", {len(sheet.skipped)} file(s) not matching --pattern (or of fields missing a channel) left out"
+               if sheet.skipped else "")
     where = "stdout" if args.output == "-" else args.output
     print(f"{len(sheet)} samples -> {where}{skipped}", file=sys.stderr)
     return 0
@@ -752,11 +753,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pattern", dest="regex", default=None, metavar="REGEX",
                    help="regular expression searched in each image path; each named group becomes a column, "
                         "e.g. '(?P<well>[A-H]\\d{2})_s(?P<site>\\d+)' adds well and site. A file it does not "
-                        "match is an error naming it (see --skip-unmatched)")
+                        "match is an error naming it (see --skip-unmatched). A group named channel makes the files "
+                        "of one --name one image, one file per channel in the group's order (numeric when all "
+                        "are digits), e.g. '(?P<well>[A-P]\\d{2})_s(?P<site>\\d+)_w(?P<channel>\\d+)' for "
+                        "MetaXpress's A01_s2_w1.TIF; a field missing a channel others have is an error naming "
+                        "the field and the channel")
     p.add_argument("--name", default=None, metavar="TEMPLATE",
                    help="sample names from --pattern's groups, e.g. '{well}_s{site}' ({name}: the name derived "
-                        "from the path); made valid as above; two files given the same name are an error")
-    p.add_argument("--skip-unmatched", action="store_true", help="leave out files --pattern does not match")
+                        "from the path); made valid as above; two files given the same name are an error (with a "
+                        "channel group: the files of one field, one image)")
+    p.add_argument("--skip-unmatched", action="store_true",
+                   help="leave out files --pattern does not match (and fields missing a channel others have)")
     p.add_argument("--sizes", action="store_true",
                    help="add height and width from each file's header, so the workflow's batch plan opens no image "
                         "(on a cluster without a shared disk it then downloads none)")

@@ -7,7 +7,8 @@ It only lists files (no image is opened), so ten thousand fields of view take a 
 - :func:`sample_name`: a valid sample name from a path (the path relative to the pattern's fixed folder,
   without its suffix, other characters than ``A-Z a-z 0-9 _ . -`` replaced by ``_``);
 - :func:`build_sheet`: the rows, with optional columns parsed from each path by a regular expression's named
-  groups (``well``, ``site`` ...) and names built from them by a template (``{well}_s{site}``);
+  groups (``well``, ``site`` ...) and names built from them by a template (``{well}_s{site}``); a ``channel``
+  group makes the files of one name one image, one file per channel (:func:`group_channels`);
 - :func:`format_sheet`, :func:`write_sheet`: the tab-separated text the workflow reads (``rules/common.smk``),
   written atomically.
 
@@ -28,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellscale.io import atomic_path, image_size
-from cellscale.io.formats import IMAGE_SUFFIXES, is_image_file, is_ome_zarr
+from cellscale.io.formats import (CHANNEL_FILES_SEPARATOR, IMAGE_SUFFIXES, image_files, is_image_file, is_ome_zarr,
+                                  join_image_files)
 from cellscale.settings import schema
 
-__all__ = ["COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "annotation_columns", "build_sheet", "format_sheet",
-           "list_images", "pack_batches", "sample_name", "unique_names", "write_sheet"]
+__all__ = ["CHANNEL_GROUP", "COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "annotation_columns", "build_sheet",
+           "format_sheet", "group_channels", "list_images", "pack_batches", "sample_name", "unique_names",
+           "write_sheet"]
 
 # the columns written for every sheet, in this order (extra columns from --pattern follow)
 COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um",
@@ -41,6 +44,8 @@ COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "ch
 SIZE_COLUMNS = ("height", "width")
 # columns the samples schema declares for --pattern groups (any other group name is allowed too: the schema is open)
 GROUP_COLUMNS = ("well", "site")
+# the --pattern group that names a field's channel: files that differ only in it are one image, one file per channel
+CHANNEL_GROUP = "channel"
 _ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 # strings pandas reads as missing (rules/common.smk reads the sheet with pandas' defaults) that are valid names
 _PANDAS_MISSING = {"NA", "NULL", "NaN", "None", "nan", "null"}
@@ -168,7 +173,7 @@ class Sheet:
 
     columns: list[str]
     rows: list[dict] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # paths --skip-unmatched left out
+    skipped: list[str] = field(default_factory=list)  # paths --skip-unmatched left out (and fields missing a channel)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -222,7 +227,9 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
     left out with ``skip_unmatched`` (listed in :attr:`Sheet.skipped`). ``name`` is a template for the sample
     names (``{well}_s{site}``): its fields are the groups and ``name`` (the name derived from the path); it
     defaults to the derived names, which are made unique (:func:`unique_names`). Names from a template must be
-    unique: a collision is a ValueError naming both files. ``sizes``: add ``height`` and ``width`` from each
+    unique: a collision is a ValueError naming both files, except that with a ``channel`` group (:data:`CHANNEL_GROUP`,
+    ``name`` required) the files of one name are one image, one file per channel (:func:`group_channels`; no
+    ``channel`` column). ``sizes``: add ``height`` and ``width`` from each
     file's header (read by ``workers`` threads; empty when unreadable), so the workflow's batch plan opens no
     image (on a cluster without a shared disk it then downloads none).
     """
@@ -243,6 +250,16 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
         channel_names = _check_text(channel_names.strip(), "--channel-names") or None
     compiled = _compile(regex) if regex is not None else None
     groups = list(compiled.groupindex) if compiled else []
+    by_channel = CHANNEL_GROUP in groups
+    if by_channel:
+        groups.remove(CHANNEL_GROUP)  # no column: a row is a field, its files' channels are its image's
+        if kind != "tissue":
+            raise ValueError(f"--pattern '{regex}': a {CHANNEL_GROUP} group (one file per channel) is for still "
+                             f"images (--kind tissue); a time-lapse is one file or a folder of frame files")
+        if name is None or f"{{{CHANNEL_GROUP}}}" in name:
+            raise ValueError(f"--pattern '{regex}' has a {CHANNEL_GROUP} group: give --name a template of the "
+                             f"other groups (e.g. '{{well}}_s{{site}}'), so that a field's channel files share its "
+                             f"name and are one image")
 
     paths = list_images(pattern) if images is None else list(images)
     base = _base_folder(pattern)
@@ -261,10 +278,19 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
                                  f"{f' (nor do {others} other file(s))' if others else ''}; "
                                  f"--skip-unmatched leaves such files out")
             values = {g: (v if v is not None else "") for g, v in match.groupdict().items()}
+        if CHANNEL_FILES_SEPARATOR in path:
+            raise ValueError(f"{path}: a path with {CHANNEL_FILES_SEPARATOR!r}, which the sample sheet's image "
+                             f"column puts between the files of one image (rename it)")
         kept.append(path)
         fields_of.append(values)
     if not kept:
         raise ValueError(f"none of the {len(paths)} file(s) matching {pattern!r} matches --pattern '{regex}'")
+    if by_channel:
+        kept, fields_of, left_out = group_channels(kept, fields_of, name, base, skip_unmatched)
+        skipped += left_out
+        if channel_names is not None and kept and len(channel_names.split(",")) != len(image_files(kept[0])):
+            raise ValueError(f"--channel-names {channel_names!r}: {len(channel_names.split(','))} names for "
+                             f"{len(image_files(kept[0]))} channels ({kept[0]})")
 
     derived = [path_name(p, base) for p in kept]
     if name is None:
@@ -282,7 +308,7 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
         if not valid.match(n):  # cannot happen after sample_name(); a guard against a schema change
             raise ValueError(f"{p}: sample name {n!r} does not match the samples schema ({valid.pattern})")
 
-    size_of: list = [None] * len(kept)
+    size_of: list = [None] * len(kept)  # an image of one file per channel: its first file's (image_size)
     if sizes:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             size_of = list(pool.map(image_size, kept))
@@ -293,6 +319,55 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
                            "pixel_size_um": pixel_size_um, "frame_interval_s": frame_interval_s,
                            **dict(zip(SIZE_COLUMNS, size or ())), **values})
     return sheet
+
+
+def group_channels(paths: list[str], fields_of: list[dict], template: str, base: str,
+                   skip_unmatched: bool = False) -> tuple[list[str], list[dict], list[str]]:
+    """Files of one field of view, one per channel, as one image: ``paths`` whose sample names (``template``
+    filled with each path's ``--pattern`` groups, ``fields_of``) are one, joined in the order of their
+    :data:`CHANNEL_GROUP` values (numeric when all are digits) as the sheet's ``image``
+    (:func:`cellscale.io.join_image_files`). Returns the images, their groups (without the channel) and the
+    paths of fields left out.
+
+    Every field must have every channel some field has, once, and its files must agree in the other groups: a
+    ValueError names the field and what is missing, repeated or different; with ``skip_unmatched`` a field missing
+    a channel is left out instead.
+    """
+    fields: dict[str, list[tuple[str, dict]]] = {}
+    for path, values in zip(paths, fields_of):
+        channel = values.get(CHANNEL_GROUP, "")
+        if not channel:
+            raise ValueError(f"{path}: its {CHANNEL_GROUP} group is empty in --pattern (it did not take part)")
+        derived = path_name(path, base)
+        fields.setdefault(_template_name(template, {**values, "name": derived}, path), []).append((path, values))
+    # numbers when every value is digits (w2 before w10, w02 is w2), else text
+    channel = int if all(v[CHANNEL_GROUP].isdigit() for v in fields_of) else str
+    channels = sorted({channel(v[CHANNEL_GROUP]) for v in fields_of})
+    images, groups, left_out = [], [], []
+    for field, members in fields.items():
+        have: dict = {}
+        for path, values in members:
+            other = have.get(channel(values[CHANNEL_GROUP]))
+            if other is not None:
+                raise ValueError(f"field {field!r}: {path} and {other} are both its channel "
+                                 f"{values[CHANNEL_GROUP]!r}; add a field to --name that tells them apart")
+            have[channel(values[CHANNEL_GROUP])] = path
+        missing = [c for c in channels if c not in have]
+        if missing:
+            if skip_unmatched:
+                left_out += [p for p, _ in members]
+                continue
+            raise ValueError(f"field {field!r} has no file of channel {', '.join(repr(str(c)) for c in missing)} (its "
+                             f"files: {', '.join(p for p, _ in members)}; other fields have channels "
+                             f"{', '.join(repr(str(c)) for c in channels)}); --skip-unmatched leaves such fields out")
+        rest = [{k: v for k, v in values.items() if k != CHANNEL_GROUP} for _, values in members]
+        differ = sorted(k for k in rest[0] if len({r[k] for r in rest}) > 1)
+        if differ:
+            raise ValueError(f"field {field!r}: its channel files differ in --pattern group(s) {differ} "
+                             f"({', '.join(p for p, _ in members)}); put them in --name, or leave them out")
+        images.append(join_image_files([have[c] for c in channels]))
+        groups.append(rest[0])
+    return images, groups, left_out
 
 
 def _cell(value) -> str:

@@ -689,3 +689,62 @@ def test_frame_interval_from_the_ome_planes_delta_t(tmp_path, caplog):
     # time point 1 has no plane (a writer that left it out): 120 s from 0 to 2 is 60 s a frame
     planes = [{"TheT": 0, "DeltaT": 0}, {"TheT": 2, "DeltaT": 120}, {"TheT": 3, "DeltaT": 180}]
     assert _ome_frame_interval({"Plane": planes}) == pytest.approx(60.0)
+
+
+def channel_files(tmp_path, planes, names=None, pixel_size=None):
+    """One 2-D TIFF per channel (MetaXpress-like ``A01_s1_w<N>.TIF``); OME metadata where a name or size is
+    given. Returns the sheet's image: the files joined by the separator."""
+    from cellscale.io import join_image_files
+
+    files = []
+    for i, plane in enumerate(planes):
+        path = tmp_path / f"A01_s1_w{i + 1}.TIF"
+        meta = {"axes": "YX"}
+        if names and names[i]:
+            meta["Channel"] = {"Name": names[i]}
+        if pixel_size:
+            meta.update(PhysicalSizeX=pixel_size, PhysicalSizeY=pixel_size)
+        tifffile.imwrite(path, plane, ome=bool(names and names[i]) or bool(pixel_size), metadata=meta)
+        files.append(path)
+    return join_image_files(files)
+
+
+def test_one_file_per_channel_is_one_image_read_lazily(tmp_path):
+    from cellscale.io import image_files, image_size, pixel_size_from_metadata
+
+    rng = np.random.default_rng(0)
+    planes = [rng.integers(0, 4000, (40, 56), dtype=np.uint16) for _ in range(3)]
+    spec = channel_files(tmp_path, planes, names=["DNA", None, "Actin"], pixel_size=0.65)
+    assert [str(p) for p in image_files(spec)] == [str(tmp_path / f"A01_s1_w{i}.TIF") for i in (1, 2, 3)]
+    stacked = np.stack(planes)
+    with ImageSource.open(spec) as source:
+        assert source.shape == (1, 3, 40, 56) and source.dtype == np.uint16
+        np.testing.assert_array_equal(source.region(0, 5, 20, 7, 30), stacked[:, 5:20, 7:30])
+        np.testing.assert_array_equal(source.strided(0, 3), stacked[:, ::3, ::3])
+    np.testing.assert_array_equal(read_image(spec)[0], stacked)
+    assert image_size(spec) == (40, 56)
+    assert channel_names_from_ome(spec) == ["DNA", "ch1", "Actin"]  # each file's one name, else ch<i>
+    assert pixel_size_from_metadata(spec) == pytest.approx(0.65)   # the first file's
+
+
+@pytest.mark.parametrize("bad, says", [
+    (np.zeros((40, 50), np.uint16), "channel 1 is 40 x 50 px (uint16), channel 0 (A01_s1_w1.TIF) 40 x 56 px"),
+    (np.zeros((40, 56), np.float32), "channel 1 is 40 x 56 px (float32), channel 0 (A01_s1_w1.TIF) 40 x 56 px "
+                                     "(uint16)"),
+    (np.zeros((2, 40, 56), np.uint16), "a channel file holds one 2-D plane of one channel, this one 2 channels"),
+], ids=["shape", "dtype", "two-channels"])
+def test_channel_files_that_disagree_are_refused_naming_the_file(tmp_path, bad, says):
+    spec = channel_files(tmp_path, [np.zeros((40, 56), np.uint16), bad])
+    with pytest.raises(ImageError) as err:
+        ImageSource.open(spec)
+    assert str(err.value).startswith(f"{tmp_path / 'A01_s1_w2.TIF'}: ") and says in str(err.value)
+
+
+def test_a_missing_channel_file_or_a_time_lapse_of_channel_files_is_refused(tmp_path):
+    spec = channel_files(tmp_path, [np.zeros((40, 56), np.uint16)] * 2)
+    with pytest.raises(ImageError, match="one file per channel is read for still images"):
+        ImageSource.open(spec, timelapse=True)
+    with pytest.raises(ImageError, match=f"^{tmp_path / 'gone.tif'}: file not found"):
+        ImageSource.open(f"{spec}|{tmp_path / 'gone.tif'}")
+    with pytest.raises(ImageError, match="an empty file name"):
+        ImageSource.open(f"{spec}|")

@@ -264,8 +264,10 @@ def test_sizes_come_from_the_headers(tmp_path):
      "b\ty.png\ttissue\t60\nc\tz.png\ttissue\t60\n",
      ["sample 'b': frame_interval_s 60 is a time-lapse's seconds between frames, and the sample is kind tissue",
       "(2 row(s) like it)"]),
+    ("sample\timage\tkind\nm\tw1.tif|w2.tif\ttimelapse\n",
+     ["sample 'm': image 'w1.tif|w2.tif' lists one file per channel, which is read for still images (kind tissue)"]),
 ], ids=["no-kind-column", "no-sample-column", "empty-kind", "unknown-kind", "channel-not-a-number",
-        "channel-fraction", "duplicate", "frame-interval-of-a-still-image"])
+        "channel-fraction", "duplicate", "frame-interval-of-a-still-image", "channel-files-of-a-movie"])
 def test_a_bad_sheet_stops_the_run_naming_the_sample_and_column(tmp_path, sheet, says):
     """Before any job: the sheet's file, the sample (not a row number of deduplicated rows) and what is wrong, in
     a few lines (not the schema)."""
@@ -280,3 +282,47 @@ def test_a_bad_sheet_stops_the_run_naming_the_sample_and_column(tmp_path, sheet,
     assert result.returncode != 0
     assert str(tmp_path / "samples.tsv") in out and all(text in out for text in says), out[-2000:]
     assert "properties" not in out and len(out.splitlines()) < 40, out[-2000:]
+
+
+METAXPRESS = r"(?P<well>[A-P]\d{2})_s(?P<site>\d+)_w(?P<channel>\d+)"
+
+
+def metaxpress(root: Path, fields, channels=(1, 2, 10)) -> None:
+    """Empty MetaXpress-like files, one per channel: ``root/<field>_w<channel>.TIF``."""
+    for field in fields:
+        for c in channels:
+            touch(root / f"{field}_w{c}.TIF")
+
+
+def test_a_channel_group_makes_one_row_of_each_fields_channel_files(tmp_path):
+    metaxpress(tmp_path, ["A01_s1", "A01_s2", "B03_s1"])
+    out = tmp_path / "s.tsv"
+    assert main(["samples", f"{tmp_path}/*.TIF", "--kind", "tissue", "--pattern", METAXPRESS,
+                 "--name", "{well}_s{site}", "--channel-names", "DNA,GFP,Actin", "-o", str(out)]) == 0
+    sheet = read_like_the_workflow(out)
+    assert list(sheet.index) == ["A01_s1", "A01_s2", "B03_s1"] and "channel" not in sheet.columns
+    # the files in the channel group's numeric order (w10 last), joined by the separator the workflow splits on
+    assert sheet.loc["A01_s2", "image"] == "|".join(str(tmp_path / f"A01_s2_w{c}.TIF") for c in (1, 2, 10))
+    assert sheet["well"].tolist() == ["A01", "A01", "B03"] and sheet["site"].tolist() == [1, 2, 1]
+    assert (sheet["channel_names"] == "DNA,GFP,Actin").all()
+    with pytest.raises(ValueError, match=r"--channel-names 'DNA,GFP': 2 names for 3 channels"):
+        build_sheet(f"{tmp_path}/*.TIF", "tissue", regex=METAXPRESS, name="{well}_s{site}", channel_names="DNA,GFP")
+    with pytest.raises(ValueError, match="has a channel group: give --name a template of the other groups"):
+        build_sheet(f"{tmp_path}/*.TIF", "tissue", regex=METAXPRESS)
+    with pytest.raises(ValueError, match="is for still images"):
+        build_sheet(f"{tmp_path}/*.TIF", "timelapse", regex=METAXPRESS, name="{well}_s{site}")
+
+
+def test_a_field_missing_a_channel_is_named_or_left_out(tmp_path):
+    metaxpress(tmp_path, ["A01_s1", "A01_s2"])
+    (tmp_path / "A01_s2_w2.TIF").unlink()
+    with pytest.raises(ValueError) as err:
+        build_sheet(f"{tmp_path}/*.TIF", "tissue", regex=METAXPRESS, name="{well}_s{site}")
+    assert str(err.value).startswith("field 'A01_s2' has no file of channel '2' (its files: ")
+    sheet = build_sheet(f"{tmp_path}/*.TIF", "tissue", regex=METAXPRESS, name="{well}_s{site}", skip_unmatched=True)
+    assert [r["sample"] for r in sheet.rows] == ["A01_s1"]
+    assert sorted(sheet.skipped) == [str(tmp_path / f"A01_s2_w{c}.TIF") for c in (1, 10)]
+    touch(tmp_path / "A01_s1_w02.TIF")  # channel 2 twice in one field (w2 and w02): named, not guessed
+    with pytest.raises(ValueError, match="A01_s1_w02.TIF and .*A01_s1_w2.TIF are both its channel|"
+                                         "A01_s1_w2.TIF and .*A01_s1_w02.TIF are both its channel"):
+        build_sheet(f"{tmp_path}/*.TIF", "tissue", regex=METAXPRESS, name="{well}_s{site}", skip_unmatched=True)

@@ -789,12 +789,12 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     (:func:`cellscale.io.image_size`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
     Time-lapse rows are left out (the planner models batched still images). Image paths relative to the current
     folder, as the workflow reads them. ``compartments``: 2 where most rows name a membrane channel (the whole-cell
-    model), else 1; ``images_per_folder``: the most images in one folder; ``largest_image_mpx``: the largest image."""
+    model), else 1; ``images_per_folder``: the most image files in one folder; ``largest_image_mpx``: the largest image."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
 
-    from cellscale.io import image_size
+    from cellscale.io import image_files, image_size
     from cellscale.settings import planning_scale
 
     rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment="#")
@@ -839,7 +839,8 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     # a row with a membrane channel gets the whole-cell model: nuclear and whole-cell labels (two label images)
     membrane = (rows["membrane_channel"].str.strip() != "").mean() if "membrane_channel" in rows else 0.0
     ordered = sorted(sizes)
-    folders = rows["image"].map(lambda p: os.path.dirname(os.path.normpath(p))).value_counts()
+    files = rows["image"].map(image_files).explode()  # every file of an image of one file per channel
+    folders = files.map(lambda p: os.path.dirname(os.path.normpath(p))).value_counts()
     return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane),
                     images_per_folder=int(folders.max()), largest_image_mpx=max(sizes),
                     above_shard=tuple((s, len(ordered) - bisect.bisect_right(ordered, s)) for s in SHARDS),

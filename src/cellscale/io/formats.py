@@ -36,6 +36,31 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message names the file."""
 
 
+# between the files of one image in a sample sheet's ``image`` (one file per channel, as plate readers write them):
+# a character Windows forbids in file names and shells treat as a pipe, so no instrument's or user's path holds it
+CHANNEL_FILES_SEPARATOR = "|"
+
+
+def image_files(image) -> list:
+    """The files of a sample sheet's ``image``: ``[image]`` for one file or folder, or its files, one per channel in
+    channel order, where it lists several (``A01_s2_w1.TIF|A01_s2_w2.TIF``, :data:`CHANNEL_FILES_SEPARATOR`
+    between them; spaces around each are dropped). Anything but a str or Path (a
+    :class:`~cellscale.io.LabelSeries`) is one image. An empty file name in the list is an :class:`ImageError`."""
+    if not isinstance(image, (str, Path)) or CHANNEL_FILES_SEPARATOR not in str(image):
+        return [image]
+    files = [part.strip() for part in str(image).split(CHANNEL_FILES_SEPARATOR)]
+    if not all(files):
+        raise ImageError(f"{image}: an empty file name in a list of channel files (one file per channel, "
+                         f"separated by {CHANNEL_FILES_SEPARATOR!r})")
+    return files
+
+
+def join_image_files(files) -> str:
+    """One sample sheet ``image`` of several files, one per channel in channel order (see :func:`image_files`)."""
+    files = [str(f) for f in files]
+    return files[0] if len(files) == 1 else CHANNEL_FILES_SEPARATOR.join(files)
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     name = str(path).lower()
     return name.endswith(IMAGE_SUFFIXES)
@@ -213,7 +238,15 @@ def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE
 
 
 def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:
-    """Channel names stored in an OME-TIFF's (or OME-Zarr's ``omero``) metadata, or None."""
+    """Channel names stored in an OME-TIFF's (or OME-Zarr's ``omero``) metadata, or None. An image of one file per
+    channel (:func:`image_files`) takes each file's one name (``ch<i>`` for a file that has none; None when none
+    has)."""
+    files = image_files(path)
+    if len(files) > 1:
+        names = [channel_names_from_ome(f) for f in files]
+        if not any(n and len(n) == 1 for n in names):
+            return None
+        return [n[0] if n and len(n) == 1 else f"ch{i}" for i, n in enumerate(names)]
     path = Path(path)
     if is_ome_zarr(path):
         try:
@@ -381,7 +414,7 @@ FRAME_INTERVAL = _Stated(
 
 def _from_metadata(quantity: _Stated, path, series: int, warn: bool) -> float | None:
     try:
-        return _stated(quantity, Path(path), series)
+        return _stated(quantity, Path(image_files(path)[0]), series)  # one file per channel: the first's
     except _Unusable as why:
         if warn:
             log.warning("%s: %s: its %s is not used; give one (%s)", path, why, quantity.what, quantity.given_by)
@@ -441,9 +474,10 @@ def pixel_size_from_metadata(path: str | os.PathLike, series: int = 0, warn: boo
 
     Read from an OME-TIFF's ``PhysicalSizeX``/``PhysicalSizeY`` (and their units; OME's default is µm), an ImageJ
     TIFF's resolution and ``unit``, or an OME-Zarr's full-resolution ``scale`` with its axes' units; the first
-    frame file of a frame folder. A plain TIFF's resolution tags are not read (scanners and editors write 72 dpi
-    there). A size that is stated but cannot be used (an unknown unit, a scale without a unit, non-square pixels)
-    is None with a warning (``warn``) saying why. Only the header is read.
+    frame file of a frame folder; the first file of an image of one file per channel (:func:`image_files`). A
+    plain TIFF's resolution tags are not read (scanners and editors write 72 dpi there). A size that is stated but
+    cannot be used (an unknown unit, a scale without a unit, non-square pixels) is None with a warning (``warn``)
+    saying why. Only the header is read.
     """
     return _from_metadata(PIXEL_SIZE, path, series, warn)
 

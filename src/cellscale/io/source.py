@@ -4,7 +4,8 @@
 opened through tifffile's zarr store and OME-Zarr images (0.4 and 0.5, full
 resolution level) through zarr, so only the chunks (tiles or strips) a region
 touches are decoded; a folder of frame files (:class:`FrameFiles`) is read a
-frame at a time; other formats and in-memory arrays are held whole.
+frame at a time; an image of one file per channel (:class:`ChannelFiles`) a file per channel; other formats and
+in-memory arrays are held whole.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 import tifffile
 
 from .formats import (
+    CHANNEL_FILES_SEPARATOR,
     ImageError,
     _to_tcyx,
     channels_last,
+    image_files,
     is_ome_zarr,
     normalize_axes,
     numbered_frames,
@@ -99,6 +102,53 @@ class FrameFiles:
         return np.stack([self._frame(i)[rest] for i in range(*t.indices(self.shape[0]))])
 
 
+class ChannelFiles:
+    """A lazy (C, Y, X) array over one file per channel (``A01_s2_w1.TIF``, ``A01_s2_w2.TIF``, as plate readers
+    write them), in channel order.
+
+    Each file is one 2-D plane, opened as an :class:`ImageSource` (a TIFF lazily), and every one must have the
+    first's height, width and pixel type: an :class:`ImageError` names the file and what differs.
+    """
+
+    def __init__(self, files):
+        self.files = [Path(f) for f in files]
+        self.sources: list[ImageSource] = []
+        try:
+            for path in self.files:
+                self.sources.append(ImageSource.open(path))
+                self._check(path, self.sources[-1])
+        except Exception:
+            self.close()
+            raise
+        first = self.sources[0]
+        self.shape = (len(self.sources), *first.shape[2:])
+        self.dtype = first.dtype
+
+    def _check(self, path: Path, source: "ImageSource") -> None:
+        t, c, h, w = source.shape
+        if (t, c) != (1, 1):
+            held = f"{c} channels" if t == 1 else f"{t} frames or planes" if c == 1 else f"{t} frames of {c} channels"
+            raise ImageError(f"{path}: a channel file holds one 2-D plane of one channel, this one {held} (an image "
+                             f"of one file per channel lists one such file per channel, separated by "
+                             f"{CHANNEL_FILES_SEPARATOR!r})")
+        first = self.sources[0]
+        if (h, w, source.dtype) != (*first.shape[2:], first.dtype):
+            raise ImageError(f"{path}: channel {len(self.sources) - 1} is {h} x {w} px ({source.dtype}), channel 0 "
+                             f"({self.files[0].name}) {first.shape[2]} x {first.shape[3]} px ({first.dtype}): the "
+                             f"files of one image must agree in size and pixel type")
+
+    def __getitem__(self, key) -> np.ndarray:
+        c, y, x = key
+        channels = range(len(self.sources))[c]
+        if isinstance(channels, int):
+            return self.sources[channels]._read({"T": 0, "Y": y, "X": x})[0]
+        return np.stack([self.sources[i]._read({"T": 0, "Y": y, "X": x})[0] for i in channels])
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+
 class ImageSource:
     """A (T, C, Y, X) view over an array in any axis order.
 
@@ -150,11 +200,19 @@ class ImageSource:
 
     @classmethod
     def open(cls, path: "str | os.PathLike | LabelSeries", timelapse: bool = False) -> "ImageSource":
-        """Open an image file, an OME-Zarr image, a folder of frame files (a time-lapse), or one image of a
-        multi-series OME-TIFF (a :class:`~cellscale.io.labels.LabelSeries`); TIFFs, OME-Zarr and frame folders
+        """Open an image file, an OME-Zarr image, a folder of frame files (a time-lapse), one file per channel of a
+        still image (``w1.tif|w2.tif``: :func:`~cellscale.io.image_files`, :class:`ChannelFiles`), or one image of
+        a multi-series OME-TIFF (a :class:`~cellscale.io.labels.LabelSeries`); TIFFs, OME-Zarr and frame folders
         lazily, other formats in memory."""
         if isinstance(path, LabelSeries):
             return cls._open_tiff(path.path, timelapse, path)
+        files = image_files(path)
+        if len(files) > 1:
+            if timelapse:
+                raise ImageError(f"{path}: one file per channel is read for still images (kind tissue); a time-lapse "
+                                 f"is one file (a T-stack) or a folder of frame files")
+            channels = ChannelFiles(files)
+            return cls(channels, "CYX", path, closer=channels.close)
         path = Path(path)
         if not path.exists():
             raise ImageError(f"{path}: file not found")
@@ -269,9 +327,11 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(height, width) of a still image, from its header where it has one; None when it cannot be read.
 
     A TIFF's size comes from its first series' axes (tifffile reads the header only: about 4 times faster than
-    opening it as an image); anything else is opened as an :class:`ImageSource` (lazily for OME-Zarr).
+    opening it as an image); anything else is opened as an :class:`ImageSource` (lazily for OME-Zarr). An image of
+    one file per channel has its first file's size (opening it checks that the others agree).
     """
     try:
+        path = image_files(path)[0]
         if Path(path).suffix.lower() in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
@@ -286,7 +346,8 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
 
 
 def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
-    """Read a PNG/JPEG/TIFF/OME-TIFF (or a folder of frame files) as a (T, C, Y, X) array in its own dtype.
+    """Read a PNG/JPEG/TIFF/OME-TIFF (a folder of frame files, one file per channel) as a (T, C, Y, X) array in
+    its own dtype.
 
     A 2-D image is one channel. A 3-D TIFF without axis metadata is taken as
     (C, Y, X) unless ``timelapse`` is true, then as (T, Y, X); as (Y, X, C)
@@ -294,10 +355,11 @@ def read_image(path: str | os.PathLike, timelapse: bool = False) -> np.ndarray:
     picture has its colour samples as channels (alpha dropped); every sample
     of a TIFF is a channel.
     """
+    several = len(image_files(path)) > 1
     path = Path(path)
-    if not path.exists():
+    if not several and not path.exists():
         raise ImageError(f"{path}: file not found")
-    if path.is_dir():  # an OME-Zarr image or a folder of frame files (see :class:`ImageSource`)
+    if several or path.is_dir():  # OME-Zarr, a folder of frame files, one file per channel (see ImageSource.open)
         with ImageSource.open(path, timelapse) as source:
             t, _, h, w = source.shape
             return np.stack([source.region(f, 0, h, 0, w) for f in range(t)])

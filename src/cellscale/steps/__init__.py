@@ -15,7 +15,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from cellscale.io import ImageError, ImageSource, LabelSeries, read_labels, too_small
+from cellscale.io import ImageError, ImageSource, LabelSeries, image_files, join_image_files, read_labels, too_small
 
 
 class StepError(RuntimeError):
@@ -113,6 +113,21 @@ def staged_paths(declared, staged) -> dict:
     """The sheet's paths -> where a job reads them: ``declared`` and the job's inputs made of them, in one order (the
     same paths on a shared filesystem, staged copies without one)."""
     return dict(zip(declared, staged))
+
+
+def staged_image(image: str, where: dict) -> str:
+    """A sheet's ``image`` as a job reads it: each of its files (one, or one per channel:
+    :func:`cellscale.io.image_files`) where ``where`` (:func:`staged_paths`) has it, else as the sheet names it
+    (a file that is missing here: the step that opens it says so)."""
+    return join_image_files([where.get(p, p) for p in image_files(image)])
+
+
+def job_image(staged, declared: str) -> str:
+    """The image of a sample's own job: its staged input (a path, or the list of its channel files, in the sheet's
+    order), else the sheet's ``declared`` image (its job had none: a missing file, which the step names)."""
+    if not staged:
+        return declared
+    return staged if isinstance(staged, str) else join_image_files(staged)
 
 
 def sample_annotations(annotations) -> pd.DataFrame:

@@ -42,6 +42,7 @@ from cellscale.io import (
     ImageSource,
     atomic_dir,
     atomic_path,
+    image_files,
     image_size,
     read_labels,
     sample_pixel_size,
@@ -128,9 +129,9 @@ class Field:
 
 
 def fetch_fields(image_paths: list[str], prefix: str, dest) -> dict[str, str]:
-    """batches.read_fields: direct: download the batch's images from the bucket under Snakemake's default storage
-    prefix into ``dest``; the sheet's path -> the local file, for those that exist (a missing one is then recorded
-    as a failed field, as a missing local file is)."""
+    """batches.read_fields: direct: download the batch's image files (every file of an image of one file per
+    channel) from the bucket under Snakemake's default storage prefix into ``dest``; the sheet's path -> the local
+    file, for those that exist (a missing one is then recorded as a failed field, as a missing local file is)."""
     uris = {path: bucket.join(prefix, path) for path in image_paths}
     got = bucket.fetch(list(dict.fromkeys(uris.values())), Path(dest))
     log.info("read %d of %d images from %s", len(got), len(uris), prefix)
@@ -253,7 +254,7 @@ def _summary_columns(rows: list[dict]) -> list[str]:
 
 def _error(field: Field, batch: str, err: Exception) -> dict:
     message = str(err)
-    if str(field.image) not in message:  # a channel index, a scale: say which file
+    if not any(str(f) in message for f in image_files(field.image)):  # a channel index, a scale: say which file
         message = f"{field.image}: {message}"
     if not message.startswith(f"sample {field.sample!r}"):
         message = f"sample {field.sample!r}: {message}"

@@ -18,7 +18,7 @@ from cellscale.export import (TRACKS, Field, lazy_image, lazy_labels, write_ngff
 from cellscale.io import atomic_dir, sample_frame_interval, sample_pixel_size
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv
+from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv, staged_image
 from cellscale.steps.measure import sample_channel_names
 from cellscale.track.export_ctc import relabel_frame
 
@@ -141,8 +141,8 @@ def export_batch(batch_dir, table_path, fields: list[dict], images: dict, out: d
     """A batch's images that succeeded: one OME-Zarr store per field of view (``out["ome-zarr"]/<sample>.ome.zarr``)
     and one SpatialData store for the batch (``out["spatialdata"]``: each field in a coordinate system named after
     its sample, :func:`cellscale.export.write_spatialdata_fields`). ``fields``: the sheet's rows of the batch
-    (``sample``, ``image``, ``pixel_size_um``, ``channel_names``), ``images``: the sheet's image path -> where this
-    job reads it (an image that is missing, and so failed, may be absent)."""
+    (``sample``, ``image``, ``pixel_size_um``, ``channel_names``), ``images``: the sheet's image files -> where this
+    job reads them (:func:`cellscale.steps.staged_paths`; an image that is missing, and so failed, may be absent)."""
     batch_dir = Path(batch_dir)
     status = read_tsv(batch_dir / "fields.tsv").set_index("sample")["status"]
     cells = pd.read_parquet(table_path)
@@ -161,12 +161,12 @@ def export_batch(batch_dir, table_path, fields: list[dict], images: dict, out: d
         with atomic_dir(out[NGFF]) as folder:
             for f in done:
                 sample = f["sample"]
-                export_one(sample, images[f["image"]], label_files[sample], tables.get(sample, empty),
+                export_one(sample, staged_image(f["image"], images), label_files[sample], tables.get(sample, empty),
                            {NGFF: folder / f"{sample}.ome.zarr"}, channel_names=f.get("channel_names"),
                            pixel_size_um=f.get("pixel_size_um"), settings=settings)
     if SPATIALDATA in out:
         settings = settings or OutputSettings()
-        fields_out = [_batch_field(f, images[f["image"]], label_files[f["sample"]]) for f in done]
+        fields_out = [_batch_field(f, staged_image(f["image"], images), label_files[f["sample"]]) for f in done]
         # rows of an image that failed have no labels element: the writer leaves them; every image failed: no table
         table = table_anndata(cells) if done and len(cells) else None
         log.info(f"writing {out[SPATIALDATA]} (SpatialData; {len(done)} fields of view, "
