@@ -830,3 +830,70 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
     assert summary["well"].tolist()[-2:] == ["B02", "B02"] and (summary["status"] == "ok").all()
     assert (pd.read_parquet(tmp_path / "results/cells.parquet")["well"] == "B02").any()
+
+
+def test_a_plate_of_one_file_per_channel_segments_as_its_stacked_images(tmp_path):
+    """MetaXpress-like fields, one file per channel (A01_s1_w1.TIF, A01_s1_w2.TIF): `cellscale samples` with a
+    channel group makes a row per field, and the workflow segments and measures each as it does the same field
+    stacked into one file, in batches and in jobs of its own; a field whose second channel has another size fails,
+    named with its file, and the others finish."""
+    import imageio.v3 as iio
+    import tifffile
+
+    cellscale = str(Path(SNAKEMAKE).parent / "cellscale")
+    plate, stacked = tmp_path / "plate", tmp_path / "stacked"
+    plate.mkdir()
+    stacked.mkdir()
+    crops = {"A01_s1": ("0bf4b144167694b6", 0, 0), "A01_s2": ("150b0ffa318c87b3", 200, 300),
+             "B02_s1": ("9fb32aba1c2fd532", 60, 100)}
+    for field, (name, y, x) in crops.items():
+        dna = iio.imread(DEMO / "dsb2018" / "images" / f"{name}.png")
+        dna = (dna if dna.ndim == 2 else dna[..., 0])[y:y + 128, x:x + 160]
+        other = np.ascontiguousarray(dna[::-1, ::-1])  # channel 0 is not the nuclei: a swapped order would show
+        tifffile.imwrite(plate / f"{field}_w1.TIF", other)
+        tifffile.imwrite(plate / f"{field}_w2.TIF", dna)
+        tifffile.imwrite(stacked / f"{field}.tif", np.stack([other, dna]), metadata={"axes": "CYX"})
+    tifffile.imwrite(plate / "B02_s2_w1.TIF", other)
+    tifffile.imwrite(plate / "B02_s2_w2.TIF", dna[:100])  # another size: the field fails
+    options = ["--kind", "tissue", "--nuclear-channel", "1", "--channel-names", "other,DNA"]
+    field = r"(?P<well>[A-P]\d{2})_s(?P<site>\d+)"
+    made = [subprocess.run([cellscale, "samples", str(folder / "*.*"), *options, "--pattern", regex, "--name", name],
+                           capture_output=True, text=True)
+            for folder, regex, name in ((plate, field + r"_w(?P<channel>\d+)", "{well}_s{site}"),
+                                        (stacked, field, "stacked_{well}_s{site}"))]
+    assert all(m.returncode == 0 for m in made), made[0].stderr + made[1].stderr
+    assert made[0].stdout.count("\n") == 5 and "|" in made[0].stdout  # a header and 4 fields, files joined
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
+    (tmp_path / "config/samples.tsv").write_text(made[0].stdout + made[1].stdout.split("\n", 1)[1])
+    result = run(tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "1 of 7 images failed" in out, out[-3000:]
+    errors = pd.read_csv(tmp_path / "results/errors.tsv", sep="\t")
+    assert errors["sample"].tolist() == ["B02_s2"]
+    assert errors["error"][0].startswith(f"sample 'B02_s2': {plate / 'B02_s2_w2.TIF'}: channel 1 is 100 x 160 px")
+    index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False)
+    index = index.set_index("sample")
+    cells = pd.read_parquet(tmp_path / "results/cells.parquet").set_index("sample")
+    assert {"other", "DNA"} <= set(cells.columns)  # the sheet's channel_names
+    from cellscale.io import read_labels
+
+    for field in crops:
+        labels = read_labels(tmp_path / index.loc[field, "nuclear_labels"])
+        assert labels.max() > 0  # nuclei found (crops of 128 x 160 px hold a few)
+        np.testing.assert_array_equal(labels, read_labels(tmp_path / index.loc[f"stacked_{field}", "nuclear_labels"]))
+        pd.testing.assert_frame_equal(cells.loc[[field]].reset_index(drop=True),
+                                      cells.loc[[f"stacked_{field}"]].reset_index(drop=True))
+    # batches off: the field's own tile, segment, stitch, measure, report and export jobs take its two files
+    own = tmp_path / "own"
+    write_config(own, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1}, batches={"enabled": False},
+                 output={"formats": ["ome-tiff", "ome-zarr"]})
+    (own / "config/samples.tsv").write_text("".join(made[0].stdout.splitlines(keepends=True)[:2]))  # A01_s1 only
+    result = run(own)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    np.testing.assert_array_equal(read_labels(own / "results/segmentation/A01_s1/nuclear.ome.tif"),
+                                  read_labels(tmp_path / index.loc["A01_s1", "nuclear_labels"]))
+    from cellscale.io import ImageSource
+
+    with ImageSource.open(own / "results/ngff/A01_s1.ome.zarr") as store:  # the store holds both channels
+        assert store.shape == (1, 2, 128, 160)
+        np.testing.assert_array_equal(store.region(0, 0, 128, 0, 160), tifffile.imread(stacked / "A01_s1.tif"))
