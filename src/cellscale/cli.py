@@ -38,8 +38,8 @@ def _samples(args) -> int:
 def _segment(args) -> int:
     import numpy as np
 
-    from cellscale.io import (ImageError, ImageSource, is_image_file, is_ome_zarr, read_image, sample_frame_interval,
-                              sample_pixel_size, too_small, write_labels)
+    from cellscale.io import (ImageError, ImageSource, image_files, is_image_file, is_ome_zarr, read_image,
+                              sample_frame_interval, sample_pixel_size, too_small, write_labels)
     from cellscale.logs import step_log
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.api import load_model
@@ -55,7 +55,7 @@ def _segment(args) -> int:
         if is_image_file(args.output.rstrip("/")) and not args.output.endswith("/"):
             raise UsageError(f"{src} is a folder of {len(inputs)} images, and -o {args.output} names one file: give "
                              f"-o FOLDER/ for a label image each, or --timelapse to segment the folder as one movie")
-    elif src.exists():
+    elif src.exists() or len(image_files(args.input)) > 1:  # one file per channel: 'w1.tif|w2.tif'
         inputs = [src]
     else:
         raise FileNotFoundError(f"{src}: no such file or folder")
@@ -103,7 +103,7 @@ def _segment(args) -> int:
                 continue
             labels = result[compartment]
             labels = labels[0] if labels.shape[0] == 1 else labels
-            stem = path.name.split(".")[0]
+            stem = Path(image_files(path)[0]).name.split(".")[0]  # one file per channel: the first's
             target = out_dir / f"{stem}.tif" if out_dir else Path(args.output)
             write_labels(target, labels.astype(np.uint32), sizes[path], name=stem, frame_interval_s=intervals[path])
             what = compartment.replace("_", "-")
@@ -781,7 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "treated as colour (H&E / brightfield): its luminance, inverted when the background is "
                     "bright, is the nuclear channel. Multichannel images: give --nuclear-channel (and "
                     "--membrane-channel for whole cells).")
-    p.add_argument("input")
+    p.add_argument("input", help="an image, a folder of images, or a still image's files, one per channel, as "
+                                 "'A01_w1.TIF|A01_w2.TIF' (quoted)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--compartment", choices=["nuclear", "whole-cell"], default="nuclear")
     p.add_argument("--nuclear-channel", type=int, default=None, help="0-based channel index of the nuclear stain")

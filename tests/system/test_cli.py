@@ -178,6 +178,26 @@ def test_ome_zarr_input_segments_and_measures_like_the_ome_tiff(tmp_path):
     assert list(tables[1].columns[:5]) == ["CellID", "DNA", "Membrane", "CD3", "CD20"]
 
 
+def test_one_file_per_channel_segments_and_measures_like_the_stacked_image(tmp_path):
+    """The demo tissue's channels written one file each (as a plate reader does), given as 'w1|w2|...': the same
+    cells and the same table as from the OME-TIFF that stacks them."""
+    from cellscale.io import join_image_files, read_image
+
+    tiff = DEMO / "synthetic" / "tissue.ome.tif"
+    files = [tmp_path / f"A01_s1_w{c + 1}.TIF" for c in range(read_image(tiff).shape[1])]
+    for c, path in enumerate(files):
+        tifffile.imwrite(path, read_image(tiff)[0, c])
+    tables = []
+    for image, name in ((tiff, "stacked"), (join_image_files(files), "files")):
+        cellscale("segment", image, "-o", tmp_path / f"{name}.tif", "--compartment", "whole-cell",
+                  "--nuclear-channel", 0, "--membrane-channel", 1, "--model", MODELS / "tissue")
+        cellscale("measure", tmp_path / f"{name}.tif", image, "-o", tmp_path / f"{name}.csv",
+                  "--channel-names", "DNA,Membrane,CD3,CD20")
+        tables.append(pd.read_csv(tmp_path / f"{name}.csv"))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "files.tif"), tifffile.imread(tmp_path / "stacked.tif"))
+    pd.testing.assert_frame_equal(tables[1], tables[0])
+
+
 def test_segment_bad_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"not a tiff")
