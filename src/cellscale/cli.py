@@ -149,6 +149,12 @@ def _number_arg(convert, low: float, what: str, above: bool = False):
     return parse
 
 
+def _frame_interval_option(parser, help_text: str) -> None:
+    """``--frame-interval SECONDS``: a movie's seconds between frames (segment, measure, track)."""
+    parser.add_argument("--frame-interval", type=_number_arg(float, 0, "a positive number of seconds", above=True),
+                        default=None, metavar="SECONDS", help=help_text)
+
+
 def _preemption_arg(text: str) -> float:
     """``plan --preemption``: spot preemptions per node-hour, a rate from 0 to 1 (a node that lasts an hour on
     average at 1); a larger figure is most likely a percentage, and the message says so."""
@@ -167,23 +173,39 @@ def _segment_failed(path: Path, err: Exception) -> Path:
 
 
 def _measure(args) -> int:
-    from cellscale.io import read_image, read_labels
+    from cellscale.io import ImageSource, read_image, read_labels
     from cellscale.measure import measure_cells, write_table
-    from cellscale.steps.measure import sample_channel_names
+    from cellscale.steps.measure import MeasureSettings, measure_sample, sample_channel_names
 
+    names = args.channel_names.split(",") if args.channel_names else None
+    out = Path(args.output)
+    parquet = out.with_suffix(".parquet") if args.parquet else None
+    movie = Path(args.labels).is_dir()   # a folder of per-frame labels (a CTC result's maskNNN.tif)
+    if not movie:
+        with ImageSource.open(args.labels, timelapse=True) as source:
+            movie = source.shape[0] > 1   # a (T, Y, X) stack, as cellscale segment --timelapse writes a movie's
+    if movie:   # frame by frame, as the workflow measures a time-lapse sample: its table (frame, time, ...)
+        interval = _frame_interval(args.frame_interval, args.labels, args.image)
+        table = measure_sample(Path(args.labels).name.split(".")[0], args.image, {"nuclear": args.labels}, out,
+                               parquet, timelapse=True, channel_names=names, tracks_path=args.tracks,
+                               settings=MeasureSettings(extra_stats=args.extra_stats), frame_interval_s=interval)
+        print(f"{len(table)} cells (a row per cell and frame) -> {out}")
+        return 0
+    if args.tracks or args.frame_interval is not None:
+        raise UsageError(f"{args.labels} is one frame: --tracks and --frame-interval are for a movie's labels")
     labels = read_labels(args.labels)
     image = read_image(args.image)[0]
-    if labels.ndim != 2:   # a movie's stack: the workflow measures it frame by frame (frame column)
-        raise ValueError(f"{args.labels}: expected a 2-D label image, got shape {labels.shape} (a time-lapse's labels "
-                         f"are measured by the workflow, frame by frame)")
+    if labels.ndim != 2:   # e.g. 3 or 4 planes that tifffile wrote as colour samples, which read as one frame
+        raise ValueError(f"{args.labels}: expected a 2-D label image or a movie's labels, got shape {labels.shape}, "
+                         f"which reads as one frame (planes without axis metadata that the file marks as colour "
+                         f"samples): write the movie's labels as an OME-TIFF with axes TYX (cellscale segment "
+                         f"--timelapse does) or as a folder of frames")
     if labels.shape != image.shape[-2:]:
         raise ValueError(f"{args.labels}: labels of {labels.shape[0]} x {labels.shape[1]} px do not match the image "
                          f"{args.image} ({image.shape[-2]} x {image.shape[-1]} px)")
-    names = sample_channel_names(args.image, image.shape[0], args.channel_names.split(",")
-                                 if args.channel_names else None)
+    names = sample_channel_names(args.image, image.shape[0], names)
     table = measure_cells(labels, image, names, extra_stats=args.extra_stats)
-    out = Path(args.output)
-    write_table(table, out, out.with_suffix(".parquet") if args.parquet else None)
+    write_table(table, out, parquet)
     print(f"{len(table)} cells -> {out}")
     return 0
 
@@ -225,17 +247,17 @@ def _track_intensities(args, shape) -> "np.ndarray | None":
         return nuclear_frames(source, args.nuclear_channel)
 
 
-def _track_frame_interval(args) -> float | None:
-    """``track``: the seconds between frames for the tracks table's ``time`` column, chosen as the workflow chooses
-    it: ``--frame-interval``, else the one the labels state (their OME ``TimeIncrement``, as ``cellscale segment
-    --timelapse`` writes it), else ``--image``'s metadata's; a given one that differs from those by over 1% wins,
-    with a warning. None: unknown (``time`` is NaN)."""
+def _frame_interval(given: float | None, labels, image) -> float | None:
+    """``track``, ``measure``: the seconds between frames for the tables' ``time`` column, chosen as the workflow
+    chooses it: ``given`` (``--frame-interval``), else the one the labels state (their OME ``TimeIncrement``, as
+    ``cellscale segment --timelapse`` writes it), else the ``image``'s metadata's; a given one that differs from
+    those by over 1% wins, with a warning. None: unknown (``time`` is NaN)."""
     from cellscale.io import frame_interval_from_metadata, sample_frame_interval
 
-    stated_by = args.labels_dir
-    if args.image and frame_interval_from_metadata(args.labels_dir, warn=False) is None:
-        stated_by = args.image
-    return sample_frame_interval(args.frame_interval, stated_by)
+    stated_by = labels
+    if image and frame_interval_from_metadata(labels, warn=False) is None:
+        stated_by = image
+    return sample_frame_interval(given, stated_by)
 
 
 def _track(args) -> int:
@@ -275,7 +297,8 @@ def _track(args) -> int:
                   divisions=args.divisions, solver=args.solver, costs=args.costs, scorer=args.scorer)
     write_ctc(labels, tracks, args.output)
     if args.table:  # the workflow's table: time (seconds since frame 0) after frame, NaN where the interval is unknown
-        write_tracks_table(with_time(tracks, _track_frame_interval(args)), args.table)
+        write_tracks_table(with_time(tracks, _frame_interval(args.frame_interval, args.labels_dir, args.image)),
+                           args.table)
     n_div = int(tracks.attrs.get("n_divisions", 0))
     empty = tracks.attrs.get("empty_frames") or []
     if empty:
@@ -814,24 +837,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the input is one movie: a folder of frame files (t000.tif ...) segmented as one (T, Y, X) "
                         "stack, normalised over the whole movie as the workflow does (without it, each file of a "
                         "folder is an image of its own); a 3-D TIFF without axis metadata is (T, Y, X)")
-    p.add_argument("--frame-interval", type=_number_arg(float, 0, "a positive number of seconds", above=True),
-                   default=None, metavar="SECONDS",
-                   help="with --timelapse: seconds between frames, written into the labels' OME metadata "
-                        "(TimeIncrement) for measure and track (default: the interval the movie's OME, ImageJ or "
-                        "OME-Zarr metadata states; a given one that differs from it by over 1%% wins, with a warning)")
+    _frame_interval_option(p, "with --timelapse: seconds between frames, written into the labels' OME metadata "
+                              "(TimeIncrement) for measure and track (default: the interval the movie's OME, ImageJ "
+                              "or OME-Zarr metadata states; a given one that differs from it by over 1%% wins, with "
+                              "a warning)")
     p.set_defaults(func=_segment)
 
     p = sub.add_parser("measure", help="per-cell table (MCMICRO columns) from a label image and its image",
                        description="Measure every cell of LABELS (a 2-D label TIFF) in IMAGE (C, Y, X): CellID, "
                                    "mean intensity per channel, X/Y centroid, Area, axis lengths, Eccentricity, "
-                                   "Solidity, Extent, Orientation, identical to scikit-image's regionprops.")
-    p.add_argument("labels")
-    p.add_argument("image")
+                                   "Solidity, Extent, Orientation, identical to scikit-image's regionprops. A "
+                                   "movie's labels (a (T, Y, X) stack, as cellscale segment --timelapse writes it, "
+                                   "or a folder of per-frame label TIFFs) are measured frame by frame in the movie "
+                                   "(a T-stack or a frame folder) into the workflow's table of a time-lapse: "
+                                   "compartment, frame (from 0), time, nucleus_id, cell_id, and track_id with "
+                                   "--tracks.")
+    p.add_argument("labels", help="a label image, or a movie's labels: a (T, Y, X) stack or a folder of frames")
+    p.add_argument("image", help="the image (C, Y, X), or the movie the labels were segmented from")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
     p.add_argument("--channel-names", default=None, help="comma-separated names (default: OME metadata, else ch0..)")
     p.add_argument("--extra-stats", action="store_true", default=default("measure", "extra_stats"),
                    help="add sum, median, std, 25th/75th percentiles")
     p.add_argument("--parquet", action="store_true", help="also write a Parquet file next to the CSV")
+    p.add_argument("--tracks", default=None, metavar="TRACKS.parquet",
+                   help="a movie's tracks table (cellscale track --table, from the same labels): each cell's "
+                        "track_id, as in the workflow's table")
+    _frame_interval_option(p, "a movie's seconds between frames, for the time column (default: the interval the "
+                              "labels' OME metadata states, else the one the movie's metadata states; a given one "
+                              "that differs from it by over 1%% wins, with a warning)")
     p.set_defaults(func=_measure)
 
     p = sub.add_parser("track", help="link per-frame labels into tracks and lineages (CTC result folder)",
@@ -862,11 +895,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the movie the labels were segmented from (a frame folder or a T-stack): its nuclear "
                         "intensities enter the link and division costs (track.intensity_weight), as in the workflow")
     p.add_argument("--nuclear-channel", type=int, default=None, help="the movie's nuclear channel (default 0)")
-    p.add_argument("--frame-interval", type=_number_arg(float, 0, "a positive number of seconds", above=True),
-                   default=None, metavar="SECONDS",
-                   help="seconds between frames, for the --table's time column (default: the interval the labels' "
-                        "OME metadata states, as cellscale segment --timelapse writes it, else the one --image's "
-                        "metadata states; a given one that differs from it by over 1%% wins, with a warning)")
+    _frame_interval_option(p, "seconds between frames, for the --table's time column (default: the interval the "
+                              "labels' OME metadata states, as cellscale segment --timelapse writes it, else the one "
+                              "--image's metadata states; a given one that differs from it by over 1%% wins, with a "
+                              "warning)")
     p.set_defaults(func=_track)
 
     p = sub.add_parser("train-tracker", help="train the learned scorer of links and divisions (track.costs: learned)",

@@ -452,11 +452,13 @@ def test_track_and_evaluate_refuse_what_is_not_a_tracking_input(tmp_path, capsys
     write_ctc_ground_truth(other, tmp_path / "other_gt")
     err = refused("evaluate-tracks", tmp_path / "res", tmp_path / "other_gt")
     assert "differ in size" in err and "96 x 96 px" in err and "80 x 80 px" in err
-    # measure: a movie's label stack is an error like the others (status 2, the command's prefix; was status 1)
+    # measure: 4 label planes that tifffile marks as colour samples (one frame of 4 channels): an error like the
+    # others (status 2, the command's prefix; was status 1) saying how to write a movie's labels
     tifffile.imwrite(tmp_path / "stack.tif", movie.labels.astype(np.uint16))
     tifffile.imwrite(tmp_path / "movie.tif", (movie.image * 1000).astype(np.uint16))
     err = refused("measure", tmp_path / "stack.tif", tmp_path / "movie.tif", "-o", tmp_path / "cells.csv")
-    assert err.startswith("cellscale measure: error:") and "expected a 2-D label image" in err
+    assert err.startswith("cellscale measure: error:") and "expected a 2-D label image or a movie's labels" in err
+    assert "OME-TIFF with axes TYX" in err and not (tmp_path / "cells.csv").exists()
 
 
 def test_evaluate_tracks_on_a_movies_first_frames(tmp_path, capsys):
@@ -550,11 +552,9 @@ def test_a_movie_without_cells_has_an_empty_median_area_in_the_summary(tmp_path)
     assert np.isnan(summary.loc["e", "nuclear_median_area"])
 
 
-def test_cellscale_tracks_table_is_the_workflows_with_its_time_column(tmp_path, caplog):
-    """`cellscale track --table` writes the workflow's tracks table for the same movie and interval: ``time`` after
-    ``frame``, from the interval the labels state (as `cellscale segment --timelapse` writes it), else --image's
-    metadata's, else --frame-interval's, which wins over both with the workflow's warning."""
-    from cellscale.cli import main
+def _tracked_movie(tmp_path, tracks: str):
+    """A 4-frame generated movie (``movie.ome.tif``), its labels stating a 300 s interval (``labels.ome.tif``) and
+    the workflow's track step on them (CTC result ``ctc/``, tracks table ``tracks``); returns the movie and labels."""
     from cellscale.io import write_image, write_labels
     from cellscale.steps.track import track_sample
 
@@ -562,8 +562,18 @@ def test_cellscale_tracks_table_is_the_workflows_with_its_time_column(tmp_path, 
     labels = movie.labels.astype(np.uint32)
     write_image(tmp_path / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
     write_labels(tmp_path / "labels.ome.tif", labels, frame_interval_s=300.0)
-    track_sample("m", tmp_path / "labels.ome.tif", tmp_path / "movie.ome.tif", tmp_path / "ctc",
-                 tmp_path / "workflow.parquet")
+    track_sample("m", tmp_path / "labels.ome.tif", tmp_path / "movie.ome.tif", tmp_path / "ctc", tmp_path / tracks)
+    return movie, labels
+
+
+def test_cellscale_tracks_table_is_the_workflows_with_its_time_column(tmp_path, caplog):
+    """`cellscale track --table` writes the workflow's tracks table for the same movie and interval: ``time`` after
+    ``frame``, from the interval the labels state (as `cellscale segment --timelapse` writes it), else --image's
+    metadata's, else --frame-interval's, which wins over both with the workflow's warning."""
+    from cellscale.cli import main
+    from cellscale.io import write_labels
+
+    movie, labels = _tracked_movie(tmp_path, "workflow.parquet")
     workflow = pd.read_parquet(tmp_path / "workflow.parquet")
     assert workflow["time"].notna().all()
 
@@ -591,3 +601,40 @@ def test_cellscale_tracks_table_is_the_workflows_with_its_time_column(tmp_path, 
     with pytest.raises(SystemExit) as stop:   # the interval is the table's: a usage error without one
         main(["track", str(tmp_path / "bare.ome.tif"), "-o", str(tmp_path / "res"), "--frame-interval", "60"])
     assert stop.value.code == 2
+
+
+def test_cellscale_measure_a_movie_is_the_workflows_table(tmp_path, capsys):
+    """`cellscale measure` on a movie's labels (the (T, Y, X) stack of `cellscale segment --timelapse`, or a folder
+    of per-frame labels) and the movie measures it frame by frame into the workflow's table: with --tracks (the
+    tracks table of `cellscale track --table`) its track_id, its time from the labels' interval or
+    --frame-interval. A movie of another frame count is an error naming the files."""
+    from cellscale.cli import main
+    from cellscale.io import write_image
+    from cellscale.steps.measure import measure_sample
+
+    movie, _ = _tracked_movie(tmp_path, "tracks.parquet")
+    workflow = measure_sample("m", tmp_path / "movie.ome.tif", {"nuclear": tmp_path / "labels.ome.tif"},
+                              tmp_path / "m.csv", tmp_path / "m.parquet", timelapse=True,
+                              tracks_path=tmp_path / "tracks.parquet")
+    assert workflow["track_id"].notna().all() and workflow["time"].max() == 900.0
+
+    def measure(labels_path, *options) -> pd.DataFrame:
+        assert main(["measure", str(labels_path), str(tmp_path / "movie.ome.tif"), "-o", str(tmp_path / "cli.csv"),
+                     "--parquet", *map(str, options)]) == 0
+        return pd.read_parquet(tmp_path / "cli.parquet")
+
+    pd.testing.assert_frame_equal(measure(tmp_path / "labels.ome.tif", "--tracks", tmp_path / "tracks.parquet"),
+                                  workflow)
+    # the CTC result's masks (labelled by track, numbered from 0 like the frames): every frame's cells, the
+    # given interval
+    table = measure(tmp_path / "ctc", "--frame-interval", 60)
+    assert len(table) == len(workflow) and sorted(table["frame"].unique()) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(table["time"], table["frame"] * 60.0)
+    np.testing.assert_allclose(table.sort_values(["frame", "Y_centroid"])["Area"],
+                               workflow.sort_values(["frame", "Y_centroid"])["Area"])
+    write_image(tmp_path / "short.ome.tif", (movie.image[:3] * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    assert main(["measure", str(tmp_path / "labels.ome.tif"), str(tmp_path / "short.ome.tif"), "-o",
+                 str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'labels.ome.tif'}: labels (T, C, Y, X) (4, 1, 64, 64) do not match the image (3, 1, 64, 64)" \
+        in err and not (tmp_path / "bad.csv").exists()

@@ -54,15 +54,15 @@ def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -
 
 def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parquet, timelapse: bool = False,
                    channel_names: list[str] | None = None, tracks_path=None,
-                   settings: MeasureSettings | None = None, out_h5ad=None):
+                   settings: MeasureSettings | None = None, out_h5ad=None, frame_interval_s: float | None = None):
     """Per-cell table of one sample, every compartment, MCMICRO columns first.
 
     Labels and image are read block by block (TIFF tiles or strips), so a
     slide of any size is measured in bounded memory. Writes CSV and Parquet,
     and AnnData .h5ad when ``out_h5ad`` is given. ``settings``: config
     ``measure`` (None: the schema's defaults). A time-lapse's table has a
-    ``time`` column (seconds since frame 0; NaN where the labels' OME-TIFF
-    states no ``TimeIncrement``).
+    ``time`` column (seconds since frame 0, from ``frame_interval_s``, else
+    from the labels' OME-TIFF ``TimeIncrement``; NaN where neither is known).
     """
     settings = settings or MeasureSettings()
     from contextlib import ExitStack
@@ -87,7 +87,8 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
         table.loc[table.compartment != "nuclear", "track_id"] = pd.NA
         table["track_id"] = table["track_id"].astype("Int64")
     if timelapse:  # the interval the labels state: the sheet's, else the image's metadata's (rule tile)
-        table = with_time(table, frame_interval_from_metadata(next(iter(label_paths.values())), warn=False))
+        table = with_time(table, frame_interval_s
+                          or frame_interval_from_metadata(next(iter(label_paths.values())), warn=False))
     write_table(table, out_csv, out_parquet, out_h5ad)
     log.info("measured %d rows for %s", len(table), sample)
     return table
