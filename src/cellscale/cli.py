@@ -762,7 +762,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "same name are told apart deterministically: the first in path order keeps it, the next get "
                     "_2, _3 ... The image column holds the paths as the pattern gives them (relative to the "
                     "current folder for a relative pattern: run the workflow from the same folder). "
-                    "Time-lapse frame folders are not listed: add their rows by hand.")
+                    "With --kind timelapse a folder of frame files it matches is one movie ('ctc/*/01' lists "
+                    "each Cell Tracking Challenge sequence; 'ctc/*/01/*.tif' would make each frame a sample).")
     p.add_argument("pattern", help="glob pattern of the image files, e.g. 'plate1/**/*.tif'")
     p.add_argument("--kind", required=True, choices=schema("samples")["properties"]["kind"]["enum"],
                    help="the kind of every sample")

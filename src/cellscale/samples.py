@@ -3,7 +3,8 @@
 It only lists files (no image is opened), so ten thousand fields of view take a second or so:
 
 - :func:`list_images`: the image files (PNG, TIFF, OME-TIFF) and OME-Zarr folders a pattern matches
-  (``**`` recursive), sorted; an empty match is an error naming the pattern;
+  (``**`` recursive), and for time-lapse sheets its frame folders, sorted; an empty match is an error naming the
+  pattern;
 - :func:`sample_name`: a valid sample name from a path (the path relative to the pattern's fixed folder,
   without its suffix, other characters than ``A-Z a-z 0-9 _ . -`` replaced by ``_``);
 - :func:`build_sheet`: the rows, with optional columns parsed from each path by a regular expression's named
@@ -87,21 +88,28 @@ def _base_folder(pattern: str) -> str:
     return "/".join(fixed) or "/"
 
 
-def list_images(pattern: str) -> list[str]:
-    """The image files and OME-Zarr folders matching ``pattern`` (``**`` matches any folders), sorted.
+def _holds_frames(path: str) -> bool:
+    """A folder holding image files (not hidden): a movie's frame folder, as a time-lapse sample's image."""
+    return os.path.isdir(path) and any(e.is_file() and not e.name.startswith(".") and is_image_file(e.name)
+                                       for e in os.scandir(path))
 
-    Hidden files are left out, and so is anything inside a matched OME-Zarr folder. Raises ValueError naming the
-    pattern when nothing usable matches.
+
+def list_images(pattern: str, timelapse: bool = False) -> list[str]:
+    """The image files and OME-Zarr folders matching ``pattern`` (``**`` matches any folders), sorted; with
+    ``timelapse`` also the folders of frame files it matches (a movie each, as the Cell Tracking Challenge ships
+    them: ``01/t000.tif`` ...).
+
+    Hidden files are left out, and so is anything inside a matched OME-Zarr folder or frame folder. Raises
+    ValueError naming the pattern when nothing usable matches.
     """
     matches = glob.glob(pattern, recursive=True)
-    files, zarrs = [], []
-    for path in matches:
-        if is_image_file(path) and os.path.isfile(path):
-            files.append(path)
-        elif is_ome_zarr(path):
-            zarrs.append(path)
-    if zarrs:  # a folder image's own files (and groups) are not images of their own
-        folders = {os.path.normpath(z) for z in zarrs}
+    files = [p for p in matches if is_image_file(p) and os.path.isfile(p)]
+    # a frame folder whose files the pattern matches too ('movies/**': movies/ and its T-stacks) is their folder
+    listed = {os.path.dirname(os.path.normpath(f)) for f in files}
+    folder_images = [p for p in matches if is_ome_zarr(p) or (timelapse and os.path.normpath(p) not in listed
+                                                               and _holds_frames(p))]
+    if folder_images:  # a folder image's own files (and groups, frames) are not images of their own
+        folders = {os.path.normpath(z) for z in folder_images}
 
         def inside(path: str) -> bool:
             parent, child = os.path.dirname(os.path.normpath(path)), None
@@ -111,13 +119,16 @@ def list_images(pattern: str) -> list[str]:
                 parent, child = os.path.dirname(parent), parent
             return False
 
-        zarrs = [z for z in zarrs if not inside(z)]
+        folder_images = [z for z in folder_images if not inside(z)]
         files = [f for f in files if not inside(f)]
-    images = sorted(files + zarrs)
+    images = sorted(files + folder_images)
     if not images:
-        found = f" ({len(matches)} path(s) match, none an image file or OME-Zarr folder)" if matches else ""
-        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) or OME-Zarr folders match "
-                         f"{pattern!r}{found}")
+        or_frames = " or frame folders" if timelapse else ""
+        found = f" ({len(matches)} path(s) match, none an image file or OME-Zarr folder{or_frames})" if matches else ""
+        hint = "" if timelapse or not any(map(_holds_frames, matches)) else \
+            ": a folder of a movie's frame files is listed with --kind timelapse"
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) or OME-Zarr folders{or_frames} match "
+                         f"{pattern!r}{found}{hint}")
     return images
 
 
@@ -261,7 +272,7 @@ def build_sheet(pattern: str, kind: str, *, nuclear_channel: int | None = None, 
                              f"other groups (e.g. '{{well}}_s{{site}}'), so that a field's channel files share its "
                              f"name and are one image")
 
-    paths = list_images(pattern) if images is None else list(images)
+    paths = list_images(pattern, timelapse=kind == "timelapse") if images is None else list(images)
     base = _base_folder(pattern)
     kept, fields_of, skipped = [], [], []
     for path in paths:

@@ -239,6 +239,25 @@ def test_the_sheet_has_a_frame_interval_column_for_movies_only(tmp_path, capsys)
         build_sheet(f"{tmp_path}/*.tif", "timelapse", frame_interval_s=0)
 
 
+def test_a_time_lapse_sheet_lists_frame_folders_as_movies(tmp_path, capsys):
+    """--kind timelapse: a folder of frame files the pattern matches is one movie's row (the Cell Tracking
+    Challenge's 01/t000.tif ...), beside T-stack files; its frames are not samples of their own. A folder whose
+    files the pattern matches too is not a movie; a still image sheet lists no folder and says how to list one."""
+    for seq in ("GOWT1", "SIM+"):
+        for t in range(3):
+            touch(tmp_path / "ctc" / seq / "01" / f"t{t:03d}.tif")
+        (tmp_path / "ctc" / seq / "01_GT").mkdir()
+    touch(tmp_path / "ctc" / "other" / "stack.tif")
+    sheet = build_sheet(f"{tmp_path}/ctc/*/01", "timelapse")
+    assert [(r["sample"], r["image"]) for r in sheet.rows] == [
+        ("GOWT1_01", f"{tmp_path}/ctc/GOWT1/01"), ("SIM__01", f"{tmp_path}/ctc/SIM+/01")]
+    assert [r["image"] for r in build_sheet(f"{tmp_path}/ctc/*/*", "timelapse").rows] == [   # 01_GT: no frames
+        f"{tmp_path}/ctc/GOWT1/01", f"{tmp_path}/ctc/SIM+/01", f"{tmp_path}/ctc/other/stack.tif"]
+    assert len(build_sheet(f"{tmp_path}/ctc/**", "timelapse").rows) == 7   # it matches the frames: they are rows
+    assert main(["samples", f"{tmp_path}/ctc/*/01", "--kind", "tissue"]) == 2
+    assert "a folder of a movie's frame files is listed with --kind timelapse" in capsys.readouterr().err
+
+
 def test_sizes_come_from_the_headers(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((3, 40, 50), np.uint16), metadata={"axes": "CYX"})
     tifffile.imwrite(tmp_path / "b.tif", np.zeros((64, 32), np.uint8))
