@@ -320,6 +320,7 @@ def _train_tracker(args) -> int:
     from cellscale.io.ctc import read_label_dir, read_lineage
     from cellscale.synth.colony import PRESETS, make_colony, random_colony_params
     from cellscale.synth.timelapse import make_timelapse
+    from cellscale.train.card import command_line
     from cellscale.track.scorer import fit_scorer
     from cellscale.track.training import TRAINING_MOVIES, jitter_labels, per_movie_weights, training_rows
 
@@ -348,7 +349,8 @@ def _train_tracker(args) -> int:
     # movies' candidates); links stay per candidate (weighting them by movie made a 700-cell colony's ILP 4x slower)
     weights = {"w_div": per_movie_weights([len(r[3]) for r in rows])} if args.weighting == "movie-divisions" else {}
     scorer = fit_scorer(*cat, max_iter=args.trees, max_depth=args.depth, seed=args.seed,
-                        meta={"trained_on": used, "weighting": args.weighting}, **weights)
+                        meta={"trained_on": used, "weighting": args.weighting, "trained": time.strftime("%Y-%m-%d"),
+                              "command": command_line()}, **weights)
     scorer.save(args.output)
     print(f"scorer: {len(cat[1])} link rows, {len(cat[3])} division rows, {args.trees} trees each -> {args.output}")
     return 0
@@ -665,14 +667,14 @@ def _models(args) -> int:
         if args.json:
             print(json.dumps([e.to_dict() for e in entries], indent=1))
         for e in [] if args.json else entries:
-            print(f"{e.ref}\t{e.trained or '-'}\tdata {e.data or '-'}\tfrom {e.parent}\t{e.headline()}")
+            print(f"{e.ref}\t{e.kind}\t{e.trained or '-'}\tdata {e.data or '-'}\tfrom {e.parent}\t{e.headline()}")
     else:
         e = find_model(args.ref)
         if args.json:
             print(json.dumps(e.to_dict(), indent=1))
             return 0
         given = (e.fine_tuned_from or {}).get("path")
-        print(f"{e.ref}\nfolder {e.path}\ntrained {e.trained or '-'}\ndataset {e.data or '-'}\n"
+        print(f"{e.ref}\nkind {e.kind}\nfolder {e.path}\ntrained {e.trained or '-'}\ndataset {e.data or '-'}\n"
               f"fine-tuned from {e.parent}{f' (--init-from {given})' if given else ''}\n"
               f"command {e.command or '-'}\ncard SHA-256 {e.card_sha256 or '-'}\nheld-out {e.headline() or '-'}")
         metrics = Path(e.path) / "metrics.json"
@@ -1081,8 +1083,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data)
 
     p = sub.add_parser("models", help="the model registry: list, show, add (docs/data.md)",
-                       description="Every shipped model folder and every registered one, with its version (hash of "
-                                   "its weights), dataset version, held-out scores, command, date and parent.")
+                       description="Every shipped model folder (the segmentation networks and the tracking scorer) "
+                                   "and every registered one, with its kind, version (hash of its weights), dataset "
+                                   "version, held-out scores, command, date and parent.")
     models = p.add_subparsers(dest="action", required=True)
     q = models.add_parser("list")
     q.add_argument("--json", action="store_true")

@@ -2,7 +2,9 @@
 metrics, command, date and the model it was fine-tuned from.
 
 A model's version is the first 12 hex digits of the SHA-256 of its weights (``model.keras``, or the artifact its
-``model.json`` names): the same weights are the same version wherever the folder lies. The registry lists the
+``model.json`` names; a tracking scorer's ``trees.npz``): the same weights are the same version wherever the folder
+lies. A model is a segmentation network (a folder with ``model.json``) or the tracker's learned scorer (a folder
+with ``scorer.json``, :mod:`cellscale.track.scorer`); :attr:`ModelEntry.kind` says which. The registry lists the
 shipped models (:func:`cellscale.segment.model.shipped_models_dir`) and the folders named in the registry file
 (``data/versions/models.json`` of the checkout, ``$CELLSCALE_REGISTRY`` overrides it; ``cellscale models add
 FOLDER`` writes it). The config may name a model ``NAME@VERSION`` (or ``NAME@latest``): :func:`resolve_model`
@@ -23,6 +25,9 @@ from cellscale.segment.model import ModelSpec, artifact_path, shipped_models_dir
 
 REGISTRY_ENV = "CELLSCALE_REGISTRY"
 VERSION_LENGTH = 12
+#: the file that makes a folder a model of each kind, and the kind's weights when model.json names none
+KIND_FILES = {"segmentation": "model.json", "tracking": "scorer.json"}
+SCORER_WEIGHTS = "trees.npz"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class ModelEntry:
     trained: str | None
     fine_tuned_from: dict | None
     card_sha256: str | None
+    kind: str = "segmentation"
 
     @property
     def ref(self) -> str:
@@ -59,7 +65,10 @@ class ModelEntry:
         return f"{init.group(1)} (version not recorded)" if init else "-"
 
     def headline(self) -> str:
-        """The held-out scores in one line."""
+        """The held-out scores in one line (a tracking scorer: what it is and was trained on; its card has the
+        held-out figures)."""
+        if self.kind == "tracking":
+            return scorer_headline(json.loads((Path(self.path) / KIND_FILES["tracking"]).read_text()))
         return headline(self.metrics)
 
     def to_dict(self) -> dict:
@@ -92,9 +101,27 @@ def headline(test: dict) -> str:
     return "; ".join(parts)
 
 
+def scorer_headline(meta: dict) -> str:
+    """A tracking scorer's ``scorer.json`` in one line: its trees and the movies it was trained on."""
+    movies = meta.get("trained_on") or []
+    ctc = sum("ctc" in m for m in movies)
+    return (f"tracking links and divisions: {meta.get('max_iter', '?')} trees each, "
+            f"depth {meta.get('max_depth', '?')}; "
+            f"trained on {len(movies) - ctc} generated movie(s){f' + {ctc} CTC sequence(s)' if ctc else ''} "
+            f"({meta.get('n_link_rows', '?')} link, {meta.get('n_division_rows', '?')} division candidates); "
+            "held-out figures: its MODEL_CARD.md")
+
+
+def model_kind(folder: str | os.PathLike) -> str | None:
+    """``segmentation`` or ``tracking`` (see :data:`KIND_FILES`); None for a folder that is neither."""
+    return next((kind for kind, name in KIND_FILES.items() if (Path(folder) / name).is_file()), None)
+
+
 def weights_version(folder: str | os.PathLike) -> str:
-    """A model folder's version: the SHA-256 (first 12 hex) of its network file."""
+    """A model folder's version: the SHA-256 (first 12 hex) of its network file (a tracking scorer's trees)."""
     folder = Path(folder)
+    if model_kind(folder) == "tracking":
+        return sha256_of(folder / SCORER_WEIGHTS)[:VERSION_LENGTH]
     path = artifact_path(folder, ModelSpec.read(folder).artifact)
     if path.is_dir():  # a SavedModel: every file, in order
         import hashlib
@@ -110,15 +137,18 @@ def weights_version(folder: str | os.PathLike) -> str:
 def model_entry(folder: str | os.PathLike, name: str | None = None) -> ModelEntry:
     """The registry's record of one model folder (its name: the folder's)."""
     folder = Path(folder)
+    kind = model_kind(folder) or "segmentation"
     record = {}
-    if (folder / "metrics.json").is_file():
-        record = json.loads((folder / "metrics.json").read_text())
+    # a segmentation model's record is its metrics.json; a scorer's, its scorer.json (no held-out metrics there)
+    facts = folder / ("metrics.json" if kind == "segmentation" else KIND_FILES[kind])
+    if facts.is_file():
+        record = json.loads(facts.read_text())
     card = folder / "MODEL_CARD.md"
     return ModelEntry(name=name or folder.name, version=weights_version(folder), path=str(folder),
                       dataset=record.get("dataset"), codex_dataset=record.get("codex_dataset"),
                       metrics=record.get("test", {}), command=record.get("command"),
                       trained=record.get("trained"), fine_tuned_from=record.get("fine_tuned_from"),
-                      card_sha256=sha256_of(card) if card.is_file() else None)
+                      card_sha256=sha256_of(card) if card.is_file() else None, kind=kind)
 
 
 def registry_file() -> Path:
@@ -144,13 +174,14 @@ def register_model(folder: str | os.PathLike, registry: str | os.PathLike | None
 
 def list_models(registry: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None,
                 ) -> list[ModelEntry]:
-    """Every shipped model folder and every registered one (a registered folder that is gone is left out)."""
+    """Every shipped model folder (segmentation networks and the tracking scorer) and every registered one (a
+    registered folder that is gone is left out)."""
     root = Path(models_dir) if models_dir else shipped_models_dir()
-    folders = [p.parent for p in sorted(root.glob("*/model.json"))]
+    folders = sorted(p for p in root.iterdir() if model_kind(p)) if root.is_dir() else []
     seen = {f.resolve() for f in folders}
     for row in _registered(Path(registry) if registry else registry_file()):
         folder = Path(row["path"])
-        if (folder / "model.json").is_file() and folder.resolve() not in seen:
+        if model_kind(folder) and folder.resolve() not in seen:
             folders.append(folder)
             seen.add(folder.resolve())
     return [model_entry(f) for f in folders]
@@ -162,13 +193,18 @@ def is_model_ref(value) -> bool:
     return isinstance(value, str) and is_ref(value)
 
 
-def find_model(ref: str, registry=None, models_dir=None) -> ModelEntry:
+def find_model(ref: str, registry=None, models_dir=None, kind: str | None = None) -> ModelEntry:
     """The model ``NAME@VERSION`` (a version prefix is enough), ``NAME@latest`` or ``NAME`` (the shipped one, else
-    the latest trained); an error naming the model and the versions there are when there is no such one."""
+    the latest trained); an error naming the model and the versions there are when there is no such one, or when
+    ``kind`` (``segmentation``, ``tracking``; None: either) is given and it is a model of another kind."""
     name, _, version = ref.partition("@")
-    entries = [e for e in list_models(registry, models_dir) if e.name == name]
+    listed = list_models(registry, models_dir)
+    entries = [e for e in listed if e.name == name and kind in (None, e.kind)]
     if not entries:
-        known = sorted({e.name for e in list_models(registry, models_dir)})
+        other = sorted({e.kind for e in listed if e.name == name})
+        if other:
+            raise FileNotFoundError(f"model {name!r} is a {' and '.join(other)} model, not a {kind} model")
+        known = sorted({e.name for e in listed if kind in (None, e.kind)})
         raise FileNotFoundError(f"no model {name!r} in the registry (models: {', '.join(known) or 'none'})")
     if not version:  # the shipped one: a registered folder of the same name does not change what NAME means
         shipped = (Path(models_dir) if models_dir else shipped_models_dir()).resolve()
@@ -195,7 +231,7 @@ def model_path(value: str | os.PathLike, named: str | None = None) -> Path:
             return path
         if "/" in str(value) or str(value).endswith(".keras"):
             raise FileNotFoundError("no such model folder or file")
-        return Path(find_model(str(value)).path)
+        return Path(find_model(str(value), kind="segmentation").path)
     except FileNotFoundError as err:
         if named is None:
             raise
@@ -205,7 +241,7 @@ def model_path(value: str | os.PathLike, named: str | None = None) -> Path:
 def resolve_model(value, registry=None, models_dir=None):
     """A config ``models`` value as the workflow uses it: ``NAME@VERSION`` becomes its folder; a folder or a
     declared model (a mapping) is returned as it is."""
-    return find_model(value, registry, models_dir).path if is_model_ref(value) else value
+    return find_model(value, registry, models_dir, kind="segmentation").path if is_model_ref(value) else value
 
 
 def model_ref(value) -> str | None:
@@ -232,5 +268,6 @@ def model_provenance(value) -> dict:
     return {"model": entry.ref, "dataset": entry.data}
 
 
-__all__ = ["ModelEntry", "find_model", "is_model_ref", "list_models", "model_entry", "model_path", "model_provenance",
-           "model_ref", "register_model", "registry_file", "resolve_model", "weights_version"]
+__all__ = ["KIND_FILES", "ModelEntry", "find_model", "is_model_ref", "list_models", "model_entry", "model_kind",
+           "model_path", "model_provenance", "model_ref", "register_model", "registry_file", "resolve_model",
+           "scorer_headline", "weights_version"]

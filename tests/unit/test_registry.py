@@ -21,12 +21,40 @@ def test_the_registry_lists_the_shipped_models_with_their_dataset_versions():
     assert entries["tissue"].codex_dataset.startswith("codex@")
     for e in entries.values():
         assert len(e.version) == 12 and e.version == weights_version(MODELS / e.name)
-        assert e.command.startswith("cellscale train") and e.trained and e.metrics and e.card_sha256
+        assert e.command.startswith("cellscale train") and e.trained and e.card_sha256
+        assert bool(e.metrics) == (e.kind == "segmentation")
     assert "all F1 0.896" in entries["nuclear"].headline()
     assert "CODEX held-out F1" in entries["tissue"].headline()
     # fine-tuned before parents were recorded: the command's --init-from folder, marked so; trained afresh: none
     assert entries["tissue-tight"].parent == "models/tissue (version not recorded)"
     assert entries["generalist"].parent == "-" and "--init-from" not in entries["generalist"].command
+
+
+def test_the_shipped_track_scorer_is_listed_as_a_tracking_model_and_refused_as_a_segmentation_one(capsys):
+    """`models list|show` left out models/track-scorer (no model.json): every shipped model is listed, the scorer
+    as a tracking model with its card's facts, versioned by its trees; naming it where a network is wanted is an
+    error saying what it is."""
+    import hashlib
+
+    from cellscale.api import load_model
+    from cellscale.cli import main
+
+    entries = {e.name: e for e in list_models(registry="/nonexistent.json")}
+    assert set(entries) == {p.name for p in MODELS.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    scorer = entries["track-scorer"]
+    assert scorer.kind == "tracking" and {e.kind for n, e in entries.items() if n != "track-scorer"} == {
+        "segmentation"}
+    assert scorer.version == hashlib.sha256((MODELS / "track-scorer" / "trees.npz").read_bytes()).hexdigest()[:12]
+    assert scorer.command.startswith("cellscale train-tracker") and scorer.trained == "2026-12-05"
+    assert "100 trees each" in scorer.headline() and "28 generated movie(s)" in scorer.headline()
+    assert main(["models", "list"]) == 0
+    assert f"{scorer.ref}\ttracking\t2026-12-05\t" in capsys.readouterr().out
+    assert main(["models", "show", "track-scorer"]) == 0
+    assert "kind tracking\n" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="'track-scorer' is a tracking model, not a segmentation model"):
+        load_model("track-scorer")
+    with pytest.raises(FileNotFoundError, match="'track-scorer' is a tracking model, not a segmentation model"):
+        resolve_model(scorer.ref)
 
 
 def test_the_headline_says_which_precision_and_settings_its_figures_are():

@@ -237,12 +237,16 @@ def test_random_colony_params_are_seeded_varied_and_valid():
     assert small.labels.shape == (4, 128, 128) and small.labels[0].max() > 0
 
 
-def test_train_tracker_command_writes_a_working_scorer(tmp_path, capsys):
+def test_train_tracker_command_writes_a_working_scorer(tmp_path, capsys, monkeypatch):
     out = tmp_path / "scorer"
-    assert main(["train-tracker", "-o", str(out), "--trees", "3", "--movies", "1", "--frames", "10"]) == 0
+    argv = ["train-tracker", "-o", str(out), "--trees", "3", "--movies", "1", "--frames", "10"]
+    monkeypatch.setattr("sys.argv", ["cellscale", *argv])  # as the command line runs it (its record's command)
+    assert main(argv) == 0
     assert "3 trees each" in capsys.readouterr().out
     s = Scorer.load(out)
     assert s.meta["max_iter"] == 3 and s.meta["trained_on"][0]["seed"] == 1 and s.meta["weighting"] == "movie-divisions"
+    # the registry's facts of a scorer: its date and command (models list|show)
+    assert s.meta["command"] == "cellscale " + " ".join(argv) and len(s.meta["trained"]) == 10
     tl = make_colony(n_frames=6, shape=(96, 96), n_founders=3, seed=9)
     tracks = link(tl.labels, costs="learned", scorer=str(out))
     assert len(tracks) == len(detections_from_labels(tl.labels))
