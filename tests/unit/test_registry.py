@@ -57,6 +57,21 @@ def test_the_shipped_track_scorer_is_listed_as_a_tracking_model_and_refused_as_a
         resolve_model(scorer.ref)
 
 
+def test_every_shipped_network_carries_its_own_name():
+    """The shipped nuclear model carried its training run's scratch folder name (nuclear-ft2-out) in model.json,
+    metrics.json and its card, which the review bundle's provenance and the model's errors print; renaming it kept
+    its weights, so its version."""
+    from cellscale.segment.model import ModelSpec
+
+    for e in list_models(registry="/nonexistent.json"):
+        if e.kind == "segmentation":
+            folder = MODELS / e.name
+            assert ModelSpec.read(folder).name == e.name
+            assert json.loads((folder / "metrics.json").read_text())["model"] == e.name
+            assert (folder / "MODEL_CARD.md").read_text().splitlines()[0] == f"# Model card: {e.name}"
+    assert find_model("nuclear").version == "032170274017"
+
+
 def test_the_headline_says_which_precision_and_settings_its_figures_are():
     """`models list|show`: the CODEX figure is the float32 one, as the nuclear figure and the README's are (it was
     the int8 + rot180 one, unlabelled: 0.585 / 0.617 for tissue against 0.591 / 0.586 in the README); a --codex
