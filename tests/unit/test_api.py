@@ -97,6 +97,19 @@ def test_unclear_arrays_are_refused_saying_why(image, axes, message):
         segment_image(None, image, axes=axes)   # refused before the model is used
 
 
+@pytest.mark.parametrize("shape", [(5, 5), (3, 200), (200, 3), (2, 7, 40)])
+def test_an_image_under_8_px_on_an_edge_is_refused_as_the_command_line_refuses_it(shape):
+    """segment_image gave a 5 x 5 or 3 x 200 array labels where `cellscale segment` and the workflow refuse an
+    image under 8 px on an edge; it is refused with their message."""
+    from cellscale.api import load_model
+    from cellscale.segment.image import segment_image
+
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    with pytest.raises(ValueError, match=rf"image of shape \({shape[-2]}, {shape[-1]}\) is too small to segment "
+                                         r"\(at least 8 x 8 px\)"):
+        segment_image(load_model("nuclear"), image, axes="TYX" if len(shape) == 3 else None)
+
+
 def test_an_unknown_channel_role_is_refused(nuclei_2d):
     """A misspelt role ({"nucleus": 0}) was ignored: channel 0 was taken as nuclear without a word."""
     from cellscale.segment.image import segment_image

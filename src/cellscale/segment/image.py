@@ -15,7 +15,7 @@ from itertools import repeat
 
 import numpy as np
 
-from cellscale.io import ImageError, ImageSource
+from cellscale.io import ImageError, ImageSource, too_small
 from cellscale.parallel import available_cores, ordered_map
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT
 from cellscale.segment.postprocess import PostprocessParams, postprocess_params
@@ -124,7 +124,8 @@ def segment_image(predictor, image, roles: dict | None = None, tile: int = _TILI
 
     Returns {compartment: uint32 labels} ("nuclear", and "whole_cell" for the tissue model): (T, Y, X) for an
     image with a T axis (a 4-D array, an :class:`ImageSource`), else (Y, X). Raises what :func:`segment_many`
-    would yield (a ValueError or :class:`~cellscale.io.ImageError` saying what is wrong).
+    would yield (a ValueError or :class:`~cellscale.io.ImageError` saying what is wrong; an image under
+    :data:`~cellscale.io.MIN_EDGE` px on an edge is refused, as the command line and the workflow refuse it).
     """
     unknown = sorted(set(roles or {}) - set(ROLES))
     if unknown:
@@ -210,6 +211,9 @@ def _planned(spec, index: int, fov: FieldOfView, tile: int, overlap: int, shard_
     ``sizing(source, roles, gamma)`` estimates a scale of "auto" (:func:`estimate_scale`)."""
     job = _Job(index, fov)
     try:
+        problem = too_small(*fov.source.shape[2:])  # as the command line and the workflow refuse it
+        if problem:
+            raise ImageError(f"{fov.source.path or 'image'}: {problem}")
         scale = fov.scale
         if is_auto(scale):
             if sizing is None:
