@@ -858,7 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", help="a label image, or a movie's labels: a (T, Y, X) stack or a folder of frames")
     p.add_argument("image", help="the image (C, Y, X), or the movie the labels were segmented from")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
-    p.add_argument("--channel-names", default=None, help="comma-separated names (default: OME metadata, else ch0..)")
+    p.add_argument("--channel-names", default=None,
+                   help="comma-separated names (default: OME metadata, else R,G,B of a colour picture, else ch0..)")
     p.add_argument("--extra-stats", action="store_true", default=default("measure", "extra_stats"),
                    help="add sum, median, std, 25th/75th percentiles")
     p.add_argument("--parquet", action="store_true", help="also write a Parquet file next to the CSV")

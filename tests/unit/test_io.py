@@ -588,6 +588,38 @@ def test_channel_names_an_ome_tiff_repeats_are_told_apart(tmp_path, caplog):
         sample_channel_names(path, 4, ["a", "b", "c"])
 
 
+def test_a_colour_picture_s_channels_are_named_r_g_b(tmp_path, capsys):
+    """The tables named a colour picture's channels ch0, ch1, ch2: an RGB(A) PNG or JPEG and an interleaved RGB TIFF
+    are R, G, B, an RGBA TIFF (which keeps its alpha as a channel) R, G, B, A; a planar stack tifffile marks RGB, a
+    grey image and names the sheet gives are as before."""
+    import imageio.v3 as iio
+    import pandas as pd
+
+    from cellscale.cli import main
+    from cellscale.steps.measure import sample_channel_names
+
+    rgba = np.random.default_rng(0).integers(0, 255, (24, 24, 4), dtype=np.uint8)
+    iio.imwrite(tmp_path / "rgba.png", rgba)
+    iio.imwrite(tmp_path / "rgb.jpg", rgba[..., :3])
+    tifffile.imwrite(tmp_path / "rgb.tif", rgba[..., :3], photometric="rgb")
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    tifffile.imwrite(tmp_path / "stack.tif", rgba[..., :3].transpose(2, 0, 1))  # planar RGB to tifffile
+    iio.imwrite(tmp_path / "grey.png", rgba[..., 0])
+    expected = {"rgba.png": ["R", "G", "B"], "rgb.jpg": ["R", "G", "B"], "rgb.tif": ["R", "G", "B"],
+                "rgba.tif": ["R", "G", "B", "A"], "stack.tif": ["ch0", "ch1", "ch2"], "grey.png": ["ch0"]}
+    for name, names in expected.items():
+        n = read_image(tmp_path / name).shape[1]
+        assert sample_channel_names(tmp_path / name, n, None) == names, name
+    assert sample_channel_names(tmp_path / "rgb.tif", 3, ["H", "E", "x"]) == ["H", "E", "x"]
+    labels = np.zeros((24, 24), np.uint32)
+    labels[4:12, 4:12] = 1
+    write_labels(tmp_path / "labels.tif", labels)
+    assert main(["measure", str(tmp_path / "labels.tif"), str(tmp_path / "rgba.png"), "-o",
+                 str(tmp_path / "cells.csv")]) == 0
+    table = pd.read_csv(tmp_path / "cells.csv")
+    assert table.loc[0, "R"] == rgba[4:12, 4:12, 0].mean() and "ch0" not in table.columns
+
+
 def test_frame_interval_is_read_from_the_image_metadata(tmp_path, caplog):
     """OME-TIFF TimeIncrement (+ unit, default s), ImageJ finterval (+ tunit, default seconds) and the OME-Zarr t
     axis's scale (with its unit) state a movie's frame interval, in seconds here; an unknown unit or a unitless t

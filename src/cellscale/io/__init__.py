@@ -20,6 +20,7 @@ from .formats import (
     MIN_EDGE,
     ImageError,
     channel_names_from_ome,
+    colour_channel_names,
     frame_interval_from_metadata,
     image_files,
     is_image_file,
@@ -39,7 +40,7 @@ from .source import ChannelFiles, FrameFiles, ImageSource, image_size, read_imag
 __all__ = [
     "CHANNEL_FILES_SEPARATOR", "ChannelFiles", "IMAGE_SUFFIXES", "MIN_EDGE", "FrameFiles", "ImageError", "ImageSource",
     "atomic_dir", "atomic_path", "scratch_dir",
-    "channel_names_from_ome", "check_labels", "image_files", "join_image_files",
+    "channel_names_from_ome", "check_labels", "colour_channel_names", "image_files", "join_image_files",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image", "pixel_size_from_metadata",
     "sample_pixel_size", "frame_interval_from_metadata", "sample_frame_interval", "too_small",
     "image_size", "read_image", "read_labels", "write_image", "write_labels", "LabelSeries", "series_names",

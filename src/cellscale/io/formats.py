@@ -237,6 +237,35 @@ def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE
     return [numbered[k] for k in nums]
 
 
+#: names of a colour picture's channels, in order (alpha: an RGBA TIFF's fourth sample; a PNG's is dropped)
+COLOUR_NAMES = ("R", "G", "B", "A")
+
+
+def colour_channel_names(path: str | os.PathLike, n_channels: int) -> list[str] | None:
+    """``R, G, B`` for a colour picture read as ``n_channels`` channels (and ``A`` for the alpha an RGBA TIFF keeps
+    as its fourth), or None: a PNG or JPEG of 3 channels (:func:`cellscale.io.read_image` drops a PNG's alpha), a
+    TIFF whose first page is photometric RGB with interleaved samples (its extra samples: ``A`` for alpha)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):
+        return list(COLOUR_NAMES[:3]) if n_channels == 3 and path.is_file() else None
+    if suffix not in (".tif", ".tiff") or not path.is_file():
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            # interleaved samples, as cameras, slide scanners and scikit-image write colour; tifffile also marks a
+            # (3, Y, X) stack written without photometric as planar RGB, which is most often three stains
+            if page.photometric != tifffile.PHOTOMETRIC.RGB or page.planarconfig != tifffile.PLANARCONFIG.CONTIG:
+                return None
+            alpha = [e in (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
+                     for e in page.extrasamples or ()]
+    except Exception:  # unreadable here: reading the image says why
+        return None
+    names = list(COLOUR_NAMES[:3]) + ["A" if a else None for a in alpha]
+    return names if len(names) == n_channels and all(names) else None
+
+
 def channel_names_from_ome(path: str | os.PathLike) -> list[str] | None:
     """Channel names stored in an OME-TIFF's (or OME-Zarr's ``omero``) metadata, or None. An image of one file per
     channel (:func:`image_files`) takes each file's one name (``ch<i>`` for a file that has none; None when none

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from cellscale.io import channel_names_from_ome, frame_interval_from_metadata
+from cellscale.io import channel_names_from_ome, colour_channel_names, frame_interval_from_metadata
 from cellscale.samples import unique_names
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, annotate, open_sample_image, sample_annotations, with_time
@@ -29,7 +29,7 @@ class MeasureSettings(Settings):
 
 
 def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -> list[str]:
-    """Names from the sample sheet, else the OME metadata, else ch0, ch1, ...
+    """Names from the sample sheet, else the OME metadata, else R, G, B (A) of a colour picture, else ch0, ch1, ...
 
     Names given (the sheet's ``channel_names``) must fit the image. The metadata's are the instrument's: a name it
     repeats (CODEX's ``Blank`` cycles) is told apart by a suffix (``Blank``, ``Blank_2``), and names of another
@@ -49,7 +49,7 @@ def sample_channel_names(image_path, n_channels: int, names: list[str] | None) -
         log.warning("%s: channel names its metadata repeats are told apart as %s (give the sample sheet's "
                     "channel_names to name them)", image_path, ", ".join(u for u, n in zip(unique, names) if u != n))
         names = unique
-    return names or [f"ch{i}" for i in range(n_channels)]
+    return names or colour_channel_names(image_path, n_channels) or [f"ch{i}" for i in range(n_channels)]
 
 
 def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parquet, timelapse: bool = False,
