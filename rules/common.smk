@@ -505,18 +505,27 @@ def run_jobs():
     return sorted(jobs)
 
 
-def tile_plans():
-    """Per sample with its own jobs, what its tile plan says of its size: shape (at the model's scale), number of
-    windows, windows per shard. Read here (from storage where there is no shared filesystem), not staged: the
-    plan's folder holds every shard's windows."""
+def own_plans():
+    """The tile plan (plan.json) of each sample with its own jobs that has one. Read here (from storage where there
+    is no shared filesystem), not staged: the plan's folder holds every shard's windows."""
     plans = {}
     for s in own_samples():
         path = fetched(f"results/tiles/{s}/plan.json")
-        if path is None:
-            continue
-        plan = json.loads(Path(path).read_text())
-        plans[s] = {"shape": plan["shape"], "tiles": len(plan["tiles"]), "shards": [len(x) for x in plan["shards"]]}
+        if path is not None:
+            plans[s] = json.loads(Path(path).read_text())
     return plans
+
+
+def tile_plans():
+    """Per sample with its own jobs, what its tile plan says of its size: shape (at the model's scale), number of
+    windows, windows per shard."""
+    return {s: {"shape": plan["shape"], "tiles": len(plan["tiles"]), "shards": [len(x) for x in plan["shards"]]}
+            for s, plan in own_plans().items()}
+
+
+def tile_warnings():
+    """Per sample with its own jobs, the warnings its tiling logged (a channel of one value...), for summary.tsv."""
+    return {s: plan.get("warnings", []) for s, plan in own_plans().items()}
 
 
 def rule_threads():

@@ -66,6 +66,7 @@ rule summary:
         provenance=lambda w: {key: provenance(key) for key in config["models"]},  # per model key (summary.tsv)
         formats=config["output"]["formats"],  # index.tsv: where each sample's OME-Zarr and SpatialData stores are
         annotations=lambda w: sheet_annotations(),  # well, site, ...: columns after sample
+        warnings=lambda w: tile_warnings(),  # what tiling warned per own-jobs sample (summary.tsv)
     log:
         "logs/summary.log",
     benchmark:

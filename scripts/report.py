@@ -36,7 +36,7 @@ def summary(s):
                      out_index=s.output.index, out_errors=s.output.errors, images=s.params.images,
                      compartments=s.params.compartments, provenance=s.params.provenance,
                      formats=tuple(s.params.formats), out_html=s.output.view,
-                     annotations=s.params.annotations)
+                     annotations=s.params.annotations, warnings=s.params.warnings)
 
 
 def report_fields(s):

@@ -18,6 +18,30 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+class _Notes(logging.Handler):
+    """Keeps the messages of warnings this thread logs (see :func:`captured_warnings`)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.thread, self.messages = threading.get_ident(), []
+
+    def emit(self, record):
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+@contextmanager
+def captured_warnings():
+    """The messages of the warnings the ``cellscale`` logger gets from this thread inside the block (a list, filled
+    as they come), for a result to carry what its log says (``warnings`` in summary.tsv); they are logged as before."""
+    logger, handler = logging.getLogger("cellscale"), _Notes()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
 @contextmanager
 def step_log(path=None, name: str = "step"):
     """Send the ``cellscale`` logger to ``path`` (and stderr) for one step.

@@ -280,3 +280,36 @@ def test_a_batch_job_fills_forward_passes_across_images(tmp_path, monkeypatch):
     for name, image in images.items():  # the labels of each image alone
         alone = segment_image(own, image, workers=1)["nuclear"][0]
         np.testing.assert_array_equal(read_labels(tmp_path / "batch" / "labels" / name / "nuclear.ome.tif"), alone)
+
+
+def test_a_blank_image_s_warning_reaches_summary_tsv(tmp_path):
+    """An all-zero image ended `ok` with 0 cells and only its log said why: the warning its planning logs goes into
+    its tile plan (a sample with its own jobs) or its batch's fields.tsv, and summary.tsv's `warnings` column (in
+    every run, blank where there was none) carries it."""
+    import json
+
+    from cellscale.segment.tiles import TilePlan
+    from cellscale.steps.report import run_summary
+    from cellscale.steps.segment import tile_sample
+
+    tifffile.imwrite(tmp_path / "blank.tif", np.zeros((64, 64), np.uint16))
+    good = sorted((DEMO / "dsb2018" / "images").glob("*.png"))[0]
+    roles = {"nuclear": None, "membrane": None}
+    fields = [Field("blank", str(tmp_path / "blank.tif"), roles), Field("good", str(good), roles)]
+    fields_tsv = segment_batch(fields, MODELS / "nuclear", tmp_path / "0000", "0000", threads=1)
+    blank = (f"{tmp_path / 'blank.tif'}: the nuclear channel (channel 0) holds one value (0) in every pixel read: "
+             "no objects can be found in it")
+    assert fields_tsv["nuclear_cells"][0] == 0 and fields_tsv["nuclear_cells"][1] > 0
+    assert fields_tsv["warnings"][0].startswith(blank) and fields_tsv["warnings"][1] == ""
+    plan = tile_sample("own", tmp_path / "blank.tif", tmp_path / "tiles", roles, MODELS / "nuclear")
+    assert plan.warnings == TilePlan.read(tmp_path / "tiles" / "plan.json").warnings and plan.warnings[0].startswith(
+        blank)
+    (tmp_path / "own.json").write_text(json.dumps({"sample": "own", "nuclear_cells": 0}))
+    run_summary([tmp_path / "own.json"], tmp_path / "summary.tsv", batch_dirs=[tmp_path / "0000"],
+                order=["blank", "good", "own"], warnings={"own": plan.warnings})
+    written = pd.read_csv(tmp_path / "summary.tsv", sep="\t", keep_default_na=False)
+    assert list(written["status"]) == ["ok"] * 3 and list(written["nuclear_cells"] == 0) == [True, False, True]
+    assert written["warnings"][0].startswith(blank) and written["warnings"][1] == ""
+    assert written["warnings"][2].startswith(blank)
+    plain = run_summary([tmp_path / "own.json"], tmp_path / "plain.tsv")  # no warnings known: the column is there
+    assert list(plain["warnings"]) == [""]

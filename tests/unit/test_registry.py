@@ -227,8 +227,8 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
     assert got["model_dataset"].to_dict() == {"a": nuclear["dataset"], "b": tissue["dataset"],
                                               "c": nuclear["dataset"], "d": None}
     assert list(table.columns) == ["sample", "status", "nuclear_cells", "nuclear_median_area",
-                                   "whole_cell_cells", "whole_cell_median_area", "pixel_size_um", "model",
-                                   "model_dataset"]  # as README's summary.tsv row lists them
+                                   "whole_cell_cells", "whole_cell_median_area", "pixel_size_um", "warnings",
+                                   "model", "model_dataset"]  # as README's summary.tsv row lists them
     page = (tmp_path / "summary.html").read_text()  # the report's view: empty cells blank, not <NA> or nan
     assert "NA&gt;" not in page and "nan" not in page and pd.read_html(tmp_path / "summary.html")[0].shape[0] == 4
 

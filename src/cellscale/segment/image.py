@@ -82,6 +82,7 @@ class FieldOfView:
     gamma: float = 1.0
     scale: float | str | None = None
     estimate: SizeEstimate | None = None  # set by segment_many where ``scale`` is "auto": what it measured
+    warnings: list[str] = field(default_factory=list)  # set by segment_many: the warnings its planning logged
 
 
 @dataclass
@@ -223,6 +224,7 @@ def _planned(spec, index: int, fov: FieldOfView, tile: int, overlap: int, shard_
         scale = resampling_scale(fov.pixel_size_um, spec.pixel_size_um, scale)
         job.plan, job.recipe = make_plan(fov.source, fov.roles or {}, spec.inputs, tile, overlap,
                                          spec.tile_multiple, shard_mpx, scale, fov.gamma)
+        fov.warnings = job.plan.warnings
     except IMAGE_ERRORS as err:
         job.error = err
     return job

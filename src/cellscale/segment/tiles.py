@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cellscale.io import ImageSource, atomic_path
+from cellscale.logs import captured_warnings
 from cellscale.segment.preprocess import (
     ChannelRecipe,
     channel_recipe,
@@ -45,6 +46,7 @@ class TilePlan:
         image's own (Y, X).
     pixel_size_um : the image's micrometres per pixel (its own grid), where known.
     frame_interval_s : a time-lapse's seconds between frames, where known.
+    warnings : the warnings planning logged (a channel of one value, a nuclear channel guessed), for summary.tsv.
     """
 
     shape: list[int]
@@ -57,6 +59,7 @@ class TilePlan:
     source_shape: list[int] | None = None
     pixel_size_um: float | None = None
     frame_interval_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def write(self, path: str | os.PathLike) -> None:
         with atomic_path(path) as tmp:
@@ -177,12 +180,13 @@ def make_plan(source: ImageSource, roles: dict, inputs: list[str], tile: int, ov
     naming the file): here on the subsample (:func:`input_ranges`), in
     :func:`shard_tiles` on every region read.
     """
-    recipe, ranges = input_ranges(source, roles, inputs, gamma)
+    with captured_warnings() as warnings:
+        recipe, ranges = input_ranges(source, roles, inputs, gamma)
     t, _, h, w = source.shape
     shape = (t, max(1, round(h * scale)), max(1, round(w * scale)))
     plan = plan_tiles(shape, tile, overlap, multiple, shard_mpx)
     plan.ranges = ranges
-    plan.scale, plan.source_shape = float(scale), [h, w]
+    plan.scale, plan.source_shape, plan.warnings = float(scale), [h, w], warnings
     return plan, recipe
 
 

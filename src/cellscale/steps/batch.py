@@ -18,8 +18,8 @@ A batch folder (``results/batches/NNNN/``) holds:
 - the per-cell table of all its fields of view, ``sample`` first, as Parquet: in the workflow
   ``results/cells/batch_NNNN.parquet``, so a run's batch tables read as one dataset
   (``pyarrow.dataset.dataset("results/cells")``);
-- ``fields.tsv``: one row per field of view (``sample``, ``status`` ok/failed, the summary counts, and
-  ``auto_scale``, the scale chosen where the sheet says ``auto``);
+- ``fields.tsv``: one row per field of view (``sample``, ``status`` ok/failed, the summary counts,
+  ``auto_scale``, the scale chosen where the sheet says ``auto``, and ``warnings``, the warnings its planning logged);
 - ``errors.tsv``: the failed ones, with the file and the reason.
 """
 
@@ -192,7 +192,8 @@ def segment_batch(fields: list[Field], model_dir, out_dir, batch: str = "", *, c
                     continue
                 tables[field.sample] = table
                 chose = fovs[i].estimate  # scale auto: the scale it chose, a column of its own
-                rows.append({**summary, "status": "ok", **({"auto_scale": chose.scale} if chose else {})})
+                rows.append({**summary, "status": "ok", **({"auto_scale": chose.scale} if chose else {}),
+                             "warnings": "; ".join(fovs[i].warnings)})
                 log.info("batch %s: %s, %s", batch, field.sample,
                          ", ".join(f"{len(table[table.compartment == c])} {c}" for c in result))
         finally:

@@ -66,7 +66,7 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
 def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | None = None,
                 out_index=None, out_errors=None, images: dict | None = None,
                 compartments: dict | None = None, provenance: dict | None = None,
-                formats: tuple = (), out_html=None, annotations=None) -> pd.DataFrame:
+                formats: tuple = (), out_html=None, annotations=None, warnings: dict | None = None) -> pd.DataFrame:
     """Run-level tables: ``summary.tsv`` (one row per sample, ``status`` ok or failed), ``index.tsv`` (where each
     sample's labels and cells are) and ``errors.tsv`` (the images that failed in batches, with the reason).
 
@@ -78,10 +78,14 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     ``spatialdata`` columns); ``out_html``: the summary and the errors as one HTML page (the report shows it);
     ``annotations``: the sheet's own columns per sample (``well``, ``site``; see
     :func:`cellscale.steps.sample_annotations`), after ``sample`` in ``summary.tsv``, ``index.tsv`` and ``errors.tsv``
-    (one named like a column of theirs is left out).
+    (one named like a column of theirs is left out); ``warnings``: per sample with its own jobs, the warnings its
+    tiling logged (its plan's ``warnings``; a batch's fields.tsv has its images'), the ``warnings`` column, blank where
+    there were none.
     """
     annotations = sample_annotations(annotations)
     rows = [{**json.loads(Path(p).read_text()), "status": "ok"} for p in summary_paths]
+    for row in rows:
+        row["warnings"] = "; ".join((warnings or {}).get(row["sample"], []))
     index = [{"sample": r["sample"], "batch": "", "status": "ok"} for r in rows]
     errors = []
     for folder in map(Path, batch_dirs):
@@ -99,7 +103,10 @@ def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | 
     # the same column order whichever sample comes first (a nuclear-only one put the whole-cell counts at the end)
     known = ["sample", "status", "batch", *(f"{c}_{s}" for c in COMPARTMENTS for s in ("cells", "median_area")),
              "frames", "tracks", "divisions", "pixel_size_um", "frame_interval_s", "auto_scale"]
-    last = ["model", "model_dataset"]
+    last = ["warnings", "model", "model_dataset"]
+    # what planning warned (a blank channel...), blank where nothing: a column in every run (a failed image's
+    # reason is in errors.tsv)
+    table["warnings"] = table["warnings"].fillna("") if "warnings" in table else ""
     table = table[[c for c in known if c in table] + [c for c in table.columns if c not in known + last] +
                   [c for c in last if c in table]]
     for column in table.columns:  # counts stay integers where some samples have none (NA)
