@@ -21,7 +21,7 @@ validate(config, schema="../workflow/schemas/config.schema.yaml")
 # unknown one is an error naming the versions there are). What produced each result, per model key, for the report.
 from cellscale.registry import is_model_ref, model_provenance, resolve_model  # noqa: E402
 from cellscale.settings import AUTO, parse_scale  # noqa: E402
-from cellscale.samples import annotation_columns  # noqa: E402
+from cellscale.samples import BATCH_NAME_LETTERS, annotation_columns  # noqa: E402
 from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
 from cellscale.io import CHANNEL_FILES_SEPARATOR, image_files  # noqa: E402
 
@@ -177,7 +177,7 @@ wildcard_constraints:
     sample=_name.pattern.strip("^$"),
     compartment="nuclear|whole_cell",
     shard=r"\d{4}",
-    batch=r"\d{4}",
+    batch=r"[a-z]{%d}" % BATCH_NAME_LETTERS,
 
 
 # Each column as a dict: the input functions run once per job, and a sheet may have 10^5 rows (a dict lookup is
@@ -322,11 +322,11 @@ def batch_plan():
         path = path.storage_object.local_path()
     key = (str(path), os.path.getmtime(path))
     if key not in _plans:
-        plan = pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": "Int64"}, keep_default_na=False,
+        plan = pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": str}, keep_default_na=False,
                            na_values=[""])
-        plan = plan.assign(batch=plan["batch"].map(lambda b: None if pd.isna(b) else f"{int(b):04d}"))
-        _plans.clear()
-        _plans[key] = plan, plan.dropna(subset="batch").groupby("batch", sort=True)["sample"].agg(list).to_dict()
+        plan = plan.assign(batch=plan["batch"].map(lambda b: None if pd.isna(b) else b))
+        _plans.clear()  # batches in sheet order (their names are hashes: cellscale.samples.batch_name)
+        _plans[key] = plan, plan.dropna(subset="batch").groupby("batch", sort=False)["sample"].agg(list).to_dict()
     return _plans[key]
 
 

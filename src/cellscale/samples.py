@@ -21,22 +21,26 @@ Every row is valid for the packaged ``samples`` schema, whose name pattern and `
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
+import string
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cellscale.io import atomic_path, image_size
 from cellscale.io.formats import (CHANNEL_FILES_SEPARATOR, IMAGE_SUFFIXES, image_files, is_image_file, is_ome_zarr,
                                   join_image_files)
 from cellscale.settings import schema
 
-__all__ = ["CHANNEL_GROUP", "COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "annotation_columns", "build_sheet",
-           "format_sheet", "group_channels", "list_images", "pack_batches", "sample_name", "unique_names",
-           "write_sheet"]
+__all__ = ["CHANNEL_GROUP", "COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "annotation_columns", "batch_name",
+           "build_sheet", "format_sheet", "group_channels", "list_images", "pack_batches", "sample_name",
+           "unique_names", "write_sheet"]
 
 # the columns written for every sheet, in this order (extra columns from --pattern follow)
 COLUMNS = ("sample", "image", "kind", "nuclear_channel", "membrane_channel", "channel_names", "pixel_size_um",
@@ -411,29 +415,68 @@ def write_sheet(sheet: Sheet, output: str | os.PathLike) -> None:
 # Batches: many fields of view per job
 # ---------------------------------------------------------------------------------------------------------------
 
-def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: float) -> list[int]:
-    """Batch numbers (0, 1, ...) for fields of view of ``mpx`` megapixels, in sheet order.
+BATCH_NAME_LETTERS = 10  # a batch's name: letters only, so no table reader takes it for a number
 
-    Consecutive fields of view of the same ``key`` (the model they need) fill a batch until the next one would
-    take it past ``limit_mpx`` (config ``tiling.shard_mpx``); a batch holds at least one. An unknown size (None:
-    the file could not be read; its batch job records why) counts as 0. So a run has about total Mpx /
-    ``limit_mpx`` batches, one more per key, however many fields of view it has. Keys are taken in order of first
-    appearance, so a batch's members follow the sheet.
+
+def batch_name(sample: str) -> str:
+    """A batch's name, from its first sample's name: ``BATCH_NAME_LETTERS`` lower-case letters of the name's
+    SHA-256 (the same on every machine and run, unlike Python's ``hash``)."""
+    code = int.from_bytes(hashlib.sha256(f"batch:{sample}".encode()).digest(), "big")
+    letters = []
+    for _ in range(BATCH_NAME_LETTERS):
+        code, k = divmod(code, 26)
+        letters.append(string.ascii_lowercase[k])
+    return "".join(letters)
+
+
+def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: float,
+                 names: Sequence[str]) -> list[str]:
+    """Batch names for the fields of view ``names`` of ``mpx`` megapixels, in sheet order.
+
+    Each ``key``'s (the model it needs) fields of view, in sheet order, are cut into runs by their content, not
+    their positions: a run of more than twice ``limit_mpx`` (config ``tiling.shard_mpx``) is cut after its member
+    whose name hashes lowest (SHA-256), and each part again, until every run holds at most ``2 * limit_mpx`` (or
+    one field of view). A batch then holds about ``limit_mpx`` on average (from a few fields of view to twice
+    that), and a row inserted into or taken out of the sheet changes only the batch that holds it (which may split
+    in two, or join its neighbour): every other batch keeps its members, since whether and where a run is cut
+    depends only on the names and sizes inside it. A batch is named after its first member
+    (:func:`batch_name`), so the others keep their names too. An unknown size (None: the file could not be read;
+    its batch job records why) counts as 0. The result is the same for the same sheet, run after run.
     """
-    if len(mpx) != len(keys):
-        raise ValueError(f"{len(mpx)} sizes for {len(keys)} keys")
+    if not len(mpx) == len(keys) == len(names):
+        raise ValueError(f"{len(mpx)} sizes for {len(keys)} keys and {len(names)} names")
     if not limit_mpx > 0:
         raise ValueError(f"limit_mpx must be positive, got {limit_mpx}")
-    out = [0] * len(mpx)
-    batch = -1
+    # sizes in whole pixels: integer sums, so no rounding elsewhere in the sheet moves a cut
+    pixels = np.array([round((m or 0.0) * 1e6) for m in mpx], dtype=np.int64)
+    cap = int(2 * limit_mpx * 1e6)
+    lowest = np.array([int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big") for n in names], np.uint64)
+    key_array = np.asarray(keys, dtype=object)
+    out = [""] * len(mpx)
+    first_of: dict[str, str] = {}
     for key in dict.fromkeys(keys):
-        filled = None  # nothing open for this key yet
-        for i, k in enumerate(keys):
-            if k != key:
-                continue
-            size = mpx[i] or 0.0
-            if filled is None or filled + size > limit_mpx:
-                batch, filled = batch + 1, 0.0
-            filled += size
-            out[i] = batch
+        members = np.flatnonzero(key_array == key)
+        for lo, hi in _runs(pixels[members], lowest[members], cap):
+            name = batch_name(names[members[lo]])
+            if name in first_of:  # 26^10 names: not expected before the sheets of another universe
+                raise ValueError(f"samples {first_of[name]!r} and {names[members[lo]]!r} give the same batch name "
+                                 f"{name!r}: rename one")
+            first_of[name] = names[members[lo]]
+            for i in members[lo:hi]:
+                out[i] = name
     return out
+
+
+def _runs(pixels: np.ndarray, priority: np.ndarray, cap: int) -> list[tuple[int, int]]:
+    """[start, stop) runs of :func:`pack_batches`, in order: a run above ``cap`` is cut after its member of
+    lowest ``priority``, recursively."""
+    total = np.concatenate([[0], np.cumsum(pixels)])
+    runs, todo = [], [(0, len(pixels))]
+    while todo:
+        lo, hi = todo.pop()
+        if hi - lo <= 1 or total[hi] - total[lo] <= cap:
+            runs.append((lo, hi))
+            continue
+        cut = lo + int(np.argmin(priority[lo:hi - 1])) + 1
+        todo += [(cut, hi), (lo, cut)]
+    return sorted(runs)

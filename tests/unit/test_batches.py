@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -11,20 +14,27 @@ import pytest
 import tifffile
 from support import DEMO, MODELS
 
-from cellscale.samples import pack_batches
+from cellscale.samples import batch_name, pack_batches
 from cellscale.steps import read_tsv
 from cellscale.steps.batch import Field, plan_batches, read_plan, segment_batch
 
 
-def test_pack_batches_fills_each_batch_up_to_the_limit_in_sheet_order():
-    sizes = [0.3, 0.3, 0.3, 0.5, 0.2, 1.5, 0.1]
-    assert pack_batches(sizes, ["n"] * 7, 1.0) == [0, 0, 0, 1, 1, 2, 3]
+def test_pack_batches_keeps_models_apart_and_sheet_order_and_caps_each_batch():
+    sizes = [0.3, 0.3, 0.3, 0.5, 0.2, 1.5, 0.1, 0.4]
+    names = [f"f{i}" for i in range(8)]
+    batches = pack_batches(sizes, ["n"] * 8, 1.0, names)
+    for b in set(batches):
+        held = [i for i, k in enumerate(batches) if k == b]
+        assert held == list(range(held[0], held[-1] + 1))  # a run of the sheet
+        assert sum(sizes[i] for i in held) <= 2.0 and batches[held[0]] == batch_name(names[held[0]])
+    assert sum(sizes) > 2.0 and len(set(batches)) >= 2
     # a batch never mixes models; each model's images keep their order
-    assert pack_batches([0.5, 0.5, 0.5, 0.5], ["n", "t", "n", "t"], 1.0) == [0, 1, 0, 1]
+    mixed = pack_batches([0.5] * 4, ["n", "t", "n", "t"], 1.0, ["a", "b", "c", "d"])
+    assert mixed == [batch_name("a"), batch_name("b"), batch_name("a"), batch_name("b")]
     # unknown sizes (unreadable files) count as nothing: their batch job says why they failed
-    assert pack_batches([None, None, 0.6, None], ["n"] * 4, 1.0) == [0, 0, 0, 0]
+    assert len(set(pack_batches([None, None, 0.6, None], ["n"] * 4, 1.0, list("abcd")))) == 1
     with pytest.raises(ValueError):
-        pack_batches([1.0], ["n", "n"], 1.0)
+        pack_batches([1.0], ["n", "n"], 1.0, ["a", "b"])
 
 
 @pytest.mark.parametrize("n", [1, 10, 1000])
@@ -32,12 +42,49 @@ def test_batches_grow_with_megapixels_not_with_images(n):
     rng = np.random.default_rng(n)
     sizes = rng.uniform(0.05, 1.0, n).tolist()
     limit = 4.0
-    batches = pack_batches(sizes, ["n"] * n, limit)
-    count = max(batches) + 1
-    assert count <= math.ceil(sum(sizes) / limit) * 1.35 + 1  # first-fit in order wastes at most one image a batch
-    for b in range(count):
-        assert sum(s for s, k in zip(sizes, batches) if k == b) <= limit or batches.count(b) == 1
-    assert batches == sorted(batches)  # batches follow the sheet
+    batches = pack_batches(sizes, ["n"] * n, limit, [f"s{i}" for i in range(n)])
+    names = list(dict.fromkeys(batches))
+    assert len(names) <= math.ceil(sum(sizes) / limit) * 1.35 + 1
+    if n == 1000:  # about limit a batch on average
+        assert 0.7 < sum(sizes) / limit / len(names) < 1.35
+    for b in names:
+        assert sum(s for s, k in zip(sizes, batches) if k == b) <= 2 * limit or batches.count(b) == 1
+    assert batches == sorted(batches, key=names.index)  # batches follow the sheet
+
+
+def test_an_inserted_and_a_removed_row_change_only_their_own_batches():
+    """A plate's sheet edited in the middle (a row inserted, another taken out): every batch away from the two
+    edits keeps its members and its name, so only two or three batches rerun; an unchanged sheet gives the same
+    batches, whatever Python's hash seed."""
+    plate = [f"{row}{col:02d}_s{site}" for row in "ABCDEFGH" for col in range(1, 13) for site in (1, 2)]  # 192
+    sizes = [0.065536 if i % 5 else 0.26 for i in range(len(plate))]
+    before = pack_batches(sizes, ["nuclear"] * len(plate), 1.0, plate)
+    assert len(set(before)) >= 10 and pack_batches(sizes, ["nuclear"] * len(plate), 1.0, plate) == before
+    edited, edited_sizes = plate.copy(), sizes.copy()
+    edited.insert(100, "D06_s3")  # a field of view more in the middle of the plate
+    edited_sizes.insert(100, 0.065536)
+    del edited[40], edited_sizes[40]  # one taken out
+    after = pack_batches(edited_sizes, ["nuclear"] * len(edited), 1.0, edited)
+
+    def members(names, batches):
+        return {b: [s for s, k in zip(names, batches) if k == b] for b in dict.fromkeys(batches)}
+
+    old, new = members(plate, before), members(edited, after)
+    kept = {b for b in new if old.get(b) == new[b]}
+    assert len(new) - len(kept) <= 3 and len(old) - len(kept) <= 3, (old, new)
+    assert len(kept) >= len(old) - 3 >= 7
+    # what changed is the batches of the two edits, or a neighbour one of them split from or joined
+    order = list(old)
+    edits = {order.index(before[i]) for i in (40, 99, 100)}
+    assert set(old) - kept <= {order[k] for e in edits for k in (e - 1, e, e + 1) if 0 <= k < len(order)}
+
+
+def test_batch_names_do_not_depend_on_pythons_hash_seed():
+    code = ("from cellscale.samples import pack_batches; "
+            "print(pack_batches([0.3] * 50, ['n'] * 50, 1.0, [f'w{i}' for i in range(50)]))")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(runs) == 1 and len(set(eval(runs.pop()))) > 5
 
 
 def test_plan_sends_small_stills_to_batches_and_large_images_and_movies_to_their_own_jobs(tmp_path):
@@ -52,7 +99,7 @@ def test_plan_sends_small_stills_to_batches_and_large_images_and_movies_to_their
     })
     plan = plan_batches(rows, tmp_path / "plan.tsv", shard_mpx=1.0)
     back = read_plan(tmp_path / "plan.tsv").set_index("sample")
-    pd.testing.assert_frame_equal(back.reset_index(), plan.astype({"batch": "Int64"}))
+    pd.testing.assert_frame_equal(back.reset_index(), plan)
     assert back.loc["a", "mpx"] == pytest.approx(0.065536) and back.loc["half", "mpx"] == pytest.approx(0.262144)
     assert pd.isna(back.loc["big", "batch"]) and pd.isna(back.loc["movie", "batch"])
     assert back.loc["a", "batch"] == back.loc["b", "batch"] == back.loc["absent", "batch"] == back.loc["half", "batch"]

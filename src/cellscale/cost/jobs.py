@@ -37,10 +37,11 @@ SHARD_RULES = ("segment",)                                                      
 
 
 def read_batch_plan(path: Path | str) -> pd.DataFrame:
-    """``results/batches/plan.tsv``: sample (text), batch (``0007`` or empty), mpx (float, NaN if unknown)."""
-    plan = pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": "Int64", "mpx": float},
+    """``results/batches/plan.tsv``: sample (text), batch (its name, or empty), mpx (float, NaN if unknown)."""
+    plan = pd.read_csv(path, sep="\t", dtype={"sample": str, "batch": str, "mpx": float},
                        keep_default_na=False, na_values=[""])
-    plan["batch"] = plan["batch"].map(lambda b: "" if pd.isna(b) else f"{int(b):04d}")
+    # a plan of an earlier version numbered its batches (3: the folder 0003)
+    plan["batch"] = plan["batch"].fillna("").map(lambda b: f"{int(b):04d}" if b.isdigit() else b)
     return plan
 
 

@@ -2,21 +2,23 @@
 
 - :func:`plan_batches` (the ``plan_batches`` checkpoint) takes every image's size from the sample sheet or its
   header and packs the small still
-  images into batches of about ``tiling.shard_mpx`` megapixels (:func:`cellscale.samples.pack_batches`); larger
+  images into batches of about ``tiling.shard_mpx`` megapixels, cut by content: an inserted or removed row
+  changes only its own batch (:func:`cellscale.samples.pack_batches`); larger
   images and time-lapse movies keep their own tile, segment and stitch jobs;
 - :func:`segment_batch` (one ``segment_batch`` job) tiles, segments, stitches and measures every field of view
   of a batch in one process, filling the network's forward passes across images
   (:func:`cellscale.segment.image.segment_many`). A field of view that fails (unreadable, wrong channels, NaN
   pixels) is a row of the batch's ``errors.tsv``; every other one finishes.
 
-A batch folder (``results/batches/NNNN/``) holds:
+A batch folder (``results/batches/<batch>/``, named after its first image: :func:`cellscale.samples.batch_name`)
+holds:
 
 - ``labels/<sample>/<compartment>.ome.tif``: 32-bit labels, as ``results/segmentation/<sample>/`` for a sample
   with its own jobs; or, with ``label_files="per_batch"`` (``batches.label_files``), one multi-series OME-TIFF per
   compartment, ``<compartment>.ome.tif``, one OME ``Image`` per field of view named after its sample, in the
   batch's order (:func:`cellscale.io.write_label_series`; :func:`cellscale.steps.label_paths` finds either);
 - the per-cell table of all its fields of view, ``sample`` first, as Parquet: in the workflow
-  ``results/cells/batch_NNNN.parquet``, so a run's batch tables read as one dataset
+  ``results/cells/batch_<batch>.parquet``, so a run's batch tables read as one dataset
   (``pyarrow.dataset.dataset("results/cells")``);
 - ``fields.tsv``: one row per field of view (``sample``, ``status`` ok/failed, the summary counts,
   ``auto_scale``, the scale chosen where the sheet says ``auto``, and ``warnings``, the warnings its planning logged);
@@ -79,8 +81,10 @@ def plan_batches(rows: pd.DataFrame, out_tsv, shard_mpx: float, enabled: bool = 
     ``scale`` (model pixels per image pixel, NA = 1), and optionally ``height`` and ``width``: an image whose row
     has both is not opened (``cellscale samples --sizes`` writes them; on a cluster without a shared disk this job
     then downloads no image), the others' headers are read by ``workers`` threads. Still images of at most
-    ``shard_mpx`` megapixels go into batches of about ``shard_mpx``, one model per batch. An unreadable image goes
-    into a batch too, whose job records why (the run's other images are not held up).
+    ``shard_mpx`` megapixels go into batches of about ``shard_mpx`` (at most twice that), one model per batch,
+    cut by their names' hashes so that an edit of the sheet changes only the batch it touches
+    (:func:`cellscale.samples.pack_batches`); ``batch`` is the batch's name. An unreadable image goes into a batch
+    too, whose job records why (the run's other images are not held up).
     """
     rows = rows.reset_index(drop=True)
     still = (rows["kind"] != "timelapse").to_numpy() if enabled else np.zeros(len(rows), bool)
@@ -95,10 +99,11 @@ def plan_batches(rows: pd.DataFrame, out_tsv, shard_mpx: float, enabled: bool = 
         for i, size in zip(todo, pool.map(lambda i: image_mpx(rows["image"][i], scales[i], sizes[i]), todo)):
             mpx[i] = size
     small = [bool(still[i]) and (mpx[i] is None or mpx[i] <= shard_mpx) for i in range(len(rows))]
-    batch = pd.array([pd.NA] * len(rows), dtype="Int64")
+    batch = pd.array([pd.NA] * len(rows), dtype="string")
     picked = np.flatnonzero(small)
     if len(picked):
-        batch[picked] = pack_batches([mpx[i] for i in picked], list(rows["model"][picked]), shard_mpx)
+        batch[picked] = pack_batches([mpx[i] for i in picked], list(rows["model"][picked]), shard_mpx,
+                                     list(rows["sample"][picked]))
     plan = pd.DataFrame({"sample": rows["sample"], "batch": batch, "mpx": mpx})
     with atomic_path(out_tsv) as tmp:
         plan.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
@@ -109,7 +114,7 @@ def plan_batches(rows: pd.DataFrame, out_tsv, shard_mpx: float, enabled: bool = 
 
 def read_plan(path) -> pd.DataFrame:
     """The plan :func:`plan_batches` wrote."""
-    return read_tsv(path, {"batch": "Int64", "mpx": float})
+    return read_tsv(path, {"batch": "string", "mpx": float})
 
 
 
