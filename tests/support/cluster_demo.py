@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from cellscale.samples import batch_name
+
 from . import MODELS
 from . import gke_run as harness
 
@@ -31,6 +33,7 @@ SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
 CONFIG = {"tiling": {"tile": 128, "overlap": 32, "shard_mpx": 0.05},
           # on GKE the batch job downloads fov1 and fov2 itself; without remote storage (SLURM, local) the same
           "batches": {"read_fields": "direct"}}
+BATCH = batch_name("fov1")  # fov1 and fov2's batch, named after its first image
 REFERENCE_LIMIT_S = 900
 
 

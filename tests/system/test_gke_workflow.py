@@ -150,20 +150,20 @@ def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
                 "results/errors.tsv", "results/batches/plan.tsv"):
         assert (bucket / rel).read_text() == (local_run / rel).read_text(), rel
     for sample in ("fov1", "fov2"):
-        rel = f"results/batches/0000/labels/{sample}/nuclear.ome.tif"
+        rel = f"results/batches/{cluster_demo.BATCH}/labels/{sample}/nuclear.ome.tif"
         np.testing.assert_array_equal(read_labels(bucket / rel), read_labels(local_run / rel))
-    pd.testing.assert_frame_equal(pd.read_parquet(bucket / "results/cells/batch_0000.parquet"),
-                                  pd.read_parquet(local_run / "results/cells/batch_0000.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(bucket / f"results/cells/batch_{cluster_demo.BATCH}.parquet"),
+                                  pd.read_parquet(local_run / f"results/cells/batch_{cluster_demo.BATCH}.parquet"))
     shards = sorted(p.name for p in (local_run / "results/predictions/tissue").glob("shard_*.zarr.zip"))
     assert shards and sorted(p.name for p in (bucket / "results/predictions/tissue").glob("*.zarr.zip")) == shards
     # the batch's OME-Zarr exports, whose jobs downloaded the fields themselves: image and labels as the local run's
     for sample in ("fov1", "fov2"):
-        rel = f"results/ngff/batch_0000/{sample}.ome.zarr"
+        rel = f"results/ngff/batch_{cluster_demo.BATCH}/{sample}.ome.zarr"
         theirs, ours = ngff_arrays(bucket / rel), ngff_arrays(local_run / rel)
         assert theirs.keys() == ours.keys() and {"image", "nuclear"} <= theirs.keys(), sample
         for name, array in theirs.items():
             np.testing.assert_array_equal(array, ours[name], err_msg=f"{sample} {name}")
-    assert (bucket / "results/spatialdata/batches/0000.zarr/zarr.json").exists()
+    assert (bucket / f"results/spatialdata/batches/{cluster_demo.BATCH}.zarr/zarr.json").exists()
 
 
 def ngff_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -329,7 +329,8 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
     exported = [e["pod"] for e in cluster.events() if e["event"] == "finished" and e["exit_code"] == 0
                 and rules[e["job"]] in (["ngff_batch"], ["spatialdata_batch"])]
     assert len(exported) == 2
-    label_files = sum(p.is_file() for p in (gke_run["bucket"] / "results/batches/0000/labels").rglob("*"))
+    labels = gke_run["bucket"] / "results/batches" / cluster_demo.BATCH / "labels"
+    label_files = sum(p.is_file() for p in labels.rglob("*"))
     assert label_files >= len(fields)
     for pod in exported:
         theirs = [q for q in storage.requests if q.client == pod]

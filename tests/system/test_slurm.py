@@ -312,7 +312,7 @@ def test_partitions_and_account_come_from_the_environment(runs):
         [SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(runs["on_slurm"]),
          "--profile", str(ROOT / "profiles" / "slurm"), "-n", "--forcerun", "segment", "segment_batch",
          # named targets: forcerun reaches no job behind two checkpoints (plan_batches, then tile) in Snakemake 9.27
-         "results/segmentation/tissue/nuclear.ome.tif", "results/batches/0000"],
+         "results/segmentation/tissue/nuclear.ome.tif", f"results/batches/{cluster_demo.BATCH}"],
         env=env, capture_output=True, text=True, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]

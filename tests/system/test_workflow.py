@@ -15,8 +15,11 @@ import pytest
 import yaml
 from support import DEMO, MODELS, ROOT, need_shared
 
+from cellscale.samples import batch_name
+
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+DSB = batch_name("dsb")  # the demo run's batch: its one image, dsb (a batch is named after its first image)
 HEADER = "sample\timage\tkind\tnuclear_channel\tmembrane_channel\tchannel_names\tpixel_size_um\n"
 
 
@@ -78,9 +81,9 @@ def matched_pairs(truth, pred, iou=0.5):
 def test_outputs_exist(demo_run):
     work = demo_run[0]
     for rel in ["results/segmentation/tissue/nuclear.ome.tif", "results/segmentation/tissue/whole_cell.ome.tif",
-                "results/segmentation/movie/nuclear.ome.tif", "results/batches/0000/labels/dsb/nuclear.ome.tif",
+                "results/segmentation/movie/nuclear.ome.tif", f"results/batches/{DSB}/labels/dsb/nuclear.ome.tif",
                 "results/measurements/tissue.csv", "results/measurements/tissue.parquet",
-                "results/cells/batch_0000.parquet", "results/tracks/movie/res_track.txt",
+                f"results/cells/batch_{DSB}.parquet", "results/tracks/movie/res_track.txt",
                 "results/tracks/movie/mask000.tif", "results/tracks/movie.parquet", "results/report/movie/lineage.png",
                 "results/report/tissue/overlay.png", "results/report/fields/overlays.png",
                 "results/report/fields/distributions.png", "results/summary.tsv", "results/index.tsv",
@@ -89,7 +92,7 @@ def test_outputs_exist(demo_run):
     import tifffile
 
     for sample, rel in (("tissue", "results/segmentation/tissue/nuclear.ome.tif"),
-                        ("dsb", "results/batches/0000/labels/dsb/nuclear.ome.tif")):
+                        ("dsb", f"results/batches/{DSB}/labels/dsb/nuclear.ome.tif")):
         with tifffile.TiffFile(work / rel) as tif:   # the OME image named after its sample (was Image0)
             assert tif.series[0].name == sample, rel
     # tissue and movie are larger than a shard: their own jobs; the tile plan made several shards, so several
@@ -147,7 +150,7 @@ def test_run_tables_say_where_every_sample_is(demo_run):
     work = demo_run[0]
     index = pd.read_csv(work / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
     assert list(index.index) == ["tissue", "movie", "dsb"]  # sheet order
-    assert list(index["batch"]) == ["", "", "0000"] and (index["status"] == "ok").all()
+    assert list(index["batch"]) == ["", "", DSB] and (index["status"] == "ok").all()
     assert index.loc["tissue", "whole_cell_labels"] == "results/segmentation/tissue/whole_cell.ome.tif"
     assert index.loc["dsb", "whole_cell_labels"] == ""
     cells = pd.read_parquet(work / "results/cells.parquet")
@@ -193,7 +196,7 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
     work = demo_run[0]
     index = pd.read_csv(work / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
     assert index.loc["tissue", "ngff"] == "results/ngff/tissue.ome.zarr"
-    assert index.loc["dsb", "spatialdata"] == "results/spatialdata/batches/0000.zarr"
+    assert index.loc["dsb", "spatialdata"] == f"results/spatialdata/batches/{DSB}.zarr"
     assert index.loc["dsb", "spatialdata_coordinate_system"] == "dsb"
     assert index.loc["tissue", "spatialdata_coordinate_system"] == "global"
     for sample, row in index.iterrows():
@@ -237,9 +240,9 @@ def test_a_batched_image_gets_the_labels_of_its_own_jobs(demo_run):
     result = run(work, "results/segmentation/dsb/nuclear.ome.tif", "results/measurements/dsb.parquet")
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_array_equal(read_labels(work / "results/segmentation/dsb/nuclear.ome.tif"),
-                                  read_labels(work / "results/batches/0000/labels/dsb/nuclear.ome.tif"))
+                                  read_labels(work / f"results/batches/{DSB}/labels/dsb/nuclear.ome.tif"))
     own = pd.read_parquet(work / "results/measurements/dsb.parquet")
-    batched = pd.read_parquet(work / "results/cells/batch_0000.parquet").drop(columns="sample")
+    batched = pd.read_parquet(work / f"results/cells/batch_{DSB}.parquet").drop(columns="sample")
     pd.testing.assert_frame_equal(own[batched.columns], batched)
 
 
@@ -481,9 +484,11 @@ def test_batches_share_the_machines_cores(tmp_path):
     """Two batches on 2 cores run side by side with one thread each; with 4 cores, or as the only batch, a job
     takes 2 (the rule's threads follow the run's batches: rules/common.smk batch_threads)."""
     images = DEMO / "dsb2018" / "images"
+    # 0.066 + 0.082 + 0.066 Mpx: above twice shard_mpx, so two batches
     write_config(tmp_path, [f"a\t{images / '0bf4b144167694b6.png'}\ttissue\t\t\t\t",
-                            f"b\t{images / '9fb32aba1c2fd532.png'}\ttissue\t\t\t\t"],
-                 tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})  # 0.066 + 0.082 Mpx: a batch each
+                            f"b\t{images / '9fb32aba1c2fd532.png'}\ttissue\t\t\t\t",
+                            f"c\t{images / '0bf4b144167694b6.png'}\ttissue\t\t\t\t"],
+                 tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1})
     assert run(tmp_path, "--until", "plan_batches").returncode == 0
     two = run(tmp_path, "-n")
     four = run(tmp_path, "-n", "--cores", "4")
@@ -742,7 +747,10 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
     result = run(tmp_path)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
-    batches = math.ceil(n * 64 * 96 / 1e6 / shard_mpx)
+    plan = pd.read_csv(tmp_path / "results/batches/plan.tsv", sep="\t", dtype={"batch": str})
+    batches = plan["batch"].nunique()  # about one a shard_mpx, each at most two
+    assert n * 64 * 96 / 1e6 / shard_mpx / 2 <= batches <= 2 * math.ceil(n * 64 * 96 / 1e6 / shard_mpx)
+    assert (plan.groupby("batch")["mpx"].sum() <= 2 * shard_mpx).all()
     assert len(list((tmp_path / "logs/segment_batch").glob("*.log"))) == batches
     steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", out)[-1])
     # plan, the batches, the run's tables, the report's two figures, the cost and `all`
@@ -775,10 +783,13 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
 
 def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
     """A screen's sheet from `cellscale samples --pattern`: well and site reach summary.tsv, index.tsv and the cell
-    tables; a rerun with nothing changed does nothing, and rows added at the end of the sheet run only the batches
-    that hold them (before, a new plan reran every batch: plan.tsv was each batch job's input)."""
+    tables; a rerun with nothing changed does nothing; rows added at the end of the sheet run only the batches that
+    hold them (before, a new plan reran every batch: plan.tsv was each batch job's input); and a row inserted in
+    the middle of the sheet and another taken out schedule only the batches they change (before, batches were cut
+    in sheet order, so every later batch changed its members and reran)."""
     import tifffile
 
+    from cellscale.steps.batch import read_plan
     from cellscale.synth.tissue import make_tissue
 
     cellscale = str(Path(SNAKEMAKE).parent / "cellscale")
@@ -795,8 +806,19 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
         assert made.returncode == 0, made.stderr
         return made.stdout
 
-    fields([f"{w}_s{s}" for w in ("A01", "A02", "B01") for s in (1, 2)])  # 6 fields of 0.006 Mpx: 3 batches of 2
-    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.013})
+    def batches():
+        """{batch: its samples} of the current plan."""
+        plan = read_plan(tmp_path / "results/batches/plan.tsv")
+        return {b: tuple(rows["sample"]) for b, rows in plan.groupby("batch", sort=False)}
+
+    def changed(before, after):
+        return {b for b, members in after.items() if before.get(b) != members}
+
+    def mtimes(names):
+        return {b: (tmp_path / f"results/cells/batch_{b}.parquet").stat().st_mtime_ns for b in names}
+
+    fields([f"{w}_s{s}" for w in ("A01", "A02", "B01") for s in (1, 2)])  # 6 fields of 0.006 Mpx
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.0065})  # at most 2 a batch
     (tmp_path / "config/samples.tsv").write_text(sheet("*.tif"))
     first = run(tmp_path)
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
@@ -805,7 +827,9 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
     assert summary["well"].tolist() == ["A01", "A01", "A02", "A02", "B01", "B01"]
     assert summary["site"].tolist() == [1, 2] * 3
     index = pd.read_csv(tmp_path / "results/index.tsv", sep="\t")
-    assert index["batch"].tolist() == [0, 0, 1, 1, 2, 2] and index["well"].tolist() == summary["well"].tolist()
+    old = batches()
+    assert index["batch"].tolist() == [b for b, members in old.items() for _ in members] and len(old) >= 3
+    assert index["well"].tolist() == summary["well"].tolist()
     cells = pd.read_parquet(tmp_path / "results/cells.parquet")
     per_well = cells.groupby("well").size()
     assert list(cells.columns[:3]) == ["sample", "well", "site"] and list(per_well.index) == ["A01", "A02", "B01"]
@@ -817,20 +841,38 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
     again = run(tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stderr[-3000:]
 
-    done = {b: (tmp_path / f"results/cells/batch_{b}.parquet").stat().st_mtime_ns for b in ("0000", "0001", "0002")}
+    done = mtimes(old)
     fields(["B02_s1", "B02_s2"])  # two new fields of a new well, their rows at the end of the sheet
     text = (tmp_path / "config/samples.tsv").read_text()
     (tmp_path / "config/samples.tsv").write_text(text + sheet("B02_*.tif").split("\n", 1)[1])
     more = run(tmp_path)
     out = more.stdout + more.stderr
     assert more.returncode == 0, out[-3000:]
+    new = batches()
+    rerun = changed(old, new)  # the new fields' batches (one of them may be the last old one, which they join)
     ran = re.findall(r"\(Rule: (segment_batch|plan_batches)\)", out)
-    assert sorted(ran) == ["plan_batches", "segment_batch"], out[-3000:]  # a new plan; the new fields' batch only
-    assert {b: (tmp_path / f"results/cells/batch_{b}.parquet").stat().st_mtime_ns for b in done} == done
+    assert sorted(ran) == ["plan_batches"] + ["segment_batch"] * len(rerun) and 1 <= len(rerun) <= 2, out[-3000:]
+    kept = set(old) - rerun
+    assert len(kept) >= len(old) - 1 and mtimes(kept) == {b: done[b] for b in kept}
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
     assert summary["well"].tolist()[-2:] == ["B02", "B02"] and (summary["status"] == "ok").all()
     assert (pd.read_parquet(tmp_path / "results/cells.parquet")["well"] == "B02").any()
 
+    # a field inserted among the first well's, and one of B01 taken out: a dry run schedules only their batches
+    fields(["A01_s3"])
+    rows = (tmp_path / "config/samples.tsv").read_text().splitlines(keepends=True)
+    at = next(i for i, row in enumerate(rows) if row.startswith("A01_s2\t")) + 1
+    rows.insert(at, sheet("A01_s3.tif").splitlines(keepends=True)[1])
+    rows = [row for row in rows if not row.startswith("B01_s1\t")]
+    (tmp_path / "config/samples.tsv").write_text("".join(rows))
+    assert run(tmp_path, "--until", "plan_batches").returncode == 0
+    edited = batches()
+    dry = run(tmp_path, "-n")
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, out[-3000:]
+    scheduled = re.findall(r"^rule segment_batch:\n(?:[ \t]+.*\n)*?[ \t]+wildcards: batch=([a-z]+)", out, re.M)
+    assert set(scheduled) == changed(new, edited) and len(scheduled) == len(set(scheduled)), out[-3000:]
+    assert 1 <= len(scheduled) <= 3 and len(scheduled) < len(edited), (new, edited)
 
 def test_a_plate_of_one_file_per_channel_segments_as_its_stacked_images(tmp_path):
     """MetaXpress-like fields, one file per channel (A01_s1_w1.TIF, A01_s1_w2.TIF): `cellscale samples` with a
