@@ -20,7 +20,7 @@ def plan_batches(s):
 def segment_batch(s):
     """Tile, segment, stitch and measure every image of one batch (its images staged as inputs, or downloaded by
     the job: batches.read_fields: direct)."""
-    with step.job_images(s.params.image_paths, s.input.images, s.params.storage_prefix) as where:
+    with step.job_images(s.params.image_paths, s.input.images, s.params.storage_prefix, beside=s.output.batch) as where:
         _segment_batch(s, where)
 
 

@@ -5,6 +5,7 @@ The kill is simulated deterministically: the step runs in a child process whose 
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +75,51 @@ def test_scratch_dir_removes_what_a_killed_attempt_left_for_its_path_only(tmp_pa
         with scratch_dir(out) as scratch:
             raise RuntimeError("the step failed")
     assert not scratch.exists()
+
+
+KILL_MID_READ = """
+import os, sys
+from pathlib import Path
+import cellscale.steps.batch as step
+
+def fetch(uris, dest):  # the first field downloaded, then the job is killed
+    local = Path(dest) / "bucket" / "plate" / "a.tif"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"half an image")
+    os._exit(137)
+
+step.bucket.fetch = fetch
+with step.job_images(["plate/a.tif", "plate/b.tif"], [], "gs://bucket", beside=sys.argv[1]):
+    pass
+"""
+
+
+def test_a_batch_job_killed_while_downloading_its_fields_leaves_nothing_after_its_rerun(tmp_path, monkeypatch):
+    """batches.read_fields: direct: a batch job downloads its fields into a folder of its own; killed mid-read,
+    the job left it behind (in its working directory, where no rerun looked); the folder is now a scratch folder
+    beside the job's output, which the rerun removes."""
+    from cellscale.steps import batch as step
+
+    work = tmp_path / "work"
+    out = work / "results" / "batches" / "abcdefghij"
+    out.parent.mkdir(parents=True)
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_READ, str(out)], cwd=work, capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    left = [p for p in work.rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in left] == [b"half an image"], "the killed job left its download folder"
+
+    def fetch(uris, dest):
+        got = {}
+        for uri in uris:
+            got[uri] = Path(dest) / uri.removeprefix("gs://")
+            got[uri].parent.mkdir(parents=True, exist_ok=True)
+            got[uri].write_bytes(b"an image")
+        return got
+
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(step.bucket, "fetch", fetch)
+    with step.job_images(["plate/a.tif", "plate/b.tif"], [], "gs://bucket", beside=out) as where:
+        assert sorted(Path(p).read_bytes() for p in where.values()) == [b"an image"] * 2
+        out.mkdir()  # the rerun's output
+    assert [p for p in work.rglob("*") if p != out.parent and p not in out.parents] == [out]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -48,6 +47,7 @@ from cellscale.io import (
     image_size,
     read_labels,
     sample_pixel_size,
+    scratch_dir,
     write_label_series,
     write_labels,
 )
@@ -144,14 +144,15 @@ def fetch_fields(image_paths: list[str], prefix: str, dest) -> dict[str, str]:
 
 
 @contextmanager
-def job_images(image_paths: list[str], staged, storage_prefix: str | None = None):
+def job_images(image_paths: list[str], staged, storage_prefix: str | None = None, *, beside):
     """The sheet's image paths of a batch job -> where the job reads them: its staged inputs (``staged``, in the
-    same order), or with ``storage_prefix`` (batches.read_fields: direct) downloads in a temporary folder of the
-    job's working directory, removed when the block ends."""
+    same order), or with ``storage_prefix`` (batches.read_fields: direct) downloads in a scratch folder beside the
+    job's output ``beside`` (:func:`cellscale.io.scratch_dir`), removed when the block ends and, when a job was
+    killed mid-read, by the next attempt at the same output."""
     if not storage_prefix:
         yield staged_paths(image_paths, staged)
         return
-    with tempfile.TemporaryDirectory(prefix="fields-", dir=".") as tmp:
+    with scratch_dir(beside) as tmp:
         yield fetch_fields(image_paths, storage_prefix, tmp)
 
 
