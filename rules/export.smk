@@ -1,7 +1,7 @@
 # Outputs the ecosystem opens directly (config output.formats): an OME-Zarr image with its labels (NGFF) and a
 # SpatialData store, per sample with its own jobs (results/ngff/<sample>.ome.zarr, results/spatialdata/<sample>.zarr)
-# and per batch of small images, one OME-Zarr store per field of view (results/ngff/batch_NNNN/<sample>.ome.zarr)
-# and one SpatialData store a batch (results/spatialdata/batches/NNNN.zarr, a coordinate system per sample);
+# and per batch of small images, one OME-Zarr store per field of view (results/ngff/batch_BATCH/<sample>.ome.zarr)
+# and one SpatialData store a batch (results/spatialdata/batches/BATCH.zarr, a coordinate system per sample);
 # results/index.tsv says where each sample's are. Images and labels are read chunk by chunk.
 
 EXPORT_PARAMS = dict(

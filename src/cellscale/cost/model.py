@@ -74,9 +74,9 @@ class ExportFormat:
 
 
 # Measured 2026-12-05 (`python benchmarks/cost.py --measure 200`: the shipped config on 200 one-channel 1024^2 fields
-# with one compartment, 14 batches): files and bytes of results/ngff/batch_NNNN (a store per image: the image and
+# with one compartment, 14 batches): files and bytes of results/ngff/batch_BATCH (a store per image: the image and
 # its labels, one level of one chunk each for a field of at most 1024 px, with a zarr.json per group and array) and
-# of results/spatialdata/batches/NNNN.zarr (image and labels of two levels, outlines, one table a batch), per field.
+# of results/spatialdata/batches/BATCH.zarr (image and labels of two levels, outlines, one table a batch), per field.
 # Larger images have more levels and chunks: a pilot run tells.
 EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 7.1, 0.51),
            "spatialdata": ExportFormat("spatialdata_batch", 17.3, 0.68)}
@@ -167,7 +167,8 @@ class Workload:
         return tuple(measured.get(f, EXPORTS[f]) for f in self.formats if f in EXPORTS)
 
     def jobs(self, shard_mpx: float) -> int:
-        """segment_batch jobs: plan_batches packs images in sheet order into batches of about shard_mpx."""
+        """segment_batch jobs: plan_batches cuts images into batches of about shard_mpx on average (by content, at
+        most twice that: cellscale.samples.pack_batches); counted as if each held shard_mpx."""
         per_batch = max(1, math.floor(shard_mpx / self.mpx_per_image + 1e-9))
         return math.ceil(self.images / per_batch)
 

@@ -2,7 +2,7 @@
 
 The workflow runs in the project folder (``RESULTS/..``): the paths in ``results/index.tsv``, the sample sheet and
 ``config/config.yaml`` are relative to it. Labels: the sample's row of ``RESULTS/index.tsv`` (batched samples,
-``results/batches/NNNN/labels/<sample>/...``, or its series of the batch's ``<compartment>.ome.tif``), else
+``results/batches/BATCH/labels/<sample>/...``, or its series of the batch's ``<compartment>.ome.tif``), else
 ``RESULTS/segmentation/<sample>/<compartment>.ome.tif``. Image,
 channels, pixel size: the index's ``image`` column and the sample sheet named by the config (default
 ``config/samples.tsv``). Model: the config's ``models.tissue`` for a sample with a membrane channel, else
