@@ -874,6 +874,7 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
     assert set(scheduled) == changed(new, edited) and len(scheduled) == len(set(scheduled)), out[-3000:]
     assert 1 <= len(scheduled) <= 3 and len(scheduled) < len(edited), (new, edited)
 
+
 def test_a_plate_of_one_file_per_channel_segments_as_its_stacked_images(tmp_path):
     """MetaXpress-like fields, one file per channel (A01_s1_w1.TIF, A01_s1_w2.TIF): `cellscale samples` with a
     channel group makes a row per field, and the workflow segments and measures each as it does the same field
