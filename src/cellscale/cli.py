@@ -210,6 +210,29 @@ def _measure(args) -> int:
     return 0
 
 
+def _mcquant(args) -> int:
+    import pandas as pd
+
+    from cellscale.measure import mcquant_tables, write_table
+
+    path = Path(args.table)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: expected a cell table (.csv or .parquet)")
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    try:
+        tables = mcquant_tables(table, args.name or path.stem)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if not tables:
+        raise ValueError(f"{path}: no still image's cells (MCQuant's tables are of still images; a time-lapse's "
+                         f"rows are left out)")
+    out = Path(args.output)
+    for name, cells in tables.items():   # every table made before any is written
+        write_table(cells, out / f"{name}.csv")
+    print(f"{len(tables)} tables -> {out}/ ({', '.join(f'{n}.csv' for n in tables)})")
+    return 0
+
+
 def _replaceable(out: str | Path, what: str, belongs, inputs=()) -> None:
     """A folder a command replaces whole: refuse one that holds anything else (``belongs(path)`` is False for a
     file that is not of ``what``) or one of the command's ``inputs``, so a mistyped -o never deletes a user's files."""
@@ -870,6 +893,18 @@ def build_parser() -> argparse.ArgumentParser:
                               "labels' OME metadata states, else the one the movie's metadata states; a given one "
                               "that differs from it by over 1%% wins, with a warning)")
     p.set_defaults(func=_measure)
+
+    p = sub.add_parser("mcquant", help="a cell table as MCMICRO's per-image, per-mask CSVs (SCIMAP, cylinter)",
+                       description="Split TABLE (results/cells.parquet, a batch's results/cells/batch_NNNN.parquet "
+                                   "or a sample's results/measurements/SAMPLE.csv) into the CSVs MCMICRO's MCQuant "
+                                   "writes: one per image and compartment, OUT/SAMPLE_COMPARTMENT.csv, with CellID, "
+                                   "the sample's marker means, X_centroid ... Orientation, as SCIMAP's "
+                                   "mcmicro_to_scimap and cylinter read them. Time-lapse rows are left out.")
+    p.add_argument("table")
+    p.add_argument("-o", "--output", required=True, help="folder to write the CSVs to")
+    p.add_argument("--name", default=None, help="the sample of a table without a sample column (default: the "
+                                                  "table file's name without its suffix)")
+    p.set_defaults(func=_mcquant)
 
     p = sub.add_parser("track", help="link per-frame labels into tracks and lineages (CTC result folder)",
                        description="Track the cells of LABELS_DIR (a folder of per-frame label TIFFs, e.g. "

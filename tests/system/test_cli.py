@@ -23,7 +23,7 @@ def cellscale(*args, check=True):
     return result
 
 
-@pytest.mark.parametrize("command", ["segment", "measure", "track", "evaluate-tracks", "synth", "train"])
+@pytest.mark.parametrize("command", ["segment", "measure", "mcquant", "track", "evaluate-tracks", "synth", "train"])
 def test_help(command):
     out = cellscale(command, "--help").stdout
     assert "usage: cellscale " + command in out
@@ -125,6 +125,30 @@ def test_segment_whole_cell_and_measure(tmp_path):
     result = cellscale("measure", tmp_path / "small.tif", image, "-o", tmp_path / "x.csv", check=False)
     assert result.returncode == 2 and f"{tmp_path / 'small.tif'}: labels of 64 x 64 px do not match the image " \
         f"{image} (512 x 512 px)" in result.stderr and not (tmp_path / "x.csv").exists()
+
+
+def test_mcquant_writes_one_csv_per_image_and_mask(tmp_path):
+    from cellscale.measure import concat_tables, measure_cells, measure_compartments
+
+    wc = np.zeros((20, 24), np.uint32)
+    wc[1:9, 1:11], wc[1:9, 13:23], wc[11:19, 3:20] = 1, 2, 3
+    nuc = np.where(wc > 0, wc, 0) * np.pad(np.ones((16, 20), bool), 2)
+    image = np.random.default_rng(0).integers(0, 1000, (2,) + wc.shape).astype(np.uint16)
+    run = concat_tables({"A01_s1": measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"]),
+                         "B02_s1": measure_compartments({"nuclear": nuc}, image[:1], ["DAPI"])})
+    run.to_parquet(tmp_path / "cells.parquet")
+    out = cellscale("mcquant", tmp_path / "cells.parquet", "-o", tmp_path / "quant").stdout
+    assert "4 tables" in out
+    assert sorted(p.name for p in (tmp_path / "quant").iterdir()) == [
+        "A01_s1_cytoplasm.csv", "A01_s1_nuclear.csv", "A01_s1_whole_cell.csv", "B02_s1_nuclear.csv"]
+    cells = pd.read_csv(tmp_path / "quant" / "A01_s1_whole_cell.csv")
+    pd.testing.assert_frame_equal(cells, measure_cells(wc, image, ["DNA", "CD3"]), check_dtype=False)
+    assert list(pd.read_csv(tmp_path / "quant" / "B02_s1_nuclear.csv").columns[:3]) == ["CellID", "DAPI", "X_centroid"]
+    # not a cell table: an error naming the file, and nothing written
+    pd.DataFrame({"CellID": [1]}).to_csv(tmp_path / "other.csv", index=False)
+    refused = cellscale("mcquant", tmp_path / "other.csv", "-o", tmp_path / "none", check=False)
+    assert refused.returncode == 2 and f"{tmp_path / 'other.csv'}: not a cellscale cell table" in refused.stderr
+    assert not (tmp_path / "none").exists()
 
 
 def test_segment_scale_brings_large_nuclei_to_the_model_size(tmp_path):

@@ -13,6 +13,7 @@ from cellscale.measure import (
     categories_of,
     concat_tables,
     marker_columns,
+    mcquant_tables,
     measure_cells,
     measure_compartments,
     write_h5ad,
@@ -108,6 +109,38 @@ def test_run_level_table_stacks_samples(tmp_path):
     assert names[0] == "tissue:nuclear:1" and names[-1] == "movie:nuclear:0:2"
     with pytest.raises(ValueError, match="no tables"):
         concat_tables({})
+
+
+def test_mcquant_tables_one_per_image_and_mask_as_scimap_reads_them():
+    """MCMICRO's readers (SCIMAP's mcmicro_to_scimap) take a file for one image's cells of one mask and the columns
+    before X_centroid for its markers: the run's table split so, each the single-mask table of that labels."""
+    nuc, wc, image = _example()
+    tissue = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"], extra_stats=True)
+    other = measure_compartments({"nuclear": nuc}, image[1:], ["GFP"], extra_stats=True)
+    movie = measure_compartments({"nuclear": nuc[None]}, image[None, :1], ["DNA"], extra_stats=True)
+    run = concat_tables({"tissue": tissue, "plate_A01": other, "movie": movie})
+    tables = mcquant_tables(run)
+    assert list(tables) == ["tissue_nuclear", "tissue_whole_cell", "tissue_cytoplasm", "plate_A01_nuclear"]
+    stats = [f"{m}_{s}" for m in ("DNA", "CD3") for s in EXTRA_STATS]
+    for name, labels, names, pixels in [("tissue_nuclear", nuc, ["DNA", "CD3"], image),
+                                        ("tissue_whole_cell", wc, ["DNA", "CD3"], image),
+                                        ("plate_A01_nuclear", nuc, ["GFP"], image[1:])]:
+        table = tables[name]
+        markers = list(table.columns[:table.columns.get_loc("X_centroid")])
+        assert markers[0] == "CellID" and markers[1:len(names) + 1] == names  # CellID, then the image's markers
+        assert table["CellID"].is_unique and table.notna().all().all()
+        alone = measure_cells(labels, pixels, names, extra_stats=True)  # that mask measured on its own
+        pd.testing.assert_frame_equal(table, alone[table.columns], check_dtype=False)
+    assert list(tables["tissue_nuclear"].columns[3:13]) == stats
+    assert len(tables["tissue_cytoplasm"]) == (run.compartment[run["sample"] == "tissue"] == "cytoplasm").sum()
+    # a sample's own table has no sample column: its name is given
+    own = mcquant_tables(tissue, "tissue")
+    assert list(own) == ["tissue_nuclear", "tissue_whole_cell", "tissue_cytoplasm"]
+    pd.testing.assert_frame_equal(own["tissue_whole_cell"], tables["tissue_whole_cell"])
+    with pytest.raises(ValueError, match="needs the sample's name"):
+        mcquant_tables(tissue)
+    with pytest.raises(ValueError, match="not a cellscale cell table: no column compartment"):
+        mcquant_tables(measure_cells(nuc, image, ["DNA", "CD3"]), "x")
 
 
 def test_measure_sample_from_files_and_aggregate(tmp_path):

@@ -5,7 +5,8 @@ values of :func:`skimage.measure.regionprops`; :func:`measure_compartments`
 adds nuclear / whole-cell / cytoplasm compartments, frames and nucleus <->
 cell links, and measures large images block by block (zarr / OME-TIFF tiles)
 with the same results; :func:`write_table` writes CSV, Parquet and AnnData
-.h5ad; :func:`concat_tables` stacks samples into a run-level table, which
+.h5ad; :func:`mcquant_tables` splits a table into MCQuant's one table per
+image and mask (SCIMAP, cylinter); :func:`concat_tables` stacks samples into a run-level table, which
 :func:`run_template`, :func:`run_parts` and :class:`TableWriter` write part by
 part in bounded memory instead.
 
@@ -22,6 +23,7 @@ from cellscale.measure.export import (
            categories_of,
            concat_tables,
            marker_columns,
+           mcquant_tables,
            run_columns,
            run_parts,
            run_template,
@@ -35,4 +37,5 @@ from cellscale.measure.table import SHAPE_COLUMNS, measure_cells
 
 __all__ = ["SHAPE_COLUMNS", "EXTRA_STATS", "COMPARTMENTS", "measure_cells", "measure_compartments",
            "write_table", "write_h5ad", "concat_tables", "marker_columns", "RegionArray", "TableWriter",
-           "run_columns", "run_template", "run_parts", "string_columns", "categories_of", "table_anndata"]
+           "run_columns", "run_template", "run_parts", "string_columns", "categories_of", "table_anndata",
+           "mcquant_tables"]

@@ -26,7 +26,7 @@ from cellscale.measure.stats import EXTRA_STATS
 from cellscale.measure.table import INT_COLUMNS, KEY_COLUMNS, SHAPE_COLUMNS
 
 __all__ = ["write_table", "write_h5ad", "table_anndata", "marker_columns", "concat_tables", "run_columns", "run_template", "run_parts",
-           "string_columns", "categories_of", "TableWriter"]
+           "string_columns", "categories_of", "TableWriter", "mcquant_tables"]
 
 
 
@@ -394,3 +394,33 @@ def run_parts(parts: Iterable[tuple[str | None, pd.DataFrame]], template: pd.Dat
     cols = list(template.columns)
     for name, df in parts:
         yield df.reindex(columns=cols) if name is None else _run_part(name, df, cols)
+
+
+def mcquant_tables(table: pd.DataFrame, name: str | None = None) -> dict[str, pd.DataFrame]:
+    """``table`` (a sample's, a batch's or the run's) as MCMICRO's MCQuant writes its feature tables: one table per
+    image and mask, named ``{sample}_{compartment}`` (MCQuant's ``{image}_{mask}``).
+
+    MCMICRO's readers (SCIMAP's ``mcmicro_to_scimap``, cylinter) take a file's rows for one image's cells, its columns
+    before ``X_centroid`` for markers and the file's name for the image; cellscale's tables hold every compartment
+    as rows of one table and, run-level, a ``sample`` column first. Each table here has ``CellID``, the sample's
+    marker means (a run-level table's channels of other samples, NaN on its rows, left out), its extra statistics
+    when measured, then the MCMICRO columns from ``X_centroid`` to ``Orientation``. ``name``: the sample of a table
+    without a ``sample`` column. A time-lapse's rows (a ``frame``) are left out: MCQuant measures still images.
+    """
+    missing = [c for c in ("CellID", "compartment", *SHAPE_COLUMNS) if c not in table.columns]
+    if missing:
+        raise ValueError(f"not a cellscale cell table: no column {', '.join(missing)}")
+    if "sample" not in table.columns:
+        if name is None:
+            raise ValueError("a table without a sample column needs the sample's name")
+        table = table.assign(sample=name)
+    if "frame" in table.columns:
+        table = table[table["frame"].isna()]
+    markers = marker_columns(table.drop(columns="sample"))
+    out = {}
+    for sample, rows in table.groupby("sample", sort=False, observed=True):
+        kept = [m for m in markers if rows[m].notna().any()]
+        extra = [f"{m}_{s}" for m in kept for s in EXTRA_STATS if f"{m}_{s}" in rows.columns]
+        for comp, cells in rows.groupby("compartment", sort=False, observed=True):
+            out[f"{sample}_{comp}"] = cells[["CellID", *kept, *extra, *SHAPE_COLUMNS]].reset_index(drop=True)
+    return out
