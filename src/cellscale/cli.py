@@ -218,7 +218,8 @@ def _mcquant(args) -> int:
     path = Path(args.table)
     if path.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: expected a cell table (.csv or .parquet)")
-    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    # a sample named 007 stays 007 (not the number 7) in a CSV
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"sample": str})
     try:
         tables = mcquant_tables(table, args.name or path.stem)
     except ValueError as err:

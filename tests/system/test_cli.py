@@ -135,15 +135,21 @@ def test_mcquant_writes_one_csv_per_image_and_mask(tmp_path):
     nuc = np.where(wc > 0, wc, 0) * np.pad(np.ones((16, 20), bool), 2)
     image = np.random.default_rng(0).integers(0, 1000, (2,) + wc.shape).astype(np.uint16)
     run = concat_tables({"A01_s1": measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"]),
-                         "B02_s1": measure_compartments({"nuclear": nuc}, image[:1], ["DAPI"])})
+                         "007": measure_compartments({"nuclear": nuc}, image[:1], ["DAPI"])})
     run.to_parquet(tmp_path / "cells.parquet")
-    out = cellscale("mcquant", tmp_path / "cells.parquet", "-o", tmp_path / "quant").stdout
-    assert "4 tables" in out
-    assert sorted(p.name for p in (tmp_path / "quant").iterdir()) == [
-        "A01_s1_cytoplasm.csv", "A01_s1_nuclear.csv", "A01_s1_whole_cell.csv", "B02_s1_nuclear.csv"]
-    cells = pd.read_csv(tmp_path / "quant" / "A01_s1_whole_cell.csv")
-    pd.testing.assert_frame_equal(cells, measure_cells(wc, image, ["DNA", "CD3"]), check_dtype=False)
-    assert list(pd.read_csv(tmp_path / "quant" / "B02_s1_nuclear.csv").columns[:3]) == ["CellID", "DAPI", "X_centroid"]
+    run.to_csv(tmp_path / "cells.csv", index=False)
+    for table in ("cells.parquet", "cells.csv"):
+        quant = tmp_path / f"quant_{table}"
+        out = cellscale("mcquant", tmp_path / table, "-o", quant).stdout
+        assert "4 tables" in out
+        assert sorted(p.name for p in quant.iterdir()) == [
+            "007_nuclear.csv", "A01_s1_cytoplasm.csv", "A01_s1_nuclear.csv", "A01_s1_whole_cell.csv"]
+        cells = pd.read_csv(quant / "A01_s1_whole_cell.csv")
+        pd.testing.assert_frame_equal(cells, measure_cells(wc, image, ["DNA", "CD3"]), check_dtype=False)
+        assert list(pd.read_csv(quant / "007_nuclear.csv").columns[:3]) == ["CellID", "DAPI", "X_centroid"]
+    run[run["sample"] == "007"].to_csv(tmp_path / "007.csv", index=False)  # its names all digits: still text
+    cellscale("mcquant", tmp_path / "007.csv", "-o", tmp_path / "quant_007")
+    assert [p.name for p in (tmp_path / "quant_007").iterdir()] == ["007_nuclear.csv"]
     # not a cell table: an error naming the file, and nothing written
     pd.DataFrame({"CellID": [1]}).to_csv(tmp_path / "other.csv", index=False)
     refused = cellscale("mcquant", tmp_path / "other.csv", "-o", tmp_path / "none", check=False)
