@@ -37,6 +37,23 @@ def test_ome_tiff_channels_and_shape(tmp_path):
     assert read_image(tmp_path / "t.tif", timelapse=True).shape == (4, 1, 16, 24)
 
 
+def test_a_short_movie_saved_without_metadata_is_frames_in_a_time_lapse(tmp_path):
+    """tifffile marks a (3, Y, X) or (4, Y, X) stack written with plain imwrite as planar RGB: a time-lapse read it
+    as one frame of 3-4 channels; its planes are frames there (lazily and whole), and channels in a still image."""
+    rng = np.random.default_rng(0)
+    for frames in (3, 4):
+        movie = rng.integers(0, 4000, (frames, 16, 24), dtype=np.uint16)
+        path = tmp_path / f"movie{frames}.tif"
+        tifffile.imwrite(path, movie)
+        np.testing.assert_array_equal(read_image(path, timelapse=True), movie[:, None])
+        with ImageSource.open(path, timelapse=True) as source:
+            assert source.shape == (frames, 1, 16, 24)
+            np.testing.assert_array_equal(source.region(frames - 1, 0, 16, 0, 24), movie[-1:])
+        np.testing.assert_array_equal(read_image(path), movie[None])  # a still image: channels, as before
+        with ImageSource.open(path) as source:
+            assert source.shape == (1, frames, 16, 24)
+
+
 def test_corrupt_and_missing_files_name_the_file(tmp_path):
     bad = tmp_path / "corrupt.tif"
     bad.write_bytes(b"II*\x00garbage" * 10)

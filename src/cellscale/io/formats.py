@@ -84,7 +84,10 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
 
     A 3-D stack without axis metadata is channels, or time when ``timelapse``,
     except that one whose last axis is narrower than ``MIN_EDGE`` is (Y, X, C);
-    colour samples (S) are channels; Z and unknown sequences (Q, I) are time.
+    colour samples (S) are channels, except in a time-lapse whose 3-D TIFF
+    has no OME axes: tifffile marks a (3, Y, X) or (4, Y, X) stack written
+    without metadata as planar RGB (S, Y, X), and those planes are frames;
+    Z and unknown sequences (Q, I) are time.
     An OME-TIFF (``ome``) declares its axes: a Z axis of more than one plane
     is a z-stack and refused, except in a time-lapse whose file has no T axis
     (its planes are then taken as frames). Any file with a T axis and a Z axis
@@ -105,6 +108,10 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
         log.info("%s: a TIFF of shape %s without axis metadata is read as (Y, X, C): %d channels last", path,
                  tuple(shape), shape[2])
         return "YXC"
+    if timelapse and not ome and axes == "SYX":  # ImageJ and cameras store colour interleaved (Y, X, S)
+        log.info("%s: a 3-D TIFF of shape %s that tifffile marks as planar RGB, without axis metadata, is read as "
+                 "%d frames of a time-lapse", path, tuple(shape), shape[0])
+        return "TYX"
     if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
         axes = "TYX" if timelapse else "CYX"
     axes = axes.replace("Q", "C").replace("I", "T").replace("Z", "T")
