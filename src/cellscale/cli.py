@@ -195,11 +195,11 @@ def _measure(args) -> int:
         raise UsageError(f"{args.labels} is one frame: --tracks and --frame-interval are for a movie's labels")
     labels = read_labels(args.labels)
     image = read_image(args.image)[0]
-    if labels.ndim != 2:   # e.g. 3 or 4 planes that tifffile wrote as colour samples, which read as one frame
+    if labels.ndim != 2:   # e.g. planes an OME-TIFF names channels, or interleaved colour: one frame
         raise ValueError(f"{args.labels}: expected a 2-D label image or a movie's labels, got shape {labels.shape}, "
-                         f"which reads as one frame (planes without axis metadata that the file marks as colour "
-                         f"samples): write the movie's labels as an OME-TIFF with axes TYX (cellscale segment "
-                         f"--timelapse does) or as a folder of frames")
+                         f"which reads as one frame (planes the file marks as channels or colour samples): write "
+                         f"the movie's labels as an OME-TIFF with axes TYX (cellscale segment --timelapse does) or "
+                         f"as a folder of frames")
     if labels.shape != image.shape[-2:]:
         raise ValueError(f"{args.labels}: labels of {labels.shape[0]} x {labels.shape[1]} px do not match the image "
                          f"{args.image} ({image.shape[-2]} x {image.shape[-1]} px)")
@@ -877,8 +877,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "movie's labels (a (T, Y, X) stack, as cellscale segment --timelapse writes it, "
                                    "or a folder of per-frame label TIFFs) are measured frame by frame in the movie "
                                    "(a T-stack or a frame folder) into the workflow's table of a time-lapse: "
-                                   "compartment, frame (from 0), time, nucleus_id, cell_id, and track_id with "
-                                   "--tracks.")
+                                   "compartment, frame (from 0), time, nucleus_id, cell_id, and track_id and "
+                                   "parent_track_id with --tracks.")
     p.add_argument("labels", help="a label image, or a movie's labels: a (T, Y, X) stack or a folder of frames")
     p.add_argument("image", help="the image (C, Y, X), or the movie the labels were segmented from")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
@@ -889,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parquet", action="store_true", help="also write a Parquet file next to the CSV")
     p.add_argument("--tracks", default=None, metavar="TRACKS.parquet",
                    help="a movie's tracks table (cellscale track --table, from the same labels): each cell's "
-                        "track_id, as in the workflow's table")
+                        "track_id and parent_track_id, as in the workflow's table")
     _frame_interval_option(p, "a movie's seconds between frames, for the time column (default: the interval the "
                               "labels' OME metadata states, else the one the movie's metadata states; a given one "
                               "that differs from it by over 1%% wins, with a warning)")

@@ -207,7 +207,8 @@ def test_no_regionprops_inside(monkeypatch):
     # table with two sample columns, "compartment" failed far from its cause)
     *[(dict(labels=np.zeros((4, 4), np.int32), image=np.zeros((1, 4, 4)), channel_names=[name]),
        rf"channel names \['{name}'\] clash with measurement columns")
-      for name in ("sample", "compartment", "frame", "nucleus_id", "cell_id", "track_id", "CellID")],
+      for name in ("sample", "compartment", "frame", "nucleus_id", "cell_id", "track_id", "parent_track_id",
+                   "CellID")],
     (dict(labels=np.zeros((4, 4), np.int32), image=np.zeros((2, 4, 4)), channel_names=["DNA", "DNA_sum"]),
      r"\['DNA_sum'\] clash with another channel's statistics columns"),
 ])

@@ -452,13 +452,20 @@ def test_track_and_evaluate_refuse_what_is_not_a_tracking_input(tmp_path, capsys
     write_ctc_ground_truth(other, tmp_path / "other_gt")
     err = refused("evaluate-tracks", tmp_path / "res", tmp_path / "other_gt")
     assert "differ in size" in err and "96 x 96 px" in err and "80 x 80 px" in err
-    # measure: 4 label planes that tifffile marks as colour samples (one frame of 4 channels): an error like the
-    # others (status 2, the command's prefix; was status 1) saying how to write a movie's labels
+    # measure: 4 label planes that tifffile marks as colour samples, saved with plain imwrite as the movie beside
+    # them, are the movie's 4 frames (they read as one frame of 4 channels, which measure refused)
     tifffile.imwrite(tmp_path / "stack.tif", movie.labels.astype(np.uint16))
     tifffile.imwrite(tmp_path / "movie.tif", (movie.image * 1000).astype(np.uint16))
-    err = refused("measure", tmp_path / "stack.tif", tmp_path / "movie.tif", "-o", tmp_path / "cells.csv")
+    assert main(["measure", str(tmp_path / "stack.tif"), str(tmp_path / "movie.tif"), "-o",
+                 str(tmp_path / "cells.csv")]) == 0
+    cells = pd.read_csv(tmp_path / "cells.csv").groupby("frame")["CellID"].apply(sorted)
+    assert cells.to_dict() == {t: sorted(np.unique(movie.labels[t])[1:].tolist()) for t in range(4)}
+    # planes an OME-TIFF names channels are one frame: an error like the others (status 2, the command's prefix)
+    # saying how to write a movie's labels
+    tifffile.imwrite(tmp_path / "planes.ome.tif", movie.labels.astype(np.uint16), ome=True, metadata={"axes": "CYX"})
+    err = refused("measure", tmp_path / "planes.ome.tif", tmp_path / "movie.tif", "-o", tmp_path / "planes.csv")
     assert err.startswith("cellscale measure: error:") and "expected a 2-D label image or a movie's labels" in err
-    assert "OME-TIFF with axes TYX" in err and not (tmp_path / "cells.csv").exists()
+    assert "OME-TIFF with axes TYX" in err and not (tmp_path / "planes.csv").exists()
 
 
 def test_evaluate_tracks_on_a_movies_first_frames(tmp_path, capsys):
@@ -552,13 +559,14 @@ def test_a_movie_without_cells_has_an_empty_median_area_in_the_summary(tmp_path)
     assert np.isnan(summary.loc["e", "nuclear_median_area"])
 
 
-def _tracked_movie(tmp_path, tracks: str):
-    """A 4-frame generated movie (``movie.ome.tif``), its labels stating a 300 s interval (``labels.ome.tif``) and
-    the workflow's track step on them (CTC result ``ctc/``, tracks table ``tracks``); returns the movie and labels."""
+def _tracked_movie(tmp_path, tracks: str, **movie):
+    """A 4-frame generated movie (``movie.ome.tif``; ``movie``: other options of make_timelapse), its labels stating
+    a 300 s interval (``labels.ome.tif``) and the workflow's track step on them (CTC result ``ctc/``, tracks table
+    ``tracks``); returns the movie and labels."""
     from cellscale.io import write_image, write_labels
     from cellscale.steps.track import track_sample
 
-    movie = make_timelapse(n_frames=4, shape=(64, 64), n_cells=3, seed=1)
+    movie = make_timelapse(**{"n_frames": 4, "shape": (64, 64), "n_cells": 3, "seed": 1, **movie})
     labels = movie.labels.astype(np.uint32)
     write_image(tmp_path / "movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
     write_labels(tmp_path / "labels.ome.tif", labels, frame_interval_s=300.0)
@@ -638,3 +646,28 @@ def test_cellscale_measure_a_movie_is_the_workflows_table(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{tmp_path / 'labels.ome.tif'}: labels (T, C, Y, X) (4, 1, 64, 64) do not match the image (3, 1, 64, 64)" \
         in err and not (tmp_path / "bad.csv").exists()
+
+
+def test_a_movies_spatialdata_table_has_its_lineage(tmp_path):
+    """A time-lapse's per-cell tables (measurements, .h5ad, and so the SpatialData store's table) have each nucleus's
+    parent_track_id beside its track_id, the tracks table's (0: a track without a parent), so the store has the
+    lineage."""
+    import spatialdata
+
+    from cellscale.steps.export import export_one
+    from cellscale.steps.measure import measure_sample
+
+    _tracked_movie(tmp_path, "tracks.parquet", n_frames=8, shape=(96, 96), seed=0, n_divisions=1)
+    tracks = pd.read_parquet(tmp_path / "tracks.parquet")
+    assert (tracks["parent_track_id"] > 0).sum() >= 2  # the daughters of a division
+    table = measure_sample("m", tmp_path / "movie.ome.tif", {"nuclear": tmp_path / "labels.ome.tif"},
+                           tmp_path / "m.csv", tmp_path / "m.parquet", timelapse=True,
+                           tracks_path=tmp_path / "tracks.parquet", out_h5ad=tmp_path / "m.h5ad")
+    assert table["parent_track_id"].dtype == "Int64"
+    export_one("m", tmp_path / "movie.ome.tif", {"nuclear": tmp_path / "labels.ome.tif"}, tmp_path / "m.h5ad",
+               {"spatialdata": tmp_path / "m.zarr"}, timelapse=True)
+    obs = spatialdata.read_zarr(tmp_path / "m.zarr").tables["table"].obs
+    got = obs.assign(label=obs["instance_id"])[["frame", "label", "track_id", "parent_track_id"]]
+    got = got.astype("int64").sort_values(["frame", "label"]).reset_index(drop=True)
+    want = tracks[["frame", "label", "track_id", "parent_track_id"]].sort_values(["frame", "label"])
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True))

@@ -6,7 +6,7 @@ sample has nuclei and whole cells, a ``cytoplasm`` labels element (each cell wit
 
 A time-lapse has no time axis in SpatialData (its images are (C, Y, X) or (C, Z, Y, X)): each frame becomes its
 own elements, ``image_t000``, ``nuclear_t000``, ... and the table's rows point at their frame's labels; the table
-keeps its ``frame`` and ``track_id`` columns.
+keeps its ``frame``, ``track_id`` and ``parent_track_id`` columns.
 
 The cells' outlines are traced band by band (:func:`outline_bands`), each cell whole in the band of its first
 row, and written to the store's GeoParquet file a band at a time (:func:`_stream_shapes`): neither the labels nor

@@ -25,7 +25,7 @@ __all__ = ["SHAPE_COLUMNS", "EXTRA_STATS", "measure_cells", "sums_table", "table
 SHAPE_COLUMNS = ["X_centroid", "Y_centroid", "Area", "MajorAxisLength", "MinorAxisLength",
                  "Eccentricity", "Solidity", "Extent", "Orientation"]
 KEY_COLUMNS = ("sample", "compartment", "frame", "CellID")
-INT_COLUMNS = ("nucleus_id", "cell_id", "track_id", "frame")  # nullable Int64 in run-level tables
+INT_COLUMNS = ("nucleus_id", "cell_id", "track_id", "parent_track_id", "frame")  # nullable Int64 in run-level tables
 
 
 def check_label_values(lab: np.ndarray, name: str = "labels") -> None:

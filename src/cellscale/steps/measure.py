@@ -81,11 +81,12 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
         except ValueError as err:
             raise StepError(f"sample {sample!r}: {err} (a time-lapse needs kind 'timelapse')") from None
         table = measure_compartments(views, pixels, names, settings.extra_stats)
-    if tracks_path:
-        tracks = pd.read_parquet(tracks_path)[["frame", "label", "track_id"]]
+    if tracks_path:  # a nucleus's track and the track's parent (0: none), as the tracks table has them
+        tracks = pd.read_parquet(tracks_path)[["frame", "label", "track_id", "parent_track_id"]]
         table = table.merge(tracks.rename(columns={"label": "CellID"}), on=["frame", "CellID"], how="left")
-        table.loc[table.compartment != "nuclear", "track_id"] = pd.NA
-        table["track_id"] = table["track_id"].astype("Int64")
+        for column in ("track_id", "parent_track_id"):
+            table.loc[table.compartment != "nuclear", column] = pd.NA
+            table[column] = table[column].astype("Int64")
     if timelapse:  # the interval the labels state: the sheet's, else the image's metadata's (rule tile)
         table = with_time(table, frame_interval_s
                           or frame_interval_from_metadata(next(iter(label_paths.values())), warn=False))
