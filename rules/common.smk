@@ -435,7 +435,8 @@ def sample_targets(s):
     out += [f"results/measurements/{s}.csv", f"results/measurements/{s}.parquet", f"results/measurements/{s}.h5ad",
             f"results/report/{s}/overlay.png", f"results/report/{s}/summary.json"]
     if is_timelapse(s):
-        out += [f"results/tracks/{s}", f"results/tracks/{s}.parquet", f"results/report/{s}/lineage.png"]
+        out += [f"results/tracks/{s}", f"results/tracks/{s}.parquet", f"results/report/{s}/lineage.png",
+                f"results/report/{s}/tracking.png"]
     return out
 
 

@@ -1,4 +1,4 @@
-# Report: QC overlay and summary a sample, lineage trees, one summary row a sample.
+# Report: QC overlay and summary a sample, lineage trees and tracks over time, one summary row a sample.
 
 rule report_sample:
     input:
@@ -32,6 +32,8 @@ rule report_sample:
 rule lineage:
     input:
         tracks="results/tracks/{sample}.parquet",
+        image=image_input,
+        labels="results/segmentation/{sample}/nuclear.ome.tif",  # the tracks table's labels
     output:
         plot=report(
             "results/report/{sample}/lineage.png",
@@ -39,6 +41,14 @@ rule lineage:
             category="Lineages",
             labels={"sample": "{sample}", "figure": "lineage"},
         ),
+        tracking=report(
+            "results/report/{sample}/tracking.png",
+            caption="../workflow/report/tracking.rst",
+            category="Lineages",
+            labels={"sample": "{sample}", "figure": "tracks over time"},
+        ),
+    params:
+        image=lambda w: sheet["image"][w.sample],
     log:
         "logs/lineage/{sample}.log",
     benchmark:

@@ -26,8 +26,11 @@ def report_sample(s):
 
 
 def lineage(s):
-    """The lineage tree of a time-lapse sample."""
-    lineage_plot(s.output.plot, pd.read_parquet(s.input.tracks), f"{s.wildcards.sample}: lineage")
+    """The lineage tree of a time-lapse sample, and its tracks in a few frames."""
+    tracks = pd.read_parquet(s.input.tracks)
+    lineage_plot(s.output.plot, tracks, f"{s.wildcards.sample}: lineage")
+    step.tracking_qc(s.wildcards.sample, job_image(s.input.image, s.params.image), s.input.labels, tracks,
+                     s.output.tracking)
 
 
 def summary(s):

@@ -34,6 +34,68 @@ def overlay(channels: np.ndarray, labels: dict[str, np.ndarray], max_px: int = 1
     return (rgb * 255).astype(np.uint8)
 
 
+def track_colours(track_ids) -> np.ndarray:
+    """An RGB colour in [0, 1] for each track id (shape ``track_ids.shape + (3,)``), the same for an id in every
+    picture: hues a golden ratio of the circle apart from one id to the next (neighbouring ids far apart)."""
+    from skimage.color import hsv2rgb
+
+    ids = np.asarray(track_ids, dtype=np.float64)
+    hsv = np.stack([(ids * 0.618033988749895) % 1.0, np.full(ids.shape, 0.9), np.ones(ids.shape)], axis=-1)
+    return hsv2rgb(hsv.reshape(-1, 1, 3)).reshape(ids.shape + (3,))
+
+
+def tracks_overlay(channels: np.ndarray, tracked: np.ndarray, opacity: float = 0.55) -> np.ndarray:
+    """RGB float (Y, X, 3): ``channels`` (C, Y, X) as :func:`display_image` shows them, each cell of ``tracked``
+    ((Y, X) track ids, 0: none) filled in its track's colour (:func:`track_colours`, at ``opacity`` over a grey
+    image: the colour's hue) and outlined in it."""
+    rgb = display_image(channels)
+    ids, inverse = np.unique(tracked, return_inverse=True)
+    colours = track_colours(ids)[inverse.reshape(tracked.shape)]
+    cells = tracked > 0
+    rgb[cells] = (1 - opacity) * rgb[cells] + opacity * colours[cells]
+    edges = find_boundaries(tracked, mode="inner")
+    rgb[edges] = colours[edges]
+    return rgb
+
+
+def montage(path, panels: list[tuple[str, np.ndarray]], title: tuple[str, str],
+            notes: list[list[tuple[float, float, str]]], rings: list[list[tuple[float, float, float]]],
+            columns: int = 3) -> list[tuple[int, int]]:
+    """One PNG of equal-sized RGB ``panels`` (name, (h, w, 3)) in rows of ``columns``, each drawn pixel for pixel
+    under its name, with ``notes`` (per panel: y, x, text, written up and right of y, x) and ``rings`` (per panel:
+    y, x, radius) on it, panel pixels as coordinates; ``title``: a line and a smaller one (a legend) above them.
+    Returns each panel's top left pixel (row, column) in the PNG."""
+    plt = _pyplot()
+    from matplotlib.patches import Circle
+
+    h, w = panels[0][1].shape[:2]
+    header, name_px, gap, dpi = 40, 16, 6, 100
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    content = columns * (w + gap) + gap
+    width, height = max(content, 560), header + rows * (name_px + h + gap)   # room for the title's lines
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    fig.text(0.5, 1 - 4 / height, title[0], ha="center", va="top", fontsize=9)
+    fig.text(0.5, 1 - 20 / height, title[1], ha="center", va="top", fontsize=7)
+    corners = []
+    for k, (name, rgb) in enumerate(panels):
+        top = header + (k // columns) * (name_px + h + gap) + name_px
+        left = (width - content) // 2 + gap + (k % columns) * (w + gap)
+        corners.append((top, left))
+        ax = fig.add_axes((left / width, 1 - (top + h) / height, w / width, h / height))
+        ax.imshow(np.clip(rgb, 0, 1), interpolation="nearest")
+        ax.set_axis_off()
+        fig.text((left + w / 2) / width, 1 - (top - 2) / height, name, ha="center", va="bottom", fontsize=8)
+        for y, x, text in notes[k]:
+            ax.text(x, y, text, color="white", fontsize=7, ha="left", va="bottom", clip_on=True)
+        for y, x, radius in rings[k]:
+            ax.add_patch(Circle((x, y), radius, fill=False, edgecolor="white", linewidth=1.2))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return corners
+
+
 def save_png(path, rgb: np.ndarray) -> None:
     import imageio.v3 as iio
 

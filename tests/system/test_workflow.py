@@ -85,6 +85,7 @@ def test_outputs_exist(demo_run):
                 "results/measurements/tissue.csv", "results/measurements/tissue.parquet",
                 f"results/cells/batch_{DSB}.parquet", "results/tracks/movie/res_track.txt",
                 "results/tracks/movie/mask000.tif", "results/tracks/movie.parquet", "results/report/movie/lineage.png",
+                "results/report/movie/tracking.png",
                 "results/report/tissue/overlay.png", "results/report/fields/overlays.png",
                 "results/report/fields/distributions.png", "results/summary.tsv", "results/index.tsv",
                 "results/errors.tsv", "results/cells.parquet", "results/cells.h5ad"]:
@@ -329,7 +330,7 @@ def test_html_report(demo_run):
     result = run(work, "--report", str(work / "report.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     html = (work / "report.html").read_text(errors="ignore")
-    assert "overlay.png" in html and "lineage.png" in html
+    assert "overlay.png" in html and "lineage.png" in html and "tracking.png" in html  # a movie's tracks over time
     assert "cost.tsv" in html and "gke-us-central1" in html  # the cost table, with its price table named
     # the tables as pages the report shows inline (a TSV it only offers as a download)
     assert "summary.html" in html and "cost.html" in html

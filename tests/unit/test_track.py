@@ -401,6 +401,43 @@ def test_a_gap_bridge_is_not_a_division(tmp_path):
     assert (tmp_path / "lineage.png").stat().st_size > 1000
 
 
+def test_the_tracking_qc_picture_shows_a_track_in_one_colour_over_the_movie(tmp_path, monkeypatch):
+    """The report's tracking picture: a few frames spread over the movie (the first and the last among them), only
+    those read; a cell has its track's colour (its hue, over the grey image) at its centroid in every one of them,
+    another track another colour."""
+    import imageio.v3 as iio
+    from skimage.color import rgb2hsv
+
+    from cellscale.io import ImageSource
+    from cellscale.report import track_colours
+    from cellscale.steps.report import TRACKING_PANELS, tracking_qc
+
+    _tracked_movie(tmp_path, "tracks.parquet", n_frames=8, shape=(96, 96), seed=0, n_divisions=1)
+    tracks = pd.read_parquet(tmp_path / "tracks.parquet")
+    read, strided = [], ImageSource.strided
+    monkeypatch.setattr(ImageSource, "strided", lambda self, t, step: read.append(t) or strided(self, t, step))
+    panels = tracking_qc("m", tmp_path / "movie.ome.tif", tmp_path / "labels.ome.tif", tracks, tmp_path / "qc.png")
+    frames = sorted(panels)
+    assert frames[0] == 0 and frames[-1] == 7 and 2 < len(frames) <= TRACKING_PANELS and set(read) == set(frames)
+    hue = rgb2hsv(iio.imread(tmp_path / "qc.png")[..., :3])[..., 0]
+
+    def hue_at(track_id: int, t: int) -> float:
+        row = tracks[(tracks.track_id == track_id) & (tracks.frame == t)].iloc[0]
+        top, left, step = panels[t]
+        return float(hue[top + round(row.y / step), left + round(row.x / step)])
+
+    def apart(a: float, b: float) -> float:  # hues on a circle
+        return min(abs(a - b), 1 - abs(a - b))
+
+    through = [t for t, g in tracks.groupby("track_id") if {frames[0], frames[-1]} <= set(g.frame)]
+    assert len(through) >= 2
+    for track_id in through:
+        want = rgb2hsv(track_colours([track_id]).reshape(1, 1, 3))[0, 0, 0]
+        for t in (frames[0], frames[-1]):
+            assert apart(hue_at(track_id, t), want) < 0.02, (track_id, t)
+    assert apart(hue_at(through[0], frames[-1]), hue_at(through[1], frames[-1])) > 0.1
+
+
 def test_the_track_job_asks_for_memory_by_the_movies_size(tmp_path):
     """The step holds the whole movie (measured about 6 bytes a pixel + 160 MB): the job asks 8 bytes a pixel and
     400 MB from the labels' header, at least 1 GB, more on each attempt; 3 GB a try where it cannot read them."""

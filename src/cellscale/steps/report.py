@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from cellscale.io import LabelSeries, atomic_path, frame_interval_from_metadata,
 from cellscale.measure import COMPARTMENTS
 from cellscale.steps import ERROR_COLUMNS, annotate, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.steps import sample_annotations
-from cellscale.report import distributions_plot, html_tables, overlay, overlay_grid, save_png, summarize_sample
+from cellscale.report import distributions_plot, html_tables, montage, overlay, overlay_grid, save_png
+from cellscale.report import summarize_sample, tracks_overlay
+from cellscale.track.export_ctc import relabel_frame
 from cellscale.track.lineage import division_parents
 
 log = logging.getLogger("cellscale")
@@ -28,8 +31,6 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
     :func:`cellscale.registry.model_provenance`) says which model and dataset version produced it; ``size_path``
     (``results/size/SAMPLE.json``, with scale auto) gives the scale chosen, ``auto_scale`` as a batch's fields
     record it."""
-    from contextlib import ExitStack
-
     from cellscale.measure import RegionArray
 
     out_dir = Path(out_dir)
@@ -61,6 +62,52 @@ def report_sample(sample: str, image_path, label_paths: dict, table_path, out_di
     with atomic_path(out_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+TRACKING_PANELS = 6  # frames the tracking QC picture shows, spread over the movie
+TRACKING_PANEL_PX = 320  # longest edge of one of them (6 of them: about 0.6 Mpx)
+NAMED_TRACKS = 8  # tracks whose id it writes (those seen in most of its frames)
+
+
+def tracking_qc(sample: str, image_path, labels_path, tracks: pd.DataFrame, out_png) -> dict[int, tuple]:
+    """The tracking QC picture of a time-lapse: up to :data:`TRACKING_PANELS` frames spread over the movie (the
+    first, the last, evenly between), each nucleus filled and outlined in its track's colour (the same in every
+    frame; :func:`cellscale.report.track_colours` of the tables' ``track_id``), the ids of the :data:`NAMED_TRACKS`
+    tracks seen in most of those frames written beside them, and a white ring round each daughter of a division
+    whose track began since the frame before (at its place in this frame; at its first frame's, where its track
+    ended before). Only those frames are read, every step-th pixel (``labels_path``: the nuclear labels, the
+    tracks table's ``label``). Returns, per frame shown, its panel's top left pixel in the PNG and the step."""
+    with ExitStack() as stack:
+        source = stack.enter_context(open_sample_image(sample, image_path, True))
+        labels = stack.enter_context(open_sample_image(sample, labels_path, True))
+        n = labels.shape[0]
+        frames = sorted({int(t) for t in np.linspace(0, n - 1, min(n, TRACKING_PANELS)).round()})
+        step = max(1, int(np.ceil(max(labels.shape[2:]) / TRACKING_PANEL_PX)))
+        views = [(source.strided(t, step), labels.strided(t, step)[0]) for t in frames]
+    tracks = tracks.assign(radius=np.sqrt(tracks["area"] / np.pi) / step)
+    shown = tracks[tracks["frame"].isin(frames)]
+    seen = shown.groupby("track_id").size().sort_index().sort_values(ascending=False, kind="stable")
+    named = set(seen.index[:NAMED_TRACKS])
+    dividing = division_parents(tracks)
+    firsts = tracks.sort_values("frame", kind="stable").groupby("track_id").head(1)
+    daughters = firsts[firsts["parent_track_id"].isin(dividing)]
+    panels, notes, rings = [], [], []
+    for k, ((channels, lab), t) in enumerate(zip(views, frames)):
+        here = shown[shown["frame"] == t].sort_values("label")
+        tracked = relabel_frame(lab, here["label"].to_numpy(np.int64), here["track_id"].to_numpy(np.int64), np.int64)
+        panels.append((f"frame {t}", tracks_overlay(channels, tracked)))
+        born = daughters[(daughters["frame"] > (frames[k - 1] if k else -1)) & (daughters["frame"] <= t)]
+        at = pd.concat([here[here["track_id"].isin(born["track_id"])],
+                        born[~born["track_id"].isin(here["track_id"])]])   # where each is in this frame, else born
+        rings.append([(r.y / step, r.x / step, r.radius + 2) for r in at.itertuples()])
+        written = here[here["track_id"].isin(named | set(at["track_id"]))]
+        notes.append([(r.y / step - r.radius, r.x / step + r.radius + 1, str(r.track_id))
+                      for r in written.itertuples()])
+    title = (f"{sample}: tracks in {len(frames)} of {n} frames",
+             "a colour per track, the same in every frame; white ring: a daughter whose track began since the frame "
+             "before")
+    corners = montage(out_png, panels, title, notes, rings)
+    return {t: (top, left, step) for t, (top, left) in zip(frames, corners)}
 
 
 def run_summary(summary_paths: list, out_tsv, batch_dirs=(), order: list[str] | None = None,
