@@ -80,9 +80,28 @@ _MODEL_VALUES = {key: model_folder(value) for key, value in config["models"].ite
 @functools.cache
 def provenance(key):
     """The model (NAME@VERSION) and dataset version behind the results of config model ``key``. Asked for by the
-    report jobs only: every job parses this file, and hashing a model's weights (or, without a shared filesystem,
-    fetching them) is no work for the others."""
+    jobs that record it only (report, measure, the run's tables): every job parses this file, and hashing a model's
+    weights (or, without a shared filesystem, fetching them) is no work for the others."""
     return model_provenance(provenance_folder(_MODEL_VALUES[key]))
+
+
+def segment_provenance(sample):
+    """What made a sample's labels, for its tables' .h5ad files (uns['cellscale']): its model (NAME@VERSION per
+    compartment) and that model's dataset version, its scale and config segment's augment and precision. A measure
+    job's params: each changes only with what reruns the sample's segmentation anyway (the model's weights and
+    folder, the tile job's scale, the segment jobs' settings), so it reruns no measurement by itself; the cellscale
+    version and the pixel size are the job's own (the library's, the labels')."""
+    made = provenance(model_key(sample))
+    return {"model": {c: made["model"] for c in compartments(sample)}, "model_dataset": made["dataset"],
+            "scale": scale(sample), "augment": config["segment"]["augment"],
+            "precision": config["segment"]["precision"]}
+
+
+def run_provenance():
+    """Per sample of the sheet, what made its cells (:func:`segment_provenance`) with its image, pixel size and
+    frame interval as the sheet gives them: cells.h5ad's uns['cellscale']['samples'] (rule aggregate_measurements)."""
+    return {s: {"image": sheet["image"][s], "pixel_size_um": pixel_size(s), "frame_interval_s": frame_interval(s),
+                **segment_provenance(s)} for s in samples.index}
 
 
 # an unknown registry name stops the workflow with a message naming the config key and the versions there are (at
@@ -447,6 +466,8 @@ def all_targets(wildcards):
         out += [f"results/ngff/batch_{b}" for b in batches()]
     if "spatialdata" in output_formats():
         out += [f"results/spatialdata/batches/{b}.zarr" for b in batches()]
+    if "mcquant" in output_formats():
+        out.append("results/mcquant")
     if batches():
         out += ["results/report/fields/overlays.png", "results/report/fields/distributions.png"]
     out += ["results/summary.tsv", "results/index.tsv", "results/errors.tsv",
@@ -492,6 +513,8 @@ def run_jobs():
         jobs += [f"spatialdata_batch/{b}.tsv" for b in batches()]
     if batches():
         jobs.append("report_fields/run.tsv")
+    if "mcquant" in output_formats():
+        jobs.append("mcquant/run.tsv")
     for s in own_samples():
         jobs += [f"tile/{s}.tsv", f"measure/{s}.tsv", f"report_sample/{s}.tsv"]
         jobs += [f"stitch/{s}/{c}.tsv" for c in compartments(s)]

@@ -14,6 +14,7 @@ rule measure:
         timelapse=lambda w: is_timelapse(w.sample),
         channel_names=lambda w: channel_names(w.sample),
         measure=config["measure"],
+        provenance=lambda w: segment_provenance(w.sample),  # model, scale...: the .h5ad file's uns['cellscale']
     resources:
         mem_mb=4000,
     log:
@@ -38,12 +39,33 @@ rule aggregate_measurements:
         samples=lambda w: own_samples(),
         order=list(samples.index),
         annotations=lambda w: sheet_annotations(),  # well, site, ...: columns after sample
+        provenance=lambda w: run_provenance(),  # per sample: cells.h5ad's uns['cellscale']['samples']
     resources:
         mem_mb=4000,
     log:
         "logs/aggregate_measurements/cells.log",
     benchmark:
         "results/benchmarks/aggregate_measurements/cells.tsv"
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/measure.py"
+
+
+rule mcquant:
+    # output.formats mcquant: every still image's cells as MCMICRO's CSVs, results/mcquant/SAMPLE_COMPARTMENT.csv
+    # (SCIMAP, cylinter). One folder, as every folder output here: its files are known only once the run's images
+    # are measured (a failed image has none); with remote storage it is uploaded file by file (an object each)
+    input:
+        cells="results/cells.parquet",
+    output:
+        tables=directory("results/mcquant"),
+    resources:
+        mem_mb=2000,
+    log:
+        "logs/mcquant/run.log",
+    benchmark:
+        "results/benchmarks/mcquant/run.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:

@@ -1,4 +1,4 @@
-"""Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements."""
+"""Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements, mcquant."""
 
 from cellscale.logs import step_log
 from cellscale.steps import job_image
@@ -18,6 +18,8 @@ def measure(s):
         tracks_path=s.input.tracks or None,
         settings=step.MeasureSettings.from_dict(s.params.measure),  # config["measure"]
         out_h5ad=s.output.h5ad,
+        provenance=s.params.provenance,  # the .h5ad file's uns['cellscale'] (model, scale...)
+        image_name=s.params.image,
     )
 
 
@@ -25,9 +27,14 @@ def aggregate_measurements(s):
     """One table of every sample's cells."""
     step.aggregate_measurements(dict(zip(s.params.samples, s.input.samples)), s.output.csv, s.output.parquet,
                                 s.output.h5ad, batch_tables=list(s.input.batches), order=s.params.order,
-                                annotations=s.params.annotations)
+                                annotations=s.params.annotations, provenance=s.params.provenance)
+
+
+def mcquant(s):
+    """The run's cells as MCMICRO's CSVs (output.formats mcquant)."""
+    step.run_mcquant(s.input.cells, s.output.tables)
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    {"measure": measure, "aggregate_measurements": aggregate_measurements}[s.rule](s)
+    {"measure": measure, "aggregate_measurements": aggregate_measurements, "mcquant": mcquant}[s.rule](s)

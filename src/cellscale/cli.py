@@ -213,24 +213,22 @@ def _measure(args) -> int:
 def _mcquant(args) -> int:
     import pandas as pd
 
-    from cellscale.measure import mcquant_tables, write_table
+    from cellscale.steps.measure import write_mcquant
 
     path = Path(args.table)
     if path.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: expected a cell table (.csv or .parquet)")
     # a sample named 007 stays 007 (not the number 7) in a CSV
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"sample": str})
+    out = Path(args.output)
     try:
-        tables = mcquant_tables(table, args.name or path.stem)
+        names = write_mcquant(table, out, args.name or path.stem)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    if not tables:
+    if not names:
         raise ValueError(f"{path}: no still image's cells (MCQuant's tables are of still images; a time-lapse's "
                          f"rows are left out)")
-    out = Path(args.output)
-    for name, cells in tables.items():   # every table made before any is written
-        write_table(cells, out / f"{name}.csv")
-    print(f"{len(tables)} tables -> {out}/ ({', '.join(f'{n}.csv' for n in tables)})")
+    print(f"{len(names)} tables -> {out}/ ({', '.join(f'{n}.csv' for n in names)})")
     return 0
 
 
@@ -1190,8 +1188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plan segmentation alone: leave out the run-level tail (aggregate_measurements, "
                         "report_fields, summary), whose time and memory grow with the whole run")
     p.add_argument("--formats", nargs="+", default=None, choices=[*choices("output", "formats"), "none"],
-                   help="output.formats the run writes (default: --config's, else the schema's); every format "
-                        "but ome-tiff adds a job and some 7-17 Cloud Storage objects per batched image")
+                   help="output.formats the run writes (default: --config's, else the schema's); ome-zarr and "
+                        "spatialdata add a job and some 7-17 Cloud Storage objects per batched image; mcquant (one "
+                        "job a run) is not priced")
     p.add_argument("--label-files", default=None, choices=choices("batches", "label_files"),
                    help="batches.label_files the run writes (default: --config's, else the schema's): per_batch "
                         "writes one file per batch and compartment instead of one per image")

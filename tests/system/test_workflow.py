@@ -475,6 +475,55 @@ def test_minimal_sample_sheet_runs(tmp_path):
     assert (tmp_path / index.loc["dsb", "ngff"] / "labels" / "nuclear").is_dir()  # batched: its own store too
 
 
+def test_mcquant_csvs_and_h5ad_provenance(tmp_path):
+    """output.formats mcquant: results/mcquant holds MCMICRO's CSVs of every still image, own jobs and batched, the
+    files `cellscale mcquant` writes from the run's cells.parquet. Each sample's .h5ad file and the run's say what
+    made the cells (uns['cellscale']): the model summary.tsv names, the pixel size, the segment settings."""
+    import anndata
+
+    from cellscale import __version__
+    from cellscale.io import write_image
+    from cellscale.settings import default
+    from cellscale.synth.tissue import make_tissue
+
+    tissue = make_tissue((336, 336), n_cells=30, seed=5)  # above the shard's 0.1 Mpx: its own jobs
+    write_image(tmp_path / "tissue.ome.tif", tissue.image, tissue.channel_names)
+    dsb = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"  # a batch
+    write_config(tmp_path, [f"tissue\t{tmp_path / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5",
+                            f"dsb\t{dsb}\ttissue\t\t\t\t"],
+                 tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1}, output={"formats": ["mcquant"]})
+    result = run(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    made = tmp_path / "results" / "mcquant"
+    tables = sorted(made.glob("*.csv"))  # (and Snakemake's .snakemake_timestamp of a folder output)
+    assert [p.name for p in tables] == ["dsb_nuclear.csv", "tissue_cytoplasm.csv", "tissue_nuclear.csv",
+                                        "tissue_whole_cell.csv"]
+    cli = subprocess.run([str(Path(sys.executable).parent / "cellscale"), "mcquant", str(tmp_path / "results/cells.parquet"),
+                          "-o", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == [p.name for p in tables]
+    for path in tables:
+        assert path.read_text() == (tmp_path / "cli" / path.name).read_text(), path.name
+    assert (tmp_path / "results/benchmarks/mcquant/run.tsv").exists() and (tmp_path / "logs/mcquant/run.log").exists()
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
+    uns = anndata.read_h5ad(tmp_path / "results/measurements/tissue.h5ad").uns["cellscale"]
+    assert uns["model"] == {"nuclear": summary.loc["tissue", "model"], "whole_cell": summary.loc["tissue", "model"]}
+    assert uns["sample"] == "tissue" and uns["image"] == str(tmp_path / "tissue.ome.tif")
+    assert uns["pixel_size_um"] == summary.loc["tissue", "pixel_size_um"] == 0.5
+    assert uns["cellscale_version"] == __version__ and uns["augment"] == default("segment", "augment")
+    if "model_dataset" in summary and pd.notna(summary.loc["tissue", "model_dataset"]):
+        assert uns["model_dataset"] == summary.loc["tissue", "model_dataset"]
+    run_uns = anndata.read_h5ad(tmp_path / "results/cells.h5ad").uns["cellscale"]
+    samples = run_uns["samples"]
+    assert list(samples.index) == ["tissue", "dsb"]
+    assert samples.loc["dsb", "model_nuclear"] == summary.loc["dsb", "model"]  # batched: its model too
+    assert samples.loc["dsb", "model_whole_cell"] == "" and samples.loc["tissue", "pixel_size_um"] == 0.5
+    assert samples.loc["tissue", "model_whole_cell"] == summary.loc["tissue", "model"]
+    # nothing to do again: the provenance params are stable
+    again = run(tmp_path, "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+
+
 def segment_batch_threads(out: str) -> list[int]:
     """Each segment_batch job's threads in a dry run's job list (Snakemake prints threads only above 1)."""
     jobs = re.findall(r"^rule segment_batch:\n((?:[ \t]+.*\n?)*)", out, re.M)  # each job's indented lines

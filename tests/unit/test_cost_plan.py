@@ -1112,3 +1112,18 @@ def test_images_above_the_shard_are_said_to_be_left_out_of_the_model(monkeypatch
     sheet.write_text("sample\timage\tkind\theight\twidth\n" + rows)
     assert main([*args, "--json"]) == 0
     assert not any("not modelled" in a for a in json.loads(capsys.readouterr().out)["assumptions"])
+
+
+def test_the_mcquant_format_is_left_out_of_the_price_with_a_note():
+    """output.formats mcquant (one job a run, a CSV per image and compartment) adds no export rule per batch: the plan
+    prices what it would without it and says so among its assumptions."""
+    without = Workload(10**4, 1.0, run_tables=False, read_fields="direct", formats=("ome-tiff",))
+    with_csvs = dataclasses.replace(without, formats=("ome-tiff", "mcquant"))
+    assert with_csvs.exports == ()
+    pool = PoolChoice("spot-cpu", "n1-standard-8", 20, True)
+    choice = Choice(pool, pool, 16.0)
+    assert predict(with_csvs, choice, PROFILES, PRICES).cost_usd == predict(without, choice, PROFILES, PRICES).cost_usd
+    planned = plan(with_csvs, PROFILES, PRICES, deadline_h=24)
+    assert any(a.startswith("mcquant: not priced") for a in planned.to_json(with_csvs)["assumptions"])
+    planned = plan(without, PROFILES, PRICES, deadline_h=24)
+    assert not any("mcquant" in a for a in planned.to_json(without)["assumptions"])

@@ -190,6 +190,8 @@ def test_spatialdata_store_links_table_rows_to_label_ids(tmp_path, still):
     adata = anndata.AnnData(X=np.ones((len(table), 2)), obs=table.assign(compartment=table["compartment"]
                                                                               .astype("category")))
     adata.obs_names = [f"s:{c}:{i}" for c, i in zip(table["compartment"], table["CellID"])]
+    made = {"sample": "s", "model": {"nuclear": "tissue@0123456789ab"}, "pixel_size_um": 0.5}
+    adata.uns["cellscale"] = made  # what produced the cells (a sample's .h5ad file's): kept in the store's table
     out = tmp_path / "sample.zarr"
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
@@ -204,6 +206,7 @@ def test_spatialdata_store_links_table_rows_to_label_ids(tmp_path, still):
     t = sdata.tables["table"]
     attrs = t.uns["spatialdata_attrs"]
     assert (attrs["region_key"], attrs["instance_key"]) == ("region", "instance_id")
+    assert t.uns["cellscale"] == made
     assert len(t) == len(table)  # every row, the cytoplasm's too
     for comp, lab in {**labels, "cytoplasm": cytoplasm}.items():
         stored = sdata.labels[comp]["scale0"]["image"].values

@@ -166,6 +166,82 @@ def test_measure_sample_from_files_and_aggregate(tmp_path):
     assert anndata.read_h5ad(tmp_path / "cells.h5ad").shape == (2 * len(want), 2)
 
 
+def test_h5ad_files_say_what_produced_their_cells(tmp_path):
+    """A sample's .h5ad file's uns['cellscale'] (and the run's, a row per sample) says the cellscale version, the
+    sample, its image, the pixel size its labels state, its model per compartment and the segment settings, as
+    plain values anndata reads back; nothing where a value is not known."""
+    import cellscale
+    from cellscale.io import write_image, write_labels
+    from cellscale.steps.measure import aggregate_measurements, measure_sample
+
+    nuc, wc, image = _example()
+    write_labels(tmp_path / "nuclear.ome.tif", nuc, pixel_size_um=0.65)
+    write_labels(tmp_path / "whole_cell.ome.tif", wc, pixel_size_um=0.65)
+    write_labels(tmp_path / "unsized.ome.tif", nuc)
+    write_image(tmp_path / "image.ome.tif", image, ["DNA", "CD3"])
+    made = {"model": {"nuclear": "tissue@0123456789ab", "whole_cell": "tissue@0123456789ab"},
+            "model_dataset": "tissuenet@abc", "scale": 1.5, "augment": "rot180", "precision": "auto"}
+    measure_sample("s1", tmp_path / "image.ome.tif",
+                   {"nuclear": tmp_path / "nuclear.ome.tif", "whole_cell": tmp_path / "whole_cell.ome.tif"},
+                   tmp_path / "s1.csv", tmp_path / "s1.parquet", out_h5ad=tmp_path / "s1.h5ad", provenance=made,
+                   image_name="data/image.ome.tif")
+    unknown = {"model": {"nuclear": None}, "model_dataset": None, "scale": None, "augment": "none",
+               "precision": "int8"}  # a declared model: no NAME@VERSION
+    measure_sample("s2", tmp_path / "image.ome.tif", {"nuclear": tmp_path / "unsized.ome.tif"}, tmp_path / "s2.csv",
+                   tmp_path / "s2.parquet", out_h5ad=tmp_path / "s2.h5ad", provenance=unknown)
+    uns = anndata.read_h5ad(tmp_path / "s1.h5ad").uns["cellscale"]
+    assert uns == {"cellscale_version": cellscale.__version__, "sample": "s1", "image": "data/image.ome.tif",
+                   "pixel_size_um": 0.65, **made}
+    uns = anndata.read_h5ad(tmp_path / "s2.h5ad").uns["cellscale"]
+    assert np.isnan(uns.pop("pixel_size_um"))
+    assert uns == {"cellscale_version": cellscale.__version__, "sample": "s2", "image": str(tmp_path / "image.ome.tif"),
+                   "model": {}, "augment": "none", "precision": "int8"}
+    sheet = {"s1": {"image": "data/image.ome.tif", "pixel_size_um": 0.65, "frame_interval_s": None, **made},
+             "s2": {"image": "b.tif", "pixel_size_um": None, "frame_interval_s": None, **unknown, "scale": "auto"}}
+    aggregate_measurements({"s1": tmp_path / "s1.parquet", "s2": tmp_path / "s2.parquet"}, tmp_path / "cells.csv",
+                           tmp_path / "cells.parquet", tmp_path / "cells.h5ad", provenance=sheet)
+    run = anndata.read_h5ad(tmp_path / "cells.h5ad").uns["cellscale"]
+    assert run["cellscale_version"] == cellscale.__version__
+    table = run["samples"]
+    assert list(table.index) == ["s1", "s2"]
+    assert table.loc["s1", "model_whole_cell"] == "tissue@0123456789ab" and table.loc["s2", "model_nuclear"] == ""
+    assert table.loc["s1", "model_dataset"] == "tissuenet@abc" and table.loc["s2", "model_whole_cell"] == ""
+    assert list(table["scale"]) == ["1.5", "auto"] and list(table["precision"]) == ["auto", "int8"]
+    assert table.loc["s1", "pixel_size_um"] == 0.65 and np.isnan(table.loc["s2", "pixel_size_um"])
+
+
+def test_run_mcquant_writes_the_run_tables_csvs_row_group_by_row_group(tmp_path):
+    """The rule mcquant's step: the run's cells.parquet as the CSVs `cellscale mcquant` writes (write_mcquant on the
+    whole table), also when a sample's rows go on in the next row group; an earlier folder is replaced whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cellscale.steps.measure import run_mcquant, write_mcquant
+
+    nuc, wc, image = _example()
+    tissue = measure_compartments({"nuclear": nuc, "whole_cell": wc}, image, ["DNA", "CD3"])
+    other = measure_compartments({"nuclear": nuc}, image[1:], ["GFP"])
+    movie = measure_compartments({"nuclear": nuc[None]}, image[None, :1], ["DNA"])
+    run = concat_tables({"tissue": tissue, "movie": movie, "plate_A01": other})
+    whole = tmp_path / "whole"
+    assert write_mcquant(run, whole) == ["tissue_nuclear", "tissue_whole_cell", "tissue_cytoplasm",
+                                         "plate_A01_nuclear"]
+    pq.write_table(pa.Table.from_pandas(run, preserve_index=False), tmp_path / "cells.parquet", row_group_size=2)
+    assert pq.ParquetFile(tmp_path / "cells.parquet").num_row_groups > 3
+    out = tmp_path / "results" / "mcquant"
+    out.mkdir(parents=True)
+    (out / "gone_nuclear.csv").write_text("a stale table\n")
+    names = run_mcquant(tmp_path / "cells.parquet", out)
+    assert sorted(names) == sorted(p.stem for p in whole.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in whole.iterdir())
+    for path in whole.iterdir():
+        assert (out / path.name).read_text() == path.read_text(), path.name
+    # a run of time-lapse movies only: an empty folder, no error
+    pq.write_table(pa.Table.from_pandas(concat_tables({"movie": movie}), preserve_index=False),
+                   tmp_path / "movies.parquet")
+    assert run_mcquant(tmp_path / "movies.parquet", tmp_path / "none") == [] and not any((tmp_path / "none").iterdir())
+
+
 def _aggregate_in_memory(table_paths, batch_tables, order, out):
     """The run-level tables as aggregate_measurements wrote them before streaming: every table in memory."""
     tables = {s: pd.read_parquet(p) for s, p in table_paths.items()}

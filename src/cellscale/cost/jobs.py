@@ -14,7 +14,8 @@ A job's megapixels (``mpx``):
 - ``object_size`` (scale auto), ``tile``, ``stitch``, ``measure``, ``track``, ``ngff``, ``spatialdata``,
   ``report_sample``, ``lineage``: the sample's image (every frame of a movie), from its tile plan, else plan.tsv;
 - ``segment``: the shard's share of the sample's windows x the sample's megapixels;
-- run-level rules (``plan_batches``, ``report_fields``, ``summary``, ``aggregate_measurements``): the run's total;
+- run-level rules (``plan_batches``, ``report_fields``, ``summary``, ``aggregate_measurements``, ``mcquant``): the
+  run's total;
 - NaN where the plans do not say (never a guess).
 """
 
@@ -31,7 +32,7 @@ import pandas as pd
 from cellscale.cost.benchmarks import BENCHMARKS, benchmark_files, read_rows, rule_of
 
 COLUMNS = ["rule", "job", "sample", "batch", "mpx", "s", "max_rss_mb", "cpu_time_s"]
-RUN_LEVEL = ("plan_batches", "report_fields", "summary", "aggregate_measurements", "cost")  # one job a run
+RUN_LEVEL = ("plan_batches", "report_fields", "summary", "aggregate_measurements", "mcquant", "cost")  # one a run
 BATCH_RULES = ("segment_batch", "ngff_batch", "spatialdata_batch")                          # <batch>.tsv
 SHARD_RULES = ("segment",)                                                                  # <sample>/shard_N.tsv
 

@@ -82,6 +82,12 @@ EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 7.1, 0.51),
            "spatialdata": ExportFormat("spatialdata_batch", 17.3, 0.68)}
 
 
+# output.formats entries the plan does not price, and why: mcquant is one job a run after aggregate_measurements
+# (it reads the run's table) and a CSV per image and compartment, never measured on a cluster
+UNPRICED = {"mcquant": "mcquant: not priced (one job a run after aggregate_measurements, reading the run's table, "
+                       "and a CSV per image and compartment, one Cloud Storage object each; not measured)"}
+
+
 def default_formats() -> tuple[str, ...]:
     """The config schema's ``output.formats``."""
     return tuple(setting_default("output", "formats"))

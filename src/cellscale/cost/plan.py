@@ -50,9 +50,9 @@ from pathlib import Path
 import pulp
 import yaml
 
-from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice,
-                    Prediction, Workload, allocatable_mb, class_b_usd, export_nodes, fits, job_figures, predict,
-                    segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb)
+from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, UNPRICED, Choice, Overheads,
+                    PoolChoice, Prediction, Workload, allocatable_mb, class_b_usd, export_nodes, fits, job_figures,
+                    predict, segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb)
 from .prices import PriceTable
 from .simulate import SimResult, figure, simulate_mean
 from .throughput import PROFILE_DIR, SHIPPED_PROFILES, ThroughputProfile, load_profile
@@ -627,6 +627,7 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out += [f"{fmt}: {x.objects_per_image:g} Cloud Storage objects and {x.mb_per_mpx:g} MB per Mpx an image "
             f"({x.rule}; measured on 1024^2 one-channel fields, assumed for other images: plan with --pilot)"
             for fmt, x in EXPORTS.items() if x in exports]
+    out += [UNPRICED[fmt] for fmt in (w.formats if w is not None else ()) if fmt in UNPRICED]
     out.append(f"prices: {prices.name} ({prices.date}); {prices.notes}")
     return out
 

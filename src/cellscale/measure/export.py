@@ -115,12 +115,15 @@ class _H5adParts:
 
     block_rows = 1 << 15
 
-    def __init__(self, f, scratch, template: pd.DataFrame, n_rows: int, categories: Mapping[str, Sequence]):
+    def __init__(self, f, scratch, template: pd.DataFrame, n_rows: int, categories: Mapping[str, Sequence],
+                 uns: Mapping | None = None):
         from anndata.experimental import write_dispatched
 
         self.f, self.scratch, self.n_rows, self.categories = f, scratch, n_rows, categories
         self.row, self.written, self.pending, self.by_row, self._categoricals = 0, 0, [], [], set()
-        write_dispatched(f, "/", _anndata(template, categories), self._create)
+        adata = _anndata(template, categories)
+        adata.uns.update(uns or {})  # written once, with the file of the table without rows
+        write_dispatched(f, "/", adata, self._create)
 
     def _along_cells(self, key: str, elem) -> bool:
         parent, _, name = key.rpartition("/")
@@ -228,8 +231,9 @@ class TableWriter:
     ``template``: the table's columns and dtypes (no rows; every part is cast
     to them). ``n_rows`` and ``categories`` (the categories of every
     :func:`string_columns` column, see :func:`categories_of`) are needed for
-    .h5ad only. Each part goes to the files as it comes (Parquet: one row group
-    or more a part; .h5ad: in blocks of 2^15 rows or more, written with
+    .h5ad only; ``uns``: the .h5ad file's ``uns`` (what produced the cells).
+    Each part goes to the files as it comes (Parquet: one row group or more a
+    part; .h5ad: in blocks of 2^15 rows or more, written with
     anndata), so memory is bounded by the largest part. The files are
     temporary files in their destination folders until the ``with`` block
     ends without an error; then each is moved into place with
@@ -237,13 +241,14 @@ class TableWriter:
     """
 
     def __init__(self, template: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None, *,
-                 n_rows: int | None = None, categories: Mapping[str, Sequence] | None = None):
+                 n_rows: int | None = None, categories: Mapping[str, Sequence] | None = None,
+                 uns: Mapping | None = None):
         if h5ad_path is not None and n_rows is None:
             raise ValueError("an .h5ad file needs n_rows")
         self.template = template.iloc[:0]
         self.dtypes = self.template.dtypes.to_dict()
         self.paths = {"csv": csv_path, "parquet": parquet_path, "h5ad": h5ad_path}
-        self.n_rows, self.categories = n_rows, dict(categories or {})
+        self.n_rows, self.categories, self.uns = n_rows, dict(categories or {}), uns
         self._stack = ExitStack()
 
     def __enter__(self) -> "TableWriter":
@@ -263,7 +268,7 @@ class TableWriter:
             if "h5ad" in tmp:
                 f = stack.enter_context(h5py.File(tmp["h5ad"], "w"))
                 scratch = stack.enter_context(h5py.File(io.BytesIO(), "w"))
-                self.h5ad = _H5adParts(f, scratch, self.template, self.n_rows, self.categories)
+                self.h5ad = _H5adParts(f, scratch, self.template, self.n_rows, self.categories, self.uns)
         except BaseException:
             self._stack.close()
             raise
@@ -290,8 +295,8 @@ class TableWriter:
         return self._stack.__exit__(kind, err, tb)
 
 
-def write_table(df: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None) -> None:
-    """Write ``df`` to CSV (no index) and optionally Parquet and .h5ad, each atomically.
+def write_table(df: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None, uns: Mapping | None = None) -> None:
+    """Write ``df`` to CSV (no index) and optionally Parquet and .h5ad (``uns``: its ``uns``), each atomically.
 
     Each file is first written to a temporary file in its destination folder
     and then moved into place with :func:`os.replace`, so readers never see a
@@ -304,17 +309,21 @@ def write_table(df: pd.DataFrame, csv_path, parquet_path=None, h5ad_path=None) -
         with atomic_path(parquet_path) as tmp:
             df.to_parquet(tmp, index=False)
     if h5ad_path is not None:
-        write_h5ad(df, h5ad_path)
+        write_h5ad(df, h5ad_path, uns)
 
 
-def table_anndata(df: pd.DataFrame):
-    """A measurement table as the :class:`anndata.AnnData` its .h5ad file holds (contents: :func:`_anndata`)."""
-    return _anndata(df, {c: categories_of([df[c]]) for c in string_columns(df)})
+def table_anndata(df: pd.DataFrame, uns: Mapping | None = None):
+    """A measurement table as the :class:`anndata.AnnData` its .h5ad file holds (contents: :func:`_anndata`;
+    ``uns``: its ``uns``)."""
+    adata = _anndata(df, {c: categories_of([df[c]]) for c in string_columns(df)})
+    adata.uns.update(uns or {})
+    return adata
 
 
-def write_h5ad(df: pd.DataFrame, path) -> None:
-    """Write a measurement table as an AnnData .h5ad file with anndata, atomically (contents: :func:`_anndata`)."""
-    adata = table_anndata(df)
+def write_h5ad(df: pd.DataFrame, path, uns: Mapping | None = None) -> None:
+    """Write a measurement table as an AnnData .h5ad file with anndata, atomically (contents: :func:`_anndata`;
+    ``uns``: its ``uns``, e.g. ``{"cellscale": {...}}``, what produced the cells)."""
+    adata = table_anndata(df, uns)
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
 
