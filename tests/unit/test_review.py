@@ -351,6 +351,51 @@ def test_import_refuses_bad_bundles(bundle, tmp_path, predictor, inputs, sample,
         import_bundle(other, "y", store=store)
 
 
+def _one_tile_corrected(bundle: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the bundle with tile_001's largest label erased (saved to corrected/), and its manifest."""
+    work = _copy(bundle, tmp_path)
+    manifest = read_manifest(work)
+    fixed = labels_of(work, manifest, 1)
+    fixed[fixed == fixed.max()] = 0
+    tifffile.imwrite(work / "corrected" / "tile_001.tif", fixed)
+    return work, manifest
+
+
+def _parent(store: Path, root: Path, name: str, compartment: str, channels: dict | None):
+    """A one-image version annotating ``compartment``, its image's channels ``channels``."""
+    from cellscale.datasets import add_version
+
+    root.mkdir()
+    write_image(root / "a.ome.tif", np.zeros((2, 32, 32), np.uint16), ["DNA", "membrane"])
+    write_labels(root / f"a.{compartment}.tif", np.zeros((32, 32), np.uint32))
+    files = [{"path": "a.ome.tif", "metadata": {"sample": "a", "role": "image"}},
+             {"path": f"a.{compartment}.tif", "metadata": {"sample": "a", "role": "labels",
+                                                           "compartment": compartment}}]
+    metadata = {"source": "test", "licence": "CC0", "compartments": [compartment], "channels": channels}
+    return add_version(name, root, files=files, metadata=metadata, store=store)
+
+
+def test_import_refuses_a_parent_the_tiles_cannot_join(bundle, tmp_path):
+    """The corrections join their model's training set: a parent that does not annotate the bundle's compartment,
+    or whose images lack a channel the bundle's model reads, is refused (naming both) and nothing is written."""
+    store = tmp_path / "data" / "versions"
+    work, manifest = _one_tile_corrected(bundle, tmp_path)
+    cells = _parent(store, tmp_path / "cells", "cells", "whole_cell", {"nuclear": 0, "membrane": 1})
+    with pytest.raises(BundleError, match=rf"bundle {re.escape(str(work))}: its nuclear labels cannot join "
+                                          rf"{cells.ref}, which annotates whole_cell; .*models show nuclear"):
+        import_bundle(work, "x", parent=cells.ref, store=store)
+    # a tissue model's bundle (it reads a membrane channel) on a set of nuclear images only
+    manifest["image"]["normalisation"]["inputs"] = ["nuclear", "membrane"]
+    (work / "bundle.json").write_text(json.dumps(manifest))
+    nuclei = _parent(store, tmp_path / "nuclei", "nuclei", "nuclear", None)
+    with pytest.raises(BundleError, match=rf"the model nuclear reads a membrane channel, and no image of "
+                                          rf"{nuclei.ref} has one"):
+        import_bundle(work, "x", parent=nuclei.ref, store=store)
+    assert not (tmp_path / "data" / "corrections").exists() and len(list_versions(store, "x")) == 0
+    tissue = _parent(store, tmp_path / "tissue", "tissue", "nuclear", {"nuclear": 0, "membrane": 1})
+    assert import_bundle(work, "x", parent=tissue.ref, store=store).parent == tissue.ref
+
+
 @pytest.mark.parametrize("label_files", ["per_image", "per_batch"])
 def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch, capsys, label_files):
     """`cellscale review RESULTS --sample S` reads results/index.tsv and the sample sheet of config/config.yaml
@@ -420,11 +465,7 @@ def test_training_on_corrections_alone_stops_before_fitting_and_says_how(bundle,
     cannot be made. `cellscale train` says so before the first step (not after fitting), naming --parent and
     --fit-only; with --fit-only it trains."""
     store = tmp_path / "data" / "versions"
-    work = _copy(bundle, tmp_path)
-    manifest = read_manifest(work)
-    fixed = labels_of(work, manifest, 1)
-    fixed[fixed == fixed.max()] = 0
-    tifffile.imwrite(work / "corrected" / "tile_001.tif", fixed)
+    work, manifest = _one_tile_corrected(bundle, tmp_path)
     version = import_bundle(work, "corrections", annotator="alice", store=store)
     monkeypatch.setenv("CELLSCALE_VERSIONS", str(store))
     args = ["train", "--data", version.ref, "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "run"),

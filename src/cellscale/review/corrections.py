@@ -127,6 +127,23 @@ def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
     return manifest, corrected
 
 
+def check_parent(bundle: Path, manifest: dict, parent) -> None:
+    """Refuse a parent version the bundle's tiles cannot join: one without the bundle's compartment (whole-cell
+    corrections on a nuclear-only set), or whose images lack a channel the bundle's model reads (a membrane).
+    Training would mix images the model cannot read alike."""
+    compartment, model = manifest["compartment"], manifest["model"]["name"]
+    hint = (f"name as --parent the version {model} was trained on (`cellscale models show {model}`, line dataset) "
+            f"or one of its corrections")
+    if compartment not in parent.compartments:
+        raise BundleError(f"bundle {bundle}: its {compartment} labels cannot join {parent.ref}, which annotates "
+                          f"{', '.join(parent.compartments) or 'no compartment'}; {hint}")
+    needed = set((manifest["image"].get("normalisation") or {}).get("inputs") or []) - {"nuclear"}
+    images = [parent.metadata_of(f) for f in parent.files if f.metadata.get("role") == "image"]
+    if needed and images and not any(needed <= set(meta.get("channels") or {}) for meta in images):
+        raise BundleError(f"bundle {bundle}: the model {model} reads a {' and '.join(sorted(needed))} channel, "
+                          f"and no image of {parent.ref} has one; {hint}")
+
+
 def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None = None, parent: str | None = None,
                   licence: str | None = None, store: str | os.PathLike | None = None):
     """Record the bundle's corrected tiles as a new version of ``dataset``; returns its Manifest."""
@@ -140,6 +157,8 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
         except FileNotFoundError:
             parent = None
     parent_manifest = load_version(parent, store) if parent else None
+    if parent_manifest is not None:
+        check_parent(bundle, manifest, parent_manifest)
     sample, compartment = manifest["sample"], manifest["compartment"]
     key = hashlib.sha256("".join([manifest["image"]["sha256"], manifest["created"], annotator,
                                   *(labels_sha256(t["labels"]) for t in corrected)]).encode()).hexdigest()[:12]
