@@ -1288,7 +1288,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", help="(import) the dataset the corrections become a version of")
     g.add_argument("--annotator", default=None, help="(import) who corrected the tiles (default: the user name)")
     g.add_argument("--parent", default=None, help="(import) the version to build on (default NAME@latest if any)")
-    g.add_argument("--licence", default=None, help="(import) licence of the corrections (default: the parent's)")
+    g.add_argument("--licence", default=None,
+                   help="(import) licence of the corrections (default: the one an earlier round of the same image "
+                        "gave, else 'as the source image's'; never the parent's)")
     p.set_defaults(func=_review)
     for command in sub.choices.values():  # UsageError: printed with the command's own usage line
         command.set_defaults(parser=command)

@@ -396,6 +396,24 @@ def test_import_refuses_a_parent_the_tiles_cannot_join(bundle, tmp_path):
     assert import_bundle(work, "x", parent=tissue.ref, store=store).parent == tissue.ref
 
 
+def test_corrections_keep_their_images_licence_not_the_parents(bundle, tmp_path):
+    """The corrected tiles are crops of the user's image: they do not take the parent's licence (generated tissue's
+    'no third-party rights' on a CODEX tile); a licence given for an earlier round of the same image carries on."""
+    store = tmp_path / "data" / "versions"
+    work, manifest = _one_tile_corrected(bundle, tmp_path)
+    generated = _parent(store, tmp_path / "generated", "generated", "nuclear", None)
+    first = import_bundle(work, "x", parent=generated.ref, store=store)
+    assert {first.metadata_of(f)["licence"] for f in first.files if f.metadata.get("tile")} == {"as the source image's"}
+    assert {first.metadata_of(f)["licence"] for f in first.files if not f.metadata.get("tile")} == {"CC0"}
+    mine = import_bundle(work, "mine", parent=generated.ref, licence="CC-BY-4.0", store=store)
+    fixed = labels_of(work, manifest, 2)
+    fixed[fixed == fixed.max()] = 0
+    tifffile.imwrite(work / "corrected" / "tile_002.tif", fixed)
+    second = import_bundle(work, "mine", store=store)
+    assert second.parent == mine.ref
+    assert {second.metadata_of(f)["licence"] for f in second.files if f.metadata.get("tile")} == {"CC-BY-4.0"}
+
+
 @pytest.mark.parametrize("label_files", ["per_image", "per_batch"])
 def test_command_line_finds_the_sample_in_results(sample, tmp_path, monkeypatch, capsys, label_files):
     """`cellscale review RESULTS --sample S` reads results/index.tsv and the sample sheet of config/config.yaml

@@ -170,11 +170,14 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
     # what every image of the bundle shares: its channels' roles and how the model normalised the whole image
     image_meta = {key: value for key, value in (("channels", channels), ("normalisation", info.get("normalisation")))
                   if value}
-    # the ontology goes on each file: on top of a parent, the set's metadata stays the parent's
-    ontology = {"compartments": [compartment], "annotator": annotator,
-                "source": f"cellscale review of sample {sample} ({info['path']}, SHA-256 {info['sha256']})",
-                "licence": licence or (parent_manifest.metadata.get("licence") if parent_manifest else None)
-                or "as the source image's"}
+    # the ontology goes on each file: on top of a parent, the set's metadata stays the parent's. The licence is
+    # the source image's, not the parent's (generated tissue's licence says nothing of a user's CODEX tile), unless
+    # an earlier round of this image's corrections in the parent named one
+    source = f"cellscale review of sample {sample} ({info['path']}, SHA-256 {info['sha256']})"
+    earlier = [parent_manifest.metadata_of(f) for f in parent_manifest.files] if parent_manifest else []
+    licence = licence or next((m["licence"] for m in earlier if m.get("source") == source and m.get("licence")),
+                              "as the source image's")
+    ontology = {"compartments": [compartment], "annotator": annotator, "source": source, "licence": licence}
     if info.get("pixel_size_um"):
         ontology["pixel_size_um"] = info["pixel_size_um"]
     files = []
