@@ -396,6 +396,24 @@ def test_import_refuses_a_parent_the_tiles_cannot_join(bundle, tmp_path):
     assert import_bundle(work, "x", parent=tissue.ref, store=store).parent == tissue.ref
 
 
+def test_renumbered_cells_are_no_correction_and_an_erased_tile_is_named(bundle, tmp_path, capsys):
+    """A tile saved with its exported cells under other ids (uint16, shuffled) is not corrected and not imported; a
+    tile with every cell erased is imported (background) with a warning naming it."""
+    store = tmp_path / "data" / "versions"
+    work, manifest = _one_tile_corrected(bundle, tmp_path)
+    exported = labels_of(work, manifest, 0)
+    ids = np.random.default_rng(0).permutation(int(exported.max()) + 1) * 3 + 1000
+    ids[0] = 0
+    tifffile.imwrite(work / "corrected" / "tile_000.tif", ids[exported].astype(np.uint16))
+    tifffile.imwrite(work / "corrected" / "tile_003.tif", np.zeros_like(exported, np.uint8))
+    version = import_bundle(work, "x", store=store)
+    assert sorted({f.metadata["tile"] for f in version.files}) == ["tile_001", "tile_003"]
+    err = capsys.readouterr().err
+    assert "tile_000: the saved labels are the exported cells under other ids: not corrected" in err
+    n = manifest["tiles"][3]["n_labels"]
+    assert n > 0 and f"tile tile_003: every cell is erased in {work / 'corrected' / 'tile_003.tif'} ({n} exported)" in err
+
+
 def test_corrections_keep_their_images_licence_not_the_parents(bundle, tmp_path):
     """The corrected tiles are crops of the user's image: they do not take the parent's licence (generated tissue's
     'no third-party rights' on a CODEX tile); a licence given for an earlier round of the same image carries on."""

@@ -1,7 +1,8 @@
 """``cellscale review import BUNDLE --dataset NAME``: the corrected tiles of a bundle become a dataset version.
 
 A tile is corrected when its labels now hash differently from the labels it was exported with
-(:func:`~cellscale.review.bundle.labels_sha256`: values and shape, not file bytes). Its labels are read from
+(:func:`~cellscale.review.bundle.labels_sha256`: values and shape, not file bytes) and its cells differ from the
+exported ones (a saved file with the same cells under other ids is not a correction: :func:`same_cells`). Its labels are read from
 ``BUNDLE/corrected/<tile>.tif`` (what napari's File > Save Selected Layers writes; docs/correct.md) when that file
 exists, else from the tile's OME-Zarr ``labels/<compartment>`` (edited in place by a script or a zarr-backed tool).
 
@@ -32,6 +33,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import tifffile
 
 from cellscale.datasets import add_version, default_store, load_version, store_base
@@ -69,6 +71,15 @@ def _newest_mtime(path: Path) -> float:
     return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=path.stat().st_mtime)
 
 
+def same_cells(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label images hold the same cells (the same background and pixel sets), whatever their ids: a
+    tool that renumbers labels (relabel sequential, another dtype's range) has not corrected them."""
+    if a.shape != b.shape or not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1).shape[1]
+    return pairs == len(np.unique(a)) == len(np.unique(b))
+
+
 def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
     """Check a bundle and return (its manifest, its corrected tiles): per tile its record with ``image`` (C, Y, X),
     ``labels`` (Y, X uint32), ``from`` (the file read) and ``corrected`` (UTC time). Raises :class:`BundleError`."""
@@ -85,7 +96,7 @@ def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
                           f"{manifest['image']['sha256'][:12]}... then, {now[:12]}... now); the tiles and their "
                           f"labels belong to the old image: run `cellscale review` again")
     compartment = manifest["compartment"]
-    corrected = []
+    corrected, renumbered = [], []
     for tile in manifest["tiles"]:
         where = f"bundle {bundle}, tile {tile['name']}"
         zarr_path = bundle / tile["path"]
@@ -113,8 +124,21 @@ def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
         if data.shape != image.shape[1:]:
             raise BundleError(f"{where}: labels {origin} of shape {data.shape} do not match the tile's image of "
                               f"{image.shape[1]} x {image.shape[2]} px")
-        if labels_sha256(data) != tile["labels_sha256"]:
-            corrected.append({**tile, "image": image, "labels": data, "from": str(origin), "corrected": _utc(when)})
+        if labels_sha256(data) == tile["labels_sha256"]:
+            continue
+        exported = labels.get(compartment)
+        if file is not None and exported is not None and labels_sha256(exported) == tile["labels_sha256"] \
+                and same_cells(data, canonical_labels(exported)):
+            renumbered.append(tile["name"])
+            continue
+        if not data.any() and tile.get("n_labels"):
+            print(f"cellscale review: {where}: every cell is erased in {origin} ({tile['n_labels']} exported): "
+                  f"imported as a tile without cells, so the model learns it is background; if that was not "
+                  f"meant, save the tile's labels again", file=sys.stderr)
+        corrected.append({**tile, "image": image, "labels": data, "from": str(origin), "corrected": _utc(when)})
+    if renumbered:
+        print(f"cellscale review: bundle {bundle}: {', '.join(renumbered)}: the saved labels are the exported cells "
+              f"under other ids: not corrected, not imported", file=sys.stderr)
     expected = {f"{t['name']}{suffix}" for t in manifest["tiles"] for suffix in LABEL_SUFFIXES}
     strays = sorted(p.name for p in (bundle / CORRECTED).glob("*") if p.is_file() and p.name not in expected)
     if strays:
