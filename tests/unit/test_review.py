@@ -396,7 +396,7 @@ def test_import_refuses_a_parent_the_tiles_cannot_join(bundle, tmp_path):
     assert import_bundle(work, "x", parent=tissue.ref, store=store).parent == tissue.ref
 
 
-def test_renumbered_cells_are_no_correction_and_an_erased_tile_is_named(bundle, tmp_path, capsys):
+def test_renumbered_cells_are_no_correction_and_an_erased_tile_is_named(bundle, tmp_path, capsys, caplog):
     """A tile saved with its exported cells under other ids (uint16, shuffled) is not corrected and not imported; a
     tile with every cell erased is imported (background) with a warning naming it."""
     store = tmp_path / "data" / "versions"
@@ -406,10 +406,18 @@ def test_renumbered_cells_are_no_correction_and_an_erased_tile_is_named(bundle, 
     ids[0] = 0
     tifffile.imwrite(work / "corrected" / "tile_000.tif", ids[exported].astype(np.uint16))
     tifffile.imwrite(work / "corrected" / "tile_003.tif", np.zeros_like(exported, np.uint8))
+    # tile_002's labels rewritten (int32, unchanged) by ome-zarr's writer as a script would: no image-label source
+    import zarr
+    from ome_zarr.writer import write_labels as write_ngff_labels
+
+    shutil.rmtree(work / "tile_002.zarr" / "labels" / "nuclear")
+    write_ngff_labels(labels_of(bundle, manifest, 2).astype(np.int32), zarr.open_group(str(work / "tile_002.zarr")),
+                      name="nuclear", scaler=None, scale_factors=[], axes="yx")
     version = import_bundle(work, "x", store=store)
     assert sorted({f.metadata["tile"] for f in version.files}) == ["tile_001", "tile_003"]
     err = capsys.readouterr().err
     assert "tile_000: the saved labels are the exported cells under other ids: not corrected" in err
+    assert not [r for r in caplog.records if "no parent found" in r.getMessage()]  # the reader's noise
     n = manifest["tiles"][3]["n_labels"]
     assert n > 0 and f"tile tile_003: every cell is erased in {work / 'corrected' / 'tile_003.tif'} ({n} exported)" in err
 

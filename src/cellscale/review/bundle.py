@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -147,7 +148,16 @@ def read_tile(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray
     if location is None:
         raise BundleError(f"{path}: not an OME-Zarr image")
     image, labels = None, {}
-    for node in Reader(location)():
+    # labels written without NGFF's image-label `source` (a script's ome-zarr writer) read the same; the library's
+    # "no parent found for <Label object at 0x...>" on each is noise to a user importing corrections
+    reader_log = logging.getLogger("ome_zarr.reader")
+    level = reader_log.level
+    reader_log.setLevel(logging.ERROR)
+    try:
+        nodes = list(Reader(location)())
+    finally:
+        reader_log.setLevel(level)
+    for node in nodes:
         if not node.data:
             continue
         if any(isinstance(spec, Label) for spec in node.specs):
