@@ -36,7 +36,7 @@ import numpy as np
 from cellscale.io import atomic_path, image_size
 from cellscale.io.formats import (CHANNEL_FILES_SEPARATOR, IMAGE_SUFFIXES, image_files, is_image_file, is_ome_zarr,
                                   join_image_files)
-from cellscale.settings import schema
+from cellscale.settings import BATCH_CAP, schema
 
 __all__ = ["CHANNEL_GROUP", "COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "annotation_columns", "batch_name",
            "build_sheet", "format_sheet", "group_channels", "list_images", "pack_batches", "sample_name",
@@ -434,10 +434,10 @@ def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: fl
     """Batch names for the fields of view ``names`` of ``mpx`` megapixels, in sheet order.
 
     Each ``key``'s (the model it needs) fields of view, in sheet order, are cut into runs by their content, not
-    their positions: a run of more than twice ``limit_mpx`` (config ``tiling.shard_mpx``) is cut after its member
-    whose name hashes lowest (SHA-256), and each part again, until every run holds at most ``2 * limit_mpx`` (or
-    one field of view). A batch then holds about ``limit_mpx`` on average (from a few fields of view to twice
-    that), and a row inserted into or taken out of the sheet changes only the batch that holds it (which may split
+    their positions: a run of more than :data:`~cellscale.settings.BATCH_CAP` (2) times ``limit_mpx`` (config
+    ``tiling.shard_mpx``) is cut after its member whose name hashes lowest (SHA-256), and each part again, until
+    every run holds at most ``BATCH_CAP * limit_mpx`` (or one field of view). A batch then holds about
+    ``limit_mpx`` on average (from a few fields of view to twice that), and a row inserted into or taken out of the sheet changes only the batch that holds it (which may split
     in two, or join its neighbour): every other batch keeps its members, since whether and where a run is cut
     depends only on the names and sizes inside it. A batch is named after its first member
     (:func:`batch_name`), so the others keep their names too. An unknown size (None: the file could not be read;
@@ -449,7 +449,7 @@ def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: fl
         raise ValueError(f"limit_mpx must be positive, got {limit_mpx}")
     # sizes in whole pixels: integer sums, so no rounding elsewhere in the sheet moves a cut
     pixels = np.array([round((m or 0.0) * 1e6) for m in mpx], dtype=np.int64)
-    cap = int(2 * limit_mpx * 1e6)
+    cap = int(BATCH_CAP * limit_mpx * 1e6)
     lowest = np.array([int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big") for n in names], np.uint64)
     key_array = np.asarray(keys, dtype=object)
     out = [""] * len(mpx)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-__all__ = ["AUTO", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices", "default",
+__all__ = ["AUTO", "BATCH_CAP", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices", "default",
            "description", "from_section", "schema", "section_defaults", "section_keys"]
 
 
@@ -111,6 +111,12 @@ class Settings:
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+#: A batch of still images holds at most this many times ``tiling.shard_mpx`` (about ``shard_mpx`` on average):
+#: :func:`cellscale.samples.pack_batches` cuts by it, and the cost model sizes every batch job's memory for it
+#: (:func:`cellscale.cost.model.batch_mpx`). Here, below both: the samples and cost packages may not import each other.
+BATCH_CAP = 2
 
 
 # --- the sample sheet's scale column (cellscale/schemas/samples.schema.yaml), read by the workflow, the planner,

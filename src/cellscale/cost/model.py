@@ -10,7 +10,10 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    (``batches.read_fields: staged``; ``direct``: ``47 jobs``).
 2. ``ceil(total Mpx / shard)`` ``segment_batch`` jobs on the segment pool (the GPU pool, or the CPU pool with the int8
    model), each ``overhead + fixed_s + shard * s_per_mpx + images * batch_s_per_image + staging``; ``k`` jobs per
-   node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves. Snakemake
+   node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves. Batches are
+   cut by content, about ``shard`` on average but up to :data:`~cellscale.settings.BATCH_CAP` x ``shard``
+   (:func:`batch_mpx`): a job's time is the mean batch's, its memory (and so ``k``, and the pod's request) the
+   largest batch's. Every job is taken as the mean batch in time, here and in the simulation. Snakemake
    submits at most its ``jobs`` (:func:`snakemake_jobs`) at the end of a scheduling round; while jobs wait the
    launcher runs rounds back to back, each asking Cloud Storage about the waiting jobs' inputs (with staged fields,
    every waiting field): they are priced and, when long, pace the waves (:func:`waiting_rounds`).
@@ -53,6 +56,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property, lru_cache
 
+from cellscale.settings import BATCH_CAP
 from cellscale.settings import choices as setting_choices
 from cellscale.settings import default as setting_default
 
@@ -174,7 +178,8 @@ class Workload:
 
     def jobs(self, shard_mpx: float) -> int:
         """segment_batch jobs: plan_batches cuts images into batches of about shard_mpx on average (by content, at
-        most twice that: cellscale.samples.pack_batches); counted as if each held shard_mpx."""
+        most BATCH_CAP times that: cellscale.samples.pack_batches); counted as if each held shard_mpx (within 2% of
+        the content-cut count on uniform 1-Mpx fields)."""
         per_batch = max(1, math.floor(shard_mpx / self.mpx_per_image + 1e-9))
         return math.ceil(self.images / per_batch)
 
@@ -405,12 +410,20 @@ def allocatable_mb(machine: Machine) -> float:
 CPU_SCALAR = 0.95
 
 
+def batch_mpx(shard_mpx: float) -> float:
+    """The largest batch of ``tiling.shard_mpx`` = ``shard_mpx``: :data:`~cellscale.settings.BATCH_CAP` times it
+    (:func:`cellscale.samples.pack_batches` cuts batches of about ``shard_mpx`` on average, at most this). Every
+    batch job (segment_batch and the batch exports) is sized in memory for it."""
+    return BATCH_CAP * shard_mpx
+
+
 @lru_cache(maxsize=4096)
-def slots_per_node(machine: Machine, rate: RuleRate, shard_mpx: float) -> int:
+def slots_per_node(machine: Machine, rate: RuleRate, mpx: float) -> int:
     """Jobs of a rule that fit on one node at once, as Kubernetes places its pods: each requests ``threads x``
-    :data:`CPU_SCALAR` CPUs of the node's allocatable ones and its memory; a GPU rule also one of its GPUs."""
+    :data:`CPU_SCALAR` CPUs of the node's allocatable ones and its memory for ``mpx`` (a batch job's: the largest
+    batch, :func:`batch_mpx`); a GPU rule also one of its GPUs."""
     by_cpu = int(round(allocatable_cpu(machine.vcpus), 6) // round(max(1, rate.threads) * CPU_SCALAR, 6))
-    by_mem = int(allocatable_mb(machine) // max(1.0, rate.memory_mb(shard_mpx)))
+    by_mem = int(allocatable_mb(machine) // max(1.0, rate.memory_mb(mpx)))
     return min(by_cpu, by_mem, machine.gpus) if rate.gpu else min(by_cpu, by_mem)
 
 
@@ -450,7 +463,9 @@ def _scaled_rate(rate: RuleRate, augment: str, q: float) -> RuleRate:
 
 
 def fits(machine: Machine, rate: RuleRate, shard_mpx: float) -> bool:
-    return rate.memory_mb(shard_mpx) <= allocatable_mb(machine) and slots_per_node(machine, rate, shard_mpx) >= 1
+    """Whether a batch job of ``shard_mpx``'s largest batch (:func:`batch_mpx`) fits on one ``machine``."""
+    mpx = batch_mpx(shard_mpx)
+    return rate.memory_mb(mpx) <= allocatable_mb(machine) and slots_per_node(machine, rate, mpx) >= 1
 
 
 def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads) -> float:
@@ -465,14 +480,16 @@ def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads) -
 def export_jobs(w: Workload, profile: ThroughputProfile, machine: Machine, shard_mpx: float,
                 o: Overheads) -> list[tuple[float, int]]:
     """(wall seconds, jobs per node) of each export job of one batch on ``machine``: it stages the batch's images and
-    labels in and its store out."""
+    labels in and its store out; its time is the mean batch's, its jobs per node the largest batch's
+    (:func:`batch_mpx`)."""
     mpx = w.total_mpx / w.jobs(shard_mpx)
     out = []
     for fmt in w.exports:
         rate = profile.rate(fmt.rule)
-        k = slots_per_node(machine, rate, shard_mpx)
+        k = slots_per_node(machine, rate, batch_mpx(shard_mpx))
         if k < 1:
-            raise ValueError(f"{machine.name}: a {shard_mpx:g} Mpx {fmt.rule} job does not fit on one node")
+            raise ValueError(f"{machine.name}: a {fmt.rule} job of a {batch_mpx(shard_mpx):g} Mpx batch (the largest "
+                             f"of {shard_mpx:g} Mpx shards) does not fit on one node")
         staging = mpx * (w.mb_per_mpx + w.out_mb_per_mpx + fmt.mb_per_mpx) / o.pod_mb_s
         out.append((o.job_overhead_s + w.list_calls_per_job * o.list_call_s + rate.seconds(mpx) + staging, k))
     return out
@@ -782,9 +799,10 @@ def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfi
     tail_profile = profiles[choice.tail.machine]
     shard = choice.shard_mpx
     jobs = w.jobs(shard)
-    k = slots_per_node(seg_m, seg_rate, shard)
+    k = slots_per_node(seg_m, seg_rate, batch_mpx(shard))
     if k < 1:
-        raise ValueError(f"{choice.segment.machine}: a {shard} Mpx segment_batch job does not fit on one node")
+        raise ValueError(f"{choice.segment.machine}: a segment_batch job of a {batch_mpx(shard):g} Mpx batch (the "
+                         f"largest of {shard:g} Mpx shards) does not fit on one node")
     exports = export_jobs(w, tail_profile, tail_m, shard, o)
     d = segment_job_s(w, seg_rate, shard, o)
     one_pool = choice.segment == choice.tail and exports

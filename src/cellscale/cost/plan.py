@@ -51,7 +51,8 @@ import pulp
 import yaml
 
 from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, UNPRICED, Choice, Overheads,
-                    PoolChoice, Prediction, Workload, allocatable_mb, class_b_usd, export_nodes, fits, job_figures,
+                    PoolChoice, Prediction, Workload, allocatable_mb, batch_mpx, class_b_usd, export_nodes, fits,
+                    job_figures,
                     predict, segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb)
 from .prices import PriceTable
 from .simulate import SimResult, figure, simulate_mean
@@ -299,7 +300,7 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
         for shard in usable_shards(w, shards):
             if shard < w.mpx_per_image or not fits(machine, rate, shard):
                 continue
-            k = slots_per_node(machine, rate, shard)
+            k = slots_per_node(machine, rate, batch_mpx(shard))
             cap = max_nodes if not machine.gpus else min(max_nodes - 1, (max_gpus if max_gpus is not None
                                                                           else 10 ** 6) // machine.gpus)
             if not machine.gpus and (w.run_tables or w.exports) and m not in cpu:
@@ -531,7 +532,7 @@ def _no_candidate(w, profiles, prices, o, max_gpus, max_nodes, machines, shards,
                                              for s in usable_shards(w, shards))]
     if not seg:
         return (f"no node of {', '.join(tried)} has the memory for a segment_batch job of {w.mpx_per_image:g}-Mpx "
-                f"images")
+                f"images (a batch holds up to {batch_mpx(1):g} x its shard)")
     gpu = {m: prices.machines[m].gpus for m in seg if prices.machines[m].gpus}
     if len(gpu) == len(seg):   # a CPU pool may always have a node (max_nodes >= 1)
         why = []
@@ -614,6 +615,10 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
                 if line not in out:
                     out.append(line)
     out += o.assumptions()
+    out.append(f"batches: cut by content, about the shard ({choice.shard_mpx:g} Mpx) on average and up to "
+               f"{batch_mpx(choice.shard_mpx):g} Mpx (BATCH_CAP x the shard): every batch job's memory (and jobs per "
+               f"node) is the largest batch's, its time the mean batch's, in the simulation too (a last wave of "
+               f"larger batches ends later than either says)")
     out.append(f"preemption {preemption:g} per spot node-hour (given)")
     if w is not None and (above := oversized(w, choice.shard_mpx)):
         out.append(above)
@@ -648,8 +653,9 @@ def describe(plan_: Plan, w: Workload, profiles=None) -> str:
         lines.append(f"  pool {pool['name']}: {pool['count']} x {pool['machine_type']}"
                      f"{' (' + str(pool['gpus_per_node']) + ' GPU)' if pool['gpus_per_node'] else ''}"
                      f"{', spot' if pool['spot'] else ', on demand'}")
-    lines.append(f"  shard {plan_.choice.shard_mpx:g} Mpx: {p.segment_jobs} segment_batch jobs; Snakemake jobs "
-                 f"{p.jobs}")
+    lines.append(f"  shard {plan_.choice.shard_mpx:g} Mpx: {p.segment_jobs} segment_batch jobs (batches of about "
+                 f"{plan_.choice.shard_mpx:g} Mpx, memory for up to {batch_mpx(plan_.choice.shard_mpx):g}); "
+                 f"Snakemake jobs {p.jobs}")
     same = plan_.choice.segment == plan_.choice.tail and w.exports   # the exports then run within the segment phase
     lines.append("  phases: " + ", ".join(f"{k}{' (with the exports)' if k == 'segment' and same else ''} {v:.2f} h"
                                           for k, v in p.phases_h.items() if v > 0 or k == "segment"))
@@ -704,18 +710,21 @@ def _describe_simulated(plan_: Plan, w: Workload) -> list[str]:
     return lines
 
 
-def segment_memory_mb(machine, rate, shard_mpx: float) -> int:
-    """The segment rules' memory request: 1.5 x the model's figure for the shard, in 500 MB steps, but never more
-    than the node's share of each of the plan's jobs on it (a pod that asks for more than a node has is never
-    scheduled, and the plan packed its jobs by the model's figure), nor less than the figure."""
-    need = rate.memory_mb(shard_mpx)
-    share = allocatable_mb(machine) / max(1, slots_per_node(machine, rate, shard_mpx))
+def segment_memory_mb(machine, rate, mpx: float) -> int:
+    """A segment rule's memory request for jobs of at most ``mpx`` (segment: a shard, ``tiling.shard_mpx``;
+    segment_batch: the largest batch, :func:`.model.batch_mpx`): 1.5 x the model's figure, in 500 MB steps, but
+    never more than the node's share of each of the plan's jobs on it (a pod that asks for more than a node has is
+    never scheduled, and the plan packed its jobs by the model's figure for the largest batch), nor less than the
+    figure."""
+    need = rate.memory_mb(mpx)
+    share = allocatable_mb(machine) / max(1, slots_per_node(machine, rate, mpx))
     return int(max(math.ceil(need), min(math.ceil(1.5 * need / 500) * 500, share // 100 * 100)))
 
 
 def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", profiles=None) -> dict:
     """The workflow profile for the plan: ``jobs``, every rule of the GKE profile's ``set-resources`` with the plan's
-    machine types (and the segment rule's memory from its profile: 1.5 x the model, in 500 MB steps), its
+    machine types (and the segment rules' memory from its profile: 1.5 x the model for a shard, and for
+    segment_batch the largest batch, in 500 MB steps), its
     ``set-threads`` with the segment rule's threads from its profile (what its jobs per node assume: each pod requests
     ``threads x`` the plugin's cpu-scalar), and the shard size through ``configfile`` (see the module docstring for
     why)."""
@@ -734,9 +743,10 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
     threads = dict(base.get("set-threads") or {})
     if profiles is not None:
         rate = profiles[seg.machine].rate(SEGMENT_RULE)   # memory and threads: the same for every augment
-        mem_mb = segment_memory_mb(seg_m, rate, plan_.choice.shard_mpx)
-        for rule in ("segment", SEGMENT_RULE):  # a large image's shards are the batches' size (tiling.shard_mpx)
-            resources.setdefault(rule, {})["mem_mb"] = mem_mb
+        shard = plan_.choice.shard_mpx
+        # a large image's shards hold tiling.shard_mpx; a batch up to BATCH_CAP times that (the plan packed its jobs so)
+        for rule, mpx in (("segment", shard), (SEGMENT_RULE, batch_mpx(shard))):
+            resources.setdefault(rule, {})["mem_mb"] = segment_memory_mb(seg_m, rate, mpx)
         threads[SEGMENT_RULE] = rate.threads   # the vCPUs its figures and the plan's jobs per node assume
     # a rule no set-resources names goes to the CPU pool too (profiles/gke's default type may be no pool of the plan);
     # the key replaces the --profile's as a whole, so the rest of its default-resources is repeated

@@ -16,8 +16,11 @@ duration (the per-job overhead included) and frees it. Spot nodes are preempted 
 queue (Snakemake's retries, at most ``retries`` per job; a job that runs out is counted
 in ``failed_jobs``), and the autoscaler replaces the node at its next scan. Seeded: the same seed gives the same run.
 
-The cost uses :func:`.model.run_costs` on the simulated wall time and node-seconds, so only the mechanics differ
-from the model. :func:`figure` draws nodes and running jobs over time per pool.
+Every batch's jobs take the mean batch's time, as in the model (the batches, cut by content, hold from a few fields
+of view to :data:`~cellscale.settings.BATCH_CAP` x ``shard_mpx``, about ``shard_mpx`` on average), and the largest
+batch's memory (:func:`.model.batch_mpx`), as their pods ask. The cost uses :func:`.model.run_costs` on the simulated
+wall time and node-seconds, so only the mechanics differ from the model. :func:`figure` draws nodes and running jobs
+over time per pool.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from .model import (TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, export_jobs, export_slots,
-                    plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node, snakemake_jobs, tail_job_s)
+from .model import (TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, batch_mpx, export_jobs,
+                    export_slots, plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node,
+                    snakemake_jobs, tail_job_s)
 from .prices import PriceTable
 from .throughput import ThroughputProfile
 
@@ -271,7 +275,7 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
         if pc.name not in sim.pools:
             sim.pools[pc.name] = _Pool(sim, pc, prices.machine(pc.machine))
     seg_pool, tail_pool = sim.pools[choice.segment.name], sim.pools[choice.tail.name]
-    k = max(1, slots_per_node(seg_pool.machine, seg_rate, choice.shard_mpx))
+    k = max(1, slots_per_node(seg_pool.machine, seg_rate, batch_mpx(choice.shard_mpx)))
     jobs = w.jobs(choice.shard_mpx)
     d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
     exports = export_jobs(w, tail_profile, tail_pool.machine, choice.shard_mpx, o)
