@@ -56,7 +56,9 @@ rule segment_batch:
     threads: batch_threads  # 1 or 2: the batches side by side on this machine's cores (rules/common.smk)
     resources:
         # no gpu here: a profile that places the rule on a GPU asks for one (profiles/gke, profiles/slurm); a rule's
-        # own gpu=1 would stay in a plan's CPU placement, and the Kubernetes plugin then refuses the job
+        # own gpu=1 would stay in a plan's CPU placement, and the Kubernetes plugin then refuses the job. A batch holds
+        # up to 2 x tiling.shard_mpx (cut by content): 4000 MB holds the default's 32 Mpx (the GPU model's 1,500 MB +
+        # 40 MB/Mpx: 2,780); the schema sets no largest shard, so a larger one needs a profile's or a plan's mem_mb
         mem_mb=4000,
     log:
         "logs/segment_batch/{batch}.log",

@@ -229,20 +229,23 @@ def test_staged_waves_with_an_export_pool_of_their_own_take_whole_rounds(images,
     assert p.hours == pytest.approx(r.hours, rel=0.05) and p.cost_usd == pytest.approx(r.cost_usd, rel=0.10)
 
 
-def _l4_n2(images: int, gpus: int, exporters: int, shard: float) -> tuple[Workload, Choice]:
+def _l4_n2(images: int, gpus: int, exporters: int, shard: float,
+           machine: str = "g2-standard-4") -> tuple[Workload, Choice]:
     return (Workload(images, 1.0, read_fields="staged"),
-            Choice(PoolChoice("gpu", "g2-standard-4", gpus, True),
+            Choice(PoolChoice("gpu", machine, gpus, True),
                    PoolChoice("spot-cpu", "n2-standard-16", exporters, True), shard))
 
 
-@pytest.mark.parametrize("images, gpus, exporters, shard", [(10000, 1, 4, 64), (10000, 2, 2, 256)])
-def test_staged_segment_jobs_go_while_a_wave_runs_where_the_export_pool_keeps_up(images, gpus, exporters, shard):
+@pytest.mark.parametrize("images, gpus, exporters, shard, machine", [
+    (10000, 1, 4, 64, "g2-standard-4"), (10000, 2, 2, 256, "g2-standard-8")])
+def test_staged_segment_jobs_go_while_a_wave_runs_where_the_export_pool_keeps_up(images, gpus, exporters, shard,
+                                                                                  machine):
     """Staged fields, the exports on a pool that keeps up: a round's finished batches free their slots, their exports
     take them at the round's end and free them by the next. Where Snakemake's jobs beyond the GPUs' slots hold a
     round's segment jobs and their exports, the next wave's segment jobs go while a wave runs, and the GPUs never
     wait. The model kept the waves apart by whole rounds, with the nodes going between them: 54% and 7% long in
     time (the second is the check's example in docs/cost.md, 2 L4 with 2 export nodes)."""
-    w, choice = _l4_n2(images, gpus, exporters, shard)
+    w, choice = _l4_n2(images, gpus, exporters, shard, machine)
     p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
     assert p.segment_jobs > p.jobs and p.round_requests > 0
     gpu = [running for _, pool, _, running in r.timeline if pool == "gpu"]
@@ -257,7 +260,7 @@ def test_an_export_pool_starts_only_the_nodes_its_exports_fill(images, mpx_shard
     """4 export nodes allowed where one keeps up with one L4: the autoscaler starts a node only for pods that do not
     fit, so the pool runs one node. The model billed the pool's maximum from the first exports to the last: 28-29%
     over the simulation in cost."""
-    w, choice = _l4_n2(images, 1, 4, mpx_shard)
+    w, choice = _l4_n2(images, 1, 4, mpx_shard, "g2-standard-8")
     p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
     assert export_nodes(w, choice, PROFILES, PRICES) == 1
     assert r.node_hours["spot-cpu"] < 1.0 and max(n for _, pool, n, _ in r.timeline if pool == "spot-cpu") == 1
@@ -278,16 +281,18 @@ def test_a_flowing_export_pool_starts_the_nodes_a_rounds_exports_fill(images, sh
     assert p.cost_usd == pytest.approx(r.cost_usd, rel=0.04)
 
 
-@pytest.mark.parametrize("images, mpx, read_fields, gpus, exporters, shard", [
-    (100, 64.0, "direct", 17, 24, 128.0), (100, 64.0, "staged", 5, 8, 256.0)])
+@pytest.mark.parametrize("images, mpx, read_fields, gpus, exporters, shard, machine", [
+    (100, 64.0, "direct", 17, 24, 128.0, "n1-standard-4-t4"), (100, 64.0, "staged", 5, 12, 256.0, "g2-standard-8")])
 def test_an_export_pool_above_what_keeps_up_starts_the_nodes_of_the_exports_waiting_for_it(images, mpx, read_fields,
-                                                                                            gpus, exporters, shard):
-    """Every segment job in the first round, on T4s, an export pool allowed twice the nodes that keep up. The pool's
+                                                                                            gpus, exporters, shard,
+                                                                                            machine):
+    """Every segment job in the first round, on T4s (L4s, g2-standard-8, for 256-Mpx shards: a T4 node does not
+    hold their largest batches, 512 Mpx), an export pool allowed twice the nodes that keep up. The pool's
     first node is up only a replacement's time after the first batches end, and by then the GPUs have ended several
     waves: their exports wait together, and the pool starts the nodes they fill, here its maximum. The model billed
     the nodes that keep up: 11-12% under the simulation in cost."""
     w = Workload(images, mpx, read_fields=read_fields)
-    choice = Choice(PoolChoice("gpu", "n1-standard-4-t4", gpus, True),
+    choice = Choice(PoolChoice("gpu", machine, gpus, True),
                     PoolChoice("spot-cpu", "e2-standard-4", exporters, True), shard)
     p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
     assert p.segment_jobs <= p.jobs and export_nodes(w, choice, PROFILES, PRICES) == exporters // 2
@@ -303,7 +308,7 @@ def test_a_wave_longer_than_a_round_takes_its_rounds_and_its_exports_rounds_then
     and its 40 exports two more at 20 a round. The GPU nodes, idle meanwhile, go, and the second wave waits for new
     ones. The model took the first wave and its exports as three rounds in all, and no start-up for the last wave:
     16% short of the simulation in time."""
-    w, choice = _l4_n2(10000, gpus, 1, 256)
+    w, choice = _l4_n2(10000, gpus, 1, 256, "g2-standard-8")
     p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
     assert p.jobs < p.segment_jobs <= 2 * p.jobs and p.round_requests > 0   # two waves
     assert p.hours == pytest.approx(r.hours, rel=0.03)
@@ -341,7 +346,7 @@ def test_no_rounds_when_snakemakes_jobs_take_every_batch_at_once():
 
 @pytest.mark.parametrize("images, gpus, tail, exporters, shard, read_fields", [
     (300, 5, "e2-standard-8", 2, 64.0, "direct"), (3000, 47, "e2-standard-4", 29, 64.0, "direct"),
-    (10000, 40, "e2-standard-4", 26, 256.0, "direct"), (3000, 47, "n2-standard-16", 6, 64.0, "staged")])
+    (10000, 79, "e2-standard-4", 26, 128.0, "direct"), (3000, 47, "n2-standard-16", 6, 64.0, "staged")])
 @pytest.mark.parametrize("spot", [False, True])
 def test_segment_nodes_that_took_every_batch_at_once_go_after_their_own_job(images, gpus, tail, exporters, shard,
                                                                              read_fields, spot):
@@ -360,8 +365,8 @@ def test_segment_nodes_that_took_every_batch_at_once_go_after_their_own_job(imag
 
 
 @pytest.mark.parametrize("images, mpx, machine, tail, shard", [
-    (2000, 4.0, "g2-standard-8", "n1-standard-4", 512.0), (5000, 1.0, "a2-highgpu-1g", "n1-standard-4", 512.0),
-    (2000, 4.0, "n1-standard-4-t4", "e2-standard-4", 256.0)])
+    (2000, 4.0, "g2-standard-8", "n1-standard-4", 256.0), (5000, 1.0, "a2-highgpu-1g", "n1-standard-4", 512.0),
+    (2000, 4.0, "n1-standard-4-t4", "e2-standard-4", 128.0)])
 def test_a_single_slots_pending_job_keeps_it_busy_through_rounds_shorter_than_a_job(images, mpx, machine, tail,
                                                                                      shard):
     """One GPU slot without exports: Snakemake's jobs (2, for the tail) put a second segment job on the node as a
@@ -393,8 +398,8 @@ SHIPPED = ("ome-tiff", "ome-zarr", "spatialdata")
 
 
 @pytest.mark.parametrize("images, mpx, read_fields, gpus, exporters, shard", [
-    (5000, 1.0, "direct", 1, 1, 512.0), (2000, 4.0, "direct", 2, 2, 512.0), (50000, 1.0, "direct", 14, 14, 512.0),
-    (300, 16.0, "direct", 10, 8, 256.0), (300, 16.0, "staged", 2, 2, 512.0)])
+    (5000, 1.0, "direct", 1, 1, 256.0), (2000, 4.0, "direct", 2, 2, 256.0), (50000, 1.0, "direct", 14, 14, 256.0),
+    (300, 16.0, "direct", 10, 8, 256.0), (300, 16.0, "staged", 2, 2, 256.0)])
 def test_exports_on_their_own_pool_take_their_packing_and_their_last_jobs(images, mpx, read_fields, gpus, exporters,
                                                                           shard):
     """Exports on a CPU pool of their own that the GPUs keep busy: the pool works at the rate its nodes pack the
@@ -420,7 +425,7 @@ def test_the_first_rounds_exports_hold_every_slot_until_their_pool_has_done_most
     under the simulation's time; these are plans `cellscale plan` chose with T4 forced (no preemption)."""
     w = Workload(images, mpx, read_fields=read_fields, formats=SHIPPED)
     choice = Choice(PoolChoice("gpu", "n1-standard-4-t4", 2, True), PoolChoice("spot-cpu", "e2-standard-4", 2, True),
-                    256.0)
+                    128.0)
     p, r = predict(w, choice, PROFILES, PRICES), simulate(w, choice, PROFILES, PRICES)
     assert p.segment_jobs > p.jobs == 8
     assert p.hours == pytest.approx(r.hours, rel=0.06)

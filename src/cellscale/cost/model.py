@@ -856,7 +856,11 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # before the last wave pack the nodes with their segment jobs and exports (packed_batch_s); the last wave's
         # exports (k batches a node) follow it side by side: the longest of them, or their node-seconds if longer
         filled = max(waves * d, max(0, jobs - n * k) * g.shared / n + d)
-        t_plain = (filled + max(longest, k * per_batch)) / f
+        # the last wave's exports, k batches a node, side by side: the run ends with the longest, or, where they do not
+        # all fit on a node (each export's memory counted at the largest batch), as they pack it, some waiting for
+        # room; the nodes are billed for their node-seconds (an export that waits goes to any node with room)
+        t_plain = (filled + max(longest, k * packed_batch_s(exports, batches=k))) / f
+        t_billed = (filled + max(longest, k * per_batch)) / f
         # the rounds add their time, not a share of the exports' work (a finished wave's exports run while the
         # next rounds go): a stretch of the filled slots counted that work again, up to 42% over the simulation
         t_work = t_plain + added
@@ -920,7 +924,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
     # node-seconds billed: from VM creation to removal (idle_s + scan_s/2 after the node's last job)
     rate_s = preemption / 3600.0 if choice.segment.spot else 0.0
     if same_pool and exports:
-        busy = n * t_plain               # the exports keep every node busy to the end
+        busy = n * t_billed              # the exports keep every node busy to the end
     else:
         last = jobs - (waves - 1) * n * k
         nodes_last = math.ceil(last / k)
