@@ -437,11 +437,12 @@ def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: fl
     their positions: a run of more than :data:`~cellscale.settings.BATCH_CAP` (2) times ``limit_mpx`` (config
     ``tiling.shard_mpx``) is cut after its member whose name hashes lowest (SHA-256), and each part again, until
     every run holds at most ``BATCH_CAP * limit_mpx`` (or one field of view). A batch then holds about
-    ``limit_mpx`` on average (from a few fields of view to twice that), and a row inserted into or taken out of the sheet changes only the batch that holds it (which may split
-    in two, or join its neighbour): every other batch keeps its members, since whether and where a run is cut
-    depends only on the names and sizes inside it. A batch is named after its first member
-    (:func:`batch_name`), so the others keep their names too. An unknown size (None: the file could not be read;
-    its batch job records why) counts as 0. The result is the same for the same sheet, run after run.
+    ``limit_mpx`` on average (from a few fields of view to twice that), and a row inserted into or taken out of the
+    sheet changes only the batch that holds it (which may split in two, or join its neighbour): every other batch
+    keeps its members, since whether and where a run is cut depends only on the names and sizes inside it. A batch
+    is named after its first member (:func:`batch_name`), so the others keep their names too. An unknown size (None:
+    the file could not be read; its batch job records why) counts as 0. The result is the same for the same sheet,
+    run after run.
     """
     if not len(mpx) == len(keys) == len(names):
         raise ValueError(f"{len(mpx)} sizes for {len(keys)} keys and {len(names)} names")

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-__all__ = ["AUTO", "BATCH_CAP", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices", "default",
-           "description", "from_section", "schema", "section_defaults", "section_keys"]
+__all__ = ["AUTO", "BATCH_CAP", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices",
+           "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
 
 
 @cache

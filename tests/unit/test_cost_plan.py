@@ -249,8 +249,8 @@ def test_an_export_pool_larger_than_keeps_up_raises_snakemakes_jobs_and_lets_sta
     """10^4 staged fields, the shipped formats, within 1.45 h on L4s (g2-standard-8, whose memory holds the largest
     batch of 256-Mpx shards, 512 Mpx; a g2-standard-4's holds that of 128-Mpx shards only, since batches are cut by
     content). One n2-standard-16 keeps up with 2 L4's exports, but with it Snakemake's jobs are 18 and the waves wait
-    for whole rounds (7-14 min while thousands of fields wait): simulated 1.56 h, past the deadline. A maximum of 2 export nodes gives 34
-    jobs: the segment jobs flow between waves. The planner once tried export pools only up to the nodes that keep
+    for whole rounds (7-14 min while thousands of fields wait): simulated 1.56 h, past the deadline. A maximum of 2
+    export nodes gives 34 jobs: the segment jobs flow between waves. The planner once tried export pools only up to the nodes that keep
     up; this is 10% cheaper than that, within the deadline, and the prediction agrees with the simulation."""
     w = Workload(10**4, 1.0, read_fields="staged")
     p = plan(w, PROFILES, PRICES, deadline_h=1.45, segment_machines=["g2-standard-8"])

@@ -27,7 +27,8 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    them (at the rate its nodes pack them, :func:`packed_batch_s`; the jobs running when the work runs out end half
    a job later on average), whichever is later. Where more segment jobs wait than Snakemake's ``jobs``, its first
    round sends ``jobs`` segment jobs (no export is ready yet); their exports then go first and hold every slot, and
-   the segment pool waits until the export pool has done all but ``jobs`` of them.
+   the segment pool waits until the export pool has done all but ``jobs`` of them (its nodes billed for that wait
+   unless they go after the first wave: :attr:`Rounds.first_go`).
 4. the tail on the CPU pool: ``aggregate_measurements`` and ``report_fields`` side by side, then ``summary``; their
    time and memory grow with the whole run (``per: run``); ``Workload(run_tables=False)`` leaves them out.
 
@@ -601,6 +602,7 @@ class Rounds:
     go_waves: int = 0    # and their number
     waves: int = 1       # waves of Snakemake's jobs
     flowing: tuple = ()  # the rounds' seconds after each wave from which the next wave's jobs go while it runs
+    first_go: bool = False   # whether the nodes go after the first wave (its restart is in idle_node_s)
 
 
 def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: int, first_s: float, d: float,
@@ -657,7 +659,7 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
         rest = _even_cycles(waves - 2, dw, cw * a, per_wave * a, call, keep, restart, buffer_s)
         go = [(n, t) for n, t in ((1, first_s), (waves - 2, dw)) if cw * a >= t + keep]
         return Rounds(dw + first[0] + rest[0], first[1] + rest[1], first[2] + rest[2],
-                      sum(n * cw * a for n, _ in go), sum(n for n, _ in go))
+                      sum(n * cw * a for n, _ in go), sum(n for n, _ in go), first_go=cw * a >= first_s + keep)
 
     # a round asks at least round_b: a - b j falls below it (or below 0) after wave `floor`, as the waves run ahead
     rb = o.round_b
@@ -715,7 +717,7 @@ def waiting_rounds(w: Workload, o: Overheads, jobs: int, limit: float, slots: in
     idle = (first[2] + max(0, go - 1) * restart + cw * r_paced - max(0, paced - max(2, go + 1) + 1) * dw
             + short_wait)
     return Rounds(seconds, requests, idle, cw * (r_go + r1 * first_go) + extra, max(0, go - 1) + first_go, waves,
-                  tuple(round_s(j) for j in range(flow, waves)))
+                  tuple(round_s(j) for j in range(flow, waves)), first_go)
 
 
 def _requests(lo: int, hi: int, a: float, b: float, floor: int, least: float) -> float:
@@ -931,8 +933,10 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         # nodes without a job in the last wave are done (waves - 1) waves in; the others after `waves`
         busy = ((waves - 1) * n + nodes_last) * d / f
     # waiting for the rounds (or started again after them), the exports (their jobs wait meanwhile), and the nodes
-    # that the segment jobs beyond the first round's need while the first round's exports hold every slot
-    busy += n * (rounds.idle_node_s + held) + min(n, math.ceil((jobs - limit) / k)) * clog
+    # that the segment jobs beyond the first round's need while the first round's exports hold every slot: none where
+    # the nodes go after the first wave (its export rounds outlast idle_s): they are gone through that wait, and the
+    # rounds bill their restart (idle_node_s)
+    busy += n * (rounds.idle_node_s + held) + (0 if rounds.first_go else min(n, math.ceil((jobs - limit) / k))) * clog
     round_requests = rounds.requests + ((held + filled_wait) / o.storage_call_s if rounds.requests else 0.0)
     end_gap = o.idle_s + o.scan_s / 2
     preemptions = rate_s * n * t_work
