@@ -290,7 +290,12 @@ def test_an_export_pool_above_what_keeps_up_starts_the_nodes_of_the_exports_wait
     hold their largest batches, 512 Mpx), an export pool allowed twice the nodes that keep up. The pool's
     first node is up only a replacement's time after the first batches end, and by then the GPUs have ended several
     waves: their exports wait together, and the pool starts the nodes they fill, here its maximum. The model billed
-    the nodes that keep up: 11-12% under the simulation in cost."""
+    the nodes that keep up: 11-12% under the simulation in cost.
+
+    Not T4s at 128-Mpx shards for the staged case: its 50 segment jobs outnumber Snakemake's 29, so not all go in
+    the first round (this test's premise), and the first round's exports go out a few a round as GPU slots free: the
+    pool's nodes start one after another where the closed form has them all up at once, 12% short in time and 16% in
+    cost, before the batch cap as after (docs/cost.md, "Still beyond 10%")."""
     w = Workload(images, mpx, read_fields=read_fields)
     choice = Choice(PoolChoice("gpu", machine, gpus, True),
                     PoolChoice("spot-cpu", "e2-standard-4", exporters, True), shard)
