@@ -52,8 +52,7 @@ import yaml
 
 from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, UNPRICED, Choice, Overheads,
                     PoolChoice, Prediction, Workload, allocatable_mb, batch_mpx, class_b_usd, export_nodes, fits,
-                    job_figures,
-                    predict, segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb)
+                    job_figures, predict, segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb)
 from .prices import PriceTable
 from .simulate import SimResult, figure, simulate_mean
 from .throughput import PROFILE_DIR, SHIPPED_PROFILES, ThroughputProfile, load_profile
