@@ -715,13 +715,20 @@ def _quantize(args) -> int:
     return run_quantize(QuantizeOptions.from_args(args))
 
 
+#: ``--store`` of `cellscale data` and `cellscale review import`
+STORE_HELP = ("the version store (default: the checkout's data/versions, or $CELLSCALE_VERSIONS); relative roots "
+              "resolve against the folder holding its data/ (DIR/../.. for DIR = .../data/versions), else against "
+              "DIR's parent")
+
+
 def _review(args) -> int:
     if args.target == "import":
         if not args.bundle_in or not args.dataset:
             raise UsageError("review import needs BUNDLE and --dataset NAME")
         from cellscale.review import import_bundle
 
-        version = import_bundle(args.bundle_in, args.dataset, args.annotator, args.parent, args.licence)
+        version = import_bundle(args.bundle_in, args.dataset, args.annotator, args.parent, args.licence,
+                                store=args.store)
         tiles = sum(f.metadata.get("role") == "labels" and "/" not in f.path for f in version.files)  # this root's
         print(f"{args.bundle_in} -> dataset version {version.ref} ({tiles} corrected tile(s); parent "
               f"{version.parent or 'none'}; files in {version.root_path})")
@@ -1061,12 +1068,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Immutable, content-hashed versions of annotated data sets, stored as JSON "
                                    "manifests under data/versions/NAME/ (files stay where they are). See "
                                    "docs/data.md.")
-    store_help = ("the version store (default: the checkout's data/versions, or $CELLSCALE_VERSIONS); relative "
-                  "roots resolve against the folder holding its data/ (DIR/../.. for DIR = .../data/versions), "
-                  "else against DIR's parent")
-    p.add_argument("--store", default=None, help=store_help)
+    p.add_argument("--store", default=None, help=STORE_HELP)
     store_option = argparse.ArgumentParser(add_help=False)  # --store after the action as well as before it
-    store_option.add_argument("--store", default=argparse.SUPPRESS, help=store_help)
+    store_option.add_argument("--store", default=argparse.SUPPRESS, help=STORE_HELP)
     data = p.add_subparsers(dest="action", required=True)
     q = data.add_parser("add", help="record a new version of NAME from the files under ROOT", parents=[store_option])
     q.add_argument("name")
@@ -1252,7 +1256,8 @@ def build_parser() -> argparse.ArgumentParser:
         "review", help="export the tiles where the model is least sure for correction in napari, or import the "
                        "corrections as a dataset version (docs/correct.md)",
         usage="cellscale review RESULTS --sample S [-n K] -o BUNDLE [options]\n"
-              "       cellscale review import BUNDLE --dataset NAME [--annotator WHO] [--parent NAME@ID]",
+              "       cellscale review import BUNDLE --dataset NAME [--annotator WHO] [--parent NAME@ID] "
+              "[--store DIR]",
         description="`cellscale review RESULTS --sample S -n K -o BUNDLE` scores the sample's tiles (rot180 "
                     "disagreement, boundary probability inside cells, odd shapes and sizes; "
                     "cellscale.review.uncertainty) and writes the K least-sure ones as OME-Zarr (image + NGFF "
@@ -1287,10 +1292,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("import")
     g.add_argument("--dataset", help="(import) the dataset the corrections become a version of")
     g.add_argument("--annotator", default=None, help="(import) who corrected the tiles (default: the user name)")
-    g.add_argument("--parent", default=None, help="(import) the version to build on (default NAME@latest if any)")
+    g.add_argument("--parent", default=None,
+                   help="(import) the version to build on (default: NAME@latest if NAME exists, else the dataset "
+                        "version the bundle's model was trained on when the store has it and the tiles can join it; "
+                        "a parent that neither is nor descends from that version is warned of)")
     g.add_argument("--licence", default=None,
                    help="(import) licence of the corrections (default: the one an earlier round of the same image "
                         "gave, else 'as the source image's'; never the parent's)")
+    g.add_argument("--store", default=None, help=f"(import) {STORE_HELP}")
     p.set_defaults(func=_review)
     for command in sub.choices.values():  # UsageError: printed with the command's own usage line
         command.set_defaults(parser=command)

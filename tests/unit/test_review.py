@@ -236,9 +236,10 @@ def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path,
     second = import_bundle(work, "corrections", annotator="bob", store=store)
     assert second.parent == version.ref
     new = [f for f in second.files if f.metadata.get("annotator") == "bob"]
-    assert {f.metadata["tile"] for f in new} == {"tile_002", "tile_003"}  # everything changed in this bundle
+    # tile_002's labels are alice's, in the parent already: not imported again under bob's name
+    assert {f.metadata["tile"] for f in new} == {"tile_003"}
     assert {Path(p).name for p in second.changes["added"]} == {f.path for f in new}
-    assert len(second.files) == 2 + 4  # the parent's pair and this round's two pairs
+    assert len(second.files) == 2 + 2  # the parent's pair and this round's pair
 
     # the same corrections imported from a copy of the bundle elsewhere are the version they were
     elsewhere = tmp_path / "moved" / work.name
@@ -246,11 +247,11 @@ def test_import_makes_a_version_of_exactly_the_corrected_tiles(bundle, tmp_path,
     assert import_bundle(elsewhere, "corrections", annotator="bob", parent=version.ref, store=store).ref == second.ref
     assert len(list_versions(store, "corrections")) == 2
     # whose labels the version holds: the set's metadata is the first round's, each round's files say their own
-    assert [(g["annotator"], g["files"]) for g in second.annotations()] == [("bob", 2), ("alice", 1)]
+    assert [(g["annotator"], g["files"]) for g in second.annotations()] == [("alice", 1), ("bob", 1)]
     capsys.readouterr()
     assert main(["data", "--store", str(store), "show", second.ref]) == 0
     shown = capsys.readouterr().out
-    assert "annotator: alice" in shown and "  2 label file(s): annotator bob; source cellscale review of sample img" \
+    assert "annotator: alice" in shown and "  1 label file(s): annotator bob; source cellscale review of sample img" \
         in shown and "  1 label file(s): annotator alice;" in shown
 
 
@@ -438,6 +439,107 @@ def test_corrections_keep_their_images_licence_not_the_parents(bundle, tmp_path)
     second = import_bundle(work, "mine", store=store)
     assert second.parent == mine.ref
     assert {second.metadata_of(f)["licence"] for f in second.files if f.metadata.get("tile")} == {"CC-BY-4.0"}
+
+
+def _trained_on(bundle: Path, manifest: dict, folder: Path, dataset: str) -> None:
+    """Point the bundle at a copy of its model (in ``folder``) whose metrics.json says it was trained on
+    ``dataset``."""
+    folder.mkdir()
+    for file in (MODELS / "nuclear").iterdir():
+        if file.suffix == ".json":
+            shutil.copy(file, folder / file.name)
+        else:  # the weights, unchanged
+            (folder / file.name).symlink_to(file)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "dataset": dataset}))
+    manifest["model"]["path"] = str(folder)
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+
+
+def test_the_first_import_stacks_on_the_models_training_data(bundle, tmp_path, capsys):
+    """Without --parent, a first import takes the version the bundle's model was trained on, when the store has it
+    and the tiles can join it, and says so; otherwise it makes a version of the corrections alone and says which
+    parent to give."""
+    store = tmp_path / "data" / "versions"
+    work, manifest = _one_tile_corrected(bundle, tmp_path)
+    nuclei = _parent(store, tmp_path / "nuclei", "nuclei", "nuclear", None)
+    _trained_on(work, manifest, tmp_path / "m1", nuclei.ref)
+    version = import_bundle(work, "x", store=store)
+    assert version.parent == nuclei.ref and len(version.files) == 2 + 2
+    assert f"parent {nuclei.ref}, the dataset version nuclear@" in capsys.readouterr().err
+    # a model trained on a version this store does not have: the corrections alone, and which parent to give
+    _trained_on(work, manifest, tmp_path / "m2", "elsewhere@0123456789ab")
+    alone = import_bundle(work, "y", store=store)
+    err = capsys.readouterr().err
+    assert alone.parent is None and len(alone.files) == 2
+    assert "no parent: nuclear@" in err and "trained on elsewhere@0123456789ab, which is not in the store" in err
+    assert "--parent NAME@ID" in err and "--fit-only" in err
+    # ... and one the tiles cannot join (it annotates cell outlines): the corrections alone, saying why
+    cells = _parent(store, tmp_path / "cells", "cells", "whole_cell", None)
+    _trained_on(work, manifest, tmp_path / "m3", cells.ref)
+    assert import_bundle(work, "z", store=store).parent is None
+    assert f"trained on {cells.ref}, which the tiles cannot join" in capsys.readouterr().err
+
+
+def test_a_parent_off_the_models_lineage_is_warned_of(bundle, tmp_path, capsys):
+    """--parent is taken as given, with a warning naming both when it neither is the version the model was trained
+    on nor descends from it."""
+    store = tmp_path / "data" / "versions"
+    work, manifest = _one_tile_corrected(bundle, tmp_path)
+    nuclei = _parent(store, tmp_path / "nuclei", "nuclei", "nuclear", None)
+    other = _parent(store, tmp_path / "other", "other", "nuclear", {"nuclear": 0})
+    _trained_on(work, manifest, tmp_path / "model", nuclei.ref)
+    assert import_bundle(work, "x", parent=other.ref, store=store).parent == other.ref
+    err = capsys.readouterr().err
+    assert f"warning: --parent {other.ref} is neither {nuclei.ref}, the dataset version nuclear@" in err
+    assert "nor descends from it" in err
+    first = import_bundle(work, "y", parent=nuclei.ref, store=store)  # the model's own data: no warning
+    fixed = labels_of(work, manifest, 2)
+    fixed[fixed == fixed.max()] = 0
+    tifffile.imwrite(work / "corrected" / "tile_002.tif", fixed)
+    assert import_bundle(work, "z", parent=first.ref, store=store).parent == first.ref  # descends from it
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_same_labels_are_not_imported_twice_and_a_new_correction_replaces_the_old(bundle, tmp_path, capsys):
+    """Importing a bundle again under another annotator records nothing (the version holding the labels is named);
+    a tile corrected again with other labels replaces its earlier copy, so training sees one copy, the latest."""
+    from cellscale.train.versions import TrainingSet
+
+    store = tmp_path / "data" / "versions"
+    work, manifest = _one_tile_corrected(bundle, tmp_path)
+    first = import_bundle(work, "x", annotator="alice", store=store)
+    with pytest.raises(BundleError, match=rf"bundle {re.escape(str(work))}: nothing new.*tile_001 \(img_y\d+_x\d+\): "
+                                          rf"in {first.ref} already \(annotator alice\)"):
+        import_bundle(work, "x", annotator="bob", store=store)
+    assert len(list_versions(store, "x")) == 1 and len(list((tmp_path / "data" / "corrections" / "x").iterdir())) == 1
+    latest = first
+    for who in ("bob", "carol"):  # two more corrections of the same tile
+        fixed = labels_of(work, manifest, 1)
+        fixed[fixed == fixed.max()] = 0
+        fixed[:4 if who == "bob" else 6, :] = 0
+        tifffile.imwrite(work / "corrected" / "tile_001.tif", fixed)
+        latest = import_bundle(work, "x", annotator=who, store=store)
+        assert [latest.metadata_of(f)["annotator"] for f in latest.files] == [who, who]
+        assert len(latest.changes["removed"]) == 2 and len(latest.changes["added"]) == 2
+        pairs = TrainingSet(latest.ref, latest)._pairs("train")
+        assert len(pairs) == 1
+        labels = next(iter(pairs.values()))["labels"]["nuclear"]
+        np.testing.assert_array_equal(read_labels(latest.abspath(labels)), fixed)
+
+
+def test_import_takes_a_store_as_data_does(bundle, tmp_path, monkeypatch, capsys):
+    """`review import --store DIR` records the version in DIR (and its files under DIR's checkout), as `cellscale
+    data --store DIR` reads it, whatever $CELLSCALE_VERSIONS says."""
+    store = tmp_path / "project" / "data" / "versions"
+    monkeypatch.setenv("CELLSCALE_VERSIONS", str(tmp_path / "env" / "data" / "versions"))
+    work, _ = _one_tile_corrected(bundle, tmp_path)
+    assert main(["review", "import", str(work), "--dataset", "d", "--annotator", "alice", "--store", str(store)]) == 0
+    assert "-> dataset version d@" in capsys.readouterr().out
+    version = load_version("d@latest", store)
+    assert version.root_path.is_relative_to(tmp_path / "project" / "data" / "corrections" / "d")
+    assert not (tmp_path / "env").exists()
+    assert main(["data", "--store", str(store), "show", version.ref]) == 0
 
 
 @pytest.mark.parametrize("label_files", ["per_image", "per_batch"])

@@ -28,6 +28,7 @@ from cellscale.datasets.store import (
     is_dataset,
     is_ref,
     known_datasets,
+    lineage,
     list_files,
     list_versions,
     load_version,
@@ -39,5 +40,5 @@ from cellscale.datasets.store import (
 )
 
 __all__ = ["COMPARTMENTS", "ONTOLOGY", "REQUIRED", "VERSIONS_ENV", "FileEntry", "Manifest", "add_version",
-           "default_store", "diff", "is_dataset", "is_ref", "known_datasets", "list_files", "list_versions",
+           "default_store", "diff", "is_dataset", "is_ref", "known_datasets", "lineage", "list_files", "list_versions",
            "load_version", "parse_ref", "root_dir", "select", "sha256_of", "store_base", "verify"]

@@ -97,7 +97,8 @@ def list_files(root: str | os.PathLike, files=None) -> list[str]:
 def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict | None = None,
                 parent: str | None = None, note: str = "", store: str | os.PathLike | None = None,
                 file_metadata: Callable[[str], dict] | Mapping[str, dict] | None = None,
-                inherit: bool = False, check: Callable[[Manifest], None] | None = None) -> Manifest:
+                inherit: bool = False, check: Callable[[Manifest], None] | None = None,
+                drop: Iterable[str] = ()) -> Manifest:
     """Record a new version of data set ``name`` and return it (nothing is copied: files stay under ``root``).
 
     Parameters
@@ -115,6 +116,8 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     file_metadata : per-file metadata, a mapping from path or a function of the path, merged under each entry's own.
     inherit : start from the parent's files (re-rooted to ``root``) and its metadata (``metadata`` on top): the
         new version is the parent plus ``files`` (a file given again replaces the parent's).
+    drop : with ``inherit``, paths of the parent's files (as the parent records them) left out of the new version
+        (``changes`` lists them as removed): files that ``files`` supersede under other names.
     check : called with the new version before it is written (not when it is a stored one): its error leaves the
         store as it is (``cellscale data add --layout`` checks the training pairs this way).
 
@@ -136,7 +139,8 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     meta = dict(metadata or {})
     if inherit and parent_manifest is not None:
         meta = {k: v for k, v in {**parent_manifest.metadata, **meta}.items() if v is not None}  # None: drop it
-        for f in parent_manifest.files:
+        drop = set(drop)
+        for f in (f for f in parent_manifest.files if f.path not in drop):
             # where the parent's file is, whether or not it is on this machine (a generated set may not be)
             where = parent_manifest.root_path.resolve() / f.path
             path = Path(os.path.relpath(where, manifest_root.resolve())).as_posix()
@@ -276,6 +280,19 @@ def load_version(ref: str, store: str | os.PathLike | None = None) -> Manifest:
         if "was edited" not in what:
             what += "; a manifest is never edited, versions are immutable: add a new one"
         raise ValueError(f"{path}: {what}; restore this one (e.g. `git checkout -- {path}`)") from None
+
+
+def lineage(ref: str, store: str | os.PathLike | None = None) -> list[Manifest]:
+    """The version ``ref`` names, then its parent, the parent's parent, ... as far as the store has them (a parent
+    the store lacks ends the list; its ref is the last one's ``parent``)."""
+    chain: list[Manifest] = []
+    while ref and ref not in {m.ref for m in chain}:
+        try:
+            chain.append(load_version(ref, store))
+        except FileNotFoundError:
+            break
+        ref = chain[-1].parent
+    return chain
 
 
 def list_versions(store: str | os.PathLike | None = None, name: str | None = None) -> list[dict]:

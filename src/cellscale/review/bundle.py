@@ -194,8 +194,9 @@ README = """Correction bundle written by `cellscale review` ({sample}, {compartm
 2. Correct the labels layer (paint, erase, fill; a new cell gets a new label value).
 3. Save it: select the labels layer, File > Save Selected Layers..., and save it as
    corrected/<tile name>.tif (e.g. corrected/{stem}.tif) in this folder.
-4. When done:  cellscale review import {bundle} --dataset NAME --parent SET@ID [--annotator WHO]
-   --parent: the dataset version the corrections add to (the model's training set, `cellscale models show
-   MODEL`); the new version is that set plus your tiles. Only tiles whose labels changed are imported.
+4. When done:  cellscale review import {bundle} --dataset NAME [--parent SET@ID] [--annotator WHO]
+   --parent: the dataset version the corrections add to (default: NAME's latest version, else the model's
+   training set when the store has it, `cellscale models show MODEL`); the new version is that set plus your
+   tiles. Only tiles whose labels changed are imported.
    docs/correct.md has the details.
 """

@@ -2,24 +2,31 @@
 
 A tile is corrected when its labels now hash differently from the labels it was exported with
 (:func:`~cellscale.review.bundle.labels_sha256`: values and shape, not file bytes) and its cells differ from the
-exported ones (a saved file with the same cells under other ids is not a correction: :func:`same_cells`). Its labels are read from
-``BUNDLE/corrected/<tile>.tif`` (what napari's File > Save Selected Layers writes; docs/correct.md) when that file
-exists, else from the tile's OME-Zarr ``labels/<compartment>`` (edited in place by a script or a zarr-backed tool).
+exported ones (a saved file with the same cells under other ids is not a correction: :func:`same_cells`). Its labels
+are read from ``BUNDLE/corrected/<tile>.tif`` (what napari's File > Save Selected Layers writes; docs/correct.md)
+when that file exists, else from the tile's OME-Zarr ``labels/<compartment>`` (edited in place by a script or a
+zarr-backed tool).
 
 Each corrected tile becomes an image/labels pair of OME-TIFFs in ``data/corrections/<NAME>/<KEY>/`` of the checkout
-(``KEY``: a hash of the bundle and the corrected labels, so importing the same corrections twice gives the same
-version), recorded as a new version of ``NAME`` on top of its parent (``--parent``, default ``NAME@latest`` when
-``NAME`` exists): the parent's files and metadata plus the pairs, with ``sample``, ``role``, ``split: train``, the
-tile's box, annotator and correction time (the saved file's modification time) in each file's metadata, and on
-each image the bundle's ``normalisation`` (the model's channel recipe and the whole image's intensity ranges), so
-that training sees a tile's pixels as the model saw them in the whole image, not stretched to the tile's own
-percentiles. Training
-pairs files by ``sample`` (``<sample>_y<Y0>_x<X0>``): a tile corrected again later sorts after the parent's copy and
-replaces it in training.
+(``KEY``: a hash of the bundle, the annotator and the corrected labels, so importing the same corrections on the
+same parent gives the same version), recorded as a new version of ``NAME`` on top of its parent (``--parent``;
+default :func:`default_parent`: ``NAME@latest`` when ``NAME`` exists, else the version the bundle's model was
+trained on): the parent's files and metadata plus the pairs, with ``sample``, ``role``, ``split: train``, the
+tile's box, annotator, correction time (the saved file's modification time) and the labels' hash in each file's
+metadata, and on each image the bundle's ``normalisation`` (the model's channel recipe and the whole image's
+intensity ranges), so that training sees a tile's pixels as the model saw them in the whole image, not stretched to
+the tile's own percentiles.
+
+Training pairs files by ``sample`` (``<sample>_y<Y0>_x<X0>``), so a version holds one copy of each tile: a tile
+whose labels the parent or a version it descends from holds already is not imported again (whoever the annotator;
+:func:`imported_before`), and a tile corrected again with other labels replaces the parent's copy (left out of the
+new version; it stays in the parent).
 
 Refused, with a :class:`BundleError` naming the bundle and the tile: a source image that changed since the
 export (SHA-256), a tile whose image was altered, labels whose shape differs from their image's or that are not
-integers, and a bundle with nothing corrected. A source image that is not on this machine (the bundle corrected
+integers, a bundle with nothing corrected or nothing new, and a parent the tiles cannot join
+(:func:`check_parent`). A ``--parent`` that is neither the model's training data nor descends from it gets a
+warning (:func:`check_lineage`). A source image that is not on this machine (the bundle corrected
 elsewhere, or the image moved) is not refused: each tile's image is still checked against its exported crop, and a
 line says the source could not be. Files in ``corrected/`` whose names are no tile's are named in a warning.
 """
@@ -36,8 +43,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from cellscale.datasets import add_version, default_store, load_version, store_base
-from cellscale.io import write_image, write_labels
+from cellscale.datasets import Manifest, add_version, default_store, lineage, load_version, store_base
+from cellscale.io import read_labels, write_image, write_labels
+from cellscale.registry import VERSION_LENGTH, find_model, model_entry
 from cellscale.review.bundle import (
     CORRECTED,
     BundleError,
@@ -168,6 +176,98 @@ def check_parent(bundle: Path, manifest: dict, parent) -> None:
                           f"and no image of {parent.ref} has one; {hint}")
 
 
+def _say(bundle: Path, text: str) -> None:
+    print(f"cellscale review: bundle {bundle}: {text}", file=sys.stderr)
+
+
+def model_dataset(manifest: dict) -> tuple[str, str | None]:
+    """The bundle's model (``NAME@VERSION`` where the registry knows it, else its name) and the dataset version it
+    was trained on (``NAME@ID``, as its metrics.json and the registry record it; a model trained on the CODEX tile
+    as well: its main set), or None when that is not known (a model folder that is gone and not registered, a model
+    trained before dataset versions or with ``--fit-only``)."""
+    model = manifest["model"]
+    folder = Path(model["path"])
+    try:
+        entry = model_entry(folder, model["name"]) if (folder / "model.json").is_file() else \
+            find_model(f"{model['name']}@{model['weights_sha256'][:VERSION_LENGTH]}", kind="segmentation")
+    except FileNotFoundError:
+        return model["name"], None
+    return entry.ref, entry.dataset
+
+
+def default_parent(bundle: Path, manifest: dict, dataset: str, store: Path) -> Manifest | None:
+    """``--parent``'s default: ``NAME@latest`` when the dataset exists (a later round adds to the last), else the
+    version the bundle's model was trained on (:func:`model_dataset`) when the store has it and the tiles can join it
+    (:func:`check_parent`), else None (the corrections alone), with a line saying which parent to give. A line
+    says which parent was chosen and why."""
+    try:
+        latest = load_version(f"{dataset}@latest", store)
+    except FileNotFoundError:
+        latest = None
+    if latest is not None:
+        check_parent(bundle, manifest, latest)
+        _say(bundle, f"parent {latest.ref}, the latest version of {dataset} (a later round adds to the last)")
+        return latest
+    model, trained_on = model_dataset(manifest)
+    why = f"the dataset version {model} was trained on is not recorded (its metrics.json names none)"
+    if trained_on:
+        try:
+            chosen = load_version(trained_on, store)
+            check_parent(bundle, manifest, chosen)
+        except FileNotFoundError:
+            why = f"{model} was trained on {trained_on}, which is not in the store {store}"
+        except BundleError as err:
+            why = f"{model} was trained on {trained_on}, which the tiles cannot join ({err})"
+        else:
+            _say(bundle, f"parent {chosen.ref}, the dataset version {model} was trained on")
+            return chosen
+    _say(bundle, f"no parent: {why}. The new version holds the corrected tiles alone, without validation or test "
+                 f"images: `cellscale train` takes it only with --fit-only. To stack the corrections on the data "
+                 f"the model learnt from, import again with --parent NAME@ID (that data's version, or one of its "
+                 f"corrections; `cellscale data list`)")
+    return None
+
+
+def check_lineage(bundle: Path, manifest: dict, parent: Manifest, store: Path) -> None:
+    """Warn (not refuse) when a ``--parent`` is neither the version the bundle's model was trained on nor descends
+    from it: the fine-tune would learn from, and be compared on, data its model did not start from."""
+    model, trained_on = model_dataset(manifest)
+    if not trained_on:
+        return
+    chain = lineage(parent.ref, store)
+    if trained_on in {m.ref for m in chain} | {m.parent for m in chain}:
+        return
+    line = " <- ".join(m.ref for m in chain) + (f" <- {chain[-1].parent}" if chain[-1].parent else "")
+    _say(bundle, f"warning: --parent {parent.ref} is neither {trained_on}, the dataset version {model} was trained "
+                 f"on, nor descends from it (its lineage: {line}); the fine-tune then learns from data {model} "
+                 f"did not and is compared on that data's test images. Imported as asked")
+
+
+def _labels_hash(version: Manifest, entry) -> str | None:
+    """The recorded ``labels_sha256`` of a version's corrected labels file; of its values where an older import
+    did not record it (None when the file is not here)."""
+    recorded = entry.metadata.get("labels_sha256")
+    path = version.abspath(entry)
+    return recorded or (labels_sha256(read_labels(path)) if path.is_file() else None)
+
+
+def imported_before(parent: Manifest, source: str, tiles: set[str], store: Path) -> dict[tuple[str, str], tuple]:
+    """The corrected labels of ``tiles`` (their ``<sample>_y<Y0>_x<X0>`` names) of one source image that ``parent``
+    and the versions it descends from hold: (tile name, labels hash) -> (the oldest version holding them, its
+    annotator, whether ``parent`` holds them)."""
+    found: dict[tuple[str, str], tuple] = {}
+    for version in lineage(parent.ref, store):  # the parent first: the oldest version holding a tile's labels wins
+        for f in version.files:
+            meta = version.metadata_of(f)
+            if f.metadata.get("sample") in tiles and meta.get("role") == "labels" and meta.get("source") == source:
+                digest = _labels_hash(version, f)
+                if digest:
+                    key = (f.metadata["sample"], digest)
+                    in_parent = found[key][2] if key in found else version.ref == parent.ref
+                    found[key] = (version.ref, meta.get("annotator"), in_parent)
+    return found
+
+
 def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None = None, parent: str | None = None,
                   licence: str | None = None, store: str | os.PathLike | None = None):
     """Record the bundle's corrected tiles as a new version of ``dataset``; returns its Manifest."""
@@ -176,19 +276,45 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
     annotator = annotator or getpass.getuser()
     store = Path(store) if store is not None else default_store()
     if parent is None:
-        try:
-            parent = load_version(f"{dataset}@latest", store).ref
-        except FileNotFoundError:
-            parent = None
-    parent_manifest = load_version(parent, store) if parent else None
-    if parent_manifest is not None:
+        parent_manifest = default_parent(bundle, manifest, dataset, store)
+    else:
+        parent_manifest = load_version(parent, store)
         check_parent(bundle, manifest, parent_manifest)
+        check_lineage(bundle, manifest, parent_manifest, store)
+    parent = parent_manifest.ref if parent_manifest else None
     sample, compartment = manifest["sample"], manifest["compartment"]
-    key = hashlib.sha256("".join([manifest["image"]["sha256"], manifest["created"], annotator,
-                                  *(labels_sha256(t["labels"]) for t in corrected)]).encode()).hexdigest()[:12]
+    info = manifest["image"]
+    source = f"cellscale review of sample {sample} ({info['path']}, SHA-256 {info['sha256']})"
+    for tile in corrected:
+        tile["sample"] = f"{sample}_y{tile['box'][0]}_x{tile['box'][2]}"
+        tile["corrected_sha256"] = labels_sha256(tile["labels"])
+    # a tile's labels imported before (by anyone) are not imported again; labels that differ are a second correction
+    # of the tile: its copies in the parent are left out of the new version, which holds one copy of each tile
+    before = imported_before(parent_manifest, source, {t["sample"] for t in corrected}, store) \
+        if parent_manifest else {}
+    again = [(t, before[(t["sample"], t["corrected_sha256"])]) for t in corrected
+             if (t["sample"], t["corrected_sha256"]) in before]
+    said = "; ".join(f"{t['name']} ({t['sample']}): in {ref} already (annotator {who or 'not recorded'})"
+                     for t, (ref, who, _) in again)
+    corrected = [t for t in corrected if (t["sample"], t["corrected_sha256"]) not in before]
+    if not corrected and all(who == annotator and in_parent for _, (_, who, in_parent) in again):
+        # the same corrections by the same person imported again: the parent is their version (as add_version
+        # says of a version that changes nothing of its parent)
+        _say(bundle, f"nothing changed relative to the parent {parent}, which holds these corrections ({said}); "
+                     f"no new version: {parent} is it")
+        return parent_manifest
+    if not corrected:
+        raise BundleError(f"bundle {bundle}: nothing new to import: the corrected labels of every tile are in the "
+                          f"parent's lineage: {said}. A tile is imported again only when its labels differ")
+    if again:
+        _say(bundle, f"not imported again, the same labels as before: {said}")
+    superseded = [f.path for f in (parent_manifest.files if parent_manifest else [])
+                  if f.metadata.get("sample") in {t["sample"] for t in corrected}
+                  and parent_manifest.metadata_of(f).get("source") == source]
+    key = hashlib.sha256("".join([info["sha256"], manifest["created"], annotator,
+                                  *(t["corrected_sha256"] for t in corrected)]).encode()).hexdigest()[:12]
     root = store_base(store) / CORRECTIONS_ROOT / dataset / key
     root.mkdir(parents=True, exist_ok=True)
-    info = manifest["image"]
     roles = {k: v for k, v in (info.get("roles") or {}).items() if v is not None}
     channels = roles or ({"nuclear": 0} if info["shape"][1] == 1 else None)
     # what every image of the bundle shares: its channels' roles and how the model normalised the whole image
@@ -197,7 +323,6 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
     # the ontology goes on each file: on top of a parent, the set's metadata stays the parent's. The licence is
     # the source image's, not the parent's (generated tissue's licence says nothing of a user's CODEX tile), unless
     # an earlier round of this image's corrections in the parent named one
-    source = f"cellscale review of sample {sample} ({info['path']}, SHA-256 {info['sha256']})"
     earlier = [parent_manifest.metadata_of(f) for f in parent_manifest.files] if parent_manifest else []
     licence = licence or next((m["licence"] for m in earlier if m.get("source") == source and m.get("licence")),
                               "as the source image's")
@@ -206,8 +331,7 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
         ontology["pixel_size_um"] = info["pixel_size_um"]
     files = []
     for tile in corrected:
-        y0, y1, x0, x1 = tile["box"]
-        name = f"{sample}_y{y0}_x{x0}"
+        name = tile["sample"]
         common = {**ontology, "sample": name, "split": "train", "source_sample": sample, "box": tile["box"],
                   "source_size": list(info["shape"][-2:]),
                   "tile": tile["name"], "corrected": tile["corrected"], "bundle": bundle.resolve().name,
@@ -219,9 +343,10 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
         write_labels(root / labels_path, tile["labels"], info.get("pixel_size_um"))
         files.append({"path": image_path, "metadata": {**common, "role": "image", **image_meta}})
         files.append({"path": labels_path, "metadata": {**common, "role": "labels", "compartment": compartment,
+                                                        "labels_sha256": tile["corrected_sha256"],
                                                         "exported_labels_sha256": tile["labels_sha256"]}})
     metadata = {} if parent_manifest else {**ontology, "review": {"model": manifest["model"]}}
     note = (f"{len(corrected)} of {len(manifest['tiles'])} tiles of {sample} corrected by {annotator} "
             f"(review bundle {bundle.name}: {', '.join(t['name'] for t in corrected)})")
     return add_version(dataset, root, files=files, metadata=metadata, parent=parent, note=note, store=store,
-                       inherit=parent is not None)
+                       inherit=parent is not None, drop=superseded)
