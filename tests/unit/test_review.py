@@ -479,6 +479,13 @@ def test_the_first_import_stacks_on_the_models_training_data(bundle, tmp_path, c
     _trained_on(work, manifest, tmp_path / "m3", cells.ref)
     assert import_bundle(work, "z", store=store).parent is None
     assert f"trained on {cells.ref}, which the tiles cannot join" in capsys.readouterr().err
+    # a model folder that is not here is found in the registry by its name and weights
+    from cellscale.registry import model_entry
+
+    manifest["model"]["path"] = str(tmp_path / "moved")
+    (work / "bundle.json").write_text(json.dumps(manifest))
+    assert import_bundle(work, "w", store=store).parent is None
+    assert f"trained on {model_entry(MODELS / 'nuclear').dataset}, which is not in the store" in capsys.readouterr().err
 
 
 def test_a_parent_off_the_models_lineage_is_warned_of(bundle, tmp_path, capsys):
