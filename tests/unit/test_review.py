@@ -677,3 +677,32 @@ def test_an_image_outside_the_sheet_gets_its_channels_from_the_command_line(tmp_
     assert "sample 't'" in capsys.readouterr().err and not (tmp_path / "b").exists()
     assert main([*args, "--membrane-channel", "1"]) == 0
     assert read_manifest(tmp_path / "b")["tiles"][0]["name"] == "tile_000"
+
+
+def test_review_of_an_image_of_one_file_per_channel(sample, tmp_path, monkeypatch, capsys):
+    """A sample whose sheet image lists one file per channel ('data/w1.tif|data/w2.tif', relative to the project
+    folder): review finds every file from another folder, the manifest names each and hashes them all, and import
+    checks the image against that hash (a channel file changed since the export is refused, naming the image)."""
+    project = tmp_path / "project"
+    (project / "config").mkdir(parents=True)
+    (project / "data").mkdir()
+    image = read_image(sample / "img.ome.tif")[0]
+    tifffile.imwrite(project / "data" / "w1.tif", image[0])
+    tifffile.imwrite(project / "data" / "w2.tif", image[0] // 2)
+    (project / "config" / "config.yaml").write_text(f"samples: config/samples.tsv\nmodels:\n"
+                                                    f"  nuclear: {MODELS / 'nuclear'}\n")
+    (project / "config" / "samples.tsv").write_text(
+        "sample\timage\tkind\tnuclear_channel\ns1\tdata/w1.tif|data/w2.tif\ttissue\t0\n")
+    monkeypatch.chdir(tmp_path)  # not the project: each file is resolved against RESULTS/..
+    monkeypatch.setenv("CELLSCALE_VERSIONS", str(tmp_path / "store" / "data" / "versions"))
+    out = tmp_path / "b"
+    assert main(["review", str(project / "results"), "--sample", "s1", "--labels", str(sample / "nuclear.ome.tif"),
+                 "-n", "1", "--tile-size", "64", "-o", str(out)]) == 0
+    manifest = read_manifest(out)
+    files = [(project / "data" / f).resolve() for f in ("w1.tif", "w2.tif")]
+    assert manifest["image"]["path"] == f"{files[0]}|{files[1]}"
+    assert manifest["image"]["sha256"] == sha256_path(manifest["image"]["path"]) != sha256_path(files[0])
+    assert manifest["image"]["shape"][1] == 2
+    tifffile.imwrite(files[1], image[0] // 3)  # the second channel changed since the export
+    assert main(["review", "import", str(out), "--dataset", "d"]) == 2
+    assert "changed since the export" in capsys.readouterr().err

@@ -31,7 +31,7 @@ import numpy as np
 
 from cellscale.datasets import sha256_of
 from cellscale.export import ngff_format
-from cellscale.io import check_labels
+from cellscale.io import check_labels, image_files
 
 MANIFEST = "bundle.json"
 CORRECTED = "corrected"
@@ -44,7 +44,11 @@ class BundleError(ValueError):
 
 def sha256_path(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes; of a folder (an OME-Zarr image, frame files): of its files' relative paths
-    and contents, in sorted order."""
+    and contents, in sorted order; of an image of one file per channel (``w1.tif|w2.tif``,
+    :func:`cellscale.io.image_files`): of its files' SHA-256, in channel order."""
+    files = image_files(path)
+    if len(files) > 1:
+        return hashlib.sha256("\0".join(sha256_path(f) for f in files).encode()).hexdigest()
     path = Path(path)
     if path.is_file():
         return sha256_of(path)

@@ -44,7 +44,7 @@ import numpy as np
 import tifffile
 
 from cellscale.datasets import Manifest, add_version, default_store, lineage, load_version, store_base
-from cellscale.io import read_labels, write_image, write_labels
+from cellscale.io import image_files, read_labels, write_image, write_labels
 from cellscale.registry import VERSION_LENGTH, find_model, model_entry
 from cellscale.review.bundle import (
     CORRECTED,
@@ -93,8 +93,8 @@ def read_corrections(bundle: str | os.PathLike) -> tuple[dict, list[dict]]:
     ``labels`` (Y, X uint32), ``from`` (the file read) and ``corrected`` (UTC time). Raises :class:`BundleError`."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    source = Path(manifest["image"]["path"])
-    now = sha256_path(source) if source.exists() else None
+    source = manifest["image"]["path"]  # a file or folder, or one file per channel (w1.tif|w2.tif)
+    now = sha256_path(source) if all(Path(f).exists() for f in image_files(source)) else None
     if now is None:  # corrected on another machine, or the image moved: each tile's crop is checked below
         print(f"cellscale review: bundle {bundle}: its source image {source} is not here, so it cannot be checked "
               f"for changes since the export; each tile's image is checked against its crop's SHA-256",

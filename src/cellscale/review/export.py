@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellscale.io import ImageSource, LabelSeries, atomic_dir, read_labels
+from cellscale.io import ImageSource, LabelSeries, atomic_dir, image_files, join_image_files, read_labels
 from cellscale.review.bundle import (
     CORRECTED,
     KIND,
@@ -128,7 +128,8 @@ def export_review(predictor, inputs: SampleInputs, bundle: str | os.PathLike, op
         manifest = {
             "kind": KIND, "version": 1, "sample": inputs.sample, "compartment": options.compartment,
             "frame": options.frame,
-            "image": {"path": str(Path(inputs.image).resolve()), "sha256": image_sha,
+            "image": {"path": join_image_files([Path(f).resolve() for f in image_files(inputs.image)]),
+                      "sha256": image_sha,
                       "shape": list(source.shape), "dtype": str(source.dtype),
                       "pixel_size_um": inputs.pixel_size_um, "channel_names": inputs.channel_names,
                       "roles": inputs.roles,

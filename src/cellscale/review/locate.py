@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from cellscale.io import LabelSeries, sample_pixel_size
+from cellscale.io import LabelSeries, image_files, join_image_files, sample_pixel_size
 from cellscale.registry import is_model_ref, model_path, resolve_model
 from cellscale.segment.model import ModelSpec, shipped_model
 from cellscale.settings import is_auto, parse_scale
@@ -111,7 +111,7 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
         if not named:
             raise FileNotFoundError(f"sample {sample!r}: not in {index} nor in the sample sheet {sheet_path}; "
                                     f"give --image")
-        image = _resolve(named, project)
+        image = join_image_files([_resolve(f, project) for f in image_files(named)])  # each channel's file
     if labels is None:
         named = indexed.get(f"{compartment}_labels")
         labels = _resolve(named, project) if named else results / "segmentation" / sample / f"{compartment}.ome.tif"
