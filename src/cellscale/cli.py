@@ -901,7 +901,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_measure)
 
     p = sub.add_parser("mcquant", help="a cell table as MCMICRO's per-image, per-mask CSVs (SCIMAP, cylinter)",
-                       description="Split TABLE (results/cells.parquet, a batch's results/cells/batch_NNNN.parquet "
+                       description="Split TABLE (results/cells.parquet, a batch's results/cells/batch_BATCH.parquet "
                                    "or a sample's results/measurements/SAMPLE.csv) into the CSVs MCMICRO's MCQuant "
                                    "writes: one per image and compartment, OUT/SAMPLE_COMPARTMENT.csv, with CellID, "
                                    "the sample's marker means, X_centroid ... Orientation, as SCIMAP's "

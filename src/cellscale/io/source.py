@@ -328,7 +328,8 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
 
     A TIFF's size comes from its first series' axes (tifffile reads the header only: about 4 times faster than
     opening it as an image); anything else is opened as an :class:`ImageSource` (lazily for OME-Zarr). An image of
-    one file per channel has its first file's size (opening it checks that the others agree).
+    one file per channel has its first file's size (the others are not read: the job that opens the image checks
+    that they agree).
     """
     try:
         path = image_files(path)[0]
