@@ -1,6 +1,6 @@
 """The pictures in the README and docs/outputs.md, drawn from a run's outputs with the libraries users open them with.
 
-    python benchmarks/figures.py spatialdata results/spatialdata/batches/0001.zarr docs/img/spatialdata-demo.png \
+    python benchmarks/figures.py spatialdata results/spatialdata/batches/fawssopvzm.zarr docs/img/spatialdata-demo.png \
         --coordinate-system synthetic_tissue
     python benchmarks/figures.py slide RUN/results/ngff/slide.ome.zarr docs/img/gigapixel-region.png
 
