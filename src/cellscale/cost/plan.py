@@ -799,7 +799,8 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     (:func:`cellscale.io.image_size`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
     Time-lapse rows are left out (the planner models batched still images). Image paths relative to the current
     folder, as the workflow reads them. ``compartments``: 2 where most rows name a membrane channel (the whole-cell
-    model), else 1; ``images_per_folder``: the most image files in one folder; ``largest_image_mpx``: the largest image."""
+    model), else 1; ``images_per_folder``: the most image files in one folder; ``largest_image_mpx``: the largest
+    image."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd

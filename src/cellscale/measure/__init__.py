@@ -6,9 +6,9 @@ adds nuclear / whole-cell / cytoplasm compartments, frames and nucleus <->
 cell links, and measures large images block by block (zarr / OME-TIFF tiles)
 with the same results; :func:`write_table` writes CSV, Parquet and AnnData
 .h5ad; :func:`mcquant_tables` splits a table into MCQuant's one table per
-image and mask (SCIMAP, cylinter); :func:`concat_tables` stacks samples into a run-level table, which
-:func:`run_template`, :func:`run_parts` and :class:`TableWriter` write part by
-part in bounded memory instead.
+image and mask (SCIMAP, cylinter); :func:`concat_tables` stacks samples into
+a run-level table, which :func:`run_template`, :func:`run_parts` and
+:class:`TableWriter` write part by part in bounded memory instead.
 
 Modules: :mod:`.sums` (per-block partial sums), :mod:`.hull` (exact convex
 hull pixel counts), :mod:`.table` (finishing sums into columns), :mod:`.stats`

@@ -2,10 +2,10 @@
 
 A tile is corrected when its labels now hash differently from the labels it was exported with
 (:func:`~cellscale.review.bundle.labels_sha256`: values and shape, not file bytes) and its cells differ from the
-exported ones (a saved file with the same cells under other ids is not a correction: :func:`same_cells`). Its labels
-are read from ``BUNDLE/corrected/<tile>.tif`` (what napari's File > Save Selected Layers writes; docs/correct.md)
-when that file exists, else from the tile's OME-Zarr ``labels/<compartment>`` (edited in place by a script or a
-zarr-backed tool).
+exported ones (a saved file with the same cells under other ids is not a correction: :func:`same_cells`). Its
+labels are read from ``BUNDLE/corrected/<tile>.tif`` (what napari's File > Save Selected Layers writes;
+docs/correct.md) when that file exists, else from the tile's OME-Zarr ``labels/<compartment>`` (edited in place by
+a script or a zarr-backed tool).
 
 Each corrected tile becomes an image/labels pair of OME-TIFFs in ``data/corrections/<NAME>/<KEY>/`` of the checkout
 (``KEY``: a hash of the bundle, the annotator and the corrected labels, so importing the same corrections on the
