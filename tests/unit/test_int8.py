@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -104,3 +107,27 @@ def test_auto_keeps_float32_where_a_gpu_is_visible(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert model.gpu_present() is False
+
+
+def test_a_segmenting_process_prints_no_xnnpack_notice():
+    """LiteRT prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' once a process (every job that
+    segments): a fresh process, since the notice comes at the process's first allocation."""
+    code = ("import sys, numpy as np; from cellscale.segment.predictor import Predictor; "
+            f"p = Predictor({str(MODELS / 'nuclear')!r}, precision='int8', augment='none'); "
+            "print(p.predict(np.zeros((1, 1, 256, 256), np.float32)).shape); print('after', file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "(1, 4, 256, 256)"
+    assert "XNNPACK" not in result.stderr and "after" in result.stderr
+
+
+def test_only_the_xnnpack_notice_is_dropped(monkeypatch, capfd):
+    """What else the runtime writes during the first allocation (an error's message) is written back."""
+    import cellscale.segment.predictor as predictor
+
+    monkeypatch.setattr(predictor, "_first_allocation", True)
+    with predictor._without_xnnpack_notice():
+        os.write(2, predictor._XNNPACK_NOTICE + b"\nERROR: a runtime's message\n")
+    with predictor._without_xnnpack_notice():  # after the first allocation: nothing is filtered
+        os.write(2, predictor._XNNPACK_NOTICE + b"\n")
+    assert capfd.readouterr().err == "ERROR: a runtime's message\n" + predictor._XNNPACK_NOTICE.decode() + "\n"

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -237,13 +240,47 @@ def _litert_interpreter():
     return Interpreter
 
 
+# LiteRT prints this to file descriptor 2 at a process's first allocation (the runtime logs it once a process),
+# in every job that segments, and has no option that silences it alone (its minimal logger is C++'s only)
+_XNNPACK_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_first_allocation = True
+
+
+@contextmanager
+def _without_xnnpack_notice():
+    """Around the process's first allocation only: file descriptor 2 goes to a temporary file, and all that was
+    written there but LiteRT's XNNPACK notice is written back after (a failed allocation's messages too)."""
+    global _first_allocation
+    if not _first_allocation:
+        yield
+        return
+    _first_allocation = False
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no file descriptor 2 to redirect: the notice stays
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            os.write(2, b"".join(line for line in held.read().splitlines(keepends=True)
+                                 if not line.startswith(_XNNPACK_NOTICE)))
+
+
 def _reshaped(interpreter, shape: tuple[int, int, int]):
     """``interpreter`` allocated for (batch, height, width) inputs, or None where the runtime refuses that
     shape or the output does not take it."""
     detail = interpreter.get_input_details()[0]
     try:
         interpreter.resize_tensor_input(detail["index"], [*shape, int(detail["shape"][-1])])
-        interpreter.allocate_tensors()
+        with _without_xnnpack_notice():
+            interpreter.allocate_tensors()
     except (RuntimeError, ValueError):
         return None
     out = interpreter.get_output_details()[0]["shape"]
