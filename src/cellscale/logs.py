@@ -12,6 +12,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class Progress:
+    """Which steps of a loop of ``total`` a progress log names: the last, and another only once both ``share`` of
+    the steps (a tenth) and ``every_s`` seconds have passed since the line before, so a fast loop logs one line
+    and a slow one a line about every tenth of the way."""
+
+    def __init__(self, total: int, share: float = 0.1, every_s: float = 30.0):
+        self.total, self.step, self.every_s = total, max(1, round(total * share)), every_s
+        self.last_done, self.last_time = 0, time.monotonic()
+
+    def due(self, done: int) -> bool:
+        """Whether step ``done`` (counted from 1) gets a line."""
+        now = time.monotonic()
+        if done < self.total and (done - self.last_done < self.step or now - self.last_time < self.every_s):
+            return False
+        self.last_done, self.last_time = done, now
+        return True
+
+
 def _terminated(signum, frame):
     """SIGTERM (scancel, a preempted spot node, Ctrl-C of the workflow) as an exception, so that the
     step's ``finally`` blocks remove its temporary files before the process ends."""

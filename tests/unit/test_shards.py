@@ -127,3 +127,46 @@ def test_tile_segment_stitch_give_the_labels_of_a_direct_segmentation(tmp_path, 
         labels = read_labels(out)
         assert labels.max() > 40
         np.testing.assert_array_equal(labels, direct[compartment][0])
+
+
+def test_progress_lines_come_about_every_tenth_of_a_slow_loop(monkeypatch):
+    import cellscale.logs as logs
+
+    now = [0.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
+    for seconds, total, lines in ((0.0, 100, [100]), (60.0, 100, list(range(10, 101, 10))), (60.0, 3, [1, 2, 3]),
+                                  (5.0, 100, [*range(10, 91, 10), 100])):   # 5 s a step: a tenth is 50 s, over 30
+        progress = logs.Progress(total)
+        due = []
+        for done in range(1, total + 1):
+            now[0] += seconds
+            due += [done] if progress.due(done) else []
+        assert due == lines, (seconds, total)
+
+
+def test_a_movie_logs_its_tile_and_stitch_progress_once_when_fast(tmp_path, caplog):
+    """The workflow's tile and stitch steps log a line a shard and a frame only while they are slow: a fast movie
+    gets the last of each (the demo's movie wrote 24 stitch lines)."""
+    from support import MODELS
+
+    from cellscale.io import write_image
+    from cellscale.segment.settings import SegmentSettings, TilingSettings
+    from cellscale.steps.segment import segment_shard, stitch_sample, tile_sample
+    from cellscale.synth.timelapse import make_timelapse
+
+    movie = make_timelapse(n_frames=12, shape=(96, 96), n_cells=4, seed=3)
+    write_image(tmp_path / "movie.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
+    with caplog.at_level("INFO", logger="cellscale"):
+        plan = tile_sample("m", tmp_path / "movie.tif", tmp_path / "tiles", {"nuclear": 0}, MODELS / "nuclear",
+                           tiling=TilingSettings(tile=128, overlap=32, shard_mpx=0.02), timelapse=True)
+        n = len(plan.shards)
+        maps = [tmp_path / "maps" / shard_name(i) for i in range(n)]
+        for i in range(n):
+            segment_shard(tmp_path / "tiles" / shard_name(i), MODELS / "nuclear", maps[i],
+                          SegmentSettings(augment="none"))
+        cells = stitch_sample(tmp_path / "tiles" / "plan.json", maps, MODELS / "nuclear", "nuclear",
+                              tmp_path / "labels.ome.tif")
+    said = [r.getMessage() for r in caplog.records]
+    assert n > 1 and len(cells) == 12
+    assert [s for s in said if s.startswith("tile m: shard")] == [f"tile m: shard {n}/{n} written (raw windows)"]
+    assert [s for s in said if s.startswith("stitch nuclear:")] == [f"stitch nuclear: frame 12/12, {cells[-1]} cells"]

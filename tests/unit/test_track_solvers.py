@@ -228,3 +228,18 @@ def test_a_nucleus_cut_in_two_touching_halves_is_not_a_division(solver):
     # whose daughters touch where their mother was, and call it a division)
     assert link(lab, solver=solver, costs="rules").attrs["n_divisions"] == 0
     assert link(lab, solver=solver, costs="rules", touch_cost=0.0).attrs["n_divisions"] == 1
+
+
+@pytest.mark.parametrize("solver", ["lap", "ilp"])
+def test_link_logs_a_short_summary(tl, caplog, solver):
+    """One short line at INFO (a workflow's log and terminal): the counts, not the whole settings dict (DEBUG)."""
+    labels = tl.labels[:8]
+    with caplog.at_level("DEBUG", logger="cellscale"):
+        tracks = link(detections_from_labels(labels), labels, solver=solver, max_gap=1)
+    a = tracks.attrs
+    info = [r.getMessage() for r in caplog.records if r.levelname == "INFO" and "costs auto" not in r.getMessage()]
+    assert len(info) == 1 and len(info[0]) < 120, info
+    assert info[0].startswith(f"link: {a['n_links']} links, {a['n_divisions']} divisions, {a['n_gaps_closed']} gaps "
+                              f"closed, {a['n_tracks']} tracks ({solver}, costs {a['costs_used']}")
+    assert "birth_cost" not in info[0]
+    assert any(r.levelname == "DEBUG" and str(a) in r.getMessage() for r in caplog.records)

@@ -25,6 +25,7 @@ from cellscale.io import (
     scratch_dir,
     write_labels,
 )
+from cellscale.logs import Progress
 from cellscale.segment.image import estimate_scale, predict_tiles
 from cellscale.segment.model import CHANNELS_PER_COMPARTMENT, ModelSpec
 from cellscale.segment.postprocess import postprocess_params
@@ -112,12 +113,14 @@ def tile_sample(sample: str, image_path, out_dir, roles: dict, model_dir, *, til
         except ValueError as err:  # a channel index, the overlap
             _fail(sample, image_path, str(err))
         with atomic_dir(out_dir) as tmp_dir:
+            progress = Progress(len(plan.shards))
             for shard in range(len(plan.shards)):
                 try:
                     kind = write_windows(tmp_dir / shard_name(shard), source, recipe, plan, shard)
                 except ImageError as err:
                     _image_failed(sample, err)
-                log.info("tile %s: shard %d/%d written (%s windows)", sample, shard + 1, len(plan.shards), kind)
+                if progress.due(shard + 1):
+                    log.info("tile %s: shard %d/%d written (%s windows)", sample, shard + 1, len(plan.shards), kind)
             plan.pixel_size_um, plan.frame_interval_s = pixel_size_um, frame_interval_s
             plan.write(tmp_dir / "plan.json")
     return plan
@@ -182,10 +185,12 @@ def stitch_sample(plan_path, shard_maps: list, model_dir, compartment: str, out_
     with scratch_dir(out_path) as scratch:  # removes what a killed earlier attempt left there
         # the labels go to disk chunk by chunk, then to the OME-TIFF tile by tile: never a whole frame in memory
         store = LabelStore(Path(scratch) / "labels.zarr", plan.shape, postprocess.block)
+        progress = Progress(plan.shape[0])
         for frame in range(plan.shape[0]):
             cells.append(stitch_blocks(frame_maps_reader(plan, read_tile, frame, channel, params), plan.shape[1:],
                                        params, store.frame(frame), postprocess.block, postprocess.margin, workers))
-            log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], cells[-1])
+            if progress.due(frame + 1):
+                log.info("stitch %s: frame %d/%d, %d cells", compartment, frame + 1, plan.shape[0], cells[-1])
         labels = store if plan.scale == 1.0 else SourceGrid(store, plan.source_shape, plan.scale)
         write_labels(out_path, labels if plan.shape[0] > 1 else _FirstFrame(labels),
                      pixel_size_um or plan.pixel_size_um, name=name,

@@ -228,5 +228,9 @@ def link(
         "seconds_candidates": t1 - t0,
         "seconds_solver": t2 - t1,
     })
-    logger.info("link: %s", out.attrs)
+    a = out.attrs
+    logger.info("link: %d links, %d divisions, %d gaps closed, %d tracks (%s, costs %s, max distance %.1f px%s; "
+                "%.2f s)", a["n_links"], a["n_divisions"], a["n_gaps_closed"], a["n_tracks"], cfg.solver, used.costs,
+                md, " estimated" if estimated else "", t2 - t0)
+    logger.debug("link: %s", a)   # every setting and count
     return out
