@@ -1,8 +1,5 @@
-"""The ``cellscale`` command line: single steps, the same code the workflow runs.
-
-Commands: samples (write a sample sheet from a glob pattern; --sizes reads each image's size from its header),
-segment, measure, track, train-tracker, evaluate-tracks, synth, train, quantize, data, models, gke, size, plan,
-throughput, review. Run ``cellscale COMMAND --help`` for each.
+"""The ``cellscale`` command line: single steps, the same code the workflow runs (``cellscale --help`` lists the
+commands).
 
 Argument parsing and dispatch only. Each command imports the library inside its function, on purpose: the
 command line starts (and ``--help`` answers) without loading numpy or a network library, and a command loads
@@ -688,6 +685,8 @@ def _models(args) -> int:
         entries = list_models()
         if args.json:
             print(json.dumps([e.to_dict() for e in entries], indent=1))
+        if not args.json:
+            print("model\tkind\ttrained\tdataset\tparent\theld-out")
         for e in [] if args.json else entries:
             print(f"{e.ref}\t{e.kind}\t{e.trained or '-'}\tdata {e.data or '-'}\tfrom {e.parent}\t{e.headline()}")
     else:
@@ -778,8 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
     # the config schema's defaults (PyYAML, no numpy)
     from cellscale.settings import choices, default, schema
 
-    parser = argparse.ArgumentParser(prog="cellscale", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="cellscale", description="Single steps of the workflow, the same code it runs, on the command line. "
+                                      "Run `cellscale COMMAND --help` for each command below.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -1304,6 +1305,16 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # UsageError: printed with the command's own usage line
         command.set_defaults(parser=command)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (a source tree on PYTHONPATH that was never installed has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cellscale")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

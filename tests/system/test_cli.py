@@ -29,6 +29,31 @@ def test_help(command):
     assert "usage: cellscale " + command in out
 
 
+def test_top_level_help_lists_every_command_and_no_developer_notes():
+    import re
+
+    from cellscale.cli import build_parser
+
+    out = cellscale("--help").stdout
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    listed = re.findall(r"^    (\S+)\s+\S", out, re.M)   # a command and the start of its help, one a row
+    assert listed == list(commands) and "mcquant" in listed
+    assert "import-linter" not in out and "dispatch" not in out
+
+
+def test_version_is_the_installed_packages():
+    from importlib.metadata import version
+
+    assert cellscale("--version").stdout == f"cellscale {version('cellscale')}\n"
+
+
+def test_models_list_has_a_header_row_of_its_columns():
+    rows = [line.split("\t") for line in cellscale("models", "list").stdout.splitlines()]
+    assert rows[0] == ["model", "kind", "trained", "dataset", "parent", "held-out"]
+    assert len(rows) > 1 and all(len(row) == len(rows[0]) for row in rows)
+    assert any(row[0].startswith("nuclear@") and row[3].startswith("data ") for row in rows[1:])
+
+
 def test_segment_folder_one_label_image_per_input(tmp_path):
     images = DEMO / "dsb2018" / "images"
     cellscale("segment", images, "-o", tmp_path / "labels", "--model", MODELS / "nuclear")
