@@ -15,7 +15,16 @@ from snakemake.utils import validate
 
 # Rejects an unknown key (naming it) and fills in every default: the schema is their one source, so the rules
 # read config["section"]["key"] and pass whole sections to the scripts' typed settings.
-validate(config, schema="../workflow/schemas/config.schema.yaml")
+try:
+    validate(config, schema="../workflow/schemas/config.schema.yaml")
+except WorkflowError as _err:  # one line naming the file, the key and what is wrong, not jsonschema's schema dump
+    from cellscale.settings import config_error
+
+    _why = _err.__context__  # the ValidationError it was raised from
+    if not hasattr(_why, "validator"):
+        raise
+    _given = [*map(str, workflow.configfiles), *(["--config"] if workflow.config_settings.config else [])]
+    raise WorkflowError(f"{' + '.join(_given) or 'config'}: {config_error(_why)}") from None
 
 # A model may be named by the registry, NAME@VERSION (`cellscale models list`): from here on it is its folder (an
 # unknown one is an error naming the versions there are). What produced each result, per model key, for the report.

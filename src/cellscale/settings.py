@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import fields
 from functools import cache
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 import yaml
 
 __all__ = ["AUTO", "BATCH_CAP", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices",
-           "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
+           "config_error", "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
 
 
 @cache
@@ -82,6 +83,20 @@ def check_section(section: str, values: Mapping | None, noun: str = "key") -> di
     if unknown:
         raise ValueError(f"unknown {noun}(s) {unknown} in config section {section!r}; known: {sorted(known)}")
     return values
+
+
+def config_error(error) -> str:
+    """A config's schema error (jsonschema's ``ValidationError``, as Snakemake's ``validate`` raises it) as one line:
+    the key's path and what is wrong; for an unknown key, the keys its section allows (not the schema)."""
+    path = ".".join(map(str, error.absolute_path))
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        declared = list(error.schema.get("properties") or {})
+        patterns = list(error.schema.get("patternProperties") or {})
+        unknown = [k for k in error.instance if k not in declared and not any(re.search(p, k) for p in patterns)]
+        allowed = ", ".join(declared + [f"keys matching {p}" for p in patterns])
+        keys = ", ".join(f"{path}.{k}" if path else str(k) for k in unknown)
+        return f"{keys}: unknown key{'s' * (len(unknown) > 1)}; {path or 'the top level'} allows {allowed}"
+    return f"{path or 'the config'}: {error.message}"
 
 
 def from_section(cls, section: str, values: Mapping | None, noun: str = "key"):

@@ -65,6 +65,28 @@ def test_the_shipped_config_is_valid_and_spells_only_known_keys():
             (ROOT / "config" / "config.yaml").read_text())[section])  # filled-in defaults change nothing
 
 
+@pytest.mark.parametrize("mistake, said", [
+    ({"segment": {"augmnt": "none"}}, "segment.augmnt: unknown key; segment allows batch_mpx, precision, augment"),
+    ({"segmnt": {}}, "segmnt: unknown key; the top level allows samples, models, "),
+    ({"tiling": {"tile": "x"}}, "tiling.tile: 'x' is not of type 'integer'"),
+    ({"postprocess": {"overrides": {"nucleus": {}}}},
+     "postprocess.overrides.nucleus: unknown key; postprocess.overrides allows keys matching ^(nuclear|whole_cell)$"),
+])
+def test_a_config_error_is_one_line_naming_the_key(mistake, said):
+    """What the workflow says of a bad config (rules/common.smk): the key's path and what is wrong, with the keys
+    its section allows for an unknown one; not jsonschema's dump of the schema."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError) as raised:
+        validate({**yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), **mistake}, schema=str(SCHEMA))
+    error = raised.value.__context__
+    assert isinstance(error, jsonschema.ValidationError)
+    line = settings.config_error(error)
+    assert line.startswith(said) and "\n" not in line and len(line) < 400, line
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # one source: settings objects == schema
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,8 +146,9 @@ def test_unknown_keys_anywhere_are_errors(bad, key):
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    with pytest.raises(WorkflowError, match=f"'{key}' was unexpected"):
+    with pytest.raises(WorkflowError, match=f"'{key}' was unexpected") as raised:
         validate(minimal_config(**bad), schema=str(SCHEMA))
+    assert re.match(rf"(\S+\.)?{key}: unknown key; ", settings.config_error(raised.value.__context__))  # the workflow's
 
 
 def test_snakemake_fills_every_default_and_accepts_every_documented_key():
@@ -166,7 +189,8 @@ def test_the_workflow_names_an_unknown_config_key(tmp_path):
     cmd = [snakemake, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(tmp_path), "--dry-run",
            "--configfile", str(tmp_path / "bad.yaml")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "'birth_costs' was unexpected" in result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{tmp_path / 'bad.yaml'}: track.birth_costs: unknown key; track allows " in result.stdout + result.stderr
     del config["track"]["birth_costs"]
     config["track"]["birth_cost"] = 2  # documented: valid
     (tmp_path / "good.yaml").write_text(yaml.safe_dump(config))
