@@ -327,8 +327,11 @@ def test_rerun_has_nothing_to_do(demo_run):
 
 def test_html_report(demo_run):
     work = demo_run[0]
-    result = run(work, "--report", str(work / "report.html"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    for profile in ("slurm", "local"):   # as `make demo` writes it (the local profile's report is the one read below)
+        result = run(work, "--profile", str(ROOT / "profiles" / profile), "--report", str(work / "report.html"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        # Snakemake's default disk_mb, sized from the inputs, printed this 5 times; the profiles fix disk_mb
+        assert "was never awaited" not in result.stdout + result.stderr, profile
     html = (work / "report.html").read_text(errors="ignore")
     assert "overlay.png" in html and "lineage.png" in html and "tracking.png" in html  # a movie's tracks over time
     assert "cost.tsv" in html and "gke-us-central1" in html  # the cost table, with its price table named
@@ -720,6 +723,17 @@ def test_segment_augment_is_validated(tmp_path):
                  segment={"batch_mpx": 0.5, "precision": "auto", "augment": "flips"})
     result = run(tmp_path, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_mistyped_config_key_stops_the_workflow_with_one_line(tmp_path):
+    """Not the ValidationError with ~40 lines of the JSON schema after it: the file, the key and the allowed keys."""
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [f"dim\t{good}\ttissue\t\t\t\t"], segment={"augmnt": "none"})
+    result = run(tmp_path, "-n")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config/config.yaml: segment.augmnt: unknown key; segment allows batch_mpx, precision, augment\n" in out
+    assert "additionalProperties" not in out and "Failed validating" not in out and len(out.splitlines()) < 10, out
 
 
 def test_cell_tracking_challenge_frame_folder_end_to_end(tmp_path):
