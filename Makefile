@@ -1,10 +1,17 @@
 # cellscale: `make demo` runs the workflow on the bundled demo data; `make test` runs the tests.
-# Both set themselves up (a .venv with everything from pip) on a fresh machine.
+# Both set themselves up (a .venv from pip) on a fresh machine: `make demo` with what the demo's workflow imports,
+# `make test` (and `make venv`) with every extra. The full install covers the demo's, so either order installs once.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+# model: the Keras networks and their int8 copies (segment); workflow: Snakemake; spatial: the default output.formats'
+# spatialdata stores. The other default formats (ome-tiff, ome-zarr), the tables, tracking, the report and the cost
+# table need only the core dependencies
+DEMO_EXTRAS := model,workflow,spatial
+ALL_EXTRAS := model,workflow,test,slurm,gke
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::UserWarning
 
@@ -12,13 +19,22 @@ export PYTHONWARNINGS := ignore::UserWarning
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# $(1): the extras to install (with the core dependencies and cellscale itself, editable)
+define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[model,workflow,test,slurm,gke]"
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e ".[$(1)]"
+endef
 
-demo: $(STAMP)
+$(STAMP): pyproject.toml
+	$(call install,$(ALL_EXTRAS))
+	touch $(DEMO_STAMP) $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	$(call install,$(DEMO_EXTRAS))
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/snakemake --profile profiles/local
 	$(BIN)/snakemake --profile profiles/local --report results/report.html
 	@echo "Results in results/; open results/report.html"
