@@ -310,14 +310,19 @@ def scale(sample):
     return cell(sample, "scale")
 
 
+def tiled(sample):
+    """Wait for the sample's tile checkpoint, in an input function: the function is evaluated again (and its job
+    made anew) once the sample is tiled."""
+    if not output_exists(f"results/tiles/{sample}/plan.json"):  # written last (atomically): tiled once it exists
+        checkpoints.tile.get(sample=sample)  # not yet: this job waits for the checkpoint
+    # (Tiled already, as when a killed run is resumed: not asking the checkpoint, whose job Snakemake 9.27 does not
+    # revisit when it comes after another checkpoint, plan_batches; asking would leave this job's input unresolved.)
+
+
 def shard_predictions(wildcards):
     """All shard predictions of a sample, known once its tile checkpoint ran."""
+    tiled(wildcards.sample)
     tiles = f"results/tiles/{wildcards.sample}"
-    if not output_exists(f"{tiles}/plan.json"):  # written last (atomically): the sample is tiled once it exists
-        checkpoints.tile.get(sample=wildcards.sample)  # not yet: this job waits for the checkpoint
-    # (Tiled already, as when a killed run is resumed: the shards are read without asking the checkpoint, whose
-    # job Snakemake 9.27 does not revisit when it comes after another checkpoint, plan_batches; asking would leave
-    # this job's input unresolved.)
     pattern = os.path.join(tiles, "{name}")
     if workflow.storage_settings.default_storage_provider is not None:
         # no shared filesystem: the checkpoint's output is in storage, so list it there (a folder as the
@@ -555,6 +560,17 @@ def tile_plans():
     windows, windows per shard."""
     return {s: {"shape": plan["shape"], "tiles": len(plan["tiles"]), "shards": [len(x) for x in plan["shards"]]}
             for s, plan in own_plans().items()}
+
+
+def tiled_summaries(wildcards):
+    """Each own-jobs sample's summary.json (the summary job's input), asked for once every such sample is tiled: the
+    summary job's params read their tile plans (:func:`tile_warnings`), and where an executor runs jobs elsewhere
+    (SLURM, Kubernetes) Snakemake 9.27 records the params a job had when the DAG made it (its reset before running
+    leaves the non-derived params the metadata holds). Made before the plans were written, the job recorded no
+    warnings, and the next run reran it for 'params have changed'."""
+    for s in own_samples():
+        tiled(s)
+    return [f"results/report/{s}/summary.json" for s in own_samples()]
 
 
 def tile_warnings():

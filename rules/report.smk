@@ -61,7 +61,7 @@ rule lineage:
 
 rule summary:
     input:
-        samples=lambda w: [f"results/report/{s}/summary.json" for s in own_samples()],
+        samples=tiled_summaries,  # once the samples are tiled: params.warnings reads their plans
         batches=lambda w: [f"results/batches/{b}" for b in batches()],
         plan="results/batches/plan.tsv",
     output:

@@ -170,6 +170,18 @@ def test_workflow_completes_on_slurm(runs):
     assert (runs["on_slurm"] / "results" / "summary.tsv").exists()
 
 
+def test_a_second_run_has_nothing_to_do(runs):
+    """What the jobs recorded (their params too: summary's tile warnings, the .h5ad provenance) is what a new run
+    evaluates, so it reruns nothing (a dry run: a few seconds)."""
+    if runs["slurm_rc"]:
+        pytest.fail("the SLURM run failed (see test_workflow_completes_on_slurm)")
+    again = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(runs["on_slurm"]),
+                            "--profile", str(ROOT / "profiles" / "slurm"), "-n"],
+                           env=runs["cluster"].env, capture_output=True, text=True, timeout=300)
+    out = again.stdout + again.stderr
+    assert again.returncode == 0 and "Nothing to be done" in out, out[-3000:]
+
+
 def _same(path_a: Path, path_b: Path) -> bool:
     suffixes = "".join(path_a.suffixes)
     if suffixes.endswith(".tif"):
