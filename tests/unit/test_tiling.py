@@ -82,3 +82,20 @@ def test_a_constant_input_channel_is_named_in_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="cellscale"):
         input_ranges(source, {"nuclear": 0, "membrane": 0}, ["nuclear", "membrane"])
     assert not caplog.records
+
+
+def test_a_constant_channel_file_is_named_in_the_warning(tmp_path, caplog):
+    """Of an image of one file per channel (a plate reader's A01_w1.TIF|A01_w2.TIF), the warning names the blank
+    channel's own file, not the joined list."""
+    import logging
+
+    import tifffile
+
+    from cellscale.segment.tiles import input_ranges
+
+    files = [tmp_path / "A01_w1.TIF", tmp_path / "A01_w2.TIF"]
+    tifffile.imwrite(files[0], np.random.default_rng(0).integers(0, 255, (32, 40)).astype(np.uint8))
+    tifffile.imwrite(files[1], np.zeros((32, 40), np.uint8))
+    with ImageSource.open(f"{files[0]}|{files[1]}") as source, caplog.at_level(logging.WARNING, logger="cellscale"):
+        input_ranges(source, {"nuclear": 1}, ["nuclear"])
+    assert [r.getMessage().split(": the")[0] for r in caplog.records] == [str(files[1])]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellscale.io import ImageSource, atomic_path
+from cellscale.io import ImageSource, atomic_path, image_files
 from cellscale.logs import captured_warnings
 from cellscale.segment.preprocess import (
     ChannelRecipe,
@@ -205,17 +205,20 @@ def input_ranges(source: ImageSource, roles: dict, inputs: list[str],
 def _warn_constant_inputs(source: ImageSource, sample: np.ndarray, recipe: ChannelRecipe, inputs: list[str]) -> None:
     """Warn, naming the file and the channel, when a model input's channel holds one value in every pixel of the
     subsample (e.g. an all-zero membrane channel): the model then sees nothing there, and a membrane channel's
-    whole-cell labels are only its guess from the nuclear channel."""
+    whole-cell labels are only its guess from the nuclear channel. Of an image of one file per channel, the file is
+    that channel's."""
     if recipe.indices is None:
         return
+    files = image_files(source.path or "image")  # [the image], or its files, one per channel
     for role, index in zip(inputs, recipe.indices):
         channel = sample[:, index]
         if channel.size and channel.min() == channel.max():
             effect = ("whole-cell labels are then outlines guessed from the nuclear channel alone" if role == "membrane"
                       else "no objects can be found in it")
+            where = files[index] if len(files) > 1 else files[0]
             logging.getLogger("cellscale").warning(
                 "%s: the %s channel (channel %d) holds one value (%s) in every pixel read: %s; check the channel "
-                "index (the sheet's %s_channel, cellscale segment's --%s-channel)", source.path or "image", role,
+                "index (the sheet's %s_channel, cellscale segment's --%s-channel)", where, role,
                 index, channel.flat[0], effect, role, role)
 
 
