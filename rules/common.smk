@@ -106,12 +106,11 @@ def segment_provenance(sample):
             "precision": config["segment"]["precision"]}
 
 
-def run_provenance(names=None):
-    """Per sample of ``names`` (default: the sheet's), what made its cells (:func:`segment_provenance`) with its
-    image, pixel size and frame interval as the sheet gives them: cells.h5ad's uns['cellscale']['samples'] (rule
-    aggregate_measurements), a batch's SpatialData table's of the batch's samples (rule spatialdata_batch)."""
+def run_provenance():
+    """Per sample of the sheet, what made its cells (:func:`segment_provenance`) with its image, pixel size and
+    frame interval as the sheet gives them: cells.h5ad's uns['cellscale']['samples'] (rule aggregate_measurements)."""
     return {s: {"image": sheet["image"][s], "pixel_size_um": pixel_size(s), "frame_interval_s": frame_interval(s),
-                **segment_provenance(s)} for s in (samples.index if names is None else names)}
+                **segment_provenance(s)} for s in samples.index}
 
 
 # an unknown registry name stops the workflow with a message naming the config key and the versions there are (at

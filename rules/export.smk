@@ -95,9 +95,6 @@ use rule ngff_batch as spatialdata_batch with:
         output=config["output"],
         format="spatialdata",
         storage_prefix=lambda w: storage_prefix(),
-        # per sample of the batch (its own only: another batch's change reruns none here), what made its cells: the
-        # store's table's uns['cellscale']['samples'], as cells.h5ad's
-        provenance=lambda w: run_provenance(batch_members(w.batch)),
     log:
         "logs/spatialdata_batch/{batch}.log",
     benchmark:

@@ -11,7 +11,7 @@ def export_batch(s, settings):
     """A batch's stores (its images staged as inputs, or downloaded by the job: batches.read_fields: direct)."""
     with job_images(s.params.image_paths, s.input.images, s.params.storage_prefix, beside=s.output.stores) as where:
         step.export_batch(s.input.batch, s.input.table, s.params.fields, where, {s.params.format: s.output.stores},
-                          settings=settings, provenance=s.params.get("provenance"))  # spatialdata_batch's
+                          settings=settings)
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
