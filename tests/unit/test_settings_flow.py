@@ -151,7 +151,7 @@ def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, rule, sc
         "measure": dict(input=_Names(image="img.tif", nuclear="n.ome.tif", tracks=[]),
                         output=_Names(csv="c.csv", parquet="c.parquet", h5ad="c.h5ad"),
                         params=_Names(image="img.tif", compartments=["nuclear"], timelapse=False, channel_names=None,
-                                      measure=config["measure"])),
+                                      measure=config["measure"], provenance={})),
     }[rule]
     _run_script(script, rule, log=[str(tmp_path / f"{rule}.log")], **parts)
     (args, kwargs), = calls
