@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from cellscale.registry import model_path
 from cellscale.segment.predictor import Predictor
-from cellscale.segment.settings import SegmentSettings
 
 __all__ = ["load_model"]
 
@@ -36,8 +35,7 @@ def load_model(model: "str | os.PathLike | dict", *, precision: str | None = Non
 
     A name that is neither a folder nor a registered model is a FileNotFoundError listing the models there are.
     """
-    settings = SegmentSettings()
     folder = model if isinstance(model, dict) else model_path(model, f"model {str(model)!r}")
-    return Predictor(folder, batch_size=batch_size,
-                     precision=settings.precision if precision is None else precision, threads=threads,
-                     augment=settings.augment if augment is None else augment)
+    # None: Predictor's own defaults, the config's (SegmentSettings)
+    given = {k: v for k, v in (("precision", precision), ("augment", augment)) if v is not None}
+    return Predictor(folder, batch_size=batch_size, threads=threads, **given)
