@@ -76,8 +76,8 @@ def _segment(args) -> int:
         for path in inputs:
             try:
                 image = ImageSource.from_array(read_image(path, timelapse=args.timelapse), path)  # errors name it
-                if too_small(*image.shape[2:]):  # as the workflow refuses it (open_sample_image)
-                    raise ImageError(f"{path}: {too_small(*image.shape[2:])}")
+                if small := too_small(*image.shape[2:]):  # as the workflow refuses it (open_sample_image)
+                    raise ImageError(f"{path}: {small}")
                 if args.timelapse and image.shape[0] < 2:   # as the workflow refuses a time-lapse sample of one
                     raise ImageError(f"{path}: --timelapse needs frames to track, and this holds one "
                                      f"({image.shape[2]} x {image.shape[3]} px): leave out --timelapse for a still "

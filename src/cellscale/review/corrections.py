@@ -308,9 +308,9 @@ def import_bundle(bundle: str | os.PathLike, dataset: str, annotator: str | None
                           f"parent's lineage: {said}. A tile is imported again only when its labels differ")
     if again:
         _say(bundle, f"not imported again, the same labels as before: {said}")
+    tiles = {t["sample"] for t in corrected}  # once, not per parent file
     superseded = [f.path for f in (parent_manifest.files if parent_manifest else [])
-                  if f.metadata.get("sample") in {t["sample"] for t in corrected}
-                  and parent_manifest.metadata_of(f).get("source") == source]
+                  if f.metadata.get("sample") in tiles and parent_manifest.metadata_of(f).get("source") == source]
     key = hashlib.sha256("".join([info["sha256"], manifest["created"], annotator,
                                   *(t["corrected_sha256"] for t in corrected)]).encode()).hexdigest()[:12]
     root = store_base(store) / CORRECTIONS_ROOT / dataset / key
