@@ -45,7 +45,7 @@ import tifffile
 
 from cellscale.datasets import Manifest, add_version, default_store, lineage, load_version, store_base
 from cellscale.io import image_files, read_labels, write_image, write_labels
-from cellscale.registry import VERSION_LENGTH, find_model, model_entry
+from cellscale.registry import VERSION_LENGTH, find_model, model_entry, model_kind
 from cellscale.review.bundle import (
     CORRECTED,
     BundleError,
@@ -188,7 +188,7 @@ def model_dataset(manifest: dict) -> tuple[str, str | None]:
     model = manifest["model"]
     folder = Path(model["path"])
     try:
-        entry = model_entry(folder, model["name"]) if (folder / "model.json").is_file() else \
+        entry = model_entry(folder, model["name"]) if model_kind(folder) == "segmentation" else \
             find_model(f"{model['name']}@{model['weights_sha256'][:VERSION_LENGTH]}", kind="segmentation")
     except FileNotFoundError:
         return model["name"], None
