@@ -62,17 +62,19 @@ def _plain(values: dict) -> dict:
 
 
 def sample_provenance(sample: str, image, label_path, provenance: dict | None = None,
-                      timelapse: bool = False) -> dict:
+                      timelapse: bool = False, labels_interval: float | None = None) -> dict:
     """What produced a sample's cells, as its .h5ad file's ``uns["cellscale"]`` holds it: ``cellscale_version``,
     ``sample``, ``image`` (the sheet's path), ``pixel_size_um`` (the labels' OME-TIFF's: the sheet's, else the
     image's metadata's; NaN where neither says), a time-lapse's ``frame_interval_s`` (likewise), and
     ``provenance``'s entries (the workflow's: ``model``, NAME@VERSION per compartment, ``model_dataset``,
-    ``scale``, ``augment``, ``precision``). Entries that are None are left out."""
+    ``scale``, ``augment``, ``precision``). Entries that are None are left out. ``labels_interval``: the labels'
+    frame interval where the caller has read it (None: read here)."""
     pixel_size = pixel_size_from_metadata(label_path, warn=False)
     out = {"cellscale_version": __version__, "sample": sample, "image": str(image),
            "pixel_size_um": math.nan if pixel_size is None else float(pixel_size)}
     if timelapse:
-        interval = frame_interval_from_metadata(label_path, warn=False)
+        interval = labels_interval if labels_interval is not None else \
+            frame_interval_from_metadata(label_path, warn=False)
         out["frame_interval_s"] = math.nan if interval is None else float(interval)
     return _plain({**out, **(provenance or {})})
 
@@ -115,10 +117,12 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
         for column in ("track_id", "parent_track_id"):
             table.loc[table.compartment != "nuclear", column] = pd.NA
             table[column] = table[column].astype("Int64")
-    if timelapse:  # the interval the labels state: the sheet's, else the image's metadata's (rule tile)
-        table = with_time(table, frame_interval_s
-                          or frame_interval_from_metadata(next(iter(label_paths.values())), warn=False))
-    made = sample_provenance(sample, image_name or image_path, next(iter(label_paths.values())), provenance, timelapse)
+    label_path = next(iter(label_paths.values()))
+    # the interval the labels state (the sheet's, else the image's metadata's: rule tile), read once for both uses
+    stated = frame_interval_from_metadata(label_path, warn=False) if timelapse else None
+    if timelapse:
+        table = with_time(table, frame_interval_s or stated)
+    made = sample_provenance(sample, image_name or image_path, label_path, provenance, timelapse, stated)
     write_table(table, out_csv, out_parquet, out_h5ad, uns={"cellscale": made})
     log.info("measured %d rows for %s", len(table), sample)
     return table
