@@ -425,7 +425,7 @@ def mcquant_tables(table: pd.DataFrame, name: str | None = None) -> dict[str, pd
         table = table.assign(sample=name)
     if "frame" in table.columns:
         table = table[table["frame"].isna()]
-    markers = marker_columns(table.drop(columns="sample"))
+    markers = _markers([c for c in table.columns if c != "sample"])  # by name: no copy of the table's cells
     out = {}
     for sample, rows in table.groupby("sample", sort=False, observed=True):
         kept = [m for m in markers if rows[m].notna().any()]
