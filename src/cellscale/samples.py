@@ -36,7 +36,7 @@ import numpy as np
 from cellscale.io import atomic_path, image_size
 from cellscale.io.formats import (CHANNEL_FILES_SEPARATOR, IMAGE_SUFFIXES, image_files, is_image_file, is_ome_zarr,
                                   join_image_files)
-from cellscale.settings import BATCH_CAP, schema
+from cellscale.settings import BATCH_CAP, batch_runs, schema
 
 __all__ = ["CHANNEL_GROUP", "COLUMNS", "GROUP_COLUMNS", "SIZE_COLUMNS", "Sheet", "annotation_columns", "batch_name",
            "build_sheet", "format_sheet", "group_channels", "list_images", "pack_batches", "sample_name",
@@ -449,15 +449,14 @@ def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: fl
     if not limit_mpx > 0:
         raise ValueError(f"limit_mpx must be positive, got {limit_mpx}")
     # sizes in whole pixels: integer sums, so no rounding elsewhere in the sheet moves a cut
-    pixels = np.array([round((m or 0.0) * 1e6) for m in mpx], dtype=np.int64)
+    pixels = [round((m or 0.0) * 1e6) for m in mpx]
     cap = int(BATCH_CAP * limit_mpx * 1e6)
-    lowest = np.array([int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big") for n in names], np.uint64)
     key_array = np.asarray(keys, dtype=object)
     out = [""] * len(mpx)
     first_of: dict[str, str] = {}
     for key in dict.fromkeys(keys):
         members = np.flatnonzero(key_array == key)
-        for lo, hi in _runs(pixels[members], lowest[members], cap):
+        for lo, hi in batch_runs([pixels[i] for i in members], [names[i] for i in members], cap):
             name = batch_name(names[members[lo]])
             if name in first_of:  # 26^10 names: not expected before the sheets of another universe
                 raise ValueError(f"samples {first_of[name]!r} and {names[members[lo]]!r} give the same batch name "
@@ -466,18 +465,3 @@ def pack_batches(mpx: Sequence[float | None], keys: Sequence[str], limit_mpx: fl
             for i in members[lo:hi]:
                 out[i] = name
     return out
-
-
-def _runs(pixels: np.ndarray, priority: np.ndarray, cap: int) -> list[tuple[int, int]]:
-    """[start, stop) runs of :func:`pack_batches`, in order: a run above ``cap`` is cut after its member of
-    lowest ``priority``, recursively."""
-    total = np.concatenate([[0], np.cumsum(pixels)])
-    runs, todo = [], [(0, len(pixels))]
-    while todo:
-        lo, hi = todo.pop()
-        if hi - lo <= 1 or total[hi] - total[lo] <= cap:
-            runs.append((lo, hi))
-            continue
-        cut = lo + int(np.argmin(priority[lo:hi - 1])) + 1
-        todo += [(cut, hi), (lo, cut)]
-    return sorted(runs)

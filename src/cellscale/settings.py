@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from functools import cache
 from importlib import resources
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-__all__ = ["AUTO", "BATCH_CAP", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices",
+__all__ = ["AUTO", "BATCH_CAP", "batch_runs", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices",
            "config_error", "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
 
 
@@ -132,6 +132,29 @@ class Settings:
 #: :func:`cellscale.samples.pack_batches` cuts by it, and the cost model sizes every batch job's memory for it
 #: (:func:`cellscale.cost.model.batch_mpx`). Here, below both: the samples and cost packages may not import each other.
 BATCH_CAP = 2
+
+
+def batch_runs(pixels: Sequence[int], names: Sequence[str], cap: int) -> list[tuple[int, int]]:
+    """[start, stop) runs, in order, of the fields of view ``names`` of ``pixels`` pixels each: a run of more than
+    ``cap`` pixels is cut after its member whose name hashes lowest (SHA-256), and each part again, until every run
+    holds at most ``cap`` (or one field of view). :func:`cellscale.samples.pack_batches` cuts its batches so, and the
+    cost simulation (:mod:`cellscale.cost.simulate`) draws its batches' sizes from such a packing: here, below both."""
+    import hashlib
+
+    import numpy as np
+
+    pixels = np.asarray(pixels, dtype=np.int64)
+    priority = np.array([int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big") for n in names], np.uint64)
+    total = np.concatenate([[0], np.cumsum(pixels)])
+    runs, todo = [], [(0, len(pixels))]
+    while todo:
+        lo, hi = todo.pop()
+        if hi - lo <= 1 or total[hi] - total[lo] <= cap:
+            runs.append((lo, hi))
+            continue
+        cut = lo + int(np.argmin(priority[lo:hi - 1])) + 1
+        todo += [(cut, hi), (lo, cut)]
+    return sorted(runs)
 
 
 # --- the sample sheet's scale column (cellscale/schemas/samples.schema.yaml), read by the workflow, the planner,
