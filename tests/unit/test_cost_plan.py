@@ -1156,16 +1156,37 @@ def test_images_above_the_shard_are_said_to_be_left_out_of_the_model(monkeypatch
     assert not any("not modelled" in a for a in json.loads(capsys.readouterr().out)["assumptions"])
 
 
-def test_the_mcquant_format_is_left_out_of_the_price_with_a_note():
-    """output.formats mcquant (one job a run, a CSV per image and compartment) adds no export rule per batch: the plan
-    prices what it would without it and says so among its assumptions."""
-    without = Workload(10**4, 1.0, run_tables=False, read_fields="direct", formats=("ome-tiff",))
+def test_the_mcquant_format_is_priced_as_a_run_level_job_after_aggregate_measurements():
+    """output.formats mcquant is one job a run after aggregate_measurements (it reads the run's cells table) that
+    writes a CSV per image and compartment: the plan adds its measured time to the tail's branch through
+    aggregate_measurements, a Cloud Storage object per CSV (and its folder's marker, log and benchmark) to the
+    writes, and says what it priced; the simulation runs it in the same place. Without the run-level tables
+    (--no-run-tables) it is left out with them."""
+    from cellscale.cost.model import MCQUANT, class_a_usd, class_b_usd, tail_job_s
+
+    without = Workload(10**4, 1.0, read_fields="direct", formats=("ome-tiff",))
     with_csvs = dataclasses.replace(without, formats=("ome-tiff", "mcquant"))
-    assert with_csvs.exports == ()
     pool = PoolChoice("spot-cpu", "n1-standard-8", 20, True)
     choice = Choice(pool, pool, 16.0)
-    assert predict(with_csvs, choice, PROFILES, PRICES).cost_usd == predict(without, choice, PROFILES, PRICES).cost_usd
+    p0, p1 = predict(without, choice, PROFILES, PRICES), predict(with_csvs, choice, PROFILES, PRICES)
+    seconds = Overheads().job_overhead_s + MCQUANT.seconds(with_csvs.total_mpx)
+    tails = tail_job_s(with_csvs, PROFILES["n1-standard-8"], Overheads())
+    assert tails["mcquant"] == pytest.approx(seconds) and seconds > 0
+    assert tails["aggregate_measurements"] + seconds > tails["report_fields"]   # the longer branch: all of it counts
+    assert (p1.hours - p0.hours) * 3600 == pytest.approx(seconds)
+    machine = PRICES.machine("n1-standard-8")
+    assert p1.breakdown["compute:spot-cpu"] - p0.breakdown["compute:spot-cpu"] == pytest.approx(
+        seconds / 3600 * machine.hourly(True))
+    csvs = with_csvs.images * with_csvs.compartments
+    assert p1.breakdown["operations"] - p0.breakdown["operations"] == pytest.approx(
+        class_a_usd(PRICES, csvs + 3) + class_b_usd(PRICES, 3))
+    assert p1.cost_usd > p0.cost_usd + class_a_usd(PRICES, csvs)
+    r0, r1 = simulate(without, choice, PROFILES, PRICES), simulate(with_csvs, choice, PROFILES, PRICES)
+    assert (r1.hours - r0.hours) * 3600 == pytest.approx(seconds, rel=0.02)
     planned = plan(with_csvs, PROFILES, PRICES, deadline_h=24)
-    assert any(a.startswith("mcquant: not priced") for a in planned.to_json(with_csvs)["assumptions"])
-    planned = plan(without, PROFILES, PRICES, deadline_h=24)
-    assert not any("mcquant" in a for a in planned.to_json(without)["assumptions"])
+    priced = planned.to_json(with_csvs)["assumptions"]
+    assert any(a.startswith("mcquant: ") for a in priced) and not any("not priced" in a for a in priced)
+    assert not any("mcquant" in a for a in plan(without, PROFILES, PRICES, deadline_h=24).to_json(without)["assumptions"])
+    tables_off = [dataclasses.replace(w, run_tables=False) for w in (without, with_csvs)]
+    assert predict(tables_off[1], choice, PROFILES, PRICES).cost_usd == predict(tables_off[0], choice, PROFILES,
+                                                                                 PRICES).cost_usd

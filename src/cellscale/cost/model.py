@@ -87,10 +87,18 @@ EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 7.1, 0.51),
            "spatialdata": ExportFormat("spatialdata_batch", 17.3, 0.68)}
 
 
-# output.formats entries the plan does not price, and why: mcquant is one job a run after aggregate_measurements
-# (it reads the run's table) and a CSV per image and compartment, never measured on a cluster
-UNPRICED = {"mcquant": "mcquant: not priced (one job a run after aggregate_measurements, reading the run's table, "
-                       "and a CSV per image and compartment, one Cloud Storage object each; not measured)"}
+# output.formats mcquant: one run-level job after aggregate_measurements (it reads the run's cells table) writing
+# one CSV per image and compartment, one Cloud Storage object each. Measured 2026-12-07 in two local workflow runs
+# (the shipped config with output.formats [ome-tiff, mcquant], `snakemake --cores 1`, 16-Mpx shards, on 24 and 120
+# fields of 1024^2 made as benchmarks/cost.py --measure makes them, 2 cores of an Intel Xeon shared with other work):
+# results/benchmarks/mcquant/run.tsv 0.72 s and 145 MB max RSS at 25.2 Mpx (24 CSVs, 8,268 cells), 1.07 s and 173 MB
+# at 125.8 Mpx (120 CSVs, 41,340 cells): a line through the two (3.6 ms an image); its CSVs 0.0565 MB per Mpx in both.
+# Taken as the same on every machine (one thread); the memory's slope (it reads the whole table) is the uncertainty
+MCQUANT = RuleRate("mcquant", fixed_s=0.632, s_per_mpx=0.00348, mem_mb=137.4, mem_mb_per_mpx=0.283, origin="assumed",
+                   how="measured 2026-12-07 in two local workflow runs (24 and 120 fields of 1024^2, --cores 1, 2 "
+                       "cores of an Intel Xeon): 0.72 s, 145 MB at 25.2 Mpx; 1.07 s, 173 MB at 125.8 Mpx; a line "
+                       "through both, taken as the same on every machine")
+MCQUANT_MB_PER_MPX = 0.0565   # the CSVs' bytes per Mpx of image (the same runs)
 
 
 def default_formats() -> tuple[str, ...]:
@@ -161,6 +169,11 @@ class Workload:
                              f"not {self.read_fields!r}")
         if self.augment not in PASSES:
             raise ValueError(f"segment.augment must be one of {', '.join(PASSES)}, not {self.augment!r}")
+
+    @property
+    def mcquant(self) -> bool:
+        """Whether the run writes MCMICRO's CSVs (output.formats mcquant), priced with the run-level tables."""
+        return self.run_tables and "mcquant" in self.formats
 
     @property
     def largest_mpx(self) -> float:
@@ -553,18 +566,33 @@ def export_nodes(w: Workload, choice: Choice, profiles: dict[str, ThroughputProf
     return n if cap is None else max(1, min(n, cap))
 
 
-def tail_job_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> dict[str, float]:
+def tail_rates(w: Workload, profile: ThroughputProfile) -> dict[str, RuleRate]:
+    """The run-level tail's rules (none without the tail): ``profile``'s, and mcquant's (:data:`MCQUANT`) where the
+    run writes its CSVs."""
     if not w.run_tables:
-        return {r: 0.0 for r in (*TAIL_PARALLEL, TAIL_LAST)}
-    return {r: o.job_overhead_s + profile.rate(r).seconds(w.total_mpx) for r in (*TAIL_PARALLEL, TAIL_LAST)}
+        return {}
+    rates = {r: profile.rate(r) for r in (*TAIL_PARALLEL, TAIL_LAST)}
+    return {**rates, MCQUANT.rule: MCQUANT} if w.mcquant else rates
+
+
+def tail_job_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> dict[str, float]:
+    """Seconds of each tail job (0 for those the run does not have); mcquant follows aggregate_measurements."""
+    seconds = {r: 0.0 for r in (*TAIL_PARALLEL, TAIL_LAST, MCQUANT.rule)}
+    return {**seconds, **{r: o.job_overhead_s + rate.seconds(w.total_mpx) for r, rate in tail_rates(w, profile).items()}}
+
+
+def tail_work_s(tails: dict[str, float]) -> float:
+    """The tail's wall seconds from :func:`tail_job_s`: aggregate_measurements (then mcquant) beside report_fields,
+    then summary."""
+    return max(tails["aggregate_measurements"] + tails[MCQUANT.rule], tails["report_fields"]) + tails[TAIL_LAST]
 
 
 def tail_memory_mb(w: Workload, profile: ThroughputProfile) -> tuple[str, float]:
     """The tail rule that needs the most memory for this run, and how much (MB; 0 without the tail)."""
-    if not w.run_tables:
+    rates = tail_rates(w, profile)
+    if not rates:
         return "", 0.0
-    return max(((r, profile.rate(r).memory_mb(w.total_mpx)) for r in (*TAIL_PARALLEL, TAIL_LAST)),
-               key=lambda t: t[1])
+    return max(((r, rate.memory_mb(w.total_mpx)) for r, rate in rates.items()), key=lambda t: t[1])
 
 
 def plan_batches_s(w: Workload, profile: ThroughputProfile, o: Overheads, segment_jobs: int) -> float:
@@ -887,7 +915,7 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         t_work += clog
     t_seg = t_up + t_work
     tails = g.tails
-    tail_work = max(tails[r] for r in TAIL_PARALLEL) + tails[TAIL_LAST]
+    tail_work = tail_work_s(tails)
     if choice.tail.spot and preemption > 0:   # one long job that starts again when its node goes (hours at 10^6
         tail_work = restarted_s(tail_work, preemption, o.replacement_s(tail_m))   # images): its expected time
     n_exp, t_exports, exp_node_s, held = 0, 0.0, 0.0, 0.0
@@ -1040,13 +1068,17 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     written = labels + 4 * segment_jobs + 6          # fields, errors, table, log per batch; the tail's
     written += w.list_calls(segment_jobs)            # each job's listing of its inputs' folder (class A too)
     written += w.images * sum(x.objects_per_image for x in exports) + 2 * len(exports) * segment_jobs  # + log, bench
+    if w.mcquant:   # mcquant's CSVs (an object each), its log and benchmark; their uploads (its folder once)
+        stored_gb += w.total_mpx * MCQUANT_MB_PER_MPX / 1000
+        written += w.images * w.compartments + 3   # + the folder's .snakemake_timestamp
     retried_share = retried_jobs / max(1, segment_jobs)
     # downloads: plan_batches (only images whose size the sheet lacks), segment_batch (+ retries); the tail
     # a segment job's read of a field: through the storage plugin (13 class B) or its own download (about 1)
     direct = 0 if w.fields_staged else 1
     read = w.images * (int(not w.sizes_in_sheet) + (1 - direct) * (1 + retried_share)) + 2 * segment_jobs
     read += len(exports) * (1 - direct) * w.images   # each export's staged fields (its labels, table: per job)
-    uploads = 3 * segment_jobs * (1 + len(exports)) + 6   # stored outputs: a job's folder, log, benchmark; tail's
+    uploads = 3 * segment_jobs * (1 + len(exports)) + 6 + 3 * w.mcquant   # stored outputs: a job's folder, log,
+    # benchmark; the tail's
     pods = segment_jobs * (1 + retried_share)   # each pod's own checks (measured per job): segment and export pods
     export_pods = pods * len(exports)
     written += (pods * o.class_a_checks_per_job + export_pods * o.class_a_checks_per_export_job

@@ -50,9 +50,10 @@ from pathlib import Path
 import pulp
 import yaml
 
-from .model import (EXPORTS, LIST_PAGE, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, UNPRICED, Choice, Overheads,
+from .model import (EXPORTS, LIST_PAGE, MCQUANT, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads,
                     PoolChoice, Prediction, Workload, allocatable_mb, batch_mpx, class_b_usd, export_nodes, fits,
-                    job_figures, predict, segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb)
+                    job_figures, predict, segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb,
+                    tail_rates)
 from .prices import PriceTable
 from .simulate import SimResult, figure, simulate_mean
 from .throughput import PROFILE_DIR, SHIPPED_PROFILES, ThroughputProfile, load_profile
@@ -285,8 +286,8 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
         big = max(cpu, key=lambda m: allocatable_mb(prices.machines[m]))
         rule, need = tail_memory_mb(w, profiles[big])
         raise Infeasible(f"{rule} needs about {need / 1000:.0f} GB for the run's {w.total_mpx:g} Mpx (its profile: "
-                         f"{profiles[big].rate(rule).mem_mb_per_mpx:g} MB per Mpx of the run), more than any CPU node "
-                         f"offers ({big}: {allocatable_mb(prices.machines[big]) / 1000:.0f} GB): plan segmentation "
+                         f"{tail_rates(w, profiles[big])[rule].mem_mb_per_mpx:g} MB per Mpx of the run), more than any "
+                         f"CPU node offers ({big}: {allocatable_mb(prices.machines[big]) / 1000:.0f} GB): plan segmentation "
                          f"alone (--no-run-tables) or split the run")
     cpu = fit
     out, figures = [], {}   # job_figures by (segment machine, tail machine, shard): the same for every node count
@@ -631,7 +632,9 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out += [f"{fmt}: {x.objects_per_image:g} Cloud Storage objects and {x.mb_per_mpx:g} MB per Mpx an image "
             f"({x.rule}; measured on 1024^2 one-channel fields, assumed for other images: plan with --pilot)"
             for fmt, x in EXPORTS.items() if x in exports]
-    out += [UNPRICED[fmt] for fmt in (w.formats if w is not None else ()) if fmt in UNPRICED]
+    if w is not None and w.mcquant:
+        out.append(f"mcquant: {MCQUANT.fixed_s:g} s + {MCQUANT.s_per_mpx:g} s/Mpx of the run and one Cloud Storage "
+                   f"object per image and compartment; {MCQUANT.how}")
     out.append(f"prices: {prices.name} ({prices.date}); {prices.notes}")
     return out
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from .model import (TAIL_LAST, TAIL_PARALLEL, Choice, Overheads, PoolChoice, Workload, batch_mpx, export_jobs,
+from .model import (MCQUANT, TAIL_LAST, Choice, Overheads, PoolChoice, Workload, batch_mpx, export_jobs,
                     export_slots, plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node,
                     snakemake_jobs, tail_job_s)
 from .prices import PriceTable
@@ -292,12 +292,17 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
         if exports:
             yield simpy.AllOf(env, [sim.submit(tail_pool, e, kr, 0) for e, kr in exports])
 
+    def tables(k_tail: int):   # aggregate_measurements, then mcquant where the run writes its CSVs
+        yield sim.submit(tail_pool, tails["aggregate_measurements"], k_tail)
+        if w.mcquant:
+            yield sim.submit(tail_pool, tails[MCQUANT.rule], k_tail)
+
     def run():
         yield env.timeout(plan_batches_s(w, tail_profile, o, jobs))
         yield simpy.AllOf(env, [env.process(batch()) for _ in range(jobs)])
         if w.run_tables:
             k_tail = max(1, slots_per_node(tail_pool.machine, tail_profile.rate(TAIL_LAST), choice.shard_mpx))
-            yield simpy.AllOf(env, [sim.submit(tail_pool, tails[r], k_tail) for r in TAIL_PARALLEL])
+            yield simpy.AllOf(env, [env.process(tables(k_tail)), sim.submit(tail_pool, tails["report_fields"], k_tail)])
             yield sim.submit(tail_pool, tails[TAIL_LAST], k_tail)
         finished["t"] = env.now
 
