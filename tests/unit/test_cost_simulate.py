@@ -486,18 +486,3 @@ def test_the_workflow_sends_a_batchs_exports_before_waiting_batches_as_simulated
     for rule in ("ngff_batch", "spatialdata_batch"):
         assert int(rule_directive(rule, "priority")) > 0
     assert rule_directive("segment_batch", "threads") is not None and rule_directive("ngff_batch", "threads") is None
-
-
-def test_the_batches_are_counted_and_sized_as_plan_batches_cuts_them():
-    """Batches are cut by content (cellscale.samples.pack_batches): fields near the shard's size fill fewer than a
-    shard each, so the model counts the jobs on such a packing, and the simulation's batches are its sizes."""
-    from cellscale.cost.model import batch_packing
-    from cellscale.samples import pack_batches
-
-    w = Workload(300, 16.0, run_tables=False, formats=("ome-tiff",))
-    names = [f"field-{i}" for i in range(300)]
-    batches = pack_batches([16.0] * 300, ["nuclear"] * 300, 64.0, names)
-    jobs, shares = batch_packing(300, 16.0, 64.0)
-    assert w.jobs(64.0) == jobs == len(set(batches)) < 300 / 4
-    sizes = sorted(16.0 * batches.count(b) for b in set(batches))
-    assert sorted(s * w.total_mpx / jobs for s in shares) == pytest.approx(sizes)

@@ -13,7 +13,7 @@ A run of many still images (each at most a shard) is, as Snakemake runs it with 
    node (as Kubernetes places them: :func:`slots_per_node`), ``n`` nodes, so ``ceil(J / (n k))`` waves. Batches are
    cut by content, about ``shard`` on average but up to :data:`~cellscale.settings.BATCH_CAP` x ``shard``
    (:func:`batch_mpx`): a job's time is the mean batch's, its memory (and so ``k``, and the pod's request) the
-   largest batch's; the last wave waits for its longest job (:func:`longest_share`). Snakemake
+   largest batch's. Every job is taken as the mean batch in time, here and in the simulation. Snakemake
    submits at most its ``jobs`` (:func:`snakemake_jobs`) at the end of a scheduling round; while jobs wait the
    launcher runs rounds back to back, each asking Cloud Storage about the waiting jobs' inputs (with staged fields,
    every waiting field): they are priced and, when long, pace the waves (:func:`waiting_rounds`).
@@ -57,7 +57,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property, lru_cache
 
-from cellscale.settings import BATCH_CAP, batch_runs
+from cellscale.settings import BATCH_CAP
 from cellscale.settings import choices as setting_choices
 from cellscale.settings import default as setting_default
 
@@ -192,10 +192,10 @@ class Workload:
 
     def jobs(self, shard_mpx: float) -> int:
         """segment_batch jobs: plan_batches cuts images into batches of about shard_mpx on average (by content, at
-        most BATCH_CAP times that: cellscale.samples.pack_batches), counted on such a packing (:func:`batch_packing`).
-        Counting shard_mpx a batch was within 2-4% for 1-Mpx fields, but 1.5x too many for fields of the shard's
-        size."""
-        return batch_packing(self.images, self.mpx_per_image, shard_mpx)[0]
+        most BATCH_CAP times that: cellscale.samples.pack_batches); counted as if each held shard_mpx (within 2% of
+        the content-cut count on uniform 1-Mpx fields)."""
+        per_batch = max(1, math.floor(shard_mpx / self.mpx_per_image + 1e-9))
+        return math.ceil(self.images / per_batch)
 
     def images_above(self, shard_mpx: float) -> int:
         """Images larger than ``shard_mpx``, which the workflow does not batch (see :attr:`above_shard`, which must
@@ -482,56 +482,21 @@ def fits(machine: Machine, rate: RuleRate, shard_mpx: float) -> bool:
     return rate.memory_mb(mpx) <= allocatable_mb(machine) and slots_per_node(machine, rate, mpx) >= 1
 
 
-#: Batches of the content-cut packing that :func:`batch_packing` takes a run's batches from, and the most fields of
-#: view a shard of that packing holds (finer fields are packed in groups: the shares' spread no longer changes)
-BATCH_SAMPLE, BATCH_SAMPLE_FIELDS = 1000, 256
-
-
-@lru_cache(maxsize=256)
-def batch_packing(images: int, mpx_per_image: float, shard_mpx: float) -> tuple[int, tuple[float, ...]]:
-    """(segment_batch jobs, batch sizes as shares of the mean batch) as plan_batches cuts ``images`` fields of view
-    of ``mpx_per_image`` into batches of ``shard_mpx`` (:func:`cellscale.settings.batch_runs`: by content, each
-    batch at most :data:`~cellscale.settings.BATCH_CAP` x ``shard_mpx``, from one field of view up), on synthetic
-    names (``field-N``). A run of at most :data:`BATCH_SAMPLE` batches' fields is packed whole (its batches, in
-    order); a larger one is not (a million names take seconds to hash): its jobs are its fields over the mean batch
-    of a packing of that many batches, whose sizes it draws from. Fields of a shard beyond
-    :data:`BATCH_SAMPLE_FIELDS` are packed in equal groups. The batches hold about ``shard_mpx`` on average, but
-    fields near the shard's size fill fewer: one or two 64-Mpx fields a 64-Mpx shard, 1.5 on average."""
-    unit = max(1.0, shard_mpx / mpx_per_image / BATCH_SAMPLE_FIELDS)   # fields of view a packed name stands for
-    cap = max(1, math.floor(BATCH_CAP * shard_mpx / mpx_per_image / unit + 1e-9))   # packed names a batch holds
-    sample = math.ceil(BATCH_SAMPLE * max(1.0, shard_mpx / mpx_per_image) / unit)
-    n = min(sample, math.ceil(images / unit))
-    sizes = [hi - lo for lo, hi in batch_runs([1] * n, [f"field-{i}" for i in range(n)], cap)]
-    mean = sum(sizes) / len(sizes)
-    jobs = len(sizes) if n < sample else math.ceil(images / unit / mean)
-    return jobs, tuple(size / mean for size in sizes)
-
-
-@lru_cache(maxsize=4096)
-def longest_share(w: Workload, shard_mpx: float, m: int) -> float:
-    """The expected largest of ``m`` batches drawn from the workload's packing (:func:`batch_packing`), as a share
-    of the mean batch: ``sum x_(i) ((i / N)^m - ((i - 1) / N)^m)`` over its N sorted shares."""
-    x = sorted(batch_packing(w.images, w.mpx_per_image, shard_mpx)[1])
-    n = len(x)
-    return sum(v * ((i / n) ** m - ((i - 1) / n) ** m) for i, v in enumerate(x, 1))
-
-
-def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads, mpx: float | None = None) -> float:
-    """Wall seconds one segment_batch job holds its slot (pod start to the status check that sees it done): a batch
-    of ``mpx`` (default: the mean batch's)."""
-    mpx = w.total_mpx / w.jobs(shard_mpx) if mpx is None else mpx
+def segment_job_s(w: Workload, rate: RuleRate, shard_mpx: float, o: Overheads) -> float:
+    """Wall seconds one segment_batch job holds its slot (pod start to the status check that sees it done)."""
+    mpx = w.total_mpx / w.jobs(shard_mpx)
     staging = mpx * (w.mb_per_mpx + w.out_mb_per_mpx) / o.pod_mb_s
     pack = mpx * w.compartments * o.pack_s_per_mpx if w.label_files == "per_batch" else 0.0
     return (o.job_overhead_s + w.list_calls_per_job * o.list_call_s + rate.seconds(mpx)
-            + mpx / w.mpx_per_image * o.batch_s_per_image + staging + pack)
+            + w.images_per_job(shard_mpx) * o.batch_s_per_image + staging + pack)
 
 
 def export_jobs(w: Workload, profile: ThroughputProfile, machine: Machine, shard_mpx: float,
-                o: Overheads, mpx: float | None = None) -> list[tuple[float, int]]:
-    """(wall seconds, jobs per node) of each export job of one batch of ``mpx`` (default: the mean batch's) on
-    ``machine``: it stages the batch's images and labels in and its store out; its jobs per node are the largest
-    batch's (:func:`batch_mpx`)."""
-    mpx = w.total_mpx / w.jobs(shard_mpx) if mpx is None else mpx
+                o: Overheads) -> list[tuple[float, int]]:
+    """(wall seconds, jobs per node) of each export job of one batch on ``machine``: it stages the batch's images and
+    labels in and its store out; its time is the mean batch's, its jobs per node the largest batch's
+    (:func:`batch_mpx`)."""
+    mpx = w.total_mpx / w.jobs(shard_mpx)
     out = []
     for fmt in w.exports:
         rate = profile.rate(fmt.rule)
@@ -855,7 +820,6 @@ class JobFigures:
     packed: float = 0.0          # the same on a pool of their own, as its nodes pack them (packed_batch_s)
     shared: float = 0.0          # node-seconds of a batch (segment job and exports) on one pool, as they pack
     export_slots: int = 0        # the most export jobs a node runs (0 without exports)
-    d_spread: float = 0.0        # a segment job's seconds beyond d for a batch twice the mean (its Mpx-bound part)
 
 
 def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
@@ -877,8 +841,7 @@ def job_figures(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfi
                       longest=max((e for e, _ in exports), default=0.0), per_batch=sum(e / kr for e, kr in exports),
                       packed=packed_batch_s(exports),
                       shared=packed_batch_s(exports, segment=(d, k)) if one_pool else 0.0,
-                      export_slots=export_slots(exports),
-                      d_spread=segment_job_s(w, seg_rate, shard, o, mpx=2 * w.total_mpx / jobs) - d)
+                      export_slots=export_slots(exports))
 
 
 def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile], prices: PriceTable,
@@ -950,11 +913,6 @@ def predict(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile],
         resume = ready + (limit * (len(exports) - 1) + 1) * g.packed / len(exports) / (choice.tail.nodes * f_exp)
         clog = max(0.0, resume - (t_up + d / f * math.ceil(limit / (n * k))))
         t_work += clog
-    # the batches' sizes spread (by content, from one field of view to BATCH_CAP x the shard): the run waits for the
-    # longest job of the last wave, about the longest of the slots' last jobs. Jobs on S slots under list scheduling
-    # end near their work over S plus the longest of S jobs' excess over the mean (within 7% of a Monte Carlo of
-    # 40-7,700 jobs on 8-300 slots, where a wave each of the mean batch was up to 45% short)
-    t_work += g.d_spread * (longest_share(w, choice.shard_mpx, min(jobs, n * k)) - 1.0) / f
     t_seg = t_up + t_work
     tails = g.tails
     tail_work = tail_work_s(tails)

@@ -617,8 +617,8 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     out += o.assumptions()
     out.append(f"batches: cut by content, about the shard ({choice.shard_mpx:g} Mpx) on average and up to "
                f"{batch_mpx(choice.shard_mpx):g} Mpx (BATCH_CAP x the shard): every batch job's memory (and jobs per "
-               f"node) is the largest batch's; the model takes the mean batch's time and the last wave's longest job, "
-               f"the simulation draws each batch's size from plan_batches' packing")
+               f"node) is the largest batch's, its time the mean batch's, in the simulation too (a last wave of "
+               f"larger batches ends later than either says)")
     out.append(f"preemption {preemption:g} per spot node-hour (given)")
     if w is not None and (above := oversized(w, choice.shard_mpx)):
         out.append(above)

@@ -16,10 +16,9 @@ duration (the per-job overhead included) and frees it. Spot nodes are preempted 
 queue (Snakemake's retries, at most ``retries`` per job; a job that runs out is counted
 in ``failed_jobs``), and the autoscaler replaces the node at its next scan. Seeded: the same seed gives the same run.
 
-Each batch's size is drawn from plan_batches' own packing (:func:`.model.batch_packing`: by content, from one field
-of view to :data:`~cellscale.settings.BATCH_CAP` x ``shard_mpx``; a run of up to 1,000 batches packed whole, a larger
-one drawn from a packing of 1,000 batches, seeded), and its segment job's and exports' times follow its megapixels;
-every batch job's memory is the largest batch's (:func:`.model.batch_mpx`), as their pods ask. The cost uses :func:`.model.run_costs` on the simulated
+Every batch's jobs take the mean batch's time, as in the model (the batches, cut by content, hold from a few fields
+of view to :data:`~cellscale.settings.BATCH_CAP` x ``shard_mpx``, about ``shard_mpx`` on average), and the largest
+batch's memory (:func:`.model.batch_mpx`), as their pods ask. The cost uses :func:`.model.run_costs` on the simulated
 wall time and node-seconds, so only the mechanics differ from the model. :func:`figure` draws nodes and running jobs
 over time per pool.
 """
@@ -33,8 +32,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from .model import (MCQUANT, TAIL_LAST, Choice, Overheads, PoolChoice, Workload, batch_mpx, batch_packing,
-                    export_jobs, export_slots, plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node,
+from .model import (MCQUANT, TAIL_LAST, Choice, Overheads, PoolChoice, Workload, batch_mpx, export_jobs,
+                    export_slots, plan_batches_s, run_costs, segment_job_s, segment_rate, slots_per_node,
                     snakemake_jobs, tail_job_s)
 from .prices import PriceTable
 from .throughput import ThroughputProfile
@@ -278,27 +277,20 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
     seg_pool, tail_pool = sim.pools[choice.segment.name], sim.pools[choice.tail.name]
     k = max(1, slots_per_node(seg_pool.machine, seg_rate, batch_mpx(choice.shard_mpx)))
     jobs = w.jobs(choice.shard_mpx)
-    # each batch's size drawn from plan_batches' packing (by content: from one field of view to BATCH_CAP x the
-    # shard), scaled to the run's megapixels; its segment job's and exports' times follow its size
-    _, shares = batch_packing(w.images, w.mpx_per_image, choice.shard_mpx)
-    draw = random.Random(f"batches {seed}")
-    sizes = list(shares) if len(shares) == jobs else [draw.choice(shares) for _ in range(jobs)]
-    mean = w.total_mpx / sum(sizes)
-    durations = [segment_job_s(w, seg_rate, choice.shard_mpx, o, mpx=size * mean) for size in sizes]
-    batch_exports = [export_jobs(w, tail_profile, tail_pool.machine, choice.shard_mpx, o, mpx=size * mean)
-                     for size in sizes]
-    exports = batch_exports[0]
+    d = segment_job_s(w, seg_rate, choice.shard_mpx, o)
+    exports = export_jobs(w, tail_profile, tail_pool.machine, choice.shard_mpx, o)
     # a batch's exports go before the waiting batches: the export rules' priority is above segment_batch's (both
     # Snakemake schedulers select by it first), and on the segment pool they go first too
     tails = tail_job_s(w, tail_profile, o)
     finished = {}
     n = min(choice.segment.nodes, math.ceil(jobs / k))
     sim.limit = snakemake_jobs(w, choice, n, k, export_slots(exports))
+    fields = w.images / jobs
 
-    def batch(i: int):
-        yield sim.submit(seg_pool, durations[i], k, fields=sizes[i] * mean / w.mpx_per_image)
-        if batch_exports[i]:
-            yield simpy.AllOf(env, [sim.submit(tail_pool, e, kr, 0) for e, kr in batch_exports[i]])
+    def batch():
+        yield sim.submit(seg_pool, d, k, fields=fields)
+        if exports:
+            yield simpy.AllOf(env, [sim.submit(tail_pool, e, kr, 0) for e, kr in exports])
 
     def tables(k_tail: int):   # aggregate_measurements, then mcquant where the run writes its CSVs
         yield sim.submit(tail_pool, tails["aggregate_measurements"], k_tail)
@@ -307,7 +299,7 @@ def simulate(w: Workload, choice: Choice, profiles: dict[str, ThroughputProfile]
 
     def run():
         yield env.timeout(plan_batches_s(w, tail_profile, o, jobs))
-        yield simpy.AllOf(env, [env.process(batch(i)) for i in range(jobs)])
+        yield simpy.AllOf(env, [env.process(batch()) for _ in range(jobs)])
         if w.run_tables:
             k_tail = max(1, slots_per_node(tail_pool.machine, tail_profile.rate(TAIL_LAST), choice.shard_mpx))
             yield simpy.AllOf(env, [env.process(tables(k_tail)), sim.submit(tail_pool, tails["report_fields"], k_tail)])
