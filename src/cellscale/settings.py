@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 
 import yaml
 
-__all__ = ["AUTO", "BATCH_CAP", "batch_runs", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings", "choices",
-           "config_error", "default", "description", "from_section", "schema", "section_defaults", "section_keys"]
+__all__ = ["AUTO", "BATCH_CAP", "batch_runs", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings",
+           "choices", "config_error", "default", "description", "from_section", "schema", "section_defaults",
+           "section_keys"]
 
 
 @cache
@@ -137,8 +138,8 @@ BATCH_CAP = 2
 def batch_runs(pixels: Sequence[int], names: Sequence[str], cap: int) -> list[tuple[int, int]]:
     """[start, stop) runs, in order, of the fields of view ``names`` of ``pixels`` pixels each: a run of more than
     ``cap`` pixels is cut after its member whose name hashes lowest (SHA-256), and each part again, until every run
-    holds at most ``cap`` (or one field of view). :func:`cellscale.samples.pack_batches` cuts its batches so, and the
-    cost simulation (:mod:`cellscale.cost.simulate`) draws its batches' sizes from such a packing: here, below both."""
+    holds at most ``cap`` (or one field of view). :func:`cellscale.samples.pack_batches` cuts its batches so; here,
+    below samples and the cost package, so that a cost model can pack batches as the workflow does."""
     import hashlib
 
     import numpy as np

@@ -578,7 +578,8 @@ def tail_rates(w: Workload, profile: ThroughputProfile) -> dict[str, RuleRate]:
 def tail_job_s(w: Workload, profile: ThroughputProfile, o: Overheads) -> dict[str, float]:
     """Seconds of each tail job (0 for those the run does not have); mcquant follows aggregate_measurements."""
     seconds = {r: 0.0 for r in (*TAIL_PARALLEL, TAIL_LAST, MCQUANT.rule)}
-    return {**seconds, **{r: o.job_overhead_s + rate.seconds(w.total_mpx) for r, rate in tail_rates(w, profile).items()}}
+    rates = tail_rates(w, profile)
+    return {**seconds, **{r: o.job_overhead_s + rate.seconds(w.total_mpx) for r, rate in rates.items()}}
 
 
 def tail_work_s(tails: dict[str, float]) -> float:

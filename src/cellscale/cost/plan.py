@@ -287,8 +287,8 @@ def candidates(w: Workload, profiles, prices: PriceTable, o: Overheads, preempti
         rule, need = tail_memory_mb(w, profiles[big])
         raise Infeasible(f"{rule} needs about {need / 1000:.0f} GB for the run's {w.total_mpx:g} Mpx (its profile: "
                          f"{tail_rates(w, profiles[big])[rule].mem_mb_per_mpx:g} MB per Mpx of the run), more than any "
-                         f"CPU node offers ({big}: {allocatable_mb(prices.machines[big]) / 1000:.0f} GB): plan segmentation "
-                         f"alone (--no-run-tables) or split the run")
+                         f"CPU node offers ({big}: {allocatable_mb(prices.machines[big]) / 1000:.0f} GB): plan "
+                         f"segmentation alone (--no-run-tables) or split the run")
     cpu = fit
     out, figures = [], {}   # job_figures by (segment machine, tail machine, shard): the same for every node count
     timed_rounds = w.fields_staged and o.storage_call_s > 0   # each round reads every waiting field, and takes time
