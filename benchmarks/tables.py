@@ -1,4 +1,4 @@
-"""Benchmark of the run-level tables (rule aggregate_measurements): peak memory in memory against streamed.
+"""Benchmark of the run-level tables (rules aggregate_measurements, mcquant): peak memory in memory against streamed.
 
     python benchmarks/tables.py            # full: 200 batch tables of 50,000 rows (10^7 cells), ~13 min, ~17 GB disk
     python benchmarks/tables.py --quick    # CI: 20 batch tables of 5,000 rows, < 1 min
@@ -13,7 +13,9 @@ builds results/cells.{csv,parquet,h5ad} twice, each in a fresh interpreter under
 - streamed: ``cellscale.steps.measure.aggregate_measurements``, one input table at a time;
 
 and checks that the two give the same files (CSV byte for byte, Parquet and .h5ad by content). The streamed peak
-should stay flat as the run grows: bounded by the largest input table, not the run.
+should stay flat as the run grows: bounded by the largest input table, not the run. Then the rule ``mcquant``
+(``output.formats`` mcquant: ``cellscale.steps.measure.run_mcquant``) on the streamed ``cells.parquet``, its time and
+peak alike: it reads that table row group by row group, so its peak too should stay flat.
 """
 
 from __future__ import annotations
@@ -63,11 +65,13 @@ def child(mode: str, folder: str) -> None:
     import pandas as pd
 
     from cellscale.measure import concat_tables, write_table
-    from cellscale.steps.measure import aggregate_measurements
+    from cellscale.steps.measure import aggregate_measurements, run_mcquant
 
     batches, out = sorted(Path(folder).glob("batch_*.parquet")), Path(folder) / mode
     t = time.perf_counter()
-    if mode == "memory":
+    if mode == "mcquant":
+        run_mcquant(Path(folder) / "stream" / "cells.parquet", out)
+    elif mode == "memory":
         tables = {}
         for path in batches:
             batch = pd.read_parquet(path)
@@ -160,6 +164,10 @@ def main(argv=None) -> int:
             figures[mode] = {"seconds": seconds, "peak_rss_mb": peak}
         same = figures["identical"] = same_files(work / "memory", work / "stream")
         out_mb = sum(p.stat().st_size for p in (work / "stream").iterdir()) / 1e6
+        seconds, peak = run_child("mcquant", work)
+        csvs = list((work / "mcquant").glob("*.csv"))
+        figures["mcquant"] = {"seconds": seconds, "peak_rss_mb": peak, "csvs": len(csvs),
+                              "mb": sum(p.stat().st_size for p in csvs) / 1e6}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for mode, label in (("memory", "in memory (before)"), ("stream", "streamed (after) ")):
@@ -167,6 +175,9 @@ def main(argv=None) -> int:
     ok = all(same.values())
     print(f"   outputs {out_mb:.0f} MB; identical files: "
           + ", ".join(f"{k} {v}" for k, v in same.items()) + f"; {'PASS' if ok else 'FAIL'}")
+    mcq = figures["mcquant"]
+    print(f"   mcquant (from the streamed cells.parquet): peak RSS {mcq['peak_rss_mb']:8.0f} MB, "
+          f"{mcq['seconds']:6.1f} s, {mcq['csvs']} CSVs, {mcq['mb']:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0 if ok else 1

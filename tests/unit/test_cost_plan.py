@@ -1187,6 +1187,10 @@ def test_the_mcquant_format_is_priced_as_a_run_level_job_after_aggregate_measure
     priced = planned.to_json(with_csvs)["assumptions"]
     assert any(a.startswith("mcquant: ") for a in priced) and not any("not priced" in a for a in priced)
     assert not any("mcquant" in a for a in plan(without, PROFILES, PRICES, deadline_h=24).to_json(without)["assumptions"])
+    # it reads the run's table a batch's rows at a time: its memory stays flat, so 10^6 fields stay feasible
+    kiosk = dataclasses.replace(with_csvs, images=10**6)
+    assert MCQUANT.memory_mb(kiosk.total_mpx) < 2000   # the rule's own request (rules/measure.smk)
+    assert plan(kiosk, PROFILES, PRICES, deadline_h=100, max_nodes=300).prediction.cost_usd > 0
     tables_off = [dataclasses.replace(w, run_tables=False) for w in (without, with_csvs)]
     assert predict(tables_off[1], choice, PROFILES, PRICES).cost_usd == predict(tables_off[0], choice, PROFILES,
                                                                                  PRICES).cost_usd

@@ -87,17 +87,23 @@ EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 7.1, 0.51),
            "spatialdata": ExportFormat("spatialdata_batch", 17.3, 0.68)}
 
 
-# output.formats mcquant: one run-level job after aggregate_measurements (it reads the run's cells table) writing
-# one CSV per image and compartment, one Cloud Storage object each. Measured 2026-12-07 in two local workflow runs
-# (the shipped config with output.formats [ome-tiff, mcquant], `snakemake --cores 1`, 16-Mpx shards, on 24 and 120
-# fields of 1024^2 made as benchmarks/cost.py --measure makes them, 2 cores of an Intel Xeon shared with other work):
-# results/benchmarks/mcquant/run.tsv 0.72 s and 145 MB max RSS at 25.2 Mpx (24 CSVs, 8,268 cells), 1.07 s and 173 MB
-# at 125.8 Mpx (120 CSVs, 41,340 cells): a line through the two (3.6 ms an image); its CSVs 0.0565 MB per Mpx in both.
-# Taken as the same on every machine (one thread); the memory's slope (it reads the whole table) is the uncertainty
-MCQUANT = RuleRate("mcquant", fixed_s=0.632, s_per_mpx=0.00348, mem_mb=137.4, mem_mb_per_mpx=0.283, origin="assumed",
-                   how="measured 2026-12-07 in two local workflow runs (24 and 120 fields of 1024^2, --cores 1, 2 "
-                       "cores of an Intel Xeon): 0.72 s, 145 MB at 25.2 Mpx; 1.07 s, 173 MB at 125.8 Mpx; a line "
-                       "through both, taken as the same on every machine")
+# output.formats mcquant: one run-level job after aggregate_measurements (it reads the run's cells table row group by
+# row group, a batch's or sample's rows at a time: steps.measure.run_mcquant) writing one CSV per image and
+# compartment, one Cloud Storage object each. Time measured 2026-12-07 in two local workflow runs (the shipped config
+# with output.formats [ome-tiff, mcquant], `snakemake --cores 1`, 16-Mpx shards, on 24 and 120 fields of 1024^2 made
+# as benchmarks/cost.py --measure makes them, 2 cores of an Intel Xeon shared with other work):
+# results/benchmarks/mcquant/run.tsv 0.72 s at 25.2 Mpx (24 CSVs, 8,268 cells), 1.07 s at 125.8 Mpx (120 CSVs, 41,340
+# cells): a line through the two (3.6 ms an image); its CSVs 0.0565 MB per Mpx in both. Memory from
+# `python benchmarks/tables.py --batches N --rows R` (its mcquant line, the same day and machine): peak RSS 161 MB for
+# 10 and for 100 batch tables of 10,000 rows, 167 MB for 300 (3 x 10^6 cells, about 9,000 Mpx at those runs' 330
+# cells per Mpx: 0.0007 MB per Mpx), 251 MB for 20 tables of 50,000 rows: bounded by the largest batch's table, not
+# the run; 251 MB is taken as the fixed part. Taken as the same on every machine (one thread)
+MCQUANT = RuleRate("mcquant", fixed_s=0.632, s_per_mpx=0.00348, mem_mb=251.0, mem_mb_per_mpx=0.0007, origin="assumed",
+                   how="time measured 2026-12-07 in two local workflow runs (24 and 120 fields of 1024^2, --cores 1, 2 "
+                       "cores of an Intel Xeon): 0.72 s at 25.2 Mpx, 1.07 s at 125.8 Mpx, a line through both; memory "
+                       "with benchmarks/tables.py (the run's table read a batch's rows at a time): 161-167 MB from 10^5 "
+                       "to 3 x 10^6 cells in 10,000-row batches, 251 MB with 50,000-row batches; taken as the same on "
+                       "every machine")
 MCQUANT_MB_PER_MPX = 0.0565   # the CSVs' bytes per Mpx of image (the same runs)
 
 
