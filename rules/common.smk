@@ -27,8 +27,8 @@ except WorkflowError as _err:  # one line naming the file, the key and what is w
     raise WorkflowError(f"{' + '.join(_given) or 'config'}: {config_error(_why)}") from None
 
 # A model may be named by the registry, NAME@VERSION (`cellscale models list`): from here on it is its folder (an
-# unknown one is an error naming the versions there are). What produced each result, per model key, for the report.
-from cellscale.registry import is_model_ref, model_provenance, resolve_model  # noqa: E402
+# unknown one is an error naming the versions there are).
+from cellscale.registry import is_model_ref, resolve_model  # noqa: E402
 from cellscale.settings import AUTO, parse_scale  # noqa: E402
 from cellscale.samples import BATCH_NAME_LETTERS, annotation_columns  # noqa: E402
 from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
@@ -46,19 +46,6 @@ def fetched(path):
     stored.local_path().parent.mkdir(parents=True, exist_ok=True)
     stored.retrieve_object()
     return str(stored.local_path())
-
-
-def provenance_folder(value):
-    """A model folder as the registry can read it here: the folder itself, or where the models are only in remote
-    storage (a cluster without a shared filesystem), its card, spec and weights fetched from there."""
-    if not isinstance(value, str) or is_model_ref(value) or os.path.isfile(os.path.join(value, "model.json")):
-        return value
-    spec = fetched(f"{value}/model.json")
-    if spec is None:
-        return value
-    fetched(f"{value}/metrics.json")
-    fetched(f"{value}/{json.loads(Path(spec).read_text()).get('artifact', 'model.keras')}")
-    return os.path.dirname(spec)
 
 
 def checkout_path(path):
@@ -86,31 +73,44 @@ def model_folder(value):
 _MODEL_VALUES = {key: model_folder(value) for key, value in config["models"].items()}  # before NAME@VERSION resolves
 
 
-@functools.cache
-def provenance(key):
-    """The model (NAME@VERSION) and dataset version behind the results of config model ``key``. Asked for by the
-    jobs that record it only (report, measure, the run's tables): every job parses this file, and hashing a model's
-    weights (or, without a shared filesystem, fetching them) is no work for the others."""
-    return model_provenance(provenance_folder(_MODEL_VALUES[key]))
+def model_provenance_file(key):
+    """What produced the results of config model ``key`` (NAME@VERSION, dataset version): rule model_provenance's
+    output, made once a run from the model's files; the jobs that record it take this small file as an input, so
+    none of them hashes the weights (or, without a shared filesystem, fetches them)."""
+    return f"results/models/{key}.json"
+
+
+def model_provenance_files(names):
+    """The model provenance files of the models these samples need (each once)."""
+    return [model_provenance_file(key) for key in dict.fromkeys(model_key(s) for s in names)]
+
+
+def provenance_model_files(wildcards):
+    """Rule model_provenance's inputs: the model's spec and weights (those the jobs that load it take) and its
+    metrics.json (its dataset version) where it has one; a declared model's file."""
+    model = config["models"][wildcards.key]
+    files = {k: v for k, v in files_of_model(model).items() if k != "int8"}
+    if "spec" in files and output_exists(f"{model}/metrics.json"):  # in the default storage, where there is one
+        files["metrics"] = f"{model}/metrics.json"
+    return files
 
 
 def segment_provenance(sample):
-    """What made a sample's labels, for its tables' .h5ad files (uns['cellscale']): its model (NAME@VERSION per
-    compartment) and that model's dataset version, its scale and config segment's augment and precision. A measure
-    job's params: each changes only with what reruns the sample's segmentation anyway (the model's weights and
-    folder, the tile job's scale, the segment jobs' settings), so it reruns no measurement by itself; the cellscale
-    version and the pixel size are the job's own (the library's, the labels')."""
-    made = provenance(model_key(sample))
-    return {"model": {c: made["model"] for c in compartments(sample)}, "model_dataset": made["dataset"],
-            "scale": scale(sample), "augment": config["segment"]["augment"],
-            "precision": config["segment"]["precision"]}
+    """What made a sample's labels, for its tables' .h5ad files (uns['cellscale']): its model (the config key: the
+    job reads its NAME@VERSION and dataset version from :func:`model_provenance_file`, an input) and compartments,
+    its scale and config segment's augment and precision. A job's params: each changes only with what reruns the
+    sample's segmentation anyway (its model, the tile job's scale, the segment jobs' settings), so it reruns no
+    measurement by itself; the cellscale version and the pixel size are the job's own (the library's, the labels')."""
+    return {"model": model_key(sample), "compartments": compartments(sample), "scale": scale(sample),
+            "augment": config["segment"]["augment"], "precision": config["segment"]["precision"]}
 
 
-def run_provenance():
-    """Per sample of the sheet, what made its cells (:func:`segment_provenance`) with its image, pixel size and
-    frame interval as the sheet gives them: cells.h5ad's uns['cellscale']['samples'] (rule aggregate_measurements)."""
+def run_provenance(names=None):
+    """Per sample of ``names`` (default: the sheet's), what made its cells (:func:`segment_provenance`) with its
+    image, pixel size and frame interval as the sheet gives them: cells.h5ad's uns['cellscale']['samples'] (rule
+    aggregate_measurements), a batch's SpatialData table's of the batch's samples (rule spatialdata_batch)."""
     return {s: {"image": sheet["image"][s], "pixel_size_um": pixel_size(s), "frame_interval_s": frame_interval(s),
-                **segment_provenance(s)} for s in samples.index}
+                **segment_provenance(s)} for s in (samples.index if names is None else names)}
 
 
 # an unknown registry name stops the workflow with a message naming the config key and the versions there are (at
@@ -206,6 +206,7 @@ wildcard_constraints:
     compartment="nuclear|whole_cell",
     shard=r"\d{4}",
     batch=r"[a-z]{%d}" % BATCH_NAME_LETTERS,
+    key="|".join(map(re.escape, config["models"])),  # a config model (rule model_provenance)
 
 
 # Each column as a dict: the input functions run once per job, and a sheet may have 10^5 rows (a dict lookup is

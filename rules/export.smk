@@ -14,6 +14,16 @@ EXPORT_PARAMS = dict(
     output=config["output"],
 )
 
+BATCH_EXPORT_INPUT = dict(
+    batch="results/batches/{batch}",
+    table="results/cells/batch_{batch}.parquet",
+    # the checkpoint its params (the batch's fields) are read from; ancient: a new plan does not rerun every batch's
+    # export by its date (the batch folder changes when its fields do)
+    plan=ancient("results/batches/plan.tsv"),
+    # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
+    images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
+)
+
 
 rule ngff:
     input:
@@ -54,13 +64,7 @@ use rule ngff as spatialdata with:
 
 rule ngff_batch:
     input:
-        batch="results/batches/{batch}",
-        table="results/cells/batch_{batch}.parquet",
-        # the checkpoint its params (the batch's fields) are read from; ancient: a new plan does not rerun every
-        # batch's export by its date (the batch folder changes when its fields do)
-        plan=ancient("results/batches/plan.tsv"),
-        # none when the job downloads them itself (batches.read_fields: direct, with remote storage)
-        images=lambda w: [] if fields_read_by_job() else existing_images(batch_members(w.batch)),
+        **BATCH_EXPORT_INPUT,
     output:
         stores=directory("results/ngff/batch_{batch}"),
     params:
@@ -85,6 +89,10 @@ rule ngff_batch:
 
 
 use rule ngff_batch as spatialdata_batch with:
+    input:
+        **BATCH_EXPORT_INPUT,
+        # what made the batch's cells (its model's NAME@VERSION and dataset version): the table's uns['cellscale']
+        provenance=lambda w: model_provenance_file(model_key(batch_members(w.batch)[0])),  # one model a batch
     output:
         # one store for the batch, each field in a coordinate system named after its sample (per-field stores
         # cost about 0.5 s a field of view, mostly the table's zarr arrays; docs/benchmarks.md)
@@ -95,6 +103,9 @@ use rule ngff_batch as spatialdata_batch with:
         output=config["output"],
         format="spatialdata",
         storage_prefix=lambda w: storage_prefix(),
+        # per sample of the batch (its own only: another batch's change reruns none here), what made its cells: the
+        # store's table's uns['cellscale']['samples'], as cells.h5ad's
+        provenance=lambda w: run_provenance(batch_members(w.batch)),
     log:
         "logs/spatialdata_batch/{batch}.log",
     benchmark:

@@ -4,6 +4,7 @@ rule measure:
     input:
         unpack(lambda w: {"image": image_input(w), **segmentation_files(w.sample)}),
         tracks=lambda w: f"results/tracks/{w.sample}.parquet" if is_timelapse(w.sample) else [],
+        provenance=lambda w: model_provenance_file(model_key(w.sample)),  # its model's NAME@VERSION, dataset
     output:
         csv="results/measurements/{sample}.csv",
         parquet="results/measurements/{sample}.parquet",
@@ -14,7 +15,7 @@ rule measure:
         timelapse=lambda w: is_timelapse(w.sample),
         channel_names=lambda w: channel_names(w.sample),
         measure=config["measure"],
-        provenance=lambda w: segment_provenance(w.sample),  # model, scale...: the .h5ad file's uns['cellscale']
+        provenance=lambda w: segment_provenance(w.sample),  # model key, scale...: the .h5ad file's uns['cellscale']
     resources:
         mem_mb=4000,
     log:
@@ -31,6 +32,7 @@ rule aggregate_measurements:
     input:
         samples=lambda w: [f"results/measurements/{s}.parquet" for s in own_samples()],
         batches=lambda w: [f"results/cells/batch_{b}.parquet" for b in batches()],
+        models=lambda w: model_provenance_files(samples.index),  # per model key the sheet uses: NAME@VERSION...
     output:
         csv="results/cells.csv",
         parquet="results/cells.parquet",

@@ -1,4 +1,28 @@
-# Report: QC overlay and summary a sample, lineage trees and tracks over time, one summary row a sample.
+# Report: QC overlay and summary a sample, lineage trees and tracks over time, one summary row a sample; what
+# produced the results, per config model.
+
+# Runs on the machine that runs Snakemake (no pod is started for a small JSON file) and has no benchmark file: the
+# cost table prices the jobs of the cluster, and this one downloads the model's files there once a run
+localrules:
+    model_provenance,
+
+
+rule model_provenance:
+    # NAME@VERSION (a hash of the weights) and the dataset version of a config model, once a run: the jobs that record
+    # them (measure, report_sample, summary, aggregate_measurements, spatialdata_batch) take this small file as an
+    # input instead of each hashing the weights (without a shared filesystem, fetching them first). A new model (its
+    # spec, weights or metrics) reruns it and them
+    input:
+        unpack(provenance_model_files),
+    output:
+        provenance="results/models/{key}.json",
+    log:
+        "logs/model_provenance/{key}.log",
+    conda:
+        "../envs/cellscale.yaml"
+    script:
+        "../scripts/report.py"
+
 
 rule report_sample:
     input:
@@ -6,6 +30,7 @@ rule report_sample:
         table="results/measurements/{sample}.parquet",
         tracks=lambda w: f"results/tracks/{w.sample}.parquet" if is_timelapse(w.sample) else [],
         scale_chosen=lambda w: f"results/size/{w.sample}.json" if scale(w.sample) == AUTO else [],  # by scale auto
+        provenance=lambda w: model_provenance_file(model_key(w.sample)),  # model and dataset version: summary.json
     output:
         overlay=report(
             "results/report/{sample}/overlay.png",
@@ -18,7 +43,6 @@ rule report_sample:
         image=lambda w: sheet["image"][w.sample],
         compartments=lambda w: compartments(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
-        provenance=lambda w: provenance(model_key(w.sample)),  # model and dataset version, in summary.json
     log:
         "logs/report_sample/{sample}.log",
     benchmark:
@@ -64,6 +88,7 @@ rule summary:
         samples=tiled_summaries,  # once the samples are tiled: params.warnings reads their plans
         batches=lambda w: [f"results/batches/{b}" for b in batches()],
         plan="results/batches/plan.tsv",
+        models=lambda w: model_provenance_files(samples.index),  # per model key the sheet uses (summary.tsv)
     output:
         summary=report("results/summary.tsv", caption="../workflow/report/summary.rst", category="Summary"),
         index="results/index.tsv",
@@ -73,7 +98,6 @@ rule summary:
         order=list(samples.index),
         images=lambda w: dict(zip(samples.index, samples["image"])),
         compartments=lambda w: {s: compartments(s) for s in samples.index},
-        provenance=lambda w: {key: provenance(key) for key in config["models"]},  # per model key (summary.tsv)
         formats=config["output"]["formats"],  # index.tsv: where each sample's OME-Zarr and SpatialData stores are
         annotations=lambda w: sheet_annotations(),  # well, site, ...: columns after sample
         warnings=lambda w: tile_warnings(),  # what tiling warned per own-jobs sample (summary.tsv)

@@ -1,7 +1,7 @@
 """Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements, mcquant."""
 
 from cellscale.logs import step_log
-from cellscale.steps import job_image
+from cellscale.steps import job_image, read_models, with_model
 from cellscale.steps import measure as step
 
 
@@ -18,16 +18,19 @@ def measure(s):
         tracks_path=s.input.tracks or None,
         settings=step.MeasureSettings.from_dict(s.params.measure),  # config["measure"]
         out_h5ad=s.output.h5ad,
-        provenance=s.params.provenance,  # the .h5ad file's uns['cellscale'] (model, scale...)
+        # the .h5ad file's uns['cellscale'] (model, scale...): the model's NAME@VERSION from its provenance file
+        provenance=with_model(s.params.provenance, read_models([s.input.provenance])),
         image_name=s.params.image,
     )
 
 
 def aggregate_measurements(s):
     """One table of every sample's cells."""
+    models = read_models(s.input.models)
     step.aggregate_measurements(dict(zip(s.params.samples, s.input.samples)), s.output.csv, s.output.parquet,
                                 s.output.h5ad, batch_tables=list(s.input.batches), order=s.params.order,
-                                annotations=s.params.annotations, provenance=s.params.provenance)
+                                annotations=s.params.annotations,
+                                provenance={k: with_model(v, models) for k, v in s.params.provenance.items()})
 
 
 def mcquant(s):

@@ -7,7 +7,7 @@ import pandas as pd
 from cellscale.logs import step_log
 from cellscale.report import lineage_plot
 from cellscale.steps import report as step
-from cellscale.steps import job_image, staged_image, staged_paths
+from cellscale.steps import job_image, read_model, read_models, staged_image, staged_paths
 
 
 def report_sample(s):
@@ -20,7 +20,7 @@ def report_sample(s):
         os.path.dirname(s.output.overlay),
         timelapse=s.params.timelapse,
         tracks_path=s.input.tracks or None,
-        provenance=s.params.provenance,
+        provenance=read_model(s.input.provenance),  # its model's NAME@VERSION and dataset version
         size_path=s.input.scale_chosen or None,
     )
 
@@ -37,9 +37,14 @@ def summary(s):
     """One row per sample, where its results are, which images failed."""
     step.run_summary(list(s.input.samples), s.output.summary, batch_dirs=list(s.input.batches), order=s.params.order,
                      out_index=s.output.index, out_errors=s.output.errors, images=s.params.images,
-                     compartments=s.params.compartments, provenance=s.params.provenance,
+                     compartments=s.params.compartments, provenance=read_models(s.input.models),
                      formats=tuple(s.params.formats), out_html=s.output.view,
                      annotations=s.params.annotations, warnings=s.params.warnings)
+
+
+def model_provenance(s):
+    """What produced the results of one config model (NAME@VERSION, dataset version), for the jobs that record it."""
+    step.write_model_provenance(s.input.get("spec"), s.output.provenance)
 
 
 def report_fields(s):
@@ -51,4 +56,5 @@ def report_fields(s):
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
 with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    {"report_sample": report_sample, "lineage": lineage, "summary": summary, "report_fields": report_fields}[s.rule](s)
+    {"report_sample": report_sample, "lineage": lineage, "summary": summary, "report_fields": report_fields,
+     "model_provenance": model_provenance}[s.rule](s)

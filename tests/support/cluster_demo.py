@@ -25,8 +25,11 @@ from . import MODELS
 from . import gke_run as harness
 
 # tissue (0.066 Mpx: 9 tiles) and the movie (5 frames of 0.016 Mpx) are larger than a shard: their own tile, segment
-# and stitch jobs, several shards each; fov1 and fov2 (0.009 Mpx) share one batch job
-SAMPLES = ("tissue\tdata/tissue.ome.tif\ttissue\t0\t1\t\t0.5\n"
+# and stitch jobs, several shards each; fov1 and fov2 (0.009 Mpx) share one batch job. tissue is an image of one file
+# per channel (as plate readers write them): every file is an input of its jobs, staged where there is no shared disk
+TISSUE_CHANNELS = ("DNA", "Membrane", "CD3", "CD20")  # cellscale.synth.tissue's
+TISSUE_FILES = [f"data/tissue_w{c + 1}.tif" for c in range(len(TISSUE_CHANNELS))]
+SAMPLES = (f"tissue\t{'|'.join(TISSUE_FILES)}\ttissue\t0\t1\t{','.join(TISSUE_CHANNELS)}\t0.5\n"
            "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\n"
            "fov1\tdata/fov1.tif\ttissue\t\t\t\t\n"
            "fov2\tdata/fov2.tif\ttissue\t\t\t\t\n")
@@ -45,7 +48,9 @@ def write_inputs(dest: Path) -> None:
 
     (dest / "data").mkdir(parents=True, exist_ok=True)
     tissue = make_tissue((256, 256), n_cells=40, seed=5)
-    write_image(dest / "data/tissue.ome.tif", tissue.image, tissue.channel_names)
+    assert tuple(tissue.channel_names) == TISSUE_CHANNELS
+    for path, plane in zip(TISSUE_FILES, tissue.image, strict=True):  # one plain TIFF a channel
+        tifffile.imwrite(dest / path, plane)
     movie = make_timelapse(n_frames=5, shape=(128, 128), n_cells=5, seed=3)
     write_image(dest / "data/movie.ome.tif", (movie.image * 60000).astype(np.uint16), ["nuclei"], axes="TYX")
     for seed in (1, 2):

@@ -10,6 +10,7 @@ of pods is SIGKILLed mid-run, as a reclaimed spot node kills them. Results must 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -164,6 +165,39 @@ def test_no_shared_filesystem_results_equal_local_run(gke_run, local_run):
         for name, array in theirs.items():
             np.testing.assert_array_equal(array, ours[name], err_msg=f"{sample} {name}")
     assert (bucket / f"results/spatialdata/batches/{cluster_demo.BATCH}.zarr/zarr.json").exists()
+    # tissue is an image of one file per channel: every file staged into its jobs' pods, its channels named by the sheet
+    assert set(cluster_demo.TISSUE_CHANNELS) <= set(pd.read_parquet(bucket / "results/measurements/tissue.parquet"))
+    assert_same_provenance(bucket, local_run)
+
+
+def assert_same_provenance(bucket: Path, local_run: Path) -> None:
+    """What made the cells, as the local run says: each config model's NAME@VERSION and dataset version (rule
+    model_provenance, once a run, on the launching machine), each own-jobs sample's and the run's .h5ad file, and the
+    batch's SpatialData store's table (a row per sample of the batch; read with spatialdata), the model summary.tsv
+    names."""
+    import anndata
+    import spatialdata
+
+    for key in ("nuclear", "tissue"):
+        rel = f"results/models/{key}.json"
+        assert json.loads((bucket / rel).read_text()) == json.loads((local_run / rel).read_text()), rel
+    summary = pd.read_csv(bucket / "results/summary.tsv", sep="\t").set_index("sample")
+    for sample in ("tissue", "movie"):
+        theirs, ours = (anndata.read_h5ad(where / f"results/measurements/{sample}.h5ad").uns["cellscale"]
+                        for where in (bucket, local_run))
+        # (repr: a movie's frame interval is NaN, which equals nothing)
+        assert repr(sorted(theirs.items())) == repr(sorted(ours.items())), sample
+        assert theirs["model"]["nuclear"] == summary.loc[sample, "model"], sample
+    assert anndata.read_h5ad(bucket / "results/measurements/tissue.h5ad").uns["cellscale"]["image"] == \
+        "|".join(cluster_demo.TISSUE_FILES)
+    pd.testing.assert_frame_equal(*(anndata.read_h5ad(where / "results/cells.h5ad").uns["cellscale"]["samples"]
+                                    for where in (bucket, local_run)))
+    rel = f"results/spatialdata/batches/{cluster_demo.BATCH}.zarr"
+    theirs, ours = (spatialdata.read_zarr(where / rel).tables["table"].uns["cellscale"]["samples"]
+                    for where in (bucket, local_run))
+    pd.testing.assert_frame_equal(theirs, ours)
+    assert list(theirs.index) == ["fov1", "fov2"]
+    assert list(theirs["model_nuclear"]) == [summary.loc[s, "model"] for s in ("fov1", "fov2")]
 
 
 def ngff_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -308,7 +342,7 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
     ran to the end and read its fields itself (batches.read_fields: direct), is counted request by request; a
     plugin, client or Snakemake that asks more (or less) fails this. The staged reads' 13 a field are counted by
     benchmarks/storage_ops.py."""
-    from cellscale.cost.model import Overheads
+    from cellscale.cost.model import EXPORTS, Overheads
 
     cluster, o = gke_run["cluster"], Overheads()
     rules = {j["metadata"]["name"]: rules_of(j) for j in cluster.recorded_jobs()}
@@ -326,17 +360,22 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
     # the batch's exports (ngff_batch, spatialdata_batch) read the fields the same way: one download each, none of
     # the staged reads' existence, size and checksum requests (the model prices 1, not 13, a field per export); and
     # each export pod's requests are the model's: per job, per field, per label file (read with the batch's folder)
-    exported = [e["pod"] for e in cluster.events() if e["event"] == "finished" and e["exit_code"] == 0
-                and rules[e["job"]] in (["ngff_batch"], ["spatialdata_batch"])]
+    exported = {e["pod"]: rules[e["job"]][0] for e in cluster.events() if e["event"] == "finished"
+                and e["exit_code"] == 0 and rules[e["job"]] in (["ngff_batch"], ["spatialdata_batch"])}
     assert len(exported) == 2
     labels = gke_run["bucket"] / "results/batches" / cluster_demo.BATCH / "labels"
     label_files = sum(p.is_file() for p in labels.rglob("*"))
     assert label_files >= len(fields)
-    for pod in exported:
+    for pod, rule in exported.items():
         theirs = [q for q in storage.requests if q.client == pod]
+        # spatialdata_batch stages its model's provenance file too (results/models/KEY.json: its table's uns)
+        staged = int(any(x.rule == rule and x.provenance for x in EXPORTS.values()))
         assert sorted(q.op for q in theirs if q.object in fields) == ["objects.get"] * len(fields), pod
+        assert any(q.op == "objects.get" and q.object.startswith("cellscale/results/models/") for q in theirs) == \
+            bool(staged), rule
         assert abs(sum(q.cls == "B" for q in theirs) - (o.class_b_per_export_job + o.class_b_per_direct_job
                                                         + o.class_b_per_direct_read * len(fields)
-                                                        + o.class_b_per_label_read * label_files)) \
-            <= BACKGROUND_LOOKS, pod
-        assert sum(q.op == "objects.list" for q in theirs) == 1 + o.class_a_checks_per_export_job, pod
+                                                        + o.class_b_per_label_read * label_files
+                                                        + o.class_b_per_provenance_read * staged)) \
+            <= BACKGROUND_LOOKS, (rule, sum(q.cls == "B" for q in theirs))
+        assert sum(q.op == "objects.list" for q in theirs) == 1 + o.class_a_checks_per_export_job, rule

@@ -187,7 +187,9 @@ def test_run_tables_say_where_every_sample_is(demo_run):
 def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
     """index.tsv names each sample's OME-Zarr image (with labels/) and SpatialData store, own jobs or batched: the
     ome-zarr library reads the image and labels back equal to the OME-TIFF outputs, spatialdata reads the store,
-    and its table's rows are exactly the label ids of their labels element (a time-lapse: per frame)."""
+    and its table's rows are exactly the label ids of their labels element (a time-lapse: per frame). Each store's
+    table says what made the cells (uns['cellscale']): a batch's per sample of the batch, the model summary.tsv
+    names."""
     import spatialdata
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Reader
@@ -196,6 +198,7 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
 
     work = demo_run[0]
     index = pd.read_csv(work / "results/index.tsv", sep="\t", dtype=str, keep_default_na=False).set_index("sample")
+    summary = pd.read_csv(work / "results/summary.tsv", sep="\t").set_index("sample")
     assert index.loc["tissue", "ngff"] == "results/ngff/tissue.ome.zarr"
     assert index.loc["dsb", "spatialdata"] == f"results/spatialdata/batches/{DSB}.zarr"
     assert index.loc["dsb", "spatialdata_coordinate_system"] == "dsb"
@@ -217,6 +220,12 @@ def test_every_sample_opens_in_ome_zarr_and_spatialdata(demo_run):
         sdata = spatialdata.read_zarr(work / row["spatialdata"])
         system = row["spatialdata_coordinate_system"]
         prefix = "" if system == "global" else f"{system}_"  # a batch's store: the sample's own elements
+        made = sdata.tables["table"].uns["cellscale"]
+        if prefix:  # a batch's store: a row per sample of the batch (this run's batch holds dsb alone)
+            assert list(made["samples"].index) == [sample]
+            assert made["samples"].loc[sample, "model_nuclear"] == summary.loc[sample, "model"]
+        else:
+            assert made["sample"] == sample and made["model"]["nuclear"] == summary.loc[sample, "model"]
         sdata = sdata.filter_by_coordinate_system(system)
         table = sdata.tables["table"]
         for region, rows in table.obs.groupby("region", observed=True):
@@ -850,7 +859,8 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
     tables; a rerun with nothing changed does nothing; rows added at the end of the sheet run only the batches that
     hold them (before, a new plan reran every batch: plan.tsv was each batch job's input); and a row inserted in
     the middle of the sheet and another taken out schedule only the batches they change (before, batches were cut
-    in sheet order, so every later batch changed its members and reran)."""
+    in sheet order, so every later batch changed its members and reran). A batch's SpatialData store reruns with its
+    batch only (its job's params, what made its cells, are its own samples')."""
     import tifffile
 
     from cellscale.steps.batch import read_plan
@@ -882,7 +892,8 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
         return {b: (tmp_path / f"results/cells/batch_{b}.parquet").stat().st_mtime_ns for b in names}
 
     fields([f"{w}_s{s}" for w in ("A01", "A02", "B01") for s in (1, 2)])  # 6 fields of 0.006 Mpx
-    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.0065})  # at most 2 a batch
+    write_config(tmp_path, [], tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.0065},  # at most 2 a batch
+                 output={"formats": ["ome-tiff", "spatialdata"]})
     (tmp_path / "config/samples.tsv").write_text(sheet("*.tif"))
     first = run(tmp_path)
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
@@ -914,8 +925,9 @@ def test_a_plate_reruns_only_the_batches_its_new_fields_change(tmp_path):
     assert more.returncode == 0, out[-3000:]
     new = batches()
     rerun = changed(old, new)  # the new fields' batches (one of them may be the last old one, which they join)
-    ran = re.findall(r"\(Rule: (segment_batch|plan_batches)\)", out)
-    assert sorted(ran) == ["plan_batches"] + ["segment_batch"] * len(rerun) and 1 <= len(rerun) <= 2, out[-3000:]
+    ran = re.findall(r"\(Rule: (segment_batch|plan_batches|spatialdata_batch)\)", out)
+    assert sorted(ran) == sorted(["plan_batches"] + ["segment_batch", "spatialdata_batch"] * len(rerun)), out[-3000:]
+    assert 1 <= len(rerun) <= 2
     kept = set(old) - rerun
     assert len(kept) >= len(old) - 1 and mtimes(kept) == {b: done[b] for b in kept}
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")

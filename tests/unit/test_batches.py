@@ -218,10 +218,12 @@ def test_per_batch_label_files_hold_every_good_field_as_a_named_series(tmp_path)
 
 def test_a_batch_exports_each_field_with_its_own_image_and_an_all_failed_batch_exports_empty(tmp_path):
     """A missing image (its batch records it) leaves the other fields' images where they are: each field's
-    OME-Zarr store holds its own pixels. A batch whose every image failed writes an empty SpatialData store (no
-    table), not an error."""
+    OME-Zarr store holds its own pixels. The SpatialData store's table says what made each exported field's cells
+    (uns['cellscale']['samples'], as cells.h5ad). A batch whose every image failed writes an empty SpatialData store
+    (no table), not an error."""
     import spatialdata
 
+    from cellscale import __version__
     from cellscale.io import ImageSource
     from cellscale.steps.export import export_batch
 
@@ -233,8 +235,18 @@ def test_a_batch_exports_each_field_with_its_own_image_and_an_all_failed_batch_e
     assert list(summary["status"]) == ["ok", "failed", "ok"]
     rows = [{"sample": f.sample, "image": f.image} for f in fields]
     where = {f.image: f.image for f in fields if f.sample != "absent"}   # what the job has: the images that exist
+    made = {f.sample: {"image": f.image, "pixel_size_um": 0.5 + k, "model": {"nuclear": f"nuclear@{k}"},
+                       "model_dataset": "dsb@1", "scale": 1.0, "augment": "rot180", "precision": "auto"}
+            for k, f in enumerate(fields)}
     export_batch(tmp_path / "b", tmp_path / "b" / "cells.parquet", rows, where,
-                 {"ome-zarr": tmp_path / "ngff", "spatialdata": tmp_path / "sd.zarr"})
+                 {"ome-zarr": tmp_path / "ngff", "spatialdata": tmp_path / "sd.zarr"}, provenance=made)
+    uns = spatialdata.read_zarr(tmp_path / "sd.zarr").tables["table"].uns["cellscale"]
+    samples = uns["samples"]
+    assert uns["cellscale_version"] == __version__ and list(samples.index) == [p.stem for p in images]  # no "absent"
+    for sample in samples.index:
+        assert samples.loc[sample, "model_nuclear"] == made[sample]["model"]["nuclear"], sample
+        assert samples.loc[sample, "pixel_size_um"] == made[sample]["pixel_size_um"], sample
+        assert samples.loc[sample, "image"] == made[sample]["image"] and samples.loc[sample, "scale"] == "1.0"
     for path in images:
         with ImageSource.open(tmp_path / "ngff" / f"{path.stem}.ome.zarr") as store:
             got = store.region(0, 0, store.shape[2], 0, store.shape[3])

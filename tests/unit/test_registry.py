@@ -233,6 +233,34 @@ def test_the_run_summary_names_the_model_and_dataset_version_of_each_sample(tmp_
     assert "NA&gt;" not in page and "nan" not in page and pd.read_html(tmp_path / "summary.html")[0].shape[0] == 4
 
 
+def test_a_models_provenance_file_is_what_each_sample_records(tmp_path):
+    """Rule model_provenance writes a config model's NAME@VERSION and dataset version once a run (a declared model's:
+    not known); the jobs that record provenance read it by config key and put it per compartment of a sample."""
+    from cellscale.registry import model_provenance
+    from cellscale.steps import read_models, with_model
+    from cellscale.steps.report import write_model_provenance
+
+    folder = tmp_path / "models" / "nuclear"
+    shutil.copytree(MODELS / "nuclear", folder)
+    out = tmp_path / "results" / "models"
+    made = write_model_provenance(folder / "model.json", out / "nuclear.json")
+    assert made == model_provenance(str(MODELS / "nuclear")) and made["model"].startswith("nuclear@")
+    assert write_model_provenance(None, out / "tissue.json") == {"model": None, "dataset": None}  # a declared model
+    models = read_models([out / "nuclear.json", out / "tissue.json"])
+    assert models == {"nuclear": made, "tissue": {"model": None, "dataset": None}}
+    row = {"image": "a.tif", "pixel_size_um": 0.5, "model": "nuclear", "compartments": ["nuclear"], "scale": 2.0,
+           "augment": "rot180"}
+    got = with_model(row, models)
+    assert list(got) == ["image", "pixel_size_um", "model", "model_dataset", "scale", "augment"]
+    assert got["model"] == {"nuclear": made["model"]} and got["model_dataset"] == made["dataset"]
+    assert with_model({**row, "model": "tissue", "compartments": ["nuclear", "whole_cell"]}, models)["model"] == \
+        {"nuclear": None, "whole_cell": None}
+    (folder / "model.keras").write_bytes(b"other weights")  # new weights: a new version, the same name
+    again = write_model_provenance(folder / "model.json", out / "nuclear.json")
+    assert again["model"] != made["model"] and again["model"].startswith("nuclear@")
+    assert read_models([out / "nuclear.json"])["nuclear"] == again
+
+
 def test_exporting_the_same_weights_again_keeps_their_version(tmp_path):
     """A .keras file's bytes hold the time it was saved: exporting one checkpoint twice (a rerun of `cellscale
     train` on its --run-dir) keeps the file, so the registry's version of the same weights does not change; other

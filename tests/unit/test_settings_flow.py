@@ -134,6 +134,8 @@ def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, rule, sc
     validate(config, schema=str(SCHEMA))
     calls = _spy(monkeypatch, importlib.import_module(step_module), step)
     spec = str(MODELS / "nuclear" / "model.json")
+    made = tmp_path / "nuclear.json"  # the measure job's model provenance file (rule model_provenance)
+    made.write_text('{"model": "nuclear@0", "dataset": null}')
     parts = {
         "object_size": dict(input=_Names(image="img.tif", spec=spec), output=_Names(estimate="size.json"),
                             params=_Names(sample="s", image="img.tif", roles={"nuclear": 0, "membrane": None},
@@ -148,10 +150,11 @@ def test_scripts_pass_whole_sections_as_settings(tmp_path, monkeypatch, rule, sc
         "stitch": dict(input=_Names(tiles="tiles", maps=["shard_0000.zarr.zip"], spec=spec), output=_Names(labels="l.ome.tif"),
                        params=_Names(model="models/nuclear", postprocess=config["postprocess"], pixel_size=None,
                                      frame_interval=None)),
-        "measure": dict(input=_Names(image="img.tif", nuclear="n.ome.tif", tracks=[]),
+        "measure": dict(input=_Names(image="img.tif", nuclear="n.ome.tif", tracks=[], provenance=str(made)),
                         output=_Names(csv="c.csv", parquet="c.parquet", h5ad="c.h5ad"),
                         params=_Names(image="img.tif", compartments=["nuclear"], timelapse=False, channel_names=None,
-                                      measure=config["measure"], provenance={})),
+                                      measure=config["measure"],
+                                      provenance={"model": "nuclear", "compartments": ["nuclear"]})),
     }[rule]
     _run_script(script, rule, log=[str(tmp_path / f"{rule}.log")], **parts)
     (args, kwargs), = calls

@@ -76,6 +76,7 @@ class ExportFormat:
     rule: str
     objects_per_image: float   # files its output folder gains per image: one Cloud Storage object each
     mb_per_mpx: float          # bytes it writes per Mpx of image
+    provenance: bool = False   # its job stages its model's provenance file, results/models/KEY.json (its table's uns)
 
 
 # Measured 2026-12-05 (`python benchmarks/cost.py --measure 200`: the shipped config on 200 one-channel 1024^2 fields
@@ -84,7 +85,7 @@ class ExportFormat:
 # of results/spatialdata/batches/BATCH.zarr (image and labels of two levels, outlines, one table a batch), per field.
 # Larger images have more levels and chunks: a pilot run tells.
 EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 7.1, 0.51),
-           "spatialdata": ExportFormat("spatialdata_batch", 17.3, 0.68)}
+           "spatialdata": ExportFormat("spatialdata_batch", 17.3, 0.68, provenance=True)}
 
 
 # output.formats mcquant: one run-level job after aggregate_measurements (it reads the run's cells table row group by
@@ -290,6 +291,12 @@ class Overheads:
     class_b_per_export_job: float = 76.0
     class_b_per_label_read: float = 1.0
     class_a_checks_per_export_job: float = 16.0
+    # A spatialdata_batch pod stages one input more, its model's provenance file (results/models/KEY.json, rule
+    # model_provenance: its table's uns['cellscale']), since 2026-12-07: 19 class B more than the ngff_batch pod's
+    # figures above and the same 17 listings (counted in the GKE workflow test: 100 class B against 81; a small file
+    # is checked, downloaded and reloaded as a staged field is). Before, no batch store had the provenance: fetching
+    # the model's weights to hash them in each export pod had cost 15 more.
+    class_b_per_provenance_read: float = 19.0
     # The launcher checks every field and every batch's outputs in Cloud Storage before the first job (the DAG,
     # plan_batches, the DAG again, its I/O cache off after the first build): 8 class B requests per field and 36
     # class B + 11 class A (listings of the missing outputs' "folders") per segment job (measured with the fields'
@@ -336,6 +343,7 @@ class Overheads:
                     "launcher_b_per_job", "launcher_a_per_job", "launcher_scan_b_per_image",
                     "class_b_per_direct_read", "class_b_per_direct_job", "launcher_b_per_image_direct",
                     "class_b_per_export_job", "class_b_per_label_read", "class_a_checks_per_export_job",
+                    "class_b_per_provenance_read",
                     "round_b"}
         return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
 
@@ -1088,9 +1096,11 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     # benchmark; the tail's
     pods = segment_jobs * (1 + retried_share)   # each pod's own checks (measured per job): segment and export pods
     export_pods = pods * len(exports)
+    provenance_pods = pods * sum(x.provenance for x in exports)  # export pods that stage the model's provenance
     written += (pods * o.class_a_checks_per_job + export_pods * o.class_a_checks_per_export_job
                 + segment_jobs * o.launcher_a_per_job)
     checks_b = (pods * o.class_b_per_job + export_pods * o.class_b_per_export_job
+                + provenance_pods * o.class_b_per_provenance_read
                 + len(exports) * labels * o.class_b_per_label_read
                 + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o)
                 + direct * (w.images * o.class_b_per_direct_read + segment_jobs * o.class_b_per_direct_job)

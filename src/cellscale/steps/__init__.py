@@ -8,6 +8,7 @@ which input to fix.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import NoReturn
@@ -62,6 +63,34 @@ def staged_model(inputs, declared):
     if isinstance(declared, dict):
         return {**declared, "path": inputs.weights}
     return os.path.dirname(inputs.spec)
+
+
+def read_model(path) -> dict:
+    """What produced the results of one config model (``model``: NAME@VERSION, ``dataset``: its dataset version;
+    None where not known): a model provenance file, ``results/models/KEY.json`` (rule model_provenance,
+    :func:`cellscale.steps.report.write_model_provenance`)."""
+    return json.loads(Path(path).read_text())
+
+
+def read_models(paths) -> dict:
+    """:func:`read_model` of each model provenance file, by its config model key (the file's name)."""
+    return {Path(p).name.removesuffix(".json"): read_model(p) for p in paths}
+
+
+def with_model(made: dict, models: dict) -> dict:
+    """What produced a sample's cells as a table's ``uns["cellscale"]`` records it: ``made`` as the workflow's
+    params give it (``model``: the config model key; ``compartments``; the sheet's and the segment settings'
+    values) with ``model`` NAME@VERSION per compartment and ``model_dataset`` in its place, from ``models`` (per
+    key, :func:`read_models`)."""
+    out = {}
+    for key, value in made.items():
+        if key == "model":
+            used = models[value]
+            out["model"] = {c: used["model"] for c in made["compartments"]}
+            out["model_dataset"] = used["dataset"]
+        elif key != "compartments":
+            out[key] = value
+    return out
 
 
 def read_sample_labels(sample: str, path) -> np.ndarray:

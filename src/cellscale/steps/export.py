@@ -19,7 +19,7 @@ from cellscale.io import atomic_dir, sample_frame_interval, sample_pixel_size
 from cellscale.measure import table_anndata
 from cellscale.settings import Settings, default
 from cellscale.steps import StepError, label_paths, open_sample_image, read_tsv, staged_image
-from cellscale.steps.measure import sample_channel_names
+from cellscale.steps.measure import run_provenance, sample_channel_names
 from cellscale.track.export_ctc import relabel_frame
 
 log = logging.getLogger("cellscale")
@@ -137,12 +137,16 @@ def _open_sample(stack: ExitStack, sample: str, image_path, label_files: dict, t
 
 
 def export_batch(batch_dir, table_path, fields: list[dict], images: dict, out: dict,
-                 settings: OutputSettings | None = None) -> None:
+                 settings: OutputSettings | None = None, provenance: dict | None = None) -> None:
     """A batch's images that succeeded: one OME-Zarr store per field of view (``out["ome-zarr"]/<sample>.ome.zarr``)
     and one SpatialData store for the batch (``out["spatialdata"]``: each field in a coordinate system named after
     its sample, :func:`cellscale.export.write_spatialdata_fields`). ``fields``: the sheet's rows of the batch
     (``sample``, ``image``, ``pixel_size_um``, ``channel_names``), ``images``: the sheet's image files -> where this
-    job reads them (:func:`cellscale.steps.staged_paths`; an image that is missing, and so failed, may be absent)."""
+    job reads them (:func:`cellscale.steps.staged_paths`; an image that is missing, and so failed, may be absent).
+    ``provenance``: per sample, what produced its cells (as :func:`cellscale.steps.measure.aggregate_measurements`
+    takes it): the SpatialData table's ``uns["cellscale"]``, ``cellscale_version`` and ``samples``, a row per
+    exported field (:func:`cellscale.steps.measure.run_provenance`), as ``results/cells.h5ad``'s (None: no
+    ``uns``)."""
     batch_dir = Path(batch_dir)
     status = read_tsv(batch_dir / "fields.tsv").set_index("sample")["status"]
     cells = pd.read_parquet(table_path)
@@ -168,7 +172,8 @@ def export_batch(batch_dir, table_path, fields: list[dict], images: dict, out: d
         settings = settings or OutputSettings()
         fields_out = [_batch_field(f, staged_image(f["image"], images), label_files[f["sample"]]) for f in done]
         # rows of an image that failed have no labels element: the writer leaves them; every image failed: no table
-        table = table_anndata(cells) if done and len(cells) else None
+        uns = None if provenance is None else {"cellscale": run_provenance(provenance, [f["sample"] for f in done])}
+        table = table_anndata(cells, uns) if done and len(cells) else None
         log.info(f"writing {out[SPATIALDATA]} (SpatialData; {len(done)} fields of view, "
                  f"{0 if table is None else table.n_obs} cells)")
         write_spatialdata_fields(out[SPATIALDATA], fields_out, table, boundaries=settings.boundaries)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from cellscale.io import LabelSeries, atomic_path, frame_interval_from_metadata, pixel_size_from_metadata
 from cellscale.measure import COMPARTMENTS
+from cellscale.registry import model_provenance
 from cellscale.steps import ERROR_COLUMNS, annotate, label_paths, open_sample_image, read_sample_labels, read_tsv
 from cellscale.steps import sample_annotations
 from cellscale.report import distributions_plot, html_tables, montage, overlay, overlay_grid, save_png
@@ -23,6 +24,18 @@ from cellscale.track.lineage import division_parents
 log = logging.getLogger("cellscale")
 
 OVERLAY_PX = 1024  # longest edge of QC overlays
+
+
+def write_model_provenance(spec, out) -> dict:
+    """What produced the results of one config model, once a run (rule model_provenance): ``model`` (NAME@VERSION:
+    its folder's name and the hash of its weights) and ``dataset`` (the dataset version its metrics.json names) of
+    the model folder that holds ``spec`` (its model.json; None: a declared model, neither known), as JSON in
+    ``out`` (:func:`cellscale.steps.read_model` reads it; :func:`cellscale.registry.model_provenance`)."""
+    made = model_provenance(str(Path(spec).parent) if spec else {})
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(json.dumps(made, indent=1, sort_keys=True) + "\n")
+    log.info(f"{out}: {made['model'] or 'a declared model'} (dataset {made['dataset'] or 'not known'})")
+    return made
 
 
 def report_sample(sample: str, image_path, label_paths: dict, table_path, out_dir, timelapse: bool = False,
