@@ -1,8 +1,8 @@
 # Report: QC overlay and summary a sample, lineage trees and tracks over time, one summary row a sample; what
 # produced the results, per config model.
 
-# Runs on the machine that runs Snakemake (no pod is started for a small JSON file) and has no benchmark file: the
-# cost table prices the jobs of the cluster, and this one downloads the model's files there once a run
+# Runs on the machine that runs Snakemake (no pod is started for a small JSON file; it downloads the model's files
+# there once a run). Its benchmark file is not priced: the cost table prices the cluster's jobs
 localrules:
     model_provenance,
 
@@ -18,6 +18,8 @@ rule model_provenance:
         provenance="results/models/{key}.json",
     log:
         "logs/model_provenance/{key}.log",
+    benchmark:
+        "results/benchmarks/model_provenance/{key}.tsv"
     conda:
         "../envs/cellscale.yaml"
     script:
