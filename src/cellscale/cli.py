@@ -146,6 +146,23 @@ def _number_arg(convert, low: float, what: str, above: bool = False):
     return parse
 
 
+def _frame_range(text: str) -> tuple[int, int | None]:
+    """``evaluate-tracks --frames``: ``N`` (the first N frames: ``(0, N)``) or ``START:STOP``, half-open as a Python
+    slice (either end may be left out: from 0, to the last frame: ``None``)."""
+    what = "N (the first N frames) or START:STOP (frames START to STOP - 1, from 0)"
+    try:
+        if ":" not in text:
+            start, stop = 0, int(text)
+        else:
+            first, last = text.split(":")   # a ValueError for two colons too
+            start, stop = int(first) if first.strip() else 0, int(last) if last.strip() else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+    if start < 0 or (stop is not None and stop <= start):
+        raise argparse.ArgumentTypeError(f"expected {what}, STOP above START and both at least 0, not {text!r}")
+    return start, stop
+
+
 def _frame_interval_option(parser, help_text: str) -> None:
     """``--frame-interval SECONDS``: a movie's seconds between frames (segment, measure, track)."""
     parser.add_argument("--frame-interval", type=_number_arg(float, 0, "a positive number of seconds", above=True),
@@ -378,10 +395,15 @@ def _train_tracker(args) -> int:
 def _evaluate_tracks(args) -> int:
     import tempfile
 
-    from cellscale.track.evaluate import evaluate_ctc, ground_truth_first_frames
+    from cellscale.track.evaluate import evaluate_ctc, ground_truth_frames
 
     with tempfile.TemporaryDirectory(prefix="cellscale-gt-") as tmp:
-        gt = ground_truth_first_frames(args.gt_dir, args.frames, tmp) if args.frames else args.gt_dir
+        gt = ground_truth_frames(args.gt_dir, *args.frames, tmp) if args.frames else args.gt_dir
+        n_cut = len(list((Path(gt) / "TRA").glob("man_track*.tif")))
+        n_res = len(list(Path(args.result_dir).glob("*.tif")))
+        if args.frames and Path(args.result_dir).is_dir() and n_res != n_cut:   # not a message naming tmp
+            raise ValueError(f"{args.result_dir} has {n_res} masks but --frames {args.frames[0]}:"
+                             f"{args.frames[0] + n_cut} of {args.gt_dir} is {n_cut} frames")
         scores = evaluate_ctc(args.result_dir, gt)
     for key, value in scores.items():
         print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
@@ -974,9 +996,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "GT_DIR (the folder holding TRA/).")
     p.add_argument("result_dir")
     p.add_argument("gt_dir")
-    p.add_argument("--frames", type=_number_arg(int, 1, "a whole number of frames, at least 1"), default=None,
-                   metavar="N", help="score the first N frames only: the ground truth is cut there (for a result of "
-                                     "the movie's first N frames)")
+    p.add_argument("--frames", type=_frame_range, default=None, metavar="N|START:STOP",
+                   help="score a part of the movie, for a result of those frames only (numbered from 0, as the "
+                        "workflow numbers them): N is its first N frames (0:N); START:STOP frames START to STOP - 1 "
+                        "of the ground truth, half-open as in Python (50:100: t050 to t099; 50: to the last). The "
+                        "ground truth is cut there and renumbered from 0; a track that begins before START begins "
+                        "at 0 with no parent, as the CTC cuts a sequence")
     p.set_defaults(func=_evaluate_tracks)
 
     p = sub.add_parser("synth", help="generate seeded test images with known ground truth",

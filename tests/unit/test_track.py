@@ -534,6 +534,74 @@ def test_evaluate_tracks_on_a_movies_first_frames(tmp_path, capsys):
     assert not list(Path(tempfile.gettempdir()).glob("cellscale-gt-*"))   # the cut ground truth is removed
 
 
+def truth_of_frames(tl, start: int, stop: int) -> list[list[int]]:
+    """The CTC tracks (``L B E P``) that frames ``start:stop`` of ``tl``'s labels show, numbered from 0 there: each
+    label from the first to the last of those frames it is in, its parent where the parent is in them too."""
+    frames: dict[int, list[int]] = {}
+    for t, plane in enumerate(tl.labels[start:stop]):
+        for label in np.unique(plane)[1:]:
+            frames.setdefault(int(label), []).append(t)
+    parent = dict(zip(tl.lineage["L"].astype(int), tl.lineage["P"].astype(int)))
+    return sorted([label, ts[0], ts[-1], parent[label] if parent[label] in frames else 0]
+                  for label, ts in frames.items())
+
+
+def test_the_ground_truths_lineage_is_cut_to_a_frame_range(tl):
+    """man_track.txt of frames START:STOP (lineage_frames) is the lineage the cut masks show, renumbered from 0: a
+    track crossing START begins at 0 with parent 0 (as the CTC cuts a sequence), one past STOP ends at its last
+    frame, one that ends before START or begins at STOP is left out, and a division inside is kept."""
+    from cellscale.track.evaluate import lineage_frames
+
+    tracks = tl.lineage[["L", "B", "E", "P"]].to_numpy()
+    for start, stop in ((10, 27), (10, 24), (6, 7), (0, 30), (0, 12)):
+        cut = lineage_frames(tracks, start, stop)
+        assert sorted(cut.tolist()) == truth_of_frames(tl, start, stop), (start, stop)
+    cut = lineage_frames(tracks, 10, 27)   # the range has what the test is about
+    kids = pd.Series(cut[:, 3][cut[:, 3] > 0]).value_counts()
+    assert (kids == 2).sum() >= 2 and set(kids.index) <= set(cut[:, 0])   # divisions inside, parents kept
+    by_label = {int(row[0]): row[1:].tolist() for row in cut}
+    crossing = tracks[(tracks[:, 1] < 10) & (tracks[:, 2] >= 10) & (tracks[:, 3] > 0)]   # daughters born before
+    assert len(crossing) and all(by_label[label] == [0, min(end, 26) - 10, 0] for label, _, end, _ in crossing)
+    assert not set(tracks[tracks[:, 2] < 10, 0]) & set(cut[:, 0])   # ended before the range: left out
+
+
+def test_evaluate_tracks_on_a_middle_range_of_a_movie(tl, gt, tmp_path, capsys):
+    """A result of frames 10 to 26 of a movie, numbered from 0 (as the workflow numbers a frame folder of t010 ...),
+    is scored with --frames 10:27 (half-open): the truth of those frames scores TRA = DET = 1 and finds every
+    division; the same result scored as another range does not. Ranges the ground truth does not have, or of
+    another length than the result, are clear errors."""
+    import tempfile
+    from pathlib import Path
+
+    from cellscale.cli import main
+    from cellscale.io.ctc import LINEAGE_COLUMNS, write_lineage
+
+    res = tmp_path / "res"
+    res.mkdir()
+    for t, plane in enumerate(tl.labels[10:27]):
+        tifffile.imwrite(res / f"mask{t:03d}.tif", plane.astype(np.uint16))
+    write_lineage(res / "res_track.txt", pd.DataFrame(truth_of_frames(tl, 10, 27), columns=LINEAGE_COLUMNS))
+
+    def scores(frames: str) -> dict:
+        assert main(["evaluate-tracks", str(res), str(gt), "--frames", frames]) == 0
+        return {k: float(v) for k, v in (line.split("\t") for line in capsys.readouterr().out.splitlines())}
+
+    right = scores("10:27")
+    assert right["TRA"] == right["DET"] == right["LNK"] == right["division_f1"] == 1.0
+    assert right["n_divisions_true"] >= 2
+    for wrong in ("11:28", "9:26", "17"):
+        assert scores(wrong)["TRA"] < 1.0, wrong
+    assert main(["evaluate-tracks", str(res), str(gt), "--frames", "20:"]) == 2
+    assert f"{res} has 17 masks but --frames 20:30 of {gt} is 10 frames" in capsys.readouterr().err
+    assert main(["evaluate-tracks", str(res), str(gt), "--frames", "20:37"]) == 2
+    assert f"--frames 20:37: {gt / 'TRA'} has 30 masks, frames 0:30" in capsys.readouterr().err
+    for bad in ("27:10", "-1:5", "0", "1:2:3"):
+        with pytest.raises(SystemExit) as stop:
+            main(["evaluate-tracks", str(res), str(gt), f"--frames={bad}"])
+        assert stop.value.code == 2 and "expected N (the first N frames) or START:STOP" in capsys.readouterr().err
+    assert not list(Path(tempfile.gettempdir()).glob("cellscale-gt-*"))   # the cut ground truth is removed
+
+
 def test_a_movie_without_cells_is_tracked_with_a_warning(tmp_path, caplog):
     """The workflow's track step on a movie whose labels are empty in every frame: empty CTC result and table, and a
     warning naming the sample and the file (cellscale track refuses it; the run said nothing)."""

@@ -159,8 +159,8 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     n_gt = len([p for p in (gt_dir / "TRA").iterdir() if p.name.endswith(".tif")])
     if n_res != n_gt or n_gt == 0:
         raise ValueError(f"{res_dir} has {n_res} masks but {gt_dir / 'TRA'} has {n_gt}" +
-                         (f" (a result of the movie's first {n_res} frames: --frames {n_res})" if 0 < n_res < n_gt
-                          else ""))
+                         (f" (a result of the movie's first {n_res} frames: --frames {n_res}; of {n_res} frames from "
+                          f"START on: --frames START:STOP, STOP = START + {n_res})" if 0 < n_res < n_gt else ""))
     if not (res_dir / "res_track.txt").read_text().strip():   # py-ctcmetrics fails on it with a numpy message
         raise ValueError(f"{res_dir}: the result holds no tracks (res_track.txt is empty): nothing to score")
     shapes = {}
@@ -191,34 +191,44 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     return out
 
 
-def ground_truth_first_frames(gt_dir: str | os.PathLike, n: int, out_dir: str | os.PathLike) -> Path:
-    """A CTC ground-truth folder of ``gt_dir``'s first ``n`` frames, written to ``out_dir``: ``TRA/`` holds links to
-    its first ``n`` masks and ``man_track.txt`` cut there (tracks that begin later left out, the others ending by
-    frame ``n - 1``: :func:`lineage_first_frames`, as :meth:`ReferenceMatching.first_frames` cuts it). For a result
-    of a movie's first frames."""
+def ground_truth_frames(gt_dir: str | os.PathLike, start: int, stop: int | None,
+                        out_dir: str | os.PathLike) -> Path:
+    """A CTC ground-truth folder of ``gt_dir``'s frames ``start`` to ``stop - 1`` (half-open, as Python's
+    ``start:stop``; ``stop`` None: to the last frame), numbered from 0 as a result of those frames is, written to
+    ``out_dir``: ``TRA/`` holds links to those masks, renamed from ``man_track000.tif`` on, and ``man_track.txt`` cut
+    there (:func:`lineage_frames`). For a result of a part of a movie; no ``SEG/`` (:func:`evaluate_ctc` scores no
+    SEG unless asked)."""
     import pandas as pd
 
     from cellscale.io.ctc import LINEAGE_COLUMNS, read_lineage, write_lineage
 
     tra = Path(gt_dir) / "TRA"
     masks = sorted(tra.glob("man_track*.tif"))
-    if not 1 <= n <= len(masks):
-        raise ValueError(f"--frames {n}: {tra} has {len(masks)} masks")
+    stop = len(masks) if stop is None else stop
+    if not 0 <= start < stop <= len(masks):
+        raise ValueError(f"--frames {start}:{stop}: {tra} has {len(masks)} masks, frames 0:{len(masks)}"
+                         if masks else f"{tra}: no man_track*.tif masks")
     out = Path(out_dir) / "TRA"
     out.mkdir(parents=True)
-    for mask in masks[:n]:
-        (out / mask.name).symlink_to(mask.resolve())
+    digits = len(masks[0].stem) - len("man_track")
+    for i, mask in enumerate(masks[start:stop]):
+        (out / f"man_track{i:0{digits}d}.tif").symlink_to(mask.resolve())
     lineage = read_lineage(tra / "man_track.txt")[LINEAGE_COLUMNS].to_numpy()
-    write_lineage(out / "man_track.txt", pd.DataFrame(lineage_first_frames(lineage, n), columns=LINEAGE_COLUMNS))
+    write_lineage(out / "man_track.txt",
+                  pd.DataFrame(lineage_frames(lineage, start, stop), columns=LINEAGE_COLUMNS))
     return Path(out_dir)
 
 
-def lineage_first_frames(tracks, n: int) -> np.ndarray:
-    """CTC tracks (rows ``L B E P``) of a movie's first ``n`` frames: tracks that begin later left out, the others
-    ending by frame ``n - 1``."""
+def lineage_frames(tracks, start: int, stop: int) -> np.ndarray:
+    """CTC tracks (rows ``L B E P``) of a movie's frames ``start`` to ``stop - 1``, numbered from 0 there: tracks
+    that end before ``start`` or begin at ``stop`` or later left out, the others clipped to the range; a track whose
+    parent is left out (one that began before ``start``, or whose parent ended before it) has parent 0, as the CTC
+    cuts a sequence."""
     tr = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
-    tr = tr[tr[:, 1] < n].copy()
-    tr[:, 2] = np.minimum(tr[:, 2], n - 1)
+    tr = tr[(tr[:, 1] < stop) & (tr[:, 2] >= start)].copy()
+    tr[:, 1] = np.maximum(tr[:, 1], start) - start
+    tr[:, 2] = np.minimum(tr[:, 2], stop - 1) - start
+    tr[~np.isin(tr[:, 3], tr[:, 0]), 3] = 0
     return tr
 
 
@@ -268,7 +278,7 @@ class ReferenceMatching:
         out = object.__new__(ReferenceMatching)
         out.gt_dir = None
         out.labels_ref, out.pairs = self.labels_ref[:n], self.pairs[:n]
-        out.ref_tracks = lineage_first_frames(self.ref_tracks, n)
+        out.ref_tracks = lineage_frames(self.ref_tracks, 0, n)
         return out
 
 
