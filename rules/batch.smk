@@ -22,7 +22,7 @@ checkpoint plan_batches:
     resources:
         mem_mb=2000,
     log:
-        "logs/plan_batches.log",
+        plan_batches="logs/plan_batches.log",
     benchmark:
         "results/benchmarks/plan_batches/run.tsv"
     conda:
@@ -61,7 +61,7 @@ rule segment_batch:
         # 40 MB/Mpx: 2,780); the schema sets no largest shard, so a larger one needs a profile's or a plan's mem_mb
         mem_mb=4000,
     log:
-        "logs/segment_batch/{batch}.log",
+        segment_batch="logs/segment_batch/{batch}.log",
     benchmark:
         "results/benchmarks/segment_batch/{batch}.tsv"
     conda:
@@ -92,7 +92,7 @@ rule report_fields:
         image_paths=lambda w: existing_images(qc_candidates()),  # the sheet's paths of input.images
         qc_overlays=config["batches"]["qc_overlays"],
     log:
-        "logs/report_fields.log",
+        report_fields="logs/report_fields.log",
     benchmark:
         "results/benchmarks/report_fields/run.tsv"
     conda:

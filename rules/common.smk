@@ -48,9 +48,14 @@ def fetched(path):
     return str(stored.local_path())
 
 
+# The workflow's checkout: this file's folder's parent. Not workflow.basedir, the main Snakefile's folder: a
+# project's own workflow/ when its Snakefile uses this workflow as a module (README, Running)
+CHECKOUT = os.path.dirname(workflow.current_basedir.get_path_or_uri(secret_free=True))
+
+
 def checkout_path(path):
-    """A relative path in the workflow's checkout (for a run with --directory elsewhere)."""
-    return os.path.normpath(os.path.join(workflow.basedir, "..", path))
+    """A relative path in the workflow's checkout (for a run with --directory elsewhere, or as a module)."""
+    return os.path.normpath(os.path.join(CHECKOUT, path))
 
 
 def here_or_checkout(path):
@@ -580,7 +585,8 @@ def tile_warnings():
 
 def rule_threads():
     """Each rule's threads (left out where they are a function of the job, as segment_batch's: then the placement
-    profile's set-threads, else 1)."""
+    profile's set-threads, else 1), by its name in rules/*.smk: its log's (a module's `use rule * from cellscale as
+    cellscale_*` renames the rules, not their benchmark folders or the profiles' rule names)."""
     threads = {}
     for r in workflow.rules:
         try:
@@ -588,7 +594,7 @@ def rule_threads():
         except ValueError:  # a callable's value needs a job
             continue
         if isinstance(n, (int, float)):
-            threads[r.name] = int(n)
+            threads[next(iter(r.log.keys()), r.name)] = int(n)
     return threads
 
 
@@ -603,18 +609,21 @@ def missing_outputs():
     return [target for target in all_targets(None) if not output_exists(target)]
 
 
-def check_run_end(keep_going):
-    """After a run that Snakemake counts as a success: every target exists, and no image failed (unless
-    keep_going). Snakemake 9.27 can end a run with exit status 0 and outputs missing when a job that follows a
-    checkpoint was to be retried and another checkpoint updated the DAG meanwhile (seen with preempted pods):
-    that run ends non-zero here, and the same command again finishes it."""
+def check_run_end():
+    """After a run that Snakemake counts as a success: every target exists, and no image failed (unless config
+    batches.keep_going). A Snakefile that uses this workflow as a module calls it in its own onsuccess (Snakemake
+    runs only the main Snakefile's). Snakemake 9.27 can end a run with exit status 0 and outputs missing when a job
+    that follows a checkpoint was to be retried and another checkpoint updated the DAG meanwhile (seen with
+    preempted pods): that run ends non-zero here, and the same command again finishes it."""
     dag = workflow.dag
-    whole_run = {j.rule.name for j in dag.targetjobs} == {"all"} and not dag.untilrules and not dag.omitrules
+    # rule all by the name it runs as (cellscale_all where a module's `use rule * ... as cellscale_*` renamed it)
+    targets = {j.rule.name for j in dag.targetjobs}
+    whole_run = targets == {rules.all.rule.name} and not dag.untilrules and not dag.omitrules
     missing = missing_outputs() if whole_run else []  # not when asked for some files or rules only
     if missing:
         raise WorkflowError(f"the run ended with {len(missing)} of its outputs missing (e.g. {missing[0]}): a "
                             f"job to be retried was dropped by Snakemake. Run the same command again to finish it")
-    failed_images_end_run(keep_going)
+    failed_images_end_run(config["batches"]["keep_going"])
 
 
 def failed_images_end_run(keep_going):

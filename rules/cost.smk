@@ -1,13 +1,12 @@
 # Cost: what the run cost. Every job's benchmark file (declared: where there is no shared filesystem they are
 # fetched from storage) is priced on the machine type the placement profile gives its rule (config cost:), per job,
 # rule, pool, sample and 1,000 Mpx. Runs last, on the machine that runs Snakemake: the price table and the profile
-# are files there (local()), so no pod is started for it.
-
-localrules:
-    cost,
+# are files there (local()), so no pod is started for it. (localrule, not a localrules: statement, which a
+# module's `use rule * from cellscale as cellscale_*` does not rename.)
 
 
 rule cost:
+    localrule: True
     input:
         benchmarks=lambda w: [f"results/benchmarks/{j}" for j in run_jobs()],
         plan="results/batches/plan.tsv",
@@ -26,7 +25,7 @@ rule cost:
         results_dir=lambda w: "results" if workflow.storage_settings.default_storage_provider is None else None,
         other_dirs=["logs"],
     log:
-        "logs/cost.log",
+        cost="logs/cost.log",
     benchmark:
         "results/benchmarks/cost/run.tsv"
     conda:

@@ -38,7 +38,7 @@ rule ngff:
     resources:
         mem_mb=4000,
     log:
-        "logs/ngff/{sample}.log",
+        ngff="logs/ngff/{sample}.log",
     benchmark:
         "results/benchmarks/ngff/{sample}.tsv"
     conda:
@@ -57,7 +57,7 @@ use rule ngff as spatialdata with:
         **EXPORT_PARAMS,
         format="spatialdata",
     log:
-        "logs/spatialdata/{sample}.log",
+        spatialdata="logs/spatialdata/{sample}.log",
     benchmark:
         "results/benchmarks/spatialdata/{sample}.tsv"
 
@@ -79,7 +79,7 @@ rule ngff_batch:
     resources:
         mem_mb=4000,
     log:
-        "logs/ngff_batch/{batch}.log",
+        ngff_batch="logs/ngff_batch/{batch}.log",
     benchmark:
         "results/benchmarks/ngff_batch/{batch}.tsv"
     conda:
@@ -107,6 +107,6 @@ use rule ngff_batch as spatialdata_batch with:
         # store's table's uns['cellscale']['samples'], as cells.h5ad's
         provenance=lambda w: run_provenance(batch_members(w.batch)),
     log:
-        "logs/spatialdata_batch/{batch}.log",
+        spatialdata_batch="logs/spatialdata_batch/{batch}.log",
     benchmark:
         "results/benchmarks/spatialdata_batch/{batch}.tsv"

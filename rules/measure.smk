@@ -19,7 +19,7 @@ rule measure:
     resources:
         mem_mb=4000,
     log:
-        "logs/measure/{sample}.log",
+        measure="logs/measure/{sample}.log",
     benchmark:
         "results/benchmarks/measure/{sample}.tsv"
     conda:
@@ -45,7 +45,7 @@ rule aggregate_measurements:
     resources:
         mem_mb=4000,
     log:
-        "logs/aggregate_measurements/cells.log",
+        aggregate_measurements="logs/aggregate_measurements/cells.log",
     benchmark:
         "results/benchmarks/aggregate_measurements/cells.tsv"
     conda:
@@ -65,7 +65,7 @@ rule mcquant:
     resources:
         mem_mb=2000,
     log:
-        "logs/mcquant/run.log",
+        mcquant="logs/mcquant/run.log",
     benchmark:
         "results/benchmarks/mcquant/run.tsv"
     conda:

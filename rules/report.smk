@@ -1,23 +1,21 @@
 # Report: QC overlay and summary a sample, lineage trees and tracks over time, one summary row a sample; what
 # produced the results, per config model.
 
-# Runs on the machine that runs Snakemake (no pod is started for a small JSON file; it downloads the model's files
-# there once a run). Its benchmark file is not priced: the cost table prices the cluster's jobs
-localrules:
-    model_provenance,
-
 
 rule model_provenance:
     # NAME@VERSION (a hash of the weights) and the dataset version of a config model, once a run: the jobs that record
     # them (measure, report_sample, summary, aggregate_measurements, spatialdata_batch) take this small file as an
     # input instead of each hashing the weights (without a shared filesystem, fetching them first). A new model (its
-    # spec, weights or metrics) reruns it and them
+    # spec, weights or metrics) reruns it and them. Runs on the machine that runs Snakemake (no pod is started for a
+    # small JSON file; it downloads the model's files there once a run). Its benchmark file is not priced: the cost
+    # table prices the cluster's jobs
+    localrule: True
     input:
         unpack(provenance_model_files),
     output:
         provenance="results/models/{key}.json",
     log:
-        "logs/model_provenance/{key}.log",
+        model_provenance="logs/model_provenance/{key}.log",
     benchmark:
         "results/benchmarks/model_provenance/{key}.tsv"
     conda:
@@ -46,7 +44,7 @@ rule report_sample:
         compartments=lambda w: compartments(w.sample),
         timelapse=lambda w: is_timelapse(w.sample),
     log:
-        "logs/report_sample/{sample}.log",
+        report_sample="logs/report_sample/{sample}.log",
     benchmark:
         "results/benchmarks/report_sample/{sample}.tsv"
     conda:
@@ -76,7 +74,7 @@ rule lineage:
     params:
         image=lambda w: sheet["image"][w.sample],
     log:
-        "logs/lineage/{sample}.log",
+        lineage="logs/lineage/{sample}.log",
     benchmark:
         "results/benchmarks/lineage/{sample}.tsv"
     conda:
@@ -104,7 +102,7 @@ rule summary:
         annotations=lambda w: sheet_annotations(),  # well, site, ...: columns after sample
         warnings=lambda w: tile_warnings(),  # what tiling warned per own-jobs sample (summary.tsv)
     log:
-        "logs/summary.log",
+        summary="logs/summary.log",
     benchmark:
         "results/benchmarks/summary/run.tsv"
     conda:

@@ -26,7 +26,7 @@ rule object_size:
     resources:
         mem_mb=3000,
     log:
-        "logs/object_size/{sample}.log",
+        object_size="logs/object_size/{sample}.log",
     benchmark:
         "results/benchmarks/object_size/{sample}.tsv"
     conda:
@@ -54,7 +54,7 @@ checkpoint tile:
         gamma=lambda w: gamma(w.sample),
         scale=lambda w: scale(w.sample),
     log:
-        "logs/tile/{sample}.log",
+        tile="logs/tile/{sample}.log",
     benchmark:
         "results/benchmarks/tile/{sample}.tsv"
     conda:
@@ -78,7 +78,7 @@ rule segment:
         # own gpu=1 would stay in a plan's CPU placement, and the Kubernetes plugin then refuses the job
         mem_mb=4000,
     log:
-        "logs/segment/{sample}/shard_{shard}.log",
+        segment="logs/segment/{sample}/shard_{shard}.log",
     benchmark:
         "results/benchmarks/segment/{sample}/shard_{shard}.tsv"
     conda:
@@ -104,7 +104,7 @@ rule stitch:
     resources:
         mem_mb=4000,
     log:
-        "logs/stitch/{sample}/{compartment}.log",
+        stitch="logs/stitch/{sample}/{compartment}.log",
     benchmark:
         "results/benchmarks/stitch/{sample}/{compartment}.tsv"
     conda:

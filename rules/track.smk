@@ -15,7 +15,7 @@ rule track:
         # the whole movie is held: sized from its labels' header when the job is ready (cellscale.steps.track)
         mem_mb=lambda w, input, attempt: track_memory_mb(input.labels, attempt),
     log:
-        "logs/track/{sample}.log",
+        track="logs/track/{sample}.log",
     benchmark:
         "results/benchmarks/track/{sample}.tsv"
     conda:

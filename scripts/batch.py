@@ -41,5 +41,7 @@ def _segment_batch(s, where):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    {"plan_batches": plan_batches, "segment_batch": segment_batch}[s.rule](s)
+rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
+# cellscale as cellscale_*` renames the rule itself)
+with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+    {"plan_batches": plan_batches, "segment_batch": segment_batch}[rule](s)

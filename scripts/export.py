@@ -20,9 +20,11 @@ def export_batch(s, settings):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
+rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
+# cellscale as cellscale_*` renames the rule itself)
 settings = step.OutputSettings.from_dict(s.params.output)  # config["output"]
-with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    if s.rule.endswith("_batch"):
+with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+    if rule.endswith("_batch"):
         export_batch(s, settings)
     else:
         step.export_one(

@@ -39,5 +39,7 @@ def mcquant(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    {"measure": measure, "aggregate_measurements": aggregate_measurements, "mcquant": mcquant}[s.rule](s)
+rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
+# cellscale as cellscale_*` renames the rule itself)
+with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+    {"measure": measure, "aggregate_measurements": aggregate_measurements, "mcquant": mcquant}[rule](s)

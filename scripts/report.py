@@ -55,6 +55,8 @@ def report_fields(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
+rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
+# cellscale as cellscale_*` renames the rule itself)
+with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
     {"report_sample": report_sample, "lineage": lineage, "summary": summary, "report_fields": report_fields,
-     "model_provenance": model_provenance}[s.rule](s)
+     "model_provenance": model_provenance}[rule](s)

@@ -77,5 +77,7 @@ def stitch(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-with step_log(s.log[0], " ".join([s.rule, *map(str, s.wildcards)])):
-    {"object_size": object_size, "tile": tile, "segment": segment, "stitch": stitch}[s.rule](s)
+rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
+# cellscale as cellscale_*` renames the rule itself)
+with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+    {"object_size": object_size, "tile": tile, "segment": segment, "stitch": stitch}[rule](s)

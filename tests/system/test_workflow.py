@@ -488,6 +488,61 @@ def test_minimal_sample_sheet_runs(tmp_path):
     assert (tmp_path / index.loc["dsb", "ngff"] / "labels" / "nuclear").is_dir()  # batched: its own store too
 
 
+def test_workflow_runs_as_a_module_of_a_project(tmp_path):
+    """A project as snakedeploy lays it out: its own workflow/Snakefile uses the checkout's as a module (README's,
+    with the rules renamed cellscale_*); config/ as the checkout's. Models and price table are the checkout's."""
+    from cellscale.cost.prices import load_prices
+    from cellscale.cost.runcost import placement_from_profile
+
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    write_config(tmp_path, [f"good\t{good}\ttissue\t\t\t\t", f"absent\t{tmp_path / 'nothere.tif'}\ttissue\t\t\t\t"],
+                 samples="config/samples.tsv", batches={"keep_going": True})
+    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    del config["models"]  # models/nuclear: the checkout's
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    readme = (ROOT / "README.md").read_text()
+    snakefile = re.search(r"```python\n(configfile: .*?module cellscale:.*?)```", readme, re.S).group(1)
+    (tmp_path / "workflow").mkdir()
+    (tmp_path / "workflow" / "Snakefile").write_text(
+        snakefile.replace("CHECKOUT/workflow/Snakefile", str(ROOT / "workflow" / "Snakefile"))
+        .replace("use rule * from cellscale\n", "use rule * from cellscale as cellscale_*\n"))
+
+    def snakemake(*args):
+        return subprocess.run([SNAKEMAKE, "--cores", "1", *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)
+
+    assert snakemake("-n").returncode == 0
+    result = snakemake()
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    assert "rule cellscale_segment_batch" in out  # renamed, and each script still knows which step it runs
+    assert "1 of 2 images failed" in out  # the project's onsuccess checked the run's end
+    assert "localrules directive specifies rules that are not present" not in out
+    cells = pd.read_parquet(tmp_path / "results/cells.parquet")
+    assert len(cells[cells["sample"] == "good"]) > 10
+    # the cost job priced each rule with its threads (plan_batches' of its node's vCPUs), found by the names of
+    # rules/*.smk, not the renamed ones
+    cost = pd.read_csv(tmp_path / "results/cost.tsv", sep="\t").query("level == 'job'").set_index("rule")
+    threads = int(re.search(r"checkpoint plan_batches:.*?threads: (\d+)", (ROOT / "rules" / "batch.smk").read_text(),
+                            re.S).group(1))
+    slot = placement_from_profile(ROOT / "profiles" / "gke", threads={"plan_batches": threads}).slot("plan_batches")
+    machine = load_prices(ROOT / "config" / "prices" / "gke-us-central1.yaml").node(slot.machine_type, 0)
+    assert cost.loc["plan_batches", "node_share"] == pytest.approx(slot.share(machine))
+    assert slot.share(machine) > placement_from_profile(ROOT / "profiles" / "gke").slot("plan_batches").share(machine)
+    result = snakemake("-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+    result = snakemake("--report", str(tmp_path / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cost.tsv" in (tmp_path / "report.html").read_text(errors="ignore")
+    # a run that Snakemake ends as a success with an output missing (as when it drops a job to be retried): the
+    # end check knows the renamed rule all as the whole run, and ends it non-zero
+    sf = tmp_path / "workflow" / "Snakefile"
+    sf.write_text(sf.read_text().replace("onsuccess:\n", "onsuccess:\n    os.remove('results/cells.csv')\n"))
+    (tmp_path / "results/cost.tsv").unlink()  # a job to run: Snakemake skips onsuccess with none
+    result = snakemake()
+    assert result.returncode != 0 and "outputs missing (e.g. results/cells.csv)" in result.stdout + result.stderr
+
+
 def test_mcquant_csvs_and_h5ad_provenance(tmp_path):
     """output.formats mcquant: results/mcquant holds MCMICRO's CSVs of every still image, own jobs and batched, the
     files `cellscale mcquant` writes from the run's cells.parquet. Each sample's .h5ad file and the run's say what
