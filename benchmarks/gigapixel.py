@@ -6,7 +6,7 @@ Usage:
     python benchmarks/gigapixel.py --mpx 26 105 --json out.json
     python benchmarks/gigapixel.py --compare-tile 384       # also rerun the smallest size with 384-px windows
     python benchmarks/gigapixel.py --mpx 1000 --compare-tile 384 --compare-size 1000 --keep DIR   # at 1 Gpx
-    python benchmarks/gigapixel.py --quick                  # CI: a 1 Mpx slide, about half a minute
+    python benchmarks/gigapixel.py --quick                  # CI: a 1 Mpx slide, about 20 s
 
 The slide: generated tissue (nuclear + membrane channels, uint16, 0.5 um/px) assembled from 1024 x 1024 blocks
 (a pool of seeded :func:`cellscale.synth.tissue.make_tissue` blocks, each placed flipped or turned by its grid
@@ -56,19 +56,27 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
-def block_pool(seed: int = 0) -> list[np.ndarray]:
-    """(2, BLOCK, BLOCK) uint16 blocks of generated tissue (nuclear, membrane)."""
-    from cellscale.synth.tissue import make_tissue
+class BlockPool:
+    """POOL (2, BLOCK, BLOCK) uint16 blocks of generated tissue (nuclear, membrane), block ``k`` from seed
+    ``seed + k``, each made when a slide first uses it (a 1-Mpx slide uses one: a block takes about a second)."""
 
-    pool = []
-    for k in range(POOL):
-        tissue = make_tissue((BLOCK, BLOCK), n_cells=BLOCK * BLOCK // 1400, seed=seed + k)
-        img = np.asarray(tissue.image, np.float64)
-        pool.append(np.clip(img / max(img.max(), 1e-9) * 50000, 0, 65535).astype(np.uint16))
-    return pool
+    def __init__(self, seed: int = 0):
+        self.seed, self.blocks = seed, {}
+
+    def __len__(self) -> int:
+        return POOL
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if k not in self.blocks:
+            from cellscale.synth.tissue import make_tissue
+
+            tissue = make_tissue((BLOCK, BLOCK), n_cells=BLOCK * BLOCK // 1400, seed=self.seed + k)
+            img = np.asarray(tissue.image, np.float64)
+            self.blocks[k] = np.clip(img / max(img.max(), 1e-9) * 50000, 0, 65535).astype(np.uint16)
+        return self.blocks[k]
 
 
-def write_slide(path: Path, mpx: float, pool: list[np.ndarray]) -> tuple[int, int]:
+def write_slide(path: Path, mpx: float, pool: BlockPool) -> tuple[int, int]:
     """A square slide of about ``mpx`` megapixels, written tile by tile; returns (height, width)."""
     import tifffile
 
@@ -245,7 +253,7 @@ def main() -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     figures = {"sizes": {}}
     try:
-        pool = block_pool()
+        pool = BlockPool()
         for mpx in sorted(a.mpx):
             slide = tmp / f"slide_{mpx:g}.ome.tif"
             if not slide.exists():
