@@ -537,6 +537,8 @@ def run_jobs():
         jobs.append("mcquant/run.tsv")
     for s in own_samples():
         jobs += [f"tile/{s}.tsv", f"measure/{s}.tsv", f"report_sample/{s}.tsv"]
+        if scale(s) == AUTO:   # its objects measured before its tile job
+            jobs.append(f"object_size/{s}.tsv")
         jobs += [f"stitch/{s}/{c}.tsv" for c in compartments(s)]
         shards = [Path(p).name.split(".")[0] for p in shard_predictions(SimpleNamespace(sample=s))]  # shard_NNNN
         jobs += [f"segment/{s}/{shard}.tsv" for shard in shards]

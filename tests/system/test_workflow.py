@@ -755,6 +755,8 @@ def test_sample_scale_auto_is_measured_for_own_jobs_and_in_batches(tmp_path):
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t").set_index("sample")
     assert (summary.loc[["up", "small"], "status"] == "ok").all()
     assert summary.loc["up", "auto_scale"] == size["scale"] and summary.loc["small", "auto_scale"] == 1.0
+    cost = pd.read_csv(tmp_path / "results/cost.tsv", sep="\t").query("level == 'job'")
+    assert "object_size/up.tsv" in set(cost["key"]) and "object_size" in set(cost["rule"])  # its job is priced
     # review finds what the workflow chose, for each path
     from cellscale.review import locate
 
