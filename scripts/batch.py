@@ -3,7 +3,7 @@
 Each rule hands its files and its config sections (as typed settings) to one step of cellscale.steps.batch.
 """
 
-from cellscale.logs import step_log
+from cellscale.logs import job_names, step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import staged_image, staged_model, staged_paths
 from cellscale.steps import batch as step
@@ -41,7 +41,6 @@ def _segment_batch(s, where):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
-# cellscale as cellscale_*` renames the rule itself)
-with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
+with step_log(s.log[0], name):
     {"plan_batches": plan_batches, "segment_batch": segment_batch}[rule](s)

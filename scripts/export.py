@@ -1,7 +1,7 @@
 """Snakemake script of the export rules (rules/export.smk): ngff, spatialdata (a sample), ngff_batch,
 spatialdata_batch (a batch of small images)."""
 
-from cellscale.logs import step_log
+from cellscale.logs import job_names, step_log
 from cellscale.steps import export as step
 from cellscale.steps import job_image, read_models, with_model
 from cellscale.steps.batch import job_images
@@ -20,10 +20,9 @@ def export_batch(s, settings):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
-# cellscale as cellscale_*` renames the rule itself)
+rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
 settings = step.OutputSettings.from_dict(s.params.output)  # config["output"]
-with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+with step_log(s.log[0], name):
     if rule.endswith("_batch"):
         export_batch(s, settings)
     else:

@@ -1,6 +1,6 @@
 """Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements, mcquant."""
 
-from cellscale.logs import step_log
+from cellscale.logs import job_names, step_log
 from cellscale.steps import job_image, read_models, with_model
 from cellscale.steps import measure as step
 
@@ -39,7 +39,6 @@ def mcquant(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
-# cellscale as cellscale_*` renames the rule itself)
-with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
+with step_log(s.log[0], name):
     {"measure": measure, "aggregate_measurements": aggregate_measurements, "mcquant": mcquant}[rule](s)

@@ -5,7 +5,7 @@ Each rule hands its files and its config section (as typed settings) to one step
 
 import os
 
-from cellscale.logs import step_log
+from cellscale.logs import job_names, step_log
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import job_image, staged_model
 from cellscale.steps.segment import estimate_sample_scale, measured_scale, segment_shard, stitch_sample, tile_sample
@@ -77,7 +77,6 @@ def stitch(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule = next(iter(s.log.keys()))  # as rules/*.smk names it: its log's name (a module's `use rule * from
-# cellscale as cellscale_*` renames the rule itself)
-with step_log(s.log[0], " ".join([rule, *map(str, s.wildcards)])):
+rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
+with step_log(s.log[0], name):
     {"object_size": object_size, "tile": tile, "segment": segment, "stitch": stitch}[rule](s)

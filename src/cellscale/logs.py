@@ -60,6 +60,14 @@ def captured_warnings():
         logger.removeHandler(handler)
 
 
+def job_names(logs, wildcards=()) -> tuple[str, str]:
+    """A workflow job's rule as rules/*.smk names it, and the job's name for :func:`step_log` (that rule and its
+    wildcards' values): ``logs`` is the job's named logs, the first named after its rule (a project's ``use rule *
+    from cellscale as cellscale_*`` renames the rule, not its logs)."""
+    rule = next(iter(logs.keys()))
+    return rule, " ".join([rule, *map(str, wildcards)])
+
+
 @contextmanager
 def step_log(path=None, name: str = "step"):
     """Send the ``cellscale`` logger to ``path`` (and stderr) for one step.

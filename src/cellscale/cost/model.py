@@ -99,7 +99,8 @@ EXPORTS = {"ome-zarr": ExportFormat("ngff_batch", 7.1, 0.51),
 # 10 and for 100 batch tables of 10,000 rows, 167 MB for 300 (3 x 10^6 cells, about 9,000 Mpx at those runs' 330
 # cells per Mpx: 0.0007 MB per Mpx), 251 MB for 20 tables of 50,000 rows: bounded by the largest batch's table, not
 # the run; 251 MB is taken as the fixed part. Taken as the same on every machine (one thread)
-MCQUANT = RuleRate("mcquant", fixed_s=0.632, s_per_mpx=0.00348, mem_mb=251.0, mem_mb_per_mpx=0.0007, origin="assumed",
+MCQUANT = RuleRate("mcquant", fixed_s=0.632, s_per_mpx=0.00348, mem_mb=251.0, mem_mb_per_mpx=0.0007,
+                   origin="assumed",
                    how="time measured 2026-12-07 in two local workflow runs (24 and 120 fields of 1024^2, --cores 1, 2 "
                        "cores of an Intel Xeon): 0.72 s at 25.2 Mpx, 1.07 s at 125.8 Mpx, a line through both; memory "
                        "with benchmarks/tables.py (the run's table read a batch's rows at a time): 161-167 MB from 10^5 "
