@@ -594,12 +594,32 @@ def test_evaluate_tracks_on_a_middle_range_of_a_movie(tl, gt, tmp_path, capsys):
     assert main(["evaluate-tracks", str(res), str(gt), "--frames", "20:"]) == 2
     assert f"{res} has 17 masks but --frames 20:30 of {gt} is 10 frames" in capsys.readouterr().err
     assert main(["evaluate-tracks", str(res), str(gt), "--frames", "20:37"]) == 2
-    assert f"--frames 20:37: {gt / 'TRA'} has 30 masks, frames 0:30" in capsys.readouterr().err
+    assert f"--frames 20:37 is not in {gt / 'TRA'}: it has 30 masks, frames 0:30" in capsys.readouterr().err
     for bad in ("27:10", "-1:5", "0", "1:2:3"):
         with pytest.raises(SystemExit) as stop:
             main(["evaluate-tracks", str(res), str(gt), f"--frames={bad}"])
         assert stop.value.code == 2 and "expected N (the first N frames) or START:STOP" in capsys.readouterr().err
     assert not list(Path(tempfile.gettempdir()).glob("cellscale-gt-*"))   # the cut ground truth is removed
+
+
+def test_evaluate_tracks_errors_name_the_range_as_given_and_a_result_that_is_a_file(tl, gt, tmp_path, capsys):
+    """--frames START: past the ground truth's end is refused as the user wrote it (not with STOP filled in), and a
+    result path that is a file, not a folder, is called so (not 'no such folder')."""
+    from cellscale.cli import main
+
+    res = tmp_path / "res"
+    res.mkdir()
+    assert main(["evaluate-tracks", str(res), str(gt), "--frames", "40:"]) == 2
+    err = capsys.readouterr().err
+    assert f"--frames 40: is not in {gt / 'TRA'}: it has 30 masks, frames 0:30" in err and "40:30" not in err
+    a_file = tmp_path / "res.tif"
+    a_file.write_bytes(b"")
+    for frames in ([], ["--frames", "10:27"]):
+        assert main(["evaluate-tracks", str(a_file), str(gt), *frames]) == 2
+        err = capsys.readouterr().err
+        assert f"{a_file}: not a folder" in err and "no such folder" not in err, frames
+    assert main(["evaluate-tracks", str(tmp_path / "absent"), str(gt)]) == 2
+    assert f"{tmp_path / 'absent'}: no such folder" in capsys.readouterr().err
 
 
 def test_a_movie_without_cells_is_tracked_with_a_warning(tmp_path, caplog):

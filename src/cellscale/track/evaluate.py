@@ -150,7 +150,8 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     res_dir, gt_dir = Path(res_dir), Path(gt_dir)
     for folder in (res_dir, gt_dir):
         if not folder.is_dir():
-            raise ValueError(f"{folder}: no such folder")
+            raise ValueError(f"{folder}: " + ("not a folder (a CTC folder holds the masks and their tracks)"
+                                              if folder.exists() else "no such folder"))
     if not (res_dir / "res_track.txt").is_file():
         raise ValueError(f"{res_dir}: no res_track.txt")
     if not (gt_dir / "TRA" / "man_track.txt").is_file():
@@ -204,9 +205,10 @@ def ground_truth_frames(gt_dir: str | os.PathLike, start: int, stop: int | None,
 
     tra = Path(gt_dir) / "TRA"
     masks = sorted(tra.glob("man_track*.tif"))
+    given = f"{start}:{'' if stop is None else stop}"   # the range as asked for (START: runs to the last frame)
     stop = len(masks) if stop is None else stop
     if not 0 <= start < stop <= len(masks):
-        raise ValueError(f"--frames {start}:{stop}: {tra} has {len(masks)} masks, frames 0:{len(masks)}"
+        raise ValueError(f"--frames {given} is not in {tra}: it has {len(masks)} masks, frames 0:{len(masks)}"
                          if masks else f"{tra}: no man_track*.tif masks")
     out = Path(out_dir) / "TRA"
     out.mkdir(parents=True)
