@@ -884,8 +884,8 @@ def test_many_small_images_run_in_few_jobs(tmp_path):
     assert (plan.groupby("batch")["mpx"].sum() <= 2 * shard_mpx).all()
     assert len(list((tmp_path / "logs/segment_batch").glob("*.log"))) == batches
     steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", out)[-1])
-    # plan, the batches, the run's tables, the report's two figures, the cost and `all`
-    assert steps == batches + 6, out[-2000:]
+    # plan, the batches, the model's provenance file, the run's tables, the report's two figures, the cost and `all`
+    assert steps == batches + 7, out[-2000:]
     summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
     assert len(summary) == n and (summary["status"] == "ok").all() and (summary["nuclear_cells"] > 0).all()
     cells = pd.read_parquet(tmp_path / "results/cells.parquet")

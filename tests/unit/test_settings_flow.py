@@ -30,9 +30,13 @@ class _Names(SimpleNamespace):
 
 def _run_script(name, rule=None, **parts):
     """Run scripts/NAME.py as Snakemake would for ``rule`` (default: the rule named like the script)."""
+    from snakemake.iocontainers import Log
+
     parts.setdefault("rule", rule or name)
     parts.setdefault("wildcards", _Names(sample="s", compartment="nuclear"))
     parts.setdefault("threads", 1)
+    if "log" in parts:   # named after its rule, as in rules/*.smk (the scripts tell the rule by its log's name)
+        parts["log"] = Log(fromdict={parts["rule"]: parts["log"][0]})
     runpy.run_path(str(ROOT / "scripts" / f"{name}.py"), init_globals={"snakemake": SimpleNamespace(**parts)})
 
 
