@@ -293,11 +293,12 @@ class Overheads:
     class_b_per_label_read: float = 1.0
     class_a_checks_per_export_job: float = 16.0
     # A spatialdata_batch pod stages one input more, its model's provenance file (results/models/KEY.json, rule
-    # model_provenance: its table's uns['cellscale']), since 2026-12-07: 19 class B more than the ngff_batch pod's
-    # figures above and the same 17 listings (counted in the GKE workflow test: 100 class B against 81; a small file
-    # is checked, downloaded and reloaded as a staged field is). Before, no batch store had the provenance: fetching
-    # the model's weights to hash them in each export pod had cost 15 more.
-    class_b_per_provenance_read: float = 19.0
+    # model_provenance: its table's uns['cellscale']), since 2026-12-07: 23 class B more than the ngff_batch pod's
+    # figures above and the same 17 listings (counted in the GKE workflow test: 104 class B against 81; a small file
+    # is checked, downloaded and reloaded as a staged field is, and its rule's outputs checked: 100 before that rule
+    # had a benchmark file, 104 since). Before, no batch store had the provenance: fetching the model's weights to hash
+    # them in each export pod had cost 15 more.
+    class_b_per_provenance_read: float = 23.0
     # The launcher checks every field and every batch's outputs in Cloud Storage before the first job (the DAG,
     # plan_batches, the DAG again, its I/O cache off after the first build): 8 class B requests per field and 36
     # class B + 11 class A (listings of the missing outputs' "folders") per segment job (measured with the fields'
