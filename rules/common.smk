@@ -33,6 +33,8 @@ from cellscale.settings import AUTO, parse_scale  # noqa: E402
 from cellscale.samples import BATCH_NAME_LETTERS, annotation_columns  # noqa: E402
 from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
 from cellscale.io import CHANNEL_FILES_SEPARATOR, image_files  # noqa: E402
+from cellscale.segment.model import ModelSpec  # noqa: E402
+from cellscale.segment.size import default_scale  # noqa: E402
 
 
 def fetched(path):
@@ -311,8 +313,25 @@ def gamma(sample):
 
 
 def scale(sample):
-    """The sample's scale: a number, auto (measured by rule object_size) or None."""
-    return cell(sample, "scale")
+    """The sample's scale: a number, auto (measured by rule object_size) or None (from the pixel sizes, else 1): the
+    sheet's, else a time-lapse's segment.timelapse_scale (cellscale.segment.size.default_scale)."""
+    given = cell(sample, "scale")
+    if given is not None or not is_timelapse(sample):
+        return given
+    return _timelapse_scale(model_key(sample))
+
+
+@functools.cache
+def _timelapse_scale(key):
+    """A time-lapse's scale where its sheet gives none, with config model ``key``: its model.json read once (from
+    the default storage where there is no shared filesystem); a model without one gets no default."""
+    model = config["models"][key]
+    spec = None
+    if isinstance(model, dict):
+        spec = ModelSpec.read(model)
+    elif (path := fetched(f"{model}/model.json")) is not None:
+        spec = ModelSpec.read(os.path.dirname(path))
+    return default_scale(None, True, spec, config["segment"]["timelapse_scale"])
 
 
 def tiled(sample):

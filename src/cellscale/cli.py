@@ -42,6 +42,8 @@ def _segment(args) -> int:
     from cellscale.api import load_model
     from cellscale.registry import model_path
     from cellscale.segment.model import shipped_model
+    from cellscale.segment.size import default_scale
+    from cellscale.settings import default
 
     src = Path(args.input)
     one_image = is_ome_zarr(src) or not src.is_dir() or args.timelapse  # --timelapse: a frame folder is one movie
@@ -66,6 +68,8 @@ def _segment(args) -> int:
     model = model_path(args.model, f"--model {args.model}") if args.model else \
         shipped_model("tissue" if whole_cell else "nuclear")
     predictor = load_model(model, batch_size=args.batch_size, precision=args.precision, augment=args.augment)
+    # no --scale: a movie's is the workflow's default for a time-lapse without a sheet scale (segment.timelapse_scale)
+    scale = default_scale(args.scale, args.timelapse, predictor.spec, default("segment", "timelapse_scale"))
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
     compartment = "whole_cell" if whole_cell else "nuclear"
     single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
@@ -89,7 +93,7 @@ def _segment(args) -> int:
             sizes[path] = sample_pixel_size(args.pixel_size, path)  # --pixel-size, else the image's metadata
             # --frame-interval, else the movie's metadata's
             intervals[path] = sample_frame_interval(args.frame_interval, path) if args.timelapse else None
-            yield FieldOfView(image, roles, sizes[path], args.gamma, args.scale)
+            yield FieldOfView(image, roles, sizes[path], args.gamma, scale)
 
     with step_log(None, "segment"):
         # windows of one size from several images share the network's batches
@@ -887,7 +891,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--pixel-size): 0.5 for nuclei about twice the size the model was trained on; labels "
                         "come back on the input's grid. auto: outside the sizes the model was trained on, "
                         "resample to their median, measured from a first pass on a crop (the model must record "
-                        "its training sizes, as models/nuclear does)")
+                        "its training sizes, as models/nuclear does). Default: from --pixel-size when the model "
+                        "declares a pixel size, else 1; with --timelapse, auto (segment.timelapse_scale, as the "
+                        "workflow's time-lapse samples), or 1 for a model that records no training sizes")
     p.add_argument("--timelapse", action="store_true",
                    help="the input is one movie: a folder of frame files (t000.tif ...) segmented as one (T, Y, X) "
                         "stack, normalised over the whole movie as the workflow does (without it, each file of a "

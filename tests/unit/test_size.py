@@ -2,11 +2,15 @@
 
 import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from skimage.draw import disk
 from skimage.transform import rescale
 
@@ -16,6 +20,7 @@ from cellscale.segment.metrics import f1_score
 from cellscale.segment.model import ModelSpec
 from cellscale.segment.size import (
     choose_scale,
+    default_scale,
     keep_range,
     median_diameter,
     pick_diameter,
@@ -199,3 +204,51 @@ def test_auto_in_a_batch_records_each_image_s_choice_and_a_model_without_sizes_f
     [(_, err)] = segment_many(tissue, [FieldOfView(ImageSource.from_array(np.stack([image[0, :1]] * 2, 1)),
                                                    {"nuclear": 0, "membrane": 1}, scale="auto")])
     assert isinstance(err, ValueError) and "records no training object sizes" in str(err)
+
+
+def test_a_time_lapse_without_a_sheet_scale_takes_the_configs_timelapse_scale():
+    """segment.timelapse_scale (auto by default) is the scale of a time-lapse whose sheet leaves it empty; a still
+    image's stays empty (pixel sizes, else 1), as does any given scale; auto only with a model that records training
+    sizes (the tissue models do not: scale 1 there), and nothing where the model declares a pixel size."""
+    nuclear, tissue = ModelSpec.read(MODELS / "nuclear"), ModelSpec.read(MODELS / "tissue")
+    assert nuclear.object_sizes and not tissue.object_sizes and not nuclear.pixel_size_um
+    assert default_scale(None, True, nuclear, "auto") == AUTO
+    assert default_scale(None, True, nuclear, 0.5) == 0.5 and default_scale(None, True, tissue, 0.5) == 0.5
+    assert default_scale(None, True, tissue, "auto") is None
+    assert default_scale(None, False, nuclear, "auto") is None
+    assert default_scale(1.0, True, nuclear, "auto") == 1.0 and default_scale(AUTO, True, tissue, 0.5) == AUTO
+    sized = ModelSpec(**{**nuclear.__dict__, "pixel_size_um": 0.65})
+    assert default_scale(None, True, sized, "auto") is None
+    with pytest.raises(ValueError, match="scale must be a number from 0.05 to 20"):
+        default_scale(None, True, nuclear, 50)
+
+
+def _dry_run(tmp_path, sheet: str, **segment) -> str:
+    """The jobs of a dry run of the workflow on ``sheet`` (batches off: every sample has its own jobs)."""
+    (tmp_path / "samples.tsv").write_text(sheet)
+    config = {"samples": str(tmp_path / "samples.tsv"), "batches": {"enabled": False}, "segment": segment,
+              "models": {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
+                 "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    for run in (["--until", "plan_batches"], ["--dry-run"]):  # the batch plan (a checkpoint: none here), then dry
+        result = subprocess.run([*snakemake, *run], capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result.stdout
+
+
+def test_the_workflow_measures_a_time_lapse_without_a_sheet_scale(tmp_path):
+    """A time-lapse without a sheet scale has an object_size job (segment.timelapse_scale: auto); a still image, a
+    movie with a sheet scale and one of the tissue model (no training sizes) have none; with timelapse_scale a
+    number, no sample has one."""
+    movie, still = ROOT / "data" / "demo" / "synthetic" / "timelapse.ome.tif", DEMO / "images" / "0bf4b144167694b6.png"
+    sheet = ("sample\timage\tkind\tnuclear_channel\tmembrane_channel\tscale\n"
+             f"movie\t{movie}\ttimelapse\t\t\t\n"
+             f"movie_one\t{movie}\ttimelapse\t\t\t1\n"
+             f"movie_cells\t{movie}\ttimelapse\t0\t1\t\n"
+             f"still\t{still}\ttissue\t\t\t\n")
+    jobs = _dry_run(tmp_path, sheet)
+    assert set(re.findall(r"results/size/(\S+)\.json", jobs)) == {"movie"}, jobs[-3000:]
+    assert re.search(r"^object_size\s+1$", jobs, re.M) and re.search(r"^tile\s+4$", jobs, re.M), jobs[-3000:]
+    jobs = _dry_run(tmp_path, sheet, timelapse_scale=0.5)
+    assert "object_size" not in jobs and re.search(r"^tile\s+4$", jobs, re.M), jobs[-3000:]

@@ -22,7 +22,8 @@ import yaml
 from cellscale.io import LabelSeries, image_files, join_image_files, sample_pixel_size
 from cellscale.registry import is_model_ref, model_path, resolve_model
 from cellscale.segment.model import ModelSpec, shipped_model
-from cellscale.settings import is_auto, parse_scale
+from cellscale.segment.size import default_scale
+from cellscale.settings import default, is_auto, parse_scale
 
 
 @dataclass
@@ -73,7 +74,7 @@ def _number(value: str | None, kind=float):
 
 
 def _scale(results: Path, sample: str, value, batch: str | None = None):
-    """The sheet's scale; for auto, what the workflow chose where it recorded it (``results/size/SAMPLE.json`` for a
+    """The sheet's scale (or a time-lapse's default); for auto, what the workflow chose where it recorded it (``results/size/SAMPLE.json`` for a
     sample with its own jobs, its batch's ``fields.tsv`` for a batched one), else auto (the review measures it
     again)."""
     scale = parse_scale(value)
@@ -128,13 +129,18 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
         model = _model(named, project) if named else shipped_model(key)
     elif not isinstance(model, dict):
         model = model_path(model, f"--model {model}")  # a folder, else a registry name (NAME or NAME@VERSION)
-    if "membrane" in ModelSpec.read(model).inputs and roles["membrane"] is None:
+    spec = ModelSpec.read(model)
+    if "membrane" in spec.inputs and roles["membrane"] is None:
         raise ValueError(f"sample {sample!r}: the model {model} reads a membrane channel, and the sample sheet "
                          f"{sheet_path} names none for it: give --membrane-channel M (and --nuclear-channel N)")
     names = row.get("channel_names")
-    scale = _scale(results, sample, row.get("scale"), indexed.get("batch"))
+    timelapse = row.get("kind") == "timelapse"
+    # an empty sheet scale: a time-lapse's is the config's segment.timelapse_scale, as the workflow reads it
+    given = default_scale(parse_scale(row.get("scale")), timelapse, spec,
+                          (cfg.get("segment") or {}).get("timelapse_scale", default("segment", "timelapse_scale")))
+    scale = _scale(results, sample, given, indexed.get("batch"))
     labels = labels if isinstance(labels, LabelSeries) else Path(labels)
     return SampleInputs(sample, Path(image), labels, model if isinstance(model, dict) else Path(model), roles,
                         sample_pixel_size(_number(row.get("pixel_size_um")), image, sample),
                         _number(row.get("gamma")) or 1.0, scale,
-                        [n.strip() for n in names.split(",")] if names else None, row.get("kind") == "timelapse")
+                        [n.strip() for n in names.split(",")] if names else None, timelapse)

@@ -26,12 +26,14 @@ class TilingSettings(Settings):
 
 @dataclass(frozen=True)
 class SegmentSettings(Settings):
-    """``segment``: how the network runs (memory per forward pass, arithmetic, test-time augmentation)."""
+    """``segment``: how the network runs (memory per forward pass, arithmetic, test-time augmentation) and the scale
+    of a time-lapse whose sheet gives none (:func:`cellscale.segment.size.default_scale`)."""
 
     SECTION: ClassVar[str] = "segment"
     batch_mpx: float = default("segment", "batch_mpx")
     precision: str = default("segment", "precision")
     augment: str = default("segment", "augment")
+    timelapse_scale: float | str = default("segment", "timelapse_scale")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cellscale.settings import SCALE_BOUNDS
+from cellscale.settings import AUTO, SCALE_BOUNDS, parse_scale
 
 #: Edge (px) of the central crop of one frame that :func:`cellscale.segment.image.estimate_scale` segments (1 Mpx
 #: at most).
@@ -152,6 +152,24 @@ def model_sizes(spec) -> tuple[str, dict]:
         raise ValueError(f"scale auto: model {spec.name} records no training object sizes (object_sizes in its "
                          f"model.json; `cellscale train` writes them); give the sample a number as its scale")
     return comp, sizes
+
+
+def default_scale(scale, timelapse: bool, spec, setting):
+    """A sample's scale where its sheet (or ``--scale``) gives none (``scale`` None; a given one is returned as it
+    is). A time-lapse takes ``setting`` (config ``segment.timelapse_scale``: auto or a number): its nuclei are
+    measured by default, which carries to movies of other magnifications (docs/benchmarks.md). Not where the model
+    (``spec``, a :class:`~cellscale.segment.model.ModelSpec` or None) declares a pixel size, as then the pixel sizes
+    set the scale, nor auto where it records no training sizes (:func:`model_sizes`: a whole-cell model): None, as
+    for a still image (from the pixel sizes, else 1)."""
+    if scale is not None or not timelapse or spec is None or spec.pixel_size_um:
+        return scale
+    setting = parse_scale(setting)
+    if setting == AUTO:
+        try:
+            model_sizes(spec)
+        except ValueError:
+            return None
+    return setting
 
 
 def size_crop(shape, scale: float = 1.0) -> tuple[int, int, int, int, int, Edges]:
