@@ -157,6 +157,27 @@ def test_segment_timelapse_of_one_frame_is_refused(tmp_path, capsys):
     assert not (tmp_path / "labels.tif").exists()
 
 
+def test_segment_timelapse_measures_the_nuclei_without_a_scale(tmp_path, caplog):
+    """`segment --timelapse` without --scale takes the workflow's scale of a time-lapse without a sheet scale
+    (segment.timelapse_scale, auto: the estimate is made and logged); --scale 1, or a still image, makes none."""
+    from cellscale.cli import main
+    from cellscale.synth.timelapse import make_timelapse
+
+    movie = make_timelapse(n_frames=3, shape=(128, 128), n_cells=6, seed=1)
+    tifffile.imwrite(tmp_path / "movie.tif", (movie.image * 60000).astype(np.uint16), metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "still.tif", (movie.image[0] * 60000).astype(np.uint16))
+    runs = {"default": ["movie.tif", "--timelapse"], "one": ["movie.tif", "--timelapse", "--scale", "1"],
+            "still": ["still.tif"]}
+    said = {}
+    for name, args in runs.items():
+        caplog.clear()
+        with caplog.at_level("INFO", logger="cellscale"):
+            assert main(["segment", str(tmp_path / args[0]), *args[1:], "-o", str(tmp_path / f"{name}.tif"),
+                         "--model", str(MODELS / "nuclear"), "--augment", "none"]) == 0
+        said[name] = "scale auto (" in caplog.text
+    assert said == {"default": True, "one": False, "still": False}
+
+
 @pytest.mark.parametrize("precision", ["int8", "float32"])
 def test_identical_frames_of_a_movie_get_identical_labels(images, precision):
     """A movie's frames are normalised together and their windows share forward passes (segment.batch_mpx): frames
