@@ -313,8 +313,8 @@ def gamma(sample):
 
 
 def scale(sample):
-    """The sample's scale: a number, auto (measured by rule object_size) or None (from the pixel sizes, else 1): the
-    sheet's, else a time-lapse's segment.timelapse_scale (cellscale.segment.size.default_scale)."""
+    """The sample's scale, a number, auto (measured by rule object_size) or None (from the pixel sizes, else 1), as
+    the sheet gives it, else a time-lapse's segment.timelapse_scale (cellscale.segment.size.default_scale)."""
     given = cell(sample, "scale")
     if given is not None or not is_timelapse(sample):
         return given

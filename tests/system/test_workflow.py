@@ -119,8 +119,9 @@ def test_cost_table_prices_every_job_of_the_run(demo_run):
                for p in (work / "results/benchmarks").rglob("*.tsv")
                if p.parent.name != "model_provenance"} - {"cost/run.tsv"}  # the launcher's own jobs: not priced
     assert set(by["job"].index) == written
-    assert set(by["rule"].index) == {"plan_batches", "tile", "segment", "stitch", "segment_batch", "measure",
-                                     "track", "report_sample", "lineage", "report_fields", "summary",
+    # object_size: the movie's nuclei measured before its tile job (a time-lapse without a sheet scale: auto)
+    assert set(by["rule"].index) == {"plan_batches", "object_size", "tile", "segment", "stitch", "segment_batch",
+                                     "measure", "track", "report_sample", "lineage", "report_fields", "summary",
                                      "aggregate_measurements", "ngff", "spatialdata", "ngff_batch",
                                      "spatialdata_batch"}
     assert set(by["sample"].index) == {"tissue", "movie", "dsb"}
@@ -799,7 +800,8 @@ def test_a_mistyped_config_key_stops_the_workflow_with_one_line(tmp_path):
     result = run(tmp_path, "-n")
     out = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "config/config.yaml: segment.augmnt: unknown key; segment allows batch_mpx, precision, augment\n" in out
+    assert ("config/config.yaml: segment.augmnt: unknown key; segment allows batch_mpx, precision, augment, "
+            "timelapse_scale\n") in out
     assert "additionalProperties" not in out and "Failed validating" not in out and len(out.splitlines()) < 10, out
 
 

@@ -74,9 +74,9 @@ def _number(value: str | None, kind=float):
 
 
 def _scale(results: Path, sample: str, value, batch: str | None = None):
-    """The sheet's scale (or a time-lapse's default); for auto, what the workflow chose where it recorded it (``results/size/SAMPLE.json`` for a
-    sample with its own jobs, its batch's ``fields.tsv`` for a batched one), else auto (the review measures it
-    again)."""
+    """The sheet's scale (or a time-lapse's default); for auto, what the workflow chose where it recorded it
+    (``results/size/SAMPLE.json`` for a sample with its own jobs, its batch's ``fields.tsv`` for a batched one), else
+    auto (the review measures it again)."""
     scale = parse_scale(value)
     if not is_auto(scale):
         return scale
