@@ -26,13 +26,16 @@ from . import gke_run as harness
 
 # tissue (0.066 Mpx: 9 tiles) and the movie (5 frames of 0.016 Mpx) are larger than a shard: their own tile, segment
 # and stitch jobs, several shards each; fov1 and fov2 (0.009 Mpx) share one batch job. tissue is an image of one file
-# per channel (as plate readers write them): every file is an input of its jobs, staged where there is no shared disk
+# per channel (as plate readers write them): every file is an input of its jobs, staged where there is no shared disk.
+# The movie's scale is 1 in the sheet: without one a time-lapse's nuclei are measured first (segment.timelapse_scale
+# auto, an object_size job); these tests are about the cluster's mechanics, and rule object_size about sizes
 TISSUE_CHANNELS = ("DNA", "Membrane", "CD3", "CD20")  # cellscale.synth.tissue's
 TISSUE_FILES = [f"data/tissue_w{c + 1}.tif" for c in range(len(TISSUE_CHANNELS))]
-SAMPLES = (f"tissue\t{'|'.join(TISSUE_FILES)}\ttissue\t0\t1\t{','.join(TISSUE_CHANNELS)}\t0.5\n"
-           "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\n"
-           "fov1\tdata/fov1.tif\ttissue\t\t\t\t\n"
-           "fov2\tdata/fov2.tif\ttissue\t\t\t\t\n")
+SHEET_HEADER = harness.HEADER.rstrip("\n") + "\tscale\n"
+SAMPLES = (f"tissue\t{'|'.join(TISSUE_FILES)}\ttissue\t0\t1\t{','.join(TISSUE_CHANNELS)}\t0.5\t\n"
+           "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\t1\n"
+           "fov1\tdata/fov1.tif\ttissue\t\t\t\t\t\n"
+           "fov2\tdata/fov2.tif\ttissue\t\t\t\t\t\n")
 CONFIG = {"tiling": {"tile": 128, "overlap": 32, "shard_mpx": 0.05},
           # on GKE the batch job downloads fov1 and fov2 itself; without remote storage (SLURM, local) the same
           "batches": {"read_fields": "direct"}}
@@ -62,7 +65,7 @@ def write_inputs(dest: Path) -> None:
 
 def write_workdir(work: Path) -> None:
     """A checkout as a user has one (:func:`.gke_run.write_workdir`) with this workflow's sample sheet and config."""
-    harness.write_workdir(work, SAMPLES, **CONFIG)
+    harness.write_workdir(work, SAMPLES, SHEET_HEADER, **CONFIG)
 
 
 def session_folder(tmp_path_factory) -> Path:
