@@ -35,6 +35,7 @@ from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
 from cellscale.io import CHANNEL_FILES_SEPARATOR, image_files  # noqa: E402
 from cellscale.segment.model import ModelSpec  # noqa: E402
 from cellscale.segment.size import default_scale  # noqa: E402
+from cellscale.logs import rule_name  # noqa: E402
 
 
 def fetched(path):
@@ -615,7 +616,7 @@ def rule_threads():
         except ValueError:  # a callable's value needs a job
             continue
         if isinstance(n, (int, float)):
-            threads[next(iter(r.log.keys()), r.name)] = int(n)
+            threads[rule_name(r.log, r.name)] = int(n)
     return threads
 
 

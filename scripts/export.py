@@ -3,7 +3,7 @@ spatialdata_batch (a batch of small images)."""
 
 from cellscale.logs import job_names, step_log
 from cellscale.steps import export as step
-from cellscale.steps import job_image, read_models, with_model
+from cellscale.steps import job_image, read_models, with_models
 from cellscale.steps.batch import job_images
 
 
@@ -12,8 +12,7 @@ def export_batch(s, settings):
     SpatialData store's table says what made each sample's cells (spatialdata_batch's provenance)."""
     made = None
     if "provenance" in s.input.keys():
-        models = read_models([s.input.provenance])
-        made = {sample: with_model(v, models) for sample, v in s.params.provenance.items()}
+        made = with_models(s.params.provenance, read_models([s.input.provenance]))
     with job_images(s.params.image_paths, s.input.images, s.params.storage_prefix, beside=s.output.stores) as where:
         step.export_batch(s.input.batch, s.input.table, s.params.fields, where, {s.params.format: s.output.stores},
                           settings=settings, provenance=made)

@@ -1,7 +1,7 @@
 """Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements, mcquant."""
 
 from cellscale.logs import job_names, step_log
-from cellscale.steps import job_image, read_models, with_model
+from cellscale.steps import job_image, read_models, with_model, with_models
 from cellscale.steps import measure as step
 
 
@@ -26,11 +26,10 @@ def measure(s):
 
 def aggregate_measurements(s):
     """One table of every sample's cells."""
-    models = read_models(s.input.models)
     step.aggregate_measurements(dict(zip(s.params.samples, s.input.samples)), s.output.csv, s.output.parquet,
                                 s.output.h5ad, batch_tables=list(s.input.batches), order=s.params.order,
                                 annotations=s.params.annotations,
-                                provenance={k: with_model(v, models) for k, v in s.params.provenance.items()})
+                                provenance=with_models(s.params.provenance, read_models(s.input.models)))
 
 
 def mcquant(s):

@@ -402,12 +402,14 @@ def _evaluate_tracks(args) -> int:
     from cellscale.track.evaluate import evaluate_ctc, ground_truth_frames
 
     with tempfile.TemporaryDirectory(prefix="cellscale-gt-") as tmp:
-        gt = ground_truth_frames(args.gt_dir, *args.frames, tmp) if args.frames else args.gt_dir
-        n_cut = len(list((Path(gt) / "TRA").glob("man_track*.tif")))
-        n_res = len(list(Path(args.result_dir).glob("*.tif")))
-        if args.frames and Path(args.result_dir).is_dir() and n_res != n_cut:   # not a message naming tmp
-            raise ValueError(f"{args.result_dir} has {n_res} masks but --frames {args.frames[0]}:"
-                             f"{args.frames[0] + n_cut} of {args.gt_dir} is {n_cut} frames")
+        gt = args.gt_dir
+        if args.frames:
+            gt = ground_truth_frames(args.gt_dir, *args.frames, tmp)
+            n_cut = len(list((Path(gt) / "TRA").glob("man_track*.tif")))
+            n_res = len(list(Path(args.result_dir).glob("*.tif")))
+            if Path(args.result_dir).is_dir() and n_res != n_cut:   # not a message naming tmp
+                raise ValueError(f"{args.result_dir} has {n_res} masks but --frames {args.frames[0]}:"
+                                 f"{args.frames[0] + n_cut} of {args.gt_dir} is {n_cut} frames")
         scores = evaluate_ctc(args.result_dir, gt)
     for key, value in scores.items():
         print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")

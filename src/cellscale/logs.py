@@ -60,11 +60,16 @@ def captured_warnings():
         logger.removeHandler(handler)
 
 
+def rule_name(logs, default: str | None = None) -> str | None:
+    """A workflow rule's name as rules/*.smk gives it: its first named log's (a project's ``use rule * from cellscale
+    as cellscale_*`` renames the rule, not its logs); ``default`` for a rule without named logs."""
+    return next(iter(logs.keys()), default)
+
+
 def job_names(logs, wildcards=()) -> tuple[str, str]:
-    """A workflow job's rule as rules/*.smk names it, and the job's name for :func:`step_log` (that rule and its
-    wildcards' values): ``logs`` is the job's named logs, the first named after its rule (a project's ``use rule *
-    from cellscale as cellscale_*`` renames the rule, not its logs)."""
-    rule = next(iter(logs.keys()))
+    """A workflow job's rule (:func:`rule_name` of its named ``logs``) and the job's name for :func:`step_log`: that
+    rule and its wildcards' values."""
+    rule = rule_name(logs)
     return rule, " ".join([rule, *map(str, wildcards)])
 
 

@@ -22,8 +22,9 @@ import yaml
 from cellscale.io import LabelSeries, image_files, join_image_files, sample_pixel_size
 from cellscale.registry import is_model_ref, model_path, resolve_model
 from cellscale.segment.model import ModelSpec, shipped_model
+from cellscale.segment.settings import SegmentSettings
 from cellscale.segment.size import default_scale
-from cellscale.settings import default, is_auto, parse_scale
+from cellscale.settings import is_auto, parse_scale
 
 
 @dataclass
@@ -137,7 +138,7 @@ def locate(results: str | os.PathLike, sample: str, compartment: str = "nuclear"
     timelapse = row.get("kind") == "timelapse"
     # an empty sheet scale: a time-lapse's is the config's segment.timelapse_scale, as the workflow reads it
     given = default_scale(parse_scale(row.get("scale")), timelapse, spec,
-                          (cfg.get("segment") or {}).get("timelapse_scale", default("segment", "timelapse_scale")))
+                          SegmentSettings.from_dict(cfg.get("segment")).timelapse_scale)
     scale = _scale(results, sample, given, indexed.get("batch"))
     labels = labels if isinstance(labels, LabelSeries) else Path(labels)
     return SampleInputs(sample, Path(image), labels, model if isinstance(model, dict) else Path(model), roles,

@@ -93,6 +93,11 @@ def with_model(made: dict, models: dict) -> dict:
     return out
 
 
+def with_models(made: dict, models: dict) -> dict:
+    """:func:`with_model` of each sample's entry of ``made`` (per sample, as the workflow's params give them)."""
+    return {sample: with_model(entry, models) for sample, entry in made.items()}
+
+
 def read_sample_labels(sample: str, path) -> np.ndarray:
     try:
         return read_labels(path)
