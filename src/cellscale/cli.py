@@ -193,6 +193,7 @@ def _segment_failed(path: Path, err: Exception) -> Path:
 def _measure(args) -> int:
     from cellscale.io import ImageSource, read_image, read_labels
     from cellscale.measure import measure_cells, write_table
+    from cellscale.measure.table import check_image_dtype
     from cellscale.steps.measure import MeasureSettings, measure_sample, sample_channel_names
 
     names = args.channel_names.split(",") if args.channel_names else None
@@ -221,6 +222,7 @@ def _measure(args) -> int:
     if labels.shape != image.shape[-2:]:
         raise ValueError(f"{args.labels}: labels of {labels.shape[0]} x {labels.shape[1]} px do not match the image "
                          f"{args.image} ({image.shape[-2]} x {image.shape[-1]} px)")
+    check_image_dtype(image.dtype, str(args.image))
     names = sample_channel_names(args.image, image.shape[0], names)
     table = measure_cells(labels, image, names, extra_stats=args.extra_stats)
     write_table(table, out, parquet)
@@ -621,7 +623,13 @@ def _data(args) -> int:
 
     store = args.store
     if args.action == "add":
-        metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else {}
+        try:
+            metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--metadata {args.metadata}: not JSON ({err})") from None
+        if not isinstance(metadata, dict):
+            raise ValueError(f"--metadata {args.metadata}: expected a JSON object of the set's metadata "
+                             f"({{\"organ\": ..., \"licence\": ...}}), got a {type(metadata).__name__}")
         for item in args.meta or []:
             key, sep, value = item.partition("=")
             if not sep:
@@ -874,20 +882,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model folder, shipped model name (nuclear, tissue) or registry "
                    "NAME@VERSION (default: the shipped nuclear or tissue model, or the one in the folder "
                    "$CELLSCALE_MODELS names)")
-    p.add_argument("--tile", type=int, default=default("tiling", "tile"), help="model window edge in pixels")
-    p.add_argument("--overlap", type=int, default=default("tiling", "overlap"), help="window overlap in pixels")
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--tile", type=_number_arg(int, 1, "a window edge in pixels, at least 1"),
+                   default=default("tiling", "tile"), help="model window edge in pixels")
+    p.add_argument("--overlap", type=_number_arg(int, 0, "a window overlap in pixels, at least 0"),
+                   default=default("tiling", "overlap"), help="window overlap in pixels")
+    p.add_argument("--batch-size", type=_number_arg(int, 1, "a whole number of windows, at least 1"), default=2)
     p.add_argument("--precision", default=default("segment", "precision"), choices=["auto", *PRECISIONS],
                    help="network arithmetic (auto: the model's int8 copy when it has one)")
     p.add_argument("--augment", default=default("segment", "augment"), choices=list(AUGMENTATIONS),
                    help="test-time augmentation: average each window's maps with its half turn (rot180, 2 network "
                         "passes) or its three flips (flips, 4 passes); a little more accurate")
-    p.add_argument("--gamma", type=float, default=1.0,
+    p.add_argument("--gamma", type=_number_arg(float, 0, "a positive exponent", above=True), default=1.0,
                    help="intensity exponent before normalisation; below 1 lifts dim nuclei (GOWT1: 0.35 with "
                         "--scale 0.5)")
-    p.add_argument("--pixel-size", type=float, default=None,
-                   help="um per pixel of the input (default: the size its OME, ImageJ or OME-Zarr metadata states); "
-                        "resampled to the model's pixel size when it declares one")
+    p.add_argument("--pixel-size", type=_number_arg(float, 0, "micrometres per pixel, above 0", above=True),
+                   default=None, help="um per pixel of the input (default: the size its OME, ImageJ or OME-Zarr "
+                                      "metadata states); resampled to the model's pixel size when it declares one")
     p.add_argument("--scale", type=_scale_arg, default=None,
                    help="resample by this factor before segmenting (model pixels per image pixel; overrides "
                         "--pixel-size): 0.5 for nuclei about twice the size the model was trained on; labels "
@@ -1350,6 +1360,14 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _error_text(err: Exception) -> str:
+    """An error's message for the user: an OSError as ``FILE: what is wrong`` (Python's ``[Errno 2] No such file or
+    directory: 'FILE'`` puts the file last), anything else as it is."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror[0].lower()}{err.strerror[1:]}"
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -1361,8 +1379,12 @@ def main(argv: list[str] | None = None) -> int:
         # documentation of SIGPIPE advises)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:   # Ctrl-C: the outputs are written whole or not at all (cellscale.io.atomic)
+        print(f"cellscale {args.command}: interrupted: outputs written before the interruption are complete; "
+              f"the one being written was not kept", file=sys.stderr)
+        return 130
     except (ValueError, OSError, RuntimeError) as err:   # OSError: a missing file, a folder given for a file...
-        print(f"cellscale {args.command}: error: {err}", file=sys.stderr)
+        print(f"cellscale {args.command}: error: {_error_text(err)}", file=sys.stderr)
         return 2
 
 

@@ -505,6 +505,31 @@ def test_track_and_evaluate_refuse_what_is_not_a_tracking_input(tmp_path, capsys
     assert "OME-TIFF with axes TYX" in err and not (tmp_path / "planes.csv").exists()
 
 
+@pytest.mark.parametrize("damage", ["empty", "float", "smaller", "tracks"])
+def test_evaluate_tracks_names_a_damaged_result_file(damage, tmp_path, capsys):
+    """A result mask that is empty, not integer or of another size, or a res_track.txt line that is not four
+    integers: the file named (py-ctcmetrics' messages name none, and a float mask was its traceback)."""
+    from cellscale.cli import main
+
+    movie = make_timelapse(n_frames=4, shape=(64, 64), n_cells=3, seed=0)
+    write_ctc_ground_truth(movie, tmp_path / "gt")
+    assert main(["track", str(tmp_path / "gt" / "TRA"), "-o", str(tmp_path / "res")]) == 0
+    mask, tracks = tmp_path / "res" / "mask002.tif", tmp_path / "res" / "res_track.txt"
+    if damage == "empty":
+        mask.write_bytes(b"")
+    elif damage in ("float", "smaller"):
+        frame = tifffile.imread(mask)
+        tifffile.imwrite(mask, frame.astype(np.float32) if damage == "float" else frame[:32])
+    else:
+        tracks.write_text(tracks.read_text() + "7 1 x 0\n")
+    capsys.readouterr()
+    assert main(["evaluate-tracks", str(tmp_path / "res"), str(tmp_path / "gt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cellscale evaluate-tracks: error: {tracks if damage == 'tracks' else mask}")
+    assert {"empty": "cannot read", "float": "must hold integer labels", "smaller": "differs from (64, 64)",
+            "tracks": "expected 'L B E P' (four integers)"}[damage] in err
+
+
 def test_evaluate_tracks_on_a_movies_first_frames(tmp_path, capsys):
     """A result of a movie's first N frames is scored with --frames N against the ground truth cut there, as the
     library's fast path cuts it (ReferenceMatching.first_frames); without it the mismatch says what to give."""

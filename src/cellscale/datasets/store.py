@@ -12,6 +12,7 @@ import datetime
 import fnmatch
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from cellscale.datasets.manifest import REQUIRED, FileEntry, Manifest, missing_root_message, sha256_of
 
 VERSIONS_ENV = "CELLSCALE_VERSIONS"
+DATASET_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a data set's name: a folder of the store, no path
 CHECKOUT = Path(__file__).resolve().parents[3]  # src/cellscale/datasets/store.py -> the checkout
 
 
@@ -126,6 +128,9 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     on stderr says so; the index and ``latest`` stay as they are). A file missing under
     ``root`` or a file without compartments, source or licence is an error.
     """
+    if not re.fullmatch(DATASET_NAME, name):   # the store's folder NAME/: no '/', '..' or '@' (NAME@ID)
+        raise ValueError(f"dataset name {name!r}: give letters, digits and _ . - only, starting with a letter or a "
+                         f"digit (it names the store's folder {name!r} and versions NAME@ID)")
     store = _store(store)
     base = store_base(store)
     parent_manifest = load_version(parent, store) if parent else None

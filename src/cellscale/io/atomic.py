@@ -27,9 +27,11 @@ def atomic_path(path: str | os.PathLike):
 
     A job killed outright (SIGKILL, a preempted node) cannot clean up, so the
     temporary files an earlier attempt left for this same ``path`` are removed
-    first: a rerun leaves only the result.
+    first: a rerun leaves only the result. A folder at ``path`` is an error before anything is written.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give a file name for the output")
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temporaries(path):
         stale.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ export (:func:`cellscale.track.export_ctc.write_ctc`: ``maskNNN.tif`` +
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ import tifffile
 from .formats import numbered_frames
 from .labels import check_labels
 
-__all__ = ["LINEAGE_COLUMNS", "frame_digits", "write_label_frames", "read_label_dir",
+__all__ = ["LINEAGE_COLUMNS", "frame_digits", "write_label_frames", "read_label_dir", "label_frames",
            "write_lineage", "read_lineage"]
 
 LINEAGE_COLUMNS = ["L", "B", "E", "P"]
@@ -66,10 +66,17 @@ def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
     (starting at the smallest one). Raises ValueError naming the file when a
     name has no frame number, two files share a number, a frame number is
     missing, a file cannot be read, is not 2-D, is not integer, or its shape
-    differs from the first frame's.
+    differs from the first frame's (:func:`label_frames`).
     """
+    frames = [a for _, a in label_frames(folder)]
+    dtype = np.result_type(*{f.dtype for f in frames})
+    return np.stack([f.astype(dtype, copy=False) for f in frames])
+
+
+def label_frames(folder: str | os.PathLike) -> Iterator[tuple[Path, np.ndarray]]:
+    """The per-frame 2-D label TIFFs of ``folder`` as (path, frame), one at a time in frame order, each checked as
+    :func:`read_label_dir` says (a folder of frames never has to fit in memory)."""
     files = numbered_frames(folder, (".tif", ".tiff"))
-    frames = []
     shape = None
     for p in files:
         try:
@@ -87,9 +94,7 @@ def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
             shape = a.shape
         elif a.shape != shape:
             raise ValueError(f"{p}: shape {a.shape} differs from {shape} of {files[0].name}")
-        frames.append(a)
-    dtype = np.result_type(*{f.dtype for f in frames})
-    return np.stack([f.astype(dtype, copy=False) for f in frames])
+        yield p, a
 
 
 def write_lineage(path: str | os.PathLike, lineage: pd.DataFrame) -> Path:

@@ -121,7 +121,9 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
         if letter not in "TCYX":
             raise ImageError(f"{path}: unsupported axis {letter!r} in {axes!r}")
     if len(set(axes)) != len(axes):
-        raise ImageError(f"{path}: ambiguous axes {axes!r}")
+        raise ImageError(f"{path}: a {len(shape)}-D image of shape {tuple(shape)} whose axes cannot be told apart "
+                         f"(read as {axes!r}): cellscale reads 2-D images, channels (C, Y, X) and movies (T, Y, X) "
+                         f"or (T, C, Y, X); write it as an OME-TIFF that names its axes, or give fewer dimensions")
     if "Y" not in axes or "X" not in axes:
         raise ImageError(f"{path}: image has no Y/X axes ({axes!r}, shape {tuple(shape)})")
     return axes
@@ -205,7 +207,7 @@ def numbered_frames(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ImageError(f"{folder}: not a directory")
+        raise ImageError(f"{folder}: " + ("not a folder" if folder.exists() else "no such folder"))
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffixes))
     if not files:

@@ -60,10 +60,11 @@ def check_channel_names(channel_names, n_channels: int) -> list[str]:
     return names
 
 
-def check_image_dtype(dtype) -> None:
+def check_image_dtype(dtype, name: str = "image") -> None:
+    """Refuse an image that is not numbers (bool, complex, text): ``name`` (the image's file) is in the message."""
     dtype = np.dtype(dtype)
     if dtype == bool or dtype.kind not in "iuf":
-        raise ValueError(f"image must be numeric, got dtype {dtype}")
+        raise ValueError(f"{name} must be numeric (intensities), got dtype {dtype}")
 
 
 def _check_image(image, shape):

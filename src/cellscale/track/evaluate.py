@@ -35,8 +35,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
+from cellscale.io.ctc import label_frames, read_lineage
 from cellscale.track.export_ctc import _prepare_tracks, check_lineage, ctc_lineage
 from cellscale.track.export_ctc import read_label_dir
 
@@ -164,12 +164,15 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
                           f"START on: --frames START:STOP, STOP = START + {n_res})" if 0 < n_res < n_gt else ""))
     if not (res_dir / "res_track.txt").read_text().strip():   # py-ctcmetrics fails on it with a numpy message
         raise ValueError(f"{res_dir}: the result holds no tracks (res_track.txt is empty): nothing to score")
+    for tracks in (res_dir / "res_track.txt", gt_dir / "TRA" / "man_track.txt"):
+        read_lineage(tracks)   # a line that is not four integers: named (py-ctcmetrics' message names no file)
     shapes = {}
-    for folder, prefix in ((res_dir, "mask"), (gt_dir / "TRA", "man_track")):
-        first = min(folder.glob(f"{prefix}*.tif"), default=None)
-        if first is not None:
-            with tifffile.TiffFile(first) as tif:
-                shapes[first] = tif.series[0].shape
+    for folder in (res_dir, gt_dir / "TRA"):
+        # every mask read and checked, one at a time: a damaged, float or odd-sized one named before py-ctcmetrics
+        # (whose messages name no file) reads them
+        for path, mask in label_frames(folder):
+            shapes.setdefault(folder, (path, mask.shape))
+    shapes = dict(shapes.values())
     if len(set(shapes.values())) > 1:   # another sequence's ground truth: scikit-learn's message otherwise
         raise ValueError("the masks and the ground truth differ in size: " +
                          ", ".join(f"{path} {' x '.join(map(str, shape))} px" for path, shape in shapes.items()))
@@ -201,7 +204,7 @@ def ground_truth_frames(gt_dir: str | os.PathLike, start: int, stop: int | None,
     SEG unless asked)."""
     import pandas as pd
 
-    from cellscale.io.ctc import LINEAGE_COLUMNS, read_lineage, write_lineage
+    from cellscale.io.ctc import LINEAGE_COLUMNS, write_lineage
 
     tra = Path(gt_dir) / "TRA"
     masks = sorted(tra.glob("man_track*.tif"))
