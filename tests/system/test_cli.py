@@ -407,3 +407,29 @@ def test_train_fit_only_then_finish_with_a_codex_tile(tmp_path):
     (tmp_path / "first.keras").write_bytes(weights)
     b = keras.saving.load_model(tmp_path / "first.keras", compile=False).get_weights()
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_segment_interrupted_midway_leaves_whole_label_images_and_no_traceback(tmp_path):
+    """Ctrl-C (SIGINT) while a folder is segmented: exit status 130 and one line, the label images written before
+    it complete, and no temporary file (.NAME.XXXX.part) of the one being written left beside them."""
+    import signal
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        tifffile.imwrite(images / f"im{i:02d}.tif", rng.integers(0, 1000, (384, 384), dtype=np.uint16))
+    out = tmp_path / "labels"
+    proc = subprocess.Popen([CLI, "segment", str(images), "-o", f"{out}/", "--model", str(MODELS / "nuclear")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = proc.stdout.readline()   # the first image is written: interrupt the rest
+    assert " -> " in first, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "cellscale segment: interrupted: " in stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written and all(not name.startswith(".") for name in written) and len(written) < 40
+    for name in written:
+        assert tifffile.imread(out / name).shape == (384, 384)
