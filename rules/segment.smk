@@ -67,6 +67,10 @@ rule segment:
     input:
         unpack(model_files),
         tiles="results/tiles/{sample}/shard_{shard}.zarr.zip",
+        # the sample's tile job (its benchmark file, written when it ended; a shard inside its folder names no job):
+        # a job that reruns for its own reasons (its model, config segment) waits for a tile job that reruns too, not
+        # predicting the old shard before the tile job rewrites it (the next run then redid both)
+        tile_job="results/benchmarks/tile/{sample}.tsv",
     output:
         maps="results/predictions/{sample}/shard_{shard}.zarr.zip",
     params:

@@ -661,6 +661,33 @@ def test_killed_run_resumes_to_identical_results(demo_run, tmp_path):
         (reference / "results/tracks/movie/res_track.txt").read_text()
 
 
+def test_a_segment_job_that_reruns_waits_for_its_rerunning_tile_job(tmp_path):
+    """The model folder moved (its files' paths are the jobs' inputs): the sample's tile and segment jobs both
+    rerun. A segment job named no tile job (its shard is a file inside the checkpoint's folder), so it predicted the
+    old shard while the tile job waited for object_size (scale auto), the tile job then rewrote the shard, and the
+    next run redid segment and every job after it. It now waits for the tile job: the next run has nothing to do."""
+    import shutil
+
+    good = DEMO / "dsb2018" / "images" / "0bf4b144167694b6.png"
+    shutil.copytree(MODELS / "nuclear", tmp_path / "models" / "nuclear")
+    write_config(tmp_path, [f"dsb\t{good}\ttissue\t\t\t\t\tauto"], header=HEADER.rstrip("\n") + "\tscale\n",
+                 batches={"enabled": False}, models={"nuclear": str(tmp_path / "models" / "nuclear")})
+    target = "results/segmentation/dsb/nuclear.ome.tif"
+    result = run(tmp_path, target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (tmp_path / "models").rename(tmp_path / "moved")
+    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    config["models"]["nuclear"] = str(tmp_path / "moved" / "nuclear")
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    # 4 cores: object_size and segment (2 threads each) may start together, the tile job after object_size
+    result = run(tmp_path, target, "--cores", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    started = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", result.stdout + result.stderr, re.M)
+    assert started.index("tile") < started.index("segment"), started
+    result = run(tmp_path, target, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
 def test_a_cost_job_killed_after_its_outputs_reruns(demo_run):
     """The cost job SIGKILLed after its (atomic) tables were in place, before Snakemake wrote its benchmark file:
     --rerun-incomplete does not see jobs after the checkpoints and no job reads that benchmark, so the rerun did
