@@ -56,7 +56,7 @@ rule report_sample:
 rule lineage:
     input:
         tracks="results/tracks/{sample}.parquet",
-        image=image_input,
+        image=image_input,  # read: the tracking QC picture's frames (a few, strided); staged whole, as a file is
         labels="results/segmentation/{sample}/nuclear.ome.tif",  # the tracks table's labels
     output:
         plot=report(

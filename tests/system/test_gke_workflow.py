@@ -94,6 +94,13 @@ def test_dry_run_resolves_the_dag_offline(prepared, tmp_path):
     assert not (work / "results").exists()
 
 
+def launcher_command(*extra: str) -> list[str]:
+    """The launcher's snakemake as a user types it: the profile names the gcs storage provider and the bucket (from
+    ENV)."""
+    return [str(BIN / "snakemake"), "--profile", str(PROFILE), "--container-image", "cellscale:emulated",
+            "--jobs", "2", *extra]
+
+
 @pytest.fixture(scope="module")
 def gke_run(prepared, reference, storage):
     base, work, bucket = prepared
@@ -105,13 +112,10 @@ def gke_run(prepared, reference, storage):
         started = time.time()
         runs = []
         for _ in range(2):
-            # as a user types it: the profile names the gcs storage provider and the bucket (from ENV)
             result = subprocess.run(
-                [str(BIN / "snakemake"), "--profile", str(PROFILE), "--container-image", "cellscale:emulated",
-                 "--jobs", "2", "--seconds-between-status-checks", "1"],
-                cwd=work, capture_output=True, text=True, timeout=1500,
-                env={**os.environ, **ENV, "KUBECONFIG": str(kubeconfig),
-                     "STORAGE_EMULATOR_HOST": storage.endpoint("launcher")})
+                launcher_command("--seconds-between-status-checks", "1"), cwd=work, capture_output=True, text=True,
+                timeout=1500, env={**os.environ, **ENV, "KUBECONFIG": str(kubeconfig),
+                                   "STORAGE_EMULATOR_HOST": storage.endpoint("launcher")})
             runs.append(result.stdout + result.stderr)
             # Snakemake 9.27 may drop the retry of a killed job that follows a checkpoint and end with exit 0 and
             # outputs missing; the workflow's end check turns that into an error asking for a rerun, which a user
@@ -380,3 +384,81 @@ def test_a_batch_pods_cloud_storage_requests_are_the_cost_models(gke_run, storag
                                                         + o.class_b_per_provenance_read * staged)) \
             <= BACKGROUND_LOOKS, (rule, sum(q.cls == "B" for q in theirs))
         assert sum(q.op == "objects.list" for q in theirs) == 1 + o.class_a_checks_per_export_job, rule
+
+
+def launcher_run(gke_run, storage, client: str, *args: str, kubeconfig: Path | None = None) -> list:
+    """The launcher's snakemake once more on the finished run's bucket, as a user types it with ``args``: its
+    requests (counted as ``client``)."""
+    env = {**os.environ, **ENV, "STORAGE_EMULATOR_HOST": storage.endpoint(client)}
+    result = subprocess.run(launcher_command(*args), cwd=gke_run["work"], capture_output=True, text=True, timeout=600,
+        env={**env, "KUBECONFIG": str(kubeconfig)} if kubeconfig else env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return [q for q in storage.requests if q.client == client]
+
+
+def test_a_movie_without_a_sheet_scale_costs_the_launcher_a_read_of_its_model_json(gke_run, storage):
+    """segment.timelapse_scale: where the sheet gives a movie no scale, the launcher reads its model's model.json
+    from the bucket (once a run): Overheads.launcher_b_timelapse_scale requests more on that object than with the
+    sheet's scale, counted in two dry runs of the finished run (the sheet's date kept, so nothing reruns by it).
+    Before the next test makes the models' provenance files again: their jobs' followers would then be in the dry
+    runs and read model.json too (9 reads against 3, 2026-12-07)."""
+    from cellscale.cost.model import Overheads
+
+    sheet = gke_run["work"] / "config/samples.tsv"
+    kept, stat = sheet.read_text(), sheet.stat()
+    row = "movie\tdata/movie.ome.tif\ttimelapse\t\t\t\t\t1\n"
+    assert row in kept
+    spec = "cellscale/models/nuclear/model.json"
+    reads = {}
+    try:
+        for scale in ("1", ""):
+            sheet.write_text(kept.replace(row, row.replace("\t1\n", f"\t{scale}\n")))
+            os.utime(sheet, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            requests = launcher_run(gke_run, storage, f"dry-scale-{scale or 'auto'}", "--dry-run",
+                                    "--rerun-triggers", "mtime")
+            reads[scale] = [q for q in requests if q.object == spec]
+    finally:
+        sheet.write_text(kept)
+        os.utime(sheet, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert all(q.cls == "B" for q in reads[""])
+    assert len(reads[""]) - len(reads["1"]) == Overheads().launcher_b_timelapse_scale
+    assert sum(q.path.startswith("/download/") for q in reads[""]) == 1
+    assert not any(q.path.startswith("/download/") for q in reads["1"])
+
+
+def test_the_launchers_model_provenance_requests_are_the_cost_models(gke_run, storage, prepared):
+    """Rule model_provenance runs on the launcher, once a run per config model: it downloads the model's spec,
+    weights and metrics.json once each (no other launcher request downloads a model file), and makes the requests
+    Overheads.launcher_b_per_model and launcher_a_per_model price. Counted as the launcher's run of both models'
+    jobs less its run of one model's, the second model's outputs missing as in a first run; the run's own requests
+    (the DAG, the workflow sources) are in both."""
+    from cellscale.cost.model import Overheads
+
+    o = Overheads()
+    inputs = {f"cellscale/models/{key}/{name}" for key in ("nuclear", "tissue")
+              for name in ("model.json", "model.keras", "metrics.json")}
+    downloads = [q.object for q in storage.requests if q.client == "launcher" and q.path.startswith("/download/")]
+    assert sorted(q for q in downloads if q.startswith("cellscale/models/")) == sorted(inputs)
+    base, _, _ = prepared
+    outputs = ("results/models/tissue.json", "results/benchmarks/model_provenance/tissue.tsv",
+               "logs/model_provenance/tissue.log")
+    targets = ["results/models/nuclear.json", "results/models/tissue.json"]
+    with Cluster(gke_run["settings"].pools(), base / "cluster-provenance") as cluster:
+        kubeconfig = cluster.start(namespace="cellscale")
+        one = launcher_run(gke_run, storage, "provenance-one", targets[0], "--forcerun", "model_provenance",
+                           kubeconfig=kubeconfig)
+        bucket = storage.client().bucket(BUCKET)
+        for rel in outputs:
+            bucket.blob(f"cellscale/{rel}").delete()
+        two = launcher_run(gke_run, storage, "provenance-two", *targets, "--forcerun", "model_provenance",
+                           kubeconfig=kubeconfig)
+    assert all((gke_run["bucket"] / rel).exists() for rel in outputs)   # made again
+    assert not cluster.recorded_jobs()   # a local rule: no pod
+
+    def count(requests, cls):
+        return sum(q.cls == cls for q in requests)
+
+    assert sum(q.path.startswith("/download/") for q in two) - sum(q.path.startswith("/download/") for q in one) == 3
+    assert abs(count(two, "B") - count(one, "B") - o.launcher_b_per_model) <= BACKGROUND_LOOKS, (
+        count(two, "B"), count(one, "B"))
+    assert count(two, "A") - count(one, "A") == o.launcher_a_per_model, (count(two, "A"), count(one, "A"))

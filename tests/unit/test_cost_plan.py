@@ -854,6 +854,24 @@ def test_the_launchers_storage_requests_come_before_the_first_job_in_plan_and_si
         PRICES.storage["gcs_class_b_per_10k"]
 
 
+def test_the_launchers_model_provenance_job_is_priced_once_a_run():
+    """Rule model_provenance runs on the launcher once a run per model (a screen's fields use one): its requests
+    (Overheads.launcher_b_per_model and launcher_a_per_model, counted in the GKE workflow test) are priced once,
+    whatever the fields and jobs, and take no time of the launcher's phase (no segment job waits for it)."""
+    o = Overheads()
+    without = dataclasses.replace(o, launcher_b_per_model=0.0, launcher_a_per_model=0.0)
+    pool = PoolChoice("spot-cpu", "n2-standard-16", 4, True)
+    once = (o.launcher_b_per_model * PRICES.storage["gcs_class_b_per_10k"]
+            + o.launcher_a_per_model * o.class_a_per_object * PRICES.storage["gcs_class_a_per_10k"]) / 1e4
+    assert once > 0
+    for images in (2000, 20000):
+        w = Workload(images, 1.0, run_tables=False, formats=("ome-tiff",))
+        a, b = (predict(w, Choice(pool, pool, 16.0), PROFILES, PRICES, x) for x in (o, without))
+        assert counted_ops(a) - counted_ops(b) == pytest.approx(once)
+        assert a.phases_h == b.phases_h
+    assert not any("per_model" in line or "timelapse_scale" in line for line in o.assumptions())   # measured
+
+
 def test_batch_jobs_that_read_their_fields_spare_the_launcher_and_the_requests(monkeypatch, capsys, tmp_path):
     """batches.read_fields: direct: each segment job downloads its fields itself (one request a field) and the
     launcher asks about none of them; so do the batch exports (ome-zarr, spatialdata)."""

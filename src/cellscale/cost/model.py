@@ -311,6 +311,19 @@ class Overheads:
     launcher_b_per_job: float = 36.0
     launcher_a_per_job: float = 11.0
     launcher_scan_b_per_image: float = 4.25
+    # Rule model_provenance (results/models/KEY.json, a localrule) runs on the launcher once a run per config model:
+    # it stages the model's spec, weights and metrics.json (a download each, with its existence, mtime, size and
+    # checksum gets), checks its outputs and uploads them (the file, its benchmark, its log). Counted in the GKE
+    # workflow test (tests/system/test_gke_workflow.py, 2026-12-07): a launcher run of both models' jobs less one of
+    # one model's, the second model's outputs missing as in a first run: 73 class B (+-2, the client's background
+    # looks at the bucket) and 7 class A (the 3 uploads, 4 listings of its missing outputs' "folders"). Priced once a
+    # run (a planned screen's fields use one model); not in the launcher's phase: the job is no segment job's input
+    launcher_b_per_model: float = 73.0
+    launcher_a_per_model: float = 7.0
+    # segment.timelapse_scale: a movie without a sheet scale makes the launcher read its model's model.json once a run
+    # (rules/common.smk): 4 class B, 3 gets of its metadata and the download (the GKE workflow test: dry runs with and
+    # without the movie's sheet scale). Not priced: the planner leaves time-lapse samples out
+    launcher_b_timelapse_scale: float = 4.0
     # batches.read_fields: direct: a segment job downloads each field itself, one class B request a field and one
     # look at the bucket a job (measured, cellscale.io.bucket), and the launcher asks only about the report's few
     # fields (measured: no slope with the fields beyond the report's 24)
@@ -345,8 +358,8 @@ class Overheads:
                     "launcher_b_per_job", "launcher_a_per_job", "launcher_scan_b_per_image",
                     "class_b_per_direct_read", "class_b_per_direct_job", "launcher_b_per_image_direct",
                     "class_b_per_export_job", "class_b_per_label_read", "class_a_checks_per_export_job",
-                    "class_b_per_provenance_read",
-                    "round_b"}
+                    "class_b_per_provenance_read", "launcher_b_per_model", "launcher_a_per_model",
+                    "launcher_b_timelapse_scale", "round_b"}
         return [f"overhead {k} = {v}" for k, v in asdict(self).items() if k not in measured]
 
 
@@ -1100,11 +1113,11 @@ def run_costs(w: Workload, prices: PriceTable, o: Overheads, wall_s: float, node
     export_pods = pods * len(exports)
     provenance_pods = pods * sum(x.provenance for x in exports)  # export pods that stage the model's provenance
     written += (pods * o.class_a_checks_per_job + export_pods * o.class_a_checks_per_export_job
-                + segment_jobs * o.launcher_a_per_job)
+                + segment_jobs * o.launcher_a_per_job + o.launcher_a_per_model)   # + the run's model_provenance job
     checks_b = (pods * o.class_b_per_job + export_pods * o.class_b_per_export_job
                 + provenance_pods * o.class_b_per_provenance_read
                 + len(exports) * labels * o.class_b_per_label_read
-                + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o)
+                + segment_jobs * o.launcher_b_per_job + w.images * launcher_b_per_field(w, o) + o.launcher_b_per_model
                 + direct * (w.images * o.class_b_per_direct_read + segment_jobs * o.class_b_per_direct_job)
                 * (1 + retried_share + len(exports))    # read directly: the segment jobs' (+ retries), the exports'
                 + round_requests)
