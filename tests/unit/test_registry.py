@@ -308,9 +308,17 @@ def test_fine_tuning_a_model_of_another_kind_is_refused_before_any_step(tmp_path
     assert not run.exists() and not (tmp_path / "m").exists()
 
 
-def test_the_workflow_names_the_config_key_of_an_unknown_registry_model(tmp_path):
-    """`snakemake --dry-run` with models.nuclear a version that is not there: the key and the versions there are,
-    one line of where (not the library's traceback)."""
+@pytest.mark.parametrize("config_change,message", [
+    ({"models": {"nuclear": "nuclear@000000"}},
+     "config models.nuclear: model nuclear@000000 is not in the registry (versions of nuclear: {nuclear.version}"),
+    ({"models": {"nuclear": "models/nuclearx"}},  # a folder typed wrong: stopped here, not at its first job
+     "config models.nuclear: models/nuclearx: no such model folder, here or in the checkout; a registry model is "
+     "named NAME@VERSION or NAME@latest"),
+    ({"samples": "config/sampels.tsv"}, "config samples: config/sampels.tsv: no such sample sheet"),
+])
+def test_the_workflow_names_the_config_key_of_a_model_or_sheet_that_is_not_there(tmp_path, config_change, message):
+    """`snakemake --dry-run` with models.nuclear a version or a folder that is not there, or a sample sheet that is
+    not: the key and what is wrong, one line of where (not the library's or pandas' traceback)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -320,13 +328,15 @@ def test_the_workflow_names_the_config_key_of_an_unknown_registry_model(tmp_path
 
     nuclear = find_model("nuclear")
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["models"] = {"nuclear": "nuclear@000000", "tissue": str(MODELS / "tissue")}
+    config["samples"] = str(ROOT / "config" / "samples.tsv")
+    config["models"] = {"nuclear": str(MODELS / "nuclear"), "tissue": str(MODELS / "tissue")}
+    for key, value in config_change.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"),
                              "--directory", str(tmp_path), "--dry-run", "--configfile", str(tmp_path / "config.yaml")],
                             capture_output=True, text=True, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"config models.nuclear: model nuclear@000000 is not in the registry (versions of nuclear: " \
-           f"{nuclear.version}" in out
-    assert "registry.py" not in out  # no frames of the library
+    assert message.format(nuclear=nuclear) in out
+    assert "registry.py" not in out and "Traceback" not in out and "pandas" not in out  # no frames of libraries
