@@ -706,3 +706,21 @@ def test_review_of_an_image_of_one_file_per_channel(sample, tmp_path, monkeypatc
     tifffile.imwrite(files[1], image[0] // 3)  # the second channel changed since the export
     assert main(["review", "import", str(out), "--dataset", "d"]) == 2
     assert "changed since the export" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("frame", [3, -1])
+def test_a_frame_the_movie_has_not_is_an_error_naming_the_sample(sample, tmp_path, monkeypatch, capsys, frame):
+    """`review --frame F` of a 3-frame movie past its frames (a negative one would count from the end): an error
+    naming the sample, the frame and how many there are, exit status 2 and no bundle (was an IndexError from the
+    movie's labels)."""
+    image, labels = read_image(sample / "img.ome.tif")[0, 0], read_labels(sample / "nuclear.ome.tif")
+    write_image(tmp_path / "movie.ome.tif", np.stack([image] * 3), ["DNA"], axes="TYX")
+    write_labels(tmp_path / "movie_nuclear.ome.tif", np.stack([labels] * 3))
+    monkeypatch.chdir(tmp_path)
+    assert main(["review", "results", "--sample", "m", "--image", "movie.ome.tif", "--labels", "movie_nuclear.ome.tif",
+                 "--model", str(MODELS / "nuclear"), "--frame", str(frame), "-n", "1", "--tile-size", "64",
+                 "-o", "b"]) == 2
+    err = capsys.readouterr().err
+    assert f"cellscale review: error: sample 'm': frame {frame}: movie.ome.tif has 3 frames (0 to 2)" in err, err
+    assert not (tmp_path / "b").exists()

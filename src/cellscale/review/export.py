@@ -75,6 +75,9 @@ def score_sample(predictor, inputs: SampleInputs, options: ReviewOptions) -> tup
     labels = read_labels(inputs.labels)
     with ImageSource.open(inputs.image, inputs.timelapse) as source:
         t, _, h, w = source.shape
+        if not 0 <= options.frame < t:
+            raise ValueError(f"sample {inputs.sample!r}: frame {options.frame}: {inputs.image} has "
+                             f"{t} frame{'s' if t > 1 else ''} (0 to {t - 1})")
         if labels.ndim == 3:
             labels = labels[options.frame]
         if labels.shape != (h, w):
