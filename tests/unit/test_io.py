@@ -106,6 +106,11 @@ def test_channel_selection_and_errors():
     np.testing.assert_array_equal(out[0, 0], image[0, 2].astype(np.float32))
     with pytest.raises(ValueError, match="nuclear channel index 7 is out of range"):
         select_channels(image, {"nuclear": 7}, ["nuclear"])
+    # a tissue model on an image without a membrane channel given: what is missing and where to give it
+    with pytest.raises(ValueError, match=r"the model reads a membrane channel and none is given \(the image has 4 "
+                                         r"channel\(s\)\): set the sheet's membrane_channel, or cellscale segment's "
+                                         r"--membrane-channel"):
+        select_channels(image, {"nuclear": 0}, ["nuclear", "membrane"])
 
 
 def test_brightfield_is_inverted():

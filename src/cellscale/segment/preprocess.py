@@ -101,7 +101,8 @@ def channel_recipe(sample: np.ndarray, roles: dict, wanted: list[str], gamma: fl
                     f"the nuclear one (set the sheet's nuclear_channel, or cellscale segment's --nuclear-channel; "
                     f"a movie's frames read as channels: --timelapse)")
         if index is None:
-            raise ValueError(f"no channel given for role {role!r}")
+            raise ValueError(f"the model reads a {role} channel and none is given (the image has {n_channels} "
+                             f"channel(s)): set the sheet's {role}_channel, or cellscale segment's --{role}-channel")
         if not 0 <= index < n_channels:
             raise ValueError(f"{role} channel index {index} is out of range: the image has {n_channels} channel(s)")
         indices.append(int(index))
