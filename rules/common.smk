@@ -225,9 +225,18 @@ wildcard_constraints:
     key="|".join(map(re.escape, config["models"])),  # a config model (rule model_provenance)
 
 
+class SheetColumn(dict):
+    """A sheet column, {sample: value}: a sample the sheet does not list (a target such as
+    results/measurements/NAME.csv with the name typed wrong) is an error naming it and the sheet, not a KeyError."""
+
+    def __missing__(self, sample):
+        raise KeyError(f"sample {sample!r} is not in the sample sheet {config['samples']} (its samples: "
+                       f"{', '.join(list(self)[:5])}{', ...' if len(self) > 5 else ''})")
+
+
 # Each column as a dict: the input functions run once per job, and a sheet may have 10^5 rows (a dict lookup is
 # about 100 times faster than samples.loc).
-sheet = {column: samples[column].to_dict() for column in samples.columns}
+sheet = {column: SheetColumn(samples[column].to_dict()) for column in samples.columns}
 
 
 def cell(sample, column):

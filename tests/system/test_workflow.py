@@ -1103,3 +1103,16 @@ def test_a_plate_of_one_file_per_channel_segments_as_its_stacked_images(tmp_path
     with ImageSource.open(own / "results/ngff/A01_s1.ome.zarr") as store:  # the store holds both channels
         assert store.shape == (1, 2, 128, 160)
         np.testing.assert_array_equal(store.region(0, 0, 128, 0, 160), tifffile.imread(stacked / "A01_s1.tif"))
+
+
+@pytest.mark.parametrize("target", ["results/measurements/dsb_typo.csv", "results/tracks/dsb_typo.parquet",
+                                    "results/ngff/dsb_typo.ome.zarr"])
+def test_a_target_of_a_sample_the_sheet_does_not_list_is_named(tmp_path, target):
+    """A target asked for by hand with a sample name the sheet does not have (typed wrong): the dry run stops
+    naming the sample and the sheet, with the sheet's samples, not with a bare KeyError."""
+    write_config(tmp_path, [f"dsb\t{DEMO / 'dsb2018' / 'images' / '0bf4b144167694b6.png'}\ttissue\t\t\t\t"])
+    result = run(tmp_path, "--dry-run", target, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"sample 'dsb_typo' is not in the sample sheet {tmp_path / 'config' / 'samples.tsv'} (its samples: dsb)" \
+           in out, out[-3000:]
