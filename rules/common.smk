@@ -129,11 +129,14 @@ for _key, _value in _MODEL_VALUES.items():
         _resolved_models[_key] = resolve_model(_value)
     except FileNotFoundError as _err:
         raise WorkflowError(f"config models.{_key}: {_err}; `cellscale models list` lists them") from None
-    # a folder that is not there (a typo) stops it too, naming the key, not the first job loading it (its files)
+    # a folder that is not there (a typo) or holds no model stops it too, naming the key, not the first job
+    # loading it (a missing input: its files)
     if (isinstance(_resolved_models[_key], str) and workflow.storage_settings.default_storage_provider is None
-            and not os.path.isdir(_resolved_models[_key])):
-        raise WorkflowError(f"config models.{_key}: {_value}: no such model folder, here or in the checkout; a "
-                            "registry model is named NAME@VERSION or NAME@latest (`cellscale models list`)")
+            and not os.path.isfile(os.path.join(_resolved_models[_key], "model.json"))):
+        _what = "not a model folder (no model.json in it)" if os.path.isdir(_resolved_models[_key]) else \
+            "no such model folder, here or in the checkout"
+        raise WorkflowError(f"config models.{_key}: {_value}: {_what}; a registry model is named NAME@VERSION or "
+                            "NAME@latest (`cellscale models list`)")
 config["models"] = _resolved_models
 
 if not os.path.isfile(config["samples"]):  # a path typed wrong: one line naming it, not pandas' traceback

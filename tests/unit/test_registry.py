@@ -314,6 +314,8 @@ def test_fine_tuning_a_model_of_another_kind_is_refused_before_any_step(tmp_path
     ({"models": {"nuclear": "models/nuclearx"}},  # a folder typed wrong: stopped here, not at its first job
      "config models.nuclear: models/nuclearx: no such model folder, here or in the checkout; a registry model is "
      "named NAME@VERSION or NAME@latest"),
+    ({"models": {"nuclear": str(MODELS)}},  # the folder of the models, not one of them
+     f"config models.nuclear: {MODELS}: not a model folder (no model.json in it); a registry model is named"),
     ({"samples": "config/sampels.tsv"}, "config samples: config/sampels.tsv: no such sample sheet"),
 ])
 def test_the_workflow_names_the_config_key_of_a_model_or_sheet_that_is_not_there(tmp_path, config_change, message):
