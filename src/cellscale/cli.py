@@ -41,7 +41,7 @@ def _segment(args) -> int:
     from cellscale.segment.image import IMAGE_ERRORS, FieldOfView, segment_many
     from cellscale.api import load_model
     from cellscale.registry import model_path
-    from cellscale.segment.model import shipped_model
+    from cellscale.segment.model import ModelSpec, shipped_model
     from cellscale.segment.size import default_scale
     from cellscale.settings import default
 
@@ -67,13 +67,20 @@ def _segment(args) -> int:
     # one named as cellscale review and train name theirs)
     model = model_path(args.model, f"--model {args.model}") if args.model else \
         shipped_model("tissue" if whole_cell else "nuclear")
+    _check_tiling(args, ModelSpec.read(model).tile_multiple)
+    single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
+    out = Path(args.output)
+    if single_file and out.is_dir():   # before the model loads and the image is segmented
+        raise IsADirectoryError(f"{out} is a folder: give a file name for the output (or {out}/ to write the "
+                                f"label image into it)")
+    if not single_file and out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder: give a folder for the label images")
     predictor = load_model(model, batch_size=args.batch_size, precision=args.precision, augment=args.augment)
     # no --scale: a movie's is the workflow's default for a time-lapse without a sheet scale (segment.timelapse_scale)
     scale = default_scale(args.scale, args.timelapse, predictor.spec, default("segment", "timelapse_scale"))
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
     compartment = "whole_cell" if whole_cell else "nuclear"
-    single_file = len(inputs) == 1 and one_image and not args.output.endswith("/")
-    out_dir = Path(args.output) if not single_file else None
+    out_dir = out if not single_file else None
     read, failed, sizes, intervals = [], [], {}, {}  # the paths segment_many gets (its indices), those that failed
 
     def fields():  # read one at a time, as segment_many asks: a folder never has to fit in memory
@@ -119,6 +126,18 @@ def _segment(args) -> int:
     return 0
 
 
+def _check_tiling(args, multiple: int) -> None:
+    """``segment --tile`` and ``--overlap``: windows (``--tile`` rounded down to the model's ``multiple``) wider
+    than two overlaps, checked before the model loads (an image of several windows a side needs them)."""
+    from cellscale.segment.tiles import largest_window, least_tile
+
+    window = largest_window(args.tile, multiple)
+    if 2 * args.overlap >= window:
+        raise UsageError(f"--tile {args.tile} gives windows of {window} px (the model's windows are multiples of "
+                         f"{multiple} px), and --overlap {args.overlap} needs windows wider than twice the overlap: "
+                         f"give --tile {least_tile(args.overlap, multiple)} or more, or a smaller --overlap")
+
+
 class UsageError(Exception):
     """A command line that argparse accepts but that cannot run as given. Printed as argparse prints its own
     usage errors: the command's usage line, then ``cellscale CMD: error: ...``; exit status 2."""
@@ -134,20 +153,25 @@ def _scale_arg(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _number_arg(convert, low: float, what: str, above: bool = False):
+def _number_arg(convert, low: float, what: str, above: bool = False, high: float = math.inf):
     """An argparse ``type=``: a finite number (``convert``: int or float) of at least ``low`` (above it with
-    ``above``); anything else a usage error saying what the option takes (``what``)."""
+    ``above``) and at most ``high``; anything else a usage error saying what the option takes (``what``)."""
 
     def parse(text: str):
         try:
             value = convert(text)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or value < low or (above and value == low):
+        if value is None or not math.isfinite(value) or value < low or (above and value == low) or value > high:
             raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
         return value
 
     return parse
+
+
+def _channel_arg(text: str) -> int:
+    """``--nuclear-channel``, ``--membrane-channel``: a 0-based channel index."""
+    return _number_arg(int, 0, "a 0-based channel index, at least 0")(text)
 
 
 def _frame_range(text: str) -> tuple[int, int | None]:
@@ -200,6 +224,10 @@ def _measure(args) -> int:
     out = Path(args.output)
     parquet = out.with_suffix(".parquet") if args.parquet else None
     movie = Path(args.labels).is_dir()   # a folder of per-frame labels (a CTC result's maskNNN.tif)
+    if movie and not any(p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith(".")
+                         for p in Path(args.labels).iterdir()):
+        raise ValueError(f"{args.labels}: a folder that holds no label frames (.tif/.tiff files, one per frame: "
+                         f"mask000.tif ...): give a movie's label frames, or a label image")
     if not movie:
         with ImageSource.open(args.labels, timelapse=True) as source:
             movie = source.shape[0] > 1   # a (T, Y, X) stack, as cellscale segment --timelapse writes a movie's
@@ -213,7 +241,9 @@ def _measure(args) -> int:
     if args.tracks or args.frame_interval is not None:
         raise UsageError(f"{args.labels} is one frame: --tracks and --frame-interval are for a movie's labels")
     labels = read_labels(args.labels)
-    image = read_image(args.image)[0]
+    pixels = read_image(args.image)
+    ImageSource.from_array(pixels, args.image).check_finite(pixels)   # NaN pixels: refused, as segment refuses them
+    image = pixels[0]
     if labels.ndim != 2:   # e.g. planes an OME-TIFF names channels, or interleaved colour: one frame
         raise ValueError(f"{args.labels}: expected a 2-D label image or a movie's labels, got shape {labels.shape}, "
                          f"which reads as one frame (planes the file marks as channels or colour samples): write "
@@ -877,8 +907,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'A01_w1.TIF|A01_w2.TIF' (quoted)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--compartment", choices=["nuclear", "whole-cell"], default="nuclear")
-    p.add_argument("--nuclear-channel", type=int, default=None, help="0-based channel index of the nuclear stain")
-    p.add_argument("--membrane-channel", type=int, default=None, help="0-based channel index of the membrane stain")
+    p.add_argument("--nuclear-channel", type=_channel_arg, default=None,
+                   help="0-based channel index of the nuclear stain")
+    p.add_argument("--membrane-channel", type=_channel_arg, default=None,
+                   help="0-based channel index of the membrane stain")
     p.add_argument("--model", default=None, help="model folder, shipped model name (nuclear, tissue) or registry "
                    "NAME@VERSION (default: the shipped nuclear or tissue model, or the one in the folder "
                    "$CELLSCALE_MODELS names)")
@@ -961,9 +993,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels_dir", help="a folder of one label TIFF per frame (maskNNN.tif, t000.tif ...), or one "
                                       "(T, Y, X) label stack, as `cellscale segment` writes a movie's")
     p.add_argument("-o", "--output", required=True, help="CTC result folder to write")
-    p.add_argument("--max-distance", type=float, default=default("track", "max_distance"),
+    p.add_argument("--max-distance", type=_number_arg(float, 0, "a distance in pixels, above 0", above=True),
+                   default=default("track", "max_distance"),
                    help="largest link in pixels (default: estimated)")
-    p.add_argument("--max-gap", type=int, default=default("track", "max_gap"), help="frames a cell may be missing")
+    p.add_argument("--max-gap", type=_number_arg(int, 0, "a whole number of frames, at least 0"),
+                   default=default("track", "max_gap"), help="frames a cell may be missing")
     p.add_argument("--divisions", action=argparse.BooleanOptionalAction, default=default("track", "divisions"),
                    help="detect divisions (--no-divisions: do not)")
     p.add_argument("--solver", choices=choices("track", "solver"), default=default("track", "solver"),
@@ -980,7 +1014,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default=None,
                    help="the movie the labels were segmented from (a frame folder or a T-stack): its nuclear "
                         "intensities enter the link and division costs (track.intensity_weight), as in the workflow")
-    p.add_argument("--nuclear-channel", type=int, default=None, help="the movie's nuclear channel (default 0)")
+    p.add_argument("--nuclear-channel", type=_channel_arg, default=None, help="the movie's nuclear channel (default 0)")
     _frame_interval_option(p, "seconds between frames, for the --table's time column (default: the interval the "
                               "labels' OME metadata states, as cellscale segment --timelapse writes it, else the one "
                               "--image's metadata states; a given one that differs from it by over 1%% wins, with a "
@@ -1032,17 +1066,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="image file to write (.ome.tif)")
     p.add_argument("--truth-dir", default=None, help="folder for the ground truth (default: next to the image)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=512, help="image edge in pixels")
-    p.add_argument("--cells", type=int, default=None,
+    p.add_argument("--size", type=_number_arg(int, 40, "an image edge in pixels, at least 40"), default=512,
+                   help="image edge in pixels")
+    p.add_argument("--cells", type=_number_arg(int, 1, "a whole number of cells, at least 1"), default=None,
                    help="number of cells (colony: founder cells in the first frame, default 6)")
-    p.add_argument("--frames", type=int, default=None, help="time-lapse frames (default: timelapse 30, colony 50)")
+    p.add_argument("--frames", type=_number_arg(int, 2, "a whole number of frames, at least 2"), default=None,
+                   help="time-lapse frames (default: timelapse 30, colony 50)")
     p.add_argument("--shape", choices=["rod", "round"], default="rod",
                    help="colony only: rod-shaped cells that elongate along their axis (E. coli-like, the default) "
                         "or round cells that grow in area (yeast-like)")
-    p.add_argument("--doubling", type=float, default=8.0,
+    p.add_argument("--doubling", type=_number_arg(float, 0, "frames above 0", above=True), default=8.0,
                    help="colony only: mean doubling time in frames (default 8: 6 founders give about 300 cells "
                         "after 50 frames)")
-    p.add_argument("--motion", type=float, default=0.3,
+    p.add_argument("--motion", type=_number_arg(float, 0, "px per frame, at least 0"), default=0.3,
                    help="colony only: random-walk step of each cell in px/frame, on top of the pushes of its "
                         "growing neighbours (default 0.3)")
     p.set_defaults(func=_synth)
@@ -1058,18 +1094,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "DSB2018 folder or 'synthetic-tissue'")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--run-dir", required=True, help="folder for checkpoints (rerun to resume)")
-    p.add_argument("--steps", type=int, default=3000, help="training steps (batches)")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--tile", type=int, default=256, help="training crop size")
-    p.add_argument("--base-filters", type=int, default=16)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay over --steps)")
+    p.add_argument("--steps", type=_number_arg(int, 1, "a whole number of steps, at least 1"), default=3000,
+                   help="training steps (batches)")
+    p.add_argument("--batch", type=_number_arg(int, 1, "a whole number of crops, at least 1"), default=8)
+    p.add_argument("--tile", type=_number_arg(int, 1, "a crop edge in pixels, a multiple of 2 ** --depth"),
+                   default=256, help="training crop size (a multiple of 2 ** --depth)")
+    p.add_argument("--base-filters", type=_number_arg(int, 1, "a whole number of filters, at least 1"), default=16)
+    p.add_argument("--depth", type=_number_arg(int, 1, "a whole number of levels, at least 1"), default=4)
+    p.add_argument("--lr", type=_number_arg(float, 0, "a learning rate above 0", above=True), default=2e-3,
+                   help="peak learning rate (cosine decay over --steps)")
     p.add_argument("--init-from", default=None,
                    help="start from this model's weights (a model folder, a .keras file or a registry name "
                         "NAME[@VERSION]; same architecture) with a fresh optimizer: fine-tuning; the card records "
                         "the parent and compares the two on the same held-out data")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--images", type=int, default=24, help="generated images (synthetic-tissue only)")
+    p.add_argument("--images", type=_number_arg(int, 1, "a whole number of images, at least 1"), default=24,
+                   help="generated images (synthetic-tissue only)")
     p.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default=None,
                    help="synthetic-tissue only: separate cells with crisp membranes (sparse, the default), "
                         "packed cells with large nuclei and faint membranes like a CODEX tile (dense), or both")
@@ -1085,11 +1125,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "cells both drew, outlined between the two; several: each as often")
     labels.add_argument("--codex-first", type=int, choices=(1, 2), nargs="+", default=None,
                         help="the same as --codex-labels expert1 / expert2 (the older spelling)")
-    p.add_argument("--codex-share", type=float, default=None,
+    p.add_argument("--codex-share", type=_number_arg(float, 0, "a share above 0 and at most 1", above=True, high=1),
+                   default=None,
                    help="with --codex: the share of training crops drawn from the CODEX tile (default 0.5; the "
                         "rest from generated tissue)")
     p.add_argument("--note", default=None, help="a line for the model card (e.g. how the run was scheduled)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=_number_arg(int, 0, "a whole number of processes, at least 0"), default=0,
                    help="make the training crops in this many processes (for a GPU, which trains faster than one "
                         "core crops); 0: in the training process")
     p.add_argument("--fit-only", action="store_true",
@@ -1104,7 +1145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model folder (model.json + model.keras)")
     p.add_argument("--data", required=True, help="DSB2018 folder or 'synthetic-tissue'")
     p.add_argument("--codex", default=None, help="synthetic-tissue only: also calibrate on this CODEX tile")
-    p.add_argument("--window", type=int, default=512, help="window edge the copy is built for (px)")
+    p.add_argument("--window", type=_number_arg(int, 1, "a window edge in pixels, a multiple of the model's"),
+                   default=512, help="window edge the copy is built for (px; a multiple of the model's tile_multiple)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_quantize)
 

@@ -92,3 +92,139 @@ def test_data_add_refuses_a_name_that_is_a_path_and_names_bad_metadata(tmp_path,
                  str(tmp_path / "meta.json"), *meta]) == 2
     assert "expected a JSON object of the set's metadata" in capsys.readouterr().err
     assert not store.exists()
+
+
+def _labels_and_nan_image(tmp_path, frames: int | None = None):
+    labels = np.zeros((48, 48), np.uint16)
+    labels[4:20, 4:20], labels[24:40, 24:40] = 1, 2
+    image = np.ones((48, 48), np.float32)
+    image[8, 8] = image[30, 30] = np.nan   # one NaN pixel in each cell
+    if frames:
+        labels, image = np.stack([labels] * frames), np.stack([image] * frames)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    tifffile.imwrite(tmp_path / "nan.tif", image)
+    return tmp_path / "labels.tif", tmp_path / "nan.tif"
+
+
+@pytest.mark.parametrize("frames", [None, 3])
+def test_measure_refuses_nan_pixels_as_segment_does(tmp_path, frames, capsys):
+    """A still image's or a movie's NaN pixels: the same error as segment's, naming the file and counting them (the
+    cells holding one had a NaN mean)."""
+    labels, image = _labels_and_nan_image(tmp_path, frames)
+    assert main(["measure", str(labels), str(image), "-o", str(tmp_path / "cells.csv")]) == 2
+    count = 2 * (frames or 1)
+    assert f"{image}: {count} of {48 * 48 * (frames or 1)} pixel values are not finite ({count} NaN, 0 infinite)" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "cells.csv").exists()
+
+
+def test_the_measure_step_names_the_sample_of_a_nan_image(tmp_path):
+    """The workflow's measure step (a time-lapse sample's, as the command line's movies): a StepError naming the
+    sample and the file, so that sample fails and the others go on."""
+    from cellscale.steps import StepError
+    from cellscale.steps.measure import measure_sample
+
+    labels, image = _labels_and_nan_image(tmp_path, 2)
+    with pytest.raises(StepError, match=rf"sample 'movie': {image}: 4 of 4608 pixel values are not finite"):
+        measure_sample("movie", image, {"nuclear": labels}, tmp_path / "m.csv", tmp_path / "m.parquet", timelapse=True)
+    assert not (tmp_path / "m.csv").exists() and not (tmp_path / "m.parquet").exists()
+
+
+def test_measure_names_an_empty_labels_folder(tmp_path, capsys):
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "movie.tif", np.ones((3, 48, 48), np.uint16))
+    assert main(["measure", str(tmp_path / "masks"), str(tmp_path / "movie.tif"), "-o",
+                 str(tmp_path / "cells.csv")]) == 2
+    assert capsys.readouterr().err.startswith(f"cellscale measure: error: {tmp_path / 'masks'}: a folder that holds no "
+                                              f"label frames")
+
+
+def test_models_add_names_a_missing_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CELLSCALE_REGISTRY", str(tmp_path / "models.json"))
+    assert main(["models", "add", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"cellscale models: error: model folder {tmp_path / 'missing'}: no such folder\n"
+    assert not (tmp_path / "models.json").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["track", "masks", "-o", "res", "--max-distance", "-3"], ["track", "masks", "-o", "res", "--max-gap", "-1"],
+    ["track", "masks", "-o", "res", "--nuclear-channel", "-1"],
+    ["segment", "image.tif", "-o", "labels.tif", "--nuclear-channel", "-1"],
+    ["segment", "image.tif", "-o", "labels.tif", "--membrane-channel", "-2"],
+    ["synth", "tissue", "-o", "x.ome.tif", "--size", "-5"], ["synth", "colony", "-o", "x.ome.tif", "--cells", "0"],
+    ["synth", "timelapse", "-o", "x.ome.tif", "--frames", "1"],
+    ["synth", "colony", "-o", "x.ome.tif", "--doubling", "0"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--steps", "-5"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--tile", "0"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--lr", "-1"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--batch", "0"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--depth", "0"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--images", "0"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--workers", "-1"],
+    ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--codex-share", "2"],
+    ["quantize", "m", "--data", "d", "--window", "0"]])
+def test_a_number_option_out_of_range_is_a_usage_error_naming_it(command, capsys):
+    """The option's name, not the library's parameter (max_distance) or numpy's message (negative dimensions)."""
+    with pytest.raises(SystemExit) as stop:
+        main(command)
+    assert stop.value.code == 2
+    assert f"argument {command[-2]}: expected " in capsys.readouterr().err
+
+
+def _no_model_load(monkeypatch):
+    """Fail a test that loads the network: the check must come first."""
+    import cellscale.api
+
+    def load_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the command line was checked")
+
+    monkeypatch.setattr(cellscale.api, "load_model", load_model)
+
+
+def test_segment_checks_tile_against_overlap_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    """--tile 1 was allowed, then every image failed with 'overlap 32 is too large for 16x16 tiles'."""
+    _no_model_load(monkeypatch)
+    tifffile.imwrite(tmp_path / "image.tif", np.ones((96, 96), np.uint16))
+    for tile, window in (("1", 16), ("70", 64)):
+        with pytest.raises(SystemExit) as stop:
+            main(["segment", str(tmp_path / "image.tif"), "-o", str(tmp_path / "labels.tif"), "--tile", tile])
+        assert stop.value.code == 2
+        assert (f"--tile {tile} gives windows of {window} px (the model's windows are multiples of 16 px), and "
+                f"--overlap 32 needs windows wider than twice the overlap: give --tile 80 or more, or a smaller "
+                f"--overlap") in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.tif"]
+
+
+def test_segment_refuses_a_folder_as_output_file_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    _no_model_load(monkeypatch)
+    tifffile.imwrite(tmp_path / "image.tif", np.ones((96, 96), np.uint16))
+    (tmp_path / "out").mkdir()
+    assert main(["segment", str(tmp_path / "image.tif"), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith(f"cellscale segment: error: {tmp_path / 'out'} is a folder: give a file "
+                                              f"name for the output")
+    assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("action", [["show", "../x"], ["diff", "../x", "set"],
+                                    ["verify", "../x@1"], ["list", "../x"]])
+def test_data_refuses_a_name_that_is_a_path_when_reading_too(tmp_path, action, capsys):
+    """As data add does: a name is a folder of the store, never a path out of it."""
+    store = tmp_path / "data" / "versions"
+    store.mkdir(parents=True)
+    (tmp_path / "data" / "x").mkdir()   # what ../x reaches from the store
+    assert main(["data", "--store", str(store), *action]) == 2
+    assert "dataset name '../x': give letters, digits and _ . - only" in capsys.readouterr().err
+
+
+def test_train_and_quantize_check_their_options_before_reading_data(tmp_path, capsys):
+    """A crop the U-Net cannot halve --depth times, a --window the model cannot run, a --data that is nothing: named
+    before any image is read or generated (train --tile 0 was a ZeroDivisionError traceback)."""
+    run = ["--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "r")]
+    assert main(["train", "--data", "synthetic-tissue", *run, "--tile", "100"]) == 2
+    assert "--tile 100: not a multiple of 16 px (2 ** --depth 4" in capsys.readouterr().err
+    model = "models/nuclear"
+    assert main(["quantize", model, "--data", "synthetic-tissue", "--window", "100"]) == 2
+    assert f"--window 100: not a multiple of 16 px, the window multiple of the model {model}" in capsys.readouterr().err
+    assert main(["quantize", model, "--data", str(tmp_path / "nothing")]) == 2
+    assert f"--data {tmp_path / 'nothing'}: not a DSB2018 folder" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()

@@ -128,9 +128,7 @@ def add_version(name: str, root: str | os.PathLike, files=None, metadata: dict |
     on stderr says so; the index and ``latest`` stay as they are). A file missing under
     ``root`` or a file without compartments, source or licence is an error.
     """
-    if not re.fullmatch(DATASET_NAME, name):   # the store's folder NAME/: no '/', '..' or '@' (NAME@ID)
-        raise ValueError(f"dataset name {name!r}: give letters, digits and _ . - only, starting with a letter or a "
-                         f"digit (it names the store's folder {name!r} and versions NAME@ID)")
+    check_dataset_name(name)
     store = _store(store)
     base = store_base(store)
     parent_manifest = load_version(parent, store) if parent else None
@@ -235,6 +233,13 @@ def _index(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"latest": None, "versions": []}
 
 
+def check_dataset_name(name: str) -> None:
+    """Refuse a dataset name that is no folder name of the store (``../x`` would reach outside it)."""
+    if not re.fullmatch(DATASET_NAME, name):   # the store's folder NAME/: no '/', '..' or '@' (NAME@ID)
+        raise ValueError(f"dataset name {name!r}: give letters, digits and _ . - only, starting with a letter or a "
+                         f"digit (it names the store's folder {name!r} and versions NAME@ID)")
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
     """``NAME@ID`` / ``NAME@latest`` / ``NAME`` -> (name, id or "latest")."""
     name, _, version = ref.partition("@")
@@ -265,6 +270,7 @@ def load_version(ref: str, store: str | os.PathLike | None = None) -> Manifest:
     an error naming the versions there are when there is no such one."""
     store = _store(store)
     name, version = parse_ref(ref)
+    check_dataset_name(name)
     folder = store / name
     if not folder.is_dir():
         known = sorted(p.name for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
@@ -304,6 +310,8 @@ def list_versions(store: str | os.PathLike | None = None, name: str | None = Non
     """One row per version (name, id, created, parent, files, bytes, note, latest): by name (alphabetically),
     oldest first within a name (the order they were added)."""
     store = _store(store)
+    if name is not None:
+        check_dataset_name(name)
     rows = []
     folders = [store / name] if name else sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
     for folder in folders:

@@ -294,8 +294,8 @@ class ImageSource:
         nan, inf = self.count_nonfinite()
         t, c, h, w = self.shape
         raise ImageError(f"{self.path or 'image'}: {nan + inf} of {t * c * h * w} pixel values are not finite "
-                         f"({nan} NaN, {inf} infinite); cellscale refuses such images: replace them (e.g. by 0, "
-                         f"or the background level) before segmenting")
+                         f"({nan} NaN, {inf} infinite); cellscale refuses such images (segment and measure): "
+                         f"replace them (e.g. by 0, or the background level) first")
 
     def count_nonfinite(self, max_values: int = 16_000_000) -> tuple[int, int]:
         """(NaN, infinite) pixel values of the whole image, read in bands of at most ``max_values`` values."""

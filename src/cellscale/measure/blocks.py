@@ -30,7 +30,9 @@ class RegionArray:
         The axes of the view, e.g. ``"YX"`` or ``"TYX"`` for labels,
         ``"CYX"`` or ``"TCYX"`` for an image; dropped axes must have size 1.
         Indexing takes an integer for T and slices with step 1 for Y and X
-        (C: an integer or a full slice).
+        (C: an integer or a full slice). A source with ``check_finite`` (an
+        :class:`~cellscale.io.ImageSource`) checks every block read: NaN or
+        infinite pixels are an error naming the file, as segmentation's.
     """
 
     def __init__(self, source, axes: str):
@@ -52,6 +54,8 @@ class RegionArray:
         t = int(index.get("T", 0))
         (y0, y1, _), (x0, x1, _) = (index[a].indices(self.shape[self.axes.index(a)]) for a in "YX")
         data = np.asarray(self.source.region(t, y0, y1, x0, x1))
+        if hasattr(self.source, "check_finite"):   # an ImageSource: NaN or infinite pixels refused as they are read
+            self.source.check_finite(data)
         return data[index.get("C", 0)]  # no C axis: the source's only channel
 
 

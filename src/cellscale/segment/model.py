@@ -64,7 +64,9 @@ class ModelSpec:
         else:
             path = Path(model) / "model.json"
             if not path.exists():
-                raise FileNotFoundError(f"model folder {model} has no model.json")
+                what = " has no model.json" if Path(model).is_dir() else \
+                    ": not a folder" if Path(model).exists() else ": no such folder"
+                raise FileNotFoundError(f"model folder {model}{what}")
             data = json.loads(path.read_text())
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:

@@ -98,6 +98,18 @@ def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
+def largest_window(tile: int, multiple: int) -> int:
+    """The largest window edge ``tile`` (config ``tiling.tile``) allows: rounded down to the model's ``multiple``,
+    at least one multiple."""
+    return max(multiple, tile // multiple * multiple)
+
+
+def least_tile(overlap: int, multiple: int) -> int:
+    """The least ``tile`` whose windows are wider than two overlaps, as an image of several windows a side needs
+    (:func:`plan_tiles`)."""
+    return _round_up(2 * overlap + 1, multiple)
+
+
 def plan_tiles(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) -> TilePlan:
     """Plan windows and shards for an image of shape (T, Y, X).
 
@@ -111,7 +123,7 @@ def plan_tiles(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) 
     shard_mpx : target megapixels of window area per shard; config ``tiling.shard_mpx``.
     """
     t, h, w = (int(s) for s in shape)
-    tile = max(multiple, tile // multiple * multiple)
+    tile = largest_window(tile, multiple)
     th, tw = window_size(h, tile, multiple, overlap), window_size(w, tile, multiple, overlap)
     if (h > th and overlap * 2 >= th) or (w > tw and overlap * 2 >= tw):  # only an axis of several windows
         raise ValueError(f"overlap {overlap} is too large for {th}x{tw} tiles")

@@ -14,10 +14,10 @@ import pandas as pd
 
 from cellscale import __version__
 from cellscale.io import atomic_dir, channel_names_from_ome, colour_channel_names, frame_interval_from_metadata
-from cellscale.io import pixel_size_from_metadata
+from cellscale.io import ImageError, pixel_size_from_metadata
 from cellscale.samples import unique_names
 from cellscale.settings import Settings, default
-from cellscale.steps import StepError, annotate, open_sample_image, sample_annotations, with_time
+from cellscale.steps import StepError, _image_failed, annotate, open_sample_image, sample_annotations, with_time
 from cellscale.measure import RegionArray, measure_compartments, write_table
 from cellscale.measure import TableWriter, categories_of, mcquant_tables, run_parts, run_template, string_columns
 
@@ -110,7 +110,10 @@ def measure_sample(sample: str, image_path, label_paths: dict, out_csv, out_parq
             pixels = RegionArray(image, "TCYX" if timelapse else "CYX")
         except ValueError as err:
             raise StepError(f"sample {sample!r}: {err} (a time-lapse needs kind 'timelapse')") from None
-        table = measure_compartments(views, pixels, names, settings.extra_stats)
+        try:
+            table = measure_compartments(views, pixels, names, settings.extra_stats)
+        except ImageError as err:   # NaN or infinite pixels, an unreadable block: the message names the file
+            _image_failed(sample, err)
     if tracks_path:  # a nucleus's track and the track's parent (0: none), as the tracks table has them
         tracks = pd.read_parquet(tracks_path)[["frame", "label", "track_id", "parent_track_id"]]
         table = table.merge(tracks.rename(columns={"label": "CellID"}), on=["frame", "CellID"], how="left")

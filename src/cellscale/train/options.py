@@ -52,6 +52,9 @@ class TrainOptions:
     fit_only: bool = False
 
     def __post_init__(self) -> None:
+        if self.tile % 2 ** self.depth:   # the U-Net halves the crop --depth times
+            raise ValueError(f"--tile {self.tile}: not a multiple of {2 ** self.depth} px (2 ** --depth "
+                             f"{self.depth}: the network halves the crop --depth times)")
         if self.version:  # a dataset version: it must exist (checked before the network libraries load)
             manifest = load_version(self.data)
             object.__setattr__(self, "_tissue_version", "whole_cell" in manifest.compartments)

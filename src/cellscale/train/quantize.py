@@ -71,7 +71,14 @@ def calibration_images(data: str, codex: str | None = None, seed: int = 0) -> tu
 
 
 def run_quantize(options: QuantizeOptions) -> int:
-    """``cellscale quantize``: calibrate on ``options.data``'s validation images and write the int8 copy."""
+    """``cellscale quantize``: calibrate on ``options.data``'s validation images and write the int8 copy. The model
+    folder, ``--window`` and ``--data`` are checked before any image is read or generated."""
+    multiple = ModelSpec.read(options.model).tile_multiple
+    if options.window % multiple:
+        raise ValueError(f"--window {options.window}: not a multiple of {multiple} px, the window multiple of the "
+                         f"model {options.model}")
+    if options.data != SYNTHETIC and not (Path(options.data) / "index.csv").is_file():
+        raise FileNotFoundError(f"--data {options.data}: not a DSB2018 folder (no index.csv) and not {SYNTHETIC!r}")
     images, source = calibration_images(options.data, options.codex, options.seed)
     log(f"calibrating on {len(images)} images: {source}")
     path = export_int8(options.model, images, source, window=options.window)
