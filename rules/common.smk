@@ -35,6 +35,7 @@ from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
 from cellscale.io import CHANNEL_FILES_SEPARATOR, image_files  # noqa: E402
 from cellscale.segment.model import ModelSpec  # noqa: E402
 from cellscale.segment.size import default_scale  # noqa: E402
+from cellscale.track.scorer import scorer_folder_problem  # noqa: E402
 from cellscale.logs import rule_name  # noqa: E402
 
 
@@ -138,6 +139,13 @@ for _key, _value in _MODEL_VALUES.items():
         raise WorkflowError(f"config models.{_key}: {_value}: {_what}; a registry model is named NAME@VERSION or "
                             "NAME@latest (`cellscale models list`)")
 config["models"] = _resolved_models
+# so does a tracking scorer folder typed wrong (track.scorer), which only a job whose costs are learned would read (auto
+# may choose them or not): the path as the track jobs read it, from the working directory
+if (config["track"]["scorer"] is not None and workflow.storage_settings.default_storage_provider is None
+        and scorer_folder_problem(config["track"]["scorer"])):
+    raise WorkflowError(f"config track.scorer: {config['track']['scorer']}: "
+                        f"{scorer_folder_problem(config['track']['scorer'])} (a relative path is from {os.getcwd()}; "
+                        "null: the shipped models/track-scorer)")
 
 if not os.path.isfile(config["samples"]):  # a path typed wrong: one line naming it, not pandas' traceback
     raise WorkflowError(f"config samples: {config['samples']}: no such sample sheet (a tab-separated file; a relative "

@@ -342,6 +342,12 @@ def _track(args) -> int:
         raise ValueError("--nuclear-channel names a channel of --image MOVIE: give the movie too")
     if args.frame_interval is not None and not args.table:
         raise UsageError("--frame-interval gives the --table's time column: give --table TRACKS.parquet too")
+    if args.scorer is not None:   # wrong even when --costs auto picks the rules: said before any work
+        from cellscale.track.scorer import scorer_folder_problem
+
+        problem = scorer_folder_problem(args.scorer)
+        if problem:
+            raise FileNotFoundError(f"--scorer {args.scorer}: {problem}")
     _replaceable(args.output, "tracking result (maskNNN.tif, res_track.txt)",
                  lambda p: len(p.parts) == 1 and (p.name == "res_track.txt" or re.fullmatch(r"mask\d+\.tif", p.name)),
                  [args.labels_dir])

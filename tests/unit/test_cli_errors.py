@@ -74,6 +74,19 @@ def test_track_names_a_missing_labels_folder(tmp_path, capsys):
     assert capsys.readouterr().err == f"cellscale track: error: {tmp_path / 'masks'}: no such folder\n"
 
 
+@pytest.mark.parametrize("costs", ["rules", "learned"])
+def test_track_names_a_scorer_folder_that_is_not_there_whatever_the_costs(tmp_path, capsys, costs):
+    """--scorer typed wrong: refused before any work, also when the costs chosen would not read it."""
+    labels = np.zeros((2, 32, 32), np.uint16)
+    labels[:, 4:12, 4:12] = 1
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    assert main(["track", str(tmp_path / "labels.tif"), "-o", str(tmp_path / "res"), "--costs", costs,
+                 "--scorer", str(tmp_path / "scorerx")]) == 2
+    assert capsys.readouterr().err == (f"cellscale track: error: --scorer {tmp_path / 'scorerx'}: no such tracking "
+                                       f"scorer folder\n")
+    assert not (tmp_path / "res").exists()
+
+
 def test_data_add_refuses_a_name_that_is_a_path_and_names_bad_metadata(tmp_path, capsys):
     root = tmp_path / "files"
     root.mkdir()

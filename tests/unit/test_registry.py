@@ -317,8 +317,13 @@ def test_fine_tuning_a_model_of_another_kind_is_refused_before_any_step(tmp_path
     ({"models": {"nuclear": str(MODELS)}},  # the folder of the models, not one of them
      f"config models.nuclear: {MODELS}: not a model folder (no model.json in it); a registry model is named"),
     ({"samples": "config/sampels.tsv"}, "config samples: config/sampels.tsv: no such sample sheet"),
+    # the tracking scorer: only learned costs read it, which auto may not choose (the demo's sheet has movies)
+    ({"track": {"scorer": "models/track-scorerx"}},
+     "config track.scorer: models/track-scorerx: no such tracking scorer folder (a relative path is from"),
+    ({"track": {"scorer": str(MODELS / "nuclear")}},
+     f"config track.scorer: {MODELS / 'nuclear'}: not a tracking scorer folder (missing scorer.json, trees.npz)"),
 ])
-def test_the_workflow_names_the_config_key_of_a_model_or_sheet_that_is_not_there(tmp_path, config_change, message):
+def test_the_workflow_names_the_config_key_of_a_model_scorer_or_sheet_that_is_not_there(tmp_path, config_change, message):
     """`snakemake --dry-run` with models.nuclear a version or a folder that is not there, or a sample sheet that is
     not: the key and what is wrong, one line of where (not the library's or pandas' traceback)."""
     import subprocess

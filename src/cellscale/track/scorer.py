@@ -41,7 +41,7 @@ import numpy as np
 from cellscale.track.features import DIVISION_FEATURES, LINK_FEATURES
 
 __all__ = ["Scorer", "predict_trees", "export_trees", "fit_scorer", "load_scorer",
-           "shipped_scorer_dir", "SCORER_FILES"]
+           "shipped_scorer_dir", "scorer_folder_problem", "SCORER_FILES"]
 
 SCORER_FILES = ("scorer.json", "trees.npz")
 DEFAULT_SCALE = 2.0 / math.log(2.0)
@@ -402,9 +402,9 @@ class Scorer:
         """Read a scorer folder (no pickle: ``np.load(allow_pickle=False)``); raises
         ValueError when its features are not the ones this version computes."""
         folder = Path(folder)
-        missing = [f for f in SCORER_FILES if not (folder / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder} is not a tracking scorer folder (missing {', '.join(missing)})")
+        problem = scorer_folder_problem(folder)
+        if problem:
+            raise FileNotFoundError(f"{folder}: {problem}")
         meta = json.loads((folder / "scorer.json").read_text())
         if tuple(meta.get("link_features", ())) != LINK_FEATURES or \
                 tuple(meta.get("division_features", ())) != DIVISION_FEATURES:
@@ -439,6 +439,19 @@ def shipped_scorer_dir() -> Path:
     from importlib.resources import files
 
     return Path(str(files("cellscale").joinpath("models"))) / "track-scorer"
+
+
+def scorer_folder_problem(folder: str | os.PathLike) -> str | None:
+    """What makes ``folder`` no scorer folder, in a few words (``None``: it holds the scorer's files); checked
+    before any work by ``cellscale track --scorer`` and the workflow's ``track.scorer``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "no such tracking scorer folder" if not folder.exists() else \
+            "a file, not a tracking scorer folder (scorer.json + trees.npz, as cellscale train-tracker writes)"
+    missing = [f for f in SCORER_FILES if not (folder / f).is_file()]
+    if missing:
+        return f"not a tracking scorer folder (missing {', '.join(missing)})"
+    return None
 
 
 @lru_cache(maxsize=4)
