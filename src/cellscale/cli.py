@@ -592,18 +592,20 @@ def _throughput(args) -> int:
     if jobs.empty:
         raise ValueError(f"{', '.join(map(str, args.results))}: no benchmark files")
     runs = " ".join(map(str, args.results))
+    name = args.name or args.machine   # named after its machine type, it replaces that type's profile in the folder
     how = (f"measured on {args.where or args.machine}, {datetime.date.today().isoformat()}: `cellscale throughput "
-           f"{runs} --machine {args.machine} --name {args.name}` from {len(jobs)} jobs of {len(tables)} "
+           f"{runs} --machine {args.machine} --name {name}` from {len(jobs)} jobs of {len(tables)} "
            f"run{'s' if len(tables) > 1 else ''}{'; ' + args.how if args.how else ''}")
     augment = args.augment or _config_setting(_config(args.results[0].resolve().parent / "config" / "config.yaml"),
                                               "segment", "augment")
-    profile = fit_profile(jobs, args.machine, args.name, how, gpu_rules=args.gpu_rules, augment=augment)
+    profile = fit_profile(jobs, args.machine, name, how, gpu_rules=args.gpu_rules, augment=augment)
     print(yaml.safe_dump(profile_dict(profile), sort_keys=False, width=120), end="")
     if args.out != "-":
-        out = Path(args.out or Path("config/throughput") / f"{args.name}.yaml")
+        out = Path(args.out or Path("config/throughput") / f"{name}.yaml")
         other, _ = folder_profiles(out.parent).get(profile.machine, (None, None))
         if other is not None and other.name != out.name:   # cellscale plan would refuse the folder
-            raise ValueError(f"not written: {duplicate_profile(profile.machine, other, out)}")
+            elsewhere = "write it to another folder with --out FILE"
+            raise ValueError(f"not written: {duplicate_profile(profile.machine, other, out, elsewhere)}")
         write_profile(profile, out)
         print(f"# written to {out}", file=sys.stderr)
     return 0
@@ -1331,7 +1333,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "benchmarks/ and the plans (runs of several image sizes separate fixed from per-Mpx time)")
     p.add_argument("--machine", required=True, help="the machine type the run measured (a price table key, or "
                                                     "'local')")
-    p.add_argument("--name", required=True, help="the profile's name (its file: config/throughput/NAME.yaml)")
+    p.add_argument("--name", default=None, help="the profile's name (its file: config/throughput/NAME.yaml); "
+                                                "default: the --machine type, the name that replaces a profile of "
+                                                "that type in the folder (cellscale plan uses one per machine type)")
     p.add_argument("--out", default=None, help="where to write it (default config/throughput/NAME.yaml; - : "
                                                "print only)")
     p.add_argument("--where", default=None, help="the machine in words, for each figure's how (e.g. '2 AVX2 cores "

@@ -294,3 +294,21 @@ def test_one_profile_per_machine_type_in_a_folder(run_dir, tmp_path, capsys):
     (folder / "a-pilot.yaml").write_text((folder / "cpu-4.yaml").read_text())
     with pytest.raises(ValueError, match=r"a-pilot.yaml and .*cpu-4.yaml are both throughput profiles of cpu-4"):
         load_profiles(folder)
+
+
+def test_throughput_names_the_profile_after_its_machine_type_by_default(run_dir, tmp_path, monkeypatch, capsys):
+    """As README shows it, `cellscale throughput RESULTS --machine TYPE` where config/throughput has a profile of
+    TYPE (the checkout's shipped ones): it replaces that profile; another --name is refused, saying what to do."""
+    from cellscale.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shipped = tmp_path / "config" / "throughput" / "cpu-4.yaml"
+    assert main(["throughput", str(run_dir), "--machine", "cpu-4", "--name", "cpu-4", "--where", "first"]) == 0
+    assert main(["throughput", str(run_dir), "--machine", "cpu-4", "--where", "second"]) == 0
+    profile = load_profile(shipped)
+    assert profile.name == "cpu-4" and all("second" in r.how for r in profile.rules.values())
+    capsys.readouterr()
+    assert main(["throughput", str(run_dir), "--machine", "cpu-4", "--name", "pilot"]) == 2
+    err = capsys.readouterr().err
+    assert "both throughput profiles of cpu-4" in err and "--out FILE" in err and "--profiles" not in err
+    assert sorted(p.name for p in shipped.parent.iterdir()) == ["cpu-4.yaml"]

@@ -194,10 +194,11 @@ def folder_profiles(folder: Path | str) -> dict[str, tuple[Path, ThroughputProfi
     return out
 
 
-def duplicate_profile(machine: str, first: Path, second: Path) -> str:
+def duplicate_profile(machine: str, first: Path, second: Path,
+                      elsewhere: str = "give the other folder with --profiles DIR") -> str:
     return (f"{first} and {second} are both throughput profiles of {machine}, and cellscale plan uses one per machine "
             f"type: keep one (a profile named after its machine type replaces it, e.g. "
-            f"`cellscale throughput --name {machine}`), or give the other folder with --profiles DIR")
+            f"`cellscale throughput --machine {machine}`, whose --name is the machine type), or {elsewhere}")
 
 
 def _node_counts(jobs: int, slots: int, cap: int) -> list[int]:
