@@ -9,7 +9,8 @@
   nuclear outlines (the shapes) on top. A batch's store holds many images: ``--coordinate-system SAMPLE`` picks one
   (``results/index.tsv``, column ``spatialdata_coordinate_system``).
 - ``slide``: an OME-Zarr image with labels (the ome-zarr reader): the whole slide from a low pyramid level, and a
-  full-resolution region at its centre with the labels' outlines; only those two pieces are read.
+  full-resolution region at its centre with the labels' outlines; only those two pieces are read. A time-lapse's
+  store (``t, c, y, x``, as the workflow writes a movie's): one frame, ``--frame F`` (default the first).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def spatialdata_figure(store: Path, out: Path, marker: str | None = None, system
     fig.savefig(out, dpi=90, bbox_inches="tight")
 
 
-def slide_figure(store: Path, out: Path, region: int = 384) -> None:
+def slide_figure(store: Path, out: Path, region: int = 384, frame: int | None = None) -> None:
+    """Raises ValueError naming ``store`` when it is no OME-Zarr image (``c, y, x``, or a time-lapse's ``t, c, y, x``)
+    or ``frame`` is not one of its frames."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,12 +63,30 @@ def slide_figure(store: Path, out: Path, region: int = 384) -> None:
     from ome_zarr.reader import Label, Reader
     from skimage.segmentation import find_boundaries
 
-    nodes = [n for n in Reader(parse_url(str(store)))() if n.data]
-    image = next(n for n in nodes if not any(isinstance(s, Label) for s in n.specs))
+    location = parse_url(str(store))
+    if location is None:
+        raise ValueError(f"{store}: not an OME-Zarr store (no such folder, or no zarr metadata in it)")
+    nodes = [n for n in Reader(location)() if n.data]
+    image = next((n for n in nodes if not any(isinstance(s, Label) for s in n.specs)), None)
+    if image is None:
+        raise ValueError(f"{store}: no OME-Zarr image in it (expected an image with labels, as results/ngff/ holds)")
+    axes = "".join(a["name"] if isinstance(a, dict) else a for a in image.metadata.get("axes", "cyx"))
+    if axes not in ("cyx", "tcyx"):
+        raise ValueError(f"{store}: image axes {axes}: expected cyx (a still image) or tcyx (a time-lapse)")
+    n_frames = image.data[0].shape[0] if axes == "tcyx" else None
+    if n_frames is None and frame is not None:
+        raise ValueError(f"{store}: --frame {frame}: the image is not a time-lapse (axes {axes})")
+    frame = 0 if n_frames is not None and frame is None else frame
+    if n_frames is not None and not 0 <= frame < n_frames:
+        raise ValueError(f"{store}: --frame {frame}: the time-lapse has {n_frames} frame(s), 0 to {n_frames - 1}")
+
+    def still(array):   # a time-lapse's frame, (c,) y, x
+        return array if frame is None else array[frame]
+
     labels = {n.metadata["name"]: n for n in nodes if any(isinstance(s, Label) for s in n.specs)}
-    full = image.data[0]
+    full = still(image.data[0])
     h, w = full.shape[-2:]
-    level = next((lv for lv in image.data if max(lv.shape[-2:]) <= 2048), image.data[-1])
+    level = still(next((lv for lv in image.data if max(lv.shape[-2:]) <= 2048), image.data[-1]))
     factor = h / level.shape[-2]
 
     def rgb(channels: np.ndarray) -> np.ndarray:
@@ -81,18 +102,20 @@ def slide_figure(store: Path, out: Path, region: int = 384) -> None:
     crop = rgb(np.asarray(full[:, y0:y0 + region, x0:x0 + region]))
     for name, colour in (("whole_cell", [1.0, 1.0, 0.2]), ("nuclear", [1.0, 0.3, 0.3])):
         if name in labels:
-            lab = np.asarray(labels[name].data[0][y0:y0 + region, x0:x0 + region])
+            lab = np.asarray(still(labels[name].data[0])[y0:y0 + region, x0:x0 + region])
             crop[find_boundaries(lab, mode="thick")] = colour
     fig, axes = plt.subplots(1, 2, figsize=(14, 7))
     axes[0].imshow(overview, extent=(0, w, h, 0))
     axes[0].add_patch(plt.Rectangle((x0, y0), region, region, fill=False, edgecolor="white", linewidth=1.5))
-    axes[0].set_title(f"{h:,} x {w:,} px ({h * w / 1e9:.2f} Gpx), pyramid level 1/{factor:.0f}")
+    when = "" if frame is None else f", frame {frame} of {n_frames}"
+    axes[0].set_title(f"{h:,} x {w:,} px ({h * w / 1e9:.2f} Gpx){when}, pyramid level 1/{factor:.0f}")
     axes[1].imshow(crop, extent=(x0, x0 + region, y0 + region, y0))
     axes[1].set_title(f"full resolution, {region} x {region} px: whole-cell (yellow) and nuclear (red) labels")
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("kind", choices=("spatialdata", "slide"))
     p.add_argument("store", type=Path)
@@ -100,12 +123,17 @@ def main() -> int:
     p.add_argument("--marker", default=None, help="spatialdata: the channel whose mean colours the cells")
     p.add_argument("--coordinate-system", default="global",
                    help="spatialdata: the image to draw (in a batch's store: its sample's name)")
-    a = p.parse_args()
-    a.out.parent.mkdir(parents=True, exist_ok=True)
+    p.add_argument("--frame", type=int, default=None, help="slide: a time-lapse's frame to draw (default: 0)")
+    a = p.parse_args(argv)
     if a.kind == "spatialdata":
+        a.out.parent.mkdir(parents=True, exist_ok=True)
         spatialdata_figure(a.store, a.out, a.marker, a.coordinate_system)
     else:
-        slide_figure(a.store, a.out)
+        try:
+            slide_figure(a.store, a.out, frame=a.frame)
+        except ValueError as err:   # a store it cannot draw: one line naming it, no traceback, no figure
+            print(f"{p.prog} slide: error: {err}", file=sys.stderr)
+            return 2
     print(f"wrote {a.out}")
     return 0
 
