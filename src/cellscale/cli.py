@@ -75,7 +75,8 @@ def _segment(args) -> int:
                                 f"label image into it)")
     if not single_file and out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder: give a folder for the label images")
-    predictor = load_model(model, batch_size=args.batch_size, precision=args.precision, augment=args.augment)
+    predictor = load_model(model, batch_mpx=None if args.batch_size else args.batch_mpx, batch_size=args.batch_size,
+                           precision=args.precision, augment=args.augment)
     # no --scale: a movie's is the workflow's default for a time-lapse without a sheet scale (segment.timelapse_scale)
     scale = default_scale(args.scale, args.timelapse, predictor.spec, default("segment", "timelapse_scale"))
     roles = {"nuclear": args.nuclear_channel, "membrane": args.membrane_channel}
@@ -926,7 +927,13 @@ def build_parser() -> argparse.ArgumentParser:
                    default=default("tiling", "tile"), help="model window edge in pixels")
     p.add_argument("--overlap", type=_number_arg(int, 0, "a window overlap in pixels, at least 0"),
                    default=default("tiling", "overlap"), help="window overlap in pixels")
-    p.add_argument("--batch-size", type=_number_arg(int, 1, "a whole number of windows, at least 1"), default=2)
+    passes = p.add_mutually_exclusive_group()
+    passes.add_argument("--batch-mpx", type=_number_arg(float, 0, "megapixels, above 0", above=True),
+                        default=default("segment", "batch_mpx"),
+                        help="megapixels of windows per forward pass, as the workflow's segment.batch_mpx (memory "
+                             "grows with it)")
+    passes.add_argument("--batch-size", type=_number_arg(int, 1, "a whole number of windows, at least 1"), default=None,
+                        help="a fixed number of windows per forward pass instead of --batch-mpx")
     p.add_argument("--precision", default=default("segment", "precision"), choices=["auto", *PRECISIONS],
                    help="network arithmetic (auto: the model's int8 copy when it has one)")
     p.add_argument("--augment", default=default("segment", "augment"), choices=list(AUGMENTATIONS),

@@ -67,6 +67,38 @@ def test_load_model_takes_a_folder_a_name_and_a_version():
         load_model("nucleus")
 
 
+def test_load_model_and_cellscale_segment_pass_as_many_windows_as_a_workflow_job(tmp_path, monkeypatch):
+    """Windows per forward pass: load_model and `cellscale segment` take the schema's segment.batch_mpx as the
+    workflow's jobs do (they took 8 and 2 windows a pass whatever their size); a fixed batch_size on request."""
+    import tifffile
+
+    import cellscale.api as api
+    from cellscale.cli import main
+    from cellscale.segment.settings import SegmentSettings
+    from cellscale.steps.segment import job_predictor
+
+    job = job_predictor(MODELS / "nuclear", SegmentSettings(precision="int8"))
+    loaded = api.load_model("nuclear", precision="int8")
+    for window in (64, 256, 512):
+        assert loaded.windows_per_pass(window, window) == job.windows_per_pass(window, window)
+    assert api.load_model("nuclear", precision="int8", batch_size=3).windows_per_pass(256, 256) == 3
+    with pytest.raises(ValueError, match="batch_size 3 and batch_mpx 0.25: give one"):
+        api.load_model("nuclear", batch_size=3, batch_mpx=0.25)
+
+    passes, real = [], api.load_model
+
+    def load_model(model, **kwargs):   # the command line's predictor: its windows a pass, then stop
+        passes.append(real(model, **kwargs).windows_per_pass(256, 256))
+        raise RuntimeError("loaded")
+
+    monkeypatch.setattr(api, "load_model", load_model)
+    tifffile.imwrite(tmp_path / "nuclei.tif", np.zeros((64, 64), np.uint16))
+    for options in ([], ["--batch-size", "3"]):
+        assert main(["segment", str(tmp_path / "nuclei.tif"), "-o", str(tmp_path / "labels.tif"), "--precision",
+                     "int8", *options]) == 2
+    assert passes == [job.windows_per_pass(256, 256), 3]
+
+
 def test_arrays_with_named_axes(nuclei_2d):
     """(Y, X), channels last, a list and a movie's (T, Y, X) segment as the same pixels given as (T, C, Y, X)."""
     from cellscale.api import load_model

@@ -61,7 +61,8 @@ def test_a_5d_image_is_named_with_its_shape(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option", [["--batch-size", "0"], ["--tile", "0"], ["--overlap", "-5"],
-                                    ["--pixel-size", "0"], ["--pixel-size", "-1"], ["--gamma", "-1"]])
+                                    ["--pixel-size", "0"], ["--pixel-size", "-1"], ["--gamma", "-1"],
+                                    ["--batch-mpx", "0"]])
 def test_segment_refuses_a_number_out_of_range_as_a_usage_error(option, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["segment", "image.tif", "-o", "labels.tif", *option])
