@@ -100,6 +100,29 @@ def test_shards_are_compressed_and_read_one_window_at_a_time(tmp_path, small_tis
     assert shard_number(shard_name(12)) == 12 and shard_number("shard_0012.npy") is None
 
 
+def test_the_same_shard_written_again_later_is_the_same_file(tmp_path, small_tissue, monkeypatch):
+    """A rerun that writes a shard again (a killed run's rerun) gives the bytes it replaces: the zip entries carry a
+    fixed date, not their write time (ZipStore's, 2-s resolution: the second write is a day later)."""
+    import time
+
+    source = ImageSource.from_array(_tissue(small_tissue))
+    plan, recipe = make_plan(source, {"nuclear": 0, "membrane": 1}, ["nuclear", "membrane"], tile=128, overlap=32,
+                             multiple=16, shard_mpx=1.0)
+    n = len(plan.shards[0])
+    maps = np.random.default_rng(1).random((n, 8, 128, 128), np.float32)
+    now = time.time()
+    for run in ("first", "later"):
+        if run == "later":
+            monkeypatch.setattr(time, "time", lambda: now + 86400)
+        write_windows(tmp_path / run / "tiles" / shard_name(0), source, recipe, plan, 0)
+        with create_maps(tmp_path / run / "maps" / shard_name(0), maps.shape) as out:
+            out[:3] = maps[:3]  # several windows (chunks) a batch, as segment writes them
+            out[3:] = maps[3:]
+    for kind in ("tiles", "maps"):
+        first, later = ((tmp_path / run / kind / shard_name(0)).read_bytes() for run in ("first", "later"))
+        assert len(first) > 10000 and first == later, kind
+
+
 def test_tile_segment_stitch_give_the_labels_of_a_direct_segmentation(tmp_path, small_tissue, tissue_predictor):
     """The workflow's steps, through shard files, give the labels segment_image gives in memory."""
     from support import MODELS

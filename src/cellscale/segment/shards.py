@@ -4,7 +4,8 @@ A shard is one file, ``shard_NNNN.zarr.zip``: a Zarr v3 array in a zip archive (
 zip entries stored as they are, each chunk compressed with blosc zstd and byte shuffle), one chunk per window, so
 a reader decodes only the windows it asks for. One file rather than a Zarr folder: a shard is an input or output
 of a single job, and on a cluster without a shared filesystem (GKE) every file of a job passes through the bucket
-by itself, which a single file keeps to one object.
+by itself, which a single file keeps to one object. The same arrays give the same file, byte for byte (every zip
+entry dated 1980-01-01, entries in window order), so a killed run's rerun rewrites a shard unchanged.
 
 - Windows (the ``tile`` rule, :func:`write_windows`; the ``segment`` rule, :func:`open_windows`). When the model
   sees the image at its own resolution (``plan.scale`` 1), the shard holds the raw pixel values of the channels
@@ -39,6 +40,7 @@ _NAME = re.compile(r"shard_(\d{4})" + re.escape(SUFFIX) + "$")
 # blosc, measured on a 25-window shard of a generated slide: float16 maps 4.6x (bit shuffle: 3.2x; zstd level 9: 7%
 # smaller at 20x the time), its uint16 windows 1.14x (the slide's zlib OME-TIFF 1.08x: the pixels are noisy)
 _CODEC = {"cname": "zstd", "clevel": 5, "shuffle": "shuffle"}
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the date of every zip entry (see _new_store)
 
 
 def shard_name(shard: int) -> str:
@@ -58,6 +60,33 @@ def _create(store, shape, dtype, attributes: dict):
 
     return zarr.create_array(store, shape=tuple(shape), chunks=(1, *shape[1:]), dtype=dtype, fill_value=0,
                              compressors=BloscCodec(**_CODEC), attributes=attributes, zarr_format=3)
+
+
+@contextmanager
+def _new_store(path):
+    """A :class:`zarr.storage.ZipStore` writing a new shard file at ``path``, which appears only when the block ends
+    without error. Every zip entry carries one fixed date, 1980-01-01 00:00 (the earliest a zip holds), rather than
+    its write time (ZipStore's), as reproducible-build tools do: the same arrays give the same bytes, so a shard a
+    rerun writes again is the file it replaces."""
+    import zipfile
+
+    from zarr.storage import ZipStore
+
+    class FixedDateZipStore(ZipStore):
+        def _set(self, key, value) -> None:  # ZipStore._set less the write time (zarr keys are files, not folders)
+            if not self._is_open:
+                self._sync_open()
+            info = zipfile.ZipInfo(filename=key, date_time=_ZIP_DATE)
+            info.compress_type = self.compression
+            info.external_attr = 0o644 << 16  # -rw-r--r--
+            self._zf.writestr(info, value.to_bytes())
+
+    with atomic_path(path) as tmp:
+        store = FixedDateZipStore(tmp, mode="w")
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def _open(path):
@@ -111,16 +140,10 @@ def save_windows(path, windows: np.ndarray) -> None:
 
 def _write(path, shape, dtype, meta: dict, windows) -> None:
     """A shard file of ``shape`` from an iterable of its windows, written one window (one chunk) at a time."""
-    from zarr.storage import ZipStore
-
-    with atomic_path(path) as tmp:
-        store = ZipStore(tmp, mode="w")
-        try:
-            array = _create(store, shape, dtype, {"cellscale": meta})
-            for k, window in enumerate(windows):
-                array[k] = window
-        finally:
-            store.close()
+    with _new_store(path) as store:
+        array = _create(store, shape, dtype, {"cellscale": meta})
+        for k, window in enumerate(windows):
+            array[k] = window
 
 
 class Windows:
@@ -178,7 +201,7 @@ def _kept(k: int) -> list[int]:
 class _MapsWriter:
     """(n, K, th, tw) float16 target of :meth:`cellscale.segment.predictor.Predictor.predict`: a window's maps go
     to the file less p(interior), compressed and written in a thread while the network runs the next batch (one
-    batch in flight)."""
+    batch in flight), window by window in order."""
 
     def __init__(self, array, shape):
         from concurrent.futures import ThreadPoolExecutor
@@ -187,10 +210,16 @@ class _MapsWriter:
         self._kept = _kept(shape[1])
         self._thread, self._pending = ThreadPoolExecutor(1), None
 
-    def __setitem__(self, key, maps) -> None:
+    def __setitem__(self, key: slice, maps) -> None:
         stored = np.asarray(maps)[:, self._kept].astype(np.float16)  # a copy: the caller may reuse its array
         self.wait()
-        self._pending = self._thread.submit(self._array.__setitem__, key, stored)
+        self._pending = self._thread.submit(self._write, range(*key.indices(self.shape[0])), stored)
+
+    def _write(self, indices: range, stored: np.ndarray) -> None:
+        # one window (chunk) at a time: zarr writes the chunks of one assignment concurrently, in an order that
+        # varies from run to run, and the order of the zip entries is part of the file's bytes
+        for k, window in zip(indices, stored):
+            self._array[k] = window
 
     def wait(self) -> None:
         """Until the last write is done (raises its error)."""
@@ -207,21 +236,14 @@ def create_maps(path, shape):
     """Yield a writable (n, K, th, tw) float16 array of a new maps file at ``path``, one chunk per window (assign
     slices of whole windows, each window once, e.g. batch by batch); the file appears at ``path`` only when the
     block ends without error."""
-    from zarr.storage import ZipStore
-
     n, k, th, tw = shape
-    with atomic_path(path) as tmp:
-        store = ZipStore(tmp, mode="w")
+    with _new_store(path) as store:
+        writer = _MapsWriter(_create(store, (n, len(_kept(k)), th, tw), np.float16, {"cellscale": {"maps": k}}), shape)
         try:
-            writer = _MapsWriter(_create(store, (n, len(_kept(k)), th, tw), np.float16, {"cellscale": {"maps": k}}),
-                                 shape)
-            try:
-                yield writer
-                writer.wait()
-            finally:
-                writer.close()
+            yield writer
+            writer.wait()
         finally:
-            store.close()
+            writer.close()
 
 
 class Maps:
