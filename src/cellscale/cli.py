@@ -1294,8 +1294,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "report_fields, summary), whose time and memory grow with the whole run")
     p.add_argument("--formats", nargs="+", default=None, choices=[*choices("output", "formats"), "none"],
                    help="output.formats the run writes (default: --config's, else the schema's); ome-zarr and "
-                        "spatialdata add a job and some 7-17 Cloud Storage objects per batched image; mcquant (one "
-                        "job a run) is not priced")
+                        "spatialdata add a job and some 7-17 Cloud Storage objects per batched image; mcquant one "
+                        "job a run, after the run-level tables, and a CSV per image and compartment")
     p.add_argument("--label-files", default=None, choices=choices("batches", "label_files"),
                    help="batches.label_files the run writes (default: --config's, else the schema's): per_batch "
                         "writes one file per batch and compartment instead of one per image")
@@ -1323,7 +1323,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these machine types for segment_batch (e.g. g2-standard-4)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--out", type=Path, default=None,
-                   help="write DIR/plan.json and DIR/config.yaml (for snakemake --workflow-profile DIR)")
+                   help="write DIR/plan.json, DIR/config.yaml and DIR/plan-config.yaml (for snakemake "
+                        "--workflow-profile DIR and cellscale gke up --plan DIR) and, with --simulate, "
+                        "DIR/simulated.png")
     p.add_argument("--gke-profile", type=Path, default=Path("profiles/gke"),
                    help="the GKE profile whose set-resources the written profile repeats (default profiles/gke)")
     p.set_defaults(func=_plan)

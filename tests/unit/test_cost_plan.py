@@ -1213,3 +1213,18 @@ def test_the_mcquant_format_is_priced_as_a_run_level_job_after_aggregate_measure
     tables_off = [dataclasses.replace(w, run_tables=False) for w in (without, with_csvs)]
     assert predict(tables_off[1], choice, PROFILES, PRICES).cost_usd == predict(tables_off[0], choice, PROFILES,
                                                                                  PRICES).cost_usd
+
+
+def test_plan_help_names_every_file_that_out_writes_and_says_mcquant_is_priced(tmp_path, capsys, monkeypatch):
+    """`cellscale plan --help` says what --out writes (it named plan.json and config.yaml only, not plan-config.yaml,
+    which the run reads, nor simulated.png) and that mcquant is priced (it said 'not priced')."""
+    w = Workload(200, 1.0, formats=("ome-tiff",))
+    checked = plan(w, PROFILES, PRICES, deadline_h=1, simulate_seeds=1)
+    written = write_outputs(checked, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    assert {p.name for p in written} == {"plan.json", "config.yaml", "plan-config.yaml", "simulated.png"}
+    monkeypatch.setenv("COLUMNS", "1000")   # no line breaks inside a file name
+    with pytest.raises(SystemExit):
+        main(["plan", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert [p.name for p in written if f"DIR/{p.name}" not in text] == []
+    assert "not priced" not in text
