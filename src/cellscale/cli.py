@@ -9,11 +9,13 @@ only what it runs. Everywhere else in the library imports are at module top (imp
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
 from pathlib import Path
+
+# the command line's numbers: also cellscale size's (cellscale.deploy.sizing), in a layer both import from
+from cellscale.settings import number_arg as _number_arg
 
 
 def _samples(args) -> int:
@@ -152,22 +154,6 @@ def _scale_arg(text: str):
         return parse_scale(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _number_arg(convert, low: float, what: str, above: bool = False, high: float = math.inf):
-    """An argparse ``type=``: a finite number (``convert``: int or float) of at least ``low`` (above it with
-    ``above``) and at most ``high``; anything else a usage error saying what the option takes (``what``)."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value < low or (above and value == low) or value > high:
-            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
-        return value
-
-    return parse
 
 
 def _channel_arg(text: str) -> int:

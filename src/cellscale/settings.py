@@ -13,6 +13,7 @@ Only the standard library and PyYAML: the command line imports this at startup.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import re
@@ -24,8 +25,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-__all__ = ["AUTO", "BATCH_CAP", "batch_runs", "SCALE_BOUNDS", "is_auto", "parse_scale", "planning_scale", "Settings",
-           "choices", "config_error", "default", "description", "from_section", "schema", "section_defaults",
+__all__ = ["AUTO", "BATCH_CAP", "batch_runs", "SCALE_BOUNDS", "is_auto", "number_arg", "parse_scale", "planning_scale",
+           "Settings", "choices", "config_error", "default", "description", "from_section", "schema", "section_defaults",
            "section_keys"]
 
 
@@ -198,3 +199,20 @@ def planning_scale(value) -> float:
     estimate is made by the segmentation job)."""
     value = parse_scale(value)
     return 1.0 if value is None or value == AUTO else value
+
+
+def number_arg(convert, low: float, what: str, above: bool = False, high: float = math.inf):
+    """An argparse ``type=`` of the command line's numbers (:mod:`cellscale.cli`, and :mod:`cellscale.deploy.sizing`'s
+    ``cellscale size``): a finite number (``convert``: int or float) of at least ``low`` (above it with ``above``)
+    and at most ``high``; anything else a usage error saying what the option takes (``what``)."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
+        return value
+
+    return parse

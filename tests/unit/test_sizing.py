@@ -174,10 +174,23 @@ def test_unsampled_and_flat_files(tmp_path):
 
 
 def test_missing_or_empty_folder(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="no such folder"):
-        cli.main(["size", "--profile", "slurm", str(tmp_path / "absent")])
-    with pytest.raises(SystemExit, match="no benchmark files"):
-        cli.main(["gke", "size", str(tmp_path)])
+    """As the other commands: one line ``cellscale size: error: FOLDER: ...``, exit status 2."""
+    assert cli.main(["size", "--profile", "slurm", str(tmp_path / "absent")]) == 2
+    assert capsys.readouterr().err.startswith(f"cellscale size: error: {tmp_path / 'absent'}: no such folder (")
+    assert cli.main(["gke", "size", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"cellscale gke: error: {tmp_path}: no benchmark files (run the workflow once "
+                                       f"first)\n")
+
+
+@pytest.mark.parametrize("option", [["--mem-headroom", "-1"], ["--mem-headroom", "0"], ["--mem-headroom", "nan"],
+                                    ["--mem-floor", "-500"], ["--time-headroom", "-3"], ["--time-floor", "-1"],
+                                    ["--time-floor", "1.5"]])
+def test_a_number_out_of_range_is_a_usage_error_naming_the_option(option, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["size", "--profile", "slurm", str(DEMO_BENCHMARKS), *option])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cellscale size: error: argument {option[0]}: expected " in err and repr(option[1]) in err
 
 
 def test_default_folder_is_the_workflows(tmp_path, monkeypatch, capsys):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cellscale.cost.benchmarks import BENCHMARKS, benchmark_files, read_rows, rule_of
+from cellscale.settings import number_arg
 
 
 @dataclass(frozen=True)
@@ -154,17 +155,21 @@ def build_parser(parser: argparse.ArgumentParser | None = None, profile: str | N
     def default(field, names=shown):
         return ", ".join(f"{name} {getattr(PROFILES[name], field):g}" for name in names)
 
-    parser.add_argument("--mem-headroom", type=float, help=f"x peak RSS (default: {default('mem_headroom')})")
-    parser.add_argument("--mem-floor", type=int, help=f"MB (default: {default('mem_floor_mb')})")
+    headroom = number_arg(float, 0, "a factor above 0", above=True)
+    parser.add_argument("--mem-headroom", type=headroom, help=f"x peak RSS (default: {default('mem_headroom')})")
+    parser.add_argument("--mem-floor", type=number_arg(int, 0, "a whole number of MB, at least 0"),
+                        help=f"MB (default: {default('mem_floor_mb')})")
     if timed:
-        parser.add_argument("--time-headroom", type=float,
+        parser.add_argument("--time-headroom", type=headroom,
                             help=f"x slowest job (default: {default('time_headroom', timed)})")
-        parser.add_argument("--time-floor", type=int, help=f"minutes (default: {default('time_floor_min', timed)})")
+        parser.add_argument("--time-floor", type=number_arg(int, 0, "a whole number of minutes, at least 0"),
+                            help=f"minutes (default: {default('time_floor_min', timed)})")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the ``set-resources:`` block for parsed ``cellscale size`` arguments."""
+    """Print the ``set-resources:`` block for parsed ``cellscale size`` arguments; a FOLDER that is not there or
+    holds no benchmark files is a ValueError naming it (the command line prints it as ``cellscale size: error:``)."""
     import yaml
 
     overrides = {"mem_headroom": args.mem_headroom, "mem_floor_mb": args.mem_floor,
@@ -172,11 +177,11 @@ def run(args: argparse.Namespace) -> int:
                  "time_floor_min": getattr(args, "time_floor", None)}
     sizing = replace(PROFILES[args.profile], **{k: v for k, v in overrides.items() if v is not None})
     if not Path(args.benchmarks).is_dir():
-        raise SystemExit(f"{args.benchmarks}: no such folder (run the workflow once first; its rules write "
+        raise ValueError(f"{args.benchmarks}: no such folder (run the workflow once first; its rules write "
                          f"{BENCHMARKS}/<rule>/...tsv)")
     sizes = size_rules(args.benchmarks, **sizing.parameters())
     if not sizes:
-        raise SystemExit(f"{args.benchmarks}: no benchmark files (run the workflow once first)")
+        raise ValueError(f"{args.benchmarks}: no benchmark files (run the workflow once first)")
     own = Path("profiles") / args.profile / "config.yaml"   # in the checkout: the block replaces the profile's whole
     loaded = (yaml.safe_load(own.read_text()) or {}) if own.is_file() else {}
     current = loaded.get("set-resources")
@@ -187,7 +192,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    parser = build_parser()
+    try:
+        return run(parser.parse_args(argv))
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
 
 
 def track_memory_mb(labels_path, attempt: int = 1) -> int:
