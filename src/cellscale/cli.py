@@ -161,6 +161,11 @@ def _channel_arg(text: str) -> int:
     return _number_arg(int, 0, "a 0-based channel index, at least 0")(text)
 
 
+def _seed_arg(text: str) -> int:
+    """``--seed`` of train-tracker and review: a seed of numpy's and scikit-learn's generators."""
+    return _number_arg(int, 0, "a whole number, at least 0")(text)
+
+
 def _frame_range(text: str) -> tuple[int, int | None]:
     """``evaluate-tracks --frames``: ``N`` (the first N frames: ``(0, N)``) or ``START:STOP``, half-open as a Python
     slice (either end may be left out: from 0, to the last frame: ``None``)."""
@@ -1030,15 +1035,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(scorer.json + trees.npz; the shipped one is models/track-scorer). Needs "
                                    "scikit-learn.")
     p.add_argument("-o", "--output", required=True, help="scorer folder to write")
-    p.add_argument("--trees", type=int, default=100, help="boosting iterations of each model (default: %(default)s)")
-    p.add_argument("--depth", type=int, default=6, help="largest depth of a tree (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the tree fitting")
+    p.add_argument("--trees", type=_number_arg(int, 1, "a whole number of iterations, at least 1"), default=100,
+                   help="boosting iterations of each model (default: %(default)s)")
+    p.add_argument("--depth", type=_number_arg(int, 1, "a whole number of levels, at least 1"), default=6,
+                   help="largest depth of a tree (default: %(default)s)")
+    p.add_argument("--seed", type=_seed_arg, default=0, help="seed of the tree fitting")
     p.add_argument("--weighting", choices=["movie-divisions", "rows"], default="movie-divisions",
                    help="movie-divisions: in the division model every training movie weighs the same (the "
                         "sparse time-lapses have far fewer candidates than the colonies), in the link model every "
                         "candidate; rows: every candidate the same in both (default: %(default)s)")
-    p.add_argument("--movies", type=int, default=None, help="use only the first N generated movies (quick runs)")
-    p.add_argument("--frames", type=int, default=None, help="frames of each generated movie (default: theirs)")
+    p.add_argument("--movies", type=_number_arg(int, 1, "a whole number of movies, at least 1"), default=None,
+                   help="use only the first N generated movies (quick runs)")
+    p.add_argument("--frames", type=_number_arg(int, 2, "a whole number of frames, at least 2"), default=None,
+                   help="frames of each generated movie (default: theirs)")
     p.add_argument("--ctc", action="append", default=[],
                    help="also train on this CTC ground-truth folder (e.g. .../Fluo-N2DH-SIM+/01_GT; repeatable); "
                         "a sequence trained on is no held-out test any more: evaluate only on the others")
@@ -1358,23 +1367,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle_in", nargs="?", metavar="BUNDLE", help="(import) the bundle to import")
     g = p.add_argument_group("export")
     g.add_argument("--sample", help="the sample to review (a row of the sample sheet / results/index.tsv)")
-    g.add_argument("-n", "--tiles", type=int, default=8, help="how many tiles (default 8)")
+    g.add_argument("-n", "--tiles", type=_number_arg(int, 1, "a whole number of tiles, at least 1"), default=8,
+                   help="how many tiles (default 8)")
     g.add_argument("-o", "--output", help="the bundle folder to write (replaced whole)")
-    g.add_argument("--tile-size", type=int, default=128, help="tile edge in image pixels (default 128)")
+    g.add_argument("--tile-size", type=_number_arg(int, 1, "a tile edge in pixels, at least 1"), default=128,
+                   help="tile edge in image pixels (default 128)")
     g.add_argument("--compartment", choices=["nuclear", "whole_cell"], default="nuclear")
     g.add_argument("--random", action="store_true", help="K random tiles instead of the least-sure ones")
-    g.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    g.add_argument("--seed", type=_seed_arg, default=0, help="seed of --random (default 0)")
     g.add_argument("--region", default=None, metavar="Y0:Y1,X0:X1",
                    help="choose only tiles inside this region, in pixels (e.g. 0:1008,0:960: the CODEX tile's "
                         "training columns)")
-    g.add_argument("--frame", type=int, default=0, help="frame of a time-lapse (default 0)")
+    g.add_argument("--frame", type=_number_arg(int, 0, "a 0-based frame index, at least 0"), default=0,
+                   help="frame of a time-lapse (default 0)")
     g.add_argument("--image", default=None, help="the image (default: from RESULTS/index.tsv or the sample sheet)")
     g.add_argument("--labels", default=None, help="the current labels (default: from RESULTS)")
     g.add_argument("--model", default=None, help="model folder or registry NAME@VERSION (default: the config's model "
                                                  "for the sample)")
-    g.add_argument("--nuclear-channel", type=int, default=None,
+    g.add_argument("--nuclear-channel", type=_channel_arg, default=None,
                    help="the image's nuclear channel (default: the sample sheet's; 0 for an image not in it)")
-    g.add_argument("--membrane-channel", type=int, default=None,
+    g.add_argument("--membrane-channel", type=_channel_arg, default=None,
                    help="the image's membrane channel, for a tissue model (default: the sample sheet's)")
     g.add_argument("--config", default=None, help="the workflow config (default RESULTS/../config/config.yaml)")
     g.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto")

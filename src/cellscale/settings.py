@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import yaml
 
 __all__ = ["AUTO", "BATCH_CAP", "batch_runs", "SCALE_BOUNDS", "is_auto", "number_arg", "parse_scale", "planning_scale",
-           "Settings", "choices", "config_error", "default", "description", "from_section", "schema", "section_defaults",
-           "section_keys"]
+           "Settings", "choices", "config_error", "default", "description", "from_section", "schema",
+           "section_defaults", "section_keys"]
 
 
 @cache

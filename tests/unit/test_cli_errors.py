@@ -176,13 +176,24 @@ def test_models_add_names_a_missing_folder(tmp_path, monkeypatch, capsys):
     ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--images", "0"],
     ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--workers", "-1"],
     ["train", "--data", "d", "--out", "m", "--run-dir", "r", "--codex-share", "2"],
-    ["quantize", "m", "--data", "d", "--window", "0"]])
+    ["quantize", "m", "--data", "d", "--window", "0"],
+    ["train-tracker", "-o", "s", "--trees", "0"], ["train-tracker", "-o", "s", "--depth", "-1"],
+    ["train-tracker", "-o", "s", "--seed", "-1"], ["train-tracker", "-o", "s", "--movies", "0"],
+    ["train-tracker", "-o", "s", "--frames", "1"],
+    ["review", "results", "--sample", "s", "-o", "b", "-n", "0"],
+    ["review", "results", "--sample", "s", "-o", "b", "--tiles", "-2"],
+    ["review", "results", "--sample", "s", "-o", "b", "--tile-size", "0"],
+    ["review", "results", "--sample", "s", "-o", "b", "--frame", "-1"],
+    ["review", "results", "--sample", "s", "-o", "b", "--random", "--seed", "-1"],
+    ["review", "results", "--sample", "s", "-o", "b", "--nuclear-channel", "-1"],
+    ["review", "results", "--sample", "s", "-o", "b", "--membrane-channel", "-1"]])
 def test_a_number_option_out_of_range_is_a_usage_error_naming_it(command, capsys):
     """The option's name, not the library's parameter (max_distance) or numpy's message (negative dimensions)."""
     with pytest.raises(SystemExit) as stop:
         main(command)
     assert stop.value.code == 2
-    assert f"argument {command[-2]}: expected " in capsys.readouterr().err
+    option = "-n/--tiles" if command[-2] in ("-n", "--tiles") else command[-2]   # argparse names both spellings
+    assert f"argument {option}: expected " in capsys.readouterr().err
 
 
 def _no_model_load(monkeypatch):
