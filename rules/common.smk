@@ -35,6 +35,7 @@ from cellscale.deploy.sizing import track_memory_mb  # noqa: E402
 from cellscale.io import CHANNEL_FILES_SEPARATOR, image_files  # noqa: E402
 from cellscale.segment.model import ModelSpec  # noqa: E402
 from cellscale.segment.size import default_scale  # noqa: E402
+from cellscale.segment.tiles import tiling_problem  # noqa: E402
 from cellscale.track.scorer import scorer_folder_problem  # noqa: E402
 from cellscale.logs import rule_name  # noqa: E402
 
@@ -139,6 +140,14 @@ for _key, _value in _MODEL_VALUES.items():
         raise WorkflowError(f"config models.{_key}: {_value}: {_what}; a registry model is named NAME@VERSION or "
                             "NAME@latest (`cellscale models list`)")
 config["models"] = _resolved_models
+# tiling.tile against tiling.overlap (and each model's window multiple): windows no wider than two overlaps fail every
+# sample of several windows a side, at its tile job; stopped here, naming both keys and the least tile that works
+for _key, _model in config["models"].items():
+    if isinstance(_model, str) and workflow.storage_settings.default_storage_provider is not None:
+        continue  # model.json is in the remote storage: the tile jobs check it
+    _multiple = ModelSpec.read(_model).tile_multiple
+    if _problem := tiling_problem(config["tiling"]["tile"], config["tiling"]["overlap"], _multiple):
+        raise WorkflowError(f"config {_problem} (the windows of models.{_key})")
 # so does a tracking scorer folder typed wrong (track.scorer), which only a job whose costs are learned would read (auto
 # may choose them or not): the path as the track jobs read it, from the working directory
 if (config["track"]["scorer"] is not None and workflow.storage_settings.default_storage_provider is None

@@ -132,13 +132,10 @@ def _segment(args) -> int:
 def _check_tiling(args, multiple: int) -> None:
     """``segment --tile`` and ``--overlap``: windows (``--tile`` rounded down to the model's ``multiple``) wider
     than two overlaps, checked before the model loads (an image of several windows a side needs them)."""
-    from cellscale.segment.tiles import largest_window, least_tile
+    from cellscale.segment.tiles import tiling_problem
 
-    window = largest_window(args.tile, multiple)
-    if 2 * args.overlap >= window:
-        raise UsageError(f"--tile {args.tile} gives windows of {window} px (the model's windows are multiples of "
-                         f"{multiple} px), and --overlap {args.overlap} needs windows wider than twice the overlap: "
-                         f"give --tile {least_tile(args.overlap, multiple)} or more, or a smaller --overlap")
+    if problem := tiling_problem(args.tile, args.overlap, multiple, "--tile", "--overlap"):
+        raise UsageError(problem)
 
 
 class UsageError(Exception):

@@ -322,6 +322,10 @@ def test_fine_tuning_a_model_of_another_kind_is_refused_before_any_step(tmp_path
      "config track.scorer: models/track-scorerx: no such tracking scorer folder (a relative path is from"),
     ({"track": {"scorer": str(MODELS / "nuclear")}},
      f"config track.scorer: {MODELS / 'nuclear'}: not a tracking scorer folder (missing scorer.json, trees.npz)"),
+    ({"tiling": {"tile": 32, "overlap": 32}},
+     "config tiling.tile 32 gives windows of 32 px (the model's windows are multiples of 16 px), and tiling.overlap 32 "
+     "needs windows wider than twice the overlap: give tiling.tile 80 or more, or a smaller tiling.overlap (the "
+     "windows of models.nuclear)"),
 ])
 def test_the_workflow_names_the_config_key_of_a_model_scorer_or_sheet_that_is_not_there(tmp_path, config_change, message):
     """`snakemake --dry-run` with models.nuclear a version or a folder that is not there, or a sample sheet that is

@@ -110,6 +110,20 @@ def least_tile(overlap: int, multiple: int) -> int:
     return _round_up(2 * overlap + 1, multiple)
 
 
+def tiling_problem(tile: int, overlap: int, multiple: int, tile_name: str = "tiling.tile",
+                   overlap_name: str = "tiling.overlap") -> str | None:
+    """What is wrong with ``tile`` and ``overlap`` for a model whose windows are multiples of ``multiple`` px (None:
+    nothing): windows (``tile`` rounded down to ``multiple``) must be wider than twice the overlap, as an image of
+    several windows a side needs (:func:`plan_tiles`). The message names the two settings (``tile_name``,
+    ``overlap_name``: the config's keys, or the command line's options) and the least ``tile`` that works."""
+    window = largest_window(tile, multiple)
+    if 2 * overlap < window:
+        return None
+    return (f"{tile_name} {tile} gives windows of {window} px (the model's windows are multiples of {multiple} px), "
+            f"and {overlap_name} {overlap} needs windows wider than twice the overlap: give {tile_name} "
+            f"{least_tile(overlap, multiple)} or more, or a smaller {overlap_name}")
+
+
 def plan_tiles(shape, tile: int, overlap: int, multiple: int, shard_mpx: float) -> TilePlan:
     """Plan windows and shards for an image of shape (T, Y, X).
 
