@@ -26,6 +26,13 @@ except WorkflowError as _err:  # one line naming the file, the key and what is w
     _given = [*map(str, workflow.configfiles), *(["--config"] if workflow.config_settings.config else [])]
     raise WorkflowError(f"{' + '.join(_given) or 'config'}: {config_error(_why)}") from None
 
+from cellscale.track.config import TrackConfig  # noqa: E402
+
+try:  # what the schema cannot say (one key against another: min_cycle_frames 3 with solver lap) before any job
+    TrackConfig.from_dict(config["track"])
+except ValueError as _err:
+    raise WorkflowError(f"config track: {_err}") from None
+
 # A model may be named by the registry, NAME@VERSION (`cellscale models list`): from here on it is its folder (an
 # unknown one is an error naming the versions there are).
 from cellscale.registry import is_model_ref, resolve_model  # noqa: E402

@@ -326,6 +326,8 @@ def test_fine_tuning_a_model_of_another_kind_is_refused_before_any_step(tmp_path
      "config tiling.tile 32 gives windows of 32 px (the model's windows are multiples of 16 px), and tiling.overlap 32 "
      "needs windows wider than twice the overlap: give tiling.tile 80 or more, or a smaller tiling.overlap (the "
      "windows of models.nuclear)"),
+    ({"track": {"min_cycle_frames": 3}},  # the schema allows 3; only the ilp solver keeps it (lap treated it as 2)
+     "config track: min_cycle_frames 3 needs solver ilp (solver lap keeps a cell from dividing only in the frame"),
 ])
 def test_the_workflow_names_the_config_key_of_a_model_scorer_or_sheet_that_is_not_there(tmp_path, config_change, message):
     """`snakemake --dry-run` with models.nuclear a version or a folder that is not there, or a sample sheet that is

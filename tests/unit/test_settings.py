@@ -117,6 +117,9 @@ def test_track_config_keeps_its_validation():
         TrackConfig.from_dict({"birth_cost": 0})
     with pytest.raises(ValueError, match="min_cycle_frames"):
         TrackConfig(min_cycle_frames=4)
+    with pytest.raises(ValueError, match="min_cycle_frames 3 needs solver ilp"):   # lap keeps at most 2
+        TrackConfig(solver="lap", min_cycle_frames=3)
+    assert TrackConfig(solver="ilp", min_cycle_frames=3).min_cycle_frames == 3
     assert TrackConfig.from_dict({"birth_cost": 2}).birth_cost == 2
 
 

@@ -142,6 +142,9 @@ class TrackConfig(Settings):
             raise ValueError(f"division_distance must be > 0, got {self.division_distance}")
         if int(self.min_cycle_frames) != self.min_cycle_frames or not 1 <= self.min_cycle_frames <= 3:
             raise ValueError(f"min_cycle_frames must be 1, 2 or 3, got {self.min_cycle_frames}")
+        if self.min_cycle_frames == 3 and self.solver != "ilp":   # lap's divisions keep at most 2 (track.lap)
+            raise ValueError(f"min_cycle_frames 3 needs solver ilp (solver {self.solver} keeps a cell from dividing "
+                             f"only in the frame it was born in, as 2 does): give solver ilp, or min_cycle_frames 2")
         if self.window is not None and (int(self.window) != self.window or self.window < 2):
             raise ValueError(f"window must be an integer >= 2, got {self.window}")
         if not self.time_limit > 0:
