@@ -255,6 +255,24 @@ def test_compartments_correspondence_and_cytoplasm():
     pd.testing.assert_frame_equal(cyto.reset_index()[direct.columns], direct)
 
 
+def test_compartment_links_ties_go_to_the_smaller_label():
+    # nucleus 7 lies 3 pixels in cell 40, 3 in cell 30; cell 50 holds 2 pixels of nucleus 9 and 2 of nucleus 8.
+    # The larger label comes first in raster order, so neither order of appearance nor the larger label passes.
+    wc = np.zeros((4, 8), np.int32)
+    wc[:, :3], wc[:, 3:5], wc[:, 5:] = 40, 30, 50
+    nuc = np.zeros_like(wc)
+    nuc[0, :3] = 7
+    nuc[1, 3:5], nuc[2, 3] = 7, 7
+    nuc[0, 5:7], nuc[3, 5:7] = 9, 8
+    df = measure_compartments({"nuclear": nuc, "whole_cell": wc})
+    counts = {(n, c): int(((nuc == n) & (wc == c)).sum()) for n in (7, 8, 9) for c in (30, 40, 50)}
+    assert counts[7, 40] == counts[7, 30] == 3 and counts[9, 50] == counts[8, 50] == 2  # the ties are ties
+    nuclear = df[df["compartment"] == "nuclear"].set_index("CellID")
+    assert nuclear["cell_id"].to_dict() == {7: 30, 8: 50, 9: 50}
+    whole = df[df["compartment"] == "whole_cell"].set_index("CellID")
+    assert whole["nucleus_id"].to_dict() == {30: 7, 40: 7, 50: 8}
+
+
 def test_single_compartment_has_na_links():
     nuc, _ = _compartment_example()
     df = measure_compartments({"nuclear": nuc})
