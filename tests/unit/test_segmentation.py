@@ -65,6 +65,38 @@ def test_weak_borders_merge_and_true_borders_stay(small_tissue):
         PostprocessParams.from_dict({"merge_boundry": 0.2})
 
 
+def test_objects_smaller_than_min_area_are_dropped_and_the_rest_renumbered():
+    """``min_area``: objects of fewer pixels are dropped, one of exactly ``min_area`` pixels is kept; the kept ones
+    are numbered 1..N in their order."""
+    from cellscale.segment.postprocess import finish_labels
+
+    labels = np.zeros((6, 20), np.int32)
+    for k, (label, area) in enumerate(((3, 7), (5, 8), (9, 9), (12, 1))):  # one object per 5-column band
+        band = np.zeros(30, np.int32)
+        band[:area] = label
+        labels[:, 5 * k:5 * k + 5] = band.reshape(6, 5)
+    areas = {label: int((labels == label).sum()) for label in (3, 5, 9, 12)}
+    assert areas == {3: 7, 5: 8, 9: 9, 12: 1}
+    out = finish_labels(labels, PostprocessParams(min_area=8))
+    kept = [label for label in (3, 5, 9, 12) if areas[label] >= 8]
+    np.testing.assert_array_equal(out, sum((labels == label) * (k + 1) for k, label in enumerate(kept)))
+
+
+def test_weak_borders_of_min_border_pixel_pairs_merge_and_shorter_ones_do_not():
+    """``merge_across_weak_borders``: a weak border of exactly ``min_border`` pixel pairs joins two objects (the
+    smaller label stays), one pair fewer does not."""
+    from cellscale.segment.postprocess import merge_across_weak_borders
+
+    labels = np.zeros((8, 8), np.int32)
+    labels[0:3, 0:4], labels[0:3, 4:8] = 1, 2   # a vertical border 3 rows long: 3 pixel pairs
+    labels[5:7, 0:4], labels[5:7, 4:8] = 3, 4   # 2 rows: 2 pairs
+    p_boundary = np.zeros(labels.shape, np.float32)
+    pairs = {(a, b): int(((labels[:, :-1] == a) & (labels[:, 1:] == b)).sum()) for a, b in ((1, 2), (3, 4))}
+    assert pairs == {(1, 2): 3, (3, 4): 2}
+    out = merge_across_weak_borders(labels, p_boundary, threshold=0.5, min_border=3)
+    np.testing.assert_array_equal(out, np.where(labels == 2, 1, labels))
+
+
 def test_blocks_do_not_change_cells(small_tissue):
     dist, p_bg = ideal_maps(small_tissue.whole_cell)
     params = PostprocessParams()

@@ -270,3 +270,44 @@ def test_spatialdata_label_pyramid_stays_lazy_and_equals_spatialdatas():
         for axis in ("y", "x"):
             np.testing.assert_array_equal(b.coords[axis].values, a.coords[axis].values)
     assert get_transformation(got, get_all=True) == get_transformation(want, get_all=True)
+
+
+def _disc_maps(shape, centre, radius):
+    """Ideal maps of one disc: inner distance 1 at the centre falling to 0 at the edge, p(background) 0 inside."""
+    rows, cols = np.indices(shape)
+    d = np.hypot(rows - centre[0], cols - centre[1])
+    inside = d <= radius
+    return np.where(inside, 1 - d / radius, 0).astype(np.float32), (~inside).astype(np.float32)
+
+
+def test_a_cell_centred_on_a_block_edge_is_one_cell_of_one_block():
+    """A disc whose centroid is exactly row 16, the first row of the second 16-px block, seen whole by both blocks
+    (margin 16): only the block holding its centroid numbers it, so the image has one cell, numbered 1, and the count
+    returned is the count of labels written."""
+    dist, p_bg = _disc_maps((40, 24), (16, 11), 6)
+    out = np.zeros(dist.shape, np.uint32)
+    n = stitch_blocks(lambda y0, y1, x0, x1: (dist[y0:y1, x0:x1], p_bg[y0:y1, x0:x1]), dist.shape,
+                      PostprocessParams(), out, block=16, margin=16)
+    assert np.argwhere(out > 0).mean(axis=0)[0] == 16
+    assert set(np.unique(out)) == {0, 1} and n == 1
+    np.testing.assert_array_equal(out > 0, p_bg == 0)
+
+
+def test_pixels_claimed_by_an_earlier_block_stay_its_cells():
+    """Two blocks whose watersheds disagree where their cells touch (a ``post`` that returns, for each window, that
+    window's own labels): the overlap stays with the cell of the first block, the later cell gets the rest."""
+    first, second = np.zeros((32, 8), np.int32), np.zeros((32, 8), np.int32)
+    first[4:14, 2:6] = 1   # the first block's cell, centroid row 8.5 (block 0), reaching row 13
+    second[11:24, 2:6] = 1  # the second block's, centroid row 17 (block 1), reaching up to row 11
+
+    def post(maps, params, window):
+        y0, y1, x0, x1 = window
+        return (first if y0 == 0 and y1 < 32 else second)[y0:y1, x0:x1]
+
+    out = np.zeros((32, 8), np.uint32)
+    z = np.zeros((32, 8), np.float32)
+    n = stitch_blocks(lambda y0, y1, x0, x1: (z[y0:y1, x0:x1], z[y0:y1, x0:x1]), (32, 8), PostprocessParams(), out,
+                      block=16, margin=8, post=post)
+    assert n == 2
+    np.testing.assert_array_equal(out == 1, first == 1)
+    np.testing.assert_array_equal(out == 2, (second == 1) & (first == 0))
