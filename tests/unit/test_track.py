@@ -362,6 +362,30 @@ def test_write_ctc_atomic_replace_and_holes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
 
 
+def test_write_ctc_keeps_track_ids_past_16_bits(tmp_path):
+    """Track ids 65535 and 65536: masks read back hold both ids as written (uint16 would wrap 65536 to 0)."""
+    lab = np.zeros((2, 8, 8), np.uint16)
+    lab[:, 1:3, 1:3], lab[:, 5:7, 5:7] = 1, 2
+    tracks = pd.DataFrame({"frame": [0, 0, 1, 1], "label": [1, 2, 1, 2], "track_id": [65535, 65536] * 2,
+                           "parent_track_id": 0, "y": 2.0, "x": 2.0, "area": 4})
+    out = write_ctc(lab, tracks, tmp_path / "res")
+    masks = np.stack([tifffile.imread(out / f"mask{t:03d}.tif") for t in range(2)])
+    expected = np.select([lab == 1, lab == 2], [65535, 65536], 0)
+    np.testing.assert_array_equal(masks, expected)
+    assert sorted(read_lineage(out / "res_track.txt")["L"]) == [65535, 65536]
+
+
+def test_a_child_beginning_in_its_parents_last_frame_is_refused(tmp_path):
+    """CTC lineage: a parent ends before its children begin; a child in the parent's last frame is an error."""
+    lab = np.zeros((3, 8, 8), np.uint16)
+    lab[:, 1:3, 1:3], lab[1:, 5:7, 5:7] = 1, 2
+    tracks = pd.DataFrame({"frame": [0, 1, 1, 2], "label": [1, 1, 2, 2], "track_id": [1, 1, 2, 2],
+                           "parent_track_id": [0, 0, 1, 1], "y": 2.0, "x": 2.0, "area": 4})
+    with pytest.raises(ValueError, match="track 2 begins at 1 but its parent 1 ends at 1"):
+        write_ctc(lab, tracks, tmp_path / "res")
+    assert not (tmp_path / "res").exists()
+
+
 def test_write_tracks_table(tl, tmp_path):
     tracks = link(detections_from_labels(tl.labels[:5]), tl.labels[:5])
     path = write_tracks_table(tracks, tmp_path / "sub" / "tracks.parquet")
