@@ -407,3 +407,38 @@ def test_time_lapse_ngff_t_axis_has_the_frame_interval_in_seconds(tmp_path):
             assert t_axis["name"] == "t" and t_axis.get("unit") == unit, (name, given, t_axis)
             transforms = node.metadata["coordinateTransformations"][0]
             assert [t["scale"][0] for t in transforms if t["type"] == "scale"] == [scale], (name, given)
+
+
+def test_spatialdata_levels_halve_level_to_level(tmp_path):
+    """An image over 1024 px has levels 2 and 4 times smaller (NGFF's cumulative factors): read back, each level of
+    the image and of the labels is half the one above, and each labels level is every 2**k-th pixel of level 0."""
+    import spatialdata
+
+    image = np.random.default_rng(4).integers(0, 4000, (1, 1100, 1030)).astype(np.uint16)
+    lab = blobs((1100, 1030), 30, 5)
+    out = tmp_path / "big.zarr"
+    write_spatialdata(out, lazy_image(ImageSource.from_array(image[None]), False, chunk=256),
+                      {"nuclear": lazy_labels(ImageSource.from_array(lab[None, None]), False, chunk=256)},
+                      boundaries=False)
+    sdata = spatialdata.read_zarr(out)
+    for element in (sdata.images["image"], sdata.labels["nuclear"]):
+        shapes = [tuple(element[level]["image"].shape[-2:]) for level in element]
+        assert shapes == [(1100 // 2 ** k, 1030 // 2 ** k) for k in range(3)]
+    for k, level in enumerate(sdata.labels["nuclear"]):
+        np.testing.assert_array_equal(sdata.labels["nuclear"][level]["image"].values,
+                                      lab[::2 ** k, ::2 ** k][:1100 // 2 ** k, :1030 // 2 ** k])
+
+
+def test_last_rows_are_each_labels_last_row_whatever_the_bands():
+    """``last_rows`` against each label's largest row index from ``np.nonzero``, labels ending in the last column
+    of a band's last row among them, read in bands of 1, 3 and all rows."""
+    from cellscale.export.spatial import last_rows
+
+    lab = blobs((40, 30), 12, 6)
+    lab[9, 25:] = 13  # label 13's last pixel is the last one of row 9 (the end of a 1-, 2- or 5-row band)
+    lab[39, 29] = 14  # label 14's is the image's last pixel
+    expected = np.full(int(lab.max()) + 1, -1)
+    for value in present(lab):
+        expected[value] = np.nonzero(lab == value)[0].max()
+    for rows in (1, 3, 40):
+        np.testing.assert_array_equal(last_rows(lab, rows), expected)
