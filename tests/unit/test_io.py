@@ -713,6 +713,28 @@ def test_movie_labels_state_their_frame_interval(tmp_path):
     assert frame_interval_from_metadata(tmp_path / "still.ome.tif") is None
 
 
+def test_label_files_state_the_pixel_size_on_both_axes(tmp_path):
+    """write_labels, whole and tiled: the OME metadata read back with tifffile gives the pixel size in X and in Y,
+    and the 32-bit labels come back as written."""
+
+    class Lazy:  # an array-like that is not a NumPy array: the tiled writer
+        def __init__(self, a):
+            self.a, self.shape, self.dtype = a, a.shape, a.dtype
+
+        def __getitem__(self, key):
+            return self.a[key]
+
+    labels = np.zeros((20, 12), np.uint32)
+    labels[2:6, 3:9], labels[10:18, 1:4] = 70_000, 3
+    write_labels(tmp_path / "whole.ome.tif", labels, 0.65)
+    write_labels(tmp_path / "tiled.ome.tif", Lazy(labels), 0.65)
+    for name in ("whole", "tiled"):
+        with tifffile.TiffFile(tmp_path / f"{name}.ome.tif") as tif:
+            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+            np.testing.assert_array_equal(tif.asarray(), labels)
+        assert (pixels["PhysicalSizeX"], pixels["PhysicalSizeY"]) == (0.65, 0.65), name
+
+
 def test_frame_interval_from_the_ome_planes_delta_t(tmp_path, caplog):
     """An OME-TIFF without TimeIncrement: the median step between consecutive time points' Plane DeltaT (in its
     DeltaTUnit; a time point's first plane), per frame where a time point has no plane; TimeIncrement wins where
