@@ -426,7 +426,7 @@ def _train_tracker(args) -> int:
 def _evaluate_tracks(args) -> int:
     import tempfile
 
-    from cellscale.track.evaluate import evaluate_ctc, ground_truth_frames
+    from cellscale.track.evaluate import evaluate_ctc, ground_truth_frames, seg_frames
 
     with tempfile.TemporaryDirectory(prefix="cellscale-gt-") as tmp:
         gt = args.gt_dir
@@ -440,6 +440,13 @@ def _evaluate_tracks(args) -> int:
         scores = evaluate_ctc(args.result_dir, gt)
     for key, value in scores.items():
         print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
+    if "SEG" not in scores:   # said once, on stderr: the scores above stay KEY<tab>VALUE lines
+        segs = seg_frames(args.gt_dir)
+        why = (f"{Path(args.gt_dir) / 'SEG'} has no mask of --frames {args.frames[0]}:{args.frames[0] + n_cut} (its "
+               f"frames: {', '.join(map(str, list(segs)[:12]))}{' ...' if len(segs) > 12 else ''})"
+               if args.frames and segs else
+               f"{args.gt_dir} has no SEG/man_segNNN.tif masks")
+        print(f"cellscale evaluate-tracks: SEG, OP_CSB and OP_CTB not scored: {why}", file=sys.stderr)
     return 0
 
 
@@ -1052,7 +1059,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate-tracks", help="score a CTC result folder against ground truth (py-ctcmetrics)",
                        description="Print TRA, DET, LNK and division precision/recall/F1 of RESULT_DIR against "
-                                   "GT_DIR (the folder holding TRA/).")
+                                   "GT_DIR (the folder holding TRA/), and where GT_DIR has SEG/ (man_segNNN.tif, "
+                                   "masks of some frames) SEG, OP_CSB = (SEG + DET) / 2 and OP_CTB = (SEG + TRA) / "
+                                   "2, as the Cell Tracking Challenge ranks methods; without SEG/ they are not "
+                                   "scored (said on stderr).")
     p.add_argument("result_dir")
     p.add_argument("gt_dir")
     p.add_argument("--frames", type=_frame_range, default=None, metavar="N|START:STOP",
@@ -1060,7 +1070,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "workflow numbers them): N is its first N frames (0:N); START:STOP frames START to STOP - 1 "
                         "of the ground truth, half-open as in Python (50:100: t050 to t099; 50: to the last). The "
                         "ground truth is cut there and renumbered from 0; a track that begins before START begins "
-                        "at 0 with no parent, as the CTC cuts a sequence")
+                        "at 0 with no parent, as the CTC cuts a sequence; SEG scores the SEG masks of frames in "
+                        "the range")
     p.set_defaults(func=_evaluate_tracks)
 
     p = sub.add_parser("synth", help="generate seeded test images with known ground truth",

@@ -325,8 +325,9 @@ def test_synth_is_deterministic_and_track_recovers_lineage(tmp_path):
     cellscale("track", tmp_path / "a_truth" / "TRA", "-o", tmp_path / "res", "--table", tmp_path / "t.parquet")
     scores = evaluate_ctc(tmp_path / "res", tmp_path / "a_truth")
     assert scores["TRA"] >= 0.99 and scores["division_f1"] == 1.0
-    out = cellscale("evaluate-tracks", tmp_path / "res", tmp_path / "a_truth").stdout
-    assert "TRA" in out
+    scored = cellscale("evaluate-tracks", tmp_path / "res", tmp_path / "a_truth")
+    assert "TRA" in scored.stdout and "SEG" not in scored.stdout   # the generated truth has TRA/ only: said so
+    assert f"SEG, OP_CSB and OP_CTB not scored: {tmp_path / 'a_truth'} has no SEG/man_segNNN.tif masks" in scored.stderr
     # -o replaces its folder whole: a rerun into its own result is fine; a folder with other files, or the input
     # itself, is refused before anything is written (a mistyped -o deleted them)
     cellscale("track", tmp_path / "a_truth" / "TRA", "-o", tmp_path / "res")

@@ -845,3 +845,131 @@ def test_a_movies_spatialdata_table_has_its_lineage(tmp_path):
     got = got.astype("int64").sort_values(["frame", "label"]).reset_index(drop=True)
     want = tracks[["frame", "label", "track_id", "parent_track_id"]].sort_values(["frame", "label"])
     pd.testing.assert_frame_equal(got, want.reset_index(drop=True))
+
+
+# ---------------------------------------------------------------------------
+# SEG (and OP_CSB, OP_CTB) where the ground truth has SEG/ masks
+# ---------------------------------------------------------------------------
+SEG_FRAMES = (1, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def seg_movie(tmp_path_factory):
+    """A movie, its CTC ground truth with SEG/man_segNNN.tif of frames 1, 3 and 4 (its label images, labels
+    renumbered as the SEG masks' need not be the TRA markers'), and (labels, result folder) of the truth itself and
+    of the truth with its largest object of frame 3 eroded by a pixel and one object of frame 4 removed."""
+    from scipy import ndimage
+    from skimage.segmentation import relabel_sequential
+
+    movie = make_timelapse(n_frames=7, shape=(96, 96), n_cells=5, seed=3)
+    root = tmp_path_factory.mktemp("seg")
+    write_ctc_ground_truth(movie, root / "gt")
+    (root / "gt" / "SEG").mkdir()
+    for t in SEG_FRAMES:
+        tifffile.imwrite(root / "gt" / "SEG" / f"man_seg{t:03d}.tif",
+                         relabel_sequential(movie.labels[t].astype(np.uint16), offset=7)[0])
+    edited = movie.labels.copy()
+    ids, areas = np.unique(edited[3], return_counts=True)
+    big = ids[1:][np.argmax(areas[1:])]
+    edited[3][(edited[3] == big) & ~ndimage.binary_erosion(edited[3] == big)] = 0
+    edited[4][edited[4] == np.unique(edited[4])[1]] = 0
+    results = {}
+    for name, labels in (("truth", movie.labels), ("edited", edited)):
+        results[name] = labels, write_ctc(labels, link(detections_from_labels(labels), labels), root / name)
+    return movie, root / "gt", results
+
+
+def seg_by_definition(ref_frames, res_frames) -> float:
+    """The CTC's SEG: the mean over the reference objects of the Jaccard index |R & S| / |R | S| with the result
+    object S that covers more than half of R, 0 where none does."""
+    scores = []
+    for ref, res in zip(ref_frames, res_frames):
+        for r in np.unique(ref)[1:]:
+            obj = ref == r
+            over, counts = np.unique(res[obj], return_counts=True)
+            best = [n / np.logical_or(obj, res == c).sum() for c, n in zip(over, counts) if c and n > obj.sum() / 2]
+            scores.append(best[0] if best else 0.0)
+    return float(np.mean(scores))
+
+
+def test_evaluate_ctc_scores_seg_where_the_ground_truth_has_it(seg_movie, gt, tl):
+    """With SEG/ masks evaluate_ctc scores SEG as the CTC defines it, and OP_CSB = (SEG + DET) / 2, OP_CTB = (SEG
+    + TRA) / 2: the truth scores 1; with one object eroded by a pixel (Jaccard = its area left) and one removed (0),
+    SEG falls by exactly what those two objects lose, over the SEG masks' objects."""
+    movie, seg_gt, results = seg_movie
+    truth = evaluate_ctc(results["truth"][1], seg_gt)
+    assert truth["SEG"] == 1.0 and truth["SEG_frames"] == len(SEG_FRAMES)
+    assert truth["OP_CSB"] == pytest.approx((1.0 + truth["DET"]) / 2) and truth["DET"] > 0.99
+    assert truth["OP_CTB"] == pytest.approx((1.0 + truth["TRA"]) / 2)
+
+    labels, res = results["edited"]
+    scores = evaluate_ctc(res, seg_gt)
+    refs = [movie.labels[t] for t in SEG_FRAMES]
+    n_objects = sum(len(np.unique(r)) - 1 for r in refs)
+    ids, areas = np.unique(movie.labels[3], return_counts=True)
+    big = ids[1:][np.argmax(areas[1:])]
+    jaccard_eroded = (labels[3] == big).sum() / areas[1:].max()
+    assert 0.5 < jaccard_eroded < 1
+    assert scores["SEG"] == pytest.approx(1 - (1 + (1 - jaccard_eroded)) / n_objects, abs=1e-12)
+    assert scores["SEG"] == pytest.approx(seg_by_definition(refs, [labels[t] for t in SEG_FRAMES]), abs=1e-12)
+    assert scores["OP_CSB"] == pytest.approx((scores["SEG"] + scores["DET"]) / 2)
+    assert scores["OP_CTB"] == pytest.approx((scores["SEG"] + scores["TRA"]) / 2)
+    # no SEG/: none of those keys, and no error
+    plain = evaluate_ctc(write_ctc(tl.labels, link(detections_from_labels(tl.labels), tl.labels),
+                                   seg_gt.parent / "plain"), gt)
+    assert not {"SEG", "OP_CSB", "OP_CTB", "SEG_frames"} & set(plain) and plain["TRA"] > 0.99
+
+
+def test_evaluate_tracks_cuts_the_seg_masks_to_a_frame_range(seg_movie, tmp_path, capsys):
+    """--frames START:STOP links the SEG masks of frames in the range, renumbered as the result's frames, and SEG is
+    scored on those alone; a range without a SEG frame scores none and says so once, on stderr."""
+    from cellscale.cli import main
+    from cellscale.track.evaluate import ground_truth_frames
+
+    movie, seg_gt, results = seg_movie
+    cut = ground_truth_frames(seg_gt, 2, 5, tmp_path / "cut")
+    assert sorted(p.name for p in (cut / "SEG").iterdir()) == ["man_seg001.tif", "man_seg002.tif"]
+    for new, old in ((1, 3), (2, 4)):
+        assert (cut / "SEG" / f"man_seg{new:03d}.tif").resolve() == (seg_gt / "SEG" / f"man_seg{old:03d}.tif").resolve()
+    assert not (ground_truth_frames(seg_gt, 5, 7, tmp_path / "none") / "SEG").exists()
+
+    labels = results["edited"][0]
+    for frames, part in (("2:5", labels[2:5]), ("5:7", labels[5:7])):
+        write_ctc(part, link(detections_from_labels(part), part), tmp_path / frames.replace(":", "-"))
+    capsys.readouterr()
+    assert main(["evaluate-tracks", str(tmp_path / "2-5"), str(seg_gt), "--frames", "2:5"]) == 0
+    out, err = capsys.readouterr()
+    scores = {k: float(v) for k, v in (line.split("\t") for line in out.splitlines())}
+    expected = seg_by_definition([movie.labels[3], movie.labels[4]], [labels[3], labels[4]])
+    assert scores["SEG"] == pytest.approx(expected, abs=1e-4) and expected < 1 and scores["SEG_frames"] == 2
+    assert scores["OP_CTB"] == pytest.approx((scores["SEG"] + scores["TRA"]) / 2, abs=1e-4) and "SEG" not in err
+    assert main(["evaluate-tracks", str(tmp_path / "5-7"), str(seg_gt), "--frames", "5:7"]) == 0
+    out, err = capsys.readouterr()
+    assert "SEG" not in out and "TRA\t" in out
+    assert err.count("not scored") == 1
+    assert f"SEG, OP_CSB and OP_CTB not scored: {seg_gt / 'SEG'} has no mask of --frames 5:7 (its frames: 1, 3, 4)" \
+        in err
+
+
+@pytest.mark.parametrize("damage", ["name", "twice", "frame", "size", "float"])
+def test_evaluate_tracks_names_a_bad_seg_mask(damage, seg_movie, tmp_path, capsys):
+    """A SEG/ file that is not man_segNNN.tif, two masks of one frame, a SEG mask of a frame the ground truth does
+    not have, one of another size or not of integer labels: one line naming it (py-ctcmetrics' messages name no
+    file, or it reads past the result's masks)."""
+    import shutil
+
+    from cellscale.cli import main
+
+    _, seg_gt, results = seg_movie
+    gt = shutil.copytree(seg_gt, tmp_path / "gt")
+    frame = tifffile.imread(gt / "SEG" / "man_seg001.tif")
+    names = {"name": "seg_001.tif", "twice": "man_seg1.tif", "frame": "man_seg009.tif"}
+    bad = gt / "SEG" / names.get(damage, "man_seg001.tif")
+    tifffile.imwrite(bad, frame[:40] if damage == "size" else frame.astype(np.float32) if damage == "float" else frame)
+    capsys.readouterr()
+    assert main(["evaluate-tracks", str(results["truth"][1]), str(gt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cellscale evaluate-tracks: error:") and str(bad) in err and len(err.splitlines()) == 1
+    assert {"name": "not a CTC SEG mask name (man_segNNN.tif", "twice": "a second SEG mask of frame 1 (with man_seg001",
+            "frame": "a SEG mask of frame 9, but",
+            "size": "differ in size", "float": "must hold integer labels"}[damage] in err

@@ -28,7 +28,7 @@ from .formats import numbered_frames
 from .labels import check_labels
 
 __all__ = ["LINEAGE_COLUMNS", "frame_digits", "write_label_frames", "read_label_dir", "label_frames",
-           "write_lineage", "read_lineage"]
+           "read_label_frame", "write_lineage", "read_lineage"]
 
 LINEAGE_COLUMNS = ["L", "B", "E", "P"]
 
@@ -73,23 +73,28 @@ def read_label_dir(folder: str | os.PathLike) -> np.ndarray:
     return np.stack([f.astype(dtype, copy=False) for f in frames])
 
 
+def read_label_frame(path: str | os.PathLike) -> np.ndarray:
+    """One 2-D label TIFF (a CTC mask), checked: a file that cannot be read, is not 2-D (after dropping axes of
+    length 1) or holds no integer labels raises ValueError naming it."""
+    try:
+        a = np.asarray(tifffile.imread(path))
+    except Exception as exc:  # any read failure names the file
+        raise ValueError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+    if a.ndim != 2:
+        a2 = np.squeeze(a)
+        if a2.ndim != 2:
+            raise ValueError(f"{path}: expected a 2-D label image, got shape {a.shape}")
+        a = a2
+    return check_labels(a, str(path))
+
+
 def label_frames(folder: str | os.PathLike) -> Iterator[tuple[Path, np.ndarray]]:
     """The per-frame 2-D label TIFFs of ``folder`` as (path, frame), one at a time in frame order, each checked as
     :func:`read_label_dir` says (a folder of frames never has to fit in memory)."""
     files = numbered_frames(folder, (".tif", ".tiff"))
     shape = None
     for p in files:
-        try:
-            a = tifffile.imread(p)
-        except Exception as exc:  # any read failure names the file
-            raise ValueError(f"{p}: cannot read ({type(exc).__name__}: {exc})") from exc
-        a = np.asarray(a)
-        if a.ndim != 2:
-            a2 = np.squeeze(a)
-            if a2.ndim != 2:
-                raise ValueError(f"{p}: expected a 2-D label image, got shape {a.shape}")
-            a = a2
-        check_labels(a, str(p))
+        a = read_label_frame(p)
         if shape is None:
             shape = a.shape
         elif a.shape != shape:

@@ -2,7 +2,9 @@
 
 :func:`evaluate_ctc` runs the official-equivalent metrics of ``py-ctcmetrics``
 (package ``ctc_metrics``: TRA, DET, LNK, AOGM and its error counts, validity
-and the CTC branching correctness BC(i)) through its Python API
+and the CTC branching correctness BC(i); SEG and the CTC's overall measures
+OP_CSB = (SEG + DET) / 2 and OP_CTB = (SEG + TRA) / 2 where the ground truth
+has ``SEG/man_segNNN.tif`` masks) through its Python API
 (``ctc_metrics.scripts.evaluate.load_data`` / ``calculate_metrics``), then
 adds our own division precision / recall / F1 computed on the same
 frame-wise object matching.
@@ -32,17 +34,38 @@ import contextlib
 import io
 import itertools
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from cellscale.io.ctc import label_frames, read_lineage
+from cellscale.io.ctc import label_frames, read_label_frame, read_lineage
 from cellscale.track.export_ctc import _prepare_tracks, check_lineage, ctc_lineage
 from cellscale.track.export_ctc import read_label_dir
 
-__all__ = ["evaluate_ctc", "division_scores", "ReferenceMatching", "evaluate_tracks"]
+__all__ = ["evaluate_ctc", "division_scores", "ReferenceMatching", "evaluate_tracks", "seg_frames"]
 
 DEFAULT_METRICS = ("Valid", "DET", "TRA", "LNK", "BC(1)")
+SEG_MASK = re.compile(r"man_seg_?(\d+)\.tif")
+
+
+def seg_frames(gt_dir: str | os.PathLike) -> dict[int, Path]:
+    """``{frame: path}`` of the CTC SEG ground truth, ``gt_dir/SEG/man_segNNN.tif`` (full masks of some frames
+    only), in frame order; empty when ``gt_dir`` has no ``SEG/`` or it holds no ``.tif``. Another ``.tif`` name there,
+    or two masks of one frame, raise ValueError naming the file (py-ctcmetrics reads the frame from the name)."""
+    folder = Path(gt_dir) / "SEG"
+    if not folder.is_dir():
+        return {}
+    names = {path: SEG_MASK.fullmatch(path.name) for path in sorted(folder.glob("*.tif"))}
+    unnamed = [path for path, match in names.items() if match is None]
+    if unnamed:
+        raise ValueError(f"{unnamed[0]}: not a CTC SEG mask name (man_segNNN.tif, NNN its frame number)")
+    out: dict[int, Path] = {}
+    for path, match in names.items():   # man_seg02.tif and man_seg002.tif: one frame
+        if out.setdefault(int(match.group(1)), path) != path:
+            raise ValueError(f"{path}: a second SEG mask of frame {int(match.group(1))} "
+                             f"(with {out[int(match.group(1))].name})")
+    return dict(sorted(out.items()))
 
 
 def _divisions(tracks: np.ndarray) -> list[tuple[int, int, list[tuple[int, int]]]]:
@@ -127,9 +150,12 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         Folder with ``maskNNN.tif`` and ``res_track.txt`` (e.g. from
         :func:`write_ctc`); it must hold no other ``.tif``.
     gt_dir:
-        Folder with ``TRA/man_trackNNN.tif`` and ``TRA/man_track.txt``.
+        Folder with ``TRA/man_trackNNN.tif`` and ``TRA/man_track.txt``, and
+        where it has them ``SEG/man_segNNN.tif`` (:func:`seg_frames`).
     metrics:
-        ctc_metrics metric names (default Valid, DET, TRA, LNK, BC(1)).
+        ctc_metrics metric names (default Valid, DET, TRA, LNK, BC(1)); SEG
+        is added when ``gt_dir`` has SEG masks (naming SEG without them is
+        an error).
     tolerance:
         Frame tolerance of our division matching.
     threads:
@@ -140,7 +166,11 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     dict with the ctc_metrics results (``TRA``, ``DET``, ``LNK``, ``AOGM``,
     ``AOGM_FN`` ..., ``BC(i)``, ``Valid``; metrics are None when the result is
     invalid) plus ``division_precision``, ``division_recall``,
-    ``division_f1`` and their counts.
+    ``division_f1`` and their counts. With SEG masks also ``SEG`` (the mean
+    over the SEG masks' objects of their Jaccard index with the result object
+    covering more than half of them, 0 where none does), ``OP_CSB``,
+    ``OP_CTB`` and ``SEG_frames`` (how many frames have SEG masks); without
+    them none of these keys.
     """
     try:
         from ctc_metrics.scripts.evaluate import calculate_metrics, load_data
@@ -156,6 +186,12 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         raise ValueError(f"{res_dir}: no res_track.txt")
     if not (gt_dir / "TRA" / "man_track.txt").is_file():
         raise ValueError(f"{gt_dir}: no TRA/man_track.txt")
+    segs = seg_frames(gt_dir)
+    metrics = list(metrics)
+    if segs and "SEG" not in metrics:
+        metrics.append("SEG")
+    elif "SEG" in metrics and not segs:
+        raise ValueError(f"{gt_dir}: no SEG/man_segNNN.tif masks: SEG cannot be scored")
     n_res = len([p for p in res_dir.iterdir() if p.name.endswith(".tif")])
     n_gt = len([p for p in (gt_dir / "TRA").iterdir() if p.name.endswith(".tif")])
     if n_res != n_gt or n_gt == 0:
@@ -172,12 +208,16 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         # (whose messages name no file) reads them
         for path, mask in label_frames(folder):
             shapes.setdefault(folder, (path, mask.shape))
+    for frame, path in segs.items():   # SEG masks of frames the result has, as the others checked one at a time
+        if frame >= n_gt:
+            raise ValueError(f"{path}: a SEG mask of frame {frame}, but {gt_dir / 'TRA'} has frames 0 to {n_gt - 1}")
+        shape = read_label_frame(path).shape
+        shapes.setdefault(("SEG", shape), (path, shape))   # each size of them: all named when they differ
     shapes = dict(shapes.values())
     if len(set(shapes.values())) > 1:   # another sequence's ground truth: scikit-learn's message otherwise
         raise ValueError("the masks and the ground truth differ in size: " +
                          ", ".join(f"{path} {' x '.join(map(str, shape))} px" for path, shape in shapes.items()))
 
-    metrics = list(metrics)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             comp_tracks, ref_tracks, traj, segm, _, is_valid = load_data(
@@ -190,6 +230,8 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
                          f"{f' ({err})' if str(err) not in ('', '[]') else ''}") from None
     out = {k: _plain(v) for k, v in results.items()}
     out["Valid"] = int(is_valid)
+    if segs:
+        out["SEG_frames"] = len(segs)
     out.update(division_scores(ref_tracks, comp_tracks, traj["mapped_ref"],
                                traj["mapped_comp"], tolerance=tolerance))
     return out
@@ -200,8 +242,9 @@ def ground_truth_frames(gt_dir: str | os.PathLike, start: int, stop: int | None,
     """A CTC ground-truth folder of ``gt_dir``'s frames ``start`` to ``stop - 1`` (half-open, as Python's
     ``start:stop``; ``stop`` None: to the last frame), numbered from 0 as a result of those frames is, written to
     ``out_dir``: ``TRA/`` holds links to those masks, renamed from ``man_track000.tif`` on, and ``man_track.txt`` cut
-    there (:func:`lineage_frames`). For a result of a part of a movie; no ``SEG/`` (:func:`evaluate_ctc` scores no
-    SEG unless asked)."""
+    there (:func:`lineage_frames`); ``SEG/`` links to the ``SEG/man_segNNN.tif`` masks of frames in the range,
+    renumbered the same way (frame ``start + i``: ``man_seg`` ``i``, as many digits as the original), and is left
+    out where the range has none (:func:`evaluate_ctc` then scores no SEG). For a result of a part of a movie."""
     import pandas as pd
 
     from cellscale.io.ctc import LINEAGE_COLUMNS, write_lineage
@@ -221,6 +264,12 @@ def ground_truth_frames(gt_dir: str | os.PathLike, start: int, stop: int | None,
     lineage = read_lineage(tra / "man_track.txt")[LINEAGE_COLUMNS].to_numpy()
     write_lineage(out / "man_track.txt",
                   pd.DataFrame(lineage_frames(lineage, start, stop), columns=LINEAGE_COLUMNS))
+    segs = {frame: path for frame, path in seg_frames(gt_dir).items() if start <= frame < stop}
+    if segs:
+        (Path(out_dir) / "SEG").mkdir()
+    for frame, path in segs.items():
+        digits = len(SEG_MASK.fullmatch(path.name).group(1))
+        (Path(out_dir) / "SEG" / f"man_seg{frame - start:0{digits}d}.tif").symlink_to(path.resolve())
     return Path(out_dir)
 
 
