@@ -5,7 +5,9 @@ go to ``link(solver="lap")``, ``link(solver="ilp")`` and to laptrack
 (``LapTrack.predict_dataframe`` on the centroids, with gap closing and
 splitting), and every result is scored with the CTC measures (TRA, DET, LNK
 from py-ctcmetrics' ``calculate_metrics``, plus our division precision /
-recall / F1). Speed is detections per second of the tracking step alone
+recall / F1; SEG, which scores the labels alone, is printed once for each
+sequence whose ground truth has SEG masks, the CTC ones, and kept in
+``--json``'s rows). Speed is detections per second of the tracking step alone
 (the detection table is shared, so its time is left out for all three;
 best of a few runs, as the machine is shared).
 
@@ -192,7 +194,7 @@ def record_row(name: str, labels, n: int, match, method: str, tracks, seconds: f
     """One row of the main table (:data:`ROWS`); ``score=False``: timed only (the scores None)."""
     s = evaluate_tracks(tracks, match) if score else {k: None for k in KEYS + ["n_divisions_true"]}
     ROWS.append({"sequence": name, "method": method, "frames": int(labels.shape[0]), "detections": n,
-                 **{k: s[k] for k in KEYS}, "seconds": seconds, "det_per_s": n / seconds,
+                 **{k: s[k] for k in KEYS}, "SEG": s.get("SEG"), "seconds": seconds, "det_per_s": n / seconds,
                  "divisions_true": s["n_divisions_true"],
                  "divisions_pred": s["n_divisions_pred"] if score else int(tracks.attrs["n_divisions"]), "note": note})
     return s
@@ -379,7 +381,10 @@ def run_sequence(name: str, labels, match, image, args) -> None:
     print(f"  the default costs (auto) take {chosen} here: crowding {crowd:.2f} "
           f"(learned below {TrackConfig().auto_crowding})", flush=True)
     tracks, sec = timed(lambda: link(det, labels, solver="lap", costs="rules"), repeats)
-    record("ours lap", tracks, sec, f"max_distance {tracks.attrs['max_distance']:.1f} px (estimated)")
+    lap = record("ours lap", tracks, sec, f"max_distance {tracks.attrs['max_distance']:.1f} px (estimated)")
+    if "SEG" in lap:   # the ground truth has SEG masks; SEG scores the labels: one figure for every tracker here
+        print(f"  SEG {lap['SEG']:.4f} on its {lap['SEG_frames']} SEG frames (ours lap: OP_CSB {lap['OP_CSB']:.4f}, "
+              f"OP_CTB {lap['OP_CTB']:.4f})", flush=True)
     tracks, sec = timed(lambda: link(det, labels, solver="ilp", costs="rules"), 1)
     record("ours ilp (HiGHS)", tracks, sec,
            f"{tracks.attrs['ilp_windows']} window(s), {tracks.attrs['ilp_variables']} variables, "
@@ -412,7 +417,8 @@ def run_sequence(name: str, labels, match, image, args) -> None:
             write_ctc(labels, ilp_tracks, Path(tmp) / "RES")
             official = evaluate_ctc(Path(tmp) / "RES", match.gt_dir)
         ours = next(r for r in rows if r["sequence"] == name and r["method"] == "ours ilp (HiGHS)")
-        bad = [k for k in KEYS if not np.isclose(official[k], ours[k], equal_nan=True)]
+        bad = [k for k in KEYS + ["SEG"] * bool(match.seg)
+               if not np.isclose(official[k], ours[k], equal_nan=True)]
         print(f"  official py-ctcmetrics check on {name}: {'OK' if not bad else 'MISMATCH ' + str(bad)}")
 
 

@@ -973,3 +973,24 @@ def test_evaluate_tracks_names_a_bad_seg_mask(damage, seg_movie, tmp_path, capsy
     assert {"name": "not a CTC SEG mask name (man_segNNN.tif", "twice": "a second SEG mask of frame 1 (with man_seg001",
             "frame": "a SEG mask of frame 9, but",
             "size": "differ in size", "float": "must hold integer labels"}[damage] in err
+
+
+def test_the_fast_path_scores_seg_as_evaluate_ctc_does(seg_movie):
+    """ReferenceMatching reads the SEG masks once (SEG depends on the labels, not on the tracking): evaluate_tracks
+    gives the SEG, OP_CSB and OP_CTB of evaluate_ctc on the written folder, and first_frames keeps the SEG frames
+    before its end only."""
+    from cellscale.track.evaluate import ReferenceMatching, evaluate_tracks
+
+    movie, seg_gt, results = seg_movie
+    labels, res = results["edited"]
+    tracks = link(detections_from_labels(labels), labels)
+    official = evaluate_ctc(write_ctc(labels, tracks, res.parent / "fast"), seg_gt)
+    fast = evaluate_tracks(tracks, ReferenceMatching(labels, seg_gt))
+    for key in ("SEG", "OP_CSB", "OP_CTB", "SEG_frames", "TRA"):
+        assert fast[key] == pytest.approx(official[key], abs=1e-12), key
+    assert fast["SEG"] < 1
+    first = evaluate_tracks(link(detections_from_labels(labels[:4]), labels[:4]),
+                            ReferenceMatching(labels, seg_gt).first_frames(4))
+    assert first["SEG_frames"] == 2
+    assert first["SEG"] == pytest.approx(seg_by_definition([movie.labels[1], movie.labels[3]],
+                                                           [labels[1], labels[3]]), abs=1e-12)

@@ -289,6 +289,28 @@ def lineage_frames(tracks, start: int, stop: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # fast path: score a tracks table without writing and re-reading masks
 # ---------------------------------------------------------------------------
+def _overlaps(ref: np.ndarray, comp: np.ndarray):
+    """The CTC matching of one frame: (reference labels, their areas, matched reference labels, the result labels
+    covering more than half of each, those intersections' areas)."""
+    r, c = ref.ravel().astype(np.int64), comp.ravel().astype(np.int64)
+    on = r > 0
+    r, c = r[on], c[on]
+    ur, r_area = np.unique(r, return_counts=True)
+    m = int(c.max(initial=0)) + 1
+    uk, inter = np.unique((r * m + c)[c > 0], return_counts=True)
+    rr, cc = uk // m, uk % m
+    big = inter > 0.5 * r_area[np.searchsorted(ur, rr)]
+    return ur, r_area, rr[big], cc[big], inter[big]
+
+
+def _seg_frame(ref: np.ndarray, comp: np.ndarray) -> tuple[list[int], list[float]]:
+    """(SEG objects, Jaccard indices of those a result object covers more than half of): one frame of SEG."""
+    ur, r_area, rr, cc, inter = _overlaps(ref, comp)
+    uc, c_area = np.unique(comp[comp > 0], return_counts=True)
+    union = r_area[np.searchsorted(ur, rr)] + c_area[np.searchsorted(uc, cc)] - inter
+    return ur.tolist(), (inter / union).tolist()
+
+
 class ReferenceMatching:
     """The CTC object matching between a label stack and a CTC ground truth.
 
@@ -297,7 +319,10 @@ class ReferenceMatching:
     objects of one label stack without changing their pixels, so this
     matching is computed once per label stack and reused for every tracking
     result on it (:func:`evaluate_tracks`), which makes parameter sweeps
-    cheap. The numbers are those of :func:`evaluate_ctc` on the written folder.
+    cheap. The numbers are those of :func:`evaluate_ctc` on the written folder;
+    where ``gt_dir`` has ``SEG/`` masks (:func:`seg_frames`) SEG too, which
+    depends on the labels alone (``seg``: frame -> its SEG objects and the
+    Jaccard indices of the matched ones).
     """
 
     def __init__(self, labels: np.ndarray, gt_dir: str | os.PathLike):
@@ -311,17 +336,17 @@ class ReferenceMatching:
         self.ref_tracks = read_tracking_file(str(gt_dir / "TRA" / "man_track.txt"))
         self.labels_ref, self.pairs = [], []
         for t in range(ref.shape[0]):
-            r = ref[t].ravel().astype(np.int64)
-            c = labels[t].ravel().astype(np.int64)
-            on = r > 0
-            r, c = r[on], c[on]
-            ur, r_area = np.unique(r, return_counts=True)
+            ur, _, rr, cc, _ = _overlaps(ref[t], labels[t])
             self.labels_ref.append(ur.tolist())
-            key = r * (int(c.max(initial=0)) + 1) + c
-            uk, inter = np.unique(key[c > 0], return_counts=True)
-            rr, cc = uk // (int(c.max(initial=0)) + 1), uk % (int(c.max(initial=0)) + 1)
-            big = inter > 0.5 * r_area[np.searchsorted(ur, rr)]
-            self.pairs.append((rr[big], cc[big]))
+            self.pairs.append((rr, cc))
+        self.seg = {}
+        for t, path in seg_frames(gt_dir).items():
+            mask = read_label_frame(path)
+            if t >= ref.shape[0] or mask.shape != labels.shape[1:]:
+                raise ValueError(f"{path}: " + (f"a SEG mask of frame {t}, but the labels have {ref.shape[0]} frames"
+                                                if t >= ref.shape[0] else
+                                                f"shape {mask.shape} differs from the labels' {labels.shape[1:]}"))
+            self.seg[t] = _seg_frame(mask, labels[t])
 
     @property
     def n_frames(self) -> int:
@@ -332,6 +357,7 @@ class ReferenceMatching:
         out = object.__new__(ReferenceMatching)
         out.gt_dir = None
         out.labels_ref, out.pairs = self.labels_ref[:n], self.pairs[:n]
+        out.seg = {t: frame for t, frame in self.seg.items() if t < n}
         out.ref_tracks = lineage_frames(self.ref_tracks, 0, n)
         return out
 
@@ -339,7 +365,8 @@ class ReferenceMatching:
 def evaluate_tracks(tracks, matching: ReferenceMatching, metrics=DEFAULT_METRICS,
                     tolerance: int = 1) -> dict:
     """Score a tracks table (from :func:`cellscale.track.link`) on the label
-    stack of ``matching``, as :func:`evaluate_ctc` would score its CTC folder."""
+    stack of ``matching``, as :func:`evaluate_ctc` would score its CTC folder
+    (SEG, OP_CSB and OP_CTB too where the ground truth has SEG masks)."""
     from ctc_metrics.metrics import valid
     from ctc_metrics.scripts.evaluate import calculate_metrics
 
@@ -367,13 +394,19 @@ def evaluate_tracks(tracks, matching: ReferenceMatching, metrics=DEFAULT_METRICS
         mapped_comp.append(ids[pos[hit]].tolist())
     traj = {"labels_ref": matching.labels_ref, "labels_comp": labels_comp,
             "mapped_ref": mapped_ref, "mapped_comp": mapped_comp}
-    metrics = list(metrics)
+    metrics = list(metrics) + (["SEG"] if matching.seg and "SEG" not in metrics else [])
+    if "SEG" in metrics and not matching.seg:
+        raise ValueError("no SEG/man_segNNN.tif masks in the ground truth (of these frames): SEG cannot be scored")
+    segm = {"labels_ref": [ref for ref, _ in matching.seg.values()],
+            "ious": [ious for _, ious in matching.seg.values()]}
     with contextlib.redirect_stdout(io.StringIO()):
         is_valid = valid([f"mask{t}" for t in range(n_frames)], comp_tracks, labels_comp) \
             if len(comp_tracks) else 0
-        results = calculate_metrics(comp_tracks, matching.ref_tracks, traj, {}, metrics, is_valid)
+        results = calculate_metrics(comp_tracks, matching.ref_tracks, traj, segm, metrics, is_valid)
     out = {k: _plain(v) for k, v in results.items()}
     out["Valid"] = int(is_valid)
+    if matching.seg:
+        out["SEG_frames"] = len(matching.seg)
     out.update(division_scores(matching.ref_tracks, comp_tracks, mapped_ref, mapped_comp,
                                tolerance=tolerance))
     return out
