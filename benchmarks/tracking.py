@@ -382,7 +382,7 @@ def run_sequence(name: str, labels, match, image, args) -> None:
           f"(learned below {TrackConfig().auto_crowding})", flush=True)
     tracks, sec = timed(lambda: link(det, labels, solver="lap", costs="rules"), repeats)
     lap = record("ours lap", tracks, sec, f"max_distance {tracks.attrs['max_distance']:.1f} px (estimated)")
-    if "SEG" in lap:   # the ground truth has SEG masks; SEG scores the labels: one figure for every tracker here
+    if lap.get("SEG") is not None:   # the ground truth has SEG masks; SEG scores the labels: one figure for all
         print(f"  SEG {lap['SEG']:.4f} on its {lap['SEG_frames']} SEG frames (ours lap: OP_CSB {lap['OP_CSB']:.4f}, "
               f"OP_CTB {lap['OP_CTB']:.4f})", flush=True)
     tracks, sec = timed(lambda: link(det, labels, solver="ilp", costs="rules"), 1)
