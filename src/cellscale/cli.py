@@ -177,6 +177,8 @@ def _frame_range(text: str) -> tuple[int, int | None]:
         raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
     if start < 0 or (stop is not None and stop <= start):
         raise argparse.ArgumentTypeError(f"expected {what}, STOP above START and both at least 0, not {text!r}")
+    if stop is not None and stop - start < 2:   # py-ctcmetrics scores no single frame (a numpy error)
+        raise argparse.ArgumentTypeError(f"--frames {text} is one frame: tracks link frames, so give at least 2")
     return start, stop
 
 

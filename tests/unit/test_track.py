@@ -648,6 +648,12 @@ def test_evaluate_tracks_on_a_middle_range_of_a_movie(tl, gt, tmp_path, capsys):
         with pytest.raises(SystemExit) as stop:
             main(["evaluate-tracks", str(res), str(gt), f"--frames={bad}"])
         assert stop.value.code == 2 and "expected N (the first N frames) or START:STOP" in capsys.readouterr().err
+    for one in ("1", "12:13"):   # one frame: py-ctcmetrics' numpy error before
+        with pytest.raises(SystemExit) as stop:
+            main(["evaluate-tracks", str(res), str(gt), f"--frames={one}"])
+        assert stop.value.code == 2 and f"--frames {one} is one frame: tracks link frames" in capsys.readouterr().err
+    assert main(["evaluate-tracks", str(res), str(gt), "--frames", "29:"]) == 2   # START: at the last frame
+    assert f"--frames 29: of {gt / 'TRA'} is one frame (29)" in capsys.readouterr().err
     assert not list(Path(tempfile.gettempdir()).glob("cellscale-gt-*"))   # the cut ground truth is removed
 
 

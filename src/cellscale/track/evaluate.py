@@ -256,6 +256,8 @@ def ground_truth_frames(gt_dir: str | os.PathLike, start: int, stop: int | None,
     if not 0 <= start < stop <= len(masks):
         raise ValueError(f"--frames {given} is not in {tra}: it has {len(masks)} masks, frames 0:{len(masks)}"
                          if masks else f"{tra}: no man_track*.tif masks")
+    if stop - start < 2:   # START: at the last frame; py-ctcmetrics scores no single frame (a numpy error)
+        raise ValueError(f"--frames {given} of {tra} is one frame ({start}): tracks link frames, so give at least 2")
     out = Path(out_dir) / "TRA"
     out.mkdir(parents=True)
     digits = len(masks[0].stem) - len("man_track")
