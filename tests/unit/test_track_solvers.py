@@ -34,6 +34,21 @@ def drop_detections(tl, fraction, seed):
 
 
 # ---------------------------------------------------------------------------
+# drawing the small hand-built cases below (the answer is plain from the picture)
+# ---------------------------------------------------------------------------
+def disk(lab, t, y, x, r, v):
+    yy, xx = np.mgrid[0:lab.shape[1], 0:lab.shape[2]]
+    lab[t][(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = v
+
+
+def cycle_lengths_of_born_mothers(tracks):
+    """Frames lived by each track that is born by division and divides itself."""
+    lin = ctc_lineage(tracks)
+    mothers = lin[lin["L"].isin(lin["P"]) & (lin["P"] > 0)]
+    return (mothers["E"] - mothers["B"] + 1).tolist()
+
+
+# ---------------------------------------------------------------------------
 # both solvers
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("use_labels", [True, False])
@@ -152,6 +167,31 @@ def test_bad_detection_tables_raise():
         link(det)
 
 
+def test_a_duplicate_in_a_sorted_table_is_refused():
+    det = pd.DataFrame({"frame": [0, 1, 1], "label": [1, 2, 2], "y": [1.0, 1.0, 2.0], "x": [1.0] * 3, "area": [5] * 3})
+    with pytest.raises(ValueError, match="duplicate detection: frame 1 label 2"):
+        link(det)
+
+
+def test_detections_beyond_the_label_frames_are_refused():
+    labels = np.zeros((2, 20, 20), np.uint16)
+    labels[:, 5:9, 5:9] = 1
+    det = pd.DataFrame({"frame": [0, 1, 2], "label": [1, 1, 1], "y": [6.5] * 3, "x": [6.5] * 3, "area": [16] * 3})
+    with pytest.raises(ValueError, match="detections reach frame 2 but labels have 2 frames"):
+        link(det, labels)
+
+
+def test_empty_last_label_frames_count_as_frames():
+    # a table without attrs (read back from a file) and labels whose last two frames are empty: 5 frames, and
+    # the cell's end in frame 2 is not the end of the movie
+    labels = np.zeros((5, 20, 20), np.uint16)
+    labels[:3, 5:9, 5:9] = 1
+    det = pd.DataFrame(detections_from_labels(labels).to_dict("list"))
+    assert not det.attrs
+    tracks = link(det, labels)
+    assert tracks.attrs["n_frames"] == 5 and tracks.attrs["empty_frames"] == [3, 4]
+
+
 def test_detections_in_any_order_give_the_same_tracks(tl):
     det = detections_from_labels(tl.labels)
     want = link(det, tl.labels)
@@ -196,19 +236,14 @@ def test_sim_plus_ground_truth_first_frames(solver):
 
 @pytest.mark.parametrize("solver", ["lap", "ilp"])
 def test_a_daughter_does_not_divide_in_the_frame_it_is_born(solver):
-    yy, xx = np.mgrid[0:80, 0:120]
     lab = np.zeros((4, 80, 120), np.uint16)
-
-    def disk(t, y, x, r, v):
-        lab[t][(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = v
-
-    disk(0, 40, 60, 10, 1)
-    disk(1, 40, 50, 7, 2)
-    disk(1, 40, 70, 7, 3)
+    disk(lab, 0, 40, 60, 10, 1)
+    disk(lab, 1, 40, 50, 7, 2)
+    disk(lab, 1, 40, 70, 7, 3)
     for t in (2, 3):
-        disk(t, 40, 50, 7, 2)
-        disk(t, 33, 76, 5, 4)
-        disk(t, 47, 76, 5, 5)
+        disk(lab, t, 40, 50, 7, 2)
+        disk(lab, t, 33, 76, 5, 4)
+        disk(lab, t, 47, 76, 5, 5)
     strict = link(lab, solver=solver)
     assert strict.attrs["min_cycle_frames"] == 2 and strict.attrs["n_divisions"] == 1
     loose = link(lab, solver=solver, min_cycle_frames=1)
@@ -243,3 +278,74 @@ def test_link_logs_a_short_summary(tl, caplog, solver):
                               f"closed, {a['n_tracks']} tracks ({solver}, costs {a['costs_used']}")
     assert "birth_cost" not in info[0]
     assert any(r.levelname == "DEBUG" and str(a) in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------
+# small hand-built cases
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["lap", "ilp"])
+def test_a_daughter_whose_own_division_is_the_better_one_still_waits(solver):
+    # A (frame 0) -> B, C (frame 1); B -> D, E (frame 2): B's division, its daughters symmetric, is the cheaper of
+    # the two (lap takes divisions by saving), so min_cycle_frames must refuse A's division with B as a daughter
+    lab = np.zeros((4, 80, 120), np.uint16)
+    disk(lab, 0, 40, 60, 10, 1)
+    disk(lab, 1, 40, 46, 9, 2)
+    disk(lab, 1, 40, 72, 5, 3)
+    for t in (2, 3):
+        disk(lab, t, 31, 46, 6, 4)
+        disk(lab, t, 49, 46, 6, 5)
+        disk(lab, t, 40, 72, 5, 3)
+    strict = link(lab, solver=solver, costs="rules")
+    assert strict.attrs["n_divisions"] == 1 and cycle_lengths_of_born_mothers(strict) == []
+    loose = link(lab, solver=solver, costs="rules", min_cycle_frames=1)
+    assert loose.attrs["n_divisions"] == 2 and cycle_lengths_of_born_mothers(loose) == [1]
+
+
+def test_ilp_min_cycle_frames_3_keeps_a_daughter_from_dividing_in_its_second_frame():
+    # A (frame 0) -> B, C (frame 1); B lives frames 1 and 2, then -> D, E (frame 3)
+    lab = np.zeros((5, 80, 120), np.uint16)
+    disk(lab, 0, 40, 60, 10, 1)
+    for t in (1, 2):
+        disk(lab, t, 40, 50, 7, 2)
+    for t in range(1, 5):
+        disk(lab, t, 40, 74, 6, 3)
+    for t in (3, 4):
+        disk(lab, t, 33, 48, 5, 4)
+        disk(lab, t, 47, 48, 5, 5)
+    two = link(lab, solver="ilp", min_cycle_frames=2)
+    assert two.attrs["n_divisions"] == 2 and cycle_lengths_of_born_mothers(two) == [2]
+    three = link(lab, solver="ilp", min_cycle_frames=3)
+    assert three.attrs["n_divisions"] == 1 and cycle_lengths_of_born_mothers(three) == []
+
+
+def test_lap_division_with_a_daughter_at_the_border_agrees_with_ilp():
+    # a mother divides into a daughter inside (label 2, linked by lap's first stage) and one in the border zone
+    # (label 3, whose start is cheap there): the division is worth it while division_cost is below the cost of the
+    # link plus that cheap start. The ilp solves the same costs exactly; lap must weigh the same start.
+    lab = np.zeros((4, 80, 120), np.uint16)
+    disk(lab, 0, 40, 20, 8, 1)
+    for t in (1, 2, 3):
+        disk(lab, t, 40, 30, 6, 2)
+        disk(lab, t, 40, 12, 6, 3)
+    seen = set()
+    for division_cost in (0.3, 1.0, 1.3, 1.6, 2.0):
+        got = {solver: ctc_lineage(link(lab, solver=solver, costs="rules", max_distance=20.0, border_factor=0.2,
+                                        division_cost=division_cost)) for solver in ("lap", "ilp")}
+        pd.testing.assert_frame_equal(got["lap"], got["ilp"], obj=f"division_cost {division_cost}")
+        seen.add(bool((got["ilp"]["P"] > 0).any()))
+    assert seen == {True, False}  # both sides of the break-even
+
+
+def test_ilp_windows_close_a_gap_wherever_it_falls():
+    # one cell moving right, missing for max_gap frames: one track with one gap closed, for every place of the
+    # gap and every window (windows overlap by max_gap + 2 frames, so a gap across a window's kept part is seen)
+    yy, xx = np.mgrid[0:60, 0:60]
+    for gap in (1, 2):
+        for first in range(1, 12 - gap):
+            lab = np.zeros((12, 60, 60), np.uint16)
+            for t in set(range(12)) - set(range(first, first + gap)):
+                lab[t][(yy - 30) ** 2 + (xx - 20 - 2 * t) ** 2 <= 49] = 1
+            for window in range(2 * (gap + 2), 12):
+                tracks = link(lab, solver="ilp", max_gap=gap, window=window)
+                want = [[1, 0, first - 1, 0], [2, first + gap, 11, 1]]  # L B E P: the cell after the gap
+                assert ctc_lineage(tracks).values.tolist() == want, (gap, first, window)
