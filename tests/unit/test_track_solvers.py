@@ -36,9 +36,14 @@ def drop_detections(tl, fraction, seed):
 # ---------------------------------------------------------------------------
 # drawing the small hand-built cases below (the answer is plain from the picture)
 # ---------------------------------------------------------------------------
-def disk(lab, t, y, x, r, v):
-    yy, xx = np.mgrid[0:lab.shape[1], 0:lab.shape[2]]
-    lab[t][(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = v
+def disks(n_frames, *cells, shape=(80, 120)):
+    """A (n_frames, *shape) label stack of discs, each cell ``(frames, y, x, radius, label)``."""
+    lab = np.zeros((n_frames, *shape), np.uint16)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    for frames, y, x, r, v in cells:
+        for t in frames:
+            lab[t][(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = v
+    return lab
 
 
 def cycle_lengths_of_born_mothers(tracks):
@@ -236,14 +241,8 @@ def test_sim_plus_ground_truth_first_frames(solver):
 
 @pytest.mark.parametrize("solver", ["lap", "ilp"])
 def test_a_daughter_does_not_divide_in_the_frame_it_is_born(solver):
-    lab = np.zeros((4, 80, 120), np.uint16)
-    disk(lab, 0, 40, 60, 10, 1)
-    disk(lab, 1, 40, 50, 7, 2)
-    disk(lab, 1, 40, 70, 7, 3)
-    for t in (2, 3):
-        disk(lab, t, 40, 50, 7, 2)
-        disk(lab, t, 33, 76, 5, 4)
-        disk(lab, t, 47, 76, 5, 5)
+    lab = disks(4, ([0], 40, 60, 10, 1), ([1, 2, 3], 40, 50, 7, 2), ([1], 40, 70, 7, 3),
+                ([2, 3], 33, 76, 5, 4), ([2, 3], 47, 76, 5, 5))
     strict = link(lab, solver=solver)
     assert strict.attrs["min_cycle_frames"] == 2 and strict.attrs["n_divisions"] == 1
     loose = link(lab, solver=solver, min_cycle_frames=1)
@@ -287,14 +286,8 @@ def test_link_logs_a_short_summary(tl, caplog, solver):
 def test_a_daughter_whose_own_division_is_the_better_one_still_waits(solver):
     # A (frame 0) -> B, C (frame 1); B -> D, E (frame 2): B's division, its daughters symmetric, is the cheaper of
     # the two (lap takes divisions by saving), so min_cycle_frames must refuse A's division with B as a daughter
-    lab = np.zeros((4, 80, 120), np.uint16)
-    disk(lab, 0, 40, 60, 10, 1)
-    disk(lab, 1, 40, 46, 9, 2)
-    disk(lab, 1, 40, 72, 5, 3)
-    for t in (2, 3):
-        disk(lab, t, 31, 46, 6, 4)
-        disk(lab, t, 49, 46, 6, 5)
-        disk(lab, t, 40, 72, 5, 3)
+    lab = disks(4, ([0], 40, 60, 10, 1), ([1], 40, 46, 9, 2), ([1, 2, 3], 40, 72, 5, 3),
+                ([2, 3], 31, 46, 6, 4), ([2, 3], 49, 46, 6, 5))
     strict = link(lab, solver=solver, costs="rules")
     assert strict.attrs["n_divisions"] == 1 and cycle_lengths_of_born_mothers(strict) == []
     loose = link(lab, solver=solver, costs="rules", min_cycle_frames=1)
@@ -303,15 +296,8 @@ def test_a_daughter_whose_own_division_is_the_better_one_still_waits(solver):
 
 def test_ilp_min_cycle_frames_3_keeps_a_daughter_from_dividing_in_its_second_frame():
     # A (frame 0) -> B, C (frame 1); B lives frames 1 and 2, then -> D, E (frame 3)
-    lab = np.zeros((5, 80, 120), np.uint16)
-    disk(lab, 0, 40, 60, 10, 1)
-    for t in (1, 2):
-        disk(lab, t, 40, 50, 7, 2)
-    for t in range(1, 5):
-        disk(lab, t, 40, 74, 6, 3)
-    for t in (3, 4):
-        disk(lab, t, 33, 48, 5, 4)
-        disk(lab, t, 47, 48, 5, 5)
+    lab = disks(5, ([0], 40, 60, 10, 1), ([1, 2], 40, 50, 7, 2), ([1, 2, 3, 4], 40, 74, 6, 3),
+                ([3, 4], 33, 48, 5, 4), ([3, 4], 47, 48, 5, 5))
     two = link(lab, solver="ilp", min_cycle_frames=2)
     assert two.attrs["n_divisions"] == 2 and cycle_lengths_of_born_mothers(two) == [2]
     three = link(lab, solver="ilp", min_cycle_frames=3)
@@ -322,11 +308,7 @@ def test_lap_division_with_a_daughter_at_the_border_agrees_with_ilp():
     # a mother divides into a daughter inside (label 2, linked by lap's first stage) and one in the border zone
     # (label 3, whose start is cheap there): the division is worth it while division_cost is below the cost of the
     # link plus that cheap start. The ilp solves the same costs exactly; lap must weigh the same start.
-    lab = np.zeros((4, 80, 120), np.uint16)
-    disk(lab, 0, 40, 20, 8, 1)
-    for t in (1, 2, 3):
-        disk(lab, t, 40, 30, 6, 2)
-        disk(lab, t, 40, 12, 6, 3)
+    lab = disks(4, ([0], 40, 20, 8, 1), ([1, 2, 3], 40, 30, 6, 2), ([1, 2, 3], 40, 12, 6, 3))
     seen = set()
     for division_cost in (0.3, 1.0, 1.3, 1.6, 2.0):
         got = {solver: ctc_lineage(link(lab, solver=solver, costs="rules", max_distance=20.0, border_factor=0.2,
@@ -339,12 +321,10 @@ def test_lap_division_with_a_daughter_at_the_border_agrees_with_ilp():
 def test_ilp_windows_close_a_gap_wherever_it_falls():
     # one cell moving right, missing for max_gap frames: one track with one gap closed, for every place of the
     # gap and every window (windows overlap by max_gap + 2 frames, so a gap across a window's kept part is seen)
-    yy, xx = np.mgrid[0:60, 0:60]
     for gap in (1, 2):
         for first in range(1, 12 - gap):
-            lab = np.zeros((12, 60, 60), np.uint16)
-            for t in set(range(12)) - set(range(first, first + gap)):
-                lab[t][(yy - 30) ** 2 + (xx - 20 - 2 * t) ** 2 <= 49] = 1
+            seen = sorted(set(range(12)) - set(range(first, first + gap)))
+            lab = disks(12, *[([t], 30, 20 + 2 * t, 7, 1) for t in seen], shape=(60, 60))
             for window in range(2 * (gap + 2), 12):
                 tracks = link(lab, solver="ilp", max_gap=gap, window=window)
                 want = [[1, 0, first - 1, 0], [2, first + gap, 11, 1]]  # L B E P: the cell after the gap
