@@ -37,6 +37,18 @@ def test_pack_batches_keeps_models_apart_and_sheet_order_and_caps_each_batch():
         pack_batches([1.0], ["n", "n"], 1.0, ["a", "b"])
 
 
+def test_a_run_of_exactly_twice_the_limit_is_one_batch_and_a_longer_one_is_cut_after_its_lowest_hash():
+    import hashlib
+
+    # 2 x 1.0 megapixels: at most BATCH_CAP (2) times limit_mpx 1.0, so one batch
+    assert pack_batches([1.0, 1.0], ["n"] * 2, 1.0, ["p", "q"]) == [batch_name("p")] * 2
+    # 3 x 0.75 (2.25 > 2.0): cut once, after the first or second member, whichever name's SHA-256 is lower
+    for names in (["p", "q", "r"], ["q", "p", "r"]):
+        low = min(range(2), key=lambda i: hashlib.sha256(names[i].encode()).digest()[:8])
+        batches = pack_batches([0.75] * 3, ["n"] * 3, 1.0, names)
+        assert batches == [batch_name(names[0])] * (low + 1) + [batch_name(names[low + 1])] * (2 - low)
+
+
 @pytest.mark.parametrize("n", [1, 10, 1000])
 def test_batches_grow_with_megapixels_not_with_images(n):
     rng = np.random.default_rng(n)

@@ -166,16 +166,16 @@ def test_a_folder_of_frame_files_is_a_lazy_timelapse(tmp_path):
 def test_frame_files_named_as_microscopes_name_them(tmp_path):
     """The frame number is the number that varies between the names: a channel suffix (pos1_t3_c0.tif, unpadded so
     text order is not frame order) and Micro-Manager's names (a z suffix) are movies in frame order, not 'frame
-    number 0 also used by'; a hidden ._ file macOS leaves is not a frame; two channels' frames in one folder are
-    refused naming the numbers that vary."""
+    number 0 also used by'; of two numbers that each tell the files apart, the last is the frame; a hidden ._ file
+    macOS leaves is not a frame; two channels' frames in one folder are refused naming the numbers that vary."""
     rng = np.random.default_rng(1)
     movie = rng.integers(0, 255, (11, 16, 20), dtype=np.uint8)
     layouts = {"chan": "pos1_t{t}_c0.tif", "mm": "img_channel000_position000_time{t:09d}_z000.tif",
-               "ctc": "t{t:03d}.tif"}
+               "ctc": "t{t:03d}.tif", "index": "img{i:02d}_t{t:03d}.tif"}  # index: a number per file, not in time
     for folder, pattern in layouts.items():
         (tmp_path / folder).mkdir()
         for t, frame in enumerate(movie):
-            tifffile.imwrite(tmp_path / folder / pattern.format(t=t), frame)
+            tifffile.imwrite(tmp_path / folder / pattern.format(t=t, i=7 * t % 11), frame)
         (tmp_path / folder / "._t000.tif").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # AppleDouble
         with ImageSource.open(tmp_path / folder, timelapse=True) as source:
             assert source.shape == (11, 1, 16, 20)
@@ -555,6 +555,7 @@ def test_a_channels_last_tiff_without_axes_is_read_as_y_x_c(tmp_path, channels):
     pixels per row) is C channels of Y x X, not Y channels of a C-pixel-wide image; channels-first stacks and
     time-lapse stacks without axis metadata are read as before."""
     from cellscale.io import image_size
+    from cellscale.io.formats import MIN_EDGE, channels_last, too_small
 
     rng = np.random.default_rng(0)
     yxc = rng.integers(0, 4000, (40, 56, channels), dtype=np.uint16)
@@ -567,6 +568,9 @@ def test_a_channels_last_tiff_without_axes_is_read_as_y_x_c(tmp_path, channels):
         assert source.shape == (1, channels, 40, 56)
         np.testing.assert_array_equal(source.region(0, 5, 25, 10, 50), expected[0, :, 5:25, 10:50])
     assert image_size(path) == (40, 56)
+    # the last axis is channels only while narrower than an image may be (MIN_EDGE px: too_small lets it through)
+    assert too_small(40, MIN_EDGE) is None and too_small(40, MIN_EDGE - 1)
+    assert channels_last("QYX", (40, 56, MIN_EDGE - 1)) and not channels_last("QYX", (40, 56, MIN_EDGE))
     tifffile.imwrite(tmp_path / "cyx.tif", np.moveaxis(yxc, -1, 0), photometric="minisblack")
     assert read_image(tmp_path / "cyx.tif").shape == (1, channels, 40, 56)
     assert read_image(tmp_path / "cyx.tif", timelapse=True).shape == (channels, 1, 40, 56)
