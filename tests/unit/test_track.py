@@ -612,6 +612,10 @@ def test_the_ground_truths_lineage_is_cut_to_a_frame_range(tl):
     crossing = tracks[(tracks[:, 1] < 10) & (tracks[:, 2] >= 10) & (tracks[:, 3] > 0)]   # daughters born before
     assert len(crossing) and all(by_label[label] == [0, min(end, 26) - 10, 0] for label, _, end, _ in crossing)
     assert not set(tracks[tracks[:, 2] < 10, 0]) & set(cut[:, 0])   # ended before the range: left out
+    # by hand: a mother ending in the range's first frame is in it, one frame long, her daughters keep her as
+    # parent, and a track beginning at stop is left out
+    hand = np.array([[1, 0, 5, 0], [2, 6, 9, 1], [3, 6, 12, 1], [4, 10, 12, 3]])
+    assert lineage_frames(hand, 5, 10).tolist() == [[1, 0, 0, 0], [2, 1, 4, 1], [3, 1, 4, 1]]
 
 
 def test_evaluate_tracks_on_a_middle_range_of_a_movie(tl, gt, tmp_path, capsys):
