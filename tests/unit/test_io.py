@@ -828,3 +828,18 @@ def test_a_missing_channel_file_or_a_time_lapse_of_channel_files_is_refused(tmp_
         ImageSource.open(f"{spec}|{tmp_path / 'gone.tif'}")
     with pytest.raises(ImageError, match="an empty file name"):
         ImageSource.open(f"{spec}|")
+
+
+def test_a_movie_of_colour_frames_is_frames_of_colour_channels(tmp_path):
+    """(T, Y, X, 3) saved with tifffile.imwrite(..., photometric='rgb'), which tifffile reads as axes QYXS: frames
+    (Q) of colour channels (S), as a time-lapse and as a stack (it was 'unsupported axis S in CYXS')."""
+    rng = np.random.default_rng(0)
+    movie = rng.integers(0, 255, (5, 40, 48, 3), dtype=np.uint8)
+    path = tmp_path / "rgb_movie.tif"
+    tifffile.imwrite(path, movie, photometric="rgb")
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "QYXS"   # what the case is about
+    for timelapse in (True, False):
+        image = np.asarray(read_image(path, timelapse=timelapse))
+        assert image.shape == (5, 3, 40, 48), timelapse
+        np.testing.assert_array_equal(image, movie.transpose(0, 3, 1, 2))

@@ -84,7 +84,8 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
 
     A 3-D stack without axis metadata is channels, or time when ``timelapse``,
     except that one whose last axis is narrower than ``MIN_EDGE`` is (Y, X, C);
-    colour samples (S) are channels, except in a time-lapse whose 3-D TIFF
+    colour samples (S) are channels (a stack of colour images, (Q, Y, X, S), is
+    frames of colour channels), except in a time-lapse whose 3-D TIFF
     has no OME axes: tifffile marks a (3, Y, X) or (4, Y, X) stack written
     without metadata as planar RGB (S, Y, X), and those planes are frames;
     Z and unknown sequences (Q, I) are time.
@@ -114,6 +115,8 @@ def normalize_axes(axes: str, shape, path, timelapse: bool = False, ome: bool = 
         return "TYX"
     if len(shape) == 3 and axes in ("QYX", "IYX", "ZYX"):
         axes = "TYX" if timelapse else "CYX"
+    if "S" in axes and "C" not in axes and "T" not in axes:   # RGB frames: (Q, Y, X, S) from tifffile.imwrite
+        axes = axes.replace("Q", "T")
     axes = axes.replace("Q", "C").replace("I", "T").replace("Z", "T")
     if "S" in axes and "C" not in axes:
         axes = axes.replace("S", "C")
