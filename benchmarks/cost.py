@@ -6,6 +6,7 @@ Usage:
     python benchmarks/cost.py --quick                  # CI: the Kiosk's headline plans, small grids (about 20 s)
     python benchmarks/cost.py --figure docs/img/kiosk-timeline.png --json results/cost-benchmark.json   # 2 PNGs
     python benchmarks/cost.py --measure 200 --measure-only --augment none rot180   # segment.augment's speed ratio
+    python benchmarks/cost.py --batch-memory 8 32 64 128 --measure-only   # segment_batch's memory against its batch
 
 Sections:
 - kiosk: 10^6 one-Mpx images on GKE (gke-us-central1 prices, 5%/node-hour spot preemption, image sizes in the
@@ -44,6 +45,9 @@ Sections:
 - measure (only with --measure N): the workflow on N fields of 1024 x 1024 px on this machine, the benchmark
   files of its rules (the source of config/throughput's CPU figures: N = 200) and the files its batch outputs
   hold per field (cellscale.cost.model.EXPORTS).
+- batch memory (only with --batch-memory N...): peak RSS of one segment_batch job of N fields of 1024 x 1024 px
+  for each N, a process each (segment.precision float32 and augment rot180 by default: the GPU profiles'), and a
+  line through them (the host memory of config/throughput's GPU segment_batch: 8 32 64 128).
 - speed: seconds `plan()` takes for 10^6 images (all machine types, deadline 6 h, without the run-level tables),
   and the whole `cellscale plan --json` command. Goal: < 10 s.
 """
@@ -340,23 +344,12 @@ def section_measure(args) -> dict:
     import shutil
     import tempfile
 
-    import numpy as np
-    import tifffile
-
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import scale
 
     tmp = Path(tempfile.mkdtemp(prefix="cost-measure-"))
     folder = tmp / "fields"
-    folder.mkdir()
-    crops = scale._crops(256, 0)
-    for i in range(args.measure):
-        field = np.zeros((1024, 1024), crops[0].dtype)
-        for k in range(16):
-            y, x = divmod(k, 4)
-            field[y * 256:(y + 1) * 256, x * 256:(x + 1) * 256] = crops[(16 * i + k) % len(crops)]
-        tifffile.imwrite(folder / f"fov{i:06d}.tif", field)
-    mpx = args.measure * 1024 * 1024 / 1e6
+    mpx = _write_fields(folder, args.measure)
     runs = {}
     for augment in args.augment or [None]:   # None: the shipped config's segment.augment
         work = tmp / f"work_{augment or 'shipped'}"
@@ -393,6 +386,78 @@ def section_measure(args) -> dict:
     return {"fields": args.measure, "mpx": mpx, "wall_s": wall, "jobs": rows, "objects": objects}
 
 
+def _write_fields(folder: Path, n: int) -> float:
+    """``n`` fields of 1024 x 1024 px in ``folder``, each a 4 x 4 grid of 256 x 256 DSB2018 fluorescence crops
+    (generated nuclei without ../shared): their megapixels."""
+    import numpy as np
+    import tifffile
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scale
+
+    folder.mkdir(parents=True)
+    crops = scale._crops(256, 0)
+    for i in range(n):
+        field = np.zeros((1024, 1024), crops[0].dtype)
+        for k in range(16):
+            y, x = divmod(k, 4)
+            field[y * 256:(y + 1) * 256, x * 256:(x + 1) * 256] = crops[(16 * i + k) % len(crops)]
+        tifffile.imwrite(folder / f"fov{i:06d}.tif", field)
+    return n * 1024 * 1024 / 1e6
+
+
+# one segment_batch job in a process of its own: the step rules/batch.smk's script calls, on every field of a folder
+BATCH_JOB = """
+import sys
+from pathlib import Path
+from cellscale.segment.settings import SegmentSettings
+from cellscale.steps import batch as step
+folder, precision, augment = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+fields = [step.Field(sample=p.stem, image=str(p), roles={"nuclear": None, "membrane": None})
+          for p in sorted(folder.glob("*.tif"))]
+step.segment_batch(fields, sys.argv[4], folder / "batch", "b", threads=1,
+                   segment=SegmentSettings.from_dict({"precision": precision, "augment": augment}))
+"""
+
+
+def section_batch_memory(args) -> dict:
+    """Peak RSS of one segment_batch job (1 thread, the shipped config but for segment.precision and augment)
+    against its batch's Mpx of 1024 x 1024 fields, each job a process of its own (its rusage, os.wait4), and a
+    line through the points: the host memory of config/throughput's segment_batch (mem_mb, mem_mb_per_mpx)."""
+    import os
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    tmp = Path(tempfile.mkdtemp(prefix="cost-batch-memory-"))
+    print(f"\n## Peak RSS of a segment_batch job against its batch (segment.precision {args.precision}, augment "
+          f"{args.batch_augment}, 1 thread, fields of 1024^2)")
+    points = []
+    for n in args.batch_memory:
+        folder = tmp / f"fields_{n}"
+        mpx = _write_fields(folder, n)
+        log = tmp / f"job_{n}.log"
+        began = time.perf_counter()
+        with open(log, "wb") as err:
+            child = subprocess.Popen([sys.executable, "-c", BATCH_JOB, str(folder), args.precision,
+                                      args.batch_augment, str(ROOT / "models" / "nuclear")], stdout=subprocess.DEVNULL,
+                                     stderr=err, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+            _, status, usage = os.wait4(child.pid, 0)   # this child's own rusage (ru_maxrss: KiB on Linux)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - began
+        if child.returncode != 0:
+            raise RuntimeError(f"the segment_batch job of {n} fields failed:\n{log.read_text()[-3000:]}")
+        rss_mb = usage.ru_maxrss / 1024
+        points.append((mpx, rss_mb, seconds))
+        print(f"{n} fields ({mpx:.2f} Mpx): peak RSS {rss_mb:.0f} MB, {seconds:.1f} s")
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    slope, intercept = np.polyfit([p[0] for p in points], [p[1] for p in points], 1)
+    print(f"segment_batch: {intercept:.0f} MB + {slope:.3g} MB/Mpx a job (least squares over {len(points)} jobs)")
+    return {"points": points, "mem_mb": float(intercept), "mem_mb_per_mpx": float(slope)}
+
+
 def _segment_fit(jobs) -> tuple[float, float]:
     """segment_batch's seconds a job against its batch's Mpx (a :func:`job_table`): (fixed s, s per Mpx)."""
     import numpy as np
@@ -415,9 +480,17 @@ def main() -> int:
                         help="also run the workflow on N 1024^2 fields and print its benchmark files (200: 4 min)")
     parser.add_argument("--augment", nargs="+", default=None, choices=["none", "rot180", "flips"],
                         help="with --measure: one run per segment.augment, OME-TIFF labels only (its speed ratio)")
-    parser.add_argument("--measure-only", action="store_true", help="with --measure: that section alone")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="with --measure or --batch-memory: those sections alone")
     parser.add_argument("--shard", type=float, default=16.0,
                         help="with --measure: tiling.shard_mpx of the run (Mpx a batch; the CPU figures: 16)")
+    parser.add_argument("--batch-memory", type=int, nargs="+", default=None, metavar="N",
+                        help="peak RSS of one segment_batch job of N 1024^2 fields for each N, and a line through "
+                             "them (8 32 64 128: about 15 min)")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "int8"],
+                        help="with --batch-memory: segment.precision (the GPU profiles': float32)")
+    parser.add_argument("--batch-augment", default="rot180", choices=["none", "rot180", "flips"],
+                        help="with --batch-memory: segment.augment (the GPU profiles': rot180)")
     args = parser.parse_args()
     prices, kiosk = load_prices(ROOT / "config/prices/gke-us-central1.yaml"), load_prices(
         ROOT / "config/prices/kiosk-2021.yaml")
@@ -430,6 +503,8 @@ def main() -> int:
                                         "speed": section_speed(args, prices, profiles)}
     if args.measure:
         out["measure"] = section_measure(args)
+    if args.batch_memory:
+        out["batch_memory"] = section_batch_memory(args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1, default=str))
