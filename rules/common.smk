@@ -47,10 +47,15 @@ from cellscale.track.scorer import scorer_folder_problem  # noqa: E402
 from cellscale.logs import rule_name  # noqa: E402
 
 
+# Whether jobs read and write this machine's files (local and SLURM runs): no default remote storage (the GKE
+# profile's bucket), where they are staged through the storage plugin instead
+LOCAL_FILES = workflow.storage_settings.default_storage_provider is None
+
+
 def fetched(path):
     """``path`` as a file on this machine: itself, or where there is no shared filesystem its copy fetched from the
     default storage (None when it is in neither)."""
-    if workflow.storage_settings.default_storage_provider is None:
+    if LOCAL_FILES:
         return path if os.path.exists(path) else None
     stored = workflow.modifier.path_modifier.apply_default_storage(path).flags["storage_object"]
     if not stored.exists():
@@ -81,8 +86,7 @@ def here_or_checkout(path):
 def model_folder(value):
     """A config model folder: :func:`here_or_checkout` (models/nuclear with --directory elsewhere), unless it is a
     registry name, a mapping, or the models are in remote storage."""
-    if (not isinstance(value, str) or is_model_ref(value)
-            or workflow.storage_settings.default_storage_provider is not None):
+    if not isinstance(value, str) or is_model_ref(value) or not LOCAL_FILES:
         return value
     return here_or_checkout(value)
 
@@ -140,7 +144,7 @@ for _key, _value in _MODEL_VALUES.items():
         raise WorkflowError(f"config models.{_key}: {_err}; `cellscale models list` lists them") from None
     # a folder that is not there (a typo) or holds no model stops it too, naming the key, not the first job
     # loading it (a missing input: its files)
-    if (isinstance(_resolved_models[_key], str) and workflow.storage_settings.default_storage_provider is None
+    if (isinstance(_resolved_models[_key], str) and LOCAL_FILES
             and not os.path.isfile(os.path.join(_resolved_models[_key], "model.json"))):
         _what = "not a model folder (no model.json in it)" if os.path.isdir(_resolved_models[_key]) else \
             "no such model folder, here or in the checkout"
@@ -150,18 +154,17 @@ config["models"] = _resolved_models
 # tiling.tile against tiling.overlap (and each model's window multiple): windows no wider than two overlaps fail every
 # sample of several windows a side, at its tile job; stopped here, naming both keys and the least tile that works
 for _key, _model in config["models"].items():
-    if isinstance(_model, str) and workflow.storage_settings.default_storage_provider is not None:
+    if isinstance(_model, str) and not LOCAL_FILES:
         continue  # model.json is in the remote storage: the tile jobs check it
     _multiple = ModelSpec.read(_model).tile_multiple
     if _problem := tiling_problem(config["tiling"]["tile"], config["tiling"]["overlap"], _multiple):
         raise WorkflowError(f"config {_problem} (the windows of models.{_key})")
 # so does a tracking scorer folder typed wrong (track.scorer), which only a job whose costs are learned would read (auto
 # may choose them or not): the path as the track jobs read it, from the working directory
-if (config["track"]["scorer"] is not None and workflow.storage_settings.default_storage_provider is None
-        and scorer_folder_problem(config["track"]["scorer"])):
-    raise WorkflowError(f"config track.scorer: {config['track']['scorer']}: "
-                        f"{scorer_folder_problem(config['track']['scorer'])} (a relative path is from {os.getcwd()}; "
-                        "null: the shipped models/track-scorer)")
+if (config["track"]["scorer"] is not None and LOCAL_FILES
+        and (_problem := scorer_folder_problem(config["track"]["scorer"]))):
+    raise WorkflowError(f"config track.scorer: {config['track']['scorer']}: {_problem} (a relative path is from "
+                        f"{os.getcwd()}; null: the shipped models/track-scorer)")
 
 if not os.path.isfile(config["samples"]):  # a path typed wrong: one line naming it, not pandas' traceback
     raise WorkflowError(f"config samples: {config['samples']}: no such sample sheet (a tab-separated file; a relative "
@@ -329,7 +332,7 @@ def image_input(wildcards):
     path = sheet["image"][wildcards.sample]
     files = image_files(path)
     # with a default storage provider (no shared filesystem) the image is in storage, not on this disk
-    missing = [] if workflow.storage_settings.default_storage_provider is not None else \
+    missing = [] if not LOCAL_FILES else \
         [f for f in files if not os.path.exists(f)]
     if missing:
         logger.warning(f"sample {wildcards.sample!r}: image file {missing[0]} not found; its jobs will fail")
@@ -393,7 +396,7 @@ def shard_predictions(wildcards):
     tiled(wildcards.sample)
     tiles = f"results/tiles/{wildcards.sample}"
     pattern = os.path.join(tiles, "{name}")
-    if workflow.storage_settings.default_storage_provider is not None:
+    if not LOCAL_FILES:
         # no shared filesystem: the checkpoint's output is in storage, so list it there (a folder as the
         # constant prefix: snakemake-storage-plugin-fs 1.1.3 fails on a file-name prefix like "shard_")
         pattern = workflow.modifier.path_modifier.apply_default_storage(f"{tiles}/{{name}}")
@@ -404,7 +407,7 @@ def shard_predictions(wildcards):
 
 def output_exists(path):
     """Whether a workflow output exists (in the default storage, where there is one)."""
-    if workflow.storage_settings.default_storage_provider is None:
+    if LOCAL_FILES:
         return os.path.exists(path)
     return workflow.modifier.path_modifier.apply_default_storage(path).flags["storage_object"].exists()
 
@@ -460,7 +463,7 @@ def existing_images(names, first_files=False):
     """The image files of these samples that exist here (every channel's file of an image of one file per channel;
     the first only with ``first_files``); a missing one is recorded by its batch job, not fatal."""
     paths = [f for s in names for f in image_files(sheet["image"][s])[:1 if first_files else None]]
-    if workflow.storage_settings.default_storage_provider is not None:
+    if not LOCAL_FILES:
         return list(paths)
     return [p for p in paths if os.path.exists(p)]
 
@@ -468,8 +471,7 @@ def existing_images(names, first_files=False):
 def fields_read_by_job():
     """batches.read_fields: direct with remote storage: segment_batch downloads its images itself (cellscale.io.bucket)
     instead of Snakemake staging them as inputs, so the launcher asks Cloud Storage about none of them."""
-    return (config["batches"]["read_fields"] == "direct"
-            and workflow.storage_settings.default_storage_provider is not None)
+    return config["batches"]["read_fields"] == "direct" and not LOCAL_FILES
 
 
 def storage_prefix():

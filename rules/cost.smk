@@ -22,7 +22,7 @@ rule cost:
         cost=config["cost"],
         prices=lambda w: price_label(price_table()),  # for the report's caption
         # on a shared filesystem the results are here: their bytes and the run's wall time are priced too
-        results_dir=lambda w: "results" if workflow.storage_settings.default_storage_provider is None else None,
+        results_dir=lambda w: "results" if LOCAL_FILES else None,
         other_dirs=["logs"],
     log:
         cost="logs/cost.log",

@@ -3,7 +3,7 @@
 Each rule hands its files and its config sections (as typed settings) to one step of cellscale.steps.batch.
 """
 
-from cellscale.logs import job_names, step_log
+from cellscale.logs import run_job
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import staged_image, staged_model, staged_paths
 from cellscale.steps import batch as step
@@ -41,6 +41,5 @@ def _segment_batch(s, where):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
-with step_log(s.log[0], name):
-    {"plan_batches": plan_batches, "segment_batch": segment_batch}[rule](s)
+# by its rule as rules/*.smk names it (a module may rename it)
+run_job(s, {"plan_batches": plan_batches, "segment_batch": segment_batch})

@@ -1,6 +1,6 @@
 """Snakemake script of the measurement rules (rules/measure.smk): measure, aggregate_measurements, mcquant."""
 
-from cellscale.logs import job_names, step_log
+from cellscale.logs import run_job
 from cellscale.steps import job_image, read_models, with_model, with_models
 from cellscale.steps import measure as step
 
@@ -38,6 +38,5 @@ def mcquant(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
-with step_log(s.log[0], name):
-    {"measure": measure, "aggregate_measurements": aggregate_measurements, "mcquant": mcquant}[rule](s)
+# by its rule as rules/*.smk names it (a module may rename it)
+run_job(s, {"measure": measure, "aggregate_measurements": aggregate_measurements, "mcquant": mcquant})

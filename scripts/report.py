@@ -4,7 +4,7 @@ import os
 
 import pandas as pd
 
-from cellscale.logs import job_names, step_log
+from cellscale.logs import run_job
 from cellscale.report import lineage_plot
 from cellscale.steps import report as step
 from cellscale.steps import job_image, read_model, read_models, staged_image, staged_paths
@@ -55,7 +55,6 @@ def report_fields(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
-with step_log(s.log[0], name):
-    {"report_sample": report_sample, "lineage": lineage, "summary": summary, "report_fields": report_fields,
-     "model_provenance": model_provenance}[rule](s)
+# by its rule as rules/*.smk names it (a module may rename it)
+run_job(s, {"report_sample": report_sample, "lineage": lineage, "summary": summary, "report_fields": report_fields,
+           "model_provenance": model_provenance})

@@ -5,7 +5,7 @@ Each rule hands its files and its config section (as typed settings) to one step
 
 import os
 
-from cellscale.logs import job_names, step_log
+from cellscale.logs import run_job
 from cellscale.segment.settings import PostprocessSettings, SegmentSettings, TilingSettings
 from cellscale.steps import job_image, staged_model
 from cellscale.steps.segment import estimate_sample_scale, measured_scale, segment_shard, stitch_sample, tile_sample
@@ -77,6 +77,5 @@ def stitch(s):
 
 
 s = snakemake  # noqa: F821 (provided by Snakemake)
-rule, name = job_names(s.log, s.wildcards)  # the rule as rules/*.smk names it (a module may rename it)
-with step_log(s.log[0], name):
-    {"object_size": object_size, "tile": tile, "segment": segment, "stitch": stitch}[rule](s)
+# by its rule as rules/*.smk names it (a module may rename it)
+run_job(s, {"object_size": object_size, "tile": tile, "segment": segment, "stitch": stitch})

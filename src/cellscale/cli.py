@@ -153,14 +153,8 @@ def _scale_arg(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _channel_arg(text: str) -> int:
-    """``--nuclear-channel``, ``--membrane-channel``: a 0-based channel index."""
-    return _number_arg(int, 0, "a 0-based channel index, at least 0")(text)
-
-
-def _seed_arg(text: str) -> int:
-    """``--seed`` of train-tracker and review: a seed of numpy's and scikit-learn's generators."""
-    return _number_arg(int, 0, "a whole number, at least 0")(text)
+_channel_arg = _number_arg(int, 0, "a 0-based channel index, at least 0")   # --nuclear-channel, --membrane-channel
+_seed_arg = _number_arg(int, 0, "a whole number, at least 0")   # --seed of numpy's and scikit-learn's generators
 
 
 def _frame_range(text: str) -> tuple[int, int | None]:
@@ -336,8 +330,7 @@ def _track(args) -> int:
     if args.scorer is not None:   # wrong even when --costs auto picks the rules: said before any work
         from cellscale.track.scorer import scorer_folder_problem
 
-        problem = scorer_folder_problem(args.scorer)
-        if problem:
+        if problem := scorer_folder_problem(args.scorer):
             raise FileNotFoundError(f"--scorer {args.scorer}: {problem}")
     _replaceable(args.output, "tracking result (maskNNN.tif, res_track.txt)",
                  lambda p: len(p.parts) == 1 and (p.name == "res_track.txt" or re.fullmatch(r"mask\d+\.tif", p.name)),

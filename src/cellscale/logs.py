@@ -66,11 +66,13 @@ def rule_name(logs, default: str | None = None) -> str | None:
     return next(iter(logs.keys()), default)
 
 
-def job_names(logs, wildcards=()) -> tuple[str, str]:
-    """A workflow job's rule (:func:`rule_name` of its named ``logs``) and the job's name for :func:`step_log`: that
-    rule and its wildcards' values."""
-    rule = rule_name(logs)
-    return rule, " ".join([rule, *map(str, wildcards)])
+def run_job(job, steps: dict):
+    """Run a workflow job (a Snakemake script's ``snakemake`` object: its named ``log``, ``wildcards``) as the step
+    of its rule, ``steps[rule]`` (the rule by :func:`rule_name`), logged to its log as that rule and its wildcards'
+    values (:func:`step_log`)."""
+    rule = rule_name(job.log)
+    with step_log(job.log[0], " ".join([rule, *map(str, job.wildcards)])):
+        return steps[rule](job)
 
 
 @contextmanager

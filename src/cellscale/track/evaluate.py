@@ -68,6 +68,17 @@ def seg_frames(gt_dir: str | os.PathLike) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+def _with_seg(metrics, has_seg: bool, missing: str) -> list[str]:
+    """``metrics`` with SEG where the ground truth has SEG masks (``has_seg``); SEG asked for without them is an
+    error (``missing``: where they are not)."""
+    metrics = list(metrics)
+    if has_seg and "SEG" not in metrics:
+        metrics.append("SEG")
+    elif "SEG" in metrics and not has_seg:
+        raise ValueError(f"{missing}: SEG cannot be scored")
+    return metrics
+
+
 def _divisions(tracks: np.ndarray) -> list[tuple[int, int, list[tuple[int, int]]]]:
     """[(mother, end frame, [(daughter, begin frame), ...]), ...] for parents with >= 2 children."""
     if tracks is None or len(tracks) == 0:
@@ -187,11 +198,7 @@ def evaluate_ctc(res_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     if not (gt_dir / "TRA" / "man_track.txt").is_file():
         raise ValueError(f"{gt_dir}: no TRA/man_track.txt")
     segs = seg_frames(gt_dir)
-    metrics = list(metrics)
-    if segs and "SEG" not in metrics:
-        metrics.append("SEG")
-    elif "SEG" in metrics and not segs:
-        raise ValueError(f"{gt_dir}: no SEG/man_segNNN.tif masks: SEG cannot be scored")
+    metrics = _with_seg(metrics, bool(segs), f"{gt_dir}: no SEG/man_segNNN.tif masks")
     n_res = len([p for p in res_dir.iterdir() if p.name.endswith(".tif")])
     n_gt = len([p for p in (gt_dir / "TRA").iterdir() if p.name.endswith(".tif")])
     if n_res != n_gt or n_gt == 0:
@@ -396,9 +403,8 @@ def evaluate_tracks(tracks, matching: ReferenceMatching, metrics=DEFAULT_METRICS
         mapped_comp.append(ids[pos[hit]].tolist())
     traj = {"labels_ref": matching.labels_ref, "labels_comp": labels_comp,
             "mapped_ref": mapped_ref, "mapped_comp": mapped_comp}
-    metrics = list(metrics) + (["SEG"] if matching.seg and "SEG" not in metrics else [])
-    if "SEG" in metrics and not matching.seg:
-        raise ValueError("no SEG/man_segNNN.tif masks in the ground truth (of these frames): SEG cannot be scored")
+    metrics = _with_seg(metrics, bool(matching.seg),
+                        "no SEG/man_segNNN.tif masks in the ground truth (of these frames)")
     segm = {"labels_ref": [ref for ref, _ in matching.seg.values()],
             "ious": [ious for _, ious in matching.seg.values()]}
     with contextlib.redirect_stdout(io.StringIO()):

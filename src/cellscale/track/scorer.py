@@ -402,8 +402,7 @@ class Scorer:
         """Read a scorer folder (no pickle: ``np.load(allow_pickle=False)``); raises
         ValueError when its features are not the ones this version computes."""
         folder = Path(folder)
-        problem = scorer_folder_problem(folder)
-        if problem:
+        if problem := scorer_folder_problem(folder):
             raise FileNotFoundError(f"{folder}: {problem}")
         meta = json.loads((folder / "scorer.json").read_text())
         if tuple(meta.get("link_features", ())) != LINK_FEATURES or \
