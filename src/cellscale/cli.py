@@ -864,8 +864,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", help="glob pattern of the image files, e.g. 'plate1/**/*.tif'")
     p.add_argument("--kind", required=True, choices=schema("samples")["properties"]["kind"]["enum"],
                    help="the kind of every sample")
-    p.add_argument("--nuclear-channel", type=int, default=None, help="0-based nuclear channel of every image")
-    p.add_argument("--membrane-channel", type=int, default=None, help="0-based membrane channel of every image")
+    p.add_argument("--nuclear-channel", type=_channel_arg, default=None, help="0-based nuclear channel of every image")
+    p.add_argument("--membrane-channel", type=_channel_arg, default=None, help="0-based membrane channel of every image")
     p.add_argument("--channel-names", default=None, help="comma-separated channel names of every image")
     p.add_argument("--pixel-size-um", type=float, default=None, help="micrometres per pixel of every image")
     p.add_argument("--frame-interval-s", type=float, default=None, metavar="SECONDS",
@@ -1078,7 +1078,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["tissue", "timelapse", "colony"])
     p.add_argument("-o", "--output", required=True, help="image file to write (.ome.tif)")
     p.add_argument("--truth-dir", default=None, help="folder for the ground truth (default: next to the image)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed_arg, default=0)
     p.add_argument("--size", type=_number_arg(int, 40, "an image edge in pixels, at least 40"), default=512,
                    help="image edge in pixels")
     p.add_argument("--cells", type=_number_arg(int, 1, "a whole number of cells, at least 1"), default=None,
@@ -1120,7 +1120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this model's weights (a model folder, a .keras file or a registry name "
                         "NAME[@VERSION]; same architecture) with a fresh optimizer: fine-tuning; the card records "
                         "the parent and compares the two on the same held-out data")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed_arg, default=0)
     p.add_argument("--images", type=_number_arg(int, 1, "a whole number of images, at least 1"), default=24,
                    help="generated images (synthetic-tissue only)")
     p.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default=None,
@@ -1160,7 +1160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codex", default=None, help="synthetic-tissue only: also calibrate on this CODEX tile")
     p.add_argument("--window", type=_number_arg(int, 1, "a window edge in pixels, a multiple of the model's"),
                    default=512, help="window edge the copy is built for (px; a multiple of the model's tile_multiple)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed_arg, default=0)
     p.set_defaults(func=_quantize)
 
     p = sub.add_parser("data", help="dataset versions: add, list, show, diff, verify, generate (docs/data.md)",
@@ -1198,8 +1198,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generate a tissue training set and record it as a version (the same files and "
                              "metadata as a stored version: that version, no new one)")
     q.add_argument("name", nargs="?", default="synthetic-tissue")
-    q.add_argument("--images", type=int, default=24)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--images", type=_number_arg(int, 1, "a whole number of images, at least 1"), default=24)
+    q.add_argument("--seed", type=_seed_arg, default=0)
     q.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default="sparse")
     q.add_argument("--root", default=None, help="where to write it (default train_runs/generated/...; relative: "
                                                 "to the store's base, see --store)")
