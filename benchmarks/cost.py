@@ -7,6 +7,7 @@ Usage:
     python benchmarks/cost.py --figure docs/img/kiosk-timeline.png --json results/cost-benchmark.json   # 2 PNGs
     python benchmarks/cost.py --measure 200 --measure-only --augment none rot180   # segment.augment's speed ratio
     python benchmarks/cost.py --batch-memory 8 32 64 128 --measure-only   # segment_batch's memory against its batch
+    python benchmarks/cost.py --batch-memory 8 32 64 --field-dtype uint16 --measure-only   # the same, 16-bit fields
 
 Sections:
 - kiosk: 10^6 one-Mpx images on GKE (gke-us-central1 prices, 5%/node-hour spot preemption, image sizes in the
@@ -47,7 +48,9 @@ Sections:
   hold per field (cellscale.cost.model.EXPORTS).
 - batch memory (only with --batch-memory N...): peak RSS of one segment_batch job of N fields of 1024 x 1024 px
   for each N, a process each (segment.precision float32 and augment rot180 by default: the GPU profiles'), and a
-  line through them (the host memory of config/throughput's GPU segment_batch: 8 32 64 128).
+  line through them (the host memory of config/throughput's GPU segment_batch: 8 32 64 128). --field-dtype: the
+  fields' pixel type (default the crops', 8-bit; uint16 scales them by 257): a job holds its batch's fields
+  decoded, so the line's slope is their bytes per Mpx.
 - speed: seconds `plan()` takes for 10^6 images (all machine types, deadline 6 h, without the run-level tables),
   and the whole `cellscale plan --json` command. Goal: < 10 s.
 """
@@ -386,9 +389,10 @@ def section_measure(args) -> dict:
     return {"fields": args.measure, "mpx": mpx, "wall_s": wall, "jobs": rows, "objects": objects}
 
 
-def _write_fields(folder: Path, n: int) -> float:
+def _write_fields(folder: Path, n: int, dtype: str | None = None) -> float:
     """``n`` fields of 1024 x 1024 px in ``folder``, each a 4 x 4 grid of 256 x 256 DSB2018 fluorescence crops
-    (generated nuclei without ../shared): their megapixels."""
+    (generated nuclei without ../shared): their megapixels. ``dtype``: the fields' pixel type (None: the crops'; a
+    wider integer type scales the crops to its range, 257 x for 8-bit crops in uint16)."""
     import numpy as np
     import tifffile
 
@@ -397,6 +401,9 @@ def _write_fields(folder: Path, n: int) -> float:
 
     folder.mkdir(parents=True)
     crops = scale._crops(256, 0)
+    if dtype is not None and np.dtype(dtype) != crops[0].dtype:
+        gain = np.iinfo(dtype).max // np.iinfo(crops[0].dtype).max
+        crops = [c.astype(dtype) * gain for c in crops]
     for i in range(n):
         field = np.zeros((1024, 1024), crops[0].dtype)
         for k in range(16):
@@ -429,14 +436,16 @@ def section_batch_memory(args) -> dict:
     import tempfile
 
     import numpy as np
+    import tifffile
 
     tmp = Path(tempfile.mkdtemp(prefix="cost-batch-memory-"))
     print(f"\n## Peak RSS of a segment_batch job against its batch (segment.precision {args.precision}, augment "
-          f"{args.batch_augment}, 1 thread, fields of 1024^2)")
+          f"{args.batch_augment}, 1 thread, fields of 1024^2, {args.field_dtype or 'the crops' + chr(39)} pixels)")
     points = []
     for n in args.batch_memory:
         folder = tmp / f"fields_{n}"
-        mpx = _write_fields(folder, n)
+        mpx = _write_fields(folder, n, args.field_dtype)
+        dtype = str(tifffile.TiffFile(folder / "fov000000.tif").series[0].dtype)   # as written
         log = tmp / f"job_{n}.log"
         began = time.perf_counter()
         with open(log, "wb") as err:
@@ -455,7 +464,7 @@ def section_batch_memory(args) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     slope, intercept = np.polyfit([p[0] for p in points], [p[1] for p in points], 1)
     print(f"segment_batch: {intercept:.0f} MB + {slope:.3g} MB/Mpx a job (least squares over {len(points)} jobs)")
-    return {"points": points, "mem_mb": float(intercept), "mem_mb_per_mpx": float(slope)}
+    return {"points": points, "mem_mb": float(intercept), "mem_mb_per_mpx": float(slope), "field_dtype": dtype}
 
 
 def _segment_fit(jobs) -> tuple[float, float]:
@@ -491,6 +500,8 @@ def main() -> int:
                         help="with --batch-memory: segment.precision (the GPU profiles': float32)")
     parser.add_argument("--batch-augment", default="rot180", choices=["none", "rot180", "flips"],
                         help="with --batch-memory: segment.augment (the GPU profiles': rot180)")
+    parser.add_argument("--field-dtype", default=None, choices=["uint8", "uint16"],
+                        help="with --batch-memory: the fields' pixel type (default: the crops', 8-bit)")
     args = parser.parse_args()
     prices, kiosk = load_prices(ROOT / "config/prices/gke-us-central1.yaml"), load_prices(
         ROOT / "config/prices/kiosk-2021.yaml")
