@@ -504,6 +504,8 @@ def _plan(args) -> int:
                             sizes_in_sheet=not args.no_sheet_sizes)
     if args.no_run_tables:
         workload = replace(workload, run_tables=False)
+    if args.decoded_mb_per_mpx is not None:
+        workload = replace(workload, decoded_mb_per_mpx=args.decoded_mb_per_mpx)
     config = _config(args.config or Path("config/config.yaml"))
     workload = replace(workload, formats=tuple(_plan_formats(args, config)),
                        label_files=args.label_files or _config_setting(config, "batches", "label_files"),
@@ -1263,6 +1265,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="number of images (with --mpx)")
     p.add_argument("--mpx", type=_number_arg(float, 0, "megapixels per image, above 0", above=True), default=None,
                    help="with --images: megapixels per image (default 1)")
+    p.add_argument("--decoded-mb-per-mpx", type=_number_arg(float, 0, "MB per Mpx above 0", above=True),
+                   default=None, metavar="MB",
+                   help="MB a field takes decoded per Mpx, every channel (bytes per pixel x channels: 1 for one 8-bit "
+                        "channel, 6 for three 16-bit ones), which a GPU segment_batch job holds for its whole batch "
+                        "(default: from --sheet's image headers, else the stored size, 2: one 16-bit channel)")
     p.add_argument("--no-sheet-sizes", action="store_true",
                    help="with --images: the sheet will not give image sizes (cellscale samples without --sizes), "
                         "so the batch plan downloads every image to read its size")

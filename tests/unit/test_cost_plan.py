@@ -19,7 +19,7 @@ from support import ROOT
 
 from cellscale.cli import main
 from cellscale.cost.model import (EXPORTS, Choice, Overheads, PoolChoice, Workload, allocatable_mb, export_nodes, fits,
-                                  job_figures, predict, segment_job_s, slots_per_node)
+                                  held_fields, job_figures, predict, segment_job_s, segment_rate, slots_per_node)
 from cellscale.cost.plan import Infeasible, describe, load_profiles, plan, profile_fragment, write_outputs
 from cellscale.cost.prices import load_prices
 from cellscale.cost.simulate import simulate, simulate_mean
@@ -246,13 +246,14 @@ def test_cli_json(monkeypatch, capsys):
 
 
 def test_an_export_pool_larger_than_keeps_up_raises_snakemakes_jobs_and_lets_staged_segment_jobs_flow():
-    """10^4 staged fields, the shipped formats, within 1.45 h on L4s (g2-standard-8, whose memory holds the largest
-    batch of 256-Mpx shards, 512 Mpx; a g2-standard-4's holds that of 128-Mpx shards only, since batches are cut by
-    content). One n2-standard-16 keeps up with 2 L4's exports, but with it Snakemake's jobs are 18 and the waves wait
+    """10^4 staged fields of 16 16-bit channels (32 MB/Mpx decoded, which a GPU segment_batch job holds for its
+    batch), the shipped formats, within 1.45 h on L4s (g2-standard-8, whose memory holds the largest batch of 256-Mpx
+    shards, 512 Mpx, not that of 512-Mpx shards; a g2-standard-4's holds that of 128-Mpx shards only, since batches
+    are cut by content). One n2-standard-16 keeps up with 2 L4's exports, but with it Snakemake's jobs are 18 and the waves wait
     for whole rounds (7-14 min while thousands of fields wait): simulated 1.56 h, past the deadline. A maximum of 2
     export nodes gives 34 jobs: the segment jobs flow between waves. The planner once tried export pools only up to the nodes that keep
     up; this is 10% cheaper than that, within the deadline, and the prediction agrees with the simulation."""
-    w = Workload(10**4, 1.0, read_fields="staged")
+    w = Workload(10**4, 1.0, read_fields="staged", decoded_mb_per_mpx=32.0)
     p = plan(w, PROFILES, PRICES, deadline_h=1.45, segment_machines=["g2-standard-8"])
     c = p.choice
     assert (c.segment.nodes, c.tail.nodes) == (2, 2) and export_nodes(w, c, PROFILES, PRICES) == 1
@@ -269,14 +270,15 @@ def test_an_export_pool_larger_than_keeps_up_raises_snakemakes_jobs_and_lets_sta
 
 
 def test_with_staged_fields_the_planner_tries_every_node_count_since_each_raises_snakemakes_jobs():
-    """10^4 staged fields, OME-TIFF labels alone, within 1 h on L4s: 40 jobs of 256 Mpx (on g2-standard-8, whose
-    memory holds their largest batches, 512 Mpx; g2-standard-4 was the example before batches were cut by content).
+    """10^4 staged fields of 16 16-bit channels (32 MB/Mpx decoded), OME-TIFF labels alone, within 1 h on L4s: 40
+    jobs of 256 Mpx (on g2-standard-8, whose memory holds their largest batches, 512 Mpx, not those of 512-Mpx shards;
+    g2-standard-4 was the example before batches were cut by content).
     The planner tried, for each number of waves, only the fewest nodes that give it (14 for three, 20 for two),
     since more nodes for as many waves only cost more. With staged fields each node also adds to Snakemake's jobs,
     and so shortens the rounds the waves wait for. It chose 20 L4, whose waves each end just after a round ends
     (on g2-standard-4: simulated 1.13 h and $2.76, past the deadline). 18 nodes are predicted faster and cheaper
     than 20, and the simulation agrees."""
-    w = Workload(10**4, 1.0, read_fields="staged", formats=("ome-tiff",))
+    w = Workload(10**4, 1.0, read_fields="staged", formats=("ome-tiff",), decoded_mb_per_mpx=32.0)
     p = plan(w, PROFILES, PRICES, deadline_h=1.0, segment_machines=["g2-standard-8"])
     assert p.choice.segment.nodes not in (14, 20, 40) and p.prediction.segment_jobs == 40
     r = simulate(w, p.choice, PROFILES, PRICES)
@@ -288,12 +290,14 @@ def test_with_staged_fields_the_planner_tries_every_node_count_since_each_raises
 
 
 def test_a_plan_whose_simulated_run_misses_the_deadline_is_planned_again(tmp_path):
-    """5,000 staged fields on L4s (g2-standard-8, whose memory holds the largest batches of 256-Mpx shards),
-    OME-TIFF labels alone, the deadline just above what 4 L4 are predicted to take:
+    """5,000 staged fields of 16 16-bit channels (32 MB/Mpx decoded) on L4s (g2-standard-8, whose memory holds the
+    largest batches of 256-Mpx shards of such fields, 512 Mpx; with one channel every shard fits, and the prediction
+    alone meets the deadline), OME-TIFF labels alone, the deadline just above what 4 L4 are predicted to take:
     the simulated run is 2% longer (the scheduling rounds between waves; docs/cost.md) and misses it. The checked
     plan solves again within the limit scaled by that error and keeps the first configuration whose simulated run
     meets it, naming the one it turned down."""
-    w, machines = Workload(5000, 1.0, read_fields="staged", formats=("ome-tiff",)), ["g2-standard-8"]
+    w = Workload(5000, 1.0, read_fields="staged", formats=("ome-tiff",), decoded_mb_per_mpx=32.0)
+    machines = ["g2-standard-8"]
     unchecked = plan(w, PROFILES, PRICES, deadline_h=0.75, segment_machines=machines)
     first = simulate(w, unchecked.choice, PROFILES, PRICES)
     assert unchecked.prediction.hours <= 0.75 < first.hours     # the premise: the prediction alone misses
@@ -322,10 +326,11 @@ def test_a_plan_whose_simulated_run_misses_the_deadline_is_planned_again(tmp_pat
 
 
 def test_a_plan_whose_simulated_run_costs_more_than_the_budget_is_planned_again():
-    """Budget mode: 10^5 fields on as many L4s as the budget buys; the prediction is 2% below the simulated cost, so
-    the fastest plan within $20 costs $20.26 when simulated. The checked plan buys fewer nodes and stays within it;
+    """Budget mode: 10^5 fields of 16 16-bit channels (32 MB/Mpx decoded: a g2-standard-4 holds the largest batch of
+    128-Mpx shards) on as many L4s as the budget buys; the prediction is 1% below the simulated cost, so the fastest
+    plan within $20 costs $20.19 when simulated. The checked plan buys fewer nodes and stays within it;
     with 5% preemption the check runs three seeds."""
-    w, machines = Workload(10**5, 1.0, read_fields="direct"), ["g2-standard-4"]
+    w, machines = Workload(10**5, 1.0, read_fields="direct", decoded_mb_per_mpx=32.0), ["g2-standard-4"]
     unchecked = plan(w, PROFILES, PRICES, budget_usd=20, segment_machines=machines, preemption=0.05)
     assert simulate_mean(w, unchecked.choice, PROFILES, PRICES, Overheads(), 0.05, (0, 1, 2))[1] > 20
     checked = plan(w, PROFILES, PRICES, budget_usd=20, segment_machines=machines, preemption=0.05,
@@ -449,8 +454,6 @@ def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch
     carries the augment and label files it priced."""
     import yaml
 
-    from cellscale.cost.model import segment_rate
-
     o = Overheads()
     assert 0 < o.pass_share < 0.5
     w = Workload(10**5, 1.0, run_tables=False, formats=("ome-tiff",))
@@ -473,7 +476,7 @@ def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch
         assert r.origin == "assumed" and f"segment.augment {run.augment}" in r.how and r.augment == run.augment
     unsaid = dataclasses.replace(gpu, rules={**gpu.rules,
                                              "segment_batch": dataclasses.replace(g, network_s_per_mpx=None)})
-    assert segment_rate(unsaid, one, o) is unsaid.rate("segment_batch")
+    assert segment_rate(unsaid, one, o) is held_fields(unsaid.rate("segment_batch"), one)   # its memory: the fields
     # a network part larger than the whole job is refused, naming the file
     from cellscale.cost.throughput import load_profile
 
@@ -635,20 +638,24 @@ def test_batch_jobs_are_sized_for_the_largest_batch_and_timed_for_the_mean():
     """plan_batches cuts batches by content: about tiling.shard_mpx on average, up to BATCH_CAP times it. A node
     counts its jobs, and a pod asks for its memory, at the largest batch, or a large batch outgrows its request. The
     planner wrote segment_batch 3,000 MB for the Kiosk's 512-Mpx shards (the model: 1,871 MB at 512 Mpx, 3,407 MB at
-    1,024), and put 256-Mpx shards on L4s (g2-standard-4: 13.5 GB) whose 512-Mpx batches need 22 GB."""
+    1,024), and put 256-Mpx shards on L4s (g2-standard-4: 13.5 GB) whose 512-Mpx batches needed 22 GB (at the 40
+    MB/Mpx then assumed; with fields of 8 16-bit channels, 16 MB/Mpx decoded, a 512-Mpx shard's 1,024-Mpx batch needs
+    17.9 GB)."""
     from cellscale.settings import BATCH_CAP
 
     w = Workload(10**6, 1.0, run_tables=False, formats=("ome-tiff",), read_fields="direct", label_files="per_batch")
     for machines in (["n2-standard-16"], ["g2-standard-4"]):
         p = plan(w, PROFILES, PRICES, deadline_h=6, preemption=0.05, segment_machines=machines)
         shard, machine = p.choice.shard_mpx, PRICES.machine(machines[0])
-        rate = PROFILES[machines[0]].rate("segment_batch")
+        rate = segment_rate(PROFILES[machines[0]], w, Overheads())   # the GPU's: with the workload's fields
         largest = rate.memory_mb(BATCH_CAP * shard)
         assert p.prediction.slots_per_node * largest <= allocatable_mb(machine), machines
         resources = profile_fragment(p, ROOT / "profiles/gke", PROFILES)["set-resources"]
         assert resources["segment_batch"]["mem_mb"] >= largest, machines
         assert resources["segment"]["mem_mb"] >= rate.memory_mb(shard)   # a large image's shards: shard_mpx each
-    assert not fits(PRICES.machine("g2-standard-4"), PROFILES["g2-standard-4"].rate("segment_batch"), 256.0)
+    codex = segment_rate(PROFILES["g2-standard-4"], dataclasses.replace(w, decoded_mb_per_mpx=16.0), Overheads())
+    assert fits(PRICES.machine("g2-standard-4"), codex, 256.0) and codex.memory_mb(512.0) <= allocatable_mb(
+        PRICES.machine("g2-standard-4")) and not fits(PRICES.machine("g2-standard-4"), codex, 512.0)
     # jobs per node by memory at the largest batch, for segment_batch and the batch exports alike; time at the mean
     n1 = PRICES.machine("n1-standard-8")
     heavy = {rule: dataclasses.replace(PROFILES["n1-standard-8"].rate(rule), mem_mb_per_mpx=400.0)
@@ -686,7 +693,7 @@ def test_every_planned_pod_fits_its_node_and_asks_for_a_gpu_only_on_one(machines
         if "gpu" in res:
             assert res["gpu_manufacturer"] == "nvidia" and res["scale"] == 0
     seg = frag["set-resources"]["segment_batch"]
-    rate = PROFILES[p.choice.segment.machine].rate("segment_batch")
+    rate = segment_rate(PROFILES[p.choice.segment.machine], w, Overheads())   # a GPU's with the workload's fields
     # a large image's shards hold tiling.shard_mpx; a batch up to BATCH_CAP times that (cut by content)
     assert frag["set-resources"]["segment"]["mem_mb"] >= rate.memory_mb(p.choice.shard_mpx)
     assert seg["mem_mb"] >= rate.memory_mb(BATCH_CAP * p.choice.shard_mpx)
@@ -816,6 +823,83 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
                            for x in (w, replace(w, sizes_in_sheet=False)))
     assert counted_ops(without) - counted_ops(with_sizes) == pytest.approx(
         w.images * Overheads().class_b_per_download / 1e4 * PRICES.storage["gcs_class_b_per_10k"])
+
+
+def test_a_gpu_segment_job_holds_its_batchs_fields_decoded_so_their_bytes_size_its_memory_and_shards(tmp_path):
+    """A segment_batch job holds every field of its batch decoded (steps.batch reads each whole, every channel of the
+    file, in its pixel type): measured on CPU, 1,114 MB + 1.00 MB/Mpx for 8-bit one-channel fields, 1,113 MB + 1.98
+    for 16-bit ones. The GPU profiles said 40 MB/Mpx for any fields; they now add the workload's decoded bytes per Mpx
+    to the rest (0). A CPU profile measured its jobs with their fields, so it keeps its figure: no double count."""
+    u8 = Workload(10**5, 1.0, read_fields="direct", formats=("ome-tiff",), run_tables=False, decoded_mb_per_mpx=1.0)
+    u16x3 = dataclasses.replace(u8, decoded_mb_per_mpx=6.0)   # three 16-bit channels
+    o = Overheads()
+    for machine in ("g2-standard-4", "g2-standard-8", "n1-standard-4-t4", "a2-highgpu-1g", "a3-highgpu-1g"):
+        own = PROFILES[machine].rate("segment_batch")
+        assert own.holds_fields and own.gpu, machine
+        for w, decoded in ((u8, 1.0), (u16x3, 6.0)):
+            rate = segment_rate(PROFILES[machine], w, o)
+            assert rate.memory_mb(512.0) == pytest.approx(own.mem_mb + (own.mem_mb_per_mpx + decoded) * 512.0)
+        assert (segment_rate(PROFILES[machine], u16x3, o).memory_mb(512.0)
+                - segment_rate(PROFILES[machine], u8, o).memory_mb(512.0)) == pytest.approx(5 * 512.0)
+    cpu = PROFILES["n2-standard-16"].rate("segment_batch")
+    assert not cpu.holds_fields and segment_rate(PROFILES["n2-standard-16"], u16x3, o) is cpu
+    assert Workload(10).fields_mb_per_mpx == Workload.mb_per_mpx == 2.0   # not known: the stored size, one uint16
+    # larger decoded fields: smaller shards on the same node (16 MB/Mpx, a CODEX panel of 8 16-bit channels: a
+    # g2-standard-4's 13.5 GB hold a 256-Mpx shard's largest batch, 9.7 GB, not a 512-Mpx shard's, 17.9 GB)
+    codex = dataclasses.replace(u8, decoded_mb_per_mpx=16.0)
+    small, large = (plan(w, PROFILES, PRICES, deadline_h=6, segment_machines=["g2-standard-4"]) for w in (u8, codex))
+    assert (small.choice.shard_mpx, large.choice.shard_mpx) == (512.0, 256.0)
+    # ... and the memory the written profile asks for follows the fields
+    asks = [profile_fragment(x, ROOT / "profiles/gke", PROFILES)["set-resources"]["segment_batch"]["mem_mb"]
+            for x in (small, large)]
+    assert asks[0] >= segment_rate(PROFILES["g2-standard-4"], u8, o).memory_mb(1024.0)
+    assert asks[1] >= segment_rate(PROFILES["g2-standard-4"], codex, o).memory_mb(512.0) > asks[0]
+    assert small.to_json(u8)["workload"]["decoded_mb_per_mpx"] == 1.0
+    # where the node is free, a workload too large for the L4's host takes a larger machine
+    heavy = dataclasses.replace(u8, decoded_mb_per_mpx=24.0)   # 12 16-bit channels: 26 GB at 1,024 Mpx
+    on_l4 = plan(heavy, PROFILES, PRICES, deadline_h=6, segment_machines=["g2-standard-4", "g2-standard-8"],
+                 shards=(512.0,))
+    assert on_l4.choice.segment.machine == "g2-standard-8"
+    assert not fits(PRICES.machine("g2-standard-4"), segment_rate(PROFILES["g2-standard-4"], heavy, o), 512.0)
+
+
+def test_a_sheets_image_headers_give_the_fields_decoded_size(tmp_path, monkeypatch, capsys):
+    """The decoded size of a sheet's fields, from their headers: bytes per pixel x channels (every channel of the
+    file, or of every file of an image of one file per channel), per Mpx of the model's pixels (/ scale²); the most
+    of the headers read. With every size in the sheet, the first image's header alone (a screen's fields share a
+    format); unreadable (not here), the workload's default. --decoded-mb-per-mpx gives it."""
+    import tifffile
+
+    from cellscale.cost.plan import workload_from_sheet
+
+    tifffile.imwrite(tmp_path / "rgb16.tif", np.zeros((3, 64, 80), np.uint16))   # 3 channels of 16 bits
+    tifffile.imwrite(tmp_path / "one8.tif", np.zeros((64, 80), np.uint8))
+    tifffile.imwrite(tmp_path / "w1.tif", np.zeros((64, 80), np.uint16))
+    tifffile.imwrite(tmp_path / "w2.tif", np.zeros((64, 80), np.uint16))
+    sheet = tmp_path / "s.tsv"
+
+    def decoded(rows: str) -> float:
+        sheet.write_text("sample\timage\tkind\theight\twidth\tscale\n" + rows)
+        return workload_from_sheet(sheet).decoded_mb_per_mpx
+
+    assert decoded(f"a\t{tmp_path / 'one8.tif'}\ttissue\t\t\t\n") == 1.0
+    assert decoded(f"a\t{tmp_path / 'one8.tif'}\ttissue\t\t\t\nb\t{tmp_path / 'rgb16.tif'}\ttissue\t\t\t\n") == 6.0
+    assert decoded(f"a\t{tmp_path / 'w1.tif'}|{tmp_path / 'w2.tif'}\ttissue\t\t\t\n") == 4.0
+    assert decoded(f"a\t{tmp_path / 'one8.tif'}\ttissue\t\t\t0.5\n") == 4.0   # 4 file pixels a model pixel
+    assert decoded(f"b\t{tmp_path / 'rgb16.tif'}\ttissue\t64\t80\t\n"   # every size given: the first's header
+                   f"a\t{tmp_path / 'one8.tif'}\ttissue\t64\t80\t\n") == 6.0
+    read = workload_from_sheet(sheet)
+    assert read.sizes_in_sheet and read.fields_mb_per_mpx == 6.0
+    assert decoded(f"r\t{tmp_path / 'remote.tif'}\ttissue\t1000\t1000\t\n") == 0.0   # sizes given, file elsewhere
+    assert workload_from_sheet(sheet).fields_mb_per_mpx == Workload.mb_per_mpx
+    # the command line: from the sheet, or given
+    monkeypatch.chdir(ROOT)
+    sheet.write_text(f"sample\timage\tkind\na\t{tmp_path / 'rgb16.tif'}\ttissue\n")
+    for extra, want in (([], 6.0), (["--decoded-mb-per-mpx", "12"], 12.0)):
+        assert main(["plan", "--sheet", str(sheet), "--deadline", "6", "--simulate", "0", "--json", *extra]) == 0
+        assert json.loads(capsys.readouterr().out)["workload"]["decoded_mb_per_mpx"] == want
+    assert "argument --decoded-mb-per-mpx: expected MB per Mpx above 0, not '0'" in usage_error(
+        capsys, ["--images", "10", "--decoded-mb-per-mpx", "0", "--deadline", "6"])
 
 
 def test_the_launchers_storage_requests_come_before_the_first_job_in_plan_and_simulation():

@@ -140,6 +140,9 @@ class Workload:
     images: int
     mpx_per_image: float = 1.0
     mb_per_mpx: float = 2.0        # stored image size: 2 MB/Mpx = one uint16 channel, uncompressed (assumed)
+    # the fields decoded, as a segment_batch job holds them (every channel of the file, its pixel type): MB per Mpx of
+    # the model's pixels, bytes per pixel x channels / scale^2 (0: mb_per_mpx, the stored size uncompressed)
+    decoded_mb_per_mpx: float = 0.0
     out_mb_per_mpx: float = 1.0    # labels + tables written per Mpx (assumed: compressed 32-bit labels)
     run_tables: bool = True        # the run-level tail (aggregate_measurements, report_fields, summary) runs too
     sizes_in_sheet: bool = True    # the sheet gives each image's height and width: plan_batches downloads none
@@ -169,6 +172,8 @@ class Workload:
             raise ValueError(f"a workload needs at least 1 image, not {self.images!r}")
         if not (math.isfinite(self.mpx_per_image) and self.mpx_per_image > 0):
             raise ValueError(f"megapixels per image must be above 0, not {self.mpx_per_image!r}")
+        if not (math.isfinite(self.decoded_mb_per_mpx) and self.decoded_mb_per_mpx >= 0):
+            raise ValueError(f"decoded MB per Mpx must be at least 0, not {self.decoded_mb_per_mpx!r}")
         if self.label_files not in setting_choices("batches", "label_files"):
             raise ValueError(f"batches.label_files must be {' or '.join(setting_choices('batches', 'label_files'))}, "
                              f"not {self.label_files!r}")
@@ -186,6 +191,11 @@ class Workload:
     @property
     def largest_mpx(self) -> float:
         return max(self.largest_image_mpx, self.mpx_per_image)
+
+    @property
+    def fields_mb_per_mpx(self) -> float:
+        """MB a batch job holds per Mpx of its fields decoded (:attr:`decoded_mb_per_mpx`, else the stored size)."""
+        return self.decoded_mb_per_mpx or self.mb_per_mpx
 
     @property
     def total_mpx(self) -> float:
@@ -477,13 +487,29 @@ def segment_rate(profile: ThroughputProfile, w: Workload, o: Overheads) -> RuleR
     (``o.pass_share`` of the rot180 time, measured) times the passes, plus the rest (tiling, post-processing,
     measuring), so ``(1 - 2q + q P_w) / (1 - 2q + q P_profile)`` with ``q = pass_share``. A GPU profile that
     says its network's part (``network_s_per_mpx``) has that part scaled by the passes; one that does not is
-    used as it is. A scaled figure is assumed, and says so."""
-    rate = profile.rate(SEGMENT_RULE)
+    used as it is. A scaled figure is assumed, and says so. A profile whose job holds its fields
+    (``holds_fields``) gets the workload's decoded fields in its memory (:func:`held_fields`)."""
+    rate = held_fields(profile.rate(SEGMENT_RULE), w)
     if rate.augment is None or rate.augment == w.augment:
         return rate
     if rate.gpu:
         return rate if rate.network_s_per_mpx is None else _scaled_gpu_rate(rate, w.augment)
     return _scaled_rate(rate, w.augment, o.pass_share)
+
+
+def held_fields(rate: RuleRate, w: Workload) -> RuleRate:
+    """A segment rule's figures with the batch's fields in its memory where its profile says the job holds them
+    (``holds_fields``: ``steps.batch`` reads every field of a batch whole, in its pixel type, every channel of the
+    file, and segments them one at a time): ``mem_mb_per_mpx`` (the rest) + the workload's decoded MB per Mpx
+    (:attr:`Workload.fields_mb_per_mpx`). Memory and threads are the same for every segment.augment."""
+    return _held_fields(rate, w.fields_mb_per_mpx) if rate.holds_fields else rate
+
+
+@lru_cache(maxsize=256)
+def _held_fields(rate: RuleRate, fields_mb_per_mpx: float) -> RuleRate:
+    return replace(rate, mem_mb_per_mpx=rate.mem_mb_per_mpx + fields_mb_per_mpx, holds_fields=False,
+                   how=f"{rate.how}; memory per Mpx: {rate.mem_mb_per_mpx:g} + the workload's fields decoded, "
+                       f"{fields_mb_per_mpx:g} MB/Mpx")
 
 
 @lru_cache(maxsize=256)

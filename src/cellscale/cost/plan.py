@@ -52,8 +52,8 @@ import yaml
 
 from .model import (EXPORTS, LIST_PAGE, MCQUANT, SEGMENT_RULE, TAIL_LAST, TAIL_PARALLEL, Choice, Overheads,
                     PoolChoice, Prediction, Workload, allocatable_mb, batch_mpx, class_b_usd, export_nodes, fits,
-                    job_figures, predict, segment_rate, slots_per_node, snakemake_jobs, tail_memory_mb,
-                    tail_rates)
+                    held_fields, job_figures, predict, segment_rate, slots_per_node, snakemake_jobs,
+                    tail_memory_mb, tail_rates)
 from .prices import PriceTable
 from .simulate import SimResult, figure, simulate_mean
 from .throughput import PROFILE_DIR, SHIPPED_PROFILES, ThroughputProfile, load_profile
@@ -124,6 +124,7 @@ class Plan:
     solve_s: float
     assumptions: list[str]
     prices: PriceTable
+    workload: Workload           # what was planned (its fields' decoded size sizes the segment rules' memory)
     simulated: Simulated | None = None
 
     def pools(self) -> list[dict]:
@@ -151,6 +152,7 @@ class Plan:
                          "read_fields": workload.read_fields,
                          "augment": workload.augment, "images_per_folder": workload.images_per_folder,
                          "largest_image_mpx": workload.largest_mpx, "compartments": workload.compartments,
+                         "decoded_mb_per_mpx": workload.fields_mb_per_mpx,
                          "exports": {x.rule: {"files_per_image": x.objects_per_image, "mb_per_mpx": x.mb_per_mpx}
                                      for x in workload.exports}},
             "objective": self.objective, "limit": self.limit,
@@ -421,7 +423,7 @@ def plan(w: Workload, profiles: dict[str, ThroughputProfile], prices: PriceTable
             within = bound
         simulated = Simulated(runs, meets, replans, time.perf_counter() - t0 - solve_s, unmet)
     return Plan(choice, prediction, objective, limit, considered, solve_s,
-                assumptions(choice, profiles, prices, o, preemption, w.exports, w), prices, simulated)
+                assumptions(choice, profiles, prices, o, preemption, w.exports, w), prices, w, simulated)
 
 
 def _solve(cands: list[tuple], prices: PriceTable, max_gpus: int | None, max_nodes: int, by_time: bool,
@@ -627,6 +629,11 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
         out.append(left_out(w))
     out.append(f"workload: stored {Workload.mb_per_mpx} MB and written {Workload.out_mb_per_mpx} MB per Mpx unless "
                f"given")
+    seg_rate = profiles[choice.segment.machine].rules.get(SEGMENT_RULE)
+    if w is not None and seg_rate is not None and seg_rate.holds_fields and not w.decoded_mb_per_mpx:
+        out.append(f"{choice.segment.machine}: {SEGMENT_RULE} holds its batch's fields decoded, taken as the stored "
+                   f"{w.fields_mb_per_mpx:g} MB per Mpx (one uint16 channel; --sheet reads them from the images' "
+                   f"headers, or give --decoded-mb-per-mpx)")
     if w is not None and not w.images_per_folder:
         out.append(f"input folders taken as at most {LIST_PAGE:,} images (one list call a segment or export job: "
                    f"the GCS storage plugin lists the folder of a job's inputs); plan with --sheet to count them")
@@ -745,7 +752,8 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
             res["machine_type"] = tail.instance_type
     threads = dict(base.get("set-threads") or {})
     if profiles is not None:
-        rate = profiles[seg.machine].rate(SEGMENT_RULE)   # memory and threads: the same for every augment
+        # memory (with the workload's fields where the job holds them) and threads: the same for every augment
+        rate = held_fields(profiles[seg.machine].rate(SEGMENT_RULE), plan_.workload)
         shard = plan_.choice.shard_mpx
         # a large image's shards hold tiling.shard_mpx; a batch up to BATCH_CAP times that (the plan packed its jobs so)
         for rule, mpx in (("segment", shard), (SEGMENT_RULE, batch_mpx(shard))):
@@ -800,16 +808,18 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
 def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     """The workload of a sample sheet's still images: their count and mean megapixels (``Y * X * scale²``), from
     the sheet's ``height`` and ``width`` where it has them, else from each file's header
-    (:func:`cellscale.io.image_size`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
+    (:func:`cellscale.io.image_header`; then the workflow's plan downloads the images too: ``sizes_in_sheet``).
     Time-lapse rows are left out (the planner models batched still images). Image paths relative to the current
     folder, as the workflow reads them. ``compartments``: 2 where most rows name a membrane channel (the whole-cell
     model), else 1; ``images_per_folder``: the most image files in one folder; ``largest_image_mpx``: the largest
-    image."""
+    image; ``decoded_mb_per_mpx``: the most bytes a pixel of the model's takes decoded (bytes per pixel x channels /
+    scale², as a batch job holds a field) among the headers read, the first image's alone where the sheet gives
+    every size (0, the workload's default, where it cannot be read)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
 
-    from cellscale.io import image_files, image_size
+    from cellscale.io import image_files, image_header
     from cellscale.settings import planning_scale
 
     rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False, comment="#")
@@ -844,12 +854,16 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     given = [(h, w) if h and w else None for h, w in
              ((cell("height", i, pixels("height")), cell("width", i, pixels("width"))) for i in range(len(rows)))]
     todo = [i for i, size in enumerate(given) if size is None]
+    decoded = []   # MB per Mpx of the model's pixels, of each header read
     with ThreadPoolExecutor(workers) as pool:
-        for i, size in zip(todo, pool.map(image_size, [rows["image"].iloc[i] for i in todo])):
-            if size is None:
+        for i, header in zip(todo, pool.map(image_header, [rows["image"].iloc[i] for i in todo])):
+            if header is None:
                 raise ValueError(f"{sheet}: sample {rows['sample'].iloc[i]!r}: {rows['image'].iloc[i]}: cannot "
                                  "read its size (no such file, or not an image)")
-            given[i] = size
+            given[i] = header.height, header.width
+            decoded.append(header.bytes_per_pixel / scales[i] ** 2)
+    if not todo and (header := image_header(rows["image"].iloc[0])) is not None:   # a screen's fields share a format
+        decoded.append(header.bytes_per_pixel / scales[0] ** 2)
     sizes = [h * w * scale ** 2 / 1e6 for (h, w), scale in zip(given, scales)]
     # a row with a membrane channel gets the whole-cell model: nuclear and whole-cell labels (two label images)
     membrane = (rows["membrane_channel"].str.strip() != "").mean() if "membrane_channel" in rows else 0.0
@@ -858,5 +872,6 @@ def workload_from_sheet(sheet: Path | str, workers: int = 8) -> Workload:
     folders = files.map(lambda p: os.path.dirname(os.path.normpath(p))).value_counts()
     return Workload(len(sizes), sum(sizes) / len(sizes), sizes_in_sheet=not todo, compartments=round(1 + membrane),
                     images_per_folder=int(folders.max()), largest_image_mpx=max(sizes),
+                    decoded_mb_per_mpx=max(decoded, default=0.0),
                     above_shard=tuple((s, len(ordered) - bisect.bisect_right(ordered, s)) for s in SHARDS),
                     timelapses_left_out=n_rows - len(rows))

@@ -21,6 +21,8 @@ Format (``config/throughput/<name>.yaml``)::
         gpu: true                   # needs the machine's GPU
         augment: rot180             # segment rules: the segment.augment (network passes) the figures hold for
         network_s_per_mpx: 0.0758   # GPU segment rules (optional): the network's share of s_per_mpx, all passes
+        holds_fields: true          # segment rules (optional): the job holds its batch's fields decoded, so
+                                    # mem_mb_per_mpx is the rest and the planner adds the workload's decoded MB per Mpx
         per: mpx                    # what mpx counts: "mpx" (the job's own pixels) or "run" (the whole run's)
         origin: assumed             # measured | assumed
         how: "network from the H100 table in docs/benchmarks.md scaled by ...; CPU part measured on ..."
@@ -59,6 +61,10 @@ class RuleRate:
     per: str = "mpx"            # "mpx": the job's own megapixels; "run": the whole run's
     augment: str | None = None  # segment rules: the segment.augment the figures hold for (None: not said)
     network_s_per_mpx: float | None = None  # GPU segment rules: the network's part of s_per_mpx, all its passes
+    # segment rules: the job holds every field of its batch decoded (steps.batch reads each whole), which its figures
+    # leave out: mem_mb_per_mpx is the rest, and the planner adds the workload's decoded MB per Mpx
+    # (cost.model.Workload.fields_mb_per_mpx). A profile measured on real fields (cellscale throughput) counts them.
+    holds_fields: bool = False
 
     def seconds(self, mpx: float) -> float:
         return self.fixed_s + self.s_per_mpx * mpx
@@ -103,6 +109,9 @@ def load_profile(name_or_path: str | Path, folder: Path | str = PROFILE_DIR) -> 
                              f"not {rate.origin!r}")
         if not rate.how:
             raise ValueError(f"throughput profile {path}: rule {rule!r}: say how the figures were had (how:)")
+        if not isinstance(rate.holds_fields, bool):
+            raise ValueError(f"throughput profile {path}: rule {rule!r}: holds_fields must be true or false, not "
+                             f"{rate.holds_fields!r}")
         if rate.network_s_per_mpx is not None and not 0 <= rate.network_s_per_mpx <= rate.s_per_mpx:
             raise ValueError(f"throughput profile {path}: rule {rule!r}: network_s_per_mpx "
                              f"{rate.network_s_per_mpx} must lie between 0 and s_per_mpx ({rate.s_per_mpx})")
@@ -120,6 +129,8 @@ def profile_dict(profile: ThroughputProfile) -> dict:
         for key in ("augment", "network_s_per_mpx"):   # said of segment rules only
             if d[key] is None:
                 d.pop(key)
+        if not d["holds_fields"]:
+            d.pop("holds_fields")
         rules[rule] = d
     return {"name": profile.name, "machine": profile.machine, "description": profile.description, "rules": rules}
 

@@ -35,7 +35,7 @@ from .formats import (
     too_small,
 )
 from .labels import LabelSeries, check_labels, read_labels, series_names, write_image, write_label_series, write_labels
-from .source import ChannelFiles, FrameFiles, ImageSource, image_size, read_image
+from .source import ChannelFiles, FrameFiles, ImageHeader, ImageSource, image_header, image_size, read_image
 
 __all__ = [
     "CHANNEL_FILES_SEPARATOR", "ChannelFiles", "IMAGE_SUFFIXES", "MIN_EDGE", "FrameFiles", "ImageError", "ImageSource",
@@ -43,6 +43,7 @@ __all__ = [
     "channel_names_from_ome", "check_labels", "colour_channel_names", "image_files", "join_image_files",
     "is_image_file", "is_ome_zarr", "normalize_axes", "numbered_frames", "ome_zarr_image", "pixel_size_from_metadata",
     "sample_pixel_size", "frame_interval_from_metadata", "sample_frame_interval", "too_small",
-    "image_size", "read_image", "read_labels", "write_image", "write_labels", "LabelSeries", "series_names",
+    "ImageHeader", "image_header", "image_size", "read_image", "read_labels", "write_image", "write_labels",
+    "LabelSeries", "series_names",
     "write_label_series",
 ]

@@ -11,6 +11,7 @@ in-memory arrays are held whole.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -331,17 +332,44 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
     one file per channel has its first file's size (the others are not read: the job that opens the image checks
     that they agree).
     """
+    header = image_header(path)
+    return None if header is None else (header.height, header.width)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a still image's header says: its size, its channels (every channel of every file) and pixel type."""
+
+    height: int
+    width: int
+    channels: int
+    dtype: np.dtype
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        """Bytes a pixel of every channel takes decoded, as a batch job holds the image (steps.batch)."""
+        return self.channels * self.dtype.itemsize
+
+
+def image_header(path: str | os.PathLike) -> ImageHeader | None:
+    """The header of a still image (see :func:`image_size`); None when it cannot be read. A TIFF's channels are its
+    first series' channel, colour-sample and unnamed stack axes (a still image's 3-D stack without axis metadata is
+    channels); an image of one file per channel has as many channels as files times its first file's."""
     try:
-        path = image_files(path)[0]
-        if Path(path).suffix.lower() in (".tif", ".tiff"):
-            with tifffile.TiffFile(path) as tif:
+        files = image_files(path)
+        first = files[0]
+        if Path(first).suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(first) as tif:
                 series = tif.series[0]
-                axes = "YXC" if channels_last(series.axes, series.shape) else series.axes
-                sizes = dict(zip(axes, series.shape))
-            return int(sizes["Y"]), int(sizes["X"])
-        with ImageSource.open(path) as source:
-            _, _, h, w = source.shape
-        return int(h), int(w)
+                axes = "YXC" if channels_last(series.axes, series.shape) else series.axes.upper()
+                sizes, dtype = dict(zip(axes, series.shape)), series.dtype
+            h, w = int(sizes["Y"]), int(sizes["X"])
+            channels = int(np.prod([n for a, n in sizes.items() if a in "CSQI"]))
+        else:
+            with ImageSource.open(first) as source:
+                _, channels, h, w = source.shape
+                dtype = source.dtype
+        return ImageHeader(int(h), int(w), int(channels) * len(files), np.dtype(dtype))
     except Exception:  # unreadable, or not an image: whoever reads it next says why
         return None
 
