@@ -843,6 +843,16 @@ def test_a_gpu_segment_job_holds_its_batchs_fields_decoded_so_their_bytes_size_i
                 - segment_rate(PROFILES[machine], u8, o).memory_mb(512.0)) == pytest.approx(5 * 512.0)
     cpu = PROFILES["n2-standard-16"].rate("segment_batch")
     assert not cpu.holds_fields and segment_rate(PROFILES["n2-standard-16"], u16x3, o) is cpu
+    # the profile's key: written back as read, and anything but true or false refused, naming the file
+    from cellscale.cost.throughput import load_profile, write_profile
+
+    again = load_profile(write_profile(PROFILES["g2-standard-4"], tmp_path / "again.yaml"))
+    assert again.rate("segment_batch") == PROFILES["g2-standard-4"].rate("segment_batch")
+    assert "holds_fields" not in (write_profile(PROFILES["n2-standard-16"], tmp_path / "cpu.yaml")).read_text()
+    (tmp_path / "bad.yaml").write_text((tmp_path / "again.yaml").read_text().replace("holds_fields: true",
+                                                                                   "holds_fields: 'yes'"))
+    with pytest.raises(ValueError, match=r"bad.yaml: rule 'segment_batch': holds_fields must be true or false"):
+        load_profile(tmp_path / "bad.yaml")
     assert Workload(10).fields_mb_per_mpx == Workload.mb_per_mpx == 2.0   # not known: the stored size, one uint16
     # larger decoded fields: smaller shards on the same node (16 MB/Mpx, a CODEX panel of 8 16-bit channels: a
     # g2-standard-4's 13.5 GB hold a 256-Mpx shard's largest batch, 9.7 GB, not a 512-Mpx shard's, 17.9 GB)
