@@ -41,10 +41,11 @@ demo: $(DEMO_STAMP)
 
 # lint-imports: the architecture contracts in pyproject.toml ([tool.importlinter]), in under a second.
 # Two pytest workers, whole files each (--dist loadfile keeps a module's fixtures, e.g. the one SLURM run, in one
-# worker): the SLURM and GKE tests mostly wait on their clusters, and the other worker runs the rest meanwhile.
+# worker): the SLURM and GKE tests mostly wait on their clusters, and the other worker runs the rest meanwhile. Files
+# start in collection order, the longest first (tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -ra -n 2 --dist loadfile
+	$(BIN)/pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

@@ -4,12 +4,27 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from support import MODELS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# `make test` runs two pytest-xdist workers, whole files each, in collection order (--no-loadscope-reorder): a worker
+# takes the next file when it has two tests left. These files take most of the suite's time (minutes each on two
+# cores, their durations in docs/benchmarks.md), so they start first, longest first, and the many short files fill in
+# around them: none of them is left to run alone at the end (xdist's own order, by number of tests, started them late)
+LONG_FILES_FIRST = ("system/test_workflow.py", "system/test_benchmarks.py", "system/test_gke_workflow.py",
+                    "system/test_slurm.py", "system/test_cli.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The long files first (:data:`LONG_FILES_FIRST`); the others keep their order."""
+    tests = Path(__file__).parent
+    rank = {name: k for k, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))
 
 @pytest.fixture(scope="session")
 def nuclear_predictor():
