@@ -362,10 +362,11 @@ def write_codex_stand_in(tile: Path) -> None:
     """A small tile with the real CODEX tile's layout: image, both experts' whole-cell masks, a peer's mask."""
     (tile / "peers").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    tiled = np.zeros((128, 1100), np.int32)  # expert 1: 16-px cells edge to edge
+    rows = 64  # the real tile's columns (training < 960, held out >= 1008), few rows
+    tiled = np.zeros((rows, 1100), np.int32)  # expert 1: 16-px cells edge to edge
     tight = np.zeros_like(tiled)  # expert 2: every other cell, smaller
-    image = rng.integers(0, 200, (3, 128, 1100)).astype(np.uint16)
-    for k, (y, x) in enumerate((y, x) for y in range(0, 128, 16) for x in range(0, 1088, 16)):
+    image = rng.integers(0, 200, (3, rows, 1100)).astype(np.uint16)
+    for k, (y, x) in enumerate((y, x) for y in range(0, rows, 16) for x in range(0, 1088, 16)):
         tiled[y:y + 16, x:x + 16] = k + 1
         image[2, y:y + 16, x] = image[2, y, x:x + 16] = 3000  # membrane
         image[0, y + 5:y + 11, x + 5:x + 11] = 3000  # nucleus
