@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 BENCHMARKS = Path("results/benchmarks")   # where the rules write them, relative to the workflow's folder
+RUN_LEVEL = ("plan_batches", "report_fields", "summary", "aggregate_measurements", "mcquant", "cost")  # one a run
 
 
 def number(text: str | None) -> float | None:

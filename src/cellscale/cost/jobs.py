@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cellscale.cost.benchmarks import BENCHMARKS, benchmark_files, read_rows, rule_of
+from cellscale.cost.benchmarks import BENCHMARKS, RUN_LEVEL, benchmark_files, read_rows, rule_of
 
 COLUMNS = ["rule", "job", "sample", "batch", "mpx", "s", "max_rss_mb", "cpu_time_s"]
-RUN_LEVEL = ("plan_batches", "report_fields", "summary", "aggregate_measurements", "mcquant", "cost")  # one a run
 BATCH_RULES = ("segment_batch", "ngff_batch", "spatialdata_batch")                          # <batch>.tsv
 SHARD_RULES = ("segment",)                                                                  # <sample>/shard_N.tsv
 

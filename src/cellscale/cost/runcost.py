@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from cellscale.cost.jobs import RUN_LEVEL, batch_members, read_batch_plan
+from cellscale.cost.benchmarks import RUN_LEVEL
+from cellscale.cost.jobs import batch_members, read_batch_plan
 from cellscale.cost.model import Overheads
 from cellscale.cost.prices import Machine, PriceTable
 

@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from scipy.optimize import nnls
 
-from cellscale.cost.jobs import RUN_LEVEL
+from cellscale.cost.benchmarks import RUN_LEVEL
 from cellscale.cost.prices import read_named_yaml
 
 PROFILE_DIR = Path("config/throughput")
@@ -201,6 +200,8 @@ def _fit_line(x: np.ndarray, y: np.ndarray, split: str) -> tuple[float, float, s
         if split == "per_mpx" and x[0] > 0:
             return 0.0, float(y.mean() / x[0]), "one size only: all per mpx (fixed_s 0)"
         return float(y.mean()), 0.0, "one size only: all fixed"
+    from scipy.optimize import nnls   # here: the command line imports this module for the planner's defaults
+
     (a, b), _ = nnls(np.column_stack([np.ones_like(x), x]), y)
     return float(a), float(b), f"least squares (non-negative) over {np.unique(x).size} sizes"
 
