@@ -58,7 +58,7 @@ def demo_run(tmp_path_factory):
         f"tissue\t{work / 'tissue.ome.tif'}\ttissue\t0\t1\t\t0.5\t",
         f"movie\t{work / 'movie.ome.tif'}\ttimelapse\t\t\t\t\t120",  # a frame every 2 minutes
         f"dsb\t{dsb}\ttissue\t\t\t\t\t",
-    ], header=HEADER.rstrip("\n") + "\tframe_interval_s\n", tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.1},
+    ], header=HEADER.rstrip("\n") + "\tframe_interval_s\n", tiling={"tile": 128, "overlap": 32, "shard_mpx": 0.14},
         output=yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["output"])  # every format
     result = run(work)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
