@@ -569,8 +569,9 @@ def test_mcquant_csvs_and_h5ad_provenance(tmp_path):
     tables = sorted(made.glob("*.csv"))  # (and Snakemake's .snakemake_timestamp of a folder output)
     assert [p.name for p in tables] == ["dsb_nuclear.csv", "tissue_cytoplasm.csv", "tissue_nuclear.csv",
                                         "tissue_whole_cell.csv"]
-    cli = subprocess.run([str(Path(sys.executable).parent / "cellscale"), "mcquant", str(tmp_path / "results/cells.parquet"),
-                          "-o", str(tmp_path / "cli")], capture_output=True, text=True)
+    cli = subprocess.run([str(Path(sys.executable).parent / "cellscale"), "mcquant",
+                          str(tmp_path / "results/cells.parquet"), "-o", str(tmp_path / "cli")],
+                         capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == [p.name for p in tables]
     for path in tables:
