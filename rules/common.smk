@@ -43,7 +43,6 @@ from cellscale.io import CHANNEL_FILES_SEPARATOR, image_files  # noqa: E402
 from cellscale.segment.model import ModelSpec  # noqa: E402
 from cellscale.segment.size import default_scale  # noqa: E402
 from cellscale.segment.tiles import tiling_problem  # noqa: E402
-from cellscale.track.scorer import scorer_folder_problem  # noqa: E402
 from cellscale.logs import rule_name  # noqa: E402
 
 
@@ -161,10 +160,13 @@ for _key, _model in config["models"].items():
         raise WorkflowError(f"config {_problem} (the windows of models.{_key})")
 # so does a tracking scorer folder typed wrong (track.scorer), which only a job whose costs are learned would read (auto
 # may choose them or not): the path as the track jobs read it, from the working directory
-if (config["track"]["scorer"] is not None and LOCAL_FILES
-        and (_problem := scorer_folder_problem(config["track"]["scorer"]))):
-    raise WorkflowError(f"config track.scorer: {config['track']['scorer']}: {_problem} (a relative path is from "
-                        f"{os.getcwd()}; null: the shipped models/track-scorer)")
+if config["track"]["scorer"] is not None and LOCAL_FILES:
+    # imported here: the scorer's module loads scipy (a quarter of a second of every Snakemake start, each cluster job's)
+    from cellscale.track.scorer import scorer_folder_problem
+
+    if _problem := scorer_folder_problem(config["track"]["scorer"]):
+        raise WorkflowError(f"config track.scorer: {config['track']['scorer']}: {_problem} (a relative path is from "
+                            f"{os.getcwd()}; null: the shipped models/track-scorer)")
 
 if not os.path.isfile(config["samples"]):  # a path typed wrong: one line naming it, not pandas' traceback
     raise WorkflowError(f"config samples: {config['samples']}: no such sample sheet (a tab-separated file; a relative "

@@ -234,6 +234,18 @@ def test_the_command_line_is_read_without_pandas_or_scipy():
     assert result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
 
 
+def test_the_workflows_start_imports_neither_pandas_nor_scipy():
+    """Every Snakemake start (the launcher's, each cluster job's, each dry run's) runs rules/common.smk's imports:
+    the library modules it names at its top level load without pandas or scipy (scipy.spatial alone was a quarter
+    of a second of each start, from the tracking scorer's module)."""
+    lines = [line.split("#")[0].strip() for line in (ROOT / "rules" / "common.smk").read_text().splitlines()
+             if line.startswith(("from cellscale", "import cellscale"))]
+    assert len(lines) >= 5, lines   # the start-up checks' imports
+    code = "; ".join([*lines, "import sys", "print(sorted(m for m in ('pandas', 'scipy') if m in sys.modules))"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
+
+
 def test_the_command_line_defaults_are_the_schema_defaults():
     code = ("import sys, cellscale.cli; assert 'numpy' not in sys.modules, 'cellscale.cli imports numpy'; "
             "print('ok')")
