@@ -263,3 +263,29 @@ def test_tuning_shares_the_watershed_and_gets_the_block_labels():
             best_plain, best_score = params, result["f1"] + result["ap"]
     best, result = tune([m for _, m in images], [truth for truth, _ in images], log=lambda *_: None)
     assert best == best_plain and result["f1"] + result["ap"] == best_score > 0
+
+
+def test_tuning_against_two_experts_runs_each_watershed_once(monkeypatch):
+    """The CODEX tuning scores the same maps against both experts (train.finish: the maps once per expert): each
+    watershed setting runs once for both, not once per expert, and the choice is the one of two separate copies."""
+    import itertools
+
+    from scipy import ndimage as ndi
+
+    import cellscale.train.evaluate as evaluate
+    from cellscale.synth.tissue import make_tissue
+
+    t = make_tissue((128, 128), n_cells=24, seed=4)
+    dist = ndi.distance_transform_edt(t.nuclear > 0)
+    maps = np.stack([dist / max(dist.max(), 1), (t.nuclear == 0).astype(float), np.zeros(dist.shape)])
+    maps = maps.astype(np.float32)
+    other = np.where(t.nuclear % 3 == 0, 0, t.nuclear)   # a second expert who drew fewer cells
+    separate = evaluate.tune([maps, maps.copy()], [t.nuclear, other], log=lambda *_: None)
+    calls = []
+    original = evaluate.watershed_labels
+    monkeypatch.setattr(evaluate, "watershed_labels", lambda *a, **k: calls.append(1) or original(*a, **k))
+    shared = evaluate.tune([maps] * 2, [t.nuclear, other], log=lambda *_: None)
+    settings = {tuple(v[:3]) for v in itertools.product(*evaluate.TUNING_GRID.values())}   # sigma, foreground, marker
+    assert list(evaluate.TUNING_GRID)[:3] == ["sigma", "foreground", "marker_threshold"]
+    assert len(calls) == len(settings)   # one post-processing block of one image
+    assert shared == separate

@@ -54,10 +54,11 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[P
     (CHANNELS_PER_COMPARTMENT, Y, X) maps per image (see :func:`compartment_maps`).
 
     The labels are :func:`compartment_labels`', block by block, with each block's watershed shared by the
-    settings that differ only in ``merge_boundary`` (the grid's last key, so they come one after another)."""
+    settings that differ only in ``merge_boundary`` (the grid's last key, so they come one after another), and by
+    the truths given the same maps (the same array: one image scored against two experts)."""
     best, best_result, best_score = None, None, -1.0
     keys = list(TUNING_GRID)
-    shared = {"setting": None, "blocks": {}}  # one watershed setting's pre-merge labels, by (image, block window)
+    shared = {"setting": None, "blocks": {}}  # one watershed setting's pre-merge labels, by (maps, block window)
 
     def sharing(i: int):
         def post(block_maps, params: PostprocessParams, window) -> np.ndarray:
@@ -72,8 +73,8 @@ def tune(maps: list[np.ndarray], truths: list[np.ndarray], log=print) -> tuple[P
 
     for values in itertools.product(*TUNING_GRID.values()):
         params = PostprocessParams(**dict(zip(keys, values)))
-        result = summarize((t, compartment_labels(m, params, post=sharing(i)))
-                           for i, (t, m) in enumerate(zip(truths, maps)))
+        result = summarize((t, compartment_labels(m, params, post=sharing(id(m))))   # maps held: ids unique
+                           for t, m in zip(truths, maps))
         if result["f1"] + result["ap"] > best_score:
             best, best_result, best_score = params, result, result["f1"] + result["ap"]
     log(f"tuned post-processing: {best.to_dict()} -> F1 {best_result['f1']:.3f} "
