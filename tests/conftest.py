@@ -24,7 +24,9 @@ def pytest_collection_modifyitems(items):
     """The long files first (:data:`LONG_FILES_FIRST`); the others keep their order."""
     tests = Path(__file__).parent
     rank = {name: k for k, name in enumerate(LONG_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank))
+               if item.path.is_relative_to(tests) else len(rank))
+
 
 @pytest.fixture(scope="session")
 def nuclear_predictor():
