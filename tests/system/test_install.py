@@ -67,10 +67,12 @@ def installed(tmp_path_factory) -> dict:
                                   capture_output=True, text=True, check=True).stdout.strip())
     deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}  # the project venv's: numpy, keras...
     (purelib / "_cellscale_test_deps.pth").write_text("".join(p + "\n" for p in sorted(deps)))
-    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)], check=True,
-                   timeout=300)
-
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CELLSCALE_MODELS", "VIRTUAL_ENV")}
+    # without PYTHONPATH: a checkout's src/ on it (with the editable install's cellscale.egg-info) made pip see
+    # cellscale installed already and skip the wheel
+    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)], check=True,
+                   timeout=300, env=env)
+
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     work = tmp / "elsewhere"  # not the checkout: no models/ beside it
     work.mkdir()
