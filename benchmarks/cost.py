@@ -158,7 +158,7 @@ def section_kiosk(args, prices, profiles, kiosk) -> dict:
         per_k = cost / w.total_mpx * 1000
         print(f"\n## Kiosk workload, {label}: 10^6 x 1 Mpx, deadline {args.deadline:g} h, "
               f"{PREEMPTION:.0%}/node-hour preemption, image sizes in the sample sheet")
-        print(describe(p, w))
+        print(describe(p))
         print(f"simulated ({len(runs)} seeds): {h:.2f} h, ${cost:.2f} all-in, ${per_k:.4f} per 1,000 Mpx; "
               f"preemptions {sum(r.preemptions for r in runs) / len(runs):.1f}, failed jobs "
               f"{sum(r.failed_jobs for r in runs)}")
@@ -168,7 +168,7 @@ def section_kiosk(args, prices, profiles, kiosk) -> dict:
               f"{ref['hours'] / h:.2f}x the speed")
         print("throughput figures used:")
         print("\n".join(label_figures(p.choice, profiles, w)))
-        out[label] = {"plan": p.to_json(w), "sim_hours": h, "sim_cost_usd": cost, "sim_per_1000_mpx_usd": per_k,
+        out[label] = {"plan": p.to_json(), "sim_hours": h, "sim_cost_usd": cost, "sim_per_1000_mpx_usd": per_k,
                       "kiosk_ratio": ref["cost_usd"] / cost}
         if args.figure and label in drawn:
             mean_preemptions = sum(r.preemptions for r in runs) / len(runs)   # draw the seed nearest the mean

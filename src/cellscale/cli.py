@@ -155,6 +155,7 @@ def _scale_arg(text: str):
 
 _channel_arg = _number_arg(int, 0, "a 0-based channel index, at least 0")   # --nuclear-channel, --membrane-channel
 _seed_arg = _number_arg(int, 0, "a whole number, at least 0")   # --seed of numpy's and scikit-learn's generators
+_images_arg = _number_arg(int, 1, "a whole number of images, at least 1")   # --images of train, data generate, plan
 
 
 def _frame_range(text: str) -> tuple[int, int | None]:
@@ -536,9 +537,9 @@ def _plan(args) -> int:
         print(f"cellscale plan: infeasible: {err}", file=sys.stderr)
         return 2
     if args.out:
-        for path in write_outputs(result, workload, args.out, profiles, args.gke_profile):
+        for path in write_outputs(result, args.out, profiles, args.gke_profile):
             print(f"# wrote {path}", file=sys.stderr)
-    print(json.dumps(result.to_json(workload), indent=2) if args.json else describe(result, workload, profiles))
+    print(json.dumps(result.to_json(), indent=2) if args.json else describe(result, profiles))
     return 0
 
 
@@ -866,8 +867,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", help="glob pattern of the image files, e.g. 'plate1/**/*.tif'")
     p.add_argument("--kind", required=True, choices=schema("samples")["properties"]["kind"]["enum"],
                    help="the kind of every sample")
-    p.add_argument("--nuclear-channel", type=_channel_arg, default=None, help="0-based nuclear channel of every image")
-    p.add_argument("--membrane-channel", type=_channel_arg, default=None, help="0-based membrane channel of every image")
+    p.add_argument("--nuclear-channel", type=_channel_arg, default=None,
+                   help="0-based nuclear channel of every image")
+    p.add_argument("--membrane-channel", type=_channel_arg, default=None,
+                   help="0-based membrane channel of every image")
     p.add_argument("--channel-names", default=None, help="comma-separated channel names of every image")
     p.add_argument("--pixel-size-um", type=float, default=None, help="micrometres per pixel of every image")
     p.add_argument("--frame-interval-s", type=float, default=None, metavar="SECONDS",
@@ -1123,7 +1126,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "NAME[@VERSION]; same architecture) with a fresh optimizer: fine-tuning; the card records "
                         "the parent and compares the two on the same held-out data")
     p.add_argument("--seed", type=_seed_arg, default=0)
-    p.add_argument("--images", type=_number_arg(int, 1, "a whole number of images, at least 1"), default=24,
+    p.add_argument("--images", type=_images_arg, default=24,
                    help="generated images (synthetic-tissue only)")
     p.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default=None,
                    help="synthetic-tissue only: separate cells with crisp membranes (sparse, the default), "
@@ -1200,7 +1203,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generate a tissue training set and record it as a version (the same files and "
                              "metadata as a stored version: that version, no new one)")
     q.add_argument("name", nargs="?", default="synthetic-tissue")
-    q.add_argument("--images", type=_number_arg(int, 1, "a whole number of images, at least 1"), default=24)
+    q.add_argument("--images", type=_images_arg, default=24)
     q.add_argument("--seed", type=_seed_arg, default=0)
     q.add_argument("--tissue-style", choices=("sparse", "dense", "mixed"), default="sparse")
     q.add_argument("--root", default=None, help="where to write it (default train_runs/generated/...; relative: "
@@ -1261,7 +1264,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "docs/cost.md.")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--sheet", type=Path, default=None, help="a sample sheet: images and sizes from its files")
-    what.add_argument("--images", type=_number_arg(int, 1, "a whole number of images, at least 1"), default=None,
+    what.add_argument("--images", type=_images_arg, default=None,
                       help="number of images (with --mpx)")
     p.add_argument("--mpx", type=_number_arg(float, 0, "megapixels per image, above 0", above=True), default=None,
                    help="with --images: megapixels per image (default 1)")

@@ -249,10 +249,11 @@ def test_an_export_pool_larger_than_keeps_up_raises_snakemakes_jobs_and_lets_sta
     """10^4 staged fields of 16 16-bit channels (32 MB/Mpx decoded, which a GPU segment_batch job holds for its
     batch), the shipped formats, within 1.45 h on L4s (g2-standard-8, whose memory holds the largest batch of 256-Mpx
     shards, 512 Mpx, not that of 512-Mpx shards; a g2-standard-4's holds that of 128-Mpx shards only, since batches
-    are cut by content). One n2-standard-16 keeps up with 2 L4's exports, but with it Snakemake's jobs are 18 and the waves wait
-    for whole rounds (7-14 min while thousands of fields wait): simulated 1.56 h, past the deadline. A maximum of 2
-    export nodes gives 34 jobs: the segment jobs flow between waves. The planner once tried export pools only up to the nodes that keep
-    up; this is 10% cheaper than that, within the deadline, and the prediction agrees with the simulation."""
+    are cut by content). One n2-standard-16 keeps up with 2 L4's exports, but with it Snakemake's jobs are 18 and
+    the waves wait for whole rounds (7-14 min while thousands of fields wait): simulated 1.56 h, past the deadline. A
+    maximum of 2 export nodes gives 34 jobs: the segment jobs flow between waves. The planner once tried export pools
+    only up to the nodes that keep up; this is 10% cheaper than that, within the deadline, and the prediction agrees
+    with the simulation."""
     w = Workload(10**4, 1.0, read_fields="staged", decoded_mb_per_mpx=32.0)
     p = plan(w, PROFILES, PRICES, deadline_h=1.45, segment_machines=["g2-standard-8"])
     c = p.choice
@@ -308,13 +309,13 @@ def test_a_plan_whose_simulated_run_misses_the_deadline_is_planned_again(tmp_pat
     assert checked.choice != unchecked.choice and checked.prediction.hours < unchecked.prediction.hours
     assert [r["simulated_hours"] for r in s.replans][0] == pytest.approx(first.hours, abs=1e-4)
     assert s.replans[0]["planned_within"] == 0.75 and checked.limit == 0.75
-    j = checked.to_json(w)["simulated"]
+    j = checked.to_json()["simulated"]
     assert j["prediction_error_hours"] == pytest.approx(checked.prediction.hours / s.hours - 1, abs=1e-4)
-    paths = write_outputs(checked, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    paths = write_outputs(checked, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
     assert (tmp_path / "plan" / "simulated.png") in paths
     assert (tmp_path / "plan" / "simulated.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "plan" / "plan.json").read_text())["simulated"]["meets_limit"] is True
-    write_outputs(unchecked, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")   # no check: no figure left over
+    write_outputs(unchecked, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")   # no check: no figure left over
     assert not (tmp_path / "plan" / "simulated.png").exists()
     assert "simulated" not in json.loads((tmp_path / "plan" / "plan.json").read_text())
     # with 4 GPUs at most, no configuration is predicted within the deadline less that error: the plan says so
@@ -322,7 +323,7 @@ def test_a_plan_whose_simulated_run_misses_the_deadline_is_planned_again(tmp_pat
     assert quota.choice == unchecked.choice and not quota.simulated.meets_limit and not quota.simulated.replans
     within = 0.75 * unchecked.prediction.hours / first.hours   # the deadline less the prediction's error
     assert (f"misses the deadline (0.75 h): no configuration within the quotas is predicted within {within:.2f} h"
-            in describe(quota, w))
+            in describe(quota))
 
 
 def test_a_plan_whose_simulated_run_costs_more_than_the_budget_is_planned_again():
@@ -500,7 +501,7 @@ def test_segment_augment_scales_the_cpu_figures_and_the_plan_says_so(monkeypatch
                for line in on_unsaid.assumptions)
     cheap = plan(one, PROFILES, PRICES, deadline_h=24)
     assert any("segment.augment none" in line for line in cheap.assumptions)
-    write_outputs(cheap, one, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    write_outputs(cheap, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
     written = yaml.safe_load((tmp_path / "plan" / "plan-config.yaml").read_text())
     assert written["segment"]["augment"] == "none" and written["batches"]["label_files"] == one.label_files
     assert written["output"]["formats"] == list(one.formats)  # what it priced writing, the run writes
@@ -592,7 +593,7 @@ def test_workflow_profile_is_accepted_by_a_real_dry_run(tmp_path):
 
     w = Workload(10000, 1.0)
     p = plan(w, PROFILES, PRICES, deadline_h=3, segment_machines=["g2-standard-4"])
-    write_outputs(p, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    write_outputs(p, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
     # how Snakemake combines the two profiles: the workflow profile's keys win as a whole
     args = get_argument_parser(profiles=[str(ROOT / "profiles/gke"), str(tmp_path / "plan")]).parse_args([])
     assert args.jobs == p.prediction.jobs
@@ -708,7 +709,7 @@ def test_a_planned_run_is_priced_on_the_plans_pools(tmp_path):
 
     w = Workload(100000, 1.0, read_fields="direct", formats=("ome-tiff",))
     p = plan(w, PROFILES, PRICES, deadline_h=6, segment_machines=["n1-standard-4-t4"])
-    write_outputs(p, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    write_outputs(p, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
     cost = yaml.safe_load((tmp_path / "plan" / "plan-config.yaml").read_text())["cost"]
     assert cost == {"placement_profile": str(tmp_path / "plan"), "cpu_spot": p.choice.tail.spot,
                     "gpu_spot": p.choice.segment.spot}
@@ -785,7 +786,7 @@ def test_a_sheet_with_sizes_spares_the_plan_its_downloads(tmp_path):
     with_movie.write_text(sheet.read_text() + f"m\t{tmp_path / 'movie.tif'}\ttimelapse\t\t\n")
     movie_left = workload_from_sheet(with_movie)
     assert movie_left.images == 1 and movie_left.timelapses_left_out == 1
-    said = describe(plan(movie_left, PROFILES, PRICES, deadline_h=6), movie_left)
+    said = describe(plan(movie_left, PROFILES, PRICES, deadline_h=6))
     assert "warning: 1 time-lapse sample of the sheet not planned" in said
     # rows with a membrane channel get the whole-cell model: two label images each
     sheet.write_text("sample\timage\tkind\theight\twidth\tnuclear_channel\tmembrane_channel\n"
@@ -864,7 +865,7 @@ def test_a_gpu_segment_job_holds_its_batchs_fields_decoded_so_their_bytes_size_i
             for x in (small, large)]
     assert asks[0] >= segment_rate(PROFILES["g2-standard-4"], u8, o).memory_mb(1024.0)
     assert asks[1] >= segment_rate(PROFILES["g2-standard-4"], codex, o).memory_mb(512.0) > asks[0]
-    assert small.to_json(u8)["workload"]["decoded_mb_per_mpx"] == 1.0
+    assert small.to_json()["workload"]["decoded_mb_per_mpx"] == 1.0
     # where the node is free, a workload too large for the L4's host takes a larger machine
     heavy = dataclasses.replace(u8, decoded_mb_per_mpx=24.0)   # 12 16-bit channels: 26 GB at 1,024 Mpx
     on_l4 = plan(heavy, PROFILES, PRICES, deadline_h=6, segment_machines=["g2-standard-4", "g2-standard-8"],
@@ -1296,9 +1297,9 @@ def test_the_mcquant_format_is_priced_as_a_run_level_job_after_aggregate_measure
     r0, r1 = simulate(without, choice, PROFILES, PRICES), simulate(with_csvs, choice, PROFILES, PRICES)
     assert (r1.hours - r0.hours) * 3600 == pytest.approx(seconds, rel=0.02)
     planned = plan(with_csvs, PROFILES, PRICES, deadline_h=24)
-    priced = planned.to_json(with_csvs)["assumptions"]
+    priced = planned.to_json()["assumptions"]
     assert any(a.startswith("mcquant: ") for a in priced) and not any("not priced" in a for a in priced)
-    unpriced = plan(without, PROFILES, PRICES, deadline_h=24).to_json(without)["assumptions"]
+    unpriced = plan(without, PROFILES, PRICES, deadline_h=24).to_json()["assumptions"]
     assert not any("mcquant" in a for a in unpriced)
     # it reads the run's table a batch's rows at a time: its memory stays flat, so 10^6 fields stay feasible
     kiosk = dataclasses.replace(with_csvs, images=10**6)
@@ -1314,7 +1315,7 @@ def test_plan_help_names_every_file_that_out_writes_and_says_mcquant_is_priced(t
     which the run reads, nor simulated.png) and that mcquant is priced (it said 'not priced')."""
     w = Workload(200, 1.0, formats=("ome-tiff",))
     checked = plan(w, PROFILES, PRICES, deadline_h=1, simulate_seeds=1)
-    written = write_outputs(checked, w, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
+    written = write_outputs(checked, tmp_path / "plan", PROFILES, ROOT / "profiles/gke")
     assert {p.name for p in written} == {"plan.json", "config.yaml", "plan-config.yaml", "simulated.png"}
     monkeypatch.setenv("COLUMNS", "1000")   # no line breaks inside a file name
     with pytest.raises(SystemExit):

@@ -124,7 +124,7 @@ class Plan:
     solve_s: float
     assumptions: list[str]
     prices: PriceTable
-    workload: Workload           # what was planned (its fields' decoded size sizes the segment rules' memory)
+    workload: Workload           # what was planned: its JSON, description and files read it from here
     simulated: Simulated | None = None
 
     def pools(self) -> list[dict]:
@@ -133,8 +133,8 @@ class Plan:
                  "gpu": self.prices.machine(pc.machine).gpu}
                 for pc in self.choice.pools]
 
-    def to_json(self, workload: Workload) -> dict:
-        p = self.prediction
+    def to_json(self) -> dict:
+        p, workload = self.prediction, self.workload
         return {
             "predicted_hours": round(p.hours, 4),
             "cost_usd": round(p.cost_usd, 4),
@@ -647,10 +647,11 @@ def assumptions(choice: Choice, profiles, prices: PriceTable, o: Overheads, pree
     return out
 
 
-def describe(plan_: Plan, w: Workload, profiles=None) -> str:
+def describe(plan_: Plan, profiles=None) -> str:
     """The plan as a person reads it (``profiles``: the throughput profiles it was planned with, to say where the
     segment figures come from)."""
-    j, p = plan_.to_json(w), plan_.prediction
+    w = plan_.workload
+    j, p = plan_.to_json(), plan_.prediction
     limit = f"{plan_.limit:g} h" if plan_.objective.endswith("deadline") else f"${plan_.limit:g}"
     lines = [f"{w.images} image{'s' if w.images != 1 else ''} x {w.mpx_per_image:g} Mpx = {w.total_mpx:g} Mpx, "
              f"output.formats "
@@ -679,7 +680,7 @@ def describe(plan_: Plan, w: Workload, profiles=None) -> str:
     if w.timelapses_left_out:
         lines.append(f"  warning: {left_out(w)}")
     if plan_.simulated:
-        lines += _describe_simulated(plan_, w)
+        lines += _describe_simulated(plan_)
     seg = plan_.choice.segment.machine
     lines.append(f"  figures: prices {plan_.prices.name} ({plan_.prices.date}; storage, network and the cluster fee "
                  f"are list prices); segment_batch on {seg}: {_origin(profiles, seg)}; "
@@ -696,8 +697,8 @@ def _origin(profiles, machine: str) -> str:
     return rate.origin + (f" {where.group(1)} on {where.group(2)}" if rate.origin == "measured" and where else "")
 
 
-def _describe_simulated(plan_: Plan, w: Workload) -> list[str]:
-    j, s = plan_.simulated.to_json(plan_.prediction, w.total_mpx), plan_.simulated
+def _describe_simulated(plan_: Plan) -> list[str]:
+    j, s = plan_.simulated.to_json(plan_.prediction, plan_.workload.total_mpx), plan_.simulated
     what, unit = ("deadline", "h") if plan_.objective.endswith("deadline") else ("budget", "$")
 
     def limit(x: float) -> str:
@@ -768,13 +769,14 @@ def profile_fragment(plan_: Plan, gke_profile: Path | str = "profiles/gke", prof
     return {**frag, "configfile": PLAN_CONFIG}
 
 
-def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
+def write_outputs(plan_: Plan, out_dir: Path | str, profiles=None,
                   gke_profile: Path | str = "profiles/gke") -> tuple[Path, ...]:
     """``DIR/plan.json``, ``DIR/config.yaml`` (the workflow profile) and ``DIR/plan-config.yaml`` (the settings the
     plan priced: shard size, segment.augment, batches.label_files and read_fields, output.formats; and the cost
     report's placement: this profile, its pools' spot or on-demand);
     with a simulated plan also ``DIR/simulated.png``, nodes and running jobs over time (:func:`.simulate.figure`)."""
     frag = profile_fragment(plan_, gke_profile, profiles)   # first: a missing profile leaves no file behind
+    w = plan_.workload
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / PLAN_CONFIG).write_text(yaml.safe_dump({"tiling": {"shard_mpx": _number(plan_.choice.shard_mpx)},
@@ -794,7 +796,7 @@ def write_outputs(plan_: Plan, w: Workload, out_dir: Path | str, profiles=None,
               f"# in {PLAN_CONFIG}, with cost.placement_profile: this folder (results/cost.tsv prices these pools)\n"
               "# (merged over config/config.yaml; --config would pass them as strings).\n")
     (out / "config.yaml").write_text(header + yaml.safe_dump(frag, sort_keys=False, width=120))
-    (out / "plan.json").write_text(json.dumps(plan_.to_json(w), indent=2) + "\n")
+    (out / "plan.json").write_text(json.dumps(plan_.to_json(), indent=2) + "\n")
     written = [out / "plan.json", out / "config.yaml", out / PLAN_CONFIG]
     (out / SIMULATED_FIGURE).unlink(missing_ok=True)   # an earlier plan's, in the same folder
     if plan_.simulated:

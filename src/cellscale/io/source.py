@@ -364,7 +364,7 @@ def image_header(path: str | os.PathLike) -> ImageHeader | None:
                 axes = "YXC" if channels_last(series.axes, series.shape) else series.axes.upper()
                 sizes, dtype = dict(zip(axes, series.shape)), series.dtype
             h, w = int(sizes["Y"]), int(sizes["X"])
-            channels = int(np.prod([n for a, n in sizes.items() if a in "CSQI"]))
+            channels = int(np.prod(series.shape)) // (h * w)   # every plane of the file, as a batch job holds it
         else:
             with ImageSource.open(first) as source:
                 _, channels, h, w = source.shape
